@@ -1,0 +1,28 @@
+# Hub developer tasks. Run `make` for the list.
+
+.PHONY: help bootstrap demo test bench clean
+.DEFAULT_GOAL := help
+
+VENV := .venv
+
+help: ## Show this help
+	@echo "Usage: make <target>"
+	@echo
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+bootstrap: ## Create/refresh .venv with Hub and test dependencies
+	@bash scripts/bootstrap.sh
+
+demo: bootstrap ## Run the Hub demo
+	$(VENV)/bin/hub demo
+
+test: ## Run the test suite (scripts/test.sh; pass pytest args with ARGS=...)
+	bash scripts/test.sh $(ARGS)
+
+# Benchmarks are listed in bench/README.md.
+bench: bootstrap ## Run the benchmarks
+	$(VENV)/bin/python bench/import_dedupe.py
+
+clean: ## Remove .venv and caches
+	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,211 @@
+"""The consent ledger and the can-contact decision every send goes through.
+
+Consent is an append-only list of events; the current answer for a (contact,
+channel, purpose) is its latest event. Nothing is ever updated in place, so
+Hub can always show when, how and to what a person agreed.
+
+Suppressions hold keyed hashes of addresses that must never be contacted
+(bounces, complaints, erasures); they beat every consent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, and_, func, select
+
+from hub import normalize
+from hub.config import Settings
+from hub.db import insert_for, utcnow
+from hub.models import ConsentEvent, ContactIdentity, Suppression
+
+events_t = ConsentEvent.__table__
+suppressions_t = Suppression.__table__
+identities_t = ContactIdentity.__table__
+
+STATUSES = ("granted", "withdrawn", "pending")
+# A merge keeps the stricter of two answers: withdrawn beats pending beats granted.
+STRICTNESS = {"granted": 0, "pending": 1, "withdrawn": 2}
+TRANSACTIONAL = "transactional"
+DEFAULT_CHANNELS = ("email", "sms", "phone")
+DEFAULT_PURPOSES = ("processing", "marketing", "surveys", "news")
+# Which identity kind a channel reaches a person by.
+CHANNEL_KIND = {"email": normalize.EMAIL}
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+class ConsentError(ValueError):
+    """A consent change that cannot be recorded; the message says which part is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether a message may go out, and if not, every reason given."""
+
+    allowed: bool
+    reasons: tuple[str, ...] = ()
+
+
+def channels(settings: Settings) -> tuple[str, ...]:
+    return tuple(settings.extra.get("consent_channels", DEFAULT_CHANNELS))
+
+
+def purposes(settings: Settings) -> tuple[str, ...]:
+    return tuple(settings.extra.get("consent_purposes", DEFAULT_PURPOSES))
+
+
+def kind_for_channel(channel: str) -> str:
+    return CHANNEL_KIND.get(channel, normalize.PHONE)
+
+
+def validate(settings: Settings, channel: str, purpose: str, status: str) -> None:
+    if channel not in channels(settings):
+        raise ConsentError(f"channel {channel!r} is not one of: {', '.join(channels(settings))}")
+    if purpose not in purposes(settings):
+        raise ConsentError(f"purpose {purpose!r} is not one of: {', '.join(purposes(settings))}")
+    if status not in STATUSES:
+        raise ConsentError(f"status {status!r} is not one of: {', '.join(STATUSES)}")
+
+
+def record(
+    conn: Connection,
+    contact_id: int,
+    channel: str,
+    purpose: str,
+    status: str,
+    *,
+    source: str,
+    evidence: dict[str, Any] | None = None,
+    at: dt.datetime | None = None,
+    settings: Settings | None = None,
+) -> int:
+    """Append a consent event and tell plugins; returns the event id."""
+    if settings is not None:
+        validate(settings, channel, purpose, status)
+    elif status not in STATUSES or not _NAME.match(channel) or not _NAME.match(purpose):
+        raise ConsentError(f"cannot record consent {channel}/{purpose}={status}")
+    evidence = dict(evidence or {})
+    at = at or utcnow()
+    event_id = conn.execute(
+        events_t.insert().returning(events_t.c.id),
+        {"contact_id": contact_id, "channel": channel, "purpose": purpose, "status": status,
+         "source": source, "evidence": evidence, "at": at},
+    ).scalar_one()
+    from hub.plugins import get_pm
+
+    get_pm().hook.consent_changed(conn=conn, contact_id=contact_id, channel=channel, purpose=purpose,
+                                  status=status, source=source, evidence=evidence)
+    return event_id
+
+
+def current(conn: Connection, contact_id: int) -> dict[tuple[str, str], str]:
+    """The latest status per (channel, purpose) for one contact."""
+    latest = (
+        select(func.max(events_t.c.id).label("id"))
+        .where(events_t.c.contact_id == contact_id)
+        .group_by(events_t.c.channel, events_t.c.purpose)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(events_t.c.channel, events_t.c.purpose, events_t.c.status).join(latest, latest.c.id == events_t.c.id)
+    )
+    return {(ch, p): s for ch, p, s in rows}
+
+
+def history(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(select(events_t).where(events_t.c.contact_id == contact_id).order_by(events_t.c.id))
+    return [dict(r._mapping) for r in rows]
+
+
+def stricter_states(conn: Connection, a: int, b: int) -> dict[tuple[str, str], str]:
+    """For a merge of a and b: the stricter current answer wherever both have one."""
+    sa, sb = current(conn, a), current(conn, b)
+    out = {}
+    for key in sa.keys() & sb.keys():
+        out[key] = max(sa[key], sb[key], key=STRICTNESS.__getitem__)
+    return out
+
+
+def record_merge_outcome(conn: Connection, survivor: int, merged: int, stricter: dict[tuple[str, str], str],
+                         *, now: dt.datetime | None = None) -> None:
+    """After events moved to the survivor, make sure the stricter answer is the current one."""
+    now_state = current(conn, survivor)
+    for (channel, purpose), status in sorted(stricter.items()):
+        if now_state.get((channel, purpose)) != status:
+            record(conn, survivor, channel, purpose, status, source="merge",
+                   evidence={"merged_contact": merged, "rule": "stricter consent wins"}, at=now)
+
+
+# --- suppressions -------------------------------------------------------------------------
+
+def address_hash(kind: str, value: str, secret: str) -> str:
+    """A keyed hash: the same address always maps to it, but it cannot be reversed or guessed."""
+    return hmac.new(secret.encode(), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def suppress(conn: Connection, kind: str, value: str, *, reason: str, source: str, secret: str) -> None:
+    ins = insert_for(conn, suppressions_t)
+    conn.execute(ins.on_conflict_do_nothing(index_elements=["value_hash"]),
+                 {"kind": kind, "value_hash": address_hash(kind, value, secret), "reason": reason,
+                  "source": source, "created_at": utcnow()})
+
+
+def is_suppressed(conn: Connection, kind: str, value: str, secret: str) -> bool:
+    digest = address_hash(kind, value, secret)
+    return conn.execute(select(suppressions_t.c.id).where(suppressions_t.c.value_hash == digest)).first() is not None
+
+
+def addresses(conn: Connection, contact_id: int, kind: str) -> list[str]:
+    """A contact's valid addresses of one kind, oldest first."""
+    rows = conn.execute(
+        select(identities_t.c.value).where(
+            and_(identities_t.c.contact_id == contact_id, identities_t.c.kind == kind, identities_t.c.valid.is_(True))
+        ).order_by(identities_t.c.id)
+    )
+    return [r[0] for r in rows]
+
+
+# --- the decision -------------------------------------------------------------------------
+
+def can_contact(conn: Connection, settings: Settings, contact_id: int, channel: str, purpose: str,
+                address: str | None = None) -> Decision:
+    """Ask every plugin; any one may refuse. Sends call this at send time, not only at enrolment."""
+    from hub.plugins import get_pm
+
+    answers = get_pm().hook.can_contact(conn=conn, settings=settings, contact_id=contact_id, channel=channel,
+                                        purpose=purpose, address=address)
+    reasons = tuple(a for a in answers if a)
+    return Decision(allowed=not reasons, reasons=reasons)
+
+
+def ledger_verdict(conn: Connection, settings: Settings, contact_id: int, channel: str, purpose: str,
+                   address: str | None) -> str | None:
+    """The core's own answer: a suppressed address never; marketing only with granted consent."""
+    kind = kind_for_channel(channel)
+    targets = [address] if address else addresses(conn, contact_id, kind)
+    if not targets:
+        return f"no valid {kind} for this contact"
+    secret = settings.require_secret_key()
+    if all(is_suppressed(conn, kind, t, secret) for t in targets):
+        return f"{kind} is suppressed"
+    if purpose == TRANSACTIONAL:
+        return None
+    status = current(conn, contact_id).get((channel, purpose))
+    if status != "granted":
+        return f"no granted consent for {channel}/{purpose} (current: {status or 'none'})"
+    return None
+
+
+def counts_by_status(conn: Connection, contact_ids: Iterable[int] | None = None) -> dict[str, int]:
+    """How many current answers there are of each status (for reports)."""
+    latest = select(func.max(events_t.c.id).label("id")).group_by(
+        events_t.c.contact_id, events_t.c.channel, events_t.c.purpose).subquery()
+    q = select(events_t.c.status, func.count()).join(latest, latest.c.id == events_t.c.id).group_by(events_t.c.status)
+    if contact_ids is not None:
+        q = q.where(events_t.c.contact_id.in_(list(contact_ids)))
+    return {s: n for s, n in conn.execute(q)}

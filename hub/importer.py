@@ -1,0 +1,275 @@
+"""Spreadsheet imports, through the same identity path as a CRM sync.
+
+Two kinds: contacts (a customer list exported from Excel or 1C) and consent
+(consent collected elsewhere: a paper form, an old mailing tool). Both report
+every skipped row with its line and reason and keep going: a bad row never
+stops an import, and nothing that could be kept is dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import Engine
+
+from hub import consent, identity, normalize, sync
+from hub.config import Settings
+from hub.records import ContactRecord
+from hub.spreadsheet import Row, SpreadsheetError, read_rows
+
+CHUNK = 2000
+MAX_LISTED = 1000  # skipped rows and warnings listed in a report; all are counted
+
+
+@dataclass
+class ImportReport:
+    file: str
+    source: str
+    rows: int = 0
+    imported: int = 0
+    created: int = 0
+    updated: int = 0
+    merged: int = 0
+    contacts_merged: int = 0
+    invalid_phones: int = 0
+    invalid_emails: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    skipped_count: int = 0
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def skip(self, line: int, reason: str) -> None:
+        self.skipped_count += 1
+        if len(self.skipped) < MAX_LISTED:
+            self.skipped.append({"line": line, "reason": reason})
+
+    def warn(self, line: int, message: str) -> None:
+        if len(self.warnings) < MAX_LISTED:
+            self.warnings.append({"line": line, "warning": message})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file, "source": self.source, "rows": self.rows, "imported": self.imported,
+            "created": self.created, "updated": self.updated, "merged": self.merged,
+            "contacts_merged": self.contacts_merged, "invalid_phones": self.invalid_phones,
+            "invalid_emails": self.invalid_emails, "skipped_count": self.skipped_count, "skipped": self.skipped,
+            "warnings": self.warnings, "duration_s": round(self.duration_s, 3),
+        }
+
+
+def default_source(path: str | os.PathLike[str]) -> str:
+    return f"import:{Path(path).name}"
+
+
+def import_contacts(
+    engine: Engine,
+    settings: Settings,
+    path: str | os.PathLike[str],
+    *,
+    source: str | None = None,
+    mapping: dict[str, str] | None = None,
+    progress: Callable[[int], None] | None = None,
+    placed: Callable[[list[int], list[int | None]], None] | None = None,
+) -> ImportReport:
+    """Import a CSV or XLSX file of contacts; each chunk of rows commits on its own.
+
+    `placed(lines, contact_ids)` is told which contact each row went to, for
+    reports that check resolution against known truth (the demo, benchmarks).
+    """
+    source = source or default_source(path)
+    report = ImportReport(file=str(path), source=source)
+    started = time.monotonic()
+    run_id = sync.start_run(engine, source, "import")
+    counts = sync.Counts()
+    batch: list[Row] = []
+    try:
+        for row in read_rows(path, source=source, mapping=mapping):
+            report.rows += 1
+            for warning in row.warnings:
+                report.warn(row.line, warning)
+            if row.record is None:
+                report.skip(row.line, row.error or "unreadable row")
+                continue
+            batch.append(row)
+            if len(batch) >= CHUNK:
+                _flush(engine, settings, batch, report, counts, placed)
+                if progress:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            _flush(engine, settings, batch, report, counts, placed)
+            if progress:
+                progress(len(batch))
+    except SpreadsheetError as exc:
+        sync.finish_run(engine, run_id, counts, error=str(exc))
+        raise
+    except Exception as exc:
+        sync.finish_run(engine, run_id, counts, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise
+    report.duration_s = time.monotonic() - started
+    counts.errors = report.skipped
+    sync.finish_run(engine, run_id, counts)
+    return report
+
+
+def _flush(engine: Engine, settings: Settings, batch: list[Row], report: ImportReport, counts: sync.Counts,
+           placed: Callable[[list[int], list[int | None]], None] | None) -> None:
+    prepared = []
+    for row in batch:
+        assert row.record is not None
+        p = identity.prepare(row.record, settings.default_region)
+        if row.record.external_id is None and not any(i.valid for i in p.identifiers):
+            # Without a phone, email or id, only the row itself can tell a
+            # re-import of it from a namesake: its line and content.
+            row.record.external_id = _row_key(row)
+        prepared.append(p)
+    before = (counts.contacts["created"], counts.contacts["updated"], counts.contacts["merged"])
+    with engine.begin() as conn:
+        result = sync.write_contacts(conn, [p.record for p in prepared], settings, counts, prepared=prepared)
+    if placed:
+        placed([row.line for row in batch], result.contact_ids)
+    created = counts.contacts["created"] - before[0]
+    report.imported += len(batch)
+    report.created += created
+    report.updated += counts.contacts["updated"] - before[1]
+    report.contacts_merged += counts.contacts["merged"] - before[2]
+    report.merged += len(batch) - created
+    report.invalid_phones = counts.invalid_phones
+    report.invalid_emails = counts.invalid_emails
+
+
+def _row_key(row: Row) -> str:
+    r = row.record
+    assert r is not None
+    content = "\x1f".join(str(v) for v in (row.line, r.last_name, r.first_name, r.middle_name, r.birthday,
+                                             r.city, *r.phones, *r.emails))
+    return "row:" + hashlib.sha1(content.encode()).hexdigest()[:16]
+
+
+# --- consent import -----------------------------------------------------------------------
+
+CONSENT_COLUMNS = {
+    "email": ("email", "e-mail", "почта", "эл. почта", "электронная почта"),
+    "phone": ("phone", "телефон", "тел", "тел.", "mobile"),
+    "channel": ("channel", "канал"),
+    "purpose": ("purpose", "цель", "тема", "topic"),
+    "status": ("status", "статус", "согласие", "consent"),
+    "source": ("source", "источник"),
+    "date": ("date", "at", "дата", "when"),
+}
+STATUS_WORDS = {
+    "granted": "granted", "yes": "granted", "да": "granted", "1": "granted", "true": "granted",
+    "согласен": "granted", "согласие": "granted", "opt-in": "granted", "subscribed": "granted",
+    "withdrawn": "withdrawn", "no": "withdrawn", "нет": "withdrawn", "0": "withdrawn", "false": "withdrawn",
+    "отказ": "withdrawn", "отписан": "withdrawn", "opt-out": "withdrawn", "unsubscribed": "withdrawn",
+    "pending": "pending", "ожидает": "pending",
+}
+
+
+@dataclass
+class ConsentImportReport:
+    file: str
+    rows: int = 0
+    recorded: int = 0
+    contacts_created: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "rows": self.rows, "recorded": self.recorded,
+                "contacts_created": self.contacts_created, "skipped_count": len(self.skipped),
+                "skipped": self.skipped[:MAX_LISTED]}
+
+
+def _consent_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1251")
+    lines = text.splitlines()
+    if not lines:
+        raise SpreadsheetError(f"{path.name}: the file is empty")
+    header = lines[0]
+    delimiter = max(";,\t", key=header.count)
+    reader = csv.reader(lines, delimiter=delimiter)
+    headers = [h.strip().lower() for h in next(reader)]
+    columns: dict[str, int] = {}
+    for name, words in CONSENT_COLUMNS.items():
+        for i, h in enumerate(headers):
+            if h in words and name not in columns:
+                columns[name] = i
+    missing = [n for n in ("channel", "purpose", "status") if n not in columns]
+    if "email" not in columns and "phone" not in columns:
+        missing.insert(0, "email or phone")
+    if missing:
+        raise SpreadsheetError(f"{path.name}: no column for {', '.join(missing)} (found: {', '.join(headers)})")
+    for line, cells in enumerate(reader, start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        yield line, {name: (cells[i].strip() if i < len(cells) else "") for name, i in columns.items()}
+
+
+def _parse_when(text: str, tz: dt.tzinfo) -> dt.datetime | None:
+    text = text.strip()
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%d.%m.%Y %H:%M",
+                "%d.%m.%Y"):
+        try:
+            value = dt.datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=tz)
+        return value.astimezone(dt.timezone.utc)
+    raise ValueError(f"date {text!r} is not a date (use 2024-03-14 or 14.03.2024)")
+
+
+def import_consent(engine: Engine, settings: Settings, path: str | os.PathLike[str]) -> ConsentImportReport:
+    """Record consent collected elsewhere; a person not yet in the base joins it (the mailing base)."""
+    path = Path(path)
+    if not path.exists():
+        raise SpreadsheetError(f"{path}: no such file")
+    report = ConsentImportReport(file=str(path))
+    for line, cells in _consent_rows(path):
+        report.rows += 1
+        try:
+            status = STATUS_WORDS.get(cells["status"].lower())
+            if status is None:
+                raise ValueError(f"status {cells['status']!r} is not granted, withdrawn or pending")
+            channel, purpose = cells["channel"].lower(), cells["purpose"].lower()
+            consent.validate(settings, channel, purpose, status)
+            at = _parse_when(cells.get("date", ""), settings.tz)
+            ident = None
+            if cells.get("email"):
+                ident = normalize.email(cells["email"])
+            if (ident is None or not ident.valid) and cells.get("phone"):
+                found = [p for p in normalize.phones(cells["phone"], settings.default_region) if p.valid]
+                ident = found[0] if found else None
+            if ident is None or not ident.valid:
+                raise ValueError("no valid email or phone to find the person by")
+        except (ValueError, consent.ConsentError) as exc:
+            report.skipped.append({"line": line, "reason": str(exc)})
+            continue
+        source = cells.get("source") or "import"
+        with engine.begin() as conn:
+            contact_id = identity.find_contact(conn, ident.kind, ident.value)
+            if contact_id is None:
+                record = ContactRecord(source=f"import:{path.name}",
+                                       **({"emails": [ident.value]} if ident.kind == "email" else {"phones": [ident.value]}))
+                counts = sync.Counts()
+                result = sync.write_contacts(conn, [record], settings, counts)
+                contact_id = result.contact_ids[0]
+                report.contacts_created += len(result.created)
+            assert contact_id is not None
+            consent.record(conn, contact_id, channel, purpose, status, source=source, settings=settings,
+                           evidence={"file": path.name, "line": line, ident.kind: ident.value}, at=at)
+        report.recorded += 1
+    return report

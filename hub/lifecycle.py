@@ -1,0 +1,54 @@
+"""Lifecycle stages of the customer-base model Russian CRM practice teaches.
+
+potential (never bought) → working (1–2 orders) → regular (3+) → vip (revenue,
+order count or a tag above the company's bar) → inactive (no order for 90
+days) → dead (no order for 365 days). Thresholds come from settings so each
+business sets its own bar for VIP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+STAGES = ("potential", "working", "regular", "vip", "inactive", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    regular_orders: int = 3
+    vip_orders: int = 10
+    vip_revenue: Decimal = Decimal(100_000)
+    vip_tag: str = "vip"
+    inactive_days: int = 90
+    dead_days: int = 365
+
+    @classmethod
+    def from_settings(cls, extra: Mapping[str, Any]) -> "Thresholds":
+        table = dict(extra.get("lifecycle", {}) or {})
+        kwargs: dict[str, Any] = {}
+        for name, default in cls.__dataclass_fields__.items():
+            if name in table:
+                kwargs[name] = type(getattr(cls(), name))(table[name])
+        return cls(**kwargs)
+
+
+def stage(orders_count: int, revenue: Decimal | float | int, last_order_at: dt.datetime | None,
+          tags: Iterable[str] = (), *, now: dt.datetime, thresholds: Thresholds = Thresholds()) -> str:
+    """The stage of one contact; silence beats loyalty (a VIP gone quiet is inactive)."""
+    if not orders_count:
+        return "potential"
+    if last_order_at is not None:
+        idle = now - last_order_at
+        if idle >= dt.timedelta(days=thresholds.dead_days):
+            return "dead"
+        if idle >= dt.timedelta(days=thresholds.inactive_days):
+            return "inactive"
+    if (orders_count >= thresholds.vip_orders or Decimal(str(revenue)) >= thresholds.vip_revenue
+            or thresholds.vip_tag in set(tags)):
+        return "vip"
+    if orders_count >= thresholds.regular_orders:
+        return "regular"
+    return "working"

@@ -1,0 +1,283 @@
+"""The core tables, as typed SQLAlchemy models.
+
+Changing a model means adding an Alembic migration in hub/migrations/versions;
+a test compares the migrated schema with these models so the two never drift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from hub.db import UTCDateTime, utcnow
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+Money = Numeric(14, 2)
+
+# Named constraints, so migrations can refer to them on both databases.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSONType, Decimal: Money}
+
+
+class Contact(Base):
+    """One person. Order statistics live on the row so segments never scan orders."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    middle_name: Mapped[str | None] = mapped_column(String(200))
+    birthday: Mapped[dt.date | None] = mapped_column(Date)
+    city: Mapped[str | None] = mapped_column(String(200))
+    gender: Mapped[str | None] = mapped_column(String(1))
+    company: Mapped[str | None] = mapped_column(String(300))
+    # "фамилия имя" lowercased with ё→е: SQLite's lower() knows only ASCII, so
+    # namesake grouping and search use this key, kept current on every write.
+    name_key: Mapped[str | None] = mapped_column(String(400), index=True)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # field name -> where its current value came from ("bitrix24", "import:clients.csv", ...)
+    provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    orders_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    revenue: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
+    first_order_at: Mapped[dt.datetime | None]
+    last_order_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set when every source that held the person has deleted them.
+    deleted_at: Mapped[dt.datetime | None]
+
+    identities: Mapped[list[ContactIdentity]] = relationship(
+        back_populates="contact", cascade="all, delete-orphan", order_by="ContactIdentity.id"
+    )
+    external_refs: Mapped[list[ExternalRef]] = relationship(
+        back_populates="contact", cascade="all, delete-orphan", order_by="ExternalRef.id"
+    )
+
+    __table_args__ = (Index(None, "last_order_at"),)
+
+    @property
+    def display_name(self) -> str:
+        parts = [self.last_name, self.first_name, self.middle_name]
+        return " ".join(p for p in parts if p) or f"#{self.id}"
+
+
+class ContactIdentity(Base):
+    """A phone or email of a contact: normalized for matching, raw for the record.
+
+    A valid normalized value belongs to exactly one contact (a partial unique
+    index enforces it), which is the identity rule made into a constraint.
+    Invalid values are kept as typed, flagged, and never used for matching.
+    """
+
+    __tablename__ = "contact_identities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # phone | email
+    value: Mapped[str] = mapped_column(String(320))
+    raw: Mapped[str] = mapped_column(Text)
+    valid: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    contact: Mapped[Contact] = relationship(back_populates="identities")
+
+    __table_args__ = (
+        UniqueConstraint("contact_id", "kind", "value"),
+        Index(
+            "uq_contact_identities_valid_value",
+            "kind",
+            "value",
+            unique=True,
+            sqlite_where=text("valid = 1"),
+            postgresql_where=text("valid"),
+        ),
+    )
+
+
+class ExternalRef(Base):
+    """Where a contact lives in a source system: (source, external id) is unique."""
+
+    __tablename__ = "external_refs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    external_id: Mapped[str] = mapped_column(String(200))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[dt.datetime | None]
+
+    contact: Mapped[Contact] = relationship(back_populates="external_refs")
+
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+
+
+class Order(Base):
+    """A deal, lead or purchase. Only won orders count toward a contact's stats."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    external_id: Mapped[str] = mapped_column(String(200))
+    # The source's id for the contact; kept so an order that arrives before
+    # its contact is linked as soon as the contact is synced.
+    contact_external_id: Mapped[str | None] = mapped_column(String(200))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
+    amount: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    status: Mapped[str] = mapped_column(String(8))  # won | lost | open
+    title: Mapped[str | None] = mapped_column(String(300))
+    promo_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    closed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        Index(None, "source", "contact_external_id"),
+    )
+
+
+class ContactMerge(Base):
+    """A merge, with what the merged contact held and where each value came from."""
+
+    __tablename__ = "contact_merges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survivor_id: Mapped[int] = mapped_column(Integer, index=True)
+    merged_id: Mapped[int] = mapped_column(Integer, index=True)
+    reason: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actor: Mapped[str] = mapped_column(String(200), default="system")
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ConsentEvent(Base):
+    """Append-only: the current consent is the latest event per (contact, channel, purpose)."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # granted | withdrawn | pending
+    source: Mapped[str] = mapped_column(String(100))
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index(None, "contact_id", "channel", "purpose", "id"),)
+
+
+class Suppression(Base):
+    """An address that must never be contacted, stored only as a keyed hash.
+
+    Erased people leave nothing readable behind, yet a later import of the same
+    address is still recognised and kept out of marketing.
+    """
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # phone | email
+    value_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(32))  # bounce | complaint | erasure | manual
+    source: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SyncState(Base):
+    """The cursor of one entity of one source, advanced only after its records are committed."""
+
+    __tablename__ = "sync_state"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    # A full sync in progress keeps its own position, so a killed run resumes.
+    full_cursor: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(100), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # full | incremental | import
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | ok | failed
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    errors: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+
+class Credential(Base):
+    """A source's secrets (tokens, webhook codes), encrypted with HUB_SECRET_KEY."""
+
+    __tablename__ = "credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    # Incremented on every write, so a token refresh can detect a lost race.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin | marketer | viewer
+    password_hash: Mapped[str] = mapped_column(String(300))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what to whom; contact_id is a plain integer so entries outlive an erasure."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    contact_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,198 @@
+"""Phones and emails as people type them, turned into values that can be matched.
+
+"8 (916) 123-45-67", "+7 916 1234567" and "9161234567" are one number: all
+become +79161234567. A cell may hold two numbers, an extension, or a note
+("звонить после 18"); what cannot be parsed is kept as typed and flagged
+invalid, never dropped and never used for matching.
+
+Parsing goes through phonenumbers. Because a base of a million rows is mostly
+plain Russian numbers, those take a fast path that checks the number against
+phonenumbers' own metadata patterns; a test holds the two paths equal.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from phonenumbers import PhoneMetadata
+
+PHONE = "phone"
+EMAIL = "email"
+MAX_VALUE = 320
+
+
+@dataclass(slots=True, frozen=True)
+class Identifier:
+    """A phone or email: `value` is E.164 / lowercased when valid, the raw text otherwise."""
+
+    kind: str
+    value: str
+    raw: str
+    valid: bool
+
+
+# An extension is not part of the person's identity: "доб. 123", "ext. 5", "x12", "#3".
+_EXTENSION = re.compile(r"(?:доб(?:авочный)?\.?|вн(?:утр)?\.?|ext(?:ension)?\.?|\bx|#)\s*\d{1,6}", re.IGNORECASE)
+# Separators between several numbers in one cell. A plain space is not one:
+# people put spaces inside numbers.
+_SEPARATORS = re.compile(r"[,;/\\|\n]+|\s+(?:или|and|or)\s+", re.IGNORECASE)
+_PHONE_CHARS = re.compile(r"^[\d\s()+\-.]+$")
+_NON_DIGITS = re.compile(r"\D+")
+
+
+def _ru_patterns() -> tuple[re.Pattern[str], ...]:
+    meta = PhoneMetadata.metadata_for_region("RU")
+    descs = (meta.mobile, meta.fixed_line, meta.toll_free, meta.premium_rate, meta.voip, meta.uan)
+    return tuple(re.compile(d.national_number_pattern) for d in descs if d and d.national_number_pattern)
+
+
+_RU_TYPES = _ru_patterns()
+
+
+def _fast_ru(piece: str) -> str | None:
+    """E.164 for a plainly written Russian number, or None to ask phonenumbers."""
+    if not _PHONE_CHARS.match(piece):
+        return None
+    digits = _NON_DIGITS.sub("", piece)
+    stripped = piece.lstrip()
+    if len(digits) == 11 and (digits[0] == "7" or (digits[0] == "8" and not stripped.startswith("+"))):
+        national = digits[1:]
+    elif len(digits) == 10 and not stripped.startswith("+"):
+        national = digits
+    else:
+        return None
+    if national[0] not in "3489":  # +7 7xx and +7 6xx belong to Kazakhstan
+        return None
+    for pattern in _RU_TYPES:
+        if pattern.fullmatch(national):
+            return "+7" + national
+    return None
+
+
+def _parse_one(piece: str, region: str) -> str | None:
+    if region == "RU":
+        fast = _fast_ru(piece)
+        if fast is not None:
+            return fast
+    found = _parse_valid(piece, region)
+    if found is None and _PHONE_CHARS.match(piece) and not piece.lstrip().startswith("+"):
+        digits = _NON_DIGITS.sub("", piece)
+        if len(digits) >= 11 and digits[0] not in "78":
+            # "375 29 123-45-67": a foreign number written without its "+".
+            found = _parse_valid("+" + digits, region)
+    return found
+
+
+def _parse_valid(text: str, region: str) -> str | None:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _find_in_text(text: str, region: str) -> list[str]:
+    """Numbers inside free text ("Иван: 8 916 123 45 67 (моб)")."""
+    found = []
+    for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
+        found.append(phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164))
+    return found
+
+
+def phones(cell: str | None, region: str = "RU") -> list[Identifier]:
+    """Every number in a cell; an unparsable cell comes back once, flagged invalid."""
+    if cell is None:
+        return []
+    text = str(cell).strip()
+    if not text:
+        return []
+    return list(_phones_cached(text, region))
+
+
+@lru_cache(maxsize=65536)
+def _phones_cached(text: str, region: str) -> tuple[Identifier, ...]:
+    cleaned = _EXTENSION.sub(" ", text)
+    out: list[Identifier] = []
+    seen: set[str] = set()
+    bad: list[str] = []
+    for piece in _SEPARATORS.split(cleaned):
+        piece = piece.strip(" \t.:-")
+        if not piece:
+            continue
+        value = _parse_one(piece, region)
+        if value:
+            values = [value]
+        elif not _PHONE_CHARS.match(piece) or len(_NON_DIGITS.sub("", piece)) > 15:
+            # Free text around a number, or several numbers side by side.
+            values = _find_in_text(piece, region)
+        else:
+            values = []
+        if not values:
+            bad.append(piece)
+        for v in values:
+            if v not in seen:
+                seen.add(v)
+                out.append(Identifier(PHONE, v, piece, True))
+    if bad and not out:
+        # Nothing usable: keep the whole cell as the person typed it.
+        out.append(Identifier(PHONE, text[:MAX_VALUE], text, False))
+    elif bad:
+        for piece in bad:
+            if any(ch.isdigit() for ch in piece):
+                out.append(Identifier(PHONE, piece[:MAX_VALUE], piece, False))
+    return tuple(out)
+
+
+# The common shape of an address, checked first; anything else goes to
+# email-validator, which has the last word on what is valid.
+_PLAIN_EMAIL = re.compile(
+    r"^[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}$"
+)
+_SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test", "example", "internal", "home", "lan", "corp", "intranet", "private", "mail"})
+
+
+def email(raw: str | None) -> Identifier | None:
+    """A trimmed, lowercased, syntax-checked address (no DNS lookups)."""
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    if not text:
+        return None
+    return _email_cached(text)
+
+
+@lru_cache(maxsize=65536)
+def _email_cached(text: str) -> Identifier:
+    lowered = text.lower().strip("<>").strip()
+    if (_PLAIN_EMAIL.match(lowered) and lowered.rsplit(".", 1)[1] not in _SPECIAL_TLDS
+            and len(lowered.split("@")[0]) <= 64 and "--" not in lowered.split("@")[1]):
+        return Identifier(EMAIL, lowered, text, True)
+    try:
+        result = validate_email(lowered, check_deliverability=False)
+    except EmailNotValidError:
+        return Identifier(EMAIL, text[:MAX_VALUE], text, False)
+    return Identifier(EMAIL, result.normalized.lower(), text, True)
+
+
+def emails(cell: str | None) -> list[Identifier]:
+    """A cell may list several addresses separated by commas, semicolons or spaces."""
+    if cell is None:
+        return []
+    text = str(cell).strip()
+    if not text:
+        return []
+    parts = [p for p in re.split(r"[,;\s]+", text) if p]
+    if len(parts) > 1 and not all("@" in p for p in parts):
+        parts = [text]  # "ivan petrov@mail.ru" is one bad address, not two
+    out = []
+    for part in parts:
+        ident = email(part)
+        if ident is not None:
+            out.append(ident)
+    return out

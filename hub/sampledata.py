@@ -1,0 +1,1018 @@
+"""Seeded, realistic and deliberately messy Russian customer bases.
+
+`hub demo`, the tests and the benchmarks all need the same thing: a population
+of people whose true identity is known (the ground truth), rendered the way a
+small business actually holds them - phones written ten different ways, the
+same customer typed in twice, two different "Иванов Иван Иванович", a cell that
+says "звонить после 18". Resolution quality can only be measured against such
+data, and only if it is reproducible, so everything here is driven by
+`random.Random` instances seeded from the caller's seed: the same seed gives
+byte-identical output.
+
+Every person and every person's rows are generated from a stream seeded by
+(seed, person_id) alone, so `people(2_000)` is a prefix of `people(1_000_000)`
+and a CRM emulator can render person 17 without generating persons 1-16. The
+generators stream, keeping only a small bounded buffer, so a million-row file
+costs no more memory than a thousand-row one.
+
+Canonical phones and emails are unique per person by construction (derived
+from the person id through a seeded permutation; guaranteed for up to nine
+million people), so two ground-truth people never share a contact point by
+accident and any merge of them is an error of the resolver, not of the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import csv
+import heapq
+import math
+import random
+import sys
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from itertools import accumulate
+from pathlib import Path
+from typing import Generic, TextIO, TypeVar
+
+from hub.records import ContactRecord, Gender, OrderRecord, OrderStatus
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------------------
+# Ground-truth vocabulary. Pairs are (value, relative weight).
+# ---------------------------------------------------------------------------
+
+FEMALE_SHARE = 0.56  # beauty, kids' goods and clothing skew small-business bases female
+
+MALE_FIRST_NAMES = (
+    ("Александр", 10), ("Сергей", 8), ("Дмитрий", 8), ("Андрей", 7), ("Алексей", 7),
+    ("Максим", 6), ("Иван", 6), ("Михаил", 6), ("Евгений", 5), ("Артём", 5),
+    ("Никита", 4), ("Владимир", 4), ("Денис", 4), ("Павел", 4), ("Кирилл", 4),
+    ("Илья", 4), ("Роман", 3), ("Олег", 3), ("Игорь", 3), ("Константин", 3),
+    ("Николай", 3), ("Антон", 3), ("Егор", 3), ("Даниил", 3), ("Виктор", 2),
+    ("Юрий", 2), ("Вадим", 2), ("Тимур", 2), ("Руслан", 2), ("Матвей", 2),
+    ("Григорий", 1), ("Станислав", 1), ("Фёдор", 1), ("Семён", 1), ("Глеб", 1),
+    ("Марат", 1), ("Пётр", 1), ("Ярослав", 1), ("Ринат", 1), ("Арсений", 1),
+)
+
+FEMALE_FIRST_NAMES = (
+    ("Елена", 8), ("Анна", 8), ("Ольга", 7), ("Наталья", 7), ("Екатерина", 7),
+    ("Мария", 7), ("Анастасия", 7), ("Татьяна", 6), ("Ирина", 6), ("Светлана", 5),
+    ("Юлия", 5), ("Дарья", 5), ("Марина", 4), ("Ксения", 4), ("Виктория", 4),
+    ("Алина", 3), ("Полина", 3), ("Елизавета", 3), ("Кристина", 3), ("Алёна", 3),
+    ("Людмила", 2), ("Надежда", 2), ("Евгения", 2), ("Вероника", 2), ("Софья", 2),
+    ("Оксана", 2), ("Диана", 2), ("Алиса", 2), ("Яна", 2), ("Галина", 1),
+    ("Валентина", 1), ("Милана", 1), ("Лилия", 1), ("Альбина", 1), ("Гульнара", 1),
+    ("Регина", 1), ("Ульяна", 1), ("Варвара", 1),
+)
+
+# Father's name -> (son's patronymic, daughter's patronymic); spelled out
+# because the rules have too many exceptions (Илья -> Ильич / Ильинична).
+PATRONYMICS = (
+    (("Александрович", "Александровна"), 9), (("Сергеевич", "Сергеевна"), 8),
+    (("Владимирович", "Владимировна"), 8), (("Андреевич", "Андреевна"), 6),
+    (("Алексеевич", "Алексеевна"), 6), (("Николаевич", "Николаевна"), 6),
+    (("Дмитриевич", "Дмитриевна"), 5), (("Михайлович", "Михайловна"), 5),
+    (("Евгеньевич", "Евгеньевна"), 4), (("Юрьевич", "Юрьевна"), 4),
+    (("Игоревич", "Игоревна"), 4), (("Викторович", "Викторовна"), 4),
+    (("Олегович", "Олеговна"), 3), (("Анатольевич", "Анатольевна"), 3),
+    (("Валерьевич", "Валерьевна"), 3), (("Иванович", "Ивановна"), 5),
+    (("Павлович", "Павловна"), 3), (("Геннадьевич", "Геннадьевна"), 2),
+    (("Борисович", "Борисовна"), 2), (("Васильевич", "Васильевна"), 3),
+    (("Петрович", "Петровна"), 3), (("Вячеславович", "Вячеславовна"), 2),
+    (("Константинович", "Константиновна"), 2), (("Григорьевич", "Григорьевна"), 1),
+    (("Ильич", "Ильинична"), 1), (("Никитич", "Никитична"), 1),
+    (("Львович", "Львовна"), 1), (("Фёдорович", "Фёдоровна"), 1),
+    (("Ринатович", "Ринатовна"), 1), (("Рустамович", "Рустамовна"), 1),
+)
+
+# Male forms, most common first; the female form is derived by FEMALE_ENDINGS.
+DECLINABLE_SURNAMES = (
+    "Иванов", "Смирнов", "Кузнецов", "Попов", "Васильев", "Петров", "Соколов",
+    "Михайлов", "Новиков", "Фёдоров", "Морозов", "Волков", "Алексеев", "Лебедев",
+    "Семёнов", "Егоров", "Павлов", "Козлов", "Степанов", "Николаев", "Орлов",
+    "Андреев", "Макаров", "Никитин", "Захаров", "Зайцев", "Соловьёв", "Борисов",
+    "Яковлев", "Григорьев", "Романов", "Воробьёв", "Сергеев", "Кузьмин", "Фролов",
+    "Александров", "Дмитриев", "Королёв", "Гусев", "Киселёв", "Ильин", "Максимов",
+    "Поляков", "Сорокин", "Виноградов", "Ковалёв", "Белов", "Медведев", "Антонов",
+    "Тарасов", "Жуков", "Баранов", "Филиппов", "Комаров", "Давыдов", "Беляев",
+    "Герасимов", "Богданов", "Осипов", "Сидоров", "Матвеев", "Титов", "Марков",
+    "Миронов", "Крылов", "Куликов", "Карпов", "Власов", "Мельников", "Денисов",
+    "Гаврилов", "Тихонов", "Казаков", "Афанасьев", "Данилов", "Савельев",
+    "Тимофеев", "Фомин", "Чернов", "Абрамов", "Мартынов", "Ефимов", "Федотов",
+    "Щербаков", "Назаров", "Калинин", "Исаев", "Чернышёв", "Быков", "Маслов",
+    "Родионов", "Коновалов", "Лазарев", "Воронин", "Климов", "Филатов",
+    "Пономарёв", "Голубев", "Кудрявцев", "Прохоров", "Наумов", "Потапов",
+    "Журавлёв", "Овчинников", "Трофимов", "Леонов", "Соболев", "Ермаков",
+    "Колесников", "Гончаров", "Емельянов", "Никифоров", "Грачёв", "Котов",
+    "Гришин", "Ефремов", "Архипов", "Громов", "Кириллов", "Малышев", "Панов",
+    "Моисеев", "Румянцев", "Акимов", "Кондратьев", "Бирюков", "Горбунов",
+    "Анисимов", "Ерёмин", "Тихомиров", "Галкин", "Лукьянов", "Михеев", "Скворцов",
+    "Юдин", "Белоусов", "Нестеров", "Симонов", "Прокофьев", "Харитонов", "Князев",
+    "Цветков", "Левин", "Воронцов", "Шаповалов", "Хабибуллин", "Галиев", "Сафин",
+    "Закиров", "Валиев", "Гарипов", "Ахметов", "Исмаилов", "Ковальский",
+    "Вишневский", "Зелинский", "Высоцкий", "Покровский", "Успенский", "Троицкий",
+    "Жуковский", "Островский", "Савицкий", "Толстой", "Трубецкой", "Зуев",
+    "Панфилов", "Рябов", "Суворов", "Блинов", "Мухин", "Самойлов", "Калашников",
+    "Субботин", "Шилов", "Устинов", "Большаков", "Савин", "Шубин", "Коршунов",
+    "Лаптев", "Гуляев", "Третьяков", "Маркелов", "Муравьёв", "Рыбаков", "Суханов",
+    "Широков", "Кононов", "Кудряшов", "Носов", "Меркулов", "Лобанов", "Кулагин",
+    "Ершов", "Фадеев", "Туманов", "Аксёнов", "Евдокимов", "Игнатьев", "Сазонов",
+    "Гордеев", "Горшков", "Мамонтов", "Логинов", "Некрасов", "Рогов", "Сычёв",
+    "Крюков", "Мишин", "Хохлов", "Бобров", "Ширяев", "Фокин", "Блохин", "Дорофеев",
+    "Кабанов", "Русаков", "Воронов", "Жданов", "Зимин", "Зыков", "Исаков",
+    "Кравцов", "Лапин", "Лукин", "Мамаев", "Никонов", "Одинцов", "Пахомов",
+    "Рожков", "Рыжов", "Селезнёв", "Сухов", "Тетерин", "Уваров", "Чистяков",
+    "Шестаков", "Шарапов", "Щукин", "Юрьев", "Якушев", "Баженов", "Вавилов",
+    "Голованов", "Дементьев", "Дроздов", "Зубков", "Капустин", "Карташов", "Кузин",
+    "Лавров", "Пугачёв", "Сафонов", "Полянский", "Раевский", "Шарипов", "Хасанов",
+    "Гайнуллин", "Нуриев", "Алиев", "Мамедов", "Гасанов", "Абдуллаев",
+)
+
+# Surnames that read the same for men and women.
+INDECLINABLE_SURNAMES = (
+    "Ким", "Шевченко", "Бондаренко", "Коваленко", "Ткаченко", "Кравченко",
+    "Петренко", "Лысенко", "Черных", "Седых", "Пак", "Цой", "Мельник",
+    "Станкевич", "Карпович",
+)
+
+# Male ending -> female ending, checked in order (longest first).
+FEMALE_ENDINGS = (
+    ("ский", "ская"), ("цкий", "цкая"), ("ой", "ая"),
+    ("ов", "ова"), ("ев", "ева"), ("ёв", "ёва"), ("ин", "ина"), ("ын", "ына"),
+)
+
+# A handful of names so common that a base of any size holds several people
+# called exactly that; they are the namesakes a resolver must not merge.
+COMMON_FULL_NAMES = (
+    ("m", "Иван", "Иванович", "Иванов"),
+    ("m", "Александр", "Сергеевич", "Смирнов"),
+    ("m", "Сергей", "Владимирович", "Петров"),
+    ("f", "Елена", "Александровна", "Кузнецова"),
+    ("f", "Ольга", "Владимировна", "Попова"),
+)
+
+CITIES = (
+    ("Москва", 22), ("Санкт-Петербург", 12), ("Новосибирск", 4), ("Екатеринбург", 4),
+    ("Казань", 4), ("Нижний Новгород", 3), ("Краснодар", 4), ("Самара", 3),
+    ("Ростов-на-Дону", 3), ("Уфа", 3), ("Челябинск", 3), ("Омск", 2),
+    ("Красноярск", 2), ("Воронеж", 2), ("Пермь", 2), ("Волгоград", 2),
+    ("Тюмень", 2), ("Сочи", 2), ("Саратов", 1), ("Калининград", 1),
+    ("Балашиха", 1), ("Химки", 1),
+)
+
+# How people shorten or decorate a city when typing it by hand.
+CITY_ALIASES = {
+    "Москва": ("Мск", "г. Москва", "москва"),
+    "Санкт-Петербург": ("СПб", "Питер", "С-Петербург", "г. Санкт-Петербург"),
+    "Екатеринбург": ("Екб", "г. Екатеринбург"),
+    "Нижний Новгород": ("Н. Новгород", "Нижний"),
+    "Ростов-на-Дону": ("Ростов", "Ростов-на-дону"),
+}
+
+LEAD_SOURCES = (
+    ("Сайт", 30), ("Instagram", 18), ("ВКонтакте", 15), ("Рекомендация", 14),
+    ("Авито", 10), ("Звонок", 9), ("Выставка", 4),
+)
+
+TAGS = (
+    ("рассылка", 6), ("розница", 5), ("опт", 2), ("самовывоз", 3), ("доставка", 4),
+    ("жалоба", 1), ("день рождения", 2), ("юрлицо", 1), ("не звонить", 1),
+)
+REGULAR_TAG = "постоянный"
+VIP_TAG = "VIP"
+
+PROMO_CODES = (
+    "WELCOME10", "SALE15", "ДРУГ500", "VIP20", "LETO10", "NEWYEAR",
+    "BLACKFRIDAY", "FIRST5", "ВЕСНА", "ПОДАРОК",
+)
+
+# ---------------------------------------------------------------------------
+# Contact points. Phones are built only from ranges phonenumbers validates.
+# ---------------------------------------------------------------------------
+
+RU_MOBILE_CODES = (
+    "900", "901", "902", "903", "904", "905", "906", "908", "909", "910", "911",
+    "912", "913", "914", "915", "916", "917", "918", "919", "920", "921", "922",
+    "923", "924", "925", "926", "927", "928", "929", "930", "931", "932", "933",
+    "934", "936", "937", "938", "939", "950", "951", "952", "953", "958", "960",
+    "961", "962", "963", "964", "965", "966", "967", "968", "969", "977", "978",
+    "980", "981", "982", "983", "984", "985", "986", "987", "988", "989", "991",
+    "992", "993", "994", "995", "996", "997", "999",
+)
+MOSCOW_LANDLINE_CODES = ("495", "499")
+KZ_MOBILE_CODES = ("700", "701", "702", "705", "707", "747", "771", "775", "776", "777", "778")
+BY_MOBILE_CODES = ("29", "33", "44")
+
+# (country prefix, operator codes): each kind owns a disjoint number space.
+PHONE_KINDS = {
+    "ru_mobile": ("+7", RU_MOBILE_CODES),
+    "moscow_landline": ("+7", MOSCOW_LANDLINE_CODES),
+    "kz_mobile": ("+7", KZ_MOBILE_CODES),
+    "by_mobile": ("+375", BY_MOBILE_CODES),
+}
+SUBSCRIBER_SPACE = 9_000_000  # seven digits not starting with 0
+
+EMAIL_DOMAINS = (
+    ("mail.ru", 32), ("yandex.ru", 22), ("gmail.com", 15), ("bk.ru", 5),
+    ("list.ru", 5), ("inbox.ru", 4), ("rambler.ru", 4), ("ya.ru", 2),
+    ("company", 6),
+)
+COMPANY_DOMAINS = (
+    "romashka-ooo.ru", "stroymontazh-plus.ru", "vektor-grupp.ru", "alfa-torg.ru",
+    "sibles-kompaniya.ru", "tehnoprom-ural.ru", "volga-logistik.ru", "severstroy-spb.ru",
+)
+# Login rules differ per provider: these accept only letters, digits and dots.
+DOTS_ONLY_DOMAINS = frozenset({"gmail.com", "yandex.ru", "ya.ru"})
+
+TRANSLIT = {
+    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh",
+    "з": "z", "и": "i", "й": "y", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o",
+    "п": "p", "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts",
+    "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu",
+    "я": "ya",
+}
+
+# {f}=first name, {l}=last name, {i}=first initial, {m}=patronymic initial.
+EMAIL_LOGIN_PATTERNS = (
+    ("{f}.{l}", 8), ("{l}.{f}", 4), ("{i}.{l}", 4), ("{l}_{f}", 3), ("{l}", 3),
+    ("{f}{l}", 3), ("{l}{i}{m}", 2), ("{f}_{l}", 2), ("{f}", 2),
+)
+EMAIL_NUMBER_SEPARATORS = (("", 6), ("_", 1), (".", 1))
+
+# ---------------------------------------------------------------------------
+# Messy rendering.
+# ---------------------------------------------------------------------------
+
+# Russian (+7) numbers: {c}=operator/area code, then the subscriber number in
+# 3-2-2 groups {a}{b}{d}.
+RU_PHONE_FORMATS = (
+    ("+7{c}{a}{b}{d}", 16), ("8 ({c}) {a}-{b}-{d}", 16), ("8{c}{a}{b}{d}", 10),
+    ("+7 ({c}) {a}-{b}-{d}", 10), ("+7 {c} {a}{b}{d}", 6), ("{c}{a}{b}{d}", 6),
+    ("7({c}){a}{b}{d}", 4), ("+7-{c}-{a}-{b}-{d}", 4), ("8-{c}-{a}-{b}{d}", 4),
+    ("8 {c} {a} {b} {d}", 6), ("7{c}{a}{b}{d}", 3), ("8 ({c}) {a}{b}{d}", 4),
+)
+BY_PHONE_FORMATS = (
+    ("8 10 375 {c} {a}{b}{d}", 3), ("+375 {c} {a}-{b}-{d}", 4), ("+375{c}{a}{b}{d}", 3),
+    ("375 ({c}) {a}-{b}-{d}", 1), ("+375 ({c}) {a}{b}{d}", 1),
+)
+EXTENSION_FORMATS = (
+    ("+7 {c} {a}-{b}-{d} доб. {x}", 4), ("({c}) {a}{b}{d} ext. {x}", 2),
+    ("8 ({c}) {a}-{b}-{d}, доб. {x}", 2), ("+7 ({c}) {a}-{b}-{d} (доб. {x})", 1),
+    ("8{c}{a}{b}{d} ext.{x}", 1),
+)
+PHONE_SEPARATORS = ((", ", 5), ("; ", 3), (" / ", 2), (",", 1))
+JUNK_PHONES = (
+    "нет", "123", "звонить после 18", "+7 (000)", "-", "0", "не дал",
+    "уточнить", "8 (9", "000-00-00", "тел. потерян", "+7",
+)
+
+NAME_CASES = (("as_is", 84), ("upper", 8), ("lower", 8))
+NAME_ORDERS = (
+    ("last first middle", 55), ("last first", 12), ("first last", 13),
+    ("first middle last", 3), ("first", 7), ("first middle", 4), ("last", 1),
+)
+
+SPREADSHEET_COLUMNS = ("ФИО", "Телефон", "E-mail", "Дата рождения", "Город", "Источник")
+
+# ---------------------------------------------------------------------------
+# Rates.
+# ---------------------------------------------------------------------------
+
+NAMESAKE_RATE = 0.008        # copies an earlier person's full name (then both are namesakes)
+NAMESAKE_WINDOW = 1_000      # how far back a namesake looks, so small bases get them too
+COMMON_NAME_RATE = 0.003     # takes one of COMMON_FULL_NAMES
+BIRTHDAY_KNOWN_RATE = 0.82
+SECOND_PHONE_RATE = 0.2
+MOSCOW_LANDLINE_RATE = 0.12  # of Moscow residents' first phone
+SECOND_PHONE_LANDLINE_RATE = 0.3  # of Moscow residents' second phone
+KZ_PHONE_RATE = 0.008
+BY_PHONE_RATE = 0.012
+EMAIL_COUNT_WEIGHTS = ((0, 22), (1, 60), (2, 18))
+
+POTENTIAL_SHARE = 0.30       # never bought
+OCCASIONAL_SHARE = 0.46      # 1-2 orders
+REGULAR_SHARE = 0.22         # 3-10 orders; the rest are VIPs
+VIP_ORDERS = (11, 40)
+HISTORY_DAYS = 3 * 365
+RECENCY_BUCKETS = (((1, 90), 32), ((91, 365), 40), ((366, HISTORY_DAYS - 30), 28))
+LOST_RATE = 0.12
+OPEN_RATE = 0.25             # of a recent (< 45 days) last deal
+PROMO_RATE = 0.07
+WORKDAY_START_UTC = 6 * 3600  # 09:00 Moscow
+WORKDAY_SECONDS = 12 * 3600
+
+JUNK_PHONE_RATE = 0.012
+NAME_ONLY_ROW_RATE = 0.004   # a row with a name and an unusable phone, nothing else
+TWO_NUMBERS_IN_CELL_RATE = 0.45
+EXTENSION_RATE = 0.35        # of landline renderings
+INVALID_EMAIL_RATE = 0.01
+MAIN_ROW_EMAIL_RATE = 0.8
+DUPLICATE_GAP = (2, 400)     # rows between a person's appearances; bounds the buffer
+DUPLICATE_KINDS = (("phone only", 35), ("email only", 30), ("phone and email", 35))
+
+
+class _Weighted(Generic[T]):
+    """A weighted table drawn with one random() and a bisect: `choices` is 4x slower."""
+
+    __slots__ = ("values", "cumulative", "total")
+
+    def __init__(self, pairs: Sequence[tuple[T, float]]) -> None:
+        self.values = tuple(value for value, _ in pairs)
+        self.cumulative = tuple(accumulate(weight for _, weight in pairs))
+        self.total = self.cumulative[-1]
+
+    def pick(self, rng: random.Random) -> T:
+        return self.values[bisect.bisect(self.cumulative, rng.random() * self.total)]
+
+
+def _below(rng: random.Random, n: int) -> int:
+    """An int in range(n): what randrange does, at a third of the cost in the hot loops."""
+    return int(rng.random() * n)
+
+
+def _female_surname(male: str) -> str:
+    for male_ending, female_ending in FEMALE_ENDINGS:
+        if male.endswith(male_ending):
+            return male[: -len(male_ending)] + female_ending
+    return male
+
+
+def _surname_weights() -> list[tuple[str, float]]:
+    """Zipf-like weights: Ивановых far more than Трубецких, as in life."""
+    pairs = [(name, 1 / (rank + 20)) for rank, name in enumerate(DECLINABLE_SURNAMES)]
+    pairs += [(name, 0.01) for name in INDECLINABLE_SURNAMES]
+    return pairs
+
+
+_MALE_FIRST = _Weighted(MALE_FIRST_NAMES)
+_FEMALE_FIRST = _Weighted(FEMALE_FIRST_NAMES)
+_PATRONYMICS = _Weighted(PATRONYMICS)
+_SURNAMES = _Weighted(_surname_weights())
+_FEMALE_FORMS = {name: _female_surname(name) for name in _SURNAMES.values}
+_CITIES = _Weighted(CITIES)
+_LEAD_SOURCES = _Weighted(LEAD_SOURCES)
+_TAGS = _Weighted(TAGS)
+_EMAIL_COUNTS = _Weighted(EMAIL_COUNT_WEIGHTS)
+_EMAIL_DOMAINS = _Weighted(EMAIL_DOMAINS)
+_LOGIN_PATTERNS = _Weighted(EMAIL_LOGIN_PATTERNS)
+_NUMBER_SEPARATORS = _Weighted(EMAIL_NUMBER_SEPARATORS)
+_RECENCY = _Weighted(RECENCY_BUCKETS)
+_RU_FORMATS = _Weighted(RU_PHONE_FORMATS)
+_BY_FORMATS = _Weighted(BY_PHONE_FORMATS)
+_EXTENSION_FORMATS = _Weighted(EXTENSION_FORMATS)
+_PHONE_SEPARATORS = _Weighted(PHONE_SEPARATORS)
+_NAME_CASES = _Weighted(NAME_CASES)
+_NAME_ORDERS = _Weighted(NAME_ORDERS)
+_DUPLICATE_KINDS = _Weighted(DUPLICATE_KINDS)
+_TRANSLIT_TABLE = str.maketrans(TRANSLIT)
+
+
+# ---------------------------------------------------------------------------
+# Ground truth.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class SampleOrder:
+    """One deal in a person's true purchase history.
+
+    `closed_at` is when the deal reached its status; for an open deal it is
+    the last time a manager touched it, so every order has a point in time and
+    recency segments can be checked against it. Always UTC and before `today`.
+    """
+
+    order_id: int
+    amount: Decimal
+    currency: str
+    status: OrderStatus  # 'won' | 'lost' | 'open'
+    closed_at: datetime
+    created_at: datetime
+    promo_code: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class Person:
+    """A real customer: what a perfect resolver would reconstruct from the mess.
+
+    Phones are canonical E.164 and emails lowercase, both unique to this
+    person, so the truth never links two people through a shared contact.
+    """
+
+    person_id: int
+    gender: Gender  # 'm' | 'f'
+    first_name: str
+    middle_name: str
+    last_name: str
+    birthday: date | None
+    city: str
+    phones: tuple[str, ...]  # E.164
+    emails: tuple[str, ...]  # lowercase canonical
+    lead_source: str
+    tags: tuple[str, ...]
+    orders: tuple[SampleOrder, ...]
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.last_name} {self.first_name} {self.middle_name}"
+
+
+def _purpose(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
+def _stream_seed(seed: int, purpose: int, key: int) -> int:
+    """One integer per (seed, purpose, key), so each person gets an independent stream."""
+    return (((seed % 2**64) << 32 | purpose) << 64) | (key % 2**64)
+
+
+_PERSON = _purpose("person")
+_ROW = _purpose("row")
+
+
+class _AffinePermutation:
+    """A bijection of range(size): index -> (a*index + b) % size.
+
+    Gives every (person, slot) its own phone number without remembering which
+    numbers were already handed out.
+    """
+
+    __slots__ = ("a", "b", "size")
+
+    def __init__(self, size: int, rng: random.Random) -> None:
+        a = rng.randrange(size // 3, size)
+        while math.gcd(a, size) != 1:
+            a += 1
+        self.a, self.b, self.size = a, rng.randrange(size), size
+
+    def __call__(self, index: int) -> int:
+        return (self.a * index + self.b) % self.size
+
+
+class _Plan:
+    """Everything derived once from (seed, today) and shared by all people."""
+
+    def __init__(self, seed: int, today: date) -> None:
+        rng = random.Random(_stream_seed(seed, _purpose("plan"), 0))
+        self.seed = seed
+        self.today = today
+        self.midnight_timestamp = int(_midnight(today).timestamp())
+        self.phone_permutations = {
+            kind: (prefix, codes, _AffinePermutation(len(codes) * SUBSCRIBER_SPACE, rng))
+            for kind, (prefix, codes) in PHONE_KINDS.items()
+        }
+        # Emails: a multiplier coprime with 9*10^k keeps each digit-length bucket a bijection.
+        self.email_multiplier = rng.choice((7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47))
+        self.email_offset = rng.randrange(10**9)
+
+    def phone(self, kind: str, person_id: int, slot: int) -> str:
+        prefix, codes, permutation = self.phone_permutations[kind]
+        number = permutation(2 * person_id + slot)
+        code, subscriber = divmod(number, SUBSCRIBER_SPACE)
+        return f"{prefix}{codes[code]}{1_000_000 + subscriber}"
+
+    def email_number(self, person_id: int, slot: int) -> str:
+        """A number unique to (person, slot), as long as the index is: short for small bases."""
+        index = 2 * person_id + slot
+        low = 10 ** (len(str(index)) - 1)
+        return str(low + (self.email_multiplier * (index - low) + self.email_offset) % (9 * low))
+
+
+def _identity(person_id: int, plan: _Plan, rng: random.Random) -> tuple[Gender, str, str, str, str]:
+    """Gender, first, middle, last name and city: the first draws of a person's stream.
+
+    Drawn first so that a namesake can replay another person's identity
+    without generating the rest of them.
+    """
+    roll = rng.random()
+    if roll < NAMESAKE_RATE and person_id > 1:
+        target = person_id - 1 - rng.randrange(min(person_id - 1, NAMESAKE_WINDOW))
+        other = random.Random(_stream_seed(plan.seed, _PERSON, target))
+        gender, first, middle, last, their_city = _identity(target, plan, other)
+        city = _CITIES.pick(rng)
+        while city == their_city:
+            city = _CITIES.pick(rng)
+        return gender, first, middle, last, city
+    if roll < NAMESAKE_RATE + COMMON_NAME_RATE:
+        gender, first, middle, last = rng.choice(COMMON_FULL_NAMES)
+        return gender, first, middle, last, _CITIES.pick(rng)
+    if rng.random() < FEMALE_SHARE:
+        first = _FEMALE_FIRST.pick(rng)
+        middle = _PATRONYMICS.pick(rng)[1]
+        last = _FEMALE_FORMS[_SURNAMES.pick(rng)]
+        return "f", first, middle, last, _CITIES.pick(rng)
+    first = _MALE_FIRST.pick(rng)
+    middle = _PATRONYMICS.pick(rng)[0]
+    last = _SURNAMES.pick(rng)
+    return "m", first, middle, last, _CITIES.pick(rng)
+
+
+def _birthday(rng: random.Random, today: date) -> date | None:
+    if rng.random() >= BIRTHDAY_KNOWN_RATE:
+        return None
+    age_days = int(rng.triangular(18, 75, 34) * 365.25)
+    return today - timedelta(days=age_days)
+
+
+def _phones(person_id: int, city: str, plan: _Plan, rng: random.Random) -> tuple[str, ...]:
+    roll = rng.random()
+    if roll < BY_PHONE_RATE:
+        kind = "by_mobile"
+    elif roll < BY_PHONE_RATE + KZ_PHONE_RATE:
+        kind = "kz_mobile"
+    elif city == "Москва" and rng.random() < MOSCOW_LANDLINE_RATE:
+        kind = "moscow_landline"
+    else:
+        kind = "ru_mobile"
+    first = plan.phone(kind, person_id, 0)
+    if rng.random() >= SECOND_PHONE_RATE:
+        return (first,)
+    office = city == "Москва" and rng.random() < SECOND_PHONE_LANDLINE_RATE
+    second_kind = "moscow_landline" if office else "ru_mobile"
+    return first, plan.phone(second_kind, person_id, 1)
+
+
+def _translit(text: str) -> str:
+    return text.lower().translate(_TRANSLIT_TABLE)
+
+
+def _emails(person_id: int, first: str, middle: str, last: str, plan: _Plan, rng: random.Random) -> tuple[str, ...]:
+    count = _EMAIL_COUNTS.pick(rng)
+    if not count:
+        return ()
+    f, l, m = _translit(first), _translit(last), _translit(middle[0])
+    emails = []
+    for slot in range(count):
+        domain = _EMAIL_DOMAINS.pick(rng)
+        if domain == "company":
+            domain = rng.choice(COMPANY_DOMAINS)
+        login = _LOGIN_PATTERNS.pick(rng).format(f=f, l=l, i=f[0], m=m)
+        login += _NUMBER_SEPARATORS.pick(rng) + plan.email_number(person_id, slot)
+        if domain in DOTS_ONLY_DOMAINS:
+            login = login.replace("_", ".")
+        emails.append(f"{login}@{domain}")
+    return tuple(emails)
+
+
+def _price(value: float, rng: random.Random) -> Decimal:
+    """Shop-like prices: 490, 2 990, 15 400 rather than 2 987.13."""
+    rubles = max(10, int(value) // 10 * 10) if value < 1000 else int(value) // 100 * 100
+    if rubles >= 100 and rng.random() < 0.5:
+        rubles -= 10
+    return Decimal(rubles)
+
+
+def _orders(person_id: int, plan: _Plan, rng: random.Random) -> tuple[tuple[SampleOrder, ...], str | None]:
+    """The purchase history and the segment tag it earns (None, 'постоянный' or 'VIP')."""
+    roll = rng.random()
+    if roll < POTENTIAL_SHARE:
+        return (), None
+    average = min(60_000.0, max(300.0, rng.lognormvariate(math.log(3_000), 0.8)))
+    segment_tag = None
+    if roll < POTENTIAL_SHARE + OCCASIONAL_SHARE:
+        count = 1 if rng.random() < 0.65 else 2
+    elif roll < POTENTIAL_SHARE + OCCASIONAL_SHARE + REGULAR_SHARE:
+        count = 3 + _below(rng, 8)
+        segment_tag = REGULAR_TAG
+    else:
+        count = VIP_ORDERS[0] + _below(rng, VIP_ORDERS[1] - VIP_ORDERS[0] + 1)
+        average = rng.uniform(15_000, 90_000)
+        segment_tag = VIP_TAG
+    low, high = _RECENCY.pick(rng)
+    last_days_ago = low + _below(rng, high - low + 1)
+    span = HISTORY_DAYS - last_days_ago
+    days_ago = sorted((last_days_ago + _below(rng, span) for _ in range(count - 1)), reverse=True)
+    days_ago.append(last_days_ago)
+    orders = []
+    for index, days in enumerate(days_ago):
+        is_last = index == count - 1
+        if is_last and days < 45 and rng.random() < OPEN_RATE:
+            status = "open"
+        elif rng.random() < LOST_RATE:
+            status = "lost"
+        else:
+            status = "won"
+        closed = plan.midnight_timestamp - days * 86_400 + WORKDAY_START_UTC + _below(rng, WORKDAY_SECONDS)
+        created = closed - _below(rng, 21 * 86_400)
+        promo = rng.choice(PROMO_CODES) if rng.random() < PROMO_RATE else None
+        orders.append(
+            SampleOrder(
+                order_id=person_id * 100 + index,
+                amount=_price(average * (0.5 + 1.1 * rng.random()), rng),
+                currency="RUB",
+                status=status,
+                closed_at=datetime.fromtimestamp(closed, timezone.utc),
+                created_at=datetime.fromtimestamp(created, timezone.utc),
+                promo_code=promo,
+            )
+        )
+    return tuple(orders), segment_tag
+
+
+def _person(person_id: int, plan: _Plan, rng: random.Random) -> Person:
+    rng.seed(_stream_seed(plan.seed, _PERSON, person_id))
+    gender, first, middle, last, city = _identity(person_id, plan, rng)
+    birthday = _birthday(rng, plan.today)
+    phones = _phones(person_id, city, plan, rng)
+    emails = _emails(person_id, first, middle, last, plan, rng)
+    lead_source = _LEAD_SOURCES.pick(rng)
+    orders, segment_tag = _orders(person_id, plan, rng)
+    tags = []
+    if segment_tag:
+        tags.append(segment_tag)
+    while rng.random() < 0.35 and len(tags) < 3:
+        tag = _TAGS.pick(rng)
+        if tag not in tags:
+            tags.append(tag)
+    return Person(
+        person_id=person_id,
+        gender=gender,
+        first_name=first,
+        middle_name=middle,
+        last_name=last,
+        birthday=birthday,
+        city=city,
+        phones=phones,
+        emails=emails,
+        lead_source=lead_source,
+        tags=tuple(tags),
+        orders=orders,
+    )
+
+
+def people(count: int, seed: int = 1, *, today: date | None = None) -> Iterator[Person]:
+    """Stream `count` people with ids 1..count.
+
+    Person k depends only on (seed, k, today), so smaller populations are
+    prefixes of larger ones. About 3% of people share their exact full name
+    with another (different phones, emails and city); in large populations
+    common names also collide naturally, as they do in real bases. `today`
+    anchors birthdays and order dates; it defaults to the current date, so
+    pass it when output must be identical across days.
+    """
+    plan = _Plan(seed, today or date.today())
+    rng = random.Random()
+    for person_id in range(1, count + 1):
+        yield _person(person_id, plan, rng)
+
+
+# ---------------------------------------------------------------------------
+# Messy rendering.
+# ---------------------------------------------------------------------------
+
+
+def render_phone(e164: str, rng: random.Random, *, extension_rate: float = EXTENSION_RATE) -> str:
+    """One of the many ways a person types this number; landlines sometimes get an extension."""
+    if e164.startswith("+375"):
+        code, rest = e164[4:6], e164[6:]
+        return _BY_FORMATS.pick(rng).format(c=code, a=rest[:3], b=rest[3:5], d=rest[5:])
+    national = e164[2:]
+    code, a, b, d = national[:3], national[3:6], national[6:8], national[8:]
+    if code in MOSCOW_LANDLINE_CODES and rng.random() < extension_rate:
+        extension = str(1 + _below(rng, 999))
+        return _EXTENSION_FORMATS.pick(rng).format(c=code, a=a, b=b, d=d, x=extension)
+    return _RU_FORMATS.pick(rng).format(c=code, a=a, b=b, d=d)
+
+
+def _phone_cell(phones: tuple[str, ...], rng: random.Random, avoid: str = "") -> str:
+    """A phone cell: junk, one number, or both numbers; never repeating a rendering in `avoid`."""
+    if rng.random() < JUNK_PHONE_RATE:
+        return rng.choice(JUNK_PHONES)
+    if len(phones) == 2 and rng.random() < TWO_NUMBERS_IN_CELL_RATE:
+        parts = [_fresh_rendering(phone, rng, avoid) for phone in phones]
+        return _PHONE_SEPARATORS.pick(rng).join(parts)
+    phone = phones[0] if len(phones) == 1 or rng.random() < 0.75 else phones[1]
+    return _fresh_rendering(phone, rng, avoid)
+
+
+def _fresh_rendering(phone: str, rng: random.Random, avoid: str) -> str:
+    """A rendering that does not occur in `avoid`, so a duplicate cannot match by raw text."""
+    text = render_phone(phone, rng)
+    for _ in range(8):
+        if not avoid or text not in avoid:
+            break
+        text = render_phone(phone, rng)
+    return text
+
+
+def render_email(email: str, first_name: str, rng: random.Random) -> str:
+    """Mixed case and stray spaces; about 1% of the time a broken address."""
+    login, _, domain = email.partition("@")
+    roll = rng.random()
+    if roll < INVALID_EMAIL_RATE:
+        broken = rng.randrange(4)
+        if broken == 0:
+            return f"{login}@"
+        if broken == 1:
+            return f"{login}@{domain.rsplit('.', 1)[0]}"
+        if broken == 2:
+            return f"{first_name.lower()}@почта"
+        spaced = login.replace(".", " ", 1) if "." in login else login[:2] + " " + login[2:]
+        return f"{spaced}@{domain}"
+    if roll < 0.12:
+        name, _, zone = domain.rpartition(".")
+        login = ".".join(part.capitalize() for part in login.split("."))
+        email = f"{login}@{name.capitalize()}.{zone.upper()}"
+    elif roll < 0.16:
+        email = email.upper()
+    if rng.random() < 0.06:
+        email = rng.choice((" ", "  ", "\t")) + email if rng.random() < 0.5 else email + " "
+    return email
+
+
+def _apply_case(text: str, rng: random.Random) -> str:
+    case = _NAME_CASES.pick(rng)
+    if case == "upper":
+        return text.upper()
+    if case == "lower":
+        return text.lower()
+    return text
+
+
+def render_name(person: Person, rng: random.Random) -> str:
+    """The ФИО cell: any order, any case, sometimes just the first name, often 'е' for 'ё'."""
+    parts = {"first": person.first_name, "middle": person.middle_name, "last": person.last_name}
+    text = " ".join(parts[key] for key in _NAME_ORDERS.pick(rng).split())
+    if "ё" in text and rng.random() < 0.5:
+        text = text.replace("ё", "е")
+    text = _apply_case(text, rng)
+    if rng.random() < 0.03:
+        text = text.replace(" ", "  ", 1) + " "
+    return text
+
+
+def _birthday_cell(birthday: date | None, rng: random.Random) -> str:
+    if birthday is None or rng.random() < 0.2:
+        return ""
+    if rng.random() < 0.8:
+        return f"{birthday.day:02d}.{birthday.month:02d}.{birthday.year}"
+    return birthday.isoformat()
+
+
+def _city_cell(city: str, rng: random.Random) -> str:
+    roll = rng.random()
+    if roll < 0.84:
+        return city
+    if roll < 0.9 and city in CITY_ALIASES:
+        return rng.choice(CITY_ALIASES[city])
+    if roll < 0.95:
+        return f"г. {city}"
+    return ""
+
+
+def _row(name: str, phone: str, email: str, birthday: str, city: str, source: str) -> dict[str, str]:
+    return dict(zip(SPREADSHEET_COLUMNS, (name, phone, email, birthday, city, source)))
+
+
+def _main_row(person: Person, rng: random.Random) -> dict[str, str]:
+    name = render_name(person, rng)
+    if rng.random() < NAME_ONLY_ROW_RATE:
+        return _row(name, rng.choice(JUNK_PHONES), "", "", "", "")
+    phone = _phone_cell(person.phones, rng)
+    email = ""
+    if person.emails and rng.random() < MAIN_ROW_EMAIL_RATE:
+        email = render_email(person.emails[0], person.first_name, rng)
+    source = person.lead_source if rng.random() < 0.93 else ""
+    return _row(name, phone, email, _birthday_cell(person.birthday, rng), _city_cell(person.city, rng), source)
+
+
+def _duplicate_row(person: Person, rng: random.Random, main_phone: str) -> dict[str, str]:
+    """Another appearance of the person, shaped so only transitive matching finds all of them."""
+    kind = _DUPLICATE_KINDS.pick(rng) if person.emails else "phone only"
+    phone = email = ""
+    if kind != "email only":
+        phone = _phone_cell(person.phones, rng, avoid=main_phone)
+    if kind != "phone only":
+        email = render_email(rng.choice(person.emails), person.first_name, rng)
+    return _row(
+        render_name(person, rng), phone, email, _birthday_cell(person.birthday, rng),
+        _city_cell(person.city, rng), person.lead_source if rng.random() < 0.7 else "",
+    )
+
+
+def spreadsheet_rows(
+    people: Iterable[Person], seed: int = 1, *, duplicate_rate: float = 0.15
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (person_id, row) with columns SPREADSHEET_COLUMNS.
+
+    Every person yields one row; with probability `duplicate_rate` they also
+    yield 1-2 messier rows that surface 2-400 rows later (held in a small heap,
+    so memory stays flat): phone only, email only, or both with the phone
+    written differently. Rows of a person depend only on (seed, person).
+    """
+    rng = random.Random()
+    pending: list[tuple[int, int, int, dict[str, str]]] = []
+    emitted = 0
+    for person in people:
+        rng.seed(_stream_seed(seed, _ROW, person.person_id))
+        main = _main_row(person, rng)
+        yield person.person_id, main
+        emitted += 1
+        while pending and pending[0][0] <= emitted:
+            _, person_id, _, row = heapq.heappop(pending)
+            yield person_id, row
+        if rng.random() < duplicate_rate:
+            release = emitted
+            for copy in range(1 if rng.random() < 0.6 else 2):
+                release += DUPLICATE_GAP[0] + _below(rng, DUPLICATE_GAP[1] - DUPLICATE_GAP[0] + 1)
+                row = _duplicate_row(person, rng, main["Телефон"])
+                heapq.heappush(pending, (release, person.person_id, copy, row))
+    while pending:
+        _, person_id, _, row = heapq.heappop(pending)
+        yield person_id, row
+
+
+# ---------------------------------------------------------------------------
+# Files.
+# ---------------------------------------------------------------------------
+
+
+def write_csv(
+    path: str | Path,
+    rows: Iterable[tuple[int, dict[str, str]]],
+    *,
+    encoding: str = "utf-8-sig",
+    delimiter: str = ";",
+    truth_path: str | Path | None = None,
+) -> int:
+    """Write a header and the rows as a spreadsheet export would; return the number of data rows.
+
+    With `truth_path`, also write "line,person_id" for each data line (the
+    header is line 1) so a resolution can be scored against the truth.
+    """
+    count = 0
+    with ExitStack() as files:
+        out = files.enter_context(open(path, "w", encoding=encoding, newline=""))
+        truth = _open_truth(files, truth_path)
+        writer = csv.writer(out, delimiter=delimiter)
+        writer.writerow(SPREADSHEET_COLUMNS)
+        for person_id, row in rows:
+            writer.writerow([row.get(column, "") for column in SPREADSHEET_COLUMNS])
+            count += 1
+            if truth:
+                truth.write(f"{count + 1},{person_id}\n")
+    return count
+
+
+def write_xlsx(
+    path: str | Path,
+    rows: Iterable[tuple[int, dict[str, str]]],
+    *,
+    truth_path: str | Path | None = None,
+) -> int:
+    """Write an .xlsx sheet in openpyxl's streaming mode; the truth file works as in `write_csv`."""
+    from openpyxl import Workbook  # only this writer needs it; generation stays stdlib-only
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("Клиенты")
+    sheet.append(SPREADSHEET_COLUMNS)
+    count = 0
+    with ExitStack() as files:
+        truth = _open_truth(files, truth_path)
+        for person_id, row in rows:
+            sheet.append([row.get(column, "") for column in SPREADSHEET_COLUMNS])
+            count += 1
+            if truth:
+                truth.write(f"{count + 1},{person_id}\n")
+    workbook.save(path)
+    return count
+
+
+def _open_truth(files: ExitStack, truth_path: str | Path | None) -> TextIO | None:
+    if truth_path is None:
+        return None
+    truth = files.enter_context(open(truth_path, "w", encoding="utf-8", newline=""))
+    truth.write("line,person_id\n")
+    return truth
+
+
+# ---------------------------------------------------------------------------
+# CRM-shaped records.
+# ---------------------------------------------------------------------------
+
+
+def external_id(source: str, person_id: int) -> str:
+    """The id a source holds for this person: readable, and distinct across sources."""
+    return f"{source}-{person_id}"
+
+
+def order_external_id(source: str, order_id: int) -> str:
+    return f"{source}-order-{order_id}"
+
+
+def contact_records(
+    people: Iterable[Person], source: str, seed: int = 1, *, today: date | None = None
+) -> Iterator[ContactRecord]:
+    """The people as a CRM holds them: separate name fields, raw messy phones and emails.
+
+    Each phone is its own raw string (sometimes two numbers in one, sometimes
+    junk); gender, birthday and city are often not filled in. Deterministic per
+    (seed, source, person). `today` bounds created/updated dates of people
+    with no orders and defaults to the current date.
+    """
+    purpose = _purpose(f"contact:{source}")
+    midnight = _midnight(today or date.today())
+    rng = random.Random()
+    for person in people:
+        rng.seed(_stream_seed(seed, purpose, person.person_id))
+        phones = [render_phone(phone, rng) for phone in person.phones]
+        if len(phones) == 2 and rng.random() < 0.15:
+            phones = [_PHONE_SEPARATORS.pick(rng).join(phones)]
+        if rng.random() < JUNK_PHONE_RATE:
+            phones.append(rng.choice(JUNK_PHONES))
+        emails = [render_email(email, person.first_name, rng) for email in person.emails]
+        has_last = rng.random() > 0.05
+        has_middle = rng.random() > 0.3
+        created_at, updated_at = _crm_timestamps(person, midnight, rng)
+        yield ContactRecord(
+            source=source,
+            external_id=external_id(source, person.person_id),
+            first_name=_apply_case(person.first_name, rng),
+            last_name=_apply_case(person.last_name, rng) if has_last else None,
+            middle_name=_apply_case(person.middle_name, rng) if has_middle else None,
+            phones=phones,
+            emails=emails,
+            birthday=person.birthday if rng.random() < 0.6 else None,
+            city=_city_cell(person.city, rng) or None,
+            gender=person.gender if rng.random() < 0.5 else None,
+            tags=list(person.tags),
+            attributes={"lead_source": person.lead_source},
+            created_at=created_at,
+            updated_at=updated_at,
+        )
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+def _crm_timestamps(person: Person, midnight: datetime, rng: random.Random) -> tuple[datetime, datetime]:
+    """Created before the first deal; updated at the last deal or later, never after today."""
+    if person.orders:
+        created_at = person.orders[0].created_at - timedelta(seconds=rng.randrange(30 * 86_400))
+        last_activity = max(order.closed_at for order in person.orders)
+    else:
+        created_at = midnight - timedelta(seconds=rng.randrange(1, HISTORY_DAYS * 86_400))
+        last_activity = created_at
+    room = int((midnight - last_activity).total_seconds())
+    updated_at = last_activity + timedelta(seconds=rng.randrange(room) if room > 1 else 0)
+    return created_at, updated_at
+
+
+def order_records(people: Iterable[Person], source: str) -> Iterator[OrderRecord]:
+    """The people's deals as the CRM's deal list; open deals have no close date there."""
+    for person in people:
+        contact_id = external_id(source, person.person_id)
+        for order in person.orders:
+            yield OrderRecord(
+                source=source,
+                external_id=order_external_id(source, order.order_id),
+                contact_external_id=contact_id,
+                amount=order.amount,
+                currency=order.currency,
+                status=order.status,
+                closed_at=None if order.status == "open" else order.closed_at,
+                created_at=order.created_at,
+                promo_code=order.promo_code,
+                title=f"Заказ №{order.order_id}",
+            )
+
+
+# ---------------------------------------------------------------------------
+# Command line: python -m hub.sampledata OUT.csv --people N --seed S
+# ---------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hub.sampledata",
+        description="Write a messy sample customer spreadsheet (.csv or .xlsx) with optional ground truth.",
+    )
+    parser.add_argument("out", help="output file; .xlsx writes a workbook, anything else CSV")
+    parser.add_argument("--people", type=int, default=1_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--encoding", default="utf-8-sig")
+    parser.add_argument("--delimiter", default=";")
+    parser.add_argument("--duplicate-rate", type=float, default=0.15)
+    parser.add_argument("--today", type=date.fromisoformat, default=None, help="YYYY-MM-DD; default: the current date")
+    parser.add_argument("--truth", default=None, help="also write line,person_id here")
+    args = parser.parse_args(argv)
+
+    population = people(args.people, args.seed, today=args.today)
+    rows = spreadsheet_rows(population, args.seed, duplicate_rate=args.duplicate_rate)
+    if args.out.lower().endswith(".xlsx"):
+        count = write_xlsx(args.out, rows, truth_path=args.truth)
+    else:
+        count = write_csv(args.out, rows, encoding=args.encoding, delimiter=args.delimiter, truth_path=args.truth)
+    print(f"{count} rows for {args.people} people -> {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,735 @@
+"""Customer spreadsheets (CSV and XLSX) as Russian offices export them.
+
+Small businesses keep their customers in Excel or in CSV files saved from
+1C, a CRM or a bank. Those files differ in everything a parser cares about:
+encoding (UTF-8, UTF-8 with BOM, Windows-1251), delimiter (``;`` from Russian
+Excel, ``,`` or tab elsewhere) and header wording ("ФИО", "Клиент",
+"Full name"...). This module hides those differences and hands the import a
+stream of plain :class:`ContactRecord` objects, one :class:`Row` per
+spreadsheet row, so a bad row is reported by its Excel row number instead of
+stopping the whole import.
+
+Phones and emails are passed on as raw cell text: the identity module owns
+their normalization, so every source is cleaned the same way.
+
+Files are streamed (csv reader over an open file, openpyxl in read-only
+mode), so a million-row export never sits in memory at once.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import os
+import re
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from hub.records import ContactRecord, Gender
+
+FIELDS: tuple[str, ...] = (
+    "full_name",
+    "first_name",
+    "last_name",
+    "middle_name",
+    "phone",
+    "email",
+    "birthday",
+    "city",
+    "source",
+    "gender",
+    "company",
+    "tags",
+    "external_id",
+)
+
+# An override may drop a column entirely instead of keeping it as an attribute.
+IGNORE = "ignore"
+
+# Fields several columns may feed at once ("Телефон", "Моб. телефон", ...).
+_MULTI_FIELDS = frozenset({"phone", "email", "tags"})
+
+# Without one of these a file cannot yield a single usable contact.
+_KEY_FIELDS = frozenset({"full_name", "first_name", "last_name", "phone", "email"})
+
+_CSV_EXTENSIONS = frozenset({".csv", ".txt"})
+_XLSX_EXTENSIONS = frozenset({".xlsx", ".xlsm"})
+
+# Enough text to see the header line and to tell UTF-8 from Windows-1251.
+_SNIFF_BYTES = 64 * 1024
+
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "full_name": (
+        "ФИО", "Ф.И.О.", "ФИО клиента", "Фамилия Имя Отчество", "Фамилия Имя",
+        "Клиент", "Контакт", "Контактное лицо", "Покупатель", "Имя клиента",
+        "Полное имя", "Name", "Full name", "Customer", "Customer name",
+        "Client", "Client name", "Contact", "Contact name",
+    ),
+    "first_name": ("Имя", "First name", "Firstname", "Given name"),
+    "last_name": ("Фамилия", "Last name", "Surname", "Family name"),
+    "middle_name": ("Отчество", "Middle name", "Patronymic"),
+    "phone": (
+        "Телефон", "Телефоны", "Тел.", "Тел", "Мобильный", "Моб. телефон",
+        "Мобильный телефон", "Телефон мобильный", "Сотовый", "Сотовый телефон",
+        "Рабочий телефон", "Телефон рабочий", "Домашний телефон",
+        "Контактный телефон", "Доп. телефон", "Номер телефона", "Phone",
+        "Phones", "Mobile", "Mobile phone", "Cell", "Cell phone", "Work phone",
+        "Tel", "Telephone", "Phone number",
+    ),
+    "email": (
+        "E-mail", "Email", "Emails", "Email address", "Эл. почта",
+        "Электронная почта", "Адрес электронной почты", "Почта", "Mail",
+        "Емейл", "Имейл",
+    ),
+    "birthday": (
+        "Дата рождения", "ДР", "День рождения", "Birthday", "Birth date",
+        "Date of birth", "DOB",
+    ),
+    "city": ("Город", "City", "Town", "Населенный пункт"),
+    "source": (
+        "Источник", "Источник клиента", "Source", "Lead source", "Канал",
+        "Откуда пришел", "Откуда пришла", "Откуда узнал",
+    ),
+    "gender": ("Пол", "Gender", "Sex"),
+    "company": (
+        "Компания", "Организация", "Название компании", "Company",
+        "Company name", "Organization", "Organisation",
+    ),
+    "tags": ("Теги", "Тег", "Метки", "Метка", "Tags", "Tag"),
+    "external_id": (
+        "ID", "ИД", "Код", "Код клиента", "ID клиента", "Номер клиента",
+        "Customer ID", "Client ID", "External ID",
+    ),
+}
+
+
+def _header_key(text: str) -> str:
+    """Fold a header so that "Ф.И.О.", "фио" and " Ф И О " compare equal.
+
+    Case, ё/е, punctuation and spaces vary between exports of the same
+    template; none of them changes what the column means.
+    """
+    folded = text.casefold().replace("ё", "е")
+    return "".join(ch for ch in folded if ch.isalnum())
+
+
+_HEADER_FIELDS: dict[str, str] = {
+    _header_key(synonym): name for name, synonyms in _SYNONYMS.items() for synonym in synonyms
+}
+
+
+@dataclass(slots=True)
+class Row:
+    """One spreadsheet row: the contact it holds, or why it was skipped.
+
+    ``line`` is the row number Excel shows for this row (the header usually
+    is 1, the first data row 2). A CSV cell spanning several physical lines
+    still counts as one row, exactly as Excel displays it, so users find the
+    row they are told about. ``warnings`` carries problems that did not cost
+    the contact (a birthday that is not a date, an unknown gender); ``error``
+    is set only when ``record`` is None.
+    """
+
+    line: int
+    record: ContactRecord | None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class SpreadsheetError(Exception):
+    """The file as a whole cannot be imported; the message says what to fix."""
+
+
+def read_rows(
+    path: str | os.PathLike[str], *, source: str, mapping: dict[str, str] | None = None
+) -> Iterator[Row]:
+    """Stream a CSV/XLSX customer file as rows, one per non-empty data row.
+
+    source: the system the file came from; goes to ``ContactRecord.source``.
+    mapping: explicit COLUMN=FIELD overrides (header text -> field name, or
+    field name 'ignore'), for headers the automatic recognition misses.
+
+    Whole-file problems raise :class:`SpreadsheetError` when iteration
+    starts; per-row problems never stop the import and are reported in the
+    yielded rows instead. Completely empty rows are not yielded.
+    """
+    name = os.fspath(path)
+    extension = os.path.splitext(name)[1].lower()
+    label = os.path.basename(name)
+    with ExitStack() as stack:
+        if extension in _CSV_EXTENSIONS:
+            rows = _open_csv(name, stack)
+        elif extension in _XLSX_EXTENSIONS:
+            rows = _open_xlsx(name, stack)
+        else:
+            shown = f"'{extension}'" if extension else "(no extension)"
+            raise SpreadsheetError(
+                f"{label}: unsupported file type {shown}; save it as .xlsx or .csv"
+            )
+        line = 0
+        try:
+            numbered = enumerate(rows, start=1)
+            for line, cells in numbered:
+                headers = [cell.strip() for cell in cells]
+                if any(headers):
+                    break
+            else:
+                raise SpreadsheetError(f"{label}: no header row, the file is empty")
+            plan = _RowPlan(headers, detect_columns(headers, mapping), source)
+            for line, cells in numbered:
+                row = plan.build(cells, line)
+                if row is not None:
+                    yield row
+        except csv.Error as exc:
+            raise SpreadsheetError(
+                f"{label}: broken CSV after row {line} ({exc}); look for an unclosed quote"
+            ) from exc
+        except UnicodeDecodeError as exc:
+            raise SpreadsheetError(
+                f"{label}: text after row {line} is not UTF-8 although the start of the "
+                "file is; re-save the whole file in one encoding"
+            ) from exc
+
+
+def detect_columns(headers: list[str], mapping: dict[str, str] | None = None) -> dict[int, str]:
+    """column index -> field, from automatic header recognition plus overrides
+
+    Columns left out of the result are kept as record attributes under their
+    header; columns mapped to ``'ignore'`` are dropped. Overrides win: when
+    one assigns a single-value field (say ``full_name``), an automatically
+    recognised column of the same field falls back to an attribute. Of two
+    automatically recognised columns for one single-value field the first
+    wins; phone, email and tags take every matching column.
+
+    Raises :class:`SpreadsheetError` for an override naming a column that is
+    not there or a field that does not exist, and when no column yields a
+    name, phone or email, because such a file cannot produce any contact.
+    """
+    explicit = _apply_mapping(headers, mapping or {})
+    taken = {name for name in explicit.values() if name not in _MULTI_FIELDS}
+    columns: dict[int, str] = {}
+    for index, header in enumerate(headers):
+        if index in explicit:
+            columns[index] = explicit[index]
+            continue
+        name = _recognise(header)
+        if name is None or name in taken:
+            continue
+        if name not in _MULTI_FIELDS:
+            taken.add(name)
+        columns[index] = name
+    if not _KEY_FIELDS.intersection(columns.values()):
+        found = ", ".join(repr(header) for header in headers if header) or "none"
+        raise SpreadsheetError(
+            f"no column recognised as a name, phone or email; headers found: {found}; "
+            "name the columns with --map, e.g. --map 'Моб=phone'"
+        )
+    return columns
+
+
+def _recognise(header: str) -> str | None:
+    """Field for a header, also for numbered copies such as "Телефон 2"."""
+    key = _header_key(header)
+    name = _HEADER_FIELDS.get(key)
+    if name is None:
+        name = _HEADER_FIELDS.get(key.rstrip("0123456789"))
+    return name
+
+
+def _apply_mapping(headers: list[str], mapping: dict[str, str]) -> dict[int, str]:
+    """Resolve COLUMN=FIELD overrides to column indexes, rejecting typos loudly.
+
+    A silently ignored override would import phones as attributes, so an
+    unknown column or field stops the import before any row is read.
+    """
+    stripped = [header.strip() for header in headers]
+    keys = [_header_key(header) for header in headers]
+    resolved: dict[int, str] = {}
+    for column, target in mapping.items():
+        name = target.strip().lower()
+        if name not in FIELDS and name != IGNORE:
+            raise SpreadsheetError(
+                f"--map {column}={target}: unknown field {target!r}; "
+                f"use one of: {', '.join(FIELDS)}, {IGNORE}"
+            )
+        wanted = column.strip()
+        indexes = [i for i, header in enumerate(stripped) if header == wanted]
+        if not indexes:
+            wanted_key = _header_key(wanted)
+            indexes = [i for i, key in enumerate(keys) if wanted_key and key == wanted_key]
+        if not indexes:
+            found = ", ".join(repr(header) for header in stripped if header) or "none"
+            raise SpreadsheetError(
+                f"--map {column}={target}: no column {column!r} in the file; headers found: {found}"
+            )
+        for index in indexes:
+            resolved[index] = name
+    return resolved
+
+
+class _RowPlan:
+    """Which cell feeds which record field, worked out once per file.
+
+    Building a record then costs a few list lookups per row, which is what
+    keeps a million-row import fast.
+    """
+
+    __slots__ = ("source", "today", "width", "single", "phones", "emails", "tags", "attributes")
+
+    def __init__(self, headers: list[str], columns: dict[int, str], source: str) -> None:
+        self.source = source
+        self.today = dt.date.today()
+        self.width = len(headers)
+        single: dict[str, list[int]] = {}
+        for index, name in columns.items():
+            if name not in _MULTI_FIELDS and name != IGNORE:
+                single.setdefault(name, []).append(index)
+        self.single = tuple((name, tuple(indexes)) for name, indexes in single.items())
+        self.phones = tuple(i for i, name in columns.items() if name == "phone")
+        self.emails = tuple(i for i, name in columns.items() if name == "email")
+        self.tags = tuple(i for i, name in columns.items() if name == "tags")
+        attributes: list[tuple[int, str]] = []
+        used: set[str] = set()
+        for index, header in enumerate(headers):
+            if index in columns:
+                continue
+            key = header or f"column {index + 1}"
+            if key in used:
+                key = f"{key} (column {index + 1})"
+            used.add(key)
+            attributes.append((index, key))
+        self.attributes = tuple(attributes)
+
+    def build(self, raw: list[str], line: int) -> Row | None:
+        """The row's record, or None for a row with nothing in it."""
+        cells = [cell.strip() for cell in raw]
+        if not any(cells):
+            return None
+        width = self.width
+        attributes: dict[str, object] = {}
+        if len(cells) < width:
+            cells.extend([""] * (width - len(cells)))
+        elif len(cells) > width:
+            for index in range(width, len(cells)):
+                if cells[index]:
+                    attributes[f"column {index + 1}"] = cells[index]
+
+        values: dict[str, str] = {}
+        for name, indexes in self.single:
+            for index in indexes:
+                if cells[index]:
+                    values[name] = cells[index]
+                    break
+        phones = [cells[i] for i in self.phones if cells[i]]
+        emails = [cells[i] for i in self.emails if cells[i]]
+
+        first = last = middle = None
+        if "full_name" in values:
+            first, last, middle = _split_full_name(values["full_name"])
+        if "first_name" in values:
+            first = _clean_name(values["first_name"])
+        if "last_name" in values:
+            last = _clean_name(values["last_name"])
+        if "middle_name" in values:
+            middle = _clean_name(values["middle_name"])
+        if not (first or last or middle or phones or emails):
+            return Row(line, None, "no name, phone or email")
+
+        warnings: list[str] = []
+        birthday = None
+        if "birthday" in values:
+            birthday, problem = _parse_birthday(values["birthday"], self.today)
+            if problem:
+                warnings.append(problem)
+        gender: Gender | None = None
+        if "gender" in values:
+            text = values["gender"]
+            gender = _GENDERS.get(text.lower().rstrip("."))
+            if gender is None:
+                warnings.append(f"gender: {text!r} is not recognised")
+        tags: list[str] = []
+        for index in self.tags:
+            if cells[index]:
+                tags.extend(_split_tags(cells[index]))
+        if "source" in values:
+            attributes["lead_source"] = values["source"]
+        for index, key in self.attributes:
+            if cells[index]:
+                attributes[key] = cells[index]
+
+        record = ContactRecord(
+            source=self.source,
+            external_id=values.get("external_id"),
+            first_name=first,
+            last_name=last,
+            middle_name=middle,
+            phones=phones,
+            emails=emails,
+            birthday=birthday,
+            city=values.get("city"),
+            gender=gender,
+            company=values.get("company"),
+            tags=tags,
+            attributes=attributes,
+        )
+        return Row(line, record, None, warnings)
+
+
+# --- reading files -----------------------------------------------------------
+
+
+def _open_csv(path: str, stack: ExitStack) -> Iterator[list[str]]:
+    """A csv reader over the file, with encoding and delimiter worked out."""
+    encoding, delimiter, sep_line = _sniff_csv(path)
+    # Windows-1251 leaves one byte undefined; one odd character is better
+    # than refusing a file that is otherwise readable.
+    errors = "replace" if encoding == "cp1251" else "strict"
+    try:
+        handle = stack.enter_context(open(path, encoding=encoding, errors=errors, newline=""))
+    except OSError as exc:
+        raise SpreadsheetError(f"{os.path.basename(path)}: cannot open: {exc.strerror}") from exc
+    reader = csv.reader(handle, delimiter=delimiter)
+    if sep_line:
+        # Excel's "sep=;" hint line is not shown as a row, so it is not counted.
+        next(reader, None)
+    return reader
+
+
+def _sniff_csv(path: str) -> tuple[str, str, bool]:
+    """(encoding, delimiter, has Excel "sep=" line) from the start of the file.
+
+    Russian offices still produce Windows-1251 files next to UTF-8 ones. Text
+    in Windows-1251 with any Cyrillic letter practically never decodes as
+    UTF-8, so a strict UTF-8 decode of the first 64 KiB tells them apart.
+    """
+    try:
+        with open(path, "rb") as handle:
+            sample = handle.read(_SNIFF_BYTES)
+            at_end = not handle.read(1)
+    except OSError as exc:
+        raise SpreadsheetError(f"{os.path.basename(path)}: cannot open: {exc.strerror}") from exc
+    if sample.startswith(codecs.BOM_UTF8):
+        encoding = "utf-8-sig"
+        text = sample[len(codecs.BOM_UTF8) :].decode("utf-8", errors="replace")
+    elif sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # Excel's "Unicode text" export: UTF-16 with a BOM, tab-separated.
+        encoding = "utf-16"
+        text = sample[: len(sample) // 2 * 2].decode("utf-16", errors="replace")
+    else:
+        try:
+            # Not final unless the whole file is in the sample: the 64 KiB cut
+            # may split a multi-byte letter, which is not an encoding error.
+            text = codecs.getincrementaldecoder("utf-8")().decode(sample, final=at_end)
+            encoding = "utf-8"
+        except UnicodeDecodeError:
+            text = sample.decode("cp1251", errors="replace")
+            encoding = "cp1251"
+
+    first_line = text.lstrip("\r\n").split("\n", 1)[0].strip()
+    if len(first_line) == 5 and first_line.lower().startswith("sep="):
+        return encoding, first_line[4], True
+    return encoding, _sniff_delimiter(text), False
+
+
+def _sniff_delimiter(text: str) -> str:
+    """The delimiter used most on the header line, counting outside quotes.
+
+    csv.Sniffer guesses from data rows and is easily fooled by commas inside
+    addresses; the header line is short and reliable. Lines holding only
+    delimiters (empty rows Excel wrote before the header) are skipped. With a
+    single-column header any choice reads the file the same way; ';' is what
+    Russian Excel writes.
+    """
+    counts = {";": 0, ",": 0, "\t": 0}
+    in_quotes = False
+    has_text = False
+    for char in text:
+        if char == '"':
+            in_quotes = not in_quotes
+            has_text = True
+        elif in_quotes:
+            continue
+        elif char in counts:
+            counts[char] += 1
+        elif char == "\n" or char == "\r":
+            if has_text:
+                break
+            counts = dict.fromkeys(counts, 0)
+        elif not char.isspace():
+            has_text = True
+    best = max(counts, key=lambda delimiter: counts[delimiter])
+    return best if counts[best] else ";"
+
+
+def _open_xlsx(path: str, stack: ExitStack) -> Iterator[list[str]]:
+    """Rows of the workbook's active sheet as text, streamed by openpyxl."""
+    import openpyxl  # imported here: CSV imports should not pay for it
+
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except OSError as exc:
+        raise SpreadsheetError(f"{os.path.basename(path)}: cannot open: {exc.strerror}") from exc
+    except Exception as exc:  # openpyxl raises zip, XML and key errors alike
+        raise SpreadsheetError(
+            f"{os.path.basename(path)}: not a readable Excel workbook ({exc})"
+        ) from exc
+    stack.callback(workbook.close)
+    sheet = workbook.active or workbook.worksheets[0]
+    # Some programs write a wrong sheet size; without it openpyxl reads the
+    # rows that are really there instead of cutting them off.
+    sheet.reset_dimensions()
+    rows = sheet.iter_rows(min_row=1, values_only=True)
+    return ([_cell_text(value) for value in values] for values in rows)
+
+
+def _cell_text(value: object) -> str:
+    """An Excel cell as the text a user sees in it.
+
+    Phones typed into Excel become numbers (79161234567.0); they must come
+    out as digits, without '.0' or an exponent. Dates become ISO text so the
+    birthday parser has one path for CSV and Excel.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer():
+            return str(int(value))
+        text = repr(value)
+        return format(Decimal(text), "f") if "e" in text else text
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time():
+            return value.date().isoformat()
+        return value.isoformat(sep=" ")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return str(value).strip()
+
+
+# --- names -------------------------------------------------------------------
+
+_CYRILLIC = re.compile("[\u0400-\u04ff]")
+
+# Common first names. Knowing them settles most two-word cells whose surname
+# has no telling ending ("Мельник Олег", "Ким Виктория"), and keeps names
+# with a surname-like ending (Ирина, Константин) from passing as surnames.
+_MALE_NAMES = frozenset(
+    """
+    александр алексей анатолий андрей антон аркадий арсений артем артур богдан
+    борис вадим валентин валерий василий вениамин виктор виталий владимир
+    владислав всеволод вячеслав геннадий георгий герман глеб григорий даниил
+    данил данила демьян денис дмитрий евгений егор емельян захар иван игорь
+    илья касьян кирилл константин лев леонид лукьян макар максим марк мартин
+    матвей михаил никита николай олег павел петр платон родион роман
+    ростислав руслан савелий семен сергей станислав степан тимофей тимур
+    федор филипп эдуард юрий яков ян ярослав антонин арсен армен давид
+    альберт эрик эмиль марат ренат ринат рамиль рустам тагир айдар эльдар
+    азат нурлан магомед ахмед ибрагим али
+    """.split()
+)
+_FEMALE_NAMES = frozenset(
+    """
+    александра алена алина алиса алла анастасия ангелина анжелика анна
+    антонина арина валентина валерия варвара василиса вера вероника виктория
+    галина дарья диана дина ева евгения екатерина елена елизавета есения
+    жанна зарина зинаида злата зоя инна ирина камила карина кира кристина
+    ксения лариса лидия лилия любовь людмила майя маргарита марина мария
+    милана надежда наталья наталия нина оксана олеся ольга полина раиса
+    регина светлана снежана софия софья таисия тамара татьяна ульяна
+    эвелина элина эльвира эмилия юлия яна ярослава мадина альбина сабина
+    фаина алевтина каролина анжелина дарина розалина мальвина гульнара лейла
+    """.split()
+)
+
+# Endings that mark a Russian (or CIS) surname; the weak ones are also
+# endings of first names (Полина, Валентин, Дмитрий), so they lose to a
+# strong one.
+_SURNAME_STRONG = (
+    "ов", "ова", "ев", "ева", "ский", "ская", "цкий", "цкая", "ской", "цкой",
+    "ых", "их", "енко", "ук", "юк", "дзе", "швили", "ян", "янц",
+)
+_SURNAME_WEAK = ("ин", "ина", "ын", "ына", "ой", "ый", "ий", "ая")
+_MALE_PATRONYMIC = ("вич", "ич", "оглы", "улы", "уулу")
+_FEMALE_PATRONYMIC = ("вна", "ична", "кызы")
+_PATRONYMIC_ENDINGS = _MALE_PATRONYMIC + _FEMALE_PATRONYMIC
+
+
+def _split_full_name(value: str) -> tuple[str | None, str | None, str | None]:
+    """(first, last, middle) from one "ФИО" cell.
+
+    Russian exports put the surname first ("Иванов Иван Иванович"). Two
+    words are ordered by whichever is a known first name, else by surname
+    endings, else read as first, last ("Иван Иванов", Latin "John Smith").
+    A comma marks the surname explicitly ("Smith, John").
+    """
+    value = _clean_name(value)
+    if "," in value:
+        last, _, rest = value.partition(",")
+        words = rest.split()
+        first = words[0] if words else None
+        middle = " ".join(words[1:]) or None
+        return first, last.strip() or None, middle
+    words = value.split()
+    if not words:
+        return None, None, None
+    if value.isascii() or not _CYRILLIC.search(value):
+        if len(words) == 1:
+            return words[0], None, None
+        return words[0], words[-1], " ".join(words[1:-1]) or None
+    if len(words) == 1:
+        if _first_name_gender(words[0]) is None and _surname_score(words[0]):
+            return None, words[0], None
+        return words[0], None, None
+    if len(words) == 2:
+        return _split_two_words(words[0], words[1])
+    if _is_patronymic(words[1]) and (
+        _first_name_gender(words[0]) or not _is_patronymic(words[-1])
+    ):
+        # "Иван Иванович Иванов", "Марина Алексеевна Станкевич"
+        return words[0], " ".join(words[2:]), words[1]
+    return words[1], words[0], " ".join(words[2:])
+
+
+def _split_two_words(one: str, two: str) -> tuple[str | None, str | None, str | None]:
+    """(first, last, middle) for "Иван Иванов", "Иванов Иван" or "Иван Петрович"."""
+    gender_one = _first_name_gender(one)
+    gender_two = _first_name_gender(two)
+    if gender_one and not gender_two:
+        patronymic = _MALE_PATRONYMIC if gender_one == "m" else _FEMALE_PATRONYMIC
+        if two.lower().endswith(patronymic):
+            return one, None, two
+        return one, two, None
+    if gender_two and not gender_one:
+        return two, one, None
+    score_one = _surname_score(one)
+    if _surname_score(two) > score_one:
+        return one, two, None
+    if score_one:
+        return two, one, None
+    if _is_patronymic(two):
+        return one, None, two
+    return one, two, None
+
+
+def _first_name_gender(word: str) -> Gender | None:
+    lowered = word.lower().replace("ё", "е")
+    if lowered in _MALE_NAMES:
+        return "m"
+    if lowered in _FEMALE_NAMES:
+        return "f"
+    return None
+
+
+def _surname_score(word: str) -> int:
+    """2 for a clear surname ending, 1 for one shared with first names, else 0."""
+    lowered = word.lower().replace("ё", "е")
+    if len(lowered) < 4 or lowered in _MALE_NAMES or lowered in _FEMALE_NAMES:
+        return 0
+    if lowered.endswith(_SURNAME_STRONG):
+        return 2
+    if lowered.endswith(_SURNAME_WEAK):
+        return 1
+    return 0
+
+
+def _is_patronymic(word: str) -> bool:
+    return word.lower().endswith(_PATRONYMIC_ENDINGS)
+
+
+def _clean_name(value: str) -> str:
+    """Single spaces; "ИВАНОВ" and "иванов" become "Иванов", "McDonald" stays."""
+    value = " ".join(value.split())
+    if value.isupper() or value.islower():
+        return value.title()
+    return value
+
+
+# --- other fields ------------------------------------------------------------
+
+_GENDERS: dict[str, Gender] = {
+    "м": "m", "муж": "m", "мужской": "m", "мужчина": "m", "male": "m", "m": "m", "man": "m",
+    "ж": "f", "жен": "f", "женский": "f", "женщина": "f", "female": "f", "f": "f", "w": "f",
+    "woman": "f",
+}
+
+
+def _split_tags(value: str) -> list[str]:
+    parts = (part.strip() for part in value.replace(";", ",").split(","))
+    return [part for part in parts if part]
+
+
+# --- dates -------------------------------------------------------------------
+
+_NUMERIC_DMY = re.compile(r"(\d{1,2})[./-](\d{1,2})[./-](\d{4}|\d{2})(?![\d./-])")
+_NUMERIC_YMD = re.compile(r"(\d{4})[./-](\d{1,2})[./-](\d{1,2})(?![\d./-])")
+_NUMERIC_DM = re.compile(r"(\d{1,2})[./-](\d{1,2})")
+_WORDY_DMY = re.compile(r"(\d{1,2})\s+([^\W\d_]+)\.?,?\s+(\d{4}|\d{2})(?!\d)")
+
+# Keyed by the first three letters, which covers genitive ("марта"),
+# nominative ("март") and abbreviated ("мар.") forms alike.
+_MONTHS: dict[str, int] = {
+    "янв": 1, "фев": 2, "мар": 3, "апр": 4, "май": 5, "мая": 5, "июн": 6, "июл": 7,
+    "авг": 8, "сен": 9, "окт": 10, "ноя": 11, "дек": 12,
+    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8,
+    "sep": 9, "oct": 10, "nov": 11, "dec": 12,
+}  # fmt: skip
+
+
+def _parse_birthday(value: str, today: dt.date) -> tuple[dt.date | None, str | None]:
+    """(date, problem) from a birthday cell; a problem never loses the contact.
+
+    Accepts 1985-03-14, 14.03.1985, 14.03.85, 14/03/1985, 14-03-1985 and
+    "14 марта 1985"; a trailing time (Excel's "14.03.1985 0:00") is ignored.
+    Two-digit years up to the current one are read as 20xx, the rest as 19xx.
+    Dates in the future or before 1900 are reported as problems too: they are
+    typos, and a wrong birthday would trigger a wrong greeting.
+    """
+    text = value.strip()
+    day = month = year = None
+    match = _NUMERIC_DMY.match(text) or _NUMERIC_YMD.match(text)
+    if match is not None and _ends_cleanly(text, match.end()):
+        first, second, third = match.groups()
+        if len(first) == 4:
+            year, month, day = int(first), int(second), int(third)
+        else:
+            day, month, year = int(first), int(second), _full_year(third, today)
+    else:
+        match = _WORDY_DMY.match(text)
+        if match is not None and _ends_cleanly(text, match.end()):
+            month = _MONTHS.get(match.group(2)[:3].lower())
+            if month is not None:
+                day, year = int(match.group(1)), _full_year(match.group(3), today)
+    if year is None or month is None or day is None:
+        short = _NUMERIC_DM.fullmatch(text)
+        if short is not None:
+            return None, f"birthday: {value!r} has no year"
+        return None, f"birthday: {value!r} is not a date"
+    try:
+        birthday = dt.date(year, month, day)
+    except ValueError:
+        return None, f"birthday: {value!r} is not a date"
+    if birthday > today:
+        return None, f"birthday: {value!r} is in the future"
+    if year < 1900:
+        return None, f"birthday: {value!r} is before 1900"
+    return birthday, None
+
+
+def _ends_cleanly(text: str, end: int) -> bool:
+    """A date may be followed by a time or "г." only after a space."""
+    return end == len(text) or text[end] in " T"
+
+
+def _full_year(digits: str, today: dt.date) -> int:
+    if len(digits) == 4:
+        return int(digits)
+    short = int(digits)
+    return 2000 + short if short <= today.year % 100 else 1900 + short

@@ -1,0 +1,354 @@
+"""Driving a source plugin: pages of records in, contacts and orders out.
+
+A source reads its system page by page from a cursor. Each page is written in
+one transaction together with the cursor that follows it, so a run killed at
+any point resumes from the last committed page and writes nothing twice
+(contacts are matched by external reference and identifiers, orders by their
+(source, external id) key, both with on-conflict upserts).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+
+from sqlalchemy import Connection, Engine, and_, delete, select, update
+
+from hub import identity
+from hub.config import Settings
+from hub.db import chunks, insert_for, utcnow
+from hub.models import Contact, ExternalRef, Order, SyncRun, SyncState
+from hub.plugins import get_pm, sources
+from hub.records import ContactRecord, Deletion, OrderRecord
+
+Record = ContactRecord | OrderRecord | Deletion
+orders_t = Order.__table__
+refs_t = ExternalRef.__table__
+contacts_t = Contact.__table__
+state_t = SyncState.__table__
+runs_t = SyncRun.__table__
+CHUNK = 2000
+ORDER_STATUSES = ("won", "lost", "open")
+
+
+@dataclass
+class Page:
+    """Records read from a source and the cursor to resume from after them."""
+
+    records: list[Record]
+    cursor: str | None
+
+
+class Source(Protocol):
+    """What a source plugin's factory returns."""
+
+    name: str
+
+    def entities(self) -> Sequence[str]:
+        """Entities in the order they should sync, e.g. ("contacts", "orders")."""
+
+    def read(self, entity: str, cursor: str | None, full: bool) -> Iterator[Page]:
+        """Pages of records after `cursor` (None: from the beginning)."""
+
+    def checkpoint(self, entity: str) -> str | None:
+        """The incremental cursor to continue from after a full sync that starts now."""
+
+
+class SyncError(RuntimeError):
+    """A run that stopped; the cursor stays at the last committed page."""
+
+
+@dataclass
+class Counts:
+    """Running totals of one sync or import, shaped like the CLI's JSON summary."""
+
+    contacts: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0, "merged": 0})
+    orders: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0})
+    invalid_phones: int = 0
+    invalid_emails: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"contacts": dict(self.contacts), "orders": dict(self.orders),
+                "invalid_phones": self.invalid_phones, "invalid_emails": self.invalid_emails,
+                "errors": len(self.errors)}
+
+
+def write_contacts(conn: Connection, records: Sequence[ContactRecord], settings: Settings, counts: Counts,
+                   *, prepared: Sequence[identity.Prepared] | None = None) -> identity.Resolution:
+    """Resolve and store contact records (one chunk), then tell plugins."""
+    pm = get_pm()
+    if prepared is None:
+        prepared = [identity.prepare(r, settings.default_region) for r in records]
+
+    def merged(survivor: int, gone: int) -> None:
+        pm.hook.contact_merged(conn=conn, survivor_id=survivor, merged_id=gone, reason={"rule": "shared identifier"})
+
+    result = identity.resolve(conn, prepared, on_merge=merged)
+    counts.contacts["created"] += len(result.created)
+    counts.contacts["updated"] += len(result.updated)
+    counts.contacts["merged"] += len(result.merged)
+    counts.invalid_phones += result.invalid_phones
+    counts.invalid_emails += result.invalid_emails
+    if records:
+        ids = sorted({c for c in result.contact_ids if c is not None})
+        pm.hook.contact_synced(conn=conn, source=records[0].source, contact_ids=ids, created_ids=result.created)
+    return result
+
+
+def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Counts) -> None:
+    """Upsert orders by (source, external id) and keep the contacts' stats current."""
+    rows: list[dict[str, Any]] = []
+    now = utcnow()
+    for r in records:
+        problem = _order_problem(r)
+        if problem:
+            counts.errors.append({"entity": "order", "id": r.external_id, "error": problem})
+            continue
+        rows.append({"source": r.source, "external_id": str(r.external_id),
+                     "contact_external_id": r.contact_external_id, "amount": Decimal(r.amount),
+                     "currency": (r.currency or "RUB").upper()[:3], "status": r.status, "title": r.title,
+                     "promo_code": r.promo_code, "closed_at": r.closed_at, "created_at": r.created_at or now,
+                     "updated_at": now})
+    if not rows:
+        return
+    unique = {(r["source"], r["external_id"]): r for r in rows}
+    rows = list(unique.values())
+    by_source: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        if r["contact_external_id"]:
+            by_source[r["source"]].add(r["contact_external_id"])
+    contact_of: dict[tuple[str, str], int] = {}
+    for source, ids in by_source.items():
+        for part in chunks(sorted(ids), identity.LOOKUP_CHUNK):
+            for ext, cid in conn.execute(select(refs_t.c.external_id, refs_t.c.contact_id).where(
+                    refs_t.c.source == source, refs_t.c.external_id.in_(part))):
+                contact_of[(source, ext)] = cid
+    touched: set[int] = set()
+    existing: set[tuple[str, str]] = set()
+    for source in {r["source"] for r in rows}:
+        keys = [r["external_id"] for r in rows if r["source"] == source]
+        for part in chunks(keys, identity.LOOKUP_CHUNK):
+            for ext, cid in conn.execute(select(orders_t.c.external_id, orders_t.c.contact_id).where(
+                    orders_t.c.source == source, orders_t.c.external_id.in_(part))):
+                existing.add((source, ext))
+                if cid is not None:
+                    touched.add(cid)
+    for r in rows:
+        r["contact_id"] = contact_of.get((r["source"], r["contact_external_id"])) if r["contact_external_id"] else None
+        if r["contact_id"] is not None:
+            touched.add(r["contact_id"])
+        if (r["source"], r["external_id"]) in existing:
+            counts.orders["updated"] += 1
+        else:
+            counts.orders["created"] += 1
+    ins = insert_for(conn, orders_t)
+    changing = ("contact_external_id", "contact_id", "amount", "currency", "status", "title", "promo_code",
+                "closed_at", "updated_at")
+    conn.execute(ins.on_conflict_do_update(index_elements=["source", "external_id"],
+                                           set_={c: ins.excluded[c] for c in changing}), rows)
+    identity.refresh_stats(conn, touched)
+
+
+def _order_problem(r: OrderRecord) -> str | None:
+    if r.status not in ORDER_STATUSES:
+        return f"status {r.status!r} is not one of won, lost, open"
+    try:
+        Decimal(r.amount)
+    except (InvalidOperation, TypeError, ValueError):
+        return f"amount {r.amount!r} is not a number"
+    for name in ("closed_at", "created_at"):
+        value = getattr(r, name)
+        if value is not None and value.tzinfo is None:
+            return f"{name} has no time zone"
+    return None
+
+
+def write_deletions(conn: Connection, records: Sequence[Deletion], counts: Counts) -> None:
+    """Mark what a source deleted: a contact goes when no source holds them any more."""
+    now = utcnow()
+    for d in records:
+        if d.entity == "order":
+            row = conn.execute(select(orders_t.c.id, orders_t.c.contact_id).where(
+                orders_t.c.source == d.source, orders_t.c.external_id == d.external_id)).first()
+            if row:
+                conn.execute(delete(orders_t).where(orders_t.c.id == row.id))
+                counts.orders["deleted"] += 1
+                if row.contact_id:
+                    identity.refresh_stats(conn, [row.contact_id])
+            continue
+        contact_id = conn.execute(select(refs_t.c.contact_id).where(
+            refs_t.c.source == d.source, refs_t.c.external_id == d.external_id, refs_t.c.deleted_at.is_(None))).scalar()
+        if contact_id is None:
+            continue
+        conn.execute(update(refs_t).where(refs_t.c.source == d.source, refs_t.c.external_id == d.external_id)
+                     .values(deleted_at=now))
+        live = conn.execute(select(refs_t.c.id).where(refs_t.c.contact_id == contact_id,
+                                                      refs_t.c.deleted_at.is_(None))).first()
+        if live is None:
+            conn.execute(update(contacts_t).where(contacts_t.c.id == contact_id).values(deleted_at=now))
+        counts.contacts["deleted"] += 1
+
+
+def write_page(conn: Connection, records: Iterable[Record], settings: Settings, counts: Counts) -> None:
+    """Write a page's contacts first, then orders (so they link), then deletions."""
+    contacts: list[ContactRecord] = []
+    orders: list[OrderRecord] = []
+    deletions: list[Deletion] = []
+    for r in records:
+        if isinstance(r, ContactRecord):
+            contacts.append(r)
+        elif isinstance(r, OrderRecord):
+            orders.append(r)
+        elif isinstance(r, Deletion):
+            deletions.append(r)
+        else:
+            counts.errors.append({"error": f"unknown record type {type(r).__name__}"})
+    for part in chunks(contacts, CHUNK):
+        write_contacts(conn, part, settings, counts)
+    for part in chunks(orders, CHUNK):
+        write_orders(conn, part, counts)
+    if deletions:
+        write_deletions(conn, deletions, counts)
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+def start_run(engine: Engine, source: str, kind: str) -> int:
+    with engine.begin() as conn:
+        return conn.execute(runs_t.insert().returning(runs_t.c.id),
+                            {"source": source, "kind": kind, "status": "running", "counts": {}, "errors": [],
+                             "started_at": utcnow()}).scalar_one()
+
+
+def finish_run(engine: Engine, run_id: int, counts: Counts, error: str | None = None) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(
+            status="failed" if error else "ok", counts=counts.as_dict(), errors=counts.errors[:1000],
+            error=error, finished_at=utcnow()))
+
+
+def _load_state(conn: Connection, source: str, entity: str) -> tuple[str | None, dict[str, Any] | None]:
+    row = conn.execute(select(state_t.c.cursor, state_t.c.full_cursor).where(
+        state_t.c.source == source, state_t.c.entity == entity)).first()
+    if row is None:
+        return None, None
+    return row.cursor, (json.loads(row.full_cursor) if row.full_cursor else None)
+
+
+def _save_state(conn: Connection, source: str, entity: str, *, cursor: str | None,
+                full: dict[str, Any] | None) -> None:
+    ins = insert_for(conn, state_t)
+    values = {"source": source, "entity": entity, "cursor": cursor,
+              "full_cursor": json.dumps(full) if full is not None else None, "updated_at": utcnow()}
+    conn.execute(ins.on_conflict_do_update(index_elements=["source", "entity"],
+                                           set_={k: ins.excluded[k] for k in ("cursor", "full_cursor", "updated_at")}),
+                 values)
+
+
+@dataclass
+class SyncReport:
+    source: str
+    run_id: int
+    kind: str
+    counts: Counts
+    duration_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"source": self.source, "run": self.run_id, "kind": self.kind, **self.counts.as_dict(),
+               "duration_s": round(self.duration_s, 3)}
+        out.update(self.extra)
+        return out
+
+
+def run(
+    engine: Engine,
+    settings: Settings,
+    source_name: str,
+    *,
+    full: bool = False,
+    source: Source | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> SyncReport:
+    """Sync one source: a full read when asked or never synced, else from the stored cursors."""
+    if source is None:
+        factories = sources()
+        if source_name not in factories:
+            known = ", ".join(sorted(factories)) or "none installed"
+            raise SyncError(f"unknown source {source_name!r} (available: {known})")
+        source = factories[source_name](settings)
+    started = time.monotonic()
+    counts = Counts()
+    kinds = []
+    run_id = start_run(engine, source_name, "full" if full else "incremental")
+    try:
+        for entity in source.entities():
+            with engine.connect() as conn:
+                cursor, full_state = _load_state(conn, source_name, entity)
+            do_full = full or cursor is None or full_state is not None
+            kinds.append("full" if do_full else "incremental")
+            if do_full:
+                _run_full(engine, settings, source, source_name, entity, full_state, counts, progress)
+            else:
+                _run_incremental(engine, settings, source, source_name, entity, cursor, counts, progress)
+    except Exception as exc:
+        message = _describe(exc)
+        finish_run(engine, run_id, counts, error=message)
+        raise SyncError(f"sync {source_name} failed: {message}; the next run resumes from the last saved page") from exc
+    finish_run(engine, run_id, counts)
+    kind = "full" if "full" in kinds else "incremental"
+    extra = dict(getattr(source, "stats", lambda: {})())
+    return SyncReport(source_name, run_id, kind, counts, time.monotonic() - started, extra)
+
+
+def _run_full(engine: Engine, settings: Settings, source: Source, source_name: str, entity: str,
+              state: dict[str, Any] | None, counts: Counts, progress: Callable[[str, int], None] | None) -> None:
+    if state is None:
+        # Taken before reading, so changes made during a long full sync are
+        # picked up by the next incremental run.
+        state = {"page": None, "then": source.checkpoint(entity)}
+        with engine.begin() as conn:
+            previous, _ = _load_state(conn, source_name, entity)
+            _save_state(conn, source_name, entity, cursor=previous, full=state)
+    for page in source.read(entity, state["page"], True):
+        state = {"page": page.cursor, "then": state["then"]}
+        with engine.begin() as conn:
+            write_page(conn, page.records, settings, counts)
+            _save_state(conn, source_name, entity, cursor=None, full=state)
+        if progress:
+            progress(entity, len(page.records))
+    with engine.begin() as conn:
+        _save_state(conn, source_name, entity, cursor=state["then"] or "", full=None)
+
+
+def _run_incremental(engine: Engine, settings: Settings, source: Source, source_name: str, entity: str,
+                     cursor: str | None, counts: Counts, progress: Callable[[str, int], None] | None) -> None:
+    for page in source.read(entity, cursor, False):
+        with engine.begin() as conn:
+            write_page(conn, page.records, settings, counts)
+            _save_state(conn, source_name, entity, cursor=page.cursor if page.cursor is not None else cursor,
+                        full=None)
+        cursor = page.cursor if page.cursor is not None else cursor
+        if progress:
+            progress(entity, len(page.records))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:500]
+
+
+def last_runs(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
+    rows = conn.execute(select(runs_t).order_by(runs_t.c.id.desc()).limit(limit))
+    return [dict(r._mapping) for r in rows]
+
+
+def contact_external_ids(conn: Connection, contact_id: int) -> list[tuple[str, str]]:
+    rows = conn.execute(select(refs_t.c.source, refs_t.c.external_id).where(
+        and_(refs_t.c.contact_id == contact_id, refs_t.c.deleted_at.is_(None))))
+    return [(s, e) for s, e in rows]

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Run the test suite: scripts/test.sh [pytest args...]
+#
+# 1. bootstraps .venv (scripts/bootstrap.sh);
+# 2. installs the system packages the tests need, only those that are missing;
+# 3. runs pytest with any extra arguments and exits with pytest's exit code.
+#
+# PostgreSQL and Redis are not started here: the test suite starts throwaway
+# servers itself (tests/servers.py). Set HUB_TEST_POSTGRES_URL or
+# HUB_TEST_REDIS_URL to use existing servers instead; the matching package is
+# then not required.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/bootstrap.sh
+
+# --- system packages ---------------------------------------------------------
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# initdb is usually not on PATH on Debian (it lives in /usr/lib/postgresql/N/bin).
+have_initdb() {
+    have initdb && return 0
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+
+missing=()
+if [ -z "${HUB_TEST_REDIS_URL:-}" ] && ! have redis-server; then
+    missing+=(redis-server)
+fi
+if [ -z "${HUB_TEST_POSTGRES_URL:-}" ] && ! have_initdb; then
+    missing+=(postgresql)
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        have sudo && sudo=(sudo)
+    fi
+    if ! have apt-get; then
+        echo "test.sh: warning: missing ${missing[*]} and no apt-get to install them;" \
+             "tests that need them will fail" >&2
+    elif [ "$(id -u)" -ne 0 ] && [ "${#sudo[@]}" -eq 0 ]; then
+        echo "test.sh: warning: missing ${missing[*]}; not root and no sudo to install them" >&2
+    else
+        export DEBIAN_FRONTEND=noninteractive
+        # Wait for the dpkg lock instead of failing if another apt run holds it.
+        apt=("${sudo[@]}" apt-get -q -o DPkg::Lock::Timeout=300)
+        # A failed install is reported but does not stop the run: pytest then
+        # says exactly which server or tool is unavailable, and tests that do
+        # not need it still run.
+        # apt's output is kept out of the way unless something goes wrong.
+        apt_log="$(mktemp)"
+        if "${apt[@]}" update >"$apt_log" 2>&1 \
+            && "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >>"$apt_log" 2>&1; then
+            for pkg in "${missing[@]}"; do
+                echo "test.sh: installed $pkg"
+            done
+        else
+            tail -n 20 "$apt_log" >&2
+            echo "test.sh: warning: could not install ${missing[*]} with apt-get" >&2
+        fi
+        rm -f "$apt_log"
+    fi
+fi
+
+# --- tests ---------------------------------------------------------------------
+
+# exec: the script's exit code is pytest's.
+exec .venv/bin/python -m pytest "$@"

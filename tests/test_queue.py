@@ -1,0 +1,96 @@
+"""Jobs on a real Redis with RQ workers, and the same jobs in-process without Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from redis import Redis
+from sqlalchemy import func, select
+
+from hub import jobs, queue
+from hub.models import ExternalRef, SyncRun
+from tests.conftest import HubDB
+from tests.plugins import sample_source
+from tests.plugins.sample_source import FakeCRM
+
+
+def fill(crm: FakeCRM, n: int) -> None:
+    for i in range(1, n + 1):
+        crm.add_contact(i, first=f"К{i}", phones=[f"+7916{i:07d}"])
+
+
+def refs(db: HubDB) -> int:
+    with db.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(ExternalRef)).scalar_one()
+
+
+def test_without_redis_jobs_run_in_process(hub_db: HubDB, plugin_manager) -> None:
+    sample_source.CRM = FakeCRM()
+    fill(sample_source.CRM, 5)
+    plugin_manager.register(sample_source)
+    done = queue.enqueue(hub_db.settings, jobs.sync_source, "sample", full=True)
+    assert done.inline and done.result["contacts"]["created"] == 5
+    assert refs(hub_db) == 5
+
+
+def test_rq_worker_runs_the_enqueued_sync(hub_db: HubDB, plugin_manager, redis_url: str, monkeypatch) -> None:
+    Redis.from_url(redis_url).flushdb()
+    sample_source.CRM = FakeCRM()
+    fill(sample_source.CRM, 7)
+    plugin_manager.register(sample_source)
+    settings = replace(hub_db.settings, redis_url=redis_url)
+    monkeypatch.setenv("HUB_REDIS_URL", redis_url)
+    enqueued = queue.enqueue(settings, jobs.sync_source, "sample", full=True, job_id="sync-sample")
+    again = queue.enqueue(settings, jobs.sync_source, "sample", full=True, job_id="sync-sample")
+    assert not enqueued.inline and again.job.id == enqueued.job.id
+    assert refs(hub_db) == 0  # nothing ran yet: it waits for a worker
+    assert queue.health(settings)["queues"]["default"]["queued"] == 1
+    queue.work(settings, ("default",), burst=True, simple=True)
+    assert refs(hub_db) == 7
+    assert enqueued.job.get_status(refresh=True) == "finished"
+    assert enqueued.job.return_value()["contacts"]["created"] == 7
+
+
+def test_hub_worker_process_drains_the_queue(hub_db: HubDB, redis_url: str, tmp_path: Path) -> None:
+    Redis.from_url(redis_url).flushdb()
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "tiny_source.py").write_text(
+        "from hub.hookspecs import hookimpl\n"
+        "from hub.records import ContactRecord\n"
+        "from hub.sync import Page\n"
+        "class Tiny:\n"
+        "    name = 'tiny'\n"
+        "    def entities(self): return ('contacts',)\n"
+        "    def checkpoint(self, entity): return 'done'\n"
+        "    def read(self, entity, cursor, full):\n"
+        "        yield Page([ContactRecord(source='tiny', external_id=str(i), phones=[f'+7903{i:07d}'])"
+        " for i in range(3)], None)\n"
+        "@hookimpl\n"
+        "def register_sources(register):\n"
+        "    register('tiny', lambda settings: Tiny())\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "HUB_DATABASE_URL": hub_db.url, "HUB_REDIS_URL": redis_url,
+           "HUB_PLUGINS_DIR": str(plugin_dir), "HUB_SECRET_KEY": hub_db.settings.secret_key, "HUB_PLUGINS": ""}
+    settings = replace(hub_db.settings, redis_url=redis_url)
+    queue.enqueue(settings, jobs.sync_source, "tiny", full=True)
+    result = subprocess.run([sys.executable, "-m", "hub", "worker", "--burst"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert refs(hub_db) == 3
+    with hub_db.engine.connect() as conn:
+        assert conn.execute(select(SyncRun.status)).scalar_one() == "ok"
+
+
+def test_worker_without_redis_explains_itself(hub_db: HubDB) -> None:
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    result = CliRunner().invoke(cli, ["worker"])
+    assert result.exit_code == 1 and "HUB_REDIS_URL is not set" in result.output
