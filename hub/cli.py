@@ -24,6 +24,7 @@ from hub import __version__, consent, contacts, dedupe, importer, migrations, pl
 from hub.config import Settings, SettingsError, ensure_secret_key, load_settings
 from hub.consent import ConsentError
 from hub.db import get_engine
+from hub.lifecycle import Thresholds
 from hub.models import Contact
 from hub.spreadsheet import SpreadsheetError
 from hub.sync import SyncError
@@ -191,7 +192,7 @@ def contacts_list(app: App, limit: int | None, as_json: bool) -> None:
     """List contacts with their normalized phones and emails."""
     engine = app.ready_engine()
     with engine.connect() as conn:
-        rows = contacts.iter_contacts(conn)
+        rows = contacts.iter_contacts(conn, thresholds=Thresholds.from_settings(app.settings.extra))
         if as_json:
             _stream_json_array(rows, limit)
             return
@@ -223,7 +224,7 @@ def _stream_json_array(rows: Iterable[dict[str, Any]], limit: int | None) -> Non
 def contacts_show(app: App, contact_id: int, as_json: bool) -> None:
     """One contact's card: identities and where each came from, orders, merges."""
     with app.ready_engine().connect() as conn:
-        card = contacts.card(conn, contact_id)
+        card = contacts.card(conn, contact_id, thresholds=Thresholds.from_settings(app.settings.extra))
         if card is not None:
             card["consent"] = [{"channel": ch, "purpose": p, "status": s}
                                for (ch, p), s in sorted(consent.current(conn, contact_id).items())]
@@ -322,6 +323,8 @@ def consent_import(app: App, file: Path, as_json: bool) -> None:
 def consent_show(app: App, contact_id: int, as_json: bool) -> None:
     """Current consent per channel and purpose, and the full history behind it."""
     with app.ready_engine().connect() as conn:
+        if conn.execute(select(Contact.id).where(Contact.id == contact_id)).first() is None:
+            raise click.ClickException(f"no contact with id {contact_id}")
         state = consent.current(conn, contact_id)
         events = consent.history(conn, contact_id)
     data = {"contact_id": contact_id,
@@ -393,7 +396,12 @@ def worker_cmd(app: App, queues: tuple[str, ...], burst: bool) -> None:
     if not app.settings.redis_url:
         raise click.ClickException("HUB_REDIS_URL is not set; without Redis, jobs run in-process and need no worker")
     app.ready_engine()
-    queue.work(app.settings, queues or queue.DEFAULT_QUEUES, burst=burst)
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        queue.work(app.settings, queues or queue.DEFAULT_QUEUES, burst=burst)
+    except RedisConnectionError as exc:
+        raise click.ClickException(f"cannot reach Redis at HUB_REDIS_URL: {str(exc).splitlines()[0]}") from None
 
 
 # --- sample data and demo -----------------------------------------------------------------

@@ -51,12 +51,21 @@ class Decision:
     reasons: tuple[str, ...] = ()
 
 
+def _names(value: object, default: tuple[str, ...]) -> tuple[str, ...]:
+    if value is None:
+        return default
+    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    return tuple(str(i).strip() for i in items if str(i).strip())
+
+
 def channels(settings: Settings) -> tuple[str, ...]:
-    return tuple(settings.extra.get("consent_channels", DEFAULT_CHANNELS))
+    """Channels consent is asked for (HUB_CONSENT_CHANNELS or consent_channels in hub.toml)."""
+    return _names(settings.extra.get("consent_channels"), DEFAULT_CHANNELS)
 
 
 def purposes(settings: Settings) -> tuple[str, ...]:
-    return tuple(settings.extra.get("consent_purposes", DEFAULT_PURPOSES))
+    """Purposes (topics) consent is asked for (HUB_CONSENT_PURPOSES or consent_purposes)."""
+    return _names(settings.extra.get("consent_purposes"), DEFAULT_PURPOSES)
 
 
 def kind_for_channel(channel: str) -> str:
@@ -104,17 +113,25 @@ def record(
 
 
 def current(conn: Connection, contact_id: int) -> dict[tuple[str, str], str]:
-    """The latest status per (channel, purpose) for one contact."""
-    latest = (
-        select(func.max(events_t.c.id).label("id"))
-        .where(events_t.c.contact_id == contact_id)
-        .group_by(events_t.c.channel, events_t.c.purpose)
-        .subquery()
-    )
-    rows = conn.execute(
-        select(events_t.c.channel, events_t.c.purpose, events_t.c.status).join(latest, latest.c.id == events_t.c.id)
-    )
+    """The status per (channel, purpose) for one contact: the event given latest wins.
+
+    Ordered by when the person gave the answer, not when it was recorded, so
+    an old paper form imported today cannot undo a later unsubscribe.
+    """
+    rank = func.row_number().over(partition_by=(events_t.c.channel, events_t.c.purpose),
+                                  order_by=(events_t.c.at.desc(), events_t.c.id.desc())).label("rank")
+    ranked = (select(events_t.c.channel, events_t.c.purpose, events_t.c.status, rank)
+              .where(events_t.c.contact_id == contact_id).subquery())
+    rows = conn.execute(select(ranked.c.channel, ranked.c.purpose, ranked.c.status).where(ranked.c.rank == 1))
     return {(ch, p): s for ch, p, s in rows}
+
+
+def already_recorded(conn: Connection, contact_id: int, channel: str, purpose: str, status: str, source: str,
+                     at: dt.datetime) -> bool:
+    """Whether this very answer is in the ledger (re-importing a file adds nothing)."""
+    return conn.execute(select(events_t.c.id).where(
+        events_t.c.contact_id == contact_id, events_t.c.channel == channel, events_t.c.purpose == purpose,
+        events_t.c.status == status, events_t.c.source == source, events_t.c.at == at)).first() is not None
 
 
 def history(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
@@ -203,9 +220,11 @@ def ledger_verdict(conn: Connection, settings: Settings, contact_id: int, channe
 
 def counts_by_status(conn: Connection, contact_ids: Iterable[int] | None = None) -> dict[str, int]:
     """How many current answers there are of each status (for reports)."""
-    latest = select(func.max(events_t.c.id).label("id")).group_by(
-        events_t.c.contact_id, events_t.c.channel, events_t.c.purpose).subquery()
-    q = select(events_t.c.status, func.count()).join(latest, latest.c.id == events_t.c.id).group_by(events_t.c.status)
+    rank = func.row_number().over(partition_by=(events_t.c.contact_id, events_t.c.channel, events_t.c.purpose),
+                                  order_by=(events_t.c.at.desc(), events_t.c.id.desc())).label("rank")
+    ranked = select(events_t.c.status, rank)
     if contact_ids is not None:
-        q = q.where(events_t.c.contact_id.in_(list(contact_ids)))
+        ranked = ranked.where(events_t.c.contact_id.in_(list(contact_ids)))
+    sub = ranked.subquery()
+    q = select(sub.c.status, func.count()).where(sub.c.rank == 1).group_by(sub.c.status)
     return {s: n for s, n in conn.execute(q)}

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 from sqlalchemy import Engine
 
 from hub import consent, identity, normalize, sync
+from hub.db import utcnow
 from hub.config import Settings
 from hub.records import ContactRecord
 from hub.spreadsheet import Row, SpreadsheetError, read_rows
@@ -178,21 +179,25 @@ class ConsentImportReport:
     file: str
     rows: int = 0
     recorded: int = 0
+    already_recorded: int = 0
     contacts_created: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"file": self.file, "rows": self.rows, "recorded": self.recorded,
+                "already_recorded": self.already_recorded,
                 "contacts_created": self.contacts_created, "skipped_count": len(self.skipped),
                 "skipped": self.skipped[:MAX_LISTED]}
 
 
 def _consent_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    if path.suffix.lower() not in (".csv", ".txt"):
+        raise SpreadsheetError(f"{path.name}: consent is imported from CSV; save the sheet as CSV first")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = raw.decode("cp1251")
+        text = raw.decode("cp1251", errors="replace")
     lines = text.splitlines()
     if not lines:
         raise SpreadsheetError(f"{path.name}: the file is empty")
@@ -247,29 +252,29 @@ def import_consent(engine: Engine, settings: Settings, path: str | os.PathLike[s
             channel, purpose = cells["channel"].lower(), cells["purpose"].lower()
             consent.validate(settings, channel, purpose, status)
             at = _parse_when(cells.get("date", ""), settings.tz)
-            ident = None
-            if cells.get("email"):
-                ident = normalize.email(cells["email"])
-            if (ident is None or not ident.valid) and cells.get("phone"):
-                found = [p for p in normalize.phones(cells["phone"], settings.default_region) if p.valid]
-                ident = found[0] if found else None
-            if ident is None or not ident.valid:
+            email = normalize.email(cells.get("email"))
+            phones = [p for p in normalize.phones(cells.get("phone"), settings.default_region) if p.valid]
+            found = ([email] if email is not None and email.valid else []) + phones[:1]
+            if not found:
                 raise ValueError("no valid email or phone to find the person by")
         except (ValueError, consent.ConsentError) as exc:
             report.skipped.append({"line": line, "reason": str(exc)})
             continue
         source = cells.get("source") or "import"
+        at = at or utcnow()
+        # Through the identity path, so a row naming a known phone and a new
+        # email finds the person instead of creating a twin.
+        record = ContactRecord(source=f"import:{path.name}", emails=[i.value for i in found if i.kind == "email"],
+                               phones=[i.value for i in found if i.kind == "phone"])
         with engine.begin() as conn:
-            contact_id = identity.find_contact(conn, ident.kind, ident.value)
-            if contact_id is None:
-                record = ContactRecord(source=f"import:{path.name}",
-                                       **({"emails": [ident.value]} if ident.kind == "email" else {"phones": [ident.value]}))
-                counts = sync.Counts()
-                result = sync.write_contacts(conn, [record], settings, counts)
-                contact_id = result.contact_ids[0]
-                report.contacts_created += len(result.created)
+            result = sync.write_contacts(conn, [record], settings, sync.Counts())
+            contact_id = result.contact_ids[0]
+            report.contacts_created += len(result.created)
             assert contact_id is not None
+            if consent.already_recorded(conn, contact_id, channel, purpose, status, source, at):
+                report.already_recorded += 1
+                continue
             consent.record(conn, contact_id, channel, purpose, status, source=source, settings=settings,
-                           evidence={"file": path.name, "line": line, ident.kind: ident.value}, at=at)
+                           evidence={"file": path.name, "line": line, **{i.kind: i.value for i in found}}, at=at)
         report.recorded += 1
     return report

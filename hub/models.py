@@ -85,7 +85,8 @@ class Contact(Base):
         back_populates="contact", cascade="all, delete-orphan", order_by="ExternalRef.id"
     )
 
-    __table_args__ = (Index(None, "last_order_at"),)
+    # AUTOINCREMENT on SQLite: a merged-away id is never given to a new person.
+    __table_args__ = (Index(None, "last_order_at"), {"sqlite_autoincrement": True})
 
     @property
     def display_name(self) -> str:

@@ -154,7 +154,8 @@ def _phones_cached(text: str, region: str) -> tuple[Identifier, ...]:
 _PLAIN_EMAIL = re.compile(
     r"^[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}$"
 )
-_SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test", "example", "internal", "home", "lan", "corp", "intranet", "private", "mail"})
+# Special-use names email-validator refuses; the fast path leaves them to it.
+_SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
 
 
 def email(raw: str | None) -> Identifier | None:

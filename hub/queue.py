@@ -65,7 +65,7 @@ def work(settings: Settings, queues: tuple[str, ...] = DEFAULT_QUEUES, *, burst:
 
 
 def health(settings: Settings) -> dict[str, Any]:
-    """Queue sizes and failed jobs, for `hub worker --status` and monitoring."""
+    """Queue sizes and failed jobs, for monitoring and the admin dashboard."""
     if not settings.redis_url:
         return {"mode": "in-process"}
     from rq import Queue

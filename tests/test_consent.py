@@ -115,3 +115,26 @@ def test_consent_import_reports_each_bad_row_and_keeps_the_rest(hub_db: HubDB, t
         assert consent.current(conn, known) == {("email", "marketing"): "granted"}
         event = conn.execute(ConsentEvent.__table__.select().where(ConsentEvent.contact_id == known)).one()
     assert event.source == "paper form" and event.at.year == 2024 and event.at.tzinfo is not None
+
+
+def test_an_older_answer_imported_later_does_not_undo_a_newer_one(hub_db: HubDB, tmp_path: Path) -> None:
+    cid = new_contact(hub_db, emails=["late@mail.ru"], phones=["+79160001122"])
+    path = tmp_path / "c.csv"
+    path.write_text("email;phone;channel;purpose;status;date\n"
+                    ";8 916 000-11-22;email;marketing;withdrawn;2024-05-01\n"
+                    "late@mail.ru;;email;marketing;granted;2024-03-14\n"
+                    "new@mail.ru;+79160001122;sms;news;granted;2024-03-14\n", encoding="utf-8")
+    first = importer.import_consent(hub_db.engine, hub_db.settings, path)
+    again = importer.import_consent(hub_db.engine, hub_db.settings, path)
+    assert (first.recorded, first.contacts_created) == (3, 0)  # the known phone finds the person
+    assert (again.recorded, again.already_recorded) == (0, 3)
+    with hub_db.engine.connect() as conn:
+        state = consent.current(conn, cid)
+    assert state[("email", "marketing")] == "withdrawn"
+    assert state[("sms", "news")] == "granted"
+
+
+def test_channels_and_purposes_can_be_configured_as_text(hub_db: HubDB) -> None:
+    settings = hub_db.settings.__class__(**{**hub_db.settings.__dict__,
+                                            "extra": {"consent_channels": "email, telegram"}})
+    assert consent.channels(settings) == ("email", "telegram")
