@@ -181,7 +181,7 @@ def addresses(conn: Connection, contact_id: int, kind: str) -> list[str]:
     """A contact's valid addresses of one kind, oldest first."""
     rows = conn.execute(
         select(identities_t.c.value).where(
-            and_(identities_t.c.contact_id == contact_id, identities_t.c.kind == kind, identities_t.c.valid.is_(True))
+            and_(identities_t.c.contact_id == contact_id, identities_t.c.kind == kind, identities_t.c.valid)
         ).order_by(identities_t.c.id)
     )
     return [r[0] for r in rows]

@@ -121,6 +121,36 @@ def insert_for(conn: Connection | Session, table: Table) -> Any:
     raise RuntimeError(f"unsupported database dialect {name!r}")
 
 
+def reserve_ids(conn: Connection, table: Table, count: int) -> list[int]:
+    """Take `count` fresh primary keys for `table`, as a sequence would hand them out.
+
+    Bulk inserts then run as one plain executemany: asking the database for
+    each new id through RETURNING costs a statement per row on SQLite. On
+    SQLite the reservation bumps the AUTOINCREMENT counter, which also takes
+    the write lock, so no other writer can be handed the same ids.
+    """
+    if count <= 0:
+        return []
+    name = conn.dialect.name
+    if name == "postgresql":
+        seq = f"{table.name}_id_seq"
+        rows = conn.exec_driver_sql(f"SELECT nextval('{seq}') FROM generate_series(1, {int(count)})")
+        return [r[0] for r in rows]
+    if name == "sqlite":
+        row = conn.exec_driver_sql(
+            "UPDATE sqlite_sequence SET seq = max(seq, (SELECT coalesce(max(id), 0) FROM "
+            f"{table.name})) + {int(count)} WHERE name = '{table.name}' RETURNING seq").first()
+        if row is None:
+            top = conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table.name}").scalar_one()
+            conn.exec_driver_sql("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)",
+                                 (table.name, top + count))
+            last = top + count
+        else:
+            last = row[0]
+        return list(range(last - count + 1, last + 1))
+    raise RuntimeError(f"unsupported database dialect {name!r}")
+
+
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     """Slices of at most `size`, to stay under the databases' bound-parameter limits."""
     for start in range(0, len(items), size):

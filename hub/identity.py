@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from hub import normalize
-from hub.db import chunks, insert_for, utcnow
+from hub.db import chunks, insert_for, reserve_ids, utcnow
 from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef, Order
 from hub.normalize import Identifier
 from hub.records import ContactRecord
@@ -160,12 +160,14 @@ def resolve(
             new_groups.append((root, row))
 
     if new_groups:
-        rows = [row for _, row in new_groups]
-        stmt = contacts_t.insert().returning(contacts_t.c.id, sort_by_parameter_order=True)
-        new_ids = [r[0] for r in conn.execute(stmt, rows)]
-        for (root, _), new_id in zip(new_groups, new_ids):
+        new_ids = reserve_ids(conn, contacts_t, len(new_groups))
+        rows = []
+        for (root, row), new_id in zip(new_groups, new_ids):
+            row["id"] = new_id
+            rows.append(row)
             group_target[root] = new_id
             result.created.append(new_id)
+        conn.execute(contacts_t.insert(), rows)
     if updates:
         _update_contacts(conn, updates, now)
         result.updated.extend(sorted(updates))
@@ -231,7 +233,7 @@ def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> dict[tuple[str, s
         for part in chunks(sorted(values), LOOKUP_CHUNK):
             rows = conn.execute(
                 select(identities_t.c.value, identities_t.c.contact_id).where(
-                    identities_t.c.kind == kind, identities_t.c.valid.is_(True), identities_t.c.value.in_(part)
+                    identities_t.c.kind == kind, identities_t.c.valid, identities_t.c.value.in_(part)
                 )
             )
             for value, contact_id in rows:
@@ -448,6 +450,6 @@ def find_contact(conn: Connection, kind: str, value: str) -> int | None:
     """The contact holding a valid normalized phone or email, if any."""
     return conn.execute(
         select(identities_t.c.contact_id).where(
-            identities_t.c.kind == kind, identities_t.c.value == value, identities_t.c.valid.is_(True)
+            identities_t.c.kind == kind, identities_t.c.value == value, identities_t.c.valid
         )
     ).scalar()
