@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -112,11 +111,12 @@ def phones(cell: str | None, region: str = "RU") -> list[Identifier]:
     text = str(cell).strip()
     if not text:
         return []
-    return list(_phones_cached(text, region))
+    return list(_phones_parsed(text, region))
 
 
-@lru_cache(maxsize=65536)
-def _phones_cached(text: str, region: str) -> tuple[Identifier, ...]:
+# No memo cache here: in a real base almost every number is different, and a
+# cache that rarely hits only churns and feeds the garbage collector.
+def _phones_parsed(text: str, region: str) -> tuple[Identifier, ...]:
     cleaned = _EXTENSION.sub(" ", text)
     out: list[Identifier] = []
     seen: set[str] = set()
@@ -165,11 +165,10 @@ def email(raw: str | None) -> Identifier | None:
     text = str(raw).strip()
     if not text:
         return None
-    return _email_cached(text)
+    return _email_parsed(text)
 
 
-@lru_cache(maxsize=65536)
-def _email_cached(text: str) -> Identifier:
+def _email_parsed(text: str) -> Identifier:
     lowered = text.lower().strip("<>").strip()
     if (_PLAIN_EMAIL.match(lowered) and lowered.rsplit(".", 1)[1] not in _SPECIAL_TLDS
             and len(lowered.split("@")[0]) <= 64 and "--" not in lowered.split("@")[1]):
