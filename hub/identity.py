@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from hub import normalize
-from hub.db import chunks, insert_for, reserve_ids, utcnow
+from hub.db import bulk_insert, chunks, insert_for, reserve_ids, utcnow
 from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef, Order
 from hub.normalize import Identifier
 from hub.records import ContactRecord
@@ -167,7 +167,7 @@ def resolve(
             rows.append(row)
             group_target[root] = new_id
             result.created.append(new_id)
-        conn.execute(contacts_t.insert(), rows)
+        bulk_insert(conn, contacts_t, rows)
     if updates:
         _update_contacts(conn, updates, now)
         result.updated.extend(sorted(updates))
@@ -194,8 +194,7 @@ def resolve(
             ref_rows.append({"source": source, "external_id": p.record.external_id, "contact_id": target,
                              "created_at": now, "deleted_at": None})
     if identity_rows:
-        stmt = insert_for(conn, identities_t).on_conflict_do_nothing()
-        conn.execute(stmt, identity_rows)
+        bulk_insert(conn, identities_t, identity_rows, ignore_conflicts=True)
     if ref_rows:
         ins = insert_for(conn, refs_t)
         stmt = ins.on_conflict_do_update(

@@ -18,3 +18,25 @@ def test_reserved_ids_are_fresh_and_never_reused(hub_db: HubDB) -> None:
         second = reserve_ids(conn, table, 2)
     assert len(first) == 3 and first == sorted(first)
     assert min(second) > max(first)
+
+
+def test_bulk_insert_stores_what_the_ordinary_insert_stores(hub_db: HubDB) -> None:
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from hub.db import bulk_insert
+
+    table = Contact.__table__
+    now = dt.datetime(2024, 8, 15, 10, 38, 21, 123456, tzinfo=dt.timezone(dt.timedelta(hours=3)))
+    row = {"first_name": "Ёлка", "birthday": dt.date(1985, 3, 14), "tags": ["vip"], "attributes": {},
+           "provenance": {"first_name": "import:a.csv"}, "created_at": now, "updated_at": now,
+           "orders_count": 2, "revenue": 1500.5}
+    with hub_db.engine.begin() as conn:
+        ids = reserve_ids(conn, table, 2)
+        conn.execute(table.insert(), [{**row, "id": ids[0]}])
+        bulk_insert(conn, table, [{**row, "id": ids[1]}])
+        bulk_insert(conn, table, [{**row, "id": ids[1]}], ignore_conflicts=True)  # a conflict is skipped
+        a, b = (conn.execute(select(table).where(table.c.id == i)).one()._asdict() for i in ids)
+    assert {k: v for k, v in a.items() if k != "id"} == {k: v for k, v in b.items() if k != "id"}
+    assert b["created_at"] == now and b["tags"] == ["vip"] and b["attributes"] == {}
