@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import multiprocessing
 import os
+import queue
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +24,14 @@ from sqlalchemy import Engine
 from hub import consent, identity, normalize, sync
 from hub.db import utcnow
 from hub.config import Settings
+from hub.normalize import Identifier
 from hub.records import ContactRecord
 from hub.spreadsheet import Row, SpreadsheetError, read_rows
 
 # Rows per transaction: each commit costs a WAL checkpoint, so fewer, larger ones.
 CHUNK = 10000
+# Below this size a second process costs more to start than it saves.
+PARALLEL_FROM_BYTES = 4 * 1024 * 1024
 MAX_LISTED = 1000  # skipped rows and warnings listed in a report; all are counted
 
 
@@ -79,39 +84,39 @@ def import_contacts(
     mapping: dict[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
     placed: Callable[[list[int], list[int | None]], None] | None = None,
+    parallel: bool | None = None,
 ) -> ImportReport:
     """Import a CSV or XLSX file of contacts; each chunk of rows commits on its own.
 
     `placed(lines, contact_ids)` is told which contact each row went to, for
     reports that check resolution against known truth (the demo, benchmarks).
+    `parallel` reads and normalizes in a second process while this one writes;
+    by default it does so for files large enough to repay starting it.
     """
     source = source or default_source(path)
+    if parallel is None:
+        parallel = (os.cpu_count() or 1) > 1 and Path(path).stat().st_size >= PARALLEL_FROM_BYTES
     report = ImportReport(file=str(path), source=source)
     started = time.monotonic()
     run_id = sync.start_run(engine, source, "import")
     counts = sync.Counts()
-    batch: list[Row] = []
+    chunks = (_chunks_in_reader_process if parallel else _chunks_here)(path, source, mapping,
+                                                                       settings.default_region)
     try:
-        for row in read_rows(path, source=source, mapping=mapping):
-            report.rows += 1
-            for warning in row.warnings:
-                report.warn(row.line, warning)
-            if row.record is None:
-                report.skip(row.line, row.error or "unreadable row")
-                continue
-            batch.append(row)
-            if len(batch) >= CHUNK:
+        for chunk in chunks:
+            batch: list[tuple[Row, identity.Prepared]] = []
+            for row, prepared in chunk:
+                report.rows += 1
+                for warning in row.warnings:
+                    report.warn(row.line, warning)
+                if prepared is None:
+                    report.skip(row.line, row.error or "unreadable row")
+                else:
+                    batch.append((row, prepared))
+            if batch:
                 _flush(engine, settings, batch, report, counts, placed)
-                if progress:
-                    progress(len(batch))
-                batch = []
-        if batch:
-            _flush(engine, settings, batch, report, counts, placed)
             if progress:
-                progress(len(batch))
-    except SpreadsheetError as exc:
-        sync.finish_run(engine, run_id, counts, error=str(exc))
-        raise
+                progress(len(chunk))
     except Exception as exc:
         sync.finish_run(engine, run_id, counts, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise
@@ -121,22 +126,102 @@ def import_contacts(
     return report
 
 
-def _flush(engine: Engine, settings: Settings, batch: list[Row], report: ImportReport, counts: sync.Counts,
-           placed: Callable[[list[int], list[int | None]], None] | None) -> None:
-    prepared = []
-    for row in batch:
-        assert row.record is not None
-        p = identity.prepare(row.record, settings.default_region)
-        if row.record.external_id is None and not any(i.valid for i in p.identifiers):
-            # Without a phone, email or id, only the row itself can tell a
-            # re-import of it from a namesake: its line and content.
-            row.record.external_id = _row_key(row)
-        prepared.append(p)
+Chunk = list[tuple[Row, "identity.Prepared | None"]]
+
+
+def _prepare_row(row: Row, region: str) -> identity.Prepared:
+    assert row.record is not None
+    prepared = identity.prepare(row.record, region)
+    if row.record.external_id is None and not any(i.valid for i in prepared.identifiers):
+        # Without a phone, email or id, only the row itself can tell a
+        # re-import of it from a namesake: its line and content.
+        row.record.external_id = _row_key(row)
+    return prepared
+
+
+def _chunks_here(path: str | os.PathLike[str], source: str, mapping: dict[str, str] | None,
+                 region: str) -> Iterator[Chunk]:
+    """Rows read and normalized in this process, CHUNK at a time."""
+    chunk: Chunk = []
+    for row in read_rows(path, source=source, mapping=mapping):
+        chunk.append((row, _prepare_row(row, region) if row.record is not None else None))
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, mapping: dict[str, str] | None,
+                              region: str) -> Iterator[Chunk]:
+    """The same chunks, read and normalized by a second process.
+
+    Rows cross the process boundary as flat tuples: pickling them as
+    dataclasses would cost more than the work it moves. A bounded queue keeps
+    the reader at most a few chunks ahead, so memory stays flat.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    chunks: Any = ctx.Queue(maxsize=4)
+    reader = ctx.Process(target=_reader_main, args=(str(path), source, mapping, region, chunks), daemon=True,
+                         name="hub-import-reader")
+    reader.start()
+    try:
+        while True:
+            try:
+                item = chunks.get(timeout=1)
+            except queue.Empty:
+                if not reader.is_alive():
+                    raise RuntimeError(f"the spreadsheet reader stopped unexpectedly (exit code {reader.exitcode})")
+                continue
+            if item is None:
+                return
+            if isinstance(item, str):
+                raise SpreadsheetError(item)
+            yield [_unpack(packed, source) for packed in item]
+    finally:
+        if reader.is_alive():
+            reader.terminate()
+        reader.join()
+
+
+def _reader_main(path: str, source: str, mapping: dict[str, str] | None, region: str, chunks: Any) -> None:
+    try:
+        for chunk in _chunks_here(path, source, mapping, region):
+            chunks.put([_pack(row, prepared) for row, prepared in chunk])
+        chunks.put(None)
+    except SpreadsheetError as exc:
+        chunks.put(str(exc))
+    except Exception as exc:  # reported in the importing process, which owns the run record
+        chunks.put(f"{Path(path).name}: {type(exc).__name__}: {exc}")
+
+
+_RECORD_FIELDS = ("external_id", "first_name", "last_name", "middle_name", "phones", "emails", "birthday", "city",
+                  "gender", "company", "tags", "attributes")
+
+
+def _pack(row: Row, prepared: identity.Prepared | None) -> tuple[Any, ...]:
+    record = row.record
+    fields = tuple(getattr(record, name) for name in _RECORD_FIELDS) if record is not None else None
+    idents = tuple((i.kind, i.value, i.raw, i.valid) for i in prepared.identifiers) if prepared else None
+    return row.line, row.error, row.warnings, fields, idents
+
+
+def _unpack(packed: tuple[Any, ...], source: str) -> tuple[Row, identity.Prepared | None]:
+    line, error, warnings, fields, idents = packed
+    if fields is None:
+        return Row(line, None, error, warnings), None
+    record = ContactRecord(source, *fields)
+    return Row(line, record, error, warnings), identity.Prepared(record, [Identifier(*i) for i in idents])
+
+
+def _flush(engine: Engine, settings: Settings, batch: list[tuple[Row, identity.Prepared]], report: ImportReport,
+           counts: sync.Counts, placed: Callable[[list[int], list[int | None]], None] | None) -> None:
+    prepared = [p for _, p in batch]
     before = (counts.contacts["created"], counts.contacts["updated"], counts.contacts["merged"])
     with engine.begin() as conn:
         result = sync.write_contacts(conn, [p.record for p in prepared], settings, counts, prepared=prepared)
     if placed:
-        placed([row.line for row in batch], result.contact_ids)
+        placed([row.line for row, _ in batch], result.contact_ids)
     created = counts.contacts["created"] - before[0]
     report.imported += len(batch)
     report.created += created

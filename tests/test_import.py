@@ -125,3 +125,27 @@ def test_commands_refuse_a_database_that_was_not_initialised(tmp_path: Path, mon
     result = CliRunner().invoke(cli, ["contacts", "list"])
     assert result.exit_code == 1
     assert "run `hub init` first" in result.output
+
+
+def test_reading_in_a_second_process_gives_the_same_base(hub_db: HubDB, tmp_path: Path) -> None:
+    path = tmp_path / "base.csv"
+    sampledata.write_csv(path, sampledata.spreadsheet_rows(sampledata.people(300, 9), 9), encoding="cp1251",
+                         delimiter=";")
+    here: dict[int, int | None] = {}
+    there: dict[int, int | None] = {}
+    a = importer.import_contacts(hub_db.engine, hub_db.settings, path, parallel=False,
+                                 placed=lambda lines, ids: here.update(zip(lines, ids)))
+    b = importer.import_contacts(hub_db.engine, hub_db.settings, path, parallel=True,
+                                 placed=lambda lines, ids: there.update(zip(lines, ids)))
+    assert a.created > 250 and b.created == 0  # the second pass finds everyone again
+    assert (a.rows, a.invalid_phones, a.invalid_emails) == (b.rows, b.invalid_phones, b.invalid_emails)
+    assert here == there
+
+
+def test_a_bad_file_read_in_a_second_process_is_one_clear_error(hub_db: HubDB, tmp_path: Path) -> None:
+    from hub.spreadsheet import SpreadsheetError
+
+    path = tmp_path / "x.csv"
+    path.write_text("Комментарий;Дата\nничего;вчера\n", encoding="utf-8")
+    with pytest.raises(SpreadsheetError, match="Комментарий"):
+        importer.import_contacts(hub_db.engine, hub_db.settings, path, parallel=True)
