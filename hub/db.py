@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from sqlalchemy import DateTime, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -126,10 +126,10 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], 
     """Insert many rows of the same shape, skipping conflicting ones when asked.
 
     On SQLite this is one driver-level executemany with each column's own
-    bind processor applied once per value (and once per chunk for a shared
-    timestamp): SQLAlchemy's per-row parameter machinery costs more than
-    SQLite's work for the narrow rows an import writes. Other databases get
-    the ordinary statement.
+    bind processor applied column by column, once per distinct object (a
+    chunk shares one timestamp): SQLAlchemy's per-row parameter machinery
+    costs more than SQLite's work for the narrow rows an import writes. Other
+    databases get the ordinary statement.
     """
     if not rows:
         return
@@ -138,26 +138,35 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], 
         conn.execute(stmt.on_conflict_do_nothing() if ignore_conflicts else stmt, list(rows))
         return
     names = list(rows[0])
-    processors = [table.c[name].type._cached_bind_processor(conn.dialect) for name in names]
     verb = "INSERT OR IGNORE" if ignore_conflicts else "INSERT"
     sql = f"{verb} INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    shared: dict[tuple[int, int], Any] = {}  # (column, id(value)) -> bound value, for repeated objects
+    columns = []
+    for name in names:
+        values = [row[name] for row in rows]
+        processor = table.c[name].type._cached_bind_processor(conn.dialect)
+        columns.append(_bind_column(values, processor) if processor is not None else values)
+    conn.exec_driver_sql(sql, list(zip(*columns)))
 
-    def bind(i: int, value: Any) -> Any:
-        proc = processors[i]
-        if value is None or proc is None:
-            return value
-        if isinstance(value, dt.datetime):
-            key = (i, id(value))
-            if key not in shared:
-                shared[key] = proc(value)
-            return shared[key]
-        if (isinstance(value, (list, dict))) and not value:
-            return "[]" if isinstance(value, list) else "{}"
-        return proc(value)
 
-    params = [tuple(bind(i, row[name]) for i, name in enumerate(names)) for row in rows]
-    conn.exec_driver_sql(sql, params)
+def _bind_column(values: list[Any], processor: Callable[[Any], Any]) -> list[Any]:
+    """One column's values through its bind processor, each distinct object once."""
+    out: list[Any] = []
+    seen: dict[int, Any] = {}  # id -> bound value; the rows keep every object alive meanwhile
+    for value in values:
+        if value is None:
+            out.append(None)
+        elif type(value) in (list, dict) and not value:
+            out.append("[]" if type(value) is list else "{}")
+        else:
+            key = id(value)
+            bound = seen.get(key, _UNSET)
+            if bound is _UNSET:
+                bound = seen[key] = processor(value)
+            out.append(bound)
+    return out
+
+
+_UNSET = object()
 
 
 def reserve_ids(conn: Connection, table: Table, count: int) -> list[int]:

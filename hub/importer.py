@@ -160,7 +160,10 @@ def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, mapping
     dataclasses would cost more than the work it moves. A bounded queue keeps
     the reader at most a few chunks ahead, so memory stays flat.
     """
-    ctx = multiprocessing.get_context("spawn")
+    # fork: the reader needs nothing from this process but its arguments and
+    # touches nothing it shares; spawn would re-run the caller's main module.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     chunks: Any = ctx.Queue(maxsize=4)
     reader = ctx.Process(target=_reader_main, args=(str(path), source, mapping, region, chunks), daemon=True,
                          name="hub-import-reader")
@@ -202,7 +205,7 @@ _RECORD_FIELDS = ("external_id", "first_name", "last_name", "middle_name", "phon
 def _pack(row: Row, prepared: identity.Prepared | None) -> tuple[Any, ...]:
     record = row.record
     fields = tuple(getattr(record, name) for name in _RECORD_FIELDS) if record is not None else None
-    idents = tuple((i.kind, i.value, i.raw, i.valid) for i in prepared.identifiers) if prepared else None
+    idents = tuple(tuple(i) for i in prepared.identifiers) if prepared else None
     return row.line, row.error, row.warnings, fields, idents
 
 
@@ -211,7 +214,7 @@ def _unpack(packed: tuple[Any, ...], source: str) -> tuple[Row, identity.Prepare
     if fields is None:
         return Row(line, None, error, warnings), None
     record = ContactRecord(source, *fields)
-    return Row(line, record, error, warnings), identity.Prepared(record, [Identifier(*i) for i in idents])
+    return Row(line, record, error, warnings), identity.Prepared(record, [Identifier._make(i) for i in idents])
 
 
 def _flush(engine: Engine, settings: Settings, batch: list[tuple[Row, identity.Prepared]], report: ImportReport,

@@ -105,7 +105,8 @@ class ContactIdentity(Base):
     __tablename__ = "contact_identities"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    # No index of its own: UNIQUE(contact_id, kind, value) serves lookups by contact.
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))  # phone | email
     value: Mapped[str] = mapped_column(String(320))
     raw: Mapped[str] = mapped_column(Text)

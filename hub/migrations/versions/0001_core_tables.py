@@ -153,7 +153,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('contact_id', 'kind', 'value', name=op.f('uq_contact_identities_contact_id_kind_value'))
     )
     with op.batch_alter_table('contact_identities', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_contact_identities_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index('uq_contact_identities_valid_value', ['kind', 'value'], unique=True, sqlite_where=sa.text('valid = 1'), postgresql_where=sa.text('valid'))
 
     op.create_table('external_refs',
@@ -210,7 +209,6 @@ def downgrade() -> None:
     op.drop_table('external_refs')
     with op.batch_alter_table('contact_identities', schema=None) as batch_op:
         batch_op.drop_index('uq_contact_identities_valid_value', sqlite_where=sa.text('valid = 1'), postgresql_where=sa.text('valid'))
-        batch_op.drop_index(batch_op.f('ix_contact_identities_contact_id'))
 
     op.drop_table('contact_identities')
     with op.batch_alter_table('consent_events', schema=None) as batch_op:
