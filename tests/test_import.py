@@ -149,3 +149,16 @@ def test_a_bad_file_read_in_a_second_process_is_one_clear_error(hub_db: HubDB, t
     path.write_text("Комментарий;Дата\nничего;вчера\n", encoding="utf-8")
     with pytest.raises(SpreadsheetError, match="Комментарий"):
         importer.import_contacts(hub_db.engine, hub_db.settings, path, parallel=True)
+
+
+def test_import_leaves_the_garbage_collector_as_it_found_it(hub_db: HubDB, tmp_path: Path) -> None:
+    import gc
+
+    path = write_csv(tmp_path / "clients.csv", OFFICE_ROWS, "utf-8", ";")
+    before = gc.get_threshold()
+    importer.import_contacts(hub_db.engine, hub_db.settings, path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Комментарий\nничего\n", encoding="utf-8")
+    with pytest.raises(Exception):
+        importer.import_contacts(hub_db.engine, hub_db.settings, bad)
+    assert gc.get_threshold() == before
