@@ -280,15 +280,17 @@ def _empty_contact(now: dt.datetime) -> dict[str, Any]:
 
 
 def _apply_records(row: dict[str, Any], records: Iterable[ContactRecord]) -> bool:
-    """Fill the contact from records; returns whether anything changed.
+    """Fill the contact from records; returns whether it ends up different.
 
     An empty field takes the first value offered. A filled field changes only
     when the source that gave the value now gives another (the source corrected
     it); another source's different value does not overwrite, so two systems
     disagreeing about a name cannot flip it back and forth on every sync.
+    Within one batch the last record of a source wins; the result is compared
+    with the starting state, so re-reading the same data changes nothing.
     """
-    changed = False
     provenance = row["provenance"]
+    before = ({name: row[name] for name in FIELDS}, list(row["tags"]), dict(row["attributes"]), dict(provenance))
     for record in records:
         source = record.source
         for name in FIELDS:
@@ -299,22 +301,15 @@ def _apply_records(row: dict[str, Any], records: Iterable[ContactRecord]) -> boo
             if current is None or current == "" or (current != value and provenance.get(name) == source):
                 row[name] = value
                 provenance[name] = source
-                changed = True
         if record.tags:
-            merged = list(dict.fromkeys(row["tags"] + list(record.tags)))
-            if merged != row["tags"]:
-                row["tags"] = merged
-                changed = True
+            row["tags"] = list(dict.fromkeys(row["tags"] + list(record.tags)))
         if record.attributes:
-            for key, value in record.attributes.items():
-                if row["attributes"].get(key) != value:
-                    row["attributes"][key] = value
-                    changed = True
+            row["attributes"].update(record.attributes)
         if "created_from" not in provenance:
             provenance["created_from"] = source
-            changed = True
     row["name_key"] = name_key(row["last_name"], row["first_name"])
-    return changed
+    after = ({name: row[name] for name in FIELDS}, row["tags"], row["attributes"], provenance)
+    return after != before
 
 
 def _update_contacts(conn: Connection, updates: dict[int, dict[str, Any]], now: dt.datetime) -> None:

@@ -99,6 +99,23 @@ def _parse_valid(text: str, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def _split_run(piece: str, region: str) -> list[str]:
+    """"8 916 123 45 67 8 495 111 22 33": take words until they form a valid number, then start again.
+
+    Returns nothing unless every word ends up in a valid number, so a long
+    run of digits is never half-read.
+    """
+    found: list[str] = []
+    words: list[str] = []
+    for word in piece.split():
+        words.append(word)
+        value = _parse_one(" ".join(words), region)
+        if value:
+            found.append(value)
+            words = []
+    return found if found and not words else []
+
+
 def _find_in_text(text: str, region: str) -> list[str]:
     """Numbers inside free text ("Иван: 8 916 123 45 67 (моб)")."""
     found = []
@@ -131,8 +148,11 @@ def _phones_parsed(text: str, region: str) -> tuple[Identifier, ...]:
         value = _parse_one(piece, region)
         if value:
             values = [value]
-        elif not _PHONE_CHARS.match(piece) or len(_NON_DIGITS.sub("", piece)) > 15:
-            # Free text around a number, or several numbers side by side.
+        elif _PHONE_CHARS.match(piece) and len(_NON_DIGITS.sub("", piece)) > 15:
+            # Several numbers side by side, separated only by spaces.
+            values = _split_run(piece, region) or _find_in_text(piece, region)
+        elif not _PHONE_CHARS.match(piece):
+            # Free text around a number.
             values = _find_in_text(piece, region)
         else:
             values = []

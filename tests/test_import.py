@@ -70,6 +70,7 @@ def test_reimporting_the_same_file_creates_nobody(hub_db: HubDB, tmp_path: Path)
     first = importer.import_contacts(hub_db.engine, hub_db.settings, path)
     second = importer.import_contacts(hub_db.engine, hub_db.settings, path)
     assert first.created == 4 and second.created == 0 and second.merged == 6
+    assert second.updated == 0  # rows 2 and 4 disagree about nothing a re-read would change
 
 
 def test_generated_base_resolves_without_a_single_wrong_merge(hub_db: HubDB, tmp_path: Path) -> None:
@@ -162,3 +163,13 @@ def test_import_leaves_the_garbage_collector_as_it_found_it(hub_db: HubDB, tmp_p
     with pytest.raises(Exception):
         importer.import_contacts(hub_db.engine, hub_db.settings, bad)
     assert gc.get_threshold() == before
+
+
+def test_one_person_on_rows_that_disagree_is_not_updated_by_a_reimport(hub_db: HubDB, tmp_path: Path) -> None:
+    rows = [["ФИО", "Телефон", "Город"], ["Олег Ким", "89161234567", "Мск"], ["Олег Ким", "+79161234567", "Москва"]]
+    path = write_csv(tmp_path / "c.csv", rows, "utf-8", ";")
+    importer.import_contacts(hub_db.engine, hub_db.settings, path)
+    again = importer.import_contacts(hub_db.engine, hub_db.settings, path)
+    assert again.updated == 0
+    (person,) = cli_json("contacts", "list", "--json")
+    assert person["city"] == "Москва"  # the later row of the same file wins

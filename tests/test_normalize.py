@@ -23,7 +23,8 @@ def test_foreign_numbers_with_or_without_their_prefix(typed: str) -> None:
 
 
 @pytest.mark.parametrize("typed", ["8 916 123-45-67, +7 903 765 43 21", "8 916 123-45-67; 8 903 765 43 21",
-                                   "89161234567 / 89037654321", "89161234567 89037654321"])
+                                   "89161234567 / 89037654321", "89161234567 89037654321",
+                                   "8 916 123 45 67 8 903 765 43 21", "+7 916 123-45-67 +7 903 765-43-21"])
 def test_a_cell_with_two_numbers_gives_two(typed: str) -> None:
     assert [p.value for p in normalize.phones(typed, "RU")] == ["+79161234567", "+79037654321"]
 
