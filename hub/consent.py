@@ -112,23 +112,40 @@ def record(
     return event_id
 
 
+def _latest_first(*partition: Any) -> Any:
+    """Rank 1 is the answer given latest (by its own date, then by recording order)."""
+    return func.row_number().over(partition_by=partition,
+                                  order_by=(events_t.c.at.desc(), events_t.c.id.desc())).label("rank")
+
+
 def current(conn: Connection, contact_id: int) -> dict[tuple[str, str], str]:
     """The status per (channel, purpose) for one contact: the event given latest wins.
 
     Ordered by when the person gave the answer, not when it was recorded, so
     an old paper form imported today cannot undo a later unsubscribe.
     """
-    rank = func.row_number().over(partition_by=(events_t.c.channel, events_t.c.purpose),
-                                  order_by=(events_t.c.at.desc(), events_t.c.id.desc())).label("rank")
-    ranked = (select(events_t.c.channel, events_t.c.purpose, events_t.c.status, rank)
+    return {key: status for key, (status, _) in latest(conn, contact_id).items()}
+
+
+def latest(conn: Connection, contact_id: int) -> dict[tuple[str, str], tuple[str, str]]:
+    """(status, source) of the current answer per (channel, purpose)."""
+    ranked = (select(events_t.c.channel, events_t.c.purpose, events_t.c.status, events_t.c.source,
+                     _latest_first(events_t.c.channel, events_t.c.purpose))
               .where(events_t.c.contact_id == contact_id).subquery())
-    rows = conn.execute(select(ranked.c.channel, ranked.c.purpose, ranked.c.status).where(ranked.c.rank == 1))
-    return {(ch, p): s for ch, p, s in rows}
+    rows = conn.execute(select(ranked.c.channel, ranked.c.purpose, ranked.c.status, ranked.c.source)
+                        .where(ranked.c.rank == 1))
+    return {(ch, p): (status, source) for ch, p, status, source in rows}
 
 
 def already_recorded(conn: Connection, contact_id: int, channel: str, purpose: str, status: str, source: str,
-                     at: dt.datetime) -> bool:
-    """Whether this very answer is in the ledger (re-importing a file adds nothing)."""
+                     at: dt.datetime | None) -> bool:
+    """Whether recording this answer would add nothing (re-importing a file adds nothing).
+
+    With a date: the very same event is in the ledger. Without one: it is
+    already the current answer, from the same source.
+    """
+    if at is None:
+        return latest(conn, contact_id).get((channel, purpose)) == (status, source)
     return conn.execute(select(events_t.c.id).where(
         events_t.c.contact_id == contact_id, events_t.c.channel == channel, events_t.c.purpose == purpose,
         events_t.c.status == status, events_t.c.source == source, events_t.c.at == at)).first() is not None
@@ -220,9 +237,7 @@ def ledger_verdict(conn: Connection, settings: Settings, contact_id: int, channe
 
 def counts_by_status(conn: Connection, contact_ids: Iterable[int] | None = None) -> dict[str, int]:
     """How many current answers there are of each status (for reports)."""
-    rank = func.row_number().over(partition_by=(events_t.c.contact_id, events_t.c.channel, events_t.c.purpose),
-                                  order_by=(events_t.c.at.desc(), events_t.c.id.desc())).label("rank")
-    ranked = select(events_t.c.status, rank)
+    ranked = select(events_t.c.status, _latest_first(events_t.c.contact_id, events_t.c.channel, events_t.c.purpose))
     if contact_ids is not None:
         ranked = ranked.where(events_t.c.contact_id.in_(list(contact_ids)))
     sub = ranked.subquery()

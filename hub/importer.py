@@ -9,6 +9,7 @@ stops an import, and nothing that could be kept is dropped.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import gc
 import hashlib
@@ -24,8 +25,8 @@ from typing import Any, Callable, Iterator
 from sqlalchemy import Engine
 
 from hub import consent, identity, normalize, sync
-from hub.db import utcnow
 from hub.config import Settings
+from hub.db import utcnow
 from hub.normalize import Identifier
 from hub.records import ContactRecord
 from hub.spreadsheet import Row, SpreadsheetError, read_rows
@@ -226,8 +227,8 @@ def _reader_main(path: str, source: str, mapping: dict[str, str] | None, region:
         chunks.put(f"{Path(path).name}: {type(exc).__name__}: {exc}")
 
 
-_RECORD_FIELDS = ("external_id", "first_name", "last_name", "middle_name", "phones", "emails", "birthday", "city",
-                  "gender", "company", "tags", "attributes")
+# Every ContactRecord field but the source, which is the same for the whole file.
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(ContactRecord) if f.name != "source")
 
 
 def _pack(row: Row, prepared: identity.Prepared | None) -> tuple[Any, ...]:
@@ -241,7 +242,7 @@ def _unpack(packed: tuple[Any, ...], source: str) -> tuple[Row, identity.Prepare
     line, error, warnings, fields, idents = packed
     if fields is None:
         return Row(line, None, error, warnings), None
-    record = ContactRecord(source, *fields)
+    record = ContactRecord(source, **dict(zip(_RECORD_FIELDS, fields)))
     return Row(line, record, error, warnings), identity.Prepared(record, [Identifier._make(i) for i in idents])
 
 
@@ -378,7 +379,6 @@ def import_consent(engine: Engine, settings: Settings, path: str | os.PathLike[s
             report.skipped.append({"line": line, "reason": str(exc)})
             continue
         source = cells.get("source") or "import"
-        at = at or utcnow()
         # Through the identity path, so a row naming a known phone and a new
         # email finds the person instead of creating a twin.
         record = ContactRecord(source=f"import:{path.name}", emails=[i.value for i in found if i.kind == "email"],
@@ -392,6 +392,7 @@ def import_consent(engine: Engine, settings: Settings, path: str | os.PathLike[s
                 report.already_recorded += 1
                 continue
             consent.record(conn, contact_id, channel, purpose, status, source=source, settings=settings,
-                           evidence={"file": path.name, "line": line, **{i.kind: i.value for i in found}}, at=at)
+                           evidence={"file": path.name, "line": line, **{i.kind: i.value for i in found}},
+                           at=at or utcnow())
         report.recorded += 1
     return report

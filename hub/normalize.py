@@ -131,12 +131,6 @@ def phones(cell: str | None, region: str = "RU") -> list[Identifier]:
     text = str(cell).strip()
     if not text:
         return []
-    return list(_phones_parsed(text, region))
-
-
-# No memo cache here: in a real base almost every number is different, and a
-# cache that rarely hits only churns and feeds the garbage collector.
-def _phones_parsed(text: str, region: str) -> tuple[Identifier, ...]:
     cleaned = _EXTENSION.sub(" ", text)
     out: list[Identifier] = []
     seen: set[str] = set()
@@ -146,12 +140,13 @@ def _phones_parsed(text: str, region: str) -> tuple[Identifier, ...]:
         if not piece:
             continue
         value = _parse_one(piece, region)
+        plain = _PHONE_CHARS.match(piece) is not None
         if value:
             values = [value]
-        elif _PHONE_CHARS.match(piece) and len(_NON_DIGITS.sub("", piece)) > 15:
+        elif plain and len(_NON_DIGITS.sub("", piece)) > 15:
             # Several numbers side by side, separated only by spaces.
             values = _split_run(piece, region) or _find_in_text(piece, region)
-        elif not _PHONE_CHARS.match(piece):
+        elif not plain:
             # Free text around a number.
             values = _find_in_text(piece, region)
         else:
@@ -169,7 +164,7 @@ def _phones_parsed(text: str, region: str) -> tuple[Identifier, ...]:
         for piece in bad:
             if any(ch.isdigit() for ch in piece):
                 out.append(Identifier(PHONE, piece[:MAX_VALUE], piece, False))
-    return tuple(out)
+    return out
 
 
 # The common shape of an address, checked first; anything else goes to
@@ -188,10 +183,6 @@ def email(raw: str | None) -> Identifier | None:
     text = str(raw).strip()
     if not text:
         return None
-    return _email_parsed(text)
-
-
-def _email_parsed(text: str) -> Identifier:
     lowered = text.lower().strip("<>").strip()
     if (_PLAIN_EMAIL.match(lowered) and lowered.rsplit(".", 1)[1] not in _SPECIAL_TLDS
             and len(lowered.split("@")[0]) <= 64 and "--" not in lowered.split("@")[1]):

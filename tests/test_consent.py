@@ -138,3 +138,18 @@ def test_channels_and_purposes_can_be_configured_as_text(hub_db: HubDB) -> None:
     settings = hub_db.settings.__class__(**{**hub_db.settings.__dict__,
                                             "extra": {"consent_channels": "email, telegram"}})
     assert consent.channels(settings) == ("email", "telegram")
+
+
+def test_reimporting_rows_without_a_date_records_nothing_new(hub_db: HubDB, tmp_path: Path) -> None:
+    cid = new_contact(hub_db, emails=["nodate@mail.ru"])
+    path = tmp_path / "c.csv"
+    path.write_text("email;channel;purpose;status;source\nnodate@mail.ru;email;news;granted;site\n", encoding="utf-8")
+    assert importer.import_consent(hub_db.engine, hub_db.settings, path).recorded == 1
+    again = importer.import_consent(hub_db.engine, hub_db.settings, path)
+    assert (again.recorded, again.already_recorded) == (0, 1)
+    with hub_db.engine.begin() as conn:
+        consent.record(conn, cid, "email", "news", "withdrawn", source="unsubscribe")
+    # After a later withdrawal, the same undated grant in a file is a new answer again.
+    assert importer.import_consent(hub_db.engine, hub_db.settings, path).recorded == 1
+    with hub_db.engine.connect() as conn:
+        assert len(consent.history(conn, cid)) == 3
