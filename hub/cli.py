@@ -358,12 +358,24 @@ def plugins_cmd(as_json: bool) -> None:
 
 # --- sync ---------------------------------------------------------------------------------
 
+@cli.group("connect")
+def connect_group() -> None:
+    """Connect a CRM (each CRM plugin adds its own subcommand)."""
+
+
+@cli.group("sandbox")
+def sandbox_group() -> None:
+    """Run a local emulator of a CRM, for trying Hub without a real account."""
+
+
 @cli.command("sync")
 @click.argument("source")
 @click.option("--full", is_flag=True, help="Read everything, not only what changed since the last run.")
+@click.option("--reconcile", is_flag=True,
+              help="Afterwards, list every id the source holds and mark what it no longer has as deleted.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def sync_cmd(app: App, source: str, full: bool, as_json: bool) -> None:
+def sync_cmd(app: App, source: str, full: bool, reconcile: bool, as_json: bool) -> None:
     """Sync contacts and orders from a source plugin (e.g. bitrix24, amocrm)."""
     engine = app.ready_engine()
     with progress_bar(enabled=not as_json) as bar:
@@ -376,13 +388,22 @@ def sync_cmd(app: App, source: str, full: bool, as_json: bool) -> None:
 
         report = sync.run(engine, app.settings, source, full=full, progress=advance)
     data = report.as_dict()
+    if reconcile:
+        swept = sync.reconcile(engine, app.settings, source).as_dict()
+        data["contacts"]["deleted"] += swept["contacts"]["deleted"]
+        data["orders"]["deleted"] += swept["orders"]["deleted"]
+        for key in ("requests", "rate_limited"):
+            if key in swept:
+                data[key] = swept[key]
+        data["duration_s"] = round(data["duration_s"] + swept["duration_s"], 3)
     if as_json:
         emit_json(data)
         return
     c, o = data["contacts"], data["orders"]
+    requests = f"; {data['requests']} requests ({data.get('rate_limited', 0)} rate-limited)" if "requests" in data else ""
     click.echo(f"{source} ({data['kind']}): contacts {c['created']} new, {c['updated']} updated, "
                f"{c['deleted']} deleted, {c['merged']} merged; orders {o['created']} new, {o['updated']} updated, "
-               f"{o['deleted']} deleted; {data['errors']} errors; {data['duration_s']} s.")
+               f"{o['deleted']} deleted; {data['errors']} errors{requests}; {data['duration_s']} s.")
 
 
 # --- queue --------------------------------------------------------------------------------
@@ -402,6 +423,22 @@ def worker_cmd(app: App, queues: tuple[str, ...], burst: bool) -> None:
         queue.work(app.settings, queues or queue.DEFAULT_QUEUES, burst=burst)
     except RedisConnectionError as exc:
         raise click.ClickException(f"cannot reach Redis at HUB_REDIS_URL: {str(exc).splitlines()[0]}") from None
+
+
+# --- web ----------------------------------------------------------------------------------
+
+@cli.command("admin")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=5000, show_default=True)
+@pass_app
+def admin_cmd(app: App, host: str, port: int) -> None:
+    """Serve the admin and the public routes (webhook receivers, unsubscribe links)."""
+    from werkzeug.serving import run_simple
+
+    from hub.admin import create_app
+
+    app.ready_engine()
+    run_simple(host, port, create_app(app.settings), threaded=True)
 
 
 # --- sample data and demo -----------------------------------------------------------------

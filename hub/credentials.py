@@ -64,3 +64,16 @@ def load(conn: Connection, name: str, secret_key: str, *, for_update: bool = Fal
 def redact(data: dict[str, Any]) -> dict[str, Any]:
     """A copy fit for logs and `--json` output: values replaced by their length."""
     return {k: (f"<{len(str(v))} chars>" if v else v) for k, v in data.items()}
+
+
+def lock(conn: Connection, name: str) -> bool:
+    """Hold the row called `name` until this transaction ends; False if there is no such row.
+
+    A no-op update is a write lock on both databases: a row lock on
+    PostgreSQL, the database write lock on SQLite. Token refreshes take it so
+    that of several workers finding the same expired token, one refreshes and
+    the others then read the new token.
+    """
+    result = conn.execute(update(credentials_t).where(credentials_t.c.name == name)
+                          .values(version=credentials_t.c.version))
+    return result.rowcount > 0

@@ -71,11 +71,23 @@ def consent_changed(conn: Any, contact_id: int, channel: str, purpose: str, stat
     """
 
 
-# --- shell --------------------------------------------------------------------------------
+# --- shell and web ------------------------------------------------------------------------
 
 @hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the ``hub`` command line: ``cli`` is the root click group.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_routes(app: Any) -> None:
+    """Add web routes: ``app`` is the Flask application; register blueprints on it.
+
+    Webhook receivers, unsubscribe links and other public pages come this way.
+    A route must answer quickly: enqueue work (``hub.queue.enqueue(...,
+    background=True)``) rather than doing it inside the request.
 
     .. versionadded:: 0.1
     """

@@ -58,6 +58,23 @@ class Source(Protocol):
         """The incremental cursor to continue from after a full sync that starts now."""
 
 
+class TargetedSource(Protocol):
+    """A source that can read chosen records, for webhook events that carry only an id."""
+
+    def fetch(self, entity: str, ids: Sequence[str]) -> list[Record]:
+        """The records with these ids that still exist; missing ones are treated as deleted."""
+
+
+class ReconcilingSource(Protocol):
+    """A source that can list every id it still holds, to find deletions no event reported."""
+
+    def live_ids(self, entity: str) -> Iterator[list[str]]:
+        """All ids of `entity` in the source system, in batches."""
+
+
+ENTITY_KIND = {"contacts": "contact", "orders": "order"}
+
+
 class SyncError(RuntimeError):
     """A run that stopped; the cursor stays at the last committed page."""
 
@@ -277,11 +294,7 @@ def run(
 ) -> SyncReport:
     """Sync one source: a full read when asked or never synced, else from the stored cursors."""
     if source is None:
-        factories = sources()
-        if source_name not in factories:
-            known = ", ".join(sorted(factories)) or "none installed"
-            raise SyncError(f"unknown source {source_name!r} (available: {known})")
-        source = factories[source_name](settings)
+        source = _source(settings, source_name)
     started = time.monotonic()
     counts = Counts()
     kinds = []
@@ -336,6 +349,87 @@ def _run_incremental(engine: Engine, settings: Settings, source: Source, source_
         cursor = page.cursor if page.cursor is not None else cursor
         if progress:
             progress(entity, len(page.records))
+
+
+def _source(settings: Settings, source_name: str) -> Source:
+    factories = sources()
+    if source_name not in factories:
+        known = ", ".join(sorted(factories)) or "none installed"
+        raise SyncError(f"unknown source {source_name!r} (available: {known})")
+    return factories[source_name](settings)
+
+
+def fetch(engine: Engine, settings: Settings, source_name: str, entity: str, ids: Sequence[str], *,
+          source: Any = None) -> SyncReport:
+    """Read chosen records again (after a webhook event) and write them; ids the source no
+    longer has are recorded as deleted, so an add, update and delete arriving in any order
+    end in the source's current state."""
+    source = source or _source(settings, source_name)
+    kind = ENTITY_KIND.get(entity)
+    if kind is None:
+        raise SyncError(f"{source_name}: unknown entity {entity!r} (expected one of {', '.join(ENTITY_KIND)})")
+    started = time.monotonic()
+    counts = Counts()
+    run_id = start_run(engine, source_name, "event")
+    wanted = list(dict.fromkeys(str(i) for i in ids))
+    try:
+        records = list(source.fetch(entity, wanted))
+        found = {r.external_id for r in records if not isinstance(r, Deletion)}
+        records += [Deletion(source_name, kind, i) for i in wanted if i not in found]  # type: ignore[arg-type]
+        with engine.begin() as conn:
+            write_page(conn, records, settings, counts)
+    except Exception as exc:
+        finish_run(engine, run_id, counts, error=_describe(exc))
+        raise SyncError(f"{source_name}: fetching {entity} {', '.join(wanted[:10])} failed: {_describe(exc)}") from exc
+    finish_run(engine, run_id, counts)
+    return SyncReport(source_name, run_id, "event", counts, time.monotonic() - started,
+                      dict(getattr(source, "stats", lambda: {})()))
+
+
+def reconcile(engine: Engine, settings: Settings, source_name: str, *, source: Any = None,
+              entities: Sequence[str] | None = None) -> SyncReport:
+    """Mark as deleted whatever Hub holds from a source that the source no longer lists.
+
+    Events can be lost (Bitrix24 never retries them), so a periodic pass over
+    the bare ids is what makes deletions certain. A source that suddenly lists
+    nothing at all is refused rather than believed: that is a lost permission,
+    not an empty CRM.
+    """
+    source = source or _source(settings, source_name)
+    started = time.monotonic()
+    counts = Counts()
+    run_id = start_run(engine, source_name, "reconcile")
+    try:
+        for entity in entities or source.entities():
+            kind = ENTITY_KIND[entity]
+            live: set[str] = set()
+            for batch in source.live_ids(entity):
+                live.update(str(i) for i in batch)
+            with engine.connect() as conn:
+                held = _held_ids(conn, source_name, kind)
+            gone = sorted(held - live)
+            if gone and not live:
+                raise SyncError(f"{source_name} lists no {entity} at all while Hub holds {len(held)}; "
+                                "not marking them deleted (check the connection's permissions)")
+            for part in chunks(gone, CHUNK):
+                with engine.begin() as conn:
+                    write_deletions(conn, [Deletion(source_name, kind, i) for i in part], counts)  # type: ignore[arg-type]
+    except Exception as exc:
+        finish_run(engine, run_id, counts, error=_describe(exc))
+        if isinstance(exc, SyncError):
+            raise
+        raise SyncError(f"{source_name}: reconcile failed: {_describe(exc)}") from exc
+    finish_run(engine, run_id, counts)
+    return SyncReport(source_name, run_id, "reconcile", counts, time.monotonic() - started,
+                      dict(getattr(source, "stats", lambda: {})()))
+
+
+def _held_ids(conn: Connection, source_name: str, kind: str) -> set[str]:
+    if kind == "order":
+        q = select(orders_t.c.external_id).where(orders_t.c.source == source_name)
+    else:
+        q = select(refs_t.c.external_id).where(refs_t.c.source == source_name, refs_t.c.deleted_at.is_(None))
+    return {row[0] for row in conn.execute(q)}
 
 
 def _describe(exc: BaseException) -> str:

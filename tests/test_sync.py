@@ -125,3 +125,35 @@ def test_bad_order_is_reported_and_the_rest_kept(hub_db: HubDB, crm: FakeCRM) ->
     report = sync.run(hub_db.engine, hub_db.settings, "sample", full=True)
     assert report.counts.orders["created"] == 4
     assert report.counts.errors == [{"entity": "order", "id": "5", "error": "status 'maybe' is not one of won, lost, open"}]
+
+
+def test_a_targeted_fetch_writes_current_state_and_treats_missing_ids_as_deleted(hub_db: HubDB, crm: FakeCRM) -> None:
+    sync.run(hub_db.engine, hub_db.settings, "sample", full=True)
+    crm.contacts[3]["emails"] = ["new@mail.ru"]
+    crm.contacts.pop(4)  # deleted, and the delete event arrives before any update event
+    report = sync.fetch(hub_db.engine, hub_db.settings, "sample", "contacts", ["3", "4", "3"])
+    assert report.counts.contacts["deleted"] == 1 and report.kind == "event"
+    with hub_db.engine.connect() as conn:
+        owner = conn.execute(select(ExternalRef.contact_id).where(ExternalRef.external_id == "3")).scalar_one()
+        (card,) = contacts.iter_contacts(conn, ids=[owner])
+        gone = conn.execute(select(Contact.deleted_at).join(ExternalRef, ExternalRef.contact_id == Contact.id)
+                            .where(ExternalRef.external_id == "4")).scalar_one()
+    assert card["emails"] == ["new@mail.ru"] and gone is not None
+
+
+def test_reconcile_marks_what_the_source_no_longer_lists(hub_db: HubDB, crm: FakeCRM) -> None:
+    sync.run(hub_db.engine, hub_db.settings, "sample", full=True)
+    crm.contacts.pop(5)
+    crm.orders.pop(3)
+    report = sync.reconcile(hub_db.engine, hub_db.settings, "sample")
+    assert report.counts.contacts["deleted"] == 1 and report.counts.orders["deleted"] == 1
+    assert sync.reconcile(hub_db.engine, hub_db.settings, "sample").counts.contacts["deleted"] == 0
+
+
+def test_reconcile_refuses_to_believe_a_source_that_suddenly_lists_nothing(hub_db: HubDB, crm: FakeCRM) -> None:
+    sync.run(hub_db.engine, hub_db.settings, "sample", full=True)
+    crm.contacts.clear()
+    with pytest.raises(sync.SyncError, match="lists no contacts at all"):
+        sync.reconcile(hub_db.engine, hub_db.settings, "sample")
+    with hub_db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Contact).where(Contact.deleted_at.is_not(None))).scalar() == 0

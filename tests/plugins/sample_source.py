@@ -85,6 +85,18 @@ class SampleSource:
         self._serve()
         yield Page(records, f"tick:{self.crm.tick}")
 
+    def fetch(self, entity: str, ids: list[str]) -> list[Any]:
+        table = self.crm.contacts if entity == "contacts" else self.crm.orders
+        self._serve()
+        return [self._record(entity, int(i), table[int(i)]) for i in ids if int(i) in table]
+
+    def live_ids(self, entity: str) -> Iterator[list[str]]:
+        table = self.crm.contacts if entity == "contacts" else self.crm.orders
+        ids = sorted(table)
+        for start in range(0, len(ids), self.crm.page_size):
+            self._serve()
+            yield [str(i) for i in ids[start:start + self.crm.page_size]]
+
     def _record(self, entity: str, i: int, row: dict[str, Any]) -> Any:
         if entity == "contacts":
             return ContactRecord(source="sample", external_id=str(i), first_name=row.get("first"),

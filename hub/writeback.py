@@ -1,0 +1,79 @@
+"""Writing back to the CRMs a contact lives in: a field, a comment, a task for the manager.
+
+Workflows say what to write ("store the promo code", "ask the manager to
+call") in CRM-neutral terms; each source plugin that holds the contact turns
+it into its own calls. A source opts in by having the methods of `WriteBack`;
+field names are logical ("promo_code") and each plugin maps them to its own
+fields through its settings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+from sqlalchemy import Connection, select
+
+from hub.config import Settings
+from hub.models import ExternalRef
+from hub.plugins import sources
+
+refs_t = ExternalRef.__table__
+
+
+@runtime_checkable
+class WriteBack(Protocol):
+    """What a source implements to accept writes; each returns the CRM's id of what it made, if any."""
+
+    def set_field(self, external_id: str, name: str, value: Any) -> str | None: ...
+
+    def add_comment(self, external_id: str, text: str) -> str | None: ...
+
+    def add_task(self, external_id: str, title: str, *, due_at: dt.datetime, description: str = "") -> str | None: ...
+
+
+class WriteBackError(RuntimeError):
+    """Nowhere to write, or the CRM refused; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Written:
+    source: str
+    external_id: str
+    result: str | None
+
+
+def targets(conn: Connection, contact_id: int, only: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """(source, external id) of every live CRM record behind this contact, oldest link first."""
+    q = (select(refs_t.c.source, refs_t.c.external_id)
+         .where(refs_t.c.contact_id == contact_id, refs_t.c.deleted_at.is_(None)).order_by(refs_t.c.id))
+    return [(s, e) for s, e in conn.execute(q) if only is None or s in only]
+
+
+def apply(conn: Connection, settings: Settings, contact_id: int, action: str, *, only: Sequence[str] | None = None,
+          first_only: bool = False, **kwargs: Any) -> list[Written]:
+    """Run `action` ("set_field", "add_comment" or "add_task") in every CRM holding the contact.
+
+    `first_only` writes to one CRM (a call task belongs with one manager, not
+    with one per CRM). Sources that cannot write back are passed over; when no
+    CRM can take the write, that is an error the caller reports.
+    """
+    if action not in ("set_field", "add_comment", "add_task"):
+        raise WriteBackError(f"unknown write-back action {action!r}")
+    factories = sources()
+    done: list[Written] = []
+    for source_name, external_id in targets(conn, contact_id, only):
+        factory = factories.get(source_name)
+        if factory is None:
+            continue
+        source = factory(settings)
+        if not isinstance(source, WriteBack):
+            continue
+        done.append(Written(source_name, external_id, getattr(source, action)(external_id, **kwargs)))
+        if first_only:
+            break
+    if not done:
+        where = f" among {', '.join(only)}" if only else ""
+        raise WriteBackError(f"contact #{contact_id} is in no CRM that accepts write-back{where}")
+    return done
