@@ -1,0 +1,36 @@
+"""Bitrix24: contacts and deals in (full, incremental, events), fields, comments and to-dos out.
+
+Registered like any third-party plugin, through the "hub" entry point group.
+The modules side by side: client (HTTP, limits, batches), connection (stored
+credentials, OAuth refresh), mapping (portal rows → Hub records), source (the
+sync and write-back), webhooks (the event receiver), commands (CLI) and
+sandbox (a local portal emulator).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from hub.hookspecs import hookimpl
+
+
+@hookimpl
+def register_sources(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    from plugins.bitrix24.source import Bitrix24Source
+
+    register("bitrix24", Bitrix24Source)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from plugins.bitrix24 import commands
+
+    cli.commands["connect"].add_command(commands.connect, "bitrix24")
+    cli.commands["sandbox"].add_command(commands.sandbox, "bitrix24")
+
+
+@hookimpl
+def register_routes(app: Any) -> None:
+    from plugins.bitrix24.webhooks import bp
+
+    app.register_blueprint(bp)

@@ -1,0 +1,363 @@
+"""Talking to a Bitrix24 portal: auth, the portal's limits, retries, batches and fast paging.
+
+What the portal enforces, and how this client stays inside it:
+
+- A leaky bucket per portal (2 requests/s drained, 50 in a burst; Enterprise
+  5/s and 250): the client draws from its own bucket of the same shape first
+  (shared across workers through Redis when configured), so 503
+  QUERY_LIMIT_EXCEEDED is an exception that is backed off, not the pacing.
+- Server time per method (480 s in 10 minutes, reported as ``time.operating``):
+  the client slows down before the portal blocks, and waits until
+  ``operating_reset_at`` when it does (429 OPERATION_TIME_LIMIT).
+- Counting is expensive: every list call here passes ``start=-1`` and pages by
+  ``ID > last`` instead, chaining 50 list calls in one ``batch`` request so one
+  HTTP request brings up to 2,500 records.
+
+Errors only the user can fix (a wrong webhook, a missing scope) stop at once
+with a message saying what to do; transient ones are retried with
+exponential back-off and jitter. No message ever contains the webhook code or
+a token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Protocol
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from hub.ratelimit import Limiter
+
+PAGE = 50  # records per list call; fixed by the portal
+MAX_BATCH = 50  # commands per batch; fixed by the portal
+OPERATING_LIMIT = 480.0  # seconds of server time per method per 10 minutes
+SLOW_DOWN_AT = 0.75  # share of the operating limit after which we wait for the reset
+
+# Errors the user must fix, with what to tell them.
+USER_ACTION = {
+    "NO_AUTH_FOUND": "the portal found no valid credentials: the webhook was deleted or its code is wrong; "
+                     "create a new incoming webhook and run `hub connect bitrix24` again",
+    "invalid_token": "the portal rejected the access token; connect the app again (`hub connect bitrix24`)",
+    "INVALID_CREDENTIALS": "the portal did not accept the credentials: the webhook was deleted, its code or "
+                           "user id is wrong, or its user lost access; check it in Bitrix24 and run "
+                           "`hub connect bitrix24` again",
+    "ACCESS_DENIED": "the portal refuses REST calls (the REST API is available only on commercial plans)",
+    "insufficient_scope": "the webhook or app lacks a permission (scope); edit it in Bitrix24 and add 'crm'",
+    "WRONG_AUTH_TYPE": "this needs an app (OAuth), not an incoming webhook",
+    "PAYMENT_REQUIRED": "the portal's plan does not allow this call",
+    "OVERLOAD_LIMIT": "Bitrix24 blocked REST calls to this portal for overload; contact Bitrix24 support",
+    "INVALID_REQUEST": "the portal requires https; give the https address",
+    "invalid_grant": "the refresh token is no longer valid; connect the app again (`hub connect bitrix24`)",
+}
+TRANSIENT = {"QUERY_LIMIT_EXCEEDED", "INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER", "OPERATION_TIME_LIMIT"}
+
+
+class Bitrix24Error(RuntimeError):
+    """The portal answered with an error; `code` is the portal's error code."""
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class NeedsUserAction(Bitrix24Error):
+    """Only the user can fix this (credentials, permissions, plan); retrying will not help."""
+
+
+class Unavailable(Bitrix24Error):
+    """The portal kept failing (limits, 5xx, timeouts, HTML pages) after every retry."""
+
+
+class Auth(Protocol):
+    """Where a method is called and with what credentials."""
+
+    host: str
+
+    def endpoint(self, method: str) -> str: ...
+
+    def params(self) -> dict[str, Any]: ...
+
+    def refresh(self) -> None:
+        """Get a fresh access token (OAuth); raise NeedsUserAction when that is impossible."""
+
+
+class WebhookAuth:
+    """An incoming webhook: the secret code is part of the URL, https://PORTAL/rest/USER/CODE/."""
+
+    def __init__(self, url: str) -> None:
+        self.url = check_webhook_url(url)
+        self.host = urlsplit(self.url).netloc
+
+    def endpoint(self, method: str) -> str:
+        return self.url + method
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def refresh(self) -> None:
+        raise NeedsUserAction(USER_ACTION["NO_AUTH_FOUND"], code="NO_AUTH_FOUND")
+
+
+class TokenAuth:
+    """An OAuth app: the access token travels as `auth`; `renew` returns a fresh one."""
+
+    def __init__(self, client_endpoint: str, access_token: str, renew: Callable[[], tuple[str, str]]) -> None:
+        self.client_endpoint = client_endpoint.rstrip("/") + "/"
+        self.host = urlsplit(self.client_endpoint).netloc
+        self.access_token = access_token
+        self._renew = renew
+
+    def endpoint(self, method: str) -> str:
+        return self.client_endpoint + method
+
+    def params(self) -> dict[str, Any]:
+        return {"auth": self.access_token}
+
+    def refresh(self) -> None:
+        self.access_token, endpoint = self._renew()
+        if endpoint:
+            self.client_endpoint = endpoint.rstrip("/") + "/"
+
+
+def check_webhook_url(url: str) -> str:
+    """The webhook URL with a trailing slash, or a clear error naming what is wrong (never the code)."""
+    parts = urlsplit(url.strip())
+    segments = [s for s in parts.path.split("/") if s]
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("the webhook URL must look like https://PORTAL/rest/USER_ID/CODE/")
+    # The portal shows the URL with an example method after it (…/CODE/profile.json); drop that.
+    at = segments.index("rest") if "rest" in segments else -1
+    if at < 0 or len(segments) < at + 3 or not segments[at + 1].isdigit():
+        raise ValueError(f"the webhook URL for {parts.netloc} must look like https://{parts.netloc}/rest/USER_ID/CODE/")
+    base = "/".join(segments[:at + 3])
+    return f"{parts.scheme}://{parts.netloc}/{base}/"
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    batch_commands: int = 0
+    refreshes: int = 0
+    operating_waits: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Batch:
+    """A batch answer with the PHP quirk undone: empty maps arrive as [] and are read as {}."""
+
+    result: dict[str, Any]
+    errors: dict[str, Any]
+    total: dict[str, Any]
+    time: dict[str, Any] = field(default_factory=dict)
+
+
+def encode(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Flatten params the way PHP reads a query string: filter[>ID]=5, select[]=PHONE."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if isinstance(value, Mapping):
+            pairs += encode(value, name)
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    pairs += encode(item, f"{name}[{i}]")
+                else:
+                    pairs.append((f"{name}[]", _scalar(item)))
+        elif value is not None:
+            pairs.append((name, _scalar(value)))
+    return pairs
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "Y" if value else "N"
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def command(method: str, params: Mapping[str, Any], raw: Mapping[str, str] | None = None) -> str:
+    """One batch command, method?query; `raw` values (like $result[...] references) are not encoded."""
+    query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in encode(params))
+    for key, value in (raw or {}).items():
+        query += f"&{quote(key, safe='')}={value}"
+    return f"{method}?{query}"
+
+
+def _as_map(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+class Client:
+    """One portal, one connection pool, one rate limit."""
+
+    def __init__(self, auth: Auth, limiter: Limiter, *, session: requests.Session | None = None,
+                 timeout: float = 60.0, max_retries: int = 8, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.auth = auth
+        self.limiter = limiter
+        self.session = session or requests.Session()
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.stats = Stats()
+        self._sleep = sleep
+        self._clock = clock
+        self._operating: dict[str, tuple[float, float]] = {}  # method -> (operating, reset_at)
+
+    # --- single calls -------------------------------------------------------------------
+
+    def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Call a method and return the whole answer (result, next, total, time)."""
+        refreshed = False
+        attempt = 0
+        while True:
+            self._respect_operating(method)
+            self.limiter.acquire()
+            self.stats.requests += 1
+            try:
+                response = self.session.post(self.auth.endpoint(method), json={**(params or {}), **self.auth.params()},
+                                             timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                attempt = self._retry(attempt, f"{type(exc).__name__} talking to {self.auth.host}")
+                continue
+            body = _json(response)
+            if body is None:
+                attempt = self._retry(attempt, f"{self.auth.host} answered HTTP {response.status_code} "
+                                               "with a page that is not JSON")
+                continue
+            error = body.get("error") if isinstance(body, dict) else None
+            if not error:
+                self._note_time(method, body.get("time"))
+                return body
+            code = str(error)
+            if code == "expired_token" and not refreshed:
+                self.auth.refresh()
+                self.stats.refreshes += 1
+                refreshed = True
+                continue
+            if code in USER_ACTION or response.status_code in (401, 403):
+                raise NeedsUserAction(f"Bitrix24 {self.auth.host}: {USER_ACTION.get(code, _describe(body))}",
+                                      code=code, status=response.status_code)
+            if code == "QUERY_LIMIT_EXCEEDED":
+                self.stats.rate_limited += 1
+            if code == "OPERATION_TIME_LIMIT":
+                self.stats.rate_limited += 1
+                self._wait_for_reset(method, body)
+                attempt = self._retry(attempt, f"{self.auth.host}: {method} used up its server time", wait=False)
+                continue
+            if code in TRANSIENT or response.status_code >= 500:
+                attempt = self._retry(attempt, f"{self.auth.host}: {_describe(body)}")
+                continue
+            raise Bitrix24Error(f"Bitrix24 {self.auth.host}: {method}: {_describe(body)}", code=code,
+                                status=response.status_code)
+
+    def _retry(self, attempt: int, reason: str, *, wait: bool = True) -> int:
+        if attempt >= self.max_retries:
+            raise Unavailable(f"{reason}; gave up after {attempt + 1} attempts")
+        self.stats.retries += 1
+        if wait:
+            self._sleep(min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random()))
+        return attempt + 1
+
+    def _note_time(self, method: str, block: Any) -> None:
+        if isinstance(block, dict) and "operating" in block:
+            try:
+                self._operating[method] = (float(block["operating"]), float(block.get("operating_reset_at") or 0))
+            except (TypeError, ValueError):
+                pass
+
+    def _respect_operating(self, method: str) -> None:
+        operating, reset_at = self._operating.get(method, (0.0, 0.0))
+        if operating >= SLOW_DOWN_AT * OPERATING_LIMIT and reset_at > self._clock():
+            self.stats.operating_waits += 1
+            self._sleep(reset_at - self._clock())
+            self._operating.pop(method, None)
+
+    def _wait_for_reset(self, method: str, body: dict[str, Any]) -> None:
+        block = body.get("time") if isinstance(body.get("time"), dict) else {}
+        reset_at = float(block.get("operating_reset_at") or 0) or self._operating.get(method, (0, 0))[1]
+        wait = reset_at - self._clock() if reset_at else 60.0
+        self._sleep(min(max(wait, 1.0), 600.0))
+        self._operating.pop(method, None)
+
+    # --- batches ------------------------------------------------------------------------
+
+    def batch(self, commands: Mapping[str, str], *, halt: bool = False) -> Batch:
+        """Run up to 50 commands in one request; each command's errors come back in `errors`."""
+        if len(commands) > MAX_BATCH:
+            raise ValueError(f"a batch holds at most {MAX_BATCH} commands, got {len(commands)}")
+        self.stats.batch_commands += len(commands)
+        body = self.call("batch", {"halt": 1 if halt else 0, "cmd": dict(commands)})
+        inner = _as_map(body.get("result"))
+        return Batch(result=_as_map(inner.get("result")), errors=_as_map(inner.get("result_error")),
+                     total=_as_map(inner.get("result_total")), time=_as_map(body.get("time")))
+
+    def pages(self, method: str, *, select: list[str], filter: Mapping[str, Any] | None = None,
+              after_id: int = 0, chain: int = MAX_BATCH, grow: int = 1) -> Iterator[list[dict[str, Any]]]:
+        """Every record matching `filter` with ID > `after_id`, in ID order, one list per request.
+
+        The documented fast mode for large data: order by ID, filter ID > last,
+        start=-1 so the portal never counts, and 50 such calls chained in one
+        batch, each starting after the last ID of the one before. A short page
+        ends the data; whatever the batch returned after it is discarded (its
+        reference pointed at a row that does not exist). `chain` sets how many
+        calls the first batch chains and `grow` multiplies it for the next ones,
+        so a small incremental read costs one request and a large one quickly
+        reaches 2,500 records a request.
+        """
+        base = {"order": {"ID": "ASC"}, "filter": dict(filter or {}), "select": select, "start": -1}
+        last = after_id
+        size = max(1, min(chain, MAX_BATCH))
+        while True:
+            commands = {}
+            for i in range(size):
+                previous = str(last) if i == 0 else f"$result[p{i - 1}][{PAGE - 1}][ID]"
+                commands[f"p{i}"] = command(method, base, raw={"filter[>ID]": previous})
+            answer = self.batch(commands)
+            records: list[dict[str, Any]] = []
+            finished = False
+            for i in range(size):
+                key = f"p{i}"
+                if key in answer.errors:
+                    raise Bitrix24Error(f"Bitrix24 {self.auth.host}: {method}: {_describe(answer.errors[key])}",
+                                        code=str(_as_map(answer.errors[key]).get("error")))
+                page = answer.result.get(key) or []
+                if isinstance(page, dict):  # a PHP array with non-sequential keys
+                    page = list(page.values())
+                records += page
+                if len(page) < PAGE:
+                    finished = True
+                    break
+            if records:
+                yield records
+                last = int(records[-1]["ID"])
+            if finished:
+                return
+            size = min(MAX_BATCH, size * max(1, grow))
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except (ValueError, json.JSONDecodeError):
+        return None
+
+
+def _describe(body: Any) -> str:
+    if not isinstance(body, dict):
+        return "unexpected answer"
+    code = body.get("error") or "error"
+    text = str(body.get("error_description") or "").strip()
+    return f"{code}: {text}" if text else str(code)

@@ -1,0 +1,52 @@
+"""The receiver for Bitrix24 events (ONCRMCONTACTADD, ONCRMDEALUPDATE, ...).
+
+An event carries only an ID, arrives once (the portal never retries) and
+must be answered fast, so the receiver checks the application token, hands
+the ID to a background fetch and answers at once. The scheduled incremental
+sync is what guarantees that a lost event loses nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from flask import Blueprint, request
+
+from hub import jobs, queue
+from hub.admin.app import current_settings
+from hub.db import get_engine
+from plugins.bitrix24 import connection
+
+log = logging.getLogger(__name__)
+bp = Blueprint("bitrix24_events", __name__)
+
+EVENTS = {
+    "ONCRMCONTACTADD": "contacts", "ONCRMCONTACTUPDATE": "contacts", "ONCRMCONTACTDELETE": "contacts",
+    "ONCRMDEALADD": "orders", "ONCRMDEALUPDATE": "orders", "ONCRMDEALDELETE": "orders",
+}
+
+
+@bp.post("/hooks/bitrix24")
+def receive() -> Any:
+    settings = current_settings()
+    form = request.form
+    event = (form.get("event") or "").upper()
+    token = form.get("auth[application_token]") or ""
+    try:
+        data, _ = connection.load(get_engine(settings.database_url), settings)
+    except connection.NotConnected:
+        return {"error": "not connected"}, 503
+    expected = data.get("application_token") or ""
+    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+        log.warning("Bitrix24 event %s from %s refused: application token does not match",
+                    event or "?", form.get("auth[domain]") or request.remote_addr)
+        return {"error": "application token does not match"}, 401
+    entity = EVENTS.get(event)
+    record_id = form.get("data[FIELDS][ID]") or ""
+    if entity is None or not record_id.isdigit():
+        return {"ignored": event or "no event"}, 200
+    queue.enqueue(settings, jobs.fetch_records, "bitrix24", entity, [record_id], background=True,
+                  job_id=f"bitrix24:{entity}:{record_id}:{form.get('ts') or ''}")
+    return {"queued": event, "id": record_id}, 200
