@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, Protocol
 
 from hub.config import Settings
@@ -103,6 +104,40 @@ class RedisBucket:
             self._sleep(wait)
             waited += wait
         return waited
+
+
+class SlidingWindow:
+    """At most `limit` starts in any `window` seconds, measured when requests really leave.
+
+    A server that counts "7 in any second" on arrival refuses the eighth even
+    when the average rate is fine: a request held up by a busy thread and the
+    next one sent on time arrive close together. Pacing alone cannot prevent
+    that; checking the real send times against the window (plus a margin for
+    the network) does.
+    """
+
+    def __init__(self, limit: int, window: float = 1.0, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.limit = limit
+        self.window = window
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    def acquire(self) -> float:
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and self._sent[0] <= now - self.window:
+                    self._sent.popleft()
+                if len(self._sent) < self.limit:
+                    self._sent.append(now)
+                    return waited
+                wait = self._sent[0] + self.window - now
+            self._sleep(wait)
+            waited += wait
 
 
 _local: dict[tuple[str, float, int], LocalBucket] = {}

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, and_, delete, select, update
 
 from hub import identity
 from hub.config import Settings
-from hub.db import chunks, insert_for, utcnow
+from hub.db import bulk_insert, chunks, insert_for, utcnow
 from hub.models import Contact, ExternalRef, Order, SyncRun, SyncState
 from hub.plugins import get_pm, sources
 from hub.records import ContactRecord, Deletion, OrderRecord
@@ -163,11 +163,16 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
             counts.orders["updated"] += 1
         else:
             counts.orders["created"] += 1
-    ins = insert_for(conn, orders_t)
-    changing = ("contact_external_id", "contact_id", "amount", "currency", "status", "title", "promo_code",
-                "closed_at", "updated_at")
-    conn.execute(ins.on_conflict_do_update(index_elements=["source", "external_id"],
-                                           set_={c: ins.excluded[c] for c in changing}), rows)
+    # New orders (all of them in a first sync) take the bulk path; known ones are upserted.
+    fresh = [r for r in rows if (r["source"], r["external_id"]) not in existing]
+    known = [r for r in rows if (r["source"], r["external_id"]) in existing]
+    bulk_insert(conn, orders_t, fresh, ignore_conflicts=True)
+    if known:
+        ins = insert_for(conn, orders_t)
+        changing = ("contact_external_id", "contact_id", "amount", "currency", "status", "title", "promo_code",
+                    "closed_at", "updated_at")
+        conn.execute(ins.on_conflict_do_update(index_elements=["source", "external_id"],
+                                               set_={c: ins.excluded[c] for c in changing}), known)
     identity.refresh_stats(conn, touched)
 
 

@@ -66,3 +66,17 @@ def test_redis_bucket_is_shared_between_instances(redis_url: str) -> None:
     assert [first.delay(), second.delay(), first.delay()] == [0.0, 0.0, 0.0]
     wait = second.delay()
     assert 0.9 < wait <= 1.0  # the fourth request waits for one slot to drain, whoever asks
+
+
+def test_a_sliding_window_never_lets_more_than_the_limit_into_any_window() -> None:
+    from hub.ratelimit import SlidingWindow
+
+    clock = FakeClock()
+    window = SlidingWindow(7, 1.05, clock=clock, sleep=clock.sleep)
+    starts = []
+    for i in range(30):
+        if i % 5 == 0:
+            clock.now += 0.08  # a send held up by a busy thread
+        window.acquire()
+        starts.append(clock.now)
+    assert all(starts[i + 7] - starts[i] >= 1.05 - 1e-9 for i in range(len(starts) - 7))

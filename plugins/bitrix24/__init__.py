@@ -22,6 +22,13 @@ def register_sources(register: Callable[[str, Callable[..., Any]], None]) -> Non
 
 
 @hookimpl
+def register_sandboxes(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    from plugins.bitrix24.sandbox import start_connected
+
+    register("bitrix24", start_connected)
+
+
+@hookimpl
 def register_commands(cli: Any) -> None:
     from plugins.bitrix24 import commands
 

@@ -147,9 +147,11 @@ class Stats:
     batch_commands: int = 0
     refreshes: int = 0
     operating_waits: int = 0
+    http_s: float = 0.0  # waiting for the portal's answers
+    paced_s: float = 0.0  # waiting for our own rate limit
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    def as_dict(self) -> dict[str, int | float]:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
 @dataclass
@@ -224,14 +226,17 @@ class Client:
         attempt = 0
         while True:
             self._respect_operating(method)
-            self.limiter.acquire()
+            self.stats.paced_s += self.limiter.acquire()
             self.stats.requests += 1
+            sent = time.monotonic()
             try:
                 response = self.session.post(self.auth.endpoint(method), json={**(params or {}), **self.auth.params()},
                                              timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 attempt = self._retry(attempt, f"{type(exc).__name__} talking to {self.auth.host}")
                 continue
+            finally:
+                self.stats.http_s += time.monotonic() - sent
             body = _json(response)
             if body is None:
                 attempt = self._retry(attempt, f"{self.auth.host} answered HTTP {response.status_code} "

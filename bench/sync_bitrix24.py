@@ -1,0 +1,227 @@
+"""Benchmark: a full and an incremental Bitrix24 sync against the emulator with real limits.
+
+The portal emulator runs in its own process with the standard plan's bucket
+(2 requests/s drained, 50 in a burst) and a fixed latency per request. Hub
+syncs every contact and deal into a fresh SQLite database, then 100 contacts
+change and an incremental sync runs. For comparison, fast_bitrix24's get_all
+fetches the same contacts from the same portal. Prints one JSON document.
+
+    .venv/bin/python bench/sync_bitrix24.py [--contacts N] [--latency S] [--seed S] [--skip-third-party]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hub import migrations, plugins, sync  # noqa: E402
+from hub.config import load_settings  # noqa: E402
+from hub.db import get_engine  # noqa: E402
+from plugins.bitrix24 import connection  # noqa: E402
+from plugins.bitrix24.client import command  # noqa: E402
+from plugins.bitrix24.mapping import CONTACT_FIELDS  # noqa: E402
+from plugins.bitrix24.source import Bitrix24Source  # noqa: E402
+
+BUCKET = 50  # burst of the standard plan; a drained bucket refills at 2/s
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def start_portal(contacts: int, seed: int, latency: float, count_cost: float) -> tuple[subprocess.Popen[str], str, str]:
+    code = ("import sys; from plugins.bitrix24.sandbox import serve; "
+            f"serve(port=0, contacts={contacts}, seed={seed}, latency={latency}, count_sleep_scale={count_cost})")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    webhook = stats = ""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        log(f"  portal: {line.rstrip()}")
+        if line.startswith("Webhook:"):
+            webhook = line.split()[-1]
+        if line.startswith("Stats:"):
+            stats = line.split()[-1]
+            break
+    if not webhook:
+        raise SystemExit("the emulator did not start")
+    return proc, webhook, stats
+
+
+def portal_stats(url: str) -> dict[str, Any]:
+    stats = requests.get(url, timeout=30).json()
+    stats["operating_total"] = sum(stats["operating_seconds"].values())  # per method
+    return stats
+
+
+def drain_bucket() -> None:
+    """Wait until the portal's bucket is empty again, so each run starts as a fresh client would."""
+    time.sleep(BUCKET / 2 + 1)
+
+
+def touch_contacts(webhook: str, n: int) -> None:
+    """Change `n` contacts through the REST API (batches of 50 updates)."""
+    ids = list(range(1, n + 1))
+    for start in range(0, n, 50):
+        cmd = {f"u{i}": command("crm.contact.update", {"id": cid, "fields": {"ADDRESS_CITY": f"Казань {start}"}})
+               for i, cid in enumerate(ids[start:start + 50])}
+        requests.post(webhook + "batch", json={"halt": 0, "cmd": cmd}, timeout=60).raise_for_status()
+
+
+def _fetch_with_fast_bitrix24(webhook: str) -> None:
+    from fast_bitrix24 import Bitrix
+
+    rows = Bitrix(webhook, verbose=False).get_all("crm.contact.list", params={"select": CONTACT_FIELDS})
+    print(len(rows))
+
+
+def third_party(webhook: str, stats_url: str, total: int, cap_s: float) -> dict[str, Any]:
+    """fast_bitrix24's get_all in a child process, stopped after `cap_s` if it has not finished:
+    it counts on every page, and on a large portal counting costs real server time."""
+    try:
+        import fast_bitrix24  # noqa: F401
+    except ImportError:
+        return {"skipped": "fast_bitrix24 is not installed (pip install -e '.[test]')"}
+    before = portal_stats(stats_url)
+    code = f"import runpy; runpy.run_path({__file__!r})['_fetch_with_fast_bitrix24']({webhook!r})"
+    started = time.monotonic()
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    error = None
+    try:
+        out, err = child.communicate(timeout=cap_s)
+        if child.returncode == 0:
+            finished, contacts = True, int(out.strip().splitlines()[-1])
+        else:
+            finished, contacts = False, None
+            error = (err.strip().splitlines() or ["exited with an error"])[-1][:300]
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        finished, contacts = False, None
+        error = f"not finished after {cap_s:.0f} s"
+    seconds = time.monotonic() - started
+    after = portal_stats(stats_url)
+    calls = after["methods"].get("crm.contact.list", 0) - before["methods"].get("crm.contact.list", 0)
+    calls += after["batch_methods"].get("crm.contact.list", 0) - before["batch_methods"].get("crm.contact.list", 0)
+    fetched = contacts if finished else min(total, calls * 50)
+    return {"finished": finished, "error": error, "contacts": fetched, "seconds": round(seconds, 2),
+            "records_per_s": round(fetched / seconds) if seconds else None,
+            "projected_seconds": round(seconds * total / fetched) if fetched else None,
+            "requests": after["requests"] - before["requests"],
+            "rejected_503": after["status_503"] - before["status_503"],
+            "rejected_429": after["status_429"] - before["status_429"],
+            "server_operating_s": round(after["operating_total"] - before["operating_total"], 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--latency", type=float, default=0.02)
+    parser.add_argument("--changed", type=int, default=100)
+    parser.add_argument("--count-cost", type=float, default=1.0,
+                        help="share of the documented counting cost the emulator really spends (1: as a portal)")
+    parser.add_argument("--third-party-cap", type=float, default=180.0,
+                        help="stop the third-party fetch after this many seconds and project its time")
+    parser.add_argument("--skip-third-party", action="store_true")
+    args = parser.parse_args(argv)
+
+    log(f"Starting the emulator with {args.contacts:,} contacts…")
+    proc, webhook, stats_url = start_portal(args.contacts, args.seed, args.latency, args.count_cost)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = replace(load_settings(environ={}), database_url=f"sqlite:///{Path(tmp) / 'hub.db'}",
+                               secret_key=secrets.token_urlsafe(32))
+            engine = get_engine(settings.database_url)
+            migrations.upgrade(engine)
+            plugins.use(plugins.build(replace(settings, plugins=())))
+            connection.save(engine, settings, {"kind": "webhook", "url": webhook})
+            held = portal_stats(stats_url)
+
+            log("Full sync…")
+            source = Bitrix24Source(settings)
+            started = time.monotonic()
+            report = sync.run(engine, settings, "bitrix24", full=True, source=source)
+            full_s = time.monotonic() - started
+            st = source.client.stats
+            records = sum(report.counts.contacts[k] for k in ("created", "updated", "merged")) + \
+                report.counts.orders["created"] + report.counts.orders["updated"]
+            local_s = full_s - st.http_s - st.paced_s
+            after_full = portal_stats(stats_url)
+
+            log(f"Changing {args.changed} contacts through the API, then an incremental sync…")
+            drain_bucket()
+            touch_contacts(webhook, args.changed)
+            drain_bucket()
+            incremental = Bitrix24Source(settings)
+            inc = sync.run(engine, settings, "bitrix24", source=incremental)
+
+            ours = {"seconds": round(full_s, 2), "requests": st.requests}
+            theirs: dict[str, Any] = {"skipped": "--skip-third-party"}
+            if not args.skip_third_party:
+                log("fast_bitrix24 get_all of the same contacts…")
+                drain_bucket()
+                contacts_started = time.monotonic()
+                only_contacts = Bitrix24Source(settings)
+                pages = sum(len(rows) for rows in only_contacts.client.pages("crm.contact.list",
+                                                                           select=only_contacts._select("contacts")))
+                ours = {"contacts": pages, "seconds": round(time.monotonic() - contacts_started, 2),
+                        "requests": only_contacts.client.stats.requests}
+                drain_bucket()
+                theirs = third_party(webhook, stats_url, pages, args.third_party_cap)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    records_per_request = records / max(st.requests, 1)
+    result = {
+        "contacts": held["contacts"], "deals": held["deals"], "latency_s": args.latency, "count_cost": args.count_cost,
+        "full": {"seconds": round(full_s, 2), "records": records, "requests": st.requests,
+                 "records_per_request": round(records_per_request), "rejected_503": after_full["status_503"],
+                 "rate_limited_seen": st.rate_limited, "waiting_for_portal_s": round(st.http_s, 2),
+                 "paced_by_own_bucket_s": round(st.paced_s, 2), "local_processing_s": round(local_s, 2),
+                 "local_records_per_s": round(records / max(local_s, 1e-9)),
+                 "contacts": report.counts.contacts, "orders": report.counts.orders,
+                 "server_operating_s": round(after_full["operating_total"] - held["operating_total"], 2)},
+        "incremental": {"changed": args.changed, "requests": incremental.client.stats.requests,
+                        "contacts": inc.counts.contacts, "seconds": round(inc.duration_s, 2)},
+        "fetch_contacts": {"hub": ours, "fast_bitrix24": theirs},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "database": "sqlite",
+        "goal": {"records_per_request": 2000, "rejected_503": 0, "local_records_per_s": 20000,
+                 "incremental_requests": 3, "speedup_vs_fast_bitrix24": 2.0},
+    }
+    speedup = None
+    their_time = theirs.get("seconds") if theirs.get("finished") else theirs.get("projected_seconds")
+    if their_time and ours.get("seconds"):
+        speedup = round(their_time / ours["seconds"], 2)
+    result["fetch_contacts"]["speedup"] = speedup
+    result["met"] = {
+        "records_per_request": records_per_request >= 2000,
+        "rejected_503": after_full["status_503"] == 0,
+        "local_records_per_s": records / max(local_s, 1e-9) >= 20000,
+        "incremental_requests": incremental.client.stats.requests <= 3,
+        "speedup_vs_fast_bitrix24": speedup is not None and speedup >= 2.0,
+    }
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    raise SystemExit(main())

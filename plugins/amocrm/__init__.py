@@ -1,0 +1,39 @@
+"""amoCRM: sync contacts and leads, receive webhooks, write back; and a local emulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.hookspecs import hookimpl
+
+
+@hookimpl
+def register_sources(register: Any) -> None:
+    from plugins.amocrm.source import AmoSource
+
+    register("amocrm", lambda settings: AmoSource(settings))
+
+
+@hookimpl
+def register_sandboxes(register: Any) -> None:
+    from plugins.amocrm.sandbox import start_connected
+
+    register("amocrm", start_connected)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from plugins.amocrm.commands import connect_amocrm, sandbox_amocrm
+
+    if "connect" in cli.commands:
+        cli.commands["connect"].add_command(connect_amocrm, "amocrm")
+    if "sandbox" in cli.commands:
+        cli.commands["sandbox"].add_command(sandbox_amocrm, "amocrm")
+
+
+@hookimpl
+def register_routes(app: Any) -> None:
+    from plugins.amocrm.webhooks import bp, install_log_filter
+
+    app.register_blueprint(bp)
+    install_log_filter()

@@ -1,0 +1,211 @@
+"""amoCRM's JSON (API v4) to Hub's records.
+
+Shapes, as amoCRM documents them:
+
+- A contact has `first_name`, `last_name`, `name`; `custom_fields_values`
+  (null when empty) holds phones and emails in the entries whose
+  `field_code` is PHONE / EMAIL, each value tagged WORK, MOB, PRIV, ...;
+  tags come in `_embedded.tags`. Timestamps are unix seconds.
+- A lead has `price`, `status_id` (142 is won, 143 lost, anything else is
+  open), `closed_at`, `pipeline_id`, and with `with=contacts` its contacts in
+  `_embedded.contacts`, the main one marked `is_main`.
+- A Customers transaction has `price`, `completed_at` and `customer_id`; its
+  person is the customer's main contact.
+- The events list reports deletions as `contact_deleted` / `lead_deleted`
+  with the `entity_id`.
+
+A value Hub cannot read (a birthday that is not a date, a price that is not a
+number) is dropped or the record skipped, and reported as a Problem; the rest
+of the page goes in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
+
+from hub.records import ContactRecord, Deletion, OrderRecord, OrderStatus
+
+SOURCE = "amocrm"
+WON, LOST = 142, 143
+TRANSACTION_PREFIX = "transaction:"
+DELETION_EVENTS = {"contact_deleted": "contact", "lead_deleted": "order"}
+UTC = dt.timezone.utc
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A value from amoCRM that Hub could not use."""
+
+    entity: str
+    id: str
+    error: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"entity": self.entity, "id": self.id, "error": self.error}
+
+
+def timestamp(value: Any) -> dt.datetime | None:
+    """Unix seconds (amoCRM's timestamps) as an aware UTC datetime; None for empty or 0."""
+    if value in (None, "", 0, "0"):
+        return None
+    return dt.datetime.fromtimestamp(int(value), UTC)
+
+
+def _field_values(contact: Mapping[str, Any], code: str) -> list[str]:
+    out: list[str] = []
+    for field in contact.get("custom_fields_values") or []:
+        if (field.get("field_code") or "").upper() == code:
+            for item in field.get("values") or []:
+                value = item.get("value") if isinstance(item, Mapping) else item
+                if value not in (None, ""):
+                    out.append(str(value).strip())
+    return [v for v in out if v]
+
+
+def _field_by(contact: Mapping[str, Any], *, field_id: int | None = None, field_type: str | None = None,
+              field_code: str | None = None) -> Any:
+    for field in contact.get("custom_fields_values") or []:
+        if ((field_id is not None and str(field.get("field_id")) == str(field_id))
+                or (field_type and field.get("field_type") == field_type)
+                or (field_code and (field.get("field_code") or "").upper() == field_code)):
+            values = field.get("values") or []
+            if values:
+                first = values[0]
+                return first.get("value") if isinstance(first, Mapping) else first
+    return None
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def birthday(value: Any) -> dt.date:
+    """A birthday field's value: unix seconds (amoCRM's usual form) or an ISO date / datetime."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+        # Dates are stored as midnight in the account's zone; noon UTC of the
+        # instant lands on the intended day for every zone from -12 to +12.
+        moment = dt.datetime.fromtimestamp(int(value), UTC) + dt.timedelta(hours=12)
+        return moment.date()
+    if isinstance(value, str) and _DATE.match(value.strip()):
+        return dt.date.fromisoformat(value.strip()[:10])
+    raise ValueError(f"birthday {value!r} is not a date")
+
+
+def contact(row: Mapping[str, Any], fields: Mapping[str, Any] | None = None,
+            problems: list[Problem] | None = None) -> ContactRecord:
+    """A contact; `fields` maps logical names (birthday, city, ...) to custom field ids."""
+    fields = fields or {}
+    external_id = str(row["id"])
+    first = (row.get("first_name") or "").strip() or None
+    last = (row.get("last_name") or "").strip() or None
+    if not first and not last:
+        first = (row.get("name") or "").strip() or None
+    record = ContactRecord(
+        source=SOURCE, external_id=external_id, first_name=first, last_name=last,
+        phones=_field_values(row, "PHONE"), emails=_field_values(row, "EMAIL"),
+        tags=[str(t.get("name")) for t in ((row.get("_embedded") or {}).get("tags") or []) if t.get("name")],
+        created_at=_stamp(row, "created_at", "contact", problems),
+        updated_at=_stamp(row, "updated_at", "contact", problems),
+    )
+    if row.get("responsible_user_id"):
+        record.attributes["responsible_user_id"] = row["responsible_user_id"]
+    raw_birthday = (_field_by(row, field_id=fields["birthday"]) if fields.get("birthday")
+                    else _field_by(row, field_type="birthday", field_code="BIRTHDAY"))
+    if raw_birthday not in (None, ""):
+        try:
+            record.birthday = birthday(raw_birthday)
+        except (ValueError, OverflowError, OSError) as exc:
+            _note(problems, "contact", external_id, str(exc))
+    if fields.get("city"):
+        city = _field_by(row, field_id=fields["city"])
+        if city not in (None, ""):
+            record.city = str(city).strip() or None
+    return record
+
+
+def _stamp(row: Mapping[str, Any], key: str, entity: str, problems: list[Problem] | None) -> dt.datetime | None:
+    try:
+        return timestamp(row.get(key))
+    except (TypeError, ValueError, OverflowError, OSError):
+        _note(problems, entity, str(row.get("id")), f"{key} {row.get(key)!r} is not a unix timestamp")
+        return None
+
+
+def _note(problems: list[Problem] | None, entity: str, external_id: str, error: str) -> None:
+    if problems is not None:
+        problems.append(Problem(entity, external_id, error))
+
+
+def _amount(value: Any) -> Decimal:
+    if value in (None, ""):
+        return Decimal(0)
+    amount = Decimal(str(value))
+    if not amount.is_finite():
+        raise InvalidOperation
+    return amount
+
+
+def main_contact(row: Mapping[str, Any]) -> str | None:
+    """The lead's main contact (is_main), else its first contact, else None."""
+    linked = (row.get("_embedded") or {}).get("contacts") or []
+    for c in linked:
+        if c.get("is_main"):
+            return str(c["id"])
+    return str(linked[0]["id"]) if linked else None
+
+
+def status(status_id: Any) -> OrderStatus:
+    try:
+        code = int(status_id)
+    except (TypeError, ValueError):
+        return "open"
+    return "won" if code == WON else "lost" if code == LOST else "open"
+
+
+def lead(row: Mapping[str, Any], currency: str = "RUB", problems: list[Problem] | None = None) -> OrderRecord | None:
+    """A lead as an order; None (with a Problem) when its price is not a number."""
+    external_id = str(row["id"])
+    try:
+        amount = _amount(row.get("price"))
+    except (InvalidOperation, TypeError, ValueError):
+        _note(problems, "order", external_id, f"price {row.get('price')!r} is not a number")
+        return None
+    state = status(row.get("status_id"))
+    closed = _stamp(row, "closed_at", "order", problems)
+    if closed is None and state != "open":
+        closed = _stamp(row, "updated_at", "order", problems)
+    return OrderRecord(source=SOURCE, external_id=external_id, contact_external_id=main_contact(row),
+                       amount=amount, currency=currency, status=state, closed_at=closed,
+                       created_at=_stamp(row, "created_at", "order", problems),
+                       title=(row.get("name") or None))
+
+
+def transaction(row: Mapping[str, Any], customer_contacts: Mapping[str, str | None], currency: str = "RUB",
+                problems: list[Problem] | None = None) -> OrderRecord | Deletion | None:
+    """A Customers purchase as a won order, linked to the customer's main contact."""
+    external_id = TRANSACTION_PREFIX + str(row["id"])
+    if row.get("is_deleted"):
+        return Deletion(SOURCE, "order", external_id)
+    try:
+        amount = _amount(row.get("price"))
+    except (InvalidOperation, TypeError, ValueError):
+        _note(problems, "order", external_id, f"price {row.get('price')!r} is not a number")
+        return None
+    customer = row.get("customer_id") or ((row.get("_embedded") or {}).get("customer") or {}).get("id")
+    completed = _stamp(row, "completed_at", "order", problems) or _stamp(row, "created_at", "order", problems)
+    return OrderRecord(source=SOURCE, external_id=external_id,
+                       contact_external_id=customer_contacts.get(str(customer)) if customer else None,
+                       amount=amount, currency=currency, status="won", closed_at=completed,
+                       created_at=_stamp(row, "created_at", "order", problems),
+                       title=(row.get("comment") or None))
+
+
+def deletion(event: Mapping[str, Any]) -> Deletion | None:
+    """A contact_deleted / lead_deleted event as a Deletion; other events are None."""
+    kind = DELETION_EVENTS.get(str(event.get("type")))
+    if kind is None or event.get("entity_id") in (None, ""):
+        return None
+    return Deletion(SOURCE, kind, str(event["entity_id"]))  # type: ignore[arg-type]
