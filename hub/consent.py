@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, bindparam, func, select
 
 from hub import normalize
 from hub.config import Settings
@@ -127,14 +127,20 @@ def current(conn: Connection, contact_id: int) -> dict[tuple[str, str], str]:
     return {key: status for key, (status, _) in latest(conn, contact_id).items()}
 
 
-def latest(conn: Connection, contact_id: int) -> dict[tuple[str, str], tuple[str, str]]:
-    """(status, source) of the current answer per (channel, purpose)."""
+def _latest_statement() -> Any:
     ranked = (select(events_t.c.channel, events_t.c.purpose, events_t.c.status, events_t.c.source,
                      _latest_first(events_t.c.channel, events_t.c.purpose))
-              .where(events_t.c.contact_id == contact_id).subquery())
-    rows = conn.execute(select(ranked.c.channel, ranked.c.purpose, ranked.c.status, ranked.c.source)
-                        .where(ranked.c.rank == 1))
+              .where(events_t.c.contact_id == bindparam("contact_id")).subquery())
+    return select(ranked.c.channel, ranked.c.purpose, ranked.c.status, ranked.c.source).where(ranked.c.rank == 1)
+
+
+def latest(conn: Connection, contact_id: int) -> dict[tuple[str, str], tuple[str, str]]:
+    """(status, source) of the current answer per (channel, purpose)."""
+    rows = conn.execute(_LATEST, {"contact_id": contact_id})
     return {(ch, p): (status, source) for ch, p, status, source in rows}
+
+
+_LATEST = _latest_statement()  # built once: every send asks it
 
 
 def already_recorded(conn: Connection, contact_id: int, channel: str, purpose: str, status: str, source: str,
@@ -189,19 +195,21 @@ def suppress(conn: Connection, kind: str, value: str, *, reason: str, source: st
                   "source": source, "created_at": utcnow()})
 
 
+# Built once: every send asks these, and building a statement costs more than running it.
+_SUPPRESSED = select(suppressions_t.c.id).where(suppressions_t.c.value_hash == bindparam("digest")).limit(1)
+_ADDRESSES = (select(identities_t.c.value)
+              .where(and_(identities_t.c.contact_id == bindparam("contact_id"), identities_t.c.kind == bindparam("kind"),
+                          identities_t.c.valid))
+              .order_by(identities_t.c.id))
+
+
 def is_suppressed(conn: Connection, kind: str, value: str, secret: str) -> bool:
-    digest = address_hash(kind, value, secret)
-    return conn.execute(select(suppressions_t.c.id).where(suppressions_t.c.value_hash == digest)).first() is not None
+    return conn.execute(_SUPPRESSED, {"digest": address_hash(kind, value, secret)}).first() is not None
 
 
 def addresses(conn: Connection, contact_id: int, kind: str) -> list[str]:
     """A contact's valid addresses of one kind, oldest first."""
-    rows = conn.execute(
-        select(identities_t.c.value).where(
-            and_(identities_t.c.contact_id == contact_id, identities_t.c.kind == kind, identities_t.c.valid)
-        ).order_by(identities_t.c.id)
-    )
-    return [r[0] for r in rows]
+    return [r[0] for r in conn.execute(_ADDRESSES, {"contact_id": contact_id, "kind": kind})]
 
 
 # --- the decision -------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""Signed links that messages carry: unsubscribe, preference centre, consent confirmation.
+
+A link names one contact and is signed with HUB_SECRET_KEY (itsdangerous), so
+it needs no lookup table and cannot be changed to name someone else: whoever
+holds the message can act for that contact only, and only for what the link
+says. The GDPR plugin serves the routes; this module only makes and reads the
+tokens, so both sides agree on one format.
+
+URL shapes, under ``public_url`` (HUB_PUBLIC_URL):
+
+    {public_url}/u/{token}            one-click unsubscribe (RFC 8058): GET shows a
+                                      confirmation page, POST with the form field
+                                      List-Unsubscribe=One-Click unsubscribes at once
+    {public_url}/preferences/{token}  the preference centre of that contact
+    {public_url}/confirm/{token}      double opt-in confirmation of one consent
+
+Unsubscribe and preference tokens never expire: a message read a year later
+must still let its reader leave. Confirmation tokens expire (CONFIRM_MAX_AGE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import quote
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from hub.config import Settings, SettingsError
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
+CONFIRM_MAX_AGE = 7 * 24 * 3600  # seconds a double opt-in link stays valid
+
+# One salt per kind of link: a token made for one purpose is refused by the others.
+_UNSUBSCRIBE = "hub.links.unsubscribe"
+_PREFERENCES = "hub.links.preferences"
+_CONFIRM = "hub.links.confirm"
+
+
+class LinkError(ValueError):
+    """A token that is not valid: tampered with, made for another kind of link, or expired."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTarget:
+    """What a valid token grants: one contact, and for unsubscribe/confirm one channel and purpose."""
+
+    contact_id: int
+    channel: str | None = None
+    purpose: str | None = None
+
+
+def public_url(settings: Settings) -> str:
+    """Where customers reach Hub's public pages (HUB_PUBLIC_URL), without a trailing slash."""
+    url = str(settings.extra.get("public_url") or DEFAULT_PUBLIC_URL).strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise SettingsError(f"HUB_PUBLIC_URL: {url!r} is not an http:// or https:// URL")
+    return url
+
+
+def _serializer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
+    return _serializer_for(settings.require_secret_key(), salt)
+
+
+@lru_cache(maxsize=16)
+def _serializer_for(secret: str, salt: str) -> URLSafeTimedSerializer:
+    # One per key and kind: a campaign signs two links per letter, and building
+    # the serializer (its key derivation) costs as much as a signature.
+    return URLSafeTimedSerializer(secret, salt=salt)
+
+
+def unsubscribe_token(settings: Settings, contact_id: int, channel: str = "email", purpose: str = "marketing") -> str:
+    return _serializer(settings, _UNSUBSCRIBE).dumps([contact_id, channel, purpose])
+
+
+def unsubscribe_url(settings: Settings, contact_id: int, channel: str = "email", purpose: str = "marketing") -> str:
+    """The one-click unsubscribe link for one contact, channel and purpose."""
+    return f"{public_url(settings)}/u/{unsubscribe_token(settings, contact_id, channel, purpose)}"
+
+
+def unsubscribe_mailto(address: str, unsubscribe_link: str) -> str:
+    """The mailto: alternative for List-Unsubscribe: its subject carries the unsubscribe link's token."""
+    token = unsubscribe_link.rstrip("/").rpartition("/")[2]
+    return f"mailto:{address}?subject={quote('unsubscribe ' + token)}"
+
+
+def preferences_url(settings: Settings, contact_id: int) -> str:
+    """The preference centre of one contact: every channel and topic they may choose."""
+    token = _serializer(settings, _PREFERENCES).dumps(contact_id)
+    return f"{public_url(settings)}/preferences/{token}"
+
+
+def confirm_url(settings: Settings, contact_id: int, channel: str = "email", purpose: str = "marketing") -> str:
+    """The double opt-in link that turns a pending consent into granted; expires after a week."""
+    token = _serializer(settings, _CONFIRM).dumps([contact_id, channel, purpose])
+    return f"{public_url(settings)}/confirm/{token}"
+
+
+def read_unsubscribe(settings: Settings, token: str) -> LinkTarget:
+    contact_id, channel, purpose = _load(settings, _UNSUBSCRIBE, token, None)
+    return LinkTarget(int(contact_id), channel, purpose)
+
+
+def read_preferences(settings: Settings, token: str) -> LinkTarget:
+    return LinkTarget(int(_load(settings, _PREFERENCES, token, None)))
+
+
+def read_confirm(settings: Settings, token: str, max_age: int = CONFIRM_MAX_AGE) -> LinkTarget:
+    contact_id, channel, purpose = _load(settings, _CONFIRM, token, max_age)
+    return LinkTarget(int(contact_id), channel, purpose)
+
+
+def _load(settings: Settings, salt: str, token: str, max_age: int | None) -> object:
+    try:
+        return _serializer(settings, salt).loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise LinkError("this link has expired") from None
+    except BadSignature:
+        raise LinkError("this link is not valid") from None

@@ -1,0 +1,324 @@
+"""Message templates: where they are kept, and how they are rendered safely.
+
+Templates are edited by marketers, not programmers, so they render in Jinja2's
+SandboxedEnvironment (no access to Python internals), HTML is autoescaped (a
+customer named `<script>` stays text), and StrictUndefined turns a misspelt
+variable into an error instead of a blank in ten thousand letters. A template
+is rendered against a sample contact before it is saved, and every error names
+the template, the part and the line.
+
+A template is found in the database first (`hub templates add`), then in the
+folder HUB_TEMPLATES_DIR, then in the folders plugins ship (the
+register_template_dirs hook). On disk a template is a folder named after it:
+
+    NAME/subject.txt   the subject line (email templates only)
+    NAME/body.txt      the text; for SMS and other text channels, the message itself
+    NAME/body.html     the HTML part (email templates only, optional)
+
+A folder with a subject is an email template; one without is a text template
+(SMS and other text channels).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import traceback
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+from jinja2 import StrictUndefined, TemplateError as JinjaError, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy import Connection, delete, select
+
+from hub.config import Settings
+from hub.db import insert_for, utcnow
+from hub.models import MessageTemplate
+
+templates_t = MessageTemplate.__table__
+
+EMAIL = "email"
+FILES = {"subject": "subject.txt", "text": "body.txt", "html": "body.html"}
+COMPANY_KEYS = ("name", "phone", "email", "website", "address")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+
+
+class TemplateError(ValueError):
+    """A template that cannot be found, saved or rendered; the message says where."""
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    channel: str
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    origin: str = "database"  # "database" or the folder it was read from
+
+    @property
+    def is_email(self) -> bool:
+        return self.channel == EMAIL
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str | None
+    text: str
+    html: str | None
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+def _finalize(value: Any) -> Any:
+    # A contact without a city renders as nothing, not as "None".
+    return "" if value is None else value
+
+
+def _date(value: Any, fmt: str = "%d.%m.%Y") -> str:
+    """{{ promo.expires_at|date }} → 31.12.2025; any strftime format may be given."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = dt.date.fromisoformat(value[:10])
+    return value.strftime(fmt)
+
+
+def _money(value: Any, currency: str = "₽") -> str:
+    """{{ contact.revenue|money }} → 12 500 ₽ (kopecks only when there are any)."""
+    if value is None or value == "":
+        return ""
+    amount = Decimal(str(value))
+    text = f"{amount:,.0f}" if amount == amount.to_integral_value() else f"{amount:,.2f}"
+    return f"{text.replace(',', ' ').replace('.', ',')} {currency}".strip()
+
+
+def _plural(n: Any, one: str, few: str, many: str) -> str:
+    """{{ days|plural('день', 'дня', 'дней') }} → 1 день, 3 дня, 5 дней (Russian rules)."""
+    count = int(n)
+    tail, tail2 = abs(count) % 10, abs(count) % 100
+    if tail == 1 and tail2 != 11:
+        word = one
+    elif 2 <= tail <= 4 and not 12 <= tail2 <= 14:
+        word = few
+    else:
+        word = many
+    return f"{count} {word}"
+
+
+def _environment(autoescape: bool) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(autoescape=autoescape, undefined=StrictUndefined, finalize=_finalize,
+                               keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(date=_date, money=_money, plural=_plural)
+    return env
+
+
+_TEXT_ENV = _environment(autoescape=False)
+_HTML_ENV = _environment(autoescape=True)
+_compiled: dict[tuple[bool, str], Any] = {}
+_CACHE_LIMIT = 512
+
+
+def _compile(source: str, html: bool) -> Any:
+    key = (html, source)
+    compiled = _compiled.get(key)
+    if compiled is None:
+        if len(_compiled) >= _CACHE_LIMIT:
+            _compiled.clear()
+        compiled = _compiled[key] = (_HTML_ENV if html else _TEXT_ENV).from_string(source)
+    return compiled
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an error was raised on (Jinja rewrites tracebacks to show it)."""
+    if isinstance(exc, TemplateSyntaxError):
+        return exc.lineno
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<template>"]
+    return lines[-1] if lines else None
+
+
+def _render_part(template: Template, part: str, source: str, context: Mapping[str, Any]) -> str:
+    try:
+        return _compile(source, html=part == "html").render(context)
+    except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
+        line = _template_line(exc)
+        where = f"{template.name}, {part}" + (f" line {line}" if line else "")
+        message = exc.message if isinstance(exc, JinjaError) and exc.message else str(exc)
+        raise TemplateError(f"{where}: {message}") from None
+
+
+def render(template: Template, context: Mapping[str, Any]) -> Rendered:
+    """Render every part; a subject is folded onto one line so it cannot inject headers."""
+    subject = None
+    if template.subject is not None:
+        subject = " ".join(_render_part(template, "subject", template.subject, context).split())
+    text = _render_part(template, "text", template.text, context)
+    if not template.is_email:  # an SMS pays for every character, a stray newline included
+        text = text.strip()
+    html = _render_part(template, "html", template.html, context) if template.html else None
+    return Rendered(subject=subject, text=text, html=html)
+
+
+# --- context ------------------------------------------------------------------------------
+
+def company(settings: Settings) -> dict[str, str]:
+    """Company details for templates: the [company] table of hub.toml, or HUB_COMPANY_NAME etc."""
+    table = settings.extra.get("company")
+    values = dict(table) if isinstance(table, Mapping) else {}
+    for key in COMPANY_KEYS:
+        flat = settings.extra.get(f"company_{key}")
+        if flat is not None:
+            values[key] = flat
+    return {key: str(values.get(key) or "") for key in COMPANY_KEYS} | {
+        k: v for k, v in values.items() if k not in COMPANY_KEYS}
+
+
+def local_time(settings: Settings, value: Any) -> Any:
+    """Aware datetimes shown in the company's time zone; dates and text unchanged."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(settings.tz)
+    return value
+
+
+def sample_contact(settings: Settings) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "id": 0, "first_name": "Анна", "last_name": "Иванова", "middle_name": "Сергеевна",
+        "full_name": "Иванова Анна Сергеевна", "city": "Москва", "birthday": dt.date(1990, 3, 14),
+        "gender": "f", "company": "", "email": "anna@example.ru", "phone": "+79161234567", "tags": ["vip"],
+        "attributes": {}, "orders_count": 3, "revenue": Decimal("12500.00"),
+        "first_order_at": local_time(settings, now - dt.timedelta(days=400)),
+        "last_order_at": local_time(settings, now - dt.timedelta(days=120)),
+    }
+
+
+def sample_context(settings: Settings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a template is checked against before it is saved: every variable Hub provides."""
+    from hub import links
+
+    base = links.public_url(settings)
+    context = {
+        "contact": sample_contact(settings),
+        "promo": {"code": "ANNA-7K2Q", "discount": 15,
+                  "expires_at": local_time(settings, utcnow() + dt.timedelta(days=14))},
+        "unsubscribe_url": f"{base}/u/SAMPLE",
+        "preferences_url": f"{base}/preferences/SAMPLE",
+        "confirm_url": f"{base}/confirm/SAMPLE",
+        "company": company(settings),
+    }
+    return context | dict(extra or {})
+
+
+def validate(template: Template, settings: Settings, extra: Mapping[str, Any] | None = None) -> Rendered:
+    """Check a template's shape and render it against the sample; raises TemplateError."""
+    if not _NAME.match(template.name):
+        raise TemplateError(f"template name {template.name!r}: use Latin letters, digits, '_' and '-' "
+                            "(at most 100)")
+    if not template.text.strip():
+        raise TemplateError(f"{template.name}: the text part is empty")
+    if template.is_email and not (template.subject or "").strip():
+        raise TemplateError(f"{template.name}: an email template needs a subject")
+    if not template.is_email and (template.subject or template.html):
+        raise TemplateError(f"{template.name}: a {template.channel} template has only a text part "
+                            "(no subject or HTML)")
+    return render(template, sample_context(settings, extra))
+
+
+# --- where templates are kept -------------------------------------------------------------
+
+def template_dirs(settings: Settings) -> list[Path]:
+    """Folders searched after the database: HUB_TEMPLATES_DIR, then those plugins ship."""
+    from hub.plugins import get_pm
+
+    dirs: list[Path] = []
+    own = settings.extra.get("templates_dir")
+    if own:
+        dirs.append(Path(str(own)))
+
+    def register(path: str | Path) -> None:
+        dirs.append(Path(path))
+
+    get_pm().hook.register_template_dirs(register=register)
+    return dirs
+
+
+def read_dir(path: Path) -> Template:
+    """A template from its folder (subject.txt, body.txt, body.html)."""
+    parts = {}
+    for part, filename in FILES.items():
+        file = path / filename
+        parts[part] = file.read_text(encoding="utf-8") if file.is_file() else None
+    if parts["text"] is None:
+        raise TemplateError(f"{path}: no {FILES['text']}")
+    channel = EMAIL if parts["subject"] is not None or parts["html"] is not None else "sms"
+    subject = parts["subject"].strip() if parts["subject"] is not None else None
+    return Template(name=path.name, channel=channel, subject=subject, text=parts["text"], html=parts["html"],
+                    origin=str(path))
+
+
+def write_dir(template: Template, path: Path) -> list[Path]:
+    """Write a template as a folder that `hub templates add --from` reads back."""
+    path.mkdir(parents=True, exist_ok=True)
+    written = []
+    for part, filename in FILES.items():
+        value = getattr(template, part)
+        if value is not None:
+            (path / filename).write_text(value if part != "subject" else value + "\n", encoding="utf-8")
+            written.append(path / filename)
+    return written
+
+
+def _from_row(row: Any) -> Template:
+    return Template(name=row.name, channel=row.channel, subject=row.subject, text=row.body_text,
+                    html=row.body_html, origin="database")
+
+
+def _file_templates(settings: Settings) -> dict[str, Template]:
+    found: dict[str, Template] = {}
+    for folder in template_dirs(settings):
+        if not folder.is_dir():
+            continue
+        for path in sorted(p for p in folder.iterdir() if p.is_dir() and (p / FILES["text"]).is_file()):
+            found.setdefault(path.name, read_dir(path))
+    return found
+
+
+def get(conn: Connection, settings: Settings, name: str) -> Template:
+    """The template called `name`: the database's own, else the first folder that has it."""
+    row = conn.execute(select(templates_t).where(templates_t.c.name == name)).first()
+    if row is not None:
+        return _from_row(row)
+    if _NAME.match(name):  # a name, never a path
+        for folder in template_dirs(settings):
+            if (folder / name / FILES["text"]).is_file():
+                return read_dir(folder / name)
+    files = _file_templates(settings)
+    known = sorted(set(files) | set(conn.execute(select(templates_t.c.name)).scalars()))
+    raise TemplateError(f"no template named {name!r}; known: {', '.join(known) or 'none'}")
+
+
+def all_templates(conn: Connection, settings: Settings) -> list[Template]:
+    """Every template, the database's version where both exist, sorted by name."""
+    found = _file_templates(settings)
+    for row in conn.execute(select(templates_t)):
+        found[row.name] = _from_row(row)
+    return [found[name] for name in sorted(found)]
+
+
+def save(conn: Connection, settings: Settings, template: Template,
+         sample: Mapping[str, Any] | None = None) -> Template:
+    """Validate, then insert or replace the database copy of a template."""
+    validate(template, settings, sample)
+    now = utcnow()
+    values = {"name": template.name, "channel": template.channel, "subject": template.subject,
+              "body_text": template.text, "body_html": template.html, "updated_at": now}
+    stmt = insert_for(conn, templates_t).values(created_at=now, **values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=values))
+    return replace(template, origin="database")
+
+
+def remove(conn: Connection, name: str) -> bool:
+    """Delete the database copy; a shipped template of the same name shows through again."""
+    return conn.execute(delete(templates_t).where(templates_t.c.name == name)).rowcount > 0

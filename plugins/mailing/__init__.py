@@ -1,0 +1,71 @@
+"""Mailing: the email, SMS and file channels, the shipped templates, and `hub templates`/`hub messages`.
+
+Registered like any third-party plugin, through the "hub" entry point group.
+The modules side by side: email (SMTP), sms (HTTP gateways), file (the
+embedded default that writes messages to a folder), commands (CLI), and
+templates/ (the Russian templates the workflow library uses).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from hub.config import Settings
+from hub.hookspecs import hookimpl
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def email_channel(settings: Settings) -> Any:
+    """SMTP when HUB_SMTP_URL is set, else the file channel: workflows run unchanged on a bare machine."""
+    if settings.extra.get("smtp_url"):
+        from plugins.mailing.email import EmailChannel
+
+        return EmailChannel(settings)
+    from plugins.mailing.file import FileChannel
+
+    return FileChannel(settings, "email")
+
+
+def sms_channel(settings: Settings) -> Any:
+    from plugins.mailing import sms
+
+    return sms.channel(settings)
+
+
+@hookimpl
+def register_channels(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    register("email", email_channel)
+    register("sms", sms_channel)
+
+
+@hookimpl
+def register_template_dirs(register: Callable[[Any], None]) -> None:
+    register(TEMPLATES)
+
+
+def _last_sent_at(ctx: Any) -> Any:
+    from sqlalchemy import func, select
+
+    from hub.models import Message
+
+    m = Message.__table__
+    return (select(func.max(m.c.sent_at))
+            .where(m.c.contact_id == ctx.contact_id, m.c.status == "sent").scalar_subquery())
+
+
+@hookimpl
+def register_segment_fields(register: Callable[[str, Any], None]) -> None:
+    from hub.segments.fields import SegmentField
+
+    register("messages.last_sent_at", SegmentField(
+        "datetime", _last_sent_at, "when the contact was last sent a message, on any channel"))
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from plugins.mailing import commands
+
+    cli.add_command(commands.templates_group)
+    cli.add_command(commands.messages_group)

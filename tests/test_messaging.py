@@ -1,0 +1,462 @@
+"""The outbox: idempotent creation, claims, send-time policy, retries, bounces and messages in doubt."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from hub import consent, identity, links, messaging, sync
+from hub.db import utcnow
+from hub.hookspecs import hookimpl
+from hub.messaging import ChannelUnavailable, Delivery, Outgoing, Verdict
+from hub.models import Message
+from hub.records import ContactRecord
+from hub.templates import Template
+from tests.conftest import HubDB
+
+EMAIL_T = Template(name="hello_email", channel="email", subject="Привет, {{ contact.first_name }}",
+                   text="Здравствуйте, {{ contact.first_name }}! {{ promo.code }}\n{{ unsubscribe_url }}",
+                   html="<p>{{ contact.first_name }}</p>")
+SMS_T = Template(name="hello_sms", channel="sms", text="Привет, {{ contact.first_name }}!")
+
+
+class ScriptedChannel:
+    """A channel that answers from a script keyed by address and remembers what it was given."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent: list[Outgoing] = []
+        self.script: dict[str, Delivery | BaseException] = {}
+        self.opened = self.closed = 0
+        self.unavailable: str | None = None
+
+    def open(self) -> None:
+        if self.unavailable:
+            raise ChannelUnavailable(self.unavailable)
+        self.opened += 1
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def send(self, message: Outgoing) -> Delivery:
+        answer = self.script.get(message.address or "", Delivery("sent", provider_id=f"p{message.id}"))
+        if isinstance(answer, BaseException):
+            raise answer
+        if answer.status == "sent":
+            self.sent.append(message)
+        return answer
+
+
+class Channels:
+    """A test plugin: scripted email and sms channels, and a record of message_sent calls."""
+
+    def __init__(self) -> None:
+        self.email = ScriptedChannel("email")
+        self.sms = ScriptedChannel("sms")
+        self.heard: list[dict[str, Any]] = []
+
+    @hookimpl
+    def register_channels(self, register):
+        register("email", lambda settings: self.email)
+        register("sms", lambda settings: self.sms)
+
+    @hookimpl
+    def message_sent(self, conn, message):
+        self.heard.append(message)
+
+
+@pytest.fixture
+def channels(plugin_manager) -> Channels:
+    # hook:register_channels hook:message_sent
+    plugin = Channels()
+    plugin_manager.register(plugin)
+    return plugin
+
+
+def person(db: HubDB, *, first: str = "Анна", email: str | None = "anna@example.ru", phone: str | None = None,
+           marketing: bool = True) -> int:
+    with db.engine.begin() as conn:
+        cid = sync.write_contacts(conn, [ContactRecord(source="t", first_name=first,
+                                                       emails=[email] if email else [],
+                                                       phones=[phone] if phone else [])],
+                                  db.settings, sync.Counts()).contact_ids[0]
+        if marketing:
+            for channel in ("email", "sms"):
+                consent.record(conn, cid, channel, "marketing", "granted", source="form")
+    return cid
+
+
+def make(db: HubDB, cid: int, key: str, template: Template = EMAIL_T, channel: str = "email",
+         **kwargs: Any) -> messaging.Created:
+    with db.engine.begin() as conn:
+        return messaging.create(conn, db.settings, contact_id=cid, channel=channel, template=template, key=key,
+                                context={"promo": {"code": "P-1"}}, **kwargs)
+
+
+def row(db: HubDB, message_id: int) -> dict[str, Any]:
+    with db.engine.connect() as conn:
+        found = messaging.get(conn, message_id)
+    assert found is not None
+    return found
+
+
+def test_create_renders_once_and_a_second_create_with_the_key_changes_nothing(hub_db: HubDB, channels) -> None:
+    cid = person(hub_db)
+    first = make(hub_db, cid, "run:1:step:email")
+    assert first.created and first.status == "queued"
+    saved = row(hub_db, first.id)
+    assert saved["subject"] == "Привет, Анна" and saved["address"] == "anna@example.ru"
+    assert saved["body_html"] == "<p>Анна</p>" and saved["purpose"] == "marketing"
+    token = saved["meta"]["unsubscribe_url"].rsplit("/u/", 1)[1]
+    assert links.read_unsubscribe(hub_db.settings, token) == links.LinkTarget(cid, "email", "marketing")
+    assert saved["meta"]["unsubscribe_url"] in saved["body_text"]
+
+    report = messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert report.sent == 1 and len(channels.email.sent) == 1
+
+    again = make(hub_db, cid, "run:1:step:email")
+    assert (again.id, again.status, again.created) == (first.id, "sent", False)
+    assert messaging.dispatch(hub_db.engine, hub_db.settings).claimed == 0
+    assert len(channels.email.sent) == 1
+    assert channels.heard[0]["id"] == first.id and channels.heard[0]["provider_id"] == f"p{first.id}"
+    assert row(hub_db, first.id)["attempts"] == 1 and row(hub_db, first.id)["sent_at"] is not None
+
+
+def test_send_creates_and_dispatches_one_message_and_never_twice(hub_db: HubDB, channels) -> None:
+    cid = person(hub_db)
+    args = dict(contact_id=cid, channel="email", template=EMAIL_T, key="doi:1", purpose="transactional",
+                context={"promo": {"code": "X"}})
+    first = messaging.send(hub_db.engine, hub_db.settings, **args)
+    second = messaging.send(hub_db.engine, hub_db.settings, **args)
+    assert first["status"] == second["status"] == "sent" and first["id"] == second["id"]
+    assert len(channels.email.sent) == 1
+    assert channels.email.sent[0].unsubscribe_url is None  # transactional mail has no List-Unsubscribe
+
+
+def test_bad_input_is_refused_with_a_clear_error(hub_db: HubDB, channels) -> None:
+    cid = person(hub_db)
+    with hub_db.engine.begin() as conn:
+        with pytest.raises(messaging.MessagingError, match="no channel 'telegram'; registered: email, sms"):
+            messaging.create(conn, hub_db.settings, contact_id=cid, channel="telegram", template=SMS_T, key="k1")
+        with pytest.raises(messaging.MessagingError, match="purpose 'spam' is not one of: processing, marketing"):
+            messaging.create(conn, hub_db.settings, contact_id=cid, channel="email", template=EMAIL_T, key="k2",
+                             purpose="spam")
+        with pytest.raises(messaging.MessagingError, match="'hello_sms' is a sms template; it cannot go by email"):
+            messaging.create(conn, hub_db.settings, contact_id=cid, channel="email", template=SMS_T, key="k3")
+        with pytest.raises(messaging.MessagingError, match="no contact with id 999"):
+            messaging.create(conn, hub_db.settings, contact_id=999, channel="sms", template=SMS_T, key="k4")
+        with pytest.raises(ValueError, match="hello_email, text line 1: 'promo' is undefined"):
+            messaging.create(conn, hub_db.settings, contact_id=cid, channel="email", template=EMAIL_T, key="k5")
+
+
+def test_consent_is_asked_at_send_time_not_only_at_creation(hub_db: HubDB, channels) -> None:
+    cid = person(hub_db)
+    created = make(hub_db, cid, "k")
+    with hub_db.engine.begin() as conn:  # withdrawn after the message was queued
+        consent.record(conn, cid, "email", "marketing", "withdrawn", source="unsubscribe")
+    report = messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert report.suppressed == 1 and channels.email.sent == []
+    saved = row(hub_db, created.id)
+    assert saved["status"] == "suppressed"
+    assert saved["error"] == "no granted consent for email/marketing (current: withdrawn)"
+
+
+def test_a_veto_from_any_plugin_suppresses(hub_db: HubDB, channels, plugin_manager) -> None:
+    class Blocklist:
+        @hookimpl
+        def can_contact(self, address):
+            return "on the blocklist" if address == "anna@example.ru" else None
+
+    plugin_manager.register(Blocklist())
+    created = make(hub_db, person(hub_db), "k")
+    messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert row(hub_db, created.id)["error"] == "on the blocklist"
+
+
+def test_campaign_creation_in_bulk_skips_keys_already_there(hub_db: HubDB, channels) -> None:
+    ids = [person(hub_db, first=f"Имя{i}", email=f"p{i}@example.ru") for i in range(5)]
+    no_email = person(hub_db, first="Без почты", email=None, phone="+79161234567")
+    first = messaging.create_many(hub_db.engine, hub_db.settings, ids[:3], channel="email", template=EMAIL_T,
+                                  key_prefix="c1", context={"promo": {"code": "C"}}, chunk_size=2)
+    second = messaging.create_many(hub_db.engine, hub_db.settings, ids + [no_email, 12345], channel="email",
+                                   template=EMAIL_T, key_prefix="c1", context={"promo": {"code": "C"}})
+    assert (first.created, first.existing) == (3, 0)
+    assert (second.created, second.existing, second.missing_contacts) == (3, 3, [12345])
+    report = messaging.dispatch(hub_db.engine, hub_db.settings, batch_size=2)
+    assert report.sent == 5 and report.suppressed == 1
+    assert sorted(m.address for m in channels.email.sent) == [f"p{i}@example.ru" for i in range(5)]
+    assert {m.text.split("!")[0] for m in channels.email.sent} == {f"Здравствуйте, Имя{i}" for i in range(5)}
+    assert channels.email.opened == 1 and channels.email.closed == 1  # one connection for all batches
+
+
+def test_a_temporary_failure_defers_with_backoff_then_gives_up(hub_db: HubDB, channels) -> None:
+    created = make(hub_db, person(hub_db), "k")
+    channels.email.script["anna@example.ru"] = Delivery("deferred", error="451 4.7.1 try later")
+    before = utcnow()
+    assert messaging.dispatch(hub_db.engine, hub_db.settings).deferred == 1
+    saved = row(hub_db, created.id)
+    assert saved["status"] == "deferred" and saved["attempts"] == 1 and saved["error"] == "451 4.7.1 try later"
+    assert saved["due_at"] >= before + dt.timedelta(seconds=messaging.BACKOFF[0])
+    assert messaging.dispatch(hub_db.engine, hub_db.settings).claimed == 0  # not due yet
+
+    for attempt in range(2, messaging.MAX_ATTEMPTS + 1):
+        with hub_db.engine.begin() as conn:  # time passes
+            conn.execute(update(Message).values(due_at=utcnow() - dt.timedelta(seconds=1)))
+        messaging.dispatch(hub_db.engine, hub_db.settings)
+        assert row(hub_db, created.id)["attempts"] == attempt
+    saved = row(hub_db, created.id)
+    assert saved["status"] == "failed"
+    assert saved["error"] == f"gave up after {messaging.MAX_ATTEMPTS} attempts: 451 4.7.1 try later"
+
+
+def test_a_bounce_fails_the_message_suppresses_the_address_and_records_it(hub_db: HubDB, channels) -> None:
+    cid = person(hub_db)
+    created = make(hub_db, cid, "k1")
+    channels.email.script["anna@example.ru"] = Delivery("bounced", error="550 5.1.1 no such user")
+    report = messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert (report.failed, report.bounced) == (0, 1)
+    assert row(hub_db, created.id)["status"] == "failed"
+    assert row(hub_db, created.id)["error"] == "bounced: 550 5.1.1 no such user"
+    with hub_db.engine.connect() as conn:
+        assert consent.is_suppressed(conn, "email", "anna@example.ru", hub_db.settings.secret_key)
+        event = consent.history(conn, cid)[-1]
+    assert (event["status"], event["source"], event["channel"]) == ("withdrawn", "bounce", "email")
+    assert event["evidence"] == {"address": "anna@example.ru", "reply": "bounced: 550 5.1.1 no such user",
+                                 "message_id": created.id}
+    # Even transactional mail no longer goes to that address.
+    later = make(hub_db, cid, "k2", purpose="transactional")
+    messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert row(hub_db, later.id)["status"] == "suppressed"
+
+
+def test_a_permanent_failure_that_is_not_the_address_does_not_suppress(hub_db: HubDB, channels) -> None:
+    created = make(hub_db, person(hub_db), "k")
+    channels.email.script["anna@example.ru"] = Delivery("failed", error="552 message too large")
+    messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert row(hub_db, created.id)["status"] == "failed"
+    with hub_db.engine.connect() as conn:
+        assert not consent.is_suppressed(conn, "email", "anna@example.ru", hub_db.settings.secret_key)
+
+
+def test_an_unreachable_channel_puts_the_batch_back_untouched(hub_db: HubDB, channels) -> None:
+    email_id = make(hub_db, person(hub_db), "e").id
+    sms_id = make(hub_db, person(hub_db, first="Олег", email=None, phone="+79031112233"), "s",
+                  template=SMS_T, channel="sms").id
+    channels.email.unavailable = "cannot reach smtp://mail.example.ru:587: Connection refused"
+    report = messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert report.errors == ["email: cannot reach smtp://mail.example.ru:587: Connection refused"]
+    assert report.released == 1 and report.sent == 1  # sms went on
+    saved = row(hub_db, email_id)
+    assert saved["status"] == "queued" and saved["attempts"] == 0 and saved["due_at"] > utcnow()
+    assert row(hub_db, sms_id)["status"] == "sent" and row(hub_db, sms_id)["parts"] == 1
+
+
+def test_a_channel_error_mid_send_is_unknown_not_retried(hub_db: HubDB, channels) -> None:
+    created = make(hub_db, person(hub_db), "k")
+    channels.email.script["anna@example.ru"] = RuntimeError("socket exploded")
+    report = messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert report.unknown == 1
+    saved = row(hub_db, created.id)
+    assert saved["status"] == "unknown" and "RuntimeError: socket exploded" in saved["error"]
+    assert messaging.dispatch(hub_db.engine, hub_db.settings).claimed == 0
+
+
+def test_stopped_mid_batch_the_message_in_hand_is_unknown_and_the_rest_wait(hub_db: HubDB, channels) -> None:
+    ids = [make(hub_db, person(hub_db, email=f"{n}@example.ru"), n).id for n in ("a", "b", "c")]
+    channels.email.script["b@example.ru"] = KeyboardInterrupt()  # Ctrl-C while b is with the channel
+    with pytest.raises(KeyboardInterrupt):
+        messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert [row(hub_db, i)["status"] for i in ids] == ["sent", "unknown", "queued"]
+    assert row(hub_db, ids[1])["error"] == "dispatch stopped while sending (KeyboardInterrupt)"
+    del channels.email.script["b@example.ru"]
+    with hub_db.engine.begin() as conn:  # the one put back is due again
+        conn.execute(update(Message).where(Message.id == ids[2]).values(due_at=utcnow()))
+    messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert [m.address for m in channels.email.sent] == ["a@example.ru", "c@example.ru"]
+
+
+def test_a_crash_after_the_claim_leaves_unknown_for_review_never_a_resend(hub_db: HubDB, channels) -> None:
+    created = make(hub_db, person(hub_db), "k")
+    claimed = messaging.claim(hub_db.engine, "email", 10, worker="host:1")  # then the worker dies
+    assert [m.id for m, _, _ in claimed] == [created.id] and row(hub_db, created.id)["status"] == "sending"
+    assert messaging.dispatch(hub_db.engine, hub_db.settings).claimed == 0  # nobody else takes it
+    assert messaging.recover_stale(hub_db.engine) == 0  # too early to say
+    later = utcnow() + messaging.SENDING_TIMEOUT + dt.timedelta(seconds=1)
+    assert messaging.recover_stale(hub_db.engine, now=later) == 1
+    saved = row(hub_db, created.id)
+    assert saved["status"] == "unknown"
+    assert saved["error"] == "host:1 stopped while sending; the message may or may not have gone out"
+    assert channels.email.sent == []
+
+    with pytest.raises(messaging.MessagingError, match="only unknown or failed or deferred messages"):
+        messaging.resolve(hub_db.engine, make(hub_db, person(hub_db, email="b@example.ru"), "k2").id, "requeue")
+    assert messaging.resolve(hub_db.engine, created.id, "requeue")["status"] == "queued"
+    messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert [m.id for m in channels.email.sent] == [created.id, created.id + 1]
+
+
+def test_resolving_in_doubt_messages(hub_db: HubDB, channels) -> None:
+    a, b = make(hub_db, person(hub_db), "a").id, make(hub_db, person(hub_db, email="b@example.ru"), "b").id
+    with hub_db.engine.begin() as conn:
+        conn.execute(update(Message).values(status="unknown"))
+    assert messaging.resolve(hub_db.engine, a, "sent")["status"] == "sent"
+    assert messaging.resolve(hub_db.engine, b, "failed")["error"] == "marked failed by cli"
+    with pytest.raises(messaging.MessagingError, match="message .* is sent; only unknown"):
+        messaging.resolve(hub_db.engine, a, "failed")
+    with pytest.raises(messaging.MessagingError, match="no message with id 99"):
+        messaging.resolve(hub_db.engine, 99, "sent")
+    with pytest.raises(messaging.MessagingError, match="'maybe' is not one of"):
+        messaging.resolve(hub_db.engine, a, "maybe")
+
+
+def test_claims_never_overlap(hub_db: HubDB, channels) -> None:
+    for i in range(7):
+        make(hub_db, person(hub_db, email=f"c{i}@example.ru"), f"k{i}")
+    first = messaging.claim(hub_db.engine, "email", 4, worker="w1")
+    second = messaging.claim(hub_db.engine, "email", 4, worker="w2")
+    third = messaging.claim(hub_db.engine, "email", 4, worker="w3")
+    ids = [m.id for m, _, _ in first + second + third]
+    assert len(first) == 4 and len(second) == 3 and third == [] and len(set(ids)) == 7
+
+
+def test_a_policy_can_hold_a_message_until_later(hub_db: HubDB, channels) -> None:
+    created = make(hub_db, person(hub_db), "k")
+    morning = utcnow() + dt.timedelta(hours=8)
+
+    def quiet_hours(conn, settings, message):
+        return Verdict("quiet hours", until=morning)
+
+    report = messaging.dispatch(hub_db.engine, hub_db.settings,
+                                policies=[messaging.consent_policy, quiet_hours])
+    assert report.held == 1 and channels.email.sent == []
+    saved = row(hub_db, created.id)
+    assert saved["status"] == "queued" and saved["due_at"] == morning and saved["attempts"] == 0
+
+
+def test_the_channel_rate_limit_is_applied(hub_db: HubDB, channels) -> None:
+    from hub import ratelimit
+
+    for i in range(3):
+        make(hub_db, person(hub_db, email=f"r{i}@example.ru"), f"k{i}")
+    settings = replace(hub_db.settings, extra={**hub_db.settings.extra, "email_rate": "1000"})
+    bucket = ratelimit.limiter(settings, "channel:email", 1000.0, burst=1000)
+    taken_before = bucket._tat
+    assert messaging.dispatch(hub_db.engine, settings).sent == 3
+    assert bucket._tat > taken_before  # every send drew from the shared bucket
+    with pytest.raises(messaging.MessagingError, match="HUB_EMAIL_RATE: 'fast' is not a number"):
+        messaging.channel_rate(replace(settings, extra={"email_rate": "fast"}), "email")
+
+
+def test_messages_follow_a_merged_contact(hub_db: HubDB, channels) -> None:
+    a = person(hub_db, first="Анна", email="a1@example.ru")
+    b = person(hub_db, first="Анна", email="a2@example.ru")
+    created = make(hub_db, b, "k")
+    with hub_db.engine.begin() as conn:
+        identity.merge_contacts(conn, a, b, reason={"rule": "merged by hand"})
+    assert row(hub_db, created.id)["contact_id"] == a
+
+
+def test_find_and_counts(hub_db: HubDB, channels) -> None:
+    make(hub_db, person(hub_db), "a")
+    make(hub_db, person(hub_db, first="Нет согласия", email="n@example.ru", marketing=False), "b")
+    messaging.dispatch(hub_db.engine, hub_db.settings)
+    with hub_db.engine.connect() as conn:
+        assert messaging.counts(conn) == {"sent": 1, "suppressed": 1}
+        found = messaging.find(conn, status="suppressed")
+        assert [m["idempotency_key"] for m in found] == ["b"] and "body_text" not in found[0]
+        assert conn.execute(select(func.count()).select_from(Message)).scalar_one() == 2
+        with pytest.raises(messaging.MessagingError, match="status 'lost' is not one of"):
+            messaging.find(conn, status="lost")
+
+
+@pytest.mark.parametrize("text, parts", [
+    ("a" * 160, 1), ("a" * 161, 2), ("a" * 306, 2), ("a" * 307, 3),
+    ("{" * 80, 1), ("{" * 81, 2),  # GSM extension characters take two septets
+    ("я" * 70, 1), ("я" * 71, 2), ("я" * 134, 2), ("я" * 135, 3),
+    ("a" * 159 + "я", 3),  # one Cyrillic letter turns the whole text into UCS-2
+    ("😀" * 35, 1), ("😀" * 36, 2),
+])
+def test_sms_parts(text: str, parts: int) -> None:
+    assert messaging.text_parts(text) == parts
+
+
+def test_links_are_scoped_signed_and_tamper_proof(hub_db: HubDB) -> None:
+    settings = replace(hub_db.settings, extra={"public_url": "https://shop.example.ru/hub/"})
+    url = links.unsubscribe_url(settings, 42, "sms", "news")
+    assert url.startswith("https://shop.example.ru/hub/u/")
+    token = url.rsplit("/", 1)[1]
+    assert links.read_unsubscribe(settings, token) == links.LinkTarget(42, "sms", "news")
+    pref = links.preferences_url(settings, 42).rsplit("/", 1)[1]
+    assert links.read_preferences(settings, pref).contact_id == 42
+    with pytest.raises(links.LinkError, match="not valid"):
+        links.read_unsubscribe(settings, pref)  # a preferences token is not an unsubscribe token
+    with pytest.raises(links.LinkError, match="not valid"):
+        links.read_unsubscribe(settings, token[:-2] + ("AA" if token[-2:] != "AA" else "BB"))
+    other_key = replace(settings, secret_key="another-secret-key-0123456789")
+    with pytest.raises(links.LinkError):
+        links.read_unsubscribe(other_key, token)
+    confirm = links.confirm_url(settings, 42).rsplit("/", 1)[1]
+    assert links.read_confirm(settings, confirm).purpose == "marketing"
+    with pytest.raises(links.LinkError, match="expired"):
+        links.read_confirm(settings, confirm, max_age=-1)
+    mailto = links.unsubscribe_mailto("unsub@shop.ru", url)
+    assert mailto == f"mailto:unsub@shop.ru?subject=unsubscribe%20{token}"
+    with pytest.raises(Exception, match="HUB_PUBLIC_URL: 'shop.ru' is not an http"):
+        links.public_url(replace(settings, extra={"public_url": "shop.ru"}))
+
+
+def test_segments_can_ask_when_a_contact_was_last_messaged(hub_db: HubDB, plugin_manager) -> None:
+    import plugins.mailing
+    from hub.segments import fields, store
+    from hub.segments.evaluate import Segments
+
+    plugin_manager.register(plugins.mailing, name="mailing")
+    recent, old, never = (person(hub_db, email=f"{n}@example.ru") for n in ("recent", "old", "never"))
+    for cid, key in ((recent, "r"), (old, "o")):
+        make(hub_db, cid, key)
+    messaging.dispatch(hub_db.engine, hub_db.settings)
+    with hub_db.engine.begin() as conn:
+        conn.execute(update(Message).where(Message.contact_id == old)
+                     .values(sent_at=utcnow() - dt.timedelta(days=100)))
+        registry = fields.build(hub_db.settings, plugin_manager)
+        store.add(conn, registry, {"name": "mailed_lately", "rule": {
+            "field": "messages.last_sent_at", "op": "within_last", "value": "30d"}})
+        store.add(conn, registry, {"name": "never_mailed", "rule": {
+            "field": "messages.last_sent_at", "op": "is_null"}})
+        segments = Segments(conn, hub_db.settings, pm=plugin_manager)
+        assert segments.member_ids("mailed_lately") == [recent]
+        assert segments.member_ids("never_mailed") == [never]
+
+
+def test_review_and_resolve_from_the_command_line(hub_db: HubDB, channels) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+    from plugins.mailing import commands
+
+    cli.add_command(commands.messages_group)
+    created = make(hub_db, person(hub_db), "k")
+    messaging.claim(hub_db.engine, "email", 1, worker="host:7")
+    with hub_db.engine.begin() as conn:  # ... and the worker died long ago
+        conn.execute(update(Message).values(claimed_at=utcnow() - messaging.SENDING_TIMEOUT - dt.timedelta(minutes=1)))
+    runner = CliRunner()
+    review = runner.invoke(cli, ["messages", "review", "--json"])
+    assert review.exit_code == 0, review.output
+    [doubt] = json.loads(review.output)
+    assert doubt["id"] == created.id and doubt["status"] == "unknown" and "host:7 stopped" in doubt["error"]
+    text = runner.invoke(cli, ["messages", "review"]).output
+    assert f"#{created.id} email to anna@example.ru (hello_email)" in text
+    assert "hub messages resolve ID sent|failed|requeue" in text
+    done = runner.invoke(cli, ["messages", "resolve", str(created.id), "sent"])
+    assert done.exit_code == 0 and done.output.strip() == f"Message {created.id} is now sent."
+    again = runner.invoke(cli, ["messages", "resolve", str(created.id), "requeue"])
+    assert again.exit_code == 1
+    assert again.output.strip() == (f"Error: message {created.id} is sent; only unknown or failed or deferred "
+                                    "messages can be marked requeue")
+    assert channels.email.sent == []

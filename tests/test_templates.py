@@ -1,0 +1,209 @@
+"""Message templates: sandboxed rendering, checks that name the line, the database over the files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import plugins.mailing
+from hub import templates
+from hub.cli import cli
+from hub.hookspecs import hookimpl
+from hub.templates import Template, TemplateError
+from tests.conftest import HubDB
+
+SHIPPED = ("reactivation_email", "reactivation_sms", "birthday_email", "birthday_sms", "welcome_email",
+           "double_opt_in_email")
+
+
+@pytest.fixture
+def mailing(plugin_manager):
+    plugin_manager.register(plugins.mailing, name="mailing")
+    plugin_manager.hook.register_commands(cli=cli)
+    return plugin_manager
+
+
+def email(name: str = "t", subject: str = "Привет", text: str = "Текст", html: str | None = None) -> Template:
+    return Template(name=name, channel="email", subject=subject, text=text, html=html)
+
+
+def test_html_is_autoescaped_and_text_is_not(hub_db: HubDB) -> None:
+    t = email(subject="{{ contact.first_name }}", text="{{ contact.first_name }}",
+              html="<p>{{ contact.first_name }}</p>")
+    rendered = templates.render(t, {"contact": {"first_name": "<b>Анна</b> & Co"}})
+    assert rendered.html == "<p>&lt;b&gt;Анна&lt;/b&gt; &amp; Co</p>"
+    assert rendered.text == "<b>Анна</b> & Co"
+    assert rendered.subject == "<b>Анна</b> & Co"
+
+
+def test_a_template_cannot_reach_python_internals(hub_db: HubDB) -> None:
+    t = email(text="{{ contact.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(TemplateError, match=r"t, text line 1: .*unsafe"):
+        templates.render(t, {"contact": {}})
+
+
+def test_a_misspelt_variable_is_an_error_naming_part_and_line(hub_db: HubDB) -> None:
+    t = email(html="<p>Здравствуйте!</p>\n<p>Код: {{ promo.code }}</p>\n<p>{{ contcat.first_name }}</p>")
+    with pytest.raises(TemplateError) as err:
+        templates.validate(t, hub_db.settings)
+    assert str(err.value) == "t, html line 3: 'contcat' is undefined"
+
+
+def test_a_syntax_error_names_the_line(hub_db: HubDB) -> None:
+    t = email(text="Строка один\nСтрока два {% if contact.city %}\nтри")
+    with pytest.raises(TemplateError, match=r"^t, text line 3: Unexpected end of template"):
+        templates.validate(t, hub_db.settings)
+
+
+def test_none_renders_as_nothing_and_subjects_stay_on_one_line(hub_db: HubDB) -> None:
+    t = email(subject="Привет,\r\n{{ contact.city }}Bcc: x@evil.ru", text="[{{ contact.city }}]")
+    rendered = templates.render(t, {"contact": {"city": None}})
+    assert rendered.text == "[]"
+    assert rendered.subject == "Привет, Bcc: x@evil.ru"  # one line: no header can be injected
+
+
+def test_filters_for_russian_letters(hub_db: HubDB) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    t = Template(name="f", channel="sms",
+                 text="{{ d|date }} {{ 12500|money }} {{ m|money }} {{ 1|plural('день','дня','дней') }} "
+                      "{{ 3|plural('день','дня','дней') }} {{ 11|plural('день','дня','дней') }} "
+                      "{{ 22|plural('день','дня','дней') }}")
+    out = templates.render(t, {"d": dt.date(2025, 12, 31), "m": Decimal("99.5")}).text
+    assert out == "31.12.2025 12 500 ₽ 99,50 ₽ 1 день 3 дня 11 дней 22 дня"
+
+
+def test_shape_checks(hub_db: HubDB) -> None:
+    with pytest.raises(TemplateError, match="an email template needs a subject"):
+        templates.validate(email(subject=" "), hub_db.settings)
+    with pytest.raises(TemplateError, match="a sms template has only a text part"):
+        templates.validate(Template(name="s", channel="sms", text="x", subject="y"), hub_db.settings)
+    with pytest.raises(TemplateError, match="use Latin letters, digits"):
+        templates.validate(email(name="../x"), hub_db.settings)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_template_renders_against_the_sample(hub_db: HubDB, mailing, name: str) -> None:
+    with hub_db.engine.connect() as conn:
+        t = templates.get(conn, hub_db.settings, name)
+    rendered = templates.validate(t, hub_db.settings)
+    assert "Анна" in rendered.text
+    if t.is_email:
+        assert rendered.html and "<html" in rendered.html and "Анна" in rendered.html
+        assert rendered.subject and "\n" not in rendered.subject
+        link = "confirm_url" if name == "double_opt_in_email" else "unsubscribe_url"
+        assert "/confirm/" in rendered.text if link == "confirm_url" else "/u/" in rendered.text
+    else:
+        assert len(rendered.text) <= 134  # at most two Cyrillic SMS parts
+
+
+def test_the_database_copy_overrides_the_shipped_one_until_removed(hub_db: HubDB, mailing) -> None:
+    mine = Template(name="reactivation_sms", channel="sms", text="Скидка {{ promo.discount }}%: {{ promo.code }}")
+    with hub_db.engine.begin() as conn:
+        templates.save(conn, hub_db.settings, mine)
+        assert templates.get(conn, hub_db.settings, "reactivation_sms").origin == "database"
+        listed = {t.name: t.origin for t in templates.all_templates(conn, hub_db.settings)}
+        assert listed["reactivation_sms"] == "database" and listed["welcome_email"].endswith("welcome_email")
+        assert templates.remove(conn, "reactivation_sms")
+        assert templates.get(conn, hub_db.settings, "reactivation_sms").origin.endswith("reactivation_sms")
+        with pytest.raises(TemplateError, match="no template named 'nope'; known: birthday_email"):
+            templates.get(conn, hub_db.settings, "nope")
+
+
+def test_an_invalid_template_is_not_saved(hub_db: HubDB, mailing) -> None:
+    with hub_db.engine.begin() as conn:
+        with pytest.raises(TemplateError, match="line 2"):
+            templates.save(conn, hub_db.settings, Template(name="x", channel="sms", text="ok\n{{ oops }}"))
+        assert all(t.name != "x" for t in templates.all_templates(conn, hub_db.settings))
+
+
+def test_plugins_ship_template_folders(hub_db: HubDB, plugin_manager, tmp_path: Path) -> None:
+    # hook:register_template_dirs
+    folder = tmp_path / "shipped"
+    (folder / "thanks_sms").mkdir(parents=True)
+    (folder / "thanks_sms" / "body.txt").write_text("Спасибо, {{ contact.first_name }}!\n", encoding="utf-8")
+
+    class Shipper:
+        @hookimpl
+        def register_template_dirs(self, register):
+            register(folder)
+
+    plugin_manager.register(Shipper())
+    with hub_db.engine.connect() as conn:
+        found = templates.get(conn, hub_db.settings, "thanks_sms")
+    assert found.channel == "sms" and found.origin == str(folder / "thanks_sms")
+    assert templates.render(found, {"contact": {"first_name": "Олег"}}).text == "Спасибо, Олег!"
+
+
+def test_company_details_come_from_the_company_table_or_variables(hub_db: HubDB) -> None:
+    from dataclasses import replace
+
+    settings = replace(hub_db.settings, extra={"company": {"name": "Лавка", "inn": "7700000000"},
+                                               "company_phone": "+7 495 111-22-33"})
+    assert templates.company(settings) == {"name": "Лавка", "phone": "+7 495 111-22-33", "email": "",
+                                           "website": "", "address": "", "inn": "7700000000"}
+
+
+# --- the command line ---------------------------------------------------------------------
+
+def test_cli_add_list_preview_export(hub_db: HubDB, mailing, tmp_path: Path) -> None:
+    runner = CliRunner()
+    text = tmp_path / "body.txt"
+    text.write_text("Здравствуйте, {{ contact.first_name }}!\nВаш код {{ bonus }}.\n", encoding="utf-8")
+    html = tmp_path / "body.html"
+    html.write_text("<p>{{ contact.first_name }}, {{ bonus }}</p>", encoding="utf-8")
+
+    missing = runner.invoke(cli, ["templates", "add", "promo_email", "--subject", "Код", "--text", str(text)])
+    assert missing.exit_code == 1
+    assert missing.output.strip() == "Error: promo_email, text line 2: 'bonus' is undefined"
+
+    ok = runner.invoke(cli, ["templates", "add", "promo_email", "--subject", "Код для {{ contact.first_name }}",
+                             "--text", str(text), "--html", str(html), "--var", "bonus=X1"])
+    assert ok.exit_code == 0, ok.output
+
+    listed = json.loads(runner.invoke(cli, ["templates", "list", "--json"]).output)
+    mine = next(t for t in listed if t["name"] == "promo_email")
+    assert mine == {"name": "promo_email", "channel": "email", "source": "database",
+                    "subject": "Код для {{ contact.first_name }}", "html": True}
+    assert {t["name"] for t in listed} >= set(SHIPPED)
+
+    preview = runner.invoke(cli, ["templates", "preview", "promo_email", "--var", "bonus=777", "--json"])
+    assert preview.exit_code == 0, preview.output
+    data = json.loads(preview.output)
+    assert data["subject"] == "Код для Анна" and data["text"] == "Здравствуйте, Анна!\nВаш код 777.\n"
+    assert data["html"] == "<p>Анна, 777</p>"
+
+    sms = json.loads(runner.invoke(cli, ["templates", "preview", "reactivation_sms", "--json"]).output)
+    assert sms["channel"] == "sms" and sms["sms_parts"] == 1 and "ANNA-7K2Q" in sms["text"]
+
+    out = tmp_path / "exported"
+    exported = runner.invoke(cli, ["templates", "export", "reactivation_email", str(out)])
+    assert exported.exit_code == 0, exported.output
+    (out / "body.txt").write_text("Новый текст для {{ contact.first_name }}", encoding="utf-8")
+    back = runner.invoke(cli, ["templates", "add", "reactivation_email", "--from", str(out)])
+    assert back.exit_code == 0, back.output
+    again = json.loads(runner.invoke(cli, ["templates", "preview", "reactivation_email", "--json"]).output)
+    assert again["source"] == "database" and again["text"] == "Новый текст для Анна"
+    assert "ANNA-7K2Q" in again["html"]  # the exported HTML came back unchanged
+
+    unknown = runner.invoke(cli, ["templates", "preview", "nope"])
+    assert unknown.exit_code == 1 and unknown.output.startswith("Error: no template named 'nope'")
+
+
+def test_cli_preview_for_a_real_contact_uses_their_links(hub_db: HubDB, mailing) -> None:
+    from hub import links, sync
+    from hub.records import ContactRecord
+
+    with hub_db.engine.begin() as conn:
+        cid = sync.write_contacts(conn, [ContactRecord(source="t", first_name="Ольга", emails=["olga@example.ru"])],
+                                  hub_db.settings, sync.Counts()).contact_ids[0]
+    out = CliRunner().invoke(cli, ["templates", "preview", "reactivation_email", "--contact", str(cid), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["subject"].startswith("Ольга, мы скучаем")
+    token = data["text"].split("/u/")[1].split()[0]
+    assert links.read_unsubscribe(hub_db.settings, token).contact_id == cid
