@@ -22,6 +22,10 @@ test: ## Run the test suite (scripts/test.sh; pass pytest args with ARGS=...)
 # Benchmarks are listed in bench/README.md.
 bench: bootstrap ## Run the benchmarks
 	$(VENV)/bin/python bench/import_dedupe.py
+	$(VENV)/bin/python bench/segments.py
+	$(VENV)/bin/python bench/sync_bitrix24.py
+	$(VENV)/bin/python bench/sync_amocrm.py
+	$(VENV)/bin/python bench/mailing.py
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

@@ -24,13 +24,16 @@ from hub import __version__, consent, contacts, dedupe, importer, migrations, pl
 from hub.config import Settings, SettingsError, ensure_secret_key, load_settings
 from hub.consent import ConsentError
 from hub.db import get_engine
-from hub.lifecycle import Thresholds
 from hub.models import Contact
+from hub.segments.commands import segments_group
+from hub.segments.evaluate import Segments
+from hub.segments.lifecycle import Thresholds
+from hub.segments.rules import SegmentError
 from hub.spreadsheet import SpreadsheetError
 from hub.sync import SyncError
 
 stderr = Console(stderr=True)
-USER_ERRORS = (SettingsError, SpreadsheetError, SyncError, ConsentError, FileNotFoundError)
+USER_ERRORS = (SettingsError, SpreadsheetError, SyncError, ConsentError, SegmentError, FileNotFoundError)
 
 
 class App:
@@ -165,6 +168,8 @@ def _print_import(report: importer.ImportReport) -> None:
             ("existing contacts merged together", report.contacts_merged),
             ("invalid phones kept, flagged", report.invalid_phones),
             ("invalid emails kept, flagged", report.invalid_emails), ("rows skipped", report.skipped_count)]
+    if report.refused:
+        rows.append(("rows of people erased on request, kept out", report.refused))
     for label, value in rows:
         table.add_row(label, f"{value:,}")
     Console().print(table)
@@ -186,13 +191,15 @@ def contacts_group() -> None:
 
 @contacts_group.command("list")
 @click.option("--limit", type=int, default=None, help="At most this many contacts.")
+@click.option("--segment", metavar="NAME", help="Only the contacts in this segment now (see `hub segments list`).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_app
-def contacts_list(app: App, limit: int | None, as_json: bool) -> None:
+def contacts_list(app: App, limit: int | None, segment: str | None, as_json: bool) -> None:
     """List contacts with their normalized phones and emails."""
     engine = app.ready_engine()
     with engine.connect() as conn:
-        rows = contacts.iter_contacts(conn, thresholds=Thresholds.from_settings(app.settings.extra))
+        rows = (Segments(conn, app.settings).contacts(segment) if segment else
+                contacts.iter_contacts(conn, thresholds=Thresholds.from_settings(app.settings.extra)))
         if as_json:
             _stream_json_array(rows, limit)
             return
@@ -441,6 +448,11 @@ def admin_cmd(app: App, host: str, port: int) -> None:
     run_simple(host, port, create_app(app.settings), threaded=True)
 
 
+from hub.admin.users_cli import users_group  # noqa: E402  (`hub users add EMAIL --role ...`)
+
+cli.add_command(users_group)
+
+
 # --- sample data and demo -----------------------------------------------------------------
 
 @cli.group("sample")
@@ -476,6 +488,9 @@ def demo_cmd(workdir: Path, people: int, seed: int) -> None:
     from hub import demo
 
     demo.run(workdir, people=people, seed=seed, console=Console())
+
+
+cli.add_command(segments_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,15 +14,16 @@ from typing import Any, Iterator
 
 from sqlalchemy import Connection, select
 
-from hub import lifecycle
 from hub.db import utcnow
-from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef, Order
+from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef, LeadScore, Order
+from hub.segments import lifecycle
 
 contacts_t = Contact.__table__
 identities_t = ContactIdentity.__table__
 refs_t = ExternalRef.__table__
 orders_t = Order.__table__
 merges_t = ContactMerge.__table__
+scores_t = LeadScore.__table__
 PAGE = 2000
 
 
@@ -32,7 +33,9 @@ def iter_contacts(conn: Connection, *, ids: list[int] | None = None, include_del
     now = utcnow()
     last_id = 0
     while True:
-        q = select(contacts_t).where(contacts_t.c.id > last_id).order_by(contacts_t.c.id).limit(PAGE)
+        q = (select(contacts_t, scores_t.c.score.label("lead_score"))
+             .outerjoin(scores_t, scores_t.c.contact_id == contacts_t.c.id)
+             .where(contacts_t.c.id > last_id).order_by(contacts_t.c.id).limit(PAGE))
         if ids is not None:
             q = q.where(contacts_t.c.id.in_(ids))
         if not include_deleted:
@@ -80,6 +83,7 @@ def _shape(r: Any, idents: list[Any], refs: list[Any], now: dt.datetime,
         "last_order_at": _iso(r.last_order_at),
         "lifecycle": lifecycle.stage(r.orders_count, r.revenue or 0, r.last_order_at, r.tags or [], now=now,
                                      thresholds=thresholds),
+        "lead_score": r.lead_score or 0,
         "birthday": _iso(r.birthday),
         "city": r.city,
         "gender": r.gender,

@@ -22,10 +22,10 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub import dedupe, importer, migrations, sampledata
+from hub import dedupe, importer, migrations, plugins, sampledata, sync
 from hub.config import Settings, load_settings
 from hub.db import dispose_engines, get_engine
-from hub.models import Contact, ContactIdentity
+from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef
 
 
 def score(truth: dict[Any, int], placed: dict[Any, int | None]) -> dict[str, int]:
@@ -68,7 +68,7 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
     engine = get_engine(settings.database_url)
     migrations.upgrade(engine)
 
-    console.rule("[bold]Hub demo: one clean base from two messy spreadsheets")
+    console.rule("[bold]Hub demo: one clean base from two messy spreadsheets and the CRMs")
     rows = list(sampledata.spreadsheet_rows(sampledata.people(people, seed), seed))
     cut = int(len(rows) * 0.6)
     files = [
@@ -95,6 +95,10 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
                       f"{report.merged:,} matched to someone already known, "
                       f"{report.skipped_count} skipped, {report.duration_s:.1f} s")
 
+    crm_reports = _sync_sandboxes(settings, engine, people=people, seed=seed, truth=truth, console=console)
+    with engine.connect() as conn:
+        placed = _follow_merges(conn, placed)
+        placed.update(_placed_by_refs(conn, [r["source"] for r in crm_reports]))
     quality = score(truth, placed)
     with engine.connect() as conn:
         n_contacts = conn.execute(select(func.count()).select_from(Contact)).scalar_one()
@@ -108,11 +112,23 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
     phones_ok = sum(1 for i in idents if i.kind == "phone" and i.valid)
     phones_rewritten = sum(1 for i in idents if i.kind == "phone" and i.valid and i.raw != i.value)
     emails_fixed = sum(1 for i in idents if i.kind == "email" and i.valid and i.raw != i.value)
+    if crm_reports:
+        crm = Table(title="CRMs synced (local emulators with the real protocol and limits)")
+        for column in ("CRM", "people", "new", "matched", "deals", "requests", "limited", "s"):
+            crm.add_column(column, justify="left" if column == "CRM" else "right", no_wrap=True)
+        for r in crm_reports:
+            c = r["contacts"]
+            crm.add_row(r["source"], f"{r['people']:,}", f"{c['created']:,}", f"{c['updated'] + c['merged']:,}",
+                        f"{r['orders']['created']:,}", str(r.get("requests", "-")), str(r.get("rate_limited", "-")),
+                        f"{r['duration_s']:.1f}")
+        console.print(crm)
     table = Table(title="What Hub found and fixed", show_header=False)
     for label, value in [
         ("rows read from 2 files", f"{total_rows:,}"),
+        *[(f"contacts read from {r['source']}", f"{r['people']:,}") for r in crm_reports],
         ("people in the clean base", f"{n_contacts:,}"),
-        ("duplicate rows folded into one person", f"{total_rows - n_contacts:,}"),
+        ("duplicate records folded into one person",
+         f"{total_rows + sum(r['people'] for r in crm_reports) - n_contacts:,}"),
         ("phones normalized to E.164", f"{phones_ok:,} ({phones_rewritten:,} were written another way)"),
         ("emails trimmed / lowercased", f"{emails_fixed:,}"),
         ("invalid phones kept as typed, flagged", f"{sum(r.invalid_phones for r in reports):,}"),
@@ -142,7 +158,54 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
                   f"  HUB_DATABASE_URL=sqlite:///{workdir / 'hub.db'} hub contacts list --limit 20\n"
                   f"  HUB_DATABASE_URL=sqlite:///{workdir / 'hub.db'} hub dedupe")
     dispose_engines()
-    return {"rows": total_rows, "contacts": n_contacts, **quality, "namesake_groups": len(suggestions)}
+    return {"rows": total_rows, "contacts": n_contacts, **quality, "namesake_groups": len(suggestions),
+            "crms": {r["source"]: {"contacts": r["contacts"], "orders": r["orders"], "requests": r.get("requests"),
+                                   "rate_limited": r.get("rate_limited")} for r in crm_reports}}
+
+
+def _sync_sandboxes(settings: Settings, engine: Any, *, people: int, seed: int, truth: dict[Any, int],
+                    console: Console) -> list[dict[str, Any]]:
+    """Sync every CRM emulator a plugin offers, each holding an overlapping slice of the same people.
+
+    The first holds the last third of the spreadsheet people and as many new
+    ones; the next starts a third later, so some people are in both CRMs and
+    the spreadsheets at once, written differently in each.
+    """
+    reports = []
+    for i, (name, start) in enumerate(sorted(plugins.registry("register_sandboxes").items())):
+        first, count = people * (2 + i) // 3, people * 2 // 3
+        with console.status(f"Starting the {name} emulator and syncing {count:,} people from it…"):
+            sandbox = start(settings, people=count, first_person=first, seed=seed)
+            try:
+                report = sync.run(engine, settings, sandbox.source, full=True).as_dict()
+                truth.update({(sandbox.source, ext): person for ext, person in sandbox.truth().items()})
+            finally:
+                sandbox.close()
+        report["people"] = count
+        reports.append(report)
+        console.print(f"Synced {name}: {count:,} contacts → {report['contacts']['created']:,} new, "
+                      f"{report['contacts']['updated'] + report['contacts']['merged']:,} matched to someone known; "
+                      f"{report['orders']['created']:,} deals; {report.get('requests', '?')} requests, "
+                      f"{report.get('rate_limited', 0)} rate-limited, {report['duration_s']:.1f} s")
+    return reports
+
+
+def _follow_merges(conn: Any, placed: dict[Any, int | None]) -> dict[Any, int | None]:
+    """Where each placed row's contact lives now: a later sync may have merged it into another."""
+    survivor = dict(conn.execute(select(ContactMerge.merged_id, ContactMerge.survivor_id)).all())
+
+    def final(cid: int | None) -> int | None:
+        while cid in survivor:
+            cid = survivor[cid]
+        return cid
+
+    return {key: final(cid) for key, cid in placed.items()}
+
+
+def _placed_by_refs(conn: Any, sources: list[str]) -> dict[tuple[str, str], int]:
+    rows = conn.execute(select(ExternalRef.source, ExternalRef.external_id, ExternalRef.contact_id)
+                        .where(ExternalRef.source.in_(sources)))
+    return {(source, ext): cid for source, ext, cid in rows}
 
 
 def _examples(idents: list[Any]) -> list[tuple[str, str]]:

@@ -32,8 +32,35 @@ def register_sources(register: Callable[[str, Callable[..., Any]], None]) -> Non
 
 
 @hookspec
-def contact_synced(conn: Any, source: str, contact_ids: list[int], created_ids: list[int]) -> None:
+def refuse_records(conn: Any, settings: Any, records: list[Any]) -> Any:
+    """Keep records out of the base: return the positions in ``records`` that must not be written.
+
+    Called for every chunk of a sync or import before it is resolved, so a CRM
+    that still holds a person erased on request cannot bring them back.
+    ``records`` are ``hub.identity.Prepared`` (``.record`` is the
+    ContactRecord, ``.keys`` its normalized (kind, value) identifiers).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def contact_synced(conn: Any, settings: Any, source: str, contact_ids: list[int], created_ids: list[int]) -> None:
     """Contacts were written by a sync or import chunk (called once per committed chunk).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_sandboxes(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register a local emulator of a source, for ``hub demo`` and end-to-end tests.
+
+    Call ``register(name, start)``. ``start(settings, *, people, first_person,
+    seed)`` starts the emulator holding the sample people ``first_person ..
+    first_person + people - 1`` (from ``hub.sampledata.people``), stores the
+    connection so that ``hub sync NAME`` reads from it, and returns a
+    ``hub.sandbox.RunningSandbox``.
 
     .. versionadded:: 0.1
     """
@@ -42,6 +69,52 @@ def contact_synced(conn: Any, source: str, contact_ids: list[int], created_ids: 
 @hookspec
 def contact_merged(conn: Any, survivor_id: int, merged_id: int, reason: dict[str, Any]) -> None:
     """Two contacts became one; ``merged_id`` no longer exists.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def contact_erased(conn: Any, contact_id: int) -> None:
+    """A person is being erased (on request, or anonymized by retention): forget what you hold about them.
+
+    Called inside the erasure's transaction before Hub removes its own data,
+    so the contact's identities and external references can still be read.
+
+    .. versionadded:: 0.1
+    """
+
+
+# --- segmentation rules -------------------------------------------------------------------
+
+@hookspec
+def register_segment_fields(register: Callable[[str, Any], None]) -> None:
+    """Register fields segment rules can use: call ``register(name, field)``.
+
+    ``field`` is a ``hub.segments.fields.SegmentField``; ``name`` is a fixed
+    name (``messages.last_sent_at``) or a family with placeholders
+    (``workflow.<name>.status``).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_segment_operators(register: Callable[[str, Any], None]) -> None:
+    """Register operators segment rules can use: call ``register(name, operator)``.
+
+    ``operator`` is a ``hub.segments.fields.SegmentOperator``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def segment_changed(conn: Any, segment: str, entered: list[int], exited: list[int]) -> None:
+    """A refresh recorded contacts entering and leaving a segment.
+
+    Called inside the refresh's transaction, with at most 10,000 ids in each
+    list per call (a larger change comes in several calls).
 
     .. versionadded:: 0.1
     """
@@ -66,6 +139,40 @@ def can_contact(conn: Any, settings: Any, contact_id: int, channel: str, purpose
 def consent_changed(conn: Any, contact_id: int, channel: str, purpose: str, status: str, source: str,
                     evidence: dict[str, Any]) -> None:
     """A consent event was appended to the ledger.
+
+    .. versionadded:: 0.1
+    """
+
+
+# --- outbound messaging -------------------------------------------------------------------
+
+@hookspec
+def register_channels(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register message channels: call ``register(name, factory)``.
+
+    ``factory(settings)`` returns an object with the ``hub.messaging.Channel``
+    protocol (``name``, ``open()``, ``close()``, ``send(message) -> Delivery``);
+    it is called when a dispatch first needs that channel.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_template_dirs(register: Callable[[Any], None]) -> None:
+    """Ship message templates: call ``register(path)`` with a folder of template folders.
+
+    Searched after the database and HUB_TEMPLATES_DIR, in plugin order.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def message_sent(conn: Any, message: dict[str, Any]) -> None:
+    """A channel accepted a message; ``message`` is its outbox row as a dict.
+
+    Called inside the transaction that records the message as sent.
 
     .. versionadded:: 0.1
     """

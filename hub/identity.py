@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from hub import normalize
+from hub.config import Settings
 from hub.db import bulk_insert, chunks, insert_for, reserve_ids, utcnow
 from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef, Order
 from hub.normalize import Identifier
@@ -66,6 +67,7 @@ class Resolution:
     contact_ids: list[int | None] = field(default_factory=list)  # per input record
     invalid_phones: int = 0
     invalid_emails: int = 0
+    refused: int = 0  # records a plugin kept out (the refuse_records hook)
 
 
 def prepare(record: ContactRecord, region: str) -> Prepared:
@@ -103,11 +105,32 @@ def resolve(
     *,
     on_merge: Callable[[int, int], None] | None = None,
     now: dt.datetime | None = None,
+    settings: Settings | None = None,
 ) -> Resolution:
     """Attach each record to its contact, creating and merging contacts as the rule says.
 
-    Runs inside the caller's transaction; the caller commits the chunk.
+    Runs inside the caller's transaction; the caller commits the chunk. A
+    record a plugin refuses (the refuse_records hook) writes nothing, and its
+    entry in `contact_ids` is None.
     """
+    from hub.plugins import get_pm
+
+    refused: set[int] = set()
+    if prepared:
+        for answer in get_pm().hook.refuse_records(conn=conn, settings=settings, records=list(prepared)):
+            refused.update(answer or ())
+    if not refused:
+        return _resolve(conn, prepared, on_merge=on_merge, now=now)
+    kept = [i for i in range(len(prepared)) if i not in refused]
+    result = _resolve(conn, [prepared[i] for i in kept], on_merge=on_merge, now=now)
+    placed = dict(zip(kept, result.contact_ids))
+    result.contact_ids = [placed.get(i) for i in range(len(prepared))]
+    result.refused = len(refused)
+    return result
+
+
+def _resolve(conn: Connection, prepared: Sequence[Prepared], *, on_merge: Callable[[int, int], None] | None,
+             now: dt.datetime | None) -> Resolution:
     now = now or utcnow()
     result = Resolution()
     if not prepared:

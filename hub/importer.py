@@ -50,6 +50,7 @@ class ImportReport:
     updated: int = 0
     merged: int = 0
     contacts_merged: int = 0
+    refused: int = 0
     invalid_phones: int = 0
     invalid_emails: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
@@ -70,7 +71,7 @@ class ImportReport:
         return {
             "file": self.file, "source": self.source, "rows": self.rows, "imported": self.imported,
             "created": self.created, "updated": self.updated, "merged": self.merged,
-            "contacts_merged": self.contacts_merged, "invalid_phones": self.invalid_phones,
+            "contacts_merged": self.contacts_merged, "refused": self.refused, "invalid_phones": self.invalid_phones,
             "invalid_emails": self.invalid_emails, "skipped_count": self.skipped_count, "skipped": self.skipped,
             "warnings": self.warnings, "duration_s": round(self.duration_s, 3),
         }
@@ -255,11 +256,12 @@ def _flush(engine: Engine, settings: Settings, batch: list[tuple[Row, identity.P
     if placed:
         placed([row.line for row, _ in batch], result.contact_ids)
     created = counts.contacts["created"] - before[0]
-    report.imported += len(batch)
+    report.imported += len(batch) - result.refused
     report.created += created
     report.updated += counts.contacts["updated"] - before[1]
     report.contacts_merged += counts.contacts["merged"] - before[2]
-    report.merged += len(batch) - created
+    report.refused += result.refused
+    report.merged += len(batch) - created - result.refused
     report.invalid_phones = counts.invalid_phones
     report.invalid_emails = counts.invalid_emails
 
@@ -387,7 +389,9 @@ def import_consent(engine: Engine, settings: Settings, path: str | os.PathLike[s
             result = sync.write_contacts(conn, [record], settings, sync.Counts())
             contact_id = result.contact_ids[0]
             report.contacts_created += len(result.created)
-            assert contact_id is not None
+            if contact_id is None:  # a plugin kept the person out (erased on request)
+                report.skipped.append({"line": line, "reason": "this person was erased on request"})
+                continue
             if consent.already_recorded(conn, contact_id, channel, purpose, status, source, at):
                 report.already_recorded += 1
                 continue

@@ -41,13 +41,22 @@ class LinkError(ValueError):
     """A token that is not valid: tampered with, made for another kind of link, or expired."""
 
 
+class LinkExpired(LinkError):
+    """A genuine token past its age: the page can say so instead of calling it invalid."""
+
+
 @dataclass(frozen=True, slots=True)
 class LinkTarget:
-    """What a valid token grants: one contact, and for unsubscribe/confirm one channel and purpose."""
+    """What a valid token grants: one contact, and for unsubscribe/confirm one channel and purpose.
+
+    `request` is set on confirmation links made for a signup (a consent
+    request holding every topic the person chose).
+    """
 
     contact_id: int
     channel: str | None = None
     purpose: str | None = None
+    request: int | None = None
 
 
 def public_url(settings: Settings) -> str:
@@ -90,9 +99,17 @@ def preferences_url(settings: Settings, contact_id: int) -> str:
     return f"{public_url(settings)}/preferences/{token}"
 
 
-def confirm_url(settings: Settings, contact_id: int, channel: str = "email", purpose: str = "marketing") -> str:
-    """The double opt-in link that turns a pending consent into granted; expires after a week."""
-    token = _serializer(settings, _CONFIRM).dumps([contact_id, channel, purpose])
+def confirm_url(settings: Settings, contact_id: int, channel: str = "email", purpose: str = "marketing",
+                request: int | None = None) -> str:
+    """The double opt-in link that turns a pending consent into granted; expires after a week.
+
+    With `request`, the link confirms that consent request (every topic of one
+    signup) instead of the single channel and purpose.
+    """
+    payload: list[object] = [contact_id, channel, purpose]
+    if request is not None:
+        payload.append(request)
+    token = _serializer(settings, _CONFIRM).dumps(payload)
     return f"{public_url(settings)}/confirm/{token}"
 
 
@@ -106,14 +123,14 @@ def read_preferences(settings: Settings, token: str) -> LinkTarget:
 
 
 def read_confirm(settings: Settings, token: str, max_age: int = CONFIRM_MAX_AGE) -> LinkTarget:
-    contact_id, channel, purpose = _load(settings, _CONFIRM, token, max_age)
-    return LinkTarget(int(contact_id), channel, purpose)
+    contact_id, channel, purpose, *request = _load(settings, _CONFIRM, token, max_age)  # type: ignore[misc]
+    return LinkTarget(int(contact_id), channel, purpose, int(request[0]) if request else None)
 
 
 def _load(settings: Settings, salt: str, token: str, max_age: int | None) -> object:
     try:
         return _serializer(settings, salt).loads(token, max_age=max_age)
     except SignatureExpired:
-        raise LinkError("this link has expired") from None
+        raise LinkExpired("this link has expired") from None
     except BadSignature:
         raise LinkError("this link is not valid") from None

@@ -283,3 +283,335 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     contact_id: Mapped[int | None] = mapped_column(Integer, index=True)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- messaging ----------------------------------------------------------------------------
+
+class MessageTemplate(Base):
+    """A template edited by a user; it overrides a shipped template of the same name."""
+
+    __tablename__ = "message_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    channel: Mapped[str] = mapped_column(String(32))  # email | sms | any text channel
+    subject: Mapped[str | None] = mapped_column(Text)
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Message(Base):
+    """One message in the outbox, rendered when it was created.
+
+    The unique idempotency key is what makes "at most once" hold: creating the
+    same message again finds this row, and the row is committed as `sending`
+    before a channel is called, so a crash in between leaves `unknown` for a
+    person to review instead of a second send.
+    """
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    template: Mapped[str | None] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(64))  # marketing | transactional | another consent purpose
+    address: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    parts: Mapped[int | None] = mapped_column(Integer)  # SMS parts the text takes
+    # queued | sending | sent | failed | suppressed | deferred | unknown
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Not before this time: creation for new messages, the retry time for deferred ones.
+    due_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    provider_id: Mapped[str | None] = mapped_column(String(300))
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(100))
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    claimed_at: Mapped[dt.datetime | None]
+    sent_at: Mapped[dt.datetime | None]
+
+    # AUTOINCREMENT on SQLite: a message id (in headers, file names) is never reused.
+    # The claim query reads this index in order: ready rows of one channel, oldest due first.
+    __table_args__ = (Index(None, "status", "channel", "due_at"), {"sqlite_autoincrement": True})
+
+
+# --- segments -----------------------------------------------------------------------------
+
+class Segment(Base):
+    """A named rule over contacts, and where its last refresh got to.
+
+    User segments keep their rule in `definition`; built-in ones (hub/segments/library)
+    are always read from the library, and their row carries only the refresh state.
+    """
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str | None] = mapped_column(String(300))
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # When the last refresh started and the last consent event it had seen: an
+    # incremental refresh looks only at what changed after them. NULL until the
+    # first refresh, and again whenever the rule changes.
+    refreshed_at: Mapped[dt.datetime | None]
+    refreshed_event_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class SegmentMember(Base):
+    """A contact in a segment as of the last refresh, and since when.
+
+    Derived state, rewritten by refreshes in bulk, so it has no foreign keys:
+    a check per inserted row (PostgreSQL locks each referenced contact) would
+    cost more than the refresh itself. Removing a segment deletes its rows; a
+    contact that no longer exists leaves at the next refresh, like anyone else.
+    """
+
+    __tablename__ = "segment_members"
+
+    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    contact_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    entered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LeadScore(Base):
+    """A contact's lead score as of the last refresh (derived state, no foreign key, as above)."""
+
+    __tablename__ = "lead_scores"
+
+    contact_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    score: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# Segments ask for the latest consent answer of one channel and purpose per
+# contact; this index answers that from the index alone, newest first.
+Index("ix_consent_events_latest", ConsentEvent.__table__.c.channel, ConsentEvent.__table__.c.purpose,
+      ConsentEvent.__table__.c.contact_id, ConsentEvent.__table__.c.at, ConsentEvent.__table__.c.id,
+      ConsentEvent.__table__.c.status)
+
+
+# --- gdpr ---------------------------------------------------------------------------------
+
+class ConsentRequest(Base):
+    """A signup waiting for its double opt-in click, and when the click came.
+
+    The ledger holds the chosen topics as pending; confirming sets confirmed_at
+    with one conditional UPDATE, so a link clicked twice grants once. A
+    confirmation link sent without a signup (by hand) gets a row at its first
+    click, keyed by the link's digest, for the same reason.
+    """
+
+    __tablename__ = "consent_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))  # the channel the confirmation goes by
+    topics: Mapped[list[str]] = mapped_column(JSONType, default=list)  # "channel/purpose"
+    source: Mapped[str] = mapped_column(String(100))  # form | api | link
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    token_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    message_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    confirmed_at: Mapped[dt.datetime | None]
+
+
+class Erasure(Base):
+    """A person whose data was erased: the id they had, why, when and on whose word; nothing else."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(Integer, unique=True)
+    reason: Mapped[str] = mapped_column(String(32))  # request | retention
+    actor: Mapped[str] = mapped_column(String(200))
+    erased_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ErasedKey(Base):
+    """A keyed hash of an erased person's phone, email or source reference.
+
+    A sync or import record carrying one is refused, so a CRM that still holds
+    the person cannot bring them back.
+    """
+
+    __tablename__ = "erased_keys"
+
+    value_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # phone | email | ref
+    erasure_id: Mapped[int] = mapped_column(ForeignKey("erasures.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- workflows ----------------------------------------------------------------------------
+
+class Workflow(Base):
+    """A campaign definition users enable: shipped (workflows/library) or added from a file.
+
+    `definition` is the current document; every version a run may still follow
+    is kept in workflow_versions, so editing a workflow never moves runs that
+    are half-way through it. `state` holds the trigger's cursors (when a
+    schedule last fired, which orders and contacts were already seen).
+    """
+
+    __tablename__ = "workflows"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str | None] = mapped_column(String(300))
+    origin: Mapped[str] = mapped_column(String(16))  # library | file
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled_at: Mapped[dt.datetime | None]
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WorkflowVersion(Base):
+    """One version of a workflow's definition, as runs started on it follow it."""
+
+    __tablename__ = "workflow_versions"
+
+    workflow_id: Mapped[int] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WorkflowRun(Base):
+    """One contact going through one workflow once (a cycle); the database is the only record of progress.
+
+    `step` is the next step to run and `next_at` when; RQ jobs carry only run
+    ids. A worker claims a run by setting `lease_token` and `lease_until`, so a
+    run is worked on by one worker at a time and a dead worker's runs are
+    taken over when the lease ends. Statuses: running (due), waiting, done,
+    exited, parked (failed for good: `error` says why), cancelled, holdout.
+    """
+
+    __tablename__ = "workflow_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workflow_id: Mapped[int] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    cycle: Mapped[int] = mapped_column(Integer, default=1)
+    holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[dt.datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    trigger: Mapped[str] = mapped_column(String(100))
+    # What started it, when an event did ("order.won:123"): an event starts one run at most.
+    trigger_key: Mapped[str | None] = mapped_column(String(200))
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[dt.datetime | None]
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    enqueued_at: Mapped[dt.datetime | None]
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "contact_id", "cycle"),
+        UniqueConstraint("workflow_id", "trigger_key"),
+        Index(None, "status", "next_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class StepResult(Base):
+    """What one step did for one run: written in the same transaction that moves the run on.
+
+    Unique per (run, step), so a step that finished is never done again. A step
+    that calls another system and cannot be repeated safely (a CRM task) is
+    written `started` before the call; finding it `started` later means the
+    worker died mid-call, and the run is parked for a person to check.
+    """
+
+    __tablename__ = "step_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # started | done | skipped | failed
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"), index=True)
+    detail: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # How often the step was held back (quiet hours, frequency cap) before it ran.
+    deferrals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (UniqueConstraint("run_id", "step"),)
+
+
+class PromoCode(Base):
+    """A personal promo code: issued once per (run, step), redeemed by an order that carries it."""
+
+    __tablename__ = "promo_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    prefix: Mapped[str | None] = mapped_column(String(16))
+    discount: Mapped[Decimal] = mapped_column(Numeric(5, 2))  # per cent
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
+    workflow_id: Mapped[int | None] = mapped_column(ForeignKey("workflows.id", ondelete="SET NULL"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_runs.id", ondelete="SET NULL"))
+    step: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    redeemed_at: Mapped[dt.datetime | None]
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    redeemed_by: Mapped[str | None] = mapped_column(String(100))
+    # The CRM field the code is written to (None: not configured), and how that went.
+    crm_field: Mapped[str | None] = mapped_column(String(100))
+    written_back_at: Mapped[dt.datetime | None]
+    writeback_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("run_id", "step"),)
+
+
+class Interaction(Base):
+    """Something a contact did that a campaign measures: an NPS score from a survey link."""
+
+    __tablename__ = "interactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # nps
+    value: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_runs.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(100))
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    # One answer per survey: a later click on the same survey replaces the earlier one.
+    __table_args__ = (UniqueConstraint("run_id", "kind"),)
+
+
+class WorkflowState(Base):
+    """Small named records of the scheduler: its lock (holder, expiry) and the promo redemption cursor."""
+
+    __tablename__ = "workflow_state"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    expires_at: Mapped[dt.datetime | None]
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -30,7 +30,20 @@ class Limiter(Protocol):
         """Block until `cost` requests may start; return the seconds waited."""
 
 
-class LocalBucket:
+class _Bucket:
+    def delay(self, cost: int = 1) -> float:
+        raise NotImplementedError
+
+    def acquire(self, cost: int = 1) -> float:
+        """Block until `cost` requests may start; return the seconds waited."""
+        waited = 0.0
+        while (wait := self.delay(cost)) > 0:
+            self._sleep(wait)
+            waited += wait
+        return waited
+
+
+class LocalBucket(_Bucket):
     """A leaky bucket shared by the threads of one process."""
 
     def __init__(self, rate: float, burst: int = 1, *, clock: Callable[[], float] = time.monotonic,
@@ -56,13 +69,6 @@ class LocalBucket:
             self._tat = tat + cost * self._interval
             return 0.0
 
-    def acquire(self, cost: int = 1) -> float:
-        waited = 0.0
-        while (wait := self.delay(cost)) > 0:
-            self._sleep(wait)
-            waited += wait
-        return waited
-
 
 # KEYS[1] bucket key; ARGV: interval (µs), burst, cost. Returns µs to wait (0: taken).
 _GCRA = """
@@ -81,7 +87,7 @@ return 0
 """
 
 
-class RedisBucket:
+class RedisBucket(_Bucket):
     """The same bucket kept in Redis, so all workers on all hosts draw from one."""
 
     def __init__(self, redis: Any, key: str, rate: float, burst: int = 1, *,
@@ -97,13 +103,6 @@ class RedisBucket:
 
     def delay(self, cost: int = 1) -> float:
         return int(self._script(keys=[self.key], args=[self._interval_us, self.burst, cost])) / 1_000_000
-
-    def acquire(self, cost: int = 1) -> float:
-        waited = 0.0
-        while (wait := self.delay(cost)) > 0:
-            self._sleep(wait)
-            waited += wait
-        return waited
 
 
 class SlidingWindow:

@@ -83,7 +83,8 @@ class SyncError(RuntimeError):
 class Counts:
     """Running totals of one sync or import, shaped like the CLI's JSON summary."""
 
-    contacts: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0, "merged": 0})
+    contacts: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0, "merged": 0,
+                                                              "refused": 0})
     orders: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0})
     invalid_phones: int = 0
     invalid_emails: int = 0
@@ -105,15 +106,17 @@ def write_contacts(conn: Connection, records: Sequence[ContactRecord], settings:
     def merged(survivor: int, gone: int) -> None:
         pm.hook.contact_merged(conn=conn, survivor_id=survivor, merged_id=gone, reason={"rule": "shared identifier"})
 
-    result = identity.resolve(conn, prepared, on_merge=merged)
+    result = identity.resolve(conn, prepared, on_merge=merged, settings=settings)
     counts.contacts["created"] += len(result.created)
     counts.contacts["updated"] += len(result.updated)
     counts.contacts["merged"] += len(result.merged)
+    counts.contacts["refused"] += result.refused
     counts.invalid_phones += result.invalid_phones
     counts.invalid_emails += result.invalid_emails
     if records:
         ids = sorted({c for c in result.contact_ids if c is not None})
-        pm.hook.contact_synced(conn=conn, source=records[0].source, contact_ids=ids, created_ids=result.created)
+        pm.hook.contact_synced(conn=conn, settings=settings, source=records[0].source, contact_ids=ids,
+                               created_ids=result.created)
     return result
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from hub import sync
+from hub import plugins, sync
 from hub.cli import cli
 from hub.records import ContactRecord
 from tests.conftest import HubDB
@@ -26,12 +26,21 @@ def test_demo_runs_on_a_bare_directory_and_reports_real_results(tmp_path: Path, 
 def test_demo_report_is_correct(tmp_path: Path) -> None:
     from hub import demo
 
+    # hook:register_sandboxes
+    sandboxes = sorted(plugins.registry("register_sandboxes"))
     summary = demo.run(tmp_path / "d", people=300, seed=3)
     assert summary["false_merges"] == 0
-    assert summary["people"] == 300
-    assert summary["contacts"] == 300 + (summary["contacts"] - 300)  # every row placed
+    # The spreadsheets hold people 0-299; each CRM emulator 200 more, starting 100 later than the one before.
+    assert summary["people"] == (300 * (1 + len(sandboxes)) // 3 + 200 if sandboxes else 300)
+    assert summary["contacts"] >= summary["people"]  # a person whose records share nothing stays split
+    assert summary["contacts"] - summary["people"] <= summary["split_people"] * 2
     assert summary["rows_unplaced"] == 0
-    assert summary["rows"] > summary["contacts"]
+    assert sorted(summary["crms"]) == sandboxes
+    for name in sandboxes:
+        crm = summary["crms"][name]
+        assert crm["rate_limited"] == 0 and crm["orders"]["created"] > 0
+        # 100 of each CRM's 200 people are in the spreadsheets or the CRM before it.
+        assert crm["contacts"]["created"] < 200 and crm["contacts"]["updated"] + crm["contacts"]["merged"] >= 90
 
 
 def write(db: HubDB, *records: ContactRecord) -> list[int]:

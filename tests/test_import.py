@@ -173,3 +173,22 @@ def test_one_person_on_rows_that_disagree_is_not_updated_by_a_reimport(hub_db: H
     assert again.updated == 0
     (person,) = cli_json("contacts", "list", "--json")
     assert person["city"] == "Москва"  # the later row of the same file wins
+
+
+def test_a_consent_row_for_a_refused_person_is_skipped_with_a_reason(hub_db, tmp_path, plugin_manager) -> None:
+    from hub.hookspecs import hookimpl
+    from hub import importer
+
+    class KeepOut:
+        @hookimpl
+        def refuse_records(self, records):
+            return {i for i, p in enumerate(records) if ("email", "gone@example.ru") in p.keys}
+
+    plugin_manager.register(KeepOut())
+    path = tmp_path / "consent.csv"
+    path.write_text("email;channel;purpose;status;source;date\n"
+                    "gone@example.ru;email;marketing;granted;form;2025-01-01\n"
+                    "kept@example.ru;email;marketing;granted;form;2025-01-01\n", encoding="utf-8")
+    report = importer.import_consent(hub_db.engine, hub_db.settings, path)
+    assert report.recorded == 1
+    assert report.skipped == [{"line": 2, "reason": "this person was erased on request"}]

@@ -90,7 +90,7 @@ def test_incremental_sync_reads_only_changes_and_marks_deletions(hub_db: HubDB, 
     crm.delete_contact(3)
     report = sync.run(hub_db.engine, hub_db.settings, "sample")
     assert report.kind == "incremental"
-    assert report.counts.contacts == {"created": 0, "updated": 1, "deleted": 1, "merged": 0}
+    assert report.counts.contacts == {"created": 0, "updated": 1, "deleted": 1, "merged": 0, "refused": 0}
     with hub_db.engine.connect() as conn:
         gone = conn.execute(select(Contact.deleted_at).join(ExternalRef).where(ExternalRef.external_id == "3")).scalar_one()
         state = conn.execute(select(SyncState.cursor).where(SyncState.entity == "contacts")).scalar_one()

@@ -611,15 +611,19 @@ class Account:
         with self._lock:
             self._blocked_until = self.clock() + (self.block_seconds if seconds is None else seconds)
 
-    def _admit(self, key: str) -> bool:
-        """Sliding one-second window; a rejected request does not take a slot."""
+    def _admit(self, key: str, arrived: float | None = None) -> bool:
+        """Sliding one-second window over arrival times; a rejected request does not take a slot.
+
+        Requests are counted when they arrived, not when a busy emulator thread
+        got round to them, as a gateway in front of the real API counts them.
+        """
         if self.rate_limit is None:
             return True
-        now = self.clock()
+        now = self.clock() if arrived is None else arrived
         window = self._admitted.setdefault(key, deque())
-        while window and window[0] <= now - 1.0:
+        while window and window[0] <= self.clock() - 2.0:
             window.popleft()
-        if len(window) >= self.rate_limit:
+        if sum(1 for t in window if now - 1.0 < t <= now) >= self.rate_limit:
             self._rejections.append(now)
             while self._rejections and self._rejections[0] <= now - self.abuse_window:
                 self._rejections.popleft()
@@ -628,6 +632,10 @@ class Account:
                 self._rejections.clear()
             return False
         window.append(now)
+        if len(window) > 1 and window[-2] > now:  # arrived before one admitted earlier
+            ordered = sorted(window)
+            window.clear()
+            window.extend(ordered)
         return True
 
     # -- requests -------------------------------------------------------------
@@ -641,6 +649,7 @@ class Account:
         body: bytes = b"",
         client: str = "127.0.0.1",
         base_url: str | None = None,
+        arrived: float | None = None,
     ) -> Response:
         """Answer one HTTP request; the server calls this, and tests may too."""
         headers = {name.lower(): value for name, value in (headers or {}).items()}
@@ -652,12 +661,13 @@ class Account:
                 return _json_response(200, self.stats(), "application/json")
             return _problem(404, "Not Found", "Unknown sandbox route")
         self._count_request(method, path)
-        response = self._dispatch(method, path, split.query, headers, body, client, base)
+        response = self._dispatch(method, path, split.query, headers, body, client, base, arrived)
         self._count_status(response.status)
         return response
 
     def _dispatch(
-        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes, client: str, base: str
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes, client: str, base: str,
+        arrived: float | None = None,
     ) -> Response:
         if path == "/oauth2/access_token":
             if method != "POST":
@@ -677,7 +687,7 @@ class Account:
             authorization = headers.get("authorization", "")
             token = self._access_tokens.get(authorization[7:].strip()) if authorization.startswith("Bearer ") else None
             key = token.client_id if token is not None else f"ip:{client}"
-            if not self._admit(key):
+            if not self._admit(key, arrived):
                 return Response(429, TOO_MANY_REQUESTS_PAGE, HTML)
             if self._authenticate(authorization) is None:
                 return UNAUTHORIZED
@@ -2008,6 +2018,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def _serve(self) -> None:
+        arrived = self.server.account.clock()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         account = self.server.account
@@ -2017,7 +2028,7 @@ class _Handler(BaseHTTPRequestHandler):
             account._enter()
         try:
             response = account.handle(self.command, self.path, headers=dict(self.headers.items()), body=body,
-                                      client=self.client_address[0], base_url=f"http://{host}")
+                                      client=self.client_address[0], base_url=f"http://{host}", arrived=arrived)
             if account.latency and not is_sandbox_route:
                 time.sleep(account.latency)
         finally:
@@ -2146,30 +2157,23 @@ if __name__ == "__main__":  # pragma: no cover - manual runs
     serve(port=int(os.environ.get("PORT", "8025")))
 
 
-class ConnectedSandbox:
-    """A running account that Hub is connected to (what `hub demo` syncs from)."""
-
-    source = "amocrm"
-
-    def __init__(self, server: SandboxServer) -> None:
-        self.server = server
-        self.account = server.account
-
-    def truth(self) -> dict[str, int]:
-        found = {str(cid): self.account.person_id(cid) for cid in self.account.contact_ids()}
-        return {cid: person for cid, person in found.items() if person is not None}
-
-    def close(self) -> None:
-        self.server.stop()
-        self.account.close()
-
-
-def start_connected(settings: Any, *, people: int, first_person: int = 0, seed: int = 1) -> ConnectedSandbox:
+def start_connected(settings: Any, *, people: int, first_person: int = 0, seed: int = 1) -> Any:
     """Start an account with these sample people and connect Hub to it through the OAuth code flow."""
+    from hub.sandbox import RunningSandbox
     from plugins.amocrm import commands, tokens
 
-    server = SandboxServer(Account(contacts=people, seed=seed, first_person=first_person)).start()
+    account = Account(contacts=people, seed=seed, first_person=first_person)
+    server = SandboxServer(account).start()
     data = tokens.exchange_code(server.base_url, server.client_id, server.client_secret, server.redirect_uri,
-                                server.account.issue_authorization_code())
+                                account.issue_authorization_code())
     commands.connect(settings, data)
-    return ConnectedSandbox(server)
+
+    def truth() -> dict[str, int]:
+        found = {str(cid): account.person_id(cid) for cid in account.contact_ids()}
+        return {cid: person for cid, person in found.items() if person is not None}
+
+    def close() -> None:
+        server.stop()
+        account.close()
+
+    return RunningSandbox("amocrm", truth, close)

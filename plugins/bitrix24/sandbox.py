@@ -1813,34 +1813,24 @@ def serve(host: str = "127.0.0.1", port: int = 8024, contacts: int = 1000, seed:
         server.stop()
 
 
-class ConnectedSandbox:
-    """A running portal that Hub is connected to (what `hub demo` syncs from)."""
-
-    source = "bitrix24"
-
-    def __init__(self, server: SandboxServer) -> None:
-        self.server = server
-        self.portal = server.portal
-
-    def truth(self) -> dict[str, int]:
-        return {str(contact_id): person for contact_id, person in self.portal.contact_person.items()}
-
-    def close(self) -> None:
-        self.server.stop()
-        self.portal.close()
-
-
-def start_connected(settings: Any, *, people: int, first_person: int = 0, seed: int = 1) -> ConnectedSandbox:
-    """Start a portal with these sample people and store a webhook connection to it."""
+def start_connected(settings: Any, *, people: int, first_person: int = 0, seed: int = 1) -> Any:
+    """Start a portal with these sample people and store a webhook connection to it (for `hub demo`)."""
     from hub.db import get_engine
+    from hub.sandbox import RunningSandbox
     from plugins.bitrix24 import connection
 
-    server = SandboxServer(Portal(contacts=people, seed=seed, first_person=first_person)).start()
+    portal = Portal(contacts=people, seed=seed, first_person=first_person)
+    server = SandboxServer(portal).start()
     connection.save(get_engine(settings.database_url), settings, {"kind": "webhook", "url": server.webhook_url})
-    return ConnectedSandbox(server)
+
+    def close() -> None:
+        server.stop()
+        portal.close()
+
+    return RunningSandbox("bitrix24", lambda: {str(c): p for c, p in portal.contact_person.items()}, close)
 
 
 __all__ = [
     "ApiError", "EventDelivery", "MOSCOW", "OAuthApp", "OAuthAppInfo", "Portal", "SandboxServer", "Webhook",
-    "encode_json", "parse_query", "php_json", "php_params", "serve", "start_connected", "ConnectedSandbox",
+    "encode_json", "parse_query", "php_json", "php_params", "serve", "start_connected",
 ]

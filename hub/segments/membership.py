@@ -1,0 +1,177 @@
+"""Recording who is in each segment, and telling plugins who entered and who left.
+
+A refresh evaluates a segment's rule into a scratch table, then applies the
+difference to segment_members with two set-based statements: a DELETE of the
+members the rule no longer holds for, and an INSERT ... SELECT of those it
+newly holds for. Ids reach Python only when some plugin implements
+`segment_changed`, which gets them in chunks of at most HOOK_CHUNK ids per
+list, inside the refresh's transaction: a plugin's own writes (a workflow
+starting runs) commit or roll back together with the membership change.
+
+A refresh is incremental when it can be: a segment refreshed before, whose
+rule does not depend on the clock and reads only fields whose changes touch
+contacts.updated_at or the consent ledger, is re-evaluated only for contacts
+changed (or given a consent answer) since. Everything else is re-evaluated in
+full; running `hub segments refresh` on a schedule keeps time-based segments
+such as dormant_90d current. Contacts that no longer exist (merged away,
+erased) leave at the next refresh of either kind, and plugins are told.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import pluggy
+from sqlalchemy import Column, Connection, Engine, Integer, MetaData, Table, delete, except_, exists, func, insert, \
+    literal, or_, select, union
+
+from hub.config import Settings
+from hub.db import UTCDateTime, utcnow
+from hub.models import ConsentEvent, Contact, SegmentMember
+from hub.plugins import get_pm
+from hub.segments import portable, scoring, store
+from hub.segments.compile import Compiler, compiler_for, conditions, tracked, uses_now
+from hub.segments.evaluate import Segments
+from hub.segments.rules import SegmentDefinition
+
+contacts_t = Contact.__table__
+members_t = SegmentMember.__table__
+events_t = ConsentEvent.__table__
+
+HOOK_CHUNK = 10_000
+# Refresh transactions run one at a time (two overlapping `hub segments refresh`
+# runs would otherwise both insert the same arrivals).
+REFRESH_LOCK = "hub.segments.refresh"
+# An incremental refresh also re-checks contacts changed shortly before the
+# previous refresh started: a transaction still open then (or a worker whose
+# clock runs a little behind) may have committed such a change after it.
+SINCE_MARGIN = dt.timedelta(minutes=10)
+
+# Scratch tables without indexes: they are read whole, by set operations.
+_scratch = MetaData()
+match_t = Table("hub_segment_match", _scratch, Column("contact_id", Integer, nullable=False), prefixes=["TEMPORARY"])
+touched_t = Table("hub_segment_touched", _scratch, Column("contact_id", Integer, nullable=False),
+                  prefixes=["TEMPORARY"])
+
+
+@dataclass
+class SegmentRefresh:
+    segment: str
+    mode: str  # full | incremental
+    members: int
+    entered: int
+    exited: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"segment": self.segment, "mode": self.mode, "members": self.members, "entered": self.entered,
+                "exited": self.exited, "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class RefreshReport:
+    segments: list[SegmentRefresh] = field(default_factory=list)
+    lead_score: scoring.ScoreRefresh | None = None
+    broken: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"segments": [s.as_dict() for s in self.segments],
+                "lead_score": self.lead_score.as_dict() if self.lead_score else None,
+                "broken": [{"segment": k, "error": v} for k, v in sorted(self.broken.items())],
+                "seconds": round(self.seconds, 3)}
+
+
+def refresh(engine: Engine, settings: Settings, names: Sequence[str] | None = None, *,
+            now: dt.datetime | None = None, full: bool = False, pm: pluggy.PluginManager | None = None,
+            progress: Callable[[SegmentRefresh], None] | None = None) -> RefreshReport:
+    """Refresh the named segments (all of them when none are named), each in its own transaction.
+
+    Lead scores are recomputed first when all segments are refreshed, or when
+    a named one reads `contact.lead_score`.
+    """
+    started = time.perf_counter()
+    pm = pm or get_pm()
+    with engine.connect() as conn:
+        base = Segments(conn, settings, now=now, pm=pm)
+    definitions = base.catalog.definitions
+    targets = [base.get(n) for n in names] if names else [definitions[n] for n in sorted(definitions)]
+    report = RefreshReport(broken={} if names else dict(base.catalog.broken))
+    if not names or any(c.field.pattern == "contact.lead_score"
+                        for d in targets for c in conditions(d.rule, definitions)):
+        model = scoring.load_model(base.registry, definitions)
+        with engine.begin() as conn:
+            portable.serialize(conn, REFRESH_LOCK)
+            compiler = compiler_for(conn, base.registry, now=base.now, segments=definitions)
+            report.lead_score = scoring.refresh(conn, compiler, model, at=utcnow())
+    for definition in targets:
+        with engine.begin() as conn:
+            portable.serialize(conn, REFRESH_LOCK)
+            compiler = compiler_for(conn, base.registry, now=base.now, segments=definitions)
+            result = refresh_segment(conn, compiler, definition, full=full, pm=pm)
+        report.segments.append(result)
+        if progress is not None:
+            progress(result)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDefinition, *, full: bool = False,
+                    pm: pluggy.PluginManager | None = None) -> SegmentRefresh:
+    """Bring one segment's recorded members up to date inside the caller's transaction."""
+    started, wall = time.perf_counter(), utcnow()
+    pm = pm or get_pm()
+    state = store.refresh_state(conn, definition)
+    rule = compiler.where(definition.rule)
+    last_event = conn.execute(select(func.max(events_t.c.id))).scalar()
+    incremental = (not full and state.refreshed_at is not None
+                   and not uses_now(definition.rule, compiler.segments)
+                   and tracked(definition.rule, compiler.segments))
+    c, m, mine = contacts_t.c, members_t.c, members_t.alias("recorded").c
+    scope = select(c.id).where(c.deleted_at.is_(None), rule)
+    recorded = select(mine.contact_id).where(mine.segment_id == state.id)
+    scratch = [match_t]
+    if incremental:
+        assert state.refreshed_at is not None
+        scratch.append(touched_t)
+        touched_t.create(conn)
+        since = state.refreshed_at - SINCE_MARGIN
+        conn.execute(touched_t.insert().from_select(["contact_id"], union(
+            select(c.id).where(c.updated_at >= literal(since, UTCDateTime())),
+            select(events_t.c.contact_id).where(events_t.c.id > (state.refreshed_event_id or 0)))))
+        scope = scope.where(c.id.in_(select(touched_t.c.contact_id)))
+        # members changed since, or gone altogether (merged away, erased)
+        recorded = recorded.where(or_(mine.contact_id.in_(select(touched_t.c.contact_id)),
+                                      ~exists().where(c.id == mine.contact_id)))
+    match_t.create(conn)
+    conn.execute(match_t.insert().from_select(["contact_id"], scope))
+    # EXCEPT, not NOT EXISTS: one set operation whatever the planner believes
+    # about the tables' sizes (a NOT EXISTS on a table the statement writes,
+    # planned from stale statistics, can turn into a scan per row).
+    left = delete(members_t).where(m.segment_id == state.id, m.contact_id.in_(
+        except_(recorded, select(match_t.c.contact_id))))
+    arrivals = except_(select(match_t.c.contact_id),
+                       select(mine.contact_id).where(mine.segment_id == state.id)).subquery("arrivals")
+    joined = insert(members_t).from_select(
+        ["segment_id", "contact_id", "entered_at"],
+        select(literal(state.id, Integer()), arrivals.c.contact_id, literal(wall, UTCDateTime())))
+    if pm.hook.segment_changed.get_hookimpls():
+        exited = sorted(conn.execute(left.returning(m.contact_id)).scalars())
+        entered = sorted(conn.execute(joined.returning(m.contact_id)).scalars())
+        for start in range(0, max(len(entered), len(exited)), HOOK_CHUNK):
+            pm.hook.segment_changed(conn=conn, segment=definition.name, entered=entered[start:start + HOOK_CHUNK],
+                                    exited=exited[start:start + HOOK_CHUNK])
+        n_entered, n_exited = len(entered), len(exited)
+    else:
+        n_exited = conn.execute(left).rowcount
+        n_entered = conn.execute(joined.execution_options(preserve_rowcount=True)).rowcount
+    for table in scratch:
+        table.drop(conn)
+    conn.execute(store.segments_t.update().where(store.segments_t.c.id == state.id)
+                 .values(refreshed_at=wall, refreshed_event_id=last_event))
+    members = conn.execute(select(func.count()).select_from(members_t).where(m.segment_id == state.id)).scalar_one()
+    return SegmentRefresh(definition.name, "incremental" if incremental else "full", members, n_entered, n_exited,
+                          time.perf_counter() - started)

@@ -1,0 +1,488 @@
+"""The segment rule language: read what a marketer wrote, check all of it, say exactly what is wrong.
+
+A segment is a YAML or JSON document: a `name`, an optional `title` and a
+`rule`. A rule is a condition `{field, op, value}` or a group: `all: [...]`,
+`any: [...]`, `not: {...}`, or `segment: NAME` to reuse another segment.
+
+Every problem is reported with the path to where it is, the way a person would
+point at it in their file ("rule.all[1].op: 'befor' is not an operator for
+orders.last_at; did you mean 'before'?"), and all problems are collected
+before anything is refused, so one round of fixes is enough. Values are
+checked and converted here, once; relative times like -90d stay relative until
+a rule is evaluated against a given "now".
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Union
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from hub.segments.fields import FieldError, Registry, ResolvedField
+
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+SEGMENT_KEYS = ("name", "title", "description", "rule")
+CONDITION_KEYS = ("field", "op", "value")
+GROUP_KEYS = ("all", "any", "not", "segment")
+NO_VALUE_OPS = ("is_null", "not_null")
+LIST_OPS = ("in", "not_in")
+SPAN_OPS = ("within_last", "birthday_within")
+MOMENT_OPS = ("before", "after")
+_RELATIVE = re.compile(r"^([+-]?)\s*(\d{1,5})\s*([dwmy])$")
+UNITS = {"d": "days", "w": "weeks", "m": "months", "y": "years"}
+# More problems than this are summarised: nobody fixes forty things from one line.
+SHOWN_PROBLEMS = 5
+
+
+class SegmentError(ValueError):
+    """A segment a user asked for or wrote cannot be used; the message says where and why."""
+
+
+class RuleError(SegmentError):
+    """A segment or rule with problems; `problems` lists every one, each starting with its path."""
+
+    def __init__(self, problems: list[str], origin: str | None = None) -> None:
+        self.problems = list(problems)
+        self.origin = origin
+        shown = "; ".join(problems[:SHOWN_PROBLEMS])
+        if len(problems) > SHOWN_PROBLEMS:
+            shown += f"; and {len(problems) - SHOWN_PROBLEMS} more"
+        super().__init__(f"{origin}: {shown}" if origin else shown)
+
+
+# --- time values --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A length of time as rules write it: 30d, 2w, 6m, 1y."""
+
+    amount: int
+    unit: str
+
+    def shift(self, moment: dt.date, sign: int = 1) -> Any:
+        """`moment` moved by this span; months and years keep the day, or take the month's last."""
+        n = self.amount * sign
+        if self.unit in ("d", "w"):
+            return moment + dt.timedelta(days=n * (7 if self.unit == "w" else 1))
+        months = moment.year * 12 + moment.month - 1 + (n if self.unit == "m" else 12 * n)
+        year, month = divmod(months, 12)
+        day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+        return moment.replace(year=year, month=month + 1, day=day)
+
+    def __str__(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """A point in time as a rule writes it: absolute (2024-01-31) or relative to now (-90d, +7d)."""
+
+    absolute: dt.date | None = None
+    offset: Span | None = None
+    sign: int = -1
+
+    def at(self, now: dt.datetime, tz: ZoneInfo) -> dt.datetime:
+        """The instant, for datetime fields: a date alone means its midnight in HUB_TIMEZONE."""
+        if self.offset is not None:
+            return self.offset.shift(now.astimezone(dt.timezone.utc), self.sign)
+        value = self.absolute
+        if isinstance(value, dt.datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=tz)).astimezone(dt.timezone.utc)
+        assert value is not None
+        return dt.datetime.combine(value, dt.time(), tzinfo=tz).astimezone(dt.timezone.utc)
+
+    def day(self, today: dt.date) -> dt.date:
+        """The date, for date fields: relative to today in HUB_TIMEZONE."""
+        if self.offset is not None:
+            return self.offset.shift(today, self.sign)
+        assert self.absolute is not None and not isinstance(self.absolute, dt.datetime)
+        return self.absolute
+
+    def __str__(self) -> str:
+        if self.offset is not None:
+            return f"{'-' if self.sign < 0 else '+'}{self.offset}"
+        assert self.absolute is not None
+        return self.absolute.isoformat()
+
+
+# --- the parsed rule ----------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Condition:
+    path: str
+    field: ResolvedField
+    op: str
+    value: Any
+    written: Any  # the value exactly as the rule gave it, for explanations
+
+
+@dataclass(frozen=True, eq=False)
+class AllOf:
+    path: str
+    items: tuple["Node", ...]
+
+
+@dataclass(frozen=True, eq=False)
+class AnyOf:
+    path: str
+    items: tuple["Node", ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Not:
+    path: str
+    item: "Node"
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentRef:
+    path: str
+    name: str
+
+
+Node = Union[Condition, AllOf, AnyOf, Not, SegmentRef]
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentDefinition:
+    """A checked segment: its rule parsed, and the document as written (what is stored)."""
+
+    name: str
+    title: str | None
+    rule: Node
+    document: dict[str, Any]
+    builtin: bool = False
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every node of a rule, parents before children; segment references are not followed."""
+    yield node
+    if isinstance(node, (AllOf, AnyOf)):
+        for item in node.items:
+            yield from walk(item)
+    elif isinstance(node, Not):
+        yield from walk(node.item)
+
+
+def references(node: Node) -> list[SegmentRef]:
+    return [n for n in walk(node) if isinstance(n, SegmentRef)]
+
+
+# --- reading documents --------------------------------------------------------------------
+
+def read_document(path: Path) -> Any:
+    """A YAML or JSON file as data (JSON when the name ends in .json)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise SegmentError(f"{path.name}: not UTF-8 text") from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SegmentError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}, "
+                               f"column {exc.colno})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "cannot be read"
+        raise SegmentError(f"{path.name}: not valid YAML ({problem}{where})") from None
+
+
+def jsonable(value: Any) -> Any:
+    """A document as YAML read it, made storable as JSON (dates become ISO text)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+# --- checking -----------------------------------------------------------------------------
+
+def close_match(word: str, options: list[str] | tuple[str, ...]) -> str | None:
+    """The option a typo most likely meant, if any is close."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
+    close = close_match(word, options)
+    return f"; did you mean {close!r}?" if close else f"; use one of: {', '.join(options)}"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "text", bool: "true/false"}.get(type(value), repr(value))
+
+
+class Parser:
+    """Checks rules against a field registry, collecting every problem before refusing."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def raise_problems(self, origin: str | None = None) -> None:
+        if self.problems:
+            raise RuleError(self.problems, origin)
+
+    # -- documents
+
+    def segment(self, data: Any) -> SegmentDefinition | None:
+        """A segment document checked; None (with problems recorded) when it cannot be used."""
+        if not isinstance(data, dict):
+            self.problems.append(f"expected a segment with name, title and rule, found {_kind(data)}")
+            return None
+        for key in data:
+            if key not in SEGMENT_KEYS:
+                self.problem(str(key), f"unknown key{_suggest(str(key), SEGMENT_KEYS)}")
+        name = data.get("name")
+        if name is None:
+            self.problem("name", "missing")
+        elif not isinstance(name, str) or not NAME.match(name):
+            self.problem("name", f"{name!r} is not a segment name: use lower-case latin letters, digits and _, "
+                                 "starting with a letter (e.g. dormant_90d)")
+        title = data.get("title")
+        if title is not None and not isinstance(title, str):
+            self.problem("title", f"expected text, found {_kind(title)}")
+        if "rule" not in data:
+            self.problem("rule", "missing")
+            return None
+        rule = self.rule(data["rule"], "rule")
+        if self.problems or rule is None:
+            return None
+        return SegmentDefinition(name=name, title=title, rule=rule, document=jsonable(data))
+
+    def rule(self, data: Any, path: str) -> Node | None:
+        if not isinstance(data, dict):
+            self.problem(path, f"expected a rule like {{field: ..., op: ..., value: ...}} or {{all: [...]}}, "
+                               f"found {_kind(data)}")
+            return None
+        groups = [k for k in GROUP_KEYS if k in data]
+        if groups:
+            if len(data) > 1:
+                extra = [str(k) for k in data if k != groups[0]]
+                self.problem(path, f"a {groups[0]!r} group stands alone; found also {', '.join(extra)} "
+                                   "(put conditions inside the group)")
+                return None
+            return self._group(groups[0], data[groups[0]], path)
+        return self._condition(data, path)
+
+    def _group(self, kind: str, body: Any, path: str) -> Node | None:
+        if kind == "segment":
+            if not isinstance(body, str) or not NAME.match(body):
+                self.problem(f"{path}.segment", f"{body!r} is not a segment name")
+                return None
+            return SegmentRef(f"{path}.segment", body)
+        if kind == "not":
+            item = self.rule(body, f"{path}.not")
+            return Not(f"{path}.not", item) if item is not None else None
+        if not isinstance(body, list) or not body:
+            self.problem(f"{path}.{kind}", f"expected a list of at least one rule, found {_kind(body)}")
+            return None
+        items = [self.rule(item, f"{path}.{kind}[{i}]") for i, item in enumerate(body)]
+        if any(item is None for item in items):
+            return None
+        return (AllOf if kind == "all" else AnyOf)(f"{path}.{kind}", tuple(items))  # type: ignore[arg-type]
+
+    def _condition(self, data: dict[str, Any], path: str) -> Condition | None:
+        ok = True
+        for key in data:
+            if key not in CONDITION_KEYS:
+                self.problem(path, f"unknown key {str(key)!r}{_suggest(str(key), CONDITION_KEYS + GROUP_KEYS)}")
+                ok = False
+        name, op = data.get("field"), data.get("op")
+        if not isinstance(name, str) or not name:
+            self.problem(f"{path}.field", "missing" if name is None else f"expected a field name, found {_kind(name)}")
+            return None
+        try:
+            resolved = self.registry.resolve(name)
+        except FieldError as exc:
+            self.problem(f"{path}.field", str(exc))
+            return None
+        ftype = resolved.field.type
+        allowed = self.registry.operator_names(ftype)
+        if op is None:
+            self.problem(f"{path}.op", f"missing; for {name} use one of: {', '.join(allowed)}")
+            return None
+        if not isinstance(op, str) or op not in allowed:
+            self.problem(f"{path}.op", f"{op!r} is not an operator for {name}{_suggest(str(op), allowed)}")
+            return None
+        if not ok:  # a misspelt key is the problem; a "missing value" on top would only confuse
+            return None
+        value = self._value(path, resolved, op, data)
+        if value is _INVALID:
+            return None
+        return Condition(path, resolved, op, value, data.get("value"))
+
+    # -- values
+
+    def _value(self, path: str, resolved: ResolvedField, op: str, data: dict[str, Any]) -> Any:
+        where, raw, spec = f"{path}.value", data.get("value"), resolved.field
+        if op in NO_VALUE_OPS:
+            if raw is not None:
+                self.problem(where, f"{op!r} takes no value")
+                return _INVALID
+            return None
+        if "value" not in data or raw is None:
+            self.problem(where, f"missing; {op!r} needs a value")
+            return _INVALID
+        plugin_op = self.registry.operators.get(op)
+        if plugin_op is not None:
+            try:
+                return plugin_op.value(raw) if plugin_op.value else raw
+            except (ValueError, TypeError) as exc:
+                self.problem(where, str(exc))
+                return _INVALID
+        try:
+            if op in LIST_OPS:
+                if not isinstance(raw, list) or not raw:
+                    raise ValueError(f"{op!r} needs a list of values, like [a, b]; found {_kind(raw)}")
+                return tuple(self._scalar(resolved, item) for item in raw)
+            if op in MOMENT_OPS:
+                return parse_moment(raw, spec.type)
+            if op in SPAN_OPS:
+                return parse_span(raw, op)
+            if op in ("contains", "matches"):
+                if not isinstance(raw, (str, int)) or isinstance(raw, bool) or str(raw) == "":
+                    raise ValueError(f"expected text, found {_kind(raw)}")
+                return str(raw)
+            return self._scalar(resolved, raw)
+        except ValueError as exc:
+            self.problem(where, str(exc))
+            return _INVALID
+
+    def _scalar(self, resolved: ResolvedField, raw: Any) -> Any:
+        ftype = resolved.field.type
+        if isinstance(raw, (dict, list)) or isinstance(raw, bool):
+            raise ValueError(f"expected one value, found {_kind(raw)}")
+        if ftype == "text":
+            if not isinstance(raw, (str, int, float, Decimal)):
+                raise ValueError(f"expected text, found {_kind(raw)}")
+            return str(raw)
+        if ftype == "choice":
+            choices = self.registry.choices(resolved.field)
+            if not isinstance(raw, str) or raw not in choices:
+                raise ValueError(f"{raw!r} is not a value of {resolved.name}{_suggest(str(raw), choices)}")
+            return raw
+        if ftype in ("integer", "number", "money"):
+            return parse_number(raw, ftype)
+        raise ValueError(f"{resolved.name} cannot be compared with a single value")
+
+
+_INVALID = object()
+
+
+def parse_number(raw: Any, ftype: str) -> Decimal | int:
+    try:
+        number = Decimal(str(raw).strip().replace(",", ".")) if not isinstance(raw, Decimal) else raw
+    except InvalidOperation:
+        raise ValueError(f"{raw!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{raw!r} is not a number")
+    if ftype == "integer":
+        if number != number.to_integral_value():
+            raise ValueError(f"{raw!r} is not a whole number")
+        return int(number)
+    if ftype == "money" and number != number.quantize(Decimal("0.01")):
+        raise ValueError(f"{raw!r} has more than two decimal places (money is counted in kopecks)")
+    return number
+
+
+def parse_span(raw: Any, op: str) -> Span:
+    """30d, 2w, 6m or 1y: how far back (within_last) or ahead (birthday_within)."""
+    m = _RELATIVE.match(raw.strip()) if isinstance(raw, str) else None
+    if m is None:
+        hint = f"write it with a unit, like {raw}d" if isinstance(raw, int) and not isinstance(raw, bool) else \
+            "write a length like 7d, 2w, 6m or 1y"
+        raise ValueError(f"{raw!r} is not a length of time; {hint}")
+    sign, amount, unit = m.groups()
+    if sign:
+        raise ValueError(f"{raw!r}: {op!r} takes a length without a sign, like {amount}{unit}")
+    return Span(int(amount), unit)
+
+
+def parse_moment(raw: Any, ftype: str) -> Moment:
+    """A date (2024-01-31), a date and time with an offset, or a signed relative time (-90d, +7d)."""
+    if isinstance(raw, dt.datetime):
+        if ftype == "date":
+            raise ValueError(f"{raw.isoformat()!r}: this field is a date; write a date like {raw.date().isoformat()}")
+        return Moment(absolute=raw)
+    if isinstance(raw, dt.date):
+        return Moment(absolute=raw)
+    if not isinstance(raw, str):
+        raise ValueError(f"expected a date like 2024-01-31 or a relative time like -90d, found {_kind(raw)}")
+    text = raw.strip()
+    m = _RELATIVE.match(text)
+    if m:
+        sign, amount, unit = m.groups()
+        if not sign:
+            raise ValueError(f"{raw!r} needs a sign: -{amount}{unit} for {amount} {UNITS[unit]} ago, "
+                             f"+{amount}{unit} for {amount} {UNITS[unit]} ahead")
+        return Moment(offset=Span(int(amount), unit), sign=-1 if sign == "-" else 1)
+    try:
+        return Moment(absolute=dt.date.fromisoformat(text))
+    except ValueError:
+        pass
+    if ftype == "datetime":
+        try:
+            return Moment(absolute=dt.datetime.fromisoformat(text))
+        except ValueError:
+            pass
+    raise ValueError(f"{raw!r} is not a date (2024-01-31) or a relative time like -90d, -6m, +7d")
+
+
+# --- segment references -------------------------------------------------------------------
+
+def check_references(segment: SegmentDefinition, known: Mapping[str, SegmentDefinition]) -> None:
+    """Every `segment: NAME` names a known segment, and no segment ends up containing itself."""
+    problems = []
+    graph = {name: [r.name for r in references(d.rule)] for name, d in known.items()}
+    graph[segment.name] = [r.name for r in references(segment.rule)]
+    for ref in references(segment.rule):
+        if ref.name not in graph:
+            problems.append(f"{ref.path}: {ref.name!r} is not a segment"
+                            f"{_suggest(ref.name, sorted(graph)) if graph else ''}")
+            continue
+        cycle = _cycle_through(segment.name, ref.name, graph)
+        if cycle:
+            problems.append(f"{ref.path}: {' → '.join(cycle)}: a segment cannot contain itself")
+    if problems:
+        raise RuleError(problems)
+
+
+def _cycle_through(start: str, first: str, graph: Mapping[str, list[str]]) -> list[str] | None:
+    """The path start → first → … → start, if there is one."""
+    stack: list[tuple[str, list[str]]] = [(first, [start, first])]
+    seen = set()
+    while stack:
+        name, trail = stack.pop()
+        if name == start:
+            return trail
+        if name in seen:
+            continue
+        seen.add(name)
+        for nxt in graph.get(name, []):
+            stack.append((nxt, trail + [nxt]))
+    return None
+

@@ -1,0 +1,54 @@
+"""GDPR and 152-FZ: consent capture with double opt-in, the preference centre, one-click
+unsubscribe, data export, erasure, retention and the audit trail.
+
+Registered like any third-party plugin, through the "hub" entry point group.
+The modules side by side: topics (what a person can agree to), config (the
+[gdpr] settings), capture (signups and their confirmation), preferences
+(changing and withdrawing answers), routes and csrf (the public pages),
+crm_consent (consent read from CRM fields on every sync), export, erasure,
+retention, audit (audit_log entries) and commands (`hub gdpr …`).
+
+The consent ledger itself and the can-contact decision are the core's
+(hub.consent): this plugin feeds the ledger and keeps erased people out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.hookspecs import hookimpl
+from plugins.gdpr import audit, erasure
+
+
+@hookimpl
+def register_routes(app: Any) -> None:
+    from plugins.gdpr.routes import bp
+
+    app.register_blueprint(bp)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from plugins.gdpr.commands import gdpr_group
+
+    cli.add_command(gdpr_group)
+
+
+@hookimpl
+def refuse_records(conn: Any, settings: Any, records: list[Any]) -> set[int]:
+    """People erased on request stay out, whichever CRM or file still holds them."""
+    return erasure.refuse_erased(conn, settings, records)
+
+
+@hookimpl
+def contact_synced(conn: Any, settings: Any, source: str, contact_ids: list[int]) -> None:
+    """Consent mapped from CRM fields ([gdpr.crm_consent]) follows every sync of that CRM."""
+    from plugins.gdpr import crm_consent
+
+    crm_consent.apply(conn, settings, source, contact_ids)
+
+
+@hookimpl
+def consent_changed(conn: Any, contact_id: int, channel: str, purpose: str, status: str, source: str) -> None:
+    """Every consent change is also in the audit log (without its evidence, which may name the person)."""
+    audit.record(conn, source, f"consent.{status}", contact_id, channel=channel, purpose=purpose, source=source)

@@ -1,0 +1,259 @@
+"""Forgetting a person on request, for good.
+
+`erase` removes the personal data Hub holds (the contact's fields and
+attributes, phones and emails, source references, consent history and signup
+evidence, the rendered bodies and addresses of their messages, the snapshots
+kept by merges) and keeps three things that hold no personal data:
+
+- a tombstone: the contact row, emptied and marked deleted, and an `erasures`
+  row, so ids in the audit log, orders and messages still point somewhere;
+- keyed hashes of their phones, emails and source references (`erased_keys`),
+  which the identity path consults: a CRM that still holds the person, or a
+  spreadsheet imported later, cannot bring them back;
+- suppressions of their phones and emails, so nothing is ever sent there.
+
+Everything happens in one transaction together with an audit entry; running
+it again finds nothing left and says so. Other plugins forget their own data
+through the `contact_erased` hook; sources that can delete a contact in the
+CRM (`delete_contact(external_id)`) are asked to when the caller wants it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Connection, Engine, delete, func, or_, select, update
+
+from hub import consent, identity
+from hub.config import Settings
+from hub.db import chunks, insert_for, utcnow
+from hub.models import (
+    ConsentEvent,
+    ConsentRequest,
+    Contact,
+    ContactIdentity,
+    ContactMerge,
+    ErasedKey,
+    Erasure,
+    ExternalRef,
+    LeadScore,
+    Message,
+    Order,
+    SegmentMember,
+)
+from plugins.gdpr import audit
+
+contacts_t = Contact.__table__
+identities_t = ContactIdentity.__table__
+refs_t = ExternalRef.__table__
+events_t = ConsentEvent.__table__
+requests_t = ConsentRequest.__table__
+messages_t = Message.__table__
+orders_t = Order.__table__
+merges_t = ContactMerge.__table__
+erasures_t = Erasure.__table__
+keys_t = ErasedKey.__table__
+
+REQUEST, RETENTION = "request", "retention"
+REF = "ref"
+
+
+class ErasureError(ValueError):
+    """A contact that cannot be erased as asked; the message says why."""
+
+
+@dataclass
+class ErasureReport:
+    contact_id: int
+    already_erased: bool = False
+    removed: dict[str, int] = field(default_factory=dict)
+    suppressed: int = 0
+    tombstone_keys: int = 0
+    sources: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ref_value(source: str, external_id: str) -> str:
+    """How a source reference is hashed: the same shape identity.Prepared.keys gives it."""
+    return f"{source}\x1f{external_id}"
+
+
+def is_erased(conn: Connection, contact_id: int) -> bool:
+    return conn.execute(select(erasures_t.c.id).where(erasures_t.c.contact_id == contact_id)).first() is not None
+
+
+def erase(engine: Engine, settings: Settings, contact_id: int, *, actor: str = "cli",
+          delete_in_sources: bool = False) -> ErasureReport:
+    """Erase one person on their request; idempotent (a second run removes nothing and says so).
+
+    With `delete_in_sources`, every CRM holding the person whose source can
+    delete contacts is asked to, after Hub's own erasure has committed; the
+    outcome per CRM is in the report's `sources`.
+    """
+    with engine.begin() as conn:
+        report, refs = _erase(conn, settings, contact_id, actor=actor, reason=REQUEST)
+        audit.record(conn, actor, "gdpr.erase", contact_id, already_erased=report.already_erased,
+                     removed=report.removed, suppressed=report.suppressed, tombstone_keys=report.tombstone_keys,
+                     delete_in_sources=delete_in_sources)
+    if delete_in_sources:
+        report.sources = _delete_in_sources(settings, refs)
+        with engine.begin() as conn:
+            audit.record(conn, actor, "gdpr.erase.sources", contact_id,
+                         results=[{"source": s["source"], "result": s["result"]} for s in report.sources])
+    return report
+
+
+def anonymize(conn: Connection, settings: Settings, contact_id: int, *, actor: str) -> ErasureReport:
+    """Retention's erasure: the same removal, without tombstone keys or suppressions.
+
+    The person did not ask to be forgotten, so a source that still holds them
+    may bring them back as a new contact; their data simply aged out of Hub.
+    """
+    report, _ = _erase(conn, settings, contact_id, actor=actor, reason=RETENTION)
+    audit.record(conn, actor, "gdpr.anonymize", contact_id, removed=report.removed)
+    return report
+
+
+def _erase(conn: Connection, settings: Settings, contact_id: int, *, actor: str,
+           reason: str) -> tuple[ErasureReport, list[tuple[str, str]]]:
+    from hub.plugins import get_pm
+
+    now = utcnow()
+    # The write comes first: on SQLite a transaction that reads before it writes can
+    # find itself unable to write once another process did.
+    inserted = conn.execute(insert_for(conn, erasures_t).values(contact_id=contact_id, reason=reason, actor=actor[:200],
+                                                                 erased_at=now)
+                            .on_conflict_do_nothing(index_elements=["contact_id"])
+                            .returning(erasures_t.c.id)).scalar() is not None
+    row = conn.execute(select(contacts_t.c.id).where(contacts_t.c.id == contact_id).with_for_update()).first()
+    if row is None:
+        survivor = conn.execute(select(merges_t.c.survivor_id).where(merges_t.c.merged_id == contact_id)
+                                .order_by(merges_t.c.id.desc())).scalar()
+        if survivor is not None:
+            raise ErasureError(f"contact #{contact_id} was merged into #{survivor}; erase #{survivor}")
+        raise ErasureError(f"no contact with id {contact_id}")
+    erasure_id = conn.execute(select(erasures_t.c.id).where(erasures_t.c.contact_id == contact_id)).scalar_one()
+    report = ErasureReport(contact_id, already_erased=not inserted)
+
+    idents = conn.execute(select(identities_t.c.kind, identities_t.c.value).where(
+        identities_t.c.contact_id == contact_id, identities_t.c.valid)).all()
+    refs = [(s, e) for s, e in conn.execute(select(refs_t.c.source, refs_t.c.external_id)
+                                            .where(refs_t.c.contact_id == contact_id).order_by(refs_t.c.id))]
+    get_pm().hook.contact_erased(conn=conn, contact_id=contact_id)
+
+    if reason == REQUEST:
+        secret = settings.require_secret_key()
+        keys = {consent.address_hash(kind, value, secret): kind for kind, value in idents}
+        keys.update({consent.address_hash(REF, ref_value(s, e), secret): REF for s, e in refs})
+        if keys:
+            ins = insert_for(conn, keys_t).on_conflict_do_nothing(index_elements=["value_hash"])
+            conn.execute(ins, [{"value_hash": h, "kind": k, "erasure_id": erasure_id, "created_at": now}
+                               for h, k in keys.items()])
+        for kind, value in idents:
+            consent.suppress(conn, kind, value, reason="erasure", source="gdpr", secret=secret)
+        report.suppressed = len(idents)
+        report.tombstone_keys = len(keys)
+    report.removed = _remove(conn, contact_id, now)
+    return report, refs
+
+
+def _remove(conn: Connection, contact_id: int, now: Any) -> dict[str, int]:
+    """Delete or blank every piece of personal data Hub itself keeps about the contact; counts per kind."""
+    removed: dict[str, int] = {}
+    removed["identities"] = conn.execute(delete(identities_t).where(identities_t.c.contact_id == contact_id)).rowcount
+    removed["external_refs"] = conn.execute(delete(refs_t).where(refs_t.c.contact_id == contact_id)).rowcount
+    # The ledger is append-only, except here: an erased person's answers are personal data too.
+    removed["consent_events"] = conn.execute(delete(events_t).where(events_t.c.contact_id == contact_id)).rowcount
+    removed["consent_requests"] = conn.execute(
+        delete(requests_t).where(requests_t.c.contact_id == contact_id)).rowcount
+    # Messages stay (statuses and keys keep a campaign from sending again) without what they said or where.
+    removed["messages"] = conn.execute(
+        update(messages_t).where(messages_t.c.contact_id == contact_id,
+                                 or_(messages_t.c.address.is_not(None), messages_t.c.body_text != "",
+                                     messages_t.c.body_html.is_not(None), messages_t.c.subject.is_not(None)))
+        .values(address=None, subject=None, body_text="", body_html=None, error=None, meta={}, updated_at=now)
+    ).rowcount
+    conn.execute(update(messages_t).where(messages_t.c.contact_id == contact_id,
+                                          messages_t.c.status.in_(("queued", "deferred")))
+                 .values(status="suppressed", error="not sent: the person was erased on request", updated_at=now))
+    # Orders are the business's records; they lose the person and anything written about them.
+    removed["orders"] = conn.execute(
+        update(orders_t).where(orders_t.c.contact_id == contact_id)
+        .values(contact_id=None, contact_external_id=None, title=None, updated_at=now)).rowcount
+    merges = _merges_to_scrub(conn, contact_id)
+    for merge_id, reason in merges:
+        conn.execute(update(merges_t).where(merges_t.c.id == merge_id)
+                     .values(snapshot={}, reason={"rule": (reason or {}).get("rule"), "erased": True}))
+    removed["merges"] = len(merges)
+    conn.execute(delete(SegmentMember.__table__).where(SegmentMember.__table__.c.contact_id == contact_id))
+    conn.execute(delete(LeadScore.__table__).where(LeadScore.__table__.c.contact_id == contact_id))
+    blank = {name: None for name in identity.FIELDS}
+    # The row itself stays as the tombstone: ids in orders, messages and the audit log keep pointing somewhere.
+    conn.execute(update(contacts_t).where(contacts_t.c.id == contact_id)
+                 .values(**blank, name_key=None, timezone=None, tags=[], attributes={}, provenance={},
+                         orders_count=0, revenue=0, first_order_at=None, last_order_at=None, updated_at=now,
+                         deleted_at=func.coalesce(contacts_t.c.deleted_at, now)))
+    return removed
+
+
+def _merges_to_scrub(conn: Connection, contact_id: int) -> list[tuple[int, Any]]:
+    """Merges involving the contact that still hold a snapshot or the identifiers that tied them."""
+    rows = conn.execute(select(merges_t.c.id, merges_t.c.reason, merges_t.c.snapshot).where(
+        or_(merges_t.c.survivor_id == contact_id, merges_t.c.merged_id == contact_id)))
+    return [(r.id, r.reason) for r in rows if r.snapshot or not (r.reason or {}).get("erased")]
+
+
+def _delete_in_sources(settings: Settings, refs: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    """Ask each CRM holding the person to delete them; one outcome per reference."""
+    from hub.plugins import sources
+
+    factories = sources()
+    out = []
+    for source_name, external_id in refs:
+        factory = factories.get(source_name)
+        if factory is None:
+            out.append({"source": source_name, "external_id": external_id, "result": "not a connected source"})
+            continue
+        try:
+            deleter = getattr(factory(settings), "delete_contact", None)
+            if deleter is None:
+                out.append({"source": source_name, "external_id": external_id,
+                            "result": "not deleted: the source cannot delete contacts; delete them there by hand"})
+                continue
+            deleter(external_id)
+        except Exception as exc:  # noqa: BLE001 - reported per source; Hub's own erasure stands
+            out.append({"source": source_name, "external_id": external_id,
+                        "result": f"failed: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"})
+            continue
+        out.append({"source": source_name, "external_id": external_id, "result": "deleted"})
+    return out
+
+
+# --- keeping erased people out --------------------------------------------------------------
+
+_ANY_KEY = select(keys_t.c.value_hash).limit(1)
+
+
+def refuse_erased(conn: Connection, settings: Settings | None, prepared: Sequence[identity.Prepared]) -> set[int]:
+    """The records of a sync or import chunk that carry an erased person's phone, email or reference."""
+    if not prepared or conn.execute(_ANY_KEY).first() is None:
+        return set()
+    if settings is None:
+        raise RuntimeError("identity.resolve needs the settings to recognise erased people (erased_keys is not empty)")
+    secret = settings.require_secret_key()
+    wanted: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(prepared):
+        for kind, value in p.keys:
+            wanted[consent.address_hash(kind, value, secret)].append(i)
+    return {i for digest in _known(conn, wanted) for i in wanted[digest]}
+
+
+def _known(conn: Connection, digests: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for part in chunks(list(digests), 1000):
+        found.update(conn.execute(select(keys_t.c.value_hash).where(keys_t.c.value_hash.in_(part))).scalars())
+    return found

@@ -1,0 +1,126 @@
+"""The preference centre and unsubscribing: a person changes their own answers.
+
+Every change is an event appended to the consent ledger with its evidence
+(source, IP, user agent, form, text version, time), and only changes are
+appended: saving the page unchanged, or a second one-click unsubscribe, adds
+nothing. The person is known by a signed link (hub.links), not a login.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, Engine, select
+
+from hub import consent
+from hub.config import Settings
+from hub.models import Contact
+from plugins.gdpr import config
+from plugins.gdpr.erasure import is_erased
+from plugins.gdpr.topics import PROCESSING, Topic
+
+UNSUBSCRIBE = "unsubscribe_link"
+PREFERENCES = "preferences"
+
+
+@dataclass
+class Preferences:
+    """What the page shows: the channels the person can be reached on and every topic's answer."""
+
+    contact_id: int
+    channels: list[str]
+    purposes: list[str]
+    status: dict[Topic, str | None]
+    processing: str | None  # the answer about processing personal data, if any was given
+
+    @property
+    def topics(self) -> list[Topic]:
+        return [Topic(c, p) for p in self.purposes for c in self.channels]
+
+    def granted(self, topic: Topic) -> bool:
+        return self.status.get(topic) == "granted"
+
+
+def evidence(*, ip: str | None, user_agent: str | None, form_id: str | None = None,
+             text_version: str | None = None, **more: Any) -> dict[str, Any]:
+    """The evidence every consent event carries, with the keys always present."""
+    return {"ip": ip, "user_agent": (user_agent or "")[:500] or None, "form_id": form_id,
+            "text_version": text_version, **more}
+
+
+def load(conn: Connection, settings: Settings, contact_id: int) -> Preferences | None:
+    """The person's page, or None when they are not (or no longer) in the base."""
+    if conn.execute(select(Contact.id).where(Contact.id == contact_id)).first() is None or is_erased(conn, contact_id):
+        return None
+    kinds = {kind for kind in ("email", "phone") if consent.addresses(conn, contact_id, kind)}
+    channels = [c for c in consent.channels(settings) if consent.kind_for_channel(c) in kinds]
+    purposes = [p for p in consent.purposes(settings) if p != PROCESSING]
+    current = consent.current(conn, contact_id)
+    status = {Topic(c, p): current.get((c, p)) for p in purposes for c in channels}
+    answers = [s for (c, p), s in current.items() if p == PROCESSING]
+    processing = "granted" if "granted" in answers else (answers[0] if answers else None)
+    return Preferences(contact_id, channels, purposes, status, processing)
+
+
+def save(engine: Engine, settings: Settings, contact_id: int, chosen: Iterable[Topic], *,
+         ip: str | None, user_agent: str | None) -> list[tuple[Topic, str]]:
+    """Make the page's answers those ticked in `chosen`; returns the changes recorded.
+
+    A ticked topic not yet granted is granted; an unticked one that was granted
+    or pending is withdrawn. Topics the person never answered and left
+    unticked get no event.
+    """
+    chosen = set(chosen)
+    with engine.begin() as conn:
+        page = load(conn, settings, contact_id)
+        if page is None:
+            return []
+        proof = evidence(ip=ip, user_agent=user_agent, form_id=PREFERENCES, text_version=config.text_version(settings))
+        changes = []
+        for topic in page.topics:
+            was = page.status.get(topic)
+            now = "granted" if topic in chosen else ("withdrawn" if was in ("granted", "pending") else was)
+            if now != was and now is not None:
+                consent.record(conn, contact_id, topic.channel, topic.purpose, now, source=PREFERENCES,
+                               evidence=proof)
+                changes.append((topic, now))
+    return changes
+
+
+def unsubscribe_all(engine: Engine, settings: Settings, contact_id: int, *, ip: str | None,
+                    user_agent: str | None) -> list[tuple[Topic, str]]:
+    """Withdraw every topic (on every channel) that is granted or pending; processing stays as it is."""
+    with engine.begin() as conn:
+        if is_erased(conn, contact_id):
+            return []
+        proof = evidence(ip=ip, user_agent=user_agent, form_id=PREFERENCES, method="everything")
+        changes = []
+        for (channel, purpose), status in sorted(consent.current(conn, contact_id).items()):
+            if purpose != PROCESSING and status in ("granted", "pending"):
+                consent.record(conn, contact_id, channel, purpose, "withdrawn", source=UNSUBSCRIBE, evidence=proof)
+                changes.append((Topic(channel, purpose), "withdrawn"))
+    return changes
+
+
+def unsubscribe(engine: Engine, contact_id: int, channel: str, purpose: str, *, ip: str | None,
+                user_agent: str | None, method: str) -> bool:
+    """Withdraw one topic (an unsubscribe link's); False when there was nothing to withdraw.
+
+    Idempotent, as RFC 8058 asks: a mail provider may post the same request
+    twice, and a topic already withdrawn gets no second event.
+    """
+    with engine.begin() as conn:
+        if conn.execute(select(Contact.id).where(Contact.id == contact_id)).first() is None \
+                or is_erased(conn, contact_id):
+            return False
+        if consent.current(conn, contact_id).get((channel, purpose)) == "withdrawn":
+            return False
+        consent.record(conn, contact_id, channel, purpose, "withdrawn", source=UNSUBSCRIBE,
+                       evidence=evidence(ip=ip, user_agent=user_agent, method=method))
+    return True
+
+
+def status_of(engine: Engine, contact_id: int, channel: str, purpose: str) -> str | None:
+    with engine.connect() as conn:
+        return consent.current(conn, contact_id).get((channel, purpose))

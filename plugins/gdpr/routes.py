@@ -1,0 +1,331 @@
+"""The public pages customers reach from their email and from website forms.
+
+    GET  /u/TOKEN            a page with one button: unsubscribe from this topic
+    POST /u/TOKEN            List-Unsubscribe=One-Click (RFC 8058): unsubscribes at once,
+                             no page, no cookie, no CSRF token; the page's button posts here too
+    GET  /preferences/TOKEN  every channel × topic with its answer, and "unsubscribe from everything"
+    POST /preferences/TOKEN
+    GET  /confirm/TOKEN      double opt-in: a page with the confirm button (mail scanners open
+    POST /confirm/TOKEN      links by themselves, so only the button grants)
+    GET  /consent/form       a signup form Hub hosts itself (?form=NAME)
+    POST /consent/form       signups from that form or from a site listed in [gdpr] form_origins
+    POST /api/consent        signups as JSON from a site's backend, with the API key
+
+Pages are plain HTML in Russian (autoescaped templates, one small stylesheet,
+readable on a phone). A bad, expired or used link gets a page that says so,
+never a traceback. The work behind each page lives in capture.py and
+preferences.py; this module only reads requests and picks pages.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, redirect, render_template, request
+from werkzeug.wrappers import Response
+
+from hub import links, queue
+from hub.admin.app import current_settings
+from hub.config import SettingsError
+from hub.db import get_engine
+from hub.templates import company
+from plugins.gdpr import capture, config, csrf, preferences
+from plugins.gdpr.topics import PROCESSING, Topic, TopicError, channel_label, label, parse, purpose_label
+
+log = logging.getLogger(__name__)
+bp = Blueprint("gdpr_public", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/gdpr-static")
+bp.after_request(csrf.set_cookie)
+
+ONE_CLICK = "One-Click"
+# What the HTML form says about each field the signup check can complain about.
+FIELD_MESSAGES = {
+    "email": "Укажите адрес электронной почты полностью, например anna@example.ru.",
+    "phone": "Не удалось прочитать номер телефона; проверьте его или оставьте поле пустым.",
+    "topics": "Выберите хотя бы одну рассылку.",
+    "form_id": "Эта форма не настроена; сообщите об этом владельцу сайта.",
+}
+
+
+def _engine() -> Any:
+    return get_engine(current_settings().database_url)
+
+
+def _client() -> dict[str, str | None]:
+    return {"ip": request.remote_addr, "user_agent": request.user_agent.string or None}
+
+
+def _page(name: str, status: int = 200, **context: Any) -> tuple[str, int]:
+    settings = current_settings()
+    return render_template(f"gdpr_public/{name}.html", company=company(settings), **context), status
+
+
+def _message(title: str, text: str, status: int, **context: Any) -> tuple[str, int]:
+    return _page("message", status, title=title, text=text, **context)
+
+
+def _bad_link(exc: links.LinkError) -> tuple[str, int]:
+    if isinstance(exc, links.LinkExpired):
+        return _message("Срок действия ссылки истёк",
+                        "Ссылка для подтверждения действует 7 дней. Подпишитесь ещё раз, и мы пришлём новую.", 410)
+    return _message("Ссылка не работает",
+                    "Похоже, ссылка скопирована не полностью. Откройте её из письма ещё раз.", 404)
+
+
+def _gone() -> tuple[str, int]:
+    return _message("Ссылка больше не действует", "Ваших данных у нас больше нет, и писать вам мы не будем.", 410)
+
+
+def _stale_form() -> tuple[str, int]:
+    return _message("Форма устарела", "Откройте ссылку из письма ещё раз и повторите действие.", 400)
+
+
+# --- one-click unsubscribe ------------------------------------------------------------------
+
+@bp.get("/u/<token>")
+def unsubscribe_page(token: str) -> Any:
+    settings = current_settings()
+    try:
+        target = links.read_unsubscribe(settings, token)
+    except links.LinkError as exc:
+        return _bad_link(exc)
+    topic = Topic(target.channel or "email", target.purpose or "marketing")
+    with _engine().connect() as conn:
+        if preferences.load(conn, settings, target.contact_id) is None:
+            return _gone()
+    done = preferences.status_of(_engine(), target.contact_id, topic.channel, topic.purpose) == "withdrawn"
+    return _page("unsubscribe", topic=label(settings, topic), done=done, csrf_token=csrf.token(f"u:{token}"),
+                 preferences_url=links.preferences_url(settings, target.contact_id))
+
+
+@bp.post("/u/<token>")
+def unsubscribe(token: str) -> Any:
+    settings = current_settings()
+    one_click = request.form.get("List-Unsubscribe") == ONE_CLICK
+    try:
+        target = links.read_unsubscribe(settings, token)
+    except links.LinkError as exc:
+        return ("This unsubscribe link is not valid.\n", 404, {"Content-Type": "text/plain; charset=utf-8"}) \
+            if one_click else _bad_link(exc)
+    if not one_click and not csrf.valid(f"u:{token}"):
+        return _stale_form()
+    channel, purpose = target.channel or "email", target.purpose or "marketing"
+    preferences.unsubscribe(_engine(), target.contact_id, channel, purpose,
+                            method="one-click" if one_click else "page", **_client())
+    if one_click:
+        # RFC 8058: the provider wants a 2xx and nothing else; no redirect, no page.
+        return ("Unsubscribed.\n", 200, {"Content-Type": "text/plain; charset=utf-8"})
+    return _page("unsubscribe", topic=label(settings, Topic(channel, purpose)), done=True, just_now=True,
+                 preferences_url=links.preferences_url(settings, target.contact_id))
+
+
+# --- the preference centre ------------------------------------------------------------------
+
+def _preferences_page(token: str, contact_id: int, notice: str | None = None) -> tuple[str, int]:
+    settings = current_settings()
+    with _engine().connect() as conn:
+        page = preferences.load(conn, settings, contact_id)
+    if page is None:
+        return _gone()
+    return _page("preferences", page=page, notice=notice, csrf_token=csrf.token(f"p:{token}"),
+                 answer=lambda channel, purpose: page.status.get(Topic(channel, purpose)),
+                 channel_label=lambda c: channel_label(settings, c),
+                 purpose_label=lambda p: purpose_label(settings, p), company_email=company(settings)["email"])
+
+
+@bp.get("/preferences/<token>")
+def preferences_page(token: str) -> Any:
+    try:
+        target = links.read_preferences(current_settings(), token)
+    except links.LinkError as exc:
+        return _bad_link(exc)
+    return _preferences_page(token, target.contact_id)
+
+
+@bp.post("/preferences/<token>")
+def preferences_save(token: str) -> Any:
+    settings = current_settings()
+    try:
+        target = links.read_preferences(settings, token)
+    except links.LinkError as exc:
+        return _bad_link(exc)
+    if not csrf.valid(f"p:{token}"):
+        return _stale_form()
+    if request.form.get("action") == "unsubscribe_all":
+        changes = preferences.unsubscribe_all(_engine(), settings, target.contact_id, **_client())
+        notice = "Вы отписаны от всех рассылок." if changes else "Вы и так не получаете рассылок."
+        return _preferences_page(token, target.contact_id, notice)
+    chosen = set()
+    for value in request.form.getlist("topic"):
+        try:
+            chosen.add(parse(settings, value))
+        except TopicError:
+            continue  # a topic removed from the settings since the page was shown
+    changes = preferences.save(_engine(), settings, target.contact_id, chosen, **_client())
+    return _preferences_page(token, target.contact_id, "Настройки сохранены." if changes else "Изменений нет.")
+
+
+# --- double opt-in confirmation -------------------------------------------------------------
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str) -> Any:
+    settings = current_settings()
+    try:
+        found = capture.pending(_engine(), settings, token)
+    except links.LinkError as exc:
+        return _bad_link(exc)
+    return _confirm_result(found, button=found.status == "confirmed", token=token)
+
+
+@bp.post("/confirm/<token>")
+def confirm(token: str) -> Any:
+    settings = current_settings()
+    try:
+        links.read_confirm(settings, token)
+    except links.LinkError as exc:
+        return _bad_link(exc)
+    if not csrf.valid(f"c:{token}"):
+        return _stale_form()
+    try:
+        done = capture.confirm(_engine(), settings, token, **_client())
+    except links.LinkError as exc:  # expired between the two readings
+        return _bad_link(exc)
+    return _confirm_result(done, button=False, token=token, just_now=done.status == "confirmed")
+
+
+def _confirm_result(result: capture.Confirmation, *, button: bool, token: str, just_now: bool = False) -> Any:
+    settings = current_settings()
+    if result.status == "gone":
+        return _gone()
+    names, processing = [], False
+    for text in result.topics:
+        try:
+            topic = parse(settings, text)
+        except TopicError:  # a topic removed from the settings since the signup
+            names.append(text)
+            continue
+        if topic.purpose == PROCESSING:
+            processing = True
+        else:
+            names.append(label(settings, topic))
+    prefs = links.preferences_url(settings, result.contact_id) if result.contact_id else None
+    return _page("confirm", topics=names, processing=processing, button=button, already=result.status == "already",
+                 just_now=just_now, csrf_token=csrf.token(f"c:{token}") if button else None, preferences_url=prefs)
+
+
+# --- signups --------------------------------------------------------------------------------
+
+def _origin() -> str | None:
+    for header in ("Origin", "Referer"):
+        value = request.headers.get(header)
+        if value and value != "null":
+            parts = urlsplit(value)
+            if parts.scheme and parts.netloc:
+                return f"{parts.scheme}://{parts.netloc}".lower()
+    return None
+
+
+@bp.get("/consent/form")
+def signup_page() -> Any:
+    settings = current_settings()
+    form_id = request.args.get("form") or config.DEFAULT_FORM
+    form = config.forms(settings).get(form_id)
+    if form is None:
+        return _message("Форма не найдена", "Такой формы подписки нет. Проверьте адрес страницы.", 404)
+    return _signup_page(form, {})
+
+
+def _signup_page(form: config.Form, values: dict[str, Any], problems: list[str] | None = None,
+                 status: int = 200) -> tuple[str, int]:
+    settings = current_settings()
+    offered = [t for t in form.topics if t.purpose != PROCESSING]
+    # Grouped like the preference centre: a topic per row, a checkbox per channel it is offered on.
+    groups = [(purpose_label(settings, purpose), [(str(t), channel_label(settings, t.channel))
+                                                  for t in offered if t.purpose == purpose])
+              for purpose in dict.fromkeys(t.purpose for t in offered)]
+    processing = next((str(t) for t in form.topics if t.purpose == PROCESSING and t.channel == "email"), None)
+    return _page("signup", status, form=form, groups=groups, one_channel=len({t.channel for t in offered}) == 1,
+                 processing=processing, values=values, chosen=set(values.get("topics") or []),
+                 problems=problems or [], csrf_token=csrf.token(f"form:{form.name}"))
+
+
+@bp.post("/consent/form")
+def signup() -> Any:
+    settings = current_settings()
+    data: dict[str, Any] = {k: request.form.get(k) for k in ("email", "phone", "first_name", "last_name", "form_id",
+                                                             "text_version")}
+    data["topics"] = request.form.getlist("topic") + request.form.getlist("topics")
+    form_id = data.get("form_id") or config.DEFAULT_FORM
+    trusted = csrf.valid(f"form:{form_id}") or (_origin() or "") in config.form_origins(settings)
+    if not trusted:
+        log.warning("signup refused: posted from %s, which is not in [gdpr] form_origins", _origin() or "no origin")
+        return _message("Форма не принята",
+                        "Эта форма отправлена с сайта, которому мы не доверяем. Владельцу сайта: добавьте адрес "
+                        "сайта в настройку [gdpr] form_origins.", 403)
+    try:
+        signup = capture.read_signup(settings, data, source=capture.FORM, **_client())
+    except capture.SignupError as exc:
+        form = config.forms(settings).get(form_id) or config.forms(settings)[config.DEFAULT_FORM]
+        problems = list(dict.fromkeys(FIELD_MESSAGES.get(f, m) for f, m in exc.problems))
+        return _signup_page(form, data, problems, 400)
+    return _after_signup(signup, html=True)
+
+
+@bp.post("/api/consent")
+def api_signup() -> Any:
+    settings = current_settings()
+    expected = config.api_key(settings)
+    if expected is None:
+        return {"error": "the consent API is off; set api_key under [gdpr] in hub.toml (or HUB_GDPR_API_KEY)"}, 403
+    auth = request.headers.get("Authorization", "")
+    given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("X-Api-Key", "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        log.warning("consent API: a request with a missing or wrong key from %s", request.remote_addr)
+        return {"error": "missing or wrong API key; send it as 'Authorization: Bearer KEY'"}, 401
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        return {"error": "send a JSON object, e.g. {\"email\": \"anna@example.ru\", \"topics\": [\"email/news\"]}"}, 400
+    client = _client()
+    # The site's backend calls this; the person's own address and browser are what it forwards.
+    client["ip"] = str(data.get("ip") or client["ip"] or "")[:64] or None
+    client["user_agent"] = str(data.get("user_agent") or client["user_agent"] or "")[:500] or None
+    try:
+        signup = capture.read_signup(settings, data, source=capture.API, **client)
+    except capture.SignupError as exc:
+        return {"error": str(exc), "problems": [{"field": f, "error": m} for f, m in exc.problems]}, 400
+    return _after_signup(signup, html=False)
+
+
+def _after_signup(signup: capture.Signup, *, html: bool) -> Any:
+    settings = current_settings()
+    try:
+        result = capture.sign_up(_engine(), settings, signup)
+    except capture.SignupUnavailable as exc:
+        log.error("signup from form %s failed: %s", signup.form.name, exc)
+        if html:
+            return _message("Подписка временно недоступна", "Попробуйте, пожалуйста, позже.", 503)
+        return {"error": str(exc)}, 503
+    if result.message_id is not None:
+        queue.enqueue(settings, capture.send_confirmation, result.message_id, background=True,
+                      job_id=f"consent-confirmation-{result.message_id}")
+    if not html:
+        if result.status == "refused":
+            return {"status": "refused",
+                    "error": "this person was erased on request; Hub does not store or contact them again"}, 409
+        body = {"status": result.status, "contact_id": result.contact_id, "topics": result.topics}
+        if result.status == "pending":
+            body |= {"request": result.request_id, "message": result.message_id}
+        return body, 202 if result.status == "pending" else 200
+    if signup.form.thanks_url:
+        return redirect(signup.form.thanks_url, code=303)
+    # The same page whatever happened: a form must not tell strangers who is subscribed or erased.
+    return _page("signup_sent", email=signup.email)
+
+
+@bp.errorhandler(SettingsError)
+def _settings_error(exc: SettingsError) -> Response | tuple[str, int]:
+    log.error("gdpr public page: %s", exc)
+    return _message("Страница временно недоступна", "Мы уже знаем о проблеме. Попробуйте, пожалуйста, позже.", 500)

@@ -1,0 +1,84 @@
+"""What a person can agree to: a topic is one purpose on one channel ("email/news").
+
+The consent ledger keys every answer by (channel, purpose); forms, the
+preference centre and the CRM mapping all speak of topics written
+"channel/purpose", and a bare purpose means email ("news" is "email/news"),
+the channel a signup is confirmed by. Labels are Russian by default, since the
+people reading the public pages are Russian customers; `[gdpr.labels]`
+renames any channel or purpose (or names one the defaults do not know).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from hub import consent
+from hub.config import Settings
+
+PROCESSING = "processing"
+DEFAULT_CHANNEL = "email"
+
+CHANNEL_LABELS = {"email": "Email", "sms": "SMS", "phone": "Звонки"}
+PURPOSE_LABELS = {
+    "processing": "Обработка персональных данных",
+    "marketing": "Акции и специальные предложения",
+    "surveys": "Опросы",
+    "news": "Новости",
+}
+
+
+class TopicError(ValueError):
+    """A topic that is not "channel/purpose" with a known channel and purpose."""
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Topic:
+    channel: str
+    purpose: str
+
+    def __str__(self) -> str:
+        return f"{self.channel}/{self.purpose}"
+
+
+def parse(settings: Settings, text: str) -> Topic:
+    """A topic from "channel/purpose" (or a bare purpose, meaning email), checked against the settings."""
+    raw = str(text).strip().lower()
+    channel, slash, purpose = raw.partition("/")
+    if not slash:
+        channel, purpose = DEFAULT_CHANNEL, raw
+    channels, purposes = consent.channels(settings), consent.purposes(settings)
+    if channel not in channels:
+        raise TopicError(f"topic {text!r}: channel {channel!r} is not one of: {', '.join(channels)}")
+    if purpose not in purposes:
+        raise TopicError(f"topic {text!r}: purpose {purpose!r} is not one of: {', '.join(purposes)}")
+    return Topic(channel, purpose)
+
+
+def parse_many(settings: Settings, texts: Iterable[str]) -> list[Topic]:
+    """Several topics, each checked; duplicates dropped, order kept."""
+    return list(dict.fromkeys(parse(settings, t) for t in texts if str(t).strip()))
+
+
+def every(settings: Settings) -> list[Topic]:
+    """Every topic the settings allow: each channel with each purpose."""
+    return [Topic(c, p) for c in consent.channels(settings) for p in consent.purposes(settings)]
+
+
+def _labels(settings: Settings) -> dict[str, str]:
+    table = settings.extra.get("gdpr")
+    own = table.get("labels") if isinstance(table, dict) else None
+    return {str(k): str(v) for k, v in own.items()} if isinstance(own, dict) else {}
+
+
+def channel_label(settings: Settings, channel: str) -> str:
+    return _labels(settings).get(channel) or CHANNEL_LABELS.get(channel, channel)
+
+
+def purpose_label(settings: Settings, purpose: str) -> str:
+    return _labels(settings).get(purpose) or PURPOSE_LABELS.get(purpose, purpose)
+
+
+def label(settings: Settings, topic: Topic) -> str:
+    """How a page names a topic: «Новости» (Email)."""
+    return f"«{purpose_label(settings, topic.purpose)}» ({channel_label(settings, topic.channel)})"
