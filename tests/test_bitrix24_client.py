@@ -239,3 +239,28 @@ def test_deals_map_by_stage_semantics_in_every_funnel(stage: str, semantic: str,
 def test_a_deal_without_a_contact_has_no_contact_link() -> None:
     assert mapping.deal({"ID": "1", "CONTACT_ID": "0", "STAGE_SEMANTIC_ID": "S"}).contact_external_id is None
     assert mapping.deal({"ID": "2", "CONTACT_ID": None}).contact_external_id is None
+
+
+@responses.activate
+def test_the_next_batch_is_requested_while_the_caller_works_on_this_one() -> None:
+    import threading
+
+    first = {f"p{i}": [contact_row(i * 50 + j + 1) for j in range(50)] for i in range(50)}
+    second = {"p0": [contact_row(2501)]}
+    asked = threading.Event()
+    served = []
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        served.append(1)
+        if len(served) == 1:
+            return 200, {}, json.dumps(batch_answer(first))
+        asked.set()
+        return 200, {}, json.dumps(batch_answer(second))
+
+    responses.add_callback(responses.POST, HOOK + "batch", callback=answer)
+    client, _ = make_client()
+    pages = client.pages("crm.contact.list", select=["ID"])
+    assert len(next(pages)) == 2500
+    assert asked.wait(timeout=10)  # requested before the caller asked for the next page
+    assert [r["ID"] for r in next(pages)] == ["2501"]
+    assert list(pages) == []

@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Protocol
 from urllib.parse import quote, urlsplit
@@ -323,16 +324,15 @@ class Client:
         reaches 2,500 records a request.
         """
         base = {"order": {"ID": "ASC"}, "filter": dict(filter or {}), "select": select, "start": -1}
-        last = after_id
         size = max(1, min(chain, MAX_BATCH))
-        while True:
+
+        def fetch(after: int, size: int) -> tuple[list[dict[str, Any]], bool]:
             commands = {}
             for i in range(size):
-                previous = str(last) if i == 0 else f"$result[p{i - 1}][{PAGE - 1}][ID]"
+                previous = str(after) if i == 0 else f"$result[p{i - 1}][{PAGE - 1}][ID]"
                 commands[f"p{i}"] = command(method, base, raw={"filter[>ID]": previous})
             answer = self.batch(commands)
             records: list[dict[str, Any]] = []
-            finished = False
             for i in range(size):
                 key = f"p{i}"
                 if key in answer.errors:
@@ -343,14 +343,28 @@ class Client:
                     page = list(page.values())
                 records += page
                 if len(page) < PAGE:
-                    finished = True
-                    break
-            if records:
-                yield records
-                last = int(records[-1]["ID"])
-            if finished:
-                return
-            size = min(MAX_BATCH, size * max(1, grow))
+                    return records, True
+            return records, False
+
+        # The next request goes out while the caller writes this one's records:
+        # it needs only the last ID, which the answer already gave.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitrix24-page") as ahead:
+            records, finished = fetch(after_id, size)
+            while True:
+                upcoming = None
+                if not finished and records:
+                    size = min(MAX_BATCH, size * max(1, grow))
+                    upcoming = ahead.submit(fetch, int(records[-1]["ID"]), size)
+                try:
+                    if records:
+                        yield records
+                except BaseException:  # the caller stopped reading: don't wait for a page nobody wants
+                    if upcoming is not None:
+                        upcoming.cancel()
+                    raise
+                if upcoming is None:
+                    return
+                records, finished = upcoming.result()
 
 
 def _json(response: requests.Response) -> Any:
