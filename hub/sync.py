@@ -120,8 +120,16 @@ def write_contacts(conn: Connection, records: Sequence[ContactRecord], settings:
     return result
 
 
-def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Counts) -> None:
+def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Counts,
+                 settings: Settings | None = None) -> None:
     """Upsert orders by (source, external id) and keep the contacts' stats current."""
+    refused: set[int] = set()
+    if records:
+        for answer in get_pm().hook.refuse_orders(conn=conn, settings=settings, orders=list(records)):
+            refused.update(answer or ())
+    if refused:
+        counts.orders["refused"] = counts.orders.get("refused", 0) + len(refused)
+        records = [r for i, r in enumerate(records) if i not in refused]
     rows: list[dict[str, Any]] = []
     now = utcnow()
     for r in records:
@@ -236,7 +244,7 @@ def write_page(conn: Connection, records: Iterable[Record], settings: Settings, 
     for part in chunks(contacts, CHUNK):
         write_contacts(conn, part, settings, counts)
     for part in chunks(orders, CHUNK):
-        write_orders(conn, part, counts)
+        write_orders(conn, part, counts, settings)
     if deletions:
         write_deletions(conn, deletions, counts)
 

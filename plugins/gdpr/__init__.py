@@ -41,6 +41,12 @@ def refuse_records(conn: Any, settings: Any, records: list[Any]) -> set[int]:
 
 
 @hookimpl
+def refuse_orders(conn: Any, settings: Any, orders: list[Any]) -> set[int]:
+    """… and so do their deals, which may carry their name in the title."""
+    return erasure.refuse_erased_orders(conn, settings, orders)
+
+
+@hookimpl
 def contact_synced(conn: Any, settings: Any, source: str, contact_ids: list[int]) -> None:
     """Consent mapped from CRM fields ([gdpr.crm_consent]) follows every sync of that CRM."""
     from plugins.gdpr import crm_consent

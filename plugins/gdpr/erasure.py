@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, delete, func, or_, select, update
 
+from hub.records import OrderRecord
 from hub import consent, identity
 from hub.config import Settings
 from hub.db import chunks, insert_for, utcnow
@@ -249,6 +250,20 @@ def refuse_erased(conn: Connection, settings: Settings | None, prepared: Sequenc
     for i, p in enumerate(prepared):
         for kind, value in p.keys:
             wanted[consent.address_hash(kind, value, secret)].append(i)
+    return {i for digest in _known(conn, wanted) for i in wanted[digest]}
+
+
+def refuse_erased_orders(conn: Connection, settings: Settings | None, orders: Sequence[OrderRecord]) -> set[int]:
+    """The orders of a sync chunk that belong to an erased person's record in that source."""
+    if not orders or conn.execute(_ANY_KEY).first() is None:
+        return set()
+    if settings is None:
+        raise RuntimeError("writing orders needs the settings to recognise erased people (erased_keys is not empty)")
+    secret = settings.require_secret_key()
+    wanted: dict[str, list[int]] = defaultdict(list)
+    for i, order in enumerate(orders):
+        if order.contact_external_id:
+            wanted[consent.address_hash(REF, ref_value(order.source, order.contact_external_id), secret)].append(i)
     return {i for digest in _known(conn, wanted) for i in wanted[digest]}
 
 
