@@ -32,6 +32,13 @@ fi
 if [ -z "${HUB_TEST_POSTGRES_URL:-}" ] && ! have_initdb; then
     missing+=(postgresql)
 fi
+# The admin's browser tests drive headless Chromium through chromedriver (tests/browser.py).
+if ! have chromium; then
+    missing+=(chromium)
+fi
+if ! have chromedriver; then
+    missing+=(chromium-driver)
+fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo=()

@@ -1,26 +1,136 @@
-"""The Flask application factory."""
+"""The Flask application factory: the admin's blueprints, its protections, and plugins' public routes.
+
+The admin is for the people who run campaigns. Each area is one blueprint
+(dashboard, contacts, segments, templates, workflows, connections, GDPR,
+users); access.py checks sign-in and role before every request, Flask-WTF
+checks a CSRF token on every form and state-changing request, and every page
+is a Jinja template with autoescaping. Plugins add public routes (webhook
+receivers, unsubscribe links) through the register_routes hook; those are
+exempt from sign-in and from the global CSRF check and make their own checks.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, current_app
+import datetime as dt
+import hashlib
+from typing import Any
+
+from flask import Flask, current_app, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
 
 from hub.config import Settings, load_settings
 from hub.plugins import get_pm
 
+SESSION_HOURS = 12
+csrf = CSRFProtect()
+
+
+def _flag(value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() not in ("0", "false", "no", "off", "")
+
 
 def create_app(settings: Settings | None = None) -> Flask:
     """A Flask app for these settings, with every plugin's routes registered."""
-    from hub.admin import health
+    from hub.admin import (access, auth, connections, contacts, dashboard, filters, gdpr, health,
+                           message_templates, segments, users_admin, workflows)
 
     settings = settings or load_settings()
     app = Flask("hub.admin")
-    app.config.update(SECRET_KEY=settings.require_secret_key(), HUB_SETTINGS=settings,
-                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
-    app.register_blueprint(health.bp)
+    key = settings.require_secret_key()
+    app.config.update(
+        # A key of its own for sessions, derived from HUB_SECRET_KEY, which also encrypts credentials.
+        SECRET_KEY=hashlib.sha256(b"hub-admin-session:" + key.encode()).hexdigest(),
+        HUB_SETTINGS=settings,
+        SESSION_COOKIE_NAME="hub_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=_flag(settings.extra.get("admin_secure_cookies"), True),
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=SESSION_HOURS),
+        WTF_CSRF_TIME_LIMIT=SESSION_HOURS * 3600,
+        MAX_CONTENT_LENGTH=4 * 1024 * 1024,
+    )
+    hops = int(settings.extra.get("admin_proxy_hops") or 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    csrf.init_app(app)
+    filters.install(app)
+
+    own = [health.bp, auth.bp, dashboard.bp, contacts.bp, segments.bp, message_templates.bp, workflows.bp,
+           connections.bp, gdpr.bp, users_admin.bp]
+    for bp in own:
+        app.register_blueprint(bp)
+    app.config[access.ADMIN_BLUEPRINTS] = frozenset(bp.name for bp in own)
+    app.before_request(access.enforce)
+
     get_pm().hook.register_routes(app=app)
+    for name, bp in app.blueprints.items():
+        if name not in app.config[access.ADMIN_BLUEPRINTS]:
+            csrf.exempt(bp)
+
+    app.after_request(_security_headers)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
     return app
 
 
 def current_settings() -> Settings:
     """The settings of the app handling this request."""
     return current_app.config["HUB_SETTINGS"]
+
+
+# Scripts and styles only from our own static files: no inline script can run,
+# even if something slipped past autoescaping.
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self' https:")
+
+
+def _security_headers(response: Any) -> Any:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.blueprint is not None and request.blueprint not in current_app.config.get("HUB_ADMIN_BLUEPRINTS", ()):
+        return response  # a plugin's public page (a signup form may be framed on the shop's site): its own headers
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    if request.endpoint and request.endpoint != "static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _wants_json() -> bool:
+    return request.path.endswith(".json") or request.accept_mimetypes.best == "application/json" or request.is_json
+
+
+def _csrf_error(error: CSRFError) -> Any:
+    message = ("The form was refused: its security token is missing or has expired. "
+               "Reload the page and send it again.")
+    if _wants_json():
+        return {"error": message}, 400
+    return render_template("error.html", code=400, title="Form refused", message=message), 400
+
+
+_MESSAGES = {
+    401: ("Sign in first", "This needs you to be signed in."),
+    403: ("Not allowed", "Your role does not allow this. Ask an admin if you need it."),
+    404: ("Not found", "There is nothing at this address."),
+    405: ("Not allowed here", "This address does not accept that kind of request."),
+}
+
+
+def _http_error(error: HTTPException) -> Any:
+    if request.blueprint and request.blueprint not in current_app.config.get("HUB_ADMIN_BLUEPRINTS", ()):
+        return error  # a plugin's public route answers in its own way
+    code = error.code or 500
+    title, message = _MESSAGES.get(code, (error.name, error.description or ""))
+    if code == 400 and error.description:
+        message = error.description
+    if _wants_json():
+        return {"error": message}, code
+    return render_template("error.html", code=code, title=title, message=message), code

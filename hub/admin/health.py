@@ -1,34 +1,81 @@
-"""/healthz: is the database reachable, and Redis when configured (for load balancers and monitoring)."""
+"""/healthz and /status.json: for load balancers and monitoring.
+
+/healthz answers 200 when the database (and Redis, when configured) can be
+reached, 503 otherwise, and says nothing else: it is public. /status.json is
+the monitoring view: queue sizes and failed jobs, the last sync of each
+source, the outbox by status. It holds no personal data, but it does describe
+the business, so it needs a signed-in user or the bearer token set as
+`status_token` in hub.toml (HUB_STATUS_TOKEN).
+"""
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, abort, jsonify, request
 from sqlalchemy import text
 
-from hub import queue
+from hub import messaging, queue
+from hub.admin import overview
+from hub.admin.access import PUBLIC, allow, current_user
 from hub.admin.app import current_settings
-from hub.db import get_engine
+from hub.config import Settings
+from hub.db import get_engine, utcnow
 
 bp = Blueprint("health", __name__)
 
 
-@bp.get("/healthz")
-def healthz() -> Any:
-    settings = current_settings()
-    checks: dict[str, str] = {}
+def checks(settings: Settings) -> dict[str, str]:
+    out: dict[str, str] = {}
     try:
         with get_engine(settings.database_url).connect() as conn:
             conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
+        out["database"] = "ok"
     except Exception as exc:  # any failure means "not healthy"; the type says enough
-        checks["database"] = f"error: {type(exc).__name__}"
+        out["database"] = f"error: {type(exc).__name__}"
     if settings.redis_url:
         try:
             queue.redis_connection(settings).ping()
-            checks["redis"] = "ok"
+            out["redis"] = "ok"
         except Exception as exc:
-            checks["redis"] = f"error: {type(exc).__name__}"
-    healthy = all(v == "ok" for v in checks.values())
-    return jsonify(status="ok" if healthy else "error", checks=checks), (200 if healthy else 503)
+            out["redis"] = f"error: {type(exc).__name__}"
+    return out
+
+
+@bp.get("/healthz")
+@allow(read=PUBLIC)
+def healthz() -> Any:
+    found = checks(current_settings())
+    healthy = all(v == "ok" for v in found.values())
+    return jsonify(status="ok" if healthy else "error", checks=found), (200 if healthy else 503)
+
+
+def _token_ok(settings: Settings) -> bool:
+    expected = str(settings.extra.get("status_token") or "")
+    given = request.headers.get("Authorization", "")
+    return bool(expected) and given.startswith("Bearer ") and hmac.compare_digest(
+        given[len("Bearer "):].encode(), expected.encode())
+
+
+@bp.get("/status.json")
+@allow(read=PUBLIC)
+def status() -> Any:
+    settings = current_settings()
+    if current_user() is None and not _token_ok(settings):
+        abort(401)
+    found = checks(settings)
+    data: dict[str, Any] = {"status": "ok" if all(v == "ok" for v in found.values()) else "error",
+                            "checks": found, "at": utcnow().isoformat()}
+    if found["database"] == "ok":
+        with get_engine(settings.database_url).connect() as conn:
+            data["contacts"] = overview.base_size(conn)
+            data["outbox"] = messaging.counts(conn)
+            data["syncs"] = [{"source": s["source"], "status": s["run"]["status"] if s["run"] else None,
+                              "kind": s["run"]["kind"] if s["run"] else None,
+                              "started_at": s["run"]["started_at"].isoformat() if s["run"] else None,
+                              "finished_at": (s["run"]["finished_at"].isoformat()
+                                              if s["run"] and s["run"]["finished_at"] else None),
+                              "failing": s["failing"]} for s in overview.last_syncs(conn)]
+    data["queue"] = overview.queue_health(settings)
+    return jsonify(data)

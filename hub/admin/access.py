@@ -1,0 +1,123 @@
+"""Who may open which page and press which button: checked before every request, denied by default.
+
+Every view of the admin's own blueprints declares what it needs with
+`@allow(read=..., write=...)`: the least role for GET (reading) and for any
+other method (changing something). A view that declares nothing is refused
+for everyone, so a forgotten declaration fails closed, and a test walks
+every route with every role. Blueprints that plugins add through
+register_routes (webhook receivers, unsubscribe links) are public: no login
+and no global CSRF check; each checks its callers itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from sqlalchemy import Engine
+
+from hub import users
+from hub.db import get_engine
+
+F = TypeVar("F", bound=Callable[..., Any])
+PUBLIC = "public"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+ADMIN_BLUEPRINTS = "HUB_ADMIN_BLUEPRINTS"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The least role for reading (GET) and for changing (POST); None: that kind of request is refused."""
+
+    read: str | None
+    write: str | None
+
+
+def allow(read: str | None = "viewer", write: str | None = None) -> Callable[[F], F]:
+    """Declare who may use a view: `read` for GET, `write` for POST (roles, or PUBLIC)."""
+    for role in (read, write):
+        if role is not None and role != PUBLIC and role not in users.RANK:
+            raise ValueError(f"unknown role {role!r}")
+
+    def mark(view: F) -> F:
+        view.hub_policy = Policy(read, write)  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def policy_of(app: Flask, endpoint: str) -> Policy | None:
+    return getattr(app.view_functions.get(endpoint), "hub_policy", None)
+
+
+def engine() -> Engine:
+    from hub.admin.app import current_settings
+
+    return get_engine(current_settings().database_url)
+
+
+def current_user() -> users.Account | None:
+    """The signed-in user of this request (None when nobody is)."""
+    return g.get("user")
+
+
+def actor() -> str:
+    """How audit entries and merges name the person acting."""
+    user = current_user()
+    return f"admin:{user.email}" if user else "admin"
+
+
+def _load_user() -> users.Account | None:
+    uid = session.get("uid")
+    if not isinstance(uid, int):
+        return None
+    with engine().connect() as conn:
+        user = users.get(conn, uid)
+    if not users.session_valid(user, session.get("auth")):
+        session.clear()
+        return None
+    return user
+
+
+def enforce() -> Any:
+    """before_request: sign-in and role checks for the admin's own blueprints."""
+    endpoint = request.endpoint
+    if endpoint is None:
+        return None  # a 404 or 405 follows
+    blueprint = endpoint.rpartition(".")[0]
+    if endpoint != "static" and blueprint not in current_app.config[ADMIN_BLUEPRINTS]:
+        return None  # a plugin's public route
+    if endpoint == "static":
+        return None
+    g.user = _load_user()
+    policy = policy_of(current_app, endpoint)
+    if policy is None:
+        abort(403)
+    need = policy.read if request.method in SAFE_METHODS else policy.write
+    if need == PUBLIC:
+        return None
+    if g.user is None:
+        if request.method in SAFE_METHODS and not request.path.endswith(".json"):
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        abort(401)
+    if need is None or not g.user.can(need):
+        abort(403)
+    return None
+
+
+def local_path(target: str | None, default: str) -> str:
+    """`target` if it is a path on this site, else `default`: never send anyone on to another site."""
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target
+
+
+def can(role: str) -> bool:
+    """For templates: whether the signed-in user may do what needs `role` (buttons are shown only then)."""
+    user = current_user()
+    return user is not None and user.can(role)

@@ -1,0 +1,96 @@
+"""Contacts: search, the card, and duplicate suggestions a person can merge.
+
+The card shows everything Hub knows about a person and where each piece came
+from: identities with their source, CRM references, orders, consent history,
+messages, segments, workflow runs and the merges that made the contact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from hub import consent, contacts, dedupe, messaging
+from hub.admin import audit, contact_search, workflows
+from hub.admin.access import actor, allow, engine, local_path
+from hub.admin.app import current_settings
+from hub.admin.forms import MergeForm
+from hub.models import ContactMerge, Segment, SegmentMember
+from hub.segments.lifecycle import Thresholds
+
+bp = Blueprint("contacts", __name__, url_prefix="/contacts")
+merges_t = ContactMerge.__table__
+
+
+@bp.get("/")
+@allow(read="viewer")
+def search() -> Any:
+    settings = current_settings()
+    query = request.args.get("q", "").strip()[:200]
+    with engine().connect() as conn:
+        rows = contact_search.search(conn, settings, query) if query else contact_search.recent(conn, settings)
+    return render_template("contacts/search.html", query=query, rows=rows)
+
+
+def _segments_of(conn: Any, contact_id: int) -> list[dict[str, Any]]:
+    s, m = Segment.__table__, SegmentMember.__table__
+    rows = conn.execute(select(s.c.name, s.c.title, m.c.entered_at).join(m, m.c.segment_id == s.c.id)
+                        .where(m.c.contact_id == contact_id).order_by(s.c.name))
+    return [dict(r._mapping) for r in rows]
+
+
+@bp.get("/<int:contact_id>")
+@allow(read="viewer")
+def card(contact_id: int) -> Any:
+    settings = current_settings()
+    with engine().connect() as conn:
+        data = contacts.card(conn, contact_id, thresholds=Thresholds.from_settings(settings.extra))
+        if data is None:
+            survivor = conn.execute(select(merges_t.c.survivor_id).where(merges_t.c.merged_id == contact_id)
+                                    .order_by(merges_t.c.id.desc())).scalar()
+            if survivor is not None:
+                flash(f"Contact #{contact_id} was merged into #{survivor}.", "ok")
+                return redirect(url_for("contacts.card", contact_id=survivor))
+            abort(404)
+        current = sorted(consent.latest(conn, contact_id).items())
+        history = consent.history(conn, contact_id)
+        messages = messaging.find(conn, contact_id=contact_id, limit=50)
+        segments = _segments_of(conn, contact_id)
+        runs = workflows.runs_for_contact(conn, contact_id)
+    return render_template("contacts/card.html", c=data, consent_now=current, consent_history=history,
+                           messages=messages, segments=segments, runs=runs, merge_form=MergeForm())
+
+
+@bp.get("/duplicates")
+@allow(read="viewer")
+def duplicates() -> Any:
+    with engine().connect() as conn:
+        groups = dedupe.suggestions(conn, limit=100)
+        ids = sorted({i for g in groups for i in g["contact_ids"]})
+        people = {c["id"]: c for c in contacts.iter_contacts(conn, ids=ids)} if ids else {}
+    return render_template("contacts/duplicates.html", groups=groups, people=people, form=MergeForm())
+
+
+@bp.post("/merge")
+@allow(read=None, write="marketer")
+def merge() -> Any:
+    form = MergeForm()
+    back = local_path(request.form.get("back"), url_for("contacts.duplicates"))
+    if not form.validate():
+        for field, errors in form.errors.items():
+            for error in errors:
+                flash(f"Merge refused: {error}", "error")
+        return redirect(back)
+    survivor, other = int(form.survivor.data), int(form.other.data)
+    who = actor()
+    try:
+        result = dedupe.merge_by_hand(engine(), survivor, other, actor=who)
+    except ValueError as exc:
+        flash(f"Merge refused: {exc}", "error")
+        return redirect(back)
+    with engine().begin() as conn:
+        audit.record(conn, who, "contact_merged", contact_id=survivor, merged=other)
+    flash(f"Merged #{result['merged']} into #{result['survivor']}.", "ok")
+    return redirect(url_for("contacts.card", contact_id=survivor))

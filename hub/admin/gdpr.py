@@ -1,0 +1,149 @@
+"""GDPR and 152-FZ: the consent log, and one person's data export and erasure.
+
+The consent log reads the append-only ledger (hub.consent) newest first.
+Export and erasure are the gdpr plugin's (plugins/gdpr: export.export,
+erasure.erase); the admin offers them while that plugin is loaded, to admins
+only. Erasure cannot be undone, so the admin types ERASE to confirm it; both
+are recorded in the audit log by the plugin, naming the admin.
+"""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from hub import consent, contacts
+from hub.admin.access import actor, allow, engine
+from hub.admin.app import current_settings
+from hub.admin.forms import ActionForm, ConfirmForm
+from hub.models import ConsentEvent, Contact
+from hub.plugins import get_pm
+
+bp = Blueprint("gdpr", __name__, url_prefix="/gdpr")
+events_t = ConsentEvent.__table__
+contacts_t = Contact.__table__
+PAGE = 200
+CONFIRM_WORD = "ERASE"
+
+
+def gdpr_plugin() -> ModuleType | None:
+    """The gdpr plugin when it is loaded, else None."""
+    return get_pm().get_plugin("gdpr")
+
+
+def consent_log(conn: Any, *, contact_id: int | None = None, channel: str | None = None,
+                status: str | None = None, limit: int = PAGE) -> list[dict[str, Any]]:
+    q = (select(events_t, contacts_t.c.first_name, contacts_t.c.last_name)
+         .outerjoin(contacts_t, contacts_t.c.id == events_t.c.contact_id).order_by(events_t.c.id.desc()).limit(limit))
+    if contact_id is not None:
+        q = q.where(events_t.c.contact_id == contact_id)
+    if channel:
+        q = q.where(events_t.c.channel == channel)
+    if status:
+        q = q.where(events_t.c.status == status)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def _contact_number(raw: str) -> int | None:
+    text = raw.strip().lstrip("#")
+    return int(text) if text.isdigit() else None
+
+
+@bp.get("/")
+@allow(read="viewer")
+def index() -> Any:
+    settings = current_settings()
+    raw = request.args.get("contact", "")
+    contact_id = _contact_number(raw)
+    channel = request.args.get("channel") or None
+    status = request.args.get("status") or None
+    error = None
+    if raw.strip() and contact_id is None:
+        error = f"{raw.strip()!r} is not a contact number"
+    if channel and channel not in consent.channels(settings):
+        error, channel = f"channel {channel!r} is not one of: {', '.join(consent.channels(settings))}", None
+    if status and status not in consent.STATUSES:
+        error, status = f"status {status!r} is not one of: {', '.join(consent.STATUSES)}", None
+    with engine().connect() as conn:
+        rows = consent_log(conn, contact_id=contact_id, channel=channel, status=status)
+        totals = consent.counts_by_status(conn)
+    return render_template("gdpr/index.html", rows=rows, totals=totals, contact=raw.strip(), channel=channel or "",
+                           status=status or "", channels=consent.channels(settings), statuses=consent.STATUSES,
+                           error=error, installed=gdpr_plugin() is not None)
+
+
+def _plugin_or_404() -> ModuleType:
+    plugin = gdpr_plugin()
+    if plugin is None:
+        abort(404)
+    return plugin
+
+
+@bp.get("/person")
+@allow(read="admin")
+def person() -> Any:
+    """One person's GDPR page: what Hub holds in short, export, erase."""
+    _plugin_or_404()
+    raw = request.args.get("contact", "")
+    contact_id = _contact_number(raw)
+    if contact_id is None:
+        flash(f"{raw.strip()!r} is not a contact number." if raw.strip() else "Enter a contact number.", "error")
+        return redirect(url_for("gdpr.index"))
+    from plugins.gdpr import erasure
+
+    with engine().connect() as conn:
+        card = contacts.card(conn, contact_id)
+        erased = erasure.is_erased(conn, contact_id)
+    if card is None and not erased:
+        flash(f"No contact with id {contact_id}.", "error")
+        return redirect(url_for("gdpr.index"))
+    return render_template("gdpr/person.html", contact_id=contact_id, c=card, erased=erased,
+                           export_form=ActionForm(), erase_form=ConfirmForm(), word=CONFIRM_WORD)
+
+
+@bp.post("/person/<int:contact_id>/export")
+@allow(read=None, write="admin")
+def export(contact_id: int) -> Any:
+    """The whole export as a JSON file to hand to the person (a POST: making one is audited)."""
+    _plugin_or_404()
+    from plugins.gdpr import export as exporting
+
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        data = exporting.export(engine(), current_settings(), contact_id, actor=actor())
+    except ValueError as exc:
+        flash(f"Export refused: {exc}", "error")
+        return redirect(url_for("gdpr.index"))
+    body = json.dumps(data, ensure_ascii=False, default=str, indent=2)
+    return Response(body, mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="contact-{contact_id}-export.json"'})
+
+
+@bp.post("/person/<int:contact_id>/erase")
+@allow(read=None, write="admin")
+def erase(contact_id: int) -> Any:
+    _plugin_or_404()
+    from plugins.gdpr import erasure
+
+    form = ConfirmForm()
+    back = redirect(url_for("gdpr.person", contact=contact_id))
+    if not form.validate() or (form.confirm.data or "").strip() != CONFIRM_WORD:
+        flash(f"Not erased: type {CONFIRM_WORD} in capitals to confirm.", "error")
+        return back
+    try:
+        report = erasure.erase(engine(), current_settings(), contact_id, actor=actor())
+    except ValueError as exc:
+        flash(f"Not erased: {exc}", "error")
+        return back
+    if report.already_erased:
+        flash(f"Contact #{contact_id} was erased already; nothing more to remove.", "ok")
+    else:
+        removed = sum(report.removed.values())
+        flash(f"Erased contact #{contact_id}: {removed} records removed or blanked, {report.suppressed} addresses "
+              "suppressed so the person is never contacted again.", "ok")
+    return back

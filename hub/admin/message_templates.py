@@ -1,0 +1,141 @@
+"""Message templates: the list, an editor, and a preview for a chosen contact.
+
+Templates render in hub.templates' sandbox whatever the admin does; the
+preview shows an email's HTML inside a sandboxed frame (no scripts, no
+access to the admin), so a template can never act on the page showing it.
+Saving checks the template against the sample contact, as `hub templates
+add` does, and a failure names the part and line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from hub import links, messaging, templates
+from hub.admin import audit
+from hub.admin.access import actor, allow, engine
+from hub.admin.app import current_settings
+from hub.admin.forms import ActionForm, TemplateForm
+from hub.config import Settings
+from hub.templates import TemplateError
+
+bp = Blueprint("templates", __name__, url_prefix="/templates")
+
+
+def preview(conn: Any, settings: Settings, template: templates.Template, contact_id: int | None) -> dict[str, Any]:
+    """What `template` renders to for a contact (or the sample one); {"error": ...} when it cannot."""
+    context = templates.sample_context(settings)
+    who = "the sample contact"
+    if contact_id is not None:
+        contact = messaging.contact_contexts(conn, settings, [contact_id]).get(contact_id)
+        if contact is None:
+            return {"error": f"no contact with id {contact_id}"}
+        channel = template.channel if template.is_email else "sms"
+        context |= {"contact": contact,
+                    "unsubscribe_url": links.unsubscribe_url(settings, contact_id, channel),
+                    "preferences_url": links.preferences_url(settings, contact_id),
+                    "confirm_url": links.confirm_url(settings, contact_id, channel)}
+        who = f"contact #{contact_id}"
+    try:
+        if template.is_email and not (template.subject or "").strip():
+            raise TemplateError(f"{template.name}: an email template needs a subject")
+        rendered = templates.render(template, context)
+    except TemplateError as exc:
+        return {"error": str(exc)}
+    out: dict[str, Any] = {"for": who, "subject": rendered.subject, "text": rendered.text, "html": rendered.html}
+    if not template.is_email:
+        out["sms_parts"] = messaging.text_parts(rendered.text)
+        out["characters"] = len(rendered.text)
+    return out
+
+
+def _contact_arg(raw: Any) -> int | None:
+    text = str(raw or "").strip().lstrip("#")
+    return int(text) if text.isdigit() else None
+
+
+def _from_form(form: TemplateForm) -> templates.Template:
+    channel = form.channel.data or "email"
+    email = channel == templates.EMAIL
+    return templates.Template(name=(form.name.data or "").strip(), channel=channel,
+                              subject=(form.subject.data or None) if email else None, text=form.text.data or "",
+                              html=(form.html.data or None) if email else None)
+
+
+@bp.get("/")
+@allow(read="viewer")
+def index() -> Any:
+    with engine().connect() as conn:
+        found = templates.all_templates(conn, current_settings())
+    return render_template("templates/list.html", templates=found)
+
+
+@bp.get("/new")
+@allow(read="marketer")
+def new() -> Any:
+    form = TemplateForm(channel="email")
+    return render_template("templates/edit.html", form=form, template=None, result=None)
+
+
+@bp.get("/<name>")
+@allow(read="viewer")
+def edit(name: str) -> Any:
+    settings = current_settings()
+    contact_id = _contact_arg(request.args.get("contact"))
+    with engine().connect() as conn:
+        try:
+            template = templates.get(conn, settings, name)
+        except TemplateError:
+            abort(404)
+        result = preview(conn, settings, template, contact_id)
+    form = TemplateForm(name=template.name, channel=template.channel, subject=template.subject, text=template.text,
+                        html=template.html, contact=contact_id)
+    return render_template("templates/edit.html", form=form, template=template, result=result)
+
+
+@bp.post("/preview")
+@allow(read=None, write="marketer")
+def preview_json() -> Any:
+    """The preview of the text being edited, before it is saved."""
+    form = TemplateForm()
+    if not form.validate():
+        return {"error": "; ".join(e for errors in form.errors.values() for e in errors)}, 400
+    with engine().connect() as conn:
+        return preview(conn, current_settings(), _from_form(form), form.contact.data)
+
+
+@bp.post("/save")
+@allow(read=None, write="marketer")
+def save() -> Any:
+    form = TemplateForm()
+    settings = current_settings()
+    error = None
+    if form.validate():
+        template = _from_form(form)
+        try:
+            with engine().begin() as conn:
+                templates.save(conn, settings, template)
+                audit.record(conn, actor(), "template_saved", template=template.name, channel=template.channel)
+        except TemplateError as exc:
+            error = str(exc)
+        else:
+            flash(f"Saved template {template.name}; it renders against the sample contact.", "ok")
+            return redirect(url_for("templates.edit", name=template.name, contact=form.contact.data or None))
+    else:
+        error = "; ".join(f"{form[f].label.text}: {e}" for f, errors in form.errors.items() for e in errors)
+    return render_template("templates/edit.html", form=form, template=None, result={"error": error}), 400
+
+
+@bp.post("/<name>/remove")
+@allow(read=None, write="marketer")
+def remove(name: str) -> Any:
+    if ActionForm().validate_on_submit():
+        with engine().begin() as conn:
+            removed = templates.remove(conn, name)
+            if removed:
+                audit.record(conn, actor(), "template_removed", template=name)
+        flash(f"Removed the edited copy of {name}." if removed else f"{name} has no edited copy to remove.",
+              "ok" if removed else "error")
+    return redirect(url_for("templates.index"))

@@ -1,0 +1,236 @@
+"""Segments: the list with counts, an editor that checks the rule as it is typed, and explain.
+
+The editor takes the same YAML documents as `hub segments add` (see
+docs/segments.md). While a marketer types, the page posts the text to
+/segments/check, which answers with every problem (each with its path, e.g.
+"rule.all[1].op: 'befor' is not an operator …; did you mean 'before'?") or
+with how many contacts match right now. Saving checks it all again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+
+from hub import queue
+from hub.admin import audit
+from hub.admin.access import actor, allow, engine
+from hub.admin.app import current_settings
+from hub.admin.forms import ActionForm, SegmentForm
+from hub.config import Settings
+from hub.segments import explain as explaining, fields, membership, store
+from hub.segments.evaluate import Segments
+from hub.segments.rules import RuleError, SegmentError, check_references
+
+bp = Blueprint("segments", __name__, url_prefix="/segments")
+MAX_DOCUMENT = 20_000
+NEW_SEGMENT = """name: my_segment
+title: Bought in the last 30 days
+rule:
+  all:
+    - {field: orders.last_at, op: after, value: -30d}
+    - {field: consent.email.marketing, op: eq, value: granted}
+"""
+
+
+def as_yaml(document: Any) -> str:
+    return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
+
+
+def read_text(text: str) -> Any:
+    """The document a person typed, or a SegmentError saying where the YAML is broken."""
+    if len(text) > MAX_DOCUMENT:
+        raise SegmentError(f"the segment is too long (more than {MAX_DOCUMENT:,} characters)")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "cannot be read"
+        raise SegmentError(f"not valid YAML ({problem}{where})") from None
+
+
+def check(conn: Any, settings: Settings, text: str) -> dict[str, Any]:
+    """Every problem with a typed segment, or its name and how many contacts match it now."""
+    try:
+        document = read_text(text)
+        segments = Segments(conn, settings)
+        definition = store.parse(document, segments.registry)
+        check_references(definition, segments.catalog.definitions)
+        if definition.name in store.builtin_documents():
+            raise SegmentError(f"name: {definition.name!r} is a built-in segment; save yours under another name")
+        members = segments.compiler.members(definition.rule).subquery()
+        count = conn.execute(select(func.count()).select_from(members)).scalar_one()
+    except RuleError as exc:
+        return {"ok": False, "problems": exc.problems}
+    except SegmentError as exc:
+        return {"ok": False, "problems": [str(exc)]}
+    return {"ok": True, "problems": [], "name": definition.name, "count": count}
+
+
+@bp.get("/")
+@allow(read="viewer")
+def index() -> Any:
+    settings = current_settings()
+    rows = []
+    with engine().connect() as conn:
+        segments = Segments(conn, settings)
+        catalog = segments.catalog
+        recorded = {r["name"]: r for r in _recorded(conn)}
+        for name in sorted(set(catalog.definitions) | set(catalog.broken)):
+            definition = catalog.definitions.get(name)
+            error = catalog.broken.get(name)
+            count = None
+            if definition is not None:
+                try:
+                    count = segments.count(name)
+                except SegmentError as exc:
+                    error = str(exc)
+            rows.append({"name": name, "title": definition.title if definition else None,
+                         "builtin": bool(definition and definition.builtin), "count": count, "error": error,
+                         "members": recorded.get(name, {}).get("members", 0),
+                         "refreshed_at": recorded.get(name, {}).get("refreshed_at")})
+    return render_template("segments/list.html", rows=rows, action=ActionForm())
+
+
+def _recorded(conn: Any) -> list[dict[str, Any]]:
+    from hub.admin.overview import segment_sizes
+
+    return segment_sizes(conn)
+
+
+@bp.get("/new")
+@allow(read="marketer")
+def new() -> Any:
+    document = NEW_SEGMENT
+    copy = request.args.get("copy")
+    if copy:
+        with engine().connect() as conn:
+            try:
+                original = Segments(conn, current_settings()).get(copy).document
+            except SegmentError:
+                abort(404)
+        document = as_yaml({**original, "name": f"my_{copy}"[:64]})
+    form = SegmentForm(document=document)
+    return render_template("segments/edit.html", form=form, name=None, builtin=False, problems=[], count=None,
+                           field_list=_fields())
+
+
+def _fields() -> list[dict[str, Any]]:
+    return fields.build(current_settings()).describe()
+
+
+@bp.get("/<name>")
+@allow(read="viewer")
+def edit(name: str) -> Any:
+    with engine().connect() as conn:
+        segments = Segments(conn, current_settings())
+        try:
+            definition = segments.get(name)
+        except SegmentError:
+            row = segments.catalog.rows.get(name)
+            if row is None:
+                abort(404)
+            form = SegmentForm(document=as_yaml(row.definition))
+            return render_template("segments/edit.html", form=form, name=name, builtin=False,
+                                   problems=[segments.catalog.broken.get(name, "")], count=None,
+                                   field_list=_fields())
+        count = segments.count(name)
+    form = SegmentForm(document=as_yaml(definition.document))
+    return render_template("segments/edit.html", form=form, name=name, builtin=definition.builtin, problems=[],
+                           count=count, field_list=_fields())
+
+
+@bp.post("/check")
+@allow(read=None, write="marketer")
+def check_json() -> Any:
+    data = request.get_json(silent=True) or {}
+    text = data.get("document")
+    if not isinstance(text, str):
+        return {"ok": False, "problems": ["send the segment as {\"document\": \"...YAML...\"}"]}, 400
+    with engine().connect() as conn:
+        return check(conn, current_settings(), text)
+
+
+@bp.post("/save")
+@allow(read=None, write="marketer")
+def save() -> Any:
+    form = SegmentForm()
+    settings = current_settings()
+    original = request.form.get("original") or None
+    problems: list[str] = []
+    if not form.validate():
+        problems = [e for errors in form.errors.values() for e in errors]
+    else:
+        try:
+            document = read_text(form.document.data or "")
+            with engine().begin() as conn:
+                definition, created = store.add(conn, fields.build(settings), document)
+                audit.record(conn, actor(), "segment_saved", segment=definition.name, created=created)
+        except RuleError as exc:
+            problems = exc.problems
+        except SegmentError as exc:
+            problems = [str(exc)]
+        else:
+            with engine().connect() as conn:
+                count = Segments(conn, settings).count(definition.name)
+            flash(f"Saved segment {definition.name}: {count:,} contacts match it now.", "ok")
+            return redirect(url_for("segments.edit", name=definition.name))
+    return render_template("segments/edit.html", form=form, name=original, builtin=False, problems=problems,
+                           count=None, field_list=_fields()), 400
+
+
+@bp.post("/<name>/delete")
+@allow(read=None, write="marketer")
+def delete(name: str) -> Any:
+    if ActionForm().validate_on_submit():
+        try:
+            with engine().begin() as conn:
+                store.remove(conn, fields.build(current_settings()), name)
+                audit.record(conn, actor(), "segment_removed", segment=name)
+        except SegmentError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for("segments.edit", name=name))
+        flash(f"Removed segment {name}.", "ok")
+    return redirect(url_for("segments.index"))
+
+
+def refresh_job() -> dict[str, Any]:
+    """Record every segment's members now (a queue job: the web request does not wait for it)."""
+    from hub.config import load_settings
+    from hub.db import get_engine
+
+    settings = load_settings()
+    return membership.refresh(get_engine(settings.database_url), settings).as_dict()
+
+
+@bp.post("/refresh")
+@allow(read=None, write="marketer")
+def refresh() -> Any:
+    if ActionForm().validate_on_submit():
+        settings = current_settings()
+        with engine().begin() as conn:
+            audit.record(conn, actor(), "segments_refresh_requested")
+        queue.enqueue(settings, refresh_job, background=True, job_id="admin-segments-refresh")
+        flash("Refreshing every segment in the background; reload this page in a minute.", "ok")
+    return redirect(url_for("segments.index"))
+
+
+@bp.get("/<name>/explain")
+@allow(read="viewer")
+def explain(name: str) -> Any:
+    raw = request.args.get("contact", "").strip().lstrip("#")
+    result, error = None, None
+    if raw:
+        if not raw.isdigit():
+            error = f"{raw!r} is not a contact number"
+        else:
+            with engine().connect() as conn:
+                try:
+                    result = explaining.explain(Segments(conn, current_settings()), name, int(raw))
+                except SegmentError as exc:
+                    error = str(exc)
+    return render_template("segments/explain.html", name=name, contact=raw, result=result, error=error)

@@ -1,0 +1,130 @@
+"""`hub users …`: add the people who may sign in to the admin, and switch them off when they leave."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+import click
+
+from hub import users
+
+
+def _app() -> Any:
+    """The root command's App (settings and engine, made on first use); see hub.cli."""
+    return click.get_current_context().find_root().obj
+
+
+def _read_password(from_stdin: bool, email: str) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n")
+    return click.prompt(f"Password for {email}", hide_input=True, confirmation_prompt=True)
+
+
+def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A user-store mistake ends in one `Error:` line, like every other Hub command."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except users.UserError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group("users")
+def users_group() -> None:
+    """People who may sign in to the admin (hub admin), and their roles."""
+
+
+@users_group.command("add")
+@click.argument("email")
+@click.option("--role", type=click.Choice(users.ROLES), required=True,
+              help="admin: everything; marketer: contacts, segments, templates, workflows; viewer: read only.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@_user_errors
+def add_cmd(email: str, role: str, password_stdin: bool) -> None:
+    """Add a user who signs in with EMAIL; the password is asked for (never an argument)."""
+    engine = _app().ready_engine()
+    email = users.clean_email(email)
+    with engine.connect() as conn:
+        if users.find(conn, email) is not None:
+            raise users.UserError(f"a user {email} already exists")
+    password = _read_password(password_stdin, email)
+    with engine.begin() as conn:
+        user = users.add(conn, email, role, password)
+    click.echo(f"Added {user.email} as {user.role}. They sign in at the admin (hub admin) with this password.")
+
+
+@users_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def list_cmd(as_json: bool) -> None:
+    """Every user with their role and whether they may sign in."""
+    with _app().ready_engine().connect() as conn:
+        found = users.all_users(conn)
+    rows = [{"id": u.id, "email": u.email, "role": u.role, "active": u.active,
+             "created_at": u.created_at.isoformat()} for u in found]
+    if as_json:
+        from hub.cli import emit_json
+
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("No users yet; add one with: hub users add EMAIL --role admin")
+    for r in rows:
+        click.echo(f"{r['email']:40} {r['role']:9} {'on' if r['active'] else 'off'}")
+
+
+def _set(email: str, change: str, value: object) -> users.Account:
+    engine = _app().ready_engine()
+    with engine.begin() as conn:
+        user = users.find(conn, users.clean_email(email))
+        if user is None:
+            raise users.UserError(f"no user {email}")
+        if change == "role":
+            return users.set_role(conn, user.id, str(value))
+        if change == "active":
+            return users.set_active(conn, user.id, bool(value))
+        return users.set_password(conn, user.id, str(value))
+
+
+@users_group.command("role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(users.ROLES))
+@_user_errors
+def role_cmd(email: str, role: str) -> None:
+    """Give a user another role."""
+    user = _set(email, "role", role)
+    click.echo(f"{user.email} is now {user.role}.")
+
+
+@users_group.command("disable")
+@click.argument("email")
+@_user_errors
+def disable_cmd(email: str) -> None:
+    """Switch a user's access off (their open sessions end at their next click)."""
+    user = _set(email, "active", False)
+    click.echo(f"{user.email} can no longer sign in.")
+
+
+@users_group.command("enable")
+@click.argument("email")
+@_user_errors
+def enable_cmd(email: str) -> None:
+    """Switch a user's access on again."""
+    user = _set(email, "active", True)
+    click.echo(f"{user.email} can sign in again.")
+
+
+@users_group.command("password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@_user_errors
+def password_cmd(email: str, password_stdin: bool) -> None:
+    """Set a new password (ends the user's other sessions)."""
+    user = _set(email, "password", _read_password(password_stdin, email))
+    click.echo(f"New password set for {user.email}.")

@@ -1,0 +1,280 @@
+"""The admin in headless Chromium, used the way its people use it.
+
+Each test signs in through the real form and clicks through a task: find a
+contact by a phone typed another way, fix a typo in a segment while the page
+checks it, preview a template for a chosen contact, connect both CRMs (amoCRM
+through its OAuth redirect and back), merge duplicates, and see that a viewer
+can change nothing and a form without its CSRF token is refused. Chromium
+missing is a failure with instructions (tests/browser.py), never a skip.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from hub import queue
+from tests.browser import Browser, LiveServer
+from tests.test_admin import PASSWORD, AdminEnv, admin_env  # noqa: F401  (the fixture)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = Browser()
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def live(admin_env: AdminEnv, browser: Browser) -> Iterator[str]:  # noqa: F811
+    browser.driver.set_window_size(1280, 900)
+    with LiveServer(admin_env.app) as server:
+        browser.open(server.url + "/healthz")
+        browser.clear_cookies()
+        yield server.url
+    queue.drain(timeout=120)
+
+
+def sign_in(browser: Browser, base: str, role: str, path: str = "/") -> None:
+    browser.clear_cookies()
+    browser.open(base + path)
+    assert "/login" in browser.url
+    browser.fill("#email", f"{role}@shop.example")
+    browser.fill("#password", PASSWORD)
+    browser.click("form.stack button[type=submit]")
+    browser.wait(lambda: "/login" not in browser.url and browser.exists(".who"), f"{role} to be signed in")
+
+
+def nav_labels(browser: Browser) -> list[str]:
+    return [a.text for a in browser.find_all("header nav a")]
+
+
+def test_each_role_signs_in_and_sees_its_menu(live: str, browser: Browser) -> None:
+    browser.open(live + "/contacts/")
+    browser.fill("#email", "viewer@shop.example")
+    browser.fill("#password", "wrong password")
+    browser.click("form.stack button[type=submit]")
+    assert "Wrong email or password" in browser.text("#login-error")
+    expected = {
+        "viewer": ["Dashboard", "Contacts", "Segments", "Workflows", "Templates", "Connections", "GDPR"],
+        "marketer": ["Dashboard", "Contacts", "Segments", "Workflows", "Templates", "Connections", "GDPR"],
+        "admin": ["Dashboard", "Contacts", "Segments", "Workflows", "Templates", "Connections", "GDPR", "Users"],
+    }
+    for role, menu in expected.items():
+        sign_in(browser, live, role, "/contacts/")
+        assert browser.url == live + "/contacts/"  # back where they were going
+        assert nav_labels(browser) == menu
+        assert f"{role}@shop.example" in browser.text(".who")
+        browser.click(".who button")
+        browser.wait(lambda: "/login" in browser.url, "the sign-in page after signing out")
+        assert "You are signed out" in browser.text()
+        browser.open(live + "/")
+        assert "/login" in browser.url
+
+
+def test_dashboard_draws_the_lifecycle_chart(live: str, browser: Browser) -> None:
+    sign_in(browser, live, "viewer")
+    assert browser.text("#base-size") == "4"
+    rendered = browser.wait(lambda: browser.find("#lifecycle-chart").get_attribute("data-rendered"),
+                            "Chart.js to draw the lifecycle chart")
+    assert rendered == "6"
+    assert "bitrix24" in browser.text("#syncs") and "amocrm" in browser.text("#syncs")
+
+
+def test_find_a_contact_by_a_phone_typed_differently(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+    sign_in(browser, live, "viewer", "/contacts/")
+    browser.fill("#q", "+7 916 1234567")  # stored from "8 (916) 123-45-67"
+    browser.click("form.search button")
+    browser.wait_text("h2", "1 found for")
+    browser.click("#results tbody a")
+    browser.wait(lambda: "/contacts/" in browser.url and browser.exists("#identities"), "the contact card")
+    identities = browser.text("#identities")
+    assert "+79161234567" in identities and "8 (916) 123-45-67" in identities and "bitrix24" in identities
+    assert "paper form" in browser.text("#consent-history")
+    assert "Зимняя куртка" in browser.text("#orders")
+
+
+def test_merge_suggested_duplicates(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+    sign_in(browser, live, "marketer", "/contacts/duplicates")
+    assert "same city" in browser.text()
+    browser.click("button.merge")
+    browser.accept_confirm()
+    browser.wait(lambda: browser.exists("#merges"), "the survivor's card")
+    assert f"Merged #{admin_env.ids['petrov_2']} into #{admin_env.ids['petrov_1']}" in browser.text(".flash")
+    assert "merged by hand" in browser.text("#merges")
+    assert "+74952223344" in browser.text("#identities")
+
+
+def test_a_segment_with_a_typo_shows_the_error_as_you_type(live: str, browser: Browser) -> None:
+    sign_in(browser, live, "marketer", "/segments/new")
+    browser.wait(lambda: browser.find("#check-result").get_attribute("data-state") == "ok",
+                 "the starting example to check")
+    area = browser.find("#document")
+    area.clear()
+    browser.type("#document", "name: tula\ntitle: Из Тулы\nrule: {field: contact.cty, op: eq, value: Тула}\n")
+    problems = browser.wait_text("#check-result .problems", "did you mean 'contact.city'")
+    assert "rule.field" in problems
+    area.clear()
+    browser.type("#document", "name: tula\ntitle: Из Тулы\nrule: {field: contact.city, op: eq, value: Тула}\n")
+    assert "2 contacts match now" in browser.wait_text("#live-count", "2 contacts")
+    browser.click("#segment-form button[type=submit]")
+    browser.wait_text(".flash", "Saved segment tula")
+    assert browser.url.endswith("/segments/tula")
+    browser.fill("input[name=contact]", "1")
+    browser.click("section form.row button")
+    browser.wait(lambda: browser.exists("#explain-tree"), "the explanation")
+    assert "contact.city eq" in browser.text("#explain-tree")
+
+
+def test_preview_a_template_for_a_chosen_contact(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+    sign_in(browser, live, "marketer", "/templates/reactivation_email")
+    assert "the sample contact" in browser.text("#preview-for")
+    browser.fill("#preview-contact", str(admin_env.ids["anna"]))
+    browser.click("#preview-button")
+    browser.wait_text("#preview-for", f"contact #{admin_env.ids['anna']}")
+    assert "Здравствуйте, Анна!" in browser.text("#preview-text")
+    assert "Анна" in browser.text("#preview-subject")
+    browser.driver.switch_to.frame(browser.find("#preview-html"))
+    try:
+        assert "Анна" in browser.text("body")
+    finally:
+        browser.driver.switch_to.default_content()
+    browser.type("#text", "{{ contact.frist_name }}")
+    assert "frist_name" in browser.wait_text("#preview-error", "frist_name")
+    # A name that is markup shows as text, in the text part and in the HTML frame.
+    browser.fill("#preview-contact", str(admin_env.ids["markup"]))
+    browser.find("#text").clear()
+    browser.type("#text", "Привет, {{ contact.first_name }}!")
+    browser.wait_text("#preview-text", "Привет, <script>alert(1)</script>!")
+
+
+def test_workflow_dry_run_and_switching_on(live: str, browser: Browser) -> None:
+    sign_in(browser, live, "marketer", "/workflows/")
+    browser.click("#workflows a[href='/workflows/reactivation_90d']")
+    browser.wait(lambda: browser.exists("#forecast-form"), "the workflow's page")
+    rendered = browser.wait(lambda: browser.find("#funnel-chart").get_attribute("data-rendered"),
+                            "Chart.js to draw the funnel")
+    assert rendered == str(len(browser.find_all("#steps tbody tr")))  # one bar per step
+    assert browser.find("#uplift-chart").get_attribute("data-rendered") == "2"
+    browser.fill("#forecast-form input[name=days]", "7")
+    browser.click("#forecast-form button")
+    browser.wait(lambda: browser.exists("#forecast-summary"), "the forecast")
+    assert "Nothing was written and nothing was sent" in browser.text()
+    summary = browser.text("#forecast-summary")
+    assert "Would start" in summary and "Holdout" in summary
+    browser.open(live + "/workflows/")
+    row = next(r for r in browser.find_all("#workflows tbody tr") if "reactivation_90d" in r.text)
+    row.find_element("css selector", "button.toggle").click()
+    assert "reactivation_90d is on" in browser.wait_text(".flash", "is on")
+
+
+def test_connect_both_crms_and_sync(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+    from plugins.amocrm.sandbox import Account, SandboxServer as AmoServer
+    from plugins.bitrix24.sandbox import Portal, SandboxServer as PortalServer
+
+    sign_in(browser, live, "admin", "/connections/")
+    with PortalServer(Portal(contacts=4, seed=2)) as portal:
+        browser.fill("#bitrix24-form input[name=webhook]", portal.webhook_url)
+        browser.click("#bitrix24-form button")
+        assert "Connected to Bitrix24" in browser.wait_text(".flash", "Connected to Bitrix24")
+        assert portal.webhook_url.rstrip("/").rpartition("/")[2] not in browser.text()
+        browser.click("#source-bitrix24 .sync-form button")
+        browser.wait_text(".flash", "Sync of bitrix24 started")
+        queue.drain(timeout=120)
+    browser.open(live + "/connections/")
+    runs = browser.text("#source-bitrix24 .runs")
+    assert "ok" in runs and "4 new" in runs, runs
+
+    callback = live + "/connections/amocrm/callback"
+    assert browser.text("#amocrm-redirect-uri") == callback
+    with AmoServer(Account(contacts=3, seed=4, redirect_uri=callback)) as amo:
+        browser.fill("#amocrm-form input[name=base_url]", amo.base_url)
+        browser.fill("#amocrm-form input[name=client_id]", amo.client_id)
+        browser.fill("#amocrm-form input[name=client_secret]", amo.client_secret)
+        browser.click("#amocrm-form button")
+        browser.wait(lambda: browser.exists("#amocrm-continue"), "the link to amoCRM's consent page")
+        browser.click("#amocrm-continue")
+        # The account's consent page sends the browser back with a code.
+        browser.wait(lambda: browser.url == live + "/connections/" and browser.exists(".flash"),
+                     "the way back from amoCRM's consent page")
+        flash = browser.text(".flash")
+        assert "Connected to amoCRM account" in flash and "refreshed automatically" in flash, flash
+        assert browser.url == live + "/connections/"
+        assert amo.client_secret not in browser.text()
+        browser.click("#source-amocrm .sync-form button")
+        browser.wait_text(".flash", "Sync of amocrm started")
+        queue.drain(timeout=120)
+        browser.open(live + "/connections/")
+        assert "3 new" in browser.text("#source-amocrm .runs")
+    browser.open(live + "/users/audit")
+    assert browser.text("#audit").count("connected") == 2
+
+
+def test_a_viewer_can_change_nothing(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+    sign_in(browser, live, "viewer", "/segments/new")
+    assert "Not allowed" in browser.text("h1")
+    browser.open(live + "/segments/dormant_90d")
+    assert browser.find("#document").get_attribute("readonly") is not None
+    assert not browser.exists("#segment-form button[type=submit]")
+    browser.open(live + "/templates/reactivation_email")
+    assert browser.find("#text").get_attribute("readonly") is not None
+    assert not browser.exists("#template-form button[type=submit]")
+    browser.open(live + "/connections/")
+    assert not browser.exists("#bitrix24-form") and not browser.exists(".sync-form")
+    browser.open(live + "/contacts/duplicates")
+    assert not browser.exists("button.merge")
+    # Posting anyway, with a valid token, is refused by the server.
+    browser.script("""
+        const form = document.createElement('form');
+        form.method = 'post'; form.action = '/contacts/merge';
+        for (const [k, v] of [['csrf_token', document.querySelector('meta[name=csrf-token]').content],
+                              ['survivor', arguments[0]], ['other', arguments[1]]]) {
+            const input = document.createElement('input'); input.name = k; input.value = v; form.appendChild(input);
+        }
+        document.body.appendChild(form); form.submit();""", admin_env.ids["petrov_1"], admin_env.ids["petrov_2"])
+    browser.wait_text("h1", "Not allowed")
+    assert "Your role does not allow this" in browser.text("#error-message")
+
+
+def test_a_form_without_its_csrf_token_is_refused(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+    sign_in(browser, live, "marketer", "/contacts/duplicates")
+    browser.script("document.querySelectorAll('form input[name=csrf_token]').forEach(i => i.remove())")
+    browser.click("button.merge")
+    browser.accept_confirm()
+    browser.wait_text("h1", "Form refused")
+    assert "security token is missing" in browser.text("#error-message")
+    browser.open(live + f"/contacts/{admin_env.ids['petrov_1']}")
+    assert "Nothing was merged" in browser.text("#merges")
+
+
+def test_export_and_erase_a_person(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+    import json
+
+    anna = admin_env.ids["anna"]
+    sign_in(browser, live, "admin", "/gdpr/")
+    browser.fill("#gdpr-person input[name=contact]", str(anna))
+    browser.click("#gdpr-person button")
+    browser.wait(lambda: browser.exists("#export-form"), "the person's GDPR page")
+    browser.click("#export-form button")
+    exported = json.loads(browser.downloaded(f"contact-{anna}-export.json").read_text(encoding="utf-8"))
+    assert "+79161234567" in json.dumps(exported, ensure_ascii=False)
+    browser.fill("#erase-form input[name=confirm]", "erase")
+    browser.click("#erase-form button")
+    assert "type ERASE in capitals" in browser.wait_text(".flash", "Not erased")
+    browser.fill("#erase-form input[name=confirm]", "ERASE")
+    browser.click("#erase-form button")
+    assert f"Erased contact #{anna}" in browser.wait_text(".flash", "Erased")
+    assert browser.exists("#erased") and not browser.exists("#erase-form")
+    browser.open(live + "/contacts/?q=8 916 123-45-67")
+    assert "Nobody matches" in browser.text("#results")
+
+
+@pytest.mark.parametrize("path", ["/", "/contacts/?q=Петров", "/segments/", "/templates/reactivation_email",
+                                  "/connections/", "/gdpr/"])
+def test_pages_fit_a_phone_screen(live: str, browser: Browser, path: str, admin_env: AdminEnv) -> None:  # noqa: F811
+    sign_in(browser, live, "admin")
+    browser.driver.set_window_size(390, 844)
+    browser.open(live + path)
+    overflow = browser.script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{path} is {overflow}px wider than a phone screen"
