@@ -26,6 +26,7 @@ bench: bootstrap ## Run the benchmarks
 	$(VENV)/bin/python bench/sync_bitrix24.py
 	$(VENV)/bin/python bench/sync_amocrm.py
 	$(VENV)/bin/python bench/mailing.py
+	$(VENV)/bin/python bench/campaign.py
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

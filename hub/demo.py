@@ -157,10 +157,21 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
     console.print(f"\nThe base is in {workdir / 'hub.db'}. Look around:\n"
                   f"  HUB_DATABASE_URL=sqlite:///{workdir / 'hub.db'} hub contacts list --limit 20\n"
                   f"  HUB_DATABASE_URL=sqlite:///{workdir / 'hub.db'} hub dedupe")
+    reactivation = _reactivation(settings, engine, workdir, console)
     dispose_engines()
     return {"rows": total_rows, "contacts": n_contacts, **quality, "namesake_groups": len(suggestions),
             "crms": {r["source"]: {"contacts": r["contacts"], "orders": r["orders"], "requests": r.get("requests"),
-                                   "rate_limited": r.get("rate_limited")} for r in crm_reports}}
+                                   "rate_limited": r.get("rate_limited")} for r in crm_reports},
+            "reactivation": reactivation}
+
+
+def _reactivation(settings: Settings, engine: Any, workdir: Path, console: Console) -> dict[str, Any] | None:
+    """The reactivation campaign on the demo's base, when the workflows plugin is installed."""
+    if plugins.get_pm().get_plugin("workflows") is None:
+        return None
+    from workflows import showcase
+
+    return showcase.run_reactivation(settings, engine, workdir, console)
 
 
 def _sync_sandboxes(settings: Settings, engine: Any, *, people: int, seed: int, truth: dict[Any, int],

@@ -45,6 +45,17 @@ def refuse_records(conn: Any, settings: Any, records: list[Any]) -> Any:
 
 
 @hookspec
+def refuse_orders(conn: Any, settings: Any, orders: list[Any]) -> Any:
+    """Keep orders out of the base: return the positions in ``orders`` (OrderRecords) to skip.
+
+    The order-side twin of ``refuse_records``: deals of a person erased on
+    request must not come back either.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
 def contact_synced(conn: Any, settings: Any, source: str, contact_ids: list[int], created_ids: list[int]) -> None:
     """Contacts were written by a sync or import chunk (called once per committed chunk).
 
@@ -173,6 +184,18 @@ def message_sent(conn: Any, message: dict[str, Any]) -> None:
     """A channel accepted a message; ``message`` is its outbox row as a dict.
 
     Called inside the transaction that records the message as sent.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_workflow_steps(register: Callable[[str, Any], None]) -> None:
+    """Register kinds of workflow step: call ``register(name, step_class)``.
+
+    ``step_class`` subclasses ``workflows.steps.Step``; a workflow file uses
+    it as ``{name: options}``. Hub's own steps (send, wait, promo_code, …)
+    come this way too.
 
     .. versionadded:: 0.1
     """

@@ -1,0 +1,133 @@
+"""Workflows: automated campaigns that run by themselves, safely and measurably.
+
+Registered like any plugin, through the "hub" entry point group. The modules,
+each with one job: definition (read and check a workflow file), steps (the
+step API and small steps), send, promo, crm, webhook, conditions (the built-in
+steps and `if`), store (saved workflows and versions), triggers (who starts a
+run), engine (moving runs, exactly once), policy (quiet hours, frequency cap),
+scheduler (the tick and its lock), jobs (what RQ runs), measure (status and
+uplift), forecast (dry runs), nps (survey links and their page), clock
+(durations and local time), config (settings), commands (the CLI), showcase
+(the campaign at the end of `hub demo`); library/ holds the shipped
+workflows and templates/ the messages only they use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import Connection, update
+
+from hub.hookspecs import hookimpl
+from hub.identity import on_merge_repoint
+
+TEMPLATES = Path(__file__).parent / "templates"
+RUN_STATES = ("none", "running", "waiting", "done", "exited", "parked", "cancelled", "holdout")
+
+
+@hookimpl
+def register_workflow_steps(register: Callable[[str, Any], None]) -> None:
+    from workflows import crm, promo, send, steps, webhook
+
+    for step in (promo.PromoCodeStep, send.Send, steps.Wait, crm.CrmTask, crm.CrmComment, crm.CrmField,
+                 steps.Tag, steps.Untag, webhook.Webhook):
+        register(step.name, step)
+
+
+@hookimpl
+def register_template_dirs(register: Callable[[Any], None]) -> None:
+    register(TEMPLATES)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from workflows import commands
+
+    cli.add_command(commands.workflows_group)
+    cli.add_command(commands.scheduler_cmd)
+    cli.add_command(commands.promo_group)
+
+
+@hookimpl
+def register_routes(app: Any) -> None:
+    from workflows import nps
+
+    app.register_blueprint(nps.bp)
+
+
+def _workflow_names(settings: Any) -> list[str]:
+    """Workflows a rule may name: the shipped ones and every saved one."""
+    from sqlalchemy import select
+
+    from hub.db import get_engine
+    from workflows import store
+
+    names = set(store.library_documents())
+    try:
+        with get_engine(settings.database_url).connect() as conn:
+            names.update(conn.execute(select(store.workflows_t.c.name)).scalars())
+    except Exception:  # noqa: BLE001 - no database yet: the shipped names are still right
+        pass
+    return sorted(names)
+
+
+def _run_status(ctx: Any) -> Any:
+    from sqlalchemy import func, select
+
+    from hub.models import Workflow, WorkflowRun
+
+    runs, workflows = WorkflowRun.__table__, Workflow.__table__
+    latest = (select(runs.c.status).join(workflows, workflows.c.id == runs.c.workflow_id)
+              .where(runs.c.contact_id == ctx.contact_id, workflows.c.name == ctx.params["name"])
+              .order_by(runs.c.id.desc()).limit(1).scalar_subquery())
+    return func.coalesce(latest, "none")
+
+
+@hookimpl
+def register_segment_fields(register: Callable[[str, Any], None]) -> None:
+    from hub.segments.fields import SegmentField
+    from workflows import nps
+
+    register("workflow.<name>.status", SegmentField(
+        "choice", _run_status, "state of the contact's latest run of a workflow (none: never entered)",
+        choices=RUN_STATES, params={"name": _workflow_names}))
+    register("contact.nps", SegmentField("integer", nps.latest_score,
+                                         "the latest NPS score (0-10) the contact gave in a survey"))
+
+
+@hookimpl
+def segment_changed(conn: Connection, segment: str, entered: list[int]) -> None:
+    """Contacts who entered a segment start the switched-on workflows it triggers, in the same transaction."""
+    from workflows import triggers
+
+    triggers.on_segment_changed(conn, segment, entered)
+
+
+@hookimpl
+def contact_erased(conn: Connection, contact_id: int) -> None:
+    """An erased person gets nothing more: runs under way are cancelled, survey answers deleted."""
+    from hub.db import utcnow
+    from hub.models import Interaction, WorkflowRun
+
+    runs = WorkflowRun.__table__
+    conn.execute(update(runs).where(runs.c.contact_id == contact_id, runs.c.status.in_(("running", "waiting")))
+                 .values(status="cancelled", next_at=None, finished_at=utcnow(), error="the person was erased"))
+    conn.execute(Interaction.__table__.delete().where(Interaction.__table__.c.contact_id == contact_id))
+
+
+@on_merge_repoint
+def _follow_merge(conn: Connection, survivor: int, merged: int) -> None:
+    """A merged contact's runs, codes and answers belong to the survivor; runs keep distinct cycles."""
+    from sqlalchemy import func, select
+
+    from hub.models import Interaction, PromoCode, WorkflowRun
+
+    runs = WorkflowRun.__table__
+    theirs = runs.alias("survivor_runs")
+    shift = (select(func.coalesce(func.max(theirs.c.cycle), 0)).where(
+        theirs.c.workflow_id == runs.c.workflow_id, theirs.c.contact_id == survivor).scalar_subquery())
+    conn.execute(update(runs).where(runs.c.contact_id == merged)
+                 .values(contact_id=survivor, cycle=runs.c.cycle + shift))
+    for table in (PromoCode.__table__, Interaction.__table__):
+        conn.execute(update(table).where(table.c.contact_id == merged).values(contact_id=survivor))

@@ -1,0 +1,453 @@
+"""Workflow files: read one, check all of it, and turn its steps into a program the engine runs.
+
+A workflow is a YAML (or JSON) document:
+
+    name: reactivation_90d
+    title: …
+    trigger: {segment: dormant_90d}      # or {schedule: "0 10 * * *", segment: …}, or {event: order.won}
+    reentry: 180d                        # or never (the default)
+    holdout: 10%                         # a control group that enters, gets nothing, and is measured
+    goal: {event: order.created, within: 30d}
+    steps: [...]
+
+Everything is checked when the file is loaded, against this Hub's plugins and
+data: step names, durations, templates (and whether a promo code exists where
+a template uses one), channels, segments, rule fields. Every problem is
+reported with its path ("steps[4].then[0].send.template: no template named
+'reactivaton_sms'; did you mean 'reactivation_sms'?"), all of them at once.
+
+The steps become a flat program: `if` jumps to its `then` or `else` part, and
+a hidden `goto` skips the `else` part after `then`. Instructions are numbered
+from 0 in the database (step results, outbox keys); reports show them from 1.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import pluggy
+from sqlalchemy import Connection
+
+from hub.config import Settings
+from hub.segments import fields as segment_fields
+from hub.segments.rules import RuleError, SegmentError, jsonable, read_document, references
+from hub.segments.store import load as load_segments
+from workflows import clock, conditions
+from workflows.steps import Checking, Exit, Outcome, Step, StepCall, StepError
+
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+KEYS = ("name", "title", "description", "trigger", "reentry", "holdout", "goal", "steps")
+EVENTS = ("order.created", "order.won", "contact.created", "promo.expiring", "promo.expired")
+GOAL_EVENTS = ("order.created", "order.won", "promo.redeemed")
+TRIGGER_KEYS = ("segment", "schedule", "event", "before", "workflow")
+SHOWN_PROBLEMS = 5
+MAX_HOLDOUT = Decimal(50)
+
+
+class WorkflowError(ValueError):
+    """A workflow that cannot be used; `problems` lists every reason, each starting with its path."""
+
+    def __init__(self, problems: list[str], origin: str | None = None) -> None:
+        self.problems = list(problems)
+        self.origin = origin
+        shown = "; ".join(problems[:SHOWN_PROBLEMS])
+        if len(problems) > SHOWN_PROBLEMS:
+            shown += f"; and {len(problems) - SHOWN_PROBLEMS} more"
+        super().__init__(f"{origin}: {shown}" if origin else shown)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    kind: str  # segment | schedule | event
+    segment: str | None = None
+    schedule: str | None = None
+    event: str | None = None
+    before: Any = None  # promo.expiring: how long before the code expires
+    workflow: str | None = None  # promo events: only codes this workflow issued
+
+    def describe(self) -> str:
+        if self.kind == "event":
+            extra = f" {clock.format_duration(self.before)} before" if self.before else ""
+            return f"event {self.event}{extra}" + (f" (codes of {self.workflow})" if self.workflow else "")
+        if self.kind == "schedule":
+            return f"schedule \"{self.schedule}\" → segment {self.segment}"
+        return f"segment {self.segment}"
+
+
+@dataclass(frozen=True)
+class Goal:
+    event: str
+    within: Any  # timedelta
+
+    def describe(self) -> dict[str, Any]:
+        return {"event": self.event, "within": clock.format_duration(self.within)}
+
+
+class If(Step):
+    """`if: RULE` with `then:` and `else:`: which way this run goes, asked when it gets here."""
+
+    name = "if"
+    batched = True
+
+    def __init__(self, rule: conditions.RunRule, then_at: int, else_at: int) -> None:
+        self.rule, self.then_at, self.else_at = rule, then_at, else_at
+
+    def label(self) -> str:
+        return "if"
+
+    def prepare(self, conn: Connection, calls: list[StepCall]) -> list[Any]:
+        if not calls:
+            return []
+        holds = self.rule.holds_for(conn, calls[0].settings, [(c.run.contact_id, c.run.started_at) for c in calls],
+                                    now=calls[0].now)
+        return [c.run.contact_id in holds for c in calls]
+
+    def write(self, conn: Connection, calls: list[StepCall], prepared: list[Any]) -> list[Outcome]:
+        return [Outcome.done({"branch": "then" if yes else "else"}, goto=self.then_at if yes else self.else_at)
+                for yes in prepared]
+
+
+class Goto(Step):
+    """The hidden jump past an `else:` part; leaves no step result."""
+
+    name = "goto"
+    batched = True
+    recorded: ClassVar[bool] = False
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+
+    def write(self, conn: Connection, calls: list[StepCall], prepared: list[Any]) -> list[Outcome]:
+        return [Outcome.done(goto=self.target) for _ in calls]
+
+
+@dataclass(frozen=True)
+class Instruction:
+    index: int
+    path: str
+    step: Step
+
+    @property
+    def kind(self) -> str:
+        return self.step.name
+
+    @property
+    def recorded(self) -> bool:
+        return getattr(self.step, "recorded", True)
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    title: str | None
+    description: str | None
+    trigger: Trigger
+    reentry: Any  # timedelta, or None for never
+    holdout: Decimal  # per cent
+    goal: Goal | None
+    program: tuple[Instruction, ...]
+    document: dict[str, Any]
+
+    def instruction(self, index: int) -> Instruction | None:
+        return self.program[index] if 0 <= index < len(self.program) else None
+
+    def steps(self) -> list[Instruction]:
+        """The instructions a report shows (the hidden jumps left out)."""
+        return [i for i in self.program if i.recorded]
+
+
+def read_file(path: Path) -> Any:
+    """A workflow file as data; a file that is not YAML/JSON is refused with where it broke."""
+    try:
+        return read_document(path)
+    except SegmentError as exc:
+        raise WorkflowError([str(exc).split(": ", 1)[-1]], path.name) from None
+
+
+def step_types(pm: pluggy.PluginManager | None = None) -> dict[str, type[Step]]:
+    """Every step kind plugins registered (Hub's own included), by name."""
+    from hub import plugins
+
+    found = plugins.registry("register_workflow_steps", pm)
+    for name, cls in found.items():
+        if not (isinstance(cls, type) and issubclass(cls, Step)):
+            raise ValueError(f"workflow step {name!r} must be registered as a subclass of workflows.steps.Step")
+    return found
+
+
+class _Parser:
+    def __init__(self, conn: Connection, settings: Settings, name: str, pm: pluggy.PluginManager | None) -> None:
+        self.conn, self.settings, self.pm = conn, settings, pm
+        self.problems: list[str] = []
+        self.program: list[Step | None] = []
+        self.paths: list[str] = []
+        self.types = step_types(pm)
+        self.checking = Checking(settings, conn, name)
+        self._registry: segment_fields.Registry | None = None
+        self._segments: Any = None
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}" if path else message)
+
+    @property
+    def registry(self) -> segment_fields.Registry:
+        if self._registry is None:
+            self._registry = segment_fields.build(self.settings, self.pm)
+        return self._registry
+
+    @property
+    def segments(self) -> Any:
+        if self._segments is None:
+            self._segments = load_segments(self.conn, self.registry)
+        return self._segments
+
+    def _append(self, step: Step | None, path: str) -> int:
+        self.program.append(step)
+        self.paths.append(path)
+        return len(self.program) - 1
+
+    # -- steps
+
+    def block(self, items: Any, path: str) -> None:
+        if not isinstance(items, list) or not items:
+            self.problem(path, "expected a list of at least one step")
+            return
+        for i, item in enumerate(items):
+            self.one(item, f"{path}[{i}]")
+
+    def branch(self, body: Any, path: str) -> None:
+        """What `then:`/`else:` hold: `exit`, one step, or a list of steps."""
+        if isinstance(body, list):
+            self.block(body, path)
+        else:
+            self.one(body, path)
+
+    def one(self, item: Any, path: str) -> None:
+        if item == "exit" or (isinstance(item, dict) and list(item) == ["exit"] and item["exit"] is None):
+            self._append(Exit(None, self.checking), path)
+            return
+        if isinstance(item, str):
+            hint = self._suggest(item)
+            self.problem(path, f"{item!r} is not a step; a step is written like {{wait: 7d}}{hint}")
+            return
+        if not isinstance(item, dict) or not item:
+            self.problem(path, "expected a step like {send: {...}}, {wait: 7d} or if/then")
+            return
+        if "if" in item:
+            self.if_step(item, path)
+            return
+        if len(item) != 1:
+            self.problem(path, f"a step has one name; found {', '.join(map(str, item))} (write them as separate steps)")
+            return
+        kind, options = next(iter(item.items()))
+        cls = self.types.get(str(kind))
+        if cls is None:
+            self.problem(path, f"unknown step {kind!r}{self._suggest(str(kind))}")
+            return
+        try:
+            step = cls(options, self.checking)
+        except StepError as exc:
+            where = f"{path}.{kind}" + (f".{exc.key}" if exc.key else "")
+            self.problem(where, str(exc))
+            return
+        self._append(step, path)
+
+    def _suggest(self, word: str) -> str:
+        names = sorted(set(self.types) | {"if", "exit"})
+        close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+        return f"; did you mean {close[0]!r}?" if close else f" (steps: {', '.join(names)})"
+
+    def if_step(self, item: dict[str, Any], path: str) -> None:
+        for key in item:
+            if key not in ("if", "then", "else"):
+                self.problem(f"{path}.{key}", "unknown key; an if step has if, then and else")
+        if "then" not in item:
+            self.problem(f"{path}.then", "missing; say what happens when the rule holds (a step, a list, or exit)")
+            return
+        rule = None
+        try:
+            rule = conditions.parse(item["if"], f"{path}.if", self.registry)
+            for ref in references(rule.node):
+                if ref.name not in self.segments.definitions:
+                    close = difflib.get_close_matches(ref.name, list(self.segments.definitions), n=1, cutoff=0.6)
+                    self.problem(ref.path, f"{ref.name!r} is not a segment" +
+                                 (f"; did you mean {close[0]!r}?" if close else ""))
+        except RuleError as exc:
+            self.problems.extend(exc.problems)
+        at = self._append(None, path)
+        promo_before = self.checking.promo
+        self.branch(item["then"], f"{path}.then")
+        promo_then = self.checking.promo
+        self.checking.promo = promo_before
+        else_at: int
+        if "else" in item:
+            jump = self._append(None, f"{path}.then")
+            else_at = len(self.program)
+            self.branch(item["else"], f"{path}.else")
+            self.program[jump] = Goto(len(self.program))
+            promo_else = self.checking.promo
+        else:
+            else_at = len(self.program)
+            promo_else = promo_before
+        self.checking.promo = promo_before or (promo_then and promo_else)
+        if rule is not None:
+            self.program[at] = If(rule, at + 1, else_at)
+
+    # -- the rest of the document
+
+    def trigger(self, raw: Any) -> Trigger | None:
+        if not isinstance(raw, dict) or not raw:
+            self.problem("trigger", "expected {segment: NAME}, {schedule: \"0 10 * * *\", segment: NAME} "
+                                    "or {event: order.won}")
+            return None
+        ok = True
+        for key in raw:
+            if key not in TRIGGER_KEYS:
+                close = difflib.get_close_matches(str(key), TRIGGER_KEYS, n=1, cutoff=0.6)
+                self.problem(f"trigger.{key}", "unknown key" + (f"; did you mean {close[0]!r}?" if close else
+                                                                 f"; use {', '.join(TRIGGER_KEYS)}"))
+                ok = False
+        event, segment, schedule = raw.get("event"), raw.get("segment"), raw.get("schedule")
+        if event is not None:
+            if segment is not None or schedule is not None:
+                self.problem("trigger", "an event trigger takes no segment or schedule")
+                return None
+            if event not in EVENTS:
+                self.problem("trigger.event", f"{event!r} is not an event; use one of: {', '.join(EVENTS)}")
+                return None
+            before = None
+            if event == "promo.expiring":
+                try:
+                    before = clock.parse_duration(raw.get("before"))
+                except ValueError as exc:
+                    self.problem("trigger.before", "missing; say how long before expiry, e.g. 3d"
+                                 if raw.get("before") is None else str(exc))
+                    return None
+            elif raw.get("before") is not None:
+                self.problem("trigger.before", "only promo.expiring takes before")
+                ok = False
+            workflow = raw.get("workflow")
+            if workflow is not None and (not event.startswith("promo.") or not isinstance(workflow, str)
+                                         or not NAME.match(workflow)):
+                self.problem("trigger.workflow", "only promo events take a workflow name (whose codes to watch)")
+                ok = False
+            return Trigger("event", event=event, before=before, workflow=workflow) if ok else None
+        if raw.get("before") is not None or raw.get("workflow") is not None:
+            self.problem("trigger", "before and workflow belong to promo events only")
+            ok = False
+        if segment is None:
+            self.problem("trigger.segment", "missing; a schedule starts runs for a segment's members"
+                         if schedule is not None else "missing")
+            return None
+        if not isinstance(segment, str):
+            self.problem("trigger.segment", "expected a segment name")
+            return None
+        try:
+            self.segments.get(segment)
+        except SegmentError as exc:
+            self.problem("trigger.segment", str(exc))
+            ok = False
+        if schedule is not None:
+            from croniter import croniter
+
+            if not isinstance(schedule, str) or not croniter.is_valid(schedule):
+                self.problem("trigger.schedule", f"{schedule!r} is not a cron schedule like \"0 10 * * *\" "
+                                                 "(minute hour day month weekday, in HUB_TIMEZONE)")
+                ok = False
+        if not ok:
+            return None
+        return Trigger("schedule" if schedule else "segment", segment=segment, schedule=schedule)
+
+    def reentry(self, raw: Any) -> Any:
+        if raw is None or raw == "never":
+            return None
+        try:
+            return clock.parse_duration(raw)
+        except ValueError as exc:
+            self.problem("reentry", f"{exc}; or never")
+            return None
+
+    def holdout(self, raw: Any) -> Decimal:
+        if raw is None:
+            return Decimal(0)
+        text = str(raw).strip()
+        try:
+            value = Decimal(text[:-1] if text.endswith("%") else text)
+        except InvalidOperation:
+            self.problem("holdout", f"{raw!r} is not a share; write it like 10%")
+            return Decimal(0)
+        if not text.endswith("%") or not Decimal(0) <= value <= MAX_HOLDOUT:
+            self.problem("holdout", f"{raw!r}: write a share from 0% to {MAX_HOLDOUT}%, like 10%")
+        return value
+
+    def goal(self, raw: Any) -> Goal | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict) or set(raw) - {"event", "within"}:
+            self.problem("goal", "expected {event: order.created, within: 30d}")
+            return None
+        event = raw.get("event")
+        if event not in GOAL_EVENTS:
+            self.problem("goal.event", f"{event!r} is not a goal; use one of: {', '.join(GOAL_EVENTS)}")
+            return None
+        try:
+            within = clock.parse_duration(raw.get("within", "30d"))
+        except ValueError as exc:
+            self.problem("goal.within", str(exc))
+            return None
+        return Goal(event, within)
+
+
+def parse(document: Any, conn: Connection, settings: Settings, *, origin: str | None = None,
+          pm: pluggy.PluginManager | None = None) -> Workflow:
+    """A workflow document checked against this Hub; WorkflowError lists every problem."""
+    if not isinstance(document, dict):
+        raise WorkflowError(["expected a workflow with name, trigger and steps"], origin)
+    name = document.get("name")
+    parser = _Parser(conn, settings, str(name), pm)
+    for key in document:
+        if key not in KEYS:
+            close = difflib.get_close_matches(str(key), KEYS, n=1, cutoff=0.6)
+            parser.problem(str(key), "unknown key" + (f"; did you mean {close[0]!r}?" if close else
+                                                      f"; use {', '.join(KEYS)}"))
+    if name is None:
+        parser.problem("name", "missing")
+    elif not isinstance(name, str) or not NAME.match(name):
+        parser.problem("name", f"{name!r} is not a workflow name: use lower-case Latin letters, digits and _, "
+                               "starting with a letter (e.g. reactivation_90d)")
+    title = document.get("title")
+    if title is not None and not isinstance(title, str):
+        parser.problem("title", "expected text")
+    trigger = parser.trigger(document.get("trigger")) if "trigger" in document else None
+    if "trigger" not in document:
+        parser.problem("trigger", "missing")
+    if trigger is not None and trigger.kind == "event" and trigger.event and trigger.event.startswith("promo."):
+        parser.checking.promo = True  # the run is about that code: templates may show it
+    reentry = parser.reentry(document.get("reentry"))
+    holdout = parser.holdout(document.get("holdout"))
+    goal = parser.goal(document.get("goal"))
+    if "steps" not in document:
+        parser.problem("steps", "missing; a workflow needs at least one step")
+    else:
+        parser.block(document["steps"], "steps")
+    if parser.problems:
+        raise WorkflowError(parser.problems, origin)
+    assert trigger is not None and isinstance(name, str)
+    program = tuple(Instruction(i, path, step) for i, (path, step) in enumerate(zip(parser.paths, parser.program))
+                    if step is not None)
+    assert len(program) == len(parser.program)
+    return Workflow(name=name, title=title, description=document.get("description"), trigger=trigger,
+                    reentry=reentry, holdout=holdout, goal=goal, program=program, document=jsonable(document))
+
+
+def summary(workflow: Workflow) -> Mapping[str, Any]:
+    """The definition in brief, for `hub workflows list`."""
+    return {"trigger": workflow.trigger.describe(),
+            "reentry": clock.format_duration(workflow.reentry) if workflow.reentry else "never",
+            "holdout": f"{workflow.holdout:g}%", "goal": workflow.goal.describe() if workflow.goal else None,
+            "steps": [f"{i.index + 1}. {i.step.label()}" for i in workflow.steps()]}

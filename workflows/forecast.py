@@ -1,0 +1,270 @@
+"""`hub workflows run NAME --dry-run`: who would get what, and when, over the next days; nothing is written.
+
+The forecast takes the contacts `hub workflows run` would start now (the
+trigger segment evaluated now, reentry and the holdout applied) and the runs
+already under way, and walks each through the steps on a simulated clock:
+waits move it forward, quiet hours push a message to the morning in the
+contact's time zone, the frequency cap counts what they were sent lately and
+what the forecast itself plans, consent and a usable address are checked as
+they are now. `if` rules are asked of today's data at the simulated moment,
+so a forecast assumes nobody buys in the meantime. Events still to come
+(orders, new contacts) cannot be foreseen; event workflows show the runs
+their past events would start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+from sqlalchemy import Connection, Engine, select
+
+from hub import consent
+from hub.config import Settings
+from hub.db import chunks, utcnow
+from hub.models import Contact, ContactIdentity, Workflow as WorkflowRow, WorkflowRun
+from hub.segments.evaluate import Segments
+from hub.segments.rules import RuleError
+from workflows import clock, conditions, config, policy, store, triggers
+from workflows.definition import Goto, If, Workflow, parse
+from workflows.send import Send
+from workflows.steps import Exit, Wait
+
+runs_t = WorkflowRun.__table__
+workflows_t = WorkflowRow.__table__
+contacts_t = Contact.__table__
+identities_t = ContactIdentity.__table__
+
+
+@dataclass
+class Sim:
+    contact_id: int
+    pc: int
+    t: dt.datetime
+    started_at: dt.datetime
+    existing: bool = False
+    done: bool = False
+    actions: list[tuple[dt.datetime, int, str]] = field(default_factory=list)
+
+
+class _Facts:
+    """What the forecast needs to know about the contacts, fetched once per kind."""
+
+    def __init__(self, conn: Connection, settings: Settings, ids: list[int], now: dt.datetime) -> None:
+        self.conn, self.settings, self.ids, self.now = conn, settings, ids, now
+        self.zones = policy.contact_zones(conn, settings, ids) if ids else {}
+        self._addresses: dict[str, set[int]] = {}
+        self._consent: dict[tuple[str, str], set[int]] = {}
+        self._recent: dict[int, list[dt.datetime]] | None = None
+        self.segments: Segments | None = None
+
+    def has_address(self, channel: str) -> set[int]:
+        kind = consent.kind_for_channel(channel)
+        if kind not in self._addresses:
+            found: set[int] = set()
+            for part in chunks(self.ids, 1000):
+                found.update(self.conn.execute(select(identities_t.c.contact_id).where(
+                    identities_t.c.contact_id.in_(part), identities_t.c.kind == kind, identities_t.c.valid)).scalars())
+            self._addresses[kind] = found
+        return self._addresses[kind]
+
+    def consents(self, channel: str, purpose: str) -> set[int]:
+        if (channel, purpose) not in self._consent:
+            if self.segments is None:
+                self.segments = Segments(self.conn, self.settings, now=self.now)
+            try:
+                rule = conditions.parse({"field": f"consent.{channel}.{purpose}", "op": "eq", "value": "granted"},
+                                        "consent", self.segments.registry)
+                found = rule.holds_for(self.conn, self.settings, [(cid, self.now) for cid in self.ids], now=self.now)
+            except RuleError:
+                found = set()
+            self._consent[(channel, purpose)] = found
+        return self._consent[(channel, purpose)]
+
+    def recent(self, since: dt.datetime) -> dict[int, list[dt.datetime]]:
+        if self._recent is None:
+            self._recent = policy.recent_messages(self.conn, self.ids, since)
+        return self._recent
+
+
+def _workflow(conn: Connection, settings: Settings, name: str, pm: pluggy.PluginManager | None
+              ) -> tuple[Any, Workflow]:
+    """The saved workflow, or a shipped one not yet installed (a dry run writes nothing, not even that)."""
+    row = conn.execute(select(workflows_t).where(workflows_t.c.name == name)).first()
+    if row is None and name in store.library_documents():
+        return None, parse(store.library_documents()[name], conn, settings, pm=pm)
+    if row is None:
+        store.row(conn, name)  # raises with a suggestion
+    return row, store.definition(conn, settings, row.id, row.version, pm)
+
+
+def forecast(engine: Engine, settings: Settings, name: str, *, days: int = 14, now: dt.datetime | None = None,
+             sample: int = 10, pm: pluggy.PluginManager | None = None) -> dict[str, Any]:
+    """The dry run's report (`hub workflows run NAME --dry-run --json`)."""
+    now = now or utcnow()
+    horizon = now + dt.timedelta(days=days)
+    options = config.load(settings)
+    with engine.connect() as conn:
+        row, workflow = _workflow(conn, settings, name, pm)
+        entrants, skipped, note = _entrants(conn, settings, row, workflow, now)
+        holdout = [cid for cid in entrants if triggers.in_holdout(workflow, cid)]
+        chosen = [cid for cid in entrants if not triggers.in_holdout(workflow, cid)]
+        sims = [Sim(cid, 0, now, now) for cid in chosen]
+        if row is not None:
+            r = runs_t.c
+            for run in conn.execute(select(r.contact_id, r.step, r.next_at, r.started_at).where(
+                    r.workflow_id == row.id, r.status.in_(("running", "waiting")))):
+                sims.append(Sim(run.contact_id, run.step, max(now, run.next_at or now), run.started_at, existing=True))
+        facts = _Facts(conn, settings, sorted({s.contact_id for s in sims}), now)
+        steps: dict[int, Counter[str]] = defaultdict(Counter)
+        _simulate(workflow, sims, facts, options, now=now, horizon=horizon, steps=steps)
+        names = _names(conn, [s.contact_id for s in sorted(sims, key=lambda s: s.contact_id)[:sample]])
+    by_day: dict[str, Counter[str]] = defaultdict(Counter)
+    messages: Counter[str] = Counter()
+    for sim in sims:
+        for at, index, what in sim.actions:
+            instruction = workflow.program[index]
+            if isinstance(instruction.step, Send) and what.startswith("send"):
+                messages[instruction.step.channel] += 1
+                by_day[at.astimezone(settings.tz).date().isoformat()][instruction.step.channel] += 1
+            elif not isinstance(instruction.step, (Wait, If, Goto)):
+                by_day[at.astimezone(settings.tz).date().isoformat()][instruction.kind] += 1
+    report: dict[str, Any] = {
+        "workflow": workflow.name, "days": days, "from": now.isoformat(), "until": horizon.isoformat(),
+        "would_start": len(chosen), "holdout": len(holdout), "skipped": skipped,
+        "already_running": sum(1 for s in sims if s.existing),
+        "messages": dict(messages),
+        "steps": [{"step": i.index + 1, "label": i.step.label(), **dict(steps.get(i.index, Counter()))}
+                  for i in workflow.steps()],
+        "by_day": [{"date": day, **dict(counts)} for day, counts in sorted(by_day.items())],
+        "contacts": [{"contact_id": s.contact_id, "name": names.get(s.contact_id),
+                      "actions": [{"at": at.isoformat(), "step": index + 1, "what": what}
+                                  for at, index, what in s.actions]}
+                     for s in sorted(sims, key=lambda s: s.contact_id)[:sample]],
+    }
+    if note:
+        report["note"] = note
+    return report
+
+
+def _entrants(conn: Connection, settings: Settings, row: Any, workflow: Workflow, now: dt.datetime
+              ) -> tuple[list[int], int, str | None]:
+    """Who `hub workflows run` would start now, how many it would pass over, and a note."""
+    trigger = workflow.trigger
+    if trigger.kind == "event":
+        if row is None or not row.enabled:
+            return [], 0, f"{workflow.name} starts on {trigger.event}; it watches for events once enabled"
+        candidates = triggers.event_candidates(conn, row, workflow, now=now)
+        return _eligible(conn, row, workflow, [c.contact_id for c in candidates], now)
+    assert trigger.segment is not None
+    members = Segments(conn, settings, now=now).member_ids(trigger.segment)
+    if row is None:
+        return members, 0, None
+    return _eligible(conn, row, workflow, members, now)
+
+
+def _eligible(conn: Connection, row: Any, workflow: Workflow, ids: list[int], now: dt.datetime
+              ) -> tuple[list[int], int, str | None]:
+    history = triggers._history(conn, row.id, sorted(set(ids)))
+    out, seen = [], set()
+    for cid in ids:
+        past = history.get(cid, [])
+        if cid in seen or any(h.status in triggers.ACTIVE or workflow.reentry is None
+                              or h.started_at > now - workflow.reentry for h in past):
+            continue
+        seen.add(cid)
+        out.append(cid)
+    return out, len(ids) - len(out), None
+
+
+def _simulate(workflow: Workflow, sims: list[Sim], facts: _Facts, options: config.WorkflowSettings, *,
+              now: dt.datetime, horizon: dt.datetime, steps: dict[int, Counter[str]]) -> None:
+    planned: dict[int, list[dt.datetime]] = defaultdict(list)
+    cap = options.frequency_cap
+    recent = facts.recent(now - cap.period) if cap else {}
+    for _ in range(4 * len(workflow.program) + 4):
+        active = [s for s in sims if not s.done and s.t <= horizon]
+        if not active:
+            return
+        groups: dict[int, list[Sim]] = defaultdict(list)
+        for s in active:
+            groups[s.pc].append(s)
+        for pc, group in groups.items():
+            instruction = workflow.instruction(pc)
+            if instruction is None:
+                for s in group:
+                    s.done = True
+                continue
+            step = instruction.step
+            if isinstance(step, If):
+                at = max(s.t for s in group)
+                holds = step.rule.holds_for(facts.conn, facts.settings, [(s.contact_id, s.started_at) for s in group],
+                                            now=at)
+                for s in group:
+                    yes = s.contact_id in holds
+                    steps[pc]["then" if yes else "else"] += 1
+                    s.pc = step.then_at if yes else step.else_at
+            elif isinstance(step, Goto):
+                for s in group:
+                    s.pc = step.target
+            elif isinstance(step, Exit):
+                for s in group:
+                    steps[pc]["exit"] += 1
+                    s.done = True
+            elif isinstance(step, Wait):
+                for s in group:
+                    until = s.t + (step.length or dt.timedelta(0))
+                    if step.at is not None:
+                        until = clock.next_local_time(until, facts.zones.get(s.contact_id, facts.settings.tz), step.at)
+                    s.t, s.pc = until, pc + 1
+            elif isinstance(step, Send):
+                _send(step, pc, group, facts, options, recent, planned, steps, horizon)
+            else:
+                for s in group:
+                    s.actions.append((s.t, pc, step.label()))
+                    steps[pc]["count"] += 1
+                    s.pc = pc + 1
+
+
+def _send(step: Send, pc: int, group: list[Sim], facts: _Facts, options: config.WorkflowSettings,
+          recent: dict[int, list[dt.datetime]], planned: dict[int, list[dt.datetime]],
+          steps: dict[int, Counter[str]], horizon: dt.datetime) -> None:
+    addressable = facts.has_address(step.channel)
+    allowed = None if step.purpose == consent.TRANSACTIONAL else facts.consents(step.channel, step.purpose)
+    cap = options.frequency_cap if step.purpose != consent.TRANSACTIONAL else None
+    for s in group:
+        s.pc = pc + 1
+        if s.contact_id not in addressable:
+            steps[pc]["skipped_no_address"] += 1
+            continue
+        if allowed is not None and s.contact_id not in allowed:
+            steps[pc]["skipped_no_consent"] += 1
+            continue
+        zone = facts.zones.get(s.contact_id, facts.settings.tz)
+        quiet = policy.quiet_until(options, step.channel, s.t, zone)
+        if quiet is not None:
+            steps[pc]["deferred_quiet_hours"] += 1
+            s.t = quiet
+        if cap is not None:
+            until = policy.cap_until(cap, recent.get(s.contact_id, []) + planned[s.contact_id], s.t)
+            if until is not None:
+                if step.on_cap == "skip":
+                    steps[pc]["skipped_frequency_cap"] += 1
+                    continue
+                steps[pc]["deferred_frequency_cap"] += 1
+                s.t = until
+        if s.t > horizon:
+            steps[pc]["after_horizon"] += 1
+            continue
+        planned[s.contact_id].append(s.t)
+        steps[pc]["count"] += 1
+        s.actions.append((s.t, pc, step.label()))
+
+
+def _names(conn: Connection, ids: list[int]) -> dict[int, str]:
+    c = contacts_t.c
+    rows = conn.execute(select(c.id, c.first_name, c.last_name).where(c.id.in_(ids))) if ids else []
+    return {r.id: " ".join(p for p in (r.first_name, r.last_name) if p) or f"#{r.id}" for r in rows}

@@ -1,0 +1,53 @@
+"""The queue jobs of workflows; they carry run ids only and read everything else from the database.
+
+`hub worker` runs them when Redis is configured (the scheduler enqueues
+them); without Redis the scheduler calls the same functions in-process. Each
+reads its settings afresh, as every Hub job does, so a job queued before a
+restart means the same thing after it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import Engine
+
+from hub import messaging
+from hub.config import Settings, load_settings
+from hub.db import get_engine
+
+_pids: dict[str, int] = {}
+
+
+def engine_for(settings: Settings) -> Engine:
+    """This process's engine; a forked RQ work-horse drops the pool it inherited from its parent."""
+    engine = get_engine(settings.database_url)
+    if _pids.get(settings.database_url) != os.getpid():
+        engine.dispose(close=False)
+        _pids[settings.database_url] = os.getpid()
+    return engine
+
+
+def advance_runs(run_ids: list[int]) -> dict[str, Any]:
+    """Take these runs as far as they go now, then send the messages they wrote."""
+    from workflows import engine
+
+    settings = load_settings()
+    return engine.advance(engine_for(settings), settings, run_ids).as_dict()
+
+
+def dispatch_outbox() -> dict[str, Any]:
+    """Send what the outbox holds that is due (held for quiet hours, retries, anything left over)."""
+    from workflows import policy
+
+    settings = load_settings()
+    return messaging.dispatch(engine_for(settings), settings, policies=policy.send_policies(settings)).as_dict()
+
+
+def write_back_promo_codes() -> dict[str, Any]:
+    """Write issued promo codes to the CRM field configured for them."""
+    from workflows import promo
+
+    settings = load_settings()
+    return promo.write_back_pending(engine_for(settings), settings)

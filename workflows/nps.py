@@ -1,0 +1,181 @@
+"""NPS surveys: signed 0–10 links in a message, and the page that records the click.
+
+A survey message (post_purchase_feedback's nps_survey_email) carries eleven
+links, one per score, each signed with HUB_SECRET_KEY and naming the contact
+and the run, so a click needs no login and cannot answer for someone else.
+The click records the score as an interaction on the contact: one answer per
+survey (a later click replaces an earlier one), shown on the contact's card
+and usable in segments as `contact.nps` (the latest score).
+
+    GET  /nps/TOKEN   records the score the link stands for; the page thanks, and offers the other scores
+    POST /nps/TOKEN   adds a comment to that answer
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint, abort, render_template_string, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import Connection, Engine, func, select
+
+from hub import links as signed_links
+from hub.config import Settings
+from hub.db import get_engine, insert_for, utcnow
+from hub.models import Contact, Interaction
+
+interactions_t = Interaction.__table__
+contacts_t = Contact.__table__
+
+KIND = "nps"
+SCORES = range(0, 11)
+MAX_AGE = 180 * 24 * 3600  # a survey answered half a year later still counts
+_SALT = "workflows.nps"
+
+
+class NpsLinkError(ValueError):
+    """A survey link that is not valid (tampered with, or too old)."""
+
+
+def _serializer(settings: Settings) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.require_secret_key(), salt=_SALT)
+
+
+def url(settings: Settings, contact_id: int, run_id: int | None, score: int) -> str:
+    token = _serializer(settings).dumps([contact_id, run_id or 0, score])
+    return f"{signed_links.public_url(settings)}/nps/{token}"
+
+
+def links_for(settings: Settings, contact_id: int, run_id: int | None) -> list[dict[str, Any]]:
+    return [{"score": s, "url": url(settings, contact_id, run_id, s)} for s in SCORES]
+
+
+def links(settings: Settings, contact_id: int, run_id: int | None) -> dict[str, Any]:
+    """The `nps` template variable: `{% for link in nps.links %}<a href="{{ link.url }}">{{ link.score }}</a>`."""
+    return {"links": links_for(settings, contact_id, run_id)}
+
+
+def sample_links(settings: Settings) -> dict[str, Any]:
+    base = signed_links.public_url(settings)
+    return {"links": [{"score": s, "url": f"{base}/nps/SAMPLE-{s}"} for s in SCORES]}
+
+
+def read(settings: Settings, token: str) -> tuple[int, int | None, int]:
+    """(contact id, run id or None, score) from a link's token."""
+    try:
+        contact_id, run_id, score = _serializer(settings).loads(token, max_age=MAX_AGE)
+    except SignatureExpired:
+        raise NpsLinkError("this survey link has expired") from None
+    except (BadSignature, ValueError, TypeError):
+        raise NpsLinkError("this survey link is not valid") from None
+    if int(score) not in SCORES:
+        raise NpsLinkError("this survey link is not valid")
+    return int(contact_id), int(run_id) or None, int(score)
+
+
+def record(engine: Engine, contact_id: int, run_id: int | None, score: int, *, comment: str | None = None,
+           source: str = "survey link", at: dt.datetime | None = None) -> bool:
+    """Store the answer (replacing this survey's earlier one); False when the contact no longer exists."""
+    at = at or utcnow()
+    with engine.begin() as conn:
+        if conn.execute(select(contacts_t.c.id).where(contacts_t.c.id == contact_id)).first() is None:
+            return False
+        values = {"contact_id": contact_id, "kind": KIND, "value": score, "run_id": run_id, "source": source,
+                  "meta": {}, "at": at}
+        if comment is not None:
+            values["comment"] = comment
+        ins = insert_for(conn, interactions_t).values(**values)
+        if run_id is None:
+            conn.execute(ins)
+        else:
+            changing = {"value": score, "at": at, **({"comment": comment} if comment is not None else {})}
+            conn.execute(ins.on_conflict_do_update(index_elements=["run_id", "kind"], set_=changing))
+    return True
+
+
+def interactions_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
+    """A contact's recorded interactions (survey answers), newest first, for the contact card."""
+    t = interactions_t.c
+    rows = conn.execute(select(t.kind, t.value, t.comment, t.run_id, t.source, t.at)
+                        .where(t.contact_id == contact_id).order_by(t.at.desc(), t.id.desc()))
+    return [dict(r._mapping) for r in rows]
+
+
+def latest_score(ctx: Any) -> Any:
+    """The segment field contact.nps: the latest score the contact gave, or NULL."""
+    t = interactions_t.c
+    return (select(t.value).where(t.contact_id == ctx.contact_id, t.kind == KIND)
+            .order_by(t.at.desc(), t.id.desc()).limit(1).scalar_subquery())
+
+
+def average(conn: Connection, run_ids: list[int] | None = None) -> dict[str, Any]:
+    """NPS of the answers (promoters 9–10 minus detractors 0–6, in per cent) and how many answered."""
+    t = interactions_t.c
+    q = select(t.value).where(t.kind == KIND)
+    if run_ids is not None:
+        q = q.where(t.run_id.in_(run_ids))
+    values = list(conn.execute(q).scalars())
+    if not values:
+        return {"answers": 0, "nps": None}
+    promoters = sum(1 for v in values if v >= 9)
+    detractors = sum(1 for v in values if v <= 6)
+    return {"answers": len(values), "nps": round(100 * (promoters - detractors) / len(values), 1)}
+
+
+def count(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(interactions_t)).scalar_one()
+
+
+# --- the public page ----------------------------------------------------------------------
+
+bp = Blueprint("workflows_nps", __name__)
+
+PAGE = """<!doctype html>
+<html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title></head>
+<body>
+<main>
+<h1>{{ title }}</h1>
+{% if score is not none %}
+<p>Ваша оценка: <strong>{{ score }}</strong> из 10. Спасибо, что нашли время ответить!</p>
+<form method="post">
+<p><label for="comment">Хотите что-нибудь добавить?</label></p>
+<p><textarea id="comment" name="comment" rows="4" cols="40" maxlength="2000">{{ comment or "" }}</textarea></p>
+<p><button type="submit">Отправить</button></p>
+</form>
+<p>Передумали? Выберите другую оценку:
+{% for link in others %}<a href="{{ link.url }}">{{ link.score }}</a> {% endfor %}</p>
+{% else %}
+<p>{{ message }}</p>
+{% endif %}
+</main>
+</body></html>
+"""
+
+
+def _settings() -> Settings:
+    from hub.admin.app import current_settings
+
+    return current_settings()
+
+
+@bp.route("/nps/<token>", methods=["GET", "POST"])
+def answer(token: str) -> Any:
+    settings = _settings()
+    try:
+        contact_id, run_id, score = read(settings, token)
+    except NpsLinkError as exc:
+        return render_template_string(PAGE, title="Опрос", score=None, message=str(exc).capitalize()), 400
+    comment = None
+    if request.method == "POST":
+        comment = (request.form.get("comment") or "").strip()[:2000] or None
+    engine = get_engine(settings.database_url)
+    if not record(engine, contact_id, run_id, score, comment=comment):
+        abort(404)
+    if comment is None and run_id is not None:
+        with engine.connect() as conn:
+            comment = conn.execute(select(interactions_t.c.comment).where(
+                interactions_t.c.run_id == run_id, interactions_t.c.kind == KIND)).scalar()
+    others = [link for link in links_for(settings, contact_id, run_id) if link["score"] != score]
+    return render_template_string(PAGE, title="Спасибо за ответ", score=score, comment=comment, others=others)

@@ -1,0 +1,173 @@
+"""`send:`: put one message for the run's contact in the outbox, under the key of this run and step.
+
+The message is rendered and written in the same transaction that records the
+step as done and moves the run on, so a retried job or a restarted worker
+finds the step done and the message there: the outbox's unique key (run and
+step) makes a second one impossible. Sending is the outbox's job: the worker
+hands the new messages to their channel right after the commit, and consent
+is asked again at that moment.
+
+Before writing, the step applies the workflow policies: quiet hours defer the
+step to the morning in the contact's time zone; the frequency cap defers it
+until a slot frees up, or skips it when the step says `on_cap: skip`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sqlalchemy import Connection, select
+
+from hub import consent, messaging, templates
+from hub.config import Settings
+from hub.db import bulk_insert, chunks
+from hub.models import Message
+from workflows import config, nps, policy
+from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError
+
+messages_t = Message.__table__
+ON_CAP = ("defer", "skip")
+
+
+def _uses(template: templates.Template, name: str) -> bool:
+    return any(name in (part or "") for part in (template.subject, template.text, template.html))
+
+
+class Send(Step):
+    """`send: {channel: email, template: reactivation_email, purpose: marketing, on_cap: defer}`."""
+
+    name = "send"
+    batched = True
+    needs_contact = True
+
+    def __init__(self, options: Any, checking: Checking) -> None:
+        opts = Options(options, ("channel", "template", "purpose", "on_cap"),
+                       example="{channel: email, template: reactivation_email, purpose: marketing}")
+        channel = opts.require("channel")
+        if channel not in checking.channels():
+            raise StepError(f"no channel {channel!r}; registered: {', '.join(checking.channels()) or 'none'}",
+                            "channel")
+        name = opts.require("template")
+        if not isinstance(name, str):
+            raise StepError("expected a template name", "template")
+        template = checking.template(name)
+        if (channel == templates.EMAIL) != template.is_email:
+            kind = "an email" if template.is_email else "a text"
+            raise StepError(f"{name} is {kind} template; it cannot go by {channel}", "template")
+        purpose = opts.get("purpose", "marketing")
+        allowed = (*consent.purposes(checking.settings), consent.TRANSACTIONAL)
+        if purpose not in allowed:
+            raise StepError(f"{purpose!r} is not one of: {', '.join(allowed)}", "purpose")
+        on_cap = opts.get("on_cap", "defer")
+        if on_cap not in ON_CAP:
+            raise StepError(f"{on_cap!r} is not one of: {', '.join(ON_CAP)}", "on_cap")
+        self.uses_nps = _uses(template, "nps")
+        try:
+            templates.render(template, checking.sample({"nps": nps.sample_links(checking.settings)}))
+        except templates.TemplateError as exc:
+            reason = str(exc)
+            if "'promo' is undefined" in reason:
+                reason = f"{name} uses promo, but no promo_code step comes before this one"
+            raise StepError(reason, "template") from None
+        self.channel, self.template, self.purpose, self.on_cap = channel, name, purpose, on_cap
+
+    def label(self) -> str:
+        return f"send {self.channel} {self.template}"
+
+    def wants_zone(self, settings: Settings) -> bool:
+        return config.load(settings).quiet(self.channel) is not None  # only quiet hours ask for local time
+
+    def describe(self) -> dict[str, Any]:
+        return {"channel": self.channel, "template": self.template, "purpose": self.purpose}
+
+    def prepare(self, conn: Connection, calls: list[StepCall]) -> list[Any]:
+        if not calls:
+            return []
+        settings, now = calls[0].settings, calls[0].now
+        options = config.load(settings)
+        try:
+            template = templates.get(conn, settings, self.template)
+        except templates.TemplateError as exc:
+            return [Outcome.failed(str(exc)) for _ in calls]
+        contacts = {c.run.contact_id: c.contact for c in calls if c.contact is not None}
+        addresses = pick_addresses(conn, settings, contacts, self.channel)
+        cap = options.frequency_cap if self.purpose != consent.TRANSACTIONAL else None
+        recent = policy.recent_messages(conn, contacts, now - cap.period) if cap else {}
+        company = templates.company(settings)
+        kind = consent.kind_for_channel(self.channel)
+        out: list[Any] = []
+        for call in calls:
+            cid = call.run.contact_id
+            if call.contact is None:
+                out.append(Outcome.skipped("the contact no longer exists"))
+                continue
+            address = addresses.get(cid)
+            if address is None:
+                out.append(Outcome.skipped(f"no valid {kind}"))
+                continue
+            quiet = policy.quiet_until(options, self.channel, now, call.zone or settings.tz)
+            if quiet is not None:
+                out.append(Outcome.deferred(quiet, f"quiet hours {options.quiet(self.channel)} "
+                                                   f"in {(call.zone or settings.tz).key}"))
+                continue
+            if cap is not None:
+                until = policy.cap_until(cap, recent.get(cid, []), now)
+                if until is not None:
+                    reason = f"frequency cap {cap} reached"
+                    out.append(Outcome.skipped(reason) if self.on_cap == "skip" else Outcome.deferred(until, reason))
+                    continue
+            out.append(self._row(settings, template, call, address, company))
+        return out
+
+    def _row(self, settings: Settings, template: templates.Template, call: StepCall, address: str,
+             company: Mapping[str, Any]) -> Any:
+        variables = call.variables()
+        context: dict[str, Any] = {"run": variables["run"], "workflow": variables["workflow"]}
+        if call.promo is not None:
+            context["promo"] = call.promo
+        if self.uses_nps:
+            context["nps"] = nps.links(settings, call.run.contact_id, call.run.id)
+        meta = {"workflow": call.run.workflow, "run": call.run.id, "step": call.index + 1}
+        try:
+            return messaging.build_row(settings, template, dict(call.contact or {}), address, channel=self.channel,
+                                       purpose=self.purpose, key=call.key, context=context, meta=meta,
+                                       due_at=call.now, now=call.now, company=company)
+        except templates.TemplateError as exc:
+            return Outcome.failed(str(exc))
+
+    def write(self, conn: Connection, calls: list[StepCall], prepared: list[Any]) -> list[Outcome]:
+        rows = [p for p in prepared if isinstance(p, dict)]
+        ids: dict[str, int] = {}
+        if rows:
+            bulk_insert(conn, messages_t, rows, ignore_conflicts=True)
+            for part in chunks([r["idempotency_key"] for r in rows], 1000):
+                ids.update(conn.execute(select(messages_t.c.idempotency_key, messages_t.c.id)
+                                        .where(messages_t.c.idempotency_key.in_(part))).all())
+        out = []
+        for call, item in zip(calls, prepared):
+            if isinstance(item, Outcome):
+                out.append(item)
+            else:
+                message_id = ids[item["idempotency_key"]]
+                out.append(Outcome.done({"message_id": message_id, "channel": self.channel}, message_id=message_id))
+        return out
+
+
+def pick_addresses(conn: Connection, settings: Settings, contacts: Mapping[int, Mapping[str, Any]],
+                   channel: str) -> dict[int, str | None]:
+    """Each contact's first valid address for the channel that is not suppressed (else the first)."""
+    kind = consent.kind_for_channel(channel)
+    values = {a for c in contacts.values() for a in c.get(f"{kind}s") or []}
+    secret = settings.require_secret_key()
+    by_hash = {consent.address_hash(kind, v, secret): v for v in values}
+    suppressed: set[str] = set()
+    for part in chunks(list(by_hash), 500):
+        rows = conn.execute(select(consent.suppressions_t.c.value_hash)
+                            .where(consent.suppressions_t.c.value_hash.in_(part)))
+        suppressed.update(by_hash[h] for h in rows.scalars())
+    out: dict[int, str | None] = {}
+    for cid, contact in contacts.items():
+        candidates = list(contact.get(f"{kind}s") or [])
+        usable = [a for a in candidates if a not in suppressed]
+        out[cid] = (usable or candidates or [None])[0]
+    return out

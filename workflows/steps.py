@@ -1,0 +1,359 @@
+"""What a workflow step is, for Hub's own steps and for plugins' (register_workflow_steps).
+
+A step is a class. Its constructor reads the options a workflow file gives it
+and refuses bad ones with StepError, so a mistake is found when the file is
+loaded, not at the 10,000th contact. At run time the engine hands it StepCalls
+(one per run that reached it) and gets an Outcome back for each:
+
+- a step that talks to another system implements `run(call)`: it is called
+  one run at a time, outside any database transaction. `repeatable = False`
+  says it must not be repeated if a worker dies in the middle of it (a task
+  in a CRM): the engine notes the attempt first and parks a run it finds
+  half-done, for a person to check.
+- a step that only changes Hub's own database sets `batched = True` and
+  implements `write(conn, calls)` (and optionally `prepare(conn, calls)` for
+  read-only work such as rendering): the writes commit in one transaction
+  together with the step results and the runs' progress, so the step happens
+  exactly once.
+
+`run` raises StepFailed for a failure that trying again will not fix (the run
+is parked with the reason); any other exception is treated as passing (a
+timeout, a 503) and retried with backoff.
+
+This module also holds the small built-in steps: wait, exit, tag, untag.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+from sqlalchemy import Connection, Engine, bindparam, select, update
+
+from hub import templates
+from hub.config import Settings
+from hub.models import Contact
+from workflows import clock
+
+contacts_t = Contact.__table__
+
+
+class StepError(ValueError):
+    """A step's options are wrong; `key` names the option at fault, when there is one."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class StepFailed(Exception):
+    """A step cannot be done for this run and trying again will not help: the run is parked."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a step did for one run.
+
+    status: "done" (carry on: at `until`, or from instruction `goto`, or stop
+    when `exit`), "skipped" (not done, for the reason in `detail`; carry on),
+    "deferred" (try this step again at `until`), "failed" (park the run).
+    """
+
+    status: str
+    detail: str | None = None
+    result: Mapping[str, Any] = field(default_factory=dict)
+    until: dt.datetime | None = None
+    goto: int | None = None
+    exit: bool = False
+    message_id: int | None = None
+
+    @classmethod
+    def done(cls, result: Mapping[str, Any] | None = None, *, until: dt.datetime | None = None,
+             goto: int | None = None, exit: bool = False, message_id: int | None = None,
+             detail: str | None = None) -> "Outcome":
+        return cls("done", detail, dict(result or {}), until, goto, exit, message_id)
+
+    @classmethod
+    def skipped(cls, reason: str, result: Mapping[str, Any] | None = None) -> "Outcome":
+        return cls("skipped", reason, dict(result or {}))
+
+    @classmethod
+    def deferred(cls, until: dt.datetime, reason: str) -> "Outcome":
+        return cls("deferred", reason, {}, until)
+
+    @classmethod
+    def failed(cls, reason: str) -> "Outcome":
+        return cls("failed", reason)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run a step is working for."""
+
+    id: int
+    workflow: str
+    workflow_id: int
+    contact_id: int
+    cycle: int
+    started_at: dt.datetime
+    trigger: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepCall:
+    """One run at one step.
+
+    `key` is unique to this run and step: use it as the idempotency key of
+    anything the step creates elsewhere. `contact` (template variables:
+    names, first email and phone, …), `promo` (the run's promo code, or None)
+    and `zone` (the contact's time zone) are filled in for steps that set
+    `needs_contact`. `conn` is a reading connection.
+    """
+
+    run: RunInfo
+    index: int
+    key: str
+    now: dt.datetime
+    settings: Settings
+    engine: Engine
+    conn: Connection | None = None
+    contact: dict[str, Any] | None = None
+    promo: dict[str, Any] | None = None
+    zone: Any = None
+
+    def variables(self) -> dict[str, Any]:
+        """What a text a user wrote (a task title) may use: contact, promo, run, workflow, company."""
+        out: dict[str, Any] = {
+            "contact": self.contact or {}, "company": templates.company(self.settings),
+            "run": {"id": self.run.id, "started_at": templates.local_time(self.settings, self.run.started_at),
+                    "cycle": self.run.cycle, **dict(self.run.context)},
+            "workflow": {"name": self.run.workflow},
+        }
+        if self.promo is not None:
+            out["promo"] = self.promo
+        return out
+
+    def render(self, text: str, what: str) -> str:
+        """A user's text rendered in the sandbox; a mistake in it fails the step with its name."""
+        template = templates.Template(name=f"{self.run.workflow}", channel="text", text=text)
+        try:
+            return templates.render(template, self.variables()).text
+        except templates.TemplateError as exc:
+            raise StepFailed(f"{what}: {str(exc).split(': ', 1)[-1]}") from None
+
+
+class Checking:
+    """What a step may look at while its options are checked: settings, the database, the workflow so far."""
+
+    def __init__(self, settings: Settings, conn: Connection, workflow: str) -> None:
+        self.settings = settings
+        self.conn = conn
+        self.workflow = workflow
+        self.promo = False  # whether runs reaching this point hold a promo code
+        self._channels: list[str] | None = None
+
+    def channels(self) -> list[str]:
+        if self._channels is None:
+            from hub.messaging import channel_factories
+
+            self._channels = sorted(channel_factories())
+        return self._channels
+
+    def template(self, name: str) -> templates.Template:
+        try:
+            return templates.get(self.conn, self.settings, name)
+        except templates.TemplateError as exc:
+            known = [t.name for t in templates.all_templates(self.conn, self.settings)]
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            if close:
+                raise StepError(f"no template named {name!r}; did you mean {close[0]!r}?", "template") from None
+            raise StepError(str(exc), "template") from None
+
+    def sample(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The sample variables a user's text is tried against; no promo unless a code is issued earlier."""
+        context = templates.sample_context(self.settings, extra)
+        context["run"] = {"id": 1, "started_at": templates.local_time(self.settings, context["promo"]["expires_at"]),
+                          "cycle": 1}
+        context["workflow"] = {"name": self.workflow}
+        if not self.promo:
+            context.pop("promo", None)
+        return context
+
+    def text(self, raw: Any, key: str) -> str:
+        """A text option that is a template (a task title): checked against the sample variables."""
+        if not isinstance(raw, str) or not raw.strip():
+            raise StepError("expected some text", key)
+        try:
+            templates.render(templates.Template(name=self.workflow, channel="text", text=raw), self.sample())
+        except templates.TemplateError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            if "'promo' is undefined" in reason:
+                reason = "uses promo, but no promo_code step comes before this one"
+            raise StepError(reason, key) from None
+        return raw
+
+
+class Options:
+    """A step's options as a mapping, with unknown keys refused (and a guess at what was meant)."""
+
+    def __init__(self, raw: Any, allowed: Sequence[str], *, shorthand: str | None = None,
+                 example: str = "") -> None:
+        if not isinstance(raw, Mapping):
+            if shorthand is not None and raw is not None and not isinstance(raw, (list, dict)):
+                raw = {shorthand: raw}
+            else:
+                raise StepError(f"expected options like {example}" if example else "expected a mapping of options")
+        for key in raw:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; options: {', '.join(allowed)}"
+                raise StepError(f"unknown option{hint}", str(key))
+        self.raw = dict(raw)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
+
+    def require(self, key: str) -> Any:
+        if self.raw.get(key) is None:
+            raise StepError("missing", key)
+        return self.raw[key]
+
+    def duration(self, key: str, default: Any = None) -> dt.timedelta | None:
+        raw = self.raw.get(key, default)
+        if raw is None:
+            return None
+        try:
+            return clock.parse_duration(raw)
+        except ValueError as exc:
+            raise StepError(str(exc), key) from None
+
+
+class Step:
+    """Base class of every step kind; see the module docstring for the two ways to implement one."""
+
+    name: ClassVar[str] = ""
+    # May run again after a worker died in the middle of it (False: park the run for a person instead).
+    repeatable: ClassVar[bool] = True
+    # Only touches Hub's database: runs in batches inside the transaction that records its results.
+    batched: ClassVar[bool] = False
+    # Wants call.contact, call.promo and call.zone filled in.
+    needs_contact: ClassVar[bool] = False
+
+    def __init__(self, options: Any, checking: Checking) -> None:
+        self.options = options
+
+    def label(self) -> str:
+        """A short description for status reports: `send email reactivation_email`."""
+        return self.name
+
+    def wants_zone(self, settings: Settings) -> bool:
+        """Whether call.zone is needed (finding it reads the contacts' phones); by default with the contact."""
+        return self.needs_contact
+
+    def describe(self) -> dict[str, Any]:
+        """Extra facts for status reports (the channel of a send, ...)."""
+        return {}
+
+    def run(self, call: StepCall) -> Outcome:
+        raise NotImplementedError(f"step {self.name!r} implements neither run() nor write()")
+
+    def prepare(self, conn: Connection, calls: list[StepCall]) -> list[Any]:
+        """Read-only work for a batch before the write transaction (rendering); one item per call."""
+        return [None] * len(calls)
+
+    def write(self, conn: Connection, calls: list[StepCall], prepared: list[Any]) -> list[Outcome]:
+        """For batched steps: do the step for every call inside `conn`'s transaction."""
+        raise NotImplementedError(f"step {self.name!r} is batched but has no write()")
+
+
+# --- the small built-in steps -------------------------------------------------------------
+
+class Wait(Step):
+    """`wait: 7d`, `wait: {until: "10:00"}` (the contact's local time), or both: `{for: 2d, until: "10:00"}`."""
+
+    name = "wait"
+    batched = True
+
+    def __init__(self, options: Any, checking: Checking) -> None:
+        opts = Options(options, ("for", "until"), shorthand="for", example="7d or {until: \"10:00\"}")
+        self.length = opts.duration("for")
+        self.at: dt.time | None = None
+        if opts.get("until") is not None:
+            try:
+                self.at = clock.parse_time_of_day(opts.get("until"))
+            except ValueError as exc:
+                raise StepError(str(exc), "until") from None
+        if self.length is None and self.at is None:
+            raise StepError("give a length (wait: 7d) or a time of day (wait: {until: \"10:00\"})")
+        self.needs_contact = self.at is not None
+
+    def label(self) -> str:
+        parts = [clock.format_duration(self.length)] if self.length else []
+        if self.at:
+            parts.append(f"until {self.at:%H:%M}")
+        return "wait " + " ".join(parts)
+
+    def write(self, conn: Connection, calls: list[StepCall], prepared: list[Any]) -> list[Outcome]:
+        out = []
+        for call in calls:
+            until = call.now + (self.length or dt.timedelta(0))
+            if self.at is not None:
+                until = clock.next_local_time(until, call.zone or call.settings.tz, self.at)
+            out.append(Outcome.done({"until": until.isoformat()}, until=until))
+        return out
+
+
+class Exit(Step):
+    """`exit`: the run ends here."""
+
+    name = "exit"
+    batched = True
+
+    def write(self, conn: Connection, calls: list[StepCall], prepared: list[Any]) -> list[Outcome]:
+        return [Outcome.done(exit=True) for _ in calls]
+
+
+def _tag_names(options: Any) -> list[str]:
+    names = [options] if isinstance(options, str) else options
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise StepError("expected a tag or a list of tags, e.g. tag: winback or tag: [winback, promo]")
+    return [n.strip() for n in names]
+
+
+class Tag(Step):
+    """`tag: NAME` or `tag: [A, B]`: add tags to the contact (segments see them as contact.tags)."""
+
+    name = "tag"
+    batched = True
+    adding = True
+
+    def __init__(self, options: Any, checking: Checking) -> None:
+        self.tags = _tag_names(options)
+
+    def label(self) -> str:
+        return f"{self.name} {', '.join(self.tags)}"
+
+    def write(self, conn: Connection, calls: list[StepCall], prepared: list[Any]) -> list[Outcome]:
+        ids = sorted({c.run.contact_id for c in calls})
+        current = dict(conn.execute(select(contacts_t.c.id, contacts_t.c.tags).where(contacts_t.c.id.in_(ids))).all())
+        changes = []
+        for cid, tags in current.items():
+            tags = list(tags or [])
+            new = tags + [t for t in self.tags if t not in tags] if self.adding else [t for t in tags if
+                                                                                      t not in self.tags]
+            if new != tags:
+                changes.append({"_id": cid, "_tags": new})
+        if changes:
+            conn.execute(update(contacts_t).where(contacts_t.c.id == bindparam("_id"))
+                         .values(tags=bindparam("_tags")), changes)
+        return [Outcome.done({"tags": self.tags}) for _ in calls]
+
+
+class Untag(Tag):
+    """`untag: NAME` or `untag: [A, B]`: remove tags from the contact."""
+
+    name = "untag"
+    adding = False

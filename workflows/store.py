@@ -1,0 +1,155 @@
+"""Saved workflows: the shipped library, users' files, their versions, and whether each is on.
+
+Library workflows (workflows/library/*.yaml) are copied into the database the
+first time Hub looks, switched off; a newer Hub that ships a changed file adds
+a new version. A user's file is saved by `hub workflows add` (also switched
+off until `hub workflows enable`). Saving a changed definition adds a version:
+runs keep following the version they started on, new runs take the newest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from sqlalchemy import Connection, func, select, update
+
+from hub.config import Settings
+from hub.db import insert_for, utcnow
+from hub.models import Contact, Order, Workflow as WorkflowRow, WorkflowVersion
+from hub.segments.rules import read_document
+from workflows.definition import Workflow, WorkflowError, parse
+
+workflows_t = WorkflowRow.__table__
+versions_t = WorkflowVersion.__table__
+LIBRARY = Path(__file__).parent / "library"
+LIBRARY_ORIGIN, FILE_ORIGIN = "library", "file"
+
+_parsed: dict[tuple[str, int, str], Workflow] = {}
+
+
+@cache
+def library_documents() -> dict[str, dict[str, Any]]:
+    """The shipped workflow documents by name."""
+    out = {}
+    for path in sorted(LIBRARY.glob("*.yaml")):
+        document = read_document(path)
+        out[document["name"]] = document
+    return out
+
+
+def install_library(conn: Connection) -> None:
+    """Make sure every shipped workflow has a row, and its newest shipped version."""
+    library = library_documents()
+    rows = {r.name: r for r in conn.execute(select(workflows_t.c.id, workflows_t.c.name, workflows_t.c.origin,
+                                                   workflows_t.c.definition, workflows_t.c.version)
+                                            .where(workflows_t.c.name.in_(list(library))))}
+    for name, document in library.items():
+        row = rows.get(name)
+        if row is None:
+            _insert(conn, document, LIBRARY_ORIGIN)
+        elif row.origin == LIBRARY_ORIGIN and row.definition != document:
+            _new_version(conn, row.id, row.version + 1, document)
+
+
+def _insert(conn: Connection, document: dict[str, Any], origin: str) -> int:
+    now = utcnow()
+    ins = insert_for(conn, workflows_t).values(
+        name=document["name"], title=document.get("title"), origin=origin, definition=document, version=1,
+        enabled=False, state={}, created_at=now, updated_at=now).on_conflict_do_nothing(index_elements=["name"])
+    new_id = conn.execute(ins.returning(workflows_t.c.id)).scalar()
+    if new_id is None:  # another process installed it first
+        return conn.execute(select(workflows_t.c.id).where(workflows_t.c.name == document["name"])).scalar_one()
+    conn.execute(versions_t.insert().values(workflow_id=new_id, version=1, definition=document, created_at=now))
+    return new_id
+
+
+def _new_version(conn: Connection, workflow_id: int, version: int, document: dict[str, Any]) -> None:
+    now = utcnow()
+    conn.execute(insert_for(conn, versions_t).values(workflow_id=workflow_id, version=version, definition=document,
+                                                     created_at=now).on_conflict_do_nothing())
+    conn.execute(update(workflows_t).where(workflows_t.c.id == workflow_id, workflows_t.c.version < version)
+                 .values(definition=document, version=version, title=document.get("title"), updated_at=now))
+
+
+def add(conn: Connection, settings: Settings, document: Any, *, origin: str | None = None,
+        pm: pluggy.PluginManager | None = None) -> tuple[Workflow, bool]:
+    """Check and save a user's workflow (a new version if it exists); returns it and whether it is new."""
+    workflow = parse(document, conn, settings, origin=origin, pm=pm)
+    if workflow.name in library_documents():
+        raise WorkflowError([f"{workflow.name!r} is a shipped workflow; save yours under another name"], origin)
+    row = conn.execute(select(workflows_t.c.id, workflows_t.c.definition, workflows_t.c.version)
+                       .where(workflows_t.c.name == workflow.name)).first()
+    if row is None:
+        _insert(conn, workflow.document, FILE_ORIGIN)
+        return workflow, True
+    if row.definition != workflow.document:
+        _new_version(conn, row.id, row.version + 1, workflow.document)
+    return workflow, False
+
+
+def rows(conn: Connection) -> list[Any]:
+    return list(conn.execute(select(workflows_t).order_by(workflows_t.c.name)))
+
+
+def row(conn: Connection, name: str) -> Any:
+    """The workflow's row, or an error that says which workflows there are."""
+    found = conn.execute(select(workflows_t).where(workflows_t.c.name == name)).first()
+    if found is None:
+        names = list(conn.execute(select(workflows_t.c.name)).scalars()) or list(library_documents())
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise WorkflowError([f"no workflow named {name!r}{hint} (see `hub workflows list`)"])
+    return found
+
+
+def definition(conn: Connection, settings: Settings, workflow_id: int, version: int,
+               pm: pluggy.PluginManager | None = None) -> Workflow:
+    """One version of a workflow, parsed; the parse is kept for as long as the document stays the same."""
+    document = conn.execute(select(versions_t.c.definition).where(
+        versions_t.c.workflow_id == workflow_id, versions_t.c.version == version)).scalar()
+    if document is None:
+        raise WorkflowError([f"workflow #{workflow_id} has no version {version}"])
+    from hub.plugins import get_pm
+
+    pm = pm or get_pm()
+    key = (settings.database_url, id(pm), json.dumps(document, sort_keys=True, ensure_ascii=False))
+    found = _parsed.get(key)
+    if found is None:
+        if len(_parsed) > 256:
+            _parsed.clear()
+        found = _parsed[key] = parse(document, conn, settings, pm=pm)
+    return found
+
+
+def current(conn: Connection, settings: Settings, name: str, pm: pluggy.PluginManager | None = None
+            ) -> tuple[Any, Workflow]:
+    """The workflow's row and its newest version, parsed."""
+    found = row(conn, name)
+    return found, definition(conn, settings, found.id, found.version, pm)
+
+
+def set_enabled(conn: Connection, name: str, enabled: bool, *, now: dt.datetime | None = None) -> Any:
+    """Switch a workflow on or off. Switching on marks where its event triggers start watching."""
+    found = row(conn, name)
+    now = now or utcnow()
+    values: dict[str, Any] = {"enabled": enabled, "updated_at": now}
+    if enabled and not found.enabled:
+        values["enabled_at"] = now
+        state = dict(found.state or {})
+        state.update(since=now.isoformat(),
+                     order_floor=conn.execute(select(func.coalesce(func.max(Order.__table__.c.id), 0))).scalar_one(),
+                     contact_floor=conn.execute(select(func.coalesce(func.max(Contact.__table__.c.id), 0)))
+                     .scalar_one())
+        values["state"] = state
+    conn.execute(update(workflows_t).where(workflows_t.c.id == found.id).values(**values))
+    return row(conn, name)
+
+
+def save_state(conn: Connection, workflow_id: int, state: dict[str, Any]) -> None:
+    conn.execute(update(workflows_t).where(workflows_t.c.id == workflow_id).values(state=state))

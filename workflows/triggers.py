@@ -1,0 +1,292 @@
+"""Starting runs: who enters a workflow, when, and whether they land in the control group.
+
+Three kinds of trigger:
+
+- `segment: NAME`: everyone in the segment who may (re)enter starts a run.
+  The scheduler refreshes the segment on every tick and looks at its members
+  (polling, rather than trusting that every entry was seen as it happened:
+  a workflow switched on today also reaches those who entered last week, and
+  a reentry period that ends while someone is still in the segment lets them
+  in again). A refresh run by anything else starts runs at once through the
+  segment_changed hook; both paths go through `start`, so nobody starts twice.
+- `schedule: CRON` with a segment: the same, only at the scheduled times
+  (in HUB_TIMEZONE).
+- `event: …`: one run per event, found by reading what changed since the last
+  look: order.created, order.won, contact.created (each only for what came
+  after the workflow was switched on), promo.expiring (`before: 3d`) and
+  promo.expired.
+
+Reentry: a contact with a run in progress never starts another; after a run,
+they may start again once `reentry` has passed since it started (`never`:
+only once). The holdout is chosen by a stable hash of the workflow and the
+contact, so the same people are the control group every time.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Connection, Engine, and_, case, exists, func, or_, select, true
+
+from hub.config import Settings
+from hub.db import bulk_insert, chunks
+from hub.models import Contact, Order, Segment, SegmentMember, WorkflowRun
+from workflows import promo, store
+from workflows.definition import Workflow
+
+runs_t = WorkflowRun.__table__
+members_t = SegmentMember.__table__
+segments_t = Segment.__table__
+orders_t = Order.__table__
+contacts_t = Contact.__table__
+
+ACTIVE = ("running", "waiting")
+EVENT_MARGIN = dt.timedelta(minutes=10)  # changes this long before the last look are read again
+INSERT_CHUNK = 5000
+# Set while the workflows refresh a trigger segment themselves: they start the runs
+# right after, and count them, so the segment_changed hook stands aside.
+_own_refresh: contextvars.ContextVar[bool] = contextvars.ContextVar("workflows_own_refresh", default=False)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    contact_id: int
+    key: str | None = None  # the event's key: one run per event
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StartReport:
+    started: int = 0
+    holdout: int = 0
+    skipped: int = 0
+
+    def add(self, other: "StartReport") -> None:
+        self.started += other.started
+        self.holdout += other.holdout
+        self.skipped += other.skipped
+
+    def as_dict(self) -> dict[str, int]:
+        return {"started": self.started, "holdout": self.holdout, "skipped": self.skipped}
+
+
+def holdout_bucket(workflow: str, contact_id: int) -> int:
+    """0–9999, the same for a workflow and a contact every time."""
+    digest = hashlib.sha256(f"{workflow}:{contact_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000
+
+
+def in_holdout_name(workflow: str, contact_id: int, percent: Any) -> bool:
+    """Whether the contact is in the workflow's control group of `percent` per cent."""
+    return holdout_bucket(workflow, contact_id) < int(percent * 100)
+
+
+def in_holdout(workflow: Workflow, contact_id: int) -> bool:
+    return in_holdout_name(workflow.name, contact_id, workflow.holdout)
+
+
+def _blocking(workflow_id: int, contact_id: Any, workflow: Workflow, now: dt.datetime) -> Any:
+    """A run of this workflow that keeps the contact from starting another now."""
+    r = runs_t.c
+    if workflow.reentry is None:
+        recent = true()
+    else:
+        recent = r.started_at > now - workflow.reentry
+    return and_(r.workflow_id == workflow_id, r.contact_id == contact_id, or_(r.status.in_(ACTIVE), recent))
+
+
+def _history(conn: Connection, workflow_id: int, contact_ids: Sequence[int]) -> dict[int, list[Any]]:
+    r = runs_t.c
+    out: dict[int, list[Any]] = {}
+    q = select(r.contact_id, r.cycle, r.status, r.started_at).where(r.workflow_id == workflow_id)
+    parts = [None] if len(contact_ids) > 5000 else list(chunks(list(contact_ids), 1000))
+    for part in parts:
+        for row in conn.execute(q if part is None else q.where(r.contact_id.in_(part))):
+            out.setdefault(row.contact_id, []).append(row)
+    return out
+
+
+def start(conn: Connection, row: Any, workflow: Workflow, candidates: Iterable[Candidate], *, trigger: str,
+          now: dt.datetime) -> StartReport:
+    """Start a run for every candidate who may enter; the rest are counted as skipped."""
+    candidates = list(candidates)
+    report = StartReport()
+    if not candidates:
+        return report
+    keys = [c.key for c in candidates if c.key]
+    seen_keys: set[str] = set()
+    for part in chunks(keys, 1000):
+        seen_keys.update(conn.execute(select(runs_t.c.trigger_key).where(
+            runs_t.c.workflow_id == row.id, runs_t.c.trigger_key.in_(part))).scalars())
+    history = _history(conn, row.id, sorted({c.contact_id for c in candidates}))
+    chosen: set[int] = set()
+    values = []
+    for cand in candidates:
+        if cand.key is not None and cand.key in seen_keys:
+            continue  # this event already started a run (or was looked at and skipped)
+        past = history.get(cand.contact_id, [])
+        blocked = cand.contact_id in chosen or any(
+            h.status in ACTIVE or workflow.reentry is None or h.started_at > now - workflow.reentry for h in past)
+        if blocked:
+            report.skipped += 1
+            continue
+        chosen.add(cand.contact_id)
+        holdout = in_holdout(workflow, cand.contact_id)
+        values.append({
+            "workflow_id": row.id, "version": row.version, "contact_id": cand.contact_id,
+            "cycle": max((h.cycle for h in past), default=0) + 1, "holdout": holdout,
+            "status": "holdout" if holdout else "running", "step": 0, "next_at": None if holdout else now,
+            "attempts": 0, "trigger": trigger, "trigger_key": cand.key, "context": cand.context,
+            "started_at": now, "finished_at": now if holdout else None, "updated_at": now})
+    if not values:
+        return report
+
+    def started_now() -> tuple[int, int]:
+        r = runs_t.c
+        n, held = conn.execute(select(func.count(), func.coalesce(func.sum(case((r.holdout, 1), else_=0)), 0))
+                               .where(r.workflow_id == row.id, r.started_at == now)).one()
+        return int(n), int(held)
+
+    # A run that another process started meanwhile (the same workflow, contact and cycle) is left alone:
+    # the insert skips it, and counting before and after tells how many were ours.
+    before = started_now()
+    for part in chunks(values, INSERT_CHUNK):
+        bulk_insert(conn, runs_t, list(part), ignore_conflicts=True)
+    after = started_now()
+    report.started += after[0] - before[0]
+    report.holdout += after[1] - before[1]
+    report.skipped += len(values) - (after[0] - before[0])
+    return report
+
+
+def segment_candidates(conn: Connection, row: Any, workflow: Workflow, segment: str, *,
+                       now: dt.datetime) -> tuple[list[Candidate], int]:
+    """Members of the segment (as last refreshed) who may enter now, and how many members there are."""
+    m, c = members_t.c, contacts_t.c
+    joined = members_t.join(segments_t, segments_t.c.id == m.segment_id).join(contacts_t, c.id == m.contact_id)
+    member = and_(segments_t.c.name == segment, c.deleted_at.is_(None))
+    total = conn.execute(select(func.count()).select_from(joined).where(member)).scalar_one()
+    ids = conn.execute(select(m.contact_id).select_from(joined)
+                       .where(member, ~exists().where(_blocking(row.id, m.contact_id, workflow, now)))
+                       .order_by(m.contact_id)).scalars().all()
+    return [Candidate(cid) for cid in ids], total
+
+
+def start_members(conn: Connection, row: Any, workflow: Workflow, *, now: dt.datetime,
+                  trigger: str | None = None) -> StartReport:
+    """Start runs for the trigger segment's members who may enter (the segment refreshed before)."""
+    segment = workflow.trigger.segment
+    assert segment is not None
+    candidates, total = segment_candidates(conn, row, workflow, segment, now=now)
+    report = start(conn, row, workflow, candidates, trigger=trigger or f"segment:{segment}", now=now)
+    report.skipped += total - len(candidates)
+    return report
+
+
+def schedule_due(workflow: Workflow, state: dict[str, Any], settings: Settings, now: dt.datetime,
+                 enabled_at: dt.datetime | None) -> bool:
+    """Whether a scheduled time passed since the schedule last fired (or since it was switched on)."""
+    from croniter import croniter
+
+    last = state.get("fired_at")
+    base = dt.datetime.fromisoformat(last) if last else (enabled_at or now)
+    upcoming = croniter(workflow.trigger.schedule, base.astimezone(settings.tz)).get_next(dt.datetime)
+    return upcoming <= now
+
+
+def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.datetime) -> list[Candidate]:
+    """Events since the last look (with a margin; each event's key keeps it from starting twice)."""
+    trigger, state = workflow.trigger, dict(row.state or {})
+    since = dt.datetime.fromisoformat(state["since"]) - EVENT_MARGIN if state.get("since") else None
+    enabled_at = row.enabled_at
+    o, c = orders_t.c, contacts_t.c
+    out: list[Candidate] = []
+    if trigger.event in ("order.created", "order.won"):
+        q = select(o.id, o.contact_id, o.amount, o.status).where(o.contact_id.is_not(None))
+        if since is not None:
+            q = q.where(o.updated_at >= since)
+        if trigger.event == "order.created":
+            q = q.where(o.id > int(state.get("order_floor", 0)))
+        else:
+            q = q.where(o.status == "won", o.closed_at >= enabled_at) if enabled_at else q.where(o.status == "won")
+        for r in conn.execute(q.order_by(o.id)):
+            out.append(Candidate(r.contact_id, f"{trigger.event}:{r.id}",
+                                 {"event": trigger.event, "order_id": r.id, "amount": str(r.amount)}))
+    elif trigger.event == "contact.created":
+        q = select(c.id).where(c.id > int(state.get("contact_floor", 0)), c.deleted_at.is_(None))
+        if since is not None:
+            q = q.where(c.created_at >= since)
+        out = [Candidate(cid, f"contact.created:{cid}", {"event": "contact.created"})
+               for cid in conn.execute(q.order_by(c.id)).scalars()]
+    else:
+        expired = trigger.event == "promo.expired"
+        workflow_id = None
+        if trigger.workflow:
+            workflow_id = conn.execute(select(store.workflows_t.c.id).where(
+                store.workflows_t.c.name == trigger.workflow)).scalar()
+            if workflow_id is None:
+                return []
+        floor = max(d for d in (since, enabled_at) if d is not None) if (since or enabled_at) else None
+        for r in promo.expiring(conn, now=now, before=trigger.before, expired=expired, workflow_id=workflow_id,
+                                since=floor if expired else None):
+            out.append(Candidate(r.contact_id, f"{trigger.event}:{r.id}", {"event": trigger.event, "promo_id": r.id}))
+    return out
+
+
+def fire(engine: Engine, settings: Settings, row: Any, workflow: Workflow, *, now: dt.datetime,
+         refreshed: set[str] | None = None, manual: bool = False) -> StartReport:
+    """One look at a workflow's trigger: start the runs it calls for now.
+
+    `refreshed` names the segments already refreshed in this tick; `manual`
+    (hub workflows run) ignores the schedule and starts the segment's members now.
+    """
+    from hub.segments import membership
+
+    trigger = workflow.trigger
+    state = dict(row.state or {})
+    if trigger.kind == "schedule" and not manual and not schedule_due(workflow, state, settings, now, row.enabled_at):
+        return StartReport()
+    if trigger.kind in ("segment", "schedule"):
+        assert trigger.segment is not None
+        if refreshed is None or trigger.segment not in refreshed:
+            token = _own_refresh.set(True)
+            try:
+                membership.refresh(engine, settings, [trigger.segment], now=now)
+            finally:
+                _own_refresh.reset(token)
+            if refreshed is not None:
+                refreshed.add(trigger.segment)
+        with engine.begin() as conn:
+            report = start_members(conn, row, workflow, now=now, trigger="manual" if manual else None)
+            if trigger.kind == "schedule" and not manual:
+                store.save_state(conn, row.id, {**state, "fired_at": now.isoformat()})
+        return report
+    with engine.connect() as conn:
+        candidates = event_candidates(conn, row, workflow, now=now)
+    with engine.begin() as conn:
+        report = start(conn, row, workflow, candidates, trigger=f"event:{trigger.event}", now=now)
+        store.save_state(conn, row.id, {**state, "since": now.isoformat()})
+    return report
+
+
+def on_segment_changed(conn: Connection, segment: str, entered: list[int]) -> None:
+    """segment_changed: start runs at once for those who entered a segment that triggers a workflow."""
+    if not entered or _own_refresh.get():
+        return
+    from hub.config import load_settings
+    from hub.db import utcnow
+
+    rows = [r for r in store.rows(conn) if r.enabled and (r.definition.get("trigger") or {}).get("segment") == segment
+            and "schedule" not in (r.definition.get("trigger") or {})]
+    if not rows:
+        return
+    settings = load_settings()
+    now = utcnow()
+    for row in rows:
+        workflow = store.definition(conn, settings, row.id, row.version)
+        start(conn, row, workflow, [Candidate(cid) for cid in entered], trigger=f"segment:{segment}", now=now)
+
