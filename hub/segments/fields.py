@@ -59,7 +59,8 @@ COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 CONSENT_STATES = ("granted", "withdrawn", "pending", "none")
 # Documented fields that plugins provide, so a rule using one without its plugin gets a useful hint.
-PLUGIN_FIELDS = {"messages.last_sent_at": "the mailing plugin", "workflow.<name>.status": "the workflows plugin"}
+PLUGIN_FIELDS = {"messages.last_sent_at": "the mailing plugin", "workflow.<name>.status": "the workflows plugin",
+                 "contact.nps": "the workflows plugin"}
 _PLACEHOLDER = re.compile(r"^<([a-z_]+)>$")
 _PARAM_VALUE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
