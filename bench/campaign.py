@@ -38,21 +38,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout: import this checkout's hub
     sys.path.insert(0, str(ROOT))
 
+from harness import free_port, log, serve_smtp  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 GOAL_MESSAGES_PER_S = 1_000
 SECRET = "bench-secret-key-0123456789"
 WORKFLOW = "reactivation_90d"
 CHUNK = 5_000
 _TRACKING = re.compile(rb"\r\nX-Hub-Message-Id: (\d+)\r\n")
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -68,8 +60,6 @@ def cpu_seconds(pid: int) -> float:
 
 def serve_sink(port_file: Path, log_file: Path) -> None:
     """Accept every message; append "id recipient" to the log as it arrives (the server's own log)."""
-    from aiosmtpd.controller import Controller
-
     out = open(log_file, "a", buffering=1, encoding="utf-8")
 
     class Sink:
@@ -78,20 +68,7 @@ def serve_sink(port_file: Path, log_file: Path) -> None:
             out.write(f"{m.group(1).decode() if m else -1} {envelope.rcpt_tos[0]}\n")
             return "250 2.0.0 Accepted"
 
-    port = free_port()
-    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
-    controller.start()
-    port_file.write_text(str(port))
-    stop = False
-
-    def on_term(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    while not stop:
-        time.sleep(0.1)
-    controller.stop()
+    serve_smtp(Sink(), port_file)
     out.close()
 
 

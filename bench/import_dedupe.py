@@ -16,15 +16,12 @@ peak resident set below 1 GiB. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from array import array
@@ -34,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout: import this checkout's hub
     sys.path.insert(0, str(ROOT))
+
+from harness import in_workdir, log  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from sqlalchemy import func, select  # noqa: E402
 
@@ -53,9 +52,6 @@ SECRET = "bench-secret-key-0123456789"
 UNPLACED = -1
 _FORKED = False  # set in the forked import process, whose children are only the importer's own
 
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def peak_rss_mb() -> tuple[float, float]:
@@ -165,18 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 1:
         parser.error("--rows must be at least 1")
 
-    made_workdir = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="hub-bench-")) if made_workdir else args.workdir
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        result = run(args, workdir)
-    finally:
-        if args.keep or not made_workdir:
-            log(f"files kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(result, indent=2))
-    return 0
+    return in_workdir(args, run)
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict:

@@ -24,12 +24,9 @@ import json
 import os
 import re
 import resource
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout: import this checkout's hub
     sys.path.insert(0, str(ROOT))
 
+from harness import in_workdir, log, serve_smtp  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 GOAL_MESSAGES_PER_S = 1_500
 SECRET = "bench-secret-key-0123456789"
 EARLY = 5_000  # messages a worker has sent when its "early" memory is read
@@ -45,9 +44,6 @@ GOAL_RSS_GROWTH_MB = 32  # flat memory: what a worker may grow by between EARLY 
 PROMO = {"code": "BENCH-15", "discount": 15, "expires_at": "2026-12-31"}
 _TRACKING = re.compile(rb"\r\nX-Hub-Message-Id: (\d+)\r\n")
 
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def rss_mb() -> float:
@@ -85,8 +81,6 @@ def peak_rss_mb() -> float:
 
 def serve_sink(port_file: Path, report_file: Path) -> None:
     """Accept every message, keep only its tracking id; write the tally when told to stop."""
-    from aiosmtpd.controller import Controller
-
     seen: list[int] = []
 
     class Sink:
@@ -95,22 +89,7 @@ def serve_sink(port_file: Path, report_file: Path) -> None:
             seen.append(int(m.group(1)) if m else -1)
             return "250 2.0.0 Accepted"
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
-    controller.start()
-    port_file.write_text(str(port))
-    stop = False
-
-    def on_term(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    while not stop:
-        time.sleep(0.1)
-    controller.stop()
+    serve_smtp(Sink(), port_file)
     unique = len(set(seen))
     report_file.write_text(json.dumps({"received": len(seen), "unique": unique, "untracked": seen.count(-1),
                                        "cpu_s": round(cpu_seconds(), 2)}))
@@ -230,18 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.messages < 1 or args.workers < 1:
         parser.error("--messages and --workers must be at least 1")
 
-    made_workdir = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="hub-bench-mail-")) if made_workdir else args.workdir
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        result = run(args, workdir)
-    finally:
-        if args.keep or not made_workdir:
-            log(f"files kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(result, indent=2))
-    return 0
+    return in_workdir(args, run, prefix="hub-bench-mail-")
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict:

@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from decimal import Decimal
@@ -34,6 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout: import this checkout's hub
     sys.path.insert(0, str(ROOT))
+
+from harness import in_workdir, log  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from sqlalchemy import func, select, text, update  # noqa: E402
 
@@ -66,9 +65,6 @@ SAVED_SEGMENT = {"name": "moscow_buyers_emailable", "title": "Bought at least tw
                                   {"field": "contact.city", "op": "in", "value": ["Москва", "Санкт-Петербург"]},
                                   {"field": "consent.email.marketing", "op": "eq", "value": "granted"}]}}
 
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def generate(engine: Any, contacts: int, seed: int) -> dict[str, int]:
@@ -253,19 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.contacts < 200:
         parser.error("--contacts must be at least 200")
-    made_workdir = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="hub-bench-")) if made_workdir else args.workdir
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        result = run(args, workdir)
-    finally:
-        dispose_engines()
-        if args.keep or not made_workdir:
-            log(f"files kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(result, indent=2))
-    return 0
+    return in_workdir(args, run, cleanup=dispose_engines)
 
 
 if __name__ == "__main__":

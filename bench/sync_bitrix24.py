@@ -29,6 +29,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness import log  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 from hub import migrations, plugins, sync  # noqa: E402
 from hub.config import load_settings  # noqa: E402
 from hub.db import get_engine  # noqa: E402
@@ -39,9 +41,6 @@ from plugins.bitrix24.source import Bitrix24Source  # noqa: E402
 
 BUCKET = 50  # burst of the standard plan; a drained bucket refills at 2/s
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def start_portal(contacts: int, seed: int, latency: float, count_cost: float) -> tuple[subprocess.Popen[str], str, str]:
@@ -97,7 +96,8 @@ def third_party(webhook: str, stats_url: str, total: int, cap_s: float) -> dict[
     except ImportError:
         return {"skipped": "fast_bitrix24 is not installed (pip install -e '.[test]')"}
     before = portal_stats(stats_url)
-    code = f"import runpy; runpy.run_path({__file__!r})['_fetch_with_fast_bitrix24']({webhook!r})"
+    code = (f"import runpy, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"runpy.run_path({__file__!r})['_fetch_with_fast_bitrix24']({webhook!r})")
     started = time.monotonic()
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)

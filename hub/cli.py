@@ -408,9 +408,11 @@ def sync_cmd(app: App, source: str, full: bool, reconcile: bool, as_json: bool) 
         return
     c, o = data["contacts"], data["orders"]
     requests = f"; {data['requests']} requests ({data.get('rate_limited', 0)} rate-limited)" if "requests" in data else ""
+    refused = c.get("refused", 0) + o.get("refused", 0)
+    kept_out = f"; {refused} records of people erased on request kept out" if refused else ""
     click.echo(f"{source} ({data['kind']}): contacts {c['created']} new, {c['updated']} updated, "
                f"{c['deleted']} deleted, {c['merged']} merged; orders {o['created']} new, {o['updated']} updated, "
-               f"{o['deleted']} deleted; {data['errors']} errors{requests}; {data['duration_s']} s.")
+               f"{o['deleted']} deleted; {data['errors']} errors{requests}{kept_out}; {data['duration_s']} s.")
 
 
 # --- queue --------------------------------------------------------------------------------

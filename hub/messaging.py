@@ -233,18 +233,6 @@ def contact_contexts(conn: Connection, settings: Settings, contact_ids: Iterable
     return out
 
 
-def _suppressed(conn: Connection, settings: Settings, kind: str, values: Iterable[str]) -> set[str]:
-    """Which of these addresses are suppressed, in one query per 500."""
-    secret = settings.require_secret_key()
-    by_hash = {consent.address_hash(kind, v, secret): v for v in values}
-    found: set[str] = set()
-    for part in chunks(list(by_hash), 500):
-        rows = conn.execute(select(consent.suppressions_t.c.value_hash)
-                            .where(consent.suppressions_t.c.value_hash.in_(part)))
-        found.update(by_hash[h] for h in rows.scalars())
-    return found
-
-
 def _pick_address(contact: Mapping[str, Any], channel: str, suppressed: set[str]) -> str | None:
     """The contact's first valid address for the channel that is not suppressed (else the first)."""
     candidates = contact.get(f"{_address_kind(channel)}s") or []
@@ -257,7 +245,7 @@ def _pick_address(contact: Mapping[str, Any], channel: str, suppressed: set[str]
 def _pick_addresses(conn: Connection, settings: Settings, contacts: Mapping[int, Mapping[str, Any]],
                     channel: str) -> dict[int, str | None]:
     kind = _address_kind(channel)
-    suppressed = _suppressed(conn, settings, kind, {a for c in contacts.values() for a in c.get(f"{kind}s") or []})
+    suppressed = consent.suppressed_among(conn, settings, kind, {a for c in contacts.values() for a in c.get(f"{kind}s") or []})
     return {cid: _pick_address(c, channel, suppressed) for cid, c in contacts.items()}
 
 

@@ -85,7 +85,7 @@ class Counts:
 
     contacts: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0, "merged": 0,
                                                               "refused": 0})
-    orders: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0})
+    orders: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0, "refused": 0})
     invalid_phones: int = 0
     invalid_emails: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -128,7 +128,7 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
         for answer in get_pm().hook.refuse_orders(conn=conn, settings=settings, orders=list(records)):
             refused.update(answer or ())
     if refused:
-        counts.orders["refused"] = counts.orders.get("refused", 0) + len(refused)
+        counts.orders["refused"] += len(refused)
         records = [r for i, r in enumerate(records) if i not in refused]
     rows: list[dict[str, Any]] = []
     now = utcnow()
@@ -328,7 +328,9 @@ def run(
     except Exception as exc:
         message = _describe(exc)
         finish_run(engine, run_id, counts, error=message)
-        raise SyncError(f"sync {source_name} failed: {message}; the next run resumes from the last saved page") from exc
+        wrote = counts.as_dict() != Counts().as_dict()
+        resume = "; the next run resumes from the last saved page" if wrote else ""
+        raise SyncError(f"sync {source_name} failed: {message}{resume}") from exc
     finish_run(engine, run_id, counts)
     kind = "full" if "full" in kinds else "incremental"
     extra = dict(getattr(source, "stats", lambda: {})())

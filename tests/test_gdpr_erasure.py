@@ -122,7 +122,7 @@ def test_an_erased_person_stays_gone_after_the_crm_syncs_them_again(hub: HubDB, 
     assert incremental["contacts"]["created"] == 0 and full["contacts"]["created"] == 0
     # hook:refuse_orders
     deals = [d for d in portal.portal.deal_ids() if portal.portal.deal(d)["CONTACT_ID"] == external_id]
-    assert full["orders"].get("refused", 0) == len(deals)
+    assert full["orders"]["refused"] == len(deals)
     with hub.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Order).where(
             Order.source == "bitrix24", Order.contact_external_id == external_id)).scalar() == 0

@@ -22,7 +22,7 @@ from hub.config import Settings
 from hub.models import Contact
 from hub.segments.evaluate import Segments
 from hub.segments.fields import Registry
-from hub.segments.rules import MOMENT_OPS, AllOf, AnyOf, Condition, Moment, Node, Not, Parser, RuleError, SegmentRef
+from hub.segments.rules import MOMENT_OPS, AllOf, AnyOf, Condition, Moment, Node, Not, Parser, RuleError, SegmentRef, walk
 
 contacts_t = Contact.__table__
 RUN_STARTED = "run.started_at"
@@ -67,7 +67,7 @@ def parse(data: Any, path: str, registry: Registry) -> RunRule:
     parser = Parser(registry)
     node = parser.rule(prepared, path)
     problems = list(parser.problems)
-    for cond in _conditions(node) if node is not None else []:
+    for cond in (n for n in walk(node) if isinstance(n, Condition)) if node is not None else []:
         if cond.path in run_paths and cond.op not in MOMENT_OPS:
             problems.append(f"{cond.path}.value: {RUN_STARTED} can only be compared with before or after")
     if problems or node is None:
@@ -91,16 +91,6 @@ def _placeholders(data: Any, path: str, found: set[str]) -> Any:
                 out[key] = value
         return out
     return data
-
-
-def _conditions(node: Node) -> Iterable[Condition]:
-    if isinstance(node, Condition):
-        yield node
-    elif isinstance(node, (AllOf, AnyOf)):
-        for item in node.items:
-            yield from _conditions(item)
-    elif isinstance(node, Not):
-        yield from _conditions(node.item)
 
 
 def _bind(node: Node, paths: frozenset[str], started_on: dt.date) -> Node:

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Mapping
 import pluggy
 from sqlalchemy import Connection
 
+from hub.problems import ProblemList
 from hub.config import Settings
 from hub.segments import fields as segment_fields
 from hub.segments.rules import RuleError, SegmentError, jsonable, read_document, references
@@ -45,20 +46,11 @@ KEYS = ("name", "title", "description", "trigger", "reentry", "holdout", "goal",
 EVENTS = ("order.created", "order.won", "contact.created", "promo.expiring", "promo.expired")
 GOAL_EVENTS = ("order.created", "order.won", "promo.redeemed")
 TRIGGER_KEYS = ("segment", "schedule", "event", "before", "workflow")
-SHOWN_PROBLEMS = 5
 MAX_HOLDOUT = Decimal(50)
 
 
-class WorkflowError(ValueError):
+class WorkflowError(ProblemList):
     """A workflow that cannot be used; `problems` lists every reason, each starting with its path."""
-
-    def __init__(self, problems: list[str], origin: str | None = None) -> None:
-        self.problems = list(problems)
-        self.origin = origin
-        shown = "; ".join(problems[:SHOWN_PROBLEMS])
-        if len(problems) > SHOWN_PROBLEMS:
-            shown += f"; and {len(problems) - SHOWN_PROBLEMS} more"
-        super().__init__(f"{origin}: {shown}" if origin else shown)
 
 
 @dataclass(frozen=True)

@@ -157,14 +157,8 @@ def pick_addresses(conn: Connection, settings: Settings, contacts: Mapping[int, 
                    channel: str) -> dict[int, str | None]:
     """Each contact's first valid address for the channel that is not suppressed (else the first)."""
     kind = consent.kind_for_channel(channel)
-    values = {a for c in contacts.values() for a in c.get(f"{kind}s") or []}
-    secret = settings.require_secret_key()
-    by_hash = {consent.address_hash(kind, v, secret): v for v in values}
-    suppressed: set[str] = set()
-    for part in chunks(list(by_hash), 500):
-        rows = conn.execute(select(consent.suppressions_t.c.value_hash)
-                            .where(consent.suppressions_t.c.value_hash.in_(part)))
-        suppressed.update(by_hash[h] for h in rows.scalars())
+    suppressed = consent.suppressed_among(conn, settings, kind,
+                                          {a for c in contacts.values() for a in c.get(f"{kind}s") or []})
     out: dict[int, str | None] = {}
     for cid, contact in contacts.items():
         candidates = list(contact.get(f"{kind}s") or [])

@@ -23,7 +23,7 @@ from hub.admin.forms import ActionForm, SegmentForm
 from hub.config import Settings
 from hub.segments import explain as explaining, fields, membership, store
 from hub.segments.evaluate import Segments
-from hub.segments.rules import RuleError, SegmentError, check_references
+from hub.segments.rules import RuleError, SegmentError, check_references, read_yaml
 
 bp = Blueprint("segments", __name__, url_prefix="/segments")
 MAX_DOCUMENT = 20_000
@@ -44,13 +44,7 @@ def read_text(text: str) -> Any:
     """The document a person typed, or a SegmentError saying where the YAML is broken."""
     if len(text) > MAX_DOCUMENT:
         raise SegmentError(f"the segment is too long (more than {MAX_DOCUMENT:,} characters)")
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "cannot be read"
-        raise SegmentError(f"not valid YAML ({problem}{where})") from None
+    return read_yaml(text)
 
 
 def check(conn: Any, settings: Settings, text: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from hub.problems import ProblemList
 from hub.segments.fields import FieldError, Registry, ResolvedField
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -40,23 +41,14 @@ MOMENT_OPS = ("before", "after")
 _RELATIVE = re.compile(r"^([+-]?)\s*(\d{1,5})\s*([dwmy])$")
 UNITS = {"d": "days", "w": "weeks", "m": "months", "y": "years"}
 # More problems than this are summarised: nobody fixes forty things from one line.
-SHOWN_PROBLEMS = 5
 
 
 class SegmentError(ValueError):
     """A segment a user asked for or wrote cannot be used; the message says where and why."""
 
 
-class RuleError(SegmentError):
+class RuleError(ProblemList, SegmentError):
     """A segment or rule with problems; `problems` lists every one, each starting with its path."""
-
-    def __init__(self, problems: list[str], origin: str | None = None) -> None:
-        self.problems = list(problems)
-        self.origin = origin
-        shown = "; ".join(problems[:SHOWN_PROBLEMS])
-        if len(problems) > SHOWN_PROBLEMS:
-            shown += f"; and {len(problems) - SHOWN_PROBLEMS} more"
-        super().__init__(f"{origin}: {shown}" if origin else shown)
 
 
 # --- time values --------------------------------------------------------------------------
@@ -192,12 +184,20 @@ def read_document(path: Path) -> Any:
             raise SegmentError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}, "
                                f"column {exc.colno})") from None
     try:
+        return read_yaml(text)
+    except SegmentError as exc:
+        raise SegmentError(f"{path.name}: {exc}") from None
+
+
+def read_yaml(text: str) -> Any:
+    """YAML a person wrote, or a SegmentError saying where it is broken."""
+    try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "cannot be read"
-        raise SegmentError(f"{path.name}: not valid YAML ({problem}{where})") from None
+        raise SegmentError(f"not valid YAML ({problem}{where})") from None
 
 
 def jsonable(value: Any) -> Any:

@@ -53,6 +53,7 @@ def connect(app: App, webhook: str | None, client_id: str | None, client_secret:
         connection.save(engine, settings, data)
     try:
         client = connection.client(settings, engine, None if data["kind"] == "oauth" else data)
+        client.max_retries = 2  # a check the user is waiting for: fail in seconds, not minutes
         profile = client.call("profile").get("result") or {}
     except Bitrix24Error as exc:
         raise click.ClickException(str(exc)) from None

@@ -1,0 +1,68 @@
+"""What the benchmarks share: a work directory kept or removed, and a local SMTP sink process.
+
+Imported by the scripts in this folder (`python bench/NAME.py` puts the
+folder on sys.path); not part of the installed package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def in_workdir(args: argparse.Namespace, run: Callable[[argparse.Namespace, Path], dict[str, Any]], *,
+               prefix: str = "hub-bench-", cleanup: Callable[[], None] | None = None) -> int:
+    """Run the benchmark in `args.workdir` or a new temporary one (removed unless `args.keep`),
+    then print its result: the one JSON document on stdout."""
+    made = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix=prefix)) if made else args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        result = run(args, workdir)
+    finally:
+        if cleanup is not None:
+            cleanup()
+        if args.keep or not made:
+            log(f"files kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def serve_smtp(handler: Any, port_file: Path) -> None:
+    """Serve `handler` (an aiosmtpd handler) on a free port written to `port_file`, until SIGTERM."""
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    port_file.write_text(str(port))
+    stop = False
+
+    def on_term(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    while not stop:
+        time.sleep(0.1)
+    controller.stop()
