@@ -48,8 +48,18 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.timezone.utc)
 
 
+_clock: Callable[[], dt.datetime] | None = None
+
+
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    """Now, in UTC: the one clock all of Hub reads, so tests can move it (``hub.testing``'s ``hub_clock``)."""
+    return _clock() if _clock is not None else dt.datetime.now(dt.timezone.utc)
+
+
+def set_clock(clock: Callable[[], dt.datetime] | None) -> None:
+    """Make `utcnow` answer from `clock` (an aware datetime each call); None restores the real clock."""
+    global _clock
+    _clock = clock
 
 
 def get_engine(url: str) -> Engine:

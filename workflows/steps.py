@@ -37,6 +37,9 @@ from hub.config import Settings
 from hub.models import Contact
 from workflows import clock
 
+# What a plugin's own steps use (the public API of this module; tests/test_public_api.py records it).
+__all__ = ["Step", "StepCall", "Outcome", "StepError", "StepFailed", "Options", "Checking", "RunInfo"]
+
 contacts_t = Contact.__table__
 
 

@@ -1,0 +1,53 @@
+"""Everything a plugin may import from Hub, in one place.
+
+Import from here, not from the modules behind it: these names keep their
+meaning across releases (a change to them is deliberate, and
+tests/test_public_api.py fails until the recorded API is updated), while the
+modules they live in may be reorganized. The hooks themselves are in
+``hub.hookspecs``; workflow step classes are in ``workflows.steps`` (the
+workflows plugin's own public API); test fixtures are in ``hub.testing``.
+
+    from hub.api import hookimpl, ContactRecord, OrderRecord, Page
+"""
+
+from __future__ import annotations
+
+from hub.cli import App, emit_json, pass_app, progress_bar
+from hub.config import Settings, SettingsError
+from hub.credentials import CredentialError
+from hub.credentials import load as load_credentials
+from hub.credentials import lock as lock_credentials
+from hub.credentials import redact as redact_credentials
+from hub.credentials import save as save_credentials
+from hub.db import get_engine, utcnow
+from hub.hookspecs import hookimpl
+from hub.messaging import Channel, ChannelUnavailable, Delivery, Outgoing
+from hub.models import Contact, ExternalRef, Order
+from hub.queue import enqueue
+from hub.ratelimit import SlidingWindow, limiter
+from hub.records import ContactRecord, Deletion, OrderRecord
+from hub.sampledata import Person, people
+from hub.sandbox import RunningSandbox
+from hub.segments.fields import FieldContext, SegmentField, SegmentOperator
+from hub.sync import Page, ReconcilingSource, Source, SyncError, TargetedSource
+from hub.writeback import WriteBack, WriteBackError
+
+__all__ = [
+    # writing a plugin
+    "hookimpl", "Settings", "SettingsError", "get_engine", "utcnow",
+    # sources: what they read and hand over
+    "Source", "TargetedSource", "ReconcilingSource", "Page", "ContactRecord", "OrderRecord", "Deletion",
+    "SyncError", "WriteBack", "WriteBackError",
+    # emulators for the demo and tests
+    "RunningSandbox", "Person", "people",
+    # secrets a plugin stores (encrypted with HUB_SECRET_KEY)
+    "save_credentials", "load_credentials", "lock_credentials", "redact_credentials", "CredentialError",
+    # talking to other systems politely
+    "limiter", "SlidingWindow", "enqueue",
+    # segment rules
+    "SegmentField", "SegmentOperator", "FieldContext", "Contact", "Order", "ExternalRef",
+    # channels
+    "Channel", "Outgoing", "Delivery", "ChannelUnavailable",
+    # commands
+    "App", "pass_app", "emit_json", "progress_bar",
+]
