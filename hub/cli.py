@@ -434,6 +434,11 @@ def worker_cmd(app: App, queues: tuple[str, ...], burst: bool) -> None:
         raise click.ClickException(f"cannot reach Redis at HUB_REDIS_URL: {str(exc).splitlines()[0]}") from None
 
 
+from hub.schedule_commands import scheduler_cmd  # noqa: E402  (`hub scheduler`: syncs, reconcile, plugins' chores)
+
+cli.add_command(scheduler_cmd)
+
+
 # --- web ----------------------------------------------------------------------------------
 
 @cli.command("admin")

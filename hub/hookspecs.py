@@ -201,6 +201,22 @@ def register_workflow_steps(register: Callable[[str, Any], None]) -> None:
     """
 
 
+# --- recurring work ----------------------------------------------------------------------
+
+@hookspec
+def register_schedules(register: Callable[[str, Any], None], settings: Any) -> None:
+    """Register work that recurs: call ``register(name, schedule)``.
+
+    ``schedule`` is a ``hub.schedule.Schedule(every, job, description)``;
+    ``hub scheduler`` calls ``job(run)`` (a ``hub.schedule.Run``) every
+    ``every``, in one process at a time. The job should be quick and hand
+    long work to ``hub.queue.enqueue``. Read intervals from ``settings`` so
+    users can change them; an interval of zero turns the schedule off.
+
+    .. versionadded:: 0.1
+    """
+
+
 # --- shell and web ------------------------------------------------------------------------
 
 @hookspec

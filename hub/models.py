@@ -234,6 +234,21 @@ class SyncState(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class ScheduleState(Base):
+    """One recurring job of `hub scheduler` (or its lock, the row named "scheduler"): when it last ran and how."""
+
+    __tablename__ = "schedule_state"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    expires_at: Mapped[dt.datetime | None]
+    last_started_at: Mapped[dt.datetime | None]
+    last_finished_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_result: Mapped[dict[str, Any] | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class SyncRun(Base):
     __tablename__ = "sync_runs"
 

@@ -22,7 +22,7 @@ import pluggy
 from hub import hookspecs
 from hub.config import Settings, SettingsError
 
-DEFAULT_PLUGINS = ("hub.consent_ledger",)
+DEFAULT_PLUGINS = ("hub.consent_ledger", "hub.schedule")
 
 _pm: pluggy.PluginManager | None = None
 # plugin manager id -> {plugin name: (package, version)} of entry-point plugins
@@ -109,8 +109,11 @@ def describe(pm: pluggy.PluginManager | None = None) -> list[dict[str, Any]]:
     return out
 
 
-def registry(hook_name: str, pm: pluggy.PluginManager | None = None) -> dict[str, Any]:
-    """Collect what plugins register through a ``register_*`` hook, refusing duplicate names."""
+def registry(hook_name: str, pm: pluggy.PluginManager | None = None, **arguments: Any) -> dict[str, Any]:
+    """Collect what plugins register through a ``register_*`` hook, refusing duplicate names.
+
+    `arguments` are the hook's arguments besides ``register`` (``settings`` for schedules).
+    """
     pm = pm or get_pm()
     found: dict[str, Any] = {}
 
@@ -119,7 +122,7 @@ def registry(hook_name: str, pm: pluggy.PluginManager | None = None) -> dict[str
             raise SettingsError(f"two plugins register {hook_name[9:].rstrip('s')} {name!r}")
         found[name] = item
 
-    getattr(pm.hook, hook_name)(register=register)
+    getattr(pm.hook, hook_name)(register=register, **arguments)
     return found
 
 

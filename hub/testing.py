@@ -27,7 +27,6 @@ tests there instead: it is migrated once and emptied before each test.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import os
 import re

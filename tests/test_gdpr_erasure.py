@@ -20,7 +20,7 @@ from sqlalchemy import func, select, text, update
 import plugins.bitrix24 as bitrix24_plugin
 import plugins.gdpr
 import plugins.mailing
-from hub import consent, identity, messaging, normalize, sync
+from hub import consent, identity, messaging, normalize, schedule, sync
 from hub.cli import cli
 from hub.config import load_settings
 from hub.hookspecs import hookimpl
@@ -333,8 +333,9 @@ def test_retention_ages_out_what_is_past_its_time(hub: HubDB) -> None:
     with hub.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(SyncRun)).scalar() == 1  # the dry run changed nothing
 
-    done = retention.run(hub.engine, settings, actor="scheduler")
-    assert (done.messages, done.sync_runs, done.consent_requests, done.inactive_contacts) == (2, 1, 1, 1)
+    assert schedule.schedules(settings)["gdpr-retention"].every == dt.timedelta(days=1)
+    done = schedule.run_due(hub.engine, settings, only=["gdpr-retention"]).ran["gdpr-retention"]  # as the scheduler does
+    assert (done["messages"], done["sync_runs"], done["consent_requests"], done["inactive_contacts"]) == (2, 1, 1, 1)
     with hub.engine.connect() as conn:
         bodies = conn.execute(select(Message.address, Message.body_text)).all()
         assert bodies == [(None, ""), (None, "")]

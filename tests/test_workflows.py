@@ -23,7 +23,7 @@ from sqlalchemy import func, select, update
 
 import plugins.mailing
 import workflows
-from hub import consent, identity, sync
+from hub import consent, identity, schedule, sync
 from hub.cli import cli
 from hub.config import load_settings
 from hub.db import utcnow
@@ -701,8 +701,8 @@ def test_merging_two_contacts_keeps_both_runs(wf: HubDB) -> None:
 
 def test_only_one_scheduler_ticks_at_a_time(wf: HubDB) -> None:
     ttl = dt.timedelta(seconds=60)
-    first = scheduler.DatabaseLock(wf.engine, ttl, holder="first")
-    second = scheduler.DatabaseLock(wf.engine, ttl, holder="second")
+    first = schedule.DatabaseLock(wf.engine, ttl, holder="first")
+    second = schedule.DatabaseLock(wf.engine, ttl, holder="second")
     assert first.acquire() and not second.acquire()
     assert first.renew() and second.held_by() == "first"
     tick = hub_json("workflows", "tick")
@@ -712,7 +712,7 @@ def test_only_one_scheduler_ticks_at_a_time(wf: HubDB) -> None:
     second.release()
     assert hub_json("workflows", "tick")["ticked"] is True
     with wf.engine.begin() as conn:  # a holder that died: its lock expires
-        conn.execute(update(workflows.scheduler.state_t).values(holder="dead", expires_at=utcnow() - ttl))
+        conn.execute(update(schedule.state_t).values(holder="dead", expires_at=utcnow() - ttl))
     assert first.acquire()
 
 

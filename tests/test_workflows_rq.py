@@ -29,7 +29,7 @@ from aiosmtpd.controller import Controller
 from redis import Redis
 from sqlalchemy import select, update
 
-from hub import messaging, queue
+from hub import messaging, queue, schedule
 from hub.config import load_settings
 from hub.db import utcnow
 from hub.models import Message, WorkflowRun
@@ -166,8 +166,8 @@ def test_a_dead_workers_runs_are_enqueued_again_when_their_lease_ends(rq: HubDB)
 
 def test_only_one_scheduler_holds_the_redis_lock(rq: HubDB) -> None:
     ttl = dt.timedelta(seconds=30)
-    first = scheduler.RedisLock(rq.settings, ttl)
-    second = scheduler.RedisLock(rq.settings, ttl)
+    first = schedule.RedisLock(rq.settings, ttl)
+    second = schedule.RedisLock(rq.settings, ttl)
     assert first.acquire() and not second.acquire()
     assert first.renew() and first.acquire()
     first.release()
@@ -178,6 +178,7 @@ def test_only_one_scheduler_holds_the_redis_lock(rq: HubDB) -> None:
 def test_two_scheduler_processes_tick_one_at_a_time(rq: HubDB, tmp_path: Path) -> None:
     env = {**os.environ, "HUB_DATABASE_URL": rq.url, "HUB_REDIS_URL": rq.settings.redis_url,
            "HUB_SECRET_KEY": rq.settings.secret_key or "", "HUB_PLUGINS": "mailing,workflows",
+           "HUB_WORKFLOWS_INTERVAL_S": "1",
            "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-m", "hub", "scheduler", "--interval", "1"], env=env, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -192,7 +193,7 @@ def test_two_scheduler_processes_tick_one_at_a_time(rq: HubDB, tmp_path: Path) -
     for r in readers:
         r.start()
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not all(sum("tick:" in x or "standing by" in x for x in ls) >= 3
+    while time.monotonic() < deadline and not all(sum("ran:" in x or "standing by" in x for x in ls) >= 3
                                                   for ls in lines):
         time.sleep(0.2)
     for p in procs:
@@ -201,7 +202,7 @@ def test_two_scheduler_processes_tick_one_at_a_time(rq: HubDB, tmp_path: Path) -
         p.wait(timeout=30)
     for r in readers:
         r.join(timeout=5)
-    ticking = [sum("tick:" in x for x in ls) for ls in lines]
+    ticking = [sum("ran: " in x and "workflows" in x for x in ls) for ls in lines]
     standing = [sum("standing by" in x for x in ls) for ls in lines]
     assert sorted(bool(t) for t in ticking) == [False, True], lines  # one ticks, the other only stands by
     assert standing[ticking.index(0)] >= 3

@@ -45,8 +45,19 @@ def register_commands(cli: Any) -> None:
     from workflows import commands
 
     cli.add_command(commands.workflows_group)
-    cli.add_command(commands.scheduler_cmd)
     cli.add_command(commands.promo_group)
+
+
+@hookimpl
+def register_schedules(register: Callable[[str, Any], None], settings: Any) -> None:
+    import datetime as dt
+
+    from hub.schedule import Schedule
+    from workflows import config, scheduler
+
+    every = dt.timedelta(seconds=config.load(settings).interval)
+    register("workflows", Schedule(every, scheduler.scheduled_tick,
+                                   "start runs by the workflows' triggers and do the steps that are due"))
 
 
 @hookimpl

@@ -8,8 +8,6 @@ check, an unknown workflow or code) ends in one `Error:` line.
 from __future__ import annotations
 
 import functools
-import signal
-import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+from hub import schedule
 from hub.cli import App, emit_json, pass_app, progress_bar, stderr
 from hub.config import SettingsError
 from hub.db import utcnow
@@ -295,7 +294,7 @@ def _pct(rate: float | None) -> str:
 def tick_cmd(app: App, as_json: bool) -> None:
     """One scheduler tick now: start what triggers call for, then run (or enqueue) what is due."""
     engine = app.ready_engine()
-    lock = scheduler.lock_for(engine, app.settings, scheduler.config.load(app.settings).lease * 5)
+    lock = schedule.lock_for(engine, app.settings, scheduler.config.load(app.settings).lease * 5)
     if not lock.acquire():
         message = f"another scheduler is ticking ({lock.held_by() or 'unknown'}); nothing done"
         if as_json:
@@ -361,38 +360,6 @@ def retry_cmd(app: App, run_ids: tuple[int, ...], all_of: str | None, skip: bool
     n = runs_engine.retry(engine, ids, skip=skip)
     click.echo(f"{n} of {len(ids)} runs put back to work{' past the step they stopped at' if skip else ''}."
                + ("" if n == len(ids) else " (The others are not parked.)"))
-
-
-# --- hub scheduler ------------------------------------------------------------------------
-
-@click.command("scheduler")
-@click.option("--interval", type=click.FloatRange(1, 3600), default=None,
-              help="Seconds between ticks (default 30, or [workflows] interval_s).")
-@pass_app
-@user_errors
-def scheduler_cmd(app: App, interval: float | None) -> None:
-    """Tick the workflows every 30 s until stopped; only one scheduler ticks at a time."""
-    engine = app.ready_engine()
-    every = interval or scheduler.config.load(app.settings).interval
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    mode = "enqueueing for `hub worker`" if app.settings.redis_url else "running the steps in this process"
-    stderr.print(f"Scheduler: a tick every {every:g} s, {mode}. Ctrl-C stops it.")
-
-    def report(result: scheduler.TickReport | None, note: str | None) -> None:
-        if note:
-            stderr.print(note)
-            return
-        assert result is not None
-        started = sum(v["started"] for v in result.started.values())
-        stderr.print(f"{utcnow():%H:%M:%S} tick: {started} runs started, {result.redeemed} codes redeemed, "
-                     + (f"{result.enqueued} runs enqueued" if app.settings.redis_url else
-                        f"{result.advanced.get('steps', 0)} steps, {result.outbox.get('sent', 0)} sent")
-                     + f" ({result.seconds:.1f} s)")
-
-    scheduler.serve(engine, app.settings, interval=every, stop=stop, report=report)
-    stderr.print("Scheduler stopped.")
 
 
 # --- hub promo ----------------------------------------------------------------------------

@@ -14,116 +14,36 @@ The database is the only record of what is due: a run whose job vanished
 (Redis flushed) or whose worker died is due and unheld again, and the next
 tick enqueues it again. A run already sitting in a live job is left alone.
 
-Two schedulers started by mistake do no harm: each tick needs the lock, a
-Redis key with an expiry when Redis is configured, else a row in the
-database with an expiry. The holder renews it while it works; a scheduler
-that dies loses it when it expires, and the other takes over.
+`hub scheduler` (hub.schedule) calls the tick every 30 s (`[workflows]
+interval_s`) through the schedule this plugin registers; two schedulers
+started by mistake do no harm, as only the one holding the scheduler's lock
+runs schedules. `hub workflows tick` takes the same lock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import pluggy
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, select, update
 
 from hub import messaging, queue
 from hub.config import Settings
-from hub.db import chunks, insert_for, utcnow
-from hub.models import WorkflowRun, WorkflowState
+from hub.db import chunks, utcnow
+from hub.models import WorkflowRun
 from workflows import config, engine as runs_engine, jobs, policy, promo, store, triggers
 from workflows.definition import WorkflowError
 
 log = logging.getLogger(__name__)
 runs_t = WorkflowRun.__table__
-state_t = WorkflowState.__table__
 
-LOCK_NAME = "scheduler"
-REDIS_LOCK_KEY = "hub:workflows:scheduler"
 JOB_QUEUE = "default"
 ALIVE = ("queued", "deferred", "scheduled")
-
-
-def holder_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-class DatabaseLock:
-    """The scheduler lock as a row in workflow_state: held by `holder` until `expires_at`."""
-
-    def __init__(self, engine: Engine, ttl: dt.timedelta, holder: str | None = None) -> None:
-        self.engine, self.ttl, self.holder = engine, ttl, holder or holder_name()
-
-    def acquire(self) -> bool:
-        """Take or renew the lock; False while another scheduler holds it."""
-        now = utcnow()
-        s = state_t.c
-        with self.engine.begin() as conn:
-            conn.execute(insert_for(conn, state_t).values(name=LOCK_NAME, value={}, updated_at=now)
-                         .on_conflict_do_nothing(index_elements=["name"]))
-            taken = conn.execute(update(state_t).where(
-                s.name == LOCK_NAME, or_(s.holder.is_(None), s.expires_at < now, s.holder == self.holder))
-                .values(holder=self.holder, expires_at=now + self.ttl, updated_at=now)).rowcount
-        return taken == 1
-
-    renew = acquire
-
-    def release(self) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(state_t).where(state_t.c.name == LOCK_NAME, state_t.c.holder == self.holder)
-                         .values(holder=None, expires_at=None, updated_at=utcnow()))
-
-    def held_by(self) -> str | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(state_t.c.holder, state_t.c.expires_at)
-                               .where(state_t.c.name == LOCK_NAME)).first()
-        return row.holder if row is not None and row.expires_at and row.expires_at > utcnow() else None
-
-
-class RedisLock:
-    """The scheduler lock as a Redis key with an expiry (redis-py's Lock, with a token of its own)."""
-
-    def __init__(self, settings: Settings, ttl: dt.timedelta) -> None:
-        self.redis = queue.redis_connection(settings)
-        self.lock = self.redis.lock(REDIS_LOCK_KEY, timeout=ttl.total_seconds(), thread_local=False)
-
-    def acquire(self) -> bool:
-        if self.lock.owned():
-            return self.renew()
-        return bool(self.lock.acquire(blocking=False))
-
-    def renew(self) -> bool:
-        from redis.exceptions import LockError
-
-        try:
-            self.lock.reacquire()
-            return True
-        except LockError:
-            return False
-
-    def release(self) -> None:
-        from redis.exceptions import LockError
-
-        try:
-            self.lock.release()
-        except LockError:
-            pass
-
-    def held_by(self) -> str | None:
-        value = self.redis.get(REDIS_LOCK_KEY)
-        return value.decode() if isinstance(value, bytes) else value
-
-
-def lock_for(engine: Engine, settings: Settings, ttl: dt.timedelta) -> DatabaseLock | RedisLock:
-    return RedisLock(settings, ttl) if settings.redis_url else DatabaseLock(engine, ttl)
 
 
 @dataclass
@@ -252,31 +172,16 @@ def enqueue_due(engine: Engine, settings: Settings, *, now: dt.datetime, workflo
     return len(todo), count
 
 
-def serve(engine: Engine, settings: Settings, *, interval: float, stop: threading.Event,
-          report: Callable[[TickReport | None, str | None], None]) -> None:
-    """Tick every `interval` seconds while holding the lock, until `stop` is set; then let the lock go."""
-    ttl = dt.timedelta(seconds=max(60.0, interval * 3))
-    lock = lock_for(engine, settings, ttl)
-    try:
-        while not stop.is_set():
-            began = time.monotonic()
-            try:
-                held = lock.acquire()
-            except Exception as exc:  # noqa: BLE001 - Redis or the database away for a moment: keep trying
-                report(None, f"cannot take the scheduler lock: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-                stop.wait(interval)
-                continue
-            if held:
-                try:
-                    report(tick(engine, settings, keepalive=lock.renew), None)
-                except Exception as exc:  # noqa: BLE001 - one bad tick must not stop the scheduler
-                    log.exception("tick failed")
-                    report(None, f"tick failed: {type(exc).__name__}: {exc}")
-            else:
-                report(None, f"standing by: another scheduler holds the lock ({lock.held_by() or 'unknown'})")
-            stop.wait(max(0.0, interval - (time.monotonic() - began)))
-    finally:
-        try:
-            lock.release()
-        except Exception:  # noqa: BLE001 - nothing to release if the lock's store is gone
-            pass
+def scheduled_tick(run: Any) -> dict[str, Any]:
+    """The tick as `hub scheduler` runs it (a ``hub.schedule.Run``); returns the one-line summary's numbers."""
+    report = tick(run.engine, run.settings, now=run.now, keepalive=run.keepalive)
+    summary = {"runs started": sum(v.get("started", 0) for v in report.started.values()),
+               "codes redeemed": report.redeemed}
+    if run.settings.redis_url:
+        summary["runs enqueued"] = report.enqueued
+    else:
+        summary["steps"] = report.advanced.get("steps", 0)
+        summary["sent"] = report.outbox.get("sent", 0)
+    if report.errors:
+        summary["errors"] = "; ".join(f"{k}: {v}" for k, v in report.errors.items())
+    return summary

@@ -35,6 +35,18 @@ def register_commands(cli: Any) -> None:
 
 
 @hookimpl
+def register_schedules(register: Any, settings: Any) -> None:
+    """The retention rules apply themselves every day, so nobody has to remember to run them."""
+    import datetime as dt
+
+    from hub.schedule import Schedule
+    from plugins.gdpr import retention
+
+    register("gdpr-retention", Schedule(dt.timedelta(days=1), retention.scheduled,
+                                        "apply the retention rules ([gdpr.retention])"))
+
+
+@hookimpl
 def refuse_records(conn: Any, settings: Any, records: list[Any]) -> set[int]:
     """People erased on request stay out, whichever CRM or file still holds them."""
     return erasure.refuse_erased(conn, settings, records)

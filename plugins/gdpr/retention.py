@@ -183,3 +183,12 @@ def _without_consent(conn: Connection, contact_ids: Any) -> list[int]:
     for (cid, _, _), status in latest.items():
         granted[cid] |= status == "granted"
     return [cid for cid in contact_ids if not granted[cid]]
+
+
+
+def scheduled(when: Any) -> dict[str, Any]:
+    """The daily run of `hub scheduler` (`when` is a ``hub.schedule.Run``); nothing to do while every rule is off."""
+    if all(days is None for days in ages(when.settings).values()):
+        return {"rules on": 0}
+    report = run(when.engine, when.settings, actor="scheduler", now=when.now)
+    return {k: v for k, v in report.as_dict().items() if k not in ("cutoffs", "dry_run")}

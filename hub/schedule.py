@@ -1,0 +1,326 @@
+"""Work that recurs, run by `hub scheduler`: keeping every source current, and plugins' own chores.
+
+Webhooks are fast but not reliable: Bitrix24 never retries an event, amoCRM
+drops some and repeats others. What guarantees that the base matches the
+CRMs is a sync that comes back on its own. So the core registers two
+schedules through the same hook plugins use (``register_schedules``):
+
+- ``sync``: every 15 minutes (``sync_interval_s``), an incremental sync of each
+  source that has been synced before (a source you never synced is not
+  connected yet);
+- ``reconcile``: daily (``reconcile_interval_s``), an id-only pass over each
+  such source that can list its ids, to mark what was deleted without an event.
+
+Both only hand the work out (``hub.queue.enqueue``: to ``hub worker`` with
+Redis, else to one background thread of the scheduler), so a long sync never
+holds up the workflows' 30-second tick. Setting an interval to 0 turns that
+schedule off.
+
+Only one scheduler runs the schedules at a time: it holds a lock (a Redis key
+with an expiry when Redis is configured, else a row in ``schedule_state``)
+and renews it while it works; a scheduler that dies loses it when it
+expires, and another takes over. When each schedule last ran, and how it
+went, is kept in ``schedule_state``, so a restarted scheduler neither repeats
+nor forgets anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pluggy
+from sqlalchemy import Engine, or_, select, update
+
+from hub import plugins, queue
+from hub.config import Settings, SettingsError
+from hub.db import insert_for, utcnow
+from hub.hookspecs import hookimpl
+from hub.models import ScheduleState, SyncState
+
+log = logging.getLogger(__name__)
+state_t = ScheduleState.__table__
+LOCK_NAME = "scheduler"
+REDIS_LOCK_KEY = "hub:scheduler"
+SYNC_INTERVAL_S = 15 * 60
+RECONCILE_INTERVAL_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a schedule's job gets: the settings, the database, the moment, and a way to keep the lock."""
+
+    settings: Settings
+    engine: Engine
+    now: dt.datetime
+    keepalive: Callable[[], Any] = lambda: None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A job to run every `every`, in the scheduler's own process.
+
+    `job(run)` should be quick: anything long is handed to ``hub.queue.enqueue``
+    (a worker with Redis, a background thread without), or calls
+    ``run.keepalive()`` now and then. What it returns (a dict, a number) is
+    kept as the schedule's last result and shown by ``hub scheduler --status``.
+    """
+
+    every: dt.timedelta
+    job: Callable[[Run], Any]
+    description: str = ""
+
+
+# --- what is due, and running it -----------------------------------------------------------
+
+def schedules(settings: Settings, pm: pluggy.PluginManager | None = None) -> dict[str, Schedule]:
+    """Every schedule that is on (its interval above 0): name → Schedule (names are unique across plugins)."""
+    found = plugins.registry("register_schedules", pm, settings=settings)
+    for name, item in found.items():
+        if not isinstance(item, Schedule):
+            raise SettingsError(f"schedule {name!r} must be a hub.schedule.Schedule, not {type(item).__name__}")
+    return {n: s for n, s in found.items() if s.every > dt.timedelta(0)}
+
+
+def last_runs(engine: Engine) -> dict[str, dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(state_t).where(state_t.c.name != LOCK_NAME)).mappings().all()
+    return {r["name"]: dict(r) for r in rows}
+
+
+def due(engine: Engine, found: dict[str, Schedule], now: dt.datetime) -> list[str]:
+    """Schedules never run, or last started at least `every` ago, in name order."""
+    last = last_runs(engine)
+    out = []
+    for name, sched in sorted(found.items()):
+        started = (last.get(name) or {}).get("last_started_at")
+        if started is None or now - started >= sched.every:
+            out.append(name)
+    return out
+
+
+@dataclass
+class Report:
+    """What one pass did: the schedules run, with what each returned or why it failed."""
+
+    ran: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ran": self.ran, "failed": self.failed, "seconds": round(self.seconds, 3)}
+
+
+def _record(engine: Engine, name: str, **values: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert_for(conn, state_t).values(name=name, updated_at=utcnow())
+                     .on_conflict_do_nothing(index_elements=["name"]))
+        conn.execute(update(state_t).where(state_t.c.name == name).values(updated_at=utcnow(), **values))
+
+
+def run_due(engine: Engine, settings: Settings, *, now: dt.datetime | None = None,
+            pm: pluggy.PluginManager | None = None, keepalive: Callable[[], Any] | None = None,
+            only: list[str] | None = None) -> Report:
+    """Run every schedule that is due (or the ones named in `only`, due or not); one failing stops no other."""
+    began = time.perf_counter()
+    now = now or utcnow()
+    found = schedules(settings, pm)
+    unknown = sorted(set(only or ()) - set(found))
+    if unknown:
+        raise SettingsError(f"no schedule called {', '.join(unknown)} (schedules: {', '.join(sorted(found))})")
+    names = sorted(only) if only else due(engine, found, now)
+    report = Report()
+    for name in names:
+        _record(engine, name, last_started_at=now)
+        try:
+            result = found[name].job(Run(settings, engine, now, keepalive or (lambda: None)))
+        except Exception as exc:  # noqa: BLE001 - one failing schedule must not stop the others
+            log.exception("schedule %s failed", name)
+            report.failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            _record(engine, name, last_finished_at=utcnow(), last_error=report.failed[name])
+        else:
+            report.ran[name] = result
+            _record(engine, name, last_finished_at=utcnow(), last_error=None,
+                    last_result=result if isinstance(result, dict) else {"result": result})
+        if keepalive is not None:
+            keepalive()
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+# --- the lock ------------------------------------------------------------------------------
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class DatabaseLock:
+    """The scheduler lock as a row in schedule_state: held by `holder` until `expires_at`."""
+
+    def __init__(self, engine: Engine, ttl: dt.timedelta, holder: str | None = None) -> None:
+        self.engine, self.ttl, self.holder = engine, ttl, holder or holder_name()
+
+    def acquire(self) -> bool:
+        """Take or renew the lock; False while another scheduler holds it."""
+        now = utcnow()
+        s = state_t.c
+        with self.engine.begin() as conn:
+            conn.execute(insert_for(conn, state_t).values(name=LOCK_NAME, updated_at=now)
+                         .on_conflict_do_nothing(index_elements=["name"]))
+            taken = conn.execute(update(state_t).where(
+                s.name == LOCK_NAME, or_(s.holder.is_(None), s.expires_at < now, s.holder == self.holder))
+                .values(holder=self.holder, expires_at=now + self.ttl, updated_at=now)).rowcount
+        return taken == 1
+
+    renew = acquire
+
+    def release(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(state_t).where(state_t.c.name == LOCK_NAME, state_t.c.holder == self.holder)
+                         .values(holder=None, expires_at=None, updated_at=utcnow()))
+
+    def held_by(self) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(state_t.c.holder, state_t.c.expires_at)
+                               .where(state_t.c.name == LOCK_NAME)).first()
+        return row.holder if row is not None and row.expires_at and row.expires_at > utcnow() else None
+
+
+class RedisLock:
+    """The scheduler lock as a Redis key with an expiry (redis-py's Lock, with a token of its own)."""
+
+    def __init__(self, settings: Settings, ttl: dt.timedelta) -> None:
+        self.redis = queue.redis_connection(settings)
+        self.lock = self.redis.lock(REDIS_LOCK_KEY, timeout=ttl.total_seconds(), thread_local=False)
+
+    def acquire(self) -> bool:
+        if self.lock.owned():
+            return self.renew()
+        return bool(self.lock.acquire(blocking=False))
+
+    def renew(self) -> bool:
+        from redis.exceptions import LockError
+
+        try:
+            self.lock.reacquire()
+            return True
+        except LockError:
+            return False
+
+    def release(self) -> None:
+        from redis.exceptions import LockError
+
+        try:
+            self.lock.release()
+        except LockError:
+            pass
+
+    def held_by(self) -> str | None:
+        value = self.redis.get(REDIS_LOCK_KEY)
+        return value.decode() if isinstance(value, bytes) else value
+
+
+def lock_for(engine: Engine, settings: Settings, ttl: dt.timedelta) -> DatabaseLock | RedisLock:
+    return RedisLock(settings, ttl) if settings.redis_url else DatabaseLock(engine, ttl)
+
+
+def serve(engine: Engine, settings: Settings, *, interval: float, stop: threading.Event,
+          report: Callable[[Report | None, str | None], None]) -> None:
+    """Every `interval` seconds, run what is due while holding the lock, until `stop` is set."""
+    ttl = dt.timedelta(seconds=max(60.0, interval * 3))
+    lock = lock_for(engine, settings, ttl)
+    try:
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                held = lock.acquire()
+            except Exception as exc:  # noqa: BLE001 - Redis or the database away for a moment: keep trying
+                report(None, f"cannot take the scheduler lock: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                stop.wait(interval)
+                continue
+            if held:
+                try:
+                    report(run_due(engine, settings, keepalive=lock.renew), None)
+                except Exception as exc:  # noqa: BLE001 - one bad pass must not stop the scheduler
+                    log.exception("scheduler pass failed")
+                    report(None, f"pass failed: {type(exc).__name__}: {exc}")
+            else:
+                report(None, f"standing by: another scheduler holds the lock ({lock.held_by() or 'unknown'})")
+            stop.wait(max(0.0, interval - (time.monotonic() - began)))
+    finally:
+        try:
+            lock.release()
+        except Exception:  # noqa: BLE001 - nothing to release if the lock's store is gone
+            pass
+
+
+# --- the core's own schedules --------------------------------------------------------------
+
+_running: dict[str, Future[Any]] = {}
+_running_lock = threading.Lock()
+
+
+def _hand_out(settings: Settings, job_id: str, func: Callable[..., Any], *args: Any) -> str:
+    """Enqueue a job unless the same one is still waiting or running; returns what happened."""
+    with _running_lock:
+        pending = _running.get(job_id)
+        if pending is not None and not pending.done():
+            return "still running"
+        done = queue.enqueue(settings, func, *args, job_id=job_id, queue="low", background=True)
+        if isinstance(done.job, Future):
+            _running[job_id] = done.job
+    return "started" if done.inline else "enqueued"
+
+
+def synced_sources(engine: Engine, pm: pluggy.PluginManager | None = None) -> list[str]:
+    """Registered sources that have been synced at least once: the connected ones."""
+    with engine.connect() as conn:
+        names = set(conn.execute(select(SyncState.source).distinct()).scalars())
+    return sorted(names & set(plugins.sources(pm)))
+
+
+def _interval(settings: Settings, key: str, default: int) -> dt.timedelta:
+    raw = settings.extra.get(key, default)
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{key} must be a number of seconds (0 turns it off), not {raw!r}") from None
+    if seconds < 0:
+        raise SettingsError(f"{key} must be 0 or more seconds, not {raw!r}")
+    return dt.timedelta(seconds=seconds)
+
+
+def sync_all(run: Run) -> dict[str, str]:
+    """Start an incremental sync of every connected source."""
+    from hub import jobs
+
+    return {name: _hand_out(run.settings, f"schedule-sync-{name}", jobs.sync_source, name)
+            for name in synced_sources(run.engine)}
+
+
+def reconcile_all(run: Run) -> dict[str, str]:
+    """Start an id-only pass over every connected source that can list its ids."""
+    from hub import jobs
+
+    out = {}
+    for name in synced_sources(run.engine):
+        source = plugins.sources()[name](run.settings)
+        if hasattr(source, "live_ids"):
+            out[name] = _hand_out(run.settings, f"schedule-reconcile-{name}", jobs.reconcile_source, name)
+    return out
+
+
+@hookimpl
+def register_schedules(register: Callable[[str, Schedule], None], settings: Settings) -> None:
+    register("sync", Schedule(_interval(settings, "sync_interval_s", SYNC_INTERVAL_S), sync_all,
+                              "an incremental sync of every connected source"))
+    register("reconcile", Schedule(_interval(settings, "reconcile_interval_s", RECONCILE_INTERVAL_S),
+                                   reconcile_all, "find records deleted in a source without an event"))
