@@ -8,11 +8,13 @@ handled here and nowhere else.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from sqlalchemy import DateTime, Engine, Table, create_engine, event
+from sqlalchemy import (ColumnElement, DateTime, Engine, Table, any_, bindparam, create_engine, event, func,
+                        select)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
@@ -134,6 +136,21 @@ def insert_for(conn: Connection | Session, table: Table) -> Any:
     if name == "sqlite":
         return sqlite.insert(table)
     raise RuntimeError(f"unsupported database dialect {name!r}")
+
+
+def among(conn: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN (values)`` with all the values in one bound parameter.
+
+    An ordinary IN list is rendered afresh for every length it is given, so a
+    sync that looks up thousands of keys a page pays SQLAlchemy's statement
+    compilation each time, more than the lookup itself. One JSON array
+    (SQLite's json_each) or one PostgreSQL array keeps the statement the same
+    and compiled once; both still use the column's index.
+    """
+    if conn.dialect.name == "sqlite":
+        table = func.json_each(bindparam(None, json.dumps(list(values), default=str))).table_valued("value")
+        return column.in_(select(table.c.value))
+    return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
 
 
 def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *,

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from hub import normalize
 from hub.config import Settings
-from hub.db import bulk_insert, chunks, insert_for, reserve_ids, utcnow
+from hub.db import among, bulk_insert, chunks, insert_for, reserve_ids, utcnow
 from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef, Order
 from hub.normalize import Identifier
 from hub.records import ContactRecord
@@ -255,7 +255,7 @@ def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> dict[tuple[str, s
         for part in chunks(sorted(values), LOOKUP_CHUNK):
             rows = conn.execute(
                 select(identities_t.c.value, identities_t.c.contact_id).where(
-                    identities_t.c.kind == kind, identities_t.c.valid, identities_t.c.value.in_(part)
+                    identities_t.c.kind == kind, identities_t.c.valid, among(conn, identities_t.c.value, part)
                 )
             )
             for value, contact_id in rows:
@@ -264,7 +264,7 @@ def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> dict[tuple[str, s
         for part in chunks(sorted(ids), LOOKUP_CHUNK):
             rows = conn.execute(
                 select(refs_t.c.external_id, refs_t.c.contact_id).where(
-                    refs_t.c.source == source, refs_t.c.external_id.in_(part)
+                    refs_t.c.source == source, among(conn, refs_t.c.external_id, part)
                 )
             )
             for external_id, contact_id in rows:
@@ -285,7 +285,7 @@ def _load_contacts(conn: Connection, ids: set[int]) -> dict[int, dict[str, Any]]
     out: dict[int, dict[str, Any]] = {}
     cols = [contacts_t.c.id] + [contacts_t.c[name] for name in _CONTACT_COLUMNS]
     for part in chunks(sorted(ids), LOOKUP_CHUNK):
-        for row in conn.execute(select(*cols).where(contacts_t.c.id.in_(part))):
+        for row in conn.execute(select(*cols).where(among(conn, contacts_t.c.id, part))):
             data = dict(row._mapping)
             data["tags"] = list(data["tags"] or [])
             data["attributes"] = dict(data["attributes"] or {})
@@ -431,14 +431,28 @@ def refresh_stats(conn: Connection, contact_ids: Iterable[int]) -> None:
     for part in chunks(ids, LOOKUP_CHUNK):
         won = (select(orders_t.c.contact_id, func.count().label("n"), func.sum(orders_t.c.amount).label("total"),
                       func.min(orders_t.c.closed_at).label("first"), func.max(orders_t.c.closed_at).label("last"))
-               .where(orders_t.c.contact_id.in_(part), orders_t.c.status == "won")
+               .where(among(conn, orders_t.c.contact_id, part), orders_t.c.status == "won")
                .group_by(orders_t.c.contact_id).subquery())
         conn.execute(update(contacts_t).where(contacts_t.c.id == won.c.contact_id)
                      .values(orders_count=won.c.n, revenue=won.c.total, first_order_at=won.c.first,
                              last_order_at=won.c.last))
         any_won = select(orders_t.c.id).where(orders_t.c.contact_id == contacts_t.c.id, orders_t.c.status == "won")
-        conn.execute(update(contacts_t).where(contacts_t.c.id.in_(part), ~any_won.exists())
+        conn.execute(update(contacts_t).where(among(conn, contacts_t.c.id, part), ~any_won.exists())
                      .values(orders_count=0, revenue=0, first_order_at=None, last_order_at=None))
+
+
+def refresh_source_stats(conn: Connection, source: str) -> None:
+    """Recompute the stats of every contact with an order from `source`, after a full sync.
+
+    Also zeroes contacts whose won orders all moved to someone else, which
+    no longer have an order to be found by.
+    """
+    ids = conn.execute(select(orders_t.c.contact_id).where(orders_t.c.source == source,
+                                                           orders_t.c.contact_id.is_not(None)).distinct()).scalars()
+    refresh_stats(conn, list(ids))
+    any_won = select(orders_t.c.id).where(orders_t.c.contact_id == contacts_t.c.id, orders_t.c.status == "won")
+    conn.execute(update(contacts_t).where(contacts_t.c.orders_count > 0, ~any_won.exists())
+                 .values(orders_count=0, revenue=0, first_order_at=None, last_order_at=None))
 
 
 def link_orphan_orders(conn: Connection, refs: dict[str, set[str]]) -> list[int]:
@@ -454,7 +468,7 @@ def link_orphan_orders(conn: Connection, refs: dict[str, set[str]]) -> list[int]
                 select(orders_t.c.id, refs_t.c.contact_id)
                 .join(refs_t, and_(refs_t.c.source == orders_t.c.source,
                                    refs_t.c.external_id == orders_t.c.contact_external_id))
-                .where(orders_t.c.source == source, orders_t.c.contact_external_id.in_(part),
+                .where(orders_t.c.source == source, among(conn, orders_t.c.contact_external_id, part),
                        orders_t.c.contact_id.is_(None))
             ).all()
             if rows:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, and_, delete, select, update
 
 from hub import identity
 from hub.config import Settings
-from hub.db import bulk_insert, chunks, insert_for, utcnow
+from hub.db import among, bulk_insert, chunks, insert_for, utcnow
 from hub.models import Contact, ExternalRef, Order, SyncRun, SyncState
 from hub.plugins import get_pm, sources
 from hub.records import ContactRecord, Deletion, OrderRecord
@@ -121,8 +121,13 @@ def write_contacts(conn: Connection, records: Sequence[ContactRecord], settings:
 
 
 def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Counts,
-                 settings: Settings | None = None) -> None:
-    """Upsert orders by (source, external id) and keep the contacts' stats current."""
+                 settings: Settings | None = None, *, refresh: bool = True) -> None:
+    """Upsert orders by (source, external id) and keep the contacts' stats current.
+
+    `refresh=False` leaves the stats to the caller: a full sync recomputes them
+    once for the whole source at its end (identity.refresh_source_stats)
+    instead of once per page for contacts whose deals span many pages.
+    """
     refused: set[int] = set()
     if records:
         for answer in get_pm().hook.refuse_orders(conn=conn, settings=settings, orders=list(records)):
@@ -154,7 +159,7 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
     for source, ids in by_source.items():
         for part in chunks(sorted(ids), identity.LOOKUP_CHUNK):
             for ext, cid in conn.execute(select(refs_t.c.external_id, refs_t.c.contact_id).where(
-                    refs_t.c.source == source, refs_t.c.external_id.in_(part))):
+                    refs_t.c.source == source, among(conn, refs_t.c.external_id, part))):
                 contact_of[(source, ext)] = cid
     touched: set[int] = set()
     existing: set[tuple[str, str]] = set()
@@ -162,7 +167,7 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
         keys = [r["external_id"] for r in rows if r["source"] == source]
         for part in chunks(keys, identity.LOOKUP_CHUNK):
             for ext, cid in conn.execute(select(orders_t.c.external_id, orders_t.c.contact_id).where(
-                    orders_t.c.source == source, orders_t.c.external_id.in_(part))):
+                    orders_t.c.source == source, among(conn, orders_t.c.external_id, part))):
                 existing.add((source, ext))
                 if cid is not None:
                     touched.add(cid)
@@ -184,7 +189,8 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
                     "closed_at", "updated_at")
         conn.execute(ins.on_conflict_do_update(index_elements=["source", "external_id"],
                                                set_={c: ins.excluded[c] for c in changing}), known)
-    identity.refresh_stats(conn, touched)
+    if refresh:
+        identity.refresh_stats(conn, touched)
 
 
 def _order_problem(r: OrderRecord) -> str | None:
@@ -227,8 +233,12 @@ def write_deletions(conn: Connection, records: Sequence[Deletion], counts: Count
         counts.contacts["deleted"] += 1
 
 
-def write_page(conn: Connection, records: Iterable[Record], settings: Settings, counts: Counts) -> None:
-    """Write a page's contacts first, then orders (so they link), then deletions."""
+def write_page(conn: Connection, records: Iterable[Record], settings: Settings, counts: Counts, *,
+               order_stats: bool = True) -> None:
+    """Write a page's contacts first, then orders (so they link), then deletions.
+
+    `order_stats=False`: see write_orders(refresh=False).
+    """
     contacts: list[ContactRecord] = []
     orders: list[OrderRecord] = []
     deletions: list[Deletion] = []
@@ -244,7 +254,7 @@ def write_page(conn: Connection, records: Iterable[Record], settings: Settings, 
     for part in chunks(contacts, CHUNK):
         write_contacts(conn, part, settings, counts)
     for part in chunks(orders, CHUNK):
-        write_orders(conn, part, counts, settings)
+        write_orders(conn, part, counts, settings, refresh=order_stats)
     if deletions:
         write_deletions(conn, deletions, counts)
 
@@ -349,11 +359,14 @@ def _run_full(engine: Engine, settings: Settings, source: Source, source_name: s
     for page in source.read(entity, state["page"], True):
         state = {"page": page.cursor, "then": state["then"]}
         with engine.begin() as conn:
-            write_page(conn, page.records, settings, counts)
+            write_page(conn, page.records, settings, counts, order_stats=False)
             _save_state(conn, source_name, entity, cursor=None, full=state)
         if progress:
             progress(entity, len(page.records))
+    # The contacts' order stats, once for the whole source: also after a run killed and resumed,
+    # since only a finished full pass gets here.
     with engine.begin() as conn:
+        identity.refresh_source_stats(conn, source_name)
         _save_state(conn, source_name, entity, cursor=state["then"] or "", full=None)
 
 

@@ -84,6 +84,34 @@ def test_killed_full_sync_resumes_from_the_last_page_without_duplicates(hub_db: 
     assert len(phones) == len(set(phones)) == 10
 
 
+def stats_of(hub_db: HubDB, external_id: str) -> tuple[int, Decimal]:
+    with hub_db.engine.connect() as conn:
+        cid = conn.execute(select(ExternalRef.contact_id).where(ExternalRef.external_id == external_id)).scalar_one()
+        row = conn.execute(select(Contact.orders_count, Contact.revenue).where(Contact.id == cid)).one()
+    return row.orders_count, row.revenue
+
+
+def test_order_stats_are_right_after_a_full_sync_killed_among_the_orders(hub_db: HubDB, crm: FakeCRM) -> None:
+    crm.fail_after_pages = 5  # four pages of contacts, then one of orders
+    with pytest.raises(sync.SyncError):
+        sync.run(hub_db.engine, hub_db.settings, "sample", full=True)
+    assert count(hub_db, Order) == 3
+    crm.fail_after_pages = None
+    sync.run(hub_db.engine, hub_db.settings, "sample")
+    assert stats_of(hub_db, "1") == (2, Decimal("2499.50"))
+
+
+def test_a_full_sync_takes_stats_away_from_whom_a_deal_left(hub_db: HubDB, crm: FakeCRM) -> None:
+    sync.run(hub_db.engine, hub_db.settings, "sample", full=True)
+    assert stats_of(hub_db, "1") == (2, Decimal("2499.50"))
+    for order in crm.orders.values():
+        if order["contact"] == 1:
+            order["contact"] = 3
+    sync.run(hub_db.engine, hub_db.settings, "sample", full=True)
+    assert stats_of(hub_db, "1") == (0, Decimal(0))
+    assert stats_of(hub_db, "3") == (2, Decimal("2499.50"))
+
+
 def test_incremental_sync_reads_only_changes_and_marks_deletions(hub_db: HubDB, crm: FakeCRM) -> None:
     sync.run(hub_db.engine, hub_db.settings, "sample", full=True)
     crm.add_contact(5, first="Изменён", last="Тестов", phones=["8 916 000-00-05"])

@@ -11,6 +11,7 @@ decides won, lost or open.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
@@ -28,6 +29,13 @@ def parse_time(value: Any) -> dt.datetime | None:
     """A portal timestamp as aware UTC; None for empty or unreadable values."""
     if not value or not isinstance(value, str):
         return None
+    return _parse_time(value)
+
+
+# Close dates repeat (a portal keeps them per day), and one datetime object per distinct text also
+# lets the database layer convert each distinct value once (hub.db.bulk_insert).
+@functools.lru_cache(maxsize=1 << 16)
+def _parse_time(value: str) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(value.strip())
     except ValueError:
