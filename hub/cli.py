@@ -498,6 +498,9 @@ def demo_cmd(workdir: Path, people: int, seed: int) -> None:
 
 
 cli.add_command(segments_group)
+from hub.scaffold import plugin_group  # noqa: E402  (`hub plugin new NAME`)
+
+cli.add_command(plugin_group)
 
 
 def main(argv: list[str] | None = None) -> None:
