@@ -28,6 +28,7 @@ from hub.ratelimit import SlidingWindow, limiter
 from hub.records import ContactRecord, Deletion, OrderRecord
 from hub.sampledata import Person, people
 from hub.sandbox import RunningSandbox
+from hub.schedule import Schedule, ScheduledRun
 from hub.segments.fields import FieldContext, SegmentField, SegmentOperator
 from hub.sync import Page, ReconcilingSource, Source, SyncError, TargetedSource
 from hub.writeback import WriteBack, WriteBackError
@@ -48,6 +49,15 @@ __all__ = [
     "SegmentField", "SegmentOperator", "FieldContext", "Contact", "Order", "ExternalRef",
     # channels
     "Channel", "Outgoing", "Delivery", "ChannelUnavailable",
-    # commands
-    "App", "pass_app", "emit_json", "progress_bar",
+    # recurring work (register_schedules)
+    "Schedule", "ScheduledRun",
+    # commands and web routes
+    "App", "pass_app", "emit_json", "progress_bar", "current_settings",
 ]
+
+
+def current_settings() -> Settings:
+    """The settings of the running web app, inside a request (for register_routes views)."""
+    from hub.admin.app import current_settings as of_the_app
+
+    return of_the_app()

@@ -68,8 +68,8 @@ def register_sandboxes(register: Callable[[str, Callable[..., Any]], None]) -> N
     """Register a local emulator of a source, for ``hub demo`` and end-to-end tests.
 
     Call ``register(name, start)``. ``start(settings, *, people, first_person,
-    seed)`` starts the emulator holding the sample people ``first_person ..
-    first_person + people - 1`` (from ``hub.sampledata.people``), stores the
+    seed)`` starts the emulator holding the sample people ``first_person + 1 ..
+    first_person + people`` (from ``hub.sampledata.people``), stores the
     connection so that ``hub sync NAME`` reads from it, and returns a
     ``hub.sandbox.RunningSandbox``.
 

@@ -55,13 +55,13 @@ RECONCILE_INTERVAL_S = 24 * 3600
 
 
 @dataclass(frozen=True)
-class Run:
+class ScheduledRun:
     """What a schedule's job gets: the settings, the database, the moment, and a way to keep the lock."""
 
     settings: Settings
     engine: Engine
     now: dt.datetime
-    keepalive: Callable[[], Any] = lambda: None
+    keepalive: Callable[[], Any] = field(default_factory=lambda: lambda: None)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Schedule:
     """
 
     every: dt.timedelta
-    job: Callable[[Run], Any]
+    job: Callable[[ScheduledRun], Any]
     description: str = ""
 
 
@@ -141,7 +141,7 @@ def run_due(engine: Engine, settings: Settings, *, now: dt.datetime | None = Non
     for name in names:
         _record(engine, name, last_started_at=now)
         try:
-            result = found[name].job(Run(settings, engine, now, keepalive or (lambda: None)))
+            result = found[name].job(ScheduledRun(settings, engine, now, keepalive or (lambda: None)))
         except Exception as exc:  # noqa: BLE001 - one failing schedule must not stop the others
             log.exception("schedule %s failed", name)
             report.failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -298,7 +298,7 @@ def _interval(settings: Settings, key: str, default: int) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
-def sync_all(run: Run) -> dict[str, str]:
+def sync_all(run: ScheduledRun) -> dict[str, str]:
     """Start an incremental sync of every connected source."""
     from hub import jobs
 
@@ -306,7 +306,7 @@ def sync_all(run: Run) -> dict[str, str]:
             for name in synced_sources(run.engine)}
 
 
-def reconcile_all(run: Run) -> dict[str, str]:
+def reconcile_all(run: ScheduledRun) -> dict[str, str]:
     """Start an id-only pass over every connected source that can list its ids."""
     from hub import jobs
 

@@ -183,7 +183,12 @@ def hub_database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
 
 @pytest.fixture
 def hub_settings(hub_database: HubDatabase) -> Any:
-    """The ``hub.config.Settings`` of the test's Hub (change them with ``dataclasses.replace``)."""
+    """The ``hub.config.Settings`` of the test's Hub, read when the database was set up.
+
+    They are not read again: for other values in a call, pass
+    ``dataclasses.replace(hub_settings, extra={...})``; for ``hub_cli`` commands,
+    which read the environment afresh, ``monkeypatch.setenv("HUB_...", ...)``.
+    """
     return hub_database.settings
 
 
@@ -215,10 +220,18 @@ class HubCLI:
         """The ``hub`` command group with the commands of the plugins under test (a copy: tests stay apart)."""
         import copy
 
+        import click
+
         from hub.cli import cli
 
-        root = copy.copy(cli)
-        root.commands = dict(cli.commands)
+        def detached(group: Any) -> Any:
+            # Groups are copied all the way down, so what a plugin adds to `hub connect` stays in this test.
+            mine = copy.copy(group)
+            mine.commands = {name: detached(c) if isinstance(c, click.Group) else c
+                             for name, c in group.commands.items()}
+            return mine
+
+        root = detached(cli)
         self.pm.hook.register_commands(cli=root)
         return root
 
@@ -325,8 +338,11 @@ class Sandboxes:
     pm: Any
     running: list[Any] = field(default_factory=list)
 
-    def __call__(self, name: str, *, people: int = 20, first_person: int = 1, seed: int = 1) -> Any:
-        """Start emulator `name` holding sample people ``first_person ..``; returns a RunningSandbox."""
+    def __call__(self, name: str, *, people: int = 20, first_person: int = 0, seed: int = 1) -> Any:
+        """Start emulator `name` holding sample people ``first_person + 1 .. first_person + people``.
+
+        Returns the ``hub.api.RunningSandbox``; ``truth()`` maps its ids to those people.
+        """
         from hub import plugins
 
         starts = plugins.registry("register_sandboxes", self.pm)

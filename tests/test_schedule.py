@@ -33,11 +33,11 @@ class Chores:
         register("chores", schedule.Schedule(every, self.count, "count the runs"))
         register("broken", schedule.Schedule(every, self.fail, "always fails"))
 
-    def count(self, run: schedule.Run) -> dict[str, int]:
+    def count(self, run: schedule.ScheduledRun) -> dict[str, int]:
         self.runs.append(run.now)
         return {"runs": len(self.runs)}
 
-    def fail(self, run: schedule.Run) -> None:
+    def fail(self, run: schedule.ScheduledRun) -> None:
         raise ConnectionError("the shop is down")
 
 

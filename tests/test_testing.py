@@ -42,6 +42,10 @@ def register_commands(cli):
     @cli.command("fake-fail")
     def fail():
         raise click.ClickException("the fake CRM says no")
+
+    @cli.commands["connect"].command("fakecrm")
+    def connect():
+        click.echo("connected")
 '''
 
 
@@ -71,8 +75,14 @@ def test_a_plugin_project_tests_its_source_through_the_command_line(pytester: py
         def test_a_failing_command_fails_the_test_with_its_output(hub_cli):
             result = hub_cli("fake-fail", expect_exit=1)
             assert "the fake CRM says no" in result.output
+
+        def test_commands_stay_in_the_test(hub_cli):
+            from hub.cli import cli
+
+            assert hub_cli("connect", "fakecrm").output.strip() == "connected"
+            assert "fakecrm" not in cli.commands["connect"].commands and "fake-fail" not in cli.commands
     """, ini="[pytest]\nhub_plugins = fakecrm\n")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 def test_the_marker_picks_plugins_and_names_unknown_ones(pytester: pytest.Pytester) -> None:

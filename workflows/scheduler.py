@@ -173,7 +173,7 @@ def enqueue_due(engine: Engine, settings: Settings, *, now: dt.datetime, workflo
 
 
 def scheduled_tick(run: Any) -> dict[str, Any]:
-    """The tick as `hub scheduler` runs it (a ``hub.schedule.Run``); returns the one-line summary's numbers."""
+    """The tick as `hub scheduler` runs it (a ``hub.schedule.ScheduledRun``); returns the one-line summary's numbers."""
     report = tick(run.engine, run.settings, now=run.now, keepalive=run.keepalive)
     summary = {"runs started": sum(v.get("started", 0) for v in report.started.values()),
                "codes redeemed": report.redeemed}

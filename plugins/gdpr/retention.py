@@ -187,7 +187,7 @@ def _without_consent(conn: Connection, contact_ids: Any) -> list[int]:
 
 
 def scheduled(when: Any) -> dict[str, Any]:
-    """The daily run of `hub scheduler` (`when` is a ``hub.schedule.Run``); nothing to do while every rule is off."""
+    """The daily run of `hub scheduler` (`when` is a ``hub.schedule.ScheduledRun``); nothing to do while every rule is off."""
     if all(days is None for days in ages(when.settings).values()):
         return {"rules on": 0}
     report = run(when.engine, when.settings, actor="scheduler", now=when.now)

@@ -1,0 +1,87 @@
+"""hub-shop: a web shop for Hub, written against Hub's public plugin API only.
+
+What it adds (each in its own module beside this one):
+
+- the source `shop` (source.py): customers and orders over the shop's JSON API
+  (client.py), full, incremental, by id, and every id for reconciling;
+- `hub connect shop` and `hub sandbox shop` (commands.py);
+- the emulator `shop` for `hub demo` and tests (emulator.py);
+- the segment field `shop.promo_orders` (fields.py);
+- the workflow step `shop_coupon` (coupons.py);
+- the channel `telegram`, through the shop's bot (telegram.py), and the text
+  template `promo_telegram` for it (templates/).
+
+Imports here are deferred to the hooks, so loading the plugin costs nothing
+until Hub asks for one of its parts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from hub.api import hookimpl
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def register_sources(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    from hub_shop.source import ShopSource
+
+    register("shop", ShopSource)
+
+
+@hookimpl
+def register_sandboxes(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    from hub_shop.emulator import start_connected
+
+    register("shop", start_connected)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from hub_shop import commands
+
+    for group, command in (("connect", commands.connect), ("sandbox", commands.sandbox)):
+        if group in cli.commands:
+            cli.commands[group].add_command(command, "shop")
+
+
+@hookimpl
+def register_segment_fields(register: Callable[[str, Any], None]) -> None:
+    from hub_shop.fields import FIELDS
+
+    for name, field in FIELDS.items():
+        register(name, field)
+
+
+@hookimpl
+def register_workflow_steps(register: Callable[[str, Any], None]) -> None:
+    from hub_shop.coupons import ShopCoupon
+
+    register(ShopCoupon.name, ShopCoupon)
+
+
+@hookimpl
+def register_channels(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    from hub_shop.telegram import TelegramChannel
+
+    register(TelegramChannel.name, TelegramChannel)
+
+
+@hookimpl
+def register_template_dirs(register: Callable[[Any], None]) -> None:
+    register(Path(__file__).parent / "templates")
+
+
+@hookimpl
+def can_contact(conn: Any, settings: Any, contact_id: int, channel: str) -> str | None:
+    """Telegram reaches a person only in a chat they opened with the shop's bot."""
+    if channel != "telegram":
+        return None
+    from hub_shop.telegram import chat_id_of
+
+    if chat_id_of(conn, settings, contact_id) is None:
+        return "no Telegram chat with the shop's bot"
+    return None
