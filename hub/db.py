@@ -86,14 +86,39 @@ def _create(url: str) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
+        engine.__class__ = _SQLiteEngine
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN past reads and
         # breaks SAVEPOINTs; let SQLAlchemy issue BEGIN itself.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return create_engine(url, pool_pre_ping=True)
+
+
+class _SQLiteEngine(Engine):
+    """An engine whose ``begin()`` blocks take SQLite's write lock at once (BEGIN IMMEDIATE).
+
+    A deferred transaction that reads and then writes fails at once with
+    "database is locked" when another connection committed in between
+    (SQLite cannot wait there without a deadlock), so a background sync and a
+    scheduler tick, or two processes, would make each other fail. Taking the
+    lock first makes the second writer wait (busy_timeout) instead. Reads
+    through ``connect()`` stay deferred and, with WAL, never wait for a writer.
+    """
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:  # type: ignore[override]
+        with self.connect() as conn:
+            conn.execution_options(hub_sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("hub_sqlite_immediate")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -208,7 +208,7 @@ def register_schedules(register: Callable[[str, Any], None], settings: Any) -> N
     """Register work that recurs: call ``register(name, schedule)``.
 
     ``schedule`` is a ``hub.schedule.Schedule(every, job, description)``;
-    ``hub scheduler`` calls ``job(run)`` (a ``hub.schedule.Run``) every
+    ``hub scheduler`` calls ``job(run)`` (a ``hub.schedule.ScheduledRun``) every
     ``every``, in one process at a time. The job should be quick and hand
     long work to ``hub.queue.enqueue``. Read intervals from ``settings`` so
     users can change them; an interval of zero turns the schedule off.

@@ -156,6 +156,12 @@ def run_due(engine: Engine, settings: Settings, *, now: dt.datetime | None = Non
     return report
 
 
+def failed_since(engine: Engine, since: dt.datetime) -> dict[str, str]:
+    """Handed-out jobs ("sync:bitrix24") started at or after `since` that failed, with why."""
+    return {name: row["last_error"] for name, row in last_runs(engine).items()
+            if ":" in name and row.get("last_error") and row.get("last_started_at") and row["last_started_at"] >= since}
+
+
 # --- the lock ------------------------------------------------------------------------------
 
 def holder_name() -> str:
@@ -268,16 +274,53 @@ _running: dict[str, Future[Any]] = {}
 _running_lock = threading.Lock()
 
 
-def _hand_out(settings: Settings, job_id: str, func: Callable[..., Any], *args: Any) -> str:
-    """Enqueue a job unless the same one is still waiting or running; returns what happened."""
+def hand_out(settings: Settings, name: str, func: Callable[..., Any], *args: Any) -> str:
+    """Start `func(*args)` as the job `name` ("sync:bitrix24") unless it is still waiting or running.
+
+    The job goes to ``hub worker`` with Redis, else to this process's background
+    thread. How it ends is recorded under `name` in schedule_state (see
+    `run_tracked`), so ``hub scheduler --status`` shows a sync that failed.
+    Returns what happened: "started", "enqueued" or "still running".
+    """
+    job_id = "schedule-" + name.replace(":", "-")
     with _running_lock:
         pending = _running.get(job_id)
         if pending is not None and not pending.done():
             return "still running"
-        done = queue.enqueue(settings, func, *args, job_id=job_id, queue="low", background=True)
+        done = queue.enqueue(settings, run_tracked, name, func, *args, job_id=job_id, queue="low", background=True)
         if isinstance(done.job, Future):
             _running[job_id] = done.job
     return "started" if done.inline else "enqueued"
+
+
+def run_tracked(name: str, func: Callable[..., Any], *args: Any) -> Any:
+    """Run a job a schedule handed out, keeping its start, end and outcome under `name`.
+
+    A failure is recorded and logged in one line (a sync error already says
+    what to fix), not raised: the next pass tries again.
+    """
+    from hub.config import load_settings
+    from hub.db import get_engine
+
+    engine = get_engine(load_settings().database_url)
+    _record(engine, name, last_started_at=utcnow(), last_finished_at=None)
+    try:
+        result = func(*args)
+    except Exception as exc:  # noqa: BLE001 - recorded for --status; the schedule tries again next time
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.error("%s failed: %s", name, message)
+        _record(engine, name, last_finished_at=utcnow(), last_error=message)
+        return {"error": message}
+    _record(engine, name, last_finished_at=utcnow(), last_error=None,
+            last_result=_summary(result))
+    return result
+
+
+def _summary(result: Any) -> dict[str, Any] | None:
+    """What to keep of a job's result: a sync's counts, not its whole report."""
+    if not isinstance(result, dict):
+        return None if result is None else {"result": result}
+    return {k: v for k, v in result.items() if isinstance(v, (int, float, str, dict)) and k != "errors_detail"}
 
 
 def synced_sources(engine: Engine, pm: pluggy.PluginManager | None = None) -> list[str]:
@@ -302,7 +345,7 @@ def sync_all(run: ScheduledRun) -> dict[str, str]:
     """Start an incremental sync of every connected source."""
     from hub import jobs
 
-    return {name: _hand_out(run.settings, f"schedule-sync-{name}", jobs.sync_source, name)
+    return {name: hand_out(run.settings, f"sync:{name}", jobs.sync_source, name)
             for name in synced_sources(run.engine)}
 
 
@@ -314,7 +357,7 @@ def reconcile_all(run: ScheduledRun) -> dict[str, str]:
     for name in synced_sources(run.engine):
         source = plugins.sources()[name](run.settings)
         if hasattr(source, "live_ids"):
-            out[name] = _hand_out(run.settings, f"schedule-reconcile-{name}", jobs.reconcile_source, name)
+            out[name] = hand_out(run.settings, f"reconcile:{name}", jobs.reconcile_source, name)
     return out
 
 

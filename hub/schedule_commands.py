@@ -35,10 +35,13 @@ def _status(app: App) -> list[dict[str, Any]]:
     for name, sched in sorted(found.items()):
         seen = last.get(name) or {}
         started = seen.get("last_started_at")
+        jobs = [{"name": job, "last_started_at": row["last_started_at"], "last_finished_at": row["last_finished_at"],
+                 "last_error": row["last_error"], "last_result": row["last_result"]}
+                for job, row in sorted(last.items()) if job.startswith(f"{name}:")]
         rows.append({"name": name, "every_s": sched.every.total_seconds(), "description": sched.description,
                      "last_started_at": started, "last_finished_at": seen.get("last_finished_at"),
                      "last_error": seen.get("last_error"), "last_result": seen.get("last_result"),
-                     "due": started is None or now - started >= sched.every})
+                     "due": started is None or now - started >= sched.every, "jobs": jobs})
     return rows
 
 
@@ -67,17 +70,28 @@ def scheduler_cmd(app: App, interval: float, once: bool, names: tuple[str, ...],
                 error = f" — last run FAILED: {r['last_error']}" if r["last_error"] else ""
                 click.echo(f"{r['name']:<20} every {r['every_s']:g} s, last run {when}{' (due)' if r['due'] else ''}"
                            f"{error}")
+                for job in r["jobs"]:
+                    if job["last_finished_at"] is None:
+                        outcome = "running (or stopped without finishing)"
+                    elif job["last_error"]:
+                        outcome = f"FAILED: {job['last_error']}"
+                    else:
+                        outcome = "ok"
+                    click.echo(f"  {job['name']:<18} {job['last_started_at']:%Y-%m-%d %H:%M} UTC: {outcome}")
             return
         if once or names:
             lock = schedule.lock_for(engine, app.settings, dt.timedelta(minutes=10))
             if not lock.acquire():
                 raise click.ClickException(f"another scheduler is running ({lock.held_by() or 'unknown'}); "
                                            "nothing done")
+            began = utcnow()
             try:
                 report = schedule.run_due(engine, app.settings, keepalive=lock.renew, only=list(names) or None)
                 queue.drain()  # work handed to this process's background thread finishes before we exit
             finally:
                 lock.release()
+            if not app.settings.redis_url:  # with Redis the jobs are on the workers; --status shows them later
+                report.failed.update(schedule.failed_since(engine, began))
             if as_json:
                 emit_json(report.as_dict())
             else:

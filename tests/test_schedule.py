@@ -109,7 +109,22 @@ def test_the_scheduled_sync_brings_what_a_missed_webhook_did_not(hub_db: HubDB, 
     report = schedule.run_due(hub_db.engine, hub_db.settings, only=["sync"])
     assert report.ran["sync"] == {"sample": "started"}
     queue.drain(timeout=60)
-    assert contact_names(hub_db) == {"Анна", "Олег"}
+    assert contact_names(hub_db) == {"Анна", "Олег"}, {k: v for k, v in schedule.last_runs(hub_db.engine)["sync:sample"].items() if k.startswith("last_")}
+
+
+def test_a_scheduled_sync_that_fails_is_recorded_and_shown(hub_db: HubDB, crm: FakeCRM) -> None:
+    crm.add_contact(1, first="Анна", phones=["+79161234567"])
+    sync.run(hub_db.engine, hub_db.settings, "sample")
+    crm.fail_after_pages = 0  # the CRM is down
+    plugins.get_pm()
+    once = json.loads(hub("--run", "sync", "--json", code=1).output)
+    assert once["ran"]["sync"] == {"sample": "started"}
+    assert once["failed"] == {"sync:sample": "sync sample failed: sample CRM went away"}
+    shown = {r["name"]: r for r in json.loads(hub("--status", "--json").output)}["sync"]["jobs"]
+    assert [(j["name"], j["last_error"]) for j in shown] == [("sync:sample", "sync sample failed: sample CRM went away")]
+    crm.fail_after_pages = None  # back: the next pass clears the error
+    assert json.loads(hub("--run", "sync", "--json").output)["failed"] == {}
+    assert schedule.last_runs(hub_db.engine)["sync:sample"]["last_error"] is None
 
 
 def test_the_daily_reconcile_marks_what_was_deleted_without_an_event(hub_db: HubDB, crm: FakeCRM) -> None:
