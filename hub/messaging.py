@@ -242,8 +242,9 @@ def _pick_address(contact: Mapping[str, Any], channel: str, suppressed: set[str]
     return candidates[0] if candidates else None
 
 
-def _pick_addresses(conn: Connection, settings: Settings, contacts: Mapping[int, Mapping[str, Any]],
-                    channel: str) -> dict[int, str | None]:
+def pick_addresses(conn: Connection, settings: Settings, contacts: Mapping[int, Mapping[str, Any]],
+                   channel: str) -> dict[int, str | None]:
+    """Each contact's first valid address for the channel that is not suppressed (else the first)."""
     kind = _address_kind(channel)
     suppressed = consent.suppressed_among(conn, settings, kind, {a for c in contacts.values() for a in c.get(f"{kind}s") or []})
     return {cid: _pick_address(c, channel, suppressed) for cid, c in contacts.items()}
@@ -315,7 +316,7 @@ def prepare(conn: Connection, settings: Settings, *, contact_id: int, channel: s
     if contact is None:
         raise MessagingError(f"no contact with id {contact_id}")
     now = utcnow()
-    address = _pick_addresses(conn, settings, {contact_id: contact}, channel)[contact_id]
+    address = pick_addresses(conn, settings, {contact_id: contact}, channel)[contact_id]
     return build_row(settings, found, contact, address, channel=channel,
                      purpose=purpose, key=key, context=dict(context or {}), meta=dict(meta or {}),
                      due_at=due_at or now, now=now, company=templates.company(settings))
@@ -388,7 +389,7 @@ def create_many(engine: Engine, settings: Settings, contact_ids: Sequence[int], 
             have = set(conn.execute(select(messages_t.c.idempotency_key)
                                     .where(messages_t.c.idempotency_key.in_(list(keys.values())))).scalars())
             contacts = contact_contexts(conn, settings, [cid for cid in part if keys[cid] not in have])
-            addresses = _pick_addresses(conn, settings, contacts, channel)
+            addresses = pick_addresses(conn, settings, contacts, channel)
             now = utcnow()
             for cid in part:
                 if keys[cid] in have:

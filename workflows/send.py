@@ -90,7 +90,7 @@ class Send(Step):
         except templates.TemplateError as exc:
             return [Outcome.failed(str(exc)) for _ in calls]
         contacts = {c.run.contact_id: c.contact for c in calls if c.contact is not None}
-        addresses = pick_addresses(conn, settings, contacts, self.channel)
+        addresses = messaging.pick_addresses(conn, settings, contacts, self.channel)
         cap = options.frequency_cap if self.purpose != consent.TRANSACTIONAL else None
         recent = policy.recent_messages(conn, contacts, now - cap.period) if cap else {}
         company = templates.company(settings)
@@ -153,15 +153,3 @@ class Send(Step):
         return out
 
 
-def pick_addresses(conn: Connection, settings: Settings, contacts: Mapping[int, Mapping[str, Any]],
-                   channel: str) -> dict[int, str | None]:
-    """Each contact's first valid address for the channel that is not suppressed (else the first)."""
-    kind = consent.kind_for_channel(channel)
-    suppressed = consent.suppressed_among(conn, settings, kind,
-                                          {a for c in contacts.values() for a in c.get(f"{kind}s") or []})
-    out: dict[int, str | None] = {}
-    for cid, contact in contacts.items():
-        candidates = list(contact.get(f"{kind}s") or [])
-        usable = [a for a in candidates if a not in suppressed]
-        out[cid] = (usable or candidates or [None])[0]
-    return out
