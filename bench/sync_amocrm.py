@@ -47,7 +47,7 @@ def note(message: str) -> None:
 
 def serve_sandbox(contacts: int, leads: int, seed: int, latency: float) -> None:
     """Child mode: seed, serve, print how to connect as one JSON line, run until stdin closes."""
-    from plugins.amocrm.sandbox import Account, SandboxServer
+    from plugins.amocrm.sandbox import Account, SandboxServer, settle_heap
 
     account = Account(contacts=contacts, seed=seed, latency=latency)
     # The emulator seeds every sample order as a lead (about 2.7 per contact);
@@ -56,6 +56,7 @@ def serve_sandbox(contacts: int, leads: int, seed: int, latency: float) -> None:
     for lead_id in sorted(store)[leads:]:
         del store[lead_id]
     account._versions["leads"] += 1
+    settle_heap()  # this process is the emulator alone: keep full GC passes from stalling it
     with SandboxServer(account) as server:
         print(json.dumps({"base_url": server.base_url, "client_id": server.client_id,
                           "client_secret": server.client_secret, "redirect_uri": server.redirect_uri,

@@ -24,7 +24,7 @@ from hub.hookspecs import hookimpl
 from hub.messaging import Channel, ChannelUnavailable, Delivery, Outgoing
 from hub.models import Contact, ExternalRef, Order
 from hub.queue import enqueue
-from hub.ratelimit import SlidingWindow, limiter
+from hub.ratelimit import SendWindow, limiter
 from hub.records import ContactRecord, Deletion, OrderRecord
 from hub.sampledata import Person, people
 from hub.sandbox import RunningSandbox
@@ -44,7 +44,7 @@ __all__ = [
     # secrets a plugin stores (encrypted with HUB_SECRET_KEY)
     "save_credentials", "load_credentials", "lock_credentials", "redact_credentials", "CredentialError",
     # talking to other systems politely
-    "limiter", "SlidingWindow", "enqueue",
+    "limiter", "SendWindow", "enqueue",
     # segment rules
     "SegmentField", "SegmentOperator", "FieldContext", "Contact", "Order", "ExternalRef",
     # channels

@@ -10,6 +10,10 @@ other side costs a retry and, on amoCRM, risks a block.
 With HUB_REDIS_URL set the bucket lives in Redis (one Lua call per request,
 using Redis's own clock), so every worker on every host shares it; otherwise
 it lives in this process and its threads share it.
+
+A server that counts "N in any second" on arrival needs more than pacing:
+`SendWindow` stamps each request when its bytes are written, so no N+1
+requests ever leave within one window (amoCRM: 7 per second).
 """
 
 from __future__ import annotations
@@ -105,38 +109,85 @@ class RedisBucket(_Bucket):
         return int(self._script(keys=[self.key], args=[self._interval_us, self.burst, cost])) / 1_000_000
 
 
-class SlidingWindow:
-    """At most `limit` starts in any `window` seconds, measured when requests really leave.
+class SendWindow:
+    """At most `limit` requests leave in any `window` seconds, each stamped when its bytes are written.
 
-    A server that counts "7 in any second" on arrival refuses the eighth even
-    when the average rate is fine: a request held up by a busy thread and the
-    next one sent on time arrive close together. Pacing alone cannot prevent
-    that; checking the real send times against the window (plus a margin for
-    the network) does.
+    A stamp taken before sending is early by whatever happens between it and
+    the socket: building the request, waiting for the GIL while another
+    thread decodes a page or the main thread stores one, the OS running
+    another process. Measured in full syncs with one core kept busy: up to
+    160 ms, so eight requests stamped a full window apart could leave well
+    within one second. So a request takes a place (`reserve`) just before it is sent
+    and every other request waits until the connection has written it
+    (`Place.sent`); its stamp is the moment after the write, never earlier
+    than the real one. For any eight consecutive requests, the eighth
+    therefore left at least `window` seconds after the first.
+
+    The wait between a place and its write is normally under a millisecond;
+    a transport that does not report the write (a SOCKS proxy, a test's mock
+    adapter) is still kept inside the limit, only slower: the place is then
+    stamped and released when the answer is back.
     """
 
     def __init__(self, limit: int, window: float = 1.0, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError(f"a send window needs limit >= 1 and window > 0 (got {limit}, {window})")
         self.limit = limit
         self.window = window
         self._sent: deque[float] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _sent
+        self._turn = threading.Lock()  # held from a place being granted until its request is written
         self._clock = clock
         self._sleep = sleep
 
-    def acquire(self) -> float:
-        waited = 0.0
-        while True:
+    def reserve(self) -> Place:
+        """Wait for a place and hold every other sender back until it is `sent` or `cancel`led."""
+        self._turn.acquire()
+        try:
+            while True:
+                with self._lock:
+                    now = self._clock()
+                    while self._sent and self._sent[0] <= now - self.window:
+                        self._sent.popleft()
+                    if len(self._sent) < self.limit:
+                        return Place(self)
+                    wait = self._sent[0] + self.window - now
+                self._sleep(wait)
+        except BaseException:
+            self._turn.release()
+            raise
+
+    def sent_times(self) -> list[float]:
+        """The stamps still inside the window (for tests and diagnostics)."""
+        with self._lock:
+            return list(self._sent)
+
+    def _settle(self, sent: bool) -> None:
+        if sent:
             with self._lock:
-                now = self._clock()
-                while self._sent and self._sent[0] <= now - self.window:
-                    self._sent.popleft()
-                if len(self._sent) < self.limit:
-                    self._sent.append(now)
-                    return waited
-                wait = self._sent[0] + self.window - now
-            self._sleep(wait)
-            waited += wait
+                self._sent.append(self._clock())
+        self._turn.release()
+
+
+class Place:
+    """One request's turn in a SendWindow: `sent` once its bytes are out, or `cancel` if it never goes."""
+
+    def __init__(self, window: SendWindow) -> None:
+        self._window = window
+        self.settled = False
+
+    def sent(self) -> None:
+        """Stamp the send now and let the next request have a place; later calls do nothing."""
+        if not self.settled:
+            self.settled = True
+            self._window._settle(True)
+
+    def cancel(self) -> None:
+        """The request was not sent: give the place back without a stamp."""
+        if not self.settled:
+            self.settled = True
+            self._window._settle(False)
 
 
 _local: dict[tuple[str, float, int], LocalBucket] = {}

@@ -1,8 +1,10 @@
-"""The amoCRM HTTP client against recorded answers in amoCRM's documented shapes (responses)."""
+"""The amoCRM HTTP client against recorded answers in amoCRM's documented shapes (responses); its send window
+also against the emulator, where requests really go over sockets."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -12,8 +14,10 @@ from responses import matchers
 
 from hub.ratelimit import LocalBucket
 from plugins.amocrm.client import (
-    AmoAuthError, AmoBlocked, AmoClient, AmoOutcomeUnknown, AmoValidationError, StaticAuth, check_base_url,
+    AmoAuthError, AmoBlocked, AmoClient, AmoOutcomeUnknown, AmoValidationError, SendWindow, StaticAuth,
+    check_base_url,
 )
+from plugins.amocrm.sandbox import Account, SandboxServer
 
 BASE = "https://shop.amocrm.ru"
 BLOCK_PAGE = "<!DOCTYPE html><html><head><title>403 Forbidden</title></head><body>Access denied</body></html>"
@@ -192,3 +196,31 @@ def test_filters_are_sent_as_documented() -> None:
     assert "filter%5Bupdated_at%5D%5Bfrom%5D=100" in query and "filter%5Bupdated_at%5D%5Bto%5D=200" in query
     assert query.count("filter%5Bid%5D%5B%5D=") == 2 and "limit=250" in query
     assert json.loads(json.dumps(dict(responses.calls[0].request.params)))["with"] == "leads"
+
+
+# ---------------------------------------------------------------------------
+# The send window: at most `limit` requests written within any `window` seconds.
+# ---------------------------------------------------------------------------
+
+
+def test_four_threads_paging_never_put_more_than_the_limit_on_the_wire_in_any_window() -> None:
+    account = Account(contacts=60, seed=3, latency=0.03, rate_limit=None)
+    written: list[float] = []
+
+    class Recording(SendWindow):
+        def _settle(self, sent: bool) -> None:
+            if sent:
+                written.append(time.monotonic())
+            super()._settle(sent)
+
+    with SandboxServer(account) as server:
+        client = AmoClient(server.base_url, StaticAuth(account.issue_long_lived_token()), LocalBucket(10_000, 10_000),
+                           window=Recording(3, 0.2), concurrency=4)
+        pages = list(client.pages("/api/v4/contacts", [("order[id]", "asc")], "contacts", limit=5))
+    account.close()
+
+    assert [n for n, _ in pages] == list(range(1, 13))
+    assert len(written) == client.stats.requests
+    assert all(later - earlier >= 0.2 for earlier, later in zip(written, written[3:]))
+    # Each place was released once its request was written, not when the answer came back: requests overlapped.
+    assert account.stats()["max_in_flight"] > 1

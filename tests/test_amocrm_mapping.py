@@ -78,6 +78,91 @@ def test_a_configured_birthday_field_in_iso_form() -> None:
     assert mapping.contact(row, {"birthday": 555}).birthday == dt.date(1985, 12, 31)
 
 
+# GET /api/v4/contacts: custom_fields_values of an account that added fields of its own. Each entry is
+# {field_id, field_name, field_code, field_type, values}; a value is {value} for text, numbers, checkboxes
+# and dates (unix seconds: dates at midnight in the account's zone), {value, enum_id} for list fields
+# (select, multiselect, radiobutton) and {value, enum_id, enum_code} for phones and emails.
+FIELDS_OF_ITS_OWN = [
+    {"field_id": 3, "field_name": "Телефон", "field_code": "PHONE", "field_type": "multitext",
+     "values": [{"value": "+7 916 123-45-67", "enum_id": 1, "enum_code": "MOB"}]},
+    {"field_id": 9, "field_name": "Должность", "field_code": "POSITION", "field_type": "text",
+     "values": [{"value": "Директор"}]},
+    {"field_id": 77, "field_name": "День рождения", "field_code": None, "field_type": "birthday",
+     "values": [{"value": 642459600}]},
+    {"field_id": 78, "field_name": "Город", "field_code": None, "field_type": "text", "values": [{"value": " Казань "}]},
+    {"field_id": 79, "field_name": "Источник", "field_code": None, "field_type": "select",
+     "values": [{"value": "Instagram", "enum_id": 511}]},
+    {"field_id": 80, "field_name": "Интересы", "field_code": None, "field_type": "multiselect",
+     "values": [{"value": "Скидки", "enum_id": 521}, {"value": "Подарки", "enum_id": 522}]},
+    {"field_id": 81, "field_name": "Дата договора", "field_code": None, "field_type": "date",
+     "values": [{"value": 1704056400}]},
+    {"field_id": 82, "field_name": "Последний визит", "field_code": None, "field_type": "date_time",
+     "values": [{"value": 1718000000}]},
+    {"field_id": 83, "field_name": "Согласие на звонки", "field_code": None, "field_type": "checkbox",
+     "values": [{"value": True}]},
+    {"field_id": 84, "field_name": "Бонусы", "field_code": None, "field_type": "numeric", "values": [{"value": "150"}]},
+    {"field_id": 85, "field_name": "Комментарий", "field_code": None, "field_type": "textarea",
+     "values": [{"value": "Звонить после 18:00"}]},
+    {"field_id": 86, "field_name": "Комментарий", "field_code": None, "field_type": "text",
+     "values": [{"value": "второе поле с тем же именем"}]},
+    {"field_id": 87, "field_name": "Пустое", "field_code": None, "field_type": "text", "values": []},
+]
+
+
+def test_fields_of_its_own_become_the_birthday_the_city_and_attributes() -> None:
+    problems: list[mapping.Problem] = []
+    record = mapping.contact({**CONTACT, "custom_fields_values": FIELDS_OF_ITS_OWN}, problems=problems)
+    assert record.phones == ["+7 916 123-45-67"] and record.emails == []
+    assert record.birthday == dt.date(1990, 5, 12)
+    assert record.city == "Казань"
+    assert record.attributes == {
+        "responsible_user_id": 504141,
+        "POSITION": "Директор",                          # keyed by the code when the field has one
+        "Источник": "Instagram",                         # else by the name; one value as itself
+        "Интересы": ["Скидки", "Подарки"],               # several as a list
+        "Дата договора": "2024-01-01",                   # midnight in Moscow, 21:00 UTC the day before
+        "Последний визит": "2024-06-10T06:13:20+00:00",  # a moment stays a moment, in UTC
+        "Согласие на звонки": True,
+        "Бонусы": "150",
+        "Комментарий": "Звонить после 18:00",
+        "Комментарий (86)": "второе поле с тем же именем",  # a second field of the same name keeps its id
+    }
+    assert problems == []
+
+
+def test_a_birthday_that_is_not_a_date_is_reported_and_kept_as_amocrm_has_it() -> None:
+    problems: list[mapping.Problem] = []
+    row = {**CONTACT, "custom_fields_values": [
+        {"field_id": 77, "field_name": "День рождения", "field_code": None, "field_type": "birthday",
+         "values": [{"value": "весной"}]}]}
+    record = mapping.contact(row, problems=problems)
+    assert record.birthday is None and record.attributes["День рождения"] == "весной"
+    assert problems == [mapping.Problem("contact", "3", "birthday 'весной' is not a date")]
+
+
+def test_configured_fields_win_over_a_field_found_by_its_type_or_name() -> None:
+    row = {**CONTACT, "custom_fields_values": FIELDS_OF_ITS_OWN + [
+        {"field_id": 90, "field_name": "Дата рождения (из анкеты)", "field_code": None, "field_type": "date",
+         "values": [{"value": "1985-12-31"}]},
+        {"field_id": 91, "field_name": "Город доставки", "field_code": None, "field_type": "text",
+         "values": [{"value": "Тверь"}]}]}
+    record = mapping.contact(row, {"birthday": 90, "city": 91})
+    assert record.birthday == dt.date(1985, 12, 31) and record.city == "Тверь"
+    # The fields that were not chosen stay as attributes, nothing is dropped.
+    assert record.attributes["День рождения"] == "1990-05-12" and record.attributes["Город"] == "Казань"
+
+
+def test_tags_and_the_company_when_the_answer_embeds_its_name() -> None:
+    embedded = {"tags": [{"id": 1, "name": "vip", "color": None}, {"id": 2, "name": "опт", "color": None}],
+                "companies": [{"id": 35000001, "name": "ООО «Ромашка»",
+                               "_links": {"self": {"href": "https://example.amocrm.ru/api/v4/companies/35000001"}}}]}
+    record = mapping.contact({**CONTACT, "_embedded": embedded})
+    assert record.tags == ["vip", "опт"] and record.company == "ООО «Ромашка»"
+    # The contact list links companies by id alone: no name, no company.
+    only_ids = {"tags": [], "companies": [{"id": 35000001, "_links": {}}]}
+    assert mapping.contact({**CONTACT, "_embedded": only_ids}).company is None
+
+
 def test_a_won_lead_is_a_won_order_of_its_main_contact() -> None:
     order = mapping.lead(LEAD, "RUB")
     assert order is not None

@@ -12,8 +12,13 @@ last test reads the account with an independent third-party client.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import json
 import re
+import socket
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,8 +31,12 @@ import requests
 from hub.sampledata import people
 from plugins.amocrm.sandbox import Account, ManualClock, SandboxServer
 from plugins.amocrm.sandbox_data import (
+    BIRTHDAY,
+    INTERESTS,
+    LEAD_SOURCE,
     LOST_STATUS_ID,
     PIPELINES,
+    POSITION,
     WON_STATUS_ID,
     contact_id_for,
 )
@@ -113,6 +122,63 @@ def test_contact_list_has_the_documented_hal_shape(api: requests.Session, server
                 assert {value["enum_code"] for value in entry["values"]} <= {"WORK", "WORKDD", "MOB", "FAX", "HOME", "OTHER"}
             if entry["field_code"] == "EMAIL":
                 assert {value["enum_code"] for value in entry["values"]} <= {"WORK", "PRIV", "OTHER"}
+
+
+def test_seeded_contacts_hold_fields_of_the_accounts_own_in_the_documented_shapes(
+    api: requests.Session, server: SandboxServer
+) -> None:
+    contacts = get(api, server, "/api/v4/contacts", limit=60).json()["_embedded"]["contacts"]
+    found: dict[int, list[dict[str, Any]]] = {}
+    for contact in contacts:
+        for entry in contact["custom_fields_values"] or []:
+            found.setdefault(entry["field_id"], []).append(entry)
+
+    assert {BIRTHDAY.id, LEAD_SOURCE.id, POSITION.id, INTERESTS.id} <= set(found)
+    for entry in found[BIRTHDAY.id]:  # unix seconds of midnight in Moscow
+        assert (entry["field_type"], entry["field_code"]) == ("birthday", None)
+        [value] = entry["values"]
+        assert set(value) == {"value"} and isinstance(value["value"], int) and (value["value"] + 3 * 3600) % 86_400 == 0
+    options = dict(LEAD_SOURCE.enums)
+    for entry in found[LEAD_SOURCE.id]:  # a list field: the option's text and its enum_id
+        [value] = entry["values"]
+        assert entry["field_type"] == "select" and options[value["enum_id"]] == value["value"]
+    assert all(e["field_code"] == "POSITION" and e["field_type"] == "text" for e in found[POSITION.id])
+    assert any(len(e["values"]) == 2 for e in found[INTERESTS.id])
+    definitions = get(api, server, "/api/v4/contacts/custom_fields").json()["_embedded"]["custom_fields"]
+    by_id = {d["id"]: d for d in definitions}
+    assert by_id[LEAD_SOURCE.id]["type"] == "select"
+    assert [e["value"] for e in by_id[LEAD_SOURCE.id]["enums"]] == list(options.values())
+
+
+def test_list_and_birthday_fields_are_written_as_the_api_takes_them(
+    api: requests.Session, server: SandboxServer, account: Account
+) -> None:
+    contact_id = account.contact_ids()[0]
+    body = [{"id": contact_id, "custom_fields_values": [
+        {"field_id": BIRTHDAY.id, "values": [{"value": "1990-05-12"}]},
+        {"field_id": LEAD_SOURCE.id, "values": [{"value": "Авито"}]},
+        {"field_id": INTERESTS.id, "values": [{"enum_id": 2_000_203}]},
+    ]}]
+    assert api.patch(f"{server.base_url}/api/v4/contacts", json=body).status_code == 200
+    fields = {f["field_id"]: f["values"] for f in account.contact(contact_id)["custom_fields_values"]}
+    assert fields[BIRTHDAY.id] == [{"value": 642459600}]
+    assert fields[LEAD_SOURCE.id] == [{"value": "Авито", "enum_id": dict(map(reversed, LEAD_SOURCE.enums))["Авито"]}]
+    assert fields[INTERESTS.id] == [{"value": "Подарки", "enum_id": 2_000_203}]
+
+    wrong = [{"id": contact_id, "custom_fields_values": [
+        {"field_id": LEAD_SOURCE.id, "values": [{"value": "Голубиная почта"}]},
+        {"field_id": BIRTHDAY.id, "values": [{"value": "весной"}]}]}]
+    answer = api.patch(f"{server.base_url}/api/v4/contacts", json=wrong)
+    assert answer.status_code == 400
+    assert [(e["code"], e["path"]) for e in answer.json()["validation-errors"][0]["errors"]] == [
+        ("NotSupportedChoice", "custom_fields_values.0.values.0.value"),
+        ("InvalidType", "custom_fields_values.1.values.0.value")]
+
+
+def test_a_page_is_encoded_exactly_as_one_json_dumps_would(api: requests.Session, server: SandboxServer) -> None:
+    # Pages are encoded item by item so that the emulator does not hold the GIL for a whole page.
+    body = get(api, server, "/api/v4/contacts", limit=50, **{"with": "leads"}).content
+    assert body == json.dumps(json.loads(body), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def test_custom_fields_values_is_null_when_nothing_is_filled(
@@ -458,6 +524,62 @@ def test_concurrent_clients_reach_the_limit(clock: ManualClock) -> None:
 
     assert sorted(statuses) == [200] * 7 + [429] * 5
     assert account.stats()["max_in_flight"] > 1
+
+
+def test_a_request_taken_out_of_arrival_order_still_cannot_make_eight_in_a_second(clock: ManualClock) -> None:
+    account = limited_account(clock, abuse_threshold=None)
+    headers = {"Authorization": f"Bearer {account.issue_long_lived_token()}"}
+    clock.advance(1.0)
+    # Seven requests that arrived 0.3 .. 0.9 s after START were admitted; then a thread gets round to
+    # one that arrived at START + 0.0, before all of them. Admitting it would put eight within
+    # (START - 0.1, START + 0.9].
+    late = [account.handle("GET", "/api/v4/contacts", headers=headers, arrived=START + 0.3 + i / 10).status
+            for i in range(7)]
+    earlier = account.handle("GET", "/api/v4/contacts", headers=headers, arrived=START)
+    after_a_second = account.handle("GET", "/api/v4/contacts", headers=headers, arrived=START + 1.31)
+
+    assert late == [200] * 7
+    assert earlier.status == 429
+    assert after_a_second.status == 200
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel receive times are read on Linux")
+def test_a_request_is_counted_when_it_arrived_not_when_a_busy_emulator_reads_it() -> None:
+    """Eight requests, the eighth sent 1.05 s after the first, while the emulator cannot run for 0.4 s.
+
+    The first request arrives while this process holds the GIL in a C call (as json.dumps of a large
+    page or a full garbage collection do), so no emulator thread reads it for 0.4 s. Stamped when
+    read, it would land among the next six, and the eighth, correctly spaced, would get a 429.
+    """
+    account = Account(contacts=3, seed=SEED, today=TODAY, abuse_threshold=None)
+    token = account.issue_long_lived_token()
+    hold_gil = ctypes.PyDLL(None).usleep  # PyDLL keeps the GIL during the call
+    hold_gil.argtypes = [ctypes.c_uint]
+    with SandboxServer(account) as server:
+        host, port = server.base_url.removeprefix("http://").split(":")
+        request = (f"GET /api/v4/contacts HTTP/1.1\r\nHost: {host}\r\n"
+                   f"Authorization: Bearer {token}\r\n\r\n").encode()
+        warm = requests.Session()
+        assert warm.get(server.base_url + "/_sandbox/stats").status_code == 200  # the kernel starts stamping
+        time.sleep(0.05)
+        sockets = [socket.create_connection((host, int(port))) for _ in range(8)]
+        time.sleep(0.05)
+        sockets[0].sendall(request)
+        first = time.time()  # no earlier than the request really left
+        hold_gil(400_000)
+        for number, sock in enumerate(sockets[1:7], 1):
+            time.sleep(max(0.0, first + 0.35 + 0.08 * number - time.time()))
+            sock.sendall(request)
+        time.sleep(max(0.0, first + 1.05 - time.time()))
+        sockets[7].sendall(request)
+        statuses = []
+        for sock in sockets:
+            sock.settimeout(10)
+            statuses.append(int(sock.recv(64).split()[1]))
+            sock.close()
+        warm.close()
+
+    assert statuses == [200] * 8
 
 
 def test_hammering_through_429s_blocks_the_account_with_html_403(clock: ManualClock) -> None:

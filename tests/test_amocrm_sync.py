@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
+from collections import Counter
 from typing import Any, Iterator
 
 import pytest
@@ -20,7 +22,7 @@ from hub.models import Contact, ExternalRef, Order, SyncRun, SyncState
 from hub.normalize import phones as normalize_phones
 from plugins.amocrm import commands, tokens
 from plugins.amocrm.sandbox import Account, SandboxServer
-from plugins.amocrm.sandbox_data import CITY
+from plugins.amocrm.sandbox_data import BIRTHDAY, CITY, INTERESTS, LEAD_SOURCE, POSITION
 from plugins.amocrm.source import AmoSource
 from tests.conftest import HubDB, with_settings
 
@@ -49,8 +51,13 @@ def connect(db: HubDB, server: SandboxServer) -> dict[str, Any]:
 
 
 def api(server: SandboxServer, method: str, path: str, body: Any = None) -> Any:
-    """A change made in amoCRM by someone else (a manager, another integration)."""
-    token = getattr(server, "_test_token", None) or server.account.issue_long_lived_token()
+    """A change made in amoCRM by someone else: another integration, with a rate limit of its own.
+
+    With Hub's own token these requests would share Hub's 7 a second, and a
+    sync that has just used them all would get a 429 for its next request.
+    """
+    token = (getattr(server, "_test_token", None)
+             or server.account.issue_long_lived_token(client_id="another-integration"))
     server._test_token = token  # type: ignore[attr-defined]
     response = requests.request(method, server.base_url + path, json=body, headers={"Authorization": f"Bearer {token}"},
                                 timeout=10)
@@ -115,6 +122,39 @@ def test_connect_with_a_token_pair_then_a_full_sync_brings_every_phone_email_and
         main = next(c for c in lead["_embedded"]["contacts"] if c["is_main"])
         assert linked[str(lead["id"])] == held[str(main["id"])]["id"]
     assert account.stats()["refreshes"] == 1
+
+
+def test_a_full_sync_brings_the_birthday_the_city_the_tags_and_the_accounts_own_fields(
+        hub_db: HubDB, amo: Any, sandbox: SandboxServer) -> None:
+    account = sandbox.account
+    connect(hub_db, sandbox)
+    sync.run(hub_db.engine, hub_db.settings, "amocrm", full=True)
+    held = hub_by_ref(hub_db)
+    seen: Counter[str] = Counter()
+    with hub_db.engine.connect() as conn:
+        for contact_id in account.contact_ids():
+            mine = held[str(contact_id)]
+            if len(mine["external_refs"]) > 1:
+                continue  # one person in several amoCRM contacts: fields come from whichever came first
+            row = account.contact(contact_id)
+            assert row is not None
+            fields = {f["field_id"]: [v["value"] for v in f["values"]] for f in row["custom_fields_values"] or []}
+            attributes = (contacts.card(conn, mine["id"]) or {})["attributes"]
+            assert {tag["name"] for tag in row["_embedded"]["tags"]} <= set(mine["tags"])
+            if BIRTHDAY.id in fields:  # midnight in Moscow, as unix seconds
+                moment = dt.datetime.fromtimestamp(fields[BIRTHDAY.id][0], dt.timezone.utc) + dt.timedelta(hours=3)
+                assert mine["birthday"] == moment.date().isoformat()
+                seen["birthday"] += 1
+            if CITY.id in fields and fields[CITY.id][0].strip():
+                assert mine["city"] == fields[CITY.id][0].strip()
+                seen["city"] += 1
+            for field, key in ((POSITION, "POSITION"), (LEAD_SOURCE, "Источник"), (INTERESTS, "Интересы")):
+                if field.id in fields:
+                    values = fields[field.id]
+                    assert attributes[key] == (values[0] if len(values) == 1 else values)
+                    seen[key if len(values) == 1 else f"{key} (several)"] += 1
+            assert not {"Город", "День рождения", "PHONE", "EMAIL"} & set(attributes)
+    assert {"birthday", "city", "POSITION", "Источник", "Интересы", "Интересы (several)"} <= set(seen)
 
 
 def test_changes_and_deletions_arrive_in_an_incremental_sync_of_three_requests(

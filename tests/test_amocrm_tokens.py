@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import responses
 
-from hub import credentials
+from hub import credentials, schedule
 from plugins.amocrm import tokens
 from plugins.amocrm.client import AmoAuthError
 from plugins.amocrm.sandbox import Account, SandboxServer
@@ -84,6 +84,23 @@ def test_keep_alive_refreshes_only_an_old_pair(hub_db: HubDB) -> None:
     assert tokens.keep_alive(hub_db.engine, hub_db.settings) is True
     data, _ = tokens.load(hub_db.engine, hub_db.settings)
     assert data["refresh_token"] == "def502-refresh-2" and not data["refreshed_at"].startswith("2020")
+
+
+@responses.activate
+def test_the_scheduler_keeps_an_idle_connection_alive_every_day(hub_db: HubDB, plugin_manager: Any) -> None:
+    import plugins.amocrm
+
+    plugin_manager.register(plugins.amocrm, name="amocrm")
+    assert schedule.schedules(hub_db.settings)["amocrm-keep-alive"].every.days == 1
+    run = schedule.run_due(hub_db.engine, hub_db.settings, only=["amocrm-keep-alive"])
+    assert run.ran["amocrm-keep-alive"] == {"connected": False}  # nothing to keep alive yet
+    store_pair(hub_db)
+    tokens.update(hub_db.engine, hub_db.settings, refreshed_at="2020-01-01T00:00:00+00:00")
+    responses.post(f"{BASE}/oauth2/access_token", json={
+        "token_type": "Bearer", "expires_in": 86400, "access_token": "access-2", "refresh_token": "def502-refresh-2"})
+    run = schedule.run_due(hub_db.engine, hub_db.settings, only=["amocrm-keep-alive"])
+    assert run.ran["amocrm-keep-alive"] == {"refreshed": True}
+    assert tokens.load(hub_db.engine, hub_db.settings)[0]["refresh_token"] == "def502-refresh-2"
 
 
 def test_the_expiry_of_a_jwt_access_token_is_read() -> None:

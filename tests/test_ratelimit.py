@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from hub.ratelimit import LocalBucket, RedisBucket
+import pytest
+
+from hub.ratelimit import LocalBucket, RedisBucket, SendWindow
 
 
 class FakeClock:
@@ -68,15 +70,35 @@ def test_redis_bucket_is_shared_between_instances(redis_url: str) -> None:
     assert 0.9 < wait <= 1.0  # the fourth request waits for one slot to drain, whoever asks
 
 
-def test_a_sliding_window_never_lets_more_than_the_limit_into_any_window() -> None:
-    from hub.ratelimit import SlidingWindow
-
+def test_a_request_is_stamped_when_written_not_when_its_place_was_granted() -> None:
     clock = FakeClock()
-    window = SlidingWindow(7, 1.05, clock=clock, sleep=clock.sleep)
-    starts = []
-    for i in range(30):
-        if i % 5 == 0:
-            clock.now += 0.08  # a send held up by a busy thread
-        window.acquire()
-        starts.append(clock.now)
-    assert all(starts[i + 7] - starts[i] >= 1.05 - 1e-9 for i in range(len(starts) - 7))
+    window = SendWindow(7, 1.0, clock=clock, sleep=clock.sleep)
+    first = window.reserve()
+    clock.now += 0.3  # this thread waits 0.3 s for the GIL before the bytes go out
+    first.sent()
+    for _ in range(6):
+        window.reserve().sent()
+    window.reserve().sent()
+    # A stamp taken at the grant would have let the eighth go at 1001.0, 0.7 s after the first left.
+    assert clock.now == pytest.approx(1001.3)
+    assert window.sent_times()[-1] == pytest.approx(1001.3)
+
+
+def test_no_place_is_granted_while_another_request_is_still_unwritten_and_a_cancel_takes_no_slot() -> None:
+    window = SendWindow(2, 60.0)
+    outstanding = window.reserve()
+    granted = threading.Event()
+
+    def next_sender() -> None:
+        window.reserve().sent()
+        granted.set()
+
+    thread = threading.Thread(target=next_sender)
+    thread.start()
+    assert not granted.wait(0.2)
+    outstanding.cancel()  # never sent: no stamp, and the next request may go
+    assert granted.wait(5)
+    thread.join()
+    assert len(window.sent_times()) == 1
+    outstanding.sent()  # settling twice changes nothing
+    assert len(window.sent_times()) == 1

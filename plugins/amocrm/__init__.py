@@ -32,6 +32,18 @@ def register_commands(cli: Any) -> None:
 
 
 @hookimpl
+def register_schedules(register: Any, settings: Any) -> None:
+    """An idle connection's refresh token dies after three months: refresh it in time, daily check."""
+    import datetime as dt
+
+    from hub.schedule import Schedule
+    from plugins.amocrm.tokens import scheduled_keep_alive
+
+    register("amocrm-keep-alive", Schedule(dt.timedelta(days=1), scheduled_keep_alive,
+                                           "refresh the amoCRM token pair once it is 75 days old"))
+
+
+@hookimpl
 def register_routes(app: Any) -> None:
     from plugins.amocrm.webhooks import bp, install_log_filter
 

@@ -3,9 +3,24 @@
 Shapes, as amoCRM documents them:
 
 - A contact has `first_name`, `last_name`, `name`; `custom_fields_values`
-  (null when empty) holds phones and emails in the entries whose
-  `field_code` is PHONE / EMAIL, each value tagged WORK, MOB, PRIV, ...;
-  tags come in `_embedded.tags`. Timestamps are unix seconds.
+  (null when empty) is a list of fields, each `{field_id, field_name,
+  field_code, field_type, values: [{value, enum_id, enum_code}]}`: phones
+  and emails in the entries whose `field_code` is PHONE / EMAIL, each value
+  tagged WORK, MOB, PRIV, ...; list fields (select, multiselect,
+  radiobutton) carry the option's text in `value` and its `enum_id`; date
+  fields (date, birthday) hold midnight in the account's zone and date_time
+  fields a moment, both as unix seconds. Tags come in `_embedded.tags`
+  (`{id, name, color}`), linked companies in `_embedded.companies` (`id`,
+  and `name` only where the answer embeds the whole company). Timestamps
+  are unix seconds.
+
+  Besides phones and emails, a contact's fields become: `birthday` (the
+  field configured as `[amocrm] fields.birthday`, else one of type
+  birthday or coded BIRTHDAY), `city` (`fields.city`, else a field coded
+  CITY or named Город / City), and every other field an entry of
+  `attributes`, keyed by its code, else its name (plus its id when two
+  fields share one): a single value as itself, several as a list, dates as
+  ISO dates and moments as ISO date-times in UTC.
 - A lead has `price`, `status_id` (142 is won, 143 lost, anything else is
   open), `closed_at`, `pipeline_id`, and with `with=contacts` its contacts in
   `_embedded.contacts`, the main one marked `is_main`.
@@ -34,6 +49,10 @@ WON, LOST = 142, 143
 TRANSACTION_PREFIX = "transaction:"
 DELETION_EVENTS = {"contact_deleted": "contact", "lead_deleted": "order"}
 UTC = dt.timezone.utc
+DATE_TYPES = frozenset({"date", "birthday"})  # unix seconds of midnight in the account's zone
+MOMENT_TYPES = frozenset({"date_time"})
+CITY_NAMES = frozenset({"город", "city"})  # a field of the account's own that holds the city
+OWN_CODES = frozenset({"PHONE", "EMAIL"})  # mapped to phones and emails
 
 
 @dataclass(frozen=True)
@@ -66,17 +85,53 @@ def _field_values(contact: Mapping[str, Any], code: str) -> list[str]:
     return [v for v in out if v]
 
 
-def _field_by(contact: Mapping[str, Any], *, field_id: int | None = None, field_type: str | None = None,
-              field_code: str | None = None) -> Any:
-    for field in contact.get("custom_fields_values") or []:
-        if ((field_id is not None and str(field.get("field_id")) == str(field_id))
-                or (field_type and field.get("field_type") == field_type)
-                or (field_code and (field.get("field_code") or "").upper() == field_code)):
-            values = field.get("values") or []
-            if values:
-                first = values[0]
-                return first.get("value") if isinstance(first, Mapping) else first
+def _find_field(contact: Mapping[str, Any], *, field_id: Any = None, field_type: str | None = None,
+                field_code: str | None = None, names: frozenset[str] = frozenset()) -> Mapping[str, Any] | None:
+    """With `field_id`, the field with that id alone; else the first whose type, code or name matches."""
+    fields = [f for f in contact.get("custom_fields_values") or [] if isinstance(f, Mapping)]
+    if field_id is not None:
+        return next((f for f in fields if str(f.get("field_id")) == str(field_id)), None)
+    for field in fields:
+        if ((field_type and field.get("field_type") == field_type)
+                or (field_code and (field.get("field_code") or "").upper() == field_code)
+                or (names and str(field.get("field_name") or "").strip().lower() in names)):
+            return field
     return None
+
+
+def _first_value(field: Mapping[str, Any] | None) -> Any:
+    for item in (field or {}).get("values") or []:
+        value = item.get("value") if isinstance(item, Mapping) else item
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _attribute(field: Mapping[str, Any]) -> Any:
+    """A field's values for `attributes`: None when empty, one value as itself, several as a list.
+
+    Text is stripped; dates become ISO dates and moments ISO date-times
+    (UTC); a value that is not a timestamp is kept as amoCRM sent it.
+    """
+    kind = field.get("field_type")
+    out: list[Any] = []
+    for item in field.get("values") or []:
+        value = item.get("value") if isinstance(item, Mapping) else item
+        if isinstance(value, str):
+            value = value.strip()
+        if value in (None, ""):
+            continue
+        try:
+            if kind in DATE_TYPES:
+                value = birthday(value).isoformat()
+            elif kind in MOMENT_TYPES and (isinstance(value, int) or str(value).strip().lstrip("-").isdigit()):
+                value = dt.datetime.fromtimestamp(int(value), UTC).isoformat()
+        except (ValueError, OverflowError, OSError):
+            pass
+        out.append(value)
+    if not out:
+        return None
+    return out[0] if len(out) == 1 else out
 
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -96,7 +151,12 @@ def birthday(value: Any) -> dt.date:
 
 def contact(row: Mapping[str, Any], fields: Mapping[str, Any] | None = None,
             problems: list[Problem] | None = None) -> ContactRecord:
-    """A contact; `fields` maps logical names (birthday, city, ...) to custom field ids."""
+    """A contact; `fields` maps logical names (birthday, city, ...) to custom field ids.
+
+    Custom fields that are not phones, emails, the birthday or the city go to
+    `attributes` (see the module's docstring), so nothing the account keeps
+    about a person is lost on the way in.
+    """
     fields = fields or {}
     external_id = str(row["id"])
     first = (row.get("first_name") or "").strip() or None
@@ -112,17 +172,35 @@ def contact(row: Mapping[str, Any], fields: Mapping[str, Any] | None = None,
     )
     if row.get("responsible_user_id"):
         record.attributes["responsible_user_id"] = row["responsible_user_id"]
-    raw_birthday = (_field_by(row, field_id=fields["birthday"]) if fields.get("birthday")
-                    else _field_by(row, field_type="birthday", field_code="BIRTHDAY"))
-    if raw_birthday not in (None, ""):
+    used: set[int] = set()  # fields that went into a record field rather than attributes
+    birthday_field = (_find_field(row, field_id=fields["birthday"]) if fields.get("birthday")
+                      else _find_field(row, field_type="birthday", field_code="BIRTHDAY"))
+    raw_birthday = _first_value(birthday_field)
+    if raw_birthday is not None:
         try:
             record.birthday = birthday(raw_birthday)
-        except (ValueError, OverflowError, OSError) as exc:
+            used.add(id(birthday_field))
+        except (ValueError, OverflowError, OSError) as exc:  # kept as an attribute, as amoCRM has it
             _note(problems, "contact", external_id, str(exc))
-    if fields.get("city"):
-        city = _field_by(row, field_id=fields["city"])
-        if city not in (None, ""):
-            record.city = str(city).strip() or None
+    city_field = (_find_field(row, field_id=fields["city"]) if fields.get("city")
+                  else _find_field(row, field_code="CITY", names=CITY_NAMES))
+    city = _first_value(city_field)
+    if city is not None and str(city).strip():
+        record.city = str(city).strip()
+        used.add(id(city_field))
+    for field in row.get("custom_fields_values") or []:
+        if (not isinstance(field, Mapping) or id(field) in used
+                or (field.get("field_code") or "").upper() in OWN_CODES):
+            continue
+        value = _attribute(field)
+        if value is None:
+            continue
+        key = str(field.get("field_code") or field.get("field_name") or field.get("field_id"))
+        if key in record.attributes:
+            key = f"{key} ({field.get('field_id')})"
+        record.attributes[key] = value
+    companies = [c for c in (row.get("_embedded") or {}).get("companies") or [] if isinstance(c, Mapping)]
+    record.company = next((str(c["name"]).strip() for c in companies if str(c.get("name") or "").strip()), None)
     return record
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from itertools import islice
 from typing import Any
 
-from hub.sampledata import Person, contact_records, people
+from hub.sampledata import LEAD_SOURCES, Person, contact_records, people
 
 SOURCE = "amocrm"
 ACCOUNT_ID = 31_000_001
@@ -39,6 +39,12 @@ ADMIN_USER = USERS[0]
 WON_STATUS_ID = 142
 LOST_STATUS_ID = 143
 NAME_ONLY_RATE = 0.08  # contacts created through forms or imports: a name, no first/last split
+# The account's time zone (Moscow): date fields hold midnight there, as unix seconds.
+ACCOUNT_UTC_OFFSET = timedelta(hours=3)
+SOURCE_FILLED_RATE = 0.8  # managers fill in where a customer came from, mostly
+POSITION_RATE = 0.3
+POSITIONS = ("Менеджер", "Директор", "Бухгалтер", "Инженер", "Дизайнер", "Врач", "Учитель", "Студент")
+INTERESTS_RATE = 0.25
 SEED_CHUNK = 5_000     # people materialized at a time while seeding
 
 
@@ -118,6 +124,16 @@ class CustomField:
     def has_enum_codes(self) -> bool:
         return self.type == "multitext"
 
+    @property
+    def has_options(self) -> bool:
+        """A list field: each value is one of `enums` (id, option text) and renders with its enum_id."""
+        return self.type in OPTION_TYPES
+
+    @property
+    def holds_dates(self) -> bool:
+        """Values are unix seconds (a date at midnight in the account's zone, or a moment)."""
+        return self.type in DATE_TYPES
+
 
 PHONE = CustomField(1_000_001, "Телефон", "PHONE", "multitext", "contacts", 4, (
     (2_000_001, "WORK"), (2_000_002, "WORKDD"), (2_000_003, "MOB"),
@@ -126,16 +142,33 @@ PHONE = CustomField(1_000_001, "Телефон", "PHONE", "multitext", "contacts
 EMAIL = CustomField(1_000_002, "Email", "EMAIL", "multitext", "contacts", 5, (
     (2_000_011, "WORK"), (2_000_012, "PRIV"), (2_000_013, "OTHER"),
 ))
+OPTION_TYPES = frozenset({"select", "multiselect", "radiobutton"})
+DATE_TYPES = frozenset({"date", "birthday", "date_time"})
+
 CITY = CustomField(1_000_003, "Город", None, "text", "contacts", 6)
+# POSITION is predefined in every account; the others are fields an account adds itself.
+POSITION = CustomField(1_000_004, "Должность", "POSITION", "text", "contacts", 3)
+BIRTHDAY = CustomField(1_000_005, "День рождения", None, "birthday", "contacts", 7)
+LEAD_SOURCE = CustomField(1_000_006, "Источник", None, "select", "contacts", 8,
+                          tuple((2_000_101 + index, name) for index, (name, _) in enumerate(LEAD_SOURCES)))
+INTERESTS = CustomField(1_000_007, "Интересы", None, "multiselect", "contacts", 9, (
+    (2_000_201, "Новинки"), (2_000_202, "Скидки"), (2_000_203, "Подарки"), (2_000_204, "Доставка"),
+))
 PROMO_CODE = CustomField(1_000_101, "Промокод", None, "text", "leads", 1)
 CUSTOM_FIELDS = {
-    "contacts": {f.id: f for f in (PHONE, EMAIL, CITY)},
+    "contacts": {f.id: f for f in (PHONE, EMAIL, CITY, POSITION, BIRTHDAY, LEAD_SOURCE, INTERESTS)},
     "companies": {f.id: f for f in (PHONE, EMAIL)},
     "leads": {PROMO_CODE.id: PROMO_CODE},
 }
 
-# Values a field holds: field id -> [(value, enum id or None)], in display order.
-FieldValues = dict[int, list[tuple[str, int | None]]]
+# Values a field holds: field id -> [(value, enum id or None)], in display order. Values are
+# text, except in date fields (unix seconds).
+FieldValues = dict[int, list[tuple[str | int, int | None]]]
+
+
+def account_midnight(day: date) -> int:
+    """A date as amoCRM stores it in a date or birthday field: midnight in the account's zone, unix seconds."""
+    return int((datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - ACCOUNT_UTC_OFFSET).timestamp())
 
 
 class TagRegistry:
@@ -275,6 +308,17 @@ def _contact_row(person: Person, record: Any, rng: random.Random, tags: TagRegis
     first_name, last_name = record.first_name or "", record.last_name or ""
     if rng.random() < NAME_ONLY_RATE:
         first_name = last_name = ""
+    # Drawn after everything above, so adding these fields left the other seeded values as they were.
+    if record.birthday:
+        fields[BIRTHDAY.id] = [(account_midnight(record.birthday), None)]
+    source = record.attributes.get("lead_source")
+    if source and rng.random() < SOURCE_FILLED_RATE:
+        fields[LEAD_SOURCE.id] = [(source, LEAD_SOURCE.enum_id(str(source)))]
+    if rng.random() < POSITION_RATE:
+        fields[POSITION.id] = [(POSITIONS[int(rng.random() * len(POSITIONS))], None)]
+    if rng.random() < INTERESTS_RATE:
+        chosen = rng.sample(INTERESTS.enums, 1 + int(rng.random() * 2))
+        fields[INTERESTS.id] = [(text, enum_id) for enum_id, text in sorted(chosen)]
     user = USERS[person.person_id % len(USERS)]
     return ContactRow(
         id=contact_id_for(person.person_id),
@@ -346,6 +390,8 @@ def render_custom_fields(values: FieldValues, entity: str) -> list[dict[str, Any
                 {"value": value, "enum_id": enum_id, "enum_code": definition.enum_code(enum_id)}
                 for value, enum_id in entries
             ]
+        elif definition.has_options:
+            items = [{"value": value, "enum_id": enum_id} for value, enum_id in entries]
         else:
             items = [{"value": value} for value, _ in entries]
         rendered.append({

@@ -23,20 +23,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from hub.config import Settings
 from hub.db import get_engine
-from hub.ratelimit import SlidingWindow, limiter
+from hub.ratelimit import limiter
 from hub.records import ContactRecord, Deletion, OrderRecord
 from hub.sync import Page
 from hub.writeback import WriteBackError
 from plugins.amocrm import mapping, tokens
-from plugins.amocrm.client import (WINDOW_S, 
-    DEFAULT_CONCURRENCY, DEFAULT_PAUSE_429, DEFAULT_RATE, MAX_EVENTS_PAGE, MAX_PAGE, MAX_PATCH, PACE_SHARE, AmoClient,
-    AmoError, AmoOutcomeUnknown, AmoPaymentRequired, StaticAuth,
+from plugins.amocrm.client import (
+    DEFAULT_CONCURRENCY, DEFAULT_PAUSE_429, DEFAULT_RATE, MAX_EVENTS_PAGE, MAX_PAGE, MAX_PATCH, PACE_SHARE, WINDOW_S,
+    AmoClient, AmoError, AmoOutcomeUnknown, AmoPaymentRequired, SendWindow, StaticAuth,
 )
 
 DEFAULT_OVERLAP_S = 120
@@ -64,12 +65,14 @@ def client_for(settings: Settings, data: dict[str, Any] | None = None) -> AmoCli
                      pause_429=float(options.get("pause_429_s", DEFAULT_PAUSE_429)))
 
 
-_windows: dict[tuple[str, int], SlidingWindow] = {}
+_windows: dict[tuple[str, int], SendWindow] = {}
+_windows_lock = threading.Lock()
 
 
-def _window(host: str, limit: int) -> SlidingWindow:
+def _window(host: str, limit: int) -> SendWindow:
     """One window per account in this process, shared by every client and thread."""
-    return _windows.setdefault((host, limit), SlidingWindow(max(1, limit), WINDOW_S))
+    with _windows_lock:
+        return _windows.setdefault((host, limit), SendWindow(max(1, limit), WINDOW_S))
 
 
 class AmoSource:

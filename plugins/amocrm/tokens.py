@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 
 from hub import credentials
 from hub.config import Settings
-from hub.db import get_engine, utcnow
+from hub.db import utcnow
 from plugins.amocrm.client import AmoAuthError, AmoError, check_base_url
 
 NAME = "amocrm"
@@ -268,9 +268,10 @@ def keep_alive(engine: Engine, settings: Settings, *, force: bool = False) -> bo
     return refreshed
 
 
-def keep_alive_job() -> bool:
-    """For the scheduler (daily is plenty): keep the amoCRM refresh token from expiring."""
-    from hub.config import load_settings
-
-    settings = load_settings()
-    return keep_alive(get_engine(settings.database_url), settings)
+def scheduled_keep_alive(run: Any) -> dict[str, Any]:
+    """The daily check of `hub scheduler` (`run` is a ``hub.schedule.ScheduledRun``)."""
+    try:
+        refreshed = keep_alive(run.engine, run.settings)
+    except NotConnected:
+        return {"connected": False}
+    return {"refreshed": refreshed}
