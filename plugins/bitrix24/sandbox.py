@@ -1726,6 +1726,14 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 256
     portal: Portal
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up mid-answer (a timeout, a stopped run) is its business, as on a real portal."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class SandboxServer:
     """Serves a `Portal` over plain HTTP from a background thread; use as a context manager.
