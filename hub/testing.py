@@ -103,7 +103,8 @@ def _hub_postgres_migrated() -> str | None:
     return url
 
 
-def _empty(url: str) -> None:
+def empty_database(url: str) -> None:
+    """Remove every row from every Hub table of a migrated PostgreSQL database, and restart its ids."""
     from sqlalchemy import text
 
     from hub.db import get_engine
@@ -121,13 +122,20 @@ def _wanted_plugins(request: pytest.FixtureRequest) -> list[str]:
     return list(request.config.getini("hub_plugins"))
 
 
+def _installed() -> set[str]:
+    """Names of the installed Hub plugins (their ``hub`` entry points)."""
+    import importlib.metadata
+
+    return {ep.name for ep in importlib.metadata.entry_points(group="hub")}
+
+
 def build_plugin_manager(settings: Any, names: Sequence[str]) -> Any:
     """Hub's core plus the named plugins: installed entry point names, or dotted module paths."""
-    import importlib.metadata
+    import importlib
 
     from hub import plugins
 
-    installed = {ep.name for ep in importlib.metadata.entry_points(group="hub")}
+    installed = _installed()
     pm = plugins.build(replace(settings, plugins=tuple(n for n in names if n in installed), plugins_dir=None))
     for name in names:
         if name not in installed:
@@ -152,7 +160,7 @@ def hub_database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
 
     url = request.getfixturevalue("_hub_postgres_migrated")
     if url:
-        _empty(url)
+        empty_database(url)
     else:
         path = tmp_path / "hub.db"
         shutil.copy(request.getfixturevalue("_hub_sqlite_template"), path)
@@ -165,14 +173,11 @@ def hub_database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("HUB_SECRET_KEY", SECRET_KEY)
     monkeypatch.setenv("HUB_OUTBOX_DIR", str(tmp_path / "outbox"))
     monkeypatch.setenv("HUB_ADMIN_SECURE_COOKIES", "false")
+    # `hub` commands build their own plugin manager from the environment: the same installed plugins.
+    monkeypatch.setenv("HUB_PLUGINS", ",".join(n for n in names if n in _installed()))
     settings = load_settings()
     pm = build_plugin_manager(settings, names)
     plugins.use(pm)
-    # `hub` commands build their own plugin manager from the environment: the same plugins.
-    import importlib.metadata
-
-    installed = {ep.name for ep in importlib.metadata.entry_points(group="hub")}
-    monkeypatch.setenv("HUB_PLUGINS", ",".join(n for n in names if n in installed))
     try:
         yield HubDatabase(url=url, engine=get_engine(url), settings=settings, pm=pm)
     finally:

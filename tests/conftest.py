@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from hub import migrations, plugins
 from hub.config import Settings, load_settings
 from hub.db import dispose_engines, get_engine
-from hub.models import Base
+from hub.testing import empty_database
 from tests.servers import postgres_server, redis_server
 
 SECRET = "test-secret-key-0123456789abcdef"
@@ -50,24 +50,15 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "hub.db"
-    engine = get_engine(f"sqlite:///{path}")
-    migrations.upgrade(engine)
-    engine.dispose()
-    return path
+def sqlite_template(_hub_sqlite_template: Path) -> Path:
+    """A migrated SQLite database to copy (hub.testing makes it, once per session)."""
+    return _hub_sqlite_template
 
 
 @pytest.fixture(scope="session")
 def postgres_migrated(postgres_url: str) -> str:
     migrations.upgrade(get_engine(postgres_url))
     return postgres_url
-
-
-def _truncate_all(engine: Engine) -> None:
-    names = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -79,7 +70,7 @@ def hub_db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
         url = f"sqlite:///{path}"
     else:
         url = request.getfixturevalue("postgres_migrated")
-        _truncate_all(get_engine(url))
+        empty_database(url)
     yield from _use_database(url, tmp_path, monkeypatch)
 
 

@@ -920,17 +920,25 @@ class Account:
 
     # -- writing ------------------------------------------------------------
 
-    def _write(self, entity: str, payload: Any, base: str, *, update: bool) -> Response:
-        """POST/PATCH /api/v4/{entity}: a JSON array, validated as a whole before anything changes."""
-        if not isinstance(payload, list):
+    def _batch_refused(self, payload: Any, *, empty: str = "InvalidType") -> Response | None:
+        """The answer to a body that is not a JSON array of 1..max_batch items (None: it is one).
+
+        amoCRM names an empty array NotBlank on entity writes and InvalidType on notes and tasks.
+        """
+        if not isinstance(payload, list) or (not payload and empty == "InvalidType"):
             return _validation_failed([("0", [_error("InvalidType", "", "This value should be of type array.")])])
         if not payload:
             return _validation_failed([("0", [_error("NotBlank", "", "This value should not be blank.")])])
         if len(payload) > self.max_batch:
-            return _validation_failed([(
-                "0",
-                [_error("TooManyElements", "", f"This collection should contain {self.max_batch} elements or less.")],
-            )])
+            return _validation_failed([("0", [_error(
+                "TooManyElements", "", f"This collection should contain {self.max_batch} elements or less.")])])
+        return None
+
+    def _write(self, entity: str, payload: Any, base: str, *, update: bool) -> Response:
+        """POST/PATCH /api/v4/{entity}: a JSON array, validated as a whole before anything changes."""
+        refused = self._batch_refused(payload, empty="NotBlank")
+        if refused is not None:
+            return refused
         with self._lock:
             errors = []
             for index, item in enumerate(payload):
@@ -1439,11 +1447,9 @@ class Account:
                                                  "notes", items))
         if method != "POST":
             return _problem(405, "Method Not Allowed", "Unsupported method")
-        if not isinstance(payload, list) or not payload:
-            return _validation_failed([("0", [_error("InvalidType", "", "This value should be of type array.")])])
-        if len(payload) > self.max_batch:
-            return _validation_failed([("0", [_error(
-                "TooManyElements", "", f"This collection should contain {self.max_batch} elements or less.")])])
+        refused = self._batch_refused(payload)
+        if refused is not None:
+            return refused
         with self._lock:
             errors = []
             for index, item in enumerate(payload):
@@ -1503,11 +1509,9 @@ class Account:
         return errors
 
     def _add_tasks(self, payload: Any, base: str) -> Response:
-        if not isinstance(payload, list) or not payload:
-            return _validation_failed([("0", [_error("InvalidType", "", "This value should be of type array.")])])
-        if len(payload) > self.max_batch:
-            return _validation_failed([("0", [_error(
-                "TooManyElements", "", f"This collection should contain {self.max_batch} elements or less.")])])
+        refused = self._batch_refused(payload)
+        if refused is not None:
+            return refused
         with self._lock:
             errors = []
             for index, item in enumerate(payload):
