@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import gc
 import hashlib
+import itertools
 import multiprocessing
 import os
 import queue
@@ -20,7 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from sqlalchemy import Engine
 
@@ -29,7 +30,7 @@ from hub.config import Settings
 from hub.db import utcnow
 from hub.normalize import Identifier
 from hub.records import ContactRecord
-from hub.spreadsheet import Row, SpreadsheetError, read_rows
+from hub.spreadsheet import Row, SpreadsheetError, check_text_file, read_rows
 
 # Rows per transaction: each commit costs a WAL checkpoint, so fewer, larger ones.
 CHUNK = 10000
@@ -94,6 +95,13 @@ def import_contacts(
 ) -> ImportReport:
     """Import a CSV or XLSX file of contacts; each chunk of rows commits on its own.
 
+    The file is checked whole before its first chunk is read (see
+    hub.spreadsheet.check_csv / check_xlsx): a file that cannot be imported
+    whole raises SpreadsheetError before anything, not even the sync run
+    record, is written. That pre-pass is a fraction of the import's time,
+    where importing into a staging table would write every row twice, and it
+    keeps chunked commits, which keep the write lock short for everyone else.
+
     `placed(lines, contact_ids)` is told which contact each row went to, for
     reports that check resolution against known truth (the demo, benchmarks).
     `parallel` reads and normalizes in a second process while this one writes;
@@ -104,16 +112,26 @@ def import_contacts(
         parallel = (os.cpu_count() or 1) > 1 and Path(path).stat().st_size >= PARALLEL_FROM_BYTES
     report = ImportReport(file=str(path), source=source)
     started = time.monotonic()
-    run_id = sync.start_run(engine, source, "import")
     counts = sync.Counts()
     chunks = (_chunks_in_reader_process if parallel else _chunks_here)(path, source, mapping,
                                                                        settings.default_region)
     try:
         with _fewer_gc_passes():
-            _import_chunks(engine, settings, chunks, report, counts, progress, placed)
+            # The first chunk comes only after the whole file passed its checks.
+            first = next(chunks, None)
+        run_id = sync.start_run(engine, source, "import")
+    except BaseException:
+        chunks.close()
+        raise
+    try:
+        with _fewer_gc_passes():
+            _import_chunks(engine, settings, itertools.chain([first] if first else [], chunks), report, counts,
+                           progress, placed)
     except Exception as exc:
         sync.finish_run(engine, run_id, counts, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise
+    finally:
+        chunks.close()
     report.duration_s = time.monotonic() - started
     counts.errors = report.skipped
     sync.finish_run(engine, run_id, counts)
@@ -169,7 +187,7 @@ def _prepare_row(row: Row, region: str) -> identity.Prepared:
 
 
 def _chunks_here(path: str | os.PathLike[str], source: str, mapping: dict[str, str] | None,
-                 region: str) -> Iterator[Chunk]:
+                 region: str) -> Generator[Chunk, None, None]:
     """Rows read and normalized in this process, CHUNK at a time."""
     chunk: Chunk = []
     for row in read_rows(path, source=source, mapping=mapping):
@@ -182,7 +200,7 @@ def _chunks_here(path: str | os.PathLike[str], source: str, mapping: dict[str, s
 
 
 def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, mapping: dict[str, str] | None,
-                              region: str) -> Iterator[Chunk]:
+                              region: str) -> Generator[Chunk, None, None]:
     """The same chunks, read and normalized by a second process.
 
     Rows cross the process boundary as flat tuples: pickling them as
@@ -313,6 +331,7 @@ class ConsentImportReport:
 def _consent_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     if path.suffix.lower() not in (".csv", ".txt"):
         raise SpreadsheetError(f"{path.name}: consent is imported from CSV; save the sheet as CSV first")
+    check_text_file(path)  # binary junk or a broken file is refused before its first row is recorded
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")

@@ -14,6 +14,13 @@ their normalization, so every source is cleaned the same way.
 
 Files are streamed (csv reader over an open file, openpyxl in read-only
 mode), so a million-row export never sits in memory at once.
+
+Before the first row is handed out, the whole file is checked (a fast pass
+over its bytes and its CSV structure, or the sizes and checksums of the
+workbook's parts): a file that is not a customer table at all (binary junk,
+a picture, a workbook bomb), or one broken in a way found only at its end
+(an unclosed quote, a cell of megabytes, a second encoding), is refused
+whole, so an import never commits half of a file it then gives up on.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import itertools
 import os
 import re
+import zipfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -384,6 +393,7 @@ class _RowPlan:
 def _open_csv(path: str, stack: ExitStack) -> Iterator[list[str]]:
     """A csv reader over the file, with encoding and delimiter worked out."""
     encoding, delimiter, sep_line = _sniff_csv(path)
+    check_csv(path, encoding, delimiter, sep_line)
     # Windows-1251 leaves one byte undefined; one odd character is better
     # than refusing a file that is otherwise readable.
     errors = "replace" if encoding == "cp1251" else "strict"
@@ -468,6 +478,7 @@ def _open_xlsx(path: str, stack: ExitStack) -> Iterator[list[str]]:
     """Rows of the workbook's active sheet as text, streamed by openpyxl."""
     import openpyxl  # imported here: CSV imports should not pay for it
 
+    check_xlsx(path)
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except OSError as exc:
@@ -512,6 +523,193 @@ def _cell_text(value: object) -> str:
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     return str(value).strip()
+
+
+# --- checking a whole file first ---------------------------------------------
+
+# Wider rows than this are not a customer list (Excel exports of one have tens
+# of columns); they are what binary junk read as text looks like.
+MAX_COLUMNS = 1000
+# Text exports hold no control characters but tab, CR and LF. A few (a DOS
+# end-of-file mark, vertical tabs some programs put in cells) are tolerated;
+# more than this share of a block is binary (random bytes: about 11%).
+_CONTROL_SHARE = 0.01
+_CONTROL_BYTES = bytes([*range(0, 9), 11, 12, *range(14, 32), 127])
+_CONTROL_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_BYTE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CHECK_BLOCK = 1024 * 1024
+# Common Russian letters (о, а, е, т, с, р) in UTF-8. Read as Windows-1251
+# they spell "Р¾", "Р°", "Рµ", "С‚", "СЃ", "СЂ", which no one types, so in a
+# Windows-1251 file a couple of them mean part of it was saved in UTF-8.
+# (bytes.count is far faster than a regular expression over the whole file.)
+_UTF8_COMMON_LETTERS = (b"\xd0\xbe", b"\xd0\xb0", b"\xd0\xb5", b"\xd1\x82", b"\xd1\x81", b"\xd1\x80")
+_UTF8_LETTERS_ENOUGH = 2
+# Files people save under .csv by mistake, by their first bytes.
+_NOT_TEXT: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "ZIP-архив (возможно, книга Excel: сохраните её с расширением .xlsx)"),
+    (b"\xd0\xcf\x11\xe0", "старая книга Excel .xls или документ Word (сохраните как .xlsx или CSV)"),
+    (b"\x89PNG", "картинка PNG"), (b"\xff\xd8\xff", "картинка JPEG"), (b"GIF8", "картинка GIF"),
+    (b"%PDF", "документ PDF"), (b"\x1f\x8b", "архив gzip"), (b"Rar!", "архив RAR"), (b"7z\xbc\xaf", "архив 7z"),
+)
+
+# Workbook limits, checked on the zip directory before anything is
+# decompressed. openpyxl keeps the shared strings in memory (the sheet itself
+# is streamed), so they get the tightest cap; the ratio catches a small file
+# that expands enormously (real sheets compress 5-20 times).
+MAX_XLSX_SHARED_STRINGS = 256 * 1024 * 1024
+MAX_XLSX_PART = 2 * 1024 * 1024 * 1024
+MAX_XLSX_TOTAL = 4 * 1024 * 1024 * 1024
+MAX_XLSX_RATIO = 100
+_RATIO_FROM = 16 * 1024 * 1024  # parts smaller than this may compress as well as they like
+
+
+def _n(number: int) -> str:
+    """A count as Russian text writes it: 131 072."""
+    return f"{number:,}".replace(",", "\u00a0")
+
+
+def _refused(path: str, why: str) -> SpreadsheetError:
+    return SpreadsheetError(f"{os.path.basename(path)}: {why}; файл не импортирован, база не изменена")
+
+
+def check_csv(path: str, encoding: str, delimiter: str, sep_line: bool) -> None:
+    """Refuse a CSV file that cannot be imported whole, before any row is read for import.
+
+    Two cheap passes: the bytes (no NUL or other control bytes of binary
+    data, one encoding throughout) and the CSV structure (every quote closed,
+    no cell beyond the csv module's field limit, no absurd number of
+    columns). Rows that are merely bad pass; the import reports them.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise SpreadsheetError(f"{os.path.basename(path)}: cannot open: {exc.strerror}") from exc
+    for magic, what in _NOT_TEXT:
+        if head.startswith(magic):
+            raise _refused(path, f"это не текстовый CSV, а {what}")
+    if encoding != "utf-16":
+        _check_bytes(path, encoding)
+    _check_structure(path, encoding, delimiter, sep_line)
+
+
+def _check_bytes(path: str, encoding: str) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")() if encoding.startswith("utf-8") else None
+    lines = 0  # newlines before the current block
+    with open(path, "rb") as handle:
+        while block := handle.read(_CHECK_BLOCK):
+            nul = block.find(b"\x00")
+            if nul >= 0:
+                line = lines + block.count(b"\n", 0, nul) + 1
+                raise _refused(path, f"в строке {line} двоичные данные (нулевой байт): это не текстовая таблица")
+            controls = len(block) - len(block.translate(None, _CONTROL_BYTES))
+            if controls > max(8, len(block) * _CONTROL_SHARE):
+                first = _CONTROL_BYTE.search(block)
+                line = lines + block.count(b"\n", 0, first.start() if first else 0) + 1
+                raise _refused(path, f"со строки {line} двоичные данные ({_n(controls)} управляющих символов "
+                                     f"на {_n(len(block))} байт): это не текстовая таблица")
+            if decoder is not None:
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    line = lines + block.count(b"\n", 0, max(exc.start, 0)) + 1
+                    raise _refused(path, f"строка {line} не в UTF-8, хотя начало файла в UTF-8: в файле "
+                                         "смешаны кодировки, пересохраните его целиком в одной") from None
+            else:
+                if sum(block.count(letter) for letter in _UTF8_COMMON_LETTERS) >= _UTF8_LETTERS_ENOUGH:
+                    at = min(i for i in (block.find(letter) for letter in _UTF8_COMMON_LETTERS) if i >= 0)
+                    line = lines + block.count(b"\n", 0, at) + 1
+                    raise _refused(path, f"строка {line} в UTF-8, а начало файла в Windows-1251: в файле "
+                                         "смешаны кодировки, пересохраните его целиком в одной")
+            lines += block.count(b"\n")
+    if decoder is not None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise _refused(path, "файл обрывается посреди буквы UTF-8: похоже, он записан не до конца") from None
+
+
+def _check_structure(path: str, encoding: str, delimiter: str, sep_line: bool) -> None:
+    errors = "replace" if encoding == "cp1251" else "strict"
+    with open(path, encoding=encoding, errors=errors, newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        start = last_start = 1  # the physical line each row starts on
+        try:
+            if sep_line:
+                next(reader, None)
+            start = reader.line_num + 1
+            for cells in reader:
+                if len(cells) > MAX_COLUMNS:
+                    raise _refused(path, f"в строке {start} {_n(len(cells))} столбцов (больше {_n(MAX_COLUMNS)}): "
+                                         "это не таблица клиентов")
+                if encoding == "utf-16" and _CONTROL_CHAR.search("".join(cells)):
+                    raise _refused(path, f"в строке {start} двоичные данные: это не текстовая таблица")
+                last_start, start = start, reader.line_num + 1
+        except csv.Error as exc:
+            if "field limit" in str(exc):
+                raise _refused(path, f"ячейка в строке {start} длиннее {_n(csv.field_size_limit())} символов: "
+                                     "вероятно, там не закрыта кавычка") from None
+            raise _refused(path, f"CSV сломан в строке {start} ({exc})") from None
+        except UnicodeDecodeError:
+            raise _refused(path, f"текст после строки {start} не в кодировке {encoding}: в файле смешаны "
+                                 "кодировки, пересохраните его целиком в одной") from None
+        # Read leniently (as the import does), a quote left open swallows the
+        # rest of the file into one cell; read strictly, the last row says so.
+        handle.seek(0)
+        tail = itertools.islice(handle, last_start - 1, None)
+        try:
+            for _ in csv.reader(tail, delimiter=delimiter, strict=True):
+                pass
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise _refused(path, f"кавычка, открытая в строке {last_start}, не закрыта до конца файла") from None
+
+
+def check_text_file(path: str | os.PathLike[str]) -> None:
+    """check_csv for a text file whose encoding and delimiter are not known yet (other importers)."""
+    name = os.fspath(path)
+    check_csv(name, *_sniff_csv(name))
+
+
+def check_xlsx(path: str) -> None:
+    """Refuse a workbook whose parts would expand beyond what can be read safely, or that is corrupt.
+
+    Sizes come from the zip directory (zipfile never inflates a part beyond
+    the size declared there), so a bomb is refused before a byte of it is
+    decompressed. Then every part's checksum is verified, streaming, so a
+    workbook damaged near its end is refused before its first row is imported.
+    """
+    name = os.path.basename(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except OSError as exc:
+        raise SpreadsheetError(f"{name}: cannot open: {exc.strerror}") from exc
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise _refused(path, f"это не книга Excel (.xlsx), файл повреждён или не того формата ({exc})") from None
+    with archive:
+        parts = archive.infolist()
+        total = sum(part.file_size for part in parts)
+        mb = 1024 * 1024
+        if total > MAX_XLSX_TOTAL:
+            raise _refused(path, f"книга распаковывается в {_n(total // mb)} МБ (допустимо до "
+                                 f"{_n(MAX_XLSX_TOTAL // mb)} МБ)")
+        for part in parts:
+            size = part.file_size
+            if part.filename.lower().endswith("sharedstrings.xml") and size > MAX_XLSX_SHARED_STRINGS:
+                raise _refused(path, f"тексты ячеек книги занимают {_n(size // mb)} МБ без сжатия (допустимо до "
+                                     f"{_n(MAX_XLSX_SHARED_STRINGS // mb)} МБ); разбейте её на несколько файлов")
+            if size > MAX_XLSX_PART:
+                raise _refused(path, f"часть книги {part.filename} распаковывается в {_n(size // mb)} МБ "
+                                     f"(допустимо до {_n(MAX_XLSX_PART // mb)} МБ)")
+            if size > _RATIO_FROM and size > MAX_XLSX_RATIO * max(part.compress_size, 1):
+                raise _refused(path, f"часть книги {part.filename} сжата в {_n(size // max(part.compress_size, 1))} "
+                                     f"раз (настоящие таблицы — не больше {MAX_XLSX_RATIO}): это zip-бомба")
+        try:
+            broken = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+            raise _refused(path, f"книга Excel повреждена ({exc})") from None
+        if broken is not None:
+            raise _refused(path, f"книга Excel повреждена (часть {broken} не сходится с контрольной суммой)")
 
 
 # --- names -------------------------------------------------------------------

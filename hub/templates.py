@@ -1,7 +1,9 @@
 """Message templates: where they are kept, and how they are rendered safely.
 
 Templates are edited by marketers, not programmers, so they render in Jinja2's
-SandboxedEnvironment (no access to Python internals), HTML is autoescaped (a
+ImmutableSandboxedEnvironment (no access to Python internals, no changing the
+objects it is given, bounded output, loops and time: see hub.template_sandbox),
+each render gets fresh copies of its context, HTML is autoescaped (a
 customer named `<script>` stays text), and StrictUndefined turns a misspelt
 variable into an error instead of a blank in ten thousand letters. A template
 is rendered against a sample contact before it is saved, and every error names
@@ -30,9 +32,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from jinja2 import StrictUndefined, TemplateError as JinjaError, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import Connection, delete, select
 
+from hub import template_sandbox
 from hub.config import Settings
 from hub.db import insert_for, utcnow
 from hub.models import MessageTemplate
@@ -108,9 +110,9 @@ def _plural(n: Any, one: str, few: str, many: str) -> str:
     return f"{count} {word}"
 
 
-def _environment(autoescape: bool) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(autoescape=autoescape, undefined=StrictUndefined, finalize=_finalize,
-                               keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+def _environment(autoescape: bool) -> template_sandbox.LimitedSandbox:
+    env = template_sandbox.LimitedSandbox(autoescape=autoescape, undefined=StrictUndefined, finalize=_finalize,
+                                          keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(date=_date, money=_money, plural=_plural)
     return env
 
@@ -141,16 +143,27 @@ def _template_line(exc: BaseException) -> int | None:
 
 def _render_part(template: Template, part: str, source: str, context: Mapping[str, Any]) -> str:
     try:
-        return _compile(source, html=part == "html").render(context)
-    except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
+        return template_sandbox.render(_compile(source, html=part == "html"), context)
+    except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError, RecursionError,
+            MemoryError) as exc:
         line = _template_line(exc)
         where = f"{template.name}, {part}" + (f" line {line}" if line else "")
-        message = exc.message if isinstance(exc, JinjaError) and exc.message else str(exc)
+        if isinstance(exc, RecursionError):
+            message = "макросы шаблона вызывают друг друга слишком глубоко"
+        elif isinstance(exc, MemoryError):
+            message = "шаблону не хватило памяти"
+        else:
+            message = exc.message if isinstance(exc, JinjaError) and exc.message else str(exc)
         raise TemplateError(f"{where}: {message}") from None
 
 
 def render(template: Template, context: Mapping[str, Any]) -> Rendered:
-    """Render every part; a subject is folded onto one line so it cannot inject headers."""
+    """Render every part; a subject is folded onto one line so it cannot inject headers.
+
+    The context is copied first: callers share objects between recipients
+    (the company details), and a render must never see another's changes.
+    """
+    context = template_sandbox.fresh(context)
     subject = None
     if template.subject is not None:
         subject = " ".join(_render_part(template, "subject", template.subject, context).split())

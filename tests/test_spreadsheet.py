@@ -160,6 +160,92 @@ def test_broken_xlsx_is_a_spreadsheet_error(tmp_path: Path) -> None:
         read_all(path)
 
 
+_SHEET = ('<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/'
+          '2006/main"><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+          '<row r="2"><c r="A2" t="s"><v>2</v></c><c r="B2" t="s"><v>3</v></c></row></sheetData></worksheet>')
+_SHARED_TYPE = ('<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-'
+                'officedocument.spreadsheetml.sharedStrings+xml"/>')
+
+
+def _workbook_with_shared_strings(path: Path, shared: "callable") -> Path:
+    """A workbook as Excel writes it: cells point into xl/sharedStrings.xml, written by `shared`."""
+    saved = path.with_name("saved.xlsx")
+    openpyxl.Workbook().save(saved)
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = _SHEET.encode()
+            elif item.filename == "[Content_Types].xml":
+                data = data.replace(b"</Types>", _SHARED_TYPE.encode() + b"</Types>")
+            target.writestr(item.filename, data)
+        with target.open("xl/sharedStrings.xml", "w") as out:  # streamed: the test never holds the bomb
+            shared(out)
+    return path
+
+
+def _shared(out, *texts: str) -> None:
+    out.write(b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/'
+              b'spreadsheetml/2006/main">')
+    for text in texts:
+        out.write(f"<si><t>{text}</t></si>".encode())
+    out.write(b"</sst>")
+
+
+def _huge_cell(out, megabytes: int) -> None:
+    """Shared strings whose second cell is `megabytes` of one letter: tiny once deflated."""
+    out.write('<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/'
+              'spreadsheetml/2006/main"><si><t>ФИО</t></si><si><t>Телефон</t></si><si><t>'.encode())
+    block = b"A" * (1024 * 1024)
+    for _ in range(megabytes):
+        out.write(block)
+    out.write(b"</t></si><si><t>+79161234567</t></si></sst>")
+
+
+def test_xlsx_bomb_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
+    """24 MB of shared text packed into a few kilobytes: refused from the zip directory, with one line."""
+    path = _workbook_with_shared_strings(tmp_path / "bomb.xlsx", lambda out: _huge_cell(out, 24))
+    assert path.stat().st_size < 200_000
+    with pytest.raises(SpreadsheetError, match="zip-бомба") as caught:
+        read_all(path)
+    assert str(caught.value).startswith("bomb.xlsx: ") and "\n" not in str(caught.value)
+
+
+def test_xlsx_shared_strings_beyond_the_memory_cap_are_refused(tmp_path: Path, monkeypatch) -> None:
+    """openpyxl holds shared strings in memory, so their size is capped even when they compress modestly."""
+    from hub import spreadsheet
+
+    monkeypatch.setattr(spreadsheet, "MAX_XLSX_SHARED_STRINGS", 2 * 1024 * 1024)
+    path = _workbook_with_shared_strings(tmp_path / "big.xlsx", lambda out: _huge_cell(out, 3))
+    with pytest.raises(SpreadsheetError, match="МБ без сжатия"):
+        read_all(path)
+
+
+def test_xlsx_damaged_near_its_end_is_refused_before_any_row(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["ФИО", "Телефон"])
+    for i in range(2000):
+        workbook.active.append([f"Иванов Иван {i}", f"+7916{i:07d}"])
+    path = tmp_path / "clients.xlsx"
+    workbook.save(path)
+    with zipfile.ZipFile(path) as archive:
+        sheet = archive.getinfo("xl/worksheets/sheet1.xml")
+    data = bytearray(path.read_bytes())
+    # Flip bytes near the end of the sheet's compressed data: its checksum no longer matches.
+    at = sheet.header_offset + 30 + len(sheet.filename) + sheet.compress_size - 40
+    data[at:at + 8] = bytes(b ^ 0x55 for b in data[at:at + 8])
+    path.write_bytes(bytes(data))
+    with pytest.raises(SpreadsheetError, match="повреждена"):
+        read_all(path)
+
+
+def test_a_normal_workbook_still_reads_through_the_checks(tmp_path: Path) -> None:
+    path = _workbook_with_shared_strings(
+        tmp_path / "ok.xlsx",
+        lambda out: _shared(out, "ФИО", "Телефон", "Иванов Иван", "+79161234567"))
+    assert only_record(read_all(path)).phones == ["+79161234567"]
+
+
 # --- headers --------------------------------------------------------------------------
 
 

@@ -40,6 +40,12 @@ SPAN_OPS = ("within_last", "birthday_within")
 MOMENT_OPS = ("before", "after")
 _RELATIVE = re.compile(r"^([+-]?)\s*(\d{1,5})\s*([dwmy])$")
 UNITS = {"d": "days", "w": "weeks", "m": "months", "y": "years"}
+# Groups inside groups: real rules use two or three levels. Deeper ones are
+# refused with a clear problem, before the recursive checks, compilation and
+# explanation meet Python's recursion limit (and answer with a 500).
+MAX_DEPTH = 20
+# The same, counting the rules of the segments a rule uses through `segment:`.
+MAX_EXPANDED_DEPTH = 100
 # More problems than this are summarised: nobody fixes forty things from one line.
 
 
@@ -180,6 +186,9 @@ def read_document(path: Path) -> Any:
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)
+        except RecursionError:
+            raise SegmentError(f"{path.name}: nested too deeply (more than {MAX_DEPTH} levels of groups are "
+                               "refused)") from None
         except json.JSONDecodeError as exc:
             raise SegmentError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}, "
                                f"column {exc.colno})") from None
@@ -193,6 +202,8 @@ def read_yaml(text: str) -> Any:
     """YAML a person wrote, or a SegmentError saying where it is broken."""
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise SegmentError(f"nested too deeply (more than {MAX_DEPTH} levels of groups are refused)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -273,7 +284,11 @@ class Parser:
             return None
         return SegmentDefinition(name=name, title=title, rule=rule, document=jsonable(data))
 
-    def rule(self, data: Any, path: str) -> Node | None:
+    def rule(self, data: Any, path: str, depth: int = 1) -> Node | None:
+        if depth > MAX_DEPTH:
+            self.problem(path, f"groups nested more than {MAX_DEPTH} levels deep; flatten the rule "
+                               "(all/any of all/any can usually be merged) or reuse a segment")
+            return None
         if not isinstance(data, dict):
             self.problem(path, f"expected a rule like {{field: ..., op: ..., value: ...}} or {{all: [...]}}, "
                                f"found {_kind(data)}")
@@ -285,22 +300,22 @@ class Parser:
                 self.problem(path, f"a {groups[0]!r} group stands alone; found also {', '.join(extra)} "
                                    "(put conditions inside the group)")
                 return None
-            return self._group(groups[0], data[groups[0]], path)
+            return self._group(groups[0], data[groups[0]], path, depth)
         return self._condition(data, path)
 
-    def _group(self, kind: str, body: Any, path: str) -> Node | None:
+    def _group(self, kind: str, body: Any, path: str, depth: int = 1) -> Node | None:
         if kind == "segment":
             if not isinstance(body, str) or not NAME.match(body):
                 self.problem(f"{path}.segment", f"{body!r} is not a segment name")
                 return None
             return SegmentRef(f"{path}.segment", body)
         if kind == "not":
-            item = self.rule(body, f"{path}.not")
+            item = self.rule(body, f"{path}.not", depth + 1)
             return Not(f"{path}.not", item) if item is not None else None
         if not isinstance(body, list) or not body:
             self.problem(f"{path}.{kind}", f"expected a list of at least one rule, found {_kind(body)}")
             return None
-        items = [self.rule(item, f"{path}.{kind}[{i}]") for i, item in enumerate(body)]
+        items = [self.rule(item, f"{path}.{kind}[{i}]", depth + 1) for i, item in enumerate(body)]
         if any(item is None for item in items):
             return None
         return (AllOf if kind == "all" else AnyOf)(f"{path}.{kind}", tuple(items))  # type: ignore[arg-type]
@@ -467,8 +482,38 @@ def check_references(segment: SegmentDefinition, known: Mapping[str, SegmentDefi
         cycle = _cycle_through(segment.name, ref.name, graph)
         if cycle:
             problems.append(f"{ref.path}: {' → '.join(cycle)}: a segment cannot contain itself")
+    if not problems:
+        rules = {name: d.rule for name, d in known.items()} | {segment.name: segment.rule}
+        deepest = expanded_depth(segment.rule, rules)
+        if deepest > MAX_EXPANDED_DEPTH:
+            problems.append(f"rule: {deepest} levels deep counting the segments it uses (at most "
+                            f"{MAX_EXPANDED_DEPTH}); use fewer segments inside segments")
     if problems:
         raise RuleError(problems)
+
+
+def depth(node: Node) -> int:
+    """Levels of a rule: 1 for a condition, one more for each group around it."""
+    if isinstance(node, (AllOf, AnyOf)):
+        return 1 + max(depth(item) for item in node.items)
+    if isinstance(node, Not):
+        return 1 + depth(node.item)
+    return 1
+
+
+def expanded_depth(node: Node, rules: Mapping[str, Node], _known: dict[str, int] | None = None) -> int:
+    """Levels of a rule with every `segment: NAME` replaced by that segment's rule (no cycles: checked first)."""
+    known = {} if _known is None else _known
+    if isinstance(node, (AllOf, AnyOf)):
+        return 1 + max(expanded_depth(item, rules, known) for item in node.items)
+    if isinstance(node, Not):
+        return 1 + expanded_depth(node.item, rules, known)
+    if isinstance(node, SegmentRef) and node.name in rules:
+        if node.name not in known:
+            known[node.name] = 0  # a guard against a cycle slipping through
+            known[node.name] = expanded_depth(rules[node.name], rules, known)
+        return known[node.name]
+    return 1
 
 
 def _cycle_through(start: str, first: str, graph: Mapping[str, list[str]]) -> list[str] | None:

@@ -11,7 +11,6 @@ section, for people who read spreadsheets.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 from decimal import Decimal
@@ -20,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from sqlalchemy import Connection, Engine, MetaData, Table, inspect, or_, select
 
-from hub import consent
+from hub import consent, csvsafe
 from hub.config import Settings
 from hub.db import utcnow
 from hub.models import (
@@ -128,7 +127,11 @@ def _plain(value: Any) -> Any:
 
 
 def write_csv_bundle(data: Mapping[str, Any], directory: str | Path) -> list[Path]:
-    """One CSV per section (UTF-8 with BOM, `;`, as Russian Excel opens it) and export.json beside them."""
+    """One CSV per section (UTF-8 with BOM, `;`, as Russian Excel opens it) and export.json beside them.
+
+    The CSV cells go through hub.csvsafe: a person's own data (a name typed as
+    =HYPERLINK(...)) must not run as a formula on the machine that opens it.
+    """
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "export.json"]
@@ -150,7 +153,7 @@ def _write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     rows = list(rows)
     columns = list(dict.fromkeys(k for r in rows for k in r))
     with path.open("w", encoding="utf-8-sig", newline="") as f:
-        writer = csv.writer(f, delimiter=";")
+        writer = csvsafe.writer(f, delimiter=";")
         writer.writerow(columns)
         for r in rows:
             writer.writerow([_cell(r.get(c)) for c in columns])

@@ -27,8 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 
+from hub import template_sandbox
 from hub.config import Settings, SettingsError
 from hub.messaging import ChannelUnavailable, Delivery, Outgoing, text_parts
 
@@ -42,7 +42,8 @@ SMSRU_DEAD_NUMBER = {202, 207}
 SMSRU_TEMPORARY = {201, 206, 220, 230, 231, 232}
 SMSRU_CREDENTIALS = {200, 300, 301, 302}
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# The body template comes from settings; it gets the same immutable, bounded sandbox as message templates.
+_env = template_sandbox.LimitedSandbox(undefined=StrictUndefined, autoescape=False)
 
 
 def _timeout(settings: Settings) -> float:
@@ -108,8 +109,9 @@ class GatewayChannel:
         self.session: requests.Session | None = None
 
     def _render(self, phone: str, text: str, message_id: int) -> str:
-        return self.body.render(phone=phone, phone_digits=phone.lstrip("+"), text=text, sender=self.sender,
-                                message_id=message_id, parts=text_parts(text))
+        return template_sandbox.render(self.body, {
+            "phone": phone, "phone_digits": phone.lstrip("+"), "text": text, "sender": self.sender,
+            "message_id": message_id, "parts": text_parts(text)})
 
     def open(self) -> None:
         if self.session is None:
