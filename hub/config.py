@@ -149,9 +149,14 @@ def ensure_secret_key(settings: Settings) -> Settings:
     existing = path.read_text(encoding="utf-8") if path.exists() else ""
     if existing and not existing.endswith("\n"):
         existing += "\n"
-    # Top-level keys must come before any [table] in TOML.
-    path.write_text(f'secret_key = "{key}"\n' + existing, encoding="utf-8")
-    os.chmod(path, 0o600)
+    # Top-level keys must come before any [table] in TOML. The key is never in a file others
+    # can read, not even for a moment: a private temporary file replaces hub.toml whole.
+    temporary = path.with_name(path.name + ".part")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.chmod(temporary, 0o600)  # a .part left by a crash keeps its old mode otherwise
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(f'secret_key = "{key}"\n' + existing)
+    os.replace(temporary, path)
     return replace(settings, secret_key=key)
 
 

@@ -86,13 +86,15 @@ def contact_merged(conn: Any, survivor_id: int, merged_id: int, reason: dict[str
 
 
 @hookspec
-def contact_erased(conn: Any, contact_id: int) -> None:
+def contact_erased(conn: Any, settings: Any, contact_id: int) -> None:
     """A person is being erased (on request, or anonymized by retention): forget what you hold about them.
 
     Called inside the erasure's transaction before Hub removes its own data,
     so the contact's identities and external references can still be read.
+    ``settings`` tell where a plugin keeps things outside the database (files).
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.1 added ``settings``.
     """
 
 

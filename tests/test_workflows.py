@@ -796,7 +796,7 @@ def test_an_erased_person_gets_nothing_more(wf: HubDB, plugin_manager: Any) -> N
 
     nps.record(wf.engine, ids["anna"], None, 9, comment="Всё понравилось")
     with wf.engine.begin() as conn:
-        plugin_manager.hook.contact_erased(conn=conn, contact_id=ids["anna"])
+        plugin_manager.hook.contact_erased(conn=conn, settings=wf.settings, contact_id=ids["anna"])
     (run,) = runs_of(wf, "reactivation_90d")
     assert run.status in ("cancelled", "holdout")
     from hub.models import Interaction

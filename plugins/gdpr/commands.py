@@ -79,6 +79,9 @@ def erase_cmd(app: App, contact_id: int, delete_in_crm: bool, as_json: bool) -> 
                    "syncs and imports from bringing them back.")
     for item in report.sources:
         click.echo(f"  {item['source']} {item['external_id']}: {item['result']}")
+    if not report.storage_clean:
+        click.echo("Another program was reading the database, so SQLite still keeps the old pages in its -wal "
+                   "file; they go at its next checkpoint, or run this command again when it has stopped.")
 
 
 @gdpr_group.command("retention")

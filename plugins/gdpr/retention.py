@@ -27,7 +27,7 @@ from typing import Any, Callable
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
 
 from hub.config import Settings, SettingsError
-from hub.db import chunks, utcnow
+from hub.db import chunks, forget_deleted, utcnow
 from hub.models import ConsentEvent, ConsentRequest, Contact, ContactMerge, Erasure, Message, SyncRun
 from plugins.gdpr import audit, config, erasure
 
@@ -116,6 +116,7 @@ def run(engine: Engine, settings: Settings, *, dry_run: bool = False, actor: str
         with engine.begin() as conn:
             audit.record(conn, actor, "gdpr.retention", None,
                          **{k: v for k, v in report.as_dict().items() if k not in ("dry_run", "cutoffs")})
+        forget_deleted(engine)  # what aged out leaves SQLite's -wal file now, as an erasure does
     return report
 
 

@@ -41,6 +41,14 @@ def register_channels(register: Callable[[str, Callable[..., Any]], None]) -> No
 
 
 @hookimpl
+def contact_erased(conn: Any, settings: Settings, contact_id: int) -> None:
+    """The files the file channel wrote to an erased person go with them (their rows are Hub's to blank)."""
+    from plugins.mailing import file
+
+    file.forget_contact(conn, settings, contact_id)
+
+
+@hookimpl
 def register_template_dirs(register: Callable[[Any], None]) -> None:
     register(TEMPLATES)
 

@@ -4,21 +4,58 @@ The embedded default. Email is written as the exact .eml the SMTP channel
 would send (open it in any mail program), an SMS as a .txt, so the demo and a
 new installation show real messages without any server. With HUB_SMTP_URL
 unset, the email channel is this one; with no SMS gateway set, so is sms.
+
+A file is named by its message's id, so the files of a person being erased
+are found through their messages and deleted (`forget_contact`).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
 
 from hub.config import Settings
 from hub.messaging import Delivery, Outgoing
+from hub.models import Message
 
 DEFAULT_DIR = "outbox"
 
 
 def outbox_dir(settings: Settings) -> Path:
     return Path(str(settings.extra.get("outbox_dir") or DEFAULT_DIR))
+
+
+def file_name(message_id: int, channel: str) -> str:
+    """The name of a message's file: its id first, so a person's files can be found from their messages."""
+    return f"{message_id:08d}-email.eml" if channel == "email" else f"{message_id:08d}-{channel}.txt"
+
+
+def forget_contact(conn: Any, settings: Settings, contact_id: int) -> int:
+    """Delete the files written for a contact's messages; how many there were.
+
+    Each holds the address, the name and the whole text, so an erasure must not
+    leave them behind. A half-written ``.part`` goes too, and the file a message
+    records as written (`provider_id`) wherever the outbox folder was then.
+    """
+    m = Message.__table__
+    directory = outbox_dir(settings)
+    removed = 0
+    for message_id, channel, provider_id in conn.execute(
+            select(m.c.id, m.c.channel, m.c.provider_id).where(m.c.contact_id == contact_id)):
+        name = file_name(message_id, channel)
+        paths = {directory / name, directory / (name + ".part")}
+        if provider_id and provider_id.startswith("file:") and Path(provider_id[5:]).name == name:
+            paths.add(Path(provider_id[5:]))
+        for path in paths:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+    return removed
 
 
 class FileChannel:
@@ -47,13 +84,12 @@ class FileChannel:
             from plugins.mailing.email import compose
 
             data, _ = compose(message, self._sender, eight_bit=True)
-            path = self.directory / f"{message.id:08d}-email.eml"
         else:
             lines = [f"To: {message.address}", f"Channel: {self.name}"]
             if message.subject:
                 lines.append(f"Subject: {message.subject}")
             data = ("\n".join(lines) + "\n\n" + message.text).encode("utf-8")
-            path = self.directory / f"{message.id:08d}-{self.name}.txt"
+        path = self.directory / file_name(message.id, self.name)
         temporary = path.with_name(path.name + ".part")
         temporary.write_bytes(data)
         os.replace(temporary, path)
