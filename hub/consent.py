@@ -112,6 +112,32 @@ def record(
     return event_id
 
 
+STAFF = "staff"
+
+
+def record_staff(conn: Connection, settings: Settings, contact_id: int, channel: str, purpose: str, status: str,
+                 *, staff: str, note: str | None = None, source: str | None = None) -> int:
+    """Record an answer a member of staff enters for a person (a paper form, a call, a request to stop).
+
+    The event's source and evidence name the staff member, so the ledger
+    always tells an entry by staff from the person's own answer. Staff never
+    answer where the person's own confirmation is awaited: a topic pending
+    its double opt-in is confirmed only by the person, through the link sent
+    to them, so staff cannot grant it. `source` (default ``staff:<who>``)
+    may say where the answer was given (e.g. "paper"); the evidence names
+    the staff member either way.
+    """
+    validate(settings, channel, purpose, status)
+    if status == "granted" and current(conn, contact_id).get((channel, purpose)) == "pending":
+        raise ConsentError(f"{channel}/{purpose} is waiting for the person's own confirmation (double opt-in); "
+                           "only the person can confirm it, by the link sent to them")
+    staff = staff.strip()[:150] or "unknown"
+    evidence = {"by": STAFF, "staff_user": staff, "note": (note or "").strip()[:500] or None,
+                "confirmed_by_person": False}
+    return record(conn, contact_id, channel, purpose, status, source=(source or f"{STAFF}:{staff}")[:100],
+                  evidence=evidence, settings=settings)
+
+
 def _latest_first(*partition: Any) -> Any:
     """Rank 1 is the answer given latest (by its own date, then by recording order)."""
     return func.row_number().over(partition_by=partition,

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 from hub import normalize
 from hub.config import Settings
 from hub.db import among, bulk_insert, chunks, insert_for, reserve_ids, utcnow
-from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef, Order
+from hub.models import Contact, ContactIdentity, ContactMerge, Erasure, ExternalRef, Order
 from hub.normalize import Identifier
 from hub.records import ContactRecord
 
@@ -36,6 +36,7 @@ identities_t = ContactIdentity.__table__
 refs_t = ExternalRef.__table__
 orders_t = Order.__table__
 merges_t = ContactMerge.__table__
+erasures_t = Erasure.__table__
 
 # Contact fields a record can fill, in the order they are shown.
 FIELDS = ("first_name", "last_name", "middle_name", "birthday", "city", "gender", "company")
@@ -480,6 +481,34 @@ def link_orphan_orders(conn: Connection, refs: dict[str, set[str]]) -> list[int]
     if touched:
         refresh_stats(conn, touched)
     return touched
+
+
+MAX_MERGE_HOPS = 1000  # a chain longer than this is a broken log, not a person
+
+
+def current_contact_id(conn: Connection, contact_id: int) -> int | None:
+    """Who a contact id names today: itself, or the survivor it was merged into (through any chain of merges).
+
+    Signed links, survey answers and anything else that kept an id from
+    before a merge must act on the person as they are now, so they all ask
+    here. None means nothing is held about the person any more: no such
+    contact, or erased (an erased person's tombstone is not a person to act on).
+    A contact that exists answers for itself before any merge is looked at,
+    so one brought back by an unmerge is itself again.
+    """
+    seen: set[int] = set()
+    current = contact_id
+    while current not in seen and len(seen) < MAX_MERGE_HOPS:
+        seen.add(current)
+        if conn.execute(select(contacts_t.c.id).where(contacts_t.c.id == current)).first() is not None:
+            erased = conn.execute(select(erasures_t.c.id).where(erasures_t.c.contact_id == current)).first()
+            return None if erased is not None else current
+        survivor = conn.execute(select(merges_t.c.survivor_id).where(merges_t.c.merged_id == current)
+                                .order_by(merges_t.c.id.desc()).limit(1)).scalar()
+        if survivor is None:
+            return None
+        current = survivor
+    return None
 
 
 def find_contact(conn: Connection, kind: str, value: str) -> int | None:

@@ -16,17 +16,24 @@ URL shapes, under ``public_url`` (HUB_PUBLIC_URL):
 
 Unsubscribe and preference tokens never expire: a message read a year later
 must still let its reader leave. Confirmation tokens expire (CONFIRM_MAX_AGE).
+
+A token keeps the contact id it was made for, and contacts get merged after
+the letter went out. Every route therefore reads the person through
+`current`, which follows the merge log to the survivor and answers None for
+someone erased: an old link acts on the person as they are now, or on nobody.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import Connection
 
 from hub.config import Settings, SettingsError
+from hub.identity import current_contact_id
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
 CONFIRM_MAX_AGE = 7 * 24 * 3600  # seconds a double opt-in link stays valid
@@ -125,6 +132,14 @@ def read_preferences(settings: Settings, token: str) -> LinkTarget:
 def read_confirm(settings: Settings, token: str, max_age: int = CONFIRM_MAX_AGE) -> LinkTarget:
     contact_id, channel, purpose, *request = _load(settings, _CONFIRM, token, max_age)  # type: ignore[misc]
     return LinkTarget(int(contact_id), channel, purpose, int(request[0]) if request else None)
+
+
+def current(conn: Connection, target: LinkTarget) -> LinkTarget | None:
+    """The link's target as the person is now: merged-away contacts become their survivor; None if erased or gone."""
+    contact_id = current_contact_id(conn, target.contact_id)
+    if contact_id is None:
+        return None
+    return target if contact_id == target.contact_id else replace(target, contact_id=contact_id)
 
 
 def _load(settings: Settings, salt: str, token: str, max_age: int | None) -> object:

@@ -3,9 +3,11 @@
 A survey message (post_purchase_feedback's nps_survey_email) carries eleven
 links, one per score, each signed with HUB_SECRET_KEY and naming the contact
 and the run, so a click needs no login and cannot answer for someone else.
-The click records the score as an interaction on the contact: one answer per
-survey (a later click replaces an earlier one), shown on the contact's card
-and usable in segments as `contact.nps` (the latest score).
+The click records the score as an interaction on the contact as they are now
+(a link from before a merge answers for the survivor; one to an erased person
+records nothing and says so): one answer per survey (a later click replaces
+an earlier one), shown on the contact's card and usable in segments as
+`contact.nps` (the latest score).
 
     GET  /nps/TOKEN   records the score the link stands for; the page thanks, and offers the other scores
     POST /nps/TOKEN   adds a comment to that answer
@@ -16,13 +18,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import Blueprint, abort, render_template_string, request
+from flask import Blueprint, render_template_string, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, func, select
 
 from hub import links as signed_links
 from hub.config import Settings
 from hub.db import get_engine, insert_for, utcnow
+from hub.identity import current_contact_id
 from hub.models import Contact, Interaction
 
 interactions_t = Interaction.__table__
@@ -76,11 +79,17 @@ def read(settings: Settings, token: str) -> tuple[int, int | None, int]:
 
 def record(engine: Engine, contact_id: int, run_id: int | None, score: int, *, comment: str | None = None,
            source: str = "survey link", at: dt.datetime | None = None) -> bool:
-    """Store the answer (replacing this survey's earlier one); False when the contact no longer exists."""
+    """Store the answer (replacing this survey's earlier one) on the contact as they are now.
+
+    A contact merged away answers for its survivor; False when nothing is
+    held about the person any more (erased, or never there).
+    """
     at = at or utcnow()
     with engine.begin() as conn:
-        if conn.execute(select(contacts_t.c.id).where(contacts_t.c.id == contact_id)).first() is None:
+        found = current_contact_id(conn, contact_id)
+        if found is None:
             return False
+        contact_id = found
         values = {"contact_id": contact_id, "kind": KIND, "value": score, "run_id": run_id, "source": source,
                   "meta": {}, "at": at}
         if comment is not None:
@@ -172,7 +181,9 @@ def answer(token: str) -> Any:
         comment = (request.form.get("comment") or "").strip()[:2000] or None
     engine = get_engine(settings.database_url)
     if not record(engine, contact_id, run_id, score, comment=comment):
-        abort(404)
+        return render_template_string(PAGE, title="Опрос", score=None,
+                                      message="Мы не храним о вас никаких данных, поэтому ответ не сохранён. "
+                                              "Спасибо, что откликнулись."), 410
     if comment is None and run_id is not None:
         with engine.connect() as conn:
             comment = conn.execute(select(interactions_t.c.comment).where(

@@ -3,6 +3,12 @@
 The card shows everything Hub knows about a person and where each piece came
 from: identities with their source, CRM references, orders, consent history,
 messages, segments, workflow runs and the merges that made the contact.
+
+Staff may record a consent answer the person gave them (a paper form, a
+call, a request to stop): marketers and admins only, written to the ledger
+as a staff entry naming who entered it (hub.consent.record_staff), never as
+the person's own confirmation. A double opt-in waiting for the person's
+click cannot be confirmed from here: only the link sent to them does that.
 """
 
 from __future__ import annotations
@@ -12,16 +18,15 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from hub import consent, contacts, dedupe, messaging
+from hub import consent, contacts, dedupe, identity, messaging
 from hub.admin import audit, contact_search, workflows
-from hub.admin.access import actor, allow, engine, local_path
+from hub.admin.access import actor, allow, current_user, engine, local_path
 from hub.admin.app import current_settings
-from hub.admin.forms import MergeForm
-from hub.models import ContactMerge, Segment, SegmentMember
+from hub.admin.forms import ActionForm, MergeForm
+from hub.models import Segment, SegmentMember
 from hub.segments.lifecycle import Thresholds
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
-merges_t = ContactMerge.__table__
 
 
 @bp.get("/")
@@ -48,8 +53,7 @@ def card(contact_id: int) -> Any:
     with engine().connect() as conn:
         data = contacts.card(conn, contact_id, thresholds=Thresholds.from_settings(settings.extra))
         if data is None:
-            survivor = conn.execute(select(merges_t.c.survivor_id).where(merges_t.c.merged_id == contact_id)
-                                    .order_by(merges_t.c.id.desc())).scalar()
+            survivor = identity.current_contact_id(conn, contact_id)  # through any chain of merges
             if survivor is not None:
                 flash(f"Contact #{contact_id} was merged into #{survivor}.", "ok")
                 return redirect(url_for("contacts.card", contact_id=survivor))
@@ -60,7 +64,45 @@ def card(contact_id: int) -> Any:
         segments = _segments_of(conn, contact_id)
         runs = workflows.runs_for_contact(conn, contact_id)
     return render_template("contacts/card.html", c=data, consent_now=current, consent_history=history,
-                           messages=messages, segments=segments, runs=runs, merge_form=MergeForm())
+                           messages=messages, segments=segments, runs=runs, merge_form=MergeForm(),
+                           consent_form=ActionForm(), channels=consent.channels(settings),
+                           purposes=consent.purposes(settings), statuses=STAFF_STATUSES)
+
+
+# Staff record what a person told them; "pending" is a state only the person's own signup creates.
+STAFF_STATUSES = ("granted", "withdrawn")
+
+
+@bp.post("/<int:contact_id>/consent")
+@allow(read=None, write="marketer")
+def set_consent(contact_id: int) -> Any:
+    """Record a consent answer the person gave staff; the ledger names the staff member who entered it."""
+    settings = current_settings()
+    if not ActionForm().validate_on_submit():
+        flash("Consent not recorded: the form expired; open the card again.", "error")
+        return redirect(url_for("contacts.card", contact_id=contact_id))
+    channel = (request.form.get("channel") or "").strip()
+    purpose = (request.form.get("purpose") or "").strip()
+    status = (request.form.get("status") or "").strip()
+    note = (request.form.get("note") or "").strip()[:500] or None
+    user = current_user()
+    staff = user.email if user is not None else "admin"
+    if status not in STAFF_STATUSES:
+        flash(f"Consent not recorded: staff can record {' or '.join(STAFF_STATUSES)}, not {status!r}.", "error")
+        return redirect(url_for("contacts.card", contact_id=contact_id))
+    with engine().begin() as conn:
+        person = identity.current_contact_id(conn, contact_id)
+        if person is None:
+            abort(404)
+        try:
+            consent.record_staff(conn, settings, person, channel, purpose, status, staff=staff, note=note)
+        except consent.ConsentError as exc:
+            flash(f"Consent not recorded: {exc}.", "error")
+            return redirect(url_for("contacts.card", contact_id=person))
+        audit.record(conn, actor(), "consent_recorded_by_staff", contact_id=person, channel=channel,
+                     purpose=purpose, status=status)
+    flash(f"Recorded {channel}/{purpose}: {status}, entered by {staff}.", "ok")
+    return redirect(url_for("contacts.card", contact_id=person))
 
 
 @bp.get("/duplicates")

@@ -67,6 +67,14 @@ def contact_synced(conn: Any, settings: Any, source: str, contact_ids: list[int]
 
 
 @hookimpl
+def contact_erased(conn: Any, contact_id: int) -> None:
+    """Signups still waiting for their click, made with the erased person's address, are forgotten too."""
+    from plugins.gdpr import capture
+
+    capture.forget_pending(conn, contact_id)
+
+
+@hookimpl
 def consent_changed(conn: Any, contact_id: int, channel: str, purpose: str, status: str, source: str) -> None:
     """Every consent change is also in the audit log (without its evidence, which may name the person)."""
     audit.record(conn, source, f"consent.{status}", contact_id, channel=channel, purpose=purpose, source=source)

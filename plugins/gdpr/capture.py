@@ -1,41 +1,68 @@
 """Consent from website forms, with double opt-in: a signup asks, only the click grants.
 
-A signup (an HTML form post or a JSON API call) stores the person through the
-same identity path as a sync, appends a `pending` consent event for every
-topic they chose, keeps the request with its evidence (IP, user agent, form,
-consent text version, time) and puts a confirmation email in the outbox, all
-in one transaction. The email carries a signed link that expires after a
-week (hub.links.confirm_url); following it and pressing the button appends
-`granted` events for exactly those topics. A request is confirmed by one
-conditional UPDATE, so a link used twice grants once; an expired or reused
-link gets a friendly page instead of a second grant.
+Whoever posts a public form proves nothing about who they are: anyone can
+type anyone's email and phone. So a signup touches nobody already in the
+base. It keeps a *pending signup*: a consent request holding what was typed
+and its evidence (IP, user agent, form, consent text version, time), tied to
+a placeholder contact that holds no phone or email, matches nobody, and is
+hidden from every list, segment and workflow (deleted_at is set). The
+confirmation letter goes from the outbox to the address typed, with a signed
+link that expires after a week (hub.links.confirm_url).
+
+Only the click proves something, and only one thing: the person reads that
+mailbox. Confirming therefore lets that email address join the base through
+the normal identity rules (a new contact, or the one already holding it)
+and grants the chosen topics on the email channel only. The typed phone is
+never matched or attached to anyone: it was not proven, and attaching it
+would let a stranger join two customers or take over one known by phone.
+Names fill a contact only when the confirmation creates it. The placeholder
+is then merged into the person (logged like any merge), so the letter and
+its links follow them.
+
+One open signup per address: a double submit, or a second form, updates the
+open request instead of starting another, and its letter is keyed by the
+request, so one signup gets one letter. Letters are rate-limited per address
+and per client (plugins.gdpr.limits). A request is confirmed by one
+conditional UPDATE, so a link used twice grants once.
+
+A confirmation link sent by hand or by a workflow (`double_opt_in_email`
+without a signup) confirms only if Hub really sent that very link to the
+person: a link rendered anywhere else (a template preview in the admin)
+confirms nothing, so staff cannot confirm on a person's behalf.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, delete, or_, select, update
 
-from hub import consent, links, messaging, normalize, sync
+from hub import consent, identity, links, messaging, normalize, sync, templates
 from hub.config import Settings
 from hub.db import insert_for, utcnow
-from hub.identity import on_merge_repoint
-from hub.models import ConsentRequest, Contact
+from hub.identity import current_contact_id, on_merge_repoint
+from hub.models import ConsentRequest, Contact, Message
 from hub.records import ContactRecord
 from hub.templates import TemplateError
-from plugins.gdpr import config
-from plugins.gdpr.erasure import is_erased
+from plugins.gdpr import config, limits
+from plugins.gdpr.erasure import refuse_erased
 from plugins.gdpr.topics import Topic, TopicError, parse
 
 requests_t = ConsentRequest.__table__
 contacts_t = Contact.__table__
+messages_t = Message.__table__
 
 FORM, API, LINK = "form", "api", "link"
 CONFIRM_CHANNEL = "email"
 MAX_NAME = 200
+PENDING = "signup:pending"  # provenance of a placeholder contact
+# A second letter for the same open signup goes out only this long after the last one.
+RESEND_AFTER = dt.timedelta(minutes=10)
+# Messages whose link may have reached the person: only these make a hand-sent link count.
+_HANDED_OVER = (messaging.SENT, messaging.UNKNOWN, messaging.SENDING)
 
 
 class SignupError(ValueError):
@@ -48,6 +75,10 @@ class SignupError(ValueError):
 
 class SignupUnavailable(RuntimeError):
     """Hub cannot send confirmations (no email channel or template); a setup problem, not the person's."""
+
+
+class _Limited(Exception):
+    """Raised inside the signup's transaction to undo it: the letter would break a rate limit."""
 
 
 @dataclass(frozen=True)
@@ -69,16 +100,22 @@ class Signup:
         return {"ip": self.ip, "user_agent": self.user_agent, "form_id": self.form.name,
                 "text_version": self.text_version, "address": self.email}
 
+    def typed(self) -> dict[str, Any]:
+        """What the visitor typed besides the address: kept with the request, proven by nothing."""
+        return {"first_name": self.first_name, "last_name": self.last_name, "phone": self.phone}
+
 
 @dataclass
 class SignupResult:
-    """`pending` (a confirmation is on its way), `granted` (nothing left to confirm) or `refused` (erased)."""
+    """`pending` (a confirmation is on its way, or was just sent), `granted` (nothing left to confirm),
+    `limited` (too many letters lately: none sent) or `refused` (erased)."""
 
     status: str
     contact_id: int | None = None
     request_id: int | None = None
     message_id: int | None = None
     topics: list[str] = field(default_factory=list)
+    new_letter: bool = False  # whether this signup queued a letter (a double submit does not)
 
 
 def read_signup(settings: Settings, data: Mapping[str, Any], *, source: str, ip: str | None,
@@ -119,11 +156,14 @@ def read_signup(settings: Settings, data: Mapping[str, Any], *, source: str, ip:
         except TopicError as exc:
             problems.append(("topics", str(exc)))
             continue
-        if form is not None and topic not in form.topics:
+        if topic.channel != CONFIRM_CHANNEL:
+            problems.append(("channel", f"{topic}: a signup can only subscribe the email address it confirms; "
+                                        "consent for SMS and calls is not taken from a web form"))
+        elif form is not None and topic not in form.topics:
             problems.append(("topics", f"{topic} is not offered by form {form.name!r}"))
         elif topic not in chosen:
             chosen.append(topic)
-    if not chosen and not any(f == "topics" for f, _ in problems):
+    if not chosen and not any(f in ("topics", "channel") for f, _ in problems):
         problems.append(("topics", "choose at least one topic"))
     if problems or form is None or address is None:
         raise SignupError(problems)
@@ -140,53 +180,125 @@ def _name(value: Any) -> str | None:
     return text or None
 
 
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def open_key(settings: Settings, address: str) -> str:
+    """What marks the one open signup of an address (a keyed hash: the column never holds the address)."""
+    return consent.address_hash("signup", address, settings.require_secret_key())
+
+
+def _erased(conn: Connection, settings: Settings, address: str) -> bool:
+    record = ContactRecord(source="signup", emails=[address])
+    return bool(refuse_erased(conn, settings, [identity.prepare(record, settings.default_region)]))
+
+
 def sign_up(engine: Engine, settings: Settings, signup: Signup) -> SignupResult:
-    """Store the person and their pending choices, and queue the confirmation email (not sent here).
+    """Keep the signup pending and queue its confirmation letter (not sent here); nobody in the base changes.
 
-    Topics the person has already granted are left as they are: asking again
-    must not turn a granted answer back into a pending one.
+    Topics the holder of the address has already granted are left out: asking
+    again must not send a letter for nothing. A signup for an address with an
+    open request updates that request (the latest choice counts) and queues
+    no second letter unless the last one is older than RESEND_AFTER.
     """
-    record = ContactRecord(source=f"{signup.source}:{signup.form.name}", first_name=signup.first_name,
-                           last_name=signup.last_name, emails=[signup.email],
-                           phones=[signup.phone] if signup.phone else [])
-    with engine.begin() as conn:
-        contact_id = sync.write_contacts(conn, [record], settings, sync.Counts()).contact_ids[0]
-        if contact_id is None:
-            return SignupResult("refused")
-        # A person every source had deleted is back, by their own hand.
-        conn.execute(update(contacts_t).where(contacts_t.c.id == contact_id, contacts_t.c.deleted_at.is_not(None))
-                     .values(deleted_at=None))
-        current = consent.current(conn, contact_id)
-        wanted = [t for t in signup.topics if current.get((t.channel, t.purpose)) != "granted"]
-        if not wanted:
-            return SignupResult("granted", contact_id, topics=[str(t) for t in signup.topics])
-        now = utcnow()
-        evidence = signup.evidence()
-        request_id = conn.execute(requests_t.insert().returning(requests_t.c.id), {
-            "contact_id": contact_id, "channel": CONFIRM_CHANNEL, "topics": [str(t) for t in wanted],
-            "source": signup.source, "evidence": evidence, "created_at": now}).scalar_one()
-        for topic in wanted:
-            consent.record(conn, contact_id, topic.channel, topic.purpose, "pending", source=signup.source,
-                           evidence={**evidence, "request": request_id}, at=now, settings=settings)
-        message_id = _queue_confirmation(conn, settings, contact_id, request_id, signup, wanted)
-        conn.execute(update(requests_t).where(requests_t.c.id == request_id).values(message_id=message_id))
-    return SignupResult("pending", contact_id, request_id, message_id, [str(t) for t in wanted])
-
-
-def _queue_confirmation(conn: Connection, settings: Settings, contact_id: int, request_id: int, signup: Signup,
-                        wanted: Sequence[Topic]) -> int:
-    url = links.confirm_url(settings, contact_id, CONFIRM_CHANNEL, wanted[0].purpose, request=request_id)
     try:
-        prepared = messaging.prepare(conn, settings, contact_id=contact_id, channel=CONFIRM_CHANNEL,
-                                     template=signup.form.template, key=f"consent-request:{request_id}",
-                                     purpose=messaging.TRANSACTIONAL, context={"confirm_url": url},
-                                     meta={"consent_request": request_id})
+        with engine.begin() as conn:
+            return _sign_up(conn, settings, signup)
+    except _Limited:
+        return SignupResult("limited", topics=[str(t) for t in signup.topics])
+
+
+def _sign_up(conn: Connection, settings: Settings, signup: Signup) -> SignupResult:
+    if _erased(conn, settings, signup.email):
+        return SignupResult("refused")
+    holder = identity.find_contact(conn, normalize.EMAIL, signup.email)
+    current = consent.current(conn, holder) if holder is not None else {}
+    wanted = [t for t in signup.topics if current.get((t.channel, t.purpose)) != "granted"]
+    if not wanted:
+        return SignupResult("granted", holder, topics=[str(t) for t in signup.topics])
+    now = utcnow()
+    key = open_key(settings, signup.email)
+    evidence = {**signup.evidence(), "typed": signup.typed()}
+    topics = [str(t) for t in wanted]
+    row = _open_request(conn, key, now)
+    if row is None:
+        placeholder = _placeholder(conn, now)
+        ins = insert_for(conn, requests_t).values(
+            contact_id=placeholder, channel=CONFIRM_CHANNEL, topics=topics, source=signup.source, evidence=evidence,
+            token_digest=key, created_at=now).on_conflict_do_nothing(index_elements=["token_digest"])
+        request_id = conn.execute(ins.returning(requests_t.c.id)).scalar()
+        if request_id is not None:
+            message_id = _queue_letter(conn, settings, request_id, placeholder, signup, wanted,
+                                       f"consent-request:{request_id}")
+            return SignupResult("pending", None, request_id, message_id, topics, new_letter=True)
+        # A double submit got there first (on PostgreSQL a concurrent insert waits for it and skips).
+        conn.execute(delete(contacts_t).where(contacts_t.c.id == placeholder))
+        row = _open_request(conn, key, now)
+        if row is None:
+            raise SignupUnavailable("the open signup for this address changed while it was read; try again")
+    conn.execute(update(requests_t).where(requests_t.c.id == row.id)
+                 .values(topics=topics, source=signup.source, evidence=evidence))
+    last = conn.execute(select(messages_t.c.id, messages_t.c.created_at)
+                        .where(messages_t.c.id == row.message_id)).first() if row.message_id else None
+    if last is not None and now - _aware(last.created_at) < RESEND_AFTER:
+        return SignupResult("pending", None, row.id, last.id, topics)
+    # Keyed by the letter it replaces: two resubmits at once still queue one letter.
+    message_id = _queue_letter(conn, settings, row.id, row.contact_id, signup, wanted,
+                               f"consent-request:{row.id}:after:{last.id if last is not None else 0}")
+    return SignupResult("pending", None, row.id, message_id, topics, new_letter=message_id != row.message_id)
+
+
+def _open_request(conn: Connection, key: str, now: dt.datetime) -> Any:
+    """The address's open signup; one confirmed or past its link's age is closed here and None returned."""
+    row = conn.execute(select(requests_t).where(requests_t.c.token_digest == key)).first()
+    if row is None:
+        return None
+    expired = now - _aware(row.created_at) > dt.timedelta(seconds=links.CONFIRM_MAX_AGE)
+    if row.confirmed_at is None and not expired and current_contact_id(conn, row.contact_id) is not None:
+        return row
+    conn.execute(update(requests_t).where(requests_t.c.id == row.id).values(token_digest=None))
+    return None
+
+
+def _placeholder(conn: Connection, now: dt.datetime) -> int:
+    """A contact that holds nothing and is hidden everywhere: what a pending signup's letter is addressed from."""
+    ins = contacts_t.insert().values(tags=[], attributes={}, provenance={"created_from": PENDING}, orders_count=0,
+                                     revenue=0, created_at=now, updated_at=now, deleted_at=now)
+    return int(conn.execute(ins.returning(contacts_t.c.id)).scalar_one())
+
+
+def _queue_letter(conn: Connection, settings: Settings, request_id: int, contact_id: int, signup: Signup,
+                  wanted: Sequence[Topic], key: str) -> int:
+    """Put the confirmation letter in the outbox, once per key, if the rate limits allow a new one."""
+    found = conn.execute(select(messages_t.c.id).where(messages_t.c.idempotency_key == key)).scalar()
+    if found is not None:
+        return int(found)
+    if not limits.take(settings, signup.email, signup.ip):
+        raise _Limited()
+    url = links.confirm_url(settings, contact_id, CONFIRM_CHANNEL, wanted[0].purpose, request=request_id)
+    # The placeholder holds nothing: the letter goes to the address typed. It greets nobody by the name
+    # typed, which is unproven and would let a form carry a stranger's text into someone's mailbox.
+    person = {"id": contact_id, "first_name": None, "last_name": None, "middle_name": None, "full_name": "",
+              "city": None, "birthday": None, "gender": None, "company": None, "email": signup.email, "phone": None,
+              "emails": [signup.email], "phones": [], "tags": [], "attributes": {}, "orders_count": 0, "revenue": 0,
+              "first_order_at": None, "last_order_at": None}
+    if CONFIRM_CHANNEL not in messaging.channel_factories():
+        raise SignupUnavailable("cannot queue the confirmation email: no email channel is installed")
+    try:
+        template = templates.get(conn, settings, signup.form.template)
+        if not template.is_email:
+            raise messaging.MessagingError(f"template {template.name!r} is not an email template")
+        now = utcnow()
+        row = messaging.build_row(settings, template, person, signup.email, channel=CONFIRM_CHANNEL,
+                                  purpose=messaging.TRANSACTIONAL, key=key, context={"confirm_url": url},
+                                  meta={"consent_request": request_id}, due_at=now, now=now,
+                                  company=templates.company(settings))
     except (messaging.MessagingError, TemplateError) as exc:
         raise SignupUnavailable(f"cannot queue the confirmation email: {exc}") from None
-    if isinstance(prepared, messaging.Created):
-        return prepared.id
-    prepared["address"] = signup.email  # the address they typed, not whichever of theirs comes first
-    return messaging.insert(conn, prepared).id
+    message_id = messaging.insert(conn, row).id
+    conn.execute(update(requests_t).where(requests_t.c.id == request_id).values(message_id=message_id))
+    return message_id
 
 
 def send_confirmation(message_id: int) -> dict[str, Any]:
@@ -203,11 +315,16 @@ def send_confirmation(message_id: int) -> dict[str, Any]:
 
 @dataclass
 class Confirmation:
-    """`confirmed` (granted now), `already` (this link was used before) or `gone` (the person was erased)."""
+    """`confirmed` (granted now), `already` (this link was used before), `gone` (nothing is held about
+    the person: erased) or `unsent` (a link Hub never sent to the person: it confirms nothing)."""
 
     status: str
     contact_id: int | None = None
     topics: list[str] = field(default_factory=list)
+
+
+def _email_topics(topics: Sequence[str]) -> list[str]:
+    return [t for t in topics if t.partition("/")[0] == CONFIRM_CHANNEL]
 
 
 def pending(engine: Engine, settings: Settings, token: str) -> Confirmation:
@@ -219,15 +336,24 @@ def pending(engine: Engine, settings: Settings, token: str) -> Confirmation:
     with engine.connect() as conn:
         if target.request is not None:
             row = conn.execute(select(requests_t).where(requests_t.c.id == target.request)).first()
-            if row is None or is_erased(conn, row.contact_id):
+            if row is None:
+                return Confirmation("gone")
+            person = current_contact_id(conn, row.contact_id)
+            if person is None or _erased(conn, settings, str((row.evidence or {}).get("address") or "")):
                 return Confirmation("gone")
             status = "already" if row.confirmed_at is not None else "confirmed"
-            return Confirmation(status, row.contact_id, list(row.topics))
-        if _gone(conn, target.contact_id):
+            return Confirmation(status, person if row.confirmed_at is not None else None,
+                                _email_topics(list(row.topics)))
+        person = current_contact_id(conn, target.contact_id)
+        if person is None:
             return Confirmation("gone")
+        wanted = [f"{target.channel}/{target.purpose}"]
         used = conn.execute(select(requests_t.c.id).where(requests_t.c.token_digest == _digest(token))).first()
-        return Confirmation("already" if used else "confirmed", target.contact_id,
-                            [f"{target.channel}/{target.purpose}"])
+        if used:
+            return Confirmation("already", person, wanted)
+        if not _was_sent(conn, person, token):
+            return Confirmation("unsent")
+        return Confirmation("confirmed", person, wanted)
 
 
 def confirm(engine: Engine, settings: Settings, token: str, *, ip: str | None,
@@ -240,21 +366,27 @@ def confirm(engine: Engine, settings: Settings, token: str, *, ip: str | None,
             # The UPDATE decides: of two clicks at once, one changes the row, the other finds it confirmed.
             changed = conn.execute(update(requests_t).where(requests_t.c.id == target.request,
                                                             requests_t.c.confirmed_at.is_(None))
-                                   .values(confirmed_at=now)).rowcount
+                                   .values(confirmed_at=now, token_digest=None)).rowcount
             row = conn.execute(select(requests_t).where(requests_t.c.id == target.request)).first()
-            if row is None or is_erased(conn, row.contact_id):
+            if row is None or current_contact_id(conn, row.contact_id) is None:
                 return Confirmation("gone")
             if not changed:
-                return Confirmation("already", row.contact_id, list(row.topics))
-            contact_id, wanted, source, signed_up = row.contact_id, list(row.topics), row.source, dict(row.evidence)
-            signed_up["at"] = row.created_at.isoformat()
-            request_id = row.id
-        else:
-            # A link sent by hand (hub messages send double_opt_in_email): it works once too.
-            if _gone(conn, target.contact_id):
+                return Confirmation("already", current_contact_id(conn, row.contact_id), _email_topics(row.topics))
+            contact_id = _join(conn, settings, row, now)
+            if contact_id is None:
                 return Confirmation("gone")
+            signed_up = {k: (row.evidence or {}).get(k)
+                         for k in ("ip", "user_agent", "form_id", "text_version", "address")}
+            signed_up["at"] = row.created_at.isoformat()
+            wanted, source, request_id = _email_topics(list(row.topics)), row.source, row.id
+        else:
+            # A link sent by hand or by a workflow: it counts only if Hub sent this very link to the person.
+            contact_id = current_contact_id(conn, target.contact_id)
+            if contact_id is None:
+                return Confirmation("gone")
+            if not _was_sent(conn, contact_id, token):
+                return Confirmation("unsent")
             wanted, source, signed_up = [f"{target.channel}/{target.purpose}"], LINK, {}
-            contact_id = target.contact_id
             ins = insert_for(conn, requests_t).values(
                 contact_id=contact_id, channel=target.channel, topics=wanted, source=LINK, evidence={},
                 token_digest=_digest(token), created_at=now, confirmed_at=now
@@ -274,9 +406,75 @@ def confirm(engine: Engine, settings: Settings, token: str, *, ip: str | None,
     return Confirmation("confirmed", contact_id, wanted)
 
 
-def _gone(conn: Connection, contact_id: int) -> bool:
-    exists = conn.execute(select(contacts_t.c.id).where(contacts_t.c.id == contact_id)).first() is not None
-    return not exists or is_erased(conn, contact_id)
+def _join(conn: Connection, settings: Settings, row: Any, now: dt.datetime) -> int | None:
+    """The confirmed address joins the base by the identity rules; returns the person, None if erased.
+
+    Only the address was proven, so only the address goes in: names fill a
+    contact this creates, never one already known, and the typed phone stays
+    with the request. The placeholder is merged into the person so that the
+    letter and its links follow them.
+    """
+    evidence = row.evidence or {}
+    address = str(evidence.get("address") or "")
+    placeholder = row.contact_id
+    holder = identity.find_contact(conn, normalize.EMAIL, address) if address else None
+    if holder is None and not _is_placeholder(conn, placeholder):
+        holder = current_contact_id(conn, placeholder)  # a request from before signups were kept apart
+    if holder is not None:
+        contact_id: int | None = holder
+    else:
+        typed = evidence.get("typed") or {}
+        record = ContactRecord(source=f"{row.source}:{evidence.get('form_id') or config.DEFAULT_FORM}",
+                               emails=[address], first_name=typed.get("first_name"),
+                               last_name=typed.get("last_name"))
+        contact_id = sync.write_contacts(conn, [record], settings, sync.Counts()).contact_ids[0]
+    if contact_id is None:
+        return None
+    # A person every source had deleted is back, by their own hand.
+    conn.execute(update(contacts_t).where(contacts_t.c.id == contact_id, contacts_t.c.deleted_at.is_not(None))
+                 .values(deleted_at=None))
+    if _is_placeholder(conn, placeholder) and placeholder != contact_id:
+        identity.merge_contacts(conn, contact_id, placeholder, actor="signup", now=now,
+                                reason={"rule": "signup confirmed", "request": row.id})
+    return contact_id
+
+
+def _is_placeholder(conn: Connection, contact_id: int) -> bool:
+    provenance = conn.execute(select(contacts_t.c.provenance).where(contacts_t.c.id == contact_id)).scalar()
+    return isinstance(provenance, dict) and provenance.get("created_from") == PENDING
+
+
+def _was_sent(conn: Connection, contact_id: int, token: str) -> bool:
+    """Whether Hub handed a message carrying this very link to the person (their messages follow merges)."""
+    sent = select(messages_t.c.id).where(
+        messages_t.c.contact_id == contact_id, messages_t.c.status.in_(_HANDED_OVER),
+        or_(messages_t.c.body_text.contains(token, autoescape=True),
+            messages_t.c.body_html.contains(token, autoescape=True))).limit(1)
+    return conn.execute(sent).first() is not None
+
+
+def forget_pending(conn: Connection, contact_id: int) -> int:
+    """An erased person's open signups go too: the requests, their placeholders, what their letters said.
+
+    A pending signup is tied to no contact, only to the address typed, so it
+    is found by the erased contact's email addresses. Returns how many went.
+    """
+    addresses = set(consent.addresses(conn, contact_id, normalize.EMAIL))
+    if not addresses:
+        return 0
+    rows = conn.execute(select(requests_t.c.id, requests_t.c.contact_id, requests_t.c.evidence)
+                        .where(requests_t.c.confirmed_at.is_(None), requests_t.c.token_digest.is_not(None))).all()
+    gone = [r for r in rows if (r.evidence or {}).get("address") in addresses and _is_placeholder(conn, r.contact_id)]
+    now = utcnow()
+    for row in gone:
+        conn.execute(update(messages_t).where(messages_t.c.contact_id == row.contact_id)
+                     .values(address=None, subject=None, body_text="", body_html=None, meta={}, updated_at=now))
+        conn.execute(update(messages_t).where(messages_t.c.contact_id == row.contact_id,
+                                              messages_t.c.status.in_((messaging.QUEUED, messaging.DEFERRED)))
+                     .values(status=messaging.SUPPRESSED, error="not sent: the person was erased on request"))
+        conn.execute(delete(requests_t).where(requests_t.c.id == row.id))
+        conn.execute(delete(contacts_t).where(contacts_t.c.id == row.contact_id))
+    return len(gone)
 
 
 def _digest(token: str) -> str:

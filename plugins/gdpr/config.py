@@ -94,15 +94,27 @@ class Form:
     template: str = CONFIRMATION_TEMPLATE
 
 
+SIGNUP_CHANNEL = "email"
+
+
+def _provable(offered: list[Topic] | tuple[Topic, ...]) -> tuple[Topic, ...]:
+    # A form proves one thing, by its confirmation letter: the email address. It offers nothing else.
+    return tuple(t for t in offered if t.channel == SIGNUP_CHANNEL)
+
+
 def forms(settings: Settings) -> dict[str, Form]:
-    """Every configured form ([gdpr.forms.NAME]) plus `default`, which offers every topic."""
-    out = {DEFAULT_FORM: Form(DEFAULT_FORM, tuple(topics.every(settings)), text_version(settings))}
+    """Every configured form ([gdpr.forms.NAME]) plus `default`, which offers every email topic.
+
+    Only email topics are offered: the double opt-in letter proves the
+    address and nothing else, so SMS and call topics listed for a form are left out.
+    """
+    out = {DEFAULT_FORM: Form(DEFAULT_FORM, _provable(topics.every(settings)), text_version(settings))}
     for name, raw in table(settings, "forms").items():
         where = f"[gdpr.forms.{name}]"
         if not isinstance(raw, Mapping):
             raise SettingsError(f"{where} in hub.toml must be a table")
         try:
-            offered = tuple(topics.parse_many(settings, names(raw.get("topics"), f"{where} topics")))
+            offered = _provable(topics.parse_many(settings, names(raw.get("topics"), f"{where} topics")))
         except TopicError as exc:
             raise SettingsError(f"{where} topics: {exc}") from None
         thanks = raw.get("thanks_url")
@@ -110,7 +122,7 @@ def forms(settings: Settings) -> dict[str, Form]:
             raise SettingsError(f"{where} thanks_url: {thanks!r} is not an http(s) URL")
         out[str(name)] = Form(
             name=str(name),
-            topics=offered or tuple(topics.every(settings)),
+            topics=offered or _provable(topics.every(settings)),
             text_version=str(raw.get("text_version") or text_version(settings)),
             title=str(raw["title"]) if raw.get("title") else None,
             thanks_url=str(thanks) if thanks else None,

@@ -3,7 +3,10 @@
 Every change is an event appended to the consent ledger with its evidence
 (source, IP, user agent, form, text version, time), and only changes are
 appended: saving the page unchanged, or a second one-click unsubscribe, adds
-nothing. The person is known by a signed link (hub.links), not a login.
+nothing. The person is known by a signed link (hub.links), not a login; the
+id a link names is read as the person is now (hub.identity.current_contact_id),
+so a link from before a merge acts on the survivor and one to an erased
+person changes nothing.
 """
 
 from __future__ import annotations
@@ -11,13 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from hub import consent
 from hub.config import Settings
-from hub.models import Contact
+from hub.identity import current_contact_id
 from plugins.gdpr import config
-from plugins.gdpr.erasure import is_erased
 from plugins.gdpr.topics import PROCESSING, Topic
 
 UNSUBSCRIBE = "unsubscribe_link"
@@ -50,9 +52,11 @@ def evidence(*, ip: str | None, user_agent: str | None, form_id: str | None = No
 
 
 def load(conn: Connection, settings: Settings, contact_id: int) -> Preferences | None:
-    """The person's page, or None when they are not (or no longer) in the base."""
-    if conn.execute(select(Contact.id).where(Contact.id == contact_id)).first() is None or is_erased(conn, contact_id):
+    """The person's page (of the survivor, for a contact merged away), or None when nothing is held about them."""
+    found = current_contact_id(conn, contact_id)
+    if found is None:
         return None
+    contact_id = found
     kinds = {kind for kind in ("email", "phone") if consent.addresses(conn, contact_id, kind)}
     channels = [c for c in consent.channels(settings) if consent.kind_for_channel(c) in kinds]
     purposes = [p for p in consent.purposes(settings) if p != PROCESSING]
@@ -76,6 +80,7 @@ def save(engine: Engine, settings: Settings, contact_id: int, chosen: Iterable[T
         page = load(conn, settings, contact_id)
         if page is None:
             return []
+        contact_id = page.contact_id
         proof = evidence(ip=ip, user_agent=user_agent, form_id=PREFERENCES, text_version=config.text_version(settings))
         changes = []
         for topic in page.topics:
@@ -92,8 +97,10 @@ def unsubscribe_all(engine: Engine, settings: Settings, contact_id: int, *, ip: 
                     user_agent: str | None) -> list[tuple[Topic, str]]:
     """Withdraw every topic (on every channel) that is granted or pending; processing stays as it is."""
     with engine.begin() as conn:
-        if is_erased(conn, contact_id):
+        found = current_contact_id(conn, contact_id)
+        if found is None:
             return []
+        contact_id = found
         proof = evidence(ip=ip, user_agent=user_agent, form_id=PREFERENCES, method="everything")
         changes = []
         for (channel, purpose), status in sorted(consent.current(conn, contact_id).items()):
@@ -111,9 +118,10 @@ def unsubscribe(engine: Engine, contact_id: int, channel: str, purpose: str, *, 
     twice, and a topic already withdrawn gets no second event.
     """
     with engine.begin() as conn:
-        if conn.execute(select(Contact.id).where(Contact.id == contact_id)).first() is None \
-                or is_erased(conn, contact_id):
+        found = current_contact_id(conn, contact_id)
+        if found is None:
             return False
+        contact_id = found
         if consent.current(conn, contact_id).get((channel, purpose)) == "withdrawn":
             return False
         consent.record(conn, contact_id, channel, purpose, "withdrawn", source=UNSUBSCRIBE,
@@ -123,4 +131,5 @@ def unsubscribe(engine: Engine, contact_id: int, channel: str, purpose: str, *, 
 
 def status_of(engine: Engine, contact_id: int, channel: str, purpose: str) -> str | None:
     with engine.connect() as conn:
-        return consent.current(conn, contact_id).get((channel, purpose))
+        found = current_contact_id(conn, contact_id)
+        return None if found is None else consent.current(conn, found).get((channel, purpose))

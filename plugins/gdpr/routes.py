@@ -47,6 +47,8 @@ FIELD_MESSAGES = {
     "phone": "Не удалось прочитать номер телефона; проверьте его или оставьте поле пустым.",
     "topics": "Выберите хотя бы одну рассылку.",
     "form_id": "Эта форма не настроена; сообщите об этом владельцу сайта.",
+    "channel": "Через эту форму можно подписать только адрес электронной почты: согласие на SMS и звонки "
+               "так не принимается.",
 }
 
 
@@ -76,7 +78,15 @@ def _bad_link(exc: links.LinkError) -> tuple[str, int]:
 
 
 def _gone() -> tuple[str, int]:
-    return _message("Ссылка больше не действует", "Ваших данных у нас больше нет, и писать вам мы не будем.", 410)
+    # A link to someone erased (or merged into someone erased): nothing is held, so nothing can change.
+    return _message("Ссылка больше не действует",
+                    "Мы не храним о вас никаких данных: ваших данных у нас больше нет, и писать вам мы не будем.", 410)
+
+
+def _person(target: links.LinkTarget) -> links.LinkTarget | None:
+    """The link's target as the person is now (the survivor of any merge), or None when nothing is held."""
+    with _engine().connect() as conn:
+        return links.current(conn, target)
 
 
 def _stale_form() -> tuple[str, int]:
@@ -93,12 +103,12 @@ def unsubscribe_page(token: str) -> Any:
     except links.LinkError as exc:
         return _bad_link(exc)
     topic = Topic(target.channel or "email", target.purpose or "marketing")
-    with _engine().connect() as conn:
-        if preferences.load(conn, settings, target.contact_id) is None:
-            return _gone()
-    done = preferences.status_of(_engine(), target.contact_id, topic.channel, topic.purpose) == "withdrawn"
+    person = _person(target)
+    if person is None:
+        return _gone()
+    done = preferences.status_of(_engine(), person.contact_id, topic.channel, topic.purpose) == "withdrawn"
     return _page("unsubscribe", topic=label(settings, topic), done=done, csrf_token=csrf.token(f"u:{token}"),
-                 preferences_url=links.preferences_url(settings, target.contact_id))
+                 preferences_url=links.preferences_url(settings, person.contact_id))
 
 
 @bp.post("/u/<token>")
@@ -113,13 +123,19 @@ def unsubscribe(token: str) -> Any:
     if not one_click and not csrf.valid(f"u:{token}"):
         return _stale_form()
     channel, purpose = target.channel or "email", target.purpose or "marketing"
-    preferences.unsubscribe(_engine(), target.contact_id, channel, purpose,
+    person = _person(target)
+    if person is None:
+        if one_click:  # RFC 8058 wants a 2xx; there is nobody left to unsubscribe
+            return ("Nothing is held about this person.\n", 200, {"Content-Type": "text/plain; charset=utf-8"})
+        return _gone()
+    # Resolved again inside the write: a merge between the two readings still lands on the survivor.
+    preferences.unsubscribe(_engine(), person.contact_id, channel, purpose,
                             method="one-click" if one_click else "page", **_client())
     if one_click:
         # RFC 8058: the provider wants a 2xx and nothing else; no redirect, no page.
         return ("Unsubscribed.\n", 200, {"Content-Type": "text/plain; charset=utf-8"})
     return _page("unsubscribe", topic=label(settings, Topic(channel, purpose)), done=True, just_now=True,
-                 preferences_url=links.preferences_url(settings, target.contact_id))
+                 preferences_url=links.preferences_url(settings, person.contact_id))
 
 
 # --- the preference centre ------------------------------------------------------------------
@@ -200,6 +216,11 @@ def _confirm_result(result: capture.Confirmation, *, button: bool, token: str, j
     settings = current_settings()
     if result.status == "gone":
         return _gone()
+    if result.status == "unsent":
+        # Made somewhere other than a letter to the person (e.g. a preview): only the person's own link confirms.
+        return _message("Ссылка не работает",
+                        "Эта ссылка не была отправлена вам в письме, поэтому подтвердить ею подписку нельзя. "
+                        "Подтвердить подписку можно только по ссылке из письма, которое пришло на ваш адрес.", 404)
     names, processing = [], False
     for text in result.topics:
         try:
@@ -308,9 +329,16 @@ def _after_signup(signup: capture.Signup, *, html: bool) -> Any:
         if html:
             return _message("Подписка временно недоступна", "Попробуйте, пожалуйста, позже.", 503)
         return {"error": str(exc)}, 503
-    if result.message_id is not None:
+    if result.new_letter and result.message_id is not None:
         queue.enqueue(settings, capture.send_confirmation, result.message_id, background=True,
                       job_id=f"consent-confirmation-{result.message_id}")
+    if result.status == "limited":
+        if html:
+            return _message("Письмо уже в пути",
+                            "Мы недавно отправили письмо для подтверждения на этот адрес. Проверьте почту, в том "
+                            "числе папку «Спам», или попробуйте ещё раз через час.", 200)
+        return {"status": "limited",
+                "error": "too many confirmation letters for this address or client lately; try again later"}, 429
     if not html:
         if result.status == "refused":
             return {"status": "refused",
