@@ -27,6 +27,7 @@ bench: bootstrap ## Run the benchmarks
 	$(VENV)/bin/python bench/sync_amocrm.py
 	$(VENV)/bin/python bench/mailing.py
 	$(VENV)/bin/python bench/campaign.py
+	$(VENV)/bin/python bench/public_routes.py
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

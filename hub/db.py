@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -17,6 +19,7 @@ from sqlalchemy import (ColumnElement, DateTime, Engine, Table, any_, bindparam,
                         select)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -80,11 +83,54 @@ def dispose_engines() -> None:
     _engines.clear()
 
 
+class DatabaseUnavailable(OperationalError):
+    """The database in HUB_DATABASE_URL cannot be opened; the message says why in one line, without secrets.
+
+    Still an OperationalError, so code that treats a lost database as transient keeps doing so.
+    """
+
+    def __init__(self, reason: str, orig: BaseException) -> None:
+        super().__init__(None, None, orig)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 def _create(url: str) -> Engine:
+    engine = _create_for_dialect(url)
+    # A mistyped path or a server that is down is the user's to fix: one line, not a driver traceback.
+    event.listen(engine, "handle_error", _connect_failed)
+    return engine
+
+
+def _connect_failed(context: Any) -> BaseException | None:
+    if context.connection is not None:  # only failures to connect; errors of a statement stay as they are
+        return None
+    return DatabaseUnavailable(_why_unavailable(context.engine.url, context.original_exception),
+                               context.original_exception)
+
+
+def _why_unavailable(url: Any, error: BaseException) -> str:
+    shown = url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "").absolute()
+        if not path.parent.exists():
+            return (f"каталог {path.parent} для базы SQLite не существует (HUB_DATABASE_URL={shown}); "
+                    "создайте его или исправьте путь")
+        if not path.parent.is_dir():
+            return f"{path.parent} — не каталог, базу SQLite там не создать (HUB_DATABASE_URL={shown})"
+        if path.is_dir():
+            return f"{path} — каталог, а не файл базы SQLite (HUB_DATABASE_URL={shown})"
+        return f"не удаётся открыть базу SQLite {path}: нет прав на запись или путь недоступен (HUB_DATABASE_URL={shown})"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = (lines[0] if lines else type(error).__name__).removeprefix("connection failed: ")
+    return f"не удаётся подключиться к базе данных {shown}: {detail}"
+
+
+def _create_for_dialect(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # No directories are made: a mistyped path must fail with a clear line, not grow a new tree.
         engine = create_engine(url, connect_args={"timeout": 30})
         engine.__class__ = _SQLiteEngine
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -124,6 +170,7 @@ def _sqlite_begin(conn: Connection) -> None:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
+    _owner_only(cur)
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -133,7 +180,56 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # pages, and fewer, larger checkpoints write each page back once.
     cur.execute("PRAGMA cache_size=-131072")
     cur.execute("PRAGMA wal_autocheckpoint=20000")
+    # Deleted rows are overwritten with zeros, free pages included ("FAST" would leave
+    # whole freed pages as they were): an erased person must not stay readable in the
+    # file. Many builds default to it already; others do not.
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
+
+
+def _owner_only(cur: Any) -> None:
+    """Make a database file SQLite has just created readable by its owner only (0600).
+
+    Only a brand-new, still empty file is touched, so a mode someone chose for an
+    existing database stays. SQLite creates the -wal and -shm files later with the
+    database file's own mode, so they follow. (Changing the umask instead would
+    affect every thread of the process, the admin's included.)
+    """
+    for _seq, name, filename in cur.execute("PRAGMA database_list").fetchall():
+        if name == "main" and filename:
+            path = Path(filename)
+            if path.is_file() and path.stat().st_size == 0:
+                os.chmod(path, 0o600)
+
+
+def forget_deleted(engine: Engine, *, vacuum_below: int = 0) -> bool:
+    """Make what was just deleted unreadable on disk now, not at some later checkpoint; SQLite only.
+
+    secure_delete zeroes freed space in the database file, but in WAL mode the
+    pages as they were before a delete stay in the -wal file until a checkpoint
+    copies the new ones back and the log starts over. A TRUNCATE checkpoint does
+    both and leaves the -wal file empty; it waits (busy_timeout) for readers of
+    older snapshots. A database file smaller than `vacuum_below` bytes is first
+    rebuilt with VACUUM, which also clears space freed before secure_delete was
+    on (databases written by builds without it). False when a reader held on and
+    the -wal file still has old pages; elsewhere than SQLite, always True.
+    """
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as conn:
+        # The driver's own connection is in autocommit: VACUUM and a checkpoint run outside a transaction.
+        raw: Any = conn.connection.dbapi_connection
+        try:
+            if vacuum_below:
+                filename = raw.execute("PRAGMA database_list").fetchone()[2]
+                if filename and os.path.getsize(filename) < vacuum_below:
+                    raw.execute("VACUUM")
+            busy, _frames, _done = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            return False  # a writer held the database past busy_timeout; the next checkpoint does it
+    return not busy
 
 
 def sessionmaker_for(engine: Engine) -> sessionmaker[Session]:

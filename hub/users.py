@@ -201,23 +201,45 @@ def authenticate(engine: Engine, email: str, password: str, *, address: str,
                  now: dt.datetime | None = None) -> Account:
     """The user with this email and password, or LoginRefused.
 
-    Every attempt is an audit entry, committed here whatever the outcome: a
-    failure must count toward the limit even though the caller sees an error.
+    Every attempt is an audit entry, committed before the password is even
+    checked: it counts as a failure from that moment and becomes a "login"
+    only once the password proved right. Counting the attempts so far and
+    recording this one happen under a lock on the account and on the address
+    (see `_hold`), so parallel guesses cannot all see the same count and all
+    be checked; the slow password check itself runs after the lock is gone.
     """
     now = now or utcnow()
     typed = (email or "").strip().lower()[:200]
     with engine.begin() as conn:
+        _hold(conn, typed, address)
         reason = throttled(conn, typed, address, now=now)
         if reason is not None:
             raise LoginRefused(reason)
+        attempt = conn.execute(audit_t.insert().values(at=now, actor=typed, action=LOGIN_FAILED,
+                                                       details={"ip": address}).returning(audit_t.c.id)).scalar_one()
         row = conn.execute(select(users_t).where(users_t.c.email == typed)).first()
-        ok = check_password_hash(row.password_hash if row is not None else _DUMMY_HASH, password or "")
-        ok = ok and row is not None and bool(row.active)
-        conn.execute(audit_t.insert().values(at=now, actor=typed, action=LOGIN if ok else LOGIN_FAILED,
-                                             details={"ip": address}))
+    ok = check_password_hash(row.password_hash if row is not None else _DUMMY_HASH, password or "")
+    ok = ok and row is not None and bool(row.active)
     if not ok:
         raise LoginRefused("Wrong email or password, or the account is switched off.")
+    with engine.begin() as conn:
+        conn.execute(audit_t.update().where(audit_t.c.id == attempt).values(action=LOGIN))
     return _account(row)
+
+
+def _hold(conn: Connection, email: str, address: str) -> None:
+    """Serialize sign-in attempts for this account and for this address until the transaction ends.
+
+    SQLite's write lock (Hub's ``begin()`` takes it at once) already lets one
+    attempt in at a time. PostgreSQL takes two transaction-level advisory
+    locks, always the account's first, so two attempts never wait for each
+    other in a cycle.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for kind, value in (("account", email), ("address", address)):
+        digest = hashlib.blake2b(f"hub-sign-in:{kind}:{value}".encode(), digest_size=8).digest()
+        conn.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True))))
 
 
 def session_valid(user: Account | None, fingerprint: str | None) -> bool:

@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from hub.config import Settings, load_settings
 from hub.plugins import get_pm
+from hub.wsgi import ROUTE_KEY, loggable_rule, redacted_path
 
 SESSION_HOURS = 12
 csrf = CSRFProtect()
@@ -74,10 +75,28 @@ def create_app(settings: Settings | None = None) -> Flask:
         if name not in app.config[access.ADMIN_BLUEPRINTS]:
             csrf.exempt(bp)
 
+    app.url_value_preprocessor(_route_for_log)
+    app.log_exception = _log_exception.__get__(app)  # type: ignore[method-assign]
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     return app
+
+
+def _route_for_log(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Leave the matched route for the access log (hub.wsgi), so tokens and queries never reach it."""
+    if request.url_rule is None:
+        return
+    if endpoint is not None and endpoint.rpartition(".")[2] == "static":  # our own files: the path says which
+        request.environ[ROUTE_KEY] = request.script_root + request.path
+    else:
+        request.environ[ROUTE_KEY] = request.script_root + loggable_rule(request.url_rule.rule, values)
+
+
+def _log_exception(app: Flask, exc_info: Any) -> None:
+    """Flask's error log line, naming the route rather than the path (which may hold a token)."""
+    where = request.environ.get(ROUTE_KEY) or redacted_path(request.path)
+    app.logger.error("Exception on %s [%s]", where, request.method, exc_info=exc_info)
 
 
 def current_settings() -> Settings:
