@@ -26,6 +26,7 @@ from hub.models import Contact, ExternalRef, Order
 from hub.queue import enqueue
 from hub.ratelimit import SendWindow, limiter
 from hub.records import ContactRecord, Deletion, OrderRecord
+from hub.retry import CUT_OFF_ERRORS, TRANSIENT_ERRORS, back_off, backoff_delay, is_cut_off
 from hub.sampledata import Person, people
 from hub.sandbox import RunningSandbox
 from hub.schedule import Schedule, ScheduledRun
@@ -45,6 +46,7 @@ __all__ = [
     "save_credentials", "load_credentials", "lock_credentials", "redact_credentials", "CredentialError",
     # talking to other systems politely
     "limiter", "SendWindow", "enqueue",
+    "back_off", "backoff_delay", "is_cut_off", "TRANSIENT_ERRORS", "CUT_OFF_ERRORS",
     # segment rules
     "SegmentField", "SegmentOperator", "FieldContext", "Contact", "Order", "ExternalRef",
     # channels

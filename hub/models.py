@@ -255,12 +255,16 @@ class SyncRun(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(100), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # full | incremental | import
-    status: Mapped[str] = mapped_column(String(16), default="running")  # running | ok | failed
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | ok | failed | interrupted
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     errors: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None]
+    # Who runs it (host/pid/process token) and when it last showed progress: a run whose
+    # process is gone, or silent past the lease, is marked interrupted (hub.sync).
+    owner: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[dt.datetime | None]
 
 
 class Credential(Base):
@@ -421,8 +425,10 @@ Index("ix_consent_events_latest", ConsentEvent.__table__.c.channel, ConsentEvent
 class ConsentRequest(Base):
     """A signup waiting for its double opt-in click, and when the click came.
 
-    The ledger holds the chosen topics as pending; confirming sets confirmed_at
-    with one conditional UPDATE, so a link clicked twice grants once. A
+    Until the click it belongs to a placeholder contact that holds nothing
+    (a public form changes nobody in the base), and token_digest marks the
+    one open signup of its address; confirming sets confirmed_at with one
+    conditional UPDATE, so a link clicked twice grants once. A
     confirmation link sent without a signup (by hand) gets a row at its first
     click, keyed by the link's digest, for the same reason.
     """

@@ -9,7 +9,12 @@ any point resumes from the last committed page and writes nothing twice
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import secrets
+import socket
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -261,18 +266,136 @@ def write_page(conn: Connection, records: Iterable[Record], settings: Settings, 
 
 # --- runs ---------------------------------------------------------------------------------
 
+# A live run renews its lease with every page it commits (`heartbeat`); see interrupt_stale_runs.
+RUN_LEASE = dt.timedelta(minutes=30)
+_HOST = socket.gethostname()[:100]
+_PROCESS = secrets.token_hex(6)  # tells this process from an earlier one that had the same pid
+_active_runs: set[int] = set()
+_active_lock = threading.Lock()
+
+
+def _owner() -> str:
+    return f"{_HOST}/{os.getpid()}/{_PROCESS}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _why_stale(row: Any, now: dt.datetime) -> str | None:
+    """Why this 'running' row's run is dead, or None while it may be alive (the rule: interrupt_stale_runs)."""
+    host, _, rest = (row.owner or "").partition("/")
+    pid_text, _, process = rest.partition("/")
+    if host == _HOST and pid_text.isdigit():
+        pid = int(pid_text)
+        if pid == os.getpid():
+            if process != _PROCESS:
+                return "the process that ran it is gone"
+            with _active_lock:
+                if row.id not in _active_runs:
+                    return "it stopped without finishing"
+            return None
+        if not _process_alive(pid):
+            return f"the process that ran it (pid {pid}) is gone"
+    seen = row.heartbeat_at or row.started_at
+    if seen is not None and now - seen > RUN_LEASE:
+        return f"no progress for more than {int(RUN_LEASE.total_seconds() // 60)} minutes"
+    return None
+
+
+def interrupt_stale_runs(conn: Connection, source: str) -> list[int]:
+    """Mark `source`'s dead 'running' runs as 'interrupted' (with the reason in `error`); their ids.
+
+    A run row says 'running' until its run finishes, and a process killed
+    mid-run (kill -9, an OOM kill, a lost machine) never finishes it; without
+    this the row would say 'running' forever. Every new run of a source calls
+    this first. A 'running' row is taken for dead when
+      - its owner (host/pid/process token, written at start) is on this host
+        and that process is gone, or is this very process but no longer
+        running it (same pid and token, not among this process's live runs);
+      - or it showed no progress for RUN_LEASE: each committed page renews
+        `heartbeat_at`, and no page of a live sync takes that long, whatever
+        the source's rate-limit waits. A run on another host is judged by the
+        lease alone, and so is one whose pid was since reused.
+    A live run marked by mistake (silent past the lease) loses nothing: its
+    next page marks it running again and its end records ok or failed as
+    usual. The data needs no repair either way: a killed run's pages were
+    committed with their cursor, and the next run resumes from there.
+    """
+    now = utcnow()
+    rows = conn.execute(select(runs_t.c.id, runs_t.c.owner, runs_t.c.heartbeat_at, runs_t.c.started_at).where(
+        runs_t.c.source == source, runs_t.c.status == "running")).all()
+    marked = []
+    for row in rows:
+        reason = _why_stale(row, now)
+        if reason is None:
+            continue
+        done = conn.execute(update(runs_t).where(runs_t.c.id == row.id, runs_t.c.status == "running").values(
+            status="interrupted", error=f"interrupted: {reason}", finished_at=now))
+        if done.rowcount:
+            marked.append(row.id)
+    return marked
+
+
+def begin_run(engine: Engine, source: str, kind: str) -> tuple[int, list[int]]:
+    """Record a new run of `source` as running; also the ids of its earlier runs found dead and marked interrupted."""
+    run_id = None
+    try:
+        with engine.begin() as conn:
+            interrupted = interrupt_stale_runs(conn, source)
+            now = utcnow()
+            run_id = conn.execute(runs_t.insert().returning(runs_t.c.id),
+                                  {"source": source, "kind": kind, "status": "running", "counts": {}, "errors": [],
+                                   "started_at": now, "owner": _owner(), "heartbeat_at": now}).scalar_one()
+            with _active_lock:  # before the row is visible, so no other thread here takes it for dead
+                _active_runs.add(run_id)
+    except BaseException:
+        if run_id is not None:
+            with _active_lock:
+                _active_runs.discard(run_id)
+        raise
+    return run_id, interrupted
+
+
 def start_run(engine: Engine, source: str, kind: str) -> int:
-    with engine.begin() as conn:
-        return conn.execute(runs_t.insert().returning(runs_t.c.id),
-                            {"source": source, "kind": kind, "status": "running", "counts": {}, "errors": [],
-                             "started_at": utcnow()}).scalar_one()
+    """Record a new run of `source` (marking its dead earlier runs interrupted); its id."""
+    return begin_run(engine, source, kind)[0]
+
+
+def heartbeat(conn: Connection, run_id: int) -> None:
+    """The run made progress: renew its lease (and take back 'interrupted' if it was silent past the lease)."""
+    conn.execute(update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status.in_(("running", "interrupted")))
+                 .values(status="running", heartbeat_at=utcnow(), error=None, finished_at=None))
+
+
+def _interrupted(engine: Engine, run_id: int, counts: Counts, reason: str) -> None:
+    try:
+        with engine.begin() as conn:
+            conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(
+                status="interrupted", counts=counts.as_dict(), errors=counts.errors[:1000],
+                error=f"interrupted: {reason}", finished_at=utcnow()))
+    except Exception:  # the process is stopping; the next run will mark it instead
+        pass
+    finally:
+        with _active_lock:
+            _active_runs.discard(run_id)
 
 
 def finish_run(engine: Engine, run_id: int, counts: Counts, error: str | None = None) -> None:
     with engine.begin() as conn:
         conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(
             status="failed" if error else "ok", counts=counts.as_dict(), errors=counts.errors[:1000],
-            error=error, finished_at=utcnow()))
+            error=error, finished_at=utcnow(), heartbeat_at=utcnow()))
+    with _active_lock:
+        _active_runs.discard(run_id)
 
 
 def _load_state(conn: Connection, source: str, entity: str) -> tuple[str | None, dict[str, Any] | None]:
@@ -324,7 +447,7 @@ def run(
     started = time.monotonic()
     counts = Counts()
     kinds = []
-    run_id = start_run(engine, source_name, "full" if full else "incremental")
+    run_id, interrupted = begin_run(engine, source_name, "full" if full else "incremental")
     try:
         for entity in source.entities():
             with engine.connect() as conn:
@@ -332,23 +455,29 @@ def run(
             do_full = full or cursor is None or full_state is not None
             kinds.append("full" if do_full else "incremental")
             if do_full:
-                _run_full(engine, settings, source, source_name, entity, full_state, counts, progress)
+                _run_full(engine, settings, source, source_name, entity, full_state, counts, progress, run_id)
             else:
-                _run_incremental(engine, settings, source, source_name, entity, cursor, counts, progress)
+                _run_incremental(engine, settings, source, source_name, entity, cursor, counts, progress, run_id)
     except Exception as exc:
         message = _describe(exc)
         finish_run(engine, run_id, counts, error=message)
         wrote = counts.as_dict() != Counts().as_dict()
         resume = "; the next run resumes from the last saved page" if wrote else ""
         raise SyncError(f"sync {source_name} failed: {message}{resume}") from exc
+    except BaseException:  # Ctrl-C, a worker told to stop: say so now rather than at the next run
+        _interrupted(engine, run_id, counts, "stopped before it finished")
+        raise
     finish_run(engine, run_id, counts)
     kind = "full" if "full" in kinds else "incremental"
     extra = dict(getattr(source, "stats", lambda: {})())
+    if interrupted:
+        extra["interrupted"] = interrupted
     return SyncReport(source_name, run_id, kind, counts, time.monotonic() - started, extra)
 
 
 def _run_full(engine: Engine, settings: Settings, source: Source, source_name: str, entity: str,
-              state: dict[str, Any] | None, counts: Counts, progress: Callable[[str, int], None] | None) -> None:
+              state: dict[str, Any] | None, counts: Counts, progress: Callable[[str, int], None] | None,
+              run_id: int | None = None) -> None:
     if state is None:
         # Taken before reading, so changes made during a long full sync are
         # picked up by the next incremental run.
@@ -361,6 +490,8 @@ def _run_full(engine: Engine, settings: Settings, source: Source, source_name: s
         with engine.begin() as conn:
             write_page(conn, page.records, settings, counts, order_stats=False)
             _save_state(conn, source_name, entity, cursor=None, full=state)
+            if run_id is not None:
+                heartbeat(conn, run_id)
         if progress:
             progress(entity, len(page.records))
     # The contacts' order stats, once for the whole source: also after a run killed and resumed,
@@ -371,12 +502,15 @@ def _run_full(engine: Engine, settings: Settings, source: Source, source_name: s
 
 
 def _run_incremental(engine: Engine, settings: Settings, source: Source, source_name: str, entity: str,
-                     cursor: str | None, counts: Counts, progress: Callable[[str, int], None] | None) -> None:
+                     cursor: str | None, counts: Counts, progress: Callable[[str, int], None] | None,
+                     run_id: int | None = None) -> None:
     for page in source.read(entity, cursor, False):
         with engine.begin() as conn:
             write_page(conn, page.records, settings, counts)
             _save_state(conn, source_name, entity, cursor=page.cursor if page.cursor is not None else cursor,
                         full=None)
+            if run_id is not None:
+                heartbeat(conn, run_id)
         cursor = page.cursor if page.cursor is not None else cursor
         if progress:
             progress(entity, len(page.records))

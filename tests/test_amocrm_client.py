@@ -151,6 +151,41 @@ def test_reads_retry_5xx_and_timeouts_with_backoff() -> None:
     assert client.stats.retries == 2 and len(slept) == 2 and slept[1] > 0
 
 
+def cut_off(answer: Any) -> dict[str, Any]:
+    """An answer whose connection broke mid-body: the headers promise more bytes than ever arrive."""
+    text = json.dumps(answer)
+    return {"body": text[: len(text) // 2], "headers": {"Content-Length": str(len(text))},
+            "content_type": "application/hal+json"}
+
+
+@responses.activate
+@pytest.mark.parametrize("broken", [
+    pytest.param(cut_off, id="connection-dropped-mid-body"),
+    pytest.param(lambda whole: {"body": json.dumps(whole)[:30], "content_type": "application/hal+json"},
+                 id="truncated-json"),
+    pytest.param(lambda whole: {"body": requests.exceptions.ChunkedEncodingError("Connection broken")},
+                 id="chunked-encoding-error"),
+])
+def test_a_read_whose_answer_is_cut_off_mid_body_is_asked_again(broken: Any) -> None:
+    client, slept = make_client()
+    whole = contacts_page([1, 2, 3], 1, more=False)
+    responses.get(f"{BASE}/api/v4/contacts", **broken(whole))
+    responses.get(f"{BASE}/api/v4/contacts", **broken(whole))
+    responses.get(f"{BASE}/api/v4/contacts", json=whole)
+    pages = list(client.pages("/api/v4/contacts", [], "contacts"))
+    assert [[c["id"] for c in items] for _, items in pages] == [[1, 2, 3]]
+    assert client.stats.retries == 2 and len(slept) == 2 and all(s > 0 for s in slept)
+
+
+@responses.activate
+def test_a_post_whose_answer_is_cut_off_is_not_sent_again() -> None:
+    client, _ = make_client()
+    responses.post(f"{BASE}/api/v4/tasks", **cut_off({"_embedded": {"tasks": [{"id": 1}]}}))
+    with pytest.raises(AmoOutcomeUnknown, match="not repeated"):
+        client.request("POST", "/api/v4/tasks", json=[{"text": "Позвонить"}])
+    assert len(responses.calls) == 1
+
+
 @responses.activate
 def test_a_post_whose_answer_is_lost_is_not_sent_again() -> None:
     client, _ = make_client()

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 import plugins.amocrm
-from hub import contacts, queue, sync
+from hub import contacts, sync
 from hub.admin import create_app
 from hub.cli import cli
 from hub.models import Contact, ExternalRef, Order, SyncRun, SyncState
@@ -25,6 +25,7 @@ from plugins.amocrm.sandbox import Account, SandboxServer
 from plugins.amocrm.sandbox_data import BIRTHDAY, CITY, INTERESTS, LEAD_SOURCE, POSITION
 from plugins.amocrm.source import AmoSource
 from tests.conftest import HubDB, with_settings
+from tests.transport import TRANSPORTS, Transport, use_transport
 
 
 @pytest.fixture
@@ -224,11 +225,16 @@ def test_a_run_stopped_by_a_block_resumes_from_its_last_page_without_duplicates(
     assert len(refs) == len(set(refs))
 
 
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest, hub_db: HubDB, monkeypatch: pytest.MonkeyPatch) -> Transport:
+    return use_transport(request, hub_db.settings, monkeypatch)
+
+
 def test_a_webhook_from_the_account_brings_the_record_in(hub_db: HubDB, amo: Any, sandbox: SandboxServer,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+                                                       transport: Transport, caplog: pytest.LogCaptureFixture) -> None:
     connect(hub_db, sandbox)
     stored, _ = tokens.load(hub_db.engine, hub_db.settings)
-    web = make_server("127.0.0.1", 0, create_app(hub_db.settings), threaded=True)
+    web = make_server("127.0.0.1", 0, create_app(transport.settings), threaded=True)
     thread = threading.Thread(target=web.serve_forever, daemon=True)
     thread.start()
     try:
@@ -238,17 +244,18 @@ def test_a_webhook_from_the_account_brings_the_record_in(hub_db: HubDB, amo: Any
                                                               {"value": "8 (912) 555-00-11", "enum_code": "MOB"}]}]}])
         new_id = str(made["_embedded"]["contacts"][0]["id"])
         assert sandbox.account.wait_for_webhooks()
-        queue.drain(timeout=30)
+        transport.run_jobs()
         assert hub_by_ref(hub_db)[new_id]["phones"] == ["+79125550011"]
         sandbox.account.delete_contact(int(new_id))
         assert sandbox.account.wait_for_webhooks()
-        queue.drain(timeout=30)
+        transport.run_jobs()
         assert new_id not in hub_by_ref(hub_db)
         deliveries = sandbox.account.webhook_deliveries
         assert deliveries and all(d.get("status") == 200 for d in deliveries)
         assert "POST /hooks/amocrm/…" in caplog.text and stored["webhook_secret"] not in caplog.text
     finally:
         web.shutdown()
+        web.server_close()
     with hub_db.engine.connect() as conn:
         kinds = conn.execute(select(SyncRun.kind, SyncRun.status)).all()
     assert kinds and all(k == ("event", "ok") for k in kinds)
@@ -277,6 +284,22 @@ def test_write_back_sets_a_field_adds_a_note_and_a_task_for_the_manager(
     assert task["entity_id"] == target and task["responsible_user_id"] == manager
     assert all(set(p["body"][0]) <= {"id", "custom_fields_values"} for p in sandbox.account.patches
                if isinstance(p.get("body"), list))
+
+
+@pytest.mark.parametrize("mode", ["drop", "truncate"])
+def test_answers_cut_off_mid_body_are_asked_again_and_the_sync_completes(
+        hub_db: HubDB, amo: Any, sandbox: SandboxServer, mode: str) -> None:
+    connect(hub_db, sandbox)
+    account = sandbox.account
+    account.cut_answers(1, path="/api/v4/contacts", mode=mode)
+    account.cut_answers(1, path="/api/v4/leads", mode=mode)
+    report = sync.run(hub_db.engine, hub_db.settings, "amocrm", full=True).as_dict()
+    assert account.stats()["answers_cut"] == 2
+    assert report["errors"] == 0 and report["retries"] >= 2
+    assert count(hub_db, ExternalRef) == account.contacts_count
+    assert count(hub_db, Order) == account.leads_count
+    with hub_db.engine.connect() as conn:
+        assert conn.execute(select(SyncRun.status)).scalar_one() == "ok"
 
 
 def test_reconcile_marks_what_the_account_no_longer_lists(hub_db: HubDB, amo: Any, sandbox: SandboxServer) -> None:

@@ -12,8 +12,8 @@ import responses
 
 from hub.ratelimit import LocalBucket
 from plugins.bitrix24 import mapping
-from plugins.bitrix24.client import (Bitrix24Error, Client, NeedsUserAction, TokenAuth, Unavailable, WebhookAuth,
-                                     check_webhook_url, command, encode)
+from plugins.bitrix24.client import (Bitrix24Error, Client, NeedsUserAction, OutcomeUnknown, TokenAuth, Unavailable,
+                                     WebhookAuth, check_webhook_url, command, encode)
 
 HOOK = "https://shop.bitrix24.ru/rest/1/s3cr3tc0de/"
 TIME = {"start": 1724916859.4, "finish": 1724916859.5, "duration": 0.1, "processing": 0.05,
@@ -137,6 +137,53 @@ def test_connection_errors_do_not_leak_the_webhook_code() -> None:
     with pytest.raises(Unavailable) as err:
         client.call("profile")
     assert "s3cr3tc0de" not in str(err.value) and "shop.bitrix24.ru" in str(err.value)
+
+
+def cut_off(answer: Any) -> dict[str, Any]:
+    """An answer whose connection broke mid-body: the headers promise more bytes than ever arrive."""
+    text = json.dumps(answer)
+    return {"body": text[: len(text) // 2], "headers": {"Content-Length": str(len(text))},
+            "content_type": "application/json"}
+
+
+@responses.activate
+@pytest.mark.parametrize("broken", [
+    pytest.param(lambda whole: cut_off(whole), id="connection-dropped-mid-body"),
+    pytest.param(lambda whole: {"body": json.dumps(whole)[:40], "content_type": "application/json"},
+                 id="truncated-json"),
+    pytest.param(lambda whole: {"body": __import__("requests").exceptions.ChunkedEncodingError(
+        "Connection broken: IncompleteRead(1200 bytes read, 3000 more expected)")}, id="chunked-encoding-error"),
+])
+def test_an_answer_cut_off_mid_body_is_asked_again_with_back_off(broken: Any) -> None:
+    whole = batch_answer({"p0": [contact_row(i) for i in range(1, 8)]})
+    responses.post(HOOK + "batch", **broken(whole))
+    responses.post(HOOK + "batch", **broken(whole))
+    responses.post(HOOK + "batch", json=whole)
+    client, sleeps = make_client()
+    pages = list(client.pages("crm.contact.list", select=["ID"], chain=1))
+    assert [len(p) for p in pages] == [7]
+    assert client.stats.retries == 2 and client.stats.requests == 3
+    assert len(sleeps) == 2 and all(s > 0 for s in sleeps)
+
+
+@responses.activate
+def test_answers_cut_off_every_time_end_in_one_clear_error() -> None:
+    for _ in range(3):
+        responses.post(HOOK + "profile", **cut_off({"result": {"ID": "1"}, "time": TIME}))
+    client, sleeps = make_client(max_retries=2)
+    with pytest.raises(Unavailable, match="cut off mid-body.*gave up after 3 attempts") as err:
+        client.call("profile")
+    assert "s3cr3tc0de" not in str(err.value) and len(sleeps) == 2
+
+
+@responses.activate
+def test_an_add_whose_answer_was_cut_off_is_not_sent_again() -> None:
+    responses.post(HOOK + "crm.timeline.comment.add", **cut_off({"result": 77, "time": TIME}))
+    responses.post(HOOK + "crm.timeline.comment.add", json={"result": 78, "time": TIME})
+    client, _ = make_client()
+    with pytest.raises(OutcomeUnknown, match="not repeated"):
+        client.call("crm.timeline.comment.add", {"fields": {"COMMENT": "Промокод"}})
+    assert client.stats.requests == 1  # a second comment would be a duplicate
 
 
 @pytest.mark.parametrize("status,code,hint", [

@@ -19,14 +19,16 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 import plugins.bitrix24 as bitrix24_plugin
-from hub import contacts, normalize, queue, sampledata, sync, writeback
+from hub import contacts, normalize, sampledata, sync, writeback
 from hub.admin import create_app
 from hub.cli import cli
 from hub.models import Contact, ExternalRef, Order
 from plugins.bitrix24 import connection
 from plugins.bitrix24.client import Bitrix24Error, Client
 from plugins.bitrix24.sandbox import Portal, SandboxServer
+from plugins.bitrix24.source import Bitrix24Source
 from tests.conftest import HubDB
+from tests.transport import TRANSPORTS, Transport, use_transport
 
 TODAY = dt.date(2025, 6, 1)
 PEOPLE = 240
@@ -164,6 +166,34 @@ def test_a_killed_full_sync_resumes_without_duplicates(hub: HubDB, portal: Sandb
     assert report["contacts"]["created"] + report["contacts"]["merged"] + after_first >= PEOPLE - 5
 
 
+@pytest.mark.parametrize("mode", ["drop", "truncate"])
+def test_answers_cut_off_mid_body_are_asked_again_and_the_sync_completes(
+        hub: HubDB, portal: SandboxServer, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    connect(portal)
+    monkeypatch.setattr("plugins.bitrix24.client.MAX_BATCH", 2)  # several batches, so cuts land mid-sync
+    sync_json("--full")
+    portal.portal.update_contact(sorted(portal.portal.contact_ids())[5], {"NAME": "Обрыв"})
+    portal.portal.cut_answers(2, method="batch", mode=mode)
+    report = sync_json("--full")
+    assert portal.portal.stats()["answers_cut"] == 2
+    assert report["errors"] == 0 and report["retries"] >= 2
+    with hub.engine.connect() as conn:
+        refs = conn.execute(select(func.count()).select_from(ExternalRef)).scalar_one()
+        orders = conn.execute(select(func.count()).select_from(Order)).scalar_one()
+    assert refs == PEOPLE and orders == portal.portal.deal_count
+    assert hub_card(hub, sorted(portal.portal.contact_ids())[5])["first_name"] == "Обрыв"
+
+
+def test_a_comment_whose_answer_was_cut_off_is_not_added_twice(hub: HubDB, portal: SandboxServer) -> None:
+    connect(portal)
+    target = sorted(portal.portal.contact_ids())[0]
+    source = Bitrix24Source(hub.settings)
+    portal.portal.cut_answers(1, method="crm.timeline.comment.add")
+    with pytest.raises(Bitrix24Error, match="not repeated"):
+        source.add_comment(str(target), "Промокод ABC")
+    assert portal.portal.stats()["methods"].get("crm.timeline.comment.add") == 1
+
+
 def test_the_client_keeps_inside_the_portal_bucket(hub: HubDB) -> None:
     server = SandboxServer(Portal(contacts=60, seed=3, today=TODAY, rate=20, burst=4)).start()
     try:
@@ -195,18 +225,26 @@ def test_oauth_app_connects_with_a_code_and_refreshes_an_expired_token(hub: HubD
         server.portal.close()
 
 
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest, hub: HubDB, monkeypatch: pytest.MonkeyPatch) -> Transport:
+    return use_transport(request, hub.settings, monkeypatch)
+
+
 @pytest.fixture
-def hub_server(hub: HubDB) -> Iterator[str]:
+def hub_server(hub: HubDB, transport: Transport) -> Iterator[str]:
     """Hub's web routes on a real port, as the portal would reach them."""
-    web = make_server("127.0.0.1", 0, create_app(hub.settings), threaded=True)
+    web = make_server("127.0.0.1", 0, create_app(transport.settings), threaded=True)
     thread = threading.Thread(target=web.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{web.server_port}"
-    web.shutdown()
+    try:
+        yield f"http://127.0.0.1:{web.server_port}"
+    finally:
+        web.shutdown()
+        web.server_close()
 
 
 def test_portal_events_reach_hub_and_bring_the_changed_record(hub: HubDB, portal: SandboxServer,
-                                                               hub_server: str) -> None:
+                                                               hub_server: str, transport: Transport) -> None:
     token = portal.portal.add_outgoing_webhook(f"{hub_server}/hooks/bitrix24",
                                                ["ONCRMCONTACTADD", "ONCRMCONTACTUPDATE", "ONCRMCONTACTDELETE"])
     connect(portal, "--application-token", token)
@@ -216,7 +254,7 @@ def test_portal_events_reach_hub_and_bring_the_changed_record(hub: HubDB, portal
     gone = sorted(portal.portal.contact_ids())[0]
     portal.portal.delete_contact(gone)
     assert portal.portal.drain_events(timeout=10)
-    queue.drain(timeout=30)
+    transport.run_jobs()
     assert [d.status for d in portal.portal.event_deliveries][-2:] == [200, 200]
     assert hub_card(hub, new_id)["emails"] == ["event@example.ru"]
     with hub.engine.connect() as conn:

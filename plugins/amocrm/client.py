@@ -12,9 +12,11 @@ What amoCRM enforces, and how this client stays inside it:
 - Repeated abuse gets the account's API blocked, answered by a 403 with an
   HTML page. The client stops at once, in every thread, and says so: going on
   would only lengthen the block.
-- 5xx answers and timeouts are retried with exponential back-off and jitter
-  when the request is safe to repeat (reads, PATCH). A POST whose answer was
-  lost may or may not have been carried out: it is reported as such
+- 5xx answers, timeouts, dropped connections and answers cut off mid-body
+  (truncated JSON, a connection closed before Content-Length bytes) are
+  retried with exponential back-off and jitter (hub.api.back_off) when the
+  request is safe to repeat (reads, PATCH). A POST whose answer was lost may
+  or may not have been carried out: it is reported as such
   (AmoOutcomeUnknown), never silently sent again.
 - A 401 means the access token died: the client asks its Auth for a fresh one
   once (Auth does the one-place, locked refresh) and repeats the call.
@@ -28,7 +30,6 @@ and stops at the first 204 or short page. No message ever holds a token.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import deque
@@ -42,6 +43,7 @@ import requests
 import urllib3.connection
 import urllib3.connectionpool
 
+from hub.api import CUT_OFF_ERRORS, back_off
 from hub.ratelimit import Limiter, Place, SendWindow
 
 MAX_PAGE = 250  # the documented maximum `limit` for contacts, leads, customers
@@ -297,11 +299,12 @@ class AmoClient:
             except requests.ConnectTimeout as exc:  # never reached amoCRM: safe to send again
                 attempt = self._backoff(attempt, f"{type(exc).__name__} connecting to {self.host}")
                 continue
-            except (requests.Timeout, requests.ConnectionError) as exc:
+            except (requests.Timeout, requests.ConnectionError, *CUT_OFF_ERRORS) as exc:
                 if not idempotent:
                     raise AmoOutcomeUnknown(f"amoCRM {self.host}: {what}: {type(exc).__name__} after sending; "
                                             "it may or may not have been carried out, so it is not repeated") from None
-                attempt = self._backoff(attempt, f"{type(exc).__name__} talking to {self.host}")
+                cut = " (the answer was cut off mid-body)" if isinstance(exc, CUT_OFF_ERRORS) else ""
+                attempt = self._backoff(attempt, f"{type(exc).__name__} talking to {self.host}{cut}")
                 continue
             status = response.status_code
             if status == 204:
@@ -368,11 +371,9 @@ class AmoClient:
                 place.sent()  # a transport that did not report the write: count it now (no-op otherwise)
 
     def _backoff(self, attempt: int, reason: str) -> int:
-        if attempt >= self.max_retries:
-            raise AmoUnavailable(f"{reason}; gave up after {attempt + 1} attempts")
+        attempt = back_off(attempt, self.max_retries, reason, give_up=AmoUnavailable, sleep=self._sleep)
         self._count("retries")
-        self._sleep(min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random()))
-        return attempt + 1
+        return attempt
 
     def get(self, path: str, params: Any = None) -> Any:
         return self.request("GET", path, params=params)

@@ -480,6 +480,7 @@ class Account:
         self._webhook_idle = threading.Condition()
         self._webhook_pending = 0
         self._deliveries: list[dict[str, Any]] = []
+        self._cuts: list[tuple[str | None, str]] = []  # answers to cut off mid-body: (path prefix or any, mode)
 
     # -- time ---------------------------------------------------------------
 
@@ -1800,6 +1801,7 @@ class Account:
                 "webhooks_failed": counters.get("webhooks_failed", 0),
                 "webhooks_dropped": counters.get("webhooks_dropped", 0),
                 "webhooks_duplicated": counters.get("webhooks_duplicated", 0),
+                "answers_cut": counters.get("answers_cut", 0),
                 "by_path": dict(self._by_path),
                 "by_status": dict(self._by_status),
             }
@@ -1812,6 +1814,33 @@ class Account:
             self._stats.clear()
             self._by_path.clear()
             self._by_status.clear()
+
+    # -- faults -------------------------------------------------------------
+
+    def cut_answers(self, count: int = 1, *, path: str | None = None, mode: str = "drop") -> None:
+        """Cut the next `count` API answers (to paths starting with `path`, when given) off mid-body.
+
+        Answers break off now and then (a balancer restarts, a connection is
+        reset). "drop" sends the headers with the whole Content-Length and
+        half the body, then closes the connection; "truncate" sends half the
+        body as if it were all of it (a proxy that cut it short). The request
+        is carried out either way: only its answer is lost.
+        """
+        if mode not in ("drop", "truncate"):
+            raise ValueError("mode must be 'drop' or 'truncate'")
+        with self._stats_lock:
+            self._cuts += [(path, mode)] * count
+
+    def _take_cut(self, target: str) -> str | None:
+        """The way to cut the answer to `target`, if one is due (see cut_answers)."""
+        route = urlsplit(target).path
+        with self._stats_lock:
+            for i, (prefix, mode) in enumerate(self._cuts):
+                if prefix is None or route.startswith(prefix):
+                    del self._cuts[i]
+                    self._stats["answers_cut"] += 1
+                    return mode
+        return None
 
 
 # ---------------------------------------------------------------------------
@@ -2177,17 +2206,25 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if not is_sandbox_route:
                 account._leave()
+        body = response.body
+        cut = account._take_cut(self.path) if account._cuts and not is_sandbox_route and body else None
+        if cut == "truncate":
+            body = body[: len(body) // 2]
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
         if response.status != 204:
             if response.content_type:
                 self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
+            self.send_header("Content-Length", str(len(body)))
         self.send_header("Server", "nginx")
         self.end_headers()
-        if response.status != 204 and response.body:
-            self.wfile.write(response.body)
+        if cut == "drop":  # half the promised bytes, then the connection closes (Account.cut_answers)
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        if response.status != 204 and body:
+            self.wfile.write(body)
 
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
 
@@ -2203,6 +2240,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], account: Account) -> None:
         self.account = account
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a timeout, a stopped run, a pool closing) is its business, as on the real API."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class SandboxServer:

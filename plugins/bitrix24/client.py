@@ -14,8 +14,11 @@ What the portal enforces, and how this client stays inside it:
   HTTP request brings up to 2,500 records.
 
 Errors only the user can fix (a wrong webhook, a missing scope) stop at once
-with a message saying what to do; transient ones are retried with
-exponential back-off and jitter. No message ever contains the webhook code or
+with a message saying what to do; transient ones (limits, 5xx, timeouts, a
+dropped connection, an answer cut off mid-body) are retried with exponential
+back-off and jitter (hub.api.back_off). A method that adds something is not
+repeated after its answer was cut off: the portal received it and may have
+carried it out (OutcomeUnknown). No message ever contains the webhook code or
 a token.
 """
 
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from hub.api import CUT_OFF_ERRORS, back_off
 from hub.ratelimit import Limiter
 
 PAGE = 50  # records per list call; fixed by the portal
@@ -73,6 +76,15 @@ class NeedsUserAction(Bitrix24Error):
 
 class Unavailable(Bitrix24Error):
     """The portal kept failing (limits, 5xx, timeouts, HTML pages) after every retry."""
+
+
+class OutcomeUnknown(Bitrix24Error):
+    """A method that adds something got a cut-off answer: it may or may not have been carried out."""
+
+
+def adds_something(method: str) -> bool:
+    """Methods that create a record (crm.timeline.comment.add, crm.activity.todo.add): a repeat makes a second one."""
+    return method.rsplit(".", 1)[-1].lower() == "add"
 
 
 class Auth(Protocol):
@@ -236,10 +248,22 @@ class Client:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 attempt = self._retry(attempt, f"{type(exc).__name__} talking to {self.auth.host}")
                 continue
+            except CUT_OFF_ERRORS as exc:  # the answer broke off mid-body
+                if adds_something(method):
+                    raise OutcomeUnknown(f"Bitrix24 {self.auth.host}: {method}: the answer was cut off "
+                                         f"({type(exc).__name__}); it may or may not have been carried out, "
+                                         "so it is not repeated") from None
+                attempt = self._retry(attempt, f"{self.auth.host}: {method}: the answer was cut off mid-body "
+                                               f"({type(exc).__name__})")
+                continue
             finally:
                 self.stats.http_s += time.monotonic() - sent
             body = _json(response)
-            if body is None:
+            if body is None:  # an HTML error page, or JSON cut short by a proxy
+                if adds_something(method) and response.status_code < 300:
+                    raise OutcomeUnknown(f"Bitrix24 {self.auth.host}: {method}: HTTP {response.status_code} with an "
+                                         "answer that is not JSON; it may or may not have been carried out, "
+                                         "so it is not repeated", status=response.status_code)
                 attempt = self._retry(attempt, f"{self.auth.host} answered HTTP {response.status_code} "
                                                "with a page that is not JSON")
                 continue
@@ -270,12 +294,10 @@ class Client:
                                 status=response.status_code)
 
     def _retry(self, attempt: int, reason: str, *, wait: bool = True) -> int:
-        if attempt >= self.max_retries:
-            raise Unavailable(f"{reason}; gave up after {attempt + 1} attempts")
+        attempt = back_off(attempt, self.max_retries, reason, give_up=Unavailable,
+                           sleep=self._sleep if wait else None)
         self.stats.retries += 1
-        if wait:
-            self._sleep(min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random()))
-        return attempt + 1
+        return attempt
 
     def _note_time(self, method: str, block: Any) -> None:
         if isinstance(block, dict) and "operating" in block:

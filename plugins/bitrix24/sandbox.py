@@ -824,6 +824,7 @@ class Portal:
         self._activities: list[dict[str, Any]] = []
         self._events = _EventSender(event_timeout)
         self._methods = self._method_table()
+        self._cuts: list[tuple[str | None, str]] = []  # answers to cut off mid-body: (method or any, mode)
         self.reset_stats()
 
     # ------------------------------------------------------------------ set-up
@@ -937,6 +938,32 @@ class Portal:
         """Stop the event thread."""
         self._events.stop()
 
+    # ------------------------------------------------------------------ faults
+
+    def cut_answers(self, count: int = 1, *, method: str | None = None, mode: str = "drop") -> None:
+        """Cut the next `count` REST answers (to `method` only, when given) off mid-body.
+
+        A portal's answers break off now and then (a balancer restarts, a
+        connection is reset). "drop" sends the headers with the whole
+        Content-Length and half the body, then closes the connection;
+        "truncate" sends half the body as if it were all of it (a proxy that
+        cut it short). The call itself is carried out either way, as it is on
+        the portal: only its answer is lost.
+        """
+        if mode not in ("drop", "truncate"):
+            raise ValueError("mode must be 'drop' or 'truncate'")
+        with self._lock:
+            self._cuts += [(method, mode)] * count
+
+    def _take_cut(self, method: str) -> str | None:
+        with self._lock:
+            for i, (wanted, mode) in enumerate(self._cuts):
+                if wanted is None or wanted.lower() == method:
+                    del self._cuts[i]
+                    self._stats["answers_cut"] += 1
+                    return mode
+        return None
+
     # ------------------------------------------------------------------ statistics
 
     def reset_stats(self) -> None:
@@ -945,7 +972,7 @@ class Portal:
                 "requests": 0, "methods": collections.Counter(), "batches": 0, "batch_commands": 0,
                 "batch_methods": collections.Counter(), "statuses": collections.Counter(),
                 "query_limit_exceeded": 0, "operation_time_limit": 0, "token_requests": 0,
-                "operating": collections.Counter(),
+                "operating": collections.Counter(), "answers_cut": 0,
             }
 
     def stats(self) -> dict[str, Any]:
@@ -966,6 +993,7 @@ class Portal:
                 "operation_time_limit": stats["operation_time_limit"],
                 "token_requests": stats["token_requests"],
                 "operating_seconds": {key: round(value, 6) for key, value in stats["operating"].items()},
+                "answers_cut": stats["answers_cut"],
                 "events_sent": sum(1 for item in deliveries if item.error is None),
                 "events_failed": sum(1 for item in deliveries if item.error is not None),
                 "contacts": len(self._contacts.rows),
@@ -1027,7 +1055,13 @@ class Portal:
         status, payload = self._rest(path[len("/rest/"):], params, client)
         with self._lock:
             self._stats["statuses"][status] += 1
-        return _json_answer(status, payload)
+        answer = _json_answer(status, payload)
+        cut = self._take_cut(route.rsplit("/", 1)[-1].lower().removesuffix(".json")) if self._cuts else None
+        if cut == "truncate":
+            return answer[0], answer[1], answer[2][: len(answer[2]) // 2]
+        if cut == "drop":
+            return answer[0], {**answer[1], CUT_HEADER: "drop"}, answer[2]
+        return answer
 
     @staticmethod
     def _body_params(body: bytes, content_type: str) -> dict[str, Any]:
@@ -1666,6 +1700,10 @@ class Portal:
         return node
 
 
+# Tells the HTTP server to cut this answer off mid-body; never sent (Portal.cut_answers).
+CUT_HEADER = "X-Sandbox-Cut"
+
+
 def _json_answer(status: int, payload: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"Content-Type": JSON_TYPE}, encode_json(payload)
 
@@ -1709,11 +1747,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         status, headers, payload = self.server.portal.handle_http(
             self.command, self.path, body, self.headers.get("Content-Type", ""), self.client_address[0])
+        drop = headers.pop(CUT_HEADER, None) == "drop"
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
+        if drop:  # half the promised bytes, then the connection closes (Portal.cut_answers)
+            self.wfile.write(payload[: len(payload) // 2])
+            self.close_connection = True
+            return
         self.wfile.write(payload)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's signature

@@ -47,6 +47,8 @@ def receive() -> Any:
     record_id = form.get("data[FIELDS][ID]") or ""
     if entity is None or not record_id.isdigit():
         return {"ignored": event or "no event"}, 200
+    # The same event delivered twice while its fetch waits is fetched once.
+    sent_at = "".join(ch for ch in (form.get("ts") or "") if ch.isdigit())[:20]
     queue.enqueue(settings, jobs.fetch_records, "bitrix24", entity, [record_id], background=True,
-                  job_id=f"bitrix24:{entity}:{record_id}:{form.get('ts') or ''}")
+                  job_id=f"bitrix24-{entity}-{record_id}-{sent_at}")
     return {"queued": event, "id": record_id}, 200

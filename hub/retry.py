@@ -1,0 +1,68 @@
+"""Trying a request to another system again: which failures are worth it, and how long to wait.
+
+CRM APIs drop connections, time out, answer 5xx and now and then cut an answer
+off mid-body (a proxy restarts, a connection is reset, the body is shorter
+than its Content-Length). An answer that never arrived whole is as transient
+as one that never arrived at all: a read is simply asked again. Each client
+decides what else is transient for its API (error codes, statuses) and what
+may not be repeated (a write whose outcome is unknown); the waiting, the
+counting and the giving up are the same for every client, and live here.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import time
+from typing import Callable
+
+import requests
+import urllib3.exceptions
+
+# The answer started but never arrived whole: the connection broke mid-body, the body
+# was shorter than announced, or its compression was corrupt. requests wraps urllib3's
+# errors in its own; the unwrapped ones are here for code that reads a raw stream.
+CUT_OFF_ERRORS: tuple[type[BaseException], ...] = (
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.DecodeError,
+    http.client.IncompleteRead,
+)
+
+# Transport failures another try may cure: no connection, no answer in time, a cut-off answer.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (requests.ConnectionError, requests.Timeout, *CUT_OFF_ERRORS)
+
+BASE_DELAY_S = 0.5
+MAX_DELAY_S = 30.0
+
+
+def is_cut_off(exc: BaseException) -> bool:
+    """True when `exc` says an answer began to arrive and then broke off (so the request was received)."""
+    return isinstance(exc, CUT_OFF_ERRORS)
+
+
+def backoff_delay(attempt: int, *, base: float = BASE_DELAY_S, cap: float = MAX_DELAY_S) -> float:
+    """Seconds to wait before retry number `attempt + 1`: exponential, capped, with jitter.
+
+    The jitter (50-150%) keeps several workers that failed together from
+    coming back together.
+    """
+    return min(cap, base * 2 ** attempt) * (0.5 + random.random())
+
+
+def back_off(attempt: int, max_retries: int, reason: str, *, give_up: Callable[[str], BaseException],
+             sleep: Callable[[float], None] | None = time.sleep) -> int:
+    """Wait before trying again and return the next attempt number, or raise once retries are spent.
+
+    `attempt` counts the retries made so far (0 for the first failure);
+    after `max_retries` of them, `give_up` builds the exception to raise
+    from `reason` (which must name no secret). `sleep=None` retries at once,
+    for callers that have already waited for a reason of their own (a
+    server-given reset time).
+    """
+    if attempt >= max_retries:
+        raise give_up(f"{reason}; gave up after {attempt + 1} attempts")
+    if sleep is not None:
+        sleep(backoff_delay(attempt))
+    return attempt + 1
