@@ -142,7 +142,7 @@ class Campaign:
                 "HUB_SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}",
                 "HUB_MAIL_FROM": "Цветочная лавка <shop@example.ru>", "HUB_PUBLIC_URL": "https://hub.example.ru",
                 "HUB_COMPANY_NAME": "Цветочная лавка", "HUB_WORKFLOWS_BATCH_SIZE": str(self.args.batch_size),
-                "HUB_WORKFLOWS_LEASE_S": "30"}
+                "HUB_WORKFLOWS_LEASE_S": "30", "HUB_MESSAGES_LEASE_S": "30"}
 
     def settings(self) -> Any:
         from hub.config import load_settings
@@ -199,7 +199,7 @@ class Campaign:
             return []
 
     def sending(self, engine: Any) -> subprocess.Popen[bytes] | None:
-        """A worker whose job holds messages claimed and not yet answered for (it is talking SMTP now)."""
+        """A worker whose job has a message with the SMTP server right now (`sending`: the one it may leave in doubt)."""
         from sqlalchemy import select
 
         from hub.models import Message
@@ -348,7 +348,7 @@ def _codes(engine: Any) -> int:
 
 def review(engine: Any, settings: Any, campaign: Campaign, state: dict[str, int], killed_at: int | None
            ) -> dict[str, Any]:
-    """After the kill: messages the dead worker held are in doubt; check them against the sink's log, as a person would."""
+    """After the kill: the message the dead worker's channel had is in doubt; check it against the sink's log, as a person would."""
     from sqlalchemy import select
 
     from hub import messaging

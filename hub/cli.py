@@ -8,6 +8,7 @@ traceback. Plugins add commands through the register_commands hook.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from functools import cached_property
@@ -23,7 +24,7 @@ from sqlalchemy import Engine, make_url, select
 from hub import __version__, consent, contacts, dedupe, importer, migrations, plugins, queue, sync
 from hub.config import Settings, SettingsError, ensure_secret_key, load_settings
 from hub.consent import ConsentError
-from hub.db import get_engine
+from hub.db import DatabaseUnavailable, get_engine
 from hub.models import Contact
 from hub.segments.commands import segments_group
 from hub.segments.evaluate import Segments
@@ -33,7 +34,8 @@ from hub.spreadsheet import SpreadsheetError
 from hub.sync import SyncError
 
 stderr = Console(stderr=True)
-USER_ERRORS = (SettingsError, SpreadsheetError, SyncError, ConsentError, SegmentError, FileNotFoundError)
+USER_ERRORS = (SettingsError, SpreadsheetError, SyncError, ConsentError, SegmentError, FileNotFoundError,
+               DatabaseUnavailable)
 
 
 class App:
@@ -78,14 +80,51 @@ class HubGroup(click.Group):
     """Turns the errors a user can fix into one line instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        argv = _pending_args(ctx)  # click consumes them; kept to name a server's address on failure
         try:
             return super().invoke(ctx)
         except USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            # A server command (`hub sandbox …`) that could not listen on its --host/--port.
+            host, port = _listen_address(ctx, argv) if exc.errno in _LISTEN_ERRORS else (None, None)
+            if port is None:
+                raise
+            raise click.ClickException(address_refused(host, port, exc.errno)) from None
         except ValueError as exc:
             if type(exc) is ValueError:
                 raise click.ClickException(str(exc)) from None
             raise
+
+
+_LISTEN_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+
+
+def address_refused(host: str | None, port: int | None, code: int | None) -> str:
+    """One line saying why a server command could not listen on host:port."""
+    where = f"{host or '?'}:{port if port is not None else '?'}"
+    if code == errno.EACCES:
+        return f"нет прав слушать адрес {where} (порты ниже 1024 — только для root); укажите другой --port"
+    if code == errno.EADDRNOTAVAIL:
+        return f"адрес {where} не принадлежит этой машине; проверьте --host"
+    return f"адрес {where} уже занят другой программой (или другим Hub); укажите другой --port"
+
+
+def _pending_args(ctx: click.Context) -> list[str]:
+    protected = getattr(ctx, "_protected_args", None)
+    return [*(protected if protected is not None else ctx.protected_args), *ctx.args]
+
+
+def _listen_address(ctx: click.Context, args: list[str]) -> tuple[str | None, int | None]:
+    """The --host and --port (defaults included) of the subcommand `args` name, if it has a --port."""
+    command: click.Command = ctx.command
+    while isinstance(command, click.Group) and args:
+        name, found, args = command.resolve_command(ctx, args)
+        if found is None or name is None:
+            return None, None
+        ctx = found.make_context(name, list(args), parent=ctx, resilient_parsing=True)
+        command, args = found, _pending_args(ctx)
+    return ctx.params.get("host"), ctx.params.get("port")
 
 
 @click.group(cls=HubGroup)
@@ -298,12 +337,29 @@ def consent_group() -> None:
 @click.option("--source", default="cli", show_default=True, help="Where the consent was given.")
 @pass_app
 def consent_set(app: App, contact_id: int, channel: str, purpose: str, status: str, source: str) -> None:
-    """Record CHANNEL/PURPOSE consent for a contact (e.g. email marketing granted)."""
+    """Record CHANNEL/PURPOSE consent for a contact (e.g. email marketing granted), as a staff entry.
+
+    The ledger names who ran the command; a double opt-in waiting for the
+    person's click cannot be granted from here (only the person's link does).
+    """
+    import getpass
+
+    try:
+        who = f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        who = "cli"
     with app.ready_engine().begin() as conn:
         if conn.execute(select(Contact.id).where(Contact.id == contact_id)).first() is None:
             raise click.ClickException(f"no contact with id {contact_id}")
-        consent.record(conn, contact_id, channel, purpose, status, source=source, settings=app.settings,
-                       evidence={"via": "hub consent set"})
+        if status == "pending":
+            consent.record(conn, contact_id, channel, purpose, status, source=source, settings=app.settings,
+                           evidence={"via": "hub consent set", "by": consent.STAFF, "staff_user": who})
+        else:
+            try:
+                consent.record_staff(conn, app.settings, contact_id, channel, purpose, status, staff=who,
+                                     source=source, note="hub consent set")
+            except consent.ConsentError as exc:
+                raise click.ClickException(str(exc)) from None
     click.echo(f"Recorded: contact #{contact_id} {channel}/{purpose} {status} (source: {source}).")
 
 
@@ -413,6 +469,10 @@ def sync_cmd(app: App, source: str, full: bool, reconcile: bool, as_json: bool) 
     click.echo(f"{source} ({data['kind']}): contacts {c['created']} new, {c['updated']} updated, "
                f"{c['deleted']} deleted, {c['merged']} merged; orders {o['created']} new, {o['updated']} updated, "
                f"{o['deleted']} deleted; {data['errors']} errors{requests}{kept_out}; {data['duration_s']} s.")
+    if data.get("interrupted"):
+        runs = ", ".join(f"#{run_id}" for run_id in data["interrupted"])
+        click.echo(f"Earlier run {runs} of {source} never finished (its process stopped or fell silent) "
+                   "and is now marked interrupted; what it saved was kept.")
 
 
 # --- queue --------------------------------------------------------------------------------
@@ -422,7 +482,7 @@ def sync_cmd(app: App, source: str, full: bool, reconcile: bool, as_json: bool) 
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @pass_app
 def worker_cmd(app: App, queues: tuple[str, ...], burst: bool) -> None:
-    """Run an RQ worker (needs HUB_REDIS_URL)."""
+    """Run an RQ worker (needs HUB_REDIS_URL); SIGTERM stops it once the message in hand is sent."""
     if not app.settings.redis_url:
         raise click.ClickException("HUB_REDIS_URL is not set; without Redis, jobs run in-process and need no worker")
     app.ready_engine()
@@ -444,15 +504,29 @@ cli.add_command(scheduler_cmd)
 @cli.command("admin")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256),
+              help="Requests served at once, each holding one database connection while it runs "
+                   "(default: 4 on SQLite, 8 on PostgreSQL).")
 @pass_app
-def admin_cmd(app: App, host: str, port: int) -> None:
-    """Serve the admin and the public routes (webhook receivers, unsubscribe links)."""
-    from werkzeug.serving import run_simple
+def admin_cmd(app: App, host: str, port: int, threads: int | None) -> None:
+    """Serve the admin and the public routes (webhook receivers, unsubscribe links) with waitress."""
+    import logging
 
-    from hub.admin import create_app
+    from hub import wsgi
 
     app.ready_engine()
-    run_simple(host, port, create_app(app.settings), threaded=True)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("hub.access", "waitress"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    # "Task queue depth is N" for every request that waits for a free thread: normal in a burst, noise in a log.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    threads = threads or wsgi.default_threads(app.settings.database_url)
+    try:
+        wsgi.serve(wsgi.create(app.settings), host, port, threads=threads,
+                   ready=lambda url: click.echo(f"Hub admin: {url}/ (waitress, {threads} threads; Ctrl+C stops it)",
+                                              err=True))
+    except wsgi.PortInUse as exc:
+        raise click.ClickException(address_refused(host, port, exc.errno)) from None
 
 
 from hub.admin.users_cli import users_group  # noqa: E402  (`hub users add EMAIL --role ...`)

@@ -2,12 +2,17 @@
 
 Three promises, and how they are kept:
 
-- **At most once.** A message has a unique idempotency key (a workflow uses
-  its run and step); creating it again returns the row that exists. A worker
-  claims rows by committing them as `sending` before it calls a channel, so
-  two workers never take the same row, and a crash between the claim and the
-  channel's answer leaves the row `sending` until `recover_stale` marks it
-  `unknown` for a person to review: never a silent second send.
+- **At most once, and as little in doubt as possible.** A message has a
+  unique idempotency key (a workflow uses its run and step); creating it
+  again returns the row that exists. A worker claims a batch with a lease
+  (`worker`, `claimed_at`; the rows stay `queued`), so two workers never take
+  the same row. Just before one message is handed to its channel, a short
+  transaction commits it as `sending` (and, in the same commit, the outcome
+  of the message before it); so at any moment a worker holds at most one
+  message in doubt. A crash then leaves that one `sending` until
+  `recover_stale` marks it `unknown` for a person to review (never a silent
+  second send), while the rest of its batch is still `queued` and is sent by
+  the next worker once the lease runs out.
 - **Permission at send time.** Every message passes the send policies just
   before its channel is called (SEND_POLICIES; today the consent decision,
   `hub.consent.can_contact`). A refusal marks it `suppressed` with the reason.
@@ -16,7 +21,7 @@ Three promises, and how they are kept:
   permanent one fails it, and when the address itself is dead the address is
   suppressed and a consent event records the bounce.
 
-Statuses: queued → sending → sent | failed | suppressed | deferred | unknown.
+Statuses: queued (claimed or not) → sending → sent | failed | suppressed | deferred | unknown.
 Channels are plugins (register_channels) with a small interface: Channel below.
 """
 
@@ -31,7 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 
-from hub import consent, links, templates
+from hub import consent, links, queue, templates
 from hub.config import Settings
 from hub.db import bulk_insert, chunks, get_engine, insert_for, utcnow
 from hub.identity import on_merge_repoint
@@ -51,10 +56,11 @@ MAX_ATTEMPTS = 6
 BACKOFF = (60, 300, 1800, 7200, 21600)
 # A row still `sending` this long after its claim belongs to a worker that died.
 SENDING_TIMEOUT = dt.timedelta(minutes=10)
-# Outcomes are written at the end of each batch, or sooner when sending is slow,
-# so a crash leaves few rows in doubt.
-FLUSH_SECONDS = 2.0
 DEFAULT_BATCH = 100
+# How long a claimed batch stays a worker's (HUB_MESSAGES_LEASE_S): the worker renews it while
+# it sends, and when a worker dies its claimed rows that never reached a channel are free again
+# after this long. Only rows the channel had are in doubt.
+CLAIM_LEASE = dt.timedelta(seconds=60)
 # A channel that cannot send at all (server down) is tried again this much later.
 RELEASE_DELAY = dt.timedelta(seconds=60)
 
@@ -492,9 +498,28 @@ def channel_rate(settings: Settings, channel: str) -> float | None:
     return rate
 
 
+def claim_lease(settings: Settings) -> dt.timedelta:
+    """How long a claimed batch stays a worker's (HUB_MESSAGES_LEASE_S; default CLAIM_LEASE)."""
+    raw = settings.extra.get("messages_lease_s")
+    if raw in (None, ""):
+        return CLAIM_LEASE
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        raise MessagingError(f"HUB_MESSAGES_LEASE_S: {raw!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise MessagingError("HUB_MESSAGES_LEASE_S: must be more than 0")
+    return dt.timedelta(seconds=seconds)
+
+
 def recover_stale(engine: Engine, *, now: dt.datetime | None = None,
                   timeout: dt.timedelta = SENDING_TIMEOUT) -> int:
-    """Mark rows left `sending` by a worker that died as `unknown`; returns how many."""
+    """Mark rows left `sending` by a worker that died as `unknown`; returns how many.
+
+    Only a message a channel had when its worker stopped is `sending`: at most
+    one per worker. Rows the worker had claimed but not handed over are still
+    `queued` and need nothing here; the next claim takes them when the lease ends.
+    """
     now = now or utcnow()
     with engine.begin() as conn:
         result = conn.execute(
@@ -510,25 +535,32 @@ _CLAIM_COLUMNS = (messages_t.c.id, messages_t.c.contact_id, messages_t.c.channel
                   messages_t.c.purpose, messages_t.c.template, messages_t.c.subject, messages_t.c.body_text,
                   messages_t.c.body_html, messages_t.c.idempotency_key, messages_t.c.meta, messages_t.c.attempts,
                   messages_t.c.parts)
+_WAITING = (QUEUED, DEFERRED)
 
 
 def claim(engine: Engine, channel: str, limit: int, *, worker: str, now: dt.datetime | None = None,
-          ids: Sequence[int] | None = None) -> list[tuple[Outgoing, int, int | None]]:
-    """Take up to `limit` ready messages of one channel, committed as `sending` before returning.
+          ids: Sequence[int] | None = None, lease: dt.timedelta = CLAIM_LEASE
+          ) -> list[tuple[Outgoing, int, int | None]]:
+    """Take up to `limit` ready messages of one channel for `worker`, for `lease`.
 
-    Due `deferred` rows first, then `queued` ones, oldest first. The UPDATE
-    re-checks the status, and on PostgreSQL the candidates are locked with
-    SKIP LOCKED, so concurrent workers never claim the same row; on SQLite
-    the write lock serialises claims.
+    The rows keep their status (`queued` or `deferred`) and get the worker's
+    name and the claim time: nothing has gone anywhere yet, so a worker that
+    dies leaves them to be claimed again once the lease has run out. Due
+    `deferred` rows first, then `queued` ones, oldest first. The UPDATE
+    re-checks status and lease, and on PostgreSQL the candidates are locked
+    with SKIP LOCKED, so concurrent workers never claim the same row; on
+    SQLite the write lock serialises claims.
     """
     now = now or utcnow()
+    free = or_(messages_t.c.claimed_at.is_(None), messages_t.c.claimed_at <= now - lease)
     taken: list[Any] = []
     with engine.begin() as conn:
         for status in (DEFERRED, QUEUED):
             want = limit - len(taken)
             if want <= 0:
                 break
-            conditions = [messages_t.c.status == status, messages_t.c.channel == channel, messages_t.c.due_at <= now]
+            conditions = [messages_t.c.status == status, messages_t.c.channel == channel, messages_t.c.due_at <= now,
+                          free]
             if ids is not None:
                 conditions.append(messages_t.c.id.in_(list(ids)))
             candidates = select(messages_t.c.id).where(*conditions).order_by(messages_t.c.due_at).limit(want)
@@ -542,8 +574,8 @@ def claim(engine: Engine, channel: str, limit: int, *, worker: str, now: dt.date
                 # One statement: SQLite evaluates the subquery once, under the write lock.
                 chosen = candidates.scalar_subquery()
             stmt = (update(messages_t)
-                    .where(messages_t.c.id.in_(chosen), messages_t.c.status == status)
-                    .values(status=SENDING, worker=worker, claimed_at=now, updated_at=now)
+                    .where(messages_t.c.id.in_(chosen), messages_t.c.status == status, free)
+                    .values(worker=worker, claimed_at=now, updated_at=now)
                     .returning(*_CLAIM_COLUMNS))
             taken.extend(conn.execute(stmt).all())
     taken.sort(key=lambda r: r.id)
@@ -553,7 +585,14 @@ def claim(engine: Engine, channel: str, limit: int, *, worker: str, now: dt.date
 
 
 class Dispatcher:
-    """One worker's run through the outbox: channels stay open across its batches."""
+    """One worker's run through the outbox: channels stay open across its batches.
+
+    Per message that reaches a channel there is one short write transaction,
+    just before the channel is called: it moves this message to `sending` and
+    writes what was decided since the last one (the previous message's
+    outcome, refusals by the send policies). So the outbox is never more than
+    one message behind the channel, and that one is the message in its hands.
+    """
 
     def __init__(self, engine: Engine, settings: Settings, *, worker: str | None = None,
                  batch_size: int = DEFAULT_BATCH, policies: Sequence[Policy] | None = None,
@@ -564,12 +603,14 @@ class Dispatcher:
         self.batch_size = max(1, batch_size)
         self.policies = policies
         self.progress = progress
+        self.lease = claim_lease(settings)
         self.report = DispatchReport()
         self._factories = channel_factories()
         self._open: dict[str, Channel] = {}
         self._down: set[str] = set()
         self._limiters: dict[str, Any] = {}
         self._in_flight: int | None = None  # the message a channel is sending right now
+        self._renewed = 0.0  # time.monotonic() of the batch's claim or its last renewal
 
     # channels
 
@@ -614,15 +655,18 @@ class Dispatcher:
         remaining = limit
         active = [n for n in names]
         try:
-            while active and (remaining is None or remaining > 0):
+            while active and (remaining is None or remaining > 0) and not queue.stop_requested():
                 for name in list(active):
+                    if queue.stop_requested():  # the worker is stopping: the next job takes what is left
+                        break
                     size = self.batch_size
                     rate = channel_rate(self.settings, name)
                     if rate is not None:  # about a minute of sending per batch at most
                         size = min(size, max(1, int(rate * 60)))
                     if remaining is not None:
                         size = min(size, remaining)
-                    batch = claim(self.engine, name, size, worker=self.worker, ids=ids)
+                    batch = claim(self.engine, name, size, worker=self.worker, ids=ids, lease=self.lease)
+                    self._renewed = time.monotonic()
                     if not batch:
                         active.remove(name)
                         continue
@@ -640,34 +684,46 @@ class Dispatcher:
         return self.report
 
     def _send_batch(self, name: str, batch: list[tuple[Outgoing, int, int | None]]) -> None:
-        outcomes: list[_Outcome] = []
-        done = 0  # rows of the batch whose outcome is in `outcomes` or already written
-        last_flush = time.monotonic()
+        pending: list[_Outcome] = []  # decided, not yet written
+        done = 0  # rows of the batch whose outcome is in `pending` or written
         try:
             limiter = self._limiter(name)
-            with self.engine.connect() as reader:
+            with self.engine.connect() as reader, self.engine.connect() as writer:
+                fresh = reader.dialect.name == "sqlite"  # PostgreSQL reads afresh at each statement anyway
                 for message, attempts, parts in batch:
+                    if queue.stop_requested():
+                        break
+                    verdict = check(reader, self.settings, message, self.policies)
+                    if fresh:
+                        reader.rollback()  # no snapshot held while writing; the next check sees the latest
+                    if verdict is not None:
+                        pending.append(_refusal(message, verdict))
+                        done += 1
+                        continue
                     try:
-                        outcome = self._one(reader, name, message, attempts, parts, limiter)
-                    except ChannelUnavailable as exc:
+                        channel = self._channel(name)
+                        if limiter is not None:
+                            limiter.acquire()
+                        ours = self._hand_over(writer, pending, message, batch[done + 1:])
+                        pending = []
+                        if ours:
+                            pending.append(self._deliver(channel, name, message, attempts, parts))
+                    except ChannelUnavailable as exc:  # the channel's promise: nothing was handed over
                         self._down.add(name)
                         self.report.errors.append(f"{name}: {exc}")
+                        self._flush(pending)
+                        pending = []
                         self._release(batch[done:], str(exc))
                         done = len(batch)
                         break
-                    outcomes.append(outcome)
                     done += 1
-                    if time.monotonic() - last_flush >= FLUSH_SECONDS:
-                        reader.rollback()  # end the read snapshot before writing (SQLite)
-                        self._flush(outcomes)
-                        outcomes, last_flush = [], time.monotonic()
-                reader.rollback()
         except BaseException as exc:
             # A setting error, Ctrl-C, a lost database: keep what was decided, put back what
             # never reached the channel, and leave a message caught mid-send for review. If
-            # even that fails, the rows stay `sending` and become `unknown` later: never resent.
+            # even that fails, a message handed over stays `sending` and becomes `unknown`
+            # later, never resent; the others wait for their lease to run out.
             try:
-                self._flush(outcomes)
+                self._flush(pending)
                 rest = batch[done:]
                 if rest and self._in_flight == rest[0][0].id:
                     self._mark_unknown(rest[0][0].id, f"dispatch stopped while sending ({type(exc).__name__})")
@@ -676,18 +732,33 @@ class Dispatcher:
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
             raise
-        self._flush(outcomes)
+        self._flush(pending)
+        if done < len(batch):  # asked to stop: whatever is left is due now, for the next worker
+            self._release(batch[done:], "the worker stopped before sending it", delay=None)
 
-    def _one(self, reader: Connection, name: str, message: Outgoing, attempts: int, parts: int | None,
-             limiter: Any) -> _Outcome:
-        verdict = check(reader, self.settings, message, self.policies)
-        if verdict is not None:
-            if verdict.until is not None:
-                return _Outcome(message.id, QUEUED, error=f"held: {verdict.reason}", due_at=verdict.until)
-            return _Outcome(message.id, SUPPRESSED, error=verdict.reason)
-        channel = self._channel(name)
-        if limiter is not None:
-            limiter.acquire()
+    def _hand_over(self, conn: Connection, pending: list[_Outcome], message: Outgoing,
+                   rest: list[tuple[Outgoing, int, int | None]]) -> bool:
+        """Commit `message` as `sending`, with the outcomes decided so far; False: the claim was lost.
+
+        One short transaction on the batch's own connection (no pool round
+        trip per message). It starts by writing, so on SQLite it waits for the
+        write lock (busy_timeout) rather than failing as a read-then-write
+        transaction would. The lease on the rest of the batch is renewed in
+        the same transaction when a third of it has gone by.
+        """
+        now = utcnow()
+        with conn.begin():
+            taken = conn.execute(_HAND_OVER, {"_id": message.id, "_worker": self.worker, "_now": now}).rowcount
+            self._write(conn, pending, now)
+            if rest and time.monotonic() - self._renewed >= self.lease.total_seconds() / 3:
+                conn.execute(_RENEW, {"_ids": [m.id for m, _, _ in rest], "_worker": self.worker, "_now": now})
+                self._renewed = time.monotonic()
+        self._count(pending)
+        return bool(taken)
+
+    def _deliver(self, channel: Channel, name: str, message: Outgoing, attempts: int, parts: int | None
+                 ) -> _Outcome:
+        """Hand one message (already committed as `sending`) to its channel and read the answer."""
         now = utcnow()
         # Set while the channel has the message: if this process is stopped now (Ctrl-C),
         # the message is marked unknown rather than put back.
@@ -728,52 +799,109 @@ class Dispatcher:
                                  updated_at=utcnow()))
         self.report.unknown += 1
 
-    def _release(self, rest: list[tuple[Outgoing, int, int | None]], reason: str) -> None:
-        """Put back rows that were claimed but never handed to the channel."""
+    def _release(self, rest: list[tuple[Outgoing, int, int | None]], reason: str, *,
+                 delay: dt.timedelta | None = RELEASE_DELAY) -> None:
+        """Give up this worker's claim on rows no channel has had: due again after `delay` (None: as they were).
+
+        A row already committed as `sending` is among them only when its
+        channel said nothing was handed over (ChannelUnavailable) or was never called.
+        """
         if not rest:
             return
-        due = utcnow() + RELEASE_DELAY
+        now = utcnow()
         params = [{"_id": m.id, "_status": DEFERRED if attempts else QUEUED} for m, attempts, _ in rest]
+        values: dict[str, Any] = {"status": bindparam("_status"), "claimed_at": None, "updated_at": now}
+        if delay is not None:
+            values |= {"due_at": now + delay, "error": f"not sent yet: {reason}"}
+        t = messages_t
         with self.engine.begin() as conn:
-            conn.execute(update(messages_t)
-                         .where(messages_t.c.id == bindparam("_id"), messages_t.c.status == SENDING)
-                         .values(status=bindparam("_status"), due_at=due, error=f"not sent yet: {reason}",
-                                 updated_at=utcnow()), params)
+            conn.execute(update(t).where(t.c.id == bindparam("_id"), t.c.worker == self.worker,
+                                         _status_in(SENDING, *_WAITING))
+                         .values(**values), params)
         self.report.released += len(rest)
 
     def _flush(self, outcomes: list[_Outcome]) -> None:
-        """Write a run of outcomes in one transaction, with bounces and the message_sent hook."""
+        """Write outcomes in a transaction of their own (the end of a batch)."""
+        if not outcomes:
+            return
+        now = utcnow()
+        with self.engine.begin() as conn:
+            self._write(conn, outcomes, now)
+        self._count(outcomes)
+
+    def _write(self, conn: Connection, outcomes: list[_Outcome], now: dt.datetime) -> None:
+        """Write outcomes, with bounces and the message_sent hook, in the caller's transaction.
+
+        A message a channel had is updated only while it is this worker's and
+        `sending` (or marked `unknown` meanwhile); a refusal by a policy only
+        while the row is still this worker's and waiting: a row whose lease
+        ran out and that another worker took is left to that worker.
+        """
         if not outcomes:
             return
         from hub.plugins import get_pm
 
-        now = utcnow()
-        params = [{"_id": o.id, "_status": o.status, "_error": o.error, "_provider_id": o.provider_id,
-                   "_parts": o.parts, "_tried": o.tried, "_due_at": o.due_at, "_sent_at": o.sent_at}
-                  for o in outcomes]
-        t = messages_t
-        stmt = (update(t)
-                .where(t.c.id == bindparam("_id"), t.c.worker == self.worker,
-                       or_(t.c.status == SENDING, t.c.status == UNKNOWN))
-                .values(status=bindparam("_status"), error=bindparam("_error"),
-                        provider_id=func.coalesce(bindparam("_provider_id"), t.c.provider_id),
-                        parts=func.coalesce(bindparam("_parts"), t.c.parts),
-                        attempts=t.c.attempts + bindparam("_tried"),
-                        due_at=func.coalesce(bindparam("_due_at", type_=t.c.due_at.type), t.c.due_at),
-                        sent_at=bindparam("_sent_at", type_=t.c.sent_at.type), updated_at=now))
+        for handed, stmt in ((True, _OUTCOME_OF_SEND), (False, _OUTCOME_OF_POLICY)):
+            params = [{"_id": o.id, "_worker": self.worker, "_now": now, "_status": o.status, "_error": o.error,
+                       "_provider_id": o.provider_id, "_parts": o.parts, "_tried": o.tried, "_due_at": o.due_at,
+                       "_sent_at": o.sent_at,
+                       # a row that waits again is free for any worker when it is due
+                       "_claimed_at": None if o.status in _WAITING else now}
+                      for o in outcomes if (o.tried > 0) == handed]
+            if params:
+                conn.execute(stmt, params)
         hook = get_pm().hook.message_sent
-        with self.engine.begin() as conn:
-            conn.execute(stmt, params)
-            for o in outcomes:
-                if o.bounce is not None:
-                    record_bounce(conn, self.settings, o.bounce, o.error or "bounced")
-                elif o.sent is not None and hook.get_hookimpls():
-                    hook(conn=conn, message=_sent_dict(o))
+        for o in outcomes:
+            if o.bounce is not None:
+                record_bounce(conn, self.settings, o.bounce, o.error or "bounced")
+            elif o.sent is not None and hook.get_hookimpls():
+                hook(conn=conn, message=_sent_dict(o))
+
+    def _count(self, outcomes: list[_Outcome]) -> None:
+        if not outcomes:
+            return
         for o in outcomes:
             counter = "bounced" if o.bounce is not None else ("held" if o.status == QUEUED else o.status)
             setattr(self.report, counter, getattr(self.report, counter) + 1)
         if self.progress:
             self.progress(len(outcomes))
+
+
+def _status_in(*states: str) -> Any:
+    """`status IN (...)` spelt out, as statements run for many rows at once (executemany) need."""
+    return or_(*(messages_t.c.status == s for s in states))
+
+
+# The dispatcher's writes, built once: they run for every message, and building a statement
+# costs more than running it.
+_t = messages_t
+_HAND_OVER = (update(_t).where(_t.c.id == bindparam("_id"), _t.c.worker == bindparam("_worker"),
+                               _status_in(*_WAITING))
+              .values(status=SENDING, claimed_at=bindparam("_now"), updated_at=bindparam("_now")))
+_RENEW = (update(_t).where(_t.c.id.in_(bindparam("_ids", expanding=True)), _t.c.worker == bindparam("_worker"),
+                           _status_in(*_WAITING))
+          .values(claimed_at=bindparam("_now")))
+_OUTCOME_VALUES = dict(status=bindparam("_status"), error=bindparam("_error"),
+                       provider_id=func.coalesce(bindparam("_provider_id"), _t.c.provider_id),
+                       parts=func.coalesce(bindparam("_parts"), _t.c.parts),
+                       attempts=_t.c.attempts + bindparam("_tried"),
+                       due_at=func.coalesce(bindparam("_due_at", type_=_t.c.due_at.type), _t.c.due_at),
+                       sent_at=bindparam("_sent_at", type_=_t.c.sent_at.type),
+                       claimed_at=bindparam("_claimed_at", type_=_t.c.claimed_at.type),
+                       updated_at=bindparam("_now", type_=_t.c.updated_at.type))
+# A message a channel had: while it is this worker's and `sending` (or marked `unknown` meanwhile).
+_OUTCOME_OF_SEND = (update(_t).where(_t.c.id == bindparam("_id"), _t.c.worker == bindparam("_worker"),
+                                     _status_in(SENDING, UNKNOWN)).values(**_OUTCOME_VALUES))
+# A policy's refusal: while the row is still this worker's and waiting.
+_OUTCOME_OF_POLICY = (update(_t).where(_t.c.id == bindparam("_id"), _t.c.worker == bindparam("_worker"),
+                                       _status_in(*_WAITING)).values(**_OUTCOME_VALUES))
+
+
+def _refusal(message: Outgoing, verdict: Verdict) -> _Outcome:
+    """A send policy's objection as an outcome: held until a time, or suppressed."""
+    if verdict.until is not None:
+        return _Outcome(message.id, QUEUED, error=f"held: {verdict.reason}", due_at=verdict.until)
+    return _Outcome(message.id, SUPPRESSED, error=verdict.reason)
 
 
 def _sent_dict(o: _Outcome) -> dict[str, Any]:
@@ -892,7 +1020,7 @@ def resolve(engine: Engine, message_id: int, outcome: str, *, by: str = "cli") -
     elif outcome == "failed":
         values |= {"status": FAILED, "error": f"marked failed by {by}"}
     else:
-        values |= {"status": QUEUED, "due_at": now, "error": f"requeued by {by}"}
+        values |= {"status": QUEUED, "due_at": now, "claimed_at": None, "error": f"requeued by {by}"}
     with engine.begin() as conn:  # the UPDATE first: on SQLite a write transaction must start by writing
         changed = conn.execute(update(messages_t).where(messages_t.c.id == message_id,
                                                         messages_t.c.status.in_(allowed)).values(**values)).rowcount

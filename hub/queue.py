@@ -8,7 +8,11 @@ the database, so flushing Redis loses nothing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import re
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +22,10 @@ from hub.config import Settings
 
 DEFAULT_QUEUES = ("high", "default", "low")
 log = logging.getLogger(__name__)
+
+# RQ accepts only these characters in a job id (rq.job.JOB_ID_PATTERN) and refuses anything else.
+_RQ_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NOT_RQ = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 @dataclass
@@ -38,16 +46,36 @@ def redis_connection(settings: Settings) -> Any:
     return Redis.from_url(settings.redis_url)
 
 
+def job_key(job_id: str) -> str:
+    """The RQ job id for a caller's `job_id`: the same id whenever the caller passes the same one.
+
+    RQ refuses ids with anything but letters, digits, '_' and '-', and a
+    webhook receiver that passed "bitrix24:contacts:17:…" answered 500 for
+    every event. An id RQ accepts (and up to 64 characters) is kept as it is;
+    any other becomes its readable part plus a hash of the whole, so two
+    different ids never meet ("a:b" and "a_b" stay two jobs) and the same id
+    always maps to the same job, which keeps enqueues idempotent.
+    """
+    if _RQ_ID.fullmatch(job_id):
+        return job_id
+    readable = _NOT_RQ.sub("-", job_id).strip("-")[:48]
+    digest = hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{readable}-{digest}" if readable else f"job-{digest}"
+
+
 def enqueue(settings: Settings, func: Callable[..., Any], *args: Any, queue: str = "default",
             job_id: str | None = None, background: bool = False, **kwargs: Any) -> Enqueued:
     """Run `func` on a worker, or in this process when there is no Redis.
 
     `job_id` makes an enqueue idempotent on RQ: a second enqueue with the same
     id while the first is pending replaces nothing and runs nothing twice.
+    Any string will do: it is turned into an id RQ accepts by `job_key`.
     Without Redis the job runs right here, unless `background` asks for it to
     run after the caller returns (a web request that must answer at once):
     then it goes to one background thread, so such jobs run one at a time.
     """
+    if job_id is not None:
+        job_id = job_key(job_id)
     if not settings.redis_url:
         if background:
             future = _background().submit(_logged, func, args, kwargs)
@@ -92,10 +120,9 @@ def drain(timeout: float | None = None) -> None:
 
 def work(settings: Settings, queues: tuple[str, ...] = DEFAULT_QUEUES, *, burst: bool = False,
          simple: bool = False) -> bool:
-    """Run an RQ worker on `queues` (a forking one unless `simple`)."""
-    from rq import SimpleWorker, Worker
-
-    cls = SimpleWorker if simple else Worker
+    """Run an RQ worker on `queues` (a forking one unless `simple`) that stops promptly on SIGTERM."""
+    forking, in_process = worker_classes()
+    cls = in_process if simple else forking
     worker = cls(list(queues), connection=redis_connection(settings))
     return worker.work(burst=burst, with_scheduler=False)
 
@@ -112,3 +139,78 @@ def health(settings: Settings) -> dict[str, Any]:
         q = Queue(name, connection=conn)
         out["queues"][name] = {"queued": q.count, "failed": q.failed_job_registry.count}
     return out
+
+
+# --- stopping promptly --------------------------------------------------------------------
+
+# A long job (an outbox dispatch) asks this between units of work: once set, it finishes the one
+# in hand, puts the rest back and returns, so `hub worker` stops within moments of SIGTERM
+# instead of after the whole job. RQ's own warm shutdown only waits for the job to end.
+STOP_SIGNAL = signal.SIGUSR1  # what `hub worker` sends its work-horse on SIGTERM
+_stopping = False
+
+
+def stop_requested() -> bool:
+    """Whether this process has been asked to stop; long jobs check it between units of work."""
+    return _stopping
+
+
+def request_stop() -> None:
+    """Ask the jobs running in this process to return at their next safe point."""
+    global _stopping
+    _stopping = True
+
+
+def clear_stop() -> None:
+    """Forget an earlier request (a process that starts working again, tests)."""
+    global _stopping
+    _stopping = False
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    request_stop()
+
+
+class _PromptStop:
+    """Hub's additions to RQ's workers: on SIGTERM the job in hand is told to wrap up.
+
+    RQ's warm shutdown waits for the current job however long it runs. Here the
+    worker also sets the stop flag in its own process (SimpleWorker runs jobs
+    there) and sends STOP_SIGNAL to the work-horse; the horse inherits a handler
+    that sets the flag, so the signal can never kill it, even right after the
+    fork. A SIGTERM sent to the horse directly (a service manager stopping the
+    whole group) sets the flag too; RQ's cold shutdown still kills it with SIGKILL.
+    """
+
+    horse_pid: int
+
+    def _install_signal_handlers(self) -> None:
+        clear_stop()
+        signal.signal(STOP_SIGNAL, _on_stop_signal)
+        super()._install_signal_handlers()  # type: ignore[misc]
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        request_stop()
+        if self.horse_pid:
+            try:
+                os.kill(self.horse_pid, STOP_SIGNAL)
+            except ProcessLookupError:
+                pass
+        super().request_stop(signum, frame)  # type: ignore[misc]
+
+    def setup_work_horse_signals(self) -> None:
+        super().setup_work_horse_signals()  # type: ignore[misc]
+        signal.signal(signal.SIGTERM, _on_stop_signal)
+
+
+def worker_classes() -> tuple[type, type]:
+    """(forking worker, simple worker) with Hub's prompt stop."""
+    from rq import SimpleWorker, Worker
+
+    class HubWorker(_PromptStop, Worker):
+        pass
+
+    class HubSimpleWorker(_PromptStop, SimpleWorker):
+        pass
+
+    return HubWorker, HubSimpleWorker

@@ -12,9 +12,8 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 import threading
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -32,6 +31,7 @@ from hub.cli import cli
 from hub.models import Message
 from hub.records import ContactRecord
 from tests.conftest import HubDB
+from tests.processes import hub_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -531,9 +531,11 @@ def test_two_rq_workers_on_one_batch_deliver_each_message_exactly_once(hub_db: H
                "HUB_SECRET_KEY": settings.secret_key, "HUB_PLUGINS": "mailing",
                "HUB_SMTP_URL": f"smtp://127.0.0.1:{port}", "HUB_MAIL_FROM": "shop@example.ru",
                "HUB_EMAIL_RATE": "2000", "PYTHONPATH": str(ROOT)}
-        workers = [subprocess.Popen([sys.executable, "-m", "hub", "worker", "--burst"], env=env, cwd=tmp_path,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
-        logs = [w.communicate(timeout=180)[0].decode(errors="replace") for w in workers]
+        with ExitStack() as stack:  # whatever happens, no worker outlives the test
+            workers = [stack.enter_context(hub_process(["worker", "--burst"], env=env, cwd=tmp_path,
+                                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+                       for _ in range(2)]
+            logs = [w.communicate(timeout=600)[0].decode(errors="replace") for w in workers]
     assert [w.returncode for w in workers] == [0, 0], logs
     delivered = box.by_tracking_id()
     with hub_db.engine.connect() as conn:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
+import os
+import signal
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
-from hub import consent, identity, links, messaging, sync
+from hub import consent, identity, links, messaging, queue, sync
 from hub.db import utcnow
 from hub.hookspecs import hookimpl
 from hub.messaging import ChannelUnavailable, Delivery, Outgoing, Verdict
@@ -279,24 +283,137 @@ def test_stopped_mid_batch_the_message_in_hand_is_unknown_and_the_rest_wait(hub_
     assert [m.address for m in channels.email.sent] == ["a@example.ru", "c@example.ru"]
 
 
-def test_a_crash_after_the_claim_leaves_unknown_for_review_never_a_resend(hub_db: HubDB, channels) -> None:
-    created = make(hub_db, person(hub_db), "k")
-    claimed = messaging.claim(hub_db.engine, "email", 10, worker="host:1")  # then the worker dies
-    assert [m.id for m, _, _ in claimed] == [created.id] and row(hub_db, created.id)["status"] == "sending"
-    assert messaging.dispatch(hub_db.engine, hub_db.settings).claimed == 0  # nobody else takes it
-    assert messaging.recover_stale(hub_db.engine) == 0  # too early to say
+class KilledMidSend(ScriptedChannel):
+    """A channel whose process is killed (SIGKILL) right after it hands `fatal` to the server.
+
+    What reached the "server" is appended to a file, since the process that sent it dies.
+    """
+
+    def __init__(self, log: Path, fatal: str) -> None:
+        super().__init__("email")
+        self.log, self.fatal = log, fatal
+
+    def send(self, message: Outgoing) -> Delivery:
+        with open(self.log, "a") as f:
+            f.write(f"{message.id}\n")
+        if message.address == self.fatal:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().send(message)
+
+
+def _dispatch_in_a_child(db: HubDB, worker: str) -> int:
+    """Run a dispatch in a forked process (as a worker's job horse) and return its exit code."""
+    def child() -> None:
+        db.engine.dispose(close=False)  # the parent's connections stay the parent's
+        messaging.dispatch(db.engine, db.settings, worker=worker)
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join()
+    return process.exitcode
+
+
+def _lease_runs_out(db: HubDB) -> None:
+    """As if the claims' lease had run out (the time a dead worker's batch waits)."""
+    with db.engine.begin() as conn:
+        conn.execute(update(Message).where(Message.status == "queued", Message.claimed_at.is_not(None))
+                     .values(claimed_at=utcnow() - messaging.CLAIM_LEASE - dt.timedelta(seconds=1)))
+
+
+def test_a_worker_killed_mid_send_leaves_only_the_message_in_hand_in_doubt(hub_db: HubDB, plugin_manager,
+                                                                          tmp_path: Path) -> None:
+    server = tmp_path / "delivered"
+    plugin = Channels()
+    plugin.email = KilledMidSend(server, fatal="c@example.ru")
+    plugin_manager.register(plugin)
+    ids = [make(hub_db, person(hub_db, email=f"{n}@example.ru"), n).id for n in "abcdef"]
+    assert _dispatch_in_a_child(hub_db, "host:1") == -signal.SIGKILL
+    assert [row(hub_db, i)["status"] for i in ids] == ["sent", "sent", "sending", "queued", "queued", "queued"]
+    assert [row(hub_db, i)["worker"] for i in ids[3:]] == ["host:1"] * 3  # claimed, never handed over
+    assert messaging.dispatch(hub_db.engine, hub_db.settings).claimed == 0  # the dead worker's lease still holds
+    _lease_runs_out(hub_db)
+    report = messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert report.sent == 3 and [m.id for m in plugin.email.sent] == ids[3:]  # the rest simply go out
+    assert messaging.recover_stale(hub_db.engine) == 0  # too early to say about the one in hand
     later = utcnow() + messaging.SENDING_TIMEOUT + dt.timedelta(seconds=1)
     assert messaging.recover_stale(hub_db.engine, now=later) == 1
-    saved = row(hub_db, created.id)
-    assert saved["status"] == "unknown"
-    assert saved["error"] == "host:1 stopped while sending; the message may or may not have gone out"
-    assert channels.email.sent == []
+    in_doubt = [i for i in ids if row(hub_db, i)["status"] == "unknown"]
+    assert in_doubt == [ids[2]]
+    assert row(hub_db, ids[2])["error"] == "host:1 stopped while sending; the message may or may not have gone out"
+    assert sorted(int(x) for x in server.read_text().split()) == ids  # each once, the one in doubt included
 
     with pytest.raises(messaging.MessagingError, match="only unknown or failed or deferred messages"):
-        messaging.resolve(hub_db.engine, make(hub_db, person(hub_db, email="b@example.ru"), "k2").id, "requeue")
-    assert messaging.resolve(hub_db.engine, created.id, "requeue")["status"] == "queued"
-    messaging.dispatch(hub_db.engine, hub_db.settings)
-    assert [m.id for m in channels.email.sent] == [created.id, created.id + 1]
+        messaging.resolve(hub_db.engine, ids[0], "requeue")
+    assert messaging.resolve(hub_db.engine, ids[2], "sent")["status"] == "sent"
+    assert messaging.dispatch(hub_db.engine, hub_db.settings).claimed == 0
+
+
+def test_a_claim_whose_lease_ran_out_is_taken_over_and_never_sent_twice(hub_db: HubDB, channels) -> None:
+    ids = [make(hub_db, person(hub_db, email=f"{n}@example.ru"), n).id for n in "abc"]
+    slow = messaging.Dispatcher(hub_db.engine, hub_db.settings, worker="slow:1")
+    batch = messaging.claim(hub_db.engine, "email", 10, worker="slow:1")
+    assert [m.id for m, _, _ in batch] == ids and {row(hub_db, i)["status"] for i in ids} == {"queued"}
+    _lease_runs_out(hub_db)
+    assert messaging.dispatch(hub_db.engine, hub_db.settings, worker="quick:2").sent == 3
+    slow._send_batch("email", batch)  # the slow worker carries on with the batch it claimed long ago
+    assert [m.id for m in channels.email.sent] == ids  # once each
+    assert {row(hub_db, i)["worker"] for i in ids} == {"quick:2"}
+    assert slow.report.sent == 0
+
+
+def test_a_worker_renews_its_claim_as_it_sends(hub_db: HubDB, channels) -> None:
+    import time
+
+    ids = [make(hub_db, person(hub_db, email=f"{n}@example.ru"), n).id for n in "abc"]
+    worker = messaging.Dispatcher(hub_db.engine, hub_db.settings, worker="w:1")
+    batch = messaging.claim(hub_db.engine, "email", 10, worker="w:1")
+    _lease_runs_out(hub_db)  # a slow start: most of the lease has gone by
+    worker._renewed = time.monotonic() - messaging.CLAIM_LEASE.total_seconds()
+    seen: list[Any] = []
+    ordinary = channels.email.send
+
+    def send(message: Outgoing) -> Delivery:
+        if message.id == ids[0]:  # while a is with the channel, nobody may take b and c
+            seen.extend(messaging.claim(hub_db.engine, "email", 10, worker="other:2"))
+        return ordinary(message)
+
+    channels.email.send = send
+    worker._send_batch("email", batch)
+    assert seen == [] and [m.id for m in channels.email.sent] == ids
+
+
+def test_the_claim_lease_setting(hub_db: HubDB) -> None:
+    assert messaging.claim_lease(hub_db.settings) == messaging.CLAIM_LEASE
+    assert messaging.claim_lease(replace(hub_db.settings, extra={"messages_lease_s": "3"})) == dt.timedelta(seconds=3)
+    with pytest.raises(messaging.MessagingError, match="HUB_MESSAGES_LEASE_S: 'soon' is not a number of seconds"):
+        messaging.claim_lease(replace(hub_db.settings, extra={"messages_lease_s": "soon"}))
+
+
+@pytest.fixture
+def stop_flag() -> Any:
+    yield queue
+    queue.clear_stop()
+
+
+def test_asked_to_stop_a_dispatch_ends_after_the_message_in_hand(hub_db: HubDB, channels, stop_flag) -> None:
+    ids = [make(hub_db, person(hub_db, email=f"{n}@example.ru"), n).id for n in "abcd"]
+    ordinary = channels.email.send
+
+    def send(message: Outgoing) -> Delivery:
+        if message.address == "b@example.ru":
+            stop_flag.request_stop()  # SIGTERM reaches the worker while the channel has b
+        return ordinary(message)
+
+    channels.email.send = send
+    report = messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert report.sent == 2 and report.released == 2
+    saved = [row(hub_db, i) for i in ids]
+    assert [m["status"] for m in saved] == ["sent", "sent", "queued", "queued"]
+    assert all(m["claimed_at"] is None and m["due_at"] <= utcnow() for m in saved[2:])  # free and due for the next
+    assert messaging.dispatch(hub_db.engine, hub_db.settings).claimed == 0  # still stopping: takes nothing
+    stop_flag.clear_stop()
+    assert messaging.dispatch(hub_db.engine, hub_db.settings).sent == 2
+    assert [m.id for m in channels.email.sent] == ids
 
 
 def test_resolving_in_doubt_messages(hub_db: HubDB, channels) -> None:
@@ -442,9 +559,9 @@ def test_review_and_resolve_from_the_command_line(hub_db: HubDB, channels) -> No
 
     cli.add_command(commands.messages_group)
     created = make(hub_db, person(hub_db), "k")
-    messaging.claim(hub_db.engine, "email", 1, worker="host:7")
-    with hub_db.engine.begin() as conn:  # ... and the worker died long ago
-        conn.execute(update(Message).values(claimed_at=utcnow() - messaging.SENDING_TIMEOUT - dt.timedelta(minutes=1)))
+    with hub_db.engine.begin() as conn:  # a worker handed it to the channel and died long ago
+        conn.execute(update(Message).values(status="sending", worker="host:7",
+                                            claimed_at=utcnow() - messaging.SENDING_TIMEOUT - dt.timedelta(minutes=1)))
     runner = CliRunner()
     review = runner.invoke(cli, ["messages", "review", "--json"])
     assert review.exit_code == 0, review.output

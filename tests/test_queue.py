@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from hub.models import ExternalRef, SyncRun
 from tests.conftest import HubDB
 from tests.plugins import sample_source
 from tests.plugins.sample_source import FakeCRM
+from tests.processes import hub_process
 
 
 def fill(crm: FakeCRM, n: int) -> None:
@@ -79,9 +79,9 @@ def test_hub_worker_process_drains_the_queue(hub_db: HubDB, redis_url: str, tmp_
            "HUB_PLUGINS_DIR": str(plugin_dir), "HUB_SECRET_KEY": hub_db.settings.secret_key, "HUB_PLUGINS": ""}
     settings = replace(hub_db.settings, redis_url=redis_url)
     queue.enqueue(settings, jobs.sync_source, "tiny", full=True)
-    result = subprocess.run([sys.executable, "-m", "hub", "worker", "--burst"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    with hub_process(["worker", "--burst"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True) as worker:
+        _, stderr = worker.communicate(timeout=600)  # on any failure the worker and its horse are killed
+    assert worker.returncode == 0, stderr
     assert refs(hub_db) == 3
     with hub_db.engine.connect() as conn:
         assert conn.execute(select(SyncRun.status)).scalar_one() == "ok"
@@ -94,3 +94,33 @@ def test_worker_without_redis_explains_itself(hub_db: HubDB) -> None:
 
     result = CliRunner().invoke(cli, ["worker"])
     assert result.exit_code == 1 and "HUB_REDIS_URL is not set" in result.output
+
+
+def test_any_job_id_becomes_one_rq_accepts_and_stays_idempotent() -> None:
+    assert queue.job_key("sync-bitrix24") == "sync-bitrix24"  # ids RQ accepts are kept as they are
+    mapped = queue.job_key("bitrix24:contacts:17:1724916859")
+    assert mapped == queue.job_key("bitrix24:contacts:17:1724916859")
+    assert mapped.startswith("bitrix24-contacts-17-1724916859-")
+    assert queue.job_key("a:b") not in ("a_b", "a-b")  # different ids never meet
+    long = queue.job_key("x" * 500)
+    assert long != queue.job_key("x" * 499) and len(long) < 100
+    for odd in ("", ":::", "Запрос/№5 {json}", "x" * 65):
+        from rq.job import JOB_ID_PATTERN
+
+        assert JOB_ID_PATTERN.fullmatch(queue.job_key(odd)), odd
+
+
+def test_a_job_id_with_a_colon_is_enqueued_on_rq_once(hub_db: HubDB, plugin_manager, redis_url: str,
+                                                       monkeypatch) -> None:
+    Redis.from_url(redis_url).flushdb()
+    sample_source.CRM = FakeCRM()
+    fill(sample_source.CRM, 2)
+    plugin_manager.register(sample_source)
+    settings = replace(hub_db.settings, redis_url=redis_url)
+    monkeypatch.setenv("HUB_REDIS_URL", redis_url)
+    first = queue.enqueue(settings, jobs.sync_source, "sample", full=True, job_id="sync:sample:full")
+    second = queue.enqueue(settings, jobs.sync_source, "sample", full=True, job_id="sync:sample:full")
+    assert not first.inline and second.job.id == first.job.id
+    assert queue.health(settings)["queues"]["default"]["queued"] == 1
+    queue.work(settings, ("default",), burst=True, simple=True)
+    assert first.job.get_status(refresh=True) == "finished" and refs(hub_db) == 2

@@ -16,13 +16,13 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -34,29 +34,45 @@ from hub.config import load_settings
 from hub.db import utcnow
 from hub.models import Message, WorkflowRun
 from tests.conftest import HubDB
+from tests.processes import alive, hub_env, hub_process, session_members, stop
 from tests.test_workflows import SHOP, Person, enable, make_shop, runs_of, use_workflows
-from workflows import engine, jobs, scheduler
+from workflows import jobs, scheduler
 
-ROOT = Path(__file__).resolve().parent.parent
 _TRACKING = re.compile(rb"\r\nX-Hub-Message-Id: (\d+)\r\n")
 
 
 class Sink:
-    """An SMTP server's log: which message ids and recipients arrived, slowed down to take some time."""
+    """An SMTP server's log: which message ids and recipients arrived, slowed down to take some time.
+
+    With `hold_at` set, the answer to that message (the n-th to arrive) waits
+    until `release` is set: the message is with the server and its sender
+    waits for the reply, the moment a worker can least afford to die.
+    """
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.ids: list[int] = []
         self.recipients: list[str] = []
         self.lock = threading.Lock()
+        self.hold_at: int | None = None
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.held: int | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
         m = _TRACKING.search(envelope.content)
+        message_id = int(m.group(1)) if m else -1
         with self.lock:
-            self.ids.append(int(m.group(1)) if m else -1)
+            self.ids.append(message_id)
             self.recipients.extend(envelope.rcpt_tos)
+            hold = len(self.ids) == self.hold_at
+        if hold:
+            self.held = message_id
+            self.holding.set()
+            while not self.release.is_set():  # other sessions go on meanwhile
+                await asyncio.sleep(0.01)
         return "250 2.0.0 Accepted"
 
 
@@ -68,8 +84,22 @@ def sink() -> Iterator[tuple[Sink, int]]:
         port = s.getsockname()[1]
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
-    yield handler, port
-    controller.stop()
+    try:
+        yield handler, port
+    finally:
+        handler.release.set()
+        controller.stop()
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 300) -> Any:
+    """Poll until `condition()` is truthy and return it; the generous timeout only stops a broken test."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -176,32 +206,30 @@ def test_only_one_scheduler_holds_the_redis_lock(rq: HubDB) -> None:
 
 
 def test_two_scheduler_processes_tick_one_at_a_time(rq: HubDB, tmp_path: Path) -> None:
-    env = {**os.environ, "HUB_DATABASE_URL": rq.url, "HUB_REDIS_URL": rq.settings.redis_url,
-           "HUB_SECRET_KEY": rq.settings.secret_key or "", "HUB_PLUGINS": "mailing,workflows",
-           "HUB_WORKFLOWS_INTERVAL_S": "1",
-           "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-m", "hub", "scheduler", "--interval", "1"], env=env, cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    env = hub_env(HUB_DATABASE_URL=rq.url, HUB_REDIS_URL=rq.settings.redis_url,
+                  HUB_SECRET_KEY=rq.settings.secret_key or "", HUB_PLUGINS="mailing,workflows",
+                  HUB_WORKFLOWS_INTERVAL_S="1")
     lines: list[list[str]] = [[], []]
+    with ExitStack() as stack:
+        procs = [stack.enter_context(hub_process(["scheduler", "--interval", "1"], env=env, cwd=tmp_path,
+                                                 stderr=subprocess.PIPE, text=True)) for _ in range(2)]
 
-    def read(i: int) -> None:
-        assert procs[i].stderr is not None
-        for line in procs[i].stderr:
-            lines[i].append(line)
+        def read(i: int) -> None:
+            assert procs[i].stderr is not None
+            for line in procs[i].stderr:
+                lines[i].append(line)
 
-    readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(2)]
-    for r in readers:
-        r.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not all(sum("ran:" in x or "standing by" in x for x in ls) >= 3
-                                                  for ls in lines):
-        time.sleep(0.2)
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        p.wait(timeout=30)
-    for r in readers:
-        r.join(timeout=5)
+        readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(2)]
+        for r in readers:
+            r.start()
+        wait_for(lambda: all(sum("ran:" in x or "standing by" in x for x in ls) >= 3 for ls in lines),
+                 "both schedulers to tick or stand by three times")
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            stop(p)
+        for r in readers:
+            r.join(timeout=60)
     ticking = [sum("ran: " in x and "workflows" in x for x in ls) for ls in lines]
     standing = [sum("standing by" in x for x in ls) for ls in lines]
     assert sorted(bool(t) for t in ticking) == [False, True], lines  # one ticks, the other only stands by
@@ -219,7 +247,7 @@ def horses(pid: int) -> list[int]:
 
 
 def kill_9(pid: int) -> None:
-    """SIGKILL a `hub worker` and the work-horse it forked for its job (RQ gives the horse a session of its own)."""
+    """SIGKILL a `hub worker` and the work-horse it forked for its job (RQ gives the horse a group of its own)."""
     for victim in [pid, *horses(pid)]:
         try:
             os.kill(victim, signal.SIGKILL)
@@ -227,77 +255,132 @@ def kill_9(pid: int) -> None:
             pass
 
 
-def test_kill_9_a_hub_worker_mid_campaign_then_restart(wf: HubDB, redis_url: str, sink: tuple[Sink, int],
-                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    box, port = sink
+def holder(db: HubDB, message_id: int) -> str | None:
+    """The worker a message is `sending` for, if it is."""
+    with db.engine.connect() as conn:
+        return conn.execute(select(Message.worker).where(Message.id == message_id,
+                                                         Message.status == "sending")).scalar()
+
+
+def campaign(wf: HubDB, redis_url: str, port: int, monkeypatch: pytest.MonkeyPatch, people: int = 300
+             ) -> tuple[HubDB, dict[str, int], set[int], dict[str, str]]:
+    """A reactivation campaign for `people` contacts, ticked once: its jobs wait in Redis for `hub worker`."""
     Redis.from_url(redis_url).flushdb()
     env_settings = {"HUB_REDIS_URL": redis_url, "HUB_SMTP_URL": f"smtp://127.0.0.1:{port}",
                     "HUB_MAIL_FROM": "Лавка <shop@example.ru>", "HUB_WORKFLOWS_LEASE_S": "3",
-                    "HUB_WORKFLOWS_BATCH_SIZE": "40", "HUB_WORKFLOWS_QUIET_HOURS_SMS": "none"}
+                    "HUB_MESSAGES_LEASE_S": "3", "HUB_WORKFLOWS_BATCH_SIZE": "40",
+                    "HUB_WORKFLOWS_QUIET_HOURS_SMS": "none",
+                    "HUB_SMTP_TIMEOUT": "900"}  # a held answer is waited for, however slow the machine
     for key, value in env_settings.items():
         monkeypatch.setenv(key, value)
     db = replace(wf, settings=load_settings())
-    people = [Person(f"p{i}", f"Имя{i}", None, f"p{i}@example.ru") for i in range(300)]
-    ids = make_shop(db, people, now=utcnow())
+    ids = make_shop(db, [Person(f"p{i}", f"Имя{i}", None, f"p{i}@example.ru") for i in range(people)], now=utcnow())
     enable(db, "reactivation_90d")
     assert scheduler.tick(db.engine, db.settings).enqueued > 0
     treated = {r.contact_id for r in runs_of(db, "reactivation_90d") if not r.holdout}
-    env = {**os.environ, **env_settings, "HUB_DATABASE_URL": db.url, "HUB_SECRET_KEY": db.settings.secret_key or "",
-           "HUB_PLUGINS": "mailing,workflows", "PYTHONPATH": str(ROOT)}
+    env = hub_env(**env_settings, HUB_DATABASE_URL=db.url, HUB_SECRET_KEY=db.settings.secret_key or "",
+                  HUB_PLUGINS="mailing,workflows")
+    return db, ids, treated, env
 
-    def worker() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "hub", "worker"], env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
-    workers = [worker(), worker()]
-    try:
-        deadline = time.monotonic() + 120
-        while len(box.ids) < 40 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        victim = None
-        while victim is None and time.monotonic() < deadline:  # the worst moment: while it talks to the server
-            with db.engine.connect() as conn:
-                holders = set(conn.execute(select(Message.worker).where(Message.status == "sending")).scalars())
-            victim = next((i for i, w in enumerate(workers)
-                           if any(f"{socket.gethostname()}:{pid}" in holders for pid in horses(w.pid))), None)
-        assert victim is not None
+def settled(db: HubDB, box: Sink) -> None:
+    """Tick as the scheduler would until the campaign is still: no run moving, nothing queued, nothing changing."""
+    last, still = None, 0
+    deadline = time.monotonic() + 600  # only stops a broken test
+    while still < 3:
+        assert time.monotonic() < deadline, "the campaign never settled"
+        scheduler.tick(db.engine, db.settings)
+        with db.engine.connect() as conn:
+            moving = conn.execute(select(WorkflowRun.id).where(WorkflowRun.status == "running")).all()
+            waiting = conn.execute(select(Message.id).where(Message.status == "queued")).all()
+            sending = sorted(conn.execute(select(Message.id).where(Message.status == "sending")).scalars())
+        now_state = (len(box.ids), sending)  # a dead worker's message in hand stays `sending`
+        still = still + 1 if not moving and not waiting and now_state == last else 0
+        last = now_state
+        time.sleep(0.5)
+
+
+def test_kill_9_a_hub_worker_mid_campaign_then_restart(wf: HubDB, redis_url: str, sink: tuple[Sink, int],
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    box, port = sink
+    db, ids, treated, env = campaign(wf, redis_url, port, monkeypatch)
+    box.hold_at = 40  # the 40th message waits for its answer: its worker is killed right then
+    with ExitStack() as stack:
+        workers = [stack.enter_context(hub_process(["worker"], env=env, cwd=tmp_path)) for _ in range(2)]
+        wait_for(box.holding.is_set, "the 40th message to reach the server")
+        assert box.held is not None
+        in_hand = wait_for(lambda: holder(db, box.held), "the held message to be `sending`")
+        (victim,) = [w for w in workers if any(in_hand == f"{socket.gethostname()}:{h}" for h in horses(w.pid))]
+        kill_9(victim.pid)  # the worker and the job it was running, while the server has the message
+        victim.wait()
+        box.release.set()
         at_kill = len(box.ids)
-        kill_9(workers[victim].pid)  # the worker and the job it was running, mid-campaign
-        workers[victim].wait(timeout=10)
         assert 0 < at_kill < len(treated)
-        workers[victim] = worker()  # restarted, as a service manager would
-        last, still = None, 0
-        while time.monotonic() < deadline:  # the scheduler's ticks, until nothing moves but what the dead left
-            scheduler.tick(db.engine, db.settings)
-            with db.engine.connect() as conn:
-                moving = conn.execute(select(WorkflowRun.id).where(WorkflowRun.status == "running")).all()
-                queued = conn.execute(select(Message.id).where(Message.status == "queued")).all()
-                sending = sorted(conn.execute(select(Message.id).where(Message.status == "sending")).scalars())
-            now_state = (len(box.ids), sending)
-            still = still + 1 if not moving and not queued and now_state == last else 0
-            if still >= 3:
-                break
-            last = now_state
-            time.sleep(0.5)
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                os.killpg(w.pid, signal.SIGTERM)
-                w.wait(timeout=30)
+        workers.append(stack.enter_context(hub_process(["worker"], env=env, cwd=tmp_path)))  # as a service would
+        settled(db, box)
+        assert [stop(w) for w in workers if w is not victim] == [0, 0]  # SIGTERM: both stop, cleanly
     runs = runs_of(db, "reactivation_90d")
     assert all(r.status == "waiting" for r in runs if not r.holdout), Counter(r.status for r in runs)
-    # Messages the killed worker held while it was sending are in doubt: marked for review, never resent.
+    # Only the message the killed worker's channel had is in doubt: marked for review, never resent.
     messaging.recover_stale(db.engine, now=utcnow() + messaging.SENDING_TIMEOUT + dt.timedelta(seconds=1))
     with db.engine.connect() as conn:
         rows = {m.id: m for m in conn.execute(select(Message))}
     assert Counter(box.ids).most_common(1)[0][1] == 1  # no message arrived twice
     assert len(rows) == len(treated) and {m.contact_id for m in rows.values()} == treated
-    in_doubt = [m for m in rows.values() if m.status == "unknown"]
-    assert {m.status for m in rows.values()} <= {"sent", "unknown"}
-    assert 0 < len(in_doubt) <= engine.DISPATCH_BATCH
+    assert {m.status for m in rows.values()} <= {"sent", "unknown"}  # every message delivered or in review
+    in_doubt = [m.id for m in rows.values() if m.status == "unknown"]
+    assert in_doubt == [box.held] and len(in_doubt) <= len(workers) - 1  # at most one per worker connection
     # A person checks the server's log, as `hub messages review` says, and decides.
     for m in in_doubt:
-        messaging.resolve(db.engine, m.id, "sent" if m.id in box.ids else "requeue")
+        messaging.resolve(db.engine, m, "sent" if m in box.ids else "requeue")
     messaging.dispatch(db.engine, db.settings)
     assert sorted(box.ids) == sorted(rows)  # every message exactly once
     assert sorted(box.recipients) == sorted(f"{k}@example.ru" for k, c in ids.items() if c in treated)
+
+
+def test_sigterm_stops_a_hub_worker_mid_campaign_after_the_message_in_hand(
+        wf: HubDB, redis_url: str, sink: tuple[Sink, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rq import Worker
+
+    box, port = sink
+    db, ids, treated, env = campaign(wf, redis_url, port, monkeypatch)
+    box.hold_at = 20
+    redis = Redis.from_url(redis_url)
+    with hub_process(["worker"], env=env, cwd=tmp_path) as worker:
+        wait_for(box.holding.is_set, "the 20th message to reach the server")
+        worker.send_signal(signal.SIGTERM)  # a service manager stops it while a long job is mid-way
+        wait_for(lambda: any(w.pid == worker.pid and w.shutdown_requested_date for w in Worker.all(connection=redis)),
+                 "the worker to take the request")
+        box.release.set()
+        assert stop(worker) == 0
+    with db.engine.connect() as conn:
+        statuses = Counter(conn.execute(select(Message.status)).scalars())
+        claimed = conn.execute(select(Message.id).where(Message.claimed_at.is_not(None),
+                                                        Message.status == "queued")).all()
+    # It finished the message the server had and put the rest back for the next worker: it did not
+    # wait for its job to send everything, and nothing is left in doubt.
+    assert statuses["sent"] == len(box.ids) == 20 and statuses["queued"] > 0, statuses
+    assert set(statuses) <= {"sent", "queued"} and claimed == []
+    with hub_process(["worker"], env=env, cwd=tmp_path) as worker:
+        settled(db, box)
+        assert stop(worker) == 0
+    with db.engine.connect() as conn:
+        assert set(conn.execute(select(Message.status)).scalars()) == {"sent"}
+    assert sorted(Counter(box.ids).values()) == [1] * len(treated)  # each once
+    assert sorted(box.recipients) == sorted(f"{k}@example.ru" for k, c in ids.items() if c in treated)
+
+
+def test_a_failing_test_leaves_no_hub_worker_behind(sqlite_db: HubDB, redis_url: str, tmp_path: Path) -> None:
+    from rq import Queue
+
+    redis = Redis.from_url(redis_url)
+    redis.flushdb()
+    Queue("default", connection=redis).enqueue(time.sleep, 3600)  # a job that would outlive any test
+    env = hub_env(HUB_REDIS_URL=redis_url, HUB_DATABASE_URL=sqlite_db.url, HUB_PLUGINS="")
+    with pytest.raises(AssertionError, match="the test failed here"):
+        with hub_process(["worker"], env=env, cwd=tmp_path) as worker:
+            horse = wait_for(lambda: horses(worker.pid), "the worker to fork a horse for the job")
+            assert sorted(session_members(worker.pid)) == sorted([worker.pid, *horse])
+            raise AssertionError("the test failed here")
+    assert worker.returncode is not None and session_members(worker.pid) == []
+    assert not any(alive(pid) for pid in horse)  # the horse in a process group of its own too

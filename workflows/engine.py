@@ -52,8 +52,9 @@ workflows_t = WorkflowRow.__table__
 ACTIVE = ("running", "waiting")
 FINAL = ("done", "skipped", "failed")
 MAX_ATTEMPTS = 5
-# Messages a worker claims at a time when it hands a batch's messages to their channel: a worker killed
-# while sending leaves at most this many in doubt (for review, never resent by themselves).
+# Messages a worker claims at a time when it hands a batch's messages to their channel. Each goes to
+# `sending` only as it is handed over, so a worker killed while sending leaves one in doubt (for
+# review, never resent by itself); the rest of its claim is sent by the next worker.
 DISPATCH_BATCH = 50
 BACKOFF = (60, 300, 1800, 7200, 21600)
 IN_DOUBT = ("a worker stopped while this step was calling another system; it may or may not have happened. "
