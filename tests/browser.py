@@ -19,7 +19,9 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from werkzeug.serving import make_server
+import waitress.server
+
+from hub.wsgi import AccessLog
 
 WAIT_S = 20.0
 CHROMIUM_FLAGS = (
@@ -191,19 +193,26 @@ class Browser:
 
 
 class LiveServer:
-    """Serves a WSGI app on a free loopback port from a background thread."""
+    """Serves a WSGI app on a free loopback port from a background thread, as `hub admin` does.
+
+    The same production server (waitress) and access log as `hub admin`, so the
+    browser tests exercise the configuration people run, not a development server.
+    """
 
     def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
-        self._server = make_server(host, 0, app, threaded=True)
-        self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="hub-admin-live", daemon=True)
+        self._server = waitress.server.create_server(AccessLog(app), host=host, port=0, threads=4,
+                                                     clear_untrusted_proxy_headers=False)
+        self.url = f"http://{host}:{self._server.effective_port}"
+        self._thread = threading.Thread(target=self._server.run, name="hub-admin-live", daemon=True)
 
     def __enter__(self) -> "LiveServer":
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        # Closing the listening socket and the open connections empties waitress's socket map,
+        # which ends its loop; the task threads are told to stop too.
+        self._server.task_dispatcher.shutdown()
+        for channel in list(self._server._map.values()):
+            channel.close()
         self._thread.join(timeout=10)
