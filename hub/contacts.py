@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import Connection, select
 
+from hub import identity
 from hub.db import utcnow
 from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef, LeadScore, Order
 from hub.segments import lifecycle
@@ -92,6 +93,22 @@ def _shape(r: Any, idents: list[Any], refs: list[Any], now: dt.datetime,
         "created_at": _iso(r.created_at),
         "deleted_at": _iso(r.deleted_at),
     }
+
+
+def missing(conn: Connection, contact_id: int) -> str | None:
+    """Why an id names no contact to show, in one line, or None when it does.
+
+    An id merged away names its survivor, so the line says where the person
+    went; a pending signup's hidden placeholder is nobody's contact yet.
+    """
+    exists = conn.execute(select(contacts_t.c.id).where(contacts_t.c.id == contact_id)).first() is not None
+    if exists:
+        return f"no contact with id {contact_id}" if identity.is_placeholder(conn, contact_id) else None
+    survivor = identity.current_contact_id(conn, contact_id)
+    if survivor is not None and survivor != contact_id:
+        return (f"контакт #{contact_id} объединён с #{survivor}, смотрите #{survivor} "
+                f"(contact #{contact_id} was merged into #{survivor})")
+    return f"no contact with id {contact_id}"
 
 
 def card(conn: Connection, contact_id: int, **kwargs: Any) -> dict[str, Any] | None:

@@ -120,11 +120,37 @@ def suggestions(conn: Connection, *, limit: int = 200) -> list[dict[str, Any]]:
     return out
 
 
+class MergeRefused(ValueError):
+    """A merge that must not happen; the message names the contact and why, in one line."""
+
+
+def check_mergeable(conn: Connection, contact_ids: list[int]) -> None:
+    """Refuse a merge by hand that involves an erased person or a pending signup's hidden placeholder.
+
+    A merge is logged, and links follow the log (identity.current_contact_id):
+    merging an erased id into a live one would hand the erased person's old
+    letters power over a stranger; merging a live person into an erased or
+    hidden contact would bury them where nobody sees them. A placeholder joins
+    the person only through the confirmation click, which merges it itself.
+    """
+    for cid in contact_ids:
+        if identity.is_erased(conn, cid):
+            raise MergeRefused(f"контакт #{cid} удалён по запросу (стёрт): его нельзя объединять ни с кем")
+        if identity.is_placeholder(conn, cid):
+            raise MergeRefused(f"контакт #{cid} — скрытая неподтверждённая подписка: "
+                               "его нельзя объединять вручную")
+
+
 def merge_by_hand(engine: Engine, survivor: int, other: int, *, actor: str) -> dict[str, Any]:
-    """A person decided two contacts are one; the merge is logged with who decided."""
+    """A person decided two contacts are one; the merge is logged with who decided.
+
+    Both doors (`hub dedupe --merge`, the admin's merge) come through here, so
+    the refusals of check_mergeable hold for every merge by hand.
+    """
     if survivor == other:
         raise ValueError("a contact cannot be merged with itself")
     with engine.begin() as conn:
+        check_mergeable(conn, [survivor, other])
         found = set(conn.execute(select(contacts_t.c.id).where(contacts_t.c.id.in_([survivor, other]))).scalars())
         for cid in (survivor, other):
             if cid not in found:
@@ -133,4 +159,3 @@ def merge_by_hand(engine: Engine, survivor: int, other: int, *, actor: str) -> d
         identity.merge_contacts(conn, survivor, other, reason=reason, actor=actor)
         get_pm().hook.contact_merged(conn=conn, survivor_id=survivor, merged_id=other, reason=reason)
     return {"survivor": survivor, "merged": other, **reason}
-

@@ -483,6 +483,9 @@ def link_orphan_orders(conn: Connection, refs: dict[str, set[str]]) -> list[int]
     return touched
 
 
+# The provenance of a pending signup's placeholder contact (plugins.gdpr.capture makes them): hidden
+# everywhere, holding no phone or email, merged only into the person who confirmed the signup.
+PLACEHOLDER = "signup:pending"
 MAX_MERGE_HOPS = 1000  # a chain longer than this is a broken log, not a person
 
 
@@ -500,15 +503,31 @@ def current_contact_id(conn: Connection, contact_id: int) -> int | None:
     current = contact_id
     while current not in seen and len(seen) < MAX_MERGE_HOPS:
         seen.add(current)
+        # An erased id answers "nothing held" before any merge is followed: a merge log written
+        # from an erased id (which no merge may do now) must not hand its old links to a stranger.
+        if is_erased(conn, current):
+            return None
         if conn.execute(select(contacts_t.c.id).where(contacts_t.c.id == current)).first() is not None:
-            erased = conn.execute(select(erasures_t.c.id).where(erasures_t.c.contact_id == current)).first()
-            return None if erased is not None else current
+            return current
         survivor = conn.execute(select(merges_t.c.survivor_id).where(merges_t.c.merged_id == current)
                                 .order_by(merges_t.c.id.desc()).limit(1)).scalar()
         if survivor is None:
             return None
         current = survivor
     return None
+
+
+def is_erased(conn: Connection, contact_id: int) -> bool:
+    """Whether the person behind this id was erased (on request or by retention): their id acts on nobody."""
+    return conn.execute(select(erasures_t.c.id).where(erasures_t.c.contact_id == contact_id)).first() is not None
+
+
+def is_placeholder(conn: Connection, contact_id: int) -> bool:
+    """Whether the contact is a pending signup's hidden placeholder (it stands for an unproven address)."""
+    row = conn.execute(select(contacts_t.c.provenance, contacts_t.c.deleted_at)
+                       .where(contacts_t.c.id == contact_id)).first()
+    return (row is not None and row.deleted_at is not None and isinstance(row.provenance, dict)
+            and row.provenance.get("created_from") == PLACEHOLDER)
 
 
 def find_contact(conn: Connection, kind: str, value: str) -> int | None:

@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from hub import consent, contacts
+from hub import consent, contacts, identity
 from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, ConfirmForm
@@ -97,7 +97,7 @@ def person() -> Any:
 
     with engine().connect() as conn:
         card = contacts.card(conn, contact_id)
-        erased = erasure.is_erased(conn, contact_id)
+        erased = identity.is_erased(conn, contact_id)
     if card is None and not erased:
         flash(f"No contact with id {contact_id}.", "error")
         return redirect(url_for("gdpr.index"))

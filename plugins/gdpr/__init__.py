@@ -66,9 +66,13 @@ def contact_synced(conn: Any, settings: Any, source: str, contact_ids: list[int]
     crm_consent.apply(conn, settings, source, contact_ids)
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def contact_erased(conn: Any, contact_id: int) -> None:
-    """Signups still waiting for their click, made with the erased person's address, are forgotten too."""
+    """Signups still waiting for their click, made with the erased person's address, are forgotten too.
+
+    Last of all implementations: it blanks the pending letters' rows, which
+    other plugins read to find what they keep of them (the file channel's files).
+    """
     from plugins.gdpr import capture
 
     capture.forget_pending(conn, contact_id)

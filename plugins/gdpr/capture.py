@@ -58,7 +58,7 @@ messages_t = Message.__table__
 FORM, API, LINK = "form", "api", "link"
 CONFIRM_CHANNEL = "email"
 MAX_NAME = 200
-PENDING = "signup:pending"  # provenance of a placeholder contact
+PENDING = identity.PLACEHOLDER  # provenance of a placeholder contact
 # A second letter for the same open signup goes out only this long after the last one.
 RESEND_AFTER = dt.timedelta(minutes=10)
 # Messages whose link may have reached the person: only these make a hand-sent link count.

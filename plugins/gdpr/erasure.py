@@ -95,10 +95,6 @@ def ref_value(source: str, external_id: str) -> str:
     return f"{source}\x1f{external_id}"
 
 
-def is_erased(conn: Connection, contact_id: int) -> bool:
-    return conn.execute(select(erasures_t.c.id).where(erasures_t.c.contact_id == contact_id)).first() is not None
-
-
 def erase(engine: Engine, settings: Settings, contact_id: int, *, actor: str = "cli",
           delete_in_sources: bool = False) -> ErasureReport:
     """Erase one person on their request; idempotent (a second run removes nothing and says so).

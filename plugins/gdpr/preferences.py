@@ -7,6 +7,13 @@ nothing. The person is known by a signed link (hub.links), not a login; the
 id a link names is read as the person is now (hub.identity.current_contact_id),
 so a link from before a merge acts on the survivor and one to an erased
 person changes nothing.
+
+A public page grants consent only on the channel it proved. The preference
+link is sent by email, so following it proves the email address and nothing
+else: through it a person may withdraw any topic on any channel, but grant
+only on email channels. SMS and call consent is given where the phone was
+proven (at the shop, by SMS); the page shows those topics as not available
+to switch on here.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from plugins.gdpr.topics import PROCESSING, Topic
 
 UNSUBSCRIBE = "unsubscribe_link"
 PREFERENCES = "preferences"
+PROVEN_KIND = "email"  # what following a preference link proves: the reader holds the mailbox it went to
 
 
 @dataclass
@@ -42,6 +50,24 @@ class Preferences:
 
     def granted(self, topic: Topic) -> bool:
         return self.status.get(topic) == "granted"
+
+    def can_grant(self, topic: Topic) -> bool:
+        """Whether this page may switch the topic on: only on the channel the link was delivered to."""
+        return grantable(topic)
+
+    def locked(self, channel: str, purpose: str) -> bool:
+        """A topic the page shows but cannot switch on: off now, on a channel the link did not prove."""
+        topic = Topic(channel, purpose)
+        return not self.granted(topic) and not self.can_grant(topic)
+
+    @property
+    def any_locked(self) -> bool:
+        return any(self.locked(t.channel, t.purpose) for t in self.topics)
+
+
+def grantable(topic: Topic) -> bool:
+    """Whether a preference link may grant the topic: it proves the email address it was sent to, no more."""
+    return consent.kind_for_channel(topic.channel) == PROVEN_KIND
 
 
 def evidence(*, ip: str | None, user_agent: str | None, form_id: str | None = None,
@@ -71,9 +97,10 @@ def save(engine: Engine, settings: Settings, contact_id: int, chosen: Iterable[T
          ip: str | None, user_agent: str | None) -> list[tuple[Topic, str]]:
     """Make the page's answers those ticked in `chosen`; returns the changes recorded.
 
-    A ticked topic not yet granted is granted; an unticked one that was granted
-    or pending is withdrawn. Topics the person never answered and left
-    unticked get no event.
+    A ticked topic not yet granted is granted, if the link may grant it
+    (`grantable`: email only; a ticked SMS or call topic not yet granted is
+    ignored); an unticked one that was granted or pending is withdrawn. Topics
+    the person never answered and left unticked get no event.
     """
     chosen = set(chosen)
     with engine.begin() as conn:
@@ -85,7 +112,10 @@ def save(engine: Engine, settings: Settings, contact_id: int, chosen: Iterable[T
         changes = []
         for topic in page.topics:
             was = page.status.get(topic)
-            now = "granted" if topic in chosen else ("withdrawn" if was in ("granted", "pending") else was)
+            if topic in chosen:
+                now = "granted" if was == "granted" or grantable(topic) else was
+            else:
+                now = "withdrawn" if was in ("granted", "pending") else was
             if now != was and now is not None:
                 consent.record(conn, contact_id, topic.channel, topic.purpose, now, source=PREFERENCES,
                                evidence=proof)

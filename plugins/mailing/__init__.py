@@ -40,9 +40,13 @@ def register_channels(register: Callable[[str, Callable[..., Any]], None]) -> No
     register("sms", sms_channel)
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def contact_erased(conn: Any, settings: Settings, contact_id: int) -> None:
-    """The files the file channel wrote to an erased person go with them (their rows are Hub's to blank)."""
+    """The files the file channel wrote to an erased person go with them (their rows are Hub's to blank).
+
+    First of all implementations: the files are found through message rows and
+    addresses that other plugins' erasure steps may blank.
+    """
     from plugins.mailing import file
 
     file.forget_contact(conn, settings, contact_id)

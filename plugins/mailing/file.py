@@ -6,7 +6,8 @@ new installation show real messages without any server. With HUB_SMTP_URL
 unset, the email channel is this one; with no SMS gateway set, so is sms.
 
 A file is named by its message's id, so the files of a person being erased
-are found through their messages and deleted (`forget_contact`).
+are found through their messages (theirs, or sent to their addresses) and
+deleted (`forget_contact`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from hub.config import Settings
 from hub.messaging import Delivery, Outgoing
-from hub.models import Message
+from hub.models import ContactIdentity, Message
 
 DEFAULT_DIR = "outbox"
 
@@ -39,12 +40,19 @@ def forget_contact(conn: Any, settings: Settings, contact_id: int) -> int:
     Each holds the address, the name and the whole text, so an erasure must not
     leave them behind. A half-written ``.part`` goes too, and the file a message
     records as written (`provider_id`) wherever the outbox folder was then.
+    Messages are found by contact and by address: a letter sent before the
+    person was known (a pending signup's confirmation belongs to a hidden
+    placeholder contact) still went to one of their phones or emails, which
+    the erasure reads here before Hub removes them.
     """
     m = Message.__table__
+    i = ContactIdentity.__table__
+    addresses = select(i.c.value).where(i.c.contact_id == contact_id, i.c.valid).scalar_subquery()
     directory = outbox_dir(settings)
     removed = 0
     for message_id, channel, provider_id in conn.execute(
-            select(m.c.id, m.c.channel, m.c.provider_id).where(m.c.contact_id == contact_id)):
+            select(m.c.id, m.c.channel, m.c.provider_id)
+            .where(or_(m.c.contact_id == contact_id, m.c.address.in_(addresses)))):
         name = file_name(message_id, channel)
         paths = {directory / name, directory / (name + ".part")}
         if provider_id and provider_id.startswith("file:") and Path(provider_id[5:]).name == name:
