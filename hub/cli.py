@@ -19,12 +19,12 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import Engine, make_url, select
+from sqlalchemy import Engine, select
 
 from hub import __version__, consent, contacts, dedupe, importer, migrations, plugins, queue, sync
 from hub.config import Settings, SettingsError, ensure_secret_key, load_settings
 from hub.consent import ConsentError
-from hub.db import DatabaseUnavailable, get_engine
+from hub.db import DatabaseUnavailable, get_engine, shown_url
 from hub.models import Contact
 from hub.segments.commands import segments_group
 from hub.segments.evaluate import Segments
@@ -61,8 +61,8 @@ class App:
 
 
 def safe_url(url: str) -> str:
-    """A database URL fit for printing: no password."""
-    return make_url(url).render_as_string(hide_password=True)
+    """A database URL fit for printing: no password, no query string (it may carry one too)."""
+    return shown_url(url)
 
 
 def emit_json(data: Any) -> None:
@@ -270,6 +270,9 @@ def _stream_json_array(rows: Iterable[dict[str, Any]], limit: int | None) -> Non
 def contacts_show(app: App, contact_id: int, as_json: bool) -> None:
     """One contact's card: identities and where each came from, orders, merges."""
     with app.ready_engine().connect() as conn:
+        why = contacts.missing(conn, contact_id)
+        if why is not None:
+            raise click.ClickException(why)
         card = contacts.card(conn, contact_id, thresholds=Thresholds.from_settings(app.settings.extra))
         if card is not None:
             card["consent"] = [{"channel": ch, "purpose": p, "status": s}
@@ -303,7 +306,10 @@ def dedupe_cmd(app: App, merge_pair: tuple[int, int] | None, as_json: bool) -> N
     """Merge what the identity rules say; list same-name look-alikes for review."""
     engine = app.ready_engine()
     if merge_pair:
-        result = dedupe.merge_by_hand(engine, *merge_pair, actor="cli")
+        try:
+            result = dedupe.merge_by_hand(engine, *merge_pair, actor="cli")
+        except ValueError as exc:  # a refused merge (dedupe.MergeRefused) or a wrong id: one line
+            raise click.ClickException(str(exc)) from None
         if as_json:
             emit_json(result)
         else:
@@ -386,8 +392,9 @@ def consent_import(app: App, file: Path, as_json: bool) -> None:
 def consent_show(app: App, contact_id: int, as_json: bool) -> None:
     """Current consent per channel and purpose, and the full history behind it."""
     with app.ready_engine().connect() as conn:
-        if conn.execute(select(Contact.id).where(Contact.id == contact_id)).first() is None:
-            raise click.ClickException(f"no contact with id {contact_id}")
+        why = contacts.missing(conn, contact_id)
+        if why is not None:
+            raise click.ClickException(why)
         state = consent.current(conn, contact_id)
         events = consent.history(conn, contact_id)
     data = {"contact_id": contact_id,
@@ -503,7 +510,7 @@ cli.add_command(scheduler_cmd)
 
 @cli.command("admin")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256),
               help="Requests served at once, each holding one database connection while it runs "
                    "(default: 4 on SQLite, 8 on PostgreSQL).")

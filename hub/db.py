@@ -14,11 +14,12 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+from urllib.parse import urlsplit
 
 from sqlalchemy import (ColumnElement, DateTime, Engine, Table, any_, bindparam, create_engine, event, func,
                         select)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -98,6 +99,7 @@ class DatabaseUnavailable(OperationalError):
 
 
 def _create(url: str) -> Engine:
+    _check_port(url)
     engine = _create_for_dialect(url)
     # A mistyped path or a server that is down is the user's to fix: one line, not a driver traceback.
     event.listen(engine, "handle_error", _connect_failed)
@@ -111,8 +113,28 @@ def _connect_failed(context: Any) -> BaseException | None:
                                context.original_exception)
 
 
+def _check_port(url: str) -> None:
+    """Refuse a port that is not a number in one line; SQLAlchemy would end in a bare int() error."""
+    netloc = urlsplit(url).netloc.rpartition("@")[2]
+    host, colon, port = netloc.rpartition(":")
+    if not colon or not port or host.endswith(":") or "]" in port:
+        return  # no port, or an IPv6 address without one
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise DatabaseUnavailable(f"HUB_DATABASE_URL: порт «{port[:20]}» — не число от 1 до 65535",
+                                  ValueError(port))
+
+
+def shown_url(url: Any) -> str:
+    """A database URL fit for printing: host, port and database name, no password and no query string.
+
+    A password may also ride in the query (``?password=...``), so the query is left out whole.
+    """
+    url = make_url(url) if isinstance(url, str) else url
+    return url.set(query={}).render_as_string(hide_password=True)
+
+
 def _why_unavailable(url: Any, error: BaseException) -> str:
-    shown = url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+    shown = shown_url(url.set(drivername=url.get_backend_name()))
     if url.get_backend_name() == "sqlite":
         path = Path(url.database or "").absolute()
         if not path.parent.exists():
@@ -122,6 +144,8 @@ def _why_unavailable(url: Any, error: BaseException) -> str:
             return f"{path.parent} — не каталог, базу SQLite там не создать (HUB_DATABASE_URL={shown})"
         if path.is_dir():
             return f"{path} — каталог, а не файл базы SQLite (HUB_DATABASE_URL={shown})"
+        if path.is_file() and "not a database" in str(error):
+            return f"{path} — не файл базы SQLite (HUB_DATABASE_URL={shown}); укажите другой файл"
         return f"не удаётся открыть базу SQLite {path}: нет прав на запись или путь недоступен (HUB_DATABASE_URL={shown})"
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     detail = (lines[0] if lines else type(error).__name__).removeprefix("connection failed: ")

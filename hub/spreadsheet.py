@@ -231,10 +231,10 @@ def detect_columns(headers: list[str], mapping: dict[str, str] | None = None) ->
             taken.add(name)
         columns[index] = name
     if not _KEY_FIELDS.intersection(columns.values()):
-        found = ", ".join(repr(header) for header in headers if header) or "none"
+        found = ", ".join(repr(header) for header in headers if header) or "нет"
         raise SpreadsheetError(
-            f"no column recognised as a name, phone or email; headers found: {found}; "
-            "name the columns with --map, e.g. --map 'Моб=phone'"
+            f"ни один столбец не распознан как имя, телефон или email (заголовки в файле: {found}); "
+            "укажите столбцы через --map, например --map 'Моб=phone'; файл не импортирован, база не изменена"
         )
     return columns
 
@@ -568,6 +568,12 @@ def _n(number: int) -> str:
     return f"{number:,}".replace(",", "\u00a0")
 
 
+def _mb(size: int) -> str:
+    """A size over a limit in whole megabytes, rounded up: rounded down, a size just over
+    2 048 МБ would read "2 048 МБ (допустимо до 2 048 МБ)"."""
+    return _n(-(-size // (1024 * 1024)))
+
+
 def _refused(path: str, why: str) -> SpreadsheetError:
     return SpreadsheetError(f"{os.path.basename(path)}: {why}; файл не импортирован, база не изменена")
 
@@ -691,15 +697,15 @@ def check_xlsx(path: str) -> None:
         total = sum(part.file_size for part in parts)
         mb = 1024 * 1024
         if total > MAX_XLSX_TOTAL:
-            raise _refused(path, f"книга распаковывается в {_n(total // mb)} МБ (допустимо до "
+            raise _refused(path, f"книга распаковывается в {_mb(total)} МБ (допустимо до "
                                  f"{_n(MAX_XLSX_TOTAL // mb)} МБ)")
         for part in parts:
             size = part.file_size
             if part.filename.lower().endswith("sharedstrings.xml") and size > MAX_XLSX_SHARED_STRINGS:
-                raise _refused(path, f"тексты ячеек книги занимают {_n(size // mb)} МБ без сжатия (допустимо до "
+                raise _refused(path, f"тексты ячеек книги занимают {_mb(size)} МБ без сжатия (допустимо до "
                                      f"{_n(MAX_XLSX_SHARED_STRINGS // mb)} МБ); разбейте её на несколько файлов")
             if size > MAX_XLSX_PART:
-                raise _refused(path, f"часть книги {part.filename} распаковывается в {_n(size // mb)} МБ "
+                raise _refused(path, f"часть книги {part.filename} распаковывается в {_mb(size)} МБ "
                                      f"(допустимо до {_n(MAX_XLSX_PART // mb)} МБ)")
             if size > _RATIO_FROM and size > MAX_XLSX_RATIO * max(part.compress_size, 1):
                 raise _refused(path, f"часть книги {part.filename} сжата в {_n(size // max(part.compress_size, 1))} "

@@ -34,6 +34,8 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from hub import russian
+
 # Characters in one rendered part, and in any one value built while rendering.
 MAX_OUTPUT = 1_000_000
 # Characters written in all, counting what macros and {% set %} blocks capture.
@@ -79,7 +81,8 @@ def _check_time() -> None:
 
 
 def _too_big(size: int) -> TemplateLimitError:
-    return TemplateLimitError(f"шаблон строит текст длиной {_n(size)} символов (можно не больше {_n(MAX_OUTPUT)})")
+    length = russian.count(size, "символ", "символа", "символов")
+    return TemplateLimitError(f"шаблон строит текст длиной {length} (можно не больше {_n(MAX_OUTPUT)})")
 
 
 def _need(size: Any) -> None:

@@ -34,7 +34,7 @@ from typing import Any, Mapping
 from jinja2 import StrictUndefined, TemplateError as JinjaError, TemplateSyntaxError
 from sqlalchemy import Connection, delete, select
 
-from hub import template_sandbox
+from hub import russian, template_sandbox
 from hub.config import Settings
 from hub.db import insert_for, utcnow
 from hub.models import MessageTemplate
@@ -100,14 +100,7 @@ def _money(value: Any, currency: str = "₽") -> str:
 def _plural(n: Any, one: str, few: str, many: str) -> str:
     """{{ days|plural('день', 'дня', 'дней') }} → 1 день, 3 дня, 5 дней (Russian rules)."""
     count = int(n)
-    tail, tail2 = abs(count) % 10, abs(count) % 100
-    if tail == 1 and tail2 != 11:
-        word = one
-    elif 2 <= tail <= 4 and not 12 <= tail2 <= 14:
-        word = few
-    else:
-        word = many
-    return f"{count} {word}"
+    return f"{count} {russian.plural(count, one, few, many)}"
 
 
 def _environment(autoescape: bool) -> template_sandbox.LimitedSandbox:
@@ -207,21 +200,43 @@ def sample_contact(settings: Settings) -> dict[str, Any]:
     }
 
 
-def sample_context(settings: Settings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What a template is checked against before it is saved: every variable Hub provides."""
+# The token of every link in a preview: the public pages answer it with "this is a preview".
+PREVIEW_TOKEN = "preview"
+
+
+def preview_links(settings: Settings) -> dict[str, str]:
+    """The link variables of anything that is not a real send: checks, previews, samples.
+
+    A preview is read by staff, not by the contact; a real signed link in it would let
+    staff record an unsubscribe or a consent that looks like the customer's own. These
+    links carry no signature and lead to a page that says it is a preview.
+    """
     from hub import links
 
     base = links.public_url(settings)
+    return {"unsubscribe_url": f"{base}/u/{PREVIEW_TOKEN}",
+            "preferences_url": f"{base}/preferences/{PREVIEW_TOKEN}",
+            "confirm_url": f"{base}/confirm/{PREVIEW_TOKEN}"}
+
+
+def sample_context(settings: Settings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a template is checked against before it is saved: every variable Hub provides."""
     context = {
         "contact": sample_contact(settings),
         "promo": {"code": "ANNA-7K2Q", "discount": 15,
                   "expires_at": local_time(settings, utcnow() + dt.timedelta(days=14))},
-        "unsubscribe_url": f"{base}/u/SAMPLE",
-        "preferences_url": f"{base}/preferences/SAMPLE",
-        "confirm_url": f"{base}/confirm/SAMPLE",
+        **preview_links(settings),
         "company": company(settings),
     }
     return context | dict(extra or {})
+
+
+def preview_context(settings: Settings, contact: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a preview renders against: the sample (or the given contact's data) with preview links only."""
+    context = sample_context(settings)
+    if contact is not None:
+        context["contact"] = contact
+    return context | preview_links(settings)
 
 
 def validate(template: Template, settings: Settings, extra: Mapping[str, Any] | None = None) -> Rendered:

@@ -98,3 +98,35 @@ def test_only_commands_that_listen_have_their_address_named() -> None:
     ctx = click.Context(cli)
     assert _listen_address(ctx, ["import", "contacts", "x.csv"]) == (None, None)
     assert _listen_address(ctx, ["admin", "--port", "9"]) == ("127.0.0.1", 9)
+
+
+def test_a_password_in_the_query_string_is_not_printed(tmp_path: Path) -> None:
+    port = closed_port()
+    url = f"postgresql://hub@127.0.0.1:{port}/hub?password=topsecret&sslmode=disable"
+    line = one_line_error(hub(["contacts", "list"], tmp_path, url))
+    assert f"127.0.0.1:{port}/hub" in line
+    assert "topsecret" not in line and "password" not in line
+
+
+@pytest.mark.parametrize("port", ["notaport", "99999"])
+def test_a_bad_port_in_the_database_url_is_one_line(tmp_path: Path, port: str) -> None:
+    line = one_line_error(hub(["contacts", "list"], tmp_path, f"postgresql://hub:s3cret-pass@127.0.0.1:{port}/hub"))
+    assert "HUB_DATABASE_URL" in line and f"«{port}»" in line
+    assert "s3cret-pass" not in line and "int()" not in line
+
+
+def test_a_file_that_is_not_an_sqlite_database_is_named_so(tmp_path: Path) -> None:
+    (tmp_path / "notes.db").write_text("not a database, just some text\n" * 100)
+    line = one_line_error(hub(["contacts", "list"], tmp_path, f"sqlite:///{tmp_path / 'notes.db'}"))
+    assert f"{tmp_path / 'notes.db'} — не файл базы SQLite" in line
+    assert "нет прав на запись" not in line
+
+
+@pytest.mark.parametrize("args", [["admin"], ["sandbox", "bitrix24"], ["sandbox", "amocrm"]])
+@pytest.mark.parametrize("port", ["99999", "65536", "-5", "0"])
+def test_a_port_out_of_range_is_refused(tmp_path: Path, args: list[str], port: str) -> None:
+    done = hub([*args, "--port", port], tmp_path, f"sqlite:///{tmp_path / 'hub.db'}", timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "--port" in done.stderr and "1<=x<=65535" in done.stderr
+    assert not (tmp_path / "hub.db").exists()

@@ -11,10 +11,11 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from hub import consent
+from hub import consent, links
 from hub.cli import cli
 from hub.models import AuditEntry
 from plugins.gdpr import capture
@@ -33,10 +34,18 @@ def test_a_viewer_cannot_confirm_a_double_opt_in_with_a_link_from_a_preview(admi
     page = viewer.get(f"/templates/double_opt_in_email?contact={petrov}")
     assert page.status_code == 200
     url = re.search(r"https?://[^\s\"<&]+/confirm/[A-Za-z0-9._\-]+", html.unescape(text(page))).group(0)  # type: ignore[union-attr]
-    token = urlsplit(url).path.rsplit("/", 1)[1]
+    assert urlsplit(url).path == "/confirm/preview"  # a preview never carries the contact's signed link
 
     public = env.app.test_client()
     shown = public.get(urlsplit(url).path)
+    assert shown.status_code == 200 and "предпросмотр" in text(shown)
+    assert 'name="csrf_token"' not in text(shown)
+    with pytest.raises(links.LinkError):
+        capture.confirm(env.engine, env.settings, "preview", ip="203.0.113.5", user_agent="viewer")
+
+    # A signed link made anywhere but in a letter to the person confirms nothing either.
+    token = urlsplit(links.confirm_url(env.settings, petrov, "email")).path.rsplit("/", 1)[1]
+    shown = public.get(f"/confirm/{token}")
     assert shown.status_code == 404 and "не была отправлена вам" in text(shown)
     assert 'name="csrf_token"' not in text(shown)  # no button to press
     result = capture.confirm(env.engine, env.settings, token, ip="203.0.113.5", user_agent="viewer")

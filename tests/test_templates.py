@@ -194,7 +194,7 @@ def test_cli_add_list_preview_export(hub_db: HubDB, mailing, tmp_path: Path) -> 
     assert unknown.exit_code == 1 and unknown.output.startswith("Error: no template named 'nope'")
 
 
-def test_cli_preview_for_a_real_contact_uses_their_links(hub_db: HubDB, mailing) -> None:
+def test_cli_preview_for_a_real_contact_uses_their_data_but_no_real_link(hub_db: HubDB, mailing) -> None:
     from hub import links, sync
     from hub.records import ContactRecord
 
@@ -206,4 +206,6 @@ def test_cli_preview_for_a_real_contact_uses_their_links(hub_db: HubDB, mailing)
     data = json.loads(out.output)
     assert data["subject"].startswith("Ольга, мы скучаем")
     token = data["text"].split("/u/")[1].split()[0]
-    assert links.read_unsubscribe(hub_db.settings, token).contact_id == cid
+    assert token == templates.PREVIEW_TOKEN
+    with pytest.raises(links.LinkError):
+        links.read_unsubscribe(hub_db.settings, token)

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from hub import links, messaging, templates
+from hub import messaging, templates
 from hub.admin import audit
 from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
@@ -26,17 +26,14 @@ bp = Blueprint("templates", __name__, url_prefix="/templates")
 
 def preview(conn: Any, settings: Settings, template: templates.Template, contact_id: int | None) -> dict[str, Any]:
     """What `template` renders to for a contact (or the sample one); {"error": ...} when it cannot."""
-    context = templates.sample_context(settings)
+    context = templates.preview_context(settings)
     who = "the sample contact"
     if contact_id is not None:
         contact = messaging.contact_contexts(conn, settings, [contact_id]).get(contact_id)
         if contact is None:
             return {"error": f"no contact with id {contact_id}"}
-        channel = template.channel if template.is_email else "sms"
-        context |= {"contact": contact,
-                    "unsubscribe_url": links.unsubscribe_url(settings, contact_id, channel),
-                    "preferences_url": links.preferences_url(settings, contact_id),
-                    "confirm_url": links.confirm_url(settings, contact_id, channel)}
+        # The contact's data, but never their signed links: a preview is not a send to them.
+        context = templates.preview_context(settings, contact)
         who = f"contact #{contact_id}"
     try:
         if template.is_email and not (template.subject or "").strip():

@@ -119,7 +119,7 @@ def _connection(base_url: str | None, client_id: str | None, client_secret: str 
 
 @click.command("amocrm")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8025, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8025, show_default=True)
 @click.option("--contacts", type=int, default=2000, show_default=True, help="Contacts to seed (with their leads).")
 @click.option("--seed", type=int, default=7, show_default=True)
 def sandbox_amocrm(host: str, port: int, contacts: int, seed: int) -> None:

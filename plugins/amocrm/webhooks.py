@@ -84,7 +84,7 @@ def receive(secret: str) -> Response:
         return Response("not found\n", status=404, mimetype="text/plain")
     expected = str(data.get("webhook_secret") or "")
     if not expected or not hmac.compare_digest(secret.encode(), expected.encode()):
-        log.warning("amoCRM webhook refused: wrong secret in the path (from %s)", request.remote_addr)
+        log.warning("amoCRM webhook refused: wrong secret in the path")
         return Response("not found\n", status=404, mimetype="text/plain")
     subdomain = request.form.get("account[subdomain]")
     known = (data.get("account") or {}).get("subdomain")

@@ -68,7 +68,7 @@ def connect(app: App, webhook: str | None, client_id: str | None, client_secret:
 
 @click.command("bitrix24")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8024, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8024, show_default=True)
 @click.option("--contacts", type=int, default=1000, show_default=True, help="How many people the portal holds.")
 @click.option("--seed", type=int, default=1, show_default=True)
 def sandbox(host: str, port: int, contacts: int, seed: int) -> None:

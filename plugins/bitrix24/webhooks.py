@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, request
@@ -28,6 +29,10 @@ EVENTS = {
 }
 
 
+_WORD = re.compile(r"[A-Z0-9_]{1,64}")
+_DOMAIN = re.compile(r"[a-z0-9.-]{1,253}")
+
+
 @bp.post("/hooks/bitrix24")
 def receive() -> Any:
     settings = current_settings()
@@ -40,8 +45,11 @@ def receive() -> Any:
         return {"error": "not connected"}, 503
     expected = data.get("application_token") or ""
     if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+        # Only what names the sender's portal, never the client address or free header text.
+        domain = (form.get("auth[domain]") or "").lower()
         log.warning("Bitrix24 event %s from %s refused: application token does not match",
-                    event or "?", form.get("auth[domain]") or request.remote_addr)
+                    event if _WORD.fullmatch(event) else "?",
+                    domain if _DOMAIN.fullmatch(domain) else "an unknown portal")
         return {"error": "application token does not match"}, 401
     entity = EVENTS.get(event)
     record_id = form.get("data[FIELDS][ID]") or ""

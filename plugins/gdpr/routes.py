@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, redirect, render_template, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from hub import links, queue
 from hub.admin.app import current_settings
 from hub.config import SettingsError
 from hub.db import get_engine
-from hub.templates import company
+from hub.templates import PREVIEW_TOKEN, company
 from plugins.gdpr import capture, config, csrf, preferences
 from plugins.gdpr.topics import PROCESSING, Topic, TopicError, channel_label, label, parse, purpose_label
 
@@ -91,6 +93,32 @@ def _person(target: links.LinkTarget) -> links.LinkTarget | None:
 
 def _stale_form() -> tuple[str, int]:
     return _message("Форма устарела", "Откройте ссылку из письма ещё раз и повторите действие.", 400)
+
+
+# --- links from a preview, and paths that are no link at all --------------------------------
+
+@bp.get(f"/u/{PREVIEW_TOKEN}")
+@bp.get(f"/preferences/{PREVIEW_TOKEN}")
+@bp.get(f"/confirm/{PREVIEW_TOKEN}")
+def preview_link() -> Any:
+    # Previews carry these instead of a person's signed link, so nothing can be changed through them.
+    return _message("Это ссылка из предпросмотра",
+                    "Такая ссылка бывает только в предпросмотре письма. В настоящем письме здесь будет личная "
+                    "ссылка получателя.", 200)
+
+
+@bp.route("/u/", methods=["GET", "POST"])
+@bp.route("/u/<path:rest>", methods=["GET", "POST"])
+@bp.route("/preferences/", methods=["GET", "POST"])
+@bp.route("/preferences/<path:rest>", methods=["GET", "POST"])
+@bp.route("/confirm/", methods=["GET", "POST"])
+@bp.route("/confirm/<path:rest>", methods=["GET", "POST"])
+@bp.route("/consent/", methods=["GET", "POST"])
+@bp.route("/consent/<path:rest>", methods=["GET", "POST"])
+def no_such_link(rest: str = "") -> Any:
+    # A link cut short or with a stray slash: the customer's page in Russian, not the admin's 404.
+    return _message("Ссылка не работает",
+                    "Похоже, ссылка скопирована не полностью. Откройте её из письма ещё раз.", 404)
 
 
 # --- one-click unsubscribe ------------------------------------------------------------------
@@ -240,13 +268,27 @@ def _confirm_result(result: capture.Confirmation, *, button: bool, token: str, j
 # --- signups --------------------------------------------------------------------------------
 
 def _origin() -> str | None:
+    """The site a form was posted from: scheme, host and port only.
+
+    Whatever else the header holds (a `user:password@` part, a path, a query) is the
+    visitor's or the page's, not the site's: it is neither compared nor logged.
+    """
     for header in ("Origin", "Referer"):
         value = request.headers.get(header)
         if value and value != "null":
-            parts = urlsplit(value)
-            if parts.scheme and parts.netloc:
-                return f"{parts.scheme}://{parts.netloc}".lower()
+            try:
+                parts = urlsplit(value)
+                host, port = parts.hostname, parts.port
+            except ValueError:
+                continue
+            if parts.scheme not in ("http", "https") or not host or not _HOST.fullmatch(host):
+                continue
+            host = f"[{host}]" if ":" in host else host
+            return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
     return None
+
+
+_HOST = re.compile(r"[a-z0-9.-]{1,253}|[0-9a-f:.]{2,45}")
 
 
 @bp.get("/consent/form")
@@ -304,7 +346,7 @@ def api_signup() -> Any:
     auth = request.headers.get("Authorization", "")
     given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("X-Api-Key", "")
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        log.warning("consent API: a request with a missing or wrong key from %s", request.remote_addr)
+        log.warning("consent API: a request with a missing or wrong key refused")
         return {"error": "missing or wrong API key; send it as 'Authorization: Bearer KEY'"}, 401
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
@@ -351,6 +393,13 @@ def _after_signup(signup: capture.Signup, *, html: bool) -> Any:
         return redirect(signup.form.thanks_url, code=303)
     # The same page whatever happened: a form must not tell strangers who is subscribed or erased.
     return _page("signup_sent", email=signup.email)
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(exc: RequestEntityTooLarge) -> tuple[str, int]:
+    return _message("Форма слишком большая",
+                    "Отправленные данные слишком велики. Проверьте, что в поля введено только нужное, "
+                    "и отправьте форму ещё раз.", 413)
 
 
 @bp.errorhandler(SettingsError)

@@ -128,16 +128,13 @@ def templates_preview(app: App, name: str, contact_id: int | None, variables: tu
     settings = app.settings
     with app.ready_engine().connect() as conn:
         template = templates.get(conn, settings, name)
-        context = templates.sample_context(settings)
+        contact = None
         if contact_id is not None:
             contact = messaging.contact_contexts(conn, settings, [contact_id]).get(contact_id)
             if contact is None:
                 raise click.ClickException(f"no contact with id {contact_id}")
-            channel = template.channel if template.is_email else "sms"
-            context |= {"contact": contact,
-                        "unsubscribe_url": links.unsubscribe_url(settings, contact_id, channel),
-                        "preferences_url": links.preferences_url(settings, contact_id),
-                        "confirm_url": links.confirm_url(settings, contact_id, channel)}
+        # The contact's data, but never their signed links: a preview is not a send to them.
+        context = templates.preview_context(settings, contact)
         rendered = templates.render(template, context | _vars(variables))
     data = {"name": template.name, "channel": template.channel, "source": template.origin,
             "subject": rendered.subject, "text": rendered.text, "html": rendered.html}
