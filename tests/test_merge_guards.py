@@ -29,7 +29,7 @@ from hub.cli import cli
 from hub.config import load_settings
 from hub.models import ConsentRequest, Contact, ContactMerge
 from hub.records import ContactRecord
-from plugins.gdpr import erasure, preferences, retention
+from plugins.gdpr import erasure, preferences
 from plugins.mailing import file as file_channel
 from tests.conftest import HubDB
 from tests.test_admin import AdminEnv, admin_env, client_as, post, text  # noqa: F401

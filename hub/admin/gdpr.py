@@ -93,8 +93,6 @@ def person() -> Any:
     if contact_id is None:
         flash(f"{raw.strip()!r} is not a contact number." if raw.strip() else "Enter a contact number.", "error")
         return redirect(url_for("gdpr.index"))
-    from plugins.gdpr import erasure
-
     with engine().connect() as conn:
         card = contacts.card(conn, contact_id)
         erased = identity.is_erased(conn, contact_id)
