@@ -97,6 +97,9 @@ def test_after_hub_gdpr_erase_no_byte_of_the_person_is_left_in_the_folder(tmp_pa
             "--promo-code", "SPRING-10", "--promo-discount", "10", "--promo-expires", "2030-01-01")
     written = sorted(p.name for p in (shop / "outbox").iterdir())
     assert [n.rsplit("-", 1)[1] for n in written] == ["email.eml", "sms.txt"]
+    # Letters carry addresses and names: the outbox is the owner's alone, like hub.db.
+    assert stat.S_IMODE((shop / "outbox").stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (shop / "outbox").iterdir()} == {0o600}
     assert all(traces_in(p.read_bytes()) for p in (shop / "outbox").iterdir())
     everything = b"".join(p.read_bytes() for p in shop.rglob("*") if p.is_file())
     assert set(traces_in(everything)) == set(TRACES)  # the scan below does see them when they are there

@@ -76,7 +76,8 @@ class FileChannel:
         self._sender = None
 
     def open(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Letters hold people's addresses and names: readable by the owner only, like hub.db.
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.name == "email":
             from plugins.mailing.email import Sender
 
@@ -99,6 +100,8 @@ class FileChannel:
             data = ("\n".join(lines) + "\n\n" + message.text).encode("utf-8")
         path = self.directory / file_name(message.id, self.name)
         temporary = path.with_name(path.name + ".part")
-        temporary.write_bytes(data)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
         os.replace(temporary, path)
         return Delivery("sent", provider_id=f"file:{path}")
