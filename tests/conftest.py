@@ -20,6 +20,7 @@ from hub.config import Settings, load_settings
 from hub.db import dispose_engines, get_engine
 from hub.testing import empty_database
 from tests.servers import postgres_server, redis_server
+from tests.support.smtp import Mailbox, smtp_server
 
 SECRET = "test-secret-key-0123456789abcdef"
 
@@ -104,3 +105,11 @@ def plugin_manager(hub_db: HubDB) -> Any:
 
 def with_settings(settings: Settings, **changes: Any) -> Settings:
     return replace(settings, **changes)
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    """A real SMTP server on loopback for this test: (what it received, its port)."""
+    handler = Mailbox()
+    with smtp_server(handler) as port:
+        yield handler, port

@@ -11,7 +11,7 @@ import email
 import email.policy
 import re
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import itsdangerous.timed
@@ -27,18 +27,11 @@ from hub.models import AuditEntry, ConsentRequest, Contact, Message
 from hub.records import ContactRecord
 from plugins.gdpr import capture, erasure
 from tests.conftest import HubDB
-from tests.test_mailing_smtp import Mailbox, smtp_server
+from tests.support.smtp import Mailbox
 
 PUBLIC = "https://hub.example.ru"
 API_KEY = "site-backend-key-0123456789"
 SHOP = "https://shop.example.ru"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    handler = Mailbox()
-    with smtp_server(handler) as port:
-        yield handler, port
 
 
 @pytest.fixture

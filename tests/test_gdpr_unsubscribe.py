@@ -10,7 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -25,16 +25,9 @@ from hub.models import Message
 from hub.records import ContactRecord
 from plugins.gdpr import erasure
 from tests.conftest import HubDB
-from tests.test_mailing_smtp import Mailbox, smtp_server
+from tests.support.smtp import Mailbox
 
 PUBLIC = "https://hub.example.ru"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    handler = Mailbox()
-    with smtp_server(handler) as port:
-        yield handler, port
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import email
 import email.policy
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -30,17 +30,10 @@ from hub.models import Contact, ContactMerge, Interaction
 from hub.records import ContactRecord
 from plugins.gdpr import erasure, limits
 from tests.conftest import HubDB
-from tests.test_mailing_smtp import Mailbox, smtp_server
+from tests.support.smtp import Mailbox
 from workflows import nps
 
 PUBLIC = "https://hub.example.ru"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    handler = Mailbox()
-    with smtp_server(handler) as port:
-        yield handler, port
 
 
 @pytest.fixture

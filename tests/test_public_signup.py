@@ -19,7 +19,7 @@ from hub.models import ConsentRequest, Contact, ContactIdentity, ContactMerge, M
 from hub.testing import FakeClock
 from plugins.gdpr import capture
 from tests.conftest import HubDB
-from tests.test_gdpr_capture import API_KEY, confirm_path, csrf_of, letters, mailbox, signup_on_hub_form, site  # noqa: F401
+from tests.test_gdpr_capture import API_KEY, confirm_path, csrf_of, letters, signup_on_hub_form, site  # noqa: F401
 from tests.test_public_edges import person, state
 from tests.test_workflows import enable
 from workflows import scheduler
