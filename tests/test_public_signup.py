@@ -269,6 +269,38 @@ def test_erasing_a_person_forgets_the_signup_waiting_for_their_click(hub_db: Hub
     assert page.status_code == 410 and "Мы не храним о вас никаких данных" in page.get_data(as_text=True)
 
 
+def test_retention_forgets_a_signup_never_confirmed_with_its_placeholder(hub_db: HubDB, site: Any, mailbox) -> None:
+    from sqlalchemy import update
+
+    from plugins.gdpr import retention
+
+    box, _ = mailbox
+    client = site.test_client()
+    signup_on_hub_form(client, email="never.clicked@example.ru", first_name="Ия", topic=["email/news"])
+    signup_on_hub_form(client, email="clicked@example.ru", first_name="Ян", topic=["email/news"])
+    clicked = [m for m in letters(box) if m["To"] == "clicked@example.ru"][0]
+    assert click(client, clicked).status_code == 200
+    with hub_db.engine.begin() as conn:
+        (waiting,) = conn.execute(select(ConsentRequest.contact_id).where(ConsentRequest.confirmed_at.is_(None))).scalars()
+        assert identity.is_placeholder(conn, waiting)
+        old = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+        conn.execute(update(ConsentRequest.__table__).values(created_at=old))
+    people = live_contacts(hub_db)
+
+    report = retention.run(hub_db.engine, hub_db.settings)
+
+    assert report.consent_requests == 2
+    with hub_db.engine.connect() as conn:
+        assert conn.execute(select(ConsentRequest.id)).first() is None
+        assert conn.execute(select(Contact.id).where(Contact.id == waiting)).first() is None  # no hidden row left
+        bodies = conn.execute(select(Message.address, Message.body_text).where(Message.contact_id == waiting)).all()
+    assert all(tuple(b) == (None, "") for b in bodies)
+    assert live_contacts(hub_db) == people  # the confirmed person stays, with their address
+    with hub_db.engine.connect() as conn:
+        assert conn.execute(select(ContactIdentity.contact_id)
+                            .where(ContactIdentity.value == "clicked@example.ru")).first() is not None
+
+
 def test_letter_limits_are_shared_through_redis(hub_db: HubDB, redis_url: str) -> None:
     import uuid
     from dataclasses import replace

@@ -465,16 +465,27 @@ def forget_pending(conn: Connection, contact_id: int) -> int:
     rows = conn.execute(select(requests_t.c.id, requests_t.c.contact_id, requests_t.c.evidence)
                         .where(requests_t.c.confirmed_at.is_(None), requests_t.c.token_digest.is_not(None))).all()
     gone = [r for r in rows if (r.evidence or {}).get("address") in addresses and _is_placeholder(conn, r.contact_id)]
-    now = utcnow()
     for row in gone:
-        conn.execute(update(messages_t).where(messages_t.c.contact_id == row.contact_id)
-                     .values(address=None, subject=None, body_text="", body_html=None, meta={}, updated_at=now))
-        conn.execute(update(messages_t).where(messages_t.c.contact_id == row.contact_id,
-                                              messages_t.c.status.in_((messaging.QUEUED, messaging.DEFERRED)))
-                     .values(status=messaging.SUPPRESSED, error="not sent: the person was erased on request"))
-        conn.execute(delete(requests_t).where(requests_t.c.id == row.id))
-        conn.execute(delete(contacts_t).where(contacts_t.c.id == row.contact_id))
+        drop_signup(conn, row.id, row.contact_id, why="not sent: the person was erased on request")
     return len(gone)
+
+
+def drop_signup(conn: Connection, request_id: int, placeholder: int, *, why: str) -> None:
+    """Forget one unconfirmed signup whole: its request, its placeholder, and what its letter said.
+
+    Used when the person is erased and when retention ages the request out: a
+    placeholder left behind would be a hidden row that no link can ever reach.
+    """
+    if not _is_placeholder(conn, placeholder):
+        raise ValueError(f"contact #{placeholder} is not a signup placeholder")
+    now = utcnow()
+    conn.execute(update(messages_t).where(messages_t.c.contact_id == placeholder)
+                 .values(address=None, subject=None, body_text="", body_html=None, meta={}, updated_at=now))
+    conn.execute(update(messages_t).where(messages_t.c.contact_id == placeholder,
+                                          messages_t.c.status.in_((messaging.QUEUED, messaging.DEFERRED)))
+                 .values(status=messaging.SUPPRESSED, error=why))
+    conn.execute(delete(requests_t).where(requests_t.c.id == request_id))
+    conn.execute(delete(contacts_t).where(contacts_t.c.id == placeholder))
 
 
 def _digest(token: str) -> str:

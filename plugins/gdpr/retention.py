@@ -8,7 +8,8 @@ What ages, and the setting under `[gdpr.retention]` (days; 0 or "off" turns a ru
     merge_snapshots_days = 365     merges forget the snapshot of the merged contact and the identifiers
                                    that tied them (who merged with whom stays)
     consent_requests_days = 30     signup requests are deleted (their links expired after 7 days;
-                                   the consent ledger keeps the evidence)
+                                   the consent ledger keeps the evidence); one never confirmed goes
+                                   with the hidden placeholder contact it was waiting on
     inactive_contacts_days = off   contacts with no current granted consent, no order and no change
                                    for this long are anonymized like an erasure, without tombstone
 
@@ -26,10 +27,11 @@ from typing import Any, Callable
 
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
 
+from hub import identity
 from hub.config import Settings, SettingsError
 from hub.db import chunks, forget_deleted, utcnow
 from hub.models import ConsentEvent, ConsentRequest, Contact, ContactMerge, Erasure, Message, SyncRun
-from plugins.gdpr import audit, config, erasure
+from plugins.gdpr import audit, capture, config, erasure
 
 messages_t = Message.__table__
 runs_t = SyncRun.__table__
@@ -152,7 +154,16 @@ def _merge_snapshots(conn: Connection, cutoff: dt.datetime, dry_run: bool, now: 
 
 
 def _consent_requests(conn: Connection, cutoff: dt.datetime, dry_run: bool, now: dt.datetime) -> int:
-    return _count_or(conn, dry_run, requests_t, requests_t.c.created_at < cutoff, delete(requests_t))
+    old = requests_t.c.created_at < cutoff
+    if dry_run:
+        return _count_or(conn, dry_run, requests_t, old, delete(requests_t))
+    # A signup never confirmed goes with its hidden placeholder contact; the rest lose only the request.
+    unconfirmed = conn.execute(select(requests_t.c.id, requests_t.c.contact_id)
+                               .where(old, requests_t.c.confirmed_at.is_(None))).all()
+    signups = [row for row in unconfirmed if identity.is_placeholder(conn, row.contact_id)]
+    for row in signups:
+        capture.drop_signup(conn, row.id, row.contact_id, why="not sent: the signup expired unconfirmed")
+    return len(signups) + conn.execute(delete(requests_t).where(old)).rowcount
 
 
 def _inactive_contacts(engine: Engine, settings: Settings, cutoff: dt.datetime, dry_run: bool, actor: str) -> int:
