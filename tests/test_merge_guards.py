@@ -12,6 +12,7 @@ and the preference centre granting only on the channel its link proved.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,16 @@ def test_the_admin_refuses_to_merge_an_erased_contact(admin_env: AdminEnv) -> No
         answer = post(marketer, "/contacts/merge", {"survivor": survivor, "other": other}, follow_redirects=True)
         assert f"контакт #{ids['petrov_2']} удалён по запросу (стёрт)" in text(answer)
     assert merge_count(admin_env.db) == before and {ids["petrov_1"], ids["petrov_2"]} <= live_ids(admin_env.db)
+
+
+def test_the_admin_card_of_a_signup_placeholder_is_not_found(admin_env: AdminEnv) -> None:  # noqa: F811
+    with admin_env.engine.begin() as conn:
+        placeholder = conn.execute(Contact.__table__.insert().values(
+            provenance={"created_from": identity.PLACEHOLDER}, deleted_at=dt.datetime.now(dt.timezone.utc),
+        ).returning(Contact.__table__.c.id)).scalar_one()
+    viewer = client_as(admin_env, "viewer")
+    assert viewer.get(f"/contacts/{placeholder}").status_code == 404
+    assert viewer.get(f"/contacts/{admin_env.ids['petrov_1']}").status_code == 200
 
 
 def test_the_identity_path_never_picks_an_erased_contact_to_merge_with(hub: HubDB) -> None:

@@ -52,6 +52,8 @@ def card(contact_id: int) -> Any:
     settings = current_settings()
     with engine().connect() as conn:
         data = contacts.card(conn, contact_id, thresholds=Thresholds.from_settings(settings.extra))
+        if data is not None and identity.is_placeholder(conn, contact_id):
+            abort(404)  # a signup waiting for its click is nobody yet: it holds nothing to show
         if data is None:
             survivor = identity.current_contact_id(conn, contact_id)  # through any chain of merges
             if survivor is not None:
