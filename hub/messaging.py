@@ -486,30 +486,28 @@ def backoff(attempts: int) -> dt.timedelta:
 
 def channel_rate(settings: Settings, channel: str) -> float | None:
     """Messages per second for a channel (HUB_EMAIL_RATE, HUB_SMS_RATE, ...); None: no limit."""
-    raw = settings.extra.get(f"{channel}_rate")
-    if raw in (None, ""):
-        return None
-    try:
-        rate = float(raw)
-    except (TypeError, ValueError):
-        raise MessagingError(f"HUB_{channel.upper()}_RATE: {raw!r} is not a number of messages per second") from None
-    if rate <= 0:
-        raise MessagingError(f"HUB_{channel.upper()}_RATE: must be more than 0")
-    return rate
+    return _positive(settings, f"{channel}_rate", "a number of messages per second")
 
 
 def claim_lease(settings: Settings) -> dt.timedelta:
     """How long a claimed batch stays a worker's (HUB_MESSAGES_LEASE_S; default CLAIM_LEASE)."""
-    raw = settings.extra.get("messages_lease_s")
+    seconds = _positive(settings, "messages_lease_s", "a number of seconds")
+    return CLAIM_LEASE if seconds is None else dt.timedelta(seconds=seconds)
+
+
+def _positive(settings: Settings, key: str, what: str) -> float | None:
+    """A setting that must be a number above 0; None when it is not set."""
+    raw = settings.extra.get(key)
     if raw in (None, ""):
-        return CLAIM_LEASE
+        return None
+    name = f"HUB_{key.upper()}"
     try:
-        seconds = float(raw)
+        value = float(raw)
     except (TypeError, ValueError):
-        raise MessagingError(f"HUB_MESSAGES_LEASE_S: {raw!r} is not a number of seconds") from None
-    if seconds <= 0:
-        raise MessagingError("HUB_MESSAGES_LEASE_S: must be more than 0")
-    return dt.timedelta(seconds=seconds)
+        raise MessagingError(f"{name}: {raw!r} is not {what}") from None
+    if value <= 0:
+        raise MessagingError(f"{name}: must be more than 0")
+    return value
 
 
 def recover_stale(engine: Engine, *, now: dt.datetime | None = None,
