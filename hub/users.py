@@ -16,6 +16,7 @@ their next request.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -38,8 +39,16 @@ WINDOW = dt.timedelta(minutes=15)
 MAX_FAILURES_PER_ACCOUNT = 5
 MAX_FAILURES_PER_ADDRESS = 20
 LOGIN, LOGIN_FAILED = "login", "login_failed"
-# Checked when the email is unknown, so a wrong email costs as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the email is unknown, so a wrong email costs as long as a wrong password.
+
+    Made on the first sign-in, not at import: every `hub` command imports this
+    module, and a scrypt hash costs about a tenth of a second.
+    """
+    return generate_password_hash("not a password of anyone")
 
 
 class UserError(ValueError):
@@ -218,7 +227,7 @@ def authenticate(engine: Engine, email: str, password: str, *, address: str,
         attempt = conn.execute(audit_t.insert().values(at=now, actor=typed, action=LOGIN_FAILED,
                                                        details={"ip": address}).returning(audit_t.c.id)).scalar_one()
         row = conn.execute(select(users_t).where(users_t.c.email == typed)).first()
-    ok = check_password_hash(row.password_hash if row is not None else _DUMMY_HASH, password or "")
+    ok = check_password_hash(row.password_hash if row is not None else _dummy_hash(), password or "")
     ok = ok and row is not None and bool(row.active)
     if not ok:
         raise LoginRefused("Wrong email or password, or the account is switched off.")
