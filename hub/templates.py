@@ -236,7 +236,7 @@ def preview_context(settings: Settings, contact: Mapping[str, Any] | None = None
     context = sample_context(settings)
     if contact is not None:
         context["contact"] = contact
-    return context | preview_links(settings)
+    return context
 
 
 def validate(template: Template, settings: Settings, extra: Mapping[str, Any] | None = None) -> Rendered:

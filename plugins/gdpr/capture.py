@@ -418,7 +418,7 @@ def _join(conn: Connection, settings: Settings, row: Any, now: dt.datetime) -> i
     address = str(evidence.get("address") or "")
     placeholder = row.contact_id
     holder = identity.find_contact(conn, normalize.EMAIL, address) if address else None
-    if holder is None and not _is_placeholder(conn, placeholder):
+    if holder is None and not identity.is_placeholder(conn, placeholder):
         holder = current_contact_id(conn, placeholder)  # a request from before signups were kept apart
     if holder is not None:
         contact_id: int | None = holder
@@ -433,15 +433,10 @@ def _join(conn: Connection, settings: Settings, row: Any, now: dt.datetime) -> i
     # A person every source had deleted is back, by their own hand.
     conn.execute(update(contacts_t).where(contacts_t.c.id == contact_id, contacts_t.c.deleted_at.is_not(None))
                  .values(deleted_at=None))
-    if _is_placeholder(conn, placeholder) and placeholder != contact_id:
+    if identity.is_placeholder(conn, placeholder) and placeholder != contact_id:
         identity.merge_contacts(conn, contact_id, placeholder, actor="signup", now=now,
                                 reason={"rule": "signup confirmed", "request": row.id})
     return contact_id
-
-
-def _is_placeholder(conn: Connection, contact_id: int) -> bool:
-    provenance = conn.execute(select(contacts_t.c.provenance).where(contacts_t.c.id == contact_id)).scalar()
-    return isinstance(provenance, dict) and provenance.get("created_from") == PENDING
 
 
 def _was_sent(conn: Connection, contact_id: int, token: str) -> bool:
@@ -463,8 +458,8 @@ def forget_pending(conn: Connection, contact_id: int) -> int:
     if not addresses:
         return 0
     rows = conn.execute(select(requests_t.c.id, requests_t.c.contact_id, requests_t.c.evidence)
-                        .where(requests_t.c.confirmed_at.is_(None), requests_t.c.token_digest.is_not(None))).all()
-    gone = [r for r in rows if (r.evidence or {}).get("address") in addresses and _is_placeholder(conn, r.contact_id)]
+                        .where(requests_t.c.confirmed_at.is_(None))).all()
+    gone = [r for r in rows if (r.evidence or {}).get("address") in addresses and identity.is_placeholder(conn, r.contact_id)]
     for row in gone:
         drop_signup(conn, row.id, row.contact_id, why="not sent: the person was erased on request")
     return len(gone)
@@ -476,7 +471,7 @@ def drop_signup(conn: Connection, request_id: int, placeholder: int, *, why: str
     Used when the person is erased and when retention ages the request out: a
     placeholder left behind would be a hidden row that no link can ever reach.
     """
-    if not _is_placeholder(conn, placeholder):
+    if not identity.is_placeholder(conn, placeholder):
         raise ValueError(f"contact #{placeholder} is not a signup placeholder")
     now = utcnow()
     conn.execute(update(messages_t).where(messages_t.c.contact_id == placeholder)
