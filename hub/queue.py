@@ -146,7 +146,7 @@ def health(settings: Settings) -> dict[str, Any]:
 # A long job (an outbox dispatch) asks this between units of work: once set, it finishes the one
 # in hand, puts the rest back and returns, so `hub worker` stops within moments of SIGTERM
 # instead of after the whole job. RQ's own warm shutdown only waits for the job to end.
-STOP_SIGNAL = signal.SIGUSR1  # what `hub worker` sends its work-horse on SIGTERM
+STOP_SIGNAL = getattr(signal, "SIGUSR1", None)  # (none on Windows) what `hub worker` sends its work-horse on SIGTERM
 _stopping = False
 
 
@@ -186,12 +186,13 @@ class _PromptStop:
 
     def _install_signal_handlers(self) -> None:
         clear_stop()
-        signal.signal(STOP_SIGNAL, _on_stop_signal)
+        if STOP_SIGNAL is not None:
+            signal.signal(STOP_SIGNAL, _on_stop_signal)
         super()._install_signal_handlers()  # type: ignore[misc]
 
     def request_stop(self, signum: int, frame: Any) -> None:
         request_stop()
-        if self.horse_pid:
+        if self.horse_pid and STOP_SIGNAL is not None:
             try:
                 os.kill(self.horse_pid, STOP_SIGNAL)
             except ProcessLookupError:

@@ -279,6 +279,8 @@ def _owner() -> str:
 
 
 def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # signal 0 is CTRL_C_EVENT there, not a probe: a run is judged by its lease alone
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

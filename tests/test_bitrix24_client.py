@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import requests
 import responses
 
 from hub.ratelimit import LocalBucket
@@ -184,6 +185,25 @@ def test_an_add_whose_answer_was_cut_off_is_not_sent_again() -> None:
     with pytest.raises(OutcomeUnknown, match="not repeated"):
         client.call("crm.timeline.comment.add", {"fields": {"COMMENT": "Промокод"}})
     assert client.stats.requests == 1  # a second comment would be a duplicate
+
+
+@responses.activate
+def test_an_add_that_timed_out_waiting_for_its_answer_is_not_sent_again() -> None:
+    responses.post(HOOK + "crm.timeline.comment.add", body=requests.ReadTimeout("read timed out"))
+    responses.post(HOOK + "crm.timeline.comment.add", json={"result": 78, "time": TIME})
+    client, _ = make_client()
+    with pytest.raises(OutcomeUnknown, match="not repeated"):
+        client.call("crm.timeline.comment.add", {"fields": {"COMMENT": "Промокод"}})
+    assert client.stats.requests == 1
+
+
+@responses.activate
+def test_an_add_that_could_not_connect_is_sent_again() -> None:
+    responses.post(HOOK + "crm.timeline.comment.add", body=requests.ConnectTimeout("connect timed out"))
+    responses.post(HOOK + "crm.timeline.comment.add", json={"result": 78, "time": TIME})
+    client, _ = make_client()
+    assert client.call("crm.timeline.comment.add", {"fields": {"COMMENT": "Промокод"}})["result"] == 78
+    assert client.stats.requests == 2
 
 
 @pytest.mark.parametrize("status,code,hint", [

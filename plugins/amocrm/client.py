@@ -43,7 +43,7 @@ import requests
 import urllib3.connection
 import urllib3.connectionpool
 
-from hub.api import CUT_OFF_ERRORS, back_off
+from hub.api import TRANSIENT_ERRORS, back_off, is_cut_off
 from hub.ratelimit import Limiter, Place, SendWindow
 
 MAX_PAGE = 250  # the documented maximum `limit` for contacts, leads, customers
@@ -299,11 +299,11 @@ class AmoClient:
             except requests.ConnectTimeout as exc:  # never reached amoCRM: safe to send again
                 attempt = self._backoff(attempt, f"{type(exc).__name__} connecting to {self.host}")
                 continue
-            except (requests.Timeout, requests.ConnectionError, *CUT_OFF_ERRORS) as exc:
+            except TRANSIENT_ERRORS as exc:
                 if not idempotent:
                     raise AmoOutcomeUnknown(f"amoCRM {self.host}: {what}: {type(exc).__name__} after sending; "
                                             "it may or may not have been carried out, so it is not repeated") from None
-                cut = " (the answer was cut off mid-body)" if isinstance(exc, CUT_OFF_ERRORS) else ""
+                cut = " (the answer was cut off mid-body)" if is_cut_off(exc) else ""
                 attempt = self._backoff(attempt, f"{type(exc).__name__} talking to {self.host}{cut}")
                 continue
             status = response.status_code

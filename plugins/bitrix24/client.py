@@ -34,7 +34,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from hub.api import CUT_OFF_ERRORS, back_off
+from hub.api import TRANSIENT_ERRORS, back_off, is_cut_off
 from hub.ratelimit import Limiter
 
 PAGE = 50  # records per list call; fixed by the portal
@@ -245,16 +245,19 @@ class Client:
             try:
                 response = self.session.post(self.auth.endpoint(method), json={**(params or {}), **self.auth.params()},
                                              timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except requests.ConnectTimeout as exc:  # never reached the portal: safe to send again
                 attempt = self._retry(attempt, f"{type(exc).__name__} talking to {self.auth.host}")
                 continue
-            except CUT_OFF_ERRORS as exc:  # the answer broke off mid-body
+            except TRANSIENT_ERRORS as exc:
+                # The portal may have carried the call out before the answer was lost (a read
+                # timeout, a dropped connection, a body cut off): reads are repeated, adds are not.
                 if adds_something(method):
-                    raise OutcomeUnknown(f"Bitrix24 {self.auth.host}: {method}: the answer was cut off "
+                    raise OutcomeUnknown(f"Bitrix24 {self.auth.host}: {method}: no whole answer "
                                          f"({type(exc).__name__}); it may or may not have been carried out, "
                                          "so it is not repeated") from None
                 attempt = self._retry(attempt, f"{self.auth.host}: {method}: the answer was cut off mid-body "
-                                               f"({type(exc).__name__})")
+                                               f"({type(exc).__name__})" if is_cut_off(exc)
+                                      else f"{type(exc).__name__} talking to {self.auth.host}")
                 continue
             finally:
                 self.stats.http_s += time.monotonic() - sent
