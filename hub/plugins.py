@@ -14,6 +14,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +26,9 @@ from hub.config import Settings, SettingsError
 DEFAULT_PLUGINS = ("hub.consent_ledger", "hub.schedule")
 
 _pm: pluggy.PluginManager | None = None
+# A background job may ask for the manager while a test or the app installs one: building
+# from the environment must never replace a manager someone else installed meanwhile.
+_pm_lock = threading.RLock()
 # plugin manager id -> {plugin name: (package, version)} of entry-point plugins
 _PACKAGES: dict[int, dict[str, tuple[str, str]]] = {}
 
@@ -70,23 +74,32 @@ def _load_file(path: Path) -> Any:
 def configure(settings: Settings) -> pluggy.PluginManager:
     """Build the process-wide plugin manager from these settings."""
     global _pm
-    _pm = build(settings)
-    return _pm
+    pm = build(settings)
+    with _pm_lock:
+        _pm = pm
+    return pm
 
 
 def use(pm: pluggy.PluginManager | None) -> None:
     """Install a ready plugin manager (tests use this to pick exactly their plugins)."""
     global _pm
-    _pm = pm
+    with _pm_lock:
+        _pm = pm
 
 
 def get_pm() -> pluggy.PluginManager:
     """The process-wide plugin manager, built from the environment on first use."""
-    if _pm is None:
-        from hub.config import load_settings
+    global _pm
+    pm = _pm
+    if pm is not None:
+        return pm
+    from hub.config import load_settings
 
-        return configure(load_settings())
-    return _pm
+    built = build(load_settings())
+    with _pm_lock:
+        if _pm is None:
+            _pm = built
+        return _pm
 
 
 def describe(pm: pluggy.PluginManager | None = None) -> list[dict[str, Any]]:

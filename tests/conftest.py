@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import Engine
 
-from hub import migrations, plugins
+from hub import migrations, plugins, queue
 from hub.config import Settings, load_settings
 from hub.db import dispose_engines, get_engine
 from hub.testing import empty_database
@@ -93,6 +93,7 @@ def _use_database(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     settings = load_settings()
     plugins.use(plugins.build(settings))
     yield HubDB(url=url, engine=get_engine(url), settings=settings)
+    queue.drain(timeout=60)  # no job of this test may run in the next one, with its plugins
     plugins.use(None)
     dispose_engines()
 
