@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/import_dedupe.py [--rows N] [--seed S] [--database URL]
 
-Generates a Windows-1251, ';'-separated customer export with hub.sampledata
+Generates a Windows-1251, ';'-separated customer export with `hub sample contacts`
 (in a subprocess), then, in a forked process of its own so that its peak
 memory is the import's alone, creates the schema, times
 hub.importer.import_contacts on the file and scores the resolution against
@@ -64,14 +64,15 @@ def peak_rss_mb() -> tuple[float, float]:
 
 def generate(csv_path: Path, truth_path: Path, people: int, seed: int) -> int:
     """Write the spreadsheet and its truth in a child process; returns the data rows written."""
-    cmd = [sys.executable, "-m", "hub.sampledata", str(csv_path), "--people", str(people), "--seed", str(seed),
-           "--encoding", "cp1251", "--delimiter", ";", "--today", TODAY, "--truth", str(truth_path)]
+    cmd = [sys.executable, "-m", "hub", "sample", "contacts", str(csv_path), "--people", str(people),
+           "--seed", str(seed), "--encoding", "cp1251", "--delimiter", ";", "--today", TODAY,
+           "--truth", str(truth_path)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
         raise SystemExit(f"generator failed with exit code {done.returncode}")
-    match = re.search(r"(\d+) rows for", done.stderr)
+    match = re.search(r"(\d+) rows for", done.stdout)
     if match:
         return int(match.group(1))
     with truth_path.open("rb") as f:

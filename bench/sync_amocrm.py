@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/sync_amocrm.py [--contacts N] [--leads N] [--latency S] [--seed S]
 
-Starts the emulator (plugins/amocrm/sandbox.py) in a child process with
+Starts the emulator (plugins/amocrm/sandbox/) in a child process with
 `--contacts` contacts, their leads cut to the first `--leads`, 150 ms of
 latency and amoCRM's 7 requests/s limit (HTML 429s, blocks for abuse).
 Connects Hub with an authorization code, times a full `hub.sync.run` into a

@@ -66,3 +66,30 @@ def back_off(attempt: int, max_retries: int, reason: str, *, give_up: Callable[[
     if sleep is not None:
         sleep(backoff_delay(attempt))
     return attempt + 1
+
+
+class Retries:
+    """The retries one request has left, for a client's request loop.
+
+    A request loop meets several kinds of failure worth another try (no
+    connection, a 5xx, a cut-off answer, an API's own "busy" code) and must
+    count them together against one `max_retries`; this keeps that count so
+    the loop only says why it tries again. `on_retry` runs after each wait
+    (a client's statistics), never when the retries are spent.
+    """
+
+    def __init__(self, max_retries: int, *, give_up: Callable[[str], BaseException],
+                 sleep: Callable[[float], None] | None = time.sleep,
+                 on_retry: Callable[[], None] | None = None) -> None:
+        self.max_retries = max_retries
+        self.give_up = give_up
+        self.sleep = sleep
+        self.on_retry = on_retry
+        self.attempt = 0
+
+    def again(self, reason: str, *, wait: bool = True) -> None:
+        """Wait (unless `wait` is False: the caller already waited for a reason of its own) or give up."""
+        self.attempt = back_off(self.attempt, self.max_retries, reason, give_up=self.give_up,
+                                sleep=self.sleep if wait else None)
+        if self.on_retry is not None:
+            self.on_retry()

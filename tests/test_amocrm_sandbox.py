@@ -30,7 +30,7 @@ import requests
 
 from hub.sampledata import people
 from plugins.amocrm.sandbox import Account, ManualClock, SandboxServer
-from plugins.amocrm.sandbox_data import (
+from plugins.amocrm.sandbox.data import (
     BIRTHDAY,
     INTERESTS,
     LEAD_SOURCE,

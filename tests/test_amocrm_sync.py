@@ -17,14 +17,14 @@ from werkzeug.serving import make_server
 import plugins.amocrm
 from hub import contacts, sync
 from hub.admin import create_app
-from hub.cli import cli
 from hub.models import Contact, ExternalRef, Order, SyncRun, SyncState
 from hub.normalize import phones as normalize_phones
 from plugins.amocrm import commands, tokens
 from plugins.amocrm.sandbox import Account, SandboxServer
-from plugins.amocrm.sandbox_data import BIRTHDAY, CITY, INTERESTS, LEAD_SOURCE, POSITION
+from plugins.amocrm.sandbox.data import BIRTHDAY, CITY, INTERESTS, LEAD_SOURCE, POSITION
 from plugins.amocrm.source import AmoSource
 from tests.conftest import HubDB, with_settings
+from tests.support.cli import cli
 from tests.transport import TRANSPORTS, Transport, use_transport
 
 

@@ -1,6 +1,6 @@
 """Bitrix24 end to end, as a user meets it: connect, full sync, changes, deletions, events, write-back.
 
-Every test talks HTTP to the plugin's own portal emulator (plugins/bitrix24/sandbox.py),
+Every test talks HTTP to the plugin's own portal emulator (plugins/bitrix24/sandbox/),
 which follows the documented protocol, limits and quirks.
 """
 
@@ -21,13 +21,13 @@ from werkzeug.serving import make_server
 import plugins.bitrix24 as bitrix24_plugin
 from hub import contacts, normalize, sampledata, sync, writeback
 from hub.admin import create_app
-from hub.cli import cli
 from hub.models import Contact, ExternalRef, Order
 from plugins.bitrix24 import connection
 from plugins.bitrix24.client import Bitrix24Error, Client
 from plugins.bitrix24.sandbox import Portal, SandboxServer
 from plugins.bitrix24.source import Bitrix24Source
 from tests.conftest import HubDB
+from tests.support.cli import cli
 from tests.transport import TRANSPORTS, Transport, use_transport
 
 TODAY = dt.date(2025, 6, 1)

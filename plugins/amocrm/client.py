@@ -14,7 +14,7 @@ What amoCRM enforces, and how this client stays inside it:
   would only lengthen the block.
 - 5xx answers, timeouts, dropped connections and answers cut off mid-body
   (truncated JSON, a connection closed before Content-Length bytes) are
-  retried with exponential back-off and jitter (hub.api.back_off) when the
+  retried with exponential back-off and jitter (hub.api.Retries) when the
   request is safe to repeat (reads, PATCH). A POST whose answer was lost may
   or may not have been carried out: it is reported as such
   (AmoOutcomeUnknown), never silently sent again.
@@ -43,7 +43,7 @@ import requests
 import urllib3.connection
 import urllib3.connectionpool
 
-from hub.api import TRANSIENT_ERRORS, back_off, is_cut_off
+from hub.api import TRANSIENT_ERRORS, Retries, is_cut_off
 from hub.ratelimit import Limiter, Place, SendWindow
 
 MAX_PAGE = 250  # the documented maximum `limit` for contacts, leads, customers
@@ -277,7 +277,8 @@ class AmoClient:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         what = f"{method} {urlsplit(url).path}"
         refreshed = False
-        attempt = 0
+        retries = Retries(self.max_retries, give_up=AmoUnavailable, sleep=self._sleep,
+                          on_retry=lambda: self._count("retries"))
         limited = 0
         while True:
             if self._blocked is not None:
@@ -297,14 +298,14 @@ class AmoClient:
             try:
                 response = self._send(place, method, url, params, json, token)
             except requests.ConnectTimeout as exc:  # never reached amoCRM: safe to send again
-                attempt = self._backoff(attempt, f"{type(exc).__name__} connecting to {self.host}")
+                retries.again(f"{type(exc).__name__} connecting to {self.host}")
                 continue
             except TRANSIENT_ERRORS as exc:
                 if not idempotent:
                     raise AmoOutcomeUnknown(f"amoCRM {self.host}: {what}: {type(exc).__name__} after sending; "
                                             "it may or may not have been carried out, so it is not repeated") from None
                 cut = " (the answer was cut off mid-body)" if is_cut_off(exc) else ""
-                attempt = self._backoff(attempt, f"{type(exc).__name__} talking to {self.host}{cut}")
+                retries.again(f"{type(exc).__name__} talking to {self.host}{cut}")
                 continue
             status = response.status_code
             if status == 204:
@@ -334,7 +335,7 @@ class AmoClient:
                 if not idempotent:
                     raise AmoOutcomeUnknown(f"amoCRM {self.host}: {what}: HTTP {status}; it may or may not have "
                                             "been carried out, so it is not repeated", status=status)
-                attempt = self._backoff(attempt, f"amoCRM {self.host}: {what}: HTTP {status}")
+                retries.again(f"amoCRM {self.host}: {what}: HTTP {status}")
                 continue
             body = _json(response)
             if status == 402:
@@ -349,8 +350,7 @@ class AmoClient:
                 if not idempotent:
                     raise AmoOutcomeUnknown(f"amoCRM {self.host}: {what}: HTTP {status} with an answer that is "
                                             "not JSON; not repeated", status=status)
-                attempt = self._backoff(attempt, f"amoCRM {self.host}: {what}: HTTP {status} with an answer "
-                                                 "that is not JSON")
+                retries.again(f"amoCRM {self.host}: {what}: HTTP {status} with an answer that is not JSON")
                 continue
             return body
 
@@ -369,11 +369,6 @@ class AmoClient:
             _PLACE.reset(reset)
             if place is not None:
                 place.sent()  # a transport that did not report the write: count it now (no-op otherwise)
-
-    def _backoff(self, attempt: int, reason: str) -> int:
-        attempt = back_off(attempt, self.max_retries, reason, give_up=AmoUnavailable, sleep=self._sleep)
-        self._count("retries")
-        return attempt
 
     def get(self, path: str, params: Any = None) -> Any:
         return self.request("GET", path, params=params)

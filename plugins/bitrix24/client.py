@@ -16,7 +16,7 @@ What the portal enforces, and how this client stays inside it:
 Errors only the user can fix (a wrong webhook, a missing scope) stop at once
 with a message saying what to do; transient ones (limits, 5xx, timeouts, a
 dropped connection, an answer cut off mid-body) are retried with exponential
-back-off and jitter (hub.api.back_off). A method that adds something is not
+back-off and jitter (hub.api.Retries). A method that adds something is not
 repeated after its answer was cut off: the portal received it and may have
 carried it out (OutcomeUnknown). No message ever contains the webhook code or
 a token.
@@ -34,7 +34,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from hub.api import TRANSIENT_ERRORS, back_off, is_cut_off
+from hub.api import TRANSIENT_ERRORS, Retries, is_cut_off
 from hub.ratelimit import Limiter
 
 PAGE = 50  # records per list call; fixed by the portal
@@ -236,7 +236,7 @@ class Client:
     def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Call a method and return the whole answer (result, next, total, time)."""
         refreshed = False
-        attempt = 0
+        retries = Retries(self.max_retries, give_up=Unavailable, sleep=self._sleep, on_retry=self._count_retry)
         while True:
             self._respect_operating(method)
             self.stats.paced_s += self.limiter.acquire()
@@ -246,7 +246,7 @@ class Client:
                 response = self.session.post(self.auth.endpoint(method), json={**(params or {}), **self.auth.params()},
                                              timeout=self.timeout)
             except requests.ConnectTimeout as exc:  # never reached the portal: safe to send again
-                attempt = self._retry(attempt, f"{type(exc).__name__} talking to {self.auth.host}")
+                retries.again(f"{type(exc).__name__} talking to {self.auth.host}")
                 continue
             except TRANSIENT_ERRORS as exc:
                 # The portal may have carried the call out before the answer was lost (a read
@@ -255,9 +255,9 @@ class Client:
                     raise OutcomeUnknown(f"Bitrix24 {self.auth.host}: {method}: no whole answer "
                                          f"({type(exc).__name__}); it may or may not have been carried out, "
                                          "so it is not repeated") from None
-                attempt = self._retry(attempt, f"{self.auth.host}: {method}: the answer was cut off mid-body "
-                                               f"({type(exc).__name__})" if is_cut_off(exc)
-                                      else f"{type(exc).__name__} talking to {self.auth.host}")
+                retries.again(f"{self.auth.host}: {method}: the answer was cut off mid-body "
+                              f"({type(exc).__name__})" if is_cut_off(exc)
+                              else f"{type(exc).__name__} talking to {self.auth.host}")
                 continue
             finally:
                 self.stats.http_s += time.monotonic() - sent
@@ -267,8 +267,8 @@ class Client:
                     raise OutcomeUnknown(f"Bitrix24 {self.auth.host}: {method}: HTTP {response.status_code} with an "
                                          "answer that is not JSON; it may or may not have been carried out, "
                                          "so it is not repeated", status=response.status_code)
-                attempt = self._retry(attempt, f"{self.auth.host} answered HTTP {response.status_code} "
-                                               "with a page that is not JSON")
+                retries.again(f"{self.auth.host} answered HTTP {response.status_code} "
+                              "with a page that is not JSON")
                 continue
             error = body.get("error") if isinstance(body, dict) else None
             if not error:
@@ -288,19 +288,16 @@ class Client:
             if code == "OPERATION_TIME_LIMIT":
                 self.stats.rate_limited += 1
                 self._wait_for_reset(method, body)
-                attempt = self._retry(attempt, f"{self.auth.host}: {method} used up its server time", wait=False)
+                retries.again(f"{self.auth.host}: {method} used up its server time", wait=False)
                 continue
             if code in TRANSIENT or response.status_code >= 500:
-                attempt = self._retry(attempt, f"{self.auth.host}: {_describe(body)}")
+                retries.again(f"{self.auth.host}: {_describe(body)}")
                 continue
             raise Bitrix24Error(f"Bitrix24 {self.auth.host}: {method}: {_describe(body)}", code=code,
                                 status=response.status_code)
 
-    def _retry(self, attempt: int, reason: str, *, wait: bool = True) -> int:
-        attempt = back_off(attempt, self.max_retries, reason, give_up=Unavailable,
-                           sleep=self._sleep if wait else None)
+    def _count_retry(self) -> None:
         self.stats.retries += 1
-        return attempt
 
     def _note_time(self, method: str, block: Any) -> None:
         if isinstance(block, dict) and "operating" in block:

@@ -25,12 +25,12 @@ import threading
 import time
 from collections import deque
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from itertools import islice
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
-from hub.api import Person, RunningSandbox, Settings, get_engine
+from hub.api import BackgroundServer, EmulatorHTTPServer, Person, RunningSandbox, Settings, get_engine
 from hub.api import people as sample_people
 
 from hub_shop.client import NAME, save_connection
@@ -97,8 +97,7 @@ class ShopEmulator:
         self._lock = threading.RLock()
         self._last_stamp = dt.datetime.now(dt.timezone.utc)
         self._level, self._drained_at = 0.0, time.monotonic()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundServer | None = None
         population = list(islice(sample_people(first_person + people, seed, today=today), first_person, None))
         for person in population:
             self._add_person(person, seed)
@@ -307,31 +306,29 @@ class ShopEmulator:
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> "ShopEmulator":
         """Serve the API on a background thread (port 0: any free port)."""
-        handler = type("Handler", (_Handler,), {"shop": self})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="shop-emulator",
-                                        daemon=True)
-        self._thread.start()
+        self._server = BackgroundServer(_Handler, host=host, port=port, emulator=self, name="shop-emulator").start()
         return self
 
     @property
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the shop is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.base_url
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
 
 class _Handler(BaseHTTPRequestHandler):
-    shop: ShopEmulator
+    server: EmulatorHTTPServer
     protocol_version = "HTTP/1.1"
+
+    @property
+    def shop(self) -> ShopEmulator:
+        shop: ShopEmulator = self.server.emulator
+        return shop
 
     def do_GET(self) -> None:
         self._serve("GET")

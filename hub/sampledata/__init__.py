@@ -23,192 +23,82 @@ accident and any merge of them is an error of the resolver, not of the data.
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import csv
 import heapq
+import json
 import math
 import random
-import sys
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from importlib import resources
 from itertools import accumulate
 from pathlib import Path
-from typing import Generic, TextIO, TypeVar
+from typing import Any, Generic, TextIO, TypeVar
 
 from hub.records import ContactRecord, Gender, OrderRecord, OrderStatus
 
 T = TypeVar("T")
 
 # ---------------------------------------------------------------------------
-# Ground-truth vocabulary. Pairs are (value, relative weight).
+# Ground-truth vocabulary, kept as data in vocabulary.json next to this module
+# and read once at import. Pairs are (value, relative weight).
 # ---------------------------------------------------------------------------
+
+
+def _frozen(value: Any) -> Any:
+    """JSON arrays as tuples, so the vocabulary is immutable and compares as it did when it was code."""
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _frozen(item) for key, item in value.items()}
+    return value
+
+
+_VOCABULARY: dict[str, Any] = _frozen(
+    json.loads(resources.files(__name__).joinpath("vocabulary.json").read_text(encoding="utf-8"))
+)
 
 FEMALE_SHARE = 0.56  # beauty, kids' goods and clothing skew small-business bases female
 
-MALE_FIRST_NAMES = (
-    ("Александр", 10), ("Сергей", 8), ("Дмитрий", 8), ("Андрей", 7), ("Алексей", 7),
-    ("Максим", 6), ("Иван", 6), ("Михаил", 6), ("Евгений", 5), ("Артём", 5),
-    ("Никита", 4), ("Владимир", 4), ("Денис", 4), ("Павел", 4), ("Кирилл", 4),
-    ("Илья", 4), ("Роман", 3), ("Олег", 3), ("Игорь", 3), ("Константин", 3),
-    ("Николай", 3), ("Антон", 3), ("Егор", 3), ("Даниил", 3), ("Виктор", 2),
-    ("Юрий", 2), ("Вадим", 2), ("Тимур", 2), ("Руслан", 2), ("Матвей", 2),
-    ("Григорий", 1), ("Станислав", 1), ("Фёдор", 1), ("Семён", 1), ("Глеб", 1),
-    ("Марат", 1), ("Пётр", 1), ("Ярослав", 1), ("Ринат", 1), ("Арсений", 1),
-)
-
-FEMALE_FIRST_NAMES = (
-    ("Елена", 8), ("Анна", 8), ("Ольга", 7), ("Наталья", 7), ("Екатерина", 7),
-    ("Мария", 7), ("Анастасия", 7), ("Татьяна", 6), ("Ирина", 6), ("Светлана", 5),
-    ("Юлия", 5), ("Дарья", 5), ("Марина", 4), ("Ксения", 4), ("Виктория", 4),
-    ("Алина", 3), ("Полина", 3), ("Елизавета", 3), ("Кристина", 3), ("Алёна", 3),
-    ("Людмила", 2), ("Надежда", 2), ("Евгения", 2), ("Вероника", 2), ("Софья", 2),
-    ("Оксана", 2), ("Диана", 2), ("Алиса", 2), ("Яна", 2), ("Галина", 1),
-    ("Валентина", 1), ("Милана", 1), ("Лилия", 1), ("Альбина", 1), ("Гульнара", 1),
-    ("Регина", 1), ("Ульяна", 1), ("Варвара", 1),
-)
-
+MALE_FIRST_NAMES: tuple[tuple[str, int], ...] = _VOCABULARY["male_first_names"]
+FEMALE_FIRST_NAMES: tuple[tuple[str, int], ...] = _VOCABULARY["female_first_names"]
 # Father's name -> (son's patronymic, daughter's patronymic); spelled out
 # because the rules have too many exceptions (Илья -> Ильич / Ильинична).
-PATRONYMICS = (
-    (("Александрович", "Александровна"), 9), (("Сергеевич", "Сергеевна"), 8),
-    (("Владимирович", "Владимировна"), 8), (("Андреевич", "Андреевна"), 6),
-    (("Алексеевич", "Алексеевна"), 6), (("Николаевич", "Николаевна"), 6),
-    (("Дмитриевич", "Дмитриевна"), 5), (("Михайлович", "Михайловна"), 5),
-    (("Евгеньевич", "Евгеньевна"), 4), (("Юрьевич", "Юрьевна"), 4),
-    (("Игоревич", "Игоревна"), 4), (("Викторович", "Викторовна"), 4),
-    (("Олегович", "Олеговна"), 3), (("Анатольевич", "Анатольевна"), 3),
-    (("Валерьевич", "Валерьевна"), 3), (("Иванович", "Ивановна"), 5),
-    (("Павлович", "Павловна"), 3), (("Геннадьевич", "Геннадьевна"), 2),
-    (("Борисович", "Борисовна"), 2), (("Васильевич", "Васильевна"), 3),
-    (("Петрович", "Петровна"), 3), (("Вячеславович", "Вячеславовна"), 2),
-    (("Константинович", "Константиновна"), 2), (("Григорьевич", "Григорьевна"), 1),
-    (("Ильич", "Ильинична"), 1), (("Никитич", "Никитична"), 1),
-    (("Львович", "Львовна"), 1), (("Фёдорович", "Фёдоровна"), 1),
-    (("Ринатович", "Ринатовна"), 1), (("Рустамович", "Рустамовна"), 1),
-)
-
+PATRONYMICS: tuple[tuple[tuple[str, str], int], ...] = _VOCABULARY["patronymics"]
 # Male forms, most common first; the female form is derived by FEMALE_ENDINGS.
-DECLINABLE_SURNAMES = (
-    "Иванов", "Смирнов", "Кузнецов", "Попов", "Васильев", "Петров", "Соколов",
-    "Михайлов", "Новиков", "Фёдоров", "Морозов", "Волков", "Алексеев", "Лебедев",
-    "Семёнов", "Егоров", "Павлов", "Козлов", "Степанов", "Николаев", "Орлов",
-    "Андреев", "Макаров", "Никитин", "Захаров", "Зайцев", "Соловьёв", "Борисов",
-    "Яковлев", "Григорьев", "Романов", "Воробьёв", "Сергеев", "Кузьмин", "Фролов",
-    "Александров", "Дмитриев", "Королёв", "Гусев", "Киселёв", "Ильин", "Максимов",
-    "Поляков", "Сорокин", "Виноградов", "Ковалёв", "Белов", "Медведев", "Антонов",
-    "Тарасов", "Жуков", "Баранов", "Филиппов", "Комаров", "Давыдов", "Беляев",
-    "Герасимов", "Богданов", "Осипов", "Сидоров", "Матвеев", "Титов", "Марков",
-    "Миронов", "Крылов", "Куликов", "Карпов", "Власов", "Мельников", "Денисов",
-    "Гаврилов", "Тихонов", "Казаков", "Афанасьев", "Данилов", "Савельев",
-    "Тимофеев", "Фомин", "Чернов", "Абрамов", "Мартынов", "Ефимов", "Федотов",
-    "Щербаков", "Назаров", "Калинин", "Исаев", "Чернышёв", "Быков", "Маслов",
-    "Родионов", "Коновалов", "Лазарев", "Воронин", "Климов", "Филатов",
-    "Пономарёв", "Голубев", "Кудрявцев", "Прохоров", "Наумов", "Потапов",
-    "Журавлёв", "Овчинников", "Трофимов", "Леонов", "Соболев", "Ермаков",
-    "Колесников", "Гончаров", "Емельянов", "Никифоров", "Грачёв", "Котов",
-    "Гришин", "Ефремов", "Архипов", "Громов", "Кириллов", "Малышев", "Панов",
-    "Моисеев", "Румянцев", "Акимов", "Кондратьев", "Бирюков", "Горбунов",
-    "Анисимов", "Ерёмин", "Тихомиров", "Галкин", "Лукьянов", "Михеев", "Скворцов",
-    "Юдин", "Белоусов", "Нестеров", "Симонов", "Прокофьев", "Харитонов", "Князев",
-    "Цветков", "Левин", "Воронцов", "Шаповалов", "Хабибуллин", "Галиев", "Сафин",
-    "Закиров", "Валиев", "Гарипов", "Ахметов", "Исмаилов", "Ковальский",
-    "Вишневский", "Зелинский", "Высоцкий", "Покровский", "Успенский", "Троицкий",
-    "Жуковский", "Островский", "Савицкий", "Толстой", "Трубецкой", "Зуев",
-    "Панфилов", "Рябов", "Суворов", "Блинов", "Мухин", "Самойлов", "Калашников",
-    "Субботин", "Шилов", "Устинов", "Большаков", "Савин", "Шубин", "Коршунов",
-    "Лаптев", "Гуляев", "Третьяков", "Маркелов", "Муравьёв", "Рыбаков", "Суханов",
-    "Широков", "Кононов", "Кудряшов", "Носов", "Меркулов", "Лобанов", "Кулагин",
-    "Ершов", "Фадеев", "Туманов", "Аксёнов", "Евдокимов", "Игнатьев", "Сазонов",
-    "Гордеев", "Горшков", "Мамонтов", "Логинов", "Некрасов", "Рогов", "Сычёв",
-    "Крюков", "Мишин", "Хохлов", "Бобров", "Ширяев", "Фокин", "Блохин", "Дорофеев",
-    "Кабанов", "Русаков", "Воронов", "Жданов", "Зимин", "Зыков", "Исаков",
-    "Кравцов", "Лапин", "Лукин", "Мамаев", "Никонов", "Одинцов", "Пахомов",
-    "Рожков", "Рыжов", "Селезнёв", "Сухов", "Тетерин", "Уваров", "Чистяков",
-    "Шестаков", "Шарапов", "Щукин", "Юрьев", "Якушев", "Баженов", "Вавилов",
-    "Голованов", "Дементьев", "Дроздов", "Зубков", "Капустин", "Карташов", "Кузин",
-    "Лавров", "Пугачёв", "Сафонов", "Полянский", "Раевский", "Шарипов", "Хасанов",
-    "Гайнуллин", "Нуриев", "Алиев", "Мамедов", "Гасанов", "Абдуллаев",
-)
-
+DECLINABLE_SURNAMES: tuple[str, ...] = _VOCABULARY["declinable_surnames"]
 # Surnames that read the same for men and women.
-INDECLINABLE_SURNAMES = (
-    "Ким", "Шевченко", "Бондаренко", "Коваленко", "Ткаченко", "Кравченко",
-    "Петренко", "Лысенко", "Черных", "Седых", "Пак", "Цой", "Мельник",
-    "Станкевич", "Карпович",
-)
-
+INDECLINABLE_SURNAMES: tuple[str, ...] = _VOCABULARY["indeclinable_surnames"]
 # Male ending -> female ending, checked in order (longest first).
-FEMALE_ENDINGS = (
-    ("ский", "ская"), ("цкий", "цкая"), ("ой", "ая"),
-    ("ов", "ова"), ("ев", "ева"), ("ёв", "ёва"), ("ин", "ина"), ("ын", "ына"),
-)
-
+FEMALE_ENDINGS: tuple[tuple[str, str], ...] = _VOCABULARY["female_endings"]
 # A handful of names so common that a base of any size holds several people
 # called exactly that; they are the namesakes a resolver must not merge.
-COMMON_FULL_NAMES = (
-    ("m", "Иван", "Иванович", "Иванов"),
-    ("m", "Александр", "Сергеевич", "Смирнов"),
-    ("m", "Сергей", "Владимирович", "Петров"),
-    ("f", "Елена", "Александровна", "Кузнецова"),
-    ("f", "Ольга", "Владимировна", "Попова"),
-)
+# Each is (gender "m"/"f", first name, patronymic, surname).
+COMMON_FULL_NAMES: tuple[tuple[Gender, str, str, str], ...] = _VOCABULARY["common_full_names"]
 
-CITIES = (
-    ("Москва", 22), ("Санкт-Петербург", 12), ("Новосибирск", 4), ("Екатеринбург", 4),
-    ("Казань", 4), ("Нижний Новгород", 3), ("Краснодар", 4), ("Самара", 3),
-    ("Ростов-на-Дону", 3), ("Уфа", 3), ("Челябинск", 3), ("Омск", 2),
-    ("Красноярск", 2), ("Воронеж", 2), ("Пермь", 2), ("Волгоград", 2),
-    ("Тюмень", 2), ("Сочи", 2), ("Саратов", 1), ("Калининград", 1),
-    ("Балашиха", 1), ("Химки", 1),
-)
-
+CITIES: tuple[tuple[str, int], ...] = _VOCABULARY["cities"]
 # How people shorten or decorate a city when typing it by hand.
-CITY_ALIASES = {
-    "Москва": ("Мск", "г. Москва", "москва"),
-    "Санкт-Петербург": ("СПб", "Питер", "С-Петербург", "г. Санкт-Петербург"),
-    "Екатеринбург": ("Екб", "г. Екатеринбург"),
-    "Нижний Новгород": ("Н. Новгород", "Нижний"),
-    "Ростов-на-Дону": ("Ростов", "Ростов-на-дону"),
-}
+CITY_ALIASES: dict[str, tuple[str, ...]] = _VOCABULARY["city_aliases"]
 
-LEAD_SOURCES = (
-    ("Сайт", 30), ("Instagram", 18), ("ВКонтакте", 15), ("Рекомендация", 14),
-    ("Авито", 10), ("Звонок", 9), ("Выставка", 4),
-)
-
-TAGS = (
-    ("рассылка", 6), ("розница", 5), ("опт", 2), ("самовывоз", 3), ("доставка", 4),
-    ("жалоба", 1), ("день рождения", 2), ("юрлицо", 1), ("не звонить", 1),
-)
+LEAD_SOURCES: tuple[tuple[str, int], ...] = _VOCABULARY["lead_sources"]
+TAGS: tuple[tuple[str, int], ...] = _VOCABULARY["tags"]
 REGULAR_TAG = "постоянный"
 VIP_TAG = "VIP"
-
-PROMO_CODES = (
-    "WELCOME10", "SALE15", "ДРУГ500", "VIP20", "LETO10", "NEWYEAR",
-    "BLACKFRIDAY", "FIRST5", "ВЕСНА", "ПОДАРОК",
-)
+PROMO_CODES: tuple[str, ...] = _VOCABULARY["promo_codes"]
 
 # ---------------------------------------------------------------------------
 # Contact points. Phones are built only from ranges phonenumbers validates.
 # ---------------------------------------------------------------------------
 
-RU_MOBILE_CODES = (
-    "900", "901", "902", "903", "904", "905", "906", "908", "909", "910", "911",
-    "912", "913", "914", "915", "916", "917", "918", "919", "920", "921", "922",
-    "923", "924", "925", "926", "927", "928", "929", "930", "931", "932", "933",
-    "934", "936", "937", "938", "939", "950", "951", "952", "953", "958", "960",
-    "961", "962", "963", "964", "965", "966", "967", "968", "969", "977", "978",
-    "980", "981", "982", "983", "984", "985", "986", "987", "988", "989", "991",
-    "992", "993", "994", "995", "996", "997", "999",
-)
-MOSCOW_LANDLINE_CODES = ("495", "499")
-KZ_MOBILE_CODES = ("700", "701", "702", "705", "707", "747", "771", "775", "776", "777", "778")
-BY_MOBILE_CODES = ("29", "33", "44")
+RU_MOBILE_CODES: tuple[str, ...] = _VOCABULARY["ru_mobile_codes"]
+MOSCOW_LANDLINE_CODES: tuple[str, ...] = _VOCABULARY["moscow_landline_codes"]
+KZ_MOBILE_CODES: tuple[str, ...] = _VOCABULARY["kz_mobile_codes"]
+BY_MOBILE_CODES: tuple[str, ...] = _VOCABULARY["by_mobile_codes"]
 
 # (country prefix, operator codes): each kind owns a disjoint number space.
 PHONE_KINDS = {
@@ -219,65 +109,32 @@ PHONE_KINDS = {
 }
 SUBSCRIBER_SPACE = 9_000_000  # seven digits not starting with 0
 
-EMAIL_DOMAINS = (
-    ("mail.ru", 32), ("yandex.ru", 22), ("gmail.com", 15), ("bk.ru", 5),
-    ("list.ru", 5), ("inbox.ru", 4), ("rambler.ru", 4), ("ya.ru", 2),
-    ("company", 6),
-)
-COMPANY_DOMAINS = (
-    "romashka-ooo.ru", "stroymontazh-plus.ru", "vektor-grupp.ru", "alfa-torg.ru",
-    "sibles-kompaniya.ru", "tehnoprom-ural.ru", "volga-logistik.ru", "severstroy-spb.ru",
-)
+# "company" stands for one of COMPANY_DOMAINS.
+EMAIL_DOMAINS: tuple[tuple[str, int], ...] = _VOCABULARY["email_domains"]
+COMPANY_DOMAINS: tuple[str, ...] = _VOCABULARY["company_domains"]
 # Login rules differ per provider: these accept only letters, digits and dots.
-DOTS_ONLY_DOMAINS = frozenset({"gmail.com", "yandex.ru", "ya.ru"})
+DOTS_ONLY_DOMAINS = frozenset(_VOCABULARY["dots_only_domains"])
 
-TRANSLIT = {
-    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh",
-    "з": "z", "и": "i", "й": "y", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o",
-    "п": "p", "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts",
-    "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu",
-    "я": "ya",
-}
+TRANSLIT: dict[str, str] = _VOCABULARY["translit"]
 
 # {f}=first name, {l}=last name, {i}=first initial, {m}=patronymic initial.
-EMAIL_LOGIN_PATTERNS = (
-    ("{f}.{l}", 8), ("{l}.{f}", 4), ("{i}.{l}", 4), ("{l}_{f}", 3), ("{l}", 3),
-    ("{f}{l}", 3), ("{l}{i}{m}", 2), ("{f}_{l}", 2), ("{f}", 2),
-)
-EMAIL_NUMBER_SEPARATORS = (("", 6), ("_", 1), (".", 1))
+EMAIL_LOGIN_PATTERNS: tuple[tuple[str, int], ...] = _VOCABULARY["email_login_patterns"]
+EMAIL_NUMBER_SEPARATORS: tuple[tuple[str, int], ...] = _VOCABULARY["email_number_separators"]
 
 # ---------------------------------------------------------------------------
 # Messy rendering.
 # ---------------------------------------------------------------------------
 
 # Russian (+7) numbers: {c}=operator/area code, then the subscriber number in
-# 3-2-2 groups {a}{b}{d}.
-RU_PHONE_FORMATS = (
-    ("+7{c}{a}{b}{d}", 16), ("8 ({c}) {a}-{b}-{d}", 16), ("8{c}{a}{b}{d}", 10),
-    ("+7 ({c}) {a}-{b}-{d}", 10), ("+7 {c} {a}{b}{d}", 6), ("{c}{a}{b}{d}", 6),
-    ("7({c}){a}{b}{d}", 4), ("+7-{c}-{a}-{b}-{d}", 4), ("8-{c}-{a}-{b}{d}", 4),
-    ("8 {c} {a} {b} {d}", 6), ("7{c}{a}{b}{d}", 3), ("8 ({c}) {a}{b}{d}", 4),
-)
-BY_PHONE_FORMATS = (
-    ("8 10 375 {c} {a}{b}{d}", 3), ("+375 {c} {a}-{b}-{d}", 4), ("+375{c}{a}{b}{d}", 3),
-    ("375 ({c}) {a}-{b}-{d}", 1), ("+375 ({c}) {a}{b}{d}", 1),
-)
-EXTENSION_FORMATS = (
-    ("+7 {c} {a}-{b}-{d} доб. {x}", 4), ("({c}) {a}{b}{d} ext. {x}", 2),
-    ("8 ({c}) {a}-{b}-{d}, доб. {x}", 2), ("+7 ({c}) {a}-{b}-{d} (доб. {x})", 1),
-    ("8{c}{a}{b}{d} ext.{x}", 1),
-)
-PHONE_SEPARATORS = ((", ", 5), ("; ", 3), (" / ", 2), (",", 1))
-JUNK_PHONES = (
-    "нет", "123", "звонить после 18", "+7 (000)", "-", "0", "не дал",
-    "уточнить", "8 (9", "000-00-00", "тел. потерян", "+7",
-)
+# 3-2-2 groups {a}{b}{d}; {x} is an extension.
+RU_PHONE_FORMATS: tuple[tuple[str, int], ...] = _VOCABULARY["ru_phone_formats"]
+BY_PHONE_FORMATS: tuple[tuple[str, int], ...] = _VOCABULARY["by_phone_formats"]
+EXTENSION_FORMATS: tuple[tuple[str, int], ...] = _VOCABULARY["extension_formats"]
+PHONE_SEPARATORS: tuple[tuple[str, int], ...] = _VOCABULARY["phone_separators"]
+JUNK_PHONES: tuple[str, ...] = _VOCABULARY["junk_phones"]
 
-NAME_CASES = (("as_is", 84), ("upper", 8), ("lower", 8))
-NAME_ORDERS = (
-    ("last first middle", 55), ("last first", 12), ("first last", 13),
-    ("first middle last", 3), ("first", 7), ("first middle", 4), ("last", 1),
-)
+NAME_CASES: tuple[tuple[str, int], ...] = _VOCABULARY["name_cases"]
+NAME_ORDERS: tuple[tuple[str, int], ...] = _VOCABULARY["name_orders"]
 
 SPREADSHEET_COLUMNS = ("ФИО", "Телефон", "E-mail", "Дата рождения", "Город", "Источник")
 
@@ -985,34 +842,19 @@ def order_records(people: Iterable[Person], source: str) -> Iterator[OrderRecord
 
 
 # ---------------------------------------------------------------------------
-# Command line: python -m hub.sampledata OUT.csv --people N --seed S
+# Whole files, for `hub sample contacts` and the benchmarks.
 # ---------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hub.sampledata",
-        description="Write a messy sample customer spreadsheet (.csv or .xlsx) with optional ground truth.",
-    )
-    parser.add_argument("out", help="output file; .xlsx writes a workbook, anything else CSV")
-    parser.add_argument("--people", type=int, default=1_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--encoding", default="utf-8-sig")
-    parser.add_argument("--delimiter", default=";")
-    parser.add_argument("--duplicate-rate", type=float, default=0.15)
-    parser.add_argument("--today", type=date.fromisoformat, default=None, help="YYYY-MM-DD; default: the current date")
-    parser.add_argument("--truth", default=None, help="also write line,person_id here")
-    args = parser.parse_args(argv)
+def write_sample(out: str | Path, *, people_count: int, seed: int, encoding: str = "cp1251", delimiter: str = ";",
+                 duplicate_rate: float = 0.15, today: date | None = None, truth_path: str | Path | None = None) -> int:
+    """Write a messy customer spreadsheet of `people_count` people to `out` and return its data rows.
 
-    population = people(args.people, args.seed, today=args.today)
-    rows = spreadsheet_rows(population, args.seed, duplicate_rate=args.duplicate_rate)
-    if args.out.lower().endswith(".xlsx"):
-        count = write_xlsx(args.out, rows, truth_path=args.truth)
-    else:
-        count = write_csv(args.out, rows, encoding=args.encoding, delimiter=args.delimiter, truth_path=args.truth)
-    print(f"{count} rows for {args.people} people -> {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    An `.xlsx` name writes a workbook, any other a CSV; `truth_path` also
+    writes which person each line belongs to, the answer a resolver is scored
+    against. `today` pins the dates, so a benchmark's file is the same every day.
+    """
+    rows = spreadsheet_rows(people(people_count, seed, today=today), seed, duplicate_rate=duplicate_rate)
+    if str(out).lower().endswith(".xlsx"):
+        return write_xlsx(out, rows, truth_path=truth_path)
+    return write_csv(out, rows, encoding=encoding, delimiter=delimiter, truth_path=truth_path)

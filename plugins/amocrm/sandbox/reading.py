@@ -1,0 +1,251 @@
+"""Lists and single entities as API v4 returns them (HAL pages, filters, ordering), and what tests read from Python."""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from plugins.amocrm.sandbox.data import (
+    ACCOUNT_ID,
+    ADMIN_USER,
+    link,
+    render_contact,
+    render_lead,
+)
+from plugins.amocrm.sandbox.protocol import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    NO_CONTENT,
+    BadRequest,
+    Response,
+    _as_list,
+    _hal_page,
+    _in_range,
+    _int,
+    _json_response,
+    _range,
+)
+from plugins.amocrm.sandbox.state import AccountState
+
+
+class Reading(AccountState):
+    """GET contacts/leads/companies and the account, paged like the real API (part of `Account`)."""
+
+    def _page_params(self, params: dict[str, Any], maximum: int) -> tuple[int, int]:
+        page = params.get("page")
+        limit = params.get("limit")
+        page_number = int(page) if isinstance(page, str) and page.isdigit() and int(page) > 0 else 1
+        size = int(limit) if isinstance(limit, str) and limit.isdigit() and int(limit) > 0 else DEFAULT_LIMIT
+        if size > maximum:
+            size = maximum if self.oversize_limit == "clamp" else DEFAULT_LIMIT
+        return page_number, size
+
+    def _ordered(self, entity: str, order_field: str) -> tuple[list[int], list[int]]:
+        """Ids sorted by (field, id) ascending, cached until the entity changes."""
+        version = self._versions[entity]
+        cached = self._order_cache.get((entity, order_field))
+        if cached and cached[0] == version:
+            return cached[1], cached[2]
+        store = self._stores[entity]
+        if order_field == "id":
+            ids = list(store)  # ids are handed out ascending, so insertion order is id order
+            keys = ids
+        else:
+            pairs = sorted((getattr(row, order_field), row.id) for row in store.values())
+            ids = [row_id for _, row_id in pairs]
+            keys = [key for key, _ in pairs]
+        self._order_cache[(entity, order_field)] = (version, ids, keys)
+        return ids, keys
+
+    def _list_entities(self, entity: str, params: dict[str, Any], headers: dict[str, str], base: str) -> Response:
+        page, limit = self._page_params(params, MAX_LIMIT)
+        order = params.get("order")
+        order_field, descending = "id", False
+        if isinstance(order, dict) and order:
+            name, direction = next(iter(order.items()))
+            if name in ("id", "updated_at", "created_at"):
+                order_field, descending = name, str(direction).lower() == "desc"
+        filters = params.get("filter") if isinstance(params.get("filter"), dict) else {}
+        ids_filter = {_int(v, "filter[id]") for v in _as_list(filters.get("id"))} if "id" in filters else None
+        updated = _range(filters.get("updated_at"), "filter[updated_at]")
+        created = _range(filters.get("created_at"), "filter[created_at]")
+        since = headers.get("if-modified-since")
+        if since:
+            try:
+                moment = int(parsedate_to_datetime(since).timestamp())
+            except (TypeError, ValueError):
+                raise BadRequest("If-Modified-Since is not an HTTP date") from None
+            low = moment if updated is None or updated[0] is None else max(moment, updated[0])
+            updated = (low, None if updated is None else updated[1])
+        query = str(params.get("query", "")).strip().lower()
+        with_ = set(_as_list(params.get("with")))
+        with self._lock:
+            store = self._stores[entity]
+            ids, keys = self._ordered(entity, order_field)
+            if order_field == "updated_at" and updated is not None:
+                low, high = updated
+                start = bisect.bisect_left(keys, low) if low is not None else 0
+                stop = bisect.bisect_right(keys, high) if high is not None else len(keys)
+                ids = ids[start:stop]
+                updated = None
+            predicates: list[Callable[[Any], bool]] = []
+            if ids_filter is not None:
+                if order_field == "id":
+                    ids = sorted(i for i in ids_filter if i in store)
+                else:
+                    predicates.append(lambda row: row.id in ids_filter)
+            if updated is not None:
+                predicates.append(lambda row: _in_range(row.updated_at, updated))
+            if created is not None:
+                predicates.append(lambda row: _in_range(row.created_at, created))
+            if query:
+                predicates.append(lambda row: _matches(row, query))
+            if entity == "leads":
+                predicates.extend(_lead_filters(filters))
+            if predicates:
+                ids = [i for i in ids if all(check(store[i]) for check in predicates)]
+            if descending:
+                ids = ids[::-1]
+            offset = (page - 1) * limit
+            chunk = ids[offset:offset + limit]
+            if not chunk:
+                return NO_CONTENT
+            has_next = offset + limit < len(ids) or (self.next_on_full_last_page and len(chunk) == limit)
+            items = [self._render(entity, store[i], base, with_) for i in chunk]
+        return _json_response(200, _hal_page(base, f"/api/v4/{entity}", params, page, limit, has_next, entity, items))
+
+    def _render(self, entity: str, row: Any, base: str, with_: set[str]) -> dict[str, Any]:
+        if entity == "leads":
+            return render_lead(row, base, self._tags["leads"], with_contacts="contacts" in with_)
+        return render_contact(row, base, self._tags[entity], entity=entity, with_leads="leads" in with_)
+
+    def _get_entity(self, entity: str, entity_id: int, params: dict[str, Any], base: str) -> Response:
+        with self._lock:
+            row = self._stores[entity].get(entity_id)
+            if row is None:
+                return NO_CONTENT
+            return _json_response(200, self._render(entity, row, base, set(_as_list(params.get("with")))))
+
+    def _account_info(self, base: str) -> dict[str, Any]:
+        return {
+            "id": ACCOUNT_ID,
+            "name": "Hub sandbox",
+            "subdomain": self.subdomain,
+            "created_at": 1_577_836_800,
+            "created_by": ADMIN_USER,
+            "updated_at": 1_577_836_800,
+            "updated_by": ADMIN_USER,
+            "current_user_id": ADMIN_USER,
+            "country": "RU",
+            "currency": "RUB",
+            "currency_symbol": "₽",
+            "customers_mode": "segments" if self.customers_enabled else "disabled",
+            "is_unsorted_on": False,
+            "is_loss_reason_enabled": True,
+            "is_helpbot_enabled": False,
+            "is_technical_account": False,
+            "contact_name_display_order": 1,
+            "_links": link(base, "/api/v4/account"),
+        }
+
+    # -- inspection ---------------------------------------------------------
+
+    def contact(self, contact_id: int, *, with_leads: bool = False) -> dict[str, Any] | None:
+        """The contact exactly as GET /api/v4/contacts/{id} renders it, or None."""
+        with self._lock:
+            row = self._stores["contacts"].get(contact_id)
+            return None if row is None else render_contact(row, self.base_url, self._tags["contacts"],
+                                                           with_leads=with_leads)
+
+    def lead(self, lead_id: int, *, with_contacts: bool = False) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._stores["leads"].get(lead_id)
+            return None if row is None else render_lead(row, self.base_url, self._tags["leads"],
+                                                        with_contacts=with_contacts)
+
+    def contact_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._stores["contacts"])
+
+    def lead_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._stores["leads"])
+
+    def person_id(self, contact_id: int) -> int | None:
+        """The sample person a seeded contact renders (None for contacts added later)."""
+        with self._lock:
+            row = self._stores["contacts"].get(contact_id)
+            return None if row is None else row.person_id
+
+    @property
+    def contacts_count(self) -> int:
+        return len(self._stores["contacts"])
+
+    @property
+    def leads_count(self) -> int:
+        return len(self._stores["leads"])
+
+    @property
+    def notes(self) -> list[dict[str, Any]]:
+        """Notes written through the API, oldest first."""
+        with self._lock:
+            return [dict(note) for note in self._notes]
+
+    @property
+    def tasks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(task) for task in self._tasks]
+
+    @property
+    def writes(self) -> list[dict[str, Any]]:
+        """Every accepted POST/PATCH of contacts, companies and leads: entity, method, body, at."""
+        with self._lock:
+            return list(self._writes)
+
+    @property
+    def patches(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [write for write in self._writes if write["method"] == "PATCH"]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(event) for event in self._events]
+
+
+def _matches(row: Any, query: str) -> bool:
+    """`query`: a substring of the name or any field value; phones also match on digits alone."""
+    if query in row.name.lower():
+        return True
+    digits = re.sub(r"\D", "", query)
+    for values in row.fields.values():
+        for value, _ in values:
+            text = str(value)
+            if query in text.lower():
+                return True
+            if len(digits) >= 5 and digits in re.sub(r"\D", "", text):
+                return True
+    return False
+
+
+def _lead_filters(filters: dict[str, Any]) -> list[Callable[[Any], bool]]:
+    checks: list[Callable[[Any], bool]] = []
+    if "pipeline_id" in filters:
+        pipelines = {_int(v, "filter[pipeline_id]") for v in _as_list(filters["pipeline_id"])}
+        checks.append(lambda row: row.pipeline_id in pipelines)
+    statuses = filters.get("statuses")
+    if isinstance(statuses, dict):
+        pairs = {
+            (_int(entry.get("pipeline_id"), "filter[statuses]"), _int(entry.get("status_id"), "filter[statuses]"))
+            for entry in statuses.values() if isinstance(entry, dict)
+        }
+        checks.append(lambda row: (row.pipeline_id, row.status_id) in pairs)
+    if "closed_at" in filters:
+        closed = _range(filters["closed_at"], "filter[closed_at]")
+        if closed is not None:
+            checks.append(lambda row: _in_range(row.closed_at, closed))
+    return checks
+
