@@ -2,6 +2,9 @@
 
 Changing a model means adding an Alembic migration in hub/migrations/versions;
 a test compares the migrated schema with these models so the two never drift.
+A plugin's tables live in the plugin (its own models and migrations, see the
+``register_migrations`` hook), declared with the same naming convention and
+column types, which hub.api hands out as NAMING_CONVENTION and TYPE_ANNOTATION_MAP.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 Money = Numeric(14, 2)
 
 # Named constraints, so migrations can refer to them on both databases.
-NAMING = {
+NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
@@ -43,9 +46,13 @@ NAMING = {
 }
 
 
+# How annotations become column types: timezone-aware UTC times, JSONB on PostgreSQL, money.
+TYPE_ANNOTATION_MAP: dict[Any, Any] = {dt.datetime: UTCDateTime, dict[str, Any]: JSONType, Decimal: Money}
+
+
 class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSONType, Decimal: Money}
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = TYPE_ANNOTATION_MAP
 
 
 class Contact(Base):
@@ -420,32 +427,7 @@ Index("ix_consent_events_latest", ConsentEvent.__table__.c.channel, ConsentEvent
       ConsentEvent.__table__.c.status)
 
 
-# --- gdpr ---------------------------------------------------------------------------------
-
-class ConsentRequest(Base):
-    """A signup waiting for its double opt-in click, and when the click came.
-
-    Until the click it belongs to a placeholder contact that holds nothing
-    (a public form changes nobody in the base), and token_digest marks the
-    one open signup of its address; confirming sets confirmed_at with one
-    conditional UPDATE, so a link clicked twice grants once. A
-    confirmation link sent without a signup (by hand) gets a row at its first
-    click, keyed by the link's digest, for the same reason.
-    """
-
-    __tablename__ = "consent_requests"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
-    channel: Mapped[str] = mapped_column(String(32))  # the channel the confirmation goes by
-    topics: Mapped[list[str]] = mapped_column(JSONType, default=list)  # "channel/purpose"
-    source: Mapped[str] = mapped_column(String(100))  # form | api | link
-    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    token_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
-    message_id: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
-    confirmed_at: Mapped[dt.datetime | None]
-
+# --- erasures (read by identity: an erased id acts on nobody) ----------------------------
 
 class Erasure(Base):
     """A person whose data was erased: the id they had, why, when and on whose word; nothing else."""
@@ -457,182 +439,3 @@ class Erasure(Base):
     reason: Mapped[str] = mapped_column(String(32))  # request | retention
     actor: Mapped[str] = mapped_column(String(200))
     erased_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-
-class ErasedKey(Base):
-    """A keyed hash of an erased person's phone, email or source reference.
-
-    A sync or import record carrying one is refused, so a CRM that still holds
-    the person cannot bring them back.
-    """
-
-    __tablename__ = "erased_keys"
-
-    value_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # phone | email | ref
-    erasure_id: Mapped[int] = mapped_column(ForeignKey("erasures.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-
-# --- workflows ----------------------------------------------------------------------------
-
-class Workflow(Base):
-    """A campaign definition users enable: shipped (workflows/library) or added from a file.
-
-    `definition` is the current document; every version a run may still follow
-    is kept in workflow_versions, so editing a workflow never moves runs that
-    are half-way through it. `state` holds the trigger's cursors (when a
-    schedule last fired, which orders and contacts were already seen).
-    """
-
-    __tablename__ = "workflows"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    title: Mapped[str | None] = mapped_column(String(300))
-    origin: Mapped[str] = mapped_column(String(16))  # library | file
-    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    enabled_at: Mapped[dt.datetime | None]
-    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class WorkflowVersion(Base):
-    """One version of a workflow's definition, as runs started on it follow it."""
-
-    __tablename__ = "workflow_versions"
-
-    workflow_id: Mapped[int] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-
-class WorkflowRun(Base):
-    """One contact going through one workflow once (a cycle); the database is the only record of progress.
-
-    `step` is the next step to run and `next_at` when; RQ jobs carry only run
-    ids. A worker claims a run by setting `lease_token` and `lease_until`, so a
-    run is worked on by one worker at a time and a dead worker's runs are
-    taken over when the lease ends. Statuses: running (due), waiting, done,
-    exited, parked (failed for good: `error` says why), cancelled, holdout.
-    """
-
-    __tablename__ = "workflow_runs"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    workflow_id: Mapped[int] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"))
-    version: Mapped[int] = mapped_column(Integer)
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
-    cycle: Mapped[int] = mapped_column(Integer, default=1)
-    holdout: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(16))
-    step: Mapped[int] = mapped_column(Integer, default=0)
-    next_at: Mapped[dt.datetime | None]
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    error: Mapped[str | None] = mapped_column(Text)
-    trigger: Mapped[str] = mapped_column(String(100))
-    # What started it, when an event did ("order.won:123"): an event starts one run at most.
-    trigger_key: Mapped[str | None] = mapped_column(String(200))
-    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    lease_token: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[dt.datetime | None]
-    job_id: Mapped[str | None] = mapped_column(String(64))
-    enqueued_at: Mapped[dt.datetime | None]
-    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    finished_at: Mapped[dt.datetime | None]
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-    __table_args__ = (
-        UniqueConstraint("workflow_id", "contact_id", "cycle"),
-        UniqueConstraint("workflow_id", "trigger_key"),
-        Index(None, "status", "next_at"),
-        {"sqlite_autoincrement": True},
-    )
-
-
-class StepResult(Base):
-    """What one step did for one run: written in the same transaction that moves the run on.
-
-    Unique per (run, step), so a step that finished is never done again. A step
-    that calls another system and cannot be repeated safely (a CRM task) is
-    written `started` before the call; finding it `started` later means the
-    worker died mid-call, and the run is parked for a person to check.
-    """
-
-    __tablename__ = "step_results"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
-    step: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))  # started | done | skipped | failed
-    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"), index=True)
-    detail: Mapped[str | None] = mapped_column(Text)
-    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # How often the step was held back (quiet hours, frequency cap) before it ran.
-    deferrals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    finished_at: Mapped[dt.datetime | None]
-
-    __table_args__ = (UniqueConstraint("run_id", "step"),)
-
-
-class PromoCode(Base):
-    """A personal promo code: issued once per (run, step), redeemed by an order that carries it."""
-
-    __tablename__ = "promo_codes"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[str] = mapped_column(String(32), unique=True)
-    prefix: Mapped[str | None] = mapped_column(String(16))
-    discount: Mapped[Decimal] = mapped_column(Numeric(5, 2))  # per cent
-    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
-    workflow_id: Mapped[int | None] = mapped_column(ForeignKey("workflows.id", ondelete="SET NULL"))
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_runs.id", ondelete="SET NULL"))
-    step: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
-    redeemed_at: Mapped[dt.datetime | None]
-    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
-    redeemed_by: Mapped[str | None] = mapped_column(String(100))
-    # The CRM field the code is written to (None: not configured), and how that went.
-    crm_field: Mapped[str | None] = mapped_column(String(100))
-    written_back_at: Mapped[dt.datetime | None]
-    writeback_error: Mapped[str | None] = mapped_column(Text)
-
-    __table_args__ = (UniqueConstraint("run_id", "step"),)
-
-
-class Interaction(Base):
-    """Something a contact did that a campaign measures: an NPS score from a survey link."""
-
-    __tablename__ = "interactions"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))  # nps
-    value: Mapped[int | None] = mapped_column(Integer)
-    comment: Mapped[str | None] = mapped_column(Text)
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_runs.id", ondelete="SET NULL"))
-    source: Mapped[str] = mapped_column(String(100))
-    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-    # One answer per survey: a later click on the same survey replaces the earlier one.
-    __table_args__ = (UniqueConstraint("run_id", "kind"),)
-
-
-class WorkflowState(Base):
-    """Small named records of the scheduler: its lock (holder, expiry) and the promo redemption cursor."""
-
-    __tablename__ = "workflow_state"
-
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    holder: Mapped[str | None] = mapped_column(String(200))
-    expires_at: Mapped[dt.datetime | None]
-    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
