@@ -20,7 +20,6 @@ from sqlalchemy import Connection, Engine, delete, func, select
 from hub import identity, normalize
 from hub.config import Settings
 from hub.models import Contact, ContactIdentity
-from hub.plugins import get_pm
 
 contacts_t = Contact.__table__
 identities_t = ContactIdentity.__table__
@@ -67,8 +66,7 @@ def _reparse_invalid(conn: Connection, settings: Settings, report: DedupeReport)
             elif owner != contact_id:
                 survivor, gone = sorted((owner, contact_id))
                 reason = {"rule": "shared identifier", "keys": [f"{ident.kind}:{ident.value}"], "via": ["dedupe"]}
-                identity.merge_contacts(conn, survivor, gone, reason=reason, actor="dedupe")
-                get_pm().hook.contact_merged(conn=conn, survivor_id=survivor, merged_id=gone, reason=reason)
+                identity.merge_contacts(conn, survivor, gone, reason=reason, settings=settings, actor="dedupe")
                 report.merged.append({"survivor": survivor, "merged": gone, **reason})
                 contact_id = survivor
 
@@ -141,7 +139,7 @@ def check_mergeable(conn: Connection, contact_ids: list[int]) -> None:
                                "его нельзя объединять вручную")
 
 
-def merge_by_hand(engine: Engine, survivor: int, other: int, *, actor: str) -> dict[str, Any]:
+def merge_by_hand(engine: Engine, survivor: int, other: int, *, actor: str, settings: Settings) -> dict[str, Any]:
     """A person decided two contacts are one; the merge is logged with who decided.
 
     Both doors (`hub dedupe --merge`, the admin's merge) come through here, so
@@ -156,6 +154,5 @@ def merge_by_hand(engine: Engine, survivor: int, other: int, *, actor: str) -> d
             if cid not in found:
                 raise ValueError(f"no contact with id {cid}")
         reason = {"rule": "merged by hand", "by": actor}
-        identity.merge_contacts(conn, survivor, other, reason=reason, actor=actor)
-        get_pm().hook.contact_merged(conn=conn, survivor_id=survivor, merged_id=other, reason=reason)
+        identity.merge_contacts(conn, survivor, other, reason=reason, settings=settings, actor=actor)
     return {"survivor": survivor, "merged": other, **reason}

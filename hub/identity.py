@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
@@ -104,15 +104,14 @@ def resolve(
     conn: Connection,
     prepared: Sequence[Prepared],
     *,
-    on_merge: Callable[[int, int], None] | None = None,
+    settings: Settings,
     now: dt.datetime | None = None,
-    settings: Settings | None = None,
 ) -> Resolution:
     """Attach each record to its contact, creating and merging contacts as the rule says.
 
     Runs inside the caller's transaction; the caller commits the chunk. A
     record a plugin refuses (the refuse_records hook) writes nothing, and its
-    entry in `contact_ids` is None.
+    entry in `contact_ids` is None. Each merge tells plugins (contact_merged).
     """
     from hub.plugins import get_pm
 
@@ -121,16 +120,16 @@ def resolve(
         for answer in get_pm().hook.refuse_records(conn=conn, settings=settings, records=list(prepared)):
             refused.update(answer or ())
     if not refused:
-        return _resolve(conn, prepared, on_merge=on_merge, now=now)
+        return _resolve(conn, prepared, settings=settings, now=now)
     kept = [i for i in range(len(prepared)) if i not in refused]
-    result = _resolve(conn, [prepared[i] for i in kept], on_merge=on_merge, now=now)
+    result = _resolve(conn, [prepared[i] for i in kept], settings=settings, now=now)
     placed = dict(zip(kept, result.contact_ids))
     result.contact_ids = [placed.get(i) for i in range(len(prepared))]
     result.refused = len(refused)
     return result
 
 
-def _resolve(conn: Connection, prepared: Sequence[Prepared], *, on_merge: Callable[[int, int], None] | None,
+def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settings,
              now: dt.datetime | None) -> Resolution:
     now = now or utcnow()
     result = Resolution()
@@ -166,10 +165,8 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, on_merge: Callab
             survivor = ids[0]
             for other in ids[1:]:
                 reason = _merge_reason(prepared, members, existing, survivor, other)
-                merge_contacts(conn, survivor, other, reason=reason, now=now)
+                merge_contacts(conn, survivor, other, reason=reason, settings=settings, now=now)
                 result.merged.append((survivor, other))
-                if on_merge:
-                    on_merge(survivor, other)
             contact_rows[survivor] = _load_contacts(conn, {survivor})[survivor]
         if ids:
             target = ids[0]
@@ -355,15 +352,19 @@ def _merge_reason(prepared: Sequence[Prepared], members: list[int], existing: di
     return {"rule": "shared identifier", "keys": keys, "via": sources}
 
 
-def merge_contacts(conn: Connection, survivor: int, merged: int, *, reason: dict[str, Any],
-                   actor: str = "system", now: dt.datetime | None = None) -> None:
-    """Fold `merged` into `survivor`, keeping a full record of what `merged` held.
+def merge_contacts(conn: Connection, survivor: int, merged: int, *, reason: dict[str, Any], settings: Settings,
+                   actor: str = "system", now: dt.datetime | None = None) -> int:
+    """Fold `merged` into `survivor`, keeping a full record of what `merged` held; returns the merge's log id.
 
     Everything that points at the merged contact moves; the survivor keeps its
     own values and fills its gaps from the merged one; consent takes the
     stricter answer for every channel and purpose; order stats are recomputed.
+    Every merge comes through here, so this is where plugins hear of it
+    (contact_merged, once) and move their own rows, before the merged contact
+    is deleted and its foreign keys would take those rows with it.
     """
     from hub import consent  # consent imports identity for lookups
+    from hub.plugins import get_pm
 
     now = now or utcnow()
     rows = _load_contacts(conn, {survivor, merged})
@@ -384,24 +385,16 @@ def merge_contacts(conn: Connection, survivor: int, merged: int, *, reason: dict
                                                   identities_t.c.value.in_(dup.scalar_subquery()))))
     for table in (identities_t, refs_t, orders_t, consent.events_t):
         conn.execute(update(table).where(table.c.contact_id == merged).values(contact_id=survivor))
-    for plugin_table in _MERGE_HANDLERS:
-        plugin_table(conn, survivor, merged)
     _update_contacts(conn, {survivor: keep}, now)
-    conn.execute(delete(contacts_t).where(contacts_t.c.id == merged))
-    conn.execute(merges_t.insert().values(survivor_id=survivor, merged_id=merged, reason=reason,
-                                          snapshot=snapshot, actor=actor, at=now))
+    merge_id = conn.execute(merges_t.insert().values(survivor_id=survivor, merged_id=merged, reason=reason,
+                                                     snapshot=snapshot, actor=actor, at=now)
+                            .returning(merges_t.c.id)).scalar_one()
     consent.record_merge_outcome(conn, survivor, merged, stricter, now=now)
     refresh_stats(conn, [survivor])
-
-
-# Tables added by later modules register a function that repoints their rows
-# on merge (e.g. messages, workflow runs), so a merge never orphans anything.
-_MERGE_HANDLERS: list[Callable[[Connection, int, int], None]] = []
-
-
-def on_merge_repoint(handler: Callable[[Connection, int, int], None]) -> Callable[[Connection, int, int], None]:
-    _MERGE_HANDLERS.append(handler)
-    return handler
+    get_pm().hook.contact_merged(conn=conn, settings=settings, survivor_id=survivor, merged_id=merged,
+                                 merge_id=merge_id, reason=reason)
+    conn.execute(delete(contacts_t).where(contacts_t.c.id == merged))
+    return merge_id
 
 
 def _snapshot(conn: Connection, contact_id: int, row: dict[str, Any]) -> dict[str, Any]:

@@ -13,9 +13,11 @@ Three promises, and how they are kept:
   `recover_stale` marks it `unknown` for a person to review (never a silent
   second send), while the rest of its batch is still `queued` and is sent by
   the next worker once the lease runs out.
-- **Permission at send time.** Every message passes the send policies just
-  before its channel is called (SEND_POLICIES; today the consent decision,
-  `hub.consent.can_contact`). A refusal marks it `suppressed` with the reason.
+- **Permission at send time.** Every message passes the send rules just
+  before its channel is called, whoever dispatches it: every implementation
+  of the `check_send` hook (the core's consent decision in hub.outbox_hooks,
+  quiet hours and the frequency cap in hub.send_limits, a business's own). A skip
+  marks it `suppressed` with the reason; a deferral holds it `queued` until then.
 - **Nothing lost to a bad moment.** A temporary failure (SMTP 4xx, a gateway
   that is down) defers the message and retries it later with backoff; a
   permanent one fails it, and when the address itself is dead the address is
@@ -39,7 +41,6 @@ from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 from hub import consent, links, queue, templates
 from hub.config import Settings
 from hub.db import bulk_insert, chunks, get_engine, insert_for, utcnow
-from hub.identity import on_merge_repoint
 from hub.models import Contact, ContactIdentity, Message
 
 messages_t = Message.__table__
@@ -152,41 +153,51 @@ def channel_factories(pm: Any = None) -> dict[str, Callable[[Settings], Channel]
     return plugins.registry("register_channels", pm)
 
 
-# --- send policies ------------------------------------------------------------------------
+# --- send rules ---------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """A policy's objection: refuse (until None) or hold the message until a time."""
+    """A send rule's objection: skip the message for good (`until` None) or hold it until a UTC time."""
 
     reason: str
     until: dt.datetime | None = None
 
+    @classmethod
+    def skip(cls, reason: str) -> Verdict:
+        return cls(reason)
 
-Policy = Callable[[Connection, Settings, Outgoing], "Verdict | None"]
-
-
-def consent_policy(conn: Connection, settings: Settings, message: Outgoing) -> Verdict | None:
-    """Refuse unless every can_contact implementation agrees, asked now, for this address."""
-    if message.contact_id is None:
-        return Verdict("the contact no longer exists")
-    decision = consent.can_contact(conn, settings, message.contact_id, message.channel, message.purpose,
-                                   message.address)
-    return None if decision.allowed else Verdict("; ".join(decision.reasons))
+    @classmethod
+    def defer(cls, until: dt.datetime, reason: str) -> Verdict:
+        return cls(reason, until)
 
 
-# The checks every message passes at send time, in order; the first objection
-# wins. Quiet hours (a hold until morning in the contact's time zone) and
-# frequency caps across workflows (transactional mail exempt) belong here.
-SEND_POLICIES: list[Policy] = [consent_policy]
+def combine(verdicts: Iterable[Verdict | None]) -> Verdict | None:
+    """The rules' joint answer: any skip wins (with every skip's reason), else the latest hold.
+
+    Independent of the order plugins were registered in: a rule cannot
+    shorten another's hold or lift another's refusal.
+    """
+    found = [v for v in verdicts if v is not None]
+    if not found:
+        return None
+    skips = [v.reason for v in found if v.until is None]
+    if skips:
+        return Verdict.skip("; ".join(dict.fromkeys(skips)))
+    last = max(v.until for v in found if v.until is not None)
+    return Verdict.defer(last, "; ".join(dict.fromkeys(v.reason for v in found)))
 
 
-def check(conn: Connection, settings: Settings, message: Outgoing,
-          policies: Sequence[Policy] | None = None) -> Verdict | None:
-    for policy in SEND_POLICIES if policies is None else policies:
-        verdict = policy(conn, settings, message)
-        if verdict is not None:
-            return verdict
-    return None
+class SendRules:
+    """The check_send hook, looked up once: a dispatch asks it for every message it sends."""
+
+    def __init__(self, pm: Any = None) -> None:
+        from hub.plugins import get_pm
+
+        self._hook = (pm or get_pm()).hook.check_send
+
+    def __call__(self, conn: Connection, settings: Settings, message: Outgoing,
+                 now: dt.datetime | None = None) -> Verdict | None:
+        return combine(self._hook(conn=conn, settings=settings, message=message, now=now or utcnow()))
 
 
 # --- creating messages --------------------------------------------------------------------
@@ -588,18 +599,19 @@ class Dispatcher:
     Per message that reaches a channel there is one short write transaction,
     just before the channel is called: it moves this message to `sending` and
     writes what was decided since the last one (the previous message's
-    outcome, refusals by the send policies). So the outbox is never more than
+    outcome, skips and holds by the send rules). So the outbox is never more than
     one message behind the channel, and that one is the message in its hands.
     """
 
     def __init__(self, engine: Engine, settings: Settings, *, worker: str | None = None,
-                 batch_size: int = DEFAULT_BATCH, policies: Sequence[Policy] | None = None,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 batch_size: int = DEFAULT_BATCH, progress: Callable[[int], None] | None = None,
+                 now: dt.datetime | None = None) -> None:
         self.engine = engine
         self.settings = settings
         self.worker = worker or worker_name()
         self.batch_size = max(1, batch_size)
-        self.policies = policies
+        self.rules = SendRules()
+        self.now = now  # the moment claims and send rules judge by; None: the clock, read for each message
         self.progress = progress
         self.lease = claim_lease(settings)
         self.report = DispatchReport()
@@ -663,7 +675,8 @@ class Dispatcher:
                         size = min(size, max(1, int(rate * 60)))
                     if remaining is not None:
                         size = min(size, remaining)
-                    batch = claim(self.engine, name, size, worker=self.worker, ids=ids, lease=self.lease)
+                    batch = claim(self.engine, name, size, worker=self.worker, ids=ids, lease=self.lease,
+                                  now=self.now)
                     self._renewed = time.monotonic()
                     if not batch:
                         active.remove(name)
@@ -691,7 +704,7 @@ class Dispatcher:
                 for message, attempts, parts in batch:
                     if queue.stop_requested():
                         break
-                    verdict = check(reader, self.settings, message, self.policies)
+                    verdict = self.rules(reader, self.settings, message, self.now)
                     if fresh:
                         reader.rollback()  # no snapshot held while writing; the next check sees the latest
                     if verdict is not None:
@@ -831,7 +844,7 @@ class Dispatcher:
         """Write outcomes, with bounces and the message_sent hook, in the caller's transaction.
 
         A message a channel had is updated only while it is this worker's and
-        `sending` (or marked `unknown` meanwhile); a refusal by a policy only
+        `sending` (or marked `unknown` meanwhile); a send rule's skip or hold only
         while the row is still this worker's and waiting: a row whose lease
         ran out and that another worker took is left to that worker.
         """
@@ -890,13 +903,13 @@ _OUTCOME_VALUES = dict(status=bindparam("_status"), error=bindparam("_error"),
 # A message a channel had: while it is this worker's and `sending` (or marked `unknown` meanwhile).
 _OUTCOME_OF_SEND = (update(_t).where(_t.c.id == bindparam("_id"), _t.c.worker == bindparam("_worker"),
                                      _status_in(SENDING, UNKNOWN)).values(**_OUTCOME_VALUES))
-# A policy's refusal: while the row is still this worker's and waiting.
+# A send rule's skip or hold: while the row is still this worker's and waiting.
 _OUTCOME_OF_POLICY = (update(_t).where(_t.c.id == bindparam("_id"), _t.c.worker == bindparam("_worker"),
                                        _status_in(*_WAITING)).values(**_OUTCOME_VALUES))
 
 
 def _refusal(message: Outgoing, verdict: Verdict) -> _Outcome:
-    """A send policy's objection as an outcome: held until a time, or suppressed."""
+    """A send rule's objection as an outcome: held until a time, or suppressed."""
     if verdict.until is not None:
         return _Outcome(message.id, QUEUED, error=f"held: {verdict.reason}", due_at=verdict.until)
     return _Outcome(message.id, SUPPRESSED, error=verdict.reason)
@@ -925,14 +938,16 @@ def record_bounce(conn: Connection, settings: Settings, message: Outgoing, reply
 
 def dispatch(engine: Engine, settings: Settings, *, channels: Sequence[str] | None = None,
              batch_size: int = DEFAULT_BATCH, limit: int | None = None, ids: Sequence[int] | None = None,
-             worker: str | None = None, policies: Sequence[Policy] | None = None,
-             progress: Callable[[int], None] | None = None) -> DispatchReport:
+             worker: str | None = None, progress: Callable[[int], None] | None = None,
+             now: dt.datetime | None = None) -> DispatchReport:
     """Send what is due, batch by batch, until the outbox has nothing ready (or `limit` is reached).
 
     Safe to run in any number of processes at once: each row is claimed by one.
+    Every message passes the send rules (the check_send hook) first. `now`
+    makes the run judge what is due and what the rules allow as of that
+    moment (a scheduler replaying a given time); by default, the clock.
     """
-    dispatcher = Dispatcher(engine, settings, worker=worker, batch_size=batch_size, policies=policies,
-                            progress=progress)
+    dispatcher = Dispatcher(engine, settings, worker=worker, batch_size=batch_size, progress=progress, now=now)
     return dispatcher.run(channels=channels, limit=limit, ids=ids)
 
 
@@ -1030,8 +1045,3 @@ def resolve(engine: Engine, message_id: int, outcome: str, *, by: str = "cli") -
                              f"only {' or '.join(allowed)} messages can be marked {outcome}")
     return found
 
-
-@on_merge_repoint
-def _follow_merge(conn: Connection, survivor: int, merged: int) -> None:
-    """A merged contact's messages belong to the survivor (frequency caps count them all)."""
-    conn.execute(update(messages_t).where(messages_t.c.contact_id == merged).values(contact_id=survivor))

@@ -26,14 +26,18 @@ import plugins.gdpr
 import plugins.mailing
 from hub import consent, identity, links, queue, sync
 from hub.admin import create_app
-from hub.cli import cli
 from hub.config import load_settings
-from hub.models import ConsentRequest, Contact, ContactMerge
+from hub.hookspecs import hookimpl
+from hub.models import Contact, ContactMerge
 from hub.records import ContactRecord
 from plugins.gdpr import erasure, preferences
+from plugins.gdpr.models import ConsentRequest
 from plugins.mailing import file as file_channel
 from tests.conftest import HubDB
-from tests.test_admin import AdminEnv, admin_env, client_as, post, text  # noqa: F401
+from tests.support.cli import cli
+from tests.support.admin import AdminEnv, client_as, post, text
+
+pytestmark = pytest.mark.both_databases  # merges
 
 PUBLIC = "https://hub.example.ru"
 API_KEY = "site-backend-key-0123456789"
@@ -134,8 +138,16 @@ def test_a_contact_aged_out_by_retention_is_not_merged_either(hub: HubDB) -> Non
     assert merge_count(hub) == 0
 
 
-def test_a_signup_placeholder_is_never_merged_by_hand_but_its_own_click_still_merges_it(hub: HubDB,
-                                                                                         site: Any) -> None:
+def test_a_signup_placeholder_is_never_merged_by_hand_but_its_own_click_still_merges_it(hub: HubDB, site: Any,
+                                                                                         plugin_manager: Any) -> None:
+    merges: list[tuple[int, int]] = []
+
+    class Listener:
+        @hookimpl
+        def contact_merged(self, survivor_id: int, merged_id: int) -> None:
+            merges.append((survivor_id, merged_id))
+
+    plugin_manager.register(Listener())
     (known,) = people(hub, ContactRecord(source="t", first_name="Анна", emails=["anna@example.ru"]))
     asked = sign_up(site.test_client(), "anna@example.ru")
     placeholder = placeholder_of(hub, asked["request"])
@@ -154,9 +166,12 @@ def test_a_signup_placeholder_is_never_merged_by_hand_but_its_own_click_still_me
     with hub.engine.connect() as conn:
         assert identity.current_contact_id(conn, placeholder) == known  # the signup's own merge
         assert consent.current(conn, known)[("email", "news")] == "granted"
+    # The signup's merge told plugins, once, and the GDPR plugin moved its request to the person.
+    assert merges == [(known, placeholder)]
+    assert placeholder_of(hub, asked["request"]) == known
 
 
-def test_the_admin_refuses_to_merge_an_erased_contact(admin_env: AdminEnv) -> None:  # noqa: F811
+def test_the_admin_refuses_to_merge_an_erased_contact(admin_env: AdminEnv) -> None:
     ids = admin_env.ids
     erasure.erase(admin_env.engine, admin_env.settings, ids["petrov_2"])
     marketer = client_as(admin_env, "marketer")
@@ -167,7 +182,7 @@ def test_the_admin_refuses_to_merge_an_erased_contact(admin_env: AdminEnv) -> No
     assert merge_count(admin_env.db) == before and {ids["petrov_1"], ids["petrov_2"]} <= live_ids(admin_env.db)
 
 
-def test_the_admin_card_of_a_signup_placeholder_is_not_found(admin_env: AdminEnv) -> None:  # noqa: F811
+def test_the_admin_card_of_a_signup_placeholder_is_not_found(admin_env: AdminEnv) -> None:
     with admin_env.engine.begin() as conn:
         placeholder = conn.execute(Contact.__table__.insert().values(
             provenance={"created_from": identity.PLACEHOLDER}, deleted_at=dt.datetime.now(dt.timezone.utc),
@@ -200,7 +215,8 @@ def test_an_erased_ids_old_merge_log_leads_nowhere(hub: HubDB) -> None:
         consent.record(conn, live, "email", "marketing", "granted", source="paper form")
     erasure.erase(hub.engine, hub.settings, erased)
     with hub.engine.begin() as conn:
-        identity.merge_contacts(conn, live, erased, reason={"rule": "merged by hand"}, actor="cli")
+        identity.merge_contacts(conn, live, erased, reason={"rule": "merged by hand"}, settings=hub.settings,
+                                 actor="cli")
     with hub.engine.connect() as conn:
         assert identity.current_contact_id(conn, erased) is None
     # The erased person's old links act on nobody: the stranger keeps their subscription.

@@ -17,10 +17,12 @@ from hub import consent, identity, links, messaging, queue, sync
 from hub.db import utcnow
 from hub.hookspecs import hookimpl
 from hub.messaging import ChannelUnavailable, Delivery, Outgoing, Verdict
-from hub.models import Message
+from hub.models import Contact, Message
 from hub.records import ContactRecord
 from hub.templates import Template
 from tests.conftest import HubDB
+
+pytestmark = pytest.mark.both_databases  # claims, leases and exactly-once sending
 
 EMAIL_T = Template(name="hello_email", channel="email", subject="Привет, {{ contact.first_name }}",
                    text="Здравствуйте, {{ contact.first_name }}! {{ promo.code }}\n{{ unsubscribe_url }}",
@@ -440,18 +442,104 @@ def test_claims_never_overlap(hub_db: HubDB, channels) -> None:
     assert len(first) == 4 and len(second) == 3 and third == [] and len(set(ids)) == 7
 
 
-def test_a_policy_can_hold_a_message_until_later(hub_db: HubDB, channels) -> None:
-    created = make(hub_db, person(hub_db), "k")
+class SendRule:
+    """A test plugin's send rule: answers from a script keyed by address, and remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, Verdict] = {}
+        self.asked: list[tuple[int, dt.datetime]] = []
+
+    @hookimpl
+    def check_send(self, conn, settings, message: Outgoing, now: dt.datetime) -> Verdict | None:
+        self.asked.append((message.id, now))
+        return self.script.get(message.address or "")
+
+
+def test_a_plugins_send_rule_can_hold_or_skip_any_message(hub_db: HubDB, channels, plugin_manager) -> None:
+    # hook:check_send
+    rule = SendRule()
+    plugin_manager.register(rule)
+    held = make(hub_db, person(hub_db, email="held@example.ru"), "held")
+    skipped = make(hub_db, person(hub_db, email="skip@example.ru"), "skipped")
+    fine = make(hub_db, person(hub_db, email="fine@example.ru"), "fine")
+    refused = make(hub_db, person(hub_db, email="no@example.ru", marketing=False), "refused")
     morning = utcnow() + dt.timedelta(hours=8)
+    rule.script = {"held@example.ru": Verdict.defer(morning, "quiet hours"),
+                   "skip@example.ru": Verdict.skip("on the shop's do-not-mail list"),
+                   "no@example.ru": Verdict.defer(morning, "quiet hours")}
+    report = messaging.dispatch(hub_db.engine, hub_db.settings)
+    assert (report.held, report.suppressed, report.sent) == (1, 2, 1)
+    assert [m.id for m in channels.email.sent] == [fine.id]
+    assert sorted(i for i, _ in rule.asked) == sorted([held.id, skipped.id, fine.id, refused.id])
+    saved = row(hub_db, held.id)
+    assert (saved["status"], saved["due_at"], saved["attempts"], saved["error"]) == (
+        "queued", morning, 0, "held: quiet hours")
+    saved = row(hub_db, skipped.id)
+    assert (saved["status"], saved["error"]) == ("suppressed", "on the shop's do-not-mail list")
+    # A skip beats a hold: the core's consent rule refuses the message another rule only held.
+    assert row(hub_db, refused.id)["status"] == "suppressed"
+    # Once the hold is over, the message goes (a later dispatch judging by a later moment).
+    rule.script = {}
+    later = morning + dt.timedelta(minutes=1)
+    assert messaging.dispatch(hub_db.engine, hub_db.settings, now=later).sent == 1
+    assert row(hub_db, held.id)["status"] == "sent" and rule.asked[-1] == (held.id, later)
 
-    def quiet_hours(conn, settings, message):
-        return Verdict("quiet hours", until=morning)
 
-    report = messaging.dispatch(hub_db.engine, hub_db.settings,
-                                policies=[messaging.consent_policy, quiet_hours])
-    assert report.held == 1 and channels.email.sent == []
+def with_limits(db: HubDB, **extra: str) -> Any:
+    """The settings with the send limits given (the tests' default switches SMS quiet hours off)."""
+    return replace(db.settings, extra={**db.settings.extra, **extra})
+
+
+def test_quiet_hours_hold_a_message_whoever_dispatches_it(hub_db: HubDB, channels) -> None:
+    # An SMS its gateway put off (a workflow's, say) comes up again at night and is dispatched by
+    # `hub messages dispatch`, no workflow involved: the core's send limits hold it until morning.
+    settings = with_limits(hub_db, quiet_hours_sms="21:00-09:00")
+    cid = person(hub_db, email=None, phone="+79161110001")
+    with hub_db.engine.begin() as conn:
+        conn.execute(update(Contact).where(Contact.id == cid).values(timezone="Europe/Moscow"))
+    created = make(hub_db, cid, "run:1:step:2", template=SMS_T, channel="sms",
+                   meta={"workflow": "sms_only", "run": 1, "step": 2})
+    night = dt.datetime(2025, 3, 3, 20, 30, tzinfo=dt.timezone.utc)  # 23:30 in Moscow
+    with hub_db.engine.begin() as conn:
+        conn.execute(update(Message).where(Message.id == created.id).values(
+            status="deferred", attempts=1, due_at=night - dt.timedelta(hours=1), error="gateway busy"))
+    report = messaging.dispatch(hub_db.engine, settings, now=night)
+    assert (report.claimed, report.held, report.sent) == (1, 1, 0) and channels.sms.sent == []
+    morning = dt.datetime(2025, 3, 4, 6, 0, tzinfo=dt.timezone.utc)  # 09:00 in Moscow
     saved = row(hub_db, created.id)
-    assert saved["status"] == "queued" and saved["due_at"] == morning and saved["attempts"] == 0
+    assert (saved["status"], saved["due_at"], saved["attempts"]) == ("queued", morning, 1)
+    assert saved["error"] == "held: quiet hours 21:00-09:00 in Europe/Moscow"
+    assert messaging.dispatch(hub_db.engine, settings, now=morning - dt.timedelta(minutes=1)).claimed == 0
+    assert messaging.dispatch(hub_db.engine, settings, now=morning + dt.timedelta(minutes=1)).sent == 1
+    assert row(hub_db, created.id)["status"] == "sent" and [m.id for m in channels.sms.sent] == [created.id]
+
+
+def test_the_frequency_cap_holds_campaigns_sent_outside_workflows(hub_db: HubDB, channels) -> None:
+    cid = person(hub_db)
+    campaigns = [messaging.create_many(hub_db.engine, hub_db.settings, [cid], channel="email", template=EMAIL_T,
+                                       key_prefix=f"campaign-{n}", context={"promo": {"code": "P-1"}})
+                 for n in range(3)]
+    assert all(c.created == 1 for c in campaigns)
+    receipt = make(hub_db, cid, "receipt", purpose="transactional")
+    report = messaging.dispatch(hub_db.engine, hub_db.settings)  # the default cap: 2 in 7 days
+    assert (report.sent, report.held) == (3, 1)  # two campaigns and the receipt (transactional: no cap)
+    with hub_db.engine.connect() as conn:
+        by_key = {m["idempotency_key"]: m for m in messaging.find(conn, limit=None)}
+    assert by_key[f"campaign-0:{cid}"]["status"] == by_key[f"campaign-1:{cid}"]["status"] == "sent"
+    assert by_key["receipt"]["status"] == "sent" and receipt.created
+    third = by_key[f"campaign-2:{cid}"]
+    assert third["status"] == "queued" and third["error"] == "held: frequency cap 2/7d reached"
+    assert third["due_at"] == by_key[f"campaign-0:{cid}"]["created_at"] + dt.timedelta(days=7)
+
+
+def test_send_rules_combine_whatever_order_plugins_come_in() -> None:
+    at = dt.datetime(2025, 3, 4, 6, 0, tzinfo=dt.timezone.utc)
+    later = at + dt.timedelta(hours=2)
+    assert messaging.combine([None, None]) is None
+    assert messaging.combine([Verdict.defer(later, "cap"), Verdict.defer(at, "quiet")]) == \
+        Verdict.defer(later, "cap; quiet")
+    assert messaging.combine([Verdict.defer(at, "quiet"), Verdict.skip("no consent"), Verdict.skip("erased")]) == \
+        Verdict.skip("no consent; erased")
 
 
 def test_the_channel_rate_limit_is_applied(hub_db: HubDB, channels) -> None:
@@ -473,7 +561,7 @@ def test_messages_follow_a_merged_contact(hub_db: HubDB, channels) -> None:
     b = person(hub_db, first="Анна", email="a2@example.ru")
     created = make(hub_db, b, "k")
     with hub_db.engine.begin() as conn:
-        identity.merge_contacts(conn, a, b, reason={"rule": "merged by hand"})
+        identity.merge_contacts(conn, a, b, reason={"rule": "merged by hand"}, settings=hub_db.settings)
     assert row(hub_db, created.id)["contact_id"] == a
 
 
@@ -554,7 +642,7 @@ def test_review_and_resolve_from_the_command_line(hub_db: HubDB, channels) -> No
 
     from click.testing import CliRunner
 
-    from hub.cli import cli
+    from tests.support.cli import cli
     from plugins.mailing import commands
 
     cli.add_command(commands.messages_group)

@@ -1,15 +1,10 @@
-"""The rules every workflow message obeys besides consent: quiet hours and the frequency cap.
+"""Quiet hours and the frequency cap as a workflow step plans with them.
 
-Quiet hours are per channel (SMS 21:00-09:00 unless set otherwise) in the
-contact's own local time; a message that falls in them is deferred to the
-morning, never dropped. The frequency cap counts every non-transactional
-message a contact was sent or is about to be sent, from any workflow or
-campaign, in a sliding window (2 per 7 days unless set otherwise); a step over
-the cap waits until a slot frees up, or is skipped if the step says so.
-
-Both are checked by the send step before it writes the message, and quiet
-hours once more by the dispatcher just before the channel is called (a message
-held back by its channel may come up again at night).
+The limits themselves are the core's (hub.send_limits): every message keeps
+them at dispatch, whoever sends it. A send step applies them once more before
+it writes its message, so that a run waits for the morning or for a free slot
+in its own record (and the forecast can say so), and so that `on_cap: skip`
+can drop a step instead of holding its message.
 """
 
 from __future__ import annotations
@@ -17,40 +12,19 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from typing import Any, Iterable, Mapping
-
-from sqlalchemy import Connection, select
 from zoneinfo import ZoneInfo
 
-from hub import consent, messaging
-from hub.config import Settings
+from sqlalchemy import Connection, select
+
+from hub import consent
 from hub.db import chunks
-from hub.messaging import Outgoing, Verdict
-from hub.models import Contact, ContactIdentity, Message
-from workflows import clock, config
-from workflows.config import FrequencyCap, WorkflowSettings
+from hub.localtime import contact_zones
+from hub.models import Message
+from hub.send_limits import NOT_COUNTED, cap_until
+from workflows.config import WorkflowSettings
 
-contacts_t = Contact.__table__
-identities_t = ContactIdentity.__table__
 messages_t = Message.__table__
-# Messages that never reached anyone do not count toward the cap.
-NOT_COUNTED = ("failed", "suppressed")
-
-
-def contact_zones(conn: Connection, settings: Settings, contact_ids: Iterable[int]) -> dict[int, ZoneInfo]:
-    """Each contact's time zone: their own, else their phone's when unambiguous, else HUB_TIMEZONE."""
-    ids = sorted(set(contact_ids))
-    own: dict[int, str | None] = {}
-    phones: dict[int, list[str]] = defaultdict(list)
-    for part in chunks(ids, 1000):
-        own.update(conn.execute(select(contacts_t.c.id, contacts_t.c.timezone)
-                                .where(contacts_t.c.id.in_(part))).all())
-        rows = conn.execute(select(identities_t.c.contact_id, identities_t.c.value)
-                            .where(identities_t.c.contact_id.in_(part), identities_t.c.kind == "phone",
-                                   identities_t.c.valid).order_by(identities_t.c.id))
-        for cid, value in rows:
-            phones[cid].append(value)
-    default = settings.tz
-    return {cid: clock.contact_zone(own.get(cid), phones.get(cid, ()), default) for cid in ids}
+__all__ = ["cap_until", "contact_zones", "describe", "quiet_until", "recent_messages"]  # the step's and forecast's
 
 
 def quiet_until(options: WorkflowSettings, channel: str, moment: dt.datetime, zone: ZoneInfo) -> dt.datetime | None:
@@ -72,41 +46,7 @@ def recent_messages(conn: Connection, contact_ids: Iterable[int], since: dt.date
     return out
 
 
-def cap_until(cap: FrequencyCap, times: list[dt.datetime], now: dt.datetime) -> dt.datetime | None:
-    """None when one more message fits under the cap now; else when the next slot frees up."""
-    window = [t for t in times if now - cap.period < t <= now]
-    if len(window) < cap.limit:
-        return None
-    window.sort()
-    return window[len(window) - cap.limit] + cap.period
-
-
-class QuietHoursPolicy:
-    """The dispatcher's check: hold a message that would arrive in the contact's quiet hours."""
-
-    def __init__(self, options: WorkflowSettings) -> None:
-        self.options = options
-
-    def __call__(self, conn: Connection, settings: Settings, message: Outgoing) -> Verdict | None:
-        window = self.options.quiet(message.channel)
-        if window is None or message.contact_id is None:
-            return None
-        from hub.db import utcnow
-
-        now = utcnow()
-        zone = contact_zones(conn, settings, [message.contact_id]).get(message.contact_id, settings.tz)
-        until = window.end_after(now, zone)
-        if until is None:
-            return None
-        return Verdict(f"quiet hours {window} in {zone.key}", until=until)
-
-
-def send_policies(settings: Settings) -> list[Any]:
-    """What the dispatcher checks for workflow messages: consent, then quiet hours."""
-    return [messaging.consent_policy, QuietHoursPolicy(config.load(settings))]
-
-
 def describe(options: WorkflowSettings) -> Mapping[str, Any]:
-    """The policies in force, for status reports."""
+    """The limits in force, for status reports."""
     return {"quiet_hours": {ch: str(w) for ch, w in options.quiet_hours.items() if w is not None},
             "frequency_cap": str(options.frequency_cap) if options.frequency_cap else None}

@@ -9,7 +9,9 @@ is asked again at that moment.
 
 Before writing, the step applies the workflow policies: quiet hours defer the
 step to the morning in the contact's time zone; the frequency cap defers it
-until a slot frees up, or skips it when the step says `on_cap: skip`.
+until a slot frees up, or skips it when the step says `on_cap: skip`. The
+dispatcher applies both again, as the core's send rules (hub.send_limits), to
+this message and to every other, whoever dispatches it.
 """
 
 from __future__ import annotations

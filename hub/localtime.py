@@ -1,17 +1,20 @@
-"""Lengths of time and times of day as workflows write them, and each contact's own clock.
+"""Lengths of time, times of day and each contact's own clock.
 
-Workflow files say `wait: 7d`, `valid_for: 14d`, `until: "10:00"` and quiet
-hours like "21:00-09:00". Durations take s, m (minutes), h, d and w: unlike
-segment rules, which count in days, weeks, months and years, a workflow waits
-minutes and hours too. Times of day are the contact's local time: their own
-time zone when Hub knows it, else the zone their phone number belongs to when
-that is one zone, else HUB_TIMEZONE.
+Settings and workflow files say `7d`, `12h`, `"10:00"` and quiet hours like
+"21:00-09:00". Durations take s, m (minutes), h, d and w: unlike segment
+rules, which count in days, weeks, months and years, a workflow waits minutes
+and hours too. Times of day are the contact's local time: their own time zone
+when Hub knows it, else the zone their phone number belongs to when that is
+one zone, else HUB_TIMEZONE. The core's send limits (hub.send_limits) and the
+workflows plugin both read time this way, so a step and the dispatcher agree
+on when it is night for a contact.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable
@@ -19,6 +22,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from phonenumbers import timezone as phone_zones
+from sqlalchemy import Connection, select
+
+from hub.config import Settings
+from hub.db import chunks
+from hub.models import Contact, ContactIdentity
 
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -140,3 +148,21 @@ def contact_zone(own: str | None, phones: Iterable[str], default: ZoneInfo) -> Z
         if found is not None:
             return found
     return default
+
+
+def contact_zones(conn: Connection, settings: Settings, contact_ids: Iterable[int]) -> dict[int, ZoneInfo]:
+    """Each contact's time zone: their own, else their phone's when unambiguous, else HUB_TIMEZONE."""
+    contacts_t, identities_t = Contact.__table__, ContactIdentity.__table__
+    ids = sorted(set(contact_ids))
+    own: dict[int, str | None] = {}
+    phones: dict[int, list[str]] = defaultdict(list)
+    for part in chunks(ids, 1000):
+        own.update(conn.execute(select(contacts_t.c.id, contacts_t.c.timezone)
+                                .where(contacts_t.c.id.in_(part))).all())
+        rows = conn.execute(select(identities_t.c.contact_id, identities_t.c.value)
+                            .where(identities_t.c.contact_id.in_(part), identities_t.c.kind == "phone",
+                                   identities_t.c.valid).order_by(identities_t.c.id))
+        for cid, value in rows:
+            phones[cid].append(value)
+    default = settings.tz
+    return {cid: contact_zone(own.get(cid), phones.get(cid, ()), default) for cid in ids}

@@ -1,0 +1,34 @@
+"""The core's own hooks around the outbox, registered like any plugin (DEFAULT_PLUGINS).
+
+Consent is a send rule like quiet hours or a business's own veto: the
+dispatcher asks every ``check_send`` implementation, this one included, so
+no sender can skip it. The outbox is a core table, so the core moves its
+messages when two contacts merge, through the same hook plugins use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Connection, update
+
+from hub import consent
+from hub.config import Settings
+from hub.hookspecs import hookimpl
+from hub.messaging import Outgoing, Verdict, messages_t
+
+
+@hookimpl
+def check_send(conn: Connection, settings: Settings, message: Outgoing, now: dt.datetime) -> Verdict | None:
+    """Skip unless every can_contact implementation agrees, asked now, for this address."""
+    if message.contact_id is None:
+        return Verdict.skip("the contact no longer exists")
+    decision = consent.can_contact(conn, settings, message.contact_id, message.channel, message.purpose,
+                                   message.address)
+    return None if decision.allowed else Verdict.skip("; ".join(decision.reasons))
+
+
+@hookimpl
+def contact_merged(conn: Connection, survivor_id: int, merged_id: int) -> None:
+    """A merged contact's messages belong to the survivor (the frequency cap counts them all)."""
+    conn.execute(update(messages_t).where(messages_t.c.contact_id == merged_id).values(contact_id=survivor_id))

@@ -1,0 +1,168 @@
+"""Quiet hours and the frequency cap: limits every message keeps, whoever dispatches it.
+
+A core default plugin (hub.plugins.DEFAULT_PLUGINS) answering check_send, so
+a campaign sent with `hub messages send`, a workflow's step, a worker's job
+and a message retried by `hub messages dispatch` all keep the same limits.
+
+- Quiet hours are per channel, in the contact's own local time
+  (hub.localtime): SMS 21:00-09:00 unless set otherwise, other channels none.
+  A message that falls in them is held until they end, never dropped.
+- The frequency cap counts every non-transactional message a contact was
+  sent or is about to be sent, from any campaign or workflow, in a sliding
+  window (2 per 7 days unless set otherwise). At dispatch a message counts
+  the contact's messages queued before it; over the cap it is held until a
+  slot frees up.
+
+Settings: `[quiet_hours] sms = "21:00-09:00"` in hub.toml or
+HUB_QUIET_HOURS_SMS (any channel's name; "none" switches them off), and
+`frequency_cap = "2/7d"` or HUB_FREQUENCY_CAP ("none": no cap). The workflows
+plugin reads the same settings (`load`) to plan a step ahead: defer it to the
+morning, or skip it on the cap when the step says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from sqlalchemy import Connection, bindparam, select
+
+from hub import consent, localtime
+from hub.config import Settings, SettingsError
+from hub.hookspecs import hookimpl
+from hub.localtime import QuietHours
+from hub.messaging import Outgoing, Verdict, combine, messages_t
+
+# SMS wake people up; email waits in the inbox. Other channels: none unless set.
+DEFAULT_QUIET_HOURS = {"sms": "21:00-09:00"}
+DEFAULT_FREQUENCY_CAP = "2/7d"
+# Messages that never reached anyone do not count toward the cap.
+NOT_COUNTED = ("failed", "suppressed")
+_CAP = re.compile(r"^\s*(\d{1,4})\s*/\s*(\S+)\s*$")
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    """At most `limit` non-transactional messages per contact in any `period`, across all senders."""
+
+    limit: int
+    period: dt.timedelta
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{localtime.format_duration(self.period)}"
+
+
+@dataclass(frozen=True)
+class SendLimits:
+    quiet_hours: Mapping[str, QuietHours | None] = field(default_factory=dict)
+    frequency_cap: FrequencyCap | None = None
+
+    def quiet(self, channel: str) -> QuietHours | None:
+        return self.quiet_hours.get(channel)
+
+
+def parse_cap(raw: Any) -> FrequencyCap | None:
+    """"2/7d" → at most 2 per 7 days; "none" → no cap."""
+    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none", "off")):
+        return None
+    m = _CAP.match(raw) if isinstance(raw, str) else None
+    if m is None:
+        raise ValueError(f"{raw!r} is not a cap; write messages/period, e.g. \"2/7d\", or \"none\"")
+    limit = int(m.group(1))
+    if limit < 1:
+        raise ValueError(f"{raw!r}: the number of messages must be at least 1")
+    return FrequencyCap(limit, localtime.parse_duration(m.group(2)))
+
+
+def _parse(settings: Settings) -> SendLimits:
+    table = settings.extra.get("quiet_hours", {})
+    if not isinstance(table, Mapping):
+        raise SettingsError("[quiet_hours] in hub.toml must be a table, e.g. sms = \"21:00-09:00\"")
+    flat = {k[len("quiet_hours_"):]: v for k, v in settings.extra.items() if k.startswith("quiet_hours_")}
+    quiet: dict[str, QuietHours | None] = {}
+    for channel, raw in {**DEFAULT_QUIET_HOURS, **flat, **table}.items():
+        try:
+            quiet[str(channel)] = localtime.parse_quiet_hours(raw)
+        except ValueError as exc:
+            raise SettingsError(f"[quiet_hours] {channel} (HUB_QUIET_HOURS_{str(channel).upper()}): {exc}") from None
+    try:
+        cap = parse_cap(settings.extra.get("frequency_cap", DEFAULT_FREQUENCY_CAP))
+    except ValueError as exc:
+        raise SettingsError(f"frequency_cap (HUB_FREQUENCY_CAP): {exc}") from None
+    return SendLimits(quiet_hours=quiet, frequency_cap=cap)
+
+
+_loaded: tuple[Settings, SendLimits] | None = None
+
+
+def load(settings: Settings) -> SendLimits:
+    """The limits in force, checked; raises SettingsError naming the setting at fault.
+
+    Read once per Settings object: the rules run for every message a dispatch sends.
+    """
+    global _loaded
+    found = _loaded
+    if found is None or found[0] is not settings:
+        found = _loaded = (settings, _parse(settings))
+    return found[1]
+
+
+# --- the arithmetic -------------------------------------------------------------------------
+
+def quiet_until(limits: SendLimits, channel: str, moment: dt.datetime, zone: Any) -> dt.datetime | None:
+    """When the channel's quiet hours end, if `moment` is inside them in `zone`; else None."""
+    window = limits.quiet(channel)
+    return window.end_after(moment, zone) if window is not None else None
+
+
+def cap_until(cap: FrequencyCap, times: list[dt.datetime], now: dt.datetime) -> dt.datetime | None:
+    """None when one more message fits under the cap now; else when the next slot frees up."""
+    window = [t for t in times if now - cap.period < t <= now]
+    if len(window) < cap.limit:
+        return None
+    window.sort()
+    return window[len(window) - cap.limit] + cap.period
+
+
+# --- the send rules (check_send) ------------------------------------------------------------
+
+def quiet_hours_rule(conn: Connection, settings: Settings, message: Outgoing, now: dt.datetime) -> Verdict | None:
+    """Hold a message that would arrive in the contact's quiet hours until they end."""
+    window = load(settings).quiet(message.channel)
+    if window is None or message.contact_id is None:
+        return None
+    zone = localtime.contact_zones(conn, settings, [message.contact_id]).get(message.contact_id, settings.tz)
+    until = window.end_after(now, zone)
+    return None if until is None else Verdict.defer(until, f"quiet hours {window} in {zone.key}")
+
+
+_m = messages_t.c
+# Built once: asked for every non-transactional message a dispatch sends. Only messages queued
+# before this one count, so of several waiting for one contact the oldest go first.
+_COUNTED_BEFORE = (select(_m.created_at).where(
+    _m.contact_id == bindparam("contact_id"), _m.id < bindparam("message_id"), _m.purpose != consent.TRANSACTIONAL,
+    _m.status.not_in(NOT_COUNTED), _m.created_at > bindparam("since", type_=_m.created_at.type))
+    .order_by(_m.created_at))
+
+
+def frequency_cap_rule(conn: Connection, settings: Settings, message: Outgoing, now: dt.datetime
+                       ) -> Verdict | None:
+    """Hold a non-transactional message while the contact has as many queued before it as the cap allows."""
+    if message.purpose == consent.TRANSACTIONAL or message.contact_id is None:
+        return None
+    cap = load(settings).frequency_cap
+    if cap is None:
+        return None
+    times = list(conn.execute(_COUNTED_BEFORE, {"contact_id": message.contact_id, "message_id": message.id,
+                                                "since": now - cap.period}).scalars())
+    until = cap_until(cap, times, now)
+    return None if until is None else Verdict.defer(until, f"frequency cap {cap} reached")
+
+
+@hookimpl
+def check_send(conn: Connection, settings: Settings, message: Outgoing, now: dt.datetime) -> Verdict | None:
+    return combine((quiet_hours_rule(conn, settings, message, now), frequency_cap_rule(conn, settings, message, now)))
