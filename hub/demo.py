@@ -4,7 +4,9 @@ Generates a messy customer base the way a Russian office holds one (two
 exports of the same clients, in Windows-1251 and UTF-8, phones written every
 way, mixed-case emails, namesakes, junk), imports both into a fresh SQLite
 database, and shows what Hub found and fixed, checked against the generator's
-ground truth.
+ground truth. Plugins add to it: their emulators are synced too
+(register_sandboxes), and each may show its own work on the result at the end
+(register_showcases: the workflows plugin runs its reactivation campaign).
 """
 
 from __future__ import annotations
@@ -157,21 +159,18 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
     console.print(f"\nThe base is in {workdir / 'hub.db'}. Look around:\n"
                   f"  HUB_DATABASE_URL=sqlite:///{workdir / 'hub.db'} hub contacts list --limit 20\n"
                   f"  HUB_DATABASE_URL=sqlite:///{workdir / 'hub.db'} hub dedupe")
-    reactivation = _reactivation(settings, engine, workdir, console)
+    showcases = _showcases(settings, engine, workdir, console)
     dispose_engines()
     return {"rows": total_rows, "contacts": n_contacts, **quality, "namesake_groups": len(suggestions),
             "crms": {r["source"]: {"contacts": r["contacts"], "orders": r["orders"], "requests": r.get("requests"),
                                    "rate_limited": r.get("rate_limited")} for r in crm_reports},
-            "reactivation": reactivation}
+            "showcases": showcases}
 
 
-def _reactivation(settings: Settings, engine: Any, workdir: Path, console: Console) -> dict[str, Any] | None:
-    """The reactivation campaign on the demo's base, when the workflows plugin is installed."""
-    if plugins.get_pm().get_plugin("workflows") is None:
-        return None
-    from workflows import showcase
-
-    return showcase.run_reactivation(settings, engine, workdir, console)
+def _showcases(settings: Settings, engine: Any, workdir: Path, console: Console) -> dict[str, Any]:
+    """What each plugin shows on the demo's base (register_showcases), in name order."""
+    return {name: show(settings, engine, workdir, console)
+            for name, show in sorted(plugins.registry("register_showcases").items())}
 
 
 def _sync_sandboxes(settings: Settings, engine: Any, *, people: int, seed: int, truth: dict[Any, int],

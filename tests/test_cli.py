@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
+import click
+import pytest
 from click.testing import CliRunner
+from rich.console import Console
+from sqlalchemy import func, select
 
 from hub import plugins, sync
-from hub.cli import cli
+from hub.config import load_settings
+from hub.hookspecs import hookimpl
+from hub.models import Contact
 from hub.records import ContactRecord
 from tests.conftest import HubDB
+from tests.support.cli import cli
+
+pytestmark = pytest.mark.both_databases  # dedupe and merges by hand
 
 
 def test_demo_runs_on_a_bare_directory_and_reports_real_results(tmp_path: Path, monkeypatch) -> None:
@@ -23,12 +37,39 @@ def test_demo_runs_on_a_bare_directory_and_reports_real_results(tmp_path: Path, 
     assert "+7" in result.output  # examples show normalized numbers
 
 
+class Showcase:
+    """A plugin showing its work at the end of the demo: how many contacts the demo's base holds."""
+
+    @hookimpl
+    def register_showcases(self, register):
+        def show(settings, engine, workdir, console):
+            with engine.connect() as conn:
+                count = conn.execute(select(func.count()).select_from(Contact)).scalar_one()
+            console.print(f"The counting plugin counted {count} contacts.")
+            return {"contacts": count, "database": settings.database_url, "workdir": str(workdir)}
+
+        register("counting", show)
+
+
 def test_demo_report_is_correct(tmp_path: Path) -> None:
     from hub import demo
 
     # hook:register_sandboxes
     sandboxes = sorted(plugins.registry("register_sandboxes"))
-    summary = demo.run(tmp_path / "d", people=300, seed=3)
+    # hook:register_showcases
+    pm = plugins.get_pm()
+    pm.register(Showcase(), name="counting")
+    console = Console(record=True, width=200)
+    try:
+        summary = demo.run(tmp_path / "d", people=300, seed=3, console=console)
+    finally:
+        pm.unregister(name="counting")
+    assert summary["showcases"]["counting"] == {"contacts": summary["contacts"],
+                                                "database": f"sqlite:///{tmp_path / 'd' / 'hub.db'}",
+                                                "workdir": str(tmp_path / "d")}
+    assert f"The counting plugin counted {summary['contacts']} contacts." in console.export_text()
+    if pm.get_plugin("workflows") is not None:  # the workflows plugin shows its reactivation campaign
+        assert summary["showcases"]["reactivation"]["emails"] == summary["showcases"]["reactivation"]["files"] > 0
     assert summary["false_merges"] == 0
     # The spreadsheets hold people 0-299; each CRM emulator 200 more, starting 100 later than the one before.
     assert summary["people"] == (300 * (1 + len(sandboxes)) // 3 + 200 if sandboxes else 300)
@@ -85,6 +126,24 @@ def test_dedupe_reparses_values_flagged_under_a_wrong_region(hub_db: HubDB, monk
     assert report["reparsed"] == 1 and len(report["merged"]) == 1
     people = json.loads(CliRunner().invoke(cli, ["contacts", "list", "--json"]).stdout)
     assert len(people) == 1 and people[0]["phones"] == ["+375291234567"] and people[0]["invalid_phones"] == []
+
+
+CORE_COMMANDS = {"admin", "connect", "consent", "contacts", "dedupe", "demo", "import", "init", "plugin", "plugins",
+                 "sample", "sandbox", "scheduler", "segments", "sync", "users", "worker"}
+
+
+def test_hub_lists_the_core_commands_which_come_through_register_commands(tmp_path: Path) -> None:
+    # hook:register_commands
+    env = {**os.environ, "HUB_PLUGINS": "", "HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
+    env.pop("HUB_PLUGINS_DIR", None)
+    shown = subprocess.run([sys.executable, "-m", "hub", "--help"], env=env, cwd=tmp_path, capture_output=True,
+                           text=True, check=True).stdout
+    listed = set(re.findall(r"^  ([a-z-]+)  ", shown.split("Commands:")[1], flags=re.MULTILINE))
+    assert listed == CORE_COMMANDS
+    assert "hub.commands" in plugins.DEFAULT_PLUGINS
+    root = click.Group("hub")  # the root itself holds none of them
+    plugins.build(replace(load_settings(environ={}), plugins=())).hook.register_commands(cli=root)
+    assert CORE_COMMANDS <= set(root.commands)
 
 
 def test_every_command_has_help() -> None:

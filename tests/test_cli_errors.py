@@ -16,7 +16,8 @@ from typing import Iterator
 import click
 import pytest
 
-from hub.cli import _listen_address, cli
+from hub.cli import _listen_address
+from tests.support.cli import cli
 from tests.conftest import SECRET, HubDB
 
 HUB = str(Path(sys.executable).with_name("hub"))

@@ -12,13 +12,15 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from hub import plugins, queue, schedule, sync
-from hub.cli import cli
 from hub.config import SettingsError
 from hub.hookspecs import hookimpl
 from hub.models import Contact, ExternalRef
 from tests.conftest import HubDB
 from tests.plugins import sample_source
 from tests.plugins.sample_source import FakeCRM
+from tests.support.cli import cli
+
+pytestmark = pytest.mark.both_databases  # schedules run once per interval (ON CONFLICT, locking)
 
 
 class Chores:

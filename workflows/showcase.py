@@ -1,4 +1,4 @@
-"""The end of `hub demo`: the reactivation campaign run on the base the demo just built.
+"""The end of `hub demo` (this plugin's register_showcases): the reactivation campaign on the base the demo built.
 
 The demo's CRMs are emulators, so nobody in them ever agreed to anything; the
 demo records email consent for the customers it synced from them, marked
@@ -20,8 +20,9 @@ from sqlalchemy import Engine, select
 from hub import consent
 from hub.config import Settings
 from hub.db import utcnow
-from hub.models import ContactIdentity, ExternalRef, Message, PromoCode
-from workflows import scheduler, store, triggers
+from hub.models import ContactIdentity, ExternalRef, Message
+from workflows import store, ticks, triggers
+from workflows.models import PromoCode
 
 WORKFLOW = "reactivation_90d"
 SHOWN = 3
@@ -43,7 +44,7 @@ def run_reactivation(settings: Settings, engine: Engine, workdir: Path, console:
         row = store.set_enabled(conn, WORKFLOW, True, now=now)
         workflow = store.definition(conn, settings, row.id, row.version)
     started = triggers.fire(engine, settings, row, workflow, now=now, manual=True)
-    scheduler.run_due(engine, settings, now=now, workflow_id=row.id)
+    ticks.advance_due(engine, settings, now=now, workflow_id=row.id)
     with engine.connect() as conn:
         sent = conn.execute(select(Message.id, Message.address, Message.subject, PromoCode.code)
                             .join(PromoCode, PromoCode.contact_id == Message.contact_id)

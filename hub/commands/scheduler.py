@@ -110,11 +110,11 @@ def scheduler_cmd(app: App, interval: float, once: bool, names: tuple[str, ...],
     listing = ", ".join(f"{n} every {s.every.total_seconds():g} s" for n, s in sorted(found.items()))
     stderr.print(f"Scheduler: {listing}; {where}. Ctrl-C stops it.")
 
-    def report(result: schedule.Report | None, note: str | None) -> None:
+    def show(result: schedule.Report | None, note: str | None) -> None:
         line = note if note else (_line(result) if result is not None else None)
         if line:
             stderr.print(line, markup=False, highlight=False)
 
-    schedule.serve(engine, app.settings, interval=interval, stop=stop, report=report)
+    schedule.serve(engine, app.settings, interval=interval, stop=stop, report=show)
     queue.drain(timeout=600)
     stderr.print("Scheduler stopped.")

@@ -1,23 +1,23 @@
-"""The scheduler's tick, and the lock that lets only one scheduler tick at a time.
+"""The workflows' tick: what `hub scheduler` runs every 30 s for this plugin.
 
-A tick (every 30 s by default, `hub scheduler`; once, `hub workflows tick`):
+A tick (every 30 s by default, through the schedule this plugin registers;
+once, `hub workflows tick`):
 
 1. makes sure the shipped workflows are in the database;
 2. for every switched-on workflow, looks at its trigger and starts runs
    (refreshing its segment, or reading the events since the last look);
 3. redeems promo codes that synced orders carry;
 4. hands out the work: with Redis, enqueues due runs in batches for
-   `hub worker` (and the outbox sweep and the promo write-back); without
-   Redis, does all of it right here.
+   `hub worker` (and the outbox sweep and the promo write-back, see
+   workflows.jobs); without Redis, does all of it right here.
 
 The database is the only record of what is due: a run whose job vanished
 (Redis flushed) or whose worker died is due and unheld again, and the next
 tick enqueues it again. A run already sitting in a live job is left alone.
 
-`hub scheduler` (hub.schedule) calls the tick every 30 s (`[workflows]
-interval_s`) through the schedule this plugin registers; two schedulers
-started by mistake do no harm, as only the one holding the scheduler's lock
-runs schedules. `hub workflows tick` takes the same lock.
+Two schedulers started by mistake do no harm: only the one holding the
+scheduler's lock (hub.schedule) runs schedules, and `hub workflows tick` takes
+the same lock.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from sqlalchemy import Engine, select, update
 from hub import messaging, queue
 from hub.config import Settings
 from hub.db import chunks, utcnow
-from hub.models import WorkflowRun
-from workflows import config, engine as runs_engine, jobs, policy, promo, store, triggers
+from workflows import config, engine as runs_engine, jobs, promo, store, triggers
 from workflows.definition import WorkflowError
+from workflows.models import WorkflowRun
 
 log = logging.getLogger(__name__)
 runs_t = WorkflowRun.__table__
@@ -92,14 +92,14 @@ def tick(engine: Engine, settings: Settings, *, now: dt.datetime | None = None,
         queue.enqueue(settings, jobs.dispatch_outbox, queue=JOB_QUEUE, job_id="workflows-dispatch-outbox")
         queue.enqueue(settings, jobs.write_back_promo_codes, queue="low", job_id="workflows-promo-write-back")
     else:
-        report.advanced = run_due(engine, settings, now=now, pm=pm, keepalive=keepalive, progress=progress)
-        report.outbox = messaging.dispatch(engine, settings, policies=policy.send_policies(settings)).as_dict()
+        report.advanced = advance_due(engine, settings, now=now, pm=pm, keepalive=keepalive, progress=progress)
+        report.outbox = messaging.dispatch(engine, settings).as_dict()
         report.promo_written_back = promo.write_back_pending(engine, settings)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def run_due(engine: Engine, settings: Settings, *, now: dt.datetime, pm: pluggy.PluginManager | None = None,
+def advance_due(engine: Engine, settings: Settings, *, now: dt.datetime, pm: pluggy.PluginManager | None = None,
             workflow_id: int | None = None, keepalive: Callable[[], None] | None = None,
             progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Without Redis: advance every due run in this process, a batch at a time."""

@@ -9,11 +9,12 @@ from typing import Any, Callable
 import click
 
 from hub import users
+from hub.cli import App, emit_json
 
 
-def _app() -> Any:
-    """The root command's App (settings and engine, made on first use); see hub.cli."""
-    return click.get_current_context().find_root().obj
+def _app() -> App:
+    """The command line's App (settings and engine, made on first use), as `pass_app` gives it."""
+    return click.get_current_context().ensure_object(App)
 
 
 def _read_password(from_stdin: bool, email: str) -> str:
@@ -69,8 +70,6 @@ def list_cmd(as_json: bool) -> None:
     rows = [{"id": u.id, "email": u.email, "role": u.role, "active": u.active,
              "created_at": u.created_at.isoformat()} for u in found]
     if as_json:
-        from hub.cli import emit_json
-
         emit_json(rows)
         return
     if not rows:

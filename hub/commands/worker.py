@@ -1,0 +1,25 @@
+"""`hub worker`: run the queue's jobs (with Redis)."""
+
+from __future__ import annotations
+
+import click
+
+from hub import queue
+from hub.cli import App, pass_app
+
+
+@click.command("worker")
+@click.option("--queue", "queues", multiple=True, help="Queues to listen on (default: high, default, low).")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@pass_app
+def worker_cmd(app: App, queues: tuple[str, ...], burst: bool) -> None:
+    """Run an RQ worker (needs HUB_REDIS_URL); SIGTERM stops it once the message in hand is sent."""
+    if not app.settings.redis_url:
+        raise click.ClickException("HUB_REDIS_URL is not set; without Redis, jobs run in-process and need no worker")
+    app.ready_engine()
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        queue.work(app.settings, queues or queue.DEFAULT_QUEUES, burst=burst)
+    except RedisConnectionError as exc:
+        raise click.ClickException(f"cannot reach Redis at HUB_REDIS_URL: {str(exc).splitlines()[0]}") from None
