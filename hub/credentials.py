@@ -61,6 +61,11 @@ def load(conn: Connection, name: str, secret_key: str, *, for_update: bool = Fal
     return data, row.version
 
 
+def delete(conn: Connection, name: str) -> bool:
+    """Forget the secrets called `name` (a half-finished connection, say); False if there were none."""
+    return conn.execute(credentials_t.delete().where(credentials_t.c.name == name)).rowcount > 0
+
+
 def redact(data: dict[str, Any]) -> dict[str, Any]:
     """A copy fit for logs and `--json` output: values replaced by their length."""
     return {k: (f"<{len(str(v))} chars>" if v else v) for k, v in data.items()}

@@ -1,12 +1,15 @@
 """Who may open which page and press which button: checked before every request, denied by default.
 
-Every view of the admin's own blueprints declares what it needs with
+Every view of an admin page (the core's own and those plugins register
+through register_admin_pages) declares what it needs with
 `@allow(read=..., write=...)`: the least role for GET (reading) and for any
 other method (changing something). A view that declares nothing is refused
 for everyone, so a forgotten declaration fails closed, and a test walks
-every route with every role. Blueprints that plugins add through
-register_routes (webhook receivers, unsubscribe links) are public: no login
-and no global CSRF check; each checks its callers itself.
+every route with every role. The page's own roles (AdminPage.read_role,
+write_role) are a ceiling: the stricter of page and view applies.
+Blueprints that plugins add through register_routes (webhook receivers,
+unsubscribe links) are public: no login and no global CSRF check; each
+checks its callers itself.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from flask import Flask, abort, current_app, g, redirect, request, session, url_
 from sqlalchemy import Engine
 
 from hub import users
+from hub.admin.registry import PUBLIC, AdminPage, stricter
 from hub.db import get_engine
 
 F = TypeVar("F", bound=Callable[..., Any])
-PUBLIC = "public"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 ADMIN_BLUEPRINTS = "HUB_ADMIN_BLUEPRINTS"
 
@@ -53,6 +56,7 @@ def policy_of(app: Flask, endpoint: str) -> Policy | None:
 
 
 def engine() -> Engine:
+    """The database engine of the app handling this request."""
     from hub.admin.app import current_settings
 
     return get_engine(current_settings().database_url)
@@ -82,20 +86,21 @@ def _load_user() -> users.Account | None:
 
 
 def enforce() -> Any:
-    """before_request: sign-in and role checks for the admin's own blueprints."""
+    """before_request: sign-in and role checks for every admin page's blueprint."""
     endpoint = request.endpoint
-    if endpoint is None:
-        return None  # a 404 or 405 follows
-    blueprint = endpoint.rpartition(".")[0]
-    if endpoint != "static" and blueprint not in current_app.config[ADMIN_BLUEPRINTS]:
+    if endpoint is None or endpoint == "static":
+        return None  # a 404 or 405 follows, or the core's own static files
+    page: AdminPage | None = current_app.config[ADMIN_BLUEPRINTS].get(endpoint.rpartition(".")[0])
+    if page is None:
         return None  # a plugin's public route
-    if endpoint == "static":
-        return None
     g.user = _load_user()
     policy = policy_of(current_app, endpoint)
     if policy is None:
         abort(403)
-    need = policy.read if request.method in SAFE_METHODS else policy.write
+    if request.method in SAFE_METHODS:
+        need = stricter(policy.read, page.read_role)
+    else:
+        need = stricter(policy.write, page.write_role)
     if need == PUBLIC:
         return None
     if g.user is None:
@@ -119,5 +124,7 @@ def local_path(target: str | None, default: str) -> str:
 
 def can(role: str) -> bool:
     """For templates: whether the signed-in user may do what needs `role` (buttons are shown only then)."""
+    if role == PUBLIC:
+        return True
     user = current_user()
     return user is not None and user.can(role)

@@ -1,12 +1,15 @@
-"""The Flask application factory: the admin's blueprints, its protections, and plugins' public routes.
+"""The Flask application factory: the admin's pages, its protections, and plugins' public routes.
 
-The admin is for the people who run campaigns. Each area is one blueprint
-(dashboard, contacts, segments, templates, workflows, connections, GDPR,
-users); access.py checks sign-in and role before every request, Flask-WTF
-checks a CSRF token on every form and state-changing request, and every page
-is a Jinja template with autoescaping. Plugins add public routes (webhook
-receivers, unsubscribe links) through the register_routes hook; those are
-exempt from sign-in and from the global CSRF check and make their own checks.
+The admin is for the people who run campaigns. Each area is one blueprint,
+registered as an admin page through the register_admin_pages hook: the
+core's own (dashboard, contacts, segments, templates, connections, users;
+hub.admin.pages) exactly like the plugins' (workflows, GDPR, each CRM's
+connect page). access.py checks sign-in and role before every request to
+them, Flask-WTF checks a CSRF token on every form and state-changing request,
+every page is a Jinja template with autoescaping, and the menu lists what is
+registered. Plugins add public routes (webhook receivers, unsubscribe links)
+through the register_routes hook; those are exempt from sign-in and from the
+global CSRF check and make their own checks.
 """
 
 from __future__ import annotations
@@ -36,9 +39,8 @@ def _flag(value: Any, default: bool) -> bool:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """A Flask app for these settings, with every plugin's routes registered."""
-    from hub.admin import (access, auth, connections, contacts, dashboard, filters, gdpr, health,
-                           message_templates, segments, users_admin, workflows)
+    """A Flask app for these settings, with every registered admin page and every plugin's public routes."""
+    from hub.admin import access, filters, registry
 
     settings = settings or load_settings()
     app = Flask("hub.admin")
@@ -63,14 +65,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     csrf.init_app(app)
     filters.install(app)
 
-    own = [health.bp, auth.bp, dashboard.bp, contacts.bp, segments.bp, message_templates.bp, workflows.bp,
-           connections.bp, gdpr.bp, users_admin.bp]
-    for bp in own:
-        app.register_blueprint(bp)
-    app.config[access.ADMIN_BLUEPRINTS] = frozenset(bp.name for bp in own)
+    pm = get_pm()
+    pages = registry.collect(pm)
+    for page in pages:
+        app.register_blueprint(page.blueprint)
+        if page.endpoint not in app.view_functions:  # a typo would otherwise show as a broken menu or section
+            raise ValueError(f"admin page {page.endpoint!r}: blueprint {page.blueprint.name!r} has no such view")
+    app.config[access.ADMIN_BLUEPRINTS] = {page.blueprint.name: page for page in pages}
     app.before_request(access.enforce)
 
-    get_pm().hook.register_routes(app=app)
+    pm.hook.register_routes(app=app)
     for name, bp in app.blueprints.items():
         if name not in app.config[access.ADMIN_BLUEPRINTS]:
             csrf.exempt(bp)

@@ -2,7 +2,8 @@
 
 The card shows everything Hub knows about a person and where each piece came
 from: identities with their source, CRM references, orders, consent history,
-messages, segments, workflow runs and the merges that made the contact.
+messages, segments, what plugins add (the workflows' runs, say: an admin
+page's ``contact_section``) and the merges that made the contact.
 
 Staff may record a consent answer the person gave them (a paper form, a
 call, a request to stop): marketers and admins only, written to the ledger
@@ -15,14 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from hub import consent, contacts, dedupe, identity, messaging
-from hub.admin import audit, contact_search, workflows
+from hub.admin import access, audit, contact_search
 from hub.admin.access import actor, allow, current_user, engine, local_path
 from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, MergeForm
+from hub.admin.registry import stricter
 from hub.models import Segment, SegmentMember
 from hub.segments.lifecycle import Thresholds
 
@@ -64,11 +66,26 @@ def card(contact_id: int) -> Any:
         history = consent.history(conn, contact_id)
         messages = messaging.find(conn, contact_id=contact_id, limit=50)
         segments = _segments_of(conn, contact_id)
-        runs = workflows.runs_for_contact(conn, contact_id)
+        sections = _plugin_sections(conn, contact_id)
     return render_template("contacts/card.html", c=data, consent_now=current, consent_history=history,
-                           messages=messages, segments=segments, runs=runs, merge_form=MergeForm(),
+                           messages=messages, segments=segments, sections=sections, merge_form=MergeForm(),
                            consent_form=ActionForm(), channels=consent.channels(settings),
                            purposes=consent.purposes(settings), statuses=STAFF_STATUSES)
+
+
+def _plugin_sections(conn: Any, contact_id: int) -> list[Any]:
+    """What admin pages add to the card, each shown only to those who may read its page."""
+    out = []
+    for page in current_app.config[access.ADMIN_BLUEPRINTS].values():
+        if page.contact_section is None:
+            continue
+        policy = access.policy_of(current_app, page.endpoint)
+        role = stricter(page.read_role, policy.read if policy else None)
+        if role is not None and access.can(role):
+            found = page.contact_section(conn, contact_id)
+            if found:
+                out.append(found)
+    return out
 
 
 # Staff record what a person told them; "pending" is a state only the person's own signup creates.
@@ -130,7 +147,7 @@ def merge() -> Any:
     survivor, other = int(form.survivor.data), int(form.other.data)
     who = actor()
     try:
-        result = dedupe.merge_by_hand(engine(), survivor, other, actor=who)
+        result = dedupe.merge_by_hand(engine(), survivor, other, actor=who, settings=current_settings())
     except ValueError as exc:
         flash(f"Merge refused: {exc}", "error")
         return redirect(back)

@@ -1,4 +1,4 @@
-"""What every admin template can use: the signed-in user, role checks, and formatting.
+"""What every admin template can use: the signed-in user, role checks, the menu, and formatting.
 
 Times are stored in UTC and shown in the company's time zone (HUB_TIMEZONE),
 because that is the clock the people using the admin live by.
@@ -13,18 +13,9 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from hub.admin import access
+from hub.admin import access, registry
 
-NAV = (
-    ("dashboard.index", "Dashboard"),
-    ("contacts.search", "Contacts"),
-    ("segments.index", "Segments"),
-    ("workflows.index", "Workflows"),
-    ("templates.index", "Templates"),
-    ("connections.index", "Connections"),
-    ("gdpr.index", "GDPR"),
-    ("users.index", "Users"),
-)
+DEFAULT_LANGUAGE = "ru"
 
 
 def when(value: Any, fmt: str = "%d.%m.%Y %H:%M") -> str:
@@ -61,11 +52,19 @@ def as_json(value: Any, compact: bool = False) -> str:
 
 def install(app: Flask) -> None:
     app.jinja_env.filters.update(when=when, number=number, as_json=as_json)
-    app.jinja_env.globals.update(can=access.can, current_user=access.current_user, NAV=NAV,
-                                 nav_role=_nav_role)
+    app.jinja_env.globals.update(can=access.can, current_user=access.current_user, admin_menu=admin_menu,
+                                 admin_language=language)
 
 
-def _nav_role(endpoint: str) -> str:
-    """The role a menu item needs: shown only to those who may open it."""
-    policy = access.policy_of(current_app, endpoint)
-    return policy.read if policy and policy.read else "admin"
+def language() -> str:
+    """The admin's language (HUB_LANGUAGE, Russian unless set otherwise)."""
+    return str(current_app.config["HUB_SETTINGS"].extra.get("language") or DEFAULT_LANGUAGE).strip().lower()
+
+
+def admin_menu() -> list[registry.MenuEntry]:
+    """The menu: every registered page that asks for an entry, each with the role it needs to be seen."""
+    def read_role(endpoint: str) -> str | None:
+        policy = access.policy_of(current_app, endpoint)
+        return policy.read if policy else None
+
+    return registry.menu(current_app.config[access.ADMIN_BLUEPRINTS], language(), read_role)

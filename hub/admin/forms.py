@@ -1,15 +1,14 @@
 """The admin's forms. Each is a FlaskForm, so each carries and checks its own CSRF token.
 
-Buttons that only act (merge, sync now, erase) are forms too; ActionForm is
+Buttons that only act (merge, sync now) are forms too; ActionForm is
 the form with nothing but the token.
 """
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, HiddenField, IntegerField, PasswordField, SelectField, StringField,
-                     TextAreaField)
-from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms import BooleanField, HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from hub.users import MIN_PASSWORD, ROLES
 
@@ -55,29 +54,6 @@ class TemplateForm(FlaskForm):
     contact = IntegerField("Preview for contact", validators=[Optional(), NumberRange(min=1)])
 
 
-class Bitrix24Form(FlaskForm):
-    webhook = StringField("Incoming webhook URL", validators=[
-        DataRequired("Paste the webhook URL from Bitrix24."), URL(require_tld=False, message="That is not a URL."),
-        Length(max=500)])
-    application_token = StringField("Application token (optional, for events)",
-                                    validators=[Optional(), Length(max=200)])
-
-
-class AmoCRMForm(FlaskForm):
-    base_url = StringField("Account address", validators=[
-        DataRequired("Enter the account's address, e.g. https://shop.amocrm.ru."),
-        URL(require_tld=False, message="That is not an address like https://shop.amocrm.ru."), Length(max=300)])
-    client_id = StringField("Integration ID", validators=[DataRequired("Enter the integration ID."),
-                                                          Length(max=200)])
-    client_secret = PasswordField("Secret key", validators=[DataRequired("Enter the secret key."),
-                                                            Length(max=300)])
-
-
 class SyncForm(FlaskForm):
     full = BooleanField("Read everything (full sync)")
 
-
-class ConfirmForm(FlaskForm):
-    """For what cannot be undone: the person types a word to confirm."""
-
-    confirm = StringField("Type ERASE to confirm", validators=[DataRequired("Type ERASE to confirm.")])

@@ -9,7 +9,9 @@ What it adds (each in its own module beside this one):
 - the segment field `shop.promo_orders` (fields.py);
 - the workflow step `shop_coupon` (coupons.py);
 - the channel `telegram`, through the shop's bot (telegram.py), and the text
-  template `promo_telegram` for it (templates/).
+  template `promo_telegram` for it (templates/);
+- the Shop page in the admin: the connection and the last orders (admin.py,
+  admin_templates/).
 
 Imports here are deferred to the hooks, so loading the plugin costs nothing
 until Hub asks for one of its parts.
@@ -73,6 +75,13 @@ def register_channels(register: Callable[[str, Callable[..., Any]], None]) -> No
 @hookimpl
 def register_template_dirs(register: Callable[[Any], None]) -> None:
     register(Path(__file__).parent / "templates")
+
+
+@hookimpl
+def register_admin_pages(register: Callable[[Any], None]) -> None:
+    from hub_shop.admin import PAGE
+
+    register(PAGE)
 
 
 @hookimpl

@@ -1,42 +1,52 @@
-"""GDPR and 152-FZ: the consent log, and one person's data export and erasure.
+"""The GDPR page of the admin: the consent log, and one person's data export and erasure.
 
 The consent log reads the append-only ledger (hub.consent) newest first.
-Export and erasure are the gdpr plugin's (plugins/gdpr: export.export,
-erasure.erase); the admin offers them while that plugin is loaded, to admins
-only. Erasure cannot be undone, so the admin types ERASE to confirm it; both
-are recorded in the audit log by the plugin, naming the admin.
+Export and erasure are this plugin's (export.export, erasure.erase), offered
+to admins only. Erasure cannot be undone, so the admin types ERASE to confirm
+it; both are recorded in the audit log, naming the admin. Registered through
+register_admin_pages like any plugin's page.
 """
 
 from __future__ import annotations
 
 import json
-from types import ModuleType
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
+from flask_wtf import FlaskForm
+from sqlalchemy import Connection, select
+from wtforms import StringField
+from wtforms.validators import DataRequired
 
 from hub import consent, contacts, identity
-from hub.admin.access import actor, allow, engine
-from hub.admin.app import current_settings
-from hub.admin.forms import ActionForm, ConfirmForm
+from hub.api import AdminPage, actor, allow, current_settings, engine
 from hub.models import ConsentEvent, Contact
-from hub.plugins import get_pm
+from plugins.gdpr import erasure
+from plugins.gdpr import export as exporting
 
-bp = Blueprint("gdpr", __name__, url_prefix="/gdpr")
+bp = Blueprint("gdpr", __name__, url_prefix="/gdpr", template_folder="admin_templates")
+
+PAGE = AdminPage(bp, "gdpr.index", {"ru": "GDPR и согласия", "en": "GDPR"}, order=70, read_role="viewer",
+                 write_role="admin")
+
 events_t = ConsentEvent.__table__
 contacts_t = Contact.__table__
-PAGE = 200
+LIMIT = 200
 CONFIRM_WORD = "ERASE"
 
 
-def gdpr_plugin() -> ModuleType | None:
-    """The gdpr plugin when it is loaded, else None."""
-    return get_pm().get_plugin("gdpr")
+class ActionForm(FlaskForm):
+    """A button that changes something: only the CSRF token."""
 
 
-def consent_log(conn: Any, *, contact_id: int | None = None, channel: str | None = None,
-                status: str | None = None, limit: int = PAGE) -> list[dict[str, Any]]:
+class ConfirmForm(FlaskForm):
+    """For what cannot be undone: the person types a word to confirm."""
+
+    confirm = StringField(f"Type {CONFIRM_WORD} to confirm", validators=[DataRequired(f"Type {CONFIRM_WORD} to confirm.")])
+
+
+def consent_log(conn: Connection, *, contact_id: int | None = None, channel: str | None = None,
+                status: str | None = None, limit: int = LIMIT) -> list[dict[str, Any]]:
     q = (select(events_t, contacts_t.c.first_name, contacts_t.c.last_name)
          .outerjoin(contacts_t, contacts_t.c.id == events_t.c.contact_id).order_by(events_t.c.id.desc()).limit(limit))
     if contact_id is not None:
@@ -73,21 +83,13 @@ def index() -> Any:
         totals = consent.counts_by_status(conn)
     return render_template("gdpr/index.html", rows=rows, totals=totals, contact=raw.strip(), channel=channel or "",
                            status=status or "", channels=consent.channels(settings), statuses=consent.STATUSES,
-                           error=error, installed=gdpr_plugin() is not None)
-
-
-def _plugin_or_404() -> ModuleType:
-    plugin = gdpr_plugin()
-    if plugin is None:
-        abort(404)
-    return plugin
+                           error=error)
 
 
 @bp.get("/person")
 @allow(read="admin")
 def person() -> Any:
     """One person's GDPR page: what Hub holds in short, export, erase."""
-    _plugin_or_404()
     raw = request.args.get("contact", "")
     contact_id = _contact_number(raw)
     if contact_id is None:
@@ -107,9 +109,6 @@ def person() -> Any:
 @allow(read=None, write="admin")
 def export(contact_id: int) -> Any:
     """The whole export as a JSON file to hand to the person (a POST: making one is audited)."""
-    _plugin_or_404()
-    from plugins.gdpr import export as exporting
-
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
@@ -125,9 +124,6 @@ def export(contact_id: int) -> Any:
 @bp.post("/person/<int:contact_id>/erase")
 @allow(read=None, write="admin")
 def erase(contact_id: int) -> Any:
-    _plugin_or_404()
-    from plugins.gdpr import erasure
-
     form = ConfirmForm()
     back = redirect(url_for("gdpr.person", contact=contact_id))
     if not form.validate() or (form.confirm.data or "").strip() != CONFIRM_WORD:

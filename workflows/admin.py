@@ -1,8 +1,9 @@
-"""Workflows: the list, switching on and off, a dry-run forecast, the funnel against the holdout, parked runs.
+"""The workflows' admin pages: the list, switching on and off, a dry-run forecast, the funnel, parked runs.
 
-Everything here is the workflow engine's (workflows/: store, measure,
-forecast, engine); this blueprint only shows it and passes a person's
-decisions on. A forecast writes nothing, so every role may run one; switching
+Registered through register_admin_pages like any plugin's page, with the
+runs of a contact shown on the contact's card (``contact_section``). This
+blueprint only shows what the plugin's modules (store, measure, forecast,
+engine) know and passes a person's decisions on. A forecast writes nothing, so every role may run one; switching
 a workflow on or off and retrying parked runs is for marketers. The funnel's
 uplift compares the runs that got the messages with the holdout group that
 entered but got nothing, so it measures what the campaign itself changed.
@@ -13,18 +14,21 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from markupsafe import Markup
 from sqlalchemy import Connection, func, select
 
-from hub.admin import audit
-from hub.admin.access import actor, allow, engine, local_path
-from hub.admin.app import current_settings
-from hub.admin.forms import ActionForm
-from hub.models import Workflow, WorkflowRun
+from hub.api import AdminPage, actor, allow, current_settings, engine, local_path, record_audit
+from workflows.models import WorkflowRow, WorkflowRun
 
-bp = Blueprint("workflows", __name__, url_prefix="/workflows")
+bp = Blueprint("workflows", __name__, url_prefix="/workflows", template_folder="admin_templates")
 runs_t = WorkflowRun.__table__
-workflows_t = Workflow.__table__
+workflows_t = WorkflowRow.__table__
 MAX_FORECAST_DAYS = 90
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something: only the CSRF token."""
 
 
 def runs_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
@@ -45,11 +49,13 @@ def _run_counts(conn: Connection) -> dict[int, dict[str, int]]:
     return out
 
 
-def loaded() -> bool:
-    """Whether the workflows plugin (its steps, templates and commands) is loaded."""
-    from hub.plugins import get_pm
+def contact_section(conn: Connection, contact_id: int) -> Markup:
+    """The contact card's "Workflow runs" table."""
+    return Markup(render_template("workflows/contact_runs.html", runs=runs_for_contact(conn, contact_id)))
 
-    return get_pm().get_plugin("workflows") is not None
+
+PAGE = AdminPage(bp, "workflows.index", {"ru": "Сценарии", "en": "Workflows"}, order=40, read_role="viewer",
+                 write_role="marketer", contact_section=contact_section)
 
 
 def _problems(exc: Exception) -> list[str]:
@@ -62,8 +68,6 @@ def index() -> Any:
     from workflows import store
     from workflows.definition import WorkflowError
 
-    if not loaded():
-        return render_template("workflows/index.html", rows=[], loaded=False)
     settings = current_settings()
     with engine().begin() as conn:
         store.install_library(conn)  # shipped workflows appear (switched off) the first time anyone looks
@@ -78,7 +82,7 @@ def index() -> Any:
                 trigger, error = None, "; ".join(_problems(exc))
             rows.append({"name": row.name, "title": row.title, "enabled": row.enabled, "version": row.version,
                          "origin": row.origin, "trigger": trigger, "error": error, "runs": counts.get(row.id, {})})
-    return render_template("workflows/index.html", rows=rows, loaded=True)
+    return render_template("workflows/index.html", rows=rows)
 
 
 @bp.post("/<name>/enabled")
@@ -87,8 +91,6 @@ def set_enabled(name: str) -> Any:
     from workflows import store
     from workflows.definition import WorkflowError
 
-    if not loaded():
-        abort(404)
     if ActionForm().validate_on_submit():
         on = request.form.get("enabled") == "1"
         try:
@@ -97,7 +99,7 @@ def set_enabled(name: str) -> Any:
                     row = store.row(conn, name)
                     store.definition(conn, current_settings(), row.id, row.version)  # refuse one that no longer checks
                 store.set_enabled(conn, name, on)
-                audit.record(conn, actor(), "workflow_enabled" if on else "workflow_disabled", workflow=name)
+                record_audit(conn, actor(), "workflow_enabled" if on else "workflow_disabled", workflow=name)
         except (WorkflowError, ValueError) as exc:
             flash(f"{name}: {'; '.join(_problems(exc))}", "error")
         else:
@@ -128,8 +130,6 @@ def detail(name: str) -> Any:
     from workflows import engine as runs_engine, measure
     from workflows.definition import WorkflowError
 
-    if not loaded():
-        abort(404)
     try:
         report = measure.status(engine(), current_settings(), name)
     except WorkflowError as exc:
@@ -150,8 +150,6 @@ def forecast(name: str) -> Any:
     from workflows import forecast as forecasting
     from workflows.definition import WorkflowError
 
-    if not loaded():
-        abort(404)
     raw = request.args.get("days", "14").strip()
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_FORECAST_DAYS:
         flash(f"Days: {raw!r} is not a whole number from 1 to {MAX_FORECAST_DAYS}.", "error")
@@ -175,8 +173,6 @@ def forecast(name: str) -> Any:
 def retry(name: str) -> Any:
     from workflows import engine as runs_engine
 
-    if not loaded():
-        abort(404)
     form = ActionForm()
     raw = request.form.get("run", "")
     if form.validate_on_submit():
@@ -187,7 +183,7 @@ def retry(name: str) -> Any:
             done = runs_engine.retry(engine(), [int(raw)], skip=skip)
             if done:
                 with engine().begin() as conn:
-                    audit.record(conn, actor(), "workflow_run_retried", workflow=name, run=int(raw), skip=skip)
+                    record_audit(conn, actor(), "workflow_run_retried", workflow=name, run=int(raw), skip=skip)
                 flash(f"Run #{raw} is back at work{', past the step it was parked at' if skip else ''}.", "ok")
             else:
                 flash(f"Run #{raw} is not parked (any more); nothing to retry.", "error")

@@ -1,0 +1,39 @@
+"""The Shop page in Hub's admin: signed-in only, read by everyone, changed by admins, CSRF-checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub_shop.emulator import ShopEmulator
+
+
+def test_the_page_needs_a_signed_in_user(hub_admin: Any) -> None:
+    nobody = hub_admin.signed_in_as(None)
+    answer = nobody.get("/shop/")
+    assert answer.status_code == 302 and answer.location.startswith("/login?next=")
+    assert nobody.post("/shop/disconnect", token_from="/login").status_code == 401
+
+
+def test_everyone_reads_it_and_finds_it_in_the_menu(hub_admin: Any, connected: ShopEmulator, hub_cli: Any) -> None:
+    hub_cli("sync", "shop")
+    viewer = hub_admin.signed_in_as("viewer")
+    page = viewer.get("/shop/").get_data(as_text=True)
+    assert "Connected to <strong>127.0.0.1" in page and connected.token not in page
+    assert 'id="shop-orders"' in page and "No orders from the shop yet" not in page
+    assert 'id="shop-disconnect"' not in page  # no button for what the role cannot do
+    assert 'href="/shop/"' in viewer.get("/").get_data(as_text=True).split("</nav>")[0]
+    assert 'href="/shop/"' in viewer.get("/connections/").get_data(as_text=True)  # the source's own page
+
+
+def test_only_an_admin_disconnects_and_only_with_the_forms_token(hub_admin: Any, connected: ShopEmulator,
+                                                                 hub_database: Any) -> None:
+    marketer = hub_admin.signed_in_as("marketer")
+    refused = marketer.post("/shop/disconnect", token_from="/shop/")
+    assert refused.status_code == 403
+    no_token = hub_admin.client.post("/shop/disconnect")
+    assert no_token.status_code == 400 and "security token is missing" in no_token.get_data(as_text=True)
+    assert hub_database.scalar("SELECT count(*) FROM credentials WHERE name = 'shop'") == 1
+    done = hub_admin.post("/shop/disconnect", token_from="/shop/", follow_redirects=True)
+    assert "The shop is disconnected" in done.get_data(as_text=True)
+    assert hub_database.scalar("SELECT count(*) FROM credentials WHERE name = 'shop'") == 0
+    assert hub_database.scalar("SELECT count(*) FROM audit_log WHERE action = 'shop.disconnected'") == 1
