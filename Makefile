@@ -16,7 +16,7 @@ bootstrap: ## Create/refresh .venv with Hub and test dependencies
 demo: bootstrap ## Run the Hub demo
 	$(VENV)/bin/hub demo
 
-test: ## Run the test suite (scripts/test.sh; pass pytest args with ARGS=...)
+test: ## Run the test suite on parallel workers (scripts/test.sh; pytest args with ARGS=..., see tests/README.md)
 	bash scripts/test.sh $(ARGS)
 
 # Benchmarks are listed in bench/README.md.

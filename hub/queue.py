@@ -171,6 +171,9 @@ def _on_stop_signal(signum: int, frame: Any) -> None:
     request_stop()
 
 
+LISTEN_S = 1.0  # how long a worker's command listener reads before looking whether to stop
+
+
 class _PromptStop:
     """Hub's additions to RQ's workers: on SIGTERM the job in hand is told to wrap up.
 
@@ -202,6 +205,18 @@ class _PromptStop:
     def setup_work_horse_signals(self) -> None:
         super().setup_work_horse_signals()  # type: ignore[misc]
         signal.signal(signal.SIGTERM, _on_stop_signal)
+
+    def subscribe(self) -> None:
+        """RQ's listener for worker commands, reading for LISTEN_S at a time instead of a minute.
+
+        The listener thread sees that it should end only between two reads, and RQ waits for it
+        when the worker stops. With RQ's one-minute reads, a worker whose listener had just begun
+        another read (which depends on how threads happen to be scheduled) took a minute to stop.
+        """
+        self.pubsub = self.connection.pubsub()  # type: ignore[attr-defined]
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})  # type: ignore[attr-defined]
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=LISTEN_S, daemon=True, exception_handler=self._pubsub_exception_handler)  # type: ignore[attr-defined]
 
 
 def worker_classes() -> tuple[type, type]:

@@ -39,6 +39,14 @@ WINDOW = dt.timedelta(minutes=15)
 MAX_FAILURES_PER_ACCOUNT = 5
 MAX_FAILURES_PER_ADDRESS = 20
 LOGIN, LOGIN_FAILED = "login", "login_failed"
+# werkzeug's hash method for new passwords: scrypt with N=2**15, r=8, p=1 (about a tenth of a second, by
+# design, so a stolen table is slow to guess through). Stored hashes carry their own parameters, so
+# a test suite may lower this for speed without affecting how existing hashes are checked.
+PASSWORD_METHOD = "scrypt:32768:8:1"
+
+
+def _hash(password: str) -> str:
+    return generate_password_hash(password, method=PASSWORD_METHOD)
 
 
 @functools.cache
@@ -48,7 +56,7 @@ def _dummy_hash() -> str:
     Made on the first sign-in, not at import: every `hub` command imports this
     module, and a scrypt hash costs about a tenth of a second.
     """
-    return generate_password_hash("not a password of anyone")
+    return _hash("not a password of anyone")
 
 
 class UserError(ValueError):
@@ -116,7 +124,7 @@ def add(conn: Connection, email: str, role: str, password: str) -> Account:
     check_password(password, email)
     if find(conn, email) is not None:
         raise UserError(f"a user {email} already exists")
-    conn.execute(users_t.insert().values(email=email, role=role, password_hash=generate_password_hash(password),
+    conn.execute(users_t.insert().values(email=email, role=role, password_hash=_hash(password),
                                          active=True, created_at=utcnow()))
     found = find(conn, email)
     assert found is not None
@@ -165,7 +173,7 @@ def set_password(conn: Connection, user_id: int, password: str) -> Account:
     user = _existing(conn, user_id)
     check_password(password, user.email)
     conn.execute(users_t.update().where(users_t.c.id == user_id).values(
-        password_hash=generate_password_hash(password)))
+        password_hash=_hash(password)))
     return _existing(conn, user_id)
 
 

@@ -3,7 +3,7 @@
 #
 # 1. bootstraps .venv (scripts/bootstrap.sh);
 # 2. installs the system packages the tests need, only those that are missing;
-# 3. runs pytest with any extra arguments and exits with pytest's exit code.
+# 3. runs pytest on parallel workers with any extra arguments and exits with pytest's exit code.
 #
 # PostgreSQL and Redis are not started here: the test suite starts throwaway
 # servers itself (tests/servers.py). Set HUB_TEST_POSTGRES_URL or
@@ -74,5 +74,12 @@ fi
 
 # --- tests ---------------------------------------------------------------------
 
+# The suite runs on parallel workers (pytest-xdist), one per CPU up to four; each worker
+# starts its own throwaway servers. A test file stays on one worker, so its module-scoped
+# fixtures (a browser, an emulator) start once. HUB_TEST_WORKERS=0 runs everything in
+# this process; arguments given to the script come last and win (e.g. -n 0).
+cpus="$(nproc 2>/dev/null || echo 2)"
+workers="${HUB_TEST_WORKERS:-$(( cpus < 4 ? cpus : 4 ))}"
+
 # exec: the script's exit code is pytest's.
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"

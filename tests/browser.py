@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import threading
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, Callable
 import waitress.server
 
 from hub.wsgi import AccessLog
+from tests.servers import start_watchdog, stop_watchdog
 
 WAIT_S = 20.0
 CHROMIUM_FLAGS = (
@@ -77,6 +79,9 @@ class Browser:
             shutil.rmtree(self.profile, ignore_errors=True)
             raise BrowserUnavailable(f"Chromium did not start through chromedriver: {exc}\n{detail}") from exc
         self.driver.set_page_load_timeout(60)
+        # Should this process die before close(): chromedriver, and every Chromium process of this profile.
+        self._watchdog = start_watchdog(self.driver.service.process.pid, signal.SIGTERM, self.profile,
+                                        marker=self.profile)
 
     # -- navigation and reading
 
@@ -189,6 +194,7 @@ class Browser:
         try:
             self.driver.quit()
         finally:
+            stop_watchdog(self._watchdog)
             shutil.rmtree(self.profile, ignore_errors=True)
 
 

@@ -2,7 +2,10 @@
 
 Both context managers start a private server on a free loopback port, with all
 of its state in a temporary directory, and tear everything down on exit, even
-when the body raises. tests/conftest.py wraps them in session-scoped fixtures.
+when the body raises. tests/conftest.py wraps them in session-scoped fixtures
+(one set per pytest-xdist worker). Should the test process die without getting
+there (a worker terminated at the end of an interrupted run, SIGKILL), a
+watchdog started beside each server (tests/watchdog.py) stops it instead.
 
 To run the suite against servers you manage yourself, set
 HUB_TEST_POSTGRES_URL and/or HUB_TEST_REDIS_URL; the matching context manager
@@ -18,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,6 +45,7 @@ STOP_TIMEOUT = 15.0  # seconds to wait for a server to go away
 # Another process can grab the port between picking it and the server binding
 # it; starting again on a fresh port is cheaper than failing the session.
 START_ATTEMPTS = 3
+WATCHDOG = Path(__file__).with_name("watchdog.py")
 
 # Libpq variables that would silently redirect our client tools elsewhere.
 _PG_ENV_VARS = (
@@ -61,11 +66,39 @@ def _env_url(name: str) -> str | None:
     return value or None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """Ask the kernel for a currently unused loopback TCP port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_watchdog(server_pid: int, signum: int, workdir: Path | str, marker: str = "") -> subprocess.Popen[bytes]:
+    """Have tests/watchdog.py stop `server_pid` (and remove `workdir`) if this process dies first.
+
+    `marker`: a string in the command line of helper processes to kill too (a browser's profile folder).
+    """
+    return subprocess.Popen(
+        [sys.executable, str(WATCHDOG), str(os.getpid()), str(server_pid), str(int(signum)), str(workdir), marker],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # out of reach of a Ctrl-C meant for the test run
+    )
+
+
+def stop_watchdog(watchdog: subprocess.Popen[bytes] | None) -> None:
+    """Called once this process stops the server itself: the watchdog has nothing left to do."""
+    if watchdog is not None and watchdog.poll() is None:
+        watchdog.kill()
+        watchdog.wait()
+
+
+@contextmanager
+def _watched(server_pid: int, signum: int, workdir: Path) -> Iterator[None]:
+    watchdog = start_watchdog(server_pid, signum, workdir)
+    try:
+        yield
+    finally:
+        stop_watchdog(watchdog)
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -238,7 +271,7 @@ def postgres_server() -> Iterator[str]:
 
         port = 0
         for attempt in range(1, START_ATTEMPTS + 1):
-            port = _free_port()
+            port = free_port()
             log.unlink(missing_ok=True)  # so the log only tells about this attempt
             result = runner.run(
                 [pg_ctl, "-D", str(datadir), "-l", str(log), "-o", f"-p {port}",
@@ -256,7 +289,9 @@ def postgres_server() -> Iterator[str]:
                 )
 
         _pg_wait_and_create_db(port, log)
-        yield f"postgresql+psycopg://{PG_SUPERUSER}@127.0.0.1:{port}/{PG_DATABASE}"
+        postmaster = int((datadir / "postmaster.pid").read_text().splitlines()[0])
+        with _watched(postmaster, signal.SIGQUIT, workdir):  # SIGQUIT: PostgreSQL's immediate shutdown
+            yield f"postgresql+psycopg://{PG_SUPERUSER}@127.0.0.1:{port}/{PG_DATABASE}"
     finally:
         if runner is not None:
             _pg_stop(runner, pg_ctl, datadir)
@@ -316,7 +351,7 @@ def redis_server() -> Iterator[str]:
     proc: subprocess.Popen | None = None
     try:
         for attempt in range(1, START_ATTEMPTS + 1):
-            port = _free_port()
+            port = free_port()
             with open(log, "ab") as log_file:
                 proc = subprocess.Popen(
                     [binary, "--port", str(port), "--bind", "127.0.0.1",
@@ -343,7 +378,9 @@ def redis_server() -> Iterator[str]:
                     f"did not answer PING within {START_TIMEOUT:.0f}s")
                 raise ServerUnavailable(f"redis-server on 127.0.0.1:{port} {reason}; log tail:\n{_tail(log)}")
             break
-        yield f"redis://127.0.0.1:{port}/0"
+        assert proc is not None
+        with _watched(proc.pid, signal.SIGTERM, workdir):
+            yield f"redis://127.0.0.1:{port}/0"
     finally:
         if proc is not None:
             _stop_process(proc)

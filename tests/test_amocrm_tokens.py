@@ -16,6 +16,8 @@ from plugins.amocrm.sandbox import Account, SandboxServer
 from plugins.amocrm.source import client_for
 from tests.conftest import SECRET, HubDB
 
+pytestmark = pytest.mark.both_databases  # token refresh under row locks
+
 BASE = "https://shop.amocrm.ru"
 
 

@@ -15,6 +15,8 @@ from hub.admin import create_app
 from plugins.bitrix24 import connection
 from tests.conftest import HubDB
 
+pytestmark = pytest.mark.both_databases  # token refresh under row locks
+
 TOKEN_URL = "https://oauth.example.test/oauth/token/"
 
 

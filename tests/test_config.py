@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hub.cli import cli
 from hub.config import SettingsError, ensure_secret_key, load_settings
+from tests.support.cli import cli
 
 
 def test_defaults() -> None:

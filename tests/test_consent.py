@@ -9,11 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from hub import consent, importer, sync
-from hub.cli import cli
 from hub.hookspecs import hookimpl
 from hub.models import ConsentEvent
 from hub.records import ContactRecord
 from tests.conftest import HubDB
+from tests.support.cli import cli
+
+pytestmark = pytest.mark.both_databases  # the consent ledger
 
 
 def new_contact(db: HubDB, **fields) -> int:

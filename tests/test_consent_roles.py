@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from hub import consent, links
-from hub.cli import cli
 from hub.models import AuditEntry
 from plugins.gdpr import capture
-from tests.test_admin import AdminEnv, admin_env, client_as, post, text  # noqa: F401
+from tests.support.cli import cli
+from tests.support.admin import AdminEnv, client_as, post, text
 
 
 def history(env: AdminEnv, contact_id: int) -> list[dict[str, Any]]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from hub import consent
 from tests.browser import Browser
-from tests.test_admin import AdminEnv, admin_env  # noqa: F401  (the fixture)
-from tests.test_admin_browser import browser, live, sign_in  # noqa: F401  (fixtures)
+from tests.support.admin import AdminEnv
+from tests.support.admin_browser import sign_in
 
 
-def test_a_marketer_records_consent_as_staff_and_a_viewer_sees_no_form(live: str, browser: Browser,  # noqa: F811
-                                                                      admin_env: AdminEnv) -> None:  # noqa: F811
+def test_a_marketer_records_consent_as_staff_and_a_viewer_sees_no_form(live: str, browser: Browser,
+                                                                      admin_env: AdminEnv) -> None:
     petrov = admin_env.ids["petrov_1"]
     sign_in(browser, live, "viewer", f"/contacts/{petrov}")
     browser.wait(lambda: browser.exists("#identities"), "the contact card")

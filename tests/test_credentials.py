@@ -9,6 +9,8 @@ from hub import credentials
 from hub.models import Credential
 from tests.conftest import HubDB
 
+pytestmark = pytest.mark.both_databases  # stored secrets (ON CONFLICT, row locks)
+
 
 def test_saved_secrets_are_encrypted_and_versioned(hub_db: HubDB) -> None:
     key = hub_db.settings.secret_key

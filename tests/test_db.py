@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import delete
 
 from hub.db import reserve_ids
 from hub.models import Contact
 from tests.conftest import HubDB
+
+pytestmark = pytest.mark.both_databases  # reserved keys on each database
 
 
 def test_reserved_ids_are_fresh_and_never_reused(hub_db: HubDB) -> None:

@@ -7,9 +7,6 @@ with Flask's test client, cookies and all.
 
 from __future__ import annotations
 
-import email
-import email.policy
-import re
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,72 +15,16 @@ import itsdangerous.timed
 import pytest
 from sqlalchemy import select
 
-import plugins.gdpr
-import plugins.mailing
-from hub import consent, identity, links, messaging, queue, sync
+from hub import consent, identity, links, messaging, sync
 from hub.admin import create_app
-from hub.config import load_settings
-from hub.models import AuditEntry, ConsentRequest, Contact, Message
+from hub.models import AuditEntry, Contact, Message
 from hub.records import ContactRecord
 from plugins.gdpr import capture, erasure
+from plugins.gdpr.models import ConsentRequest
 from tests.conftest import HubDB
-from tests.support.smtp import Mailbox
+from tests.support.public import API_KEY, SHOP_SITE, confirm_path, csrf_of, history, holder, letters, signup_on_hub_form, state
 
-PUBLIC = "https://hub.example.ru"
-API_KEY = "site-backend-key-0123456789"
-SHOP = "https://shop.example.ru"
-
-
-@pytest.fixture
-def site(hub_db: HubDB, plugin_manager: Any, mailbox: tuple[Mailbox, int], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Hub's public pages with the mailing and gdpr plugins, mail going to the loopback SMTP server."""
-    _, port = mailbox
-    for name, value in {"HUB_SMTP_URL": f"smtp://127.0.0.1:{port}", "HUB_MAIL_FROM": "Цветочная лавка <shop@example.ru>",
-                        "HUB_PUBLIC_URL": PUBLIC, "HUB_COMPANY_NAME": "Цветочная лавка",
-                        "HUB_GDPR_API_KEY": API_KEY, "HUB_GDPR_FORM_ORIGINS": SHOP,
-                        "HUB_GDPR_TEXT_VERSION": "2024-05"}.items():
-        monkeypatch.setenv(name, value)
-    plugin_manager.register(plugins.mailing, name="mailing")
-    plugin_manager.register(plugins.gdpr, name="gdpr")
-    hub_db.settings = load_settings()
-    return create_app(hub_db.settings)
-
-
-def letters(box: Mailbox) -> list[email.message.EmailMessage]:
-    queue.drain(timeout=60)
-    return [email.message_from_bytes(r.data, policy=email.policy.default) for r in box.received]  # type: ignore[misc]
-
-
-def confirm_path(letter: email.message.EmailMessage) -> str:
-    text = letter.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    url = re.search(rf"{re.escape(PUBLIC)}/confirm/\S+", text).group(0)  # type: ignore[union-attr]
-    return urlsplit(url).path
-
-
-def csrf_of(page: Any) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
-
-
-def state(db: HubDB, contact_id: int) -> dict[tuple[str, str], str]:
-    with db.engine.connect() as conn:
-        return consent.current(conn, contact_id)
-
-
-def history(db: HubDB, contact_id: int) -> list[dict[str, Any]]:
-    with db.engine.connect() as conn:
-        return consent.history(conn, contact_id)
-
-
-def holder(db: HubDB, address: str) -> int | None:
-    with db.engine.connect() as conn:
-        return identity.find_contact(conn, "email", address)
-
-
-def signup_on_hub_form(client: Any, **fields: Any) -> Any:
-    page = client.get("/consent/form")
-    assert page.status_code == 200
-    data = {"csrf_token": csrf_of(page), "form_id": "default", "text_version": "2024-05", **fields}
-    return client.post("/consent/form", data=data, headers={"User-Agent": "Mozilla/5.0 (Android) Test"})
+pytestmark = pytest.mark.both_databases  # pending signups and their tokens (ON CONFLICT)
 
 
 def test_a_form_signup_is_pending_until_the_emailed_link_is_clicked(hub_db: HubDB, site: Any, mailbox) -> None:
@@ -229,7 +170,7 @@ def test_a_website_form_is_accepted_only_from_listed_origins(hub_db: HubDB, site
     assert evil.status_code == 403 and "form_origins" in evil.get_data(as_text=True)
     nothing = client.post("/consent/form", data=data)
     assert nothing.status_code == 403
-    ours = client.post("/consent/form", data=data, headers={"Origin": SHOP})
+    ours = client.post("/consent/form", data=data, headers={"Origin": SHOP_SITE})
     assert ours.status_code == 200
     assert len(letters(box)) == 1
 

@@ -21,7 +21,6 @@ import plugins.bitrix24 as bitrix24_plugin
 import plugins.gdpr
 import plugins.mailing
 from hub import consent, identity, messaging, normalize, schedule, sync
-from hub.cli import cli
 from hub.config import load_settings
 from hub.hookspecs import hookimpl
 from hub.models import (
@@ -29,8 +28,6 @@ from hub.models import (
     Contact,
     ContactIdentity,
     ContactMerge,
-    ConsentRequest,
-    ErasedKey,
     ExternalRef,
     Message,
     Order,
@@ -40,8 +37,12 @@ from hub.models import (
 from hub.records import ContactRecord
 from plugins.bitrix24.sandbox import Portal, SandboxServer
 from plugins.gdpr import crm_consent, erasure, export, retention
+from plugins.gdpr.models import ConsentRequest, ErasedKey
 from tests.conftest import HubDB
 from tests.plugins.sample_source import FakeCRM, SampleSource
+from tests.support.cli import cli
+
+pytestmark = pytest.mark.both_databases  # erasure
 
 TODAY = dt.date(2025, 6, 1)
 

@@ -26,10 +26,12 @@ import plugins.gdpr
 import plugins.mailing
 from hub import consent, messaging, sync
 from hub import plugins as hub_plugins
-from hub.cli import cli
 from hub.records import ContactRecord
 from plugins.mailing import file as file_channel
 from tests.conftest import HubDB
+from tests.support.cli import cli
+
+pytestmark = pytest.mark.both_databases  # erasure, read back from every row
 
 HUB = str(Path(sys.executable).with_name("hub"))
 

@@ -25,9 +25,8 @@ from hub.models import Message
 from hub.records import ContactRecord
 from plugins.gdpr import erasure
 from tests.conftest import HubDB
+from tests.support.public import PUBLIC, csrf_of, state
 from tests.support.smtp import Mailbox
-
-PUBLIC = "https://hub.example.ru"
 
 
 @pytest.fixture
@@ -64,18 +63,9 @@ def mail_welcome(db: HubDB, box: Mailbox, contact_id: int, key: str) -> email.me
     return email.message_from_bytes(got.data, policy=email.policy.default)  # type: ignore[return-value]
 
 
-def csrf_of(page: Any) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
-
-
 def events(db: HubDB, contact_id: int) -> list[dict[str, Any]]:
     with db.engine.connect() as conn:
         return consent.history(conn, contact_id)
-
-
-def state(db: HubDB, contact_id: int) -> dict[tuple[str, str], str]:
-    with db.engine.connect() as conn:
-        return consent.current(conn, contact_id)
 
 
 @pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])

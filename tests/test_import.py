@@ -10,9 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from hub import importer, sampledata
-from hub.cli import cli
 from hub.demo import score
 from tests.conftest import HubDB
+from tests.support.cli import cli
+
+pytestmark = pytest.mark.both_databases  # the importer's bulk writes
 
 OFFICE_ROWS = [
     ["ФИО", "Телефон", "E-mail", "Дата рождения", "Город"],

@@ -18,9 +18,11 @@ from click.testing import CliRunner
 from sqlalchemy import MetaData, select
 
 from hub import importer
-from hub.cli import cli
 from hub.spreadsheet import SpreadsheetError
 from tests.conftest import HubDB
+from tests.support.cli import cli
+
+pytestmark = pytest.mark.both_databases  # the importer's all-or-nothing bulk writes
 
 HEADER = "ФИО;Телефон;E-mail\n"
 TABLES = ("contacts", "contact_identities", "external_refs", "contact_merges", "sync_runs")

@@ -24,11 +24,11 @@ from sqlalchemy import select
 
 import plugins.mailing
 from hub import consent, links, messaging, queue, sync
-from hub.cli import cli
 from hub.models import Message
 from hub.records import ContactRecord
 from tests.conftest import HubDB
 from tests.processes import hub_process
+from tests.support.cli import cli
 from tests.support.smtp import Mailbox, free_port, smtp_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,12 +22,13 @@ import pytest
 from click.testing import CliRunner
 
 from hub import plugins, scaffold
-from hub.cli import cli
 from tests import packages
+from tests.support.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-HOOKS = ["can_contact", "contact_synced", "register_channels", "register_commands", "register_routes",
-         "register_schedules", "register_segment_fields", "register_sources", "register_workflow_steps"]
+HOOKS = ["can_contact", "contact_synced", "register_admin_pages", "register_channels", "register_commands",
+         "register_routes", "register_schedules", "register_segment_fields", "register_sources",
+         "register_workflow_steps"]
 SECRET = "scaffold-test-secret-key-0123456789"
 
 
@@ -55,7 +56,8 @@ def files_under(folder: Path) -> set[str]:
 
 EXPECTED = {".gitignore", "README.md", "pyproject.toml", "tests/export.json", "tests/test_acme.py",
             *(f"src/hub_acme/{m}.py" for m in ("__init__", "source", "events", "segments", "consent", "channel",
-                                               "steps", "commands", "routes", "schedule"))}
+                                               "steps", "commands", "routes", "schedule", "admin")),
+            "src/hub_acme/admin_templates/hub_acme_admin/index.html"}
 
 
 def test_new_writes_an_installable_project_and_says_what_to_do_next(tmp_path: Path) -> None:
@@ -175,7 +177,7 @@ def _imports(source: str) -> set[str]:
 def test_generated_code_imports_only_the_public_api_and_what_hub_depends_on() -> None:
     project = scaffold.render("acme")
     sources = {path: text for path, text in project.items() if path.suffix == ".py"}
-    assert len(sources) == 11
+    assert len(sources) == 12
     hub_side: set[str] = set()
     for path, text in sources.items():
         for module in _imports(text):

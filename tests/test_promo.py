@@ -11,12 +11,15 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
-from hub.cli import cli
 from hub.db import utcnow
-from hub.models import Message, PromoCode
+from hub.models import Message
 from tests.conftest import HubDB
-from tests.test_workflows import Person, add_order, make_shop, runs_of, start, use_workflows, write
-from workflows import measure, promo, scheduler, store
+from tests.support.cli import cli
+from tests.support.shop import Person, add_order, make_shop, runs_of, start, use_workflows, write
+from workflows import measure, promo, store, ticks
+from workflows.models import PromoCode
+
+pytestmark = pytest.mark.both_databases  # codes issued once per run (ON CONFLICT)
 
 AMBIGUOUS = set("01OIL")
 
@@ -95,11 +98,11 @@ def test_an_order_that_carries_the_code_redeems_it_and_counts_as_a_conversion(wf
     buyer_id, code = next(iter(issued.items()))
     buyer = next(p.key for p in people if make_key(wf, p.key) == buyer_id)
     add_order(wf, buyer, closed_at=t0 + dt.timedelta(days=2), amount="4200", promo=f" {code.code.lower()} ")
-    tick = scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=2, hours=1))
+    tick = ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=2, hours=1))
     assert tick.redeemed == 1
     (redeemed,) = [c for c in codes(wf) if c.redeemed_at is not None]
     assert redeemed.code == code.code and redeemed.redeemed_by == "order:shop" and redeemed.order_id is not None
-    assert scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=2, hours=2)).redeemed == 0
+    assert ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=2, hours=2)).redeemed == 0
     status = measure.status(wf.engine, wf.settings, "reactivation_90d", now=t0 + dt.timedelta(days=3))
     assert status["promo_codes"]["redeemed"] == 1
     assert status["conversion"]["treated"]["converted"] == 1 and status["revenue"] == "4200.00"
@@ -150,16 +153,16 @@ def test_a_code_about_to_expire_starts_a_reminder(wf: HubDB, tmp_path: Path) -> 
     start(wf, "reactivation_90d", t0)
     issued = codes(wf)
     promo.redeem(wf.engine, issued[0].code, now=t0 + dt.timedelta(days=1))
-    assert scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=5)).started["promo_reminder"][
+    assert ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=5)).started["promo_reminder"][
         "started"] == 0  # not yet
-    scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=12))
+    ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=12))
     reminders = runs_of(wf, "promo_reminder")
     assert {r.contact_id for r in reminders} == {c.contact_id for c in issued[1:]}
     with wf.engine.connect() as conn:
         sms = {m.contact_id: m for m in conn.execute(select(Message).where(Message.template == "promo_reminder_sms"))}
     for c in issued[1:]:
         assert c.code in sms[c.contact_id].body_text
-    scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=12, hours=1))
+    ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=12, hours=1))
     assert len(runs_of(wf, "promo_reminder")) == len(issued) - 1  # one reminder per code
     assert set(ids.values()) >= {c.contact_id for c in issued}
 

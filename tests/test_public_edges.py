@@ -24,16 +24,18 @@ import plugins.mailing
 import workflows
 from hub import consent, identity, importer, messaging, queue, sync
 from hub.admin import create_app
-from hub.cli import cli
 from hub.config import load_settings
-from hub.models import Contact, ContactMerge, Interaction
+from hub.models import Contact, ContactMerge
 from hub.records import ContactRecord
 from plugins.gdpr import erasure, limits
 from tests.conftest import HubDB
+from tests.support.cli import cli
+from tests.support.public import PUBLIC, csrf_of, person, state
 from tests.support.smtp import Mailbox
 from workflows import nps
+from workflows.models import Interaction
 
-PUBLIC = "https://hub.example.ru"
+pytestmark = pytest.mark.both_databases  # links followed across merges
 
 
 @pytest.fixture
@@ -52,19 +54,6 @@ def site(hub_db: HubDB, plugin_manager: Any, mailbox: tuple[Mailbox, int], monke
     yield app
     queue.drain(timeout=60)
     limits.reset()
-
-
-def person(db: HubDB, *, email_: str | None = None, phone: str | None = None, name: str = "Анна",
-           granted: tuple[str, ...] = ()) -> int:
-    with db.engine.begin() as conn:
-        cid = sync.write_contacts(conn, [ContactRecord(source="crm", first_name=name, emails=[email_] if email_ else [],
-                                                       phones=[phone] if phone else [])],
-                                  db.settings, sync.Counts()).contact_ids[0]
-        for topic in granted:
-            channel, purpose = topic.split("/")
-            consent.record(conn, cid, channel, purpose, "granted", source="paper form")
-    assert cid is not None
-    return cid
 
 
 def send(db: HubDB, box: Mailbox, contact_id: int, template: str, key: str,
@@ -89,15 +78,6 @@ def path_of(letter: email.message.EmailMessage, kind: str) -> str:
 def one_click_path(letter: email.message.EmailMessage) -> str:
     https = [p.strip(" <>") for p in letter["List-Unsubscribe"].split(",") if p.strip(" <>").startswith("https")]
     return urlsplit(https[0]).path
-
-
-def csrf_of(page: Any) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
-
-
-def state(db: HubDB, contact_id: int) -> dict[tuple[str, str], str]:
-    with db.engine.connect() as conn:
-        return consent.current(conn, contact_id)
 
 
 def exists(db: HubDB, contact_id: int) -> bool:

@@ -20,10 +20,10 @@ from click.testing import CliRunner
 
 import plugins.mailing
 from hub import links, sync, templates
-from hub.cli import cli
 from hub.records import ContactRecord
 from tests.conftest import HubDB
-from tests.test_admin import AdminEnv, admin_env, client_as, csrf_token  # noqa: F401 (admin_env is a fixture)
+from tests.support.cli import cli
+from tests.support.admin import AdminEnv, client_as, csrf_token
 
 LINK_TEXT = "{{ unsubscribe_url }} {{ preferences_url }} {{ confirm_url }}"
 READERS = {"u": links.read_unsubscribe, "preferences": links.read_preferences, "confirm": links.read_confirm}

@@ -15,14 +15,16 @@ import pytest
 from sqlalchemy import func, select
 
 from hub import identity
-from hub.models import ConsentRequest, Contact, ContactIdentity, ContactMerge, Message
+from hub.models import Contact, ContactIdentity, ContactMerge, Message
 from hub.testing import FakeClock
 from plugins.gdpr import capture
+from plugins.gdpr.models import ConsentRequest
 from tests.conftest import HubDB
-from tests.test_gdpr_capture import API_KEY, confirm_path, csrf_of, letters, signup_on_hub_form, site  # noqa: F401
-from tests.test_public_edges import person, state
-from tests.test_workflows import enable
-from workflows import scheduler
+from tests.support.public import API_KEY, confirm_path, csrf_of, letters, person, signup_on_hub_form, state
+from tests.support.shop import enable
+from workflows import ticks
+
+pytestmark = pytest.mark.both_databases  # signups never merge (identity, ON CONFLICT)
 
 
 @pytest.fixture(autouse=True)
@@ -240,11 +242,11 @@ def test_a_signup_and_the_welcome_workflow_send_one_confirmation(hub_db: HubDB, 
     enable(hub_db, "welcome", now - dt.timedelta(minutes=5))
     client = site.test_client()
     signup_on_hub_form(client, email="new@example.ru", first_name="Нина", topic=["email/marketing"])
-    scheduler.tick(hub_db.engine, hub_db.settings, now=now)
+    ticks.tick(hub_db.engine, hub_db.settings, now=now)
     assert len(letters(box)) == 1  # the placeholder of a pending signup starts no workflow
     click(client, letters(box)[0])
-    scheduler.tick(hub_db.engine, hub_db.settings, now=now + dt.timedelta(minutes=1))
-    scheduler.tick(hub_db.engine, hub_db.settings, now=now + dt.timedelta(minutes=2))
+    ticks.tick(hub_db.engine, hub_db.settings, now=now + dt.timedelta(minutes=1))
+    ticks.tick(hub_db.engine, hub_db.settings, now=now + dt.timedelta(minutes=2))
     with hub_db.engine.connect() as conn:
         templates = [t for (t,) in conn.execute(select(Message.template).order_by(Message.id))]
     assert templates.count("double_opt_in_email") == 1

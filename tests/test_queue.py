@@ -90,7 +90,7 @@ def test_hub_worker_process_drains_the_queue(hub_db: HubDB, redis_url: str, tmp_
 def test_worker_without_redis_explains_itself(hub_db: HubDB) -> None:
     from click.testing import CliRunner
 
-    from hub.cli import cli
+    from tests.support.cli import cli
 
     result = CliRunner().invoke(cli, ["worker"])
     assert result.exit_code == 1 and "HUB_REDIS_URL is not set" in result.output
@@ -124,3 +124,14 @@ def test_a_job_id_with_a_colon_is_enqueued_on_rq_once(hub_db: HubDB, plugin_mana
     assert queue.health(settings)["queues"]["default"]["queued"] == 1
     queue.work(settings, ("default",), burst=True, simple=True)
     assert first.job.get_status(refresh=True) == "finished" and refs(hub_db) == 2
+
+
+def test_a_workers_command_listener_looks_every_second_whether_to_stop(redis_url: str) -> None:
+    """RQ waits for this thread when a worker stops: with minute-long reads, a stop could take a minute."""
+    for worker_class in queue.worker_classes():
+        worker = worker_class(["default"], connection=Redis.from_url(redis_url))
+        worker.subscribe()
+        try:
+            assert worker.pubsub_thread.sleep_time == queue.LISTEN_S <= 1
+        finally:
+            worker.unsubscribe()

@@ -7,21 +7,11 @@ import threading
 import pytest
 
 from hub.ratelimit import LocalBucket, RedisBucket, SendWindow
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.clock import ManualClock
 
 
 def test_burst_then_paced_to_the_rate() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     bucket = LocalBucket(2, 50, clock=clock, sleep=clock.sleep)
     waits = [bucket.acquire() for _ in range(60)]
     assert waits[:50] == [0.0] * 50
@@ -30,7 +20,7 @@ def test_burst_then_paced_to_the_rate() -> None:
 
 
 def test_a_quiet_bucket_drains_and_allows_a_new_burst() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     bucket = LocalBucket(2, 10, clock=clock, sleep=clock.sleep)
     for _ in range(10):
         bucket.acquire()
@@ -41,7 +31,7 @@ def test_a_quiet_bucket_drains_and_allows_a_new_burst() -> None:
 
 
 def test_threads_share_one_bucket() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     bucket = LocalBucket(5, 5, clock=clock, sleep=lambda s: None)
     taken: list[float] = []
 
@@ -71,7 +61,7 @@ def test_redis_bucket_is_shared_between_instances(redis_url: str) -> None:
 
 
 def test_a_request_is_stamped_when_written_not_when_its_place_was_granted() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     window = SendWindow(7, 1.0, clock=clock, sleep=clock.sleep)
     first = window.reserve()
     clock.now += 0.3  # this thread waits 0.3 s for the GIL before the bytes go out

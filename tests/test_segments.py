@@ -18,7 +18,6 @@ from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
 from hub import sync
-from hub.cli import cli
 from hub.db import bulk_insert, utcnow
 from hub.hookspecs import hookimpl
 from hub.models import Contact, LeadScore, SegmentMember
@@ -29,6 +28,9 @@ from hub.segments.rules import SegmentError
 from hub.sync import Page
 from tests.conftest import HubDB
 from tests.plugins import segment_fields
+from tests.support.cli import cli
+
+pytestmark = pytest.mark.both_databases  # segments compile to each dialect's SQL
 
 NOW = utcnow()
 TODAY_IN_MOSCOW = NOW.astimezone(dt.timezone(dt.timedelta(hours=3))).date()

@@ -12,7 +12,9 @@ from hub.config import Settings
 from hub.segments import fields, store
 from hub.segments.rules import MAX_DEPTH, MAX_EXPANDED_DEPTH, Parser, RuleError, SegmentError, check_references, \
     depth, read_document, read_yaml
-from tests.test_admin import AdminEnv, admin_env, client_as, csrf_token, post, text  # noqa: F401  (fixture)
+from tests.support.admin import AdminEnv, client_as, csrf_token, post, text
+
+pytestmark = pytest.mark.both_databases  # deep rules compiled to each dialect's SQL
 
 CITY = {"field": "contact.city", "op": "eq", "value": "Тула"}
 
@@ -79,7 +81,7 @@ def test_segments_used_inside_segments_count_towards_the_depth(registry: fields.
     assert len(known) == 7
 
 
-def test_the_admin_editor_answers_a_deep_rule_with_a_problem_not_a_500(admin_env: AdminEnv) -> None:  # noqa: F811
+def test_the_admin_editor_answers_a_deep_rule_with_a_problem_not_a_500(admin_env: AdminEnv) -> None:
     marketer = client_as(admin_env, "marketer")
     token = csrf_token(marketer, "/segments/new")
     too_deep = "name: deep\nrule: " + json.dumps(nested(MAX_DEPTH + 5), ensure_ascii=False) + "\n"

@@ -15,6 +15,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
@@ -28,6 +29,8 @@ from hub.segments.lifecycle import STAGES
 from hub.segments.reference import Reference, Snapshot
 from hub.segments.rules import Parser
 from tests.conftest import HubDB
+
+pytestmark = pytest.mark.both_databases  # segments compile to each dialect's SQL
 
 UTC = dt.timezone.utc
 # Moments chosen for their edges: a year's end, a non-leap and a leap February

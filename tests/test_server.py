@@ -8,73 +8,18 @@ searched phone or email, or a token from a link.
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
+
 from hub import links, users
 from hub.wsgi import AccessLog, loggable_rule, redacted_path
-from tests.conftest import SECRET, HubDB
-from tests.test_admin import seed_people
+from tests.conftest import HubDB
+from tests.support.admin import seed_people
+from tests.support.server import RunningAdmin
 
-HUB = str(Path(sys.executable).with_name("hub"))
 PHONE, EMAIL = "+79161234567", "anna.secret@example.ru"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RunningAdmin:
-    def __init__(self, url: str, proc: subprocess.Popen[str], log: Path) -> None:
-        self.url, self.proc, self.log = url, proc, log
-
-    def stop(self) -> str:
-        """Stop the server as a service manager does (SIGTERM) and return everything it wrote."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.log.read_text()
-
-
-@pytest.fixture
-def running_admin(hub_db: HubDB, tmp_path: Path) -> Iterator[RunningAdmin]:
-    """`hub admin` serving the test database in a process of its own, stopped whatever the test did."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(HUB_DATABASE_URL=hub_db.url, HUB_SECRET_KEY=SECRET, HUB_PUBLIC_URL=f"http://127.0.0.1:{port}",
-               HUB_ADMIN_SECURE_COOKIES="false")  # plain http on loopback: the session cookie must come back
-    log = tmp_path / "admin.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([HUB, "admin", "--port", str(port)], cwd=tmp_path, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, text=True)
-    server = RunningAdmin(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        deadline = time.monotonic() + 120  # a start-up wait, not an assertion about speed
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                requests.get(server.url + "/healthz", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "hub admin did not start:\n" + log.read_text()
-                time.sleep(0.1)
-        yield server
-    finally:
-        server.stop()
 
 
 def test_hub_admin_serves_with_waitress_and_logs_no_personal_data(running_admin: RunningAdmin, hub_db: HubDB) -> None:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -10,6 +17,7 @@ import redis
 from sqlalchemy import create_engine, text
 
 from tests import servers
+from tests.processes import ROOT
 from tests.servers import ServerUnavailable, find_postgres_bin, postgres_server, redis_server
 
 
@@ -94,3 +102,41 @@ def test_missing_postgres_binary_is_reported(monkeypatch: pytest.MonkeyPatch, tm
     with pytest.raises(ServerUnavailable, match="initdb"):
         with postgres_server():
             pass  # pragma: no cover
+
+
+OWNER = """
+import sys
+from contextlib import ExitStack
+from urllib.parse import urlsplit
+from tests.servers import postgres_server, redis_server
+
+with ExitStack() as stack:
+    for server in (postgres_server, redis_server):
+        print(urlsplit(stack.enter_context(server())).port, flush=True)
+    sys.stdin.read()  # until killed
+"""
+
+
+@pytest.mark.usefixtures("no_overrides")
+def test_servers_go_away_when_their_owner_is_killed() -> None:
+    """A test process killed with SIGKILL (as pytest-xdist ends a worker) leaves no server and no folder behind."""
+    # The servers' folders go here; not under tmp_path, which the postgres account may not enter when we are root.
+    workdirs = Path(tempfile.mkdtemp(prefix="hub-owner-killed-"))
+    workdirs.chmod(0o755)
+    env = {**os.environ, "TMPDIR": str(workdirs), "PYTHONPATH": str(ROOT)}
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        try:
+            ports = [int(owner.stdout.readline()) for _ in range(2)]  # type: ignore[union-attr]
+            assert all(_accepts_connections(port) for port in ports)
+            assert sorted(p.name[:len("hub-pg-")] for p in workdirs.iterdir()) == ["hub-pg-", "hub-red"]
+        finally:
+            owner.kill()
+            owner.wait()
+        deadline = time.monotonic() + 120  # only stops a broken test
+        while any(_accepts_connections(port) for port in ports) or any(workdirs.iterdir()):
+            assert time.monotonic() < deadline, f"still serving or left behind: {list(workdirs.iterdir())}"
+            time.sleep(0.1)
+    finally:
+        shutil.rmtree(workdirs, ignore_errors=True)

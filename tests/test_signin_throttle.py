@@ -20,8 +20,10 @@ from sqlalchemy import func, select
 from hub import users
 from hub.models import AuditEntry
 from tests.conftest import HubDB
-from tests.test_admin import PASSWORD, AdminEnv, admin_env, csrf_token  # noqa: F401  (admin_env: fixture)
-from tests.test_server import RunningAdmin, running_admin  # noqa: F401  (running_admin: fixture)
+from tests.support.admin import PASSWORD, AdminEnv, csrf_token
+from tests.support.server import RunningAdmin
+
+pytestmark = pytest.mark.both_databases  # sign-in locks (advisory locks on PostgreSQL)
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from tests.conftest import HubDB
 from tests.plugins import sample_source
 from tests.plugins.sample_source import FakeCRM
 
+pytestmark = pytest.mark.both_databases  # sync upserts
+
 
 @pytest.fixture
 def crm(plugin_manager) -> FakeCRM:

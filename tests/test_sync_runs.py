@@ -15,12 +15,14 @@ from click.testing import CliRunner
 from sqlalchemy import func, insert, select
 
 from hub import sync
-from hub.cli import cli
 from hub.db import utcnow
 from hub.models import ExternalRef, SyncRun
 from tests.conftest import HubDB
 from tests.plugins import sample_source
 from tests.plugins.sample_source import FakeCRM
+from tests.support.cli import cli
+
+pytestmark = pytest.mark.both_databases  # sync runs' bookkeeping under concurrent processes
 
 # A source that commits one page, then hangs, as a sync stuck on a slow CRM would, until it is killed.
 HANGING_SOURCE = """

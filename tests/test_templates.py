@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 import plugins.mailing
 from hub import templates
-from hub.cli import cli
 from hub.hookspecs import hookimpl
 from hub.templates import Template, TemplateError
 from tests.conftest import HubDB
+from tests.support.cli import cli
 
 SHIPPED = ("reactivation_email", "reactivation_sms", "birthday_email", "birthday_sms", "welcome_email",
            "double_opt_in_email")
@@ -101,6 +101,7 @@ def test_every_shipped_template_renders_against_the_sample(hub_db: HubDB, mailin
         assert len(rendered.text) <= 134  # at most two Cyrillic SMS parts
 
 
+@pytest.mark.both_databases  # saved with ON CONFLICT
 def test_the_database_copy_overrides_the_shipped_one_until_removed(hub_db: HubDB, mailing) -> None:
     mine = Template(name="reactivation_sms", channel="sms", text="Скидка {{ promo.discount }}%: {{ promo.code }}")
     with hub_db.engine.begin() as conn:
@@ -114,6 +115,7 @@ def test_the_database_copy_overrides_the_shipped_one_until_removed(hub_db: HubDB
             templates.get(conn, hub_db.settings, "nope")
 
 
+@pytest.mark.both_databases  # saved with ON CONFLICT
 def test_an_invalid_template_is_not_saved(hub_db: HubDB, mailing) -> None:
     with hub_db.engine.begin() as conn:
         with pytest.raises(TemplateError, match="line 2"):
@@ -150,6 +152,7 @@ def test_company_details_come_from_the_company_table_or_variables(hub_db: HubDB)
 
 # --- the command line ---------------------------------------------------------------------
 
+@pytest.mark.both_databases  # saved with ON CONFLICT
 def test_cli_add_list_preview_export(hub_db: HubDB, mailing, tmp_path: Path) -> None:
     runner = CliRunner()
     text = tmp_path / "body.txt"

@@ -12,7 +12,7 @@ import datetime as dt
 import email
 import email.policy
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,80 +21,25 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
-import plugins.mailing
-import workflows
-from hub import consent, identity, schedule, sync
-from hub.cli import cli
+from hub import consent, identity, localtime, schedule, send_limits
 from hub.config import load_settings
 from hub.db import utcnow
 from hub.hookspecs import hookimpl
-from hub.models import (Contact, ExternalRef, Message, PromoCode, StepResult, Workflow as WorkflowRow,
-                        WorkflowRun)
-from hub.records import ContactRecord, OrderRecord
+from hub.models import Contact, Message
 from tests.conftest import HubDB
-from workflows import clock, engine, forecast, measure, policy, scheduler, store, triggers
+from tests.support.cli import cli
+from tests.support.shop import SHOP, Person, add_order, enable, make_shop, runs_of, start, use_workflows, write
+from workflows import engine, forecast, measure, policy, store, ticks, triggers
+from workflows.models import PromoCode, StepResult, WorkflowRow, WorkflowRun
 from workflows.steps import Outcome, Step, StepFailed
+
+pytestmark = pytest.mark.both_databases  # exactly-once runs and steps (ON CONFLICT)
 
 UTC = dt.timezone.utc
 LIBRARY = ("birthday", "post_purchase_feedback", "reactivation_90d", "welcome", "winback_dead")
 
 
 # --- a shop and the tools to look at it -----------------------------------------------------
-
-@dataclass
-class Person:
-    key: str
-    first: str
-    phone: str | None = None
-    email: str | None = None
-    bought_days_ago: int | None = 120  # the last won order, counted back from `now`
-    consent: tuple[str, ...] = ("email", "sms")  # channels with marketing consent granted
-    timezone: str | None = None
-
-
-SHOP = [
-    Person("anna", "Анна", "+74951110001", "anna@example.ru"),
-    Person("boris", "Борис", "+74951110002", "boris@example.ru", consent=()),           # no consent
-    Person("vera", "Вера", "+74951110003", "vera@example.ru", bought_days_ago=20),      # bought lately
-    Person("gleb", "Глеб", "+74951110004", "gleb@example.ru"),
-    Person("dina", "Дина", None, "dina@example.ru", consent=("email",)),
-    Person("egor", "Егор", "+74951110006", "egor@example.ru", bought_days_ago=None),   # never bought
-    Person("zoya", "Зоя", "+74951110007", "zoya@example.ru"),
-    Person("ivan", "Иван", "+74951110008", "ivan@example.ru"),
-]
-
-
-def make_shop(db: HubDB, people: list[Person], *, now: dt.datetime) -> dict[str, int]:
-    """Contacts with a won order and marketing consent as each Person says; returns key → contact id."""
-    records = [ContactRecord(source="shop", external_id=p.key, first_name=p.first, last_name="Тестова",
-                             phones=[p.phone] if p.phone else [], emails=[p.email] if p.email else [])
-               for p in people]
-    orders = [OrderRecord(source="shop", external_id=f"order-{p.key}", contact_external_id=p.key,
-                          amount=Decimal("2500"), status="won",
-                          closed_at=now - dt.timedelta(days=p.bought_days_ago),
-                          created_at=now - dt.timedelta(days=p.bought_days_ago + 1))
-              for p in people if p.bought_days_ago is not None]
-    with db.engine.begin() as conn:
-        counts = sync.Counts()
-        sync.write_contacts(conn, records, db.settings, counts)
-        sync.write_orders(conn, orders, counts)
-        ids = dict(conn.execute(select(ExternalRef.external_id, ExternalRef.contact_id)
-                                .where(ExternalRef.source == "shop")).all())
-        for p in people:
-            for channel in p.consent:
-                consent.record(conn, ids[p.key], channel, "marketing", "granted", source="test")
-            if p.timezone:
-                conn.execute(update(Contact).where(Contact.id == ids[p.key]).values(timezone=p.timezone))
-    return {p.key: ids[p.key] for p in people}
-
-
-def add_order(db: HubDB, key: str, *, closed_at: dt.datetime, amount: str = "1800", promo: str | None = None,
-              status: str = "won", order_id: str | None = None) -> None:
-    with db.engine.begin() as conn:
-        sync.write_orders(conn, [OrderRecord(source="shop", external_id=order_id or f"new-{key}", contact_external_id=key,
-                                             amount=Decimal(amount), status=status, closed_at=closed_at,
-                                             created_at=closed_at, promo_code=promo)], sync.Counts())
-
 
 def hub(*args: str) -> Any:
     return CliRunner().invoke(cli, list(args))
@@ -104,12 +49,6 @@ def hub_json(*args: str) -> Any:
     result = hub(*args, "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
-
-
-def write(tmp_path: Path, name: str, text: str) -> str:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
 
 
 def letters(db: HubDB) -> list[email.message.EmailMessage]:
@@ -134,46 +73,14 @@ def count(db: HubDB, table: Any, *where: Any) -> int:
         return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
 
 
-def runs_of(db: HubDB, name: str) -> list[Any]:
-    with db.engine.connect() as conn:
-        return list(conn.execute(select(WorkflowRun).join(WorkflowRow, WorkflowRow.id == WorkflowRun.workflow_id)
-                                 .where(WorkflowRow.name == name).order_by(WorkflowRun.contact_id)))
-
-
 def a_morning(days_ago: int = 30) -> dt.datetime:
     """07:00 UTC (10:00 in Moscow) some days ago: a fixed local time, always in the past."""
     return (utcnow() - dt.timedelta(days=days_ago)).replace(hour=7, minute=0, second=0, microsecond=0)
 
 
-def use_workflows(hub_db: HubDB, plugin_manager: Any, monkeypatch: pytest.MonkeyPatch) -> HubDB:
-    """Hub with the mailing and workflows plugins, SMS quiet hours off (tests of them switch them on)."""
-    monkeypatch.setenv("HUB_WORKFLOWS_QUIET_HOURS_SMS", "none")
-    plugin_manager.register(plugins.mailing, name="mailing")
-    plugin_manager.register(workflows, name="workflows")
-    workflows.register_commands(cli)
-    return replace(hub_db, settings=load_settings())
-
-
 @pytest.fixture
 def wf(hub_db: HubDB, plugin_manager: Any, monkeypatch: pytest.MonkeyPatch) -> HubDB:
     return use_workflows(hub_db, plugin_manager, monkeypatch)
-
-
-def enable(db: HubDB, name: str, now: dt.datetime | None = None) -> None:
-    with db.engine.begin() as conn:
-        store.install_library(conn)
-        store.set_enabled(conn, name, True, now=now)
-
-
-def start(db: HubDB, name: str, now: dt.datetime) -> triggers.StartReport:
-    """What `hub workflows run NAME` does, at a chosen moment: start entrants, then do what is due."""
-    with db.engine.begin() as conn:
-        store.install_library(conn)
-    with db.engine.connect() as conn:
-        row, workflow = store.current(conn, db.settings, name)
-    report = triggers.fire(db.engine, db.settings, row, workflow, now=now, manual=True)
-    scheduler.run_due(db.engine, db.settings, now=now, workflow_id=row.id)
-    return report
 
 
 # --- definitions --------------------------------------------------------------------------
@@ -251,7 +158,7 @@ def test_a_saved_workflow_gets_versions_and_runs_keep_theirs(wf: HubDB, tmp_path
     start(wf, "mine", now)
     second = write(tmp_path, "w.yaml", "name: mine\ntrigger: {segment: dormant_90d}\nsteps: [{wait: 2d}, {tag: two}]\n")
     assert hub_json("workflows", "add", second)["version"] == 2
-    scheduler.run_due(wf.engine, wf.settings, now=now + dt.timedelta(days=3))
+    ticks.advance_due(wf.engine, wf.settings, now=now + dt.timedelta(days=3))
     (run,) = runs_of(wf, "mine")
     assert run.version == 1 and run.status == "done"
     assert rows(wf, Contact, Contact.id == run.contact_id)[0].tags == ["one"]
@@ -301,7 +208,7 @@ def test_consent_is_asked_again_when_the_message_goes(wf: HubDB) -> None:
     start(wf, "two_letters", now)
     with wf.engine.begin() as conn:
         consent.record(conn, ids["gleb"], "email", "marketing", "withdrawn", source="unsubscribe link")
-    scheduler.run_due(wf.engine, wf.settings, now=now + dt.timedelta(days=1, minutes=1))
+    ticks.advance_due(wf.engine, wf.settings, now=now + dt.timedelta(days=1, minutes=1))
     by_contact = {(m.contact_id, m.status) for m in rows(wf, Message)}
     assert (ids["gleb"], "suppressed") in by_contact and (ids["anna"], "sent") in by_contact
     assert sum(1 for m in rows(wf, Message) if m.status == "sent") == 3
@@ -320,7 +227,7 @@ def test_a_week_later_the_sms_goes_only_to_who_did_not_buy(wf: HubDB) -> None:
     buyer = treated[0]
     add_order(wf, buyer, closed_at=t0 + dt.timedelta(days=2))
     later = t0 + dt.timedelta(days=7, minutes=5)
-    report = scheduler.run_due(wf.engine, wf.settings, now=later)
+    report = ticks.advance_due(wf.engine, wf.settings, now=later)
     assert report["claimed"] == len(treated)
     by_run = {r.contact_id: r for r in runs_of(wf, "reactivation_90d")}
     assert by_run[ids[buyer]].status == "exited"
@@ -340,7 +247,7 @@ def test_a_week_later_the_sms_goes_only_to_who_did_not_buy(wf: HubDB) -> None:
 
 def test_quiet_hours_hold_an_sms_until_the_contacts_morning(wf: HubDB, monkeypatch: pytest.MonkeyPatch,
                                                             tmp_path: Path) -> None:
-    monkeypatch.setenv("HUB_WORKFLOWS_QUIET_HOURS_SMS", "21:00-09:00")
+    monkeypatch.setenv("HUB_QUIET_HOURS_SMS", "21:00-09:00")
     wf = replace(wf, settings=load_settings())
     evening = a_morning(20) + dt.timedelta(hours=9, minutes=30)  # 16:30 UTC: 19:30 in Moscow, 21:30 in Yekaterinburg
     ids = make_shop(wf, [Person("moscow", "Мария", "+74951234567", "m@example.ru"),
@@ -362,7 +269,7 @@ def test_quiet_hours_hold_an_sms_until_the_contacts_morning(wf: HubDB, monkeypat
     assert held.detail == "quiet hours 21:00-09:00 in Asia/Yekaterinburg"
     # Vladivostok (UTC+10): 16:30 UTC is 02:30 there; its morning is 23:00 UTC the same day
     assert runs[ids["own"]].next_at == evening.replace(hour=23, minute=0)
-    scheduler.run_due(wf.engine, wf.settings, now=ural_morning + dt.timedelta(minutes=1))
+    ticks.advance_due(wf.engine, wf.settings, now=ural_morning + dt.timedelta(minutes=1))
     assert {m.contact_id for m in rows(wf, Message)} == set(ids.values())
     status = measure.status(wf.engine, wf.settings, "sms_only")
     assert status["steps"][1]["deferred"] == 2
@@ -391,28 +298,28 @@ def test_the_frequency_cap_spans_workflows_and_spares_transactional_mail(wf: Hub
     assert transactional.status == "done"
     (third,) = runs_of(wf, "third")
     assert third.status == "waiting" and third.next_at == t0 + dt.timedelta(days=7)
-    scheduler.run_due(wf.engine, wf.settings, now=t0 + dt.timedelta(days=7, minutes=1))
+    ticks.advance_due(wf.engine, wf.settings, now=t0 + dt.timedelta(days=7, minutes=1))
     marketing = [m for m in rows(wf, Message) if m.purpose == "marketing"]
     assert len(marketing) == 3 and all(m.contact_id == ids["anna"] for m in marketing)
     assert runs_of(wf, "third")[0].status == "done"
 
 
-def test_policy_clock_and_zones() -> None:
-    quiet = clock.parse_quiet_hours("21:00-09:00")
+def test_local_time_and_zones() -> None:
+    quiet = localtime.parse_quiet_hours("21:00-09:00")
     assert quiet is not None and str(quiet) == "21:00-09:00"
-    msk = clock.zone("Europe/Moscow")
+    msk = localtime.zone("Europe/Moscow")
     assert msk is not None
     late = dt.datetime(2025, 3, 3, 20, 30, tzinfo=UTC)  # 23:30 in Moscow
     assert quiet.end_after(late, msk) == dt.datetime(2025, 3, 4, 6, 0, tzinfo=UTC)
     assert quiet.end_after(dt.datetime(2025, 3, 3, 12, 0, tzinfo=UTC), msk) is None
-    assert clock.phone_zone("+73432123456").key == "Asia/Yekaterinburg"  # a landline: one zone
-    assert clock.phone_zone("+79161234567") is None  # a mobile: anywhere in Russia
-    assert clock.contact_zone(None, ["+79161234567"], msk) is msk
-    assert clock.contact_zone("Asia/Omsk", ["+73432123456"], msk).key == "Asia/Omsk"
-    assert clock.parse_time_of_day(600) == dt.time(10, 0)  # YAML's reading of an unquoted 10:00
+    assert localtime.phone_zone("+73432123456").key == "Asia/Yekaterinburg"  # a landline: one zone
+    assert localtime.phone_zone("+79161234567") is None  # a mobile: anywhere in Russia
+    assert localtime.contact_zone(None, ["+79161234567"], msk) is msk
+    assert localtime.contact_zone("Asia/Omsk", ["+73432123456"], msk).key == "Asia/Omsk"
+    assert localtime.parse_time_of_day(600) == dt.time(10, 0)  # YAML's reading of an unquoted 10:00
     with pytest.raises(ValueError, match="not a length of time"):
-        clock.parse_duration("7x")
-    cap = workflows.config.parse_cap("2/7d")
+        localtime.parse_duration("7x")
+    cap = send_limits.parse_cap("2/7d")
     assert cap is not None
     day = dt.datetime(2025, 1, 10, tzinfo=UTC)
     assert policy.cap_until(cap, [day - dt.timedelta(days=1)], day) is None
@@ -421,11 +328,19 @@ def test_policy_clock_and_zones() -> None:
 
 
 def test_bad_settings_name_the_setting(wf: HubDB, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HUB_WORKFLOWS_FREQUENCY_CAP", "twice a week")
+    monkeypatch.setenv("HUB_FREQUENCY_CAP", "twice a week")
     result = hub("workflows", "run", "reactivation_90d")
     assert result.exit_code == 1
-    assert result.output == ("Error: [workflows] frequency_cap (HUB_WORKFLOWS_FREQUENCY_CAP): 'twice a week' is not "
+    assert result.output == ("Error: frequency_cap (HUB_FREQUENCY_CAP): 'twice a week' is not "
                              "a cap; write messages/period, e.g. \"2/7d\", or \"none\"\n")
+    # The limits hold every message now, so they are the core's settings; the old names say so.
+    monkeypatch.delenv("HUB_FREQUENCY_CAP")
+    monkeypatch.setenv("HUB_WORKFLOWS_QUIET_HOURS_SMS", "21:00-09:00")
+    result = hub("workflows", "run", "reactivation_90d")
+    assert result.exit_code == 1
+    assert result.output == ("Error: [workflows] quiet_hours (HUB_WORKFLOWS_QUIET_HOURS) is now set as "
+                             "[quiet_hours] in hub.toml (HUB_QUIET_HOURS_<CHANNEL>): it holds every message, "
+                             "not only the workflows'\n")
 
 
 # --- exactly once -------------------------------------------------------------------------
@@ -452,8 +367,8 @@ def test_a_worker_killed_inside_a_step_leaves_nothing_half_done(wf: HubDB, monke
         "reactivation_90d", ids[k], 10)])
     monkeypatch.setattr(Send, "write", real_write)
     # Nobody may touch the runs while the dead worker's lease lasts; then they are taken over.
-    assert scheduler.run_due(wf.engine, wf.settings, now=t0 + dt.timedelta(seconds=30)).get("claimed", 0) == 0
-    scheduler.run_due(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=3))
+    assert ticks.advance_due(wf.engine, wf.settings, now=t0 + dt.timedelta(seconds=30)).get("claimed", 0) == 0
+    ticks.advance_due(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=3))
     treated = [r for r in runs_of(wf, "reactivation_90d") if not r.holdout]
     assert count(wf, Message) == len(treated) == count(wf, PromoCode)
     assert all(r.status == "waiting" and r.step == 3 for r in treated)
@@ -474,10 +389,10 @@ def test_messages_a_dead_worker_never_sent_go_with_the_next_tick(wf: HubDB, monk
     queued = rows(wf, Message)
     assert queued and all(m.status == "queued" for m in queued)
     monkeypatch.setattr(engine.Advance, "dispatch", real_dispatch)  # a new worker, alive
-    report = scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=5))
+    report = ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=5))
     assert report.outbox["sent"] == len(queued)
     assert len(letters(wf)) == len(queued)
-    assert scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=10)).outbox["sent"] == 0
+    assert ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=10)).outbox["sent"] == 0
 
 
 def test_two_workers_never_hold_the_same_run(wf: HubDB) -> None:
@@ -551,7 +466,7 @@ def test_a_plugin_step_that_died_mid_call_is_parked_never_repeated(wf: HubDB, pl
         start(wf, "points", t0)
     crm.die = False
     crm.refuse = {ids["gleb"]}
-    scheduler.run_due(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=5))
+    ticks.advance_due(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=5))
     runs = {r.contact_id: r for r in runs_of(wf, "points")}
     died_on = crm.calls[0]
     assert runs[died_on].status == "parked" and "may or may not have happened" in runs[died_on].error
@@ -566,7 +481,7 @@ def test_a_plugin_step_that_died_mid_call_is_parked_never_repeated(wf: HubDB, pl
     assert hub("workflows", "retry", str(runs[died_on].id), "--skip").exit_code == 0
     crm.refuse = set()
     assert hub("workflows", "retry", "--all", "points").exit_code == 0
-    scheduler.run_due(wf.engine, wf.settings, now=utcnow())  # `retry` puts them back as of now
+    ticks.advance_due(wf.engine, wf.settings, now=utcnow())  # `retry` puts them back as of now
     assert {r.status for r in runs_of(wf, "points")} == {"done"}
     assert crm.calls.count(died_on) == 1  # skipped by a person, not repeated
     tagged = [c.tags for c in rows(wf, Contact)]
@@ -578,16 +493,16 @@ def test_a_plugin_step_that_died_mid_call_is_parked_never_repeated(wf: HubDB, pl
 def test_an_enabled_workflow_starts_on_its_own_at_the_tick(wf: HubDB) -> None:
     t0 = a_morning()
     make_shop(wf, SHOP[:1] + SHOP[3:4], now=t0)
-    assert scheduler.tick(wf.engine, wf.settings, now=t0).started == {}
+    assert ticks.tick(wf.engine, wf.settings, now=t0).started == {}
     enable(wf, "reactivation_90d", t0)
-    report = scheduler.tick(wf.engine, wf.settings, now=t0)
+    report = ticks.tick(wf.engine, wf.settings, now=t0)
     assert report.started["reactivation_90d"]["started"] == 2
-    again = scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=1))
+    again = ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=1))
     assert again.started["reactivation_90d"] == {"started": 0, "holdout": 0, "skipped": 2}
-    scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=8))  # the runs finish
+    ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=8))  # the runs finish
     # reentry: after 180 days a contact still dormant may start again, once
     late = t0 + dt.timedelta(days=181)
-    assert scheduler.tick(wf.engine, wf.settings, now=late).started["reactivation_90d"]["started"] == 2
+    assert ticks.tick(wf.engine, wf.settings, now=late).started["reactivation_90d"]["started"] == 2
     assert sorted(r.cycle for r in runs_of(wf, "reactivation_90d")) == [1, 1, 2, 2]
 
 
@@ -611,7 +526,7 @@ def test_events_start_post_purchase_and_welcome_runs(wf: HubDB) -> None:
     with wf.engine.begin() as conn:  # contacts created after the workflows were switched on
         conn.execute(update(Contact).where(Contact.first_name.in_(["Нина", "Саша"]))
                      .values(created_at=t0 + dt.timedelta(minutes=30)))
-    scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(hours=2))
+    ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(hours=2))
     (feedback,) = runs_of(wf, "post_purchase_feedback")
     assert feedback.contact_id == ids["anna"] and feedback.trigger_key.startswith("order.won:")
     assert feedback.status == "waiting"
@@ -623,10 +538,10 @@ def test_events_start_post_purchase_and_welcome_runs(wf: HubDB) -> None:
     assert (new_id, "double_opt_in_email") in templates_sent and (sub_id, "welcome_email") in templates_sent
     assert all(t != "welcome_email" for c, t in templates_sent if c == new_id)
     # the same order seen again by the next tick starts nothing
-    scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(hours=3))
+    ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(hours=3))
     assert len(runs_of(wf, "post_purchase_feedback")) == 1
     # three days later at noon (Moscow) the survey goes, with eleven signed links
-    scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=3, hours=6))
+    ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=3, hours=6))
     (survey,) = [m for m in rows(wf, Message) if m.template == "nps_survey_email"]
     assert survey.purpose == "surveys" and survey.body_text.count("/nps/") == 11
 
@@ -690,11 +605,15 @@ def test_merging_two_contacts_keeps_both_runs(wf: HubDB) -> None:
     t0 = a_morning()
     ids = make_shop(wf, [Person("a", "Анна", None, "a1@example.ru"), Person("b", "Анна", None, "a2@example.ru")], now=t0)
     start(wf, "reactivation_90d", t0)
+    assert {m.contact_id for m in rows(wf, Message)} == {ids["a"], ids["b"]}
     with wf.engine.begin() as conn:
-        identity.merge_contacts(conn, ids["a"], ids["b"], reason={"rule": "merged by hand"}, actor="test")
+        identity.merge_contacts(conn, ids["a"], ids["b"], reason={"rule": "merged by hand"}, settings=wf.settings,
+                                actor="test")
     runs = runs_of(wf, "reactivation_90d")
     assert {r.contact_id for r in runs} == {ids["a"]} and sorted(r.cycle for r in runs) == [1, 2]
-    assert {c.contact_id for c in rows(wf, PromoCode)} <= {ids["a"]}
+    assert {c.contact_id for c in rows(wf, PromoCode)} == {ids["a"]}
+    assert {m.contact_id for m in rows(wf, Message)} == {ids["a"]}  # the outbox follows too (the core's hook)
+    assert count(wf, StepResult) == 2 * count(wf, StepResult, StepResult.run_id == runs[0].id)  # none lost
 
 
 # --- the scheduler's lock ---------------------------------------------------------------------
@@ -777,7 +696,7 @@ def test_webhooks_are_retried_with_the_same_key_and_parked_when_refused(wf: HubD
     assert first.status == "waiting" and first.attempts == 1 and first.next_at == t0 + dt.timedelta(minutes=1)
     assert second.status == "parked" and second.error == "127.0.0.1 refused the webhook: HTTP 400"
     assert "SECRET-TOKEN" not in (second.error or "")  # the address's token is never repeated
-    scheduler.run_due(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=2))
+    ticks.advance_due(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=2))
     assert runs_of(wf, "hooked")[0].status == "done"
     keys = [k for k, _ in receiver.got]
     assert keys[0] == keys[2] == f"workflow:{first.id}:1"  # the retry carried the same key
@@ -799,10 +718,10 @@ def test_an_erased_person_gets_nothing_more(wf: HubDB, plugin_manager: Any) -> N
         plugin_manager.hook.contact_erased(conn=conn, settings=wf.settings, contact_id=ids["anna"])
     (run,) = runs_of(wf, "reactivation_90d")
     assert run.status in ("cancelled", "holdout")
-    from hub.models import Interaction
+    from workflows.models import Interaction
 
     assert count(wf, Interaction) == 0
-    assert scheduler.run_due(wf.engine, wf.settings, now=t0 + dt.timedelta(days=8)).get("claimed", 0) == 0
+    assert ticks.advance_due(wf.engine, wf.settings, now=t0 + dt.timedelta(days=8)).get("claimed", 0) == 0
 
 
 def test_a_scheduled_workflow_fires_at_its_time_in_hub_timezone(wf: HubDB) -> None:
@@ -814,9 +733,9 @@ def test_a_scheduled_workflow_fires_at_its_time_in_hub_timezone(wf: HubDB) -> No
     with wf.engine.begin() as conn:
         conn.execute(update(Contact).where(Contact.id == ids["anna"]).values(birthday=birthday))
     enable(wf, "birthday", early)
-    assert scheduler.tick(wf.engine, wf.settings, now=early + dt.timedelta(hours=1)).started["birthday"] == {
+    assert ticks.tick(wf.engine, wf.settings, now=early + dt.timedelta(hours=1)).started["birthday"] == {
         "started": 0, "holdout": 0, "skipped": 0}  # 07:00 in Moscow: not yet
-    report = scheduler.tick(wf.engine, wf.settings, now=early + dt.timedelta(hours=4, minutes=1))  # 10:01
+    report = ticks.tick(wf.engine, wf.settings, now=early + dt.timedelta(hours=4, minutes=1))  # 10:01
     assert report.started["birthday"]["started"] == 1
     (run,) = runs_of(wf, "birthday")
     assert run.contact_id == ids["anna"] and run.status == "done"
@@ -824,5 +743,5 @@ def test_a_scheduled_workflow_fires_at_its_time_in_hub_timezone(wf: HubDB) -> No
     assert sent == {"birthday_email", "birthday_sms"}
     code = rows(wf, PromoCode, PromoCode.run_id == run.id)[0].code
     assert code.startswith("BDAY-") and all(code in m.body_text for m in rows(wf, Message))
-    later = scheduler.tick(wf.engine, wf.settings, now=early + dt.timedelta(hours=5))  # the same day: fired already
+    later = ticks.tick(wf.engine, wf.settings, now=early + dt.timedelta(hours=5))  # the same day: fired already
     assert later.started["birthday"] == {"started": 0, "holdout": 0, "skipped": 0}

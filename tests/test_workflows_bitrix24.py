@@ -25,15 +25,16 @@ from sqlalchemy import select
 
 import plugins.bitrix24 as bitrix24_plugin
 from hub import consent
-from hub.cli import cli
 from hub.config import load_settings
 from hub.db import utcnow
-from hub.models import ContactIdentity, ExternalRef, Message, PromoCode
+from hub.models import ContactIdentity, ExternalRef, Message
 from hub.segments.evaluate import Segments
 from plugins.bitrix24.sandbox import Portal, SandboxServer
 from tests.conftest import HubDB
-from tests.test_workflows import runs_of, use_workflows
-from workflows import scheduler
+from tests.support.cli import cli
+from tests.support.shop import runs_of, use_workflows
+from workflows import ticks
+from workflows.models import PromoCode
 
 PEOPLE = 80
 
@@ -116,7 +117,7 @@ def test_a_reactivation_campaign_on_a_synced_bitrix24_portal(wf: HubDB, portal: 
     # A week later: the buyer leaves the campaign; the others get the SMS and a call task.
     week = utcnow() + dt.timedelta(days=7, hours=1)
     settings = replace(wf.settings, extra=load_settings().extra)
-    scheduler.tick(wf.engine, settings, now=week)
+    ticks.tick(wf.engine, settings, now=week)
     runs = {r.contact_id: r for r in runs_of(wf, "reactivation_90d")}
     assert runs[buyer].status == "exited"
     called = [c for c in treated if c != buyer]

@@ -11,12 +11,15 @@ from sqlalchemy import select
 
 from hub.admin import create_app
 from hub.db import utcnow
-from hub.models import Interaction, Message
+from hub.models import Message
 from hub.segments import fields, store as segment_store
 from hub.segments.evaluate import Segments
 from tests.conftest import HubDB
-from tests.test_workflows import Person, add_order, enable, make_shop, runs_of, use_workflows
-from workflows import measure, nps, scheduler
+from tests.support.shop import Person, add_order, enable, make_shop, runs_of, use_workflows
+from workflows import measure, nps, ticks
+from workflows.models import Interaction
+
+pytestmark = pytest.mark.both_databases  # answers recorded once (ON CONFLICT)
 
 LINK = re.compile(r"https?://\S+/nps/(\S+)")
 
@@ -40,8 +43,8 @@ def test_a_survey_after_a_won_deal_and_the_click_that_answers_it(wf: HubDB) -> N
         consent.record(conn, ids["anna"], "email", "surveys", "granted", source="checkout")
     enable(wf, "post_purchase_feedback", t0)
     add_order(wf, "anna", closed_at=t0 + dt.timedelta(minutes=30))
-    scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(hours=1))
-    scheduler.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=4))
+    ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(hours=1))
+    ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(days=4))
     (survey,) = [m for m in _messages(wf) if m.template == "nps_survey_email"]
     assert survey.status == "sent" and survey.purpose == "surveys"
     tokens = LINK.findall(survey.body_text)
@@ -87,7 +90,7 @@ def test_nps_and_workflow_runs_are_fields_segments_can_use(wf: HubDB) -> None:
         segment_store.add(conn, fields.build(wf.settings), {
             "name": "never_reactivated", "rule": {"field": "workflow.reactivation_90d.status", "op": "eq",
                                                   "value": "none"}})
-    from tests.test_workflows import start
+    from tests.support.shop import start
 
     start(wf, "reactivation_90d", t0)
     waiting = {r.contact_id for r in runs_of(wf, "reactivation_90d") if r.status == "waiting"}

@@ -32,11 +32,14 @@ from sqlalchemy import select, update
 from hub import messaging, queue, schedule
 from hub.config import load_settings
 from hub.db import utcnow
-from hub.models import Message, WorkflowRun
+from hub.models import Message
 from tests.conftest import HubDB
 from tests.processes import alive, hub_env, hub_process, session_members, stop
-from tests.test_workflows import SHOP, Person, enable, make_shop, runs_of, use_workflows
-from workflows import jobs, scheduler
+from tests.support.shop import SHOP, Person, enable, make_shop, runs_of, use_workflows
+from workflows import jobs, ticks
+from workflows.models import WorkflowRun
+
+pytestmark = pytest.mark.both_databases  # exactly-once runs across worker processes
 
 _TRACKING = re.compile(rb"\r\nX-Hub-Message-Id: (\d+)\r\n")
 
@@ -129,7 +132,7 @@ def test_the_tick_enqueues_batches_of_run_ids_for_workers(rq: HubDB, monkeypatch
     rq = replace(rq, settings=load_settings())
     ids = make_shop(rq, SHOP, now=utcnow())
     enable(rq, "reactivation_90d")
-    report = scheduler.tick(rq.engine, rq.settings)
+    report = ticks.tick(rq.engine, rq.settings)
     treated = [r for r in runs_of(rq, "reactivation_90d") if not r.holdout]
     assert report.enqueued == len(treated) and report.jobs == -(-len(treated) // 3)
     assert emails(rq) == []  # nothing runs in the scheduler when there are workers
@@ -138,7 +141,7 @@ def test_the_tick_enqueues_batches_of_run_ids_for_workers(rq: HubDB, monkeypatch
     queued = Queue("default", connection=Redis.from_url(rq.settings.redis_url)).jobs
     advancing = [j for j in queued if j.func_name == "workflows.jobs.advance_runs"]
     assert len(advancing) == report.jobs and all(isinstance(i, int) for j in advancing for i in j.args[0])
-    again = scheduler.tick(rq.engine, rq.settings)
+    again = ticks.tick(rq.engine, rq.settings)
     assert again.enqueued == 0  # the runs sit in live jobs already
     burst(rq)
     sent = emails(rq)
@@ -154,12 +157,12 @@ def test_the_tick_enqueues_batches_of_run_ids_for_workers(rq: HubDB, monkeypatch
 def test_flushing_redis_mid_campaign_loses_nothing(rq: HubDB) -> None:
     make_shop(rq, SHOP, now=utcnow())
     enable(rq, "reactivation_90d")
-    first = scheduler.tick(rq.engine, rq.settings)
+    first = ticks.tick(rq.engine, rq.settings)
     assert first.enqueued > 0
     Redis.from_url(rq.settings.redis_url).flushdb()  # every queued job is gone
     burst(rq)
     assert emails(rq) == []
-    second = scheduler.tick(rq.engine, rq.settings)
+    second = ticks.tick(rq.engine, rq.settings)
     assert second.enqueued == first.enqueued  # the database still says they are due
     burst(rq)
     treated = [r for r in runs_of(rq, "reactivation_90d") if not r.holdout]
@@ -169,7 +172,7 @@ def test_flushing_redis_mid_campaign_loses_nothing(rq: HubDB) -> None:
 def test_a_dead_workers_runs_are_enqueued_again_when_their_lease_ends(rq: HubDB) -> None:
     make_shop(rq, SHOP, now=utcnow())
     enable(rq, "reactivation_90d")
-    scheduler.tick(rq.engine, rq.settings)
+    ticks.tick(rq.engine, rq.settings)
     from rq import Queue
     from rq.job import Job
 
@@ -187,9 +190,9 @@ def test_a_dead_workers_runs_are_enqueued_again_when_their_lease_ends(rq: HubDB)
     started.set_status("started")
     started.started_at = utcnow() - dt.timedelta(minutes=10)
     started.save()
-    assert scheduler.tick(rq.engine, rq.settings).enqueued == 0  # leased: the worker may still be at it
+    assert ticks.tick(rq.engine, rq.settings).enqueued == 0  # leased: the worker may still be at it
     lease(utcnow() - dt.timedelta(seconds=1))  # the lease ran out and the job never finished: the worker died
-    assert scheduler.tick(rq.engine, rq.settings).enqueued == len(job.args[0])
+    assert ticks.tick(rq.engine, rq.settings).enqueued == len(job.args[0])
     burst(rq)
     assert len(emails(rq)) == len(job.args[0])
 
@@ -269,14 +272,14 @@ def campaign(wf: HubDB, redis_url: str, port: int, monkeypatch: pytest.MonkeyPat
     env_settings = {"HUB_REDIS_URL": redis_url, "HUB_SMTP_URL": f"smtp://127.0.0.1:{port}",
                     "HUB_MAIL_FROM": "Лавка <shop@example.ru>", "HUB_WORKFLOWS_LEASE_S": "3",
                     "HUB_MESSAGES_LEASE_S": "3", "HUB_WORKFLOWS_BATCH_SIZE": "40",
-                    "HUB_WORKFLOWS_QUIET_HOURS_SMS": "none",
+                    "HUB_QUIET_HOURS_SMS": "none",
                     "HUB_SMTP_TIMEOUT": "900"}  # a held answer is waited for, however slow the machine
     for key, value in env_settings.items():
         monkeypatch.setenv(key, value)
     db = replace(wf, settings=load_settings())
     ids = make_shop(db, [Person(f"p{i}", f"Имя{i}", None, f"p{i}@example.ru") for i in range(people)], now=utcnow())
     enable(db, "reactivation_90d")
-    assert scheduler.tick(db.engine, db.settings).enqueued > 0
+    assert ticks.tick(db.engine, db.settings).enqueued > 0
     treated = {r.contact_id for r in runs_of(db, "reactivation_90d") if not r.holdout}
     env = hub_env(**env_settings, HUB_DATABASE_URL=db.url, HUB_SECRET_KEY=db.settings.secret_key or "",
                   HUB_PLUGINS="mailing,workflows")
@@ -289,7 +292,7 @@ def settled(db: HubDB, box: Sink) -> None:
     deadline = time.monotonic() + 600  # only stops a broken test
     while still < 3:
         assert time.monotonic() < deadline, "the campaign never settled"
-        scheduler.tick(db.engine, db.settings)
+        ticks.tick(db.engine, db.settings)
         with db.engine.connect() as conn:
             moving = conn.execute(select(WorkflowRun.id).where(WorkflowRun.status == "running")).all()
             waiting = conn.execute(select(Message.id).where(Message.status == "queued")).all()

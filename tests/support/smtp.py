@@ -9,12 +9,13 @@ import asyncio
 import email
 import email.message
 import email.policy
-import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from aiosmtpd.controller import Controller
+
+from tests.servers import free_port
 
 
 @dataclass
@@ -86,12 +87,6 @@ class Mailbox:
         for r in self.received:
             out.setdefault(int(r.message["X-Hub-Message-Id"]), []).append(r)
         return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
