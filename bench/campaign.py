@@ -242,7 +242,8 @@ class Campaign:
 def counts(engine: Any) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from hub.models import Message, WorkflowRun
+    from hub.models import Message
+    from workflows.models import WorkflowRun
 
     with engine.connect() as conn:
         runs = dict(conn.execute(select(WorkflowRun.holdout, func.count()).group_by(WorkflowRun.holdout)).all())
@@ -340,7 +341,7 @@ def run_campaign(args: argparse.Namespace, workdir: Path, url: str, *, kill: boo
 def _codes(engine: Any) -> int:
     from sqlalchemy import func, select
 
-    from hub.models import PromoCode
+    from workflows.models import PromoCode
 
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(PromoCode)).scalar_one()

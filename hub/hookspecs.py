@@ -78,8 +78,53 @@ def register_sandboxes(register: Callable[[str, Callable[..., Any]], None]) -> N
 
 
 @hookspec
-def contact_merged(conn: Any, survivor_id: int, merged_id: int, reason: dict[str, Any]) -> None:
-    """Two contacts became one; ``merged_id`` no longer exists.
+def register_showcases(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Show what your plugin does at the end of ``hub demo``, on the base the demo built.
+
+    Call ``register(name, show)``. ``show(settings, engine, workdir, console)``
+    runs after the spreadsheets and the emulators are in: ``settings`` point at
+    the demo's database, ``workdir`` is the demo's folder (write files there),
+    ``console`` a ``rich.console.Console`` to print to. It returns a dict of
+    numbers, kept under ``showcases[name]`` in the demo's summary.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def contact_merged(conn: Any, settings: Any, survivor_id: int, merged_id: int, merge_id: int,
+                   reason: dict[str, Any]) -> None:
+    """Two contacts became one: move what you keep about ``merged_id`` to ``survivor_id``.
+
+    Called exactly once per merged contact, whichever way the merge came
+    (sync, import, ``hub dedupe``, a merge by hand, a confirmed signup),
+    inside the merge's transaction: the core's own rows (identities,
+    references, orders, consent, messages) already point at the survivor, and
+    ``merged_id`` still exists. It is deleted as soon as every implementation
+    has returned, and rows still pointing at it are then deleted or cleared by
+    their foreign keys, so a plugin that keeps contact ids must repoint here.
+    ``merge_id`` is the merge's entry in contact_merges; a plugin that wants to
+    give rows back on unmerge (``contact_unmerged``) remembers under it which
+    rows it moved.
+
+    .. versionadded:: 0.1
+    .. versionchanged:: 0.1 added ``settings`` and ``merge_id``; called for every merge.
+    """
+
+
+@hookspec
+def contact_unmerged(conn: Any, settings: Any, survivor_id: int, restored_id: int, merge_id: int,
+                     snapshot: dict[str, Any]) -> None:
+    """A merge was undone: give ``restored_id`` back what was its own before merge ``merge_id``.
+
+    Called once per undone merge, inside the unmerge's transaction, after the
+    core has recreated ``restored_id`` (same id) from the merge's ``snapshot``
+    (what contact_merges kept: fields, provenance, tags, identities, external
+    references) and moved its own rows back. Rows a plugin moved in
+    ``contact_merged`` for this ``merge_id`` should move back; rows the
+    survivor gained since the merge stay with the survivor. The hook promises
+    only ids and the snapshot: a plugin that needs to know which of its rows
+    came from the restored contact must have recorded that when it repointed.
 
     .. versionadded:: 0.1
     """
@@ -182,6 +227,23 @@ def register_template_dirs(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def check_send(conn: Any, settings: Any, message: Any, now: Any) -> Any:
+    """A send rule: may ``message`` (a ``hub.messaging.Outgoing``) go to its channel at ``now``?
+
+    Asked by the dispatcher for every message just before its channel is
+    called, whoever dispatches (a workflow, ``hub messages dispatch``, a
+    queue worker). Return None to let it go, ``Verdict.skip(reason)`` to
+    suppress it for good, or ``Verdict.defer(until, reason)`` to hold it until
+    a UTC time (``hub.messaging.Verdict``). Every rule is asked; one skip
+    suppresses the message (all skipping reasons are recorded), else the
+    latest ``until`` of the rules that defer holds it. The core's consent,
+    quiet hours and frequency cap come this way (hub.outbox_hooks, hub.send_limits).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
 def message_sent(conn: Any, message: dict[str, Any]) -> None:
     """A channel accepted a message; ``message`` is its outbox row as a dict.
 
@@ -219,6 +281,23 @@ def register_schedules(register: Callable[[str, Any], None], settings: Any) -> N
     """
 
 
+# --- tables -------------------------------------------------------------------------------
+
+@hookspec
+def register_migrations(register: Callable[[str, Any], None]) -> None:
+    """Ship the plugin's own tables: call ``register(name, versions)``.
+
+    ``versions`` is a folder of Alembic revision files (a ``pathlib.Path``
+    or string), a chain of the plugin's own whose position is kept in the
+    table ``alembic_version_<name>``; ``name`` is lowercase letters, digits
+    and ``_``. ``hub init`` runs the core's migrations first, then every
+    registered chain to its newest revision, so a revision may refer to core
+    tables (``contacts.id``) but never to another plugin's.
+
+    .. versionadded:: 0.1
+    """
+
+
 # --- shell and web ------------------------------------------------------------------------
 
 @hookspec
@@ -236,6 +315,20 @@ def register_routes(app: Any) -> None:
     Webhook receivers, unsubscribe links and other public pages come this way.
     A route must answer quickly: enqueue work (``hub.queue.enqueue(...,
     background=True)``) rather than doing it inside the request.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_admin_pages(register: Callable[[Any], None]) -> None:
+    """Add pages to the admin: call ``register(page)`` with a ``hub.api.AdminPage``.
+
+    Unlike ``register_routes``, these are the signed-in admin's pages: the core
+    registers the page's blueprint and wraps it in sign-in, role checks (the
+    page's ``read_role``/``write_role`` and each view's ``@allow(...)``), the
+    CSRF check and the security headers, and lists it in the menu. The core's
+    own pages come through this hook too.
 
     .. versionadded:: 0.1
     """

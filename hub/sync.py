@@ -107,11 +107,7 @@ def write_contacts(conn: Connection, records: Sequence[ContactRecord], settings:
     pm = get_pm()
     if prepared is None:
         prepared = [identity.prepare(r, settings.default_region) for r in records]
-
-    def merged(survivor: int, gone: int) -> None:
-        pm.hook.contact_merged(conn=conn, survivor_id=survivor, merged_id=gone, reason={"rule": "shared identifier"})
-
-    result = identity.resolve(conn, prepared, on_merge=merged, settings=settings)
+    result = identity.resolve(conn, prepared, settings=settings)
     counts.contacts["created"] += len(result.created)
     counts.contacts["updated"] += len(result.updated)
     counts.contacts["merged"] += len(result.merged)

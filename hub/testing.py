@@ -19,7 +19,9 @@ the ``hub_plugins`` marker on the test, then the ``hub_plugins`` ini option::
 Each name is an installed plugin (its ``hub`` entry point name) or a dotted
 module path (``tests.fake_crm``), which is registered as it is.
 
-The database is SQLite, migrated once per session and copied for each test.
+The database is SQLite, migrated once per session (the core's tables and
+every installed plugin's; a plugin named by module path gets its tables when
+its test starts) and copied for each test.
 Set ``HUB_TEST_DATABASE_URL`` to an empty PostgreSQL database to run the same
 tests there instead: it is migrated once and emptied before each test.
 """
@@ -30,6 +32,7 @@ import datetime as dt
 import json
 import os
 import re
+import secrets
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -86,7 +89,7 @@ def _hub_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("hub-template") / "hub.db"
     engine = get_engine(f"sqlite:///{path}")
-    migrations.upgrade(engine)
+    migrations.upgrade(engine, pm=every_installed_plugin())
     engine.dispose()
     return path
 
@@ -99,19 +102,31 @@ def _hub_postgres_migrated() -> str | None:
     from hub import migrations
     from hub.db import get_engine
 
-    migrations.upgrade(get_engine(url))
+    migrations.upgrade(get_engine(url), pm=every_installed_plugin())
     return url
 
 
+def every_installed_plugin() -> Any:
+    """A plugin manager with every installed plugin, whose tables a shared test database holds."""
+    from hub import plugins
+    from hub.config import load_settings
+
+    return plugins.build(replace(load_settings(), plugins=None, plugins_dir=None))
+
+
 def empty_database(url: str) -> None:
-    """Remove every row from every Hub table of a migrated PostgreSQL database, and restart its ids."""
-    from sqlalchemy import text
+    """Remove every row from every table of a migrated PostgreSQL database (the core's and plugins'), restart ids.
+
+    The migrations' version tables keep their rows: the schema stays where it is.
+    """
+    from sqlalchemy import inspect, text
 
     from hub.db import get_engine
-    from hub.models import Base
 
-    names = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with get_engine(url).begin() as conn:
+    engine = get_engine(url)
+    tables = [t for t in inspect(engine).get_table_names() if not t.startswith("alembic_version")]
+    names = ", ".join(f'"{t}"' for t in tables)
+    with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
@@ -154,7 +169,7 @@ def build_plugin_manager(settings: Any, names: Sequence[str]) -> Any:
 def hub_database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                  ) -> Iterator[HubDatabase]:
     """A fresh Hub database with the plugins under test loaded; the environment points ``hub`` commands at it."""
-    from hub import plugins, queue
+    from hub import migrations, plugins, queue
     from hub.config import load_settings
     from hub.db import dispose_engines, get_engine
 
@@ -177,6 +192,9 @@ def hub_database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("HUB_PLUGINS", ",".join(n for n in names if n in _installed()))
     settings = load_settings()
     pm = build_plugin_manager(settings, names)
+    if any(n not in _installed() for n in names):
+        # The shared database holds the installed plugins' tables; a plugin named by module adds its own now.
+        migrations.upgrade(get_engine(url), pm=pm)
     plugins.use(pm)
     try:
         yield HubDatabase(url=url, engine=get_engine(url), settings=settings, pm=pm)
@@ -277,6 +295,22 @@ class AdminClient:
     def post(self, path: str, data: dict[str, Any] | None = None, *, token_from: str = "/", **kwargs: Any) -> Any:
         """POST a form with the CSRF token a page of the admin hands out, as the browser would."""
         return self.client.post(path, data={"csrf_token": self.csrf_token(token_from), **(data or {})}, **kwargs)
+
+    def signed_in_as(self, role: str | None) -> AdminClient:
+        """Another client of the same app, signed in as a new user with `role` (viewer, marketer, admin),
+        or as nobody (None): to test who may use a plugin's admin page."""
+        from hub import users
+        from hub.db import get_engine
+
+        client = self.app.test_client()
+        if role is None:
+            return AdminClient(app=self.app, client=client, user=None)
+        with get_engine(self.app.config["HUB_SETTINGS"].database_url).begin() as conn:
+            user = users.add(conn, f"{role}-{secrets.token_hex(4)}@shop.example", role, ADMIN_PASSWORD)
+        with client.session_transaction() as session:
+            session["uid"] = user.id
+            session["auth"] = user.fingerprint
+        return AdminClient(app=self.app, client=client, user=user)
 
 
 @pytest.fixture

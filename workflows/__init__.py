@@ -4,10 +4,10 @@ Registered like any plugin, through the "hub" entry point group. The modules,
 each with one job: definition (read and check a workflow file), steps (the
 step API and small steps), send, promo, crm, webhook, conditions (the built-in
 steps and `if`), store (saved workflows and versions), triggers (who starts a
-run), engine (moving runs, exactly once), policy (quiet hours, frequency cap),
-scheduler (the tick and its lock), jobs (what RQ runs), measure (status and
-uplift), forecast (dry runs), nps (survey links and their page), clock
-(durations and local time), config (settings), commands (the CLI), showcase
+run), engine (moving runs, exactly once), policy (the core's quiet hours and
+frequency cap as a step plans with them), ticks (the tick `hub scheduler`
+runs), jobs (what RQ runs), measure (status and uplift), forecast (dry runs),
+nps (survey links and their page), config (settings), commands (the CLI), showcase
 (the campaign at the end of `hub demo`); library/ holds the shipped
 workflows and templates/ the messages only they use.
 """
@@ -20,7 +20,6 @@ from typing import Any, Callable
 from sqlalchemy import Connection, update
 
 from hub.hookspecs import hookimpl
-from hub.identity import on_merge_repoint
 
 TEMPLATES = Path(__file__).parent / "templates"
 RUN_STATES = ("none", "running", "waiting", "done", "exited", "parked", "cancelled", "holdout")
@@ -41,6 +40,20 @@ def register_template_dirs(register: Callable[[Any], None]) -> None:
 
 
 @hookimpl
+def register_showcases(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """`hub demo` ends with the reactivation campaign run on the base it built."""
+    from workflows import showcase
+
+    register("reactivation", showcase.run_reactivation)
+
+
+@hookimpl
+def register_migrations(register: Callable[[str, Any], None]) -> None:
+    """The plugin's tables (workflows.models) come from its own migrations."""
+    register("workflows", Path(__file__).parent / "migrations" / "versions")
+
+
+@hookimpl
 def register_commands(cli: Any) -> None:
     from workflows import commands
 
@@ -53,10 +66,10 @@ def register_schedules(register: Callable[[str, Any], None], settings: Any) -> N
     import datetime as dt
 
     from hub.schedule import Schedule
-    from workflows import config, scheduler
+    from workflows import config, ticks
 
     every = dt.timedelta(seconds=config.load(settings).interval)
-    register("workflows", Schedule(every, scheduler.scheduled_tick,
+    register("workflows", Schedule(every, ticks.scheduled_tick,
                                    "start runs by the workflows' triggers and do the steps that are due"))
 
 
@@ -65,6 +78,14 @@ def register_routes(app: Any) -> None:
     from workflows import nps
 
     app.register_blueprint(nps.bp)
+
+
+@hookimpl
+def register_admin_pages(register: Callable[[Any], None]) -> None:
+    """The workflows' pages in the admin, and each contact's runs on their card."""
+    from workflows.admin import PAGE
+
+    register(PAGE)
 
 
 def _workflow_names(settings: Any) -> list[str]:
@@ -86,9 +107,9 @@ def _workflow_names(settings: Any) -> list[str]:
 def _run_status(ctx: Any) -> Any:
     from sqlalchemy import func, select
 
-    from hub.models import Workflow, WorkflowRun
+    from workflows.models import WorkflowRow, WorkflowRun
 
-    runs, workflows = WorkflowRun.__table__, Workflow.__table__
+    runs, workflows = WorkflowRun.__table__, WorkflowRow.__table__
     latest = (select(runs.c.status).join(workflows, workflows.c.id == runs.c.workflow_id)
               .where(runs.c.contact_id == ctx.contact_id, workflows.c.name == ctx.params["name"])
               .order_by(runs.c.id.desc()).limit(1).scalar_subquery())
@@ -119,7 +140,7 @@ def segment_changed(conn: Connection, segment: str, entered: list[int]) -> None:
 def contact_erased(conn: Connection, contact_id: int) -> None:
     """An erased person gets nothing more: runs under way are cancelled, survey answers deleted."""
     from hub.db import utcnow
-    from hub.models import Interaction, WorkflowRun
+    from workflows.models import Interaction, WorkflowRun
 
     runs = WorkflowRun.__table__
     conn.execute(update(runs).where(runs.c.contact_id == contact_id, runs.c.status.in_(("running", "waiting")))
@@ -127,18 +148,18 @@ def contact_erased(conn: Connection, contact_id: int) -> None:
     conn.execute(Interaction.__table__.delete().where(Interaction.__table__.c.contact_id == contact_id))
 
 
-@on_merge_repoint
-def _follow_merge(conn: Connection, survivor: int, merged: int) -> None:
+@hookimpl
+def contact_merged(conn: Connection, survivor_id: int, merged_id: int) -> None:
     """A merged contact's runs, codes and answers belong to the survivor; runs keep distinct cycles."""
     from sqlalchemy import func, select
 
-    from hub.models import Interaction, PromoCode, WorkflowRun
+    from workflows.models import Interaction, PromoCode, WorkflowRun
 
     runs = WorkflowRun.__table__
     theirs = runs.alias("survivor_runs")
     shift = (select(func.coalesce(func.max(theirs.c.cycle), 0)).where(
-        theirs.c.workflow_id == runs.c.workflow_id, theirs.c.contact_id == survivor).scalar_subquery())
-    conn.execute(update(runs).where(runs.c.contact_id == merged)
-                 .values(contact_id=survivor, cycle=runs.c.cycle + shift))
-    for table in (PromoCode.__table__, Interaction.__table__):
-        conn.execute(update(table).where(table.c.contact_id == merged).values(contact_id=survivor))
+        theirs.c.workflow_id == runs.c.workflow_id, theirs.c.contact_id == survivor_id).scalar_subquery())
+    conn.execute(update(runs).where(runs.c.contact_id == merged_id)
+                 .values(contact_id=survivor_id, cycle=runs.c.cycle + shift))
+    for table in (PromoCode.__table__, Interaction.__table__):  # step results follow their runs
+        conn.execute(update(table).where(table.c.contact_id == merged_id).values(contact_id=survivor_id))

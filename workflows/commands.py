@@ -20,11 +20,12 @@ from hub import schedule
 from hub.cli import App, emit_json, pass_app, progress_bar, stderr
 from hub.config import SettingsError
 from hub.db import utcnow
-from hub.models import Message, StepResult, WorkflowRun
+from hub.models import Message
 from hub.segments.rules import SegmentError
 from hub.templates import TemplateError
-from workflows import definition, engine as runs_engine, forecast, measure, promo, scheduler, store, triggers
+from workflows import config, definition, engine as runs_engine, forecast, measure, promo, store, ticks, triggers
 from workflows.definition import WorkflowError
+from workflows.models import StepResult, WorkflowRun
 
 runs_t = WorkflowRun.__table__
 
@@ -185,12 +186,12 @@ def start_now(engine: Any, settings: Any, name: str, *, show_progress: bool = Fa
     report = triggers.fire(engine, settings, row, workflow, now=now, manual=True)
     result: dict[str, Any] = {"workflow": name, **report.as_dict(), "messages": 0}
     if settings.redis_url:
-        queued, _ = scheduler.enqueue_due(engine, settings, now=now, workflow_id=row.id)
+        queued, _ = ticks.enqueue_due(engine, settings, now=now, workflow_id=row.id)
         result["queued_runs"] = queued
         return result
     with progress_bar(enabled=show_progress) as bar:
         task = bar.add_task(f"Running {name}", total=report.started - report.holdout)
-        done = scheduler.run_due(engine, settings, now=now, workflow_id=row.id,
+        done = ticks.advance_due(engine, settings, now=now, workflow_id=row.id,
                                  progress=lambda n: bar.advance(task, n))
     result["messages"] = done.get("messages", 0)
     m, s, r = Message.__table__.c, StepResult.__table__.c, runs_t.c
@@ -294,7 +295,7 @@ def _pct(rate: float | None) -> str:
 def tick_cmd(app: App, as_json: bool) -> None:
     """One scheduler tick now: start what triggers call for, then run (or enqueue) what is due."""
     engine = app.ready_engine()
-    lock = schedule.lock_for(engine, app.settings, scheduler.config.load(app.settings).lease * 5)
+    lock = schedule.lock_for(engine, app.settings, config.load(app.settings).lease * 5)
     if not lock.acquire():
         message = f"another scheduler is ticking ({lock.held_by() or 'unknown'}); nothing done"
         if as_json:
@@ -305,8 +306,8 @@ def tick_cmd(app: App, as_json: bool) -> None:
     try:
         with progress_bar(enabled=not as_json) as bar:
             task = bar.add_task("Advancing runs", total=None)
-            report = scheduler.tick(engine, app.settings, keepalive=lock.renew,
-                                    progress=lambda n: bar.advance(task, n))
+            report = ticks.tick(engine, app.settings, keepalive=lock.renew,
+                                progress=lambda n: bar.advance(task, n))
     finally:
         lock.release()
     data = {"ticked": True, **report.as_dict()}

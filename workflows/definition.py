@@ -33,12 +33,13 @@ from typing import Any, ClassVar, Mapping
 import pluggy
 from sqlalchemy import Connection
 
+from hub import localtime
 from hub.problems import ProblemList
 from hub.config import Settings
 from hub.segments import fields as segment_fields
 from hub.segments.rules import RuleError, SegmentError, jsonable, read_document, references
 from hub.segments.store import load as load_segments
-from workflows import clock, conditions
+from workflows import conditions
 from workflows.steps import Checking, Exit, Outcome, Step, StepCall, StepError
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -64,7 +65,7 @@ class Trigger:
 
     def describe(self) -> str:
         if self.kind == "event":
-            extra = f" {clock.format_duration(self.before)} before" if self.before else ""
+            extra = f" {localtime.format_duration(self.before)} before" if self.before else ""
             return f"event {self.event}{extra}" + (f" (codes of {self.workflow})" if self.workflow else "")
         if self.kind == "schedule":
             return f"schedule \"{self.schedule}\" → segment {self.segment}"
@@ -77,7 +78,7 @@ class Goal:
     within: Any  # timedelta
 
     def describe(self) -> dict[str, Any]:
-        return {"event": self.event, "within": clock.format_duration(self.within)}
+        return {"event": self.event, "within": localtime.format_duration(self.within)}
 
 
 class If(Step):
@@ -315,7 +316,7 @@ class _Parser:
             before = None
             if event == "promo.expiring":
                 try:
-                    before = clock.parse_duration(raw.get("before"))
+                    before = localtime.parse_duration(raw.get("before"))
                 except ValueError as exc:
                     self.problem("trigger.before", "missing; say how long before expiry, e.g. 3d"
                                  if raw.get("before") is None else str(exc))
@@ -359,7 +360,7 @@ class _Parser:
         if raw is None or raw == "never":
             return None
         try:
-            return clock.parse_duration(raw)
+            return localtime.parse_duration(raw)
         except ValueError as exc:
             self.problem("reentry", f"{exc}; or never")
             return None
@@ -388,7 +389,7 @@ class _Parser:
             self.problem("goal.event", f"{event!r} is not a goal; use one of: {', '.join(GOAL_EVENTS)}")
             return None
         try:
-            within = clock.parse_duration(raw.get("within", "30d"))
+            within = localtime.parse_duration(raw.get("within", "30d"))
         except ValueError as exc:
             self.problem("goal.within", str(exc))
             return None
@@ -440,6 +441,6 @@ def parse(document: Any, conn: Connection, settings: Settings, *, origin: str | 
 def summary(workflow: Workflow) -> Mapping[str, Any]:
     """The definition in brief, for `hub workflows list`."""
     return {"trigger": workflow.trigger.describe(),
-            "reentry": clock.format_duration(workflow.reentry) if workflow.reentry else "never",
+            "reentry": localtime.format_duration(workflow.reentry) if workflow.reentry else "never",
             "holdout": f"{workflow.holdout:g}%", "goal": workflow.goal.describe() if workflow.goal else None,
             "steps": [f"{i.index + 1}. {i.step.label()}" for i in workflow.steps()]}

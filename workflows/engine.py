@@ -39,9 +39,9 @@ from sqlalchemy import Connection, Engine, delete, select, update
 from hub import messaging
 from hub.config import Settings, SettingsError
 from hub.db import bulk_insert, chunks, insert_for, utcnow
-from hub.models import StepResult, Workflow as WorkflowRow, WorkflowRun
 from workflows import config, policy, promo, store
 from workflows.definition import Instruction, Workflow, WorkflowError
+from workflows.models import StepResult, WorkflowRow, WorkflowRun
 from workflows.steps import Outcome, RunInfo, Step, StepCall, StepFailed
 
 log = logging.getLogger(__name__)
@@ -441,11 +441,10 @@ class Advance:
     # -- handing the new messages to their channels
 
     def dispatch(self) -> None:
-        policies = policy.send_policies(self.settings)
         total: dict[str, Any] = {}
         for channel, ids in self.messages.items():
             report = messaging.dispatch(self.engine, self.settings, channels=[channel] if channel else None,
-                                        ids=ids, policies=policies, batch_size=DISPATCH_BATCH).as_dict()
+                                        ids=ids, batch_size=DISPATCH_BATCH).as_dict()
             for key, value in report.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     total[key] = round(total.get(key, 0) + value, 3)

@@ -22,14 +22,15 @@ from typing import Any
 import pluggy
 from sqlalchemy import Connection, Engine, select
 
-from hub import consent
+from hub import consent, localtime
 from hub.config import Settings
 from hub.db import chunks, utcnow
-from hub.models import Contact, ContactIdentity, Workflow as WorkflowRow, WorkflowRun
+from hub.models import Contact, ContactIdentity
 from hub.segments.evaluate import Segments
 from hub.segments.rules import RuleError
-from workflows import clock, conditions, config, policy, store, triggers
+from workflows import conditions, config, policy, store, triggers
 from workflows.definition import Goto, If, Workflow, parse
+from workflows.models import WorkflowRow, WorkflowRun
 from workflows.send import Send
 from workflows.steps import Exit, Wait
 
@@ -218,7 +219,7 @@ def _simulate(workflow: Workflow, sims: list[Sim], facts: _Facts, options: confi
                 for s in group:
                     until = s.t + (step.length or dt.timedelta(0))
                     if step.at is not None:
-                        until = clock.next_local_time(until, facts.zones.get(s.contact_id, facts.settings.tz), step.at)
+                        until = localtime.next_local_time(until, facts.zones.get(s.contact_id, facts.settings.tz), step.at)
                     s.t, s.pc = until, pc + 1
             elif isinstance(step, Send):
                 _send(step, pc, group, facts, options, recent, planned, steps, horizon)

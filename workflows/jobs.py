@@ -39,10 +39,8 @@ def advance_runs(run_ids: list[int]) -> dict[str, Any]:
 
 def dispatch_outbox() -> dict[str, Any]:
     """Send what the outbox holds that is due (held for quiet hours, retries, anything left over)."""
-    from workflows import policy
-
     settings = load_settings()
-    return messaging.dispatch(engine_for(settings), settings, policies=policy.send_policies(settings)).as_dict()
+    return messaging.dispatch(engine_for(settings), settings).as_dict()
 
 
 def write_back_promo_codes() -> dict[str, Any]:

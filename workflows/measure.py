@@ -20,9 +20,10 @@ from sqlalchemy import Connection, Engine, case, func, select
 
 from hub.config import Settings
 from hub.db import utcnow
-from hub.models import Message, Order, PromoCode, StepResult, WorkflowRun
+from hub.models import Message, Order
 from workflows import config, nps, policy, store
 from workflows.definition import Goal, Workflow
+from workflows.models import PromoCode, StepResult, WorkflowRun
 
 runs_t = WorkflowRun.__table__
 results_t = StepResult.__table__

@@ -26,7 +26,8 @@ from hub import links as signed_links
 from hub.config import Settings
 from hub.db import get_engine, insert_for, utcnow
 from hub.identity import current_contact_id
-from hub.models import Contact, Interaction
+from hub.models import Contact
+from workflows.models import Interaction
 
 interactions_t = Interaction.__table__
 contacts_t = Contact.__table__

@@ -22,11 +22,12 @@ from typing import Any, Iterable
 
 from sqlalchemy import Connection, Engine, select, update
 
-from hub import templates, writeback
+from hub import localtime, templates, writeback
 from hub.config import Settings
 from hub.db import bulk_insert, chunks, insert_for, utcnow
-from hub.models import Order, PromoCode, WorkflowState
-from workflows import clock, config
+from hub.models import Order
+from workflows import config
+from workflows.models import PromoCode, WorkflowState
 from workflows.steps import Checking, Options, Outcome, RunInfo, Step, StepCall, StepError
 
 codes_t = PromoCode.__table__
@@ -111,17 +112,17 @@ class PromoCodeStep(Step):
         checking.promo = True
 
     def label(self) -> str:
-        return f"promo_code {self.discount:g}% for {clock.format_duration(self.valid_for)}"
+        return f"promo_code {self.discount:g}% for {localtime.format_duration(self.valid_for)}"
 
     def describe(self) -> dict[str, Any]:
-        return {"discount": float(self.discount), "valid_for": clock.format_duration(self.valid_for),
+        return {"discount": float(self.discount), "valid_for": localtime.format_duration(self.valid_for),
                 "prefix": self.prefix}
 
     def write(self, conn: Connection, calls: list[StepCall], prepared: list[Any]) -> list[Outcome]:
         if not calls:
             return []
         now, settings, index = calls[0].now, calls[0].settings, calls[0].index
-        expires = clock.end_of_local_day(now + self.valid_for, settings.tz)
+        expires = localtime.end_of_local_day(now + self.valid_for, settings.tz)
         crm_field = self.crm_field or config.load(settings).promo_crm_field
         issued: dict[int, Any] = {}
         for _attempt in range(5):  # a new random code can collide with an old one: draw again

@@ -32,10 +32,9 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
-from hub import templates
+from hub import localtime, templates
 from hub.config import Settings
 from hub.models import Contact
-from workflows import clock
 
 # What a plugin's own steps use (the public API of this module; tests/test_public_api.py records it).
 __all__ = ["Step", "StepCall", "Outcome", "StepError", "StepFailed", "Options", "Checking", "RunInfo"]
@@ -229,7 +228,7 @@ class Options:
         if raw is None:
             return None
         try:
-            return clock.parse_duration(raw)
+            return localtime.parse_duration(raw)
         except ValueError as exc:
             raise StepError(str(exc), key) from None
 
@@ -286,7 +285,7 @@ class Wait(Step):
         self.at: dt.time | None = None
         if opts.get("until") is not None:
             try:
-                self.at = clock.parse_time_of_day(opts.get("until"))
+                self.at = localtime.parse_time_of_day(opts.get("until"))
             except ValueError as exc:
                 raise StepError(str(exc), "until") from None
         if self.length is None and self.at is None:
@@ -294,7 +293,7 @@ class Wait(Step):
         self.needs_contact = self.at is not None
 
     def label(self) -> str:
-        parts = [clock.format_duration(self.length)] if self.length else []
+        parts = [localtime.format_duration(self.length)] if self.length else []
         if self.at:
             parts.append(f"until {self.at:%H:%M}")
         return "wait " + " ".join(parts)
@@ -304,7 +303,7 @@ class Wait(Step):
         for call in calls:
             until = call.now + (self.length or dt.timedelta(0))
             if self.at is not None:
-                until = clock.next_local_time(until, call.zone or call.settings.tz, self.at)
+                until = localtime.next_local_time(until, call.zone or call.settings.tz, self.at)
             out.append(Outcome.done({"until": until.isoformat()}, until=until))
         return out
 

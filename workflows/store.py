@@ -21,9 +21,10 @@ from sqlalchemy import Connection, func, select, update
 
 from hub.config import Settings
 from hub.db import insert_for, utcnow
-from hub.models import Contact, Order, Workflow as WorkflowRow, WorkflowVersion
+from hub.models import Contact, Order
 from hub.segments.rules import read_document
 from workflows.definition import Workflow, WorkflowError, parse
+from workflows.models import WorkflowRow, WorkflowVersion
 
 workflows_t = WorkflowRow.__table__
 versions_t = WorkflowVersion.__table__

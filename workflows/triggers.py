@@ -34,9 +34,10 @@ from sqlalchemy import Connection, Engine, and_, case, exists, func, or_, select
 
 from hub.config import Settings
 from hub.db import bulk_insert, chunks
-from hub.models import Contact, Order, Segment, SegmentMember, WorkflowRun
+from hub.models import Contact, Order, Segment, SegmentMember
 from workflows import promo, store
 from workflows.definition import Workflow
+from workflows.models import WorkflowRun
 
 runs_t = WorkflowRun.__table__
 members_t = SegmentMember.__table__

@@ -18,20 +18,15 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from sqlalchemy import func, select
 
+from hub.cli import App, emit_json, stderr
 from hub.models import Segment, SegmentMember
 from hub.segments import explain, fields, membership, rules, store
 from hub.segments.evaluate import Segments
 
 
-def _app() -> Any:
-    """The root command's App (settings and engine, made on first use); see hub.cli."""
-    return click.get_current_context().find_root().obj
-
-
-def _emit(data: Any) -> None:
-    from hub.cli import emit_json
-
-    emit_json(data)
+def _app() -> App:
+    """The command line's App (settings and engine, made on first use), as `pass_app` gives it."""
+    return click.get_current_context().ensure_object(App)
 
 
 @click.group("segments")
@@ -55,7 +50,7 @@ def add_cmd(file: Path, as_json: bool) -> None:
     with engine.connect() as conn:
         count = Segments(conn, app.settings).count(definition.name)
     if as_json:
-        _emit({"segment": definition.name, "created": created, "count": count})
+        emit_json({"segment": definition.name, "created": created, "count": count})
         return
     click.echo(f"{'Added' if created else 'Updated'} segment {definition.name}: {count:,} contacts match it now. "
                f"`hub segments refresh {definition.name}` records them as members.")
@@ -85,7 +80,7 @@ def list_cmd(as_json: bool) -> None:
             "error": catalog.broken.get(name),
         })
     if as_json:
-        _emit(rows)
+        emit_json(rows)
         return
     table = Table("name", "title", "kind", "members", "refreshed")
     for r in rows:
@@ -106,7 +101,7 @@ def show_cmd(name: str, as_json: bool) -> None:
     with app.ready_engine().connect() as conn:
         definition = Segments(conn, app.settings).get(name)
     if as_json:
-        _emit(definition.document)
+        emit_json(definition.document)
         return
     click.echo(yaml.safe_dump(definition.document, allow_unicode=True, sort_keys=False), nl=False)
 
@@ -118,7 +113,7 @@ def fields_cmd(as_json: bool) -> None:
     app = _app()
     described = fields.build(app.settings).describe()
     if as_json:
-        _emit(described)
+        emit_json(described)
         return
     table = Table("field", "type", "operators", "about")
     for f in described:
@@ -136,7 +131,7 @@ def count_cmd(name: str, as_json: bool) -> None:
     with app.ready_engine().connect() as conn:
         count = Segments(conn, app.settings).count(name)
     if as_json:
-        _emit({"segment": name, "count": count})
+        emit_json({"segment": name, "count": count})
         return
     click.echo(f"{name}: {count:,}")
 
@@ -151,7 +146,7 @@ def members_cmd(name: str, limit: int | None, as_json: bool) -> None:
     with app.ready_engine().connect() as conn:
         rows = Segments(conn, app.settings).members(name, limit)
     if as_json:
-        _emit(rows)
+        emit_json(rows)
         return
     if not rows:
         click.echo(f"Nobody is in {name} right now.")
@@ -173,8 +168,6 @@ def refresh_cmd(names: tuple[str, ...], full: bool, as_json: bool) -> None:
     Lead scores are recomputed first. Run it on a schedule: segments that
     depend on time (dormant_90d, birthdays, lifecycle) change without any new data.
     """
-    from hub.cli import stderr
-
     app = _app()
     engine = app.ready_engine()
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
@@ -187,7 +180,7 @@ def refresh_cmd(names: tuple[str, ...], full: bool, as_json: bool) -> None:
 
         report = membership.refresh(engine, app.settings, list(names) or None, full=full, progress=advance)
     if as_json:
-        _emit(report.as_dict())
+        emit_json(report.as_dict())
         return
     table = Table("segment", "mode", "members", "entered", "left", "seconds", title="Segments refreshed")
     for s in report.segments:
@@ -213,7 +206,7 @@ def explain_cmd(name: str, contact_id: int, as_json: bool) -> None:
     with app.ready_engine().connect() as conn:
         data = explain.explain(Segments(conn, app.settings), name, contact_id)
     if as_json:
-        _emit(data)
+        emit_json(data)
         return
     click.echo(f"{name}" + (f" — {data['title']}" if data["title"] else ""))
     verdict = "is in the segment" if data["member"] else "is not in the segment"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from hub.hookspecs import hookimpl
 
@@ -49,3 +49,11 @@ def register_routes(app: Any) -> None:
 
     app.register_blueprint(bp)
     install_log_filter()
+
+
+@hookimpl
+def register_admin_pages(register: Callable[[Any], None]) -> None:
+    """Its page in the admin: whether the account is connected, and connecting it."""
+    from plugins.amocrm.admin import PAGE
+
+    register(PAGE)

@@ -41,3 +41,11 @@ def register_routes(app: Any) -> None:
     from plugins.bitrix24.webhooks import bp
 
     app.register_blueprint(bp)
+
+
+@hookimpl
+def register_admin_pages(register: Callable[[Any], None]) -> None:
+    """Its page in the admin: whether the portal is connected, and connecting it."""
+    from plugins.bitrix24.admin import PAGE
+
+    register(PAGE)

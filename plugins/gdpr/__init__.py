@@ -14,6 +14,7 @@ The consent ledger itself and the can-contact decision are the core's
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hub.hookspecs import hookimpl
@@ -21,10 +22,24 @@ from plugins.gdpr import audit, erasure
 
 
 @hookimpl
+def register_migrations(register: Any) -> None:
+    """The plugin's tables (plugins.gdpr.models) come from its own migrations."""
+    register("gdpr", Path(__file__).parent / "migrations" / "versions")
+
+
+@hookimpl
 def register_routes(app: Any) -> None:
     from plugins.gdpr.routes import bp
 
     app.register_blueprint(bp)
+
+
+@hookimpl
+def register_admin_pages(register: Any) -> None:
+    """The consent log, and one person's export and erasure, in the admin."""
+    from plugins.gdpr.admin import PAGE
+
+    register(PAGE)
 
 
 @hookimpl
@@ -64,6 +79,14 @@ def contact_synced(conn: Any, settings: Any, source: str, contact_ids: list[int]
     from plugins.gdpr import crm_consent
 
     crm_consent.apply(conn, settings, source, contact_ids)
+
+
+@hookimpl
+def contact_merged(conn: Any, survivor_id: int, merged_id: int) -> None:
+    """Consent requests (signups waiting for their click) follow the person into the survivor."""
+    from plugins.gdpr import capture
+
+    capture.follow_merge(conn, survivor_id, merged_id)
 
 
 @hookimpl(trylast=True)

@@ -43,12 +43,13 @@ from sqlalchemy import Connection, Engine, delete, or_, select, update
 from hub import consent, identity, links, messaging, normalize, sync, templates
 from hub.config import Settings
 from hub.db import insert_for, utcnow
-from hub.identity import current_contact_id, on_merge_repoint
-from hub.models import ConsentRequest, Contact, Message
+from hub.identity import current_contact_id
+from hub.models import Contact, Message
 from hub.records import ContactRecord
 from hub.templates import TemplateError
 from plugins.gdpr import config, limits
 from plugins.gdpr.erasure import refuse_erased
+from plugins.gdpr.models import ConsentRequest
 from plugins.gdpr.topics import Topic, TopicError, parse
 
 requests_t = ConsentRequest.__table__
@@ -434,7 +435,7 @@ def _join(conn: Connection, settings: Settings, row: Any, now: dt.datetime) -> i
     conn.execute(update(contacts_t).where(contacts_t.c.id == contact_id, contacts_t.c.deleted_at.is_not(None))
                  .values(deleted_at=None))
     if identity.is_placeholder(conn, placeholder) and placeholder != contact_id:
-        identity.merge_contacts(conn, contact_id, placeholder, actor="signup", now=now,
+        identity.merge_contacts(conn, contact_id, placeholder, actor="signup", now=now, settings=settings,
                                 reason={"rule": "signup confirmed", "request": row.id})
     return contact_id
 
@@ -487,7 +488,6 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-@on_merge_repoint
-def _follow_merge(conn: Connection, survivor: int, merged: int) -> None:
-    """A signup waiting for its click belongs to whoever the person became."""
+def follow_merge(conn: Connection, survivor: int, merged: int) -> None:
+    """A signup waiting for its click belongs to whoever the person became (the contact_merged hook)."""
     conn.execute(update(requests_t).where(requests_t.c.contact_id == merged).values(contact_id=survivor))

@@ -38,11 +38,9 @@ from hub.config import Settings
 from hub.db import chunks, forget_deleted, insert_for, utcnow
 from hub.models import (
     ConsentEvent,
-    ConsentRequest,
     Contact,
     ContactIdentity,
     ContactMerge,
-    ErasedKey,
     Erasure,
     ExternalRef,
     LeadScore,
@@ -51,6 +49,7 @@ from hub.models import (
     SegmentMember,
 )
 from plugins.gdpr import audit
+from plugins.gdpr.models import ConsentRequest, ErasedKey
 
 contacts_t = Contact.__table__
 identities_t = ContactIdentity.__table__

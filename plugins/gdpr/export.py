@@ -23,7 +23,6 @@ from hub import consent, csvsafe
 from hub.config import Settings
 from hub.db import utcnow
 from hub.models import (
-    ConsentRequest,
     Contact,
     ContactIdentity,
     ContactMerge,
@@ -36,6 +35,7 @@ from hub.models import (
     SegmentMember,
 )
 from plugins.gdpr import audit
+from plugins.gdpr.models import ConsentRequest
 
 # Tables the export reads by name; any other table with a contact_id column is added as it is.
 _OWN_TABLES = {t.__tablename__ for t in (Contact, ContactIdentity, ExternalRef, Order, ConsentRequest, Message,

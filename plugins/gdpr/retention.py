@@ -30,8 +30,9 @@ from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, upda
 from hub import identity
 from hub.config import Settings, SettingsError
 from hub.db import chunks, forget_deleted, utcnow
-from hub.models import ConsentEvent, ConsentRequest, Contact, ContactMerge, Erasure, Message, SyncRun
+from hub.models import ConsentEvent, Contact, ContactMerge, Erasure, Message, SyncRun
 from plugins.gdpr import audit, capture, config, erasure
+from plugins.gdpr.models import ConsentRequest
 
 messages_t = Message.__table__
 runs_t = SyncRun.__table__
