@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from typing import Any, Iterator
 
 import pytest
 
+from hub.api import utcnow
 from hub_shop.emulator import ShopEmulator
+from workflows.steps import Checking, RunInfo, StepCall
 
 
 @pytest.fixture
@@ -36,3 +40,29 @@ def contact_of(hub_database: Any) -> Any:
                                    "AND external_id = :e AND deleted_at IS NULL", e=str(customer_id))
 
     return find
+
+
+@pytest.fixture
+def coupon_call(connected: ShopEmulator, hub_cli: Any, hub_database: Any, hub_settings: Any,
+                contact_of: Any) -> Any:
+    """`coupon_call(options)`: the `shop_coupon` step and its call as the engine makes them, for the contact
+    of shop customer 1 (or `customer`), with a promo code of its run; settings in `extra` are added."""
+    hub_cli.json("sync", "shop")
+    now = utcnow()
+    found: dict[str, Any] = {}
+    hub_database.pm.hook.register_workflow_steps(register=found.__setitem__)
+
+    def make(options: Any = None, *, key: str = "workflow:7:1", code: str = "SHOP-TEST1", customer: int = 1,
+             **extra: Any) -> tuple[Any, Any]:
+        settings = dataclasses.replace(hub_settings, extra={**hub_settings.extra, **extra})
+        with hub_database.connect() as conn:
+            checking = Checking(settings, conn, "promo_thanks")
+            checking.promo = True  # as after a promo_code step
+            step = found["shop_coupon"](options, checking)
+        run = RunInfo(id=7, workflow="promo_thanks", workflow_id=1, contact_id=contact_of(customer), cycle=1,
+                      started_at=now, trigger="manual")
+        call = StepCall(run=run, index=1, key=key, now=now, settings=settings, engine=hub_database.engine,
+                        promo={"id": 1, "code": code, "discount": 15, "expires_at": now + dt.timedelta(days=14)})
+        return step, call
+
+    return make

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from hub_shop.emulator import ShopEmulator
 
 
@@ -37,3 +39,20 @@ def test_only_an_admin_disconnects_and_only_with_the_forms_token(hub_admin: Any,
     assert "The shop is disconnected" in done.get_data(as_text=True)
     assert hub_database.scalar("SELECT count(*) FROM credentials WHERE name = 'shop'") == 0
     assert hub_database.scalar("SELECT count(*) FROM audit_log WHERE action = 'shop.disconnected'") == 1
+
+
+@pytest.mark.hub_plugins("shop", "workflows")
+def test_the_coupons_issued_are_listed_for_the_signed_in_only(hub_admin: Any, coupon_call: Any,
+                                                              hub_database: Any, contact_of: Any) -> None:
+    viewer = hub_admin.signed_in_as("viewer")
+    assert "No coupons issued yet" in viewer.get("/shop/").get_data(as_text=True)
+    step, call = coupon_call(None, code="SHOP-SEEN1")
+    with hub_database.connect() as conn:
+        call.conn = conn
+        assert step.run(call).status == "done"
+
+    page = viewer.get("/shop/").get_data(as_text=True)
+    coupons = page.split('id="shop-coupons"')[1].split("</table>")[0]
+    assert "<code>SHOP-SEEN1</code>" in coupons and f"#{contact_of(1)}" in coupons and "promo_thanks" in coupons
+    nobody = hub_admin.signed_in_as(None).get("/shop/")
+    assert nobody.status_code == 302 and "SHOP-SEEN1" not in nobody.get_data(as_text=True)

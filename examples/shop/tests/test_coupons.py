@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
@@ -11,10 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from hub.api import utcnow
 from hub_shop.client import ShopError
 from hub_shop.emulator import CheckoutRefused, ShopEmulator
-from workflows.steps import Checking, RunInfo, StepCall, StepFailed
+from workflows.steps import StepFailed
 
 pytestmark = pytest.mark.hub_plugins("shop", "workflows")
 
@@ -23,12 +21,6 @@ def write(tmp_path: Path, name: str, text: str) -> str:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return str(path)
-
-
-def steps(hub_plugins: Any) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    hub_plugins.hook.register_workflow_steps(register=found.__setitem__)
-    return found
 
 
 @pytest.mark.parametrize("body, error", [
@@ -69,6 +61,10 @@ steps:
     with hub_database.connect() as conn:
         issued = {code: contact for code, contact in conn.execute(text("SELECT code, contact_id FROM promo_codes"))}
     assert set(shop.coupons) == set(issued)
+    recorded = {r["code"]: r for r in coupon_rows(hub_database)}  # the engine's runs wrote the plugin's table
+    assert {code: r["contact_id"] for code, r in recorded.items()} == issued
+    assert all(r["coupon_id"] == shop.coupons[code]["id"] and r["workflow"] == "promo_thanks"
+               for code, r in recorded.items())
     customer_of = {contact_of(cid): cid for cid in shop.customers}
     for code, coupon in shop.coupons.items():
         assert coupon["customer_id"] == customer_of[issued[code]]  # bound to the contact's shop account
@@ -94,29 +90,6 @@ steps:
     assert hub_cli.json("promo", "show", code)["status"] == "redeemed"
 
 
-@pytest.fixture
-def coupon_call(connected: ShopEmulator, hub_cli: Any, hub_database: Any, hub_settings: Any,
-                contact_of: Any) -> Any:
-    """The step as the engine calls it, for contact of shop customer 1, with a promo code of its run."""
-    hub_cli.json("sync", "shop")
-    now = utcnow()
-
-    def make(options: Any = None, *, key: str = "workflow:7:1", code: str = "SHOP-TEST1",
-             **extra: Any) -> tuple[Any, Any]:
-        settings = dataclasses.replace(hub_settings, extra={**hub_settings.extra, **extra})
-        with hub_database.connect() as conn:
-            checking = Checking(settings, conn, "promo_thanks")
-            checking.promo = True  # as after a promo_code step
-            step = steps(hub_database.pm)["shop_coupon"](options, checking)
-        run = RunInfo(id=7, workflow="promo_thanks", workflow_id=1, contact_id=contact_of(1), cycle=1,
-                      started_at=now, trigger="manual")
-        call = StepCall(run=run, index=1, key=key, now=now, settings=settings, engine=hub_database.engine,
-                        promo={"id": 1, "code": code, "discount": 15, "expires_at": now + dt.timedelta(days=14)})
-        return step, call
-
-    return make
-
-
 def run(step: Any, call: Any, hub_database: Any) -> Any:
     with hub_database.connect() as conn:
         call.conn = conn
@@ -133,8 +106,55 @@ def test_a_lost_answer_and_a_repeated_step_make_one_coupon(connected: ShopEmulat
 
     assert first.status == again.status == "done"
     assert first.result == again.result == {"coupon_id": 1, "code": "SHOP-TEST1", "customer_id": 1}
-    assert list(shop.coupons) == ["SHOP-TEST1"] and shop.replayed == 2
+    assert list(shop.coupons) == ["SHOP-TEST1"]
+    assert shop.replayed == 1  # the client's own retry; the repeated step found its row and did not ask
     assert shop.coupons["SHOP-TEST1"]["discount_percent"] == Decimal(15)
+
+
+def coupon_rows(hub_database: Any) -> list[dict[str, Any]]:
+    with hub_database.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(text(
+            "SELECT step_key, code, contact_id, coupon_id, customer_id, workflow FROM shop_coupons ORDER BY id"))]
+
+
+def test_each_coupon_is_recorded_in_the_plugins_own_table(connected: ShopEmulator, coupon_call: Any,
+                                                          hub_database: Any, contact_of: Any) -> None:
+    assert coupon_rows(hub_database) == []
+    step, call = coupon_call({"max_uses": 2})
+    assert run(step, call, hub_database).status == "done"
+    assert coupon_rows(hub_database) == [{"step_key": "workflow:7:1", "code": "SHOP-TEST1", "contact_id": contact_of(1),
+                                          "coupon_id": 1, "customer_id": 1, "workflow": "promo_thanks"}]
+    created = hub_database.scalar("SELECT created_at FROM shop_coupons")
+    assert created is not None
+
+
+def test_a_step_retried_after_the_shop_forgot_its_key_makes_no_second_coupon(connected: ShopEmulator,
+                                                                             coupon_call: Any,
+                                                                             hub_database: Any) -> None:
+    shop = connected
+    step, call = coupon_call(None)
+    first = run(step, call, hub_database)
+    shop.forget_idempotency_keys()  # days later: a parked run resumed, a worker's last attempt repeated
+    asked = shop.requests
+    again = run(step, call, hub_database)
+
+    assert first.status == again.status == "done" and again.result == first.result
+    assert len(shop.coupons) == 1 and shop.requests == asked  # the shop was not asked again
+    assert len(coupon_rows(hub_database)) == 1
+
+
+def test_without_its_row_the_shop_alone_would_refuse_the_retry(connected: ShopEmulator, coupon_call: Any,
+                                                               hub_database: Any) -> None:
+    """What the table saves the step from: a shop that forgot the key takes the retry for another coupon."""
+    shop = connected
+    step, call = coupon_call(None)
+    run(step, call, hub_database)
+    shop.forget_idempotency_keys()
+    with hub_database.begin() as conn:
+        conn.execute(text("DELETE FROM shop_coupons"))
+    with pytest.raises(StepFailed, match="409, code_taken"):
+        run(step, call, hub_database)
+    assert len(shop.coupons) == 1
 
 
 def test_a_refusal_parks_the_run_and_an_outage_is_tried_again(connected: ShopEmulator, coupon_call: Any,

@@ -46,8 +46,9 @@ def test_a_rule_on_promo_orders_finds_exactly_the_promo_buyers(connected: ShopEm
     assert members == {contact_of(cid) for cid in buyers}
 
     twice = {cid for cid, n in buyers.items() if n >= 2}
-    assert hub_cli.json("segments", "add", write(tmp_path, "promo_fans",
-                                                 "{field: shop.promo_orders, op: gte, value: 2}"))["count"] == len(twice)
+    rule = "{field: shop.promo_orders, op: gte, value: 2}"
+    fans = hub_cli.json("segments", "add", write(tmp_path, "promo_fans", rule))
+    assert fans["count"] == len(twice)
 
     # A new promo purchase counts from the next sync on; a cancelled one never does.
     newcomer = next(cid for cid in shop.customers if cid not in buyers)

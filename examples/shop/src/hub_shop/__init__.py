@@ -7,11 +7,14 @@ What it adds (each in its own module beside this one):
 - `hub connect shop` and `hub sandbox shop` (commands.py);
 - the emulator `shop` for `hub demo` and tests (emulator.py);
 - the segment field `shop.promo_orders` (fields.py);
-- the workflow step `shop_coupon` (coupons.py);
+- the workflow step `shop_coupon` (coupons.py), which records every coupon it
+  made in the plugin's own table `shop_coupons` (models.py), created by the
+  plugin's own migrations (migrations/versions, run by `hub init`), so a
+  retried step never makes a second coupon;
 - the channel `telegram`, through the shop's bot (telegram.py), and the text
-  template `promo_telegram` for it (templates/);
-- the Shop page in the admin: the connection and the last orders (admin.py,
-  admin_templates/).
+  template `promo_telegram` for it (message_templates/);
+- the Shop page in the admin: the connection, the last orders and the last
+  coupons issued (admin.py, admin_templates/).
 
 Imports here are deferred to the hooks, so loading the plugin costs nothing
 until Hub asks for one of its parts.
@@ -59,6 +62,28 @@ def register_segment_fields(register: Callable[[str, Any], None]) -> None:
 
 
 @hookimpl
+def register_migrations(register: Callable[[str, Any], None]) -> None:
+    """The table of issued coupons (models.py) comes from the plugin's own migrations."""
+    register("shop", Path(__file__).parent / "migrations" / "versions")
+
+
+@hookimpl
+def contact_merged(conn: Any, survivor_id: int, merged_id: int) -> None:
+    """A merged contact's coupons belong to the survivor (otherwise the contact's deletion would drop them)."""
+    from hub_shop.coupons import follow_merge
+
+    follow_merge(conn, survivor_id, merged_id)
+
+
+@hookimpl
+def contact_erased(conn: Any, contact_id: int) -> None:
+    """An erased person's coupons are forgotten here; the shop keeps its own records under its own rules."""
+    from hub_shop.coupons import forget
+
+    forget(conn, contact_id)
+
+
+@hookimpl
 def register_workflow_steps(register: Callable[[str, Any], None]) -> None:
     from hub_shop.coupons import ShopCoupon
 
@@ -74,7 +99,7 @@ def register_channels(register: Callable[[str, Callable[..., Any]], None]) -> No
 
 @hookimpl
 def register_template_dirs(register: Callable[[Any], None]) -> None:
-    register(Path(__file__).parent / "templates")
+    register(Path(__file__).parent / "message_templates")
 
 
 @hookimpl

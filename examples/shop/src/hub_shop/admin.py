@@ -1,4 +1,4 @@
-"""The shop's page in Hub's admin: whether the shop is connected, its last orders, and disconnecting it.
+"""The shop's page in Hub's admin: whether the shop is connected, its last orders and coupons, and disconnecting it.
 
 Registered through register_admin_pages, so Hub wraps it in sign-in, role
 checks and the CSRF check like its own pages: everyone signed in reads it,
@@ -18,6 +18,7 @@ from hub.api import (AdminPage, Order, actor, allow, current_settings, delete_cr
                      record_audit)
 
 from hub_shop.client import NAME
+from hub_shop.models import IssuedCoupon
 
 bp = Blueprint("shop_admin", __name__, url_prefix="/shop", template_folder="admin_templates")
 
@@ -25,6 +26,7 @@ PAGE = AdminPage(bp, "shop_admin.index", {"ru": "Магазин", "en": "Shop"},
                  write_role="admin", icon="🛒", source=NAME)
 
 LAST_ORDERS = 20
+LAST_COUPONS = 20
 
 
 def connection() -> dict[str, Any] | None:
@@ -42,7 +44,10 @@ def index() -> Any:
     with engine().connect() as conn:
         orders = conn.execute(select(Order.external_id, Order.amount, Order.currency, Order.status, Order.closed_at)
                               .where(Order.source == NAME).order_by(Order.id.desc()).limit(LAST_ORDERS)).all()
-    return render_template("shop_admin/index.html", connection=connection(), orders=orders)
+        coupons = conn.execute(select(IssuedCoupon.code, IssuedCoupon.contact_id, IssuedCoupon.coupon_id,
+                                      IssuedCoupon.customer_id, IssuedCoupon.workflow, IssuedCoupon.created_at)
+                               .order_by(IssuedCoupon.id.desc()).limit(LAST_COUPONS)).all()
+    return render_template("shop_admin/index.html", connection=connection(), orders=orders, coupons=coupons)
 
 
 @bp.post("/disconnect")

@@ -6,8 +6,8 @@ form collects them: phones as each person typed them ("8 (916) 123-45-67",
 field. Their purchases are orders (paid, cancelled, new), some with promo
 codes. It checks the bearer token, limits the request rate (429 with
 Retry-After), keeps coupons with idempotency keys, and lets a test break it
-on purpose: answer 503, answer an HTML page instead of JSON, or do the work
-and drop the connection before answering.
+on purpose: answer 503, answer an HTML page instead of JSON, do the work
+and drop the connection before answering, or forget its idempotency keys.
 
 The shop's clock is the real one; every change gets a distinct `updated_at`,
 later than any `server_time` the shop has already given out.
@@ -221,6 +221,11 @@ class ShopEmulator:
     def drop_next_answer(self, times: int = 1) -> None:
         """The next `times` requests are processed, then the connection closes without an answer."""
         self._faults.extend([("drop", 0)] * times)
+
+    def forget_idempotency_keys(self) -> None:
+        """The shop drops the keys of the writes it answered, as real shops do after a day or so."""
+        with self._lock:
+            self._keys.clear()
 
     # --- the HTTP API ---------------------------------------------------------------------------
 
