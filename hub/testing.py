@@ -45,6 +45,10 @@ SECRET_KEY = "hub-testing-secret-key-0123456789"
 ADMIN_EMAIL = "admin@shop.example"
 ADMIN_PASSWORD = "hub testing password 1"
 CLOCK_START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday morning
+# How passwords made during a test are hashed: scrypt at N=128 instead of production's 2**15
+# (hub.users.PASSWORD_METHOD), the same code path at a thousandth of the cost, so a suite that
+# signs in many users stays fast. A hash carries its own cost, so checking is unaffected.
+CHEAP_PASSWORD_METHOD = "scrypt:128:8:1"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -168,8 +172,12 @@ def build_plugin_manager(settings: Any, names: Sequence[str]) -> Any:
 @pytest.fixture
 def hub_database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                  ) -> Iterator[HubDatabase]:
-    """A fresh Hub database with the plugins under test loaded; the environment points ``hub`` commands at it."""
-    from hub import migrations, plugins, queue
+    """A fresh Hub database with the plugins under test loaded; the environment points ``hub`` commands at it.
+
+    Passwords set during the test (``hub_admin``'s users, a test's own ``hub.users.add``) are hashed
+    at ``CHEAP_PASSWORD_METHOD``; the production cost is back after the test.
+    """
+    from hub import migrations, plugins, queue, users
     from hub.config import load_settings
     from hub.db import dispose_engines, get_engine
 
@@ -181,6 +189,7 @@ def hub_database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
         shutil.copy(request.getfixturevalue("_hub_sqlite_template"), path)
         url = f"sqlite:///{path}"
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(users, "PASSWORD_METHOD", CHEAP_PASSWORD_METHOD)
     for name in ("HUB_REDIS_URL", "HUB_PLUGINS_DIR", "HUB_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     names = _wanted_plugins(request)

@@ -33,7 +33,7 @@ from sqlalchemy import Engine
 from hub import migrations, plugins, queue, users
 from hub.config import Settings, load_settings
 from hub.db import dispose_engines, get_engine
-from hub.testing import empty_database, every_installed_plugin
+from hub.testing import CHEAP_PASSWORD_METHOD, empty_database, every_installed_plugin
 from tests.servers import postgres_server, redis_server
 from tests.support.smtp import Mailbox, smtp_server
 
@@ -45,8 +45,9 @@ pytest_plugins = (
 SECRET = "test-secret-key-0123456789abcdef"
 DATABASES = ("sqlite", "postgresql")
 BOTH_DATABASES = "both_databases"
-# scrypt at N=128 instead of production's 2**15: the same code path at a thousandth of the cost.
-TEST_PASSWORD_METHOD = "scrypt:128:8:1"
+# scrypt at N=128 instead of production's 2**15: the same code path at a thousandth of the cost
+# (the same method hub.testing gives plugin authors' tests).
+TEST_PASSWORD_METHOD = CHEAP_PASSWORD_METHOD
 PRODUCTION_PASSWORD_METHOD = users.PASSWORD_METHOD
 users.PASSWORD_METHOD = TEST_PASSWORD_METHOD
 

@@ -52,7 +52,7 @@ def test_dashboard_draws_the_lifecycle_chart(live: str, browser: Browser) -> Non
     assert "bitrix24" in browser.text("#syncs") and "amocrm" in browser.text("#syncs")
 
 
-def test_find_a_contact_by_a_phone_typed_differently(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+def test_find_a_contact_by_a_phone_typed_differently(live: str, browser: Browser, admin_env: AdminEnv) -> None:
     sign_in(browser, live, "viewer", "/contacts/")
     browser.fill("#q", "+7 916 1234567")  # stored from "8 (916) 123-45-67"
     browser.click("form.search button")
@@ -65,7 +65,7 @@ def test_find_a_contact_by_a_phone_typed_differently(live: str, browser: Browser
     assert "Зимняя куртка" in browser.text("#orders")
 
 
-def test_merge_suggested_duplicates(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+def test_merge_suggested_duplicates(live: str, browser: Browser, admin_env: AdminEnv) -> None:
     sign_in(browser, live, "marketer", "/contacts/duplicates")
     assert "same city" in browser.text()
     browser.click("button.merge")
@@ -97,7 +97,7 @@ def test_a_segment_with_a_typo_shows_the_error_as_you_type(live: str, browser: B
     assert "contact.city eq" in browser.text("#explain-tree")
 
 
-def test_preview_a_template_for_a_chosen_contact(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+def test_preview_a_template_for_a_chosen_contact(live: str, browser: Browser, admin_env: AdminEnv) -> None:
     sign_in(browser, live, "marketer", "/templates/reactivation_email")
     assert "the sample contact" in browser.text("#preview-for")
     browser.fill("#preview-contact", str(admin_env.ids["anna"]))
@@ -139,7 +139,7 @@ def test_workflow_dry_run_and_switching_on(live: str, browser: Browser) -> None:
     assert "reactivation_90d is on" in browser.wait_text(".flash", "is on")
 
 
-def test_connect_both_crms_and_sync(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+def test_connect_both_crms_and_sync(live: str, browser: Browser, admin_env: AdminEnv) -> None:
     from plugins.amocrm.sandbox import Account, SandboxServer as AmoServer
     from plugins.bitrix24.sandbox import Portal, SandboxServer as PortalServer
 
@@ -183,7 +183,7 @@ def test_connect_both_crms_and_sync(live: str, browser: Browser, admin_env: Admi
     assert browser.text("#audit").count("connected") == 2
 
 
-def test_a_viewer_can_change_nothing(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+def test_a_viewer_can_change_nothing(live: str, browser: Browser, admin_env: AdminEnv) -> None:
     sign_in(browser, live, "viewer", "/segments/new")
     assert "Not allowed" in browser.text("h1")
     browser.open(live + "/segments/dormant_90d")
@@ -211,7 +211,7 @@ def test_a_viewer_can_change_nothing(live: str, browser: Browser, admin_env: Adm
     assert "Your role does not allow this" in browser.text("#error-message")
 
 
-def test_a_form_without_its_csrf_token_is_refused(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+def test_a_form_without_its_csrf_token_is_refused(live: str, browser: Browser, admin_env: AdminEnv) -> None:
     sign_in(browser, live, "marketer", "/contacts/duplicates")
     browser.script("document.querySelectorAll('form input[name=csrf_token]').forEach(i => i.remove())")
     browser.click("button.merge")
@@ -222,7 +222,7 @@ def test_a_form_without_its_csrf_token_is_refused(live: str, browser: Browser, a
     assert "Nothing was merged" in browser.text("#merges")
 
 
-def test_export_and_erase_a_person(live: str, browser: Browser, admin_env: AdminEnv) -> None:  # noqa: F811
+def test_export_and_erase_a_person(live: str, browser: Browser, admin_env: AdminEnv) -> None:
     import json
 
     anna = admin_env.ids["anna"]
@@ -246,7 +246,7 @@ def test_export_and_erase_a_person(live: str, browser: Browser, admin_env: Admin
 
 @pytest.mark.parametrize("path", ["/", "/contacts/?q=Петров", "/segments/", "/templates/reactivation_email",
                                   "/connections/", "/connections/bitrix24", "/gdpr/"])
-def test_pages_fit_a_phone_screen(live: str, browser: Browser, path: str, admin_env: AdminEnv) -> None:  # noqa: F811
+def test_pages_fit_a_phone_screen(live: str, browser: Browser, path: str, admin_env: AdminEnv) -> None:
     sign_in(browser, live, "admin")
     browser.driver.set_window_size(390, 844)
     browser.open(live + path)

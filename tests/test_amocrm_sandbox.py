@@ -12,7 +12,6 @@ last test reads the account with an independent third-party client.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import re
 import socket
@@ -29,7 +28,8 @@ import pytest
 import requests
 
 from hub.sampledata import people
-from plugins.amocrm.sandbox import Account, ManualClock, SandboxServer
+from plugins.amocrm.sandbox import Account, SandboxServer
+from plugins.amocrm.sandbox import server as sandbox_server
 from plugins.amocrm.sandbox.data import (
     BIRTHDAY,
     INTERESTS,
@@ -40,6 +40,7 @@ from plugins.amocrm.sandbox.data import (
     WON_STATUS_ID,
     contact_id_for,
 )
+from tests.support.clock import ManualClock
 
 TODAY = date(2025, 6, 1)
 SEED = 7
@@ -119,7 +120,8 @@ def test_contact_list_has_the_documented_hal_shape(api: requests.Session, server
         for entry in contact["custom_fields_values"] or []:
             assert {"field_id", "field_name", "field_code", "field_type", "values"} <= set(entry)
             if entry["field_code"] == "PHONE":
-                assert {value["enum_code"] for value in entry["values"]} <= {"WORK", "WORKDD", "MOB", "FAX", "HOME", "OTHER"}
+                codes = {value["enum_code"] for value in entry["values"]}
+                assert codes <= {"WORK", "WORKDD", "MOB", "FAX", "HOME", "OTHER"}
             if entry["field_code"] == "EMAIL":
                 assert {value["enum_code"] for value in entry["values"]} <= {"WORK", "PRIV", "OTHER"}
 
@@ -306,7 +308,7 @@ def test_orders_become_leads_in_two_pipelines_with_closing_statuses(account: Acc
         contact = account.contact(contact_id_for(person.person_id), with_leads=True)
         leads = [account.lead(link["id"], with_contacts=True) for link in contact["_embedded"]["leads"]]
         assert len(leads) == len(person.orders)
-        for index, (order, lead) in enumerate(zip(person.orders, leads)):
+        for index, (order, lead) in enumerate(zip(person.orders, leads, strict=True)):
             assert lead["price"] == int(order.amount)
             assert lead["created_at"] == int(order.created_at.timestamp())
             assert lead["pipeline_id"] == PIPELINES[0 if index == 0 else 1].id
@@ -544,42 +546,61 @@ def test_a_request_taken_out_of_arrival_order_still_cannot_make_eight_in_a_secon
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel receive times are read on Linux")
-def test_a_request_is_counted_when_it_arrived_not_when_a_busy_emulator_reads_it() -> None:
-    """Eight requests, the eighth sent 1.05 s after the first, while the emulator cannot run for 0.4 s.
+def test_a_request_is_counted_when_it_arrived_not_when_a_busy_emulator_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests sent while the emulator cannot read them reach the rate limit stamped when they were sent.
 
-    The first request arrives while this process holds the GIL in a C call (as json.dumps of a large
-    page or a full garbage collection do), so no emulator thread reads it for 0.4 s. Stamped when
-    read, it would land among the next six, and the eighth, correctly spaced, would get a 429.
+    The emulator is held, as a garbage collection, a large page being serialized or another process on the
+    same cores holds it, until every request has been sent. Stamped when read, each would carry a time after
+    the emulator was let go; the rate limit's windows (tested above with `arrived`) would then count a burst
+    the client never sent.
     """
     account = Account(contacts=3, seed=SEED, today=TODAY, abuse_threshold=None)
     token = account.issue_long_lived_token()
-    hold_gil = ctypes.PyDLL(None).usleep  # PyDLL keeps the GIL during the call
-    hold_gil.argtypes = [ctypes.c_uint]
-    with SandboxServer(account) as server:
+    arrivals: list[float] = []
+    handle = account.handle
+
+    def recording(method: str, path: str, **kwargs: Any) -> Any:
+        if not path.startswith("/_sandbox/"):
+            arrivals.append(kwargs["arrived"])
+        return handle(method, path, **kwargs)
+
+    holding, released = threading.Event(), threading.Event()
+    setup = sandbox_server._Handler.setup
+
+    def held_setup(self: Any) -> None:
+        if holding.is_set():
+            assert released.wait(60), "the test never let the emulator go"
+        setup(self)
+
+    monkeypatch.setattr(account, "handle", recording)
+    monkeypatch.setattr(sandbox_server._Handler, "setup", held_setup)
+    with SandboxServer(account) as server, requests.Session() as warm:
         host, port = server.base_url.removeprefix("http://").split(":")
         request = (f"GET /api/v4/contacts HTTP/1.1\r\nHost: {host}\r\n"
                    f"Authorization: Bearer {token}\r\n\r\n").encode()
-        warm = requests.Session()
         assert warm.get(server.base_url + "/_sandbox/stats").status_code == 200  # the kernel starts stamping
-        time.sleep(0.05)
-        sockets = [socket.create_connection((host, int(port))) for _ in range(8)]
-        time.sleep(0.05)
-        sockets[0].sendall(request)
-        first = time.time()  # no earlier than the request really left
-        hold_gil(400_000)
-        for number, sock in enumerate(sockets[1:7], 1):
-            time.sleep(max(0.0, first + 0.35 + 0.08 * number - time.time()))
+        holding.set()
+        sent: list[tuple[float, float]] = []  # (just before, just after) each request left
+        sockets = [socket.create_connection((host, int(port))) for _ in range(3)]
+        for sock in sockets:
+            before = time.time()
             sock.sendall(request)
-        time.sleep(max(0.0, first + 1.05 - time.time()))
-        sockets[7].sendall(request)
+            sent.append((before, time.time()))
+        let_go = time.time()
+        released.set()
         statuses = []
         for sock in sockets:
-            sock.settimeout(10)
+            sock.settimeout(60)
             statuses.append(int(sock.recv(64).split()[1]))
             sock.close()
-        warm.close()
 
-    assert statuses == [200] * 8
+    assert statuses == [200] * 3
+    assert len(arrivals) == 3 and all(arrived < let_go for arrived in arrivals)
+    rounding = 1e-6  # kernel nanoseconds and time.time() as floats
+    for arrived, (before, after) in zip(sorted(arrivals), sent, strict=True):
+        assert before - rounding <= arrived <= after + rounding
 
 
 def test_hammering_through_429s_blocks_the_account_with_html_403(clock: ManualClock) -> None:
@@ -665,7 +686,8 @@ def test_patch_updates_contacts_and_bumps_updated_at(
     body = [{
         "id": contact_id,
         "first_name": "Мария",
-        "custom_fields_values": [{"field_code": "EMAIL", "values": [{"value": "maria@example.ru", "enum_code": "WORK"}]}],
+        "custom_fields_values": [{"field_code": "EMAIL",
+                                  "values": [{"value": "maria@example.ru", "enum_code": "WORK"}]}],
         "tags_to_add": [{"name": "промо-2025"}],
     }]
 
@@ -692,7 +714,8 @@ def test_patch_validation_errors_name_the_path_and_change_nothing(
     body = [
         {"id": first, "name": "Годный"},
         {"id": second, "nickname": "лишнее"},
-        {"id": second, "custom_fields_values": [{"field_id": 1_000_003, "values": [{"value": "Москва", "enum_code": "WORK"}]}]},
+        {"id": second, "custom_fields_values": [{"field_id": 1_000_003,
+                                                 "values": [{"value": "Москва", "enum_code": "WORK"}]}]},
         {"id": second, "custom_fields_values": [{"field_id": 42, "values": [{"value": "x"}]}]},
         {"name": "без id"},
     ]

@@ -22,23 +22,11 @@ import requests
 
 from hub import sampledata
 from plugins.bitrix24.sandbox import Portal, SandboxServer
+from tests.support.clock import ManualClock
 
 TODAY = dt.date(2025, 6, 1)
 MOSCOW_OFFSET = "+03:00"
 ISO_WITH_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+03:00$")
-
-
-class FakeClock:
-    """Epoch seconds that move only when told to."""
-
-    def __init__(self, start: float = 1_750_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +256,7 @@ def test_batch_with_list_commands_answers_lists_and_reports_errors_per_command(s
 
 
 def test_bursting_past_fifty_gets_503_and_the_bucket_drains_two_per_second(servers: list[SandboxServer]) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     server = make_server(contacts=5, clock=clock)
     servers.append(server)
     answers = [call(server, "profile") for _ in range(50)]
@@ -287,14 +275,14 @@ def test_bursting_past_fifty_gets_503_and_the_bucket_drains_two_per_second(serve
 
 
 def test_enterprise_plan_allows_a_burst_of_250(servers: list[SandboxServer]) -> None:
-    server = make_server(contacts=3, plan="enterprise", clock=FakeClock())
+    server = make_server(contacts=3, plan="enterprise", clock=ManualClock())
     servers.append(server)
     codes = [call(server, "profile").status_code for _ in range(251)]
     assert codes[:250] == [200] * 250 and codes[250] == 503
 
 
 def test_counted_lists_spend_server_time_until_the_method_is_blocked(servers: list[SandboxServer]) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     server = make_server(contacts=20_000, seed=2, clock=clock)
     servers.append(server)
     counted = {f"c{index}": "crm.contact.list?select[]=ID" for index in range(50)}
@@ -321,7 +309,7 @@ def test_counted_lists_spend_server_time_until_the_method_is_blocked(servers: li
 
 
 def test_oauth_code_exchange_refresh_rotation_and_expiry(servers: list[SandboxServer]) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     server = make_server(contacts=5, clock=clock, token_lifetime=120)
     servers.append(server)
     app = server.oauth_app
@@ -355,7 +343,8 @@ def test_oauth_code_exchange_refresh_rotation_and_expiry(servers: list[SandboxSe
     assert late.status_code == 200
     stale = server.portal.authorization_code()
     clock.advance(31)
-    refused = requests.get(app.token_url, params={"grant_type": "authorization_code", "code": stale, **grant}, timeout=30)
+    refused = requests.get(app.token_url, params={"grant_type": "authorization_code", "code": stale, **grant},
+                           timeout=30)
     assert refused.json()["error"] == "invalid_grant"
 
 
@@ -388,7 +377,7 @@ class Receiver:
         answer_status = status
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 received.append((self.path, dict(parse_qsl(body))))
                 self.send_response(answer_status)
@@ -487,7 +476,7 @@ def test_outgoing_webhooks_carry_only_the_documented_auth_keys(servers: list[San
 
 
 def test_changes_bump_date_modify_and_show_up_in_incremental_lists(servers: list[SandboxServer]) -> None:
-    clock = FakeClock(dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.timezone.utc).timestamp())
+    clock = ManualClock(dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.timezone.utc).timestamp())
     server = make_server(contacts=30, clock=clock)
     servers.append(server)
     since = "2026-01-10T15:00:00+03:00"

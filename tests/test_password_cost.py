@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 
 import pytest
 from sqlalchemy import select
@@ -15,8 +16,11 @@ from werkzeug.security import generate_password_hash
 
 from hub import users
 from hub.models import User
+from hub.testing import CHEAP_PASSWORD_METHOD
 from tests.conftest import PRODUCTION_PASSWORD_METHOD, TEST_PASSWORD_METHOD, HubDB
 from tests.processes import ROOT, hub_env
+
+pytest_plugins = ("pytester",)
 
 
 def scrypt_cost(method: str) -> tuple[int, int, int]:
@@ -54,3 +58,31 @@ def test_a_hash_keeps_its_own_cost_whatever_new_hashes_use(hub_db: HubDB) -> Non
     assert users.authenticate(hub_db.engine, "strong@shop.example", "a test password 2", address="192.0.2.2")
     with pytest.raises(users.LoginRefused):
         users.authenticate(hub_db.engine, "strong@shop.example", "a wrong password", address="192.0.2.2")
+
+
+def test_a_plugin_authors_fixtures_hash_cheaply_and_put_the_full_cost_back(pytester: pytest.Pytester) -> None:
+    """hub.testing lowers the cost for its own fixtures, in a plugin's suite where no conftest of Hub's does."""
+    pytester.makepyfile(test_plugin=textwrap.dedent(f"""
+        from hub import users
+        from hub.testing import CHEAP_PASSWORD_METHOD
+
+        PRODUCTION = users.PASSWORD_METHOD  # read before any fixture ran
+
+
+        def test_production_cost_before():
+            assert PRODUCTION == {PRODUCTION_PASSWORD_METHOD!r}
+
+
+        def test_admin_users_are_hashed_cheaply(hub_admin, hub_database):
+            viewer = hub_admin.signed_in_as("viewer").user
+            for user in (hub_admin.user, viewer):
+                stored = hub_database.scalar("SELECT password_hash FROM users WHERE id = :id", id=user.id)
+                assert stored.startswith(CHEAP_PASSWORD_METHOD + "$")
+
+
+        def test_the_full_cost_is_back_after_the_test():
+            assert users.PASSWORD_METHOD == PRODUCTION
+    """))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=3)
+    assert scrypt_cost(CHEAP_PASSWORD_METHOD) < scrypt_cost(PRODUCTION_PASSWORD_METHOD)

@@ -87,7 +87,7 @@ def test_no_place_is_granted_while_another_request_is_still_unwritten_and_a_canc
     thread.start()
     assert not granted.wait(0.2)
     outstanding.cancel()  # never sent: no stamp, and the next request may go
-    assert granted.wait(5)
+    assert granted.wait(60)  # a limit that only stops a broken test
     thread.join()
     assert len(window.sent_times()) == 1
     outstanding.sent()  # settling twice changes nothing
