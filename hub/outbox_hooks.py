@@ -15,7 +15,9 @@ from sqlalchemy import Connection, update
 from hub import consent
 from hub.config import Settings
 from hub.hookspecs import hookimpl
-from hub.messaging import Outgoing, Verdict, messages_t
+from hub.messaging.channels import Outgoing
+from hub.messaging.outbox import messages_t
+from hub.messaging.rules import Verdict
 
 
 @hookimpl

@@ -33,7 +33,9 @@ from hub import consent, localtime
 from hub.config import Settings, SettingsError
 from hub.hookspecs import hookimpl
 from hub.localtime import QuietHours
-from hub.messaging import Outgoing, Verdict, combine, messages_t
+from hub.messaging.channels import Outgoing
+from hub.messaging.outbox import messages_t
+from hub.messaging.rules import Verdict, combine
 
 # SMS wake people up; email waits in the inbox. Other channels: none unless set.
 DEFAULT_QUIET_HOURS = {"sms": "21:00-09:00"}

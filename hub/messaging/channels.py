@@ -1,0 +1,94 @@
+"""What a channel plugin sees and answers: the protocol between the outbox and email, SMS, and the rest.
+
+Channels are plugins (the register_channels hook); hub.api re-exports these
+names for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+from hub.config import Settings
+from hub.messaging.outbox import TRANSACTIONAL
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A rendered message on its way to a channel."""
+
+    id: int
+    channel: str
+    contact_id: int | None
+    address: str | None
+    purpose: str
+    template: str | None
+    subject: str | None
+    text: str
+    html: str | None
+    key: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_marketing(self) -> bool:
+        """Anything not transactional carries unsubscribe links and needs consent."""
+        return self.purpose != TRANSACTIONAL
+
+    @property
+    def to_name(self) -> str | None:
+        return self.meta.get("to_name")
+
+    @property
+    def unsubscribe_url(self) -> str | None:
+        return self.meta.get("unsubscribe_url")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A channel's answer for one message.
+
+    status: "sent"; "deferred" (temporary: try again later); "bounced" (the
+    address is dead: suppress it); "failed" (permanent, but not the address's
+    fault, e.g. a message too large); "unknown" (it may or may not have gone
+    out, e.g. the connection dropped after the whole message was transmitted).
+    """
+
+    status: str
+    provider_id: str | None = None
+    error: str | None = None
+    parts: int | None = None
+
+
+DELIVERY_STATUSES = ("sent", "deferred", "bounced", "failed", "unknown")
+
+
+class ChannelUnavailable(RuntimeError):
+    """The channel cannot send anything now (server unreachable, login refused).
+
+    Raised by open() or send() only when the message was certainly not
+    handed over; the dispatcher puts the batch back and tries later.
+    """
+
+
+class Channel(Protocol):
+    """What a channel plugin implements.
+
+    open() is called once before a batch and close() after it, so a channel
+    can keep one connection for many messages; send() may be called many
+    times in between and must reopen a connection the server dropped.
+    """
+
+    name: str
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def send(self, message: Outgoing) -> Delivery: ...
+
+
+def channel_factories(pm: Any = None) -> dict[str, Callable[[Settings], Channel]]:
+    """Every registered channel: name → factory(settings)."""
+    from hub import plugins
+
+    return plugins.registry("register_channels", pm)

@@ -1,0 +1,497 @@
+"""Dispatch: a worker's run through the outbox, handing each message to its channel.
+
+Per message that reaches a channel there is one short write transaction,
+just before the channel is called: it commits this message as `sending`
+(and, in the same commit, the outcome of the message before it), so at any
+moment a worker holds at most one message in doubt. Every message passes the
+send rules (hub.messaging.rules) just before its channel is called, whoever
+dispatches it. A temporary failure (SMTP 4xx, a gateway that is down) defers
+the message and retries it later with backoff; a permanent one fails it, and
+when the address itself is dead the address is suppressed and a consent
+event records the bounce.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+from sqlalchemy import Connection, Engine, bindparam, func, or_, update
+
+from hub import consent, queue
+from hub.config import Settings
+from hub.db import get_engine, utcnow
+from hub.messaging.channels import Channel, ChannelUnavailable, Outgoing, channel_factories
+from hub.messaging.claims import CLAIM_LEASE, claim, recover_stale, worker_name
+from hub.messaging.compose import Created, insert, prepare
+from hub.messaging.outbox import (DEFERRED, FAILED, QUEUED, SENDING, SENT, SUPPRESSED, TRANSACTIONAL, UNKNOWN,
+                                  MessagingError, get, messages_t)
+from hub.messaging.rules import SendRules, Verdict
+
+MAX_ATTEMPTS = 6
+# Seconds to wait after the 1st, 2nd, ... temporary failure; the last repeats.
+BACKOFF = (60, 300, 1800, 7200, 21600)
+DEFAULT_BATCH = 100
+# A channel that cannot send at all (server down) is tried again this much later.
+RELEASE_DELAY = dt.timedelta(seconds=60)
+
+
+
+@dataclass
+class DispatchReport:
+    """What one dispatch did; `errors` holds channel-level problems (nothing about recipients)."""
+
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    bounced: int = 0
+    suppressed: int = 0
+    deferred: int = 0
+    held: int = 0
+    unknown: int = 0
+    released: int = 0
+    recovered_unknown: int = 0
+    errors: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Outcome:
+    id: int
+    status: str
+    error: str | None = None
+    provider_id: str | None = None
+    parts: int | None = None
+    tried: int = 0
+    due_at: dt.datetime | None = None
+    sent_at: dt.datetime | None = None
+    bounce: Outgoing | None = None
+    sent: Outgoing | None = None
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """How long to wait after the attempts so far before the next one."""
+    return dt.timedelta(seconds=BACKOFF[min(max(attempts, 1), len(BACKOFF)) - 1])
+
+
+def channel_rate(settings: Settings, channel: str) -> float | None:
+    """Messages per second for a channel (HUB_EMAIL_RATE, HUB_SMS_RATE, ...); None: no limit."""
+    return _positive(settings, f"{channel}_rate", "a number of messages per second")
+
+
+def claim_lease(settings: Settings) -> dt.timedelta:
+    """How long a claimed batch stays a worker's (HUB_MESSAGES_LEASE_S; default CLAIM_LEASE)."""
+    seconds = _positive(settings, "messages_lease_s", "a number of seconds")
+    return CLAIM_LEASE if seconds is None else dt.timedelta(seconds=seconds)
+
+
+def _positive(settings: Settings, key: str, what: str) -> float | None:
+    """A setting that must be a number above 0; None when it is not set."""
+    raw = settings.extra.get(key)
+    if raw in (None, ""):
+        return None
+    name = f"HUB_{key.upper()}"
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise MessagingError(f"{name}: {raw!r} is not {what}") from None
+    if value <= 0:
+        raise MessagingError(f"{name}: must be more than 0")
+    return value
+
+
+_WAITING = (QUEUED, DEFERRED)
+
+
+class Dispatcher:
+    """One worker's run through the outbox: channels stay open across its batches.
+
+    Per message that reaches a channel there is one short write transaction,
+    just before the channel is called: it moves this message to `sending` and
+    writes what was decided since the last one (the previous message's
+    outcome, skips and holds by the send rules). So the outbox is never more than
+    one message behind the channel, and that one is the message in its hands.
+    """
+
+    def __init__(self, engine: Engine, settings: Settings, *, worker: str | None = None,
+                 batch_size: int = DEFAULT_BATCH, progress: Callable[[int], None] | None = None,
+                 now: dt.datetime | None = None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.worker = worker or worker_name()
+        self.batch_size = max(1, batch_size)
+        self.rules = SendRules()
+        self.now = now  # the moment claims and send rules judge by; None: the clock, read for each message
+        self.progress = progress
+        self.lease = claim_lease(settings)
+        self.report = DispatchReport()
+        self._factories = channel_factories()
+        self._open: dict[str, Channel] = {}
+        self._down: set[str] = set()
+        self._limiters: dict[str, Any] = {}
+        self._in_flight: int | None = None  # the message a channel is sending right now
+        self._renewed = 0.0  # time.monotonic() of the batch's claim or its last renewal
+
+    # channels
+
+    def _channel(self, name: str) -> Channel:
+        channel = self._open.get(name)
+        if channel is None:
+            channel = self._factories[name](self.settings)
+            channel.open()
+            self._open[name] = channel
+        return channel
+
+    def _limiter(self, name: str) -> Any:
+        if name not in self._limiters:
+            rate = channel_rate(self.settings, name)
+            if rate is None:
+                self._limiters[name] = None
+            else:
+                from hub import ratelimit
+
+                self._limiters[name] = ratelimit.limiter(self.settings, f"channel:{name}", rate,
+                                                         burst=max(1, int(rate)))
+        return self._limiters[name]
+
+    def close(self) -> None:
+        for channel in self._open.values():
+            try:
+                channel.close()
+            except Exception:  # noqa: BLE001 - closing must not hide what happened before
+                pass
+        self._open.clear()
+
+    # the run
+
+    def run(self, *, channels: Sequence[str] | None = None, limit: int | None = None,
+            ids: Sequence[int] | None = None) -> DispatchReport:
+        started = time.perf_counter()
+        self.report.recovered_unknown = recover_stale(self.engine)
+        names = list(channels) if channels else sorted(self._factories)
+        unknown = [n for n in names if n not in self._factories]
+        if unknown:
+            raise MessagingError(f"no channel {unknown[0]!r}; registered: {', '.join(sorted(self._factories))}")
+        remaining = limit
+        active = [n for n in names]
+        try:
+            while active and (remaining is None or remaining > 0) and not queue.stop_requested():
+                for name in list(active):
+                    if queue.stop_requested():  # the worker is stopping: the next job takes what is left
+                        break
+                    size = self.batch_size
+                    rate = channel_rate(self.settings, name)
+                    if rate is not None:  # about a minute of sending per batch at most
+                        size = min(size, max(1, int(rate * 60)))
+                    if remaining is not None:
+                        size = min(size, remaining)
+                    batch = claim(self.engine, name, size, worker=self.worker, ids=ids, lease=self.lease,
+                                  now=self.now)
+                    self._renewed = time.monotonic()
+                    if not batch:
+                        active.remove(name)
+                        continue
+                    self.report.claimed += len(batch)
+                    if remaining is not None:
+                        remaining -= len(batch)
+                    self._send_batch(name, batch)
+                    if name in self._down:
+                        active.remove(name)
+                    if remaining is not None and remaining <= 0:
+                        break
+        finally:
+            self.close()
+        self.report.duration_s = round(time.perf_counter() - started, 3)
+        return self.report
+
+    def _send_batch(self, name: str, batch: list[tuple[Outgoing, int, int | None]]) -> None:
+        pending: list[_Outcome] = []  # decided, not yet written
+        done = 0  # rows of the batch whose outcome is in `pending` or written
+        try:
+            limiter = self._limiter(name)
+            with self.engine.connect() as reader, self.engine.connect() as writer:
+                fresh = reader.dialect.name == "sqlite"  # PostgreSQL reads afresh at each statement anyway
+                for message, attempts, parts in batch:
+                    if queue.stop_requested():
+                        break
+                    verdict = self.rules(reader, self.settings, message, self.now)
+                    if fresh:
+                        reader.rollback()  # no snapshot held while writing; the next check sees the latest
+                    if verdict is not None:
+                        pending.append(_refusal(message, verdict))
+                        done += 1
+                        continue
+                    try:
+                        channel = self._channel(name)
+                        if limiter is not None:
+                            limiter.acquire()
+                        ours = self._hand_over(writer, pending, message, batch[done + 1:])
+                        pending = []
+                        if ours:
+                            pending.append(self._deliver(channel, name, message, attempts, parts))
+                    except ChannelUnavailable as exc:  # the channel's promise: nothing was handed over
+                        self._down.add(name)
+                        self.report.errors.append(f"{name}: {exc}")
+                        self._flush(pending)
+                        pending = []
+                        self._release(batch[done:], str(exc))
+                        done = len(batch)
+                        break
+                    done += 1
+        except BaseException as exc:
+            # A setting error, Ctrl-C, a lost database: keep what was decided, put back what
+            # never reached the channel, and leave a message caught mid-send for review. If
+            # even that fails, a message handed over stays `sending` and becomes `unknown`
+            # later, never resent; the others wait for their lease to run out.
+            try:
+                self._flush(pending)
+                rest = batch[done:]
+                if rest and self._in_flight == rest[0][0].id:
+                    self._mark_unknown(rest[0][0].id, f"dispatch stopped while sending ({type(exc).__name__})")
+                    rest = rest[1:]
+                self._release(rest, f"dispatch stopped ({type(exc).__name__}: {exc})"[:300])
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+            raise
+        self._flush(pending)
+        if done < len(batch):  # asked to stop: whatever is left is due now, for the next worker
+            self._release(batch[done:], "the worker stopped before sending it", delay=None)
+
+    def _hand_over(self, conn: Connection, pending: list[_Outcome], message: Outgoing,
+                   rest: list[tuple[Outgoing, int, int | None]]) -> bool:
+        """Commit `message` as `sending`, with the outcomes decided so far; False: the claim was lost.
+
+        One short transaction on the batch's own connection (no pool round
+        trip per message). It starts by writing, so on SQLite it waits for the
+        write lock (busy_timeout) rather than failing as a read-then-write
+        transaction would. The lease on the rest of the batch is renewed in
+        the same transaction when a third of it has gone by.
+        """
+        now = utcnow()
+        with conn.begin():
+            taken = conn.execute(_HAND_OVER, {"_id": message.id, "_worker": self.worker, "_now": now}).rowcount
+            self._write(conn, pending, now)
+            if rest and time.monotonic() - self._renewed >= self.lease.total_seconds() / 3:
+                conn.execute(_RENEW, {"_ids": [m.id for m, _, _ in rest], "_worker": self.worker, "_now": now})
+                self._renewed = time.monotonic()
+        self._count(pending)
+        return bool(taken)
+
+    def _deliver(self, channel: Channel, name: str, message: Outgoing, attempts: int, parts: int | None
+                 ) -> _Outcome:
+        """Hand one message (already committed as `sending`) to its channel and read the answer."""
+        now = utcnow()
+        # Set while the channel has the message: if this process is stopped now (Ctrl-C),
+        # the message is marked unknown rather than put back.
+        self._in_flight = message.id
+        try:
+            delivery = channel.send(message)
+        except ChannelUnavailable:  # the channel's promise: nothing was handed over
+            self._in_flight = None
+            raise
+        except Exception as exc:  # noqa: BLE001 - a channel bug: whether it went out is not known
+            self._in_flight = None
+            return _Outcome(message.id, UNKNOWN, error=f"{name} channel error: {type(exc).__name__}: {exc}",
+                            tried=1)
+        self._in_flight = None
+        tried = attempts + 1
+        parts = delivery.parts or parts
+        if delivery.status == "sent":
+            return _Outcome(message.id, SENT, provider_id=delivery.provider_id, parts=parts, tried=1, sent_at=now,
+                            sent=message)
+        if delivery.status == "deferred":
+            if tried >= MAX_ATTEMPTS:
+                return _Outcome(message.id, FAILED, error=f"gave up after {tried} attempts: {delivery.error}",
+                                parts=parts, tried=1)
+            return _Outcome(message.id, DEFERRED, error=delivery.error, parts=parts, tried=1,
+                            due_at=now + backoff(tried))
+        if delivery.status == "bounced":
+            return _Outcome(message.id, FAILED, error=f"bounced: {delivery.error}", parts=parts, tried=1,
+                            bounce=message)
+        if delivery.status == "failed":
+            return _Outcome(message.id, FAILED, error=delivery.error, parts=parts, tried=1)
+        return _Outcome(message.id, UNKNOWN, error=delivery.error or "the channel could not tell whether it was sent",
+                        provider_id=delivery.provider_id, parts=parts, tried=1)
+
+    def _mark_unknown(self, message_id: int, reason: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(messages_t).where(messages_t.c.id == message_id, messages_t.c.status == SENDING)
+                         .values(status=UNKNOWN, error=reason, attempts=messages_t.c.attempts + 1,
+                                 updated_at=utcnow()))
+        self.report.unknown += 1
+
+    def _release(self, rest: list[tuple[Outgoing, int, int | None]], reason: str, *,
+                 delay: dt.timedelta | None = RELEASE_DELAY) -> None:
+        """Give up this worker's claim on rows no channel has had: due again after `delay` (None: as they were).
+
+        A row already committed as `sending` is among them only when its
+        channel said nothing was handed over (ChannelUnavailable) or was never called.
+        """
+        if not rest:
+            return
+        now = utcnow()
+        params = [{"_id": m.id, "_status": DEFERRED if attempts else QUEUED} for m, attempts, _ in rest]
+        values: dict[str, Any] = {"status": bindparam("_status"), "claimed_at": None, "updated_at": now}
+        if delay is not None:
+            values |= {"due_at": now + delay, "error": f"not sent yet: {reason}"}
+        t = messages_t
+        with self.engine.begin() as conn:
+            conn.execute(update(t).where(t.c.id == bindparam("_id"), t.c.worker == self.worker,
+                                         _status_in(SENDING, *_WAITING))
+                         .values(**values), params)
+        self.report.released += len(rest)
+
+    def _flush(self, outcomes: list[_Outcome]) -> None:
+        """Write outcomes in a transaction of their own (the end of a batch)."""
+        if not outcomes:
+            return
+        now = utcnow()
+        with self.engine.begin() as conn:
+            self._write(conn, outcomes, now)
+        self._count(outcomes)
+
+    def _write(self, conn: Connection, outcomes: list[_Outcome], now: dt.datetime) -> None:
+        """Write outcomes, with bounces and the message_sent hook, in the caller's transaction.
+
+        A message a channel had is updated only while it is this worker's and
+        `sending` (or marked `unknown` meanwhile); a send rule's skip or hold only
+        while the row is still this worker's and waiting: a row whose lease
+        ran out and that another worker took is left to that worker.
+        """
+        if not outcomes:
+            return
+        from hub.plugins import get_pm
+
+        for handed, stmt in ((True, _OUTCOME_OF_SEND), (False, _OUTCOME_OF_POLICY)):
+            params = [{"_id": o.id, "_worker": self.worker, "_now": now, "_status": o.status, "_error": o.error,
+                       "_provider_id": o.provider_id, "_parts": o.parts, "_tried": o.tried, "_due_at": o.due_at,
+                       "_sent_at": o.sent_at,
+                       # a row that waits again is free for any worker when it is due
+                       "_claimed_at": None if o.status in _WAITING else now}
+                      for o in outcomes if (o.tried > 0) == handed]
+            if params:
+                conn.execute(stmt, params)
+        hook = get_pm().hook.message_sent
+        for o in outcomes:
+            if o.bounce is not None:
+                record_bounce(conn, self.settings, o.bounce, o.error or "bounced")
+            elif o.sent is not None and hook.get_hookimpls():
+                hook(conn=conn, message=_sent_dict(o))
+
+    def _count(self, outcomes: list[_Outcome]) -> None:
+        if not outcomes:
+            return
+        for o in outcomes:
+            counter = "bounced" if o.bounce is not None else ("held" if o.status == QUEUED else o.status)
+            setattr(self.report, counter, getattr(self.report, counter) + 1)
+        if self.progress:
+            self.progress(len(outcomes))
+
+
+def _status_in(*states: str) -> Any:
+    """`status IN (...)` spelt out, as statements run for many rows at once (executemany) need."""
+    return or_(*(messages_t.c.status == s for s in states))
+
+
+# The dispatcher's writes, built once: they run for every message, and building a statement
+# costs more than running it.
+_t = messages_t
+_HAND_OVER = (update(_t).where(_t.c.id == bindparam("_id"), _t.c.worker == bindparam("_worker"),
+                               _status_in(*_WAITING))
+              .values(status=SENDING, claimed_at=bindparam("_now"), updated_at=bindparam("_now")))
+_RENEW = (update(_t).where(_t.c.id.in_(bindparam("_ids", expanding=True)), _t.c.worker == bindparam("_worker"),
+                           _status_in(*_WAITING))
+          .values(claimed_at=bindparam("_now")))
+_OUTCOME_VALUES = dict(status=bindparam("_status"), error=bindparam("_error"),
+                       provider_id=func.coalesce(bindparam("_provider_id"), _t.c.provider_id),
+                       parts=func.coalesce(bindparam("_parts"), _t.c.parts),
+                       attempts=_t.c.attempts + bindparam("_tried"),
+                       due_at=func.coalesce(bindparam("_due_at", type_=_t.c.due_at.type), _t.c.due_at),
+                       sent_at=bindparam("_sent_at", type_=_t.c.sent_at.type),
+                       claimed_at=bindparam("_claimed_at", type_=_t.c.claimed_at.type),
+                       updated_at=bindparam("_now", type_=_t.c.updated_at.type))
+# A message a channel had: while it is this worker's and `sending` (or marked `unknown` meanwhile).
+_OUTCOME_OF_SEND = (update(_t).where(_t.c.id == bindparam("_id"), _t.c.worker == bindparam("_worker"),
+                                     _status_in(SENDING, UNKNOWN)).values(**_OUTCOME_VALUES))
+# A send rule's skip or hold: while the row is still this worker's and waiting.
+_OUTCOME_OF_POLICY = (update(_t).where(_t.c.id == bindparam("_id"), _t.c.worker == bindparam("_worker"),
+                                       _status_in(*_WAITING)).values(**_OUTCOME_VALUES))
+
+
+def _refusal(message: Outgoing, verdict: Verdict) -> _Outcome:
+    """A send rule's objection as an outcome: held until a time, or suppressed."""
+    if verdict.until is not None:
+        return _Outcome(message.id, QUEUED, error=f"held: {verdict.reason}", due_at=verdict.until)
+    return _Outcome(message.id, SUPPRESSED, error=verdict.reason)
+
+
+def _sent_dict(o: _Outcome) -> dict[str, Any]:
+    m = o.sent
+    assert m is not None
+    return {"id": m.id, "contact_id": m.contact_id, "channel": m.channel, "address": m.address,
+            "purpose": m.purpose, "template": m.template, "subject": m.subject, "idempotency_key": m.key,
+            "provider_id": o.provider_id, "parts": o.parts, "sent_at": o.sent_at, "meta": dict(m.meta)}
+
+
+def record_bounce(conn: Connection, settings: Settings, message: Outgoing, reply: str) -> None:
+    """A dead address: suppress it for good and let the consent ledger show why."""
+    if not message.address:
+        return
+    kind = consent.kind_for_channel(message.channel)
+    consent.suppress(conn, kind, message.address, reason="bounce", source=message.channel,
+                     secret=settings.require_secret_key())
+    if message.contact_id is not None:
+        purpose = message.purpose if message.purpose != TRANSACTIONAL else "marketing"
+        consent.record(conn, message.contact_id, message.channel, purpose, "withdrawn", source="bounce",
+                       evidence={"address": message.address, "reply": reply, "message_id": message.id})
+
+
+def dispatch(engine: Engine, settings: Settings, *, channels: Sequence[str] | None = None,
+             batch_size: int = DEFAULT_BATCH, limit: int | None = None, ids: Sequence[int] | None = None,
+             worker: str | None = None, progress: Callable[[int], None] | None = None,
+             now: dt.datetime | None = None) -> DispatchReport:
+    """Send what is due, batch by batch, until the outbox has nothing ready (or `limit` is reached).
+
+    Safe to run in any number of processes at once: each row is claimed by one.
+    Every message passes the send rules (the check_send hook) first. `now`
+    makes the run judge what is due and what the rules allow as of that
+    moment (a scheduler replaying a given time); by default, the clock.
+    """
+    dispatcher = Dispatcher(engine, settings, worker=worker, batch_size=batch_size, progress=progress, now=now)
+    return dispatcher.run(channels=channels, limit=limit, ids=ids)
+
+
+def send(engine: Engine, settings: Settings, **create_args: Any) -> dict[str, Any]:
+    """Create one message (see create) and dispatch it right away; returns its row.
+
+    With a key that exists, nothing is created and nothing is sent again: the
+    existing row is returned as it is.
+    """
+    with engine.connect() as conn:
+        prepared = prepare(conn, settings, **create_args)
+    if isinstance(prepared, Created):
+        created = prepared
+    else:
+        with engine.begin() as conn:
+            created = insert(conn, prepared)
+    if created.created:
+        dispatch(engine, settings, channels=[create_args["channel"]], ids=[created.id])
+    with engine.connect() as conn:
+        found = get(conn, created.id)
+    assert found is not None
+    return found
+
+
+def dispatch_job(channels: list[str] | None = None, batch_size: int = DEFAULT_BATCH,
+                 limit: int | None = None) -> dict[str, Any]:
+    """The queue job: a dispatch in a worker, with settings read afresh there."""
+    from hub.config import load_settings
+
+    settings = load_settings()
+    return dispatch(get_engine(settings.database_url), settings, channels=channels, batch_size=batch_size,
+                    limit=limit).as_dict()

@@ -1,0 +1,88 @@
+"""The outbox table and its vocabulary: the statuses a message goes through, and a person's look at it.
+
+Statuses: queued (claimed or not) → sending → sent | failed | suppressed | deferred | unknown.
+Everything else in hub.messaging writes these rows; this module reads them
+and lets a person settle a message in doubt (`hub messages resolve`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, update
+
+from hub import consent
+from hub.db import utcnow
+from hub.models import Message
+
+messages_t = Message.__table__
+
+QUEUED, SENDING, SENT, FAILED, SUPPRESSED, DEFERRED, UNKNOWN = (
+    "queued", "sending", "sent", "failed", "suppressed", "deferred", "unknown")
+STATUSES = (QUEUED, SENDING, SENT, FAILED, SUPPRESSED, DEFERRED, UNKNOWN)
+TRANSACTIONAL = consent.TRANSACTIONAL
+
+RESOLUTIONS = ("sent", "failed", "requeue")
+
+
+class MessagingError(ValueError):
+    """A message that cannot be created or changed; the text says what to fix."""
+
+
+def get(conn: Connection, message_id: int) -> dict[str, Any] | None:
+    row = conn.execute(select(messages_t).where(messages_t.c.id == message_id)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def find(conn: Connection, *, status: str | None = None, channel: str | None = None,
+         contact_id: int | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
+    """Messages, newest first, without their bodies."""
+    columns = [c for c in messages_t.c if c.name not in ("body_text", "body_html")]
+    q = select(*columns).order_by(messages_t.c.id.desc())
+    if status:
+        if status not in STATUSES:
+            raise MessagingError(f"status {status!r} is not one of: {', '.join(STATUSES)}")
+        q = q.where(messages_t.c.status == status)
+    if channel:
+        q = q.where(messages_t.c.channel == channel)
+    if contact_id is not None:
+        q = q.where(messages_t.c.contact_id == contact_id)
+    if limit is not None:
+        q = q.limit(limit)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def counts(conn: Connection) -> dict[str, int]:
+    """How many messages there are in each status."""
+    rows = conn.execute(select(messages_t.c.status, func.count()).group_by(messages_t.c.status))
+    return {status: n for status, n in rows}
+
+
+def resolve(engine: Engine, message_id: int, outcome: str, *, by: str = "cli") -> dict[str, Any]:
+    """A person's decision about a message in doubt (or a failed one to try again).
+
+    "sent" and "failed" settle an `unknown` message after checking the
+    server's log; "requeue" sends an `unknown`, `failed` or `deferred` one
+    again, on purpose.
+    """
+    if outcome not in RESOLUTIONS:
+        raise MessagingError(f"{outcome!r} is not one of: {', '.join(RESOLUTIONS)}")
+    allowed = (UNKNOWN,) if outcome in ("sent", "failed") else (UNKNOWN, FAILED, DEFERRED)
+    now = utcnow()
+    values: dict[str, Any] = {"updated_at": now}
+    if outcome == "sent":
+        values |= {"status": SENT, "sent_at": now, "error": f"marked sent by {by}"}
+    elif outcome == "failed":
+        values |= {"status": FAILED, "error": f"marked failed by {by}"}
+    else:
+        values |= {"status": QUEUED, "due_at": now, "claimed_at": None, "error": f"requeued by {by}"}
+    with engine.begin() as conn:  # the UPDATE first: on SQLite a write transaction must start by writing
+        changed = conn.execute(update(messages_t).where(messages_t.c.id == message_id,
+                                                        messages_t.c.status.in_(allowed)).values(**values)).rowcount
+        found = get(conn, message_id)
+    if found is None:
+        raise MessagingError(f"no message with id {message_id}")
+    if not changed:
+        raise MessagingError(f"message {message_id} is {found['status']}; "
+                             f"only {' or '.join(allowed)} messages can be marked {outcome}")
+    return found

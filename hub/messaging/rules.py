@@ -1,0 +1,64 @@
+"""Send rules: every message passes the check_send hook just before its channel is called, whoever dispatches it.
+
+The core's consent decision (hub.outbox_hooks), quiet hours and the frequency
+cap (hub.send_limits) and a business's own rules are all implementations of
+that hook; a skip marks the message `suppressed`, a deferral holds it
+`queued` until then.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy import Connection
+
+from hub.config import Settings
+from hub.db import utcnow
+from hub.messaging.channels import Outgoing
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A send rule's objection: skip the message for good (`until` None) or hold it until a UTC time."""
+
+    reason: str
+    until: dt.datetime | None = None
+
+    @classmethod
+    def skip(cls, reason: str) -> Verdict:
+        return cls(reason)
+
+    @classmethod
+    def defer(cls, until: dt.datetime, reason: str) -> Verdict:
+        return cls(reason, until)
+
+
+def combine(verdicts: Iterable[Verdict | None]) -> Verdict | None:
+    """The rules' joint answer: any skip wins (with every skip's reason), else the latest hold.
+
+    Independent of the order plugins were registered in: a rule cannot
+    shorten another's hold or lift another's refusal.
+    """
+    found = [v for v in verdicts if v is not None]
+    if not found:
+        return None
+    skips = [v.reason for v in found if v.until is None]
+    if skips:
+        return Verdict.skip("; ".join(dict.fromkeys(skips)))
+    last = max(v.until for v in found if v.until is not None)
+    return Verdict.defer(last, "; ".join(dict.fromkeys(v.reason for v in found)))
+
+
+class SendRules:
+    """The check_send hook, looked up once: a dispatch asks it for every message it sends."""
+
+    def __init__(self, pm: Any = None) -> None:
+        from hub.plugins import get_pm
+
+        self._hook = (pm or get_pm()).hook.check_send
+
+    def __call__(self, conn: Connection, settings: Settings, message: Outgoing,
+                 now: dt.datetime | None = None) -> Verdict | None:
+        return combine(self._hook(conn=conn, settings=settings, message=message, now=now or utcnow()))
