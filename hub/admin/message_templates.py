@@ -1,6 +1,6 @@
 """Message templates: the list, an editor, and a preview for a chosen contact.
 
-Templates render in hub.templates' sandbox whatever the admin does; the
+Templates render in hub.message_templates' sandbox whatever the admin does; the
 preview shows an email's HTML inside a sandboxed frame (no scripts, no
 access to the admin), so a template can never act on the page showing it.
 Saving checks the template against the sample contact, as `hub templates
@@ -13,32 +13,33 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from hub import messaging, templates
+from hub import message_templates, messaging
 from hub.admin import audit
 from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, TemplateForm
 from hub.config import Settings
-from hub.templates import TemplateError
+from hub.message_templates import TemplateError
 
-bp = Blueprint("templates", __name__, url_prefix="/templates")
+bp = Blueprint("message_templates", __name__, url_prefix="/templates")
 
 
-def preview(conn: Any, settings: Settings, template: templates.Template, contact_id: int | None) -> dict[str, Any]:
+def preview(conn: Any, settings: Settings, template: message_templates.Template,
+            contact_id: int | None) -> dict[str, Any]:
     """What `template` renders to for a contact (or the sample one); {"error": ...} when it cannot."""
-    context = templates.preview_context(settings)
+    context = message_templates.preview_context(settings)
     who = "the sample contact"
     if contact_id is not None:
         contact = messaging.contact_contexts(conn, settings, [contact_id]).get(contact_id)
         if contact is None:
             return {"error": f"no contact with id {contact_id}"}
         # The contact's data, but never their signed links: a preview is not a send to them.
-        context = templates.preview_context(settings, contact)
+        context = message_templates.preview_context(settings, contact)
         who = f"contact #{contact_id}"
     try:
         if template.is_email and not (template.subject or "").strip():
             raise TemplateError(f"{template.name}: an email template needs a subject")
-        rendered = templates.render(template, context)
+        rendered = message_templates.render(template, context)
     except TemplateError as exc:
         return {"error": str(exc)}
     out: dict[str, Any] = {"for": who, "subject": rendered.subject, "text": rendered.text, "html": rendered.html}
@@ -53,10 +54,10 @@ def _contact_arg(raw: Any) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _from_form(form: TemplateForm) -> templates.Template:
+def _from_form(form: TemplateForm) -> message_templates.Template:
     channel = form.channel.data or "email"
-    email = channel == templates.EMAIL
-    return templates.Template(name=(form.name.data or "").strip(), channel=channel,
+    email = channel == message_templates.EMAIL
+    return message_templates.Template(name=(form.name.data or "").strip(), channel=channel,
                               subject=(form.subject.data or None) if email else None, text=form.text.data or "",
                               html=(form.html.data or None) if email else None)
 
@@ -65,15 +66,15 @@ def _from_form(form: TemplateForm) -> templates.Template:
 @allow(read="viewer")
 def index() -> Any:
     with engine().connect() as conn:
-        found = templates.all_templates(conn, current_settings())
-    return render_template("templates/list.html", templates=found)
+        found = message_templates.all_templates(conn, current_settings())
+    return render_template("message_templates/list.html", templates=found)
 
 
 @bp.get("/new")
 @allow(read="marketer")
 def new() -> Any:
     form = TemplateForm(channel="email")
-    return render_template("templates/edit.html", form=form, template=None, result=None)
+    return render_template("message_templates/edit.html", form=form, template=None, result=None)
 
 
 @bp.get("/<name>")
@@ -83,13 +84,13 @@ def edit(name: str) -> Any:
     contact_id = _contact_arg(request.args.get("contact"))
     with engine().connect() as conn:
         try:
-            template = templates.get(conn, settings, name)
+            template = message_templates.get(conn, settings, name)
         except TemplateError:
             abort(404)
         result = preview(conn, settings, template, contact_id)
     form = TemplateForm(name=template.name, channel=template.channel, subject=template.subject, text=template.text,
                         html=template.html, contact=contact_id)
-    return render_template("templates/edit.html", form=form, template=template, result=result)
+    return render_template("message_templates/edit.html", form=form, template=template, result=result)
 
 
 @bp.post("/preview")
@@ -113,16 +114,16 @@ def save() -> Any:
         template = _from_form(form)
         try:
             with engine().begin() as conn:
-                templates.save(conn, settings, template)
+                message_templates.save(conn, settings, template)
                 audit.record(conn, actor(), "template_saved", template=template.name, channel=template.channel)
         except TemplateError as exc:
             error = str(exc)
         else:
             flash(f"Saved template {template.name}; it renders against the sample contact.", "ok")
-            return redirect(url_for("templates.edit", name=template.name, contact=form.contact.data or None))
+            return redirect(url_for("message_templates.edit", name=template.name, contact=form.contact.data or None))
     else:
         error = "; ".join(f"{form[f].label.text}: {e}" for f, errors in form.errors.items() for e in errors)
-    return render_template("templates/edit.html", form=form, template=None, result={"error": error}), 400
+    return render_template("message_templates/edit.html", form=form, template=None, result={"error": error}), 400
 
 
 @bp.post("/<name>/remove")
@@ -130,9 +131,9 @@ def save() -> Any:
 def remove(name: str) -> Any:
     if ActionForm().validate_on_submit():
         with engine().begin() as conn:
-            removed = templates.remove(conn, name)
+            removed = message_templates.remove(conn, name)
             if removed:
                 audit.record(conn, actor(), "template_removed", template=name)
         flash(f"Removed the edited copy of {name}." if removed else f"{name} has no edited copy to remove.",
               "ok" if removed else "error")
-    return redirect(url_for("templates.index"))
+    return redirect(url_for("message_templates.index"))

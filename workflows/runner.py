@@ -36,9 +36,9 @@ from typing import Any, Iterable, Sequence
 import pluggy
 from sqlalchemy import Connection, Engine, delete, select, update
 
+# not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
 from hub import messaging
-from hub.config import Settings, SettingsError
-from hub.db import bulk_insert, chunks, insert_for, utcnow
+from hub.api import Settings, SettingsError, bulk_insert, chunks, insert_for, utcnow
 from workflows import config, policy, promo, store
 from workflows.definition import Instruction, Workflow, WorkflowError
 from workflows.models import StepResult, WorkflowRow, WorkflowRun
@@ -226,7 +226,7 @@ class Advance:
         if step.batched:
             self._batched(step, instruction, program, runs, calls)
         else:
-            for state, call in zip(runs, calls):
+            for state, call in zip(runs, calls, strict=True):
                 self._keep_alive()
                 if state.status == "running":
                     self._one(step, instruction, program, state, call)
@@ -294,7 +294,7 @@ class Advance:
                 self._apply(conn, mine, instruction, outcomes, len(program.program))
         except SettingsError:
             raise  # a setting to fix (no secret key, a bad SMTP URL): the person running Hub must see it
-        except Exception as exc:  # noqa: BLE001 - a bad moment (database busy, a bug): try again later
+        except Exception as exc:  # a bad moment (database busy, a bug): try again later
             log.exception("step %s of %s failed for %d runs", instruction.index + 1, program.name, len(runs))
             reason = f"{type(exc).__name__}: {exc}"[:500]
             self._apply_alone(runs, instruction, [Outcome("retry", reason)] * len(runs),
@@ -331,7 +331,7 @@ class Advance:
         with self.engine.begin() as conn:
             held = _confirm(conn, runs, self.token, self._until())
             self._lose([s for s in runs if s.id not in held])
-            pairs = [(s, o) for s, o in zip(runs, outcomes) if s.id in held]
+            pairs = [(s, o) for s, o in zip(runs, outcomes, strict=True) if s.id in held]
             self._apply(conn, [s for s, _ in pairs], instruction, [o for _, o in pairs], program_length)
 
     def _lose(self, runs: Iterable[RunState]) -> None:
@@ -344,7 +344,8 @@ class Advance:
         now, until = self.now, self._until()
         results: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
-        for s, outcome in zip(runs, outcomes):
+        for s, outcome in zip(runs, outcomes, strict=True):
+            next_at: dt.datetime | None
             status, step, next_at, error, finished = "running", s.step, now, None, None
             attempts = s.attempts
             record = instruction is not None and instruction.recorded and outcome.status != "resumed"
@@ -474,7 +475,8 @@ def parked(conn: Connection, workflow: str | None = None, limit: int | None = 10
     """Runs parked for good, newest first, with why."""
     r, w = runs_t.c, workflows_t.c
     q = (select(r.id, w.name.label("workflow"), r.contact_id, r.step, r.error, r.started_at, r.updated_at)
-         .join(workflows_t, w.id == r.workflow_id).where(r.status == "parked").order_by(r.updated_at.desc(), r.id.desc()))
+         .join(workflows_t, w.id == r.workflow_id).where(r.status == "parked")
+         .order_by(r.updated_at.desc(), r.id.desc()))
     if workflow:
         q = q.where(w.name == workflow)
     if limit is not None:
