@@ -43,5 +43,10 @@ fi
 
 echo "bootstrap: installing Hub and test dependencies into $VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
+# Hub was once installed under the distribution name "hub"; its leftover entry points would
+# register every built-in plugin twice.
+if "$VENV/bin/python" -m pip show hub 2>/dev/null | grep -qx "Editable project location: $PWD"; then
+    "$VENV/bin/python" -m pip uninstall --quiet -y hub
+fi
 "$VENV/bin/python" -m pip install --quiet -e '.[test]'
 touch "$STAMP"

@@ -74,7 +74,7 @@ def test_new_writes_an_installable_project_and_says_what_to_do_next(tmp_path: Pa
     meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     assert meta["build-system"] == {"requires": ["setuptools>=61"], "build-backend": "setuptools.build_meta"}
     assert meta["project"]["name"] == "hub-acme"
-    assert meta["project"]["dependencies"] == []  # "hub" on PyPI is another project
+    assert meta["project"]["dependencies"] == ["hub-customer-base>=0.1"]  # "hub" on PyPI is another project
     assert meta["project"]["entry-points"]["hub"] == {"acme": "hub_acme"}
     assert meta["tool"]["pytest"]["ini_options"] == {"hub_plugins": ["acme"], "testpaths": ["tests"]}
     readme = (project / "README.md").read_text(encoding="utf-8")
@@ -112,7 +112,7 @@ def test_an_existing_empty_directory_is_used(tmp_path: Path) -> None:
     ("class", "it is a Python keyword"),
     ("hub-acme", "give the plugin's own name, without hub- (`hub plugin new acme` makes the package hub-acme)"),
     ("a" * 41, "too long"),
-    ("bitrix24", "a Hub plugin called 'bitrix24' is installed already (package hub "),
+    ("bitrix24", "a Hub plugin called 'bitrix24' is installed already (package hub-customer-base "),
     ("Workflows", "a Hub plugin called 'workflows' is installed already"),
     ("sync", "`hub sync` is a command already"),
     ("plugin", "`hub plugin` is a command already"),
