@@ -30,5 +30,5 @@ bench: bootstrap ## Run the benchmarks
 	$(VENV)/bin/python bench/public_routes.py
 
 clean: ## Remove .venv and caches
-	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

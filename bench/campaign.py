@@ -199,7 +199,10 @@ class Campaign:
             return []
 
     def sending(self, engine: Any) -> subprocess.Popen[bytes] | None:
-        """A worker whose job has a message with the SMTP server right now (`sending`: the one it may leave in doubt)."""
+        """A worker whose job has a message with the SMTP server right now.
+
+        `sending`: the one it may leave in doubt.
+        """
         from sqlalchemy import select
 
         from hub.models import Message
@@ -349,7 +352,10 @@ def _codes(engine: Any) -> int:
 
 def review(engine: Any, settings: Any, campaign: Campaign, state: dict[str, int], killed_at: int | None
            ) -> dict[str, Any]:
-    """After the kill: the message the dead worker's channel had is in doubt; check it against the sink's log, as a person would."""
+    """After the kill: the message the dead worker's channel had is in doubt.
+
+    Check it against the sink's log, as a person would.
+    """
     from sqlalchemy import select
 
     from hub import messaging
@@ -376,7 +382,8 @@ def review(engine: Any, settings: Any, campaign: Campaign, state: dict[str, int]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--contacts", type=int, default=100_000, help="contacts entering the workflow (default 100,000)")
+    parser.add_argument("--contacts", type=int, default=100_000,
+                        help="contacts entering the workflow (default 100,000)")
     parser.add_argument("--workers", type=int, default=2, help="hub worker processes (default 2)")
     parser.add_argument("--batch-size", type=int, default=500, help="runs per job (default 500)")
     parser.add_argument("--database", default=None, help="SQLAlchemy URL of an EMPTY database for the clean run "

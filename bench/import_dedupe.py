@@ -243,7 +243,7 @@ def _import_and_score(engine, settings, csv_path: Path, truth_path: Path, rows: 
     next_note = 100_000
 
     def remember(lines: list[int], contact_ids: list[int | None]) -> None:
-        for line, contact in zip(lines, contact_ids):
+        for line, contact in zip(lines, contact_ids, strict=True):
             if contact is not None:
                 placed[line] = contact
 

@@ -210,7 +210,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     log(f"reference: {len(members):,} in {seconds_reference:.1f} s (loading took {seconds_load:.1f} s)")
 
     def segment_rows(report: membership.RefreshReport) -> dict[str, Any]:
-        return {s.segment: {"members": s.members, "entered": s.entered, "exited": s.exited, "seconds": round(s.seconds, 3)}
+        return {s.segment: {"members": s.members, "entered": s.entered, "exited": s.exited,
+                            "seconds": round(s.seconds, 3)}
                 for s in report.segments}
 
     best_count = min(counts)

@@ -126,7 +126,7 @@ def third_party_fetch(info: dict[str, Any], access_token: str) -> dict[str, Any]
             fetched = interaction.GenericInteraction(token_manager=manager, session=session, path=path)
             counts[path] = sum(1 for _ in fetched.get_all(include=include))
             note(f"amocrm-api: {counts[path]:,} {path}")
-    except Exception as exc:  # the package stops at the first 429 or unexpected status
+    except Exception as exc:  # noqa: BLE001 - the package stops at the first 429 or unexpected status
         return {"package": "amocrm-api", "error": f"{type(exc).__name__}: {str(exc)[:200]}",
                 "seconds": round(time.monotonic() - started, 1),
                 **{f"emulator_{k}": v for k, v in diff(sandbox_stats(info["base_url"]), before).items()}}

@@ -13,57 +13,85 @@ workflows plugin's own public API); test fixtures are in ``hub.testing``.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.admin.audit import record as record_audit
 from hub.admin.registry import PUBLIC, AdminPage
-from hub.cli import App, emit_json, pass_app, progress_bar
-from hub.config import Settings, SettingsError
+from hub.cli import App, emit_json, pass_app, progress_bar, stderr
+from hub.config import Settings, SettingsError, load_settings
+from hub.consent import TRANSACTIONAL, can_contact, kind_for_channel
+from hub.consent import addresses as contact_addresses
+from hub.consent import channels as consent_channels
+from hub.consent import current as current_consent
+from hub.consent import purposes as consent_purposes
+from hub.consent import record as record_consent
+from hub.contacts import card as contact_card
 from hub.credentials import CredentialError
 from hub.credentials import delete as delete_credentials
 from hub.credentials import load as load_credentials
 from hub.credentials import lock as lock_credentials
 from hub.credentials import redact as redact_credentials
 from hub.credentials import save as save_credentials
-from hub.db import get_engine, utcnow
+from hub.db import bulk_insert, chunks, get_engine, insert_for, utcnow
 from hub.hookspecs import hookimpl
-from hub.messaging import Channel, ChannelUnavailable, Delivery, Outgoing, Verdict
-from hub.models import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Contact, ExternalRef, Order
-from hub.queue import enqueue
-from hub.ratelimit import SendWindow, limiter
-from hub.records import ContactRecord, Deletion, OrderRecord
+from hub.identity import current_contact_id
+from hub.links import public_url, unsubscribe_mailto
+from hub.localtime import (QuietHours, contact_zones, end_of_local_day, format_duration, next_local_time,
+                           parse_duration, parse_time_of_day)
+from hub.message_templates import TemplateError, company, local_time
+from hub.messaging.channels import Channel, ChannelUnavailable, Delivery, Outgoing
+from hub.messaging.rules import Verdict
+from hub.messaging.sms_parts import text_parts
+from hub.models import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Contact, ContactIdentity, ExternalRef, Message, Order
+from hub.queue import enqueue, redis_connection
+from hub.ratelimit import Limiter, SendWindow, limiter
+from hub.records import ContactRecord, Deletion, OrderRecord, OrderStatus
 from hub.retry import CUT_OFF_ERRORS, TRANSIENT_ERRORS, Retries, back_off, backoff_delay, is_cut_off
 from hub.sampledata import Person, people
 from hub.sandbox import BackgroundServer, EmulatorHTTPServer, RunningSandbox
 from hub.schedule import Schedule, ScheduledRun
 from hub.segments.fields import FieldContext, SegmentField, SegmentOperator
+from hub.send_limits import NOT_COUNTED, FrequencyCap, SendLimits, cap_until
+from hub.send_limits import load as load_send_limits
 from hub.sync import Page, ReconcilingSource, Source, SyncError, TargetedSource
 from hub.writeback import WriteBack, WriteBackError
+from hub.writeback import apply as write_back
 
 __all__ = [
     # writing a plugin
-    "hookimpl", "Settings", "SettingsError", "get_engine", "utcnow",
+    "hookimpl", "Settings", "SettingsError", "load_settings", "get_engine", "utcnow",
     # sources: what they read and hand over
     "Source", "TargetedSource", "ReconcilingSource", "Page", "ContactRecord", "OrderRecord", "Deletion",
-    "SyncError", "WriteBack", "WriteBackError",
+    "OrderStatus", "SyncError", "WriteBack", "WriteBackError",
+    # people: who a contact is now (after merges), their card, their consent, their local time
+    "current_contact_id", "contact_card", "ContactIdentity",
+    "can_contact", "current_consent", "record_consent", "consent_channels", "consent_purposes", "kind_for_channel",
+    "contact_addresses", "TRANSACTIONAL",
+    "QuietHours", "contact_zones", "next_local_time", "end_of_local_day", "parse_time_of_day",
+    "parse_duration", "format_duration",
+    # writing back to the CRMs that hold a contact (set a field, add a comment or a task)
+    "write_back",
     # emulators for the demo and tests
     "RunningSandbox", "BackgroundServer", "EmulatorHTTPServer", "Person", "people",
     # secrets a plugin stores (encrypted with HUB_SECRET_KEY)
     "save_credentials", "load_credentials", "lock_credentials", "redact_credentials", "delete_credentials",
     "CredentialError",
     # talking to other systems politely
-    "limiter", "SendWindow", "enqueue",
+    "limiter", "Limiter", "SendWindow", "enqueue", "redis_connection",
     "Retries", "back_off", "backoff_delay", "is_cut_off", "TRANSIENT_ERRORS", "CUT_OFF_ERRORS",
     # segment rules
     "SegmentField", "SegmentOperator", "FieldContext", "Contact", "Order", "ExternalRef",
     # channels and send rules (check_send)
-    "Channel", "Outgoing", "Delivery", "ChannelUnavailable", "Verdict",
+    "Channel", "Outgoing", "Delivery", "ChannelUnavailable", "Verdict", "Message", "text_parts", "unsubscribe_mailto",
+    "load_send_limits", "SendLimits", "FrequencyCap", "cap_until", "NOT_COUNTED",
+    # message templates: their errors, the company details and local times they show, public links
+    "TemplateError", "company", "local_time", "public_url",
     # recurring work (register_schedules)
     "Schedule", "ScheduledRun",
     # a plugin's own tables (register_migrations): declare them like the core's
-    "NAMING_CONVENTION", "TYPE_ANNOTATION_MAP",
+    "NAMING_CONVENTION", "TYPE_ANNOTATION_MAP", "insert_for", "bulk_insert", "chunks",
     # commands and web routes
-    "App", "pass_app", "emit_json", "progress_bar", "current_settings",
+    "App", "pass_app", "emit_json", "progress_bar", "stderr", "current_settings",
     # admin pages (register_admin_pages): who may use a view, who is asking, the audit log
     "AdminPage", "allow", "PUBLIC", "current_user", "actor", "engine", "record_audit", "local_path",
 ]
@@ -71,6 +99,9 @@ __all__ = [
 
 # Views' helpers live beside Flask; they are imported on first use so that loading a plugin (and
 # every `hub` command, which loads them all) does not load the web framework.
+if TYPE_CHECKING:
+    from hub.admin.access import actor, allow, current_user, engine, local_path
+
 _WEB = {name: "hub.admin.access" for name in ("allow", "current_user", "actor", "engine", "local_path")}
 
 

@@ -50,7 +50,8 @@ class App:
         engine = self.engine
         current = migrations.current_revision(engine)
         if current is None:
-            raise click.ClickException(f"no Hub database at {safe_url(self.settings.database_url)}; run `hub init` first")
+            raise click.ClickException(
+                f"no Hub database at {safe_url(self.settings.database_url)}; run `hub init` first")
         if current != migrations.head_revision(engine):
             raise click.ClickException("the database schema is older than this Hub; run `hub init` to upgrade it")
         return engine

@@ -101,13 +101,14 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
         if not url or "://" not in url:
             raise SettingsError(f"HUB_DATABASE_URL: {url!r} is not a database URL (e.g. sqlite:///hub.db)")
         if url.split("://", 1)[0].split("+")[0] not in ("sqlite", "postgresql", "postgres"):
-            raise SettingsError(f"HUB_DATABASE_URL: {url.split('://', 1)[0]!r} is not supported; use sqlite or postgresql")
+            raise SettingsError(
+                f"HUB_DATABASE_URL: {url.split('://', 1)[0]!r} is not supported; use sqlite or postgresql")
         out["database_url"] = url.replace("postgres://", "postgresql://", 1)
     if "redis_url" in out:
-        url = str(out["redis_url"]).strip() or None
-        if url and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError(f"HUB_REDIS_URL: {url!r} is not a redis:// URL")
-        out["redis_url"] = url
+        redis_url = str(out["redis_url"]).strip() or None
+        if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"HUB_REDIS_URL: {redis_url!r} is not a redis:// URL")
+        out["redis_url"] = redis_url
     if "default_region" in out:
         region = str(out["default_region"]).strip().upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:

@@ -224,7 +224,8 @@ def suppress(conn: Connection, kind: str, value: str, *, reason: str, source: st
 # Built once: every send asks these, and building a statement costs more than running it.
 _SUPPRESSED = select(suppressions_t.c.id).where(suppressions_t.c.value_hash == bindparam("digest")).limit(1)
 _ADDRESSES = (select(identities_t.c.value)
-              .where(and_(identities_t.c.contact_id == bindparam("contact_id"), identities_t.c.kind == bindparam("kind"),
+              .where(and_(identities_t.c.contact_id == bindparam("contact_id"),
+                          identities_t.c.kind == bindparam("kind"),
                           identities_t.c.valid))
               .order_by(identities_t.c.id))
 

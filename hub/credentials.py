@@ -45,7 +45,8 @@ def save(conn: Connection, name: str, data: dict[str, Any], secret_key: str) -> 
     return current + 1
 
 
-def load(conn: Connection, name: str, secret_key: str, *, for_update: bool = False) -> tuple[dict[str, Any], int] | None:
+def load(conn: Connection, name: str, secret_key: str, *,
+         for_update: bool = False) -> tuple[dict[str, Any], int] | None:
     """The secrets called `name` and their version, or None; `for_update` locks the row (PostgreSQL)."""
     q = select(credentials_t.c.secret, credentials_t.c.version).where(credentials_t.c.name == name)
     if for_update:

@@ -146,7 +146,8 @@ def _why_unavailable(url: Any, error: BaseException) -> str:
             return f"{path} — каталог, а не файл базы SQLite (HUB_DATABASE_URL={shown})"
         if path.is_file() and "not a database" in str(error):
             return f"{path} — не файл базы SQLite (HUB_DATABASE_URL={shown}); укажите другой файл"
-        return f"не удаётся открыть базу SQLite {path}: нет прав на запись или путь недоступен (HUB_DATABASE_URL={shown})"
+        return (f"не удаётся открыть базу SQLite {path}: нет прав на запись или путь недоступен "
+                f"(HUB_DATABASE_URL={shown})")
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     detail = (lines[0] if lines else type(error).__name__).removeprefix("connection failed: ")
     return f"не удаётся подключиться к базе данных {shown}: {detail}"
@@ -179,7 +180,7 @@ class _SQLiteEngine(Engine):
     """
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:  # type: ignore[override]
+    def begin(self) -> Iterator[Connection]:
         with self.connect() as conn:
             conn.execution_options(hub_sqlite_immediate=True)
             with conn.begin():
@@ -322,7 +323,7 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], 
         values = [row[name] for row in rows]
         processor = table.c[name].type._cached_bind_processor(conn.dialect)
         columns.append(_bind_column(values, processor) if processor is not None else values)
-    conn.exec_driver_sql(sql, list(zip(*columns)))
+    conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
 
 def _bind_column(values: list[Any], processor: Callable[[Any], Any]) -> list[Any]:

@@ -93,7 +93,7 @@ def suggestions(conn: Connection, *, limit: int = 200) -> list[dict[str, Any]]:
     for r in rows:
         groups[identity.name_key(r.last_name, r.first_name)].append(r)
     out = []
-    for key, members in groups.items():
+    for members in groups.values():
         if len(members) < 2:
             continue
         middles = {(m.middle_name or "").lower().replace("ё", "е") for m in members}

@@ -15,6 +15,7 @@ import csv
 import secrets
 import shutil
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,11 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
         truth.update(_read_truth(workdir / f"{name}.truth", name))
         console.print(f"Generated {workdir / name}: {len(part):,} rows ({encoding}, '{delimiter}')")
 
-    placed: dict[tuple[str, int], int | None] = {}
+    placed: dict[tuple[str, Any], int | None] = {}  # (file, line) from imports, (source, id) from syncs
     reports = []
     for name, *_ in files:
         def remember(lines: list[int], ids: list[int | None], name: str = name) -> None:
-            placed.update({(name, line): cid for line, cid in zip(lines, ids)})
+            placed.update({(name, line): cid for line, cid in zip(lines, ids, strict=True)})
 
         with console.status(f"Importing {name}…"):
             report = importer.import_contacts(engine, settings, workdir / name, placed=remember)
@@ -218,7 +219,7 @@ def _placed_by_refs(conn: Any, sources: list[str]) -> dict[tuple[str, str], int]
     return {(source, ext): cid for source, ext, cid in rows}
 
 
-def _examples(idents: list[Any]) -> list[tuple[str, str]]:
+def _examples(idents: Sequence[Any]) -> list[tuple[str, str]]:
     """A few of each kind of fix: messy phones, two numbers in a cell, extensions, junk, emails."""
     picked: list[tuple[str, str]] = []
     by_shape: Counter[str] = Counter()

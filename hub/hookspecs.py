@@ -10,9 +10,22 @@ test fails when a hook here is missing there or has no test of its own.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import datetime as dt
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
+
+if TYPE_CHECKING:  # annotations only: importing hub.hookspecs stays cheap and free of cycles
+    import click
+    from flask import Flask
+    from sqlalchemy.engine import Connection
+
+    from hub.admin.registry import AdminPage
+    from hub.config import Settings
+    from hub.identity import Prepared
+    from hub.messaging import Outgoing, Verdict
+    from hub.records import OrderRecord
+    from hub.segments.fields import SegmentField, SegmentOperator
 
 hookspec = pluggy.HookspecMarker("hub")
 hookimpl = pluggy.HookimplMarker("hub")
@@ -32,7 +45,7 @@ def register_sources(register: Callable[[str, Callable[..., Any]], None]) -> Non
 
 
 @hookspec
-def refuse_records(conn: Any, settings: Any, records: list[Any]) -> Any:
+def refuse_records(conn: Connection, settings: Settings, records: list[Prepared]) -> Any:
     """Keep records out of the base: return the positions in ``records`` that must not be written.
 
     Called for every chunk of a sync or import before it is resolved, so a CRM
@@ -45,7 +58,7 @@ def refuse_records(conn: Any, settings: Any, records: list[Any]) -> Any:
 
 
 @hookspec
-def refuse_orders(conn: Any, settings: Any, orders: list[Any]) -> Any:
+def refuse_orders(conn: Connection, settings: Settings, orders: list[OrderRecord]) -> Any:
     """Keep orders out of the base: return the positions in ``orders`` (OrderRecords) to skip.
 
     The order-side twin of ``refuse_records``: deals of a person erased on
@@ -56,7 +69,8 @@ def refuse_orders(conn: Any, settings: Any, orders: list[Any]) -> Any:
 
 
 @hookspec
-def contact_synced(conn: Any, settings: Any, source: str, contact_ids: list[int], created_ids: list[int]) -> None:
+def contact_synced(conn: Connection, settings: Settings, source: str, contact_ids: list[int],
+                   created_ids: list[int]) -> None:
     """Contacts were written by a sync or import chunk (called once per committed chunk).
 
     .. versionadded:: 0.1
@@ -92,7 +106,7 @@ def register_showcases(register: Callable[[str, Callable[..., Any]], None]) -> N
 
 
 @hookspec
-def contact_merged(conn: Any, settings: Any, survivor_id: int, merged_id: int, merge_id: int,
+def contact_merged(conn: Connection, settings: Settings, survivor_id: int, merged_id: int, merge_id: int,
                    reason: dict[str, Any]) -> None:
     """Two contacts became one: move what you keep about ``merged_id`` to ``survivor_id``.
 
@@ -113,7 +127,7 @@ def contact_merged(conn: Any, settings: Any, survivor_id: int, merged_id: int, m
 
 
 @hookspec
-def contact_unmerged(conn: Any, settings: Any, survivor_id: int, restored_id: int, merge_id: int,
+def contact_unmerged(conn: Connection, settings: Settings, survivor_id: int, restored_id: int, merge_id: int,
                      snapshot: dict[str, Any]) -> None:
     """A merge was undone: give ``restored_id`` back what was its own before merge ``merge_id``.
 
@@ -131,7 +145,7 @@ def contact_unmerged(conn: Any, settings: Any, survivor_id: int, restored_id: in
 
 
 @hookspec
-def contact_erased(conn: Any, settings: Any, contact_id: int) -> None:
+def contact_erased(conn: Connection, settings: Settings, contact_id: int) -> None:
     """A person is being erased (on request, or anonymized by retention): forget what you hold about them.
 
     Called inside the erasure's transaction before Hub removes its own data,
@@ -146,7 +160,7 @@ def contact_erased(conn: Any, settings: Any, contact_id: int) -> None:
 # --- segmentation rules -------------------------------------------------------------------
 
 @hookspec
-def register_segment_fields(register: Callable[[str, Any], None]) -> None:
+def register_segment_fields(register: Callable[[str, SegmentField], None]) -> None:
     """Register fields segment rules can use: call ``register(name, field)``.
 
     ``field`` is a ``hub.segments.fields.SegmentField``; ``name`` is a fixed
@@ -158,7 +172,7 @@ def register_segment_fields(register: Callable[[str, Any], None]) -> None:
 
 
 @hookspec
-def register_segment_operators(register: Callable[[str, Any], None]) -> None:
+def register_segment_operators(register: Callable[[str, SegmentOperator], None]) -> None:
     """Register operators segment rules can use: call ``register(name, operator)``.
 
     ``operator`` is a ``hub.segments.fields.SegmentOperator``.
@@ -168,7 +182,7 @@ def register_segment_operators(register: Callable[[str, Any], None]) -> None:
 
 
 @hookspec
-def segment_changed(conn: Any, segment: str, entered: list[int], exited: list[int]) -> None:
+def segment_changed(conn: Connection, segment: str, entered: list[int], exited: list[int]) -> None:
     """A refresh recorded contacts entering and leaving a segment.
 
     Called inside the refresh's transaction, with at most 10,000 ids in each
@@ -181,7 +195,7 @@ def segment_changed(conn: Any, segment: str, entered: list[int], exited: list[in
 # --- consent tracking ---------------------------------------------------------------------
 
 @hookspec
-def can_contact(conn: Any, settings: Any, contact_id: int, channel: str, purpose: str,
+def can_contact(conn: Connection, settings: Settings, contact_id: int, channel: str, purpose: str,
                 address: str | None) -> str | None:
     """May this contact be reached on ``channel`` for ``purpose``?
 
@@ -194,7 +208,7 @@ def can_contact(conn: Any, settings: Any, contact_id: int, channel: str, purpose
 
 
 @hookspec
-def consent_changed(conn: Any, contact_id: int, channel: str, purpose: str, status: str, source: str,
+def consent_changed(conn: Connection, contact_id: int, channel: str, purpose: str, status: str, source: str,
                     evidence: dict[str, Any]) -> None:
     """A consent event was appended to the ledger.
 
@@ -227,7 +241,7 @@ def register_template_dirs(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
-def check_send(conn: Any, settings: Any, message: Any, now: Any) -> Any:
+def check_send(conn: Connection, settings: Settings, message: Outgoing, now: dt.datetime) -> Verdict | None:
     """A send rule: may ``message`` (a ``hub.messaging.Outgoing``) go to its channel at ``now``?
 
     Asked by the dispatcher for every message just before its channel is
@@ -244,7 +258,7 @@ def check_send(conn: Any, settings: Any, message: Any, now: Any) -> Any:
 
 
 @hookspec
-def message_sent(conn: Any, message: dict[str, Any]) -> None:
+def message_sent(conn: Connection, message: dict[str, Any]) -> None:
     """A channel accepted a message; ``message`` is its outbox row as a dict.
 
     Called inside the transaction that records the message as sent.
@@ -268,7 +282,7 @@ def register_workflow_steps(register: Callable[[str, Any], None]) -> None:
 # --- recurring work ----------------------------------------------------------------------
 
 @hookspec
-def register_schedules(register: Callable[[str, Any], None], settings: Any) -> None:
+def register_schedules(register: Callable[[str, Any], None], settings: Settings) -> None:
     """Register work that recurs: call ``register(name, schedule)``.
 
     ``schedule`` is a ``hub.schedule.Schedule(every, job, description)``;
@@ -301,7 +315,7 @@ def register_migrations(register: Callable[[str, Any], None]) -> None:
 # --- shell and web ------------------------------------------------------------------------
 
 @hookspec
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     """Add commands to the ``hub`` command line: ``cli`` is the root click group.
 
     .. versionadded:: 0.1
@@ -309,7 +323,7 @@ def register_commands(cli: Any) -> None:
 
 
 @hookspec
-def register_routes(app: Any) -> None:
+def register_routes(app: Flask) -> None:
     """Add web routes: ``app`` is the Flask application; register blueprints on it.
 
     Webhook receivers, unsubscribe links and other public pages come this way.
@@ -321,7 +335,7 @@ def register_routes(app: Any) -> None:
 
 
 @hookspec
-def register_admin_pages(register: Callable[[Any], None]) -> None:
+def register_admin_pages(register: Callable[[AdminPage], None]) -> None:
     """Add pages to the admin: call ``register(page)`` with a ``hub.api.AdminPage``.
 
     Unlike ``register_routes``, these are the signed-in admin's pages: the core

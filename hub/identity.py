@@ -123,7 +123,7 @@ def resolve(
         return _resolve(conn, prepared, settings=settings, now=now)
     kept = [i for i in range(len(prepared)) if i not in refused]
     result = _resolve(conn, [prepared[i] for i in kept], settings=settings, now=now)
-    placed = dict(zip(kept, result.contact_ids))
+    placed = dict(zip(kept, result.contact_ids, strict=True))
     result.contact_ids = [placed.get(i) for i in range(len(prepared))]
     result.refused = len(refused)
     return result
@@ -183,7 +183,7 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     if new_groups:
         new_ids = reserve_ids(conn, contacts_t, len(new_groups))
         rows = []
-        for (root, row), new_id in zip(new_groups, new_ids):
+        for (root, row), new_id in zip(new_groups, new_ids, strict=True):
             row["id"] = new_id
             rows.append(row)
             group_target[root] = new_id
@@ -339,7 +339,8 @@ def _update_contacts(conn: Connection, updates: dict[int, dict[str, Any]], now: 
         .where(contacts_t.c.id == bindparam("_id"))
         .values({name: bindparam(name) for name in _CONTACT_COLUMNS} | {"updated_at": bindparam("_now")})
     )
-    params = [{"_id": cid, "_now": now, **{name: row[name] for name in _CONTACT_COLUMNS}} for cid, row in updates.items()]
+    params = [{"_id": cid, "_now": now, **{name: row[name] for name in _CONTACT_COLUMNS}}
+              for cid, row in updates.items()]
     conn.execute(stmt, params)
 
 

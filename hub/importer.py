@@ -210,7 +210,7 @@ def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, mapping
     # fork: the reader needs nothing from this process but its arguments and
     # touches nothing it shares; spawn would re-run the caller's main module.
     methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    ctx = multiprocessing.get_context("fork") if "fork" in methods else multiprocessing.get_context("spawn")
     chunks: Any = ctx.Queue(maxsize=4)
     reader = ctx.Process(target=_reader_main, args=(str(path), source, mapping, region, chunks), daemon=True,
                          name="hub-import-reader")
@@ -221,7 +221,8 @@ def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, mapping
                 item = chunks.get(timeout=1)
             except queue.Empty:
                 if not reader.is_alive():
-                    raise RuntimeError(f"the spreadsheet reader stopped unexpectedly (exit code {reader.exitcode})")
+                    raise RuntimeError(
+                        f"the spreadsheet reader stopped unexpectedly (exit code {reader.exitcode})") from None
                 continue
             if item is None:
                 return
@@ -242,7 +243,7 @@ def _reader_main(path: str, source: str, mapping: dict[str, str] | None, region:
         chunks.put(None)
     except SpreadsheetError as exc:
         chunks.put(str(exc))
-    except Exception as exc:  # reported in the importing process, which owns the run record
+    except Exception as exc:  # noqa: BLE001 - reported in the importing process, which owns the run record
         chunks.put(f"{Path(path).name}: {type(exc).__name__}: {exc}")
 
 
@@ -261,7 +262,7 @@ def _unpack(packed: tuple[Any, ...], source: str) -> tuple[Row, identity.Prepare
     line, error, warnings, fields, idents = packed
     if fields is None:
         return Row(line, None, error, warnings), None
-    record = ContactRecord(source, **dict(zip(_RECORD_FIELDS, fields)))
+    record = ContactRecord(source, **dict(zip(_RECORD_FIELDS, fields, strict=True)))
     return Row(line, record, error, warnings), identity.Prepared(record, [Identifier._make(i) for i in idents])
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -130,7 +131,7 @@ def read_preferences(settings: Settings, token: str) -> LinkTarget:
 
 
 def read_confirm(settings: Settings, token: str, max_age: int = CONFIRM_MAX_AGE) -> LinkTarget:
-    contact_id, channel, purpose, *request = _load(settings, _CONFIRM, token, max_age)  # type: ignore[misc]
+    contact_id, channel, purpose, *request = _load(settings, _CONFIRM, token, max_age)
     return LinkTarget(int(contact_id), channel, purpose, int(request[0]) if request else None)
 
 
@@ -142,7 +143,7 @@ def current(conn: Connection, target: LinkTarget) -> LinkTarget | None:
     return target if contact_id == target.contact_id else replace(target, contact_id=contact_id)
 
 
-def _load(settings: Settings, salt: str, token: str, max_age: int | None) -> object:
+def _load(settings: Settings, salt: str, token: str, max_age: int | None) -> Any:
     try:
         return _serializer(settings, salt).loads(token, max_age=max_age)
     except SignatureExpired:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -53,6 +54,11 @@ TYPE_ANNOTATION_MAP: dict[Any, Any] = {dt.datetime: UTCDateTime, dict[str, Any]:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = TYPE_ANNOTATION_MAP
+
+    if TYPE_CHECKING:
+        # Every model maps one plain Table, which Core statements (insert, update, delete) take;
+        # SQLAlchemy types it as the wider FromClause because a model may also map a join or subquery.
+        __table__: ClassVar[Table]
 
 
 class Contact(Base):

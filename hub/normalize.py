@@ -48,6 +48,7 @@ _NON_DIGITS = re.compile(r"\D+")
 
 def _ru_patterns() -> tuple[re.Pattern[str], ...]:
     meta = PhoneMetadata.metadata_for_region("RU")
+    assert meta is not None, "phonenumbers ships metadata for RU"
     descs = (meta.mobile, meta.fixed_line, meta.toll_free, meta.premium_rate, meta.voip, meta.uan)
     return tuple(re.compile(d.national_number_pattern) for d in descs if d and d.national_number_pattern)
 

@@ -35,6 +35,8 @@ class Limiter(Protocol):
 
 
 class _Bucket:
+    _sleep: Callable[[float], None]
+
     def delay(self, cost: int = 1) -> float:
         raise NotImplementedError
 

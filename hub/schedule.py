@@ -142,7 +142,7 @@ def run_due(engine: Engine, settings: Settings, *, now: dt.datetime | None = Non
         _record(engine, name, last_started_at=now)
         try:
             result = found[name].job(ScheduledRun(settings, engine, now, keepalive or (lambda: None)))
-        except Exception as exc:  # noqa: BLE001 - one failing schedule must not stop the others
+        except Exception as exc:  # one failing schedule must not stop the others
             log.exception("schedule %s failed", name)
             report.failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             _record(engine, name, last_finished_at=utcnow(), last_error=report.failed[name])
@@ -255,7 +255,7 @@ def serve(engine: Engine, settings: Settings, *, interval: float, stop: threadin
             if held:
                 try:
                     report(run_due(engine, settings, keepalive=lock.renew), None)
-                except Exception as exc:  # noqa: BLE001 - one bad pass must not stop the scheduler
+                except Exception as exc:  # one bad pass must not stop the scheduler
                     log.exception("scheduler pass failed")
                     report(None, f"pass failed: {type(exc).__name__}: {exc}")
             else:

@@ -181,7 +181,7 @@ def read_rows(
         line = 0
         try:
             numbered = enumerate(rows, start=1)
-            for line, cells in numbered:
+            for line, cells in numbered:  # noqa: B007 - `line` says where a broken CSV stopped
                 headers = [cell.strip() for cell in cells]
                 if any(headers):
                     break

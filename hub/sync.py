@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequence
 
 from sqlalchemy import Connection, Engine, and_, delete, select, update
 
@@ -44,7 +44,7 @@ ORDER_STATUSES = ("won", "lost", "open")
 class Page:
     """Records read from a source and the cursor to resume from after them."""
 
-    records: list[Record]
+    records: Sequence[Record]
     cursor: str | None
 
 
@@ -77,7 +77,7 @@ class ReconcilingSource(Protocol):
         """All ids of `entity` in the source system, in batches."""
 
 
-ENTITY_KIND = {"contacts": "contact", "orders": "order"}
+ENTITY_KIND: dict[str, Literal["contact", "order"]] = {"contacts": "contact", "orders": "order"}
 
 
 class SyncError(RuntimeError):
@@ -153,9 +153,9 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
     unique = {(r["source"], r["external_id"]): r for r in rows}
     rows = list(unique.values())
     by_source: dict[str, set[str]] = defaultdict(set)
-    for r in rows:
-        if r["contact_external_id"]:
-            by_source[r["source"]].add(r["contact_external_id"])
+    for row in rows:
+        if row["contact_external_id"]:
+            by_source[row["source"]].add(row["contact_external_id"])
     contact_of: dict[tuple[str, str], int] = {}
     for source, ids in by_source.items():
         for part in chunks(sorted(ids), identity.LOOKUP_CHUNK):
@@ -172,11 +172,12 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
                 existing.add((source, ext))
                 if cid is not None:
                     touched.add(cid)
-    for r in rows:
-        r["contact_id"] = contact_of.get((r["source"], r["contact_external_id"])) if r["contact_external_id"] else None
-        if r["contact_id"] is not None:
-            touched.add(r["contact_id"])
-        if (r["source"], r["external_id"]) in existing:
+    for row in rows:
+        row["contact_id"] = (contact_of.get((row["source"], row["contact_external_id"]))
+                             if row["contact_external_id"] else None)
+        if row["contact_id"] is not None:
+            touched.add(row["contact_id"])
+        if (row["source"], row["external_id"]) in existing:
             counts.orders["updated"] += 1
         else:
             counts.orders["created"] += 1
@@ -380,7 +381,7 @@ def _interrupted(engine: Engine, run_id: int, counts: Counts, reason: str) -> No
             conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(
                 status="interrupted", counts=counts.as_dict(), errors=counts.errors[:1000],
                 error=f"interrupted: {reason}", finished_at=utcnow()))
-    except Exception:  # the process is stopping; the next run will mark it instead
+    except Exception:  # noqa: BLE001 - the process is stopping; the next run will mark it instead
         pass
     finally:
         with _active_lock:
@@ -538,7 +539,7 @@ def fetch(engine: Engine, settings: Settings, source_name: str, entity: str, ids
     try:
         records = list(source.fetch(entity, wanted))
         found = {r.external_id for r in records if not isinstance(r, Deletion)}
-        records += [Deletion(source_name, kind, i) for i in wanted if i not in found]  # type: ignore[arg-type]
+        records += [Deletion(source_name, kind, i) for i in wanted if i not in found]
         with engine.begin() as conn:
             write_page(conn, records, settings, counts)
     except Exception as exc:
@@ -576,7 +577,7 @@ def reconcile(engine: Engine, settings: Settings, source_name: str, *, source: A
                                 "not marking them deleted (check the connection's permissions)")
             for part in chunks(gone, CHUNK):
                 with engine.begin() as conn:
-                    write_deletions(conn, [Deletion(source_name, kind, i) for i in part], counts)  # type: ignore[arg-type]
+                    write_deletions(conn, [Deletion(source_name, kind, i) for i in part], counts)
     except Exception as exc:
         finish_run(engine, run_id, counts, error=_describe(exc))
         if isinstance(exc, SyncError):

@@ -340,7 +340,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return checked
 
 
-class _GuardedFilters(dict):  # type: ignore[type-arg]
+class _GuardedFilters(dict[str, Callable[..., Any]]):
     """The filter table; a filter added later (by a module or plugin) is guarded as well."""
 
     def __init__(self, filters: Mapping[str, Callable[..., Any]]) -> None:
@@ -350,7 +350,7 @@ class _GuardedFilters(dict):  # type: ignore[type-arg]
     def __setitem__(self, name: str, func: Callable[..., Any]) -> None:
         super().__setitem__(name, _guard_filter(name, func))
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         for name, func in dict(*args, **kwargs).items():
             self[name] = func
 

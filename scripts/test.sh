@@ -3,7 +3,9 @@
 #
 # 1. bootstraps .venv (scripts/bootstrap.sh);
 # 2. installs the system packages the tests need, only those that are missing;
-# 3. runs pytest on parallel workers with any extra arguments and exits with pytest's exit code.
+# 3. runs the linter (ruff) and the type checker (mypy), settings in pyproject.toml, and stops
+#    on any finding;
+# 4. runs pytest on parallel workers with any extra arguments and exits with pytest's exit code.
 #
 # PostgreSQL and Redis are not started here: the test suite starts throwaway
 # servers itself (tests/servers.py). Set HUB_TEST_POSTGRES_URL or
@@ -70,6 +72,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
         fi
         rm -f "$apt_log"
     fi
+fi
+
+# --- lint and types ------------------------------------------------------------
+
+# Both run before the tests, and both always run, so one run lists every finding.
+lint_failed=()
+.venv/bin/ruff check --quiet . || lint_failed+=("ruff check .")
+.venv/bin/mypy || lint_failed+=("mypy")
+if [ "${#lint_failed[@]}" -gt 0 ]; then
+    for tool in "${lint_failed[@]}"; do
+        echo "test.sh: '$tool' reported problems (listed above)" >&2
+    done
+    echo "test.sh: fix them and run again; the tests did not run" >&2
+    exit 1
 fi
 
 # --- tests ---------------------------------------------------------------------

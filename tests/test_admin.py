@@ -42,7 +42,7 @@ def sample_url(env: AdminEnv, rule: Any) -> str:
             "contact_id": env.ids["anna"],
             "user_id": env.users["leaver"].id,
             "source": "nosuch",
-            "name": {"segments": "dormant_90d", "templates": "reactivation_email"}.get(blueprint, "x"),
+            "name": {"segments": "dormant_90d", "message_templates": "reactivation_email"}.get(blueprint, "x"),
         }[arg]
     with env.app.test_request_context():
         from flask import url_for

@@ -54,7 +54,8 @@ def test_a_plugin_page_needs_sign_in(notes_app: Any) -> None:
     anonymous = app.test_client()
     answer = anonymous.get("/notes/")
     assert answer.status_code == 302 and answer.location.startswith("/login?next=")
-    assert anonymous.post("/notes/", data={"csrf_token": csrf_token(anonymous, "/login"), "text": "x"}).status_code == 401
+    token = csrf_token(anonymous, "/login")
+    assert anonymous.post("/notes/", data={"csrf_token": token, "text": "x"}).status_code == 401
     assert admin_page.NOTES == []
 
 

@@ -74,7 +74,8 @@ def test_a_bad_birthday_is_reported_and_the_contact_kept() -> None:
 
 def test_a_configured_birthday_field_in_iso_form() -> None:
     row = {**CONTACT, "custom_fields_values": [
-        {"field_id": 555, "field_code": None, "field_type": "date", "values": [{"value": "1985-12-31T00:00:00+03:00"}]}]}
+        {"field_id": 555, "field_code": None, "field_type": "date",
+         "values": [{"value": "1985-12-31T00:00:00+03:00"}]}]}
     assert mapping.contact(row, {"birthday": 555}).birthday == dt.date(1985, 12, 31)
 
 
@@ -89,7 +90,8 @@ FIELDS_OF_ITS_OWN = [
      "values": [{"value": "Директор"}]},
     {"field_id": 77, "field_name": "День рождения", "field_code": None, "field_type": "birthday",
      "values": [{"value": 642459600}]},
-    {"field_id": 78, "field_name": "Город", "field_code": None, "field_type": "text", "values": [{"value": " Казань "}]},
+    {"field_id": 78, "field_name": "Город", "field_code": None, "field_type": "text",
+     "values": [{"value": " Казань "}]},
     {"field_id": 79, "field_name": "Источник", "field_code": None, "field_type": "select",
      "values": [{"value": "Instagram", "enum_id": 511}]},
     {"field_id": 80, "field_name": "Интересы", "field_code": None, "field_type": "multiselect",
@@ -201,5 +203,6 @@ def test_deletion_events() -> None:
              "created_by": 504141, "created_at": 1590943929, "value_after": [], "value_before": [],
              "account_id": 28805383}
     assert mapping.deletion(event) == Deletion("amocrm", "contact", "3")
-    assert mapping.deletion({**event, "type": "lead_deleted", "entity_id": 19619}) == Deletion("amocrm", "order", "19619")
+    lead_deleted = {**event, "type": "lead_deleted", "entity_id": 19619}
+    assert mapping.deletion(lead_deleted) == Deletion("amocrm", "order", "19619")
     assert mapping.deletion({**event, "type": "lead_status_changed"}) is None

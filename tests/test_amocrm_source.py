@@ -48,7 +48,8 @@ def test_the_source_offers_write_back() -> None:
 @responses.activate
 def test_an_incremental_run_of_a_hundred_changes_costs_three_requests() -> None:
     source = make_source()
-    responses.get(f"{BASE}/api/v4/contacts", json=listing("contacts", [contact(i, NOW - 50) for i in range(100)], False))
+    responses.get(f"{BASE}/api/v4/contacts",
+                  json=listing("contacts", [contact(i, NOW - 50) for i in range(100)], False))
     responses.get(f"{BASE}/api/v4/events", json=listing("events", [
         {"id": "01a", "type": "contact_deleted", "entity_id": 555, "entity_type": "contact", "created_at": NOW - 10},
         {"id": "01b", "type": "lead_deleted", "entity_id": 777, "entity_type": "lead", "created_at": NOW - 9}], False))

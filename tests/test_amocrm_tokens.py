@@ -126,7 +126,7 @@ def _worker(env: dict[str, str], start: Any, results: Any) -> None:
     try:
         body = client.get("/api/v4/account")
         results.put(("ok", body.get("subdomain"), client.auth.refreshes))
-    except Exception as exc:  # reported to the parent, which asserts on it
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which asserts on it
         results.put(("error", f"{type(exc).__name__}: {exc}", 0))
 
 

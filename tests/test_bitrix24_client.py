@@ -227,7 +227,8 @@ def test_errors_only_the_user_can_fix_stop_at_once(status: int, code: str, hint:
 def test_an_expired_token_is_refreshed_once_and_the_call_repeated() -> None:
     endpoint = "https://shop.bitrix24.ru/rest/"
     responses.post(endpoint + "profile", status=401, json={"error": "expired_token",
-                                                           "error_description": "The access token provided has expired."})
+                                                           "error_description":
+                                                               "The access token provided has expired."})
     responses.post(endpoint + "profile", json={"result": {"ID": "1"}, "time": TIME})
     renewals: list[int] = []
 
@@ -269,7 +270,8 @@ def test_a_method_near_its_operating_limit_waits_before_the_next_call() -> None:
 
 
 def test_contacts_map_multifields_names_and_dates_with_offsets() -> None:
-    raw = {"ID": "17", "NAME": " Ольга ", "LAST_NAME": "Смирнова", "SECOND_NAME": "", "BIRTHDATE": "1985-03-01T03:00:00+03:00",
+    raw = {"ID": "17", "NAME": " Ольга ", "LAST_NAME": "Смирнова", "SECOND_NAME": "",
+           "BIRTHDATE": "1985-03-01T03:00:00+03:00",
            "ADDRESS_CITY": "Москва", "SOURCE_ID": "WEB", "ASSIGNED_BY_ID": "5",
            "DATE_CREATE": "2024-08-15T10:38:21+03:00", "DATE_MODIFY": "2024-08-16T00:10:00+03:00",
            "PHONE": [{"ID": "1", "VALUE_TYPE": "WORK", "VALUE": "8 (916) 123-45-67", "TYPE_ID": "PHONE"},
@@ -277,7 +279,8 @@ def test_contacts_map_multifields_names_and_dates_with_offsets() -> None:
            "EMAIL": [{"ID": "3", "VALUE_TYPE": "WORK", "VALUE": "Olga@Example.ru", "TYPE_ID": "EMAIL"}],
            "UF_CRM_CHILDREN": "2"}
     record = mapping.contact(raw, {"UF_CRM_CHILDREN": "children"})
-    assert (record.external_id, record.first_name, record.last_name, record.middle_name) == ("17", "Ольга", "Смирнова", None)
+    assert (record.external_id, record.first_name, record.last_name, record.middle_name) == (
+        "17", "Ольга", "Смирнова", None)
     assert record.phones == ["8 (916) 123-45-67"] and record.emails == ["Olga@Example.ru"]
     assert record.birthday == dt.date(1985, 3, 1)  # the date as written, not shifted to UTC
     assert record.created_at == dt.datetime(2024, 8, 15, 7, 38, 21, tzinfo=dt.timezone.utc)

@@ -117,7 +117,8 @@ def test_dedupe_lists_namesakes_and_merges_by_hand_only(hub_db: HubDB) -> None:
 def test_dedupe_reparses_values_flagged_under_a_wrong_region(hub_db: HubDB, monkeypatch) -> None:
     by = hub_db.settings.__class__(**{**hub_db.settings.__dict__, "default_region": "BY"})
     with hub_db.engine.begin() as conn:
-        sync.write_contacts(conn, [ContactRecord(source="x", first_name="Ян", phones=["29 123 45 67"])], hub_db.settings,
+        sync.write_contacts(conn, [ContactRecord(source="x", first_name="Ян", phones=["29 123 45 67"])],
+                            hub_db.settings,
                             sync.Counts())
         sync.write_contacts(conn, [ContactRecord(source="y", first_name="Ян", phones=["+375 29 123-45-67"])], by,
                             sync.Counts())

@@ -118,10 +118,10 @@ def private_imports(source: str) -> list[str]:
 
 def test_the_import_check_catches_private_imports() -> None:
     source = ("from hub.api import Page\nfrom hub import api, sync\nimport hub\nimport plugins.bitrix24\n"
-              "from workflows import engine\nimport importlib\nimportlib.import_module('hub.models')\n"
+              "from workflows import runner\nimport importlib\nimportlib.import_module('hub.models')\n"
               "from workflows.steps import Step\nimport hub.testing\n")
     assert private_imports(source) == ["line 2: hub.sync", "line 3: hub", "line 4: plugins.bitrix24",
-                                       "line 5: workflows.engine", "line 7: hub.models"]
+                                       "line 5: workflows.runner", "line 7: hub.models"]
 
 
 def test_the_example_imports_nothing_of_hub_but_the_public_api() -> None:

@@ -22,7 +22,8 @@ from hub.records import ContactRecord
 from plugins.gdpr import capture, erasure
 from plugins.gdpr.models import ConsentRequest
 from tests.conftest import HubDB
-from tests.support.public import API_KEY, SHOP_SITE, confirm_path, csrf_of, history, holder, letters, signup_on_hub_form, state
+from tests.support.public import (API_KEY, SHOP_SITE, confirm_path, csrf_of, history, holder, letters,
+                                  signup_on_hub_form, state)
 
 pytestmark = pytest.mark.both_databases  # pending signups and their tokens (ON CONFLICT)
 

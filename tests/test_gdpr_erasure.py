@@ -335,7 +335,8 @@ def test_retention_ages_out_what_is_past_its_time(hub: HubDB) -> None:
         assert conn.execute(select(func.count()).select_from(SyncRun)).scalar() == 1  # the dry run changed nothing
 
     assert schedule.schedules(settings)["gdpr-retention"].every == dt.timedelta(days=1)
-    done = schedule.run_due(hub.engine, settings, only=["gdpr-retention"]).ran["gdpr-retention"]  # as the scheduler does
+    # as the scheduler does
+    done = schedule.run_due(hub.engine, settings, only=["gdpr-retention"]).ran["gdpr-retention"]
     assert (done["messages"], done["sync_runs"], done["consent_requests"], done["inactive_contacts"]) == (2, 1, 1, 1)
     with hub.engine.connect() as conn:
         bodies = conn.execute(select(Message.address, Message.body_text)).all()

@@ -32,7 +32,8 @@ from tests.support.smtp import Mailbox
 @pytest.fixture
 def site(hub_db: HubDB, plugin_manager: Any, mailbox: tuple[Mailbox, int], monkeypatch: pytest.MonkeyPatch) -> Any:
     _, port = mailbox
-    for name, value in {"HUB_SMTP_URL": f"smtp://127.0.0.1:{port}", "HUB_MAIL_FROM": "Цветочная лавка <shop@example.ru>",
+    for name, value in {"HUB_SMTP_URL": f"smtp://127.0.0.1:{port}",
+                        "HUB_MAIL_FROM": "Цветочная лавка <shop@example.ru>",
                         "HUB_PUBLIC_URL": PUBLIC, "HUB_COMPANY_NAME": "Цветочная лавка",
                         "HUB_COMPANY_EMAIL": "privacy@example.ru"}.items():
         monkeypatch.setenv(name, value)

@@ -107,4 +107,5 @@ def test_every_hook_has_its_own_test() -> None:
 def test_docs_name_no_missing_hook() -> None:
     specs = hookspec_params()
     stale = sorted({name for name, _, _ in doc_sections() if name not in specs})
-    assert not stale, f"{DOCS.relative_to(ROOT)} documents hooks that hub/hookspecs.py does not have: {', '.join(stale)}"
+    assert not stale, (f"{DOCS.relative_to(ROOT)} documents hooks that hub/hookspecs.py does not have: "
+                       f"{', '.join(stale)}")

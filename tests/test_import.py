@@ -84,7 +84,7 @@ def test_generated_base_resolves_without_a_single_wrong_merge(hub_db: HubDB, tmp
              (row.split(",") for row in truth_path.read_text().splitlines()[1:])}
     placed: dict[int, int | None] = {}
     report = importer.import_contacts(hub_db.engine, hub_db.settings, path,
-                                      placed=lambda lines, ids: placed.update(zip(lines, ids)))
+                                      placed=lambda lines, ids: placed.update(zip(lines, ids, strict=True)))
     quality = score(truth, placed)
     assert report.skipped_count == 0 and quality["rows_unplaced"] == 0
     assert quality["false_merges"] == 0
@@ -137,9 +137,9 @@ def test_reading_in_a_second_process_gives_the_same_base(hub_db: HubDB, tmp_path
     here: dict[int, int | None] = {}
     there: dict[int, int | None] = {}
     a = importer.import_contacts(hub_db.engine, hub_db.settings, path, parallel=False,
-                                 placed=lambda lines, ids: here.update(zip(lines, ids)))
+                                 placed=lambda lines, ids: here.update(zip(lines, ids, strict=True)))
     b = importer.import_contacts(hub_db.engine, hub_db.settings, path, parallel=True,
-                                 placed=lambda lines, ids: there.update(zip(lines, ids)))
+                                 placed=lambda lines, ids: there.update(zip(lines, ids, strict=True)))
     assert a.created > 250 and b.created == 0  # the second pass finds everyone again
     assert (a.rows, a.invalid_phones, a.invalid_emails) == (b.rows, b.invalid_phones, b.invalid_emails)
     assert here == there
@@ -157,12 +157,14 @@ def test_a_bad_file_read_in_a_second_process_is_one_clear_error(hub_db: HubDB, t
 def test_import_leaves_the_garbage_collector_as_it_found_it(hub_db: HubDB, tmp_path: Path) -> None:
     import gc
 
+    from hub.spreadsheet import SpreadsheetError
+
     path = write_csv(tmp_path / "clients.csv", OFFICE_ROWS, "utf-8", ";")
     before = gc.get_threshold()
     importer.import_contacts(hub_db.engine, hub_db.settings, path)
     bad = tmp_path / "bad.csv"
     bad.write_text("Комментарий\nничего\n", encoding="utf-8")
-    with pytest.raises(Exception):
+    with pytest.raises(SpreadsheetError):
         importer.import_contacts(hub_db.engine, hub_db.settings, bad)
     assert gc.get_threshold() == before
 

@@ -17,7 +17,7 @@ from hub import consent, messaging, sync
 from hub.config import SettingsError
 from hub.models import Message
 from hub.records import ContactRecord
-from hub.templates import Template
+from hub.message_templates import Template
 from plugins.mailing import sms
 from tests.conftest import HubDB
 

@@ -150,7 +150,7 @@ def test_the_file_channel_writes_the_same_message_without_a_server(hub_db: HubDB
 
 
 def test_bodies_go_8bit_unless_a_line_is_too_long_for_smtp(hub_db: HubDB, mailing, mailbox) -> None:
-    from hub.templates import Template
+    from hub.message_templates import Template
 
     box, port = mailbox
     settings = smtp_settings(hub_db, port)

@@ -19,7 +19,7 @@ from hub.hookspecs import hookimpl
 from hub.messaging import ChannelUnavailable, Delivery, Outgoing, Verdict
 from hub.models import Contact, Message
 from hub.records import ContactRecord
-from hub.templates import Template
+from hub.message_templates import Template
 from tests.conftest import HubDB
 
 pytestmark = pytest.mark.both_databases  # claims, leases and exactly-once sending

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import plugins.mailing
-from hub import links, sync, templates
+from hub import links, message_templates, sync
 from hub.records import ContactRecord
 from tests.conftest import HubDB
 from tests.support.cli import cli
@@ -47,7 +47,8 @@ def test_an_admin_preview_for_a_contact_has_no_signed_links(admin_env: AdminEnv)
     anna = admin_env.ids["anna"]
     for channel, extra in (("email", {"subject": "Привет", "html": f"<p>{LINK_TEXT}</p>"}), ("sms", {})):
         out = marketer.post("/templates/preview", data={
-            "csrf_token": token, "name": "links", "channel": channel, "text": f"{{{{ contact.first_name }}}} {LINK_TEXT}",
+            "csrf_token": token, "name": "links", "channel": channel,
+            "text": f"{{{{ contact.first_name }}}} {LINK_TEXT}",
             "contact": anna, **extra}).get_json()
         assert out["text"].startswith("Анна "), out
         assert_no_working_token(admin_env, out["text"])
@@ -66,7 +67,8 @@ def test_a_cli_preview_for_a_contact_has_no_signed_links(hub_db: HubDB, plugin_m
     with hub_db.engine.begin() as conn:
         cid = sync.write_contacts(conn, [ContactRecord(source="t", first_name="Ольга", emails=["olga@example.ru"])],
                                   hub_db.settings, sync.Counts()).contact_ids[0]
-        templates.save(conn, hub_db.settings, templates.Template(name="links_sms", channel="sms", text=LINK_TEXT))
+        message_templates.save(conn, hub_db.settings,
+                               message_templates.Template(name="links_sms", channel="sms", text=LINK_TEXT))
     out = CliRunner().invoke(cli, ["templates", "preview", "links_sms", "--contact", str(cid), "--json"])
     assert out.exit_code == 0, out.output
     for kind, token in tokens_in(json.loads(out.output)["text"]):

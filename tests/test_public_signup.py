@@ -283,7 +283,8 @@ def test_retention_forgets_a_signup_never_confirmed_with_its_placeholder(hub_db:
     clicked = [m for m in letters(box) if m["To"] == "clicked@example.ru"][0]
     assert click(client, clicked).status_code == 200
     with hub_db.engine.begin() as conn:
-        (waiting,) = conn.execute(select(ConsentRequest.contact_id).where(ConsentRequest.confirmed_at.is_(None))).scalars()
+        (waiting,) = conn.execute(
+            select(ConsentRequest.contact_id).where(ConsentRequest.confirmed_at.is_(None))).scalars()
         assert identity.is_placeholder(conn, waiting)
         old = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
         conn.execute(update(ConsentRequest.__table__).values(created_at=old))

@@ -9,9 +9,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from hub import russian, spreadsheet, templates
+from hub import message_templates, russian, spreadsheet
 from hub.spreadsheet import SpreadsheetError, read_rows
-from hub.templates import Template, TemplateError
+from hub.message_templates import Template, TemplateError
 
 
 @pytest.mark.parametrize("count, word", [
@@ -30,7 +30,7 @@ def test_a_count_takes_the_right_russian_form(count: int, word: str) -> None:
 def test_the_template_length_limit_agrees_with_its_count(size: int, shown: str) -> None:
     template = Template(name="hostile", channel="sms", subject=None, text=f"{{{{ 'a' * {size} }}}}", html=None)
     with pytest.raises(TemplateError) as caught:
-        templates.render(template, {})
+        message_templates.render(template, {})
     assert f"длиной {shown}(" in str(caught.value)
 
 

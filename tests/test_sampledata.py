@@ -193,7 +193,7 @@ def test_duplicate_rows_are_not_adjacent(rows):
     positions: dict[int, list[int]] = defaultdict(list)
     for index, (person_id, _) in enumerate(rows):
         positions[person_id].append(index)
-    gaps = [later - earlier for seen in positions.values() for earlier, later in zip(seen, seen[1:])]
+    gaps = [later - earlier for seen in positions.values() for earlier, later in zip(seen, seen[1:], strict=False)]
     assert gaps and min(gaps) >= 2
 
 
@@ -248,7 +248,9 @@ def test_email_and_name_cells_are_messy(population, rows):
     assert any(name.islower() for name in names)
     assert any(" " not in name.strip() for name in names)
     assert any(row["Город"] == "" for _, row in rows)
-    assert all(row["Дата рождения"] == "" or re.fullmatch(r"\d{2}\.\d{2}\.\d{4}|\d{4}-\d{2}-\d{2}", row["Дата рождения"]) for _, row in rows)
+    date = re.compile(r"\d{2}\.\d{2}\.\d{4}|\d{4}-\d{2}-\d{2}")
+    assert all(row["Дата рождения"] == "" or date.fullmatch(row["Дата рождения"])
+               for _, row in rows)
 
 
 def test_duplicate_rate_zero_gives_one_row_per_person(population):
@@ -272,7 +274,7 @@ def test_write_csv_cp1251_comma_round_trips_with_truth(tmp_path, rows):
     with open(truth, encoding="utf-8", newline="") as handle:
         mapping = list(csv.DictReader(handle))
     assert len(mapping) == count
-    for (person_id, _), entry in zip(rows, mapping):
+    for (person_id, _), entry in zip(rows, mapping, strict=True):
         assert int(entry["person_id"]) == person_id
     assert [int(entry["line"]) for entry in mapping] == list(range(2, count + 2))
 
@@ -322,7 +324,7 @@ def test_contact_records_hold_the_same_people(population):
     assert all(isinstance(record, ContactRecord) for record in records)
     assert [r.external_id for r in records] == [f"bitrix24-{p.person_id}" for p in sample]
     assert all(r.source == "bitrix24" for r in records)
-    for person, record in zip(sample, records):
+    for person, record in zip(sample, records, strict=True):
         recovered = set().union(*(canonical_phones(raw) for raw in record.phones))
         assert recovered <= set(person.phones)
         assert len(record.emails) == len(person.emails)

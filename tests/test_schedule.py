@@ -103,7 +103,8 @@ def contact_names(hub_db: HubDB) -> set[str]:
 
 def test_the_scheduled_sync_brings_what_a_missed_webhook_did_not(hub_db: HubDB, crm: FakeCRM) -> None:
     crm.add_contact(1, first="Анна", phones=["+79161234567"])
-    assert schedule.run_due(hub_db.engine, hub_db.settings, only=["sync"]).ran["sync"] == {}  # never synced: not connected
+    # never synced: not connected
+    assert schedule.run_due(hub_db.engine, hub_db.settings, only=["sync"]).ran["sync"] == {}
     assert contact_names(hub_db) == set()
 
     sync.run(hub_db.engine, hub_db.settings, "sample")
@@ -111,7 +112,8 @@ def test_the_scheduled_sync_brings_what_a_missed_webhook_did_not(hub_db: HubDB, 
     report = schedule.run_due(hub_db.engine, hub_db.settings, only=["sync"])
     assert report.ran["sync"] == {"sample": "started"}
     queue.drain(timeout=60)
-    assert contact_names(hub_db) == {"Анна", "Олег"}, {k: v for k, v in schedule.last_runs(hub_db.engine)["sync:sample"].items() if k.startswith("last_")}
+    assert contact_names(hub_db) == {"Анна", "Олег"}, {
+        k: v for k, v in schedule.last_runs(hub_db.engine)["sync:sample"].items() if k.startswith("last_")}
 
 
 def test_a_scheduled_sync_that_fails_is_recorded_and_shown(hub_db: HubDB, crm: FakeCRM) -> None:
@@ -123,7 +125,8 @@ def test_a_scheduled_sync_that_fails_is_recorded_and_shown(hub_db: HubDB, crm: F
     assert once["ran"]["sync"] == {"sample": "started"}
     assert once["failed"] == {"sync:sample": "sync sample failed: sample CRM went away"}
     shown = {r["name"]: r for r in json.loads(hub("--status", "--json").output)}["sync"]["jobs"]
-    assert [(j["name"], j["last_error"]) for j in shown] == [("sync:sample", "sync sample failed: sample CRM went away")]
+    assert [(j["name"], j["last_error"]) for j in shown] == [
+        ("sync:sample", "sync sample failed: sample CRM went away")]
     crm.fail_after_pages = None  # back: the next pass clears the error
     assert json.loads(hub("--run", "sync", "--json").output)["failed"] == {}
     assert schedule.last_runs(hub_db.engine)["sync:sample"]["last_error"] is None
@@ -134,7 +137,8 @@ def test_the_daily_reconcile_marks_what_was_deleted_without_an_event(hub_db: Hub
     crm.add_contact(2, first="Олег", phones=["+79031112233"])
     sync.run(hub_db.engine, hub_db.settings, "sample")
     crm.contacts.pop(2)  # deleted in the CRM, no event and no incremental record of it
-    assert schedule.run_due(hub_db.engine, hub_db.settings, only=["reconcile"]).ran["reconcile"] == {"sample": "started"}
+    ran = schedule.run_due(hub_db.engine, hub_db.settings, only=["reconcile"]).ran
+    assert ran["reconcile"] == {"sample": "started"}
     queue.drain(timeout=60)
     with hub_db.engine.connect() as conn:
         gone = conn.execute(select(func.count()).select_from(ExternalRef)

@@ -362,8 +362,8 @@ def test_explain_shows_each_clause_and_the_points(shop: dict[str, int], hub_db: 
     assert vera["lead_score"]["score"] == 15 + 10  # three orders, one within 30 days
 
 
-def test_lead_scores_are_stored_on_refresh_and_usable_in_rules(shop: dict[str, int], hub_db: HubDB,
-                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lead_scores_are_stored_on_refresh_and_usable_in_rules(shop: dict[str, int], hub_db: HubDB, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     model = write_file(tmp_path, "score.yaml", """
 - {title: Moscow, rule: {field: contact.city, op: eq, value: Москва}, points: 10}
 - {title: Orders, per: orders.count, points: 7, max: 15}
@@ -440,8 +440,10 @@ def test_missing_values_and_not(shop: dict[str, int], hub_db: HubDB) -> None:
 
         no_city = {"Дина", "Зоя"}
         assert who({"field": "contact.city", "op": "ne", "value": "Москва"}) == {"Борис", "Глеб", "Жанна"}
-        assert who({"not": {"field": "contact.city", "op": "eq", "value": "Москва"}}) == {"Борис", "Глеб", "Жанна"} | no_city
-        assert who({"not": {"field": "contact.city", "op": "not_in", "value": ["Тула"]}}) == {"Борис", "Жанна"} | no_city
+        assert who({"not": {"field": "contact.city", "op": "eq", "value": "Москва"}}) == (
+            {"Борис", "Глеб", "Жанна"} | no_city)
+        assert who({"not": {"field": "contact.city", "op": "not_in", "value": ["Тула"]}}) == (
+            {"Борис", "Жанна"} | no_city)
         assert who({"field": "contact.city", "op": "is_null"}) == no_city
         assert who({"field": "contact.city", "op": "matches", "value": "МОСК"}) == {"Анна", "Вера", "Егор"}
         assert who({"field": "contact.city", "op": "matches", "value": "%"}) == set()

@@ -28,7 +28,7 @@ def registry() -> fields.Registry:
 def nested(levels: int, inner: object = CITY, kind: str = "not") -> object:
     """A rule `levels` deep: groups around one condition (a condition alone is level 1)."""
     rule = inner
-    for i in range(levels - 1):
+    for _ in range(levels - 1):
         rule = {kind: rule} if kind == "not" else {kind: [rule]}
     return rule
 

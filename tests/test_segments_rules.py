@@ -218,7 +218,8 @@ def test_plugin_fields_and_operators_join_the_registry() -> None:
     survey = registry.resolve("survey.kids.answer")
     assert survey.pattern == "survey.<question>.answer" and survey.params == {"question": "kids"}
     assert "starts_with" in registry.operator_names("text")
-    with pytest.raises(fields.FieldError, match="'pets' is not a question of survey.<question>.answer; one of: nps, kids"):
+    with pytest.raises(fields.FieldError,
+                       match="'pets' is not a question of survey.<question>.answer; one of: nps, kids"):
         registry.resolve("survey.pets.answer")
     parser = Parser(registry)
     parser.rule({"field": "survey.nps.answer", "op": "starts_with", "value": "9"}, "rule")

@@ -122,7 +122,8 @@ def test_incremental_sync_reads_only_changes_and_marks_deletions(hub_db: HubDB, 
     assert report.kind == "incremental"
     assert report.counts.contacts == {"created": 0, "updated": 1, "deleted": 1, "merged": 0, "refused": 0}
     with hub_db.engine.connect() as conn:
-        gone = conn.execute(select(Contact.deleted_at).join(ExternalRef).where(ExternalRef.external_id == "3")).scalar_one()
+        gone = conn.execute(
+            select(Contact.deleted_at).join(ExternalRef).where(ExternalRef.external_id == "3")).scalar_one()
         state = conn.execute(select(SyncState.cursor).where(SyncState.entity == "contacts")).scalar_one()
         listed = list(contacts.iter_contacts(conn))
     assert gone is not None
@@ -154,7 +155,8 @@ def test_bad_order_is_reported_and_the_rest_kept(hub_db: HubDB, crm: FakeCRM) ->
     crm.add_order(5, contact=1, amount="10", status="maybe")
     report = sync.run(hub_db.engine, hub_db.settings, "sample", full=True)
     assert report.counts.orders["created"] == 4
-    assert report.counts.errors == [{"entity": "order", "id": "5", "error": "status 'maybe' is not one of won, lost, open"}]
+    assert report.counts.errors == [
+        {"entity": "order", "id": "5", "error": "status 'maybe' is not one of won, lost, open"}]
 
 
 def test_a_targeted_fetch_writes_current_state_and_treats_missing_ids_as_deleted(hub_db: HubDB, crm: FakeCRM) -> None:
@@ -186,4 +188,5 @@ def test_reconcile_refuses_to_believe_a_source_that_suddenly_lists_nothing(hub_d
     with pytest.raises(sync.SyncError, match="lists no contacts at all"):
         sync.reconcile(hub_db.engine, hub_db.settings, "sample")
     with hub_db.engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(Contact).where(Contact.deleted_at.is_not(None))).scalar() == 0
+        deleted = select(func.count()).select_from(Contact).where(Contact.deleted_at.is_not(None))
+        assert conn.execute(deleted).scalar() == 0

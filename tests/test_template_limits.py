@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hub import template_sandbox, templates
+from hub import message_templates, template_sandbox
 from hub.config import SettingsError, load_settings
-from hub.templates import Template, TemplateError
+from hub.message_templates import Template, TemplateError
 from plugins.mailing import sms
 
 
@@ -18,7 +18,7 @@ def text(source: str) -> Template:
 
 
 def render(source: str, **context: object) -> str:
-    return templates.render(text(source), context).text
+    return message_templates.render(text(source), context).text
 
 
 def test_a_template_cannot_change_the_company_shared_by_every_recipient() -> None:

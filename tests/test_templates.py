@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 import plugins.mailing
-from hub import templates
+from hub import message_templates
 from hub.hookspecs import hookimpl
-from hub.templates import Template, TemplateError
+from hub.message_templates import Template, TemplateError
 from tests.conftest import HubDB
 from tests.support.cli import cli
 
@@ -33,7 +33,7 @@ def email(name: str = "t", subject: str = "Привет", text: str = "Текс�
 def test_html_is_autoescaped_and_text_is_not(hub_db: HubDB) -> None:
     t = email(subject="{{ contact.first_name }}", text="{{ contact.first_name }}",
               html="<p>{{ contact.first_name }}</p>")
-    rendered = templates.render(t, {"contact": {"first_name": "<b>Анна</b> & Co"}})
+    rendered = message_templates.render(t, {"contact": {"first_name": "<b>Анна</b> & Co"}})
     assert rendered.html == "<p>&lt;b&gt;Анна&lt;/b&gt; &amp; Co</p>"
     assert rendered.text == "<b>Анна</b> & Co"
     assert rendered.subject == "<b>Анна</b> & Co"
@@ -42,25 +42,25 @@ def test_html_is_autoescaped_and_text_is_not(hub_db: HubDB) -> None:
 def test_a_template_cannot_reach_python_internals(hub_db: HubDB) -> None:
     t = email(text="{{ contact.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(TemplateError, match=r"t, text line 1: .*unsafe"):
-        templates.render(t, {"contact": {}})
+        message_templates.render(t, {"contact": {}})
 
 
 def test_a_misspelt_variable_is_an_error_naming_part_and_line(hub_db: HubDB) -> None:
     t = email(html="<p>Здравствуйте!</p>\n<p>Код: {{ promo.code }}</p>\n<p>{{ contcat.first_name }}</p>")
     with pytest.raises(TemplateError) as err:
-        templates.validate(t, hub_db.settings)
+        message_templates.validate(t, hub_db.settings)
     assert str(err.value) == "t, html line 3: 'contcat' is undefined"
 
 
 def test_a_syntax_error_names_the_line(hub_db: HubDB) -> None:
     t = email(text="Строка один\nСтрока два {% if contact.city %}\nтри")
     with pytest.raises(TemplateError, match=r"^t, text line 3: Unexpected end of template"):
-        templates.validate(t, hub_db.settings)
+        message_templates.validate(t, hub_db.settings)
 
 
 def test_none_renders_as_nothing_and_subjects_stay_on_one_line(hub_db: HubDB) -> None:
     t = email(subject="Привет,\r\n{{ contact.city }}Bcc: x@evil.ru", text="[{{ contact.city }}]")
-    rendered = templates.render(t, {"contact": {"city": None}})
+    rendered = message_templates.render(t, {"contact": {"city": None}})
     assert rendered.text == "[]"
     assert rendered.subject == "Привет, Bcc: x@evil.ru"  # one line: no header can be injected
 
@@ -73,24 +73,24 @@ def test_filters_for_russian_letters(hub_db: HubDB) -> None:
                  text="{{ d|date }} {{ 12500|money }} {{ m|money }} {{ 1|plural('день','дня','дней') }} "
                       "{{ 3|plural('день','дня','дней') }} {{ 11|plural('день','дня','дней') }} "
                       "{{ 22|plural('день','дня','дней') }}")
-    out = templates.render(t, {"d": dt.date(2025, 12, 31), "m": Decimal("99.5")}).text
+    out = message_templates.render(t, {"d": dt.date(2025, 12, 31), "m": Decimal("99.5")}).text
     assert out == "31.12.2025 12 500 ₽ 99,50 ₽ 1 день 3 дня 11 дней 22 дня"
 
 
 def test_shape_checks(hub_db: HubDB) -> None:
     with pytest.raises(TemplateError, match="an email template needs a subject"):
-        templates.validate(email(subject=" "), hub_db.settings)
+        message_templates.validate(email(subject=" "), hub_db.settings)
     with pytest.raises(TemplateError, match="a sms template has only a text part"):
-        templates.validate(Template(name="s", channel="sms", text="x", subject="y"), hub_db.settings)
+        message_templates.validate(Template(name="s", channel="sms", text="x", subject="y"), hub_db.settings)
     with pytest.raises(TemplateError, match="use Latin letters, digits"):
-        templates.validate(email(name="../x"), hub_db.settings)
+        message_templates.validate(email(name="../x"), hub_db.settings)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_template_renders_against_the_sample(hub_db: HubDB, mailing, name: str) -> None:
     with hub_db.engine.connect() as conn:
-        t = templates.get(conn, hub_db.settings, name)
-    rendered = templates.validate(t, hub_db.settings)
+        t = message_templates.get(conn, hub_db.settings, name)
+    rendered = message_templates.validate(t, hub_db.settings)
     assert "Анна" in rendered.text
     if t.is_email:
         assert rendered.html and "<html" in rendered.html and "Анна" in rendered.html
@@ -105,22 +105,22 @@ def test_every_shipped_template_renders_against_the_sample(hub_db: HubDB, mailin
 def test_the_database_copy_overrides_the_shipped_one_until_removed(hub_db: HubDB, mailing) -> None:
     mine = Template(name="reactivation_sms", channel="sms", text="Скидка {{ promo.discount }}%: {{ promo.code }}")
     with hub_db.engine.begin() as conn:
-        templates.save(conn, hub_db.settings, mine)
-        assert templates.get(conn, hub_db.settings, "reactivation_sms").origin == "database"
-        listed = {t.name: t.origin for t in templates.all_templates(conn, hub_db.settings)}
+        message_templates.save(conn, hub_db.settings, mine)
+        assert message_templates.get(conn, hub_db.settings, "reactivation_sms").origin == "database"
+        listed = {t.name: t.origin for t in message_templates.all_templates(conn, hub_db.settings)}
         assert listed["reactivation_sms"] == "database" and listed["welcome_email"].endswith("welcome_email")
-        assert templates.remove(conn, "reactivation_sms")
-        assert templates.get(conn, hub_db.settings, "reactivation_sms").origin.endswith("reactivation_sms")
+        assert message_templates.remove(conn, "reactivation_sms")
+        assert message_templates.get(conn, hub_db.settings, "reactivation_sms").origin.endswith("reactivation_sms")
         with pytest.raises(TemplateError, match="no template named 'nope'; known: birthday_email"):
-            templates.get(conn, hub_db.settings, "nope")
+            message_templates.get(conn, hub_db.settings, "nope")
 
 
 @pytest.mark.both_databases  # saved with ON CONFLICT
 def test_an_invalid_template_is_not_saved(hub_db: HubDB, mailing) -> None:
     with hub_db.engine.begin() as conn:
         with pytest.raises(TemplateError, match="line 2"):
-            templates.save(conn, hub_db.settings, Template(name="x", channel="sms", text="ok\n{{ oops }}"))
-        assert all(t.name != "x" for t in templates.all_templates(conn, hub_db.settings))
+            message_templates.save(conn, hub_db.settings, Template(name="x", channel="sms", text="ok\n{{ oops }}"))
+        assert all(t.name != "x" for t in message_templates.all_templates(conn, hub_db.settings))
 
 
 def test_plugins_ship_template_folders(hub_db: HubDB, plugin_manager, tmp_path: Path) -> None:
@@ -136,9 +136,9 @@ def test_plugins_ship_template_folders(hub_db: HubDB, plugin_manager, tmp_path: 
 
     plugin_manager.register(Shipper())
     with hub_db.engine.connect() as conn:
-        found = templates.get(conn, hub_db.settings, "thanks_sms")
+        found = message_templates.get(conn, hub_db.settings, "thanks_sms")
     assert found.channel == "sms" and found.origin == str(folder / "thanks_sms")
-    assert templates.render(found, {"contact": {"first_name": "Олег"}}).text == "Спасибо, Олег!"
+    assert message_templates.render(found, {"contact": {"first_name": "Олег"}}).text == "Спасибо, Олег!"
 
 
 def test_company_details_come_from_the_company_table_or_variables(hub_db: HubDB) -> None:
@@ -146,7 +146,7 @@ def test_company_details_come_from_the_company_table_or_variables(hub_db: HubDB)
 
     settings = replace(hub_db.settings, extra={"company": {"name": "Лавка", "inn": "7700000000"},
                                                "company_phone": "+7 495 111-22-33"})
-    assert templates.company(settings) == {"name": "Лавка", "phone": "+7 495 111-22-33", "email": "",
+    assert message_templates.company(settings) == {"name": "Лавка", "phone": "+7 495 111-22-33", "email": "",
                                            "website": "", "address": "", "inn": "7700000000"}
 
 
@@ -209,6 +209,6 @@ def test_cli_preview_for_a_real_contact_uses_their_data_but_no_real_link(hub_db:
     data = json.loads(out.output)
     assert data["subject"].startswith("Ольга, мы скучаем")
     token = data["text"].split("/u/")[1].split()[0]
-    assert token == templates.PREVIEW_TOKEN
+    assert token == message_templates.PREVIEW_TOKEN
     with pytest.raises(links.LinkError):
         links.read_unsubscribe(hub_db.settings, token)

@@ -29,7 +29,7 @@ from hub.models import Contact, Message
 from tests.conftest import HubDB
 from tests.support.cli import cli
 from tests.support.shop import SHOP, Person, add_order, enable, make_shop, runs_of, start, use_workflows, write
-from workflows import engine, forecast, measure, policy, store, ticks, triggers
+from workflows import forecast, measure, policy, runner, store, ticks, triggers
 from workflows.models import PromoCode, StepResult, WorkflowRow, WorkflowRun
 from workflows.steps import Outcome, Step, StepFailed
 
@@ -197,7 +197,8 @@ def test_reactivation_gives_each_dormant_consenting_contact_one_code_and_one_ema
 
 def test_consent_is_asked_again_when_the_message_goes(wf: HubDB) -> None:
     now = a_morning()
-    ids = make_shop(wf, [Person("anna", "Анна", None, "anna@example.ru"), Person("gleb", "Глеб", None, "gleb@example.ru")],
+    ids = make_shop(wf, [Person("anna", "Анна", None, "anna@example.ru"),
+                         Person("gleb", "Глеб", None, "gleb@example.ru")],
                     now=now)
     path = Path("own.yaml")
     path.write_text("name: two_letters\ntrigger: {segment: dormant_90d}\nsteps:\n"
@@ -279,12 +280,14 @@ def test_the_frequency_cap_spans_workflows_and_spares_transactional_mail(wf: Hub
     t0 = a_morning(40)
     ids = make_shop(wf, [Person("anna", "Анна", None, "anna@example.ru")], now=t0)
     for name, steps in {
-        "first": "[{promo_code: {discount: 5%, valid_for: 30d}}, {send: {channel: email, template: reactivation_email}},"
+        "first": "[{promo_code: {discount: 5%, valid_for: 30d}},"
+                 " {send: {channel: email, template: reactivation_email}},"
                  " {send: {channel: email, template: reactivation_email}}]",
         "second": "[{promo_code: {discount: 5%, valid_for: 30d}},"
                   " {send: {channel: email, template: reactivation_email, on_cap: skip}},"
                   " {send: {channel: email, template: double_opt_in_email, purpose: transactional}}]",
-        "third": "[{promo_code: {discount: 5%, valid_for: 30d}}, {send: {channel: email, template: reactivation_email}}]",
+        "third": "[{promo_code: {discount: 5%, valid_for: 30d}},"
+                 " {send: {channel: email, template: reactivation_email}}]",
     }.items():
         assert hub("workflows", "add", write(tmp_path, f"{name}.yaml",
                                              f"name: {name}\ntrigger: {{segment: dormant_90d}}\nsteps: {steps}\n")
@@ -382,13 +385,13 @@ def test_messages_a_dead_worker_never_sent_go_with_the_next_tick(wf: HubDB, monk
     def dies(self: Any) -> None:
         raise Died()
 
-    real_dispatch = engine.Advance.dispatch
-    monkeypatch.setattr(engine.Advance, "dispatch", dies)
+    real_dispatch = runner.Advance.dispatch
+    monkeypatch.setattr(runner.Advance, "dispatch", dies)
     with pytest.raises(Died):
         start(wf, "reactivation_90d", t0)
     queued = rows(wf, Message)
     assert queued and all(m.status == "queued" for m in queued)
-    monkeypatch.setattr(engine.Advance, "dispatch", real_dispatch)  # a new worker, alive
+    monkeypatch.setattr(runner.Advance, "dispatch", real_dispatch)  # a new worker, alive
     report = ticks.tick(wf.engine, wf.settings, now=t0 + dt.timedelta(minutes=5))
     assert report.outbox["sent"] == len(queued)
     assert len(letters(wf)) == len(queued)
@@ -404,12 +407,12 @@ def test_two_workers_never_hold_the_same_run(wf: HubDB) -> None:
         row, workflow = store.current(conn, wf.settings, "reactivation_90d")
     triggers.fire(wf.engine, wf.settings, row, workflow, now=t0, manual=True)
     with wf.engine.connect() as conn:
-        due = engine.due_ids(conn, t0)
+        due = runner.due_ids(conn, t0)
     lease = dt.timedelta(minutes=2)
-    first = engine.claim(wf.engine, due, token="one", now=t0, lease=lease)
-    second = engine.claim(wf.engine, due, token="two", now=t0, lease=lease)
+    first = runner.claim(wf.engine, due, token="one", now=t0, lease=lease)
+    second = runner.claim(wf.engine, due, token="two", now=t0, lease=lease)
     assert [r.id for r in first] == due and second == []
-    taken_over = engine.claim(wf.engine, due, token="three", now=t0 + lease + dt.timedelta(seconds=1), lease=lease)
+    taken_over = runner.claim(wf.engine, due, token="three", now=t0 + lease + dt.timedelta(seconds=1), lease=lease)
     assert [r.id for r in taken_over] == due
 
 
@@ -455,7 +458,8 @@ def test_a_plugin_step_that_died_mid_call_is_parked_never_repeated(wf: HubDB, pl
     t0 = a_morning()
     ids = make_shop(wf, [Person("anna", "Анна", None, "anna@example.ru"), Person("gleb", "Глеб", None, "g@example.ru")],
                     now=t0)
-    bad = write(tmp_path, "bad.yaml", "name: points\ntrigger: {segment: dormant_90d}\nsteps: [{loyalty_points: lots}]\n")
+    bad = write(tmp_path, "bad.yaml",
+                "name: points\ntrigger: {segment: dormant_90d}\nsteps: [{loyalty_points: lots}]\n")
     assert hub("workflows", "add", bad).output == (
         "Error: bad.yaml: steps[0].loyalty_points: give a number of points, e.g. loyalty_points: 100\n")
     good = write(tmp_path, "good.yaml", "name: points\ntrigger: {segment: dormant_90d}\n"
@@ -603,7 +607,8 @@ def test_status_counts_conversions_revenue_and_the_uplift_over_the_holdout(wf: H
 
 def test_merging_two_contacts_keeps_both_runs(wf: HubDB) -> None:
     t0 = a_morning()
-    ids = make_shop(wf, [Person("a", "Анна", None, "a1@example.ru"), Person("b", "Анна", None, "a2@example.ru")], now=t0)
+    ids = make_shop(wf, [Person("a", "Анна", None, "a1@example.ru"), Person("b", "Анна", None, "a2@example.ru")],
+                    now=t0)
     start(wf, "reactivation_90d", t0)
     assert {m.contact_id for m in rows(wf, Message)} == {ids["a"], ids["b"]}
     with wf.engine.begin() as conn:
@@ -640,7 +645,7 @@ def test_contact_card_runs_for_the_admin(wf: HubDB) -> None:
     ids = make_shop(wf, SHOP[:1], now=t0)
     start(wf, "reactivation_90d", t0)
     with wf.engine.connect() as conn:
-        (run,) = engine.runs_for_contact(conn, ids["anna"])
+        (run,) = runner.runs_for_contact(conn, ids["anna"])
     assert run["workflow"] == "reactivation_90d" and run["status"] in ("waiting", "holdout")
     assert run["started_at"] == t0
 
@@ -666,7 +671,7 @@ class Receiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            def do_POST(self) -> None:
                 size = int(self.headers["Content-Length"])
                 receiver.got.append((self.headers["Idempotency-Key"], json.loads(self.rfile.read(size))))
                 self.send_response(receiver.answers.pop(0) if receiver.answers else 200)

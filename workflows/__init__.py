@@ -4,12 +4,12 @@ Registered like any plugin, through the "hub" entry point group. The modules,
 each with one job: definition (read and check a workflow file), steps (the
 step API and small steps), send, promo, crm, webhook, conditions (the built-in
 steps and `if`), store (saved workflows and versions), triggers (who starts a
-run), engine (moving runs, exactly once), policy (the core's quiet hours and
+run), runner (moving runs, exactly once), policy (the core's quiet hours and
 frequency cap as a step plans with them), ticks (the tick `hub scheduler`
 runs), jobs (what RQ runs), measure (status and uplift), forecast (dry runs),
 nps (survey links and their page), config (settings), commands (the CLI), showcase
 (the campaign at the end of `hub demo`); library/ holds the shipped
-workflows and templates/ the messages only they use.
+workflows and message_templates/ the messages only they use.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any, Callable
 
 from sqlalchemy import Connection, update
 
-from hub.hookspecs import hookimpl
+from hub.api import hookimpl
 
-TEMPLATES = Path(__file__).parent / "templates"
+MESSAGE_TEMPLATES = Path(__file__).parent / "message_templates"
 RUN_STATES = ("none", "running", "waiting", "done", "exited", "parked", "cancelled", "holdout")
 
 
@@ -36,7 +36,7 @@ def register_workflow_steps(register: Callable[[str, Any], None]) -> None:
 
 @hookimpl
 def register_template_dirs(register: Callable[[Any], None]) -> None:
-    register(TEMPLATES)
+    register(MESSAGE_TEMPLATES)
 
 
 @hookimpl
@@ -65,7 +65,7 @@ def register_commands(cli: Any) -> None:
 def register_schedules(register: Callable[[str, Any], None], settings: Any) -> None:
     import datetime as dt
 
-    from hub.schedule import Schedule
+    from hub.api import Schedule
     from workflows import config, ticks
 
     every = dt.timedelta(seconds=config.load(settings).interval)
@@ -92,7 +92,7 @@ def _workflow_names(settings: Any) -> list[str]:
     """Workflows a rule may name: the shipped ones and every saved one."""
     from sqlalchemy import select
 
-    from hub.db import get_engine
+    from hub.api import get_engine
     from workflows import store
 
     names = set(store.library_documents())
@@ -118,7 +118,7 @@ def _run_status(ctx: Any) -> Any:
 
 @hookimpl
 def register_segment_fields(register: Callable[[str, Any], None]) -> None:
-    from hub.segments.fields import SegmentField
+    from hub.api import SegmentField
     from workflows import nps
 
     register("workflow.<name>.status", SegmentField(
@@ -139,7 +139,7 @@ def segment_changed(conn: Connection, segment: str, entered: list[int]) -> None:
 @hookimpl
 def contact_erased(conn: Connection, contact_id: int) -> None:
     """An erased person gets nothing more: runs under way are cancelled, survey answers deleted."""
-    from hub.db import utcnow
+    from hub.api import utcnow
     from workflows.models import Interaction, WorkflowRun
 
     runs = WorkflowRun.__table__

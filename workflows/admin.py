@@ -3,7 +3,7 @@
 Registered through register_admin_pages like any plugin's page, with the
 runs of a contact shown on the contact's card (``contact_section``). This
 blueprint only shows what the plugin's modules (store, measure, forecast,
-engine) know and passes a person's decisions on. A forecast writes nothing, so every role may run one; switching
+runner) know and passes a person's decisions on. A forecast writes nothing, so every role may run one; switching
 a workflow on or off and retrying parked runs is for marketers. The funnel's
 uplift compares the runs that got the messages with the holdout group that
 entered but got nothing, so it measures what the campaign itself changed.
@@ -127,7 +127,7 @@ def _uplift_chart(report: dict[str, Any]) -> dict[str, Any] | None:
 @bp.get("/<name>")
 @allow(read="viewer")
 def detail(name: str) -> Any:
-    from workflows import engine as runs_engine, measure
+    from workflows import measure, runner
     from workflows.definition import WorkflowError
 
     try:
@@ -138,16 +138,16 @@ def detail(name: str) -> Any:
         return render_template("workflows/detail.html", name=name, report=None, problems=_problems(exc),
                                parked=[], funnel=None, uplift=None, action=ActionForm())
     with engine().connect() as conn:
-        parked = runs_engine.parked(conn, name)
+        parked = runner.parked(conn, name)
     return render_template("workflows/detail.html", name=name, report=report, problems=[], parked=parked,
                            funnel=_funnel_chart(report["steps"]), uplift=_uplift_chart(report), action=ActionForm())
 
 
 @bp.get("/<name>/forecast")
 @allow(read="viewer")
-def forecast(name: str) -> Any:
+def forecast_page(name: str) -> Any:
     """The dry run: who would get what and when; nothing is written, nothing is sent."""
-    from workflows import forecast as forecasting
+    from workflows import forecast
     from workflows.definition import WorkflowError
 
     raw = request.args.get("days", "14").strip()
@@ -155,7 +155,7 @@ def forecast(name: str) -> Any:
         flash(f"Days: {raw!r} is not a whole number from 1 to {MAX_FORECAST_DAYS}.", "error")
         return redirect(url_for("workflows.detail", name=name))
     try:
-        report = forecasting.forecast(engine(), current_settings(), name, days=int(raw))
+        report = forecast.forecast(engine(), current_settings(), name, days=int(raw))
     except WorkflowError as exc:
         if any("no workflow named" in p for p in _problems(exc)):
             abort(404)
@@ -171,7 +171,7 @@ def forecast(name: str) -> Any:
 @bp.post("/<name>/retry")
 @allow(read=None, write="marketer")
 def retry(name: str) -> Any:
-    from workflows import engine as runs_engine
+    from workflows import runner
 
     form = ActionForm()
     raw = request.form.get("run", "")
@@ -180,7 +180,7 @@ def retry(name: str) -> Any:
             flash(f"Run: {raw!r} is not a run number.", "error")
         else:
             skip = request.form.get("skip") == "1"
-            done = runs_engine.retry(engine(), [int(raw)], skip=skip)
+            done = runner.retry(engine(), [int(raw)], skip=skip)
             if done:
                 with engine().begin() as conn:
                     record_audit(conn, actor(), "workflow_run_retried", workflow=name, run=int(raw), skip=skip)

@@ -16,14 +16,12 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+# not in hub.api on purpose: `hub workflows` takes the scheduler's lock
 from hub import schedule
-from hub.cli import App, emit_json, pass_app, progress_bar, stderr
-from hub.config import SettingsError
-from hub.db import utcnow
-from hub.models import Message
+from hub.api import App, Message, SettingsError, TemplateError, emit_json, pass_app, progress_bar, stderr, utcnow
+# not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.rules import SegmentError
-from hub.templates import TemplateError
-from workflows import config, definition, engine as runs_engine, forecast, measure, promo, store, ticks, triggers
+from workflows import config, definition, forecast, measure, promo, runner, store, ticks, triggers
 from workflows.definition import WorkflowError
 from workflows.models import StepResult, WorkflowRun
 
@@ -273,13 +271,13 @@ def _print_status(report: dict[str, Any]) -> None:
                       f"{codes['expired']:,} expired")
     if report.get("goal"):
         t, h = report["conversion"]["treated"], report["conversion"]["holdout"]
+        points = report["uplift"]["rate_points"]
         goal = report["goal"]
         console.print(f"  goal {goal['event']} within {goal['within']}: {report['converted']:,} converted, "
                       f"revenue {report['revenue']}")
         console.print(f"  treated {t['converted']:,}/{t['runs']:,} ({_pct(t['rate'])}), "
                       f"holdout {h['converted']:,}/{h['runs']:,} ({_pct(h['rate'])}); "
-                      f"uplift {report['uplift']['rate_points'] if report['uplift']['rate_points'] is not None else '-'}"
-                      " points")
+                      f"uplift {points if points is not None else '-'} points")
     if report.get("nps"):
         console.print(f"  NPS {report['nps']['nps']} from {report['nps']['answers']:,} answers")
 
@@ -332,7 +330,7 @@ def tick_cmd(app: App, as_json: bool) -> None:
 def parked_cmd(app: App, name: str | None, as_json: bool) -> None:
     """Runs that failed for good, with the reason; `hub workflows retry` puts them back."""
     with app.ready_engine().connect() as conn:
-        rows = runs_engine.parked(conn, name, limit=None)
+        rows = runner.parked(conn, name, limit=None)
     if as_json:
         emit_json(rows)
         return
@@ -355,10 +353,10 @@ def retry_cmd(app: App, run_ids: tuple[int, ...], all_of: str | None, skip: bool
     if all_of:
         with engine.connect() as conn:
             store.row(conn, all_of)
-            ids += [r["id"] for r in runs_engine.parked(conn, all_of, limit=None)]
+            ids += [r["id"] for r in runner.parked(conn, all_of, limit=None)]
     if not ids:
         raise click.UsageError("give run ids or --all NAME")
-    n = runs_engine.retry(engine, ids, skip=skip)
+    n = runner.retry(engine, ids, skip=skip)
     click.echo(f"{n} of {len(ids)} runs put back to work{' past the step they stopped at' if skip else ''}."
                + ("" if n == len(ids) else " (The others are not parked.)"))
 

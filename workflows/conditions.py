@@ -18,11 +18,14 @@ from typing import Any, Iterable
 
 from sqlalchemy import Connection, select
 
-from hub.config import Settings
-from hub.models import Contact
+from hub.api import Contact, Settings
+# not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.evaluate import Segments
+# not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.fields import Registry
-from hub.segments.rules import MOMENT_OPS, AllOf, AnyOf, Condition, Moment, Node, Not, Parser, RuleError, SegmentRef, walk
+# not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
+from hub.segments.rules import (MOMENT_OPS, AllOf, AnyOf, Condition, Moment, Node, Not, Parser, RuleError, SegmentRef,
+                                walk)
 
 contacts_t = Contact.__table__
 RUN_STARTED = "run.started_at"

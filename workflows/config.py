@@ -15,10 +15,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from hub import send_limits
-from hub.config import Settings, SettingsError
-from hub.localtime import QuietHours
-from hub.send_limits import FrequencyCap
+from hub.api import FrequencyCap, QuietHours, Settings, SettingsError, load_send_limits
 
 DEFAULT_BATCH = 500
 DEFAULT_LEASE_S = 120
@@ -78,7 +75,7 @@ def load(settings: Settings) -> WorkflowSettings:
         if key in _table(settings) or any(k.startswith(f"workflows_{key}") for k in settings.extra):
             raise SettingsError(f"{_name(key)} is now set as {where}: it holds every message, "
                                 "not only the workflows'")
-    limits = send_limits.load(settings)
+    limits = load_send_limits(settings)
     field_name = _value(settings, "promo_crm_field")
     return WorkflowSettings(
         quiet_hours=limits.quiet_hours, frequency_cap=limits.frequency_cap,

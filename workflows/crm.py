@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub import writeback
+from hub.api import WriteBackError, write_back
 from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError, StepFailed
 
 NOT_IN_A_CRM = "accepts write-back"
@@ -24,9 +24,9 @@ NOT_IN_A_CRM = "accepts write-back"
 def _write(call: StepCall, action: str, *, first_only: bool = False, **kwargs: Any) -> Outcome:
     assert call.conn is not None
     try:
-        done = writeback.apply(call.conn, call.settings, call.run.contact_id, action, first_only=first_only,
+        done = write_back(call.conn, call.settings, call.run.contact_id, action, first_only=first_only,
                                **kwargs)
-    except writeback.WriteBackError as exc:
+    except WriteBackError as exc:
         if NOT_IN_A_CRM in str(exc):
             return Outcome.skipped("the contact is in no CRM that accepts write-back")
         raise StepFailed(str(exc)) from None

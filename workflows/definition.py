@@ -33,11 +33,14 @@ from typing import Any, ClassVar, Mapping
 import pluggy
 from sqlalchemy import Connection
 
-from hub import localtime
+# not in hub.api on purpose: workflow files report their problems like segment files
 from hub.problems import ProblemList
-from hub.config import Settings
+from hub.api import Settings, format_duration, parse_duration
+# not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments import fields as segment_fields
+# not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.rules import RuleError, SegmentError, jsonable, read_document, references
+# not in hub.api on purpose: a workflow file is checked against the saved segments
 from hub.segments.store import load as load_segments
 from workflows import conditions
 from workflows.steps import Checking, Exit, Outcome, Step, StepCall, StepError
@@ -65,7 +68,7 @@ class Trigger:
 
     def describe(self) -> str:
         if self.kind == "event":
-            extra = f" {localtime.format_duration(self.before)} before" if self.before else ""
+            extra = f" {format_duration(self.before)} before" if self.before else ""
             return f"event {self.event}{extra}" + (f" (codes of {self.workflow})" if self.workflow else "")
         if self.kind == "schedule":
             return f"schedule \"{self.schedule}\" → segment {self.segment}"
@@ -78,7 +81,7 @@ class Goal:
     within: Any  # timedelta
 
     def describe(self) -> dict[str, Any]:
-        return {"event": self.event, "within": localtime.format_duration(self.within)}
+        return {"event": self.event, "within": format_duration(self.within)}
 
 
 class If(Step):
@@ -164,6 +167,7 @@ def read_file(path: Path) -> Any:
 
 def step_types(pm: pluggy.PluginManager | None = None) -> dict[str, type[Step]]:
     """Every step kind plugins registered (Hub's own included), by name."""
+    # not in hub.api on purpose: the registry of workflow steps that plugins register
     from hub import plugins
 
     found = plugins.registry("register_workflow_steps", pm)
@@ -316,7 +320,7 @@ class _Parser:
             before = None
             if event == "promo.expiring":
                 try:
-                    before = localtime.parse_duration(raw.get("before"))
+                    before = parse_duration(raw.get("before"))
                 except ValueError as exc:
                     self.problem("trigger.before", "missing; say how long before expiry, e.g. 3d"
                                  if raw.get("before") is None else str(exc))
@@ -360,7 +364,7 @@ class _Parser:
         if raw is None or raw == "never":
             return None
         try:
-            return localtime.parse_duration(raw)
+            return parse_duration(raw)
         except ValueError as exc:
             self.problem("reentry", f"{exc}; or never")
             return None
@@ -389,7 +393,7 @@ class _Parser:
             self.problem("goal.event", f"{event!r} is not a goal; use one of: {', '.join(GOAL_EVENTS)}")
             return None
         try:
-            within = localtime.parse_duration(raw.get("within", "30d"))
+            within = parse_duration(raw.get("within", "30d"))
         except ValueError as exc:
             self.problem("goal.within", str(exc))
             return None
@@ -431,8 +435,8 @@ def parse(document: Any, conn: Connection, settings: Settings, *, origin: str | 
     if parser.problems:
         raise WorkflowError(parser.problems, origin)
     assert trigger is not None and isinstance(name, str)
-    program = tuple(Instruction(i, path, step) for i, (path, step) in enumerate(zip(parser.paths, parser.program))
-                    if step is not None)
+    steps = enumerate(zip(parser.paths, parser.program, strict=True))
+    program = tuple(Instruction(i, path, step) for i, (path, step) in steps if step is not None)
     assert len(program) == len(parser.program)
     return Workflow(name=name, title=title, description=document.get("description"), trigger=trigger,
                     reentry=reentry, holdout=holdout, goal=goal, program=program, document=jsonable(document))
@@ -441,6 +445,6 @@ def parse(document: Any, conn: Connection, settings: Settings, *, origin: str | 
 def summary(workflow: Workflow) -> Mapping[str, Any]:
     """The definition in brief, for `hub workflows list`."""
     return {"trigger": workflow.trigger.describe(),
-            "reentry": localtime.format_duration(workflow.reentry) if workflow.reentry else "never",
+            "reentry": format_duration(workflow.reentry) if workflow.reentry else "never",
             "holdout": f"{workflow.holdout:g}%", "goal": workflow.goal.describe() if workflow.goal else None,
             "steps": [f"{i.index + 1}. {i.step.label()}" for i in workflow.steps()]}

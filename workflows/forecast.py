@@ -17,16 +17,15 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import pluggy
 from sqlalchemy import Connection, Engine, select
 
-from hub import consent, localtime
-from hub.config import Settings
-from hub.db import chunks, utcnow
-from hub.models import Contact, ContactIdentity
+from hub.api import TRANSACTIONAL, Contact, ContactIdentity, Settings, chunks, kind_for_channel, next_local_time, utcnow
+# not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.evaluate import Segments
+# not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.rules import RuleError
 from workflows import conditions, config, policy, store, triggers
 from workflows.definition import Goto, If, Workflow, parse
@@ -63,7 +62,7 @@ class _Facts:
         self.segments: Segments | None = None
 
     def has_address(self, channel: str) -> set[int]:
-        kind = consent.kind_for_channel(channel)
+        kind = kind_for_channel(channel)
         if kind not in self._addresses:
             found: set[int] = set()
             for part in chunks(self.ids, 1000):
@@ -98,7 +97,7 @@ def _workflow(conn: Connection, settings: Settings, name: str, pm: pluggy.Plugin
     if row is None and name in store.library_documents():
         return None, parse(store.library_documents()[name], conn, settings, pm=pm)
     if row is None:
-        store.row(conn, name)  # raises with a suggestion
+        row = store.row(conn, name)  # raises with a suggestion
     return row, store.definition(conn, settings, row.id, row.version, pm)
 
 
@@ -219,7 +218,7 @@ def _simulate(workflow: Workflow, sims: list[Sim], facts: _Facts, options: confi
                 for s in group:
                     until = s.t + (step.length or dt.timedelta(0))
                     if step.at is not None:
-                        until = localtime.next_local_time(until, facts.zones.get(s.contact_id, facts.settings.tz), step.at)
+                        until = next_local_time(until, facts.zones.get(s.contact_id, facts.settings.tz), step.at)
                     s.t, s.pc = until, pc + 1
             elif isinstance(step, Send):
                 _send(step, pc, group, facts, options, recent, planned, steps, horizon)
@@ -234,8 +233,8 @@ def _send(step: Send, pc: int, group: list[Sim], facts: _Facts, options: config.
           recent: dict[int, list[dt.datetime]], planned: dict[int, list[dt.datetime]],
           steps: dict[int, Counter[str]], horizon: dt.datetime) -> None:
     addressable = facts.has_address(step.channel)
-    allowed = None if step.purpose == consent.TRANSACTIONAL else facts.consents(step.channel, step.purpose)
-    cap = options.frequency_cap if step.purpose != consent.TRANSACTIONAL else None
+    allowed = None if step.purpose == TRANSACTIONAL else facts.consents(step.channel, step.purpose)
+    cap = options.frequency_cap if step.purpose != TRANSACTIONAL else None
     for s in group:
         s.pc = pc + 1
         if s.contact_id not in addressable:
@@ -267,5 +266,5 @@ def _send(step: Send, pc: int, group: list[Sim], facts: _Facts, options: config.
 
 def _names(conn: Connection, ids: list[int]) -> dict[int, str]:
     c = contacts_t.c
-    rows = conn.execute(select(c.id, c.first_name, c.last_name).where(c.id.in_(ids))) if ids else []
+    rows: Iterable[Any] = conn.execute(select(c.id, c.first_name, c.last_name).where(c.id.in_(ids))) if ids else []
     return {r.id: " ".join(p for p in (r.first_name, r.last_name) if p) or f"#{r.id}" for r in rows}

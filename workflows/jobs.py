@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+# not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
 from hub import messaging
-from hub.config import Settings, load_settings
-from hub.db import get_engine
+from hub.api import Settings, get_engine, load_settings
 
 _pids: dict[str, int] = {}
 
@@ -31,10 +31,10 @@ def engine_for(settings: Settings) -> Engine:
 
 def advance_runs(run_ids: list[int]) -> dict[str, Any]:
     """Take these runs as far as they go now, then send the messages they wrote."""
-    from workflows import engine
+    from workflows import runner
 
     settings = load_settings()
-    return engine.advance(engine_for(settings), settings, run_ids).as_dict()
+    return runner.advance(engine_for(settings), settings, run_ids).as_dict()
 
 
 def dispatch_outbox() -> dict[str, Any]:

@@ -18,9 +18,7 @@ from typing import Any
 import pluggy
 from sqlalchemy import Connection, Engine, case, func, select
 
-from hub.config import Settings
-from hub.db import utcnow
-from hub.models import Message, Order
+from hub.api import Message, Order, Settings, utcnow
 from workflows import config, nps, policy, store
 from workflows.definition import Goal, Workflow
 from workflows.models import PromoCode, StepResult, WorkflowRun
@@ -121,7 +119,8 @@ def _steps(conn: Connection, workflow_id: int, workflow: Workflow) -> list[dict[
 def _promo(conn: Connection, workflow_id: int, now: dt.datetime) -> dict[str, int]:
     c = codes_t.c
     issued = redeemed = expired = 0
-    for redeemed_at, expires_at in conn.execute(select(c.redeemed_at, c.expires_at).where(c.workflow_id == workflow_id)):
+    for redeemed_at, expires_at in conn.execute(
+            select(c.redeemed_at, c.expires_at).where(c.workflow_id == workflow_id)):
         issued += 1
         if redeemed_at is not None:
             redeemed += 1
@@ -134,11 +133,12 @@ def _conversion(conn: Connection, workflow_id: int, goal: Goal) -> dict[str, Any
     """Converted runs and revenue in the goal window, treated runs against the holdout, and the uplift."""
     r, o, c = runs_t.c, orders_t.c, codes_t.c
     runs = conn.execute(select(r.id, r.contact_id, r.started_at, r.holdout).where(r.workflow_id == workflow_id)).all()
-    groups = {False: {"runs": 0, "converted": 0, "revenue": Decimal(0)},
-              True: {"runs": 0, "converted": 0, "revenue": Decimal(0)}}
+    groups: dict[bool, dict[str, Any]] = {False: {"runs": 0, "converted": 0, "revenue": Decimal(0)},
+                                          True: {"runs": 0, "converted": 0, "revenue": Decimal(0)}}
     if goal.event == "promo.redeemed":
         redeemed = {row.run_id: row for row in conn.execute(
-            select(c.run_id, c.redeemed_at, o.amount, o.status).select_from(codes_t.outerjoin(orders_t, o.id == c.order_id))
+            select(c.run_id, c.redeemed_at, o.amount, o.status)
+            .select_from(codes_t.outerjoin(orders_t, o.id == c.order_id))
             .where(c.workflow_id == workflow_id, c.redeemed_at.is_not(None)))}
         for run in runs:
             g = groups[bool(run.holdout)]

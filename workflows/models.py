@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, Numeric, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from hub.api import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Contact, Order, utcnow
-from hub.models import Message  # not in hub.api: only the outbox's id is referred to here
+from hub.api import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Contact, Message, Order, utcnow
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = TYPE_ANNOTATION_MAP
+
+    if TYPE_CHECKING:
+        # Every model maps one plain Table, which Core statements (insert, update, delete) take;
+        # SQLAlchemy types it as the wider FromClause because a model may also map a join or subquery.
+        __table__: ClassVar[Table]
 
 
 class WorkflowRow(Base):

@@ -22,11 +22,7 @@ from flask import Blueprint, render_template_string, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, func, select
 
-from hub import links as signed_links
-from hub.config import Settings
-from hub.db import get_engine, insert_for, utcnow
-from hub.identity import current_contact_id
-from hub.models import Contact
+from hub.api import Contact, Settings, current_contact_id, get_engine, insert_for, public_url, utcnow
 from workflows.models import Interaction
 
 interactions_t = Interaction.__table__
@@ -48,7 +44,7 @@ def _serializer(settings: Settings) -> URLSafeTimedSerializer:
 
 def url(settings: Settings, contact_id: int, run_id: int | None, score: int) -> str:
     token = _serializer(settings).dumps([contact_id, run_id or 0, score])
-    return f"{signed_links.public_url(settings)}/nps/{token}"
+    return f"{public_url(settings)}/nps/{token}"
 
 
 def links_for(settings: Settings, contact_id: int, run_id: int | None) -> list[dict[str, Any]]:
@@ -61,7 +57,7 @@ def links(settings: Settings, contact_id: int, run_id: int | None) -> dict[str, 
 
 
 def sample_links(settings: Settings) -> dict[str, Any]:
-    base = signed_links.public_url(settings)
+    base = public_url(settings)
     return {"links": [{"score": s, "url": f"{base}/nps/SAMPLE-{s}"} for s in SCORES]}
 
 
@@ -165,7 +161,7 @@ PAGE = """<!doctype html>
 
 
 def _settings() -> Settings:
-    from hub.admin.app import current_settings
+    from hub.api import current_settings
 
     return current_settings()
 

@@ -16,11 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
-from hub import consent
-from hub.db import chunks
-from hub.localtime import contact_zones
-from hub.models import Message
-from hub.send_limits import NOT_COUNTED, cap_until
+from hub.api import NOT_COUNTED, TRANSACTIONAL, Message, cap_until, chunks, contact_zones
 from workflows.config import WorkflowSettings
 
 messages_t = Message.__table__
@@ -39,7 +35,7 @@ def recent_messages(conn: Connection, contact_ids: Iterable[int], since: dt.date
     out: dict[int, list[dt.datetime]] = defaultdict(list)
     for part in chunks(sorted(set(contact_ids)), 1000):
         rows = conn.execute(select(m.contact_id, m.created_at).where(
-            m.contact_id.in_(part), m.purpose != consent.TRANSACTIONAL, m.status.not_in(NOT_COUNTED),
+            m.contact_id.in_(part), m.purpose != TRANSACTIONAL, m.status.not_in(NOT_COUNTED),
             m.created_at > since).order_by(m.created_at))
         for cid, at in rows:
             out[cid].append(at)

@@ -18,14 +18,12 @@ import datetime as dt
 import re
 import secrets
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, select, update
 
-from hub import localtime, templates, writeback
-from hub.config import Settings
-from hub.db import bulk_insert, chunks, insert_for, utcnow
-from hub.models import Order
+from hub.api import (Order, Settings, WriteBackError, bulk_insert, chunks, end_of_local_day, format_duration,
+                     insert_for, local_time, utcnow, write_back)
 from workflows import config
 from workflows.models import PromoCode, WorkflowState
 from workflows.steps import Checking, Options, Outcome, RunInfo, Step, StepCall, StepError
@@ -63,7 +61,7 @@ def as_variables(settings: Settings, row: Any) -> dict[str, Any]:
     if isinstance(discount, Decimal) and discount == discount.to_integral_value():
         discount = int(discount)
     return {"id": row.id, "code": row.code, "discount": discount,
-            "expires_at": templates.local_time(settings, row.expires_at)}
+            "expires_at": local_time(settings, row.expires_at)}
 
 
 def for_runs(conn: Connection, settings: Settings, runs: Iterable[RunInfo]) -> dict[int, dict[str, Any]]:
@@ -95,8 +93,9 @@ class PromoCodeStep(Step):
                        example="{discount: 15%, valid_for: 14d, prefix: BACK}")
         self.discount = _discount(opts.require("discount"))
         opts.require("valid_for")
-        self.valid_for = opts.duration("valid_for")
-        assert self.valid_for is not None
+        valid_for = opts.duration("valid_for")
+        assert valid_for is not None  # required just above
+        self.valid_for = valid_for
         prefix = opts.get("prefix")
         if prefix is not None and (not isinstance(prefix, str) or not _PREFIX.match(prefix.upper())):
             raise StepError(f"{prefix!r} is not a prefix: use up to 10 Latin letters and digits, e.g. BACK", "prefix")
@@ -112,17 +111,17 @@ class PromoCodeStep(Step):
         checking.promo = True
 
     def label(self) -> str:
-        return f"promo_code {self.discount:g}% for {localtime.format_duration(self.valid_for)}"
+        return f"promo_code {self.discount:g}% for {format_duration(self.valid_for)}"
 
     def describe(self) -> dict[str, Any]:
-        return {"discount": float(self.discount), "valid_for": localtime.format_duration(self.valid_for),
+        return {"discount": float(self.discount), "valid_for": format_duration(self.valid_for),
                 "prefix": self.prefix}
 
     def write(self, conn: Connection, calls: list[StepCall], prepared: list[Any]) -> list[Outcome]:
         if not calls:
             return []
         now, settings, index = calls[0].now, calls[0].settings, calls[0].index
-        expires = localtime.end_of_local_day(now + self.valid_for, settings.tz)
+        expires = end_of_local_day(now + self.valid_for, settings.tz)
         crm_field = self.crm_field or config.load(settings).promo_crm_field
         issued: dict[int, Any] = {}
         for _attempt in range(5):  # a new random code can collide with an old one: draw again
@@ -240,9 +239,9 @@ def write_back_pending(engine: Engine, settings: Settings, *, limit: int = 200) 
         values: dict[str, Any]
         try:
             with engine.connect() as conn:
-                writeback.apply(conn, settings, row.contact_id, "set_field", name=row.crm_field, value=row.code)
+                write_back(conn, settings, row.contact_id, "set_field", name=row.crm_field, value=row.code)
             values, key = {"written_back_at": utcnow()}, "written"
-        except writeback.WriteBackError as exc:
+        except WriteBackError as exc:
             values, key = {"writeback_error": str(exc)[:500]}, "refused"
         except Exception:  # noqa: BLE001 - a CRM that is down now: the next tick tries again
             done["later"] += 1
@@ -254,10 +253,11 @@ def write_back_pending(engine: Engine, settings: Settings, *, limit: int = 200) 
 
 
 def expiring(conn: Connection, *, now: dt.datetime, before: dt.timedelta | None, expired: bool,
-             workflow_id: int | None = None, since: dt.datetime | None = None) -> list[Any]:
+             workflow_id: int | None = None, since: dt.datetime | None = None) -> Sequence[Any]:
     """Unredeemed codes that expire within `before` (or, with `expired`, that expired after `since`)."""
     c = codes_t.c
-    q = select(c.id, c.contact_id, c.expires_at, c.workflow_id).where(c.redeemed_at.is_(None), c.contact_id.is_not(None))
+    q = (select(c.id, c.contact_id, c.expires_at, c.workflow_id)
+         .where(c.redeemed_at.is_(None), c.contact_id.is_not(None)))
     if expired:
         q = q.where(c.expires_at <= now)
         if since is not None:

@@ -20,10 +20,11 @@ from typing import Any, Mapping
 
 from sqlalchemy import Connection, select
 
-from hub import consent, messaging, templates
-from hub.config import Settings
-from hub.db import bulk_insert, chunks
-from hub.models import Message
+# not in hub.api on purpose: steps render templates for StepCall.template (public in workflows.steps); the campaign
+# engine writes outbox rows and dispatches them
+from hub import message_templates, messaging
+from hub.api import (TRANSACTIONAL, Message, Settings, TemplateError, bulk_insert, chunks, company, consent_purposes,
+                     kind_for_channel)
 from workflows import config, nps, policy
 from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError
 
@@ -31,7 +32,7 @@ messages_t = Message.__table__
 ON_CAP = ("defer", "skip")
 
 
-def _uses(template: templates.Template, name: str) -> bool:
+def _uses(template: message_templates.Template, name: str) -> bool:
     return any(name in (part or "") for part in (template.subject, template.text, template.html))
 
 
@@ -53,11 +54,11 @@ class Send(Step):
         if not isinstance(name, str):
             raise StepError("expected a template name", "template")
         template = checking.template(name)
-        if (channel == templates.EMAIL) != template.is_email:
+        if (channel == message_templates.EMAIL) != template.is_email:
             kind = "an email" if template.is_email else "a text"
             raise StepError(f"{name} is {kind} template; it cannot go by {channel}", "template")
         purpose = opts.get("purpose", "marketing")
-        allowed = (*consent.purposes(checking.settings), consent.TRANSACTIONAL)
+        allowed = (*consent_purposes(checking.settings), TRANSACTIONAL)
         if purpose not in allowed:
             raise StepError(f"{purpose!r} is not one of: {', '.join(allowed)}", "purpose")
         on_cap = opts.get("on_cap", "defer")
@@ -65,8 +66,8 @@ class Send(Step):
             raise StepError(f"{on_cap!r} is not one of: {', '.join(ON_CAP)}", "on_cap")
         self.uses_nps = _uses(template, "nps")
         try:
-            templates.render(template, checking.sample({"nps": nps.sample_links(checking.settings)}))
-        except templates.TemplateError as exc:
+            message_templates.render(template, checking.sample({"nps": nps.sample_links(checking.settings)}))
+        except TemplateError as exc:
             reason = str(exc)
             if "'promo' is undefined" in reason:
                 reason = f"{name} uses promo, but no promo_code step comes before this one"
@@ -88,15 +89,15 @@ class Send(Step):
         settings, now = calls[0].settings, calls[0].now
         options = config.load(settings)
         try:
-            template = templates.get(conn, settings, self.template)
-        except templates.TemplateError as exc:
+            template = message_templates.get(conn, settings, self.template)
+        except TemplateError as exc:
             return [Outcome.failed(str(exc)) for _ in calls]
         contacts = {c.run.contact_id: c.contact for c in calls if c.contact is not None}
         addresses = messaging.pick_addresses(conn, settings, contacts, self.channel)
-        cap = options.frequency_cap if self.purpose != consent.TRANSACTIONAL else None
+        cap = options.frequency_cap if self.purpose != TRANSACTIONAL else None
         recent = policy.recent_messages(conn, contacts, now - cap.period) if cap else {}
-        company = templates.company(settings)
-        kind = consent.kind_for_channel(self.channel)
+        company_details = company(settings)
+        kind = kind_for_channel(self.channel)
         out: list[Any] = []
         for call in calls:
             cid = call.run.contact_id
@@ -118,10 +119,10 @@ class Send(Step):
                     reason = f"frequency cap {cap} reached"
                     out.append(Outcome.skipped(reason) if self.on_cap == "skip" else Outcome.deferred(until, reason))
                     continue
-            out.append(self._row(settings, template, call, address, company))
+            out.append(self._row(settings, template, call, address, company_details))
         return out
 
-    def _row(self, settings: Settings, template: templates.Template, call: StepCall, address: str,
+    def _row(self, settings: Settings, template: message_templates.Template, call: StepCall, address: str,
              company: Mapping[str, Any]) -> Any:
         variables = call.variables()
         context: dict[str, Any] = {"run": variables["run"], "workflow": variables["workflow"]}
@@ -134,7 +135,7 @@ class Send(Step):
             return messaging.build_row(settings, template, dict(call.contact or {}), address, channel=self.channel,
                                        purpose=self.purpose, key=call.key, context=context, meta=meta,
                                        due_at=call.now, now=call.now, company=company)
-        except templates.TemplateError as exc:
+        except TemplateError as exc:
             return Outcome.failed(str(exc))
 
     def write(self, conn: Connection, calls: list[StepCall], prepared: list[Any]) -> list[Outcome]:
@@ -146,7 +147,7 @@ class Send(Step):
                 ids.update(conn.execute(select(messages_t.c.idempotency_key, messages_t.c.id)
                                         .where(messages_t.c.idempotency_key.in_(part))).all())
         out = []
-        for call, item in zip(calls, prepared):
+        for item in prepared:  # one per call, in order
             if isinstance(item, Outcome):
                 out.append(item)
             else:

@@ -17,10 +17,7 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy import Engine, select
 
-from hub import consent
-from hub.config import Settings
-from hub.db import utcnow
-from hub.models import ContactIdentity, ExternalRef, Message
+from hub.api import ContactIdentity, ExternalRef, Message, Settings, record_consent, utcnow
 from workflows import store, ticks, triggers
 from workflows.models import PromoCode
 
@@ -39,7 +36,7 @@ def run_reactivation(settings: Settings, engine: Engine, workdir: Path, console:
             ContactIdentity, ContactIdentity.contact_id == ExternalRef.contact_id)
             .where(ContactIdentity.kind == "email", ContactIdentity.valid)).scalars()))
         for contact_id in crm_people:
-            consent.record(conn, contact_id, "email", "marketing", "granted", source="demo",
+            record_consent(conn, contact_id, "email", "marketing", "granted", source="demo",
                            evidence={"demo": "the emulated CRM customers' checkout consent"})
         row = store.set_enabled(conn, WORKFLOW, True, now=now)
         workflow = store.definition(conn, settings, row.id, row.version)

@@ -32,9 +32,10 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
-from hub import localtime, templates
-from hub.config import Settings
-from hub.models import Contact
+# not in hub.api on purpose: steps render templates for StepCall.template (public in workflows.steps)
+from hub import message_templates
+from hub.api import (Contact, Settings, TemplateError, company, format_duration, local_time, next_local_time,
+                     parse_duration, parse_time_of_day)
 
 # What a plugin's own steps use (the public API of this module; tests/test_public_api.py records it).
 __all__ = ["Step", "StepCall", "Outcome", "StepError", "StepFailed", "Options", "Checking", "RunInfo"]
@@ -129,8 +130,8 @@ class StepCall:
     def variables(self) -> dict[str, Any]:
         """What a text a user wrote (a task title) may use: contact, promo, run, workflow, company."""
         out: dict[str, Any] = {
-            "contact": self.contact or {}, "company": templates.company(self.settings),
-            "run": {"id": self.run.id, "started_at": templates.local_time(self.settings, self.run.started_at),
+            "contact": self.contact or {}, "company": company(self.settings),
+            "run": {"id": self.run.id, "started_at": local_time(self.settings, self.run.started_at),
                     "cycle": self.run.cycle, **dict(self.run.context)},
             "workflow": {"name": self.run.workflow},
         }
@@ -140,10 +141,10 @@ class StepCall:
 
     def render(self, text: str, what: str) -> str:
         """A user's text rendered in the sandbox; a mistake in it fails the step with its name."""
-        template = templates.Template(name=f"{self.run.workflow}", channel="text", text=text)
+        template = message_templates.Template(name=f"{self.run.workflow}", channel="text", text=text)
         try:
-            return templates.render(template, self.variables()).text
-        except templates.TemplateError as exc:
+            return message_templates.render(template, self.variables()).text
+        except TemplateError as exc:
             raise StepFailed(f"{what}: {str(exc).split(': ', 1)[-1]}") from None
 
 
@@ -159,16 +160,17 @@ class Checking:
 
     def channels(self) -> list[str]:
         if self._channels is None:
+            # not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
             from hub.messaging import channel_factories
 
             self._channels = sorted(channel_factories())
         return self._channels
 
-    def template(self, name: str) -> templates.Template:
+    def template(self, name: str) -> message_templates.Template:
         try:
-            return templates.get(self.conn, self.settings, name)
-        except templates.TemplateError as exc:
-            known = [t.name for t in templates.all_templates(self.conn, self.settings)]
+            return message_templates.get(self.conn, self.settings, name)
+        except TemplateError as exc:
+            known = [t.name for t in message_templates.all_templates(self.conn, self.settings)]
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
             if close:
                 raise StepError(f"no template named {name!r}; did you mean {close[0]!r}?", "template") from None
@@ -176,8 +178,8 @@ class Checking:
 
     def sample(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The sample variables a user's text is tried against; no promo unless a code is issued earlier."""
-        context = templates.sample_context(self.settings, extra)
-        context["run"] = {"id": 1, "started_at": templates.local_time(self.settings, context["promo"]["expires_at"]),
+        context = message_templates.sample_context(self.settings, extra)
+        context["run"] = {"id": 1, "started_at": local_time(self.settings, context["promo"]["expires_at"]),
                           "cycle": 1}
         context["workflow"] = {"name": self.workflow}
         if not self.promo:
@@ -189,8 +191,9 @@ class Checking:
         if not isinstance(raw, str) or not raw.strip():
             raise StepError("expected some text", key)
         try:
-            templates.render(templates.Template(name=self.workflow, channel="text", text=raw), self.sample())
-        except templates.TemplateError as exc:
+            template = message_templates.Template(name=self.workflow, channel="text", text=raw)
+            message_templates.render(template, self.sample())
+        except TemplateError as exc:
             reason = str(exc).split(": ", 1)[-1]
             if "'promo' is undefined" in reason:
                 reason = "uses promo, but no promo_code step comes before this one"
@@ -228,7 +231,7 @@ class Options:
         if raw is None:
             return None
         try:
-            return localtime.parse_duration(raw)
+            return parse_duration(raw)
         except ValueError as exc:
             raise StepError(str(exc), key) from None
 
@@ -241,8 +244,8 @@ class Step:
     repeatable: ClassVar[bool] = True
     # Only touches Hub's database: runs in batches inside the transaction that records its results.
     batched: ClassVar[bool] = False
-    # Wants call.contact, call.promo and call.zone filled in.
-    needs_contact: ClassVar[bool] = False
+    # Wants call.contact, call.promo and call.zone filled in (a kind may decide per step, as wait does).
+    needs_contact: bool = False
 
     def __init__(self, options: Any, checking: Checking) -> None:
         self.options = options
@@ -285,7 +288,7 @@ class Wait(Step):
         self.at: dt.time | None = None
         if opts.get("until") is not None:
             try:
-                self.at = localtime.parse_time_of_day(opts.get("until"))
+                self.at = parse_time_of_day(opts.get("until"))
             except ValueError as exc:
                 raise StepError(str(exc), "until") from None
         if self.length is None and self.at is None:
@@ -293,7 +296,7 @@ class Wait(Step):
         self.needs_contact = self.at is not None
 
     def label(self) -> str:
-        parts = [localtime.format_duration(self.length)] if self.length else []
+        parts = [format_duration(self.length)] if self.length else []
         if self.at:
             parts.append(f"until {self.at:%H:%M}")
         return "wait " + " ".join(parts)
@@ -303,7 +306,7 @@ class Wait(Step):
         for call in calls:
             until = call.now + (self.length or dt.timedelta(0))
             if self.at is not None:
-                until = localtime.next_local_time(until, call.zone or call.settings.tz, self.at)
+                until = next_local_time(until, call.zone or call.settings.tz, self.at)
             out.append(Outcome.done({"until": until.isoformat()}, until=until))
         return out
 

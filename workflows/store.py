@@ -19,9 +19,8 @@ from typing import Any
 import pluggy
 from sqlalchemy import Connection, func, select, update
 
-from hub.config import Settings
-from hub.db import insert_for, utcnow
-from hub.models import Contact, Order
+from hub.api import Contact, Order, Settings, insert_for, utcnow
+# not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.rules import read_document
 from workflows.definition import Workflow, WorkflowError, parse
 from workflows.models import WorkflowRow, WorkflowVersion
@@ -116,6 +115,7 @@ def definition(conn: Connection, settings: Settings, workflow_id: int, version: 
         versions_t.c.workflow_id == workflow_id, versions_t.c.version == version)).scalar()
     if document is None:
         raise WorkflowError([f"workflow #{workflow_id} has no version {version}"])
+    # not in hub.api on purpose: the registry of workflow steps that plugins register
     from hub.plugins import get_pm
 
     pm = pm or get_pm()

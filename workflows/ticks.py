@@ -30,12 +30,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import pluggy
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, or_, select, update
 
-from hub import messaging, queue
-from hub.config import Settings
-from hub.db import chunks, utcnow
-from workflows import config, engine as runs_engine, jobs, promo, store, triggers
+# not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
+from hub import messaging
+from hub.api import Settings, chunks, enqueue, redis_connection, utcnow
+from workflows import config, jobs, promo, runner, store, triggers
 from workflows.definition import WorkflowError
 from workflows.models import WorkflowRun
 
@@ -65,7 +65,7 @@ class TickReport:
 
 
 def tick(engine: Engine, settings: Settings, *, now: dt.datetime | None = None,
-         pm: pluggy.PluginManager | None = None, keepalive: Callable[[], None] | None = None,
+         pm: pluggy.PluginManager | None = None, keepalive: Callable[[], object] | None = None,
          progress: Callable[[int], None] | None = None) -> TickReport:
     """One tick: start what triggers call for, redeem codes, and run (or enqueue) what is due."""
     started = time.perf_counter()
@@ -89,8 +89,8 @@ def tick(engine: Engine, settings: Settings, *, now: dt.datetime | None = None,
     report.redeemed = promo.redeem_from_orders(engine, now=now)
     if settings.redis_url:
         report.enqueued, report.jobs = enqueue_due(engine, settings, now=now)
-        queue.enqueue(settings, jobs.dispatch_outbox, queue=JOB_QUEUE, job_id="workflows-dispatch-outbox")
-        queue.enqueue(settings, jobs.write_back_promo_codes, queue="low", job_id="workflows-promo-write-back")
+        enqueue(settings, jobs.dispatch_outbox, queue=JOB_QUEUE, job_id="workflows-dispatch-outbox")
+        enqueue(settings, jobs.write_back_promo_codes, queue="low", job_id="workflows-promo-write-back")
     else:
         report.advanced = advance_due(engine, settings, now=now, pm=pm, keepalive=keepalive, progress=progress)
         report.outbox = messaging.dispatch(engine, settings).as_dict()
@@ -100,17 +100,17 @@ def tick(engine: Engine, settings: Settings, *, now: dt.datetime | None = None,
 
 
 def advance_due(engine: Engine, settings: Settings, *, now: dt.datetime, pm: pluggy.PluginManager | None = None,
-            workflow_id: int | None = None, keepalive: Callable[[], None] | None = None,
+            workflow_id: int | None = None, keepalive: Callable[[], object] | None = None,
             progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Without Redis: advance every due run in this process, a batch at a time."""
     options = config.load(settings)
     total: dict[str, Any] = {}
     while True:
         with engine.connect() as conn:
-            ids = runs_engine.due_ids(conn, now, options.batch_size, workflow_id=workflow_id)
+            ids = runner.due_ids(conn, now, options.batch_size, workflow_id=workflow_id)
         if not ids:
             break
-        report = runs_engine.advance(engine, settings, ids, now=now, pm=pm).as_dict()
+        report = runner.advance(engine, settings, ids, now=now, pm=pm).as_dict()
         for key, value in report.items():
             if isinstance(value, int):
                 total[key] = total.get(key, 0) + value
@@ -134,14 +134,14 @@ def enqueue_due(engine: Engine, settings: Settings, *, now: dt.datetime, workflo
 
     options = config.load(settings)
     r = runs_t.c
-    due = [r.status.in_(runs_engine.ACTIVE), r.next_at <= now, (r.lease_until.is_(None)) | (r.lease_until < now)]
+    due = [r.status.in_(runner.ACTIVE), r.next_at <= now, (r.lease_until.is_(None)) | (r.lease_until < now)]
     if workflow_id is not None:
         due.append(r.workflow_id == workflow_id)
     with engine.connect() as conn:  # the jobs that hold due runs: a few hundred at most, however many runs
         holders = list(conn.execute(select(r.job_id).where(*due).group_by(r.job_id)).scalars())
     if not holders:
         return 0, 0
-    redis = queue.redis_connection(settings)
+    redis = redis_connection(settings)
     alive: set[str] = set()
     real_now = utcnow()
     for part in chunks([j for j in holders if j], 500):
@@ -156,10 +156,10 @@ def enqueue_due(engine: Engine, settings: Settings, *, now: dt.datetime, workflo
     if not dead:
         return 0, 0
     with engine.connect() as conn:
-        held_by_dead = r.job_id.in_([j for j in dead if j]) if any(dead) else None
+        held_by_dead = [r.job_id.in_([j for j in dead if j])] if any(dead) else []
         if None in dead:
-            held_by_dead = r.job_id.is_(None) if held_by_dead is None else held_by_dead | r.job_id.is_(None)
-        todo = list(conn.execute(select(r.id).where(*due, held_by_dead).order_by(r.next_at, r.id)).scalars())
+            held_by_dead.append(r.job_id.is_(None))
+        todo = list(conn.execute(select(r.id).where(*due, or_(*held_by_dead)).order_by(r.next_at, r.id)).scalars())
     rq_queue = Queue(JOB_QUEUE, connection=redis)
     count = 0
     for part in chunks(todo, options.batch_size):
@@ -175,7 +175,7 @@ def enqueue_due(engine: Engine, settings: Settings, *, now: dt.datetime, workflo
 def scheduled_tick(run: Any) -> dict[str, Any]:
     """The tick as `hub scheduler` runs it (a ``hub.schedule.ScheduledRun``); returns the one-line summary's numbers."""
     report = tick(run.engine, run.settings, now=run.now, keepalive=run.keepalive)
-    summary = {"runs started": sum(v.get("started", 0) for v in report.started.values()),
+    summary: dict[str, Any] = {"runs started": sum(v.get("started", 0) for v in report.started.values()),
                "codes redeemed": report.redeemed}
     if run.settings.redis_url:
         summary["runs enqueued"] = report.enqueued

@@ -32,9 +32,9 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, and_, case, exists, func, or_, select, true
 
-from hub.config import Settings
-from hub.db import bulk_insert, chunks
-from hub.models import Contact, Order, Segment, SegmentMember
+from hub.api import Contact, Order, Settings, bulk_insert, chunks
+# not in hub.api on purpose: segment triggers read segments and their members
+from hub.models import Segment, SegmentMember
 from workflows import promo, store
 from workflows.definition import Workflow
 from workflows.models import WorkflowRun
@@ -193,9 +193,11 @@ def schedule_due(workflow: Workflow, state: dict[str, Any], settings: Settings, 
     """Whether a scheduled time passed since the schedule last fired (or since it was switched on)."""
     from croniter import croniter
 
+    schedule = workflow.trigger.schedule
+    assert schedule is not None, "asked of schedule triggers only"
     last = state.get("fired_at")
     base = dt.datetime.fromisoformat(last) if last else (enabled_at or now)
-    upcoming = croniter(workflow.trigger.schedule, base.astimezone(settings.tz)).get_next(dt.datetime)
+    upcoming = croniter(schedule, base.astimezone(settings.tz)).get_next(dt.datetime)
     return upcoming <= now
 
 
@@ -245,6 +247,7 @@ def fire(engine: Engine, settings: Settings, row: Any, workflow: Workflow, *, no
     `refreshed` names the segments already refreshed in this tick; `manual`
     (hub workflows run) ignores the schedule and starts the segment's members now.
     """
+    # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
     from hub.segments import membership
 
     trigger = workflow.trigger
@@ -278,8 +281,8 @@ def on_segment_changed(conn: Connection, segment: str, entered: list[int]) -> No
     """segment_changed: start runs at once for those who entered a segment that triggers a workflow."""
     if not entered or _own_refresh.get():
         return
-    from hub.config import load_settings
-    from hub.db import utcnow
+    from hub.api import load_settings
+    from hub.api import utcnow
 
     rows = [r for r in store.rows(conn) if r.enabled and (r.definition.get("trigger") or {}).get("segment") == segment
             and "schedule" not in (r.definition.get("trigger") or {})]

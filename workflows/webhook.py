@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from hub import templates
+from hub.api import local_time
 from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError, StepFailed
 
 TIMEOUT_S = 10
@@ -54,7 +54,7 @@ class Webhook(Step):
             "contact": {k: contact.get(k) for k in ("id", "first_name", "last_name", "email", "phone")},
             "promo": None if promo is None else {
                 "code": promo["code"], "discount": float(promo["discount"]),
-                "expires_at": templates.local_time(call.settings, promo["expires_at"]).isoformat()},
+                "expires_at": local_time(call.settings, promo["expires_at"]).isoformat()},
             "trigger": call.run.trigger, "context": dict(call.run.context),
         }
 

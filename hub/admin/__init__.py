@@ -8,7 +8,10 @@ the user store do not load Flask.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hub.admin.app import create_app, current_settings
 
 __all__ = ["create_app", "current_settings"]
 

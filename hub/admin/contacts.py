@@ -140,11 +140,12 @@ def merge() -> Any:
     form = MergeForm()
     back = local_path(request.form.get("back"), url_for("contacts.duplicates"))
     if not form.validate():
-        for field, errors in form.errors.items():
+        for errors in form.errors.values():
             for error in errors:
                 flash(f"Merge refused: {error}", "error")
         return redirect(back)
-    survivor, other = int(form.survivor.data), int(form.other.data)
+    survivor, other = form.survivor.data, form.other.data
+    assert survivor is not None and other is not None  # InputRequired
     who = actor()
     try:
         result = dedupe.merge_by_hand(engine(), survivor, other, actor=who, settings=current_settings())

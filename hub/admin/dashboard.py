@@ -19,7 +19,7 @@ def index() -> Any:
     settings = current_settings()
     since = overview.week_start(settings)
     with engine().connect() as conn:
-        data = {
+        data: dict[str, Any] = {
             "base_size": overview.base_size(conn),
             "lifecycle": overview.lifecycle_counts(conn, settings),
             "segments": overview.segment_sizes(conn),

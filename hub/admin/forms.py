@@ -12,6 +12,9 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from hub.users import MIN_PASSWORD, ROLES
 
+# SelectField choices are plain values: WTForms 3.3 deprecates (value, label) tuples, while the
+# types-WTForms stubs still accept only tuples; hence the narrow type: ignore on each such field.
+
 
 class ActionForm(FlaskForm):
     """A button that changes something: only the CSRF token."""
@@ -25,14 +28,14 @@ class LoginForm(FlaskForm):
 
 class UserAddForm(FlaskForm):
     email = StringField("Email", validators=[DataRequired("Enter the person's email."), Length(max=320)])
-    role = SelectField("Role", choices=list(ROLES), default="viewer")
+    role = SelectField("Role", choices=list(ROLES), default="viewer")  # type: ignore[arg-type]
     password = PasswordField("Password", validators=[
         DataRequired("Enter a password."),
         Length(min=MIN_PASSWORD, message=f"The password is too short: use at least {MIN_PASSWORD} characters.")])
 
 
 class UserRoleForm(FlaskForm):
-    role = SelectField("Role", choices=list(ROLES))
+    role = SelectField("Role", choices=list(ROLES))  # type: ignore[arg-type]
 
 
 class MergeForm(FlaskForm):
@@ -47,7 +50,7 @@ class SegmentForm(FlaskForm):
 
 class TemplateForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired("Give the template a name."), Length(max=100)])
-    channel = SelectField("Channel", choices=["email", "sms"])
+    channel = SelectField("Channel", choices=["email", "sms"])  # type: ignore[list-item]
     subject = StringField("Subject", validators=[Optional(), Length(max=500)])
     text = TextAreaField("Text", validators=[DataRequired("The text part is empty.")])
     html = TextAreaField("HTML", validators=[Optional()])

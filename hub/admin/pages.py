@@ -26,7 +26,7 @@ def register_admin_pages(register: Callable[[AdminPage], None]) -> None:
                        write_role="marketer"))
     register(AdminPage(segments.bp, "segments.index", {"ru": "Сегменты", "en": "Segments"}, order=30,
                        write_role="marketer"))
-    register(AdminPage(message_templates.bp, "templates.index", {"ru": "Шаблоны", "en": "Templates"}, order=50,
+    register(AdminPage(message_templates.bp, "message_templates.index", {"ru": "Шаблоны", "en": "Templates"}, order=50,
                        write_role="marketer"))
     register(AdminPage(connections.bp, "connections.index", {"ru": "Подключения", "en": "Connections"},
                        order=60, write_role="admin"))

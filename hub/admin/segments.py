@@ -21,7 +21,7 @@ from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, SegmentForm
 from hub.config import Settings
-from hub.segments import explain as explaining, fields, membership, store
+from hub.segments import explain, fields, membership, store
 from hub.segments.evaluate import Segments
 from hub.segments.rules import RuleError, SegmentError, check_references, read_yaml
 
@@ -215,7 +215,7 @@ def refresh() -> Any:
 
 @bp.get("/<name>/explain")
 @allow(read="viewer")
-def explain(name: str) -> Any:
+def explain_page(name: str) -> Any:
     raw = request.args.get("contact", "").strip().lstrip("#")
     result, error = None, None
     if raw:
@@ -224,7 +224,7 @@ def explain(name: str) -> Any:
         else:
             with engine().connect() as conn:
                 try:
-                    result = explaining.explain(Segments(conn, current_settings()), name, int(raw))
+                    result = explain.explain(Segments(conn, current_settings()), name, int(raw))
                 except SegmentError as exc:
                     error = str(exc)
     return render_template("segments/explain.html", name=name, contact=raw, result=result, error=error)

@@ -33,7 +33,7 @@ def index() -> Any:
 def add() -> Any:
     form = UserAddForm()
     if not form.validate():
-        for field, errors in form.errors.items():
+        for errors in form.errors.values():
             for error in errors:
                 flash(error, "error")
         return redirect(url_for("users.index"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy import select
@@ -79,9 +80,10 @@ def consent_show(app: App, contact_id: int, as_json: bool) -> None:
             raise click.ClickException(why)
         state = consent.current(conn, contact_id)
         events = consent.history(conn, contact_id)
-    data = {"contact_id": contact_id,
-            "current": [{"channel": ch, "purpose": p, "status": s} for (ch, p), s in sorted(state.items())],
-            "history": events}
+    data: dict[str, Any] = {
+        "contact_id": contact_id,
+        "current": [{"channel": ch, "purpose": p, "status": s} for (ch, p), s in sorted(state.items())],
+        "history": events}
     if as_json:
         emit_json(data)
         return

@@ -48,7 +48,8 @@ def sync_cmd(app: App, source: str, full: bool, reconcile: bool, as_json: bool) 
         emit_json(data)
         return
     c, o = data["contacts"], data["orders"]
-    requests = f"; {data['requests']} requests ({data.get('rate_limited', 0)} rate-limited)" if "requests" in data else ""
+    requests = (f"; {data['requests']} requests ({data.get('rate_limited', 0)} rate-limited)"
+                if "requests" in data else "")
     refused = c.get("refused", 0) + o.get("refused", 0)
     kept_out = f"; {refused} records of people erased on request kept out" if refused else ""
     click.echo(f"{source} ({data['kind']}): contacts {c['created']} new, {c['updated']} updated, "

@@ -403,13 +403,13 @@ def _emails(person_id: int, first: str, middle: str, last: str, plan: _Plan, rng
     count = _EMAIL_COUNTS.pick(rng)
     if not count:
         return ()
-    f, l, m = _translit(first), _translit(last), _translit(middle[0])
+    latin_first, latin_last, latin_middle = _translit(first), _translit(last), _translit(middle[0])
     emails = []
     for slot in range(count):
         domain = _EMAIL_DOMAINS.pick(rng)
         if domain == "company":
             domain = rng.choice(COMPANY_DOMAINS)
-        login = _LOGIN_PATTERNS.pick(rng).format(f=f, l=l, i=f[0], m=m)
+        login = _LOGIN_PATTERNS.pick(rng).format(f=latin_first, l=latin_last, i=latin_first[0], m=latin_middle)
         login += _NUMBER_SEPARATORS.pick(rng) + plan.email_number(person_id, slot)
         if domain in DOTS_ONLY_DOMAINS:
             login = login.replace("_", ".")
@@ -448,6 +448,7 @@ def _orders(person_id: int, plan: _Plan, rng: random.Random) -> tuple[tuple[Samp
     days_ago.append(last_days_ago)
     orders = []
     for index, days in enumerate(days_ago):
+        status: OrderStatus
         is_last = index == count - 1
         if is_last and days < 45 and rng.random() < OPEN_RATE:
             status = "open"
@@ -624,7 +625,7 @@ def _city_cell(city: str, rng: random.Random) -> str:
 
 
 def _row(name: str, phone: str, email: str, birthday: str, city: str, source: str) -> dict[str, str]:
-    return dict(zip(SPREADSHEET_COLUMNS, (name, phone, email, birthday, city, source)))
+    return dict(zip(SPREADSHEET_COLUMNS, (name, phone, email, birthday, city, source), strict=True))
 
 
 def _main_row(person: Person, rng: random.Random) -> dict[str, str]:

@@ -67,7 +67,7 @@ def list_cmd(as_json: bool) -> None:
             select(Segment.name, func.count()).join(SegmentMember, SegmentMember.segment_id == Segment.id)
             .group_by(Segment.name)).all())
     catalog = segments.catalog
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in sorted(set(catalog.definitions) | set(catalog.broken)):
         definition = catalog.definitions.get(name)
         row = catalog.rows.get(name)

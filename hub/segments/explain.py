@@ -91,7 +91,7 @@ def explain(segments: Segments, name: str, contact_id: int) -> dict[str, Any]:
         .where(store.segments_t.c.name == name, members_t.c.contact_id == contact_id)).first()
     stored_score = conn.execute(select(scores_t.c.score).where(scores_t.c.contact_id == contact_id)).scalar()
     rule = _fill(tree, row)
-    points = [{"title": line.title, "points": int(row[i] or 0)} for line, i in zip(model.lines, lines)]
+    points = [{"title": line.title, "points": int(row[i] or 0)} for line, i in zip(model.lines, lines, strict=True)]
     return {
         "segment": name,
         "title": definition.title,

@@ -173,7 +173,7 @@ class Registry:
             if len(parts) != len(pattern_parts):
                 continue
             params: dict[str, str] = {}
-            for part, expected in zip(parts, pattern_parts):
+            for part, expected in zip(parts, pattern_parts, strict=True):
                 m = _PLACEHOLDER.match(expected)
                 if m:
                     params[m.group(1)] = part
@@ -240,7 +240,7 @@ class Registry:
 def _same_shape(name: str, pattern: str) -> bool:
     parts, expected = name.split("."), pattern.split(".")
     return len(parts) == len(expected) and all(
-        _PLACEHOLDER.match(e) or p == e for p, e in zip(parts, expected))
+        _PLACEHOLDER.match(e) or p == e for p, e in zip(parts, expected, strict=True))
 
 
 # --- the core's fields ----------------------------------------------------------------------

@@ -39,7 +39,7 @@ class Thresholds:
     def from_settings(cls, extra: Mapping[str, Any]) -> "Thresholds":
         table = dict(extra.get("lifecycle", {}) or {})
         kwargs: dict[str, Any] = {}
-        for name, default in cls.__dataclass_fields__.items():
+        for name in cls.__dataclass_fields__:
             if name in table:
                 kwargs[name] = type(getattr(cls(), name))(table[name])
         return cls(**kwargs)

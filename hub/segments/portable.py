@@ -65,7 +65,8 @@ def prepare(conn: Connection) -> Dialect:
     key = conn.engine.url.render_as_string(hide_password=True)
     if key not in _icu_available:
         _icu_available[key] = bool(conn.execute(
-            text("SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = :name)"), {"name": ICU_COLLATION}).scalar())
+            text("SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = :name)"),
+            {"name": ICU_COLLATION}).scalar())
     return Dialect(name, icu=_icu_available[key])
 
 

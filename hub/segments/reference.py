@@ -56,8 +56,8 @@ class Snapshot:
             orders[row.contact_id].append({"status": row.status, "amount": row.amount, "closed_at": row.closed_at})
         consent: dict[int, list[dict[str, Any]]] = defaultdict(list)
         e = ConsentEvent.__table__.c
-        for row in conn.execute(select(e.id, e.contact_id, e.channel, e.purpose, e.status, e.at)):
-            consent[row.contact_id].append(dict(row._mapping))
+        for event in conn.execute(select(e.id, e.contact_id, e.channel, e.purpose, e.status, e.at)):
+            consent[event.contact_id].append(dict(event._mapping))
         scores = dict(conn.execute(select(LeadScore.__table__.c.contact_id, LeadScore.__table__.c.score)).all())
         return cls(contacts, dict(orders), dict(consent), scores)
 

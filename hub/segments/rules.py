@@ -280,7 +280,7 @@ class Parser:
             self.problem("rule", "missing")
             return None
         rule = self.rule(data["rule"], "rule")
-        if self.problems or rule is None:
+        if self.problems or rule is None or not isinstance(name, str):
             return None
         return SegmentDefinition(name=name, title=title, rule=rule, document=jsonable(data))
 

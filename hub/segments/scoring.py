@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from sqlalchemy import Column, Connection, Integer, MetaData, Table, case, cast, delete, except_, func, insert, literal, \
-    select
+from sqlalchemy import (Column, Connection, Integer, MetaData, Table, case, cast, delete, except_, func, insert,
+                        literal, select)
 
 from hub.models import Contact, LeadScore
 from hub.segments.compile import Compiler, conditions

@@ -94,7 +94,8 @@ def load(conn: Connection, registry: Registry) -> Catalog:
     return catalog
 
 
-def add(conn: Connection, registry: Registry, document: Any, *, origin: str | None = None) -> tuple[SegmentDefinition, bool]:
+def add(conn: Connection, registry: Registry, document: Any, *,
+        origin: str | None = None) -> tuple[SegmentDefinition, bool]:
     """Save a segment (replacing one of the same name); returns it and whether it is new.
 
     A replaced segment forgets its refresh state, so its next refresh

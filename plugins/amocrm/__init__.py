@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from hub.hookspecs import hookimpl
+from hub.api import hookimpl
 
 
 @hookimpl
@@ -36,7 +36,7 @@ def register_schedules(register: Any, settings: Any) -> None:
     """An idle connection's refresh token dies after three months: refresh it in time, daily check."""
     import datetime as dt
 
-    from hub.schedule import Schedule
+    from hub.api import Schedule
     from plugins.amocrm.tokens import scheduled_keep_alive
 
     register("amocrm-keep-alive", Schedule(dt.timedelta(days=1), scheduled_keep_alive,

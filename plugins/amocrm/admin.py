@@ -96,7 +96,7 @@ def index() -> Any:
     settings = current_settings()
     try:
         found = status(settings)
-    except Exception as exc:  # a broken stored connection is shown, not a 500
+    except Exception as exc:  # noqa: BLE001 - a broken stored connection is shown, not a 500
         found = {"error": f"cannot read the stored connection ({type(exc).__name__})"}
     return render_template("amocrm_admin/index.html", status=found, form=AmoCRMForm(),
                            redirect_uri=redirect_uri(settings))
@@ -163,7 +163,8 @@ def callback() -> Any:
         return back
     base_url = pending["base_url"]
     referer = request.args.get("referer", "").lower()
-    if _REFERER.match(referer) and any(urlsplit(base_url).hostname.endswith(d) for d in _AMO_HOSTS):  # type: ignore[union-attr]
+    host = urlsplit(base_url).hostname or ""
+    if _REFERER.match(referer) and any(host.endswith(d) for d in _AMO_HOSTS):
         base_url = f"https://{referer}"  # the account the person actually chose on amoCRM's page
     try:
         data = tokens.exchange_code(base_url, pending["client_id"], pending["client_secret"], pending["redirect_uri"],

@@ -43,8 +43,9 @@ import requests
 import urllib3.connection
 import urllib3.connectionpool
 
-from hub.api import TRANSIENT_ERRORS, Retries, is_cut_off
-from hub.ratelimit import Limiter, Place, SendWindow
+from hub.api import TRANSIENT_ERRORS, Limiter, Retries, SendWindow, is_cut_off
+# not in hub.api on purpose: Place: the client settles its turn in the shared limiter on the socket
+from hub.ratelimit import Place
 
 MAX_PAGE = 250  # the documented maximum `limit` for contacts, leads, customers
 MAX_EVENTS_PAGE = 100  # the events list allows at most 100 a page

@@ -7,8 +7,7 @@ from typing import Any
 
 import click
 
-from hub.config import load_settings
-from hub.db import get_engine
+from hub.api import get_engine, load_settings
 from plugins.amocrm import tokens
 from plugins.amocrm.client import AmoError, check_base_url
 from plugins.amocrm.source import client_for

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from hub.records import ContactRecord, Deletion, OrderRecord, OrderStatus
+from hub.api import ContactRecord, Deletion, OrderRecord, OrderStatus
 
 SOURCE = "amocrm"
 WON, LOST = 142, 143

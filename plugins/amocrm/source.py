@@ -28,12 +28,7 @@ import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
-from hub.config import Settings
-from hub.db import get_engine
-from hub.ratelimit import limiter
-from hub.records import ContactRecord, Deletion, OrderRecord
-from hub.sync import Page
-from hub.writeback import WriteBackError
+from hub.api import ContactRecord, Deletion, OrderRecord, Page, Settings, WriteBackError, get_engine, limiter
 from plugins.amocrm import mapping, tokens
 from plugins.amocrm.client import (
     DEFAULT_CONCURRENCY, DEFAULT_PAUSE_429, DEFAULT_RATE, MAX_EVENTS_PAGE, MAX_PAGE, MAX_PATCH, PACE_SHARE, WINDOW_S,
@@ -60,7 +55,8 @@ def client_for(settings: Settings, data: dict[str, Any] | None = None) -> AmoCli
         auth = tokens.TokenKeeper(engine, settings, data, limiter=bucket)
     else:
         auth = StaticAuth(data["access_token"])
-    return AmoClient(data["base_url"], auth, bucket, window=_window(host, int(float(options.get("rate", DEFAULT_RATE)))),
+    return AmoClient(data["base_url"], auth, bucket,
+                     window=_window(host, int(float(options.get("rate", DEFAULT_RATE)))),
                      concurrency=int(options.get("concurrency", DEFAULT_CONCURRENCY)),
                      pause_429=float(options.get("pause_429_s", DEFAULT_PAUSE_429)))
 
@@ -102,7 +98,7 @@ class AmoSource:
     @property
     def account(self) -> dict[str, Any]:
         if self._account is None:
-            self.client  # loads the stored account details
+            _ = self.client  # loads the stored account details
         return self._account or {}
 
     @property
@@ -278,7 +274,7 @@ class AmoSource:
         for row in rows:
             try:
                 record = make(row)
-            except Exception as exc:  # one odd record must not stop the page
+            except Exception as exc:  # noqa: BLE001 - one odd record must not stop the page
                 self.problems.append(mapping.Problem(entity, str(row.get("id")), f"{type(exc).__name__}: {exc}"))
                 continue
             if record is not None:

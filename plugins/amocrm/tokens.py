@@ -33,9 +33,7 @@ from typing import Any, Iterator
 import requests
 from sqlalchemy import Engine
 
-from hub import credentials
-from hub.config import Settings
-from hub.db import utcnow
+from hub.api import Settings, load_credentials, lock_credentials, save_credentials, utcnow
 from plugins.amocrm.client import AmoAuthError, AmoError, check_base_url
 
 NAME = "amocrm"
@@ -59,7 +57,7 @@ def plugin_settings(settings: Settings) -> dict[str, Any]:
 def load(engine: Engine, settings: Settings) -> tuple[dict[str, Any], int]:
     """The stored connection and its version."""
     with engine.connect() as conn:
-        found = credentials.load(conn, NAME, settings.require_secret_key())
+        found = load_credentials(conn, NAME, settings.require_secret_key())
     if found is None:
         raise NotConnected("amoCRM is not connected; run `hub connect amocrm --base-url URL --client-id ID "
                            "--client-secret S --redirect-uri U` with --code, a token pair or --long-lived-token")
@@ -70,23 +68,23 @@ def save(engine: Engine, settings: Settings, data: dict[str, Any]) -> int:
     """Store the connection whole (connecting); keeps the webhook secret of an earlier connection."""
     key = settings.require_secret_key()
     with engine.begin() as conn:
-        credentials.lock(conn, NAME)
-        found = credentials.load(conn, NAME, key)
+        lock_credentials(conn, NAME)
+        found = load_credentials(conn, NAME, key)
         if found and found[0].get("webhook_secret") and not data.get("webhook_secret"):
             data = {**data, "webhook_secret": found[0]["webhook_secret"]}
         data.setdefault("webhook_secret", secrets.token_urlsafe(24))
-        return credentials.save(conn, NAME, data, key)
+        return save_credentials(conn, NAME, data, key)
 
 
 def update(engine: Engine, settings: Settings, **fields: Any) -> int:
     """Change some non-token fields (e.g. the account's details) without racing a refresh."""
     key = settings.require_secret_key()
     with engine.begin() as conn:
-        credentials.lock(conn, NAME)
-        found = credentials.load(conn, NAME, key)
+        lock_credentials(conn, NAME)
+        found = load_credentials(conn, NAME, key)
         if found is None:
             raise NotConnected("amoCRM is not connected; run `hub connect amocrm`")
-        return credentials.save(conn, NAME, {**found[0], **fields}, key)
+        return save_credentials(conn, NAME, {**found[0], **fields}, key)
 
 
 def jwt_expiry(token: str) -> dt.datetime | None:
@@ -181,7 +179,7 @@ def _redis_lock(settings: Settings) -> Iterator[None]:
     if not settings.redis_url:
         yield
         return
-    from hub.queue import redis_connection
+    from hub.api import redis_connection
 
     lock = redis_connection(settings).lock(f"hub:lock:{NAME}:refresh", timeout=120, blocking_timeout=120)
     if not lock.acquire():
@@ -204,8 +202,8 @@ def refresh_stored(engine: Engine, settings: Settings, stale: str | None, *, for
     """
     key = settings.require_secret_key()
     with _redis_lock(settings), engine.begin() as conn:
-        credentials.lock(conn, NAME)
-        found = credentials.load(conn, NAME, key, for_update=True)
+        lock_credentials(conn, NAME)
+        found = load_credentials(conn, NAME, key, for_update=True)
         if found is None:
             raise NotConnected("amoCRM is not connected; run `hub connect amocrm`")
         data, version = found
@@ -220,7 +218,7 @@ def refresh_stored(engine: Engine, settings: Settings, stale: str | None, *, for
             "refresh_token": data["refresh_token"], "redirect_uri": data["redirect_uri"]},
             session=session, limiter=limiter)
         data = {**data, **tokens}
-        version = credentials.save(conn, NAME, data, key)
+        version = save_credentials(conn, NAME, data, key)
     return data, version, True
 
 

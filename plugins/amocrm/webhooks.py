@@ -21,10 +21,9 @@ from typing import Iterable
 
 from flask import Blueprint, Response, request
 
+# not in hub.api on purpose: the webhook queues the core's own job that re-reads records through hub.sync
 from hub import jobs
-from hub.admin.app import current_settings
-from hub.db import get_engine
-from hub.queue import enqueue
+from hub.api import current_settings, enqueue, get_engine
 from plugins.amocrm import tokens
 
 log = logging.getLogger(__name__)

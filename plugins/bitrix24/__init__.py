@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from hub.hookspecs import hookimpl
+from hub.api import hookimpl
 
 
 @hookimpl

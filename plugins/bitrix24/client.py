@@ -34,8 +34,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from hub.api import TRANSIENT_ERRORS, Retries, is_cut_off
-from hub.ratelimit import Limiter
+from hub.api import TRANSIENT_ERRORS, Limiter, Retries, is_cut_off
 
 PAGE = 50  # records per list call; fixed by the portal
 MAX_BATCH = 50  # commands per batch; fixed by the portal
@@ -314,7 +313,7 @@ class Client:
             self._operating.pop(method, None)
 
     def _wait_for_reset(self, method: str, body: dict[str, Any]) -> None:
-        block = body.get("time") if isinstance(body.get("time"), dict) else {}
+        block = body["time"] if isinstance(body.get("time"), dict) else {}
         reset_at = float(block.get("operating_reset_at") or 0) or self._operating.get(method, (0, 0))[1]
         wait = reset_at - self._clock() if reset_at else 60.0
         self._sleep(min(max(wait, 1.0), 600.0))

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from hub.cli import App, pass_app
+from hub.api import App, pass_app
 from plugins.bitrix24 import connection
 from plugins.bitrix24.client import Bitrix24Error, check_webhook_url
 

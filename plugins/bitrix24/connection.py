@@ -16,10 +16,7 @@ from typing import Any
 import requests
 from sqlalchemy import Engine
 
-from hub import credentials
-from hub.config import Settings
-from hub.db import get_engine, utcnow
-from hub.ratelimit import limiter
+from hub.api import Settings, get_engine, limiter, load_credentials, lock_credentials, save_credentials, utcnow
 from plugins.bitrix24.client import USER_ACTION, Client, NeedsUserAction, TokenAuth, WebhookAuth
 
 NAME = "bitrix24"
@@ -45,7 +42,7 @@ def limits(settings: Settings) -> tuple[float, int]:
 
 def load(engine: Engine, settings: Settings) -> tuple[dict[str, Any], int]:
     with engine.connect() as conn:
-        found = credentials.load(conn, NAME, settings.require_secret_key())
+        found = load_credentials(conn, NAME, settings.require_secret_key())
     if found is None:
         raise NotConnected("Bitrix24 is not connected; run `hub connect bitrix24 --webhook URL`")
     return found
@@ -53,7 +50,7 @@ def load(engine: Engine, settings: Settings) -> tuple[dict[str, Any], int]:
 
 def save(engine: Engine, settings: Settings, data: dict[str, Any]) -> None:
     with engine.begin() as conn:
-        credentials.save(conn, NAME, data, settings.require_secret_key())
+        save_credentials(conn, NAME, data, settings.require_secret_key())
 
 
 def client(settings: Settings, engine: Engine | None = None, data: dict[str, Any] | None = None) -> Client:
@@ -83,8 +80,8 @@ def refresh(engine: Engine, settings: Settings, seen_version: int) -> tuple[str,
     """A fresh access token: the one another worker just stored, or a new one we store first."""
     key = settings.require_secret_key()
     with engine.begin() as conn:
-        credentials.lock(conn, NAME)
-        found = credentials.load(conn, NAME, key)
+        lock_credentials(conn, NAME)
+        found = load_credentials(conn, NAME, key)
         if found is None:
             raise NotConnected("Bitrix24 is not connected; run `hub connect bitrix24`")
         data, version = found
@@ -94,7 +91,7 @@ def refresh(engine: Engine, settings: Settings, seen_version: int) -> tuple[str,
                                 client_id=data["client_id"], client_secret=data["client_secret"],
                                 refresh_token=data["refresh_token"])
         data = {**data, **tokens}
-        version = credentials.save(conn, NAME, data, key)
+        version = save_credentials(conn, NAME, data, key)
     return data["access_token"], data["client_endpoint"], version
 
 

@@ -15,7 +15,7 @@ import functools
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from hub.records import ContactRecord, OrderRecord
+from hub.api import ContactRecord, OrderRecord
 
 SOURCE = "bitrix24"
 CONTACT_FIELDS = ["ID", "NAME", "LAST_NAME", "SECOND_NAME", "BIRTHDATE", "ADDRESS_CITY", "SOURCE_ID", "TYPE_ID",

@@ -14,10 +14,7 @@ import datetime as dt
 import json
 from typing import Any, Iterator, Sequence
 
-from hub.config import Settings
-from hub.db import utcnow
-from hub.records import ContactRecord, OrderRecord
-from hub.sync import Page
+from hub.api import ContactRecord, OrderRecord, Page, Settings, utcnow
 from plugins.bitrix24 import connection, mapping
 from plugins.bitrix24.client import MAX_BATCH, PAGE, Bitrix24Error, Client, command
 
@@ -101,7 +98,7 @@ class Bitrix24Source:
         for rows in self.client.pages(f"{METHODS[entity]}.list", select=["ID"]):
             yield [str(r["ID"]) for r in rows]
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | float]:
         if self._client is None:
             return {"requests": 0, "rate_limited": 0}
         return self._client.stats.as_dict()
@@ -138,5 +135,5 @@ class Bitrix24Source:
 
     def _responsible(self, external_id: str) -> str | None:
         body = self.client.call("crm.contact.get", {"id": external_id})
-        result = body.get("result") if isinstance(body.get("result"), dict) else {}
+        result = body["result"] if isinstance(body.get("result"), dict) else {}
         return str(result.get("ASSIGNED_BY_ID") or "") or None

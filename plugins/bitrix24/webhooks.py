@@ -15,9 +15,9 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from hub import jobs, queue
-from hub.admin.app import current_settings
-from hub.db import get_engine
+# not in hub.api on purpose: the webhook queues the core's own job that re-reads records through hub.sync
+from hub import jobs
+from hub.api import current_settings, enqueue, get_engine
 from plugins.bitrix24 import connection
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,6 @@ def receive() -> Any:
         return {"ignored": event or "no event"}, 200
     # The same event delivered twice while its fetch waits is fetched once.
     sent_at = "".join(ch for ch in (form.get("ts") or "") if ch.isdigit())[:20]
-    queue.enqueue(settings, jobs.fetch_records, "bitrix24", entity, [record_id], background=True,
+    enqueue(settings, jobs.fetch_records, "bitrix24", entity, [record_id], background=True,
                   job_id=f"bitrix24-{entity}-{record_id}-{sent_at}")
     return {"queued": event, "id": record_id}, 200

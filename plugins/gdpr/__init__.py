@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hub.hookspecs import hookimpl
+from hub.api import hookimpl
 from plugins.gdpr import audit, erasure
 
 
@@ -54,7 +54,7 @@ def register_schedules(register: Any, settings: Any) -> None:
     """The retention rules apply themselves every day, so nobody has to remember to run them."""
     import datetime as dt
 
-    from hub.schedule import Schedule
+    from hub.api import Schedule
     from plugins.gdpr import retention
 
     register("gdpr-retention", Schedule(dt.timedelta(days=1), retention.scheduled,

@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from hub.db import utcnow
+from hub.api import utcnow
+# not in hub.api on purpose: export and erasure reach every core table that holds personal data
 from hub.models import AuditEntry
 
 audit_t = AuditEntry.__table__

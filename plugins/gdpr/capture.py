@@ -40,13 +40,10 @@ from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, delete, or_, select, update
 
-from hub import consent, identity, links, messaging, normalize, sync, templates
-from hub.config import Settings
-from hub.db import insert_for, utcnow
-from hub.identity import current_contact_id
-from hub.models import Contact, Message
-from hub.records import ContactRecord
-from hub.templates import TemplateError
+# not in hub.api on purpose: public sign-up writes a contact through the sync path (normalized, identified),
+# reads the signed links it serves and sends the opt-in letter through the outbox at once
+from hub import consent, identity, links, message_templates, messaging, normalize, sync
+from hub.api import Contact, ContactRecord, Message, Settings, TemplateError, current_contact_id, insert_for, utcnow
 from plugins.gdpr import config, limits
 from plugins.gdpr.erasure import refuse_erased
 from plugins.gdpr.models import ConsentRequest
@@ -280,21 +277,22 @@ def _queue_letter(conn: Connection, settings: Settings, request_id: int, contact
     url = links.confirm_url(settings, contact_id, CONFIRM_CHANNEL, wanted[0].purpose, request=request_id)
     # The placeholder holds nothing: the letter goes to the address typed. It greets nobody by the name
     # typed, which is unproven and would let a form carry a stranger's text into someone's mailbox.
-    person = {"id": contact_id, "first_name": None, "last_name": None, "middle_name": None, "full_name": "",
-              "city": None, "birthday": None, "gender": None, "company": None, "email": signup.email, "phone": None,
-              "emails": [signup.email], "phones": [], "tags": [], "attributes": {}, "orders_count": 0, "revenue": 0,
-              "first_order_at": None, "last_order_at": None}
+    person: dict[str, Any] = {
+        "id": contact_id, "first_name": None, "last_name": None, "middle_name": None, "full_name": "",
+        "city": None, "birthday": None, "gender": None, "company": None, "email": signup.email, "phone": None,
+        "emails": [signup.email], "phones": [], "tags": [], "attributes": {}, "orders_count": 0, "revenue": 0,
+        "first_order_at": None, "last_order_at": None}
     if CONFIRM_CHANNEL not in messaging.channel_factories():
         raise SignupUnavailable("cannot queue the confirmation email: no email channel is installed")
     try:
-        template = templates.get(conn, settings, signup.form.template)
+        template = message_templates.get(conn, settings, signup.form.template)
         if not template.is_email:
             raise messaging.MessagingError(f"template {template.name!r} is not an email template")
         now = utcnow()
         row = messaging.build_row(settings, template, person, signup.email, channel=CONFIRM_CHANNEL,
                                   purpose=messaging.TRANSACTIONAL, key=key, context={"confirm_url": url},
                                   meta={"consent_request": request_id}, due_at=now, now=now,
-                                  company=templates.company(settings))
+                                  company=message_templates.company(settings))
     except (messaging.MessagingError, TemplateError) as exc:
         raise SignupUnavailable(f"cannot queue the confirmation email: {exc}") from None
     message_id = messaging.insert(conn, row).id
@@ -304,8 +302,8 @@ def _queue_letter(conn: Connection, settings: Settings, request_id: int, contact
 
 def send_confirmation(message_id: int) -> dict[str, Any]:
     """Queue job: send one confirmation email now (settings read afresh, like every job)."""
-    from hub.config import load_settings
-    from hub.db import get_engine
+    from hub.api import load_settings
+    from hub.api import get_engine
 
     settings = load_settings()
     return messaging.dispatch(get_engine(settings.database_url), settings, channels=[CONFIRM_CHANNEL],
@@ -460,7 +458,8 @@ def forget_pending(conn: Connection, contact_id: int) -> int:
         return 0
     rows = conn.execute(select(requests_t.c.id, requests_t.c.contact_id, requests_t.c.evidence)
                         .where(requests_t.c.confirmed_at.is_(None))).all()
-    gone = [r for r in rows if (r.evidence or {}).get("address") in addresses and identity.is_placeholder(conn, r.contact_id)]
+    gone = [r for r in rows
+            if (r.evidence or {}).get("address") in addresses and identity.is_placeholder(conn, r.contact_id)]
     for row in gone:
         drop_signup(conn, row.id, row.contact_id, why="not sent: the person was erased on request")
     return len(gone)

@@ -8,8 +8,7 @@ from typing import Any, Callable
 
 import click
 
-from hub.cli import App, emit_json, pass_app, stderr
-from hub.config import SettingsError
+from hub.api import App, SettingsError, emit_json, pass_app, stderr
 from plugins.gdpr import erasure, export, retention
 
 

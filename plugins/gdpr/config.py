@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hub.config import Settings, SettingsError
+from hub.api import Settings, SettingsError
 from plugins.gdpr import topics
 from plugins.gdpr.topics import Topic, TopicError
 

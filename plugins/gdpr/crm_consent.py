@@ -26,10 +26,9 @@ from typing import Any, Iterable, Mapping
 
 from sqlalchemy import Connection, select
 
-from hub import consent
-from hub.config import Settings, SettingsError
-from hub.db import chunks
-from hub.models import ConsentEvent, Contact
+from hub.api import Contact, Settings, SettingsError, chunks, record_consent
+# not in hub.api on purpose: export and erasure reach every core table that holds personal data
+from hub.models import ConsentEvent
 from plugins.gdpr import config
 from plugins.gdpr.topics import Topic, TopicError, parse
 
@@ -46,7 +45,8 @@ def mapping(settings: Settings, source: str) -> dict[str, list[Topic]]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise SettingsError(f"[gdpr.crm_consent] {source}: give a table, e.g. {source} = {{EXPORT = \"email/marketing\"}}")
+        raise SettingsError(
+            f"[gdpr.crm_consent] {source}: give a table, e.g. {source} = {{EXPORT = \"email/marketing\"}}")
     out: dict[str, list[Topic]] = {}
     for attribute, topics in raw.items():
         texts = [topics] if isinstance(topics, str) else topics
@@ -99,7 +99,7 @@ def apply(conn: Connection, settings: Settings, source: str, contact_ids: Iterab
                     if said_before is None and (current == status or current == "withdrawn" or
                                                 (current is None and status == "withdrawn")):
                         continue  # a first reading never overrides a withdrawal, and "no" to nothing adds nothing
-                    consent.record(conn, contact_id, topic.channel, topic.purpose, status, source=source,
+                    record_consent(conn, contact_id, topic.channel, topic.purpose, status, source=source,
                                    evidence={"ip": None, "user_agent": None, "form_id": None, "text_version": None,
                                              "field": attribute, "value": str(values[attribute])[:100]})
                     recorded += 1

@@ -17,7 +17,7 @@ import secrets
 from flask import g, request
 from werkzeug.wrappers import Response
 
-from hub.admin.app import current_settings
+from hub.api import current_settings
 
 COOKIE = "hub_public_csrf"
 FIELD = "csrf_token"

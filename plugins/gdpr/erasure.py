@@ -32,22 +32,15 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, delete, func, or_, select, update
 
-from hub.records import OrderRecord
+from hub.api import (Contact, ContactIdentity, ExternalRef, Message, Order, OrderRecord, Settings, chunks, insert_for,
+                     utcnow)
+# not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; erasure and public
+# sign-up work on identities, placeholders and merges
 from hub import consent, identity
-from hub.config import Settings
-from hub.db import chunks, forget_deleted, insert_for, utcnow
-from hub.models import (
-    ConsentEvent,
-    Contact,
-    ContactIdentity,
-    ContactMerge,
-    Erasure,
-    ExternalRef,
-    LeadScore,
-    Message,
-    Order,
-    SegmentMember,
-)
+# not in hub.api on purpose: erasure forgets rows the way the core does (forget_deleted)
+from hub.db import forget_deleted
+# not in hub.api on purpose: export and erasure reach every core table that holds personal data
+from hub.models import ConsentEvent, ContactMerge, Erasure, LeadScore, SegmentMember
 from plugins.gdpr import audit
 from plugins.gdpr.models import ConsentRequest, ErasedKey
 
@@ -129,6 +122,7 @@ def anonymize(conn: Connection, settings: Settings, contact_id: int, *, actor: s
 
 def _erase(conn: Connection, settings: Settings, contact_id: int, *, actor: str,
            reason: str) -> tuple[ErasureReport, list[tuple[str, str]]]:
+    # not in hub.api on purpose: erasure asks every source to erase the person in its CRM too
     from hub.plugins import get_pm
 
     now = utcnow()
@@ -218,6 +212,7 @@ def _merges_to_scrub(conn: Connection, contact_id: int) -> list[tuple[int, Any]]
 
 def _delete_in_sources(settings: Settings, refs: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
     """Ask each CRM holding the person to delete them; one outcome per reference."""
+    # not in hub.api on purpose: erasure asks every source to erase the person in its CRM too
     from hub.plugins import sources
 
     factories = sources()

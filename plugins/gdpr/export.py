@@ -19,21 +19,12 @@ from typing import Any, Iterable, Mapping
 
 from sqlalchemy import Connection, Engine, MetaData, Table, inspect, or_, select
 
+# not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; the export writes
+# spreadsheet-safe CSV like the core's exports
 from hub import consent, csvsafe
-from hub.config import Settings
-from hub.db import utcnow
-from hub.models import (
-    Contact,
-    ContactIdentity,
-    ContactMerge,
-    Erasure,
-    ExternalRef,
-    LeadScore,
-    Message,
-    Order,
-    Segment,
-    SegmentMember,
-)
+from hub.api import Contact, ContactIdentity, ExternalRef, Message, Order, Settings, utcnow
+# not in hub.api on purpose: export and erasure reach every core table that holds personal data
+from hub.models import ContactMerge, Erasure, LeadScore, Segment, SegmentMember
 from plugins.gdpr import audit
 from plugins.gdpr.models import ConsentRequest
 

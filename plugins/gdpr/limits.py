@@ -20,7 +20,8 @@ import hashlib
 import threading
 from collections import OrderedDict
 
-from hub.config import Settings, SettingsError
+from hub.api import Settings, SettingsError
+# not in hub.api on purpose: the public forms' limits use the limiter's buckets directly
 from hub.ratelimit import LocalBucket, RedisBucket
 from plugins.gdpr import config
 
@@ -45,7 +46,7 @@ def per_hour(settings: Settings, key: str, default: int) -> int:
 
 def _bucket(settings: Settings, key: str, per_hour_: int) -> LocalBucket | RedisBucket:
     if settings.redis_url:
-        from hub.queue import redis_connection
+        from hub.api import redis_connection
 
         return RedisBucket(redis_connection(settings), key, per_hour_ / HOUR, per_hour_)
     with _lock:

@@ -9,19 +9,25 @@ identity reads it: an erased id acts on nobody, with or without this plugin.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, ForeignKey, Integer, MetaData, String
+from sqlalchemy import JSON, ForeignKey, Integer, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from hub.api import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Contact, utcnow
+# not in hub.api on purpose: export and erasure reach every core table that holds personal data
 from hub.models import Erasure  # not in hub.api: the core's record of who was erased
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = TYPE_ANNOTATION_MAP
+
+    if TYPE_CHECKING:
+        # Every model maps one plain Table, which Core statements (insert, update, delete) take;
+        # SQLAlchemy types it as the wider FromClause because a model may also map a join or subquery.
+        __table__: ClassVar[Table]
 
 
 class ConsentRequest(Base):

@@ -23,9 +23,8 @@ from typing import Any, Iterable
 
 from sqlalchemy import Connection, Engine
 
-from hub import consent
-from hub.config import Settings
-from hub.identity import current_contact_id
+from hub.api import (Settings, consent_channels, consent_purposes, contact_addresses, current_consent,
+                     current_contact_id, kind_for_channel, record_consent)
 from plugins.gdpr import config
 from plugins.gdpr.topics import PROCESSING, Topic
 
@@ -67,7 +66,7 @@ class Preferences:
 
 def grantable(topic: Topic) -> bool:
     """Whether a preference link may grant the topic: it proves the email address it was sent to, no more."""
-    return consent.kind_for_channel(topic.channel) == PROVEN_KIND
+    return kind_for_channel(topic.channel) == PROVEN_KIND
 
 
 def evidence(*, ip: str | None, user_agent: str | None, form_id: str | None = None,
@@ -83,10 +82,10 @@ def load(conn: Connection, settings: Settings, contact_id: int) -> Preferences |
     if found is None:
         return None
     contact_id = found
-    kinds = {kind for kind in ("email", "phone") if consent.addresses(conn, contact_id, kind)}
-    channels = [c for c in consent.channels(settings) if consent.kind_for_channel(c) in kinds]
-    purposes = [p for p in consent.purposes(settings) if p != PROCESSING]
-    current = consent.current(conn, contact_id)
+    kinds = {kind for kind in ("email", "phone") if contact_addresses(conn, contact_id, kind)}
+    channels = [c for c in consent_channels(settings) if kind_for_channel(c) in kinds]
+    purposes = [p for p in consent_purposes(settings) if p != PROCESSING]
+    current = current_consent(conn, contact_id)
     status = {Topic(c, p): current.get((c, p)) for p in purposes for c in channels}
     answers = [s for (c, p), s in current.items() if p == PROCESSING]
     processing = "granted" if "granted" in answers else (answers[0] if answers else None)
@@ -117,7 +116,7 @@ def save(engine: Engine, settings: Settings, contact_id: int, chosen: Iterable[T
             else:
                 now = "withdrawn" if was in ("granted", "pending") else was
             if now != was and now is not None:
-                consent.record(conn, contact_id, topic.channel, topic.purpose, now, source=PREFERENCES,
+                record_consent(conn, contact_id, topic.channel, topic.purpose, now, source=PREFERENCES,
                                evidence=proof)
                 changes.append((topic, now))
     return changes
@@ -133,9 +132,9 @@ def unsubscribe_all(engine: Engine, settings: Settings, contact_id: int, *, ip: 
         contact_id = found
         proof = evidence(ip=ip, user_agent=user_agent, form_id=PREFERENCES, method="everything")
         changes = []
-        for (channel, purpose), status in sorted(consent.current(conn, contact_id).items()):
+        for (channel, purpose), status in sorted(current_consent(conn, contact_id).items()):
             if purpose != PROCESSING and status in ("granted", "pending"):
-                consent.record(conn, contact_id, channel, purpose, "withdrawn", source=UNSUBSCRIBE, evidence=proof)
+                record_consent(conn, contact_id, channel, purpose, "withdrawn", source=UNSUBSCRIBE, evidence=proof)
                 changes.append((Topic(channel, purpose), "withdrawn"))
     return changes
 
@@ -152,9 +151,9 @@ def unsubscribe(engine: Engine, contact_id: int, channel: str, purpose: str, *, 
         if found is None:
             return False
         contact_id = found
-        if consent.current(conn, contact_id).get((channel, purpose)) == "withdrawn":
+        if current_consent(conn, contact_id).get((channel, purpose)) == "withdrawn":
             return False
-        consent.record(conn, contact_id, channel, purpose, "withdrawn", source=UNSUBSCRIBE,
+        record_consent(conn, contact_id, channel, purpose, "withdrawn", source=UNSUBSCRIBE,
                        evidence=evidence(ip=ip, user_agent=user_agent, method=method))
     return True
 
@@ -162,4 +161,4 @@ def unsubscribe(engine: Engine, contact_id: int, channel: str, purpose: str, *, 
 def status_of(engine: Engine, contact_id: int, channel: str, purpose: str) -> str | None:
     with engine.connect() as conn:
         found = current_contact_id(conn, contact_id)
-        return None if found is None else consent.current(conn, found).get((channel, purpose))
+        return None if found is None else current_consent(conn, found).get((channel, purpose))

@@ -27,10 +27,13 @@ from typing import Any, Callable
 
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
 
+# not in hub.api on purpose: erasure and public sign-up work on identities, placeholders and merges
 from hub import identity
-from hub.config import Settings, SettingsError
-from hub.db import chunks, forget_deleted, utcnow
-from hub.models import ConsentEvent, Contact, ContactMerge, Erasure, Message, SyncRun
+from hub.api import Contact, Message, Settings, SettingsError, chunks, utcnow
+# not in hub.api on purpose: erasure forgets rows the way the core does (forget_deleted)
+from hub.db import forget_deleted
+# not in hub.api on purpose: export and erasure reach every core table that holds personal data
+from hub.models import ConsentEvent, ContactMerge, Erasure, SyncRun
 from plugins.gdpr import audit, capture, config, erasure
 from plugins.gdpr.models import ConsentRequest
 
@@ -99,8 +102,9 @@ def run(engine: Engine, settings: Settings, *, dry_run: bool = False, actor: str
     report = RetentionReport(dry_run=dry_run)
     cutoff: dict[str, dt.datetime | None] = {}
     for name, days in ages(settings).items():
-        cutoff[name] = now - dt.timedelta(days=days) if days is not None else None
-        report.cutoffs[name.removesuffix("_days")] = cutoff[name].isoformat() if cutoff[name] else None
+        moment = now - dt.timedelta(days=days) if days is not None else None
+        cutoff[name] = moment
+        report.cutoffs[name.removesuffix("_days")] = moment.isoformat() if moment else None
 
     rules: list[tuple[str, str, Callable[..., int]]] = [
         ("messages", "messages_days", _messages),
@@ -200,7 +204,10 @@ def _without_consent(conn: Connection, contact_ids: Any) -> list[int]:
 
 
 def scheduled(when: Any) -> dict[str, Any]:
-    """The daily run of `hub scheduler` (`when` is a ``hub.schedule.ScheduledRun``); nothing to do while every rule is off."""
+    """The daily run of `hub scheduler` (`when` is a ``hub.schedule.ScheduledRun``).
+
+    Nothing to do while every rule is off.
+    """
     if all(days is None for days in ages(when.settings).values()):
         return {"rules on": 0}
     report = run(when.engine, when.settings, actor="scheduler", now=when.now)

@@ -29,11 +29,11 @@ from flask import Blueprint, redirect, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
-from hub import links, queue
-from hub.admin.app import current_settings
-from hub.config import SettingsError
-from hub.db import get_engine
-from hub.templates import PREVIEW_TOKEN, company
+# not in hub.api on purpose: the plugin serves the signed links' routes, so it reads the tokens the core makes
+from hub import links
+from hub.api import SettingsError, company, current_settings, enqueue, get_engine
+# not in hub.api on purpose: the double opt-in letter, and previews of the public pages
+from hub.message_templates import PREVIEW_TOKEN
 from plugins.gdpr import capture, config, csrf, preferences
 from plugins.gdpr.topics import PROCESSING, Topic, TopicError, channel_label, label, parse, purpose_label
 
@@ -372,7 +372,7 @@ def _after_signup(signup: capture.Signup, *, html: bool) -> Any:
             return _message("Подписка временно недоступна", "Попробуйте, пожалуйста, позже.", 503)
         return {"error": str(exc)}, 503
     if result.new_letter and result.message_id is not None:
-        queue.enqueue(settings, capture.send_confirmation, result.message_id, background=True,
+        enqueue(settings, capture.send_confirmation, result.message_id, background=True,
                       job_id=f"consent-confirmation-{result.message_id}")
     if result.status == "limited":
         if html:

@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from hub import consent
-from hub.config import Settings
+from hub.api import Settings, consent_channels, consent_purposes
 
 PROCESSING = "processing"
 DEFAULT_CHANNEL = "email"
@@ -47,7 +46,7 @@ def parse(settings: Settings, text: str) -> Topic:
     channel, slash, purpose = raw.partition("/")
     if not slash:
         channel, purpose = DEFAULT_CHANNEL, raw
-    channels, purposes = consent.channels(settings), consent.purposes(settings)
+    channels, purposes = consent_channels(settings), consent_purposes(settings)
     if channel not in channels:
         raise TopicError(f"topic {text!r}: channel {channel!r} is not one of: {', '.join(channels)}")
     if purpose not in purposes:
@@ -62,7 +61,7 @@ def parse_many(settings: Settings, texts: Iterable[str]) -> list[Topic]:
 
 def every(settings: Settings) -> list[Topic]:
     """Every topic the settings allow: each channel with each purpose."""
-    return [Topic(c, p) for c in consent.channels(settings) for p in consent.purposes(settings)]
+    return [Topic(c, p) for c in consent_channels(settings) for p in consent_purposes(settings)]
 
 
 def _labels(settings: Settings) -> dict[str, str]:

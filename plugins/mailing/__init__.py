@@ -3,7 +3,7 @@
 Registered like any third-party plugin, through the "hub" entry point group.
 The modules side by side: email (SMTP), sms (HTTP gateways), file (the
 embedded default that writes messages to a folder), commands (CLI), and
-templates/ (the Russian templates the workflow library uses).
+message_templates/ (the Russian templates the workflow library uses).
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from hub.config import Settings
-from hub.hookspecs import hookimpl
+from hub.api import Settings, hookimpl
 
-TEMPLATES = Path(__file__).parent / "templates"
+MESSAGE_TEMPLATES = Path(__file__).parent / "message_templates"
 
 
 def email_channel(settings: Settings) -> Any:
@@ -54,13 +53,13 @@ def contact_erased(conn: Any, settings: Settings, contact_id: int) -> None:
 
 @hookimpl
 def register_template_dirs(register: Callable[[Any], None]) -> None:
-    register(TEMPLATES)
+    register(MESSAGE_TEMPLATES)
 
 
 def _last_sent_at(ctx: Any) -> Any:
     from sqlalchemy import func, select
 
-    from hub.models import Message
+    from hub.api import Message
 
     m = Message.__table__
     return (select(func.max(m.c.sent_at))
@@ -69,7 +68,7 @@ def _last_sent_at(ctx: Any) -> Any:
 
 @hookimpl
 def register_segment_fields(register: Callable[[str, Any], None]) -> None:
-    from hub.segments.fields import SegmentField
+    from hub.api import SegmentField
 
     register("messages.last_sent_at", SegmentField(
         "datetime", _last_sent_at, "when the contact was last sent a message, on any channel"))

@@ -37,9 +37,7 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from hub import links
-from hub.config import Settings, SettingsError
-from hub.messaging import ChannelUnavailable, Delivery, Outgoing
+from hub.api import ChannelUnavailable, Delivery, Outgoing, Settings, SettingsError, unsubscribe_mailto
 
 DEFAULT_TIMEOUT = 30.0
 TRACKING_HEADER = "X-Hub-Message-Id"
@@ -136,7 +134,9 @@ def _encoded_words(text: str) -> str:
     email.header.Header does the same, about ten times slower; the result is
     checked against the standard parser in the tests.
     """
-    words, chunk, size = [], [], 0
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
     for char in text:
         width = len(char.encode("utf-8"))
         if size + width > _WORD_BYTES:
@@ -197,7 +197,7 @@ def compose(message: Outgoing, sender: Sender, *, eight_bit: bool = False, utf8_
         "MIME-Version: 1.0",
     ]
     if message.is_marketing and message.unsubscribe_url:
-        mailto = links.unsubscribe_mailto(sender.unsubscribe_to, message.unsubscribe_url)
+        mailto = unsubscribe_mailto(sender.unsubscribe_to, message.unsubscribe_url)
         lines.append(f"List-Unsubscribe: <{message.unsubscribe_url}>,{_CRLF} <{mailto}>")
         lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
     if message.html:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
 
-from hub.config import Settings
-from hub.messaging import Delivery, Outgoing
-from hub.models import ContactIdentity, Message
+from hub.api import ContactIdentity, Delivery, Message, Outgoing, Settings
+
+if TYPE_CHECKING:
+    from plugins.mailing.email import Sender
 
 DEFAULT_DIR = "outbox"
 
@@ -73,7 +74,7 @@ class FileChannel:
         self.settings = settings
         self.name = name
         self.directory = outbox_dir(settings)
-        self._sender = None
+        self._sender: Sender | None = None
 
     def open(self) -> None:
         # Letters hold people's addresses and names: readable by the owner only, like hub.db.
@@ -92,6 +93,7 @@ class FileChannel:
         if self.name == "email":
             from plugins.mailing.email import compose
 
+            assert self._sender is not None, "open() comes before send()"
             data, _ = compose(message, self._sender, eight_bit=True)
         else:
             lines = [f"To: {message.address}", f"Channel: {self.name}"]

@@ -35,7 +35,8 @@ SHOP_SITE = "https://shop.example.ru"
 def site(hub_db: HubDB, plugin_manager: Any, mailbox: tuple[Mailbox, int], monkeypatch: pytest.MonkeyPatch) -> Any:
     """Hub's public pages with the mailing and gdpr plugins, mail going to the loopback SMTP server."""
     _, port = mailbox
-    for name, value in {"HUB_SMTP_URL": f"smtp://127.0.0.1:{port}", "HUB_MAIL_FROM": "Цветочная лавка <shop@example.ru>",
+    for name, value in {"HUB_SMTP_URL": f"smtp://127.0.0.1:{port}",
+                        "HUB_MAIL_FROM": "Цветочная лавка <shop@example.ru>",
                         "HUB_PUBLIC_URL": PUBLIC, "HUB_COMPANY_NAME": "Цветочная лавка",
                         "HUB_GDPR_API_KEY": API_KEY, "HUB_GDPR_FORM_ORIGINS": SHOP_SITE,
                         "HUB_GDPR_TEXT_VERSION": "2024-05"}.items():

@@ -77,7 +77,8 @@ def make_shop(db: HubDB, people: list[Person], *, now: dt.datetime) -> dict[str,
 def add_order(db: HubDB, key: str, *, closed_at: dt.datetime, amount: str = "1800", promo: str | None = None,
               status: str = "won", order_id: str | None = None) -> None:
     with db.engine.begin() as conn:
-        sync.write_orders(conn, [OrderRecord(source="shop", external_id=order_id or f"new-{key}", contact_external_id=key,
+        sync.write_orders(conn, [OrderRecord(source="shop", external_id=order_id or f"new-{key}",
+                                             contact_external_id=key,
                                              amount=Decimal(amount), status=status, closed_at=closed_at,
                                              created_at=closed_at, promo_code=promo)], sync.Counts())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import random
+import string
 import threading
 import time
 import uuid
@@ -123,7 +124,7 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
         rng = random.Random(f"amocrm-sandbox:{seed}")
         self.integration = Integration(
             client_id=client_id or str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            client_secret=client_secret or "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(64)),
+            client_secret=client_secret or "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(64)),
             redirect_uri=redirect_uri,
         )
         self.subdomain = subdomain
@@ -147,7 +148,8 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
         self.base_url = "http://127.0.0.1"
 
         self._lock = threading.RLock()
-        self._tags = {"contacts": TagRegistry(100_001), "companies": TagRegistry(200_001), "leads": TagRegistry(300_001)}
+        self._tags = {"contacts": TagRegistry(100_001), "companies": TagRegistry(200_001),
+                      "leads": TagRegistry(300_001)}
         seeded_contacts, seeded_leads = seed_rows(
             contacts, seed, first_person=first_person, today=today,
             contact_tags=self._tags["contacts"], lead_tags=self._tags["leads"],
@@ -288,7 +290,8 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
                     return self._get_entity(head, int(rest[0]), params, base)
                 if method == "PATCH":
                     if not isinstance(payload, dict):
-                        return _validation_failed([("0", [_error("InvalidType", "", "This value should be of type array.")])])
+                        return _validation_failed(
+                            [("0", [_error("InvalidType", "", "This value should be of type array.")])])
                     response = self._write(head, [{**payload, "id": int(rest[0])}], base, update=True)
                     if response.status == 200:
                         return _json_response(200, response.json()["_embedded"][head][0])

@@ -23,7 +23,9 @@ from datetime import date, datetime, timedelta, timezone
 from itertools import islice
 from typing import Any
 
-from hub.sampledata import LEAD_SOURCES, Person, contact_records, people
+from hub.api import Person, people
+# not in hub.api on purpose: the emulator builds the demo's records from the demo's own vocabulary
+from hub.sampledata import LEAD_SOURCES, contact_records
 
 SOURCE = "amocrm"
 ACCOUNT_ID = 31_000_001
@@ -269,7 +271,7 @@ def seed_rows(
     population = islice(people(first_person + count, seed, today=today), first_person, None)
     rng = random.Random()
     for chunk in _chunks(population, SEED_CHUNK):
-        for person, record in zip(chunk, contact_records(chunk, SOURCE, seed, today=today)):
+        for person, record in zip(chunk, contact_records(chunk, SOURCE, seed, today=today), strict=True):
             rng.seed(seed * 1_000_003 + person.person_id)
             contact = _contact_row(person, record, rng, contact_tags)
             for index, order in enumerate(person.orders):

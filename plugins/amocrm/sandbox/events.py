@@ -94,7 +94,7 @@ class Events(AccountState):
     def _list_events(self, params: dict[str, Any], base: str) -> Response:
         """Newest first, at most 100 a page, 204 when nothing matches."""
         page, limit = self._page_params(params, MAX_EVENTS_LIMIT)
-        filters = params.get("filter") if isinstance(params.get("filter"), dict) else {}
+        filters = params["filter"] if isinstance(params.get("filter"), dict) else {}
         types = set(_as_list(filters.get("type")))
         entities = {EVENT_ENTITY.get(name, name) for name in _as_list(filters.get("entity"))}
         entity_ids = {_int(v, "filter[entity_id]") for v in _as_list(filters.get("entity_id"))}
@@ -191,7 +191,8 @@ class Events(AccountState):
             if definition.code:
                 pairs.append((f"{prefix}[code]", definition.code))
         for index, tag_id in enumerate(row.tags):
-            pairs += [(f"tags[{index}][id]", str(tag_id)), (f"tags[{index}][name]", self._tags[entity].name(tag_id) or "")]
+            pairs += [(f"tags[{index}][id]", str(tag_id)),
+                      (f"tags[{index}][name]", self._tags[entity].name(tag_id) or "")]
         pairs += [("created_at", str(row.created_at)), ("updated_at", str(row.updated_at))]
         if entity != "leads":
             pairs.append(("type", EVENT_ENTITY[entity]))
@@ -235,8 +236,9 @@ class Events(AccountState):
                 return
             destination, body = job
             roll = self._webhook_rng.random()
-            copies = 0 if roll < self.webhook_drop_rate else (2 if self._webhook_rng.random() < self.webhook_duplicate_rate else 1)
-            records = []
+            copies = 0 if roll < self.webhook_drop_rate else (
+                2 if self._webhook_rng.random() < self.webhook_duplicate_rate else 1)
+            records: list[dict[str, Any]] = []
             if copies == 0:
                 records.append({"destination": destination, "body": body, "status": None, "error": None,
                                 "dropped": True, "duplicate": False})

@@ -170,20 +170,23 @@ class Notes(AccountState):
         for key in ("responsible_user_id", "task_type_id", "entity_id", "duration"):
             if key in item and not _is_int(item[key]):
                 errors.append(_error("InvalidType", key, "This value should be of type int."))
-        if "responsible_user_id" in item and _is_int(item["responsible_user_id"]) and item["responsible_user_id"] not in USERS:
-            errors.append(_error("NotSupportedChoice", "responsible_user_id", "The value you selected is not a valid choice."))
+        responsible = item.get("responsible_user_id")
+        if "responsible_user_id" in item and _is_int(responsible) and responsible not in USERS:
+            errors.append(_error("NotSupportedChoice", "responsible_user_id",
+                                 "The value you selected is not a valid choice."))
         entity_type = item.get("entity_type")
         if entity_type is not None and entity_type not in TASK_ENTITY_TYPES:
             errors.append(_error("NotSupportedChoice", "entity_type", "The value you selected is not a valid choice."))
         if "entity_id" in item and entity_type is None:
             errors.append(_error("FieldMissing", "entity_type", "This field is missing."))
-        if entity_type in self._stores and _is_int(item.get("entity_id")) and item["entity_id"] not in self._stores[entity_type]:
+        if (entity_type in self._stores and _is_int(item.get("entity_id"))
+                and item["entity_id"] not in self._stores[entity_type]):
             errors.append(_error("NotFound", "entity_id", "Entity not found."))
         return errors
 
     def _list_tasks(self, params: dict[str, Any], base: str) -> Response:
         page, limit = self._page_params(params, MAX_LIMIT)
-        filters = params.get("filter") if isinstance(params.get("filter"), dict) else {}
+        filters = params["filter"] if isinstance(params.get("filter"), dict) else {}
         entity_types = set(_as_list(filters.get("entity_type")))
         entity_ids = {_int(v, "filter[entity_id]") for v in _as_list(filters.get("entity_id"))}
         with self._lock:

@@ -68,7 +68,7 @@ class Reading(AccountState):
             name, direction = next(iter(order.items()))
             if name in ("id", "updated_at", "created_at"):
                 order_field, descending = name, str(direction).lower() == "desc"
-        filters = params.get("filter") if isinstance(params.get("filter"), dict) else {}
+        filters = params["filter"] if isinstance(params.get("filter"), dict) else {}
         ids_filter = {_int(v, "filter[id]") for v in _as_list(filters.get("id"))} if "id" in filters else None
         updated = _range(filters.get("updated_at"), "filter[updated_at]")
         created = _range(filters.get("created_at"), "filter[created_at]")
@@ -86,9 +86,9 @@ class Reading(AccountState):
             store = self._stores[entity]
             ids, keys = self._ordered(entity, order_field)
             if order_field == "updated_at" and updated is not None:
-                low, high = updated
-                start = bisect.bisect_left(keys, low) if low is not None else 0
-                stop = bisect.bisect_right(keys, high) if high is not None else len(keys)
+                first, last = updated
+                start = bisect.bisect_left(keys, first) if first is not None else 0
+                stop = bisect.bisect_right(keys, last) if last is not None else len(keys)
                 ids = ids[start:stop]
                 updated = None
             predicates: list[Callable[[Any], bool]] = []

@@ -87,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         account = self.account
-        host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.socket.getsockname()[:2])
         is_sandbox_route = self.path.startswith("/_sandbox/")
         if not is_sandbox_route:
             account._enter()

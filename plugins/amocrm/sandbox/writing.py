@@ -254,10 +254,12 @@ class Writing(AccountState):
                 "field_id": field_id, "field_type": CUSTOM_FIELDS[entity][field_id].type}}])
         for tag_id in row.tags:
             if tag_id not in tags_before:
-                self._event("entity_tag_added", entity, row.id, [], [{"tag": {"name": self._tags[entity].name(tag_id)}}])
+                self._event("entity_tag_added", entity, row.id, [],
+                            [{"tag": {"name": self._tags[entity].name(tag_id)}}])
         for tag_id in tags_before:
             if tag_id not in row.tags:
-                self._event("entity_tag_deleted", entity, row.id, [{"tag": {"name": self._tags[entity].name(tag_id)}}], [])
+                self._event("entity_tag_deleted", entity, row.id,
+                            [{"tag": {"name": self._tags[entity].name(tag_id)}}], [])
         if entity == "leads" and row.price != old_price:
             self._event("sale_field_changed", entity, row.id, [{"sale_field_value": {"sale": old_price}}],
                         [{"sale_field_value": {"sale": row.price}}])

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+# not in hub.api on purpose: the emulator builds the demo's records from the demo's own vocabulary
 from hub import sampledata
 
 SOURCE = "bitrix24"  # the source name the messy renderings are seeded with
@@ -215,7 +216,8 @@ def statuses() -> list[dict[str, Any]]:
 
     def add(entity: str, status: str, name: str, sort: int, category: int | None = None,
             semantics: str | None = None, system: bool = True) -> None:
-        row = {"ID": str(len(rows) + 1), "ENTITY_ID": entity, "STATUS_ID": status, "NAME": name,
+        row: dict[str, Any] = {
+               "ID": str(len(rows) + 1), "ENTITY_ID": entity, "STATUS_ID": status, "NAME": name,
                "NAME_INIT": name if system else "", "SORT": str(sort), "SYSTEM": "Y" if system else "N",
                "CATEGORY_ID": None if category is None else str(category), "COLOR": None,
                "SEMANTICS": semantics}
@@ -302,6 +304,7 @@ def seed_portal(contacts: int, seed: int = 1, first_person: int = 0, *,
     pending_deals: list[tuple[int, int, int, sampledata.SampleOrder, int, str, int]] = []
     for contact_id, index in enumerate(order, start=1):
         person, record = population[index], records[index]
+        assert record.created_at and record.updated_at, "sample records carry both times"
         rng.seed(seed * 1_000_003 + person.person_id)
         assigned = 1 + person.person_id % len(USERS)
         row: dict[str, Any] = {

@@ -70,7 +70,7 @@ class _EventSender:
                 delivery.status = response.status
         except urllib.error.HTTPError as error:
             delivery.status, delivery.error = error.code, str(error)
-        except Exception as error:  # a handler that is down or slow is logged and forgotten
+        except Exception as error:  # noqa: BLE001 - a handler that is down or slow is logged and forgotten
             delivery.error = repr(error)
         with self._lock:
             self.deliveries.append(delivery)

@@ -50,6 +50,13 @@ class _Handler:
     run: Callable[[_Call, dict[str, Any]], Any]
     upper: bool = True  # the legacy crm methods read parameters case-insensitively
 
+
+def _on_table(method: Callable[[_Call, _Table, dict[str, Any]], Any],
+              table: _Table) -> Callable[[_Call, dict[str, Any]], Any]:
+    """A crm.contact.* / crm.deal.* method bound to its table (a closure per table, not a shared loop variable)."""
+    return lambda call, params: method(call, table, params)
+
+
 class Portal(Credentials, Limits, Reading, Writing, Events):
     """A Bitrix24 portal's state and its REST answers; thread-safe.
 
@@ -154,7 +161,8 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
                 self._stats["statuses"][answer[0]] += 1
             return answer
         if not path.startswith("/rest/"):
-            return 404, {"Content-Type": "text/html; charset=utf-8"}, b"<html><body><h1>404 Not Found</h1></body></html>"
+            return (404, {"Content-Type": "text/html; charset=utf-8"},
+                    b"<html><body><h1>404 Not Found</h1></body></html>")
         status, payload = self._rest(path[len("/rest/"):], params, client)
         with self._lock:
             self._stats["statuses"][status] += 1
@@ -181,8 +189,9 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
             for part in message.walk():
                 name = part.get_param("name", header="content-disposition")
                 if name and not part.is_multipart():
-                    payload = part.get_payload(decode=True) or b""
-                    pairs.append((str(name), payload.decode("utf-8", "replace")))
+                    payload = part.get_payload(decode=True)
+                    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+                    pairs.append((str(name), text))
             return php_params(pairs)
         return parse_query(body.decode("utf-8"))
 
@@ -257,7 +266,8 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
             raise _not_found_method()
         if handler.scope != "basic" and handler.scope not in call.scopes:
             token = "webhook token" if call.kind == "webhook" else "access token"
-            raise ApiError(401, "insufficient_scope", f"The request requires higher privileges than provided by the {token}")
+            raise ApiError(401, "insufficient_scope",
+                           f"The request requires higher privileges than provided by the {token}")
         with self._lock:
             if self._meter.blocked(method, self.clock()):
                 raise ApiError(429, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.")
@@ -282,11 +292,11 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
         ]
         for name, table in (("contact", self._contacts), ("deal", self._deals)):
             handlers += [
-                _Handler(f"crm.{name}.list", "crm", lambda call, p, t=table: self._m_list(call, t, p)),
-                _Handler(f"crm.{name}.get", "crm", lambda call, p, t=table: self._m_get(call, t, p)),
-                _Handler(f"crm.{name}.add", "crm", lambda call, p, t=table: self._m_add(call, t, p)),
-                _Handler(f"crm.{name}.update", "crm", lambda call, p, t=table: self._m_update(call, t, p)),
-                _Handler(f"crm.{name}.delete", "crm", lambda call, p, t=table: self._m_delete(call, t, p)),
-                _Handler(f"crm.{name}.fields", "crm", lambda call, p, t=table: self._m_fields(t)),
+                _Handler(f"crm.{name}.list", "crm", _on_table(self._m_list, table)),
+                _Handler(f"crm.{name}.get", "crm", _on_table(self._m_get, table)),
+                _Handler(f"crm.{name}.add", "crm", _on_table(self._m_add, table)),
+                _Handler(f"crm.{name}.update", "crm", _on_table(self._m_update, table)),
+                _Handler(f"crm.{name}.delete", "crm", _on_table(self._m_delete, table)),
+                _Handler(f"crm.{name}.fields", "crm", _on_table(lambda call, t, p: self._m_fields(t), table)),
             ]
         return {handler.name: handler for handler in handlers}

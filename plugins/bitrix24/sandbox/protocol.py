@@ -147,7 +147,8 @@ def _parse_moment(value: Any, tz: dt.tzinfo) -> dt.datetime | None:
         return None
     text = value.strip()
     try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1) if "-" in text[:5] else text)
+        iso = text.replace("Z", "+00:00").replace(" ", "T", 1) if "-" in text[:5] else text
+        moment = dt.datetime.fromisoformat(iso)
     except ValueError:
         match = re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?", text)
         if not match:

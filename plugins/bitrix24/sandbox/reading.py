@@ -106,7 +106,7 @@ class Reading(PortalState):
 
     def _m_status_list(self, call: _Call, params: dict[str, Any]) -> _Answer:
         rows = data.statuses()
-        wanted = params.get("FILTER") if isinstance(params.get("FILTER"), dict) else {}
+        wanted = params["FILTER"] if isinstance(params.get("FILTER"), dict) else {}
         for key, value in wanted.items():
             rows = [row for row in rows if str(row.get(str(key).upper())) == str(value)]
         rows.sort(key=lambda row: (row["ENTITY_ID"], int(row["SORT"])))

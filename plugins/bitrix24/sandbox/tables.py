@@ -61,7 +61,8 @@ class _Table:
             return dt.datetime.fromtimestamp(value, self.tz).isoformat()
         if kind == "date":
             # Date fields come back as UTC midnight in the portal's zone, e.g. 2001-11-11T03:00:00+03:00.
-            return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc).astimezone(self.tz).isoformat()
+            midnight = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+            return midnight.astimezone(self.tz).isoformat()
         if kind == "float":
             return str(value)
         return value
@@ -121,7 +122,7 @@ class _Table:
             return []
         if not isinstance(raw, dict):
             raise ApiError(400, "", "Parameter 'filter' must be array.")
-        conditions = []
+        conditions: list[tuple[str, str, Any]] = []
         for key, value in raw.items():
             match = _FILTER_KEY.match(str(key))
             if not match:

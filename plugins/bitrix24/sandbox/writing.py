@@ -39,7 +39,10 @@ class Writing(PortalState):
         return self._add(self._contacts, dict(fields), user_id, None)
 
     def update_contact(self, contact_id: int, fields: Mapping[str, Any], *, user_id: int = 1) -> None:
-        """Change a contact (multifields as crm.contact.update treats them); bumps DATE_MODIFY, fires ONCRMCONTACTUPDATE."""
+        """Change a contact (multifields as crm.contact.update treats them).
+
+        Bumps DATE_MODIFY and fires ONCRMCONTACTUPDATE.
+        """
         self._update(self._contacts, contact_id, dict(fields), user_id, None)
 
     def delete_contact(self, contact_id: int) -> None:
@@ -150,7 +153,8 @@ class Writing(PortalState):
             else:
                 clean[name] = None if value is None else str(value)
         if "CONTACT_IDS" in {str(key).upper() for key in fields} and table is self._deals:
-            ids = [php_intval(item) for item in _as_list(next(v for k, v in fields.items() if str(k).upper() == "CONTACT_IDS"))]
+            given = next(v for k, v in fields.items() if str(k).upper() == "CONTACT_IDS")
+            ids = [php_intval(item) for item in _as_list(given)]
             clean["CONTACT_ID"] = ids[0] if ids else None
         return clean
 
@@ -169,7 +173,8 @@ class Writing(PortalState):
                 raw = item.get("VALUE")
                 text = "" if raw is None else str(raw)
                 if name == "EMAIL" and text.strip() and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text.strip()):
-                    label = {"WORK": "Work e-mail", "HOME": "Personal e-mail"}.get(str(item.get("VALUE_TYPE", "WORK")).upper(), "E-mail")
+                    label = {"WORK": "Work e-mail", "HOME": "Personal e-mail"}.get(
+                        str(item.get("VALUE_TYPE", "WORK")).upper(), "E-mail")
                     raise ApiError(400, "ERROR_CORE", f"The field `{label}` contains an invalid address")
                 if item_id:
                     for position, existing in enumerate(current):
@@ -205,6 +210,7 @@ class Writing(PortalState):
         if stage is None:
             stage = row.get("STAGE_ID") if not adding else data.stage_id(category, "NEW")
         row["CATEGORY_ID"] = category
+        assert stage is not None, "a deal always has a stage"
         semantic = data.stage_semantic(stage)
         if stage != row.get("STAGE_ID"):
             row["MOVED_TIME"] = int(self.clock())
