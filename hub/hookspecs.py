@@ -131,7 +131,9 @@ def contact_unmerged(conn: Connection, settings: Settings, survivor_id: int, res
                      snapshot: dict[str, Any]) -> None:
     """A merge was undone: give ``restored_id`` back what was its own before merge ``merge_id``.
 
-    Called once per undone merge, inside the unmerge's transaction, after the
+    Reserved: Hub cannot undo a merge yet, so nothing calls this hook today;
+    it is specified now so plugins can keep what they will need. When unmerge
+    comes, it will be called once per undone merge, inside the unmerge's transaction, after the
     core has recreated ``restored_id`` (same id) from the merge's ``snapshot``
     (what contact_merges kept: fields, provenance, tags, identities, external
     references) and moved its own rows back. Rows a plugin moved in

@@ -30,7 +30,10 @@ def check_send(conn: Connection, settings: Settings, message: Outgoing, now: dt.
     return None if decision.allowed else Verdict.skip("; ".join(decision.reasons))
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def contact_merged(conn: Connection, survivor_id: int, merged_id: int) -> None:
-    """A merged contact's messages belong to the survivor (the frequency cap counts them all)."""
+    """A merged contact's messages belong to the survivor (the frequency cap counts them all).
+
+    First of all implementations, so plugins find the messages on the survivor, as the hook promises.
+    """
     conn.execute(update(messages_t).where(messages_t.c.contact_id == merged_id).values(contact_id=survivor_id))

@@ -80,7 +80,23 @@ def parse_cap(raw: Any) -> FrequencyCap | None:
     return FrequencyCap(limit, localtime.parse_duration(m.group(2)))
 
 
+# Where these limits were set before they held every message: refused with the new name, never
+# silently ignored (a cap switched off there would otherwise come back on without a word).
+_MOVED = {"quiet_hours": "[quiet_hours] in hub.toml (HUB_QUIET_HOURS_<CHANNEL>)",
+          "frequency_cap": "frequency_cap in hub.toml (HUB_FREQUENCY_CAP)"}
+
+
+def _refuse_old_names(settings: Settings) -> None:
+    workflows = settings.extra.get("workflows")
+    old_table = workflows if isinstance(workflows, Mapping) else {}
+    for key, where in _MOVED.items():
+        if key in old_table or any(k.startswith(f"workflows_{key}") for k in settings.extra):
+            raise SettingsError(f"[workflows] {key} (HUB_WORKFLOWS_{key.upper()}) is now set as {where}: "
+                                "it holds every message, not only the workflows'")
+
+
 def _parse(settings: Settings) -> SendLimits:
+    _refuse_old_names(settings)
     table = settings.extra.get("quiet_hours", {})
     if not isinstance(table, Mapping):
         raise SettingsError("[quiet_hours] in hub.toml must be a table, e.g. sms = \"21:00-09:00\"")

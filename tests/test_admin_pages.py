@@ -19,6 +19,7 @@ from sqlalchemy import select
 from hub import plugins, users
 from hub.admin import access, create_app
 from hub.admin.registry import AdminPage, collect
+from hub.hookspecs import hookimpl
 from hub.models import AuditEntry
 from tests.conftest import HubDB
 from tests.plugins import admin_page
@@ -179,3 +180,55 @@ def test_two_pages_on_one_blueprint_name_are_refused(hub_db: HubDB) -> None:
     pm.register(Again(), name="again")
     with pytest.raises(ValueError, match="two admin pages use the blueprint name 'notes'"):
         collect(pm)
+
+
+OUTER = Blueprint("outer", __name__, url_prefix="/outer", static_folder="plugins/admin_page_static",
+                  static_url_path="/assets")
+INNER = Blueprint("inner", __name__, url_prefix="/inner")
+INNER_CALLS: list[str] = []
+
+
+@OUTER.get("/")
+@access.allow(read="admin")
+def outer_index() -> str:
+    return "outer"
+
+
+@INNER.route("/", methods=["GET", "POST"])
+@access.allow(read="admin", write="admin")
+def inner_secret() -> str:
+    INNER_CALLS.append("called")
+    return "inner secret"
+
+
+OUTER.register_blueprint(INNER)
+
+
+class NestedPage:
+    @staticmethod
+    @hookimpl
+    def register_admin_pages(register: Any) -> None:
+        register(AdminPage(OUTER, "outer.outer_index", {"en": "Outer"}, read_role="admin", write_role="admin"))
+
+
+def test_a_blueprint_nested_in_an_admin_page_is_guarded_like_the_page(hub_db: HubDB) -> None:
+    settings = replace(hub_db.settings, plugins=("mailing",))
+    pm = plugins.build(settings)
+    pm.register(NestedPage, name="nested_page")
+    plugins.use(pm)
+    with hub_db.engine.begin() as conn:
+        accounts = {role: users.add(conn, f"{role}@shop.example", role, PASSWORD) for role in ROLES}
+    app = create_app(settings)
+    INNER_CALLS.clear()
+    anonymous = app.test_client()
+    assert anonymous.get("/outer/inner/").status_code == 302  # to sign-in, as the page itself
+    assert anonymous.post("/outer/inner/").status_code in (400, 401)
+    viewer = signed_in(app, accounts["viewer"])
+    assert viewer.get("/outer/inner/").status_code == 403
+    admin = signed_in(app, accounts["admin"])
+    assert admin.post("/outer/inner/").status_code == 400  # no CSRF token: the global check holds
+    shown = admin.get("/outer/inner/")
+    assert shown.status_code == 200 and "Content-Security-Policy" in shown.headers
+    assert INNER_CALLS == ["called"]  # only the admin's GET reached the view
+    # The page's own static files (CSS, JS) are served, as the core's are: the CSP allows no inline script.
+    assert anonymous.get("/outer/assets/page.css").status_code == 200

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from hub import consent, identity, links, messaging, queue, sync
+from hub.config import SettingsError
 from hub.db import utcnow
 from hub.hookspecs import hookimpl
 from hub.messaging import ChannelUnavailable, Delivery, Outgoing, Verdict
@@ -530,6 +531,17 @@ def test_the_frequency_cap_holds_campaigns_sent_outside_workflows(hub_db: HubDB,
     third = by_key[f"campaign-2:{cid}"]
     assert third["status"] == "queued" and third["error"] == "held: frequency cap 2/7d reached"
     assert third["due_at"] == by_key[f"campaign-0:{cid}"]["created_at"] + dt.timedelta(days=7)
+
+
+def test_a_cap_switched_off_under_its_old_name_stops_the_dispatch_instead_of_coming_back(
+        hub_db: HubDB, channels) -> None:
+    cid = person(hub_db)
+    make(hub_db, cid, "campaign")
+    old = replace(hub_db.settings, extra={**hub_db.settings.extra, "workflows": {"frequency_cap": "none"}})
+    with pytest.raises(SettingsError, match=r"\[workflows\] frequency_cap .* is now set as frequency_cap in hub.toml"):
+        messaging.dispatch(hub_db.engine, old)
+    with hub_db.engine.connect() as conn:
+        assert [m["status"] for m in messaging.find(conn, limit=None)] == ["queued"]  # nothing sent, nothing lost
 
 
 def test_send_rules_combine_whatever_order_plugins_come_in() -> None:

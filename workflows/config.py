@@ -21,10 +21,6 @@ DEFAULT_BATCH = 500
 DEFAULT_LEASE_S = 120
 DEFAULT_INTERVAL_S = 30
 # Where quiet hours and the frequency cap were set before they became the core's send limits.
-_MOVED = {"quiet_hours": "[quiet_hours] in hub.toml (HUB_QUIET_HOURS_<CHANNEL>)",
-          "frequency_cap": "frequency_cap in hub.toml (HUB_FREQUENCY_CAP)"}
-
-
 @dataclass(frozen=True)
 class WorkflowSettings:
     quiet_hours: Mapping[str, QuietHours | None] = field(default_factory=dict)
@@ -71,11 +67,7 @@ def _positive(settings: Settings, key: str, default: float, kind: type = int) ->
 
 def load(settings: Settings) -> WorkflowSettings:
     """The workflows' settings, checked; raises SettingsError naming the setting at fault."""
-    for key, where in _MOVED.items():
-        if key in _table(settings) or any(k.startswith(f"workflows_{key}") for k in settings.extra):
-            raise SettingsError(f"{_name(key)} is now set as {where}: it holds every message, "
-                                "not only the workflows'")
-    limits = load_send_limits(settings)
+    limits = load_send_limits(settings)  # refuses the old [workflows] quiet_hours and frequency_cap by name
     field_name = _value(settings, "promo_crm_field")
     return WorkflowSettings(
         quiet_hours=limits.quiet_hours, frequency_cap=limits.frequency_cap,

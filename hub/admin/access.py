@@ -85,12 +85,21 @@ def _load_user() -> users.Account | None:
     return user
 
 
+def page_of(endpoint: str | None) -> AdminPage | None:
+    """The admin page an endpoint belongs to: by its top blueprint, so a blueprint nested inside
+    an admin page's is as guarded as the page itself (Flask names its views outer.inner.view)."""
+    if not endpoint or "." not in endpoint:
+        return None
+    pages: dict[str, AdminPage] = current_app.config[ADMIN_BLUEPRINTS]
+    return pages.get(endpoint.partition(".")[0])
+
+
 def enforce() -> Any:
     """before_request: sign-in and role checks for every admin page's blueprint."""
     endpoint = request.endpoint
-    if endpoint is None or endpoint == "static":
-        return None  # a 404 or 405 follows, or the core's own static files
-    page: AdminPage | None = current_app.config[ADMIN_BLUEPRINTS].get(endpoint.rpartition(".")[0])
+    if endpoint is None or endpoint.rpartition(".")[2] == "static":
+        return None  # a 404 or 405 follows, or static files (the core's or a page's own CSS and JS)
+    page = page_of(endpoint)
     if page is None:
         return None  # a plugin's public route
     g.user = _load_user()

@@ -22,6 +22,7 @@ from flask import Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from hub.admin import access
 from hub.config import Settings, load_settings
 from hub.plugins import get_pm
 from hub.wsgi import ROUTE_KEY, loggable_rule, redacted_path
@@ -40,7 +41,7 @@ def _flag(value: Any, default: bool) -> bool:
 
 def create_app(settings: Settings | None = None) -> Flask:
     """A Flask app for these settings, with every registered admin page and every plugin's public routes."""
-    from hub.admin import access, filters, registry
+    from hub.admin import filters, registry
 
     settings = settings or load_settings()
     app = Flask("hub.admin")
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     pm.hook.register_routes(app=app)
     for name, bp in app.blueprints.items():
-        if name not in app.config[access.ADMIN_BLUEPRINTS]:
+        if name.partition(".")[0] not in app.config[access.ADMIN_BLUEPRINTS]:  # nested ones: outer.inner
             csrf.exempt(bp)
 
     app.url_value_preprocessor(_route_for_log)
@@ -116,7 +117,7 @@ _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'
 
 def _security_headers(response: Any) -> Any:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if request.blueprint is not None and request.blueprint not in current_app.config.get("HUB_ADMIN_BLUEPRINTS", ()):
+    if request.blueprint is not None and access.page_of(request.endpoint) is None:
         return response  # a plugin's public page (a signup form may be framed on the shop's site): its own headers
     response.headers.setdefault("Referrer-Policy", "same-origin")
     if response.mimetype == "text/html":
@@ -148,7 +149,7 @@ _MESSAGES = {
 
 
 def _http_error(error: HTTPException) -> Any:
-    if request.blueprint and request.blueprint not in current_app.config.get("HUB_ADMIN_BLUEPRINTS", ()):
+    if request.blueprint and access.page_of(request.endpoint) is None:
         return error  # a plugin's public route answers in its own way
     code = error.code or 500
     title, message = _MESSAGES.get(code, (error.name, error.description or ""))
