@@ -48,7 +48,7 @@ from hub.ratelimit import Limiter, SendWindow, limiter
 from hub.records import ContactRecord, Deletion, OrderRecord, OrderStatus
 from hub.retry import CUT_OFF_ERRORS, TRANSIENT_ERRORS, Retries, back_off, backoff_delay, is_cut_off
 from hub.sampledata import Person, people
-from hub.sandbox import BackgroundServer, EmulatorHTTPServer, RunningSandbox
+from hub.sandbox import BackgroundServer, EmulatorHTTPServer, RunningSandbox, serve_until_interrupted
 from hub.schedule import Schedule, ScheduledRun
 from hub.segments.fields import FieldContext, SegmentField, SegmentOperator
 from hub.send_limits import NOT_COUNTED, FrequencyCap, SendLimits, cap_until
@@ -72,7 +72,7 @@ __all__ = [
     # writing back to the CRMs that hold a contact (set a field, add a comment or a task)
     "write_back",
     # emulators for the demo and tests
-    "RunningSandbox", "BackgroundServer", "EmulatorHTTPServer", "Person", "people",
+    "RunningSandbox", "BackgroundServer", "EmulatorHTTPServer", "serve_until_interrupted", "Person", "people",
     # secrets a plugin stores (encrypted with HUB_SECRET_KEY)
     "save_credentials", "load_credentials", "lock_credentials", "redact_credentials", "delete_credentials",
     "CredentialError",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Self
@@ -44,6 +45,20 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             return
         super().handle_error(request, client_address)
+
+
+def serve_until_interrupted(close: Callable[[], None]) -> None:
+    """Keep a foreground emulator (`hub sandbox NAME`) serving until Ctrl+C, then `close()` it.
+
+    The servers run on background threads; the command's own thread only waits.
+    """
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close()
 
 
 class BackgroundServer:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from hub.api import BackgroundServer, EmulatorHTTPServer
+from hub.api import BackgroundServer, EmulatorHTTPServer, serve_until_interrupted
 
 
 class _Counter:
@@ -69,3 +69,17 @@ def test_a_server_never_started_can_be_stopped():
     server.stop()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", server.port))  # the port was released
+
+
+def test_a_foreground_emulator_is_closed_when_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hub.sandbox
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt  # what Ctrl+C does to the waiting command
+
+    monkeypatch.setattr(hub.sandbox.time, "sleep", interrupted)
+    with BackgroundServer(BaseHTTPRequestHandler, name="interrupted") as server:
+        port = server.port
+        serve_until_interrupted(server.stop)  # returns instead of raising, having stopped the server
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # the port is free again

@@ -12,7 +12,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Self, TextIO
 
-from hub.api import BackgroundServer, EmulatorHTTPServer
+from hub.api import BackgroundServer, EmulatorHTTPServer, serve_until_interrupted
 from plugins.amocrm.sandbox.account import Account
 
 # Linux reports, with each read, when the kernel received the bytes (CLOCK_REALTIME, the clock of time.time).
@@ -222,13 +222,7 @@ def serve(
         print(f"auth code (20 min, single use): {account.issue_authorization_code()}", file=out)
         print(f"stats:            {server.base_url}/_sandbox/stats", file=out)
         out.flush()
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            account.close()
+        serve_until_interrupted(account.close)
 
 
 def start_connected(settings: Any, *, people: int, first_person: int = 0, seed: int = 1) -> Any:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from hub.api import BackgroundServer, EmulatorHTTPServer
+from hub.api import BackgroundServer, EmulatorHTTPServer, serve_until_interrupted
 from plugins.bitrix24.sandbox.credentials import OAuthAppInfo, Webhook
 from plugins.bitrix24.sandbox.portal import Portal
 from plugins.bitrix24.sandbox.protocol import CUT_HEADER
@@ -127,13 +127,7 @@ def serve(host: str = "127.0.0.1", port: int = 8024, contacts: int = 1000, seed:
     print_fn(f"OAuth app:     client_id={app.client_id} client_secret={app.client_secret}")
     print_fn(f"               authorize {app.authorize_url}  token {app.token_url}")
     print_fn(f"Stats:         {server.stats_url}")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_interrupted(server.stop)
 
 
 def start_connected(settings: Any, *, people: int, first_person: int = 0, seed: int = 1) -> Any:

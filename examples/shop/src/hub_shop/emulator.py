@@ -30,7 +30,8 @@ from itertools import islice
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
-from hub.api import BackgroundServer, EmulatorHTTPServer, Person, RunningSandbox, Settings, get_engine
+from hub.api import (BackgroundServer, EmulatorHTTPServer, Person, RunningSandbox, Settings, get_engine,
+                     serve_until_interrupted)
 from hub.api import people as sample_people
 
 from hub_shop.client import NAME, save_connection
@@ -508,10 +509,4 @@ def serve(*, host: str, port: int, people: int, seed: int, print_fn: Callable[[s
     shop = ShopEmulator(people=people, seed=seed).start(host, port)
     print_fn(f"Shop emulator: {len(shop.customers)} customers, {len(shop.orders)} orders (seed {seed})")
     print_fn(f"Connect Hub:   hub connect shop --url {shop.url} --token {shop.token}")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        shop.close()
+    serve_until_interrupted(shop.close)
