@@ -93,7 +93,7 @@ __all__ = [
     # commands and web routes
     "App", "pass_app", "emit_json", "progress_bar", "stderr", "current_settings",
     # admin pages (register_admin_pages): who may use a view, who is asking, the audit log
-    "AdminPage", "allow", "PUBLIC", "current_user", "actor", "engine", "record_audit", "local_path",
+    "AdminPage", "allow", "PUBLIC", "current_user", "actor", "engine", "record_audit", "local_path", "ActionForm",
 ]
 
 
@@ -101,8 +101,10 @@ __all__ = [
 # every `hub` command, which loads them all) does not load the web framework.
 if TYPE_CHECKING:
     from hub.admin.access import actor, allow, current_user, engine, local_path
+    from hub.admin.forms import ActionForm
 
 _WEB = {name: "hub.admin.access" for name in ("allow", "current_user", "actor", "engine", "local_path")}
+_WEB["ActionForm"] = "hub.admin.forms"  # a button's form: only the CSRF token
 
 
 def __getattr__(name: str) -> Any:

@@ -48,18 +48,15 @@ class App:
     def ready_engine(self) -> Engine:
         """The engine of a database at the current schema; otherwise a clear instruction."""
         engine = self.engine
-        current = migrations.current_revision(engine)
-        if current is None:
+        revisions = migrations.revisions(engine)  # the core's and every loaded plugin's: (in the database, shipped)
+        if revisions[migrations.CORE][0] is None:
             raise click.ClickException(
-                f"no Hub database at {safe_url(self.settings.database_url)}; run `hub init` first")
-        if current != migrations.head_revision(engine):
+                f"no Hub database at {shown_url(self.settings.database_url)}; run `hub init` first")
+        if any(current != head for current, head in revisions.values()):
             raise click.ClickException("the database schema is older than this Hub; run `hub init` to upgrade it")
         return engine
 
 
-def safe_url(url: str) -> str:
-    """A database URL fit for printing: no password, no query string (it may carry one too)."""
-    return shown_url(url)
 
 
 def emit_json(data: Any) -> None:

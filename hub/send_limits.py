@@ -131,12 +131,6 @@ def load(settings: Settings) -> SendLimits:
 
 # --- the arithmetic -------------------------------------------------------------------------
 
-def quiet_until(limits: SendLimits, channel: str, moment: dt.datetime, zone: Any) -> dt.datetime | None:
-    """When the channel's quiet hours end, if `moment` is inside them in `zone`; else None."""
-    window = limits.quiet(channel)
-    return window.end_after(moment, zone) if window is not None else None
-
-
 def cap_until(cap: FrequencyCap, times: list[dt.datetime], now: dt.datetime) -> dt.datetime | None:
     """None when one more message fits under the cap now; else when the next slot frees up."""
     window = [t for t in times if now - cap.period < t <= now]

@@ -111,6 +111,9 @@ def test_the_menu_holds_registered_pages_for_the_roles_that_may_open_them(notes_
         assert "/notes-feed/" not in links  # served (public), but not registered as an admin page
         assert "/workflows/" not in links and "/gdpr/" not in links  # their plugins are not loaded
     assert signed_in(app, None).get("/notes-feed/").get_json() == {"notes": []}  # a public route stays public
+    admin = signed_in(app, accounts["admin"])
+    for path in ("/workflows/", "/workflows/reactivation_90d", "/gdpr/"):  # pages of plugins not loaded: not served
+        assert admin.get(path).status_code == 404, path
     # In the page order: the core's Templates (50) before Notes (55) before Connections (60).
     links = menu(signed_in(app, accounts["viewer"]))
     assert links.index("/templates/") < links.index("/notes/") < links.index("/connections/")

@@ -14,21 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_wtf import FlaskForm
 from markupsafe import Markup
 from sqlalchemy import Connection, func, select
 
-from hub.api import AdminPage, actor, allow, current_settings, engine, local_path, record_audit
+from hub.api import ActionForm, AdminPage, actor, allow, current_settings, engine, local_path, record_audit
 from workflows.models import WorkflowRow, WorkflowRun
 
 bp = Blueprint("workflows", __name__, url_prefix="/workflows", template_folder="admin_templates")
 runs_t = WorkflowRun.__table__
 workflows_t = WorkflowRow.__table__
 MAX_FORECAST_DAYS = 90
-
-
-class ActionForm(FlaskForm):
-    """A button that changes something: only the CSRF token."""
 
 
 def runs_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:

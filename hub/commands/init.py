@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from hub import migrations
-from hub.cli import App, pass_app, safe_url
+from hub.cli import App, pass_app
 from hub.config import ensure_secret_key
+from hub.db import shown_url
 
 
 @click.command("init")
@@ -20,4 +21,4 @@ def init(app: App) -> None:
     migrations.upgrade(app.engine)
     after = migrations.current_revision(app.engine)
     state = "already up to date" if before == after else ("created" if before is None else "upgraded")
-    click.echo(f"Database {safe_url(settings.database_url)}: {state} (schema {after})")
+    click.echo(f"Database {shown_url(settings.database_url)}: {state} (schema {after})")

@@ -178,7 +178,7 @@ class Dispatcher:
         if unknown:
             raise MessagingError(f"no channel {unknown[0]!r}; registered: {', '.join(sorted(self._factories))}")
         remaining = limit
-        active = [n for n in names]
+        active = names  # channels with work left; a channel leaves when it has none
         try:
             while active and (remaining is None or remaining > 0) and not queue.stop_requested():
                 for name in list(active):

@@ -30,6 +30,8 @@ downgrades.)
 
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,8 +113,10 @@ def _current(conn: Connection, chain: Chain) -> str | None:
     return MigrationContext.configure(conn, opts={"version_table": chain.version_table}).get_current_revision()
 
 
-def _head(engine: Engine, chain: Chain) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(engine, chain)).get_current_head()
+@functools.lru_cache(maxsize=None)
+def _head(chain: Chain) -> str | None:
+    """The newest revision shipped in the chain's folder: read once per process (every command checks it)."""
+    return ScriptDirectory(str(HERE), version_locations=[str(chain.versions)]).get_current_head()
 
 
 def _describe(revisions: list[tuple[Chain, str | None]]) -> str | None:
@@ -133,11 +137,11 @@ def current_revision(engine: Engine, pm: pluggy.PluginManager | None = None) -> 
 
 def head_revision(engine: Engine, pm: pluggy.PluginManager | None = None) -> str | None:
     """Where this Hub and its loaded plugins would bring the database, in the form of `current_revision`."""
-    return _describe([(c, _head(engine, c)) for c in chains(pm)])
+    return _describe([(c, _head(c)) for c in chains(pm)])
 
 
 def revisions(engine: Engine, pm: pluggy.PluginManager | None = None) -> dict[str, tuple[str | None, str | None]]:
     """Chain name -> (the database's revision, the newest shipped), for checks and reports."""
     with engine.connect() as conn:
-        return {c.name: (_current(conn, c), _head(engine, c)) for c in chains(pm)}
+        return {c.name: (_current(conn, c), _head(c)) for c in chains(pm)}
 

@@ -79,14 +79,19 @@ def redirect_uri(settings: Settings) -> str:
     return base + url_for("amocrm_admin.callback")
 
 
+def _amo_domain(host: str) -> str | None:
+    """Which of amoCRM's own domains `host` is, or is an account of; None for anything else."""
+    host = host.lower()
+    return next((d for d in _AMO_HOSTS if host == d or host.endswith("." + d)), None)
+
+
 def authorize_url(base_url: str, client_id: str, state: str) -> str:
     """amoCRM's consent page for this account: www.amocrm.ru (or Kommo) for real accounts, the account
     itself for anything else (the local emulator serves /oauth)."""
-    host = (urlsplit(base_url).hostname or "").lower()
+    domain = _amo_domain(urlsplit(base_url).hostname or "")
     query = urlencode({"client_id": client_id, "state": state, "mode": "post_message"})
-    for domain, url in _AMO_HOSTS.items():
-        if host == domain or host.endswith("." + domain):
-            return f"{url}?{query}"
+    if domain is not None:
+        return f"{_AMO_HOSTS[domain]}?{query}"
     return f"{base_url.rstrip('/')}/oauth?{query}"
 
 
@@ -163,8 +168,7 @@ def callback() -> Any:
         return back
     base_url = pending["base_url"]
     referer = request.args.get("referer", "").lower()
-    host = urlsplit(base_url).hostname or ""
-    if _REFERER.match(referer) and any(host.endswith(d) for d in _AMO_HOSTS):
+    if _REFERER.match(referer) and _amo_domain(urlsplit(base_url).hostname or "") is not None:
         base_url = f"https://{referer}"  # the account the person actually chose on amoCRM's page
     try:
         data = tokens.exchange_code(base_url, pending["client_id"], pending["client_secret"], pending["redirect_uri"],

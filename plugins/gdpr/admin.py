@@ -21,7 +21,7 @@ from wtforms.validators import DataRequired
 # not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; erasure and public
 # sign-up work on identities, placeholders and merges
 from hub import consent, identity
-from hub.api import AdminPage, Contact, actor, allow, contact_card, current_settings, engine
+from hub.api import ActionForm, AdminPage, Contact, actor, allow, contact_card, current_settings, engine
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
 from hub.models import ConsentEvent
 from plugins.gdpr import erasure, export
@@ -35,10 +35,6 @@ events_t = ConsentEvent.__table__
 contacts_t = Contact.__table__
 LIMIT = 200
 CONFIRM_WORD = "ERASE"
-
-
-class ActionForm(FlaskForm):
-    """A button that changes something: only the CSRF token."""
 
 
 class ConfirmForm(FlaskForm):

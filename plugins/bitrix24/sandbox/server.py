@@ -138,10 +138,5 @@ def start_connected(settings: Any, *, people: int, first_person: int = 0, seed: 
     portal = Portal(contacts=people, seed=seed, first_person=first_person)
     server = SandboxServer(portal).start()
     connection.save(get_engine(settings.database_url), settings, {"kind": "webhook", "url": server.webhook_url})
-
-    def close() -> None:
-        server.stop()
-        portal.close()
-
-    return RunningSandbox("bitrix24", lambda: {str(c): p for c, p in portal.contact_person.items()}, close)
+    return RunningSandbox("bitrix24", lambda: {str(c): p for c, p in portal.contact_person.items()}, server.stop)
 
