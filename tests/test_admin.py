@@ -478,6 +478,8 @@ def test_amocrm_authorize_url_for_real_accounts() -> None:
     assert url == "https://www.amocrm.ru/oauth?client_id=abc&state=s1&mode=post_message"
     assert authorize_url("https://shop.kommo.com", "abc", "s1").startswith("https://www.kommo.com/oauth?")
     assert authorize_url("http://127.0.0.1:8025", "abc", "s1").startswith("http://127.0.0.1:8025/oauth?")
+    # A look-alike host is not amoCRM: its consent page is its own (the callback trusts the same check).
+    assert authorize_url("https://evilamocrm.ru", "abc", "s1").startswith("https://evilamocrm.ru/oauth?")
 
 
 def test_amocrm_declined_stores_nothing(admin_env: AdminEnv) -> None:
