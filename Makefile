@@ -1,6 +1,6 @@
 # Hub developer tasks. Run `make` for the list.
 
-.PHONY: help bootstrap demo test bench clean
+.PHONY: help bootstrap demo test translations bench clean
 .DEFAULT_GOAL := help
 
 VENV := .venv
@@ -8,7 +8,7 @@ VENV := .venv
 help: ## Show this help
 	@echo "Usage: make <target>"
 	@echo
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 bootstrap: ## Create/refresh .venv with Hub and test dependencies
 	@bash scripts/bootstrap.sh
@@ -18,6 +18,9 @@ demo: bootstrap ## Run the Hub demo
 
 test: ## Run the test suite on parallel workers (scripts/test.sh; pytest args with ARGS=..., see tests/README.md)
 	bash scripts/test.sh $(ARGS)
+
+translations: bootstrap ## Add new messages to the Russian catalogs (scripts/translations.py)
+	$(VENV)/bin/python scripts/translations.py
 
 # Benchmarks are listed in bench/README.md.
 bench: bootstrap ## Run the benchmarks

@@ -12,7 +12,10 @@ progress_bar and stderr from here; this module imports none of them.
 from __future__ import annotations
 
 import errno
+import gettext as stdlib_gettext
+import inspect
 import json
+import sys
 from functools import cached_property
 from typing import Any
 
@@ -21,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
 
-from hub import __version__, migrations, plugins
+from hub import __version__, i18n, migrations, plugins
 from hub.config import Settings, SettingsError, load_settings
 from hub.consent import ConsentError
 from hub.db import DatabaseUnavailable, get_engine, shown_url
@@ -71,7 +74,13 @@ def progress_bar(*, enabled: bool = True) -> Progress:
 
 
 class HubGroup(click.Group):
-    """Turns the errors a user can fix into one line instead of a traceback."""
+    """Speaks HUB_LANGUAGE, and turns the errors a user can fix into one line instead of a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        with i18n.use_language(_configured_language()):
+            _speak_in_click()
+            localize(self)
+            return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
         argv = _pending_args(ctx)  # click consumes them; kept to name a server's address on failure
@@ -89,6 +98,63 @@ class HubGroup(click.Group):
             if type(exc) is ValueError:
                 raise click.ClickException(str(exc)) from None
             raise
+
+
+def _configured_language() -> str:
+    """HUB_LANGUAGE; a broken setting is reported by the command that needs settings, in the default language."""
+    try:
+        return load_settings().language
+    except SettingsError:
+        return i18n.DEFAULT_LANGUAGE
+
+
+# Command help is written as docstrings and help= texts in English (the catalogs' msgids, found by
+# hub.catalogs); each run shows them in the current language. The English originals are kept on the
+# command, so a process that runs commands in two languages (tests) never translates a translation.
+_ORIGINALS = "_hub_untranslated"
+
+
+def localize(command: click.Command) -> None:
+    """Show `command`, its options and subcommands (plugins' too) in the current language."""
+    originals = command.__dict__.setdefault(_ORIGINALS, {
+        "help": command.help, "short_help": command.short_help, "epilog": command.epilog})
+    for name, text in originals.items():
+        setattr(command, name, _translated_doc(text))
+    for param in command.params:
+        kept = param.__dict__.setdefault(_ORIGINALS, {
+            name: getattr(param, name) for name in ("help", "prompt") if isinstance(getattr(param, name, None), str)})
+        for name, text in kept.items():
+            setattr(param, name, _translated_doc(text))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            localize(sub)
+
+
+def _translated_doc(text: str | None) -> str | None:
+    return i18n.gettext(inspect.cleandoc(text)) if text else text
+
+
+def _speak_in_click() -> None:
+    """Click's own texts (Usage, Options, its error messages) through Hub's catalogs.
+
+    Click takes them from the standard gettext module, whose language comes
+    from the process environment; its modules are pointed at Hub's current
+    language instead, so HUB_LANGUAGE (and a test's choice) decides.
+    """
+    for name, module in list(sys.modules.items()):
+        if name == "click" or name.startswith("click."):
+            if getattr(module, "_", None) is stdlib_gettext.gettext:
+                module._ = _click_gettext  # type: ignore[attr-defined]
+            if getattr(module, "ngettext", None) is stdlib_gettext.ngettext:
+                module.ngettext = _click_ngettext  # type: ignore[attr-defined]
+
+
+def _click_gettext(message: str) -> str:
+    return i18n.translations(i18n.current_language()).gettext(message)
+
+
+def _click_ngettext(singular: str, plural: str, count: int) -> str:
+    return i18n.translations(i18n.current_language()).ngettext(singular, plural, count)
 
 
 _LISTEN_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)

@@ -38,6 +38,7 @@ class Settings:
     redis_url: str | None = None
     default_region: str = "RU"
     timezone: str = "Europe/Moscow"
+    language: str = "ru"
     secret_key: str | None = None
     plugins: tuple[str, ...] | None = None
     plugins_dir: str | None = None
@@ -61,6 +62,7 @@ _ENV = {
     "redis_url": "HUB_REDIS_URL",
     "default_region": "HUB_DEFAULT_REGION",
     "timezone": "HUB_TIMEZONE",
+    "language": "HUB_LANGUAGE",
     "secret_key": "HUB_SECRET_KEY",
     "plugins": "HUB_PLUGINS",
     "plugins_dir": "HUB_PLUGINS_DIR",
@@ -121,6 +123,14 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"HUB_TIMEZONE: {tz!r} is not a time zone (e.g. Europe/Moscow)") from None
         out["timezone"] = tz
+    if "language" in out:
+        from hub.i18n import LANGUAGES
+
+        language = str(out["language"]).strip().lower().replace("_", "-").split("-")[0]
+        if language not in LANGUAGES:
+            raise SettingsError(f"HUB_LANGUAGE: {out['language']!r} is not a language Hub speaks "
+                                f"({', '.join(LANGUAGES)})")
+        out["language"] = language
     if "secret_key" in out:
         key = str(out["secret_key"]).strip() or None
         if key is not None and len(key) < 16:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import pluggy
 
 if TYPE_CHECKING:  # annotations only: importing hub.hookspecs stays cheap and free of cycles
+    from pathlib import Path
+
     import click
     from flask import Flask
     from sqlalchemy.engine import Connection
@@ -311,6 +313,23 @@ def register_migrations(register: Callable[[str, Any], None]) -> None:
     tables (``contacts.id``) but never to another plugin's.
 
     .. versionadded:: 0.1
+    """
+
+
+# --- language -----------------------------------------------------------------------------
+
+@hookspec
+def register_translations(register: Callable[[Path], None]) -> None:
+    """Ship the plugin's translations: call ``register(folder)``.
+
+    ``folder`` holds gettext catalogs as ``<language>/LC_MESSAGES/<name>.po``
+    (``ru/LC_MESSAGES/myplugin.po``) for the messages the plugin marks with
+    ``hub.api.gettext`` / ``_`` in code and ``{{ _("...") }}`` or ``{% trans %}``
+    in templates. Hub merges every registered catalog, so the plugin's pages,
+    flash messages and command output speak the reader's language. Write the
+    messages in English; ``make translations`` (or ``pybabel extract``) finds them.
+
+    .. versionadded:: 0.2
     """
 
 

@@ -41,7 +41,7 @@ def _flag(value: Any, default: bool) -> bool:
 
 def create_app(settings: Settings | None = None) -> Flask:
     """A Flask app for these settings, with every registered admin page and every plugin's public routes."""
-    from hub.admin import filters, registry
+    from hub.admin import filters, language, registry
 
     settings = settings or load_settings()
     app = Flask("hub.admin")
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     csrf.init_app(app)
+    language.install(app)
     filters.install(app)
 
     pm = get_pm()
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             raise ValueError(f"admin page {page.endpoint!r}: blueprint {page.blueprint.name!r} has no such view")
     app.config[access.ADMIN_BLUEPRINTS] = {page.blueprint.name: page for page in pages}
     app.before_request(access.enforce)
+    app.before_request(language.activate_for_reader)
 
     pm.hook.register_routes(app=app)
     for name, bp in app.blueprints.items():

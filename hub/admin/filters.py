@@ -13,9 +13,8 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from hub import i18n
 from hub.admin import access, registry
-
-DEFAULT_LANGUAGE = "ru"
 
 
 def when(value: Any, fmt: str = "%d.%m.%Y %H:%M") -> str:
@@ -57,8 +56,8 @@ def install(app: Flask) -> None:
 
 
 def language() -> str:
-    """The admin's language (HUB_LANGUAGE, Russian unless set otherwise)."""
-    return str(current_app.config["HUB_SETTINGS"].extra.get("language") or DEFAULT_LANGUAGE).strip().lower()
+    """The language of this request's reader (hub.admin.language chose it)."""
+    return i18n.current_language()
 
 
 def admin_menu() -> list[registry.MenuEntry]:

@@ -1,0 +1,159 @@
+"""Keeping the translation catalogs whole: finding every message to translate and what is still missing.
+
+A translations folder sits in the package it translates (hub/translations,
+plugins/gdpr/translations), so its package is the folder's parent. Messages
+are found the way pybabel finds them (Babel's extractors, mapping in
+babel.cfg): calls of ``_``, ``gettext``, ``ngettext``, ``lazy_gettext``,
+``N_`` in Python and ``{{ _() }}`` / ``{% trans %}`` in Jinja templates;
+and, because command help is written as docstrings and ``help=`` texts, the
+docstrings of click commands and the ``help=`` of their options, which the
+command line translates when it shows them. Customer letters
+(message_templates folders) are the shop's own words, not Hub's, and are
+left out.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import io
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from babel.messages.catalog import Catalog
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir, extract_python
+from babel.messages.pofile import read_po, write_po
+
+KEYWORDS = {**DEFAULT_KEYWORDS, "lazy_gettext": None, "_l": None, "lazy_ngettext": (1, 2)}
+METHODS = [
+    ("**/message_templates/**", "ignore"),
+    ("**/scaffold/template/**", "ignore"),
+    ("**.py", "hub.catalogs:extract_hub_python"),
+    ("**/templates/**.html", "jinja2"),
+    ("**/admin_templates/**.html", "jinja2"),
+]
+JINJA_OPTIONS = {"extensions": "jinja2.ext.do,jinja2.ext.loopcontrols", "trimmed": "true"}
+# Keyword arguments of click's decorators that people read in `--help`.
+CLICK_TEXTS = ("help", "short_help", "epilog", "prompt")
+
+
+def extract_hub_python(fileobj: Any, keywords: Any, comment_tags: Any, options: Any) -> Iterator[tuple]:
+    """Babel's Python extractor, plus click command docstrings and their options' help texts."""
+    source = fileobj.read()
+    yield from extract_python(io.BytesIO(source), keywords, comment_tags, options)
+    text = source.decode("utf-8")
+    if "click" not in text:
+        return
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_click_command(node):
+            doc = ast.get_docstring(node, clean=False)
+            if doc:
+                yield node.lineno, None, inspect.cleandoc(doc), []
+        elif isinstance(node, ast.Call) and _is_click_call(node):
+            for keyword in node.keywords:
+                if keyword.arg in CLICK_TEXTS and isinstance(keyword.value, ast.Constant) \
+                        and isinstance(keyword.value.value, str) and keyword.value.value.strip():
+                    yield keyword.lineno, None, inspect.cleandoc(keyword.value.value), []
+
+
+def _callee(node: ast.expr) -> str:
+    func = node.func if isinstance(node, ast.Call) else node
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    if isinstance(func, ast.Name):
+        return func.id
+    return ""
+
+
+def _is_click_command(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any(_callee(d) in ("command", "group") for d in node.decorator_list)
+
+
+def _is_click_call(node: ast.Call) -> bool:
+    return _callee(node) in ("option", "argument", "command", "group", "version_option", "confirmation_option",
+                             "password_option", "Option", "Argument")
+
+
+def messages(package: Path) -> dict[str | tuple[str, ...], list[str]]:
+    """Every message in `package` that needs a translation, with where it is (path:line)."""
+    found: dict[str | tuple[str, ...], list[str]] = {}
+    options = {"**/templates/**.html": JINJA_OPTIONS, "**/admin_templates/**.html": JINJA_OPTIONS}
+    for filename, lineno, message, _comments, context in extract_from_dir(
+            package, METHODS, options_map=options, keywords=KEYWORDS, strip_comment_tags=True):
+        key = message if isinstance(message, str) else tuple(m for m in message if m)
+        if context:
+            key = (f"{context}\x04{key}",) if isinstance(key, str) else key
+        if key:
+            found.setdefault(key, []).append(f"{package.name}/{filename}:{lineno}")
+    return found
+
+
+def folders_and_packages(folders: Iterable[Path]) -> list[tuple[Path, Path]]:
+    """(translations folder, the package it translates) for each registered folder."""
+    return [(Path(folder), Path(folder).parent) for folder in folders]
+
+
+def read(folder: Path, language: str) -> Catalog:
+    """Every catalog of `language` in `folder` as one (a package may split its messages over several files)."""
+    merged = Catalog(locale=language)
+    for po in sorted((folder / language / "LC_MESSAGES").glob("*.po")):
+        with po.open("rb") as f:
+            for message in read_po(f, locale=language):
+                if message.id:
+                    merged[message.id] = message
+    return merged
+
+
+def untranslated(folder: Path, language: str) -> dict[str, list[str]]:
+    """Messages of the folder's package that have no translation into `language` (or only a fuzzy one)."""
+    return untranslated_from(folder.parent, folder, language)
+
+
+def update(folder: Path, language: str, domain: str) -> tuple[int, int]:
+    """Add the new messages of the folder's own package; see update_from."""
+    return update_from(folder.parent, folder, language, domain)
+
+
+def untranslated_from(package: Path, folder: Path, language: str) -> dict[str, list[str]]:
+    """Messages of `package` (click's, say) that `folder`'s catalogs do not translate."""
+    catalog = read(folder, language)
+    return {key if isinstance(key, str) else key[0]: where for key, where in messages(package).items()
+            if not _translated(catalog, key if isinstance(key, str) else key[0])}
+
+
+def _translated(catalog: Catalog, msgid: str) -> bool:
+    entry = catalog.get(msgid)
+    if entry is None or entry.fuzzy:
+        return False
+    strings = entry.string
+    return all(strings) if isinstance(strings, (tuple, list)) else bool(strings)
+
+
+def update_from(package: Path, folder: Path, language: str, domain: str) -> tuple[int, int]:
+    """Add the package's new messages to ``<language>/LC_MESSAGES/<domain>.po`` (untranslated); (added, total).
+
+    Messages already in any of the folder's files stay where they are;
+    nothing is removed, so a message that left the code is kept until a
+    person deletes it.
+    """
+    path = folder / language / "LC_MESSAGES" / f"{domain}.po"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        with path.open("rb") as f:
+            catalog = read_po(f, locale=language)
+    else:
+        catalog = Catalog(locale=language, project="Hub", domain=domain, version="", fuzzy=False,
+                          copyright_holder="Hub contributors", msgid_bugs_address="", last_translator="",
+                          language_team="")
+    known = read(folder, language)
+    added = 0
+    for key, where in messages(package).items():
+        msgid = key if isinstance(key, str) else key[0]
+        if msgid in known or msgid in catalog:
+            continue
+        locations = [(w.rpartition(":")[0], int(w.rpartition(":")[2])) for w in where]
+        catalog.add(key if isinstance(key, str) else tuple(key), locations=locations)
+        added += 1
+    with path.open("wb") as f:
+        write_po(f, catalog, width=120, omit_header=False, sort_output=False)
+    return added, len(catalog)

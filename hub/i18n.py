@@ -1,0 +1,144 @@
+"""Hub in the language of the person reading it: gettext catalogs and the current language.
+
+Messages are written in English in the code and templates (the msgid) and
+translated in gettext catalogs: the core and every plugin ship a
+``translations/`` folder (``<language>/LC_MESSAGES/*.po``) and register it
+through the register_translations hook, the same door for a stranger's plugin
+as for ours. English needs no catalog; Russian is shipped complete and is the
+default (HUB_LANGUAGE), because the owner and the marketer of a Russian shop
+read it. ``make translations`` extracts new messages into the catalogs; a test
+fails while any message lacks its Russian translation.
+
+The language is chosen per reader: the command line and background jobs use
+HUB_LANGUAGE; the admin uses the signed-in person's own choice (Flask-Babel's
+locale selector sets it for each request). Catalogs are read from the .po
+files themselves, once per process and language, so there is no compiled file
+to forget to rebuild.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import threading
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import LazyProxy, NullTranslations, Translations
+
+from hub.hookspecs import hookimpl
+
+DEFAULT_LANGUAGE = "ru"
+LANGUAGES = ("ru", "en")  # the languages Hub is shipped complete in; English is the code's own
+LANGUAGE_NAMES = {"ru": "Русский", "en": "English"}  # each in its own words, for a language picker
+TRANSLATIONS = Path(__file__).parent / "translations"
+
+_active: ContextVar[str | None] = ContextVar("hub_language", default=None)
+_lock = threading.Lock()
+
+
+@hookimpl
+def register_translations(register: Callable[[Path], None]) -> None:
+    register(TRANSLATIONS)
+
+
+def directories() -> list[Path]:
+    """Every registered translations folder: the core's and each loaded plugin's."""
+    from hub.plugins import get_pm
+
+    found: list[Path] = []
+    get_pm().hook.register_translations(register=lambda path: found.append(Path(path)))
+    return list(dict.fromkeys(found))
+
+
+def translations(language: str) -> NullTranslations:
+    """All catalogs for `language` merged into one, read once per process (English: the messages as written)."""
+    language = normalize(language)
+    if language == "en":
+        return NullTranslations()
+    key = (language, tuple(directories()))
+    with _lock:
+        return _load(*key)
+
+
+@functools.lru_cache(maxsize=16)
+def _load(language: str, folders: tuple[Path, ...]) -> NullTranslations:
+    merged: Translations | None = None
+    for folder in folders:
+        for po in sorted((folder / language / "LC_MESSAGES").glob("*.po")):
+            with po.open("rb") as f:
+                catalog = read_po(f, locale=language)
+            buffer = io.BytesIO()
+            write_mo(buffer, catalog)
+            buffer.seek(0)
+            loaded = Translations(buffer)
+            if merged is None:
+                merged = loaded
+            else:
+                merged.merge(loaded)
+    return merged or NullTranslations()
+
+
+def normalize(language: str | None) -> str:
+    """"ru_RU", "RU", "ru-ru" → "ru"; a language Hub does not speak → the default."""
+    code = str(language or "").strip().lower().replace("_", "-").split("-")[0]
+    return code if code in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def current_language() -> str:
+    """The language of whoever reads what is being made now (the command line and the admin set it)."""
+    return _active.get() or DEFAULT_LANGUAGE
+
+
+def activate(language: str | None) -> None:
+    """Speak `language` in this thread or task from now on (the admin does it for each request)."""
+    _active.set(normalize(language) if language else None)
+
+
+@contextlib.contextmanager
+def use_language(language: str) -> Iterator[str]:
+    """Speak `language` inside the block: a test, or a message for a reader with another language."""
+    token = _active.set(normalize(language))
+    try:
+        yield current_language()
+    finally:
+        _active.reset(token)
+
+
+def gettext(message: str, **variables: Any) -> str:
+    """`message` in the current language; %(name)s placeholders are filled from `variables`."""
+    text = translations(current_language()).gettext(message)
+    return text % variables if variables else text
+
+
+def ngettext(singular: str, plural: str, num: int, **variables: Any) -> str:
+    """The form the count takes in the current language (1 контакт, 2 контакта, 5 контактов).
+
+    ``%(num)s`` in the message is the count, as in Flask-Babel.
+    """
+    text = translations(current_language()).ngettext(singular, plural, num)
+    variables.setdefault("num", num)
+    return text % variables
+
+
+def pgettext(context: str, message: str, **variables: Any) -> str:
+    """`message` where one English word has two Russian ones ("Sent" a letter, "Sent" a form)."""
+    text = translations(current_language()).pgettext(context, message)
+    return text % variables if variables else text
+
+
+def lazy_gettext(message: str, **variables: Any) -> LazyProxy:
+    """A message translated when it is shown, for module-level texts such as labels and titles."""
+    return LazyProxy(gettext, message, enable_cache=False, **variables)
+
+
+def N_(message: str) -> str:  # noqa: N802 - the gettext convention
+    """Marks `message` for the catalog without translating it here: it is translated where it is shown."""
+    return message
+
+
+_ = gettext
