@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import inspect
 import io
+import string
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -86,6 +87,14 @@ def messages(package: Path) -> dict[str | tuple[str, ...], list[str]]:
         if key:
             found.setdefault(key, []).append(f"{package.name}/{filename}:{lineno}")
     return found
+
+
+def brace_fields(text: str) -> list[str]:
+    """The {name} fields of a str.format text (click's messages use them)."""
+    try:
+        return sorted(name for _, name, _, _ in string.Formatter().parse(text) if name is not None)
+    except ValueError:
+        return ["<malformed>"]
 
 
 def folders_and_packages(folders: Iterable[Path]) -> list[tuple[Path, Path]]:

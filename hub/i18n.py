@@ -115,13 +115,14 @@ def gettext(message: str, **variables: Any) -> str:
     return text % variables if variables else text
 
 
-def ngettext(singular: str, plural: str, num: int, **variables: Any) -> str:
+def ngettext(singular: str, plural: str, n: int, **variables: Any) -> str:
     """The form the count takes in the current language (1 контакт, 2 контакта, 5 контактов).
 
-    ``%(num)s`` in the message is the count, as in Flask-Babel.
+    ``%(num)s`` in the message is the count, as in Flask-Babel; pass ``num=``
+    to show it formatted (``hub.formats.number``: 1 234).
     """
-    text = translations(current_language()).ngettext(singular, plural, num)
-    variables.setdefault("num", num)
+    text = translations(current_language()).ngettext(singular, plural, n)
+    variables.setdefault("num", n)
     return text % variables
 
 
