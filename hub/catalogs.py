@@ -27,6 +27,8 @@ from babel.messages.pofile import read_po, write_po
 
 KEYWORDS = {**DEFAULT_KEYWORDS, "lazy_gettext": None, "_l": None, "lazy_ngettext": (1, 2)}
 METHODS = [
+    ("**/message_templates/*/meta.yaml", "hub.catalogs:extract_titles"),
+    ("**/library/*.yaml", "hub.catalogs:extract_titles"),
     ("**/message_templates/**", "ignore"),
     ("**/scaffold/template/**", "ignore"),
     ("**.py", "hub.catalogs:extract_hub_python"),
@@ -55,6 +57,28 @@ def extract_hub_python(fileobj: Any, keywords: Any, comment_tags: Any, options: 
                 if keyword.arg in CLICK_TEXTS and isinstance(keyword.value, ast.Constant) \
                         and isinstance(keyword.value.value, str) and keyword.value.value.strip():
                     yield keyword.lineno, None, inspect.cleandoc(keyword.value.value), []
+
+
+TITLE_KEYS = ("title", "description")
+
+
+def extract_titles(fileobj: Any, keywords: Any, comment_tags: Any, options: Any) -> Iterator[tuple]:
+    """The title and description of a shipped definition (segment, workflow, template meta.yaml).
+
+    They are written in English and shown through gettext, so a shipped
+    segment reads "Не покупали 90 дней" in Russian; a marketer's own
+    definitions, in whatever language they wrote them, are not in any
+    catalog and show as written.
+    """
+    import yaml
+
+    document = yaml.safe_load(fileobj.read().decode("utf-8"))
+    if not isinstance(document, dict):
+        return
+    for key in TITLE_KEYS:
+        value = document.get(key)
+        if isinstance(value, str) and value.strip():
+            yield 1, None, " ".join(value.split()), []
 
 
 def _callee(node: ast.expr) -> str:

@@ -132,6 +132,18 @@ def pgettext(context: str, message: str, **variables: Any) -> str:
     return text % variables if variables else text
 
 
+def title(text: str | None) -> str:
+    """A definition's title or description in the reader's language, when it is one Hub ships.
+
+    Shipped segments, workflows and templates are titled in English in their
+    YAML (hub.catalogs extracts them); a marketer's own title is in no
+    catalog and comes back as written.
+    """
+    if not text:
+        return ""
+    return translations(current_language()).gettext(" ".join(text.split()))
+
+
 def lazy_gettext(message: str, **variables: Any) -> LazyProxy:
     """A message translated when it is shown, for module-level texts such as labels and titles."""
     return LazyProxy(gettext, message, enable_cache=False, **variables)
