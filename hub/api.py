@@ -34,6 +34,7 @@ from hub.credentials import redact as redact_credentials
 from hub.credentials import save as save_credentials
 from hub.db import bulk_insert, chunks, get_engine, insert_for, utcnow
 from hub.hookspecs import hookimpl
+from hub.i18n import N_, current_language, gettext, lazy_gettext, ngettext, pgettext, use_language
 from hub.identity import current_contact_id
 from hub.links import public_url, unsubscribe_mailto
 from hub.localtime import (QuietHours, contact_zones, end_of_local_day, format_duration, next_local_time,
@@ -60,6 +61,8 @@ from hub.writeback import apply as write_back
 __all__ = [
     # writing a plugin
     "hookimpl", "Settings", "SettingsError", "load_settings", "get_engine", "utcnow",
+    # speaking the reader's language (register_translations ships the catalogs)
+    "gettext", "ngettext", "pgettext", "lazy_gettext", "N_", "current_language", "use_language",
     # sources: what they read and hand over
     "Source", "TargetedSource", "ReconcilingSource", "Page", "ContactRecord", "OrderRecord", "Deletion",
     "OrderStatus", "SyncError", "WriteBack", "WriteBackError",

@@ -14,7 +14,8 @@ import click
 import pytest
 from babel.messages.pofile import read_po
 
-from hub import catalogs, i18n
+from hub import catalogs, formats, i18n
+from hub.hookspecs import hookimpl
 from hub.plugins import get_pm
 
 
@@ -60,8 +61,6 @@ def test_translations_keep_their_placeholders(folder: Path) -> None:
 
 
 def test_plural_forms_follow_russian_rules() -> None:
-    from hub import formats
-
     with i18n.use_language("ru"):
         shown = [formats.contacts(n) for n in (1, 2, 5, 11, 21, 22, 1000)]
     assert shown == ["1 контакт", "2 контакта", "5 контактов", "11 контактов", "21 контакт", "22 контакта",
@@ -77,3 +76,39 @@ def test_the_language_setting_is_checked() -> None:
     assert load_settings({}, config_path="/nonexistent").language == "ru"
     with pytest.raises(SettingsError, match="HUB_LANGUAGE"):
         load_settings({"HUB_LANGUAGE": "klingon"}, config_path="/nonexistent")
+
+
+class Stamps:
+    """A stranger's plugin shipping its own Russian catalog."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @hookimpl
+    def register_translations(self, register):
+        register(self.folder)
+
+
+def test_a_plugins_catalog_is_merged_with_hubs(tmp_path: Path) -> None:
+    messages = tmp_path / "translations" / "ru" / "LC_MESSAGES"
+    messages.mkdir(parents=True)
+    (messages / "stamps.po").write_text(
+        'msgid ""\nmsgstr ""\n"Language: ru\\n"\n"Content-Type: text/plain; charset=utf-8\\n"\n'
+        '"Plural-Forms: nplurals=3; plural=n % 10 == 1 && n % 100 != 11 ? 0 : n % 10 >= 2 && n % 10 <= 4 && '
+        '(n % 100 < 12 || n % 100 > 14) ? 1 : 2;\\n"\n\n'
+        'msgid "%(num)s stamp"\nmsgid_plural "%(num)s stamps"\n'
+        'msgstr[0] "%(num)s штамп"\nmsgstr[1] "%(num)s штампа"\nmsgstr[2] "%(num)s штампов"\n', encoding="utf-8")
+    pm = get_pm()
+    # hook:register_translations
+    pm.register(Stamps(tmp_path / "translations"), name="stamps")
+    try:
+        with i18n.use_language("ru"):
+            assert [i18n.ngettext("%(num)s stamp", "%(num)s stamps", n) for n in (1, 3, 5)] == [
+                "1 штамп", "3 штампа", "5 штампов"]
+            assert formats.contacts(2) == "2 контакта"  # Hub's own catalog is still there
+        with i18n.use_language("en"):
+            assert i18n.ngettext("%(num)s stamp", "%(num)s stamps", 3) == "3 stamps"
+    finally:
+        pm.unregister(name="stamps")
+    with i18n.use_language("ru"):
+        assert i18n.ngettext("%(num)s stamp", "%(num)s stamps", 3) == "3 stamps"  # gone with its plugin
