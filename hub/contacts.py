@@ -15,6 +15,7 @@ from typing import Any, Iterator
 from sqlalchemy import Connection, select
 
 from hub import identity
+from hub.i18n import gettext as _
 from hub.db import utcnow
 from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef, LeadScore, Order
 from hub.segments import lifecycle
@@ -103,12 +104,11 @@ def missing(conn: Connection, contact_id: int) -> str | None:
     """
     exists = conn.execute(select(contacts_t.c.id).where(contacts_t.c.id == contact_id)).first() is not None
     if exists:
-        return f"no contact with id {contact_id}" if identity.is_placeholder(conn, contact_id) else None
+        return _("no contact with id %(id)s", id=contact_id) if identity.is_placeholder(conn, contact_id) else None
     survivor = identity.current_contact_id(conn, contact_id)
     if survivor is not None and survivor != contact_id:
-        return (f"контакт #{contact_id} объединён с #{survivor}, смотрите #{survivor} "
-                f"(contact #{contact_id} was merged into #{survivor})")
-    return f"no contact with id {contact_id}"
+        return _("contact #%(id)s was merged into #%(survivor)s; see #%(survivor)s", id=contact_id, survivor=survivor)
+    return _("no contact with id %(id)s", id=contact_id)
 
 
 def card(conn: Connection, contact_id: int, **kwargs: Any) -> dict[str, Any] | None:

@@ -34,7 +34,9 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from hub import russian
+from hub import formats
+from hub.i18n import gettext as _
+from hub.i18n import ngettext
 
 # Characters in one rendered part, and in any one value built while rendering.
 MAX_OUTPUT = 1_000_000
@@ -64,11 +66,12 @@ _budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("hub_te
 
 
 def _n(number: int) -> str:
-    return f"{number:,}".replace(",", "\u00a0")
+    return formats.number(number)
 
 
 def _too_slow() -> TemplateLimitError:
-    return TemplateLimitError(f"шаблон отрисовывается дольше {MAX_RENDER_SECONDS:g} с; упростите циклы")
+    return TemplateLimitError(_("the template takes longer than %(seconds)s s to render; simplify its loops",
+                                seconds=f"{MAX_RENDER_SECONDS:g}"))
 
 
 def _check_time() -> None:
@@ -81,8 +84,10 @@ def _check_time() -> None:
 
 
 def _too_big(size: int) -> TemplateLimitError:
-    length = russian.count(size, "символ", "символа", "символов")
-    return TemplateLimitError(f"шаблон строит текст длиной {length} (можно не больше {_n(MAX_OUTPUT)})")
+    return TemplateLimitError(ngettext(
+        "the template builds a text of %(num)s character (at most %(limit)s are allowed)",
+        "the template builds a text of %(num)s characters (at most %(limit)s are allowed)",
+        size, num=_n(size), limit=_n(MAX_OUTPUT)))
 
 
 def _need(size: Any) -> None:
@@ -92,7 +97,7 @@ def _need(size: Any) -> None:
 
 
 def _int_too_big() -> TemplateLimitError:
-    return TemplateLimitError(f"шаблон вычисляет число больше 2**{MAX_INT_BITS}")
+    return TemplateLimitError(_("the template computes a number larger than 2**%(bits)s", bits=MAX_INT_BITS))
 
 
 def _sized(value: Any) -> Any:
@@ -290,8 +295,8 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         if budget is not None:
             budget.produced += len(text)
             if budget.produced > MAX_PRODUCED:
-                raise TemplateLimitError(f"шаблон пишет больше {_n(MAX_PRODUCED)} символов (с учётом макросов "
-                                         "и блоков set)")
+                raise TemplateLimitError(_("the template writes more than %(limit)s characters (counting macros "
+                                           "and set blocks)", limit=_n(MAX_PRODUCED)))
         return text
 
     # the sandbox's interception points --------------------------------------------------------
@@ -361,7 +366,8 @@ def _counted(iterable: Any) -> Iterator[Any]:
         if budget is not None:
             budget.steps += 1
             if budget.steps > MAX_LOOP_STEPS:
-                raise TemplateLimitError(f"циклы шаблона делают больше {_n(MAX_LOOP_STEPS)} шагов")
+                raise TemplateLimitError(_("the template's loops take more than %(limit)s steps",
+                                           limit=_n(MAX_LOOP_STEPS)))
             if not budget.steps & 1023 and time.monotonic() > budget.deadline:
                 raise _too_slow()
         yield item
@@ -390,7 +396,7 @@ def render(template: Any, context: Mapping[str, Any]) -> str:
         for chunk in template.generate(context):
             size += len(chunk)
             if size > MAX_OUTPUT:
-                raise TemplateLimitError(f"шаблон выводит больше {_n(MAX_OUTPUT)} символов")
+                raise TemplateLimitError(_("the template outputs more than %(limit)s characters", limit=_n(MAX_OUTPUT)))
             parts.append(chunk)
         budget.produced += size
         return "".join(parts)

@@ -72,8 +72,8 @@ def fresh_limits() -> Any:
     limits.reset()
 
 
-def run_cli(*args: str, code: int = 0) -> Any:
-    result = CliRunner().invoke(cli, list(args))
+def run_cli(*args: str, code: int = 0, env: dict[str, str] | None = None) -> Any:
+    result = CliRunner().invoke(cli, list(args), env=env)
     assert result.exit_code == code, result.output
     return result
 
@@ -250,11 +250,12 @@ def test_erasure_removes_a_pending_signups_letter_from_the_outbox(hub: HubDB, si
 def test_show_commands_say_where_a_merged_contact_went(hub: HubDB) -> None:
     survivor, gone, _ = three(hub)
     run_cli("dedupe", "--merge", str(survivor), str(gone))
-    line = (f"Error: контакт #{gone} объединён с #{survivor}, смотрите #{survivor} "
-            f"(contact #{gone} was merged into #{survivor})\n")
+    line = f"Ошибка: контакт #{gone} объединён с #{survivor}, смотрите #{survivor}\n"
     assert run_cli("contacts", "show", str(gone), code=1).output == line
     assert run_cli("consent", "show", str(gone), code=1).output == line
-    assert run_cli("contacts", "show", "999999", code=1).output == "Error: no contact with id 999999\n"
+    assert run_cli("contacts", "show", "999999", code=1).output == "Ошибка: нет контакта с id 999999\n"
+    english = f"Error: contact #{gone} was merged into #{survivor}; see #{survivor}\n"
+    assert run_cli("contacts", "show", str(gone), code=1, env={"HUB_LANGUAGE": "en"}).output == english
     assert f"#{survivor} " in run_cli("contacts", "show", str(survivor)).output
 
 
