@@ -132,8 +132,8 @@ def read(folder: Path, language: str) -> Catalog:
     for po in sorted((folder / language / "LC_MESSAGES").glob("*.po")):
         with po.open("rb") as f:
             for message in read_po(f, locale=language):
-                if message.id:
-                    merged[message.id] = message
+                if message.id and not (message.id in merged and _translated(merged, message.id)):
+                    merged[message.id] = message  # a translation in one file is not undone by a blank in another
     return merged
 
 
