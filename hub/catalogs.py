@@ -26,14 +26,14 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir, extract_p
 from babel.messages.pofile import read_po, write_po
 
 KEYWORDS = {**DEFAULT_KEYWORDS, "lazy_gettext": None, "_l": None, "lazy_ngettext": (1, 2)}
-METHODS = [
+METHODS = [  # the first pattern a file matches decides (the admin's own templates/message_templates/ pages count)
     ("**/message_templates/*/meta.yaml", "hub.catalogs:extract_titles"),
     ("**/library/*.yaml", "hub.catalogs:extract_titles"),
-    ("**/message_templates/**", "ignore"),
     ("**/scaffold/template/**", "ignore"),
-    ("**.py", "hub.catalogs:extract_hub_python"),
     ("**/templates/**.html", "jinja2"),
     ("**/admin_templates/**.html", "jinja2"),
+    ("**/message_templates/**", "ignore"),
+    ("**.py", "hub.catalogs:extract_hub_python"),
 ]
 JINJA_OPTIONS = {"extensions": "jinja2.ext.do,jinja2.ext.loopcontrols", "trimmed": "true"}
 # Keyword arguments of click's decorators that people read in `--help`.
@@ -132,7 +132,8 @@ def read(folder: Path, language: str) -> Catalog:
     for po in sorted((folder / language / "LC_MESSAGES").glob("*.po")):
         with po.open("rb") as f:
             for message in read_po(f, locale=language):
-                if message.id and not (message.id in merged and _translated(merged, message.id)):
+                key = message.id if isinstance(message.id, str) else message.id[0]
+                if key and not (key in merged and _translated(merged, key)):
                     merged[message.id] = message  # a translation in one file is not undone by a blank in another
     return merged
 

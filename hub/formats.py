@@ -46,7 +46,7 @@ def date(value: dt.date | dt.datetime | str | None, language: str | None = None)
         try:
             value = dt.date.fromisoformat(value[:10])
         except ValueError:
-            return value
+            return str(value)
     if isinstance(value, dt.datetime):
         value = value.date()
     locale = _locale(language)
@@ -66,7 +66,7 @@ def moment(value: dt.datetime | str | None, tz: ZoneInfo | str, language: str | 
         try:
             value = dt.datetime.fromisoformat(value)
         except ValueError:
-            return value
+            return str(value)
     if not isinstance(value, dt.datetime):
         return date(value, language)
     zone_info = ZoneInfo(tz) if isinstance(tz, str) else tz

@@ -128,7 +128,7 @@ def ngettext(singular: str, plural: str, n: int, **variables: Any) -> str:
 
 def pgettext(context: str, message: str, **variables: Any) -> str:
     """`message` where one English word has two Russian ones ("Sent" a letter, "Sent" a form)."""
-    text = translations(current_language()).pgettext(context, message)
+    text = str(translations(current_language()).pgettext(context, message))
     return text % variables if variables else text
 
 
@@ -141,7 +141,8 @@ def title(text: str | None) -> str:
     """
     if not text:
         return ""
-    return translations(current_language()).gettext(" ".join(text.split()))
+    collapsed = " ".join(text.split())  # as the catalogs hold it (hub.catalogs.extract_titles)
+    return translations(current_language()).gettext(collapsed)
 
 
 def lazy_gettext(message: str, **variables: Any) -> LazyProxy:

@@ -16,6 +16,9 @@ register_template_dirs hook). On disk a template is a folder named after it:
     NAME/subject.txt   the subject line (email templates only)
     NAME/body.txt      the text; for SMS and other text channels, the message itself
     NAME/body.html     the HTML part (email templates only, optional)
+    NAME/meta.yaml     optional: `title:` and `description:`, what the template is
+                       for, in English (shipped templates' are translated through the
+                       catalogs, hub.i18n.title); without it the admin shows the name
 
 A folder with a subject is an email template; one without is a text template
 (SMS and other text channels).
@@ -37,18 +40,26 @@ from sqlalchemy import Connection, delete, select
 from hub import russian, template_sandbox
 from hub.config import Settings
 from hub.db import insert_for, utcnow
+from hub.i18n import gettext as _
 from hub.models import MessageTemplate
 
 templates_t = MessageTemplate.__table__
 
 EMAIL = "email"
 FILES = {"subject": "subject.txt", "text": "body.txt", "html": "body.html"}
+META = "meta.yaml"
+META_KEYS = ("title", "description")
 COMPANY_KEYS = ("name", "phone", "email", "website", "address")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
 
 class TemplateError(ValueError):
     """A template that cannot be found, saved or rendered; the message says where."""
+
+
+def needs_subject(name: str) -> str:
+    """The error of an email template without a subject (checked before saving and before a preview)."""
+    return _("%(name)s: an email template needs a subject", name=name)
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ class Template:
     subject: str | None = None
     html: str | None = None
     origin: str = "database"  # "database" or the folder it was read from
+    title: str | None = None  # from the folder's meta.yaml: what the template is for
+    description: str | None = None
 
     @property
     def is_email(self) -> bool:
@@ -140,11 +153,13 @@ def _render_part(template: Template, part: str, source: str, context: Mapping[st
     except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError, RecursionError,
             MemoryError) as exc:
         line = _template_line(exc)
-        where = f"{template.name}, {part}" + (f" line {line}" if line else "")
+        # The part is named as its file and `hub templates` name it (subject, text, html).
+        where = (_("%(name)s, %(part)s line %(line)s", name=template.name, part=part, line=line) if line
+                 else f"{template.name}, {part}")
         if isinstance(exc, RecursionError):
-            message = "макросы шаблона вызывают друг друга слишком глубоко"
+            message = _("the template's macros call each other too deeply")
         elif isinstance(exc, MemoryError):
-            message = "шаблону не хватило памяти"
+            message = _("the template ran out of memory")
         else:
             message = exc.message if isinstance(exc, JinjaError) and exc.message else str(exc)
         raise TemplateError(f"{where}: {message}") from None
@@ -242,15 +257,15 @@ def preview_context(settings: Settings, contact: Mapping[str, Any] | None = None
 def validate(template: Template, settings: Settings, extra: Mapping[str, Any] | None = None) -> Rendered:
     """Check a template's shape and render it against the sample; raises TemplateError."""
     if not _NAME.match(template.name):
-        raise TemplateError(f"template name {template.name!r}: use Latin letters, digits, '_' and '-' "
-                            "(at most 100)")
+        raise TemplateError(_("template name '%(name)s': use Latin letters, digits, '_' and '-' (at most 100)",
+                              name=template.name))
     if not template.text.strip():
-        raise TemplateError(f"{template.name}: the text part is empty")
+        raise TemplateError(_("%(name)s: the text part is empty", name=template.name))
     if template.is_email and not (template.subject or "").strip():
-        raise TemplateError(f"{template.name}: an email template needs a subject")
+        raise TemplateError(needs_subject(template.name))
     if not template.is_email and (template.subject or template.html):
-        raise TemplateError(f"{template.name}: a {template.channel} template has only a text part "
-                            "(no subject or HTML)")
+        raise TemplateError(_("%(name)s: a %(channel)s template has only a text part (no subject or HTML)",
+                              name=template.name, channel=template.channel))
     return render(template, sample_context(settings, extra))
 
 
@@ -273,17 +288,40 @@ def template_dirs(settings: Settings) -> list[Path]:
 
 
 def read_dir(path: Path) -> Template:
-    """A template from its folder (subject.txt, body.txt, body.html)."""
+    """A template from its folder (subject.txt, body.txt, body.html, and meta.yaml when there is one)."""
     parts = {}
     for part, filename in FILES.items():
         file = path / filename
         parts[part] = file.read_text(encoding="utf-8") if file.is_file() else None
     if parts["text"] is None:
-        raise TemplateError(f"{path}: no {FILES['text']}")
+        raise TemplateError(_("%(path)s: no %(file)s", path=str(path), file=FILES["text"]))
     channel = EMAIL if parts["subject"] is not None or parts["html"] is not None else "sms"
     subject = parts["subject"].strip() if parts["subject"] is not None else None
+    meta = read_meta(path)
     return Template(name=path.name, channel=channel, subject=subject, text=parts["text"], html=parts["html"],
-                    origin=str(path))
+                    origin=str(path), title=meta.get("title"), description=meta.get("description"))
+
+
+def read_meta(path: Path) -> dict[str, str]:
+    """The title and description a template folder's meta.yaml gives (none without one).
+
+    They only describe the template to the people choosing it, so a broken
+    meta.yaml costs the template its title, never its use: letters are not
+    held back by a typo in a description.
+    """
+    import yaml
+
+    file = path / META
+    if not file.is_file():
+        return {}
+    try:
+        document = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    return {key: " ".join(value.split()) for key in META_KEYS
+            if isinstance(value := document.get(key), str) and value.strip()}
 
 
 def write_dir(template: Template, path: Path) -> list[Path]:
@@ -324,7 +362,8 @@ def get(conn: Connection, settings: Settings, name: str) -> Template:
                 return read_dir(folder / name)
     files = _file_templates(settings)
     known = sorted(set(files) | set(conn.execute(select(templates_t.c.name)).scalars()))
-    raise TemplateError(f"no template named {name!r}; known: {', '.join(known) or 'none'}")
+    raise TemplateError(_("no template named '%(name)s'; known: %(known)s", name=name,
+                          known=", ".join(known) or _("none")))
 
 
 def all_templates(conn: Connection, settings: Settings) -> list[Template]:

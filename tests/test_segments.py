@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
-from hub import sync
+from hub import i18n, sync
 from hub.db import bulk_insert, utcnow
 from hub.hookspecs import hookimpl
 from hub.models import Contact, LeadScore, SegmentMember
@@ -29,6 +29,14 @@ from hub.sync import Page
 from tests.conftest import HubDB
 from tests.plugins import segment_fields
 from tests.support.cli import cli
+
+
+@pytest.fixture(autouse=True)
+def english(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """These tests read messages in English, as the code writes them (tests/test_admin_russian.py reads Russian)."""
+    monkeypatch.setenv("HUB_LANGUAGE", "en")
+    with i18n.use_language("en"):
+        yield
 
 pytestmark = pytest.mark.both_databases  # segments compile to each dialect's SQL
 

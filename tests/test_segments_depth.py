@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from hub import plugins
+from hub import i18n, plugins
 from hub.config import Settings
 from hub.segments import fields, store
 from hub.segments.rules import MAX_DEPTH, MAX_EXPANDED_DEPTH, Parser, RuleError, SegmentError, check_references, \
     depth, read_document, read_yaml
 from tests.support.admin import AdminEnv, client_as, csrf_token, post, text
+
+
+@pytest.fixture(autouse=True)
+def english(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """These tests read messages in English, as the code writes them (tests/test_admin_russian.py reads Russian)."""
+    monkeypatch.setenv("HUB_LANGUAGE", "en")
+    with i18n.use_language("en"):
+        yield
 
 pytestmark = pytest.mark.both_databases  # deep rules compiled to each dialect's SQL
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
-from hub import plugins
+from hub import i18n, plugins
 from hub.config import Settings
 from hub.hookspecs import hookimpl
 from hub.segments import fields, store
@@ -19,6 +19,14 @@ from hub.segments.compile import birthday_ranges
 from hub.segments.rules import AllOf, Condition, Moment, Not, Parser, RuleError, SegmentError, Span, \
     check_references, parse_moment, read_document
 from tests.plugins import segment_fields
+
+
+@pytest.fixture(autouse=True)
+def english(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """These tests read messages in English, as the code writes them (tests/test_admin_russian.py reads Russian)."""
+    monkeypatch.setenv("HUB_LANGUAGE", "en")
+    with i18n.use_language("en"):
+        yield
 
 UTC = dt.timezone.utc
 MOSCOW = Settings(plugins=()).tz
@@ -62,6 +70,18 @@ def test_a_misspelt_operator_is_named_with_its_path_and_a_suggestion(registry: f
                     {"field": "orders.last_at", "op": "befor", "value": "-90d"}]}
     assert problems(registry, rule) == [
         "rule.all[1].op: 'befor' is not an operator for orders.last_at; did you mean 'before'?"]
+
+
+def test_problems_are_told_in_russian_by_default_with_paths_fields_and_operators_as_written(
+        registry: fields.Registry) -> None:
+    rule = {"all": [{"field": "orders.cnt", "op": "gte", "value": 1},
+                    {"field": "orders.last_at", "op": "befor", "value": "90d"}]}
+    with i18n.use_language("ru"):
+        assert problems(registry, rule) == [
+            "rule.all[0].field: 'orders.cnt' — нет такого поля; может быть, 'orders.count'?",
+            "rule.all[1].op: 'befor' — не оператор для orders.last_at; может быть, 'before'?"]
+        assert problems(registry, {"field": "orders.last_at", "op": "before", "value": "90d"}) == [
+            "rule.value: у '90d' нет знака: пишите -90d — 90 дней назад, +90d — через 90 дней"]
 
 
 @pytest.mark.parametrize("rule, expected", [

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from click.testing import CliRunner
 
 import plugins.mailing
-from hub import message_templates
+from hub import i18n, message_templates
 from hub.hookspecs import hookimpl
 from hub.message_templates import Template, TemplateError
 from tests.conftest import HubDB
 from tests.support.cli import cli
+
+
+@pytest.fixture(autouse=True)
+def english(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """These tests read messages in English, as the code writes them (tests/test_admin_russian.py reads Russian)."""
+    monkeypatch.setenv("HUB_LANGUAGE", "en")
+    with i18n.use_language("en"):
+        yield
 
 SHIPPED = ("reactivation_email", "reactivation_sms", "birthday_email", "birthday_sms", "welcome_email",
            "double_opt_in_email")
@@ -170,7 +179,7 @@ def test_cli_add_list_preview_export(hub_db: HubDB, mailing, tmp_path: Path) -> 
 
     listed = json.loads(runner.invoke(cli, ["templates", "list", "--json"]).output)
     mine = next(t for t in listed if t["name"] == "promo_email")
-    assert mine == {"name": "promo_email", "channel": "email", "source": "database",
+    assert mine == {"name": "promo_email", "title": None, "channel": "email", "source": "database",
                     "subject": "Код для {{ contact.first_name }}", "html": True}
     assert {t["name"] for t in listed} >= set(SHIPPED)
 

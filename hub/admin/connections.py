@@ -15,15 +15,17 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from sqlalchemy import Connection, select
 
-from hub import jobs, plugins, queue
+from hub import i18n, jobs, plugins, queue
 from hub.admin import access, audit, overview
 from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import SyncForm
+from hub.i18n import N_, gettext as _
 from hub.models import SyncRun
 
 bp = Blueprint("connections", __name__, url_prefix="/connections")
 runs_t = SyncRun.__table__
+RUN_KINDS = {"full": N_("full sync"), "incremental": N_("changes only"), "webhook": N_("webhook")}
 
 
 def history(conn: Connection, source: str, limit: int = 15) -> list[dict[str, Any]]:
@@ -41,9 +43,11 @@ def source_pages() -> dict[str, Any]:
 def index() -> Any:
     pages = source_pages()
     with engine().connect() as conn:
-        sources = [{"name": name, "page": pages.get(name), "runs": history(conn, name)}
+        sources = [{"name": name, "page": pages.get(name), "runs": history(conn, name),
+                    "title": pages[name].title_in(i18n.current_language()) if name in pages else name}
                    for name in overview.source_names()]
-    return render_template("connections/index.html", sources=sources, sync_form=SyncForm())
+    return render_template("connections/index.html", sources=sources, sync_form=SyncForm(),
+                           kind_titles={kind: _(title) for kind, title in RUN_KINDS.items()})
 
 
 @bp.post("/<source>/sync")
@@ -59,5 +63,6 @@ def sync_now(source: str) -> Any:
         with engine().begin() as conn:
             audit.record(conn, actor(), "sync_requested", source=source, full=full)
         queue.enqueue(settings, jobs.sync_source, source, full, background=True, job_id=f"sync-{source}")
-        flash(f"{'Full sync' if full else 'Sync'} of {source} started; its result appears below when it ends.", "ok")
+        flash(_("Full sync of %(source)s started; its result appears below when it ends.", source=source) if full
+              else _("Sync of %(source)s started; its result appears below when it ends.", source=source), "ok")
     return redirect(url_for("connections.index"))

@@ -13,12 +13,13 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from hub import message_templates, messaging
+from hub import i18n, message_templates, messaging
 from hub.admin import audit
 from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, TemplateForm
 from hub.config import Settings
+from hub.i18n import gettext as _, ngettext
 from hub.message_templates import TemplateError
 
 bp = Blueprint("message_templates", __name__, url_prefix="/templates")
@@ -28,17 +29,17 @@ def preview(conn: Any, settings: Settings, template: message_templates.Template,
             contact_id: int | None) -> dict[str, Any]:
     """What `template` renders to for a contact (or the sample one); {"error": ...} when it cannot."""
     context = message_templates.preview_context(settings)
-    who = "the sample contact"
+    who = _("the sample contact")
     if contact_id is not None:
         contact = messaging.contact_contexts(conn, settings, [contact_id]).get(contact_id)
         if contact is None:
-            return {"error": f"no contact with id {contact_id}"}
+            return {"error": _("no contact with id %(id)s", id=contact_id)}
         # The contact's data, but never their signed links: a preview is not a send to them.
         context = message_templates.preview_context(settings, contact)
-        who = f"contact #{contact_id}"
+        who = _("contact #%(id)s", id=contact_id)
     try:
         if template.is_email and not (template.subject or "").strip():
-            raise TemplateError(f"{template.name}: an email template needs a subject")
+            raise TemplateError(message_templates.needs_subject(template.name))
         rendered = message_templates.render(template, context)
     except TemplateError as exc:
         return {"error": str(exc)}
@@ -46,7 +47,21 @@ def preview(conn: Any, settings: Settings, template: message_templates.Template,
     if not template.is_email:
         out["sms_parts"] = messaging.text_parts(rendered.text)
         out["characters"] = len(rendered.text)
+        out["parts_text"] = sms_size(out["characters"], out["sms_parts"])
     return out
+
+
+def sms_size(characters: int, parts: int) -> str:
+    """"160 characters, 1 SMS" in the reader's language (the preview script shows the same text)."""
+    return ", ".join((ngettext("%(num)s character", "%(num)s characters", characters),
+                      ngettext("%(num)s SMS", "%(num)s SMS", parts)))
+
+
+def titles(template: message_templates.Template | None) -> dict[str, str]:
+    """The title and description its meta.yaml gives, in the reader's language (shipped ones are translated)."""
+    if template is None:
+        return {"title": "", "description": ""}
+    return {"title": i18n.title(template.title), "description": i18n.title(template.description)}
 
 
 def _contact_arg(raw: Any) -> int | None:
@@ -67,14 +82,15 @@ def _from_form(form: TemplateForm) -> message_templates.Template:
 def index() -> Any:
     with engine().connect() as conn:
         found = message_templates.all_templates(conn, current_settings())
-    return render_template("message_templates/list.html", templates=found)
+    rows = [{"template": t, **titles(t)} for t in found]
+    return render_template("message_templates/list.html", templates=rows)
 
 
 @bp.get("/new")
 @allow(read="marketer")
 def new() -> Any:
     form = TemplateForm(channel="email")
-    return render_template("message_templates/edit.html", form=form, template=None, result=None)
+    return render_template("message_templates/edit.html", form=form, template=None, result=None, **titles(None))
 
 
 @bp.get("/<name>")
@@ -90,7 +106,8 @@ def edit(name: str) -> Any:
         result = preview(conn, settings, template, contact_id)
     form = TemplateForm(name=template.name, channel=template.channel, subject=template.subject, text=template.text,
                         html=template.html, contact=contact_id)
-    return render_template("message_templates/edit.html", form=form, template=template, result=result)
+    return render_template("message_templates/edit.html", form=form, template=template, result=result,
+                           **titles(template))
 
 
 @bp.post("/preview")
@@ -99,7 +116,7 @@ def preview_json() -> Any:
     """The preview of the text being edited, before it is saved."""
     form = TemplateForm()
     if not form.validate():
-        return {"error": "; ".join(e for errors in form.errors.values() for e in errors)}, 400
+        return {"error": "; ".join(str(e) for errors in form.errors.values() for e in errors)}, 400
     with engine().connect() as conn:
         return preview(conn, current_settings(), _from_form(form), form.contact.data)
 
@@ -119,11 +136,12 @@ def save() -> Any:
         except TemplateError as exc:
             error = str(exc)
         else:
-            flash(f"Saved template {template.name}; it renders against the sample contact.", "ok")
+            flash(_("Saved template %(name)s; it renders against the sample contact.", name=template.name), "ok")
             return redirect(url_for("message_templates.edit", name=template.name, contact=form.contact.data or None))
     else:
         error = "; ".join(f"{form[f].label.text}: {e}" for f, errors in form.errors.items() for e in errors)
-    return render_template("message_templates/edit.html", form=form, template=None, result={"error": error}), 400
+    return render_template("message_templates/edit.html", form=form, template=None, result={"error": error},
+                           **titles(None)), 400
 
 
 @bp.post("/<name>/remove")
@@ -134,6 +152,6 @@ def remove(name: str) -> Any:
             removed = message_templates.remove(conn, name)
             if removed:
                 audit.record(conn, actor(), "template_removed", template=name)
-        flash(f"Removed the edited copy of {name}." if removed else f"{name} has no edited copy to remove.",
-              "ok" if removed else "error")
+        flash(_("Removed the edited copy of %(name)s.", name=name) if removed
+              else _("%(name)s has no edited copy to remove.", name=name), "ok" if removed else "error")
     return redirect(url_for("message_templates.index"))

@@ -30,7 +30,10 @@ class AdminPage:
     templates under a subfolder named like the blueprint (they may extend
     ``base.html``).
     ``endpoint``: the view the menu entry opens, e.g. ``"shop_admin.index"``.
-    ``title``: the menu entry in each language, ``{"ru": ..., "en": ...}``.
+    ``title``: the menu entry: an English text that is a message of the
+    plugin's catalog (``N_("Notes")``, translated into the reader's language
+    when the menu is shown), or the entry in each language,
+    ``{"ru": ..., "en": ...}``.
     ``order``: where the entry stands in the menu (the core's own: 10–90).
     ``read_role``: the least role that sees the entry and may open the pages
     (``PUBLIC``: anyone, signed in or not, as the sign-in page itself).
@@ -47,7 +50,7 @@ class AdminPage:
 
     blueprint: Blueprint
     endpoint: str
-    title: Mapping[str, str]
+    title: Mapping[str, str] | str
     order: int = 100
     read_role: str = "viewer"
     write_role: str | None = None
@@ -66,8 +69,10 @@ class AdminPage:
         if self.endpoint.partition(".")[0] != self.blueprint.name:
             raise ValueError(f"admin page {self.endpoint!r}: the endpoint is not a view of blueprint "
                              f"{self.blueprint.name!r}")
-        if not self.title or not all(isinstance(t, str) and t for t in self.title.values()):
-            raise ValueError(f"admin page {self.endpoint!r}: give a title, e.g. {{'ru': ..., 'en': ...}}")
+        if not self.title or not (isinstance(self.title, str) or all(
+                isinstance(t, str) and t for t in self.title.values())):
+            raise ValueError(f"admin page {self.endpoint!r}: give a title, e.g. N_('Notes') or "
+                             f"{{'ru': ..., 'en': ...}}")
         for role in (self.read_role, self.write_role):
             if role is not None and role != PUBLIC and role not in RANK:
                 raise ValueError(f"admin page {self.endpoint!r}: unknown role {role!r}")
@@ -75,7 +80,12 @@ class AdminPage:
             raise ValueError(f"admin page {self.endpoint!r}: read_role cannot be None")
 
     def title_in(self, language: str) -> str:
-        """The title in `language`, else in the other one, else whichever was given."""
+        """The title in `language`: a message through the catalogs, or from the dict (else another language)."""
+        if isinstance(self.title, str):
+            from hub import i18n
+
+            with i18n.use_language(language):
+                return i18n.gettext(self.title)
         for lang in (language, *LANGUAGES):
             if self.title.get(lang):
                 return self.title[lang]

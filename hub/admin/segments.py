@@ -9,26 +9,28 @@ with how many contacts match right now. Saving checks it all again.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from hub import queue
+from hub import formats, i18n, queue
 from hub.admin import audit
 from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, SegmentForm
 from hub.config import Settings
-from hub.segments import explain, fields, membership, store
+from hub.i18n import N_, gettext as _, ngettext
+from hub.segments import explain, fields, lifecycle, membership, store
 from hub.segments.evaluate import Segments
 from hub.segments.rules import RuleError, SegmentError, check_references, read_yaml
 
 bp = Blueprint("segments", __name__, url_prefix="/segments")
 MAX_DOCUMENT = 20_000
 NEW_SEGMENT = """name: my_segment
-title: Bought in the last 30 days
+title: {title}
 rule:
   all:
     - {field: orders.last_at, op: after, value: -30d}
@@ -43,26 +45,32 @@ def as_yaml(document: Any) -> str:
 def read_text(text: str) -> Any:
     """The document a person typed, or a SegmentError saying where the YAML is broken."""
     if len(text) > MAX_DOCUMENT:
-        raise SegmentError(f"the segment is too long (more than {MAX_DOCUMENT:,} characters)")
+        raise SegmentError(_("the segment is too long (more than %(limit)s characters)",
+                             limit=formats.number(MAX_DOCUMENT)))
     return read_yaml(text)
 
 
 def check(conn: Any, settings: Settings, text: str) -> dict[str, Any]:
-    """Every problem with a typed segment, or its name and how many contacts match it now."""
+    """Every problem with a typed segment, or its name and how many contacts match it now.
+
+    `summary` says the count in the reader's language ("5 контактов подходят сейчас"), for the editor to show.
+    """
     try:
         document = read_text(text)
         segments = Segments(conn, settings)
         definition = store.parse(document, segments.registry)
         check_references(definition, segments.catalog.definitions)
         if definition.name in store.builtin_documents():
-            raise SegmentError(f"name: {definition.name!r} is a built-in segment; save yours under another name")
+            raise SegmentError(_("name: '%(name)s' is a built-in segment; save yours under another name",
+                                 name=definition.name))
         members = segments.compiler.members(definition.rule).subquery()
         count = conn.execute(select(func.count()).select_from(members)).scalar_one()
     except RuleError as exc:
         return {"ok": False, "problems": exc.problems}
     except SegmentError as exc:
         return {"ok": False, "problems": [str(exc)]}
-    return {"ok": True, "problems": [], "name": definition.name, "count": count}
+    summary = ngettext("%(num)s contact matches now", "%(num)s contacts match now", count, num=formats.number(count))
+    return {"ok": True, "problems": [], "name": definition.name, "count": count, "summary": summary}
 
 
 @bp.get("/")
@@ -83,11 +91,18 @@ def index() -> Any:
                     count = segments.count(name)
                 except SegmentError as exc:
                     error = str(exc)
-            rows.append({"name": name, "title": definition.title if definition else None,
+            rows.append({"name": name, **titles(definition),
                          "builtin": bool(definition and definition.builtin), "count": count, "error": error,
                          "members": recorded.get(name, {}).get("members", 0),
                          "refreshed_at": recorded.get(name, {}).get("refreshed_at")})
     return render_template("segments/list.html", rows=rows, action=ActionForm())
+
+
+def titles(definition: Any) -> dict[str, str]:
+    """A segment's title and description in the reader's language (shipped ones translated, a marketer's as written)."""
+    if definition is None:
+        return {"title": "", "description": ""}
+    return {"title": i18n.title(definition.title), "description": i18n.title(definition.description)}
 
 
 def _recorded(conn: Any) -> list[dict[str, Any]]:
@@ -99,7 +114,7 @@ def _recorded(conn: Any) -> list[dict[str, Any]]:
 @bp.get("/new")
 @allow(read="marketer")
 def new() -> Any:
-    document = NEW_SEGMENT
+    document = NEW_SEGMENT.replace("{title}", json.dumps(_("Bought in the last 30 days"), ensure_ascii=False))
     copy = request.args.get("copy")
     if copy:
         with engine().connect() as conn:
@@ -110,11 +125,22 @@ def new() -> Any:
         document = as_yaml({**original, "name": f"my_{copy}"[:64]})
     form = SegmentForm(document=document)
     return render_template("segments/edit.html", form=form, name=None, builtin=False, problems=[], count=None,
-                           field_list=_fields())
+                           field_list=_fields(), **titles(None))
+
+
+TYPE_TITLES = {"text": N_("text"), "integer": N_("whole number"), "number": N_("number"), "money": N_("money"),
+               "date": N_("date"), "datetime": N_("date and time"), "tags": N_("tags"), "choice": N_("choice")}
 
 
 def _fields() -> list[dict[str, Any]]:
-    return fields.build(current_settings()).describe()
+    """The fields a rule can use, described in the reader's language (names and operators stay as rules write them)."""
+    rows = fields.build(current_settings()).describe()
+    for row in rows:
+        row["type_title"] = _(TYPE_TITLES[row["type"]]) if row["type"] in TYPE_TITLES else row["type"]
+        row["description"] = i18n.title(row["description"])
+        if row["field"] == "contact.lifecycle":
+            row["choice_titles"] = {c: lifecycle.title(c) for c in row.get("choices", [])}
+    return rows
 
 
 @bp.get("/<name>")
@@ -131,11 +157,11 @@ def edit(name: str) -> Any:
             form = SegmentForm(document=as_yaml(row.definition))
             return render_template("segments/edit.html", form=form, name=name, builtin=False,
                                    problems=[segments.catalog.broken.get(name, "")], count=None,
-                                   field_list=_fields())
+                                   field_list=_fields(), **titles(None))
         count = segments.count(name)
     form = SegmentForm(document=as_yaml(definition.document))
     return render_template("segments/edit.html", form=form, name=name, builtin=definition.builtin, problems=[],
-                           count=count, field_list=_fields())
+                           count=count, field_list=_fields(), **titles(definition))
 
 
 @bp.post("/check")
@@ -144,7 +170,7 @@ def check_json() -> Any:
     data = request.get_json(silent=True) or {}
     text = data.get("document")
     if not isinstance(text, str):
-        return {"ok": False, "problems": ["send the segment as {\"document\": \"...YAML...\"}"]}, 400
+        return {"ok": False, "problems": [_('send the segment as {"document": "...YAML..."}')]}, 400
     with engine().connect() as conn:
         return check(conn, current_settings(), text)
 
@@ -171,10 +197,12 @@ def save() -> Any:
         else:
             with engine().connect() as conn:
                 count = Segments(conn, settings).count(definition.name)
-            flash(f"Saved segment {definition.name}: {count:,} contacts match it now.", "ok")
+            flash(ngettext("Saved segment %(name)s: %(num)s contact matches it now.",
+                           "Saved segment %(name)s: %(num)s contacts match it now.", count,
+                           name=definition.name, num=formats.number(count)), "ok")
             return redirect(url_for("segments.edit", name=definition.name))
     return render_template("segments/edit.html", form=form, name=original, builtin=False, problems=problems,
-                           count=None, field_list=_fields()), 400
+                           count=None, field_list=_fields(), **titles(None)), 400
 
 
 @bp.post("/<name>/delete")
@@ -188,7 +216,7 @@ def delete(name: str) -> Any:
         except SegmentError as exc:
             flash(str(exc), "error")
             return redirect(url_for("segments.edit", name=name))
-        flash(f"Removed segment {name}.", "ok")
+        flash(_("Removed segment %(name)s.", name=name), "ok")
     return redirect(url_for("segments.index"))
 
 
@@ -209,7 +237,7 @@ def refresh() -> Any:
         with engine().begin() as conn:
             audit.record(conn, actor(), "segments_refresh_requested")
         queue.enqueue(settings, refresh_job, background=True, job_id="admin-segments-refresh")
-        flash("Refreshing every segment in the background; reload this page in a minute.", "ok")
+        flash(_("Refreshing every segment in the background; reload this page in a minute."), "ok")
     return redirect(url_for("segments.index"))
 
 
@@ -218,13 +246,20 @@ def refresh() -> Any:
 def explain_page(name: str) -> Any:
     raw = request.args.get("contact", "").strip().lstrip("#")
     result, error = None, None
+    with engine().connect() as conn:
+        try:
+            shown = titles(Segments(conn, current_settings()).get(name))
+        except SegmentError:
+            shown = titles(None)
     if raw:
         if not raw.isdigit():
-            error = f"{raw!r} is not a contact number"
+            error = _("'%(value)s' is not a contact number", value=raw)
         else:
             with engine().connect() as conn:
                 try:
                     result = explain.explain(Segments(conn, current_settings()), name, int(raw))
+                    for line in result["lead_score"]["lines"]:
+                        line["title"] = i18n.title(line["title"])
                 except SegmentError as exc:
                     error = str(exc)
-    return render_template("segments/explain.html", name=name, contact=raw, result=result, error=error)
+    return render_template("segments/explain.html", name=name, contact=raw, result=result, error=error, **shown)

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import case, select
 
+from hub.i18n import gettext as _
 from hub.models import Contact, LeadScore, SegmentMember
 from hub.segments import scoring, store
 from hub.segments.evaluate import Segments
@@ -85,7 +86,7 @@ def explain(segments: Segments, name: str, contact_id: int) -> dict[str, Any]:
     live = plan.passed(c.deleted_at.is_(None))
     row = conn.execute(select(*plan.columns).where(c.id == contact_id)).first()
     if row is None:
-        raise SegmentError(f"no contact with id {contact_id}")
+        raise SegmentError(_("no contact with id %(id)s", id=contact_id))
     recorded = conn.execute(
         select(members_t.c.entered_at).join(store.segments_t, store.segments_t.c.id == members_t.c.segment_id)
         .where(store.segments_t.c.name == name, members_t.c.contact_id == contact_id)).first()

@@ -26,6 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from hub import consent
 from hub.config import Settings
+from hub.i18n import N_, gettext as _
 from hub.models import ConsentEvent, Contact, LeadScore
 from hub.segments import lifecycle
 from hub.segments.portable import Dialect
@@ -59,8 +60,7 @@ COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 CONSENT_STATES = ("granted", "withdrawn", "pending", "none")
 # Documented fields that plugins provide, so a rule using one without its plugin gets a useful hint.
-PLUGIN_FIELDS = {"messages.last_sent_at": "the mailing plugin", "workflow.<name>.status": "the workflows plugin",
-                 "contact.nps": "the workflows plugin"}
+PLUGIN_FIELDS = {"messages.last_sent_at": "mailing", "workflow.<name>.status": "workflows", "contact.nps": "workflows"}
 _PLACEHOLDER = re.compile(r"^<([a-z_]+)>$")
 _PARAM_VALUE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -185,22 +185,25 @@ class Registry:
                     allowed = spec.params.get(key)
                     if allowed is not None and value not in (options := list(allowed(self.settings))):
                         close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
-                        hint = f"did you mean {close[0]!r}?" if close else f"one of: {', '.join(options)}"
-                        raise FieldError(f"{value!r} is not a {key} of {pattern}; {hint}")
+                        hint = _("did you mean '%(option)s'?", option=close[0]) if close else \
+                            _("one of: %(options)s", options=", ".join(options))
+                        raise FieldError(_("'%(value)s' is not a %(part)s of %(field)s; %(hint)s", value=value,
+                                           part=key, field=pattern, hint=hint))
                     if not _PARAM_VALUE.match(value):
-                        raise FieldError(f"{value!r} is not a valid {key} in {pattern}")
+                        raise FieldError(_("'%(value)s' is not a valid %(part)s in %(field)s", value=value, part=key,
+                                           field=pattern))
                 return ResolvedField(name, pattern, spec, params)
         raise FieldError(self._unknown(name))
 
     def _unknown(self, name: str) -> str:
-        message = f"{name!r} is not a field"
         for known, plugin in PLUGIN_FIELDS.items():
             if known not in self.fields and _same_shape(name, known):
-                return f"{message}; {known} comes from {plugin}, which is not loaded"
+                return _("'%(name)s' is not a field; %(field)s comes from the %(plugin)s plugin, which is not loaded",
+                         name=name, field=known, plugin=plugin)
         close = difflib.get_close_matches(name, self.examples(), n=1, cutoff=0.6)
         if close:
-            return f"{message}; did you mean {close[0]!r}?"
-        return f"{message} (see `hub segments fields`)"
+            return _("'%(name)s' is not a field; did you mean '%(option)s'?", name=name, option=close[0])
+        return _("'%(name)s' is not a field (see `hub segments fields`)", name=name)
 
     def examples(self) -> list[str]:
         """Every fixed name, and each family written out for its known placeholder values."""
@@ -326,37 +329,37 @@ def _latest_with(ctx: FieldContext, statuses: list[str]) -> Any:
 
 
 def core_fields() -> dict[str, SegmentField]:
-    """The fields every Hub has, whatever plugins are loaded."""
+    """The fields every Hub has, whatever plugins are loaded (descriptions are messages: shown translated)."""
     return {
-        "contact.first_name": _text("first_name", "first name"),
-        "contact.last_name": _text("last_name", "surname"),
-        "contact.middle_name": _text("middle_name", "patronymic"),
-        "contact.city": _text("city", "city as written"),
-        "contact.company": _text("company", "company"),
-        "contact.gender": SegmentField("choice", _column("gender"), "m or f", choices=("m", "f"), tracked=True),
-        "contact.timezone": _text("timezone", "the contact's own time zone, e.g. Asia/Yekaterinburg"),
+        "contact.first_name": _text("first_name", N_("first name")),
+        "contact.last_name": _text("last_name", N_("surname")),
+        "contact.middle_name": _text("middle_name", N_("patronymic")),
+        "contact.city": _text("city", N_("city as written")),
+        "contact.company": _text("company", N_("company")),
+        "contact.gender": SegmentField("choice", _column("gender"), N_("m or f"), choices=("m", "f"), tracked=True),
+        "contact.timezone": _text("timezone", N_("the contact's own time zone, e.g. Asia/Yekaterinburg")),
         "contact.source": SegmentField(
             "text", lambda ctx: ctx.contacts.c.attributes["lead_source"].as_string(),
-            "where the customer came from (the lead_source attribute: a spreadsheet's Источник column)",
+            N_("where the customer came from (the lead_source attribute, from a spreadsheet's source column)"),
             tracked=True),
-        "contact.birthday": SegmentField("date", _column("birthday"), "date of birth", tracked=True),
-        "contact.created_at": SegmentField("datetime", _column("created_at"), "when Hub first saw the contact",
+        "contact.birthday": SegmentField("date", _column("birthday"), N_("date of birth"), tracked=True),
+        "contact.created_at": SegmentField("datetime", _column("created_at"), N_("when Hub first saw the contact"),
                                            tracked=True),
-        "contact.tags": SegmentField("tags", _column("tags"), "tags from sources and imports", tracked=True),
+        "contact.tags": SegmentField("tags", _column("tags"), N_("tags from sources and imports"), tracked=True),
         "contact.lead_score": SegmentField("integer", _lead_score,
-                                           "points of the lead-score model, as of the last refresh"),
-        "contact.lifecycle": SegmentField("choice", _lifecycle, "customer-base stage", choices=lifecycle.STAGES,
+                                           N_("points of the lead-score model, as of the last refresh")),
+        "contact.lifecycle": SegmentField("choice", _lifecycle, N_("customer-base stage"), choices=lifecycle.STAGES,
                                           uses_now=True, tracked=True),
-        "orders.count": SegmentField("integer", _column("orders_count"), "number of won orders", tracked=True),
-        "orders.revenue": SegmentField("money", _column("revenue"), "sum of won orders", tracked=True),
-        "orders.avg": SegmentField("money", _orders_avg, "average won order (revenue / count)",
+        "orders.count": SegmentField("integer", _column("orders_count"), N_("number of won orders"), tracked=True),
+        "orders.revenue": SegmentField("money", _column("revenue"), N_("sum of won orders"), tracked=True),
+        "orders.avg": SegmentField("money", _orders_avg, N_("average won order (revenue / count)"),
                                    predicate=_orders_avg_predicate, tracked=True),
-        "orders.first_at": SegmentField("datetime", _column("first_order_at"), "first won order closed",
+        "orders.first_at": SegmentField("datetime", _column("first_order_at"), N_("first won order closed"),
                                         tracked=True),
-        "orders.last_at": SegmentField("datetime", _column("last_order_at"), "last won order closed",
+        "orders.last_at": SegmentField("datetime", _column("last_order_at"), N_("last won order closed"),
                                        tracked=True),
         "consent.<channel>.<purpose>": SegmentField(
-            "choice", _consent_status, "the latest consent answer (none: never asked)",
+            "choice", _consent_status, N_("the latest consent answer (none: never asked)"),
             choices=CONSENT_STATES, params={"channel": consent.channels, "purpose": consent.purposes},
             predicate=_consent_predicate, tracked=True),
     }

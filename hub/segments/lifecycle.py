@@ -22,8 +22,38 @@ from sqlalchemy import Numeric, Table, case, func, literal, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from hub.db import UTCDateTime
+from hub.i18n import N_, gettext
 
 STAGES = ("potential", "working", "regular", "vip", "inactive", "dead")
+# What each stage is called and means, in the words of the customer-base guides
+# (потенциальные, рабочие, постоянные, VIP, неактивные, потерянные); the
+# technical name stays what rules and --json use.
+TITLES = {
+    "potential": N_("Potential"),
+    "working": N_("Working"),
+    "regular": N_("Regular"),
+    "vip": N_("VIP"),
+    "inactive": N_("Inactive"),
+    "dead": N_("Lost"),
+}
+DESCRIPTIONS = {
+    "potential": N_("Know the brand, never bought: warm them up with offers and answers to their doubts."),
+    "working": N_("Bought once or twice: the most fragile group, worth a personal offer on related goods."),
+    "regular": N_("Three or more orders, recently: loyalty programme, cumulative discounts, bonuses."),
+    "vip": N_("Above the company's bar for revenue, orders or the vip tag: privileges and a personal manager."),
+    "inactive": N_("Bought before, no order for 90 days: remind them of the brand, e.g. with a promo code."),
+    "dead": N_("Bought before, no order for a year: decide who is worth reviving."),
+}
+
+
+def title(stage: str) -> str:
+    """A stage as people call it, in the reader's language ("Потенциальные"); an unknown one as it is."""
+    return gettext(TITLES[stage]) if stage in TITLES else stage
+
+
+def description(stage: str) -> str:
+    """What a stage means and what a marketer does with it, in the reader's language."""
+    return gettext(DESCRIPTIONS[stage]) if stage in DESCRIPTIONS else ""
 
 
 @dataclass(frozen=True, slots=True)

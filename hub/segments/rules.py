@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from hub.i18n import gettext as _, ngettext
 from hub.problems import ProblemList
 from hub.segments.fields import FieldError, Registry, ResolvedField
 
@@ -160,6 +161,12 @@ class SegmentDefinition:
     document: dict[str, Any]
     builtin: bool = False
 
+    @property
+    def description(self) -> str | None:
+        """What the segment is for, as its document says (shipped ones are translated where shown)."""
+        value = self.document.get("description")
+        return value if isinstance(value, str) else None
+
 
 def walk(node: Node) -> Iterator[Node]:
     """Every node of a rule, parents before children; segment references are not followed."""
@@ -182,16 +189,15 @@ def read_document(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise SegmentError(f"{path.name}: not UTF-8 text") from None
+        raise SegmentError(_("%(file)s: not UTF-8 text", file=path.name)) from None
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)
         except RecursionError:
-            raise SegmentError(f"{path.name}: nested too deeply (more than {MAX_DEPTH} levels of groups are "
-                               "refused)") from None
+            raise SegmentError(f"{path.name}: {too_deep()}") from None
         except json.JSONDecodeError as exc:
-            raise SegmentError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}, "
-                               f"column {exc.colno})") from None
+            raise SegmentError(_("%(file)s: not valid JSON (%(problem)s at line %(line)s, column %(column)s)",
+                                 file=path.name, problem=exc.msg, line=exc.lineno, column=exc.colno)) from None
     try:
         return read_yaml(text)
     except SegmentError as exc:
@@ -203,12 +209,18 @@ def read_yaml(text: str) -> Any:
     try:
         return yaml.safe_load(text)
     except RecursionError:
-        raise SegmentError(f"nested too deeply (more than {MAX_DEPTH} levels of groups are refused)") from None
+        raise SegmentError(too_deep()) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "cannot be read"
-        raise SegmentError(f"not valid YAML ({problem}{where})") from None
+        problem = getattr(exc, "problem", None) or _("cannot be read")
+        if mark is None:
+            raise SegmentError(_("not valid YAML (%(problem)s)", problem=problem)) from None
+        raise SegmentError(_("not valid YAML (%(problem)s at line %(line)s, column %(column)s)", problem=problem,
+                             line=mark.line + 1, column=mark.column + 1)) from None
+
+
+def too_deep() -> str:
+    return _("nested too deeply (more than %(levels)s levels of groups are refused)", levels=MAX_DEPTH)
 
 
 def jsonable(value: Any) -> Any:
@@ -234,13 +246,15 @@ def close_match(word: str, options: list[str] | tuple[str, ...]) -> str | None:
 
 def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
     close = close_match(word, options)
-    return f"; did you mean {close!r}?" if close else f"; use one of: {', '.join(options)}"
+    return _("; did you mean '%(option)s'?", option=close) if close else \
+        _("; use one of: %(options)s", options=", ".join(options))
 
 
 def _kind(value: Any) -> str:
     if value is None:
-        return "nothing"
-    return {dict: "a mapping", list: "a list", str: "text", bool: "true/false"}.get(type(value), repr(value))
+        return _("nothing")
+    kinds = {dict: _("a mapping"), list: _("a list"), str: _("text"), bool: _("true/false")}
+    return kinds.get(type(value), repr(value))
 
 
 class Parser:
@@ -262,43 +276,45 @@ class Parser:
     def segment(self, data: Any) -> SegmentDefinition | None:
         """A segment document checked; None (with problems recorded) when it cannot be used."""
         if not isinstance(data, dict):
-            self.problems.append(f"expected a segment with name, title and rule, found {_kind(data)}")
+            self.problems.append(_("expected a segment with name, title and rule, found %(found)s", found=_kind(data)))
             return None
         for key in data:
             if key not in SEGMENT_KEYS:
-                self.problem(str(key), f"unknown key{_suggest(str(key), SEGMENT_KEYS)}")
+                self.problem(str(key), _("unknown key") + _suggest(str(key), SEGMENT_KEYS))
         name = data.get("name")
         if name is None:
-            self.problem("name", "missing")
+            self.problem("name", _("missing"))
         elif not isinstance(name, str) or not NAME.match(name):
-            self.problem("name", f"{name!r} is not a segment name: use lower-case latin letters, digits and _, "
-                                 "starting with a letter (e.g. dormant_90d)")
-        title = data.get("title")
-        if title is not None and not isinstance(title, str):
-            self.problem("title", f"expected text, found {_kind(title)}")
+            self.problem("name", _("%(value)s is not a segment name: use lower-case latin letters, digits and _, "
+                                   "starting with a letter (e.g. dormant_90d)", value=repr(name)))
+        for key in ("title", "description"):
+            text = data.get(key)
+            if text is not None and not isinstance(text, str):
+                self.problem(key, _("expected text, found %(found)s", found=_kind(text)))
         if "rule" not in data:
-            self.problem("rule", "missing")
+            self.problem("rule", _("missing"))
             return None
         rule = self.rule(data["rule"], "rule")
         if self.problems or rule is None or not isinstance(name, str):
             return None
+        title = data.get("title")
         return SegmentDefinition(name=name, title=title, rule=rule, document=jsonable(data))
 
     def rule(self, data: Any, path: str, depth: int = 1) -> Node | None:
         if depth > MAX_DEPTH:
-            self.problem(path, f"groups nested more than {MAX_DEPTH} levels deep; flatten the rule "
-                               "(all/any of all/any can usually be merged) or reuse a segment")
+            self.problem(path, _("groups nested more than %(levels)s levels deep; flatten the rule "
+                                 "(all/any of all/any can usually be merged) or reuse a segment", levels=MAX_DEPTH))
             return None
         if not isinstance(data, dict):
-            self.problem(path, f"expected a rule like {{field: ..., op: ..., value: ...}} or {{all: [...]}}, "
-                               f"found {_kind(data)}")
+            self.problem(path, _("expected a rule like {field: ..., op: ..., value: ...} or {all: [...]}, "
+                                 "found %(found)s", found=_kind(data)))
             return None
         groups = [k for k in GROUP_KEYS if k in data]
         if groups:
             if len(data) > 1:
                 extra = [str(k) for k in data if k != groups[0]]
-                self.problem(path, f"a {groups[0]!r} group stands alone; found also {', '.join(extra)} "
-                                   "(put conditions inside the group)")
+                self.problem(path, _("a '%(group)s' group stands alone; found also %(extra)s "
+                                     "(put conditions inside the group)", group=groups[0], extra=", ".join(extra)))
                 return None
             return self._group(groups[0], data[groups[0]], path, depth)
         return self._condition(data, path)
@@ -306,14 +322,15 @@ class Parser:
     def _group(self, kind: str, body: Any, path: str, depth: int = 1) -> Node | None:
         if kind == "segment":
             if not isinstance(body, str) or not NAME.match(body):
-                self.problem(f"{path}.segment", f"{body!r} is not a segment name")
+                self.problem(f"{path}.segment", _("%(value)s is not a segment name", value=repr(body)))
                 return None
             return SegmentRef(f"{path}.segment", body)
         if kind == "not":
             item = self.rule(body, f"{path}.not", depth + 1)
             return Not(f"{path}.not", item) if item is not None else None
         if not isinstance(body, list) or not body:
-            self.problem(f"{path}.{kind}", f"expected a list of at least one rule, found {_kind(body)}")
+            self.problem(f"{path}.{kind}", _("expected a list of at least one rule, found %(found)s",
+                                             found=_kind(body)))
             return None
         items = [self.rule(item, f"{path}.{kind}[{i}]", depth + 1) for i, item in enumerate(body)]
         if any(item is None for item in items):
@@ -324,11 +341,13 @@ class Parser:
         ok = True
         for key in data:
             if key not in CONDITION_KEYS:
-                self.problem(path, f"unknown key {str(key)!r}{_suggest(str(key), CONDITION_KEYS + GROUP_KEYS)}")
+                self.problem(path, _("unknown key '%(key)s'", key=str(key))
+                             + _suggest(str(key), CONDITION_KEYS + GROUP_KEYS))
                 ok = False
         name, op = data.get("field"), data.get("op")
         if not isinstance(name, str) or not name:
-            self.problem(f"{path}.field", "missing" if name is None else f"expected a field name, found {_kind(name)}")
+            self.problem(f"{path}.field", _("missing") if name is None else
+                         _("expected a field name, found %(found)s", found=_kind(name)))
             return None
         try:
             resolved = self.registry.resolve(name)
@@ -338,10 +357,12 @@ class Parser:
         ftype = resolved.field.type
         allowed = self.registry.operator_names(ftype)
         if op is None:
-            self.problem(f"{path}.op", f"missing; for {name} use one of: {', '.join(allowed)}")
+            self.problem(f"{path}.op", _("missing; for %(field)s use one of: %(options)s", field=name,
+                                         options=", ".join(allowed)))
             return None
         if not isinstance(op, str) or op not in allowed:
-            self.problem(f"{path}.op", f"{op!r} is not an operator for {name}{_suggest(str(op), allowed)}")
+            self.problem(f"{path}.op", _("%(value)s is not an operator for %(field)s", value=repr(op), field=name)
+                         + _suggest(str(op), allowed))
             return None
         if not ok:  # a misspelt key is the problem; a "missing value" on top would only confuse
             return None
@@ -356,11 +377,11 @@ class Parser:
         where, raw, spec = f"{path}.value", data.get("value"), resolved.field
         if op in NO_VALUE_OPS:
             if raw is not None:
-                self.problem(where, f"{op!r} takes no value")
+                self.problem(where, _("'%(op)s' takes no value", op=op))
                 return _INVALID
             return None
         if "value" not in data or raw is None:
-            self.problem(where, f"missing; {op!r} needs a value")
+            self.problem(where, _("missing; '%(op)s' needs a value", op=op))
             return _INVALID
         plugin_op = self.registry.operators.get(op)
         if plugin_op is not None:
@@ -372,7 +393,8 @@ class Parser:
         try:
             if op in LIST_OPS:
                 if not isinstance(raw, list) or not raw:
-                    raise ValueError(f"{op!r} needs a list of values, like [a, b]; found {_kind(raw)}")
+                    raise ValueError(_("'%(op)s' needs a list of values, like [a, b]; found %(found)s", op=op,
+                                       found=_kind(raw)))
                 return tuple(self._scalar(resolved, item) for item in raw)
             if op in MOMENT_OPS:
                 return parse_moment(raw, spec.type)
@@ -380,7 +402,7 @@ class Parser:
                 return parse_span(raw, op)
             if op in ("contains", "matches"):
                 if not isinstance(raw, (str, int)) or isinstance(raw, bool) or str(raw) == "":
-                    raise ValueError(f"expected text, found {_kind(raw)}")
+                    raise ValueError(_("expected text, found %(found)s", found=_kind(raw)))
                 return str(raw)
             return self._scalar(resolved, raw)
         except ValueError as exc:
@@ -390,19 +412,20 @@ class Parser:
     def _scalar(self, resolved: ResolvedField, raw: Any) -> Any:
         ftype = resolved.field.type
         if isinstance(raw, (dict, list)) or isinstance(raw, bool):
-            raise ValueError(f"expected one value, found {_kind(raw)}")
+            raise ValueError(_("expected one value, found %(found)s", found=_kind(raw)))
         if ftype == "text":
             if not isinstance(raw, (str, int, float, Decimal)):
-                raise ValueError(f"expected text, found {_kind(raw)}")
+                raise ValueError(_("expected text, found %(found)s", found=_kind(raw)))
             return str(raw)
         if ftype == "choice":
             choices = self.registry.choices(resolved.field)
             if not isinstance(raw, str) or raw not in choices:
-                raise ValueError(f"{raw!r} is not a value of {resolved.name}{_suggest(str(raw), choices)}")
+                raise ValueError(_("%(value)s is not a value of %(field)s", value=repr(raw), field=resolved.name)
+                                 + _suggest(str(raw), choices))
             return raw
         if ftype in ("integer", "number", "money"):
             return parse_number(raw, ftype)
-        raise ValueError(f"{resolved.name} cannot be compared with a single value")
+        raise ValueError(_("%(field)s cannot be compared with a single value", field=resolved.name))
 
 
 _INVALID = object()
@@ -412,15 +435,16 @@ def parse_number(raw: Any, ftype: str) -> Decimal | int:
     try:
         number = Decimal(str(raw).strip().replace(",", ".")) if not isinstance(raw, Decimal) else raw
     except InvalidOperation:
-        raise ValueError(f"{raw!r} is not a number") from None
+        raise ValueError(_("%(value)s is not a number", value=repr(raw))) from None
     if not number.is_finite():
-        raise ValueError(f"{raw!r} is not a number")
+        raise ValueError(_("%(value)s is not a number", value=repr(raw)))
     if ftype == "integer":
         if number != number.to_integral_value():
-            raise ValueError(f"{raw!r} is not a whole number")
+            raise ValueError(_("%(value)s is not a whole number", value=repr(raw)))
         return int(number)
     if ftype == "money" and number != number.quantize(Decimal("0.01")):
-        raise ValueError(f"{raw!r} has more than two decimal places (money is counted in kopecks)")
+        raise ValueError(_("%(value)s has more than two decimal places (money is counted in kopecks)",
+                           value=repr(raw)))
     return number
 
 
@@ -428,12 +452,13 @@ def parse_span(raw: Any, op: str) -> Span:
     """30d, 2w, 6m or 1y: how far back (within_last) or ahead (birthday_within)."""
     m = _RELATIVE.match(raw.strip()) if isinstance(raw, str) else None
     if m is None:
-        hint = f"write it with a unit, like {raw}d" if isinstance(raw, int) and not isinstance(raw, bool) else \
-            "write a length like 7d, 2w, 6m or 1y"
-        raise ValueError(f"{raw!r} is not a length of time; {hint}")
+        hint = _("write it with a unit, like %(value)sd", value=raw) \
+            if isinstance(raw, int) and not isinstance(raw, bool) else _("write a length like 7d, 2w, 6m or 1y")
+        raise ValueError(_("%(value)s is not a length of time; %(hint)s", value=repr(raw), hint=hint))
     sign, amount, unit = m.groups()
     if sign:
-        raise ValueError(f"{raw!r}: {op!r} takes a length without a sign, like {amount}{unit}")
+        raise ValueError(_("%(value)s: '%(op)s' takes a length without a sign, like %(length)s", value=repr(raw),
+                           op=op, length=f"{amount}{unit}"))
     return Span(int(amount), unit)
 
 
@@ -441,19 +466,21 @@ def parse_moment(raw: Any, ftype: str) -> Moment:
     """A date (2024-01-31), a date and time with an offset, or a signed relative time (-90d, +7d)."""
     if isinstance(raw, dt.datetime):
         if ftype == "date":
-            raise ValueError(f"{raw.isoformat()!r}: this field is a date; write a date like {raw.date().isoformat()}")
+            raise ValueError(_("'%(value)s': this field is a date; write a date like %(date)s",
+                               value=raw.isoformat(), date=raw.date().isoformat()))
         return Moment(absolute=raw)
     if isinstance(raw, dt.date):
         return Moment(absolute=raw)
     if not isinstance(raw, str):
-        raise ValueError(f"expected a date like 2024-01-31 or a relative time like -90d, found {_kind(raw)}")
+        raise ValueError(_("expected a date like 2024-01-31 or a relative time like -90d, found %(found)s",
+                           found=_kind(raw)))
     text = raw.strip()
     m = _RELATIVE.match(text)
     if m:
         sign, amount, unit = m.groups()
         if not sign:
-            raise ValueError(f"{raw!r} needs a sign: -{amount}{unit} for {amount} {UNITS[unit]} ago, "
-                             f"+{amount}{unit} for {amount} {UNITS[unit]} ahead")
+            raise ValueError(_("%(value)s needs a sign: -%(length)s for %(span)s ago, +%(length)s for %(span)s ahead",
+                               value=repr(raw), length=f"{amount}{unit}", span=span_words(int(amount), unit)))
         return Moment(offset=Span(int(amount), unit), sign=-1 if sign == "-" else 1)
     try:
         return Moment(absolute=dt.date.fromisoformat(text))
@@ -464,7 +491,19 @@ def parse_moment(raw: Any, ftype: str) -> Moment:
             return Moment(absolute=dt.datetime.fromisoformat(text))
         except ValueError:
             pass
-    raise ValueError(f"{raw!r} is not a date (2024-01-31) or a relative time like -90d, -6m, +7d")
+    raise ValueError(_("%(value)s is not a date (2024-01-31) or a relative time like -90d, -6m, +7d",
+                       value=repr(raw)))
+
+
+def span_words(amount: int, unit: str) -> str:
+    """"90 days", "6 months" in the reader's language (1 день, 2 дня, 5 дней)."""
+    if unit == "d":
+        return ngettext("%(num)s day", "%(num)s days", amount)
+    if unit == "w":
+        return ngettext("%(num)s week", "%(num)s weeks", amount)
+    if unit == "m":
+        return ngettext("%(num)s month", "%(num)s months", amount)
+    return ngettext("%(num)s year", "%(num)s years", amount)
 
 
 # --- segment references -------------------------------------------------------------------
@@ -476,18 +515,19 @@ def check_references(segment: SegmentDefinition, known: Mapping[str, SegmentDefi
     graph[segment.name] = [r.name for r in references(segment.rule)]
     for ref in references(segment.rule):
         if ref.name not in graph:
-            problems.append(f"{ref.path}: {ref.name!r} is not a segment"
-                            f"{_suggest(ref.name, sorted(graph)) if graph else ''}")
+            problems.append(f"{ref.path}: " + _("'%(name)s' is not a segment", name=ref.name)
+                            + (_suggest(ref.name, sorted(graph)) if graph else ""))
             continue
         cycle = _cycle_through(segment.name, ref.name, graph)
         if cycle:
-            problems.append(f"{ref.path}: {' → '.join(cycle)}: a segment cannot contain itself")
+            problems.append(f"{ref.path}: {' → '.join(cycle)}: " + _("a segment cannot contain itself"))
     if not problems:
         rules = {name: d.rule for name, d in known.items()} | {segment.name: segment.rule}
         deepest = expanded_depth(segment.rule, rules)
         if deepest > MAX_EXPANDED_DEPTH:
-            problems.append(f"rule: {deepest} levels deep counting the segments it uses (at most "
-                            f"{MAX_EXPANDED_DEPTH}); use fewer segments inside segments")
+            problems.append("rule: " + _("%(levels)s levels deep counting the segments it uses (at most "
+                                         "%(limit)s); use fewer segments inside segments", levels=deepest,
+                                         limit=MAX_EXPANDED_DEPTH))
     if problems:
         raise RuleError(problems)
 

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from hub.db import insert_for, utcnow
+from hub.i18n import gettext as _
 from hub.models import Segment, SegmentMember
 from hub.segments.fields import Registry
 from hub.segments.rules import Parser, RuleError, SegmentDefinition, SegmentError, check_references, close_match, \
@@ -54,10 +55,13 @@ class Catalog:
         if name in self.definitions:
             return self.definitions[name]
         if name in self.broken:
-            raise SegmentError(f"segment {name!r} no longer checks: {self.broken[name]}")
+            raise SegmentError(_("segment '%(name)s' no longer checks: %(problems)s", name=name,
+                                 problems=self.broken[name]))
         close = close_match(name, sorted(self.definitions))
-        hint = f"; did you mean {close!r}?" if close else ""
-        raise SegmentError(f"no segment named {name!r}{hint} (see `hub segments list`)")
+        if close:
+            raise SegmentError(_("no segment named '%(name)s'; did you mean '%(option)s'? (see `hub segments list`)",
+                                 name=name, option=close))
+        raise SegmentError(_("no segment named '%(name)s' (see `hub segments list`)", name=name))
 
 
 def parse(document: Any, registry: Registry, *, origin: str | None = None, builtin: bool = False) -> SegmentDefinition:
@@ -76,7 +80,8 @@ def load(conn: Connection, registry: Registry) -> Catalog:
     """The built-in segments and every saved one, checked against this registry."""
     catalog = Catalog()
     for name, document in builtin_documents().items():
-        catalog.definitions[name] = parse(document, registry, origin=f"built-in segment {name}", builtin=True)
+        catalog.definitions[name] = parse(document, registry, origin=_("built-in segment %(name)s", name=name),
+                                          builtin=True)
     for row in conn.execute(select(segments_t).order_by(segments_t.c.name)):
         catalog.rows[row.name] = row
         if row.builtin:
@@ -104,8 +109,9 @@ def add(conn: Connection, registry: Registry, document: Any, *,
     definition = parse(document, registry, origin=origin)
     catalog = load(conn, registry)
     if definition.name in builtin_documents():
-        raise SegmentError(f"{origin + ': ' if origin else ''}{definition.name!r} is a built-in segment; "
-                           "save yours under another name")
+        raise SegmentError(f"{origin + ': ' if origin else ''}"
+                           + _("'%(name)s' is a built-in segment; save yours under another name",
+                               name=definition.name))
     try:
         check_references(definition, catalog.definitions)
     except RuleError as exc:
@@ -127,13 +133,14 @@ def remove(conn: Connection, registry: Registry, name: str) -> None:
     """Delete a saved segment and its recorded members; refused while another segment uses it."""
     catalog = load(conn, registry)
     if name in builtin_documents():
-        raise SegmentError(f"{name!r} is a built-in segment and cannot be removed")
+        raise SegmentError(_("'%(name)s' is a built-in segment and cannot be removed", name=name))
     if name not in catalog.rows:
         catalog.get(name)  # raises with a suggestion
     users = sorted(other for other, d in catalog.definitions.items()
                    if any(ref.name == name for ref in references(d.rule)))
     if users:
-        raise SegmentError(f"segment {name!r} is used by {', '.join(users)}; change or remove those first")
+        raise SegmentError(_("segment '%(name)s' is used by %(users)s; change or remove those first", name=name,
+                             users=", ".join(users)))
     segment_id = catalog.rows[name].id
     conn.execute(members_t.delete().where(members_t.c.segment_id == segment_id))
     conn.execute(segments_t.delete().where(segments_t.c.id == segment_id))
@@ -161,7 +168,7 @@ def refresh_state(conn: Connection, definition: SegmentDefinition) -> RefreshSta
             created_at=now, updated_at=now).on_conflict_do_nothing(index_elements=["name"]))
     row = conn.execute(query).first()
     if row is None:
-        raise SegmentError(f"no segment named {definition.name!r}")
+        raise SegmentError(_("no segment named '%(name)s' (see `hub segments list`)", name=definition.name))
     if definition.builtin and row.definition != definition.document:
         conn.execute(segments_t.update().where(segments_t.c.id == row.id).values(
             title=definition.title, definition=definition.document, refreshed_at=None, refreshed_event_id=None))

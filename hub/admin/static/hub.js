@@ -55,11 +55,11 @@
         if (answer.ok) {
           var p = el("p", "ok");
           p.id = "live-count";
-          p.textContent = "✓ " + answer.name + ": " + answer.count.toLocaleString("ru-RU") + " contacts match now";
+          p.textContent = "✓ " + answer.name + ": " + answer.summary;  // worded by the server, in the reader's language
           out.appendChild(p);
         } else {
           var list = el("ul", "problems");
-          (answer.problems || [answer.error || "cannot check"]).forEach(function (problem) {
+          (answer.problems || [answer.error || form.dataset.cannotCheck]).forEach(function (problem) {
             list.appendChild(el("li", "error", problem));
           });
           out.appendChild(list);
@@ -107,7 +107,7 @@
         document.getElementById("preview-subject").textContent = answer.subject || "";
         document.getElementById("preview-text").textContent = answer.text || "";
         document.getElementById("preview-parts").textContent =
-          answer.sms_parts ? answer.characters + " characters, " + answer.sms_parts + " SMS" : "";
+          answer.sms_parts ? answer.parts_text : "";
         var frame = document.getElementById("preview-html");
         frame.hidden = !answer.html;
         frame.srcdoc = answer.html || "";
