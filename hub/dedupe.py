@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, delete, func, select
 
 from hub import identity, normalize
 from hub.config import Settings
+from hub.i18n import gettext as _
 from hub.models import Contact, ContactIdentity
 
 contacts_t = Contact.__table__
@@ -35,7 +36,8 @@ class DedupeReport:
         return {"reparsed": self.reparsed, "merged": self.merged, "suggestions": self.suggestions}
 
 
-def run(engine: Engine, settings: Settings, *, suggestion_limit: int = 200) -> DedupeReport:
+def run(engine: Engine, settings: Settings, *, suggestion_limit: int | None = 200) -> DedupeReport:
+    """Re-read flagged values and merge by rule; list look-alike groups (at most `suggestion_limit`, None: all)."""
     report = DedupeReport()
     with engine.begin() as conn:
         _reparse_invalid(conn, settings, report)
@@ -71,8 +73,13 @@ def _reparse_invalid(conn: Connection, settings: Settings, report: DedupeReport)
                 contact_id = survivor
 
 
-def suggestions(conn: Connection, *, limit: int = 200) -> list[dict[str, Any]]:
-    """Groups of contacts with the same full name: possible duplicates, never merged automatically."""
+def suggestions(conn: Connection, *, limit: int | None = 200) -> list[dict[str, Any]]:
+    """Groups of contacts with the same full name: possible duplicates, never merged automatically.
+
+    With a limit, the first groups by name (the likeliest of them first); with
+    None, every group, the likeliest of all first, so a person paging through
+    them (`hub dedupe --offset`) meets the strongest cases at once.
+    """
     dup_keys = (
         select(contacts_t.c.name_key)
         .where(contacts_t.c.deleted_at.is_(None), contacts_t.c.name_key.is_not(None),
@@ -80,13 +87,13 @@ def suggestions(conn: Connection, *, limit: int = 200) -> list[dict[str, Any]]:
         .group_by(contacts_t.c.name_key)
         .having(func.count() > 1)
         .order_by(contacts_t.c.name_key)
-        .limit(limit * 4)
-        .scalar_subquery()
     )
+    if limit is not None:
+        dup_keys = dup_keys.limit(limit * 4)
     rows = conn.execute(
         select(contacts_t.c.id, contacts_t.c.first_name, contacts_t.c.last_name, contacts_t.c.middle_name,
                contacts_t.c.city, contacts_t.c.birthday)
-        .where(contacts_t.c.deleted_at.is_(None), contacts_t.c.name_key.in_(dup_keys))
+        .where(contacts_t.c.deleted_at.is_(None), contacts_t.c.name_key.in_(dup_keys.scalar_subquery()))
         .order_by(contacts_t.c.name_key, contacts_t.c.id)
     ).all()
     groups: dict[str | None, list[Any]] = defaultdict(list)
@@ -112,7 +119,7 @@ def suggestions(conn: Connection, *, limit: int = 200) -> list[dict[str, Any]]:
             "evidence": evidence,
             "likely": len(evidence) > 2,
         })
-        if len(out) >= limit:
+        if limit is not None and len(out) >= limit:
             break
     out.sort(key=lambda s: (not s["likely"], s["name"]))
     return out
@@ -133,10 +140,10 @@ def check_mergeable(conn: Connection, contact_ids: list[int]) -> None:
     """
     for cid in contact_ids:
         if identity.is_erased(conn, cid):
-            raise MergeRefused(f"контакт #{cid} удалён по запросу (стёрт): его нельзя объединять ни с кем")
+            raise MergeRefused(_("contact #%(id)s was erased on request: it cannot be merged with anyone", id=cid))
         if identity.is_placeholder(conn, cid):
-            raise MergeRefused(f"контакт #{cid} — скрытая неподтверждённая подписка: "
-                               "его нельзя объединять вручную")
+            raise MergeRefused(_("contact #%(id)s is a hidden unconfirmed signup: it cannot be merged by hand",
+                                 id=cid))
 
 
 def merge_by_hand(engine: Engine, survivor: int, other: int, *, actor: str, settings: Settings) -> dict[str, Any]:
@@ -146,13 +153,13 @@ def merge_by_hand(engine: Engine, survivor: int, other: int, *, actor: str, sett
     the refusals of check_mergeable hold for every merge by hand.
     """
     if survivor == other:
-        raise ValueError("a contact cannot be merged with itself")
+        raise ValueError(_("a contact cannot be merged with itself"))
     with engine.begin() as conn:
         check_mergeable(conn, [survivor, other])
         found = set(conn.execute(select(contacts_t.c.id).where(contacts_t.c.id.in_([survivor, other]))).scalars())
         for cid in (survivor, other):
             if cid not in found:
-                raise ValueError(f"no contact with id {cid}")
+                raise ValueError(_("no contact with id %(id)s", id=cid))
         reason = {"rule": "merged by hand", "by": actor}
         identity.merge_contacts(conn, survivor, other, reason=reason, settings=settings, actor=actor)
     return {"survivor": survivor, "merged": other, **reason}

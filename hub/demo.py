@@ -25,10 +25,18 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub import dedupe, importer, migrations, plugins, sampledata, sync
+from hub import dedupe, formats, importer, migrations, plugins, sampledata, sync
 from hub.config import Settings, load_settings
 from hub.db import dispose_engines, get_engine
+from hub.i18n import N_
+from hub.i18n import gettext as _
 from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef
+
+
+# Words the demo shows for values stored in English (what look-alikes share, kinds of identity).
+EVIDENCE = {"same full name": N_("same full name"), "same city": N_("same city"),
+            "same birthday": N_("same birthday")}
+KINDS = {"phone": N_("phone"), "email": N_("email")}
 
 
 def score(truth: dict[Any, int], placed: dict[Any, int | None]) -> dict[str, int]:
@@ -71,7 +79,7 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
     engine = get_engine(settings.database_url)
     migrations.upgrade(engine)
 
-    console.rule("[bold]Hub demo: one clean base from two messy spreadsheets and the CRMs")
+    console.rule("[bold]" + _("Hub demo: one clean base from two messy spreadsheets and the CRMs"))
     rows = list(sampledata.spreadsheet_rows(sampledata.people(people, seed), seed))
     cut = int(len(rows) * 0.6)
     files = [
@@ -83,22 +91,32 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
         sampledata.write_csv(workdir / name, part, encoding=encoding, delimiter=delimiter,
                              truth_path=str(workdir / f"{name}.truth"))
         truth.update(_read_truth(workdir / f"{name}.truth", name))
-        console.print(f"Generated {workdir / name}: {len(part):,} rows ({encoding}, '{delimiter}')")
+        console.print(_("Generated %(file)s: %(rows)s rows (%(encoding)s, '%(delimiter)s')", file=workdir / name,
+                        rows=formats.number(len(part)), encoding=encoding, delimiter=delimiter))
 
     placed: dict[tuple[str, Any], int | None] = {}  # (file, line) from imports, (source, id) from syncs
     reports = []
-    for name, *_ in files:
+    for name, *_rest in files:
         def remember(lines: list[int], ids: list[int | None], name: str = name) -> None:
             placed.update({(name, line): cid for line, cid in zip(lines, ids, strict=True)})
 
-        with console.status(f"Importing {name}…"):
+        with console.status(_("Importing %(file)s…", file=name)):
             report = importer.import_contacts(engine, settings, workdir / name, placed=remember)
         reports.append(report)
-        console.print(f"Imported {name}: {report.rows:,} rows → {report.created:,} new contacts, "
-                      f"{report.merged:,} matched to someone already known, "
-                      f"{report.skipped_count} skipped, {report.duration_s:.1f} s")
+        console.print(_("Imported %(file)s: %(rows)s rows → %(created)s new contacts, %(merged)s matched to someone "
+                        "already known, %(skipped)s skipped, %(seconds)s s", file=name,
+                        rows=formats.number(report.rows), created=formats.number(report.created),
+                        merged=formats.number(report.merged), skipped=formats.number(report.skipped_count),
+                        seconds=formats.number(round(report.duration_s, 1))))
 
-    crm_reports = _sync_sandboxes(settings, engine, people=people, seed=seed, truth=truth, console=console)
+    running: list[Any] = []  # the emulators stay up until the showcases are done: a campaign writes back to them
+    try:
+        crm_reports = _sync_sandboxes(settings, engine, people=people, seed=seed, truth=truth, console=console,
+                                      running=running)
+    except BaseException:
+        for sandbox in running:
+            sandbox.close()
+        raise
     with engine.connect() as conn:
         placed = _follow_merges(conn, placed)
         placed.update(_placed_by_refs(conn, [r["source"] for r in crm_reports]))
@@ -116,51 +134,63 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
     phones_rewritten = sum(1 for i in idents if i.kind == "phone" and i.valid and i.raw != i.value)
     emails_fixed = sum(1 for i in idents if i.kind == "email" and i.valid and i.raw != i.value)
     if crm_reports:
-        crm = Table(title="CRMs synced (local emulators with the real protocol and limits)")
-        for column in ("CRM", "people", "new", "matched", "deals", "requests", "limited", "s"):
-            crm.add_column(column, justify="left" if column == "CRM" else "right", no_wrap=True)
+        crm = Table(title=_("CRMs synced (local emulators with the real protocol and limits)"))
+        for n, column in enumerate((_("CRM"), _("people"), _("new"), _("matched"), _("deals"), _("requests"),
+                                    _("limited"), _("s"))):
+            crm.add_column(column, justify="left" if n == 0 else "right", no_wrap=True)
         for r in crm_reports:
             c = r["contacts"]
-            crm.add_row(r["source"], f"{r['people']:,}", f"{c['created']:,}", f"{c['updated'] + c['merged']:,}",
-                        f"{r['orders']['created']:,}", str(r.get("requests", "-")), str(r.get("rate_limited", "-")),
-                        f"{r['duration_s']:.1f}")
+            crm.add_row(r["source"], formats.number(r["people"]), formats.number(c["created"]),
+                        formats.number(c["updated"] + c["merged"]), formats.number(r["orders"]["created"]),
+                        formats.number(r.get("requests", "-")), formats.number(r.get("rate_limited", "-")),
+                        formats.number(round(r["duration_s"], 1)))
         console.print(crm)
-    table = Table(title="What Hub found and fixed", show_header=False)
+    number = formats.number
+    table = Table(title=_("What Hub found and fixed"), show_header=False)
     for label, value in [
-        ("rows read from 2 files", f"{total_rows:,}"),
-        *[(f"contacts read from {r['source']}", f"{r['people']:,}") for r in crm_reports],
-        ("people in the clean base", f"{n_contacts:,}"),
-        ("duplicate records folded into one person",
-         f"{total_rows + sum(r['people'] for r in crm_reports) - n_contacts:,}"),
-        ("phones normalized to E.164", f"{phones_ok:,} ({phones_rewritten:,} were written another way)"),
-        ("emails trimmed / lowercased", f"{emails_fixed:,}"),
-        ("invalid phones kept as typed, flagged", f"{sum(r.invalid_phones for r in reports):,}"),
-        ("invalid emails kept as typed, flagged", f"{sum(r.invalid_emails for r in reports):,}"),
-        ("namesake groups kept apart (for review)", f"{len(suggestions):,}"),
-        ("checked against the truth: wrong merges", f"{quality['false_merges']}"),
-        ("people left split (rows share no phone/email)", f"{quality['split_people']}"),
+        (_("rows read from 2 files"), number(total_rows)),
+        *[(_("contacts read from %(source)s", source=r["source"]), number(r["people"])) for r in crm_reports],
+        (_("people in the clean base"), number(n_contacts)),
+        (_("duplicate records folded into one person"),
+         number(total_rows + sum(r["people"] for r in crm_reports) - n_contacts)),
+        (_("phones normalized to E.164"), _("%(valid)s (%(rewritten)s were written another way)",
+                                            valid=number(phones_ok), rewritten=number(phones_rewritten))),
+        (_("emails trimmed / lowercased"), number(emails_fixed)),
+        (_("invalid phones kept as typed, flagged"), number(sum(r.invalid_phones for r in reports))),
+        (_("invalid emails kept as typed, flagged"), number(sum(r.invalid_emails for r in reports))),
+        (_("namesake groups kept apart (for review)"), number(len(suggestions))),
+        (_("checked against the truth: wrong merges"), number(quality["false_merges"])),
+        (_("people left split (rows share no phone/email)"), number(quality["split_people"])),
     ]:
         table.add_row(label, value)
     console.print(table)
 
-    ex = Table(title="Examples", show_lines=False)
-    ex.add_column("as typed")
-    ex.add_column("in Hub")
+    ex = Table(title=_("Examples"), show_lines=False)
+    ex.add_column(_("as typed"))
+    ex.add_column(_("in Hub"))
     for raw, value in examples:
         ex.add_row(raw, value)
     console.print(ex)
     if card:
-        console.print(f"[bold]One person from both files[/bold] — contact #{card['id']} {card['name']}:")
+        console.print("[bold]" + _("One person from both files") + "[/bold] — "
+                      + _("contact #%(id)s %(name)s:", id=card["id"], name=card["name"]))
         for line in card["lines"]:
             console.print(f"  {line}")
     if suggestions:
         s = suggestions[0]
-        console.print(f"[bold]Namesakes[/bold] — {s['name']}: contacts {', '.join(map(str, s['contact_ids']))} "
-                      f"share only a name ({', '.join(s['evidence'])}), so they stay apart.")
-    console.print(f"\nThe base is in {workdir / 'hub.db'}. Look around:\n"
-                  f"  HUB_DATABASE_URL=sqlite:///{workdir / 'hub.db'} hub contacts list --limit 20\n"
-                  f"  HUB_DATABASE_URL=sqlite:///{workdir / 'hub.db'} hub dedupe")
-    showcases = _showcases(settings, engine, workdir, console)
+        evidence = ", ".join(_(EVIDENCE[e]) if e in EVIDENCE else e for e in s["evidence"])
+        console.print("[bold]" + _("Namesakes") + "[/bold] — "
+                      + _("%(name)s: contacts %(ids)s share only a name (%(evidence)s), so they stay apart.",
+                          name=s["name"], ids=", ".join(map(str, s["contact_ids"])), evidence=evidence))
+    url = f"HUB_DATABASE_URL=sqlite:///{workdir / 'hub.db'}"
+    console.print("\n" + _("The base is in %(path)s. Look around:", path=workdir / "hub.db") + "\n"
+                  f"  {url} hub contacts list --limit 20\n"
+                  f"  {url} hub dedupe")
+    try:
+        showcases = _showcases(settings, engine, workdir, console)
+    finally:
+        for sandbox in running:
+            sandbox.close()
     dispose_engines()
     return {"rows": total_rows, "contacts": n_contacts, **quality, "namesake_groups": len(suggestions),
             "crms": {r["source"]: {"contacts": r["contacts"], "orders": r["orders"], "requests": r.get("requests"),
@@ -175,7 +205,7 @@ def _showcases(settings: Settings, engine: Any, workdir: Path, console: Console)
 
 
 def _sync_sandboxes(settings: Settings, engine: Any, *, people: int, seed: int, truth: dict[Any, int],
-                    console: Console) -> list[dict[str, Any]]:
+                    console: Console, running: list[Any]) -> list[dict[str, Any]]:
     """Sync every CRM emulator a plugin offers, each holding an overlapping slice of the same people.
 
     The first holds the last third of the spreadsheet people and as many new
@@ -185,19 +215,22 @@ def _sync_sandboxes(settings: Settings, engine: Any, *, people: int, seed: int, 
     reports = []
     for i, (name, start) in enumerate(sorted(plugins.registry("register_sandboxes").items())):
         first, count = people * (2 + i) // 3, people * 2 // 3
-        with console.status(f"Starting the {name} emulator and syncing {count:,} people from it…"):
+        with console.status(_("Starting the %(name)s emulator and syncing %(count)s people from it…", name=name,
+                               count=formats.number(count))):
             sandbox = start(settings, people=count, first_person=first, seed=seed)
-            try:
-                report = sync.run(engine, settings, sandbox.source, full=True).as_dict()
-                truth.update({(sandbox.source, ext): person for ext, person in sandbox.truth().items()})
-            finally:
-                sandbox.close()
+            running.append(sandbox)  # closed by the caller, after the showcases
+            report = sync.run(engine, settings, sandbox.source, full=True).as_dict()
+            truth.update({(sandbox.source, ext): person for ext, person in sandbox.truth().items()})
         report["people"] = count
         reports.append(report)
-        console.print(f"Synced {name}: {count:,} contacts → {report['contacts']['created']:,} new, "
-                      f"{report['contacts']['updated'] + report['contacts']['merged']:,} matched to someone known; "
-                      f"{report['orders']['created']:,} deals; {report.get('requests', '?')} requests, "
-                      f"{report.get('rate_limited', 0)} rate-limited, {report['duration_s']:.1f} s")
+        console.print(_("Synced %(name)s: %(count)s contacts → %(created)s new, %(matched)s matched to someone known; "
+                        "%(deals)s deals; %(requests)s requests, %(limited)s rate-limited, %(seconds)s s", name=name,
+                        count=formats.number(count), created=formats.number(report["contacts"]["created"]),
+                        matched=formats.number(report["contacts"]["updated"] + report["contacts"]["merged"]),
+                        deals=formats.number(report["orders"]["created"]),
+                        requests=formats.number(report.get("requests", "?")),
+                        limited=formats.number(report.get("rate_limited", 0)),
+                        seconds=formats.number(round(report["duration_s"], 1))))
     return reports
 
 
@@ -224,7 +257,9 @@ def _examples(idents: Sequence[Any]) -> list[tuple[str, str]]:
     picked: list[tuple[str, str]] = []
     by_shape: Counter[str] = Counter()
     for i in idents:
-        if i.raw == i.value:
+        shown = (formats.phone(i.value) if i.kind == "phone" else i.value) if i.valid else \
+            _("kept as typed, flagged invalid")
+        if i.raw in (i.value, shown):  # nothing to see: typed the way Hub shows it
             continue
         if i.kind == "phone" and i.valid:
             shape = "ext" if ("доб" in i.raw or "ext" in i.raw) else ("+" if i.raw.startswith("+") else i.raw[:1])
@@ -235,7 +270,6 @@ def _examples(idents: Sequence[Any]) -> list[tuple[str, str]]:
         if by_shape[shape] >= 1:
             continue
         by_shape[shape] += 1
-        shown = i.value if i.valid else "kept as typed, flagged invalid"
         picked.append((i.raw, shown))
         if len(picked) >= 8:
             break
@@ -253,6 +287,8 @@ def _two_source_contact(conn: Any) -> dict[str, Any] | None:
         return {
             "id": c.id,
             "name": c.display_name,
-            "lines": [f"{i.kind:5} {i.value:26} typed '{i.raw}' in {i.source.removeprefix('import:')}"
+            "lines": [f"{_(KINDS[i.kind]) if i.kind in KINDS else i.kind:8} "
+                      f"{formats.phone(i.value) if i.kind == 'phone' and i.valid else i.value:26} "
+                      + _("typed '%(raw)s' in %(source)s", raw=i.raw, source=i.source.removeprefix("import:"))
                       for i in c.identities],
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 
 from hub import plugins, sync
 from hub.config import load_settings
+from hub.db import utcnow
 from hub.hookspecs import hookimpl
 from hub.models import Contact
 from hub.records import ContactRecord
@@ -31,8 +33,8 @@ def test_demo_runs_on_a_bare_directory_and_reports_real_results(tmp_path: Path, 
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / "d"), "--people", "300"])
     assert result.exit_code == 0, result.output
-    assert "What Hub found and fixed" in result.output
-    assert "wrong merges" in result.output
+    assert "Что Hub нашёл и исправил" in result.output  # Russian by default (English: tests/test_examples.py)
+    assert "ошибочных объединений" in result.output
     assert (tmp_path / "d" / "hub.db").exists() and (tmp_path / "d" / "clients_1c.csv").exists()
     assert "+7" in result.output  # examples show normalized numbers
 
@@ -67,9 +69,17 @@ def test_demo_report_is_correct(tmp_path: Path) -> None:
     assert summary["showcases"]["counting"] == {"contacts": summary["contacts"],
                                                 "database": f"sqlite:///{tmp_path / 'd' / 'hub.db'}",
                                                 "workdir": str(tmp_path / "d")}
-    assert f"The counting plugin counted {summary['contacts']} contacts." in console.export_text()
+    assert f"The counting plugin counted {summary['contacts']} contacts." in console.export_text(clear=False)
     if pm.get_plugin("workflows") is not None:  # the workflows plugin shows its reactivation campaign
-        assert summary["showcases"]["reactivation"]["emails"] == summary["showcases"]["reactivation"]["files"] > 0
+        shown = summary["showcases"]["reactivation"]
+        assert shown["emails"] == shown["files"] > 0
+        # A week later on the demo's own clock: the SMS (consent granted for the demo) and the managers' call tasks.
+        assert shown["sms"] == shown["sms_files"] > 0 and shown["sms_consented"] >= shown["sms"]
+        assert 0 < shown["tasks"] == sum(shown["tasks_by_crm"].values()) <= shown["started"] - shown["holdout"]
+        assert set(shown["tasks_by_crm"]) <= set(sandboxes)
+        text = console.export_text()
+        assert "Через неделю" in text and "задач" in text and "source: demo" in text
+        assert abs(dt.datetime.now(dt.timezone.utc) - utcnow()) < dt.timedelta(hours=1)  # the real clock is back
     assert summary["false_merges"] == 0
     # The spreadsheets hold people 0-299; each CRM emulator 200 more, starting 100 later than the one before.
     assert summary["people"] == (300 * (1 + len(sandboxes)) // 3 + 200 if sandboxes else 300)
@@ -96,7 +106,11 @@ def test_contacts_show_gives_the_card_with_sources(hub_db: HubDB) -> None:
                                    "valid": True, "source": "crm", "added_at": card["identities"][0]["added_at"]}]
     assert card["provenance"]["first_name"] == "crm"
     missing = CliRunner().invoke(cli, ["contacts", "show", "12345"])
-    assert missing.exit_code == 1 and missing.output == "Error: no contact with id 12345\n"
+    assert missing.exit_code == 1 and missing.output == "Ошибка: нет контакта с id 12345\n"
+    shown = CliRunner().invoke(cli, ["contacts", "show", str(cid)], env={"COLUMNS": "200"})
+    assert "+7 916 555-44-33" in shown.output and "(введено: 8 916 555 44 33)" in shown.output
+    english = CliRunner().invoke(cli, ["contacts", "show", str(cid)], env={"HUB_LANGUAGE": "en", "COLUMNS": "200"})
+    assert "+7 916 555-44-33" in english.output and "(typed: 8 916 555 44 33)" in english.output
 
 
 def test_dedupe_lists_namesakes_and_merges_by_hand_only(hub_db: HubDB) -> None:
@@ -109,7 +123,7 @@ def test_dedupe_lists_namesakes_and_merges_by_hand_only(hub_db: HubDB) -> None:
     assert report["suggestions"] == [{"name": "Петров Иван", "contact_ids": [a, b],
                                       "evidence": ["same full name", "same city"], "likely": False}]
     merged = runner.invoke(cli, ["dedupe", "--merge", str(a), str(b)])
-    assert merged.exit_code == 0 and f"Merged #{b} into #{a}" in merged.output
+    assert merged.exit_code == 0 and f"Контакт #{b} объединён с #{a}." in merged.output
     people = json.loads(runner.invoke(cli, ["contacts", "list", "--json"]).stdout)
     assert len(people) == 1 and people[0]["emails"] == ["p@x.ru"] and people[0]["phones"] == ["+79160000001"]
 
@@ -139,7 +153,7 @@ def test_hub_lists_the_core_commands_which_come_through_register_commands(tmp_pa
     env.pop("HUB_PLUGINS_DIR", None)
     shown = subprocess.run([sys.executable, "-m", "hub", "--help"], env=env, cwd=tmp_path, capture_output=True,
                            text=True, check=True).stdout
-    listed = set(re.findall(r"^  ([a-z-]+)  ", shown.split("Commands:")[1], flags=re.MULTILINE))
+    listed = set(re.findall(r"^  ([a-z-]+)  ", shown.split("Команды:")[1], flags=re.MULTILINE))
     assert listed == CORE_COMMANDS
     assert "hub.commands" in plugins.DEFAULT_PLUGINS
     root = click.Group("hub")  # the root itself holds none of them
@@ -153,7 +167,7 @@ def test_every_command_has_help() -> None:
     def walk(group, path):
         for name, command in group.commands.items():
             result = runner.invoke(cli, [*path, name, "--help"])
-            assert result.exit_code == 0 and "Usage:" in result.output, (path, name)
+            assert result.exit_code == 0 and "Использование:" in result.output, (path, name)
             if hasattr(command, "commands"):
                 walk(command, [*path, name])
 

@@ -65,6 +65,17 @@ def test_the_installed_example_is_a_plugin_hub_finds(example: tuple[Path, Path],
     assert connect.returncode == 0 and "--url URL" in connect.stdout and "--token" in connect.stdout
 
 
+def test_the_installed_example_ships_its_russian_catalog_complete(example: tuple[Path, Path], tmp_path: Path) -> None:
+    code = ("import pathlib, hub_shop; from hub import catalogs, i18n\n"
+            "folder = pathlib.Path(hub_shop.__file__).parent / 'translations'\n"
+            "print(len(list(folder.glob('ru/LC_MESSAGES/*.po'))), len(catalogs.untranslated(folder, 'ru')))\n"
+            "print(folder in i18n.directories())\n"
+            "with i18n.use_language('ru'):\n    print(i18n.gettext('Last coupons issued'))\n")
+    done = run(["-c", code], example[1], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["1 0", "True", "Последние выданные купоны"]  # shipped, whole and loaded
+
+
 def test_the_examples_own_test_suite_passes(example: tuple[Path, Path]) -> None:
     copy, target = example
     done = run(["-m", "pytest", "-q", "-p", "no:cacheprovider"], target, cwd=copy,
@@ -78,7 +89,7 @@ def test_the_examples_own_test_suite_passes(example: tuple[Path, Path]) -> None:
 
 def test_the_demo_syncs_the_shop_with_no_wrong_merges(example: tuple[Path, Path], tmp_path: Path) -> None:
     done = run(["-m", "hub", "demo", "--dir", str(tmp_path / "demo"), "--people", "150"], example[1], cwd=tmp_path,
-               env={"COLUMNS": "200"})
+               env={"COLUMNS": "200", "HUB_LANGUAGE": "en"})  # the demo in English (Russian: tests/test_cli.py)
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     synced = re.search(r"Synced shop: 100 contacts → (\d+) new, (\d+) matched", done.stdout)
     assert synced and int(synced.group(2)) > 0, done.stdout  # some shop customers were already known

@@ -121,7 +121,7 @@ def test_the_command_line_refuses_to_merge_an_erased_contact_either_way(hub: Hub
     before = merge_count(hub)
     for pair in ((live, erased), (erased, live)):
         result = run_cli("dedupe", "--merge", *map(str, pair), code=1)
-        assert result.output == (f"Error: контакт #{erased} удалён по запросу (стёрт): "
+        assert result.output == (f"Ошибка: контакт #{erased} удалён по запросу (стёрт): "
                                  "его нельзя объединять ни с кем\n")
     assert merge_count(hub) == before and {live, erased} <= live_ids(hub)
     with hub.engine.connect() as conn:
@@ -153,7 +153,7 @@ def test_a_signup_placeholder_is_never_merged_by_hand_but_its_own_click_still_me
     placeholder = placeholder_of(hub, asked["request"])
     for pair in ((known, placeholder), (placeholder, known)):
         result = run_cli("dedupe", "--merge", *map(str, pair), code=1)
-        assert result.output == (f"Error: контакт #{placeholder} — скрытая неподтверждённая подписка: "
+        assert result.output == (f"Ошибка: контакт #{placeholder} — скрытая неподтверждённая подписка: "
                                  "его нельзя объединять вручную\n")
     assert merge_count(hub) == 0
 
@@ -264,7 +264,7 @@ def test_show_commands_do_not_show_a_signup_placeholder(hub: HubDB, site: Any) -
     placeholder = placeholder_of(hub, asked["request"])
     for command in ("contacts", "consent"):
         result = run_cli(command, "show", str(placeholder), code=1)
-        assert result.output == f"Error: no contact with id {placeholder}\n"
+        assert result.output == f"Ошибка: нет контакта с id {placeholder}\n"
 
 
 # --- the preference centre grants only on the channel its link proved --------------------------

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
-from hub import dedupe
+from hub import dedupe, formats
 from hub.cli import App, emit_json, pass_app
+from hub.i18n import N_, ngettext
+from hub.i18n import gettext as _
+
+PAGE_SIZE = 30  # look-alike groups shown when no --limit is given
+JSON_LIMIT = 200  # groups --json gives without --limit or --all, as it always has
+# What two look-alikes share, as --json names it.
+EVIDENCE = {"same full name": N_("same full name"), "same city": N_("same city"),
+            "same birthday": N_("same birthday")}
 
 
 @click.command("dedupe")
 @click.option("--merge", "merge_pair", nargs=2, type=int, metavar="SURVIVOR OTHER",
               help="Merge OTHER into SURVIVOR (a look-alike you have checked).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Show at most this many look-alike groups (30 by default; 200 with --json).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many look-alike groups first.")
+@click.option("--all", "show_all", is_flag=True, help="Show every look-alike group.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
-def dedupe_cmd(app: App, merge_pair: tuple[int, int] | None, as_json: bool) -> None:
-    """Merge what the identity rules say; list same-name look-alikes for review."""
+def dedupe_cmd(app: App, merge_pair: tuple[int, int] | None, limit: int | None, offset: int, show_all: bool,
+               as_json: bool) -> None:
+    """Merge what the identity rules say; list same-name look-alikes for review, the likeliest first."""
     engine = app.ready_engine()
     if merge_pair:
         try:
@@ -24,16 +39,42 @@ def dedupe_cmd(app: App, merge_pair: tuple[int, int] | None, as_json: bool) -> N
         if as_json:
             emit_json(result)
         else:
-            click.echo(f"Merged #{result['merged']} into #{result['survivor']}.")
+            click.echo(_("Merged #%(merged)s into #%(survivor)s.", merged=result["merged"],
+                         survivor=result["survivor"]))
         return
-    report = dedupe.run(engine, app.settings)
+    report = dedupe.run(engine, app.settings, suggestion_limit=None)
+    groups = report.suggestions
+    total = len(groups)
+    if limit is None and not show_all:
+        limit = JSON_LIMIT if as_json else PAGE_SIZE
+    report.suggestions = groups[offset:None if show_all or limit is None else offset + limit]
     if as_json:
         emit_json(report.as_dict())
         return
-    click.echo(f"Re-read {report.reparsed} flagged values; merged {len(report.merged)} contacts by rule.")
-    if report.suggestions:
-        click.echo(f"{len(report.suggestions)} groups share a name only (never merged automatically):")
-        for s in report.suggestions[:30]:
-            ids = ", ".join(f"#{i}" for i in s["contact_ids"])
-            click.echo(f"  {s['name']}: {ids} — {', '.join(s['evidence'])}")
-        click.echo("Merge a checked pair with: hub dedupe --merge SURVIVOR OTHER")
+    click.echo(_("Re-read %(reparsed)s flagged values; merged %(merged)s by rule.",
+                 reparsed=formats.number(report.reparsed), merged=formats.contacts(len(report.merged))))
+    if not total:
+        click.echo(_("No look-alikes: no two contacts share a full name."))
+        return
+    click.echo(ngettext("%(num)s group of contacts shares a name only (never merged automatically).",
+                        "%(num)s groups of contacts share a name only (never merged automatically).",
+                        total, num=formats.number(total)))
+    for s in report.suggestions:
+        ids = ", ".join(f"#{i}" for i in s["contact_ids"])
+        evidence = ", ".join(_(EVIDENCE[e]) if e in EVIDENCE else e for e in s["evidence"])
+        click.echo(f"  {s['name']}: {ids} — {evidence}")
+    shown = len(report.suggestions)
+    if shown and shown < total:
+        click.echo(_("Shown groups %(first)s–%(last)s of %(total)s.", first=formats.number(offset + 1),
+                     last=formats.number(offset + shown), total=formats.number(total)))
+    elif not shown:
+        click.echo(_("Nothing from group %(first)s: there are %(total)s.", first=formats.number(offset + 1),
+                     total=formats.number(total)))
+    if offset + shown < total:
+        following = ["hub", "dedupe", "--offset", str(offset + shown)] + ([] if limit == PAGE_SIZE
+                                                                          else ["--limit", str(limit)])
+        click.echo(_("The rest: %(next)s (next page) or %(all)s (every group).", next=shlex.join(following),
+                     all="hub dedupe --all"))
+    first = report.suggestions[0]["contact_ids"] if shown else groups[0]["contact_ids"]
+    click.echo(_("Check both cards (hub contacts show %(a)s, hub contacts show %(b)s); if they are one person: "
+                 "hub dedupe --merge %(a)s %(b)s", a=first[0], b=first[1]))

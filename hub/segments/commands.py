@@ -3,6 +3,11 @@
 Every command that reports takes --json and then prints one JSON document and
 nothing else; refresh shows its progress on stderr. Mistakes in a rule end in
 one "Error: ..." line naming the file, the path inside it and the problem.
+
+`list` shows recorded members, and a list read right after a sync or an
+import would show the members of before it (or none at all): so it first
+refreshes the segments whose recorded members are stale (membership.stale),
+with progress on stderr, unless told --no-refresh, and then marks them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from sqlalchemy import func, select
 
+from hub import formats, i18n
 from hub.cli import App, emit_json, stderr
+from hub.i18n import gettext as _
+from hub.i18n import ngettext
 from hub.models import Segment, SegmentMember
 from hub.segments import explain, fields, membership, rules, store
 from hub.segments.evaluate import Segments
@@ -52,16 +60,39 @@ def add_cmd(file: Path, as_json: bool) -> None:
     if as_json:
         emit_json({"segment": definition.name, "created": created, "count": count})
         return
-    click.echo(f"{'Added' if created else 'Updated'} segment {definition.name}: {count:,} contacts match it now. "
-               f"`hub segments refresh {definition.name}` records them as members.")
+    done = (_("Added segment %(name)s: %(contacts)s match it now.", name=definition.name,
+              contacts=formats.contacts(count)) if created else
+            _("Updated segment %(name)s: %(contacts)s match it now.", name=definition.name,
+              contacts=formats.contacts(count)))
+    click.echo(done + " " + _("`%(command)s` records them as members.",
+                              command=f"hub segments refresh {definition.name}"))
+
+
+# Why a segment is stale, for the list (membership.stale's reasons).
+STALE = {membership.NEVER_REFRESHED: i18n.N_("never refreshed"),
+         membership.DATA_CHANGED: i18n.N_("data changed since"),
+         membership.TIME_PASSED: i18n.N_("a day has passed")}
 
 
 @segments_group.command("list")
+@click.option("--no-refresh", is_flag=True,
+              help="Do not refresh stale segments first; mark them instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-def list_cmd(as_json: bool) -> None:
-    """Every segment: built-in and saved, with the members recorded by the last refresh."""
+def list_cmd(no_refresh: bool, as_json: bool) -> None:
+    """Every segment: built-in and saved, with its members (stale ones are refreshed first)."""
     app = _app()
-    with app.ready_engine().connect() as conn:
+    engine = app.ready_engine()
+    with engine.connect() as conn:
+        stale = membership.stale(conn, Segments(conn, app.settings))
+    if stale and not no_refresh:
+        if not as_json:
+            stderr.print(ngettext("Refreshing %(num)s segment whose members are out of date…",
+                                  "Refreshing %(num)s segments whose members are out of date…", len(stale),
+                                  num=formats.number(len(stale))))
+        _refresh_with_progress(engine, app, sorted(stale), full=False, quiet=as_json)
+        with engine.connect() as conn:
+            stale = membership.stale(conn, Segments(conn, app.settings))
+    with engine.connect() as conn:
         segments = Segments(conn, app.settings)
         recorded = dict(conn.execute(
             select(Segment.name, func.count()).join(SegmentMember, SegmentMember.segment_id == Segment.id)
@@ -77,19 +108,47 @@ def list_cmd(as_json: bool) -> None:
             "builtin": bool(definition and definition.builtin),
             "members": recorded.get(name, 0),
             "refreshed_at": row.refreshed_at.isoformat() if row is not None and row.refreshed_at else None,
+            "stale": name in stale,
             "error": catalog.broken.get(name),
         })
     if as_json:
         emit_json(rows)
         return
-    table = Table("name", "title", "kind", "members", "refreshed")
+    tz = app.settings.tz
+    table = Table(_("Segment"), _("Name"), _("Kind"), _("Members"), _("Refreshed"))
     for r in rows:
-        kind = "built-in" if r["builtin"] else ("BROKEN" if r["error"] else "saved")
-        table.add_row(r["name"], r["title"] or "", kind, f"{r['members']:,}", (r["refreshed_at"] or "never")[:19])
+        kind = _("built-in") if r["builtin"] else (_("BROKEN") if r["error"] else _("saved"))
+        refreshed = formats.moment(r["refreshed_at"], tz, zone=True) if r["refreshed_at"] else _("never")
+        members = formats.number(r["members"])
+        if r["stale"]:
+            members = _("%(members)s (stale)", members=members)
+            if r["refreshed_at"]:
+                refreshed = f"{refreshed} ({_(STALE[stale[r['name']]])})"
+        table.add_row(i18n.title(r["title"]) or r["name"], r["name"], kind, members, refreshed)
     Console().print(table)
     for r in rows:
         if r["error"]:
             click.echo(f"  {r['name']}: {r['error']}")
+    if stale:
+        click.echo(ngettext("%(num)s segment is stale: its recorded members are not what its rule says now. "
+                            "`hub segments refresh` (or `hub segments list` without --no-refresh) records them.",
+                            "%(num)s segments are stale: their recorded members are not what their rules say now. "
+                            "`hub segments refresh` (or `hub segments list` without --no-refresh) records them.",
+                            len(stale), num=formats.number(len(stale))))
+
+
+def _refresh_with_progress(engine: Any, app: App, names: list[str] | None, *, full: bool,
+                           quiet: bool) -> membership.RefreshReport:
+    """membership.refresh with a progress bar on stderr (none for --json or when stderr is not a terminal)."""
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               TextColumn(_("{task.completed:,.0f} segments")), TimeElapsedColumn()]
+    with Progress(*columns, console=stderr, disable=quiet or not stderr.is_terminal) as bar:
+        task = bar.add_task(_("Refreshing segments"), total=len(names) if names else None)
+
+        def advance(result: membership.SegmentRefresh) -> None:
+            bar.update(task, advance=1, description=_("Refreshed %(segment)s", segment=result.segment))
+
+        return membership.refresh(engine, app.settings, names, full=full, progress=advance)
 
 
 @segments_group.command("show")
@@ -115,9 +174,9 @@ def fields_cmd(as_json: bool) -> None:
     if as_json:
         emit_json(described)
         return
-    table = Table("field", "type", "operators", "about")
+    table = Table(_("Field"), _("Type"), _("Operators"), _("About"))
     for f in described:
-        about = f["description"] + (f" ({', '.join(f['choices'])})" if f.get("choices") else "")
+        about = i18n.title(f["description"]) + (f" ({', '.join(f['choices'])})" if f.get("choices") else "")
         table.add_row(f["field"], f["type"], ", ".join(f["operators"]), about)
     Console().print(table)
 
@@ -133,7 +192,7 @@ def count_cmd(name: str, as_json: bool) -> None:
     if as_json:
         emit_json({"segment": name, "count": count})
         return
-    click.echo(f"{name}: {count:,}")
+    click.echo(f"{name}: {formats.contacts(count)}")
 
 
 @segments_group.command("members")
@@ -149,12 +208,14 @@ def members_cmd(name: str, limit: int | None, as_json: bool) -> None:
         emit_json(rows)
         return
     if not rows:
-        click.echo(f"Nobody is in {name} right now.")
+        click.echo(_("Nobody is in %(segment)s right now.", segment=name))
         return
-    table = Table("id", "name", "entered")
+    tz = app.settings.tz
+    table = Table(_("ID"), _("Name"), _("Entered"))
     for r in rows:
         full_name = " ".join(p for p in (r["last_name"], r["first_name"]) if p)
-        table.add_row(str(r["id"]), full_name, (r["entered_at"] or "not recorded yet")[:19])
+        entered = formats.moment(r["entered_at"], tz, zone=True) if r["entered_at"] else _("not recorded yet")
+        table.add_row(str(r["id"]), full_name, entered)
     Console().print(table)
 
 
@@ -169,28 +230,24 @@ def refresh_cmd(names: tuple[str, ...], full: bool, as_json: bool) -> None:
     depend on time (dormant_90d, birthdays, lifecycle) change without any new data.
     """
     app = _app()
-    engine = app.ready_engine()
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               TextColumn("{task.completed:,.0f} segments"), TimeElapsedColumn()]
-    with Progress(*columns, console=stderr, disable=as_json or not stderr.is_terminal) as bar:
-        task = bar.add_task("Refreshing segments", total=len(names) or None)
-
-        def advance(result: membership.SegmentRefresh) -> None:
-            bar.update(task, advance=1, description=f"Refreshed {result.segment}")
-
-        report = membership.refresh(engine, app.settings, list(names) or None, full=full, progress=advance)
+    report = _refresh_with_progress(app.ready_engine(), app, list(names) or None, full=full, quiet=as_json)
     if as_json:
         emit_json(report.as_dict())
         return
-    table = Table("segment", "mode", "members", "entered", "left", "seconds", title="Segments refreshed")
+    modes = {"full": _("full"), "incremental": _("incremental")}
+    table = Table(_("Segment"), _("Mode"), _("Members"), _("Entered"), _("Left"), _("Seconds"),
+                  title=_("Segments refreshed"))
     for s in report.segments:
-        table.add_row(s.segment, s.mode, f"{s.members:,}", f"{s.entered:,}", f"{s.exited:,}", f"{s.seconds:.2f}")
+        table.add_row(s.segment, modes.get(s.mode, s.mode), formats.number(s.members), formats.number(s.entered),
+                      formats.number(s.exited), formats.number(round(s.seconds, 2)))
     Console().print(table)
     if report.lead_score:
-        click.echo(f"Lead scores: {report.lead_score.contacts:,} contacts, {report.lead_score.changed:,} changed.")
+        click.echo(_("Lead scores: %(contacts)s, %(changed)s changed.",
+                     contacts=formats.contacts(report.lead_score.contacts),
+                     changed=formats.number(report.lead_score.changed)))
     for name, error in sorted(report.broken.items()):
-        click.echo(f"Skipped {name}: {error}")
-    click.echo(f"Done in {report.seconds:.1f} s.")
+        click.echo(_("Skipped %(segment)s: %(error)s", segment=name, error=error))
+    click.echo(_("Done in %(seconds)s s.", seconds=formats.number(round(report.seconds, 1))))
 
 
 @segments_group.command("explain")
@@ -208,19 +265,26 @@ def explain_cmd(name: str, contact_id: int, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"{name}" + (f" — {data['title']}" if data["title"] else ""))
-    verdict = "is in the segment" if data["member"] else "is not in the segment"
+    tz = app.settings.tz
+    click.echo(f"{i18n.title(data['title'])} ({name})" if data["title"] else name)
+    verdict = _("is in the segment") if data["member"] else _("is not in the segment")
     if data["deleted"]:
-        verdict += " (the contact is deleted)"
+        verdict += " " + _("(the contact is deleted)")
     recorded = data["recorded"]
-    since = f"recorded since {recorded['entered_at'][:19]}" if recorded["member"] else "not recorded as a member"
-    click.echo(f"Contact #{contact_id} {verdict} at {data['now'][:19]} UTC ({since}).")
+    since = (_("recorded since %(at)s", at=formats.moment(recorded["entered_at"], tz, zone=True))
+             if recorded["member"] and recorded["entered_at"] else
+             _("recorded as a member") if recorded["member"] else _("not recorded as a member"))
+    click.echo(_("Contact #%(id)s %(verdict)s at %(at)s (%(since)s).", id=contact_id, verdict=verdict,
+                 at=formats.moment(data["now"], tz, zone=True), since=since))
     _print_node(data["rule"], 0)
     score = data["lead_score"]
-    stored = f", stored at the last refresh: {score['stored']}" if score["stored"] is not None else ""
-    click.echo(f"Lead score {score['score']}{stored} ({score['model']}):")
+    stored = (", " + _("stored at the last refresh: %(score)s", score=score["stored"])
+              if score["stored"] is not None else "")
+    click.echo(_("Lead score %(score)s%(stored)s (%(model)s):", score=score["score"], stored=stored,
+                 model=score["model"]))
     for line in score["lines"]:
-        click.echo(f"  {line['points']:+4d}  {line['title']}" if line["points"] else f"     0  {line['title']}")
+        title = i18n.title(line["title"])
+        click.echo(f"  {line['points']:+4d}  {title}" if line["points"] else f"     0  {title}")
 
 
 def _print_node(node: dict[str, Any], depth: int) -> None:
@@ -229,9 +293,11 @@ def _print_node(node: dict[str, Any], depth: int) -> None:
     if node["kind"] == "condition":
         value = json.dumps(node["value"], ensure_ascii=False, default=str) if node["value"] is not None else ""
         click.echo(f"{pad}{mark} {node['field']} {node['op']} {value}".rstrip()
-                   + f" — seen: {json.dumps(node['seen'], ensure_ascii=False, default=str)}")
+                   + " — " + _("seen: %(value)s", value=json.dumps(node["seen"], ensure_ascii=False, default=str)))
         return
-    label = {"all": "all of", "any": "any of", "not": "not", "segment": f"segment {node.get('segment')}"}[node["kind"]]
+    labels = {"all": _("all of"), "any": _("any of"), "not": _("not")}
+    label = (_("segment %(name)s", name=node.get("segment")) if node["kind"] == "segment"
+             else labels[node["kind"]])
     click.echo(f"{pad}{mark} {label}")
     for item in node.get("items", []):
         _print_node(item, depth + 1)
@@ -244,4 +310,4 @@ def remove_cmd(name: str) -> None:
     app = _app()
     with app.ready_engine().begin() as conn:
         store.remove(conn, fields.build(app.settings), name)
-    click.echo(f"Removed segment {name}.")
+    click.echo(_("Removed segment %(segment)s.", segment=name))

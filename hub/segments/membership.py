@@ -119,6 +119,44 @@ def refresh(engine: Engine, settings: Settings, names: Sequence[str] | None = No
     return report
 
 
+# Why a segment's recorded members may not be what its rule says now (see `stale`).
+NEVER_REFRESHED = "never"
+DATA_CHANGED = "changed"
+TIME_PASSED = "time"
+
+
+def stale(conn: Connection, segments: Segments, *, today: dt.date | None = None) -> dict[str, str]:
+    """Segments whose recorded members may differ from their rule's answer now, with why.
+
+    The test is the one an incremental refresh uses to choose whom to look
+    at: a segment never refreshed (or whose definition changed since) is
+    NEVER_REFRESHED; one refreshed before the last change to a contact
+    (contacts.updated_at: a sync, an import, a merge) or the last consent
+    answer is DATA_CHANGED; one whose rule depends on the clock, or reads
+    fields whose changes leave no trace there (a plugin's), and was refreshed
+    on an earlier day (`today`, the shop's calendar) is TIME_PASSED. Cheap: two
+    aggregate queries, whatever the size of the base.
+    """
+    definitions = segments.catalog.definitions
+    last_change = conn.execute(select(func.max(contacts_t.c.updated_at))).scalar()
+    last_event = conn.execute(select(func.max(events_t.c.id))).scalar()
+    tz = segments.settings.tz
+    today = today or segments.now.astimezone(tz).date()
+    out: dict[str, str] = {}
+    for name, definition in definitions.items():
+        row = segments.catalog.rows.get(name)
+        refreshed = row.refreshed_at if row is not None else None
+        if row is None or refreshed is None or (definition.builtin and row.definition != definition.document):
+            out[name] = NEVER_REFRESHED
+        elif (last_change is not None and last_change > refreshed) or (last_event or 0) > (row.refreshed_event_id
+                                                                                            or 0):
+            out[name] = DATA_CHANGED
+        elif ((uses_now(definition.rule, definitions) or not tracked(definition.rule, definitions))
+              and refreshed.astimezone(tz).date() < today):
+            out[name] = TIME_PASSED
+    return out
+
+
 def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDefinition, *, full: bool = False,
                     pm: pluggy.PluginManager | None = None) -> SegmentRefresh:
     """Bring one segment's recorded members up to date inside the caller's transaction."""
