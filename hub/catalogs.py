@@ -18,6 +18,7 @@ import ast
 import inspect
 import io
 import string
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -99,18 +100,35 @@ def _is_click_call(node: ast.Call) -> bool:
                              "password_option", "Option", "Argument")
 
 
-def messages(package: Path) -> dict[str | tuple[str, ...], list[str]]:
-    """Every message in `package` that needs a translation, with where it is (path:line)."""
-    found: dict[str | tuple[str, ...], list[str]] = {}
+@dataclass
+class Found:
+    """A message to translate: its plural form (if any) and every place it is written (path:line)."""
+
+    plural: str | None = None
+    where: list[str] = field(default_factory=list)
+
+
+# A message is known by its text and its context (pgettext's first argument; None for most).
+Key = tuple[str, str | None]
+
+
+def messages(package: Path) -> dict[Key, Found]:
+    """Every message in `package` that needs a translation."""
+    found: dict[Key, Found] = {}
     options = {"**/templates/**.html": JINJA_OPTIONS, "**/admin_templates/**.html": JINJA_OPTIONS}
     for filename, lineno, message, _comments, context in extract_from_dir(
-            package, METHODS, options_map=options, keywords=KEYWORDS, strip_comment_tags=True):
-        key = message if isinstance(message, str) else tuple(m for m in message if m)
-        if context:
-            key = (f"{context}\x04{key}",) if isinstance(key, str) else key
-        if key:
-            found.setdefault(key, []).append(f"{package.name}/{filename}:{lineno}")
+            package, METHODS, options_map=options, keywords=KEYWORDS, strip_comment_tags=True,
+            directory_filter=_not_hidden):
+        forms = [message] if isinstance(message, str) else [m for m in message if m]
+        if forms:
+            entry = found.setdefault((forms[0], context or None), Found(forms[1] if len(forms) > 1 else None))
+            entry.where.append(f"{package.name}/{filename}:{lineno}")
     return found
+
+
+def _not_hidden(path: str) -> bool:
+    # Every folder is walked (babel.cfg's ignore rules apply to files), so a template's meta.yaml is found.
+    return not Path(path).name.startswith((".", "_"))
 
 
 def brace_fields(text: str) -> list[str]:
@@ -133,7 +151,7 @@ def read(folder: Path, language: str) -> Catalog:
         with po.open("rb") as f:
             for message in read_po(f, locale=language):
                 key = message.id if isinstance(message.id, str) else message.id[0]
-                if key and not (key in merged and _translated(merged, key)):
+                if key and not _translated(merged, (key, message.context)):
                     merged[message.id] = message  # a translation in one file is not undone by a blank in another
     return merged
 
@@ -149,14 +167,18 @@ def update(folder: Path, language: str, domain: str) -> tuple[int, int]:
 
 
 def untranslated_from(package: Path, folder: Path, language: str) -> dict[str, list[str]]:
-    """Messages of `package` (click's, say) that `folder`'s catalogs do not translate."""
+    """Messages of `package` (click's, say) that `folder`'s catalogs do not translate, with where they are."""
     catalog = read(folder, language)
-    return {key if isinstance(key, str) else key[0]: where for key, where in messages(package).items()
-            if not _translated(catalog, key if isinstance(key, str) else key[0])}
+    return {_shown(key): found.where for key, found in messages(package).items() if not _translated(catalog, key)}
 
 
-def _translated(catalog: Catalog, msgid: str) -> bool:
-    entry = catalog.get(msgid)
+def _shown(key: Key) -> str:
+    msgid, context = key
+    return f"{context} | {msgid}" if context else msgid
+
+
+def _translated(catalog: Catalog, key: Key) -> bool:
+    entry = catalog.get(key[0], context=key[1])
     if entry is None or entry.fuzzy:
         return False
     strings = entry.string
@@ -181,12 +203,11 @@ def update_from(package: Path, folder: Path, language: str, domain: str) -> tupl
                           language_team="")
     known = read(folder, language)
     added = 0
-    for key, where in messages(package).items():
-        msgid = key if isinstance(key, str) else key[0]
-        if msgid in known or msgid in catalog:
+    for (msgid, context), found in messages(package).items():
+        if known.get(msgid, context=context) is not None or catalog.get(msgid, context=context) is not None:
             continue
-        locations = [(w.rpartition(":")[0], int(w.rpartition(":")[2])) for w in where]
-        catalog.add(key if isinstance(key, str) else tuple(key), locations=locations)
+        locations = [(w.rpartition(":")[0], int(w.rpartition(":")[2])) for w in found.where]
+        catalog.add((msgid, found.plural) if found.plural else msgid, locations=locations, context=context)
         added += 1
     with path.open("wb") as f:
         write_po(f, catalog, width=120, omit_header=False, sort_output=False)

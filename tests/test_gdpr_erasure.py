@@ -23,6 +23,7 @@ import plugins.mailing
 from hub import consent, identity, messaging, normalize, schedule, sync
 from hub.config import load_settings
 from hub.hookspecs import hookimpl
+from hub.i18n import use_language
 from hub.models import (
     AuditEntry,
     Contact,
@@ -65,8 +66,8 @@ def portal(hub: HubDB, plugin_manager: Any) -> Iterator[SandboxServer]:
     server.portal.close()
 
 
-def run_cli(*args: str, code: int = 0) -> Any:
-    result = CliRunner().invoke(cli, list(args))
+def run_cli(*args: str, code: int = 0, language: str | None = None) -> Any:
+    result = CliRunner().invoke(cli, list(args), env={"HUB_LANGUAGE": language} if language else None)
     assert result.exit_code == code, result.output
     return result
 
@@ -111,7 +112,7 @@ def test_an_erased_person_stays_gone_after_the_crm_syncs_them_again(hub: HubDB, 
     before = first["contacts"]["created"]
 
     erased = run_cli("gdpr", "erase", str(contact_id), "--delete-in-crm")
-    assert f"Erased contact #{contact_id}" in erased.output and address not in erased.output
+    assert f"Контакт №{contact_id} удалён" in erased.output and address not in erased.output
     # The Bitrix24 plugin cannot delete contacts (yet): the person is told, and the portal keeps them.
     assert f"bitrix24 {external_id}: not deleted: the source cannot delete contacts" in erased.output
     assert portal.portal.contact(int(external_id))["ID"]
@@ -194,16 +195,20 @@ def test_erasure_removes_personal_data_everywhere_and_keeps_no_readable_trace(hu
 
     again = erasure.erase(hub.engine, hub.settings, cid)
     assert again.already_erased and not any(again.removed.values())
-    assert "already erased" in run_cli("gdpr", "erase", str(cid)).output
+    assert "уже удалён" in run_cli("gdpr", "erase", str(cid)).output
+    assert "already erased" in run_cli("gdpr", "erase", str(cid), language="en").output
 
 
 def test_erase_names_what_is_wrong(hub: HubDB) -> None:
     a = new_contact(hub, emails=["a@example.ru"])
     b = new_contact(hub, phones=["+79160000001"])
     new_contact(hub, emails=["a@example.ru"], phones=["+79160000001"])  # b is merged into a
-    assert run_cli("gdpr", "erase", str(b), code=1).output == f"Error: contact #{b} was merged into #{a}; erase #{a}\n"
-    assert run_cli("gdpr", "erase", "999", code=1).output == "Error: no contact with id 999\n"
-    assert "Error" in run_cli("gdpr", "erase", "x", code=2).output
+    assert run_cli("gdpr", "erase", str(b), code=1).output == f"Ошибка: контакт №{b} объединён с №{a}; удаляйте №{a}\n"
+    assert run_cli("gdpr", "erase", str(b), code=1, language="en").output == (
+        f"Error: contact #{b} was merged into #{a}; erase #{a}\n")
+    assert run_cli("gdpr", "erase", "999", code=1).output == "Ошибка: нет контакта с id 999\n"
+    assert run_cli("gdpr", "erase", "999", code=1, language="en").output == "Error: no contact with id 999\n"
+    assert "Ошибка" in run_cli("gdpr", "erase", "x", code=2).output
     with hub.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(ErasedKey)).scalar() == 0
 
@@ -298,7 +303,7 @@ def test_export_holds_everything_about_the_person_as_json_and_csv(hub: HubDB, tm
     assert exports == 2
     summary = run_cli("gdpr", "export", str(cid)).output
     assert "identities" in summary and "--json" in summary
-    assert run_cli("gdpr", "export", "404", code=1).output == "Error: no contact with id 404\n"
+    assert run_cli("gdpr", "export", "404", code=1).output == "Ошибка: нет контакта с id 404\n"
 
 
 def test_the_export_of_an_erased_person_is_a_tombstone(hub: HubDB) -> None:
@@ -352,12 +357,14 @@ def test_retention_ages_out_what_is_past_its_time(hub: HubDB) -> None:
 def test_retention_command_and_its_settings(hub: HubDB) -> None:
     report = cli_json("gdpr", "retention", "--dry-run")
     assert report["dry_run"] is True and report["cutoffs"]["inactive_contacts"] is None
-    assert "inactive contacts anonymized:" in run_cli("gdpr", "retention", "--dry-run").output
+    shown = run_cli("gdpr", "retention", "--dry-run").output
+    assert "неактивных контактов обезличено:" in shown and "(старше " in shown
+    assert "inactive contacts anonymized:" in run_cli("gdpr", "retention", "--dry-run", language="en").output
     Path("hub.toml").write_text('[gdpr.retention]\nmessages_days = "soon"\n', encoding="utf-8")
-    out = run_cli("gdpr", "retention", code=1).output
+    out = run_cli("gdpr", "retention", code=1, language="en").output
     assert out == "Error: [gdpr.retention] messages_days: 'soon' is not a number of days (or \"off\")\n"
     Path("hub.toml").write_text('[gdpr.retention]\nmessage_days = 30\n', encoding="utf-8")
-    assert "unknown setting 'message_days'" in run_cli("gdpr", "retention", code=1).output
+    assert "неизвестная настройка 'message_days'" in run_cli("gdpr", "retention", code=1).output
 
 
 # --- consent from CRM fields ----------------------------------------------------------------
@@ -403,7 +410,9 @@ def test_consent_follows_a_bitrix24_field_without_overriding_an_unsubscribe(hub:
 def test_crm_consent_settings_are_checked(hub: HubDB) -> None:
     settings = load_settings()
     settings.extra["gdpr"] = {"crm_consent": {"bitrix24": {"EXPORT": "fax/marketing"}}}  # type: ignore[index]
-    with pytest.raises(Exception, match=r"\[gdpr.crm_consent\] bitrix24.EXPORT: topic 'fax/marketing': channel"):
+    with pytest.raises(Exception, match=r"\[gdpr.crm_consent\] bitrix24.EXPORT: тема 'fax/marketing': канал"):
+        crm_consent.mapping(settings, "bitrix24")
+    with use_language("en"), pytest.raises(Exception, match=r"bitrix24.EXPORT: topic 'fax/marketing': channel"):
         crm_consent.mapping(settings, "bitrix24")
     assert [crm_consent.answer(v) for v in ("Y", "да", 1, True, "N", "нет", False, "", "maybe")] == [
         "granted", "granted", "granted", "granted", "withdrawn", "withdrawn", "withdrawn", None, None]

@@ -107,7 +107,7 @@ def test_after_hub_gdpr_erase_no_byte_of_the_person_is_left_in_the_folder(tmp_pa
     assert set(traces_in(everything)) == set(TRACES)  # the scan below does see them when they are there
 
     erased = hub_cmd(shop, "gdpr", "erase", cid)
-    assert f"Erased contact #{cid}" in erased and "reading the database" not in erased
+    assert f"Контакт №{cid} удалён" in erased and "читала базу данных" not in erased
 
     left = {str(p.relative_to(shop)): traces_in(p.read_bytes()) for p in shop.rglob("*") if p.is_file()}
     assert {name: found for name, found in left.items() if found} == {}
@@ -217,13 +217,13 @@ def test_erase_says_when_a_reader_keeps_the_old_pages_in_the_wal(sqlite_db: HubD
     try:
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM contacts").fetchone()  # a snapshot from before the erasure
-        result = CliRunner().invoke(cli, ["gdpr", "erase", str(cid)])
+        result = CliRunner().invoke(cli, ["gdpr", "erase", str(cid)], env={"HUB_LANGUAGE": "en"})
         assert result.exit_code == 0, result.output
         assert "Another program was reading the database" in result.output
         assert traces_in(wal.read_bytes())
     finally:
         reader.close()
     again = CliRunner().invoke(cli, ["gdpr", "erase", str(cid)])
-    assert "already erased" in again.output and "reading the database" not in again.output
+    assert "уже удалён" in again.output and "читала базу данных" not in again.output
     assert wal.stat().st_size == 0
     assert traces_in((wal.parent / "hub.db").read_bytes()) == []

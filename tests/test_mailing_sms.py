@@ -15,6 +15,7 @@ from sqlalchemy import select
 import plugins.mailing
 from hub import consent, messaging, sync
 from hub.config import SettingsError
+from hub.i18n import use_language
 from hub.models import Message
 from hub.records import ContactRecord
 from hub.message_templates import Template
@@ -115,7 +116,7 @@ def test_refused_credentials_stop_the_channel_without_suppressing_anyone(hub_db:
     settings = gateway_settings(hub_db)
     ids = [queue_sms(hub_db, settings, person(hub_db, f"+7916123456{i}"), key=f"k{i}") for i in range(3)]
     report = messaging.dispatch(hub_db.engine, settings)
-    assert report.errors == ["sms: the SMS gateway refused the credentials (HTTP 401)"]
+    assert report.errors == ["sms: SMS-шлюз не принял учётные данные (HTTP 401)"]
     assert len(responses.calls) == 1 and report.released == 3
     assert {row(hub_db, i).status for i in ids} == {"queued"}
 
@@ -164,7 +165,8 @@ def test_smsru_refusing_the_key_stops_the_channel(hub_db: HubDB, mailing) -> Non
                   json={"status": "ERROR", "status_code": 200, "status_text": f"Неправильный api_id {KEY}"})
     settings = replace(hub_db.settings, extra={"sms_provider": "smsru", "sms_api_key": KEY})
     queue_sms(hub_db, settings, person(hub_db))
-    report = messaging.dispatch(hub_db.engine, settings)
+    with use_language("en"):  # the channel's error in the reader's language (Russian by default)
+        report = messaging.dispatch(hub_db.engine, settings)
     assert report.errors == ["sms: SMS.ru refused the request: 200 Неправильный api_id ***"]
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 import plugins.mailing
 from hub import consent, links, messaging, queue, sync
+from hub.i18n import use_language
 from hub.models import Message
 from hub.records import ContactRecord
 from tests.conftest import HubDB
@@ -252,7 +253,7 @@ def test_a_server_that_is_down_leaves_the_messages_queued(hub_db: HubDB, mailing
     settings = smtp_settings(hub_db, free_port())
     queue_reactivation(hub_db, settings, [person(hub_db, "Анна", "anna@example.ru")])
     report = messaging.dispatch(hub_db.engine, settings)
-    assert report.released == 1 and report.errors[0].startswith("email: cannot reach smtp://127.0.0.1:")
+    assert report.released == 1 and report.errors[0].startswith("email: не удаётся связаться с smtp://127.0.0.1:")
     assert statuses(hub_db) == {"anna@example.ru": "queued"}
 
 
@@ -302,7 +303,8 @@ def test_starttls_and_login_then_delivery(hub_db: HubDB, mailing, tmp_path: Path
 
         wrong = replace(settings, extra={**settings.extra, "smtp_url": url.replace("p%40ss", "nope")})
         queue_reactivation(hub_db, wrong, [person(hub_db, "Олег", "oleg@example.ru")], prefix="c2")
-        report = messaging.dispatch(hub_db.engine, wrong)
+        with use_language("en"):
+            report = messaging.dispatch(hub_db.engine, wrong)
     assert report.released == 1 and len(report.errors) == 1
     assert f"smtp://shop@localhost:{port} refused the login: 535" in report.errors[0]
     assert "word" not in report.errors[0]  # the password never appears in an error
@@ -313,7 +315,7 @@ def test_starttls_required_but_not_offered_sends_nothing(hub_db: HubDB, mailing,
     settings = smtp_settings(hub_db, port, smtp_url=f"smtp://127.0.0.1:{port}?starttls=required")
     queue_reactivation(hub_db, settings, [person(hub_db, "Анна", "anna@example.ru")])
     report = messaging.dispatch(hub_db.engine, settings)
-    assert report.errors == [f"email: smtp://127.0.0.1:{port} does not offer STARTTLS and the URL requires it"]
+    assert report.errors == [f"email: smtp://127.0.0.1:{port} не предлагает STARTTLS, а адрес его требует"]
     assert box.received == []
 
 
@@ -326,7 +328,7 @@ def test_a_wrong_smtp_url_is_named_without_its_password(hub_db: HubDB, mailing, 
     from hub.config import SettingsError
     from plugins.mailing.email import SMTPConfig
 
-    with pytest.raises(SettingsError) as err:
+    with pytest.raises(SettingsError) as err, use_language("en"):
         SMTPConfig.from_settings(replace(hub_db.settings, extra={"smtp_url": url}))
     assert str(err.value).startswith(error) and "secret" not in str(err.value)
 
@@ -353,7 +355,9 @@ def test_a_campaign_from_the_command_line(hub_db: HubDB, mailing, mailbox, monke
 
     again = runner.invoke(cli, args)
     assert again.exit_code == 0, again.output
-    assert "0 messages queued, 3 already there from an earlier run" in again.output
+    assert "0 сообщений поставлено в очередь, 3 уже были там с прошлого запуска" in again.output
+    english = runner.invoke(cli, args, env={"HUB_LANGUAGE": "en"})
+    assert "0 messages queued, 3 already there from an earlier run" in english.output
     assert len(box.received) == 1
 
     listed = json.loads(runner.invoke(cli, ["messages", "list", "--json"]).output)
@@ -361,7 +365,7 @@ def test_a_campaign_from_the_command_line(hub_db: HubDB, mailing, mailbox, monke
         "anna@example.ru": "sent", "oleg@example.ru": "failed", "no@example.ru": "suppressed"}
     shown = runner.invoke(cli, ["messages", "show", str(listed[-1]["id"])])
     assert "LAVKA-15" in shown.output and "subject: Анна, мы скучаем" in shown.output
-    assert runner.invoke(cli, ["messages", "review"]).output.startswith("Nothing to review")
+    assert runner.invoke(cli, ["messages", "review"]).output.startswith("Проверять нечего")
     assert yes
 
 
@@ -381,12 +385,14 @@ def test_a_campaign_to_a_segment(hub_db: HubDB, mailing, mailbox, monkeypatch) -
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["created"] == 1
     assert [r.rcpt_tos for r in box.received] == [["anna@example.ru"]]
-    wrong = runner.invoke(cli, ["messages", "send", "welcome_email", "--segment", "subscriber"])
+    wrong = runner.invoke(cli, ["messages", "send", "welcome_email", "--segment", "subscriber"],
+                          env={"HUB_LANGUAGE": "en"})
     assert wrong.exit_code == 1
     assert wrong.output.strip() == ("Error: no segment named 'subscriber'; did you mean 'subscribers'? "
                                     "(see `hub segments list`)")
     both = runner.invoke(cli, ["messages", "send", "welcome_email", "--segment", "subscribers", "--all"])
-    assert both.exit_code == 2 and "give one of --contact ID (repeatable), --segment NAME or --all" in both.output
+    assert both.exit_code == 2 and "укажите одно из: --contact ID (можно несколько раз), --segment ИМЯ или --all" \
+        in both.output
 
 
 def test_dispatch_command_reports_a_server_that_is_down(hub_db: HubDB, mailing, monkeypatch) -> None:
@@ -398,7 +404,7 @@ def test_dispatch_command_reports_a_server_that_is_down(hub_db: HubDB, mailing, 
     out = CliRunner().invoke(cli, ["messages", "dispatch", "--json"])
     assert out.exit_code == 1
     report = json.loads(out.stdout)
-    assert report["released"] == 1 and "cannot reach smtp://user@127.0.0.1" in report["errors"][0]
+    assert report["released"] == 1 and "не удаётся связаться с smtp://user@127.0.0.1" in report["errors"][0]
     assert "hunter22" not in out.output
 
 
@@ -408,8 +414,8 @@ def test_a_setting_missing_at_send_time_is_one_error_and_the_messages_wait(hub_d
     queue_reactivation(hub_db, hub_db.settings, [person(hub_db, "Анна", "anna@example.ru")])
     out = CliRunner().invoke(cli, ["messages", "dispatch"])
     assert out.exit_code == 1
-    assert out.output.strip().splitlines()[-1] == ("Error: HUB_MAIL_FROM: not set; the address mail comes from, "
-                                                   "e.g. 'Shop <shop@example.ru>'")
+    assert out.output.strip().splitlines()[-1] == ("Ошибка: HUB_MAIL_FROM: не задан; это адрес, с которого приходят "
+                                                   "письма, например 'Shop <shop@example.ru>'")
     assert statuses(hub_db) == {"anna@example.ru": "queued"}  # put back, not stuck in `sending`
 
 

@@ -662,7 +662,7 @@ def test_review_and_resolve_from_the_command_line(hub_db: HubDB, channels) -> No
     with hub_db.engine.begin() as conn:  # a worker handed it to the channel and died long ago
         conn.execute(update(Message).values(status="sending", worker="host:7",
                                             claimed_at=utcnow() - messaging.SENDING_TIMEOUT - dt.timedelta(minutes=1)))
-    runner = CliRunner()
+    runner = CliRunner(env={"HUB_LANGUAGE": "en"})
     review = runner.invoke(cli, ["messages", "review", "--json"])
     assert review.exit_code == 0, review.output
     [doubt] = json.loads(review.output)

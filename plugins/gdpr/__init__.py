@@ -15,10 +15,16 @@ The consent ledger itself and the can-contact decision are the core's
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hub.api import hookimpl
 from plugins.gdpr import audit, erasure
+
+
+@hookimpl
+def register_translations(register: Callable[[Path], None]) -> None:
+    """The plugin's messages in Russian (translations/ru), found like any plugin's."""
+    register(Path(__file__).parent / "translations")
 
 
 @hookimpl
@@ -54,11 +60,12 @@ def register_schedules(register: Any, settings: Any) -> None:
     """The retention rules apply themselves every day, so nobody has to remember to run them."""
     import datetime as dt
 
-    from hub.api import Schedule
+    from hub.api import N_, Schedule
     from plugins.gdpr import retention
 
+    # Marked for the catalog: whoever lists the schedules shows it in the reader's language.
     register("gdpr-retention", Schedule(dt.timedelta(days=1), retention.scheduled,
-                                        "apply the retention rules ([gdpr.retention])"))
+                                        N_("apply the retention rules ([gdpr.retention])")))
 
 
 @hookimpl

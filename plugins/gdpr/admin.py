@@ -10,7 +10,7 @@ register_admin_pages like any plugin's page.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
@@ -21,27 +21,37 @@ from wtforms.validators import DataRequired
 # not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; erasure and public
 # sign-up work on identities, placeholders and merges
 from hub import consent, identity
-from hub.api import ActionForm, AdminPage, Contact, actor, allow, contact_card, current_settings, engine
+from hub.api import (N_, ActionForm, AdminPage, Contact, actor, allow, contact_card, current_settings, engine,
+                     format_number, gettext as _, lazy_gettext, ngettext)
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
 from hub.models import ConsentEvent
 from plugins.gdpr import erasure, export
+from plugins.gdpr.topics import channel_label, purpose_label
 
 bp = Blueprint("gdpr", __name__, url_prefix="/gdpr", template_folder="admin_templates")
 
-PAGE = AdminPage(bp, "gdpr.index", {"ru": "GDPR и согласия", "en": "GDPR"}, order=70, read_role="viewer",
+PAGE = AdminPage(bp, "gdpr.index", N_("GDPR and consent"), order=70, read_role="viewer",
                  write_role="admin")
 
 events_t = ConsentEvent.__table__
 contacts_t = Contact.__table__
 LIMIT = 200
 CONFIRM_WORD = "ERASE"
+# A consent answer as the page names it (the ledger and the filter keep the status itself).
+STATUS_LABELS = {"granted": N_("Granted"), "withdrawn": N_("Withdrawn"), "pending": N_("Pending confirmation")}
+
+
+def status_label(status: str) -> str:
+    return _(STATUS_LABELS[status]) if status in STATUS_LABELS else status
 
 
 class ConfirmForm(FlaskForm):
     """For what cannot be undone: the person types a word to confirm."""
 
-    confirm = StringField(f"Type {CONFIRM_WORD} to confirm",
-                          validators=[DataRequired(f"Type {CONFIRM_WORD} to confirm.")])
+    # Translated when the form is shown, in the reader's language.
+    confirm = StringField(cast(str, lazy_gettext("Type %(word)s to confirm", word=CONFIRM_WORD)),
+                          validators=[DataRequired(cast(str, lazy_gettext("Type %(word)s to confirm.",
+                                                                          word=CONFIRM_WORD)))])
 
 
 def consent_log(conn: Connection, *, contact_id: int | None = None, channel: str | None = None,
@@ -72,17 +82,20 @@ def index() -> Any:
     status = request.args.get("status") or None
     error = None
     if raw.strip() and contact_id is None:
-        error = f"{raw.strip()!r} is not a contact number"
+        error = _("%(text)r is not a contact number", text=raw.strip())
     if channel and channel not in consent.channels(settings):
-        error, channel = f"channel {channel!r} is not one of: {', '.join(consent.channels(settings))}", None
+        error, channel = _("channel %(channel)r is not one of: %(known)s", channel=channel,
+                           known=", ".join(consent.channels(settings))), None
     if status and status not in consent.STATUSES:
-        error, status = f"status {status!r} is not one of: {', '.join(consent.STATUSES)}", None
+        error, status = _("status %(status)r is not one of: %(known)s", status=status,
+                          known=", ".join(consent.STATUSES)), None
     with engine().connect() as conn:
         rows = consent_log(conn, contact_id=contact_id, channel=channel, status=status)
         totals = consent.counts_by_status(conn)
     return render_template("gdpr/index.html", rows=rows, totals=totals, contact=raw.strip(), channel=channel or "",
                            status=status or "", channels=consent.channels(settings), statuses=consent.STATUSES,
-                           error=error)
+                           error=error, channel_label=lambda c: channel_label(settings, c),
+                           purpose_label=lambda p: purpose_label(settings, p), status_label=status_label)
 
 
 @bp.get("/person")
@@ -92,13 +105,14 @@ def person() -> Any:
     raw = request.args.get("contact", "")
     contact_id = _contact_number(raw)
     if contact_id is None:
-        flash(f"{raw.strip()!r} is not a contact number." if raw.strip() else "Enter a contact number.", "error")
+        flash(_("%(text)r is not a contact number.", text=raw.strip()) if raw.strip() else _("Enter a contact number."),
+              "error")
         return redirect(url_for("gdpr.index"))
     with engine().connect() as conn:
         card = contact_card(conn, contact_id)
         erased = identity.is_erased(conn, contact_id)
     if card is None and not erased:
-        flash(f"No contact with id {contact_id}.", "error")
+        flash(_("No contact with id %(id)s.", id=contact_id), "error")
         return redirect(url_for("gdpr.index"))
     return render_template("gdpr/person.html", contact_id=contact_id, c=card, erased=erased,
                            export_form=ActionForm(), erase_form=ConfirmForm(), word=CONFIRM_WORD)
@@ -113,7 +127,7 @@ def export_file(contact_id: int) -> Any:
     try:
         data = export.export(engine(), current_settings(), contact_id, actor=actor())
     except ValueError as exc:
-        flash(f"Export refused: {exc}", "error")
+        flash(_("Export refused: %(reason)s", reason=exc), "error")
         return redirect(url_for("gdpr.index"))
     body = json.dumps(data, ensure_ascii=False, default=str, indent=2)
     return Response(body, mimetype="application/json", headers={
@@ -126,17 +140,21 @@ def erase(contact_id: int) -> Any:
     form = ConfirmForm()
     back = redirect(url_for("gdpr.person", contact=contact_id))
     if not form.validate() or (form.confirm.data or "").strip() != CONFIRM_WORD:
-        flash(f"Not erased: type {CONFIRM_WORD} in capitals to confirm.", "error")
+        flash(_("Not erased: type %(word)s in capitals to confirm.", word=CONFIRM_WORD), "error")
         return back
     try:
         report = erasure.erase(engine(), current_settings(), contact_id, actor=actor())
     except ValueError as exc:
-        flash(f"Not erased: {exc}", "error")
+        flash(_("Not erased: %(reason)s", reason=exc), "error")
         return back
     if report.already_erased:
-        flash(f"Contact #{contact_id} was erased already; nothing more to remove.", "ok")
+        flash(_("Contact #%(id)s was erased already; nothing more to remove.", id=contact_id), "ok")
     else:
         removed = sum(report.removed.values())
-        flash(f"Erased contact #{contact_id}: {removed} records removed or blanked, {report.suppressed} addresses "
-              "suppressed so the person is never contacted again.", "ok")
+        records = ngettext("%(num)s record removed or blanked", "%(num)s records removed or blanked", removed,
+                           num=format_number(removed))
+        addresses = ngettext("%(num)s address suppressed", "%(num)s addresses suppressed", report.suppressed,
+                             num=format_number(report.suppressed))
+        flash(_("Erased contact #%(id)s: %(records)s, %(addresses)s so the person is never contacted again.",
+                id=contact_id, records=records, addresses=addresses), "ok")
     return back

@@ -8,7 +8,8 @@ from typing import Any, Callable
 
 import click
 
-from hub.api import App, SettingsError, emit_json, pass_app, stderr
+from hub.api import (App, SettingsError, emit_json, format_date, format_number, gettext as _, ngettext, pass_app,
+                     stderr)
 from plugins.gdpr import erasure, export, retention
 
 
@@ -23,6 +24,26 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
+
+
+# What erasure removed, by kind (erasure's report keys), as counted things in the reader's language.
+REMOVED: dict[str, Callable[[int], str]] = {
+    "identities": lambda n: ngettext("%(num)s phone or email", "%(num)s phones and emails", n,
+                                     num=format_number(n)),
+    "external_refs": lambda n: ngettext("%(num)s CRM reference", "%(num)s CRM references", n,
+                                        num=format_number(n)),
+    "consent_events": lambda n: ngettext("%(num)s consent event", "%(num)s consent events", n,
+                                         num=format_number(n)),
+    "consent_requests": lambda n: ngettext("%(num)s signup request", "%(num)s signup requests", n,
+                                           num=format_number(n)),
+    "messages": lambda n: ngettext("%(num)s message", "%(num)s messages", n, num=format_number(n)),
+    "orders": lambda n: ngettext("%(num)s order", "%(num)s orders", n, num=format_number(n)),
+    "merges": lambda n: ngettext("%(num)s merge", "%(num)s merges", n, num=format_number(n)),
+}
+
+
+def _removed(kind: str, n: int) -> str:
+    return REMOVED[kind](n) if kind in REMOVED else f"{format_number(n)} {kind.replace('_', ' ')}"
 
 
 @click.group("gdpr")
@@ -42,17 +63,19 @@ def export_cmd(app: App, contact_id: int, as_json: bool, csv_dir: Path | None) -
     data = export.export(app.ready_engine(), app.settings, contact_id)
     if csv_dir is not None:
         written = export.write_csv_bundle(data, csv_dir)
-        stderr.print(f"Wrote {len(written)} files to {csv_dir}")
+        stderr.print(ngettext("Wrote %(num)s file to %(folder)s", "Wrote %(num)s files to %(folder)s", len(written),
+                              num=format_number(len(written)), folder=csv_dir), markup=False, highlight=False)
     if as_json:
         emit_json(data)
         return
-    click.echo(f"Export of contact #{contact_id}{' (erased)' if data['erased'] else ''}:")
+    click.echo(_("Export of contact #%(id)s (erased):", id=contact_id) if data["erased"]
+               else _("Export of contact #%(id)s:", id=contact_id))
     for name, section in data.items():
         if isinstance(section, list):
-            click.echo(f"  {name:<18} {len(section)}")
+            click.echo(f"  {name:<18} {format_number(len(section))}")
     if csv_dir is None:
-        click.echo("The whole export: hub gdpr export "
-                   f"{contact_id} --json > contact-{contact_id}.json, or --csv FOLDER for spreadsheets.")
+        click.echo(_("The whole export: hub gdpr export %(id)s --json > contact-%(id)s.json, or --csv FOLDER for "
+                     "spreadsheets.", id=contact_id))
 
 
 @gdpr_group.command("erase")
@@ -70,17 +93,22 @@ def erase_cmd(app: App, contact_id: int, delete_in_crm: bool, as_json: bool) -> 
         emit_json(report.as_dict())
         return
     if report.already_erased and not any(report.removed.values()):
-        click.echo(f"Contact #{contact_id} was already erased; nothing of theirs is left.")
+        click.echo(_("Contact #%(id)s was already erased; nothing of theirs is left.", id=contact_id))
     else:
-        removed = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in report.removed.items() if n)
-        click.echo(f"Erased contact #{contact_id}: {removed or 'nothing but the name'}.")
-        click.echo(f"{report.suppressed} phones and emails suppressed; {report.tombstone_keys} keys keep later "
-                   "syncs and imports from bringing them back.")
+        removed = ", ".join(_removed(kind, n) for kind, n in report.removed.items() if n)
+        click.echo(_("Erased contact #%(id)s: %(removed)s.", id=contact_id,
+                     removed=removed or _("nothing but the name")))
+        suppressed = ngettext("%(num)s phone or email suppressed", "%(num)s phones and emails suppressed",
+                              report.suppressed, num=format_number(report.suppressed))
+        keys = ngettext("%(num)s key keeps later syncs and imports from bringing them back.",
+                        "%(num)s keys keep later syncs and imports from bringing them back.",
+                        report.tombstone_keys, num=format_number(report.tombstone_keys))
+        click.echo(f"{suppressed}; {keys}")
     for item in report.sources:
         click.echo(f"  {item['source']} {item['external_id']}: {item['result']}")
     if not report.storage_clean:
-        click.echo("Another program was reading the database, so SQLite still keeps the old pages in its -wal "
-                   "file; they go at its next checkpoint, or run this command again when it has stopped.")
+        click.echo(_("Another program was reading the database, so SQLite still keeps the old pages in its -wal "
+                     "file; they go at its next checkpoint, or run this command again when it has stopped."))
 
 
 @gdpr_group.command("retention")
@@ -94,13 +122,16 @@ def retention_cmd(app: App, dry_run: bool, as_json: bool) -> None:
     if as_json:
         emit_json(report.as_dict())
         return
-    lines = [("messages", "messages anonymized"), ("sync_runs", "sync runs deleted"),
-             ("merge_snapshots", "merge snapshots cleared"), ("consent_requests", "signup requests deleted"),
-             ("inactive_contacts", "inactive contacts anonymized")]
-    click.echo("Retention, dry run: nothing was changed." if dry_run else "Retention:")
+    lines = [("messages", _("messages anonymized")), ("sync_runs", _("sync runs deleted")),
+             ("merge_snapshots", _("merge snapshots cleared")), ("consent_requests", _("signup requests deleted")),
+             ("inactive_contacts", _("inactive contacts anonymized"))]
+    click.echo(_("Retention, dry run: nothing was changed.") if dry_run else _("Retention:"))
+    width = max(len(text) for _key, text in lines) + 2
     for key, text in lines:
         cutoff = report.cutoffs.get(key)
         if cutoff is None:
-            click.echo(f"  {text + ':':<31} off")
+            off = _("off")
+            click.echo(f"  {text + ':':<{width}} {off:>6}")
         else:
-            click.echo(f"  {text + ':':<31} {getattr(report, key):>6}  (older than {cutoff[:10]})")
+            click.echo(f"  {text + ':':<{width}} {format_number(getattr(report, key)):>6}  "
+                       + _("(older than %(date)s)", date=format_date(cutoff[:10])))

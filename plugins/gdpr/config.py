@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hub.api import Settings, SettingsError
+from hub.api import Settings, SettingsError, gettext as _
 from plugins.gdpr import topics
 from plugins.gdpr.topics import Topic, TopicError
 
@@ -30,7 +30,7 @@ def table(settings: Settings, *path: str) -> Mapping[str, Any]:
     if found is None:
         return {}
     if not isinstance(found, Mapping):
-        raise SettingsError(f"[{'.'.join(('gdpr',) + path)}] in hub.toml must be a table")
+        raise SettingsError(_("[%(table)s] in hub.toml must be a table", table=".".join(("gdpr",) + path)))
     return found
 
 
@@ -51,7 +51,7 @@ def names(raw: Any, setting: str) -> tuple[str, ...]:
     elif isinstance(raw, (list, tuple)):
         items = [str(i) for i in raw]
     else:
-        raise SettingsError(f"{setting}: give a list, e.g. [\"https://shop.example.ru\"]")
+        raise SettingsError(_('%(setting)s: give a list, e.g. ["https://shop.example.ru"]', setting=setting))
     return tuple(i.strip() for i in items if i.strip())
 
 
@@ -62,7 +62,7 @@ def api_key(settings: Settings) -> str | None:
         return None
     key = str(key).strip()
     if len(key) < 16:
-        raise SettingsError("[gdpr] api_key (HUB_GDPR_API_KEY): too short; use at least 16 characters")
+        raise SettingsError(_("[gdpr] api_key (HUB_GDPR_API_KEY): too short; use at least 16 characters"))
     return key
 
 
@@ -72,7 +72,8 @@ def form_origins(settings: Settings) -> tuple[str, ...]:
     for origin in names(value(settings, "form_origins"), "[gdpr] form_origins (HUB_GDPR_FORM_ORIGINS)"):
         origin = origin.rstrip("/").lower()
         if not origin.startswith(("http://", "https://")) or "/" in origin.split("://", 1)[1]:
-            raise SettingsError(f"[gdpr] form_origins: {origin!r} is not an origin like https://shop.example.ru")
+            raise SettingsError(_("[gdpr] form_origins: %(origin)r is not an origin like https://shop.example.ru",
+                                  origin=origin))
         out.append(origin)
     return tuple(out)
 
@@ -112,14 +113,14 @@ def forms(settings: Settings) -> dict[str, Form]:
     for name, raw in table(settings, "forms").items():
         where = f"[gdpr.forms.{name}]"
         if not isinstance(raw, Mapping):
-            raise SettingsError(f"{where} in hub.toml must be a table")
+            raise SettingsError(_("%(where)s in hub.toml must be a table", where=where))
         try:
             offered = _provable(topics.parse_many(settings, names(raw.get("topics"), f"{where} topics")))
         except TopicError as exc:
             raise SettingsError(f"{where} topics: {exc}") from None
         thanks = raw.get("thanks_url")
         if thanks is not None and not str(thanks).startswith(("http://", "https://")):
-            raise SettingsError(f"{where} thanks_url: {thanks!r} is not an http(s) URL")
+            raise SettingsError(_("%(where)s thanks_url: %(url)r is not an http(s) URL", where=where, url=thanks))
         out[str(name)] = Form(
             name=str(name),
             topics=offered or _provable(topics.every(settings)),

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import Connection, Engine, delete, func, or_, select, update
 
 from hub.api import (Contact, ContactIdentity, ExternalRef, Message, Order, OrderRecord, Settings, chunks, insert_for,
-                     utcnow)
+                     gettext, utcnow)
 # not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; erasure and public
 # sign-up work on identities, placeholders and merges
 from hub import consent, identity
@@ -137,8 +137,9 @@ def _erase(conn: Connection, settings: Settings, contact_id: int, *, actor: str,
         survivor = conn.execute(select(merges_t.c.survivor_id).where(merges_t.c.merged_id == contact_id)
                                 .order_by(merges_t.c.id.desc())).scalar()
         if survivor is not None:
-            raise ErasureError(f"contact #{contact_id} was merged into #{survivor}; erase #{survivor}")
-        raise ErasureError(f"no contact with id {contact_id}")
+            raise ErasureError(gettext("contact #%(id)s was merged into #%(survivor)s; erase #%(survivor)s",
+                                       id=contact_id, survivor=survivor))
+        raise ErasureError(gettext("no contact with id %(id)s", id=contact_id))
     erasure_id = conn.execute(select(erasures_t.c.id).where(erasures_t.c.contact_id == contact_id)).scalar_one()
     report = ErasureReport(contact_id, already_erased=not inserted)
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table, inspect, or_, select
 # not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; the export writes
 # spreadsheet-safe CSV like the core's exports
 from hub import consent, csvsafe
-from hub.api import Contact, ContactIdentity, ExternalRef, Message, Order, Settings, utcnow
+from hub.api import Contact, ContactIdentity, ExternalRef, Message, Order, Settings, gettext, utcnow
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
 from hub.models import ContactMerge, Erasure, LeadScore, Segment, SegmentMember
 from plugins.gdpr import audit
@@ -52,7 +52,7 @@ def collect(conn: Connection, contact_id: int) -> dict[str, Any]:
     """The export as a JSON-ready dict (reading only)."""
     contact = conn.execute(select(Contact.__table__).where(Contact.id == contact_id)).first()
     if contact is None:
-        raise ExportError(f"no contact with id {contact_id}")
+        raise ExportError(gettext("no contact with id %(id)s", id=contact_id))
     erased = conn.execute(select(Erasure.__table__).where(Erasure.contact_id == contact_id)).first()
     segments = conn.execute(select(Segment.name, SegmentMember.entered_at)
                             .join(SegmentMember, SegmentMember.segment_id == Segment.id)

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, upda
 
 # not in hub.api on purpose: erasure and public sign-up work on identities, placeholders and merges
 from hub import identity
-from hub.api import Contact, Message, Settings, SettingsError, chunks, utcnow
+from hub.api import Contact, Message, Settings, SettingsError, chunks, gettext, utcnow
 # not in hub.api on purpose: erasure forgets rows the way the core does (forget_deleted)
 from hub.db import forget_deleted
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
@@ -75,7 +75,8 @@ def ages(settings: Settings) -> dict[str, int | None]:
     own = config.table(settings, "retention")
     unknown = sorted(set(own) - set(DEFAULTS))
     if unknown:
-        raise SettingsError(f"[gdpr.retention]: unknown setting {unknown[0]!r}; known: {', '.join(DEFAULTS)}")
+        raise SettingsError(gettext("[gdpr.retention]: unknown setting %(name)r; known: %(known)s", name=unknown[0],
+                              known=", ".join(DEFAULTS)))
     out: dict[str, int | None] = {}
     for name, default in DEFAULTS.items():
         raw = own.get(name, default)
@@ -85,13 +86,14 @@ def ages(settings: Settings) -> dict[str, int | None]:
         try:
             days = int(str(raw).strip())
         except ValueError:
-            raise SettingsError(f"[gdpr.retention] {name}: {raw!r} is not a number of days (or \"off\")") from None
+            raise SettingsError(gettext('[gdpr.retention] %(name)s: %(value)r is not a number of days (or "off")',
+                                  name=name, value=raw)) from None
         if days < 0:
-            raise SettingsError(f"[gdpr.retention] {name}: {days} is negative")
+            raise SettingsError(gettext("[gdpr.retention] %(name)s: %(days)s is negative", name=name, days=days))
         out[name] = days
     if out["consent_requests_days"] is not None and out["consent_requests_days"] < 8:
-        raise SettingsError("[gdpr.retention] consent_requests_days: keep them at least 8 days, "
-                            "longer than a confirmation link lives")
+        raise SettingsError(gettext("[gdpr.retention] consent_requests_days: keep them at least 8 days, longer than a "
+                              "confirmation link lives"))
     return out
 
 

@@ -11,8 +11,9 @@
     POST /consent/form       signups from that form or from a site listed in [gdpr] form_origins
     POST /api/consent        signups as JSON from a site's backend, with the API key
 
-Pages are plain HTML in Russian (autoescaped templates, one small stylesheet,
-readable on a phone). A bad, expired or used link gets a page that says so,
+Pages are plain HTML in the shop's language (HUB_LANGUAGE: Russian unless the
+shop chose English; autoescaped templates, one small stylesheet, readable on a
+phone). A bad, expired or used link gets a page that says so,
 never a traceback. The work behind each page lives in capture.py and
 preferences.py; this module only reads requests and picks pages.
 """
@@ -31,7 +32,8 @@ from werkzeug.wrappers import Response
 
 # not in hub.api on purpose: the plugin serves the signed links' routes, so it reads the tokens the core makes
 from hub import links
-from hub.api import SettingsError, company, current_settings, enqueue, get_engine
+from hub.api import (SettingsError, company, current_language, current_settings, enqueue, get_engine, gettext as _,
+                     lazy_gettext)
 # not in hub.api on purpose: the double opt-in letter, and previews of the public pages
 from hub.message_templates import PREVIEW_TOKEN
 from plugins.gdpr import capture, config, csrf, preferences
@@ -45,12 +47,12 @@ bp.after_request(csrf.set_cookie)
 ONE_CLICK = "One-Click"
 # What the HTML form says about each field the signup check can complain about.
 FIELD_MESSAGES = {
-    "email": "Укажите адрес электронной почты полностью, например anna@example.ru.",
-    "phone": "Не удалось прочитать номер телефона; проверьте его или оставьте поле пустым.",
-    "topics": "Выберите хотя бы одну рассылку.",
-    "form_id": "Эта форма не настроена; сообщите об этом владельцу сайта.",
-    "channel": "Через эту форму можно подписать только адрес электронной почты: согласие на SMS и звонки "
-               "так не принимается.",
+    "email": lazy_gettext("Enter the whole email address, for example anna@example.ru."),
+    "phone": lazy_gettext("The phone number could not be read; check it or leave the field empty."),
+    "topics": lazy_gettext("Choose at least one mailing."),
+    "form_id": lazy_gettext("This form is not set up; please tell the site's owner."),
+    "channel": lazy_gettext("This form can only subscribe an email address: consent to SMS and calls is not "
+                            "taken this way."),
 }
 
 
@@ -64,7 +66,8 @@ def _client() -> dict[str, str | None]:
 
 def _page(name: str, status: int = 200, **context: Any) -> tuple[str, int]:
     settings = current_settings()
-    return render_template(f"gdpr_public/{name}.html", company=company(settings), **context), status
+    return render_template(f"gdpr_public/{name}.html", company=company(settings), lang=current_language(),
+                           **context), status
 
 
 def _message(title: str, text: str, status: int, **context: Any) -> tuple[str, int]:
@@ -73,16 +76,21 @@ def _message(title: str, text: str, status: int, **context: Any) -> tuple[str, i
 
 def _bad_link(exc: links.LinkError) -> tuple[str, int]:
     if isinstance(exc, links.LinkExpired):
-        return _message("Срок действия ссылки истёк",
-                        "Ссылка для подтверждения действует 7 дней. Подпишитесь ещё раз, и мы пришлём новую.", 410)
-    return _message("Ссылка не работает",
-                    "Похоже, ссылка скопирована не полностью. Откройте её из письма ещё раз.", 404)
+        return _message(_("The link has expired"),
+                        _("A confirmation link works for 7 days. Sign up again and we will send a new one."), 410)
+    return _broken_link()
+
+
+def _broken_link() -> tuple[str, int]:
+    return _message(_("The link does not work"),
+                    _("It looks like the link was not copied whole. Open it from the email again."), 404)
 
 
 def _gone() -> tuple[str, int]:
     # A link to someone erased (or merged into someone erased): nothing is held, so nothing can change.
-    return _message("Ссылка больше не действует",
-                    "Мы не храним о вас никаких данных: ваших данных у нас больше нет, и писать вам мы не будем.", 410)
+    return _message(_("The link no longer works"),
+                    _("We hold no data about you: your data is no longer with us, and we will not write to you."),
+                    410)
 
 
 def _person(target: links.LinkTarget) -> links.LinkTarget | None:
@@ -92,7 +100,8 @@ def _person(target: links.LinkTarget) -> links.LinkTarget | None:
 
 
 def _stale_form() -> tuple[str, int]:
-    return _message("Форма устарела", "Откройте ссылку из письма ещё раз и повторите действие.", 400)
+    return _message(_("The form is out of date"), _("Open the link from the email again and repeat the action."),
+                    400)
 
 
 # --- links from a preview, and paths that are no link at all --------------------------------
@@ -102,9 +111,9 @@ def _stale_form() -> tuple[str, int]:
 @bp.get(f"/confirm/{PREVIEW_TOKEN}")
 def preview_link() -> Any:
     # Previews carry these instead of a person's signed link, so nothing can be changed through them.
-    return _message("Это ссылка из предпросмотра",
-                    "Такая ссылка бывает только в предпросмотре письма. В настоящем письме здесь будет личная "
-                    "ссылка получателя.", 200)
+    return _message(_("This is a link from a preview"),
+                    _("Such a link only appears in a preview of a letter. In a real letter, the recipient's own "
+                      "link will be here."), 200)
 
 
 @bp.route("/u/", methods=["GET", "POST"])
@@ -116,9 +125,8 @@ def preview_link() -> Any:
 @bp.route("/consent/", methods=["GET", "POST"])
 @bp.route("/consent/<path:rest>", methods=["GET", "POST"])
 def no_such_link(rest: str = "") -> Any:
-    # A link cut short or with a stray slash: the customer's page in Russian, not the admin's 404.
-    return _message("Ссылка не работает",
-                    "Похоже, ссылка скопирована не полностью. Откройте её из письма ещё раз.", 404)
+    # A link cut short or with a stray slash: the customer's page in the shop's language, not the admin's 404.
+    return _broken_link()
 
 
 # --- one-click unsubscribe ------------------------------------------------------------------
@@ -200,7 +208,8 @@ def preferences_save(token: str) -> Any:
         return _stale_form()
     if request.form.get("action") == "unsubscribe_all":
         changes = preferences.unsubscribe_all(_engine(), settings, target.contact_id, **_client())
-        notice = "Вы отписаны от всех рассылок." if changes else "Вы и так не получаете рассылок."
+        notice = _("You are unsubscribed from all mailings.") if changes else _("You were not receiving any "
+                                                                                "mailings anyway.")
         return _preferences_page(token, target.contact_id, notice)
     chosen = set()
     for value in request.form.getlist("topic"):
@@ -209,7 +218,7 @@ def preferences_save(token: str) -> Any:
         except TopicError:
             continue  # a topic removed from the settings since the page was shown
     changes = preferences.save(_engine(), settings, target.contact_id, chosen, **_client())
-    return _preferences_page(token, target.contact_id, "Настройки сохранены." if changes else "Изменений нет.")
+    return _preferences_page(token, target.contact_id, _("Settings saved.") if changes else _("Nothing changed."))
 
 
 # --- double opt-in confirmation -------------------------------------------------------------
@@ -246,9 +255,10 @@ def _confirm_result(result: capture.Confirmation, *, button: bool, token: str, j
         return _gone()
     if result.status == "unsent":
         # Made somewhere other than a letter to the person (e.g. a preview): only the person's own link confirms.
-        return _message("Ссылка не работает",
-                        "Эта ссылка не была отправлена вам в письме, поэтому подтвердить ею подписку нельзя. "
-                        "Подтвердить подписку можно только по ссылке из письма, которое пришло на ваш адрес.", 404)
+        return _message(_("The link does not work"),
+                        _("This link was not sent to you in an email, so it cannot confirm a subscription. A "
+                          "subscription can only be confirmed by the link from the email that came to your address."),
+                        404)
     names, processing = [], False
     for text in result.topics:
         try:
@@ -297,7 +307,7 @@ def signup_page() -> Any:
     form_id = request.args.get("form") or config.DEFAULT_FORM
     form = config.forms(settings).get(form_id)
     if form is None:
-        return _message("Форма не найдена", "Такой формы подписки нет. Проверьте адрес страницы.", 404)
+        return _message(_("Form not found"), _("There is no such signup form. Check the page's address."), 404)
     return _signup_page(form, {})
 
 
@@ -325,14 +335,14 @@ def signup() -> Any:
     trusted = csrf.valid(f"form:{form_id}") or (_origin() or "") in config.form_origins(settings)
     if not trusted:
         log.warning("signup refused: posted from %s, which is not in [gdpr] form_origins", _origin() or "no origin")
-        return _message("Форма не принята",
-                        "Эта форма отправлена с сайта, которому мы не доверяем. Владельцу сайта: добавьте адрес "
-                        "сайта в настройку [gdpr] form_origins.", 403)
+        return _message(_("Form not accepted"),
+                        _("This form was sent from a site we do not trust. To the site's owner: add the site's "
+                          "address to the [gdpr] form_origins setting."), 403)
     try:
         signup = capture.read_signup(settings, data, source=capture.FORM, **_client())
     except capture.SignupError as exc:
         form = config.forms(settings).get(form_id) or config.forms(settings)[config.DEFAULT_FORM]
-        problems = list(dict.fromkeys(FIELD_MESSAGES.get(f, m) for f, m in exc.problems))
+        problems = list(dict.fromkeys(str(FIELD_MESSAGES.get(f, m)) for f, m in exc.problems))
         return _signup_page(form, data, problems, 400)
     return _after_signup(signup, html=True)
 
@@ -369,16 +379,16 @@ def _after_signup(signup: capture.Signup, *, html: bool) -> Any:
     except capture.SignupUnavailable as exc:
         log.error("signup from form %s failed: %s", signup.form.name, exc)
         if html:
-            return _message("Подписка временно недоступна", "Попробуйте, пожалуйста, позже.", 503)
+            return _message(_("Signing up is unavailable for now"), _("Please try again later."), 503)
         return {"error": str(exc)}, 503
     if result.new_letter and result.message_id is not None:
         enqueue(settings, capture.send_confirmation, result.message_id, background=True,
                       job_id=f"consent-confirmation-{result.message_id}")
     if result.status == "limited":
         if html:
-            return _message("Письмо уже в пути",
-                            "Мы недавно отправили письмо для подтверждения на этот адрес. Проверьте почту, в том "
-                            "числе папку «Спам», или попробуйте ещё раз через час.", 200)
+            return _message(_("The email is on its way"),
+                            _("We recently sent a confirmation email to this address. Check your mail, including "
+                              "the Spam folder, or try again in an hour."), 200)
         return {"status": "limited",
                 "error": "too many confirmation letters for this address or client lately; try again later"}, 429
     if not html:
@@ -397,12 +407,13 @@ def _after_signup(signup: capture.Signup, *, html: bool) -> Any:
 
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(exc: RequestEntityTooLarge) -> tuple[str, int]:
-    return _message("Форма слишком большая",
-                    "Отправленные данные слишком велики. Проверьте, что в поля введено только нужное, "
-                    "и отправьте форму ещё раз.", 413)
+    return _message(_("The form is too large"),
+                    _("The data sent is too large. Check that the fields hold only what is needed, and send the "
+                      "form again."), 413)
 
 
 @bp.errorhandler(SettingsError)
 def _settings_error(exc: SettingsError) -> Response | tuple[str, int]:
     log.error("gdpr public page: %s", exc)
-    return _message("Страница временно недоступна", "Мы уже знаем о проблеме. Попробуйте, пожалуйста, позже.", 500)
+    return _message(_("The page is unavailable for now"), _("We already know about the problem. Please try again "
+                                                              "later."), 500)

@@ -3,9 +3,10 @@
 The consent ledger keys every answer by (channel, purpose); forms, the
 preference centre and the CRM mapping all speak of topics written
 "channel/purpose", and a bare purpose means email ("news" is "email/news"),
-the channel a signup is confirmed by. Labels are Russian by default, since the
-people reading the public pages are Russian customers; `[gdpr.labels]`
-renames any channel or purpose (or names one the defaults do not know).
+the channel a signup is confirmed by. Labels are written in English and shown
+in the reader's language (Russian by default, since the people reading the
+public pages are Russian customers); `[gdpr.labels]` renames any channel or
+purpose (or names one the defaults do not know), in the shop's own words.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from hub.api import Settings, consent_channels, consent_purposes
+from hub.api import N_, Settings, consent_channels, consent_purposes, gettext
 
 PROCESSING = "processing"
 DEFAULT_CHANNEL = "email"
 
-CHANNEL_LABELS = {"email": "Email", "sms": "SMS", "phone": "Звонки"}
+CHANNEL_LABELS = {"email": N_("Email"), "sms": N_("SMS"), "phone": N_("Calls")}
 PURPOSE_LABELS = {
-    "processing": "Обработка персональных данных",
-    "marketing": "Акции и специальные предложения",
-    "surveys": "Опросы",
-    "news": "Новости",
+    "processing": N_("Personal data processing"),
+    "marketing": N_("Offers and special deals"),
+    "surveys": N_("Surveys"),
+    "news": N_("News"),
 }
 
 
@@ -48,9 +49,11 @@ def parse(settings: Settings, text: str) -> Topic:
         channel, purpose = DEFAULT_CHANNEL, raw
     channels, purposes = consent_channels(settings), consent_purposes(settings)
     if channel not in channels:
-        raise TopicError(f"topic {text!r}: channel {channel!r} is not one of: {', '.join(channels)}")
+        raise TopicError(gettext("topic %(topic)r: channel %(channel)r is not one of: %(known)s",
+                                 topic=text, channel=channel, known=", ".join(channels)))
     if purpose not in purposes:
-        raise TopicError(f"topic {text!r}: purpose {purpose!r} is not one of: {', '.join(purposes)}")
+        raise TopicError(gettext("topic %(topic)r: purpose %(purpose)r is not one of: %(known)s",
+                                 topic=text, purpose=purpose, known=", ".join(purposes)))
     return Topic(channel, purpose)
 
 
@@ -71,13 +74,18 @@ def _labels(settings: Settings) -> dict[str, str]:
 
 
 def channel_label(settings: Settings, channel: str) -> str:
-    return _labels(settings).get(channel) or CHANNEL_LABELS.get(channel, channel)
+    """A channel's name in the reader's language (the shop's own from [gdpr.labels] as written)."""
+    own = _labels(settings).get(channel)
+    return own or (gettext(CHANNEL_LABELS[channel]) if channel in CHANNEL_LABELS else channel)
 
 
 def purpose_label(settings: Settings, purpose: str) -> str:
-    return _labels(settings).get(purpose) or PURPOSE_LABELS.get(purpose, purpose)
+    """A purpose's name in the reader's language (the shop's own from [gdpr.labels] as written)."""
+    own = _labels(settings).get(purpose)
+    return own or (gettext(PURPOSE_LABELS[purpose]) if purpose in PURPOSE_LABELS else purpose)
 
 
 def label(settings: Settings, topic: Topic) -> str:
-    """How a page names a topic: «Новости» (Email)."""
-    return f"«{purpose_label(settings, topic.purpose)}» ({channel_label(settings, topic.channel)})"
+    """How a page names a topic: «Новости» (Email), “News” (Email) in English."""
+    return gettext("“%(purpose)s” (%(channel)s)", purpose=purpose_label(settings, topic.purpose),
+                   channel=channel_label(settings, topic.channel))

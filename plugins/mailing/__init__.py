@@ -34,6 +34,12 @@ def sms_channel(settings: Settings) -> Any:
 
 
 @hookimpl
+def register_translations(register: Callable[[Path], None]) -> None:
+    """The plugin's messages in Russian (translations/ru), found like any plugin's."""
+    register(Path(__file__).parent / "translations")
+
+
+@hookimpl
 def register_channels(register: Callable[[str, Callable[..., Any]], None]) -> None:
     register("email", email_channel)
     register("sms", sms_channel)
@@ -68,10 +74,10 @@ def _last_sent_at(ctx: Any) -> Any:
 
 @hookimpl
 def register_segment_fields(register: Callable[[str, Any], None]) -> None:
-    from hub.api import SegmentField
+    from hub.api import N_, SegmentField
 
     register("messages.last_sent_at", SegmentField(
-        "datetime", _last_sent_at, "when the contact was last sent a message, on any channel"))
+        "datetime", _last_sent_at, N_("when the contact was last sent a message, on any channel")))
 
 
 @hookimpl

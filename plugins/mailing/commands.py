@@ -16,8 +16,8 @@ from sqlalchemy import select
 # not in hub.api on purpose: `hub messages` reports a broken signed link like the routes do; `hub templates` is this
 # plugin's command line over the template store; `hub messages` is this plugin's command line over the outbox
 from hub import links, message_templates, messaging
-from hub.api import (App, Contact, SettingsError, TemplateError, emit_json, enqueue, pass_app, progress_bar, stderr,
-                     utcnow)
+from hub.api import (App, Contact, SettingsError, TemplateError, emit_json, enqueue, format_moment, format_number,
+                     gettext as _, ngettext, pass_app, progress_bar, stderr, translated_title, utcnow)
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,7 +38,7 @@ def _vars(items: tuple[str, ...]) -> dict[str, str]:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key.strip().isidentifier():
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--var")
+            raise click.BadParameter(_("%(item)r is not NAME=VALUE", item=item), param_hint="--var")
         out[key.strip()] = value
     return out
 
@@ -58,15 +58,21 @@ def templates_list(app: App, as_json: bool) -> None:
     """Every template: edited ones from the database, shipped ones from their folders."""
     with app.ready_engine().connect() as conn:
         found = message_templates.all_templates(conn, app.settings)
-    rows = [{"name": t.name, "channel": t.channel, "source": t.origin, "subject": t.subject,
-             "html": t.html is not None} for t in found]
+    rows = [{"name": t.name, "title": t.title, "channel": t.channel, "source": t.origin,
+             "subject": t.subject, "html": t.html is not None} for t in found]
     if as_json:
         emit_json(rows)
         return
-    table = Table("name", "channel", "parts", "source")
+    # The name is what commands take, so it is never cut short; the title says what the template is for.
+    table = Table()
+    table.add_column(_("name"), no_wrap=True, min_width=max((len(t.name) for t in found), default=4))
+    for header in (_("title"), _("channel"), _("parts"), _("source")):
+        table.add_column(header)
     for t in found:
-        parts = ", ".join(p for p, v in (("subject", t.subject), ("text", t.text), ("html", t.html)) if v)
-        table.add_row(t.name, t.channel, parts, t.origin)
+        parts = ", ".join(p for p, v in ((_("subject"), t.subject), (_("text"), t.text), ("HTML", t.html)) if v)
+        # A shipped template's title is a message of the catalogs; a marketer's own shows as written.
+        table.add_row(t.name, translated_title(t.title), t.channel, parts,
+                      _("database") if t.origin == "database" else t.origin)
     Console().print(table)
 
 
@@ -90,7 +96,7 @@ def templates_add(app: App, name: str, from_dir: Path | None, subject: str | Non
     if from_dir is not None:
         base = replace(message_templates.read_dir(from_dir), name=name)
     elif text_file is None:
-        raise click.UsageError("give --from DIR or --text FILE")
+        raise click.UsageError(_("give --from DIR or --text FILE"))
     else:
         base = message_templates.Template(name=name, channel="sms", text="")
     text = text_file.read_text(encoding="utf-8") if text_file else base.text
@@ -100,7 +106,8 @@ def templates_add(app: App, name: str, from_dir: Path | None, subject: str | Non
     template = message_templates.Template(name=name, channel=kind, subject=subject, text=text, html=html)
     with app.ready_engine().begin() as conn:
         message_templates.save(conn, app.settings, template, _vars(variables))
-    click.echo(f"Saved {kind} template {name!r}; it renders against the sample contact.")
+    click.echo(_("Saved %(channel)s template %(name)r; it renders against the sample contact.", channel=kind,
+                 name=name))
 
 
 @templates_group.command("remove")
@@ -110,8 +117,8 @@ def templates_remove(app: App, name: str) -> None:
     """Delete the database copy of a template (a shipped one of that name shows again)."""
     with app.ready_engine().begin() as conn:
         if not message_templates.remove(conn, name):
-            raise click.ClickException(f"no template named {name!r} in the database")
-    click.echo(f"Removed {name!r} from the database.")
+            raise click.ClickException(_("no template named %(name)r in the database", name=name))
+    click.echo(_("Removed %(name)r from the database.", name=name))
 
 
 @templates_group.command("preview")
@@ -131,7 +138,7 @@ def templates_preview(app: App, name: str, contact_id: int | None, variables: tu
         if contact_id is not None:
             contact = messaging.contact_contexts(conn, settings, [contact_id]).get(contact_id)
             if contact is None:
-                raise click.ClickException(f"no contact with id {contact_id}")
+                raise click.ClickException(_("no contact with id %(id)s", id=contact_id))
         # The contact's data, but never their signed links: a preview is not a send to them.
         context = message_templates.preview_context(settings, contact)
         rendered = message_templates.render(template, context | _vars(variables))
@@ -143,10 +150,12 @@ def templates_preview(app: App, name: str, contact_id: int | None, variables: tu
         emit_json(data)
         return
     if rendered.subject is not None:
-        click.echo(f"Subject: {rendered.subject}\n")
+        click.echo(_("Subject: %(subject)s", subject=rendered.subject) + "\n")
     click.echo(rendered.text.rstrip("\n"))
     if template.channel == "sms":
-        click.echo(f"\n({len(rendered.text)} characters, {data['sms_parts']} SMS)")
+        characters = ngettext("%(num)s character", "%(num)s characters", len(rendered.text),
+                              num=format_number(len(rendered.text)))
+        click.echo("\n" + _("(%(characters)s, %(parts)s SMS)", characters=characters, parts=data["sms_parts"]))
     if rendered.html:
         click.echo("\n--- HTML ---")
         click.echo(rendered.html.rstrip("\n"))
@@ -162,7 +171,7 @@ def templates_export(app: App, name: str, directory: Path) -> None:
     with app.ready_engine().connect() as conn:
         template = message_templates.get(conn, app.settings, name)
     for path in message_templates.write_dir(template, directory):
-        click.echo(f"Wrote {path}")
+        click.echo(_("Wrote %(path)s", path=path))
 
 
 # --- hub messages -------------------------------------------------------------------------
@@ -175,7 +184,7 @@ def messages_group() -> None:
 def _promo(code: str | None, discount: float | None, expires: str | None) -> dict[str, Any] | None:
     if code is None:
         if discount is not None or expires is not None:
-            raise click.UsageError("--promo-discount and --promo-expires need --promo-code")
+            raise click.UsageError(_("--promo-discount and --promo-expires need --promo-code"))
         return None
     promo: dict[str, Any] = {"code": code, "discount": int(discount) if discount and discount.is_integer()
                              else discount}
@@ -183,7 +192,7 @@ def _promo(code: str | None, discount: float | None, expires: str | None) -> dic
         try:
             promo["expires_at"] = dt.date.fromisoformat(expires)
         except ValueError:
-            raise click.BadParameter(f"{expires!r} is not a date like 2025-12-31",
+            raise click.BadParameter(_("%(value)r is not a date like 2025-12-31", value=expires),
                                      param_hint="--promo-expires") from None
     return promo
 
@@ -212,7 +221,7 @@ def messages_send(app: App, template_name: str, contact_ids: tuple[int, ...], se
                   promo_expires: str | None, do_dispatch: bool, as_json: bool) -> None:
     """Render TEMPLATE for each contact into the outbox, then dispatch (consent is asked at send time)."""
     if sum((bool(contact_ids), bool(segment), everyone)) != 1:
-        raise click.UsageError("give one of --contact ID (repeatable), --segment NAME or --all")
+        raise click.UsageError(_("give one of --contact ID (repeatable), --segment NAME or --all"))
     engine, settings = app.ready_engine(), app.settings
     context = {}
     promo = _promo(promo_code, promo_discount, promo_expires)
@@ -228,7 +237,7 @@ def messages_send(app: App, template_name: str, contact_ids: tuple[int, ...], se
     channel = channel or (message_templates.EMAIL if template.is_email else "sms")
     campaign = campaign or f"{template_name}-{utcnow().astimezone(settings.tz).date().isoformat()}"
     with progress_bar(enabled=not as_json) as bar:
-        task = bar.add_task("Rendering", total=len(ids))
+        task = bar.add_task(_("Rendering"), total=len(ids))
         created = messaging.create_many(engine, settings, ids, channel=channel, template=template,
                                         key_prefix=f"campaign:{campaign}:{channel}", purpose=purpose,
                                         context=context, meta={"campaign": campaign},
@@ -239,9 +248,14 @@ def messages_send(app: App, template_name: str, contact_ids: tuple[int, ...], se
     if as_json:
         emit_json(result)
     else:
-        click.echo(f"Campaign {campaign!r}: {created.created} messages queued, {created.existing} already "
-                   f"there from an earlier run" + (f", {len(created.missing_contacts)} contacts not found"
-                                                   if created.missing_contacts else "") + ".")
+        queued = ngettext("%(num)s message queued", "%(num)s messages queued", created.created,
+                          num=format_number(created.created))
+        existing = ngettext("%(num)s already there from an earlier run", "%(num)s already there from an earlier run",
+                            created.existing, num=format_number(created.existing))
+        missing = len(created.missing_contacts)
+        parts = [queued, existing] + ([ngettext("%(num)s contact not found", "%(num)s contacts not found", missing,
+                                                num=format_number(missing))] if missing else [])
+        click.echo(_("Campaign %(campaign)r: %(counts)s.", campaign=campaign, counts=", ".join(parts)))
         if do_dispatch:
             _print_dispatch(result["dispatch"])
     if do_dispatch and result["dispatch"]["errors"]:
@@ -266,26 +280,45 @@ def _dispatch(engine: Any, settings: Any, channels: list[str] | None, batch_size
         ready = sum(n for status, n in messaging.counts(conn).items()
                     if status in (messaging.QUEUED, messaging.DEFERRED))
     with progress_bar(enabled=not quiet) as bar:
-        task = bar.add_task("Sending", total=min(ready, limit) if limit else ready)
+        task = bar.add_task(_("Sending"), total=min(ready, limit) if limit else ready)
         report = messaging.dispatch(engine, settings, channels=channels, batch_size=batch_size, limit=limit,
                                     progress=lambda n: bar.advance(task, n))
     return report.as_dict()
 
 
-_NOT_SENT = (("suppressed", "refused at send time (no consent, or a suppressed address)"),
-             ("deferred", "deferred for a retry"), ("failed", "failed"),
-             ("bounced", "bounced (address now suppressed)"), ("unknown", "in doubt (see `hub messages review`)"),
-             ("held", "held for later"), ("released", "left queued (channel not available)"))
+# What happened to the messages not sent, by dispatch report key, counted in the reader's language.
+_NOT_SENT: tuple[tuple[str, Callable[[int], str]], ...] = (
+    ("suppressed", lambda n: ngettext("%(num)s refused at send time (no consent, or a suppressed address)",
+                                      "%(num)s refused at send time (no consent, or a suppressed address)", n,
+                                      num=format_number(n))),
+    ("deferred", lambda n: ngettext("%(num)s deferred for a retry", "%(num)s deferred for a retry", n,
+                                    num=format_number(n))),
+    ("failed", lambda n: ngettext("%(num)s failed", "%(num)s failed", n, num=format_number(n))),
+    ("bounced", lambda n: ngettext("%(num)s bounced (address now suppressed)",
+                                   "%(num)s bounced (addresses now suppressed)", n, num=format_number(n))),
+    ("unknown", lambda n: ngettext("%(num)s in doubt (see `hub messages review`)",
+                                   "%(num)s in doubt (see `hub messages review`)", n, num=format_number(n))),
+    ("held", lambda n: ngettext("%(num)s held for later", "%(num)s held for later", n, num=format_number(n))),
+    ("released", lambda n: ngettext("%(num)s left queued (channel not available)",
+                                    "%(num)s left queued (channel not available)", n, num=format_number(n))),
+)
 
 
 def _print_dispatch(r: dict[str, Any]) -> None:
-    others = [f"{r[key]} {label}" for key, label in _NOT_SENT if r[key]]
-    click.echo(f"Sent {r['sent']}" + (f"; {', '.join(others)}" if others else "") + f" in {r['duration_s']:.1f} s.")
+    others = [label(r[key]) for key, label in _NOT_SENT if r[key]]
+    sent = _("Sent %(num)s", num=format_number(r["sent"]))
+    if others:
+        sent = "; ".join([sent, ", ".join(others)])
+    click.echo(_("%(sent)s in %(seconds)s s.", sent=sent, seconds=format_number(round(r["duration_s"], 1))))
     if r["recovered_unknown"]:
-        click.echo(f"{r['recovered_unknown']} messages left `sending` by a stopped worker are now `unknown`: "
-                   "see `hub messages review`.")
+        click.echo(ngettext("%(num)s message left `sending` by a stopped worker is now `unknown`: see "
+                            "`hub messages review`.",
+                            "%(num)s messages left `sending` by a stopped worker are now `unknown`: see "
+                            "`hub messages review`.", r["recovered_unknown"],
+                            num=format_number(r["recovered_unknown"])))
+    prefix = _("Not sent now:")
     for error in r["errors"]:
-        stderr.print(f"[yellow]Not sent now:[/] {error}", markup=True, highlight=False)
+        stderr.print(f"[yellow]{prefix}[/] {error}", markup=True, highlight=False)
 
 
 @messages_group.command("dispatch")
@@ -305,13 +338,15 @@ def messages_dispatch(app: App, channels: tuple[str, ...], batch_size: int, limi
     engine, settings = app.ready_engine(), app.settings
     if on_queue:
         if not settings.redis_url:
-            raise click.ClickException("--queue needs HUB_REDIS_URL; without it, run `hub messages dispatch`")
+            raise click.ClickException(_("--queue needs HUB_REDIS_URL; without it, run `hub messages dispatch`"))
         ids = [enqueue(settings, messaging.dispatch_job, list(channels) or None, batch_size, limit).id
                for _ in range(jobs)]
         if as_json:
             emit_json({"enqueued": ids})
         else:
-            click.echo(f"Enqueued {len(ids)} dispatch jobs for `hub worker`.")
+            click.echo(ngettext("Enqueued %(num)s dispatch job for `hub worker`.",
+                                "Enqueued %(num)s dispatch jobs for `hub worker`.", len(ids),
+                                num=format_number(len(ids))))
         return
     report = _dispatch(engine, settings, list(channels) or None, batch_size, limit, as_json)
     if as_json:
@@ -343,13 +378,16 @@ def messages_list(app: App, status: str | None, channel: str | None, contact_id:
     if as_json:
         emit_json([{k: _iso(v) for k, v in r.items()} for r in rows])
         return
-    table = Table("id", "status", "channel", "to", "template", "contact", "updated", "error")
+    tz = app.settings.tz
+    table = Table("id", _("status"), _("channel"), _("to"), _("template"), _("contact"),
+                  _("updated"), _("error"))
     for r in rows:
         table.add_row(str(r["id"]), r["status"], r["channel"], r["address"] or "", r["template"] or "",
-                      str(r["contact_id"] or ""), r["updated_at"].strftime("%Y-%m-%d %H:%M"),
+                      str(r["contact_id"] or ""), format_moment(r["updated_at"], tz, zone=True),
                       (r["error"] or "")[:60])
     Console().print(table)
-    click.echo(", ".join(f"{s} {totals[s]}" for s in messaging.STATUSES if s in totals) or "The outbox is empty.")
+    click.echo(", ".join(f"{s} {format_number(totals[s])}" for s in messaging.STATUSES if s in totals)
+               or _("The outbox is empty."))
 
 
 @messages_group.command("show")
@@ -361,7 +399,7 @@ def messages_show(app: App, message_id: int, as_json: bool) -> None:
     with app.ready_engine().connect() as conn:
         row = messaging.get(conn, message_id)
     if row is None:
-        raise click.ClickException(f"no message with id {message_id}")
+        raise click.ClickException(_("no message with id %(id)s", id=message_id))
     if as_json:
         emit_json({k: _iso(v) for k, v in row.items()})
         return
@@ -388,12 +426,14 @@ def messages_review(app: App, as_json: bool) -> None:
         emit_json([{k: _iso(v) for k, v in r.items()} for r in rows])
         return
     if not rows:
-        click.echo("Nothing to review: no message is in doubt.")
+        click.echo(_("Nothing to review: no message is in doubt."))
         return
+    tz = app.settings.tz
     for r in rows:
-        click.echo(f"#{r['id']} {r['channel']} to {r['address']} ({r['template']}), "
-                   f"claimed {_iso(r['claimed_at'])}: {r['error']}")
-    click.echo("Check the server's log, then: hub messages resolve ID sent|failed|requeue")
+        click.echo(_("#%(id)s %(channel)s to %(address)s (%(template)s), claimed %(when)s: %(error)s", id=r["id"],
+                     channel=r["channel"], address=r["address"], template=r["template"],
+                     when=format_moment(r["claimed_at"], tz, zone=True), error=r["error"]))
+    click.echo(_("Check the server's log, then: hub messages resolve ID sent|failed|requeue"))
 
 
 @messages_group.command("resolve")
@@ -404,4 +444,4 @@ def messages_review(app: App, as_json: bool) -> None:
 def messages_resolve(app: App, message_id: int, outcome: str) -> None:
     """Settle a message in doubt (sent, failed), or send one again on purpose (requeue)."""
     row = messaging.resolve(app.ready_engine(), message_id, outcome)
-    click.echo(f"Message {message_id} is now {row['status']}.")
+    click.echo(_("Message %(id)s is now %(status)s.", id=message_id, status=row["status"]))

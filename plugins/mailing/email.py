@@ -37,7 +37,7 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from hub.api import ChannelUnavailable, Delivery, Outgoing, Settings, SettingsError, unsubscribe_mailto
+from hub.api import ChannelUnavailable, Delivery, Outgoing, Settings, SettingsError, gettext, unsubscribe_mailto
 
 DEFAULT_TIMEOUT = 30.0
 TRACKING_HEADER = "X-Hub-Message-Id"
@@ -61,21 +61,24 @@ class SMTPConfig:
         url = str(settings.extra.get("smtp_url") or "").strip()
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise SettingsError(f"HUB_SMTP_URL: {_safe(url)!r} is not an smtp:// or smtps:// URL "
-                                "(e.g. smtp://user:password@smtp.example.ru:587)")
+            raise SettingsError(gettext("HUB_SMTP_URL: %(url)r is not an smtp:// or smtps:// URL "
+                                        "(e.g. smtp://user:password@smtp.example.ru:587)", url=_safe(url)))
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         starttls = query.get("starttls", "auto")
         if starttls not in ("auto", "required", "never"):
-            raise SettingsError(f"HUB_SMTP_URL: starttls={starttls!r}; use auto, required or never")
+            raise SettingsError(gettext("HUB_SMTP_URL: starttls=%(value)r; use auto, required or never",
+                                        value=starttls))
         try:
             port = parts.port or (465 if parts.scheme == "smtps" else 25)
         except ValueError:
-            raise SettingsError(f"HUB_SMTP_URL: {_safe(url)!r} has a port that is not a number") from None
+            raise SettingsError(gettext("HUB_SMTP_URL: %(url)r has a port that is not a number",
+                                        url=_safe(url))) from None
         raw_timeout = settings.extra.get("smtp_timeout") or DEFAULT_TIMEOUT
         try:
             timeout = float(raw_timeout)
         except (TypeError, ValueError):
-            raise SettingsError(f"HUB_SMTP_TIMEOUT: {raw_timeout!r} is not a number of seconds") from None
+            raise SettingsError(gettext("HUB_SMTP_TIMEOUT: %(value)r is not a number of seconds",
+                                        value=raw_timeout)) from None
         return cls(host=parts.hostname, port=port,
                    username=unquote(parts.username) if parts.username else None,
                    password=unquote(parts.password) if parts.password else None,
@@ -108,12 +111,12 @@ class Sender:
         raw = str(settings.extra.get("mail_from") or "").strip()
         if not raw:
             if required:
-                raise SettingsError("HUB_MAIL_FROM: not set; the address mail comes from, "
-                                    "e.g. 'Shop <shop@example.ru>'")
+                raise SettingsError(gettext("HUB_MAIL_FROM: not set; the address mail comes from, "
+                                            "e.g. 'Shop <shop@example.ru>'"))
             raw = "Hub <hub@localhost>"
         name, address = parseaddr(raw)
         if "@" not in address:
-            raise SettingsError(f"HUB_MAIL_FROM: {raw!r} has no email address")
+            raise SettingsError(gettext("HUB_MAIL_FROM: %(value)r has no email address", value=raw))
         unsubscribe_to = str(settings.extra.get("mail_unsubscribe_to") or address)
         return cls(name=name, address=address, unsubscribe_to=unsubscribe_to)
 
@@ -260,19 +263,25 @@ class EmailChannel:
                     smtp.ehlo()
                 elif c.starttls == "required":
                     smtp.close()
-                    raise ChannelUnavailable(f"{where} does not offer STARTTLS and the URL requires it")
+                    raise ChannelUnavailable(gettext("%(server)s does not offer STARTTLS and the URL requires it",
+                                                     server=where))
             if c.username:
                 smtp.login(c.username, c.password or "")
         except smtplib.SMTPAuthenticationError as exc:
-            raise ChannelUnavailable(f"{where} refused the login: {exc.smtp_code} {_text(exc.smtp_error)}") from None
+            reply = " ".join((str(exc.smtp_code), _text(exc.smtp_error)))
+            raise ChannelUnavailable(gettext("%(server)s refused the login: %(reply)s", server=where,
+                                             reply=reply)) from None
         except smtplib.SMTPNotSupportedError:
-            raise ChannelUnavailable(f"{where} does not offer AUTH; remove the user from HUB_SMTP_URL") from None
+            raise ChannelUnavailable(gettext("%(server)s does not offer AUTH; remove the user from HUB_SMTP_URL",
+                                             server=where)) from None
         except ssl.SSLError as exc:
-            raise ChannelUnavailable(f"{where}: TLS failed ({exc.reason or exc})") from None
+            raise ChannelUnavailable(gettext("%(server)s: TLS failed (%(reason)s)", server=where,
+                                             reason=exc.reason or exc)) from None
         except smtplib.SMTPException as exc:
             raise ChannelUnavailable(f"{where}: {exc}") from None
         except OSError as exc:
-            raise ChannelUnavailable(f"cannot reach {where}: {exc.strerror or exc}") from None
+            raise ChannelUnavailable(gettext("cannot reach %(server)s: %(reason)s", server=where,
+                                             reason=exc.strerror or exc)) from None
         return smtp
 
     def close(self) -> None:
@@ -307,7 +316,8 @@ class EmailChannel:
             except _Lost:
                 self._drop()
                 if attempt == 2:
-                    raise ChannelUnavailable(f"{self.config.describe()} keeps closing the connection") from None
+                    raise ChannelUnavailable(gettext("%(server)s keeps closing the connection",
+                                                     server=self.config.describe())) from None
         raise AssertionError("unreachable")
 
     def _transaction(self, smtp: smtplib.SMTP, to: str, data: bytes, message_id: str, utf8: bool,
@@ -364,7 +374,8 @@ class EmailChannel:
         if 400 <= code < 500 or code == -1:
             return Delivery("deferred", error=f"{stage}: {text}")
         if sender_stage:
-            raise ChannelUnavailable(f"{self.config.describe()} refused the sender {self.sender.address}: {text}")
+            raise ChannelUnavailable(gettext("%(server)s refused the sender %(sender)s: %(reply)s",
+                                             server=self.config.describe(), sender=self.sender.address, reply=text))
         if bounce:
             return Delivery("bounced", error=f"{stage}: {text}")
         return Delivery("failed", error=f"{stage}: {text}")

@@ -30,7 +30,7 @@ from jinja2 import StrictUndefined, TemplateError
 
 # not in hub.api on purpose: the SMS gateway's body template renders in the templates' sandbox
 from hub import template_sandbox
-from hub.api import ChannelUnavailable, Delivery, Outgoing, Settings, SettingsError, text_parts
+from hub.api import ChannelUnavailable, Delivery, Outgoing, Settings, SettingsError, gettext, text_parts
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_BODY = ('{"to": {{ phone|tojson }}, "text": {{ text|tojson }}'
@@ -51,7 +51,7 @@ def _timeout(settings: Settings) -> float:
     try:
         return float(raw)
     except (TypeError, ValueError):
-        raise SettingsError(f"HUB_SMS_TIMEOUT: {raw!r} is not a number of seconds") from None
+        raise SettingsError(gettext("HUB_SMS_TIMEOUT: %(value)r is not a number of seconds", value=raw)) from None
 
 
 def _reached_gateway(exc: requests.RequestException) -> bool:
@@ -82,7 +82,7 @@ class GatewayChannel:
         self.settings = settings
         self.url = str(settings.extra.get("sms_url") or "").strip()
         if not self.url.startswith(("http://", "https://")):
-            raise SettingsError(f"HUB_SMS_URL: {self.url!r} is not an http:// or https:// URL")
+            raise SettingsError(gettext("HUB_SMS_URL: %(url)r is not an http:// or https:// URL", url=self.url))
         self.timeout = _timeout(settings)
         self.sender = str(settings.extra.get("sms_sender") or "")
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -93,8 +93,8 @@ class GatewayChannel:
         if auth:
             name, colon, value = auth.partition(":")
             if not colon or not name.strip() or not value.strip():
-                raise SettingsError("HUB_SMS_AUTH_HEADER: write it as 'Header-Name: value', "
-                                    "e.g. 'Authorization: Bearer KEY'")
+                raise SettingsError(gettext("HUB_SMS_AUTH_HEADER: write it as 'Header-Name: value', "
+                                            "e.g. 'Authorization: Bearer KEY'"))
             self.headers[name.strip()] = value.strip()
             self._secrets.append(value.strip())
         self.id_field = str(settings.extra.get("sms_id_field") or "id")
@@ -105,7 +105,7 @@ class GatewayChannel:
         except TemplateError as exc:
             raise SettingsError(f"HUB_SMS_BODY: {exc}") from None
         except ValueError as exc:
-            raise SettingsError(f"HUB_SMS_BODY: does not render to JSON ({exc})") from None
+            raise SettingsError(gettext("HUB_SMS_BODY: does not render to JSON (%(reason)s)", reason=exc)) from None
         self.session: requests.Session | None = None
 
     def _render(self, phone: str, text: str, message_id: int) -> str:
@@ -154,7 +154,8 @@ class GatewayChannel:
         if 200 <= status < 300:
             return Delivery("sent", provider_id=self._provider_id(response), parts=parts)
         if status in (401, 403):
-            raise ChannelUnavailable(f"the SMS gateway refused the credentials (HTTP {status})")
+            raise ChannelUnavailable(gettext("the SMS gateway refused the credentials (HTTP %(status)s)",
+                                             status=status))
         if status in (408, 425, 429) or status >= 500:
             return Delivery("deferred", error=f"HTTP {status}: {snippet}", parts=parts)
         return Delivery("bounced", error=f"HTTP {status}: {snippet}", parts=parts)
@@ -182,7 +183,8 @@ class SmsRuChannel(GatewayChannel):
         self.url = str(settings.extra.get("sms_url") or SMSRU_URL).strip()
         self.api_key = str(settings.extra.get("sms_api_key") or "").strip()
         if not self.api_key:
-            raise SettingsError("HUB_SMS_API_KEY: not set; the SMS.ru api_id is needed with HUB_SMS_PROVIDER=smsru")
+            raise SettingsError(gettext("HUB_SMS_API_KEY: not set; the SMS.ru api_id is needed with "
+                                        "HUB_SMS_PROVIDER=smsru"))
         self.timeout = _timeout(settings)
         self.sender = str(settings.extra.get("sms_sender") or "")
         self._secrets = [self.api_key]
@@ -209,7 +211,8 @@ class SmsRuChannel(GatewayChannel):
         if top != 100:
             text = self._redact(str(data.get("status_text") or ""))
             if top in SMSRU_CREDENTIALS:
-                raise ChannelUnavailable(f"SMS.ru refused the request: {top} {text}".strip())
+                reply = " ".join((str(top), text)).strip()
+                raise ChannelUnavailable(gettext("SMS.ru refused the request: %(reply)s", reply=reply))
             kind = "deferred" if top in SMSRU_TEMPORARY else "failed"
             return Delivery(kind, error=f"SMS.ru {top}: {text}".strip(), parts=parts)
         entry = (data.get("sms") or {}).get(number) or {}
@@ -237,7 +240,7 @@ def channel(settings: Settings) -> Any:
     if provider == "smsru":
         return SmsRuChannel(settings)
     if provider not in ("", "generic"):
-        raise SettingsError(f"HUB_SMS_PROVIDER: {provider!r}; use generic or smsru")
+        raise SettingsError(gettext("HUB_SMS_PROVIDER: %(value)r; use generic or smsru", value=provider))
     if settings.extra.get("sms_url"):
         return GatewayChannel(settings)
     from plugins.mailing.file import FileChannel
