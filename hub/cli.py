@@ -2,11 +2,13 @@
 
 Scripts depend on it: commands that report take --json and then print one
 JSON document on stdout and nothing else; progress goes to stderr; a user
-mistake ends in one line starting "Error:" and a non-zero exit, never a
-traceback. The root holds no command: plugins add theirs through the
-register_commands hook, and the core adds its own the same way (hub.commands,
-one module per command). Command modules import App, pass_app, emit_json,
-progress_bar and stderr from here; this module imports none of them.
+mistake ends in one line starting "Error:" ("Ошибка:" in Russian, the
+default language) and a non-zero exit, never a traceback. Everything people
+read is in HUB_LANGUAGE, click's own texts too. The root holds no command:
+plugins add theirs through the register_commands hook, and the core adds its
+own the same way (hub.commands, one module per command). Command modules
+import App, pass_app, emit_json, progress_bar and stderr from here; this
+module imports none of them.
 """
 
 from __future__ import annotations
@@ -15,19 +17,24 @@ import errno
 import gettext as stdlib_gettext
 import inspect
 import json
+import os
 import sys
 from functools import cached_property
 from typing import Any
 
 import click
+from babel.support import NullTranslations
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
 from sqlalchemy import Engine
 
-from hub import __version__, i18n, migrations, plugins
+from hub import __version__, formats, i18n, migrations, plugins
 from hub.config import Settings, SettingsError, load_settings
 from hub.consent import ConsentError
 from hub.db import DatabaseUnavailable, get_engine, shown_url
+from hub.i18n import N_, ngettext
+from hub.i18n import gettext as _
 from hub.segments.rules import SegmentError
 from hub.spreadsheet import SpreadsheetError
 from hub.sync import SyncError
@@ -54,9 +61,9 @@ class App:
         revisions = migrations.revisions(engine)  # the core's and every loaded plugin's: (in the database, shipped)
         if revisions[migrations.CORE][0] is None:
             raise click.ClickException(
-                f"no Hub database at {shown_url(self.settings.database_url)}; run `hub init` first")
+                _("no Hub database at %(url)s; run `hub init` first", url=shown_url(self.settings.database_url)))
         if any(current != head for current, head in revisions.values()):
-            raise click.ClickException("the database schema is older than this Hub; run `hub init` to upgrade it")
+            raise click.ClickException(_("the database schema is older than this Hub; run `hub init` to upgrade it"))
         return engine
 
 
@@ -68,9 +75,29 @@ def emit_json(data: Any) -> None:
 
 def progress_bar(*, enabled: bool = True) -> Progress:
     """Progress on stderr, so stdout stays clean for --json and pipes."""
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               TextColumn("{task.completed:,.0f} rows"), TimeElapsedColumn()]
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), RowsColumn(), TimeElapsedColumn()]
     return Progress(*columns, console=stderr, disable=not enabled or not stderr.is_terminal, transient=False)
+
+
+class RowsColumn(ProgressColumn):
+    """"1 234 строки": the rows done so far, in the language of the command that shows them.
+
+    Rich redraws from a thread of its own, where the command's language is
+    not set, so the language is taken when the column is made.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.language = i18n.current_language()
+
+    def render(self, task: Task) -> Text:
+        return Text(rows(int(task.completed), self.language))
+
+
+def rows(count: int, language: str | None = None) -> str:
+    """A count of spreadsheet or CRM rows: 1 строка, 2 строки, 5 строк."""
+    with i18n.use_language(language or i18n.current_language()):
+        return ngettext("%(num)s row", "%(num)s rows", count, num=formats.number(count))
 
 
 class HubGroup(click.Group):
@@ -86,6 +113,9 @@ class HubGroup(click.Group):
         argv = _pending_args(ctx)  # click consumes them; kept to name a server's address on failure
         try:
             return super().invoke(ctx)
+        except FileNotFoundError as exc:
+            raise click.ClickException(_("%(path)s: no such file", path=exc.filename) if exc.filename
+                                       else str(exc)) from None
         except USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:
@@ -101,11 +131,15 @@ class HubGroup(click.Group):
 
 
 def _configured_language() -> str:
-    """HUB_LANGUAGE; a broken setting is reported by the command that needs settings, in the default language."""
+    """HUB_LANGUAGE; a broken setting is reported by the command that needs settings.
+
+    It is reported in the language HUB_LANGUAGE names, when that setting is
+    the one that can still be read, and otherwise in the default language.
+    """
     try:
         return load_settings().language
     except SettingsError:
-        return i18n.DEFAULT_LANGUAGE
+        return i18n.normalize(os.environ.get("HUB_LANGUAGE"))
 
 
 # Command help is written as docstrings and help= texts in English (the catalogs' msgids, found by
@@ -120,18 +154,39 @@ def localize(command: click.Command) -> None:
         "help": command.help, "short_help": command.short_help, "epilog": command.epilog})
     for name, text in originals.items():
         setattr(command, name, _translated_doc(text))
+    if getattr(command, "_help_option", None) is not None:
+        command._help_option = None  # click keeps --help's own help text from the run that made it; made again
     for param in command.params:
         kept = param.__dict__.setdefault(_ORIGINALS, {
             name: getattr(param, name) for name in ("help", "prompt") if isinstance(getattr(param, name, None), str)})
         for name, text in kept.items():
             setattr(param, name, _translated_doc(text))
+        if isinstance(param.type, click.Path):
+            # "file", "directory" or "path" in click's "File 'x' does not exist.", named (in English) when the
+            # option was made.
+            kind = param.type.__dict__.setdefault(_ORIGINALS, param.type.name)
+            param.type.name = _click_gettext(kind)
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             localize(sub)
 
 
 def _translated_doc(text: str | None) -> str | None:
-    return i18n.gettext(inspect.cleandoc(text)) if text else text
+    return _catalog().gettext(inspect.cleandoc(text)) if text else text
+
+
+def _catalog() -> NullTranslations:
+    """The current language's catalogs; the core's alone while a broken setting keeps the plugins from loading.
+
+    Plugins (and so their catalogs) are found through the settings, and the
+    message that names the broken setting must still be shown, and in the
+    reader's language.
+    """
+    language = i18n.current_language()
+    try:
+        return i18n.translations(language)
+    except SettingsError:
+        return NullTranslations() if language == "en" else i18n._load(language, (i18n.TRANSLATIONS,))
 
 
 def _speak_in_click() -> None:
@@ -150,11 +205,11 @@ def _speak_in_click() -> None:
 
 
 def _click_gettext(message: str) -> str:
-    return i18n.translations(i18n.current_language()).gettext(message)
+    return _catalog().gettext(message)
 
 
 def _click_ngettext(singular: str, plural: str, count: int) -> str:
-    return i18n.translations(i18n.current_language()).ngettext(singular, plural, count)
+    return _catalog().ngettext(singular, plural, count)
 
 
 _LISTEN_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
@@ -164,10 +219,12 @@ def address_refused(host: str | None, port: int | None, code: int | None) -> str
     """One line saying why a server command could not listen on host:port."""
     where = f"{host or '?'}:{port if port is not None else '?'}"
     if code == errno.EACCES:
-        return f"нет прав слушать адрес {where} (порты ниже 1024 — только для root); укажите другой --port"
+        return _("no permission to listen on %(address)s (ports below 1024 are for root only); choose another --port",
+                 address=where)
     if code == errno.EADDRNOTAVAIL:
-        return f"адрес {where} не принадлежит этой машине; проверьте --host"
-    return f"адрес {where} уже занят другой программой (или другим Hub); укажите другой --port"
+        return _("the address %(address)s does not belong to this machine; check --host", address=where)
+    return _("the address %(address)s is already taken by another program (or another Hub); choose another --port",
+             address=where)
 
 
 def _pending_args(ctx: click.Context) -> list[str]:
@@ -194,7 +251,7 @@ def cli(ctx: click.Context) -> None:
     """Hub: one clean customer base from Bitrix24, amoCRM and spreadsheets.
 
     Settings come from HUB_* environment variables and ./hub.toml
-    (HUB_DATABASE_URL, HUB_REDIS_URL, HUB_DEFAULT_REGION, HUB_TIMEZONE, ...).
+    (HUB_DATABASE_URL, HUB_REDIS_URL, HUB_DEFAULT_REGION, HUB_TIMEZONE, HUB_LANGUAGE, ...).
     """
     ctx.ensure_object(App)
 
@@ -204,11 +261,13 @@ pass_app = click.make_pass_decorator(App, ensure=True)
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: load plugins, which add the commands (the core's own among them), then run."""
-    try:
-        pm = plugins.get_pm()
-    except SettingsError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        raise SystemExit(1) from None
+    with i18n.use_language(_configured_language()):  # a broken setting is named in the reader's language
+        try:
+            pm = plugins.get_pm()
+        except SettingsError as exc:
+            # The plugins did not load, and with them their catalogs: the core's says it.
+            click.echo(_catalog().gettext(N_("Error: %(error)s")) % {"error": exc}, err=True)
+            raise SystemExit(1) from None
     pm.hook.register_commands(cli=cli)
     cli.main(args=argv, prog_name="hub")
 

@@ -25,6 +25,20 @@ class SettingsError(ValueError):
     """A setting has a value Hub cannot use; the message names the setting."""
 
 
+def _(message: str, **variables: Any) -> str:
+    """`message` in the current language, from the core's own catalog.
+
+    Not hub.i18n.gettext: that gathers the plugins' catalogs too, and finding
+    the plugins reads these very settings, so a bad setting would be checked
+    again while its own message is being translated.
+    """
+    from hub import i18n
+
+    language = i18n.current_language()
+    text = message if language == "en" else i18n._load(language, (i18n.TRANSLATIONS,)).gettext(message)
+    return text % variables if variables else text
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, read once.
@@ -52,7 +66,7 @@ class Settings:
     def require_secret_key(self) -> str:
         """The key that encrypts credentials and signs links; `hub init` creates it."""
         if not self.secret_key:
-            raise SettingsError("HUB_SECRET_KEY: not set; run `hub init` to generate one")
+            raise SettingsError(_("HUB_SECRET_KEY: not set; run `hub init` to generate one"))
         return self.secret_key
 
 
@@ -93,7 +107,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as f:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+        raise SettingsError(_("%(path)s: not valid TOML (%(error)s)", path=path, error=exc)) from None
 
 
 def _check(values: dict[str, Any]) -> dict[str, Any]:
@@ -101,40 +115,41 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
     if "database_url" in out:
         url = str(out["database_url"]).strip()
         if not url or "://" not in url:
-            raise SettingsError(f"HUB_DATABASE_URL: {url!r} is not a database URL (e.g. sqlite:///hub.db)")
+            raise SettingsError(_("HUB_DATABASE_URL: %(url)r is not a database URL (e.g. sqlite:///hub.db)", url=url))
         if url.split("://", 1)[0].split("+")[0] not in ("sqlite", "postgresql", "postgres"):
-            raise SettingsError(
-                f"HUB_DATABASE_URL: {url.split('://', 1)[0]!r} is not supported; use sqlite or postgresql")
+            raise SettingsError(_("HUB_DATABASE_URL: %(scheme)r is not supported; use sqlite or postgresql",
+                                  scheme=url.split("://", 1)[0]))
         out["database_url"] = url.replace("postgres://", "postgresql://", 1)
     if "redis_url" in out:
         redis_url = str(out["redis_url"]).strip() or None
         if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError(f"HUB_REDIS_URL: {redis_url!r} is not a redis:// URL")
+            raise SettingsError(_("HUB_REDIS_URL: %(url)r is not a redis:// URL", url=redis_url))
         out["redis_url"] = redis_url
     if "default_region" in out:
         region = str(out["default_region"]).strip().upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:
-            raise SettingsError(f"HUB_DEFAULT_REGION: {region!r} is not a known region code (e.g. RU, BY, KZ)")
+            raise SettingsError(_("HUB_DEFAULT_REGION: %(region)r is not a known region code (e.g. RU, BY, KZ)",
+                                  region=region))
         out["default_region"] = region
     if "timezone" in out:
         tz = str(out["timezone"]).strip()
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
-            raise SettingsError(f"HUB_TIMEZONE: {tz!r} is not a time zone (e.g. Europe/Moscow)") from None
+            raise SettingsError(_("HUB_TIMEZONE: %(zone)r is not a time zone (e.g. Europe/Moscow)", zone=tz)) from None
         out["timezone"] = tz
     if "language" in out:
         from hub.i18n import LANGUAGES
 
         language = str(out["language"]).strip().lower().replace("_", "-").split("-")[0]
         if language not in LANGUAGES:
-            raise SettingsError(f"HUB_LANGUAGE: {out['language']!r} is not a language Hub speaks "
-                                f"({', '.join(LANGUAGES)})")
+            raise SettingsError(_("HUB_LANGUAGE: %(language)r is not a language Hub speaks (%(languages)s)",
+                                  language=out["language"], languages=", ".join(LANGUAGES)))
         out["language"] = language
     if "secret_key" in out:
         key = str(out["secret_key"]).strip() or None
         if key is not None and len(key) < 16:
-            raise SettingsError("HUB_SECRET_KEY: too short; use at least 16 characters")
+            raise SettingsError(_("HUB_SECRET_KEY: too short; use at least 16 characters"))
         out["secret_key"] = key
     if "plugins" in out:
         raw = out["plugins"]
@@ -143,7 +158,7 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
     if "plugins_dir" in out:
         out["plugins_dir"] = str(out["plugins_dir"]).strip() or None
         if out["plugins_dir"] and not Path(out["plugins_dir"]).is_dir():
-            raise SettingsError(f"HUB_PLUGINS_DIR: {out['plugins_dir']!r} is not a directory")
+            raise SettingsError(_("HUB_PLUGINS_DIR: %(dir)r is not a directory", dir=out["plugins_dir"]))
     return out
 
 

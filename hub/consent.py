@@ -22,6 +22,7 @@ from sqlalchemy import Connection, and_, bindparam, func, select
 from hub import normalize
 from hub.config import Settings
 from hub.db import chunks, insert_for, utcnow
+from hub.i18n import gettext as _
 from hub.models import ConsentEvent, ContactIdentity, Suppression
 
 events_t = ConsentEvent.__table__
@@ -74,11 +75,13 @@ def kind_for_channel(channel: str) -> str:
 
 def validate(settings: Settings, channel: str, purpose: str, status: str) -> None:
     if channel not in channels(settings):
-        raise ConsentError(f"channel {channel!r} is not one of: {', '.join(channels(settings))}")
+        raise ConsentError(_("channel %(channel)r is not one of: %(known)s", channel=channel,
+                             known=", ".join(channels(settings))))
     if purpose not in purposes(settings):
-        raise ConsentError(f"purpose {purpose!r} is not one of: {', '.join(purposes(settings))}")
+        raise ConsentError(_("purpose %(purpose)r is not one of: %(known)s", purpose=purpose,
+                             known=", ".join(purposes(settings))))
     if status not in STATUSES:
-        raise ConsentError(f"status {status!r} is not one of: {', '.join(STATUSES)}")
+        raise ConsentError(_("status %(status)r is not one of: %(known)s", status=status, known=", ".join(STATUSES)))
 
 
 def record(
@@ -97,7 +100,8 @@ def record(
     if settings is not None:
         validate(settings, channel, purpose, status)
     elif status not in STATUSES or not _NAME.match(channel) or not _NAME.match(purpose):
-        raise ConsentError(f"cannot record consent {channel}/{purpose}={status}")
+        raise ConsentError(_("cannot record consent %(channel)s/%(purpose)s=%(status)s", channel=channel,
+                             purpose=purpose, status=status))
     evidence = dict(evidence or {})
     at = at or utcnow()
     event_id = conn.execute(
@@ -129,8 +133,9 @@ def record_staff(conn: Connection, settings: Settings, contact_id: int, channel:
     """
     validate(settings, channel, purpose, status)
     if status == "granted" and current(conn, contact_id).get((channel, purpose)) == "pending":
-        raise ConsentError(f"{channel}/{purpose} is waiting for the person's own confirmation (double opt-in); "
-                           "only the person can confirm it, by the link sent to them")
+        raise ConsentError(_("%(channel)s/%(purpose)s is waiting for the person's own confirmation (double opt-in); "
+                             "only the person can confirm it, by the link sent to them", channel=channel,
+                             purpose=purpose))
     staff = staff.strip()[:150] or "unknown"
     evidence = {"by": STAFF, "staff_user": staff, "note": (note or "").strip()[:500] or None,
                 "confirmed_by_person": False}

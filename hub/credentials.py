@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import Connection, select, update
 
 from hub.db import insert_for, utcnow
+from hub.i18n import gettext as _
 from hub.models import Credential
 
 credentials_t = Credential.__table__
@@ -57,8 +58,8 @@ def load(conn: Connection, name: str, secret_key: str, *,
     try:
         data = json.loads(_fernet(secret_key).decrypt(row.secret))
     except InvalidToken:
-        raise CredentialError(f"credentials {name!r} cannot be decrypted: HUB_SECRET_KEY differs from the one "
-                              "they were saved with; connect again") from None
+        raise CredentialError(_("credentials %(name)r cannot be decrypted: HUB_SECRET_KEY differs from the one "
+                                "they were saved with; connect again", name=name)) from None
     return data, row.version
 
 

@@ -24,6 +24,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from hub.i18n import gettext as _
+
 _engines: dict[str, Engine] = {}
 
 
@@ -120,8 +122,8 @@ def _check_port(url: str) -> None:
     if not colon or not port or host.endswith(":") or "]" in port:
         return  # no port, or an IPv6 address without one
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise DatabaseUnavailable(f"HUB_DATABASE_URL: порт «{port[:20]}» — не число от 1 до 65535",
-                                  ValueError(port))
+        raise DatabaseUnavailable(_("HUB_DATABASE_URL: the port «%(port)s» is not a number from 1 to 65535",
+                                    port=port[:20]), ValueError(port))
 
 
 def shown_url(url: Any) -> str:
@@ -138,19 +140,22 @@ def _why_unavailable(url: Any, error: BaseException) -> str:
     if url.get_backend_name() == "sqlite":
         path = Path(url.database or "").absolute()
         if not path.parent.exists():
-            return (f"каталог {path.parent} для базы SQLite не существует (HUB_DATABASE_URL={shown}); "
-                    "создайте его или исправьте путь")
+            return _("the folder %(folder)s for the SQLite database does not exist (HUB_DATABASE_URL=%(url)s); "
+                     "create it or correct the path", folder=path.parent, url=shown)
         if not path.parent.is_dir():
-            return f"{path.parent} — не каталог, базу SQLite там не создать (HUB_DATABASE_URL={shown})"
+            return _("%(folder)s is not a folder, an SQLite database cannot be created there "
+                     "(HUB_DATABASE_URL=%(url)s)", folder=path.parent, url=shown)
         if path.is_dir():
-            return f"{path} — каталог, а не файл базы SQLite (HUB_DATABASE_URL={shown})"
+            return _("%(path)s is a folder, not an SQLite database file (HUB_DATABASE_URL=%(url)s)", path=path,
+                     url=shown)
         if path.is_file() and "not a database" in str(error):
-            return f"{path} — не файл базы SQLite (HUB_DATABASE_URL={shown}); укажите другой файл"
-        return (f"не удаётся открыть базу SQLite {path}: нет прав на запись или путь недоступен "
-                f"(HUB_DATABASE_URL={shown})")
+            return _("%(path)s is not an SQLite database file (HUB_DATABASE_URL=%(url)s); name another file",
+                     path=path, url=shown)
+        return _("cannot open the SQLite database %(path)s: no permission to write or the path is not reachable "
+                 "(HUB_DATABASE_URL=%(url)s)", path=path, url=shown)
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     detail = (lines[0] if lines else type(error).__name__).removeprefix("connection failed: ")
-    return f"не удаётся подключиться к базе данных {shown}: {detail}"
+    return _("cannot connect to the database %(url)s: %(detail)s", url=shown, detail=detail)
 
 
 def _create_for_dialect(url: str) -> Engine:

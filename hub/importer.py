@@ -25,9 +25,10 @@ from typing import Any, Callable, Generator, Iterator
 
 from sqlalchemy import Engine
 
-from hub import consent, identity, normalize, sync
+from hub import consent, i18n, identity, normalize, sync
 from hub.config import Settings
 from hub.db import utcnow
+from hub.i18n import gettext as _
 from hub.normalize import Identifier
 from hub.records import ContactRecord
 from hub.spreadsheet import Row, SpreadsheetError, check_text_file, read_rows
@@ -164,7 +165,7 @@ def _import_chunks(engine: Engine, settings: Settings, chunks: Iterator[Chunk], 
             for warning in row.warnings:
                 report.warn(row.line, warning)
             if prepared is None:
-                report.skip(row.line, row.error or "unreadable row")
+                report.skip(row.line, row.error or _("unreadable row"))
             else:
                 batch.append((row, prepared))
         if batch:
@@ -212,8 +213,8 @@ def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, mapping
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork") if "fork" in methods else multiprocessing.get_context("spawn")
     chunks: Any = ctx.Queue(maxsize=4)
-    reader = ctx.Process(target=_reader_main, args=(str(path), source, mapping, region, chunks), daemon=True,
-                         name="hub-import-reader")
+    reader = ctx.Process(target=_reader_main, args=(str(path), source, mapping, region, chunks,
+                                                    i18n.current_language()), daemon=True, name="hub-import-reader")
     reader.start()
     try:
         while True:
@@ -221,8 +222,8 @@ def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, mapping
                 item = chunks.get(timeout=1)
             except queue.Empty:
                 if not reader.is_alive():
-                    raise RuntimeError(
-                        f"the spreadsheet reader stopped unexpectedly (exit code {reader.exitcode})") from None
+                    raise RuntimeError(_("the spreadsheet reader stopped unexpectedly (exit code %(code)s)",
+                                         code=reader.exitcode)) from None
                 continue
             if item is None:
                 return
@@ -235,8 +236,10 @@ def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, mapping
         reader.join()
 
 
-def _reader_main(path: str, source: str, mapping: dict[str, str] | None, region: str, chunks: Any) -> None:
+def _reader_main(path: str, source: str, mapping: dict[str, str] | None, region: str, chunks: Any,
+                 language: str = i18n.DEFAULT_LANGUAGE) -> None:
     gc.set_threshold(GC_THRESHOLD, 20, 20)  # a process of its own: nothing to restore
+    i18n.activate(language)  # rows' problems are told in the language of whoever imports
     try:
         for chunk in _chunks_here(path, source, mapping, region):
             chunks.put([_pack(row, prepared) for row, prepared in chunk])
@@ -331,7 +334,8 @@ class ConsentImportReport:
 
 def _consent_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     if path.suffix.lower() not in (".csv", ".txt"):
-        raise SpreadsheetError(f"{path.name}: consent is imported from CSV; save the sheet as CSV first")
+        raise SpreadsheetError(_("%(file)s: consent is imported from CSV; save the sheet as CSV first",
+                                file=path.name))
     check_text_file(path)  # binary junk or a broken file is refused before its first row is recorded
     raw = path.read_bytes()
     try:
@@ -340,7 +344,7 @@ def _consent_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         text = raw.decode("cp1251", errors="replace")
     lines = text.splitlines()
     if not lines:
-        raise SpreadsheetError(f"{path.name}: the file is empty")
+        raise SpreadsheetError(_("%(file)s: the file is empty", file=path.name))
     header = lines[0]
     delimiter = max(";,\t", key=header.count)
     reader = csv.reader(lines, delimiter=delimiter)
@@ -352,9 +356,10 @@ def _consent_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                 columns[name] = i
     missing = [n for n in ("channel", "purpose", "status") if n not in columns]
     if "email" not in columns and "phone" not in columns:
-        missing.insert(0, "email or phone")
+        missing.insert(0, _("email or phone"))
     if missing:
-        raise SpreadsheetError(f"{path.name}: no column for {', '.join(missing)} (found: {', '.join(headers)})")
+        raise SpreadsheetError(_("%(file)s: no column for %(missing)s (found: %(found)s)", file=path.name,
+                                 missing=", ".join(missing), found=", ".join(headers)))
     for line, cells in enumerate(reader, start=2):
         if not any(c.strip() for c in cells):
             continue
@@ -374,21 +379,21 @@ def _parse_when(text: str, tz: dt.tzinfo) -> dt.datetime | None:
         if value.tzinfo is None:
             value = value.replace(tzinfo=tz)
         return value.astimezone(dt.timezone.utc)
-    raise ValueError(f"date {text!r} is not a date (use 2024-03-14 or 14.03.2024)")
+    raise ValueError(_("date %(value)r is not a date (use 2024-03-14 or 14.03.2024)", value=text))
 
 
 def import_consent(engine: Engine, settings: Settings, path: str | os.PathLike[str]) -> ConsentImportReport:
     """Record consent collected elsewhere; a person not yet in the base joins it (the mailing base)."""
     path = Path(path)
     if not path.exists():
-        raise SpreadsheetError(f"{path}: no such file")
+        raise SpreadsheetError(_("%(path)s: no such file", path=path))
     report = ConsentImportReport(file=str(path))
     for line, cells in _consent_rows(path):
         report.rows += 1
         try:
             status = STATUS_WORDS.get(cells["status"].lower())
             if status is None:
-                raise ValueError(f"status {cells['status']!r} is not granted, withdrawn or pending")
+                raise ValueError(_("status %(status)r is not granted, withdrawn or pending", status=cells["status"]))
             channel, purpose = cells["channel"].lower(), cells["purpose"].lower()
             consent.validate(settings, channel, purpose, status)
             at = _parse_when(cells.get("date", ""), settings.tz)
@@ -396,7 +401,7 @@ def import_consent(engine: Engine, settings: Settings, path: str | os.PathLike[s
             phones = [p for p in normalize.phones(cells.get("phone"), settings.default_region) if p.valid]
             found = ([email] if email is not None and email.valid else []) + phones[:1]
             if not found:
-                raise ValueError("no valid email or phone to find the person by")
+                raise ValueError(_("no valid email or phone to find the person by"))
         except (ValueError, consent.ConsentError) as exc:
             report.skipped.append({"line": line, "reason": str(exc)})
             continue
@@ -410,7 +415,7 @@ def import_consent(engine: Engine, settings: Settings, path: str | os.PathLike[s
             contact_id = result.contact_ids[0]
             report.contacts_created += len(result.created)
             if contact_id is None:  # a plugin kept the person out (erased on request)
-                report.skipped.append({"line": line, "reason": "this person was erased on request"})
+                report.skipped.append({"line": line, "reason": _("this person was erased on request")})
                 continue
             if consent.already_recorded(conn, contact_id, channel, purpose, status, source, at):
                 report.already_recorded += 1

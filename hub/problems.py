@@ -6,6 +6,8 @@ fix-one-and-retry; the message itself shows the first few so it stays one line.
 
 from __future__ import annotations
 
+from hub.i18n import ngettext
+
 SHOWN = 5
 
 
@@ -17,5 +19,6 @@ class ProblemList(ValueError):
         self.origin = origin
         shown = "; ".join(problems[:SHOWN])
         if len(problems) > SHOWN:
-            shown += f"; and {len(problems) - SHOWN} more"
+            more = len(problems) - SHOWN
+            shown += "; " + ngettext("and %(num)s more", "and %(num)s more", more)
         super().__init__(f"{origin}: {shown}" if origin else shown)

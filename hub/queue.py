@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from hub.config import Settings
+from hub.i18n import gettext as _
 
 DEFAULT_QUEUES = ("high", "default", "low")
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def redis_connection(settings: Settings) -> Any:
     from redis import Redis
 
     if not settings.redis_url:
-        raise RuntimeError("HUB_REDIS_URL is not set")
+        raise RuntimeError(_("HUB_REDIS_URL is not set"))
     return Redis.from_url(settings.redis_url)
 
 

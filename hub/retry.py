@@ -19,6 +19,8 @@ from typing import Callable
 import requests
 import urllib3.exceptions
 
+from hub.i18n import ngettext
+
 # The answer started but never arrived whole: the connection broke mid-body, the body
 # was shorter than announced, or its compression was corrupt. requests wraps urllib3's
 # errors in its own; the unwrapped ones are here for code that reads a raw stream.
@@ -62,7 +64,8 @@ def back_off(attempt: int, max_retries: int, reason: str, *, give_up: Callable[[
     server-given reset time).
     """
     if attempt >= max_retries:
-        raise give_up(f"{reason}; gave up after {attempt + 1} attempts")
+        raise give_up(ngettext("%(reason)s; gave up after %(num)s attempt",
+                               "%(reason)s; gave up after %(num)s attempts", attempt + 1, reason=reason))
     if sleep is not None:
         sleep(backoff_delay(attempt))
     return attempt + 1

@@ -44,6 +44,7 @@ from hub import plugins, queue
 from hub.config import Settings, SettingsError
 from hub.db import insert_for, utcnow
 from hub.hookspecs import hookimpl
+from hub.i18n import gettext as _
 from hub.models import ScheduleState, SyncState
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ def schedules(settings: Settings, pm: pluggy.PluginManager | None = None) -> dic
     found = plugins.registry("register_schedules", pm, settings=settings)
     for name, item in found.items():
         if not isinstance(item, Schedule):
-            raise SettingsError(f"schedule {name!r} must be a hub.schedule.Schedule, not {type(item).__name__}")
+            raise SettingsError(_("schedule %(name)r must be a hub.schedule.Schedule, not %(type)s", name=name,
+                                  type=type(item).__name__))
     return {n: s for n, s in found.items() if s.every > dt.timedelta(0)}
 
 
@@ -135,7 +137,8 @@ def run_due(engine: Engine, settings: Settings, *, now: dt.datetime | None = Non
     found = schedules(settings, pm)
     unknown = sorted(set(only or ()) - set(found))
     if unknown:
-        raise SettingsError(f"no schedule called {', '.join(unknown)} (schedules: {', '.join(sorted(found))})")
+        raise SettingsError(_("no schedule called %(names)s (schedules: %(known)s)", names=", ".join(unknown),
+                              known=", ".join(sorted(found))))
     names = sorted(only) if only else due(engine, found, now)
     report = Report()
     for name in names:
@@ -249,7 +252,8 @@ def serve(engine: Engine, settings: Settings, *, interval: float, stop: threadin
             try:
                 held = lock.acquire()
             except Exception as exc:  # noqa: BLE001 - Redis or the database away for a moment: keep trying
-                report(None, f"cannot take the scheduler lock: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                report(None, _("cannot take the scheduler lock: %(error)s",
+                               error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
                 stop.wait(interval)
                 continue
             if held:
@@ -257,9 +261,10 @@ def serve(engine: Engine, settings: Settings, *, interval: float, stop: threadin
                     report(run_due(engine, settings, keepalive=lock.renew), None)
                 except Exception as exc:  # one bad pass must not stop the scheduler
                     log.exception("scheduler pass failed")
-                    report(None, f"pass failed: {type(exc).__name__}: {exc}")
+                    report(None, _("pass failed: %(error)s", error=f"{type(exc).__name__}: {exc}"))
             else:
-                report(None, f"standing by: another scheduler holds the lock ({lock.held_by() or 'unknown'})")
+                report(None, _("standing by: another scheduler holds the lock (%(holder)s)",
+                               holder=lock.held_by() or _("unknown")))
             stop.wait(max(0.0, interval - (time.monotonic() - began)))
     finally:
         try:
@@ -335,9 +340,10 @@ def _interval(settings: Settings, key: str, default: int) -> dt.timedelta:
     try:
         seconds = float(raw)
     except (TypeError, ValueError):
-        raise SettingsError(f"{key} must be a number of seconds (0 turns it off), not {raw!r}") from None
+        raise SettingsError(_("%(key)s must be a number of seconds (0 turns it off), not %(value)r", key=key,
+                              value=raw)) from None
     if seconds < 0:
-        raise SettingsError(f"{key} must be 0 or more seconds, not {raw!r}")
+        raise SettingsError(_("%(key)s must be 0 or more seconds, not %(value)r", key=key, value=raw))
     return dt.timedelta(seconds=seconds)
 
 

@@ -37,6 +37,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from hub import formats, normalize
+from hub.i18n import N_
+from hub.i18n import gettext as _
 from hub.records import ContactRecord, Gender
 
 FIELDS: tuple[str, ...] = (
@@ -174,9 +177,9 @@ def read_rows(
         elif extension in _XLSX_EXTENSIONS:
             rows = _open_xlsx(name, stack)
         else:
-            shown = f"'{extension}'" if extension else "(no extension)"
+            shown = f"'{extension}'" if extension else _("(no extension)")
             raise SpreadsheetError(
-                f"{label}: unsupported file type {shown}; save it as .xlsx or .csv"
+                _("%(file)s: unsupported file type %(type)s; save it as .xlsx or .csv", file=label, type=shown)
             )
         line = 0
         try:
@@ -186,7 +189,7 @@ def read_rows(
                 if any(headers):
                     break
             else:
-                raise SpreadsheetError(f"{label}: no header row, the file is empty")
+                raise SpreadsheetError(_("%(file)s: no header row, the file is empty", file=label))
             plan = _RowPlan(headers, detect_columns(headers, mapping), source)
             for line, cells in numbered:
                 row = plan.build(cells, line)
@@ -194,12 +197,13 @@ def read_rows(
                     yield row
         except csv.Error as exc:
             raise SpreadsheetError(
-                f"{label}: broken CSV after row {line} ({exc}); look for an unclosed quote"
+                _("%(file)s: broken CSV after row %(line)s (%(error)s); look for an unclosed quote", file=label,
+                  line=line, error=exc)
             ) from exc
         except UnicodeDecodeError as exc:
             raise SpreadsheetError(
-                f"{label}: text after row {line} is not UTF-8 although the start of the "
-                "file is; re-save the whole file in one encoding"
+                _("%(file)s: text after row %(line)s is not UTF-8 although the start of the file is; re-save the "
+                  "whole file in one encoding", file=label, line=line)
             ) from exc
 
 
@@ -231,10 +235,11 @@ def detect_columns(headers: list[str], mapping: dict[str, str] | None = None) ->
             taken.add(name)
         columns[index] = name
     if not _KEY_FIELDS.intersection(columns.values()):
-        found = ", ".join(repr(header) for header in headers if header) or "нет"
+        found = ", ".join(repr(header) for header in headers if header) or _("none")
         raise SpreadsheetError(
-            f"ни один столбец не распознан как имя, телефон или email (заголовки в файле: {found}); "
-            "укажите столбцы через --map, например --map 'Моб=phone'; файл не импортирован, база не изменена"
+            _("no column was recognised as a name, phone or email (headers in the file: %(found)s); name the "
+              "columns with --map, e.g. --map 'Моб=phone'; the file was not imported, the base is unchanged",
+              found=found)
         )
     return columns
 
@@ -261,8 +266,8 @@ def _apply_mapping(headers: list[str], mapping: dict[str, str]) -> dict[int, str
         name = target.strip().lower()
         if name not in FIELDS and name != IGNORE:
             raise SpreadsheetError(
-                f"--map {column}={target}: unknown field {target!r}; "
-                f"use one of: {', '.join(FIELDS)}, {IGNORE}"
+                _("--map %(column)s=%(target)s: unknown field %(field)r; use one of: %(fields)s", column=column,
+                  target=target, field=target, fields=", ".join([*FIELDS, IGNORE]))
             )
         wanted = column.strip()
         indexes = [i for i, header in enumerate(stripped) if header == wanted]
@@ -270,9 +275,10 @@ def _apply_mapping(headers: list[str], mapping: dict[str, str]) -> dict[int, str
             wanted_key = _header_key(wanted)
             indexes = [i for i, key in enumerate(keys) if wanted_key and key == wanted_key]
         if not indexes:
-            found = ", ".join(repr(header) for header in stripped if header) or "none"
+            found = ", ".join(repr(header) for header in stripped if header) or _("none")
             raise SpreadsheetError(
-                f"--map {column}={target}: no column {column!r} in the file; headers found: {found}"
+                _("--map %(column)s=%(target)s: no column %(name)r in the file; headers found: %(found)s",
+                  column=column, target=target, name=column, found=found)
             )
         for index in indexes:
             resolved[index] = name
@@ -345,7 +351,7 @@ class _RowPlan:
         if "middle_name" in values:
             middle = _clean_name(values["middle_name"])
         if not (first or last or middle or phones or emails):
-            return Row(line, None, "no name, phone or email")
+            return Row(line, None, _("no name, phone or email"))
 
         warnings: list[str] = []
         birthday = None
@@ -358,7 +364,7 @@ class _RowPlan:
             text = values["gender"]
             gender = _GENDERS.get(text.lower().rstrip("."))
             if gender is None:
-                warnings.append(f"gender: {text!r} is not recognised")
+                warnings.append(_("gender: %(value)r is not recognised", value=text))
         tags: list[str] = []
         for index in self.tags:
             if cells[index]:
@@ -400,7 +406,8 @@ def _open_csv(path: str, stack: ExitStack) -> Iterator[list[str]]:
     try:
         handle = stack.enter_context(open(path, encoding=encoding, errors=errors, newline=""))
     except OSError as exc:
-        raise SpreadsheetError(f"{os.path.basename(path)}: cannot open: {exc.strerror}") from exc
+        raise SpreadsheetError(_("%(file)s: cannot open: %(error)s", file=os.path.basename(path),
+                                 error=exc.strerror)) from exc
     reader = csv.reader(handle, delimiter=delimiter)
     if sep_line:
         # Excel's "sep=;" hint line is not shown as a row, so it is not counted.
@@ -420,7 +427,8 @@ def _sniff_csv(path: str) -> tuple[str, str, bool]:
             sample = handle.read(_SNIFF_BYTES)
             at_end = not handle.read(1)
     except OSError as exc:
-        raise SpreadsheetError(f"{os.path.basename(path)}: cannot open: {exc.strerror}") from exc
+        raise SpreadsheetError(_("%(file)s: cannot open: %(error)s", file=os.path.basename(path),
+                                 error=exc.strerror)) from exc
     if sample.startswith(codecs.BOM_UTF8):
         encoding = "utf-8-sig"
         text = sample[len(codecs.BOM_UTF8) :].decode("utf-8", errors="replace")
@@ -482,10 +490,11 @@ def _open_xlsx(path: str, stack: ExitStack) -> Iterator[list[str]]:
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except OSError as exc:
-        raise SpreadsheetError(f"{os.path.basename(path)}: cannot open: {exc.strerror}") from exc
+        raise SpreadsheetError(_("%(file)s: cannot open: %(error)s", file=os.path.basename(path),
+                                 error=exc.strerror)) from exc
     except Exception as exc:  # openpyxl raises zip, XML and key errors alike
         raise SpreadsheetError(
-            f"{os.path.basename(path)}: not a readable Excel workbook ({exc})"
+            _("%(file)s: not a readable Excel workbook (%(error)s)", file=os.path.basename(path), error=exc)
         ) from exc
     stack.callback(workbook.close)
     sheet = workbook.active or workbook.worksheets[0]
@@ -546,10 +555,11 @@ _UTF8_COMMON_LETTERS = (b"\xd0\xbe", b"\xd0\xb0", b"\xd0\xb5", b"\xd1\x82", b"\x
 _UTF8_LETTERS_ENOUGH = 2
 # Files people save under .csv by mistake, by their first bytes.
 _NOT_TEXT: tuple[tuple[bytes, str], ...] = (
-    (b"PK\x03\x04", "ZIP-архив (возможно, книга Excel: сохраните её с расширением .xlsx)"),
-    (b"\xd0\xcf\x11\xe0", "старая книга Excel .xls или документ Word (сохраните как .xlsx или CSV)"),
-    (b"\x89PNG", "картинка PNG"), (b"\xff\xd8\xff", "картинка JPEG"), (b"GIF8", "картинка GIF"),
-    (b"%PDF", "документ PDF"), (b"\x1f\x8b", "архив gzip"), (b"Rar!", "архив RAR"), (b"7z\xbc\xaf", "архив 7z"),
+    (b"PK\x03\x04", N_("a ZIP archive (perhaps an Excel workbook: save it with the extension .xlsx)")),
+    (b"\xd0\xcf\x11\xe0", N_("an old Excel .xls workbook or a Word document (save it as .xlsx or CSV)")),
+    (b"\x89PNG", N_("a PNG picture")), (b"\xff\xd8\xff", N_("a JPEG picture")), (b"GIF8", N_("a GIF picture")),
+    (b"%PDF", N_("a PDF document")), (b"\x1f\x8b", N_("a gzip archive")), (b"Rar!", N_("a RAR archive")),
+    (b"7z\xbc\xaf", N_("a 7z archive")),
 )
 
 # Workbook limits, checked on the zip directory before anything is
@@ -564,8 +574,8 @@ _RATIO_FROM = 16 * 1024 * 1024  # parts smaller than this may compress as well a
 
 
 def _n(number: int) -> str:
-    """A count as Russian text writes it: 131 072."""
-    return f"{number:,}".replace(",", "\u00a0")
+    """A count as the reader writes it: 131 072 in Russian."""
+    return formats.number(number)
 
 
 def _mb(size: int) -> str:
@@ -575,7 +585,8 @@ def _mb(size: int) -> str:
 
 
 def _refused(path: str, why: str) -> SpreadsheetError:
-    return SpreadsheetError(f"{os.path.basename(path)}: {why}; файл не импортирован, база не изменена")
+    return SpreadsheetError(_("%(file)s: %(why)s; the file was not imported, the base is unchanged",
+                              file=os.path.basename(path), why=why))
 
 
 def check_csv(path: str, encoding: str, delimiter: str, sep_line: bool) -> None:
@@ -590,10 +601,11 @@ def check_csv(path: str, encoding: str, delimiter: str, sep_line: bool) -> None:
         with open(path, "rb") as handle:
             head = handle.read(16)
     except OSError as exc:
-        raise SpreadsheetError(f"{os.path.basename(path)}: cannot open: {exc.strerror}") from exc
+        raise SpreadsheetError(_("%(file)s: cannot open: %(error)s", file=os.path.basename(path),
+                                 error=exc.strerror)) from exc
     for magic, what in _NOT_TEXT:
         if head.startswith(magic):
-            raise _refused(path, f"это не текстовый CSV, а {what}")
+            raise _refused(path, _("this is not a text CSV but %(what)s", what=_(what)))
     if encoding != "utf-16":
         _check_bytes(path, encoding)
     _check_structure(path, encoding, delimiter, sep_line)
@@ -607,32 +619,35 @@ def _check_bytes(path: str, encoding: str) -> None:
             nul = block.find(b"\x00")
             if nul >= 0:
                 line = lines + block.count(b"\n", 0, nul) + 1
-                raise _refused(path, f"в строке {line} двоичные данные (нулевой байт): это не текстовая таблица")
+                raise _refused(path, _("binary data in line %(line)s (a zero byte): this is not a text table",
+                                       line=line))
             controls = len(block) - len(block.translate(None, _CONTROL_BYTES))
             if controls > max(8, len(block) * _CONTROL_SHARE):
                 first = _CONTROL_BYTE.search(block)
                 line = lines + block.count(b"\n", 0, first.start() if first else 0) + 1
-                raise _refused(path, f"со строки {line} двоичные данные ({_n(controls)} управляющих символов "
-                                     f"на {_n(len(block))} байт): это не текстовая таблица")
+                raise _refused(path, _("binary data from line %(line)s on (%(controls)s control characters in "
+                                       "%(size)s bytes): this is not a text table", line=line,
+                                       controls=_n(controls), size=_n(len(block))))
             if decoder is not None:
                 try:
                     decoder.decode(block)
                 except UnicodeDecodeError as exc:
                     line = lines + block.count(b"\n", 0, max(exc.start, 0)) + 1
-                    raise _refused(path, f"строка {line} не в UTF-8, хотя начало файла в UTF-8: в файле "
-                                         "смешаны кодировки, пересохраните его целиком в одной") from None
+                    raise _refused(path, _("line %(line)s is not UTF-8 although the start of the file is: the file "
+                                           "mixes encodings, re-save the whole of it in one", line=line)) from None
             else:
                 if sum(block.count(letter) for letter in _UTF8_COMMON_LETTERS) >= _UTF8_LETTERS_ENOUGH:
                     at = min(i for i in (block.find(letter) for letter in _UTF8_COMMON_LETTERS) if i >= 0)
                     line = lines + block.count(b"\n", 0, at) + 1
-                    raise _refused(path, f"строка {line} в UTF-8, а начало файла в Windows-1251: в файле "
-                                         "смешаны кодировки, пересохраните его целиком в одной")
+                    raise _refused(path, _("line %(line)s is UTF-8 but the start of the file is Windows-1251: the "
+                                           "file mixes encodings, re-save the whole of it in one", line=line))
             lines += block.count(b"\n")
     if decoder is not None:
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            raise _refused(path, "файл обрывается посреди буквы UTF-8: похоже, он записан не до конца") from None
+            raise _refused(path, _("the file ends in the middle of a UTF-8 letter: it seems to be written only "
+                                   "in part")) from None
 
 
 def _check_structure(path: str, encoding: str, delimiter: str, sep_line: bool) -> None:
@@ -646,29 +661,33 @@ def _check_structure(path: str, encoding: str, delimiter: str, sep_line: bool) -
             start = reader.line_num + 1
             for cells in reader:
                 if len(cells) > MAX_COLUMNS:
-                    raise _refused(path, f"в строке {start} {_n(len(cells))} столбцов (больше {_n(MAX_COLUMNS)}): "
-                                         "это не таблица клиентов")
+                    raise _refused(path, _("line %(line)s has %(count)s columns (more than %(max)s): this is not a "
+                                           "table of customers", line=start, count=_n(len(cells)),
+                                           max=_n(MAX_COLUMNS)))
                 if encoding == "utf-16" and _CONTROL_CHAR.search("".join(cells)):
-                    raise _refused(path, f"в строке {start} двоичные данные: это не текстовая таблица")
+                    raise _refused(path, _("binary data in line %(line)s: this is not a text table", line=start))
                 last_start, start = start, reader.line_num + 1
         except csv.Error as exc:
             if "field limit" in str(exc):
-                raise _refused(path, f"ячейка в строке {start} длиннее {_n(csv.field_size_limit())} символов: "
-                                     "вероятно, там не закрыта кавычка") from None
-            raise _refused(path, f"CSV сломан в строке {start} ({exc})") from None
+                raise _refused(path, _("a cell in line %(line)s is longer than %(max)s characters: probably a "
+                                       "quote is not closed there", line=start,
+                                       max=_n(csv.field_size_limit()))) from None
+            raise _refused(path, _("the CSV is broken in line %(line)s (%(error)s)", line=start, error=exc)) from None
         except UnicodeDecodeError:
-            raise _refused(path, f"текст после строки {start} не в кодировке {encoding}: в файле смешаны "
-                                 "кодировки, пересохраните его целиком в одной") from None
+            raise _refused(path, _("the text after line %(line)s is not in the encoding %(encoding)s: the file mixes "
+                                   "encodings, re-save the whole of it in one", line=start,
+                                   encoding=encoding)) from None
         # Read leniently (as the import does), a quote left open swallows the
         # rest of the file into one cell; read strictly, the last row says so.
         handle.seek(0)
         tail = itertools.islice(handle, last_start - 1, None)
         try:
-            for _ in csv.reader(tail, delimiter=delimiter, strict=True):
+            for _row in csv.reader(tail, delimiter=delimiter, strict=True):
                 pass
         except csv.Error as exc:
             if "unexpected end of data" in str(exc):
-                raise _refused(path, f"кавычка, открытая в строке {last_start}, не закрыта до конца файла") from None
+                raise _refused(path, _("a quote opened in line %(line)s is not closed before the end of the file",
+                                       line=last_start)) from None
 
 
 def check_text_file(path: str | os.PathLike[str]) -> None:
@@ -689,33 +708,37 @@ def check_xlsx(path: str) -> None:
     try:
         archive = zipfile.ZipFile(path)
     except OSError as exc:
-        raise SpreadsheetError(f"{name}: cannot open: {exc.strerror}") from exc
+        raise SpreadsheetError(_("%(file)s: cannot open: %(error)s", file=name, error=exc.strerror)) from exc
     except (zipfile.BadZipFile, ValueError) as exc:
-        raise _refused(path, f"это не книга Excel (.xlsx), файл повреждён или не того формата ({exc})") from None
+        raise _refused(path, _("this is not an Excel workbook (.xlsx): the file is damaged or of another format "
+                               "(%(error)s)", error=exc)) from None
     with archive:
         parts = archive.infolist()
         total = sum(part.file_size for part in parts)
         mb = 1024 * 1024
         if total > MAX_XLSX_TOTAL:
-            raise _refused(path, f"книга распаковывается в {_mb(total)} МБ (допустимо до "
-                                 f"{_n(MAX_XLSX_TOTAL // mb)} МБ)")
+            raise _refused(path, _("the workbook unpacks to %(size)s MB (up to %(max)s MB is allowed)",
+                                   size=_mb(total), max=_n(MAX_XLSX_TOTAL // mb)))
         for part in parts:
             size = part.file_size
             if part.filename.lower().endswith("sharedstrings.xml") and size > MAX_XLSX_SHARED_STRINGS:
-                raise _refused(path, f"тексты ячеек книги занимают {_mb(size)} МБ без сжатия (допустимо до "
-                                     f"{_n(MAX_XLSX_SHARED_STRINGS // mb)} МБ); разбейте её на несколько файлов")
+                raise _refused(path, _("the workbook's cell texts take %(size)s MB uncompressed (up to %(max)s MB "
+                                       "is allowed); split it into several files", size=_mb(size),
+                                       max=_n(MAX_XLSX_SHARED_STRINGS // mb)))
             if size > MAX_XLSX_PART:
-                raise _refused(path, f"часть книги {part.filename} распаковывается в {_mb(size)} МБ "
-                                     f"(допустимо до {_n(MAX_XLSX_PART // mb)} МБ)")
+                raise _refused(path, _("the workbook part %(part)s unpacks to %(size)s MB (up to %(max)s MB is "
+                                       "allowed)", part=part.filename, size=_mb(size), max=_n(MAX_XLSX_PART // mb)))
             if size > _RATIO_FROM and size > MAX_XLSX_RATIO * max(part.compress_size, 1):
-                raise _refused(path, f"часть книги {part.filename} сжата в {_n(size // max(part.compress_size, 1))} "
-                                     f"раз (настоящие таблицы — не больше {MAX_XLSX_RATIO}): это zip-бомба")
+                raise _refused(path, _("the workbook part %(part)s is compressed %(ratio)s times (real tables: "
+                                       "%(max)s at most): this is a zip bomb", part=part.filename,
+                                       ratio=_n(size // max(part.compress_size, 1)), max=MAX_XLSX_RATIO))
         try:
             broken = archive.testzip()
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
-            raise _refused(path, f"книга Excel повреждена ({exc})") from None
+            raise _refused(path, _("the Excel workbook is damaged (%(error)s)", error=exc)) from None
         if broken is not None:
-            raise _refused(path, f"книга Excel повреждена (часть {broken} не сходится с контрольной суммой)")
+            raise _refused(path, _("the Excel workbook is damaged (the part %(part)s does not match its checksum)",
+                                   part=broken))
 
 
 # --- names -------------------------------------------------------------------
@@ -776,7 +799,7 @@ def _split_full_name(value: str) -> tuple[str | None, str | None, str | None]:
     """
     value = _clean_name(value)
     if "," in value:
-        last, _, rest = value.partition(",")
+        last, _comma, rest = value.partition(",")
         words = rest.split()
         first = words[0] if words else None
         middle = " ".join(words[1:]) or None
@@ -849,11 +872,8 @@ def _is_patronymic(word: str) -> bool:
 
 
 def _clean_name(value: str) -> str:
-    """Single spaces; "ИВАНОВ" and "иванов" become "Иванов", "McDonald" stays."""
-    value = " ".join(value.split())
-    if value.isupper() or value.islower():
-        return value.title()
-    return value
+    """Single spaces; "ИВАНОВ" and "иванов" become "Иванов", "McDonald" stays (normalize.person_name)."""
+    return normalize.person_name(value) or ""
 
 
 # --- other fields ------------------------------------------------------------
@@ -914,16 +934,16 @@ def _parse_birthday(value: str, today: dt.date) -> tuple[dt.date | None, str | N
     if year is None or month is None or day is None:
         short = _NUMERIC_DM.fullmatch(text)
         if short is not None:
-            return None, f"birthday: {value!r} has no year"
-        return None, f"birthday: {value!r} is not a date"
+            return None, _("birthday: %(value)r has no year", value=value)
+        return None, _("birthday: %(value)r is not a date", value=value)
     try:
         birthday = dt.date(year, month, day)
     except ValueError:
-        return None, f"birthday: {value!r} is not a date"
+        return None, _("birthday: %(value)r is not a date", value=value)
     if birthday > today:
-        return None, f"birthday: {value!r} is in the future"
+        return None, _("birthday: %(value)r is in the future", value=value)
     if year < 1900:
-        return None, f"birthday: {value!r} is before 1900"
+        return None, _("birthday: %(value)r is before 1900", value=value)
     return birthday, None
 
 

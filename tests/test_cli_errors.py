@@ -34,7 +34,7 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     assert done.returncode != 0, done.stdout
     assert "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr
+    assert len(lines) == 1 and lines[0].startswith("Ошибка: "), done.stderr
     assert done.stdout == ""
     return lines[0]
 

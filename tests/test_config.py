@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from hub import i18n
 from hub.config import SettingsError, ensure_secret_key, load_settings
 from tests.support.cli import cli
 
@@ -25,18 +26,25 @@ def test_environment_beats_the_file(tmp_path: Path) -> None:
     assert s.extra["lifecycle"] == {"vip_orders": 5}
 
 
-@pytest.mark.parametrize("name,value,message", [
-    ("HUB_DEFAULT_REGION", "XX", "HUB_DEFAULT_REGION: 'XX' is not a known region code"),
-    ("HUB_TIMEZONE", "Mars/Base", "HUB_TIMEZONE: 'Mars/Base' is not a time zone"),
-    ("HUB_DATABASE_URL", "mysql://x/y", "HUB_DATABASE_URL: 'mysql' is not supported"),
-    ("HUB_REDIS_URL", "localhost:6379", "HUB_REDIS_URL: 'localhost:6379' is not a redis:// URL"),
-    ("HUB_SECRET_KEY", "short", "HUB_SECRET_KEY: too short"),
+@pytest.mark.parametrize("name,value,message,english", [
+    ("HUB_DEFAULT_REGION", "XX", "HUB_DEFAULT_REGION: 'XX' — неизвестный код региона",
+     "HUB_DEFAULT_REGION: 'XX' is not a known region code"),
+    ("HUB_TIMEZONE", "Mars/Base", "HUB_TIMEZONE: 'Mars/Base' — не часовой пояс",
+     "HUB_TIMEZONE: 'Mars/Base' is not a time zone"),
+    ("HUB_DATABASE_URL", "mysql://x/y", "HUB_DATABASE_URL: 'mysql' не поддерживается",
+     "HUB_DATABASE_URL: 'mysql' is not supported"),
+    ("HUB_REDIS_URL", "localhost:6379", "HUB_REDIS_URL: 'localhost:6379' — не адрес вида redis://",
+     "HUB_REDIS_URL: 'localhost:6379' is not a redis:// URL"),
+    ("HUB_SECRET_KEY", "short", "HUB_SECRET_KEY: слишком короткий", "HUB_SECRET_KEY: too short"),
 ])
-def test_a_wrong_value_names_the_setting(name: str, value: str, message: str) -> None:
+def test_a_wrong_value_names_the_setting(name: str, value: str, message: str, english: str) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(environ={name: value}, config_path="/nonexistent/hub.toml")
     assert str(info.value).startswith(message)
     assert "\n" not in str(info.value)
+    with i18n.use_language("en"), pytest.raises(SettingsError) as info:
+        load_settings(environ={name: value}, config_path="/nonexistent/hub.toml")
+    assert str(info.value).startswith(english)
 
 
 def test_cli_reports_a_bad_setting_in_one_line(tmp_path: Path, monkeypatch) -> None:
@@ -44,6 +52,9 @@ def test_cli_reports_a_bad_setting_in_one_line(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setenv("HUB_TIMEZONE", "Nowhere")
     result = CliRunner().invoke(cli, ["init"])
     assert result.exit_code == 1
+    assert result.output == "Ошибка: HUB_TIMEZONE: 'Nowhere' — не часовой пояс (например, Europe/Moscow)\n"
+    monkeypatch.setenv("HUB_LANGUAGE", "en")  # readable although another setting is wrong
+    result = CliRunner().invoke(cli, ["init"])
     assert result.output == "Error: HUB_TIMEZONE: 'Nowhere' is not a time zone (e.g. Europe/Moscow)\n"
 
 

@@ -81,7 +81,7 @@ def test_any_plugin_may_veto_and_plugins_hear_every_change(hub_db: HubDB, plugin
 
 def test_unknown_channel_or_purpose_is_refused_with_the_known_ones(hub_db: HubDB) -> None:
     cid = new_contact(hub_db, emails=["a@b.ru"])
-    with hub_db.engine.begin() as conn, pytest.raises(consent.ConsentError, match="one of: email, sms, phone"):
+    with hub_db.engine.begin() as conn, pytest.raises(consent.ConsentError, match="не один из: email, sms, phone"):
         consent.record(conn, cid, "pigeon", "marketing", "granted", source="x", settings=hub_db.settings)
 
 
@@ -94,7 +94,7 @@ def test_consent_cli_set_and_show(hub_db: HubDB) -> None:
     assert shown["current"] == [{"channel": "email", "purpose": "marketing", "status": "granted"}]
     assert shown["history"][0]["source"] == "paper"
     result = runner.invoke(cli, ["consent", "set", "999", "email", "marketing", "granted"])
-    assert result.exit_code == 1 and "no contact with id 999" in result.output
+    assert result.exit_code == 1 and "нет контакта с id 999" in result.output
 
 
 def test_consent_import_reports_each_bad_row_and_keeps_the_rest(hub_db: HubDB, tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_consent_import_reports_each_bad_row_and_keeps_the_rest(hub_db: HubDB, t
     report = importer.import_consent(hub_db.engine, hub_db.settings, path)
     assert report.recorded == 2 and report.contacts_created == 1
     assert [s["line"] for s in report.skipped] == [4, 5, 6]
-    assert "purpose 'spam'" in report.skipped[1]["reason"]
+    assert "цель 'spam'" in report.skipped[1]["reason"]
     with hub_db.engine.connect() as conn:
         assert consent.current(conn, known) == {("email", "marketing"): "granted"}
         event = conn.execute(ConsentEvent.__table__.select().where(ConsentEvent.contact_id == known)).one()

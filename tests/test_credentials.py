@@ -28,5 +28,5 @@ def test_a_wrong_key_gives_a_clear_error_without_the_secret(hub_db: HubDB) -> No
         credentials.save(conn, "amocrm", {"refresh_token": "def50200abc"}, hub_db.settings.secret_key)
         with pytest.raises(credentials.CredentialError) as info:
             credentials.load(conn, "amocrm", "another-key-entirely-0123456789")
-    assert "HUB_SECRET_KEY differs" in str(info.value) and "def50200" not in str(info.value)
+    assert "HUB_SECRET_KEY не тот" in str(info.value) and "def50200" not in str(info.value)
     assert credentials.redact({"refresh_token": "def50200abc"}) == {"refresh_token": "<11 chars>"}

@@ -46,7 +46,7 @@ def test_messy_office_export_becomes_one_contact_per_person(hub_db: HubDB, tmp_p
     path = write_csv(tmp_path / "clients.csv", OFFICE_ROWS, encoding, delimiter)
     report = cli_json("import", "contacts", str(path), "--json")
     assert report["rows"] == 7
-    assert report["skipped"] == [{"line": 7, "reason": "no name, phone or email"}]
+    assert report["skipped"] == [{"line": 7, "reason": "нет ни имени, ни телефона, ни email"}]
     assert report["created"] == 4 and report["merged"] == 2
     assert report["invalid_phones"] == 2 and report["invalid_emails"] == 1
     people = cli_json("contacts", "list", "--json")
@@ -115,7 +115,7 @@ def test_map_overrides_and_bad_files_give_one_clear_line(hub_db: HubDB, tmp_path
     assert report["created"] == 1
     result = CliRunner().invoke(cli, ["import", "contacts", str(path), "--map", "Нет=phone"])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: ") and "Нет" in result.output and "Traceback" not in result.output
+    assert result.output.startswith("Ошибка: ") and "Нет" in result.output and "Traceback" not in result.output
     bad = tmp_path / "x.pdf"
     bad.write_text("x")
     result = CliRunner().invoke(cli, ["import", "contacts", str(bad)])
@@ -127,7 +127,7 @@ def test_commands_refuse_a_database_that_was_not_initialised(tmp_path: Path, mon
     monkeypatch.setenv("HUB_DATABASE_URL", f"sqlite:///{tmp_path / 'none.db'}")
     result = CliRunner().invoke(cli, ["contacts", "list"])
     assert result.exit_code == 1
-    assert "run `hub init` first" in result.output
+    assert "сначала выполните `hub init`" in result.output
 
 
 def test_reading_in_a_second_process_gives_the_same_base(hub_db: HubDB, tmp_path: Path) -> None:
@@ -195,4 +195,4 @@ def test_a_consent_row_for_a_refused_person_is_skipped_with_a_reason(hub_db, tmp
                     "kept@example.ru;email;marketing;granted;form;2025-01-01\n", encoding="utf-8")
     report = importer.import_consent(hub_db.engine, hub_db.settings, path)
     assert report.recorded == 1
-    assert report.skipped == [{"line": 2, "reason": "this person was erased on request"}]
+    assert report.skipped == [{"line": 2, "reason": "данные этого человека удалены по его просьбе"}]

@@ -61,7 +61,7 @@ def refused(db: HubDB, path: Path, match: str, *, parallel: bool = False, chunk:
     message = str(caught.value)
     assert "\n" not in message and message.startswith(path.name)
     result = CliRunner().invoke(cli, ["import", "contacts", str(path)])
-    assert result.exit_code == 1 and result.output.startswith("Error: ") and "Traceback" not in result.output
+    assert result.exit_code == 1 and result.output.startswith("Ошибка: ") and "Traceback" not in result.output
     assert snapshot(db) == before
     return message
 

@@ -28,7 +28,7 @@ from tests.support.cli import cli
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = ["can_contact", "contact_synced", "register_admin_pages", "register_channels", "register_commands",
          "register_routes", "register_schedules", "register_segment_fields", "register_sources",
-         "register_workflow_steps"]
+         "register_translations", "register_workflow_steps"]
 SECRET = "scaffold-test-secret-key-0123456789"
 
 
@@ -56,8 +56,9 @@ def files_under(folder: Path) -> set[str]:
 
 EXPECTED = {".gitignore", "README.md", "pyproject.toml", "tests/export.json", "tests/test_acme.py",
             *(f"src/hub_acme/{m}.py" for m in ("__init__", "source", "events", "segments", "consent", "channel",
-                                               "steps", "commands", "routes", "schedule", "admin")),
-            "src/hub_acme/admin_templates/hub_acme_admin/index.html"}
+                                               "steps", "commands", "routes", "schedule", "admin", "language")),
+            "src/hub_acme/admin_templates/hub_acme_admin/index.html",
+            "src/hub_acme/translations/ru/LC_MESSAGES/acme.po"}
 
 
 def test_new_writes_an_installable_project_and_says_what_to_do_next(tmp_path: Path) -> None:
@@ -104,45 +105,53 @@ def test_an_existing_empty_directory_is_used(tmp_path: Path) -> None:
 # --- what it refuses --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, reason", [
-    ("1acme", "use lower-case latin letters, digits and _ or -, starting with a letter"),
-    ("acme!", "use lower-case latin letters"),
-    ("my crm", "use lower-case latin letters"),
-    ("клиенты", "use lower-case latin letters"),
-    ("-", "use lower-case latin letters"),
-    ("class", "it is a Python keyword"),
-    ("hub-acme", "give the plugin's own name, without hub- (`hub plugin new acme` makes the package hub-acme)"),
-    ("a" * 41, "too long"),
-    ("bitrix24", "a Hub plugin called 'bitrix24' is installed already (package hub-customer-base "),
-    ("Workflows", "a Hub plugin called 'workflows' is installed already"),
-    ("sync", "`hub sync` is a command already"),
-    ("plugin", "`hub plugin` is a command already"),
+    ("1acme", "используйте строчные латинские буквы, цифры и _ или -, начиная с буквы"),
+    ("acme!", "используйте строчные латинские буквы"),
+    ("my crm", "используйте строчные латинские буквы"),
+    ("клиенты", "используйте строчные латинские буквы"),
+    ("-", "используйте строчные латинские буквы"),
+    ("class", "это ключевое слово Python"),
+    ("hub-acme", "укажите собственное имя плагина, без hub- (`hub plugin new acme` создаёт пакет hub-acme)"),
+    ("a" * 41, "слишком длинное"),
+    ("bitrix24", "плагин Hub с именем 'bitrix24' уже установлен (пакет hub-customer-base "),
+    ("Workflows", "плагин Hub с именем 'workflows' уже установлен"),
+    ("sync", "`hub sync` — уже существующая команда"),
+    ("plugin", "`hub plugin` — уже существующая команда"),
 ])
 def test_names_that_cannot_work_are_refused_before_anything_is_written(tmp_path: Path, name: str, reason: str
                                                                        ) -> None:
     result = new(name, "--dir", str(tmp_path / "p"))
     assert result.exit_code == 1
-    assert result.output.startswith("Error: ") and reason in result.output, result.output
+    assert result.output.startswith("Ошибка: ") and reason in result.output, result.output
     assert not (tmp_path / "p").exists()
+
+
+def test_a_refusal_is_said_in_english_when_hub_language_is_en(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_LANGUAGE", "en")
+    result = new("class", "--dir", str(tmp_path / "p"))
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: 'class' cannot be a plugin name: it is a Python keyword"), result.output
 
 
 def test_a_name_an_installed_plugin_uses_for_a_channel_is_refused(tmp_path: Path) -> None:
     result = new("sms", "--dir", str(tmp_path / "p"))  # the mailing plugin's SMS channel
     assert result.exit_code == 1
-    assert "'sms' cannot be the plugin's name: an installed plugin has a channel called 'sms'" in result.output
+    assert "'sms' не может быть именем плагина: у установленного плагина есть канал 'sms'" in result.output
 
 
 def test_a_directory_with_files_in_it_is_left_alone(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
     result = new("acme", "--dir", str(tmp_path))
     assert result.exit_code == 1
-    assert f"{tmp_path} exists and is not empty; nothing was written" in result.output
+    assert f"{tmp_path} уже есть и не пуст; ничего не записано" in result.output
     assert files_under(tmp_path) == {"notes.txt"}
 
 
 def test_a_file_where_the_directory_should_be_is_refused(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("mine", encoding="utf-8")
     result = new("acme", "--dir", str(tmp_path / "taken"))
-    assert result.exit_code == 1 and "exists and is not a directory" in result.output
+    assert result.exit_code == 1 and "уже есть и это не каталог" in result.output
     assert (tmp_path / "taken").read_text(encoding="utf-8") == "mine"
 
 
@@ -177,7 +186,7 @@ def _imports(source: str) -> set[str]:
 def test_generated_code_imports_only_the_public_api_and_what_hub_depends_on() -> None:
     project = scaffold.render("acme")
     sources = {path: text for path, text in project.items() if path.suffix == ".py"}
-    assert len(sources) == 12
+    assert len(sources) == 13
     hub_side: set[str] = set()
     for path, text in sources.items():
         for module in _imports(text):
@@ -216,7 +225,7 @@ def test_hub_finds_the_installed_plugin_and_its_hooks(installed: tuple[Path, Pat
                                  "hooks": HOOKS}
     again = packages.run(["-m", "hub", "plugin", "new", "acme", "--dir", str(work / "again")], target, cwd=work,
                          env=env, timeout=120)
-    assert again.returncode == 1 and "a Hub plugin called 'acme' is installed already" in again.stderr
+    assert again.returncode == 1 and "плагин Hub с именем 'acme' уже установлен" in again.stderr
 
 
 def test_the_generated_tests_pass_as_generated(installed: tuple[Path, Path, Path]) -> None:

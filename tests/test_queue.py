@@ -93,7 +93,7 @@ def test_worker_without_redis_explains_itself(hub_db: HubDB) -> None:
     from tests.support.cli import cli
 
     result = CliRunner().invoke(cli, ["worker"])
-    assert result.exit_code == 1 and "HUB_REDIS_URL is not set" in result.output
+    assert result.exit_code == 1 and "HUB_REDIS_URL не задан" in result.output
 
 
 def test_any_job_id_becomes_one_rq_accepts_and_stays_idempotent() -> None:

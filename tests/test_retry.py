@@ -18,7 +18,7 @@ def test_waits_between_tries_and_gives_up_after_max_retries():
 
     retries.again("HTTP 503")
     retries.again("a timeout")
-    with pytest.raises(GaveUp, match="a cut-off answer; gave up after 3 attempts"):
+    with pytest.raises(GaveUp, match="a cut-off answer; прекращено после 3 попыток"):
         retries.again("a cut-off answer")
 
     assert len(waits) == 2 and all(wait > 0 for wait in waits)

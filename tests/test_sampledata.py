@@ -307,7 +307,7 @@ def test_command_line_writes_sheet_and_truth(tmp_path):
         "--delimiter", ",", "--truth", str(truth), "--today", TODAY.isoformat(), "--duplicate-rate", "0.3",
     ])
     assert result.exit_code == 0, result.output
-    assert re.search(r"Wrote \d+ rows for 120 people", result.output)
+    assert re.search(r"Записано \d+ строк[аи]? о 120 людях", result.output)
     with open(sheet, encoding="cp1251", newline="") as handle:
         data_lines = list(csv.reader(handle))[1:]
     truth_lines = truth.read_text(encoding="utf-8").splitlines()[1:]

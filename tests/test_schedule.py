@@ -86,7 +86,7 @@ def test_an_interval_of_zero_turns_a_schedule_off_and_a_bad_one_is_named(hub_db:
     off = replace(hub_db.settings, extra={**hub_db.settings.extra, "chores_every_h": "0", "sync_interval_s": "0"})
     assert {"chores", "sync"}.isdisjoint(schedule.schedules(off))
     bad = replace(hub_db.settings, extra={**hub_db.settings.extra, "reconcile_interval_s": "daily"})
-    with pytest.raises(SettingsError, match="reconcile_interval_s must be a number of seconds"):
+    with pytest.raises(SettingsError, match="reconcile_interval_s должно быть числом секунд"):
         schedule.schedules(bad)
 
 
@@ -123,10 +123,10 @@ def test_a_scheduled_sync_that_fails_is_recorded_and_shown(hub_db: HubDB, crm: F
     plugins.get_pm()
     once = json.loads(hub("--run", "sync", "--json", code=1).output)
     assert once["ran"]["sync"] == {"sample": "started"}
-    assert once["failed"] == {"sync:sample": "sync sample failed: sample CRM went away"}
+    assert once["failed"] == {"sync:sample": "синхронизация sample не удалась: sample CRM went away"}
     shown = {r["name"]: r for r in json.loads(hub("--status", "--json").output)}["sync"]["jobs"]
     assert [(j["name"], j["last_error"]) for j in shown] == [
-        ("sync:sample", "sync sample failed: sample CRM went away")]
+        ("sync:sample", "синхронизация sample не удалась: sample CRM went away")]
     crm.fail_after_pages = None  # back: the next pass clears the error
     assert json.loads(hub("--run", "sync", "--json").output)["failed"] == {}
     assert schedule.last_runs(hub_db.engine)["sync:sample"]["last_error"] is None
@@ -173,9 +173,9 @@ def test_the_command_runs_lists_and_respects_another_schedulers_lock(hub_db: Hub
     plugins.get_pm()  # the test's manager, with the chores plugin, is the one the command uses
     once = json.loads(hub("--once", "--json", code=1).output)  # exit 1: a schedule failed
     assert once["ran"]["chores"] == {"runs": 1} and "broken" in once["failed"]
-    assert "Nothing was due." in hub("--once").output
+    assert "Запускать было нечего." in hub("--once").output
     assert json.loads(hub("--run", "chores", "--json").output)["ran"] == {"chores": {"runs": 2}}
-    assert "no schedule called nope" in hub("--run", "nope", code=1).output
+    assert "нет расписания nope" in hub("--run", "nope", code=1).output
 
     status = {r["name"]: r for r in json.loads(hub("--status", "--json").output)}
     assert status["broken"]["last_error"] == "ConnectionError: the shop is down"
@@ -184,5 +184,5 @@ def test_the_command_runs_lists_and_respects_another_schedulers_lock(hub_db: Hub
 
     other = schedule.DatabaseLock(hub_db.engine, dt.timedelta(minutes=5), holder="elsewhere")
     assert other.acquire()
-    assert "another scheduler is running (elsewhere)" in hub("--run", "chores", code=1).output
+    assert "работает другой планировщик (elsewhere)" in hub("--run", "chores", code=1).output
     other.release()

@@ -9,6 +9,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from hub import i18n
 from hub.spreadsheet import FIELDS, Row, SpreadsheetError, detect_columns, read_rows
 
 
@@ -471,11 +472,11 @@ def test_other_may_and_genitive_months(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("cell", "problem"),
     [
-        ("31.02.1985", "birthday: '31.02.1985' is not a date"),
-        ("скоро", "birthday: 'скоро' is not a date"),
-        ("14.03", "birthday: '14.03' has no year"),
-        ("01.01.1850", "birthday: '01.01.1850' is before 1900"),
-        (f"01.01.{dt.date.today().year + 1}", "is in the future"),
+        ("31.02.1985", "день рождения: '31.02.1985' — не дата"),
+        ("скоро", "день рождения: 'скоро' — не дата"),
+        ("14.03", "день рождения: в '14.03' нет года"),
+        ("01.01.1850", "день рождения: '01.01.1850' — раньше 1900 года"),
+        (f"01.01.{dt.date.today().year + 1}", "— в будущем"),
     ],
 )
 def test_bad_birthday_keeps_the_contact(tmp_path: Path, cell: str, problem: str) -> None:
@@ -495,7 +496,9 @@ def test_gender_values(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "ФИО;Пол\nА Б;М\nВ Г;жен.\nД Е;female\nЖ З;?\nИ К;\n")
     rows = read_all(path)
     assert [row.record.gender for row in rows] == ["m", "f", "f", None, None]
-    assert rows[3].warnings == ["gender: '?' is not recognised"]
+    assert rows[3].warnings == ["пол: '?' не распознан"]
+    with i18n.use_language("en"):
+        assert read_all(path)[3].warnings == ["gender: '?' is not recognised"]
     assert rows[4].warnings == []
 
 
@@ -523,7 +526,7 @@ def test_empty_rows_are_ignored_and_rows_without_contact_are_skipped(tmp_path: P
     assert [row.line for row in rows] == [2, 6, 7]
     skipped = rows[1]
     assert skipped.record is None
-    assert skipped.error == "no name, phone or email"
+    assert skipped.error == "нет ни имени, ни телефона, ни email"
     assert rows[2].record.last_name == "Петров"
 
 
@@ -546,7 +549,9 @@ def test_unknown_extension(tmp_path: Path) -> None:
 
 def test_empty_file_has_no_header(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "\n;;\n")
-    with pytest.raises(SpreadsheetError, match="no header"):
+    with pytest.raises(SpreadsheetError, match="нет строки заголовков"):
+        read_all(path)
+    with i18n.use_language("en"), pytest.raises(SpreadsheetError, match="no header"):
         read_all(path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from hub.cli import App, address_refused, pass_app
+from hub.i18n import gettext as _
 
 
 @click.command("admin")
@@ -27,9 +28,11 @@ def admin_cmd(app: App, host: str, port: int, threads: int | None) -> None:
     # "Task queue depth is N" for every request that waits for a free thread: normal in a burst, noise in a log.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     threads = threads or wsgi.default_threads(app.settings.database_url)
+    def ready(url: str) -> None:
+        click.echo(_("Hub admin: %(url)s/ (waitress, %(threads)s threads; Ctrl+C stops it)", url=url,
+                     threads=threads), err=True)
+
     try:
-        wsgi.serve(wsgi.create(app.settings), host, port, threads=threads,
-                   ready=lambda url: click.echo(f"Hub admin: {url}/ (waitress, {threads} threads; Ctrl+C stops it)",
-                                              err=True))
+        wsgi.serve(wsgi.create(app.settings), host, port, threads=threads, ready=ready)
     except wsgi.PortInUse as exc:
         raise click.ClickException(address_refused(host, port, exc.errno)) from None

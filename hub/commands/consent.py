@@ -8,8 +8,10 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from hub import consent, contacts, importer
+from hub import consent, contacts, formats, importer
 from hub.cli import App, emit_json, pass_app
+from hub.i18n import N_, ngettext
+from hub.i18n import gettext as _
 from hub.models import Contact
 
 
@@ -39,7 +41,7 @@ def consent_set(app: App, contact_id: int, channel: str, purpose: str, status: s
         who = "cli"
     with app.ready_engine().begin() as conn:
         if conn.execute(select(Contact.id).where(Contact.id == contact_id)).first() is None:
-            raise click.ClickException(f"no contact with id {contact_id}")
+            raise click.ClickException(_("no contact with id %(id)s", id=contact_id))
         if status == "pending":
             consent.record(conn, contact_id, channel, purpose, status, source=source, settings=app.settings,
                            evidence={"via": "hub consent set", "by": consent.STAFF, "staff_user": who})
@@ -49,7 +51,8 @@ def consent_set(app: App, contact_id: int, channel: str, purpose: str, status: s
                                      source=source, note="hub consent set")
             except consent.ConsentError as exc:
                 raise click.ClickException(str(exc)) from None
-    click.echo(f"Recorded: contact #{contact_id} {channel}/{purpose} {status} (source: {source}).")
+    click.echo(_("Recorded: contact #%(id)s %(channel)s/%(purpose)s %(status)s (source: %(source)s).", id=contact_id,
+                 channel=channel, purpose=purpose, status=_status(status), source=source))
 
 
 @consent_group.command("import")
@@ -62,10 +65,12 @@ def consent_import(app: App, file: Path, as_json: bool) -> None:
     if as_json:
         emit_json(report.as_dict())
         return
-    click.echo(f"{report.rows} rows: {report.recorded} recorded, {report.contacts_created} new contacts, "
-               f"{len(report.skipped)} skipped.")
+    click.echo(_("%(rows)s: %(recorded)s recorded, %(created)s created, %(skipped)s skipped.",
+                 rows=ngettext("%(num)s row", "%(num)s rows", report.rows, num=formats.number(report.rows)),
+                 recorded=formats.number(report.recorded), created=formats.contacts(report.contacts_created),
+                 skipped=formats.number(len(report.skipped))))
     for item in report.skipped[:20]:
-        click.echo(f"  line {item['line']}: {item['reason']}")
+        click.echo("  " + _("line %(line)s: %(reason)s", line=item["line"], reason=item["reason"]))
 
 
 @consent_group.command("show")
@@ -88,8 +93,18 @@ def consent_show(app: App, contact_id: int, as_json: bool) -> None:
         emit_json(data)
         return
     if not events:
-        click.echo(f"No consent recorded for contact #{contact_id}.")
+        click.echo(_("No consent recorded for contact #%(id)s.", id=contact_id))
     for row in data["current"]:
-        click.echo(f"{row['channel']}/{row['purpose']}: {row['status']}")
+        click.echo(f"{row['channel']}/{row['purpose']}: {_status(row['status'])}")
     for e in events:
-        click.echo(f"  {e['at']:%Y-%m-%d %H:%M} {e['channel']}/{e['purpose']} {e['status']} via {e['source']}")
+        click.echo("  " + _("%(at)s %(channel)s/%(purpose)s %(status)s via %(source)s",
+                            at=formats.moment(e["at"], app.settings.tz, zone=True), channel=e["channel"],
+                            purpose=e["purpose"], status=_status(e["status"]), source=e["source"]))
+
+
+# A consent's status as people read it; the ledger, --json and the command's arguments keep the English word.
+_STATUSES = {"granted": N_("granted"), "withdrawn": N_("withdrawn"), "pending": N_("pending")}
+
+
+def _status(status: str) -> str:
+    return _(_STATUSES[status]) if status in _STATUSES else status

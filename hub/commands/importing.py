@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import Iterable
 
 import click
+from babel.numbers import format_decimal
 from rich.console import Console
 from rich.table import Table
 
-from hub import importer
+from hub import formats, importer
 from hub.cli import App, emit_json, pass_app, progress_bar
+from hub.i18n import current_language, ngettext
+from hub.i18n import gettext as _
 
 
 @click.group("import")
@@ -22,7 +25,7 @@ def _parse_map(values: Iterable[str]) -> dict[str, str]:
     mapping = {}
     for item in values:
         if "=" not in item:
-            raise click.BadParameter(f"{item!r} is not COLUMN=FIELD", param_hint="--map")
+            raise click.BadParameter(_("%(item)r is not COLUMN=FIELD", item=item), param_hint="--map")
         column, field = item.split("=", 1)
         mapping[column.strip()] = field.strip()
     return mapping
@@ -44,7 +47,7 @@ def import_contacts(app: App, file: Path, source: str | None, maps: tuple[str, .
     """
     engine = app.ready_engine()
     with progress_bar(enabled=not as_json) as bar:
-        task = bar.add_task(f"Importing {file.name}", total=None)
+        task = bar.add_task(_("Importing %(file)s", file=file.name), total=None)
         report = importer.import_contacts(engine, app.settings, file, source=source, mapping=_parse_map(maps),
                                           progress=lambda n: bar.advance(task, n))
     if as_json:
@@ -54,21 +57,24 @@ def import_contacts(app: App, file: Path, source: str | None, maps: tuple[str, .
 
 
 def _print_import(report: importer.ImportReport) -> None:
-    table = Table(title=f"Imported {report.file}", show_header=False)
-    rows = [("rows read", report.rows), ("new contacts", report.created),
-            ("rows matched to a contact already known", report.merged),
-            ("existing contacts merged together", report.contacts_merged),
-            ("invalid phones kept, flagged", report.invalid_phones),
-            ("invalid emails kept, flagged", report.invalid_emails), ("rows skipped", report.skipped_count)]
+    table = Table(title=_("Imported %(file)s", file=report.file), show_header=False)
+    rows = [(_("rows read"), report.rows), (_("new contacts"), report.created),
+            (_("rows matched to a contact already known"), report.merged),
+            (_("existing contacts merged together"), report.contacts_merged),
+            (_("invalid phones kept, flagged"), report.invalid_phones),
+            (_("invalid emails kept, flagged"), report.invalid_emails), (_("rows skipped"), report.skipped_count)]
     if report.refused:
-        rows.append(("rows of people erased on request, kept out", report.refused))
+        rows.append((_("rows of people erased on request, kept out"), report.refused))
     for label, value in rows:
-        table.add_row(label, f"{value:,}")
+        table.add_row(label, formats.number(value))
     Console().print(table)
     for item in report.skipped[:20]:
-        click.echo(f"  line {item['line']}: {item['reason']}")
+        click.echo("  " + _("line %(line)s: %(reason)s", line=item["line"], reason=item["reason"]))
     if report.skipped_count > 20:
-        click.echo(f"  … and {report.skipped_count - 20} more (see --json)")
+        more = report.skipped_count - 20
+        click.echo("  " + ngettext("… and %(num)s more (see --json)", "… and %(num)s more (see --json)", more,
+                                   num=formats.number(more)))
     for item in report.warnings[:10]:
-        click.echo(f"  line {item['line']}: {item['warning']}")
-    click.echo(f"Done in {report.duration_s:.1f} s.")
+        click.echo("  " + _("line %(line)s: %(reason)s", line=item["line"], reason=item["warning"]))
+    seconds = format_decimal(round(report.duration_s, 1), "#,##0.0", locale=current_language())
+    click.echo(_("Done in %(seconds)s s.", seconds=seconds))

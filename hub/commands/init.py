@@ -8,6 +8,7 @@ from hub import migrations
 from hub.cli import App, pass_app
 from hub.config import ensure_secret_key
 from hub.db import shown_url
+from hub.i18n import gettext as _
 
 
 @click.command("init")
@@ -16,9 +17,15 @@ def init(app: App) -> None:
     """Create or upgrade the database; safe to run again."""
     settings = ensure_secret_key(app.settings)
     if settings is not app.settings:
-        click.echo(f"Generated HUB_SECRET_KEY and stored it in {settings.config_path}")
+        click.echo(_("Generated HUB_SECRET_KEY and stored it in %(path)s", path=settings.config_path))
     before = migrations.current_revision(app.engine)
     migrations.upgrade(app.engine)
     after = migrations.current_revision(app.engine)
-    state = "already up to date" if before == after else ("created" if before is None else "upgraded")
-    click.echo(f"Database {shown_url(settings.database_url)}: {state} (schema {after})")
+    url = shown_url(settings.database_url)
+    if before == after:
+        line = _("Database %(url)s: already up to date (schema %(revision)s)", url=url, revision=after)
+    elif before is None:
+        line = _("Database %(url)s: created (schema %(revision)s)", url=url, revision=after)
+    else:
+        line = _("Database %(url)s: upgraded (schema %(revision)s)", url=url, revision=after)
+    click.echo(line)

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import click
 
+from hub import formats
+from hub.i18n import gettext as _
+from hub.i18n import ngettext
+
 
 @click.group("sample")
 def sample_group() -> None:
@@ -33,4 +37,6 @@ def sample_contacts(out: Path, people: int, seed: int, encoding: str, delimiter:
     n = sampledata.write_sample(out, people_count=people, seed=seed, encoding=encoding, delimiter=delimiter,
                                 duplicate_rate=duplicate_rate, today=today.date() if today else None,
                                 truth_path=truth)
-    click.echo(f"Wrote {n} rows for {people} people to {out}")
+    click.echo(_("Wrote %(rows)s for %(people)s to %(file)s",
+                 rows=ngettext("%(num)s row", "%(num)s rows", n, num=formats.number(n)),
+                 people=ngettext("%(num)s person", "%(num)s people", people, num=formats.number(people)), file=out))

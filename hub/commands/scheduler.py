@@ -6,19 +6,26 @@ import datetime as dt
 import signal
 import threading
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
-from hub import queue, schedule
+from hub import formats, queue, schedule
 from hub.cli import App, emit_json, pass_app, stderr
 from hub.config import SettingsError
 from hub.db import utcnow
+from hub.i18n import gettext as _
 
 
-def _line(report: schedule.Report) -> str | None:
+def _line(report: schedule.Report, tz: ZoneInfo) -> str | None:
+    """One line per pass: when (the shop's local time, its zone named), what ran and what failed."""
     parts = [f"{name} ({_short(result)})" if _short(result) else name for name, result in report.ran.items()]
-    parts += [f"{name} FAILED: {why}" for name, why in report.failed.items()]
-    return f"{utcnow():%H:%M:%S} ran: " + "; ".join(parts) if parts else None
+    parts += [_("%(name)s FAILED: %(error)s", name=name, error=why) for name, why in report.failed.items()]
+    if not parts:
+        return None
+    now = utcnow().astimezone(tz)
+    return _("%(time)s ran: %(what)s", time=now.strftime("%H:%M:%S ") + formats.zone_name(tz, now),
+             what="; ".join(parts))
 
 
 def _short(result: Any) -> str:
@@ -65,25 +72,31 @@ def scheduler_cmd(app: App, interval: float, once: bool, names: tuple[str, ...],
             if as_json:
                 emit_json(rows)
                 return
+            tz = app.settings.tz
             for r in rows:
-                when = f"{r['last_started_at']:%Y-%m-%d %H:%M} UTC" if r["last_started_at"] else "never"
-                error = f" — last run FAILED: {r['last_error']}" if r["last_error"] else ""
-                click.echo(f"{r['name']:<20} every {r['every_s']:g} s, last run {when}{' (due)' if r['due'] else ''}"
-                           f"{error}")
+                when = formats.moment(r["last_started_at"], tz, zone=True) if r["last_started_at"] else _("never")
+                line = _("%(name)s every %(seconds)s s, last run %(when)s", name=r["name"].ljust(20),
+                         seconds=formats.number(r["every_s"]), when=when)
+                if r["due"]:
+                    line += " " + _("(due)")
+                if r["last_error"]:
+                    line += " — " + _("last run FAILED: %(error)s", error=r["last_error"])
+                click.echo(line)
                 for job in r["jobs"]:
                     if job["last_finished_at"] is None:
-                        outcome = "running (or stopped without finishing)"
+                        outcome = _("running (or stopped without finishing)")
                     elif job["last_error"]:
-                        outcome = f"FAILED: {job['last_error']}"
+                        outcome = _("FAILED: %(error)s", error=job["last_error"])
                     else:
-                        outcome = "ok"
-                    click.echo(f"  {job['name']:<18} {job['last_started_at']:%Y-%m-%d %H:%M} UTC: {outcome}")
+                        outcome = _("ok")
+                    started = formats.moment(job["last_started_at"], tz, zone=True)
+                    click.echo(f"  {job['name']:<18} {started}: {outcome}")
             return
         if once or names:
             lock = schedule.lock_for(engine, app.settings, dt.timedelta(minutes=10))
             if not lock.acquire():
-                raise click.ClickException(f"another scheduler is running ({lock.held_by() or 'unknown'}); "
-                                           "nothing done")
+                raise click.ClickException(_("another scheduler is running (%(holder)s); nothing done",
+                                             holder=lock.held_by() or _("unknown")))
             began = utcnow()
             try:
                 report = schedule.run_due(engine, app.settings, keepalive=lock.renew, only=list(names) or None)
@@ -95,7 +108,7 @@ def scheduler_cmd(app: App, interval: float, once: bool, names: tuple[str, ...],
             if as_json:
                 emit_json(report.as_dict())
             else:
-                click.echo(_line(report) or "Nothing was due.")
+                click.echo(_line(report, app.settings.tz) or _("Nothing was due."))
             if report.failed:
                 raise SystemExit(1)
             return
@@ -104,17 +117,19 @@ def scheduler_cmd(app: App, interval: float, once: bool, names: tuple[str, ...],
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    where = "enqueueing for `hub worker`" if app.settings.redis_url else "running the work in this process"
+        signal.signal(sig, lambda *_args: stop.set())
+    where = _("enqueueing for `hub worker`") if app.settings.redis_url else _("running the work in this process")
     found = schedule.schedules(app.settings)
-    listing = ", ".join(f"{n} every {s.every.total_seconds():g} s" for n, s in sorted(found.items()))
-    stderr.print(f"Scheduler: {listing}; {where}. Ctrl-C stops it.")
+    listing = ", ".join(_("%(name)s every %(seconds)s s", name=n, seconds=formats.number(s.every.total_seconds()))
+                        for n, s in sorted(found.items()))
+    stderr.print(_("Scheduler: %(schedules)s; %(where)s. Ctrl-C stops it.", schedules=listing, where=where),
+                 markup=False, highlight=False)
 
     def show(result: schedule.Report | None, note: str | None) -> None:
-        line = note if note else (_line(result) if result is not None else None)
+        line = note if note else (_line(result, app.settings.tz) if result is not None else None)
         if line:
             stderr.print(line, markup=False, highlight=False)
 
     schedule.serve(engine, app.settings, interval=interval, stop=stop, report=show)
     queue.drain(timeout=600)
-    stderr.print("Scheduler stopped.")
+    stderr.print(_("Scheduler stopped."))

@@ -6,6 +6,7 @@ import click
 
 from hub import queue
 from hub.cli import App, pass_app
+from hub.i18n import gettext as _
 
 
 @click.command("worker")
@@ -15,11 +16,12 @@ from hub.cli import App, pass_app
 def worker_cmd(app: App, queues: tuple[str, ...], burst: bool) -> None:
     """Run an RQ worker (needs HUB_REDIS_URL); SIGTERM stops it once the message in hand is sent."""
     if not app.settings.redis_url:
-        raise click.ClickException("HUB_REDIS_URL is not set; without Redis, jobs run in-process and need no worker")
+        raise click.ClickException(_("HUB_REDIS_URL is not set; without Redis, jobs run in-process and need no worker"))
     app.ready_engine()
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     try:
         queue.work(app.settings, queues or queue.DEFAULT_QUEUES, burst=burst)
     except RedisConnectionError as exc:
-        raise click.ClickException(f"cannot reach Redis at HUB_REDIS_URL: {str(exc).splitlines()[0]}") from None
+        raise click.ClickException(_("cannot reach Redis at HUB_REDIS_URL: %(error)s",
+                                     error=str(exc).splitlines()[0])) from None

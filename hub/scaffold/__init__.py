@@ -28,6 +28,9 @@ from typing import Iterator, Mapping
 
 import click
 
+from hub.i18n import N_
+from hub.i18n import gettext as _
+
 __all__ = ["ScaffoldError", "create", "names_for", "normalize", "check_name", "taken_names", "plugin_group"]
 
 SUFFIX = ".tmpl"
@@ -66,18 +69,23 @@ def taken_names(root: click.Group | None = None) -> dict[str, str]:
     """
     taken: dict[str, str] = {}
     for ep in importlib.metadata.entry_points(group="hub"):
-        package = f" (package {ep.dist.name} {ep.dist.version})" if ep.dist is not None else ""
-        taken.setdefault(ep.name, f"a Hub plugin called {ep.name!r} is installed already{package}")
+        if ep.dist is not None:
+            why = _("a Hub plugin called %(name)r is installed already (package %(package)s %(version)s)",
+                    name=ep.name, package=ep.dist.name, version=ep.dist.version)
+        else:
+            why = _("a Hub plugin called %(name)r is installed already", name=ep.name)
+        taken.setdefault(ep.name, why)
     for command in (root.commands if root is not None else {}):
-        taken.setdefault(command, f"`hub {command}` is a command already")
+        taken.setdefault(command, _("`hub %(command)s` is a command already", command=command))
     from hub import plugins
     from hub.config import SettingsError
 
     try:
         pm = plugins.get_pm()
-        for hook, what in (("register_sources", "source"), ("register_channels", "channel")):
+        for hook, says in (("register_sources", N_("an installed plugin has a source called %(name)r")),
+                           ("register_channels", N_("an installed plugin has a channel called %(name)r"))):
             for registered in plugins.registry(hook, pm):
-                taken.setdefault(registered, f"an installed plugin has a {what} called {registered!r}")
+                taken.setdefault(registered, _(says, name=registered))
     except SettingsError:
         pass  # a broken setting is reported by the commands that need plugins; the checks above still hold
     return taken
@@ -86,18 +94,21 @@ def taken_names(root: click.Group | None = None) -> dict[str, str]:
 def check_name(name: str, taken: Mapping[str, str]) -> None:
     """Refuse a name that cannot be a Python package, a setting and a command, or that is in use."""
     if not _NAME.match(name):
-        raise ScaffoldError(f"{name!r} cannot be a plugin name: use lower-case latin letters, digits and _ or -, "
-                            "starting with a letter (e.g. acme or my-crm)")
+        raise ScaffoldError(_("%(name)r cannot be a plugin name: use lower-case latin letters, digits and _ or -, "
+                              "starting with a letter (e.g. acme or my-crm)", name=name))
     if keyword.iskeyword(name):
-        raise ScaffoldError(f"{name!r} cannot be a plugin name: it is a Python keyword")
+        raise ScaffoldError(_("%(name)r cannot be a plugin name: it is a Python keyword", name=name))
     if name.startswith("hub_"):
         # Most likely the distribution's name typed for the plugin's: hub-hub-acme helps nobody.
-        raise ScaffoldError(f"{name!r}: give the plugin's own name, without hub- (`hub plugin new "
-                            f"{name[4:] or 'acme'}` makes the package {names_for(name[4:] or 'acme')['project']})")
+        meant = name[4:] or "acme"
+        raise ScaffoldError(_("%(name)r: give the plugin's own name, without hub- (`hub plugin new %(meant)s` makes "
+                              "the package %(project)s)", name=name, meant=meant, project=names_for(meant)["project"]))
     if len(name) > MAX_LENGTH:
-        raise ScaffoldError(f"{name!r} is too long for a plugin name: at most {MAX_LENGTH} characters")
+        raise ScaffoldError(_("%(name)r is too long for a plugin name: at most %(max)s characters", name=name,
+                              max=MAX_LENGTH))
     if name in taken:
-        raise ScaffoldError(f"{name!r} cannot be the plugin's name: {taken[name]}; choose another name")
+        raise ScaffoldError(_("%(name)r cannot be the plugin's name: %(why)s; choose another name", name=name,
+                              why=taken[name]))
 
 
 def _walk(folder: Traversable, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Traversable]]:
@@ -140,9 +151,10 @@ def create(name: str, directory: Path, *, taken: Mapping[str, str] | None = None
     check_name(name, taken_names() if taken is None else taken)
     if directory.exists():
         if not directory.is_dir():
-            raise ScaffoldError(f"{directory} exists and is not a directory; choose another --dir")
+            raise ScaffoldError(_("%(dir)s exists and is not a directory; choose another --dir", dir=directory))
         if any(directory.iterdir()):
-            raise ScaffoldError(f"{directory} exists and is not empty; nothing was written (choose another --dir)")
+            raise ScaffoldError(_("%(dir)s exists and is not empty; nothing was written (choose another --dir)",
+                                  dir=directory))
     project = render(name)
     for relative, text in project.items():
         path = directory / relative
@@ -173,11 +185,14 @@ def new_cmd(ctx: click.Context, name: str, directory: Path | None) -> None:
         written = create(plugin, target, taken=taken_names(root if isinstance(root, click.Group) else None))
     except ScaffoldError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Created {target} for the plugin {plugin} (package {names['package']}, "
-               f"distribution {names['project']}):")
+    click.echo(_("Created %(dir)s for the plugin %(name)s (package %(package)s, distribution %(project)s):",
+                 dir=target, name=plugin, package=names["package"], project=names["project"]))
     for relative in written:
         click.echo(f"  {target / relative}")
-    click.echo("Next steps:")
-    for step in (f"cd {shlex.quote(str(target))}", "pip install -e .    # into the environment where Hub is installed",
-                 f"hub plugins         # lists {plugin} [installed] and its hooks", "pytest"):
+    click.echo(_("Next steps:"))
+    for step in (f"cd {shlex.quote(str(target))}",
+                 "pip install -e .    # " + _("into the environment where Hub is installed"),
+                 "hub plugins         # " + _("lists %(name)s [%(kind)s] and its hooks", name=plugin,
+                                                 kind=_("installed")),
+                 "pytest"):
         click.echo(f"  {step}")
