@@ -34,10 +34,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 
+from babel import Locale
 from jinja2 import StrictUndefined, TemplateError as JinjaError, TemplateSyntaxError
 from sqlalchemy import Connection, delete, select
 
-from hub import russian, template_sandbox
+from hub import template_sandbox
 from hub.config import Settings
 from hub.db import insert_for, utcnow
 from hub.i18n import gettext as _
@@ -110,10 +111,14 @@ def _money(value: Any, currency: str = "₽") -> str:
     return f"{text.replace(',', ' ').replace('.', ',')} {currency}".strip()
 
 
+_RUSSIAN = Locale("ru")
+
+
 def _plural(n: Any, one: str, few: str, many: str) -> str:
-    """{{ days|plural('день', 'дня', 'дней') }} → 1 день, 3 дня, 5 дней (Russian rules)."""
+    """{{ days|plural('день', 'дня', 'дней') }} → 1 день, 3 дня, 5 дней (Russian rules, from Babel)."""
     count = int(n)
-    return f"{count} {russian.plural(count, one, few, many)}"
+    form = _RUSSIAN.plural_form(abs(count))  # "one", "few", "many" (and "other" for fractions, never here)
+    return f"{count} {one if form == 'one' else few if form == 'few' else many}"
 
 
 def _environment(autoescape: bool) -> template_sandbox.LimitedSandbox:

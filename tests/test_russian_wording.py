@@ -9,7 +9,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from hub import message_templates, russian, spreadsheet
+from hub import message_templates, spreadsheet
 from hub.spreadsheet import SpreadsheetError, read_rows
 from hub.message_templates import Template, TemplateError
 
@@ -20,7 +20,9 @@ from hub.message_templates import Template, TemplateError
     (400_000_001, "символ"), (400_000_002, "символа"), (400_000_000, "символов"),
 ])
 def test_a_count_takes_the_right_russian_form(count: int, word: str) -> None:
-    assert russian.plural(count, "символ", "символа", "символов") == word
+    template = Template(name="plural", channel="sms", subject=None,
+                        text="{{ n|plural('символ', 'символа', 'символов') }}", html=None)
+    assert message_templates.render(template, {"n": count}).text == f"{count} {word}"
 
 
 @pytest.mark.parametrize("size, shown", [
