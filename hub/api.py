@@ -34,7 +34,14 @@ from hub.credentials import redact as redact_credentials
 from hub.credentials import save as save_credentials
 from hub.db import bulk_insert, chunks, get_engine, insert_for, utcnow
 from hub.hookspecs import hookimpl
+from hub.formats import date as format_date
+from hub.formats import money as format_money
+from hub.formats import moment as format_moment
+from hub.formats import number as format_number
+from hub.formats import percent as format_percent
+from hub.formats import phone as format_phone
 from hub.i18n import N_, current_language, gettext, lazy_gettext, ngettext, pgettext, use_language
+from hub.i18n import title as translated_title
 from hub.identity import current_contact_id
 from hub.links import public_url, unsubscribe_mailto
 from hub.localtime import (QuietHours, contact_zones, end_of_local_day, format_duration, next_local_time,
@@ -43,6 +50,7 @@ from hub.message_templates import TemplateError, company, local_time
 from hub.messaging.channels import Channel, ChannelUnavailable, Delivery, Outgoing
 from hub.messaging.rules import Verdict
 from hub.messaging.sms_parts import text_parts
+from hub.normalize import person_name
 from hub.models import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Contact, ContactIdentity, ExternalRef, Message, Order
 from hub.queue import enqueue, redis_connection
 from hub.ratelimit import Limiter, SendWindow, limiter
@@ -63,9 +71,11 @@ __all__ = [
     "hookimpl", "Settings", "SettingsError", "load_settings", "get_engine", "utcnow",
     # speaking the reader's language (register_translations ships the catalogs)
     "gettext", "ngettext", "pgettext", "lazy_gettext", "N_", "current_language", "use_language",
+    "format_date", "format_moment", "format_number", "format_money", "format_percent", "format_phone",
+    "translated_title",
     # sources: what they read and hand over
     "Source", "TargetedSource", "ReconcilingSource", "Page", "ContactRecord", "OrderRecord", "Deletion",
-    "OrderStatus", "SyncError", "WriteBack", "WriteBackError",
+    "OrderStatus", "SyncError", "WriteBack", "WriteBackError", "person_name",
     # people: who a contact is now (after merges), their card, their consent, their local time
     "current_contact_id", "contact_card", "ContactIdentity",
     "can_contact", "current_consent", "record_consent", "consent_channels", "consent_purposes", "kind_for_channel",

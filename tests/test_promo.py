@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -181,12 +182,13 @@ def test_hub_promo_redeem_by_hand(wf: HubDB) -> None:
     found = json.loads(done.output)
     assert found == {**found, "code": first.code, "status": "redeemed", "redeemed_by": "cli", "discount": 15.0}
     twice = hub("promo", "redeem", first.code)
-    assert twice.exit_code == 1 and twice.output.startswith(f"Error: promo code {first.code} was already redeemed on ")
-    assert hub("promo", "redeem", "BACK-NOPE42").output == "Error: no promo code 'BACK-NOPE42'\n"
+    assert twice.exit_code == 1 and twice.output.startswith(f"Ошибка: промокод {first.code} уже использован ")
+    assert re.search(r"уже использован \d\d\.\d\d\.\d{4} \(cli\)", twice.output)  # a date as Russians write it
+    assert hub("promo", "redeem", "BACK-NOPE42").output == "Ошибка: нет промокода 'BACK-NOPE42'\n"
     if rest:
         expired = hub("promo", "redeem", rest[0].code)
-        assert expired.output.startswith(f"Error: promo code {rest[0].code} expired on ")
-        assert expired.output.endswith("; redeem it anyway with --force\n")
+        assert expired.output.startswith(f"Ошибка: промокод {rest[0].code} истёк ")
+        assert expired.output.endswith("; погасить его всё равно можно с --force\n")
         assert hub("promo", "redeem", rest[0].code, "--force").exit_code == 0
     shown = json.loads(hub("promo", "show", first.code, "--json").output)
     assert shown["status"] == "redeemed"

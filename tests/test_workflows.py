@@ -98,6 +98,58 @@ def test_the_shipped_workflows_check_and_list(wf: HubDB) -> None:
     assert all("error" not in w for w in listed.values())
 
 
+def test_show_names_the_trigger_and_each_step_as_people_call_them(wf: HubDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # no wrapping inside the table's cells
+    shown = hub("workflows", "show", "reactivation_90d")
+    assert shown.exit_code == 0, shown.output
+    assert "Вернуть клиентов, которые не покупали 90 дней (reactivation_90d)" in shown.output
+    assert "Вход в сегмент (segment dormant_90d)" in shown.output
+    for title, name in [("Персональный промокод", "promo_code 15% for 14d"), ("Отправить сообщение", "send email"),
+                        ("Подождать", "wait 7d"), ("Условие", "if"), ("Завершить", "exit"),
+                        ("Задача в CRM", "crm_task")]:
+        assert title in shown.output and name in shown.output
+    monkeypatch.setenv("HUB_LANGUAGE", "en")
+    english = hub("workflows", "show", "reactivation_90d").output
+    assert "Win back customers who have not bought for 90 days (reactivation_90d)" in english
+    assert "Entering a segment (segment dormant_90d)" in english and "Task in the CRM" in english
+    status = hub("workflows", "status", "reactivation_90d").output
+    assert "Personal promo code (promo_code 15% for 14d)" in status
+
+
+def test_every_step_and_trigger_kind_has_a_title_and_a_summary_in_both_languages(wf: HubDB) -> None:
+    from hub.i18n import use_language
+    from workflows.definition import TRIGGER_KINDS, If, Trigger, step_types
+    from workflows.steps import Exit, kind_summary, kind_title
+
+    kinds = {n: c for n, c in step_types().items() if c.__module__.startswith("workflows.")}
+    assert {"send", "promo_code", "wait", "crm_task", "crm_comment", "crm_field", "tag", "untag",
+            "webhook"} <= set(kinds)
+    kinds.update({"if": If, "exit": Exit})
+    for name, cls in kinds.items():
+        with use_language("en"):
+            english = kind_title(cls), kind_summary(cls)
+        russian = kind_title(cls), kind_summary(cls)
+        assert english[0] != name and english[1], name
+        assert russian[0] != english[0] and russian[1] != english[1], name
+    for kind in TRIGGER_KINDS:
+        trigger = Trigger(kind)
+        with use_language("en"):
+            english = trigger.title(), trigger.summary()
+        assert trigger.title() != english[0] and trigger.summary() != english[1]
+
+
+def test_shipped_workflows_are_titled_in_english_and_read_in_russian(wf: HubDB) -> None:
+    from hub.i18n import title, use_language
+
+    for name, document in store.library_documents().items():
+        assert document["title"].isascii() and document["description"].isascii(), name
+        with use_language("en"):
+            assert title(document["title"]) == document["title"]
+        assert title(document["title"]) != document["title"] and title(document["description"]), name
+    assert title(store.library_documents()["reactivation_90d"]["title"]) == (
+        "Вернуть клиентов, которые не покупали 90 дней")
+
+
 BAD = {
     "unknown_step.yaml": ("steps: [{sned: {channel: email, template: reactivation_email}}]",
                           "steps[0]: unknown step 'sned'; did you mean 'send'?"),
@@ -120,7 +172,9 @@ BAD = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
-def test_a_bad_step_is_refused_with_its_path(wf: HubDB, tmp_path: Path, name: str) -> None:
+def test_a_bad_step_is_refused_with_its_path(wf: HubDB, tmp_path: Path, name: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_LANGUAGE", "en")  # the exact English messages; Russian is checked below
     steps, expected = BAD[name]
     path = write(tmp_path, name, f"name: mine\ntrigger: {{segment: dormant_90d}}\n{steps}\n")
     result = hub("workflows", "add", path)
@@ -128,7 +182,29 @@ def test_a_bad_step_is_refused_with_its_path(wf: HubDB, tmp_path: Path, name: st
     assert result.output == f"Error: {name}: {expected}\n"
 
 
-def test_a_bad_trigger_and_several_problems_at_once(wf: HubDB, tmp_path: Path) -> None:
+BAD_IN_RUSSIAN = {
+    "unknown_step.yaml": "steps[0]: неизвестный шаг 'sned'; может быть, 'send'?",
+    "missing_template.yaml": "steps[0].send.template: нет шаблона 'reactivaton_email'; может быть, "
+                             "'reactivation_email'?",
+    "no_promo.yaml": "steps[0].send.template: reactivation_email использует promo, но до этого шага нет шага "
+                     "promo_code",
+    "wrong_channel.yaml": "steps[0].send.template: reactivation_email — шаблон письма; его нельзя отправить по "
+                          "каналу sms",
+    "bad_discount.yaml": "steps[0].promo_code.discount: 15: укажите скидку в процентах, например 15%",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_IN_RUSSIAN))
+def test_a_bad_step_is_refused_in_russian_by_default(wf: HubDB, tmp_path: Path, name: str) -> None:
+    path = write(tmp_path, name, f"name: mine\ntrigger: {{segment: dormant_90d}}\n{BAD[name][0]}\n")
+    result = hub("workflows", "add", path)
+    assert result.exit_code == 1
+    assert result.output == f"Ошибка: {name}: {BAD_IN_RUSSIAN[name]}\n"
+
+
+def test_a_bad_trigger_and_several_problems_at_once(wf: HubDB, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_LANGUAGE", "en")
     path = write(tmp_path, "mine.yaml", "name: Mine\ntrigger: {segment: dormant_9d}\nreentry: sometimes\n"
                                         "holdout: 80%\nsteps: [{wait: 1d}]\n")
     output = hub("workflows", "add", path).output
@@ -147,6 +223,10 @@ def test_a_bad_trigger_and_several_problems_at_once(wf: HubDB, tmp_path: Path) -
         "Error: own.yaml: 'welcome' is a shipped workflow; save yours under another name\n")
     assert hub("workflows", "status", "reactivaton_90d").output == (
         "Error: no workflow named 'reactivaton_90d'; did you mean 'reactivation_90d'? (see `hub workflows list`)\n")
+    monkeypatch.delenv("HUB_LANGUAGE")
+    assert hub("workflows", "status", "reactivaton_90d").output == (
+        "Ошибка: нет сценария 'reactivaton_90d'; может быть, 'reactivation_90d'? (см. `hub workflows list`)\n")
+    assert "holdout: '80%': укажите долю от 0% до 50%, например 10%" in hub("workflows", "add", path).output
 
 
 def test_a_saved_workflow_gets_versions_and_runs_keep_theirs(wf: HubDB, tmp_path: Path) -> None:
@@ -331,6 +411,7 @@ def test_local_time_and_zones() -> None:
 
 
 def test_bad_settings_name_the_setting(wf: HubDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_LANGUAGE", "en")  # the exact English messages
     monkeypatch.setenv("HUB_FREQUENCY_CAP", "twice a week")
     result = hub("workflows", "run", "reactivation_90d")
     assert result.exit_code == 1
@@ -460,8 +541,8 @@ def test_a_plugin_step_that_died_mid_call_is_parked_never_repeated(wf: HubDB, pl
                     now=t0)
     bad = write(tmp_path, "bad.yaml",
                 "name: points\ntrigger: {segment: dormant_90d}\nsteps: [{loyalty_points: lots}]\n")
-    assert hub("workflows", "add", bad).output == (
-        "Error: bad.yaml: steps[0].loyalty_points: give a number of points, e.g. loyalty_points: 100\n")
+    assert hub("workflows", "add", bad).output == (  # a stranger's step speaks its own words, in its own language
+        "Ошибка: bad.yaml: steps[0].loyalty_points: give a number of points, e.g. loyalty_points: 100\n")
     good = write(tmp_path, "good.yaml", "name: points\ntrigger: {segment: dormant_90d}\n"
                                         "steps: [{loyalty_points: 100}, {tag: got_points}]\n")
     assert hub("workflows", "add", good).exit_code == 0
@@ -550,11 +631,15 @@ def test_events_start_post_purchase_and_welcome_runs(wf: HubDB) -> None:
     assert survey.purpose == "surveys" and survey.body_text.count("/nps/") == 11
 
 
-def test_an_event_workflow_must_be_on_to_run(wf: HubDB) -> None:
+def test_an_event_workflow_must_be_on_to_run(wf: HubDB, monkeypatch: pytest.MonkeyPatch) -> None:
     result = hub("workflows", "run", "welcome")
     assert result.exit_code == 1
-    assert result.output == ("Error: welcome starts on an event (contact.created); switch it on to start watching "
-                             "for them: hub workflows enable welcome\n")
+    assert result.output == ("Ошибка: welcome запускается по событию (contact.created); включите сценарий, чтобы "
+                             "отслеживать события: hub workflows enable welcome\n")
+    monkeypatch.setenv("HUB_LANGUAGE", "en")
+    assert hub("workflows", "run", "welcome").output == (
+        "Error: welcome starts on an event (contact.created); switch it on to start watching for them: "
+        "hub workflows enable welcome\n")
 
 
 # --- forecasting and measuring -------------------------------------------------------------
@@ -577,7 +662,8 @@ def test_a_dry_run_forecasts_and_changes_nothing(wf: HubDB) -> None:
     assert steps[6].get("skipped_no_address", 0) + steps[6].get("skipped_no_consent", 0) == len(treated - with_sms)
     assert len(report["contacts"]) == 3 and report["contacts"][0]["actions"][0]["what"] == "promo_code 15% for 14d"
     text = hub("workflows", "run", "reactivation_90d", "--dry-run")
-    assert text.exit_code == 0 and "nothing is changed" in text.output
+    assert text.exit_code == 0, text.output
+    assert "ничего не меняется" in text.output and "Персональный промокод" in text.output
 
 
 def test_status_counts_conversions_revenue_and_the_uplift_over_the_holdout(wf: HubDB, tmp_path: Path) -> None:

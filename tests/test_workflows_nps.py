@@ -64,7 +64,7 @@ def test_a_survey_after_a_won_deal_and_the_click_that_answers_it(wf: HubDB) -> N
     shown = client.get(f"/nps/{tokens[9]}").get_data(as_text=True)
     assert "&lt;b&gt;спасибо&lt;/b&gt;" in shown  # what a person typed comes back escaped
     bad = client.get(f"/nps/{tokens[9][:-3]}abc")
-    assert bad.status_code == 400 and "This survey link is not valid" in bad.get_data(as_text=True)
+    assert bad.status_code == 400 and "Эта ссылка на опрос недействительна" in bad.get_data(as_text=True)
     assert len(answers(wf)) == 1
 
     with wf.engine.connect() as conn:
@@ -100,8 +100,8 @@ def test_nps_and_workflow_runs_are_fields_segments_can_use(wf: HubDB) -> None:
         assert set(segments.member_ids("in_reactivation")) == waiting
         assert set(segments.member_ids("never_reactivated")) == set()
     with wf.engine.begin() as conn:
-        with pytest.raises(Exception, match=re.escape("'reactivation_9d' is not a name of workflow.<name>.status; "
-                                                      "did you mean 'reactivation_90d'?")):
+        with pytest.raises(Exception, match=re.escape("'reactivation_9d' — не подходящее значение name для "
+                                                      "workflow.<name>.status; может быть, 'reactivation_90d'?")):
             segment_store.add(conn, fields.build(wf.settings), {
                 "name": "typo", "rule": {"field": "workflow.reactivation_9d.status", "op": "eq", "value": "done"}})
 

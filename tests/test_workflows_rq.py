@@ -225,7 +225,7 @@ def test_two_scheduler_processes_tick_one_at_a_time(rq: HubDB, tmp_path: Path) -
         readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(2)]
         for r in readers:
             r.start()
-        wait_for(lambda: all(sum("ran:" in x or "standing by" in x for x in ls) >= 3 for ls in lines),
+        wait_for(lambda: all(sum("выполнено:" in x or "ожидает:" in x for x in ls) >= 3 for ls in lines),
                  "both schedulers to tick or stand by three times")
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -233,11 +233,11 @@ def test_two_scheduler_processes_tick_one_at_a_time(rq: HubDB, tmp_path: Path) -
             stop(p)
         for r in readers:
             r.join(timeout=60)
-    ticking = [sum("ran: " in x and "workflows" in x for x in ls) for ls in lines]
-    standing = [sum("standing by" in x for x in ls) for ls in lines]
+    ticking = [sum("выполнено: " in x and "workflows" in x for x in ls) for ls in lines]
+    standing = [sum("ожидает:" in x for x in ls) for ls in lines]
     assert sorted(bool(t) for t in ticking) == [False, True], lines  # one ticks, the other only stands by
     assert standing[ticking.index(0)] >= 3
-    assert all("Scheduler stopped." in "".join(ls) for ls in lines)
+    assert all("Планировщик остановлен." in "".join(ls) for ls in lines)
 
 
 def horses(pid: int) -> list[int]:

@@ -35,6 +35,12 @@ def register_workflow_steps(register: Callable[[str, Any], None]) -> None:
 
 
 @hookimpl
+def register_translations(register: Callable[[Path], None]) -> None:
+    """The plugin's messages in Russian (translations/ru), found like any plugin's."""
+    register(Path(__file__).parent / "translations")
+
+
+@hookimpl
 def register_template_dirs(register: Callable[[Any], None]) -> None:
     register(MESSAGE_TEMPLATES)
 
@@ -118,14 +124,14 @@ def _run_status(ctx: Any) -> Any:
 
 @hookimpl
 def register_segment_fields(register: Callable[[str, Any], None]) -> None:
-    from hub.api import SegmentField
+    from hub.api import N_, SegmentField
     from workflows import nps
 
     register("workflow.<name>.status", SegmentField(
-        "choice", _run_status, "state of the contact's latest run of a workflow (none: never entered)",
+        "choice", _run_status, N_("state of the contact's latest run of a workflow (none: never entered)"),
         choices=RUN_STATES, params={"name": _workflow_names}))
     register("contact.nps", SegmentField("integer", nps.latest_score,
-                                         "the latest NPS score (0-10) the contact gave in a survey"))
+                                         N_("the latest NPS score (0-10) the contact gave in a survey")))
 
 
 @hookimpl

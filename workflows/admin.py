@@ -17,13 +17,20 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from markupsafe import Markup
 from sqlalchemy import Connection, func, select
 
-from hub.api import ActionForm, AdminPage, actor, allow, current_settings, engine, local_path, record_audit
+from hub.api import (N_, ActionForm, AdminPage, actor, allow, current_settings, engine, format_date, gettext,
+                     local_path, record_audit, translated_title)
 from workflows.models import WorkflowRow, WorkflowRun
+from workflows.names import add_titles, counter_title, goal_title, state_title
 
 bp = Blueprint("workflows", __name__, url_prefix="/workflows", template_folder="admin_templates")
 runs_t = WorkflowRun.__table__
 workflows_t = WorkflowRow.__table__
 MAX_FORECAST_DAYS = 90
+
+
+@bp.context_processor
+def _titles() -> dict[str, Any]:
+    return {"state_title": state_title, "goal_title": goal_title, "counter_title": counter_title}
 
 
 def runs_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
@@ -33,7 +40,7 @@ def runs_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
                                runs_t.c.started_at, runs_t.c.finished_at)
                         .join(workflows_t, workflows_t.c.id == runs_t.c.workflow_id)
                         .where(runs_t.c.contact_id == contact_id).order_by(runs_t.c.id.desc()).limit(100))
-    return [dict(r._mapping, step=r.step + 1) for r in rows]
+    return [dict(r._mapping, step=r.step + 1, title=translated_title(r.title)) for r in rows]
 
 
 def _run_counts(conn: Connection) -> dict[int, dict[str, int]]:
@@ -46,11 +53,21 @@ def _run_counts(conn: Connection) -> dict[int, dict[str, int]]:
 
 def contact_section(conn: Connection, contact_id: int) -> Markup:
     """The contact card's "Workflow runs" table."""
-    return Markup(render_template("workflows/contact_runs.html", runs=runs_for_contact(conn, contact_id)))
+    return Markup(render_template("workflows/contact_runs.html", runs=runs_for_contact(conn, contact_id),
+                                  state_title=state_title))
 
 
-PAGE = AdminPage(bp, "workflows.index", {"ru": "Сценарии", "en": "Workflows"}, order=40, read_role="viewer",
+PAGE = AdminPage(bp, "workflows.index", N_("Workflows"), order=40, read_role="viewer",
                  write_role="marketer", contact_section=contact_section)
+
+
+def _known(name: str) -> bool:
+    """A saved workflow or a shipped one (not installed until someone looks at the list)."""
+    from workflows import store
+
+    with engine().connect() as conn:
+        saved = conn.execute(select(workflows_t.c.id).where(workflows_t.c.name == name)).first() is not None
+    return saved or name in store.library_documents()
 
 
 def _problems(exc: Exception) -> list[str]:
@@ -70,13 +87,16 @@ def index() -> Any:
     with engine().connect() as conn:
         counts = _run_counts(conn)
         for row in store.rows(conn):
+            trigger_title = description = None
             try:
-                trigger = store.definition(conn, settings, row.id, row.version).trigger.describe()
-                error = None
+                workflow = store.definition(conn, settings, row.id, row.version)
+                trigger, trigger_title = workflow.trigger.describe(), workflow.trigger.title()
+                description, error = translated_title(workflow.description), None
             except (WorkflowError, ValueError) as exc:
                 trigger, error = None, "; ".join(_problems(exc))
-            rows.append({"name": row.name, "title": row.title, "enabled": row.enabled, "version": row.version,
-                         "origin": row.origin, "trigger": trigger, "error": error, "runs": counts.get(row.id, {})})
+            rows.append({"name": row.name, "title": translated_title(row.title), "description": description,
+                         "enabled": row.enabled, "version": row.version, "origin": row.origin, "trigger": trigger,
+                         "trigger_title": trigger_title, "error": error, "runs": counts.get(row.id, {})})
     return render_template("workflows/index.html", rows=rows)
 
 
@@ -96,17 +116,18 @@ def set_enabled(name: str) -> Any:
                 store.set_enabled(conn, name, on)
                 record_audit(conn, actor(), "workflow_enabled" if on else "workflow_disabled", workflow=name)
         except (WorkflowError, ValueError) as exc:
-            flash(f"{name}: {'; '.join(_problems(exc))}", "error")
+            flash(gettext("%(name)s: %(problems)s", name=name, problems="; ".join(_problems(exc))), "error")
         else:
-            flash(f"{name} is {'on: it starts runs from its next check' if on else 'off: no new runs start'}.", "ok")
+            flash(gettext("%(name)s is on: it starts runs from its next check.", name=name) if on else
+                  gettext("%(name)s is off: no new runs start.", name=name), "ok")
     return redirect(local_path(request.form.get("back"), url_for("workflows.index")))
 
 
 def _funnel_chart(steps: list[dict[str, Any]]) -> dict[str, Any]:
     """Per step, how many runs it reached: sent for messages, done for other steps."""
-    return {"labels": [f"{s['step']}. {s['label']}" for s in steps],
-            "datasets": [{"label": "sent / done", "data": [s.get("sent", s.get("done", 0)) for s in steps]},
-                         {"label": "skipped or failed", "backgroundColor": "#c7a14a",
+    return {"labels": [f"{s['step']}. {s.get('title') or s['label']}" for s in steps],
+            "datasets": [{"label": gettext("sent / done"), "data": [s.get("sent", s.get("done", 0)) for s in steps]},
+                         {"label": gettext("skipped or failed"), "backgroundColor": "#c7a14a",
                           "data": [s.get("skipped", 0) + s.get("failed", 0) for s in steps]}]}
 
 
@@ -115,25 +136,27 @@ def _uplift_chart(report: dict[str, Any]) -> dict[str, Any] | None:
     if not groups:
         return None
     rates = [groups[g]["rate"] for g in ("treated", "holdout")]
-    return {"labels": ["got the campaign", "holdout (got nothing)"],
+    return {"labels": [gettext("got the campaign"), gettext("holdout (got nothing)")],
             "values": [round(r * 100, 2) if r is not None else 0 for r in rates]}
 
 
 @bp.get("/<name>")
 @allow(read="viewer")
 def detail(name: str) -> Any:
-    from workflows import measure, runner
+    from workflows import measure, runner, store
     from workflows.definition import WorkflowError
 
+    if not _known(name):
+        abort(404)
     try:
         report = measure.status(engine(), current_settings(), name)
     except WorkflowError as exc:
-        if any("no workflow named" in p for p in _problems(exc)):
-            abort(404)
         return render_template("workflows/detail.html", name=name, report=None, problems=_problems(exc),
                                parked=[], funnel=None, uplift=None, action=ActionForm())
     with engine().connect() as conn:
         parked = runner.parked(conn, name)
+        workflow = store.current(conn, current_settings(), name)[1]
+    add_titles(report, workflow)
     return render_template("workflows/detail.html", name=name, report=report, problems=[], parked=parked,
                            funnel=_funnel_chart(report["steps"]), uplift=_uplift_chart(report), action=ActionForm())
 
@@ -147,20 +170,25 @@ def forecast_page(name: str) -> Any:
 
     raw = request.args.get("days", "14").strip()
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_FORECAST_DAYS:
-        flash(f"Days: {raw!r} is not a whole number from 1 to {MAX_FORECAST_DAYS}.", "error")
+        flash(gettext("Days: %(value)s is not a whole number from 1 to %(max)s.", value=repr(raw),
+                      max=MAX_FORECAST_DAYS), "error")
         return redirect(url_for("workflows.detail", name=name))
+    if not _known(name):
+        abort(404)
     try:
         report = forecast.forecast(engine(), current_settings(), name, days=int(raw))
     except WorkflowError as exc:
-        if any("no workflow named" in p for p in _problems(exc)):
-            abort(404)
-        flash(f"{name}: {'; '.join(_problems(exc))}", "error")
+        flash(gettext("%(name)s: %(problems)s", name=name, problems="; ".join(_problems(exc))), "error")
         return redirect(url_for("workflows.index"))
+    with engine().connect() as conn:
+        workflow = forecast._workflow(conn, current_settings(), name, None)[1]
+    add_titles(report, workflow)
     channels = sorted({k for day in report["by_day"] for k in day if k != "date"})
-    chart = {"labels": [d["date"] for d in report["by_day"]],
-             "datasets": [{"label": c, "data": [d.get(c, 0) for d in report["by_day"]]} for c in channels]}
-    return render_template("workflows/forecast.html", name=name, report=report, days=int(raw), chart=chart,
-                           channels=channels)
+    chart = {"labels": [format_date(d["date"]) for d in report["by_day"]],
+             "datasets": [{"label": counter_title(c), "data": [d.get(c, 0) for d in report["by_day"]]}
+                          for c in channels]}
+    return render_template("workflows/forecast.html", name=name, title=report["title"], report=report,
+                           days=int(raw), chart=chart, channels=channels)
 
 
 @bp.post("/<name>/retry")
@@ -172,14 +200,15 @@ def retry(name: str) -> Any:
     raw = request.form.get("run", "")
     if form.validate_on_submit():
         if not raw.isdigit():
-            flash(f"Run: {raw!r} is not a run number.", "error")
+            flash(gettext("Run: %(value)s is not a run number.", value=repr(raw)), "error")
         else:
             skip = request.form.get("skip") == "1"
             done = runner.retry(engine(), [int(raw)], skip=skip)
             if done:
                 with engine().begin() as conn:
                     record_audit(conn, actor(), "workflow_run_retried", workflow=name, run=int(raw), skip=skip)
-                flash(f"Run #{raw} is back at work{', past the step it was parked at' if skip else ''}.", "ok")
+                flash(gettext("Run #%(run)s is back at work, past the step it was parked at.", run=raw) if skip
+                      else gettext("Run #%(run)s is back at work.", run=raw), "ok")
             else:
-                flash(f"Run #{raw} is not parked (any more); nothing to retry.", "error")
+                flash(gettext("Run #%(run)s is not parked (any more); nothing to retry.", run=raw), "error")
     return redirect(url_for("workflows.detail", name=name))

@@ -18,12 +18,16 @@ from sqlalchemy import func, select
 
 # not in hub.api on purpose: `hub workflows` takes the scheduler's lock
 from hub import schedule
-from hub.api import App, Message, SettingsError, TemplateError, emit_json, pass_app, progress_bar, stderr, utcnow
+from hub.api import (App, Message, SettingsError, TemplateError, emit_json, format_date, format_moment,
+                     format_money, format_number, format_percent, gettext, ngettext, pass_app, progress_bar, stderr,
+                     translated_title, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.rules import SegmentError
 from workflows import config, definition, forecast, measure, promo, runner, store, ticks, triggers
 from workflows.definition import WorkflowError
 from workflows.models import StepResult, WorkflowRun
+from workflows.names import add_titles, counter_title, goal_title, state_title
+from workflows.steps import kind_summary, kind_title
 
 runs_t = WorkflowRun.__table__
 
@@ -40,7 +44,8 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except (WorkflowError, promo.PromoError, SegmentError, SettingsError, TemplateError) as exc:
             raise click.ClickException(str(exc)) from None
         except RedisConnectionError as exc:
-            raise click.ClickException(f"cannot reach Redis at HUB_REDIS_URL: {str(exc).splitlines()[0]}") from None
+            raise click.ClickException(gettext("cannot reach Redis at HUB_REDIS_URL: %(error)s",
+                                               error=str(exc).splitlines()[0])) from None
 
     return wrapper
 
@@ -65,23 +70,28 @@ def list_cmd(app: App, as_json: bool) -> None:
         for workflow_id, status, n in conn.execute(select(runs_t.c.workflow_id, runs_t.c.status, func.count())
                                                    .group_by(runs_t.c.workflow_id, runs_t.c.status)):
             counts.setdefault(workflow_id, {})[status] = n
+        kinds: dict[str, str] = {}  # each trigger's kind as people call it (not in the JSON)
         for row in store.rows(conn):
             item: dict[str, Any] = {"name": row.name, "title": row.title, "origin": row.origin,
                                     "enabled": row.enabled, "version": row.version,
                                     "runs": counts.get(row.id, {})}
             try:
-                item.update(definition.summary(store.definition(conn, app.settings, row.id, row.version)))
+                parsed = store.definition(conn, app.settings, row.id, row.version)
+                item.update(definition.summary(parsed))
+                kinds[row.name] = parsed.trigger.title()
             except WorkflowError as exc:
                 item["error"] = str(exc)
             out.append(item)
     if as_json:
         emit_json(out)
         return
-    table = Table("name", "on", "trigger", "runs", "title")
+    table = Table(gettext("workflow"), gettext("name"), gettext("on"), gettext("starts on"), gettext("runs"))
     for item in out:
-        runs = ", ".join(f"{k} {v}" for k, v in sorted(item["runs"].items())) or "-"
-        table.add_row(item["name"], "yes" if item["enabled"] else "no", item.get("trigger") or item.get("error", ""),
-                      runs, item["title"] or "")
+        runs = ", ".join(f"{state_title(k)} {format_number(v)}" for k, v in sorted(item["runs"].items())) or "-"
+        table.add_row(translated_title(item["title"]) or item["name"], item["name"],
+                      gettext("yes") if item["enabled"] else gettext("no"),
+                      f"{kinds[item['name']]} ({item['trigger']})" if item["name"] in kinds else item.get("error", ""),
+                      runs)
     Console().print(table)
 
 
@@ -102,11 +112,51 @@ def add_cmd(app: App, file: Path, enable: bool, as_json: bool) -> None:
         emit_json({"workflow": workflow.name, "created": created, "version": row.version, "enabled": row.enabled,
                    **definition.summary(workflow)})
         return
-    click.echo(f"{'Added' if created else 'Updated'} workflow {workflow.name} (version {row.version}, "
-               f"{'on' if row.enabled else 'off'}): {workflow.trigger.describe()}, {len(workflow.steps())} steps.")
+    facts = dict(name=workflow.name, version=row.version, trigger=workflow.trigger.describe(),
+                 steps=ngettext("%(num)s step", "%(num)s steps", len(workflow.steps())))
+    if created:
+        click.echo(gettext("Added workflow %(name)s (version %(version)s, on): %(trigger)s, %(steps)s.", **facts)
+                   if row.enabled else
+                   gettext("Added workflow %(name)s (version %(version)s, off): %(trigger)s, %(steps)s.", **facts))
+    else:
+        click.echo(gettext("Updated workflow %(name)s (version %(version)s, on): %(trigger)s, %(steps)s.", **facts)
+                   if row.enabled else
+                   gettext("Updated workflow %(name)s (version %(version)s, off): %(trigger)s, %(steps)s.", **facts))
     if not row.enabled:
-        click.echo(f"Try it: hub workflows run {workflow.name} --dry-run; switch it on: "
-                   f"hub workflows enable {workflow.name}")
+        click.echo(gettext("Try it: hub workflows run %(name)s --dry-run; switch it on: hub workflows enable %(name)s",
+                           name=workflow.name))
+
+
+@workflows_group.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the definition as JSON.")
+@pass_app
+@user_errors
+def show_workflow_cmd(app: App, name: str, as_json: bool) -> None:
+    """What a workflow does: its trigger and its steps, named as people call them, with their technical names."""
+    engine = app.ready_engine()
+    with engine.begin() as conn:
+        store.install_library(conn)
+        row, workflow = store.current(conn, app.settings, name)
+    if as_json:
+        emit_json({"workflow": row.name, "title": row.title, "description": workflow.description,
+                   "enabled": row.enabled, "version": row.version, **definition.summary(workflow),
+                   "document": workflow.document})
+        return
+    console = Console()
+    title = translated_title(row.title)
+    console.print(f"[bold]{title}[/bold] ({row.name})" if title else f"[bold]{row.name}[/bold]")
+    if workflow.description:
+        console.print(translated_title(workflow.description))
+    console.print(gettext("State: %(state)s, version %(version)s", state=state_title("on" if row.enabled else "off"),
+                          version=row.version))
+    console.print(gettext("Starts on: %(title)s (%(trigger)s). %(summary)s", title=workflow.trigger.title(),
+                          trigger=workflow.trigger.describe(), summary=workflow.trigger.summary()))
+    table = Table(gettext("step"), gettext("what"), gettext("technical name"), gettext("what it does"))
+    for instruction in workflow.steps():
+        table.add_row(str(instruction.index + 1), kind_title(instruction.step), instruction.step.label(),
+                      kind_summary(instruction.step))
+    console.print(table)
 
 
 def _switch(app: App, name: str, enabled: bool) -> None:
@@ -116,9 +166,10 @@ def _switch(app: App, name: str, enabled: bool) -> None:
         _, workflow = store.current(conn, app.settings, name)
         store.set_enabled(conn, name, enabled)
     if enabled:
-        click.echo(f"Workflow {name} is on: the scheduler starts runs by its trigger ({workflow.trigger.describe()}).")
+        click.echo(gettext("Workflow %(name)s is on: the scheduler starts runs by its trigger (%(trigger)s).",
+                           name=name, trigger=workflow.trigger.describe()))
     else:
-        click.echo(f"Workflow {name} is off: nobody new enters it; runs under way go on.")
+        click.echo(gettext("Workflow %(name)s is off: nobody new enters it; runs under way go on.", name=name))
 
 
 @workflows_group.command("enable")
@@ -157,17 +208,18 @@ def run_cmd(app: App, name: str, dry_run: bool, days: int, sample: int, as_json:
         if as_json:
             emit_json(report)
         else:
-            _print_forecast(report)
+            _print_forecast(_titled(engine, app.settings, report), app.settings.tz)
         return
     result = start_now(engine, app.settings, name, show_progress=not as_json)
     if as_json:
         emit_json(result)
         return
-    line = (f"{name}: {result['started']:,} runs started ({result['holdout']:,} in the holdout), "
-            f"{result['skipped']:,} skipped (already running or not due to enter again); "
-            f"{result['messages']:,} messages")
+    line = gettext("%(name)s: %(started)s runs started (%(holdout)s in the holdout), %(skipped)s skipped (already "
+                   "running or not due to enter again); %(messages)s messages", name=name,
+                   started=format_number(result["started"]), holdout=format_number(result["holdout"]),
+                   skipped=format_number(result["skipped"]), messages=format_number(result["messages"]))
     if "queued_runs" in result:
-        line += f"; {result['queued_runs']:,} runs handed to `hub worker`"
+        line += gettext("; %(queued)s runs handed to `hub worker`", queued=format_number(result["queued_runs"]))
     click.echo(line + ".")
 
 
@@ -179,8 +231,9 @@ def start_now(engine: Any, settings: Any, name: str, *, show_progress: bool = Fa
     with engine.connect() as conn:
         row, workflow = store.current(conn, settings, name)
     if workflow.trigger.kind == "event" and not row.enabled:
-        raise WorkflowError([f"{name} starts on an event ({workflow.trigger.event}); switch it on to start "
-                             f"watching for them: hub workflows enable {name}"])
+        raise WorkflowError([gettext("%(name)s starts on an event (%(event)s); switch it on to start watching for "
+                                     "them: hub workflows enable %(name)s", name=name,
+                                     event=workflow.trigger.event)])
     report = triggers.fire(engine, settings, row, workflow, now=now, manual=True)
     result: dict[str, Any] = {"workflow": name, **report.as_dict(), "messages": 0}
     if settings.redis_url:
@@ -188,7 +241,7 @@ def start_now(engine: Any, settings: Any, name: str, *, show_progress: bool = Fa
         result["queued_runs"] = queued
         return result
     with progress_bar(enabled=show_progress) as bar:
-        task = bar.add_task(f"Running {name}", total=report.started - report.holdout)
+        task = bar.add_task(gettext("Running %(name)s", name=name), total=report.started - report.holdout)
         done = ticks.advance_due(engine, settings, now=now, workflow_id=row.id,
                                  progress=lambda n: bar.advance(task, n))
     result["messages"] = done.get("messages", 0)
@@ -200,26 +253,34 @@ def start_now(engine: Any, settings: Any, name: str, *, show_progress: bool = Fa
     return result
 
 
-def _print_forecast(report: dict[str, Any]) -> None:
+def _print_forecast(report: dict[str, Any], tz: Any) -> None:
     console = Console()
-    console.print(f"[bold]{report['workflow']}[/bold], the next {report['days']} days (nothing is changed):")
-    console.print(f"  would start {report['would_start']:,} runs, {report['holdout']:,} more in the holdout, "
-                  f"{report['skipped']:,} not due to enter; {report['already_running']:,} runs already under way")
+    console.print("[bold]" + report["workflow"] + "[/bold]" + ngettext(
+        ", the next %(num)s day (nothing is changed):", ", the next %(num)s days (nothing is changed):",
+        report["days"]))
+    console.print("  " + gettext("would start %(start)s runs, %(holdout)s more in the holdout, %(skipped)s not due "
+                                 "to enter; %(running)s runs already under way",
+                                 start=format_number(report["would_start"]), holdout=format_number(report["holdout"]),
+                                 skipped=format_number(report["skipped"]),
+                                 running=format_number(report["already_running"])))
     if report.get("note"):
         console.print(f"  {report['note']}")
-    table = Table("step", "what", "count", "details")
+    table = Table(gettext("step"), gettext("what"), gettext("count"), gettext("details"))
     for step in report["steps"]:
-        details = ", ".join(f"{k} {v:,}" for k, v in step.items() if k not in ("step", "label", "count"))
-        table.add_row(str(step["step"]), step["label"], f"{step.get('count', 0):,}", details)
+        details = ", ".join(f"{counter_title(k)} {format_number(v)}" for k, v in step.items()
+                            if k not in ("step", "label", "count", "title", "summary"))
+        table.add_row(str(step["step"]), f"{step['title']} ({step['label']})" if step.get("title") else step["label"],
+                      format_number(step.get("count", 0)), details)
     console.print(table)
     if report["by_day"]:
         kinds = sorted({k for d in report["by_day"] for k in d if k != "date"})
-        days = Table("day", *kinds)
+        days = Table(gettext("day"), *[counter_title(k) for k in kinds])
         for day in report["by_day"]:
-            days.add_row(day["date"], *[f"{day.get(k, 0):,}" for k in kinds])
+            days.add_row(format_date(day["date"]), *[format_number(day.get(k, 0)) for k in kinds])
         console.print(days)
     for contact in report["contacts"]:
-        plan = "; ".join(f"{a['at'][:16].replace('T', ' ')} {a['what']}" for a in contact["actions"]) or "nothing"
+        plan = "; ".join(f"{format_moment(a['at'], tz, zone=True)} {a.get('title') or a['what']} ({a['what']})"
+                         for a in contact["actions"]) or gettext("nothing")
         console.print(f"  #{contact['contact_id']} {contact['name']}: {plan}")
 
 
@@ -243,47 +304,67 @@ def status_cmd(app: App, name: str | None, as_json: bool) -> None:
             emit_json(reports)
             return
         for report in reports:
-            _print_status(report)
+            _print_status(_titled(engine, app.settings, report))
         if not reports:
-            click.echo("No workflow is on and none has runs yet (see `hub workflows list`).")
+            click.echo(gettext("No workflow is on and none has runs yet (see `hub workflows list`)."))
         return
     report = measure.status(engine, app.settings, name)
     if as_json:
         emit_json(report)
         return
-    _print_status(report)
+    _print_status(_titled(engine, app.settings, report))
+
+
+def _titled(engine: Any, settings: Any, report: dict[str, Any]) -> dict[str, Any]:
+    """The report with the names people read beside the technical ones (not for --json)."""
+    with engine.connect() as conn:
+        add_titles(report, forecast._workflow(conn, settings, report["workflow"], None)[1])
+    return report
 
 
 def _print_status(report: dict[str, Any]) -> None:
     console = Console()
-    state = "on" if report["enabled"] else "off"
-    console.print(f"[bold]{report['workflow']}[/bold] ({state}; {report['trigger']}): {report['entered']:,} entered, "
-                  f"{report['in_holdout']:,} in the holdout; "
-                  + ", ".join(f"{k} {v:,}" for k, v in report["runs"].items() if v))
-    table = Table("step", "what", "done/sent", "deferred", "skipped", "failed")
+    title = translated_title(report.get("title"))
+    head = f"[bold]{title}[/bold] ({report['workflow']})" if title else f"[bold]{report['workflow']}[/bold]"
+    console.print(head + " — " + gettext(
+        "%(state)s; %(trigger)s: %(entered)s entered, %(holdout)s in the holdout", state=state_title(
+            "on" if report["enabled"] else "off"), trigger=report["trigger"],
+        entered=format_number(report["entered"]), holdout=format_number(report["in_holdout"]))
+        + "; " + ", ".join(f"{state_title(k)} {format_number(v)}" for k, v in report["runs"].items() if v))
+    table = Table(gettext("step"), gettext("what"), gettext("done/sent"), gettext("deferred"), gettext("skipped"),
+                  gettext("failed"))
     for step in report["steps"]:
-        table.add_row(str(step["step"]), step["label"], f"{step.get('sent', step.get('done', 0)):,}",
-                      f"{step['deferred']:,}", f"{step['skipped']:,}", f"{step['failed']:,}")
+        table.add_row(str(step["step"]), f"{step['title']} ({step['label']})" if step.get("title") else step["label"],
+                      format_number(step.get("sent", step.get("done", 0))), format_number(step["deferred"]),
+                      format_number(step["skipped"]), format_number(step["failed"]))
     console.print(table)
     codes = report["promo_codes"]
     if codes["issued"]:
-        console.print(f"  promo codes: {codes['issued']:,} issued, {codes['redeemed']:,} redeemed, "
-                      f"{codes['expired']:,} expired")
+        console.print("  " + gettext("promo codes: %(issued)s issued, %(redeemed)s redeemed, %(expired)s expired",
+                                     issued=format_number(codes["issued"]), redeemed=format_number(codes["redeemed"]),
+                                     expired=format_number(codes["expired"])))
     if report.get("goal"):
         t, h = report["conversion"]["treated"], report["conversion"]["holdout"]
         points = report["uplift"]["rate_points"]
         goal = report["goal"]
-        console.print(f"  goal {goal['event']} within {goal['within']}: {report['converted']:,} converted, "
-                      f"revenue {report['revenue']}")
-        console.print(f"  treated {t['converted']:,}/{t['runs']:,} ({_pct(t['rate'])}), "
-                      f"holdout {h['converted']:,}/{h['runs']:,} ({_pct(h['rate'])}); "
-                      f"uplift {points if points is not None else '-'} points")
+        console.print("  " + gettext("goal: %(goal)s within %(within)s: %(converted)s converted, revenue %(revenue)s",
+                                     goal=goal_title(goal["event"]), within=goal["within"],
+                                     converted=format_number(report["converted"]),
+                                     revenue=format_money(report["revenue"])))
+        console.print("  " + gettext(
+            "got the campaign %(treated)s/%(treated_runs)s (%(treated_rate)s), holdout %(holdout)s/%(holdout_runs)s "
+            "(%(holdout_rate)s); uplift %(points)s percentage points",
+            treated=format_number(t["converted"]), treated_runs=format_number(t["runs"]), treated_rate=_pct(t["rate"]),
+            holdout=format_number(h["converted"]), holdout_runs=format_number(h["runs"]),
+            holdout_rate=_pct(h["rate"]), points=format_number(points) if points is not None else "-"))
     if report.get("nps"):
-        console.print(f"  NPS {report['nps']['nps']} from {report['nps']['answers']:,} answers")
+        console.print("  " + ngettext("NPS %(nps)s from %(num)s answer", "NPS %(nps)s from %(num)s answers",
+                                      report["nps"]["answers"], nps=report["nps"]["nps"],
+                                      num=format_number(report["nps"]["answers"])))
 
 
 def _pct(rate: float | None) -> str:
-    return f"{rate * 100:.1f}%" if rate is not None else "-"
+    return format_percent(rate) if rate is not None else "-"
 
 
 @workflows_group.command("tick")
@@ -295,15 +376,16 @@ def tick_cmd(app: App, as_json: bool) -> None:
     engine = app.ready_engine()
     lock = schedule.lock_for(engine, app.settings, config.load(app.settings).lease * 5)
     if not lock.acquire():
-        message = f"another scheduler is ticking ({lock.held_by() or 'unknown'}); nothing done"
-        if as_json:
-            emit_json({"ticked": False, "reason": message})
+        if as_json:  # the JSON's words stay English, for scripts
+            emit_json({"ticked": False, "reason": f"another scheduler is ticking ({lock.held_by() or 'unknown'}); "
+                                                  "nothing done"})
         else:
-            click.echo(message)
+            click.echo(gettext("another scheduler is ticking (%(holder)s); nothing done",
+                               holder=lock.held_by() or gettext("unknown")))
         return
     try:
         with progress_bar(enabled=not as_json) as bar:
-            task = bar.add_task("Advancing runs", total=None)
+            task = bar.add_task(gettext("Advancing runs"), total=None)
             report = ticks.tick(engine, app.settings, keepalive=lock.renew,
                                 progress=lambda n: bar.advance(task, n))
     finally:
@@ -312,12 +394,17 @@ def tick_cmd(app: App, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    started = ", ".join(f"{k}: {v['started']} started" for k, v in report.started.items()) or "no workflow is on"
-    click.echo(f"Tick: {started}; {report.redeemed} promo codes redeemed; "
-               + (f"{report.enqueued} runs enqueued in {report.jobs} jobs" if app.settings.redis_url else
-                  f"{report.advanced.get('steps', 0)} steps done, {report.advanced.get('messages', 0)} messages, "
-                  f"{report.outbox.get('sent', 0)} sent")
-               + f" ({report.seconds:.1f} s).")
+    started = ", ".join(gettext("%(name)s: %(started)s started", name=k, started=format_number(v["started"]))
+                        for k, v in report.started.items()) or gettext("no workflow is on")
+    work = (gettext("%(runs)s runs enqueued in %(jobs)s jobs", runs=format_number(report.enqueued),
+                    jobs=format_number(report.jobs)) if app.settings.redis_url else
+            gettext("%(steps)s steps done, %(messages)s messages, %(sent)s sent",
+                    steps=format_number(report.advanced.get("steps", 0)),
+                    messages=format_number(report.advanced.get("messages", 0)),
+                    sent=format_number(report.outbox.get("sent", 0))))
+    click.echo(gettext("Tick: %(started)s; %(redeemed)s promo codes redeemed; %(work)s (%(seconds)s s).",
+                       started=started, redeemed=format_number(report.redeemed), work=work,
+                       seconds=format_number(round(report.seconds, 1))))
     for name, error in report.errors.items():
         stderr.print(f"[red]{name}: {error}[/red]")
 
@@ -335,9 +422,10 @@ def parked_cmd(app: App, name: str | None, as_json: bool) -> None:
         emit_json(rows)
         return
     if not rows:
-        click.echo("No parked runs.")
+        click.echo(gettext("No parked runs."))
     for r in rows:
-        click.echo(f"run {r['id']} ({r['workflow']}, contact #{r['contact_id']}, step {r['step']}): {r['error']}")
+        click.echo(gettext("run %(run)s (%(workflow)s, contact #%(contact)s, step %(step)s): %(error)s", run=r["id"],
+                           workflow=r["workflow"], contact=r["contact_id"], step=r["step"], error=r["error"]))
 
 
 @workflows_group.command("retry")
@@ -355,10 +443,12 @@ def retry_cmd(app: App, run_ids: tuple[int, ...], all_of: str | None, skip: bool
             store.row(conn, all_of)
             ids += [r["id"] for r in runner.parked(conn, all_of, limit=None)]
     if not ids:
-        raise click.UsageError("give run ids or --all NAME")
+        raise click.UsageError(gettext("give run ids or --all NAME"))
     n = runner.retry(engine, ids, skip=skip)
-    click.echo(f"{n} of {len(ids)} runs put back to work{' past the step they stopped at' if skip else ''}."
-               + ("" if n == len(ids) else " (The others are not parked.)"))
+    line = (gettext("%(done)s of %(total)s runs put back to work past the step they stopped at.", done=n,
+                    total=len(ids)) if skip else
+            gettext("%(done)s of %(total)s runs put back to work.", done=n, total=len(ids)))
+    click.echo(line + ("" if n == len(ids) else " " + gettext("(The others are not parked.)")))
 
 
 # --- hub promo ----------------------------------------------------------------------------
@@ -380,7 +470,8 @@ def redeem_cmd(app: App, code: str, force: bool, as_json: bool) -> None:
     if as_json:
         emit_json(found)
         return
-    click.echo(f"Promo code {found['code']} redeemed (contact #{found['contact_id']}, {found['discount']:g}%).")
+    click.echo(gettext("Promo code %(code)s redeemed (contact #%(contact)s, %(discount)s%%).", code=found["code"],
+                       contact=found["contact_id"], discount=format_number(found["discount"])))
 
 
 @promo_group.command("show")
@@ -393,11 +484,22 @@ def show_cmd(app: App, code: str, as_json: bool) -> None:
     with app.ready_engine().connect() as conn:
         row = conn.execute(select(promo.codes_t).where(promo.codes_t.c.code == promo.normalize(code))).first()
     if row is None:
-        raise promo.PromoError(f"no promo code {code.strip()!r}")
+        raise promo.PromoError(gettext("no promo code %(code)s", code=repr(code.strip())))
     found = promo.describe(row)
     if as_json:
         emit_json(found)
         return
-    click.echo(f"{found['code']}: {found['status']}, {found['discount']:g}% for contact #{found['contact_id']}, "
-               f"valid until {found['expires_at'][:10]}"
-               + (f", redeemed {found['redeemed_at'][:10]} by {found['redeemed_by']}" if found["redeemed_at"] else ""))
+    line = gettext("%(code)s: %(status)s, %(discount)s%% for contact #%(contact)s, valid until %(until)s",
+                   code=found["code"], status=_code_status(found["status"]),
+                   discount=format_number(found["discount"]), contact=found["contact_id"],
+                   until=format_moment(found["expires_at"], app.settings.tz, zone=True))
+    if found["redeemed_at"]:
+        line += gettext(", redeemed %(date)s by %(by)s",
+                        date=format_moment(found["redeemed_at"], app.settings.tz, zone=True), by=found["redeemed_by"])
+    click.echo(line)
+
+
+def _code_status(status: str) -> str:
+    """A promo code's state as people call it; the JSON keeps the key."""
+    titles = {"active": gettext("active"), "redeemed": gettext("redeemed"), "expired": gettext("expired")}
+    return titles.get(status, status)

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api import WriteBackError, write_back
+from hub.api import N_, WriteBackError, gettext, write_back
 from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError, StepFailed
 
 NOT_IN_A_CRM = "accepts write-back"
 
 
-def _write(call: StepCall, action: str, *, first_only: bool = False, **kwargs: Any) -> Outcome:
+def _write(call: StepCall, action: str, *, first_only: bool = False, shown: dict[str, Any] | None = None,
+           **kwargs: Any) -> Outcome:
     assert call.conn is not None
     try:
         done = write_back(call.conn, call.settings, call.run.contact_id, action, first_only=first_only,
@@ -30,13 +31,16 @@ def _write(call: StepCall, action: str, *, first_only: bool = False, **kwargs: A
         if NOT_IN_A_CRM in str(exc):
             return Outcome.skipped("the contact is in no CRM that accepts write-back")
         raise StepFailed(str(exc)) from None
-    return Outcome.done({"crm": [{"source": w.source, "external_id": w.external_id, "id": w.result} for w in done]})
+    return Outcome.done({"crm": [{"source": w.source, "external_id": w.external_id, "id": w.result} for w in done],
+                         **(shown or {})})
 
 
 class CrmTask(Step):
     """`crm_task: {title: "Позвонить {{ contact.first_name }}", due_in: 2d, description: "..."}`."""
 
     name = "crm_task"
+    kind_title = N_("Task in the CRM")
+    kind_summary = N_("Creates a task (a call) for the contact's manager in the CRM that holds the contact.")
     repeatable = False
     needs_contact = True
 
@@ -55,14 +59,17 @@ class CrmTask(Step):
         assert self.due_in is not None
         title = call.render(self.title, "title")
         description = call.render(self.description, "description") if self.description else ""
-        return _write(call, "add_task", first_only=True, title=title, due_at=call.now + self.due_in,
-                      description=description)
+        due_at = call.now + self.due_in
+        return _write(call, "add_task", first_only=True, title=title, due_at=due_at, description=description,
+                      shown={"title": title, "due_at": due_at.isoformat()})  # what the manager sees, for reports
 
 
 class CrmComment(Step):
     """`crm_comment: "Отправили промокод {{ promo.code }}"`: a note on the contact in every CRM holding them."""
 
     name = "crm_comment"
+    kind_title = N_("Comment in the CRM")
+    kind_summary = N_("Adds a note to the contact in every CRM that holds them.")
     repeatable = False
     needs_contact = True
 
@@ -78,13 +85,15 @@ class CrmField(Step):
     """`crm_field: {field: promo_code, value: "{{ promo.code }}"}`: set a contact field (a logical name)."""
 
     name = "crm_field"
+    kind_title = N_("Field in the CRM")
+    kind_summary = N_("Writes a value into a field of the contact in the CRM.")
     needs_contact = True
 
     def __init__(self, options: Any, checking: Checking) -> None:
         opts = Options(options, ("field", "value"), example="{field: promo_code, value: \"{{ promo.code }}\"}")
         field = opts.require("field")
         if not isinstance(field, str) or not field.strip():
-            raise StepError("expected a field name, e.g. promo_code", "field")
+            raise StepError(gettext("expected a field name, e.g. promo_code"), "field")
         self.field = field.strip()
         value = opts.require("value")
         self.value = checking.text(str(value), "value")

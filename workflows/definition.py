@@ -35,7 +35,7 @@ from sqlalchemy import Connection
 
 # not in hub.api on purpose: workflow files report their problems like segment files
 from hub.problems import ProblemList
-from hub.api import Settings, format_duration, parse_duration
+from hub.api import N_, Settings, format_duration, gettext, parse_duration
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments import fields as segment_fields
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
@@ -51,6 +51,18 @@ EVENTS = ("order.created", "order.won", "contact.created", "promo.expiring", "pr
 GOAL_EVENTS = ("order.created", "order.won", "promo.redeemed")
 TRIGGER_KEYS = ("segment", "schedule", "event", "before", "workflow")
 MAX_HOLDOUT = Decimal(50)
+# Each kind of trigger as people call it and what it does (reports show them before the technical description).
+TRIGGER_KINDS = {
+    "segment": (N_("Entering a segment"), N_("Starts a run for each contact who enters the segment.")),
+    "schedule": (N_("On a schedule"), N_("At the scheduled times, starts a run for each of the segment's members.")),
+    "event": (N_("On an event"), N_("Starts a run when the event happens: an order, a new contact, a promo code "
+                                    "about to expire.")),
+}
+
+
+def _did_you_mean(close: list[str]) -> str:
+    """"; did you mean 'send'?" in the reader's language, or nothing when no name is close."""
+    return gettext("; did you mean %(close)s?", close=repr(close[0])) if close else ""
 
 
 class WorkflowError(ProblemList):
@@ -74,6 +86,14 @@ class Trigger:
             return f"schedule \"{self.schedule}\" → segment {self.segment}"
         return f"segment {self.segment}"
 
+    def title(self) -> str:
+        """The kind of trigger in the reader's language ("Вход в сегмент"); describe() gives its technical form."""
+        return gettext(TRIGGER_KINDS[self.kind][0])
+
+    def summary(self) -> str:
+        """One line on how this kind of trigger starts runs, in the reader's language."""
+        return gettext(TRIGGER_KINDS[self.kind][1])
+
 
 @dataclass(frozen=True)
 class Goal:
@@ -88,6 +108,8 @@ class If(Step):
     """`if: RULE` with `then:` and `else:`: which way this run goes, asked when it gets here."""
 
     name = "if"
+    kind_title = N_("Condition")
+    kind_summary = N_("Checks a rule about the contact when the run gets here and goes on one way or the other.")
     batched = True
 
     def __init__(self, rule: conditions.RunRule, then_at: int, else_at: int) -> None:
@@ -212,7 +234,7 @@ class _Parser:
 
     def block(self, items: Any, path: str) -> None:
         if not isinstance(items, list) or not items:
-            self.problem(path, "expected a list of at least one step")
+            self.problem(path, gettext("expected a list of at least one step"))
             return
         for i, item in enumerate(items):
             self.one(item, f"{path}[{i}]")
@@ -230,21 +252,23 @@ class _Parser:
             return
         if isinstance(item, str):
             hint = self._suggest(item)
-            self.problem(path, f"{item!r} is not a step; a step is written like {{wait: 7d}}{hint}")
+            self.problem(path, gettext("%(item)s is not a step; a step is written like {wait: 7d}", item=repr(item))
+                         + hint)
             return
         if not isinstance(item, dict) or not item:
-            self.problem(path, "expected a step like {send: {...}}, {wait: 7d} or if/then")
+            self.problem(path, gettext("expected a step like {send: {...}}, {wait: 7d} or if/then"))
             return
         if "if" in item:
             self.if_step(item, path)
             return
         if len(item) != 1:
-            self.problem(path, f"a step has one name; found {', '.join(map(str, item))} (write them as separate steps)")
+            self.problem(path, gettext("a step has one name; found %(names)s (write them as separate steps)",
+                                       names=", ".join(map(str, item))))
             return
         kind, options = next(iter(item.items()))
         cls = self.types.get(str(kind))
         if cls is None:
-            self.problem(path, f"unknown step {kind!r}{self._suggest(str(kind))}")
+            self.problem(path, gettext("unknown step %(kind)s", kind=repr(kind)) + self._suggest(str(kind)))
             return
         try:
             step = cls(options, self.checking)
@@ -257,14 +281,15 @@ class _Parser:
     def _suggest(self, word: str) -> str:
         names = sorted(set(self.types) | {"if", "exit"})
         close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
-        return f"; did you mean {close[0]!r}?" if close else f" (steps: {', '.join(names)})"
+        return _did_you_mean(close) if close else gettext(" (steps: %(steps)s)", steps=", ".join(names))
 
     def if_step(self, item: dict[str, Any], path: str) -> None:
         for key in item:
             if key not in ("if", "then", "else"):
-                self.problem(f"{path}.{key}", "unknown key; an if step has if, then and else")
+                self.problem(f"{path}.{key}", gettext("unknown key; an if step has if, then and else"))
         if "then" not in item:
-            self.problem(f"{path}.then", "missing; say what happens when the rule holds (a step, a list, or exit)")
+            self.problem(f"{path}.then", gettext("missing; say what happens when the rule holds (a step, a list, "
+                                                 "or exit)"))
             return
         rule = None
         try:
@@ -272,8 +297,8 @@ class _Parser:
             for ref in references(rule.node):
                 if ref.name not in self.segments.definitions:
                     close = difflib.get_close_matches(ref.name, list(self.segments.definitions), n=1, cutoff=0.6)
-                    self.problem(ref.path, f"{ref.name!r} is not a segment" +
-                                 (f"; did you mean {close[0]!r}?" if close else ""))
+                    self.problem(ref.path, gettext("%(name)s is not a segment", name=repr(ref.name))
+                                 + _did_you_mean(close))
         except RuleError as exc:
             self.problems.extend(exc.problems)
         at = self._append(None, path)
@@ -299,50 +324,52 @@ class _Parser:
 
     def trigger(self, raw: Any) -> Trigger | None:
         if not isinstance(raw, dict) or not raw:
-            self.problem("trigger", "expected {segment: NAME}, {schedule: \"0 10 * * *\", segment: NAME} "
-                                    "or {event: order.won}")
+            self.problem("trigger", gettext("expected {segment: NAME}, {schedule: \"0 10 * * *\", segment: NAME} "
+                                            "or {event: order.won}"))
             return None
         ok = True
         for key in raw:
             if key not in TRIGGER_KEYS:
                 close = difflib.get_close_matches(str(key), TRIGGER_KEYS, n=1, cutoff=0.6)
-                self.problem(f"trigger.{key}", "unknown key" + (f"; did you mean {close[0]!r}?" if close else
-                                                                 f"; use {', '.join(TRIGGER_KEYS)}"))
+                self.problem(f"trigger.{key}", gettext("unknown key") + (
+                    _did_you_mean(close) if close else gettext("; use %(keys)s", keys=", ".join(TRIGGER_KEYS))))
                 ok = False
         event, segment, schedule = raw.get("event"), raw.get("segment"), raw.get("schedule")
         if event is not None:
             if segment is not None or schedule is not None:
-                self.problem("trigger", "an event trigger takes no segment or schedule")
+                self.problem("trigger", gettext("an event trigger takes no segment or schedule"))
                 return None
             if event not in EVENTS:
-                self.problem("trigger.event", f"{event!r} is not an event; use one of: {', '.join(EVENTS)}")
+                self.problem("trigger.event", gettext("%(event)s is not an event; use one of: %(events)s",
+                                                      event=repr(event), events=", ".join(EVENTS)))
                 return None
             before = None
             if event == "promo.expiring":
                 try:
                     before = parse_duration(raw.get("before"))
                 except ValueError as exc:
-                    self.problem("trigger.before", "missing; say how long before expiry, e.g. 3d"
+                    self.problem("trigger.before", gettext("missing; say how long before expiry, e.g. 3d")
                                  if raw.get("before") is None else str(exc))
                     return None
             elif raw.get("before") is not None:
-                self.problem("trigger.before", "only promo.expiring takes before")
+                self.problem("trigger.before", gettext("only promo.expiring takes before"))
                 ok = False
             workflow = raw.get("workflow")
             if workflow is not None and (not event.startswith("promo.") or not isinstance(workflow, str)
                                          or not NAME.match(workflow)):
-                self.problem("trigger.workflow", "only promo events take a workflow name (whose codes to watch)")
+                self.problem("trigger.workflow", gettext("only promo events take a workflow name (whose codes to "
+                                                         "watch)"))
                 ok = False
             return Trigger("event", event=event, before=before, workflow=workflow) if ok else None
         if raw.get("before") is not None or raw.get("workflow") is not None:
-            self.problem("trigger", "before and workflow belong to promo events only")
+            self.problem("trigger", gettext("before and workflow belong to promo events only"))
             ok = False
         if segment is None:
-            self.problem("trigger.segment", "missing; a schedule starts runs for a segment's members"
-                         if schedule is not None else "missing")
+            self.problem("trigger.segment", gettext("missing; a schedule starts runs for a segment's members")
+                         if schedule is not None else gettext("missing"))
             return None
         if not isinstance(segment, str):
-            self.problem("trigger.segment", "expected a segment name")
+            self.problem("trigger.segment", gettext("expected a segment name"))
             return None
         try:
             self.segments.get(segment)
@@ -353,8 +380,9 @@ class _Parser:
             from croniter import croniter
 
             if not isinstance(schedule, str) or not croniter.is_valid(schedule):
-                self.problem("trigger.schedule", f"{schedule!r} is not a cron schedule like \"0 10 * * *\" "
-                                                 "(minute hour day month weekday, in HUB_TIMEZONE)")
+                self.problem("trigger.schedule", gettext("%(value)s is not a cron schedule like \"0 10 * * *\" "
+                                                         "(minute hour day month weekday, in HUB_TIMEZONE)",
+                                                         value=repr(schedule)))
                 ok = False
         if not ok:
             return None
@@ -366,7 +394,7 @@ class _Parser:
         try:
             return parse_duration(raw)
         except ValueError as exc:
-            self.problem("reentry", f"{exc}; or never")
+            self.problem("reentry", gettext("%(problem)s; or never", problem=exc))
             return None
 
     def holdout(self, raw: Any) -> Decimal:
@@ -376,21 +404,23 @@ class _Parser:
         try:
             value = Decimal(text[:-1] if text.endswith("%") else text)
         except InvalidOperation:
-            self.problem("holdout", f"{raw!r} is not a share; write it like 10%")
+            self.problem("holdout", gettext("%(value)s is not a share; write it like 10%%", value=repr(raw)))
             return Decimal(0)
         if not text.endswith("%") or not Decimal(0) <= value <= MAX_HOLDOUT:
-            self.problem("holdout", f"{raw!r}: write a share from 0% to {MAX_HOLDOUT}%, like 10%")
+            self.problem("holdout", gettext("%(value)s: write a share from 0%% to %(max)s%%, like 10%%",
+                                            value=repr(raw), max=MAX_HOLDOUT))
         return value
 
     def goal(self, raw: Any) -> Goal | None:
         if raw is None:
             return None
         if not isinstance(raw, dict) or set(raw) - {"event", "within"}:
-            self.problem("goal", "expected {event: order.created, within: 30d}")
+            self.problem("goal", gettext("expected {event: order.created, within: 30d}"))
             return None
         event = raw.get("event")
         if event not in GOAL_EVENTS:
-            self.problem("goal.event", f"{event!r} is not a goal; use one of: {', '.join(GOAL_EVENTS)}")
+            self.problem("goal.event", gettext("%(event)s is not a goal; use one of: %(events)s", event=repr(event),
+                                               events=", ".join(GOAL_EVENTS)))
             return None
         try:
             within = parse_duration(raw.get("within", "30d"))
@@ -404,32 +434,32 @@ def parse(document: Any, conn: Connection, settings: Settings, *, origin: str | 
           pm: pluggy.PluginManager | None = None) -> Workflow:
     """A workflow document checked against this Hub; WorkflowError lists every problem."""
     if not isinstance(document, dict):
-        raise WorkflowError(["expected a workflow with name, trigger and steps"], origin)
+        raise WorkflowError([gettext("expected a workflow with name, trigger and steps")], origin)
     name = document.get("name")
     parser = _Parser(conn, settings, str(name), pm)
     for key in document:
         if key not in KEYS:
             close = difflib.get_close_matches(str(key), KEYS, n=1, cutoff=0.6)
-            parser.problem(str(key), "unknown key" + (f"; did you mean {close[0]!r}?" if close else
-                                                      f"; use {', '.join(KEYS)}"))
+            parser.problem(str(key), gettext("unknown key") + (_did_you_mean(close) if close else
+                                                           gettext("; use %(keys)s", keys=", ".join(KEYS))))
     if name is None:
-        parser.problem("name", "missing")
+        parser.problem("name", gettext("missing"))
     elif not isinstance(name, str) or not NAME.match(name):
-        parser.problem("name", f"{name!r} is not a workflow name: use lower-case Latin letters, digits and _, "
-                               "starting with a letter (e.g. reactivation_90d)")
+        parser.problem("name", gettext("%(name)s is not a workflow name: use lower-case Latin letters, digits and _, "
+                                       "starting with a letter (e.g. reactivation_90d)", name=repr(name)))
     title = document.get("title")
     if title is not None and not isinstance(title, str):
-        parser.problem("title", "expected text")
+        parser.problem("title", gettext("expected text"))
     trigger = parser.trigger(document.get("trigger")) if "trigger" in document else None
     if "trigger" not in document:
-        parser.problem("trigger", "missing")
+        parser.problem("trigger", gettext("missing"))
     if trigger is not None and trigger.kind == "event" and trigger.event and trigger.event.startswith("promo."):
         parser.checking.promo = True  # the run is about that code: templates may show it
     reentry = parser.reentry(document.get("reentry"))
     holdout = parser.holdout(document.get("holdout"))
     goal = parser.goal(document.get("goal"))
     if "steps" not in document:
-        parser.problem("steps", "missing; a workflow needs at least one step")
+        parser.problem("steps", gettext("missing; a workflow needs at least one step"))
     else:
         parser.block(document["steps"], "steps")
     if parser.problems:

@@ -22,7 +22,8 @@ from typing import Any, Iterable
 import pluggy
 from sqlalchemy import Connection, Engine, select
 
-from hub.api import TRANSACTIONAL, Contact, ContactIdentity, Settings, chunks, kind_for_channel, next_local_time, utcnow
+from hub.api import (TRANSACTIONAL, Contact, ContactIdentity, Settings, chunks, gettext, kind_for_channel,
+                     next_local_time, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.evaluate import Segments
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
@@ -156,7 +157,8 @@ def _entrants(conn: Connection, settings: Settings, row: Any, workflow: Workflow
     trigger = workflow.trigger
     if trigger.kind == "event":
         if row is None or not row.enabled:
-            return [], 0, f"{workflow.name} starts on {trigger.event}; it watches for events once enabled"
+            return [], 0, gettext("%(name)s starts on an event (%(event)s); it watches for events once it is on",
+                                  name=workflow.name, event=trigger.event)
         candidates = triggers.event_candidates(conn, row, workflow, now=now)
         return _eligible(conn, row, workflow, [c.contact_id for c in candidates], now)
     assert trigger.segment is not None

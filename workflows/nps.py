@@ -19,10 +19,12 @@ import datetime as dt
 from typing import Any
 
 from flask import Blueprint, render_template_string, request
+from markupsafe import Markup
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, func, select
 
-from hub.api import Contact, Settings, current_contact_id, get_engine, insert_for, public_url, utcnow
+from hub.api import (Contact, Settings, current_contact_id, current_language, get_engine, gettext, insert_for,
+                     public_url, utcnow)
 from workflows.models import Interaction
 
 interactions_t = Interaction.__table__
@@ -66,11 +68,11 @@ def read(settings: Settings, token: str) -> tuple[int, int | None, int]:
     try:
         contact_id, run_id, score = _serializer(settings).loads(token, max_age=MAX_AGE)
     except SignatureExpired:
-        raise NpsLinkError("this survey link has expired") from None
+        raise NpsLinkError(gettext("this survey link has expired")) from None
     except (BadSignature, ValueError, TypeError):
-        raise NpsLinkError("this survey link is not valid") from None
+        raise NpsLinkError(gettext("this survey link is not valid")) from None
     if int(score) not in SCORES:
-        raise NpsLinkError("this survey link is not valid")
+        raise NpsLinkError(gettext("this survey link is not valid"))
     return int(contact_id), int(run_id) or None, int(score)
 
 
@@ -137,20 +139,21 @@ def count(conn: Connection) -> int:
 
 bp = Blueprint("workflows_nps", __name__)
 
+# The customer reads it in the shop's language (HUB_LANGUAGE); the texts come translated from _texts().
 PAGE = """<!doctype html>
-<html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="{{ lang }}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ title }}</title></head>
 <body>
 <main>
 <h1>{{ title }}</h1>
 {% if score is not none %}
-<p>Ваша оценка: <strong>{{ score }}</strong> из 10. Спасибо, что нашли время ответить!</p>
+<p>{{ texts.score }}</p>
 <form method="post">
-<p><label for="comment">Хотите что-нибудь добавить?</label></p>
+<p><label for="comment">{{ texts.more }}</label></p>
 <p><textarea id="comment" name="comment" rows="4" cols="40" maxlength="2000">{{ comment or "" }}</textarea></p>
-<p><button type="submit">Отправить</button></p>
+<p><button type="submit">{{ texts.send }}</button></p>
 </form>
-<p>Передумали? Выберите другую оценку:
+<p>{{ texts.other }}
 {% for link in others %}<a href="{{ link.url }}">{{ link.score }}</a> {% endfor %}</p>
 {% else %}
 <p>{{ message }}</p>
@@ -166,24 +169,35 @@ def _settings() -> Settings:
     return current_settings()
 
 
+def _page(title: str, *, score: int | None = None, message: str = "", comment: str | None = None,
+          others: list[dict[str, Any]] | None = None) -> str:
+    texts = {"more": gettext("Would you like to add anything?"), "send": gettext("Send"),
+             "other": gettext("Changed your mind? Choose another score:")}
+    if score is not None:
+        # Our own text around a number: safe to mark as HTML for the <strong>.
+        texts["score"] = Markup(gettext("Your score: %(score)s out of 10. Thank you for taking the time to answer!",
+                                        score=f"<strong>{int(score)}</strong>"))
+    return render_template_string(PAGE, lang=current_language(), title=title, score=score, message=message,
+                                  comment=comment, others=others or [], texts=texts)
+
+
 @bp.route("/nps/<token>", methods=["GET", "POST"])
 def answer(token: str) -> Any:
     settings = _settings()
     try:
         contact_id, run_id, score = read(settings, token)
     except NpsLinkError as exc:
-        return render_template_string(PAGE, title="Опрос", score=None, message=str(exc).capitalize()), 400
+        return _page(gettext("Survey"), message=str(exc)[:1].upper() + str(exc)[1:]), 400
     comment = None
     if request.method == "POST":
         comment = (request.form.get("comment") or "").strip()[:2000] or None
     engine = get_engine(settings.database_url)
     if not record(engine, contact_id, run_id, score, comment=comment):
-        return render_template_string(PAGE, title="Опрос", score=None,
-                                      message="Мы не храним о вас никаких данных, поэтому ответ не сохранён. "
-                                              "Спасибо, что откликнулись."), 410
+        return _page(gettext("Survey"), message=gettext("We keep no data about you, so the answer was not saved. "
+                                                        "Thank you for responding.")), 410
     if comment is None and run_id is not None:
         with engine.connect() as conn:
             comment = conn.execute(select(interactions_t.c.comment).where(
                 interactions_t.c.run_id == run_id, interactions_t.c.kind == KIND)).scalar()
     others = [link for link in links_for(settings, contact_id, run_id) if link["score"] != score]
-    return render_template_string(PAGE, title="Спасибо за ответ", score=score, comment=comment, others=others)
+    return _page(gettext("Thank you for your answer"), score=score, comment=comment, others=others)

@@ -22,8 +22,8 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, select, update
 
-from hub.api import (Order, Settings, WriteBackError, bulk_insert, chunks, end_of_local_day, format_duration,
-                     insert_for, local_time, utcnow, write_back)
+from hub.api import (N_, Order, Settings, WriteBackError, bulk_insert, chunks, end_of_local_day, format_date,
+                     format_duration, gettext, insert_for, local_time, utcnow, write_back)
 from workflows import config
 from workflows.models import PromoCode, WorkflowState
 from workflows.steps import Checking, Options, Outcome, RunInfo, Step, StepCall, StepError
@@ -86,6 +86,8 @@ class PromoCodeStep(Step):
     """`promo_code: {discount: 15%, valid_for: 14d, prefix: BACK}`: a personal code for this run."""
 
     name = "promo_code"
+    kind_title = N_("Personal promo code")
+    kind_summary = N_("Issues the contact a personal promo code with a discount and an expiry date.")
     batched = True
 
     def __init__(self, options: Any, checking: Checking) -> None:
@@ -98,15 +100,16 @@ class PromoCodeStep(Step):
         self.valid_for = valid_for
         prefix = opts.get("prefix")
         if prefix is not None and (not isinstance(prefix, str) or not _PREFIX.match(prefix.upper())):
-            raise StepError(f"{prefix!r} is not a prefix: use up to 10 Latin letters and digits, e.g. BACK", "prefix")
+            raise StepError(gettext("%(value)s is not a prefix: use up to 10 Latin letters and digits, e.g. BACK",
+                                    value=repr(prefix)), "prefix")
         self.prefix = prefix.upper() if prefix else None
         length = opts.get("length", DEFAULT_LENGTH)
         if not isinstance(length, int) or isinstance(length, bool) or not 4 <= length <= 16:
-            raise StepError(f"{length!r}: give a whole number from 4 to 16", "length")
+            raise StepError(gettext("%(value)s: give a whole number from 4 to 16", value=repr(length)), "length")
         self.length = length
         field = opts.get("crm_field")
         if field is not None and (not isinstance(field, str) or not field.strip()):
-            raise StepError("expected a field name, e.g. promo_code", "crm_field")
+            raise StepError(gettext("expected a field name, e.g. promo_code"), "crm_field")
         self.crm_field = field.strip() if field else None  # else [workflows] promo_crm_field, read when issuing
         checking.promo = True
 
@@ -149,13 +152,15 @@ class PromoCodeStep(Step):
 def _discount(raw: Any) -> Decimal:
     text = str(raw).strip()
     if not text.endswith("%"):
-        raise StepError(f"{raw!r}: write the discount in per cent, e.g. 15%", "discount")
+        raise StepError(gettext("%(value)s: write the discount in per cent, e.g. 15%%", value=repr(raw)), "discount")
     try:
         value = Decimal(text[:-1].strip().replace(",", "."))
     except InvalidOperation:
-        raise StepError(f"{raw!r} is not a discount; write it like 15%", "discount") from None
+        raise StepError(gettext("%(value)s is not a discount; write it like 15%%", value=repr(raw)),
+                        "discount") from None
     if not Decimal(0) < value <= Decimal(100):
-        raise StepError(f"{raw!r}: a discount is more than 0% and at most 100%", "discount")
+        raise StepError(gettext("%(value)s: a discount is more than 0%% and at most 100%%", value=repr(raw)),
+                        "discount")
     return value
 
 
@@ -174,13 +179,14 @@ def redeem(engine: Engine, code: str, *, by: str = "cli", order_id: int | None =
             .values(redeemed_at=now, redeemed_by=by, order_id=order_id)).rowcount
         row = conn.execute(select(codes_t).where(codes_t.c.code == wanted)).first()
     if row is None:
-        raise PromoError(f"no promo code {code.strip()!r}")
+        raise PromoError(gettext("no promo code %(code)s", code=repr(code.strip())))
     if not changed:
         if row.redeemed_at is not None:
             how = f"order #{row.order_id}" if row.order_id else row.redeemed_by
-            raise PromoError(f"promo code {row.code} was already redeemed on {row.redeemed_at:%Y-%m-%d} ({how})")
-        raise PromoError(f"promo code {row.code} expired on {row.expires_at:%Y-%m-%d}; "
-                         "redeem it anyway with --force")
+            raise PromoError(gettext("promo code %(code)s was already redeemed on %(date)s (%(how)s)", code=row.code,
+                                     date=format_date(row.redeemed_at), how=how))
+        raise PromoError(gettext("promo code %(code)s expired on %(date)s; redeem it anyway with --force",
+                                 code=row.code, date=format_date(row.expires_at)))
     return describe(row)
 
 

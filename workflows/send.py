@@ -23,8 +23,8 @@ from sqlalchemy import Connection, select
 # not in hub.api on purpose: steps render templates for StepCall.template (public in workflows.steps); the campaign
 # engine writes outbox rows and dispatches them
 from hub import message_templates, messaging
-from hub.api import (TRANSACTIONAL, Message, Settings, TemplateError, bulk_insert, chunks, company, consent_purposes,
-                     kind_for_channel)
+from hub.api import (N_, TRANSACTIONAL, Message, Settings, TemplateError, bulk_insert, chunks, company,
+                     consent_purposes, gettext, kind_for_channel)
 from workflows import config, nps, policy
 from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError
 
@@ -40,6 +40,8 @@ class Send(Step):
     """`send: {channel: email, template: reactivation_email, purpose: marketing, on_cap: defer}`."""
 
     name = "send"
+    kind_title = N_("Send a message")
+    kind_summary = N_("Sends an email or an SMS from a template, if the contact agreed and the send limits allow it.")
     batched = True
     needs_contact = True
 
@@ -48,29 +50,33 @@ class Send(Step):
                        example="{channel: email, template: reactivation_email, purpose: marketing}")
         channel = opts.require("channel")
         if channel not in checking.channels():
-            raise StepError(f"no channel {channel!r}; registered: {', '.join(checking.channels()) or 'none'}",
-                            "channel")
+            raise StepError(gettext("no channel %(channel)s; registered: %(channels)s", channel=repr(channel),
+                                    channels=", ".join(checking.channels()) or gettext("none")), "channel")
         name = opts.require("template")
         if not isinstance(name, str):
-            raise StepError("expected a template name", "template")
+            raise StepError(gettext("expected a template name"), "template")
         template = checking.template(name)
         if (channel == message_templates.EMAIL) != template.is_email:
-            kind = "an email" if template.is_email else "a text"
-            raise StepError(f"{name} is {kind} template; it cannot go by {channel}", "template")
+            raise StepError(gettext("%(name)s is an email template; it cannot go by %(channel)s", name=name,
+                                    channel=channel) if template.is_email else
+                            gettext("%(name)s is a text template; it cannot go by %(channel)s", name=name,
+                                    channel=channel), "template")
         purpose = opts.get("purpose", "marketing")
         allowed = (*consent_purposes(checking.settings), TRANSACTIONAL)
         if purpose not in allowed:
-            raise StepError(f"{purpose!r} is not one of: {', '.join(allowed)}", "purpose")
+            raise StepError(gettext("%(value)s is not one of: %(allowed)s", value=repr(purpose),
+                                    allowed=", ".join(allowed)), "purpose")
         on_cap = opts.get("on_cap", "defer")
         if on_cap not in ON_CAP:
-            raise StepError(f"{on_cap!r} is not one of: {', '.join(ON_CAP)}", "on_cap")
+            raise StepError(gettext("%(value)s is not one of: %(allowed)s", value=repr(on_cap),
+                                    allowed=", ".join(ON_CAP)), "on_cap")
         self.uses_nps = _uses(template, "nps")
         try:
             message_templates.render(template, checking.sample({"nps": nps.sample_links(checking.settings)}))
         except TemplateError as exc:
             reason = str(exc)
             if "'promo' is undefined" in reason:
-                reason = f"{name} uses promo, but no promo_code step comes before this one"
+                reason = gettext("%(name)s uses promo, but no promo_code step comes before this one", name=name)
             raise StepError(reason, "template") from None
         self.channel, self.template, self.purpose, self.on_cap = channel, name, purpose, on_cap
 

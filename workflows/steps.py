@@ -34,11 +34,12 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 
 # not in hub.api on purpose: steps render templates for StepCall.template (public in workflows.steps)
 from hub import message_templates
-from hub.api import (Contact, Settings, TemplateError, company, format_duration, local_time, next_local_time,
-                     parse_duration, parse_time_of_day)
+from hub.api import (N_, Contact, Settings, TemplateError, company, format_duration, gettext, local_time,
+                     next_local_time, parse_duration, parse_time_of_day)
 
 # What a plugin's own steps use (the public API of this module; tests/test_public_api.py records it).
-__all__ = ["Step", "StepCall", "Outcome", "StepError", "StepFailed", "Options", "Checking", "RunInfo"]
+__all__ = ["Step", "StepCall", "Outcome", "StepError", "StepFailed", "Options", "Checking", "RunInfo",
+           "kind_title", "kind_summary"]
 
 contacts_t = Contact.__table__
 
@@ -173,7 +174,8 @@ class Checking:
             known = [t.name for t in message_templates.all_templates(self.conn, self.settings)]
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
             if close:
-                raise StepError(f"no template named {name!r}; did you mean {close[0]!r}?", "template") from None
+                raise StepError(gettext("no template named %(name)s; did you mean %(close)s?", name=repr(name),
+                                        close=repr(close[0])), "template") from None
             raise StepError(str(exc), "template") from None
 
     def sample(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -189,14 +191,14 @@ class Checking:
     def text(self, raw: Any, key: str) -> str:
         """A text option that is a template (a task title): checked against the sample variables."""
         if not isinstance(raw, str) or not raw.strip():
-            raise StepError("expected some text", key)
+            raise StepError(gettext("expected some text"), key)
         try:
             template = message_templates.Template(name=self.workflow, channel="text", text=raw)
             message_templates.render(template, self.sample())
         except TemplateError as exc:
             reason = str(exc).split(": ", 1)[-1]
             if "'promo' is undefined" in reason:
-                reason = "uses promo, but no promo_code step comes before this one"
+                reason = gettext("uses promo, but no promo_code step comes before this one")
             raise StepError(reason, key) from None
         return raw
 
@@ -210,12 +212,14 @@ class Options:
             if shorthand is not None and raw is not None and not isinstance(raw, (list, dict)):
                 raw = {shorthand: raw}
             else:
-                raise StepError(f"expected options like {example}" if example else "expected a mapping of options")
+                raise StepError(gettext("expected options like %(example)s", example=example) if example
+                                else gettext("expected a mapping of options"))
         for key in raw:
             if key not in allowed:
                 close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; options: {', '.join(allowed)}"
-                raise StepError(f"unknown option{hint}", str(key))
+                raise StepError(gettext("unknown option; did you mean %(close)s?", close=repr(close[0])) if close
+                                else gettext("unknown option; options: %(options)s", options=", ".join(allowed)),
+                                str(key))
         self.raw = dict(raw)
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -223,7 +227,7 @@ class Options:
 
     def require(self, key: str) -> Any:
         if self.raw.get(key) is None:
-            raise StepError("missing", key)
+            raise StepError(gettext("missing"), key)
         return self.raw[key]
 
     def duration(self, key: str, default: Any = None) -> dt.timedelta | None:
@@ -240,6 +244,10 @@ class Step:
     """Base class of every step kind; see the module docstring for the two ways to implement one."""
 
     name: ClassVar[str] = ""
+    # What people call the kind and what it does, in English marked with N_ (translated in the plugin's catalog);
+    # reports show them first, with `name` beside them. A kind without them is shown by its name.
+    kind_title: ClassVar[str] = ""
+    kind_summary: ClassVar[str] = ""
     # May run again after a worker died in the middle of it (False: park the run for a person instead).
     repeatable: ClassVar[bool] = True
     # Only touches Hub's database: runs in batches inside the transaction that records its results.
@@ -274,12 +282,24 @@ class Step:
         raise NotImplementedError(f"step {self.name!r} is batched but has no write()")
 
 
+def kind_title(step: Step | type[Step]) -> str:
+    """The step kind as people call it, in the reader's language ("Подождать" for wait); its name if untitled."""
+    return gettext(step.kind_title) if step.kind_title else step.name
+
+
+def kind_summary(step: Step | type[Step]) -> str:
+    """One line on what the step kind does, in the reader's language (empty when the kind has none)."""
+    return gettext(step.kind_summary) if step.kind_summary else ""
+
+
 # --- the small built-in steps -------------------------------------------------------------
 
 class Wait(Step):
     """`wait: 7d`, `wait: {until: "10:00"}` (the contact's local time), or both: `{for: 2d, until: "10:00"}`."""
 
     name = "wait"
+    kind_title = N_("Wait")
+    kind_summary = N_("Pauses the run for a while, or until a time of day in the contact's time zone.")
     batched = True
 
     def __init__(self, options: Any, checking: Checking) -> None:
@@ -292,7 +312,7 @@ class Wait(Step):
             except ValueError as exc:
                 raise StepError(str(exc), "until") from None
         if self.length is None and self.at is None:
-            raise StepError("give a length (wait: 7d) or a time of day (wait: {until: \"10:00\"})")
+            raise StepError(gettext("give a length (wait: 7d) or a time of day (wait: {until: \"10:00\"})"))
         self.needs_contact = self.at is not None
 
     def label(self) -> str:
@@ -315,6 +335,8 @@ class Exit(Step):
     """`exit`: the run ends here."""
 
     name = "exit"
+    kind_title = N_("Finish")
+    kind_summary = N_("Ends the run for this contact.")
     batched = True
 
     def write(self, conn: Connection, calls: list[StepCall], prepared: list[Any]) -> list[Outcome]:
@@ -324,7 +346,7 @@ class Exit(Step):
 def _tag_names(options: Any) -> list[str]:
     names = [options] if isinstance(options, str) else options
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
-        raise StepError("expected a tag or a list of tags, e.g. tag: winback or tag: [winback, promo]")
+        raise StepError(gettext("expected a tag or a list of tags, e.g. tag: winback or tag: [winback, promo]"))
     return [n.strip() for n in names]
 
 
@@ -332,6 +354,8 @@ class Tag(Step):
     """`tag: NAME` or `tag: [A, B]`: add tags to the contact (segments see them as contact.tags)."""
 
     name = "tag"
+    kind_title = N_("Add a tag")
+    kind_summary = N_("Adds tags to the contact; segments see them as contact.tags.")
     batched = True
     adding = True
 
@@ -361,4 +385,6 @@ class Untag(Tag):
     """`untag: NAME` or `untag: [A, B]`: remove tags from the contact."""
 
     name = "untag"
+    kind_title = N_("Remove a tag")
+    kind_summary = N_("Removes tags from the contact.")
     adding = False

@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 from sqlalchemy import Connection, func, select, update
 
-from hub.api import Contact, Order, Settings, insert_for, utcnow
+from hub.api import Contact, Order, Settings, gettext, insert_for, utcnow
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.rules import read_document
 from workflows.definition import Workflow, WorkflowError, parse
@@ -82,7 +82,8 @@ def add(conn: Connection, settings: Settings, document: Any, *, origin: str | No
     """Check and save a user's workflow (a new version if it exists); returns it and whether it is new."""
     workflow = parse(document, conn, settings, origin=origin, pm=pm)
     if workflow.name in library_documents():
-        raise WorkflowError([f"{workflow.name!r} is a shipped workflow; save yours under another name"], origin)
+        raise WorkflowError([gettext("%(name)s is a shipped workflow; save yours under another name",
+                                     name=repr(workflow.name))], origin)
     row = conn.execute(select(workflows_t.c.id, workflows_t.c.definition, workflows_t.c.version)
                        .where(workflows_t.c.name == workflow.name)).first()
     if row is None:
@@ -103,8 +104,9 @@ def row(conn: Connection, name: str) -> Any:
     if found is None:
         names = list(conn.execute(select(workflows_t.c.name)).scalars()) or list(library_documents())
         close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise WorkflowError([f"no workflow named {name!r}{hint} (see `hub workflows list`)"])
+        raise WorkflowError([gettext("no workflow named %(name)s; did you mean %(close)s? (see `hub workflows list`)",
+                                     name=repr(name), close=repr(close[0])) if close else
+                             gettext("no workflow named %(name)s (see `hub workflows list`)", name=repr(name))])
     return found
 
 

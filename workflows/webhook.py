@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from hub.api import local_time
+from hub.api import N_, gettext, local_time
 from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError, StepFailed
 
 TIMEOUT_S = 10
@@ -30,6 +30,8 @@ class Webhook(Step):
     """`webhook: {url: https://crm.example.ru/hooks/hub, timeout: 10}`."""
 
     name = "webhook"
+    kind_title = N_("Webhook")
+    kind_summary = N_("Sends the contact's data to another system's address (an HTTP POST).")
     needs_contact = True
 
     def __init__(self, options: Any, checking: Checking) -> None:
@@ -37,10 +39,10 @@ class Webhook(Step):
         url = opts.require("url")
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise StepError("expected an http:// or https:// address", "url")
+            raise StepError(gettext("expected an http:// or https:// address"), "url")
         timeout = opts.get("timeout", TIMEOUT_S)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 120:
-            raise StepError("give the seconds to wait, from 1 to 120", "timeout")
+            raise StepError(gettext("give the seconds to wait, from 1 to 120"), "timeout")
         self.url, self.timeout, self.host = url, float(timeout), parts.hostname
 
     def label(self) -> str:
