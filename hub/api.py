@@ -63,7 +63,7 @@ from hub.segments.fields import FieldContext, SegmentField, SegmentOperator
 from hub.send_limits import NOT_COUNTED, FrequencyCap, SendLimits, cap_until
 from hub.send_limits import load as load_send_limits
 from hub.sync import Page, ReconcilingSource, Source, SyncError, TargetedSource
-from hub.writeback import WriteBack, WriteBackError
+from hub.writeback import NoCrmHolds, WriteBack, WriteBackError
 from hub.writeback import apply as write_back
 
 __all__ = [
@@ -75,7 +75,7 @@ __all__ = [
     "translated_title",
     # sources: what they read and hand over
     "Source", "TargetedSource", "ReconcilingSource", "Page", "ContactRecord", "OrderRecord", "Deletion",
-    "OrderStatus", "SyncError", "WriteBack", "WriteBackError", "person_name",
+    "OrderStatus", "SyncError", "WriteBack", "WriteBackError", "NoCrmHolds", "person_name",
     # people: who a contact is now (after merges), their card, their consent, their local time
     "current_contact_id", "contact_card", "ContactIdentity",
     "can_contact", "current_consent", "record_consent", "consent_channels", "consent_purposes", "kind_for_channel",

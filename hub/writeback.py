@@ -37,6 +37,10 @@ class WriteBackError(RuntimeError):
     """Nowhere to write, or the CRM refused; the message says which and why."""
 
 
+class NoCrmHolds(WriteBackError):
+    """No CRM that accepts writes holds the contact: not a failure of the CRM, nothing to retry."""
+
+
 @dataclass(frozen=True)
 class Written:
     source: str
@@ -75,5 +79,5 @@ def apply(conn: Connection, settings: Settings, contact_id: int, action: str, *,
             break
     if not done:
         where = f" among {', '.join(only)}" if only else ""
-        raise WriteBackError(f"contact #{contact_id} is in no CRM that accepts write-back{where}")
+        raise NoCrmHolds(f"contact #{contact_id} is in no CRM that accepts write-back{where}")
     return done

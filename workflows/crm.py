@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api import N_, WriteBackError, gettext, write_back
+from hub.api import N_, NoCrmHolds, WriteBackError, gettext, write_back
 from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError, StepFailed
 
-NOT_IN_A_CRM = "accepts write-back"
 
 
 def _write(call: StepCall, action: str, *, first_only: bool = False, shown: dict[str, Any] | None = None,
@@ -27,9 +26,9 @@ def _write(call: StepCall, action: str, *, first_only: bool = False, shown: dict
     try:
         done = write_back(call.conn, call.settings, call.run.contact_id, action, first_only=first_only,
                                **kwargs)
+    except NoCrmHolds:
+        return Outcome.skipped("the contact is in no CRM that accepts write-back")
     except WriteBackError as exc:
-        if NOT_IN_A_CRM in str(exc):
-            return Outcome.skipped("the contact is in no CRM that accepts write-back")
         raise StepFailed(str(exc)) from None
     return Outcome.done({"crm": [{"source": w.source, "external_id": w.external_id, "id": w.result} for w in done],
                          **(shown or {})})
