@@ -211,3 +211,21 @@ def emails(cell: str | None) -> list[Identifier]:
         if ident is not None:
             out.append(ident)
     return out
+
+
+def person_name(value: str | None) -> str | None:
+    """A name as people write it: single spaces, and one typed all in capitals or all in lower case
+    ("ИВАНОВ", "иванов") in title case ("Иванов"); a name in mixed case ("McDonald", "де Голль") stays.
+
+    CRMs and spreadsheets hold names as whoever typed them did, and a letter
+    that opens "Здравствуйте, ИВАН!" reads as shouting. None and a blank name
+    give None.
+    """
+    if value is None:
+        return None
+    text = " ".join(str(value).split())
+    if not text:
+        return None
+    if text.isupper() or text.islower():
+        return text.title()
+    return text

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, and_, delete, select, update
 from hub import identity
 from hub.config import Settings
 from hub.db import among, bulk_insert, chunks, insert_for, utcnow
+from hub.i18n import gettext as _
 from hub.models import Contact, ExternalRef, Order, SyncRun, SyncState
 from hub.plugins import get_pm, sources
 from hub.records import ContactRecord, Deletion, OrderRecord
@@ -453,6 +454,8 @@ def run(
                 cursor, full_state = _load_state(conn, source_name, entity)
             do_full = full or cursor is None or full_state is not None
             kinds.append("full" if do_full else "incremental")
+            if progress:  # shown before the first page: a source that does not answer is seen waiting
+                progress(entity, 0)
             if do_full:
                 _run_full(engine, settings, source, source_name, entity, full_state, counts, progress, run_id)
             else:
@@ -461,8 +464,10 @@ def run(
         message = _describe(exc)
         finish_run(engine, run_id, counts, error=message)
         wrote = counts.as_dict() != Counts().as_dict()
-        resume = "; the next run resumes from the last saved page" if wrote else ""
-        raise SyncError(f"sync {source_name} failed: {message}{resume}") from exc
+        if wrote:
+            raise SyncError(_("sync %(source)s failed: %(error)s; the next run resumes from the last saved page",
+                              source=source_name, error=message)) from exc
+        raise SyncError(_("sync %(source)s failed: %(error)s", source=source_name, error=message)) from exc
     except BaseException:  # Ctrl-C, a worker told to stop: say so now rather than at the next run
         _interrupted(engine, run_id, counts, "stopped before it finished")
         raise
@@ -482,7 +487,7 @@ def _run_full(engine: Engine, settings: Settings, source: Source, source_name: s
         # picked up by the next incremental run.
         state = {"page": None, "then": source.checkpoint(entity)}
         with engine.begin() as conn:
-            previous, _ = _load_state(conn, source_name, entity)
+            previous, _full = _load_state(conn, source_name, entity)
             _save_state(conn, source_name, entity, cursor=previous, full=state)
     for page in source.read(entity, state["page"], True):
         state = {"page": page.cursor, "then": state["then"]}
@@ -518,8 +523,8 @@ def _run_incremental(engine: Engine, settings: Settings, source: Source, source_
 def _source(settings: Settings, source_name: str) -> Source:
     factories = sources()
     if source_name not in factories:
-        known = ", ".join(sorted(factories)) or "none installed"
-        raise SyncError(f"unknown source {source_name!r} (available: {known})")
+        known = ", ".join(sorted(factories)) or _("none installed")
+        raise SyncError(_("unknown source %(source)r (available: %(known)s)", source=source_name, known=known))
     return factories[source_name](settings)
 
 
@@ -544,7 +549,8 @@ def fetch(engine: Engine, settings: Settings, source_name: str, entity: str, ids
             write_page(conn, records, settings, counts)
     except Exception as exc:
         finish_run(engine, run_id, counts, error=_describe(exc))
-        raise SyncError(f"{source_name}: fetching {entity} {', '.join(wanted[:10])} failed: {_describe(exc)}") from exc
+        raise SyncError(_("%(source)s: fetching %(entity)s %(ids)s failed: %(error)s", source=source_name,
+                          entity=entity, ids=", ".join(wanted[:10]), error=_describe(exc))) from exc
     finish_run(engine, run_id, counts)
     return SyncReport(source_name, run_id, "event", counts, time.monotonic() - started,
                       dict(getattr(source, "stats", lambda: {})()))
@@ -573,8 +579,9 @@ def reconcile(engine: Engine, settings: Settings, source_name: str, *, source: A
                 held = _held_ids(conn, source_name, kind)
             gone = sorted(held - live)
             if gone and not live:
-                raise SyncError(f"{source_name} lists no {entity} at all while Hub holds {len(held)}; "
-                                "not marking them deleted (check the connection's permissions)")
+                raise SyncError(_("%(source)s lists no %(entity)s at all while Hub holds %(held)s; not marking "
+                                  "them deleted (check the connection's permissions)", source=source_name,
+                                  entity=entity, held=len(held)))
             for part in chunks(gone, CHUNK):
                 with engine.begin() as conn:
                     write_deletions(conn, [Deletion(source_name, kind, i) for i in part], counts)
@@ -582,7 +589,8 @@ def reconcile(engine: Engine, settings: Settings, source_name: str, *, source: A
         finish_run(engine, run_id, counts, error=_describe(exc))
         if isinstance(exc, SyncError):
             raise
-        raise SyncError(f"{source_name}: reconcile failed: {_describe(exc)}") from exc
+        raise SyncError(_("%(source)s: reconcile failed: %(error)s", source=source_name,
+                          error=_describe(exc))) from exc
     finish_run(engine, run_id, counts)
     return SyncReport(source_name, run_id, "reconcile", counts, time.monotonic() - started,
                       dict(getattr(source, "stats", lambda: {})()))

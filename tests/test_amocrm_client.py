@@ -101,7 +101,7 @@ def test_html_429_waits_a_fixed_pause_and_retries() -> None:
 def test_html_403_stops_at_once_and_sends_nothing_more() -> None:
     client, slept = make_client()
     responses.get(f"{BASE}/api/v4/contacts", status=403, body=BLOCK_PAGE, content_type="text/html")
-    with pytest.raises(AmoBlocked, match="blocked API access for shop.amocrm.ru"):
+    with pytest.raises(AmoBlocked, match="заблокировал доступ к API для shop.amocrm.ru"):
         client.get("/api/v4/contacts")
     with pytest.raises(AmoBlocked):
         client.get("/api/v4/leads")
@@ -126,7 +126,7 @@ def test_a_second_401_after_refreshing_asks_to_connect_again() -> None:
     auth = Refreshing()
     client, _ = make_client(auth)
     responses.get(f"{BASE}/api/v4/account", status=401, json={"title": "Unauthorized", "status": 401})
-    with pytest.raises(AmoAuthError, match="connect again") as info:
+    with pytest.raises(AmoAuthError, match="подключитесь заново") as info:
         client.get("/api/v4/account")
     assert auth.refreshes == 1 and len(responses.calls) == 2
     assert "new-access" not in str(info.value) and "old-access" not in str(info.value)
@@ -136,7 +136,7 @@ def test_a_second_401_after_refreshing_asks_to_connect_again() -> None:
 def test_a_long_lived_token_refused_says_what_to_do() -> None:
     client, _ = make_client(StaticAuth("secret-long-lived"))
     responses.get(f"{BASE}/api/v4/account", status=401, json={"title": "Unauthorized", "status": 401})
-    with pytest.raises(AmoAuthError, match="long-lived token") as info:
+    with pytest.raises(AmoAuthError, match="создайте новый долгосрочный токен") as info:
         client.get("/api/v4/account")
     assert "secret-long-lived" not in str(info.value)
 
@@ -216,7 +216,7 @@ def test_validation_errors_name_the_path_amocrm_refused() -> None:
 def test_the_base_url_must_be_an_account_address() -> None:
     assert check_base_url("https://shop.amocrm.ru/leads/pipeline/") == "https://shop.amocrm.ru"
     assert check_base_url("http://127.0.0.1:8025") == "http://127.0.0.1:8025"
-    with pytest.raises(ValueError, match="must look like https://SUBDOMAIN.amocrm.ru"):
+    with pytest.raises(ValueError, match="должен выглядеть так: https://ПОДДОМЕН.amocrm.ru"):
         check_base_url("shop.amocrm.ru")
 
 

@@ -159,3 +159,33 @@ def test_four_processes_with_an_expired_token_cause_exactly_one_refresh(hub_db: 
     assert stats["refresh_attempts"] == 1 and stats["refreshes"] == 1
     data, _ = tokens.load(hub_db.engine, hub_db.settings)
     assert data["refresh_token"] != pair["refresh_token"]
+
+
+def test_refreshing_by_hand_says_until_when_in_local_time(hub_db: HubDB, plugin_manager: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from click.testing import CliRunner
+
+    import plugins.amocrm as amocrm_plugin
+    from hub import formats, i18n
+    from tests.support.cli import cli
+
+    plugin_manager.register(amocrm_plugin, name="amocrm")
+    amocrm_plugin.register_commands(cli)
+    account = Account(contacts=0)
+    with SandboxServer(account) as server:
+        pair = account.issue_tokens()
+        store_pair(hub_db, server.base_url, pair["access_token"], pair["refresh_token"], server.client_id,
+                   server.client_secret, server.redirect_uri)
+        monkeypatch.setenv("HUB_TIMEZONE", "Asia/Omsk")
+        done = CliRunner().invoke(cli, ["connect", "amocrm", "--refresh"], catch_exceptions=False)
+        base_url = server.base_url
+    assert done.exit_code == 0, done.output
+    with i18n.use_language("ru"):
+        zone = formats.zone_name("Asia/Omsk")
+    # Three months on, in the company's time zone and saying which it is.
+    assert re.fullmatch(rf"Токены amoCRM для {re.escape(base_url)} обновлены; токен обновления действует до "
+                        rf"\d\d\.\d\d\.\d{{4}} \d\d:\d\d {re.escape(zone)}\.\n", done.output), done.output
+    data, _version = tokens.load(hub_db.engine, hub_db.settings)
+    assert data["refresh_token"] != pair["refresh_token"]

@@ -51,8 +51,8 @@ def test_webhook_urls_are_checked_without_echoing_the_code() -> None:
     assert check_webhook_url(" https://shop.bitrix24.ru/rest/1/abc/profile.json") == "https://shop.bitrix24.ru/rest/1/abc/"
     with pytest.raises(ValueError) as err:
         check_webhook_url("https://shop.bitrix24.ru/crm/abc")
-    assert "rest/USER_ID/CODE" in str(err.value)
-    with pytest.raises(ValueError, match="https://PORTAL"):
+    assert "rest/ID_ПОЛЬЗОВАТЕЛЯ/КОД" in str(err.value)
+    with pytest.raises(ValueError, match="https://ПОРТАЛ"):
         check_webhook_url("shop.bitrix24.ru/rest/1/abc/")
 
 
@@ -124,7 +124,7 @@ def test_html_pages_and_5xx_are_retried_then_fail_without_the_webhook_code() -> 
     client, sleeps = make_client(max_retries=2)
     with pytest.raises(Unavailable) as err:
         client.call("profile")
-    assert "not JSON" in str(err.value) and "gave up after 3 attempts" in str(err.value)
+    assert "not JSON" in str(err.value) and "прекращено после 3 попыток" in str(err.value)
     assert "s3cr3tc0de" not in str(err.value)
     assert len(sleeps) == 2 and sleeps[1] > sleeps[0] * 0.5  # growing back-off, with jitter
 
@@ -172,7 +172,7 @@ def test_answers_cut_off_every_time_end_in_one_clear_error() -> None:
     for _ in range(3):
         responses.post(HOOK + "profile", **cut_off({"result": {"ID": "1"}, "time": TIME}))
     client, sleeps = make_client(max_retries=2)
-    with pytest.raises(Unavailable, match="cut off mid-body.*gave up after 3 attempts") as err:
+    with pytest.raises(Unavailable, match="cut off mid-body.*прекращено после 3 попыток") as err:
         client.call("profile")
     assert "s3cr3tc0de" not in str(err.value) and len(sleeps) == 2
 
@@ -207,11 +207,11 @@ def test_an_add_that_could_not_connect_is_sent_again() -> None:
 
 
 @pytest.mark.parametrize("status,code,hint", [
-    (401, "NO_AUTH_FOUND", "create a new incoming webhook"),
-    (401, "INVALID_CREDENTIALS", "run `hub connect bitrix24` again"),
-    (401, "insufficient_scope", "add 'crm'"),
-    (403, "insufficient_scope", "add 'crm'"),
-    (401, "invalid_token", "connect the app again"),
+    (401, "NO_AUTH_FOUND", "создайте новый входящий вебхук"),
+    (401, "INVALID_CREDENTIALS", "снова выполните `hub connect bitrix24`"),
+    (401, "insufficient_scope", "добавьте «CRM» (crm)"),
+    (403, "insufficient_scope", "добавьте «CRM» (crm)"),
+    (401, "invalid_token", "подключите приложение заново"),
 ])
 @responses.activate
 def test_errors_only_the_user_can_fix_stop_at_once(status: int, code: str, hint: str) -> None:

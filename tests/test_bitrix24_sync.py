@@ -74,7 +74,7 @@ def hub_card(db: HubDB, external_id: int) -> dict[str, Any]:
 
 def test_connect_checks_the_webhook_and_never_prints_its_code(hub: HubDB, portal: SandboxServer) -> None:
     result = run_cli("connect", "bitrix24", "--webhook", portal.webhook_url)
-    assert "Connected to Bitrix24 127.0.0.1" in result.output
+    assert "Подключено к Битрикс24 127.0.0.1" in result.output and "Дальше: hub sync bitrix24" in result.output
     assert portal.portal.webhook.code not in result.output
     wrong = portal.webhook_url.replace(portal.portal.webhook.code, "wrongcode123")
     failed = CliRunner().invoke(cli, ["connect", "bitrix24", "--webhook", wrong])
@@ -154,7 +154,7 @@ def test_a_killed_full_sync_resumes_without_duplicates(hub: HubDB, portal: Sandb
     monkeypatch.setattr("plugins.bitrix24.client.MAX_BATCH", 2)
     monkeypatch.setattr(Client, "batch", dies_on_second_batch)
     failed = CliRunner().invoke(cli, ["sync", "bitrix24", "--full"])
-    assert failed.exit_code == 1 and "resumes from the last saved page" in failed.output
+    assert failed.exit_code == 1 and "следующий запуск продолжит с последней сохранённой страницы" in failed.output
     with hub.engine.connect() as conn:
         after_first = conn.execute(select(func.count()).select_from(ExternalRef)).scalar_one()
     assert after_first == 100  # one batch of two pages was committed

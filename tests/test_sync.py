@@ -147,7 +147,7 @@ def test_plugins_hear_about_every_committed_chunk(hub_db: HubDB, crm: FakeCRM, p
 
 
 def test_unknown_source_names_the_available_ones(hub_db: HubDB, crm: FakeCRM) -> None:
-    with pytest.raises(sync.SyncError, match="unknown source 'nope' \\(available: sample\\)"):
+    with pytest.raises(sync.SyncError, match="неизвестный источник 'nope' \\(доступны: sample\\)"):
         sync.run(hub_db.engine, hub_db.settings, "nope")
 
 
@@ -185,7 +185,7 @@ def test_reconcile_marks_what_the_source_no_longer_lists(hub_db: HubDB, crm: Fak
 def test_reconcile_refuses_to_believe_a_source_that_suddenly_lists_nothing(hub_db: HubDB, crm: FakeCRM) -> None:
     sync.run(hub_db.engine, hub_db.settings, "sample", full=True)
     crm.contacts.clear()
-    with pytest.raises(sync.SyncError, match="lists no contacts at all"):
+    with pytest.raises(sync.SyncError, match="не отдаёт ни одной записи contacts"):
         sync.reconcile(hub_db.engine, hub_db.settings, "sample")
     with hub_db.engine.connect() as conn:
         deleted = select(func.count()).select_from(Contact).where(Contact.deleted_at.is_not(None))

@@ -97,7 +97,8 @@ def test_a_sync_killed_mid_run_is_marked_interrupted_by_the_next_run(hub_db: Hub
 
     result = CliRunner().invoke(cli, ["sync", "sample"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert f"Earlier run #{killed} of sample never finished" in result.output and "interrupted" in result.output
+    assert f"Прошлый запуск #{killed} источника sample не завершился" in result.output
+    assert "теперь помечен прерванным" in result.output
     after = runs(hub_db)
     assert after[killed][0] == "interrupted" and f"(pid {proc.pid}) is gone" in (after[killed][1] or "")
     assert [status for run_id, (status, _) in after.items() if run_id != killed] == ["ok"]

@@ -6,8 +6,10 @@ from typing import Any
 
 import click
 
-from hub import sync
+from hub import formats, sync
 from hub.cli import App, emit_json, pass_app, progress_bar
+from hub.i18n import gettext as _
+from hub.i18n import N_, ngettext
 
 
 def crm_groups() -> list[click.Group]:
@@ -21,7 +23,7 @@ def crm_groups() -> list[click.Group]:
 @click.option("--full", is_flag=True, help="Read everything, not only what changed since the last run.")
 @click.option("--reconcile", is_flag=True,
               help="Afterwards, list every id the source holds and mark what it no longer has as deleted.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def sync_cmd(app: App, source: str, full: bool, reconcile: bool, as_json: bool) -> None:
     """Sync contacts and orders from a source plugin (e.g. bitrix24, amocrm)."""
@@ -31,7 +33,7 @@ def sync_cmd(app: App, source: str, full: bool, reconcile: bool, as_json: bool) 
 
         def advance(entity: str, n: int) -> None:
             if entity not in tasks:
-                tasks[entity] = bar.add_task(f"{source}: {entity}", total=None)
+                tasks[entity] = bar.add_task(progress_label(source, entity), total=None)
             bar.advance(tasks[entity], n)
 
         report = sync.run(engine, app.settings, source, full=full, progress=advance)
@@ -47,15 +49,48 @@ def sync_cmd(app: App, source: str, full: bool, reconcile: bool, as_json: bool) 
     if as_json:
         emit_json(data)
         return
-    c, o = data["contacts"], data["orders"]
-    requests = (f"; {data['requests']} requests ({data.get('rate_limited', 0)} rate-limited)"
-                if "requests" in data else "")
-    refused = c.get("refused", 0) + o.get("refused", 0)
-    kept_out = f"; {refused} records of people erased on request kept out" if refused else ""
-    click.echo(f"{source} ({data['kind']}): contacts {c['created']} new, {c['updated']} updated, "
-               f"{c['deleted']} deleted, {c['merged']} merged; orders {o['created']} new, {o['updated']} updated, "
-               f"{o['deleted']} deleted; {data['errors']} errors{requests}{kept_out}; {data['duration_s']} s.")
+    click.echo(summary(source, data))
     if data.get("interrupted"):
         runs = ", ".join(f"#{run_id}" for run_id in data["interrupted"])
-        click.echo(f"Earlier run {runs} of {source} never finished (its process stopped or fell silent) "
-                   "and is now marked interrupted; what it saved was kept.")
+        click.echo(ngettext("Earlier run %(runs)s of %(source)s never finished (its process stopped or fell silent) "
+                            "and is now marked interrupted; what it saved was kept.",
+                            "Earlier runs %(runs)s of %(source)s never finished (their process stopped or fell "
+                            "silent) and are now marked interrupted; what they saved was kept.",
+                            len(data["interrupted"]), runs=runs, source=source))
+
+
+LABELS = {"contacts": N_("%(source)s: contacts"), "orders": N_("%(source)s: orders")}
+HEADERS = {
+    "full": N_("%(source)s (full): contacts %(created)s new, %(updated)s updated, %(deleted)s deleted, "
+               "%(merged)s merged"),
+    "incremental": N_("%(source)s (incremental): contacts %(created)s new, %(updated)s updated, "
+                      "%(deleted)s deleted, %(merged)s merged"),
+}
+
+
+def progress_label(source: str, entity: str) -> str:
+    """What a progress line says; a source's own entities show as it names them."""
+    return _(LABELS.get(entity, "%(source)s: %(entity)s"), source=source, entity=entity)
+
+
+def summary(source: str, data: dict[str, Any]) -> str:
+    """One line on what a sync did, from its JSON summary (whose keys stay as they are)."""
+    c, o = data["contacts"], data["orders"]
+    n = formats.number
+    parts = [
+        _(HEADERS.get(data["kind"], HEADERS["incremental"]), source=source, created=n(c["created"]),
+          updated=n(c["updated"]), deleted=n(c["deleted"]), merged=n(c["merged"])),
+        _("orders %(created)s new, %(updated)s updated, %(deleted)s deleted", created=n(o["created"]),
+          updated=n(o["updated"]), deleted=n(o["deleted"])),
+        ngettext("%(num)s error", "%(num)s errors", data["errors"], num=n(data["errors"])),
+    ]
+    if "requests" in data:
+        parts.append(ngettext("%(num)s request (%(limited)s rate-limited)",
+                              "%(num)s requests (%(limited)s rate-limited)", data["requests"],
+                              num=n(data["requests"]), limited=n(data.get("rate_limited", 0))))
+    refused = c.get("refused", 0) + o.get("refused", 0)
+    if refused:
+        parts.append(ngettext("%(num)s record of a person erased on request kept out",
+                              "%(num)s records of people erased on request kept out", refused, num=n(refused)))
+    parts.append(_("%(seconds)s s.", seconds=n(data["duration_s"])))
+    return "; ".join(parts)

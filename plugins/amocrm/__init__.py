@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from hub.api import hookimpl
+
+
+@hookimpl
+def register_translations(register: Callable[[Path], None]) -> None:
+    """Its messages in Russian (translations/ru/LC_MESSAGES)."""
+    register(Path(__file__).parent / "translations")
 
 
 @hookimpl

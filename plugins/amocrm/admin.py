@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
@@ -27,8 +27,9 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import URL, DataRequired, Length
 
-from hub.api import (AdminPage, Settings, actor, allow, current_settings, delete_credentials, engine,
+from hub.api import (AdminPage, Settings, actor, allow, current_settings, delete_credentials, engine, lazy_gettext,
                      load_credentials, record_audit, save_credentials)
+from hub.api import gettext as _
 from plugins.amocrm import commands, tokens
 from plugins.amocrm.client import AmoError, check_base_url
 
@@ -44,14 +45,20 @@ _AMO_HOSTS = {"amocrm.ru": "https://www.amocrm.ru/oauth", "amocrm.com": "https:/
 _REFERER = re.compile(r"^[a-z0-9-]{1,63}\.(amocrm\.ru|amocrm\.com|kommo\.com)$")
 
 
+def _l(message: str) -> str:
+    """A label or form error translated when shown, in each reader's language (typed as the str WTForms takes)."""
+    return cast(str, lazy_gettext(message))
+
+
 class AmoCRMForm(FlaskForm):
-    base_url = StringField("Account address", validators=[
-        DataRequired("Enter the account's address, e.g. https://shop.amocrm.ru."),
-        URL(require_tld=False, message="That is not an address like https://shop.amocrm.ru."), Length(max=300)])
-    client_id = StringField("Integration ID", validators=[DataRequired("Enter the integration ID."),
-                                                          Length(max=200)])
-    client_secret = PasswordField("Secret key", validators=[DataRequired("Enter the secret key."),
-                                                            Length(max=300)])
+    base_url = StringField(_l("Account address"), validators=[
+        DataRequired(_l("Enter the account's address, e.g. https://shop.amocrm.ru.")),
+        URL(require_tld=False, message=_l("That is not an address like https://shop.amocrm.ru.")),
+        Length(max=300)])
+    client_id = StringField(_l("Integration ID"), validators=[
+        DataRequired(_l("Enter the integration ID.")), Length(max=200)])
+    client_secret = PasswordField(_l("Secret key"), validators=[
+        DataRequired(_l("Enter the secret key.")), Length(max=300)])
 
 
 def _mask(value: str | None, keep: int = 4) -> str:
@@ -63,11 +70,11 @@ def _mask(value: str | None, keep: int = 4) -> str:
 def status(settings: Settings) -> dict[str, Any] | None:
     """How the account is connected, without its secrets; None when it is not."""
     try:
-        data, _ = tokens.load(engine(), settings)
+        data, _version = tokens.load(engine(), settings)
     except tokens.NotConnected:
         return None
     account = data.get("account") or {}
-    return {"kind": "long-lived token" if data.get("kind") == "long_lived" else "OAuth (refreshed automatically)",
+    return {"kind": _("long-lived token") if data.get("kind") == "long_lived" else _("OAuth (refreshed automatically)"),
             "base_url": data.get("base_url"), "account": account.get("name") or account.get("subdomain"),
             "expires_at": data.get("expires_at"), "refresh_expires_at": data.get("refresh_expires_at"),
             "webhook": f"/hooks/amocrm/{_mask(data.get('webhook_secret'))}"}
@@ -102,7 +109,7 @@ def index() -> Any:
     try:
         found = status(settings)
     except Exception as exc:  # noqa: BLE001 - a broken stored connection is shown, not a 500
-        found = {"error": f"cannot read the stored connection ({type(exc).__name__})"}
+        found = {"error": _("cannot read the stored connection (%(error)s)", error=type(exc).__name__)}
     return render_template("amocrm_admin/index.html", status=found, form=AmoCRMForm(),
                            redirect_uri=redirect_uri(settings))
 
@@ -116,12 +123,12 @@ def authorize() -> Any:
     if not form.validate():
         for errors in form.errors.values():
             for error in errors:
-                flash(f"amoCRM: {error}", "error")
+                flash(_("amoCRM: %(error)s", error=error), "error")
         return back
     try:
         base_url = check_base_url(form.base_url.data or "")
     except ValueError as exc:
-        flash(f"amoCRM: {exc}", "error")
+        flash(_("amoCRM: %(error)s", error=exc), "error")
         return back
     state = secrets.token_urlsafe(24)
     pending = {"base_url": base_url, "client_id": (form.client_id.data or "").strip(),
@@ -153,18 +160,18 @@ def callback() -> Any:
     expected = session.pop(SESSION_STATE, None)
     if request.args.get("error"):
         _take_pending(settings)
-        flash("amoCRM did not grant access (the request was declined). Nothing was stored.", "error")
+        flash(_("amoCRM did not grant access (the request was declined). Nothing was stored."), "error")
         return back
     pending = _take_pending(settings)
     if (pending is None or not expected or not given
             or not hmac.compare_digest(given.encode(), str(pending.get("state", "")).encode())
             or not hmac.compare_digest(given.encode(), str(expected).encode())):
-        flash("amoCRM: this sign-in link is not the one Hub started (or it was used already). "
-              "Start again with “Connect amoCRM”.", "error")
+        flash(_("amoCRM: this sign-in link is not the one Hub started (or it was used already). "
+                "Start again with “Connect amoCRM”."), "error")
         return back
     code = request.args.get("code", "")
     if not code:
-        flash("amoCRM sent no authorization code back. Start again with “Connect amoCRM”.", "error")
+        flash(_("amoCRM sent no authorization code back. Start again with “Connect amoCRM”."), "error")
         return back
     base_url = pending["base_url"]
     referer = request.args.get("referer", "").lower()
@@ -175,11 +182,11 @@ def callback() -> Any:
                                     code)
         account = commands.connect(settings, data)
     except (AmoError, ValueError) as exc:
-        flash(f"amoCRM: {exc}", "error")
+        flash(_("amoCRM: %(error)s", error=exc), "error")
         return back
     name = account.get("name") or account.get("subdomain") or base_url
     with engine().begin() as conn:
         record_audit(conn, actor(), "connected", source="amocrm", account=str(name), base_url=base_url)
-    flash(f"Connected to amoCRM account {name}. Tokens are stored encrypted and refreshed automatically. "
-          "Press “Sync now” to read its contacts.", "ok")
+    flash(_("Connected to amoCRM account %(name)s. Tokens are stored encrypted and refreshed automatically. "
+            "Press “Sync now” to read its contacts.", name=name), "ok")
     return back

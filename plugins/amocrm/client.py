@@ -26,6 +26,12 @@ follow, and an empty page answers HTTP 204 with no body, also right after a
 full last page. With 150 ms of latency one request at a time cannot reach
 7/s, so `pages` fetches numbered pages through a small thread pool, in order,
 and stops at the first 204 or short page. No message ever holds a token.
+
+Retrying is bounded in time as well as in count: an account address that
+refuses connections, or accepts them and never answers, would otherwise keep
+a sync waiting for many minutes. Each request has a retry budget (the
+timeouts and budgets below); once it is spent the request fails with
+AmoUnreachable, one line that says what to check.
 """
 
 from __future__ import annotations
@@ -44,12 +50,20 @@ import urllib3.connection
 import urllib3.connectionpool
 
 from hub.api import TRANSIENT_ERRORS, Limiter, Retries, SendWindow, is_cut_off
+from hub.api import gettext as _
 # not in hub.api on purpose: Place: the client settles its turn in the shared limiter on the socket
 from hub.ratelimit import Place
 
 MAX_PAGE = 250  # the documented maximum `limit` for contacts, leads, customers
 MAX_EVENTS_PAGE = 100  # the events list allows at most 100 a page
 MAX_PATCH = 50  # contacts changed per PATCH request
+CONNECT_TIMEOUT_S = 5.0  # an account that is up accepts a connection at once
+READ_TIMEOUT_S = 60.0
+# How long one request goes on retrying. Until the account has answered once, a wrong
+# address or an account that is down should be said in seconds, not minutes; once it
+# has answered, a hiccup in the middle of a long sync is worth riding out.
+FIRST_CONTACT_BUDGET_S = 30.0
+RETRY_BUDGET_S = 180.0
 DEFAULT_RATE = 7.0  # requests per second amoCRM allows
 # Never more than 7 requests leave within this many seconds, by this
 # process's clock, each stamped once its bytes are written (SendWindow).
@@ -149,6 +163,10 @@ class AmoUnavailable(AmoError):
     """amoCRM kept failing (429s, 5xx, timeouts) after every retry."""
 
 
+class AmoUnreachable(AmoUnavailable):
+    """The account gave no answer at all (no connection, or silence) for a request's whole retry budget."""
+
+
 class Cancelled(Exception):
     """A request dropped before sending because its answer is no longer needed."""
 
@@ -181,8 +199,8 @@ class StaticAuth:
         return self._token
 
     def refresh(self, stale: str) -> str:
-        raise AmoAuthError("amoCRM refused the access token (HTTP 401) and it cannot be refreshed; "
-                           "create a new long-lived token and run `hub connect amocrm` again", status=401)
+        raise AmoAuthError(_("amoCRM refused the access token (HTTP 401) and it cannot be refreshed; "
+                             "create a new long-lived token and run `hub connect amocrm` again"), status=401)
 
 
 @dataclass
@@ -200,8 +218,8 @@ def check_base_url(url: str) -> str:
     """The account address as scheme://host, or a clear error; a path after the host is dropped."""
     parts = urlsplit((url or "").strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"--base-url {url!r} is not an account address; it must look like "
-                         "https://SUBDOMAIN.amocrm.ru (or https://SUBDOMAIN.kommo.com)")
+        raise ValueError(_("--base-url %(url)r is not an account address; it must look like "
+                           "https://SUBDOMAIN.amocrm.ru (or https://SUBDOMAIN.kommo.com)", url=url))
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -237,9 +255,11 @@ class AmoClient:
     """One account: one connection pool, one rate limit, one token."""
 
     def __init__(self, base_url: str, auth: Auth, limiter: Limiter, *, session: requests.Session | None = None,
-                 timeout: tuple[float, float] = (5.0, 60.0), max_retries: int = 6, max_rate_limited: int = 20,
-                 pause_429: float = DEFAULT_PAUSE_429, concurrency: int = DEFAULT_CONCURRENCY,
-                 window: SendWindow | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 timeout: tuple[float, float] | None = None, max_retries: int = 6,
+                 max_rate_limited: int = 20, pause_429: float = DEFAULT_PAUSE_429,
+                 concurrency: int = DEFAULT_CONCURRENCY, window: SendWindow | None = None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 retry_budget: float | None = None, first_contact_budget: float | None = None) -> None:
         self.base_url = check_base_url(base_url)
         self.host = urlsplit(self.base_url).netloc
         self.auth = auth
@@ -249,13 +269,18 @@ class AmoClient:
         adapter = _Adapter(pool_connections=2, pool_maxsize=max(10, concurrency * 2))
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.timeout = timeout
+        self.timeout = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S) if timeout is None else timeout
         self.max_retries = max_retries
         self.max_rate_limited = max_rate_limited
         self.pause_429 = pause_429
         self.concurrency = max(1, concurrency)
         self.stats = Stats()
         self._sleep = sleep
+        self._clock = clock
+        # Read when the client is made (not when this module is), so settings and tests can change them.
+        self.retry_budget = RETRY_BUDGET_S if retry_budget is None else retry_budget
+        self.first_contact_budget = FIRST_CONTACT_BUDGET_S if first_contact_budget is None else first_contact_budget
+        self.answered = False  # the account has answered this client at least once
         self._stats_lock = threading.Lock()
         self._blocked: AmoBlocked | None = None
 
@@ -278,8 +303,7 @@ class AmoClient:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         what = f"{method} {urlsplit(url).path}"
         refreshed = False
-        retries = Retries(self.max_retries, give_up=AmoUnavailable, sleep=self._sleep,
-                          on_retry=lambda: self._count("retries"))
+        retries = _Attempts(self)
         limited = 0
         while True:
             if self._blocked is not None:
@@ -297,24 +321,27 @@ class AmoClient:
                 raise Cancelled()
             self._count("requests")
             try:
-                response = self._send(place, method, url, params, json, token)
+                response = self._send(place, method, url, params, json, token, retries.timeout())
             except requests.ConnectTimeout as exc:  # never reached amoCRM: safe to send again
-                retries.again(f"{type(exc).__name__} connecting to {self.host}")
+                retries.again(f"{type(exc).__name__} connecting to {self.host}", silent=exc)
                 continue
             except TRANSIENT_ERRORS as exc:
                 if not idempotent:
                     raise AmoOutcomeUnknown(f"amoCRM {self.host}: {what}: {type(exc).__name__} after sending; "
                                             "it may or may not have been carried out, so it is not repeated") from None
-                cut = " (the answer was cut off mid-body)" if is_cut_off(exc) else ""
-                retries.again(f"{type(exc).__name__} talking to {self.host}{cut}")
+                if is_cut_off(exc):
+                    retries.again(f"{type(exc).__name__} talking to {self.host} (the answer was cut off mid-body)")
+                else:
+                    retries.again(f"{type(exc).__name__} talking to {self.host}", silent=exc)
                 continue
+            self.answered = True
             status = response.status_code
             if status == 204:
                 return None
             if status == 401:
                 if refreshed:
-                    raise AmoAuthError(f"amoCRM {self.host} refused a freshly refreshed access token (HTTP 401); "
-                                       "connect again with `hub connect amocrm`", status=401)
+                    raise AmoAuthError(_("amoCRM %(host)s refused a freshly refreshed access token (HTTP 401); "
+                                         "connect again with `hub connect amocrm`", host=self.host), status=401)
                 self.auth.refresh(token)
                 refreshed = True
                 continue
@@ -322,15 +349,15 @@ class AmoClient:
                 self._count("rate_limited")
                 limited += 1
                 if limited > self.max_rate_limited:
-                    raise AmoUnavailable(f"amoCRM {self.host}: {what}: still 429 Too Many Requests after "
-                                         f"{limited} tries", status=429)
+                    raise AmoUnavailable(_("amoCRM %(host)s: %(what)s: still 429 Too Many Requests after "
+                                           "%(tries)s tries", host=self.host, what=what, tries=limited), status=429)
                 self._sleep(self.pause_429)
                 continue
             if status == 403 and _is_html(response):
-                self._blocked = AmoBlocked(
-                    f"amoCRM blocked API access for {self.host} (HTTP 403 with an HTML page): too many requests "
+                self._blocked = AmoBlocked(_(
+                    "amoCRM blocked API access for %(host)s (HTTP 403 with an HTML page): too many requests "
                     "or requests it finds suspicious. Hub stopped at once; wait before syncing again, and check "
-                    "the account's integrations in amoCRM", status=403)
+                    "the account's integrations in amoCRM", host=self.host), status=403)
                 raise self._blocked
             if status >= 500:
                 if not idempotent:
@@ -340,8 +367,8 @@ class AmoClient:
                 continue
             body = _json(response)
             if status == 402:
-                raise AmoPaymentRequired(f"amoCRM {self.host}: {what}: the account's plan does not include this "
-                                         "(HTTP 402 Payment Required)", status=402)
+                raise AmoPaymentRequired(_("amoCRM %(host)s: %(what)s: the account's plan does not include this "
+                                           "(HTTP 402 Payment Required)", host=self.host, what=what), status=402)
             if status == 400 and isinstance(body, dict) and body.get("validation-errors"):
                 errors = list(body["validation-errors"])
                 raise AmoValidationError(f"amoCRM {self.host} refused {what}: {describe_validation(errors)}", errors)
@@ -356,11 +383,11 @@ class AmoClient:
             return body
 
     def _send(self, place: Place | None, method: str, url: str, params: Any, json: Any,
-              token: str) -> requests.Response:
+              token: str, timeout: tuple[float, float] | None = None) -> requests.Response:
         """One HTTP exchange; `place` is settled by the connection once written, else here at the latest."""
         reset = _PLACE.set(place)
         try:
-            return self.session.request(method, url, params=params, json=json, timeout=self.timeout,
+            return self.session.request(method, url, params=params, json=json, timeout=timeout or self.timeout,
                                         headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
         except requests.ConnectTimeout:
             if place is not None:
@@ -447,6 +474,59 @@ class AmoClient:
             for _, future in queue:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Attempts:
+    """One request's retries, bounded by their count (hub.api.Retries) and by the time they take.
+
+    The time is read from the client's clock, and the waits go through its
+    sleep, so a test's manual clock drives both. A wait that would end past
+    the budget is not waited: the request gives up at once.
+    """
+
+    def __init__(self, client: AmoClient) -> None:
+        self.client = client
+        self.started = client._clock()
+        self.budget = client.retry_budget if client.answered else client.first_contact_budget
+        self.silent: BaseException | None = None  # the last failure, when it was no answer at all
+        self.retries = Retries(client.max_retries, give_up=self._give_up, sleep=self._sleep,
+                               on_retry=lambda: client._count("retries"))
+
+    def left(self) -> float:
+        return self.budget - (self.client._clock() - self.started)
+
+    def timeout(self) -> tuple[float, float]:
+        """The client's timeouts, the answer's cut to what is left of the budget (but to no less than a second)."""
+        connect, read = self.client.timeout
+        return connect, min(read, max(1.0, self.left()))
+
+    def again(self, reason: str, *, silent: BaseException | None = None, wait: bool = True) -> None:
+        """Wait and try again, or raise: AmoUnreachable when the account has not answered at all."""
+        self.silent = silent
+        self.retries.again(reason, wait=wait)
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds >= self.left():
+            raise self._give_up(f"out of retry time after {self.retries.attempt + 1} attempts")
+        self.client._sleep(seconds)
+
+    def _give_up(self, reason: str) -> AmoError:
+        if self.silent is None:
+            return AmoUnavailable(reason)
+        spent = max(0, round(self.client._clock() - self.started))
+        return AmoUnreachable(_(
+            "amoCRM at %(host)s does not answer (%(why)s; attempts: %(attempts)s in %(seconds)s s). Check the "
+            "address, that the account is up, and its token (`hub connect amocrm` with the current one).",
+            host=self.client.host, why=_no_answer(self.silent), attempts=self.retries.attempt + 1, seconds=spent))
+
+
+def _no_answer(exc: BaseException) -> str:
+    """Why a request got no answer, in words: refused, timed out, or silent."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return _("no connection in time")
+    if isinstance(exc, requests.Timeout):
+        return _("no answer in time")
+    return _("could not connect")
 
 
 def _detail(body: Any) -> str:

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from hub.api import get_engine, load_settings
+from hub.api import format_moment, get_engine, load_settings
+from hub.api import gettext as _
 from plugins.amocrm import tokens
 from plugins.amocrm.client import AmoError, check_base_url
 from plugins.amocrm.source import client_for
@@ -63,29 +64,39 @@ def connect_amocrm(base_url: str | None, client_id: str | None, client_secret: s
         if refresh_now:
             if any((base_url, client_id, client_secret, redirect_uri, code, access_token, refresh_token,
                     long_lived_token)):
-                raise click.UsageError("--refresh takes no other option; it refreshes the stored connection")
+                raise click.UsageError(_("--refresh takes no other option; it refreshes the stored connection"))
             if not tokens.keep_alive(engine, settings, force=True):
-                raise click.ClickException("the amoCRM connection uses a long-lived token, which is never refreshed")
-            data, _ = tokens.load(engine, settings)
-            click.echo(f"Refreshed the amoCRM tokens for {data['base_url']}; the refresh token is good until "
-                       f"{dt.datetime.fromisoformat(data['refresh_expires_at']):%Y-%m-%d}.")
+                raise click.ClickException(_("the amoCRM connection uses a long-lived token, which is never "
+                                             "refreshed"))
+            data, _version = tokens.load(engine, settings)
+            good_until = format_moment(dt.datetime.fromisoformat(data["refresh_expires_at"]), settings.tz, zone=True)
+            click.echo(_("Refreshed the amoCRM tokens for %(url)s; the refresh token is good until %(moment)s.",
+                         url=data["base_url"], moment=good_until))
             return
         data = _connection(base_url, client_id, client_secret, redirect_uri, code, access_token, refresh_token,
                            long_lived_token)
         account = connect(settings, data)
     except (AmoError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    stored, _ = tokens.load(engine, settings)
+    stored, _version = tokens.load(engine, settings)
     name = account.get("subdomain") or account.get("name") or stored["base_url"]
-    kind = "a long-lived token" if stored["kind"] == "long_lived" else "OAuth tokens (refreshed automatically)"
-    click.echo(f"Connected to amoCRM account {name} ({stored['base_url']}) with {kind}, stored encrypted.")
-    click.echo(f"Currency {account.get('currency') or 'RUB'}; Customers: {account.get('customers_mode') or 'off'}.")
+    if stored["kind"] == "long_lived":
+        click.echo(_("Connected to amoCRM account %(name)s (%(url)s) with a long-lived token, stored encrypted.",
+                     name=name, url=stored["base_url"]))
+    else:
+        click.echo(_("Connected to amoCRM account %(name)s (%(url)s) with OAuth tokens (refreshed automatically), "
+                     "stored encrypted.", name=name, url=stored["base_url"]))
+    mode = account.get("customers_mode") or "disabled"
+    modes = {"disabled": _("off"), "unavailable": _("not on this plan")}
+    click.echo(_("Currency %(currency)s; Customers: %(customers)s.", currency=account.get("currency") or "RUB",
+                 customers=modes.get(mode, mode)))
     url = webhook_url(settings, stored["webhook_secret"])
-    click.echo("Webhook address for amoCRM (Settings → Integrations → Web hooks; contacts and leads: "
-               f"added, changed, deleted, status changed):\n  {url}")
+    click.echo(_("Webhook address for amoCRM (Settings → Integrations → Web hooks; contacts and leads: "
+                 "added, changed, deleted, status changed):"))
+    click.echo(f"  {url}")
     if url.startswith("/"):
-        click.echo("  Prefix it with the public address of `hub admin`, or set public_url in hub.toml.")
-    click.echo("Next: hub sync amocrm")
+        click.echo("  " + _("Prefix it with the public address of `hub admin`, or set public_url in hub.toml."))
+    click.echo(_("Next: hub sync amocrm"))
 
 
 def _connection(base_url: str | None, client_id: str | None, client_secret: str | None, redirect_uri: str | None,
@@ -95,10 +106,13 @@ def _connection(base_url: str | None, client_id: str | None, client_secret: str 
                                                          access_token or refresh_token),
                                       ("--long-lived-token", long_lived_token)) if given]
     if len(modes) != 1:
-        raise click.UsageError("give exactly one of --code, --access-token with --refresh-token, "
-                               f"or --long-lived-token{' (got ' + ', '.join(modes) + ')' if modes else ''}")
+        if modes:
+            raise click.UsageError(_("give exactly one of --code, --access-token with --refresh-token, "
+                                     "or --long-lived-token (got %(given)s)", given=", ".join(modes)))
+        raise click.UsageError(_("give exactly one of --code, --access-token with --refresh-token, "
+                                 "or --long-lived-token"))
     if not base_url:
-        raise click.UsageError("--base-url is required, e.g. https://SUBDOMAIN.amocrm.ru")
+        raise click.UsageError(_("--base-url is required, e.g. https://SUBDOMAIN.amocrm.ru"))
     base_url = check_base_url(base_url)
     if long_lived_token:
         return tokens.long_lived_connection(base_url, long_lived_token, client_id=client_id,
@@ -106,21 +120,23 @@ def _connection(base_url: str | None, client_id: str | None, client_secret: str 
     missing = [name for name, value in (("--client-id", client_id), ("--client-secret", client_secret),
                                         ("--redirect-uri", redirect_uri)) if not value]
     if missing:
-        raise click.UsageError(f"{', '.join(missing)} required with {modes[0]} (the integration's keys)")
+        raise click.UsageError(_("%(missing)s required with %(mode)s (the integration's keys)",
+                                 missing=", ".join(missing), mode=modes[0]))
     assert client_id and client_secret and redirect_uri
     if code:
         return tokens.exchange_code(base_url, client_id, client_secret, redirect_uri, code)
     if not (access_token and refresh_token):
-        raise click.UsageError("--access-token and --refresh-token go together")
+        raise click.UsageError(_("--access-token and --refresh-token go together"))
     return tokens.oauth_connection(base_url, client_id, client_secret, redirect_uri,
                                    access_token=access_token, refresh_token=refresh_token)
 
 
 @click.command("amocrm")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8025, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8025, show_default=True, help="Port to listen on.")
 @click.option("--contacts", type=int, default=2000, show_default=True, help="Contacts to seed (with their leads).")
-@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True,
+              help="Seed of the sample data: the same seed, the same data.")
 def sandbox_amocrm(host: str, port: int, contacts: int, seed: int) -> None:
     """Run a local amoCRM emulator (API v4, OAuth, limits and quirks) with realistic data."""
     from plugins.amocrm import sandbox

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from hub.api import ContactRecord, Deletion, OrderRecord, OrderStatus
+from hub.api import ContactRecord, Deletion, OrderRecord, OrderStatus, person_name
 
 SOURCE = "amocrm"
 WON, LOST = 142, 143
@@ -159,10 +159,11 @@ def contact(row: Mapping[str, Any], fields: Mapping[str, Any] | None = None,
     """
     fields = fields or {}
     external_id = str(row["id"])
-    first = (row.get("first_name") or "").strip() or None
-    last = (row.get("last_name") or "").strip() or None
+    # Names as people write them: "ИВАНОВ" becomes "Иванов", as imports have it.
+    first = person_name(row.get("first_name"))
+    last = person_name(row.get("last_name"))
     if not first and not last:
-        first = (row.get("name") or "").strip() or None
+        first = person_name(row.get("name"))
     record = ContactRecord(
         source=SOURCE, external_id=external_id, first_name=first, last_name=last,
         phones=_field_values(row, "PHONE"), emails=_field_values(row, "EMAIL"),

@@ -33,7 +33,8 @@ from typing import Any, Iterator
 import requests
 from sqlalchemy import Engine
 
-from hub.api import Settings, load_credentials, lock_credentials, save_credentials, utcnow
+from hub.api import N_, Settings, load_credentials, lock_credentials, save_credentials, utcnow
+from hub.api import gettext as _
 from plugins.amocrm.client import AmoAuthError, AmoError, check_base_url
 
 NAME = "amocrm"
@@ -41,7 +42,7 @@ ACCESS_LIFETIME = dt.timedelta(hours=24)
 REFRESH_LIFETIME = dt.timedelta(days=90)
 KEEP_ALIVE_AFTER = dt.timedelta(days=75)  # refresh an idle connection's pair once it is this old
 EARLY = dt.timedelta(seconds=60)  # refresh this long before the access token expires
-RECONNECT = "connect again with `hub connect amocrm` (a new authorization code or token pair)"
+RECONNECT = N_("connect again with `hub connect amocrm` (a new authorization code or token pair)")
 
 
 class NotConnected(AmoAuthError):
@@ -59,8 +60,8 @@ def load(engine: Engine, settings: Settings) -> tuple[dict[str, Any], int]:
     with engine.connect() as conn:
         found = load_credentials(conn, NAME, settings.require_secret_key())
     if found is None:
-        raise NotConnected("amoCRM is not connected; run `hub connect amocrm --base-url URL --client-id ID "
-                           "--client-secret S --redirect-uri U` with --code, a token pair or --long-lived-token")
+        raise NotConnected(_("amoCRM is not connected; run `hub connect amocrm --base-url URL --client-id ID "
+                             "--client-secret S --redirect-uri U` with --code, a token pair or --long-lived-token"))
     return found
 
 
@@ -83,7 +84,7 @@ def update(engine: Engine, settings: Settings, **fields: Any) -> int:
         lock_credentials(conn, NAME)
         found = load_credentials(conn, NAME, key)
         if found is None:
-            raise NotConnected("amoCRM is not connected; run `hub connect amocrm`")
+            raise NotConnected(_("amoCRM is not connected; run `hub connect amocrm`"))
         return save_credentials(conn, NAME, {**found[0], **fields}, key)
 
 
@@ -125,10 +126,11 @@ def request_tokens(base_url: str, body: dict[str, Any], *, session: requests.Ses
     try:
         response = (session or requests).post(url, json=body, timeout=(5, 30))
     except requests.ConnectTimeout:
-        raise AmoError(f"amoCRM {url}: could not connect to the token endpoint; try again") from None
+        raise AmoError(_("amoCRM %(url)s: could not connect to the token endpoint; check the address and "
+                         "try again", url=url)) from None
     except requests.RequestException as exc:
-        raise AmoError(f"amoCRM {url}: {type(exc).__name__} waiting for the token endpoint; if this keeps "
-                       f"happening, {RECONNECT}") from None
+        raise AmoError(_("amoCRM %(url)s: %(error)s waiting for the token endpoint; if this keeps happening, "
+                         "%(reconnect)s", url=url, error=type(exc).__name__, reconnect=_(RECONNECT))) from None
     try:
         answer = response.json()
     except ValueError:
@@ -138,16 +140,15 @@ def request_tokens(base_url: str, body: dict[str, Any], *, session: requests.Ses
         if isinstance(answer, dict):
             hint = str(answer.get("hint") or answer.get("detail") or answer.get("title") or "")
         grant = body.get("grant_type")
+        status = f"HTTP {response.status_code}" + (f": {hint}" if hint else "")
         if response.status_code in (400, 401, 403) and grant == "refresh_token":
-            raise AmoAuthError(f"amoCRM refused the stored refresh token (HTTP {response.status_code}"
-                               f"{': ' + hint if hint else ''}); {RECONNECT}", status=response.status_code)
+            raise AmoAuthError(_("amoCRM refused the stored refresh token (%(status)s); %(reconnect)s",
+                                 status=status, reconnect=_(RECONNECT)), status=response.status_code)
         if response.status_code in (400, 401, 403):
-            raise AmoAuthError(f"amoCRM refused the authorization (HTTP {response.status_code}"
-                               f"{': ' + hint if hint else ''}); check the client id, client secret and redirect "
-                               "URI, and use a fresh code (a code works once, for 20 minutes)",
-                               status=response.status_code)
-        raise AmoError(f"amoCRM token endpoint answered HTTP {response.status_code}"
-                       f"{': ' + hint if hint else ''}", status=response.status_code)
+            raise AmoAuthError(_("amoCRM refused the authorization (%(status)s); check the client id, client secret "
+                                 "and redirect URI, and use a fresh code (a code works once, for 20 minutes)",
+                                 status=status), status=response.status_code)
+        raise AmoError(_("amoCRM token endpoint answered %(status)s", status=status), status=response.status_code)
     now = utcnow()
     expires_in = int(answer.get("expires_in") or ACCESS_LIFETIME.total_seconds())
     return {"access_token": answer["access_token"], "refresh_token": answer.get("refresh_token"),
@@ -183,7 +184,7 @@ def _redis_lock(settings: Settings) -> Iterator[None]:
 
     lock = redis_connection(settings).lock(f"hub:lock:{NAME}:refresh", timeout=120, blocking_timeout=120)
     if not lock.acquire():
-        raise AmoError("amoCRM: another worker has held the token refresh lock for two minutes; try again")
+        raise AmoError(_("amoCRM: another worker has held the token refresh lock for two minutes; try again"))
     try:
         yield
     finally:
@@ -205,13 +206,13 @@ def refresh_stored(engine: Engine, settings: Settings, stale: str | None, *, for
         lock_credentials(conn, NAME)
         found = load_credentials(conn, NAME, key, for_update=True)
         if found is None:
-            raise NotConnected("amoCRM is not connected; run `hub connect amocrm`")
+            raise NotConnected(_("amoCRM is not connected; run `hub connect amocrm`"))
         data, version = found
         if not force and data.get("access_token") != stale and not _expiring(data):
             return data, version, False
         if data.get("kind") != "oauth" or not data.get("refresh_token"):
-            raise AmoAuthError("amoCRM refused the long-lived token (HTTP 401); create a new one in the "
-                               "integration's settings and run `hub connect amocrm --long-lived-token ...` again",
+            raise AmoAuthError(_("amoCRM refused the long-lived token (HTTP 401); create a new one in the "
+                                 "integration's settings and run `hub connect amocrm --long-lived-token ...` again"),
                                status=401)
         tokens = request_tokens(data["base_url"], {
             "client_id": data["client_id"], "client_secret": data["client_secret"], "grant_type": "refresh_token",
@@ -256,13 +257,13 @@ class TokenKeeper:
 
 def keep_alive(engine: Engine, settings: Settings, *, force: bool = False) -> bool:
     """Refresh an idle OAuth connection before its refresh token runs out; True if it refreshed."""
-    data, _ = load(engine, settings)
+    data, _version = load(engine, settings)
     if data.get("kind") != "oauth":
         return False
     refreshed_at = dt.datetime.fromisoformat(data["refreshed_at"]) if data.get("refreshed_at") else None
     if not force and refreshed_at is not None and utcnow() - refreshed_at < KEEP_ALIVE_AFTER:
         return False
-    _, _, refreshed = refresh_stored(engine, settings, data.get("access_token"), force=True)
+    _data, _version, refreshed = refresh_stored(engine, settings, data.get("access_token"), force=True)
     return refreshed
 
 

@@ -7,7 +7,7 @@ before it is stored; its secret code never reaches a page.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, url_for
@@ -15,9 +15,11 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import URL, DataRequired, Length, Optional
 
-from hub.api import AdminPage, Settings, actor, allow, current_settings, engine, record_audit
+from hub.api import AdminPage, Settings, actor, allow, current_settings, engine, lazy_gettext, record_audit
+from hub.api import gettext as _
 from plugins.bitrix24 import connection
 from plugins.bitrix24.client import Bitrix24Error, check_webhook_url
+from plugins.bitrix24.commands import user_name
 
 bp = Blueprint("bitrix24_admin", __name__, url_prefix="/connections/bitrix24", template_folder="admin_templates")
 
@@ -25,22 +27,27 @@ PAGE = AdminPage(bp, "bitrix24_admin.index", {"ru": "Битрикс24", "en": "B
                  write_role="admin", in_menu=False, source="bitrix24")
 
 
+def _l(message: str) -> str:
+    """A label or form error translated when shown, in each reader's language (typed as the str WTForms takes)."""
+    return cast(str, lazy_gettext(message))
+
+
 class Bitrix24Form(FlaskForm):
-    webhook = StringField("Incoming webhook URL", validators=[
-        DataRequired("Paste the webhook URL from Bitrix24."), URL(require_tld=False, message="That is not a URL."),
-        Length(max=500)])
-    application_token = StringField("Application token (optional, for events)",
+    webhook = StringField(_l("Incoming webhook URL"), validators=[
+        DataRequired(_l("Paste the webhook URL from Bitrix24.")),
+        URL(require_tld=False, message=_l("That is not a URL.")), Length(max=500)])
+    application_token = StringField(_l("Application token (optional, for events)"),
                                     validators=[Optional(), Length(max=200)])
 
 
 def status(settings: Settings) -> dict[str, Any] | None:
     """How the portal is connected, without its secrets; None when it is not."""
     try:
-        data, _ = connection.load(engine(), settings)
+        data, _version = connection.load(engine(), settings)
     except connection.NotConnected:
         return None
     endpoint = data.get("url") or data.get("client_endpoint") or ""
-    return {"kind": "incoming webhook" if data["kind"] == "webhook" else "OAuth app",
+    return {"kind": _("incoming webhook") if data["kind"] == "webhook" else _("OAuth app"),
             "portal": urlsplit(endpoint).netloc, "events": bool(data.get("application_token"))}
 
 
@@ -50,7 +57,7 @@ def index() -> Any:
     try:
         found = status(current_settings())
     except Exception as exc:  # noqa: BLE001 - a broken stored connection is shown, not a 500
-        found = {"error": f"cannot read the stored connection ({type(exc).__name__})"}
+        found = {"error": _("cannot read the stored connection (%(error)s)", error=type(exc).__name__)}
     return render_template("bitrix24_admin/index.html", status=found, form=Bitrix24Form())
 
 
@@ -63,7 +70,7 @@ def connect() -> Any:
     if not form.validate():
         for errors in form.errors.values():
             for error in errors:
-                flash(f"Bitrix24: {error}", "error")
+                flash(_("Bitrix24: %(error)s", error=error), "error")
         return back
     try:
         data: dict[str, Any] = {"kind": "webhook", "url": check_webhook_url(form.webhook.data or "")}
@@ -72,14 +79,14 @@ def connect() -> Any:
         client = connection.client(settings, engine(), data)
         profile = client.call("profile").get("result") or {}
     except ValueError as exc:
-        flash(f"Bitrix24: {exc}", "error")
+        flash(_("Bitrix24: %(error)s", error=exc), "error")
         return back
     except Bitrix24Error as exc:
-        flash(f"Bitrix24 refused the connection: {exc}", "error")
+        flash(_("Bitrix24 refused the connection: %(error)s", error=exc), "error")
         return back
     connection.save(engine(), settings, data)
-    who = " ".join(str(profile.get(k) or "") for k in ("NAME", "LAST_NAME")).strip() or f"user {profile.get('ID')}"
     with engine().begin() as conn:
         record_audit(conn, actor(), "connected", source="bitrix24", portal=client.auth.host)
-    flash(f"Connected to Bitrix24 {client.auth.host} as {who}. Press “Sync now” to read its contacts.", "ok")
+    flash(_("Connected to Bitrix24 %(host)s as %(who)s. Press “Sync now” to read its contacts.",
+            host=client.auth.host, who=user_name(profile)), "ok")
     return back

@@ -20,6 +20,12 @@ back-off and jitter (hub.api.Retries). A method that adds something is not
 repeated after its answer was cut off: the portal received it and may have
 carried it out (OutcomeUnknown). No message ever contains the webhook code or
 a token.
+
+Retrying is bounded in time as well as in count: a portal that refuses
+connections or accepts them and never answers would otherwise keep a sync
+waiting for many minutes. Each call has a retry budget (CONNECT_TIMEOUT_S,
+READ_TIMEOUT_S and the budgets below); once it is spent the call fails with
+Unreachable, one line that says what to check.
 """
 
 from __future__ import annotations
@@ -34,28 +40,36 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from hub.api import TRANSIENT_ERRORS, Limiter, Retries, is_cut_off
+from hub.api import N_, TRANSIENT_ERRORS, Limiter, Retries, is_cut_off
+from hub.api import gettext as _
 
 PAGE = 50  # records per list call; fixed by the portal
 MAX_BATCH = 50  # commands per batch; fixed by the portal
 OPERATING_LIMIT = 480.0  # seconds of server time per method per 10 minutes
 SLOW_DOWN_AT = 0.75  # share of the operating limit after which we wait for the reset
+CONNECT_TIMEOUT_S = 10.0  # a portal that is up accepts a connection at once
+READ_TIMEOUT_S = 60.0  # a batch of 50 list calls on a busy portal may take a while
+# How long one call goes on retrying. Until the portal has answered once, a wrong
+# address or a portal that is down should be said in seconds, not minutes; once it
+# has answered, a hiccup in the middle of a long sync is worth riding out.
+FIRST_CONTACT_BUDGET_S = 30.0
+RETRY_BUDGET_S = 180.0
 
 # Errors the user must fix, with what to tell them.
 USER_ACTION = {
-    "NO_AUTH_FOUND": "the portal found no valid credentials: the webhook was deleted or its code is wrong; "
-                     "create a new incoming webhook and run `hub connect bitrix24` again",
-    "invalid_token": "the portal rejected the access token; connect the app again (`hub connect bitrix24`)",
-    "INVALID_CREDENTIALS": "the portal did not accept the credentials: the webhook was deleted, its code or "
-                           "user id is wrong, or its user lost access; check it in Bitrix24 and run "
-                           "`hub connect bitrix24` again",
-    "ACCESS_DENIED": "the portal refuses REST calls (the REST API is available only on commercial plans)",
-    "insufficient_scope": "the webhook or app lacks a permission (scope); edit it in Bitrix24 and add 'crm'",
-    "WRONG_AUTH_TYPE": "this needs an app (OAuth), not an incoming webhook",
-    "PAYMENT_REQUIRED": "the portal's plan does not allow this call",
-    "OVERLOAD_LIMIT": "Bitrix24 blocked REST calls to this portal for overload; contact Bitrix24 support",
-    "INVALID_REQUEST": "the portal requires https; give the https address",
-    "invalid_grant": "the refresh token is no longer valid; connect the app again (`hub connect bitrix24`)",
+    "NO_AUTH_FOUND": N_("the portal found no valid credentials: the webhook was deleted or its code is wrong; "
+                        "create a new incoming webhook and run `hub connect bitrix24` again"),
+    "invalid_token": N_("the portal rejected the access token; connect the app again (`hub connect bitrix24`)"),
+    "INVALID_CREDENTIALS": N_("the portal did not accept the credentials: the webhook was deleted, its code or "
+                              "user id is wrong, or its user lost access; check it in Bitrix24 and run "
+                              "`hub connect bitrix24` again"),
+    "ACCESS_DENIED": N_("the portal refuses REST calls (the REST API is available only on commercial plans)"),
+    "insufficient_scope": N_("the webhook or app lacks a permission (scope); edit it in Bitrix24 and add 'crm'"),
+    "WRONG_AUTH_TYPE": N_("this needs an app (OAuth), not an incoming webhook"),
+    "PAYMENT_REQUIRED": N_("the portal's plan does not allow this call"),
+    "OVERLOAD_LIMIT": N_("Bitrix24 blocked REST calls to this portal for overload; contact Bitrix24 support"),
+    "INVALID_REQUEST": N_("the portal requires https; give the https address"),
+    "invalid_grant": N_("the refresh token is no longer valid; connect the app again (`hub connect bitrix24`)"),
 }
 TRANSIENT = {"QUERY_LIMIT_EXCEEDED", "INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER", "OPERATION_TIME_LIMIT"}
 
@@ -75,6 +89,10 @@ class NeedsUserAction(Bitrix24Error):
 
 class Unavailable(Bitrix24Error):
     """The portal kept failing (limits, 5xx, timeouts, HTML pages) after every retry."""
+
+
+class Unreachable(Unavailable):
+    """The portal gave no answer at all (no connection, or silence) for a call's whole retry budget."""
 
 
 class OutcomeUnknown(Bitrix24Error):
@@ -113,7 +131,7 @@ class WebhookAuth:
         return {}
 
     def refresh(self) -> None:
-        raise NeedsUserAction(USER_ACTION["NO_AUTH_FOUND"], code="NO_AUTH_FOUND")
+        raise NeedsUserAction(_(USER_ACTION["NO_AUTH_FOUND"]), code="NO_AUTH_FOUND")
 
 
 class TokenAuth:
@@ -142,11 +160,12 @@ def check_webhook_url(url: str) -> str:
     parts = urlsplit(url.strip())
     segments = [s for s in parts.path.split("/") if s]
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("the webhook URL must look like https://PORTAL/rest/USER_ID/CODE/")
+        raise ValueError(_("the webhook URL must look like https://PORTAL/rest/USER_ID/CODE/"))
     # The portal shows the URL with an example method after it (…/CODE/profile.json); drop that.
     at = segments.index("rest") if "rest" in segments else -1
     if at < 0 or len(segments) < at + 3 or not segments[at + 1].isdigit():
-        raise ValueError(f"the webhook URL for {parts.netloc} must look like https://{parts.netloc}/rest/USER_ID/CODE/")
+        raise ValueError(_("the webhook URL for %(host)s must look like https://%(host)s/rest/USER_ID/CODE/",
+                           host=parts.netloc))
     base = "/".join(segments[:at + 3])
     return f"{parts.scheme}://{parts.netloc}/{base}/"
 
@@ -218,13 +237,18 @@ class Client:
     """One portal, one connection pool, one rate limit."""
 
     def __init__(self, auth: Auth, limiter: Limiter, *, session: requests.Session | None = None,
-                 timeout: float = 60.0, max_retries: int = 8, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.time) -> None:
+                 timeout: float | tuple[float, float] | None = None, max_retries: int = 8,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
+                 retry_budget: float | None = None, first_contact_budget: float | None = None) -> None:
         self.auth = auth
         self.limiter = limiter
         self.session = session or requests.Session()
-        self.timeout = timeout
+        self.timeout = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S) if timeout is None else timeout
         self.max_retries = max_retries
+        # Read when the client is made (not when this module is), so settings and tests can change them.
+        self.retry_budget = RETRY_BUDGET_S if retry_budget is None else retry_budget
+        self.first_contact_budget = FIRST_CONTACT_BUDGET_S if first_contact_budget is None else first_contact_budget
+        self.answered = False  # the portal has answered this client at least once
         self.stats = Stats()
         self._sleep = sleep
         self._clock = clock
@@ -235,7 +259,7 @@ class Client:
     def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Call a method and return the whole answer (result, next, total, time)."""
         refreshed = False
-        retries = Retries(self.max_retries, give_up=Unavailable, sleep=self._sleep, on_retry=self._count_retry)
+        retries = _Attempts(self)
         while True:
             self._respect_operating(method)
             self.stats.paced_s += self.limiter.acquire()
@@ -243,9 +267,9 @@ class Client:
             sent = time.monotonic()
             try:
                 response = self.session.post(self.auth.endpoint(method), json={**(params or {}), **self.auth.params()},
-                                             timeout=self.timeout)
+                                             timeout=retries.timeout())
             except requests.ConnectTimeout as exc:  # never reached the portal: safe to send again
-                retries.again(f"{type(exc).__name__} talking to {self.auth.host}")
+                retries.again(f"{type(exc).__name__} talking to {self.auth.host}", silent=exc)
                 continue
             except TRANSIENT_ERRORS as exc:
                 # The portal may have carried the call out before the answer was lost (a read
@@ -254,12 +278,15 @@ class Client:
                     raise OutcomeUnknown(f"Bitrix24 {self.auth.host}: {method}: no whole answer "
                                          f"({type(exc).__name__}); it may or may not have been carried out, "
                                          "so it is not repeated") from None
-                retries.again(f"{self.auth.host}: {method}: the answer was cut off mid-body "
-                              f"({type(exc).__name__})" if is_cut_off(exc)
-                              else f"{type(exc).__name__} talking to {self.auth.host}")
+                if is_cut_off(exc):
+                    retries.again(f"{self.auth.host}: {method}: the answer was cut off mid-body "
+                                  f"({type(exc).__name__})")
+                else:
+                    retries.again(f"{type(exc).__name__} talking to {self.auth.host}", silent=exc)
                 continue
             finally:
                 self.stats.http_s += time.monotonic() - sent
+            self.answered = True
             body = _json(response)
             if body is None:  # an HTML error page, or JSON cut short by a proxy
                 if adds_something(method) and response.status_code < 300:
@@ -280,7 +307,8 @@ class Client:
                 refreshed = True
                 continue
             if code in USER_ACTION or response.status_code in (401, 403):
-                raise NeedsUserAction(f"Bitrix24 {self.auth.host}: {USER_ACTION.get(code, _describe(body))}",
+                hint = _(USER_ACTION[code]) if code in USER_ACTION else _describe(body)
+                raise NeedsUserAction(f"Bitrix24 {self.auth.host}: {hint}",
                                       code=code, status=response.status_code)
             if code == "QUERY_LIMIT_EXCEEDED":
                 self.stats.rate_limited += 1
@@ -297,6 +325,7 @@ class Client:
 
     def _count_retry(self) -> None:
         self.stats.retries += 1
+
 
     def _note_time(self, method: str, block: Any) -> None:
         if isinstance(block, dict) and "operating" in block:
@@ -386,6 +415,63 @@ class Client:
                 if upcoming is None:
                     return
                 records, finished = upcoming.result()
+
+
+
+class _Attempts:
+    """One call's retries, bounded by their count (hub.api.Retries) and by the time they take.
+
+    The time is read from the client's clock, and the waits go through its
+    sleep, so a test's manual clock drives both. A wait that would end past
+    the budget is not waited: the call gives up at once.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.started = client._clock()
+        self.budget = client.retry_budget if client.answered else client.first_contact_budget
+        self.silent: BaseException | None = None  # the last failure, when it was no answer at all
+        self.retries = Retries(client.max_retries, give_up=self._give_up, sleep=self._sleep,
+                               on_retry=client._count_retry)
+
+    def left(self) -> float:
+        return self.budget - (self.client._clock() - self.started)
+
+    def timeout(self) -> tuple[float, float]:
+        """The client's timeouts, the answer's cut to what is left of the budget (but to no less than a second)."""
+        configured = self.client.timeout
+        connect, read = configured if isinstance(configured, tuple) else (configured, configured)
+        return connect, min(read, max(1.0, self.left()))
+
+    def again(self, reason: str, *, silent: BaseException | None = None, wait: bool = True) -> None:
+        """Wait and try again, or raise: Unreachable when the portal has not answered at all."""
+        self.silent = silent
+        self.retries.again(reason, wait=wait)
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds >= self.left():
+            raise self._give_up(f"{self.client.auth.host}: out of retry time "
+                                f"after {self.retries.attempt + 1} attempts")
+        self.client._sleep(seconds)
+
+    def _give_up(self, reason: str) -> Bitrix24Error:
+        if self.silent is None:
+            return Unavailable(f"Bitrix24 {reason}")
+        spent = max(0, round(self.client._clock() - self.started))
+        return Unreachable(_(
+            "Bitrix24 at %(host)s does not answer (%(why)s; attempts: %(attempts)s in %(seconds)s s). Check the "
+            "address, that the portal is up, and the webhook or app (`hub connect bitrix24` with the current one).",
+            host=self.client.auth.host, why=no_answer(self.silent), attempts=self.retries.attempt + 1,
+            seconds=spent))
+
+
+def no_answer(exc: BaseException) -> str:
+    """Why a request got no answer, in words: refused, timed out, or silent."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return _("no connection in time")
+    if isinstance(exc, requests.Timeout):
+        return _("no answer in time")
+    return _("could not connect")
 
 
 def _json(response: requests.Response) -> Any:

@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from hub.api import App, pass_app
+from hub.api import App, pass_app, person_name
+from hub.api import gettext as _
 from plugins.bitrix24 import connection
 from plugins.bitrix24.client import Bitrix24Error, check_webhook_url
 
@@ -44,8 +45,8 @@ def connect(app: App, webhook: str | None, client_id: str | None, client_secret:
                 "access_token": access_token, "refresh_token": refresh_token,
                 "client_endpoint": portal.rstrip("/") + "/rest/"}
     else:
-        raise click.UsageError("give --webhook URL, or --client-id and --client-secret with --code "
-                               "(or with --access-token, --refresh-token and --portal)")
+        raise click.UsageError(_("give --webhook URL, or --client-id and --client-secret with --code "
+                                 "(or with --access-token, --refresh-token and --portal)"))
     if application_token:
         data["application_token"] = application_token
     if data["kind"] == "oauth":
@@ -59,18 +60,25 @@ def connect(app: App, webhook: str | None, client_id: str | None, client_secret:
         raise click.ClickException(str(exc)) from None
     if data["kind"] == "webhook":
         connection.save(engine, settings, data)
-    who = " ".join(str(profile.get(k) or "") for k in ("NAME", "LAST_NAME")).strip() or f"user {profile.get('ID')}"
-    click.echo(f"Connected to Bitrix24 {client.auth.host} as {who}.")
+    click.echo(_("Connected to Bitrix24 %(host)s as %(who)s.", host=client.auth.host, who=user_name(profile)))
     if not application_token:
-        click.echo("Events: add --application-token (from the outgoing webhook or the app) to accept events "
-                   "at /hooks/bitrix24; until then the scheduled sync keeps Hub current.")
+        click.echo(_("Events: add --application-token (from the outgoing webhook or the app) to accept events "
+                     "at /hooks/bitrix24; until then the scheduled sync keeps Hub current."))
+    click.echo(_("Next: hub sync bitrix24"))
+
+
+def user_name(profile: dict[str, Any]) -> str:
+    """The webhook's user as people call them ("Анна Соколова"), or their id when the portal names no one."""
+    name = " ".join(person_name(profile.get(k)) or "" for k in ("NAME", "LAST_NAME")).strip()
+    return name or _("user %(id)s", id=profile.get("ID"))
 
 
 @click.command("bitrix24")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8024, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8024, show_default=True, help="Port to listen on.")
 @click.option("--contacts", type=int, default=1000, show_default=True, help="How many people the portal holds.")
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Seed of the sample data: the same seed, the same data.")
 def sandbox(host: str, port: int, contacts: int, seed: int) -> None:
     """A local Bitrix24 portal with realistic data, its limits and quirks (Ctrl+C stops it)."""
     from plugins.bitrix24.sandbox import serve

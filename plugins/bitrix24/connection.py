@@ -17,6 +17,7 @@ import requests
 from sqlalchemy import Engine
 
 from hub.api import Settings, get_engine, limiter, load_credentials, lock_credentials, save_credentials, utcnow
+from hub.api import gettext as _
 from plugins.bitrix24.client import USER_ACTION, Client, NeedsUserAction, TokenAuth, WebhookAuth
 
 NAME = "bitrix24"
@@ -44,7 +45,7 @@ def load(engine: Engine, settings: Settings) -> tuple[dict[str, Any], int]:
     with engine.connect() as conn:
         found = load_credentials(conn, NAME, settings.require_secret_key())
     if found is None:
-        raise NotConnected("Bitrix24 is not connected; run `hub connect bitrix24 --webhook URL`")
+        raise NotConnected(_("Bitrix24 is not connected; run `hub connect bitrix24 --webhook URL`"))
     return found
 
 
@@ -83,7 +84,7 @@ def refresh(engine: Engine, settings: Settings, seen_version: int) -> tuple[str,
         lock_credentials(conn, NAME)
         found = load_credentials(conn, NAME, key)
         if found is None:
-            raise NotConnected("Bitrix24 is not connected; run `hub connect bitrix24`")
+            raise NotConnected(_("Bitrix24 is not connected; run `hub connect bitrix24`"))
         data, version = found
         if version != seen_version:
             return data["access_token"], data["client_endpoint"], version
@@ -101,15 +102,17 @@ def request_tokens(oauth_url: str, **params: str) -> dict[str, Any]:
         response = requests.get(oauth_url, params=params, timeout=30)
         body = response.json()
     except (requests.RequestException, ValueError) as exc:
-        raise NeedsUserAction(f"the Bitrix24 token endpoint did not answer properly ({type(exc).__name__})") from None
+        raise NeedsUserAction(_("the Bitrix24 token endpoint did not answer properly (%(error)s)",
+                                error=type(exc).__name__)) from None
     if not isinstance(body, dict) or body.get("error") or not body.get("access_token"):
         code = str(body.get("error")) if isinstance(body, dict) else "error"
-        hint = USER_ACTION.get(code, "the token endpoint refused; check the client id, secret and code")
+        hint = _(USER_ACTION[code]) if code in USER_ACTION else \
+            _("the token endpoint refused; check the client id, secret and code")
         raise NeedsUserAction(f"Bitrix24 OAuth: {code}: {hint}", code=code)
     expires_in = int(body.get("expires_in") or 3600)
     endpoint = body.get("client_endpoint") or (f"https://{body['domain']}/rest/" if body.get("domain") else None)
     if not endpoint:
-        raise NeedsUserAction("Bitrix24 OAuth: the token answer names no portal (client_endpoint)")
+        raise NeedsUserAction(_("Bitrix24 OAuth: the token answer names no portal (client_endpoint)"))
     return {"access_token": body["access_token"], "refresh_token": body.get("refresh_token"),
             "client_endpoint": endpoint, "domain": body.get("domain"), "member_id": body.get("member_id"),
             "expires_at": (utcnow() + dt.timedelta(seconds=expires_in)).isoformat(),

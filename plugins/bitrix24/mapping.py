@@ -15,7 +15,7 @@ import functools
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from hub.api import ContactRecord, OrderRecord
+from hub.api import ContactRecord, OrderRecord, person_name
 
 SOURCE = "bitrix24"
 CONTACT_FIELDS = ["ID", "NAME", "LAST_NAME", "SECOND_NAME", "BIRTHDATE", "ADDRESS_CITY", "SOURCE_ID", "TYPE_ID",
@@ -89,9 +89,9 @@ def contact(raw: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> 
     return ContactRecord(
         source=SOURCE,
         external_id=str(raw["ID"]),
-        first_name=_text(raw.get("NAME")),
-        last_name=_text(raw.get("LAST_NAME")),
-        middle_name=_text(raw.get("SECOND_NAME")),
+        first_name=person_name(raw.get("NAME")),
+        last_name=person_name(raw.get("LAST_NAME")),
+        middle_name=person_name(raw.get("SECOND_NAME")),
         phones=_values(raw.get("PHONE")),
         emails=_values(raw.get("EMAIL")),
         birthday=parse_date(raw.get("BIRTHDATE")),

@@ -33,11 +33,19 @@ def write(tmp_path: Path, name: str, text: str) -> str:
     ("[{promo_code: {discount: 10%, valid_for: 14d}}, {shop_coupon: {min_total: lots}}]",
      "steps[1].shop_coupon.min_total: 'lots': give an amount in roubles, e.g. 1000 or 999.90"),
 ])
-def test_bad_options_are_refused_when_the_workflow_is_added(hub_cli: Any, tmp_path: Path, body: str,
-                                                            error: str) -> None:
+def test_bad_options_are_refused_when_the_workflow_is_added(hub_cli: Any, tmp_path: Path, body: str, error: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_LANGUAGE", "en")  # Hub's own part of the message, in the words it is written in
     path = write(tmp_path, "coupons.yaml", f"name: coupons\ntrigger: {{segment: never_bought}}\nsteps: {body}\n")
     result = hub_cli("workflows", "add", path, expect_exit=1)
     assert result.output == f"Error: coupons.yaml: {error}\n"
+
+
+def test_the_options_errors_are_in_russian_by_default(hub_cli: Any, tmp_path: Path) -> None:
+    body = "[{promo_code: {discount: 10%, valid_for: 14d}}, {shop_coupon: {min_total: lots}}]"
+    path = write(tmp_path, "coupons.yaml", f"name: coupons\ntrigger: {{segment: never_bought}}\nsteps: {body}\n")
+    result = hub_cli("workflows", "add", path, expect_exit=1)
+    assert "steps[1].shop_coupon.min_total: 'lots': укажите сумму в рублях, например 1000 или 999.90" in result.output
 
 
 def test_a_campaign_registers_each_runs_code_and_the_checkout_takes_it(connected: ShopEmulator, hub_cli: Any,
@@ -175,7 +183,7 @@ def test_a_refusal_parks_the_run_and_an_outage_is_tried_again(connected: ShopEmu
 
     shop.token = "revoked"
     gone, gone_call = coupon_call(None, key="workflow:10:1", code="SHOP-TEST3")
-    with pytest.raises(StepFailed, match="refused the API token"):
+    with pytest.raises(StepFailed, match="магазин не принял API-токен"):
         run(gone, gone_call, hub_database)
 
 

@@ -27,29 +27,38 @@ def test_connect_checks_the_token_and_stores_it_encrypted(shop: ShopEmulator, hu
                                                           hub_database: Any) -> None:
     count = len(shop.customers)
     refused = hub_cli("connect", "shop", "--url", shop.url, "--token", "not-the-token", expect_exit=1)
-    assert "refused the API token (401)" in refused.output
+    assert "магазин не принял API-токен (401)" in refused.output
     assert "not-the-token" not in refused.output
     assert hub_database.scalar("SELECT count(*) FROM credentials WHERE name = 'shop'") == 0
 
     done = hub_cli("connect", "shop", "--url", shop.url + "/", "--token", shop.token)
-    assert f"Connected to Демо-магазин at {shop.url} ({count} customers, {len(shop.orders)} orders)" in done.output
+    assert f"Подключено: Демо-магазин, {shop.url} ({count} покупател" in done.output
+    assert f", {len(shop.orders)} заказ" in done.output and "). Синхронизировать: hub sync shop" in done.output
     secret = hub_database.scalar("SELECT secret FROM credentials WHERE name = 'shop'")
     assert secret and shop.token.encode() not in bytes(secret)
 
 
 def test_connect_refuses_a_wrong_address_and_says_so(shop: ShopEmulator, hub_cli: Any) -> None:
     wrong = hub_cli("connect", "shop", "--url", shop.url + "/shop-api", "--token", shop.token, expect_exit=1)
-    assert f"not found (404); is {shop.url}/shop-api the shop's API address?" in wrong.output
+    assert f"не найдено (404); {shop.url}/shop-api — точно адрес API магазина?" in wrong.output
     bad = hub_cli("connect", "shop", "--url", "ftp://shop.example.ru", "--token", "t", expect_exit=2)
-    assert "is not the shop's address" in bad.output
+    assert "'ftp://shop.example.ru' — не адрес магазина" in bad.output
     secret_in_url = hub_cli("connect", "shop", "--url", "https://user:pw@shop.example.ru", "--token", "t",
                             expect_exit=2)
-    assert "must not contain a user name or password" in secret_in_url.output
+    assert "в адресе не должно быть имени пользователя или пароля" in secret_in_url.output
+
+
+def test_connect_speaks_english_when_chosen(shop: ShopEmulator, hub_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_LANGUAGE", "en")
+    refused = hub_cli("connect", "shop", "--url", shop.url, "--token", "not-the-token", expect_exit=1)
+    assert "the shop refused the API token (401)" in refused.output
+    done = hub_cli("connect", "shop", "--url", shop.url, "--token", shop.token)
+    assert f"Connected to Демо-магазин at {shop.url} ({len(shop.customers)} customers" in done.output
 
 
 def test_sync_without_a_connection_says_how_to_connect(hub_cli: Any) -> None:
     result = hub_cli("sync", "shop", expect_exit=1)
-    assert "the shop is not connected; run `hub connect shop --url URL --token TOKEN`" in result.output
+    assert "магазин не подключён; выполните `hub connect shop --url URL --token TOKEN`" in result.output
 
 
 # --- a full sync --------------------------------------------------------------------------------
@@ -186,8 +195,8 @@ def test_a_long_outage_fails_the_sync_and_the_next_run_resumes(connected: ShopEm
 
     shop.handle = flaky  # type: ignore[method-assign]
     failed = hub_cli("sync", "shop", expect_exit=1)
-    assert "the shop answered 503 Service Unavailable 3 times in a row" in failed.output
-    assert "the next run resumes from the last saved page" in failed.output
+    assert "магазин ответил 503 Service Unavailable столько раз подряд: 3" in failed.output
+    assert "следующий запуск продолжит с последней сохранённой страницы" in failed.output
     shop.handle = original  # type: ignore[method-assign]
     resumed = hub_cli.json("sync", "shop")
     assert resumed["contacts"]["updated"] == 2  # 12 changed, 10 were saved before the outage
@@ -197,12 +206,12 @@ def test_a_refused_token_and_a_page_that_is_not_json_are_named(connected: ShopEm
     shop = connected
     shop.garble_next()
     garbled = hub_cli("sync", "shop", expect_exit=1)
-    assert "the shop answered HTTP 200 with something that is not JSON (text/html" in garbled.output
+    assert "магазин ответил HTTP 200, но не в JSON (text/html" in garbled.output
 
     old = shop.token
     shop.token = "rotated-by-the-shop-admin"
     refused = hub_cli("sync", "shop", expect_exit=1)
-    assert "refused the API token (401); run `hub connect shop --url URL --token TOKEN`" in refused.output
+    assert "не принял API-токен (401); выполните `hub connect shop --url URL --token TOKEN`" in refused.output
     assert old not in refused.output and shop.token not in refused.output
 
 

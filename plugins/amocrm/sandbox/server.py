@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import os
+import shlex
 import socket
 import struct
 import sys
@@ -12,7 +13,8 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Self, TextIO
 
-from hub.api import BackgroundServer, EmulatorHTTPServer, serve_until_interrupted
+from hub.api import BackgroundServer, EmulatorHTTPServer, format_number, serve_until_interrupted
+from hub.api import gettext as _
 from plugins.amocrm.sandbox.account import Account
 
 # Linux reports, with each read, when the kernel received the bytes (CLOCK_REALTIME, the clock of time.time).
@@ -213,16 +215,46 @@ def serve(
                       customers_enabled=customers_enabled)
     settle_heap()
     with SandboxServer(account, host, port) as server:
-        print(f"amoCRM sandbox: {server.base_url} ({account.contacts_count} contacts, {account.leads_count} leads)",
-              file=out)
+        long_lived = account.issue_long_lived_token()
+        code = account.issue_authorization_code()
+        print(_("amoCRM sandbox: %(url)s (%(contacts)s contacts, %(leads)s leads)", url=server.base_url,
+                contacts=format_number(account.contacts_count), leads=format_number(account.leads_count)), file=out)
         print(f"client_id:        {server.client_id}", file=out)
         print(f"client_secret:    {server.client_secret}", file=out)
         print(f"redirect_uri:     {server.redirect_uri}", file=out)
-        print(f"long-lived token: {account.issue_long_lived_token()}", file=out)
-        print(f"auth code (20 min, single use): {account.issue_authorization_code()}", file=out)
-        print(f"stats:            {server.base_url}/_sandbox/stats", file=out)
+        print(_("long-lived token: %(token)s", token=long_lived), file=out)
+        print(_("auth code (20 min, single use): %(code)s", code=code), file=out)
+        print(_("stats:            %(url)s", url=f"{server.base_url}/_sandbox/stats"), file=out)
+        print("", file=out)
+        print(_("Connect Hub to it (in another terminal, where Hub's settings are; the code works once, within "
+                "20 minutes):"), file=out)
+        print("  " + connect_command(server, code=code), file=out)
+        print(_("or, at any time, with the long-lived token (never refreshed):"), file=out)
+        print("  " + connect_command(server, long_lived_token=long_lived), file=out)
+        print(_("then: hub sync amocrm. Ctrl+C stops the sandbox."), file=out)
         out.flush()
         serve_until_interrupted(account.close)
+
+
+def connect_command(server: SandboxServer, *, code: str | None = None, long_lived_token: str | None = None) -> str:
+    """`hub connect amocrm …` that connects Hub to this account, ready to paste into a shell.
+
+    With `code`, the OAuth flow a real integration uses: the account's
+    address, the integration's keys and redirect URI, and an authorization
+    code (single use, 20 minutes), after which Hub refreshes the tokens
+    itself. With `long_lived_token`, a private integration's token. An
+    account listening on every interface (0.0.0.0) is reached at 127.0.0.1.
+    """
+    base_url = server.base_url
+    for wildcard in ("//0.0.0.0:", "//[::]:"):
+        base_url = base_url.replace(wildcard, "//127.0.0.1:", 1)
+    args = ["hub", "connect", "amocrm", "--base-url", base_url]
+    if long_lived_token is not None:
+        args += ["--long-lived-token", long_lived_token]
+    else:
+        args += ["--client-id", server.client_id, "--client-secret", server.client_secret,
+                 "--redirect-uri", server.redirect_uri, "--code", code or server.account.issue_authorization_code()]
+    return shlex.join(args)
 
 
 def start_connected(settings: Any, *, people: int, first_person: int = 0, seed: int = 1) -> Any:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from hub.api import BackgroundServer, EmulatorHTTPServer, serve_until_interrupted
+from hub.api import BackgroundServer, EmulatorHTTPServer, format_number, serve_until_interrupted
+from hub.api import gettext as _
 from plugins.bitrix24.sandbox.credentials import OAuthAppInfo, Webhook
 from plugins.bitrix24.sandbox.portal import Portal
 from plugins.bitrix24.sandbox.protocol import CUT_HEADER
@@ -121,13 +123,30 @@ def serve(host: str = "127.0.0.1", port: int = 8024, contacts: int = 1000, seed:
     portal = Portal(contacts, seed, first_person, plan=plan, latency=latency, **portal_options)
     server = SandboxServer(portal, host, port).start()
     app = server.oauth_app
-    print_fn(f"Bitrix24 sandbox: {portal.contact_count} contacts, {portal.deal_count} deals "
-             f"(seed {seed}, built in {time.monotonic() - started:.1f} s)")
-    print_fn(f"Webhook:       {server.webhook_url}")
-    print_fn(f"OAuth app:     client_id={app.client_id} client_secret={app.client_secret}")
-    print_fn(f"               authorize {app.authorize_url}  token {app.token_url}")
-    print_fn(f"Stats:         {server.stats_url}")
+    print_fn(_("Bitrix24 sandbox: %(contacts)s contacts, %(deals)s deals (seed %(seed)s, built in %(seconds)s s)",
+               contacts=format_number(portal.contact_count), deals=format_number(portal.deal_count), seed=seed,
+               seconds=format_number(round(time.monotonic() - started, 1))))
+    print_fn(_("Webhook:       %(url)s", url=server.webhook_url))
+    print_fn(_("OAuth app:     client_id=%(id)s client_secret=%(secret)s", id=app.client_id, secret=app.client_secret))
+    print_fn(_("               authorize %(authorize)s  token %(token)s", authorize=app.authorize_url,
+               token=app.token_url))
+    print_fn(_("Stats:         %(url)s", url=server.stats_url))
+    print_fn("")
+    print_fn(_("Connect Hub to it (in another terminal, where Hub's settings are):"))
+    print_fn("  " + connect_command(server))
+    print_fn(_("then: hub sync bitrix24. Ctrl+C stops the sandbox."))
     serve_until_interrupted(server.stop)
+
+
+def connect_command(server: SandboxServer) -> str:
+    """`hub connect bitrix24 …` that connects Hub to this portal, ready to paste into a shell.
+
+    A portal listening on every interface (0.0.0.0) is reached at 127.0.0.1.
+    """
+    url = server.webhook_url
+    for wildcard in ("//0.0.0.0:", "//[::]:"):
+        url = url.replace(wildcard, "//127.0.0.1:", 1)
+    return f"hub connect bitrix24 --webhook {shlex.quote(url)}"
 
 
 def start_connected(settings: Any, *, people: int, first_person: int = 0, seed: int = 1) -> Any:

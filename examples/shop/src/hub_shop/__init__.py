@@ -14,7 +14,9 @@ What it adds (each in its own module beside this one):
 - the channel `telegram`, through the shop's bot (telegram.py), and the text
   template `promo_telegram` for it (message_templates/);
 - the Shop page in the admin: the connection, the last orders and the last
-  coupons issued (admin.py, admin_templates/).
+  coupons issued (admin.py, admin_templates/);
+- its words in Russian: a gettext catalog (translations/) registered through
+  register_translations, like Hub's own.
 
 Imports here are deferred to the hooks, so loading the plugin costs nothing
 until Hub asks for one of its parts.
@@ -28,6 +30,12 @@ from typing import Any, Callable
 from hub.api import hookimpl
 
 __version__ = "0.1.0"
+
+
+@hookimpl
+def register_translations(register: Callable[[Path], None]) -> None:
+    """Its admin page, commands and messages in Russian (translations/ru/LC_MESSAGES/hub_shop.po)."""
+    register(Path(__file__).parent / "translations")
 
 
 @hookimpl
@@ -117,5 +125,5 @@ def can_contact(conn: Any, settings: Any, contact_id: int, channel: str) -> str 
     from hub_shop.telegram import chat_id_of
 
     if chat_id_of(conn, settings, contact_id) is None:
-        return "no Telegram chat with the shop's bot"
+        return "no Telegram chat with the shop's bot"  # kept with the message, like Hub's own reasons
     return None

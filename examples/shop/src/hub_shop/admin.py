@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from hub.api import (AdminPage, Order, actor, allow, current_settings, delete_credentials, engine, load_credentials,
                      record_audit)
+from hub.api import gettext as _
 
 from hub_shop.client import NAME
 from hub_shop.models import IssuedCoupon
@@ -56,5 +57,6 @@ def disconnect() -> Any:
     with engine().begin() as conn:
         if delete_credentials(conn, NAME):
             record_audit(conn, actor(), "shop.disconnected")
-            flash("The shop is disconnected: its token is forgotten. Connect it again with `hub connect shop`.", "ok")
+            flash(_("The shop is disconnected: its token is forgotten. Connect it again with `hub connect shop`."),
+                  "ok")
     return redirect(url_for("shop_admin.index"))

@@ -21,13 +21,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from hub.api import Settings, SettingsError, get_engine, limiter, load_credentials, save_credentials
+from hub.api import N_, Settings, SettingsError, get_engine, limiter, load_credentials, save_credentials
+from hub.api import gettext as _
 
 NAME = "shop"  # the source's name, the key of its stored credentials, the prefix of its settings
 RETRYABLE = (500, 502, 503, 504)
 MAX_RETRY_AFTER = 60.0  # seconds: a longer wait asked for by the shop fails the call instead
 MAX_RATE_LIMITED = 10  # 429s in a row before giving up on one call
-CONNECT_HINT = "run `hub connect shop --url URL --token TOKEN`"
+CONNECT_HINT = N_("run `hub connect shop --url URL --token TOKEN`")
 
 
 class ShopError(RuntimeError):
@@ -81,11 +82,12 @@ def check_url(url: str) -> str:
     text = (url or "").strip()
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text!r} is not the shop's address; expected e.g. https://shop.example.ru")
+        raise ValueError(_("%(address)r is not the shop's address; expected e.g. https://shop.example.ru",
+                           address=text))
     if parts.username or parts.password:
-        raise ValueError("the address must not contain a user name or password; give the token with --token")
+        raise ValueError(_("the address must not contain a user name or password; give the token with --token"))
     if parts.query or parts.fragment:
-        raise ValueError("the address must not have a query (?…) or fragment (#…)")
+        raise ValueError(_("the address must not have a query (?…) or fragment (#…)"))
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
@@ -139,21 +141,26 @@ class ShopClient:
                 answer = self.session.request(method, self.url + path, params=params, json=body, headers=headers,
                                               timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                reason = "timed out" if isinstance(exc, requests.Timeout) else "could not be reached"
                 if failures < self.retries:
                     failures += 1
                     self._pause(failures)
                     continue
-                raise ShopError(f"{what}: the shop {reason} ({type(exc).__name__}) "
-                                f"after {failures + 1} attempts", permanent=False) from None
+                reason = (N_("%(what)s: the shop timed out (%(error)s) after %(attempts)s attempts; check the "
+                             "address and that the shop is up")
+                          if isinstance(exc, requests.Timeout) else
+                          N_("%(what)s: the shop could not be reached (%(error)s) after %(attempts)s attempts; check "
+                             "the address and that the shop is up"))
+                raise ShopError(_(reason, what=what, error=type(exc).__name__, attempts=failures + 1),
+                                permanent=False) from None
             status = answer.status_code
             if status == 429:  # not processed: safe to send again, writes included
                 self.stats["rate_limited"] += 1
                 limited += 1
                 wait = _retry_after(answer.headers.get("Retry-After"))
                 if limited > MAX_RATE_LIMITED or wait > MAX_RETRY_AFTER:
-                    raise ShopError(f"{what}: the shop keeps answering 429 Too Many Requests; lower "
-                                    f"HUB_SHOP_RATE (now {self._rate_text()})", status=429, permanent=False)
+                    raise ShopError(_("%(what)s: the shop keeps answering 429 Too Many Requests; lower "
+                                      "HUB_SHOP_RATE (now %(rate)s)", what=what, rate=self._rate_text()),
+                                    status=429, permanent=False)
                 self._sleep(wait)
                 continue
             if status in RETRYABLE:
@@ -161,8 +168,9 @@ class ShopClient:
                     failures += 1
                     self._pause(failures)
                     continue
-                raise ShopError(f"{what}: the shop answered {status} {answer.reason or ''}".rstrip()
-                                + f" {failures + 1} times in a row", status=status, permanent=False)
+                raise ShopError(_("%(what)s: the shop answered %(status)s %(times)s times in a row", what=what,
+                                  status=f"{status} {answer.reason or ''}".rstrip(), times=failures + 1),
+                                status=status, permanent=False)
             return self._answer(what, answer)
 
     def _pause(self, failures: int) -> None:
@@ -171,31 +179,33 @@ class ShopClient:
 
     def _rate_text(self) -> str:
         rate = getattr(self.bucket, "rate", None)
-        return f"{rate:g}/s" if rate else "unlimited"
+        return f"{rate:g}/s" if rate else _("unlimited")
 
     def _answer(self, what: str, answer: requests.Response) -> dict[str, Any]:
         status = answer.status_code
         if status == 401:
-            raise ShopError(f"{what}: the shop refused the API token (401); {CONNECT_HINT} with a valid token",
-                            status=401)
+            raise ShopError(_("%(what)s: the shop refused the API token (401); %(hint)s with a valid token",
+                              what=what, hint=_(CONNECT_HINT)), status=401)
         if status == 403:
-            raise ShopError(f"{what}: the API token may not do this (403); give it read access to customers and "
-                            "orders and write access to coupons", status=403)
+            raise ShopError(_("%(what)s: the API token may not do this (403); give it read access to customers and "
+                              "orders and write access to coupons", what=what), status=403)
         if status == 404:
-            raise ShopError(f"{what}: not found (404); is {self.url} the shop's API address?", status=404)
+            raise ShopError(_("%(what)s: not found (404); is %(url)s the shop's API address?", what=what,
+                              url=self.url), status=404)
         try:
             data = answer.json()
         except ValueError:
             kind = answer.headers.get("Content-Type", "no content type")
-            raise ShopError(f"{what}: the shop answered HTTP {status} with something that is not JSON "
-                            f"({kind}, {len(answer.content)} bytes); is {self.url} the shop's API address?",
+            raise ShopError(_("%(what)s: the shop answered HTTP %(status)s with something that is not JSON "
+                              "(%(kind)s, %(size)s bytes); is %(url)s the shop's API address?", what=what,
+                              status=status, kind=kind, size=len(answer.content), url=self.url),
                             status=status) from None
         if not isinstance(data, dict):
             raise ShopError(f"{what}: expected a JSON object, got {type(data).__name__}", status=status)
         if status >= 400:
             detail = ": ".join(str(data[k]) for k in ("error", "message") if data.get(k))
-            raise ShopError(f"{what}: the shop refused the request ({status}{', ' + detail if detail else ''})",
-                            status=status)
+            raise ShopError(_("%(what)s: the shop refused the request (%(status)s)", what=what,
+                              status=f"{status}, {detail}" if detail else status), status=status)
         return data
 
 
@@ -220,7 +230,7 @@ def load_connection(settings: Settings, engine: Any = None) -> dict[str, Any]:
     with engine.connect() as conn:
         found = load_credentials(conn, NAME, settings.require_secret_key())
     if found is None:
-        raise ShopError(f"the shop is not connected; {CONNECT_HINT}")
+        raise ShopError(_("the shop is not connected; %(hint)s", hint=_(CONNECT_HINT)))
     data, _version = found
     return data
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from hub.api import App, pass_app
+from hub.api import App, format_number, ngettext, pass_app
+from hub.api import gettext as _
 
 from hub_shop.client import ShopError, check_url, client_for, save_connection
 
@@ -22,7 +25,7 @@ def connect(app: App, url: str, token: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--url") from None
     if not token.strip():
-        raise click.BadParameter("the token is empty", param_hint="--token")
+        raise click.BadParameter(_("the token is empty"), param_hint="--token")
     client = client_for(settings, url=url, token=token.strip(), retries=1)  # the user is waiting: fail fast
     try:
         status = client.get("/api/status")
@@ -31,9 +34,23 @@ def connect(app: App, url: str, token: str) -> None:
     finally:
         client.close()
     save_connection(settings, engine, url, token.strip())
-    counts = ", ".join(f"{status[k]} {k}" for k in ("customers", "orders") if isinstance(status.get(k), int))
-    click.echo(f"Connected to {status.get('shop') or 'the shop'} at {client.where}"
-               + (f" ({counts})" if counts else "") + ". Sync it with: hub sync shop")
+    click.echo(connected(status, client.where))
+
+
+def connected(status: dict[str, Any], where: str) -> str:
+    """What `hub connect shop` says once the shop answered: its name, address and size."""
+    counts = []
+    if isinstance(status.get("customers"), int):
+        counts.append(ngettext("%(num)s customer", "%(num)s customers", status["customers"],
+                               num=format_number(status["customers"])))
+    if isinstance(status.get("orders"), int):
+        counts.append(ngettext("%(num)s order", "%(num)s orders", status["orders"],
+                               num=format_number(status["orders"])))
+    shop = status.get("shop") or _("the shop")
+    if counts:
+        return _("Connected to %(shop)s at %(where)s (%(counts)s). Sync it with: hub sync shop", shop=shop,
+                 where=where, counts=", ".join(counts))
+    return _("Connected to %(shop)s at %(where)s. Sync it with: hub sync shop", shop=shop, where=where)
 
 
 @click.command("shop")

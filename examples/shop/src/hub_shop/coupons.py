@@ -26,6 +26,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.api import ExternalRef
+from hub.api import gettext as _
 from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError, StepFailed
 
 from hub_shop.client import NAME, ShopError, client_for
@@ -45,10 +46,10 @@ class ShopCoupon(Step):
         opts = Options({} if options is None else options, ("max_uses", "min_total"),
                        example="{max_uses: 1, min_total: 1000}")
         if not checking.promo:
-            raise StepError("needs a promo_code step before it: the coupon is the run's promo code")
+            raise StepError(_("needs a promo_code step before it: the coupon is the run's promo code"))
         max_uses = opts.get("max_uses", 1)
         if not isinstance(max_uses, int) or isinstance(max_uses, bool) or max_uses < 1:
-            raise StepError(f"{max_uses!r}: give a whole number from 1", "max_uses")
+            raise StepError(_("%(value)r: give a whole number from 1", value=max_uses), "max_uses")
         self.max_uses = max_uses
         self.min_total: Decimal | None = None
         if opts.get("min_total") is not None:
@@ -59,7 +60,7 @@ class ShopCoupon(Step):
                 self.min_total = Decimal(-1)
             whole_kopecks = self.min_total == self.min_total.quantize(Decimal("0.01"))
             if isinstance(raw, bool) or self.min_total < 0 or not whole_kopecks:
-                raise StepError(f"{raw!r}: give an amount in roubles, e.g. 1000 or 999.90", "min_total")
+                raise StepError(_("%(value)r: give an amount in roubles, e.g. 1000 or 999.90", value=raw), "min_total")
 
     def label(self) -> str:
         return "shop_coupon" + (f" from {self.min_total:g} ₽" if self.min_total is not None else "")

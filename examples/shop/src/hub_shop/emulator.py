@@ -30,8 +30,9 @@ from itertools import islice
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
-from hub.api import (BackgroundServer, EmulatorHTTPServer, Person, RunningSandbox, Settings, get_engine,
-                     serve_until_interrupted)
+from hub.api import (BackgroundServer, EmulatorHTTPServer, Person, RunningSandbox, Settings, format_number,
+                     get_engine, serve_until_interrupted)
+from hub.api import gettext as _
 from hub.api import people as sample_people
 
 from hub_shop.client import NAME, save_connection
@@ -507,6 +508,7 @@ def start_connected(settings: Settings, *, people: int, first_person: int = 0, s
 def serve(*, host: str, port: int, people: int, seed: int, print_fn: Callable[[str], None] = print) -> None:
     """`hub sandbox shop`: serve until Ctrl+C, saying how to connect."""
     shop = ShopEmulator(people=people, seed=seed).start(host, port)
-    print_fn(f"Shop emulator: {len(shop.customers)} customers, {len(shop.orders)} orders (seed {seed})")
-    print_fn(f"Connect Hub:   hub connect shop --url {shop.url} --token {shop.token}")
+    print_fn(_("Shop emulator: %(customers)s customers, %(orders)s orders (seed %(seed)s)",
+               customers=format_number(len(shop.customers)), orders=format_number(len(shop.orders)), seed=seed))
+    print_fn(_("Connect Hub:   %(command)s", command=f"hub connect shop --url {shop.url} --token {shop.token}"))
     serve_until_interrupted(shop.close)
