@@ -10,7 +10,8 @@ process serving the admin and survives restarts: too many failures for one
 account, or from one address, within WINDOW refuse further attempts (even a
 right password) until the window has passed. Every sign-in, failed or not, is
 an audit entry; when an employee leaves, `deactivate` ends their access at
-their next request.
+their next request. Each person may choose the language they read the admin
+in (`set_language`); without a choice they read the shop's HUB_LANGUAGE.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from hub import normalize
+from hub import i18n, normalize
 from hub.db import utcnow
+from hub.i18n import gettext as _
 from hub.models import AuditEntry, User
 
 users_t = User.__table__
@@ -77,6 +79,7 @@ class Account:
     active: bool
     created_at: dt.datetime
     fingerprint: str
+    language: str | None = None  # the admin's language this person chose; None: the shop's HUB_LANGUAGE
 
     def can(self, role: str) -> bool:
         """Whether this user has `role` or a higher one."""
@@ -90,31 +93,31 @@ def _fingerprint(password_hash: str) -> str:
 
 def _account(row: Any) -> Account:
     return Account(id=row.id, email=row.email, role=row.role, active=bool(row.active), created_at=row.created_at,
-                   fingerprint=_fingerprint(row.password_hash))
+                   fingerprint=_fingerprint(row.password_hash), language=row.language)
 
 
 def clean_email(email: str) -> str:
     """The email as stored: checked and lower-cased, or a UserError naming the problem."""
     ident = normalize.email((email or "").strip())
     if ident is None or not ident.valid:
-        raise UserError(f"{(email or '').strip()!r} is not an email address")
+        raise UserError(_("%(email)r is not an email address", email=(email or "").strip()))
     return ident.value
 
 
 def check_role(role: str) -> str:
     if role not in ROLES:
-        raise UserError(f"role {role!r} is not one of: {', '.join(ROLES)}")
+        raise UserError(_("role %(role)r is not one of: %(roles)s", role=role, roles=", ".join(ROLES)))
     return role
 
 
 def check_password(password: str, email: str = "") -> None:
     """The password policy: long enough, and not the email."""
     if len(password or "") < MIN_PASSWORD:
-        raise UserError(f"the password is too short: use at least {MIN_PASSWORD} characters")
+        raise UserError(_("the password is too short: use at least %(min)s characters", min=MIN_PASSWORD))
     if email and password.strip().lower() in (email.lower(), email.split("@")[0].lower()):
-        raise UserError("the password must not be the email address")
+        raise UserError(_("the password must not be the email address"))
     if len(set(password)) < 4:
-        raise UserError("the password is too simple: use more different characters")
+        raise UserError(_("the password is too simple: use more different characters"))
 
 
 def add(conn: Connection, email: str, role: str, password: str) -> Account:
@@ -123,7 +126,7 @@ def add(conn: Connection, email: str, role: str, password: str) -> Account:
     check_role(role)
     check_password(password, email)
     if find(conn, email) is not None:
-        raise UserError(f"a user {email} already exists")
+        raise UserError(_("a user %(email)s already exists", email=email))
     conn.execute(users_t.insert().values(email=email, role=role, password_hash=_hash(password),
                                          active=True, created_at=utcnow()))
     found = find(conn, email)
@@ -155,7 +158,7 @@ def set_role(conn: Connection, user_id: int, role: str) -> Account:
     check_role(role)
     user = _existing(conn, user_id)
     if user.role == "admin" and role != "admin" and _admins_left(conn, user_id) == 0:
-        raise UserError(f"{user.email} is the only active admin; make someone else admin first")
+        raise UserError(_("%(email)s is the only active admin; make someone else admin first", email=user.email))
     conn.execute(users_t.update().where(users_t.c.id == user_id).values(role=role))
     return _existing(conn, user_id)
 
@@ -164,8 +167,27 @@ def set_active(conn: Connection, user_id: int, active: bool) -> Account:
     """Turn a user's access off (when they leave) or on again; the last active admin stays."""
     user = _existing(conn, user_id)
     if not active and user.role == "admin" and _admins_left(conn, user_id) == 0:
-        raise UserError(f"{user.email} is the only active admin; make someone else admin first")
+        raise UserError(_("%(email)s is the only active admin; make someone else admin first", email=user.email))
     conn.execute(users_t.update().where(users_t.c.id == user_id).values(active=active))
+    return _existing(conn, user_id)
+
+
+def check_language(language: str | None) -> str | None:
+    """A language Hub speaks ("ru", "en"), or None for the shop's own; anything else is a UserError."""
+    if language is None or str(language).strip() == "":
+        return None
+    code = str(language).strip().lower()
+    if code not in i18n.LANGUAGES:
+        raise UserError(_("language %(language)r is not one of: %(languages)s", language=str(language)[:20],
+                          languages=", ".join(i18n.LANGUAGES)))
+    return code
+
+
+def set_language(conn: Connection, user_id: int, language: str | None) -> Account:
+    """The language this person reads the admin in; None goes back to the shop's HUB_LANGUAGE."""
+    code = check_language(language)
+    _existing(conn, user_id)
+    conn.execute(users_t.update().where(users_t.c.id == user_id).values(language=code))
     return _existing(conn, user_id)
 
 
@@ -180,7 +202,7 @@ def set_password(conn: Connection, user_id: int, password: str) -> Account:
 def _existing(conn: Connection, user_id: int) -> Account:
     user = get(conn, user_id)
     if user is None:
-        raise UserError(f"no user with id {user_id}")
+        raise UserError(_("no user with id %(id)s", id=user_id))
     return user
 
 
@@ -208,9 +230,9 @@ def throttled(conn: Connection, email: str, address: str, *, now: dt.datetime | 
     account_since = max(since, last_ok) if last_ok is not None else since
     minutes = int(WINDOW.total_seconds() // 60)
     if _failures(conn, account_since, email=email) >= MAX_FAILURES_PER_ACCOUNT:
-        return f"Too many failed sign-ins for this account. Try again in {minutes} minutes."
+        return _("Too many failed sign-ins for this account. Try again in %(minutes)s minutes.", minutes=minutes)
     if _failures(conn, since, address=address) >= MAX_FAILURES_PER_ADDRESS:
-        return f"Too many failed sign-ins from your address. Try again in {minutes} minutes."
+        return _("Too many failed sign-ins from your address. Try again in %(minutes)s minutes.", minutes=minutes)
     return None
 
 
@@ -238,7 +260,7 @@ def authenticate(engine: Engine, email: str, password: str, *, address: str,
     ok = check_password_hash(row.password_hash if row is not None else _dummy_hash(), password or "")
     ok = ok and row is not None and bool(row.active)
     if not ok:
-        raise LoginRefused("Wrong email or password, or the account is switched off.")
+        raise LoginRefused(_("Wrong email or password, or the account is switched off."))
     with engine.begin() as conn:
         conn.execute(audit_t.update().where(audit_t.c.id == attempt).values(action=LOGIN))
     return _account(row)

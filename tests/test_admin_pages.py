@@ -68,7 +68,7 @@ def test_a_viewer_reads_a_plugin_page_but_cannot_change_it(notes_app: Any) -> No
     assert 'id="note-form"' not in page.get_data(as_text=True)
     # The view allows any signed-in user to post; the page's write_role (marketer) is stricter and wins.
     refused = viewer.post("/notes/", data={"csrf_token": csrf_token(viewer, "/notes/"), "text": "from a viewer"})
-    assert refused.status_code == 403 and "Your role does not allow this" in refused.get_data(as_text=True)
+    assert refused.status_code == 403 and "Ваша роль этого не позволяет" in refused.get_data(as_text=True)
     marketer = signed_in(app, accounts["marketer"])
     done = marketer.post("/notes/", data={"csrf_token": csrf_token(marketer, "/notes/"), "text": "call Anna"})
     assert done.status_code == 302
@@ -82,7 +82,7 @@ def test_a_plugin_page_post_without_its_csrf_token_is_refused(notes_app: Any) ->
     app, accounts, _ = notes_app
     marketer = signed_in(app, accounts["marketer"])
     answer = marketer.post("/notes/", data={"text": "no token"})
-    assert answer.status_code == 400 and "security token is missing" in answer.get_data(as_text=True)
+    assert answer.status_code == 400 and "токен безопасности отсутствует" in answer.get_data(as_text=True)
     assert marketer.post("/notes/", data={"text": "forged", "csrf_token": "forged"}).status_code == 400
     assert admin_page.NOTES == []
 
@@ -139,7 +139,7 @@ def test_menu_titles_follow_the_language_setting(notes_app: Any) -> None:
     app, accounts, db = notes_app
     nav = re.search(r"<nav.*?</nav>", signed_in(app, accounts["viewer"]).get("/").get_data(as_text=True), re.S)
     assert nav and "Заметки" in nav.group(0) and "Контакты" in nav.group(0) and "✎" in nav.group(0)
-    english = create_app(replace(db.settings, extra={**db.settings.extra, "language": "en"}))
+    english = create_app(replace(db.settings, language="en"))
     nav = re.search(r"<nav.*?</nav>", signed_in(english, accounts["viewer"]).get("/").get_data(as_text=True), re.S)
     assert nav and "Notes" in nav.group(0) and "Contacts" in nav.group(0) and "Заметки" not in nav.group(0)
     only_english = AdminPage(Blueprint("x", __name__), "x.index", {"en": "Only English"})

@@ -63,7 +63,7 @@ def test_a_viewer_cannot_record_consent_and_a_marketer_is_recorded_as_staff(admi
 
     marketer = client_as(env, "marketer")
     done = post(marketer, f"/contacts/{petrov}/consent", form, token_from="/contacts/", follow_redirects=True)
-    assert done.status_code == 200 and "entered by marketer@shop.example" in text(done)
+    assert done.status_code == 200 and "внёс marketer@shop.example" in text(done)
     (event,) = history(env, petrov)
     assert event["status"] == "granted" and event["source"] == "staff:marketer@shop.example"
     assert event["evidence"]["staff_user"] == "marketer@shop.example"
@@ -74,7 +74,7 @@ def test_a_viewer_cannot_record_consent_and_a_marketer_is_recorded_as_staff(admi
     # "pending" is not a staff answer: only a signup makes one.
     odd = post(marketer, f"/contacts/{petrov}/consent", {**form, "status": "pending"}, token_from="/contacts/",
                follow_redirects=True)
-    assert "Consent not recorded" in text(odd) and len(history(env, petrov)) == 1
+    assert "Согласие не записано" in text(odd) and len(history(env, petrov)) == 1
 
 
 def test_staff_cannot_turn_a_pending_double_opt_in_into_granted(admin_env: AdminEnv) -> None:
@@ -85,7 +85,7 @@ def test_staff_cannot_turn_a_pending_double_opt_in_into_granted(admin_env: Admin
     marketer = client_as(env, "marketer")
     answer = post(marketer, f"/contacts/{petrov}/consent", {"channel": "email", "purpose": "news", "status": "granted"},
                   token_from="/contacts/", follow_redirects=True)
-    assert "Consent not recorded" in text(answer) and "only the person can confirm it" in html.unescape(text(answer))
+    assert "Согласие не записано" in text(answer) and "подтвердить может только он" in html.unescape(text(answer))
     assert [e["status"] for e in history(env, petrov)] == ["pending"]
     # Withdrawing on the person's word is fine, and named.
     post(marketer, f"/contacts/{petrov}/consent", {"channel": "email", "purpose": "news", "status": "withdrawn"},
@@ -96,7 +96,7 @@ def test_staff_cannot_turn_a_pending_double_opt_in_into_granted(admin_env: Admin
     with env.engine.begin() as conn:
         consent.record(conn, petrov, "email", "surveys", "pending", source="form", settings=env.settings)
     result = CliRunner().invoke(cli, ["consent", "set", str(petrov), "email", "surveys", "granted"])
-    assert result.exit_code == 1 and "only the person can confirm it" in result.output
+    assert result.exit_code == 1 and "подтвердить может только он" in result.output
     ok = CliRunner().invoke(cli, ["consent", "set", str(petrov), "sms", "surveys", "granted", "--source", "paper"])
     assert ok.exit_code == 0, ok.output
     last = history(env, petrov)[-1]

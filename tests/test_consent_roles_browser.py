@@ -24,7 +24,7 @@ def test_a_marketer_records_consent_as_staff_and_a_viewer_sees_no_form(live: str
         form.querySelector('[name=status]').value = 'granted';""")
     browser.fill("#staff-consent input[name=note]", "анкета в магазине")
     browser.click("#staff-consent button")
-    assert "entered by marketer@shop.example" in browser.wait_text(".flash", "Recorded")
+    assert "внёс marketer@shop.example" in browser.wait_text(".flash", "Записано")
     assert "staff:marketer@shop.example" in browser.text("#consent-history")
     with admin_env.engine.connect() as conn:
         (event,) = consent.history(conn, petrov)

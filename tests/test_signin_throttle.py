@@ -76,12 +76,12 @@ def test_parallel_guesses_at_one_account_are_checked_at_most_the_limit(admin_env
     answers = guess_at_once(admin_env, [("admin@shop.example", f"guess number {n}") for n in range(15)], "10.0.0.7")
     assert all(a.status_code == 401 for a in answers)
     assert len(checked) == limit
-    assert said(answers, "Wrong email or password") == limit
-    assert said(answers, "Too many failed sign-ins for this account") == 15 - limit
+    assert said(answers, "Неверный email или пароль") == limit
+    assert said(answers, "Слишком много неудачных попыток входа в эту учётную запись") == 15 - limit
     assert failures(admin_env, actor="admin@shop.example") == limit
     # The right password now waits for the window, like any other guess.
     refused = guess_at_once(admin_env, [("admin@shop.example", PASSWORD)], "10.0.0.8")
-    assert "Too many failed sign-ins for this account" in refused[0].get_data(as_text=True)
+    assert "Слишком много неудачных попыток входа в эту учётную запись" in refused[0].get_data(as_text=True)
 
 
 def test_parallel_guesses_from_one_address_are_checked_at_most_the_limit(admin_env: AdminEnv,
@@ -90,7 +90,7 @@ def test_parallel_guesses_from_one_address_are_checked_at_most_the_limit(admin_e
     attempts = [(f"nobody{n}@shop.example", "guess") for n in range(limit + 10)]
     answers = guess_at_once(admin_env, attempts, "10.1.2.3")
     assert len(checked) == limit
-    assert said(answers, "Too many failed sign-ins from your address") == 10
+    assert said(answers, "Слишком много неудачных попыток входа с вашего адреса") == 10
     assert failures(admin_env) == limit
 
 
@@ -124,8 +124,8 @@ def test_parallel_guesses_at_a_running_hub_admin_are_checked_at_most_the_limit(r
 
     with ThreadPoolExecutor(max_workers=tries) as pool:
         pages = list(pool.map(post, range(tries)))
-    assert sum("Wrong email or password" in p for p in pages) == limit
-    assert sum("Too many failed sign-ins for this account" in p for p in pages) == tries - limit
+    assert sum("Неверный email или пароль" in p for p in pages) == limit
+    assert sum("Слишком много неудачных попыток входа в эту учётную запись" in p for p in pages) == tries - limit
     with hub_db.engine.connect() as conn:
         tried = conn.execute(select(func.count()).select_from(AuditEntry).where(
             AuditEntry.actor == "boss@shop.example", AuditEntry.action == users.LOGIN_FAILED)).scalar_one()

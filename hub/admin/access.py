@@ -67,6 +67,14 @@ def current_user() -> users.Account | None:
     return g.get("user")
 
 
+def reader() -> users.Account | None:
+    """The signed-in user, read now if sign-in has not been checked yet: a refused CSRF token is answered
+    before it is, and the answer is still in the language that person chose."""
+    if "user" not in g:
+        g.user = _load_user() if page_of(request.endpoint) is not None else None
+    return current_user()
+
+
 def actor() -> str:
     """How audit entries and merges name the person acting."""
     user = current_user()

@@ -20,10 +20,12 @@ from typing import Any
 
 from flask import Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from hub.admin import access
 from hub.config import Settings, load_settings
+from hub.i18n import N_
+from hub.i18n import gettext as _
 from hub.plugins import get_pm
 from hub.wsgi import ROUTE_KEY, loggable_rule, redacted_path
 
@@ -135,28 +137,39 @@ def _wants_json() -> bool:
 
 
 def _csrf_error(error: CSRFError) -> Any:
-    message = ("The form was refused: its security token is missing or has expired. "
-               "Reload the page and send it again.")
+    from hub.admin import language
+
+    language.activate_for_reader()  # refused before sign-in was checked: still in the reader's own language
+    message = _("The form was refused: its security token is missing or has expired. "
+                "Reload the page and send it again.")
     if _wants_json():
         return {"error": message}, 400
-    return render_template("error.html", code=400, title="Form refused", message=message), 400
+    return render_template("error.html", code=400, title=_("Form refused"), message=message,
+                           bare=access.current_user() is None), 400
 
 
+# Marked here, translated when shown: each request in its reader's language.
 _MESSAGES = {
-    401: ("Sign in first", "This needs you to be signed in."),
-    403: ("Not allowed", "Your role does not allow this. Ask an admin if you need it."),
-    404: ("Not found", "There is nothing at this address."),
-    405: ("Not allowed here", "This address does not accept that kind of request."),
+    400: (N_("Request refused"), N_("The request could not be understood. Go back and try again.")),
+    401: (N_("Sign in first"), N_("This needs you to be signed in.")),
+    403: (N_("Not allowed"), N_("Your role does not allow this. Ask an admin if you need it.")),
+    404: (N_("Not found"), N_("There is nothing at this address.")),
+    405: (N_("Not allowed here"), N_("This address does not accept that kind of request.")),
+    413: (N_("Too large"), N_("What was sent is too large: at most 4 MB.")),
 }
+_OTHER = (N_("Something went wrong"), N_("The request could not be handled. Try again, or tell an admin."))
 
 
 def _http_error(error: HTTPException) -> Any:
     if request.blueprint and access.page_of(request.endpoint) is None:
         return error  # a plugin's public route answers in its own way
     code = error.code or 500
-    title, message = _MESSAGES.get(code, (error.name, error.description or ""))
-    if code == 400 and error.description:
-        message = error.description
+    title, message = (_(text) for text in _MESSAGES.get(code, _OTHER))
+    if code == 400 and error.description and error.description != BadRequest.description:
+        message = error.description  # a view's own explanation (already in the reader's language)
     if _wants_json():
         return {"error": message}, code
-    return render_template("error.html", code=code, title=title, message=message), code
+    # Nobody signed in: the page holds no form, so it starts no session. A browser's stray request (its
+    # /favicon.ico) must not set a session cookie that races the sign-in page's and voids its CSRF token.
+    return render_template("error.html", code=code, title=title, message=message,
+                           bare=access.current_user() is None), code

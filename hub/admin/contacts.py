@@ -23,8 +23,10 @@ from hub import consent, contacts, dedupe, identity, messaging
 from hub.admin import access, audit, contact_search
 from hub.admin.access import actor, allow, current_user, engine, local_path
 from hub.admin.app import current_settings
+from hub.admin.filters import status_title
 from hub.admin.forms import ActionForm, MergeForm
 from hub.admin.registry import stricter
+from hub.i18n import gettext as _
 from hub.models import Segment, SegmentMember
 from hub.segments.lifecycle import Thresholds
 
@@ -59,7 +61,7 @@ def card(contact_id: int) -> Any:
         if data is None:
             survivor = identity.current_contact_id(conn, contact_id)  # through any chain of merges
             if survivor is not None:
-                flash(f"Contact #{contact_id} was merged into #{survivor}.", "ok")
+                flash(_("Contact #%(id)s was merged into #%(survivor)s.", id=contact_id, survivor=survivor), "ok")
                 return redirect(url_for("contacts.card", contact_id=survivor))
             abort(404)
         current = sorted(consent.latest(conn, contact_id).items())
@@ -98,7 +100,7 @@ def set_consent(contact_id: int) -> Any:
     """Record a consent answer the person gave staff; the ledger names the staff member who entered it."""
     settings = current_settings()
     if not ActionForm().validate_on_submit():
-        flash("Consent not recorded: the form expired; open the card again.", "error")
+        flash(_("Consent not recorded: the form expired; open the card again."), "error")
         return redirect(url_for("contacts.card", contact_id=contact_id))
     channel = (request.form.get("channel") or "").strip()
     purpose = (request.form.get("purpose") or "").strip()
@@ -107,7 +109,8 @@ def set_consent(contact_id: int) -> Any:
     user = current_user()
     staff = user.email if user is not None else "admin"
     if status not in STAFF_STATUSES:
-        flash(f"Consent not recorded: staff can record {' or '.join(STAFF_STATUSES)}, not {status!r}.", "error")
+        flash(_("Consent not recorded: staff can record %(allowed)s, not %(status)r.",
+                allowed=" / ".join(STAFF_STATUSES), status=status[:40]), "error")
         return redirect(url_for("contacts.card", contact_id=contact_id))
     with engine().begin() as conn:
         person = identity.current_contact_id(conn, contact_id)
@@ -116,11 +119,12 @@ def set_consent(contact_id: int) -> Any:
         try:
             consent.record_staff(conn, settings, person, channel, purpose, status, staff=staff, note=note)
         except consent.ConsentError as exc:
-            flash(f"Consent not recorded: {exc}.", "error")
+            flash(_("Consent not recorded: %(reason)s.", reason=str(exc)), "error")
             return redirect(url_for("contacts.card", contact_id=person))
         audit.record(conn, actor(), "consent_recorded_by_staff", contact_id=person, channel=channel,
                      purpose=purpose, status=status)
-    flash(f"Recorded {channel}/{purpose}: {status}, entered by {staff}.", "ok")
+    flash(_("Recorded %(channel)s/%(purpose)s: %(status)s, entered by %(staff)s.", channel=channel, purpose=purpose,
+            status=status_title(status), staff=staff), "ok")
     return redirect(url_for("contacts.card", contact_id=person))
 
 
@@ -142,7 +146,7 @@ def merge() -> Any:
     if not form.validate():
         for errors in form.errors.values():
             for error in errors:
-                flash(f"Merge refused: {error}", "error")
+                flash(_("Merge refused: %(reason)s", reason=str(error)), "error")
         return redirect(back)
     survivor, other = form.survivor.data, form.other.data
     assert survivor is not None and other is not None  # InputRequired
@@ -150,9 +154,9 @@ def merge() -> Any:
     try:
         result = dedupe.merge_by_hand(engine(), survivor, other, actor=who, settings=current_settings())
     except ValueError as exc:
-        flash(f"Merge refused: {exc}", "error")
+        flash(_("Merge refused: %(reason)s", reason=str(exc)), "error")
         return redirect(back)
     with engine().begin() as conn:
         audit.record(conn, who, "contact_merged", contact_id=survivor, merged=other)
-    flash(f"Merged #{result['merged']} into #{result['survivor']}.", "ok")
+    flash(_("Merged #%(merged)s into #%(survivor)s.", merged=result["merged"], survivor=result["survivor"]), "ok")
     return redirect(url_for("contacts.card", contact_id=survivor))

@@ -9,6 +9,7 @@ from flask import Blueprint, render_template
 from hub.admin import overview
 from hub.admin.access import allow, engine
 from hub.admin.app import current_settings
+from hub.segments import lifecycle
 
 bp = Blueprint("dashboard", __name__)
 
@@ -28,5 +29,6 @@ def index() -> Any:
         }
     data["queue"] = overview.queue_health(settings)
     data["week_start"] = since
-    chart = {"labels": list(data["lifecycle"]), "values": list(data["lifecycle"].values())}
+    chart = {"labels": [lifecycle.title(stage) for stage in data["lifecycle"]],
+             "values": list(data["lifecycle"].values())}
     return render_template("dashboard.html", chart=chart, **data)

@@ -27,7 +27,8 @@ class _Catalogs(Domain):
 
 def install(app: Flask) -> None:
     """Choose each request's language (before sign-in is checked, then again for the signed-in person)."""
-    Babel(app, locale_selector=_locale, timezone_selector=_timezone, default_domain=_Catalogs())
+    babel = Babel(app, locale_selector=_locale, timezone_selector=_timezone)
+    babel.domain_instance = _Catalogs()  # Flask-Babel names its default domain by a string; ours is an object
     app.jinja_env.policies["ext.i18n.trimmed"] = True  # as the catalogs are extracted (babel.cfg)
     app.before_request_funcs.setdefault(None, []).insert(0, _shop_language)
     app.teardown_request(lambda _exc: i18n.activate(None))
@@ -43,7 +44,7 @@ def _shop_language() -> None:
 
 
 def _locale() -> str:
-    user = access.current_user()
+    user = access.reader()
     chosen = getattr(user, "language", None) if user is not None else None
     return i18n.normalize(chosen or current_app.config["HUB_SETTINGS"].language)
 

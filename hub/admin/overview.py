@@ -15,6 +15,7 @@ from sqlalchemy import Connection, func, select
 from hub import plugins, queue
 from hub.config import Settings
 from hub.db import utcnow
+from hub.i18n import gettext as _
 from hub.models import Contact, Message, Segment, SegmentMember, SyncRun
 from hub.segments import lifecycle, portable
 
@@ -75,7 +76,7 @@ def queue_health(settings: Settings) -> dict[str, Any]:
     try:
         return queue.health(settings)
     except Exception as exc:  # noqa: BLE001 - Redis down: say so on the page instead of failing it
-        return {"mode": "rq", "error": f"Redis is not reachable ({type(exc).__name__})", "queues": {}}
+        return {"mode": "rq", "error": _("Redis is not reachable (%(error)s)", error=type(exc).__name__), "queues": {}}
 
 
 def week_start(settings: Settings, now: dt.datetime | None = None) -> dt.datetime:

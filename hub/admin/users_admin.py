@@ -14,8 +14,11 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 
 from hub import users
 from hub.admin import audit
+from hub.admin.filters import role_title
 from hub.admin.access import actor, allow, current_user, engine
+from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, UserAddForm, UserRoleForm
+from hub.i18n import gettext as _
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 
@@ -25,7 +28,8 @@ bp = Blueprint("users", __name__, url_prefix="/users")
 def index() -> Any:
     with engine().connect() as conn:
         people = users.all_users(conn)
-    return render_template("users/index.html", people=people, add=UserAddForm(), roles=users.ROLES)
+    return render_template("users/index.html", people=people, add=UserAddForm(), roles=users.ROLES,
+                           default_language=current_settings().language)
 
 
 @bp.post("/")
@@ -35,7 +39,7 @@ def add() -> Any:
     if not form.validate():
         for errors in form.errors.values():
             for error in errors:
-                flash(error, "error")
+                flash(str(error), "error")
         return redirect(url_for("users.index"))
     try:
         with engine().begin() as conn:
@@ -44,7 +48,7 @@ def add() -> Any:
     except users.UserError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"Added {user.email} as {user.role}.", "ok")
+        flash(_("Added %(email)s as %(role)s.", email=user.email, role=role_title(user.role)), "ok")
     return redirect(url_for("users.index"))
 
 
@@ -60,9 +64,9 @@ def role(user_id: int) -> Any:
         except users.UserError as exc:
             flash(str(exc), "error")
         else:
-            flash(f"{user.email} is now {user.role}.", "ok")
+            flash(_("%(email)s is now %(role)s.", email=user.email, role=role_title(user.role)), "ok")
     else:
-        flash("Role: choose one of " + ", ".join(users.ROLES) + ".", "error")
+        flash(_("Role: choose one of %(roles)s.", roles=", ".join(users.ROLES)), "error")
     return redirect(url_for("users.index"))
 
 
@@ -75,15 +79,16 @@ def active(user_id: int) -> Any:
             with engine().begin() as conn:
                 target = users.get(conn, user_id)
                 if target is None:
-                    raise users.UserError(f"no user with id {user_id}")
+                    raise users.UserError(_("no user with id %(id)s", id=user_id))
                 if me is not None and target.id == me.id and target.active:
-                    raise users.UserError("you cannot switch off your own access")
+                    raise users.UserError(_("you cannot switch off your own access"))
                 user = users.set_active(conn, user_id, not target.active)
                 audit.record(conn, actor(), "user_enabled" if user.active else "user_disabled", user=user.email)
         except users.UserError as exc:
             flash(str(exc), "error")
         else:
-            flash(f"{user.email} can {'now' if user.active else 'no longer'} sign in.", "ok")
+            flash(_("%(email)s can now sign in.", email=user.email) if user.active
+                  else _("%(email)s can no longer sign in.", email=user.email), "ok")
     return redirect(url_for("users.index"))
 
 

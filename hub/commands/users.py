@@ -10,6 +10,8 @@ import click
 
 from hub import users
 from hub.cli import App, emit_json
+from hub.i18n import N_
+from hub.i18n import gettext as _
 
 
 def _app() -> App:
@@ -21,7 +23,7 @@ def _read_password(from_stdin: bool, email: str) -> str:
     if from_stdin:
         line = sys.stdin.readline()
         return line.rstrip("\r\n")
-    return click.prompt(f"Password for {email}", hide_input=True, confirmation_prompt=True)
+    return click.prompt(_("Password for %(email)s", email=email), hide_input=True, confirmation_prompt=True)
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,11 +56,12 @@ def add_cmd(email: str, role: str, password_stdin: bool) -> None:
     email = users.clean_email(email)
     with engine.connect() as conn:
         if users.find(conn, email) is not None:
-            raise users.UserError(f"a user {email} already exists")
+            raise users.UserError(_("a user %(email)s already exists", email=email))
     password = _read_password(password_stdin, email)
     with engine.begin() as conn:
         user = users.add(conn, email, role, password)
-    click.echo(f"Added {user.email} as {user.role}. They sign in at the admin (hub admin) with this password.")
+    click.echo(_("Added %(email)s as %(role)s. They sign in at the admin (hub admin) with this password.",
+                 email=user.email, role=_role(user.role)))
 
 
 @users_group.command("list")
@@ -73,9 +76,18 @@ def list_cmd(as_json: bool) -> None:
         emit_json(rows)
         return
     if not rows:
-        click.echo("No users yet; add one with: hub users add EMAIL --role admin")
+        click.echo(_("No users yet; add one with: hub users add EMAIL --role admin"))
     for r in rows:
-        click.echo(f"{r['email']:40} {r['role']:9} {'on' if r['active'] else 'off'}")
+        state = _("on") if r["active"] else _("off")
+        click.echo(f"{r['email']:40} {_role(str(r['role'])):14} {state}")
+
+
+# Roles as people read them; the --role values, the database and --json keep the English word.
+_ROLES = {"admin": N_("admin"), "marketer": N_("marketer"), "viewer": N_("viewer")}
+
+
+def _role(role: str) -> str:
+    return _(_ROLES[role]) if role in _ROLES else role
 
 
 def _set(email: str, change: str, value: object) -> users.Account:
@@ -83,7 +95,7 @@ def _set(email: str, change: str, value: object) -> users.Account:
     with engine.begin() as conn:
         user = users.find(conn, users.clean_email(email))
         if user is None:
-            raise users.UserError(f"no user {email}")
+            raise users.UserError(_("no user %(email)s", email=email))
         if change == "role":
             return users.set_role(conn, user.id, str(value))
         if change == "active":
@@ -98,7 +110,7 @@ def _set(email: str, change: str, value: object) -> users.Account:
 def role_cmd(email: str, role: str) -> None:
     """Give a user another role."""
     user = _set(email, "role", role)
-    click.echo(f"{user.email} is now {user.role}.")
+    click.echo(_("%(email)s is now %(role)s.", email=user.email, role=_role(user.role)))
 
 
 @users_group.command("disable")
@@ -107,7 +119,7 @@ def role_cmd(email: str, role: str) -> None:
 def disable_cmd(email: str) -> None:
     """Switch a user's access off (their open sessions end at their next click)."""
     user = _set(email, "active", False)
-    click.echo(f"{user.email} can no longer sign in.")
+    click.echo(_("%(email)s can no longer sign in.", email=user.email))
 
 
 @users_group.command("enable")
@@ -116,7 +128,7 @@ def disable_cmd(email: str) -> None:
 def enable_cmd(email: str) -> None:
     """Switch a user's access on again."""
     user = _set(email, "active", True)
-    click.echo(f"{user.email} can sign in again.")
+    click.echo(_("%(email)s can sign in again.", email=user.email))
 
 
 @users_group.command("password")
@@ -126,4 +138,4 @@ def enable_cmd(email: str) -> None:
 def password_cmd(email: str, password_stdin: bool) -> None:
     """Set a new password (ends the user's other sessions)."""
     user = _set(email, "password", _read_password(password_stdin, email))
-    click.echo(f"New password set for {user.email}.")
+    click.echo(_("New password set for %(email)s.", email=user.email))
