@@ -101,7 +101,9 @@ def money(amount: Decimal | float | int | str | None, currency: str | None = "RU
     """639 660,00 ₽ — in the currency the amount was synced in (€, $, ₸ as their readers write them)."""
     if amount is None or amount == "":
         return ""
-    return babel_numbers.format_currency(Decimal(str(amount)), (currency or "RUB").upper(), locale=_locale(language))
+    code = (currency or "RUB").upper()
+    text = babel_numbers.format_currency(Decimal(str(amount)), code, locale=_locale(language))
+    return text.replace("RUB", "₽") if code == "RUB" else text  # English CLDR writes RUB639,660.00
 
 
 def percent(share: float | None, language: str | None = None) -> str:

@@ -47,12 +47,18 @@ def register_translations(register: Callable[[Path], None]) -> None:
 
 
 def directories() -> list[Path]:
-    """Every registered translations folder: the core's and each loaded plugin's."""
+    """Every registered translations folder: each loaded plugin's, then the core's.
+
+    Catalogs are merged in this order and a later one wins, so a plugin that
+    translates one of the core's messages differently cannot change how the
+    core's own pages read.
+    """
     from hub.plugins import get_pm
 
     found: list[Path] = []
     get_pm().hook.register_translations(register=lambda path: found.append(Path(path)))
-    return list(dict.fromkeys(found))
+    ordered = [folder for folder in dict.fromkeys(found) if folder != TRANSLATIONS]
+    return ordered + [TRANSLATIONS] if TRANSLATIONS in found else ordered
 
 
 def translations(language: str) -> NullTranslations:

@@ -9,6 +9,7 @@ texts the core's catalog translates).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -112,3 +113,25 @@ def test_a_plugins_catalog_is_merged_with_hubs(tmp_path: Path) -> None:
         pm.unregister(name="stamps")
     with i18n.use_language("ru"):
         assert i18n.ngettext("%(num)s stamp", "%(num)s stamps", 3) == "3 stamps"  # gone with its plugin
+
+
+def test_no_two_catalogs_translate_one_message_differently() -> None:
+    """Catalogs are merged: the same English words must read the same everywhere, or one page changes another's.
+
+    Short words that mean different things in different places ("on" a switch,
+    "on" a date) need different English (or pgettext's context).
+    """
+    seen: dict[tuple[str, str | None], tuple[str, Any]] = {}
+    clashes = []
+    for folder in dict.fromkeys(_folders()):
+        for po in sorted((folder / "ru" / "LC_MESSAGES").glob("*.po")):
+            with po.open("rb") as f:
+                for message in read_po(f, locale="ru"):
+                    if not message.id or not message.string:
+                        continue
+                    key = (message.id if isinstance(message.id, str) else message.id[0], message.context)
+                    where, string = seen.setdefault(key, (f"{folder.parent.name}/{po.name}", message.string))
+                    if string != message.string:
+                        clashes.append(f"{key[0]!r}: {where} {string!r}, {folder.parent.name}/{po.name} "
+                                       f"{message.string!r}")
+    assert not clashes, "\n".join(clashes)

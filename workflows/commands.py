@@ -85,7 +85,7 @@ def list_cmd(app: App, as_json: bool) -> None:
     if as_json:
         emit_json(out)
         return
-    table = Table(gettext("workflow"), gettext("name"), gettext("on"), gettext("starts on"), gettext("runs"))
+    table = Table(gettext("workflow"), gettext("name"), gettext("switched on"), gettext("starts on"), gettext("runs"))
     for item in out:
         runs = ", ".join(f"{state_title(k)} {format_number(v)}" for k, v in sorted(item["runs"].items())) or "-"
         table.add_row(translated_title(item["title"]) or item["name"], item["name"],
@@ -129,7 +129,7 @@ def add_cmd(app: App, file: Path, enable: bool, as_json: bool) -> None:
 
 @workflows_group.command("show")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the definition as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the workflow's definition as JSON.")
 @pass_app
 @user_errors
 def show_workflow_cmd(app: App, name: str, as_json: bool) -> None:

@@ -13,7 +13,7 @@ from hub.api import N_, gettext, translated_title
 STATE_TITLES = {
     "none": N_("never entered"), "running": N_("running"), "waiting": N_("waiting"), "done": N_("done"),
     "exited": N_("left early"), "parked": N_("parked"), "cancelled": N_("cancelled"), "holdout": N_("holdout"),
-    "on": N_("on"), "off": N_("off"),
+    "on": N_("switched on"), "off": N_("switched off"),
 }
 GOAL_TITLES = {"order.created": N_("an order"), "order.won": N_("a won deal"),
                "promo.redeemed": N_("the promo code used")}

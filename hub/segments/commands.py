@@ -211,7 +211,7 @@ def members_cmd(name: str, limit: int | None, as_json: bool) -> None:
         click.echo(_("Nobody is in %(segment)s right now.", segment=name))
         return
     tz = app.settings.tz
-    table = Table(_("ID"), _("Name"), _("Entered"))
+    table = Table(_("ID"), _("Name"), _("Entered on"))
     for r in rows:
         full_name = " ".join(p for p in (r["last_name"], r["first_name"]) if p)
         entered = formats.moment(r["entered_at"], tz, zone=True) if r["entered_at"] else _("not recorded yet")

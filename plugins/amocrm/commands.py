@@ -87,7 +87,7 @@ def connect_amocrm(base_url: str | None, client_id: str | None, client_secret: s
         click.echo(_("Connected to amoCRM account %(name)s (%(url)s) with OAuth tokens (refreshed automatically), "
                      "stored encrypted.", name=name, url=stored["base_url"]))
     mode = account.get("customers_mode") or "disabled"
-    modes = {"disabled": _("off"), "unavailable": _("not on this plan")}
+    modes = {"disabled": _("switched off (customers)"), "unavailable": _("not on this plan")}
     click.echo(_("Currency %(currency)s; Customers: %(customers)s.", currency=account.get("currency") or "RUB",
                  customers=modes.get(mode, mode)))
     url = webhook_url(settings, stored["webhook_secret"])
