@@ -97,7 +97,7 @@ def _is_click_command(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
 
 def _is_click_call(node: ast.Call) -> bool:
     return _callee(node) in ("option", "argument", "command", "group", "version_option", "confirmation_option",
-                             "password_option", "Option", "Argument")
+                             "password_option", "Option", "Argument", "Command", "Group")
 
 
 @dataclass
