@@ -34,6 +34,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Connection
 
 from hub.config import Settings, SettingsError
+from hub.i18n import gettext as _
 from hub.identity import current_contact_id
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
@@ -71,7 +72,7 @@ def public_url(settings: Settings) -> str:
     """Where customers reach Hub's public pages (HUB_PUBLIC_URL), without a trailing slash."""
     url = str(settings.extra.get("public_url") or DEFAULT_PUBLIC_URL).strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise SettingsError(f"HUB_PUBLIC_URL: {url!r} is not an http:// or https:// URL")
+        raise SettingsError(_("HUB_PUBLIC_URL: %(url)r is not an http:// or https:// URL", url=url))
     return url
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, select
 
 from hub.config import Settings
 from hub.db import chunks
+from hub.i18n import gettext as _
 from hub.models import Contact, ContactIdentity
 
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
@@ -37,11 +38,14 @@ def parse_duration(raw: Any) -> dt.timedelta:
     """7d, 12h, 30m, 2w, 45s; raises ValueError saying how to write one."""
     m = _DURATION.match(raw) if isinstance(raw, str) else None
     if m is None:
-        hint = f"; write it with a unit, like {raw}d" if isinstance(raw, int) and not isinstance(raw, bool) else ""
-        raise ValueError(f"{raw!r} is not a length of time{hint} (a number and s, m, h, d or w: 30m, 12h, 7d, 2w)")
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            raise ValueError(_("%(value)r is not a length of time; write it with a unit, like %(example)s "
+                               "(a number and s, m, h, d or w: 30m, 12h, 7d, 2w)", value=raw, example=f"{raw}d"))
+        raise ValueError(_("%(value)r is not a length of time (a number and s, m, h, d or w: 30m, 12h, 7d, 2w)",
+                           value=raw))
     amount, unit = int(m.group(1)), m.group(2)
     if amount == 0:
-        raise ValueError(f"{raw!r}: a length of time must be more than zero")
+        raise ValueError(_("%(value)r: a length of time must be more than zero", value=raw))
     return dt.timedelta(seconds=amount * _SECONDS[unit])
 
 
@@ -60,7 +64,7 @@ def parse_time_of_day(raw: Any) -> dt.time:
         return dt.time(raw // 60, raw % 60)
     m = _TIME.match(raw) if isinstance(raw, str) else None
     if m is None:
-        raise ValueError(f"{raw!r} is not a time of day; write it as \"HH:MM\", e.g. \"10:00\"")
+        raise ValueError(_("%(value)r is not a time of day; write it as \"HH:MM\", e.g. \"10:00\"", value=raw))
     return dt.time(int(m.group(1)), int(m.group(2)))
 
 
@@ -92,10 +96,11 @@ def parse_quiet_hours(raw: Any) -> QuietHours | None:
     if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none", "off")):
         return None
     if not isinstance(raw, str) or raw.count("-") != 1:
-        raise ValueError(f"{raw!r} is not a window of quiet hours; write it as \"21:00-09:00\", or \"none\"")
+        raise ValueError(_("%(value)r is not a window of quiet hours; write it as \"21:00-09:00\", or \"none\"",
+                           value=raw))
     start, end = (parse_time_of_day(part) for part in raw.split("-"))
     if start == end:
-        raise ValueError(f"{raw!r}: the window starts and ends at the same time")
+        raise ValueError(_("%(value)r: the window starts and ends at the same time", value=raw))
     return QuietHours(start, end)
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import Connection, bindparam, select
 from hub import consent, localtime
 from hub.config import Settings, SettingsError
 from hub.hookspecs import hookimpl
+from hub.i18n import gettext as _
 from hub.localtime import QuietHours
 from hub.messaging.channels import Outgoing
 from hub.messaging.outbox import messages_t
@@ -73,10 +74,10 @@ def parse_cap(raw: Any) -> FrequencyCap | None:
         return None
     m = _CAP.match(raw) if isinstance(raw, str) else None
     if m is None:
-        raise ValueError(f"{raw!r} is not a cap; write messages/period, e.g. \"2/7d\", or \"none\"")
+        raise ValueError(_("%(value)r is not a cap; write messages/period, e.g. \"2/7d\", or \"none\"", value=raw))
     limit = int(m.group(1))
     if limit < 1:
-        raise ValueError(f"{raw!r}: the number of messages must be at least 1")
+        raise ValueError(_("%(value)r: the number of messages must be at least 1", value=raw))
     return FrequencyCap(limit, localtime.parse_duration(m.group(2)))
 
 
@@ -91,15 +92,16 @@ def _refuse_old_names(settings: Settings) -> None:
     old_table = workflows if isinstance(workflows, Mapping) else {}
     for key, where in _MOVED.items():
         if key in old_table or any(k.startswith(f"workflows_{key}") for k in settings.extra):
-            raise SettingsError(f"[workflows] {key} (HUB_WORKFLOWS_{key.upper()}) is now set as {where}: "
-                                "it holds every message, not only the workflows'")
+            raise SettingsError(_("[workflows] %(key)s (HUB_WORKFLOWS_%(env)s) is now set as %(where)s: "
+                                  "it holds every message, not only the workflows'", key=key, env=key.upper(),
+                                  where=where))
 
 
 def _parse(settings: Settings) -> SendLimits:
     _refuse_old_names(settings)
     table = settings.extra.get("quiet_hours", {})
     if not isinstance(table, Mapping):
-        raise SettingsError("[quiet_hours] in hub.toml must be a table, e.g. sms = \"21:00-09:00\"")
+        raise SettingsError(_("[quiet_hours] in hub.toml must be a table, e.g. sms = \"21:00-09:00\""))
     flat = {k[len("quiet_hours_"):]: v for k, v in settings.extra.items() if k.startswith("quiet_hours_")}
     quiet: dict[str, QuietHours | None] = {}
     for channel, raw in {**DEFAULT_QUIET_HOURS, **flat, **table}.items():

@@ -536,7 +536,8 @@ def fetch(engine: Engine, settings: Settings, source_name: str, entity: str, ids
     source = source or _source(settings, source_name)
     kind = ENTITY_KIND.get(entity)
     if kind is None:
-        raise SyncError(f"{source_name}: unknown entity {entity!r} (expected one of {', '.join(ENTITY_KIND)})")
+        raise SyncError(_("%(source)s: unknown entity %(entity)r (expected one of %(known)s)", source=source_name,
+                          entity=entity, known=", ".join(ENTITY_KIND)))
     started = time.monotonic()
     counts = Counts()
     run_id = start_run(engine, source_name, "event")

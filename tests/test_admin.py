@@ -415,13 +415,13 @@ def test_connect_bitrix24_by_webhook_and_sync_now(admin_env: AdminEnv) -> None:
         code = server.webhook_url.rstrip("/").rpartition("/")[2]
         assert code not in page
         started = post(admin, "/connections/bitrix24/sync", {"full": "y"}, follow_redirects=True)
-        assert "Full sync of bitrix24 started" in text(started)
+        assert "Полная синхронизация bitrix24 запущена" in text(started)
         queue.drain(timeout=120)
     with admin_env.engine.connect() as conn:
         run = conn.execute(select(SyncRun.__table__).order_by(SyncRun.id.desc())).first()
     assert run is not None and run.source == "bitrix24" and run.status == "ok"
     history = text(admin.get("/connections/"))
-    assert "5 new" in history
+    assert "новых: 5" in history
     dashboard = text(admin.get("/"))
     assert "bitrix24" in dashboard and "полная синхронизация" in dashboard
 

@@ -88,7 +88,7 @@ def test_a_segment_with_a_typo_shows_the_error_as_you_type(live: str, browser: B
     assert "rule.field" in problems
     area.clear()
     browser.type("#document", "name: tula\ntitle: Из Тулы\nrule: {field: contact.city, op: eq, value: Тула}\n")
-    assert "2 contacts match now" in browser.wait_text("#live-count", "2 contacts")
+    assert "2 контакта подходят сейчас" in browser.wait_text("#live-count", "2 контакта")
     browser.click("#segment-form button[type=submit]")
     browser.wait_text(".flash", "Сегмент tula сохранён")
     assert browser.url.endswith("/segments/tula")
@@ -150,14 +150,14 @@ def test_connect_both_crms_and_sync(live: str, browser: Browser, admin_env: Admi
     with PortalServer(Portal(contacts=4, seed=2)) as portal:
         browser.fill("#bitrix24-form input[name=webhook]", portal.webhook_url)
         browser.click("#bitrix24-form button")
-        assert "Connected to Bitrix24" in browser.wait_text(".flash", "Connected to Bitrix24")
+        assert "Подключено к Битрикс24" in browser.wait_text(".flash", "Подключено к Битрикс24")
         assert portal.webhook_url.rstrip("/").rpartition("/")[2] not in browser.text()
         browser.click("#source-bitrix24 .sync-form button")
-        browser.wait_text(".flash", "Sync of bitrix24 started")
+        browser.wait_text(".flash", "Синхронизация bitrix24 запущена")
         queue.drain(timeout=120)
     browser.open(live + "/connections/")
     runs = browser.text("#source-bitrix24 .runs")
-    assert "ok" in runs and "4 new" in runs, runs
+    assert "успешно" in runs and "новых: 4" in runs, runs
 
     callback = live + "/connections/amocrm/callback"
     browser.open(live + "/connections/amocrm")
@@ -173,13 +173,13 @@ def test_connect_both_crms_and_sync(live: str, browser: Browser, admin_env: Admi
         browser.wait(lambda: browser.url == live + "/connections/amocrm" and browser.exists(".flash"),
                      "the way back from amoCRM's consent page")
         flash = browser.text(".flash")
-        assert "Connected to amoCRM account" in flash and "refreshed automatically" in flash, flash
+        assert "Подключено к аккаунту amoCRM" in flash and "обновляются автоматически" in flash, flash
         assert amo.client_secret not in browser.text()
         browser.click("#source-amocrm .sync-form button")
-        browser.wait_text(".flash", "Sync of amocrm started")
+        browser.wait_text(".flash", "Синхронизация amocrm запущена")
         queue.drain(timeout=120)
         browser.open(live + "/connections/")
-        assert "3 new" in browser.text("#source-amocrm .runs")
+        assert "новых: 3" in browser.text("#source-amocrm .runs")
     browser.open(live + "/users/audit")
     assert browser.text("#audit").count("connected") == 2
 
@@ -196,7 +196,7 @@ def test_a_viewer_can_change_nothing(live: str, browser: Browser, admin_env: Adm
     browser.open(live + "/connections/")
     assert not browser.exists(".sync-form")
     browser.open(live + "/connections/bitrix24")
-    assert "Not connected" in browser.text("#source-bitrix24") and not browser.exists("#bitrix24-form")
+    assert "Не подключено" in browser.text("#source-bitrix24") and not browser.exists("#bitrix24-form")
     browser.open(live + "/contacts/duplicates")
     assert not browser.exists("button.merge")
     # Posting anyway, with a valid token, is refused by the server.

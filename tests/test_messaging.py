@@ -8,12 +8,12 @@ import os
 import signal
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from sqlalchemy import func, select, update
 
-from hub import consent, identity, links, messaging, queue, sync
+from hub import consent, i18n, identity, links, messaging, queue, sync
 from hub.config import SettingsError
 from hub.db import utcnow
 from hub.hookspecs import hookimpl
@@ -24,6 +24,14 @@ from hub.message_templates import Template
 from tests.conftest import HubDB
 
 pytestmark = pytest.mark.both_databases  # claims, leases and exactly-once sending
+
+
+@pytest.fixture(autouse=True)
+def english(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """These tests read the outbox's messages in English, as the code writes them; one test reads Russian."""
+    monkeypatch.setenv("HUB_LANGUAGE", "en")
+    with i18n.use_language("en"):
+        yield
 
 EMAIL_T = Template(name="hello_email", channel="email", subject="Привет, {{ contact.first_name }}",
                    text="Здравствуйте, {{ contact.first_name }}! {{ promo.code }}\n{{ unsubscribe_url }}",
@@ -158,6 +166,9 @@ def test_bad_input_is_refused_with_a_clear_error(hub_db: HubDB, channels) -> Non
             messaging.create(conn, hub_db.settings, contact_id=999, channel="sms", template=SMS_T, key="k4")
         with pytest.raises(ValueError, match="hello_email, text line 1: 'promo' is undefined"):
             messaging.create(conn, hub_db.settings, contact_id=cid, channel="email", template=EMAIL_T, key="k5")
+        with i18n.use_language("ru"), pytest.raises(messaging.MessagingError,
+                                                     match="нет канала 'telegram'; зарегистрированы: email, sms"):
+            messaging.create(conn, hub_db.settings, contact_id=cid, channel="telegram", template=SMS_T, key="k6")
 
 
 def test_consent_is_asked_at_send_time_not_only_at_creation(hub_db: HubDB, channels) -> None:

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
 from hub import consent, identity, localtime, schedule, send_limits
+from hub.i18n import use_language
 from hub.config import load_settings
 from hub.db import utcnow
 from hub.hookspecs import hookimpl
@@ -400,8 +401,10 @@ def test_local_time_and_zones() -> None:
     assert localtime.contact_zone(None, ["+79161234567"], msk) is msk
     assert localtime.contact_zone("Asia/Omsk", ["+73432123456"], msk).key == "Asia/Omsk"
     assert localtime.parse_time_of_day(600) == dt.time(10, 0)  # YAML's reading of an unquoted 10:00
-    with pytest.raises(ValueError, match="not a length of time"):
+    with pytest.raises(ValueError, match="не длительность"):
         localtime.parse_duration("7x")
+    with use_language("en"), pytest.raises(ValueError, match="not a length of time; write it with a unit, like 7d"):
+        localtime.parse_duration(7)
     cap = send_limits.parse_cap("2/7d")
     assert cap is not None
     day = dt.datetime(2025, 1, 10, tzinfo=UTC)

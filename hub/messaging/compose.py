@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, select
 from hub import consent, links, message_templates
 from hub.config import Settings
 from hub.db import bulk_insert, chunks, insert_for, utcnow
+from hub.i18n import gettext as _
 from hub.messaging.channels import channel_factories
 from hub.messaging.outbox import QUEUED, TRANSACTIONAL, MessagingError, messages_t
 from hub.messaging.sms_parts import text_parts
@@ -50,10 +51,11 @@ def _address_kind(channel: str) -> str:
 def _check_names(settings: Settings, channel: str, purpose: str) -> None:
     known = channel_factories()
     if channel not in known:
-        raise MessagingError(f"no channel {channel!r}; registered: {', '.join(sorted(known)) or 'none'}")
+        raise MessagingError(_("no channel %(name)r; registered: %(known)s", name=channel,
+                                known=", ".join(sorted(known)) or _("none")))
     allowed = (*consent.purposes(settings), TRANSACTIONAL)
     if purpose not in allowed:
-        raise MessagingError(f"purpose {purpose!r} is not one of: {', '.join(allowed)}")
+        raise MessagingError(_("purpose %(name)r is not one of: %(allowed)s", name=purpose, allowed=", ".join(allowed)))
 
 
 def contact_contexts(conn: Connection, settings: Settings, contact_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
@@ -125,7 +127,8 @@ def _template(conn: Connection, settings: Settings, template: str | message_temp
               ) -> message_templates.Template:
     found = message_templates.get(conn, settings, template) if isinstance(template, str) else template
     if (channel == message_templates.EMAIL) != found.is_email:
-        raise MessagingError(f"template {found.name!r} is a {found.channel} template; it cannot go by {channel}")
+        raise MessagingError(_("template %(name)r is a %(kind)s template; it cannot go by %(channel)s", name=found.name,
+                                kind=found.channel, channel=channel))
     return found
 
 
@@ -167,7 +170,7 @@ def prepare(conn: Connection, settings: Settings, *, contact_id: int, channel: s
     found = _template(conn, settings, template, channel)
     contact = contact_contexts(conn, settings, [contact_id]).get(contact_id)
     if contact is None:
-        raise MessagingError(f"no contact with id {contact_id}")
+        raise MessagingError(_("no contact with id %(id)s", id=contact_id))
     now = utcnow()
     address = pick_addresses(conn, settings, {contact_id: contact}, channel)[contact_id]
     return build_row(settings, found, contact, address, channel=channel,

@@ -23,6 +23,8 @@ from sqlalchemy import Connection, Engine, bindparam, func, or_, update
 from hub import consent, queue
 from hub.config import Settings
 from hub.db import get_engine, utcnow
+from hub.i18n import N_
+from hub.i18n import gettext as _
 from hub.messaging.channels import Channel, ChannelUnavailable, Outgoing, channel_factories
 from hub.messaging.claims import CLAIM_LEASE, claim, recover_stale, worker_name
 from hub.messaging.compose import Created, insert, prepare
@@ -81,12 +83,12 @@ def backoff(attempts: int) -> dt.timedelta:
 
 def channel_rate(settings: Settings, channel: str) -> float | None:
     """Messages per second for a channel (HUB_EMAIL_RATE, HUB_SMS_RATE, ...); None: no limit."""
-    return _positive(settings, f"{channel}_rate", "a number of messages per second")
+    return _positive(settings, f"{channel}_rate", N_("a number of messages per second"))
 
 
 def claim_lease(settings: Settings) -> dt.timedelta:
     """How long a claimed batch stays a worker's (HUB_MESSAGES_LEASE_S; default CLAIM_LEASE)."""
-    seconds = _positive(settings, "messages_lease_s", "a number of seconds")
+    seconds = _positive(settings, "messages_lease_s", N_("a number of seconds"))
     return CLAIM_LEASE if seconds is None else dt.timedelta(seconds=seconds)
 
 
@@ -99,9 +101,9 @@ def _positive(settings: Settings, key: str, what: str) -> float | None:
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise MessagingError(f"{name}: {raw!r} is not {what}") from None
+        raise MessagingError(_("%(name)s: %(value)r is not %(what)s", name=name, value=raw, what=_(what))) from None
     if value <= 0:
-        raise MessagingError(f"{name}: must be more than 0")
+        raise MessagingError(_("%(name)s: must be more than 0", name=name))
     return value
 
 
@@ -176,7 +178,8 @@ class Dispatcher:
         names = list(channels) if channels else sorted(self._factories)
         unknown = [n for n in names if n not in self._factories]
         if unknown:
-            raise MessagingError(f"no channel {unknown[0]!r}; registered: {', '.join(sorted(self._factories))}")
+            raise MessagingError(_("no channel %(name)r; registered: %(known)s", name=unknown[0],
+                                    known=", ".join(sorted(self._factories)) or _("none")))
         remaining = limit
         active = names  # channels with work left; a channel leaves when it has none
         try:

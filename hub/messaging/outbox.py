@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 
 from hub import consent
 from hub.db import utcnow
+from hub.i18n import gettext as _
 from hub.models import Message
 
 messages_t = Message.__table__
@@ -41,7 +42,8 @@ def find(conn: Connection, *, status: str | None = None, channel: str | None = N
     q = select(*columns).order_by(messages_t.c.id.desc())
     if status:
         if status not in STATUSES:
-            raise MessagingError(f"status {status!r} is not one of: {', '.join(STATUSES)}")
+            raise MessagingError(_("status %(name)r is not one of: %(allowed)s", name=status,
+                                   allowed=", ".join(STATUSES)))
         q = q.where(messages_t.c.status == status)
     if channel:
         q = q.where(messages_t.c.channel == channel)
@@ -66,7 +68,7 @@ def resolve(engine: Engine, message_id: int, outcome: str, *, by: str = "cli") -
     again, on purpose.
     """
     if outcome not in RESOLUTIONS:
-        raise MessagingError(f"{outcome!r} is not one of: {', '.join(RESOLUTIONS)}")
+        raise MessagingError(_("%(name)r is not one of: %(allowed)s", name=outcome, allowed=", ".join(RESOLUTIONS)))
     allowed = (UNKNOWN,) if outcome in ("sent", "failed") else (UNKNOWN, FAILED, DEFERRED)
     now = utcnow()
     values: dict[str, Any] = {"updated_at": now}
@@ -81,8 +83,8 @@ def resolve(engine: Engine, message_id: int, outcome: str, *, by: str = "cli") -
                                                         messages_t.c.status.in_(allowed)).values(**values)).rowcount
         found = get(conn, message_id)
     if found is None:
-        raise MessagingError(f"no message with id {message_id}")
+        raise MessagingError(_("no message with id %(id)s", id=message_id))
     if not changed:
-        raise MessagingError(f"message {message_id} is {found['status']}; "
-                             f"only {' or '.join(allowed)} messages can be marked {outcome}")
+        raise MessagingError(_("message %(id)s is %(status)s; only %(allowed)s messages can be marked %(outcome)s",
+                               id=message_id, status=found["status"], allowed=_(" or ").join(allowed), outcome=outcome))
     return found
