@@ -176,17 +176,8 @@ def _translated_doc(text: str | None) -> str | None:
 
 
 def _catalog() -> NullTranslations:
-    """The current language's catalogs; the core's alone while a broken setting keeps the plugins from loading.
-
-    Plugins (and so their catalogs) are found through the settings, and the
-    message that names the broken setting must still be shown, and in the
-    reader's language.
-    """
-    language = i18n.current_language()
-    try:
-        return i18n.translations(language)
-    except SettingsError:
-        return NullTranslations() if language == "en" else i18n._load(language, (i18n.TRANSLATIONS,))
+    """The current language's catalogs (the core's alone while a broken setting keeps the plugins away)."""
+    return i18n.translations(i18n.current_language())
 
 
 def _speak_in_click() -> None:

@@ -34,8 +34,7 @@ def _(message: str, **variables: Any) -> str:
     """
     from hub import i18n
 
-    language = i18n.current_language()
-    text = message if language == "en" else i18n._load(language, (i18n.TRANSLATIONS,)).gettext(message)
+    text = i18n.core_translations(i18n.current_language()).gettext(message)
     return text % variables if variables else text
 
 

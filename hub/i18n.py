@@ -30,6 +30,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import LazyProxy, NullTranslations, Translations
 
+from hub.config import SettingsError
 from hub.hookspecs import hookimpl
 
 DEFAULT_LANGUAGE = "ru"
@@ -62,13 +63,45 @@ def directories() -> list[Path]:
 
 
 def translations(language: str) -> NullTranslations:
-    """All catalogs for `language` merged into one, read once per process (English: the messages as written)."""
+    """All catalogs for `language` merged into one, read once per process (English: the messages as written).
+
+    Plugins, and so their folders, are found through the settings: while a
+    setting is broken, the core's catalog alone answers, so the message that
+    names the broken setting is still shown in the reader's language.
+    """
     language = normalize(language)
     if language == "en":
         return NullTranslations()
-    key = (language, tuple(directories()))
+    try:
+        folders = _registered()
+    except SettingsError:
+        folders = (TRANSLATIONS,)
     with _lock:
-        return _load(*key)
+        return _load(language, folders)
+
+
+def core_translations(language: str) -> NullTranslations:
+    """The core's catalog alone: for the messages about settings, checked before any plugin can be found."""
+    language = normalize(language)
+    if language == "en":
+        return NullTranslations()
+    with _lock:
+        return _load(language, (TRANSLATIONS,))
+
+
+_known: dict[tuple[int, ...], tuple[Path, ...]] = {}
+
+
+def _registered() -> tuple[Path, ...]:
+    """directories(), asked of the plugins once for each set of plugins that implement the hook (not per message)."""
+    from hub.plugins import get_pm
+
+    pm = get_pm()
+    key = (id(pm), *(id(impl.plugin) for impl in pm.hook.register_translations.get_hookimpls()))
+    found = _known.get(key)
+    if found is None:
+        found = _known[key] = tuple(directories())
+    return found
 
 
 @functools.lru_cache(maxsize=16)
@@ -117,6 +150,8 @@ def use_language(language: str) -> Iterator[str]:
 
 def gettext(message: str, **variables: Any) -> str:
     """`message` in the current language; %(name)s placeholders are filled from `variables`."""
+    if not message:
+        return ""  # gettext("") is the catalog's header
     text = translations(current_language()).gettext(message)
     return text % variables if variables else text
 
@@ -148,7 +183,7 @@ def title(text: str | None) -> str:
     if not text:
         return ""
     collapsed = " ".join(text.split())  # as the catalogs hold it (hub.catalogs.extract_titles)
-    return translations(current_language()).gettext(collapsed)
+    return translations(current_language()).gettext(collapsed) if collapsed else ""
 
 
 def lazy_gettext(message: str, **variables: Any) -> LazyProxy:

@@ -8,6 +8,7 @@ the database, so flushing Redis loses nothing.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import os
@@ -79,7 +80,7 @@ def enqueue(settings: Settings, func: Callable[..., Any], *args: Any, queue: str
         job_id = job_key(job_id)
     if not settings.redis_url:
         if background:
-            future = _background().submit(_logged, func, args, kwargs)
+            future = _background().submit(contextvars.copy_context().run, _logged, func, args, kwargs)  # its language
             return Enqueued(id=job_id or func.__name__, inline=True, job=future)
         return Enqueued(id=job_id or func.__name__, inline=True, result=func(*args, **kwargs))
     from rq import Queue

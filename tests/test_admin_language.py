@@ -83,6 +83,16 @@ def test_error_pages_and_refusals_in_russian(admin_env: AdminEnv) -> None:
     assert "Введите email." in text(empty) and "Введите пароль." in text(empty)
 
 
+def test_a_refusal_speaks_the_language_the_reader_chose(admin_env: AdminEnv) -> None:
+    """A 403 is decided before the reader's language is: its page must still be in one language, theirs."""
+    viewer = client_as(admin_env, "viewer")
+    choose(viewer, "en")
+    forbidden = viewer.get("/users/")
+    page = text(forbidden)
+    assert forbidden.status_code == 403 and "Not allowed" in page and "Sign out" in page
+    assert '<html lang="en">' in page and "Нет доступа" not in page and "Выйти" not in page
+
+
 def test_anonymous_pages_follow_hub_language(admin_env: AdminEnv) -> None:
     app = create_app(replace(admin_env.settings, language="en"))
     login = text(app.test_client().get("/login"))

@@ -135,3 +135,27 @@ def test_no_two_catalogs_translate_one_message_differently() -> None:
                         clashes.append(f"{key[0]!r}: {where} {string!r}, {folder.parent.name}/{po.name} "
                                        f"{message.string!r}")
     assert not clashes, "\n".join(clashes)
+
+
+def _says() -> str:
+    return i18n.gettext("no contact with id %(id)s", id=7)
+
+
+def test_background_work_speaks_the_language_it_was_started_in() -> None:
+    """A sync started from an English admin page records its errors in English, not in the thread's default."""
+    from hub import queue
+    from hub.config import Settings
+
+    with i18n.use_language("en"):
+        english = queue.enqueue(Settings(), _says, background=True)
+    with i18n.use_language("ru"):
+        russian = queue.enqueue(Settings(), _says, background=True)
+    queue.drain(timeout=30)
+    assert english.job.result(timeout=30) == "no contact with id 7"
+    assert russian.job.result(timeout=30) == "нет контакта с id 7"
+
+
+def test_a_blank_title_is_blank_not_the_catalogs_header() -> None:
+    with i18n.use_language("ru"):
+        assert i18n.title("   ") == i18n.title(None) == i18n.gettext("") == ""
+        assert i18n.title("Birthday today or  in the next 7 days") != "Birthday today or in the next 7 days"

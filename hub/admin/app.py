@@ -161,8 +161,11 @@ _OTHER = (N_("Something went wrong"), N_("The request could not be handled. Try 
 
 
 def _http_error(error: HTTPException) -> Any:
+    from hub.admin import language
+
     if request.blueprint and access.page_of(request.endpoint) is None:
         return error  # a plugin's public route answers in its own way
+    language.activate_for_reader()  # refused before the reader's language was chosen (sign-in, role)
     code = error.code or 500
     title, message = (_(text) for text in _MESSAGES.get(code, _OTHER))
     if code == 400 and error.description and error.description != BadRequest.description:

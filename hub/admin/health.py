@@ -22,6 +22,7 @@ from hub.admin.access import PUBLIC, allow, current_user
 from hub.admin.app import current_settings
 from hub.config import Settings
 from hub.db import get_engine, utcnow
+from hub.i18n import use_language
 
 bp = Blueprint("health", __name__)
 
@@ -77,5 +78,6 @@ def status() -> Any:
                               "finished_at": (s["run"]["finished_at"].isoformat()
                                               if s["run"] and s["run"]["finished_at"] else None),
                               "failing": s["failing"]} for s in overview.last_syncs(conn)]
-    data["queue"] = overview.queue_health(settings)
+    with use_language("en"):  # read by monitoring, which matches on words: the same in every language
+        data["queue"] = overview.queue_health(settings)
     return jsonify(data)

@@ -19,10 +19,14 @@ from hub.admin import access
 
 
 class _Catalogs(Domain):
-    """Flask-Babel's translations, taken from every catalog Hub and its plugins registered."""
+    """Flask-Babel's translations, taken from every catalog Hub and its plugins registered.
+
+    In the language the request speaks now (hub.i18n), so a template and the
+    Python code that fills it can never disagree.
+    """
 
     def get_translations(self) -> NullTranslations:
-        return i18n.translations(str(get_locale() or i18n.DEFAULT_LANGUAGE))
+        return i18n.translations(i18n.current_language())
 
 
 def install(app: Flask) -> None:

@@ -36,6 +36,7 @@ AmoUnreachable, one line that says what to check.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections import deque
@@ -460,7 +461,7 @@ class AmoClient:
         try:
             while True:
                 while len(queue) < ahead:
-                    queue.append((following, pool.submit(fetch, following)))
+                    queue.append((following, pool.submit(contextvars.copy_context().run, fetch, following)))
                     following += 1
                 page, future = queue.popleft()
                 items, more = future.result()

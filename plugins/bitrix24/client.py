@@ -31,6 +31,7 @@ Unreachable, one line that says what to check.
 from __future__ import annotations
 
 import datetime as dt
+import contextvars
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -404,7 +405,7 @@ class Client:
                 upcoming = None
                 if not finished and records:
                     size = min(MAX_BATCH, size * max(1, grow))
-                    upcoming = ahead.submit(fetch, int(records[-1]["ID"]), size)
+                    upcoming = ahead.submit(contextvars.copy_context().run, fetch, int(records[-1]["ID"]), size)
                 try:
                     if records:
                         yield records
