@@ -20,7 +20,7 @@ import io
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from babel.messages.catalog import Catalog
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir, extract_python
@@ -137,11 +137,6 @@ def brace_fields(text: str) -> list[str]:
         return sorted(name for _, name, _, _ in string.Formatter().parse(text) if name is not None)
     except ValueError:
         return ["<malformed>"]
-
-
-def folders_and_packages(folders: Iterable[Path]) -> list[tuple[Path, Path]]:
-    """(translations folder, the package it translates) for each registered folder."""
-    return [(Path(folder), Path(folder).parent) for folder in folders]
 
 
 def read(folder: Path, language: str) -> Catalog:

@@ -19,7 +19,7 @@ from typing import Callable
 import requests
 import urllib3.exceptions
 
-from hub.i18n import ngettext
+from hub.i18n import gettext, ngettext
 
 # The answer started but never arrived whole: the connection broke mid-body, the body
 # was shorter than announced, or its compression was corrupt. requests wraps urllib3's
@@ -96,3 +96,64 @@ class Retries:
                                 sleep=self.sleep if wait else None)
         if self.on_retry is not None:
             self.on_retry()
+
+
+class TimedRetries:
+    """One request's retries, bounded by their count (Retries) and by the time they take (`budget` seconds).
+
+    A portal that accepts connections and never answers would otherwise hold
+    a sync for count × timeout. The time is read from `clock` and the waits
+    go through `sleep`, so a test's manual clock drives both; a wait that
+    would end past the budget is not waited: the request gives up at once.
+    `give_up(reason, silent, attempts, seconds)` makes the error: `silent`
+    is the last failure when the other side never answered at all (no
+    connection, no answer in time), so the client can say what to check.
+    """
+
+    def __init__(self, max_retries: int, *, budget: float, clock: Callable[[], float],
+                 sleep: Callable[[float], None],
+                 give_up: Callable[[str, BaseException | None, int, int], BaseException],
+                 on_retry: Callable[[], None] | None = None) -> None:
+        self.budget = budget
+        self.clock = clock
+        self.started = clock()
+        self.silent: BaseException | None = None
+        self._sleep_with = sleep
+        self._make_error = give_up
+        self.retries = Retries(max_retries, give_up=self._give_up, sleep=self._sleep, on_retry=on_retry)
+
+    @property
+    def attempt(self) -> int:
+        return self.retries.attempt
+
+    def left(self) -> float:
+        return self.budget - (self.clock() - self.started)
+
+    def timeout(self, configured: float | tuple[float, float]) -> tuple[float, float]:
+        """(connect, read) timeouts, the read cut to what is left of the budget (but to no less than a second)."""
+        connect, read = configured if isinstance(configured, tuple) else (configured, configured)
+        return connect, min(read, max(1.0, self.left()))
+
+    def again(self, reason: str, *, silent: BaseException | None = None, wait: bool = True) -> None:
+        """Wait and try again, or raise the client's error; `silent` when there was no answer at all."""
+        self.silent = silent
+        self.retries.again(reason, wait=wait)
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds >= self.left():
+            raise self._give_up(ngettext("out of retry time after %(num)s attempt",
+                                         "out of retry time after %(num)s attempts", self.attempt + 1))
+        self._sleep_with(seconds)
+
+    def _give_up(self, reason: str) -> BaseException:
+        spent = max(0, round(self.clock() - self.started))
+        return self._make_error(reason, self.silent, self.attempt + 1, spent)
+
+
+def no_answer(exc: BaseException) -> str:
+    """Why a request got no answer, in words: refused, timed out, or silent."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return gettext("no connection in time")
+    if isinstance(exc, requests.Timeout):
+        return gettext("no answer in time")
+    return gettext("could not connect")

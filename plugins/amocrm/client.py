@@ -50,7 +50,7 @@ import requests
 import urllib3.connection
 import urllib3.connectionpool
 
-from hub.api import TRANSIENT_ERRORS, Limiter, Retries, SendWindow, is_cut_off
+from hub.api import TRANSIENT_ERRORS, Limiter, SendWindow, TimedRetries, is_cut_off, no_answer
 from hub.api import gettext as _
 # not in hub.api on purpose: Place: the client settles its turn in the shared limiter on the socket
 from hub.ratelimit import Place
@@ -304,7 +304,7 @@ class AmoClient:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         what = f"{method} {urlsplit(url).path}"
         refreshed = False
-        retries = _Attempts(self)
+        retries = _attempts(self)
         limited = 0
         while True:
             if self._blocked is not None:
@@ -322,7 +322,7 @@ class AmoClient:
                 raise Cancelled()
             self._count("requests")
             try:
-                response = self._send(place, method, url, params, json, token, retries.timeout())
+                response = self._send(place, method, url, params, json, token, retries.timeout(self.timeout))
             except requests.ConnectTimeout as exc:  # never reached amoCRM: safe to send again
                 retries.again(f"{type(exc).__name__} connecting to {self.host}", silent=exc)
                 continue
@@ -477,57 +477,19 @@ class AmoClient:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _Attempts:
-    """One request's retries, bounded by their count (hub.api.Retries) and by the time they take.
-
-    The time is read from the client's clock, and the waits go through its
-    sleep, so a test's manual clock drives both. A wait that would end past
-    the budget is not waited: the request gives up at once.
-    """
-
-    def __init__(self, client: AmoClient) -> None:
-        self.client = client
-        self.started = client._clock()
-        self.budget = client.retry_budget if client.answered else client.first_contact_budget
-        self.silent: BaseException | None = None  # the last failure, when it was no answer at all
-        self.retries = Retries(client.max_retries, give_up=self._give_up, sleep=self._sleep,
-                               on_retry=lambda: client._count("retries"))
-
-    def left(self) -> float:
-        return self.budget - (self.client._clock() - self.started)
-
-    def timeout(self) -> tuple[float, float]:
-        """The client's timeouts, the answer's cut to what is left of the budget (but to no less than a second)."""
-        connect, read = self.client.timeout
-        return connect, min(read, max(1.0, self.left()))
-
-    def again(self, reason: str, *, silent: BaseException | None = None, wait: bool = True) -> None:
-        """Wait and try again, or raise: AmoUnreachable when the account has not answered at all."""
-        self.silent = silent
-        self.retries.again(reason, wait=wait)
-
-    def _sleep(self, seconds: float) -> None:
-        if seconds >= self.left():
-            raise self._give_up(f"out of retry time after {self.retries.attempt + 1} attempts")
-        self.client._sleep(seconds)
-
-    def _give_up(self, reason: str) -> AmoError:
-        if self.silent is None:
+def _attempts(client: AmoClient) -> TimedRetries:
+    """One request's retries, bounded by their count and by the time they take (hub.api.TimedRetries)."""
+    def give_up(reason: str, silent: BaseException | None, attempts: int, seconds: int) -> AmoError:
+        if silent is None:
             return AmoUnavailable(reason)
-        spent = max(0, round(self.client._clock() - self.started))
         return AmoUnreachable(_(
             "amoCRM at %(host)s does not answer (%(why)s; attempts: %(attempts)s in %(seconds)s s). Check the "
             "address, that the account is up, and its token (`hub connect amocrm` with the current one).",
-            host=self.client.host, why=_no_answer(self.silent), attempts=self.retries.attempt + 1, seconds=spent))
+            host=client.host, why=no_answer(silent), attempts=attempts, seconds=seconds))
 
-
-def _no_answer(exc: BaseException) -> str:
-    """Why a request got no answer, in words: refused, timed out, or silent."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return _("no connection in time")
-    if isinstance(exc, requests.Timeout):
-        return _("no answer in time")
-    return _("could not connect")
+    return TimedRetries(client.max_retries, budget=client.retry_budget if client.answered else
+                        client.first_contact_budget, clock=client._clock, sleep=client._sleep, give_up=give_up,
+                        on_retry=lambda: client._count("retries"))
 
 
 def _detail(body: Any) -> str:

@@ -41,7 +41,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from hub.api import N_, TRANSIENT_ERRORS, Limiter, Retries, is_cut_off
+from hub.api import N_, TRANSIENT_ERRORS, Limiter, TimedRetries, is_cut_off, no_answer
 from hub.api import gettext as _
 
 PAGE = 50  # records per list call; fixed by the portal
@@ -260,7 +260,7 @@ class Client:
     def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Call a method and return the whole answer (result, next, total, time)."""
         refreshed = False
-        retries = _Attempts(self)
+        retries = _attempts(self)
         while True:
             self._respect_operating(method)
             self.stats.paced_s += self.limiter.acquire()
@@ -268,7 +268,7 @@ class Client:
             sent = time.monotonic()
             try:
                 response = self.session.post(self.auth.endpoint(method), json={**(params or {}), **self.auth.params()},
-                                             timeout=retries.timeout())
+                                             timeout=retries.timeout(self.timeout))
             except requests.ConnectTimeout as exc:  # never reached the portal: safe to send again
                 retries.again(f"{type(exc).__name__} talking to {self.auth.host}", silent=exc)
                 continue
@@ -419,60 +419,19 @@ class Client:
 
 
 
-class _Attempts:
-    """One call's retries, bounded by their count (hub.api.Retries) and by the time they take.
-
-    The time is read from the client's clock, and the waits go through its
-    sleep, so a test's manual clock drives both. A wait that would end past
-    the budget is not waited: the call gives up at once.
-    """
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.started = client._clock()
-        self.budget = client.retry_budget if client.answered else client.first_contact_budget
-        self.silent: BaseException | None = None  # the last failure, when it was no answer at all
-        self.retries = Retries(client.max_retries, give_up=self._give_up, sleep=self._sleep,
-                               on_retry=client._count_retry)
-
-    def left(self) -> float:
-        return self.budget - (self.client._clock() - self.started)
-
-    def timeout(self) -> tuple[float, float]:
-        """The client's timeouts, the answer's cut to what is left of the budget (but to no less than a second)."""
-        configured = self.client.timeout
-        connect, read = configured if isinstance(configured, tuple) else (configured, configured)
-        return connect, min(read, max(1.0, self.left()))
-
-    def again(self, reason: str, *, silent: BaseException | None = None, wait: bool = True) -> None:
-        """Wait and try again, or raise: Unreachable when the portal has not answered at all."""
-        self.silent = silent
-        self.retries.again(reason, wait=wait)
-
-    def _sleep(self, seconds: float) -> None:
-        if seconds >= self.left():
-            raise self._give_up(f"{self.client.auth.host}: out of retry time "
-                                f"after {self.retries.attempt + 1} attempts")
-        self.client._sleep(seconds)
-
-    def _give_up(self, reason: str) -> Bitrix24Error:
-        if self.silent is None:
+def _attempts(client: Client) -> TimedRetries:
+    """One call's retries, bounded by their count and by the time they take (hub.api.TimedRetries)."""
+    def give_up(reason: str, silent: BaseException | None, attempts: int, seconds: int) -> Bitrix24Error:
+        if silent is None:
             return Unavailable(f"Bitrix24 {reason}")
-        spent = max(0, round(self.client._clock() - self.started))
         return Unreachable(_(
             "Bitrix24 at %(host)s does not answer (%(why)s; attempts: %(attempts)s in %(seconds)s s). Check the "
             "address, that the portal is up, and the webhook or app (`hub connect bitrix24` with the current one).",
-            host=self.client.auth.host, why=no_answer(self.silent), attempts=self.retries.attempt + 1,
-            seconds=spent))
+            host=client.auth.host, why=no_answer(silent), attempts=attempts, seconds=seconds))
 
-
-def no_answer(exc: BaseException) -> str:
-    """Why a request got no answer, in words: refused, timed out, or silent."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return _("no connection in time")
-    if isinstance(exc, requests.Timeout):
-        return _("no answer in time")
-    return _("could not connect")
+    return TimedRetries(client.max_retries, budget=client.retry_budget if client.answered else
+                        client.first_contact_budget, clock=client._clock, sleep=client._sleep, give_up=give_up,
+                        on_retry=client._count_retry)
 
 
 def _json(response: requests.Response) -> Any:
