@@ -22,6 +22,7 @@ from sqlalchemy import Connection, and_, bindparam, func, select
 from hub import normalize
 from hub.config import Settings
 from hub.db import chunks, insert_for, utcnow
+from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import ConsentEvent, ContactIdentity, Suppression
 
@@ -35,6 +36,11 @@ STRICTNESS = {"granted": 0, "pending": 1, "withdrawn": 2}
 TRANSACTIONAL = "transactional"
 DEFAULT_CHANNELS = ("email", "sms", "phone")
 DEFAULT_PURPOSES = ("processing", "marketing", "surveys", "news")
+# The statuses, channels and purposes as people call them; the ledger, rules and JSON keep the value itself.
+STATUS_TITLES = {"granted": N_("granted"), "withdrawn": N_("withdrawn"), "pending": N_("pending")}
+CHANNEL_TITLES = {"email": N_("Email"), "sms": N_("SMS"), "phone": N_("Calls")}
+PURPOSE_TITLES = {"processing": N_("Personal data processing"), "marketing": N_("Offers and special deals"),
+                  "surveys": N_("Surveys"), "news": N_("News")}
 # Which identity kind a channel reaches a person by.
 CHANNEL_KIND = {"email": normalize.EMAIL}
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -67,6 +73,21 @@ def channels(settings: Settings) -> tuple[str, ...]:
 def purposes(settings: Settings) -> tuple[str, ...]:
     """Purposes (topics) consent is asked for (HUB_CONSENT_PURPOSES or consent_purposes)."""
     return _names(settings.extra.get("consent_purposes"), DEFAULT_PURPOSES)
+
+
+def status_title(status: Any) -> str:
+    """A consent status in the reader's words ("дано"); one Hub does not know as it is."""
+    return _(STATUS_TITLES[status]) if status in STATUS_TITLES else str(status)
+
+
+def channel_title(channel: Any) -> str:
+    """A channel in the reader's words ("Звонки"); a shop's own channel as it is named in the settings."""
+    return _(CHANNEL_TITLES[channel]) if channel in CHANNEL_TITLES else str(channel)
+
+
+def purpose_title(purpose: Any) -> str:
+    """A purpose in the reader's words ("Акции и специальные предложения"); a shop's own one as it is."""
+    return _(PURPOSE_TITLES[purpose]) if purpose in PURPOSE_TITLES else str(purpose)
 
 
 def kind_for_channel(channel: str) -> str:

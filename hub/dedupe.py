@@ -19,11 +19,20 @@ from sqlalchemy import Connection, Engine, delete, func, select
 
 from hub import identity, normalize
 from hub.config import Settings
+from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import Contact, ContactIdentity
 
 contacts_t = Contact.__table__
 identities_t = ContactIdentity.__table__
+# Why a pair is suggested, as people read it; `suggestions` and its JSON keep the English words.
+EVIDENCE_TITLES = {"same full name": N_("same full name"), "same city": N_("same city"),
+                   "same birthday": N_("same birthday")}
+
+
+def evidence_title(reason: Any) -> str:
+    """One reason in the reader's words ("то же ФИО"); an unknown one as it is."""
+    return _(EVIDENCE_TITLES[reason]) if reason in EVIDENCE_TITLES else str(reason)
 
 
 @dataclass

@@ -25,18 +25,11 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub import dedupe, formats, importer, migrations, plugins, sampledata, sync
+from hub import dedupe, formats, identity, importer, migrations, plugins, sampledata, sync
 from hub.config import Settings, load_settings
 from hub.db import dispose_engines, get_engine
-from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef
-
-
-# Words the demo shows for values stored in English (what look-alikes share, kinds of identity).
-EVIDENCE = {"same full name": N_("same full name"), "same city": N_("same city"),
-            "same birthday": N_("same birthday")}
-KINDS = {"phone": N_("phone"), "email": N_("email")}
 
 
 def score(truth: dict[Any, int], placed: dict[Any, int | None]) -> dict[str, int]:
@@ -178,7 +171,7 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
             console.print(f"  {line}")
     if suggestions:
         s = suggestions[0]
-        evidence = ", ".join(_(EVIDENCE[e]) if e in EVIDENCE else e for e in s["evidence"])
+        evidence = ", ".join(dedupe.evidence_title(e) for e in s["evidence"])
         console.print("[bold]" + _("Namesakes") + "[/bold] — "
                       + _("%(name)s: contacts %(ids)s share only a name (%(evidence)s), so they stay apart.",
                           name=s["name"], ids=", ".join(map(str, s["contact_ids"])), evidence=evidence))
@@ -287,7 +280,7 @@ def _two_source_contact(conn: Any) -> dict[str, Any] | None:
         return {
             "id": c.id,
             "name": c.display_name,
-            "lines": [f"{_(KINDS[i.kind]) if i.kind in KINDS else i.kind:8} "
+            "lines": [f"{identity.kind_title(i.kind):8} "
                       f"{formats.phone(i.value) if i.kind == 'phone' and i.valid else i.value:26} "
                       + _("typed '%(raw)s' in %(source)s", raw=i.raw, source=i.source.removeprefix("import:"))
                       for i in c.identities],

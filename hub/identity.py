@@ -27,6 +27,8 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 from hub import normalize
 from hub.config import Settings
 from hub.db import among, bulk_insert, chunks, insert_for, reserve_ids, utcnow
+from hub.i18n import N_
+from hub.i18n import gettext as _
 from hub.models import Contact, ContactIdentity, ContactMerge, Erasure, ExternalRef, Order
 from hub.normalize import Identifier
 from hub.records import ContactRecord
@@ -39,6 +41,15 @@ merges_t = ContactMerge.__table__
 erasures_t = Erasure.__table__
 
 # Contact fields a record can fill, in the order they are shown.
+# An identity's kind as people call it; the value stays in the table, rules and JSON.
+KIND_TITLES = {normalize.PHONE: N_("phone"), normalize.EMAIL: N_("email")}
+
+
+def kind_title(kind: Any) -> str:
+    """A phone or an email in the reader's words; an unknown kind as it is."""
+    return _(KIND_TITLES[kind]) if kind in KIND_TITLES else str(kind)
+
+
 FIELDS = ("first_name", "last_name", "middle_name", "birthday", "city", "gender", "company")
 LOOKUP_CHUNK = 5000
 

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, and_, delete, select, update
 from hub import identity
 from hub.config import Settings
 from hub.db import among, bulk_insert, chunks, insert_for, utcnow
+from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import Contact, ExternalRef, Order, SyncRun, SyncState
 from hub.plugins import get_pm, sources
@@ -39,6 +40,14 @@ state_t = SyncState.__table__
 runs_t = SyncRun.__table__
 CHUNK = 2000
 ORDER_STATUSES = ("won", "lost", "open")
+# What a sync run did, as sync_runs.kind records it (and --json shows it), and as people call it.
+RUN_KINDS = {"full": N_("full sync"), "incremental": N_("changes only"), "event": N_("webhook event"),
+             "reconcile": N_("reconciliation"), "import": N_("import")}
+
+
+def kind_title(kind: Any) -> str:
+    """A sync run's kind in the reader's words ("полная синхронизация"); a kind Hub does not know as it is."""
+    return _(RUN_KINDS[kind]) if kind in RUN_KINDS else str(kind)
 
 
 @dataclass
@@ -454,6 +463,11 @@ def run(
                 cursor, full_state = _load_state(conn, source_name, entity)
             do_full = full or cursor is None or full_state is not None
             kinds.append("full" if do_full else "incremental")
+            if do_full and not full and kinds.count("full") == 1:
+                # Recorded as "incremental" when asked for changes only; a never-synced entity is read in
+                # full all the same (the first sync of a source), and the history must say so.
+                with engine.begin() as conn:
+                    conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(kind="full"))
             if progress:  # shown before the first page: a source that does not answer is seen waiting
                 progress(entity, 0)
             if do_full:

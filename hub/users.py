@@ -28,6 +28,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from hub import i18n, normalize
 from hub.db import utcnow
+from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import AuditEntry, User
 
@@ -36,6 +37,8 @@ audit_t = AuditEntry.__table__
 
 ROLES = ("admin", "marketer", "viewer")
 RANK = {"viewer": 0, "marketer": 1, "admin": 2}
+# A role as people call it; the value stays in the database, --role and every check.
+ROLE_TITLES = {"admin": N_("Administrator"), "marketer": N_("Marketer"), "viewer": N_("Viewer")}
 MIN_PASSWORD = 10
 WINDOW = dt.timedelta(minutes=15)
 MAX_FAILURES_PER_ACCOUNT = 5
@@ -45,6 +48,11 @@ LOGIN, LOGIN_FAILED = "login", "login_failed"
 # design, so a stolen table is slow to guess through). Stored hashes carry their own parameters, so
 # a test suite may lower this for speed without affecting how existing hashes are checked.
 PASSWORD_METHOD = "scrypt:32768:8:1"
+
+
+def role_title(role: Any) -> str:
+    """A role in the reader's words ("Маркетолог"); an unknown one as it is."""
+    return _(ROLE_TITLES[role]) if role in ROLE_TITLES else str(role)
 
 
 def _hash(password: str) -> str:

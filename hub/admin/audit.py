@@ -1,19 +1,59 @@
 """What people did in the admin, kept in audit_log: who, what, to whom, when.
 
 Written in the same transaction as the change it describes, so the log
-never claims a change that rolled back, nor misses one that committed.
+never claims a change that rolled back, nor misses one that committed. The
+log keeps each action's technical name; the page shows its title: the core's
+own here, a plugin's from its admin page (``AdminPage.audit_actions``), and an
+action nobody titled as it is.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
+from flask import current_app
 from sqlalchemy import Connection, select
 
+from hub import users
 from hub.db import utcnow
+from hub.i18n import N_
+from hub.i18n import gettext as _
 from hub.models import AuditEntry
 
 audit_t = AuditEntry.__table__
+# What the core records, as people call it.
+ACTION_TITLES = {
+    users.LOGIN: N_("signed in"), users.LOGIN_FAILED: N_("sign-in failed"),
+    "user_added": N_("user added"), "user_role_changed": N_("role changed"), "user_enabled": N_("access enabled"),
+    "user_disabled": N_("access disabled"), "user_language_changed": N_("language changed"),
+    "sync_requested": N_("sync requested"), "connected": N_("source connected"),
+    "segment_saved": N_("segment saved"), "segment_removed": N_("segment removed"),
+    "segments_refresh_requested": N_("segments refresh requested"),
+    "template_saved": N_("template saved"), "template_removed": N_("template removed"),
+    "consent_recorded_by_staff": N_("consent recorded by staff"), "contact_merged": N_("contacts merged"),
+}
+# Who acts when no person does.
+ACTOR_TITLES = {"scheduler": N_("scheduler")}
+
+
+def _plugin_titles() -> Mapping[str, str]:
+    from hub.admin import access
+
+    titles: dict[str, str] = {}
+    for page in current_app.config.get(access.ADMIN_BLUEPRINTS, {}).values():
+        titles.update(page.audit_actions)
+    return titles
+
+
+def action_title(action: Any) -> str:
+    """An action in the reader's words ("вход"); one nobody titled as it is."""
+    title = ACTION_TITLES.get(action) or _plugin_titles().get(action)
+    return _(title) if title else str(action)
+
+
+def actor_title(who: Any) -> str:
+    """Who did it: a person's email as it is, the scheduler in the reader's words."""
+    return _(ACTOR_TITLES[who]) if who in ACTOR_TITLES else str(who)
 
 
 def record(conn: Connection, actor: str, action: str, *, contact_id: int | None = None,

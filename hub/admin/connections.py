@@ -20,12 +20,11 @@ from hub.admin import access, audit, overview
 from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import SyncForm
-from hub.i18n import N_, gettext as _
+from hub.i18n import gettext as _
 from hub.models import SyncRun
 
 bp = Blueprint("connections", __name__, url_prefix="/connections")
 runs_t = SyncRun.__table__
-RUN_KINDS = {"full": N_("full sync"), "incremental": N_("changes only"), "webhook": N_("webhook")}
 
 
 def history(conn: Connection, source: str, limit: int = 15) -> list[dict[str, Any]]:
@@ -46,8 +45,7 @@ def index() -> Any:
         sources = [{"name": name, "page": pages.get(name), "runs": history(conn, name),
                     "title": pages[name].title_in(i18n.current_language()) if name in pages else name}
                    for name in overview.source_names()]
-    return render_template("connections/index.html", sources=sources, sync_form=SyncForm(),
-                           kind_titles={kind: _(title) for kind, title in RUN_KINDS.items()})
+    return render_template("connections/index.html", sources=sources, sync_form=SyncForm())
 
 
 @bp.post("/<source>/sync")

@@ -28,7 +28,10 @@ from hub.admin.forms import ActionForm, MergeForm
 from hub.admin.registry import stricter
 from hub.i18n import gettext as _
 from hub.models import Segment, SegmentMember
+from hub.segments import scoring
+from hub.segments.evaluate import Segments
 from hub.segments.lifecycle import Thresholds
+from hub.segments.rules import SegmentError
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
@@ -64,6 +67,9 @@ def card(contact_id: int) -> Any:
                 flash(_("Contact #%(id)s was merged into #%(survivor)s.", id=contact_id, survivor=survivor), "ok")
                 return redirect(url_for("contacts.card", contact_id=survivor))
             abort(404)
+        data["stored_lead_score"] = data["lead_score"]
+        live = _live_score(conn, settings, contact_id)
+        data["lead_score"] = data["lead_score"] if live is None else live
         current = sorted(consent.latest(conn, contact_id).items())
         history = consent.history(conn, contact_id)
         messages = messaging.find(conn, contact_id=contact_id, limit=50)
@@ -73,6 +79,16 @@ def card(contact_id: int) -> Any:
                            messages=messages, segments=segments, sections=sections, merge_form=MergeForm(),
                            consent_form=ActionForm(), channels=consent.channels(settings),
                            purposes=consent.purposes(settings), statuses=STAFF_STATUSES)
+
+
+def _live_score(conn: Any, settings: Any, contact_id: int) -> int | None:
+    """The lead score as explain computes it: the stored one waits for the next refresh of the segments."""
+    segments = Segments(conn, settings)
+    try:
+        model = scoring.load_model(segments.registry, segments.catalog.definitions)
+    except (SegmentError, LookupError):  # a broken model file: the stored score, as the last refresh left it
+        return None
+    return scoring.score_of(conn, segments.compiler, model, contact_id)
 
 
 def _plugin_sections(conn: Any, contact_id: int) -> list[Any]:
@@ -123,7 +139,8 @@ def set_consent(contact_id: int) -> Any:
             return redirect(url_for("contacts.card", contact_id=person))
         audit.record(conn, actor(), "consent_recorded_by_staff", contact_id=person, channel=channel,
                      purpose=purpose, status=status)
-    flash(_("Recorded %(channel)s/%(purpose)s: %(status)s, entered by %(staff)s.", channel=channel, purpose=purpose,
+    flash(_("Recorded %(channel)s/%(purpose)s: %(status)s, entered by %(staff)s.",
+            channel=consent.channel_title(channel), purpose=consent.purpose_title(purpose),
             status=status_title(status), staff=staff), "ok")
     return redirect(url_for("contacts.card", contact_id=person))
 

@@ -18,13 +18,14 @@ from typing import Any
 from flask import Flask, current_app
 from markupsafe import Markup, escape
 
-from hub import formats, i18n
+from hub import consent, dedupe, formats, i18n, identity, sync, users
 from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.segments import lifecycle
-from hub.admin import access, registry
+from hub.admin import access, audit, registry
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_E164 = re.compile(r"^\+\d{10,15}$")
 
 
 def _tz() -> Any:
@@ -131,46 +132,97 @@ def phone_link(value: Any) -> Markup:
     return Markup('<a href="tel:{0}">{1}</a>').format(escape(str(value)), phone(value))
 
 
-# Roles and the states Hub's own records go through, as people call them; the technical value stays in
-# the page (a badge's class and title) and in every rule, command and JSON.
-ROLE_TITLES = {"admin": N_("Administrator"), "marketer": N_("Marketer"), "viewer": N_("Viewer")}
+# The states Hub's own records go through, as people call them; the technical value stays in the page (a
+# badge's class and title) and in every rule, command and JSON. Each other set of values is titled by the module
+# that owns it: roles (hub.users), consent (hub.consent), sync runs (hub.sync), identities (hub.identity),
+# look-alikes' evidence (hub.dedupe).
 STATUS_TITLES = {
     "won": N_("won"), "lost": N_("lost"), "open": N_("open"),
-    "granted": N_("granted"), "withdrawn": N_("withdrawn"), "pending": N_("pending"),
     "queued": N_("queued"), "sending": N_("sending"), "sent": N_("sent"), "failed": N_("error"),
     "suppressed": N_("suppressed"), "deferred": N_("deferred"), "unknown": N_("unknown"), "bounced": N_("bounced"),
     "running": N_("running"), "ok": N_("ok"), "interrupted": N_("interrupted"),
 }
-# Why hub.dedupe suggests a pair (its JSON keeps these English words).
-EVIDENCE = {"same full name": N_("same full name"), "same city": N_("same city"),
-            "same birthday": N_("same birthday")}
-IDENTITY_KINDS = {"phone": N_("phone"), "email": N_("email")}
-SYNC_KINDS = {"full": N_("full sync"), "incremental": N_("incremental sync"), "import": N_("import")}
+# Keys of the small JSON records people read (consent evidence, audit details), in the reader's words.
+DETAIL_KEYS = {
+    "file": N_("file"), "line": N_("line"), "phone": N_("phone"), "email": N_("email"), "address": N_("address"),
+    "ip": N_("IP address"), "user_agent": N_("browser"), "form_id": N_("form"), "text_version": N_("text version"),
+    "source": N_("data source"), "channel": N_("channel"), "purpose": N_("purpose"), "status": N_("status"),
+    "note": N_("note"), "by": N_("entered as"), "staff_user": N_("entered by"), "via": N_("via"),
+    "confirmed_by_person": N_("confirmed by the person"), "user": N_("user"), "role": N_("role"),
+    "full": N_("full sync"), "merged": N_("merged"), "merged_contact": N_("merged contact"), "rule": N_("rule"),
+    "reply": N_("reply"), "message_id": N_("message"), "typed": N_("typed"), "first_name": N_("first name"),
+    "last_name": N_("last name"), "name": N_("name"), "language": N_("language"), "removed": N_("removed"),
+    "already_erased": N_("already erased"), "reason": N_("reason"), "segment": N_("segment"),
+    "template": N_("template"), "contacts": N_("contacts"),
+}
+_VALUE_TITLES: dict[str, Any] = {"channel": consent.channel_title, "purpose": consent.purpose_title,
+                                 "status": consent.status_title, "role": users.role_title,
+                                 "kind": sync.kind_title}
 
 
-def role_title(role: str) -> str:
+def role_title(role: Any) -> str:
     """A role as people call it ("Маркетолог"); an unknown one as it is."""
-    return _(ROLE_TITLES[role]) if role in ROLE_TITLES else str(role)
+    return users.role_title(role)
 
 
 def status_title(status: Any) -> str:
     """A state as people call it ("отправлено"); one Hub does not know (a plugin's own) as it is."""
-    return _(STATUS_TITLES[status]) if status in STATUS_TITLES else str(status)
+    return _(STATUS_TITLES[status]) if status in STATUS_TITLES else consent.status_title(status)
 
 
 def sync_kind(kind: Any) -> str:
     """A sync run's kind as people call it ("полная синхронизация")."""
-    return _(SYNC_KINDS[kind]) if kind in SYNC_KINDS else str(kind)
+    return sync.kind_title(kind)
 
 
 def evidence(reasons: Any) -> str:
     """Why two people may be one, in the reader's words: "то же ФИО, тот же город"."""
-    return ", ".join(_(EVIDENCE[r]) if r in EVIDENCE else str(r) for r in reasons or ())
+    return ", ".join(dedupe.evidence_title(r) for r in reasons or ())
 
 
 def identity_kind(kind: Any) -> str:
     """A phone or an email, in the reader's words."""
-    return _(IDENTITY_KINDS[kind]) if kind in IDENTITY_KINDS else str(kind)
+    return identity.kind_title(kind)
+
+
+def _detail_value(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    if isinstance(value, dict):
+        return "(" + details(value) + ")"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_detail_value(key, v) for v in value)
+    if key in _VALUE_TITLES:
+        return str(_VALUE_TITLES[key](value))
+    text = str(value)
+    if key == "phone" or _E164.match(text):
+        return formats.phone(text)
+    return text
+
+
+def details(value: Any) -> str:
+    """A small JSON record as a line people read: «файл: согласия.csv, строка: 3, телефон: +7 963 404-42-44».
+
+    Known keys in the reader's words, phones as people write them, consent
+    values by their titles; an unknown key is shown as it is, empty values
+    are left out. The result is text, so the page escapes it like any other.
+    """
+    if value is None or value == "" or value == {}:
+        return ""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    if not isinstance(value, dict):
+        return _detail_value("", value)
+    parts = []
+    for key, item in value.items():
+        if item is None or item == "" or item == {} or item == []:
+            continue
+        name = _(DETAIL_KEYS[key]) if key in DETAIL_KEYS else str(key)
+        parts.append(f"{name}: {_detail_value(str(key), item)}")
+    return ", ".join(parts)
 
 
 def as_json(value: Any, compact: bool = False) -> str:
@@ -181,12 +233,14 @@ def as_json(value: Any, compact: bool = False) -> str:
 def install(app: Flask) -> None:
     app.jinja_env.filters.update(when=when, moment=moment, date=date, number=number, money=money,
                                  percent=percent, phone=phone, phone_link=phone_link, as_json=as_json,
-                                 evidence=evidence)
+                                 evidence=evidence, details=details)
     app.jinja_env.globals.update(can=access.can, current_user=access.current_user, admin_menu=admin_menu,
                                  admin_language=language, languages=languages, time_zone=zone,
                                  role_title=role_title, status_title=status_title, stage_title=lifecycle.title,
                                  stage_description=lifecycle.description, sync_kind=sync_kind,
-                                 identity_kind=identity_kind, catalog_title=i18n.title)
+                                 identity_kind=identity_kind, catalog_title=i18n.title,
+                                 channel_title=consent.channel_title, purpose_title=consent.purpose_title,
+                                 action_title=audit.action_title, actor_title=audit.actor_title)
 
 
 def language() -> str:

@@ -140,8 +140,17 @@ def save() -> Any:
             return redirect(url_for("message_templates.edit", name=template.name, contact=form.contact.data or None))
     else:
         error = "; ".join(f"{form[f].label.text}: {e}" for f, errors in form.errors.items() for e in errors)
-    return render_template("message_templates/edit.html", form=form, template=None, result={"error": error},
-                           **titles(None)), 400
+    # A refused edit of an existing template stays on its page, with the text as typed and the error next to it.
+    editing = None
+    name = str(request.form.get("editing") or "").strip()
+    if name:
+        with engine().connect() as conn:
+            try:
+                editing = message_templates.get(conn, settings, name)
+            except TemplateError:
+                editing = None
+    return render_template("message_templates/edit.html", form=form, template=editing, result={"error": error},
+                           **titles(editing)), 400
 
 
 @bp.post("/<name>/remove")

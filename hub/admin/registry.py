@@ -46,6 +46,9 @@ class AdminPage:
     ``contact_section``: ``f(conn, contact_id)`` returning HTML (a Markup,
     e.g. from ``render_template``) or None, shown on every contact's card to
     those who may read this page.
+    ``audit_actions``: the titles of the actions the plugin writes to the
+    audit log (``{"notes.saved": N_("note saved")}``, messages of the
+    plugin's catalog), shown on the audit log page instead of the names.
     """
 
     blueprint: Blueprint
@@ -58,6 +61,7 @@ class AdminPage:
     icon: str | None = None
     source: str | None = None
     contact_section: Callable[[Any, int], Any] | None = field(default=None, compare=False)
+    audit_actions: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         from flask import Blueprint

@@ -257,7 +257,9 @@ def explain_page(name: str) -> Any:
         else:
             with engine().connect() as conn:
                 try:
-                    result = explain.explain(Segments(conn, current_settings()), name, int(raw))
+                    settings = current_settings()
+                    result = explain.readable(explain.explain(Segments(conn, settings), name, int(raw)),
+                                              settings.tz)
                     for line in result["lead_score"]["lines"]:
                         line["title"] = i18n.title(line["title"])
                 except SegmentError as exc:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from hub import consent, contacts, formats, importer
 from hub.cli import App, emit_json, pass_app
-from hub.i18n import N_, ngettext
+from hub.i18n import ngettext
 from hub.i18n import gettext as _
 from hub.models import Contact
 
@@ -102,9 +102,5 @@ def consent_show(app: App, contact_id: int, as_json: bool) -> None:
                             purpose=e["purpose"], status=_status(e["status"]), source=e["source"]))
 
 
-# A consent's status as people read it; the ledger, --json and the command's arguments keep the English word.
-_STATUSES = {"granted": N_("granted"), "withdrawn": N_("withdrawn"), "pending": N_("pending")}
-
-
-def _status(status: str) -> str:
-    return _(_STATUSES[status]) if status in _STATUSES else status
+# A consent's status as people read it (consent.status_title); the ledger, --json and the arguments keep the word.
+_status = consent.status_title

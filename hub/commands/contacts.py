@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from hub import consent, contacts, formats
+from hub import consent, contacts, formats, identity
 from hub.cli import App, emit_json, pass_app
 from hub.i18n import gettext as _
 from hub.i18n import N_, ngettext
@@ -31,7 +31,6 @@ PAGE_SIZE = 50  # contacts the table shows when no --limit is given
 # Why two contacts became one, as the merge log records it (the log keeps the English word).
 MERGE_RULES = {"shared identifier": N_("shared identifier"), "merged by hand": N_("merged by hand"),
                "signup confirmed": N_("signup confirmed")}
-KINDS = {"phone": N_("phone"), "email": N_("email")}
 
 
 @click.group("contacts")
@@ -157,7 +156,7 @@ def contacts_show(app: App, contact_id: int, as_json: bool) -> None:
     for ident in card["identities"]:
         value = formats.phone(ident["value"]) if ident["kind"] == "phone" and ident["valid"] else ident["value"]
         flag = "" if ident["valid"] else "  " + _("[invalid, kept as typed]")
-        kind = _(KINDS[ident["kind"]]) if ident["kind"] in KINDS else ident["kind"]
+        kind = identity.kind_title(ident["kind"])
         click.echo(f"  {kind:8} {value:28} "
                    + _("from %(source)s  (typed: %(raw)s)", source=ident["source"], raw=ident["raw"]) + flag)
     for ref in card["external_refs"]:

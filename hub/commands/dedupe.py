@@ -8,14 +8,11 @@ import click
 
 from hub import dedupe, formats
 from hub.cli import App, emit_json, pass_app
-from hub.i18n import N_, ngettext
+from hub.i18n import ngettext
 from hub.i18n import gettext as _
 
 PAGE_SIZE = 30  # look-alike groups shown when no --limit is given
 JSON_LIMIT = 200  # groups --json gives without --limit or --all, as it always has
-# What two look-alikes share, as --json names it.
-EVIDENCE = {"same full name": N_("same full name"), "same city": N_("same city"),
-            "same birthday": N_("same birthday")}
 
 
 @click.command("dedupe")
@@ -61,7 +58,7 @@ def dedupe_cmd(app: App, merge_pair: tuple[int, int] | None, limit: int | None, 
                         total, num=formats.number(total)))
     for s in report.suggestions:
         ids = ", ".join(f"#{i}" for i in s["contact_ids"])
-        evidence = ", ".join(_(EVIDENCE[e]) if e in EVIDENCE else e for e in s["evidence"])
+        evidence = ", ".join(dedupe.evidence_title(e) for e in s["evidence"])
         click.echo(f"  {s['name']}: {ids} — {evidence}")
     shown = len(report.suggestions)
     if shown and shown < total:

@@ -10,7 +10,6 @@ import click
 
 from hub import users
 from hub.cli import App, emit_json
-from hub.i18n import N_
 from hub.i18n import gettext as _
 
 
@@ -82,12 +81,8 @@ def list_cmd(as_json: bool) -> None:
         click.echo(f"{r['email']:40} {_role(str(r['role'])):14} {state}")
 
 
-# Roles as people read them; the --role values, the database and --json keep the English word.
-_ROLES = {"admin": N_("admin"), "marketer": N_("marketer"), "viewer": N_("viewer")}
-
-
-def _role(role: str) -> str:
-    return _(_ROLES[role]) if role in _ROLES else role
+# Roles as people read them (users.role_title); the --role values, the database and --json keep the English word.
+_role = users.role_title
 
 
 def _set(email: str, change: str, value: object) -> users.Account:

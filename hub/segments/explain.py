@@ -3,25 +3,46 @@
 The answer comes from the same compiled SQL that counts the segment, run for
 one contact, so an explanation can never disagree with a count. The lead
 score is explained the same way: the points each line of the model gives.
+
+`explain` answers in machine form (`hub segments explain --json`: the
+rule's own operators, ISO times); `readable` adds the words a page shows
+beside it (operators, group kinds, values as dates, moments and titles).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import case, select
 
+from hub import consent, formats
+from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import Contact, LeadScore, SegmentMember
-from hub.segments import scoring, store
+from hub.segments import lifecycle, scoring, store
 from hub.segments.evaluate import Segments
-from hub.segments.rules import AllOf, AnyOf, Condition, Node, Not, SegmentError, SegmentRef
+from hub.segments.rules import AllOf, AnyOf, Condition, Node, Not, SegmentError, SegmentRef, span_words
 
 contacts_t = Contact.__table__
 members_t = SegmentMember.__table__
 scores_t = LeadScore.__table__
+
+# How a page names a group and an operator; the rule, the JSON and the page's title attributes keep the names.
+GROUP_TITLES = {"all": N_("all of these"), "any": N_("any of these"), "not": N_("not")}
+OPERATOR_TITLES = {
+    "eq": N_("equals"), "ne": N_("does not equal"), "gt": ">", "gte": "≥", "lt": "<", "lte": "≤",
+    "in": N_("is one of"), "not_in": N_("is none of"), "contains": N_("contains"), "is_null": N_("is empty"),
+    "not_null": N_("is filled in"), "before": N_("before"), "after": N_("after"),
+    "within_last": N_("within the last"), "birthday_within": N_("birthday within"), "matches": N_("matches"),
+}
+NO_ANSWER = N_("no answer")  # a consent field's "none": the person was never asked
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+_SPAN = re.compile(r"^([+-]?)(\d+)([dwmy])$")  # -90d, +7d, 30d: a time relative to now, or a length of time
 
 
 def _plain(value: Any) -> Any:
@@ -107,3 +128,66 @@ def explain(segments: Segments, name: str, contact_id: int) -> dict[str, Any]:
                        "model": model.origin},
     }
 
+
+
+def group_title(kind: str) -> str:
+    """A group of conditions in the reader's words ("все условия"); an unknown kind as it is."""
+    return _(GROUP_TITLES[kind]) if kind in GROUP_TITLES else kind
+
+
+def op_title(op: str) -> str:
+    """An operator in the reader's words ("≥", "до"); a plugin's own operator by its name."""
+    return _(OPERATOR_TITLES[op]) if op in OPERATOR_TITLES else op
+
+
+def value_text(value: Any, tz: Any) -> str:
+    """A value of a rule or of a contact as people read it: dates, moments with the zone, numbers, titles."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    if isinstance(value, (list, tuple)):
+        return ", ".join(value_text(v, tz) for v in value)
+    if isinstance(value, (int, float, Decimal)):
+        return formats.number(value)
+    text = str(value)
+    try:
+        if _ISO_DATE.match(text):
+            return formats.date(dt.date.fromisoformat(text))
+        if _ISO_MOMENT.match(text):
+            return formats.moment(dt.datetime.fromisoformat(text), tz, zone=True)
+    except ValueError:
+        return text
+    if span := _SPAN.match(text):
+        words = span_words(int(span.group(2)), span.group(3))
+        if span.group(1) == "-":
+            return _("%(span)s ago", span=words)
+        return _("in %(span)s", span=words) if span.group(1) == "+" else words
+    if text == "none":
+        return _(NO_ANSWER)
+    if text in consent.STATUS_TITLES:
+        return consent.status_title(text)
+    if text in lifecycle.STAGES:
+        return lifecycle.title(text)
+    return text
+
+
+def readable(result: dict[str, Any], tz: Any) -> dict[str, Any]:
+    """`result` (from `explain`) with the words a page shows added: each node's `title`, each condition's
+    `op_title`, `value_text` and `seen_text`, and the membership date as a moment with its zone."""
+    out = copy.deepcopy(result)
+
+    def walk(node: dict[str, Any]) -> None:
+        if node.get("kind") == "condition":
+            node["op_title"] = op_title(node["op"])
+            node["value_text"] = "" if node.get("value") is None else value_text(node["value"], tz)
+            node["seen_text"] = value_text(node.get("seen"), tz)
+        elif node.get("kind") in GROUP_TITLES:
+            node["title"] = group_title(node["kind"])
+        for item in node.get("items") or ():
+            walk(item)
+
+    walk(out["rule"])
+    entered = out["recorded"].get("entered_at")
+    out["recorded"]["entered_text"] = value_text(entered, tz) if entered else ""
+    return out

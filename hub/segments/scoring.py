@@ -127,6 +127,17 @@ def score_sql(compiler: Compiler, model: ScoreModel) -> Any:
     return total
 
 
+def score_of(conn: Connection, compiler: Compiler, model: ScoreModel, contact_id: int) -> int:
+    """One contact's score from the data as it is now: the SQL a refresh stores, which explain shows line by line.
+
+    The stored score (contact.lead_score in rules) changes only at a refresh;
+    a contact's card shows this one, so it agrees with explain right after a
+    sync or an import.
+    """
+    value = conn.execute(select(score_sql(compiler, model)).where(contacts_t.c.id == contact_id)).scalar()
+    return int(value or 0)
+
+
 @dataclass
 class ScoreRefresh:
     contacts: int

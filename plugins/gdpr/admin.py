@@ -21,8 +21,8 @@ from wtforms.validators import DataRequired
 # not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; erasure and public
 # sign-up work on identities, placeholders and merges
 from hub import consent, identity
-from hub.api import (N_, ActionForm, AdminPage, Contact, actor, allow, contact_card, current_settings, engine,
-                     format_number, gettext as _, lazy_gettext, ngettext)
+from hub.api import (N_, ActionForm, AdminPage, Contact, actor, allow, consent_status_title, contact_card,
+                     current_settings, engine, format_number, gettext as _, lazy_gettext, ngettext)
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
 from hub.models import ConsentEvent
 from plugins.gdpr import erasure, export
@@ -30,20 +30,20 @@ from plugins.gdpr.topics import channel_label, purpose_label
 
 bp = Blueprint("gdpr", __name__, url_prefix="/gdpr", template_folder="admin_templates")
 
+# What this plugin writes to the audit log (plugins.gdpr.audit), as the audit page names it.
+AUDIT_ACTIONS = {
+    "consent.granted": N_("consent granted"), "consent.withdrawn": N_("consent withdrawn"),
+    "consent.pending": N_("consent awaiting confirmation"), "gdpr.export": N_("personal data exported"),
+    "gdpr.erase": N_("contact erased"), "gdpr.erase.sources": N_("erasure sent to the sources"),
+    "gdpr.anonymize": N_("contact anonymized"), "gdpr.retention": N_("retention run"),
+}
 PAGE = AdminPage(bp, "gdpr.index", N_("GDPR and consent"), order=70, read_role="viewer",
-                 write_role="admin")
+                 write_role="admin", audit_actions=AUDIT_ACTIONS)
 
 events_t = ConsentEvent.__table__
 contacts_t = Contact.__table__
 LIMIT = 200
 CONFIRM_WORD = "ERASE"
-# A consent answer as the page names it (the ledger and the filter keep the status itself).
-STATUS_LABELS = {"granted": N_("Granted"), "withdrawn": N_("Withdrawn"), "pending": N_("Pending confirmation")}
-
-
-def status_label(status: str) -> str:
-    return _(STATUS_LABELS[status]) if status in STATUS_LABELS else status
-
 
 class ConfirmForm(FlaskForm):
     """For what cannot be undone: the person types a word to confirm."""
@@ -95,7 +95,8 @@ def index() -> Any:
     return render_template("gdpr/index.html", rows=rows, totals=totals, contact=raw.strip(), channel=channel or "",
                            status=status or "", channels=consent.channels(settings), statuses=consent.STATUSES,
                            error=error, channel_label=lambda c: channel_label(settings, c),
-                           purpose_label=lambda p: purpose_label(settings, p), status_label=status_label)
+                           purpose_label=lambda p: purpose_label(settings, p),
+                           status_label=consent_status_title)
 
 
 @bp.get("/person")

@@ -3,10 +3,11 @@
 The consent ledger keys every answer by (channel, purpose); forms, the
 preference centre and the CRM mapping all speak of topics written
 "channel/purpose", and a bare purpose means email ("news" is "email/news"),
-the channel a signup is confirmed by. Labels are written in English and shown
-in the reader's language (Russian by default, since the people reading the
-public pages are Russian customers); `[gdpr.labels]` renames any channel or
-purpose (or names one the defaults do not know), in the shop's own words.
+the channel a signup is confirmed by. Labels are the core's (hub.api's
+consent_channel_title, consent_purpose_title), shown in the reader's language
+(Russian by default, since the people reading the public pages are Russian
+customers); `[gdpr.labels]` renames any channel or purpose (or names one the
+defaults do not know), in the shop's own words.
 """
 
 from __future__ import annotations
@@ -14,18 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from hub.api import N_, Settings, consent_channels, consent_purposes, gettext
+from hub.api import (Settings, consent_channel_title, consent_channels, consent_purpose_title, consent_purposes,
+                     gettext)
 
 PROCESSING = "processing"
 DEFAULT_CHANNEL = "email"
-
-CHANNEL_LABELS = {"email": N_("Email"), "sms": N_("SMS"), "phone": N_("Calls")}
-PURPOSE_LABELS = {
-    "processing": N_("Personal data processing"),
-    "marketing": N_("Offers and special deals"),
-    "surveys": N_("Surveys"),
-    "news": N_("News"),
-}
 
 
 class TopicError(ValueError):
@@ -75,14 +69,12 @@ def _labels(settings: Settings) -> dict[str, str]:
 
 def channel_label(settings: Settings, channel: str) -> str:
     """A channel's name in the reader's language (the shop's own from [gdpr.labels] as written)."""
-    own = _labels(settings).get(channel)
-    return own or (gettext(CHANNEL_LABELS[channel]) if channel in CHANNEL_LABELS else channel)
+    return _labels(settings).get(channel) or consent_channel_title(channel)
 
 
 def purpose_label(settings: Settings, purpose: str) -> str:
     """A purpose's name in the reader's language (the shop's own from [gdpr.labels] as written)."""
-    own = _labels(settings).get(purpose)
-    return own or (gettext(PURPOSE_LABELS[purpose]) if purpose in PURPOSE_LABELS else purpose)
+    return _labels(settings).get(purpose) or consent_purpose_title(purpose)
 
 
 def label(settings: Settings, topic: Topic) -> str:
