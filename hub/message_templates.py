@@ -18,7 +18,9 @@ register_template_dirs hook). On disk a template is a folder named after it:
     NAME/body.html     the HTML part (email templates only, optional)
     NAME/meta.yaml     optional: `title:` and `description:`, what the template is
                        for, in English (shipped templates' are translated through the
-                       catalogs, hub.i18n.title); without it the admin shows the name
+                       catalogs, hub.i18n.title); without it the admin shows the name.
+                       An edited copy in the database keeps the title of the folder it
+                       overrides; `hub templates export` writes it out along with the parts
 
 A folder with a subject is an email template; one without is a text template
 (SMS and other text channels).
@@ -165,9 +167,59 @@ def _render_part(template: Template, part: str, source: str, context: Mapping[st
             message = _("the template's macros call each other too deeply")
         elif isinstance(exc, MemoryError):
             message = _("the template ran out of memory")
+        elif isinstance(exc, JinjaError):
+            message = jinja_message(exc.message or str(exc))
         else:
-            message = exc.message if isinstance(exc, JinjaError) and exc.message else str(exc)
+            message = str(exc)
         raise TemplateError(f"{where}: {message}") from None
+
+
+# Jinja names the tokens it expected in words; a marketer knows them by what they type.
+_TOKENS = {"end of print statement": "}}", "end of statement block": "%}", "begin of print statement": "{{",
+           "begin of statement block": "{%", "end of template": None}
+
+
+def _token(description: str) -> str:
+    token = _TOKENS.get(description, description)
+    return _("the end of the template") if token is None else token
+
+
+_OPEN_BLOCK = r"(?: Jinja was looking for the following tags: (?P<tags>.+?)\. " \
+              r"The innermost block that needs to be closed is '(?P<block>\w+)'\.)?"
+_JINJA_ERRORS: list[tuple[re.Pattern[str], Any]] = [
+    (re.compile(r"unexpected end of template, expected '(?P<token>.+)'\.?"),
+     lambda m: _("the template ends too early: '%(token)s' is missing", token=_token(m["token"]))),
+    (re.compile(r"Unexpected end of template\." + _OPEN_BLOCK),
+     lambda m: _("the template ends before the '%(block)s' block is closed: add {%% end%(block)s %%}",
+                 block=m["block"]) if m["block"] else _("the template ends too early")),
+    (re.compile(r"unexpected '(?P<token>.+)'"), lambda m: _("unexpected '%(token)s'", token=_token(m["token"]))),
+    (re.compile(r"expected token '(?P<expected>.+)', got '(?P<found>.+)'"),
+     lambda m: _("expected '%(expected)s' but found '%(found)s'", expected=_token(m["expected"]),
+                 found=_token(m["found"]))),
+    (re.compile(r"Expected an expression, got '(?P<found>.+)'"),
+     lambda m: _("expected a variable or a value but found '%(found)s'", found=_token(m["found"]))),
+    (re.compile(r"Encountered unknown tag '(?P<tag>\w+)'\." + _OPEN_BLOCK),
+     lambda m: _("unknown tag '%(tag)s' (the '%(block)s' block is still open)", tag=m["tag"], block=m["block"])
+     if m["block"] else _("unknown tag '%(tag)s'", tag=m["tag"])),
+    (re.compile(r"'(?P<name>\w+)' is undefined"), lambda m: _("undefined variable '%(name)s'", name=m["name"])),
+    (re.compile(r"'[^']+' has no attribute '(?P<name>\w+)'"),
+     lambda m: _("no field '%(name)s' here", name=m["name"])),
+    (re.compile(r"No filter named '(?P<name>\w+)'\.?"), lambda m: _("unknown filter '%(name)s'", name=m["name"])),
+]
+
+
+def jinja_message(message: str) -> str:
+    """Jinja's error in the reader's language, for the common mistakes; any other stays as Jinja wrote it.
+
+    The people who edit templates read the message next to their text; an English
+    parser message inside a Russian sentence helps none of them.
+    """
+    message = message.strip()
+    for pattern, explain in _JINJA_ERRORS:
+        match = pattern.fullmatch(message)
+        if match:
+            return str(explain(match))
+    return message
 
 
 def render(template: Template, context: Mapping[str, Any]) -> Rendered:
@@ -330,7 +382,9 @@ def read_meta(path: Path) -> dict[str, str]:
 
 
 def write_dir(template: Template, path: Path) -> list[Path]:
-    """Write a template as a folder that `hub templates add --from` reads back."""
+    """Write a template as a folder that `hub templates add --from` reads back (meta.yaml too, when it has one)."""
+    import yaml
+
     path.mkdir(parents=True, exist_ok=True)
     written = []
     for part, filename in FILES.items():
@@ -338,12 +392,28 @@ def write_dir(template: Template, path: Path) -> list[Path]:
         if value is not None:
             (path / filename).write_text(value if part != "subject" else value + "\n", encoding="utf-8")
             written.append(path / filename)
+    meta = {key: value for key in META_KEYS if (value := getattr(template, key))}
+    if meta:
+        (path / META).write_text(yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, width=100),
+                                 encoding="utf-8")
+        written.append(path / META)
     return written
 
 
-def _from_row(row: Any) -> Template:
+def _from_row(row: Any, shipped: Template | None = None) -> Template:
+    # An edited copy of a shipped template is still the same template: it keeps the title and description.
     return Template(name=row.name, channel=row.channel, subject=row.subject, text=row.body_text,
-                    html=row.body_html, origin="database")
+                    html=row.body_html, origin="database", title=shipped.title if shipped else None,
+                    description=shipped.description if shipped else None)
+
+
+def _shipped_folder(settings: Settings, name: str) -> Path | None:
+    """The first folder holding a template called `name` (the one a database copy overrides)."""
+    if _NAME.match(name):  # a name, never a path
+        for folder in template_dirs(settings):
+            if (folder / name / FILES["text"]).is_file():
+                return folder / name
+    return None
 
 
 def _file_templates(settings: Settings) -> dict[str, Template]:
@@ -359,12 +429,13 @@ def _file_templates(settings: Settings) -> dict[str, Template]:
 def get(conn: Connection, settings: Settings, name: str) -> Template:
     """The template called `name`: the database's own, else the first folder that has it."""
     row = conn.execute(select(templates_t).where(templates_t.c.name == name)).first()
+    shipped = _shipped_folder(settings, name)
     if row is not None:
-        return _from_row(row)
-    if _NAME.match(name):  # a name, never a path
-        for folder in template_dirs(settings):
-            if (folder / name / FILES["text"]).is_file():
-                return read_dir(folder / name)
+        # Only the shipped folder's meta.yaml is read: messages are composed from the database copy.
+        meta = read_meta(shipped) if shipped is not None else {}
+        return replace(_from_row(row), title=meta.get("title"), description=meta.get("description"))
+    if shipped is not None:
+        return read_dir(shipped)
     files = _file_templates(settings)
     known = sorted(set(files) | set(conn.execute(select(templates_t.c.name)).scalars()))
     raise TemplateError(_("no template named '%(name)s'; known: %(known)s", name=name,
@@ -375,7 +446,7 @@ def all_templates(conn: Connection, settings: Settings) -> list[Template]:
     """Every template, the database's version where both exist, sorted by name."""
     found = _file_templates(settings)
     for row in conn.execute(select(templates_t)):
-        found[row.name] = _from_row(row)
+        found[row.name] = _from_row(row, found.get(row.name))
     return [found[name] for name in sorted(found)]
 
 

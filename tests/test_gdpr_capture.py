@@ -169,8 +169,13 @@ def test_a_website_form_is_accepted_only_from_listed_origins(hub_db: HubDB, site
     data = {"email": "site@example.ru", "topic": "email/news"}
     evil = client.post("/consent/form", data=data, headers={"Origin": "https://evil.example.com"})
     assert evil.status_code == 403 and "form_origins" in evil.get_data(as_text=True)
-    nothing = client.post("/consent/form", data=data)
-    assert nothing.status_code == 403
+    # Hub's own form without its token (open too long, cookie gone) is not "a site we do not trust".
+    for headers in ({}, {"Origin": "http://localhost"}):
+        nothing = client.post("/consent/form", data=data, headers=headers)
+        page = nothing.get_data(as_text=True)
+        assert nothing.status_code == 403
+        assert "Форма устарела или пришла без защитного кода. Обновите страницу" in page
+        assert "не доверяем" not in page and "form_origins" not in page
     ours = client.post("/consent/form", data=data, headers={"Origin": SHOP_SITE})
     assert ours.status_code == 200
     assert len(letters(box)) == 1
@@ -202,6 +207,24 @@ def test_the_json_api_needs_its_key_and_records_the_visitors_evidence(hub_db: Hu
     assert fields == {"email", "topics"} and "fax" in bad.get_json()["error"]
     not_json = client.post("/api/consent", data="email=a", headers={"X-Api-Key": API_KEY})
     assert not_json.status_code == 400 and "JSON object" in not_json.get_json()["error"]
+
+
+def test_the_json_api_answers_in_english_json_whatever_the_shops_language(hub_db: HubDB, site: Any) -> None:
+    client = site.test_client()
+    key = {"X-Api-Key": API_KEY}
+    bad = client.post("/api/consent", json={"email": "anna@", "topics": ["evil/x", "email/nope"]}, headers=key)
+    assert bad.status_code == 400 and bad.is_json
+    answer = bad.get_json()
+    assert all(ord(c) < 0x400 for c in answer["error"]), answer  # no Cyrillic: the topics' messages are English
+    assert "evil/x" in answer["error"] and {p["field"] for p in answer["problems"]} == {"email", "topics"}
+    big = client.post("/api/consent", data="x" * (site.config["MAX_CONTENT_LENGTH"] + 1),
+                      headers={**key, "Content-Type": "application/json"})
+    assert big.status_code == 413 and big.is_json and "too large" in big.get_json()["error"]
+    wrong_method = client.get("/api/consent")
+    assert wrong_method.status_code == 405 and wrong_method.is_json and "POST" in wrong_method.get_json()["error"]
+    # The public pages stay in the shop's language.
+    page = client.post("/consent/form", data={"email": "x" * (site.config["MAX_CONTENT_LENGTH"] + 1)})
+    assert page.status_code == 413 and "Форма слишком большая" in page.get_data(as_text=True)
 
 
 def test_the_json_api_is_off_without_a_key(hub_db: HubDB, site: Any) -> None:

@@ -111,7 +111,7 @@ def test_an_erased_person_stays_gone_after_the_crm_syncs_them_again(hub: HubDB, 
         consent.record(conn, contact_id, "email", "marketing", "granted", source="form")
     before = first["contacts"]["created"]
 
-    erased = run_cli("gdpr", "erase", str(contact_id), "--delete-in-crm")
+    erased = run_cli("gdpr", "erase", str(contact_id), "--delete-in-crm", "--yes")
     assert f"Контакт №{contact_id} удалён" in erased.output and address not in erased.output
     # The Bitrix24 plugin cannot delete contacts (yet): the person is told, and the portal keeps them.
     assert f"bitrix24 {external_id}: not deleted: the source cannot delete contacts" in erased.output
@@ -199,6 +199,16 @@ def test_erasure_removes_personal_data_everywhere_and_keeps_no_readable_trace(hu
     assert "already erased" in run_cli("gdpr", "erase", str(cid), language="en").output
 
 
+def test_erase_without_a_terminal_needs_yes(hub: HubDB) -> None:
+    cid = new_contact(hub, emails=["keep@example.ru"])
+    refused = run_cli("gdpr", "erase", str(cid), "--json", code=1, language="en")
+    assert refused.output == (f"Error: erasing contact #{cid} cannot be undone: run the command in a terminal to "
+                              "confirm it, or add --yes\n")
+    assert contact_of(hub, "email", "keep@example.ru") == cid  # nothing was erased
+    assert json.loads(run_cli("gdpr", "erase", str(cid), "--json", "--yes").stdout)["contact_id"] == cid
+    assert contact_of(hub, "email", "keep@example.ru") is None
+
+
 def test_erase_names_what_is_wrong(hub: HubDB) -> None:
     a = new_contact(hub, emails=["a@example.ru"])
     b = new_contact(hub, phones=["+79160000001"])
@@ -248,7 +258,7 @@ def test_erase_can_ask_the_crm_to_delete_the_person(hub: HubDB, plugin_manager: 
     plugin_manager.register(SimpleNamespace(register_sources=register_sources), name="sample")
     sync.run(hub.engine, hub.settings, "sample")
     olga = contact_of(hub, "email", "olga@example.ru")
-    out = run_cli("gdpr", "erase", str(olga), "--delete-in-crm").output
+    out = run_cli("gdpr", "erase", str(olga), "--delete-in-crm", "--yes").output
     assert "sample 1: deleted" in out and 1 not in crm.contacts and 2 in crm.contacts
     with hub.engine.connect() as conn:
         results = conn.execute(select(AuditEntry.details).where(AuditEntry.action == "gdpr.erase.sources")).scalar()
@@ -302,7 +312,10 @@ def test_export_holds_everything_about_the_person_as_json_and_csv(hub: HubDB, tm
                                .where(AuditEntry.action == "gdpr.export")).scalar()
     assert exports == 2
     summary = run_cli("gdpr", "export", str(cid)).output
-    assert "identities" in summary and "--json" in summary
+    assert "email и телефоны" in summary and "история согласий" in summary and "--json" in summary
+    assert "identities" not in summary and "consent_history" not in summary
+    english = run_cli("gdpr", "export", str(cid), language="en").output
+    assert "emails and phones" in english and "consent history" in english
     assert run_cli("gdpr", "export", "404", code=1).output == "Ошибка: нет контакта с id 404\n"
 
 

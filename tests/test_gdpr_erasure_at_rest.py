@@ -106,7 +106,7 @@ def test_after_hub_gdpr_erase_no_byte_of_the_person_is_left_in_the_folder(tmp_pa
     everything = b"".join(p.read_bytes() for p in shop.rglob("*") if p.is_file())
     assert set(traces_in(everything)) == set(TRACES)  # the scan below does see them when they are there
 
-    erased = hub_cmd(shop, "gdpr", "erase", cid)
+    erased = hub_cmd(shop, "gdpr", "erase", cid, "--yes")
     assert f"Контакт №{cid} удалён" in erased and "читала базу данных" not in erased
 
     left = {str(p.relative_to(shop)): traces_in(p.read_bytes()) for p in shop.rglob("*") if p.is_file()}
@@ -169,7 +169,7 @@ def test_no_row_and_no_outbox_file_keeps_the_erased_person(hub: HubDB) -> None:
     assert all(traces_in(p.read_bytes()) for p in mine)
     assert set(traces_in(every_row(hub).encode())) == set(TRACES)
 
-    result = CliRunner().invoke(cli, ["gdpr", "erase", str(cid)])
+    result = CliRunner().invoke(cli, ["gdpr", "erase", str(cid), "--yes"])
     assert result.exit_code == 0, result.output
 
     assert traces_in(every_row(hub).encode()) == []
@@ -217,7 +217,7 @@ def test_erase_says_when_a_reader_keeps_the_old_pages_in_the_wal(sqlite_db: HubD
     try:
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM contacts").fetchone()  # a snapshot from before the erasure
-        result = CliRunner().invoke(cli, ["gdpr", "erase", str(cid)], env={"HUB_LANGUAGE": "en"})
+        result = CliRunner().invoke(cli, ["gdpr", "erase", str(cid), "--yes"], env={"HUB_LANGUAGE": "en"})
         assert result.exit_code == 0, result.output
         assert "Another program was reading the database" in result.output
         assert traces_in(wal.read_bytes())
@@ -227,3 +227,55 @@ def test_erase_says_when_a_reader_keeps_the_old_pages_in_the_wal(sqlite_db: HubD
     assert "уже удалён" in again.output and "читала базу данных" not in again.output
     assert wal.stat().st_size == 0
     assert traces_in((wal.parent / "hub.db").read_bytes()) == []
+
+
+def hub_at_a_terminal(folder: Path, *args: str, typed: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed `hub` with its input from a terminal (a pseudo-terminal), `typed` typed at it."""
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    master, slave = pty.openpty()
+    try:
+        os.write(master, typed.encode() + b"\n")  # kept by the terminal until the command reads its line
+        return subprocess.run([HUB, *args], cwd=folder, env=env, stdin=slave, capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
+def test_erase_asks_at_a_terminal_and_refuses_without_one(tmp_path: Path) -> None:
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    hub_cmd(shop, "init")
+    hub_cmd(shop, "import", "contacts", str(write_csv(tmp_path / "shop.csv", [
+        f"{SURNAME};{FIRST_NAME};;{EMAIL}", "Петров;Иван;;ivan.petrov@example.ru"])))
+    ids = {p["last_name"]: str(p["id"]) for p in json.loads(hub_cmd(shop, "contacts", "list", "--json"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+
+    def names() -> set[str]:
+        with sqlite3.connect(shop / "hub.db") as db:
+            return {row[0] for row in db.execute("SELECT last_name FROM contacts WHERE last_name IS NOT NULL")}
+
+    # A script (no terminal, no --yes) is refused in one line, and nothing is erased.
+    piped = subprocess.run([HUB, "gdpr", "erase", ids[SURNAME]], cwd=shop, env=env, input="", capture_output=True,
+                           text=True, timeout=300)
+    assert piped.returncode == 1 and piped.stdout == ""
+    assert piped.stderr == (f"Ошибка: удаление контакта №{ids[SURNAME]} не отменить: запустите команду в терминале, "
+                            "чтобы подтвердить его, или добавьте --yes\n")
+    # At a terminal: a wrong answer erases nothing; the id (or ERASE) does.
+    wrong = hub_at_a_terminal(shop, "gdpr", "erase", ids[SURNAME], typed="да")
+    assert wrong.returncode == 1, wrong.stderr
+    assert f"Контакт №{ids[SURNAME]} ({FIRST_NAME} {SURNAME}) будет удалён навсегда" in wrong.stderr
+    assert f"Введите {ids[SURNAME]} или ERASE, чтобы удалить" in wrong.stderr
+    assert "ничего не удалено" in wrong.stderr and names() == {SURNAME, "Петров"}
+    done = hub_at_a_terminal(shop, "gdpr", "erase", ids[SURNAME], typed=ids[SURNAME])
+    assert done.returncode == 0, done.stderr
+    assert f"Контакт №{ids[SURNAME]} удалён" in done.stdout and names() == {"Петров"}
+    by_word = hub_at_a_terminal(shop, "gdpr", "erase", ids["Петров"], typed="ERASE")
+    assert by_word.returncode == 0, by_word.stderr
+    assert names() == set()
+    # Nothing left to lose: erasing again does not ask.
+    again = subprocess.run([HUB, "gdpr", "erase", ids[SURNAME]], cwd=shop, env=env, input="", capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0 and "уже удалён" in again.stdout

@@ -241,7 +241,7 @@ def test_erasure_removes_a_pending_signups_letter_from_the_outbox(hub: HubDB, si
         return [p for p in outbox.iterdir() if address.encode() in p.read_bytes()]
 
     assert len(holding("anna@example.ru")) == 1 and len(holding("ivan@example.ru")) == 1
-    run_cli("gdpr", "erase", str(person))
+    run_cli("gdpr", "erase", str(person), "--yes")
     assert holding("anna@example.ru") == [] and len(holding("ivan@example.ru")) == 1  # Иван keeps his
 
 

@@ -78,7 +78,7 @@ def test_each_render_gets_its_own_copies_of_the_context() -> None:
     ("{{ ('a' * 100000)|wordwrap(1, true, 'x' * 100000) }}", "символов"),
     ("{{ [1]|batch(10**9, 'x')|list }}", "символов"),
     ("{{ 10 ** 10000000 }}", "2\\*\\*100000"),
-    ("{{ lipsum(10**9) }}", "'lipsum' is undefined"),
+    ("{{ lipsum(10**9) }}", "неизвестная переменная «lipsum»"),
     ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "слишком глубоко"),
 ])
 def test_a_template_asking_for_too_much_fails_with_a_clear_line(source: str, error: str) -> None:

@@ -58,12 +58,12 @@ def test_a_misspelt_variable_is_an_error_naming_part_and_line(hub_db: HubDB) -> 
     t = email(html="<p>Здравствуйте!</p>\n<p>Код: {{ promo.code }}</p>\n<p>{{ contcat.first_name }}</p>")
     with pytest.raises(TemplateError) as err:
         message_templates.validate(t, hub_db.settings)
-    assert str(err.value) == "t, html line 3: 'contcat' is undefined"
+    assert str(err.value) == "t, html line 3: undefined variable 'contcat'"
 
 
 def test_a_syntax_error_names_the_line(hub_db: HubDB) -> None:
     t = email(text="Строка один\nСтрока два {% if contact.city %}\nтри")
-    with pytest.raises(TemplateError, match=r"^t, text line 3: Unexpected end of template"):
+    with pytest.raises(TemplateError, match=r"^t, text line 3: the template ends before the .if. block is closed"):
         message_templates.validate(t, hub_db.settings)
 
 
@@ -171,7 +171,7 @@ def test_cli_add_list_preview_export(hub_db: HubDB, mailing, tmp_path: Path) -> 
 
     missing = runner.invoke(cli, ["templates", "add", "promo_email", "--subject", "Код", "--text", str(text)])
     assert missing.exit_code == 1
-    assert missing.output.strip() == "Error: promo_email, text line 2: 'bonus' is undefined"
+    assert missing.output.strip() == "Error: promo_email, text line 2: undefined variable 'bonus'"
 
     ok = runner.invoke(cli, ["templates", "add", "promo_email", "--subject", "Код для {{ contact.first_name }}",
                              "--text", str(text), "--html", str(html), "--var", "bonus=X1"])
@@ -195,9 +195,13 @@ def test_cli_add_list_preview_export(hub_db: HubDB, mailing, tmp_path: Path) -> 
     out = tmp_path / "exported"
     exported = runner.invoke(cli, ["templates", "export", "reactivation_email", str(out)])
     assert exported.exit_code == 0, exported.output
+    assert "Come back (email)" in (out / "meta.yaml").read_text(encoding="utf-8")  # the title travels along
     (out / "body.txt").write_text("Новый текст для {{ contact.first_name }}", encoding="utf-8")
     back = runner.invoke(cli, ["templates", "add", "reactivation_email", "--from", str(out)])
     assert back.exit_code == 0, back.output
+    listed = {t["name"]: t for t in json.loads(runner.invoke(cli, ["templates", "list", "--json"]).output)}
+    assert listed["reactivation_email"]["source"] == "database"
+    assert listed["reactivation_email"]["title"] == "Come back (email)"  # the edited copy keeps the shipped title
     again = json.loads(runner.invoke(cli, ["templates", "preview", "reactivation_email", "--json"]).output)
     assert again["source"] == "database" and again["text"] == "Новый текст для Анна"
     assert "ANNA-7K2Q" in again["html"]  # the exported HTML came back unchanged
@@ -221,3 +225,90 @@ def test_cli_preview_for_a_real_contact_uses_their_data_but_no_real_link(hub_db:
     assert token == message_templates.PREVIEW_TOKEN
     with pytest.raises(links.LinkError):
         links.read_unsubscribe(hub_db.settings, token)
+
+
+# --- what marketers read --------------------------------------------------------------------
+
+BROKEN = {
+    "Привет {{ broken": ("the template ends too early: '}}' is missing", "шаблон обрывается: не хватает «}}»"),
+    "Привет, {{ contact.first_name }}\n{{ a b }}": ("line 2: expected '}}' but found 'b'",
+                                                   "строка 2: ожидалось «}}», а стоит «b»"),
+    "{{ a } }}": ("unexpected '}'", "лишний символ «}»"),
+    "{% greet %}": ("unknown tag 'greet'", "неизвестный тег «greet»"),
+    "{{ bonus }}": ("undefined variable 'bonus'", "неизвестная переменная «bonus»"),
+    "{{ contact.frist_name }}": ("no field 'frist_name' here", "здесь нет поля «frist_name»"),
+    "{% if contact.first_name %}Привет": ("the 'if' block is closed: add {% endif %}",
+                                          "блок «if» не закрыт: добавьте {% endif %}"),
+}
+
+
+@pytest.mark.parametrize("source", BROKEN)
+def test_common_template_mistakes_are_explained_in_the_readers_language(source: str) -> None:
+    english, russian = BROKEN[source]
+    template = Template(name="t", channel="sms", text=source)
+    with pytest.raises(TemplateError) as raised:
+        message_templates.render(template, {"contact": {"first_name": "Анна"}})
+    assert english in str(raised.value) and str(raised.value).startswith("t, text line ")
+    with i18n.use_language("ru"), pytest.raises(TemplateError) as raised:
+        message_templates.render(template, {"contact": {"first_name": "Анна"}})
+    assert russian in str(raised.value) and "строка" in str(raised.value)
+
+
+def test_an_unknown_jinja_message_is_kept_as_jinja_wrote_it() -> None:
+    assert message_templates.jinja_message("something new went wrong") == "something new went wrong"
+    with pytest.raises(TemplateError, match="unexpected char"):
+        message_templates.render(Template(name="t", channel="sms", text='{{ "abc }}'), {})
+
+
+def _long_context(hub_db: HubDB) -> dict:
+    import datetime as dt
+
+    context = message_templates.sample_context(hub_db.settings)
+    context["contact"] = {**context["contact"], "first_name": "Анна-Мария"}  # 10 characters
+    context["promo"] = {"code": "ZXCV-1234-QW", "discount": 15, "expires_at": dt.date(2026, 12, 31)}  # 12
+    context["company"] = {**context["company"], "name": "Цветочная лавка Роза"}  # 20
+    return context
+
+
+def test_the_reactivation_sms_fits_one_part_with_long_values(hub_db: HubDB, mailing) -> None:
+    from hub.messaging import text_parts
+
+    context = _long_context(hub_db)
+    assert (len(context["contact"]["first_name"]), len(context["promo"]["code"]),
+            len(context["company"]["name"])) == (10, 12, 20)
+    with hub_db.engine.connect() as conn:
+        sms = message_templates.get(conn, hub_db.settings, "reactivation_sms")
+    for first_name in ("Анна-Мария", ""):
+        context["contact"]["first_name"] = first_name
+        text = message_templates.render(sms, context).text
+        assert len(text) <= 70 and text_parts(text) == 1, text
+        assert "ZXCV-1234-QW" in text and "31.12" in text and "15%" in text and "Цветочная лавка Роза" in text
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_templates_never_put_the_shop_name_after_a_preposition(hub_db: HubDB, mailing, name: str) -> None:
+    import re
+
+    # «в «Цветочная лавка»» reads wrong: a shop's name stays in the nominative, so it stands on its own.
+    with hub_db.engine.connect() as conn:
+        template = message_templates.get(conn, hub_db.settings, name)
+    rendered = message_templates.render(template, _long_context(hub_db))
+    for part in (rendered.subject or "", rendered.text, rendered.html or ""):
+        part = part.replace("&nbsp;", " ").replace("\xa0", " ")
+        assert not re.search(r"\b(в|во|из|от|для|у|к)\s+«?Цветочная лавка Роза", part), (name, part)
+
+
+def test_an_edited_copy_of_a_shipped_template_keeps_its_title(hub_db: HubDB, mailing, tmp_path: Path) -> None:
+    with hub_db.engine.begin() as conn:
+        shipped = message_templates.get(conn, hub_db.settings, "reactivation_email")
+        message_templates.save(conn, hub_db.settings, Template(
+            name="reactivation_email", channel="email", subject="Скидка", text="Текст"))
+        mine = message_templates.get(conn, hub_db.settings, "reactivation_email")
+        listed = {t.name: t for t in message_templates.all_templates(conn, hub_db.settings)}
+    assert mine.origin == "database" and (mine.title, mine.description) == (shipped.title, shipped.description)
+    assert listed["reactivation_email"].title == "Come back (email)"
+    written = message_templates.write_dir(mine, tmp_path / "out")
+    assert tmp_path / "out" / "meta.yaml" in written
+    assert message_templates.read_dir(tmp_path / "out").title == "Come back (email)"
+    bare = message_templates.write_dir(Template(name="x", channel="sms", text="Привет"), tmp_path / "bare")
+    assert [p.name for p in bare] == ["body.txt"]  # no meta.yaml for a template without a title

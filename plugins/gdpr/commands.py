@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import click
+from sqlalchemy import select
 
 from hub.api import (App, SettingsError, emit_json, format_date, format_number, gettext as _, ngettext, pass_app,
                      stderr)
@@ -70,9 +72,10 @@ def export_cmd(app: App, contact_id: int, as_json: bool, csv_dir: Path | None) -
         return
     click.echo(_("Export of contact #%(id)s (erased):", id=contact_id) if data["erased"]
                else _("Export of contact #%(id)s:", id=contact_id))
-    for name, section in data.items():
-        if isinstance(section, list):
-            click.echo(f"  {name:<18} {format_number(len(section))}")
+    sections = [(export.section_title(name), section) for name, section in data.items() if isinstance(section, list)]
+    width = max((len(title) for title, _rows in sections), default=0)
+    for title, section in sections:
+        click.echo(f"  {title:<{width}}  {format_number(len(section))}")
     if csv_dir is None:
         click.echo(_("The whole export: hub gdpr export %(id)s --json > contact-%(id)s.json, or --csv FOLDER for "
                      "spreadsheets.", id=contact_id))
@@ -83,10 +86,13 @@ def export_cmd(app: App, contact_id: int, as_json: bool, csv_dir: Path | None) -
 @click.option("--delete-in-crm", is_flag=True,
               help="Also ask every CRM holding the person to delete them (where the CRM plugin can).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--yes", is_flag=True, help="Erase without asking (for scripts); without it you type the id or ERASE.")
 @pass_app
 @user_errors
-def erase_cmd(app: App, contact_id: int, delete_in_crm: bool, as_json: bool) -> None:
+def erase_cmd(app: App, contact_id: int, delete_in_crm: bool, as_json: bool, yes: bool) -> None:
     """Erase one person's personal data everywhere in Hub, for good; they are never synced or mailed again."""
+    if not yes:
+        _confirm_erase(app, contact_id)
     report = erasure.erase(app.ready_engine(), app.settings, contact_id, actor="cli",
                            delete_in_sources=delete_in_crm)
     if as_json:
@@ -109,6 +115,43 @@ def erase_cmd(app: App, contact_id: int, delete_in_crm: bool, as_json: bool) -> 
     if not report.storage_clean:
         click.echo(_("Another program was reading the database, so SQLite still keeps the old pages in its -wal "
                      "file; they go at its next checkpoint, or run this command again when it has stopped."))
+
+
+def at_a_terminal() -> bool:
+    """Whether someone can answer the question (a script's closed or piped stdin cannot)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _to_erase(app: App, contact_id: int) -> tuple[bool, str]:
+    """Whether there is anyone left to erase, and their name as staff know it.
+
+    A contact that does not exist, was merged away or is already erased loses
+    nothing more, so the erasure runs at once and says why (or that it is done).
+    """
+    with app.ready_engine().connect() as conn:
+        row = conn.execute(select(erasure.contacts_t.c.first_name, erasure.contacts_t.c.last_name,
+                                  erasure.erasures_t.c.id.label("erasure"))
+                           .outerjoin(erasure.erasures_t, erasure.erasures_t.c.contact_id == erasure.contacts_t.c.id)
+                           .where(erasure.contacts_t.c.id == contact_id)).first()
+    if row is None or row.erasure is not None:
+        return False, ""
+    return True, " ".join(p for p in (row.first_name, row.last_name) if p)
+
+
+def _confirm_erase(app: App, contact_id: int) -> None:
+    """Ask before erasing, as the admin does: it cannot be undone, and a mistyped id erases someone else."""
+    pending, name = _to_erase(app, contact_id)
+    if not pending:
+        return
+    if not at_a_terminal():
+        raise click.ClickException(_("erasing contact #%(id)s cannot be undone: run the command in a terminal to "
+                                     "confirm it, or add --yes", id=contact_id))
+    click.echo(_("This erases contact #%(id)s (%(name)s) for good; it cannot be undone.", id=contact_id, name=name)
+               if name else _("This erases contact #%(id)s for good; it cannot be undone.", id=contact_id), err=True)
+    answer = click.prompt(_("Type %(id)s or ERASE to erase", id=contact_id), default="", show_default=False,
+                          err=True)
+    if answer.strip() not in (str(contact_id), "ERASE"):
+        raise click.ClickException(_("nothing was erased: the answer was not %(id)s or ERASE", id=contact_id))
 
 
 @gdpr_group.command("retention")

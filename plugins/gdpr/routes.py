@@ -33,7 +33,7 @@ from werkzeug.wrappers import Response
 # not in hub.api on purpose: the plugin serves the signed links' routes, so it reads the tokens the core makes
 from hub import links
 from hub.api import (SettingsError, company, current_language, current_settings, enqueue, get_engine, gettext as _,
-                     lazy_gettext)
+                     lazy_gettext, use_language)
 # not in hub.api on purpose: the double opt-in letter, and previews of the public pages
 from hub.message_templates import PREVIEW_TOKEN
 from plugins.gdpr import capture, config, csrf, preferences
@@ -334,7 +334,13 @@ def signup() -> Any:
     form_id = data.get("form_id") or config.DEFAULT_FORM
     trusted = csrf.valid(f"form:{form_id}") or (_origin() or "") in config.form_origins(settings)
     if not trusted:
-        log.warning("signup refused: posted from %s, which is not in [gdpr] form_origins", _origin() or "no origin")
+        origin = _origin()
+        log.warning("signup refused: posted from %s, which is not in [gdpr] form_origins", origin or "no origin")
+        if origin is None or origin == f"{request.scheme}://{request.host}":
+            # Hub's own page without a valid token: open too long, or its cookie is gone. Nothing to distrust.
+            return _message(_("The form is out of date"),
+                            _("The form has expired or lacks its security token. Reload the page and send the form "
+                              "again."), 403)
         return _message(_("Form not accepted"),
                         _("This form was sent from a site we do not trust. To the site's owner: add the site's "
                           "address to the [gdpr] form_origins setting."), 403)
@@ -347,8 +353,28 @@ def signup() -> Any:
     return _after_signup(signup, html=True)
 
 
-@bp.post("/api/consent")
+API_PATH = "/api/consent"
+
+
+def _api() -> bool:
+    """Whether the request is for the JSON API: its answers are read by a developer's code, in English, as JSON."""
+    return request.path.rstrip("/") == API_PATH
+
+
+@bp.post(API_PATH)
 def api_signup() -> Any:
+    # Every answer of the API is English whatever the shop's language (the topic and form checks are
+    # messages of the catalogs): a site's backend logs and matches them, and its developer reads them.
+    with use_language("en"):
+        return _api_signup()
+
+
+@bp.route(API_PATH, methods=["GET", "PUT", "PATCH", "DELETE"])
+def api_wrong_method() -> Any:
+    return {"error": "send the signup with POST, as a JSON object"}, 405, {"Allow": "POST"}
+
+
+def _api_signup() -> Any:
     settings = current_settings()
     expected = config.api_key(settings)
     if expected is None:
@@ -406,14 +432,18 @@ def _after_signup(signup: capture.Signup, *, html: bool) -> Any:
 
 
 @bp.errorhandler(RequestEntityTooLarge)
-def _too_large(exc: RequestEntityTooLarge) -> tuple[str, int]:
+def _too_large(exc: RequestEntityTooLarge) -> Any:
+    if _api():
+        return {"error": "the request is too large; send only the signup's fields"}, 413
     return _message(_("The form is too large"),
                     _("The data sent is too large. Check that the fields hold only what is needed, and send the "
                       "form again."), 413)
 
 
 @bp.errorhandler(SettingsError)
-def _settings_error(exc: SettingsError) -> Response | tuple[str, int]:
+def _settings_error(exc: SettingsError) -> Response | tuple[Any, int]:
     log.error("gdpr public page: %s", exc)
+    if _api():
+        return {"error": "the consent API is unavailable for now: Hub's settings have a problem (see its log)"}, 500
     return _message(_("The page is unavailable for now"), _("We already know about the problem. Please try again "
                                                               "later."), 500)
