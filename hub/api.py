@@ -22,8 +22,11 @@ from hub.config import Settings, SettingsError, load_settings
 from hub.consent import TRANSACTIONAL, can_contact, kind_for_channel
 from hub.consent import addresses as contact_addresses
 from hub.consent import channels as consent_channels
+from hub.consent import channel_title as consent_channel_title
 from hub.consent import current as current_consent
 from hub.consent import purposes as consent_purposes
+from hub.consent import purpose_title as consent_purpose_title
+from hub.consent import status_title as consent_status_title
 from hub.consent import record as record_consent
 from hub.contacts import card as contact_card
 from hub.credentials import CredentialError
@@ -35,6 +38,7 @@ from hub.credentials import save as save_credentials
 from hub.db import bulk_insert, chunks, get_engine, insert_for, utcnow
 from hub.hookspecs import hookimpl
 from hub.formats import date as format_date
+from hub.formats import duration as format_length
 from hub.formats import money as format_money
 from hub.formats import moment as format_moment
 from hub.formats import number as format_number
@@ -55,7 +59,8 @@ from hub.models import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Contact, ContactI
 from hub.queue import enqueue, redis_connection
 from hub.ratelimit import Limiter, SendWindow, limiter
 from hub.records import ContactRecord, Deletion, OrderRecord, OrderStatus
-from hub.retry import CUT_OFF_ERRORS, TRANSIENT_ERRORS, Retries, back_off, backoff_delay, is_cut_off
+from hub.retry import (CUT_OFF_ERRORS, TRANSIENT_ERRORS, Retries, TimedRetries, back_off, backoff_delay, is_cut_off,
+                       no_answer)
 from hub.sampledata import Person, people
 from hub.sandbox import BackgroundServer, EmulatorHTTPServer, RunningSandbox, serve_until_interrupted
 from hub.schedule import Schedule, ScheduledRun
@@ -72,6 +77,7 @@ __all__ = [
     # speaking the reader's language (register_translations ships the catalogs)
     "gettext", "ngettext", "pgettext", "lazy_gettext", "N_", "current_language", "use_language",
     "format_date", "format_moment", "format_number", "format_money", "format_percent", "format_phone",
+    "format_length",  # a length of time for people ("14 дней"); format_duration writes it for files ("14d")
     "translated_title",
     # sources: what they read and hand over
     "Source", "TargetedSource", "ReconcilingSource", "Page", "ContactRecord", "OrderRecord", "Deletion",
@@ -79,6 +85,7 @@ __all__ = [
     # people: who a contact is now (after merges), their card, their consent, their local time
     "current_contact_id", "contact_card", "ContactIdentity",
     "can_contact", "current_consent", "record_consent", "consent_channels", "consent_purposes", "kind_for_channel",
+    "consent_status_title", "consent_channel_title", "consent_purpose_title",
     "contact_addresses", "TRANSACTIONAL",
     "QuietHours", "contact_zones", "next_local_time", "end_of_local_day", "parse_time_of_day",
     "parse_duration", "format_duration",
@@ -91,7 +98,8 @@ __all__ = [
     "CredentialError",
     # talking to other systems politely
     "limiter", "Limiter", "SendWindow", "enqueue", "redis_connection",
-    "Retries", "back_off", "backoff_delay", "is_cut_off", "TRANSIENT_ERRORS", "CUT_OFF_ERRORS",
+    "Retries", "TimedRetries", "no_answer", "back_off", "backoff_delay", "is_cut_off", "TRANSIENT_ERRORS",
+    "CUT_OFF_ERRORS",
     # segment rules
     "SegmentField", "SegmentOperator", "FieldContext", "Contact", "Order", "ExternalRef",
     # channels and send rules (check_send)

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from babel import dates as babel_dates
 from babel import numbers as babel_numbers
+from babel import units as babel_units
 
 from hub import i18n
 
@@ -130,3 +131,22 @@ def contacts(count: int, language: str | None = None) -> str:
     """1 контакт, 2 контакта, 5 контактов: a count of people in the reader's language."""
     with i18n.use_language(_locale(language)):
         return i18n.ngettext("%(num)s contact", "%(num)s contacts", count, num=number(count))
+
+
+# The units a length of time is said in, largest first: "14 дней", not "2 недели" or "336 часов".
+_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def duration(value: dt.timedelta, language: str | None = None) -> str:
+    """A length of time as people say it: 14 дней, 2 часа, 1 неделя, 90 минут.
+
+    Workflow files write 14d and 90m (hub.localtime.format_duration keeps
+    that form for files and JSON); readers get the largest whole unit, so a
+    code valid for 14d reads «14 дней», not Babel's rounded «2 недели», and
+    4 321 минута is not rounded to «3 дня». Weeks are left to days («7 дней»):
+    the words stay the same after «на», «за» and «подождать», and match the file's 7d.
+    """
+    seconds = int(abs(value.total_seconds()))
+    locale = _locale(language)
+    unit, size = next(((u, s) for u, s in _UNITS if seconds and seconds % s == 0), ("second", 1))
+    return babel_units.format_unit(seconds // size, f"duration-{unit}", locale=locale)

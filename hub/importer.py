@@ -354,9 +354,10 @@ def _consent_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         for i, h in enumerate(headers):
             if h in words and name not in columns:
                 columns[name] = i
-    missing = [n for n in ("channel", "purpose", "status") if n not in columns]
+    # named as the sheet's header may say it, the English word after it: «канал (channel)»
+    missing = [_column_title(n) for n in ("channel", "purpose", "status") if n not in columns]
     if "email" not in columns and "phone" not in columns:
-        missing.insert(0, _("email or phone"))
+        missing.insert(0, _("%(title)s (%(names)s)", title=_("email or phone"), names="email, phone"))
     if missing:
         raise SpreadsheetError(_("%(file)s: no column for %(missing)s (found: %(found)s)", file=path.name,
                                  missing=", ".join(missing), found=", ".join(headers)))
@@ -364,6 +365,23 @@ def _consent_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         if not any(c.strip() for c in cells):
             continue
         yield line, {name: (cells[i].strip() if i < len(cells) else "") for name, i in columns.items()}
+
+
+_COLUMN_TITLES = {"channel": i18n.N_("channel"), "purpose": i18n.N_("purpose"), "status": i18n.N_("status")}
+
+
+def _column_title(name: str) -> str:
+    title = _(_COLUMN_TITLES[name])
+    return title if title == name else _("%(title)s (%(names)s)", title=title, names=name)
+
+
+def status_words() -> str:
+    """The words a consent sheet's status column may hold, by the status each means, for an error message."""
+    by_status: dict[str, list[str]] = {}
+    for word, status in STATUS_WORDS.items():
+        by_status.setdefault(status, []).append(word)
+    return "; ".join(_("%(title)s: %(words)s", title=consent.status_title(status), words=", ".join(words))
+                     for status, words in by_status.items())
 
 
 def _parse_when(text: str, tz: dt.tzinfo) -> dt.datetime | None:
@@ -393,7 +411,8 @@ def import_consent(engine: Engine, settings: Settings, path: str | os.PathLike[s
         try:
             status = STATUS_WORDS.get(cells["status"].lower())
             if status is None:
-                raise ValueError(_("status %(status)r is not granted, withdrawn or pending", status=cells["status"]))
+                raise ValueError(_("status %(status)r is not a word the importer knows; write %(words)s",
+                                   status=cells["status"], words=status_words()))
             channel, purpose = cells["channel"].lower(), cells["purpose"].lower()
             consent.validate(settings, channel, purpose, status)
             at = _parse_when(cells.get("date", ""), settings.tz)

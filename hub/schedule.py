@@ -44,6 +44,8 @@ from hub import plugins, queue
 from hub.config import Settings, SettingsError
 from hub.db import insert_for, utcnow
 from hub.hookspecs import hookimpl
+from hub import formats, i18n
+from hub.i18n import N_, ngettext
 from hub.i18n import gettext as _
 from hub.models import ScheduleState, SyncState
 
@@ -77,7 +79,63 @@ class Schedule:
 
     every: dt.timedelta
     job: Callable[[ScheduledRun], Any]
-    description: str = ""
+    description: str = ""  # in English, marked with N_ and translated in the plugin's catalog: shown translated
+
+
+# --- how a person reads a schedule ---------------------------------------------------------
+
+# What hand_out says happened to a job, as people read it (the JSON keeps the English word).
+JOB_OUTCOMES = {"started": N_("started"), "enqueued": N_("handed to `hub worker`"),
+                "still running": N_("still running")}
+# The lengths that have a word of their own ("раз в сутки", not "каждые 86 400 с").
+_EVERY_ONE = {86400 * 7: N_("once a week"), 86400: N_("once a day"), 3600: N_("every hour"),
+              60: N_("every minute"), 1: N_("every second")}
+
+
+def every_text(every: dt.timedelta) -> str:
+    """How often a schedule runs, as people say it: «каждые 15 минут», «раз в сутки», «каждые 30 секунд»."""
+    seconds = int(every.total_seconds())
+    if seconds in _EVERY_ONE:
+        return _(_EVERY_ONE[seconds])
+    if seconds and seconds % 86400 == 0:
+        n = seconds // 86400
+        return ngettext("every %(num)s day", "every %(num)s days", n, num=formats.number(n))
+    if seconds and seconds % 3600 == 0:
+        n = seconds // 3600
+        return ngettext("every %(num)s hour", "every %(num)s hours", n, num=formats.number(n))
+    if seconds and seconds % 60 == 0:
+        n = seconds // 60
+        return ngettext("every %(num)s minute", "every %(num)s minutes", n, num=formats.number(n))
+    return ngettext("every %(num)s second", "every %(num)s seconds", seconds, num=formats.number(seconds))
+
+
+def description_text(description: str) -> str:
+    """What a schedule does (its `description`), in the reader's language when its plugin marked and translated it."""
+    return i18n.title(description)
+
+
+def result_text(result: Any) -> str:
+    """What a schedule's run returned, for people: «bitrix24: запущена», «запущено сценариев: 1, шагов: 3».
+
+    A plugin's keys and words are shown through its catalog (mark them with N_
+    where the job builds its result); numbers are grouped as the reader writes them.
+    A key whose value is what `hand_out` said is the name of what was handed out
+    (a source), shown as it is.
+    """
+    if isinstance(result, dict):
+        parts = []
+        for key, value in result.items():
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == 0:
+                continue
+            if isinstance(value, str) and value in JOB_OUTCOMES:
+                parts.append(f"{key}: {_(JOB_OUTCOMES[value])}")
+                continue
+            shown = i18n.title(value) if isinstance(value, str) else formats.number(value)
+            parts.append(f"{i18n.title(str(key))}: {shown}")
+        return ", ".join(parts)
+    if result is None:
+        return ""
+    return formats.number(result) if isinstance(result, (int, float)) and not isinstance(result, bool) else str(result)
 
 
 # --- what is due, and running it -----------------------------------------------------------
@@ -370,6 +428,6 @@ def reconcile_all(run: ScheduledRun) -> dict[str, str]:
 @hookimpl
 def register_schedules(register: Callable[[str, Schedule], None], settings: Settings) -> None:
     register("sync", Schedule(_interval(settings, "sync_interval_s", SYNC_INTERVAL_S), sync_all,
-                              "an incremental sync of every connected source"))
+                              N_("an incremental sync of every connected source")))
     register("reconcile", Schedule(_interval(settings, "reconcile_interval_s", RECONCILE_INTERVAL_S),
-                                   reconcile_all, "find records deleted in a source without an event"))
+                                   reconcile_all, N_("find records deleted in a source without an event")))

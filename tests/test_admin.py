@@ -22,7 +22,7 @@ from hub import plugins, queue, users
 from hub.admin import access, create_app
 from hub.admin.registry import stricter
 from hub.db import utcnow
-from hub.models import AuditEntry, ContactMerge, Segment, SyncRun
+from hub.models import AuditEntry, ContactMerge, MessageTemplate, Segment, SyncRun
 from tests.conftest import HubDB
 from tests.support.admin import PASSWORD, ROLES, AdminEnv, client_as, csrf_token, login, plain, post, sign_in, text
 
@@ -394,6 +394,34 @@ def test_template_edit_preview_and_save(admin_env: AdminEnv) -> None:
     assert "изменён здесь" in text(marketer.get("/templates/"))
 
 
+def test_a_refused_edit_stays_on_the_templates_page_with_the_text_kept(admin_env: AdminEnv) -> None:
+    marketer = client_as(admin_env, "marketer")
+    page = text(marketer.get("/templates/welcome_email"))
+    assert 'name="editing" value="welcome_email"' in page
+    subject = re.search(r'name="subject"[^>]*value="([^"]*)"', page)
+    assert subject
+    broken = "Спасибо, что вы с нами {{ broken"
+    refused = post(marketer, "/templates/save", {"editing": "welcome_email", "name": "welcome_email",
+                                                 "channel": "email", "subject": plain_value(subject.group(1)),
+                                                 "text": broken})
+    answer = plain(refused)
+    assert refused.status_code == 400
+    heading = re.search(r"<h1>(.*?)</h1>", page, re.S)
+    assert heading and "Приветственное письмо" in heading.group(1)
+    assert heading.group(0) in refused.get_data(as_text=True) and "Новый шаблон" not in answer
+    assert 'name="editing" value="welcome_email"' in answer and broken in answer  # the typed text is kept
+    assert "welcome_email, text, строка 1: шаблон обрывается: не хватает «}}»" in answer
+    assert "unexpected end of template" not in answer
+    with admin_env.engine.connect() as conn:  # nothing was saved
+        assert conn.execute(select(func.count()).select_from(MessageTemplate)).scalar() == 0
+
+
+def plain_value(attribute: str) -> str:
+    import html
+
+    return html.unescape(attribute)
+
+
 # --- connections --------------------------------------------------------------------------
 
 def test_connect_bitrix24_by_webhook_and_sync_now(admin_env: AdminEnv) -> None:
@@ -594,7 +622,8 @@ def test_workflows_list_and_switch_on_and_off(admin_env: AdminEnv) -> None:
 def test_workflow_dry_run_forecast(admin_env: AdminEnv) -> None:
     viewer = client_as(admin_env, "viewer")  # a forecast changes nothing, so anyone may run one
     page = text(viewer.get("/workflows/reactivation_90d/forecast", query_string={"days": 14}))
-    assert "Ничего не записано и ничего не отправлено" in page and "Персональный промокод" in page
+    assert "Ничего не записано и ничего не отправлено" in page
+    assert "Промокод 15\u00a0% на 14 дней" in page and "Отправить письмо: reactivation_email" in page  # the step
     started = int(re.search(r'id="would-start">(\d+)<', page).group(1))
     held = int(re.search(r"Контрольная группа <strong>(\d+)<", page).group(1))
     assert started + held == 1  # Anna: bought before, nothing for 90 days, email allowed
@@ -616,6 +645,9 @@ def test_workflow_funnel_and_parked_runs(admin_env: AdminEnv) -> None:
     assert 'id="funnel-chart"' in page and "Конверсия и прирост относительно контрольной группы" in page
     assert "пока не измерить" in page and "the CRM&#39;s answer was lost" in page
     assert "Задача в CRM" in page and "crm_task" in page  # a step kind's name first, the technical one beside it
+    assert "Задача в CRM со сроком 2 дня" in page and "Промокод 15\u00a0% на 14 дней" in page
+    assert "вход в сегмент «Не покупали 90 дней, письма разрешены» (dormant_90d)" in page
+    assert "заказ в течение 30 дней" in page and "30d<" not in page  # the goal's window as people say it
     assert "Повторить шаг" not in page
     card = text(viewer.get(f"/contacts/{admin_env.ids['anna']}"))
     assert "reactivation_90d" in card or "Вернуть клиентов" in card
@@ -686,7 +718,7 @@ def test_hub_users_add_list_disable(sqlite_db: HubDB) -> None:
     added = runner.invoke(cli, ["users", "add", "Boss@Shop.example", "--role", "admin", "--password-stdin"],
                           input=PASSWORD + "\n")
     assert added.exit_code == 0, added.output
-    assert "Добавлен boss@shop.example, роль: администратор" in added.output and PASSWORD not in added.output
+    assert "Добавлен boss@shop.example, роль: Администратор" in added.output and PASSWORD not in added.output
     prompted = runner.invoke(cli, ["users", "add", "m@shop.example", "--role", "marketer"],
                              input=f"{PASSWORD}\n{PASSWORD}\n")
     assert prompted.exit_code == 0, prompted.output

@@ -296,3 +296,10 @@ def test_the_progress_column_counts_rows_in_the_language_of_the_command_that_mad
         with i18n.use_language("en"):
             assert column.render(progress.tasks[task]).plain == "1\u00a0234 строки"
     assert rows(1) == "1 строка" and rows(5) == "5 строк" and rows(21, "en") == "21 rows"
+
+
+def test_a_word_where_a_number_belongs_is_refused_in_russian(sqlite_db: HubDB) -> None:
+    ru = run(["contacts", "show", "abc"])
+    assert ru.exit_code == 2 and "Неверное значение 'CONTACT_ID': 'abc' — не число (integer)." in ru.output
+    en = run(["contacts", "show", "abc"], "en")
+    assert "'abc' is not a valid integer." in en.output

@@ -113,6 +113,9 @@ def test_consent_import_reports_each_bad_row_and_keeps_the_rest(hub_db: HubDB, t
     assert report.recorded == 2 and report.contacts_created == 1
     assert [s["line"] for s in report.skipped] == [4, 5, 6]
     assert "цель 'spam'" in report.skipped[1]["reason"]
+    # the words the sheet may use, by what they mean, not only the stored values
+    assert report.skipped[2]["reason"].startswith("статус 'maybe' не распознан; пишите так — дано: granted, yes, да,")
+    assert "отозвано: withdrawn, no, нет," in report.skipped[2]["reason"]
     with hub_db.engine.connect() as conn:
         assert consent.current(conn, known) == {("email", "marketing"): "granted"}
         event = conn.execute(ConsentEvent.__table__.select().where(ConsentEvent.contact_id == known)).one()
@@ -155,3 +158,18 @@ def test_reimporting_rows_without_a_date_records_nothing_new(hub_db: HubDB, tmp_
     assert importer.import_consent(hub_db.engine, hub_db.settings, path).recorded == 1
     with hub_db.engine.connect() as conn:
         assert len(consent.history(conn, cid)) == 3
+
+
+def test_a_consent_sheet_without_the_columns_names_them_as_a_sheet_would(hub_db: HubDB, tmp_path: Path) -> None:
+    from hub.i18n import use_language
+    from hub.spreadsheet import SpreadsheetError
+
+    path = tmp_path / "анкеты.csv"
+    path.write_text("имя;согласие\nАнна;да\n", encoding="utf-8")
+    with pytest.raises(SpreadsheetError) as refused:
+        importer.import_consent(hub_db.engine, hub_db.settings, path)
+    assert ("нет столбца для: email или телефон (email, phone), канал (channel), цель (purpose) "
+            "(найдены: имя, согласие)") in str(refused.value)
+    with use_language("en"), pytest.raises(SpreadsheetError) as english:
+        importer.import_consent(hub_db.engine, hub_db.settings, path)
+    assert "no column for email or phone (email, phone), channel, purpose (found: имя, согласие)" in str(english.value)

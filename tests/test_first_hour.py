@@ -143,6 +143,7 @@ def test_segments_list_right_after_a_sync_shows_real_counts(hub_db: HubDB) -> No
     assert "Обновляю" in shown.output  # what it does first, on stderr
     row = next(line for line in shown.stdout.splitlines() if "new_30d" in line)
     assert row.index("Новые за последние 30 дней") < row.index("new_30d")  # the title first, the name beside it
+    assert "Техническое имя" in shown.stdout and "│ Имя" not in shown.stdout
     assert re.search(r"│ 7\s+│", row) and "устарело" not in shown.stdout
     after = {s["name"]: s for s in json.loads(hub("segments", "list", "--json"))}
     assert after["new_30d"]["members"] == 7 and not any(s["stale"] for s in after.values())

@@ -62,3 +62,21 @@ def test_counts_of_people_follow_the_current_language() -> None:
     with i18n.use_language("en"):
         assert formats.contacts(3) == "3 contacts"
     assert formats.contacts(5, "ru") == "5 контактов"
+
+
+def test_lengths_of_time_read_as_people_say_them_not_as_files_write_them() -> None:
+    day = dt.timedelta(days=1)
+    assert formats.duration(14 * day, "ru") == "14 дней"  # not Babel's rounded «2 недели»
+    assert formats.duration(30 * day, "ru") == "30 дней"  # not «1 месяц»
+    assert formats.duration(7 * day, "ru") == "7 дней"
+    assert formats.duration(dt.timedelta(hours=2), "ru") == "2 часа"
+    assert formats.duration(dt.timedelta(hours=36), "ru") == "36 часов"  # not «2 дня»
+    assert formats.duration(dt.timedelta(minutes=1), "ru") == "1 минута"
+    assert formats.duration(dt.timedelta(seconds=30), "ru") == "30 секунд"
+    assert formats.duration(dt.timedelta(minutes=4321), "ru") == "4\u00a0321 минута"
+    assert formats.duration(14 * day, "en") == "14 days"
+    with i18n.use_language("en"):
+        assert formats.duration(dt.timedelta(hours=1)) == "1 hour"
+    from hub import api
+
+    assert api.format_length(14 * day) == "14 дней" and api.format_duration(14 * day) == "14d"

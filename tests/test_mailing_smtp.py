@@ -363,6 +363,12 @@ def test_a_campaign_from_the_command_line(hub_db: HubDB, mailing, mailbox, monke
     listed = json.loads(runner.invoke(cli, ["messages", "list", "--json"]).output)
     assert {m["address"]: m["status"] for m in listed} == {
         "anna@example.ru": "sent", "oleg@example.ru": "failed", "no@example.ru": "suppressed"}
+    table = runner.invoke(cli, ["messages", "list"], env={"COLUMNS": "200"}).output
+    assert "отправлено" in table and "ошибка" in table and "заблокировано" in table
+    assert all(f"│ {raw} " not in table for raw in ("sent", "failed", "suppressed"))  # no technical status
+    assert "отправлено 1, ошибка 1, заблокировано 1" in table  # the totals line
+    english = runner.invoke(cli, ["messages", "list"], env={"COLUMNS": "200", "HUB_LANGUAGE": "en"}).output
+    assert "sent 1, error 1, suppressed 1" in english
     shown = runner.invoke(cli, ["messages", "show", str(listed[-1]["id"])])
     assert "LAVKA-15" in shown.output and "subject: Анна, мы скучаем" in shown.output
     assert runner.invoke(cli, ["messages", "review"]).output.startswith("Проверять нечего")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from hub.db import utcnow
-from hub.models import Message
+from hub.models import Message, Order
 from tests.conftest import HubDB
 from tests.support.cli import cli
 from tests.support.shop import Person, add_order, make_shop, runs_of, start, use_workflows, write
@@ -183,7 +183,8 @@ def test_hub_promo_redeem_by_hand(wf: HubDB) -> None:
     assert found == {**found, "code": first.code, "status": "redeemed", "redeemed_by": "cli", "discount": 15.0}
     twice = hub("promo", "redeem", first.code)
     assert twice.exit_code == 1 and twice.output.startswith(f"Ошибка: промокод {first.code} уже использован ")
-    assert re.search(r"уже использован \d\d\.\d\d\.\d{4} \(cli\)", twice.output)  # a date as Russians write it
+    # the moment in the shop's zone, as Russians write it
+    assert re.search(r"уже использован \d\d\.\d\d\.\d{4} \d\d:\d\d МСК \(cli\)", twice.output)
     assert hub("promo", "redeem", "BACK-NOPE42").output == "Ошибка: нет промокода 'BACK-NOPE42'\n"
     if rest:
         expired = hub("promo", "redeem", rest[0].code)
@@ -192,6 +193,29 @@ def test_hub_promo_redeem_by_hand(wf: HubDB) -> None:
         assert hub("promo", "redeem", rest[0].code, "--force").exit_code == 0
     shown = json.loads(hub("promo", "show", first.code, "--json").output)
     assert shown["status"] == "redeemed"
+
+
+def test_an_expired_code_names_the_moment_it_ran_out_in_the_shops_zone(wf: HubDB) -> None:
+    """21:30 UTC is 00:30 the next day in Moscow: the refusal and `hub promo show` name the same day."""
+    t0 = a_morning(3)
+    make_shop(wf, [Person("p1", "Анна", None, "p1@example.ru")], now=t0)
+    start(wf, "reactivation_90d", t0)
+    code = codes(wf)[0]
+    ran_out = (utcnow() - dt.timedelta(days=2)).replace(hour=21, minute=30, second=0, microsecond=0)
+    with wf.engine.begin() as conn:
+        conn.execute(update(PromoCode).where(PromoCode.id == code.id).values(expires_at=ran_out))
+    local = ran_out + dt.timedelta(hours=3)
+    moment = f"{local:%d.%m.%Y} 00:30 МСК"
+    assert hub("promo", "show", code.code).output.endswith(f"действует до {moment}\n")
+    refused = hub("promo", "redeem", code.code)
+    assert refused.exit_code == 1 and f"истёк {moment};" in refused.output
+    assert hub("promo", "redeem", code.code, "--force").exit_code == 0
+    add_order(wf, "p1", closed_at=t0)
+    with wf.engine.begin() as conn:
+        order_id = conn.execute(select(Order.id).order_by(Order.id.desc())).scalars().first()
+        conn.execute(update(PromoCode).where(PromoCode.id == code.id).values(order_id=order_id))
+    again = hub("promo", "redeem", code.code)
+    assert again.exit_code == 1 and f"(заказ №{order_id})" in again.output, again.output
 
 
 def test_a_code_about_to_expire_starts_a_reminder(wf: HubDB, tmp_path: Path) -> None:

@@ -186,3 +186,38 @@ def test_the_command_runs_lists_and_respects_another_schedulers_lock(hub_db: Hub
     assert other.acquire()
     assert "работает другой планировщик (elsewhere)" in hub("--run", "chores", code=1).output
     other.release()
+
+
+def test_intervals_and_outcomes_read_as_people_say_them(monkeypatch: Any) -> None:
+    from hub.i18n import use_language
+
+    assert schedule.every_text(dt.timedelta(minutes=15)) == "каждые 15 минут"
+    assert schedule.every_text(dt.timedelta(days=1)) == "раз в сутки"
+    assert schedule.every_text(dt.timedelta(seconds=30)) == "каждые 30 секунд"
+    assert schedule.every_text(dt.timedelta(hours=2)) == "каждые 2 часа"
+    assert schedule.every_text(dt.timedelta(seconds=86400 * 400)) == "каждые 400 дней"
+    assert schedule.result_text({"bitrix24": "started", "amocrm": "still running"}) == (
+        "bitrix24: запущена, amocrm: ещё выполняется")
+    assert schedule.result_text({"runs started": 1, "codes redeemed": 0, "steps": 1234}) == (
+        "запущено сценариев: 1, выполнено шагов: 1\u00a0234")
+    with use_language("en"):
+        assert schedule.every_text(dt.timedelta(minutes=15)) == "every 15 minutes"
+        assert schedule.every_text(dt.timedelta(days=1)) == "once a day"
+        assert schedule.result_text({"bitrix24": "started"}) == "bitrix24: started"
+
+
+def test_the_command_shows_schedules_and_their_outcomes_in_words(hub_db: HubDB, crm: FakeCRM,
+                                                                monkeypatch: Any) -> None:
+    sync.run(hub_db.engine, hub_db.settings, "sample")
+    plugins.get_pm()
+    ran = hub("--run", "sync", "--run", "reconcile").output
+    assert "выполнено: reconcile (sample: запущена); sync (sample: запущена)" in ran
+    status = hub("--status").output
+    assert "sync                 каждые 15 минут, последний запуск: " in status
+    assert "  синхронизация изменений каждого подключённого источника\n" in status
+    assert "reconcile            раз в сутки, " in status and "86" not in status
+    monkeypatch.setenv("HUB_LANGUAGE", "en")
+    english = hub("--status").output
+    assert "sync                 every 15 minutes, last run " in english
+    assert "  an incremental sync of every connected source\n" in english
+    assert json.loads(hub("--run", "sync", "--json").output)["ran"] == {"sync": {"sample": "started"}}

@@ -505,3 +505,23 @@ def test_fields_lists_the_registry_with_plugin_fields(shop: dict[str, int], plug
     assert "birthday_within" in listed["contact.birthday"]["operators"]
     assert listed["visits.last_at"]["type"] == "datetime"
     assert "starts_with" in listed["survey.<question>.answer"]["operators"]
+
+
+def test_the_refresh_progress_counts_segments_in_the_language_of_the_command_that_made_it() -> None:
+    from rich.progress import Progress
+
+    from hub import i18n
+    from hub.segments.commands import SegmentsColumn
+
+    with i18n.use_language("ru"):
+        column = SegmentsColumn()
+    with i18n.use_language("en"):
+        english = SegmentsColumn()
+    with Progress(column) as progress:  # rich redraws from a thread of its own, where no language is set
+        task = progress.add_task("x", total=None, completed=1234)
+        assert column.render(progress.tasks[task]).plain == "1\u00a0234 сегмента"
+        assert english.render(progress.tasks[task]).plain == "1,234 segments"
+        progress.update(task, completed=5)
+        assert column.render(progress.tasks[task]).plain == "5 сегментов"
+        progress.update(task, completed=1)
+        assert column.render(progress.tasks[task]).plain == "1 сегмент"

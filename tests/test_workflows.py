@@ -104,17 +104,39 @@ def test_show_names_the_trigger_and_each_step_as_people_call_them(wf: HubDB, mon
     shown = hub("workflows", "show", "reactivation_90d")
     assert shown.exit_code == 0, shown.output
     assert "Вернуть клиентов, которые не покупали 90 дней (reactivation_90d)" in shown.output
-    assert "Вход в сегмент (segment dormant_90d)" in shown.output
-    for title, name in [("Персональный промокод", "promo_code 15% for 14d"), ("Отправить сообщение", "send email"),
-                        ("Подождать", "wait 7d"), ("Условие", "if"), ("Завершить", "exit"),
-                        ("Задача в CRM", "crm_task")]:
-        assert title in shown.output and name in shown.output
+    assert "Запуск: вход в сегмент «Не покупали 90 дней, письма разрешены» (dormant_90d)." in shown.output
+    for text, name in [("Промокод 15\u00a0% на 14 дней", "promo_code 15% for 14d"),
+                       ("Отправить письмо: reactivation_email", "send email"), ("Подождать 7 дней", "wait 7d"),
+                       ("Условие", "if"), ("Завершить", "exit"), ("Задача в CRM со сроком 2 дня", "crm_task")]:
+        assert text in shown.output and name in shown.output
+    status = hub("workflows", "status", "reactivation_90d").output
+    assert "вход в сегмент «Не покупали 90 дней, письма разрешены» (dormant_90d)" in status
+    assert "Промокод 15\u00a0% на 14 дней (promo_code)" in status and "14d" not in status
     monkeypatch.setenv("HUB_LANGUAGE", "en")
     english = hub("workflows", "show", "reactivation_90d").output
     assert "Win back customers who have not bought for 90 days (reactivation_90d)" in english
-    assert "Entering a segment (segment dormant_90d)" in english and "Task in the CRM" in english
+    assert "entering the segment “Dormant for 90 days, email allowed” (dormant_90d)" in english
+    assert "Task in the CRM, due in 2 days" in english
     status = hub("workflows", "status", "reactivation_90d").output
-    assert "Personal promo code (promo_code 15% for 14d)" in status
+    assert "Promo code 15\u00a0% for 14 days (promo_code)" in status
+
+
+def test_a_marketers_title_with_brackets_is_printed_as_written(wf: HubDB, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Titles and descriptions are the marketer's text, not rich markup: «[/]» must neither crash nor vanish."""
+    monkeypatch.setenv("COLUMNS", "200")
+    path = write(tmp_path, "brackets.yaml", "name: brackets\ntitle: \"Скидка [/] [bold]VIP[/bold]\"\n"
+                 "description: \"Для [red]своих[/]\"\ntrigger: {segment: dormant_90d}\n"
+                 "steps:\n  - tag: \"[vip]\"\n")
+    assert hub("workflows", "add", path).exit_code == 0
+    shown = hub("workflows", "show", "brackets")
+    assert shown.exit_code == 0, shown.output
+    assert "Скидка [/] [bold]VIP[/bold] (brackets)" in shown.output
+    assert "Для [red]своих[/]" in shown.output and "Добавить метку: [vip]" in shown.output
+    status = hub("workflows", "status", "brackets")
+    assert status.exit_code == 0 and "Скидка [/] [bold]VIP[/bold] (brackets)" in status.output, status.output
+    dry = hub("workflows", "run", "brackets", "--dry-run")
+    assert dry.exit_code == 0 and "brackets" in dry.output, dry.output
 
 
 def test_every_step_and_trigger_kind_has_a_title_and_a_summary_in_both_languages(wf: HubDB) -> None:
@@ -664,9 +686,11 @@ def test_a_dry_run_forecasts_and_changes_nothing(wf: HubDB) -> None:
     assert steps[4]["else"] == len(treated)
     assert steps[6].get("skipped_no_address", 0) + steps[6].get("skipped_no_consent", 0) == len(treated - with_sms)
     assert len(report["contacts"]) == 3 and report["contacts"][0]["actions"][0]["what"] == "promo_code 15% for 14d"
-    text = hub("workflows", "run", "reactivation_90d", "--dry-run")
+    text = CliRunner().invoke(cli, ["workflows", "run", "reactivation_90d", "--dry-run"], env={"COLUMNS": "250"})
     assert text.exit_code == 0, text.output
-    assert "ничего не меняется" in text.output and "Персональный промокод" in text.output
+    assert "ничего не меняется" in text.output
+    assert "Персональный промокод (promo_code)" in text.output  # the day table's column: the kind's title first
+    assert "Промокод 15\u00a0% на 14 дней (promo_code)" in text.output and "promo_code 15%" not in text.output
 
 
 def test_status_counts_conversions_revenue_and_the_uplift_over_the_holdout(wf: HubDB, tmp_path: Path) -> None:
@@ -692,6 +716,14 @@ def test_status_counts_conversions_revenue_and_the_uplift_over_the_holdout(wf: H
     expected = round((len(buyers_t) / len(treated) - 1 / len(held)) * 100, 2)
     assert status["uplift"]["rate_points"] == pytest.approx(expected, abs=0.02)
     assert status["entered"] == 40 and status["in_holdout"] == len(held)
+    shown = CliRunner().invoke(cli, ["workflows", "status", "half"], env={"COLUMNS": "250"}).output
+    assert "в течение 10 дней" in shown and "10d" not in shown
+    assert (f"достигли цели после кампании: {len(buyers_t)} из {len(treated)} (" in shown
+            and f"в контрольной группе, которая ничего не получала: 1 из {len(held)} (" in shown)
+    assert "Подождать 1 день (wait)" in shown
+    english = CliRunner().invoke(cli, ["workflows", "status", "half"], env={"COLUMNS": "250", "HUB_LANGUAGE": "en"})
+    assert f"reached the goal after the campaign: {len(buyers_t)} of {len(treated)} (" in english.output
+    assert "within 10 days" in english.output
 
 
 def test_merging_two_contacts_keeps_both_runs(wf: HubDB) -> None:

@@ -71,12 +71,12 @@ def register_commands(cli: Any) -> None:
 def register_schedules(register: Callable[[str, Any], None], settings: Any) -> None:
     import datetime as dt
 
-    from hub.api import Schedule
+    from hub.api import N_, Schedule
     from workflows import config, ticks
 
     every = dt.timedelta(seconds=config.load(settings).interval)
     register("workflows", Schedule(every, ticks.scheduled_tick,
-                                   "start runs by the workflows' triggers and do the steps that are due"))
+                                   N_("start runs by the workflows' triggers and do the steps that are due")))
 
 
 @hookimpl

@@ -156,7 +156,7 @@ def detail(name: str) -> Any:
     with engine().connect() as conn:
         parked = runner.parked(conn, name)
         workflow = store.current(conn, current_settings(), name)[1]
-    add_titles(report, workflow)
+        add_titles(report, workflow, conn, current_settings())
     return render_template("workflows/detail.html", name=name, report=report, problems=[], parked=parked,
                            funnel=_funnel_chart(report["steps"]), uplift=_uplift_chart(report), action=ActionForm())
 
@@ -182,10 +182,11 @@ def forecast_page(name: str) -> Any:
         return redirect(url_for("workflows.index"))
     with engine().connect() as conn:
         workflow = forecast._workflow(conn, current_settings(), name, None)[1]
-    add_titles(report, workflow)
+        add_titles(report, workflow, conn, current_settings())
     channels = sorted({k for day in report["by_day"] for k in day if k != "date"})
+    kinds = report["kind_titles"]
     chart = {"labels": [format_date(d["date"]) for d in report["by_day"]],
-             "datasets": [{"label": counter_title(c), "data": [d.get(c, 0) for d in report["by_day"]]}
+             "datasets": [{"label": kinds.get(c) or counter_title(c), "data": [d.get(c, 0) for d in report["by_day"]]}
                           for c in channels]}
     return render_template("workflows/forecast.html", name=name, title=report["title"], report=report,
                            days=int(raw), chart=chart, channels=channels)

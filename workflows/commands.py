@@ -14,6 +14,7 @@ from typing import Any, Callable
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import func, select
 
 # not in hub.api on purpose: `hub workflows` takes the scheduler's lock
@@ -27,7 +28,7 @@ from workflows import config, definition, forecast, measure, promo, runner, stor
 from workflows.definition import WorkflowError
 from workflows.models import StepResult, WorkflowRun
 from workflows.names import add_titles, counter_title, goal_title, state_title
-from workflows.steps import kind_summary, kind_title
+from workflows.steps import kind_summary
 
 runs_t = WorkflowRun.__table__
 
@@ -70,7 +71,7 @@ def list_cmd(app: App, as_json: bool) -> None:
         for workflow_id, status, n in conn.execute(select(runs_t.c.workflow_id, runs_t.c.status, func.count())
                                                    .group_by(runs_t.c.workflow_id, runs_t.c.status)):
             counts.setdefault(workflow_id, {})[status] = n
-        kinds: dict[str, str] = {}  # each trigger's kind as people call it (not in the JSON)
+        kinds: dict[str, str] = {}  # each trigger as people read it (not in the JSON)
         for row in store.rows(conn):
             item: dict[str, Any] = {"name": row.name, "title": row.title, "origin": row.origin,
                                     "enabled": row.enabled, "version": row.version,
@@ -78,7 +79,7 @@ def list_cmd(app: App, as_json: bool) -> None:
             try:
                 parsed = store.definition(conn, app.settings, row.id, row.version)
                 item.update(definition.summary(parsed))
-                kinds[row.name] = parsed.trigger.title()
+                kinds[row.name] = triggers.trigger_text(conn, app.settings, parsed)
             except WorkflowError as exc:
                 item["error"] = str(exc)
             out.append(item)
@@ -90,7 +91,7 @@ def list_cmd(app: App, as_json: bool) -> None:
         runs = ", ".join(f"{state_title(k)} {format_number(v)}" for k, v in sorted(item["runs"].items())) or "-"
         table.add_row(translated_title(item["title"]) or item["name"], item["name"],
                       gettext("yes") if item["enabled"] else gettext("no"),
-                      f"{kinds[item['name']]} ({item['trigger']})" if item["name"] in kinds else item.get("error", ""),
+                      kinds[item["name"]] if item["name"] in kinds else item.get("error", ""),
                       runs)
     Console().print(table)
 
@@ -112,7 +113,9 @@ def add_cmd(app: App, file: Path, enable: bool, as_json: bool) -> None:
         emit_json({"workflow": workflow.name, "created": created, "version": row.version, "enabled": row.enabled,
                    **definition.summary(workflow)})
         return
-    facts = dict(name=workflow.name, version=row.version, trigger=workflow.trigger.describe(),
+    with engine.connect() as conn:
+        trigger = triggers.trigger_text(conn, app.settings, workflow)
+    facts = dict(name=workflow.name, version=row.version, trigger=trigger,
                  steps=ngettext("%(num)s step", "%(num)s steps", len(workflow.steps())))
     if created:
         click.echo(gettext("Added workflow %(name)s (version %(version)s, on): %(trigger)s, %(steps)s.", **facts)
@@ -143,18 +146,20 @@ def show_workflow_cmd(app: App, name: str, as_json: bool) -> None:
                    "enabled": row.enabled, "version": row.version, **definition.summary(workflow),
                    "document": workflow.document})
         return
+    with engine.connect() as conn:
+        trigger = triggers.trigger_text(conn, app.settings, workflow)
     console = Console()
-    title = translated_title(row.title)
-    console.print(f"[bold]{title}[/bold] ({row.name})" if title else f"[bold]{row.name}[/bold]")
+    title = translated_title(row.title)  # a marketer's own title may hold [brackets]: printed as written
+    console.print(Text.assemble((title, "bold"), f" ({row.name})") if title else Text(row.name, style="bold"))
     if workflow.description:
-        console.print(translated_title(workflow.description))
+        console.print(Text(translated_title(workflow.description)))
     console.print(gettext("State: %(state)s, version %(version)s", state=state_title("on" if row.enabled else "off"),
-                          version=row.version))
-    console.print(gettext("Starts on: %(title)s (%(trigger)s). %(summary)s", title=workflow.trigger.title(),
-                          trigger=workflow.trigger.describe(), summary=workflow.trigger.summary()))
+                          version=row.version), markup=False)
+    console.print(gettext("Starts on: %(trigger)s. %(summary)s", trigger=trigger, summary=workflow.trigger.summary()),
+                  markup=False)
     table = Table(gettext("step"), gettext("what"), gettext("technical name"), gettext("what it does"))
     for instruction in workflow.steps():
-        table.add_row(str(instruction.index + 1), kind_title(instruction.step), instruction.step.label(),
+        table.add_row(str(instruction.index + 1), Text(instruction.step.phrase()), Text(instruction.step.label()),
                       kind_summary(instruction.step))
     console.print(table)
 
@@ -165,9 +170,10 @@ def _switch(app: App, name: str, enabled: bool) -> None:
         store.install_library(conn)
         _, workflow = store.current(conn, app.settings, name)
         store.set_enabled(conn, name, enabled)
+        trigger = triggers.trigger_text(conn, app.settings, workflow)
     if enabled:
         click.echo(gettext("Workflow %(name)s is on: the scheduler starts runs by its trigger (%(trigger)s).",
-                           name=name, trigger=workflow.trigger.describe()))
+                           name=name, trigger=trigger))
     else:
         click.echo(gettext("Workflow %(name)s is off: nobody new enters it; runs under way go on.", name=name))
 
@@ -255,9 +261,9 @@ def start_now(engine: Any, settings: Any, name: str, *, show_progress: bool = Fa
 
 def _print_forecast(report: dict[str, Any], tz: Any) -> None:
     console = Console()
-    console.print("[bold]" + report["workflow"] + "[/bold]" + ngettext(
+    console.print(Text.assemble((report["workflow"], "bold"), ngettext(
         ", the next %(num)s day (nothing is changed):", ", the next %(num)s days (nothing is changed):",
-        report["days"]))
+        report["days"])))
     console.print("  " + gettext("would start %(start)s runs, %(holdout)s more in the holdout, %(skipped)s not due "
                                  "to enter; %(running)s runs already under way",
                                  start=format_number(report["would_start"]), holdout=format_number(report["holdout"]),
@@ -268,20 +274,27 @@ def _print_forecast(report: dict[str, Any], tz: Any) -> None:
     table = Table(gettext("step"), gettext("what"), gettext("count"), gettext("details"))
     for step in report["steps"]:
         details = ", ".join(f"{counter_title(k)} {format_number(v)}" for k, v in step.items()
-                            if k not in ("step", "label", "count", "title", "summary"))
-        table.add_row(str(step["step"]), f"{step['title']} ({step['label']})" if step.get("title") else step["label"],
-                      format_number(step.get("count", 0)), details)
+                            if k not in ("step", "label", "count", "title", "summary", "text", "kind"))
+        table.add_row(str(step["step"]), Text(_what(step)), format_number(step.get("count", 0)), details)
     console.print(table)
     if report["by_day"]:
         kinds = sorted({k for d in report["by_day"] for k in d if k != "date"})
-        days = Table(gettext("day"), *[counter_title(k) for k in kinds])
+        titles = report.get("kind_titles", {})
+        days = Table(gettext("day"), *[f"{titles[k]} ({k})" if k in titles else counter_title(k) for k in kinds])
         for day in report["by_day"]:
             days.add_row(format_date(day["date"]), *[format_number(day.get(k, 0)) for k in kinds])
         console.print(days)
     for contact in report["contacts"]:
-        plan = "; ".join(f"{format_moment(a['at'], tz, zone=True)} {a.get('title') or a['what']} ({a['what']})"
+        plan = "; ".join(f"{format_moment(a['at'], tz, zone=True)} {_what(a)}"
                          for a in contact["actions"]) or gettext("nothing")
-        console.print(f"  #{contact['contact_id']} {contact['name']}: {plan}")
+        console.print(f"  #{contact['contact_id']} {contact['name']}: {plan}", markup=False, highlight=False)
+
+
+def _what(step: dict[str, Any]) -> str:
+    """A step as people read it, its kind's technical name after it: «Промокод 15 % на 14 дней (promo_code)»."""
+    if step.get("text"):
+        return f"{step['text']} ({step['kind']})"
+    return step.get("label") or step.get("what") or ""
 
 
 @workflows_group.command("status")
@@ -318,23 +331,24 @@ def status_cmd(app: App, name: str | None, as_json: bool) -> None:
 def _titled(engine: Any, settings: Any, report: dict[str, Any]) -> dict[str, Any]:
     """The report with the names people read beside the technical ones (not for --json)."""
     with engine.connect() as conn:
-        add_titles(report, forecast._workflow(conn, settings, report["workflow"], None)[1])
+        add_titles(report, forecast._workflow(conn, settings, report["workflow"], None)[1], conn, settings)
     return report
 
 
 def _print_status(report: dict[str, Any]) -> None:
     console = Console()
     title = translated_title(report.get("title"))
-    head = f"[bold]{title}[/bold] ({report['workflow']})" if title else f"[bold]{report['workflow']}[/bold]"
-    console.print(head + " — " + gettext(
+    head = (Text.assemble((title, "bold"), f" ({report['workflow']})") if title else
+            Text(report["workflow"], style="bold"))
+    console.print(head + Text(" — " + gettext(
         "%(state)s; %(trigger)s: %(entered)s entered, %(holdout)s in the holdout", state=state_title(
-            "on" if report["enabled"] else "off"), trigger=report["trigger"],
+            "on" if report["enabled"] else "off"), trigger=report.get("trigger_text") or report["trigger"],
         entered=format_number(report["entered"]), holdout=format_number(report["in_holdout"]))
-        + "; " + ", ".join(f"{state_title(k)} {format_number(v)}" for k, v in report["runs"].items() if v))
+        + "; " + ", ".join(f"{state_title(k)} {format_number(v)}" for k, v in report["runs"].items() if v)))
     table = Table(gettext("step"), gettext("what"), gettext("done/sent"), gettext("deferred"), gettext("skipped"),
                   gettext("failed"))
     for step in report["steps"]:
-        table.add_row(str(step["step"]), f"{step['title']} ({step['label']})" if step.get("title") else step["label"],
+        table.add_row(str(step["step"]), Text(_what(step)),
                       format_number(step.get("sent", step.get("done", 0))), format_number(step["deferred"]),
                       format_number(step["skipped"]), format_number(step["failed"]))
     console.print(table)
@@ -348,12 +362,12 @@ def _print_status(report: dict[str, Any]) -> None:
         points = report["uplift"]["rate_points"]
         goal = report["goal"]
         console.print("  " + gettext("goal: %(goal)s within %(within)s: %(converted)s converted, revenue %(revenue)s",
-                                     goal=goal_title(goal["event"]), within=goal["within"],
+                                     goal=goal_title(goal["event"]), within=report.get("goal_within") or goal["within"],
                                      converted=format_number(report["converted"]),
                                      revenue=format_money(report["revenue"])))
         console.print("  " + gettext(
-            "got the campaign %(treated)s/%(treated_runs)s (%(treated_rate)s), holdout %(holdout)s/%(holdout_runs)s "
-            "(%(holdout_rate)s); uplift %(points)s percentage points",
+            "reached the goal after the campaign: %(treated)s of %(treated_runs)s (%(treated_rate)s); in the holdout, "
+            "who got nothing: %(holdout)s of %(holdout_runs)s (%(holdout_rate)s); uplift %(points)s percentage points",
             treated=format_number(t["converted"]), treated_runs=format_number(t["runs"]), treated_rate=_pct(t["rate"]),
             holdout=format_number(h["converted"]), holdout_runs=format_number(h["runs"]),
             holdout_rate=_pct(h["rate"]), points=format_number(points) if points is not None else "-"))
@@ -406,7 +420,7 @@ def tick_cmd(app: App, as_json: bool) -> None:
                        started=started, redeemed=format_number(report.redeemed), work=work,
                        seconds=format_number(round(report.seconds, 1))))
     for name, error in report.errors.items():
-        stderr.print(f"[red]{name}: {error}[/red]")
+        stderr.print(Text(f"{name}: {error}", style="red"))  # an error may quote a marketer's [brackets]
 
 
 @workflows_group.command("parked")
@@ -466,7 +480,7 @@ def promo_group() -> None:
 @user_errors
 def redeem_cmd(app: App, code: str, force: bool, as_json: bool) -> None:
     """Mark CODE used (a purchase in a shop the CRMs do not see)."""
-    found = promo.redeem(app.ready_engine(), code, by="cli", force=force)
+    found = promo.redeem(app.ready_engine(), code, by="cli", force=force, tz=app.settings.tz)
     if as_json:
         emit_json(found)
         return

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api import N_, NoCrmHolds, WriteBackError, gettext, write_back
-from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError, StepFailed
+from hub.api import N_, NoCrmHolds, WriteBackError, format_length, gettext, write_back
+from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError, StepFailed, kind_title
 
 
 
@@ -53,6 +53,10 @@ class CrmTask(Step):
 
     def label(self) -> str:
         return "crm_task"
+
+    def phrase(self) -> str:
+        assert self.due_in is not None
+        return gettext("Task in the CRM, due in %(length)s", length=format_length(self.due_in))
 
     def run(self, call: StepCall) -> Outcome:
         assert self.due_in is not None
@@ -99,6 +103,9 @@ class CrmField(Step):
 
     def label(self) -> str:
         return f"crm_field {self.field}"
+
+    def phrase(self) -> str:
+        return f"{kind_title(self)}: {self.field}"
 
     def run(self, call: StepCall) -> Outcome:
         return _write(call, "set_field", name=self.field, value=call.render(self.value, "value"))

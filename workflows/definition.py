@@ -35,7 +35,7 @@ from sqlalchemy import Connection
 
 # not in hub.api on purpose: workflow files report their problems like segment files
 from hub.problems import ProblemList
-from hub.api import N_, Settings, format_duration, gettext, parse_duration
+from hub.api import N_, Settings, format_duration, format_length, gettext, parse_duration
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments import fields as segment_fields
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
@@ -86,6 +86,24 @@ class Trigger:
             return f"schedule \"{self.schedule}\" → segment {self.segment}"
         return f"segment {self.segment}"
 
+    def text(self, segment_title: str | None = None) -> str:
+        """The trigger as people read it: «вход в сегмент «Не покупали 90 дней» (dormant_90d)».
+
+        `segment_title` is the segment's title in the reader's language (the caller reads it:
+        the definition knows only the name); describe() gives the technical form for JSON.
+        """
+        segment = (gettext("“%(title)s” (%(name)s)", title=segment_title, name=self.segment) if segment_title
+                   else str(self.segment))
+        if self.kind == "event":
+            text = (gettext("the event %(event)s, %(length)s before", event=self.event,
+                            length=format_length(self.before)) if self.before else
+                    gettext("the event %(event)s", event=self.event))
+            return text + (" " + gettext("(codes of %(workflow)s)", workflow=self.workflow) if self.workflow else "")
+        if self.kind == "schedule":
+            return gettext("on the schedule “%(schedule)s”, for the segment %(segment)s", schedule=self.schedule,
+                           segment=segment)
+        return gettext("entering the segment %(segment)s", segment=segment)
+
     def title(self) -> str:
         """The kind of trigger in the reader's language ("Вход в сегмент"); describe() gives its technical form."""
         return gettext(TRIGGER_KINDS[self.kind][0])
@@ -102,6 +120,10 @@ class Goal:
 
     def describe(self) -> dict[str, Any]:
         return {"event": self.event, "within": format_duration(self.within)}
+
+    def within_text(self) -> str:
+        """The goal's window as people say it: «30 дней»."""
+        return format_length(self.within)
 
 
 class If(Step):

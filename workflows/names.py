@@ -41,20 +41,36 @@ def counter_title(key: str) -> str:
     return gettext(COUNTER_TITLES[key]) if key in COUNTER_TITLES else str(key)
 
 
-def add_titles(report: dict[str, Any], workflow: Any) -> None:
-    """A status or forecast report gets the workflow's, its trigger's and each step kind's names for people."""
+def add_titles(report: dict[str, Any], workflow: Any, conn: Any = None, settings: Any = None) -> None:
+    """A status or forecast report gets the workflow's, its trigger's and each step's names for people.
+
+    Each step gets its kind's title and summary, `text` (the step as people read it:
+    «Промокод 15 % на 14 дней») and `kind` (its technical name); the report gets
+    `trigger_text` (with the segment's title when `conn` and `settings` are given),
+    `goal_within` («30 дней») and `kind_titles` (step kind → title, for a forecast's columns).
+    """
     from workflows.steps import kind_summary, kind_title
 
     kinds = {i.index + 1: i.step for i in workflow.steps()}
     report["title"] = translated_title(report.get("title") or workflow.title)
     report["description"] = translated_title(workflow.description)
     report["trigger_title"] = workflow.trigger.title()
+    if conn is not None and settings is not None:
+        from workflows.triggers import trigger_text
+
+        report["trigger_text"] = trigger_text(conn, settings, workflow)
+    else:
+        report["trigger_text"] = workflow.trigger.text()
+    if workflow.goal is not None:
+        report["goal_within"] = workflow.goal.within_text()
+    report["kind_titles"] = {i.kind: kind_title(i.step) for i in workflow.steps()}
     for step in report["steps"]:
         kind = kinds.get(step["step"])
         if kind is not None:
             step["title"], step["summary"] = kind_title(kind), kind_summary(kind)
+            step["text"], step["kind"] = kind.phrase(), kind.name
     for contact in report.get("contacts", []):  # a forecast's plan for some of the people
         for action in contact["actions"]:
             kind = kinds.get(action["step"])
             if kind is not None:
-                action["title"] = kind_title(kind)
+                action["title"], action["text"], action["kind"] = kind_title(kind), kind.phrase(), kind.name

@@ -19,11 +19,13 @@ import re
 import secrets
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Sequence
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, select, update
 
-from hub.api import (N_, Order, Settings, WriteBackError, bulk_insert, chunks, end_of_local_day, format_date,
-                     format_duration, gettext, insert_for, local_time, utcnow, write_back)
+from hub.api import (N_, Order, Settings, WriteBackError, bulk_insert, chunks, end_of_local_day, format_duration,
+                     format_length, format_moment, format_percent, gettext, insert_for, local_time, utcnow,
+                     write_back)
 from workflows import config
 from workflows.models import PromoCode, WorkflowState
 from workflows.steps import Checking, Options, Outcome, RunInfo, Step, StepCall, StepError
@@ -116,6 +118,10 @@ class PromoCodeStep(Step):
     def label(self) -> str:
         return f"promo_code {self.discount:g}% for {format_duration(self.valid_for)}"
 
+    def phrase(self) -> str:
+        return gettext("Promo code %(discount)s for %(length)s", discount=format_percent(float(self.discount) / 100),
+                       length=format_length(self.valid_for))
+
     def describe(self) -> dict[str, Any]:
         return {"discount": float(self.discount), "valid_for": format_duration(self.valid_for),
                 "prefix": self.prefix}
@@ -167,8 +173,12 @@ def _discount(raw: Any) -> Decimal:
 # --- redemption ---------------------------------------------------------------------------
 
 def redeem(engine: Engine, code: str, *, by: str = "cli", order_id: int | None = None, force: bool = False,
-           now: dt.datetime | None = None) -> dict[str, Any]:
-    """Mark a code used; refuses an unknown, already used or (unless `force`) expired code."""
+           now: dt.datetime | None = None, tz: ZoneInfo | str = "UTC") -> dict[str, Any]:
+    """Mark a code used; refuses an unknown, already used or (unless `force`) expired code.
+
+    `tz` is the shop's time zone: a refusal names the moment the code expired in it,
+    as `hub promo show` does (the UTC date alone can be the day before).
+    """
     now = now or utcnow()
     wanted = normalize(code)
     with engine.begin() as conn:
@@ -182,11 +192,11 @@ def redeem(engine: Engine, code: str, *, by: str = "cli", order_id: int | None =
         raise PromoError(gettext("no promo code %(code)s", code=repr(code.strip())))
     if not changed:
         if row.redeemed_at is not None:
-            how = f"order #{row.order_id}" if row.order_id else row.redeemed_by
+            how = gettext("order #%(order)s", order=row.order_id) if row.order_id else row.redeemed_by
             raise PromoError(gettext("promo code %(code)s was already redeemed on %(date)s (%(how)s)", code=row.code,
-                                     date=format_date(row.redeemed_at), how=how))
+                                     date=format_moment(row.redeemed_at, tz, zone=True), how=how))
         raise PromoError(gettext("promo code %(code)s expired on %(date)s; redeem it anyway with --force",
-                                 code=row.code, date=format_date(row.expires_at)))
+                                 code=row.code, date=format_moment(row.expires_at, tz, zone=True)))
     return describe(row)
 
 

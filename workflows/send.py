@@ -75,13 +75,20 @@ class Send(Step):
             message_templates.render(template, checking.sample({"nps": nps.sample_links(checking.settings)}))
         except TemplateError as exc:
             reason = str(exc)
-            if "'promo' is undefined" in reason:
+            if not checking.promo and _uses(template, "promo") and "promo" in reason:
                 reason = gettext("%(name)s uses promo, but no promo_code step comes before this one", name=name)
             raise StepError(reason, "template") from None
         self.channel, self.template, self.purpose, self.on_cap = channel, name, purpose, on_cap
 
     def label(self) -> str:
         return f"send {self.channel} {self.template}"
+
+    def phrase(self) -> str:
+        if self.channel == message_templates.EMAIL:
+            return gettext("Send an email: %(template)s", template=self.template)
+        if self.channel == "sms":
+            return gettext("Send an SMS: %(template)s", template=self.template)
+        return gettext("Send by %(channel)s: %(template)s", channel=self.channel, template=self.template)
 
     def wants_zone(self, settings: Settings) -> bool:
         return config.load(settings).quiet(self.channel) is not None  # only quiet hours ask for local time

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, or_, select, update
 
 # not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
 from hub import messaging
-from hub.api import Settings, chunks, enqueue, redis_connection, utcnow
+from hub.api import N_, Settings, chunks, enqueue, redis_connection, utcnow
 from workflows import config, jobs, promo, runner, store, triggers
 from workflows.definition import WorkflowError
 from workflows.models import WorkflowRun
@@ -173,15 +173,18 @@ def enqueue_due(engine: Engine, settings: Settings, *, now: dt.datetime, workflo
 
 
 def scheduled_tick(run: Any) -> dict[str, Any]:
-    """The tick as `hub scheduler` runs it (a ``hub.schedule.ScheduledRun``); returns the one-line summary's numbers."""
+    """The tick as `hub scheduler` runs it (a ``hub.schedule.ScheduledRun``); returns the one-line summary's numbers.
+
+    The keys stay English in the JSON; they are marked so `hub scheduler` shows them in the reader's language.
+    """
     report = tick(run.engine, run.settings, now=run.now, keepalive=run.keepalive)
-    summary: dict[str, Any] = {"runs started": sum(v.get("started", 0) for v in report.started.values()),
-               "codes redeemed": report.redeemed}
+    summary: dict[str, Any] = {N_("runs started"): sum(v.get("started", 0) for v in report.started.values()),
+                               N_("codes redeemed"): report.redeemed}
     if run.settings.redis_url:
-        summary["runs enqueued"] = report.enqueued
+        summary[N_("runs enqueued")] = report.enqueued
     else:
-        summary["steps"] = report.advanced.get("steps", 0)
-        summary["sent"] = report.outbox.get("sent", 0)
+        summary[N_("steps")] = report.advanced.get("steps", 0)
+        summary[N_("sent")] = report.outbox.get("sent", 0)
     if report.errors:
-        summary["errors"] = "; ".join(f"{k}: {v}" for k, v in report.errors.items())
+        summary[N_("errors")] = "; ".join(f"{k}: {v}" for k, v in report.errors.items())
     return summary

@@ -164,6 +164,22 @@ def start(conn: Connection, row: Any, workflow: Workflow, candidates: Iterable[C
     return report
 
 
+def trigger_text(conn: Connection, settings: Settings, workflow: Workflow) -> str:
+    """The workflow's trigger as people read it, its segment named by its title («Не покупали 90 дней»)."""
+    from hub.api import translated_title
+    # not in hub.api on purpose: the segment's title comes with its definition (built-in ones from the library)
+    from hub.segments.evaluate import Segments
+
+    name = workflow.trigger.segment
+    title = None
+    if name:
+        catalog = Segments(conn, settings).catalog
+        definition = catalog.definitions.get(name)
+        row = catalog.rows.get(name)
+        title = definition.title if definition else (row.title if row else None)
+    return workflow.trigger.text(translated_title(title) or None)
+
+
 def segment_candidates(conn: Connection, row: Any, workflow: Workflow, segment: str, *,
                        now: dt.datetime) -> tuple[list[Candidate], int]:
     """Members of the segment (as last refreshed) who may enter now, and how many members there are."""

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import requests
 
 from hub.api import N_, gettext, local_time
-from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError, StepFailed
+from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError, StepFailed, kind_title
 
 TIMEOUT_S = 10
 RETRY_STATUSES = (408, 425, 429)
@@ -47,6 +47,9 @@ class Webhook(Step):
 
     def label(self) -> str:
         return f"webhook {self.host}"
+
+    def phrase(self) -> str:
+        return f"{kind_title(self)}: {self.host}"
 
     def payload(self, call: StepCall) -> dict[str, Any]:
         contact = call.contact or {}

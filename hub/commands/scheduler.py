@@ -18,20 +18,21 @@ from hub.i18n import gettext as _
 
 
 def _line(report: schedule.Report, tz: ZoneInfo) -> str | None:
-    """One line per pass: when (the shop's local time, its zone named), what ran and what failed."""
-    parts = [f"{name} ({_short(result)})" if _short(result) else name for name, result in report.ran.items()]
+    """One line per pass: when (the shop's local time, its zone named), what ran and what failed.
+
+    What each schedule did is said in the reader's language («sync (bitrix24: запущена)»);
+    `--status` says what each schedule is for.
+    """
+    parts = []
+    for name, result in report.ran.items():
+        outcome = schedule.result_text(result)
+        parts.append(_("%(name)s (%(outcome)s)", name=name, outcome=outcome) if outcome else name)
     parts += [_("%(name)s FAILED: %(error)s", name=name, error=why) for name, why in report.failed.items()]
     if not parts:
         return None
     now = utcnow().astimezone(tz)
     return _("%(time)s ran: %(what)s", time=now.strftime("%H:%M:%S ") + formats.zone_name(tz, now),
              what="; ".join(parts))
-
-
-def _short(result: Any) -> str:
-    if isinstance(result, dict):
-        return ", ".join(f"{k} {v}" for k, v in result.items() if isinstance(v, (str, int, float)) and v != 0)
-    return "" if result is None else str(result)
 
 
 def _status(app: App) -> list[dict[str, Any]]:
@@ -75,13 +76,15 @@ def scheduler_cmd(app: App, interval: float, once: bool, names: tuple[str, ...],
             tz = app.settings.tz
             for r in rows:
                 when = formats.moment(r["last_started_at"], tz, zone=True) if r["last_started_at"] else _("never")
-                line = _("%(name)s every %(seconds)s s, last run %(when)s", name=r["name"].ljust(20),
-                         seconds=formats.number(r["every_s"]), when=when)
+                line = _("%(name)s %(every)s, last run %(when)s", name=r["name"].ljust(20),
+                         every=schedule.every_text(dt.timedelta(seconds=r["every_s"])), when=when)
                 if r["due"]:
                     line += " " + _("(due)")
                 if r["last_error"]:
                     line += " — " + _("last run FAILED: %(error)s", error=r["last_error"])
                 click.echo(line)
+                if r["description"]:
+                    click.echo("  " + schedule.description_text(r["description"]))
                 for job in r["jobs"]:
                     if job["last_finished_at"] is None:
                         outcome = _("running (or stopped without finishing)")
@@ -120,7 +123,7 @@ def scheduler_cmd(app: App, interval: float, once: bool, names: tuple[str, ...],
         signal.signal(sig, lambda *_args: stop.set())
     where = _("enqueueing for `hub worker`") if app.settings.redis_url else _("running the work in this process")
     found = schedule.schedules(app.settings)
-    listing = ", ".join(_("%(name)s every %(seconds)s s", name=n, seconds=formats.number(s.every.total_seconds()))
+    listing = ", ".join(_("%(name)s %(every)s", name=n, every=schedule.every_text(s.every))
                         for n, s in sorted(found.items()))
     stderr.print(_("Scheduler: %(schedules)s; %(where)s. Ctrl-C stops it.", schedules=listing, where=where),
                  markup=False, highlight=False)

@@ -48,14 +48,15 @@ from hub.messaging.dispatcher import (BACKOFF, DEFAULT_BATCH, MAX_ATTEMPTS, RELE
                                       Dispatcher, backoff, channel_rate, claim_lease, dispatch, dispatch_job,
                                       record_bounce, send)
 from hub.messaging.outbox import (DEFERRED, FAILED, QUEUED, RESOLUTIONS, SENDING, SENT, STATUSES, SUPPRESSED,
-                                  TRANSACTIONAL, UNKNOWN, MessagingError, counts, find, get, messages_t, resolve)
+                                  TRANSACTIONAL, UNKNOWN, MessagingError, counts, find, get, messages_t, resolve,
+                                  status_title)
 from hub.messaging.rules import SendRules, Verdict, combine
 from hub.messaging.sms_parts import text_parts
 
 __all__ = [
     # the outbox
     "messages_t", "QUEUED", "SENDING", "SENT", "FAILED", "SUPPRESSED", "DEFERRED", "UNKNOWN", "STATUSES",
-    "TRANSACTIONAL", "RESOLUTIONS", "MessagingError", "get", "find", "counts", "resolve",
+    "TRANSACTIONAL", "RESOLUTIONS", "MessagingError", "get", "find", "counts", "resolve", "status_title",
     # channels
     "Outgoing", "Delivery", "DELIVERY_STATUSES", "Channel", "ChannelUnavailable", "channel_factories",
     # send rules

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 
 from hub import consent
 from hub.db import utcnow
+from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import Message
 
@@ -21,6 +22,9 @@ messages_t = Message.__table__
 QUEUED, SENDING, SENT, FAILED, SUPPRESSED, DEFERRED, UNKNOWN = (
     "queued", "sending", "sent", "failed", "suppressed", "deferred", "unknown")
 STATUSES = (QUEUED, SENDING, SENT, FAILED, SUPPRESSED, DEFERRED, UNKNOWN)
+# What people call each status (the admin's words for them too); --json and rules keep the technical value.
+STATUS_TITLES = {QUEUED: N_("queued"), SENDING: N_("sending"), SENT: N_("sent"), FAILED: N_("error"),
+                 SUPPRESSED: N_("suppressed"), DEFERRED: N_("deferred"), UNKNOWN: N_("unknown")}
 TRANSACTIONAL = consent.TRANSACTIONAL
 
 RESOLUTIONS = ("sent", "failed", "requeue")
@@ -28,6 +32,11 @@ RESOLUTIONS = ("sent", "failed", "requeue")
 
 class MessagingError(ValueError):
     """A message that cannot be created or changed; the text says what to fix."""
+
+
+def status_title(status: str) -> str:
+    """A message's status as people call it ("в очереди" for queued); one Hub does not know as it is."""
+    return _(STATUS_TITLES[status]) if status in STATUS_TITLES else str(status)
 
 
 def get(conn: Connection, message_id: int) -> dict[str, Any] | None:

@@ -19,8 +19,9 @@ from typing import Any
 import click
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import func, select
 
 from hub import formats, i18n
@@ -115,7 +116,7 @@ def list_cmd(no_refresh: bool, as_json: bool) -> None:
         emit_json(rows)
         return
     tz = app.settings.tz
-    table = Table(_("Segment"), _("Name"), _("Kind"), _("Members"), _("Refreshed"))
+    table = Table(_("Segment"), _("Technical name"), _("Kind"), _("Members"), _("Refreshed"))
     for r in rows:
         kind = _("built-in") if r["builtin"] else (_("BROKEN") if r["error"] else _("saved"))
         refreshed = formats.moment(r["refreshed_at"], tz, zone=True) if r["refreshed_at"] else _("never")
@@ -137,11 +138,28 @@ def list_cmd(no_refresh: bool, as_json: bool) -> None:
                             len(stale), num=formats.number(len(stale))))
 
 
+class SegmentsColumn(ProgressColumn):
+    """"3 сегмента": the segments refreshed so far, with the plural and digit grouping of the reader's language.
+
+    Rich redraws from a thread of its own, where the command's language is not
+    set, so the language is taken when the column is made (as hub.cli.RowsColumn does).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.language = i18n.current_language()
+
+    def render(self, task: Task) -> Text:
+        count = int(task.completed)
+        with i18n.use_language(self.language):
+            return Text(ngettext("%(num)s segment", "%(num)s segments", count, num=formats.number(count)))
+
+
 def _refresh_with_progress(engine: Any, app: App, names: list[str] | None, *, full: bool,
                            quiet: bool) -> membership.RefreshReport:
     """membership.refresh with a progress bar on stderr (none for --json or when stderr is not a terminal)."""
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               TextColumn(_("{task.completed:,.0f} segments")), TimeElapsedColumn()]
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), SegmentsColumn(),
+               TimeElapsedColumn()]
     with Progress(*columns, console=stderr, disable=quiet or not stderr.is_terminal) as bar:
         task = bar.add_task(_("Refreshing segments"), total=len(names) if names else None)
 

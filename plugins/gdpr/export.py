@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table, inspect, or_, select
 # not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; the export writes
 # spreadsheet-safe CSV like the core's exports
 from hub import consent, csvsafe
-from hub.api import Contact, ContactIdentity, ExternalRef, Message, Order, Settings, gettext, utcnow
+from hub.api import N_, Contact, ContactIdentity, ExternalRef, Message, Order, Settings, gettext, utcnow
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
 from hub.models import ContactMerge, Erasure, LeadScore, Segment, SegmentMember
 from plugins.gdpr import audit
@@ -80,6 +80,20 @@ def collect(conn: Connection, contact_id: int) -> dict[str, Any]:
     }
     data.update(_other_tables(conn, contact_id))
     return _plain(data)
+
+
+# The export's sections as people call them, for the command's summary; the JSON and the CSV files keep the keys.
+SECTION_TITLES = {
+    "identities": N_("emails and phones"), "external_refs": N_("records in the CRMs"), "orders": N_("orders"),
+    "consent": N_("consent now"), "consent_history": N_("consent history"),
+    "consent_requests": N_("consent requests"), "messages": N_("messages"), "merges": N_("merges"),
+    "segments": N_("segments"), "audit": N_("actions in the log"),
+}
+
+
+def section_title(name: str) -> str:
+    """A section of the export in the reader's words; a table another module added is named as a table."""
+    return gettext(SECTION_TITLES[name]) if name in SECTION_TITLES else gettext("table %(name)s", name=name)
 
 
 def _rows(conn: Connection, table: Any, where: Any) -> list[dict[str, Any]]:

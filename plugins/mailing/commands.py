@@ -382,11 +382,13 @@ def messages_list(app: App, status: str | None, channel: str | None, contact_id:
     table = Table("id", _("status"), _("channel"), _("to"), _("template"), _("contact"),
                   _("updated"), _("error"))
     for r in rows:
-        table.add_row(str(r["id"]), r["status"], r["channel"], r["address"] or "", r["template"] or "",
+        table.add_row(str(r["id"]), messaging.status_title(r["status"]), r["channel"], r["address"] or "",
+                      r["template"] or "",
                       str(r["contact_id"] or ""), format_moment(r["updated_at"], tz, zone=True),
                       (r["error"] or "")[:60])
     Console().print(table)
-    click.echo(", ".join(f"{s} {format_number(totals[s])}" for s in messaging.STATUSES if s in totals)
+    click.echo(", ".join(f"{messaging.status_title(s)} {format_number(totals[s])}" for s in messaging.STATUSES
+                         if s in totals)
                or _("The outbox is empty."))
 
 
@@ -406,7 +408,7 @@ def messages_show(app: App, message_id: int, as_json: bool) -> None:
     for key in ("id", "status", "channel", "purpose", "template", "contact_id", "address", "attempts",
                 "provider_id", "error", "created_at", "sent_at", "idempotency_key"):
         if row[key] is not None:
-            click.echo(f"{key}: {_iso(row[key])}")
+            click.echo(f"{key}: {messaging.status_title(row[key]) if key == 'status' else _iso(row[key])}")
     if row["subject"]:
         click.echo(f"subject: {row['subject']}")
     click.echo("")
@@ -444,4 +446,4 @@ def messages_review(app: App, as_json: bool) -> None:
 def messages_resolve(app: App, message_id: int, outcome: str) -> None:
     """Settle a message in doubt (sent, failed), or send one again on purpose (requeue)."""
     row = messaging.resolve(app.ready_engine(), message_id, outcome)
-    click.echo(_("Message %(id)s is now %(status)s.", id=message_id, status=row["status"]))
+    click.echo(_("Message %(id)s is now %(status)s.", id=message_id, status=messaging.status_title(row["status"])))
