@@ -13,14 +13,16 @@ Conventions the guide's Markdown follows (docs/ru/README.md's source says so too
 - Each command runs on its own with bash, with the environment and folder the
   previous one left (so `cd`, `export` and `source .venv/bin/activate` carry
   over, as in a terminal). A line ending with `\\` goes on on the next line.
-  A command must exit with status 0.
+  A command must exit with status 0. Shell variables carry over too (`ID=$(…)`
+  on one line, `$ID` on a later one), as they would in the reader's terminal.
 - `# → TEXT` under a command: TEXT must appear in what it printed.
   `# ✗ TEXT`: the command must fail (non-zero status) and print TEXT.
   `# ⌨ TEXT`: TEXT is typed at the command's prompt (one line each).
 - A command ending with `&` keeps serving (`hub sandbox …`, `hub admin`,
   `hub scheduler`, `hub worker`): it is started in its own process group, its
   `--port` is waited for, and it is stopped at the end of the document, also
-  when a step fails. The ports 8024, 8025 and 5000 are replaced with free ones
+  when a step fails. `… & NAME=$!` does the same and sets NAME to its process id,
+  so a later `kill $NAME` stops it. The ports 8024, 8025 and 5000 are replaced with free ones
   everywhere, so the guide can name the usual ones.
 - `<…>` with Russian words inside a command stands for what the reader copies
   from an earlier output: the command runs as the last line printed earlier
@@ -46,7 +48,11 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.policy import default as default_policy
+from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
@@ -63,6 +69,7 @@ _MARKER = re.compile(r"<!--\s*test:\s*(?P<what>not run|file|hub\.toml)\s*(?P<res
 _FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w.+-]*)")
 _PLACEHOLDER = re.compile(r"<[^<>\n]*[А-Яа-яЁё][^<>\n]*>")
 _LINK = re.compile(r"(?<!!)\[[^\]]*\]\((?P<target>[^)\s]+)\)")
+_BACKGROUND = re.compile(r"^(?P<command>.*[^&])&\s*(?:(?P<pid_variable>[A-Za-z_]\w*)=\$!)?$")
 
 
 @dataclass
@@ -80,7 +87,7 @@ class Command:
 
     @property
     def background(self) -> bool:
-        return self.code.endswith("&") and not self.code.endswith("&&")
+        return _BACKGROUND.match(self.code) is not None
 
 
 @dataclass
@@ -236,14 +243,16 @@ class Reader:
                 text = self.fill_placeholders(command)
             else:
                 text = self.localize(command.code)
-            if command.background:
-                self.start(command, text[:-1].rstrip())
+            started = _BACKGROUND.match(text) if command.background else None
+            if started:
+                self.start(command, started["command"].rstrip(), started["pid_variable"])
             else:
                 self.run(command, text)
 
     def run(self, command: Command, text: str) -> None:
         state = self.home / ".state"
-        script = (f"{text}\n__hub_status=$?\n"
+        # set -a: a plain `NAME=value` lands in the saved environment, so it lives on as in a terminal.
+        script = (f"set -a\n{text}\n__hub_status=$?\n"
                   f"{{ env -0 > {shlex.quote(str(state))}.env; pwd > {shlex.quote(str(state))}.pwd; }} 2>/dev/null\n"
                   f"exit $__hub_status\n")
         typed = "".join(line + "\n" for line in command.stdin)
@@ -263,19 +272,21 @@ class Reader:
         if env_file.exists():
             pairs = (item.split("=", 1) for item in env_file.read_text(errors="replace").split("\0") if "=" in item)
             self.env = {key: value for key, value in pairs if not key.startswith("BASH_FUNC_")}
-            for name in ("_", "SHLVL", "OLDPWD", "PWD"):
+            for name in ("_", "SHLVL", "OLDPWD", "PWD", "__hub_status"):
                 self.env.pop(name, None)
             self.cwd = Path(pwd_file.read_text().strip() or self.cwd)
             env_file.unlink()
             pwd_file.unlink(missing_ok=True)
 
-    def start(self, command: Command, text: str) -> None:
+    def start(self, command: Command, text: str, pid_variable: str | None = None) -> None:
         log = self.home / f".background-{len(self.background) + 1}.log"
         handle = log.open("wb")
         process = subprocess.Popen(["bash", "-c", f"exec {text}"], cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                                    stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
         handle.close()
         self.background.append((process, log, text))
+        if pid_variable:
+            self.env[pid_variable] = str(process.pid)  # `exec` makes it the command's own process id
         port = re.search(r"--port[ =](\d+)", text)
         if not port:
             return
@@ -319,6 +330,20 @@ def test_the_guide_has_the_chapters_a_newcomer_needs() -> None:
 @pytest.mark.parametrize("doc", _docs(), ids=lambda path: path.name)
 def test_every_command_of_the_guide_works(doc: Path, tmp_path: Path) -> None:
     follow(Reader(doc, tmp_path))
+    if doc.name == "reactivation.md":
+        letters_come_from_the_shop(tmp_path / "lavka")
+
+
+def letters_come_from_the_shop(folder: Path) -> None:
+    """After the guide sets the shop's details, its letters carry the shop's name and address as From."""
+    settings = tomllib.loads((folder / "hub.toml").read_text(encoding="utf-8"))
+    shop = settings["company"]["name"]
+    _, address = parseaddr(settings["mail_from"])
+    letters = sorted((folder / "outbox").glob("*-email.eml"))
+    assert letters, "the guide's campaign wrote no letter to outbox/"
+    for letter in letters:
+        sender = message_from_bytes(letter.read_bytes(), policy=default_policy)["From"]
+        assert parseaddr(str(sender)) == (shop, address), f"{letter.name}: From {sender}"
 
 
 def follow(reader: Reader) -> None:
@@ -383,20 +408,18 @@ def test_the_project_readme_points_to_the_guide_at_the_top() -> None:
 def test_the_conventions_are_read_as_documented(tmp_path: Path) -> None:
     text = ("<!-- test: not run — a real portal -->\n```sh\nhub connect x\n```\n\n"
             "```sh\nhub one --a \\\n    --b   # trailing comment\n# → seen\n# ⌨ typed\n"
-            "hub sandbox bitrix24 --port 8024 &\n```\n"
+            "hub sandbox bitrix24 --port 8024 &\nhub sandbox amocrm --port 8025 & AMO=$!\necho a && b\n```\n"
             "<!-- test: hub.toml -->\n```toml\nfrequency_cap = \"2/7d\"\n\n[quiet_hours]\nsms = \"21:00-09:00\"\n```\n")
     blocks = parse(text)
     assert [(block.marker, block.argument) for block in blocks] == [
         ("not run", "a real portal"), (None, ""), ("hub.toml", "")]
-    first, second = blocks[1].commands()
+    first, second, third, fourth = blocks[1].commands()
     assert first.text == "hub one --a --b   # trailing comment"
     assert (first.expects, first.stdin, first.background) == (["seen"], ["typed"], False)
-    assert second.background
+    assert second.background and third.background and not fourth.background
     settings = tmp_path / "hub.toml"
     settings.write_text('secret_key = "k"\n\n[company]\nname = "Лавка"\n', encoding="utf-8")
     merge_into_hub_toml(settings, blocks[2].body)
-    import tomllib
-
     parsed = tomllib.loads(settings.read_text(encoding="utf-8"))
     assert parsed["frequency_cap"] == "2/7d" and parsed["quiet_hours"] == {"sms": "21:00-09:00"}
     assert parsed["company"] == {"name": "Лавка"}
@@ -406,8 +429,9 @@ def test_the_conventions_are_read_as_documented(tmp_path: Path) -> None:
 
 def test_a_broken_step_fails_and_what_serves_is_stopped_anyway(tmp_path: Path) -> None:
     doc = tmp_path / "guide.md"
-    doc.write_text("```sh\nsleep 300 &\nmkdir sub\ncd sub\nexport SHOP=lavka\n"
-                   "echo \"$SHOP in $(basename \"$PWD\")\"\n# → lavka in sub\n"
+    doc.write_text("```sh\nsleep 300 &\nsleep 301 & NAP=$!\nmkdir sub\ncd sub\nexport SHOP=lavka\nNUMBER=$(echo 7)\n"
+                   "echo \"$SHOP in $(basename \"$PWD\"), $NUMBER\"\n# → lavka in sub, 7\n"
+                   "kill -INT $NAP\n"
                    "echo 'next: hub connect nothing --key s3cret'\n"
                    "hub connect nothing <ключ из вывода выше>\n```\n", encoding="utf-8")
     home = tmp_path / "home"
@@ -417,4 +441,5 @@ def test_a_broken_step_fails_and_what_serves_is_stopped_anyway(tmp_path: Path) -
         follow(reader)
     assert "ran: hub connect nothing --key s3cret" in str(failed.value)
     assert "exit status 2" in str(failed.value)
-    assert reader.background and all(process.poll() is not None for process, _, _ in reader.background)
+    assert len(reader.background) == 2 and all(process.poll() is not None for process, _, _ in reader.background)
+    assert reader.background[1][0].returncode == -signal.SIGINT  # `kill -INT $NAP` reached the right one

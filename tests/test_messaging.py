@@ -164,7 +164,7 @@ def test_bad_input_is_refused_with_a_clear_error(hub_db: HubDB, channels) -> Non
             messaging.create(conn, hub_db.settings, contact_id=cid, channel="email", template=SMS_T, key="k3")
         with pytest.raises(messaging.MessagingError, match="no contact with id 999"):
             messaging.create(conn, hub_db.settings, contact_id=999, channel="sms", template=SMS_T, key="k4")
-        with pytest.raises(ValueError, match="hello_email, text line 1: 'promo' is undefined"):
+        with pytest.raises(ValueError, match="hello_email, text line 1: undefined variable 'promo'"):
             messaging.create(conn, hub_db.settings, contact_id=cid, channel="email", template=EMAIL_T, key="k5")
         with i18n.use_language("ru"), pytest.raises(messaging.MessagingError,
                                                      match="нет канала 'telegram'; зарегистрированы: email, sms"):

@@ -226,12 +226,13 @@ def serve(
         print(_("auth code (20 min, single use): %(code)s", code=code), file=out)
         print(_("stats:            %(url)s", url=f"{server.base_url}/_sandbox/stats"), file=out)
         print("", file=out)
-        print(_("Connect Hub to it (in another terminal, where Hub's settings are; the code works once, within "
-                "20 minutes):"), file=out)
+        print(_("Leave this command running (or start it with & at the end) and run, in the folder with Hub's "
+                "settings (the code works once, within 20 minutes):"), file=out)
         print("  " + connect_command(server, code=code), file=out)
         print(_("or, at any time, with the long-lived token (never refreshed):"), file=out)
         print("  " + connect_command(server, long_lived_token=long_lived), file=out)
-        print(_("then: hub sync amocrm. Ctrl+C stops the sandbox."), file=out)
+        print(_("then: hub sync amocrm. To stop the sandbox: Ctrl+C, or kill %(pid)s if it runs in the background.",
+                pid=os.getpid()), file=out)
         out.flush()
         serve_until_interrupted(account.close)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from collections.abc import Callable
@@ -132,9 +133,11 @@ def serve(host: str = "127.0.0.1", port: int = 8024, contacts: int = 1000, seed:
                token=app.token_url))
     print_fn(_("Stats:         %(url)s", url=server.stats_url))
     print_fn("")
-    print_fn(_("Connect Hub to it (in another terminal, where Hub's settings are):"))
+    print_fn(_("Leave this command running (or start it with & at the end) and run, in the folder with Hub's "
+               "settings:"))
     print_fn("  " + connect_command(server))
-    print_fn(_("then: hub sync bitrix24. Ctrl+C stops the sandbox."))
+    print_fn(_("then: hub sync bitrix24. To stop the sandbox: Ctrl+C, or kill %(pid)s if it runs in the background.",
+               pid=os.getpid()))
     serve_until_interrupted(server.stop)
 
 
