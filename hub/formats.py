@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
+from babel import Locale
 from babel import dates as babel_dates
 from babel import numbers as babel_numbers
 from babel import units as babel_units
@@ -108,10 +109,12 @@ def money(amount: Decimal | float | int | str | None, currency: str | None = "RU
 
 
 def percent(share: float | None, language: str | None = None) -> str:
-    """12,5 % — a share (0.125) as a percentage."""
+    """12,5 % in Russian, 12.5% in English — a share (0.125) as a percentage, to a tenth."""
     if share is None:
         return ""
-    return babel_numbers.format_percent(share, "#,##0.#\u00a0%", locale=_locale(language))
+    locale = _locale(language)
+    pattern = Locale.parse(locale).percent_formats[None].pattern.replace("#,##0", "#,##0.#", 1)
+    return babel_numbers.format_percent(share, pattern, locale=locale)
 
 
 def phone(e164: str | None, region: str = "RU") -> str:

@@ -95,7 +95,7 @@ def test_a_segment_with_a_typo_shows_the_error_as_you_type(live: str, browser: B
     browser.fill("input[name=contact]", "1")
     browser.click("section form.row button")
     browser.wait(lambda: browser.exists("#explain-tree"), "the explanation")
-    assert "contact.city eq" in browser.text("#explain-tree")
+    assert "contact.city равно Тула" in browser.text("#explain-tree")
 
 
 def test_preview_a_template_for_a_chosen_contact(live: str, browser: Browser, admin_env: AdminEnv) -> None:
@@ -181,7 +181,7 @@ def test_connect_both_crms_and_sync(live: str, browser: Browser, admin_env: Admi
         browser.open(live + "/connections/")
         assert "новых: 3" in browser.text("#source-amocrm .runs")
     browser.open(live + "/users/audit")
-    assert browser.text("#audit").count("connected") == 2
+    assert browser.text("#audit").count("подключён источник") == 2
 
 
 def test_a_viewer_can_change_nothing(live: str, browser: Browser, admin_env: AdminEnv) -> None:

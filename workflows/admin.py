@@ -57,8 +57,11 @@ def contact_section(conn: Connection, contact_id: int) -> Markup:
                                   state_title=state_title))
 
 
+# What these pages write to the audit log, as the audit page names it.
+AUDIT_ACTIONS = {"workflow_enabled": N_("workflow switched on"), "workflow_disabled": N_("workflow switched off"),
+                 "workflow_run_retried": N_("parked run retried")}
 PAGE = AdminPage(bp, "workflows.index", N_("Workflows"), order=40, read_role="viewer",
-                 write_role="marketer", contact_section=contact_section)
+                 write_role="marketer", contact_section=contact_section, audit_actions=AUDIT_ACTIONS)
 
 
 def _known(name: str) -> bool:

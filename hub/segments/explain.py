@@ -22,6 +22,7 @@ from sqlalchemy import case, select
 from hub import consent, formats
 from hub.i18n import N_
 from hub.i18n import gettext as _
+from hub.i18n import ngettext
 from hub.models import Contact, LeadScore, SegmentMember
 from hub.segments import lifecycle, scoring, store
 from hub.segments.evaluate import Segments
@@ -159,7 +160,13 @@ def value_text(value: Any, tz: Any) -> str:
     except ValueError:
         return text
     if span := _SPAN.match(text):
-        words = span_words(int(span.group(2)), span.group(3))
+        amount, unit = int(span.group(2)), span.group(3)
+        if unit == "w" and span.group(1):  # «1 неделю назад», «через 1 неделю»: a week takes its accusative
+            num = formats.number(amount)
+            if span.group(1) == "-":
+                return ngettext("%(num)s week ago", "%(num)s weeks ago", amount, num=num)
+            return ngettext("in %(num)s week", "in %(num)s weeks", amount, num=num)
+        words = span_words(amount, unit)
         if span.group(1) == "-":
             return _("%(span)s ago", span=words)
         return _("in %(span)s", span=words) if span.group(1) == "+" else words

@@ -43,11 +43,11 @@ def register_schedules(register: Any, settings: Any) -> None:
     """An idle connection's refresh token dies after three months: refresh it in time, daily check."""
     import datetime as dt
 
-    from hub.api import Schedule
+    from hub.api import N_, Schedule
     from plugins.amocrm.tokens import scheduled_keep_alive
 
     register("amocrm-keep-alive", Schedule(dt.timedelta(days=1), scheduled_keep_alive,
-                                           "refresh the amoCRM token pair once it is 75 days old"))
+                                           N_("refresh the amoCRM token pair once it is 75 days old")))
 
 
 @hookimpl

@@ -54,5 +54,5 @@ def test_a_merge_moves_the_coupons_to_the_survivor_and_an_erasure_forgets_them(
     with hub_database.connect() as conn:
         assert conn.execute(text(owners)).all() == [("SHOP-ONE", one), ("SHOP-TWO", one)]
 
-    hub_cli("gdpr", "erase", str(one))
+    hub_cli("gdpr", "erase", str(one), "--yes")
     assert hub_database.scalar("SELECT count(*) FROM shop_coupons") == 0
