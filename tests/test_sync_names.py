@@ -14,8 +14,6 @@ import responses
 from click.testing import CliRunner
 from sqlalchemy import select
 
-import plugins.amocrm as amocrm_plugin
-import plugins.bitrix24 as bitrix24_plugin
 from hub import api, contacts
 from hub.models import ExternalRef
 from hub.normalize import person_name
@@ -34,6 +32,7 @@ from plugins.bitrix24.sandbox import Portal
 from plugins.bitrix24.sandbox import SandboxServer as Bitrix24Server
 from tests.conftest import HubDB
 from tests.support.cli import cli
+from tests.support.crms import load_crm_plugins
 
 HOOK = "https://shop.bitrix24.ru/rest/1/s3cr3tc0de/"
 AMO = "https://shop.amocrm.ru"
@@ -92,9 +91,7 @@ def test_amocrm_contacts_in_capitals_are_mapped_in_normal_case() -> None:
 
 @pytest.fixture
 def hub(hub_db: HubDB, plugin_manager: Any) -> HubDB:
-    for plugin, name in ((bitrix24_plugin, "bitrix24"), (amocrm_plugin, "amocrm")):
-        plugin_manager.register(plugin, name=name)
-        plugin.register_commands(cli)
+    load_crm_plugins(plugin_manager)
     return hub_db
 
 

@@ -20,10 +20,9 @@ from typing import IO, Any, Iterator
 import pytest
 from click.testing import CliRunner
 
-import plugins.amocrm as amocrm_plugin
-import plugins.bitrix24 as bitrix24_plugin
 from tests.conftest import HubDB
 from tests.support.cli import cli
+from tests.support.crms import load_crm_plugins
 
 HUB = str(Path(sys.executable).with_name("hub"))
 PEOPLE = 30
@@ -31,9 +30,7 @@ PEOPLE = 30
 
 @pytest.fixture
 def hub(hub_db: HubDB, plugin_manager: Any) -> HubDB:
-    for plugin, name in ((bitrix24_plugin, "bitrix24"), (amocrm_plugin, "amocrm")):
-        plugin_manager.register(plugin, name=name)
-        plugin.register_commands(cli)
+    load_crm_plugins(plugin_manager)
     return hub_db
 
 
