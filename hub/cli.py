@@ -18,6 +18,7 @@ import gettext as stdlib_gettext
 import inspect
 import json
 import os
+import re
 import sys
 from functools import cached_property
 from typing import Any
@@ -156,6 +157,12 @@ def localize(command: click.Command) -> None:
         setattr(command, name, _translated_doc(text))
     if getattr(command, "_help_option", None) is not None:
         command._help_option = None  # click keeps --help's own help text from the run that made it; made again
+    shown = command.__dict__.setdefault(_METAVARS_KEPT, {
+        name: getattr(command, name) for name in ("options_metavar", "subcommand_metavar")
+        if isinstance(getattr(command, name, None), str)})
+    for name, text in shown.items():
+        setattr(command, name, _translated_metavar(text))
+    ctx = click.Context(command, info_name=command.name)
     for param in command.params:
         kept = param.__dict__.setdefault(_ORIGINALS, {
             name: getattr(param, name) for name in ("help", "prompt") if isinstance(getattr(param, name, None), str)})
@@ -166,9 +173,50 @@ def localize(command: click.Command) -> None:
             # option was made.
             kind = param.type.__dict__.setdefault(_ORIGINALS, param.type.name)
             param.type.name = _click_gettext(kind)
+        _localize_metavar(param, ctx)
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             localize(sub)
+
+
+_METAVARS_KEPT = "_hub_untranslated_metavars"
+
+# The words of click's metavars (made from a type's or an argument's name, or given by a command): shown in
+# capitals where a value goes, translated as a whole word; URL, EMAIL and the like stay as they are.
+_METAVAR_WORDS = frozenset((
+    N_("OPTIONS"), N_("COMMAND"), N_("ARGS"), N_("TEXT"), N_("INTEGER"), N_("INTEGER RANGE"), N_("FLOAT"),
+    N_("FLOAT RANGE"), N_("BOOLEAN"), N_("FILE"), N_("DIRECTORY"), N_("PATH"),
+    N_("NAME"), N_("VALUE"), N_("COLUMN"), N_("FIELD"), N_("CHANNEL"),
+    N_("CODE"), N_("CONTACT_ID"), N_("MESSAGE_ID"), N_("RUN_IDS"), N_("OUT"), N_("PURPOSE"), N_("SOURCE"),
+    N_("TEMPLATE"), N_("YYYY"), N_("MM"), N_("DD")))
+_METAVAR_WORD = re.compile(r"[A-Z][A-Z0-9_]*(?: RANGE)?")
+# strftime directives a date option shows as its format (click's DateTime), worded as a person writes them.
+_DATE_PARTS = {"%Y": "YYYY", "%m": "MM", "%d": "DD", "%H": "hh", "%M": "mm", "%S": "ss"}
+
+
+def _translated_metavar(text: str) -> str:
+    catalog = _catalog()
+    for directive, word in _DATE_PARTS.items():
+        text = text.replace(directive, word)
+    return _METAVAR_WORD.sub(
+        lambda m: catalog.gettext(m.group(0)) if m.group(0) in _METAVAR_WORDS else m.group(0), text)
+
+
+def _localize_metavar(param: click.Parameter, ctx: click.Context) -> None:
+    """The placeholder `--help` and usage show for `param`'s value, in the current language.
+
+    Click makes it from the type's name (TEXT, INTEGER) or the argument's
+    name when the command gave none; the made one is translated and set, and
+    the command's own (None included) is kept to start from on the next run.
+    """
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return
+    original = param.__dict__.setdefault(_METAVARS_KEPT, param.metavar)
+    param.metavar = original
+    english = param.make_metavar(ctx)
+    translated = _translated_metavar(english)
+    if translated != english:
+        param.metavar = translated
 
 
 def _translated_doc(text: str | None) -> str | None:

@@ -140,7 +140,19 @@ def contacts(count: int, language: str | None = None) -> str:
 _UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
 
 
-def duration(value: dt.timedelta, language: str | None = None) -> str:
+def _within(unit: str, count: int, language: str) -> str:
+    """A length after «в течение» / "within": Russian takes the genitive there («в течение 21 дня»)."""
+    catalog = i18n.translations(language)
+    forms = {
+        "day": lambda: catalog.npgettext("within", "%(num)s day", "%(num)s days", count),
+        "hour": lambda: catalog.npgettext("within", "%(num)s hour", "%(num)s hours", count),
+        "minute": lambda: catalog.npgettext("within", "%(num)s minute", "%(num)s minutes", count),
+        "second": lambda: catalog.npgettext("within", "%(num)s second", "%(num)s seconds", count),
+    }
+    return forms[unit]() % {"num": number(count, language)}
+
+
+def duration(value: dt.timedelta, language: str | None = None, *, within: bool = False) -> str:
     """A length of time as people say it: 14 дней, 2 часа, 1 неделя, 90 минут.
 
     Workflow files write 14d and 90m (hub.localtime.format_duration keeps
@@ -152,4 +164,6 @@ def duration(value: dt.timedelta, language: str | None = None) -> str:
     seconds = int(abs(value.total_seconds()))
     locale = _locale(language)
     unit, size = next(((u, s) for u, s in _UNITS if seconds and seconds % s == 0), ("second", 1))
+    if within:
+        return _within(unit, seconds // size, locale)
     return babel_units.format_unit(seconds // size, f"duration-{unit}", locale=locale)

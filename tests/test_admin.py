@@ -443,7 +443,7 @@ def test_connect_bitrix24_by_webhook_and_sync_now(admin_env: AdminEnv) -> None:
         code = server.webhook_url.rstrip("/").rpartition("/")[2]
         assert code not in page
         started = post(admin, "/connections/bitrix24/sync", {"full": "y"}, follow_redirects=True)
-        assert "Полная синхронизация bitrix24 запущена" in text(started)
+        assert "Полная синхронизация Битрикс24 запущена" in text(started)
         queue.drain(timeout=120)
     with admin_env.engine.connect() as conn:
         run = conn.execute(select(SyncRun.__table__).order_by(SyncRun.id.desc())).first()
@@ -600,7 +600,7 @@ def test_workflows_list_and_switch_on_and_off(admin_env: AdminEnv) -> None:
     viewer = client_as(admin_env, "viewer")
     page = text(viewer.get("/workflows/"))
     assert "reactivation_90d" in page and "segment dormant_90d" in page and "Включить" not in page
-    assert "Вернуть клиентов, которые не покупали 90 дней" in page and "Вход в сегмент" in page  # names first
+    assert "Вернуть клиентов, которые не покупали 90 дней" in page and "вход в сегмент «Не покупали 90 дней" in page
     marketer = client_as(admin_env, "marketer")
     assert "Включить" in text(marketer.get("/workflows/"))
     on = post(marketer, "/workflows/reactivation_90d/enabled", {"enabled": "1"}, follow_redirects=True)
@@ -613,7 +613,8 @@ def test_workflows_list_and_switch_on_and_off(admin_env: AdminEnv) -> None:
     assert "reactivation_90d выключен" in text(off)
     post(marketer, "/language", {"language": "en"})  # the marketer reads English; the names follow
     english = text(marketer.get("/workflows/"))
-    assert "Win back customers who have not bought for 90 days" in english and "Entering a segment" in english
+    assert "Win back customers who have not bought for 90 days" in english
+    assert "entering the segment “Dormant for 90 days" in english
     assert "Switch on" in english and "reactivation_90d" in english
     unknown = post(marketer, "/workflows/reactivaton_90d/enabled", {"enabled": "1"}, follow_redirects=True)
     assert "did you mean 'reactivation_90d'" in plain(unknown)
@@ -646,7 +647,7 @@ def test_workflow_funnel_and_parked_runs(admin_env: AdminEnv) -> None:
     assert "пока не измерить" in page and "the CRM&#39;s answer was lost" in page
     assert "Задача в CRM" in page and "crm_task" in page  # a step kind's name first, the technical one beside it
     assert "Задача в CRM со сроком 2 дня" in page and "Промокод 15\u00a0% на 14 дней" in page
-    assert "вход в сегмент «Не покупали 90 дней, письма разрешены» (dormant_90d)" in page
+    assert 'вход в сегмент «Не покупали 90 дней, письма разрешены» (<code translate="no">dormant_90d</code>)' in page
     assert "заказ в течение 30 дней" in page and "30d<" not in page  # the goal's window as people say it
     assert "Повторить шаг" not in page
     card = text(viewer.get(f"/contacts/{admin_env.ids['anna']}"))

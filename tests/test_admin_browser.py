@@ -153,7 +153,7 @@ def test_connect_both_crms_and_sync(live: str, browser: Browser, admin_env: Admi
         assert "Подключено к Битрикс24" in browser.wait_text(".flash", "Подключено к Битрикс24")
         assert portal.webhook_url.rstrip("/").rpartition("/")[2] not in browser.text()
         browser.click("#source-bitrix24 .sync-form button")
-        browser.wait_text(".flash", "Синхронизация bitrix24 запущена")
+        browser.wait_text(".flash", "Синхронизация Битрикс24 запущена")
         queue.drain(timeout=120)
     browser.open(live + "/connections/")
     runs = browser.text("#source-bitrix24 .runs")
@@ -176,7 +176,7 @@ def test_connect_both_crms_and_sync(live: str, browser: Browser, admin_env: Admi
         assert "Подключено к аккаунту amoCRM" in flash and "обновляются автоматически" in flash, flash
         assert amo.client_secret not in browser.text()
         browser.click("#source-amocrm .sync-form button")
-        browser.wait_text(".flash", "Синхронизация amocrm запущена")
+        browser.wait_text(".flash", "Синхронизация amoCRM запущена")
         queue.drain(timeout=120)
         browser.open(live + "/connections/")
         assert "новых: 3" in browser.text("#source-amocrm .runs")

@@ -123,12 +123,22 @@ def test_the_check_finds_english_and_allows_names() -> None:
                             "first_name, Bitrix24 и amoCRM.\n")
 
 
+# What click writes in its usage line and option list unless told otherwise: type names as metavars, the
+# argument's name, the usage's [OPTIONS] / COMMAND [ARGS]..., [required], a date's strftime format.
+_ENGLISH_PLACEHOLDERS = re.compile(
+    r"\b(?:OPTIONS|COMMAND|ARGS|TEXT|INTEGER|FLOAT|RANGE|BOOLEAN|FILE|DIRECTORY|PATH|NAME|CONTACT_ID|MESSAGE_ID"
+    r"|YYYY-MM-DD)\b|%Y")
+
+
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "hub")
 def test_help_is_russian_by_default(path: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
     shown = _help(path, None, monkeypatch)
     for frame in ("Usage:", "Options:", "Commands:", "Show this message and exit."):
         assert frame not in shown, f"click's {frame!r} in `hub {' '.join(path)} --help`:\n{shown}"
     assert shown.startswith("Использование: ")
+    frame = [shown.splitlines()[0], *re.findall(r"^  (-\S.*?)(?:\s{2,}|$)", shown, re.M), shown]
+    placeholders = _ENGLISH_PLACEHOLDERS.findall("\n".join(frame[:-1])) + re.findall(r"\[required", shown)
+    assert not placeholders, f"click's English placeholders in `hub {' '.join(path)} --help`: {placeholders}\n{shown}"
     left = english_left(shown)
     assert not left, f"English in `hub {' '.join(path)} --help`: {left}\n{shown}"
 
@@ -140,6 +150,52 @@ def test_help_is_english_when_chosen(path: tuple[str, ...], monkeypatch: pytest.
     # Russian examples of values may stay ('Моб=phone': a column as a Russian office names it).
     cyrillic = re.findall(r"[А-Яа-яЁё][^\n]*", re.sub(r"'[^']*'", "", shown))
     assert not cyrillic, f"Russian in `hub {' '.join(path)} --help` with HUB_LANGUAGE=en: {cyrillic}"
+
+
+def test_clicks_placeholders_are_russian_and_english_again_when_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    ru = _help(("sample", "contacts"), None, monkeypatch)
+    assert "Использование: hub sample contacts [ПАРАМЕТРЫ] ФАЙЛ" in ru
+    assert "--people ЧИСЛО" in ru and "--duplicate-rate ЧИСЛО" in ru and "--today [ГГГГ-ММ-ДД]" in ru
+    assert "Использование: hub [ПАРАМЕТРЫ] КОМАНДА [АРГУМЕНТЫ]..." in _help((), None, monkeypatch)
+    assert "[обязательно]" in _help(("users", "add"), None, monkeypatch)
+    assert "--limit ЧИСЛО" in _help(("messages", "list"), None, monkeypatch)
+    assert "hub messages send [ПАРАМЕТРЫ] ШАБЛОН" in _help(("messages", "send"), None, monkeypatch)
+    assert "--promo-expires ГГГГ-ММ-ДД" in _help(("messages", "send"), None, monkeypatch)
+    en = _help(("sample", "contacts"), "en", monkeypatch)
+    assert "Usage: hub sample contacts [OPTIONS] OUT" in en and "--people INTEGER" in en
+    assert "Usage: hub [OPTIONS] COMMAND [ARGS]..." in _help((), "en", monkeypatch)
+    assert "[required]" in _help(("users", "add"), "en", monkeypatch)
+    assert "--limit INTEGER RANGE" in _help(("messages", "list"), "en", monkeypatch)
+    assert "ПАРАМЕТРЫ" in _help(("sample", "contacts"), "ru", monkeypatch)
+
+
+def test_a_usage_error_names_the_argument_in_russian(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = CliRunner().invoke(HUB, ["sample", "contacts"], prog_name="hub")
+    assert result.exit_code == 2
+    assert "Использование: hub sample contacts [ПАРАМЕТРЫ] ФАЙЛ" in result.output
+    assert "'ФАЙЛ'" in result.output and "OUT" not in result.output
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "hub")
+def test_russian_help_names_arguments_as_its_usage_line_does(path: tuple[str, ...],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """«Удалить сегмент ИМЯ» under «hub segments remove [ПАРАМЕТРЫ] ИМЯ», not the English NAME."""
+    body = "\n".join(_help(path, None, monkeypatch).splitlines()[1:])
+    body = re.sub(r"\{[^}]*\}", " ", body)  # a JSON shape keeps its English
+    left = re.findall(r"(?<![\w-])(?:NAME|CONTACT_ID|MESSAGE_ID|FILE|TEMPLATE|CODE|CHANNEL|PURPOSE|COLUMN=FIELD)\b",
+                      body)
+    assert not left, f"`hub {' '.join(path)} --help` names {left} in English:\n{body}"
+
+
+@pytest.mark.parametrize("path", [p for p in PATHS if p], ids=" ".join)
+def test_every_option_says_what_it_is_for(path: tuple[str, ...]) -> None:
+    command: click.Command = HUB
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    bare = [param.opts[0] for param in command.params
+            if isinstance(param, click.Option) and not param.hidden and not (param.help or "").strip()]
+    assert not bare, f"`hub {' '.join(path)}`: options without help: {bare}"
 
 
 def test_the_help_is_built_again_for_each_run_in_its_language(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,7 +241,7 @@ def test_a_command_before_init_says_so_in_either_language(fresh: Path) -> None:
 def test_a_missing_file_is_one_line_in_either_language(fresh: Path) -> None:
     assert run(["init"]).exit_code == 0
     ru = run(["import", "contacts", "nowhere.csv"])
-    assert ru.exit_code == 2 and "Ошибка: Неверное значение 'FILE': Файл 'nowhere.csv' не существует." in ru.output
+    assert ru.exit_code == 2 and "Ошибка: Неверное значение 'ФАЙЛ': Файл 'nowhere.csv' не существует." in ru.output
     assert "Использование: hub import contacts" in ru.output
     en = run(["import", "contacts", "nowhere.csv"], "en")
     assert "Error: Invalid value for 'FILE': File 'nowhere.csv' does not exist." in en.output
@@ -300,6 +356,6 @@ def test_the_progress_column_counts_rows_in_the_language_of_the_command_that_mad
 
 def test_a_word_where_a_number_belongs_is_refused_in_russian(sqlite_db: HubDB) -> None:
     ru = run(["contacts", "show", "abc"])
-    assert ru.exit_code == 2 and "Неверное значение 'CONTACT_ID': 'abc' — не число (integer)." in ru.output
+    assert ru.exit_code == 2 and "Неверное значение 'ID_КОНТАКТА': 'abc' — не число (integer)." in ru.output
     en = run(["contacts", "show", "abc"], "en")
     assert "'abc' is not a valid integer." in en.output

@@ -196,3 +196,11 @@ def test_a_refused_merge_is_one_line_in_the_readers_language(hub_db: HubDB) -> N
     assert russian.exit_code == 1 and russian.output == "Ошибка: контакт нельзя объединить с самим собой\n"
     english = CliRunner().invoke(cli, ["dedupe", "--merge", str(cid), "999999"], env=EN)
     assert english.exit_code == 1 and english.output == "Error: no contact with id 999999\n"
+
+
+def test_a_shipped_segment_is_shown_in_the_readers_words_with_its_rule_as_written(hub_db: HubDB) -> None:
+    russian = hub("segments", "show", "dormant_90d")
+    assert "title: Не покупали 90 дней" in russian and "field: orders.last_at" in russian
+    english = hub("segments", "show", "dormant_90d", env={"HUB_LANGUAGE": "en"})
+    assert "title: Dormant for 90 days" in english and "Не покупали" not in english
+    assert json.loads(hub("segments", "show", "dormant_90d", "--json"))["title"].startswith("Dormant for 90 days")

@@ -8,6 +8,7 @@ import email.policy
 import ipaddress
 import json
 import os
+import re
 import ssl
 import subprocess
 import threading
@@ -370,7 +371,13 @@ def test_a_campaign_from_the_command_line(hub_db: HubDB, mailing, mailbox, monke
     english = runner.invoke(cli, ["messages", "list"], env={"COLUMNS": "200", "HUB_LANGUAGE": "en"}).output
     assert "sent 1, error 1, suppressed 1" in english
     shown = runner.invoke(cli, ["messages", "show", str(listed[-1]["id"])])
-    assert "LAVKA-15" in shown.output and "subject: Анна, мы скучаем" in shown.output
+    assert "LAVKA-15" in shown.output and "Тема: Анна, мы скучаем" in shown.output
+    assert "Статус: " in shown.output and "Кому: " in shown.output and "Создано: " in shown.output
+    assert "status:" not in shown.output and not re.search(r"\d{4}-\d\d-\d\dT\d", shown.output)  # no raw UTC ISO
+    assert re.search(r"Создано: \d\d\.\d\d\.\d{4} \d\d:\d\d \S+", shown.output)
+    shown_en = runner.invoke(cli, ["messages", "show", str(listed[-1]["id"])], env={"HUB_LANGUAGE": "en"}).output
+    assert "Subject: Анна, мы скучаем" in shown_en and "Status: " in shown_en
+    assert json.loads(runner.invoke(cli, ["messages", "show", str(listed[-1]["id"]), "--json"]).output)["created_at"]
     assert runner.invoke(cli, ["messages", "review"]).output.startswith("Проверять нечего")
     assert yes
 

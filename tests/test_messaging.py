@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import os
+import re
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -688,3 +689,34 @@ def test_review_and_resolve_from_the_command_line(hub_db: HubDB, channels) -> No
     assert again.output.strip() == (f"Error: message {created.id} is sent; only unknown or failed or deferred "
                                     "messages can be marked requeue")
     assert channels.email.sent == []
+
+
+def test_a_message_is_shown_with_translated_labels_local_times_and_readable_phones(hub_db: HubDB, channels,
+                                                                                   plugin_manager) -> None:
+    import json
+    import types
+
+    from click.testing import CliRunner
+
+    from tests.support.cli import cli
+    import plugins.mailing
+    from plugins.mailing import commands
+
+    # the mailing plugin's words, without its channels (the scripted ones stand in for them)
+    plugin_manager.register(types.SimpleNamespace(register_translations=plugins.mailing.register_translations))
+    cli.add_command(commands.messages_group)
+    created = make(hub_db, person(hub_db, first="Олег", email=None, phone="+79321299612"), "s", template=SMS_T,
+                   channel="sms")
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["messages", "show", str(created.id)], env={"HUB_LANGUAGE": "ru"})
+    assert shown.exit_code == 0, shown.output
+    assert f"Сообщение: {created.id}" in shown.output and "Кому: +7 932 129-96-12" in shown.output
+    assert "Канал: sms" in shown.output and "Привет, Олег!" in shown.output
+    assert re.search(r"Создано: \d\d\.\d\d\.\d{4} \d\d:\d\d \S+", shown.output), shown.output
+    assert "created_at" not in shown.output and "+79321299612" not in shown.output
+    english = runner.invoke(cli, ["messages", "show", str(created.id)], env={"HUB_LANGUAGE": "en"}).output
+    assert f"Message: {created.id}" in english and "To: +7 932 129-96-12" in english and "Created: " in english
+    raw = json.loads(runner.invoke(cli, ["messages", "show", str(created.id), "--json"]).output)
+    assert raw["address"] == "+79321299612" and "T" in raw["created_at"]
+    listed = runner.invoke(cli, ["messages", "list"], env={"COLUMNS": "200", "HUB_LANGUAGE": "ru"}).output
+    assert "+7 932 129-96-12" in listed and "+79321299612" not in listed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
@@ -363,7 +364,13 @@ def test_explain_shows_each_clause_and_the_points(shop: dict[str, int], hub_db: 
     assert data["lead_score"]["score"] == 5 and data["lead_score"]["stored"] is None
     text = hub("segments", "explain", "dormant_90d", str(shop["Егор"]))
     assert "is not in the segment" in text.output
-    assert "✗ consent.email.marketing eq \"granted\" — seen: \"withdrawn\"" in text.output
+    assert "✗ consent.email.marketing equals granted — seen: withdrawn" in text.output
+    assert "✓ orders.last_at before 90 days ago — seen: " in text.output
+    assert not re.search(r"\d{4}-\d\d-\d\dT", text.output)  # moments in local time, not raw ISO
+    russian = CliRunner().invoke(cli, ["segments", "explain", "dormant_90d", str(shop["Егор"])],
+                                 env={"HUB_LANGUAGE": "ru"}).output
+    assert "consent.email.marketing" in russian and "— значение: отозвано" in russian, russian
+    assert '"' not in russian and not re.search(r"\d{4}-\d\d-\d\dT", russian), russian
     assert "  +5  Won orders" in text.output
     vera = hub_json("segments", "explain", "regular", str(shop["Вера"]))
     assert vera["member"] is True and vera["rule"]["seen"] == "regular"
@@ -505,6 +512,12 @@ def test_fields_lists_the_registry_with_plugin_fields(shop: dict[str, int], plug
     assert "birthday_within" in listed["contact.birthday"]["operators"]
     assert listed["visits.last_at"]["type"] == "datetime"
     assert "starts_with" in listed["survey.<question>.answer"]["operators"]
+    table = CliRunner().invoke(cli, ["segments", "fields"], env={"HUB_LANGUAGE": "ru", "COLUMNS": "250"}).output
+    kinds = {line.split("│")[2].strip() for line in table.splitlines() if line.count("│") >= 4}
+    assert {"дата", "выбор из списка", "текст", "деньги", "целое число"} <= kinds, kinds
+    assert not kinds & {"choice", "date", "text", "money", "integer", "datetime"}, kinds
+    english = CliRunner().invoke(cli, ["segments", "fields"], env={"COLUMNS": "250"}).output
+    assert "date and time" in english and "whole number" in english
 
 
 def test_the_refresh_progress_counts_segments_in_the_language_of_the_command_that_made_it() -> None:

@@ -93,7 +93,7 @@ def test_the_shipped_workflows_check_and_list(wf: HubDB) -> None:
     assert reactivation["enabled"] is False and reactivation["origin"] == "library"
     assert reactivation["trigger"] == "segment dormant_90d"
     assert reactivation["reentry"] == "180d" and reactivation["holdout"] == "10%"
-    assert reactivation["steps"] == ["1. promo_code 15% for 14d", "2. send email reactivation_email", "3. wait 7d",
+    assert reactivation["steps"] == ["1. promo_code 15% 14d", "2. send email reactivation_email", "3. wait 7d",
                                      "4. if", "5. exit", "6. send sms reactivation_sms", "7. crm_task"]
     assert listed["birthday"]["trigger"] == 'schedule "0 10 * * *" → segment birthday_7d'
     assert all("error" not in w for w in listed.values())
@@ -105,7 +105,7 @@ def test_show_names_the_trigger_and_each_step_as_people_call_them(wf: HubDB, mon
     assert shown.exit_code == 0, shown.output
     assert "Вернуть клиентов, которые не покупали 90 дней (reactivation_90d)" in shown.output
     assert "Запуск: вход в сегмент «Не покупали 90 дней, письма разрешены» (dormant_90d)." in shown.output
-    for text, name in [("Промокод 15\u00a0% на 14 дней", "promo_code 15% for 14d"),
+    for text, name in [("Промокод 15\u00a0% на 14 дней", "promo_code 15% 14d"),
                        ("Отправить письмо: reactivation_email", "send email"), ("Подождать 7 дней", "wait 7d"),
                        ("Условие", "if"), ("Завершить", "exit"), ("Задача в CRM со сроком 2 дня", "crm_task")]:
         assert text in shown.output and name in shown.output
@@ -685,7 +685,7 @@ def test_a_dry_run_forecasts_and_changes_nothing(wf: HubDB) -> None:
     steps = {s["step"]: s for s in report["steps"]}
     assert steps[4]["else"] == len(treated)
     assert steps[6].get("skipped_no_address", 0) + steps[6].get("skipped_no_consent", 0) == len(treated - with_sms)
-    assert len(report["contacts"]) == 3 and report["contacts"][0]["actions"][0]["what"] == "promo_code 15% for 14d"
+    assert len(report["contacts"]) == 3 and report["contacts"][0]["actions"][0]["what"] == "promo_code 15% 14d"
     text = CliRunner().invoke(cli, ["workflows", "run", "reactivation_90d", "--dry-run"], env={"COLUMNS": "250"})
     assert text.exit_code == 0, text.output
     assert "ничего не меняется" in text.output
@@ -724,6 +724,28 @@ def test_status_counts_conversions_revenue_and_the_uplift_over_the_holdout(wf: H
     english = CliRunner().invoke(cli, ["workflows", "status", "half"], env={"COLUMNS": "250", "HUB_LANGUAGE": "en"})
     assert f"reached the goal after the campaign: {len(buyers_t)} of {len(treated)} (" in english.output
     assert "within 10 days" in english.output
+
+
+def test_a_status_without_figures_yet_says_so_in_plain_russian(wf: HubDB, tmp_path: Path) -> None:
+    path = write(tmp_path, "three.yaml", "name: three\ntrigger: {segment: dormant_90d}\nholdout: 10%\n"
+                                         "goal: {event: order.won, within: 21d}\nsteps: [{wait: 1d}]\n")
+    assert hub("workflows", "add", path).exit_code == 0
+    shown = CliRunner().invoke(cli, ["workflows", "status", "three"], env={"COLUMNS": "250"}).output
+    assert "в течение 21 дня" in shown and "21 день" not in shown, shown
+    assert "прирост пока не посчитать" in shown and "п. п." not in shown, shown
+    assert "в контрольной группе 0\n" in shown and "; \n" not in shown, shown
+    english = CliRunner().invoke(cli, ["workflows", "status", "three"], env={"COLUMNS": "250", "HUB_LANGUAGE": "en"})
+    assert "within 21 days" in english.output and "the uplift cannot be counted yet" in english.output
+
+
+def test_a_length_after_within_takes_the_genitive() -> None:
+    from hub import formats
+
+    days = {n: formats.duration(dt.timedelta(days=n), "ru", within=True) for n in (1, 2, 5, 11, 21, 22)}
+    assert days == {1: "1 дня", 2: "2 дней", 5: "5 дней", 11: "11 дней", 21: "21 дня", 22: "22 дней"}
+    assert formats.duration(dt.timedelta(hours=3), "ru", within=True) == "3 часов"
+    assert formats.duration(dt.timedelta(days=21), "ru") == "21 день"  # «на 21 день» stays as it was
+    assert formats.duration(dt.timedelta(days=21), "en", within=True) == "21 days"
 
 
 def test_merging_two_contacts_keeps_both_runs(wf: HubDB) -> None:

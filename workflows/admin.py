@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from sqlalchemy import Connection, func, select
 
 from hub.api import (N_, ActionForm, AdminPage, actor, allow, current_settings, engine, format_date, gettext,
@@ -28,9 +28,18 @@ workflows_t = WorkflowRow.__table__
 MAX_FORECAST_DAYS = 90
 
 
+def trigger_html(text: str | None, segment: str | None) -> Markup:
+    """A trigger in words with its segment's technical name marked as a name, not a word to translate."""
+    shown = escape(text or "")
+    if segment:
+        shown = shown.replace(escape(f"({segment})"), Markup('(<code translate="no">%s</code>)') % segment)
+    return shown
+
+
 @bp.context_processor
 def _titles() -> dict[str, Any]:
-    return {"state_title": state_title, "goal_title": goal_title, "counter_title": counter_title}
+    return {"state_title": state_title, "goal_title": goal_title, "counter_title": counter_title,
+            "trigger_html": trigger_html}
 
 
 def runs_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
@@ -80,7 +89,7 @@ def _problems(exc: Exception) -> list[str]:
 @bp.get("/")
 @allow(read="viewer")
 def index() -> Any:
-    from workflows import store
+    from workflows import store, triggers
     from workflows.definition import WorkflowError
 
     settings = current_settings()
@@ -90,16 +99,20 @@ def index() -> Any:
     with engine().connect() as conn:
         counts = _run_counts(conn)
         for row in store.rows(conn):
-            trigger_title = description = None
+            trigger_title = trigger_text = description = segment = None
             try:
                 workflow = store.definition(conn, settings, row.id, row.version)
-                trigger, trigger_title = workflow.trigger.describe(), workflow.trigger.title()
+                trigger, trigger_title, segment = workflow.trigger.describe(), workflow.trigger.title(), \
+                    workflow.trigger.segment
+                trigger_text = triggers.trigger_text(conn, settings, workflow)
                 description, error = translated_title(workflow.description), None
             except (WorkflowError, ValueError) as exc:
                 trigger, error = None, "; ".join(_problems(exc))
             rows.append({"name": row.name, "title": translated_title(row.title), "description": description,
                          "enabled": row.enabled, "version": row.version, "origin": row.origin, "trigger": trigger,
-                         "trigger_title": trigger_title, "error": error, "runs": counts.get(row.id, {})})
+                         "trigger_title": trigger_title, "trigger_text": trigger_text,
+                         "segment": segment, "error": error,
+                         "runs": counts.get(row.id, {})})
     return render_template("workflows/index.html", rows=rows)
 
 
@@ -161,7 +174,8 @@ def detail(name: str) -> Any:
         workflow = store.current(conn, current_settings(), name)[1]
         add_titles(report, workflow, conn, current_settings())
     return render_template("workflows/detail.html", name=name, report=report, problems=[], parked=parked,
-                           funnel=_funnel_chart(report["steps"]), uplift=_uplift_chart(report), action=ActionForm())
+                           funnel=_funnel_chart(report["steps"]), uplift=_uplift_chart(report), action=ActionForm(),
+                           segment=workflow.trigger.segment)
 
 
 @bp.get("/<name>/forecast")

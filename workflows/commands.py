@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 
 # not in hub.api on purpose: `hub workflows` takes the scheduler's lock
 from hub import schedule
-from hub.api import (App, Message, SettingsError, TemplateError, emit_json, format_date, format_moment,
-                     format_money, format_number, format_percent, gettext, ngettext, pass_app, progress_bar, stderr,
-                     translated_title, utcnow)
+from hub.api import (App, Message, SettingsError, TemplateError, emit_json, format_date, format_length,
+                     format_moment, format_money, format_number, format_percent, gettext, ngettext, parse_duration,
+                     pass_app, progress_bar, stderr, translated_title, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.rules import SegmentError
 from workflows import config, definition, forecast, measure, promo, runner, store, ticks, triggers
@@ -337,6 +337,7 @@ def _titled(engine: Any, settings: Any, report: dict[str, Any]) -> dict[str, Any
 
 def _print_status(report: dict[str, Any]) -> None:
     console = Console()
+    runs = [f"{state_title(k)} {format_number(v)}" for k, v in report["runs"].items() if v]
     title = translated_title(report.get("title"))
     head = (Text.assemble((title, "bold"), f" ({report['workflow']})") if title else
             Text(report["workflow"], style="bold"))
@@ -344,7 +345,7 @@ def _print_status(report: dict[str, Any]) -> None:
         "%(state)s; %(trigger)s: %(entered)s entered, %(holdout)s in the holdout", state=state_title(
             "on" if report["enabled"] else "off"), trigger=report.get("trigger_text") or report["trigger"],
         entered=format_number(report["entered"]), holdout=format_number(report["in_holdout"]))
-        + "; " + ", ".join(f"{state_title(k)} {format_number(v)}" for k, v in report["runs"].items() if v)))
+        + ("; " + ", ".join(runs) if runs else "")))
     table = Table(gettext("step"), gettext("what"), gettext("done/sent"), gettext("deferred"), gettext("skipped"),
                   gettext("failed"))
     for step in report["steps"]:
@@ -362,19 +363,31 @@ def _print_status(report: dict[str, Any]) -> None:
         points = report["uplift"]["rate_points"]
         goal = report["goal"]
         console.print("  " + gettext("goal: %(goal)s within %(within)s: %(converted)s converted, revenue %(revenue)s",
-                                     goal=goal_title(goal["event"]), within=report.get("goal_within") or goal["within"],
+                                     goal=goal_title(goal["event"]), within=_within(goal["within"]),
                                      converted=format_number(report["converted"]),
                                      revenue=format_money(report["revenue"])))
-        console.print("  " + gettext(
+        counts = {"treated": format_number(t["converted"]), "treated_runs": format_number(t["runs"]),
+                  "treated_rate": _pct(t["rate"]), "holdout": format_number(h["converted"]),
+                  "holdout_runs": format_number(h["runs"]), "holdout_rate": _pct(h["rate"])}
+        console.print("  " + (gettext(
             "reached the goal after the campaign: %(treated)s of %(treated_runs)s (%(treated_rate)s); in the holdout, "
             "who got nothing: %(holdout)s of %(holdout_runs)s (%(holdout_rate)s); uplift %(points)s percentage points",
-            treated=format_number(t["converted"]), treated_runs=format_number(t["runs"]), treated_rate=_pct(t["rate"]),
-            holdout=format_number(h["converted"]), holdout_runs=format_number(h["runs"]),
-            holdout_rate=_pct(h["rate"]), points=format_number(points) if points is not None else "-"))
+            points=format_number(points), **counts) if points is not None else gettext(
+            "reached the goal after the campaign: %(treated)s of %(treated_runs)s (%(treated_rate)s); in the holdout, "
+            "who got nothing: %(holdout)s of %(holdout_runs)s (%(holdout_rate)s); the uplift cannot be counted yet",
+            **counts)))
     if report.get("nps"):
         console.print("  " + ngettext("NPS %(nps)s from %(num)s answer", "NPS %(nps)s from %(num)s answers",
                                       report["nps"]["answers"], nps=report["nps"]["nps"],
                                       num=format_number(report["nps"]["answers"])))
+
+
+def _within(window: Any) -> str:
+    """The goal's window after «в течение» / "within" («21 дня»); as written when it is not a length."""
+    try:
+        return format_length(parse_duration(window), within=True)
+    except (TypeError, ValueError):
+        return str(window)
 
 
 def _pct(rate: float | None) -> str:

@@ -116,7 +116,7 @@ class PromoCodeStep(Step):
         checking.promo = True
 
     def label(self) -> str:
-        return f"promo_code {self.discount:g}% for {format_duration(self.valid_for)}"
+        return f"promo_code {self.discount:g}% {format_duration(self.valid_for)}"
 
     def phrase(self) -> str:
         return gettext("Promo code %(discount)s for %(length)s", discount=format_percent(float(self.discount) / 100),

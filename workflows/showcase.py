@@ -60,7 +60,8 @@ def _grant_demo_consent(conn: Any) -> tuple[list[int], int]:
     people = _sample(with_email, CONSENTING)
     with_phone = set(conn.execute(select(ContactIdentity.contact_id).where(
         ContactIdentity.kind == "phone", ContactIdentity.valid, ContactIdentity.contact_id.in_(people))).scalars())
-    evidence = {"demo": "the emulated CRM customers' checkout consent"}
+    # Hub's own words, kept as written in the shop's language of the day, like a note staff would type.
+    evidence = {"note": gettext("demo: the emulated CRM customers' consent given at checkout")}
     for contact_id in people:
         record_consent(conn, contact_id, "email", "marketing", "granted", source="demo", evidence=evidence)
         if contact_id in with_phone:

@@ -33,7 +33,7 @@ ACTION_TITLES = {
     "consent_recorded_by_staff": N_("consent recorded by staff"), "contact_merged": N_("contacts merged"),
 }
 # Who acts when no person does.
-ACTOR_TITLES = {"scheduler": N_("scheduler")}
+ACTOR_TITLES = {"scheduler": N_("scheduler"), "cli": N_("command line")}
 
 
 def _plugin_titles() -> Mapping[str, str]:

@@ -16,7 +16,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from sqlalchemy import Connection, select
 
 from hub import i18n, jobs, plugins, queue
-from hub.admin import access, audit, overview
+from hub.admin import access, audit, filters, overview
 from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import SyncForm
@@ -61,6 +61,7 @@ def sync_now(source: str) -> Any:
         with engine().begin() as conn:
             audit.record(conn, actor(), "sync_requested", source=source, full=full)
         queue.enqueue(settings, jobs.sync_source, source, full, background=True, job_id=f"sync-{source}")
-        flash(_("Full sync of %(source)s started; its result appears below when it ends.", source=source) if full
-              else _("Sync of %(source)s started; its result appears below when it ends.", source=source), "ok")
+        title = filters.source_title(source)
+        flash(_("Full sync of %(source)s started; its result appears below when it ends.", source=title) if full
+              else _("Sync of %(source)s started; its result appears below when it ends.", source=title), "ok")
     return redirect(url_for("connections.index"))

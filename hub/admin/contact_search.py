@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from hub import normalize
 from hub.config import Settings
@@ -73,9 +73,15 @@ def search(conn: Connection, settings: Settings, query: str, *, limit: int = 50)
     return list(iter_contacts(conn, ids=ids, thresholds=Thresholds.from_settings(settings.extra)))
 
 
-def recent(conn: Connection, settings: Settings, *, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest contacts, for the search page before anything is typed."""
+def live_count(conn: Connection) -> int:
+    """How many contacts the base holds (the erased and merged-away are nobody any more)."""
+    return int(conn.execute(select(func.count()).select_from(contacts_t)
+                            .where(contacts_t.c.deleted_at.is_(None))).scalar_one())
+
+
+def recent(conn: Connection, settings: Settings, *, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+    """The newest contacts, a page at a time, for the search page before anything is typed."""
     ids = list(conn.execute(select(contacts_t.c.id).where(contacts_t.c.deleted_at.is_(None))
-                            .order_by(contacts_t.c.id.desc()).limit(limit)).scalars())
+                            .order_by(contacts_t.c.id.desc()).limit(limit).offset(offset)).scalars())
     rows = list(iter_contacts(conn, ids=ids, thresholds=Thresholds.from_settings(settings.extra))) if ids else []
     return sorted(rows, key=lambda r: -r["id"])

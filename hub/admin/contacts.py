@@ -34,6 +34,7 @@ from hub.segments.lifecycle import Thresholds
 from hub.segments.rules import SegmentError
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
+PAGE_SIZE = 20  # newest contacts a page, before anything is searched
 
 
 @bp.get("/")
@@ -41,9 +42,17 @@ bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 def search() -> Any:
     settings = current_settings()
     query = request.args.get("q", "").strip()[:200]
+    page, pages, total = 1, 1, 0
     with engine().connect() as conn:
-        rows = contact_search.search(conn, settings, query) if query else contact_search.recent(conn, settings)
-    return render_template("contacts/search.html", query=query, rows=rows)
+        if query:
+            rows = contact_search.search(conn, settings, query)
+        else:
+            total = contact_search.live_count(conn)
+            pages = max(1, -(-total // PAGE_SIZE))
+            page = min(max(1, request.args.get("page", 1, type=int) or 1), pages)
+            rows = contact_search.recent(conn, settings, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    return render_template("contacts/search.html", query=query, rows=rows, page=page, pages=pages, total=total,
+                           first=(page - 1) * PAGE_SIZE + 1, last=(page - 1) * PAGE_SIZE + len(rows))
 
 
 def _segments_of(conn: Any, contact_id: int) -> list[dict[str, Any]]:

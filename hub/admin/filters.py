@@ -155,9 +155,40 @@ DETAIL_KEYS = {
     "already_erased": N_("already erased"), "reason": N_("reason"), "segment": N_("segment"),
     "template": N_("template"), "contacts": N_("contacts"),
 }
+# Languages named in the reader's words ("английский"), not by their codes.
+LANGUAGE_TITLES = {"ru": N_("Russian"), "en": N_("English")}
+# A contact's own fields (and where the record was first seen), as the card's provenance lists them.
+FIELD_TITLES = {
+    "first_name": N_("first name"), "last_name": N_("last name"), "middle_name": N_("patronymic"),
+    "birthday": N_("birthday"), "city": N_("city"), "gender": N_("gender"), "company": N_("company"),
+    "created_from": N_("created from"), "tags": N_("tags"),
+}
+
+
+def language_title(code: Any) -> str:
+    """A language by its name in the reader's words; an unknown code as it is."""
+    return _(LANGUAGE_TITLES[code]) if code in LANGUAGE_TITLES else str(code)
+
+
+def field_title(name: Any) -> str:
+    """A contact field in the reader's words ("отчество"); a plugin's attribute as it is named."""
+    return _(FIELD_TITLES[name]) if name in FIELD_TITLES else str(name)
+
+
+def source_title(name: Any) -> str:
+    """A data source by its product name (Битрикс24), from the admin page its plugin registers for it.
+
+    Sources without a page (a file import, a plugin's own) are shown by their technical name.
+    """
+    for page in current_app.config.get(access.ADMIN_BLUEPRINTS, {}).values():
+        if page.source is not None and page.source == name:
+            return page.title_in(language())
+    return str(name) if name is not None else ""
+
+
 _VALUE_TITLES: dict[str, Any] = {"channel": consent.channel_title, "purpose": consent.purpose_title,
                                  "status": consent.status_title, "role": users.role_title,
-                                 "kind": sync.kind_title}
+                                 "kind": sync.kind_title, "language": language_title, "source": source_title}
 
 
 def role_title(role: Any) -> str:
@@ -240,7 +271,8 @@ def install(app: Flask) -> None:
                                  stage_description=lifecycle.description, sync_kind=sync_kind,
                                  identity_kind=identity_kind, catalog_title=i18n.title,
                                  channel_title=consent.channel_title, purpose_title=consent.purpose_title,
-                                 action_title=audit.action_title, actor_title=audit.actor_title)
+                                 action_title=audit.action_title, actor_title=audit.actor_title,
+                                 source_title=source_title, field_title=field_title, language_title=language_title)
 
 
 def language() -> str:

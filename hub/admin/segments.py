@@ -22,7 +22,7 @@ from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, SegmentForm
 from hub.config import Settings
-from hub.i18n import N_, gettext as _, ngettext
+from hub.i18n import gettext as _, ngettext
 from hub.segments import explain, fields, lifecycle, membership, store
 from hub.segments.evaluate import Segments
 from hub.segments.rules import RuleError, SegmentError, check_references, read_yaml
@@ -119,7 +119,7 @@ def new() -> Any:
     if copy:
         with engine().connect() as conn:
             try:
-                original = Segments(conn, current_settings()).get(copy).document
+                original = store.shown_document(Segments(conn, current_settings()).get(copy))
             except SegmentError:
                 abort(404)
         document = as_yaml({**original, "name": f"my_{copy}"[:64]})
@@ -128,15 +128,11 @@ def new() -> Any:
                            field_list=_fields(), **titles(None))
 
 
-TYPE_TITLES = {"text": N_("text"), "integer": N_("whole number"), "number": N_("number"), "money": N_("money"),
-               "date": N_("date"), "datetime": N_("date and time"), "tags": N_("tags"), "choice": N_("choice")}
-
-
 def _fields() -> list[dict[str, Any]]:
     """The fields a rule can use, described in the reader's language (names and operators stay as rules write them)."""
     rows = fields.build(current_settings()).describe()
     for row in rows:
-        row["type_title"] = _(TYPE_TITLES[row["type"]]) if row["type"] in TYPE_TITLES else row["type"]
+        row["type_title"] = fields.type_title(row["type"])
         row["description"] = i18n.title(row["description"])
         if row["field"] == "contact.lifecycle":
             row["choice_titles"] = {c: lifecycle.title(c) for c in row.get("choices", [])}
@@ -159,7 +155,7 @@ def edit(name: str) -> Any:
                                    problems=[segments.catalog.broken.get(name, "")], count=None,
                                    field_list=_fields(), **titles(None))
         count = segments.count(name)
-    form = SegmentForm(document=as_yaml(definition.document))
+    form = SegmentForm(document=store.shown_yaml(definition))
     return render_template("segments/edit.html", form=form, name=name, builtin=definition.builtin, problems=[],
                            count=count, field_list=_fields(), **titles(definition))
 

@@ -9,8 +9,8 @@ from hub.i18n import gettext as _
 
 
 @click.command("admin")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="The port to listen on.")
 @click.option("--threads", type=click.IntRange(1, 256),
               help="Requests served at once, each holding one database connection while it runs "
                    "(default: 4 on SQLite, 8 on PostgreSQL).")

@@ -57,7 +57,7 @@ def consent_set(app: App, contact_id: int, channel: str, purpose: str, status: s
 
 @consent_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
 def consent_import(app: App, file: Path, as_json: bool) -> None:
     """Import consent collected elsewhere: CSV with email or phone, channel, purpose, status, source, date."""
@@ -75,7 +75,7 @@ def consent_import(app: App, file: Path, as_json: bool) -> None:
 
 @consent_group.command("show")
 @click.argument("contact_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the consents as JSON.")
 @pass_app
 def consent_show(app: App, contact_id: int, as_json: bool) -> None:
     """Current consent per channel and purpose, and the full history behind it."""

@@ -166,8 +166,8 @@ def contacts_show(app: App, contact_id: int, as_json: bool) -> None:
         click.echo("  " + _("merged #%(id)s at %(at)s: %(reason)s", id=m["merged_id"],
                             at=formats.moment(m["at"], tz, zone=True), reason=_merge_reason(m["reason"])))
     for c in card["consent"]:
-        click.echo("  " + _("consent %(channel)s/%(purpose)s: %(status)s", channel=c["channel"], purpose=c["purpose"],
-                            status=c["status"]))
+        click.echo("  " + _("consent %(channel)s/%(purpose)s: %(status)s", channel=consent.channel_title(c["channel"]),
+                            purpose=consent.purpose_title(c["purpose"]), status=consent.status_title(c["status"])))
 
 
 def _merge_reason(reason: Any) -> str:

@@ -11,7 +11,7 @@ from hub.i18n import gettext as _
 
 
 @click.command("plugins")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def plugins_cmd(as_json: bool) -> None:
     """Installed plugins and the hooks each implements."""
     described = plugins.describe()

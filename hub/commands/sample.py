@@ -19,10 +19,13 @@ def sample_group() -> None:
 
 @sample_group.command("contacts")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--people", type=int, default=1000, show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--encoding", type=click.Choice(["utf-8-sig", "utf-8", "cp1251"]), default="cp1251", show_default=True)
-@click.option("--delimiter", type=click.Choice([";", ","]), default=";", show_default=True)
+@click.option("--people", type=int, default=1000, show_default=True, help="How many people to invent.")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Starting point of the randomness: the same seed writes the same file.")
+@click.option("--encoding", type=click.Choice(["utf-8-sig", "utf-8", "cp1251"]), default="cp1251", show_default=True,
+              help="The file's encoding.")
+@click.option("--delimiter", type=click.Choice([";", ","]), default=";", show_default=True,
+              help="Column separator (CSV).")
 @click.option("--duplicate-rate", type=float, default=0.15, show_default=True,
               help="Share of people who appear again in a later row.")
 @click.option("--today", type=click.DateTime(["%Y-%m-%d"]), default=None,

@@ -12,12 +12,10 @@ with progress on stderr, unless told --no-refresh, and then marks them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -180,7 +178,7 @@ def show_cmd(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(definition.document)
         return
-    click.echo(yaml.safe_dump(definition.document, allow_unicode=True, sort_keys=False), nl=False)
+    click.echo(store.shown_yaml(definition), nl=False)
 
 
 @segments_group.command("fields")
@@ -195,7 +193,7 @@ def fields_cmd(as_json: bool) -> None:
     table = Table(_("Field"), _("Type"), _("Operators"), _("About"))
     for f in described:
         about = i18n.title(f["description"]) + (f" ({', '.join(f['choices'])})" if f.get("choices") else "")
-        table.add_row(f["field"], f["type"], ", ".join(f["operators"]), about)
+        table.add_row(f["field"], fields.type_title(f["type"]), ", ".join(f["operators"]), about)
     Console().print(table)
 
 
@@ -294,7 +292,7 @@ def explain_cmd(name: str, contact_id: int, as_json: bool) -> None:
              _("recorded as a member") if recorded["member"] else _("not recorded as a member"))
     click.echo(_("Contact #%(id)s %(verdict)s at %(at)s (%(since)s).", id=contact_id, verdict=verdict,
                  at=formats.moment(data["now"], tz, zone=True), since=since))
-    _print_node(data["rule"], 0)
+    _print_node(explain.readable(data, tz)["rule"], 0)
     score = data["lead_score"]
     stored = (", " + _("stored at the last refresh: %(score)s", score=score["stored"])
               if score["stored"] is not None else "")
@@ -309,9 +307,9 @@ def _print_node(node: dict[str, Any], depth: int) -> None:
     mark = "✓" if node["passed"] else "✗"
     pad = "  " * depth
     if node["kind"] == "condition":
-        value = json.dumps(node["value"], ensure_ascii=False, default=str) if node["value"] is not None else ""
-        click.echo(f"{pad}{mark} {node['field']} {node['op']} {value}".rstrip()
-                   + " — " + _("seen: %(value)s", value=json.dumps(node["seen"], ensure_ascii=False, default=str)))
+        # the field keeps its rule name; the operator and the values are worded as the admin words them
+        click.echo(f"{pad}{mark} {node['field']} {node['op_title']} {node['value_text']}".rstrip()
+                   + " — " + _("seen: %(value)s", value=node["seen_text"]))
         return
     labels = {"all": _("all of"), "any": _("any of"), "not": _("not")}
     label = (_("segment %(name)s", name=node.get("segment")) if node["kind"] == "segment"

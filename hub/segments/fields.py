@@ -65,6 +65,16 @@ _PLACEHOLDER = re.compile(r"^<([a-z_]+)>$")
 _PARAM_VALUE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+# What each field type is called where people pick a field (the admin's field list, `hub segments fields`).
+TYPE_TITLES = {"text": N_("text"), "integer": N_("whole number"), "number": N_("number"), "money": N_("money"),
+               "date": N_("date"), "datetime": N_("date and time"), "tags": N_("tags"), "choice": N_("choice")}
+
+
+def type_title(kind: str) -> str:
+    """A field type in the reader's words; a plugin's own type as it is named."""
+    return _(TYPE_TITLES[kind]) if kind in TYPE_TITLES else kind
+
+
 @dataclass(frozen=True)
 class FieldContext:
     """What a field's SQL builder gets: the contacts table to correlate with, and the moment."""

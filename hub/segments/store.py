@@ -16,8 +16,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy import Connection, select
 
+from hub import i18n
 from hub.db import insert_for, utcnow
 from hub.i18n import gettext as _
 from hub.models import Segment, SegmentMember
@@ -74,6 +76,26 @@ def parse(document: Any, registry: Registry, *, origin: str | None = None, built
         definition = SegmentDefinition(definition.name, definition.title, definition.rule, definition.document,
                                        builtin=True)
     return definition
+
+
+def shown_document(definition: SegmentDefinition) -> dict[str, Any]:
+    """The segment's document as its reader is shown it (the admin's editor, a copy, `hub segments show`).
+
+    A shipped segment's title and description come in the reader's language,
+    as everywhere else it is named; its rule stays as written. A marketer's
+    own segment is their document, unchanged.
+    """
+    document = dict(definition.document)
+    if definition.builtin:
+        for key in ("title", "description"):
+            if isinstance(document.get(key), str) and document[key].strip():
+                document[key] = i18n.title(document[key])
+    return document
+
+
+def shown_yaml(definition: SegmentDefinition) -> str:
+    """`shown_document` as the YAML people read and edit."""
+    return yaml.safe_dump(shown_document(definition), allow_unicode=True, sort_keys=False)
 
 
 def load(conn: Connection, registry: Registry) -> Catalog:

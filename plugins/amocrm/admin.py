@@ -27,8 +27,8 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import URL, DataRequired, Length
 
-from hub.api import (AdminPage, Settings, actor, allow, current_settings, delete_credentials, engine, lazy_gettext,
-                     load_credentials, record_audit, save_credentials)
+from hub.api import (AdminPage, CredentialError, Settings, actor, allow, current_settings, delete_credentials, engine,
+                     lazy_gettext, load_credentials, record_audit, save_credentials)
 from hub.api import gettext as _
 from plugins.amocrm import commands, tokens
 from plugins.amocrm.client import AmoError, check_base_url
@@ -108,8 +108,11 @@ def index() -> Any:
     settings = current_settings()
     try:
         found = status(settings)
-    except Exception as exc:  # noqa: BLE001 - a broken stored connection is shown, not a 500
-        found = {"error": _("cannot read the stored connection (%(error)s)", error=type(exc).__name__)}
+    except CredentialError:  # saved under another HUB_SECRET_KEY: only connecting again helps
+        found = {"error": _("the saved connection cannot be read: HUB_SECRET_KEY has changed since it was "
+                            "saved. Connect again below.")}
+    except Exception:  # noqa: BLE001 - a broken stored connection is shown, not a 500
+        found = {"error": _("the saved connection cannot be read. Connect again below.")}
     return render_template("amocrm_admin/index.html", status=found, form=AmoCRMForm(),
                            redirect_uri=redirect_uri(settings))
 

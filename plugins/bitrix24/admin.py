@@ -15,7 +15,8 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import URL, DataRequired, Length, Optional
 
-from hub.api import AdminPage, Settings, actor, allow, current_settings, engine, lazy_gettext, record_audit
+from hub.api import (AdminPage, CredentialError, Settings, actor, allow, current_settings, engine, lazy_gettext,
+                     record_audit)
 from hub.api import gettext as _
 from plugins.bitrix24 import connection
 from plugins.bitrix24.client import Bitrix24Error, check_webhook_url
@@ -56,8 +57,11 @@ def status(settings: Settings) -> dict[str, Any] | None:
 def index() -> Any:
     try:
         found = status(current_settings())
-    except Exception as exc:  # noqa: BLE001 - a broken stored connection is shown, not a 500
-        found = {"error": _("cannot read the stored connection (%(error)s)", error=type(exc).__name__)}
+    except CredentialError:  # saved under another HUB_SECRET_KEY: only connecting again helps
+        found = {"error": _("the saved connection cannot be read: HUB_SECRET_KEY has changed since it was "
+                            "saved. Connect again below.")}
+    except Exception:  # noqa: BLE001 - a broken stored connection is shown, not a 500
+        found = {"error": _("the saved connection cannot be read. Connect again below.")}
     return render_template("bitrix24_admin/index.html", status=found, form=Bitrix24Form())
 
 

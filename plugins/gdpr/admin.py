@@ -112,9 +112,9 @@ def person() -> Any:
     with engine().connect() as conn:
         card = contact_card(conn, contact_id)
         erased = identity.is_erased(conn, contact_id)
-    if card is None and not erased:
-        flash(_("No contact with id %(id)s.", id=contact_id), "error")
-        return redirect(url_for("gdpr.index"))
+    if card is None and not erased:  # told on this page, not flashed onto whichever page comes next
+        return render_template("error.html", code=404, title=_("Not found"),
+                               message=_("No contact with id %(id)s.", id=contact_id)), 404
     return render_template("gdpr/person.html", contact_id=contact_id, c=card, erased=erased,
                            export_form=ActionForm(), erase_form=ConfirmForm(), word=CONFIRM_WORD)
 

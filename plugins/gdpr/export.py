@@ -22,7 +22,8 @@ from sqlalchemy import Connection, Engine, MetaData, Table, inspect, or_, select
 # not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; the export writes
 # spreadsheet-safe CSV like the core's exports
 from hub import consent, csvsafe
-from hub.api import N_, Contact, ContactIdentity, ExternalRef, Message, Order, Settings, gettext, utcnow
+from hub.api import (N_, Contact, ContactIdentity, ExternalRef, Message, Order, Settings, format_number, gettext,
+                     utcnow)
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
 from hub.models import ContactMerge, Erasure, LeadScore, Segment, SegmentMember
 from plugins.gdpr import audit
@@ -88,12 +89,20 @@ SECTION_TITLES = {
     "consent": N_("consent now"), "consent_history": N_("consent history"),
     "consent_requests": N_("consent requests"), "messages": N_("messages"), "merges": N_("merges"),
     "segments": N_("segments"), "audit": N_("actions in the log"),
+    # tables other modules add that name a contact (found by their contact_id column)
+    "interactions": N_("interactions"), "promo_codes": N_("promo codes"), "workflow_runs": N_("workflow runs"),
 }
 
 
 def section_title(name: str) -> str:
     """A section of the export in the reader's words; a table another module added is named as a table."""
     return gettext(SECTION_TITLES[name]) if name in SECTION_TITLES else gettext("table %(name)s", name=name)
+
+
+def sections_text(counts: dict[str, Any]) -> str:
+    """What an export held, as the audit entry's `sections` reads to people: «заказы: 3, сообщения: 1»."""
+    return ", ".join(f"{section_title(name)}: {format_number(count) if isinstance(count, int) else count}"
+                     for name, count in counts.items())
 
 
 def _rows(conn: Connection, table: Any, where: Any) -> list[dict[str, Any]]:

@@ -16,8 +16,8 @@ from sqlalchemy import select
 # not in hub.api on purpose: `hub messages` reports a broken signed link like the routes do; `hub templates` is this
 # plugin's command line over the template store; `hub messages` is this plugin's command line over the outbox
 from hub import links, message_templates, messaging
-from hub.api import (App, Contact, SettingsError, TemplateError, emit_json, enqueue, format_moment, format_number,
-                     gettext as _, ngettext, pass_app, progress_bar, stderr, translated_title, utcnow)
+from hub.api import (N_, App, Contact, SettingsError, TemplateError, emit_json, enqueue, format_moment, format_number,
+                     format_phone, gettext as _, ngettext, pass_app, progress_bar, stderr, translated_title, utcnow)
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -125,7 +125,7 @@ def templates_remove(app: App, name: str) -> None:
 @click.argument("name")
 @click.option("--contact", "contact_id", type=int, help="Render for this contact instead of the sample one.")
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="Set a variable. Repeatable.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the rendered message as JSON.")
 @pass_app
 @user_errors
 def templates_preview(app: App, name: str, contact_id: int | None, variables: tuple[str, ...],
@@ -212,7 +212,7 @@ def _promo(code: str | None, discount: float | None, expires: str | None) -> dic
 @click.option("--promo-expires", metavar="YYYY-MM-DD", help="promo.expires_at.")
 @click.option("--dispatch/--no-dispatch", "do_dispatch", default=True, show_default=True,
               help="Send right away, or only put the messages in the outbox.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 @user_errors
 def messages_send(app: App, template_name: str, contact_ids: tuple[int, ...], segment: str | None, everyone: bool,
@@ -323,13 +323,14 @@ def _print_dispatch(r: dict[str, Any]) -> None:
 
 @messages_group.command("dispatch")
 @click.option("--channel", "channels", multiple=True, help="Only this channel. Repeatable.")
-@click.option("--batch-size", type=click.IntRange(1, 10_000), default=messaging.DEFAULT_BATCH, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=messaging.DEFAULT_BATCH, show_default=True,
+              help="Messages taken from the queue at a time.")
 @click.option("--limit", type=click.IntRange(1), help="At most this many messages.")
 @click.option("--queue", "on_queue", is_flag=True,
               help="Hand the work to `hub worker` processes (needs HUB_REDIS_URL).")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="With --queue: this many dispatch jobs, for that many workers.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 @user_errors
 def messages_dispatch(app: App, channels: tuple[str, ...], batch_size: int, limit: int | None, on_queue: bool,
@@ -362,10 +363,10 @@ def _iso(value: Any) -> Any:
 
 
 @messages_group.command("list")
-@click.option("--status", type=click.Choice(messaging.STATUSES))
-@click.option("--channel")
-@click.option("--contact", "contact_id", type=int)
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--status", type=click.Choice(messaging.STATUSES), help="Only messages in this status.")
+@click.option("--channel", help="Only this channel (email, sms, …).")
+@click.option("--contact", "contact_id", type=int, help="Only this contact's messages.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="At most this many messages.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_app
 @user_errors
@@ -382,7 +383,7 @@ def messages_list(app: App, status: str | None, channel: str | None, contact_id:
     table = Table("id", _("status"), _("channel"), _("to"), _("template"), _("contact"),
                   _("updated"), _("error"))
     for r in rows:
-        table.add_row(str(r["id"]), messaging.status_title(r["status"]), r["channel"], r["address"] or "",
+        table.add_row(str(r["id"]), messaging.status_title(r["status"]), r["channel"], _address(r["address"] or ""),
                       r["template"] or "",
                       str(r["contact_id"] or ""), format_moment(r["updated_at"], tz, zone=True),
                       (r["error"] or "")[:60])
@@ -392,9 +393,23 @@ def messages_list(app: App, status: str | None, channel: str | None, contact_id:
                or _("The outbox is empty."))
 
 
+# `hub messages show`'s lines, in this order; --json keeps the columns' own names.
+_MESSAGE_LABELS = {
+    "id": N_("Message"), "status": N_("Status"), "channel": N_("Channel"), "purpose": N_("Purpose"),
+    "template": N_("Template"), "contact_id": N_("Contact"), "address": N_("To"), "attempts": N_("Attempts"),
+    "provider_id": N_("Provider's id"), "error": N_("Error"), "created_at": N_("Created"), "sent_at": N_("Sent"),
+    "idempotency_key": N_("Idempotency key"), "subject": N_("Subject"),
+}
+
+
+def _address(address: str) -> str:
+    """A phone as people read it (+7 916 123-45-67); an email as it is."""
+    return format_phone(address) if address.startswith("+") else address
+
+
 @messages_group.command("show")
 @click.argument("message_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the message as JSON.")
 @pass_app
 def messages_show(app: App, message_id: int, as_json: bool) -> None:
     """One message with its rendered subject and text."""
@@ -405,18 +420,24 @@ def messages_show(app: App, message_id: int, as_json: bool) -> None:
     if as_json:
         emit_json({k: _iso(v) for k, v in row.items()})
         return
-    for key in ("id", "status", "channel", "purpose", "template", "contact_id", "address", "attempts",
-                "provider_id", "error", "created_at", "sent_at", "idempotency_key"):
-        if row[key] is not None:
-            click.echo(f"{key}: {messaging.status_title(row[key]) if key == 'status' else _iso(row[key])}")
-    if row["subject"]:
-        click.echo(f"subject: {row['subject']}")
+    tz = app.settings.tz
+    for key, label in _MESSAGE_LABELS.items():
+        value = row[key]
+        if value is None or value == "":
+            continue
+        if key == "status":
+            value = messaging.status_title(value)
+        elif key == "address":
+            value = _address(value)
+        elif isinstance(value, dt.datetime):
+            value = format_moment(value, tz, zone=True)
+        click.echo(f"{_(label)}: {value}")
     click.echo("")
     click.echo(row["body_text"].rstrip("\n"))
 
 
 @messages_group.command("review")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
 def messages_review(app: App, as_json: bool) -> None:
     """Messages that may or may not have gone out, for a person to settle."""
@@ -433,7 +454,7 @@ def messages_review(app: App, as_json: bool) -> None:
     tz = app.settings.tz
     for r in rows:
         click.echo(_("#%(id)s %(channel)s to %(address)s (%(template)s), claimed %(when)s: %(error)s", id=r["id"],
-                     channel=r["channel"], address=r["address"], template=r["template"],
+                     channel=r["channel"], address=_address(r["address"] or ""), template=r["template"],
                      when=format_moment(r["claimed_at"], tz, zone=True), error=r["error"]))
     click.echo(_("Check the server's log, then: hub messages resolve ID sent|failed|requeue"))
 
