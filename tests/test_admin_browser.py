@@ -60,7 +60,7 @@ def test_find_a_contact_by_a_phone_typed_differently(live: str, browser: Browser
     browser.click("#results tbody a")
     browser.wait(lambda: "/contacts/" in browser.url and browser.exists("#identities"), "the contact card")
     identities = browser.text("#identities")
-    assert "+7 916 123-45-67" in identities and "8 (916) 123-45-67" in identities and "bitrix24" in identities
+    assert "+7 916 123-45-67" in identities and "8 (916) 123-45-67" in identities and "Битрикс24" in identities
     assert browser.find("#identities a[href^='tel:']").get_attribute("href") == "tel:+79161234567"
     assert "paper form" in browser.text("#consent-history")
     assert "Зимняя куртка" in browser.text("#orders")
