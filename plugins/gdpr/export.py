@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table, inspect, or_, select
 # not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; the export writes
 # spreadsheet-safe CSV like the core's exports
 from hub import consent, csvsafe
-from hub.api import (N_, Contact, ContactIdentity, ExternalRef, Message, Order, Settings, format_number, gettext,
+from hub.api import (N_, Contact, ContactIdentity, ExternalRef, Message, Order, Settings, gettext,
                      utcnow)
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
 from hub.models import ContactMerge, Erasure, LeadScore, Segment, SegmentMember
@@ -97,12 +97,6 @@ SECTION_TITLES = {
 def section_title(name: str) -> str:
     """A section of the export in the reader's words; a table another module added is named as a table."""
     return gettext(SECTION_TITLES[name]) if name in SECTION_TITLES else gettext("table %(name)s", name=name)
-
-
-def sections_text(counts: dict[str, Any]) -> str:
-    """What an export held, as the audit entry's `sections` reads to people: «заказы: 3, сообщения: 1»."""
-    return ", ".join(f"{section_title(name)}: {format_number(count) if isinstance(count, int) else count}"
-                     for name, count in counts.items())
 
 
 def _rows(conn: Connection, table: Any, where: Any) -> list[dict[str, Any]]:
