@@ -143,7 +143,7 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
         language = str(out["language"]).strip().lower().replace("_", "-").split("-")[0]
         if language not in LANGUAGES:
             raise SettingsError(_("HUB_LANGUAGE: %(language)r is not a language Hub speaks (%(languages)s)",
-                                  language=out["language"], languages=", ".join(LANGUAGES)))
+                                  language=str(out["language"])[:20], languages=", ".join(LANGUAGES)))
         out["language"] = language
     if "secret_key" in out:
         key = str(out["secret_key"]).strip() or None

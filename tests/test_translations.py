@@ -77,6 +77,9 @@ def test_the_language_setting_is_checked() -> None:
     assert load_settings({}, config_path="/nonexistent").language == "ru"
     with pytest.raises(SettingsError, match="HUB_LANGUAGE"):
         load_settings({"HUB_LANGUAGE": "klingon"}, config_path="/nonexistent")
+    with pytest.raises(SettingsError) as huge:  # a value pasted by mistake is named, not echoed whole
+        load_settings({"HUB_LANGUAGE": "x" * 5000}, config_path="/nonexistent")
+    assert len(str(huge.value)) < 200
 
 
 class Stamps:
