@@ -18,18 +18,22 @@ where each came from; on merge the stricter consent wins.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+import phonenumbers
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
-from hub import normalize
+from hub import names, normalize
 from hub.config import Settings
 from hub.db import among, bulk_insert, chunks, insert_for, reserve_ids, utcnow
 from hub.i18n import N_
 from hub.i18n import gettext as _
-from hub.models import Contact, ContactIdentity, ContactMerge, Erasure, ExternalRef, Order
+from hub.models import Contact, ContactIdentity, ContactMerge, ContactsApart, Erasure, ExternalRef, Order
 from hub.normalize import Identifier
 from hub.records import ContactRecord
 
@@ -39,6 +43,7 @@ refs_t = ExternalRef.__table__
 orders_t = Order.__table__
 merges_t = ContactMerge.__table__
 erasures_t = Erasure.__table__
+apart_t = ContactsApart.__table__
 
 # Contact fields a record can fill, in the order they are shown.
 # An identity's kind as people call it; the value stays in the table, rules and JSON.
@@ -56,10 +61,16 @@ LOOKUP_CHUNK = 5000
 
 @dataclass(slots=True)
 class Prepared:
-    """A record with its identifiers normalized, ready to resolve."""
+    """A record with its identifiers normalized, ready to resolve.
+
+    `contact_id` names the contact the record is already known to be (a value
+    re-read on an existing contact, an edit on its card): the record then
+    joins that contact whatever its phones say.
+    """
 
     record: ContactRecord
     identifiers: list[Identifier]
+    contact_id: int | None = None
 
     @property
     def keys(self) -> list[tuple[str, str]]:
@@ -80,21 +91,171 @@ class Resolution:
     invalid_phones: int = 0
     invalid_emails: int = 0
     refused: int = 0  # records a plugin kept out (the refuse_records hook)
+    shared: dict[tuple[str, str], str] = field(default_factory=dict)  # values this chunk found shared, and why
 
 
 def prepare(record: ContactRecord, region: str) -> Prepared:
     """Normalize a record's phones and emails (pure; safe to run in another process)."""
     identifiers: list[Identifier] = []
+    labels = record.labels
     for cell in record.phones:
-        identifiers.extend(normalize.phones(cell, region))
+        found = normalize.phones(cell, region)
+        label = labels.get(cell) if labels else None
+        identifiers.extend(i._replace(label=label) if label and not i.label else i for i in found)
     for cell in record.emails:
-        identifiers.extend(normalize.emails(cell))
+        found = normalize.emails(cell)
+        label = labels.get(cell) if labels else None
+        identifiers.extend(i._replace(label=label) if label and not i.label else i for i in found)
     return Prepared(record, identifiers)
 
 
+# --- shared values ----------------------------------------------------------------------------
+#
+# A phone or email several clearly different people use stands for a place (a switchboard, a
+# reception, a household, a hotline, an info@ mailbox), not for a person. Such a value is marked
+# shared on every contact holding it and stops merging people; the reasons are kept in
+# contact_identities.shared. Values that are shared for what they are (an 8-800 line, a role
+# mailbox, a fax) never join anyone; values found shared by who holds them join two records only
+# when the names agree (names.agree): "names never merge by themselves; they decide whether a
+# shared value can join two records".
+
+SHARED_REASONS = ("names", "common", "toll_free", "role_mailbox", "fax", "unmerged", "by_hand")
+NEVER_JOIN = frozenset({"toll_free", "role_mailbox", "fax"})
+SHARED_TITLES = {
+    "names": N_("used by people with different names"),
+    "common": N_("a common number or mailbox"),
+    "toll_free": N_("a toll-free line"),
+    "role_mailbox": N_("a company mailbox"),
+    "fax": N_("a fax"),
+    "unmerged": N_("kept apart by hand"),
+    "by_hand": N_("marked shared by hand"),
+}
+# Mailboxes of a role, not a person (the part before @, or its first word: info.msk@, sales-spb@).
+ROLE_MAILBOXES = frozenset({
+    "info", "sales", "office", "zakaz", "zakazy", "order", "orders", "admin", "administrator", "support",
+    "help", "helpdesk", "hello", "mail", "post", "contact", "contacts", "reception", "priemnaya", "secretary",
+    "sekretar", "buh", "bukh", "buhgalter", "buhgalteria", "accounting", "finance", "hr", "kadry", "job",
+    "jobs", "manager", "marketing", "press", "noreply", "no-reply", "team", "service", "shop", "store",
+    "magazin", "billing", "otdel", "sale", "prodazhi", "snab", "zakupki", "tender", "welcome", "feedback",
+    "webmaster", "postmaster", "abuse", "security", "director", "dir", "ceo", "general",
+})
+_ROLE_SPLIT = re.compile(r"[.\-_+]")
+
+
+def shared_title(reason: Any) -> str:
+    """Why a value is shared, in the reader's words; an unknown reason as it is."""
+    return _(SHARED_TITLES[reason]) if reason in SHARED_TITLES else str(reason)
+
+
+# A phone's or email's type as the source gave it (hub.records.LABELS), in the reader's words.
+LABEL_TITLES = {
+    "work": N_("work"),
+    "mobile": N_("mobile"),
+    "home": N_("home"),
+    "fax": N_("fax"),
+    "mailing": N_("for mailings"),
+    "private": N_("private"),
+    "other": N_("other"),
+}
+
+
+def label_title(label: Any) -> str:
+    """A value's type in the reader's words ("рабочий"); an unknown type as it is, none as ""."""
+    if not label:
+        return ""
+    return _(LABEL_TITLES[label]) if label in LABEL_TITLES else str(label)
+
+
+def is_role_mailbox(address: str) -> bool:
+    """info@, sales@, zakaz@, office.msk@ …: a mailbox a company reads, not one person."""
+    local = address.split("@", 1)[0]
+    return local in ROLE_MAILBOXES or _ROLE_SPLIT.split(local, 1)[0] in ROLE_MAILBOXES
+
+
+@functools.lru_cache(maxsize=65536)
+def _phone_type(value: str) -> int:
+    try:
+        return phonenumbers.number_type(phonenumbers.parse(value, None))
+    except phonenumbers.NumberParseException:
+        return phonenumbers.PhoneNumberType.UNKNOWN
+
+
+def is_toll_free(phone: str) -> bool:
+    """8-800 and 8-804 in Russia, and every country's free-to-call numbers: a company's line."""
+    if phone.startswith("+7"):
+        return phone.startswith(("+7800", "+7804"))
+    return _phone_type(phone) == phonenumbers.PhoneNumberType.TOLL_FREE
+
+
+def is_landline(phone: str) -> bool:
+    """A fixed line rings in an office or a flat, where several people answer it."""
+    if phone.startswith("+7"):
+        return not phone.startswith("+79")
+    return _phone_type(phone) == phonenumbers.PhoneNumberType.FIXED_LINE
+
+
+def intrinsic_reason(kind: str, value: str, labels: Iterable[str] = ()) -> str | None:
+    """Why a value can never identify one person by itself, whoever holds it; None if it can."""
+    if "fax" in labels:
+        return "fax"
+    if kind == normalize.PHONE and is_toll_free(value):
+        return "toll_free"
+    if kind == normalize.EMAIL and is_role_mailbox(value):
+        return "role_mailbox"
+    return None
+
+
+def _weak(kind: str, value: str, labels: set[str], holders: int) -> bool:
+    """Whether the value is too common to join people whose names do not positively agree.
+
+    Record-linkage weighs a match on a common value less; so does this. A
+    value starts with weight 1, halved when the source calls it a work or
+    home number and halved again for a landline, then divided among its
+    other holders: a mobile two records hold joins them, an office landline
+    does not without the names, nor a mobile that four records hold.
+    """
+    weight = 1.0
+    if labels & {"work", "home"}:
+        weight /= 2
+    if kind == normalize.PHONE and is_landline(value):
+        weight /= 2
+    return weight / max(1, holders - 1) < 0.5
+
+
+def reading(name: names.Name) -> tuple[str, str, str]:
+    """A name exactly as written, but for case, spaces and ё: two records that read the same."""
+    return tuple(" ".join((part or "").lower().replace("ё", "е").split())  # type: ignore[return-value]
+                 for part in (name.first, name.last, name.middle))
+
+
+def _shared_by_names(kind: str, value: str, labels: set[str], holder_names: list[names.Name]) -> str | None:
+    """Why the holders of one value are different people, or None when it may join them.
+
+    Holders that read the same (a re-import of one row, a person listed twice
+    in one file) count once.
+    """
+    distinct = list({reading(n): n for n in holder_names}.values())
+    for a, b in itertools.combinations(distinct, 2):
+        if not names.compatible(a, b):
+            return "names"
+    if _weak(kind, value, labels, len(distinct)):
+        if not all(names.agree(a, b) for a, b in itertools.combinations(distinct, 2)):
+            return "common"
+    return None
+
+
 class _UnionFind:
+    """Records and contacts joined into groups; each group knows the existing contacts in it."""
+
     def __init__(self) -> None:
         self.parent: dict[Any, Any] = {}
+        self.contacts: dict[Any, set[int]] = {}  # root -> contact ids in its group (absent: none)
+
+    def contacts_of(self, x: Any) -> set[int]:
+        root = self.find(x)
+        if x[0] == "contact" and root not in self.contacts:
+            self.contacts[root] = {x[1]}
+        return self.contacts.get(root, set())
 
     def find(self, x: Any) -> Any:
         parent = self.parent
@@ -109,6 +270,12 @@ class _UnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[rb] = ra
+            for node in (a, b):
+                if node[0] == "contact":
+                    self.contacts.setdefault(ra, set()).add(node[1])
+            moved = self.contacts.pop(rb, None)
+            if moved:
+                self.contacts.setdefault(ra, set()).update(moved)
 
 
 def resolve(
@@ -117,12 +284,14 @@ def resolve(
     *,
     settings: Settings,
     now: dt.datetime | None = None,
+    actor: str = "system",
 ) -> Resolution:
     """Attach each record to its contact, creating and merging contacts as the rule says.
 
     Runs inside the caller's transaction; the caller commits the chunk. A
     record a plugin refuses (the refuse_records hook) writes nothing, and its
-    entry in `contact_ids` is None. Each merge tells plugins (contact_merged).
+    entry in `contact_ids` is None. Each merge tells plugins (contact_merged)
+    and is logged as done by `actor` ("system" for syncs and imports).
     """
     from hub.plugins import get_pm
 
@@ -131,32 +300,122 @@ def resolve(
         for answer in get_pm().hook.refuse_records(conn=conn, settings=settings, records=list(prepared)):
             refused.update(answer or ())
     if not refused:
-        return _resolve(conn, prepared, settings=settings, now=now)
+        return _resolve(conn, prepared, settings=settings, now=now, actor=actor)
     kept = [i for i in range(len(prepared)) if i not in refused]
-    result = _resolve(conn, [prepared[i] for i in kept], settings=settings, now=now)
+    result = _resolve(conn, [prepared[i] for i in kept], settings=settings, now=now, actor=actor)
     placed = dict(zip(kept, result.contact_ids, strict=True))
     result.contact_ids = [placed.get(i) for i in range(len(prepared))]
     result.refused = len(refused)
     return result
 
 
+@dataclass
+class _Found:
+    """What the base already holds of a chunk's identifiers."""
+
+    personal: dict[tuple[str, str], int] = field(default_factory=dict)  # value -> its one contact
+    shared: dict[tuple[str, str], str] = field(default_factory=dict)  # value -> why it is shared
+    holders: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # shared value -> contacts
+    refs: dict[str, int] = field(default_factory=dict)  # "source\x1fexternal id" -> contact
+
+
 def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settings,
-             now: dt.datetime | None) -> Resolution:
+             now: dt.datetime | None, actor: str) -> Resolution:
+    """The identity rule for one chunk, in four steps.
+
+    1. A record is the contact its reference names (or the caller says it is).
+    2. Each value several holders have is decided: personal (it joins them),
+       or shared with a reason (it joins only holders whose names agree).
+    3. Records and contacts are joined with a union-find, and groups holding
+       several contacts merge into the oldest.
+    4. Contacts, identities and references are written with bulk statements.
+    """
     now = now or utcnow()
     result = Resolution()
     if not prepared:
         return result
 
-    existing = _lookup(conn, prepared)  # key -> contact id
+    found = _lookup(conn, prepared)
     uf = _UnionFind()
+    by_value: dict[tuple[str, str], list[int]] = defaultdict(list)
+    labels: dict[tuple[str, str], set[str]] = defaultdict(set)
     for i, p in enumerate(prepared):
         node = ("rec", i)
         uf.find(node)
-        for key in p.keys:
-            uf.union(node, ("key",) + key)
-            contact_id = existing.get(key)
-            if contact_id is not None:
-                uf.union(node, ("contact", contact_id))
+        if p.contact_id is not None:
+            uf.union(node, ("contact", p.contact_id))
+        if p.record.external_id:
+            ref = f"{p.record.source}\x1f{p.record.external_id}"
+            uf.union(node, ("ref", ref))
+            if ref in found.refs:
+                uf.union(node, ("contact", found.refs[ref]))
+        for ident in p.identifiers:
+            if ident.valid:
+                key = (ident.kind, ident.value)
+                holders = by_value[key]
+                if not holders or holders[-1] != i:
+                    holders.append(i)
+                if ident.label:
+                    labels[key].add(ident.label)
+
+    # Step 2: who holds each value, as the references alone tell.
+    involved = {c for key in by_value for c in ([found.personal[key]] if key in found.personal else [])}
+    involved.update(c for key in by_value for c in found.holders.get(key, ()))
+    involved.update(node[1] for node in list(uf.parent) if node[0] == "contact")
+    person = _load_names(conn, involved)
+    for cid in involved:
+        uf.find(("contact", cid))
+    base_root = {node: uf.find(node) for node in list(uf.parent)}
+    root_name: dict[Any, names.Name] = {}
+    root_contacts: dict[Any, set[int]] = defaultdict(set)
+    for node, root in base_root.items():
+        if node[0] == "contact":
+            root_contacts[root].add(node[1])
+    for i, p in enumerate(prepared):
+        rec = p.record
+        name = names.Name(rec.first_name, rec.last_name, rec.middle_name)
+        root = base_root[("rec", i)]
+        if root not in root_name and not name.empty:
+            root_name[root] = name
+    for root, cids in root_contacts.items():
+        if root not in root_name:
+            root_name[root] = next((person[c] for c in sorted(cids) if c in person and not person[c].empty),
+                                   names.Name())
+
+    decided: dict[tuple[str, str], str | None] = {}
+    for key, recs in by_value.items():
+        kind, value = key
+        reason = found.shared.get(key)
+        if reason is None:
+            reason = intrinsic_reason(kind, value, labels.get(key, ()))
+            if reason is None:
+                roots = {base_root[("rec", i)] for i in recs}
+                if key in found.personal:
+                    roots.add(base_root[("contact", found.personal[key])])
+                if len(roots) > 1:
+                    reason = _shared_by_names(kind, value, labels.get(key, set()),
+                                              [root_name.get(root, names.Name()) for root in roots])
+            if reason is not None:
+                result.shared[key] = reason
+        decided[key] = reason
+
+    # Step 3: join.
+    apart = _apart_pairs(conn, involved) if involved else set()
+    for key, recs in by_value.items():
+        reason = decided[key]
+        if reason is None:
+            first = ("rec", recs[0])
+            for i in recs[1:]:
+                uf.union(first, ("rec", i))
+            if key in found.personal:
+                uf.union(first, ("contact", found.personal[key]))
+        elif reason not in NEVER_JOIN:
+            roots = {base_root[("rec", i)] for i in recs}
+            with_records = set(roots)
+            roots.update(base_root[("contact", c)] for c in found.holders.get(key, ()))
+            if key in found.personal:
+                roots.add(base_root[("contact", found.personal[key])])
+            _join_agreeing(uf, roots, with_records, root_name, apart)
 
     groups: dict[Any, list[int]] = defaultdict(list)
     group_contacts: dict[Any, set[int]] = defaultdict(set)
@@ -166,7 +425,15 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
         if node[0] == "contact":
             group_contacts[uf.find(node)].add(node[1])
 
-    contact_rows = _load_contacts(conn, {c for cs in group_contacts.values() for c in cs})
+    # Values found shared now are marked on the contact that held them alone until this chunk.
+    for (kind, value), reason in result.shared.items():
+        if (kind, value) in found.personal:
+            conn.execute(update(identities_t).where(identities_t.c.kind == kind, identities_t.c.value == value,
+                                                    identities_t.c.valid, identities_t.c.shared.is_(None))
+                         .values(shared=reason))
+
+    target_ids = {c for root in groups for c in group_contacts.get(root, ())}
+    contact_rows = _load_contacts(conn, target_ids)
     new_groups: list[tuple[Any, dict[str, Any]]] = []
     updates: dict[int, dict[str, Any]] = {}
     group_target: dict[Any, int] = {}
@@ -175,8 +442,10 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
         if len(ids) > 1:
             survivor = ids[0]
             for other in ids[1:]:
-                reason = _merge_reason(prepared, members, existing, survivor, other)
-                merge_contacts(conn, survivor, other, reason=reason, settings=settings, now=now)
+                reason_ = _merge_reason(prepared, members, survivor, other, found)
+                if actor != "system":
+                    reason_["via"] = [actor]
+                merge_contacts(conn, survivor, other, reason=reason_, settings=settings, now=now, actor=actor)
                 result.merged.append((survivor, other))
             contact_rows[survivor] = _load_contacts(conn, {survivor})[survivor]
         if ids:
@@ -211,16 +480,21 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
         result.contact_ids.append(target)
         source = p.record.source
         for ident in p.identifiers:
+            shared = None
             if not ident.valid:
                 if ident.kind == normalize.PHONE:
                     result.invalid_phones += 1
                 else:
                     result.invalid_emails += 1
-            if ident.valid and existing.get((ident.kind, ident.value)) is not None:
-                continue
+            else:
+                key = (ident.kind, ident.value)
+                shared = decided[key]
+                if shared is None and key in found.personal:
+                    continue  # already the target's: the record joined the contact holding it
             identity_rows.append(
                 {"contact_id": target, "kind": ident.kind, "value": ident.value, "raw": ident.raw,
-                 "valid": ident.valid, "source": source, "created_at": now}
+                 "valid": ident.valid, "source": source, "created_at": now, "label": ident.label,
+                 "shared": shared}
             )
         if p.record.external_id:
             ref_rows.append({"source": source, "external_id": p.record.external_id, "contact_id": target,
@@ -241,6 +515,43 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     return result
 
 
+def _join_agreeing(uf: _UnionFind, holders: set[Any], with_records: set[Any], root_name: dict[Any, names.Name],
+                   apart: set[tuple[int, int]]) -> None:
+    """Join holders of a shared value that read the same or whose names agree, one of them a record of this chunk.
+
+    Reading the same includes two nameless holders: nothing tells them apart,
+    and a re-import of the same row must find its contact again. Holders are
+    bucketed first, so a switchboard two hundred employees hold costs a
+    dictionary pass, not forty thousand comparisons. Two contacts a person
+    kept apart are never joined this way.
+    """
+    by_reading: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
+    by_key: dict[str, list[Any]] = defaultdict(list)
+    for root in holders:
+        name = root_name.get(root, names.Name())
+        by_reading[reading(name)].append(root)
+        k = names.key(name)
+        if k is not None:
+            by_key[k].append(root)
+
+    def join(a: Any, b: Any) -> None:
+        if a not in with_records and b not in with_records:
+            return
+        if apart:
+            ours, theirs = uf.contacts_of(a), uf.contacts_of(b)
+            if any((min(x, y), max(x, y)) in apart for x in ours for y in theirs):
+                return
+        uf.union(a, b)
+
+    for members in by_reading.values():
+        for other in members[1:]:
+            join(members[0], other)
+    for members in by_key.values():
+        for a, b in itertools.combinations(members, 2):
+            if names.agree(root_name[a], root_name[b]):
+                join(a, b)
+
+
 def _dedupe_refs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # One statement may not touch the same conflict key twice on PostgreSQL.
     unique: dict[tuple[str, str], dict[str, Any]] = {}
@@ -249,7 +560,7 @@ def _dedupe_refs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(unique.values())
 
 
-def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> dict[tuple[str, str], int]:
+def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> _Found:
     by_kind: dict[str, set[str]] = defaultdict(set)
     refs: dict[str, set[str]] = defaultdict(set)
     for p in prepared:
@@ -259,16 +570,25 @@ def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> dict[tuple[str, s
                 refs[source].add(external_id)
             else:
                 by_kind[kind].add(value)
-    found: dict[tuple[str, str], int] = {}
+    found = _Found()
+    c = identities_t.c
     for kind, values in by_kind.items():
         for part in chunks(sorted(values), LOOKUP_CHUNK):
-            rows = conn.execute(
-                select(identities_t.c.value, identities_t.c.contact_id).where(
-                    identities_t.c.kind == kind, identities_t.c.valid, among(conn, identities_t.c.value, part)
-                )
-            )
-            for value, contact_id in rows:
-                found[(kind, value)] = contact_id
+            # Two statements, each matching one partial index exactly (SQLite uses a partial
+            # index only for a WHERE that implies the index's own).
+            for value, contact_id in conn.execute(
+                select(c.value, c.contact_id).where(c.kind == kind, c.valid, c.shared.is_(None),
+                                                    among(conn, c.value, part))
+            ):
+                found.personal[(kind, value)] = contact_id
+            for value, contact_id, reason in conn.execute(
+                select(c.value, c.contact_id, c.shared).where(c.kind == kind, c.shared.is_not(None),
+                                                              among(conn, c.value, part))
+            ):
+                key = (kind, value)
+                found.shared[key] = reason
+                if reason not in NEVER_JOIN:
+                    found.holders.setdefault(key, []).append(contact_id)
     for source, ids in refs.items():
         for part in chunks(sorted(ids), LOOKUP_CHUNK):
             rows = conn.execute(
@@ -277,8 +597,29 @@ def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> dict[tuple[str, s
                 )
             )
             for external_id, contact_id in rows:
-                found[("ref", f"{source}\x1f{external_id}")] = contact_id
+                found.refs[f"{source}\x1f{external_id}"] = contact_id
     return found
+
+
+def _load_names(conn: Connection, ids: set[int]) -> dict[int, names.Name]:
+    out: dict[int, names.Name] = {}
+    c = contacts_t.c
+    for part in chunks(sorted(ids), LOOKUP_CHUNK):
+        for cid, first, last, middle in conn.execute(
+                select(c.id, c.first_name, c.last_name, c.middle_name).where(among(conn, c.id, part))):
+            out[cid] = names.Name(first, last, middle)
+    return out
+
+
+def _apart_pairs(conn: Connection, ids: set[int]) -> set[tuple[int, int]]:
+    """Pairs among these contacts a person said are two people."""
+    out: set[tuple[int, int]] = set()
+    c = apart_t.c
+    for part in chunks(sorted(ids), LOOKUP_CHUNK):
+        for low, high in conn.execute(select(c.low_id, c.high_id).where(among(conn, c.high_id, part))):
+            if low in ids:
+                out.add((low, high))
+    return out
 
 
 _CONTACT_COLUMNS = FIELDS + ("tags", "attributes", "provenance", "name_key")
@@ -355,11 +696,15 @@ def _update_contacts(conn: Connection, updates: dict[int, dict[str, Any]], now: 
     conn.execute(stmt, params)
 
 
-def _merge_reason(prepared: Sequence[Prepared], members: list[int], existing: dict[tuple[str, str], int],
-                  survivor: int, other: int) -> dict[str, Any]:
+def _merge_reason(prepared: Sequence[Prepared], members: list[int], survivor: int, other: int,
+                  found: _Found) -> dict[str, Any]:
     """Which identifiers of the incoming records tied the two contacts together."""
-    keys = sorted({f"{k[0]}:{k[1]}".replace("\x1f", "/") for i in members for k in prepared[i].keys
-                   if existing.get(k) in (survivor, other)})
+    def held(key: tuple[str, str]) -> bool:
+        if key[0] == "ref":
+            return found.refs.get(key[1]) in (survivor, other)
+        return (found.personal.get(key) in (survivor, other)
+                or bool({survivor, other} & set(found.holders.get(key, ()))))
+    keys = sorted({f"{k[0]}:{k[1]}".replace("\x1f", "/") for i in members for k in prepared[i].keys if held(k)})
     sources = sorted({prepared[i].record.source for i in members})
     return {"rule": "shared identifier", "keys": keys, "via": sources}
 
@@ -381,7 +726,7 @@ def merge_contacts(conn: Connection, survivor: int, merged: int, *, reason: dict
     now = now or utcnow()
     rows = _load_contacts(conn, {survivor, merged})
     keep, gone = rows[survivor], rows[merged]
-    snapshot = _snapshot(conn, merged, gone)
+    snapshot = _snapshot(conn, merged, gone, survivor)
     for name in FIELDS:
         if keep[name] in (None, "") and gone[name] not in (None, ""):
             keep[name] = gone[name]
@@ -409,19 +754,28 @@ def merge_contacts(conn: Connection, survivor: int, merged: int, *, reason: dict
     return merge_id
 
 
-def _snapshot(conn: Connection, contact_id: int, row: dict[str, Any]) -> dict[str, Any]:
-    idents = conn.execute(
-        select(identities_t.c.kind, identities_t.c.value, identities_t.c.raw, identities_t.c.valid,
-               identities_t.c.source).where(identities_t.c.contact_id == contact_id)
-    )
+def _snapshot(conn: Connection, contact_id: int, row: dict[str, Any], survivor: int) -> dict[str, Any]:
+    """What the merged contact held, and which values the survivor already had: enough to undo the merge."""
+    from hub import consent  # consent imports identity for lookups
+
+    c = identities_t.c
+    idents = conn.execute(select(c.kind, c.value, c.raw, c.valid, c.source, c.label, c.shared)
+                          .where(c.contact_id == contact_id))
+    survivor_idents = conn.execute(select(c.kind, c.value).where(c.contact_id == survivor))
     refs = conn.execute(select(refs_t.c.source, refs_t.c.external_id).where(refs_t.c.contact_id == contact_id))
+    orders = conn.execute(select(orders_t.c.id).where(orders_t.c.contact_id == contact_id)).scalars()
+    events = conn.execute(select(consent.events_t.c.id).where(consent.events_t.c.contact_id == contact_id))
     fields = {name: (row[name].isoformat() if isinstance(row[name], dt.date) else row[name]) for name in FIELDS}
     return {
         "fields": fields,
         "provenance": row["provenance"],
         "tags": row["tags"],
+        "attributes": row["attributes"],
         "identities": [dict(r._mapping) for r in idents],
         "external_refs": [dict(r._mapping) for r in refs],
+        "survivor_identities": [[kind, value] for kind, value in survivor_idents],
+        "order_ids": list(orders),
+        "consent_event_ids": list(events.scalars()),
     }
 
 
@@ -536,9 +890,13 @@ def is_placeholder(conn: Connection, contact_id: int) -> bool:
 
 
 def find_contact(conn: Connection, kind: str, value: str) -> int | None:
-    """The contact holding a valid normalized phone or email, if any."""
+    """The one contact holding a valid normalized phone or email as their own, if any.
+
+    A shared value (info@, a switchboard) names no one person, so it finds nobody here.
+    """
     return conn.execute(
         select(identities_t.c.contact_id).where(
-            identities_t.c.kind == kind, identities_t.c.value == value, identities_t.c.valid
+            identities_t.c.kind == kind, identities_t.c.value == value, identities_t.c.valid,
+            identities_t.c.shared.is_(None)
         )
     ).scalar()

@@ -110,9 +110,13 @@ class Contact(Base):
 class ContactIdentity(Base):
     """A phone or email of a contact: normalized for matching, raw for the record.
 
-    A valid normalized value belongs to exactly one contact (a partial unique
+    A valid personal value belongs to exactly one contact (a partial unique
     index enforces it), which is the identity rule made into a constraint.
-    Invalid values are kept as typed, flagged, and never used for matching.
+    A shared value (an office switchboard, a household landline, info@, an
+    8-800 line) stands for a place, not a person: it stays on every contact
+    that has it, `shared` saying why (hub.identity.SHARED_REASONS), and joins
+    two records only when their names agree. Invalid values are kept as
+    typed, flagged, and never used for matching.
     """
 
     __tablename__ = "contact_identities"
@@ -126,6 +130,8 @@ class ContactIdentity(Base):
     valid: Mapped[bool] = mapped_column(Boolean)
     source: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    label: Mapped[str | None] = mapped_column(String(16))  # work | mobile | home | fax | … (hub.records.LABELS)
+    shared: Mapped[str | None] = mapped_column(String(16))  # NULL: one person's; else why it is shared
 
     contact: Mapped[Contact] = relationship(back_populates="identities")
 
@@ -136,8 +142,16 @@ class ContactIdentity(Base):
             "kind",
             "value",
             unique=True,
-            sqlite_where=text("valid = 1"),
-            postgresql_where=text("valid"),
+            sqlite_where=text("valid = 1 AND shared IS NULL"),
+            postgresql_where=text("valid AND shared IS NULL"),
+        ),
+        # Shared values are few; their own small index finds every contact holding one.
+        Index(
+            "ix_contact_identities_shared_value",
+            "kind",
+            "value",
+            sqlite_where=text("shared IS NOT NULL"),
+            postgresql_where=text("shared IS NOT NULL"),
         ),
     )
 
@@ -198,6 +212,28 @@ class ContactMerge(Base):
     snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
     actor: Mapped[str] = mapped_column(String(200), default="system")
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Set when the merge was undone (hub contacts unmerge): the merged contact lives again.
+    undone_at: Mapped[dt.datetime | None]
+    undone_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class ContactsApart(Base):
+    """Two contacts a person said are two people (by undoing their merge).
+
+    A shared value never joins them again; only new evidence does: a
+    personal phone or email both of them turn out to hold.
+    """
+
+    __tablename__ = "contacts_apart"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    low_id: Mapped[int] = mapped_column(Integer)
+    high_id: Mapped[int] = mapped_column(Integer, index=True)
+    merge_id: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("low_id", "high_id"),)
 
 
 class ConsentEvent(Base):

@@ -14,6 +14,9 @@ from typing import Literal
 
 OrderStatus = Literal["won", "lost", "open"]
 Gender = Literal["m", "f"]
+# The types a source gives a phone or an email (Bitrix24's WORK/MOBILE/HOME/FAX, amoCRM's WORK/MOB/PRIV,
+# an export's «Рабочий телефон»). A type weighs in when Hub decides whether a value is one person's.
+LABELS = ("work", "mobile", "home", "fax", "mailing", "private", "other")
 
 
 @dataclass(slots=True)
@@ -23,6 +26,9 @@ class ContactRecord:
     Phones and emails are raw cells exactly as the source holds them: a cell
     may contain several numbers or an extension; the identity module splits
     and normalizes them, keeping what it cannot parse as flagged raw text.
+    `labels` gives a cell's type where the source says it (raw cell -> one of
+    LABELS): a work phone or a fax is weaker evidence of one person than a
+    mobile, and Hub weighs it so.
     """
 
     source: str
@@ -32,6 +38,7 @@ class ContactRecord:
     middle_name: str | None = None
     phones: list[str] = field(default_factory=list)
     emails: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
     birthday: dt.date | None = None
     city: str | None = None
     gender: Gender | None = None

@@ -1,0 +1,459 @@
+"""Person names compared the way Russians write them.
+
+Names never merge two records by themselves: two Иван Петров are usually two
+people. What names decide is whether a value two records share can join them.
+A personal phone or mailbox joins its holders unless their names say they are
+different people (`compatible`); a value that several people use — a
+switchboard, a household landline, an office mailbox — joins two records only
+when their names positively say one person (`agree`).
+
+So a wrong "different" splits one customer in two, and a wrong "same" glues a
+husband to his wife through their landline. The comparison therefore knows
+what makes one person's name look different on two records without being
+different: ё/е and case, the order of the parts (Иванов Иван / Иван Иванов, or
+the whole name typed in one field), initials (Соколов П.), diminutives and
+full forms (Саша / Александр, from names_forms.json), Latin spellings of
+Cyrillic names in any common transliteration (Petr / Pyotr / Пётр), and the
+gender forms of one surname (Николаев / Николаева). It also knows what makes
+two names different people: first names that are not forms of one name
+(including Александр / Александра), different surnames, different patronymics.
+
+Every comparison runs for each value two records hold in an import of a
+million rows, so names are parsed once (cached) into Latin "skeletons" that
+fold all the spellings of a name to one string.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+FORMS_FILE = Path(__file__).with_name("names_forms.json")
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """A person's name as a record holds it; any part may be missing or hold the whole name."""
+
+    first: str | None = None
+    last: str | None = None
+    middle: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        """No usable part at all (missing, digits, or a placeholder such as "Клиент")."""
+        return _parse(self).empty
+
+
+class _Part(NamedTuple):
+    """One part of a parsed name: its skeleton, its folded spelling, whether it is an initial."""
+
+    skeleton: str
+    text: str
+    initial: bool
+
+
+class _Parsed(NamedTuple):
+    first: _Part | None
+    last: _Part | None
+    middle: _Part | None
+
+    @property
+    def empty(self) -> bool:
+        return self.first is None and self.last is None and self.middle is None
+
+
+# --- spelling -------------------------------------------------------------------------------------------
+
+# Cyrillic to Latin, chosen so that the reductions below bring every common transliteration
+# (GOST 2006 passports, ICAO 2013, BGN/PCGN, scientific, informal) to the same skeleton.
+_CYRILLIC = {
+    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z", "и": "i",
+    "й": "i", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r", "с": "s", "т": "t",
+    "у": "u", "ф": "f", "х": "h", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "sch", "ъ": "", "ы": "i", "ь": "",
+    "э": "e", "ю": "iu", "я": "ia", "і": "i", "ї": "i", "є": "e", "ґ": "g",
+}
+# Latin letters with diacritics that stand for a Cyrillic sound of their own (scientific, ISO 9).
+_LATIN_MARKS = {"š": "sh", "č": "ch", "ž": "zh", "ŝ": "sch", "ǆ": "dzh", "ʹ": "", "ʺ": "", "’": "", "'": ""}
+_TRANSLATE = str.maketrans({**_CYRILLIC, **_LATIN_MARKS})
+
+_REDUCTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"[^a-z]", ""),
+        (r"shch", "sch"),  # Щукин: Shchukin (passports) and Schukin (informal)
+        (r"tch", "ch"),  # Tchaikovsky
+        (r"tc", "ts"),  # ц in GOST 2006: Tcvetkov
+        (r"ck", "k"),
+        (r"x", "ks"),  # Alexander, Xenia
+        (r"ph", "f"),
+        (r"th", "t"),
+        (r"w", "v"),
+        (r"q", "k"),
+        (r"c(?!h)(?=[aoulrkt]|$)", "k"),  # Nicolai, Victor
+        (r"c(?!h)", "ts"),  # ц in scientific: Cvetkov
+        (r"kh", "h"),  # х: Mikhail / Mihail
+        (r"gh", "g"),  # Serghei
+        (r"[jy]", "i"),  # й, ы and the iotated vowels: Andrey / Andrei / Andrej
+        (r"i+", "i"),  # Dmitrii / Dmitriy / Dmitry, Iuliia / Yulia
+        (r"i[eo]", "e"),  # Yevgeny / Evgeny, Pyotr / Piotr / Petr (ё written as e)
+        (r"([bdfgklmnprstvz])iu", r"\1u"),  # Lyudmila / Ludmila
+        (r"([bdfgkptv])er$", r"\1r"),  # Aleksander / Aleksandr
+        (r"(.)\1+", r"\1"),  # Kirill / Kiril, Savva / Sava
+    )
+)
+
+
+def _fold(text: str) -> str:
+    """Lowercase, ё as е, single spaces: how two spellings of one word are compared as typed."""
+    return " ".join(text.lower().replace("ё", "е").split())
+
+
+@lru_cache(maxsize=262144)
+def skeleton(word: str) -> str:
+    """One Latin string for every common spelling of a name word, Cyrillic or Latin (Пётр, Petr, Pyotr → petr)."""
+    text = word.lower().translate(_TRANSLATE)
+    if not text.isascii():
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    for pattern, replacement in _REDUCTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+# --- the table of first names ---------------------------------------------------------------------------
+
+
+def _load_forms() -> tuple[dict[str, frozenset[str]], dict[str, str]]:
+    """skeleton of a full name or any of its forms -> the full names it may stand for; full name -> gender."""
+    data = json.loads(FORMS_FILE.read_text(encoding="utf-8"))
+    forms: dict[str, set[str]] = {}
+    gender: dict[str, str] = {}
+    for sex, names in (("m", data["male"]), ("f", data["female"])):
+        for full, variants in names.items():
+            gender[full] = sex
+            for word in [full, *variants.split()]:
+                forms.setdefault(skeleton(word), set()).add(full)
+    return {k: frozenset(v) for k, v in forms.items()}, gender
+
+
+_FORMS, _GENDER = _load_forms()
+
+
+def full_names(word: str) -> frozenset[str]:
+    """The full first names (Cyrillic, as in the table) a first name may stand for; empty when unknown."""
+    return _FORMS.get(skeleton(word), frozenset())
+
+
+def known_first_name(word: str) -> bool:
+    return skeleton(word) in _FORMS
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+# --- what is not a name ---------------------------------------------------------------------------------
+
+_NOT_A_NAME = frozenset(
+    _fold(text)
+    for text in (
+        "клиент", "покупатель", "заказчик", "контакт", "абонент", "пользователь", "гость", "посетитель",
+        "лид", "новый клиент", "новый контакт", "новый лид", "без имени", "без фамилии", "не указано",
+        "не указан", "не указана", "нет", "нет имени", "неизвестно", "неизвестный", "аноним", "имя",
+        "фамилия", "отчество", "фио", "тест", "тестовый", "test", "contact", "client", "customer", "user",
+        "guest", "lead", "new contact", "new lead", "no name", "noname", "unknown", "anonymous", "name",
+        "first name", "last name", "n/a", "na", "none", "null", "-", "—", "–", "?", ".", "x", "xxx",
+    )
+)
+_PLACEHOLDER_WORDS = frozenset(w for w in _NOT_A_NAME if " " not in w)
+# Words around a name that are not part of it ("ИП Иванов И.И.", "г-н Петров", "Mrs Smith").
+_TITLES = frozenset({"ип", "г-н", "г-жа", "гн", "гжа", "господин", "госпожа", "mr", "mrs", "ms", "miss", "dr"})
+# A legal form means the record names a company, not a person.
+_COMPANY = frozenset({"ооо", "оао", "зао", "пао", "ао", "нко", "гуп", "муп", "фгуп", "llc", "ltd", "inc", "gmbh"})
+
+_TOKEN = re.compile(r"[^\s.,;:/\\()\"«»]+\.?")
+_LETTER = re.compile(r"[^\W\d_]")
+_DIGIT = re.compile(r"\d")
+_CYRILLIC_LETTER = re.compile(r"[а-яё]")
+
+
+class _Token(NamedTuple):
+    part: _Part
+    hint: str  # the field it came from: "first", "last" or "middle"
+
+
+@lru_cache(maxsize=131072)
+def _tokens(text: str | None, hint: str) -> tuple[_Token, ...]:
+    """The words of one field (cached apart from whole names: first names repeat across a base)."""
+    if not text:
+        return ()
+    folded = _fold(text)
+    if not folded or folded in _NOT_A_NAME:
+        return ()
+    out: list[_Token] = []
+    for raw in _TOKEN.findall(folded):
+        if _DIGIT.search(raw) or not _LETTER.search(raw):
+            continue
+        word = raw.rstrip(".").strip("-'’")
+        if word in _COMPANY:
+            return ()
+        if not word or word in _PLACEHOLDER_WORDS or word in _TITLES:
+            continue
+        letters = len(word) if word.isalpha() else sum(1 for c in word if c.isalpha())
+        initial = letters == 1 or (raw.endswith(".") and letters <= 3)
+        skel = skeleton(word)
+        if skel:
+            out.append(_Token(_Part(skel, word, initial), hint))
+    return tuple(out)
+
+
+# --- parsing --------------------------------------------------------------------------------------------
+
+_PATRONYMIC_ENDINGS = ("vich", "vna", "chna")
+_SHORT_PATRONYMICS = frozenset({"ilich", "kuzmich", "lukich", "fomich", "nikitich", "fokich"})
+_SURNAME_ENDINGS = (
+    "ov", "ev", "in", "ova", "eva", "ina", "ski", "skaia", "tski", "tskaia", "oi", "aia", "ko", "uk", "iuk",
+    "ih", "enko", "dze", "shvili", "ian",
+)
+
+
+def _patronymic(part: _Part) -> bool:
+    s = part.skeleton
+    return not part.initial and (s.endswith(_PATRONYMIC_ENDINGS) or s in _SHORT_PATRONYMICS)
+
+
+def _surname_like(part: _Part) -> bool:
+    return not part.initial and len(part.skeleton) > 4 and part.skeleton.endswith(_SURNAME_ENDINGS)
+
+
+@lru_cache(maxsize=262144)
+def _parse(name: Name) -> _Parsed:
+    first, last, middle = _tokens(name.first, "first"), _tokens(name.last, "last"), _tokens(name.middle, "middle")
+    if len(first) <= 1 and len(last) <= 1 and len(middle) <= 1:
+        return _Parsed(first[0].part if first else None, last[0].part if last else None,
+                       middle[0].part if middle else None)
+    return _assign([*first, *last, *middle])
+
+
+def _assign(tokens: list[_Token]) -> _Parsed:
+    """Roles for the words of a name typed in one field (or spread over the fields in another way)."""
+    first: _Part | None = None
+    middle: _Part | None = None
+    rest: list[_Token] = []
+    for token in tokens:
+        if not token.part.initial:
+            rest.append(token)
+        elif first is None:
+            first = token.part
+        elif middle is None:
+            middle = token.part
+    surname_first = False
+    # A lone word in the surname field is a surname even when it ends like a patronymic (Абрамович).
+    lone_last = sum(t.hint == "last" for t in tokens) == 1
+    patronymics = [t for t in rest if _patronymic(t.part) and not (lone_last and t.hint == "last")]
+    if patronymics and middle is None and len(rest) >= 2:
+        chosen = next((t for t in patronymics if t.hint == "middle"), patronymics[-1])
+        position = rest.index(chosen)
+        middle = chosen.part
+        rest.remove(chosen)
+        if first is None and len(rest) >= 2:
+            if position == 1:  # Иван Иванович Петров
+                first, rest = rest[0].part, rest[1:]
+            else:  # Петров Иван Иванович: the order of a Russian ФИО
+                surname_first = position == len(rest)
+    if first is None and rest:
+        chosen = _pick_first(rest, surname_first)
+        first = chosen.part
+        rest.remove(chosen)
+    last: _Part | None = None
+    if rest:
+        last = next((t for t in rest if t.hint == "last"), rest[0]).part
+    return _Parsed(first, last, middle)
+
+
+def _pick_first(tokens: list[_Token], surname_first: bool) -> _Token:
+    if len(tokens) == 1:
+        return tokens[0]
+    known = [t for t in tokens if known_first_name(t.part.text)]
+    if len(known) == 1:
+        return known[0]
+    plain = [t for t in (known or tokens) if not _surname_like(t.part)]
+    if len(plain) == 1:
+        return plain[0]
+    by_hint = [t for t in tokens if t.hint == "first"]
+    if len(by_hint) == 1:
+        return by_hint[0]
+    return tokens[1] if surname_first else tokens[0]
+
+
+# --- comparing ------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=65536)
+def surname_stem(word_skeleton: str) -> str:
+    """The surname without its gender ending: Николаев / Николаева, Толстой / Толстая, Крайний / Крайняя."""
+    s = word_skeleton
+    for ending, cut in (("iaia", 4), ("aia", 3), ("oi", 2), ("ova", 1), ("eva", 1), ("ina", 1)):
+        if s.endswith(ending) and len(s) - cut >= 3:
+            return s[:-cut]
+    if s.endswith("i") and len(s) >= 5:  # -ий / -ый: Крайний, Достоевский
+        return s[:-1]
+    return s
+
+
+def _prefix(a: _Part, b: _Part) -> bool:
+    """An initial against a word or another initial, in the same script where both allow it."""
+    if _CYRILLIC_LETTER.match(a.text) and _CYRILLIC_LETTER.match(b.text):
+        return a.text.startswith(b.text) or b.text.startswith(a.text)
+    return a.skeleton.startswith(b.skeleton) or b.skeleton.startswith(a.skeleton)
+
+
+def _first_compatible(a: _Part | None, b: _Part | None) -> bool:
+    if a is None or b is None or a.skeleton == b.skeleton:
+        return True
+    if a.initial or b.initial:
+        initial, word = (a, b) if a.initial else (b, a)
+        if _prefix(initial, word):
+            return True
+        # "А." and Саша: the initial of the full name the diminutive stands for
+        return any(_prefix(initial, _FULL_PARTS[full]) for full in _FORMS.get(word.skeleton, _NONE))
+    return not _FORMS.get(a.skeleton, _NONE).isdisjoint(_FORMS.get(b.skeleton, _NONE))
+
+
+_FULL_PARTS = {full: _Part(skeleton(full), _fold(full), False) for full in _GENDER}
+
+
+def _last_compatible(a: _Part | None, b: _Part | None) -> bool:
+    if a is None or b is None:
+        return True
+    if a.initial or b.initial:
+        return _prefix(a, b)
+    stems_a, stems_b = _surname_stems(a.text), _surname_stems(b.text)
+    # Иванова-Петрова keeps both her surnames; either alone is hers.
+    return stems_a == stems_b or stems_a <= stems_b or stems_b <= stems_a
+
+
+@lru_cache(maxsize=65536)
+def _surname_stems(text: str) -> frozenset[str]:
+    whole = surname_stem(skeleton(text))
+    parts = [p for p in text.split("-") if p]
+    if len(parts) < 2:
+        return frozenset({whole})
+    return frozenset(surname_stem(skeleton(p)) for p in parts)
+
+
+def _middle_compatible(a: _Part | None, b: _Part | None) -> bool:
+    if a is None or b is None:
+        return True
+    if a.initial or b.initial:
+        return _prefix(a, b)
+    return a.skeleton == b.skeleton
+
+
+@lru_cache(maxsize=262144)
+def _readings_of(name: Name) -> tuple[_Parsed, ...]:
+    """The ways a name can be read: as its fields say, and with a surname typed as the first name (or the
+    other way round), which CRMs and forms get wrong all the time."""
+    p = _parse(name)
+    out = [p]
+    if p.first is not None and p.last is not None:
+        if not p.first.initial and not p.last.initial:
+            out.append(_Parsed(p.last, p.first, p.middle))
+    elif p.first is not None and not p.first.initial and not known_first_name(p.first.text):
+        out.append(_Parsed(None, p.first, p.middle))  # "Петрова" alone in the first-name field
+    elif p.last is not None and not p.last.initial and known_first_name(p.last.text):
+        out.append(_Parsed(p.last, None, p.middle))  # "Иван" alone in the surname field
+    return tuple(out)
+
+
+def _same(a: _Parsed, b: _Parsed) -> bool:
+    return (_first_compatible(a.first, b.first) and _last_compatible(a.last, b.last)
+            and _middle_compatible(a.middle, b.middle))
+
+
+def _pairs(a: Name, b: Name) -> Iterator[tuple[_Parsed, _Parsed]]:
+    """Pairs of readings to compare, the names as typed first. One side is always read as typed: reading
+    both the other way round would compare first names by the surname rule (Валентин Ким would pass for
+    Валентина Ким)."""
+    ra, rb = _readings_of(a), _readings_of(b)
+    yield ra[0], rb[0]
+    for x in ra[1:]:
+        yield x, rb[0]
+    for y in rb[1:]:
+        yield ra[0], y
+
+
+def _complete(p: _Parsed) -> bool:
+    return p.first is not None and p.last is not None and not p.last.initial
+
+
+def compatible(a: Name, b: Name) -> bool:
+    """Nothing in the two names says they are different people (an empty name contradicts nothing)."""
+    if a == b or _parse(a).empty or _parse(b).empty:
+        return True
+    return any(_same(pa, pb) for pa, pb in _pairs(a, b))
+
+
+def agree(a: Name, b: Name) -> bool:
+    """The names positively say one person: both have a surname and a first name (an initial counts
+    for the first name), and they are compatible."""
+    return any(_complete(pa) and _complete(pb) and _same(pa, pb) for pa, pb in _pairs(a, b))
+
+
+def _first_letter(part: _Part) -> str | None:
+    """The initial of the full name a first name stands for; None when its forms start differently (Слава)."""
+    fulls = full_names(part.text)
+    letters = {skeleton(full)[0] for full in fulls} if fulls else {part.skeleton[0]}
+    return letters.pop() if len(letters) == 1 else None
+
+
+def _key_of(first: _Part, last: _Part) -> str | None:
+    letter = _first_letter(first)
+    return None if letter is None else f"{surname_stem(last.skeleton)} {letter}"
+
+
+@lru_cache(maxsize=262144)
+def key(name: Name) -> str | None:
+    """A bucket for names that may agree: the surname without its gender ending and the initial of the
+    canonical first name ("sokolov p" for Пётр Соколов, Соколов П., Petr Sokolov and Sokolova P.).
+
+    Coarser than `agree` (the pairs in one bucket are still compared); None when the name lacks a first
+    name or surname (it can agree with nobody) or its first name stands for names with different initials.
+    """
+    p = _parse(name)
+    if p.first is None or p.last is None or p.last.initial:
+        return None
+    straight = _key_of(p.first, p.last)
+    if p.first.initial:
+        return straight
+    # The order is decided by the words themselves, so that Иван Иванов typed either way gets one key.
+    first_known, last_known = known_first_name(p.first.text), known_first_name(p.last.text)
+    if first_known != last_known:
+        return straight if first_known else _key_of(p.last, p.first)
+    first_surname, last_surname = _surname_like(p.first), _surname_like(p.last)
+    if first_surname != last_surname:
+        return straight if last_surname else _key_of(p.last, p.first)
+    options = [k for k in (straight, _key_of(p.last, p.first)) if k is not None]
+    return min(options) if options else None
+
+
+@lru_cache(maxsize=262144)
+def keys(name: Name) -> frozenset[str]:
+    """Every bucket a name may belong to: two names that `agree` always share one (`key` is the one bucket of
+    an unambiguous name). Слава Попов is in "popov v", "popov ia", "popov s"…; Иванова-Петрова in the buckets
+    of each of her surnames; a name whose order is unclear in the buckets of both readings."""
+    out: set[str] = set()
+    for p in _readings_of(name):
+        if p.first is None or p.last is None or p.last.initial:
+            continue
+        stems = _surname_stems(p.last.text) | {surname_stem(p.last.skeleton)}
+        letters = {_FULL_PARTS[full].skeleton[0] for full in _FORMS.get(p.first.skeleton, _NONE)}
+        letters.add(p.first.skeleton[0])
+        out.update(f"{stem} {letter}" for stem in stems for letter in letters)
+    return frozenset(out)
+

@@ -1,0 +1,161 @@
+"""Shared phones and mailboxes: a switchboard, a household landline, a hotline or info@ never merges people.
+
+Every case is a B2B or household base as our users' CRMs hold them; each
+test states who the people are and checks Hub keeps exactly them.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from hub import identity, sync
+from hub.models import ContactIdentity, ContactsApart
+from hub.records import ContactRecord
+from tests.conftest import HubDB
+
+pytestmark = pytest.mark.both_databases  # shared values change which rows the unique index covers
+
+SWITCHBOARD = "+7 495 111-22-33"
+
+
+def write(db: HubDB, *records: ContactRecord) -> identity.Resolution:
+    with db.engine.begin() as conn:
+        return sync.write_contacts(conn, list(records), db.settings, sync.Counts())
+
+
+def holders(db: HubDB, value: str) -> dict[int, str | None]:
+    """contact id -> why the value is shared (None: it is the contact's own)."""
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(ContactIdentity.contact_id, ContactIdentity.shared)
+                            .where(ContactIdentity.value == value, ContactIdentity.valid))
+        return {cid: shared for cid, shared in rows}
+
+
+def person(source: str, ref: str, first: str | None, last: str | None, *, phones: list[str] = (),  # type: ignore[assignment]
+           emails: list[str] = (), labels: dict[str, str] | None = None) -> ContactRecord:  # type: ignore[assignment]
+    return ContactRecord(source=source, external_id=ref, first_name=first, last_name=last, phones=list(phones),
+                         emails=list(emails), labels=labels or {})
+
+
+def test_four_colleagues_on_one_switchboard_stay_four_people(hub_db: HubDB) -> None:
+    staff = [("Иван", "Петров"), ("Мария", "Сидорова"), ("Олег", "Кузнецов"), ("Анна", "Смирнова")]
+    result = write(hub_db, *[person("bitrix24", str(i), first, last, phones=[SWITCHBOARD],
+                                    labels={SWITCHBOARD: "work"}) for i, (first, last) in enumerate(staff)])
+    assert len(set(result.contact_ids)) == 4 and not result.merged
+    shared = holders(hub_db, "+74951112233")
+    assert len(shared) == 4 and set(shared.values()) == {"names"}
+
+
+def test_a_colleague_arriving_later_marks_the_number_shared_without_splitting_anyone(hub_db: HubDB) -> None:
+    first = write(hub_db, person("bitrix24", "1", "Иван", "Петров", phones=[SWITCHBOARD, "+7 916 000-00-01"]))
+    second = write(hub_db, person("bitrix24", "2", "Мария", "Сидорова", phones=[SWITCHBOARD]))
+    assert first.contact_ids != second.contact_ids and not second.merged
+    assert second.shared == {("phone", "+74951112233"): "names"}
+    assert holders(hub_db, "+74951112233") == {first.contact_ids[0]: "names", second.contact_ids[0]: "names"}
+    assert holders(hub_db, "+79160000001") == {first.contact_ids[0]: None}  # his mobile stays his own
+
+
+def test_husband_and_wife_on_one_home_landline_are_two_people(hub_db: HubDB) -> None:
+    home = "8 (4712) 55-66-77"
+    result = write(hub_db, person("amocrm", "1", "Иван", "Николаев", phones=[home], labels={home: "home"}),
+                   person("amocrm", "2", "Мария", "Николаева", phones=[home], labels={home: "home"}))
+    assert len(set(result.contact_ids)) == 2
+
+
+def test_customers_who_typed_the_hotline_are_never_one_person(hub_db: HubDB) -> None:
+    hotline = "8-800-555-35-35"
+    result = write(hub_db, person("import", "1", "Иван", None, phones=[hotline]),
+                   person("import", "2", None, None, phones=[hotline]),
+                   person("import", "3", "Иван", None, phones=[hotline]))
+    assert len(set(result.contact_ids)) == 3
+    assert set(holders(hub_db, "+78005553535").values()) == {"toll_free"}
+
+
+def test_a_role_mailbox_names_nobody(hub_db: HubDB) -> None:
+    result = write(hub_db, person("bitrix24", "1", "Иван", "Петров", emails=["info@roga.ru"]),
+                   person("bitrix24", "2", "Иван", "Петров", emails=["INFO@roga.ru"]))
+    assert len(set(result.contact_ids)) == 2
+    assert set(holders(hub_db, "info@roga.ru").values()) == {"role_mailbox"}
+
+
+def test_a_fax_names_nobody(hub_db: HubDB) -> None:
+    fax = "+7 495 777-88-99"
+    result = write(hub_db, person("bitrix24", "1", "Иван", "Петров", phones=[fax], labels={fax: "fax"}),
+                   person("bitrix24", "2", "Иван", "Петров", phones=[fax], labels={fax: "fax"}))
+    assert len(set(result.contact_ids)) == 2
+
+
+def test_one_person_written_several_ways_is_still_one(hub_db: HubDB) -> None:
+    mobile = "+7 916 555-66-77"
+    result = write(hub_db, person("bitrix24", "1", "Пётр", "Соколов", phones=[mobile]),
+                   person("amocrm", "7", "П.", "Соколов", phones=["8 916 555 66 77"]),
+                   person("import", "r3", "Petr", "Sokolov", phones=["89165556677"]),
+                   person("import", "r4", "Соколов", "Петр", phones=["9165556677"]))
+    assert len(set(result.contact_ids)) == 1
+    assert holders(hub_db, "+79165556677") == {result.contact_ids[0]: None}
+
+
+def test_a_shared_number_still_joins_two_records_of_one_named_person(hub_db: HubDB) -> None:
+    """Names decide whether a shared value can join two records: Иван Петров's second CRM card finds him."""
+    write(hub_db, person("bitrix24", "1", "Иван", "Петров", phones=[SWITCHBOARD]),
+          person("bitrix24", "2", "Мария", "Сидорова", phones=[SWITCHBOARD]))
+    again = write(hub_db, person("amocrm", "9", "Иван", "Петров", phones=[SWITCHBOARD]))
+    assert again.contact_ids[0] in holders(hub_db, "+74951112233")
+    assert len(holders(hub_db, "+74951112233")) == 2
+
+
+def test_a_name_alone_never_merges(hub_db: HubDB) -> None:
+    result = write(hub_db, person("a", "1", "Иван", "Петров", phones=["+7 916 000-00-01"]),
+                   person("b", "1", "Иван", "Петров", phones=["+7 916 000-00-02"]))
+    assert len(set(result.contact_ids)) == 2
+
+
+def test_transitive_links_through_personal_values_still_hold(hub_db: HubDB) -> None:
+    result = write(hub_db, person("a", "1", "Ольга", None, phones=["+7 916 000-00-01"]),
+                   person("a", "2", None, None, phones=["+7 916 000-00-01"], emails=["olga@mail.ru"]),
+                   person("b", "3", "Ольга", "Иванова", emails=["olga@mail.ru"]))
+    assert len(set(result.contact_ids)) == 1
+
+
+def test_a_personal_mobile_two_different_names_hold_is_shared(hub_db: HubDB) -> None:
+    """A mother's mobile typed for her son's order: two names, one number, two people."""
+    result = write(hub_db, person("shop", "1", "Ирина", "Волкова", phones=["+7 916 000-00-03"]),
+                   person("shop", "2", "Денис", "Волков", phones=["+7 916 000-00-03"]))
+    assert len(set(result.contact_ids)) == 2
+    assert set(holders(hub_db, "+79160000003").values()) == {"names"}
+
+
+def test_a_busy_office_line_needs_names_that_agree(hub_db: HubDB) -> None:
+    """A work landline is weak evidence: a nameless card with it joins nobody, a named one joins its person."""
+    labels = {SWITCHBOARD: "work"}
+    first = write(hub_db, person("bitrix24", "1", "Иван", "Петров", phones=[SWITCHBOARD], labels=labels))
+    nameless = write(hub_db, person("bitrix24", "2", None, None, phones=[SWITCHBOARD], labels=labels))
+    assert nameless.contact_ids != first.contact_ids
+    assert set(holders(hub_db, "+74951112233").values()) == {"common"}
+    named = write(hub_db, person("amocrm", "5", "Иван", "Петров", phones=[SWITCHBOARD], labels=labels))
+    assert named.contact_ids == first.contact_ids
+
+
+def test_syncing_the_same_b2b_base_twice_changes_nothing(hub_db: HubDB) -> None:
+    base = [person("bitrix24", "1", "Иван", "Петров", phones=[SWITCHBOARD, "+7 916 000-00-01"]),
+            person("bitrix24", "2", "Мария", "Сидорова", phones=[SWITCHBOARD], emails=["info@roga.ru"]),
+            person("bitrix24", "3", None, None, phones=["8-800-555-35-35"], emails=["sales@roga.ru"]),
+            person("bitrix24", "4", "Олег", None, phones=[SWITCHBOARD], labels={SWITCHBOARD: "work"})]
+    first = write(hub_db, *base)
+    again = write(hub_db, *base)
+    assert again.contact_ids == first.contact_ids and not again.created and not again.merged
+
+
+def test_a_pair_kept_apart_is_not_joined_by_a_shared_value(hub_db: HubDB) -> None:
+    a = write(hub_db, person("a", "1", "Иван", "Петров", phones=[SWITCHBOARD])).contact_ids[0]
+    b = write(hub_db, person("b", "1", "Мария", "Сидорова", phones=[SWITCHBOARD])).contact_ids[0]
+    assert a is not None and b is not None
+    with hub_db.engine.begin() as conn:
+        # A second Иван Петров card would join `a`; as if a person had said `a` and `b` are two people
+        # and `b` were then renamed, a shared value must not join them.
+        conn.execute(ContactsApart.__table__.insert().values(low_id=min(a, b), high_id=max(a, b), actor="t"))
+        conn.execute(update(identity.contacts_t).where(identity.contacts_t.c.id == b)
+                     .values(first_name="Иван", last_name="Петров"))
+    result = write(hub_db, person("c", "1", "Иван", "Петров", phones=[SWITCHBOARD]))
+    assert not result.merged
