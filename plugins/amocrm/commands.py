@@ -137,8 +137,11 @@ def _connection(base_url: str | None, client_id: str | None, client_secret: str 
 @click.option("--contacts", type=int, default=2000, show_default=True, help="Contacts to seed (with their leads).")
 @click.option("--seed", type=int, default=7, show_default=True,
               help="Seed of the sample data: the same seed, the same data.")
-def sandbox_amocrm(host: str, port: int, contacts: int, seed: int) -> None:
+@click.option("--b2b", is_flag=True,
+              help="Also hold companies whose employees share a switchboard and a role mailbox, a household "
+                   "sharing a home line, customers who typed the hotline, and one person entered three ways.")
+def sandbox_amocrm(host: str, port: int, contacts: int, seed: int, b2b: bool) -> None:
     """Run a local amoCRM emulator (API v4, OAuth, limits and quirks) with realistic data."""
     from plugins.amocrm import sandbox
 
-    sandbox.serve(host=host, port=port, contacts=contacts, seed=seed)
+    sandbox.serve(host=host, port=port, contacts=contacts, seed=seed, b2b=b2b)

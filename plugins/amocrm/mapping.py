@@ -6,7 +6,8 @@ Shapes, as amoCRM documents them:
   (null when empty) is a list of fields, each `{field_id, field_name,
   field_code, field_type, values: [{value, enum_id, enum_code}]}`: phones
   and emails in the entries whose `field_code` is PHONE / EMAIL, each value
-  tagged WORK, MOB, PRIV, ...; list fields (select, multiselect,
+  tagged with its type in `enum_code` (phones WORK, WORKDD, MOB, FAX, HOME,
+  OTHER; emails WORK, PRIV, OTHER), which becomes the cell's label; list fields (select, multiselect,
   radiobutton) carry the option's text in `value` and its `enum_id`; date
   fields (date, birthday) hold midnight in the account's zone and date_time
   fields a moment, both as unix seconds. Tags come in `_embedded.tags`
@@ -53,6 +54,11 @@ DATE_TYPES = frozenset({"date", "birthday"})  # unix seconds of midnight in the 
 MOMENT_TYPES = frozenset({"date_time"})
 CITY_NAMES = frozenset({"город", "city"})  # a field of the account's own that holds the city
 OWN_CODES = frozenset({"PHONE", "EMAIL"})  # mapped to phones and emails
+# enum_code -> hub.records.LABELS. WORKDD is a direct work line: still the office's, so "work".
+LABELS = {
+    "PHONE": {"WORK": "work", "WORKDD": "work", "MOB": "mobile", "FAX": "fax", "HOME": "home", "OTHER": "other"},
+    "EMAIL": {"WORK": "work", "PRIV": "private", "OTHER": "other"},
+}
 
 
 @dataclass(frozen=True)
@@ -74,15 +80,24 @@ def timestamp(value: Any) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(int(value), UTC)
 
 
-def _field_values(contact: Mapping[str, Any], code: str) -> list[str]:
+def _field_values(contact: Mapping[str, Any], code: str, labels: dict[str, str]) -> list[str]:
+    """The values of the PHONE or EMAIL field, recording each one's label in `labels` (the first
+    type given wins when a contact holds one value twice; an enum_code amoCRM adds later is left
+    unlabelled)."""
     out: list[str] = []
+    types = LABELS[code]
     for field in contact.get("custom_fields_values") or []:
         if (field.get("field_code") or "").upper() == code:
             for item in field.get("values") or []:
                 value = item.get("value") if isinstance(item, Mapping) else item
-                if value not in (None, ""):
-                    out.append(str(value).strip())
-    return [v for v in out if v]
+                if value in (None, "") or not str(value).strip():
+                    continue
+                text = str(value).strip()
+                out.append(text)
+                label = types.get(str(item.get("enum_code") or "").upper()) if isinstance(item, Mapping) else None
+                if label and text not in labels:
+                    labels[text] = label
+    return out
 
 
 def _find_field(contact: Mapping[str, Any], *, field_id: Any = None, field_type: str | None = None,
@@ -164,9 +179,10 @@ def contact(row: Mapping[str, Any], fields: Mapping[str, Any] | None = None,
     last = person_name(row.get("last_name"))
     if not first and not last:
         first = person_name(row.get("name"))
+    labels: dict[str, str] = {}
     record = ContactRecord(
         source=SOURCE, external_id=external_id, first_name=first, last_name=last,
-        phones=_field_values(row, "PHONE"), emails=_field_values(row, "EMAIL"),
+        phones=_field_values(row, "PHONE", labels), emails=_field_values(row, "EMAIL", labels), labels=labels,
         tags=[str(t.get("name")) for t in ((row.get("_embedded") or {}).get("tags") or []) if t.get("name")],
         created_at=_stamp(row, "created_at", "contact", problems),
         updated_at=_stamp(row, "updated_at", "contact", problems),

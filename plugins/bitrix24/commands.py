@@ -79,11 +79,14 @@ def user_name(profile: dict[str, Any]) -> str:
 @click.option("--contacts", type=int, default=1000, show_default=True, help="How many people the portal holds.")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="Seed of the sample data: the same seed, the same data.")
-def sandbox(host: str, port: int, contacts: int, seed: int) -> None:
+@click.option("--b2b", is_flag=True,
+              help="Also hold companies whose employees share a switchboard and a role mailbox, a household "
+                   "sharing a home line, customers who typed the hotline, and one person entered three ways.")
+def sandbox(host: str, port: int, contacts: int, seed: int, b2b: bool) -> None:
     """A local Bitrix24 portal with realistic data, its limits and quirks (Ctrl+C stops it)."""
     from plugins.bitrix24.sandbox import serve
 
-    serve(host=host, port=port, contacts=contacts, seed=seed)
+    serve(host=host, port=port, contacts=contacts, seed=seed, b2b=b2b)
 
 
 def _tokens(oauth_url: str, **params: str) -> dict[str, Any]:

@@ -2,8 +2,11 @@
 
 The portal sends every value as a string, dates with the portal's offset
 ("2024-08-15T10:38:21+03:00"), birthdays as midnight in that offset, and
-multifields (PHONE, EMAIL) as lists of {VALUE, VALUE_TYPE} that are absent
-when empty. Deals carry their outcome in STAGE_SEMANTIC_ID whatever the funnel
+multifields (PHONE, EMAIL) as lists of {ID, VALUE_TYPE, VALUE} that are absent
+when empty; VALUE_TYPE is the value's type (phones: WORK, MOBILE, FAX, HOME,
+PAGER, MAILING for SMS, OTHER; emails: WORK, HOME, MAILING, OTHER), which Hub
+keeps as the cell's label (`LABELS`), since a shared office line is weaker
+evidence of one person than a mobile. Deals carry their outcome in STAGE_SEMANTIC_ID whatever the funnel
 (CATEGORY_ID) or stage name ('WON', 'C1:WON', a custom one), so that is what
 decides won, lost or open.
 """
@@ -23,6 +26,10 @@ CONTACT_FIELDS = ["ID", "NAME", "LAST_NAME", "SECOND_NAME", "BIRTHDATE", "ADDRES
 DEAL_FIELDS = ["ID", "TITLE", "CONTACT_ID", "CATEGORY_ID", "STAGE_ID", "STAGE_SEMANTIC_ID", "OPPORTUNITY",
                "CURRENCY_ID", "CLOSEDATE", "CLOSED", "DATE_CREATE", "DATE_MODIFY"]
 OUTCOME = {"S": "won", "F": "lost", "P": "open"}
+# VALUE_TYPE -> hub.records.LABELS. A pager is nobody's own line any more; an email's HOME is a private mailbox.
+PHONE_LABELS = {"WORK": "work", "MOBILE": "mobile", "FAX": "fax", "HOME": "home", "PAGER": "other",
+                "MAILING": "mailing", "OTHER": "other"}
+EMAIL_LABELS = {"WORK": "work", "HOME": "private", "MAILING": "mailing", "OTHER": "other"}
 
 
 def parse_time(value: Any) -> dt.datetime | None:
@@ -70,11 +77,21 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _values(multifield: Any) -> list[str]:
+def _values(multifield: Any, types: Mapping[str, str], labels: dict[str, str]) -> list[str]:
+    """A multifield's values, recording each one's label in `labels` (the first type given wins
+    when a contact holds one value twice; a type the portal adds later is left unlabelled)."""
     if not isinstance(multifield, list):
         return []
-    return [str(item["VALUE"]).strip() for item in multifield
-            if isinstance(item, Mapping) and str(item.get("VALUE") or "").strip()]
+    values = []
+    for item in multifield:
+        if not isinstance(item, Mapping) or not str(item.get("VALUE") or "").strip():
+            continue
+        value = str(item["VALUE"]).strip()
+        values.append(value)
+        label = types.get(str(item.get("VALUE_TYPE") or "").strip().upper())
+        if label and value not in labels:
+            labels[value] = label
+    return values
 
 
 def contact(raw: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> ContactRecord:
@@ -86,14 +103,16 @@ def contact(raw: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> 
     for portal_field, name in (fields or {}).items():
         if raw.get(portal_field) not in (None, "", []):
             attributes[name] = raw[portal_field]
+    labels: dict[str, str] = {}
     return ContactRecord(
         source=SOURCE,
         external_id=str(raw["ID"]),
         first_name=person_name(raw.get("NAME")),
         last_name=person_name(raw.get("LAST_NAME")),
         middle_name=person_name(raw.get("SECOND_NAME")),
-        phones=_values(raw.get("PHONE")),
-        emails=_values(raw.get("EMAIL")),
+        phones=_values(raw.get("PHONE"), PHONE_LABELS, labels),
+        emails=_values(raw.get("EMAIL"), EMAIL_LABELS, labels),
+        labels=labels,
         birthday=parse_date(raw.get("BIRTHDATE")),
         city=_text(raw.get("ADDRESS_CITY")),
         company=_text(raw.get("COMPANY_TITLE")),

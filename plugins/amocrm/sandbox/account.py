@@ -29,6 +29,7 @@ from plugins.amocrm.sandbox.credentials import (
 from plugins.amocrm.sandbox.data import (
     SUBDOMAIN,
     TagRegistry,
+    b2b_rows,
     contact_id_for,
     render_field_definitions,
     render_pipelines,
@@ -87,7 +88,9 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
     Seeded with `contacts` people from `hub.sampledata` (after skipping
     `first_person`), with their orders as leads. `clock` returns unix seconds
     and drives every expiry, rate window and timestamp, so tests can pass a
-    `ManualClock` instead of sleeping.
+    `ManualClock` instead of sleeping. `b2b` adds companies' employees, a
+    household, hotline callers and one person entered three ways
+    (`sandbox.b2b`) after the sampledata people.
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
         webhook_duplicate_rate: float = 0.0,
         webhook_drop_rate: float = 0.0,
         webhook_timeout: float = WEBHOOK_TIMEOUT,
+        b2b: bool = False,
     ) -> None:
         if oversize_limit not in ("default", "clamp"):
             raise ValueError("oversize_limit must be 'default' or 'clamp'")
@@ -154,6 +158,9 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
             contacts, seed, first_person=first_person, today=today,
             contact_tags=self._tags["contacts"], lead_tags=self._tags["leads"],
         )
+        if b2b:
+            first_id = (seeded_contacts[-1].id if seeded_contacts else contact_id_for(first_person + contacts)) + 1
+            seeded_contacts += b2b_rows(seeded_contacts, first_id, today)
         self._stores: dict[str, dict[int, Any]] = {
             "contacts": {row.id: row for row in seeded_contacts},
             "companies": {},

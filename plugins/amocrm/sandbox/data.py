@@ -26,6 +26,7 @@ from typing import Any
 from hub.api import Person, people
 # not in hub.api on purpose: the emulator builds the demo's records from the demo's own vocabulary
 from hub.sampledata import LEAD_SOURCES, contact_records
+from plugins.amocrm.sandbox import b2b as b2b_data
 
 SOURCE = "amocrm"
 ACCOUNT_ID = 31_000_001
@@ -281,6 +282,32 @@ def seed_rows(
             contacts.append(contact)
     leads.sort(key=lambda row: row.id)
     return contacts, leads
+
+
+def b2b_rows(after: Sequence[ContactRow], first_id: int, today: date | None = None) -> list[ContactRow]:
+    """The records of `b2b_data.PEOPLE` as contacts numbered from `first_id`, created a minute apart
+    after the last of `after` (so ids keep following creation time)."""
+    today = today or date.today()
+    start = max((row.created_at for row in after),
+                default=int(datetime(today.year, today.month, today.day, 6, tzinfo=timezone.utc).timestamp()))
+    entries = [(person_id, entry) for person_id, records in b2b_data.PEOPLE.items() for entry in records]
+    rows = []
+    for offset, (person_id, entry) in enumerate(entries):
+        fields: FieldValues = {}
+        if entry.phones:
+            fields[PHONE.id] = [(value, PHONE.enum_id(code)) for code, value in entry.phones]
+        if entry.emails:
+            fields[EMAIL.id] = [(value, EMAIL.enum_id(code)) for code, value in entry.emails]
+        if entry.position:
+            fields[POSITION.id] = [(entry.position, None)]
+        user = USERS[person_id % len(USERS)]
+        created = start + 60 * (offset + 1)
+        rows.append(ContactRow(
+            id=first_id + offset, name=f"{entry.last} {entry.first}", first_name=entry.first, last_name=entry.last,
+            responsible_user_id=user, created_by=user, updated_by=user, created_at=created, updated_at=created,
+            fields=fields, person_id=person_id,
+        ))
+    return rows
 
 
 def _chunks(items: Iterable[Person], size: int) -> Iterator[list[Person]]:

@@ -208,11 +208,12 @@ def serve(
     latency: float = 0.0,
     customers_enabled: bool = False,
     out: TextIO | None = None,
+    b2b: bool = False,
 ) -> None:
     """Run a seeded account until interrupted, printing how to connect to it."""
     out = out or sys.stdout
     account = Account(contacts=contacts, seed=seed, first_person=first_person, latency=latency,
-                      customers_enabled=customers_enabled)
+                      customers_enabled=customers_enabled, b2b=b2b)
     settle_heap()
     with SandboxServer(account, host, port) as server:
         long_lived = account.issue_long_lived_token()

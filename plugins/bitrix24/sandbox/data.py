@@ -23,6 +23,7 @@ from typing import Any
 
 # not in hub.api on purpose: the emulator builds the demo's records from the demo's own vocabulary
 from hub import sampledata
+from plugins.bitrix24.sandbox import b2b as b2b_data
 
 SOURCE = "bitrix24"  # the source name the messy renderings are seeded with
 
@@ -274,6 +275,32 @@ def _phone_type(raw: str, rng: random.Random) -> str:
     return "WORK" if roll < 0.8 else "HOME"
 
 
+def _seed_b2b(contact_rows: dict[int, dict[str, Any]], contact_person: dict[int, int], multifield_id: int,
+              today: dt.date) -> int:
+    """Add the B2B records (see `b2b_data`) after the seeded ones, a minute apart; returns the next multifield ID."""
+    start = max((row["DATE_CREATE"] for row in contact_rows.values()),
+                default=_epoch(dt.datetime.combine(today, dt.time(6), dt.timezone.utc)))
+    entries = [(person_id, entry) for person_id, records in b2b_data.PEOPLE.items() for entry in records]
+    for offset, (person_id, entry) in enumerate(entries, start=1):
+        contact_id = len(contact_rows) + 1
+        created = start + 60 * offset
+        assigned = 1 + person_id % len(USERS)
+        row: dict[str, Any] = {
+            "ID": contact_id, "NAME": entry.first, "LAST_NAME": entry.last, "TYPE_ID": "CLIENT",
+            "SOURCE_ID": "CALL", "POST": entry.post, "COMMENTS": entry.company,
+            "DATE_CREATE": created, "DATE_MODIFY": created,
+            "ASSIGNED_BY_ID": assigned, "CREATED_BY_ID": assigned, "MODIFY_BY_ID": assigned,
+        }
+        for name, values in (("PHONE", entry.phones), ("EMAIL", entry.emails)):
+            if values:
+                row[name] = [[multifield_id + index, value_type, value]
+                             for index, (value_type, value) in enumerate(values)]
+                multifield_id += len(values)
+        contact_rows[contact_id] = row
+        contact_person[contact_id] = person_id
+    return multifield_id
+
+
 def _pick(weights: tuple[tuple[int, int], ...], rng: random.Random) -> int:
     total = sum(weight for _, weight in weights)
     roll = rng.random() * total
@@ -285,11 +312,12 @@ def _pick(weights: tuple[tuple[int, int], ...], rng: random.Random) -> int:
 
 
 def seed_portal(contacts: int, seed: int = 1, first_person: int = 0, *,
-                today: dt.date | None = None) -> Seeded:
+                today: dt.date | None = None, b2b: bool = False) -> Seeded:
     """Build `contacts` contacts from sampledata people first_person+1 .. first_person+contacts, with their deals.
 
     Contact and deal IDs follow creation time, as on a real portal where IDs
     are handed out in order. The same (seed, today) always gives the same portal.
+    With `b2b`, the records of `b2b.PEOPLE` follow, created after everyone else.
     """
     today = today or dt.date.today()
     population = list(islice(sampledata.people(first_person + contacts, seed, today=today), first_person, None))
@@ -351,6 +379,9 @@ def seed_portal(contacts: int, seed: int = 1, first_person: int = 0, *,
             planned_days = 7 + int(rng.random() * 21)
             pending_deals.append((_epoch(sample_order.created_at), sample_order.order_id, category,
                                   sample_order, position, code, planned_days))
+
+    if b2b:
+        multifield_id = _seed_b2b(contact_rows, contact_person, multifield_id, today)
 
     pending_deals.sort(key=lambda item: (item[0], item[1]))
     deal_rows: dict[int, dict[str, Any]] = {}

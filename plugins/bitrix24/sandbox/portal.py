@@ -65,6 +65,8 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
     bucket ("standard": 2/s and 50, "enterprise": 5/s and 250) unless `rate`
     and `burst` are given. `clock` (epoch seconds) drives every limit, token
     lifetime and record date, so tests can move time without sleeping.
+    `b2b` adds companies, a household, hotline callers and one person entered
+    three ways (`sandbox.b2b`) after the sampledata people.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
         legacy_auth_errors: bool = False,
         event_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
+        b2b: bool = False,
     ) -> None:
         self.tz = tz
         self.clock = clock
@@ -106,7 +109,7 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
         self._lock = threading.RLock()
         self._rng = random.Random(f"bitrix24-sandbox:{seed}")
         self._secret_rng = random.Random(secrets.randbits(64))
-        seeded = data.seed_portal(contacts, seed, first_person, today=today)
+        seeded = data.seed_portal(contacts, seed, first_person, today=today, b2b=b2b)
         self._contacts = _Table("contact", data.CONTACT_FIELDS, seeded.contacts, tz)
         self._deals = _Table("deal", data.DEAL_FIELDS, seeded.deals, tz)
         self._next_multifield = seeded.next_multifield_id
