@@ -530,8 +530,7 @@ def _join_agreeing(uf: _UnionFind, holders: set[Any], with_records: set[Any], ro
     for root in holders:
         name = root_name.get(root, names.Name())
         by_reading[reading(name)].append(root)
-        k = names.key(name)
-        if k is not None:
+        for k in names.keys(name):
             by_key[k].append(root)
 
     def join(a: Any, b: Any) -> None:

@@ -83,31 +83,32 @@ _CYRILLIC = {
 _LATIN_MARKS = {"š": "sh", "č": "ch", "ž": "zh", "ŝ": "sch", "ǆ": "dzh", "ʹ": "", "ʺ": "", "’": "", "'": ""}
 _TRANSLATE = str.maketrans({**_CYRILLIC, **_LATIN_MARKS})
 
-_REDUCTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), replacement)
-    for pattern, replacement in (
-        (r"[^a-z]", ""),
-        (r"shch", "sch"),  # Щукин: Shchukin (passports) and Schukin (informal)
-        (r"tch", "ch"),  # Tchaikovsky
-        (r"tc", "ts"),  # ц in GOST 2006: Tcvetkov
-        (r"ck", "k"),
-        (r"x", "ks"),  # Alexander, Xenia
-        (r"ph", "f"),
-        (r"th", "t"),
-        (r"w", "v"),
-        (r"q", "k"),
-        (r"c(?!h)(?=[aoulrkt]|$)", "k"),  # Nicolai, Victor
-        (r"c(?!h)", "ts"),  # ц in scientific: Cvetkov
-        (r"kh", "h"),  # х: Mikhail / Mihail
-        (r"gh", "g"),  # Serghei
-        (r"[jy]", "i"),  # й, ы and the iotated vowels: Andrey / Andrei / Andrej
-        (r"i+", "i"),  # Dmitrii / Dmitriy / Dmitry, Iuliia / Yulia
-        (r"i[eo]", "e"),  # Yevgeny / Evgeny, Pyotr / Piotr / Petr (ё written as e)
-        (r"([bdfgklmnprstvz])iu", r"\1u"),  # Lyudmila / Ludmila
-        (r"([bdfgkptv])er$", r"\1r"),  # Aleksander / Aleksandr
-        (r"(.)\1+", r"\1"),  # Kirill / Kiril, Savva / Sava
+# Each reduction runs only when one of its guard substrings is in the word: most words need few of them.
+_REDUCTIONS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = tuple(
+    (guards, re.compile(pattern), replacement)
+    for guards, pattern, replacement in (
+        (("shch",), r"shch", "sch"),  # Щукин: Shchukin (passports) and Schukin (informal)
+        (("tc",), r"tch", "ch"),  # Tchaikovsky
+        (("tc",), r"tc", "ts"),  # ц in GOST 2006: Tcvetkov
+        (("ck",), r"ck", "k"),
+        (("x",), r"x", "ks"),  # Alexander, Xenia
+        (("ph",), r"ph", "f"),
+        (("th",), r"th", "t"),
+        (("w",), r"w", "v"),
+        (("q",), r"q", "k"),
+        (("c",), r"c(?!h)(?=[aoulrkt]|$)", "k"),  # Nicolai, Victor
+        (("c",), r"c(?!h)", "ts"),  # ц in scientific: Cvetkov
+        (("kh",), r"kh", "h"),  # х: Mikhail / Mihail
+        (("gh",), r"gh", "g"),  # Serghei
+        (("j", "y"), r"[jy]", "i"),  # й, ы and the iotated vowels: Andrey / Andrei / Andrej
+        (("ii",), r"i+", "i"),  # Dmitrii / Dmitriy / Dmitry, Iuliia / Yulia
+        (("ie", "io"), r"i[eo]", "e"),  # Yevgeny / Evgeny, Pyotr / Piotr / Petr (ё written as e)
+        (("iu",), r"([bdfgklmnprstvz])iu", r"\1u"),  # Lyudmila / Ludmila
+        (("er",), r"([bdfgkptv])er$", r"\1r"),  # Aleksander / Aleksandr
+        ((), r"(.)\1+", r"\1"),  # Kirill / Kiril, Savva / Sava
     )
 )
+_NOT_LATIN = re.compile(r"[^a-z]")
 
 
 def _fold(text: str) -> str:
@@ -121,28 +122,33 @@ def skeleton(word: str) -> str:
     text = word.lower().translate(_TRANSLATE)
     if not text.isascii():
         text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    for pattern, replacement in _REDUCTIONS:
-        text = pattern.sub(replacement, text)
+    if not (text.isascii() and text.isalpha()):
+        text = _NOT_LATIN.sub("", text)
+    for guards, pattern, replacement in _REDUCTIONS:
+        if not guards or any(g in text for g in guards):
+            text = pattern.sub(replacement, text)
     return text
 
 
 # --- the table of first names ---------------------------------------------------------------------------
 
 
-def _load_forms() -> tuple[dict[str, frozenset[str]], dict[str, str]]:
-    """skeleton of a full name or any of its forms -> the full names it may stand for; full name -> gender."""
+def _load_forms() -> dict[str, frozenset[str]]:
+    """Skeleton of a full name or of any of its forms -> the full names it may stand for.
+
+    A man's and a woman's name are two full names (Александр, Александра), so a form shared by both
+    (Саша) stands for both and the two full names stand for nothing in common.
+    """
     data = json.loads(FORMS_FILE.read_text(encoding="utf-8"))
     forms: dict[str, set[str]] = {}
-    gender: dict[str, str] = {}
-    for sex, names in (("m", data["male"]), ("f", data["female"])):
+    for names in (data["male"], data["female"]):
         for full, variants in names.items():
-            gender[full] = sex
             for word in [full, *variants.split()]:
                 forms.setdefault(skeleton(word), set()).add(full)
-    return {k: frozenset(v) for k, v in forms.items()}, gender
+    return {k: frozenset(v) for k, v in forms.items()}
 
 
-_FORMS, _GENDER = _load_forms()
+_FORMS = _load_forms()
 
 
 def full_names(word: str) -> frozenset[str]:
@@ -151,6 +157,7 @@ def full_names(word: str) -> frozenset[str]:
 
 
 def known_first_name(word: str) -> bool:
+    """Whether the table knows the word as a first name or a form of one."""
     return skeleton(word) in _FORMS
 
 
@@ -179,6 +186,7 @@ _COMPANY = frozenset({"ооо", "оао", "зао", "пао", "ао", "нко", 
 _TOKEN = re.compile(r"[^\s.,;:/\\()\"«»]+\.?")
 _LETTER = re.compile(r"[^\W\d_]")
 _DIGIT = re.compile(r"\d")
+_HYPHEN = re.compile(r"(?<=\w)\s*[-‐‑]\s*(?=\w)")  # "Петров - Водкин" is one double surname
 _CYRILLIC_LETTER = re.compile(r"[а-яё]")
 
 
@@ -192,7 +200,7 @@ def _tokens(text: str | None, hint: str) -> tuple[_Token, ...]:
     """The words of one field (cached apart from whole names: first names repeat across a base)."""
     if not text:
         return ()
-    folded = _fold(text)
+    folded = _HYPHEN.sub("-", _fold(text))
     if not folded or folded in _NOT_A_NAME:
         return ()
     out: list[_Token] = []
@@ -279,7 +287,7 @@ def _assign(tokens: list[_Token]) -> _Parsed:
 def _pick_first(tokens: list[_Token], surname_first: bool) -> _Token:
     if len(tokens) == 1:
         return tokens[0]
-    known = [t for t in tokens if known_first_name(t.part.text)]
+    known = [t for t in tokens if t.part.skeleton in _FORMS]
     if len(known) == 1:
         return known[0]
     plain = [t for t in (known or tokens) if not _surname_like(t.part)]
@@ -325,7 +333,7 @@ def _first_compatible(a: _Part | None, b: _Part | None) -> bool:
     return not _FORMS.get(a.skeleton, _NONE).isdisjoint(_FORMS.get(b.skeleton, _NONE))
 
 
-_FULL_PARTS = {full: _Part(skeleton(full), _fold(full), False) for full in _GENDER}
+_FULL_PARTS = {full: _Part(skeleton(full), _fold(full), False) for fulls in _FORMS.values() for full in fulls}
 
 
 def _last_compatible(a: _Part | None, b: _Part | None) -> bool:
@@ -364,9 +372,9 @@ def _readings_of(name: Name) -> tuple[_Parsed, ...]:
     if p.first is not None and p.last is not None:
         if not p.first.initial and not p.last.initial:
             out.append(_Parsed(p.last, p.first, p.middle))
-    elif p.first is not None and not p.first.initial and not known_first_name(p.first.text):
+    elif p.first is not None and not p.first.initial and p.first.skeleton not in _FORMS:
         out.append(_Parsed(None, p.first, p.middle))  # "Петрова" alone in the first-name field
-    elif p.last is not None and not p.last.initial and known_first_name(p.last.text):
+    elif p.last is not None and not p.last.initial and p.last.skeleton in _FORMS:
         out.append(_Parsed(p.last, None, p.middle))  # "Иван" alone in the surname field
     return tuple(out)
 
@@ -407,7 +415,7 @@ def agree(a: Name, b: Name) -> bool:
 
 def _first_letter(part: _Part) -> str | None:
     """The initial of the full name a first name stands for; None when its forms start differently (Слава)."""
-    fulls = full_names(part.text)
+    fulls = _FORMS.get(part.skeleton, _NONE)
     letters = {skeleton(full)[0] for full in fulls} if fulls else {part.skeleton[0]}
     return letters.pop() if len(letters) == 1 else None
 
@@ -432,7 +440,7 @@ def key(name: Name) -> str | None:
     if p.first.initial:
         return straight
     # The order is decided by the words themselves, so that Иван Иванов typed either way gets one key.
-    first_known, last_known = known_first_name(p.first.text), known_first_name(p.last.text)
+    first_known, last_known = p.first.skeleton in _FORMS, p.last.skeleton in _FORMS
     if first_known != last_known:
         return straight if first_known else _key_of(p.last, p.first)
     first_surname, last_surname = _surname_like(p.first), _surname_like(p.last)
