@@ -31,7 +31,7 @@ from hub.db import utcnow
 from hub.i18n import gettext as _
 from hub.normalize import Identifier
 from hub.records import ContactRecord
-from hub.spreadsheet import Row, SpreadsheetError, check_text_file, read_rows
+from hub.spreadsheet import Layout, Row, SpreadsheetError, check_text_file, read_rows
 
 # Rows per transaction: each commit costs a WAL checkpoint, so fewer, larger ones.
 CHUNK = 10000
@@ -59,6 +59,14 @@ class ImportReport:
     skipped_count: int = 0
     warnings: list[dict[str, Any]] = field(default_factory=list)
     duration_s: float = 0.0
+    # How the file was read (hub.spreadsheet.Layout): where the header was,
+    # what each column became, and which columns Hub does not use.
+    header_row: int | None = None
+    sheet: str | None = None
+    columns: list[dict[str, Any]] = field(default_factory=list)
+    attribute_columns: dict[str, str] = field(default_factory=dict)
+    unused_columns: list[str] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
 
     def skip(self, line: int, reason: str) -> None:
         self.skipped_count += 1
@@ -75,8 +83,19 @@ class ImportReport:
             "created": self.created, "updated": self.updated, "merged": self.merged,
             "contacts_merged": self.contacts_merged, "refused": self.refused, "invalid_phones": self.invalid_phones,
             "invalid_emails": self.invalid_emails, "skipped_count": self.skipped_count, "skipped": self.skipped,
-            "warnings": self.warnings, "duration_s": round(self.duration_s, 3),
+            "warnings": self.warnings, "duration_s": round(self.duration_s, 3), "header_row": self.header_row,
+            "sheet": self.sheet, "columns": self.columns, "attribute_columns": self.attribute_columns,
+            "unused_columns": self.unused_columns, "ignored_columns": self.ignored_columns,
         }
+
+    def read_as(self, layout: Layout) -> None:
+        """Take in how the file was read; a header with no rows under it is a warning of its own."""
+        self.header_row, self.sheet = layout.header_row, layout.sheet
+        self.columns, self.attribute_columns = layout.columns, layout.attributes
+        self.unused_columns, self.ignored_columns = layout.unused, layout.ignored
+        if self.rows == 0 and layout.header_row is not None:
+            self.warn(layout.header_row, _("the column headers are on this row, but no data rows were found "
+                                           "under them; nothing was imported"))
 
 
 def default_source(path: str | os.PathLike[str]) -> str:
@@ -93,6 +112,8 @@ def import_contacts(
     progress: Callable[[int], None] | None = None,
     placed: Callable[[list[int], list[int | None]], None] | None = None,
     parallel: bool | None = None,
+    header_row: int | None = None,
+    sheet: str | None = None,
 ) -> ImportReport:
     """Import a CSV or XLSX file of contacts; each chunk of rows commits on its own.
 
@@ -107,6 +128,8 @@ def import_contacts(
     reports that check resolution against known truth (the demo, benchmarks).
     `parallel` reads and normalizes in a second process while this one writes;
     by default it does so for files large enough to repay starting it.
+    `header_row` and `sheet` are hub.spreadsheet.read_rows's: where the
+    headers are (found by default) and which workbook sheet to read.
     """
     source = source or default_source(path)
     if parallel is None:
@@ -114,7 +137,9 @@ def import_contacts(
     report = ImportReport(file=str(path), source=source)
     started = time.monotonic()
     counts = sync.Counts()
-    chunks = (_chunks_in_reader_process if parallel else _chunks_here)(path, source, mapping,
+    layout = Layout()
+    reading = _Reading(mapping, header_row, sheet, layout)
+    chunks = (_chunks_in_reader_process if parallel else _chunks_here)(path, source, reading,
                                                                        settings.default_region)
     try:
         with _fewer_gc_passes():
@@ -134,6 +159,7 @@ def import_contacts(
     finally:
         chunks.close()
     report.duration_s = time.monotonic() - started
+    report.read_as(layout)
     counts.errors = report.skipped
     sync.finish_run(engine, run_id, counts)
     return report
@@ -180,18 +206,31 @@ Chunk = list[tuple[Row, "identity.Prepared | None"]]
 def _prepare_row(row: Row, region: str) -> identity.Prepared:
     assert row.record is not None
     prepared = identity.prepare(row.record, region)
-    if row.record.external_id is None and not any(i.valid for i in prepared.identifiers):
-        # Without a phone, email or id, only the row itself can tell a
-        # re-import of it from a namesake: its line and content.
+    if row.record.external_id is None and not any(
+            i.valid and identity.intrinsic_reason(i.kind, i.value, (i.label,) if i.label else ())
+            is None for i in prepared.identifiers):
+        # Without a phone, email or id of the person's own (an 8-800 line or info@ names nobody),
+        # only the row itself can tell a re-import of it from a namesake: its line and content.
         row.record.external_id = _row_key(row)
     return prepared
 
 
-def _chunks_here(path: str | os.PathLike[str], source: str, mapping: dict[str, str] | None,
+@dataclass
+class _Reading:
+    """How to read the file (read_rows's options) and, once read, its Layout."""
+
+    mapping: dict[str, str] | None
+    header_row: int | None
+    sheet: str | None
+    layout: Layout
+
+
+def _chunks_here(path: str | os.PathLike[str], source: str, reading: _Reading,
                  region: str) -> Generator[Chunk, None, None]:
     """Rows read and normalized in this process, CHUNK at a time."""
     chunk: Chunk = []
-    for row in read_rows(path, source=source, mapping=mapping):
+    for row in read_rows(path, source=source, mapping=reading.mapping, header_row=reading.header_row,
+                         sheet=reading.sheet, layout=reading.layout):
         chunk.append((row, _prepare_row(row, region) if row.record is not None else None))
         if len(chunk) >= CHUNK:
             yield chunk
@@ -200,20 +239,21 @@ def _chunks_here(path: str | os.PathLike[str], source: str, mapping: dict[str, s
         yield chunk
 
 
-def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, mapping: dict[str, str] | None,
+def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, reading: _Reading,
                               region: str) -> Generator[Chunk, None, None]:
     """The same chunks, read and normalized by a second process.
 
     Rows cross the process boundary as flat tuples: pickling them as
     dataclasses would cost more than the work it moves. A bounded queue keeps
-    the reader at most a few chunks ahead, so memory stays flat.
+    the reader at most a few chunks ahead, so memory stays flat. The file's
+    Layout comes once, ahead of its first chunk (or of the end).
     """
     # fork: the reader needs nothing from this process but its arguments and
     # touches nothing it shares; spawn would re-run the caller's main module.
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork") if "fork" in methods else multiprocessing.get_context("spawn")
     chunks: Any = ctx.Queue(maxsize=4)
-    reader = ctx.Process(target=_reader_main, args=(str(path), source, mapping, region, chunks,
+    reader = ctx.Process(target=_reader_main, args=(str(path), source, reading, region, chunks,
                                                     i18n.current_language()), daemon=True, name="hub-import-reader")
     reader.start()
     try:
@@ -229,6 +269,10 @@ def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, mapping
                 return
             if isinstance(item, str):
                 raise SpreadsheetError(item)
+            if isinstance(item, Layout):
+                for told in dataclasses.fields(Layout):
+                    setattr(reading.layout, told.name, getattr(item, told.name))
+                continue
             yield [_unpack(packed, source) for packed in item]
     finally:
         if reader.is_alive():
@@ -236,13 +280,19 @@ def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, mapping
         reader.join()
 
 
-def _reader_main(path: str, source: str, mapping: dict[str, str] | None, region: str, chunks: Any,
+def _reader_main(path: str, source: str, reading: _Reading, region: str, chunks: Any,
                  language: str = i18n.DEFAULT_LANGUAGE) -> None:
     gc.set_threshold(GC_THRESHOLD, 20, 20)  # a process of its own: nothing to restore
     i18n.activate(language)  # rows' problems are told in the language of whoever imports
     try:
-        for chunk in _chunks_here(path, source, mapping, region):
+        told = False
+        for chunk in _chunks_here(path, source, reading, region):
+            if not told:
+                chunks.put(reading.layout)
+                told = True
             chunks.put([_pack(row, prepared) for row, prepared in chunk])
+        if not told:
+            chunks.put(reading.layout)
         chunks.put(None)
     except SpreadsheetError as exc:
         chunks.put(str(exc))

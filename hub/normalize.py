@@ -8,6 +8,11 @@ invalid, never dropped and never used for matching.
 Parsing goes through phonenumbers. Because a base of a million rows is mostly
 plain Russian numbers, those take a fast path that checks the number against
 phonenumbers' own metadata patterns; a test holds the two paths equal.
+
+A cell may also say what each number is ("тел. +7 916 555-66-77, моб. 8 926
+555-66-88"): the word before a number becomes its `label` (one of
+hub.records.LABELS), looked for only in cells that hold letters, so the plain
+path pays nothing for it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class Identifier(NamedTuple):
     value: str
     raw: str
     valid: bool
+    label: str | None = None  # the type the source gave it (hub.records.LABELS), if any
 
 
 # An extension is not part of the person's identity: "доб. 123", "ext. 5", "x12", "#3".
@@ -43,6 +49,18 @@ _EXTENSION = re.compile(r"(?:доб(?:авочный)?\.?|вн(?:утр)?\.?|ext
 # people put spaces inside numbers.
 _SEPARATORS = re.compile(r"[,;/\\|\n]+|\s+(?:или|and|or)\s+", re.IGNORECASE)
 _PHONE_CHARS = re.compile(r"^[\d\s()+\-.]+$")
+# Words people put next to a number to say what it is; None: "a phone", no type.
+_LABEL_WORDS: dict[str, str | None] = {
+    "моб": "mobile", "мобильный": "mobile", "мобил": "mobile", "сот": "mobile", "сотовый": "mobile",
+    "mob": "mobile", "mobile": "mobile", "cell": "mobile",
+    "раб": "work", "рабочий": "work", "офис": "work", "work": "work", "office": "work",
+    "дом": "home", "домашний": "home", "home": "home",
+    "факс": "fax", "fax": "fax",
+    "тел": None, "телефон": None, "tel": None, "phone": None,
+}
+_LABEL_WORD = re.compile(
+    r"\b(" + "|".join(sorted(_LABEL_WORDS, key=len, reverse=True)) + r")\b\.?:?", re.IGNORECASE
+)
 _NON_DIGITS = re.compile(r"\D+")
 
 
@@ -125,8 +143,12 @@ def _find_in_text(text: str, region: str) -> list[str]:
     return found
 
 
-def phones(cell: str | None, region: str = "RU") -> list[Identifier]:
-    """Every number in a cell; an unparsable cell comes back once, flagged invalid."""
+def phones(cell: str | None, region: str = "RU", label: str | None = None) -> list[Identifier]:
+    """Every number in a cell; an unparsable cell comes back once, flagged invalid.
+
+    label: the type the column gives the cell (a «Мобильный телефон» column);
+    a word in the cell itself ("моб. 8 926 ...") says more and wins.
+    """
     if cell is None:
         return []
     text = str(cell).strip()
@@ -136,36 +158,77 @@ def phones(cell: str | None, region: str = "RU") -> list[Identifier]:
     out: list[Identifier] = []
     seen: set[str] = set()
     bad: list[str] = []
-    for piece in _SEPARATORS.split(cleaned):
-        piece = piece.strip(" \t.:-")
-        if not piece:
+    for whole in _SEPARATORS.split(cleaned):
+        whole = whole.strip(" \t.:-")
+        if not whole:
             continue
-        value = _parse_one(piece, region)
-        plain = _PHONE_CHARS.match(piece) is not None
-        if value:
-            values = [value]
-        elif plain and len(_NON_DIGITS.sub("", piece)) > 15:
-            # Several numbers side by side, separated only by spaces.
-            values = _split_run(piece, region) or _find_in_text(piece, region)
-        elif not plain:
-            # Free text around a number.
-            values = _find_in_text(piece, region)
+        pieces: tuple[tuple[str, str | None, bool], ...]
+        if _PHONE_CHARS.match(whole):
+            pieces = ((whole, label, True),)
         else:
-            values = []
-        if not values:
-            bad.append(piece)
-        for v in values:
-            if v not in seen:
-                seen.add(v)
-                out.append(Identifier(PHONE, v, piece, True))
+            # Only a piece with letters may hold words saying what a number is.
+            pieces = tuple((part, said, _PHONE_CHARS.match(part) is not None)
+                           for text, said in _labelled(whole, label) if (part := text.strip(" \t.:-")))
+        for piece, piece_label, plain in pieces:
+            value = _parse_one(piece, region)
+            if value:
+                values = [value]
+            elif plain and len(_NON_DIGITS.sub("", piece)) > 15:
+                # Several numbers side by side, separated only by spaces.
+                values = _split_run(piece, region) or _find_in_text(piece, region)
+            elif not plain:
+                # Free text around a number.
+                values = _find_in_text(piece, region)
+            else:
+                values = []
+            if not values:
+                bad.append(piece)
+            for v in values:
+                if v not in seen:
+                    seen.add(v)
+                    out.append(Identifier(PHONE, v, piece, True, piece_label))
     if bad and not out:
         # Nothing usable: keep the whole cell as the person typed it.
-        out.append(Identifier(PHONE, text[:MAX_VALUE], text, False))
+        out.append(Identifier(PHONE, text[:MAX_VALUE], text, False, label))
     elif bad:
         for piece in bad:
             if any(ch.isdigit() for ch in piece):
-                out.append(Identifier(PHONE, piece[:MAX_VALUE], piece, False))
+                out.append(Identifier(PHONE, piece[:MAX_VALUE], piece, False, label))
     return out
+
+
+def _labelled(piece: str, label: str | None) -> list[tuple[str, str | None]]:
+    """A piece of a cell cut at the words that say what a number is: [(text, label)].
+
+    "моб. 8 926 555-66-88 раб. 8 495 111-22-33" gives two parts, mobile and
+    work; "8 916 555-66-77 (моб.)", where no number follows the word, gives
+    one, mobile. A piece of only digits and punctuation (nearly every cell)
+    returns at once, untouched.
+    """
+    if not _LABEL_WORD.search(piece):
+        return [(piece, label)]
+    parts: list[tuple[str, str | None]] = []
+    said_before: list[bool] = []  # whether a word in the cell gave the part its label
+    word: str | None = None
+    has_word = False
+    start = 0
+    for match in _LABEL_WORD.finditer(piece):
+        text = piece[start:match.start()]
+        if any(ch.isdigit() for ch in text):
+            parts.append((text, word if has_word and word else label))
+            said_before.append(has_word and word is not None)
+        elif has_word and word and parts and not said_before[-1]:
+            # A word with no number after it tells about the number before it.
+            parts[-1] = (parts[-1][0], word)
+            said_before[-1] = True
+        word, has_word, start = _LABEL_WORDS[match.group(1).lower()], True, match.end()
+    text = piece[start:]
+    if any(ch.isdigit() for ch in text):
+        parts.append((text, word if word else label))
+    elif word and parts and not said_before[-1]:
+        parts[-1] = (parts[-1][0], word)
+    # "(моб.)" after a number leaves its brackets behind.
+    return [(text.rstrip(" (").lstrip(") "), said) for text, said in parts] or [(piece, label)]
 
 
 # The common shape of an address, checked first; anything else goes to
@@ -177,26 +240,41 @@ _PLAIN_EMAIL = re.compile(
 _SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
 
 
-def email(raw: str | None) -> Identifier | None:
-    """A trimmed, lowercased, syntax-checked address (no DNS lookups)."""
+def email(raw: str | None, label: str | None = None) -> Identifier | None:
+    """A trimmed, lowercased, syntax-checked address (no DNS lookups).
+
+    "mailto:ivan@mail.ru" and "<mailto:ivan@mail.ru>" (what a copied link
+    gives) are the address itself. An internationalized domain is valid and
+    kept in Unicode: "Ivan@ПОЧТА.РФ" and "ivan@xn--80a1acny.xn--p1ai" both
+    become "ivan@почта.рф", so the two spellings are one value, readable as
+    people typed it (mail servers take the Unicode form through SMTPUTF8,
+    email-validator gives the ASCII one when it is needed).
+    """
     if raw is None:
         return None
     text = str(raw).strip()
     if not text:
         return None
     lowered = text.lower().strip("<>").strip()
+    if lowered.startswith("mailto:"):
+        lowered = lowered[7:].strip().strip("<>").strip()
+        if not lowered:
+            return Identifier(EMAIL, text[:MAX_VALUE], text, False, label)
     if (_PLAIN_EMAIL.match(lowered) and lowered.rsplit(".", 1)[1] not in _SPECIAL_TLDS
             and len(lowered.split("@")[0]) <= 64 and "--" not in lowered.split("@")[1]):
-        return Identifier(EMAIL, lowered, text, True)
+        return Identifier(EMAIL, lowered, text, True, label)
     try:
         result = validate_email(lowered, check_deliverability=False)
     except EmailNotValidError:
-        return Identifier(EMAIL, text[:MAX_VALUE], text, False)
-    return Identifier(EMAIL, result.normalized.lower(), text, True)
+        return Identifier(EMAIL, text[:MAX_VALUE], text, False, label)
+    return Identifier(EMAIL, result.normalized.lower(), text, True, label)
 
 
-def emails(cell: str | None) -> list[Identifier]:
-    """A cell may list several addresses separated by commas, semicolons or spaces."""
+def emails(cell: str | None, label: str | None = None) -> list[Identifier]:
+    """A cell may list several addresses separated by commas, semicolons or spaces.
+
+    label: the type the column gives the cell (a «Рабочий e-mail» column).
+    """
     if cell is None:
         return []
     text = str(cell).strip()
@@ -207,7 +285,7 @@ def emails(cell: str | None) -> list[Identifier]:
         parts = [text]  # "ivan petrov@mail.ru" is one bad address, not two
     out = []
     for part in parts:
-        ident = email(part)
+        ident = email(part, label)
         if ident is not None:
             out.append(ident)
     return out

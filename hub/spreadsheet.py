@@ -32,10 +32,11 @@ import itertools
 import os
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from hub import formats, normalize
 from hub.i18n import N_
@@ -77,19 +78,15 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "full_name": (
         "ФИО", "Ф.И.О.", "ФИО клиента", "Фамилия Имя Отчество", "Фамилия Имя",
         "Клиент", "Контакт", "Контактное лицо", "Покупатель", "Имя клиента",
-        "Полное имя", "Name", "Full name", "Customer", "Customer name",
-        "Client", "Client name", "Contact", "Contact name",
+        "Полное имя", "Полное имя контакта", "Имя, Фамилия", "Name", "Full name", "Customer",
+        "Customer name", "Client", "Client name", "Contact", "Contact name",
     ),
     "first_name": ("Имя", "First name", "Firstname", "Given name"),
     "last_name": ("Фамилия", "Last name", "Surname", "Family name"),
     "middle_name": ("Отчество", "Middle name", "Patronymic"),
     "phone": (
-        "Телефон", "Телефоны", "Тел.", "Тел", "Мобильный", "Моб. телефон",
-        "Мобильный телефон", "Телефон мобильный", "Сотовый", "Сотовый телефон",
-        "Рабочий телефон", "Телефон рабочий", "Домашний телефон",
-        "Контактный телефон", "Доп. телефон", "Номер телефона", "Phone",
-        "Phones", "Mobile", "Mobile phone", "Cell", "Cell phone", "Work phone",
-        "Tel", "Telephone", "Phone number",
+        "Телефон", "Телефоны", "Тел.", "Тел", "Контактный телефон", "Доп. телефон",
+        "Номер телефона", "Phone", "Phones", "Tel", "Telephone", "Phone number",
     ),
     "email": (
         "E-mail", "Email", "Emails", "Email address", "Эл. почта",
@@ -107,7 +104,7 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     ),
     "gender": ("Пол", "Gender", "Sex"),
     "company": (
-        "Компания", "Организация", "Название компании", "Company",
+        "Компания", "Организация", "Название компании", "Компания контакта", "Company",
         "Company name", "Organization", "Organisation",
     ),
     "tags": ("Теги", "Тег", "Метки", "Метка", "Tags", "Tag"),
@@ -115,6 +112,42 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
         "ID", "ИД", "Код", "Код клиента", "ID клиента", "Номер клиента",
         "Customer ID", "Client ID", "External ID",
     ),
+}
+
+# Phone and email columns that say what their values are (hub.records.LABELS):
+# the ones of Bitrix24's contact export («Рабочий телефон», «Номер пейджера»,
+# «Частный e-mail»...), of amoCRM's («Рабочий прямой телефон», «Личный email»...)
+# and of hand-made sheets. A pager number is nobody's own line any more: "other".
+_TYPED: dict[str, dict[str, tuple[str, ...]]] = {
+    "phone": {
+        "work": ("Рабочий телефон", "Телефон рабочий", "Рабочий прямой телефон", "Раб. телефон",
+                 "Work phone", "Office phone", "Business phone"),
+        "mobile": ("Мобильный телефон", "Телефон мобильный", "Мобильный", "Моб. телефон", "Сотовый",
+                   "Сотовый телефон", "Mobile", "Mobile phone", "Cell", "Cell phone"),
+        "home": ("Домашний телефон", "Телефон домашний", "Home phone"),
+        "fax": ("Номер факса", "Факс", "Fax"),
+        "mailing": ("Телефон для рассылок",),
+        "other": ("Другой телефон", "Номер пейджера", "Пейджер", "Other phone"),
+    },
+    "email": {
+        "work": ("Рабочий e-mail", "Рабочий email", "Рабочая почта", "Work email", "Work e-mail"),
+        "private": ("Частный e-mail", "Личный email", "Личный e-mail", "Личная почта", "Personal email",
+                    "Personal e-mail", "Private email"),
+        "mailing": ("E-mail для рассылок", "Email для рассылок"),
+        "other": ("Другой e-mail", "Другой email", "Other email"),
+    },
+}
+
+# Columns CRM exports carry that are not the person's identity but worth
+# keeping: they go to the contact's attributes under these keys
+# (documented in docs/import.md).
+_ATTRIBUTE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "responsible": ("Ответственный", "Ответственный за контакт", "Ответственный менеджер", "Менеджер",
+                    "Responsible", "Owner", "Manager"),
+    "position": ("Должность", "Должность (контакт)", "Position", "Job title", "Title"),
+    "salutation": ("Обращение", "Salutation"),
+    "contact_type": ("Тип контакта", "Contact type"),
+    "source_details": ("Дополнительно об источнике",),
 }
 
 
@@ -131,6 +164,20 @@ def _header_key(text: str) -> str:
 _HEADER_FIELDS: dict[str, str] = {
     _header_key(synonym): name for name, synonyms in _SYNONYMS.items() for synonym in synonyms
 }
+_HEADER_LABELS: dict[str, str] = {}
+for _field, _labels in _TYPED.items():
+    for _label, _headers in _labels.items():
+        for _header in _headers:
+            _HEADER_FIELDS[_header_key(_header)] = _field
+            _HEADER_LABELS[_header_key(_header)] = _label
+_HEADER_ATTRIBUTES: dict[str, str] = {
+    _header_key(header): key for key, headers in _ATTRIBUTE_COLUMNS.items() for header in headers
+}
+del _field, _labels, _label, _headers, _header
+
+# Title rows above the header ("Контакты — выгрузка от 01.12.2026") are looked
+# for among this many non-empty rows at the top of a file.
+HEADER_SCAN_ROWS = 20
 
 
 @dataclass(slots=True)
@@ -155,14 +202,43 @@ class SpreadsheetError(Exception):
     """The file as a whole cannot be imported; the message says what to fix."""
 
 
+@dataclass(slots=True)
+class Layout:
+    """How a file's columns were read, told back to the person importing it.
+
+    A column Hub does not understand used to vanish from their view; here it
+    is named, so a phone column under an unexpected header is noticed before
+    the base is used. ``header_row`` is the row Excel shows the headers on
+    (title rows above them are skipped); ``columns`` the columns Hub uses, as
+    {"column", "field", "label"}; ``attributes`` known CRM columns kept as
+    contact attributes (header -> attribute key); ``unused`` the headers of
+    columns Hub does not recognise, kept as attributes under their header;
+    ``ignored`` those dropped with ``--map COLUMN=ignore``; ``sheet`` the
+    workbook sheet read.
+    """
+
+    header_row: int | None = None
+    sheet: str | None = None
+    columns: list[dict[str, str | None]] = field(default_factory=list)
+    attributes: dict[str, str] = field(default_factory=dict)
+    unused: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
 def read_rows(
-    path: str | os.PathLike[str], *, source: str, mapping: dict[str, str] | None = None
+    path: str | os.PathLike[str], *, source: str, mapping: dict[str, str] | None = None,
+    header_row: int | None = None, sheet: str | None = None, layout: Layout | None = None,
 ) -> Iterator[Row]:
     """Stream a CSV/XLSX customer file as rows, one per non-empty data row.
 
     source: the system the file came from; goes to ``ContactRecord.source``.
     mapping: explicit COLUMN=FIELD overrides (header text -> field name, or
     field name 'ignore'), for headers the automatic recognition misses.
+    header_row: the row the headers are on, as Excel numbers it; by default
+    the first of the top rows that names a name, phone or email column, so
+    a title row or two above the table ("Контакты — выгрузка от ...") is
+    skipped. sheet: the workbook sheet to read (default: the active one).
+    layout: filled in once the header is read (see :class:`Layout`).
 
     Whole-file problems raise :class:`SpreadsheetError` when iteration
     starts; per-row problems never stop the import and are reported in the
@@ -171,11 +247,17 @@ def read_rows(
     name = os.fspath(path)
     extension = os.path.splitext(name)[1].lower()
     label = os.path.basename(name)
+    layout = layout if layout is not None else Layout()
     with ExitStack() as stack:
+        other_sheets: Callable[[], list[str]] = list
+        formulas = False
         if extension in _CSV_EXTENSIONS:
+            if sheet is not None:
+                raise SpreadsheetError(_("%(file)s: --sheet is for Excel workbooks; a CSV file has one table",
+                                         file=label))
             rows = _open_csv(name, stack)
         elif extension in _XLSX_EXTENSIONS:
-            rows = _open_xlsx(name, stack)
+            rows, layout.sheet, other_sheets, formulas = _open_xlsx(name, stack, sheet)
         else:
             shown = f"'{extension}'" if extension else _("(no extension)")
             raise SpreadsheetError(
@@ -184,14 +266,21 @@ def read_rows(
         line = 0
         try:
             numbered = enumerate(rows, start=1)
-            for line, cells in numbered:  # noqa: B007 - `line` says where a broken CSV stopped
-                headers = [cell.strip() for cell in cells]
-                if any(headers):
-                    break
-            else:
+            found = _find_header(numbered, header_row, mapping, label)
+            if found is None:
+                with_data = other_sheets()
+                if with_data:
+                    raise SpreadsheetError(
+                        _("%(file)s: the sheet %(sheet)r is empty; data is on the sheet(s) %(sheets)s: choose one "
+                          "with --sheet, e.g. --sheet '%(first)s'", file=label, sheet=layout.sheet,
+                          sheets=", ".join(repr(title) for title in with_data), first=with_data[0])
+                    )
                 raise SpreadsheetError(_("%(file)s: no header row, the file is empty", file=label))
-            plan = _RowPlan(headers, detect_columns(headers, mapping), source)
-            for line, cells in numbered:
+            line, headers, replay = found
+            plan = _RowPlan(headers, detect_columns(headers, mapping), source, formulas)
+            layout.header_row = line
+            layout.columns, layout.attributes, layout.unused, layout.ignored = plan.describe(headers)
+            for line, cells in itertools.chain(replay, numbered):
                 row = plan.build(cells, line)
                 if row is not None:
                     yield row
@@ -205,6 +294,68 @@ def read_rows(
                 _("%(file)s: text after row %(line)s is not UTF-8 although the start of the file is; re-save the "
                   "whole file in one encoding", file=label, line=line)
             ) from exc
+
+
+def _find_header(
+    numbered: Iterator[tuple[int, list[str]]], header_row: int | None, mapping: dict[str, str] | None, label: str,
+) -> tuple[int, list[str], list[tuple[int, list[str]]]] | None:
+    """(header line, headers, rows read past the header to hand out again), or None for an empty sheet.
+
+    Offices put a title, a date or an empty row above the table. Of the
+    first HEADER_SCAN_ROWS non-empty rows, the first naming at least two
+    known columns, one of them a name, phone or email, is the header; else
+    the first naming one such column; else the first non-empty row (whose
+    headers the error then lists).
+    """
+    if header_row is not None:
+        last = 0
+        for last, cells in numbered:
+            if last == header_row:
+                headers = [cell.strip() for cell in cells]
+                if not any(headers):
+                    raise SpreadsheetError(_("%(file)s: row %(row)s (--header-row) is empty", file=label,
+                                             row=header_row))
+                return last, headers, []
+        raise SpreadsheetError(_("%(file)s: --header-row %(row)s is past the end of the file (%(count)s rows)",
+                                 file=label, row=header_row, count=formats.number(last)))
+    scanned: list[tuple[int, list[str]]] = []
+    weak: tuple[int, list[str]] | None = None
+    chosen: tuple[int, list[str]] | None = None
+    for line, cells in numbered:
+        headers = [cell.strip() for cell in cells]
+        if not any(headers):
+            continue
+        scanned.append((line, cells))
+        score = _header_score(headers, mapping)
+        if score >= 2:
+            chosen = (line, headers)
+            break
+        if score and weak is None:
+            weak = (line, headers)
+        if len(scanned) >= HEADER_SCAN_ROWS:
+            break
+    if not scanned:
+        return None
+    if chosen is None:
+        chosen = weak or (scanned[0][0], [cell.strip() for cell in scanned[0][1]])
+    return chosen[0], chosen[1], [(line, cells) for line, cells in scanned if line > chosen[0]]
+
+
+def _header_score(headers: list[str], mapping: dict[str, str] | None) -> int:
+    """How many known columns a row names; 0 unless one is a name, phone or email."""
+    names: set[str] = set()
+    wanted = {_header_key(column): target.strip().lower() for column, target in (mapping or {}).items()
+              if target.strip().lower() != IGNORE}
+    for header in headers:
+        if not header:
+            continue
+        key = _header_key(header)
+        name = wanted.get(key) or _recognise(header)
+        if name is None and key in _HEADER_ATTRIBUTES:
+            name = "attribute:" + _HEADER_ATTRIBUTES[key]
+        if name is not None:
+            names.add(name)
+    return len(names) if names & _KEY_FIELDS else 0
 
 
 def detect_columns(headers: list[str], mapping: dict[str, str] | None = None) -> dict[int, str]:
@@ -292,10 +443,13 @@ class _RowPlan:
     keeps a million-row import fast.
     """
 
-    __slots__ = ("source", "today", "width", "single", "phones", "emails", "tags", "attributes")
+    __slots__ = ("source", "today", "width", "single", "phones", "emails", "tags", "attributes", "labelled",
+                 "formulas", "columns", "known")
 
-    def __init__(self, headers: list[str], columns: dict[int, str], source: str) -> None:
+    def __init__(self, headers: list[str], columns: dict[int, str], source: str, formulas: bool = False) -> None:
         self.source = source
+        self.columns = columns
+        self.formulas = formulas  # formula text, not values, may come in cells (a workbook saved without them)
         self.today = dt.date.today()
         self.width = len(headers)
         single: dict[str, list[int]] = {}
@@ -306,17 +460,39 @@ class _RowPlan:
         self.phones = tuple(i for i, name in columns.items() if name == "phone")
         self.emails = tuple(i for i, name in columns.items() if name == "email")
         self.tags = tuple(i for i, name in columns.items() if name == "tags")
+        self.labelled = tuple((i, _HEADER_LABELS[key]) for i, name in columns.items()
+                              if name in ("phone", "email")
+                              and (key := _label_key(headers[i])) in _HEADER_LABELS)
         attributes: list[tuple[int, str]] = []
         used: set[str] = set()
+        self.known: dict[int, str] = {}  # known CRM columns kept as attributes: index -> key
         for index, header in enumerate(headers):
             if index in columns:
                 continue
-            key = header or f"column {index + 1}"
+            known = _HEADER_ATTRIBUTES.get(_header_key(header)) if header else None
+            key = known or header or f"column {index + 1}"
             if key in used:
                 key = f"{key} (column {index + 1})"
             used.add(key)
             attributes.append((index, key))
+            if known:
+                self.known[index] = key
         self.attributes = tuple(attributes)
+
+    def describe(
+        self, headers: list[str],
+    ) -> tuple[list[dict[str, str | None]], dict[str, str], list[str], list[str]]:
+        """(used columns, known columns kept as attributes, unused columns, ignored columns) for :class:`Layout`."""
+        labels = dict(self.labelled)
+        used = [{"column": headers[i], "field": name, "label": labels.get(i)}
+                for i, name in sorted(self.columns.items()) if name != IGNORE]
+        known = {headers[i]: key for i, key in self.known.items()}
+        # A column without a header is usually one Excel merely formatted; its
+        # cells, if any, are still kept (as "column N").
+        unused = [header for i, header in enumerate(headers)
+                  if header and i not in self.columns and i not in self.known]
+        ignored = [header for i, header in enumerate(headers) if header and self.columns.get(i) == IGNORE]
+        return used, known, unused, ignored
 
     def build(self, raw: list[str], line: int) -> Row | None:
         """The row's record, or None for a row with nothing in it."""
@@ -338,8 +514,23 @@ class _RowPlan:
                 if cells[index]:
                     values[name] = cells[index]
                     break
+        warnings: list[str] = []
         phones = [cells[i] for i in self.phones if cells[i]]
         emails = [cells[i] for i in self.emails if cells[i]]
+        for cell in phones:  # a plain loop: this runs for every row of a million-row file
+            if cell[0] == "=":
+                phones = self._without_formulas(phones, self.phones, cells, line, warnings, "phone")
+                break
+        for cell in emails:
+            if cell[0] == "=":
+                emails = self._without_formulas(emails, self.emails, cells, line, warnings, "email")
+                break
+        if self.formulas:
+            for name in [name for name, value in values.items() if value[0] == "="]:
+                index = next(i for i in dict(self.single)[name] if cells[i] == values[name])
+                warnings.append(_("%(cell)s: the formula %(formula)s was not imported (save the file from Excel so "
+                                  "that it keeps the values of its formulas, or paste the values instead)",
+                                  cell=_cell_name(index, line), formula=values.pop(name)))
 
         first = last = middle = None
         if "full_name" in values:
@@ -351,9 +542,8 @@ class _RowPlan:
         if "middle_name" in values:
             middle = _clean_name(values["middle_name"])
         if not (first or last or middle or phones or emails):
-            return Row(line, None, _("no name, phone or email"))
+            return Row(line, None, _("no name, phone or email"), warnings)
 
-        warnings: list[str] = []
         birthday = None
         if "birthday" in values:
             birthday, problem = _parse_birthday(values["birthday"], self.today)
@@ -375,6 +565,11 @@ class _RowPlan:
             if cells[index]:
                 attributes[key] = cells[index]
 
+        labels: dict[str, str] = {}
+        for index, label in self.labelled:
+            if cells[index] and cells[index][0] != "=":
+                labels[cells[index]] = label
+
         record = ContactRecord(
             source=self.source,
             external_id=values.get("external_id"),
@@ -383,6 +578,7 @@ class _RowPlan:
             middle_name=middle,
             phones=phones,
             emails=emails,
+            labels=labels,
             birthday=birthday,
             city=values.get("city"),
             gender=gender,
@@ -391,6 +587,46 @@ class _RowPlan:
             attributes=attributes,
         )
         return Row(line, record, None, warnings)
+
+    @staticmethod
+    def _without_formulas(found: list[str], indexes: tuple[int, ...], cells: list[str], line: int,
+                          warnings: list[str], kind: str) -> list[str]:
+        """The cells but formulas, each formula told as a warning naming its cell ("C5").
+
+        A workbook saved by a program that does not compute formulas holds
+        "=A2&B2" where Excel would show a number; imported, that text would
+        be a phone no one can call.
+        """
+        for index in indexes:
+            cell = cells[index]
+            if cell and cell[0] == "=":
+                if kind == "phone":
+                    warnings.append(_("%(cell)s: the formula %(formula)s is not a phone number and was not "
+                                      "imported (save the file from Excel so that it keeps the values of its "
+                                      "formulas, or paste the values instead)", cell=_cell_name(index, line),
+                                      formula=cell))
+                else:
+                    warnings.append(_("%(cell)s: the formula %(formula)s is not an email address and was not "
+                                      "imported (save the file from Excel so that it keeps the values of its "
+                                      "formulas, or paste the values instead)", cell=_cell_name(index, line),
+                                      formula=cell))
+        return [cell for cell in found if cell[0] != "="]
+
+
+def _cell_name(index: int, line: int) -> str:
+    """A cell as Excel names it: column 2 of row 5 is "B5"."""
+    letters = ""
+    number = index + 1
+    while number:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return f"{letters}{line}"
+
+
+def _label_key(header: str) -> str:
+    """The header's key in _HEADER_LABELS, also for numbered copies ("Рабочий телефон 2")."""
+    key = _header_key(header)
+    return key if key in _HEADER_LABELS else key.rstrip("0123456789")
 
 
 # --- reading files -----------------------------------------------------------
@@ -482,13 +718,55 @@ def _sniff_delimiter(text: str) -> str:
     return best if counts[best] else ";"
 
 
-def _open_xlsx(path: str, stack: ExitStack) -> Iterator[list[str]]:
-    """Rows of the workbook's active sheet as text, streamed by openpyxl."""
+def _open_xlsx(
+    path: str, stack: ExitStack, sheet: str | None = None,
+) -> tuple[Iterator[list[str]], str, Callable[[], list[str]], bool]:
+    """(rows of the sheet as text, its title, the other sheets holding data, whether cells may hold formula text).
+
+    The values Excel computed for formulas are read. A workbook written by a
+    program that computes nothing (a script, some web exports) has formulas
+    without values; it is read for the formula text, so that a phone made by
+    a formula is reported instead of silently coming out empty.
+    """
+    check_xlsx(path)
+    workbook = _load_workbook(path, data_only=True)
+    stack.callback(workbook.close)
+    if sheet is not None:
+        if sheet not in workbook.sheetnames:
+            raise SpreadsheetError(_("%(file)s: no sheet %(sheet)r; the workbook has: %(sheets)s",
+                                     file=os.path.basename(path), sheet=sheet,
+                                     sheets=", ".join(repr(title) for title in workbook.sheetnames)))
+        chosen = workbook[sheet]
+    else:
+        chosen = workbook.active or workbook.worksheets[0]
+    formulas = _has_formulas_without_values(path, getattr(chosen, "_worksheet_path", ""))
+    if formulas:
+        workbook = _load_workbook(path, data_only=False)
+        stack.callback(workbook.close)
+        chosen = workbook[chosen.title]
+
+    def other_sheets() -> list[str]:
+        found = []
+        for other in workbook.worksheets:
+            if other.title == chosen.title:
+                continue
+            other.reset_dimensions()
+            if any(any(_cell_text(value) for value in values) for values in other.iter_rows(values_only=True)):
+                found.append(other.title)
+        return found
+
+    # Some programs write a wrong sheet size; without it openpyxl reads the
+    # rows that are really there instead of cutting them off.
+    chosen.reset_dimensions()
+    rows = chosen.iter_rows(min_row=1, values_only=True)
+    return ([_cell_text(value) for value in values] for values in rows), chosen.title, other_sheets, formulas
+
+
+def _load_workbook(path: str, *, data_only: bool) -> Any:
     import openpyxl  # imported here: CSV imports should not pay for it
 
-    check_xlsx(path)
     try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        return openpyxl.load_workbook(path, read_only=True, data_only=data_only)
     except OSError as exc:
         raise SpreadsheetError(_("%(file)s: cannot open: %(error)s", file=os.path.basename(path),
                                  error=exc.strerror)) from exc
@@ -496,13 +774,29 @@ def _open_xlsx(path: str, stack: ExitStack) -> Iterator[list[str]]:
         raise SpreadsheetError(
             _("%(file)s: not a readable Excel workbook (%(error)s)", file=os.path.basename(path), error=exc)
         ) from exc
-    stack.callback(workbook.close)
-    sheet = workbook.active or workbook.worksheets[0]
-    # Some programs write a wrong sheet size; without it openpyxl reads the
-    # rows that are really there instead of cutting them off.
-    sheet.reset_dimensions()
-    rows = sheet.iter_rows(min_row=1, values_only=True)
-    return ([_cell_text(value) for value in values] for values in rows)
+
+
+# A formula cell without the value Excel would have stored next to it.
+_FORMULA_WITHOUT_VALUE = re.compile(rb"(?:</f>|<f\b[^>]*/>)\s*(?:<v\s*/>|<v>\s*</v>)?\s*</c>")
+
+
+def _has_formulas_without_values(path: str, part: str) -> bool:
+    """Whether the sheet's XML holds a formula with no stored value (streamed, a block at a time)."""
+    if not part:
+        return False
+    with zipfile.ZipFile(path) as archive:
+        try:
+            handle = archive.open(part.lstrip("/"))
+        except KeyError:
+            return False
+        with handle:
+            tail = b""
+            while block := handle.read(_CHECK_BLOCK):
+                text = tail + block
+                if b"<f" in text and _FORMULA_WITHOUT_VALUE.search(text):
+                    return True
+                tail = text[-256:]
+    return False
 
 
 def _cell_text(value: object) -> str:
@@ -531,6 +825,9 @@ def _cell_text(value: object) -> str:
         return value.isoformat(sep=" ")
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
+    formula = getattr(value, "text", None)  # an array formula, read from a workbook saved without values
+    if isinstance(formula, str):
+        return formula.strip()
     return str(value).strip()
 
 

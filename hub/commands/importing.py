@@ -37,19 +37,27 @@ def _parse_map(values: Iterable[str]) -> dict[str, str]:
 @click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
               help="Map a column to a field (first_name, last_name, middle_name, full_name, phone, email, "
                    "birthday, city, source, gender, company, tags, external_id) or to 'ignore'. Repeatable.")
+@click.option("--header-row", type=click.IntRange(min=1), metavar="N",
+              help="The row the column headers are on, as Excel numbers it (default: found among the top rows, "
+                   "skipping title rows above the table).")
+@click.option("--sheet", metavar="NAME", help="The workbook sheet to read (default: the active one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
-def import_contacts(app: App, file: Path, source: str | None, maps: tuple[str, ...], as_json: bool) -> None:
+def import_contacts(app: App, file: Path, source: str | None, maps: tuple[str, ...], header_row: int | None,
+                    sheet: str | None, as_json: bool) -> None:
     """Import a spreadsheet of contacts: phones and emails normalized, duplicates merged.
 
     CSV in UTF-8 (with or without BOM) or Windows-1251, ';' or ',' separated,
-    or XLSX. Columns are recognised by their Russian or English names.
+    or XLSX. Columns are recognised by their Russian or English names,
+    including those of Bitrix24's and amoCRM's contact exports; the report
+    names every column that was not used.
     """
     engine = app.ready_engine()
     with progress_bar(enabled=not as_json) as bar:
         task = bar.add_task(_("Importing %(file)s", file=file.name), total=None)
         report = importer.import_contacts(engine, app.settings, file, source=source, mapping=_parse_map(maps),
-                                          progress=lambda n: bar.advance(task, n))
+                                          progress=lambda n: bar.advance(task, n), header_row=header_row,
+                                          sheet=sheet)
     if as_json:
         emit_json(report.as_dict())
         return
@@ -68,6 +76,21 @@ def _print_import(report: importer.ImportReport) -> None:
     for label, value in rows:
         table.add_row(label, formats.number(value))
     Console().print(table)
+    if report.header_row is not None and report.header_row != 1:
+        click.echo(_("Column headers read from row %(row)s.", row=report.header_row))
+    if report.attribute_columns:
+        click.echo(_("Kept as contact attributes: %(columns)s.", columns=", ".join(
+            f"«{column}» → {key}" for column, key in report.attribute_columns.items())))
+    if report.unused_columns:
+        click.echo(ngettext("%(num)s column not used (its values are kept as text attributes; name it with "
+                            "--map if it holds phones, emails or names): %(columns)s.",
+                            "%(num)s columns not used (their values are kept as text attributes; name them with "
+                            "--map if they hold phones, emails or names): %(columns)s.",
+                            len(report.unused_columns), num=formats.number(len(report.unused_columns)),
+                            columns=", ".join(f"«{column}»" for column in report.unused_columns)))
+    if report.ignored_columns:
+        click.echo(_("Dropped as asked (--map …=ignore): %(columns)s.",
+                     columns=", ".join(f"«{column}»" for column in report.ignored_columns)))
     for item in report.skipped[:20]:
         click.echo("  " + _("line %(line)s: %(reason)s", line=item["line"], reason=item["reason"]))
     if report.skipped_count > 20:
