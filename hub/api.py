@@ -69,6 +69,7 @@ from hub.send_limits import NOT_COUNTED, FrequencyCap, SendLimits, cap_until
 from hub.send_limits import load as load_send_limits
 from hub.sync import Page, ReconcilingSource, Source, SyncError, TargetedSource
 from hub.writeback import NoCrmHolds, WriteBack, WriteBackError
+from hub.unmerge import UnmergeRefused, unmerge
 from hub.writeback import apply as write_back
 
 __all__ = [
@@ -83,7 +84,7 @@ __all__ = [
     "Source", "TargetedSource", "ReconcilingSource", "Page", "ContactRecord", "OrderRecord", "Deletion",
     "OrderStatus", "SyncError", "WriteBack", "WriteBackError", "NoCrmHolds", "person_name",
     # people: who a contact is now (after merges), their card, their consent, their local time
-    "current_contact_id", "contact_card", "ContactIdentity",
+    "current_contact_id", "contact_card", "ContactIdentity", "unmerge", "UnmergeRefused",
     "can_contact", "current_consent", "record_consent", "consent_channels", "consent_purposes", "kind_for_channel",
     "consent_status_title", "consent_channel_title", "consent_purpose_title",
     "contact_addresses", "TRANSACTIONAL",

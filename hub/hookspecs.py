@@ -133,18 +133,24 @@ def contact_unmerged(conn: Connection, settings: Settings, survivor_id: int, res
                      snapshot: dict[str, Any]) -> None:
     """A merge was undone: give ``restored_id`` back what was its own before merge ``merge_id``.
 
-    Reserved: Hub cannot undo a merge yet, so nothing calls this hook today;
-    it is specified now so plugins can keep what they will need. When unmerge
-    comes, it will be called once per undone merge, inside the unmerge's transaction, after the
-    core has recreated ``restored_id`` (same id) from the merge's ``snapshot``
-    (what contact_merges kept: fields, provenance, tags, identities, external
-    references) and moved its own rows back. Rows a plugin moved in
+    Called once per undone merge (``hub contacts unmerge``, the admin's
+    undo), inside the unmerge's transaction, after the core has recreated
+    ``restored_id`` (same id) from the merge's ``snapshot`` (what
+    contact_merges kept: fields, provenance, tags, attributes, identities,
+    external references, and for merges since 0.1 also survivor_identities,
+    order_ids, consent_event_ids) and moved its own rows back: the restored
+    contact's identities, references, orders and consent events already point
+    at it, and values both held are on both, shared. ``survivor_id`` is the
+    contact that holds the merged values today: the merge's survivor, or the
+    contact it was merged into later. Rows a plugin moved in
     ``contact_merged`` for this ``merge_id`` should move back; rows the
     survivor gained since the merge stay with the survivor. The hook promises
     only ids and the snapshot: a plugin that needs to know which of its rows
-    came from the restored contact must have recorded that when it repointed.
+    came from the restored contact must have recorded that when it repointed,
+    or tell them by the restored contact's own addresses and references.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.1 called: merges can be undone.
     """
 
 

@@ -359,63 +359,63 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
                     labels[key].add(ident.label)
 
     # Step 2: who holds each value, as the references alone tell.
-    involved = {c for key in by_value for c in ([found.personal[key]] if key in found.personal else [])}
-    involved.update(c for key in by_value for c in found.holders.get(key, ()))
-    involved.update(node[1] for node in list(uf.parent) if node[0] == "contact")
-    person = _load_names(conn, involved)
-    for cid in involved:
-        uf.find(("contact", cid))
+    for key in by_value:
+        if key in found.personal:
+            uf.find(("contact", found.personal[key]))
+        for cid in found.holders.get(key, ()):
+            uf.find(("contact", cid))
     base_root = {node: uf.find(node) for node in list(uf.parent)}
-    root_name: dict[Any, names.Name] = {}
+    root_recs: dict[Any, list[int]] = defaultdict(list)
     root_contacts: dict[Any, set[int]] = defaultdict(set)
     for node, root in base_root.items():
-        if node[0] == "contact":
+        if node[0] == "rec":
+            root_recs[root].append(node[1])
+        elif node[0] == "contact":
             root_contacts[root].add(node[1])
-    for i, p in enumerate(prepared):
-        rec = p.record
-        name = names.Name(rec.first_name, rec.last_name, rec.middle_name)
-        root = base_root[("rec", i)]
-        if root not in root_name and not name.empty:
-            root_name[root] = name
-    for root, cids in root_contacts.items():
-        if root not in root_name:
-            root_name[root] = next((person[c] for c in sorted(cids) if c in person and not person[c].empty),
-                                   names.Name())
+
+    # Which values are contested (several holders, or shared already), and so whose names matter.
+    contested: dict[tuple[str, str], set[Any]] = {}
+    for key, recs in by_value.items():
+        roots = {base_root[("rec", i)] for i in recs}
+        if key in found.personal:
+            roots.add(base_root[("contact", found.personal[key])])
+        if key in found.holders:
+            roots.update(base_root[("contact", c)] for c in found.holders[key])
+        if len(roots) > 1 or key in found.shared:
+            contested[key] = roots
+    root_name = _names_of({r for roots in contested.values() for r in roots}, prepared, root_recs, root_contacts,
+                          conn)
 
     decided: dict[tuple[str, str], str | None] = {}
-    for key, recs in by_value.items():
+    for key in by_value:
         kind, value = key
         reason = found.shared.get(key)
         if reason is None:
             reason = intrinsic_reason(kind, value, labels.get(key, ()))
-            if reason is None:
-                roots = {base_root[("rec", i)] for i in recs}
-                if key in found.personal:
-                    roots.add(base_root[("contact", found.personal[key])])
-                if len(roots) > 1:
-                    reason = _shared_by_names(kind, value, labels.get(key, set()),
-                                              [root_name.get(root, names.Name()) for root in roots])
+            if reason is None and key in contested:
+                reason = _shared_by_names(kind, value, labels.get(key, set()),
+                                          [root_name[root] for root in contested[key]])
             if reason is not None:
                 result.shared[key] = reason
         decided[key] = reason
 
-    # Step 3: join.
-    apart = _apart_pairs(conn, involved) if involved else set()
+    # Step 3: join, by personal values first: a person's own value is evidence no shared one outweighs,
+    # so a pair kept apart is checked against the groups those values made.
+    involved = {c for cids in root_contacts.values() for c in cids}
+    apart = _apart_pairs(conn, involved) if involved else {}
+    for key, recs in by_value.items():
+        if decided[key] is None:
+            nodes = [("rec", i) for i in recs]
+            if key in found.personal:
+                nodes.append(("contact", found.personal[key]))
+            for node in nodes[1:]:
+                if not (apart and _kept_apart(uf, nodes[0], node, apart, f"{key[0]}:{key[1]}")):
+                    uf.union(nodes[0], node)
     for key, recs in by_value.items():
         reason = decided[key]
-        if reason is None:
-            first = ("rec", recs[0])
-            for i in recs[1:]:
-                uf.union(first, ("rec", i))
-            if key in found.personal:
-                uf.union(first, ("contact", found.personal[key]))
-        elif reason not in NEVER_JOIN:
-            roots = {base_root[("rec", i)] for i in recs}
-            with_records = set(roots)
-            roots.update(base_root[("contact", c)] for c in found.holders.get(key, ()))
-            if key in found.personal:
-                roots.add(base_root[("contact", found.personal[key])])
-            _join_agreeing(uf, roots, with_records, root_name, apart)
+        if reason is not None and reason not in NEVER_JOIN:
+            with_records = {base_root[("rec", i)] for i in recs}
+            _join_agreeing(uf, contested.get(key, with_records), with_records, root_name, apart)
 
     groups: dict[Any, list[int]] = defaultdict(list)
     group_contacts: dict[Any, set[int]] = defaultdict(set)
@@ -515,8 +515,33 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     return result
 
 
+def _names_of(roots: set[Any], prepared: Sequence[Prepared], root_recs: dict[Any, list[int]],
+              root_contacts: dict[Any, set[int]], conn: Connection) -> dict[Any, names.Name]:
+    """The name each holder goes by: its first named record of this chunk, else its contact's name.
+
+    Only holders of contested values are asked: most values of a chunk have
+    one holder, and reading every record's name would cost more than the rule.
+    """
+    out: dict[Any, names.Name] = {}
+    need: dict[Any, set[int]] = {}
+    for root in roots:
+        for i in root_recs.get(root, ()):
+            rec = prepared[i].record
+            if rec.first_name or rec.last_name or rec.middle_name:
+                name = names.Name(rec.first_name, rec.last_name, rec.middle_name)
+                if not name.empty:
+                    out[root] = name
+                    break
+        else:
+            need[root] = root_contacts.get(root, set())
+    person = _load_names(conn, {c for cids in need.values() for c in cids})
+    for root, cids in need.items():
+        out[root] = next((person[c] for c in sorted(cids) if c in person and not person[c].empty), names.Name())
+    return out
+
+
 def _join_agreeing(uf: _UnionFind, holders: set[Any], with_records: set[Any], root_name: dict[Any, names.Name],
-                   apart: set[tuple[int, int]]) -> None:
+                   apart: dict[tuple[int, int], frozenset[str]]) -> None:
     """Join holders of a shared value that read the same or whose names agree, one of them a record of this chunk.
 
     Reading the same includes two nameless holders: nothing tells them apart,
@@ -536,10 +561,8 @@ def _join_agreeing(uf: _UnionFind, holders: set[Any], with_records: set[Any], ro
     def join(a: Any, b: Any) -> None:
         if a not in with_records and b not in with_records:
             return
-        if apart:
-            ours, theirs = uf.contacts_of(a), uf.contacts_of(b)
-            if any((min(x, y), max(x, y)) in apart for x in ours for y in theirs):
-                return
+        if apart and _kept_apart(uf, a, b, apart, None):
+            return
         uf.union(a, b)
 
     for members in by_reading.values():
@@ -610,15 +633,30 @@ def _load_names(conn: Connection, ids: set[int]) -> dict[int, names.Name]:
     return out
 
 
-def _apart_pairs(conn: Connection, ids: set[int]) -> set[tuple[int, int]]:
-    """Pairs among these contacts a person said are two people."""
-    out: set[tuple[int, int]] = set()
+def _apart_pairs(conn: Connection, ids: set[int]) -> dict[tuple[int, int], frozenset[str]]:
+    """Pairs among these contacts a person said are two people, with the values that had joined them."""
+    out: dict[tuple[int, int], frozenset[str]] = {}
     c = apart_t.c
     for part in chunks(sorted(ids), LOOKUP_CHUNK):
-        for low, high in conn.execute(select(c.low_id, c.high_id).where(among(conn, c.high_id, part))):
+        for low, high, keys in conn.execute(select(c.low_id, c.high_id, c["keys"]).where(among(conn, c.high_id, part))):
             if low in ids:
-                out.add((low, high))
+                out[(low, high)] = frozenset(keys or ())
     return out
+
+
+def _kept_apart(uf: _UnionFind, a: Any, b: Any, apart: dict[tuple[int, int], frozenset[str]],
+                key: str | None) -> bool:
+    """Whether joining these two groups would join a pair kept apart, on evidence that does not count.
+
+    Through a shared value (key None) nothing joins them again; through a
+    personal value, only one that did not join them before.
+    """
+    for x in uf.contacts_of(a):
+        for y in uf.contacts_of(b):
+            old = apart.get((min(x, y), max(x, y)))
+            if old is not None and (key is None or key in old):
+                return True
+    return False
 
 
 _CONTACT_COLUMNS = FIELDS + ("tags", "attributes", "provenance", "name_key")

@@ -220,8 +220,9 @@ class ContactMerge(Base):
 class ContactsApart(Base):
     """Two contacts a person said are two people (by undoing their merge).
 
-    A shared value never joins them again; only new evidence does: a
-    personal phone or email both of them turn out to hold.
+    Neither a shared value nor the values that joined them before join them
+    again; only new evidence does: another personal phone or email both of
+    them turn out to hold.
     """
 
     __tablename__ = "contacts_apart"
@@ -230,6 +231,8 @@ class ContactsApart(Base):
     low_id: Mapped[int] = mapped_column(Integer)
     high_id: Mapped[int] = mapped_column(Integer, index=True)
     merge_id: Mapped[int | None] = mapped_column(Integer)
+    # The values ("phone:+7…") that joined them once: read again, they are old evidence and join nothing.
+    keys: Mapped[list[str]] = mapped_column(JSONType, default=list)
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

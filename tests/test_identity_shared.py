@@ -159,3 +159,37 @@ def test_a_pair_kept_apart_is_not_joined_by_a_shared_value(hub_db: HubDB) -> Non
                      .values(first_name="Иван", last_name="Петров"))
     result = write(hub_db, person("c", "1", "Иван", "Петров", phones=[SWITCHBOARD]))
     assert not result.merged
+
+
+def test_an_undone_merge_stays_undone_when_a_row_names_one_half_by_its_own_mobile(hub_db: HubDB) -> None:
+    """Father and son, both Иван Петров, share the flat's landline; a person undid their merge.
+
+    A later row with the son's mobile and the landline is the son: the landline (shared now) must
+    not join him to his father through their equal names.
+    """
+    from hub import unmerge
+
+    landline, father_mobile, son_mobile = "8 (495) 222-33-44", "+7 916 000-00-11", "+7 903 555-66-77"
+    father = write(hub_db, person("crm", "1", "Иван", "Петров", phones=[father_mobile])).contact_ids[0]
+    son = write(hub_db, person("crm", "2", "Иван", "Петров", phones=[son_mobile])).contact_ids[0]
+    # A sheet row listing both mobiles and the landline joins them, wrongly.
+    joined = write(hub_db, ContactRecord(source="import:family.csv", first_name="Иван", last_name="Петров",
+                                         phones=[father_mobile, son_mobile, landline]))
+    assert joined.merged == [(father, son)]
+    with hub_db.engine.connect() as conn:
+        merge_id = conn.execute(select(identity.merges_t.c.id)).scalar_one()
+    unmerge.unmerge(hub_db.engine, hub_db.settings, merge_id, actor="test")
+    # Each mobile is its holder's own again, not shared.
+    assert holders(hub_db, "+79160000011") == {father: None} and holders(hub_db, "+79035556677") == {son: None}
+    # The same row imported again is old evidence: it joins nobody.
+    again = write(hub_db, ContactRecord(source="import:family.csv", first_name="Иван", last_name="Петров",
+                                        phones=[father_mobile, son_mobile, landline]))
+    assert not again.merged
+    # A row with the son's mobile and the landline is the son, not joined to his father by their names.
+    row = write(hub_db, ContactRecord(source="import:other.csv", first_name="Иван", last_name="Петров",
+                                      phones=[son_mobile, landline]))
+    assert not row.merged and row.contact_ids == [son]
+    # New evidence still joins them: a personal email both turn out to hold.
+    both = write(hub_db, person("crm", "1", "Иван", "Петров", phones=[father_mobile], emails=["ivan@petrov.ru"]),
+                 person("crm", "2", "Иван", "Петров", phones=[son_mobile], emails=["ivan@petrov.ru"]))
+    assert both.merged

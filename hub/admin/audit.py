@@ -31,6 +31,7 @@ ACTION_TITLES = {
     "segments_refresh_requested": N_("segments refresh requested"),
     "template_saved": N_("template saved"), "template_removed": N_("template removed"),
     "consent_recorded_by_staff": N_("consent recorded by staff"), "contact_merged": N_("contacts merged"),
+    "contact_unmerged": N_("merge undone"),
 }
 # Who acts when no person does.
 ACTOR_TITLES = {"scheduler": N_("scheduler"), "cli": N_("command line")}

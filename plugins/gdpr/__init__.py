@@ -96,6 +96,14 @@ def contact_merged(conn: Any, survivor_id: int, merged_id: int) -> None:
     capture.follow_merge(conn, survivor_id, merged_id)
 
 
+@hookimpl
+def contact_unmerged(conn: Any, survivor_id: int, restored_id: int) -> None:
+    """… and back to the restored contact when the merge is undone, those made with its own address."""
+    from plugins.gdpr import capture
+
+    capture.follow_unmerge(conn, survivor_id, restored_id)
+
+
 @hookimpl(trylast=True)
 def contact_erased(conn: Any, contact_id: int) -> None:
     """Signups still waiting for their click, made with the erased person's address, are forgotten too.

@@ -43,7 +43,8 @@ from sqlalchemy import Connection, Engine, delete, or_, select, update
 # not in hub.api on purpose: public sign-up writes a contact through the sync path (normalized, identified),
 # reads the signed links it serves and sends the opt-in letter through the outbox at once
 from hub import consent, identity, links, message_templates, messaging, normalize, sync
-from hub.api import Contact, ContactRecord, Message, Settings, TemplateError, current_contact_id, insert_for, utcnow
+from hub.api import (Contact, ContactIdentity, ContactRecord, Message, Settings, TemplateError, current_contact_id,
+                     insert_for, utcnow)
 from plugins.gdpr import config, limits
 from plugins.gdpr.erasure import refuse_erased
 from plugins.gdpr.models import ConsentRequest
@@ -490,3 +491,19 @@ def _digest(token: str) -> str:
 def follow_merge(conn: Connection, survivor: int, merged: int) -> None:
     """A signup waiting for its click belongs to whoever the person became (the contact_merged hook)."""
     conn.execute(update(requests_t).where(requests_t.c.contact_id == merged).values(contact_id=survivor))
+
+
+def follow_unmerge(conn: Connection, survivor: int, restored: int) -> None:
+    """Signups made with the restored contact's own address are its own again (the contact_unmerged hook).
+
+    A request keeps the address it was made with; one made with an address
+    both contacts hold, or with none, stays with the survivor.
+    """
+    c = ContactIdentity.__table__.c
+    own = set(conn.execute(select(c.value).where(c.contact_id == restored, c.valid, c.shared.is_(None))).scalars())
+    if not own:
+        return
+    rows = conn.execute(select(requests_t.c.id, requests_t.c.evidence).where(requests_t.c.contact_id == survivor))
+    mine = [r.id for r in rows if isinstance(r.evidence, dict) and r.evidence.get("address") in own]
+    if mine:
+        conn.execute(update(requests_t).where(requests_t.c.id.in_(mine)).values(contact_id=restored))

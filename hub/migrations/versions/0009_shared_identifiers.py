@@ -10,6 +10,7 @@ Revises: 0008
 
 from alembic import op
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 revision = '0009'
 down_revision = '0008'
@@ -38,6 +39,8 @@ def upgrade() -> None:
         sa.Column('low_id', sa.Integer(), nullable=False),
         sa.Column('high_id', sa.Integer(), nullable=False),
         sa.Column('merge_id', sa.Integer(), nullable=True),
+        sa.Column('keys', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'),
+                  nullable=False),
         sa.Column('actor', sa.String(length=200), nullable=False),
         sa.Column('at', sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_contacts_apart')),

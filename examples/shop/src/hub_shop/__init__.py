@@ -84,6 +84,23 @@ def contact_merged(conn: Any, survivor_id: int, merged_id: int) -> None:
 
 
 @hookimpl
+def contact_unmerged(conn: Any, survivor_id: int, restored_id: int) -> None:
+    """Coupons bound to the restored contact's own shop account go back to it; the others stay."""
+    from sqlalchemy import select, update
+
+    from hub.api import ExternalRef
+    from hub_shop.client import NAME
+    from hub_shop.coupons import COUPONS
+
+    refs = ExternalRef.__table__.c
+    accounts = [int(i) for i in conn.execute(select(refs.external_id).where(
+        refs.contact_id == restored_id, refs.source == NAME)).scalars() if str(i).isdigit()]
+    if accounts:
+        conn.execute(update(COUPONS).where(COUPONS.c.contact_id == survivor_id, COUPONS.c.customer_id.in_(accounts))
+                     .values(contact_id=restored_id))
+
+
+@hookimpl
 def contact_erased(conn: Any, contact_id: int) -> None:
     """An erased person's coupons are forgotten here; the shop keeps its own records under its own rules."""
     from hub_shop.coupons import forget
