@@ -34,6 +34,7 @@ from hub.config import Settings
 from hub.db import among, utcnow
 from hub.i18n import gettext as _
 from hub.models import ContactsApart
+from hub.segments import membership
 
 contacts_t = identity.contacts_t
 identities_t = identity.identities_t
@@ -72,10 +73,10 @@ def unmerge(engine: Engine, settings: Settings, merge_id: int, *, actor: str) ->
     survivor, so the restored contact has no answer at all, which lets
     nothing be sent to it until it gives one.
 
-    Order stats are recomputed for both at once. Both contacts are marked
-    changed, so the next segment refresh (incremental or full) looks at them;
-    membership is not refreshed here, because a refresh covers every
-    segment of the base.
+    Order stats are recomputed for both at once, and the segments are
+    refreshed after the transaction (both contacts are marked changed, so an
+    incremental refresh looks at them): lists, counts and workflows see the
+    two people at once.
     """
     from hub.admin import audit
     from hub.plugins import get_pm
@@ -127,6 +128,9 @@ def unmerge(engine: Engine, settings: Settings, merge_id: int, *, actor: str) ->
                   "identities": n_identities, "refs": n_refs}
         audit.record(conn, actor, AUDIT_ACTION, contact_id=restored, merge=merge_id, survivor=survivor,
                      shared=result["shared"], orders=n_orders, identities=n_identities, refs=n_refs)
+    # Segments right at once, as if the merge had never happened: an incremental refresh looks at the
+    # two contacts just marked changed (and at whatever else changed since the last refresh).
+    membership.refresh(engine, settings)
     return result
 
 

@@ -123,6 +123,21 @@ def test_an_unmerge_gives_each_person_their_own_values_orders_and_consent_back(h
         # both are marked changed, so the next incremental segment refresh looks at them
         changed = conn.execute(select(Contact.id).where(Contact.updated_at >= merge.undone_at)).scalars()
         assert set(changed) == {a, b}
+        # and the segments were refreshed at once: the son is in the lifecycle segment his orders put him in
+        segments = _members(conn)
+        assert b in set().union(*segments.values())
+        assert b not in segments.get("never_bought", set()) and b not in segments.get("potential", set())
+
+
+def _members(conn: Any) -> dict[str, set[int]]:
+    from hub.models import Segment, SegmentMember
+
+    out: dict[str, set[int]] = {}
+    rows = conn.execute(select(Segment.name, SegmentMember.contact_id)
+                        .join(Segment, Segment.id == SegmentMember.segment_id))
+    for name, contact_id in rows:
+        out.setdefault(name, set()).add(contact_id)
+    return out
 
 
 def test_reading_the_same_records_again_does_not_join_them_but_a_new_personal_phone_does(hub_db: HubDB) -> None:
