@@ -3,7 +3,10 @@
 `hub contacts list --json` is what scripts build on: an array of
 {id, first_name, last_name, phones (E.164), emails, external_refs
 [{source, id}], orders_count (won), revenue, last_order_at, lifecycle}, plus a
-few more keys. Rows stream in pages so a million contacts never sit in memory.
+few more keys. `identities` gives each phone and email with its type as the
+source gave it (`label`) and, for a value several people use, why it is
+shared (`shared`, null for a person's own). Rows stream in pages so a million
+contacts never sit in memory.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import Connection, select
 
-from hub import identity
+from hub import formats, identity
 from hub.i18n import gettext as _
 from hub.db import utcnow
 from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef, LeadScore, Order
@@ -78,6 +81,8 @@ def _shape(r: Any, idents: list[Any], refs: list[Any], now: dt.datetime,
         "emails": values("email", True),
         "invalid_phones": values("phone", False),
         "invalid_emails": values("email", False),
+        "identities": [{"kind": i.kind, "value": i.value if i.valid else i.raw, "valid": i.valid, "label": i.label,
+                        "shared": i.shared} for i in idents],
         "external_refs": [{"source": x.source, "id": x.external_id} for x in refs if x.deleted_at is None],
         "orders_count": r.orders_count,
         "revenue": float(r.revenue or 0),
@@ -123,7 +128,7 @@ def card(conn: Connection, contact_id: int, **kwargs: Any) -> dict[str, Any] | N
     out["attributes"] = provenance.attributes
     out["identities"] = [
         {"kind": i.kind, "value": i.value, "raw": i.raw, "valid": i.valid, "source": i.source,
-         "added_at": _iso(i.created_at)}
+         "added_at": _iso(i.created_at), "label": i.label, "shared": i.shared}
         for i in conn.execute(select(identities_t).where(identities_t.c.contact_id == contact_id)
                               .order_by(identities_t.c.id))
     ]
@@ -134,7 +139,34 @@ def card(conn: Connection, contact_id: int, **kwargs: Any) -> dict[str, Any] | N
                               .order_by(orders_t.c.closed_at))
     ]
     out["merges"] = [
-        {"merged_id": m.merged_id, "reason": m.reason, "snapshot": m.snapshot, "actor": m.actor, "at": _iso(m.at)}
+        {"id": m.id, "merged_id": m.merged_id, "reason": m.reason, "snapshot": m.snapshot, "actor": m.actor,
+         "at": _iso(m.at), "undone_at": _iso(m.undone_at), "undone_by": m.undone_by}
         for m in conn.execute(select(merges_t).where(merges_t.c.survivor_id == contact_id).order_by(merges_t.c.id))
     ]
     return out
+
+
+def value_note(label: str | None, shared: str | None) -> str:
+    """What a person should know about one phone or email: its type, and why it is shared if it is.
+
+    "рабочий, общий: у людей с разными именами": a shared value is a place
+    (a switchboard, info@), so whoever reads the card knows not to take it
+    for this person's own.
+    """
+    parts = [identity.label_title(label)] if label else []
+    if shared:
+        parts.append(_("shared: %(reason)s", reason=identity.shared_title(shared)))
+    return ", ".join(parts)
+
+
+def key_title(key: Any) -> str:
+    """A merge key ("phone:+74951112233") as the card shows that value: +7 495 111-22-33."""
+    kind, _sep, value = str(key).partition(":")
+    if kind == "phone" and value:
+        return formats.phone(value)
+    if kind == "email" and value:
+        return value
+    if kind == "ref" and value:
+        source, _sep, external_id = value.partition("/")
+        return f"{source}:{external_id}" if external_id else value
+    return str(key)

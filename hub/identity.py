@@ -358,64 +358,57 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
                 if ident.label:
                     labels[key].add(ident.label)
 
-    # Step 2: who holds each value, as the references alone tell.
-    for key in by_value:
-        if key in found.personal:
-            uf.find(("contact", found.personal[key]))
-        for cid in found.holders.get(key, ()):
-            uf.find(("contact", cid))
-    base_root = {node: uf.find(node) for node in list(uf.parent)}
-    root_recs: dict[Any, list[int]] = defaultdict(list)
-    root_contacts: dict[Any, set[int]] = defaultdict(set)
-    for node, root in base_root.items():
-        if node[0] == "rec":
-            root_recs[root].append(node[1])
-        elif node[0] == "contact":
-            root_contacts[root].add(node[1])
-
-    # Which values are contested (several holders, or shared already), and so whose names matter.
-    contested: dict[tuple[str, str], set[Any]] = {}
-    for key, recs in by_value.items():
-        roots = {base_root[("rec", i)] for i in recs}
-        if key in found.personal:
-            roots.add(base_root[("contact", found.personal[key])])
-        if key in found.holders:
-            roots.update(base_root[("contact", c)] for c in found.holders[key])
-        if len(roots) > 1 or key in found.shared:
-            contested[key] = roots
-    root_name = _names_of({r for roots in contested.values() for r in roots}, prepared, root_recs, root_contacts,
-                          conn)
-
+    # Step 2: who holds each value, as the references alone tell. Most values of a chunk have one
+    # holder and pass straight through; only contested ones (several holders, or shared) are weighed.
+    find = uf.find
     decided: dict[tuple[str, str], str | None] = {}
-    for key in by_value:
-        kind, value = key
+    contested: dict[tuple[str, str], set[Any]] = {}  # value -> the groups holding it
+    brought: dict[tuple[str, str], set[Any]] = {}  # value -> the groups of this chunk's records holding it
+    for key, recs in by_value.items():
         reason = found.shared.get(key)
         if reason is None:
-            reason = intrinsic_reason(kind, value, labels.get(key, ()))
-            if reason is None and key in contested:
-                reason = _shared_by_names(kind, value, labels.get(key, set()),
-                                          [root_name[root] for root in contested[key]])
+            reason = intrinsic_reason(key[0], key[1], labels[key] if key in labels else ())
             if reason is not None:
                 result.shared[key] = reason
         decided[key] = reason
+        holder = found.personal.get(key)
+        if reason in NEVER_JOIN or (len(recs) == 1 and holder is None and key not in found.holders):
+            continue
+        ours = {find(("rec", i)) for i in recs}
+        roots = set(ours)
+        if holder is not None:
+            roots.add(find(("contact", holder)))
+        for cid in found.holders.get(key, ()):
+            roots.add(find(("contact", cid)))
+        if len(roots) > 1:
+            contested[key] = roots
+            brought[key] = ours
+    root_name = _names_of({r for roots in contested.values() for r in roots}, prepared, uf, conn)
+    for key, roots in contested.items():
+        if decided[key] is None:
+            reason = _shared_by_names(key[0], key[1], labels.get(key, set()), [root_name[r] for r in roots])
+            if reason is not None:
+                result.shared[key] = reason
+                decided[key] = reason
 
     # Step 3: join, by personal values first: a person's own value is evidence no shared one outweighs,
     # so a pair kept apart is checked against the groups those values made.
-    involved = {c for cids in root_contacts.values() for c in cids}
+    involved = {node[1] for node in uf.parent if node[0] == "contact"}
     apart = _apart_pairs(conn, involved) if involved else {}
     for key, recs in by_value.items():
         if decided[key] is None:
+            holder = found.personal.get(key)
+            if len(recs) == 1 and holder is None:
+                continue
             nodes = [("rec", i) for i in recs]
-            if key in found.personal:
-                nodes.append(("contact", found.personal[key]))
+            if holder is not None:
+                nodes.append(("contact", holder))
             for node in nodes[1:]:
                 if not (apart and _kept_apart(uf, nodes[0], node, apart, f"{key[0]}:{key[1]}")):
                     uf.union(nodes[0], node)
-    for key, recs in by_value.items():
-        reason = decided[key]
-        if reason is not None and reason not in NEVER_JOIN:
-            with_records = {base_root[("rec", i)] for i in recs}
-            _join_agreeing(uf, contested.get(key, with_records), with_records, root_name, apart)
+    for key, roots in contested.items():
+        if decided[key] is not None and decided[key] not in NEVER_JOIN:
+            _join_agreeing(uf, roots, brought[key], root_name, apart)
 
     groups: dict[Any, list[int]] = defaultdict(list)
     group_contacts: dict[Any, set[int]] = defaultdict(set)
@@ -515,25 +508,31 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     return result
 
 
-def _names_of(roots: set[Any], prepared: Sequence[Prepared], root_recs: dict[Any, list[int]],
-              root_contacts: dict[Any, set[int]], conn: Connection) -> dict[Any, names.Name]:
+def _names_of(roots: set[Any], prepared: Sequence[Prepared], uf: _UnionFind,
+              conn: Connection) -> dict[Any, names.Name]:
     """The name each holder goes by: its first named record of this chunk, else its contact's name.
 
     Only holders of contested values are asked: most values of a chunk have
     one holder, and reading every record's name would cost more than the rule.
+    Called before any value joins groups, so a group is what references made.
     """
     out: dict[Any, names.Name] = {}
-    need: dict[Any, set[int]] = {}
-    for root in roots:
-        for i in root_recs.get(root, ()):
-            rec = prepared[i].record
+    if not roots:
+        return out
+    for i, p in enumerate(prepared):
+        root = uf.find(("rec", i))
+        if root in roots and root not in out:
+            rec = p.record
             if rec.first_name or rec.last_name or rec.middle_name:
                 name = names.Name(rec.first_name, rec.last_name, rec.middle_name)
                 if not name.empty:
                     out[root] = name
-                    break
-        else:
-            need[root] = root_contacts.get(root, set())
+    need: dict[Any, set[int]] = {root: set() for root in roots if root not in out}
+    for node in list(uf.parent):
+        if node[0] == "contact":
+            root = uf.find(node)
+            if root in need:
+                need[root].add(node[1])
     person = _load_names(conn, {c for cids in need.values() for c in cids})
     for root, cids in need.items():
         out[root] = next((person[c] for c in sorted(cids) if c in person and not person[c].empty), names.Name())

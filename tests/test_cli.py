@@ -103,7 +103,8 @@ def test_contacts_show_gives_the_card_with_sources(hub_db: HubDB) -> None:
     (cid,) = write(hub_db, ContactRecord(source="crm", external_id="5", first_name="Вера", phones=["8 916 555 44 33"]))
     card = json.loads(CliRunner().invoke(cli, ["contacts", "show", str(cid), "--json"]).stdout)
     assert card["identities"] == [{"kind": "phone", "value": "+79165554433", "raw": "8 916 555 44 33",
-                                   "valid": True, "source": "crm", "added_at": card["identities"][0]["added_at"]}]
+                                   "valid": True, "source": "crm", "added_at": card["identities"][0]["added_at"],
+                                   "label": None, "shared": None}]
     assert card["provenance"]["first_name"] == "crm"
     missing = CliRunner().invoke(cli, ["contacts", "show", "12345"])
     assert missing.exit_code == 1 and missing.output == "Ошибка: нет контакта с id 12345\n"

@@ -3,7 +3,10 @@
 The card shows everything Hub knows about a person and where each piece came
 from: identities with their source, CRM references, orders, consent history,
 messages, segments, what plugins add (the workflows' runs, say: an admin
-page's ``contact_section``) and the merges that made the contact.
+page's ``contact_section``) and the merges that made the contact. A phone or
+email several people use (a switchboard, info@) is marked shared, with why,
+so nobody takes it for this person's own; a merge that joined two people can
+be undone from the card (hub.unmerge), by marketers and admins.
 
 Staff may record a consent answer the person gave them (a paper form, a
 call, a request to stop): marketers and admins only, written to the ledger
@@ -87,7 +90,9 @@ def card(contact_id: int) -> Any:
     return render_template("contacts/card.html", c=data, consent_now=current, consent_history=history,
                            messages=messages, segments=segments, sections=sections, merge_form=MergeForm(),
                            consent_form=ActionForm(), channels=consent.channels(settings),
-                           purposes=consent.purposes(settings), statuses=STAFF_STATUSES)
+                           purposes=consent.purposes(settings), statuses=STAFF_STATUSES,
+                           label_title=identity.label_title, shared_title=identity.shared_title,
+                           key_title=contacts.key_title)
 
 
 def _live_score(conn: Any, settings: Any, contact_id: int) -> int | None:
@@ -161,7 +166,9 @@ def duplicates() -> Any:
         groups = dedupe.suggestions(conn, limit=100)
         ids = sorted({i for g in groups for i in g["contact_ids"]})
         people = {c["id"]: c for c in contacts.iter_contacts(conn, ids=ids)} if ids else {}
-    return render_template("contacts/duplicates.html", groups=groups, people=people, form=MergeForm())
+        to_check = dedupe.review(conn, limit=100)
+    return render_template("contacts/duplicates.html", groups=groups, people=people, form=MergeForm(),
+                           review=to_check, review_title=dedupe.review_title, key_title=contacts.key_title)
 
 
 @bp.post("/merge")
@@ -186,3 +193,26 @@ def merge() -> Any:
         audit.record(conn, who, "contact_merged", contact_id=survivor, merged=other)
     flash(_("Merged #%(merged)s into #%(survivor)s.", merged=result["merged"], survivor=result["survivor"]), "ok")
     return redirect(url_for("contacts.card", contact_id=survivor))
+
+
+@bp.post("/merges/<int:merge_id>/undo")
+@allow(read=None, write="marketer")
+def unmerge(merge_id: int) -> Any:
+    """Undo a merge a person found wrong: the merged contact comes back with what it brought (hub.unmerge)."""
+    from hub import unmerge as unmerging  # the undo lives beside merge_contacts' log, not in the admin
+
+    back = local_path(request.form.get("back"), url_for("contacts.duplicates"))
+    if not ActionForm().validate_on_submit():
+        flash(_("Merge not undone: the form expired; open the page again."), "error")
+        return redirect(back)
+    user = current_user()
+    who = user.email if user is not None else "admin"
+    try:
+        result = unmerging.unmerge(engine(), current_settings(), merge_id, actor=who)
+    except ValueError as exc:  # unmerging.UnmergeRefused, or a merge that is not there: one line
+        flash(str(exc), "error")  # one sentence already: "Слияние №5 уже отменено."
+        return redirect(back)
+    restored, survivor = result["restored"], result["survivor"]  # hub.unmerge wrote the audit entry
+    flash(_("Merge undone: #%(restored)s is a contact of its own again, apart from #%(survivor)s.",
+            restored=restored, survivor=survivor), "ok")
+    return redirect(url_for("contacts.card", contact_id=restored))

@@ -79,12 +79,19 @@ def contacts_list(app: App, limit: int | None, offset: int, page: int | None, sh
         count = 0
         for c in shown:
             count += 1
-            phones = [formats.phone(p) for p in c["phones"]] + c["invalid_phones"]
-            table.add_row(str(c["id"]), _full_name(c), "\n".join(phones), "\n".join(c["emails"] + c["invalid_emails"]),
+            shared = {(i["kind"], i["value"]) for i in c["identities"] if i["shared"]}
+            phones = [_marked(formats.phone(p), ("phone", p) in shared) for p in c["phones"]] + c["invalid_phones"]
+            emails = [_marked(e, ("email", e) in shared) for e in c["emails"]] + c["invalid_emails"]
+            table.add_row(str(c["id"]), _full_name(c), "\n".join(phones), "\n".join(emails),
                           formats.number(c["orders_count"]), lifecycle.title(c["lifecycle"]))
     if count:
         Console().print(table)
     click.echo(_page_line(total, offset, count, limit, segment))
+
+
+def _marked(value: str, shared: bool) -> str:
+    """A shared value (a switchboard, info@) says so, so nobody takes it for the person's own."""
+    return f"{value} ({_('shared')})" if shared else value
 
 
 def _full_name(c: dict[str, Any]) -> str:
@@ -155,6 +162,8 @@ def contacts_show(app: App, contact_id: int, as_json: bool) -> None:
         click.echo("  " + _("city: %(city)s", city=card["city"]))
     for ident in card["identities"]:
         value = formats.phone(ident["value"]) if ident["kind"] == "phone" and ident["valid"] else ident["value"]
+        note = contacts.value_note(ident.get("label"), ident.get("shared"))
+        value = f"{value} — {note};" if note else value  # "+7 495 111-22-33 — рабочий, общий: …; из bitrix24"
         flag = "" if ident["valid"] else "  " + _("[invalid, kept as typed]")
         kind = identity.kind_title(ident["kind"])
         click.echo(f"  {kind:8} {value:28} "
@@ -163,8 +172,14 @@ def contacts_show(app: App, contact_id: int, as_json: bool) -> None:
         label = _("ref")
         click.echo(f"  {label:8} {ref['source']}:{ref['id']}")
     for m in card["merges"]:
-        click.echo("  " + _("merged #%(id)s at %(at)s: %(reason)s", id=m["merged_id"],
-                            at=formats.moment(m["at"], tz, zone=True), reason=_merge_reason(m["reason"])))
+        line = _("merged #%(id)s at %(at)s: %(reason)s", id=m["merged_id"],
+                 at=formats.moment(m["at"], tz, zone=True), reason=_merge_reason(m["reason"]))
+        if m.get("undone_at"):
+            line += "; " + _("undone at %(at)s by %(who)s", at=formats.moment(m["undone_at"], tz, zone=True),
+                             who=m["undone_by"] or "—")
+        else:
+            line += "; " + _("to undo: %(command)s", command=f"hub contacts unmerge {m['id']}")
+        click.echo(f"  №{m['id']} " + line)
     for c in card["consent"]:
         click.echo("  " + _("consent %(channel)s/%(purpose)s: %(status)s", channel=consent.channel_title(c["channel"]),
                             purpose=consent.purpose_title(c["purpose"]), status=consent.status_title(c["status"])))
@@ -175,4 +190,43 @@ def _merge_reason(reason: Any) -> str:
         return str(reason)
     rule = str(reason.get("rule", ""))
     shown = _(MERGE_RULES[rule]) if rule in MERGE_RULES else rule
-    return f"{shown} ({', '.join(reason['keys'])})" if reason.get("keys") else shown
+    keys = ", ".join(contacts.key_title(k) for k in reason.get("keys") or [])
+    return f"{shown} ({keys})" if keys else shown
+
+
+@contacts_group.command("unmerge")
+@click.argument("merge_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print what came back as JSON.")
+@pass_app
+def contacts_unmerge(app: App, merge_id: int, as_json: bool) -> None:
+    """Undo a wrong merge: the merged contact comes back with its own values, orders and consent.
+
+    MERGE_ID is the merge's number, as `hub contacts show ID` lists it. A value
+    both contacts held stays on both, marked shared, and the two are not joined
+    again by it.
+    """
+    from hub import unmerge
+
+    try:
+        result = unmerge.unmerge(app.ready_engine(), app.settings, merge_id, actor="cli")
+    except unmerge.UnmergeRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        emit_json(result)
+        return
+    with app.ready_engine().connect() as conn:
+        held: dict[str, int] = dict(conn.execute(select(identity.identities_t.c.kind, func.count())
+                                 .where(identity.identities_t.c.contact_id == result["restored"])
+                                 .group_by(identity.identities_t.c.kind)).all())
+    parts = [ngettext("%(num)s phone", "%(num)s phones", held.get("phone", 0),
+                      num=formats.number(held.get("phone", 0))),
+             ngettext("%(num)s email", "%(num)s emails", held.get("email", 0),
+                      num=formats.number(held.get("email", 0))),
+             ngettext("%(num)s order", "%(num)s orders", result["orders"], num=formats.number(result["orders"]))]
+    if not result["shared"]:
+        click.echo(_("Merge №%(id)s undone: contact #%(contact)s is back (%(held)s).", id=merge_id,
+                     contact=result["restored"], held=", ".join(parts)))
+        return
+    values = ", ".join(formats.phone(v) if k == "phone" else v for k, v in result["shared"])
+    click.echo(_("Merge №%(id)s undone: contact #%(contact)s is back (%(held)s); shared by both now: %(values)s.",
+                 id=merge_id, contact=result["restored"], held=", ".join(parts), values=values))

@@ -1,12 +1,13 @@
-"""`hub dedupe`: merge what the identity rules say, list look-alikes, merge a checked pair by hand."""
+"""`hub dedupe`: merge what the identity rules say, list look-alikes and merges to check, merge a pair by hand."""
 
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 import click
 
-from hub import dedupe, formats
+from hub import contacts, dedupe, formats
 from hub.cli import App, emit_json, pass_app
 from hub.i18n import ngettext
 from hub.i18n import gettext as _
@@ -26,7 +27,7 @@ JSON_LIMIT = 200  # groups --json gives without --limit or --all, as it always h
 @pass_app
 def dedupe_cmd(app: App, merge_pair: tuple[int, int] | None, limit: int | None, offset: int, show_all: bool,
                as_json: bool) -> None:
-    """Merge what the identity rules say; list same-name look-alikes for review, the likeliest first."""
+    """Merge what the identity rules say; list same-name look-alikes and merges to check, the likeliest first."""
     engine = app.ready_engine()
     if merge_pair:
         try:
@@ -39,7 +40,7 @@ def dedupe_cmd(app: App, merge_pair: tuple[int, int] | None, limit: int | None, 
             click.echo(_("Merged #%(merged)s into #%(survivor)s.", merged=result["merged"],
                          survivor=result["survivor"]))
         return
-    report = dedupe.run(engine, app.settings, suggestion_limit=None)
+    report = dedupe.run(engine, app.settings, suggestion_limit=None, review_limit=None)
     groups = report.suggestions
     total = len(groups)
     if limit is None and not show_all:
@@ -50,6 +51,13 @@ def dedupe_cmd(app: App, merge_pair: tuple[int, int] | None, limit: int | None, 
         return
     click.echo(_("Re-read %(reparsed)s flagged values; merged %(merged)s by rule.",
                  reparsed=formats.number(report.reparsed), merged=formats.contacts(len(report.merged))))
+    if report.marked_shared:
+        click.echo(ngettext("Marked %(num)s value shared: a toll-free line, a company mailbox or a fax "
+                            "never identifies one person.",
+                            "Marked %(num)s values shared: a toll-free line, a company mailbox or a fax "
+                            "never identifies one person.",
+                            report.marked_shared, num=formats.number(report.marked_shared)))
+    _echo_review(report.review)
     if not total:
         click.echo(_("No look-alikes: no two contacts share a full name."))
         return
@@ -75,3 +83,26 @@ def dedupe_cmd(app: App, merge_pair: tuple[int, int] | None, limit: int | None, 
     first = report.suggestions[0]["contact_ids"] if shown else groups[0]["contact_ids"]
     click.echo(_("Check both cards (hub contacts show %(a)s, hub contacts show %(b)s); if they are one person: "
                  "hub dedupe --merge %(a)s %(b)s", a=first[0], b=first[1]))
+
+
+def _echo_review(items: list[dict[str, Any]]) -> None:
+    """Merges a person should check, each with why and the command that undoes it."""
+    if not items:
+        return
+    click.echo(ngettext("%(num)s merge to check (Hub never splits a contact by itself):",
+                        "%(num)s merges to check (Hub never splits a contact by itself):",
+                        len(items), num=formats.number(len(items))))
+    for item in items[:PAGE_SIZE]:
+        if item["values"]:
+            detail = ", ".join(contacts.key_title(k) for k in item["values"])
+        else:
+            detail = " / ".join(item["names"])
+        click.echo("  " + _("merge №%(id)s: #%(merged)s into #%(survivor)s — %(why)s (%(detail)s); "
+                            "to undo: %(command)s", id=item["merge_id"], merged=item["merged"],
+                            survivor=item["survivor"], why=dedupe.review_title(item["why"]), detail=detail,
+                            command=f"hub contacts unmerge {item['merge_id']}"))
+    rest = len(items) - PAGE_SIZE
+    if rest > 0:
+        click.echo("  " + ngettext("…and %(num)s more merge: %(command)s lists every one.",
+                                   "…and %(num)s more merges: %(command)s lists every one.",
+                                   rest, num=formats.number(rest), command="hub dedupe --json"))
