@@ -5,7 +5,8 @@
 [{source, id}], orders_count (won), revenue, last_order_at, lifecycle}, plus a
 few more keys. `identities` gives each phone and email with its type as the
 source gave it (`label`) and, for a value several people use, why it is
-shared (`shared`, null for a person's own). Rows stream in pages so a million
+shared (`shared`, null for a person's own); `phones` and `emails` list a
+person's own values before shared ones. Rows stream in pages so a million
 contacts never sit in memory.
 """
 
@@ -70,7 +71,10 @@ def _iso(value: dt.date | dt.datetime | None) -> str | None:
 def _shape(r: Any, idents: list[Any], refs: list[Any], now: dt.datetime,
            thresholds: lifecycle.Thresholds) -> dict[str, Any]:
     def values(kind: str, valid: bool) -> list[str]:
-        return [i.value if valid else i.raw for i in idents if i.kind == kind and i.valid == valid]
+        # A person's own addresses first: a letter picks the first one it may use, and a
+        # switchboard or info@ (shared) reaches the person only through somebody else.
+        held = [i for i in idents if i.kind == kind and i.valid == valid]
+        return [i.value if valid else i.raw for i in sorted(held, key=lambda i: i.shared is not None)]
 
     return {
         "id": r.id,

@@ -193,3 +193,18 @@ def test_an_undone_merge_stays_undone_when_a_row_names_one_half_by_its_own_mobil
     both = write(hub_db, person("crm", "1", "Иван", "Петров", phones=[father_mobile], emails=["ivan@petrov.ru"]),
                  person("crm", "2", "Иван", "Петров", phones=[son_mobile], emails=["ivan@petrov.ru"]))
     assert both.merged
+
+
+def test_a_letter_goes_to_the_persons_own_mailbox_before_the_company_one(hub_db: HubDB) -> None:
+    from hub import contacts
+    from hub.messaging import compose
+
+    result = write(hub_db, person("bitrix24", "1", "Иван", "Петров", emails=["info@roga.ru", "ivan@roga.ru"]),
+                   person("bitrix24", "2", "Мария", "Сидорова", emails=["info@roga.ru"]))
+    ivan, maria = result.contact_ids
+    assert ivan is not None and maria is not None
+    with hub_db.engine.connect() as conn:
+        shown = {c["id"]: c for c in contacts.iter_contacts(conn)}
+        assert shown[ivan]["emails"] == ["ivan@roga.ru", "info@roga.ru"]
+        picked = compose.pick_addresses(conn, hub_db.settings, shown, "email")
+    assert picked == {ivan: "ivan@roga.ru", maria: "info@roga.ru"}
