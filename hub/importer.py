@@ -55,6 +55,7 @@ class ImportReport:
     refused: int = 0
     invalid_phones: int = 0
     invalid_emails: int = 0
+    shared_values: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
     skipped_count: int = 0
     warnings: list[dict[str, Any]] = field(default_factory=list)
@@ -82,7 +83,8 @@ class ImportReport:
             "file": self.file, "source": self.source, "rows": self.rows, "imported": self.imported,
             "created": self.created, "updated": self.updated, "merged": self.merged,
             "contacts_merged": self.contacts_merged, "refused": self.refused, "invalid_phones": self.invalid_phones,
-            "invalid_emails": self.invalid_emails, "skipped_count": self.skipped_count, "skipped": self.skipped,
+            "invalid_emails": self.invalid_emails, "shared_values": self.shared_values,
+            "skipped_count": self.skipped_count, "skipped": self.skipped,
             "warnings": self.warnings, "duration_s": round(self.duration_s, 3), "header_row": self.header_row,
             "sheet": self.sheet, "columns": self.columns, "attribute_columns": self.attribute_columns,
             "unused_columns": self.unused_columns, "ignored_columns": self.ignored_columns,
@@ -336,6 +338,7 @@ def _flush(engine: Engine, settings: Settings, batch: list[tuple[Row, identity.P
     report.merged += len(batch) - created - result.refused
     report.invalid_phones = counts.invalid_phones
     report.invalid_emails = counts.invalid_emails
+    report.shared_values = counts.shared_values
 
 
 def _row_key(row: Row) -> str:

@@ -103,12 +103,13 @@ class Counts:
     orders: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0, "refused": 0})
     invalid_phones: int = 0
     invalid_emails: int = 0
+    shared_values: int = 0  # phones and emails found to be several people's (they join nobody)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"contacts": dict(self.contacts), "orders": dict(self.orders),
                 "invalid_phones": self.invalid_phones, "invalid_emails": self.invalid_emails,
-                "errors": len(self.errors)}
+                "shared_values": self.shared_values, "errors": len(self.errors)}
 
 
 def write_contacts(conn: Connection, records: Sequence[ContactRecord], settings: Settings, counts: Counts,
@@ -124,6 +125,7 @@ def write_contacts(conn: Connection, records: Sequence[ContactRecord], settings:
     counts.contacts["refused"] += result.refused
     counts.invalid_phones += result.invalid_phones
     counts.invalid_emails += result.invalid_emails
+    counts.shared_values += len(result.shared)
     if records:
         ids = sorted({c for c in result.contact_ids if c is not None})
         pm.hook.contact_synced(conn=conn, settings=settings, source=records[0].source, contact_ids=ids,

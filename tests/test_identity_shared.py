@@ -208,3 +208,25 @@ def test_a_letter_goes_to_the_persons_own_mailbox_before_the_company_one(hub_db:
         assert shown[ivan]["emails"] == ["ivan@roga.ru", "info@roga.ru"]
         picked = compose.pick_addresses(conn, hub_db.settings, shown, "email")
     assert picked == {ivan: "ivan@roga.ru", maria: "info@roga.ru"}
+
+
+def test_an_import_tells_how_many_values_turned_out_shared(hub_db: HubDB, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from click.testing import CliRunner
+
+    from tests.support.cli import cli
+
+    sheet = tmp_path / "office.csv"
+    sheet.write_text("Имя;Фамилия;Рабочий телефон;Мобильный телефон\n"
+                     "Иван;Петров;+7 495 111-22-33;+7 916 000-00-01\n"
+                     "Мария;Сидорова;+7 495 111-22-33;\n"
+                     "Олег;Кузнецов;8 800 555-35-35;\n", encoding="utf-8")
+    shown = CliRunner().invoke(cli, ["import", "contacts", str(sheet)])
+    assert shown.exit_code == 0, shown.output
+    assert "общих телефонов и ящиков (остались у каждого, никого не объединяют)" in shown.output
+    again = CliRunner().invoke(cli, ["import", "contacts", str(sheet), "--json"])
+    report = json.loads(again.output)
+    assert report["created"] == 0 and report["shared_values"] == 0  # already known as shared
+    assert set(holders(hub_db, "+74951112233").values()) == {"names"}
+    assert set(holders(hub_db, "+78005553535").values()) == {"toll_free"}
