@@ -210,3 +210,18 @@ def test_the_summary_is_in_russian_with_plural_forms_and_in_english_when_chosen(
             "bitrix24 (incremental): contacts 1,234 new, 2 updated, 0 deleted, 1 merged; orders 21 new, 0 updated, "
             "5 deleted; 1 error; 22 requests (3 rate-limited); 1 record of a person erased on request kept out; "
             "12.5 s.")
+
+
+def test_the_summary_counts_values_found_shared() -> None:
+    from hub.commands.sync import summary
+
+    data = {"kind": "full", "contacts": {"created": 4, "updated": 0, "deleted": 0, "merged": 0, "refused": 0},
+            "orders": {"created": 0, "updated": 0, "deleted": 0, "refused": 0}, "errors": 0, "duration_s": 1,
+            "shared_values": 3}
+    with i18n.use_language("ru"):
+        assert "3 телефона или e-mail оказались общими для нескольких людей (никого не объединяют)" in summary(
+            "bitrix24", data)
+    with i18n.use_language("en"):
+        assert "1 phone or email found to be several people's (it joins nobody)" in summary(
+            "bitrix24", {**data, "shared_values": 1})
+        assert "several people's" not in summary("bitrix24", {**data, "shared_values": 0})

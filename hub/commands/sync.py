@@ -92,5 +92,10 @@ def summary(source: str, data: dict[str, Any]) -> str:
     if refused:
         parts.append(ngettext("%(num)s record of a person erased on request kept out",
                               "%(num)s records of people erased on request kept out", refused, num=n(refused)))
+    shared = data.get("shared_values", 0)
+    if shared:
+        parts.append(ngettext("%(num)s phone or email found to be several people's (it joins nobody)",
+                              "%(num)s phones and emails found to be several people's (they join nobody)", shared,
+                              num=n(shared)))
     parts.append(_("%(seconds)s s.", seconds=n(data["duration_s"])))
     return "; ".join(parts)
