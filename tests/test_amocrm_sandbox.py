@@ -576,11 +576,16 @@ def test_a_request_is_counted_when_it_arrived_not_when_a_busy_emulator_reads_it(
 
     monkeypatch.setattr(account, "handle", recording)
     monkeypatch.setattr(sandbox_server._Handler, "setup", held_setup)
-    with SandboxServer(account) as server, requests.Session() as warm:
+    # Linux stamps incoming packets only while some socket asks for stamps; the emulator's own sockets
+    # ask only once their handler runs. One socket asking for the whole test keeps stamping on, so
+    # the requests held below are stamped when they arrive, however long the machine takes meanwhile.
+    with SandboxServer(account) as server, requests.Session() as warm, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stamping:
+        stamping.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_TIMESTAMPNS", 35), 1)
         host, port = server.base_url.removeprefix("http://").split(":")
         request = (f"GET /api/v4/contacts HTTP/1.1\r\nHost: {host}\r\n"
                    f"Authorization: Bearer {token}\r\n\r\n").encode()
-        assert warm.get(server.base_url + "/_sandbox/stats").status_code == 200  # the kernel starts stamping
+        assert warm.get(server.base_url + "/_sandbox/stats").status_code == 200
         holding.set()
         sent: list[tuple[float, float]] = []  # (just before, just after) each request left
         sockets = [socket.create_connection((host, int(port))) for _ in range(3)]
