@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.admin.audit import record as record_audit
 from hub.admin.registry import PUBLIC, AdminPage
-from hub.cli import App, emit_json, pass_app, progress_bar, stderr
+from hub.cli import ROW_ID, App, emit_json, pass_app, progress_bar, stderr
 from hub.config import Settings, SettingsError, load_settings
 from hub.consent import TRANSACTIONAL, can_contact, kind_for_channel
 from hub.consent import addresses as contact_addresses
@@ -113,7 +113,7 @@ __all__ = [
     # a plugin's own tables (register_migrations): declare them like the core's
     "NAMING_CONVENTION", "TYPE_ANNOTATION_MAP", "insert_for", "bulk_insert", "chunks",
     # commands and web routes
-    "App", "pass_app", "emit_json", "progress_bar", "stderr", "current_settings",
+    "App", "pass_app", "emit_json", "progress_bar", "stderr", "ROW_ID", "current_settings",
     # admin pages (register_admin_pages): who may use a view, who is asking, the audit log
     "AdminPage", "allow", "PUBLIC", "current_user", "actor", "engine", "record_audit", "local_path", "ActionForm",
 ]

@@ -33,7 +33,7 @@ from sqlalchemy import Engine
 from hub import __version__, formats, i18n, migrations, plugins
 from hub.config import Settings, SettingsError, load_settings
 from hub.consent import ConsentError
-from hub.db import DatabaseUnavailable, get_engine, shown_url
+from hub.db import MAX_ROW_ID, DatabaseUnavailable, get_engine, shown_url
 from hub.i18n import N_, ngettext
 from hub.i18n import gettext as _
 from hub.segments.rules import SegmentError
@@ -68,6 +68,32 @@ class App:
         return engine
 
 
+
+
+class RowId(click.ParamType):
+    """A contact's, merge's or run's number: a whole number from 1 up to what the database can hold.
+
+    A bigger one would reach the database driver as a number it cannot bind
+    and end in a traceback; it is refused here with one line instead.
+    """
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(str(value).strip())
+            except ValueError:
+                self.fail(_("%(value)r is not a number", value=value), param, ctx)
+        if not 1 <= number <= MAX_ROW_ID:
+            self.fail(_("%(value)s is not a number Hub gives its records (they run from 1 to %(max)s)",
+                        value=value, max=formats.number(MAX_ROW_ID)), param, ctx)
+        return number
+
+
+ROW_ID = RowId()
 
 
 def emit_json(data: Any) -> None:

@@ -59,6 +59,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 _clock: Callable[[], dt.datetime] | None = None
 
 
+# The largest id a database row can have (a signed 64-bit integer, on SQLite and PostgreSQL alike).
+MAX_ROW_ID = 2**63 - 1
+
 def utcnow() -> dt.datetime:
     """Now, in UTC: the one clock all of Hub reads, so tests can move it (``hub.testing``'s ``hub_clock``)."""
     return _clock() if _clock is not None else dt.datetime.now(dt.timezone.utc)

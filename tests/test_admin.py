@@ -744,3 +744,11 @@ def test_hub_users_add_list_disable(sqlite_db: HubDB) -> None:
     with pytest.raises(users.LoginRefused):
         users.authenticate(sqlite_db.engine, "m@shop.example", PASSWORD, address="cli")
     assert users.authenticate(sqlite_db.engine, "boss@shop.example", PASSWORD, address="cli").role == "admin"
+
+
+def test_an_id_past_what_the_database_holds_is_a_page_not_found(admin_env: AdminEnv) -> None:
+    marketer = client_as(admin_env, "marketer")
+    huge = str(2**63)  # one past the largest row id: bound as is, the database driver would overflow
+    assert marketer.get(f"/contacts/{huge}").status_code == 404
+    assert post(marketer, f"/contacts/merges/{huge}/undo", {}).status_code == 404
+    assert marketer.get(f"/contacts/{2**63 - 1}").status_code == 404  # the largest id is a contact not found

@@ -356,6 +356,7 @@ def test_the_progress_column_counts_rows_in_the_language_of_the_command_that_mad
 
 def test_a_word_where_a_number_belongs_is_refused_in_russian(sqlite_db: HubDB) -> None:
     ru = run(["contacts", "show", "abc"])
-    assert ru.exit_code == 2 and "Неверное значение 'ID_КОНТАКТА': 'abc' — не число (integer)." in ru.output
+    assert ru.exit_code == 2 and "Неверное значение 'ID_КОНТАКТА': 'abc' — не число" in ru.output
+    assert "integer" not in ru.output
     en = run(["contacts", "show", "abc"], "en")
-    assert "'abc' is not a valid integer." in en.output
+    assert "'abc' is not a number" in en.output

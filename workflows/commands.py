@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 # not in hub.api on purpose: `hub workflows` takes the scheduler's lock
 from hub import schedule
-from hub.api import (App, Message, SettingsError, TemplateError, emit_json, format_date, format_length,
+from hub.api import (ROW_ID, App, Message, SettingsError, TemplateError, emit_json, format_date, format_length,
                      format_moment, format_money, format_number, format_percent, gettext, ngettext, parse_duration,
                      pass_app, progress_bar, stderr, translated_title, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
@@ -456,7 +456,7 @@ def parked_cmd(app: App, name: str | None, as_json: bool) -> None:
 
 
 @workflows_group.command("retry")
-@click.argument("run_ids", type=int, nargs=-1)
+@click.argument("run_ids", type=ROW_ID, nargs=-1)
 @click.option("--all", "all_of", metavar="NAME", help="Every parked run of this workflow.")
 @click.option("--skip", is_flag=True, help="Pass over the step the run was parked at.")
 @pass_app

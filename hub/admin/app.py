@@ -21,9 +21,11 @@ from typing import Any
 from flask import Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.routing import IntegerConverter
 
 from hub.admin import access
 from hub.config import Settings, load_settings
+from hub.db import MAX_ROW_ID
 from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.plugins import get_pm
@@ -39,6 +41,14 @@ def _flag(value: Any, default: bool) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() not in ("0", "false", "no", "off", "")
+
+
+class _RowIdConverter(IntegerConverter):
+    """`<int:…>` in every route, bounded by the largest id a database row can have."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_ROW_ID)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -65,6 +75,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    # An id in a path past what the database holds is a page that does not exist (404), not a driver error.
+    app.url_map.converters["int"] = _RowIdConverter
     csrf.init_app(app)
     language.install(app)
     filters.install(app)

@@ -9,7 +9,7 @@ import click
 from sqlalchemy import select
 
 from hub import consent, contacts, formats, importer
-from hub.cli import App, emit_json, pass_app
+from hub.cli import ROW_ID, App, emit_json, pass_app
 from hub.i18n import ngettext
 from hub.i18n import gettext as _
 from hub.models import Contact
@@ -21,7 +21,7 @@ def consent_group() -> None:
 
 
 @consent_group.command("set")
-@click.argument("contact_id", type=int)
+@click.argument("contact_id", type=ROW_ID)
 @click.argument("channel")
 @click.argument("purpose")
 @click.argument("status", type=click.Choice(consent.STATUSES))
@@ -74,7 +74,7 @@ def consent_import(app: App, file: Path, as_json: bool) -> None:
 
 
 @consent_group.command("show")
-@click.argument("contact_id", type=int)
+@click.argument("contact_id", type=ROW_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print the consents as JSON.")
 @pass_app
 def consent_show(app: App, contact_id: int, as_json: bool) -> None:

@@ -19,7 +19,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from hub import consent, contacts, formats, identity
-from hub.cli import App, emit_json, pass_app
+from hub.cli import ROW_ID, App, emit_json, pass_app
 from hub.i18n import gettext as _
 from hub.i18n import N_, ngettext
 from hub.models import Contact
@@ -134,7 +134,7 @@ def _stream_json_array(rows: Iterable[dict[str, Any]]) -> None:
 
 
 @contacts_group.command("show")
-@click.argument("contact_id", type=int)
+@click.argument("contact_id", type=ROW_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
 @pass_app
 def contacts_show(app: App, contact_id: int, as_json: bool) -> None:
@@ -195,7 +195,7 @@ def _merge_reason(reason: Any) -> str:
 
 
 @contacts_group.command("unmerge")
-@click.argument("merge_id", type=int)
+@click.argument("merge_id", type=ROW_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print what came back as JSON.")
 @pass_app
 def contacts_unmerge(app: App, merge_id: int, as_json: bool) -> None:

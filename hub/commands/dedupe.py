@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from hub import contacts, dedupe, formats
-from hub.cli import App, emit_json, pass_app
+from hub.cli import ROW_ID, App, emit_json, pass_app
 from hub.i18n import ngettext
 from hub.i18n import gettext as _
 
@@ -17,7 +17,7 @@ JSON_LIMIT = 200  # groups --json gives without --limit or --all, as it always h
 
 
 @click.command("dedupe")
-@click.option("--merge", "merge_pair", nargs=2, type=int, metavar="SURVIVOR OTHER",
+@click.option("--merge", "merge_pair", nargs=2, type=ROW_ID, metavar="SURVIVOR OTHER",
               help="Merge OTHER into SURVIVOR (a look-alike you have checked).")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Show at most this many look-alike groups (30 by default; 200 with --json).")

@@ -10,8 +10,8 @@ from typing import Any, Callable
 import click
 from sqlalchemy import select
 
-from hub.api import (App, SettingsError, emit_json, format_date, format_number, gettext as _, ngettext, pass_app,
-                     stderr)
+from hub.api import (ROW_ID, App, SettingsError, emit_json, format_date, format_number, gettext as _, ngettext,
+                     pass_app, stderr)
 from plugins.gdpr import erasure, export, retention
 
 
@@ -54,7 +54,7 @@ def gdpr_group() -> None:
 
 
 @gdpr_group.command("export")
-@click.argument("contact_id", type=int)
+@click.argument("contact_id", type=ROW_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole export as one JSON document.")
 @click.option("--csv", "csv_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write a CSV bundle (one file per section, and export.json) into this folder.")
@@ -82,7 +82,7 @@ def export_cmd(app: App, contact_id: int, as_json: bool, csv_dir: Path | None) -
 
 
 @gdpr_group.command("erase")
-@click.argument("contact_id", type=int)
+@click.argument("contact_id", type=ROW_ID)
 @click.option("--delete-in-crm", is_flag=True,
               help="Also ask every CRM holding the person to delete them (where the CRM plugin can).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
