@@ -210,16 +210,31 @@ def _weak(kind: str, value: str, labels: set[str], holders: int) -> bool:
 
     Record-linkage weighs a match on a common value less; so does this. A
     value starts with weight 1, halved when the source calls it a work or
-    home number and halved again for a landline, then divided among its
-    other holders: a mobile two records hold joins them, an office landline
-    does not without the names, nor a mobile that four records hold.
+    home number, cut to 0.4 for a landline, then divided among its other
+    holders; under a half it is weak: a mobile two or three records hold
+    joins them (a person written three ways), a landline does not without
+    the names, nor a mobile that four differently written records hold.
     """
     weight = 1.0
     if labels & {"work", "home"}:
-        weight /= 2
+        weight *= 0.5
     if kind == normalize.PHONE and is_landline(value):
-        weight /= 2
+        weight *= 0.4
     return weight / max(1, holders - 1) < 0.5
+
+
+def finds_a_person(ident: Identifier) -> bool:
+    """Whether this value alone can find its holder again: a valid mobile or a personal mailbox.
+
+    An office line, a landline at home or a company mailbox cannot: a row
+    holding nothing better is found again by what the row itself is (the
+    importer's row key), not by joining whoever else holds the value.
+    """
+    if not ident.valid:
+        return False
+    labels = {ident.label} if ident.label else set()
+    return intrinsic_reason(ident.kind, ident.value, labels) is None and not _weak(ident.kind, ident.value,
+                                                                                    labels, 2)
 
 
 def reading(name: names.Name) -> tuple[str, str, str]:
@@ -317,6 +332,8 @@ class _Found:
     shared: dict[tuple[str, str], str] = field(default_factory=dict)  # value -> why it is shared
     holders: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # shared value -> contacts
     refs: dict[str, int] = field(default_factory=dict)  # "source\x1fexternal id" -> contact
+    # (value, contact) -> the source that gave the contact the value: a row read again comes from it
+    sources: dict[tuple[tuple[str, str], int], str] = field(default_factory=dict)
 
 
 def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settings,
@@ -362,8 +379,8 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     # holder and pass straight through; only contested ones (several holders, or shared) are weighed.
     find = uf.find
     decided: dict[tuple[str, str], str | None] = {}
-    contested: dict[tuple[str, str], set[Any]] = {}  # value -> the groups holding it
-    brought: dict[tuple[str, str], set[Any]] = {}  # value -> the groups of this chunk's records holding it
+    held: dict[tuple[str, str], list[Any]] = {}  # contested value -> the nodes holding it
+    contested: dict[tuple[str, str], set[Any]] = {}  # contested value -> the groups holding it
     for key, recs in by_value.items():
         reason = found.shared.get(key)
         if reason is None:
@@ -374,41 +391,55 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
         holder = found.personal.get(key)
         if reason in NEVER_JOIN or (len(recs) == 1 and holder is None and key not in found.holders):
             continue
-        ours = {find(("rec", i)) for i in recs}
-        roots = set(ours)
+        nodes: list[Any] = [("rec", i) for i in recs]
         if holder is not None:
-            roots.add(find(("contact", holder)))
-        for cid in found.holders.get(key, ()):
-            roots.add(find(("contact", cid)))
+            nodes.append(("contact", holder))
+        nodes.extend(("contact", cid) for cid in found.holders.get(key, ()))
+        roots = {find(node) for node in nodes}
         if len(roots) > 1:
             contested[key] = roots
-            brought[key] = ours
+            held[key] = nodes
     root_name = _names_of({r for roots in contested.values() for r in roots}, prepared, uf, conn)
+    weak: list[tuple[str, str]] = []
     for key, roots in contested.items():
         if decided[key] is None:
-            reason = _shared_by_names(key[0], key[1], labels.get(key, set()), [root_name[r] for r in roots])
-            if reason is not None:
-                result.shared[key] = reason
-                decided[key] = reason
+            holder_names = [root_name[r] for r in roots]
+            if not all(names.compatible(a, b) for a, b in itertools.combinations(holder_names, 2)):
+                decided[key] = result.shared[key] = "names"
+            elif _weak(key[0], key[1], labels.get(key, set()), len({reading(n) for n in holder_names})):
+                weak.append(key)
 
-    # Step 3: join, by personal values first: a person's own value is evidence no shared one outweighs,
-    # so a pair kept apart is checked against the groups those values made.
+    # Step 3: join. A person's own strong values first (a mobile, a personal email), then the weak
+    # ones among the groups those made, then shared values, each between holders whose names agree.
+    # A pair kept apart is checked against the groups of the moment.
     involved = {node[1] for node in uf.parent if node[0] == "contact"}
     apart = _apart_pairs(conn, involved) if involved else {}
+    weak_set = set(weak)
     for key, recs in by_value.items():
-        if decided[key] is None:
+        if decided[key] is None and key not in weak_set:
             holder = found.personal.get(key)
             if len(recs) == 1 and holder is None:
                 continue
             nodes = [("rec", i) for i in recs]
             if holder is not None:
                 nodes.append(("contact", holder))
-            for node in nodes[1:]:
-                if not (apart and _kept_apart(uf, nodes[0], node, apart, f"{key[0]}:{key[1]}")):
-                    uf.union(nodes[0], node)
-    for key, roots in contested.items():
-        if decided[key] is not None and decided[key] not in NEVER_JOIN:
-            _join_agreeing(uf, roots, brought[key], root_name, apart)
+            _join_all(uf, nodes, apart, f"{key[0]}:{key[1]}")
+    if weak:
+        # A weak value (an office line, a landline at home) joins its holders only when they are
+        # already one person by their own values, or their names positively agree.
+        now_name = _names_of({find(n) for key in weak for n in held[key]}, prepared, uf, conn)
+        for key in weak:
+            groups_now = {find(n) for n in held[key]}
+            if len(groups_now) > 1 and not all(names.agree(now_name[a], now_name[b])
+                                               for a, b in itertools.combinations(groups_now, 2)):
+                decided[key] = result.shared[key] = "common"
+            else:
+                _join_all(uf, held[key], apart, f"{key[0]}:{key[1]}")
+    joinable = [key for key in contested if decided[key] is not None and decided[key] not in NEVER_JOIN]
+    if joinable:
+        shared_name = _names_of({find(n) for key in joinable for n in held[key]}, prepared, uf, conn)
+        for key in joinable:
+            _join_agreeing(uf, key, held[key], prepared, shared_name, apart, found)
 
     groups: dict[Any, list[int]] = defaultdict(list)
     group_contacts: dict[Any, set[int]] = defaultdict(set)
@@ -539,38 +570,53 @@ def _names_of(roots: set[Any], prepared: Sequence[Prepared], uf: _UnionFind,
     return out
 
 
-def _join_agreeing(uf: _UnionFind, holders: set[Any], with_records: set[Any], root_name: dict[Any, names.Name],
-                   apart: dict[tuple[int, int], frozenset[str]]) -> None:
-    """Join holders of a shared value that read the same or whose names agree, one of them a record of this chunk.
+# A shared value more groups than this hold (a big company's switchboard, a hotline typed into a web
+# form) carries too little evidence to join anyone, names or not.
+SHARED_JOIN_LIMIT = 20
 
-    Reading the same includes two nameless holders: nothing tells them apart,
-    and a re-import of the same row must find its contact again. Holders are
-    bucketed first, so a switchboard two hundred employees hold costs a
-    dictionary pass, not forty thousand comparisons. Two contacts a person
-    kept apart are never joined this way.
+
+def _join_all(uf: _UnionFind, nodes: list[Any], apart: dict[tuple[int, int], frozenset[str]], key: str) -> None:
+    for node in nodes[1:]:
+        if not (apart and _kept_apart(uf, nodes[0], node, apart, key)):
+            uf.union(nodes[0], node)
+
+
+def _join_agreeing(uf: _UnionFind, key: tuple[str, str], nodes: list[Any], prepared: Sequence[Prepared],
+                   name_of: dict[Any, names.Name], apart: dict[tuple[int, int], frozenset[str]],
+                   found: _Found) -> None:
+    """Join a record of this chunk to another holder of a shared value when their names agree.
+
+    A record also joins the contact it is a re-reading of: a holder whose
+    name reads exactly the same and who got the value from the record's own
+    source (a spreadsheet imported again). Names and a shared value attach a
+    record; they never merge two contacts already known (only a person's own
+    value does). A record that would join two contacts is ambiguous (a son
+    and his father, both Николай Григорьев, at one home phone) and joins
+    neither; a value held by more than SHARED_JOIN_LIMIT groups joins
+    nobody; a pair kept apart stays apart.
     """
-    by_reading: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
-    by_key: dict[str, list[Any]] = defaultdict(list)
-    for root in holders:
-        name = root_name.get(root, names.Name())
-        by_reading[reading(name)].append(root)
-        for k in names.keys(name):
-            by_key[k].append(root)
-
-    def join(a: Any, b: Any) -> None:
-        if a not in with_records and b not in with_records:
-            return
-        if apart and _kept_apart(uf, a, b, apart, None):
-            return
-        uf.union(a, b)
-
-    for members in by_reading.values():
-        for other in members[1:]:
-            join(members[0], other)
-    for members in by_key.values():
-        for a, b in itertools.combinations(members, 2):
-            if names.agree(root_name[a], root_name[b]):
-                join(a, b)
+    at_start = {node: uf.find(node) for node in nodes}  # the groups name_of knows
+    groups = set(at_start.values())
+    if len(groups) > SHARED_JOIN_LIMIT:
+        return
+    for rec in (node for node in nodes if node[0] == "rec"):
+        name = name_of.get(at_start[rec], names.Name())
+        source = prepared[rec[1]].record.source
+        partners = []
+        known = bool(uf.contacts_of(rec))
+        for other in groups:
+            if uf.find(other) == uf.find(rec) or (known and uf.contacts_of(other)):
+                continue  # names and a shared value attach a record; they never merge two known people
+            theirs = name_of.get(other, names.Name())
+            if names.agree(name, theirs) or (
+                    any(found.sources.get((key, cid)) == source for cid in uf.contacts_of(other))
+                    and reading(name) == reading(theirs) and any(reading(name))):
+                partners.append(other)
+        if len([p for p in partners if uf.contacts_of(p)]) > 1:
+            partners = [p for p in partners if not uf.contacts_of(p)]  # ambiguous between people
+        for other in partners:
+            if not (apart and _kept_apart(uf, rec, other, apart, None)):
+                uf.union(rec, other)
 
 
 def _dedupe_refs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -602,14 +648,15 @@ def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> _Found:
                                                     among(conn, c.value, part))
             ):
                 found.personal[(kind, value)] = contact_id
-            for value, contact_id, reason in conn.execute(
-                select(c.value, c.contact_id, c.shared).where(c.kind == kind, c.shared.is_not(None),
-                                                              among(conn, c.value, part))
+            for value, contact_id, reason, source in conn.execute(
+                select(c.value, c.contact_id, c.shared, c.source).where(c.kind == kind, c.shared.is_not(None),
+                                                                        among(conn, c.value, part))
             ):
                 key = (kind, value)
                 found.shared[key] = reason
                 if reason not in NEVER_JOIN:
                     found.holders.setdefault(key, []).append(contact_id)
+                    found.sources[(key, contact_id)] = source
     for source, ids in refs.items():
         for part in chunks(sorted(ids), LOOKUP_CHUNK):
             rows = conn.execute(

@@ -208,11 +208,10 @@ Chunk = list[tuple[Row, "identity.Prepared | None"]]
 def _prepare_row(row: Row, region: str) -> identity.Prepared:
     assert row.record is not None
     prepared = identity.prepare(row.record, region)
-    if row.record.external_id is None and not any(
-            i.valid and identity.intrinsic_reason(i.kind, i.value, (i.label,) if i.label else ())
-            is None for i in prepared.identifiers):
-        # Without a phone, email or id of the person's own (an 8-800 line or info@ names nobody),
-        # only the row itself can tell a re-import of it from a namesake: its line and content.
+    if row.record.external_id is None and not any(identity.finds_a_person(i) for i in prepared.identifiers):
+        # Without an id, a mobile or an email of the person's own (an office line, a home landline,
+        # an 8-800 line or info@ finds nobody by itself), only the row itself can tell a re-import
+        # of it from a namesake: its line and content.
         row.record.external_id = _row_key(row)
     return prepared
 

@@ -155,6 +155,8 @@ def phones(cell: str | None, region: str = "RU", label: str | None = None) -> li
     if not text:
         return []
     cleaned = _EXTENSION.sub(" ", text)
+    if label is None and len(cleaned) != len(text):
+        label = "work"  # a number with an extension is an office's switchboard
     out: list[Identifier] = []
     seen: set[str] = set()
     bad: list[str] = []

@@ -230,3 +230,73 @@ def test_an_import_tells_how_many_values_turned_out_shared(hub_db: HubDB, tmp_pa
     assert report["created"] == 0 and report["shared_values"] == 0  # already known as shared
     assert set(holders(hub_db, "+74951112233").values()) == {"names"}
     assert set(holders(hub_db, "+78005553535").values()) == {"toll_free"}
+
+
+def test_a_row_that_fits_a_father_and_his_son_joins_neither(hub_db: HubDB) -> None:
+    """Николай Петрович and Николай Николаевич Григорьев share the flat's phone; a row «Николай Григорьев»
+    with the son's mobile is the son, and must not join his father through their one phone and name."""
+    home = "8 812 555-01-02"
+    first = write(hub_db, ContactRecord(source="import:a.csv", external_id="1", first_name="Николай",
+                                        middle_name="Петрович", last_name="Григорьев",
+                                        phones=["8 911 700-00-18", home], labels={home: "home"}),
+                  ContactRecord(source="import:a.csv", external_id="2", first_name="Николай",
+                                middle_name="Николаевич", last_name="Григорьев",
+                                phones=["8 911 700-00-19", home], labels={home: "home"}))
+    father, son = first.contact_ids
+    assert father != son
+    row = write(hub_db, ContactRecord(source="import:b.csv", first_name="Николай", last_name="Григорьев",
+                                      phones=["8 911 700-00-19", home]))
+    assert not row.merged and row.contact_ids == [son]
+    nameless = write(hub_db, ContactRecord(source="import:c.csv", first_name="Николай", last_name="Григорьев",
+                                           phones=[home]))
+    assert not nameless.merged and nameless.contact_ids[0] not in (father, son)  # either of them: neither
+
+
+@pytest.mark.parametrize("name", ["Клиент", "", "ООО Ромашка", "12345", "Иван"])
+def test_an_office_line_does_not_join_two_rows_that_only_share_it(hub_db: HubDB, name: str) -> None:
+    office = "8 495 222-33-44"
+    result = write(hub_db, *[ContactRecord(source="import:x.csv", external_id=str(i), first_name=name or None,
+                                           phones=[mobile, office], labels={office: "work"})
+                             for i, mobile in enumerate(["8 916 111-00-01", "8 916 111-00-02"])])
+    assert len(set(result.contact_ids)) == 2
+    assert set(holders(hub_db, "+74952223344").values()) == {"common"}
+
+
+def test_an_extension_marks_a_switchboard(hub_db: HubDB) -> None:
+    result = write(hub_db, person("import", "1", "Иван", None, phones=["+7 495 500-00-00 доб. 1", "8 999 000-00-01"]),
+                   person("import", "2", "Иван", None, phones=["+7 495 500-00-00 доб. 2", "8 999 000-00-02"]))
+    assert len(set(result.contact_ids)) == 2
+
+
+def test_a_big_switchboard_joins_no_namesakes(hub_db: HubDB) -> None:
+    """Sixty people on one company line, some of them namesakes with mobiles of their own: all stay apart."""
+    board = "+7 495 600-00-00"
+    staff = [person("bitrix24", str(i), ["Иван", "Мария", "Олег"][i % 3], ["Петров", "Сидорова", "Кузнецов"][i % 3],
+                    phones=[board, f"+7 916 100-{i // 100:02d}-{i % 100:02d}"]) for i in range(60)]
+    result = write(hub_db, *staff)
+    assert len(set(result.contact_ids)) == 60
+
+
+def test_a_nameless_row_with_only_an_office_line_is_found_again_on_reimport(hub_db: HubDB, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from hub import importer
+
+    sheet = tmp_path / "calls.csv"
+    sheet.write_text("Рабочий телефон;Комментарий\n8 495 222-33-44;перезвонить\n8 495 222-33-44;заказ\n",
+                     encoding="utf-8")
+    first = importer.import_contacts(hub_db.engine, hub_db.settings, sheet)
+    again = importer.import_contacts(hub_db.engine, hub_db.settings, sheet)
+    assert first.created == 2 and again.created == 0
+
+
+@pytest.mark.parametrize("args", [["contacts", "unmerge", str(2**63)], ["contacts", "show", "99999999999999999999999"],
+                                  ["dedupe", "--merge", "1", str(2**64)], ["contacts", "unmerge", "0"],
+                                  ["contacts", "unmerge", "abc"]])
+def test_a_record_number_past_what_the_database_holds_is_one_clear_line(hub_db: HubDB, args: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from tests.support.cli import cli
+
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "не номер записи Hub" in result.output or "не число" in result.output, result.output
