@@ -39,7 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from hub import formats, normalize
-from hub.i18n import N_
+from hub.i18n import N_, ngettext
 from hub.i18n import gettext as _
 from hub.records import ContactRecord, Gender
 
@@ -271,9 +271,12 @@ def read_rows(
                 with_data = other_sheets()
                 if with_data:
                     raise SpreadsheetError(
-                        _("%(file)s: the sheet %(sheet)r is empty; data is on the sheet(s) %(sheets)s: choose one "
-                          "with --sheet, e.g. --sheet '%(first)s'", file=label, sheet=layout.sheet,
-                          sheets=", ".join(repr(title) for title in with_data), first=with_data[0])
+                        ngettext("%(file)s: the sheet «%(sheet)s» is empty; the data is on the sheet %(sheets)s: "
+                                 "choose it with --sheet '%(first)s'",
+                                 "%(file)s: the sheet «%(sheet)s» is empty; data is on the sheets %(sheets)s: "
+                                 "choose one with --sheet, e.g. --sheet '%(first)s'", len(with_data), file=label,
+                                 sheet=layout.sheet, sheets=", ".join(f"«{title}»" for title in with_data),
+                                 first=with_data[0])
                     )
                 raise SpreadsheetError(_("%(file)s: no header row, the file is empty", file=label))
             line, headers, replay = found

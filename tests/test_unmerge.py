@@ -250,7 +250,7 @@ def test_the_command_says_what_came_back_in_russian(hub_db: HubDB) -> None:
     out = runner.invoke(cli, ["contacts", "unmerge", str(merge_id)])
     assert out.exit_code == 0, out.output
     assert out.output.strip() == (f"Слияние №{merge_id} отменено: контакт #{b} восстановлен "
-                                  f"(2 телефона, 1 e-mail, 2 заказа); общими остались: +7 916 123-45-67.")
+                                  f"(2 телефона, 1 e-mail, 2 заказа и сделки (в любой стадии)); общими остались: +7 916 123-45-67.")
     again = runner.invoke(cli, ["contacts", "unmerge", str(merge_id)])
     assert again.exit_code == 1
     assert f"Слияние №{merge_id} уже отменено." in again.output

@@ -222,7 +222,8 @@ def contacts_unmerge(app: App, merge_id: int, as_json: bool) -> None:
                       num=formats.number(held.get("phone", 0))),
              ngettext("%(num)s email", "%(num)s emails", held.get("email", 0),
                       num=formats.number(held.get("email", 0))),
-             ngettext("%(num)s order", "%(num)s orders", result["orders"], num=formats.number(result["orders"]))]
+             ngettext("%(num)s order or deal (won or not)", "%(num)s orders and deals (won or not)", result["orders"],
+                      num=formats.number(result["orders"]))]
     if not result["shared"]:
         click.echo(_("Merge №%(id)s undone: contact #%(contact)s is back (%(held)s).", id=merge_id,
                      contact=result["restored"], held=", ".join(parts)))

@@ -94,8 +94,9 @@ def summary(source: str, data: dict[str, Any]) -> str:
                               "%(num)s records of people erased on request kept out", refused, num=n(refused)))
     shared = data.get("shared_values", 0)
     if shared:
-        parts.append(ngettext("%(num)s phone or email found to be several people's (it joins nobody)",
-                              "%(num)s phones and emails found to be several people's (they join nobody)", shared,
-                              num=n(shared)))
+        parts.append(ngettext("%(num)s phone or email found to be several people's (it joins people only when "
+                              "names agree)",
+                              "%(num)s phones and emails found to be several people's (they join people only when "
+                              "names agree)", shared, num=n(shared)))
     parts.append(_("%(seconds)s s.", seconds=n(data["duration_s"])))
     return "; ".join(parts)
