@@ -343,7 +343,10 @@ def merge_by_hand(engine: Engine, survivor: int, other: int, *, actor: str, sett
     """A person decided two contacts are one; the merge is logged with who decided.
 
     Both doors (`hub dedupe --merge`, the admin's merge) come through here, so
-    the refusals of check_mergeable hold for every merge by hand.
+    the refusals of check_mergeable hold for every merge by hand. A pair a
+    person once kept apart (by undoing their merge) may be merged again: the
+    later decision wins, the pair is no longer kept apart, and the result
+    says so (`kept_apart_before`), so the person is told.
     """
     if survivor == other:
         raise ValueError(_("a contact cannot be merged with itself"))
@@ -354,5 +357,7 @@ def merge_by_hand(engine: Engine, survivor: int, other: int, *, actor: str, sett
             if cid not in found:
                 raise ValueError(_("no contact with id %(id)s", id=cid))
         reason = {"rule": "merged by hand", "by": actor}
+        low, high = sorted((survivor, other))
+        kept_apart = conn.execute(delete(apart_t).where(apart_t.c.low_id == low, apart_t.c.high_id == high)).rowcount
         identity.merge_contacts(conn, survivor, other, reason=reason, settings=settings, actor=actor)
-    return {"survivor": survivor, "merged": other, **reason}
+    return {"survivor": survivor, "merged": other, **reason, "kept_apart_before": bool(kept_apart)}

@@ -250,7 +250,8 @@ def test_the_command_says_what_came_back_in_russian(hub_db: HubDB) -> None:
     out = runner.invoke(cli, ["contacts", "unmerge", str(merge_id)])
     assert out.exit_code == 0, out.output
     assert out.output.strip() == (f"Слияние №{merge_id} отменено: контакт #{b} восстановлен "
-                                  f"(2 телефона, 1 e-mail, 2 заказа и сделки (в любой стадии)); общими остались: +7 916 123-45-67.")
+                                  "(2 телефона, 1 e-mail, 2 заказа и сделки (в любой стадии)); "
+                                  "общими остались: +7 916 123-45-67.")
     again = runner.invoke(cli, ["contacts", "unmerge", str(merge_id)])
     assert again.exit_code == 1
     assert f"Слияние №{merge_id} уже отменено." in again.output
@@ -325,3 +326,14 @@ def test_signups_made_with_the_restored_address_go_back_to_it(hub_db: HubDB, plu
                         for r in conn.execute(select(requests.c.evidence, requests.c.contact_id)))
     # one made without an address cannot say whose it was: it stays with the survivor
     assert owners == [("", a), ("ivan@example.ru", a), ("vanya@example.ru", b)]
+
+
+def test_merging_by_hand_a_pair_kept_apart_says_so_and_the_later_decision_wins(hub_db: HubDB) -> None:
+    a, b, merge_id = wrongly_merged(hub_db)
+    unmerge.unmerge(hub_db.engine, hub_db.settings, merge_id, actor="cli")
+    shown = CliRunner().invoke(cli, ["dedupe", "--merge", str(a), str(b)])
+    assert shown.exit_code == 0, shown.output
+    assert "Эти двое были разделены отменой слияния" in shown.output
+    with hub_db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ContactsApart)).scalar_one() == 0
+    assert contact_count(hub_db) == 1

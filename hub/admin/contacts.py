@@ -192,6 +192,8 @@ def merge() -> Any:
     with engine().begin() as conn:
         audit.record(conn, who, "contact_merged", contact_id=survivor, merged=other)
     flash(_("Merged #%(merged)s into #%(survivor)s.", merged=result["merged"], survivor=result["survivor"]), "ok")
+    if result["kept_apart_before"]:
+        flash(_("These two had been kept apart by an undone merge; your merge now wins."), "ok")
     return redirect(url_for("contacts.card", contact_id=survivor))
 
 

@@ -39,6 +39,8 @@ def dedupe_cmd(app: App, merge_pair: tuple[int, int] | None, limit: int | None, 
         else:
             click.echo(_("Merged #%(merged)s into #%(survivor)s.", merged=result["merged"],
                          survivor=result["survivor"]))
+            if result["kept_apart_before"]:
+                click.echo(_("These two had been kept apart by an undone merge; your merge now wins."))
         return
     report = dedupe.run(engine, app.settings, suggestion_limit=None, review_limit=None)
     groups = report.suggestions
