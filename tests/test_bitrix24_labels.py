@@ -14,7 +14,6 @@ from typing import Any, Iterator
 
 import pytest
 import responses
-from click.testing import CliRunner
 from sqlalchemy import select
 
 import plugins.bitrix24 as bitrix24_plugin
@@ -28,7 +27,7 @@ from plugins.bitrix24.client import Client, WebhookAuth
 from plugins.bitrix24.sandbox import Portal, SandboxServer, b2b
 from plugins.bitrix24.source import Bitrix24Source
 from tests.conftest import HubDB
-from tests.support.cli import cli
+from tests.support.cli import cli, run_ok
 
 HOOK = "https://shop.bitrix24.ru/rest/1/s3cr3tc0de/"
 TIME = {"start": 1724916859.4, "finish": 1724916859.5, "duration": 0.1, "processing": 0.05,
@@ -117,12 +116,6 @@ def hub(hub_db: HubDB, plugin_manager: Any) -> HubDB:
     return hub_db
 
 
-def run_cli(*args: str) -> Any:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
-
-
 def b2b_records(portal: Portal) -> dict[int, tuple[int, b2b.Entry]]:
     """Portal contact ID -> (person id, the record as typed), for the B2B part."""
     entries = iter([(person, entry) for person, records in b2b.PEOPLE.items() for entry in records])
@@ -160,8 +153,8 @@ def test_the_b2b_portal_holds_the_types_a_manager_sets_in_the_documented_shape(b
 
 
 def test_a_b2b_sync_stores_each_phone_and_email_with_its_type(hub: HubDB, b2b_portal: SandboxServer) -> None:
-    run_cli("connect", "bitrix24", "--webhook", b2b_portal.webhook_url)
-    run_cli("sync", "bitrix24", "--json")
+    run_ok("connect", "bitrix24", "--webhook", b2b_portal.webhook_url)
+    run_ok("sync", "bitrix24", "--json")
     refs, labels = stored(hub)
     checked = 0
     for contact_id, (_, entry) in b2b_records(b2b_portal.portal).items():
@@ -182,8 +175,8 @@ def test_a_b2b_sync_stores_each_phone_and_email_with_its_type(hub: HubDB, b2b_po
 
 def test_a_b2b_sync_keeps_colleagues_spouses_and_hotline_callers_apart_and_joins_one_person_written_three_ways(
         hub: HubDB, b2b_portal: SandboxServer) -> None:
-    run_cli("connect", "bitrix24", "--webhook", b2b_portal.webhook_url)
-    run_cli("sync", "bitrix24", "--json")
+    run_ok("connect", "bitrix24", "--webhook", b2b_portal.webhook_url)
+    run_ok("sync", "bitrix24", "--json")
     refs, _ = stored(hub)
     contact_of: dict[int, set[int]] = defaultdict(set)  # person -> the Hub contacts holding their records
     for contact_id, (person, _) in b2b_records(b2b_portal.portal).items():

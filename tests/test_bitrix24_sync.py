@@ -27,7 +27,7 @@ from plugins.bitrix24.client import Bitrix24Error, Client
 from plugins.bitrix24.sandbox import Portal, SandboxServer
 from plugins.bitrix24.source import Bitrix24Source
 from tests.conftest import HubDB
-from tests.support.cli import cli
+from tests.support.cli import cli, run_ok
 from tests.transport import TRANSPORTS, Transport, use_transport
 
 TODAY = dt.date(2025, 6, 1)
@@ -50,18 +50,12 @@ def hub(hub_db: HubDB, plugin_manager: Any) -> HubDB:
     return hub_db
 
 
-def run_cli(*args: str) -> Any:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
-
-
 def connect(server: SandboxServer, *extra: str) -> None:
-    run_cli("connect", "bitrix24", "--webhook", server.webhook_url, *extra)
+    run_ok("connect", "bitrix24", "--webhook", server.webhook_url, *extra)
 
 
 def sync_json(*extra: str) -> dict[str, Any]:
-    return json.loads(run_cli("sync", "bitrix24", "--json", *extra).output)
+    return json.loads(run_ok("sync", "bitrix24", "--json", *extra).output)
 
 
 def hub_card(db: HubDB, external_id: int) -> dict[str, Any]:
@@ -73,7 +67,7 @@ def hub_card(db: HubDB, external_id: int) -> dict[str, Any]:
 
 
 def test_connect_checks_the_webhook_and_never_prints_its_code(hub: HubDB, portal: SandboxServer) -> None:
-    result = run_cli("connect", "bitrix24", "--webhook", portal.webhook_url)
+    result = run_ok("connect", "bitrix24", "--webhook", portal.webhook_url)
     assert "Подключено к Битрикс24 127.0.0.1" in result.output and "Дальше: hub sync bitrix24" in result.output
     assert portal.portal.webhook.code not in result.output
     wrong = portal.webhook_url.replace(portal.portal.webhook.code, "wrongcode123")
@@ -213,7 +207,7 @@ def test_oauth_app_connects_with_a_code_and_refreshes_an_expired_token(hub: HubD
                                   clock=lambda: clock["now"])).start()
     try:
         app = server.oauth_app
-        run_cli("connect", "bitrix24", "--client-id", app.client_id, "--client-secret", app.client_secret,
+        run_ok("connect", "bitrix24", "--client-id", app.client_id, "--client-secret", app.client_secret,
                 "--code", server.portal.authorization_code(), "--oauth-url", app.token_url)
         clock["now"] += 3600  # the access token expired
         report = sync_json("--full")
