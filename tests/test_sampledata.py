@@ -92,7 +92,7 @@ def test_smaller_population_is_a_prefix_of_a_larger_one():
 
 
 def test_canonical_phones_are_valid_unique_e164(population):
-    seen = Counter()
+    seen: Counter[str] = Counter()
     for person in population:
         assert 1 <= len(person.phones) <= 2
         for phone in person.phones:
@@ -328,6 +328,7 @@ def test_contact_records_hold_the_same_people(population):
         recovered = set().union(*(canonical_phones(raw) for raw in record.phones))
         assert recovered <= set(person.phones)
         assert len(record.emails) == len(person.emails)
+        assert record.created_at is not None and record.updated_at is not None
         assert record.created_at <= record.updated_at
         assert record.updated_at < datetime(TODAY.year, TODAY.month, TODAY.day, tzinfo=timezone.utc)
     raw_phones = [raw for record in records for raw in record.phones]
@@ -364,7 +365,9 @@ def test_same_seed_gives_the_pinned_sample():
     for line, row in spreadsheet_rows(sample, SEED):
         digest.update(repr((line, sorted(row.items()))).encode())
     for record in sampledata.contact_records(sample, "amocrm", SEED, today=TODAY):
-        digest.update(repr(record).encode())
+        # ContactRecord.labels came later and is empty here: left out, the digest still pins the same records.
+        assert record.labels == {}
+        digest.update(repr(record).replace(", labels={}", "").encode())
     for order in sampledata.order_records(sample, "amocrm"):
         digest.update(repr(order).encode())
     assert digest.hexdigest() == PINNED_SAMPLE_DIGEST

@@ -32,14 +32,17 @@ def sample_group() -> None:
               help="YYYY-MM-DD the dates are counted back from; default: the current date.")
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write line,person_id here: who each row really is.")
+@click.option("--b2b", is_flag=True, default=False,
+              help="A Bitrix24 export of a B2B base instead: companies with a shared switchboard and "
+                   "info@ mailboxes, households sharing a home phone, 8-800 hotlines, people written several ways.")
 def sample_contacts(out: Path, people: int, seed: int, encoding: str, delimiter: str, duplicate_rate: float,
-                    today: datetime | None, truth: Path | None) -> None:
+                    today: datetime | None, truth: Path | None, b2b: bool) -> None:
     """Write a messy customer spreadsheet (CSV, or XLSX by extension) as offices export them."""
     from hub import sampledata
 
     n = sampledata.write_sample(out, people_count=people, seed=seed, encoding=encoding, delimiter=delimiter,
                                 duplicate_rate=duplicate_rate, today=today.date() if today else None,
-                                truth_path=truth)
+                                truth_path=truth, b2b=b2b)
     click.echo(_("Wrote %(rows)s for %(people)s to %(file)s",
                  rows=ngettext("%(num)s row", "%(num)s rows", n, num=formats.number(n)),
                  people=ngettext("%(num)s person", "%(num)s people", people, num=formats.number(people)), file=out))

@@ -19,6 +19,9 @@ Canonical phones and emails are unique per person by construction (derived
 from the person id through a seeded permutation; guaranteed for up to nine
 million people), so two ground-truth people never share a contact point by
 accident and any merge of them is an error of the resolver, not of the data.
+hub.sampledata.business adds what a B2B base shares on purpose (switchboards,
+role mailboxes, home phones, hotlines) and keeps the same promise for every
+value that is a person's own.
 """
 
 from __future__ import annotations
@@ -698,20 +701,22 @@ def write_csv(
     encoding: str = "utf-8-sig",
     delimiter: str = ";",
     truth_path: str | Path | None = None,
+    columns: Sequence[str] = SPREADSHEET_COLUMNS,
 ) -> int:
     """Write a header and the rows as a spreadsheet export would; return the number of data rows.
 
     With `truth_path`, also write "line,person_id" for each data line (the
     header is line 1) so a resolution can be scored against the truth.
+    `columns` are the header (the B2B base has its own, see business.py).
     """
     count = 0
     with ExitStack() as files:
         out = files.enter_context(open(path, "w", encoding=encoding, newline=""))
         truth = _open_truth(files, truth_path)
         writer = csv.writer(out, delimiter=delimiter)
-        writer.writerow(SPREADSHEET_COLUMNS)
+        writer.writerow(columns)
         for person_id, row in rows:
-            writer.writerow([row.get(column, "") for column in SPREADSHEET_COLUMNS])
+            writer.writerow([row.get(column, "") for column in columns])
             count += 1
             if truth:
                 truth.write(f"{count + 1},{person_id}\n")
@@ -723,18 +728,19 @@ def write_xlsx(
     rows: Iterable[tuple[int, dict[str, str]]],
     *,
     truth_path: str | Path | None = None,
+    columns: Sequence[str] = SPREADSHEET_COLUMNS,
 ) -> int:
     """Write an .xlsx sheet in openpyxl's streaming mode; the truth file works as in `write_csv`."""
     from openpyxl import Workbook  # only this writer needs it; generation stays stdlib-only
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Клиенты")
-    sheet.append(SPREADSHEET_COLUMNS)
+    sheet.append(list(columns))
     count = 0
     with ExitStack() as files:
         truth = _open_truth(files, truth_path)
         for person_id, row in rows:
-            sheet.append([row.get(column, "") for column in SPREADSHEET_COLUMNS])
+            sheet.append([row.get(column, "") for column in columns])
             count += 1
             if truth:
                 truth.write(f"{count + 1},{person_id}\n")
@@ -848,14 +854,27 @@ def order_records(people: Iterable[Person], source: str) -> Iterator[OrderRecord
 
 
 def write_sample(out: str | Path, *, people_count: int, seed: int, encoding: str = "cp1251", delimiter: str = ";",
-                 duplicate_rate: float = 0.15, today: date | None = None, truth_path: str | Path | None = None) -> int:
+                 duplicate_rate: float | None = None, today: date | None = None,
+                 truth_path: str | Path | None = None, b2b: bool = False) -> int:
     """Write a messy customer spreadsheet of `people_count` people to `out` and return its data rows.
 
     An `.xlsx` name writes a workbook, any other a CSV; `truth_path` also
     writes which person each line belongs to, the answer a resolver is scored
     against. `today` pins the dates, so a benchmark's file is the same every day.
+    `b2b` writes the Bitrix24-shaped business base of hub.sampledata.business
+    (companies, households, hotlines) instead of a shop's customers.
     """
-    rows = spreadsheet_rows(people(people_count, seed, today=today), seed, duplicate_rate=duplicate_rate)
+    columns: Sequence[str] = SPREADSHEET_COLUMNS
+    if b2b:
+        from hub.sampledata import business
+
+        columns = business.BUSINESS_COLUMNS
+        rate = business.DUPLICATE_RATE if duplicate_rate is None else duplicate_rate
+        rows = business.business_rows(business.business_people(people_count, seed, today=today), seed,
+                                      duplicate_rate=rate)
+    else:
+        rate = 0.15 if duplicate_rate is None else duplicate_rate
+        rows = spreadsheet_rows(people(people_count, seed, today=today), seed, duplicate_rate=rate)
     if str(out).lower().endswith(".xlsx"):
-        return write_xlsx(out, rows, truth_path=truth_path)
-    return write_csv(out, rows, encoding=encoding, delimiter=delimiter, truth_path=truth_path)
+        return write_xlsx(out, rows, truth_path=truth_path, columns=columns)
+    return write_csv(out, rows, encoding=encoding, delimiter=delimiter, truth_path=truth_path, columns=columns)
