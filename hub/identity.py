@@ -99,13 +99,9 @@ def prepare(record: ContactRecord, region: str) -> Prepared:
     identifiers: list[Identifier] = []
     labels = record.labels
     for cell in record.phones:
-        found = normalize.phones(cell, region)
-        label = labels.get(cell) if labels else None
-        identifiers.extend(i._replace(label=label) if label and not i.label else i for i in found)
+        identifiers.extend(normalize.phones(cell, region, labels.get(cell) if labels else None))
     for cell in record.emails:
-        found = normalize.emails(cell)
-        label = labels.get(cell) if labels else None
-        identifiers.extend(i._replace(label=label) if label and not i.label else i for i in found)
+        identifiers.extend(normalize.emails(cell, labels.get(cell) if labels else None))
     return Prepared(record, identifiers)
 
 
@@ -232,45 +228,36 @@ def finds_a_person(ident: Identifier) -> bool:
     """
     if not ident.valid:
         return False
+    if ident.label is None and ident.value.startswith("+79"):
+        return True  # a Russian mobile nobody called a fax: the common case, answered at once
     labels = {ident.label} if ident.label else set()
     return intrinsic_reason(ident.kind, ident.value, labels) is None and not _weak(ident.kind, ident.value,
                                                                                     labels, 2)
 
 
+@functools.lru_cache(maxsize=65536)
 def reading(name: names.Name) -> tuple[str, str, str]:
     """A name exactly as written, but for case, spaces and ё: two records that read the same."""
     return tuple(" ".join((part or "").lower().replace("ё", "е").split())  # type: ignore[return-value]
                  for part in (name.first, name.last, name.middle))
 
 
-def _shared_by_names(kind: str, value: str, labels: set[str], holder_names: list[names.Name]) -> str | None:
-    """Why the holders of one value are different people, or None when it may join them.
+class _Groups:
+    """Records and contacts joined into groups (a union-find), each knowing its contacts and its names.
 
-    Holders that read the same (a re-import of one row, a person listed twice
-    in one file) count once.
+    A group's names are how its records and contacts are written. A join
+    that would put contradicting names in one group is refused (`join`), so
+    a nameless row listing two people's mobiles cannot make Анна and Мария
+    one person. A record's name is read only when its group is compared: a
+    million-row import compares few groups.
     """
-    distinct = list({reading(n): n for n in holder_names}.values())
-    for a, b in itertools.combinations(distinct, 2):
-        if not names.compatible(a, b):
-            return "names"
-    if _weak(kind, value, labels, len(distinct)):
-        if not all(names.agree(a, b) for a, b in itertools.combinations(distinct, 2)):
-            return "common"
-    return None
 
-
-class _UnionFind:
-    """Records and contacts joined into groups; each group knows the existing contacts in it."""
-
-    def __init__(self) -> None:
+    def __init__(self, prepared: Sequence[Prepared]) -> None:
         self.parent: dict[Any, Any] = {}
         self.contacts: dict[Any, set[int]] = {}  # root -> contact ids in its group (absent: none)
-
-    def contacts_of(self, x: Any) -> set[int]:
-        root = self.find(x)
-        if x[0] == "contact" and root not in self.contacts:
-            self.contacts[root] = {x[1]}
-        return self.contacts.get(root, set())
+        self.named: dict[Any, list[Any]] = {}  # root -> its members' names: a Name, or a record's index
+        self._prepared = prepared
+        self._read: dict[Any, list[names.Name]] = {}  # root -> names_of, until the group changes
 
     def find(self, x: Any) -> Any:
         parent = self.parent
@@ -281,16 +268,76 @@ class _UnionFind:
             parent[x], x = root, parent[x]
         return root
 
+    def add(self, node: Any, name: names.Name | int | None) -> None:
+        """Know a node and its name: a Name, a record's index (read when needed), or None."""
+        root = self.find(node)
+        if node[0] == "contact":
+            self.contacts.setdefault(root, set()).add(node[1])
+        if name is not None:
+            self.named.setdefault(root, []).append(name)
+            self._read.pop(root, None)
+
+    def names_of(self, node: Any) -> list[names.Name]:
+        """The group's names, one per way of writing."""
+        root = self.find(node)
+        cached = self._read.get(root)
+        if cached is not None:
+            return cached
+        out: dict[tuple[str, str, str], names.Name] = {}
+        for item in self.named.get(root, ()):
+            if isinstance(item, int):
+                rec = self._prepared[item].record
+                item = names.Name(rec.first_name, rec.last_name, rec.middle_name)
+            written = reading(item)
+            if any(written):
+                out.setdefault(written, item)
+        self._read[root] = found = list(out.values())
+        return found
+
+    def name_of(self, node: Any) -> names.Name:
+        found = self.names_of(node)
+        return found[0] if found else names.Name()
+
+    def fits(self, a: Any, b: Any) -> bool:
+        """Nothing in the two groups' names says they are different people."""
+        ours, theirs = self.names_of(a), self.names_of(b)
+        if len(ours) == len(theirs) == 1 and reading(ours[0]) == reading(theirs[0]):
+            return True  # one way of writing on both sides: a re-read, the commonest join of all
+        return all(names.compatible(x, y) for x in ours for y in theirs)
+
+    def agree(self, a: Any, b: Any) -> bool:
+        """The two groups' names positively say one person."""
+        ours, theirs = self.names_of(a), self.names_of(b)
+        return (all(names.compatible(x, y) for x in ours for y in theirs)
+                and any(names.agree(x, y) for x in ours for y in theirs))
+
     def union(self, a: Any, b: Any) -> None:
+        for node in (a, b):
+            if node[0] == "contact":
+                self.contacts.setdefault(self.find(node), set()).add(node[1])
         ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[rb] = ra
-            for node in (a, b):
-                if node[0] == "contact":
-                    self.contacts.setdefault(ra, set()).add(node[1])
-            moved = self.contacts.pop(rb, None)
-            if moved:
-                self.contacts.setdefault(ra, set()).update(moved)
+        if ra == rb:
+            return
+        self.parent[rb] = ra
+        self._read.pop(ra, None)
+        self._read.pop(rb, None)
+        moved_contacts = self.contacts.pop(rb, None)
+        if moved_contacts:
+            self.contacts.setdefault(ra, set()).update(moved_contacts)
+        moved_names = self.named.pop(rb, None)
+        if moved_names:
+            self.named.setdefault(ra, []).extend(moved_names)
+
+    def join(self, a: Any, b: Any, apart: dict[tuple[int, int], frozenset[str]], key: str | None) -> str | None:
+        """Union the two groups unless names contradict ("names") or a person kept them apart ("apart")."""
+        if self.find(a) == self.find(b):
+            return None
+        if self.named.get(self.find(a)) and self.named.get(self.find(b)) and not self.fits(a, b):
+            return "names"
+        if apart and _kept_apart(self, a, b, apart, key):
+            return "apart"
+        self.union(a, b)
+        return None
 
 
 def resolve(
@@ -334,6 +381,8 @@ class _Found:
     refs: dict[str, int] = field(default_factory=dict)  # "source\x1fexternal id" -> contact
     # (value, contact) -> the source that gave the contact the value: a row read again comes from it
     sources: dict[tuple[tuple[str, str], int], str] = field(default_factory=dict)
+    # shared values more holders have than SHARED_JOIN_LIMIT: they join nobody, so their holders are not read
+    saturated: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settings,
@@ -353,16 +402,17 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
         return result
 
     found = _lookup(conn, prepared)
-    uf = _UnionFind()
+    uf = _Groups(prepared)
     by_value: dict[tuple[str, str], list[int]] = defaultdict(list)
     labels: dict[tuple[str, str], set[str]] = defaultdict(set)
     for i, p in enumerate(prepared):
         node = ("rec", i)
-        uf.find(node)
+        rec = p.record
+        uf.add(node, i if rec.first_name or rec.last_name or rec.middle_name else None)
         if p.contact_id is not None:
             uf.union(node, ("contact", p.contact_id))
-        if p.record.external_id:
-            ref = f"{p.record.source}\x1f{p.record.external_id}"
+        if rec.external_id:
+            ref = f"{rec.source}\x1f{rec.external_id}"
             uf.union(node, ("ref", ref))
             if ref in found.refs:
                 uf.union(node, ("contact", found.refs[ref]))
@@ -375,12 +425,10 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
                 if ident.label:
                     labels[key].add(ident.label)
 
-    # Step 2: who holds each value, as the references alone tell. Most values of a chunk have one
-    # holder and pass straight through; only contested ones (several holders, or shared) are weighed.
-    find = uf.find
+    # Step 2: what the base already says of each value, and who holds it. Most values of a chunk
+    # have one holder and pass straight through; only contested ones are weighed.
     decided: dict[tuple[str, str], str | None] = {}
     held: dict[tuple[str, str], list[Any]] = {}  # contested value -> the nodes holding it
-    contested: dict[tuple[str, str], set[Any]] = {}  # contested value -> the groups holding it
     for key, recs in by_value.items():
         reason = found.shared.get(key)
         if reason is None:
@@ -389,57 +437,56 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
                 result.shared[key] = reason
         decided[key] = reason
         holder = found.personal.get(key)
-        if reason in NEVER_JOIN or (len(recs) == 1 and holder is None and key not in found.holders):
+        if reason in NEVER_JOIN or key in found.saturated or (
+                len(recs) == 1 and holder is None and key not in found.holders):
             continue
         nodes: list[Any] = [("rec", i) for i in recs]
         if holder is not None:
             nodes.append(("contact", holder))
         nodes.extend(("contact", cid) for cid in found.holders.get(key, ()))
-        roots = {find(node) for node in nodes}
-        if len(roots) > 1:
-            contested[key] = roots
-            held[key] = nodes
-    root_name = _names_of({r for roots in contested.values() for r in roots}, prepared, uf, conn)
-    weak: list[tuple[str, str]] = []
-    for key, roots in contested.items():
-        if decided[key] is None:
-            holder_names = [root_name[r] for r in roots]
-            if not all(names.compatible(a, b) for a, b in itertools.combinations(holder_names, 2)):
-                decided[key] = result.shared[key] = "names"
-            elif _weak(key[0], key[1], labels.get(key, set()), len({reading(n) for n in holder_names})):
-                weak.append(key)
+        held[key] = nodes
+    contacts_named = {node[1] for node in uf.parent if node[0] == "contact"}
+    contacts_named.update(node[1] for nodes in held.values() for node in nodes if node[0] == "contact")
+    for cid, name in _load_names(conn, contacts_named).items():
+        uf.add(("contact", cid), name)
+    apart = _apart_pairs(conn, contacts_named) if contacts_named else {}
 
     # Step 3: join. A person's own strong values first (a mobile, a personal email), then the weak
-    # ones among the groups those made, then shared values, each between holders whose names agree.
-    # A pair kept apart is checked against the groups of the moment.
-    involved = {node[1] for node in uf.parent if node[0] == "contact"}
-    apart = _apart_pairs(conn, involved) if involved else {}
-    weak_set = set(weak)
-    for key, recs in by_value.items():
-        if decided[key] is None and key not in weak_set:
-            holder = found.personal.get(key)
-            if len(recs) == 1 and holder is None:
-                continue
-            nodes = [("rec", i) for i in recs]
-            if holder is not None:
-                nodes.append(("contact", holder))
-            _join_all(uf, nodes, apart, f"{key[0]}:{key[1]}")
-    if weak:
-        # A weak value (an office line, a landline at home) joins its holders only when they are
-        # already one person by their own values, or their names positively agree.
-        now_name = _names_of({find(n) for key in weak for n in held[key]}, prepared, uf, conn)
-        for key in weak:
-            groups_now = {find(n) for n in held[key]}
-            if len(groups_now) > 1 and not all(names.agree(now_name[a], now_name[b])
-                                               for a, b in itertools.combinations(groups_now, 2)):
-                decided[key] = result.shared[key] = "common"
+    # ones (an office or home line) among the groups those made, then shared values between
+    # holders whose names agree. No join puts contradicting names in one group: the value that
+    # would is several people's.
+    weak: list[tuple[str, str]] = []
+    dropped: set[tuple[int, tuple[str, str]]] = set()  # (record, value) a kept-apart pair's old evidence
+    for key, nodes in held.items():
+        if decided[key] is not None:
+            continue
+        if _weak(key[0], key[1], labels.get(key, set()), len({reading(uf.name_of(n)) for n in nodes})
+                 if len(nodes) > 2 else len(nodes)):
+            weak.append(key)
+            continue
+        refused = _join_all(uf, nodes, apart, key)
+        if refused == "names":
+            decided[key] = result.shared[key] = "names"
+        elif refused == "apart":
+            # The old evidence of a pair kept apart: a record's own word (it has a reference) makes the
+            # value both people's; a row of nobody's own is not heard on it.
+            if any(prepared[n[1]].record.external_id for n in nodes if n[0] == "rec"):
+                decided[key] = result.shared[key] = "unmerged"
             else:
-                _join_all(uf, held[key], apart, f"{key[0]}:{key[1]}")
-    joinable = [key for key in contested if decided[key] is not None and decided[key] not in NEVER_JOIN]
-    if joinable:
-        shared_name = _names_of({find(n) for key in joinable for n in held[key]}, prepared, uf, conn)
-        for key in joinable:
-            _join_agreeing(uf, key, held[key], prepared, shared_name, apart, found)
+                owner = uf.find(("contact", found.personal[key]) if key in found.personal else nodes[0])
+                dropped.update((n[1], key) for n in nodes if n[0] == "rec" and uf.find(n) != owner)
+    for key in weak:
+        holding = {uf.find(n) for n in held[key]}
+        pairs = list(itertools.combinations(holding, 2))
+        if not all(uf.fits(a, b) for a, b in pairs):
+            decided[key] = result.shared[key] = "names"
+        elif sum(1 for g in holding if uf.contacts.get(g)) > 1 or not all(uf.agree(a, b) for a, b in pairs):
+            decided[key] = result.shared[key] = "common"  # an office line attaches; it never merges people
+        elif _join_all(uf, held[key], apart, key):
+            decided[key] = result.shared[key] = "common"
+    for key, nodes in held.items():
+        if decided[key] is not None and decided[key] not in NEVER_JOIN:
+            _join_agreeing(uf, key, nodes, prepared, apart, found)
 
     groups: dict[Any, list[int]] = defaultdict(list)
     group_contacts: dict[Any, set[int]] = defaultdict(set)
@@ -449,12 +496,14 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
         if node[0] == "contact":
             group_contacts[uf.find(node)].add(node[1])
 
-    # Values found shared now are marked on the contact that held them alone until this chunk.
-    for (kind, value), reason in result.shared.items():
-        if (kind, value) in found.personal:
-            conn.execute(update(identities_t).where(identities_t.c.kind == kind, identities_t.c.value == value,
-                                                    identities_t.c.valid, identities_t.c.shared.is_(None))
-                         .values(shared=reason))
+    # Values found shared are marked on the contact that held them alone until now (also where a
+    # concurrent writer left one personal row beside shared ones), in one statement.
+    marks = [{"_kind": key[0], "_value": key[1], "_why": reason} for key, reason in decided.items()
+             if reason is not None and key in found.personal]
+    if marks:
+        c = identities_t.c
+        conn.execute(update(identities_t).where(c.kind == bindparam("_kind"), c.value == bindparam("_value"), c.valid,
+                                                c.shared.is_(None)).values(shared=bindparam("_why")), marks)
 
     target_ids = {c for root in groups for c in group_contacts.get(root, ())}
     contact_rows = _load_contacts(conn, target_ids)
@@ -513,6 +562,8 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
             else:
                 key = (ident.kind, ident.value)
                 shared = decided[key]
+                if (i, key) in dropped:
+                    continue  # old evidence of a pair kept apart, from a row of nobody's own
                 if shared is None and key in found.personal:
                     continue  # already the target's: the record joined the contact holding it
             identity_rows.append(
@@ -539,51 +590,22 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     return result
 
 
-def _names_of(roots: set[Any], prepared: Sequence[Prepared], uf: _UnionFind,
-              conn: Connection) -> dict[Any, names.Name]:
-    """The name each holder goes by: its first named record of this chunk, else its contact's name.
-
-    Only holders of contested values are asked: most values of a chunk have
-    one holder, and reading every record's name would cost more than the rule.
-    Called before any value joins groups, so a group is what references made.
-    """
-    out: dict[Any, names.Name] = {}
-    if not roots:
-        return out
-    for i, p in enumerate(prepared):
-        root = uf.find(("rec", i))
-        if root in roots and root not in out:
-            rec = p.record
-            if rec.first_name or rec.last_name or rec.middle_name:
-                name = names.Name(rec.first_name, rec.last_name, rec.middle_name)
-                if not name.empty:
-                    out[root] = name
-    need: dict[Any, set[int]] = {root: set() for root in roots if root not in out}
-    for node in list(uf.parent):
-        if node[0] == "contact":
-            root = uf.find(node)
-            if root in need:
-                need[root].add(node[1])
-    person = _load_names(conn, {c for cids in need.values() for c in cids})
-    for root, cids in need.items():
-        out[root] = next((person[c] for c in sorted(cids) if c in person and not person[c].empty), names.Name())
-    return out
-
-
-# A shared value more groups than this hold (a big company's switchboard, a hotline typed into a web
-# form) carries too little evidence to join anyone, names or not.
+# A shared value more holders than this have (a big company's switchboard, a placeholder number a shop
+# types for everyone) carries too little evidence to join anyone, names or not.
 SHARED_JOIN_LIMIT = 20
 
 
-def _join_all(uf: _UnionFind, nodes: list[Any], apart: dict[tuple[int, int], frozenset[str]], key: str) -> None:
+def _join_all(uf: _Groups, nodes: list[Any], apart: dict[tuple[int, int], frozenset[str]],
+              key: tuple[str, str]) -> str | None:
+    """Join every holder of a personal value; the first refusal, if any ("names" or "apart")."""
+    refused = None
     for node in nodes[1:]:
-        if not (apart and _kept_apart(uf, nodes[0], node, apart, key)):
-            uf.union(nodes[0], node)
+        refused = uf.join(nodes[0], node, apart, f"{key[0]}:{key[1]}") or refused
+    return refused
 
 
-def _join_agreeing(uf: _UnionFind, key: tuple[str, str], nodes: list[Any], prepared: Sequence[Prepared],
-                   name_of: dict[Any, names.Name], apart: dict[tuple[int, int], frozenset[str]],
-                   found: _Found) -> None:
+def _join_agreeing(uf: _Groups, key: tuple[str, str], nodes: list[Any], prepared: Sequence[Prepared],
+                   apart: dict[tuple[int, int], frozenset[str]], found: _Found) -> None:
     """Join a record of this chunk to another holder of a shared value when their names agree.
 
     A record also joins the contact it is a re-reading of: a holder whose
@@ -592,31 +614,40 @@ def _join_agreeing(uf: _UnionFind, key: tuple[str, str], nodes: list[Any], prepa
     record; they never merge two contacts already known (only a person's own
     value does). A record that would join two contacts is ambiguous (a son
     and his father, both Николай Григорьев, at one home phone) and joins
-    neither; a value held by more than SHARED_JOIN_LIMIT groups joins
-    nobody; a pair kept apart stays apart.
+    neither; a pair kept apart stays apart; a value more than
+    SHARED_JOIN_LIMIT groups hold joins nobody.
     """
-    at_start = {node: uf.find(node) for node in nodes}  # the groups name_of knows
-    groups = set(at_start.values())
-    if len(groups) > SHARED_JOIN_LIMIT:
+    roots = {uf.find(node) for node in nodes}
+    if len(roots) > SHARED_JOIN_LIMIT:
         return
+    # Names that agree always share one of names.keys: only groups in a common bucket are compared.
+    buckets: dict[Any, set[Any]] = defaultdict(set)
+    for root in roots:
+        for name in uf.names_of(root):
+            for bucket in names.keys(name):
+                buckets[bucket].add(root)
+            buckets[reading(name)].add(root)  # a re-read row is found by how it is written
     for rec in (node for node in nodes if node[0] == "rec"):
-        name = name_of.get(at_start[rec], names.Name())
+        mine = uf.find(rec)
+        known = bool(uf.contacts.get(mine))
         source = prepared[rec[1]].record.source
+        own_names = uf.names_of(mine)
+        written = reading(own_names[0]) if own_names else ("", "", "")
+        near = {uf.find(r) for name in own_names for bucket in (*names.keys(name), reading(name))
+                for r in buckets.get(bucket, ())}
         partners = []
-        known = bool(uf.contacts_of(rec))
-        for other in groups:
-            if uf.find(other) == uf.find(rec) or (known and uf.contacts_of(other)):
-                continue  # names and a shared value attach a record; they never merge two known people
-            theirs = name_of.get(other, names.Name())
-            if names.agree(name, theirs) or (
-                    any(found.sources.get((key, cid)) == source for cid in uf.contacts_of(other))
-                    and reading(name) == reading(theirs) and any(reading(name))):
+        for other in near:
+            theirs = uf.contacts.get(other)
+            if other == mine or (known and theirs):
+                continue
+            if uf.agree(mine, other) or (
+                    theirs and written == reading(uf.name_of(other))
+                    and any(found.sources.get((key, cid)) == source for cid in theirs)):
                 partners.append(other)
-        if len([p for p in partners if uf.contacts_of(p)]) > 1:
-            partners = [p for p in partners if not uf.contacts_of(p)]  # ambiguous between people
+        if sum(1 for p in partners if uf.contacts.get(p)) > 1:
+            partners = [p for p in partners if not uf.contacts.get(p)]  # ambiguous between people
         for other in partners:
-            if not (apart and _kept_apart(uf, rec, other, apart, None)):
-                uf.union(rec, other)
+            uf.join(mine, other, apart, None)
 
 
 def _dedupe_refs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -654,9 +685,14 @@ def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> _Found:
             ):
                 key = (kind, value)
                 found.shared[key] = reason
-                if reason not in NEVER_JOIN:
-                    found.holders.setdefault(key, []).append(contact_id)
+                if reason not in NEVER_JOIN and key not in found.saturated:
+                    holders = found.holders.setdefault(key, [])
+                    holders.append(contact_id)
                     found.sources[(key, contact_id)] = source
+                    if len(holders) > SHARED_JOIN_LIMIT:
+                        found.saturated.add(key)
+                        for cid in found.holders.pop(key):
+                            found.sources.pop((key, cid), None)
     for source, ids in refs.items():
         for part in chunks(sorted(ids), LOOKUP_CHUNK):
             rows = conn.execute(
@@ -690,15 +726,15 @@ def _apart_pairs(conn: Connection, ids: set[int]) -> dict[tuple[int, int], froze
     return out
 
 
-def _kept_apart(uf: _UnionFind, a: Any, b: Any, apart: dict[tuple[int, int], frozenset[str]],
+def _kept_apart(uf: _Groups, a: Any, b: Any, apart: dict[tuple[int, int], frozenset[str]],
                 key: str | None) -> bool:
     """Whether joining these two groups would join a pair kept apart, on evidence that does not count.
 
     Through a shared value (key None) nothing joins them again; through a
     personal value, only one that did not join them before.
     """
-    for x in uf.contacts_of(a):
-        for y in uf.contacts_of(b):
+    for x in uf.contacts.get(uf.find(a), ()):
+        for y in uf.contacts.get(uf.find(b), ()):
             old = apart.get((min(x, y), max(x, y)))
             if old is not None and (key is None or key in old):
                 return True

@@ -300,3 +300,42 @@ def test_a_record_number_past_what_the_database_holds_is_one_clear_line(hub_db: 
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert "не номер записи Hub" in result.output or "не число" in result.output, result.output
+
+
+def test_a_nameless_row_never_makes_two_named_people_one(hub_db: HubDB) -> None:
+    """A row with Анна's mobile and Мария's email (a form filled in for a friend) joins Анна only."""
+    anna = write(hub_db, person("crm", "1", "Анна", "Петрова", phones=["+7 916 111-11-11"])).contact_ids[0]
+    maria = write(hub_db, person("crm", "2", "Мария", "Петрова", emails=["maria@mail.ru"])).contact_ids[0]
+    row = write(hub_db, ContactRecord(source="site", phones=["+7 916 111-11-11"], emails=["maria@mail.ru"]))
+    assert not row.merged and row.contact_ids == [anna]
+    assert holders(hub_db, "maria@mail.ru") == {anna: "names", maria: "names"}
+    both = write(hub_db, ContactRecord(source="site2", phones=["+7 916 111-11-11"], emails=["maria@mail.ru"]),
+                 ContactRecord(source="site3", first_name="Мария", phones=["+7 916 111-11-11"]))
+    assert not both.merged
+
+
+def test_a_weak_line_never_merges_two_known_people(hub_db: HubDB) -> None:
+    """Two CRM cards, both Николай Григорьев, one landline: two people as far as Hub can tell."""
+    home = "8 812 555-01-02"
+    a = write(hub_db, person("crm", "1", "Николай", "Григорьев", phones=["+7 911 700-00-18"])).contact_ids[0]
+    b = write(hub_db, person("crm", "2", "Николай", "Григорьев", phones=["+7 911 700-00-19"])).contact_ids[0]
+    write(hub_db, person("crm", "1", "Николай", "Григорьев", phones=["+7 911 700-00-18", home]))
+    result = write(hub_db, person("crm", "2", "Николай", "Григорьев", phones=["+7 911 700-00-19", home]))
+    assert not result.merged and result.contact_ids == [b]
+    assert set(holders(hub_db, "+78125550102")) == {a, b}
+
+
+def test_a_record_of_its_own_brings_a_kept_apart_value_as_shared(hub_db: HubDB) -> None:
+    """After an undone merge, B's own CRM card lists A's phone: both hold it now, shared."""
+    from hub import unmerge
+
+    a = write(hub_db, person("a", "1", "Иван", "Петров", phones=["+7 916 123-45-67"])).contact_ids[0]
+    b = write(hub_db, person("a", "2", "Иван", "Петров", emails=["ivan@mail.ru"])).contact_ids[0]
+    joined = write(hub_db, ContactRecord(source="row", phones=["+7 916 123-45-67"], emails=["ivan@mail.ru"]))
+    assert joined.merged
+    with hub_db.engine.connect() as conn:
+        merge_id = conn.execute(select(identity.merges_t.c.id)).scalar_one()
+    unmerge.unmerge(hub_db.engine, hub_db.settings, merge_id, actor="test")
+    again = write(hub_db, person("a", "2", "Иван", "Петров", phones=["+7 916 123-45-67"], emails=["ivan@mail.ru"]))
+    assert not again.merged and again.contact_ids == [b]
+    assert holders(hub_db, "+79161234567") == {a: "unmerged", b: "unmerged"}
