@@ -115,7 +115,7 @@ def prepare(record: ContactRecord, region: str) -> Prepared:
 # when the names agree (names.agree): "names never merge by themselves; they decide whether a
 # shared value can join two records".
 
-SHARED_REASONS = ("names", "common", "toll_free", "role_mailbox", "fax", "unmerged", "by_hand")
+SHARED_REASONS = ("names", "common", "toll_free", "role_mailbox", "fax", "unmerged")
 NEVER_JOIN = frozenset({"toll_free", "role_mailbox", "fax"})
 SHARED_TITLES = {
     "names": N_("used by people with different names"),
@@ -124,7 +124,6 @@ SHARED_TITLES = {
     "role_mailbox": N_("a company mailbox"),
     "fax": N_("a fax"),
     "unmerged": N_("kept apart by hand"),
-    "by_hand": N_("marked shared by hand"),
 }
 # Mailboxes of a role, not a person (the part before @, or its first word: info.msk@, sales-spb@).
 ROLE_MAILBOXES = frozenset({
@@ -192,8 +191,8 @@ def is_landline(phone: str) -> bool:
 
 def intrinsic_reason(kind: str, value: str, labels: Iterable[str] = ()) -> str | None:
     """Why a value can never identify one person by itself, whoever holds it; None if it can."""
-    if "fax" in labels:
-        return "fax"
+    if "fax" in labels and not value.startswith("+79"):
+        return "fax"  # (a Russian mobile typed as a fax is somebody's mobile)
     if kind == normalize.PHONE and is_toll_free(value):
         return "toll_free"
     if kind == normalize.EMAIL and is_role_mailbox(value):
@@ -885,8 +884,12 @@ def _snapshot(conn: Connection, contact_id: int, row: dict[str, Any], survivor: 
     orders = conn.execute(select(orders_t.c.id).where(orders_t.c.contact_id == contact_id)).scalars()
     events = conn.execute(select(consent.events_t.c.id).where(consent.events_t.c.contact_id == contact_id))
     fields = {name: (row[name].isoformat() if isinstance(row[name], dt.date) else row[name]) for name in FIELDS}
+    since = conn.execute(select(contacts_t.c.created_at, contacts_t.c.timezone)
+                         .where(contacts_t.c.id == contact_id)).first()
     return {
         "fields": fields,
+        "created_at": since.created_at.isoformat() if since is not None and since.created_at else None,
+        "timezone": since.timezone if since is not None else None,
         "provenance": row["provenance"],
         "tags": row["tags"],
         "attributes": row["attributes"],

@@ -98,6 +98,7 @@ def unmerge(engine: Engine, settings: Settings, merge_id: int, *, actor: str) ->
 
         _recreate(conn, restored, snapshot, now)
         shared, n_identities = _give_back_identities(conn, survivor, restored, snapshot, merge.reason)
+        n_identities += _give_back_brought(conn, survivor, restored, merge, snapshot)
         n_refs = _give_back_refs(conn, survivor, restored, snapshot)
         n_orders = _give_back_orders(conn, survivor, restored, snapshot)
         _give_back_consent(conn, survivor, restored, merge_id, merge, snapshot, now)
@@ -159,10 +160,13 @@ def _recreate(conn: Connection, restored: int, snapshot: dict[str, Any], now: dt
     row: dict[str, Any] = {name: fields.get(name) for name in identity.FIELDS}
     if isinstance(row["birthday"], str):
         row["birthday"] = dt.date.fromisoformat(row["birthday"][:10])
+    # Known since when it was first known, not since the undo: "new contacts" segments must not take it in.
+    since = dt.datetime.fromisoformat(snapshot["created_at"]) if snapshot.get("created_at") else now
     row.update(id=restored, name_key=identity.name_key(row["last_name"], row["first_name"]),
                tags=list(snapshot.get("tags") or []), attributes=dict(snapshot.get("attributes") or {}),
                provenance=dict(snapshot.get("provenance") or {}), orders_count=0, revenue=0,
-               first_order_at=None, last_order_at=None, created_at=now, updated_at=now, deleted_at=None)
+               first_order_at=None, last_order_at=None, created_at=since, updated_at=now, deleted_at=None,
+               timezone=snapshot.get("timezone"))
     conn.execute(contacts_t.insert().values(**row))
 
 
@@ -224,7 +228,7 @@ def _give_back_identities(conn: Connection, survivor: int, restored: int, snapsh
             # A value shared for what it is (an 8-800 line, info@) keeps its stronger reason.
             why = source_row.get("shared") or held or SHARED
             conn.execute(update(identities_t).where(c.kind == kind, c.value == value, c.valid,
-                                                    c.shared.is_(None), c.contact_id != restored)
+                                                    c.shared.is_(None), c.contact_id == survivor)
                          .values(shared=SHARED))
             shared.append((kind, value))
         conn.execute(identities_t.insert().values(
@@ -249,6 +253,29 @@ def _give_back_identities(conn: Connection, survivor: int, restored: int, snapsh
                 source=ident.get("source") or SOURCE, label=ident.get("label"), shared=ident.get("shared")))
             count += 1
     return sorted(set(shared)), count
+
+
+def _give_back_brought(conn: Connection, survivor: int, restored: int, merge: Any, snapshot: dict[str, Any]) -> int:
+    """Values the restored contact's own record brought in the moment of the merge go back to it.
+
+    When the record that joined the two was the restored contact's (its
+    reference is among the restored ones), what that record listed beside the
+    joining value (a son's new mobile) is his, not the survivor's. Values
+    written then are told by their time: the merge's own moment.
+    """
+    reason = merge.reason if isinstance(merge.reason, dict) else {}
+    refs = {str(k) for k in reason.get("keys") or [] if str(k).startswith("ref:")}
+    restored_refs = {f"ref:{source}/{external_id}" for source, external_id in _restored_refs(snapshot)}
+    if not refs or not refs <= restored_refs:
+        return 0
+    survivor_own = {(str(k), str(v)) for k, v in snapshot.get("survivor_identities") or []}
+    c = identities_t.c
+    rows = conn.execute(select(c.id, c.kind, c.value).where(c.contact_id == survivor, c.shared.is_(None),
+                                                            c.created_at == merge.at)).all()
+    ids = [row.id for row in rows if (row.kind, row.value) not in survivor_own]
+    if ids:
+        conn.execute(update(identities_t).where(c.id.in_(ids)).values(contact_id=restored))
+    return len(ids)
 
 
 def _restored_refs(snapshot: dict[str, Any]) -> list[tuple[str, str]]:
@@ -311,6 +338,16 @@ def _give_back_consent(conn: Connection, survivor: int, restored: int, merge_id:
             consent.record(conn, survivor, key[0], key[1], before.status, source=SOURCE,
                            evidence={"merge_id": merge_id, "restored_contact": restored,
                                      "rule": "the survivor's own answer before the merge"}, at=now)
+    # A "no" the joined contact gave after the merge may have been either person's: the restored one
+    # keeps it too, so an undo never brings back a yes that somebody took away.
+    restored_now = consent.current(conn, restored)
+    for key, row in sorted(latest.items()):
+        if (row.at > merge.at and not by_this_merge(row) and row.status != "granted"
+                and restored_now.get(key) == "granted"):
+            consent.record(conn, restored, key[0], key[1], row.status, source=SOURCE,
+                           evidence={"merge_id": merge_id, "answered_after_merge": row.id,
+                                     "rule": "an answer given after the merge, when the two were one contact"},
+                           at=now)
 
 
 def _clear_fields_taken(conn: Connection, survivor: int, restored: int, snapshot: dict[str, Any],

@@ -224,7 +224,7 @@ def test_an_import_tells_how_many_values_turned_out_shared(hub_db: HubDB, tmp_pa
                      "Олег;Кузнецов;8 800 555-35-35;\n", encoding="utf-8")
     shown = CliRunner().invoke(cli, ["import", "contacts", str(sheet)])
     assert shown.exit_code == 0, shown.output
-    assert "телефонов и ящиков, общих для нескольких людей" in shown.output
+    assert "общих телефонов и ящиков (коммутаторы, 8-800, info@…)" in shown.output
     again = CliRunner().invoke(cli, ["import", "contacts", str(sheet), "--json"])
     report = json.loads(again.output)
     assert report["created"] == 0 and report["shared_values"] == 0  # already known as shared

@@ -81,12 +81,12 @@ def test_json_gives_each_value_its_label_and_shared_reason(hub_db: HubDB) -> Non
         assert entry == {"kind": "phone", "value": "+74951112233", "valid": True, "label": "work", "shared": "names"}
 
 
-def test_a_value_set_shared_by_hand_shows_its_own_reason(hub_db: HubDB) -> None:
+def test_a_value_kept_apart_shows_its_own_reason(hub_db: HubDB) -> None:
     (vera,) = write(hub_db, ContactRecord(source="shop", first_name="Вера", emails=["vera@example.ru"]))
     with hub_db.engine.begin() as conn:
-        conn.execute(update(ContactIdentity.__table__).values(shared="by_hand"))
+        conn.execute(update(ContactIdentity.__table__).values(shared="unmerged"))
     shown = CliRunner().invoke(cli, ["contacts", "show", str(vera)], env=RU)
-    assert "vera@example.ru — общий: отмечен общим вручную" in shown.output
+    assert "vera@example.ru — общий: разделены вручную" in shown.output
 
 
 def test_the_admin_card_badges_a_shared_value_with_its_reason_and_type(admin_env: AdminEnv) -> None:  # noqa: F811

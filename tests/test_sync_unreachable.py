@@ -219,8 +219,9 @@ def test_the_summary_counts_values_found_shared() -> None:
             "orders": {"created": 0, "updated": 0, "deleted": 0, "refused": 0}, "errors": 0, "duration_s": 1,
             "shared_values": 3}
     with i18n.use_language("ru"):
-        assert "3 телефона или e-mail оказались общими для нескольких людей (объединяют, только если совпадают имена)" in summary(
-            "bitrix24", data)
+        said = summary("bitrix24", data)
+        assert "3 телефона или e-mail оказались общими для нескольких людей (объединяют, только если совпадают имена)" \
+            in said
     with i18n.use_language("en"):
         assert "1 phone or email found to be several people's (it joins people only when names agree)" in summary(
             "bitrix24", {**data, "shared_values": 1})

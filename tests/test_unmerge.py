@@ -337,3 +337,38 @@ def test_merging_by_hand_a_pair_kept_apart_says_so_and_the_later_decision_wins(h
     with hub_db.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(ContactsApart)).scalar_one() == 0
     assert contact_count(hub_db) == 1
+
+
+def test_what_the_restored_persons_own_record_brought_goes_back_to_them(hub_db: HubDB) -> None:
+    """The son's CRM card brought his father's mobile (which joined them) and his own new one."""
+    a = write(hub_db, ContactRecord(source="crm", external_id="1", first_name="Иван", last_name="Петров",
+                                    phones=["+7 916 123-45-67"])).created[0]
+    b = write(hub_db, ContactRecord(source="crm", external_id="2", first_name="Иван", last_name="Петров",
+                                    emails=["son@mail.ru"])).created[0]
+    result = write(hub_db, ContactRecord(source="crm", external_id="2", first_name="Иван", last_name="Петров",
+                                         phones=["+7 916 123-45-67", "+7 903 555-00-00"], emails=["son@mail.ru"]))
+    assert result.merged == [(a, b)]
+    with hub_db.engine.connect() as conn:
+        merge_id = conn.execute(select(ContactMerge.id)).scalar_one()
+    unmerge.unmerge(hub_db.engine, hub_db.settings, merge_id, actor="cli")
+    assert ("phone", "+79035550000") in held(hub_db, b) and ("phone", "+79035550000") not in held(hub_db, a)
+
+
+def test_a_no_given_after_the_merge_stays_with_both(hub_db: HubDB) -> None:
+    """After the merge the joined contact said no to SMS: it may have been either person, so neither gets them."""
+    a = write(hub_db, ContactRecord(source="crm", external_id="1", first_name="Иван", last_name="Петров",
+                                    phones=["+7 916 123-45-67"])).created[0]
+    b = write(hub_db, ContactRecord(source="crm", external_id="2", first_name="Иван", last_name="Петров",
+                                    emails=["son@mail.ru"])).created[0]
+    with hub_db.engine.begin() as conn:
+        consent.record(conn, b, "sms", "marketing", "granted", source="form", at=WHEN)
+    write(hub_db, ContactRecord(source="crm", external_id="2", first_name="Иван", last_name="Петров",
+                                phones=["+7 916 123-45-67"], emails=["son@mail.ru"]))
+    with hub_db.engine.begin() as conn:
+        consent.record(conn, a, "sms", "marketing", "withdrawn", source="unsubscribe_link",
+                       at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1))
+        merge_id = conn.execute(select(ContactMerge.id)).scalar_one()
+    unmerge.unmerge(hub_db.engine, hub_db.settings, merge_id, actor="cli")
+    with hub_db.engine.connect() as conn:
+        assert consent.current(conn, a)[("sms", "marketing")] == "withdrawn"
+        assert consent.current(conn, b)[("sms", "marketing")] == "withdrawn"

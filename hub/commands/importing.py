@@ -72,7 +72,7 @@ def _print_import(report: importer.ImportReport) -> None:
             (_("invalid phones kept, flagged"), report.invalid_phones),
             (_("invalid emails kept, flagged"), report.invalid_emails), (_("rows skipped"), report.skipped_count)]
     if report.shared_values:
-        rows.append((_("phones and emails several people share"), report.shared_values))
+        rows.append((_("shared phones and emails (switchboards, 8-800, info@…)"), report.shared_values))
     if report.refused:
         rows.append((_("rows of people erased on request, kept out"), report.refused))
     for label, value in rows:

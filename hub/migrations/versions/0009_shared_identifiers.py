@@ -51,6 +51,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Before shared values, a valid value belonged to one contact: each shared value stays with the
+    # contact that got it first, so the old unique index can be built again.
+    op.execute(sa.text(
+        "DELETE FROM contact_identities WHERE valid AND shared IS NOT NULL AND id NOT IN ("
+        "SELECT MIN(id) FROM contact_identities WHERE valid AND shared IS NOT NULL GROUP BY kind, value)"
+        if op.get_bind().dialect.name == "postgresql" else
+        "DELETE FROM contact_identities WHERE valid = 1 AND shared IS NOT NULL AND id NOT IN ("
+        "SELECT MIN(id) FROM contact_identities WHERE valid = 1 AND shared IS NOT NULL GROUP BY kind, value)"))
     op.drop_table('contacts_apart')
     with op.batch_alter_table('contact_merges') as batch_op:
         batch_op.drop_column('undone_by')
