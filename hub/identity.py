@@ -184,9 +184,11 @@ def is_toll_free(phone: str) -> bool:
 
 def is_landline(phone: str) -> bool:
     """A fixed line rings in an office or a flat, where several people answer it."""
-    if phone.startswith("+7"):
-        return not phone.startswith("+79")
-    return _phone_type(phone) == phonenumbers.PhoneNumberType.FIXED_LINE
+    if phone.startswith(("+73", "+74", "+78")):
+        return True  # Russian area codes; +79 is a Russian mobile
+    if phone.startswith("+79"):
+        return False
+    return _phone_type(phone) == phonenumbers.PhoneNumberType.FIXED_LINE  # +76/+77 Kazakhstan, and the world
 
 
 def intrinsic_reason(kind: str, value: str, labels: Iterable[str] = ()) -> str | None:

@@ -154,23 +154,23 @@ def phones(cell: str | None, region: str = "RU", label: str | None = None) -> li
     text = str(cell).strip()
     if not text:
         return []
-    cleaned = _EXTENSION.sub(" ", text)
-    if label is None and len(cleaned) != len(text):
-        label = "work"  # a number with an extension is an office's switchboard
     out: list[Identifier] = []
     seen: set[str] = set()
     bad: list[str] = []
-    for whole in _SEPARATORS.split(cleaned):
+    for typed in _SEPARATORS.split(text):
+        whole = _EXTENSION.sub(" ", typed)
+        # A number with an extension is an office's switchboard, whatever the column says.
+        own = "work" if label is None and len(whole) != len(typed) else label
         whole = whole.strip(" \t.:-")
         if not whole:
             continue
         pieces: tuple[tuple[str, str | None, bool], ...]
         if _PHONE_CHARS.match(whole):
-            pieces = ((whole, label, True),)
+            pieces = ((whole, own, True),)
         else:
             # Only a piece with letters may hold words saying what a number is.
             pieces = tuple((part, said, _PHONE_CHARS.match(part) is not None)
-                           for text, said in _labelled(whole, label) if (part := text.strip(" \t.:-")))
+                           for text, said in _labelled(whole, own) if (part := text.strip(" \t.:-")))
         for piece, piece_label, plain in pieces:
             value = _parse_one(piece, region)
             if value:

@@ -339,3 +339,23 @@ def test_a_record_of_its_own_brings_a_kept_apart_value_as_shared(hub_db: HubDB) 
     again = write(hub_db, person("a", "2", "Иван", "Петров", phones=["+7 916 123-45-67"], emails=["ivan@mail.ru"]))
     assert not again.merged and again.contact_ids == [b]
     assert holders(hub_db, "+79161234567") == {a: "unmerged", b: "unmerged"}
+
+
+def test_a_kazakh_mobile_is_a_mobile(hub_db: HubDB) -> None:
+    """+7 701 … is a mobile in Kazakhstan, not a Russian landline: three rows of one Павел are one person."""
+    result = write(hub_db, person("shop", "1", "Павел", "Иванов", phones=["+7 701 123-45-67"]),
+                   person("shop", "2", "Павел", None, phones=["87011234567"]),
+                   person("shop", "3", None, "Иванов", phones=["+77011234567"]))
+    assert len(set(result.contact_ids)) == 1
+
+
+def test_an_extension_marks_only_its_own_number(hub_db: HubDB) -> None:
+    """«+7 991 971-13-20; +7 495 861-75-09 доб. 699»: the office line is work, the mobile stays a mobile."""
+    from hub import normalize
+
+    found = normalize.phones("+79919711320; +7 495 861-75-09 доб. 699")
+    assert [(i.value, i.label) for i in found] == [("+79919711320", None), ("+74958617509", "work")]
+    result = write(hub_db, person("shop", "1", "Павел", "Кузьмин", phones=["+79919711320; +7 495 861-75-09 доб. 699"]),
+                   person("shop", "2", "Павел", None, phones=["89919711320; +7 (495) 861-75-09"]),
+                   person("shop", "3", "Павел", "Кузьмин", phones=["8 (991) 971-13-20"]))
+    assert len(set(result.contact_ids)) == 1
