@@ -369,3 +369,8 @@ def test_any_two_names_compare_the_same_both_ways(f1: str | None, l1: str | None
     assert compatible_ or not agree_
     if agree_:
         assert keys(a) & keys(b)
+
+
+def test_marisha_is_a_form_of_marina_not_of_maria() -> None:
+    assert names.agree(names.Name("Марина", "Белова"), names.Name("Мариша", "Белова"))
+    assert not names.compatible(names.Name("Мариша"), names.Name("Мария"))
