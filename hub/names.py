@@ -109,6 +109,9 @@ _REDUCTIONS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = tuple(
     )
 )
 _NOT_LATIN = re.compile(r"[^a-z]")
+# Entries each cache keeps: names repeat across a base, so a cache this size answers most calls; a
+# larger one (262,144) cost a million-row import 310 MB more memory and no measurable speed.
+CACHE = 32768
 
 
 def _fold(text: str) -> str:
@@ -116,7 +119,7 @@ def _fold(text: str) -> str:
     return " ".join(text.lower().replace("ё", "е").split())
 
 
-@lru_cache(maxsize=262144)
+@lru_cache(maxsize=CACHE)
 def skeleton(word: str) -> str:
     """One Latin string for every common spelling of a name word, Cyrillic or Latin (Пётр, Petr, Pyotr → petr)."""
     text = word.lower().translate(_TRANSLATE)
@@ -195,7 +198,7 @@ class _Token(NamedTuple):
     hint: str  # the field it came from: "first", "last" or "middle"
 
 
-@lru_cache(maxsize=131072)
+@lru_cache(maxsize=CACHE)
 def _tokens(text: str | None, hint: str) -> tuple[_Token, ...]:
     """The words of one field (cached apart from whole names: first names repeat across a base)."""
     if not text:
@@ -239,7 +242,7 @@ def _surname_like(part: _Part) -> bool:
     return not part.initial and len(part.skeleton) > 4 and part.skeleton.endswith(_SURNAME_ENDINGS)
 
 
-@lru_cache(maxsize=262144)
+@lru_cache(maxsize=CACHE)
 def _parse(name: Name) -> _Parsed:
     first, last, middle = _tokens(name.first, "first"), _tokens(name.last, "last"), _tokens(name.middle, "middle")
     if len(first) <= 1 and len(last) <= 1 and len(middle) <= 1:
@@ -302,7 +305,7 @@ def _pick_first(tokens: list[_Token], surname_first: bool) -> _Token:
 # --- comparing ------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=CACHE)
 def surname_stem(word_skeleton: str) -> str:
     """The surname without its gender ending: Николаев / Николаева, Толстой / Толстая, Крайний / Крайняя."""
     s = word_skeleton
@@ -346,7 +349,7 @@ def _last_compatible(a: _Part | None, b: _Part | None) -> bool:
     return stems_a == stems_b or stems_a <= stems_b or stems_b <= stems_a
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=CACHE)
 def _surname_stems(text: str) -> frozenset[str]:
     whole = surname_stem(skeleton(text))
     parts = [p for p in text.split("-") if p]
@@ -363,7 +366,7 @@ def _middle_compatible(a: _Part | None, b: _Part | None) -> bool:
     return a.skeleton == b.skeleton
 
 
-@lru_cache(maxsize=262144)
+@lru_cache(maxsize=CACHE)
 def _readings_of(name: Name) -> tuple[_Parsed, ...]:
     """The ways a name can be read: as its fields say, and with a surname typed as the first name (or the
     other way round), which CRMs and forms get wrong all the time."""
@@ -425,7 +428,7 @@ def _key_of(first: _Part, last: _Part) -> str | None:
     return None if letter is None else f"{surname_stem(last.skeleton)} {letter}"
 
 
-@lru_cache(maxsize=262144)
+@lru_cache(maxsize=CACHE)
 def key(name: Name) -> str | None:
     """A bucket for names that may agree: the surname without its gender ending and the initial of the
     canonical first name ("sokolov p" for Пётр Соколов, Соколов П., Petr Sokolov and Sokolova P.).
@@ -450,7 +453,7 @@ def key(name: Name) -> str | None:
     return min(options) if options else None
 
 
-@lru_cache(maxsize=262144)
+@lru_cache(maxsize=CACHE)
 def keys(name: Name) -> frozenset[str]:
     """Every bucket a name may belong to: two names that `agree` always share one (`key` is the one bucket of
     an unambiguous name). Слава Попов is in "popov v", "popov ia", "popov s"…; Иванова-Петрова in the buckets
