@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections import defaultdict
 from typing import Any, Iterator
 
 import pytest
@@ -30,6 +29,7 @@ from plugins.amocrm.sandbox import Account, SandboxServer, b2b
 from plugins.amocrm.sandbox.data import EMAIL, PHONE
 from plugins.amocrm.source import AmoSource
 from tests.conftest import HubDB
+from tests.support.crms import assert_b2b_truth
 
 BASE = "https://shop.amocrm.ru"
 NOW = 1_700_000_000
@@ -202,27 +202,5 @@ def test_a_b2b_sync_stores_each_phone_and_email_with_its_type(synced: HubDB, b2b
 def test_a_b2b_sync_keeps_colleagues_spouses_and_hotline_callers_apart_and_joins_one_person_written_three_ways(
         synced: HubDB, b2b_account: SandboxServer) -> None:
     refs, stored = identities(synced)
-    contact_of: dict[int, set[int]] = defaultdict(set)  # person -> the Hub contacts holding their records
-    for contact_id, (person, _) in b2b_records(b2b_account.account).items():
-        contact_of[person].add(refs[str(contact_id)])
-    assert all(len(held) == 1 for held in contact_of.values()), contact_of  # Пётр Соколов's three contacts: one
-    one = {person: next(iter(held)) for person, held in contact_of.items()}
-    for group in (*b2b.COLLEAGUES.values(), b2b.HOUSEHOLD, b2b.HOTLINE):
-        assert len({one[person] for person in group}) == len(group), group
-    assert len(set(one.values())) == len(b2b.PEOPLE)  # and nobody from one group joined anyone else
-    # A switchboard, a home line, a hotline, zakaz@ or a fax stays on every contact that has it, marked shared.
-    holders: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for person, records in b2b.PEOPLE.items():
-        for entry in records:
-            for _, raw in entry.phones:
-                for phone in normalize.phones(raw):
-                    holders["phone", phone.value].add(person)
-            for _, raw in entry.emails:
-                address = normalize.email(raw)
-                assert address is not None
-                holders["email", address.value].add(person)
-    places = {key: people for key, people in holders.items() if len(people) > 1}
-    assert len(places) == 7  # two switchboards, two role mailboxes, a fax, a home line, a hotline
-    for (kind, value), people in places.items():
-        for person in people:
-            assert stored[one[person], kind, value][1] is not None, (kind, value, person)
+    assert_b2b_truth(b2b, b2b_records(b2b_account.account), refs,
+                     {key: value[1] for key, value in stored.items()})

@@ -9,7 +9,6 @@ identities against the emulator's ground truth.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from typing import Any, Iterator
 
 import pytest
@@ -28,6 +27,7 @@ from plugins.bitrix24.sandbox import Portal, SandboxServer, b2b
 from plugins.bitrix24.source import Bitrix24Source
 from tests.conftest import HubDB
 from tests.support.cli import cli, run_ok
+from tests.support.crms import assert_b2b_truth
 
 HOOK = "https://shop.bitrix24.ru/rest/1/s3cr3tc0de/"
 TIME = {"start": 1724916859.4, "finish": 1724916859.5, "duration": 0.1, "processing": 0.05,
@@ -178,31 +178,8 @@ def test_a_b2b_sync_keeps_colleagues_spouses_and_hotline_callers_apart_and_joins
     run_ok("connect", "bitrix24", "--webhook", b2b_portal.webhook_url)
     run_ok("sync", "bitrix24", "--json")
     refs, _ = stored(hub)
-    contact_of: dict[int, set[int]] = defaultdict(set)  # person -> the Hub contacts holding their records
-    for contact_id, (person, _) in b2b_records(b2b_portal.portal).items():
-        contact_of[person].add(refs[str(contact_id)])
-    assert all(len(held) == 1 for held in contact_of.values()), contact_of  # Пётр Соколов's three records: one
-    one = {person: next(iter(held)) for person, held in contact_of.items()}
-    for group in (*b2b.COLLEAGUES.values(), b2b.HOUSEHOLD, b2b.HOTLINE):
-        assert len({one[person] for person in group}) == len(group), group
-    assert len(set(one.values())) == len(b2b.PEOPLE)  # and nobody from one group joined anyone else
-    # A switchboard, a home line, a hotline, info@ or a fax stays on every contact that has it, marked shared.
-    holders: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for person, records in b2b.PEOPLE.items():
-        for entry in records:
-            for _, raw in entry.phones:
-                for phone in normalize.phones(raw):
-                    holders["phone", phone.value].add(person)
-            for _, raw in entry.emails:
-                address = normalize.email(raw)
-                assert address is not None
-                holders["email", address.value].add(person)
-    places = {key: people for key, people in holders.items() if len(people) > 1}
-    assert len(places) == 7  # two switchboards, two role mailboxes, a fax, a home line, a hotline
     with hub.engine.connect() as conn:
         shared = {(row.contact_id, row.kind, row.value): row.shared
                   for row in conn.execute(select(ContactIdentity.contact_id, ContactIdentity.kind,
                                                  ContactIdentity.value, ContactIdentity.shared))}
-    for (kind, value), people in places.items():
-        for person in people:
-            assert shared[one[person], kind, value] is not None, (kind, value, person)
+    assert_b2b_truth(b2b, b2b_records(b2b_portal.portal), refs, shared)
