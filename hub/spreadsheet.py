@@ -149,6 +149,15 @@ _ATTRIBUTE_COLUMNS: dict[str, tuple[str, ...]] = {
     "contact_type": ("Тип контакта", "Contact type"),
     "source_details": ("Дополнительно об источнике",),
 }
+# Those keys as people read them on a card; any other attribute key is the column header as typed.
+_ATTRIBUTE_TITLES = {"responsible": N_("Responsible"), "position": N_("Position"), "salutation": N_("Salutation"),
+                     "contact_type": N_("Contact type"), "source_details": N_("About the source"),
+                     "lead_source": N_("Lead source")}
+
+
+def attribute_title(key: str) -> str:
+    """A kept column's name on a card: «Должность» for position, a header as it was typed otherwise."""
+    return _(_ATTRIBUTE_TITLES[key]) if key in _ATTRIBUTE_TITLES else key
 
 
 def _header_key(text: str) -> str:

@@ -117,3 +117,25 @@ def test_the_contacts_table_and_the_duplicates_page_mark_shared_values(admin_env
                             admin_env.settings, sync.Counts())
     page = text(client_as(admin_env, "viewer").get("/contacts/duplicates"))
     assert page.count('<span class="badge shared">общий</span>') >= 1
+
+
+def test_the_columns_an_import_kept_are_on_the_card(hub_db: HubDB, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sheet = tmp_path / "b24.csv"
+    sheet.write_text("Имя;Фамилия;Мобильный телефон;Должность;Ответственный;Компания;Комментарий\n"
+                     "Иван;Петров;8 916 000-00-01;Директор;Ольга Смирнова;ООО «Рога»;звонить после 18\n",
+                     encoding="utf-8")
+    assert CliRunner().invoke(cli, ["import", "contacts", str(sheet)]).exit_code == 0
+    shown = CliRunner().invoke(cli, ["contacts", "show", "1"], env=RU).output
+    assert "компания: ООО «Рога»" in shown
+    assert "Должность: Директор" in shown and "Ответственный: Ольга Смирнова" in shown
+    assert "Комментарий: звонить после 18" in shown
+
+
+def test_the_admin_card_shows_the_company_and_the_kept_columns(admin_env: AdminEnv) -> None:  # noqa: F811
+    (ivan,) = write(admin_env.db, ContactRecord(source="bitrix24", external_id="7", first_name="Иван",
+                                                 last_name="Петров", phones=["+7 916 100-00-07"], company="ООО «Рога»",
+                                                 attributes={"position": "Директор", "Комментарий": "после 18"}))
+    page = text(client_as(admin_env, "viewer").get(f"/contacts/{ivan}"))
+    assert "Компания <strong>ООО «Рога»</strong>" in page
+    assert '<span class="attribute">Должность <strong>Директор</strong></span>' in page
+    assert '<span class="attribute">Комментарий <strong>после 18</strong></span>' in page

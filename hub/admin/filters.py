@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, current_app
 from markupsafe import Markup, escape
 
-from hub import consent, dedupe, formats, i18n, identity, sync, users
+from hub import consent, dedupe, formats, i18n, identity, spreadsheet, sync, users
 from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.segments import lifecycle
@@ -272,7 +272,8 @@ def install(app: Flask) -> None:
                                  identity_kind=identity_kind, catalog_title=i18n.title,
                                  channel_title=consent.channel_title, purpose_title=consent.purpose_title,
                                  action_title=audit.action_title, actor_title=audit.actor_title,
-                                 source_title=source_title, field_title=field_title, language_title=language_title)
+                                 source_title=source_title, field_title=field_title, language_title=language_title,
+                                 attribute_title=spreadsheet.attribute_title)
 
 
 def language() -> str:

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from hub import consent, contacts, formats, identity
 from hub.cli import ROW_ID, App, emit_json, pass_app
+from hub.spreadsheet import attribute_title
 from hub.i18n import gettext as _
 from hub.i18n import N_, ngettext
 from hub.models import Contact
@@ -160,6 +161,10 @@ def contacts_show(app: App, contact_id: int, as_json: bool) -> None:
         click.echo("  " + _("birthday: %(date)s", date=formats.date(card["birthday"])))
     if card["city"]:
         click.echo("  " + _("city: %(city)s", city=card["city"]))
+    if card.get("company"):
+        click.echo("  " + _("company: %(company)s", company=card["company"]))
+    for key, value in sorted((card.get("attributes") or {}).items()):
+        click.echo(f"  {attribute_title(key)}: {value}")
     for ident in card["identities"]:
         value = formats.phone(ident["value"]) if ident["kind"] == "phone" and ident["valid"] else ident["value"]
         note = contacts.value_note(ident.get("label"), ident.get("shared"))
