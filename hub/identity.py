@@ -239,8 +239,7 @@ def finds_a_person(ident: Identifier) -> bool:
 @functools.lru_cache(maxsize=65536)
 def reading(name: names.Name) -> tuple[str, str, str]:
     """A name exactly as written, but for case, spaces and ё: two records that read the same."""
-    return tuple(" ".join((part or "").lower().replace("ё", "е").split())  # type: ignore[return-value]
-                 for part in (name.first, name.last, name.middle))
+    return names.fold(name.first or ""), names.fold(name.last or ""), names.fold(name.middle or "")
 
 
 class _Groups:
@@ -391,10 +390,13 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     """The identity rule for one chunk, in four steps.
 
     1. A record is the contact its reference names (or the caller says it is).
-    2. Each value several holders have is decided: personal (it joins them),
-       or shared with a reason (it joins only holders whose names agree).
-    3. Records and contacts are joined with a union-find, and groups holding
-       several contacts merge into the oldest.
+    2. What the base already says of each value is read, and which values
+       several holders have (only those are weighed).
+    3. Records and contacts are joined in a union-find that refuses to put
+       contradicting names together: strong personal values first, weak ones
+       among the groups those made, shared ones where names agree. A value a
+       join was refused on becomes shared. Groups holding several contacts
+       merge into the oldest.
     4. Contacts, identities and references are written with bulk statements.
     """
     now = now or utcnow()
@@ -490,12 +492,8 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
             _join_agreeing(uf, key, nodes, prepared, apart, found)
 
     groups: dict[Any, list[int]] = defaultdict(list)
-    group_contacts: dict[Any, set[int]] = defaultdict(set)
     for i in range(len(prepared)):
         groups[uf.find(("rec", i))].append(i)
-    for node in list(uf.parent):
-        if node[0] == "contact":
-            group_contacts[uf.find(node)].add(node[1])
 
     # Values found shared are marked on the contact that held them alone until now (also where a
     # concurrent writer left one personal row beside shared ones), in one statement.
@@ -506,13 +504,13 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
         conn.execute(update(identities_t).where(c.kind == bindparam("_kind"), c.value == bindparam("_value"), c.valid,
                                                 c.shared.is_(None)).values(shared=bindparam("_why")), marks)
 
-    target_ids = {c for root in groups for c in group_contacts.get(root, ())}
+    target_ids = {c for root in groups for c in uf.contacts.get(root, ())}
     contact_rows = _load_contacts(conn, target_ids)
     new_groups: list[tuple[Any, dict[str, Any]]] = []
     updates: dict[int, dict[str, Any]] = {}
     group_target: dict[Any, int] = {}
     for root, members in groups.items():
-        ids = sorted(group_contacts.get(root, ()))
+        ids = sorted(uf.contacts.get(root, ()))
         if len(ids) > 1:
             survivor = ids[0]
             for other in ids[1:]:

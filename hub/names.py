@@ -114,7 +114,7 @@ _NOT_LATIN = re.compile(r"[^a-z]")
 CACHE = 32768
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
     """Lowercase, ё as е, single spaces: how two spellings of one word are compared as typed."""
     return " ".join(text.lower().replace("ё", "е").split())
 
@@ -159,18 +159,13 @@ def full_names(word: str) -> frozenset[str]:
     return _FORMS.get(skeleton(word), frozenset())
 
 
-def known_first_name(word: str) -> bool:
-    """Whether the table knows the word as a first name or a form of one."""
-    return skeleton(word) in _FORMS
-
-
 _NONE: frozenset[str] = frozenset()
 
 
 # --- what is not a name ---------------------------------------------------------------------------------
 
 _NOT_A_NAME = frozenset(
-    _fold(text)
+    fold(text)
     for text in (
         "клиент", "покупатель", "заказчик", "контакт", "абонент", "пользователь", "гость", "посетитель",
         "лид", "новый клиент", "новый контакт", "новый лид", "без имени", "без фамилии", "не указано",
@@ -203,7 +198,7 @@ def _tokens(text: str | None, hint: str) -> tuple[_Token, ...]:
     """The words of one field (cached apart from whole names: first names repeat across a base)."""
     if not text:
         return ()
-    folded = _HYPHEN.sub("-", _fold(text))
+    folded = _HYPHEN.sub("-", fold(text))
     if not folded or folded in _NOT_A_NAME:
         return ()
     out: list[_Token] = []
@@ -336,7 +331,7 @@ def _first_compatible(a: _Part | None, b: _Part | None) -> bool:
     return not _FORMS.get(a.skeleton, _NONE).isdisjoint(_FORMS.get(b.skeleton, _NONE))
 
 
-_FULL_PARTS = {full: _Part(skeleton(full), _fold(full), False) for fulls in _FORMS.values() for full in fulls}
+_FULL_PARTS = {full: _Part(skeleton(full), fold(full), False) for fulls in _FORMS.values() for full in fulls}
 
 
 def _last_compatible(a: _Part | None, b: _Part | None) -> bool:
@@ -416,47 +411,10 @@ def agree(a: Name, b: Name) -> bool:
     return any(_complete(pa) and _complete(pb) and _same(pa, pb) for pa, pb in _pairs(a, b))
 
 
-def _first_letter(part: _Part) -> str | None:
-    """The initial of the full name a first name stands for; None when its forms start differently (Слава)."""
-    fulls = _FORMS.get(part.skeleton, _NONE)
-    letters = {skeleton(full)[0] for full in fulls} if fulls else {part.skeleton[0]}
-    return letters.pop() if len(letters) == 1 else None
-
-
-def _key_of(first: _Part, last: _Part) -> str | None:
-    letter = _first_letter(first)
-    return None if letter is None else f"{surname_stem(last.skeleton)} {letter}"
-
-
-@lru_cache(maxsize=CACHE)
-def key(name: Name) -> str | None:
-    """A bucket for names that may agree: the surname without its gender ending and the initial of the
-    canonical first name ("sokolov p" for Пётр Соколов, Соколов П., Petr Sokolov and Sokolova P.).
-
-    Coarser than `agree` (the pairs in one bucket are still compared); None when the name lacks a first
-    name or surname (it can agree with nobody) or its first name stands for names with different initials.
-    """
-    p = _parse(name)
-    if p.first is None or p.last is None or p.last.initial:
-        return None
-    straight = _key_of(p.first, p.last)
-    if p.first.initial:
-        return straight
-    # The order is decided by the words themselves, so that Иван Иванов typed either way gets one key.
-    first_known, last_known = p.first.skeleton in _FORMS, p.last.skeleton in _FORMS
-    if first_known != last_known:
-        return straight if first_known else _key_of(p.last, p.first)
-    first_surname, last_surname = _surname_like(p.first), _surname_like(p.last)
-    if first_surname != last_surname:
-        return straight if last_surname else _key_of(p.last, p.first)
-    options = [k for k in (straight, _key_of(p.last, p.first)) if k is not None]
-    return min(options) if options else None
-
-
 @lru_cache(maxsize=CACHE)
 def keys(name: Name) -> frozenset[str]:
-    """Every bucket a name may belong to: two names that `agree` always share one (`key` is the one bucket of
-    an unambiguous name). Слава Попов is in "popov v", "popov ia", "popov s"…; Иванова-Петрова in the buckets
+    """Every bucket a name may belong to: two names that `agree` always share one, so only names in one
+    bucket need comparing. Слава Попов is in "popov v", "popov ia", "popov s"…; Иванова-Петрова in the buckets
     of each of her surnames; a name whose order is unclear in the buckets of both readings."""
     out: set[str] = set()
     for p in _readings_of(name):

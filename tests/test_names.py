@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub import names
-from hub.names import Name, agree, compatible, key, keys
+from hub.names import Name, agree, compatible, keys
 
 
 def both_ways(a: Name, b: Name) -> tuple[bool, bool]:
@@ -154,22 +154,9 @@ def test_one_person_written_two_ways_agrees(a: Name, b: Name) -> None:
     assert both_ways(a, b) == (True, True)
 
 
-# Pairs that share a key whenever neither name is ambiguous (a double surname or Слава is).
-KEYED = [pair for pair in SAME_PERSON if "-" not in (pair[0].last or "") + (pair[1].last or "")
-         and "Слава" not in (pair[0].first or "") + (pair[1].first or "")]
-
-
-@pytest.mark.parametrize(("a", "b"), KEYED)
-def test_one_person_written_two_ways_has_one_key(a: Name, b: Name) -> None:
-    assert key(a) is not None
-    assert key(a) == key(b)
-
-
 @pytest.mark.parametrize(("a", "b"), SAME_PERSON)
 def test_names_that_agree_share_a_bucket(a: Name, b: Name) -> None:
     assert keys(a) & keys(b)
-    if key(a) is not None:
-        assert key(a) in keys(a)
 
 
 # Pairs nothing contradicts but that do not positively say one person: a part is missing.
@@ -260,7 +247,7 @@ def test_what_is_not_a_person_is_empty(text: str) -> None:
         assert placeholder.empty
         assert both_ways(placeholder, Name(first="Иван", last="Петров")) == (True, False)
         assert both_ways(placeholder, Name(first="Мария", last="Сидорова")) == (True, False)
-        assert key(placeholder) is None
+        assert keys(placeholder) == frozenset()
     assert Name().empty
     assert not Name(first="Иван").empty
     assert not Name(last="Соколов").empty
@@ -328,29 +315,28 @@ def test_gender_forms_of_a_surname_have_one_stem(male: str, female: str) -> None
     assert names.surname_stem(names.skeleton(male)) == names.surname_stem(names.skeleton(female))
 
 
-def test_key_is_none_without_a_first_name_and_a_surname() -> None:
-    assert key(Name(first="Иван")) is None
-    assert key(Name(last="Петров")) is None
-    assert key(Name(first="Иван", last="П.")) is None
+def test_no_bucket_without_a_first_name_and_a_surname() -> None:
+    assert keys(Name(first="Иван")) == frozenset()
+    assert keys(Name(last="Петров")) == frozenset()
+    assert keys(Name(first="Иван", last="П.")) == frozenset()
 
 
-def test_key_tells_apart_what_cannot_agree() -> None:
-    assert key(Name(first="Иван", last="Петров")) != key(Name(first="Мария", last="Петрова"))
-    assert key(Name(first="Иван", last="Петров")) != key(Name(first="Иван", last="Сидоров"))
+def test_buckets_tell_apart_what_cannot_agree() -> None:
+    assert not keys(Name(first="Иван", last="Петров")) & keys(Name(first="Мария", last="Петрова"))
+    assert not keys(Name(first="Иван", last="Петров")) & keys(Name(first="Иван", last="Сидоров"))
 
 
-def test_an_ambiguous_diminutive_gets_no_key_but_every_bucket() -> None:
+def test_an_ambiguous_diminutive_is_in_every_bucket() -> None:
     """Слава may be Вячеслав or Ярослав: a bucket keyed by one initial would miss the other."""
     slava = Name(first="Слава", last="Попов")
-    assert key(slava) is None
-    assert key(Name(first="Вячеслав", last="Попов")) in keys(slava)
-    assert key(Name(first="Ярослав", last="Попов")) in keys(slava)
+    assert keys(Name(first="Вячеслав", last="Попов")) & keys(slava)
+    assert keys(Name(first="Ярослав", last="Попов")) & keys(slava)
     assert keys(Name(first="Иван")) == frozenset()
 
 
 @pytest.mark.parametrize(("a", "b"), DIFFERENT_PEOPLE[:6])
 def test_buckets_keep_apart_most_different_people(a: Name, b: Name) -> None:
-    assert key(a) != key(b) or key(a) is None
+    assert not keys(a) & keys(b)
 
 
 WORDS = st.sampled_from(["Иван", "Иванов", "Мария", "Саша", "Александра", "П.", "И.", "Petr", "Sokolova", "Слава",
