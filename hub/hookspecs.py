@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # annotations only: importing hub.hookspecs stays cheap and f
     from hub.messaging import Outgoing, Verdict
     from hub.records import OrderRecord
     from hub.segments.fields import SegmentField, SegmentOperator
+    from hub.webapi.endpoints import Endpoint as ApiEndpoint
 
 hookspec = pluggy.HookspecMarker("hub")
 hookimpl = pluggy.HookimplMarker("hub")
@@ -358,6 +359,23 @@ def register_routes(app: Flask) -> None:
     background=True)``) rather than doing it inside the request.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_api_endpoints(register: Callable[[ApiEndpoint], None]) -> None:
+    """Add routes to the HTTP API: call ``register(endpoint)`` with a ``hub.api.ApiEndpoint``.
+
+    The endpoint declares its method, path (under /api/v1), the scope a key
+    needs, and the JSON Schemas of its parameters, body and answer. The core
+    checks the key, scope, rate limit and body against those schemas before
+    the view runs, keeps the answer for an ``Idempotency-Key``, runs the view
+    in one transaction (``call.conn``), answers errors as problem+json, and
+    lists the endpoint in /api/v1/openapi.json. The view takes a
+    ``hub.api.ApiCall`` and returns the JSON answer, or raises
+    ``hub.api.ApiError``.
+
+    .. versionadded:: 0.2
     """
 
 

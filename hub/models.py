@@ -485,3 +485,114 @@ class Erasure(Base):
     reason: Mapped[str] = mapped_column(String(32))  # request | retention
     actor: Mapped[str] = mapped_column(String(200))
     erased_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- the HTTP API and webhooks out -------------------------------------------------------
+
+class ApiKey(Base):
+    """A key another system uses on /api/v1; only its SHA-256 is kept (the key itself is shown once)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to tell keys apart in lists
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    rate: Mapped[int] = mapped_column(Integer, default=20)  # requests per second, with bursts of twice that
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class ApiRequest(Base):
+    """The first answer to a POST with an Idempotency-Key, replayed for the same key and body for 24 hours.
+
+    `status` is NULL while the first request still runs, so a concurrent
+    repeat is told to wait (409) instead of running twice.
+    """
+
+    __tablename__ = "api_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of method, path and body
+    status: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+    __table_args__ = (UniqueConstraint("key_id", "idempotency_key"),)
+
+
+class Event(Base):
+    """Something a contact did that another system told Hub about (`cart_abandoned`, `page_viewed`, …).
+
+    `uid` is the sender's id for the event: sending it again changes nothing.
+    """
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str | None] = mapped_column(String(200), unique=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[dt.datetime]
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    source: Mapped[str | None] = mapped_column(String(100))  # the API key's name
+
+    __table_args__ = (Index(None, "contact_id", "name", "occurred_at"), Index(None, "name", "occurred_at"))
+
+
+class Webhook(Base):
+    """Another system's address that hears chosen events, signed with its own secret."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted with HUB_SECRET_KEY (hub.credentials)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    failing_since: Mapped[dt.datetime | None]  # the first failure of the current run of failures
+    disabled_at: Mapped[dt.datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook, delivered at least once: retried with back-off for 24 hours."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(40), unique=True)  # the event id the receiver sees
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    contact_id: Mapped[int | None] = mapped_column(Integer, index=True)  # to strip personal data on erasure
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (Index(None, "status", "next_attempt_at"),)
+
+
+class WebhookAttempt(Base):
+    """Each try of a delivery: when, the receiver's status code or the error, how long it took."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)

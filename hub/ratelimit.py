@@ -33,6 +33,9 @@ class Limiter(Protocol):
     def acquire(self, cost: int = 1) -> float:
         """Block until `cost` requests may start; return the seconds waited."""
 
+    def delay(self, cost: int = 1) -> float:
+        """Take `cost` slots if they are free now and return 0, else return how long to wait (take nothing)."""
+
 
 class _Bucket:
     _sleep: Callable[[float], None]

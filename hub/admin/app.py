@@ -29,6 +29,7 @@ from hub.db import MAX_ROW_ID
 from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.plugins import get_pm
+from hub.webapi import routes as webapi
 from hub.wsgi import ROUTE_KEY, loggable_rule, redacted_path
 
 SESSION_HOURS = 12
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(language.activate_for_reader)
 
     pm.hook.register_routes(app=app)
+    webapi.install(app)
     for name, bp in app.blueprints.items():
         if name.partition(".")[0] not in app.config[access.ADMIN_BLUEPRINTS]:  # nested ones: outer.inner
             csrf.exempt(bp)
@@ -175,6 +177,8 @@ _OTHER = (N_("Something went wrong"), N_("The request could not be handled. Try 
 def _http_error(error: HTTPException) -> Any:
     from hub.admin import language
 
+    if webapi.is_api_request():
+        return webapi.http_error(error)  # problem+json, also for a route /api/v1 does not have
     if request.blueprint and access.page_of(request.endpoint) is None:
         return error  # a plugin's public route answers in its own way
     language.activate_for_reader()  # refused before the reader's language was chosen (sign-in, role)

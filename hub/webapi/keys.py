@@ -1,0 +1,117 @@
+"""API keys: made once and shown once, kept only as a SHA-256, checked on every request.
+
+A key is 32 random bytes, so a plain SHA-256 is as good as a slow password
+hash here (nobody can guess their way to a preimage) and lets each request
+find its key by one indexed lookup. The first characters are kept in the
+clear so lists can tell keys apart without showing them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, select, update
+
+from hub.db import insert_for, utcnow
+from hub.models import ApiKey
+from hub.webapi.endpoints import SCOPES, ApiKeyInfo
+
+keys_t = ApiKey.__table__
+
+PREFIX = "hub_"
+DEFAULT_RATE = 20  # requests per second per key, bursts of twice that
+LAST_USED_EVERY = dt.timedelta(minutes=1)  # last_used_at is written at most this often (it is a write per request)
+
+
+class ApiKeyError(ValueError):
+    """A key cannot be made or changed as asked; the message says why."""
+
+
+@dataclass
+class NewKey:
+    id: int
+    name: str
+    key: str  # shown once; only its hash is kept
+    scopes: list[str]
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def parse_scopes(text: str | Iterable[str], known: Iterable[str] = SCOPES) -> list[str]:
+    """`contacts:write,orders:write` → the scopes in order; an unknown one is an error naming it."""
+    from hub.i18n import gettext
+
+    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text)]
+    items = [s for s in items if s]
+    allowed = list(dict.fromkeys([*SCOPES, *known]))
+    unknown = [s for s in items if s not in allowed]
+    if unknown:
+        raise ApiKeyError(gettext("unknown scope %(scope)s; the scopes are: %(scopes)s", scope=unknown[0],
+                                scopes=", ".join(allowed)))
+    if not items:
+        raise ApiKeyError(gettext("a key needs at least one scope; the scopes are: %(scopes)s",
+                                scopes=", ".join(allowed)))
+    return list(dict.fromkeys(items))
+
+
+def create(conn: Connection, name: str, scopes: list[str], *, actor: str, rate: int = DEFAULT_RATE) -> NewKey:
+    from hub.i18n import gettext
+
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ApiKeyError(gettext("a key's name is 1 to 100 characters"))
+    if conn.execute(select(keys_t.c.id).where(keys_t.c.name == name)).first() is not None:
+        raise ApiKeyError(gettext("a key named %(name)s already exists; revoke it or choose another name", name=name))
+    if rate < 1:
+        raise ApiKeyError(gettext("the rate limit is at least 1 request per second"))
+    key = PREFIX + secrets.token_urlsafe(32)
+    row = conn.execute(insert_for(conn, keys_t).values(
+        name=name, prefix=key[:12], key_hash=digest(key), scopes=scopes, rate=rate, created_at=utcnow(),
+        created_by=actor).returning(keys_t.c.id)).one()
+    return NewKey(row.id, name, key, scopes)
+
+
+def listing(conn: Connection, *, revoked: bool = False) -> list[dict[str, Any]]:
+    q = select(keys_t).order_by(keys_t.c.id)
+    if not revoked:
+        q = q.where(keys_t.c.revoked_at.is_(None))
+    return [{"id": r.id, "name": r.name, "prefix": r.prefix, "scopes": list(r.scopes), "rate": r.rate,
+             "created_at": r.created_at, "created_by": r.created_by, "last_used_at": r.last_used_at,
+             "revoked_at": r.revoked_at} for r in conn.execute(q)]
+
+
+def find(conn: Connection, name_or_id: str) -> Any:
+    """The key named `name_or_id` (or with that id), revoked or not; None if there is none."""
+    row = conn.execute(select(keys_t).where(keys_t.c.name == name_or_id)).first()
+    if row is None and name_or_id.isdigit() and len(name_or_id) < 10:
+        row = conn.execute(select(keys_t).where(keys_t.c.id == int(name_or_id))).first()
+    return row
+
+
+def revoke(conn: Connection, key_id: int) -> bool:
+    """Revoke a key: every request with it is refused from now on. False if it was already revoked."""
+    return bool(conn.execute(update(keys_t).where(keys_t.c.id == key_id, keys_t.c.revoked_at.is_(None))
+                             .values(revoked_at=utcnow())).rowcount)
+
+
+def authenticate(conn: Connection, key: str) -> tuple[ApiKeyInfo, int] | None:
+    """The live key `key` is, with its rate limit; None for a wrong or revoked key."""
+    if not key.startswith(PREFIX) or len(key) > 200:
+        return None
+    row = conn.execute(select(keys_t.c.id, keys_t.c.name, keys_t.c.scopes, keys_t.c.rate, keys_t.c.last_used_at)
+                       .where(keys_t.c.key_hash == digest(key), keys_t.c.revoked_at.is_(None))).first()
+    if row is None:
+        return None
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
+        conn.execute(update(keys_t).where(keys_t.c.id == row.id).values(last_used_at=now))
+    return ApiKeyInfo(row.id, row.name, tuple(row.scopes or ())), int(row.rate)
+
+
+ANONYMOUS = ApiKeyInfo(0, "", ())  # the caller of an endpoint that needs no key (the OpenAPI document)

@@ -1,0 +1,103 @@
+"""The OpenAPI 3.1 document, built from the registered endpoints (so it cannot drift from them).
+
+Every operation lists every status it may answer, each error as
+application/problem+json, so a client generated from the document (or a
+tool such as schemathesis) knows every answer it can get.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from hub.webapi.endpoints import JSON, Endpoint
+from hub.webapi.problems import MEDIA_TYPE, TITLES
+
+VERSION = "1.0.0"
+BASE = "/api/v1"
+COMMON_ERRORS = (400, 401, 403, 413, 415, 422, 429, 500)
+
+PROBLEM: JSON = {
+    "type": "object",
+    "description": "An error (RFC 9457). `detail` names the field; `errors` lists each problem.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "detail"],
+            "properties": {"field": {"type": "string", "description": "A JSON pointer into the body, or a "
+                                                                      "parameter's or header's name"},
+                           "detail": {"type": "string"},
+                           "index": {"type": "integer", "description": "The item's index in a batch"}}}},
+    },
+}
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again",
+                               "schema": {"type": "string"}}}
+
+
+def _error_response(status: int) -> JSON:
+    out: JSON = {"description": TITLES.get(status, "Error"),
+                 "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    if status == 429:
+        out["headers"] = RETRY_AFTER
+    return out
+
+
+def operation(endpoint: Endpoint) -> JSON:
+    op: JSON = {"operationId": endpoint.operation_id, "summary": endpoint.summary, "tags": [endpoint.tag]}
+    if endpoint.description:
+        op["description"] = endpoint.description
+    params = [dict(p) for p in endpoint.params]
+    if endpoint.method.upper() == "POST":
+        params.append({"name": "Idempotency-Key", "in": "header", "required": False,
+                       "description": "The same key and body within 24 hours return the first answer and change "
+                                      "nothing.",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 255}})
+    if params:
+        op["parameters"] = params
+    if endpoint.body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": endpoint.body}}}
+    ok: JSON = {"description": "OK"}
+    if endpoint.answer is not None:
+        ok["content"] = {"application/json": {"schema": endpoint.answer}}
+    responses: JSON = {str(endpoint.status): ok}
+    statuses = set(endpoint.errors) | set(COMMON_ERRORS)
+    if endpoint.scope is None:
+        statuses -= {401, 403}
+    if endpoint.method.upper() == "POST":
+        statuses.add(409)  # an Idempotency-Key's first request is still running
+    if endpoint.body is None and endpoint.method.upper() == "GET":
+        statuses -= {413, 415}
+    for status in sorted(statuses):
+        responses[str(status)] = _error_response(status)
+    op["responses"] = responses
+    if endpoint.scope is not None:
+        op["security"] = [{"bearer": [endpoint.scope]}]
+        op["x-scope"] = endpoint.scope
+    else:
+        op["security"] = []
+    return op
+
+
+def document(endpoints: Sequence[Endpoint], *, server_url: str | None = None) -> JSON:
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {"Problem": PROBLEM}
+    for endpoint in sorted(endpoints, key=lambda e: (e.path, e.method)):
+        paths.setdefault(BASE + endpoint.path, {})[endpoint.method.lower()] = operation(endpoint)
+        schemas.update(endpoint.schemas)
+    doc: JSON = {
+        "openapi": "3.1.0",
+        "info": {"title": "Hub API", "version": VERSION,
+                 "description": "Contacts, orders and events in; segments out. Authenticate with "
+                                "`Authorization: Bearer <key>` (`hub api-keys create`). See docs/api.md."},
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                      "description": "A key from `hub api-keys create`"}}},
+    }
+    if server_url:
+        doc["servers"] = [{"url": server_url}]
+    return doc

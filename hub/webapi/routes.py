@@ -1,0 +1,237 @@
+"""/api/v1 on the admin's WSGI app: each registered endpoint behind one gate.
+
+The gate does, in order, what every endpoint needs and no view repeats:
+the reader's language (Accept-Language; Russian by default), the key
+(401), its scope (403), its rate limit (429 with Retry-After), the body
+(415, 400, 413, then 422 against the endpoint's JSON Schema), the query and
+path against theirs (400), the Idempotency-Key, and one transaction around
+the view. Whatever goes wrong is answered as problem+json, never as HTML or
+a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from typing import Any, Callable
+
+from flask import Blueprint, Flask, Response, current_app, request
+from jsonschema import Draft202012Validator
+from werkzeug.exceptions import HTTPException
+
+from hub import i18n
+from hub.db import get_engine
+from hub.i18n import gettext
+from hub.plugins import get_pm
+from hub.ratelimit import limiter
+from hub.webapi import idempotency, keys, openapi, problems
+from hub.webapi.endpoints import ApiError, Call, Endpoint, collect
+
+log = logging.getLogger("hub.api")
+
+ENDPOINTS_KEY = "hub.api.endpoints"
+_PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def install(app: Flask) -> None:
+    """Mount /api/v1 with every registered endpoint (the core's and plugins')."""
+    endpoints = collect(get_pm())
+    app.config[ENDPOINTS_KEY] = endpoints
+    bp = Blueprint("api_v1", __name__, url_prefix=openapi.BASE)
+    bp.add_url_rule("/openapi.json", "openapi", _openapi, methods=["GET"])
+    for endpoint in endpoints:
+        bp.add_url_rule(_rule(endpoint), endpoint.operation_id + "_" + endpoint.method.lower(), _gate(endpoint),
+                        methods=[endpoint.method.upper()])
+    app.register_blueprint(bp)
+
+
+def is_api_request() -> bool:
+    return request.path == openapi.BASE or request.path.startswith(openapi.BASE + "/")
+
+
+def http_error(error: HTTPException) -> Response:
+    """A 404, 405 or 413 under /api/v1 (raised before any view ran) as problem+json."""
+    _speak_readers_language()
+    status = error.code or 500
+    detail = {404: gettext("There is no such route in /api/v1; the routes are in /api/v1/openapi.json"),
+              405: gettext("This route does not take %(method)s; see /api/v1/openapi.json", method=request.method),
+              413: gettext("The body is larger than %(num)d MB; send a smaller batch",
+                           num=(current_app.config.get("MAX_CONTENT_LENGTH") or 0) // (1024 * 1024))}
+    response = _problem(ApiError(status, problems.title(status), detail.get(status, problems.title(status))))
+    if status == 405 and error.get_response().headers.get("Allow"):
+        response.headers["Allow"] = error.get_response().headers["Allow"]
+    return response
+
+
+def _rule(endpoint: Endpoint) -> str:
+    """`/contacts/{id}` → `/contacts/<int:id>`: Flask's form of the OpenAPI path."""
+    return _PATH_PARAM.sub(lambda m: f"<{_converter(endpoint, m.group(1))}:{m.group(1)}>", endpoint.path)
+
+
+def _converter(endpoint: Endpoint, name: str) -> str:
+    for p in endpoint.params:
+        if p.get("in") == "path" and p.get("name") == name and (p.get("schema") or {}).get("type") == "integer":
+            return "int"  # the admin's bounded converter: an id past what the database holds is a 404
+    return "string"
+
+
+def _openapi() -> Response:
+    doc = openapi.document(current_app.config[ENDPOINTS_KEY], server_url=request.host_url.rstrip("/"))
+    return _json(200, doc)
+
+
+def _json(status: int, body: Any, *, media_type: str = "application/json") -> Response:
+    text = json.dumps(body, ensure_ascii=False, default=str, separators=(",", ":"))
+    return Response(text, status=status, mimetype=media_type)
+
+
+def _problem(exc: ApiError) -> Response:
+    response = _json(exc.status, problems.body(exc.status, exc.title, exc.detail, exc.errors),
+                     media_type=problems.MEDIA_TYPE)
+    response.headers["Content-Language"] = i18n.current_language()
+    for name, value in exc.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def _speak_readers_language() -> None:
+    settings = current_app.config["HUB_SETTINGS"]
+    best = request.accept_languages.best_match(i18n.LANGUAGES)
+    i18n.activate(best or settings.language)
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+class _Checks:
+    """The endpoint's schemas, compiled once."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        resolver_root = {"components": {"schemas": dict(endpoint.schemas)}}
+
+        def compiled(schema: dict[str, Any]) -> Draft202012Validator:
+            return Draft202012Validator({**schema, **resolver_root} if endpoint.schemas else schema)
+
+        self.body = compiled(endpoint.body) if endpoint.body is not None else None
+        query = {p["name"]: p for p in endpoint.params if p.get("in") == "query"}
+        self.query_params = query
+        self.query = Draft202012Validator({
+            "type": "object", "properties": {n: p.get("schema", {}) for n, p in query.items()},
+            "required": [n for n, p in query.items() if p.get("required")]})
+        self.batch_key = _batch_key(endpoint.body)
+
+
+def _batch_key(schema: dict[str, Any] | None) -> str | None:
+    """The array a batch body carries its items in (`contacts`, `events`, …), to number errors by item."""
+    for option in (schema or {}).get("oneOf", []) + (schema or {}).get("anyOf", []) + [schema or {}]:
+        for name, prop in (option.get("properties") or {}).items():
+            if prop.get("type") == "array":
+                return str(name)
+    return None
+
+
+def _query(checks: _Checks) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in request.args.items():
+        param = checks.query_params.get(name)
+        if param is None:
+            continue  # an unknown parameter is ignored, as HTTP APIs do
+        kind = (param.get("schema") or {}).get("type")
+        if kind == "integer":
+            out[name] = int(value) if re.fullmatch(r"-?\d{1,18}", value) else value
+        elif kind == "boolean":
+            out[name] = {"true": True, "false": False}.get(value.lower(), value)
+        else:
+            out[name] = value
+    problems.validate(checks.query, out, where="query")
+    return out
+
+
+def _body(checks: _Checks) -> tuple[Any, bytes]:
+    raw = request.get_data(cache=True)
+    if checks.body is None:
+        return None, raw
+    if request.mimetype != "application/json":
+        raise problems.error(415, gettext("Send the body as JSON with Content-Type: application/json"),
+                             errors=[{"field": "Content-Type", "detail": gettext("must be application/json")}])
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise problems.error(400, gettext("The body is not UTF-8 text")) from None
+    except json.JSONDecodeError as exc:
+        raise problems.error(400, gettext("The body is not valid JSON: line %(line)d, column %(column)d",
+                                          line=exc.lineno, column=exc.colno)) from None
+    except RecursionError:
+        raise problems.error(400, gettext("The body is nested too deeply")) from None
+    problems.validate(checks.body, data, batch_key=checks.batch_key)
+    return data, raw
+
+
+def _gate(endpoint: Endpoint) -> Callable[..., Response]:
+    checks = _Checks(endpoint)
+
+    def view(**path: Any) -> Response:
+        _speak_readers_language()
+        try:
+            return _handle(endpoint, checks, path)
+        except ApiError as exc:
+            return _problem(exc)
+        except HTTPException as exc:  # a view's abort(): still a problem document
+            return http_error(exc)
+        except Exception:
+            log.exception("API %s %s failed", endpoint.method.upper(), openapi.BASE + endpoint.path)
+            return _problem(problems.error(500, gettext("The request could not be handled; nothing was changed. "
+                                                        "Try again later.")))
+
+    view.__name__ = endpoint.operation_id
+    return view
+
+
+def _handle(endpoint: Endpoint, checks: _Checks, path: dict[str, Any]) -> Response:
+    settings = current_app.config["HUB_SETTINGS"]
+    engine = get_engine(settings.database_url)
+    key_info = None
+    if endpoint.scope is not None:
+        token = _bearer()
+        if token is None:
+            raise problems.error(401, gettext("Send the key as Authorization: Bearer <key>"),
+                                 headers={"WWW-Authenticate": 'Bearer realm="hub"'})
+        with engine.begin() as conn:
+            found = keys.authenticate(conn, token)
+        if found is None:
+            raise problems.error(401, gettext("The key is wrong or was revoked"),
+                                 headers={"WWW-Authenticate": 'Bearer realm="hub", error="invalid_token"'})
+        key_info, rate = found
+        if endpoint.scope not in key_info.scopes:
+            raise problems.error(403, gettext("This key does not have the scope %(scope)s", scope=endpoint.scope),
+                                 headers={"WWW-Authenticate": f'Bearer realm="hub", error="insufficient_scope", '
+                                                              f'scope="{endpoint.scope}"'})
+        wait = limiter(settings, f"api-key:{key_info.id}", rate, burst=2 * rate).delay(1)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise problems.error(429, gettext("This key sends more than %(rate)d requests a second; wait "
+                                              "%(seconds)d s", rate=rate, seconds=seconds),
+                                 headers={"Retry-After": str(seconds)})
+    query = _query(checks)
+    body, raw = _body(checks)
+    idem_key = request.headers.get("Idempotency-Key") if endpoint.method.upper() == "POST" else None
+    with engine.begin() as conn:
+        call = Call(settings=settings, conn=conn, key=key_info or keys.ANONYMOUS, path=path, query=query, body=body)
+        if idem_key is not None and key_info is not None:
+            kept = idempotency.claim(conn, key_info.id, idem_key,
+                                     idempotency.fingerprint(request.method, request.path, raw))
+            if kept is not None:
+                response = _json(kept[0], idempotency.answer_of(kept[1]))
+                response.headers["Idempotent-Replayed"] = "true"
+                return response
+        answer = endpoint.view(call)
+        if idem_key is not None and key_info is not None:
+            idempotency.keep(conn, key_info.id, idem_key, endpoint.status, answer)
+    for task in call.after_commit:
+        task()
+    return _json(endpoint.status, answer)

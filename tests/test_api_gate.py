@@ -1,0 +1,187 @@
+"""The gate every /api/v1 request passes: keys, scopes, rate limits, problems, idempotency, the document."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from hub.admin.app import create_app
+from hub.webapi import keys
+from hub.webapi.endpoints import Call, Endpoint
+from tests.conftest import HubDB
+
+
+def make_key(db: HubDB, *scopes: str, rate: int = 1000) -> str:
+    with db.engine.begin() as conn:
+        return keys.create(conn, f"test-{len(scopes)}-{rate}-{id(scopes)}", list(scopes), actor="tests",
+                           rate=rate).key
+
+
+@pytest.fixture
+def client(hub_db: HubDB) -> Any:
+    return create_app(hub_db.settings).test_client()
+
+
+def auth(key: str, **more: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", **more}
+
+
+def is_problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    doc = response.get_json(force=True)
+    assert doc["status"] == status and doc["title"] and doc["detail"]
+    return doc
+
+
+def test_no_key_a_wrong_key_and_a_revoked_key_get_401(hub_db: HubDB, client: Any) -> None:
+    is_problem(client.get("/api/v1/segments"), 401)
+    is_problem(client.get("/api/v1/segments", headers=auth("hub_notakey")), 401)
+    is_problem(client.get("/api/v1/segments", headers={"Authorization": "Basic dXNlcjpwYXNz"}), 401)
+    key = make_key(hub_db, "segments:read")
+    assert client.get("/api/v1/segments", headers=auth(key)).status_code == 200
+    with hub_db.engine.begin() as conn:
+        assert keys.revoke(conn, keys.find(conn, keys.listing(conn)[0]["name"]).id)
+    doc = is_problem(client.get("/api/v1/segments", headers=auth(key)), 401)
+    assert key not in json.dumps(doc)
+
+
+def test_a_key_without_the_scope_gets_403_naming_it(hub_db: HubDB, client: Any) -> None:
+    key = make_key(hub_db, "contacts:write")
+    doc = is_problem(client.get("/api/v1/segments", headers=auth(key, **{"Accept-Language": "en"})), 403)
+    assert "segments:read" in doc["detail"]
+
+
+def test_problems_speak_russian_by_default_and_english_on_request(hub_db: HubDB, client: Any) -> None:
+    ru = is_problem(client.get("/api/v1/segments"), 401)
+    en = is_problem(client.get("/api/v1/segments", headers={"Accept-Language": "en-US,en;q=0.9"}), 401)
+    assert ru["detail"] != en["detail"]
+    assert any("а" <= ch <= "я" for ch in ru["detail"].lower())
+    assert "Bearer" in en["detail"]
+
+
+def test_a_key_over_its_rate_gets_429_with_retry_after(hub_db: HubDB, client: Any) -> None:
+    key = make_key(hub_db, "segments:read", rate=1)
+    statuses = [client.get("/api/v1/segments", headers=auth(key)).status_code for _ in range(4)]
+    assert statuses[:2] == [200, 200] and 429 in statuses  # a burst of twice the rate, then refused
+    refused = client.get("/api/v1/segments", headers=auth(key))
+    is_problem(refused, 429)
+    assert int(refused.headers["Retry-After"]) >= 1
+
+
+def test_unknown_routes_and_methods_answer_problems_not_html(hub_db: HubDB, client: Any) -> None:
+    is_problem(client.get("/api/v1/nothing-here"), 404)
+    is_problem(client.delete("/api/v1/segments"), 405)
+    key = make_key(hub_db, "segments:read")
+    doc = is_problem(client.get("/api/v1/segments/no_such_segment/members", headers=auth(key)), 404)
+    assert "no_such_segment" in doc["detail"]
+    is_problem(client.get("/api/v1/segments/dormant_90d/members?cursor=%%%", headers=auth(key)), 400)
+    doc = is_problem(client.get("/api/v1/segments/dormant_90d/members?limit=0", headers=auth(key)), 400)
+    assert doc["errors"][0]["field"] == "limit"
+
+
+def test_the_openapi_document_is_valid_and_lists_every_route(hub_db: HubDB, client: Any) -> None:
+    from openapi_spec_validator import validate  # schemathesis brings it
+
+    doc = client.get("/api/v1/openapi.json").get_json()
+    validate(doc)
+    assert doc["openapi"].startswith("3.1")
+    assert "/api/v1/segments/{name}/members" in doc["paths"]
+    op = doc["paths"]["/api/v1/segments"]["get"]
+    assert {"200", "401", "403", "429"} <= set(op["responses"])
+
+
+@pytest.fixture
+def echo(hub_db: HubDB, plugin_manager: Any) -> Any:
+    """A plugin's POST endpoint that counts its calls in the database (to see what a repeat changes)."""
+    from hub.hookspecs import hookimpl
+    from hub.models import AuditEntry
+
+    def bump(call: Call) -> dict[str, Any]:
+        call.conn.execute(AuditEntry.__table__.insert().values(actor="api", action="echo", details=call.body))
+        return {"echo": call.body, "calls": call.conn.execute(
+            AuditEntry.__table__.select().where(AuditEntry.__table__.c.action == "echo")).all().__len__()}
+
+    class Plugin:
+        @hookimpl
+        def register_api_endpoints(self, register: Any) -> None:
+            register(Endpoint("POST", "/echo", bump, "events:write", "Echo", "test",
+                              body={"type": "object", "required": ["items"], "additionalProperties": False,
+                                    "properties": {"items": {"type": "array", "maxItems": 3,
+                                                             "items": {"type": "object", "required": ["n"],
+                                                                       "properties": {"n": {"type": "integer"}}}}}},
+                              answer={"type": "object"}))
+
+    plugin_manager.register(Plugin(), name="echo")
+    return create_app(hub_db.settings).test_client()
+
+
+def test_bodies_are_checked_against_the_schema_with_each_item_named(hub_db: HubDB, echo: Any) -> None:
+    key = make_key(hub_db, "events:write")
+    h = auth(key, **{"Accept-Language": "en"})
+    is_problem(echo.post("/api/v1/echo", data="{", headers=h, content_type="application/json"), 400)
+    is_problem(echo.post("/api/v1/echo", data="n=1", headers=h, content_type="application/x-www-form-urlencoded"),
+               415)
+    doc = is_problem(echo.post("/api/v1/echo", json={"items": [{"n": 1}, {"n": "two"}, {}]}, headers=h), 422)
+    assert [(e["index"], e["field"]) for e in doc["errors"]] == [(1, "/items/1/n"), (2, "/items/2/n")]
+    assert "whole number" in doc["errors"][0]["detail"] and "required" in doc["errors"][1]["detail"]
+    doc = is_problem(echo.post("/api/v1/echo", json={"items": [{"n": 1}] * 4}, headers=h), 422)
+    assert "at most 3" in doc["detail"]
+    doc = is_problem(echo.post("/api/v1/echo", json={"items": [], "extra": 1}, headers=h), 422)
+    assert "extra" in doc["detail"]
+    is_problem(echo.post("/api/v1/echo", data=b'{"items": [' + b"[" * 100000 + b"]}", headers=h,
+                         content_type="application/json"), 400)
+    big = {"items": [{"n": 1, "pad": "x" * (5 * 1024 * 1024)}]}
+    is_problem(echo.post("/api/v1/echo", json=big, headers=h), 413)
+
+
+def test_an_idempotency_key_replays_the_first_answer_and_changes_nothing(hub_db: HubDB, echo: Any) -> None:
+    key = make_key(hub_db, "events:write")
+    h = auth(key, **{"Idempotency-Key": "order-77"})
+    first = echo.post("/api/v1/echo", json={"items": [{"n": 1}]}, headers=h)
+    again = echo.post("/api/v1/echo", json={"items": [{"n": 1}]}, headers=h)
+    assert first.status_code == again.status_code == 200
+    assert first.get_json() == again.get_json() and again.get_json()["calls"] == 1
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = echo.post("/api/v1/echo", json={"items": [{"n": 2}]}, headers=h)
+    assert is_problem(other, 422)["errors"][0]["field"] == "Idempotency-Key"
+    fresh = echo.post("/api/v1/echo", json={"items": [{"n": 2}]}, headers=auth(key, **{"Idempotency-Key": "o-78"}))
+    assert fresh.get_json()["calls"] == 2
+    refused = echo.post("/api/v1/echo", json={"items": "no"}, headers=auth(key, **{"Idempotency-Key": "o-79"}))
+    assert refused.status_code == 422  # a refused request is not kept: fixed, the same key goes through
+    fixed = echo.post("/api/v1/echo", json={"items": []}, headers=auth(key, **{"Idempotency-Key": "o-79"}))
+    assert fixed.status_code == 200 and fixed.get_json()["calls"] == 3
+
+
+def test_a_view_that_fails_answers_500_as_a_problem_and_changes_nothing(hub_db: HubDB, plugin_manager: Any) -> None:
+    from hub.hookspecs import hookimpl
+    from hub.models import AuditEntry
+
+    def broken(call: Call) -> dict[str, Any]:
+        call.conn.execute(AuditEntry.__table__.insert().values(actor="api", action="half", details={}))
+        raise RuntimeError("secret detail")
+
+    class Plugin:
+        @hookimpl
+        def register_api_endpoints(self, register: Any) -> None:
+            register(Endpoint("POST", "/broken", broken, "events:write", "Broken", "test", body={"type": "object"}))
+
+    plugin_manager.register(Plugin(), name="broken")
+    client = create_app(hub_db.settings).test_client()
+    doc = is_problem(client.post("/api/v1/broken", json={}, headers=auth(make_key(hub_db, "events:write"))), 500)
+    assert "secret" not in json.dumps(doc)
+    with hub_db.engine.connect() as conn:
+        assert conn.execute(AuditEntry.__table__.select().where(AuditEntry.__table__.c.action == "half")).first() \
+            is None
+
+
+def test_every_body_schema_is_valid_json_schema(hub_db: HubDB, client: Any) -> None:
+    doc = client.get("/api/v1/openapi.json").get_json()
+    for methods in doc["paths"].values():
+        for op in methods.values():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if body is not None:
+                Draft202012Validator.check_schema(body)
