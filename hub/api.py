@@ -68,6 +68,10 @@ from hub.segments.fields import FieldContext, SegmentField, SegmentOperator
 from hub.send_limits import NOT_COUNTED, FrequencyCap, SendLimits, cap_until
 from hub.send_limits import load as load_send_limits
 from hub.sync import Page, ReconcilingSource, Source, SyncError, TargetedSource
+from hub.webapi.endpoints import ApiError, Call as ApiCall, Endpoint as ApiEndpoint
+from hub.webapi.endpoints import cursor_after as api_cursor_after
+from hub.webapi.endpoints import read_cursor as api_read_cursor
+from hub.webhooks import publish as publish_event
 from hub.writeback import NoCrmHolds, WriteBack, WriteBackError
 from hub.unmerge import UnmergeRefused, unmerge
 from hub.writeback import apply as write_back
@@ -114,6 +118,8 @@ __all__ = [
     "NAMING_CONVENTION", "TYPE_ANNOTATION_MAP", "insert_for", "bulk_insert", "chunks",
     # commands and web routes
     "App", "pass_app", "emit_json", "progress_bar", "stderr", "ROW_ID", "current_settings",
+    # the HTTP API (register_api_endpoints) and webhooks out (publish_event, in the caller's transaction)
+    "ApiEndpoint", "ApiCall", "ApiError", "api_cursor_after", "api_read_cursor", "publish_event",
     # admin pages (register_admin_pages): who may use a view, who is asking, the audit log
     "AdminPage", "allow", "PUBLIC", "current_user", "actor", "engine", "record_audit", "local_path", "ActionForm",
 ]
