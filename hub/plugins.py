@@ -24,7 +24,8 @@ from hub import hookspecs
 from hub.config import Settings, SettingsError
 
 DEFAULT_PLUGINS = ("hub.consent_ledger", "hub.schedule", "hub.admin.pages", "hub.outbox_hooks", "hub.send_limits",
-                   "hub.commands", "hub.i18n", "hub.webapi.segments")
+                   "hub.commands", "hub.i18n", "hub.webapi.segments",
+                   "hub.webapi.chores")
 
 _pm: pluggy.PluginManager | None = None
 # A background job may ask for the manager while a test or the app installs one: building

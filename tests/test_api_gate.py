@@ -105,7 +105,7 @@ def echo(hub_db: HubDB, plugin_manager: Any) -> Any:
         return {"echo": call.body, "calls": call.conn.execute(
             AuditEntry.__table__.select().where(AuditEntry.__table__.c.action == "echo")).all().__len__()}
 
-    class Plugin:
+    class Plugin:  # hook:register_api_endpoints
         @hookimpl
         def register_api_endpoints(self, register: Any) -> None:
             register(Endpoint("POST", "/echo", bump, "events:write", "Echo", "test",
