@@ -185,3 +185,114 @@ def test_every_body_schema_is_valid_json_schema(hub_db: HubDB, client: Any) -> N
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             if body is not None:
                 Draft202012Validator.check_schema(body)
+
+
+def test_an_unknown_query_parameter_is_refused_not_ignored(hub_db: HubDB, client: Any) -> None:
+    key = make_key(hub_db, "segments:read")
+    doc = is_problem(client.get("/api/v1/segments/dormant_90d/members?limt=5",
+                                headers=auth(key, **{"Accept-Language": "en"})), 400)
+    assert doc["errors"] == [{"field": "limt", "detail": "unknown parameter"}] and "cursor, limit" in doc["detail"]
+
+
+def test_cursors_are_exactly_what_the_document_says(hub_db: HubDB, client: Any) -> None:
+    import re
+
+    from hub.webapi.endpoints import CURSOR_PATTERN, ApiError, cursor_after, read_cursor
+
+    for row_id in (0, 1, 255, 2**31 - 1, 2**63 - 1):
+        cursor = cursor_after(row_id)
+        assert re.fullmatch(CURSOR_PATTERN, cursor) and read_cursor(cursor) == row_id
+    assert read_cursor("") == read_cursor(None) == 0
+    for forged in ("%%%", "aWQ6MTI", "_AAAAAAAAAA", "AAAAAAAAAAB", "AAAAAAAAAAAA"):
+        with pytest.raises(ApiError):
+            read_cursor(forged)
+    doc = client.get("/api/v1/openapi.json").get_json()
+    params = doc["paths"]["/api/v1/segments/{name}/members"]["get"]["parameters"]
+    assert {"name": "cursor"}.items() <= next(p for p in params if p["name"] == "cursor").items()
+    assert next(p for p in params if p["name"] == "cursor")["schema"]["pattern"] == CURSOR_PATTERN
+
+
+@pytest.fixture
+def strict(hub_db: HubDB, plugin_manager: Any) -> Any:
+    """A plugin's endpoints with a pattern, a one-or-batch body and an id in the path."""
+    from hub.hookspecs import hookimpl
+    from hub.webapi.schemas import LINE_PATTERN, one_or_batch
+
+    item = {"type": "object", "required": ["name"], "additionalProperties": False,
+            "properties": {"name": {"type": "string", "pattern": LINE_PATTERN, "maxLength": 50},
+                           "meta": {"type": "object"}}}
+
+    class Plugin:
+        @hookimpl
+        def register_api_endpoints(self, register: Any) -> None:
+            register(Endpoint("POST", "/things", lambda call: {"ok": True}, "events:write", "Things", "test",
+                              body=one_or_batch("things", item, limit=5), answer={"type": "object"}))
+            register(Endpoint("GET", "/things/{id}", lambda call: {"id": call.path["id"]}, "events:write", "Thing",
+                              "test", params=({"name": "id", "in": "path", "required": True,
+                                               "schema": {"type": "integer", "minimum": 1}},)))
+
+    plugin_manager.register(Plugin(), name="strict")
+    return create_app(hub_db.settings).test_client()
+
+
+def test_a_pattern_means_what_json_schema_says_a_trailing_newline_does_not_slip_through(hub_db: HubDB,
+                                                                                         strict: Any) -> None:
+    h = auth(make_key(hub_db, "events:write"), **{"Accept-Language": "en"})
+    assert strict.post("/api/v1/things", json={"name": "Анна"}, headers=h).status_code == 200
+    doc = is_problem(strict.post("/api/v1/things", json={"things": [{"name": "ok"}, {"name": "Анна\n"}]},
+                                 headers=h), 422)  # Python's re alone lets "…\n" match "…$"
+    assert doc["errors"][0]["field"] == "/things/1/name" and doc["errors"][0]["index"] == 1
+    assert "expected form" in doc["errors"][0]["detail"]
+
+
+@pytest.mark.both_databases
+def test_a_lone_surrogate_anywhere_in_a_body_is_refused_with_its_field(hub_db: HubDB, strict: Any) -> None:
+    h = auth(make_key(hub_db, "events:write"), **{"Accept-Language": "en"})
+    raw = b'{"things": [{"name": "a"}, {"name": "b", "meta": {"note": ["x", "\\udc00"]}}]}'
+    doc = is_problem(strict.post("/api/v1/things", data=raw, headers=h, content_type="application/json"), 422)
+    assert doc["errors"] == [{"field": "/things/1/meta/note/1", "index": 1,
+                              "detail": "contains a lone UTF-16 surrogate, which is not text"}]
+    key_raw = b'{"name": "a", "meta": {"\\ud800": 1}}'
+    doc = is_problem(strict.post("/api/v1/things", data=key_raw, headers=h, content_type="application/json"), 422)
+    assert doc["errors"][0]["field"] == "/meta/\ud800"
+    pair = '{"name": "\\ud83d\\ude00"}'.encode()  # an escaped pair is one character, and fine
+    assert strict.post("/api/v1/things", data=pair, headers=h, content_type="application/json").status_code == 200
+
+
+@pytest.mark.both_databases
+def test_an_id_past_what_a_row_can_have_is_a_documented_404(hub_db: HubDB, strict: Any) -> None:
+    h = auth(make_key(hub_db, "events:write"))
+    assert strict.get("/api/v1/things/7", headers=h).get_json() == {"id": 7}
+    for beyond in (2**31, 2**63, 0):
+        is_problem(strict.get(f"/api/v1/things/{beyond}", headers=h), 404)
+    op = strict.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/things/{id}"]["get"]
+    assert op["parameters"][0]["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+    assert "404" in op["responses"]
+
+
+def test_the_document_shows_a_one_or_batch_body_as_the_oneof_it_means(hub_db: HubDB, strict: Any) -> None:
+    from hub.webapi.schemas import LINE_PATTERN, one_or_batch
+
+    body = strict.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/things"]["post"]["requestBody"]
+    published = Draft202012Validator(body["content"]["application/json"]["schema"])
+    gate = Draft202012Validator(one_or_batch("things", {
+        "type": "object", "required": ["name"], "additionalProperties": False,
+        "properties": {"name": {"type": "string", "pattern": LINE_PATTERN, "maxLength": 50},
+                       "meta": {"type": "object"}}}, limit=5))
+    instances: tuple[Any, ...] = ({"name": "a"}, {"things": [{"name": "a"}]}, {"things": []},
+                                  {"things": [{"name": "a"}] * 6}, {"name": "a", "things": [{"name": "b"}]},
+                                  {"things": [{"name": "a"}], "x": 1}, {}, [], {"name": 1}, {"things": [{}]})
+    for instance in instances:
+        assert published.is_valid(instance) == gate.is_valid(instance), instance
+
+
+@pytest.mark.both_databases
+def test_an_idempotency_key_is_replayed_on_both_databases_and_must_be_plain_ascii(hub_db: HubDB, echo: Any) -> None:
+    key = make_key(hub_db, "events:write")
+    first = echo.post("/api/v1/echo", json={"items": [{"n": 5}]}, headers=auth(key, **{"Idempotency-Key": "k 1"}))
+    again = echo.post("/api/v1/echo", json={"items": [{"n": 5}]}, headers=auth(key, **{"Idempotency-Key": "k 1"}))
+    assert first.get_json() == again.get_json() and again.headers["Idempotent-Replayed"] == "true"
+    for bad in ("clé", "x" * 256):
+        doc = is_problem(echo.post("/api/v1/echo", json={"items": []}, headers=auth(key, **{"Idempotency-Key":
+                                                                                             bad})), 400)
+        assert doc["errors"][0]["field"] == "Idempotency-Key"

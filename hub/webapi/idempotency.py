@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
@@ -25,6 +26,9 @@ requests_t = ApiRequest.__table__
 
 KEPT_FOR = dt.timedelta(hours=24)
 MAX_KEY = 255
+# Visible ASCII, spaces only inside: what survives every proxy and HTTP library unchanged (the document says so).
+KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+_KEY = re.compile(KEY_PATTERN)
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -35,12 +39,15 @@ def claim(conn: Connection, key_id: int, idem_key: str, fp: str) -> tuple[int, J
     """The kept answer for this key (a repeat), or None after claiming it for this request."""
     from hub.i18n import gettext
 
-    if not idem_key or len(idem_key) > MAX_KEY or not idem_key.isprintable():
-        raise problems.error(400, gettext("Idempotency-Key: 1 to %(num)d printable characters", num=MAX_KEY),
+    if len(idem_key) > MAX_KEY or not _KEY.match(idem_key):
+        raise problems.error(400, gettext("Idempotency-Key: 1 to %(num)d printable ASCII characters", num=MAX_KEY),
                              errors=[{"field": "Idempotency-Key", "detail": gettext("invalid header")}])
     now = utcnow()
     ins = insert_for(conn, requests_t).on_conflict_do_nothing(index_elements=["key_id", "idempotency_key"])
-    if conn.execute(ins.values(key_id=key_id, idempotency_key=idem_key, fingerprint=fp, created_at=now)).rowcount:
+    # RETURNING, not rowcount: the PostgreSQL driver answers -1 (unknown) for an INSERT … ON CONFLICT.
+    claimed = conn.execute(ins.values(key_id=key_id, idempotency_key=idem_key, fingerprint=fp, created_at=now)
+                           .returning(requests_t.c.id)).first()
+    if claimed is not None:
         return None
     row = conn.execute(select(requests_t).where(requests_t.c.key_id == key_id,
                                                 requests_t.c.idempotency_key == idem_key)).one()

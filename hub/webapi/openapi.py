@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from hub.webapi import idempotency
 from hub.webapi.endpoints import JSON, Endpoint
 from hub.webapi.problems import MEDIA_TYPE, TITLES
 
 VERSION = "1.0.0"
 BASE = "/api/v1"
 COMMON_ERRORS = (400, 401, 403, 413, 415, 422, 429, 500)
+MAX_ID = 2**31 - 1  # id columns are INTEGER: 32 bits on PostgreSQL
 
 PROBLEM: JSON = {
     "type": "object",
@@ -46,20 +48,56 @@ def _error_response(status: int) -> JSON:
     return out
 
 
+def _is_path_integer(param: JSON) -> bool:
+    return param.get("in") == "path" and (param.get("schema") or {}).get("type") == "integer"
+
+
+def path_integer(schema: JSON) -> JSON:
+    """An integer path parameter's schema with the bounds the gate routes by: no id is below 0 or past MAX_ID."""
+    low = max(int(schema.get("minimum", 0)), 0)
+    high = min(int(schema.get("maximum", MAX_ID)), MAX_ID)
+    return {**schema, "minimum": low, "maximum": high}
+
+
+def published(schema: JSON) -> JSON:
+    """The body schema as the document shows it: a one-or-batch `if/then/else` written as its `oneOf`.
+
+    The gate checks the if/then/else form, which names a bad item by its own pointer and index; but
+    generators of clients and of test data (schemathesis) read if/then/else poorly, and would take a
+    single item's rules for optional. The two forms accept exactly the same bodies.
+    """
+    cond, then, other = schema.get("if"), schema.get("then"), schema.get("else")
+    required = cond.get("required") if isinstance(cond, dict) and set(cond) == {"required"} else None
+    props = schema.get("properties") or {}
+    if not (isinstance(required, list) and len(required) == 1 and required[0] in props
+            and isinstance(then, dict) and isinstance(other, dict)):
+        return schema
+    key = required[0]
+    batch: JSON = {"type": "object", "required": [key], "properties": {key: props[key]},
+                   **{k: v for k, v in then.items() if k != "properties"}}
+    forbids_key = other.get("additionalProperties") is False and key not in (other.get("properties") or {}) \
+        and not other.get("patternProperties")
+    single = other if forbids_key else {"allOf": [{"not": {"required": [key]}}, other]}
+    out: JSON = {k: v for k, v in schema.items() if k not in ("if", "then", "else", "properties")}
+    out["oneOf"] = [single, batch]
+    return out
+
+
 def operation(endpoint: Endpoint) -> JSON:
     op: JSON = {"operationId": endpoint.operation_id, "summary": endpoint.summary, "tags": [endpoint.tag]}
     if endpoint.description:
         op["description"] = endpoint.description
-    params = [dict(p) for p in endpoint.params]
+    params = [dict(p, schema=path_integer(p["schema"])) if _is_path_integer(p) else dict(p) for p in endpoint.params]
     if endpoint.method.upper() == "POST":
         params.append({"name": "Idempotency-Key", "in": "header", "required": False,
                        "description": "The same key and body within 24 hours return the first answer and change "
                                       "nothing.",
-                       "schema": {"type": "string", "minLength": 1, "maxLength": 255}})
+                       "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY,
+                                  "pattern": idempotency.KEY_PATTERN}})
     if params:
         op["parameters"] = params
     if endpoint.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": endpoint.body}}}
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": published(endpoint.body)}}}
     ok: JSON = {"description": "OK"}
     if endpoint.answer is not None:
         ok["content"] = {"application/json": {"schema": endpoint.answer}}
@@ -69,6 +107,8 @@ def operation(endpoint: Endpoint) -> JSON:
         statuses -= {401, 403}
     if endpoint.method.upper() == "POST":
         statuses.add(409)  # an Idempotency-Key's first request is still running
+    if any(p.get("in") == "path" for p in endpoint.params):
+        statuses.add(404)  # nothing at that path (an id past what a row can have is answered so before the view)
     if endpoint.body is None and endpoint.method.upper() == "GET":
         statuses -= {413, 415}
     for status in sorted(statuses):

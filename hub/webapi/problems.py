@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -107,25 +108,68 @@ def _format_name(fmt: str) -> str:
             "uri": gettext("URL")}.get(fmt, fmt)
 
 
-def validate(validator: Draft202012Validator, instance: Any, *, where: str = "body",
+class Schema:
+    """A JSON Schema compiled twice: in Rust to tell fast whether a body fits, in Python to say how it does not.
+
+    A batch of 500 events takes ~150 ms to check with the Python validator and ~3 ms with
+    jsonschema-rs, and nearly every request fits, so the Python one runs only for a request that does
+    not. jsonschema-rs also reads `pattern` as JSON Schema means it (ECMA-262: `$` is the end of the
+    text), where Python's `re` lets a trailing newline through `^[^\\x00-\\x1f]*$`.
+    """
+
+    def __init__(self, schema: JSON) -> None:
+        self.python = Draft202012Validator(schema)
+        try:
+            self.rust: Any = jsonschema_rs.validator_for(schema, validate_formats=False)
+        except ValueError:  # a schema jsonschema-rs cannot compile (a regex it does not know) is checked in Python
+            self.rust = None
+
+    def rust_errors(self, instance: Any) -> list[Any] | None:
+        """jsonschema-rs's errors ([] if it fits); None when it cannot read the instance."""
+        if self.rust is None:
+            return None
+        try:
+            return [] if self.rust.is_valid(instance) else list(self.rust.iter_errors(instance))
+        except (ValueError, TypeError, OverflowError):  # a value it cannot read: the Python validator decides
+            return None
+
+
+def validate(validator: Schema | Draft202012Validator, instance: Any, *, where: str = "body",
              batch_key: str | None = None) -> None:
     """Raise a 422 (400 for the query) listing every way `instance` breaks the schema; None if it fits."""
-    found = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
-    if not found:
+    schema = validator if isinstance(validator, Schema) else None
+    fast = schema.rust_errors(instance) if schema is not None else None
+    if fast == []:
         return
+    python = schema.python if schema is not None else cast(Draft202012Validator, validator)
+    found = sorted(python.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
     errors: list[JSON] = []
     for e in found[:MAX_LISTED]:
         path = list(e.absolute_path)
         if e.validator == "required" and isinstance(e.instance, dict):
             path += [n for n in e.validator_value if n not in e.instance][:1]
-        item: JSON = {"field": pointer(path) if where == "body" else (str(path[0]) if path else "?"),
-                      "detail": _message(e)}
-        if batch_key and len(path) >= 2 and path[0] == batch_key and isinstance(path[1], int):
-            item["index"] = path[1]
-        errors.append(item)
+        errors.append(_item(path, _message(e), where, batch_key))
+    count = len(found)
+    if not found:
+        # Only a pattern can fit Python's `re` and not JSON Schema's regex (a trailing newline); jsonschema-rs
+        # reads NaN as null and so on, where Python is right.
+        patterns = [e for e in fast or () if type(e.kind).__name__ == "Pattern"]
+        errors = [_item(list(e.instance_path), gettext("does not have the expected form (%(pattern)s)",
+                                                       pattern=e.kind.pattern), where, batch_key)
+                  for e in patterns[:MAX_LISTED]]
+        count = len(patterns)
+    if not errors:
+        return
     first = errors[0]
     detail = f"{first['field']}: {first['detail']}"
-    if len(found) > 1:
-        detail += " " + ngettext("(and %(num)d more problem)", "(and %(num)d more problems)", len(found) - 1)
+    if count > 1:
+        detail += " " + ngettext("(and %(num)d more problem)", "(and %(num)d more problems)", count - 1)
     status = 422 if where == "body" else 400
     raise ApiError(status, title(status), detail, errors=errors)
+
+
+def _item(path: list[Any], detail: str, where: str, batch_key: str | None) -> JSON:
+    item: JSON = {"field": pointer(path) if where == "body" else (str(path[0]) if path else "?"), "detail": detail}
+    if batch_key and len(path) >= 2 and path[0] == batch_key and isinstance(path[1], int):
+        item["index"] = path[1]
+    return item

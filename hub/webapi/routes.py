@@ -18,7 +18,6 @@ import re
 from typing import Any, Callable
 
 from flask import Blueprint, Flask, Response, current_app, request
-from jsonschema import Draft202012Validator
 from werkzeug.exceptions import HTTPException
 
 from hub import i18n
@@ -66,14 +65,16 @@ def http_error(error: HTTPException) -> Response:
 
 
 def _rule(endpoint: Endpoint) -> str:
-    """`/contacts/{id}` → `/contacts/<int:id>`: Flask's form of the OpenAPI path."""
+    """`/contacts/{id}` → `/contacts/<int(max=2147483647):id>`: Flask's form of the OpenAPI path."""
     return _PATH_PARAM.sub(lambda m: f"<{_converter(endpoint, m.group(1))}:{m.group(1)}>", endpoint.path)
 
 
 def _converter(endpoint: Endpoint, name: str) -> str:
     for p in endpoint.params:
         if p.get("in") == "path" and p.get("name") == name and (p.get("schema") or {}).get("type") == "integer":
-            return "int"  # the admin's bounded converter: an id past what the database holds is a 404
+            # An id past what an id column holds is a 404, not a query the database refuses with a 500.
+            limit = openapi.path_integer(p["schema"])
+            return f"int(min={limit['minimum']}, max={limit['maximum']})"
     return "string"
 
 
@@ -84,7 +85,11 @@ def _openapi() -> Response:
 
 def _json(status: int, body: Any, *, media_type: str = "application/json") -> Response:
     text = json.dumps(body, ensure_ascii=False, default=str, separators=(",", ":"))
-    return Response(text, status=status, mimetype=media_type)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate a problem quotes back (a field's name): escaped, as JSON can
+        data = json.dumps(body, ensure_ascii=True, default=str, separators=(",", ":")).encode("ascii")
+    return Response(data, status=status, mimetype=media_type)
 
 
 def _problem(exc: ApiError) -> Response:
@@ -114,13 +119,13 @@ class _Checks:
     def __init__(self, endpoint: Endpoint) -> None:
         resolver_root = {"components": {"schemas": dict(endpoint.schemas)}}
 
-        def compiled(schema: dict[str, Any]) -> Draft202012Validator:
-            return Draft202012Validator({**schema, **resolver_root} if endpoint.schemas else schema)
+        def compiled(schema: dict[str, Any]) -> problems.Schema:
+            return problems.Schema({**schema, **resolver_root} if endpoint.schemas else schema)
 
         self.body = compiled(endpoint.body) if endpoint.body is not None else None
         query = {p["name"]: p for p in endpoint.params if p.get("in") == "query"}
         self.query_params = query
-        self.query = Draft202012Validator({
+        self.query = problems.Schema({
             "type": "object", "properties": {n: p.get("schema", {}) for n, p in query.items()},
             "required": [n for n, p in query.items() if p.get("required")]})
         self.batch_key = _batch_key(endpoint.body)
@@ -140,7 +145,10 @@ def _query(checks: _Checks) -> dict[str, Any]:
     for name, value in request.args.items():
         param = checks.query_params.get(name)
         if param is None:
-            continue  # an unknown parameter is ignored, as HTTP APIs do
+            # Refused, not ignored: a misspelt filter (?phnoe=) ignored would answer every contact.
+            raise problems.error(400, gettext("Unknown query parameter %(name)s; this route takes: %(names)s",
+                                              name=name[:60], names=", ".join(checks.query_params) or "-"),
+                                 errors=[{"field": name[:60], "detail": gettext("unknown parameter")}])
         kind = (param.get("schema") or {}).get("type")
         if kind == "integer":
             out[name] = int(value) if re.fullmatch(r"-?\d{1,18}", value) else value
@@ -168,8 +176,42 @@ def _body(checks: _Checks) -> tuple[Any, bytes]:
                                           line=exc.lineno, column=exc.colno)) from None
     except RecursionError:
         raise problems.error(400, gettext("The body is nested too deeply")) from None
+    if _ESCAPED_SURROGATE.search(raw):
+        _refuse_lone_surrogates(data, checks.batch_key)
     problems.validate(checks.body, data, batch_key=checks.batch_key)
     return data, raw
+
+
+# JSON may escape a lone UTF-16 surrogate (\ud800); it is no text any database can store. Refused here for
+# every string of every body, so that schemas need not (and generators of test data, which cannot read
+# surrogates in a pattern, see the same rules as the gate).
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_lone_surrogates(data: Any, batch_key: str | None) -> None:
+    found: list[list[Any]] = []
+    stack: list[tuple[Any, list[Any]]] = [(data, [])]  # a loop, not recursion: a body may nest deep
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                found.append(path)
+        elif isinstance(value, dict):
+            stack.extend((name if _LONE_SURROGATE.search(name) else item, path + [name])  # a key is text too
+                         for name, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((item, path + [index]) for index, item in reversed(list(enumerate(value))))
+    if not found:
+        return
+    errors = []
+    for path in found[:problems.MAX_LISTED]:
+        item: dict[str, Any] = {"field": problems.pointer(path),
+                                "detail": gettext("contains a lone UTF-16 surrogate, which is not text")}
+        if batch_key and len(path) >= 2 and path[0] == batch_key and isinstance(path[1], int):
+            item["index"] = path[1]
+        errors.append(item)
+    raise problems.error(422, f"{errors[0]['field']}: {errors[0]['detail']}", errors=errors)
 
 
 def _gate(endpoint: Endpoint) -> Callable[..., Response]:
@@ -211,7 +253,8 @@ def _handle(endpoint: Endpoint, checks: _Checks, path: dict[str, Any]) -> Respon
             raise problems.error(403, gettext("This key does not have the scope %(scope)s", scope=endpoint.scope),
                                  headers={"WWW-Authenticate": f'Bearer realm="hub", error="insufficient_scope", '
                                                               f'scope="{endpoint.scope}"'})
-        wait = limiter(settings, f"api-key:{key_info.id}", rate, burst=2 * rate).delay(1)
+        # Named by the key's hash, not its id: ids restart in another database, the hash never repeats.
+        wait = limiter(settings, f"api-key:{keys.digest(token)[:16]}", rate, burst=2 * rate).delay(1)
         if wait > 0:
             seconds = max(1, math.ceil(wait))
             raise problems.error(429, gettext("This key sends more than %(rate)d requests a second; wait "

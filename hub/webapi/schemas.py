@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.webapi.endpoints import JSON
+from hub.webapi.endpoints import CURSOR_PATTERN, JSON
 
 NULLABLE_STRING: JSON = {"type": ["string", "null"]}
 
@@ -56,7 +56,54 @@ def page_of(items: JSON) -> JSON:
 
 CURSOR_PARAMS: tuple[JSON, ...] = (
     {"name": "cursor", "in": "query", "required": False, "description": "next_cursor of the previous page",
-     "schema": {"type": "string", "maxLength": 200}},
+     "schema": {"type": "string", "maxLength": 11, "pattern": CURSOR_PATTERN}},
     {"name": "limit", "in": "query", "required": False, "description": "Items per page (default 100)",
      "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
 )
+
+
+# --- input text: what a string field takes ------------------------------------------------------
+#
+# No control characters (a NUL is refused by PostgreSQL, a stray \x1f would split a reference): refused
+# with the field named, never stored half-way or answered with a 500. Lone UTF-16 surrogates (JSON may
+# escape one; no database can store it) are refused by the gate in every string of every body
+# (hub.webapi.routes), not here: test-data generators cannot read surrogates in a pattern.
+LINE_PATTERN = "^[^\\x00-\\x1f\\x7f]*$"
+TEXT_PATTERN = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]*$"  # tabs and line breaks allowed
+SOURCE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
+
+def line(max_length: int, description: str = "", *, min_length: int = 0) -> JSON:
+    """A one-line string: at most `max_length` characters, no control characters."""
+    out: JSON = {"type": "string", "maxLength": max_length, "pattern": LINE_PATTERN}
+    if min_length:
+        out["minLength"] = min_length
+    if description:
+        out["description"] = description
+    return out
+
+
+SOURCE: JSON = {"type": "string", "pattern": SOURCE_PATTERN,
+                "description": "The system a record comes from (letters, digits, _ . : -; at most 64)"}
+DATE_TIME: JSON = {"type": "string", "format": "date-time", "maxLength": 40,
+                   "pattern": "^\\d{4}-\\d{2}-\\d{2}[T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?(Z|[+-]\\d{2}:\\d{2})$",
+                   "description": "ISO 8601 with a time zone, e.g. 2026-12-06T10:00:00+03:00"}
+ITEM_PROBLEMS: JSON = {"type": "array", "items": {
+    "type": "object", "required": ["field", "detail"],
+    "properties": {"field": {"type": "string", "description": "JSON pointer into the request body"},
+                   "detail": {"type": "string"}}}}
+
+
+def one_or_batch(key: str, item: JSON, *, limit: int = 1000) -> JSON:
+    """A body that is one item, or `{key: [items]}` with at most `limit` of them.
+
+    Written as if/then/else rather than oneOf so that a bad item is reported
+    by its own pointer (/contacts/3/phones/0) and batch index, not as "matches
+    neither form".
+    """
+    return {"type": "object",
+            "description": f"One item, or a batch: {{\"{key}\": [item, ...]}} with at most {limit} items",
+            "properties": {key: {"type": "array", "minItems": 1, "maxItems": limit, "items": item}},
+            "if": {"required": [key]},
+            "then": {"properties": {key: True}, "additionalProperties": False},
+            "else": item}
