@@ -546,7 +546,7 @@ class _RowPlan:
 
         first = last = middle = None
         if "full_name" in values:
-            first, last, middle = _split_full_name(values["full_name"])
+            first, last, middle = split_full_name(values["full_name"])
         if "first_name" in values:
             first = _clean_name(values["first_name"])
         if "last_name" in values:
@@ -1098,7 +1098,7 @@ _FEMALE_PATRONYMIC = ("вна", "ична", "кызы")
 _PATRONYMIC_ENDINGS = _MALE_PATRONYMIC + _FEMALE_PATRONYMIC
 
 
-def _split_full_name(value: str) -> tuple[str | None, str | None, str | None]:
+def split_full_name(value: str) -> tuple[str | None, str | None, str | None]:
     """(first, last, middle) from one "ФИО" cell.
 
     Russian exports put the surname first ("Иванов Иван Иванович"). Two
