@@ -542,8 +542,11 @@ class Event(Base):
     occurred_at: Mapped[dt.datetime]
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     source: Mapped[str | None] = mapped_column(String(100))  # the API key's name
+    # Whose the event was before a merge moved it to the survivor (NULL: its contact's own), for an unmerge.
+    origin_contact_id: Mapped[int | None] = mapped_column(Integer)
 
-    __table_args__ = (Index(None, "contact_id", "name", "occurred_at"), Index(None, "name", "occurred_at"))
+    # (contact, name, occurred_at) answers segment rules; (name, received_at) what workflow triggers read.
+    __table_args__ = (Index(None, "contact_id", "name", "occurred_at"), Index(None, "name", "received_at"))
 
 
 class Webhook(Base):

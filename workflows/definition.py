@@ -4,7 +4,8 @@ A workflow is a YAML (or JSON) document:
 
     name: reactivation_90d
     title: …
-    trigger: {segment: dormant_90d}      # or {schedule: "0 10 * * *", segment: …}, or {event: order.won}
+    trigger: {segment: dormant_90d}      # or {schedule: "0 10 * * *", segment: …}, or {event: order.won},
+                                         # or an event sent to /api/v1/events: {event: cart_abandoned}
     reentry: 180d                        # or never (the default)
     holdout: 10%                         # a control group that enters, gets nothing, and is measured
     goal: {event: order.created, within: 30d}
@@ -48,6 +49,9 @@ from workflows.steps import Checking, Exit, Outcome, Step, StepCall, StepError
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 KEYS = ("name", "title", "description", "trigger", "reentry", "holdout", "goal", "steps")
 EVENTS = ("order.created", "order.won", "contact.created", "promo.expiring", "promo.expired")
+# Events other systems send (POST /api/v1/events) are named without dots (hub.events.NAME_PATTERN), so a
+# trigger's name says which kind it is: `{event: cart_abandoned}` starts a run for each such event.
+API_EVENT = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 GOAL_EVENTS = ("order.created", "order.won", "promo.redeemed")
 TRIGGER_KEYS = ("segment", "schedule", "event", "before", "workflow")
 MAX_HOLDOUT = Decimal(50)
@@ -58,6 +62,11 @@ TRIGGER_KINDS = {
     "event": (N_("On an event"), N_("Starts a run when the event happens: an order, a new contact, a promo code "
                                     "about to expire.")),
 }
+
+
+def is_api_event(event: Any) -> bool:
+    """Whether a trigger's event is one other systems send through the API (not a built-in one)."""
+    return isinstance(event, str) and event not in EVENTS and API_EVENT.match(event) is not None
 
 
 def _did_you_mean(close: list[str]) -> str:
@@ -361,9 +370,20 @@ class _Parser:
             if segment is not None or schedule is not None:
                 self.problem("trigger", gettext("an event trigger takes no segment or schedule"))
                 return None
-            if event not in EVENTS:
-                self.problem("trigger.event", gettext("%(event)s is not an event; use one of: %(events)s",
-                                                      event=repr(event), events=", ".join(EVENTS)))
+            if event not in EVENTS and not is_api_event(event):
+                if isinstance(event, str) and "." in event:  # dotted: meant a built-in one
+                    self.problem("trigger.event", gettext("%(event)s is not an event; use one of: %(events)s",
+                                                          event=repr(event), events=", ".join(EVENTS)))
+                else:
+                    self.problem("trigger.event", gettext(
+                        "%(event)s is not an event: the built-in ones are %(events)s; an event sent to "
+                        "/api/v1/events is named with lowercase letters, digits, _ and - (e.g. cart_abandoned)",
+                        event=repr(event), events=", ".join(EVENTS)))
+                return None
+            if is_api_event(event) and event.replace("_", ".") in EVENTS:
+                self.problem("trigger.event", gettext("%(event)s looks like the built-in event %(builtin)s; events "
+                                                      "sent through the API may not be named like one",
+                                                      event=repr(event), builtin=event.replace("_", ".")))
                 return None
             before = None
             if event == "promo.expiring":

@@ -13,8 +13,10 @@ Three kinds of trigger:
   (in HUB_TIMEZONE).
 - `event: …`: one run per event, found by reading what changed since the last
   look: order.created, order.won, contact.created (each only for what came
-  after the workflow was switched on), promo.expiring (`before: 3d`) and
-  promo.expired.
+  after the workflow was switched on), promo.expiring (`before: 3d`),
+  promo.expired, and events other systems send (`event: cart_abandoned`,
+  each received after the workflow was switched on, its properties in the
+  run's context).
 
 Reentry: a contact with a run in progress never starts another; after a run,
 they may start again once `reentry` has passed since it started (`never`:
@@ -32,11 +34,11 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, and_, case, exists, func, or_, select, true
 
-from hub.api import Contact, Order, Settings, bulk_insert, chunks
+from hub.api import Contact, Event, Order, Settings, bulk_insert, chunks
 # not in hub.api on purpose: segment triggers read segments and their members
 from hub.models import Segment, SegmentMember
 from workflows import promo, store
-from workflows.definition import Workflow
+from workflows.definition import Workflow, is_api_event
 from workflows.models import WorkflowRun
 
 runs_t = WorkflowRun.__table__
@@ -44,6 +46,7 @@ members_t = SegmentMember.__table__
 segments_t = Segment.__table__
 orders_t = Order.__table__
 contacts_t = Contact.__table__
+events_t = Event.__table__
 
 ACTIVE = ("running", "waiting")
 EVENT_MARGIN = dt.timedelta(minutes=10)  # changes this long before the last look are read again
@@ -241,6 +244,8 @@ def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.
             q = q.where(c.created_at >= since)
         out = [Candidate(cid, f"contact.created:{cid}", {"event": "contact.created"})
                for cid in conn.execute(q.order_by(c.id)).scalars()]
+    elif is_api_event(trigger.event):
+        out = api_event_candidates(conn, row, trigger.event, since=since)
     else:
         expired = trigger.event == "promo.expired"
         workflow_id = None
@@ -254,6 +259,24 @@ def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.
                                 since=floor if expired else None):
             out.append(Candidate(r.contact_id, f"{trigger.event}:{r.id}", {"event": trigger.event, "promo_id": r.id}))
     return out
+
+
+def api_event_candidates(conn: Connection, row: Any, name: str | None, *, since: dt.datetime | None
+                         ) -> list[Candidate]:
+    """Events of this name other systems sent (POST /api/v1/events) since the last look: one run each.
+
+    Only events received after the workflow was switched on. The run's context
+    keeps the event's name, id and properties, so what the run did can be
+    traced to the event that started it.
+    """
+    e = events_t.c
+    floor = max(d for d in (since, row.enabled_at) if d is not None) if (since or row.enabled_at) else None
+    q = select(e.id, e.contact_id, e.properties).where(e.name == name)
+    if floor is not None:
+        q = q.where(e.received_at >= floor)
+    return [Candidate(r.contact_id, f"event:{r.id}", {"event": name, "event_id": r.id,
+                                                      "properties": dict(r.properties or {})})
+            for r in conn.execute(q.order_by(e.id))]
 
 
 def fire(engine: Engine, settings: Settings, row: Any, workflow: Workflow, *, now: dt.datetime,

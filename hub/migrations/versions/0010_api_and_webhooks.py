@@ -58,13 +58,14 @@ def upgrade() -> None:
         sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('source', sa.String(length=100), nullable=True),
+        sa.Column('origin_contact_id', sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_events_contact_id_contacts'),
                                 ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_events')),
         sa.UniqueConstraint('uid', name=op.f('uq_events_uid')),
     )
     op.create_index(op.f('ix_events_contact_id_name_occurred_at'), 'events', ['contact_id', 'name', 'occurred_at'])
-    op.create_index(op.f('ix_events_name_occurred_at'), 'events', ['name', 'occurred_at'])
+    op.create_index(op.f('ix_events_name_received_at'), 'events', ['name', 'received_at'])
     op.create_table(
         'webhooks',
         sa.Column('id', sa.Integer(), nullable=False),
