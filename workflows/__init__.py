@@ -87,6 +87,14 @@ def register_routes(app: Any) -> None:
 
 
 @hookimpl
+def register_api_endpoints(register: Callable[[Any], None]) -> None:
+    """POST /api/v1/workflows/{name}/enroll: one contact into a workflow, by its rules (workflows.api)."""
+    from workflows import api
+
+    api.register(register)
+
+
+@hookimpl
 def register_admin_pages(register: Callable[[Any], None]) -> None:
     """The workflows' pages in the admin, and each contact's runs on their card."""
     from workflows.admin import PAGE

@@ -34,4 +34,9 @@ def register_admin_pages(register: Callable[[AdminPage], None]) -> None:
                        order=60, write_role="admin"))
     register(AdminPage(users_admin.bp, "users.index", N_("Users"), order=90,
                        read_role="admin", write_role="admin"))
+    from hub.admin import api_keys
+
+    register(AdminPage(api_keys.bp, "api_keys.index", N_("API keys"), order=85, read_role="admin",
+                       write_role="admin", audit_actions={"api_key_created": N_("API key created"),
+                                                          "api_key_revoked": N_("API key revoked")}))
 

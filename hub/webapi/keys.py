@@ -17,8 +17,9 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, select, update
 
 from hub.db import insert_for, utcnow
+from hub.i18n import N_
 from hub.models import ApiKey
-from hub.webapi.endpoints import SCOPES, ApiKeyInfo
+from hub.webapi.endpoints import SCOPES, ApiKeyInfo, collect
 
 keys_t = ApiKey.__table__
 
@@ -112,6 +113,39 @@ def authenticate(conn: Connection, key: str) -> tuple[ApiKeyInfo, int] | None:
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
         conn.execute(update(keys_t).where(keys_t.c.id == row.id).values(last_used_at=now))
     return ApiKeyInfo(row.id, row.name, tuple(row.scopes or ())), int(row.rate)
+
+
+def known_scopes(pm: Any = None) -> list[str]:
+    """Every scope a key may hold: the core's and those plugins' endpoints ask for (`register_api_endpoints`)."""
+    from hub.plugins import get_pm
+
+    found = [e.scope for e in collect(pm or get_pm()) if e.scope]
+    return list(dict.fromkeys([*SCOPES, *found]))
+
+
+# What each of the core's scopes lets a key do, for people choosing them (a plugin's scope shows its endpoints).
+SCOPE_TITLES = {
+    "contacts:read": N_("read contacts"),
+    "contacts:write": N_("add and update contacts"),
+    "orders:write": N_("add and update orders"),
+    "events:write": N_("send events (cart abandoned, page viewed, …)"),
+    "segments:read": N_("read segments and their members"),
+    "workflows:write": N_("enroll contacts into workflows"),
+    "consent:write": N_("send signups for double opt-in and record withdrawals"),
+}
+
+
+def scope_titles(pm: Any = None) -> dict[str, str]:
+    """Each known scope with what it allows, in the reader's language."""
+    from hub.i18n import gettext
+    from hub.plugins import get_pm
+
+    routes: dict[str, list[str]] = {}
+    for e in collect(pm or get_pm()):
+        if e.scope:
+            routes.setdefault(e.scope, []).append(f"{e.method.upper()} /api/v1{e.path}")
+    return {scope: gettext(SCOPE_TITLES[scope]) if scope in SCOPE_TITLES else ", ".join(routes.get(scope, []))
+            for scope in known_scopes(pm)}
 
 
 ANONYMOUS = ApiKeyInfo(0, "", ())  # the caller of an endpoint that needs no key (the OpenAPI document)

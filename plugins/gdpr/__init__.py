@@ -41,6 +41,14 @@ def register_routes(app: Any) -> None:
 
 
 @hookimpl
+def register_api_endpoints(register: Any) -> None:
+    """POST /api/v1/consent: a website's signups (double opt-in) and withdrawals, with a key (plugins.gdpr.api)."""
+    from plugins.gdpr import api
+
+    api.register(register)
+
+
+@hookimpl
 def register_admin_pages(register: Any) -> None:
     """The consent log, and one person's export and erasure, in the admin."""
     from plugins.gdpr.admin import PAGE

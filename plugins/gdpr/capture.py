@@ -76,7 +76,7 @@ class SignupUnavailable(RuntimeError):
     """Hub cannot send confirmations (no email channel or template); a setup problem, not the person's."""
 
 
-class _Limited(Exception):
+class Limited(Exception):
     """Raised inside the signup's transaction to undo it: the letter would break a rate limit."""
 
 
@@ -203,12 +203,13 @@ def sign_up(engine: Engine, settings: Settings, signup: Signup) -> SignupResult:
     """
     try:
         with engine.begin() as conn:
-            return _sign_up(conn, settings, signup)
-    except _Limited:
+            return sign_up_in(conn, settings, signup)
+    except Limited:
         return SignupResult("limited", topics=[str(t) for t in signup.topics])
 
 
-def _sign_up(conn: Connection, settings: Settings, signup: Signup) -> SignupResult:
+def sign_up_in(conn: Connection, settings: Settings, signup: Signup) -> SignupResult:
+    """`sign_up` in the caller's transaction (the API's request); raises Limited, which must undo it."""
     if _erased(conn, settings, signup.email):
         return SignupResult("refused")
     holder = identity.find_contact(conn, normalize.EMAIL, signup.email)
@@ -274,7 +275,7 @@ def _queue_letter(conn: Connection, settings: Settings, request_id: int, contact
     if found is not None:
         return int(found)
     if not limits.take(settings, signup.email, signup.ip):
-        raise _Limited()
+        raise Limited()
     url = links.confirm_url(settings, contact_id, CONFIRM_CHANNEL, wanted[0].purpose, request=request_id)
     # The placeholder holds nothing: the letter goes to the address typed. It greets nobody by the name
     # typed, which is unproven and would let a form carry a stranger's text into someone's mailbox.
