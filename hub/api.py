@@ -46,7 +46,7 @@ from hub.formats import percent as format_percent
 from hub.formats import phone as format_phone
 from hub.i18n import N_, current_language, gettext, lazy_gettext, ngettext, pgettext, use_language
 from hub.i18n import title as translated_title
-from hub.identity import current_contact_id
+from hub.identity import current_contact_id, find_contact
 from hub.links import public_url, unsubscribe_mailto
 from hub.localtime import (QuietHours, contact_zones, end_of_local_day, format_duration, next_local_time,
                            parse_duration, parse_time_of_day)
@@ -54,8 +54,11 @@ from hub.message_templates import TemplateError, company, local_time
 from hub.messaging.channels import Channel, ChannelUnavailable, Delivery, Outgoing
 from hub.messaging.rules import Verdict
 from hub.messaging.sms_parts import text_parts
+from hub.normalize import email as normalize_email
 from hub.normalize import person_name
-from hub.models import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Contact, ContactIdentity, ExternalRef, Message, Order
+from hub.normalize import phones as normalize_phones
+from hub.models import (NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Contact, ContactIdentity, Event, ExternalRef, Message,
+                        Order)
 from hub.queue import enqueue, redis_connection
 from hub.ratelimit import Limiter, SendWindow, limiter
 from hub.records import ContactRecord, Deletion, OrderRecord, OrderStatus
@@ -89,6 +92,8 @@ __all__ = [
     "OrderStatus", "SyncError", "WriteBack", "WriteBackError", "NoCrmHolds", "person_name",
     # people: who a contact is now (after merges), their card, their consent, their local time
     "current_contact_id", "contact_card", "ContactIdentity", "unmerge", "UnmergeRefused",
+    # finding a person by what another system knows: a phone or email as Hub normalizes it
+    "find_contact", "normalize_phones", "normalize_email",
     "can_contact", "current_consent", "record_consent", "consent_channels", "consent_purposes", "kind_for_channel",
     "consent_status_title", "consent_channel_title", "consent_purpose_title",
     "contact_addresses", "TRANSACTIONAL",
@@ -106,7 +111,7 @@ __all__ = [
     "Retries", "TimedRetries", "no_answer", "back_off", "backoff_delay", "is_cut_off", "TRANSIENT_ERRORS",
     "CUT_OFF_ERRORS",
     # segment rules
-    "SegmentField", "SegmentOperator", "FieldContext", "Contact", "Order", "ExternalRef",
+    "SegmentField", "SegmentOperator", "FieldContext", "Contact", "Order", "Event", "ExternalRef",
     # channels and send rules (check_send)
     "Channel", "Outgoing", "Delivery", "ChannelUnavailable", "Verdict", "Message", "text_parts", "unsubscribe_mailto",
     "load_send_limits", "SendLimits", "FrequencyCap", "cap_until", "NOT_COUNTED",

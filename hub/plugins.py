@@ -24,8 +24,9 @@ from hub import hookspecs
 from hub.config import Settings, SettingsError
 
 DEFAULT_PLUGINS = ("hub.consent_ledger", "hub.schedule", "hub.admin.pages", "hub.outbox_hooks", "hub.send_limits",
-                   "hub.commands", "hub.i18n", "hub.webapi.segments",
-                   "hub.webapi.chores")
+                   "hub.commands", "hub.i18n", "hub.webapi.segments", "hub.webapi.contacts", "hub.webapi.orders",
+                   "hub.webapi.chores", "hub.webhooks.hooks", "hub.events", "hub.webapi.events",
+                   "hub.segments.events")
 
 _pm: pluggy.PluginManager | None = None
 # A background job may ask for the manager while a test or the app installs one: building

@@ -41,6 +41,7 @@ def sample_url(env: AdminEnv, rule: Any) -> str:
         values[arg] = {
             "contact_id": env.ids["anna"],
             "merge_id": 999999,  # no such merge: refused with a flash, as a stale page would be
+            "hook_id": 999999,  # no such webhook: a 404, as a stale page would be
             "user_id": env.users["leaver"].id,
             "source": "nosuch",
             "name": {"segments": "dormant_90d", "message_templates": "reactivation_email"}.get(blueprint, "x"),

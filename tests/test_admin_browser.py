@@ -30,7 +30,7 @@ def test_each_role_signs_in_and_sees_its_menu(live: str, browser: Browser) -> No
     assert "Неверный email или пароль" in browser.text("#login-error")
     # The menu is what the core and the loaded plugins registered, in Russian unless HUB_LANGUAGE says otherwise.
     everyone = ["Обзор", "Контакты", "Сегменты", "Сценарии", "Шаблоны", "Подключения", "GDPR и согласия"]
-    expected = {"viewer": everyone, "marketer": everyone, "admin": [*everyone, "Пользователи"]}
+    expected = {"viewer": everyone, "marketer": everyone, "admin": [*everyone, "Вебхуки", "API-ключи", "Пользователи"]}
     for role, menu in expected.items():
         sign_in(browser, live, role, "/contacts/")
         assert browser.url == live + "/contacts/"  # back where they were going

@@ -166,6 +166,18 @@ def shop(admin_env: AdminEnv) -> Iterator[AdminEnv]:  # noqa: F811
     yield admin_env
 
 
+def webhook(env: AdminEnv) -> int:
+    """A webhook to read the deliveries page of (made once per environment)."""
+    from hub.webhooks import store
+
+    with env.db.engine.begin() as conn:
+        found = store.listing(conn)
+        if found:
+            return int(found[0].id)
+        return store.add(conn, "https://crm.example.ru/hooks/hub", ["contact.merged"],
+                         env.settings.require_secret_key(), actor="tests")[0]
+
+
 def samples(env: AdminEnv) -> dict[str, list[str]]:
     """The pages to read for each admin view (views with parameters need a sample; some get several)."""
     anna = env.ids["anna"]
@@ -192,6 +204,9 @@ def samples(env: AdminEnv) -> dict[str, list[str]]:
         "gdpr.index": ["/gdpr/", f"/gdpr/?contact={anna}"],
         "gdpr.person": [f"/gdpr/person?contact={anna}"],
         "users.index": ["/users/"],
+        "api_keys.index": ["/api-keys/"],
+        "webhooks.index": ["/webhooks/"],
+        "webhooks.deliveries": [f"/webhooks/{webhook(env)}/deliveries"],
         "users.audit_log": ["/users/audit"],
         "auth.login": [],  # read signed out, below
         "health.healthz": [],  # not a page: answers machines

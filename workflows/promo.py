@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, select, update
 
 from hub.api import (N_, Order, Settings, WriteBackError, bulk_insert, chunks, end_of_local_day, format_duration,
-                     format_length, format_moment, format_percent, gettext, insert_for, local_time, utcnow,
-                     write_back)
+                     format_length, format_moment, format_percent, gettext, insert_for, local_time,
+                     publish_event, utcnow, write_back)
 from workflows import config
 from workflows.models import PromoCode, WorkflowState
 from workflows.steps import Checking, Options, Outcome, RunInfo, Step, StepCall, StepError
@@ -188,6 +188,8 @@ def redeem(engine: Engine, code: str, *, by: str = "cli", order_id: int | None =
             (codes_t.c.expires_at >= now) if not force else codes_t.c.id.is_not(None))
             .values(redeemed_at=now, redeemed_by=by, order_id=order_id)).rowcount
         row = conn.execute(select(codes_t).where(codes_t.c.code == wanted)).first()
+        if changed and row is not None:
+            _published(conn, row)
     if row is None:
         raise PromoError(gettext("no promo code %(code)s", code=repr(code.strip())))
     if not changed:
@@ -232,10 +234,21 @@ def redeem_from_orders(engine: Engine, *, now: dt.datetime | None = None) -> int
             for code_id, code in conn.execute(select(codes_t.c.id, codes_t.c.code).where(
                     codes_t.c.code.in_(part), codes_t.c.redeemed_at.is_(None))).all():
                 order = orders[code]
-                redeemed += conn.execute(update(codes_t).where(codes_t.c.id == code_id, codes_t.c.redeemed_at.is_(None))
-                                         .values(redeemed_at=order.closed_at or order.created_at or now,
-                                                 order_id=order.id, redeemed_by=f"order:{order.source}")).rowcount
+                done = conn.execute(update(codes_t).where(codes_t.c.id == code_id, codes_t.c.redeemed_at.is_(None))
+                                    .values(redeemed_at=order.closed_at or order.created_at or now,
+                                            order_id=order.id, redeemed_by=f"order:{order.source}")).rowcount
+                if done:
+                    _published(conn, conn.execute(select(codes_t).where(codes_t.c.id == code_id)).one())
+                redeemed += done
     return redeemed
+
+
+def _published(conn: Connection, row: Any) -> None:
+    """promo.redeemed for the webhooks that listen, in the redemption's transaction: ids and facts only."""
+    publish_event(conn, "promo.redeemed", {
+        "code": row.code, "contact_id": row.contact_id, "order_id": row.order_id, "workflow_id": row.workflow_id,
+        "run_id": row.run_id, "redeemed_at": row.redeemed_at.isoformat() if row.redeemed_at else None},
+        contact_id=row.contact_id)
 
 
 def write_back_pending(engine: Engine, settings: Settings, *, limit: int = 200) -> dict[str, int]:

@@ -10,6 +10,7 @@ from hub.admin import overview
 from hub.admin.access import allow, engine
 from hub.admin.app import current_settings
 from hub.segments import lifecycle
+from hub.webhooks import store as webhook_store
 
 bp = Blueprint("dashboard", __name__)
 
@@ -26,6 +27,7 @@ def index() -> Any:
             "segments": overview.segment_sizes(conn),
             "syncs": overview.last_syncs(conn),
             "campaigns": overview.campaigns_since(conn, since),
+            "webhooks_off": webhook_store.switched_off(conn),
         }
     data["queue"] = overview.queue_health(settings)
     data["week_start"] = since

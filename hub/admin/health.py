@@ -23,6 +23,7 @@ from hub.admin.app import current_settings
 from hub.config import Settings
 from hub.db import get_engine, utcnow
 from hub.i18n import use_language
+from hub.webhooks import store as webhook_store
 
 bp = Blueprint("health", __name__)
 
@@ -72,6 +73,7 @@ def status() -> Any:
         with get_engine(settings.database_url).connect() as conn:
             data["contacts"] = overview.base_size(conn)
             data["outbox"] = messaging.counts(conn)
+            data["webhooks_switched_off"] = [h.id for h in webhook_store.switched_off(conn)]
             data["syncs"] = [{"source": s["source"], "status": s["run"]["status"] if s["run"] else None,
                               "kind": s["run"]["kind"] if s["run"] else None,
                               "started_at": s["run"]["started_at"].isoformat() if s["run"] else None,

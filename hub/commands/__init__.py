@@ -24,15 +24,18 @@ from hub.hookspecs import hookimpl
 @hookimpl(tryfirst=True)
 def register_commands(cli: click.Group) -> None:
     from hub.commands import (admin, consent, contacts, dedupe, demo, importing, init, plugins, sample, scheduler,
-                              sync, users, worker)
+                              sync, users, webhooks, worker)
     from hub.scaffold import plugin_group
     from hub.segments.commands import segments_group
 
     for command in (init.init, importing.import_group, contacts.contacts_group, dedupe.dedupe_cmd,
                     consent.consent_group, segments_group, sync.sync_cmd, worker.worker_cmd,
                     scheduler.scheduler_cmd, admin.admin_cmd, users.users_group, sample.sample_group, demo.demo_cmd,
-                    plugins.plugins_cmd, plugin_group):
+                    plugins.plugins_cmd, plugin_group, webhooks.webhooks_group):
         cli.add_command(command)
+    from hub.commands import api_keys
+
+    cli.add_command(api_keys.api_keys_group)
     for group in sync.crm_groups():
         if group.name not in cli.commands:  # a command line built again keeps what plugins added
             cli.add_command(group)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, func, or_, update
 
-from hub import consent, queue
+from hub import consent, queue, webhooks
 from hub.config import Settings
 from hub.db import get_engine, utcnow
 from hub.i18n import N_
@@ -445,6 +445,9 @@ def record_bounce(conn: Connection, settings: Settings, message: Outgoing, reply
     """A dead address: suppress it for good and let the consent ledger show why."""
     if not message.address:
         return
+    webhooks.publish(conn, "message.bounced", {"message_id": message.id, "contact_id": message.contact_id,
+                                               "channel": message.channel, "reason": "bounce"},
+                     contact_id=message.contact_id)
     kind = consent.kind_for_channel(message.channel)
     consent.suppress(conn, kind, message.address, reason="bounce", source=message.channel,
                      secret=settings.require_secret_key())
