@@ -70,6 +70,7 @@ def enroll(call: ApiCall) -> dict[str, Any]:
     """Start the contact's run of the workflow if its rules let them in; say what happened either way."""
     conn, name = call.conn, call.path["name"]
     usable = len(name) <= 64 and name.isprintable()  # a path no workflow can have is not sent to the database
+    store.install_library(conn)  # shipped workflows exist (switched off) before anyone opened the admin
     row = conn.execute(select(store.workflows_t).where(store.workflows_t.c.name == name)).first() if usable else None
     if row is None:
         raise _error(404, gettext("There is no workflow %(name)s; `hub workflows list` lists them", name=name[:64]))

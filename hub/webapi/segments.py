@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from hub import contacts
+from hub import contacts, i18n
 from hub.hookspecs import hookimpl
 from hub.i18n import gettext
 from hub.models import Contact, Segment, SegmentMember
@@ -44,7 +44,7 @@ def list_segments(call: Call) -> JSON:
     items = []
     for definition in chosen.catalog.definitions.values():
         at = refreshed.get(definition.name)
-        items.append({"name": definition.name, "title": definition.title or definition.name,
+        items.append({"name": definition.name, "title": i18n.title(definition.title) or definition.name,
                       "builtin": bool(definition.builtin), "members": int(counts.get(definition.name, 0)),
                       "refreshed_at": at.isoformat() if at else None})
     return {"items": sorted(items, key=lambda s: s["name"])}
