@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout: import this checkout's hub
     sys.path.insert(0, str(ROOT))
 
-from harness import free_port, in_workdir, log  # noqa: E402  (bench/ is on sys.path when run as a script)
+from harness import free_port, in_workdir, log, start_server, stop  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 SECRET = "bench-secret-key-0123456789"
 HUB = str(Path(sys.executable).with_name("hub"))
@@ -98,38 +97,6 @@ def make_key(url: str) -> str:
                           rate=1_000_000).key  # the rate limit is not what is measured
     dispose_engines()
     return key
-
-
-def start_server(env: dict[str, str], port: int, threads: int | None, logfile: Path) -> subprocess.Popen[bytes]:
-    import requests
-
-    args = [HUB, "admin", "--port", str(port)] + (["--threads", str(threads)] if threads else [])
-    with logfile.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=logfile.parent)
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited:\n{logfile.read_text()[-2000:]}")
-        try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-            return proc
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                stop(proc)
-                raise RuntimeError(f"the server did not start:\n{logfile.read_text()[-2000:]}") from None
-            time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    import signal
-
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --- the push -----------------------------------------------------------------------------
@@ -293,7 +260,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     env.update(HUB_DATABASE_URL=url, HUB_SECRET_KEY=SECRET, HUB_PUBLIC_URL=f"http://127.0.0.1:{port}")
     log(f"hub admin (waitress) on port {port}; {args.clients} clients push {args.contacts} contacts in batches of "
         f"{CONTACT_BATCH}, then {args.events} events in batches of {EVENT_BATCH}")
-    server = start_server(env, port, args.threads, workdir / "hub-admin.log")
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    server = start_server([HUB, "admin", "--port", str(port), *threads], env, port, workdir / "hub-admin.log")
     try:
         base = f"http://127.0.0.1:{port}"
         contacts = push(base, key, "contacts", args.contacts, CONTACT_BATCH, args.contacts, args.clients)

@@ -11,6 +11,7 @@ import json
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,3 +67,34 @@ def serve_smtp(handler: Any, port_file: Path) -> None:
     while not stop:
         time.sleep(0.1)
     controller.stop()
+
+
+def start_server(args: list[str], env: dict[str, str], port: int, logfile: Path) -> subprocess.Popen[bytes]:
+    """Start a web server (`hub admin`, a floor server) and wait until its /healthz answers."""
+    import requests
+
+    with logfile.open("wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=logfile.parent)
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited:\n{logfile.read_text()[-2000:]}")
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            return proc
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                stop(proc)
+                raise RuntimeError(f"the server did not start:\n{logfile.read_text()[-2000:]}") from None
+            time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server as a service manager does (SIGTERM), killing it if it does not go within a minute."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -37,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout: import this checkout's hub
     sys.path.insert(0, str(ROOT))
 
-from harness import free_port, in_workdir, log  # noqa: E402  (bench/ is on sys.path when run as a script)
+from harness import free_port, in_workdir, log, start_server, stop  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 SECRET = "bench-secret-key-0123456789"
 APP_TOKEN = "bench-application-token-0123456789"
@@ -103,35 +101,6 @@ def withdrawn(url: str, ids: list[int]) -> int:
         rows = conn.execute(select(ConsentEvent.contact_id).join(latest, latest.c.id == ConsentEvent.id)
                             .where(ConsentEvent.status == "withdrawn")).scalars()
         return sum(1 for contact_id in rows if contact_id in wanted)
-
-
-def start_server(args: list[str], env: dict[str, str], port: int, logfile: Path) -> subprocess.Popen[bytes]:
-    import requests
-
-    with logfile.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=logfile.parent)
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited:\n{logfile.read_text()[-2000:]}")
-        try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-            return proc
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                stop(proc)
-                raise RuntimeError(f"the server did not start:\n{logfile.read_text()[-2000:]}") from None
-            time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --- the burst ----------------------------------------------------------------------------

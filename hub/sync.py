@@ -198,13 +198,18 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
     known = [r for r in rows if (r["source"], r["external_id"]) in existing]
     bulk_insert(conn, orders_t, fresh, ignore_conflicts=True)
     if known:
-        ins = insert_for(conn, orders_t)
-        changing = ("contact_external_id", "contact_id", "amount", "currency", "status", "title", "promo_code",
-                    "closed_at", "updated_at")
-        conn.execute(ins.on_conflict_do_update(index_elements=["source", "external_id"],
-                                               set_={c: ins.excluded[c] for c in changing}), known)
+        upsert_orders(conn, known)
     if refresh:
         identity.refresh_stats(conn, touched)
+
+
+def upsert_orders(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert orders, or update the ones held by (source, external id): every order write goes through here."""
+    ins = insert_for(conn, orders_t)
+    changing = ("contact_external_id", "contact_id", "amount", "currency", "status", "title", "promo_code",
+                "closed_at", "updated_at")
+    conn.execute(ins.on_conflict_do_update(index_elements=["source", "external_id"],
+                                           set_={c: ins.excluded[c] for c in changing}), list(rows))
 
 
 def _order_problem(r: OrderRecord) -> str | None:

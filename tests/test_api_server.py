@@ -10,12 +10,7 @@ can be repeated and counted.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -26,12 +21,11 @@ from sqlalchemy import func, select
 
 from hub.models import AuditEntry
 from hub.webapi import keys
-from tests.conftest import SECRET, HubDB
-from tests.servers import free_port
+from tests.conftest import HubDB
+from tests.support.server import serving_admin
 
 pytestmark = pytest.mark.both_databases
 
-HUB = str(Path(sys.executable).with_name("hub"))
 TIMEOUT = 60  # seconds for one request: a guard against a hung server, not an assertion about speed
 
 PLUGIN = textwrap.dedent('''
@@ -61,41 +55,15 @@ PLUGIN = textwrap.dedent('''
 
 @contextmanager
 def hub_admin(hub_db: HubDB, workdir: Path, *, redis_url: str | None = None) -> Iterator[str]:
-    """`hub admin` serving the test database on a free port; its URL. Stopped (SIGTERM) whatever the test did."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    """`hub admin` serving the test database with the tally plugin; its URL. Stopped whatever the test did."""
     plugins = workdir / "plugins"
-    plugins.mkdir(exist_ok=True)
+    plugins.mkdir(parents=True, exist_ok=True)
     (plugins / "tally.py").write_text(PLUGIN)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(HUB_DATABASE_URL=hub_db.url, HUB_SECRET_KEY=SECRET, HUB_PUBLIC_URL=f"http://127.0.0.1:{port}",
-               HUB_PLUGINS_DIR=str(plugins), HUB_PLUGINS="")
+    settings = {"HUB_PLUGINS_DIR": str(plugins), "HUB_PLUGINS": ""}
     if redis_url:
-        env["HUB_REDIS_URL"] = redis_url
-    log = workdir / "admin.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([HUB, "admin", "--port", str(port)], cwd=workdir, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120  # a start-up wait, not an assertion about speed
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                requests.get(url + "/healthz", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "hub admin did not start:\n" + log.read_text()
-                time.sleep(0.1)
-        yield url
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        settings["HUB_REDIS_URL"] = redis_url
+    with serving_admin(hub_db.url, workdir, **settings) as server:
+        yield server.url
 
 
 def make_key(hub_db: HubDB, name: str, *scopes: str, rate: int = 1000) -> str:

@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from hub import identity, normalize
-from hub.db import among, chunks, insert_for, utcnow
+from hub import identity, normalize, sync
+from hub.db import among, chunks, utcnow
 from hub.hookspecs import hookimpl
 from hub.i18n import gettext
 from hub.models import Contact, ContactIdentity, Erasure, ExternalRef, Order
@@ -264,11 +264,7 @@ def _write(conn: Connection, kept: list[tuple[int, JSON]], answers: list[JSON]) 
                                                      among(conn, orders_t.c.external_id, part))):
                 held[(source, ext)] = (oid, cid)
     touched = {row["contact_id"] for row in last.values()} | {cid for _, cid in held.values() if cid is not None}
-    ins = insert_for(conn, orders_t)
-    changing = ("contact_external_id", "contact_id", "amount", "currency", "status", "title", "promo_code",
-                "closed_at", "updated_at")
-    conn.execute(ins.on_conflict_do_update(index_elements=["source", "external_id"],
-                                           set_={c: ins.excluded[c] for c in changing}), list(last.values()))
+    sync.upsert_orders(conn, list(last.values()))
     ids: dict[tuple[str, str], int] = {}
     for source, keys in by_source.items():
         for part in chunks(sorted(keys), identity.LOOKUP_CHUNK):

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -38,16 +39,18 @@ class RunningAdmin:
         return self.log.read_text()
 
 
-@pytest.fixture
-def running_admin(hub_db: HubDB, tmp_path: Path) -> Iterator[RunningAdmin]:
-    """`hub admin` serving the test database in a process of its own, stopped whatever the test did."""
+@contextmanager
+def serving_admin(database_url: str, workdir: Path, **env_vars: str) -> Iterator[RunningAdmin]:
+    """`hub admin` on a free port for `database_url` (plus any HUB_* settings given), until the block ends."""
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(HUB_DATABASE_URL=hub_db.url, HUB_SECRET_KEY=SECRET, HUB_PUBLIC_URL=f"http://127.0.0.1:{port}",
+    env.update(HUB_DATABASE_URL=database_url, HUB_SECRET_KEY=SECRET, HUB_PUBLIC_URL=f"http://127.0.0.1:{port}",
                HUB_ADMIN_SECURE_COOKIES="false")  # plain http on loopback: the session cookie must come back
-    log = tmp_path / "admin.log"
+    env.update(env_vars)
+    log = workdir / "admin.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([HUB, "admin", "--port", str(port)], cwd=tmp_path, env=env, stdout=out,
+        proc = subprocess.Popen([HUB, "admin", "--port", str(port)], cwd=workdir, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, text=True)
     server = RunningAdmin(f"http://127.0.0.1:{port}", proc, log)
     try:
@@ -63,3 +66,10 @@ def running_admin(hub_db: HubDB, tmp_path: Path) -> Iterator[RunningAdmin]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def running_admin(hub_db: HubDB, tmp_path: Path) -> Iterator[RunningAdmin]:
+    """`hub admin` serving the test database in a process of its own, stopped whatever the test did."""
+    with serving_admin(hub_db.url, tmp_path) as server:
+        yield server
