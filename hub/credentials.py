@@ -32,6 +32,19 @@ def _fernet(secret_key: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
+def seal(secret_key: str, data: bytes) -> bytes:
+    """`data` encrypted (and authenticated) with the key derived from HUB_SECRET_KEY, for other secrets at rest."""
+    return _fernet(secret_key).encrypt(data)
+
+
+def unseal(secret_key: str, token: bytes) -> bytes:
+    """What `seal` encrypted; CredentialError when HUB_SECRET_KEY is not the one it was sealed with."""
+    try:
+        return _fernet(secret_key).decrypt(token)
+    except InvalidToken:
+        raise CredentialError("sealed with another HUB_SECRET_KEY") from None
+
+
 def save(conn: Connection, name: str, data: dict[str, Any], secret_key: str) -> int:
     """Store (or replace) the secrets called `name`; returns the new version."""
     token = _fernet(secret_key).encrypt(json.dumps(data).encode())

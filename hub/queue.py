@@ -22,7 +22,7 @@ from typing import Any, Callable
 from hub.config import Settings
 from hub.i18n import gettext as _
 
-DEFAULT_QUEUES = ("high", "default", "low")
+DEFAULT_QUEUES = ("high", "default", "webhooks", "low")  # webhooks: deliveries, a lane of their own
 log = logging.getLogger(__name__)
 
 # RQ accepts only these characters in a job id (rq.job.JOB_ID_PATTERN) and refuses anything else.
@@ -66,7 +66,7 @@ def job_key(job_id: str) -> str:
 
 
 def enqueue(settings: Settings, func: Callable[..., Any], *args: Any, queue: str = "default",
-            job_id: str | None = None, background: bool = False, **kwargs: Any) -> Enqueued:
+            job_id: str | None = None, background: bool = False, lane: str = "jobs", **kwargs: Any) -> Enqueued:
     """Run `func` on a worker, or in this process when there is no Redis.
 
     `job_id` makes an enqueue idempotent on RQ: a second enqueue with the same
@@ -74,13 +74,19 @@ def enqueue(settings: Settings, func: Callable[..., Any], *args: Any, queue: str
     Any string will do: it is turned into an id RQ accepts by `job_key`.
     Without Redis the job runs right here, unless `background` asks for it to
     run after the caller returns (a web request that must answer at once):
-    then it goes to one background thread, so such jobs run one at a time.
+    then it goes to the background thread of its `lane`, so such jobs run one
+    at a time per lane (webhook deliveries have a lane of their own, so a slow
+    receiver never holds up signup letters or syncs).
     """
+    global _submitted
     if job_id is not None:
         job_id = job_key(job_id)
     if not settings.redis_url:
         if background:
-            future = _background().submit(contextvars.copy_context().run, _logged, func, args, kwargs)  # its language
+            with _executor_lock:
+                _submitted += 1
+            context = contextvars.copy_context()  # the job runs in the caller's language
+            future = _background(lane).submit(context.run, _logged, func, args, kwargs)
             return Enqueued(id=job_id or func.__name__, inline=True, job=future)
         return Enqueued(id=job_id or func.__name__, inline=True, result=func(*args, **kwargs))
     from rq import Queue
@@ -94,16 +100,17 @@ def enqueue(settings: Settings, func: Callable[..., Any], *args: Any, queue: str
     return Enqueued(id=job.id, inline=False, job=job)
 
 
-_executor: ThreadPoolExecutor | None = None
+_executors: dict[str, ThreadPoolExecutor] = {}
+_submitted = 0  # background jobs handed to a lane so far: drain() waits until none came in meanwhile
 _executor_lock = threading.Lock()
 
 
-def _background() -> ThreadPoolExecutor:
-    global _executor
+def _background(lane: str = "jobs") -> ThreadPoolExecutor:
     with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-job")
-        return _executor
+        executor = _executors.get(lane)
+        if executor is None:
+            executor = _executors[lane] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hub-{lane}")
+        return executor
 
 
 def _logged(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -115,9 +122,19 @@ def _logged(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, A
 
 
 def drain(timeout: float | None = None) -> None:
-    """Wait for in-process background jobs queued so far (tests and shutdown)."""
-    done = _background().submit(lambda: None)
-    done.result(timeout=timeout)
+    """Wait for in-process background jobs queued so far, in every lane (tests and shutdown).
+
+    Lanes are drained until all are idle together: a job in one lane may queue
+    work in another (a signup letter's commit queues its webhook deliveries).
+    """
+    while True:
+        submitted = _submitted
+        with _executor_lock:
+            lanes = list(_executors.values())
+        for executor in lanes:
+            executor.submit(lambda: None).result(timeout=timeout)
+        if _submitted == submitted:
+            return
 
 
 def work(settings: Settings, queues: tuple[str, ...] = DEFAULT_QUEUES, *, burst: bool = False,

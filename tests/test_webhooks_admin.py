@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -23,6 +24,13 @@ webhooks_t = Webhook.__table__
 def add(client: Any, url: str, events: list[str], token_from: str = "/webhooks/") -> Any:
     return client.post("/webhooks/", data={"csrf_token": csrf_token(client, token_from), "url": url,
                                            "events": events})
+
+
+def allow_private(env: AdminEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let webhooks point at 127.0.0.1, where these tests' receivers listen (docs/webhooks.md)."""
+    env.settings = replace(env.settings, extra={**env.settings.extra, "webhooks_allow_private": True})
+    env.app.config["HUB_SETTINGS"] = env.settings
+    monkeypatch.setenv("HUB_WEBHOOKS_ALLOW_PRIVATE", "1")
 
 
 def hooks(env: AdminEnv) -> list[Any]:
@@ -64,6 +72,9 @@ def test_an_admin_adds_a_webhook_and_sees_its_secret_once(admin_env: AdminEnv) -
     ("https://shop.example/x", ["message.sent", "no.such"], "no.such"),
     ("https://shop.example/x", [], "выберите хотя бы одно событие"),
     ("https://" + "a" * 3000 + ".example/", ["message.sent"], "слишком длинный"),
+    ("http://169.254.169.254/latest/meta-data", ["message.sent"], "никогда"),
+    ("http://127.0.0.1:6379/", ["message.sent"], "webhooks_allow_private"),
+    ("http://localhost:6379/", ["message.sent"], "webhooks_allow_private"),
 ])
 def test_a_bad_webhook_is_refused_with_the_reason(admin_env: AdminEnv, url: str, events: list[str],
                                                   words: str) -> None:
@@ -105,7 +116,8 @@ def test_a_switched_off_webhook_shows_a_notice_and_can_be_switched_on(admin_env:
     assert "выключен" not in plain(client_as(admin_env, "viewer").get("/")).split("<h1>")[1][:400]
 
 
-def test_the_deliveries_log_shows_each_attempt(admin_env: AdminEnv) -> None:
+def test_the_deliveries_log_shows_each_attempt(admin_env: AdminEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    allow_private(admin_env, monkeypatch)
     admin = client_as(admin_env, "admin")
     add(admin, "http://127.0.0.1:9/nowhere?token=topsecret", ["message.sent"])
     with admin_env.engine.begin() as conn:
@@ -133,9 +145,11 @@ def test_an_admin_removes_a_webhook_with_its_deliveries(admin_env: AdminEnv) -> 
 
 
 def test_in_chromium_an_admin_adds_a_webhook_and_reads_its_deliveries(live: str, browser: Browser,
-                                                                      admin_env: AdminEnv) -> None:
+                                                                      admin_env: AdminEnv,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.test_webhooks import Receiver
 
+    allow_private(admin_env, monkeypatch)
     with Receiver() as receiver:
         sign_in(browser, live, "admin", "/webhooks/")
         browser.fill("#add-webhook input[name=url]", receiver.url)
@@ -152,3 +166,26 @@ def test_in_chromium_an_admin_adds_a_webhook_and_reads_its_deliveries(live: str,
         browser.click("#webhooks a[href$='/deliveries']")
         browser.wait_text("#deliveries", "доставлено")
         assert "HTTP 200" in browser.text("#deliveries")
+
+
+def test_the_dashboards_notice_reads_the_webhooks_alone(admin_env: AdminEnv) -> None:
+    """The notice is on every dashboard load: it never counts the deliveries, however many are kept."""
+    from sqlalchemy import event as sa_event
+
+    admin = client_as(admin_env, "admin")
+    add(admin, "https://shop.example/hooks/x", ["message.sent"])
+    with admin_env.engine.begin() as conn:
+        conn.execute(update(webhooks_t).values(enabled=False, disabled_at=utcnow(), failing_since=utcnow(),
+                                               disabled_reason=deliver.SWITCHED_OFF))
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa_event.listen(admin_env.engine, "before_cursor_execute", seen)
+    try:
+        page = plain(client_as(admin_env, "viewer").get("/"))
+    finally:
+        sa_event.remove(admin_env.engine, "before_cursor_execute", seen)
+    assert "Вебхук 1 (https://shop.example/hooks/x) выключен" in page
+    assert not [s for s in statements if "webhook_deliveries" in s or "webhook_attempts" in s]

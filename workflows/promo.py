@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from hub.api import (N_, Order, Settings, WriteBackError, bulk_insert, chunks, end_of_local_day, format_duration,
                      format_length, format_moment, format_percent, gettext, insert_for, local_time,
-                     publish_event, utcnow, write_back)
+                     publish_webhook_event, utcnow, write_back)
 from workflows import config
 from workflows.models import PromoCode, WorkflowState
 from workflows.steps import Checking, Options, Outcome, RunInfo, Step, StepCall, StepError
@@ -245,7 +245,7 @@ def redeem_from_orders(engine: Engine, *, now: dt.datetime | None = None) -> int
 
 def _published(conn: Connection, row: Any) -> None:
     """promo.redeemed for the webhooks that listen, in the redemption's transaction: ids and facts only."""
-    publish_event(conn, "promo.redeemed", {
+    publish_webhook_event(conn, "promo.redeemed", {
         "code": row.code, "contact_id": row.contact_id, "order_id": row.order_id, "workflow_id": row.workflow_id,
         "run_id": row.run_id, "redeemed_at": row.redeemed_at.isoformat() if row.redeemed_at else None},
         contact_id=row.contact_id)

@@ -16,7 +16,7 @@ from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
 from hub.i18n import N_
 from hub.i18n import gettext as _
-from hub.webhooks import EVENTS, store
+from hub.webhooks import EVENTS, store, targets
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -44,7 +44,9 @@ def add() -> Any:
     chosen = request.form.getlist("events")
     try:
         with engine().begin() as conn:
-            hook_id, secret = store.add(conn, url, chosen, current_settings().require_secret_key(), actor=actor())
+            settings = current_settings()
+            hook_id, secret = store.add(conn, url, chosen, settings.require_secret_key(), actor=actor(),
+                                        allow_private=targets.allow_private(settings))
             audit.record(conn, actor(), "webhook_added", webhook=hook_id, url=store.redact(url),
                          events=",".join(chosen))
     except store.WebhookError as exc:

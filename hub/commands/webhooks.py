@@ -10,7 +10,7 @@ import click
 from hub import formats
 from hub.cli import ROW_ID, App, emit_json
 from hub.i18n import gettext as _
-from hub.webhooks import store
+from hub.webhooks import store, targets
 
 
 def _app() -> App:
@@ -48,7 +48,7 @@ def add_cmd(url: str, events: str, secret: str | None) -> None:
     engine = app.ready_engine()
     with engine.begin() as conn:
         hook_id, chosen = store.add(conn, url, events.split(","), app.settings.require_secret_key(), secret=secret,
-                                    actor="cli")
+                                    actor="cli", allow_private=targets.allow_private(app.settings))
     click.echo(_("Added webhook %(id)s: %(url)s", id=hook_id, url=store.redact(url)))
     if secret is None:
         click.echo(_("Signing secret (shown only now; keep it where the receiver can read it): %(secret)s",
@@ -136,8 +136,6 @@ def deliveries_cmd(hook_id: int | None, limit: int, as_json: bool) -> None:
                        + _("%(ms)s ms", ms=formats.number(a["duration_ms"])) + extra)
         if r["status"] == "pending" and r["attempt_log"]:
             click.echo("    " + _("next attempt: %(when)s", when=formats.moment(r["next_attempt_at"], tz)))
-
-
 
 
 def _json(r: dict[str, Any]) -> dict[str, Any]:

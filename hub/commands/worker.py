@@ -10,7 +10,9 @@ from hub.i18n import gettext as _
 
 
 @click.command("worker")
-@click.option("--queue", "queues", multiple=True, help="Queues to listen on (default: high, default, low).")
+@click.option("--queue", "queues", multiple=True,
+              help="Queues to listen on (default: all four: high, default, low, and webhooks, where webhook "
+                   "deliveries wait).")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @pass_app
 def worker_cmd(app: App, queues: tuple[str, ...], burst: bool) -> None:

@@ -157,6 +157,20 @@ def stale(conn: Connection, segments: Segments, *, today: dt.date | None = None)
     return out
 
 
+def _heard(conn: Connection, pm: pluggy.PluginManager) -> bool:
+    """Whether anyone hears who entered and left: a plugin's segment_changed, or a webhook subscribed to them.
+
+    Hub's own webhook plugin always implements the hook; collecting the ids for it
+    (the slower RETURNING statements) is only worth it when a webhook listens.
+    """
+    from hub import webhooks
+
+    impls = pm.hook.segment_changed.get_hookimpls()
+    if any(impl.plugin_name != webhooks.HOOKS_PLUGIN for impl in impls):
+        return True
+    return bool(impls) and webhooks.listening(conn, "segment.entered", "segment.exited")
+
+
 def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDefinition, *, full: bool = False,
                     pm: pluggy.PluginManager | None = None) -> SegmentRefresh:
     """Bring one segment's recorded members up to date inside the caller's transaction."""
@@ -196,7 +210,7 @@ def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDef
     joined = insert(members_t).from_select(
         ["segment_id", "contact_id", "entered_at"],
         select(literal(state.id, Integer()), arrivals.c.contact_id, literal(wall, UTCDateTime())))
-    if pm.hook.segment_changed.get_hookimpls():
+    if _heard(conn, pm):
         exited = sorted(conn.execute(left.returning(m.contact_id)).scalars())
         entered = sorted(conn.execute(joined.returning(m.contact_id)).scalars())
         for start in range(0, max(len(entered), len(exited)), HOOK_CHUNK):

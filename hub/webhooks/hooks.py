@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, null, select, update
 
 from hub.config import Settings
 from hub.hookspecs import hookimpl
@@ -45,10 +45,29 @@ def consent_changed(conn: Connection, contact_id: int, channel: str, purpose: st
 @hookimpl
 def contact_merged(conn: Connection, settings: Settings, survivor_id: int, merged_id: int, merge_id: int,
                    reason: dict[str, Any]) -> None:
-    conn.execute(update(deliveries_t).where(deliveries_t.c.contact_id == merged_id)
-                 .values(contact_id=survivor_id))  # so an erasure of the survivor finds them too
+    # Moved to the survivor, so an erasure of the survivor finds them too; each remembers the merge
+    # and whom it was about, so an unmerge gives it back (contact_unmerged).
+    d = deliveries_t.c
+    for row in conn.execute(select(d.id, d.merged_from).where(d.contact_id == merged_id)):
+        trail = [list(step) for step in (row.merged_from or ())] + [[merge_id, merged_id]]
+        conn.execute(update(deliveries_t).where(d.id == row.id).values(contact_id=survivor_id, merged_from=trail))
     publish(conn, "contact.merged", {"survivor_id": survivor_id, "merged_id": merged_id, "merge_id": merge_id},
             contact_id=survivor_id)
+
+
+@hookimpl
+def contact_unmerged(conn: Connection, settings: Settings, survivor_id: int, restored_id: int, merge_id: int,
+                     snapshot: dict[str, Any]) -> None:
+    """Give `restored_id` back the deliveries merge `merge_id` moved, with those moved on with them since."""
+    d = deliveries_t.c
+    for row in conn.execute(select(d.id, d.merged_from).where(d.contact_id == survivor_id,
+                                                              d.merged_from.is_not(None))):
+        trail = [list(step) for step in (row.merged_from or ())]
+        at = next((i for i, step in enumerate(trail) if step[0] == merge_id), None)
+        if at is None:
+            continue
+        conn.execute(update(deliveries_t).where(d.id == row.id).values(
+            contact_id=restored_id, merged_from=trail[:at] or null()))
 
 
 @hookimpl
@@ -58,12 +77,17 @@ def contact_erased(conn: Connection, settings: Settings, contact_id: int) -> Non
 
 
 def forget(conn: Connection, contact_id: int) -> int:
-    """Reduce every delivery about `contact_id` not yet delivered to the bare id: an erased person's data go."""
+    """Reduce every delivery about `contact_id` not yet delivered to the bare id: an erased person's data go.
+
+    A delivery a merge moved here keeps the id it was about (the merged contact's), not the survivor's.
+    """
     d = deliveries_t.c
     n = 0
-    for row in conn.execute(deliveries_t.select().where(d.contact_id == contact_id, d.status == "pending")):
+    for row in conn.execute(select(d.id, d.payload, d.merged_from).where(d.contact_id == contact_id,
+                                                                          d.status == "pending")):
+        about = row.merged_from[0][1] if row.merged_from else contact_id
         payload = dict(row.payload or {})
-        payload["data"] = {"contact_id": contact_id}
+        payload["data"] = {"contact_id": about}
         n += conn.execute(update(deliveries_t).where(d.id == row.id).values(payload=payload)).rowcount
     return n
 

@@ -4,7 +4,7 @@ The secret is encrypted with a key derived from HUB_SECRET_KEY, like the CRM
 credentials (hub.credentials), so a copied database alone cannot forge
 deliveries. A URL may carry a receiver's token in its path or query, so
 anything shown to people goes through `redact`, and nothing is ever logged
-with the URL.
+with the URL. Where a URL may point is hub.webhooks.targets' call.
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from cryptography.fernet import InvalidToken
 from sqlalchemy import Connection, delete, func, select, update
 
-from hub.credentials import _fernet
+from hub.credentials import CredentialError, seal, unseal
 from hub.db import utcnow
 from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import Webhook, WebhookAttempt, WebhookDelivery
-from hub.webhooks import EVENTS, signing
+from hub.webhooks import EVENTS, forget_subscriptions, signing, targets
 
 webhooks_t = Webhook.__table__
 deliveries_t = WebhookDelivery.__table__
@@ -39,9 +38,13 @@ TIMED_OUT = "timed out"
 REDIRECT_REFUSED = "redirect not followed (only 307/308 to the same host are)"
 TOO_MANY_REDIRECTS = "too many redirects"
 GAVE_UP = "gave up after 24 hours"
-_ERROR_TITLES = {CONNECTION_FAILED: N_("connection failed"), TIMED_OUT: N_("no answer within 10 seconds"),
+ADDRESS_REFUSED = "address refused (loopback, private or reserved)"
+_ERROR_TITLES = {CONNECTION_FAILED: N_("connection failed"),
+                 TIMED_OUT: N_("no answer in time (10 seconds to connect or for each read, 30 in all)"),
                  REDIRECT_REFUSED: N_("redirect not followed (only 307/308 to the same host are)"),
-                 TOO_MANY_REDIRECTS: N_("too many redirects"), GAVE_UP: N_("gave up after 24 hours")}
+                 TOO_MANY_REDIRECTS: N_("too many redirects"), GAVE_UP: N_("gave up after 24 hours"),
+                 ADDRESS_REFUSED: N_("not sent: the receiver's address is loopback, private or reserved "
+                                     "(webhooks_allow_private allows loopback and private ones)")}
 _TOKENISH = re.compile(r"(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_\-.~%]{8,}|[A-Za-z0-9_\-.~%]{16,}")
 
 
@@ -98,6 +101,28 @@ def check_url(url: str) -> str:
     return url
 
 
+def check_target(url: str, allow_private: bool) -> None:
+    """WebhookError unless every address the URL's host resolves to may receive webhooks (hub.webhooks.targets).
+
+    A host that does not resolve (yet) is accepted: every connection is checked again when it is made.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        addresses = targets.resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+    except (OSError, UnicodeError):
+        return
+    for address in addresses:
+        why = targets.refusal(address, allow_private)
+        if why == "always":
+            raise WebhookError(_("%(host)s is %(address)s, a link-local, multicast or reserved address (such as "
+                                 "a cloud metadata service): webhooks never go there", host=host, address=address))
+        if why == "private":
+            raise WebhookError(_("%(host)s is %(address)s, a loopback or private address inside your network; to "
+                                 "allow receivers there, set webhooks_allow_private = true in hub.toml (or "
+                                 "HUB_WEBHOOKS_ALLOW_PRIVATE=1)", host=host, address=address))
+
+
 def check_events(events: Iterable[str]) -> list[str]:
     """The events in the order of EVENTS, or WebhookError naming the unknown one and listing the valid ones."""
     wanted = [e.strip() for e in events if e and e.strip()]
@@ -147,15 +172,19 @@ def status_text(status: str | None) -> str:
 
 
 def add(conn: Connection, url: str, events: Iterable[str], secret_key: str, *, secret: str | None = None,
-        actor: str = "cli") -> tuple[int, str]:
-    """Add a webhook; returns its id and the secret (generated when none is given), to show once."""
+        actor: str = "cli", allow_private: bool = False) -> tuple[int, str]:
+    """Add a webhook; returns its id and the secret (generated when none is given), to show once.
+
+    `allow_private` is the setting webhooks_allow_private (targets.allow_private(settings)).
+    """
     url = check_url(url)
     chosen = check_events(events)
     secret = check_secret(secret) if secret else signing.new_secret()
-    token = _fernet(secret_key).encrypt(secret.encode())
+    check_target(url, allow_private)
     new_id = conn.execute(webhooks_t.insert().values(
-        url=url, events=chosen, secret=token, created_at=utcnow(), created_by=actor[:200], enabled=True)
-        .returning(webhooks_t.c.id)).scalar_one()
+        url=url, events=chosen, secret=seal(secret_key, secret.encode()), created_at=utcnow(),
+        created_by=actor[:200], enabled=True).returning(webhooks_t.c.id)).scalar_one()
+    forget_subscriptions(conn)
     return int(new_id), secret
 
 
@@ -164,8 +193,8 @@ def secret_of(conn: Connection, hook_id: int, secret_key: str) -> str:
     if token is None:
         raise WebhookError(_("no webhook with id %(id)s", id=hook_id))
     try:
-        return _fernet(secret_key).decrypt(token).decode()
-    except InvalidToken:
+        return unseal(secret_key, token).decode()
+    except CredentialError:
         raise WebhookError(_("the secret of webhook %(id)s cannot be decrypted: HUB_SECRET_KEY differs from the "
                              "one it was saved with; remove the webhook and add it again", id=hook_id)) from None
 
@@ -175,40 +204,54 @@ def remove(conn: Connection, hook_id: int) -> bool:
     ids = select(deliveries_t.c.id).where(deliveries_t.c.webhook_id == hook_id).scalar_subquery()
     conn.execute(delete(attempts_t).where(attempts_t.c.delivery_id.in_(ids)))
     conn.execute(delete(deliveries_t).where(deliveries_t.c.webhook_id == hook_id))
+    forget_subscriptions(conn)
     return conn.execute(delete(webhooks_t).where(webhooks_t.c.id == hook_id)).rowcount > 0
 
 
 def enable(conn: Connection, hook_id: int) -> bool:
     """Switch a webhook back on after it was switched off; its failures start counting afresh."""
+    forget_subscriptions(conn)
     return conn.execute(update(webhooks_t).where(webhooks_t.c.id == hook_id).values(
         enabled=True, failing_since=None, disabled_at=None, disabled_reason=None)).rowcount > 0
 
 
-def listing(conn: Connection) -> list[Hook]:
+def listing(conn: Connection, hook_id: int | None = None, *, with_deliveries: bool = True,
+            only_off: bool = False) -> list[Hook]:
+    """The webhooks (or one), each with its last delivery and how many wait, read through indexes.
+
+    Per webhook: its newest delivery by (webhook_id, id) and its waiting ones
+    by (webhook_id, id) among pending rows, so the cost follows the number of
+    webhooks, not of deliveries kept.
+    """
     d = deliveries_t.c
-    last = {r.webhook_id: r for r in conn.execute(
-        select(d.webhook_id, d.status, d.created_at).where(d.id.in_(
-            select(func.max(d.id)).group_by(d.webhook_id))))}
-    pending = {r[0]: r[1] for r in conn.execute(select(d.webhook_id, func.count()).where(d.status == "pending")
-                                                 .group_by(d.webhook_id))}
+    q = select(webhooks_t).order_by(webhooks_t.c.id)
+    if hook_id is not None:
+        q = q.where(webhooks_t.c.id == hook_id)
+    if only_off:
+        q = q.where(webhooks_t.c.enabled.is_(False))
     out = []
-    for r in conn.execute(select(webhooks_t).order_by(webhooks_t.c.id)):
-        lr = last.get(r.id)
+    for r in conn.execute(q):
+        last = pending = None
+        if with_deliveries:
+            last = conn.execute(select(d.status, d.created_at).where(d.webhook_id == r.id)
+                                .order_by(d.id.desc()).limit(1)).first()
+            pending = conn.execute(select(func.count()).select_from(deliveries_t)
+                                   .where(d.webhook_id == r.id, d.status == "pending")).scalar()
         out.append(Hook(id=r.id, url=redact(r.url), events=list(r.events or ()), enabled=bool(r.enabled),
                         created_at=r.created_at, created_by=r.created_by, failing_since=r.failing_since,
                         disabled_at=r.disabled_at, disabled_reason=r.disabled_reason,
-                        last_delivery_at=lr.created_at if lr else None, last_status=lr.status if lr else None,
-                        pending=int(pending.get(r.id, 0))))
+                        last_delivery_at=last.created_at if last else None, last_status=last.status if last else None,
+                        pending=int(pending or 0)))
     return out
 
 
 def get(conn: Connection, hook_id: int) -> Hook | None:
-    return next((h for h in listing(conn) if h.id == hook_id), None)
+    return next(iter(listing(conn, hook_id)), None)
 
 
 def switched_off(conn: Connection) -> list[Hook]:
-    """Webhooks switched off after a day of failures: what the notices name."""
-    return [h for h in listing(conn) if not h.enabled]
+    """Webhooks switched off after a day of failures: what the notices name (the webhooks table alone)."""
+    return listing(conn, with_deliveries=False, only_off=True)
 
 
 def deliveries(conn: Connection, hook_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
