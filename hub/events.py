@@ -23,22 +23,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, update
 
-from hub import normalize
+from hub import identity, normalize
 from hub.config import Settings
 from hub.db import among, insert_for, reserve_ids, utcnow
 from hub.hookspecs import hookimpl
 from hub.i18n import gettext
-from hub.models import Contact, ContactIdentity, ContactMerge, Erasure, Event, ExternalRef
+from hub.models import ContactMerge, Event
 from hub.records import ContactRecord
 
 events_t = Event.__table__
-contacts_t = Contact.__table__
-identities_t = ContactIdentity.__table__
-refs_t = ExternalRef.__table__
 merges_t = ContactMerge.__table__
-erasures_t = Erasure.__table__
 
 # An event name: lowercase letters, digits, _ and -, starting with a letter; the same shape a
 # segment field's part and a workflow trigger take, so every stored name can be used in both.
@@ -52,6 +48,7 @@ MAX_LIST = 20  # items of a list property
 MAX_NUMBER = 1e15  # a number property's magnitude (money in kopecks fits many times over)
 FUTURE_SLACK = dt.timedelta(hours=1)  # a sender's clock may run this much ahead
 SOURCE = "api"  # the source of contacts an event creates (without a reference of the sender's)
+WRITING_LOCK = 0x48554232_00000001  # the advisory lock event writers share until they commit (settled_event_id)
 
 
 @dataclass
@@ -75,24 +72,27 @@ class Outcome:
     index: int
     status: str = "refused"
     event_id: int | None = None
+    contact_id: int | None = None  # whose event it is (a duplicate: the contact the kept event is on now)
     problems: list[dict[str, str]] = field(default_factory=list)  # {"field": the item's key, "detail": why}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "event_id": self.event_id, "status": self.status, "problems": self.problems}
+        return {"index": self.index, "event_id": self.event_id, "contact_id": self.contact_id,
+                "status": self.status, "problems": self.problems}
 
 
 def _problem(where: str, detail: str) -> dict[str, str]:
     return {"field": where, "detail": detail}
 
 
-def record(conn: Connection, settings: Settings, items: Sequence[Incoming], *, source: str | None,
+def record(conn: Connection, settings: Settings, items: Sequence[Incoming], *, api_key: str | None,
            now: dt.datetime | None = None) -> list[Outcome]:
     """Store a batch of events in the caller's transaction; one outcome per item, in order.
 
-    Set-wise on purpose: one query finds the contacts for all ids, one for
-    all identifiers, one finds ids already stored, one multi-row insert
-    writes the rest (ON CONFLICT (uid) DO NOTHING, so two senders racing
-    with the same id store it once).
+    Set-wise on purpose: hub.identity.find_contacts names the contacts of
+    the whole batch in a few queries, one query finds ids already stored,
+    one multi-row insert writes the rest in uid order (ON CONFLICT (uid) DO
+    NOTHING, so two senders racing with the same id store it once, and two
+    overlapping batches never wait on each other in a circle).
     """
     now = now or utcnow()
     outcomes = [Outcome(i) for i in range(len(items))]
@@ -102,7 +102,7 @@ def record(conn: Connection, settings: Settings, items: Sequence[Incoming], *, s
     live = [i for i, o in enumerate(outcomes) if not o.problems]
     contact_of = _contacts(conn, settings, [(i, items[i]) for i in live], outcomes)
     live = [i for i in live if i in contact_of]
-    _store(conn, [(i, items[i], contact_of[i], when[i]) for i in live], outcomes, source=source, now=now)
+    _store(conn, [(i, items[i], contact_of[i], when[i]) for i in live], outcomes, api_key=api_key, now=now)
     from hub.segments.events import note_names  # a name new to this process is usable in rules at once
 
     note_names(settings, {items[i].name for i in live})
@@ -147,54 +147,78 @@ def _check(item: Incoming, outcome: Outcome, now: dt.datetime) -> dt.datetime | 
 
 def _contacts(conn: Connection, settings: Settings, items: list[tuple[int, Incoming]],
               outcomes: list[Outcome]) -> dict[int, int]:
-    """Each item's contact id: by id, else by reference, email or phone, else a new contact."""
-    found: dict[int, int] = {}
-    by_id = [(i, it) for i, it in items if it.contact_id is not None]
-    if by_id:
-        wanted = sorted({it.contact_id for _, it in by_id if it.contact_id is not None})
-        alive = set(conn.execute(select(contacts_t.c.id).where(among(conn, contacts_t.c.id, wanted),
-                                                               contacts_t.c.deleted_at.is_(None))).scalars())
-        erased = set(conn.execute(select(erasures_t.c.contact_id)
-                                  .where(among(conn, erasures_t.c.contact_id, wanted))).scalars())
-        for i, it in by_id:
-            assert it.contact_id is not None
-            cid: int | None = it.contact_id if it.contact_id in alive and it.contact_id not in erased else None
-            if cid is None and it.contact_id not in erased:
-                from hub.identity import current_contact_id  # a merged-away id names its survivor
+    """Each item's live contact: by id, else by reference, email or phone, else a new contact.
 
-                cid = current_contact_id(conn, it.contact_id)
-            if cid is None:
-                outcomes[i].problems.append(_problem("contact_id", gettext("there is no contact %(id)s",
-                                                                           id=it.contact_id)))
-            else:
-                found[i] = cid
-    rest = [(i, it) for i, it in items if it.contact_id is None]
-    if not rest:
-        return found
-    keys = {i: _keys(it, settings.default_region) for i, it in rest}
-    for i, it in rest:
-        if not keys[i]:  # only an invalid phone or email: nobody to record it for (and no junk contact)
+    Which live contact a key names is hub.identity.find_contacts, as for
+    every other part of the API. Only a phone or email nobody holds at all
+    makes a new contact: a reference names a record in the sender's system,
+    which tells Hub nothing of who the person is, and a phone or email
+    several people share (an office switchboard) names nobody, so an event
+    named only by those is refused rather than given a new, empty contact
+    each time. A key that finds somebody not to act on (deleted in every
+    source, erased, a signup placeholder) refuses the event, as orders do.
+    """
+    found: dict[int, int] = {}
+    fields: dict[int, list[tuple[str, identity.ContactKey]]] = {}
+    for i, it in items:
+        if it.contact_id is not None:
+            fields[i] = [("contact_id", it.contact_id)]
+            continue
+        fields[i] = _keys(it, settings.default_region)
+        if not fields[i]:  # only an invalid phone or email: nobody to record it for (and no junk contact)
             outcomes[i].problems.append(_problem("email" if it.email else "phone", gettext(
                 "not a valid phone number or email address, and no contact_id or reference")))
-    rest = [(i, it) for i, it in rest if keys[i]]
-    held = _held(conn, [k for ks in keys.values() for k in ks])
+    keys = {i: [k for _, k in named_keys] for i, named_keys in fields.items()}
+    flat = sorted({k for ks in keys.values() for k in ks}, key=repr)
+    named = dict(zip(flat, identity.find_contacts(conn, flat), strict=True))
     unknown: list[tuple[int, Incoming]] = []
-    for i, it in rest:
-        hit = next((held[k] for k in keys[i] if k in held), None)
-        if hit is None:
-            unknown.append((i, it))
-        else:
+    for i, it in items:
+        hit = next((named[k] for k in keys[i] if named[k] is not None), None)
+        if hit is not None:
             found[i] = hit
+        elif it.contact_id is not None:
+            outcomes[i].problems.append(_problem("contact_id", gettext("there is no contact %(id)s",
+                                                                       id=it.contact_id)))
+        elif keys[i]:
+            unknown.append((i, it))
     if unknown:
-        found.update(_create(conn, settings, unknown, outcomes))
+        asked = sorted({k for i, _ in unknown for k in keys[i]}, key=repr)
+        taken = {k for k, is_held in zip(asked, identity.held(conn, asked), strict=True) if is_held}
+        shared = {k for k, is_shared in zip(asked, identity.shared_keys(conn, asked), strict=True) if is_shared}
+        fresh = []
+        for i, it in unknown:
+            field_ = next((f for f, k in fields[i] if k in taken), None)
+            if field_ is not None:
+                outcomes[i].problems.append(_problem(field_, gettext(
+                    "this contact is deleted in every source (or erased); events are not kept for them")))
+            elif any(isinstance(k, str) and k not in shared for _, k in fields[i]):
+                fresh.append((i, it))  # a phone or email nobody has: a new person
+            elif any(k in shared for _, k in fields[i]):
+                field_ = next(f for f, k in fields[i] if k in shared)
+                outcomes[i].problems.append(_problem(field_, shared_detail(field_)))
+            else:
+                outcomes[i].problems.append(_problem("reference", gettext(
+                    "no contact has this reference, and a reference alone does not tell who the person is: send "
+                    "the contact first (POST /api/v1/contacts), or name them by contact_id, phone or email")))
+        if fresh:
+            found.update(_create(conn, settings, fresh, outcomes))
     return found
 
 
-def _keys(item: Incoming, region: str) -> list[tuple[str, str]]:
-    """The item's identifiers in lookup order (reference, email, phone), normalized."""
-    out: list[tuple[str, str]] = []
+def shared_detail(field_: str) -> str:
+    """Why a phone or email several people use (an office switchboard, a family's email) names nobody."""
+    if field_ == "phone":
+        return gettext("several people share this phone, so it names nobody; name the contact by contact_id or "
+                       "reference")
+    return gettext("several people share this email, so it names nobody; name the contact by contact_id or "
+                   "reference")
+
+
+def _keys(item: Incoming, region: str) -> list[tuple[str, identity.ContactKey]]:
+    """The item's identifiers in lookup order (reference, email, phone), normalized, with their fields."""
+    out: list[tuple[str, identity.ContactKey]] = []
     if item.ref is not None:
-        out.append(("ref", f"{item.ref[0]}\x1f{item.ref[1]}"))
+        out.append(("reference", (item.ref[0], item.ref[1])))
     if item.email:
         found = normalize.email(item.email)
         if found is not None and found.valid:
@@ -204,39 +228,14 @@ def _keys(item: Incoming, region: str) -> list[tuple[str, str]]:
     return out
 
 
-def _held(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Identifiers that name one live contact; a shared value names nobody here (identity decides)."""
-    out: dict[tuple[str, str], int] = {}
-    by_kind: dict[str, set[str]] = {}
-    for kind, value in keys:
-        by_kind.setdefault(kind, set()).add(value)
-    c, r = identities_t.c, refs_t.c
-    for kind, values in sorted(by_kind.items()):
-        if kind == "ref":
-            by_source: dict[str, list[str]] = {}
-            for v in sorted(values):
-                source, external_id = v.split("\x1f", 1)
-                by_source.setdefault(source, []).append(external_id)
-            for source, ids in by_source.items():  # one query per sender system (usually one)
-                for external_id, contact_id in conn.execute(select(r.external_id, r.contact_id).where(
-                        r.source == source, among(conn, r.external_id, ids))):
-                    out[("ref", f"{source}\x1f{external_id}")] = contact_id
-            continue
-        # Matches the partial unique index on personal values exactly (as hub.identity._lookup does).
-        for value, contact_id in conn.execute(select(c.value, c.contact_id).where(
-                c.kind == kind, c.valid, c.shared.is_(None), among(conn, c.value, sorted(values)))):
-            out[(kind, value)] = contact_id
-    return out
-
-
 def _create(conn: Connection, settings: Settings, items: list[tuple[int, Incoming]],
             outcomes: list[Outcome]) -> dict[int, int]:
     """People the base does not hold (or holds ambiguously): resolved and created like any sync's records."""
     from hub import sync
 
-    records = [ContactRecord(source=it.ref[0] if it.ref else SOURCE, external_id=it.ref[1] if it.ref else None,
-                             phones=[it.phone] if it.phone else [], emails=[it.email] if it.email else [])
-               for _, it in items]
+    # Without the sender's reference: it named nobody, and is not known to be this person's.
+    records = [ContactRecord(source=SOURCE, phones=[it.phone] if it.phone else [],
+                             emails=[it.email] if it.email else []) for _, it in items]
     result = sync.write_contacts(conn, records, settings, sync.Counts())
     out: dict[int, int] = {}
     for (i, _), cid in zip(items, result.contact_ids, strict=True):
@@ -249,7 +248,7 @@ def _create(conn: Connection, settings: Settings, items: list[tuple[int, Incomin
 
 
 def _store(conn: Connection, rows: list[tuple[int, Incoming, int, dt.datetime | None]], outcomes: list[Outcome],
-           *, source: str | None, now: dt.datetime) -> None:
+           *, api_key: str | None, now: dt.datetime) -> None:
     """Insert what is new; an id already kept (or twice in this batch) is a duplicate of the first."""
     if not rows:
         return
@@ -263,23 +262,35 @@ def _store(conn: Connection, rows: list[tuple[int, Incoming, int, dt.datetime | 
         if it.uid is not None:
             first[it.uid] = i
         new.append((i, {"id": 0, "uid": it.uid, "contact_id": contact_id, "name": it.name,
-                        "properties": it.properties, "occurred_at": at, "received_at": now, "source": source}))
+                        "properties": it.properties, "occurred_at": at, "received_at": now, "api_key": api_key}))
+    if new and conn.dialect.name == "postgresql":  # held to commit: settled_event_id waits for these ids
+        conn.execute(select(func.pg_advisory_xact_lock_shared(WRITING_LOCK)))
     for (_, row), eid in zip(new, reserve_ids(conn, events_t, len(new)), strict=True):
         row["id"] = eid
-    inserted = _insert(conn, [row for _, row in new])
+    # In uid order: two batches sharing ids then wait on each other's rows in one order, never in a circle.
+    inserted = _insert(conn, sorted((row for _, row in new), key=lambda row: (row["uid"] is None, row["uid"] or "")))
     stored = {row["id"] for _, row in new}
     if inserted != len(new):  # another request stored some of these ids meanwhile: theirs are the events
         raced = _ids_of(conn, [row["uid"] for _, row in new if row["uid"] is not None])
         stored = {row["id"] for _, row in new if row["uid"] is None or raced.get(row["uid"]) == row["id"]}
         known.update({uid: eid for uid, eid in raced.items() if eid not in stored})
     mine = {i: row["id"] for i, row in new}
-    for i, it, _, _ in rows:
+    for i, it, contact_id, _ in rows:
         o = outcomes[i]
         if i in mine and mine[i] in stored:
-            o.status, o.event_id = "stored", mine[i]
+            o.status, o.event_id, o.contact_id = "stored", mine[i], contact_id
         else:
             assert it.uid is not None
             o.status, o.event_id = "duplicate", known.get(it.uid) or mine.get(first[it.uid])
+    duplicates = [outcomes[i] for i, _, _, _ in rows if outcomes[i].status == "duplicate"]
+    kept = sorted({o.event_id for o in duplicates if o.event_id is not None})
+    owner: dict[int, int] = {}
+    if kept:
+        for eid, cid in conn.execute(select(events_t.c.id, events_t.c.contact_id)
+                                     .where(among(conn, events_t.c.id, kept))):
+            owner[eid] = cid
+    for o in duplicates:
+        o.contact_id = owner.get(o.event_id) if o.event_id is not None else None
 
 
 def _insert(conn: Connection, rows: list[dict[str, Any]]) -> int:
@@ -326,6 +337,23 @@ def incoming(raw: dict[str, Any]) -> Incoming:
                     phone=raw.get("phone"), email=raw.get("email"),
                     ref=(ref["source"], ref["external_id"]) if ref else None,
                     properties=dict(raw.get("properties") or {}), occurred_at=raw.get("occurred_at"), uid=raw.get("id"))
+
+
+def settled_event_id(engine: Engine) -> int:
+    """The highest event id below which every event is committed (or never will be): a safe reading horizon.
+
+    Event ids come from a sequence, so on PostgreSQL a request may commit
+    event 10 after another committed event 11; a reader paging by id that
+    went past 11 would never see 10. Writers hold a shared advisory lock
+    from taking their ids to their commit; taking it exclusively (a moment:
+    it waits for the writers under way, and new ones wait for it) and
+    reading the highest id then gives an id that no later commit goes
+    below. SQLite has one writer at a time: what is committed is all there is.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(WRITING_LOCK)))
+        return int(conn.execute(select(func.coalesce(func.max(events_t.c.id), 0))).scalar_one())
 
 
 def names(conn: Connection) -> list[str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import itertools
 import re
 from collections import defaultdict
@@ -30,7 +31,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from hub import names, normalize
 from hub.config import Settings
-from hub.db import among, bulk_insert, chunks, insert_for, reserve_ids, utcnow
+from hub.db import MAX_ROW_ID, among, bulk_insert, chunks, insert_for, reserve_ids, utcnow
 from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import Contact, ContactIdentity, ContactMerge, ContactsApart, Erasure, ExternalRef, Order
@@ -404,6 +405,7 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     if not prepared:
         return result
 
+    lock_keys(conn, prepared)  # before anything is read: a concurrent writer of the same person goes first
     found = _lookup(conn, prepared)
     uf = _Groups(prepared)
     by_value: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -1022,3 +1024,174 @@ def find_contact(conn: Connection, kind: str, value: str) -> int | None:
             identities_t.c.shared.is_(None)
         )
     ).scalar()
+
+
+# --- which live contact a key names -----------------------------------------------------------
+#
+# One answer for everything outside that names a person (the HTTP API, plugins): a contact id, a
+# reference (source, external_id) or a normalized phone or email. A live contact exists (an id
+# merged away names its survivor), is not deleted in every source, not erased, and not a signup's
+# placeholder (placeholders are kept deleted); a deleted reference and a shared value name nobody.
+
+ContactKey = int | tuple[str, str] | str
+
+
+def find_contacts(conn: Connection, keys: Sequence[ContactKey]) -> list[int | None]:
+    """The live contact each key names, or None; a handful of queries for any number of keys.
+
+    A key is a contact id, a (source, external_id) reference, or a
+    normalized phone (E.164) or email (anything with an @ is an email).
+    """
+    holders = _holders(conn, keys)
+    current = _current_ids(conn, {cid for cid in holders if cid is not None})
+    live = _live_ids(conn, {cid for cid in current.values() if cid is not None})
+    out: list[int | None] = []
+    for cid in holders:
+        now = current.get(cid) if cid is not None else None
+        out.append(now if now in live else None)
+    return out
+
+
+def held(conn: Connection, keys: Sequence[ContactKey]) -> list[bool]:
+    """Whether the base holds each key at all, live or not (a deleted contact's phone is held).
+
+    What tells "nobody has it, make a new contact" from "somebody not to act on has it, refuse".
+    """
+    holders = _holders(conn, keys, deleted_refs=True)
+    return [cid is not None for cid in holders]
+
+
+def shared_keys(conn: Connection, keys: Sequence[ContactKey]) -> list[bool]:
+    """Whether each key is a phone or email the base holds as several people's (an office switchboard).
+
+    Such a value names nobody (find_contacts answers None), yet it is not
+    unknown either: a caller says "shared, name the person another way"
+    rather than "nobody has it", and never makes a new contact from it.
+    """
+    values: dict[str, set[str]] = defaultdict(set)
+    for key in keys:
+        if isinstance(key, str):
+            values[normalize.EMAIL if "@" in key else normalize.PHONE].add(key)
+    found: set[str] = set()
+    c = identities_t.c
+    for kind, wanted in sorted(values.items()):
+        for part in chunks(sorted(wanted), LOOKUP_CHUNK):
+            found.update(conn.execute(select(c.value).where(c.kind == kind, c.valid, c.shared.is_not(None),
+                                                            among(conn, c.value, part))).scalars())
+    return [isinstance(key, str) and key in found for key in keys]
+
+
+def _holders(conn: Connection, keys: Sequence[ContactKey], *, deleted_refs: bool = False) -> list[int | None]:
+    """The contact id each key points at as stored (before merges and liveness are looked at)."""
+    refs: dict[str, set[str]] = defaultdict(set)
+    values: dict[str, set[str]] = defaultdict(set)
+    for key in keys:
+        if isinstance(key, tuple):
+            refs[key[0]].add(key[1])
+        elif isinstance(key, str):
+            values[normalize.EMAIL if "@" in key else normalize.PHONE].add(key)
+    by_ref: dict[tuple[str, str], int] = {}
+    r = refs_t.c
+    for source, wanted in sorted(refs.items()):
+        for part in chunks(sorted(wanted), LOOKUP_CHUNK):
+            q = select(r.external_id, r.contact_id).where(r.source == source, among(conn, r.external_id, part))
+            if not deleted_refs:
+                q = q.where(r.deleted_at.is_(None))
+            by_ref.update(((source, ext), cid) for ext, cid in conn.execute(q))
+    by_value: dict[str, int] = {}
+    c = identities_t.c
+    for kind, wanted in sorted(values.items()):
+        for part in chunks(sorted(wanted), LOOKUP_CHUNK):
+            # The partial unique index on personal values, exactly: a shared value names nobody.
+            by_value.update((value, cid) for value, cid in conn.execute(select(c.value, c.contact_id).where(
+                c.kind == kind, c.valid, c.shared.is_(None), among(conn, c.value, part))))
+    # contacts.id is a 32-bit integer on PostgreSQL: a bigger id names nobody there (and cannot be compared).
+    top = 2**31 - 1 if conn.dialect.name == "postgresql" else MAX_ROW_ID
+    out: list[int | None] = []
+    for key in keys:
+        if isinstance(key, bool):
+            out.append(None)
+        elif isinstance(key, int):
+            out.append(key if 0 < key <= top else None)
+        elif isinstance(key, tuple):
+            out.append(by_ref.get((key[0], key[1])))
+        else:
+            out.append(by_value.get(key))
+    return out
+
+
+def _current_ids(conn: Connection, ids: set[int]) -> dict[int, int | None]:
+    """current_contact_id for many ids at once: a few queries per hop of the merge chains, not per id."""
+    out: dict[int, int | None] = {}
+    at: dict[int, int] = {cid: cid for cid in ids}  # asked id -> where its chain is now
+    seen: dict[int, set[int]] = {cid: set() for cid in ids}
+    for _hop in range(MAX_MERGE_HOPS):
+        if not at:
+            break
+        here = sorted(set(at.values()))
+        erased: set[int] = set()
+        existing: set[int] = set()
+        for part in chunks(here, LOOKUP_CHUNK):
+            erased.update(conn.execute(select(erasures_t.c.contact_id)
+                                       .where(among(conn, erasures_t.c.contact_id, part))).scalars())
+            existing.update(conn.execute(select(contacts_t.c.id).where(among(conn, contacts_t.c.id, part))).scalars())
+        missing = sorted(set(here) - erased - existing)
+        survivor: dict[int, int] = {}
+        m = merges_t.c
+        for part in chunks(missing, LOOKUP_CHUNK):
+            for merged, surv in conn.execute(select(m.merged_id, m.survivor_id).where(among(conn, m.merged_id, part))
+                                             .order_by(m.id)):
+                survivor[merged] = surv  # the latest merge of an id wins, as current_contact_id reads it
+        for asked, now in list(at.items()):
+            if now in erased or now in seen[asked] or now not in existing and now not in survivor:
+                out[asked] = None
+            elif now in existing:
+                out[asked] = now
+            else:
+                seen[asked].add(now)
+                at[asked] = survivor[now]
+                continue
+            del at[asked]
+    out.update({asked: None for asked in at})
+    return out
+
+
+def _live_ids(conn: Connection, ids: set[int]) -> set[int]:
+    """Those of `ids` that are contacts to act on: not deleted in every source (placeholders are deleted too)."""
+    out: set[int] = set()
+    for part in chunks(sorted(ids), LOOKUP_CHUNK):
+        out.update(conn.execute(select(contacts_t.c.id).where(among(conn, contacts_t.c.id, part),
+                                                              contacts_t.c.deleted_at.is_(None))).scalars())
+    return out
+
+
+# --- one writer at a time per person (PostgreSQL) -----------------------------------------------
+
+LOCK_BUCKETS = 256  # at most this many advisory locks a transaction takes: the shared lock table never fills
+_LOCK_SPACE = 0x48554231  # the high half of the lock keys ("HUB1"), apart from other advisory locks
+
+
+def lock_keys(conn: Connection, prepared: Sequence[Prepared]) -> None:
+    """Take the transaction's advisory locks on the records' identifiers and references (PostgreSQL).
+
+    Two requests for the same new person would otherwise both find nobody,
+    both create a contact, and the second's identifier insert would be
+    skipped on conflict, leaving an empty contact. Under the lock the second
+    waits, then (READ COMMITTED: every statement sees what committed) finds
+    the first's contact. Keys are hashed into LOCK_BUCKETS buckets, taken
+    distinct and sorted in one statement, so two batches never wait on each
+    other in a circle. SQLite needs none: its writers are already one at a
+    time (BEGIN IMMEDIATE). A caller writing several chunks in one
+    transaction locks them all first (locks already held are taken again
+    for free), so its locks, too, are taken in one sorted step.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    buckets: set[int] = set()
+    for p in prepared:
+        for key in p.keys:
+            digest = hashlib.blake2b(f"{key[0]}\x1e{key[1]}".encode(), digest_size=8).digest()
+            buckets.add((_LOCK_SPACE << 32) | int.from_bytes(digest, "big") % LOCK_BUCKETS)
+    if buckets:
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(k) FROM unnest(%(keys)s::bigint[]) AS k ORDER BY k",
+                             {"keys": sorted(buckets)})

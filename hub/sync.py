@@ -163,7 +163,7 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
     if not rows:
         return
     unique = {(r["source"], r["external_id"]): r for r in rows}
-    rows = list(unique.values())
+    rows = [unique[key] for key in sorted(unique)]  # in key order, as upsert_orders writes: no deadlock
     by_source: dict[str, set[str]] = defaultdict(set)
     for row in rows:
         if row["contact_external_id"]:
@@ -204,7 +204,12 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
 
 
 def upsert_orders(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert orders, or update the ones held by (source, external id): every order write goes through here."""
+    """Insert orders, or update the ones held by (source, external id): every order write goes through here.
+
+    Rows are written in key order: two writers whose batches overlap then
+    take the row locks in the same order and never wait on each other in a circle.
+    """
+    rows = sorted(rows, key=lambda row: (row["source"], row["external_id"]))
     ins = insert_for(conn, orders_t)
     changing = ("contact_external_id", "contact_id", "amount", "currency", "status", "title", "promo_code",
                 "closed_at", "updated_at")

@@ -188,6 +188,8 @@ def test_a_key_records_a_withdrawal_for_a_known_contact(hub_db: HubDB, site: Any
                                                                "purpose": "news"}, headers=auth(key)), 400)
     assert nameless["errors"][0]["field"] == "/contact_id"
     is_problem(client.post("/api/v1/consent", json={**body, "email": None, "contact_id": 2**31 + 5},
+                           headers=auth(key)), 404)  # an id no contact can have names nobody
+    is_problem(client.post("/api/v1/consent", json={**body, "email": None, "contact_id": 2**63},
                            headers=auth(key)), 422)
 
 

@@ -271,3 +271,87 @@ def test_problems_speak_russian_by_default(hub_db: HubDB, client: Any) -> None:
     assert any("а" <= ch <= "я" for ch in item["problems"][0]["detail"])
     doc = is_problem(client.get("/api/v1/contacts?phone=abc", headers=key), 400)
     assert any("а" <= ch <= "я" for ch in doc["detail"])
+
+
+@pytest.mark.parametrize("source", ["bitrix24", "amocrm", "import:clients.csv", "import", "Bitrix24"])
+def test_a_key_cannot_write_as_a_system_hub_reads_itself(hub_db: HubDB, client: Any, writer: dict[str, str],
+                                                         plugin_manager: Any, source: str) -> None:
+    """A CRM's references merge people, an import's rows are its own: a key speaking for them is refused."""
+    crms(plugin_manager)
+    (item,) = post(client, writer, {"contacts": [{"source": source, "external_id": "1", "first_name": "Лев",
+                                                  "phones": ["+79167770099"]}]})
+    assert item["status"] == "refused" and item["contact_id"] is None
+    assert [p["field"] for p in item["problems"]] == ["/contacts/0/source"]
+    assert source in item["problems"][0]["detail"]
+    assert count(hub_db) == 0
+    (ok,) = post(client, writer, {"source": "shop", "external_id": "1", "first_name": "Лев"})
+    assert ok["status"] == "created"
+
+
+def crms(plugin_manager: Any) -> None:
+    """The CRM plugins as an installed Hub has them: their sources are registered names."""
+    import plugins.amocrm
+    import plugins.bitrix24
+
+    for plugin in (plugins.amocrm, plugins.bitrix24):
+        if not plugin_manager.is_registered(plugin):
+            plugin_manager.register(plugin)
+
+
+def test_control_characters_follow_one_rule_and_a_bad_key_is_named_at_its_own_pointer(
+        hub_db: HubDB, client: Any, writer: dict[str, str]) -> None:
+    """One-line fields refuse every control character; free text (`fields` values) takes tabs and line breaks."""
+    for bad, field in (({"fields": {"k": "a\u0000b"}}, "/contacts/0/fields/k"),
+                       ({"fields": {"k": "a\u001bb"}}, "/contacts/0/fields/k"),
+                       ({"fields": {"a\u0000b": "x"}}, "/contacts/0/fields/a\u0000b"),
+                       ({"fields": {"two\nlines": "x"}}, "/contacts/0/fields/two\nlines"),
+                       ({"fields": {"": "x"}}, "/contacts/0/fields/"),
+                       ({"fields": {"k" * 65: "x"}}, "/contacts/0/fields/" + "k" * 65),
+                       ({"tags": ["a\u0000b"]}, "/contacts/0/tags/0"), ({"name": "Иван\tИванов"}, "/contacts/0/name"),
+                       ({"city": "Тверь\n"}, "/contacts/0/city"), ({"phones": ["+7916\u00001234567"]},
+                                                                     "/contacts/0/phones/0"),
+                       ({"emails": ["a\u0000@b.ru"]}, "/contacts/0/emails/0"),
+                       ({"external_id": "a\u0000", "source": "site"}, "/contacts/0/external_id")):
+        doc = is_problem(client.post("/api/v1/contacts", json={"contacts": [{"first_name": "Ян", **bad}]},
+                                     headers=writer), 422)
+        assert [(e["field"], e.get("index")) for e in doc["errors"]] == [(field, 0)], (bad, doc)
+    assert count(hub_db) == 0
+    (item,) = post(client, writer, {"first_name": "Ян", "fields": {"адрес": "Тверь,\tд. 1\r\nкв. 2"}})
+    found = client.get(f"/api/v1/contacts/{item['contact_id']}", headers=writer)
+    assert found.status_code == 200 and item["status"] == "created"
+
+
+def test_a_batch_that_joins_its_own_earlier_items_answers_merged_and_the_survivor(
+        hub_db: HubDB, client: Any, writer: dict[str, str]) -> None:
+    items = post(client, writer, {"contacts": [
+        {"name": "Смирнов Пётр", "phones": ["+79165550001"], "source": "shop"},
+        {"name": "Смирнов Пётр", "emails": ["petr@example.ru"], "source": "site"},
+        {"name": "Смирнов Пётр", "phones": ["89165550001"], "emails": ["petr@example.ru"], "source": "app"},
+    ]})
+    survivor = items[2]["contact_id"]
+    assert [i["contact_id"] for i in items] == [survivor] * 3
+    assert [i["status"] for i in items] == ["created", "updated", "merged"]
+    with hub_db.engine.connect() as conn:
+        folded = list(conn.execute(select(identity.merges_t.c.merged_id)).scalars())
+    assert items[2]["merged_ids"] == folded and survivor not in folded and len(folded) == 1
+    assert "merged_ids" not in items[0] and "merged_ids" not in items[1]
+    gone = client.get(f"/api/v1/contacts/{folded[0]}", headers=writer).get_json()
+    assert gone["id"] == survivor
+
+
+@pytest.mark.parametrize("query, name", [
+    ("phone=", "phone"), ("email=", "email"), ("source=", "source"), ("segment=", "segment"),
+    ("source=shop&external_id=", "external_id"), ("phone=%2B79160000001&phone=%2B79160000002", "phone"),
+    ("email=a%40b.ru&email=c%40d.ru", "email"), ("source=shop&source=site", "source"),
+    ("limit=1&limit=2", "limit"), ("source=a%00b", "source")])
+def test_an_empty_or_repeated_filter_is_a_400_naming_it(hub_db: HubDB, client: Any, writer: dict[str, str],
+                                                         query: str, name: str) -> None:
+    post(client, writer, {"first_name": "Ян", "phones": ["+79160000001"]})
+    doc = is_problem(client.get(f"/api/v1/contacts?{query}", headers=writer), 400)
+    assert doc["errors"][0]["field"] == name and name in doc["detail"], doc
+
+
+def test_a_bad_birthday_shows_an_example(hub_db: HubDB, client: Any, writer: dict[str, str]) -> None:
+    doc = is_problem(client.post("/api/v1/contacts", json={"first_name": "Ян", "birthday": "17.05.1990"},
+                                 headers=writer), 422)
+    assert doc["errors"][0]["field"] == "/birthday" and "1990-05-17" in doc["errors"][0]["detail"]

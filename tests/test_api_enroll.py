@@ -142,25 +142,29 @@ def test_unknown_switched_off_and_hostile_requests_get_problems(wf: HubDB, clien
     two = is_problem(enroll(client, key, "api_once", {"contact_id": anna, "email": "anna@example.ru"}), 400)
     assert two["errors"][0]["field"] == "/email"
     assert is_problem(enroll(client, key, "api_once", {}), 400)["errors"][0]["field"] == "/contact_id"
-    for body in ({"contact_id": "1; drop table contacts"}, {"contact_id": 2**40}, {"reference": {"source": "x"}},
+    # An id no contact can have names nobody (404); one past the largest row id is refused by the schema.
+    assert is_problem(enroll(client, key, "api_once", {"contact_id": 2**40}), 404)["errors"][0]["field"] == \
+        "/contact_id"
+    for body in ({"contact_id": "1; drop table contacts"}, {"contact_id": 2**63}, {"reference": {"source": "x"}},
                  {"contact_id": anna, "steps": []}, {"phone": "1" * 51}, {"phone": "+7916\u00004000006"},
                  {"reference": {"source": "shop\u0000", "external_id": "c6"}}):
         is_problem(enroll(client, key, "api_once", body), 422)
-    is_problem(enroll(client, key, "x" * 500, {"contact_id": anna}), 404)
-    is_problem(enroll(client, key, "api%00once", {"contact_id": anna}), 404)
+    is_problem(enroll(client, key, "x" * 500, {"contact_id": anna}), 400)  # longer than any name: the gate says so
+    is_problem(enroll(client, key, "api%00once", {"contact_id": anna}), 400)  # the gate checks path parameters
     is_problem(enroll(client, make_key(wf, "contacts:write"), "api_once", {"contact_id": anna}), 403)
     with wf.engine.connect() as conn:
         assert conn.execute(select(WorkflowRun.id)).first() is None
 
 
-def test_a_deleted_contact_is_not_eligible(wf: HubDB, client: Any, key: str) -> None:
+def test_a_deleted_contact_is_nobody(wf: HubDB, client: Any, key: str) -> None:
+    """Deleted in every source: no live contact, as POST /orders and POST /events answer too."""
     from hub.models import Contact
 
     anna = contact(wf, 7)
     with wf.engine.begin() as conn:
         conn.execute(update(Contact).where(Contact.id == anna).values(deleted_at=utcnow()))
-    out = enroll(client, key, "api_once", {"contact_id": anna}).get_json()
-    assert out["status"] == "not_eligible" and out["run_id"] is None and out["reason"]
+    assert is_problem(enroll(client, key, "api_once", {"contact_id": anna}), 404)["errors"][0]["field"] == \
+        "/contact_id"
     assert runs_of(wf, "api_once") == []
 
 
@@ -203,3 +207,39 @@ def test_schemathesis_finds_nothing_wrong_with_enroll(wf: HubDB, client: Any, ke
     for n in range(1, 4):
         contact(wf, 40 + n)
     attack_operation(create_app(wf.settings), key, "POST /api/v1/workflows/{name}/enroll")
+
+
+def test_a_segment_workflow_takes_only_the_segments_members_now(wf: HubDB, client: Any, key: str) -> None:
+    """Enrolling someone who bought yesterday into a win-back would hand them a promo code meant for others."""
+    from tests.support.shop import Person, make_shop
+
+    dormant = {**ONCE, "name": "api_dormant", "trigger": {"segment": "dormant_90d"}}
+    with wf.engine.begin() as conn:
+        store.add(conn, wf.settings, dormant)
+        store.set_enabled(conn, "api_dormant", True)
+    ids = make_shop(wf, [Person("old", "Анна", None, "old@example.ru", bought_days_ago=120),
+                         Person("new", "Вера", None, "new@example.ru", bought_days_ago=1)], now=utcnow())
+    refused = enroll(client, key, "api_dormant", {"contact_id": ids["new"]}, **{"Accept-Language": "en"}).get_json()
+    assert refused["status"] == "not_eligible" and refused["run_id"] is None
+    assert "dormant_90d" in refused["reason"] and "not in the segment" in refused["reason"]
+    russian = enroll(client, key, "api_dormant", {"email": "new@example.ru"}).get_json()
+    assert russian["status"] == "not_eligible" and "dormant_90d" in russian["reason"]
+    assert "not in the segment" not in russian["reason"]
+    assert [r.contact_id for r in runs_of(wf, "api_dormant")] == []
+    taken = enroll(client, key, "api_dormant", {"contact_id": ids["old"]}).get_json()
+    assert taken["status"] == "enrolled"
+    assert [r.contact_id for r in runs_of(wf, "api_dormant")] == [ids["old"]]
+
+
+def test_a_shared_phone_or_email_names_nobody_and_says_so(wf: HubDB, client: Any, key: str) -> None:
+    from tests.test_api_events import OFFICE_EMAIL, OFFICE_PHONE, office
+
+    people = office(wf)
+    for body, field in (({"phone": OFFICE_PHONE}, "/phone"), ({"email": OFFICE_EMAIL}, "/email")):
+        doc = is_problem(enroll(client, key, "api_once", body, **{"Accept-Language": "en"}), 409)
+        assert doc["errors"][0]["field"] == field and "several people share" in doc["detail"], doc
+        assert "contact_id or reference" in doc["errors"][0]["detail"]
+    assert runs_of(wf, "api_once") == []
+    nobody = is_problem(enroll(client, key, "api_once", {"phone": "+74951234599"}, **{"Accept-Language": "en"}), 404)
+    assert "nobody in the base" in nobody["detail"]
+    assert enroll(client, key, "api_once", {"contact_id": people[0]}).get_json()["status"] == "enrolled"

@@ -69,7 +69,7 @@ def test_one_event_by_contact_id_is_stored_with_its_properties_and_time(hub_db: 
     assert row.id == item["event_id"] and row.contact_id == cid and row.name == "cart_abandoned"
     assert row.properties == {"total": 5400, "items": ["sku-1", "sku-2"], "coupon": None}
     assert row.occurred_at == dt.datetime(2026, 12, 1, 7, 0, tzinfo=dt.timezone.utc)
-    assert row.uid == "shop-1" and row.source is not None
+    assert row.uid == "shop-1" and row.api_key is not None
 
 
 def test_the_same_id_again_changes_nothing_and_is_answered_as_duplicate(hub_db: HubDB, client: Any,
@@ -102,13 +102,14 @@ def test_an_unknown_person_is_created_through_the_identity_path_once_per_batch(h
     doc = post(client, key, {"events": [
         {"name": "cart_abandoned", "email": "new.buyer@yandex.ru"},
         {"name": "cart_abandoned", "email": "NEW.BUYER@yandex.ru"},
-        {"name": "page_viewed", "reference": {"source": "site", "external_id": "u-1"}},
+        {"name": "page_viewed", "phone": "+7 916 700-00-01"},
     ]}).get_json()
     assert [i["status"] for i in doc["items"]] == ["stored"] * 3
     with hub_db.engine.connect() as conn:
         assert conn.execute(select(contacts_t.c.id)).scalars().all().__len__() == 2
     by_name = {r.name: r.contact_id for r in rows(hub_db)}
     assert rows(hub_db)[0].contact_id == rows(hub_db)[1].contact_id != by_name["page_viewed"]
+    assert [i["contact_id"] for i in doc["items"]] == [r.contact_id for r in rows(hub_db)]
     again = post(client, key, {"name": "page_viewed", "email": "new.buyer@yandex.ru"}).get_json()
     assert again["items"][0]["status"] == "stored"
     assert rows(hub_db)[-1].contact_id == rows(hub_db)[0].contact_id
@@ -253,3 +254,131 @@ def test_the_document_describes_the_endpoint_and_its_limits(hub_db: HubDB, clien
     assert op["x-scope"] == "events:write"
     text = str(op["requestBody"])
     assert "maxItems': 1000" in text and "maxProperties': 50" in text and events.NAME_PATTERN in text
+
+
+def test_a_contact_deleted_in_every_source_is_refused_by_id_phone_and_reference(hub_db: HubDB, client: Any,
+                                                                                 key: str) -> None:
+    """As POST /orders refuses them; nothing is created in their place either."""
+    from hub.records import Deletion
+    from hub.sync import write_deletions
+
+    cid = add_contact(hub_db, phone="+7 916 555-11-22", email="anna@mail.ru", external_id="77", first_name="Анна")
+    with hub_db.engine.begin() as conn:
+        write_deletions(conn, [Deletion("shop", "contact", "77")], Counts())
+    doc = post(client, key, {"events": [
+        {"name": "cart_abandoned", "contact_id": cid},
+        {"name": "cart_abandoned", "phone": "89165551122"},
+        {"name": "cart_abandoned", "email": "anna@mail.ru"},
+        {"name": "cart_abandoned", "reference": {"source": "shop", "external_id": "77"}}]}).get_json()
+    assert doc["refused"] == 4 and doc["stored"] == 0
+    assert [p["field"] for item in doc["items"] for p in item["problems"]] == [
+        "/events/0/contact_id", "/events/1/phone", "/events/2/email", "/events/3/reference"]
+    assert rows(hub_db) == []
+    with hub_db.engine.connect() as conn:
+        assert conn.execute(select(contacts_t.c.id)).scalars().all() == [cid]
+
+
+def test_find_contacts_answers_every_kind_of_key_set_wise(hub_db: HubDB) -> None:
+    """One definition of a live contact: merges followed; deleted, erased, placeholders, shared values: nobody."""
+    from sqlalchemy import update
+
+    from hub.db import MAX_ROW_ID
+    from hub.models import ContactIdentity, Erasure
+
+    anna = add_contact(hub_db, phone="+79165550001", email="anna@mail.ru", external_id="a1", first_name="Анна")
+    boris = add_contact(hub_db, phone="+79165550002", external_id="b1", first_name="Борис")
+    gone = add_contact(hub_db, phone="+79165550003", external_id="g1", first_name="Глеб")
+    erased = add_contact(hub_db, phone="+79165550004", first_name="Ева")
+    shared = add_contact(hub_db, phone="+79165550005", first_name="Дина")
+    with hub_db.engine.begin() as conn:
+        identity.merge_contacts(conn, anna, boris, reason={"rule": "test"}, settings=hub_db.settings)
+        conn.execute(update(contacts_t).where(contacts_t.c.id == gone)
+                     .values(deleted_at=dt.datetime.now(dt.timezone.utc)))
+        conn.execute(Erasure.__table__.insert().values(contact_id=erased, reason="request", actor="t"))
+        conn.execute(update(ContactIdentity.__table__).where(ContactIdentity.__table__.c.contact_id == shared)
+                     .values(shared="common"))
+        keys: list[identity.ContactKey] = [anna, boris, gone, erased, ("shop", "a1"), ("shop", "b1"), ("shop", "g1"),
+                                           ("shop", "nope"), "+79165550002", "anna@mail.ru", "+79165550003",
+                                           "+79165550005", "nobody@mail.ru", 0, 2**31, MAX_ROW_ID, 10**6]
+        assert identity.find_contacts(conn, keys) == [anna, anna, None, None, anna, anna, None, None, anna, anna,
+                                                      None, None, None, None, None, None, None]
+
+
+OFFICE_PHONE, OFFICE_EMAIL = "+7 495 123-45-67", "office@firma.ru"
+
+
+def office(db: HubDB) -> list[int]:
+    """Three people who give the same switchboard and mailbox: the values are marked shared."""
+    with db.engine.begin() as conn:
+        result = write_contacts(conn, [ContactRecord(source="crm", external_id=f"office-{n}", first_name=first,
+                                                     last_name=last, phones=[OFFICE_PHONE], emails=[OFFICE_EMAIL])
+                                       for n, (first, last) in enumerate([("Анна", "Петрова"), ("Иван", "Сидоров"),
+                                                                          ("Олег", "Козлов")])],
+                                db.settings, Counts())
+    assert ("phone", "+74951234567") in result.shared and ("email", OFFICE_EMAIL) in result.shared
+    return [cid for cid in result.contact_ids if cid is not None]
+
+
+def test_nul_and_control_characters_in_properties_are_422_by_pointer_and_nothing_is_stored(
+        hub_db: HubDB, client: Any, key: str) -> None:
+    cid = add_contact(hub_db, email="ivan@mail.ru")
+    for props, field in (({"u": "a\u0000b"}, "/events/1/properties/u"),
+                         ({"tags": ["ok", "a\u0000b"]}, "/events/1/properties/tags/1"),
+                         ({"u": "a\u001bb"}, "/events/1/properties/u"),
+                         ({"a\u0000b": 1}, "/events/1/properties/a\u0000b"),
+                         ({"a b": 1}, "/events/1/properties/a b")):
+        doc = is_problem(post(client, key, {"events": [
+            {"id": "n:0", "name": "page_viewed", "contact_id": cid},
+            {"id": "n:1", "name": "page_viewed", "contact_id": cid, "properties": props}]}), 422)
+        assert [(e["field"], e.get("index")) for e in doc["errors"]] == [(field, 1)], (props, doc)
+    assert rows(hub_db) == []
+    # free text keeps its tabs and line breaks
+    r = post(client, key, {"id": "n:2", "name": "page_viewed", "contact_id": cid,
+                           "properties": {"note": "две\nстроки\tи таб", "list": ["a\nb"]}})
+    assert r.status_code == 200 and r.get_json()["items"][0]["status"] == "stored"
+    assert rows(hub_db)[0].properties == {"note": "две\nстроки\tи таб", "list": ["a\nb"]}
+
+
+def test_an_unknown_reference_is_refused_and_only_a_new_phone_or_email_makes_a_contact(
+        hub_db: HubDB, client: Any, key: str) -> None:
+    doc = post(client, key, {"events": [
+        {"name": "page_viewed", "reference": {"source": "site", "external_id": "u-new"}},
+        {"name": "page_viewed", "reference": {"source": "site", "external_id": "u-new"}, "email": "fresh@mail.ru"},
+    ]}).get_json()
+    assert [(i["status"], [p["field"] for p in i["problems"]]) for i in doc["items"]] == [
+        ("refused", ["/events/0/reference"]), ("stored", [])]
+    assert doc["items"][0]["contact_id"] is None
+    made = doc["items"][1]["contact_id"]
+    with hub_db.engine.connect() as conn:
+        assert conn.execute(select(contacts_t.c.id)).scalars().all() == [made]
+        assert identity.find_contacts(conn, [("site", "u-new"), "fresh@mail.ru"]) == [None, made]
+
+
+def test_a_shared_phone_or_email_is_refused_as_naming_nobody_not_a_new_contact_each_time(
+        hub_db: HubDB, client: Any, key: str) -> None:
+    people = office(hub_db)
+    for _ in range(2):
+        doc = post(client, key, {"events": [{"name": "page_viewed", "phone": "8 (495) 123-45-67"},
+                                            {"name": "page_viewed", "email": "OFFICE@firma.ru"}]}).get_json()
+        assert [i["status"] for i in doc["items"]] == ["refused", "refused"]
+        assert [p["field"] for i in doc["items"] for p in i["problems"]] == ["/events/0/phone", "/events/1/email"]
+        assert all("several people share" in i["problems"][0]["detail"] for i in doc["items"])
+    with hub_db.engine.connect() as conn:
+        assert sorted(conn.execute(select(contacts_t.c.id)).scalars()) == sorted(people)
+    assert rows(hub_db) == []
+    # a shared phone beside a contact_id is no problem: the id names the person
+    doc = post(client, key, {"name": "page_viewed", "contact_id": people[1], "phone": OFFICE_PHONE}).get_json()
+    assert doc["items"][0]["status"] == "stored" and doc["items"][0]["contact_id"] == people[1]
+
+
+def test_answers_name_the_contact_of_stored_and_duplicate_events(hub_db: HubDB, client: Any, key: str) -> None:
+    cid = add_contact(hub_db, email="ivan@mail.ru")
+    first = post(client, key, {"id": "c:1", "name": "page_viewed", "email": "IVAN@mail.ru"}).get_json()["items"][0]
+    assert (first["status"], first["contact_id"]) == ("stored", cid)
+    again = post(client, key, {"id": "c:1", "name": "page_viewed", "email": "other@mail.ru"}).get_json()["items"][0]
+    assert (again["status"], again["event_id"], again["contact_id"]) == ("duplicate", first["event_id"], cid)
+
+
+def test_a_bad_name_shows_an_example(hub_db: HubDB, client: Any, key: str) -> None:
+    doc = is_problem(post(client, key, {"name": "Cart Abandoned", "contact_id": 1}), 422)
+    assert doc["errors"][0]["field"] == "/name" and "cart_abandoned" in doc["errors"][0]["detail"]

@@ -58,7 +58,7 @@ def test_an_order_finds_its_contact_every_way_and_the_stats_follow(hub_db: HubDB
          "closed_at": paid.isoformat()},
         {"source": "shop", "external_id": "o2", "reference": {"source": "shop", "external_id": "c1"},
          "amount": "2500.50", "status": "won", "closed_at": paid.isoformat().replace("+00:00", "Z")},
-        {"source": "shop", "external_id": "o3", "phone": "8 (916) 123-45-67", "amount": 99.999, "status": "open"},
+        {"source": "shop", "external_id": "o3", "phone": "8 (916) 123-45-67", "amount": 99.99, "status": "open"},
         {"source": "shop", "external_id": "o4", "email": "MASHA@example.ru", "amount": "10", "status": "lost",
          "currency": "usd", "title": "<b>Букет</b>"},
     ]})
@@ -66,7 +66,7 @@ def test_an_order_finds_its_contact_every_way_and_the_stats_follow(hub_db: HubDB
         (n, "created", cid, []) for n in range(4)]
     assert len({i["order_id"] for i in items}) == 4
     rows = {r.external_id: r for r in orders(hub_db)}
-    assert rows["o2"].amount == Decimal("2500.50") and rows["o3"].amount == Decimal("100.00")
+    assert rows["o2"].amount == Decimal("2500.50") and rows["o3"].amount == Decimal("99.99")
     assert rows["o4"].currency == "USD" and rows["o4"].closed_at is not None and rows["o3"].closed_at is None
     assert rows["o2"].contact_external_id == "c1"
     contact = client.get(f"/api/v1/contacts/{cid}", headers=key).get_json()
@@ -195,3 +195,75 @@ def test_scopes(hub_db: HubDB, client: Any) -> None:
     doc = is_problem(client.post("/api/v1/orders", json={"external_id": "1", "contact_id": 1, "amount": 1,
                                                          "status": "won"}, headers=contacts_only), 403)
     assert "orders:write" in doc["detail"]
+
+
+@pytest.mark.parametrize("source", ["bitrix24", "amocrm", "import:deals.xlsx"])
+def test_an_order_cannot_be_written_as_a_system_hub_reads_itself(hub_db: HubDB, client: Any, key: dict[str, str],
+                                                                 plugin_manager: Any, source: str) -> None:
+    """A synced deal is the CRM's: a key overwriting it under the CRM's name is refused, naming the field."""
+    crms(plugin_manager)
+    cid = a_contact(client, key, first_name="Анна", phones=["+79161110000"])
+    (item,) = post(client, key, "/api/v1/orders", {"orders": [{"source": source, "external_id": "d1",
+                                                               "amount": 100, "status": "won", "contact_id": cid}]})
+    assert item["status"] == "refused" and [p["field"] for p in item["problems"]] == ["/orders/0/source"]
+    assert orders(hub_db) == []
+
+
+def crms(plugin_manager: Any) -> None:
+    """The CRM plugins as an installed Hub has them: their sources are registered names."""
+    import plugins.amocrm
+    import plugins.bitrix24
+
+    for plugin in (plugins.amocrm, plugins.bitrix24):
+        if not plugin_manager.is_registered(plugin):
+            plugin_manager.register(plugin)
+
+
+def test_a_shared_phone_or_email_is_refused_as_naming_nobody(hub_db: HubDB, client: Any,
+                                                              key: dict[str, str]) -> None:
+    from tests.test_api_events import OFFICE_EMAIL, OFFICE_PHONE, office
+
+    people = office(hub_db)
+    items = post(client, key, "/api/v1/orders", {"orders": [
+        {"external_id": "s1", "phone": OFFICE_PHONE, "amount": 1, "status": "won"},
+        {"external_id": "s2", "email": OFFICE_EMAIL.upper(), "amount": 1, "status": "won"},
+        {"external_id": "s3", "phone": "+74951234599", "amount": 1, "status": "won"},
+        {"external_id": "s4", "contact_id": people[0], "amount": 1, "status": "won"},
+    ]})
+    assert [i["status"] for i in items] == ["refused", "refused", "refused", "created"]
+    assert [(p["field"], "several people share" in p["detail"]) for i in items[:3] for p in i["problems"]] == [
+        ("/orders/0/phone", True), ("/orders/1/email", True), ("/orders/2/phone", False)]
+    assert "contact_id or reference" in items[0]["problems"][0]["detail"]
+
+
+@pytest.mark.parametrize("amount", [1.005, "1.005", 0.001, "0.001", "4200.500001", 1e-7])
+def test_a_fraction_of_a_kopeck_is_refused_alike_as_number_or_string(hub_db: HubDB, client: Any,
+                                                                    key: dict[str, str], amount: Any) -> None:
+    cid = a_contact(client, key, first_name="Анна", phones=["+79160000001"])
+    (item,) = post(client, key, "/api/v1/orders", {"external_id": "k1", "contact_id": cid, "amount": amount,
+                                                    "status": "won"})
+    assert item["status"] == "refused" and item["problems"][0]["field"] == "/amount"
+    assert "kopeck" in item["problems"][0]["detail"]
+    assert orders(hub_db) == []
+
+
+@pytest.mark.parametrize("amount, kept", [(1.5, "1.50"), ("1.50", "1.50"), ("1.500", "1.50"), (7, "7.00"),
+                                          ("4200.50", "4200.50"), (0.07, "0.07")])
+def test_whole_kopecks_are_kept_exactly(hub_db: HubDB, client: Any, key: dict[str, str], amount: Any,
+                                        kept: str) -> None:
+    cid = a_contact(client, key, first_name="Анна", phones=["+79160000001"])
+    (item,) = post(client, key, "/api/v1/orders", {"external_id": "k1", "contact_id": cid, "amount": amount,
+                                                    "status": "won"})
+    assert item["status"] == "created" and orders(hub_db)[0].amount == Decimal(kept)
+
+
+def test_a_bad_amount_or_time_shows_an_example(hub_db: HubDB, client: Any, key: dict[str, str]) -> None:
+    for body, field, example in (({"amount": "12,50"}, "/amount", "4200.50"),
+                                 ({"closed_at": "06.12.2026"}, "/closed_at", "2026-12-06T10:00:00+03:00"),
+                                 ({"source": "my shop"}, "/source", "shop"),
+                                 ({"currency": "рубль"}, "/currency", "RUB")):
+        response = client.post("/api/v1/orders", json={"external_id": "e1", "contact_id": 1, "amount": 1,
+                                                       "status": "won", **body}, headers=key)
+        assert response.status_code == 422, response.get_data(as_text=True)
+        error = response.get_json()["errors"][0]
+        assert error["field"] == field and example in error["detail"], error

@@ -54,7 +54,7 @@ def people(hub_db: HubDB) -> dict[str, int]:
         ]
         out = events.record(conn, hub_db.settings, [
             events.Incoming(name=name, contact_id=ids[who], properties=props, occurred_at=ago(days))
-            for who, name, days, props in history], source="tests", now=NOW)
+            for who, name, days, props in history], api_key="tests", now=NOW)
         assert all(o.status == "stored" for o in out)
     return {k: v for k, v in ids.items() if v is not None}
 
@@ -119,7 +119,7 @@ def test_a_name_first_received_now_is_usable_at_once(hub_db: HubDB, people: dict
         members(hub_db, rule)
     with hub_db.engine.begin() as conn:
         events.record(conn, hub_db.settings, [events.Incoming(name="order_paid", contact_id=people["gleb"])],
-                      source="tests")
+                      api_key="tests")
     assert named(people, members(hub_db, rule)) == {"gleb"}
 
 

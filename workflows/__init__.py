@@ -160,6 +160,16 @@ def contact_erased(conn: Connection, contact_id: int) -> None:
     conn.execute(update(runs).where(runs.c.contact_id == contact_id, runs.c.status.in_(("running", "waiting")))
                  .values(status="cancelled", next_at=None, finished_at=utcnow(), error="the person was erased"))
     conn.execute(Interaction.__table__.delete().where(Interaction.__table__.c.contact_id == contact_id))
+    # What an event's sender said about them (a cart's address, a page's query) went into the context
+    # of the runs it started; the erasure deletes the events, so their copies go too.
+    from sqlalchemy import bindparam, select
+
+    personal = ("properties",)
+    rows = conn.execute(select(runs.c.id, runs.c.context).where(runs.c.contact_id == contact_id)).all()
+    cleared = [{"_id": r.id, "_context": {k: v for k, v in (r.context or {}).items() if k not in personal}}
+               for r in rows if any(k in (r.context or {}) for k in personal)]
+    if cleared:
+        conn.execute(update(runs).where(runs.c.id == bindparam("_id")).values(context=bindparam("_context")), cleared)
 
 
 @hookimpl

@@ -15,16 +15,14 @@ from typing import Any, Mapping
 
 from sqlalchemy import Connection, select
 
-from hub.api import (N_, ApiCall, ApiEndpoint, ApiError, Contact, ExternalRef, Settings, current_contact_id,
-                     find_contact, format_date, format_length, gettext, normalize_email, normalize_phones, utcnow)
+from hub.api import (MAX_ROW_ID, N_, ApiCall, ApiEndpoint, ApiError, ContactKey, Settings, find_contacts, format_date,
+                     format_length, gettext, normalize_email, normalize_phones, shared_keys, translated_title,
+                     utcnow)
 from workflows import store, triggers
 from workflows.definition import WorkflowError
 
 runs_t = triggers.runs_t
-contacts_t = Contact.__table__
-refs_t = ExternalRef.__table__
 
-MAX_ID = 2**31 - 1
 LINE = "^[^\\x00-\\x1f\\x7f]*$"  # one line of text: no control characters (PostgreSQL stores no NUL)
 STATUSES = ("enrolled", "held_out", "already_running", "not_eligible")
 # The titles of the problems this endpoint answers itself (RFC 9457: the same for every error of a kind).
@@ -34,7 +32,7 @@ BODY: dict[str, Any] = {
     "type": "object", "additionalProperties": False,
     "description": "The contact, by one of: contact_id, phone, email, reference.",
     "properties": {
-        "contact_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        "contact_id": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
         "phone": {"type": "string", "maxLength": 50, "pattern": LINE,
                   "description": "As people write it: +7 916 123-45-67"},
         "email": {"type": "string", "maxLength": 320, "pattern": LINE},
@@ -84,10 +82,9 @@ def enroll(call: ApiCall) -> dict[str, Any]:
                                   problems="; ".join(str(p) for p in exc.problems)[:500])) from None
     contact_id = _contact(conn, call.settings, call.body)
     answer = {"contact_id": contact_id, "workflow": name, "run_id": None, "reason": None}
-    hidden = conn.execute(select(contacts_t.c.deleted_at).where(contacts_t.c.id == contact_id)).scalar()
-    if hidden is not None:
-        return answer | {"status": "not_eligible",
-                         "reason": gettext("the contact is deleted in every source; workflows skip them")}
+    outside = _outside_segment(conn, call.settings, workflow, contact_id)
+    if outside is not None:
+        return answer | {"status": "not_eligible", "reason": outside}
     now = utcnow()
     blocked = _blocked(conn, row.id, contact_id, workflow.reentry, now)
     if blocked is not None:
@@ -102,6 +99,31 @@ def enroll(call: ApiCall) -> dict[str, Any]:
     # Started by someone else a moment ago (the run's uniqueness decided): say what is there now.
     return answer | (_blocked(conn, row.id, contact_id, workflow.reentry, now) or {
         "status": "not_eligible", "reason": gettext("the workflow's rules keep the contact out now")})
+
+
+def _outside_segment(conn: Connection, settings: Settings, workflow: Any, contact_id: int) -> str | None:
+    """Why the contact is not in the workflow's trigger segment now, or None (in it, or no segment).
+
+    A workflow triggered by a segment is written for its members (a
+    reactivation for those who stopped buying): enrolling anyone else would
+    send them what is not meant for them. Evaluated live, as GET
+    /segments/{name}/contacts does, not as the segment was last refreshed.
+    """
+    name = workflow.trigger.segment
+    if not name:
+        return None
+    # not in hub.api on purpose: a trigger segment is evaluated in the segment rule language itself
+    from hub.segments.evaluate import Segments
+
+    chosen = Segments(conn, settings)
+    title = translated_title(chosen.catalog.definitions[name].title) if name in chosen.catalog.definitions else None
+    shown = gettext("“%(title)s” (%(name)s)", title=title, name=name) if title else name
+    if name in chosen.catalog.definitions:
+        members = chosen.compiler.members(chosen.get(name).rule).subquery()
+        if conn.execute(select(members.c.id).where(members.c.id == contact_id)).first() is not None:
+            return None
+    return gettext("the contact is not in the segment %(segment)s now; this workflow takes its members only",
+                   segment=shown)
 
 
 def _held_out() -> str:
@@ -157,26 +179,30 @@ def _contact(conn: Connection, settings: Settings, body: Mapping[str, Any]) -> i
         fields = given[1:] or ["contact_id"]
         raise _error(400, f"/{fields[0]}: {detail}", errors=[{"field": "/" + f, "detail": detail} for f in fields])
     by = given[0]
-    found: int | None = None
+    key: ContactKey
     if by == "contact_id":
-        found = current_contact_id(conn, int(body["contact_id"]))
+        key = int(body["contact_id"])
     elif by == "reference":
-        ref = body["reference"]
-        held = conn.execute(select(refs_t.c.contact_id).where(refs_t.c.source == ref["source"],
-                                                              refs_t.c.external_id == ref["external_id"])).scalar()
-        found = current_contact_id(conn, held) if held is not None else None
+        key = (body["reference"]["source"], body["reference"]["external_id"])
     elif by == "phone":
         numbers = [p for p in normalize_phones(str(body["phone"]), settings.default_region) if p.valid]
         if not numbers:
             raise _error(400, "/phone: " + gettext("not a phone number"),
                          errors=[{"field": "/phone", "detail": gettext("not a phone number")}])
-        found = find_contact(conn, "phone", numbers[0].value)
+        key = numbers[0].value
     else:
         address = normalize_email(str(body["email"]))
         if address is None or not address.valid:
             raise _error(400, "/email: " + gettext("not a valid email address"),
                          errors=[{"field": "/email", "detail": gettext("not a valid email address")}])
-        found = find_contact(conn, "email", address.value)
+        key = address.value
+    found = find_contacts(conn, [key])[0]  # a live contact: not deleted, erased or a signup placeholder
+    if found is None and shared_keys(conn, [key])[0]:
+        detail = (gettext("several people share this phone, so it names nobody; name the contact by contact_id or "
+                          "reference") if by == "phone" else
+                  gettext("several people share this email, so it names nobody; name the contact by contact_id or "
+                          "reference"))
+        raise _error(409, f"/{by}: {detail}", errors=[{"field": "/" + by, "detail": detail}])
     if found is None:
         detail = gettext("nobody in the base has it")
         raise _error(404, f"/{by}: {detail}", errors=[{"field": "/" + by, "detail": detail}])
@@ -192,5 +218,7 @@ def register(register: Any) -> None:
                  "schema": {"type": "string", "maxLength": 64, "pattern": LINE}},),
         description="The workflow's own rules apply, as for any start: a switched-off workflow answers 409; a "
                     "contact with a run under way, or inside the re-entry period, is not started again; the "
-                    "holdout takes its share. A repeat is harmless: it answers already_running with the run. The "
+                    "holdout takes its share. A repeat is harmless: it answers already_running with the run. A "
+                    "phone or email several people share (an office switchboard) names nobody: 409, name the "
+                    "contact by contact_id or reference. The "
                     "run's first step is done by the next tick of `hub scheduler`, like any run's."))

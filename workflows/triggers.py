@@ -50,6 +50,8 @@ events_t = Event.__table__
 
 ACTIVE = ("running", "waiting")
 EVENT_MARGIN = dt.timedelta(minutes=10)  # changes this long before the last look are read again
+EVENT_PAGE = 2000  # events other systems sent, read per page (one transaction of starts each)
+EVENT_PAGES = 20  # pages a workflow reads per tick at most
 INSERT_CHUNK = 5000
 # Set while the workflows refresh a trigger segment themselves: they start the runs
 # right after, and count them, so the segment_changed hook stands aside.
@@ -245,7 +247,8 @@ def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.
         out = [Candidate(cid, f"contact.created:{cid}", {"event": "contact.created"})
                for cid in conn.execute(q.order_by(c.id)).scalars()]
     elif is_api_event(trigger.event):
-        out = api_event_candidates(conn, row, trigger.event, since=since)
+        after = state.get("event_after")
+        out = api_event_candidates(conn, row, trigger.event, after=None if after is None else int(after))[0]
     else:
         expired = trigger.event == "promo.expired"
         workflow_id = None
@@ -261,22 +264,75 @@ def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.
     return out
 
 
-def api_event_candidates(conn: Connection, row: Any, name: str | None, *, since: dt.datetime | None
-                         ) -> list[Candidate]:
-    """Events of this name other systems sent (POST /api/v1/events) since the last look: one run each.
+def api_event_candidates(conn: Connection, row: Any, name: str | None, *, after: int | None = None,
+                         horizon: int | None = None, limit: int | None = None) -> tuple[list[Candidate], int]:
+    """One page of the events of this name other systems sent (POST /api/v1/events): one run each.
 
-    Only events received after the workflow was switched on. The run's context
-    keeps the event's name, id and properties, so what the run did can be
-    traced to the event that started it.
+    Read by event id after `after` (the workflow's state keeps the last id
+    looked at), at most `limit` a page and not past `horizon`
+    (hub.api.settled_event_id: nothing later commits below it), so a busy
+    event costs a bounded read per look, and each event is looked at once.
+    Only events received after the workflow was switched on, of contacts
+    not deleted in every source. The run's context keeps the event's name,
+    id and properties, so what the run did can be traced to the event that
+    started it (an erasure clears them, with the person's events).
+
+    Returns the candidates and the id to read after next time.
     """
-    e = events_t.c
-    floor = max(d for d in (since, row.enabled_at) if d is not None) if (since or row.enabled_at) else None
-    q = select(e.id, e.contact_id, e.properties).where(e.name == name)
-    if floor is not None:
-        q = q.where(e.received_at >= floor)
+    e, c = events_t.c, contacts_t.c
+    limit = limit or EVENT_PAGE
+    if after is None:
+        after = _first_after(conn, row, name)
+    q = (select(e.id, e.contact_id, e.properties, c.deleted_at).join(contacts_t, c.id == e.contact_id)
+         .where(e.name == name, e.id > after))
+    if horizon is not None:
+        q = q.where(e.id <= horizon)
+    if row.enabled_at is not None:
+        q = q.where(e.received_at >= row.enabled_at)
+    rows = conn.execute(q.order_by(e.id).limit(limit)).all()
+    if len(rows) == limit:
+        after = rows[-1].id
+    elif horizon is not None:
+        after = max(after, horizon)
+    elif rows:
+        after = rows[-1].id
     return [Candidate(r.contact_id, f"event:{r.id}", {"event": name, "event_id": r.id,
                                                       "properties": dict(r.properties or {})})
-            for r in conn.execute(q.order_by(e.id))]
+            for r in rows if r.deleted_at is None], after
+
+
+def _first_after(conn: Connection, row: Any, name: str | None) -> int:
+    """Where a workflow's first look starts: just before the first event received since it was switched on."""
+    e = events_t.c
+    q = select(func.min(e.id)).where(e.name == name)
+    if row.enabled_at is not None:
+        q = q.where(e.received_at >= row.enabled_at)
+    first = conn.execute(q).scalar()
+    return int(first) - 1 if first is not None else int(conn.execute(select(func.coalesce(func.max(e.id), 0))
+                                                                     .where(e.name == name)).scalar_one())
+
+
+def fire_api_events(engine: Engine, row: Any, workflow: Workflow, state: dict[str, Any], *,
+                    now: dt.datetime) -> StartReport:
+    """Start one run per new event, a page at a time; each page's runs and the id read up to commit together."""
+    from hub.api import settled_event_id
+
+    report = StartReport()
+    horizon = settled_event_id(engine)
+    after = state.get("event_after")
+    for _page in range(EVENT_PAGES):  # a bigger backlog is caught up over the following ticks
+        with engine.connect() as conn:
+            candidates, next_after = api_event_candidates(conn, row, workflow.trigger.event,
+                                                          after=None if after is None else int(after),
+                                                          horizon=horizon)
+        with engine.begin() as conn:
+            report.add(start(conn, row, workflow, candidates, trigger=f"event:{workflow.trigger.event}", now=now))
+            state = {**state, "since": now.isoformat(), "event_after": next_after}
+            store.save_state(conn, row.id, state)
+        if next_after >= horizon or next_after == after:
+            break
+        after = next_after
+    return report
 
 
 def fire(engine: Engine, settings: Settings, row: Any, workflow: Workflow, *, now: dt.datetime,
@@ -308,6 +364,8 @@ def fire(engine: Engine, settings: Settings, row: Any, workflow: Workflow, *, no
             if trigger.kind == "schedule" and not manual:
                 store.save_state(conn, row.id, {**state, "fired_at": now.isoformat()})
         return report
+    if is_api_event(trigger.event):
+        return fire_api_events(engine, row, workflow, state, now=now)
     with engine.connect() as conn:
         candidates = event_candidates(conn, row, workflow, now=now)
     with engine.begin() as conn:

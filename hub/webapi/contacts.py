@@ -22,8 +22,10 @@ from typing import Any
 from sqlalchemy import Select, select
 
 from hub import contacts, identity, normalize, sync
+from hub.db import MAX_ROW_ID
 from hub.hookspecs import hookimpl
 from hub.i18n import gettext
+from hub.plugins import sources
 from hub.models import Contact, ContactIdentity, ExternalRef
 from hub.records import ContactRecord
 from hub.segments.evaluate import Segments
@@ -37,7 +39,9 @@ from hub.webapi.schemas import (
     CURSOR_PARAMS,
     ITEM_PROBLEMS,
     SOURCE,
+    LINE_PATTERN,
     TEXT_PATTERN,
+    keyed,
     line,
     one_or_batch,
     page_of,
@@ -48,9 +52,9 @@ identities_t = ContactIdentity.__table__
 refs_t = ExternalRef.__table__
 DEFAULT_SOURCE = "api"
 DEFAULT_LIMIT = 100
-MAX_ID = 2 ** 31 - 1  # contacts.id is a 32-bit integer on PostgreSQL: a bigger id names nobody
 MAX_BATCH = 1000
 NAME_FIELDS = ("first_name", "last_name", "middle_name")
+FIELD_NAME_PATTERN = "^[^\\x00-\\x1f\\x7f]{1,64}$"  # a custom field's name: one line, 1 to 64 characters
 
 CONTACT_IN: JSON = {
     "type": "object", "additionalProperties": False,
@@ -63,14 +67,17 @@ CONTACT_IN: JSON = {
                    "description": "As people write them («8 (916) 123-45-67»); normalized to E.164. One that "
                                   "cannot be read is kept as written and flagged in problems"},
         "emails": {"type": "array", "maxItems": 20, "items": line(320)},
-        "birthday": {"type": "string", "format": "date", "pattern": "^\\d{4}-\\d{2}-\\d{2}$"},
+        "birthday": {"type": "string", "format": "date", "pattern": "^\\d{4}-\\d{2}-\\d{2}$",
+                     "examples": ["1990-05-17"]},
         "city": line(200), "company": line(300), "gender": {"enum": ["m", "f"]},
         "tags": {"type": "array", "maxItems": 50, "items": line(100, min_length=1)},
-        "fields": {"type": "object", "maxProperties": 50, "propertyNames": line(64, min_length=1),
-                   "additionalProperties": {"type": ["string", "number", "boolean"], "maxLength": 2000,
-                                            "pattern": TEXT_PATTERN},
-                   "description": "Custom fields, kept on the contact like an import's extra columns "
-                                  "(usable in segment rules)"},
+        "fields": keyed(FIELD_NAME_PATTERN, {"type": ["string", "number", "boolean"], "maxLength": 2000,
+                                             "pattern": TEXT_PATTERN},
+                        max_properties=50,
+                        description="Custom fields, kept on the contact like an import's extra columns (usable "
+                                    "in segment rules): names of 1 to 64 characters on one line; values are "
+                                    "text (tabs and line breaks allowed, no other control character), numbers "
+                                    "or true/false"),
         "source": {**SOURCE, "description": "The system the contact comes from (default: api)"},
         "external_id": line(200, "The contact's id in `source`: send it to update the same record later",
                             min_length=1),
@@ -95,7 +102,10 @@ identity rules as CRM syncs and imports. Each item is answered in order with its
 - `updated`: it is a contact Hub already held (found by its reference, a phone or an email), or one an
   earlier item of the same batch created or matched; its fields are filled in, it may be unchanged;
 - `merged`: it showed that contacts Hub held apart are one person; they were merged into `contact_id`
-  (`merged_ids` lists the others, which now answer as `contact_id`);
+  (`merged_ids` lists the others, which now answer as `contact_id`), contacts made by earlier items of
+  the same batch included. Every item answers the contact as it is after the whole batch: an earlier
+  item whose contact a later item merged away answers the survivor's id (keep that one), and only the
+  first item that answers a contact made by this batch says `created`;
 - `refused`: nothing was written; `problems` says why (a person erased on request stays out).
 
 `source` + `external_id` is the item's reference: send it to update the same record later. Without one
@@ -105,6 +115,21 @@ flagged in `problems`, as everywhere in Hub. As with CRM syncs, an empty field t
 field another source filled keeps that source's value (a source corrects only what it gave); tags and
 `fields` are added to what the contact has.
 """
+
+
+def reserved_source(name: str) -> bool:
+    """Whether `name` is a system Hub itself reads (a CRM a plugin syncs, a file import).
+
+    A key writing under such a name would speak for that system: attach its
+    references (which merge people) or overwrite the deals its sync keeps.
+    """
+    folded = name.strip().casefold()
+    return folded.startswith("import") or folded in {s.casefold() for s in sources()}
+
+
+def reserved_detail(name: str) -> str:
+    return gettext("%(source)s is a system Hub reads itself (a CRM sync or a file import); name your own system "
+                   "(for example shop or site)", source=name[:100])
 
 
 def _where(base: str, index: int) -> str:
@@ -151,6 +176,9 @@ def _record(item: JSON, where: str, region: str, found: list[JSON]) -> tuple[ide
                                                                       "and flagged") if kind == "phone" else
                                       gettext("not a valid email address; kept as written and flagged")))
     external_id = item.get("external_id")
+    if item.get("source") is not None and reserved_source(item["source"]):
+        found.append(_problem(f"{where}/source", reserved_detail(item["source"])))
+        return None
     if not (first or last or middle or identifiers or external_id):
         found.append(_problem(where, gettext("no name, phone, email or external_id: nothing to keep")))
         return None
@@ -180,10 +208,14 @@ def post_contacts(call: Call) -> JSON:
             keys_of[index] = made[1]
 
     # One chunk per source (the contact_synced hook is told the source), in the order sources first appear.
+    # The whole batch's people are locked in one sorted step before any chunk is written (PostgreSQL).
+    identity.lock_keys(call.conn, [p for members in by_source.values() for _, p in members])
     placed: dict[int, int | None] = {}
     created: set[int] = set()
     survivor_of: dict[int, int] = {}
     shared: dict[tuple[str, str], str] = {}
+    chunk_merges: list[list[tuple[int, int]]] = []  # each chunk's merges (survivor, merged), by chunk
+    chunk_of: dict[int, int] = {}  # item index -> its chunk
     for members in by_source.values():
         prepared = [p for _, p in members]
         result = sync.write_contacts(call.conn, [p.record for p in prepared], call.settings, sync.Counts(),
@@ -192,6 +224,8 @@ def post_contacts(call: Call) -> JSON:
         survivor_of.update({merged: survivor for survivor, merged in result.merged})
         shared.update(result.shared)
         placed.update({index: cid for (index, _), cid in zip(members, result.contact_ids, strict=True)})
+        chunk_of.update({index: len(chunk_merges) for index, _ in members})
+        chunk_merges.append(list(result.merged))
 
     def current(cid: int) -> int:
         hops = 0
@@ -199,9 +233,12 @@ def post_contacts(call: Call) -> JSON:
             cid, hops = survivor_of[cid], hops + 1
         return cid
 
-    folded: dict[int, list[int]] = defaultdict(list)
-    for merged in survivor_of:
-        folded[current(merged)].append(merged)
+    # A merge is told by the first item of the chunk that made it which lands on the survivor; every
+    # item whose contact was folded away (earlier in the batch too) answers the survivor's id.
+    folds: dict[tuple[int, int], list[int]] = defaultdict(list)  # (chunk, final survivor) -> merged ids
+    for n, merges in enumerate(chunk_merges):
+        for _survivor, merged in merges:
+            folds[(n, current(merged))].append(merged)
     seen: set[int] = set()
     for index, answer in enumerate(answers):
         if index not in placed:
@@ -214,13 +251,14 @@ def post_contacts(call: Call) -> JSON:
             continue
         cid = current(raw)
         answer["contact_id"] = cid
-        if cid in seen:
-            answer["status"] = "updated"
-        elif raw in created and cid == raw:
-            answer["status"] = "created"
-        elif folded.get(cid):
+        fold = folds.pop((chunk_of[index], cid), None)
+        if fold:
             answer["status"] = "merged"
-            answer["merged_ids"] = sorted(folded[cid])
+            answer["merged_ids"] = sorted(set(fold))
+        elif cid in seen:
+            answer["status"] = "updated"
+        elif cid in created:
+            answer["status"] = "created"
         else:
             answer["status"] = "updated"
         seen.add(cid)
@@ -240,7 +278,7 @@ def _thresholds(call: Call) -> Thresholds:
 def get_contact(call: Call) -> JSON:
     """One contact; an id merged into another answers the survivor."""
     asked = int(call.path["id"])
-    cid = identity.current_contact_id(call.conn, asked) if 0 < asked <= MAX_ID else None
+    cid = identity.find_contacts(call.conn, [asked])[0]
     found = list(contacts.iter_contacts(call.conn, ids=[cid], thresholds=_thresholds(call))) if cid else []
     if not found:
         raise problems.error(404, gettext("There is no contact %(id)s", id=asked),
@@ -288,7 +326,7 @@ def list_contacts(call: Call) -> JSON:
                                                                                 "detail": gettext("no such segment")}])
         members = chosen.compiler.members(chosen.get(name).rule).subquery()
         stmt = stmt.where(c.id.in_(select(members.c.id)))
-    after = min(read_cursor(q.get("cursor")), MAX_ID)
+    after = min(read_cursor(q.get("cursor")), MAX_ROW_ID)
     limit = int(q.get("limit") or DEFAULT_LIMIT)
     ids = list(call.conn.execute(stmt.where(c.id > after).order_by(c.id).limit(limit + 1)).scalars())
     more = len(ids) > limit
@@ -298,15 +336,20 @@ def list_contacts(call: Call) -> JSON:
 
 
 LIST_PARAMS: tuple[JSON, ...] = (
-    {"name": "phone", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 100},
+    {"name": "phone", "in": "query", "required": False,
+     "schema": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": LINE_PATTERN},
      "description": "Contacts holding this phone, written any way («8 (916) 123-45-67» finds +79161234567)"},
-    {"name": "email", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 320},
+    {"name": "email", "in": "query", "required": False,
+     "schema": {"type": "string", "minLength": 1, "maxLength": 320, "pattern": LINE_PATTERN},
      "description": "Contacts holding this email (case does not matter)"},
-    {"name": "source", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 100},
+    {"name": "source", "in": "query", "required": False,
+     "schema": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": LINE_PATTERN},
      "description": "Contacts with a reference from this source"},
-    {"name": "external_id", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 200},
+    {"name": "external_id", "in": "query", "required": False,
+     "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": LINE_PATTERN},
      "description": "With source: the contact with this reference"},
-    {"name": "segment", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64},
+    {"name": "segment", "in": "query", "required": False,
+     "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": LINE_PATTERN},
      "description": "Contacts in this segment now"},
     *CURSOR_PARAMS,
 )
@@ -323,9 +366,10 @@ def register_api_endpoints(register: Any) -> None:
                                   "another contact answers the survivor (its `id` is the survivor's: keep that "
                                   "one). A deleted or erased contact is a 404 that says nothing about them.",
                       params=({"name": "id", "in": "path", "required": True,
-                               "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},),
+                               "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID}},),
                       answer=CONTACT_REF, errors=(404,), schemas=COMPONENTS))
     register(Endpoint("GET", "/contacts", list_contacts, "contacts:read", "Find contacts, a page at a time",
-                      "contacts", description="Filters combine (all must hold). Pages go by contact id: pass "
-                                              "next_cursor as cursor until it is null.",
+                      "contacts", description="Filters combine (all must hold). An empty filter (?phone=) or "
+                                              "one given twice is a 400 naming it, never the whole base. Pages "
+                                              "go by contact id: pass next_cursor as cursor until it is null.",
                       params=LIST_PARAMS, answer=page_of(CONTACT_REF), errors=(404,), schemas=COMPONENTS))

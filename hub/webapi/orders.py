@@ -20,21 +20,18 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from hub import identity, normalize, sync
-from hub.db import among, chunks, utcnow
+from hub import events, identity, normalize, sync
+from hub.db import MAX_ROW_ID, among, chunks, utcnow
 from hub.hookspecs import hookimpl
 from hub.i18n import gettext
-from hub.models import Contact, ContactIdentity, Erasure, ExternalRef, Order
+from hub.models import Order
 from hub.plugins import get_pm
 from hub.records import OrderRecord
+from hub.webapi.contacts import reserved_detail, reserved_source
 from hub.webapi.endpoints import JSON, Call, Endpoint
 from hub.webapi.schemas import DATE_TIME, ITEM_PROBLEMS, SOURCE, line, one_or_batch
 
 orders_t = Order.__table__
-contacts_t = Contact.__table__
-identities_t = ContactIdentity.__table__
-refs_t = ExternalRef.__table__
-erasures_t = Erasure.__table__
 DEFAULT_SOURCE = "api"
 MAX_BATCH = 1000
 MAX_AMOUNT = 99_999_999_999  # what Money (NUMERIC(14, 2)) holds, whole
@@ -45,7 +42,7 @@ ORDER_IN: JSON = {
         "source": {**SOURCE, "description": "The system the order comes from (default: api)"},
         "external_id": line(200, "The order's id in source: sending it again updates the same order",
                             min_length=1),
-        "contact_id": {"type": "integer", "minimum": 1, "maximum": 2 ** 31 - 1,
+        "contact_id": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID,
                        "description": "The contact's id in Hub (one merged away finds the survivor)"},
         "reference": {"type": "object", "additionalProperties": False, "required": ["source", "external_id"],
                     "description": "The contact by its reference, (as sent to POST /contacts)",
@@ -53,9 +50,11 @@ ORDER_IN: JSON = {
         "phone": line(100, "The contact by a phone of their own"),
         "email": line(320, "The contact by an email of their own"),
         "amount": {"type": ["number", "string"], "minimum": 0, "maximum": MAX_AMOUNT,
-                   "pattern": "^\\d{1,11}(\\.\\d{1,2})?$",
-                   "description": "A number or a decimal string («4200.50»); kept to the kopeck"},
-        "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$", "description": "ISO 4217 (default RUB)"},
+                   "pattern": "^\\d{1,11}(\\.\\d{1,20})?$", "maxLength": 32, "examples": ["4200.50"],
+                   "description": "A number or a decimal string («4200.50»), in whole kopecks: an amount with "
+                                  "a fraction of a kopeck (1.005 or «1.005») is refused, never rounded"},
+        "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$", "examples": ["RUB"],
+                     "description": "ISO 4217 (default RUB)"},
         "status": {"enum": ["won", "lost", "open"], "description": "Only won orders count in the stats"},
         "closed_at": {**DATE_TIME, "description": "When it was paid or lost (default: created_at, or now)"},
         "created_at": {**DATE_TIME, "description": "When it was placed (default: now)"},
@@ -77,7 +76,10 @@ DESCRIPTION = """\
 Upsert one order, or `{"orders": [...]}` with up to 1,000, by (`source`, `external_id`): sending an order
 again updates it. Name its contact by `contact_id`, by `reference` ({source, external_id}, (as sent to POST /contacts)),
 by `phone` or by `email` (a value of the person's own; the first of these given is used). An order whose
-contact Hub cannot find is `refused` with a problem naming the field: send the contact first. Won orders
+contact Hub cannot find is `refused` with a problem naming the field: send the contact first. A phone or
+email several people share (an office switchboard) names nobody: such an order is refused too; name the
+contact by `contact_id` or `reference`. `amount` is in whole kopecks, as a number or a string: one with a
+fraction of a kopeck (1.005 or "1.005") is refused, never rounded. Won orders
 count in the contact's orders_count, revenue and lifecycle at once; a `promo_code` is redeemed by the
 next scheduled pass, as codes on CRM deals are. Two items with the same key in one batch: the last one
 is kept, both answer the same order_id.
@@ -95,59 +97,20 @@ def _moment(value: str | None) -> dt.datetime | None:
     return moment.astimezone(dt.timezone.utc)
 
 
+class FractionOfKopeck(ValueError):
+    """An amount written with more than two decimal places."""
+
+
 def _amount(value: Any) -> Decimal:
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidOperation
-    amount = Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
+    exact = Decimal(str(value))
+    if not exact.is_finite() or exact < 0 or exact > MAX_AMOUNT:
         raise InvalidOperation
+    amount = exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    if amount != exact:  # a number and its string refused alike: money is not rounded behind the sender's back
+        raise FractionOfKopeck
     return amount
-
-
-def _live(conn: Connection, ids: set[int]) -> set[int]:
-    """Those of `ids` that are contacts to attach an order to (not deleted, not erased, not a placeholder)."""
-    out: set[int] = set()
-    for part in chunks(sorted(ids), identity.LOOKUP_CHUNK):
-        out.update(conn.execute(select(contacts_t.c.id).where(among(conn, contacts_t.c.id, part),
-                                                              contacts_t.c.deleted_at.is_(None))).scalars())
-        out.difference_update(conn.execute(select(erasures_t.c.contact_id)
-                                           .where(among(conn, erasures_t.c.contact_id, part))).scalars())
-    return out
-
-
-def _by_ids(conn: Connection, wanted: set[int]) -> dict[int, int]:
-    """Each asked id -> the contact it names now (itself, or the survivor of merges)."""
-    live = _live(conn, wanted)
-    found = {cid: cid for cid in live}
-    for cid in wanted - live:  # merged away (rare): follow the merge log one id at a time
-        now = identity.current_contact_id(conn, cid)
-        if now is not None and now in _live(conn, {now}):
-            found[cid] = now
-    return found
-
-
-def _by_refs(conn: Connection, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    by_source: dict[str, list[str]] = defaultdict(list)
-    for source, external_id in wanted:
-        by_source[source].append(external_id)
-    found: dict[tuple[str, str], int] = {}
-    for source, ids in by_source.items():
-        for part in chunks(sorted(ids), identity.LOOKUP_CHUNK):
-            for ext, cid in conn.execute(select(refs_t.c.external_id, refs_t.c.contact_id).where(
-                    refs_t.c.source == source, refs_t.c.deleted_at.is_(None), among(conn, refs_t.c.external_id, part))):
-                found[(source, ext)] = cid
-    return found
-
-
-def _by_values(conn: Connection, kind: str, values: set[str]) -> dict[str, int]:
-    """A phone's or email's one holder, as identity.find_contact: a shared value finds nobody."""
-    c = identities_t.c
-    found: dict[str, int] = {}
-    for part in chunks(sorted(values), identity.LOOKUP_CHUNK):
-        for value, cid in conn.execute(select(c.value, c.contact_id).where(
-                c.kind == kind, c.valid, c.shared.is_(None), among(conn, c.value, part))):
-            found[value] = cid
-    return found
 
 
 def post_orders(call: Call) -> JSON:
@@ -166,6 +129,10 @@ def post_orders(call: Call) -> JSON:
                         "problems": found})
         try:
             amount = _amount(item["amount"])
+        except FractionOfKopeck:
+            found.append(_problem(f"{where}/amount", gettext(
+                "a fraction of a kopeck: write at most two decimal places, e.g. 4200.50")))
+            continue
         except (InvalidOperation, ValueError):
             found.append(_problem(f"{where}/amount", gettext("not an amount of money")))
             continue
@@ -180,6 +147,9 @@ def post_orders(call: Call) -> JSON:
         created_at = moments["created_at"] or now
         closed_at = moments["closed_at"] or (created_at if item["status"] != "open" else None)
         source = item.get("source") or DEFAULT_SOURCE
+        if reserved_source(source):
+            found.append(_problem(f"{where}/source", reserved_detail(source)))
+            continue
         row = {"source": source, "external_id": item["external_id"], "contact_external_id": None,
                "contact_id": None, "amount": amount, "currency": (item.get("currency") or "RUB").upper(),
                "status": item["status"], "title": (item.get("title") or "").strip() or None,
@@ -210,21 +180,25 @@ def post_orders(call: Call) -> JSON:
         else:
             found.append(_problem(where, gettext("name the order's contact: contact_id, reference, phone or email")))
 
-    by_id = _by_ids(conn, ids) if ids else {}
-    by_ref = _by_refs(conn, refs) if refs else {}
-    by_value = {kind: _by_values(conn, kind, wanted) for kind, wanted in values.items() if wanted}
-    holders = set(by_ref.values()) | {cid for found in by_value.values() for cid in found.values()}
-    live = _live(conn, holders) | set(by_id.values())
+    asked: list[identity.ContactKey] = sorted(ids) + sorted(refs) + sorted(v for vs in values.values() for v in vs)
+    named = dict(zip(asked, identity.find_contacts(conn, asked), strict=True))
+    unnamed = [k for k in asked if isinstance(k, str) and named[k] is None]
+    shared = {k for k, is_shared in zip(unnamed, identity.shared_keys(conn, unnamed), strict=True) if is_shared}
     kept: list[tuple[int, JSON]] = []
     for index, row, how in ready:
         item = items[index]
         if how == "contact_id":
-            cid = by_id.get(item["contact_id"])
+            cid = named.get(item["contact_id"])
         elif how == "reference":
-            cid = by_ref.get((item["reference"]["source"], item["reference"]["external_id"]))
+            cid = named.get((item["reference"]["source"], item["reference"]["external_id"]))
         else:
-            cid = by_value.get(how, {}).get(row.pop("_value"))
-        if cid is None or cid not in live:
+            value = row.pop("_value")
+            cid = named.get(value)
+            if value in shared:
+                answers[index]["problems"].append(_problem(f"{base}/{index}/{how}" if base else f"/{how}",
+                                                           events.shared_detail(how)))
+                continue
+        if cid is None:
             where = f"{base}/{index}" if base else ""
             answers[index]["problems"].append(_problem(f"{where}/{how}", gettext(
                 "no contact found by this %(field)s; send the contact first (POST /api/v1/contacts)",

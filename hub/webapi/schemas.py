@@ -68,6 +68,11 @@ CURSOR_PARAMS: tuple[JSON, ...] = (
 # with the field named, never stored half-way or answered with a 500. Lone UTF-16 surrogates (JSON may
 # escape one; no database can store it) are refused by the gate in every string of every body
 # (hub.webapi.routes), not here: test-data generators cannot read surrogates in a pattern.
+#
+# One rule for which is which: whatever names or identifies something (names, phones, emails, ids,
+# references, tags, the keys of custom fields and event properties) is one line, no control character
+# at all; only free text a person may write over several lines (a custom field's value, an event's text
+# property) takes tabs and line breaks, and no other control character.
 LINE_PATTERN = "^[^\\x00-\\x1f\\x7f]*$"
 TEXT_PATTERN = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]*$"  # tabs and line breaks allowed
 SOURCE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -83,15 +88,29 @@ def line(max_length: int, description: str = "", *, min_length: int = 0) -> JSON
     return out
 
 
-SOURCE: JSON = {"type": "string", "pattern": SOURCE_PATTERN,
+SOURCE: JSON = {"type": "string", "pattern": SOURCE_PATTERN, "examples": ["shop"],
                 "description": "The system a record comes from (letters, digits, _ . : -; at most 64)"}
 DATE_TIME: JSON = {"type": "string", "format": "date-time", "maxLength": 40,
                    "pattern": "^\\d{4}-\\d{2}-\\d{2}[T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?(Z|[+-]\\d{2}:\\d{2})$",
+                   "examples": ["2026-12-06T10:00:00+03:00"],
                    "description": "ISO 8601 with a time zone, e.g. 2026-12-06T10:00:00+03:00"}
 ITEM_PROBLEMS: JSON = {"type": "array", "items": {
     "type": "object", "required": ["field", "detail"],
     "properties": {"field": {"type": "string", "description": "JSON pointer into the request body"},
                    "detail": {"type": "string"}}}}
+
+
+def keyed(name_pattern: str, value: JSON, *, max_properties: int, description: str = "") -> JSON:
+    """An object of free keys (custom fields, event properties): each key fits `name_pattern`.
+
+    Written with patternProperties and a never-valid additionalProperties rather than propertyNames so
+    that a bad key is reported at its own pointer (/contacts/0/fields/<key>), not at the object's.
+    """
+    out: JSON = {"type": "object", "maxProperties": max_properties, "patternProperties": {name_pattern: value},
+                 "additionalProperties": {"not": {}, "description": "A key that is not a valid name"}}
+    if description:
+        out["description"] = description
+    return out
 
 
 def one_or_batch(key: str, item: JSON, *, limit: int = 1000) -> JSON:

@@ -14,12 +14,11 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 # not in hub.api on purpose: public sign-up normalizes and finds addresses as sync does
-from hub import identity, normalize
-from hub.api import (N_, ApiCall, ApiEndpoint, ApiError, consent_channels, consent_purposes, current_consent,
-                     current_contact_id, enqueue, gettext, record_consent)
+from hub.api import (MAX_ROW_ID, N_, ApiCall, ApiEndpoint, ApiError, ContactKey, consent_channels, consent_purposes,
+                     current_consent, enqueue, find_contacts, gettext, normalize_email, normalize_phones,
+                     record_consent)
 from plugins.gdpr import capture, config
 
-MAX_ID = 2**31 - 1
 # The titles of the problems this endpoint answers itself (RFC 9457: the same for every error of a kind).
 TITLES = {400: N_("Bad request"), 403: N_("Forbidden"), 404: N_("Not found"), 409: N_("Conflict"),
           429: N_("Too many requests"), 503: N_("Service unavailable")}
@@ -54,7 +53,7 @@ BODY: dict[str, Any] = {
         "text_version": {**_text(100), "description": "The version of the consent text the person saw"},
         "ip": {**_text(64), "description": "The visitor's IP address (evidence)"},
         "user_agent": {**_text(500), "description": "The visitor's browser (evidence)"},
-        "contact_id": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ID,
+        "contact_id": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ROW_ID,
                        "description": "A withdrawal's contact (or give email or phone)"},
         "channel": {**_text(50), "description": "A withdrawal's channel: email, sms, phone"},
         "purpose": {**_text(50), "description": "A withdrawal's purpose: marketing, news, …"},
@@ -203,17 +202,17 @@ def _withdraw(call: ApiCall, body: Mapping[str, Any]) -> dict[str, Any]:
 
 def _person(conn: Any, settings: Any, body: Mapping[str, Any], by: str) -> int:
     """The contact a withdrawal is for (as they are now, after merges); 404 naming the field if nobody."""
-    found: int | None = None
+    key: ContactKey | None = None
     if by == "contact_id":
-        found = current_contact_id(conn, int(body["contact_id"]))
-        if found is not None and identity.is_placeholder(conn, found):
-            found = None  # a signup's hidden placeholder is nobody yet
+        key = int(body["contact_id"])
     elif by == "email":
-        address = normalize.email(str(body["email"]))
-        found = identity.find_contact(conn, normalize.EMAIL, address.value) if address and address.valid else None
+        address = normalize_email(str(body["email"]))
+        key = address.value if address and address.valid else None
     else:
-        numbers = [p for p in normalize.phones(str(body["phone"]), settings.default_region) if p.valid]
-        found = identity.find_contact(conn, normalize.PHONE, numbers[0].value) if numbers else None
+        numbers = [p for p in normalize_phones(str(body["phone"]), settings.default_region) if p.valid]
+        key = numbers[0].value if numbers else None
+    # A live contact: not deleted, erased, or a signup's hidden placeholder (nobody yet).
+    found = find_contacts(conn, [key])[0] if key is not None else None
     if found is None:
         raise _error(404, gettext("%(field)s: nobody in the base has it (a withdrawal needs a known "
                                           "contact)", field=by), errors=[{"field": "/" + by, "detail": gettext(
