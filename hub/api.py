@@ -35,8 +35,9 @@ from hub.credentials import load as load_credentials
 from hub.credentials import lock as lock_credentials
 from hub.credentials import redact as redact_credentials
 from hub.credentials import save as save_credentials
-from hub.db import bulk_insert, chunks, get_engine, insert_for, utcnow
+from hub.db import MAX_ROW_ID, bulk_insert, chunks, get_engine, insert_for, utcnow
 from hub.hookspecs import hookimpl
+from hub.events import settled_event_id
 from hub.formats import date as format_date
 from hub.formats import duration as format_length
 from hub.formats import money as format_money
@@ -46,7 +47,7 @@ from hub.formats import percent as format_percent
 from hub.formats import phone as format_phone
 from hub.i18n import N_, current_language, gettext, lazy_gettext, ngettext, pgettext, use_language
 from hub.i18n import title as translated_title
-from hub.identity import current_contact_id, find_contact
+from hub.identity import ContactKey, current_contact_id, find_contact, find_contacts, shared_keys
 from hub.links import public_url, unsubscribe_mailto
 from hub.localtime import (QuietHours, contact_zones, end_of_local_day, format_duration, next_local_time,
                            parse_duration, parse_time_of_day)
@@ -74,7 +75,7 @@ from hub.sync import Page, ReconcilingSource, Source, SyncError, TargetedSource
 from hub.webapi.endpoints import ApiError, Call as ApiCall, Endpoint as ApiEndpoint
 from hub.webapi.endpoints import cursor_after as api_cursor_after
 from hub.webapi.endpoints import read_cursor as api_read_cursor
-from hub.webhooks import publish as publish_event
+from hub.webhooks import publish as publish_webhook_event
 from hub.writeback import NoCrmHolds, WriteBack, WriteBackError
 from hub.unmerge import UnmergeRefused, unmerge
 from hub.writeback import apply as write_back
@@ -94,6 +95,10 @@ __all__ = [
     "current_contact_id", "contact_card", "ContactIdentity", "unmerge", "UnmergeRefused",
     # finding a person by what another system knows: a phone or email as Hub normalizes it
     "find_contact", "normalize_phones", "normalize_email",
+    # which live contact ids, references (source, external_id) or normalized phones and emails name, set-wise
+    "find_contacts", "ContactKey", "MAX_ROW_ID",
+    # which phones and emails are several people's (they name nobody, and are not unknown either)
+    "shared_keys",
     "can_contact", "current_consent", "record_consent", "consent_channels", "consent_purposes", "kind_for_channel",
     "consent_status_title", "consent_channel_title", "consent_purpose_title",
     "contact_addresses", "TRANSACTIONAL",
@@ -123,8 +128,10 @@ __all__ = [
     "NAMING_CONVENTION", "TYPE_ANNOTATION_MAP", "insert_for", "bulk_insert", "chunks",
     # commands and web routes
     "App", "pass_app", "emit_json", "progress_bar", "stderr", "ROW_ID", "current_settings",
-    # the HTTP API (register_api_endpoints) and webhooks out (publish_event, in the caller's transaction)
-    "ApiEndpoint", "ApiCall", "ApiError", "api_cursor_after", "api_read_cursor", "publish_event",
+    # the HTTP API (register_api_endpoints) and webhooks out (publish_webhook_event, in the caller's transaction)
+    "ApiEndpoint", "ApiCall", "ApiError", "api_cursor_after", "api_read_cursor", "publish_webhook_event",
+    # events other systems sent: the id below which every one is committed (read them by id up to it)
+    "settled_event_id",
     # admin pages (register_admin_pages): who may use a view, who is asking, the audit log
     "AdminPage", "allow", "PUBLIC", "current_user", "actor", "engine", "record_audit", "local_path", "ActionForm",
 ]

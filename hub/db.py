@@ -162,9 +162,11 @@ def _why_unavailable(url: Any, error: BaseException) -> str:
 
 
 def _create_for_dialect(url: str) -> Engine:
+    # hide_parameters: an error's text (logged, or shown in a 500's traceback) names the statement but not
+    # its values, which are phones, emails and names.
     if url.startswith("sqlite"):
         # No directories are made: a mistyped path must fail with a clear line, not grow a new tree.
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         engine.__class__ = _SQLiteEngine
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN past reads and
@@ -173,7 +175,7 @@ def _create_for_dialect(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 class _SQLiteEngine(Engine):

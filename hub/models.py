@@ -509,8 +509,8 @@ class ApiKey(Base):
 class ApiRequest(Base):
     """The first answer to a POST with an Idempotency-Key, replayed for the same key and body for 24 hours.
 
-    `status` is NULL while the first request still runs, so a concurrent
-    repeat is told to wait (409) instead of running twice.
+    The row is claimed in the first request's own transaction, so a concurrent
+    repeat waits for it to commit and then gets its answer instead of running twice.
     """
 
     __tablename__ = "api_requests"
@@ -541,12 +541,12 @@ class Event(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
     occurred_at: Mapped[dt.datetime]
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    source: Mapped[str | None] = mapped_column(String(100))  # the API key's name
+    api_key: Mapped[str | None] = mapped_column(String(100))  # the name of the API key that sent it
     # Whose the event was before a merge moved it to the survivor (NULL: its contact's own), for an unmerge.
     origin_contact_id: Mapped[int | None] = mapped_column(Integer)
 
-    # (contact, name, occurred_at) answers segment rules; (name, received_at) what workflow triggers read.
-    __table_args__ = (Index(None, "contact_id", "name", "occurred_at"), Index(None, "name", "received_at"))
+    # (contact, name, occurred_at) answers segment rules; (name, id) what workflow triggers page through.
+    __table_args__ = (Index(None, "contact_id", "name", "occurred_at"), Index(None, "name", "id"))
 
 
 class Webhook(Base):
@@ -573,10 +573,12 @@ class WebhookDelivery(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     uid: Mapped[str] = mapped_column(String(40), unique=True)  # the event id the receiver sees
-    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
     event: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     contact_id: Mapped[int | None] = mapped_column(Integer, index=True)  # to strip personal data on erasure
+    # The merges that moved it to today's contact_id, oldest first: [[merge_id, the contact it was about]].
+    merged_from: Mapped[list[list[int]] | None] = mapped_column(JSONType)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -585,7 +587,8 @@ class WebhookDelivery(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[dt.datetime | None]
 
-    __table_args__ = (Index(None, "status", "next_attempt_at"),)
+    __table_args__ = (Index(None, "status", "next_attempt_at"), Index(None, "webhook_id", "id"),
+                      Index(None, "created_at"))
 
 
 class WebhookAttempt(Base):

@@ -22,7 +22,7 @@ from schemathesis import GenerationMode
 import workflows
 from hub.admin.app import create_app
 from hub.hookspecs import hookimpl
-from hub.webapi import keys
+from hub.webapi import keys, routes
 from hub.webapi.endpoints import JSON, SCOPES, ApiError, Call, Endpoint
 from tests.conftest import HubDB
 from workflows import store
@@ -55,7 +55,7 @@ class _BatchPlugin:
 
 
 @pytest.fixture
-def api(hub_db: HubDB, plugin_manager: Any, site: Any) -> tuple[Any, dict[str, str]]:
+def api(hub_db: HubDB, plugin_manager: Any, site: Any, monkeypatch: Any) -> tuple[Any, dict[str, str]]:
     """The served document, loaded by schemathesis from the app it describes, and a key holding every scope.
 
     The app is Hub with its built-in plugins (gdpr and mailing from `site`, with a loopback SMTP server;
@@ -72,6 +72,10 @@ def api(hub_db: HubDB, plugin_manager: Any, site: Any) -> tuple[Any, dict[str, s
                                 if "x-scope" in op)})
     with hub_db.engine.begin() as conn:
         key = keys.create(conn, "schemathesis", scopes, actor="tests", rate=1_000_000).key
+    # Likewise for wrong keys, which schemathesis sends by the hundred from one address to see each refused
+    # with a 401 (the limit on them is tested in test_api_gate).
+    monkeypatch.setattr(routes, "FAILED_RATE", 1_000_000)
+    monkeypatch.setattr(routes, "FAILED_BURST", 1_000_000)
     loaded = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     # A request the document calls valid must never be refused as a bad body (415, 422): the gate and the
     # document would disagree. A 400 stays allowed: a view may find a well-formed value meaningless (a phone

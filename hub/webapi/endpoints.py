@@ -24,6 +24,7 @@ SCOPES = ("contacts:read", "contacts:write", "orders:write", "events:write", "se
           "consent:write")
 
 JSON = dict[str, Any]
+MAX_ID = 2**31 - 1  # the largest id a row can have: id columns are INTEGER, 32 bits on PostgreSQL
 
 
 class ApiError(Exception):
@@ -60,7 +61,11 @@ class Call:
 
     `conn` is one transaction for the whole request: what the view writes and
     the answer kept for its Idempotency-Key commit together, or not at all.
-    Work for after the commit (a job to enqueue) goes to `after_commit`.
+    A GET's `conn` is for reading only (it takes no write lock, and what is
+    written through it is rolled back). Work for after the commit (a job to
+    enqueue) goes to `after_commit`; if it fails, the failure is logged and
+    the committed answer still goes out, so it must not be needed for the
+    answer to be true.
     """
 
     settings: Settings
@@ -143,7 +148,9 @@ def read_cursor(cursor: str | None) -> int:
     if not cursor:
         return 0
     if _CURSOR.match(cursor):
-        return int.from_bytes(base64.urlsafe_b64decode(cursor + "="), "big")
+        # Past what an id column holds (32 bits on PostgreSQL, which refuses a larger number with an error)
+        # no row follows: the last id there can be gives the same empty page.
+        return min(int.from_bytes(base64.urlsafe_b64decode(cursor + "="), "big"), MAX_ID)
     from hub.i18n import gettext
 
     raise ApiError(400, gettext("Invalid cursor"),

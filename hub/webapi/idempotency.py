@@ -32,6 +32,7 @@ _KEY = re.compile(KEY_PATTERN)
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
+    """What a repeat must match: a reused key with another request is refused, not answered from the first."""
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
 
 
@@ -64,11 +65,13 @@ def claim(conn: Connection, key_id: int, idem_key: str, fp: str) -> tuple[int, J
 
 
 def keep(conn: Connection, key_id: int, idem_key: str, status: int, answer: Any) -> None:
+    """Store the answer in the request's transaction, so it exists exactly when the request's changes do."""
     conn.execute(update(requests_t).where(requests_t.c.key_id == key_id, requests_t.c.idempotency_key == idem_key)
                  .values(status=status, response={"body": answer}))
 
 
 def answer_of(kept: JSON) -> Any:
+    """The answer a repeat gets; kept wrapped in `body` so that a null answer is told apart from none kept."""
     return kept.get("body")
 
 

@@ -41,6 +41,7 @@ class NewKey:
 
 
 def digest(key: str) -> str:
+    """The key as kept and looked up: a lost database must not give working keys away."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -62,6 +63,7 @@ def parse_scopes(text: str | Iterable[str], known: Iterable[str] = SCOPES) -> li
 
 
 def create(conn: Connection, name: str, scopes: list[str], *, actor: str, rate: int = DEFAULT_RATE) -> NewKey:
+    """Make a key and hand it back in the clear this once; afterwards only its hash exists."""
     from hub.i18n import gettext
 
     name = name.strip()
@@ -79,6 +81,7 @@ def create(conn: Connection, name: str, scopes: list[str], *, actor: str, rate: 
 
 
 def listing(conn: Connection, *, revoked: bool = False) -> list[dict[str, Any]]:
+    """The keys as people tell them apart (name, prefix, scopes), never the hash: for the CLI and the admin."""
     q = select(keys_t).order_by(keys_t.c.id)
     if not revoked:
         q = q.where(keys_t.c.revoked_at.is_(None))
@@ -102,17 +105,37 @@ def revoke(conn: Connection, key_id: int) -> bool:
 
 
 def authenticate(conn: Connection, key: str) -> tuple[ApiKeyInfo, int] | None:
-    """The live key `key` is, with its rate limit; None for a wrong or revoked key."""
+    """The live key `key` is, with its rate limit; None for a wrong or revoked key.
+
+    Only reads, so that a request's key check never waits behind a writer; `mark_used` writes
+    last_used_at when `used_mark_due` says it is time.
+    """
+    found = _lookup(conn, key)
+    return None if found is None else (found[0], found[1])
+
+
+def lookup(conn: Connection, key: str) -> tuple[ApiKeyInfo, int, bool] | None:
+    """Like `authenticate`, and whether last_used_at is due to be written (at most once a minute a key)."""
+    return _lookup(conn, key)
+
+
+def _lookup(conn: Connection, key: str) -> tuple[ApiKeyInfo, int, bool] | None:
     if not key.startswith(PREFIX) or len(key) > 200:
         return None
     row = conn.execute(select(keys_t.c.id, keys_t.c.name, keys_t.c.scopes, keys_t.c.rate, keys_t.c.last_used_at)
                        .where(keys_t.c.key_hash == digest(key), keys_t.c.revoked_at.is_(None))).first()
     if row is None:
         return None
+    due = row.last_used_at is None or utcnow() - row.last_used_at > LAST_USED_EVERY
+    return ApiKeyInfo(row.id, row.name, tuple(row.scopes or ())), int(row.rate), due
+
+
+def mark_used(conn: Connection, key_id: int) -> None:
+    """Write last_used_at now, unless another request of this key just did (it is a write: kept rare)."""
     now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
-        conn.execute(update(keys_t).where(keys_t.c.id == row.id).values(last_used_at=now))
-    return ApiKeyInfo(row.id, row.name, tuple(row.scopes or ())), int(row.rate)
+    conn.execute(update(keys_t).where(keys_t.c.id == key_id, (keys_t.c.last_used_at.is_(None))
+                                      | (keys_t.c.last_used_at < now - LAST_USED_EVERY))
+                 .values(last_used_at=now))
 
 
 def known_scopes(pm: Any = None) -> list[str]:

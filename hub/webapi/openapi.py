@@ -10,13 +10,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from hub.webapi import idempotency
-from hub.webapi.endpoints import JSON, Endpoint
+from hub.webapi.endpoints import JSON, MAX_ID, Endpoint
 from hub.webapi.problems import MEDIA_TYPE, TITLES
 
 VERSION = "1.0.0"
 BASE = "/api/v1"
 COMMON_ERRORS = (400, 401, 403, 413, 415, 422, 429, 500)
-MAX_ID = 2**31 - 1  # id columns are INTEGER: 32 bits on PostgreSQL
 
 PROBLEM: JSON = {
     "type": "object",
@@ -46,6 +45,10 @@ def _error_response(status: int) -> JSON:
     if status == 429:
         out["headers"] = RETRY_AFTER
     return out
+
+
+REPLAYED = {"Idempotent-Replayed": {"description": "true when this is the answer kept for an earlier request with "
+                                                  "the same Idempotency-Key", "schema": {"type": "string"}}}
 
 
 def _is_path_integer(param: JSON) -> bool:
@@ -84,6 +87,7 @@ def published(schema: JSON) -> JSON:
 
 
 def operation(endpoint: Endpoint) -> JSON:
+    """One endpoint as an OpenAPI operation, listing every status it can answer, so that clients expect them."""
     op: JSON = {"operationId": endpoint.operation_id, "summary": endpoint.summary, "tags": [endpoint.tag]}
     if endpoint.description:
         op["description"] = endpoint.description
@@ -91,22 +95,25 @@ def operation(endpoint: Endpoint) -> JSON:
     if endpoint.method.upper() == "POST":
         params.append({"name": "Idempotency-Key", "in": "header", "required": False,
                        "description": "The same key and body within 24 hours return the first answer and change "
-                                      "nothing.",
+                                      "nothing. A repeat sent while the first request still runs waits for "
+                                      "it, then gets its answer.",
                        "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY,
                                   "pattern": idempotency.KEY_PATTERN}})
-    if params:
-        op["parameters"] = params
+    params.append({"name": "Accept-Language", "in": "header", "required": False,
+                   "description": "The language of problem details and titles: ru (the default) or en.",
+                   "schema": {"type": "string"}})
+    op["parameters"] = params
     if endpoint.body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": published(endpoint.body)}}}
     ok: JSON = {"description": "OK"}
+    if endpoint.method.upper() == "POST":
+        ok["headers"] = REPLAYED
     if endpoint.answer is not None:
         ok["content"] = {"application/json": {"schema": endpoint.answer}}
     responses: JSON = {str(endpoint.status): ok}
     statuses = set(endpoint.errors) | set(COMMON_ERRORS)
     if endpoint.scope is None:
         statuses -= {401, 403}
-    if endpoint.method.upper() == "POST":
-        statuses.add(409)  # an Idempotency-Key's first request is still running
     if any(p.get("in") == "path" for p in endpoint.params):
         statuses.add(404)  # nothing at that path (an id past what a row can have is answered so before the view)
     if endpoint.body is None and endpoint.method.upper() == "GET":
@@ -123,6 +130,7 @@ def operation(endpoint: Endpoint) -> JSON:
 
 
 def document(endpoints: Sequence[Endpoint], *, server_url: str | None = None) -> JSON:
+    """The whole document, built from the endpoints on each request so that it cannot drift from them."""
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Problem": PROBLEM}
     for endpoint in sorted(endpoints, key=lambda e: (e.path, e.method)):

@@ -38,10 +38,12 @@ TITLES = {
 
 
 def title(status: int) -> str:
+    """The status's short title in the reader's language; an unlisted status gets its class's, never none."""
     return gettext(TITLES.get(status, TITLES[500] if status >= 500 else TITLES[400]))
 
 
 def body(status: int, title_text: str, detail: str, errors: list[JSON] | None = None) -> JSON:
+    """The problem document as RFC 9457 shapes it, so generic clients read it without knowing Hub."""
     out: JSON = {"type": "about:blank", "title": title_text, "status": status, "detail": detail}
     if errors is not None:
         out["errors"] = errors
@@ -54,6 +56,7 @@ def error(status: int, detail: str, **kwargs: Any) -> ApiError:
 
 
 def pointer(path: Any) -> str:
+    """A JSON pointer (RFC 6901) to the field, escaped, so a client can find it in what it sent."""
     return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in path) if path else "/"
 
 
@@ -88,12 +91,49 @@ def _message(e: ValidationError) -> str:
     if v in ("maximum", "exclusiveMaximum"):
         return gettext("must be at most %(value)s", value=expected)
     if v == "pattern":
-        return gettext("does not have the expected form (%(pattern)s)", pattern=expected)
+        return pattern_message(cast(Any, e.schema), str(expected))
     if v == "format":
         return gettext("must be a %(format)s", format=_format_name(expected))
     if v in ("anyOf", "oneOf"):
         return gettext("does not match any of the allowed forms")
     return gettext("is not allowed here")
+
+
+def pattern_message(schema: Any, pattern: str) -> str:
+    """A value that does not fit `pattern`, told as people read it: the schema's example or description.
+
+    A regular expression means nothing to most readers, so it is quoted only when the schema gives
+    neither. `examples` comes first: it shows the form at once and reads the same in any language,
+    where a description is English unless a catalog translates it.
+    """
+    schema = schema if isinstance(schema, dict) else {}
+    examples = schema.get("examples")
+    if isinstance(examples, list) and examples and isinstance(examples[0], str):
+        return gettext("does not have the expected form, e.g. %(example)s", example=examples[0])
+    described = schema.get("description")
+    if isinstance(described, str) and described.strip():  # translated when a catalog has it
+        return gettext("does not have the expected form: %(form)s", form=gettext(described.strip()))
+    return gettext("does not have the expected form (%(pattern)s)", pattern=pattern)
+
+
+def _forms(schema: Any) -> dict[str, JSON]:
+    """Each pattern in a schema with the (first) subschema that has it, to word jsonschema-rs's pattern errors."""
+    found: dict[str, JSON] = {}
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            pattern = node.get("pattern")
+            if isinstance(pattern, str) and (pattern not in found or _has_form(node) and not _has_form(found[pattern])):
+                found[pattern] = node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _has_form(schema: JSON) -> bool:
+    return bool(schema.get("examples") or schema.get("description"))
 
 
 def _type_name(kind: str) -> str:
@@ -119,6 +159,7 @@ class Schema:
 
     def __init__(self, schema: JSON) -> None:
         self.python = Draft202012Validator(schema)
+        self.forms = _forms(schema)
         try:
             self.rust: Any = jsonschema_rs.validator_for(schema, validate_formats=False)
         except ValueError:  # a schema jsonschema-rs cannot compile (a regex it does not know) is checked in Python
@@ -154,8 +195,9 @@ def validate(validator: Schema | Draft202012Validator, instance: Any, *, where: 
         # Only a pattern can fit Python's `re` and not JSON Schema's regex (a trailing newline); jsonschema-rs
         # reads NaN as null and so on, where Python is right.
         patterns = [e for e in fast or () if type(e.kind).__name__ == "Pattern"]
-        errors = [_item(list(e.instance_path), gettext("does not have the expected form (%(pattern)s)",
-                                                       pattern=e.kind.pattern), where, batch_key)
+        forms = schema.forms if schema is not None else {}
+        errors = [_item(list(e.instance_path), pattern_message(forms.get(e.kind.pattern), e.kind.pattern), where,
+                        batch_key)
                   for e in patterns[:MAX_LISTED]]
         count = len(patterns)
     if not errors:

@@ -2,19 +2,25 @@
 
 The gate does, in order, what every endpoint needs and no view repeats:
 the reader's language (Accept-Language; Russian by default), the key
-(401), its scope (403), its rate limit (429 with Retry-After), the body
-(415, 400, 413, then 422 against the endpoint's JSON Schema), the query and
-path against theirs (400), the Idempotency-Key, and one transaction around
-the view. Whatever goes wrong is answered as problem+json, never as HTML or
-a traceback.
+(401; too many wrong keys from one address, 429), its scope (403), its rate
+limit (429 with Retry-After), the path and query against their schemas
+(400), the body (415, 400, 413, then 422 against the endpoint's JSON
+Schema), the Idempotency-Key, and one transaction around the view: a write
+transaction for a POST, a read-only one for a GET (which so never waits
+behind a writer on SQLite). Work the view leaves for after the commit runs
+after it; its failure is logged and does not undo the answer. Whatever goes
+wrong is answered as problem+json, never as HTML or a traceback.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 import logging
 import math
 import re
+import time
 from typing import Any, Callable
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -26,7 +32,7 @@ from hub.i18n import gettext
 from hub.plugins import get_pm
 from hub.ratelimit import limiter
 from hub.webapi import idempotency, keys, openapi, problems
-from hub.webapi.endpoints import ApiError, Call, Endpoint, collect
+from hub.webapi.endpoints import ApiError, ApiKeyInfo, Call, Endpoint, collect
 
 log = logging.getLogger("hub.api")
 
@@ -47,6 +53,7 @@ def install(app: Flask) -> None:
 
 
 def is_api_request() -> bool:
+    """Whether the request is the API's, whose errors are problem+json rather than the admin's HTML pages."""
     return request.path == openapi.BASE or request.path.startswith(openapi.BASE + "/")
 
 
@@ -79,7 +86,10 @@ def _converter(endpoint: Endpoint, name: str) -> str:
 
 
 def _openapi() -> Response:
-    doc = openapi.document(current_app.config[ENDPOINTS_KEY], server_url=request.host_url.rstrip("/"))
+    settings = current_app.config["HUB_SETTINGS"]
+    # HUB_PUBLIC_URL when set: the Host header is the client's to write, and a document should not repeat it.
+    public = str(settings.extra.get("public_url") or "").strip().rstrip("/")
+    doc = openapi.document(current_app.config[ENDPOINTS_KEY], server_url=public or request.host_url.rstrip("/"))
     return _json(200, doc)
 
 
@@ -129,6 +139,9 @@ class _Checks:
             "type": "object", "properties": {n: p.get("schema", {}) for n, p in query.items()},
             "required": [n for n, p in query.items() if p.get("required")]})
         self.batch_key = _batch_key(endpoint.body)
+        path = {p["name"]: p for p in endpoint.params if p.get("in") == "path"}
+        self.path = problems.Schema({
+            "type": "object", "properties": {n: p.get("schema", {}) for n, p in path.items()}}) if path else None
 
 
 def _batch_key(schema: dict[str, Any] | None) -> str | None:
@@ -140,6 +153,12 @@ def _batch_key(schema: dict[str, Any] | None) -> str | None:
     return None
 
 
+def _path(checks: _Checks, path: dict[str, Any]) -> None:
+    """Path parameters against their schemas (a 400 naming the parameter); an integer's range is routed already."""
+    if checks.path is not None:
+        problems.validate(checks.path, path, where="path")
+
+
 def _query(checks: _Checks) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in request.args.items():
@@ -149,6 +168,10 @@ def _query(checks: _Checks) -> dict[str, Any]:
             raise problems.error(400, gettext("Unknown query parameter %(name)s; this route takes: %(names)s",
                                               name=name[:60], names=", ".join(checks.query_params) or "-"),
                                  errors=[{"field": name[:60], "detail": gettext("unknown parameter")}])
+        if len(request.args.getlist(name)) > 1:  # ?phone=A&phone=B: the caller meant something else than A
+            raise problems.error(400, gettext("Query parameter %(name)s is given more than once; give it once",
+                                              name=name),
+                                 errors=[{"field": name, "detail": gettext("given more than once; give it once")}])
         kind = (param.get("schema") or {}).get("type")
         if kind == "integer":
             out[name] = int(value) if re.fullmatch(r"-?\d{1,18}", value) else value
@@ -239,35 +262,28 @@ def _handle(endpoint: Endpoint, checks: _Checks, path: dict[str, Any]) -> Respon
     engine = get_engine(settings.database_url)
     key_info = None
     if endpoint.scope is not None:
-        token = _bearer()
-        if token is None:
-            raise problems.error(401, gettext("Send the key as Authorization: Bearer <key>"),
-                                 headers={"WWW-Authenticate": 'Bearer realm="hub"'})
-        with engine.begin() as conn:
-            found = keys.authenticate(conn, token)
-        if found is None:
-            raise problems.error(401, gettext("The key is wrong or was revoked"),
-                                 headers={"WWW-Authenticate": 'Bearer realm="hub", error="invalid_token"'})
-        key_info, rate = found
-        if endpoint.scope not in key_info.scopes:
-            raise problems.error(403, gettext("This key does not have the scope %(scope)s", scope=endpoint.scope),
-                                 headers={"WWW-Authenticate": f'Bearer realm="hub", error="insufficient_scope", '
-                                                              f'scope="{endpoint.scope}"'})
-        # Named by the key's hash, not its id: ids restart in another database, the hash never repeats.
-        wait = limiter(settings, f"api-key:{keys.digest(token)[:16]}", rate, burst=2 * rate).delay(1)
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise problems.error(429, gettext("This key sends more than %(rate)d requests a second; wait "
-                                              "%(seconds)d s", rate=rate, seconds=seconds),
-                                 headers={"Retry-After": str(seconds)})
+        key_info = _authenticate(settings, engine, endpoint.scope)
+    _path(checks, path)
     query = _query(checks)
     body, raw = _body(checks)
+    if endpoint.method.upper() == "GET":
+        # A read takes no write lock (SQLite's BEGIN IMMEDIATE), so it never waits behind a batch being written.
+        with engine.connect() as conn:
+            call = Call(settings=settings, conn=conn, key=key_info or keys.ANONYMOUS, path=path, query=query,
+                        body=body)
+            answer = endpoint.view(call)
+            conn.rollback()  # a GET changes nothing
+        _after_commit(endpoint, call)
+        return _json(endpoint.status, answer)
     idem_key = request.headers.get("Idempotency-Key") if endpoint.method.upper() == "POST" else None
     with engine.begin() as conn:
         call = Call(settings=settings, conn=conn, key=key_info or keys.ANONYMOUS, path=path, query=query, body=body)
         if idem_key is not None and key_info is not None:
+            # The body as JSON, not as bytes: a retry that serializes the same data another way is the same request.
+            same = raw if body is None else json.dumps(body, sort_keys=True, ensure_ascii=False,
+                                                       separators=(",", ":")).encode("utf-8", "surrogatepass")
             kept = idempotency.claim(conn, key_info.id, idem_key,
-                                     idempotency.fingerprint(request.method, request.path, raw))
+                                     idempotency.fingerprint(request.method, request.path, same))
             if kept is not None:
                 response = _json(kept[0], idempotency.answer_of(kept[1]))
                 response.headers["Idempotent-Replayed"] = "true"
@@ -275,6 +291,103 @@ def _handle(endpoint: Endpoint, checks: _Checks, path: dict[str, Any]) -> Respon
         answer = endpoint.view(call)
         if idem_key is not None and key_info is not None:
             idempotency.keep(conn, key_info.id, idem_key, endpoint.status, answer)
-    for task in call.after_commit:
-        task()
+    _after_commit(endpoint, call)
     return _json(endpoint.status, answer)
+
+
+def _authenticate(settings: Any, engine: Any, scope: str) -> ApiKeyInfo:
+    """The request's key, or the 401, 403 or 429 it gets; reads only (last_used_at is written apart, when due)."""
+    address = _client(request.remote_addr)
+    blocked = _blocked_for(address)
+    if blocked > 0:  # refused without a database query, so a brute force cannot load the database
+        raise _too_many_failures(blocked)
+    token = _bearer()
+    if token is None:
+        raise problems.error(401, gettext("Send the key as Authorization: Bearer <key>"),
+                             headers={"WWW-Authenticate": 'Bearer realm="hub"'})
+    with engine.connect() as conn:
+        found = keys.lookup(conn, token)
+    if found is None:
+        wait = limiter(settings, f"api-auth-failed:{address}", FAILED_RATE, burst=FAILED_BURST).delay(1)
+        if wait > 0:
+            _block(address, wait)
+            raise _too_many_failures(wait)
+        raise problems.error(401, gettext("The key is wrong or was revoked"),
+                             headers={"WWW-Authenticate": 'Bearer realm="hub", error="invalid_token"'})
+    key_info, rate, due = found
+    if due:
+        with engine.begin() as conn:  # a short write of its own, at most once a minute a key
+            keys.mark_used(conn, key_info.id)
+    if scope not in key_info.scopes:
+        raise problems.error(403, gettext("This key does not have the scope %(scope)s", scope=scope),
+                             headers={"WWW-Authenticate": f'Bearer realm="hub", error="insufficient_scope", '
+                                                          f'scope="{scope}"'})
+    # Named by the key's hash, not its id: ids restart in another database, the hash never repeats.
+    wait = limiter(settings, f"api-key:{keys.digest(token)[:16]}", rate, burst=2 * rate).delay(1)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise problems.error(429, gettext("This key sends more than %(rate)d requests a second; wait "
+                                          "%(seconds)d s", rate=rate, seconds=seconds),
+                             headers={"Retry-After": str(seconds)})
+    return key_info
+
+
+# Wrong keys from one client address: FAILED_RATE a second, bursts of FAILED_BURST, then 429. A broken
+# client or a brute force is slowed down without touching keys that work (they never count here).
+FAILED_RATE = 10
+FAILED_BURST = 20
+_blocked: dict[str, float] = {}  # address -> monotonic time its wrong keys are refused until (this process)
+_BLOCKED_MAX = 10_000
+
+
+def _client(address: str | None) -> str:
+    """Who a failed key is counted against: the address (after ProxyFix), an IPv6 client by its /64 network."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return (address or "-")[:64]
+    if ip.version == 6 and not getattr(ip, "ipv4_mapped", None):
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))  # one host commonly holds the whole /64
+    return str(ip)
+
+
+def _blocked_for(address: str) -> float:
+    until = _blocked.get(address)
+    return 0.0 if until is None else until - time.monotonic()
+
+
+def _block(address: str, wait: float) -> None:
+    now = time.monotonic()
+    if len(_blocked) >= _BLOCKED_MAX:
+        for gone in [a for a, until in _blocked.items() if until <= now]:
+            del _blocked[gone]
+        if len(_blocked) >= _BLOCKED_MAX:
+            _blocked.clear()  # a flood of addresses: forget them all rather than grow without end
+    _blocked[address] = now + wait
+
+
+def _too_many_failures(wait: float) -> ApiError:
+    seconds = max(1, math.ceil(wait))
+    return problems.error(429, gettext("Too many requests with a wrong key from this address; wait %(seconds)d s",
+                                       seconds=seconds), headers={"Retry-After": str(seconds)})
+
+
+def _after_commit(endpoint: Endpoint, call: Call) -> None:
+    """Run the view's after-commit work; one that fails is logged, and the committed answer still goes out.
+
+    The request's changes are committed by now, so a 500 saying "nothing was changed" would be untrue (and
+    an Idempotency-Key repeat would answer 200). Only the task's name and the error's class are logged: the
+    message or a traceback may quote personal data (a phone, an email).
+    """
+    for task in call.after_commit:
+        try:
+            task()
+        except Exception as exc:  # noqa: BLE001 - committed is committed: the answer must say so
+            log.error("API %s %s: the after-commit task %s failed (%s); the request's changes are committed",
+                      endpoint.method.upper(), openapi.BASE + endpoint.path, _task_name(task), type(exc).__name__)
+
+
+def _task_name(task: Callable[[], None]) -> str:
+    """A task's qualified name; a partial's arguments (often personal data) are left out."""
+    func = task.func if isinstance(task, functools.partial) else task
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', type(func).__name__)}"

@@ -27,9 +27,10 @@ members_t = SegmentMember.__table__
 DEFAULT_LIMIT = 100
 
 SEGMENT: JSON = {
-    "type": "object", "required": ["name", "title", "builtin", "members", "refreshed_at"],
+    "type": "object", "required": ["name", "title", "builtin", "members_at_refresh", "refreshed_at"],
     "properties": {"name": {"type": "string"}, "title": {"type": "string"}, "builtin": {"type": "boolean"},
-                   "members": {"type": "integer", "description": "Members as of the last refresh"},
+                   "members_at_refresh": {"type": "integer", "description": "How many were in it at its last "
+                                          "refresh (refreshed_at); /members says who is in it now"},
                    "refreshed_at": NULLABLE_STRING},
 }
 
@@ -45,7 +46,7 @@ def list_segments(call: Call) -> JSON:
     for definition in chosen.catalog.definitions.values():
         at = refreshed.get(definition.name)
         items.append({"name": definition.name, "title": i18n.title(definition.title) or definition.name,
-                      "builtin": bool(definition.builtin), "members": int(counts.get(definition.name, 0)),
+                      "builtin": bool(definition.builtin), "members_at_refresh": int(counts.get(definition.name, 0)),
                       "refreshed_at": at.isoformat() if at else None})
     return {"items": sorted(items, key=lambda s: s["name"])}
 

@@ -57,7 +57,7 @@ def upgrade() -> None:
         sa.Column('properties', JSON, nullable=False),
         sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
-        sa.Column('source', sa.String(length=100), nullable=True),
+        sa.Column('api_key', sa.String(length=100), nullable=True),
         sa.Column('origin_contact_id', sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_events_contact_id_contacts'),
                                 ondelete='CASCADE'),
@@ -65,7 +65,7 @@ def upgrade() -> None:
         sa.UniqueConstraint('uid', name=op.f('uq_events_uid')),
     )
     op.create_index(op.f('ix_events_contact_id_name_occurred_at'), 'events', ['contact_id', 'name', 'occurred_at'])
-    op.create_index(op.f('ix_events_name_received_at'), 'events', ['name', 'received_at'])
+    op.create_index(op.f('ix_events_name_id'), 'events', ['name', 'id'])
     op.create_table(
         'webhooks',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -88,6 +88,7 @@ def upgrade() -> None:
         sa.Column('event', sa.String(length=64), nullable=False),
         sa.Column('payload', JSON, nullable=False),
         sa.Column('contact_id', sa.Integer(), nullable=True),
+        sa.Column('merged_from', JSON, nullable=True),
         sa.Column('status', sa.String(length=16), nullable=False),
         sa.Column('attempts', sa.Integer(), nullable=False),
         sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
@@ -100,7 +101,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries')),
         sa.UniqueConstraint('uid', name=op.f('uq_webhook_deliveries_uid')),
     )
-    op.create_index(op.f('ix_webhook_deliveries_webhook_id'), 'webhook_deliveries', ['webhook_id'])
+    op.create_index(op.f('ix_webhook_deliveries_webhook_id_id'), 'webhook_deliveries', ['webhook_id', 'id'])
+    op.create_index(op.f('ix_webhook_deliveries_created_at'), 'webhook_deliveries', ['created_at'])
     op.create_index(op.f('ix_webhook_deliveries_contact_id'), 'webhook_deliveries', ['contact_id'])
     op.create_index(op.f('ix_webhook_deliveries_status_next_attempt_at'), 'webhook_deliveries',
                     ['status', 'next_attempt_at'])
