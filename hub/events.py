@@ -185,8 +185,16 @@ def _contacts(conn: Connection, settings: Settings, items: list[tuple[int, Incom
         asked = sorted({k for i, _ in unknown for k in keys[i]}, key=repr)
         taken = {k for k, is_held in zip(asked, identity.held(conn, asked), strict=True) if is_held}
         shared = {k for k, is_shared in zip(asked, identity.shared_keys(conn, asked), strict=True) if is_shared}
+        # Held now but not found a moment ago: a concurrent request made that contact and committed in
+        # between (each statement sees what was committed before it). Look once more before calling it gone.
+        late = sorted(taken, key=repr)
+        named.update((k, c) for k, c in zip(late, identity.find_contacts(conn, late), strict=True) if c is not None)
         fresh = []
         for i, it in unknown:
+            hit = next((named[k] for k in keys[i] if named.get(k) is not None), None)
+            if hit is not None:
+                found[i] = hit
+                continue
             field_ = next((f for f, k in fields[i] if k in taken), None)
             if field_ is not None:
                 outcomes[i].problems.append(_problem(field_, gettext(
