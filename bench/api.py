@@ -238,7 +238,7 @@ def bare_insert(url: str, events: int) -> dict[str, Any]:
                  e["occurred_at"], now, KEY_NAME) for e in items]
         with db:
             db.executemany("INSERT INTO bare_events (uid, contact_id, name, properties, occurred_at, received_at, "
-                           "source) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                           "api_key) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     seconds = time.perf_counter() - started
     db.close()
     return {"seconds": round(seconds, 2), "events_per_s": round(events / seconds)}
