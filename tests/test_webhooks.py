@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -305,6 +306,18 @@ def test_no_answer_is_retried_and_the_error_names_no_url(hub_db: HubDB) -> None:
     assert rows(hub_db, deliveries_t)[0].status == "pending"
 
 
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A loopback HTTP server answering with `handler`, its base URL, stopped after the block."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_redirect_to_another_host_is_not_followed(hub_db: HubDB, receiver: Receiver) -> None:
     class Redirect(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -315,17 +328,11 @@ def test_a_redirect_to_another_host_is_not_followed(hub_db: HubDB, receiver: Rec
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(Redirect) as base:
         with hub_db.engine.begin() as conn:
-            store.add(conn, f"http://127.0.0.1:{server.server_address[1]}/r", ["message.sent"],
-                      hub_db.settings.require_secret_key(), allow_private=True)
+            store.add(conn, base + "/r", ["message.sent"], hub_db.settings.require_secret_key(), allow_private=True)
             publish(conn, "message.sent", {"message_id": 1})
         queue.drain(timeout=60)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert receiver.got == []
     [a] = rows(hub_db, attempts_t)
     assert a.status_code == 307 and "redirect not followed" in a.error
@@ -617,17 +624,12 @@ def test_every_connection_is_checked_before_anything_is_sent(hub_db: HubDB) -> N
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/r"
+    with serving(Redirect) as base:
+        url = base + "/r"
         code, error = deliver.post(url, b"{}", {}, allow_private=False)
         assert (code, error) == (None, store.ADDRESS_REFUSED) and hits == []
         assert deliver.post(url, b"{}", {}, allow_private=True) == (None, store.TOO_MANY_REDIRECTS)
         assert len(hits) == deliver.MAX_REDIRECTS + 1  # each hop connected again, and checked
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --- one deadline per attempt ----------------------------------------------------------------
