@@ -15,6 +15,7 @@ import asyncio
 import json
 import re
 import socket
+import struct
 import sys
 import threading
 import time
@@ -545,6 +546,25 @@ def test_a_request_taken_out_of_arrival_order_still_cannot_make_eight_in_a_secon
     assert after_a_second.status == 200
 
 
+def wait_for_arrival_stamps(stamping: socket.socket) -> None:
+    """Wait until the kernel stamps packets when they arrive (it turns stamping on in deferred work).
+
+    Until then a packet is stamped when it is read, which on a loaded machine is long after it came. A
+    datagram sent to ourselves tells which: stamped before we looked, stamping is on.
+    """
+    stamping.bind(("127.0.0.1", 0))
+    deadline = time.monotonic() + 60  # how long to wait for the kernel, not an assertion about speed
+    while True:
+        stamping.sendto(b"?", stamping.getsockname())
+        time.sleep(0.01)
+        looked = time.time()
+        _, ancillary, _, _ = stamping.recvmsg(16, 64)
+        stamps = [struct.unpack("qq", data[:16]) for _, _, data in ancillary if len(data) >= 16]
+        if stamps and stamps[0][0] + stamps[0][1] / 1e9 < looked:
+            return
+        assert time.monotonic() < deadline, "the kernel never turned arrival stamps on"
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel receive times are read on Linux")
 def test_a_request_is_counted_when_it_arrived_not_when_a_busy_emulator_reads_it(
     monkeypatch: pytest.MonkeyPatch,
@@ -582,6 +602,7 @@ def test_a_request_is_counted_when_it_arrived_not_when_a_busy_emulator_reads_it(
     with SandboxServer(account) as server, requests.Session() as warm, \
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stamping:
         stamping.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_TIMESTAMPNS", 35), 1)
+        wait_for_arrival_stamps(stamping)
         host, port = server.base_url.removeprefix("http://").split(":")
         request = (f"GET /api/v4/contacts HTTP/1.1\r\nHost: {host}\r\n"
                    f"Authorization: Bearer {token}\r\n\r\n").encode()
