@@ -39,9 +39,9 @@ from hub.webapi.schemas import (
     CURSOR_PARAMS,
     ITEM_PROBLEMS,
     SOURCE,
-    LINE_PATTERN,
     TEXT_PATTERN,
     keyed,
+    items_of,
     line,
     one_or_batch,
     page_of,
@@ -335,22 +335,18 @@ def list_contacts(call: Call) -> JSON:
     return {"items": items, "next_cursor": cursor_after(ids[-1]) if more else None}
 
 
+def _filter(name: str, max_length: int, description: str) -> JSON:
+    """A filter of the contact list: a query parameter holding one non-empty line."""
+    return {"name": name, "in": "query", "required": False, "schema": line(max_length, min_length=1),
+            "description": description}
+
+
 LIST_PARAMS: tuple[JSON, ...] = (
-    {"name": "phone", "in": "query", "required": False,
-     "schema": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": LINE_PATTERN},
-     "description": "Contacts holding this phone, written any way («8 (916) 123-45-67» finds +79161234567)"},
-    {"name": "email", "in": "query", "required": False,
-     "schema": {"type": "string", "minLength": 1, "maxLength": 320, "pattern": LINE_PATTERN},
-     "description": "Contacts holding this email (case does not matter)"},
-    {"name": "source", "in": "query", "required": False,
-     "schema": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": LINE_PATTERN},
-     "description": "Contacts with a reference from this source"},
-    {"name": "external_id", "in": "query", "required": False,
-     "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": LINE_PATTERN},
-     "description": "With source: the contact with this reference"},
-    {"name": "segment", "in": "query", "required": False,
-     "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": LINE_PATTERN},
-     "description": "Contacts in this segment now"},
+    _filter("phone", 100, "Contacts holding this phone, written any way («8 (916) 123-45-67» finds +79161234567)"),
+    _filter("email", 320, "Contacts holding this email (case does not matter)"),
+    _filter("source", 100, "Contacts with a reference from this source"),
+    _filter("external_id", 200, "With source: the contact with this reference"),
+    _filter("segment", 64, "Contacts in this segment now"),
     *CURSOR_PARAMS,
 )
 
@@ -359,8 +355,7 @@ LIST_PARAMS: tuple[JSON, ...] = (
 def register_api_endpoints(register: Any) -> None:
     register(Endpoint("POST", "/contacts", post_contacts, "contacts:write", "Upsert contacts", "contacts",
                       description=POST_DESCRIPTION, body=one_or_batch("contacts", CONTACT_IN, limit=MAX_BATCH),
-                      answer={"type": "object", "required": ["items"],
-                              "properties": {"items": {"type": "array", "items": ITEM_ANSWER}}}))
+                      answer=items_of(ITEM_ANSWER)))
     register(Endpoint("GET", "/contacts/{id}", get_contact, "contacts:read", "One contact", "contacts",
                       description="A contact in the shape of `hub contacts list --json`. An id merged into "
                                   "another contact answers the survivor (its `id` is the survivor's: keep that "

@@ -104,22 +104,12 @@ def revoke(conn: Connection, key_id: int) -> bool:
                              .values(revoked_at=utcnow())).rowcount)
 
 
-def authenticate(conn: Connection, key: str) -> tuple[ApiKeyInfo, int] | None:
-    """The live key `key` is, with its rate limit; None for a wrong or revoked key.
+def lookup(conn: Connection, key: str) -> tuple[ApiKeyInfo, int, bool] | None:
+    """The live key `key` is, its rate limit, and whether last_used_at is due (at most once a minute a key).
 
     Only reads, so that a request's key check never waits behind a writer; `mark_used` writes
-    last_used_at when `used_mark_due` says it is time.
+    last_used_at when it is due. None for a wrong or revoked key.
     """
-    found = _lookup(conn, key)
-    return None if found is None else (found[0], found[1])
-
-
-def lookup(conn: Connection, key: str) -> tuple[ApiKeyInfo, int, bool] | None:
-    """Like `authenticate`, and whether last_used_at is due to be written (at most once a minute a key)."""
-    return _lookup(conn, key)
-
-
-def _lookup(conn: Connection, key: str) -> tuple[ApiKeyInfo, int, bool] | None:
     if not key.startswith(PREFIX) or len(key) > 200:
         return None
     row = conn.execute(select(keys_t.c.id, keys_t.c.name, keys_t.c.scopes, keys_t.c.rate, keys_t.c.last_used_at)

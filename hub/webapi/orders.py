@@ -29,7 +29,7 @@ from hub.plugins import get_pm
 from hub.records import OrderRecord
 from hub.webapi.contacts import reserved_detail, reserved_source
 from hub.webapi.endpoints import JSON, Call, Endpoint
-from hub.webapi.schemas import DATE_TIME, ITEM_PROBLEMS, SOURCE, line, one_or_batch
+from hub.webapi.schemas import DATE_TIME, ITEM_PROBLEMS, SOURCE, items_of, line, one_or_batch
 
 orders_t = Order.__table__
 DEFAULT_SOURCE = "api"
@@ -258,5 +258,4 @@ def _write(conn: Connection, kept: list[tuple[int, JSON]], answers: list[JSON]) 
 def register_api_endpoints(register: Any) -> None:
     register(Endpoint("POST", "/orders", post_orders, "orders:write", "Upsert orders", "orders",
                       description=DESCRIPTION, body=one_or_batch("orders", ORDER_IN, limit=MAX_BATCH),
-                      answer={"type": "object", "required": ["items"],
-                              "properties": {"items": {"type": "array", "items": ITEM_ANSWER}}}))
+                      answer=items_of(ITEM_ANSWER)))

@@ -48,6 +48,11 @@ COMPONENTS: dict[str, JSON] = {"Contact": CONTACT}
 CONTACT_REF: JSON = {"$ref": "#/components/schemas/Contact"}
 
 
+def items_of(item: JSON) -> JSON:
+    """A batch's answer: one item per item sent, in order."""
+    return {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": item}}}
+
+
 def page_of(items: JSON) -> JSON:
     """A page of a list: the items, and the cursor of the next page (null on the last)."""
     return {"type": "object", "required": ["items", "next_cursor"],

@@ -19,7 +19,7 @@ from hub.segments.evaluate import Segments
 from hub.segments.lifecycle import Thresholds
 from hub.webapi import problems
 from hub.webapi.endpoints import JSON, Call, Endpoint, cursor_after, read_cursor
-from hub.webapi.schemas import COMPONENTS, CONTACT_REF, CURSOR_PARAMS, NULLABLE_STRING, page_of
+from hub.webapi.schemas import COMPONENTS, CONTACT_REF, CURSOR_PARAMS, NULLABLE_STRING, items_of, page_of
 
 contacts_t = Contact.__table__
 segments_t = Segment.__table__
@@ -74,8 +74,7 @@ def segment_members(call: Call) -> JSON:
 @hookimpl
 def register_api_endpoints(register: Any) -> None:
     register(Endpoint("GET", "/segments", list_segments, "segments:read", "List segments", "segments",
-                      answer={"type": "object", "required": ["items"],
-                              "properties": {"items": {"type": "array", "items": SEGMENT}}}))
+                      answer=items_of(SEGMENT)))
     register(Endpoint("GET", "/segments/{name}/members", segment_members, "segments:read",
                       "A segment's members, a page at a time", "segments",
                       params=({"name": "name", "in": "path", "required": True,
