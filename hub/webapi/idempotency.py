@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -31,9 +32,14 @@ KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 _KEY = re.compile(KEY_PATTERN)
 
 
-def fingerprint(method: str, path: str, body: bytes) -> str:
-    """What a repeat must match: a reused key with another request is refused, not answered from the first."""
-    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+def fingerprint(method: str, path: str, body: Any) -> str:
+    """What a repeat must match: a reused key with another request is refused, not answered from the first.
+
+    The body as JSON, not as bytes: a retry that writes the same data another way (spacing, key order)
+    is the same request.
+    """
+    same = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(f"{method} {path}\n".encode() + same.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def claim(conn: Connection, key_id: int, idem_key: str, fp: str) -> tuple[int, JSON] | None:

@@ -183,10 +183,11 @@ def _query(checks: _Checks) -> dict[str, Any]:
     return out
 
 
-def _body(checks: _Checks) -> tuple[Any, bytes]:
-    raw = request.get_data(cache=True)
+def _body(checks: _Checks) -> Any:
+    """The request's JSON body, checked against the endpoint's schema (None for an endpoint that takes none)."""
+    raw = request.get_data(cache=True)  # read even when unused: a body over the size limit is a 413 here
     if checks.body is None:
-        return None, raw
+        return None
     if request.mimetype != "application/json":
         raise problems.error(415, gettext("Send the body as JSON with Content-Type: application/json"),
                              errors=[{"field": "Content-Type", "detail": gettext("must be application/json")}])
@@ -202,7 +203,7 @@ def _body(checks: _Checks) -> tuple[Any, bytes]:
     if _ESCAPED_SURROGATE.search(raw):
         _refuse_lone_surrogates(data, checks.batch_key)
     problems.validate(checks.body, data, batch_key=checks.batch_key)
-    return data, raw
+    return data
 
 
 # JSON may escape a lone UTF-16 surrogate (\ud800); it is no text any database can store. Refused here for
@@ -265,7 +266,7 @@ def _handle(endpoint: Endpoint, checks: _Checks, path: dict[str, Any]) -> Respon
         key_info = _authenticate(settings, engine, endpoint.scope)
     _path(checks, path)
     query = _query(checks)
-    body, raw = _body(checks)
+    body = _body(checks)
     if endpoint.method.upper() == "GET":
         # A read takes no write lock (SQLite's BEGIN IMMEDIATE), so it never waits behind a batch being written.
         with engine.connect() as conn:
@@ -279,11 +280,8 @@ def _handle(endpoint: Endpoint, checks: _Checks, path: dict[str, Any]) -> Respon
     with engine.begin() as conn:
         call = Call(settings=settings, conn=conn, key=key_info or keys.ANONYMOUS, path=path, query=query, body=body)
         if idem_key is not None and key_info is not None:
-            # The body as JSON, not as bytes: a retry that serializes the same data another way is the same request.
-            same = raw if body is None else json.dumps(body, sort_keys=True, ensure_ascii=False,
-                                                       separators=(",", ":")).encode("utf-8", "surrogatepass")
             kept = idempotency.claim(conn, key_info.id, idem_key,
-                                     idempotency.fingerprint(request.method, request.path, same))
+                                     idempotency.fingerprint(request.method, request.path, body))
             if kept is not None:
                 response = _json(kept[0], idempotency.answer_of(kept[1]))
                 response.headers["Idempotent-Replayed"] = "true"
