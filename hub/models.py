@@ -344,6 +344,18 @@ class User(Base):
     language: Mapped[str | None] = mapped_column(String(8))  # the admin's language they chose; None: HUB_LANGUAGE
 
 
+class ContactNote(Base):
+    """A note a person of the shop wrote on a contact's card ("called, asked to ring back in May")."""
+
+    __tablename__ = "contact_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class AuditEntry(Base):
     """Who did what to whom; contact_id is a plain integer so entries outlive an erasure."""
 
@@ -358,6 +370,27 @@ class AuditEntry(Base):
 
 
 # --- messaging ----------------------------------------------------------------------------
+
+class MessageTemplateVersion(Base):
+    """A template as someone saved it: every save adds one, so a change can be seen and undone.
+
+    Keyed by the template's name, not its row: removing an override keeps its history.
+    """
+
+    __tablename__ = "message_template_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    saved_by: Mapped[str] = mapped_column(String(200))
+    saved_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
 
 class MessageTemplate(Base):
     """A template edited by a user; it overrides a shipped template of the same name."""
@@ -405,6 +438,9 @@ class Message(Base):
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(100))
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The workflow (a campaign is one too) that wrote the message, from meta["workflow"]: a column, so the
+    # message log and the reports filter and count by it on both databases without reading JSON.
+    origin: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     claimed_at: Mapped[dt.datetime | None]
@@ -454,6 +490,17 @@ class SegmentMember(Base):
     segment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     contact_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     entered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SegmentSize(Base):
+    """How many members a segment had on a day (the last refresh of that day in Hub's time zone)."""
+
+    __tablename__ = "segment_sizes"
+
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    members: Mapped[int] = mapped_column(Integer)
+    measured_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class LeadScore(Base):

@@ -190,3 +190,39 @@ class WorkflowState(Base):
     expires_at: Mapped[dt.datetime | None]
     value: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Campaign(Base):
+    """A one-off send ("рассылка") to a segment: a workflow of its own that everyone in the segment enters once.
+
+    The campaign's rows in `workflows` (origin "campaign", named after the
+    campaign) and `workflow_runs` carry the sending, so a campaign has the
+    workflows' guarantees: one run per contact, one outbox message per run
+    and step, consent, caps and quiet hours asked at send time, a holdout.
+    Statuses: draft → scheduled → sending → done; paused while sending;
+    cancelled before it starts.
+    """
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    segment: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    template: Mapped[str] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(64))
+    # A personal promo code before the send: {"discount": 15, "valid": "14d", "prefix": "BACK"}; None: no code.
+    promo: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    holdout: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # per cent
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    scheduled_at: Mapped[dt.datetime | None]
+    workflow_id: Mapped[int | None] = mapped_column(ForeignKey("workflows.id", ondelete="SET NULL"))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    paused_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (Index(None, "status", "scheduled_at"),)

@@ -150,6 +150,7 @@ def build_row(settings: Settings, template: message_templates.Template, contact:
         "purpose": purpose, "address": address, "subject": rendered.subject, "body_text": rendered.text,
         "body_html": rendered.html, "parts": text_parts(rendered.text) if channel == "sms" else None,
         "status": QUEUED, "attempts": 0, "due_at": due_at, "meta": row_meta, "created_at": now, "updated_at": now,
+        "origin": str(meta["workflow"])[:64] if meta.get("workflow") else None,
     }
 
 
