@@ -5,6 +5,12 @@ docs/segments.md). While a marketer types, the page posts the text to
 /segments/check, which answers with every problem (each with its path, e.g.
 "rule.all[1].op: 'befor' is not an operator …; did you mean 'before'?") or
 with how many contacts match right now. Saving checks it all again.
+
+Beside the text sits the visual rule builder (static/segment-builder.js): it
+asks /segments/check for the typed YAML as a tree of nodes (hub.admin.rule_model)
+and /segments/write for the YAML of a tree it changed, so the two stay one
+document; /segments/builder/fields and /segments/builder/suggest feed its pickers
+(hub.admin.segment_builder). Without JavaScript the text editor works alone.
 """
 
 from __future__ import annotations
@@ -12,23 +18,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
 from hub import formats, i18n, queue
-from hub.admin import audit
+from hub.admin import audit, rule_model, segment_builder
 from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, SegmentForm
 from hub.config import Settings
 from hub.i18n import gettext as _, ngettext
-from hub.segments import explain, fields, lifecycle, membership, store
+from hub.segments import explain, fields, lifecycle, membership, rules, store
 from hub.segments.evaluate import Segments
-from hub.segments.rules import RuleError, SegmentError, check_references, read_yaml
+from hub.segments.rules import RuleError, SegmentError, check_references, jsonable, read_yaml
 
 bp = Blueprint("segments", __name__, url_prefix="/segments")
 MAX_DOCUMENT = 20_000
+MAX_TREE = 200_000  # bytes of a builder tree sent as JSON (it is wordier than the YAML it stands for)
 NEW_SEGMENT = """name: my_segment
 title: {title}
 rule:
@@ -39,15 +45,18 @@ rule:
 
 
 def as_yaml(document: Any) -> str:
-    return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
+    return rule_model.dump(document)
 
 
 def read_text(text: str) -> Any:
     """The document a person typed, or a SegmentError saying where the YAML is broken."""
     if len(text) > MAX_DOCUMENT:
-        raise SegmentError(_("the segment is too long (more than %(limit)s characters)",
-                             limit=formats.number(MAX_DOCUMENT)))
+        raise SegmentError(too_long())
     return read_yaml(text)
+
+
+def too_long() -> str:
+    return _("the segment is too long (more than %(limit)s characters)", limit=formats.number(MAX_DOCUMENT))
 
 
 def check(conn: Any, settings: Settings, text: str) -> dict[str, Any]:
@@ -125,7 +134,7 @@ def new() -> Any:
         document = as_yaml({**original, "name": f"my_{copy}"[:64]})
     form = SegmentForm(document=document)
     return render_template("segments/edit.html", form=form, name=None, builtin=False, problems=[], count=None,
-                           field_list=_fields(), **titles(None))
+                           field_list=_fields(), builder=_builder(document), **titles(None))
 
 
 def _fields() -> list[dict[str, Any]]:
@@ -153,22 +162,103 @@ def edit(name: str) -> Any:
             form = SegmentForm(document=as_yaml(row.definition))
             return render_template("segments/edit.html", form=form, name=name, builtin=False,
                                    problems=[segments.catalog.broken.get(name, "")], count=None,
-                                   field_list=_fields(), **titles(None))
+                                   field_list=_fields(), builder=_builder(form.document.data), **titles(None))
         count = segments.count(name)
     form = SegmentForm(document=store.shown_yaml(definition))
     return render_template("segments/edit.html", form=form, name=name, builtin=definition.builtin, problems=[],
-                           count=count, field_list=_fields(), **titles(definition))
+                           count=count, field_list=_fields(), builder=_builder(form.document.data),
+                           **titles(definition))
+
+
+def _builder(text: str | None) -> dict[str, Any]:
+    """What the builder starts from: the fields, and the tree of the text shown (None when it does not read)."""
+    try:
+        tree = rule_model.model(jsonable(read_text(text or "")))
+    except SegmentError:
+        tree = None
+    with engine().connect() as conn:
+        names = sorted(Segments(conn, current_settings()).catalog.definitions)
+    return {"catalog": segment_builder.catalog(fields.build(current_settings())), "model": tree,
+            "hints": segment_builder.hints(tree.get("rule"), current_settings()) if tree else {},
+            "segments": names, "texts": segment_builder.texts()}
+
+
+@bp.get("/builder/fields")
+@allow(read="viewer")
+def fields_json() -> Any:
+    """The builder's field catalog: every field (plugins' too) with its title, type, operators and choices."""
+    return segment_builder.catalog(fields.build(current_settings()))
+
+
+@bp.get("/builder/suggest")
+@allow(read="marketer")
+def suggest() -> Any:
+    """The values a text field holds in the base, most frequent first, for the builder's value box."""
+    field = request.args.get("field")
+    try:
+        with engine().connect() as conn:
+            values = segment_builder.suggestions(conn, fields.build(current_settings()), field,
+                                                 request.args.get("prefix", ""))
+    except segment_builder.SuggestError as exc:
+        return {"field": field, "values": [], "error": str(exc)}, 400
+    return {"field": field, "values": values}
 
 
 @bp.post("/check")
 @allow(read=None, write="marketer")
 def check_json() -> Any:
-    data = request.get_json(silent=True) or {}
-    text = data.get("document")
+    if _too_big(MAX_TREE):
+        return {"ok": False, "problems": [too_long()]}, 400
+    data = _json_body()
+    text = data.get("document") if isinstance(data, dict) else None
     if not isinstance(text, str):
         return {"ok": False, "problems": [_('send the segment as {"document": "...YAML..."}')]}, 400
+    settings = current_settings()
     with engine().connect() as conn:
-        return check(conn, current_settings(), text)
+        answer = check(conn, settings, text)
+    if data.get("model"):  # the builder asks for the text as its tree, to draw it again
+        try:
+            tree = rule_model.model(jsonable(read_text(text)))
+        except SegmentError:
+            tree = None
+        answer["model"] = tree
+        answer["hints"] = segment_builder.hints(tree.get("rule"), settings) if tree else {}
+    return answer
+
+
+@bp.post("/write")
+@allow(read=None, write="marketer")
+def write_json() -> Any:
+    """The YAML of a tree the builder changed, checked and counted as /segments/check would."""
+    if _too_big(MAX_TREE):
+        return {"ok": False, "problems": [too_long()]}, 400
+    data = _json_body()
+    tree = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(tree, dict):
+        return {"ok": False, "problems": [_('send the builder\'s tree as {"model": {...}}')]}, 400
+    try:
+        document = rule_model.document(tree)
+        text = as_yaml(document)
+    except rule_model.ModelError as exc:
+        return {"ok": False, "problems": [str(exc)]}, 400
+    except RecursionError:
+        return {"ok": False, "problems": ["rule: " + rules.too_deep()]}, 400
+    settings = current_settings()
+    with engine().connect() as conn:
+        answer = check(conn, settings, text)
+    return {**answer, "document": text, "hints": segment_builder.hints(tree.get("rule"), settings)}
+
+
+def _too_big(limit: int) -> bool:
+    return (request.content_length or 0) > limit or len(request.get_data(cache=True)) > limit
+
+
+def _json_body() -> Any:
+    """The request's JSON, or {} when it is not JSON or nested past what Python reads."""
+    try:
+        return request.get_json(silent=True) or {}
+    except RecursionError:
+        return {}
 
 
 @bp.post("/save")
@@ -198,7 +288,8 @@ def save() -> Any:
                            name=definition.name, num=formats.number(count)), "ok")
             return redirect(url_for("segments.edit", name=definition.name))
     return render_template("segments/edit.html", form=form, name=original, builtin=False, problems=problems,
-                           count=None, field_list=_fields(), **titles(None)), 400
+                           count=None, field_list=_fields(), builder=_builder(form.document.data),
+                           **titles(None)), 400
 
 
 @bp.post("/<name>/delete")

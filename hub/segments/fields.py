@@ -59,6 +59,8 @@ OPERATORS: dict[str, tuple[str, ...]] = {
 COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 CONSENT_STATES = ("granted", "withdrawn", "pending", "none")
+GENDER_TITLES = {"m": N_("male"), "f": N_("female")}
+CONSENT_TITLES = {**consent.STATUS_TITLES, "none": N_("never asked")}
 # Documented fields that plugins provide, so a rule using one without its plugin gets a useful hint.
 PLUGIN_FIELDS = {"messages.last_sent_at": "mailing", "workflow.<name>.status": "workflows", "contact.nps": "workflows"}
 _PLACEHOLDER = re.compile(r"^<([a-z_]+)>$")
@@ -113,6 +115,12 @@ class SegmentField:
       contact's `updated_at` (or appends a consent event); then a refresh may look
       only at contacts changed since the last one. Leave it False otherwise.
     - `uses_now`: True when the value moves with time by itself.
+    - `suggest`: True only when `sql(ctx)` is a column (or a cheap expression)
+      of the contact's own row that is fine to GROUP BY over every contact: the
+      admin's rule builder then offers the values the base holds, most
+      frequent first. Leave it False for names and other personal details.
+    - `choice_titles`: what each choice is called where people pick one
+      (messages, shown translated); a choice left out is shown as it is.
     """
 
     type: str
@@ -123,6 +131,8 @@ class SegmentField:
     predicate: Callable[[FieldContext, str, Any], ColumnElement[bool] | None] | None = None
     tracked: bool = False
     uses_now: bool = False
+    suggest: bool = False
+    choice_titles: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -262,8 +272,8 @@ def _column(name: str) -> Callable[[FieldContext], ColumnElement[Any]]:
     return lambda ctx: ctx.contacts.c[name]
 
 
-def _text(name: str, description: str) -> SegmentField:
-    return SegmentField("text", _column(name), description, tracked=True)
+def _text(name: str, description: str, *, suggest: bool = False) -> SegmentField:
+    return SegmentField("text", _column(name), description, tracked=True, suggest=suggest)
 
 
 def _lead_score(ctx: FieldContext) -> ColumnElement[int]:
@@ -344,14 +354,16 @@ def core_fields() -> dict[str, SegmentField]:
         "contact.first_name": _text("first_name", N_("first name")),
         "contact.last_name": _text("last_name", N_("surname")),
         "contact.middle_name": _text("middle_name", N_("patronymic")),
-        "contact.city": _text("city", N_("city as written")),
-        "contact.company": _text("company", N_("company")),
-        "contact.gender": SegmentField("choice", _column("gender"), N_("m or f"), choices=("m", "f"), tracked=True),
-        "contact.timezone": _text("timezone", N_("the contact's own time zone, e.g. Asia/Yekaterinburg")),
+        "contact.city": _text("city", N_("city as written"), suggest=True),
+        "contact.company": _text("company", N_("company"), suggest=True),
+        "contact.gender": SegmentField("choice", _column("gender"), N_("m or f"), choices=("m", "f"), tracked=True,
+                                       choice_titles=GENDER_TITLES),
+        "contact.timezone": _text("timezone", N_("the contact's own time zone, e.g. Asia/Yekaterinburg"),
+                                  suggest=True),
         "contact.source": SegmentField(
             "text", lambda ctx: ctx.contacts.c.attributes["lead_source"].as_string(),
             N_("where the customer came from (the lead_source attribute, from a spreadsheet's source column)"),
-            tracked=True),
+            tracked=True, suggest=True),
         "contact.birthday": SegmentField("date", _column("birthday"), N_("date of birth"), tracked=True),
         "contact.created_at": SegmentField("datetime", _column("created_at"), N_("when Hub first saw the contact"),
                                            tracked=True),
@@ -359,7 +371,7 @@ def core_fields() -> dict[str, SegmentField]:
         "contact.lead_score": SegmentField("integer", _lead_score,
                                            N_("points of the lead-score model, as of the last refresh")),
         "contact.lifecycle": SegmentField("choice", _lifecycle, N_("customer-base stage"), choices=lifecycle.STAGES,
-                                          uses_now=True, tracked=True),
+                                          uses_now=True, tracked=True, choice_titles=lifecycle.TITLES),
         "orders.count": SegmentField("integer", _column("orders_count"), N_("number of won orders"), tracked=True),
         "orders.revenue": SegmentField("money", _column("revenue"), N_("sum of won orders"), tracked=True),
         "orders.avg": SegmentField("money", _orders_avg, N_("average won order (revenue / count)"),
@@ -371,7 +383,7 @@ def core_fields() -> dict[str, SegmentField]:
         "consent.<channel>.<purpose>": SegmentField(
             "choice", _consent_status, N_("the latest consent answer (none: never asked)"),
             choices=CONSENT_STATES, params={"channel": consent.channels, "purpose": consent.purposes},
-            predicate=_consent_predicate, tracked=True),
+            predicate=_consent_predicate, tracked=True, choice_titles=CONSENT_TITLES),
     }
 
 

@@ -1,5 +1,5 @@
 /* Hub admin: small progressive enhancements. Every page works without this file;
-   with it, segment rules are checked as you type and templates preview as you edit. */
+   with it, templates preview as you edit and charts are drawn. */
 (function () {
   "use strict";
 
@@ -39,91 +39,9 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
-  // Segment editor: check the rule and count the matches while typing.
-  function segmentEditor() {
-    var form = document.getElementById("segment-form");
-    if (!form || !form.dataset.checkUrl) return;
-    var area = document.getElementById("document");
-    var out = document.getElementById("check-result");
-    var seq = 0;
-    var check = debounce(function () {
-      var mine = ++seq;
-      out.setAttribute("data-state", "checking");
-      post(form.dataset.checkUrl, { document: area.value }, true).then(function (answer) {
-        if (mine !== seq) return;
-        out.textContent = "";
-        if (answer.ok) {
-          var p = el("p", "ok");
-          p.id = "live-count";
-          p.textContent = "✓ " + answer.name + ": " + answer.summary;  // worded by the server, in the reader's language
-          out.appendChild(p);
-        } else {
-          var list = el("ul", "problems");
-          (answer.problems || [answer.error || form.dataset.cannotCheck]).forEach(function (problem) {
-            list.appendChild(el("li", "error", problem));
-          });
-          out.appendChild(list);
-        }
-        out.setAttribute("data-state", answer.ok ? "ok" : "problems");
-      }).catch(function () {
-        if (mine === seq) out.setAttribute("data-state", "offline");
-      });
-    }, 300);
-    area.addEventListener("input", check);
-    check();
-  }
+  // The segment editor (checked as it is typed, with the visual rule builder) is static/segment-builder.js.
 
-  // Template editor: preview what is being typed, for the chosen contact.
-  function templateEditor() {
-    var form = document.getElementById("template-form");
-    if (!form) return;
-    var channel = form.querySelector('[name="channel"]');
-    function showParts() {
-      var email = !channel || channel.value === "email";
-      document.querySelectorAll(".email-only").forEach(function (node) { node.hidden = !email; });
-    }
-    if (channel) channel.addEventListener("change", showParts);
-    showParts();
-    if (!form.dataset.previewUrl) return;
-    var contact = document.getElementById("preview-contact");
-    var seq = 0;
-    function render() {
-      var mine = ++seq;
-      var data = new FormData(form);
-      if (contact && contact.value) data.set("contact", contact.value);
-      post(form.dataset.previewUrl, data, false).then(function (answer) {
-        if (mine !== seq) return;
-        var error = document.getElementById("preview-error");
-        var body = document.getElementById("preview-body");
-        document.getElementById("preview-for").textContent = answer["for"] || "";
-        if (answer.error) {
-          error.textContent = answer.error;
-          error.hidden = false;
-          body.hidden = true;
-          return;
-        }
-        error.hidden = true;
-        body.hidden = false;
-        document.getElementById("preview-subject").textContent = answer.subject || "";
-        document.getElementById("preview-text").textContent = answer.text || "";
-        document.getElementById("preview-parts").textContent =
-          answer.sms_parts ? answer.parts_text : "";
-        var frame = document.getElementById("preview-html");
-        frame.hidden = !answer.html;
-        frame.srcdoc = answer.html || "";
-        showParts();
-      });
-    }
-    var later = debounce(render, 400);
-    form.addEventListener("input", later);
-    var previewForm = document.getElementById("preview-contact-form");
-    if (previewForm) {
-      previewForm.addEventListener("submit", function (event) {
-        event.preventDefault();
-        render();
-      });
-    }
-  }
+  // The template editor has its own file: template-editor.js.
 
   // Charts: a <canvas data-chart="bar"> with its data in <script type="application/json" id="ID-data">.
   function charts() {
@@ -152,8 +70,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    segmentEditor();
-    templateEditor();
     charts();
   });
 })();
