@@ -431,3 +431,12 @@ def register_schedules(register: Callable[[str, Schedule], None], settings: Sett
                               N_("an incremental sync of every connected source")))
     register("reconcile", Schedule(_interval(settings, "reconcile_interval_s", RECONCILE_INTERVAL_S),
                                    reconcile_all, N_("find records deleted in a source without an event")))
+    register("segment_sizes", Schedule(_interval(settings, "segment_sizes_interval_s", 3600), segment_sizes,
+                                       N_("give every segment today's point on its size chart")))
+
+
+def segment_sizes(run: ScheduledRun) -> dict[str, Any]:
+    """A point per segment per day even where nothing else refreshes segments (hub.segments.sizes)."""
+    from hub.segments import sizes
+
+    return sizes.scheduled(run)

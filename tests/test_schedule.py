@@ -69,7 +69,8 @@ def test_a_schedule_runs_once_per_interval_and_a_failure_stops_no_other(hub_db: 
     first = schedule.run_due(hub_db.engine, hub_db.settings, now=t0)
     assert first.ran["chores"] == {"runs": 1}
     assert first.failed == {"broken": "ConnectionError: the shop is down"}
-    assert set(first.ran) == {"chores", "sync", "reconcile", "webhooks", "api_idempotency"}  # the core's own
+    assert set(first.ran) == {"chores", "sync", "reconcile", "webhooks", "api_idempotency",
+                              "segment_sizes"}  # the core's own
 
     # 14 minutes on, only the minutely webhooks sweep is due again
     assert set(schedule.run_due(hub_db.engine, hub_db.settings, now=t0 + dt.timedelta(minutes=14)).ran) == {"webhooks"}

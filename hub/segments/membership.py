@@ -32,7 +32,7 @@ from hub.config import Settings
 from hub.db import UTCDateTime, utcnow
 from hub.models import ConsentEvent, Contact, SegmentMember
 from hub.plugins import get_pm
-from hub.segments import portable, scoring, store
+from hub.segments import portable, scoring, sizes, store
 from hub.segments.compile import Compiler, compiler_for, conditions, tracked, uses_now
 from hub.segments.evaluate import Segments
 from hub.segments.rules import SegmentDefinition
@@ -225,5 +225,6 @@ def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDef
     conn.execute(store.segments_t.update().where(store.segments_t.c.id == state.id)
                  .values(refreshed_at=wall, refreshed_event_id=last_event))
     members = conn.execute(select(func.count()).select_from(members_t).where(m.segment_id == state.id)).scalar_one()
+    sizes.record(conn, state.id, members, wall, compiler.settings.tz)  # the day's point of the size chart
     return SegmentRefresh(definition.name, "incremental" if incremental else "full", members, n_entered, n_exited,
                           time.perf_counter() - started)

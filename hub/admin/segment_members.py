@@ -1,0 +1,484 @@
+"""Who is in a segment: the member list with search, sorting and paging, its export, and its size over time.
+
+The list reads segment_members, the members recorded by the segment's last
+refresh, joined with the live contacts: the same people a workflow started
+from that segment would reach, not a fresh evaluation of the rule on every
+page view. The page says when that refresh was and lets a marketer start
+another. The total is counted, never capped, so "1 234 контакта" is what an
+export would hold.
+
+Exports stream: CSV is written row by row as the response goes out, XLSX
+through openpyxl's write-only workbook into a temporary file, so a segment
+of a million people never sits in memory. Both go through hub.csvsafe's
+rule, so a name typed as a formula reaches the spreadsheet as text. Each
+export is written to the audit log with its segment, format and row count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Iterator
+
+import phonenumbers
+from flask import Blueprint, Response, flash, redirect, render_template, request, send_file, stream_with_context, \
+    url_for
+from sqlalchemy import Connection, and_, exists, func, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from hub import csvsafe, formats, i18n, normalize, queue
+from hub.admin import audit, filters
+from hub.admin.access import actor, allow, engine
+from hub.admin.app import current_settings
+from hub.admin.forms import ActionForm
+from hub.config import Settings
+from hub.db import utcnow
+from hub.i18n import N_, ngettext
+from hub.i18n import gettext as _
+from hub.models import Contact, ContactIdentity, Segment, SegmentMember
+from hub.segments import sizes
+from hub.segments.evaluate import Segments
+
+bp = Blueprint("segment_members", __name__, url_prefix="/segments")
+contacts_t = Contact.__table__
+identities_t = ContactIdentity.__table__
+members_t = SegmentMember.__table__
+segments_t = Segment.__table__
+
+PAGE_SIZES = (25, 50, 100, 200)
+PAGE_SIZE = 50
+MAX_SEARCH = 200
+CHUNK = 1000  # rows an export reads at a time
+XLSX_MAX_ROWS = 1_048_575  # a sheet holds 1 048 576 rows, the headings take one
+EXPORTED = "segment_exported"
+AUDIT_ACTIONS = {EXPORTED: N_("segment members exported"),
+                 "segment_refresh_requested": N_("segment refresh requested")}
+_PHONE_CHARS = re.compile(r"^[\d\s()+\-.]+$")
+_ID = re.compile(r"^#(\d{1,12})$")
+MIN_PHONE_DIGITS = 5
+_WHOLE = re.compile(r"0*[1-9][0-9]{0,8}")  # ASCII digits only ("²" is a digit to str.isdigit, not to int)
+
+# How the list can be ordered: the parameter → the column (ties go by contact number).
+SORTS = {"name": contacts_t.c.name_key, "entered": members_t.c.entered_at, "orders": contacts_t.c.orders_count,
+         "revenue": contacts_t.c.revenue, "last_order": contacts_t.c.last_order_at}
+DEFAULT_SORT = ("name", "asc")
+SORT_TITLES = {"name": N_("Name"), "entered": N_("Entered the segment"), "orders": N_("Orders"),
+               "revenue": N_("Revenue"), "last_order": N_("Last order")}
+# The export's columns: key → heading (a message of the catalog, in the language asked for).
+COLUMNS = (("id", N_("Contact number")), ("name", N_("Name")), ("phone_e164", N_("Phone (E.164)")),
+           ("phone", N_("Phone")), ("email", N_("Email")), ("city", N_("City")),
+           ("entered_at", N_("Entered the segment")), ("orders_count", N_("Orders")), ("revenue", N_("Revenue")),
+           ("last_order_at", N_("Last order")))
+FORMATS = ("csv", "xlsx")
+
+
+@dataclass
+class ListQuery:
+    """The list as the query string asks for it, with every problem found in it said in the reader's words."""
+
+    search: str = ""
+    sort: str = DEFAULT_SORT[0]
+    direction: str = DEFAULT_SORT[1]
+    page: int = 1
+    per: int = PAGE_SIZE
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, args: Any) -> ListQuery:
+        out = cls()
+        search = " ".join(str(args.get("q", "")).split())
+        if len(search) > MAX_SEARCH:
+            out.problems.append(_("The search is too long: at most %(limit)s characters, you sent %(num)s.",
+                                  limit=formats.number(MAX_SEARCH), num=formats.number(len(search))))
+        else:
+            out.search = search
+        sort = str(args.get("sort", "") or DEFAULT_SORT[0])
+        if sort in SORTS:
+            out.sort = sort
+            out.direction = "asc" if sort == "name" else "desc"
+        else:
+            out.problems.append(_("Cannot sort by '%(value)s'; the list is sorted by name.", value=sort[:60]))
+        direction = str(args.get("dir", "") or out.direction)
+        if direction in ("asc", "desc"):
+            out.direction = direction
+        else:
+            out.problems.append(_("There is no order '%(value)s': the list sorts ascending or descending.",
+                                  value=direction[:60]))
+        out.page = _whole(args.get("page"), 1, out.problems,
+                          N_("The page number must be a whole number from 1, not '%(value)s'."))
+        per = _whole(args.get("per"), PAGE_SIZE, out.problems,
+                     N_("The page size must be a whole number from 1, not '%(value)s'."))
+        if per not in PAGE_SIZES:
+            out.problems.append(_("A page shows %(choices)s contacts, not %(value)s; showing %(default)s.",
+                                  choices=", ".join(str(n) for n in PAGE_SIZES), value=formats.number(per),
+                                  default=PAGE_SIZE))
+            per = PAGE_SIZE
+        out.per = per
+        return out
+
+    def args(self, **changes: Any) -> dict[str, Any]:
+        """The query string of this list with some values changed (for links: sorting, pages, exports)."""
+        values = {"q": self.search or None, "sort": self.sort, "dir": self.direction,
+                  "per": self.per if self.per != PAGE_SIZE else None, "page": self.page if self.page > 1 else None}
+        values.update(changes)
+        return {k: v for k, v in values.items() if v is not None}
+
+
+def _whole(given: Any, default: int, problems: list[str], refusal: str) -> int:
+    raw = str(given or "").strip()
+    if not raw:
+        return default
+    if _WHOLE.fullmatch(raw):
+        return int(raw)
+    problems.append(_(refusal, value=raw[:60]))
+    return default
+
+
+# --- what is read ------------------------------------------------------------------------------
+
+def search_condition(settings: Settings, text: str) -> ColumnElement[bool] | None:
+    """Contacts matching what a person typed: a name, an email or its part, a phone or its end, "#id".
+
+    A phone is read as every import reads one ("8 (916) 123-45-67" and "9161234567"
+    are one number), and a fragment ("123-45-67") matches the end of stored numbers.
+    None when nothing was typed.
+    """
+    if not text:
+        return None
+    c, i = contacts_t.c, identities_t.c
+
+    def identity(kind: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        return exists().where(i.contact_id == c.id, i.kind == kind, condition)
+
+    if m := _ID.match(text):
+        return c.id == int(m.group(1))
+    if "@" in text:
+        return identity(normalize.EMAIL, i.value.contains(text.lower(), autoescape=True))
+    if _PHONE_CHARS.match(text) and sum(ch.isdigit() for ch in text) >= MIN_PHONE_DIGITS:
+        numbers = [p.value for p in normalize.phones(text, settings.default_region) if p.valid]
+        digits = "".join(ch for ch in text if ch.isdigit())
+        options = [i.value.endswith(digits, autoescape=True), i.raw.contains(text, autoescape=True)]
+        if numbers:
+            options.append(i.value.in_(numbers))
+        return identity(normalize.PHONE, or_(*options))
+    words = [w.lower().replace("ё", "е") for w in text.split()]
+    by_name = and_(*[c.name_key.contains(w, autoescape=True) for w in words])
+    if len(words) == 1:
+        return or_(by_name, identity(normalize.EMAIL, i.value.contains(words[0], autoescape=True)))
+    return by_name
+
+
+def members_select(segment_id: int, condition: ColumnElement[bool] | None) -> Any:
+    """The segment's recorded members who are still someone (not erased or merged away), with what the list shows."""
+    c, m = contacts_t.c, members_t.c
+    query = (select(c.id, c.first_name, c.last_name, c.middle_name, c.city, c.orders_count, c.revenue,
+                    c.last_order_at, m.entered_at)
+             .select_from(members_t.join(contacts_t, c.id == m.contact_id))
+             .where(m.segment_id == segment_id, c.deleted_at.is_(None)))
+    return query.where(condition) if condition is not None else query
+
+
+def ordered(query: Any, sort: str, direction: str) -> Any:
+    column = SORTS[sort]
+    key = column.asc() if direction == "asc" else column.desc()
+    tie = contacts_t.c.id.asc() if direction == "asc" else contacts_t.c.id.desc()
+    return query.order_by(key.nulls_last(), tie)
+
+
+def count(conn: Connection, query: Any) -> int:
+    return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
+
+
+def identities_of(conn: Connection, ids: list[int]) -> dict[int, dict[str, list[str]]]:
+    """Each contact's valid phones and emails, oldest first (the first is the one the list shows)."""
+    found: dict[int, dict[str, list[str]]] = {i: {"phone": [], "email": []} for i in ids}
+    if not ids:
+        return found
+    rows = conn.execute(select(identities_t.c.contact_id, identities_t.c.kind, identities_t.c.value)
+                        .where(identities_t.c.contact_id.in_(ids), identities_t.c.valid)
+                        .order_by(identities_t.c.id))
+    for contact_id, kind, value in rows:
+        found[contact_id].setdefault(kind, []).append(value)
+    return found
+
+
+def display_name(row: Any) -> str:
+    return " ".join(p for p in (row.last_name, row.first_name, row.middle_name) if p) or f"#{row.id}"
+
+
+def readable_phone(e164: str | None, region: str) -> str:
+    """A phone as people of the shop's country write it: 8 (916) 123-45-67 at home, +49 30 … abroad."""
+    if not e164:
+        return ""
+    try:
+        parsed = phonenumbers.parse(e164, region)
+    except phonenumbers.NumberParseException:
+        return e164
+    if phonenumbers.region_code_for_number(parsed) == region.upper():
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def shaped(rows: list[Any], found: dict[int, dict[str, list[str]]], region: str) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        phones, emails = found.get(r.id, {}).get("phone", []), found.get(r.id, {}).get("email", [])
+        out.append({"id": r.id, "name": display_name(r), "phone_e164": phones[0] if phones else "",
+                    "phone": readable_phone(phones[0], region) if phones else "", "email": emails[0] if emails else "",
+                    "city": r.city or "", "entered_at": r.entered_at, "orders_count": r.orders_count,
+                    "revenue": r.revenue, "last_order_at": r.last_order_at})
+    return out
+
+
+@dataclass
+class Found:
+    """The segment a URL names, as far as the list needs it."""
+
+    name: str
+    id: int | None
+    refreshed_at: dt.datetime | None
+    title: str
+    description: str
+    definition: Any
+
+
+def find(conn: Connection, settings: Settings, name: str) -> Found | None:
+    """The segment called `name` (built-in, saved, or saved but broken since), or None when there is none."""
+    from hub.admin.segments import titles
+
+    if len(name) > 64:
+        return None
+    catalog = Segments(conn, settings).catalog
+    definition = catalog.definitions.get(name)
+    row = conn.execute(select(segments_t.c.id, segments_t.c.refreshed_at).where(segments_t.c.name == name)).first()
+    if definition is None and row is None:
+        return None
+    return Found(name, row.id if row else None, row.refreshed_at if row else None, **titles(definition),
+                 definition=definition)
+
+
+def not_found(name: str) -> Any:
+    return render_template("error.html", code=404, title=_("Not found"),
+                           message=_("There is no segment named '%(name)s'.", name=name[:64])), 404
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+@bp.get("/<name>/members")
+@allow(read="viewer")
+def members(name: str) -> Any:
+    settings = current_settings()
+    query = ListQuery.read(request.args)
+    now = utcnow()
+    with engine().connect() as conn:
+        segment = find(conn, settings, name)
+        if segment is None:
+            return not_found(name)
+        rows: list[dict[str, Any]] = []
+        total = pages = entered_week = 0
+        chart = None
+        if segment.id is not None:
+            selected = members_select(segment.id, search_condition(settings, query.search))
+            total = count(conn, selected)
+            pages = max(1, -(-total // query.per))
+            if query.page > pages:
+                query.problems.append(_("There is no page %(page)s: the list has %(pages)s.",
+                                        page=formats.number(query.page), pages=formats.number(pages)))
+                query.page = pages
+            page_rows = list(conn.execute(ordered(selected, query.sort, query.direction)
+                                          .limit(query.per).offset((query.page - 1) * query.per)))
+            rows = shaped(page_rows, identities_of(conn, [r.id for r in page_rows]), settings.default_region)
+            entered_week = count(conn, members_select(segment.id, None).where(
+                members_t.c.entered_at >= now - dt.timedelta(days=7)))
+            chart = size_chart(conn, segment.id, sizes.day_of(now, settings.tz))
+    first = (query.page - 1) * query.per + 1
+    return render_template("segments/members.html", segment=segment, rows=rows, total=total, pages=pages,
+                           query=query, first=first, last=first + len(rows) - 1, entered_week=entered_week,
+                           chart=chart, sort_titles={k: _(v) for k, v in SORT_TITLES.items()},
+                           page_sizes=PAGE_SIZES, total_text=formats.contacts(total), action=ActionForm())
+
+
+def size_chart(conn: Connection, segment_id: int, today: dt.date) -> dict[str, Any] | None:
+    """The chart's data: a label per day of the last 90, a value where a refresh measured one (else a gap)."""
+    points = sizes.history(conn, segment_id, sizes.DAYS, today=today)
+    if not points:
+        return None
+    days, values = sizes.series(points, today)
+    return {"labels": [filters.date(d) for d in days], "values": values, "points": len(points)}
+
+
+@bp.post("/<name>/members/refresh")
+@allow(read=None, write="marketer")
+def refresh(name: str) -> Any:
+    settings = current_settings()
+    with engine().connect() as conn:
+        segment = find(conn, settings, name)
+    if segment is None:
+        return not_found(name)
+    if ActionForm().validate_on_submit():
+        if segment.definition is None:
+            flash(_("Segment %(name)s no longer checks; fix its rule before refreshing it.", name=name), "error")
+        else:
+            with engine().begin() as conn:
+                audit.record(conn, actor(), "segment_refresh_requested", segment=name)
+            queue.enqueue(settings, refresh_job, name, background=True, job_id=f"admin-segment-refresh-{name}")
+            flash(_("Refreshing segment %(name)s in the background; reload this page in a minute.", name=name), "ok")
+    return redirect(url_for("segment_members.members", name=name))
+
+
+def refresh_job(name: str) -> dict[str, Any]:
+    """Record one segment's members now (a queue job, as the segments page's own refresh of all of them)."""
+    from hub.config import load_settings
+    from hub.db import get_engine
+    from hub.segments import membership
+
+    settings = load_settings()
+    return membership.refresh(get_engine(settings.database_url), settings, [name]).as_dict()
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+def headings(language: str) -> list[str]:
+    with i18n.use_language(language):
+        return [_(title) for _key, title in COLUMNS]
+
+
+def export_rows(conn: Connection, query: Any, region: str) -> Iterator[dict[str, Any]]:
+    """Every row of the query, read CHUNK at a time from a server-side cursor, with its phones and emails."""
+    result = conn.execution_options(stream_results=True, yield_per=CHUNK).execute(query)
+    for chunk in result.partitions(CHUNK):
+        yield from shaped(list(chunk), identities_of(conn, [r.id for r in chunk]), region)
+
+
+def local(moment: dt.datetime | None, tz: Any) -> dt.datetime | None:
+    """An instant as the shop's wall clock shows it (spreadsheets know no time zones)."""
+    return moment.astimezone(tz).replace(tzinfo=None, microsecond=0) if moment is not None else None
+
+
+def csv_values(row: dict[str, Any], tz: Any, language: str) -> list[Any]:
+    """One row's cells: local times, and amounts with the decimal comma a Russian spreadsheet reads as a number."""
+    out = []
+    for key, _title in COLUMNS:
+        value = row[key]
+        if isinstance(value, dt.datetime):
+            value = local(value, tz).strftime("%d.%m.%Y %H:%M")  # type: ignore[union-attr]
+        elif isinstance(value, Decimal) and language == "ru":
+            value = str(value).replace(".", ",")
+        out.append(value)
+    return out
+
+
+def csv_stream(settings: Settings, query: Any, language: str) -> Iterator[str]:
+    """The CSV, a chunk of rows at a time: UTF-8 with a BOM and ';' as Excel in Russia opens it."""
+    buffer = io.StringIO()
+    writer = csvsafe.writer(buffer, delimiter=";")
+    buffer.write("\ufeff")
+    writer.writerow(headings(language))
+    with engine().connect() as conn:
+        for n, row in enumerate(export_rows(conn, query, settings.default_region), 1):
+            writer.writerow(csv_values(row, settings.tz, language))
+            if n % CHUNK == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    yield buffer.getvalue()
+
+
+def xlsx_file(settings: Settings, query: Any, language: str) -> str:
+    """The XLSX in a temporary file (openpyxl's write-only mode keeps one row in memory at a time)."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(_("Members"))
+    sheet.append(headings(language))
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            out = WriteOnlyCell(sheet, value=local(value, settings.tz))
+            out.number_format = "DD.MM.YYYY HH:MM"
+            return out
+        if isinstance(value, Decimal):
+            out = WriteOnlyCell(sheet, value=float(value))
+            out.number_format = "#,##0.00"
+            return out
+        if isinstance(value, (int, float)):
+            return WriteOnlyCell(sheet, value=value)
+        out = WriteOnlyCell(sheet, value=None)
+        out.value = csvsafe.cell(value)  # a name typed as a formula stays text, as in the CSV
+        out.data_type = "s"
+        return out
+
+    with engine().connect() as conn:
+        for row in export_rows(conn, query, settings.default_region):
+            sheet.append([cell(row[key]) for key, _title in COLUMNS])
+    handle, path = tempfile.mkstemp(prefix="hub-segment-", suffix=".xlsx")
+    os.close(handle)
+    try:
+        book.save(path)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+@bp.get("/<name>/members/export")
+@allow(read="marketer")
+def export(name: str) -> Any:
+    settings = current_settings()
+    fmt = str(request.args.get("format", ""))
+    if fmt not in FORMATS:
+        return _refused(name, _("Members can be exported as CSV or XLSX, not as '%(value)s'.", value=fmt[:20]))
+    query = ListQuery.read(request.args)
+    language = str(request.args.get("lang") or i18n.current_language())
+    if language not in i18n.LANGUAGES:
+        return _refused(name, _("The headings can be in %(choices)s, not '%(value)s'.",
+                                choices=", ".join(i18n.LANGUAGES), value=language[:20]))
+    if query.problems:
+        return _refused(name, " ".join(query.problems))
+    with engine().begin() as conn:
+        segment = find(conn, settings, name)
+        if segment is None:
+            return not_found(name)
+        if segment.id is None:
+            return _refused(name, _("Segment %(name)s has never been refreshed: there is nobody to export yet.",
+                                    name=name))
+        selected = ordered(members_select(segment.id, search_condition(settings, query.search)), query.sort,
+                           query.direction)
+        rows = count(conn, selected)
+        if fmt == "xlsx" and rows > XLSX_MAX_ROWS:
+            return _refused(name, ngettext(
+                "A spreadsheet holds at most %(limit)s rows, and the segment has %(num)s member: export it as CSV.",
+                "A spreadsheet holds at most %(limit)s rows, and the segment has %(num)s members: export it as CSV.",
+                rows, limit=formats.number(XLSX_MAX_ROWS), num=formats.number(rows)))
+        audit.record(conn, actor(), EXPORTED, segment=name, format=fmt, rows=rows, search=query.search or None,
+                     language=language)
+    stamp = utcnow().astimezone(settings.tz).strftime("%Y-%m-%d")
+    filename = f"segment-{name}-{stamp}.{fmt}"
+    if fmt == "csv":
+        body = stream_with_context(csv_stream(settings, selected, language))
+        return Response(body, mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    path = xlsx_file(settings, selected, language)
+    response = send_file(path, as_attachment=True, download_name=filename,
+                         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    response.call_on_close(lambda: _remove(path))
+    return response
+
+
+def _remove(path: str) -> None:
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+def _refused(name: str, message: str) -> Any:
+    """Back to the list, saying why there is no file (a download link has no page of its own to say it on)."""
+    flash(message, "error")
+    kept: dict[str, Any] = {k: v for k, v in request.args.items() if k in ("q", "sort", "dir")}
+    return redirect(url_for("segment_members.members", name=name, **kept))
+
