@@ -236,6 +236,9 @@ def start_now(engine: Any, settings: Any, name: str, *, show_progress: bool = Fa
         store.install_library(conn)
     with engine.connect() as conn:
         row, workflow = store.current(conn, settings, name)
+    if row.origin == store.CAMPAIGN_ORIGIN:
+        raise WorkflowError([gettext("%(name)s carries a campaign; start, pause and resume it with hub campaigns",
+                                     name=repr(name))])
     if workflow.trigger.kind == "event" and not row.enabled:
         raise WorkflowError([gettext("%(name)s starts on an event (%(event)s); switch it on to start watching for "
                                      "them: hub workflows enable %(name)s", name=name,

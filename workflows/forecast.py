@@ -22,6 +22,8 @@ from typing import Any, Iterable
 import pluggy
 from sqlalchemy import Connection, Engine, select
 
+# not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
+from hub import messaging
 from hub.api import (TRANSACTIONAL, Contact, ContactIdentity, Settings, chunks, gettext, kind_for_channel,
                      next_local_time, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
@@ -71,6 +73,25 @@ class _Facts:
                     identities_t.c.contact_id.in_(part), identities_t.c.kind == kind, identities_t.c.valid)).scalars())
             self._addresses[kind] = found
         return self._addresses[kind]
+
+    def usable_addresses(self, channel: str) -> dict[int, str | None]:
+        """Each contact with a valid address for the channel: the first one not suppressed, None if all are.
+
+        Asked of the outbox's own address picker, in one query per 500
+        addresses; an empty extra candidate (never suppressed) tells "all of
+        them suppressed" apart from "the first one is fine".
+        """
+        kind = kind_for_channel(channel)
+        found: dict[int, list[str]] = defaultdict(list)
+        for part in chunks(self.ids, 1000):
+            for cid, value in self.conn.execute(
+                    select(identities_t.c.contact_id, identities_t.c.value)
+                    .where(identities_t.c.contact_id.in_(part), identities_t.c.kind == kind, identities_t.c.valid)
+                    .order_by(identities_t.c.id)):
+                found[cid].append(value)
+        picked = messaging.pick_addresses(self.conn, self.settings,
+                                          {cid: {f"{kind}s": [*values, ""]} for cid, values in found.items()}, channel)
+        return {cid: value or None for cid, value in picked.items()}
 
     def consents(self, channel: str, purpose: str) -> set[int]:
         if (channel, purpose) not in self._consent:

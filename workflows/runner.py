@@ -34,14 +34,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 import pluggy
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, exists, select, update
 
 # not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
 from hub import messaging
 from hub.api import Settings, SettingsError, bulk_insert, chunks, insert_for, utcnow
 from workflows import config, policy, promo, store
 from workflows.definition import Instruction, Workflow, WorkflowError
-from workflows.models import StepResult, WorkflowRow, WorkflowRun
+from workflows.models import Campaign, StepResult, WorkflowRow, WorkflowRun
 from workflows.steps import Outcome, RunInfo, Step, StepCall, StepFailed
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,27 @@ class AdvanceReport:
         return asdict(self)
 
 
+def not_paused() -> Any:
+    """A run not of a paused campaign: such runs stay where they are, unclaimed, until it is resumed.
+
+    Pausing changes only the campaign's row; the runs keep their status and
+    place. The claim asks this in the same UPDATE that takes the lease, so a
+    run is either claimed before the pause committed (its worker finishes
+    the step it is on, as if the pause came a moment later) or not claimed
+    at all; nothing writes a run's status from two sides, as moving the runs
+    to a status of their own while a worker holds some would.
+    """
+    c = Campaign.__table__.c
+    return ~exists().where(c.workflow_id == runs_t.c.workflow_id, c.status == "paused")
+
+
 def due_ids(conn: Connection, now: dt.datetime, limit: int | None = None, *,
             workflow_id: int | None = None) -> list[int]:
     """Runs whose next step is due and that no worker holds, oldest first."""
     r = runs_t.c
     q = (select(r.id).where(r.status.in_(ACTIVE), r.next_at <= now,
-                            (r.lease_until.is_(None)) | (r.lease_until < now)).order_by(r.next_at, r.id))
+                            (r.lease_until.is_(None)) | (r.lease_until < now), not_paused())
+         .order_by(r.next_at, r.id))
     if workflow_id is not None:
         q = q.where(r.workflow_id == workflow_id)
     return list(conn.execute(q.limit(limit) if limit else q).scalars())
@@ -118,7 +133,7 @@ def claim(engine: Engine, ids: Sequence[int], *, token: str, now: dt.datetime, l
         with engine.begin() as conn:
             rows = conn.execute(
                 update(runs_t).where(r.id.in_(part), r.status.in_(ACTIVE), r.next_at <= now,
-                                     (r.lease_until.is_(None)) | (r.lease_until < now))
+                                     (r.lease_until.is_(None)) | (r.lease_until < now), not_paused())
                 .values(lease_token=token, lease_until=now + lease, status="running")
                 .returning(r.id, r.workflow_id, r.version, r.contact_id, r.cycle, r.step, r.attempts, r.started_at,
                            r.trigger, r.context)).all()

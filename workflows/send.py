@@ -144,6 +144,8 @@ class Send(Step):
         if self.uses_nps:
             context["nps"] = nps.links(settings, call.run.contact_id, call.run.id)
         meta = {"workflow": call.run.workflow, "run": call.run.id, "step": call.index + 1}
+        if call.run.context.get("campaign"):  # a one-off campaign's run (workflows.campaigns) names it
+            meta["campaign"] = call.run.context["campaign"]
         try:
             return messaging.build_row(settings, template, dict(call.contact or {}), address, channel=self.channel,
                                        purpose=self.purpose, key=call.key, context=context, meta=meta,

@@ -29,6 +29,7 @@ workflows_t = WorkflowRow.__table__
 versions_t = WorkflowVersion.__table__
 LIBRARY = Path(__file__).parent / "library"
 LIBRARY_ORIGIN, FILE_ORIGIN = "library", "file"
+CAMPAIGN_ORIGIN = "campaign"  # a campaign's own workflow: built, started and finished by workflows.campaigns
 
 _parsed: dict[tuple[str, int, str], Workflow] = {}
 
@@ -84,8 +85,11 @@ def add(conn: Connection, settings: Settings, document: Any, *, origin: str | No
     if workflow.name in library_documents():
         raise WorkflowError([gettext("%(name)s is a shipped workflow; save yours under another name",
                                      name=repr(workflow.name))], origin)
-    row = conn.execute(select(workflows_t.c.id, workflows_t.c.definition, workflows_t.c.version)
+    row = conn.execute(select(workflows_t.c.id, workflows_t.c.definition, workflows_t.c.version, workflows_t.c.origin)
                        .where(workflows_t.c.name == workflow.name)).first()
+    if row is not None and row.origin == CAMPAIGN_ORIGIN:
+        raise WorkflowError([gettext("%(name)s carries a campaign (hub campaigns); save yours under another name",
+                                     name=repr(workflow.name))], origin)
     if row is None:
         _insert(conn, workflow.document, FILE_ORIGIN)
         return workflow, True
@@ -94,8 +98,12 @@ def add(conn: Connection, settings: Settings, document: Any, *, origin: str | No
     return workflow, False
 
 
-def rows(conn: Connection) -> list[Any]:
-    return list(conn.execute(select(workflows_t).order_by(workflows_t.c.name)))
+def rows(conn: Connection, *, campaigns: bool = False) -> list[Any]:
+    """Saved workflows by name; those that carry a one-off campaign (workflows.campaigns) only when asked."""
+    q = select(workflows_t).order_by(workflows_t.c.name)
+    if not campaigns:
+        q = q.where(workflows_t.c.origin != CAMPAIGN_ORIGIN)
+    return list(conn.execute(q))
 
 
 def row(conn: Connection, name: str) -> Any:
@@ -140,6 +148,9 @@ def current(conn: Connection, settings: Settings, name: str, pm: pluggy.PluginMa
 def set_enabled(conn: Connection, name: str, enabled: bool, *, now: dt.datetime | None = None) -> Any:
     """Switch a workflow on or off. Switching on marks where its event triggers start watching."""
     found = row(conn, name)
+    if found.origin == CAMPAIGN_ORIGIN:  # its members entered once, when it started; a trigger would add more
+        raise WorkflowError([gettext("%(name)s carries a campaign; start, pause and resume it with hub campaigns",
+                                     name=repr(name))])
     now = now or utcnow()
     values: dict[str, Any] = {"enabled": enabled, "updated_at": now}
     if enabled and not found.enabled:

@@ -6,6 +6,8 @@ once, `hub workflows tick`):
 1. makes sure the shipped workflows are in the database;
 2. for every switched-on workflow, looks at its trigger and starts runs
    (refreshing its segment, or reading the events since the last look);
+   starts the one-off campaigns whose time came and marks finished ones
+   done (workflows.campaigns);
 3. redeems promo codes that synced orders carry;
 4. hands out the work: with Redis, enqueues due runs in batches for
    `hub worker` (and the outbox sweep and the promo write-back, see
@@ -35,7 +37,7 @@ from sqlalchemy import Engine, or_, select, update
 # not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
 from hub import messaging
 from hub.api import N_, Settings, chunks, enqueue, redis_connection, utcnow
-from workflows import config, jobs, promo, runner, store, triggers
+from workflows import campaigns, config, jobs, promo, runner, store, triggers
 from workflows.definition import WorkflowError
 from workflows.models import WorkflowRun
 
@@ -50,6 +52,7 @@ ALIVE = ("queued", "deferred", "scheduled")
 class TickReport:
     started: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    campaigns: list[str] = field(default_factory=list)  # scheduled campaigns started by this tick
     redeemed: int = 0
     enqueued: int = 0
     jobs: int = 0
@@ -86,6 +89,8 @@ def tick(engine: Engine, settings: Settings, *, now: dt.datetime | None = None,
             report.errors[row.name] = str(exc)
             log.error("workflow %s: %s", row.name, exc)
         keepalive()
+    report.campaigns = campaigns.start_due(engine, settings, now=now, pm=pm)
+    keepalive()
     report.redeemed = promo.redeem_from_orders(engine, now=now)
     if settings.redis_url:
         report.enqueued, report.jobs = enqueue_due(engine, settings, now=now)
@@ -134,7 +139,8 @@ def enqueue_due(engine: Engine, settings: Settings, *, now: dt.datetime, workflo
 
     options = config.load(settings)
     r = runs_t.c
-    due = [r.status.in_(runner.ACTIVE), r.next_at <= now, (r.lease_until.is_(None)) | (r.lease_until < now)]
+    due = [r.status.in_(runner.ACTIVE), r.next_at <= now, (r.lease_until.is_(None)) | (r.lease_until < now),
+           runner.not_paused()]
     if workflow_id is not None:
         due.append(r.workflow_id == workflow_id)
     with engine.connect() as conn:  # the jobs that hold due runs: a few hundred at most, however many runs
@@ -180,6 +186,8 @@ def scheduled_tick(run: Any) -> dict[str, Any]:
     report = tick(run.engine, run.settings, now=run.now, keepalive=run.keepalive)
     summary: dict[str, Any] = {N_("runs started"): sum(v.get("started", 0) for v in report.started.values()),
                                N_("codes redeemed"): report.redeemed}
+    if report.campaigns:
+        summary[N_("campaigns started")] = ", ".join(report.campaigns)
     if run.settings.redis_url:
         summary[N_("runs enqueued")] = report.enqueued
     else:
