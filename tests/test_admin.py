@@ -42,8 +42,11 @@ def sample_url(env: AdminEnv, rule: Any) -> str:
             "contact_id": env.ids["anna"],
             "merge_id": 999999,  # no such merge: refused with a flash, as a stale page would be
             "hook_id": 999999,  # no such webhook: a 404, as a stale page would be
+            "message_id": 999999,  # no such message: a 404, as a stale link would be
             "user_id": env.users["leaver"].id,
             "source": "nosuch",
+            "token": "nosuch",  # a preview frame nobody kept: a 404, as an expired one
+            "number": 1,  # a template version that does not exist yet: a 404, or a flash for a restore
             "name": {"segments": "dormant_90d", "message_templates": "reactivation_email"}.get(blueprint, "x"),
         }[arg]
     with env.app.test_request_context():

@@ -1,7 +1,8 @@
 """The workflows' admin pages: the list, switching on and off, a dry-run forecast, the funnel, parked runs.
 
 Registered through register_admin_pages like any plugin's page, with the
-runs of a contact shown on the contact's card (``contact_section``). This
+runs and promo codes of a contact shown on the contact's card (``contact_section``)
+and promo codes found by the contacts search (``contact_search``). This
 blueprint only shows what the plugin's modules (store, measure, forecast,
 runner) know and passes a person's decisions on. A forecast writes nothing, so every role may run one; switching
 a workflow on or off and retrying parked runs is for marketers. The funnel's
@@ -17,14 +18,15 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from markupsafe import Markup, escape
 from sqlalchemy import Connection, func, select
 
-from hub.api import (N_, ActionForm, AdminPage, actor, allow, current_settings, engine, format_date, gettext,
-                     local_path, record_audit, translated_title)
-from workflows.models import WorkflowRow, WorkflowRun
+from hub.api import (N_, ActionForm, AdminPage, actor, allow, current_settings, engine, format_date, format_number,
+                     gettext, local_path, record_audit, translated_title, utcnow)
+from workflows.models import PromoCode, WorkflowRow, WorkflowRun
 from workflows.names import add_titles, counter_title, goal_title, state_title
 
 bp = Blueprint("workflows", __name__, url_prefix="/workflows", template_folder="admin_templates")
 runs_t = WorkflowRun.__table__
 workflows_t = WorkflowRow.__table__
+promo_t = PromoCode.__table__
 MAX_FORECAST_DAYS = 90
 
 
@@ -60,17 +62,54 @@ def _run_counts(conn: Connection) -> dict[int, dict[str, int]]:
     return out
 
 
+def promo_codes_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
+    """A contact's promo codes, newest first: what the person may still use, and what they used."""
+    c = promo_t.c
+    rows = conn.execute(select(c.code, c.discount, c.created_at, c.expires_at, c.redeemed_at, c.redeemed_by,
+                               workflows_t.c.name.label("workflow"), workflows_t.c.title)
+                        .outerjoin(workflows_t, workflows_t.c.id == c.workflow_id)
+                        .where(c.contact_id == contact_id).order_by(c.id.desc()).limit(100))
+    now = utcnow()
+    return [dict(r._mapping, title=translated_title(r.title) if r.title else None,
+                 discount=format_number(r.discount.normalize() if r.discount is not None else 0),
+                 state="redeemed" if r.redeemed_at else ("expired" if r.expires_at < now else "active"))
+            for r in rows]
+
+
 def contact_section(conn: Connection, contact_id: int) -> Markup:
-    """The contact card's "Workflow runs" table."""
-    return Markup(render_template("workflows/contact_runs.html", runs=runs_for_contact(conn, contact_id),
-                                  state_title=state_title))
+    """The contact card's "Workflow runs" and "Promo codes" tables."""
+    runs = render_template("workflows/contact_runs.html", runs=runs_for_contact(conn, contact_id),
+                           state_title=state_title)
+    codes = render_template("workflows/contact_promo.html", codes=promo_codes_for_contact(conn, contact_id))
+    return Markup(runs) + Markup(codes)
+
+
+MAX_CODE = 32  # promo_codes.code's length: a longer text is no code
+
+
+def contacts_by_promo_code(conn: Connection, text: str) -> list[int]:
+    """Who holds the promo code typed in the contacts search: the code whole (any case), or its start.
+
+    The exact code is found through the codes' unique index; a start of at
+    least four characters finds every code that begins with it.
+    """
+    typed = text.strip().upper()
+    if not (3 <= len(typed) <= MAX_CODE) or any(ch.isspace() for ch in typed):
+        return []
+    c = promo_t.c
+    found = list(conn.execute(select(c.contact_id).where(c.code == typed, c.contact_id.is_not(None))).scalars())
+    if len(typed) >= 4:
+        found += conn.execute(select(c.contact_id).where(c.code.startswith(typed, autoescape=True),
+                                                         c.contact_id.is_not(None)).limit(500)).scalars()
+    return sorted({int(i) for i in found})
 
 
 # What these pages write to the audit log, as the audit page names it.
 AUDIT_ACTIONS = {"workflow_enabled": N_("workflow switched on"), "workflow_disabled": N_("workflow switched off"),
                  "workflow_run_retried": N_("parked run retried")}
 PAGE = AdminPage(bp, "workflows.index", N_("Workflows"), order=40, read_role="viewer",
-                 write_role="marketer", contact_section=contact_section, audit_actions=AUDIT_ACTIONS)
+                 write_role="marketer", contact_section=contact_section, contact_search=contacts_by_promo_code,
+                 audit_actions=AUDIT_ACTIONS)
 
 
 def _known(name: str) -> bool:
@@ -169,13 +208,16 @@ def detail(name: str) -> Any:
     except WorkflowError as exc:
         return render_template("workflows/detail.html", name=name, report=None, problems=_problems(exc),
                                parked=[], funnel=None, uplift=None, action=ActionForm())
+    from workflows import daily
+
     with engine().connect() as conn:
         parked = runner.parked(conn, name)
         workflow = store.current(conn, current_settings(), name)[1]
         add_titles(report, workflow, conn, current_settings())
+        by_day = daily.results_by_day(conn, name, settings=current_settings())
     return render_template("workflows/detail.html", name=name, report=report, problems=[], parked=parked,
                            funnel=_funnel_chart(report["steps"]), uplift=_uplift_chart(report), action=ActionForm(),
-                           segment=workflow.trigger.segment)
+                           segment=workflow.trigger.segment, by_day=by_day, daily=daily.chart(by_day))
 
 
 @bp.get("/<name>/forecast")

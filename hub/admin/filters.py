@@ -154,6 +154,8 @@ DETAIL_KEYS = {
     "last_name": N_("last name"), "name": N_("name"), "language": N_("language"), "removed": N_("removed"),
     "already_erased": N_("already erased"), "reason": N_("reason"), "segment": N_("segment"),
     "template": N_("template"), "contacts": N_("contacts"),
+    "version": N_("version"), "restored": N_("restored version"), "campaign": N_("campaign"), "title": N_("title"),
+    "to": N_("to"), "at": N_("at"),
 }
 # Languages named in the reader's words ("английский"), not by their codes.
 LANGUAGE_TITLES = {"ru": N_("Russian"), "en": N_("English")}

@@ -7,7 +7,8 @@ and lets a person settle a message in doubt (`hub messages resolve`).
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Any, Sequence
 
 from sqlalchemy import Connection, Engine, func, select, update
 
@@ -28,6 +29,8 @@ STATUS_TITLES = {QUEUED: N_("queued"), SENDING: N_("sending"), SENT: N_("sent"),
 TRANSACTIONAL = consent.TRANSACTIONAL
 
 RESOLUTIONS = ("sent", "failed", "requeue")
+# The origin of messages no workflow or campaign wrote (`hub messages send`, a test send, the public routes).
+BY_HAND = "-"
 
 
 class MessagingError(ValueError):
@@ -44,23 +47,74 @@ def get(conn: Connection, message_id: int) -> dict[str, Any] | None:
     return dict(row._mapping) if row is not None else None
 
 
-def find(conn: Connection, *, status: str | None = None, channel: str | None = None,
-         contact_id: int | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
-    """Messages, newest first, without their bodies."""
-    columns = [c for c in messages_t.c if c.name not in ("body_text", "body_html")]
-    q = select(*columns).order_by(messages_t.c.id.desc())
+def _matching(*, status: str | None = None, channel: str | None = None,
+              contact_id: int | Sequence[int] | None = None, origin: str | None = None,
+              since: dt.datetime | None = None, until: dt.datetime | None = None, before_id: int | None = None,
+              after_id: int | None = None) -> list[Any]:
+    """The WHERE clauses of a look at the outbox; the same for the rows and for their count."""
+    t = messages_t.c
+    where: list[Any] = []
     if status:
         if status not in STATUSES:
             raise MessagingError(_("status %(name)r is not one of: %(allowed)s", name=status,
                                    allowed=", ".join(STATUSES)))
-        q = q.where(messages_t.c.status == status)
+        where.append(t.status == status)
     if channel:
-        q = q.where(messages_t.c.channel == channel)
-    if contact_id is not None:
-        q = q.where(messages_t.c.contact_id == contact_id)
+        where.append(t.channel == channel)
+    if isinstance(contact_id, int):
+        where.append(t.contact_id == contact_id)
+    elif contact_id is not None:
+        where.append(t.contact_id.in_(list(contact_id)))
+    if origin == BY_HAND:
+        where.append(t.origin.is_(None))
+    elif origin:
+        where.append(t.origin == origin)
+    if since is not None:
+        where.append(t.created_at >= since)
+    if until is not None:
+        where.append(t.created_at < until)
+    if before_id is not None:
+        where.append(t.id < before_id)
+    if after_id is not None:
+        where.append(t.id > after_id)
+    return where
+
+
+def find(conn: Connection, *, status: str | None = None, channel: str | None = None,
+         contact_id: int | Sequence[int] | None = None, origin: str | None = None,
+         since: dt.datetime | None = None, until: dt.datetime | None = None, before_id: int | None = None,
+         after_id: int | None = None, newest_first: bool = True, limit: int | None = 50) -> list[dict[str, Any]]:
+    """Messages, newest first (or oldest first), without their bodies.
+
+    `origin` is the workflow (or campaign) that wrote them, BY_HAND for those
+    nobody's workflow did; `since`/`until` bound when they were created (until
+    excluded); `before_id`/`after_id` page by id, so a page stays the same
+    however many messages arrive meanwhile.
+    """
+    columns = [c for c in messages_t.c if c.name not in ("body_text", "body_html")]
+    q = select(*columns).where(*_matching(status=status, channel=channel, contact_id=contact_id, origin=origin,
+                                          since=since, until=until, before_id=before_id, after_id=after_id))
+    q = q.order_by(messages_t.c.id.desc() if newest_first else messages_t.c.id.asc())
     if limit is not None:
         q = q.limit(limit)
     return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def count_found(conn: Connection, *, status: str | None = None, channel: str | None = None,
+                contact_id: int | Sequence[int] | None = None, origin: str | None = None,
+                since: dt.datetime | None = None, until: dt.datetime | None = None, before_id: int | None = None,
+                after_id: int | None = None) -> int:
+    """How many messages `find` would list with these filters and no limit: the true total, for paging."""
+    q = select(func.count()).select_from(messages_t).where(
+        *_matching(status=status, channel=channel, contact_id=contact_id, origin=origin, since=since, until=until,
+                   before_id=before_id, after_id=after_id))
+    return int(conn.execute(q).scalar_one())
+
+
+def origins(conn: Connection) -> list[str]:
+    """The workflows and campaigns that wrote messages, by name: what the message log can be filtered by."""
+    q = select(messages_t.c.origin).where(messages_t.c.origin.is_not(None)).distinct().order_by(messages_t.c.origin)
+    return [str(o) for o in conn.execute(q).scalars()]
 
 
 def counts(conn: Connection) -> dict[str, int]:

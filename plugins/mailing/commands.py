@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 # not in hub.api on purpose: `hub messages` reports a broken signed link like the routes do; `hub templates` is this
 # plugin's command line over the template store; `hub messages` is this plugin's command line over the outbox
-from hub import links, message_templates, messaging
+from hub import links, message_templates, messaging, template_versions
 from hub.api import (N_, App, Contact, SettingsError, TemplateError, emit_json, enqueue, format_moment, format_number,
                      format_phone, gettext as _, ngettext, pass_app, progress_bar, stderr, translated_title, utcnow)
 
@@ -105,7 +105,7 @@ def templates_add(app: App, name: str, from_dir: Path | None, subject: str | Non
     kind = channel or (message_templates.EMAIL if subject is not None or html is not None else base.channel)
     template = message_templates.Template(name=name, channel=kind, subject=subject, text=text, html=html)
     with app.ready_engine().begin() as conn:
-        message_templates.save(conn, app.settings, template, _vars(variables))
+        template_versions.save(conn, app.settings, template, "cli", _vars(variables))  # a version, as admin saves
     click.echo(_("Saved %(channel)s template %(name)r; it renders against the sample contact.", channel=kind,
                  name=name))
 
@@ -362,24 +362,41 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
+def _day_start(day: dt.date, tz: Any, option: str) -> dt.datetime:
+    """The UTC instant a local day starts at; a year no message can have is refused, not overflowed."""
+    if not 1900 <= day.year <= 9999:
+        raise click.BadParameter(_("%(value)s is not a date a message can have", value=day.isoformat()),
+                                 param_hint=option)
+    return dt.datetime.combine(day, dt.time(), tzinfo=tz).astimezone(dt.timezone.utc)
+
+
 @messages_group.command("list")
 @click.option("--status", type=click.Choice(messaging.STATUSES), help="Only messages in this status.")
 @click.option("--channel", help="Only this channel (email, sms, …).")
 @click.option("--contact", "contact_id", type=int, help="Only this contact's messages.")
+@click.option("--origin", help="Only messages this workflow or campaign wrote; - for those sent by hand.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="Only messages written on this local day or later (Hub's time zone).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="Only messages written on this local day or earlier (Hub's time zone).")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="At most this many messages.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_app
 @user_errors
-def messages_list(app: App, status: str | None, channel: str | None, contact_id: int | None, limit: int,
-                  as_json: bool) -> None:
+def messages_list(app: App, status: str | None, channel: str | None, contact_id: int | None, origin: str | None,
+                  since: dt.datetime | None, until: dt.datetime | None, limit: int, as_json: bool) -> None:
     """The latest messages, newest first, and how many there are in each status."""
+    tz = app.settings.tz
+    # Local days, as the admin's message log takes them: from the start of `since` to the end of `until`.
+    first = _day_start(since.date(), tz, "--since") if since else None
+    end = _day_start(until.date() + dt.timedelta(days=1), tz, "--until") if until and until.year < 9999 else None
     with app.ready_engine().connect() as conn:
-        rows = messaging.find(conn, status=status, channel=channel, contact_id=contact_id, limit=limit)
+        rows = messaging.find(conn, status=status, channel=channel, contact_id=contact_id, origin=origin,
+                              since=first, until=end, limit=limit)
         totals = messaging.counts(conn)
     if as_json:
         emit_json([{k: _iso(v) for k, v in r.items()} for r in rows])
         return
-    tz = app.settings.tz
     table = Table("id", _("status"), _("channel"), _("to"), _("template"), _("contact"),
                   _("updated"), _("error"))
     for r in rows:
