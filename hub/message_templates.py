@@ -14,7 +14,9 @@ folder HUB_TEMPLATES_DIR, then in the folders plugins ship (the
 register_template_dirs hook). On disk a template is a folder named after it:
 
     NAME/subject.txt   the subject line (email templates only)
-    NAME/body.txt      the text; for SMS and other text channels, the message itself
+    NAME/body.txt      the text; for SMS and other text channels, the message itself; an
+                       email template may leave it empty, and its text part is then
+                       written from the HTML when it renders (hub.html_text)
     NAME/body.html     the HTML part (email templates only, optional)
     NAME/meta.yaml     optional: `title:` and `description:`, what the template is
                        for, in English (shipped templates' are translated through the
@@ -40,7 +42,7 @@ from babel import Locale
 from jinja2 import StrictUndefined, TemplateError as JinjaError, TemplateSyntaxError
 from sqlalchemy import Connection, delete, select
 
-from hub import template_sandbox
+from hub import html_text, template_sandbox
 from hub.config import Settings
 from hub.db import insert_for, utcnow
 from hub.i18n import gettext as _
@@ -232,11 +234,18 @@ def render(template: Template, context: Mapping[str, Any]) -> Rendered:
     subject = None
     if template.subject is not None:
         subject = " ".join(_render_part(template, "subject", template.subject, context).split())
-    text = _render_part(template, "text", template.text, context)
+    text = _render_part(template, "text", template.text, context) if template.text.strip() else ""
     if not template.is_email:  # an SMS pays for every character, a stray newline included
         text = text.strip()
     html = _render_part(template, "html", template.html, context) if template.html else None
+    if html is not None and not text.strip():
+        text = html_text.to_text(html)  # a letter written only in HTML still has a text part to read
     return Rendered(subject=subject, text=text, html=html)
+
+
+def writes_text(template: Template) -> bool:
+    """False when the text part is written from the HTML (an email template with no text of its own)."""
+    return bool(template.text.strip()) or not template.html
 
 
 # --- context ------------------------------------------------------------------------------
@@ -316,7 +325,7 @@ def validate(template: Template, settings: Settings, extra: Mapping[str, Any] | 
     if not _NAME.match(template.name):
         raise TemplateError(_("template name '%(name)s': use Latin letters, digits, '_' and '-' (at most 100)",
                               name=template.name))
-    if not template.text.strip():
+    if not template.text.strip() and not (template.is_email and (template.html or "").strip()):
         raise TemplateError(_("%(name)s: the text part is empty", name=template.name))
     if template.is_email and not (template.subject or "").strip():
         raise TemplateError(needs_subject(template.name))
@@ -414,6 +423,12 @@ def _shipped_folder(settings: Settings, name: str) -> Path | None:
             if (folder / name / FILES["text"]).is_file():
                 return folder / name
     return None
+
+
+def shipped(settings: Settings, name: str) -> Template | None:
+    """The template as a folder ships it (what a database copy overrides), or None."""
+    folder = _shipped_folder(settings, name)
+    return read_dir(folder) if folder is not None else None
 
 
 def _file_templates(settings: Settings) -> dict[str, Template]:

@@ -148,6 +148,7 @@ INTERNAL: dict[tuple[str, str], str] = {
     ("plugins.mailing", "hub.messaging"): "`hub messages` is this plugin's command line over the outbox",
     ("plugins.mailing", "hub.segments.evaluate"): "`hub messages send --segment` picks recipients by a segment",
     ("plugins.mailing", "hub.segments.rules"): "`hub messages send --segment` reports a segment's errors",
+    ("plugins.mailing", "hub.template_versions"): "`hub templates add` keeps a version like the admin's editor does",
     ("plugins.mailing", "hub.template_sandbox"): "the SMS gateway's body template renders in the templates' sandbox",
     ("workflows", "hub.db"): "the demo's showcase moves the clock the whole engine reads, a week on, and back",
     ("workflows", "hub.message_templates"): "steps render templates for StepCall.template (public in workflows.steps)",

@@ -1,49 +1,116 @@
-"""Message templates: the list, an editor, and a preview for a chosen contact.
+"""Message templates: the list, an editor with a live preview, test letters and versions.
 
-Templates render in hub.message_templates' sandbox whatever the admin does; the
-preview shows an email's HTML inside a sandboxed frame (no scripts, no
-access to the admin), so a template can never act on the page showing it.
+Templates render in hub.message_templates' sandbox whatever the admin does.
+An email's HTML is never put into the admin's own page: the preview is kept
+for a few minutes under a random token, for the person who asked for it
+only, and served by `frame` as a page of its own (hub.admin.letter_frame:
+its own policy, so the letter's inline styles show as a mail client shows
+them, and a sandbox, so it can never act on the admin). The preview renders
+what is typed, before it is saved; so does a test letter.
+
 Saving checks the template against the sample contact, as `hub templates
-add` does, and a failure names the part and line.
+add` does, and a failure names the part and line; every save is a version
+(hub.template_versions) that can be compared with the one before and
+restored.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from wtforms import TextAreaField
+from wtforms.validators import Length, Optional
 
-from hub import i18n, message_templates, messaging
-from hub.admin import audit
-from hub.admin.access import actor, allow, engine
+from hub import i18n, message_templates, messaging, template_variables, template_versions
+from hub.admin import audit, letter_previews
+from hub.admin.access import actor, allow, current_user, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, TemplateForm
+from hub.admin.letter_frame import letter_response
 from hub.config import Settings
-from hub.i18n import gettext as _, ngettext
+from hub.i18n import gettext as _, lazy_gettext, ngettext
 from hub.message_templates import TemplateError
+from hub.messaging.test_send import MAX_ID, send_test
 
 bp = Blueprint("message_templates", __name__, url_prefix="/templates")
+
+MAX_PART = 200_000  # characters in the text or HTML part: far beyond any letter, far below a flood
+RESTORED = "template_restored"
+TEST_SENT = "template_test_sent"
+AUDIT_ACTIONS = {RESTORED: i18n.N_("template version restored"), TEST_SENT: i18n.N_("test letter sent")}
+
+
+def _l(message: str) -> str:
+    """A label or message translated when it is shown (a str to WTForms)."""
+    return cast(str, lazy_gettext(message))
+
+
+_TOO_LONG = _l("too long: at most 200,000 characters")
+
+
+class EditorForm(TemplateForm):
+    """The template form of the editor: an email may leave its text empty (it is written from the HTML)."""
+
+    text = TextAreaField(_l("Text"), validators=[Optional(), Length(max=MAX_PART, message=_TOO_LONG)])
+    html = TextAreaField("HTML", validators=[Optional(), Length(max=MAX_PART, message=_TOO_LONG)])
+
+
+# --- previews kept for their frame --------------------------------------------------------
+
+def _owner() -> str:
+    user = current_user()
+    return f"user:{user.id}" if user else ""
+
+
+def keep_frame(html: str) -> str:
+    """Keep a rendered letter for its frame; the URL that shows it to the person who asked, for a few minutes."""
+    token = letter_previews.keep(current_settings(), _owner(), html)
+    return url_for("message_templates.frame", token=token)
+
+
+@bp.get("/frame/<token>")
+@allow(read="viewer")
+def frame(token: str) -> Any:
+    """A kept preview as its own page, for its frame; anyone else gets 404, as does an expired one."""
+    html = letter_previews.read(current_settings(), token, _owner())
+    if html is None:
+        abort(404)
+    return letter_response(html)
+
+
+# --- preview ------------------------------------------------------------------------------
+
+def _context(conn: Any, settings: Settings, contact_id: int | None) -> tuple[dict[str, Any] | None, str]:
+    if contact_id is None:
+        return {}, _("the sample contact")
+    contact = messaging.contact_contexts(conn, settings, [contact_id]).get(contact_id) if contact_id <= MAX_ID \
+        else None
+    if contact is None:
+        return None, _("no contact with id %(id)s", id=contact_id)
+    return {"contact": contact}, _("contact #%(id)s", id=contact_id)
 
 
 def preview(conn: Any, settings: Settings, template: message_templates.Template,
             contact_id: int | None) -> dict[str, Any]:
     """What `template` renders to for a contact (or the sample one); {"error": ...} when it cannot."""
-    context = message_templates.preview_context(settings)
-    who = _("the sample contact")
-    if contact_id is not None:
-        contact = messaging.contact_contexts(conn, settings, [contact_id]).get(contact_id)
-        if contact is None:
-            return {"error": _("no contact with id %(id)s", id=contact_id)}
-        # The contact's data, but never their signed links: a preview is not a send to them.
-        context = message_templates.preview_context(settings, contact)
-        who = _("contact #%(id)s", id=contact_id)
+    found, who = _context(conn, settings, contact_id)
+    if found is None:
+        return {"error": who}
+    # The contact's data, but never their signed links: a preview is not a send to them.
+    context = message_templates.preview_context(settings, found.get("contact"))
+    context |= template_variables.samples(settings)
+    context |= message_templates.preview_links(settings)
     try:
         if template.is_email and not (template.subject or "").strip():
             raise TemplateError(message_templates.needs_subject(template.name))
         rendered = message_templates.render(template, context)
     except TemplateError as exc:
         return {"error": str(exc)}
-    out: dict[str, Any] = {"for": who, "subject": rendered.subject, "text": rendered.text, "html": rendered.html}
+    out: dict[str, Any] = {"for": who, "subject": rendered.subject, "text": rendered.text, "html": rendered.html,
+                           "text_generated": not message_templates.writes_text(template)}
+    if rendered.html is not None:
+        out["frame_url"] = keep_frame(rendered.html)
     if not template.is_email:
         out["sms_parts"] = messaging.text_parts(rendered.text)
         out["characters"] = len(rendered.text)
@@ -66,16 +133,38 @@ def titles(template: message_templates.Template | None) -> dict[str, str]:
 
 def _contact_arg(raw: Any) -> int | None:
     text = str(raw or "").strip().lstrip("#")
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isdigit() and len(text) < 19 else None
 
 
 def _from_form(form: TemplateForm) -> message_templates.Template:
     channel = form.channel.data or "email"
     email = channel == message_templates.EMAIL
     return message_templates.Template(name=(form.name.data or "").strip(), channel=channel,
-                              subject=(form.subject.data or None) if email else None, text=form.text.data or "",
-                              html=(form.html.data or None) if email else None)
+                                      subject=(form.subject.data or None) if email else None,
+                                      text=form.text.data or "", html=(form.html.data or None) if email else None)
 
+
+def _form_error(form: TemplateForm) -> str:
+    return "; ".join(f"{form[f].label.text}: {e}" if f != "csrf_token" else str(e)
+                     for f, errors in form.errors.items() for e in errors)
+
+
+def _page(form: TemplateForm, template: message_templates.Template | None, result: dict[str, Any] | None,
+          status: int = 200, sent: dict[str, Any] | None = None) -> Any:
+    """The editor: the form, the preview, the variables and, for a saved template, its versions."""
+    settings = current_settings()
+    versions: list[template_versions.Version] = []
+    if template is not None:
+        with engine().connect() as conn:
+            versions = template_versions.history(conn, settings, template.name)
+    user = current_user()
+    return render_template("message_templates/edit.html", form=form, template=template, result=result,
+                           variables=template_variables.variables(settings), versions=versions, sent=sent,
+                           test_to=request.form.get("to") or (user.email if user else ""),
+                           **titles(template)), status
+
+
+# --- pages --------------------------------------------------------------------------------
 
 @bp.get("/")
 @allow(read="viewer")
@@ -89,8 +178,7 @@ def index() -> Any:
 @bp.get("/new")
 @allow(read="marketer")
 def new() -> Any:
-    form = TemplateForm(channel="email")
-    return render_template("message_templates/edit.html", form=form, template=None, result=None, **titles(None))
+    return _page(EditorForm(channel="email"), None, None)
 
 
 @bp.get("/<name>")
@@ -104,53 +192,120 @@ def edit(name: str) -> Any:
         except TemplateError:
             abort(404)
         result = preview(conn, settings, template, contact_id)
-    form = TemplateForm(name=template.name, channel=template.channel, subject=template.subject, text=template.text,
-                        html=template.html, contact=contact_id)
-    return render_template("message_templates/edit.html", form=form, template=template, result=result,
-                           **titles(template))
+    form = EditorForm(name=template.name, channel=template.channel, subject=template.subject, text=template.text,
+                      html=template.html, contact=contact_id)
+    return _page(form, template, result)
 
 
 @bp.post("/preview")
 @allow(read=None, write="marketer")
 def preview_json() -> Any:
     """The preview of the text being edited, before it is saved."""
-    form = TemplateForm()
+    form = EditorForm()
     if not form.validate():
-        return {"error": "; ".join(str(e) for errors in form.errors.values() for e in errors)}, 400
+        return {"error": _form_error(form)}, 400
     with engine().connect() as conn:
         return preview(conn, current_settings(), _from_form(form), form.contact.data)
+
+
+def _editing(settings: Settings) -> message_templates.Template | None:
+    """The saved template a refused form was editing, to keep the page it came from."""
+    name = str(request.form.get("editing") or "").strip()
+    if not name:
+        return None
+    with engine().connect() as conn:
+        try:
+            return message_templates.get(conn, settings, name)
+        except TemplateError:
+            return None
+
+
+@bp.post("/test")
+@allow(read=None, write="marketer")
+def test_send() -> Any:
+    """A test letter of the text being edited (saved or not) to the address given, the marketer's own by default."""
+    form = EditorForm()
+    wants_json = request.accept_mimetypes.best == "application/json"
+    sent: dict[str, Any] | None = None
+    if not form.validate():
+        error = _form_error(form)
+    else:
+        template = _from_form(form)
+        try:
+            sent = send_test(engine(), current_settings(), template=template, channel=template.channel,
+                             to=str(request.form.get("to") or ""), contact_id=form.contact.data,
+                             actor=actor())
+            error = None
+        except messaging.MessagingError as exc:
+            error = str(exc)
+    if wants_json:
+        if error:
+            return {"error": error}, 400
+        assert sent is not None
+        return {"ok": True, "message": _("Test letter sent to %(address)s.", address=sent["address"]), **sent}
+    if error:
+        flash(error, "error")
+    else:
+        assert sent is not None
+        flash(_("Test letter sent to %(address)s.", address=sent["address"]), "ok")
+    return _page(form, _editing(current_settings()), None, 400 if error else 200)
 
 
 @bp.post("/save")
 @allow(read=None, write="marketer")
 def save() -> Any:
-    form = TemplateForm()
+    form = EditorForm()
     settings = current_settings()
     error = None
     if form.validate():
         template = _from_form(form)
         try:
             with engine().begin() as conn:
-                message_templates.save(conn, settings, template)
-                audit.record(conn, actor(), "template_saved", template=template.name, channel=template.channel)
+                version = template_versions.save(conn, settings, template, actor())
+                audit.record(conn, actor(), "template_saved", template=template.name, channel=template.channel,
+                             version=version.number)
         except TemplateError as exc:
             error = str(exc)
         else:
             flash(_("Saved template %(name)s; it renders against the sample contact.", name=template.name), "ok")
             return redirect(url_for("message_templates.edit", name=template.name, contact=form.contact.data or None))
     else:
-        error = "; ".join(f"{form[f].label.text}: {e}" for f, errors in form.errors.items() for e in errors)
+        error = _form_error(form)
     # A refused edit of an existing template stays on its page, with the text as typed and the error next to it.
-    editing = None
-    name = str(request.form.get("editing") or "").strip()
-    if name:
-        with engine().connect() as conn:
-            try:
-                editing = message_templates.get(conn, settings, name)
-            except TemplateError:
-                editing = None
-    return render_template("message_templates/edit.html", form=form, template=editing, result={"error": error},
-                           **titles(editing)), 400
+    return _page(form, _editing(settings), {"error": error}, 400)
+
+
+@bp.get("/<name>/versions/<int:number>")
+@allow(read="viewer")
+def version(name: str, number: int) -> Any:
+    """One version, and what changed since the one before it."""
+    settings = current_settings()
+    with engine().connect() as conn:
+        found = template_versions.get(conn, settings, name, number)
+        if found is None:
+            abort(404)
+        before = template_versions.previous(conn, settings, found)
+    return render_template("message_templates/version.html", version=found, before=before,
+                           changes=template_versions.diff(before, found), form=ActionForm())
+
+
+@bp.post("/<name>/versions/<int:number>/restore")
+@allow(read=None, write="marketer")
+def restore(name: str, number: int) -> Any:
+    if not ActionForm().validate_on_submit():
+        flash(_("The form's security token is missing or has expired. Reload the page and send it again."), "error")
+        return redirect(url_for("message_templates.edit", name=name))
+    settings = current_settings()
+    try:
+        with engine().begin() as conn:
+            made = template_versions.restore(conn, settings, name, number, actor())
+            audit.record(conn, actor(), RESTORED, template=name, restored=number, version=made.number)
+    except TemplateError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("message_templates.index"))
+    flash(_("Version %(old)s of %(name)s is restored as version %(new)s.", old=number, name=name, new=made.number),
+          "ok")
+    return redirect(url_for("message_templates.edit", name=name))
 
 
 @bp.post("/<name>/remove")
