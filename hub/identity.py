@@ -840,7 +840,7 @@ def merge_contacts(conn: Connection, survivor: int, merged: int, *, reason: dict
     (contact_merged, once) and move their own rows, before the merged contact
     is deleted and its foreign keys would take those rows with it.
     """
-    from hub import consent  # consent imports identity for lookups
+    from hub import consent, contact_notes  # consent imports identity for lookups
     from hub.plugins import get_pm
 
     now = now or utcnow()
@@ -860,7 +860,7 @@ def merge_contacts(conn: Connection, survivor: int, merged: int, *, reason: dict
     dup = select(identities_t.c.value).where(identities_t.c.contact_id == survivor)
     conn.execute(delete(identities_t).where(and_(identities_t.c.contact_id == merged,
                                                   identities_t.c.value.in_(dup.scalar_subquery()))))
-    for table in (identities_t, refs_t, orders_t, consent.events_t):
+    for table in (identities_t, refs_t, orders_t, consent.events_t, contact_notes.notes_t):
         conn.execute(update(table).where(table.c.contact_id == merged).values(contact_id=survivor))
     _update_contacts(conn, {survivor: keep}, now)
     merge_id = conn.execute(merges_t.insert().values(survivor_id=survivor, merged_id=merged, reason=reason,
@@ -876,7 +876,7 @@ def merge_contacts(conn: Connection, survivor: int, merged: int, *, reason: dict
 
 def _snapshot(conn: Connection, contact_id: int, row: dict[str, Any], survivor: int) -> dict[str, Any]:
     """What the merged contact held, and which values the survivor already had: enough to undo the merge."""
-    from hub import consent  # consent imports identity for lookups
+    from hub import consent, contact_notes  # consent imports identity for lookups
 
     c = identities_t.c
     idents = conn.execute(select(c.kind, c.value, c.raw, c.valid, c.source, c.label, c.shared)
@@ -885,6 +885,7 @@ def _snapshot(conn: Connection, contact_id: int, row: dict[str, Any], survivor: 
     refs = conn.execute(select(refs_t.c.source, refs_t.c.external_id).where(refs_t.c.contact_id == contact_id))
     orders = conn.execute(select(orders_t.c.id).where(orders_t.c.contact_id == contact_id)).scalars()
     events = conn.execute(select(consent.events_t.c.id).where(consent.events_t.c.contact_id == contact_id))
+    notes = contact_notes.ids_of(conn, contact_id)
     fields = {name: (row[name].isoformat() if isinstance(row[name], dt.date) else row[name]) for name in FIELDS}
     since = conn.execute(select(contacts_t.c.created_at, contacts_t.c.timezone)
                          .where(contacts_t.c.id == contact_id)).first()
@@ -900,6 +901,7 @@ def _snapshot(conn: Connection, contact_id: int, row: dict[str, Any], survivor: 
         "survivor_identities": [[kind, value] for kind, value in survivor_idents],
         "order_ids": list(orders),
         "consent_event_ids": list(events.scalars()),
+        "note_ids": notes,
     }
 
 

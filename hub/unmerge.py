@@ -2,9 +2,9 @@
 
 Every merge keeps a snapshot of what the merged contact held (hub.identity
 _snapshot): its fields, identities, references, and since issue 18 the
-survivor's own values, the orders and the consent events that moved. That is
-what an unmerge gives back, under the contact's old id, so links, survey
-answers and log entries that kept the id act on that person again
+survivor's own values, the orders, the consent events and the card's notes
+that moved. That is what an unmerge gives back, under the contact's old id, so
+links, survey answers and log entries that kept the id act on that person again
 (identity.current_contact_id answers for a contact that exists before any
 merge is looked at).
 
@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, or_, select, update
 
-from hub import consent, identity
+from hub import consent, contact_notes, identity
 from hub.config import Settings
 from hub.db import among, utcnow
 from hub.i18n import gettext as _
@@ -43,6 +43,7 @@ orders_t = identity.orders_t
 merges_t = identity.merges_t
 apart_t = ContactsApart.__table__
 events_t = consent.events_t
+notes_t = contact_notes.notes_t
 
 SHARED = "unmerged"  # the reason a value both contacts held is shared after the unmerge
 SOURCE = "unmerge"  # the source of consent events an unmerge appends
@@ -102,6 +103,7 @@ def unmerge(engine: Engine, settings: Settings, merge_id: int, *, actor: str) ->
         n_refs = _give_back_refs(conn, survivor, restored, snapshot)
         n_orders = _give_back_orders(conn, survivor, restored, snapshot)
         _give_back_consent(conn, survivor, restored, merge_id, merge, snapshot, now)
+        _give_back_notes(conn, survivor, restored, snapshot)
         _clear_fields_taken(conn, survivor, restored, snapshot, now)
 
         low, high = sorted((survivor, restored))
@@ -348,6 +350,18 @@ def _give_back_consent(conn: Connection, survivor: int, restored: int, merge_id:
                            evidence={"merge_id": merge_id, "answered_after_merge": row.id,
                                      "rule": "an answer given after the merge, when the two were one contact"},
                            at=now)
+
+
+def _give_back_notes(conn: Connection, survivor: int, restored: int, snapshot: dict[str, Any]) -> None:
+    """Notes written on the restored contact's card before the merge go back to it.
+
+    Notes written on the joined card after the merge were about the two as one
+    person: they stay with the survivor (nobody can tell whose they were).
+    """
+    ids = [int(i) for i in snapshot.get("note_ids") or []]
+    if ids:
+        conn.execute(update(notes_t).where(notes_t.c.contact_id == survivor, among(conn, notes_t.c.id, ids))
+                     .values(contact_id=restored))
 
 
 def _clear_fields_taken(conn: Connection, survivor: int, restored: int, snapshot: dict[str, Any],

@@ -100,7 +100,8 @@ def test_the_card_names_consent_in_words_and_keeps_values_in_the_form(admin_env:
         at = consent.history(conn, anna)[-1]["at"]
     assert formats.moment(at, admin_env.settings.tz) in gdpr
     answer = post(client_as(admin_env, "marketer"), f"/contacts/{anna}/consent",
-                  {"channel": "phone", "purpose": "surveys", "status": "granted"}, token_from=f"/contacts/{anna}",
+                  {"channel": "phone", "purpose": "surveys", "status": "granted", "note": "звонок 5 декабря"},
+                  token_from=f"/contacts/{anna}",
                   follow_redirects=True)
     assert "Звонки/Опросы" in plain(answer)
     with admin_env.engine.connect() as conn:

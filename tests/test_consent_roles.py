@@ -83,13 +83,14 @@ def test_staff_cannot_turn_a_pending_double_opt_in_into_granted(admin_env: Admin
     with env.engine.begin() as conn:
         consent.record(conn, petrov, "email", "news", "pending", source="form", settings=env.settings)
     marketer = client_as(env, "marketer")
-    answer = post(marketer, f"/contacts/{petrov}/consent", {"channel": "email", "purpose": "news", "status": "granted"},
-                  token_from="/contacts/", follow_redirects=True)
+    answer = post(marketer, f"/contacts/{petrov}/consent", {"channel": "email", "purpose": "news", "status": "granted",
+                                                            "note": "звонок"}, token_from="/contacts/",
+                  follow_redirects=True)
     assert "Согласие не записано" in text(answer) and "подтвердить может только он" in html.unescape(text(answer))
     assert [e["status"] for e in history(env, petrov)] == ["pending"]
     # Withdrawing on the person's word is fine, and named.
-    post(marketer, f"/contacts/{petrov}/consent", {"channel": "email", "purpose": "news", "status": "withdrawn"},
-         token_from="/contacts/")
+    post(marketer, f"/contacts/{petrov}/consent", {"channel": "email", "purpose": "news", "status": "withdrawn",
+                                                   "note": "просил не писать"}, token_from="/contacts/")
     assert [(e["status"], e["source"]) for e in history(env, petrov)] == [
         ("pending", "form"), ("withdrawn", "staff:marketer@shop.example")]
 

@@ -64,3 +64,29 @@ def register_admin_pages(register: Callable[[Any], None]) -> None:
     from plugins.amocrm.admin import PAGE
 
     register(PAGE)
+
+
+# What a Hub record is called in the account's addresses (an order is a lead; Customers purchases have no page).
+_RECORD_PATHS = {"contact": "contacts", "order": "leads"}
+
+
+@hookimpl
+def record_url(conn: Any, settings: Any, source: str, kind: str, external_id: str) -> str | None:
+    """A contact's or lead's page in the connected account: https://SUBDOMAIN.amocrm.ru/contacts/detail/ID."""
+    from urllib.parse import urlsplit
+
+    from hub.api import CredentialError, SettingsError, load_credentials
+    from plugins.amocrm.tokens import NAME
+
+    if source != NAME or kind not in _RECORD_PATHS or not (external_id.isdigit() and len(external_id) <= 20):
+        return None
+    try:
+        found = load_credentials(conn, NAME, settings.require_secret_key())
+    except (CredentialError, SettingsError):
+        return None
+    if found is None:
+        return None
+    parts = urlsplit(str(found[0].get("base_url") or ""))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}/{_RECORD_PATHS[kind]}/detail/{external_id}"

@@ -56,3 +56,31 @@ def register_admin_pages(register: Callable[[Any], None]) -> None:
     from plugins.bitrix24.admin import PAGE
 
     register(PAGE)
+
+
+# What a Hub record is called in the portal's addresses.
+_RECORD_PATHS = {"contact": "contact", "order": "deal"}
+
+
+@hookimpl
+def record_url(conn: Any, settings: Any, source: str, kind: str, external_id: str) -> str | None:
+    """A contact's or deal's page on the connected portal: https://PORTAL/crm/contact/details/ID/."""
+    from urllib.parse import urlsplit
+
+    from hub.api import CredentialError, SettingsError, load_credentials
+    from plugins.bitrix24.connection import NAME
+
+    if source != NAME or kind not in _RECORD_PATHS or not (external_id.isdigit() and len(external_id) <= 20):
+        return None
+    try:
+        found = load_credentials(conn, NAME, settings.require_secret_key())
+    except (CredentialError, SettingsError):
+        return None
+    if found is None:
+        return None
+    data = found[0]
+    # A webhook's URL or an app's REST endpoint names the portal: https://portal.bitrix24.ru/rest/...
+    parts = urlsplit(str(data.get("url") or data.get("client_endpoint") or ""))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}/crm/{_RECORD_PATHS[kind]}/details/{external_id}/"

@@ -2,9 +2,10 @@
 
 The consent log reads the append-only ledger (hub.consent) newest first.
 Export and erasure are this plugin's (export.export, erasure.erase), offered
-to admins only. Erasure cannot be undone, so the admin types ERASE to confirm
-it; both are recorded in the audit log, naming the admin. Registered through
-register_admin_pages like any plugin's page.
+to admins only, here and on the contact's card (``contact_section``). Erasure
+cannot be undone, so the admin types ERASE to confirm it; both are recorded
+in the audit log, naming the admin. Registered through register_admin_pages
+like any plugin's page.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, cast
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from sqlalchemy import Connection, select
 from wtforms import StringField
 from wtforms.validators import DataRequired
@@ -22,7 +24,7 @@ from wtforms.validators import DataRequired
 # sign-up work on identities, placeholders and merges
 from hub import consent, identity
 from hub.api import (N_, ActionForm, AdminPage, Contact, actor, allow, consent_status_title, contact_card,
-                     current_settings, engine, format_number, gettext as _, lazy_gettext, ngettext)
+                     current_settings, current_user, engine, format_number, gettext as _, lazy_gettext, ngettext)
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
 from hub.models import ConsentEvent
 from plugins.gdpr import erasure, export
@@ -37,8 +39,19 @@ AUDIT_ACTIONS = {
     "gdpr.erase": N_("contact erased"), "gdpr.erase.sources": N_("erasure sent to the sources"),
     "gdpr.anonymize": N_("contact anonymized"), "gdpr.retention": N_("retention run"),
 }
+
+
+def contact_section(conn: Connection, contact_id: int) -> Markup | None:
+    """Export and erase on the contact's card, for admins only (the routes refuse everyone else too)."""
+    user = current_user()
+    if user is None or not user.can("admin"):
+        return None
+    return Markup(render_template("gdpr/contact_actions.html", contact_id=contact_id, erase_form=ConfirmForm(),
+                                  word=CONFIRM_WORD, erased=identity.is_erased(conn, contact_id)))
+
+
 PAGE = AdminPage(bp, "gdpr.index", N_("GDPR and consent"), order=70, read_role="viewer",
-                 write_role="admin", audit_actions=AUDIT_ACTIONS)
+                 write_role="admin", audit_actions=AUDIT_ACTIONS, contact_section=contact_section)
 
 events_t = ConsentEvent.__table__
 contacts_t = Contact.__table__

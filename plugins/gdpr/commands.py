@@ -41,6 +41,7 @@ REMOVED: dict[str, Callable[[int], str]] = {
     "messages": lambda n: ngettext("%(num)s message", "%(num)s messages", n, num=format_number(n)),
     "orders": lambda n: ngettext("%(num)s order", "%(num)s orders", n, num=format_number(n)),
     "merges": lambda n: ngettext("%(num)s merge", "%(num)s merges", n, num=format_number(n)),
+    "notes": lambda n: ngettext("%(num)s note on the card", "%(num)s notes on the card", n, num=format_number(n)),
 }
 
 

@@ -2,8 +2,8 @@
 
 `erase` removes the personal data Hub holds (the contact's fields and
 attributes, phones and emails, source references, consent history and signup
-evidence, the rendered bodies and addresses of their messages, the snapshots
-kept by merges) and keeps three things that hold no personal data:
+evidence, staff's notes on their card, the rendered bodies and addresses of
+their messages, the snapshots kept by merges) and keeps three things that hold no personal data:
 
 - a tombstone: the contact row, emptied and marked deleted, and an `erasures`
   row, so ids in the audit log, orders and messages still point somewhere;
@@ -40,7 +40,7 @@ from hub import consent, identity
 # not in hub.api on purpose: erasure forgets rows the way the core does (forget_deleted)
 from hub.db import forget_deleted
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
-from hub.models import ConsentEvent, ContactMerge, Erasure, LeadScore, SegmentMember
+from hub.models import ConsentEvent, ContactMerge, ContactNote, Erasure, LeadScore, SegmentMember
 from plugins.gdpr import audit
 from plugins.gdpr.models import ConsentRequest, ErasedKey
 
@@ -174,6 +174,9 @@ def _remove(conn: Connection, contact_id: int, now: Any) -> dict[str, int]:
     removed["consent_events"] = conn.execute(delete(events_t).where(events_t.c.contact_id == contact_id)).rowcount
     removed["consent_requests"] = conn.execute(
         delete(requests_t).where(requests_t.c.contact_id == contact_id)).rowcount
+    # Staff's notes on the card are about the person: they go (the tombstone keeps the row, so no cascade).
+    removed["notes"] = conn.execute(
+        delete(ContactNote.__table__).where(ContactNote.__table__.c.contact_id == contact_id)).rowcount
     # Messages stay (statuses and keys keep a campaign from sending again) without what they said or where.
     removed["messages"] = conn.execute(
         update(messages_t).where(messages_t.c.contact_id == contact_id,

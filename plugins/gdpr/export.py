@@ -3,7 +3,7 @@
 The export is one JSON document: the contact row, every phone and email with
 where it came from, references in sources, orders, the consent ledger with its
 evidence, signups waiting for confirmation, messages with what they said,
-merges, segments, audit entries, and the rows of any other table that names
+staff's notes on the card, merges, segments, audit entries, and the rows of any other table that names
 the contact (workflow runs, promo codes: whatever plugins add), under that
 table's name. The same sections can be written as a CSV bundle, one file per
 section, for people who read spreadsheets.
@@ -25,13 +25,13 @@ from hub import consent, csvsafe
 from hub.api import (N_, Contact, ContactIdentity, ExternalRef, Message, Order, Settings, gettext,
                      utcnow)
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
-from hub.models import ContactMerge, Erasure, LeadScore, Segment, SegmentMember
+from hub.models import ContactMerge, ContactNote, Erasure, LeadScore, Segment, SegmentMember
 from plugins.gdpr import audit
 from plugins.gdpr.models import ConsentRequest
 
 # Tables the export reads by name; any other table with a contact_id column is added as it is.
 _OWN_TABLES = {t.__tablename__ for t in (Contact, ContactIdentity, ExternalRef, Order, ConsentRequest, Message,
-                                         ContactMerge, Erasure, LeadScore, SegmentMember, Segment)} | {
+                                         ContactMerge, Erasure, LeadScore, SegmentMember, Segment, ContactNote)} | {
     "consent_events", "audit_log", "alembic_version"}
 
 
@@ -73,6 +73,7 @@ def collect(conn: Connection, contact_id: int) -> dict[str, Any]:
         "consent_history": consent.history(conn, contact_id),
         "consent_requests": _rows(conn, ConsentRequest.__table__, ConsentRequest.contact_id == contact_id),
         "messages": _rows(conn, Message.__table__, Message.contact_id == contact_id),
+        "notes": _rows(conn, ContactNote.__table__, ContactNote.contact_id == contact_id),
         "merges": _rows(conn, ContactMerge.__table__, or_(ContactMerge.survivor_id == contact_id,
                                                           ContactMerge.merged_id == contact_id)),
         "segments": [{"segment": name, "entered_at": at} for name, at in segments],
@@ -87,7 +88,8 @@ def collect(conn: Connection, contact_id: int) -> dict[str, Any]:
 SECTION_TITLES = {
     "identities": N_("emails and phones"), "external_refs": N_("records in the CRMs"), "orders": N_("orders"),
     "consent": N_("consent now"), "consent_history": N_("consent history"),
-    "consent_requests": N_("consent requests"), "messages": N_("messages"), "merges": N_("merges"),
+    "consent_requests": N_("consent requests"), "messages": N_("messages"), "notes": N_("notes on the card"),
+    "merges": N_("merges"),
     "segments": N_("segments"), "audit": N_("actions in the log"),
     # tables other modules add that name a contact (found by their contact_id column)
     "interactions": N_("interactions"), "promo_codes": N_("promo codes"), "workflow_runs": N_("workflow runs"),
