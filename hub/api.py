@@ -134,6 +134,8 @@ __all__ = [
     "settled_event_id",
     # admin pages (register_admin_pages): who may use a view, who is asking, the audit log
     "AdminPage", "allow", "PUBLIC", "current_user", "actor", "engine", "record_audit", "local_path", "ActionForm",
+    # a rendered letter as its own sandboxed page, for an <iframe sandbox> (its inline styles show)
+    "letter_response",
 ]
 
 
@@ -142,9 +144,11 @@ __all__ = [
 if TYPE_CHECKING:
     from hub.admin.access import actor, allow, current_user, engine, local_path
     from hub.admin.forms import ActionForm
+    from hub.admin.letter_frame import letter_response
 
 _WEB = {name: "hub.admin.access" for name in ("allow", "current_user", "actor", "engine", "local_path")}
 _WEB["ActionForm"] = "hub.admin.forms"  # a button's form: only the CSRF token
+_WEB["letter_response"] = "hub.admin.letter_frame"
 
 
 def __getattr__(name: str) -> Any:

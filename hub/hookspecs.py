@@ -108,6 +108,21 @@ def register_showcases(register: Callable[[str, Callable[..., Any]], None]) -> N
     """
 
 
+@hookspec(firstresult=True)
+def record_url(conn: Connection, settings: Settings, source: str, kind: str, external_id: str) -> str | None:
+    """The address of a record in its source's own web interface, for "open in the CRM" links.
+
+    ``source`` is the ``register_sources`` name the reference carries,
+    ``kind`` what the record is (``"contact"``, ``"order"``), ``external_id``
+    the source's id as Hub stored it. Answer only for your own source, from
+    your own connection settings (read through ``conn``), and return None for
+    anything else (another source, an unknown kind, an id that cannot be
+    yours, no connection): the core asks every plugin, the first answer wins.
+
+    .. versionadded:: 0.1
+    """
+
+
 @hookspec
 def contact_merged(conn: Connection, settings: Settings, survivor_id: int, merged_id: int, merge_id: int,
                    reason: dict[str, Any]) -> None:
@@ -139,8 +154,8 @@ def contact_unmerged(conn: Connection, settings: Settings, survivor_id: int, res
     ``restored_id`` (same id) from the merge's ``snapshot`` (what
     contact_merges kept: fields, provenance, tags, attributes, identities,
     external references, and for merges since 0.1 also survivor_identities,
-    order_ids, consent_event_ids) and moved its own rows back: the restored
-    contact's identities, references, orders and consent events already point
+    order_ids, consent_event_ids, note_ids) and moved its own rows back: the restored
+    contact's identities, references, orders, consent events and notes already point
     at it, and values both held are on both, shared. ``survivor_id`` is the
     contact that holds the merged values today: the merge's survivor, or the
     contact it was merged into later. Rows a plugin moved in
@@ -248,6 +263,21 @@ def register_template_dirs(register: Callable[[Any], None]) -> None:
     Searched after the database and HUB_TEMPLATES_DIR, in plugin order.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_template_variables(register: Callable[..., None], settings: Settings) -> None:
+    """Offer template variables: call ``register(name, sample, fields, title=None)``.
+
+    ``name`` is the variable templates use (``promo``); ``sample`` its value in
+    previews, checks and test letters; ``fields`` maps each expression the
+    template editor offers (``"promo.code"``, or a whole ``{% for %}`` snippet)
+    to what it means, a message of the plugin's catalog; ``title`` names the
+    group in the editor. The plugin still puts the real value in the context
+    of the messages it sends.
+
+    .. versionadded:: 0.2
     """
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from hub import i18n, message_templates, sync
 from hub.admin import access, create_app
@@ -145,6 +145,9 @@ def data_words(env: AdminEnv) -> set[str]:
     words |= _words(*orders)
     for t in templates:
         words |= _words(t.subject, t.text, t.html)
+    campaign(env)  # its title is the marketer's words, its technical name what the title made it
+    with env.engine.connect() as conn:
+        words |= _words(*conn.execute(text("SELECT name, title FROM campaigns")).one())
     return words
 
 
@@ -178,6 +181,31 @@ def webhook(env: AdminEnv) -> int:
                          env.settings.require_secret_key(), actor="tests")[0]
 
 
+def message(env: AdminEnv) -> int:
+    """A letter a workflow wrote to Anna, to read in the message log (made once per environment)."""
+    from hub import messaging
+
+    with env.db.engine.begin() as conn:
+        return messaging.create(conn, env.settings, contact_id=env.ids["anna"], channel="email",
+                                template="reactivation_email", key="pages-in-russian",
+                                context={"promo": {"code": "BACK-15", "discount": 15,
+                                                  "expires_at": "2026-12-31"}},
+                                meta={"workflow": "reactivation_90d", "run": 1, "step": 2}).id
+
+
+def campaign(env: AdminEnv) -> str:
+    """A draft campaign with a promo code to Anna's segment, to read its pages (made once per environment)."""
+    from workflows import campaigns
+
+    with env.db.engine.connect() as conn:
+        found = campaigns.listing(conn)
+    if found:
+        return str(found[0]["name"])
+    return str(campaigns.create(env.db.engine, env.settings, campaigns.Draft(
+        title="Возвращайтесь", segment="dormant_90d", channel="email", template="reactivation_email",
+        promo={"discount": 15, "valid": "14d"}), actor="marketer@shop.example")["name"])
+
+
 def samples(env: AdminEnv) -> dict[str, list[str]]:
     """The pages to read for each admin view (views with parameters need a sample; some get several)."""
     anna = env.ids["anna"]
@@ -191,12 +219,19 @@ def samples(env: AdminEnv) -> dict[str, list[str]]:
         "segments.edit": ["/segments/dormant_90d", "/segments/vip"],
         "segments.explain_page": ["/segments/dormant_90d/explain", f"/segments/dormant_90d/explain?contact={anna}",
                                   "/segments/dormant_90d/explain?contact=№5"],
+        "segments.fields_json": [],  # JSON for the rule builder (tests/test_segment_builder.py)
+        "segments.suggest": [],
+        "segment_members.members": ["/segments/dormant_90d/members",
+                                    "/segments/vip/members?q=Анна&sort=№5&page=-1&per=7"],
+        "segment_members.export": [],  # a file, not a page (its headings: tests/test_segment_members.py)
         "workflows.index": ["/workflows/"],
         "workflows.detail": ["/workflows/reactivation_90d"],
         "workflows.forecast_page": ["/workflows/reactivation_90d/forecast"],
         "message_templates.index": ["/templates/"],
         "message_templates.new": ["/templates/new"],
         "message_templates.edit": [f"/templates/reactivation_email?contact={anna}", "/templates/reactivation_sms"],
+        "message_templates.version": ["/templates/reactivation_email/versions/0"],
+        "message_templates.frame": [],  # the letter itself, in the shop's own words
         "connections.index": ["/connections/"],
         "bitrix24_admin.index": ["/connections/bitrix24"],
         "amocrm_admin.index": ["/connections/amocrm"],
@@ -208,6 +243,15 @@ def samples(env: AdminEnv) -> dict[str, list[str]]:
         "webhooks.index": ["/webhooks/"],
         "webhooks.deliveries": [f"/webhooks/{webhook(env)}/deliveries"],
         "users.audit_log": ["/users/audit"],
+        "messages.index": ["/messages/", "/messages/?origin=-&status=sent&contact=1&since=2026-01-01"],
+        "messages.show": [f"/messages/{message(env)}"],
+        "messages.letter": [],  # the letter itself, in the shop's own words
+        "messages.review": ["/messages/review"],
+        "campaigns.index": ["/campaigns/", "/campaigns/?status=draft"],
+        "campaigns.new": ["/campaigns/new"],
+        "campaigns.edit": [f"/campaigns/{campaign(env)}/edit"],
+        "campaigns.detail": [f"/campaigns/{campaign(env)}", f"/campaigns/{campaign(env)}?contact={anna}"],
+        "campaigns.letter": [],  # the letter itself, in the shop's own words
         "auth.login": [],  # read signed out, below
         "health.healthz": [],  # not a page: answers machines
         "health.status": [],

@@ -46,6 +46,24 @@ def register_template_dirs(register: Callable[[Any], None]) -> None:
 
 
 @hookimpl
+def register_template_variables(register: Callable[..., None], settings: Any) -> None:
+    """The promo code a workflow's promo_code step issues, and the NPS survey's links, for the template editor."""
+    import datetime as dt
+
+    from hub.api import N_, local_time, utcnow
+    from workflows import nps
+
+    register("promo", {"code": "ANNA-7K2Q", "discount": 15,
+                       "expires_at": local_time(settings, utcnow() + dt.timedelta(days=14))},
+             {"promo.code": N_("the contact's personal promo code"),
+              "promo.discount": N_("the discount, in per cent"),
+              "promo.expires_at|date": N_("the last day the code works")}, title=N_("Promo code"))
+    register("nps", nps.sample_links(settings),
+             {'{% for link in nps.links %}<a href="{{ link.url }}">{{ link.score }}</a> {% endfor %}':
+              N_("links to answer the survey: one for each score from 0 to 10")}, title=N_("NPS survey"))
+
+
+@hookimpl
 def register_showcases(register: Callable[[str, Callable[..., Any]], None]) -> None:
     """`hub demo` ends with the reactivation campaign run on the base it built."""
     from workflows import showcase
@@ -61,10 +79,11 @@ def register_migrations(register: Callable[[str, Any], None]) -> None:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    from workflows import commands
+    from workflows import campaign_commands, commands
 
     cli.add_command(commands.workflows_group)
     cli.add_command(commands.promo_group)
+    cli.add_command(campaign_commands.campaigns_group)
 
 
 @hookimpl
@@ -96,10 +115,12 @@ def register_api_endpoints(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def register_admin_pages(register: Callable[[Any], None]) -> None:
-    """The workflows' pages in the admin, and each contact's runs on their card."""
+    """The workflows' pages in the admin, and each contact's runs on their card; the one-off campaigns' pages."""
+    from workflows import campaign_admin
     from workflows.admin import PAGE
 
     register(PAGE)
+    register(campaign_admin.PAGE)
 
 
 def _workflow_names(settings: Any) -> list[str]:

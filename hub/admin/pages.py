@@ -25,11 +25,19 @@ def register_admin_pages(register: Callable[[AdminPage], None]) -> None:
                        read_role=PUBLIC, write_role=PUBLIC, in_menu=False))
     register(AdminPage(dashboard.bp, "dashboard.index", N_("Dashboard"), order=10))
     register(AdminPage(contacts.bp, "contacts.search", N_("Contacts"), order=20,
-                       write_role="marketer"))
+                       write_role="marketer", audit_actions=contacts.AUDIT_ACTIONS))
     register(AdminPage(segments.bp, "segments.index", N_("Segments"), order=30,
                        write_role="marketer"))
+    from hub.admin import segment_members
+
+    register(AdminPage(segment_members.bp, "segment_members.members", N_("Segment members"), order=31,
+                       write_role="marketer", in_menu=False, audit_actions=segment_members.AUDIT_ACTIONS))
     register(AdminPage(message_templates.bp, "message_templates.index", N_("Templates"), order=50,
-                       write_role="marketer"))
+                       write_role="marketer", audit_actions=message_templates.AUDIT_ACTIONS))
+    from hub.admin import messages
+
+    register(AdminPage(messages.bp, "messages.index", N_("Messages"), order=55, write_role="marketer",
+                       audit_actions=messages.AUDIT_ACTIONS))
     register(AdminPage(connections.bp, "connections.index", N_("Connections"),
                        order=60, write_role="admin"))
     register(AdminPage(users_admin.bp, "users.index", N_("Users"), order=90,

@@ -46,6 +46,12 @@ class AdminPage:
     ``contact_section``: ``f(conn, contact_id)`` returning HTML (a Markup,
     e.g. from ``render_template``) or None, shown on every contact's card to
     those who may read this page.
+    ``contact_search``: ``f(conn, text)`` returning the ids of contacts that
+    what a person typed in the contacts search names in this plugin's data
+    (a promo code, an order number), or an empty list; asked on every search
+    by those who may read this page, its ids counted and shown with the
+    core's own matches. Match exactly or by prefix where you can: it runs on
+    every search.
     ``audit_actions``: the titles of the actions the plugin writes to the
     audit log (``{"notes.saved": N_("note saved")}``, messages of the
     plugin's catalog), shown on the audit log page instead of the names.
@@ -61,6 +67,7 @@ class AdminPage:
     icon: str | None = None
     source: str | None = None
     contact_section: Callable[[Any, int], Any] | None = field(default=None, compare=False)
+    contact_search: Callable[[Any, str], list[int]] | None = field(default=None, compare=False)
     audit_actions: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
