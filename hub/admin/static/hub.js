@@ -8,29 +8,29 @@
     return meta ? meta.getAttribute("content") : "";
   }
 
+  // fn runs once typing pauses for ms, with the arguments of the last call.
   function debounce(fn, ms) {
     var timer = null;
     return function () {
+      var args = arguments;
       clearTimeout(timer);
-      timer = setTimeout(fn, ms);
+      timer = setTimeout(function () { fn.apply(null, args); }, ms);
     };
   }
 
-  function post(url, body, isJson) {
+  // A POST with the CSRF token, answered in JSON: a FormData body as a form, anything else as JSON.
+  function post(url, body) {
     var headers = { "X-CSRFToken": csrfToken(), "Accept": "application/json" };
-    if (isJson) headers["Content-Type"] = "application/json";
+    var isForm = body instanceof FormData;
+    if (!isForm) headers["Content-Type"] = "application/json";
     return fetch(url, {
       method: "POST", headers: headers, credentials: "same-origin",
-      body: isJson ? JSON.stringify(body) : body
+      body: isForm ? body : JSON.stringify(body)
     }).then(function (r) { return r.json(); });
   }
 
-  function el(tag, cls, text) {
-    var node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+  // What the page scripts (segment-builder.js, template-editor.js, …) share; hub.js loads before them.
+  window.Hub = { csrfToken: csrfToken, debounce: debounce, post: post };
 
   // Forms that cannot be undone ask first.
   document.addEventListener("submit", function (event) {

@@ -7,27 +7,8 @@
 (function () {
   "use strict";
 
-  function csrfToken() {
-    var meta = document.querySelector('meta[name="csrf-token"]');
-    return meta ? meta.getAttribute("content") : "";
-  }
-
-  function debounce(fn, ms) {
-    var timer = null;
-    return function () {
-      var args = arguments;
-      clearTimeout(timer);
-      timer = setTimeout(function () { fn.apply(null, args); }, ms);
-    };
-  }
-
-  function postJson(url, body) {
-    return fetch(url, {
-      method: "POST", credentials: "same-origin",
-      headers: { "X-CSRFToken": csrfToken(), "Accept": "application/json", "Content-Type": "application/json" },
-      body: JSON.stringify(body)
-    }).then(function (r) { return r.json(); });
-  }
+  var debounce = window.Hub.debounce;
+  var postJson = window.Hub.post;
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);

@@ -4,25 +4,8 @@
 (function () {
   "use strict";
 
-  function csrfToken() {
-    var meta = document.querySelector('meta[name="csrf-token"]');
-    return meta ? meta.getAttribute("content") : "";
-  }
-
-  function debounce(fn, ms) {
-    var timer = null;
-    return function () {
-      clearTimeout(timer);
-      timer = setTimeout(fn, ms);
-    };
-  }
-
-  function post(url, body) {
-    return fetch(url, {
-      method: "POST", credentials: "same-origin", body: body,
-      headers: { "X-CSRFToken": csrfToken(), "Accept": "application/json" }
-    }).then(function (r) { return r.json(); });
-  }
+  var debounce = window.Hub.debounce;
+  var post = window.Hub.post;
 
   function showParts(channel) {
     var email = !channel || channel.value === "email";
