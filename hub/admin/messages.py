@@ -8,15 +8,19 @@ total for the filters is counted, never guessed.
 
 A letter's HTML is shown only through its own route (hub.admin.letter_frame):
 the admin's policy would strip its inline styles, and the letter's policy
-keeps whatever it holds away from the admin. An erased person's messages keep
+keeps whatever it holds away from the admin. It carries the person's own
+signed links and maybe a tracking pixel, so there its links are inert and
+remote images load only when someone asks. Workflows and campaigns appear
+by the titles their plugin gives them (AdminPage.origin_links). An erased person's messages keep
 their statuses (a campaign must not send to them again) but nothing they said
 or where they went: the page says so instead of showing blanks.
 
 Messages in doubt (`unknown`: the channel may or may not have taken them) and
 failed ones are settled here by marketers, as `hub messages resolve` does:
-marked sent, marked failed, or sent again on purpose. Each decision is written
-to the audit log with who made it; "send again" puts the message back in the
-queue and asks a dispatcher to take it, through the queue like any other job.
+marked sent, marked failed, or queued again on purpose. Each decision is
+written to the audit log with who made it, in the same transaction as the
+decision; "send again" puts the message back in the queue and asks a
+dispatcher to take it, through the queue like any other job.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from sqlalchemy import Connection, select
 
 from hub import consent, messaging, queue
 from hub.admin import audit
+from hub.admin import access
 from hub.admin.access import actor, allow, engine, local_path
 from hub.admin.app import current_settings
 from hub.admin.letter_frame import letter_response
+from hub.admin.registry import stricter
 from hub.db import MAX_ROW_ID
 from hub.i18n import N_
 from hub.i18n import gettext as _
@@ -46,7 +52,7 @@ REVIEW_LIMIT = 200  # messages in doubt listed at once; the count above the tabl
 # What the review page writes to the audit log, as the audit page names it.
 AUDIT_ACTIONS = {"message_marked_sent": N_("message marked sent"),
                  "message_marked_failed": N_("message marked not sent"),
-                 "message_requeued": N_("message sent again")}
+                 "message_requeued": N_("message queued again")}
 _ACTION_OF = {"sent": "message_marked_sent", "failed": "message_marked_failed", "requeue": "message_requeued"}
 # Statuses a person may settle on the review page, and which decisions each allows (hub.messaging.outbox.resolve).
 REVIEWED = (outbox.UNKNOWN, outbox.FAILED)
@@ -164,57 +170,102 @@ def people(conn: Connection, contact_ids: set[int]) -> dict[int, dict[str, Any]]
 
 def _channels(conn: Connection) -> list[str]:
     """The channels a message can go by: registered ones and any the outbox holds."""
-    registered = set(messaging.channel_factories())
-    used = set(conn.execute(select(outbox.messages_t.c.channel).distinct()).scalars())
-    return sorted(registered | used)
+    return sorted(set(messaging.channel_factories()) | set(outbox.channels(conn)))
 
 
-def _origin_url(origin: str | None) -> str | None:
-    """The page of the workflow (or campaign) that wrote a message, when the plugin that runs them is here."""
-    if origin and "workflows.detail" in current_app.view_functions:
-        return url_for("workflows.detail", name=origin)
-    return None
+def origin_links(conn: Connection, names: Any) -> dict[str, tuple[str, str | None]]:
+    """Each origin's title and page, from the admin pages that know them (AdminPage.origin_links).
+
+    The core does not know what a workflow or a campaign is: the plugin whose
+    page shows it names it, for those who may read that page. A name no page
+    knows (a workflow since deleted, a plugin not installed) stays as it is.
+    """
+    wanted = sorted({str(n) for n in names if n})
+    found: dict[str, tuple[str, str | None]] = {}
+    for page in current_app.config[access.ADMIN_BLUEPRINTS].values():
+        rest = [n for n in wanted if n not in found]
+        if page.origin_links is None or not rest:
+            continue
+        policy = access.policy_of(current_app, page.endpoint)
+        role = stricter(page.read_role, policy.read if policy else None)
+        if role is None or not access.can(role):
+            continue
+        for name, (title, url) in (page.origin_links(conn, rest) or {}).items():
+            if name in rest and title:
+                found[name] = (str(title), url)
+    return {n: found.get(n, (n, None)) for n in wanted}
 
 
-def _helpers() -> dict[str, Any]:
+def _helpers(links: dict[str, tuple[str, str | None]]) -> dict[str, Any]:
     return {"channel_title": consent.channel_title, "purpose_title": consent.purpose_title,
-            "origin_url": _origin_url, "by_hand": outbox.BY_HAND, "decisions": DECISIONS}
+            "origin_title": lambda name: links.get(name, (name, None))[0],
+            "origin_url": lambda name: links.get(name, (name, None))[1], "by_hand": outbox.BY_HAND,
+            "decisions": DECISIONS}
+
+
+def _position(raw: str, problems: list[str]) -> int | None:
+    """Where the page starts in the filtered list, as the link that led here says (1 on the first page)."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    if _whole(raw) is None:
+        problems.append(_("Page: %(value)s is not a message number.", value=repr(raw[:40])))
+        return None
+    return _whole(raw)
 
 
 @bp.get("/")
 @allow(read="viewer")
 def index() -> Any:
+    """One page of the log: one COUNT for the filters' true total; the rows and a probe each way tell the links.
+
+    Where the page starts (`at`) comes with the link that led here, so the
+    page needs no second count; at either end of the list it is exact.
+    """
+    shown, problems = read_filters(request.args)
+    before = after = None
+    for name in ("before", "after"):
+        raw = request.args.get(name, "").strip()
+        if raw:
+            if _whole(raw) is None:
+                problems.append(_("Page: %(value)s is not a message number.", value=repr(raw[:40])))
+            elif name == "before":
+                before = _whole(raw)
+            else:
+                after = _whole(raw)
+    at = _position(request.args.get("at", ""), problems)
     with engine().connect() as conn:
-        known = outbox.origins(conn)
-        shown, problems = read_filters(request.args)
-        before = after = None
-        for name in ("before", "after"):
-            raw = request.args.get(name, "").strip()
-            if raw:
-                if _whole(raw) is None:
-                    problems.append(_("Page: %(value)s is not a message number.", value=repr(raw[:40])))
-                elif name == "before":
-                    before = _whole(raw)
-                else:
-                    after = _whole(raw)
         where = _query(shown)
         total = outbox.count_found(conn, **where)
         if after is not None and before is None:
-            rows = list(reversed(outbox.find(conn, **where, after_id=after, newest_first=False, limit=PAGE_SIZE)))
+            rows = outbox.find(conn, **where, after_id=after, newest_first=False, limit=PAGE_SIZE + 1)
+            newer = len(rows) > PAGE_SIZE
+            rows = list(reversed(rows[:PAGE_SIZE]))
+            older = bool(rows) and bool(outbox.find(conn, **where, before_id=rows[-1]["id"], limit=1))
         else:
-            rows = outbox.find(conn, **where, before_id=before, limit=PAGE_SIZE)
-        newer = older = 0
-        if rows:
-            newer = outbox.count_found(conn, **where, after_id=rows[0]["id"])
-            older = outbox.count_found(conn, **where, before_id=rows[-1]["id"])
+            rows = outbox.find(conn, **where, before_id=before, limit=PAGE_SIZE + 1)
+            older = len(rows) > PAGE_SIZE
+            rows = rows[:PAGE_SIZE]
+            newer = before is not None and bool(rows) and bool(
+                outbox.find(conn, **where, after_id=rows[0]["id"], newest_first=False, limit=1))
         who = people(conn, {r["contact_id"] for r in rows if r["contact_id"] is not None})
         channels = _channels(conn)
+        known = outbox.origins(conn)
+        links = origin_links(conn, set(known) | {r["origin"] for r in rows if r["origin"]} | {shown["origin"]})
         contact_note = _contact_note(conn, int(shown["contact"])) if shown["contact"] else None
+    if not newer:
+        first = 1
+    elif not older:
+        first = max(1, total - len(rows) + 1)
+    else:
+        first = min(max(at or 2, 2), max(2, total - len(rows)))  # some before it, some after it
     filters = {k: v for k, v in shown.items() if v}
+    origins = sorted(known, key=lambda n: (links[n][0].casefold(), n))
     return render_template("messages/index.html", rows=rows, who=who, shown=shown, filters=filters,
-                           problems=problems, total=total, first=newer + 1, last=newer + len(rows),
-                           newer=newer, older=older, origins=known, channels=channels,
-                           statuses=outbox.STATUSES, contact_note=contact_note, **_helpers()), \
+                           problems=problems, total=total, first=first, last=first + len(rows) - 1,
+                           newer=newer, older=older, origins=origins, channels=channels,
+                           statuses=outbox.STATUSES, contact_note=contact_note, page_size=PAGE_SIZE,
+                           **_helpers(links)), \
         400 if problems else 200
 
 
@@ -247,39 +298,55 @@ def _message(conn: Connection, message_id: int) -> tuple[dict[str, Any], dict[st
     return row, person
 
 
+# A letter that loads something from elsewhere: an image, a background, a web font.
+_REMOTE = re.compile(r"""(?:src|background|srcset)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//""",
+                     re.IGNORECASE)
+
+
 @bp.get("/<int:message_id>")
 @allow(read="viewer")
 def show(message_id: int) -> Any:
     with engine().connect() as conn:
         row, person = _message(conn, message_id)
+        meta = row.get("meta") or {}
+        workflow = meta.get("workflow") or row.get("origin")
+        links = origin_links(conn, [workflow]) if workflow else {}
     erased = bool(person and person["erased"])
-    meta = row.get("meta") or {}
+    images = request.args.get("images") == "1"
+    remote = bool(row["body_html"]) and _REMOTE.search(row["body_html"]) is not None
     return render_template("messages/show.html", m=row, person=person, erased=erased, meta=meta,
-                           workflow=meta.get("workflow") or row.get("origin"), **_helpers())
+                           workflow=workflow, images=images, remote=remote, **_helpers(links))
 
 
 @bp.get("/<int:message_id>/letter")
 @allow(read="viewer")
 def letter(message_id: int) -> Any:
-    """The HTML part as it went out, for the message page's sandboxed frame (its own policy: inline styles work)."""
+    """The HTML part as it went out, for the message page's sandboxed frame (its own policy: inline styles work).
+
+    It carries the person's own links (unsubscribe, survey answers) and may
+    carry a tracking pixel: links stay inert, and remote images load only when
+    someone asks (`?images=1`), so reading the log neither acts as the person
+    nor counts as them opening the letter.
+    """
     with engine().connect() as conn:
         row, person = _message(conn, message_id)
     if not row["body_html"] or (person and person["erased"]):
         _not_found(_("Message #%(id)s has no HTML part to show.", id=message_id))
-    return letter_response(row["body_html"])
+    return letter_response(row["body_html"], links=False, images=request.args.get("images") == "1")
 
 
 @bp.get("/review")
 @allow(read="viewer")
 def review() -> Any:
-    messaging.recover_stale(engine())  # a worker that died mid-send left its message `sending`: it is in doubt now
+    # Reading changes nothing: a message a stopped worker left `sending` becomes `unknown` when the
+    # next dispatch starts (hub.messaging.dispatcher runs recover_stale first), and `hub messages review` does it too.
     with engine().connect() as conn:
         doubtful = outbox.find(conn, status=outbox.UNKNOWN, limit=REVIEW_LIMIT)
         failed = outbox.find(conn, status=outbox.FAILED, limit=REVIEW_LIMIT)
         totals = {s: outbox.count_found(conn, status=s) for s in REVIEWED}
         who = people(conn, {r["contact_id"] for r in doubtful + failed if r["contact_id"] is not None})
     return render_template("messages/review.html", doubtful=doubtful, failed=failed, totals=totals, who=who,
-                           **_helpers())
+                           **_helpers({}))
 
 
 @bp.post("/<int:message_id>/resolve")
@@ -288,21 +355,27 @@ def resolve(message_id: int) -> Any:
     back = local_path(request.form.get("next"), url_for("messages.review"))
     outcome = request.form.get("outcome", "")
     with engine().connect() as conn:
-        row = outbox.get(conn, message_id)
-    if row is None:
+        exists = outbox.get(conn, message_id) is not None
+    if not exists:
         _not_found(_("There is no message #%(id)s.", id=message_id))
     if outcome not in outbox.RESOLUTIONS:
         flash(_("%(value)s is not something a message can be marked as.", value=repr(outcome[:40])), "error")
         return redirect(back)
+    who = actor()
+
+    def record(conn: Connection, message: dict[str, Any], previous: str) -> None:
+        audit.record(conn, who, _ACTION_OF[outcome], contact_id=message["contact_id"], message_id=message_id,
+                     channel=message["channel"], status=previous)
+
     try:
-        outbox.resolve(engine(), message_id, outcome, by=actor())
+        row = outbox.resolve(engine(), message_id, outcome, by=who, audit=record)
     except outbox.MessagingError:
+        with engine().connect() as conn:  # what it is now, not what the page showed
+            now = outbox.get(conn, message_id)
+        status = outbox.status_title(now["status"]) if now else "—"
         flash(_("Message #%(id)s is %(status)s now: it cannot be marked that way (someone may have settled it "
-                "already).", id=message_id, status=outbox.status_title(row["status"])), "error")
+                "already).", id=message_id, status=status), "error")
         return redirect(back)
-    with engine().begin() as conn:
-        audit.record(conn, actor(), _ACTION_OF[outcome], contact_id=row["contact_id"], message_id=message_id,
-                     channel=row["channel"], status=row["status"])
     if outcome == "requeue":
         queue.enqueue(current_settings(), messaging.dispatch_job, [row["channel"]], background=True,
                       job_id=f"admin-resend-{message_id}")

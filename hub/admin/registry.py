@@ -10,7 +10,7 @@ views declare.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 if TYPE_CHECKING:  # imported when pages are registered, so `hub` commands that serve no page skip Flask
     from flask import Blueprint
@@ -52,6 +52,12 @@ class AdminPage:
     by those who may read this page, its ids counted and shown with the
     core's own matches. Match exactly or by prefix where you can: it runs on
     every search.
+    ``origin_links``: ``f(conn, names)`` returning, for the names among
+    ``names`` that are this plugin's (``messages.origin``: the workflow or
+    campaign that wrote a message), ``{name: (title, url)}`` (url may be
+    None); the message log shows the title and links to the page, for those
+    who may read this page. Answer for all names at once: it runs on every
+    view of the log.
     ``audit_actions``: the titles of the actions the plugin writes to the
     audit log (``{"notes.saved": N_("note saved")}``, messages of the
     plugin's catalog), shown on the audit log page instead of the names.
@@ -68,6 +74,8 @@ class AdminPage:
     source: str | None = None
     contact_section: Callable[[Any, int], Any] | None = field(default=None, compare=False)
     contact_search: Callable[[Any, str], list[int]] | None = field(default=None, compare=False)
+    origin_links: Callable[[Any, Sequence[str]], Mapping[str, tuple[str, str | None]]] | None = field(
+        default=None, compare=False)
     audit_actions: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
