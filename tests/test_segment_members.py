@@ -15,15 +15,16 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from hub import queue, sync
+from hub import identity, queue, sync
 from hub.admin import segment_members
 from hub.db import utcnow
 from hub.models import AuditEntry, Contact, Segment, SegmentSize
-from hub.records import ContactRecord, OrderRecord
+from hub.records import ContactRecord, Deletion, OrderRecord
 from hub.schedule import run_due
 from hub.segments import fields, membership, sizes, store
 from hub.testing import FakeClock
 from tests.support.admin import AdminEnv, client_as, csrf_token, plain, post, text
+from workflows.models import PromoCode
 
 pytestmark = pytest.mark.both_databases  # paging, sorting with NULLs, LIKE and upserts differ between databases
 
@@ -109,7 +110,40 @@ def test_search_finds_a_phone_typed_another_way_a_fragment_an_email_and_a_name(a
     assert sorted(found("петров")) == sorted([petrov, admin_env.ids["petrov_2"]])  # Пётр and Петр, any case
     assert found("Иванова") == []  # Anna is not in Tula
     nobody = plain(marketer.get("/segments/tula/members", query_string={"q": "Нетакого"}))
-    assert "0 контактов" in nobody and "Никто в этом сегменте не подходит" in nobody
+    assert "0 контактов" in nobody and "В этом сегменте никто не подходит" in nobody
+
+
+def test_search_is_the_contacts_search_limited_to_the_members(admin_env: AdminEnv) -> None:
+    """Patronymic, initials, ё/е and plugins' matches (a promo code) work as on the contacts page, members only."""
+    add_tula(admin_env, extra=2)
+    with admin_env.engine.begin() as conn:
+        sync.write_page(conn, [  # namesakes: one in Tula, one in Moscow
+            ContactRecord(source=f"import:{city}.csv", external_id="fed", first_name="Семён", last_name="Фёдоров",
+                          middle_name="Алексеевич", city=title, emails=[f"semyon@{city}.example"])
+            for city, title in (("tula", "Тула"), ("msk", "Москва"))], admin_env.settings, sync.Counts())
+        ids = dict(conn.execute(select(Contact.city, Contact.id).where(Contact.last_name == "Фёдоров")).all())
+        now = utcnow()
+        for code, city in (("TULA-7KX3QZ", "Тула"), ("MSK-9PQ2RT", "Москва")):
+            conn.execute(PromoCode.__table__.insert().values(
+                code=code, prefix=code.split("-")[0], discount=Decimal("15"), contact_id=ids[city], created_at=now,
+                expires_at=now + dt.timedelta(days=14)))
+    membership.refresh(admin_env.engine, admin_env.settings, ["tula"])
+    marketer = client_as(admin_env, "marketer")
+
+    def found(q: str) -> tuple[list[int], str]:
+        page = plain(marketer.get("/segments/tula/members", query_string={"q": q}))
+        return row_ids(page), page
+
+    for typed in ("Семён Алексеевич", "Алексеевич Федоров", "федоров с.а.", "Фёдоров С. А.", "семен",
+                  "TULA-7KX3QZ", "tula-7kx"):
+        listed, page = found(typed)
+        assert listed == [ids["Тула"]], typed
+        assert "1 контакт" in page, typed  # the true count of the matches
+    assert found("MSK-9PQ2RT")[0] == []  # the Moscow namesake's code: not a member
+    assert found(f"#{ids['Москва']}")[0] == []
+    assert found("#" + "9" * 12)[0] == []  # past any id: nobody, on PostgreSQL too
+    body = marketer.get("/segments/tula/members/export", query_string={"format": "csv", "q": "Семён Алексеевич"})
+    assert len(body.get_data(as_text=True).strip().splitlines()) == 2  # the export finds the same people
 
 
 def test_hostile_query_strings_get_a_russian_answer_not_an_error(admin_env: AdminEnv) -> None:
@@ -117,13 +151,14 @@ def test_hostile_query_strings_get_a_russian_answer_not_an_error(admin_env: Admi
     marketer = client_as(admin_env, "marketer")
     for args, says in [({"page": "-1"}, "Номер страницы должен быть целым числом от 1, а не «-1»"),
                        ({"sort": "name; DROP TABLE contacts"}, "Нельзя сортировать по «name; DROP TABLE contacts»"),
-                       ({"dir": "sideways"}, "Порядка «sideways» нет"),
-                       ({"per": "100000"}, "но не 100\xa0000"),
+                       ({"dir": "sideways"}, "Направления сортировки «sideways» нет"),
+                       ({"per": "100000"}, "На странице можно показать 25, 50, 100, 200 контактов, но не 100\xa0000"),
                        ({"page": "99"}, "Страницы 99 нет"),
                        ({"page": "9" * 40}, "Номер страницы должен быть целым числом"),
                        ({"page": "²"}, "а не «²»"),
                        ({"per": "0"}, "а не «0»"),
-                       ({"q": "x" * 5000}, "Слишком длинный поиск")]:
+                       ({"q": "x" * 5000}, "а в нём 5\xa0000"),
+                       ({"q": "Петров\x00"}, "2 контакта")]:  # a NUL (PostgreSQL refuses it) reads as a space
         answer = marketer.get("/segments/tula/members", query_string=args)
         assert answer.status_code == 200, args
         assert says in plain(answer), (args, re.findall(r'class="error"[^>]*>([^<]+)', plain(answer)))
@@ -140,8 +175,37 @@ def test_hostile_query_strings_get_a_russian_answer_not_an_error(admin_env: Admi
 
 def test_members_of_a_builtin_segment_never_refreshed(admin_env: AdminEnv) -> None:
     page = plain(client_as(admin_env, "viewer").get("/segments/dormant_90d/members"))
-    assert "ещё ни разу не обновлялся" in page and "0 контактов" in page
+    assert "Участники сегмента подсчитываются" in page and "0 контактов" not in page
     assert "Обновить сейчас" not in page and "Выгрузить CSV" not in page
+    marketer = plain(client_as(admin_env, "marketer").get("/segments/dormant_90d/members"))
+    assert "Обновить сейчас" in marketer and 'id="export-csv"' not in marketer  # no empty files
+
+
+def test_a_saved_segment_lists_its_members_at_once(admin_env: AdminEnv) -> None:
+    add_tula(admin_env, extra=2)
+    marketer = client_as(admin_env, "marketer")
+    saved = post(marketer, "/segments/save", {"document": "name: tula_people\ntitle: Туляки\n"
+                                                          "rule: {field: contact.city, op: eq, value: Тула}\n"},
+                 token_from="/segments/new")
+    assert saved.status_code == 302, plain(saved)
+    page = plain(marketer.get("/segments/tula_people/members"))
+    assert "5 контактов" in page and "подсчитываются" not in page
+    assert len(row_ids(page)) == 5 and 'id="export-csv"' in page
+    with admin_env.engine.connect() as conn:
+        refreshed = conn.execute(select(Segment.refreshed_at).where(Segment.name == "tula_people")).scalar_one()
+    assert refreshed is not None
+
+
+def test_a_segment_saved_but_not_yet_counted_offers_no_empty_export(admin_env: AdminEnv) -> None:
+    with admin_env.engine.begin() as conn:
+        store.add(conn, fields.build(admin_env.settings), yaml.safe_load(TULA))  # saved, its refresh not run yet
+    marketer = client_as(admin_env, "marketer")
+    page = plain(marketer.get("/segments/tula/members"))
+    assert "Подсчитываем участников" in page and "0 контактов" not in page and 'id="export-csv"' not in page
+    refused = marketer.get("/segments/tula/members/export", query_string={"format": "csv"}, follow_redirects=True)
+    assert "ещё подсчитываются: выгружать пока нечего" in plain(refused)
+    with admin_env.engine.connect() as conn:
+        assert not conn.execute(select(AuditEntry.id).where(AuditEntry.action == segment_members.EXPORTED)).first()
 
 
 # --- exports -----------------------------------------------------------------------------------
@@ -335,3 +399,46 @@ def test_people_erased_or_merged_away_since_the_refresh_are_not_listed_or_export
     assert row_ids(plain(marketer.get("/segments/tula/members", query_string={"q": f"#{gone}"}))) == []
     body = marketer.get("/segments/tula/members/export", query_string={"format": "csv"}).get_data(as_text=True)
     assert f'"{gone}"' not in body and len(body.strip().splitlines()) == 5
+
+
+def list_total(env: AdminEnv, name: str) -> int:
+    page = plain(client_as(env, "viewer").get(f"/segments/{name}/members"))
+    found = re.search(r"(\d[\d\xa0 ]*) контакт", page)
+    assert found is not None, page[:300]
+    return int(re.sub(r"\D", "", found.group(1)))
+
+
+def test_the_size_chart_counts_whom_the_list_counts_after_a_deletion_or_a_merge(
+        admin_env: AdminEnv, hub_clock: FakeClock) -> None:
+    env = admin_env
+    hub_clock.set(dt.datetime(2027, 1, 10, 9, 0, tzinfo=dt.timezone.utc))  # after the sample people were written
+    add_tula(env, extra=4)
+    for hour in (10, 11):  # the second refresh re-reads nobody: every change is well before it
+        hub_clock.set(dt.datetime(2027, 1, 10, hour, 0, tzinfo=dt.timezone.utc))
+        membership.refresh(env.engine, env.settings, ["tula"])
+    assert points(env, "tula") == [(dt.date(2027, 1, 10), 7)] and list_total(env, "tula") == 7
+    # The source deleted t0, its only record, in a long sync that wrote it at 09:30 and committed after the 11:00
+    # refresh: t0 is nobody now, though its contact row (and its row in segment_members) stays.
+    hub_clock.set(dt.datetime(2027, 1, 10, 9, 30, tzinfo=dt.timezone.utc))
+    with env.engine.begin() as conn:
+        sync.write_page(conn, [Deletion(source="import:tula.csv", entity="contact", external_id="t0")], env.settings,
+                        sync.Counts())
+    assert list_total(env, "tula") == 6
+    hub_clock.set(dt.datetime(2027, 1, 11, 9, 0, tzinfo=dt.timezone.utc))
+    assert sizes.keep_today(env.engine, env.settings)["measured"] >= 1  # nothing changed that a refresh would see
+    assert points(env, "tula")[-1] == (dt.date(2027, 1, 11), 6)
+    hub_clock.advance(hours=1)
+    report = membership.refresh(env.engine, env.settings, ["tula"]).segments[0]
+    assert (report.mode, report.members, report.exited) == ("incremental", 6, 1)  # t0 leaves, plugins are told
+    assert points(env, "tula")[-1] == (dt.date(2027, 1, 11), 6) and list_total(env, "tula") == 6
+    with env.engine.connect() as conn:
+        tula = conn.execute(select(Segment.id).where(Segment.name == "tula")).scalar_one()
+        t1, t2 = conn.execute(select(Contact.id).where(Contact.first_name.in_(["Имя001", "Имя002"]))
+                              .order_by(Contact.first_name)).scalars()
+    with env.engine.begin() as conn:
+        identity.merge_contacts(conn, t1, t2, reason={"rule": "merged by hand"}, settings=env.settings)
+    with env.engine.connect() as conn:
+        assert sizes.live_count(conn, tula) == list_total(env, "tula") == 5  # before any refresh
+    hub_clock.set(dt.datetime(2027, 1, 12, 9, 0, tzinfo=dt.timezone.utc))
+    sizes.keep_today(env.engine, env.settings)
+    assert points(env, "tula")[-1] == (dt.date(2027, 1, 12), 5) and list_total(env, "tula") == 5

@@ -197,6 +197,21 @@ def _top_id(conn: Connection) -> int:
     return 2**31 - 1 if conn.dialect.name == "postgresql" else 2**63 - 1
 
 
+def matching(conn: Connection, settings: Settings, query: str, *, matchers: Iterable[Matcher] = ()
+             ) -> tuple[ColumnElement[bool] | None, ColumnElement[bool] | None]:
+    """`conditions` with the plugins' matches, for any list that searches people (the contacts, a segment's members).
+
+    (None, None) when nobody can match: nothing typed, or a "#id" past any id.
+    """
+    text = typed(query)
+    if not text or ((m := _ID.match(text)) and int(m.group(1)) > _top_id(conn)):
+        return None, None
+    extra: list[int] = []
+    for matcher in matchers:
+        extra += [int(i) for i in matcher(conn, text) or () if 0 < int(i) <= _top_id(conn)]
+    return conditions(conn, settings, text, extra)
+
+
 def find(conn: Connection, settings: Settings, query: str, *, limit: int = 50, offset: int = 0,
          matchers: Iterable[Matcher] = ()) -> Found:
     """One page of the live contacts matching `query`, exact matches first, and how many match in total.
@@ -204,15 +219,7 @@ def find(conn: Connection, settings: Settings, query: str, *, limit: int = 50, o
     `matchers` are plugins' searches (``AdminPage.contact_search``): each is
     given the text as typed and answers with contact ids.
     """
-    text = typed(query)
-    if not text:
-        return Found()
-    if (m := _ID.match(text)) and int(m.group(1)) > _top_id(conn):
-        return Found()
-    extra: list[int] = []
-    for matcher in matchers:
-        extra += [int(i) for i in matcher(conn, text) or () if 0 < int(i) <= _top_id(conn)]
-    condition, exact = conditions(conn, settings, text, extra)
+    condition, exact = matching(conn, settings, query, matchers=matchers)
     if condition is None:
         return Found()
     live = and_(contacts_t.c.deleted_at.is_(None), condition)

@@ -70,7 +70,7 @@ def _page_number() -> int:
     return min(max(1, int(raw)), MAX_PAGE) if raw.isdigit() and len(raw) <= 7 else 1
 
 
-def _search_matchers() -> list[Any]:
+def search_matchers() -> list[Any]:
     """Plugins' searches (AdminPage.contact_search), each asked only for those who may read its page."""
     out = []
     for page in current_app.config[access.ADMIN_BLUEPRINTS].values():
@@ -92,7 +92,7 @@ def search() -> Any:
     size = FOUND_PAGE_SIZE if query else PAGE_SIZE
     with engine().connect() as conn:
         if query:
-            matchers = _search_matchers()
+            matchers = search_matchers()
             found = contact_search.find(conn, settings, query, limit=size, offset=(asked - 1) * size,
                                         matchers=matchers)
             total = found.total

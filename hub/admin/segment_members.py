@@ -5,7 +5,11 @@ refresh, joined with the live contacts: the same people a workflow started
 from that segment would reach, not a fresh evaluation of the rule on every
 page view. The page says when that refresh was and lets a marketer start
 another. The total is counted, never capped, so "1 234 контакта" is what an
-export would hold.
+export would hold, and it is the count the size chart keeps (sizes.live_count).
+A segment not refreshed yet (just saved, its refresh waiting for a worker)
+shows that it is being counted and offers no export, not an empty list. The
+search is the contacts search (hub.admin.contact_search) kept to the members,
+so a name, phone, email or promo code finds people the same way everywhere.
 
 Exports stream: CSV is written row by row as the response goes out, XLSX
 through openpyxl's write-only workbook into a temporary file, so a segment
@@ -28,13 +32,14 @@ from typing import Any, Iterator
 import phonenumbers
 from flask import Blueprint, Response, flash, redirect, render_template, request, send_file, stream_with_context, \
     url_for
-from sqlalchemy import Connection, and_, exists, func, or_, select
+from sqlalchemy import Connection, false, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from hub import csvsafe, formats, i18n, normalize, queue
-from hub.admin import audit, filters
+from hub import csvsafe, formats, i18n, queue
+from hub.admin import audit, contact_search, filters
 from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
+from hub.admin.contacts import search_matchers
 from hub.admin.forms import ActionForm
 from hub.config import Settings
 from hub.db import utcnow
@@ -52,15 +57,12 @@ segments_t = Segment.__table__
 
 PAGE_SIZES = (25, 50, 100, 200)
 PAGE_SIZE = 50
-MAX_SEARCH = 200
+MAX_SEARCH = contact_search.MAX_QUERY
 CHUNK = 1000  # rows an export reads at a time
 XLSX_MAX_ROWS = 1_048_575  # a sheet holds 1 048 576 rows, the headings take one
 EXPORTED = "segment_exported"
 AUDIT_ACTIONS = {EXPORTED: N_("segment members exported"),
                  "segment_refresh_requested": N_("segment refresh requested")}
-_PHONE_CHARS = re.compile(r"^[\d\s()+\-.]+$")
-_ID = re.compile(r"^#(\d{1,12})$")
-MIN_PHONE_DIGITS = 5
 _WHOLE = re.compile(r"0*[1-9][0-9]{0,8}")  # ASCII digits only ("²" is a digit to str.isdigit, not to int)
 
 # How the list can be ordered: the parameter → the column (ties go by contact number).
@@ -91,10 +93,11 @@ class ListQuery:
     @classmethod
     def read(cls, args: Any) -> ListQuery:
         out = cls()
-        search = " ".join(str(args.get("q", "")).split())
-        if len(search) > MAX_SEARCH:
+        raw = " ".join(str(args.get("q", "")).split())
+        search = contact_search.typed(raw)
+        if len(raw) > MAX_SEARCH:
             out.problems.append(_("The search is too long: at most %(limit)s characters, you sent %(num)s.",
-                                  limit=formats.number(MAX_SEARCH), num=formats.number(len(search))))
+                                  limit=formats.number(MAX_SEARCH), num=formats.number(len(raw))))
         else:
             out.search = search
         sort = str(args.get("sort", "") or DEFAULT_SORT[0])
@@ -141,45 +144,27 @@ def _whole(given: Any, default: int, problems: list[str], refusal: str) -> int:
 
 # --- what is read ------------------------------------------------------------------------------
 
-def search_condition(settings: Settings, text: str) -> ColumnElement[bool] | None:
-    """Contacts matching what a person typed: a name, an email or its part, a phone or its end, "#id".
+def search_condition(conn: Connection, settings: Settings, text: str) -> ColumnElement[bool] | None:
+    """Members matching what a person typed, read exactly as the contacts search reads it (hub.admin.contact_search).
 
-    A phone is read as every import reads one ("8 (916) 123-45-67" and "9161234567"
-    are one number), and a fragment ("123-45-67") matches the end of stored numbers.
-    None when nothing was typed.
+    A name in any order with patronymic and initials, ё as е, a phone in any
+    format or its end, a piece of an email, "#id", and what plugins find (a
+    promo code), so one search behaves the same on every page. None when
+    nothing was typed; a condition nobody meets when what was typed can match
+    no one.
     """
     if not text:
         return None
-    c, i = contacts_t.c, identities_t.c
-
-    def identity(kind: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
-        return exists().where(i.contact_id == c.id, i.kind == kind, condition)
-
-    if m := _ID.match(text):
-        return c.id == int(m.group(1))
-    if "@" in text:
-        return identity(normalize.EMAIL, i.value.contains(text.lower(), autoescape=True))
-    if _PHONE_CHARS.match(text) and sum(ch.isdigit() for ch in text) >= MIN_PHONE_DIGITS:
-        numbers = [p.value for p in normalize.phones(text, settings.default_region) if p.valid]
-        digits = "".join(ch for ch in text if ch.isdigit())
-        options = [i.value.endswith(digits, autoescape=True), i.raw.contains(text, autoescape=True)]
-        if numbers:
-            options.append(i.value.in_(numbers))
-        return identity(normalize.PHONE, or_(*options))
-    words = [w.lower().replace("ё", "е") for w in text.split()]
-    by_name = and_(*[c.name_key.contains(w, autoescape=True) for w in words])
-    if len(words) == 1:
-        return or_(by_name, identity(normalize.EMAIL, i.value.contains(words[0], autoescape=True)))
-    return by_name
+    condition, _exact = contact_search.matching(conn, settings, text, matchers=search_matchers())
+    return condition if condition is not None else false()
 
 
 def members_select(segment_id: int, condition: ColumnElement[bool] | None) -> Any:
-    """The segment's recorded members who are still someone (not erased or merged away), with what the list shows."""
+    """The segment's live members (sizes.live_members: the ones its size chart counts), with what the list shows."""
     c, m = contacts_t.c, members_t.c
-    query = (select(c.id, c.first_name, c.last_name, c.middle_name, c.city, c.orders_count, c.revenue,
-                    c.last_order_at, m.entered_at)
-             .select_from(members_t.join(contacts_t, c.id == m.contact_id))
-             .where(m.segment_id == segment_id, c.deleted_at.is_(None)))
+    query = sizes.live_members(segment_id).with_only_columns(
+        c.id, c.first_name, c.last_name, c.middle_name, c.city, c.orders_count, c.revenue, c.last_order_at,
+        m.entered_at)
     return query.where(condition) if condition is not None else query
 
 
@@ -188,10 +173,6 @@ def ordered(query: Any, sort: str, direction: str) -> Any:
     key = column.asc() if direction == "asc" else column.desc()
     tie = contacts_t.c.id.asc() if direction == "asc" else contacts_t.c.id.desc()
     return query.order_by(key.nulls_last(), tie)
-
-
-def count(conn: Connection, query: Any) -> int:
-    return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
 
 
 def identities_of(conn: Connection, ids: list[int]) -> dict[int, dict[str, list[str]]]:
@@ -282,9 +263,10 @@ def members(name: str) -> Any:
         rows: list[dict[str, Any]] = []
         total = pages = entered_week = 0
         chart = None
-        if segment.id is not None:
-            selected = members_select(segment.id, search_condition(settings, query.search))
-            total = count(conn, selected)
+        if segment.id is not None and segment.refreshed_at is not None:  # before its first refresh: being counted
+            condition = search_condition(conn, settings, query.search)
+            selected = members_select(segment.id, condition)
+            total = sizes.live_count(conn, segment.id, condition)
             pages = max(1, -(-total // query.per))
             if query.page > pages:
                 query.problems.append(_("There is no page %(page)s: the list has %(pages)s.",
@@ -293,8 +275,7 @@ def members(name: str) -> Any:
             page_rows = list(conn.execute(ordered(selected, query.sort, query.direction)
                                           .limit(query.per).offset((query.page - 1) * query.per)))
             rows = shaped(page_rows, identities_of(conn, [r.id for r in page_rows]), settings.default_region)
-            entered_week = count(conn, members_select(segment.id, None).where(
-                members_t.c.entered_at >= now - dt.timedelta(days=7)))
+            entered_week = sizes.live_count(conn, segment.id, members_t.c.entered_at >= now - dt.timedelta(days=7))
             chart = size_chart(conn, segment.id, sizes.day_of(now, settings.tz))
     first = (query.page - 1) * query.per + 1
     return render_template("segments/members.html", segment=segment, rows=rows, total=total, pages=pages,
@@ -445,12 +426,12 @@ def export(name: str) -> Any:
         segment = find(conn, settings, name)
         if segment is None:
             return not_found(name)
-        if segment.id is None:
-            return _refused(name, _("Segment %(name)s has never been refreshed: there is nobody to export yet.",
+        if segment.id is None or segment.refreshed_at is None:  # an empty file would say nobody is in it
+            return _refused(name, _("Segment %(name)s is still being counted: there is nothing to export yet.",
                                     name=name))
-        selected = ordered(members_select(segment.id, search_condition(settings, query.search)), query.sort,
-                           query.direction)
-        rows = count(conn, selected)
+        condition = search_condition(conn, settings, query.search)
+        selected = ordered(members_select(segment.id, condition), query.sort, query.direction)
+        rows = sizes.live_count(conn, segment.id, condition)
         if fmt == "xlsx" and rows > XLSX_MAX_ROWS:
             return _refused(name, ngettext(
                 "A spreadsheet holds at most %(limit)s rows, and the segment has %(num)s member: export it as CSV.",

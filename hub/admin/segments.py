@@ -22,7 +22,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import func, select
 
 from hub import formats, i18n, queue
-from hub.admin import audit, rule_model, segment_builder
+from hub.admin import audit, rule_model, segment_builder, segment_members
 from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, SegmentForm
@@ -281,6 +281,9 @@ def save() -> Any:
         except SegmentError as exc:
             problems = [str(exc)]
         else:
+            # Record its members now (a worker does it when there is one), so its member list is not empty.
+            queue.enqueue(settings, segment_members.refresh_job, definition.name,
+                          job_id=f"admin-segment-refresh-{definition.name}")
             with engine().connect() as conn:
                 count = Segments(conn, settings).count(definition.name)
             flash(ngettext("Saved segment %(name)s: %(num)s contact matches it now.",

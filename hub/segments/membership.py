@@ -195,9 +195,9 @@ def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDef
             select(c.id).where(c.updated_at >= literal(since, UTCDateTime())),
             select(events_t.c.contact_id).where(events_t.c.id > (state.refreshed_event_id or 0)))))
         scope = scope.where(c.id.in_(select(touched_t.c.contact_id)))
-        # members changed since, or gone altogether (merged away, erased)
+        # members changed since, or no longer someone (merged away, erased, deleted at the source)
         recorded = recorded.where(or_(mine.contact_id.in_(select(touched_t.c.contact_id)),
-                                      ~exists().where(c.id == mine.contact_id)))
+                                      ~exists().where(c.id == mine.contact_id, c.deleted_at.is_(None))))
     match_t.create(conn)
     conn.execute(match_t.insert().from_select(["contact_id"], scope))
     # EXCEPT, not NOT EXISTS: one set operation whatever the planner believes
@@ -224,7 +224,7 @@ def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDef
         table.drop(conn)
     conn.execute(store.segments_t.update().where(store.segments_t.c.id == state.id)
                  .values(refreshed_at=wall, refreshed_event_id=last_event))
-    members = conn.execute(select(func.count()).select_from(members_t).where(m.segment_id == state.id)).scalar_one()
+    members = sizes.live_count(conn, state.id)
     sizes.record(conn, state.id, members, wall, compiler.settings.tz)  # the day's point of the size chart
     return SegmentRefresh(definition.name, "incremental" if incremental else "full", members, n_entered, n_exited,
                           time.perf_counter() - started)

@@ -20,21 +20,42 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, func, select
 
 from hub.config import Settings
 from hub.db import insert_for, utcnow
-from hub.models import Segment, SegmentMember, SegmentSize
+from hub.models import Contact, Segment, SegmentMember, SegmentSize
 
 sizes_t = SegmentSize.__table__
 segments_t = Segment.__table__
 members_t = SegmentMember.__table__
+contacts_t = Contact.__table__
 DAYS = 90
 
 
 def day_of(moment: dt.datetime, tz: ZoneInfo) -> dt.date:
     """The shop's calendar day of an instant."""
     return moment.astimezone(tz).date()
+
+
+def live_members(segment_id: int) -> Select[Any]:
+    """The segment's recorded members who are still someone: not erased, merged away or deleted at the source.
+
+    Their rows stay in segment_members until the segment's next refresh; the
+    member list, its export and the size chart all read this one select, so
+    the chart's point and the list's total never disagree about them.
+    """
+    c, m = contacts_t.c, members_t.c
+    return (select(m.contact_id).select_from(members_t.join(contacts_t, c.id == m.contact_id))
+            .where(m.segment_id == segment_id, c.deleted_at.is_(None)))
+
+
+def live_count(conn: Connection, segment_id: int, condition: ColumnElement[bool] | None = None) -> int:
+    """How many of `live_members` there are (those meeting `condition`, when given: a search of the list)."""
+    query = live_members(segment_id)
+    if condition is not None:
+        query = query.where(condition)
+    return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
 
 
 def record(conn: Connection, segment_id: int, members: int, now: dt.datetime, tz: ZoneInfo) -> None:
@@ -99,9 +120,7 @@ def keep_today(engine: Engine, settings: Settings, *, now: dt.datetime | None = 
             segment_id = conn.execute(select(segments_t.c.id).where(segments_t.c.name == name)).scalar()
             if segment_id is None:
                 continue
-            count = conn.execute(select(func.count()).select_from(members_t)
-                                 .where(members_t.c.segment_id == segment_id)).scalar_one()
-            record(conn, segment_id, count, now, settings.tz)
+            record(conn, segment_id, live_count(conn, segment_id), now, settings.tz)
     if refresh:
         membership.refresh(engine, settings, refresh, now=now)
     return {"refreshed": len(refresh), "measured": len(measure)}
