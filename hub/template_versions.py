@@ -64,18 +64,61 @@ def _shipped(settings: Settings, name: str) -> Version | None:
                    html=found.html, saved_by=None, saved_at=None)
 
 
+class Conflict(TemplateError):
+    """Someone saved the template after the editor was opened; `latest` is their version."""
+
+    def __init__(self, latest: Version) -> None:
+        self.latest = latest
+        super().__init__(_("%(name)s was changed by %(who)s after you opened it (version %(version)s); "
+                           "nothing was saved", name=latest.name, who=latest.saved_by or "", version=latest.number))
+
+
+def _same(a: Template | Version, b: Template) -> bool:
+    return (a.channel == b.channel and (a.subject or None) == (b.subject or None) and (a.text or "") == (b.text or "")
+            and (a.html or None) == (b.html or None))
+
+
+def latest(conn: Connection, settings: Settings, name: str) -> Version | None:
+    """The newest version (the shipped one when nobody saved the template yet), or None for a new name."""
+    row = conn.execute(select(versions_t).where(versions_t.c.name == name)
+                       .order_by(versions_t.c.version.desc()).limit(1)).first()
+    return _from_row(row) if row is not None else _shipped(settings, name)
+
+
+def unchanged(conn: Connection, settings: Settings, template: Template) -> Version | None:
+    """The current version when the template already reads exactly so (a save would change nothing), else None."""
+    head = latest(conn, settings, template.name)
+    if head is None or not _same(head, template):
+        return None
+    try:
+        current = message_templates.get(conn, settings, template.name)
+    except TemplateError:
+        return None
+    return head if _same(current, template) else None
+
+
 def save(conn: Connection, settings: Settings, template: Template, actor: str,
-         sample: Mapping[str, Any] | None = None) -> Version:
+         sample: Mapping[str, Any] | None = None, *, base: int | None = None) -> Version:
     """Validate and save the template (hub.message_templates.save), and record it as the next version.
 
-    Two people saving at once both get a version: a number taken by the other
-    is retried with the next one, inside a savepoint.
+    `base` is the version the person started from (-1: a new template); when
+    someone saved after it, Conflict is raised and nothing is saved, so the
+    later of two editors never silently overwrites the earlier. Content the
+    same as the current version saves nothing and returns that version.
+    Two saves at the very same moment both get a version: a number taken by
+    the other is retried with the next one, inside a savepoint.
     """
+    head = latest(conn, settings, template.name)
+    if base is not None and head is not None and head.number != base:
+        raise Conflict(head)
+    same = unchanged(conn, settings, template)
+    if same is not None:
+        return same
     message_templates.save(conn, settings, template, sample)
     for _attempt in range(5):
-        latest = conn.execute(select(func.max(versions_t.c.version)).where(versions_t.c.name == template.name)
-                              ).scalar()
-        number = (latest or 0) + 1
+        top = conn.execute(select(func.max(versions_t.c.version)).where(versions_t.c.name == template.name)
+                           ).scalar()
+        number = (top or 0) + 1
         now = utcnow()
         try:
             with conn.begin_nested():
@@ -83,6 +126,10 @@ def save(conn: Connection, settings: Settings, template: Template, actor: str,
                     name=template.name, version=number, channel=template.channel, subject=template.subject,
                     body_text=template.text, body_html=template.html, saved_by=actor, saved_at=now))
         except IntegrityError:
+            if base is not None:  # the other save came first: this one was made on what it replaced
+                newest = latest(conn, settings, template.name)
+                if newest is not None:
+                    raise Conflict(newest) from None
             continue
         return Version(name=template.name, number=number, channel=template.channel, subject=template.subject,
                        text=template.text, html=template.html, saved_by=actor, saved_at=now)
@@ -150,7 +197,8 @@ def diff(older: Version | None, newer: Version, context: int = 3) -> dict[str, l
 
 
 def restore(conn: Connection, settings: Settings, name: str, number: int, actor: str) -> Version:
-    """Save version `number` again as the newest version; raises TemplateError when there is none."""
+    """Save version `number` again as the newest version (the current one when it reads the same already);
+    raises TemplateError when there is none."""
     old = get(conn, settings, name, number)
     if old is None:
         raise TemplateError(_("%(name)s has no version %(version)s", name=name, version=number))

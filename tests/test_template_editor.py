@@ -172,10 +172,10 @@ def test_a_test_letter_of_the_unsaved_text_goes_to_the_marketer(admin_env: Admin
     app = create_app(settings)
     marketer = sign_in(app.test_client(), admin_env.users["marketer"])
     page = text(marketer.get("/templates/new"))
-    assert 'name="to" id="test-to" value="marketer@shop.example"' in page
+    assert '<output id="test-to" translate="no">marketer@shop.example</output>' in page
+    assert not re.search(r'<input[^>]*name="to"', page)  # the address is shown, not asked for
     token = csrf_token(marketer, "/templates/new")
-    sent = marketer.post("/templates/test", data={"csrf_token": token, "to": "marketer@shop.example",
-                                                  **letter(html=BUTTON + "{{ promo.code }}")},
+    sent = marketer.post("/templates/test", data={"csrf_token": token, **letter(html=BUTTON + "{{ promo.code }}")},
                          headers={"Accept": "application/json"})
     assert sent.status_code == 200, sent.get_data(as_text=True)
     assert sent.get_json()["message"] == "Тестовое письмо отправлено на marketer@shop.example."
@@ -183,21 +183,31 @@ def test_a_test_letter_of_the_unsaved_text_goes_to_the_marketer(admin_env: Admin
     msg = box.received[0].message
     assert msg["Subject"] == "[Тест] Весна, Анна"
     assert "ANNA-7K2Q" in msg.get_body(("html",)).get_content()
-    bad = marketer.post("/templates/test", data={"csrf_token": token, "to": "<b>кто-то</b>", **letter()},
-                        headers={"Accept": "application/json"})
-    assert bad.status_code == 400 and bad.get_json()["error"] == "<b>кто-то</b> — это не адрес электронной почты."
+    same = marketer.post("/templates/test", data={"csrf_token": token, "to": " Marketer@Shop.example ", **letter()},
+                         headers={"Accept": "application/json"})
+    assert same.status_code == 200 and len(box.received) == 2  # their own address, as typed by hand
+    for forged in ("<b>кто-то</b>", "boss@competitor.example", "x" * 5000):
+        bad = marketer.post("/templates/test", data={"csrf_token": token, "to": forged,
+                                                     "contact": admin_env.ids["anna"], **letter()},
+                            headers={"Accept": "application/json"})
+        assert bad.status_code == 400 and bad.get_json()["error"].startswith(
+            "Тестовое письмо уходит только на ваш адрес, marketer@shop.example;"), forged
     without_js = marketer.post("/templates/test", data={"csrf_token": token, "to": "nope", **letter()})
-    assert without_js.status_code == 400 and "nope — это не адрес электронной почты." in plain(without_js)
+    assert without_js.status_code == 400 and "отправка на nope отклонена" in plain(without_js)
     assert "<script>parent" not in text(without_js)  # the typed HTML is kept, escaped, in its field
+    sms = marketer.post("/templates/test", data={"csrf_token": token, **letter(channel="sms", subject="", html="",
+                                                                               text="Привет")},
+                        headers={"Accept": "application/json"})
+    assert sms.status_code == 400 and "только шаблоны писем" in sms.get_json()["error"]
+    assert len(box.received) == 2
     with admin_env.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Message)).scalar() == 0
-    [entry] = audit(admin_env, "template_test_sent")
-    assert entry.actor == "admin:marketer@shop.example" and entry.details["address"] == "m***@shop.example"
-    assert len(box.received) == 1
+    assert [e.actor for e in audit(admin_env, "template_test_sent")] == ["admin:marketer@shop.example"] * 2
+    assert len(box.received) == 2
     viewer = sign_in(app.test_client(), admin_env.users["viewer"])
     refused = viewer.post("/templates/test", data={"csrf_token": csrf_token(viewer, "/templates/"),
                                                    "to": "viewer@shop.example", **letter()})
-    assert refused.status_code == 403 and len(box.received) == 1
+    assert refused.status_code == 403 and len(box.received) == 2
 
 
 # --- versions -----------------------------------------------------------------------------
@@ -286,12 +296,13 @@ def test_the_command_line_saves_versions_too(admin_env: AdminEnv, tmp_path) -> N
     (tmp_path / "body.txt").write_text("Привет, {{ contact.first_name }}!", encoding="utf-8")
     plugins.get_pm().hook.register_commands(cli=cli)
     runner = CliRunner()
-    for _ in range(2):
+    for body in ("Привет, {{ contact.first_name }}!", "Привет, {{ contact.first_name }}!", "Здравствуйте!"):
+        (tmp_path / "body.txt").write_text(body, encoding="utf-8")
         out = runner.invoke(cli, ["templates", "add", "hello_sms", "--text", str(tmp_path / "body.txt")])
         assert out.exit_code == 0, out.output
     with admin_env.engine.connect() as conn:
         versions = template_versions.history(conn, admin_env.settings, "hello_sms")
-    assert [(v.number, v.saved_by) for v in versions] == [(2, "cli"), (1, "cli")]
+    assert [(v.number, v.saved_by) for v in versions] == [(2, "cli"), (1, "cli")]  # the same text twice: one
     assert "командная строка" in text(client_as(admin_env, "viewer").get("/templates/hello_sms"))
 
 
@@ -330,3 +341,97 @@ def test_a_plugin_offers_variables_to_the_editor_and_its_previews(admin_env: Adm
         assert "120 / &lt;b&gt;gold&lt;/b&gt;" in text(client_as(admin_env, "marketer").get(found["frame_url"]))
     finally:
         plugins.get_pm().unregister(name="loyalty")
+
+
+# --- two people editing one template --------------------------------------------------------
+
+def base_of(page: str) -> str:
+    found = re.search(r'<input type="hidden" name="base" value="(-?\d+)">', page)
+    assert found, "no base version in the form"
+    return found.group(1)
+
+
+def test_the_later_of_two_saves_is_refused_and_keeps_what_was_typed(admin_env: AdminEnv) -> None:
+    first, second = client_as(admin_env, "marketer"), client_as(admin_env, "admin")
+    assert base_of(text(first.get("/templates/new"))) == "-1"
+    assert post(first, "/templates/save", {**letter(text="Начало"), "base": "-1"},
+                token_from="/templates/new").status_code == 302
+    opened_by_first = base_of(text(first.get("/templates/spring")))
+    opened_by_second = base_of(text(second.get("/templates/spring")))
+    assert opened_by_first == opened_by_second == "1"
+    saved = post(second, "/templates/save", {**letter(text="Вариант второго"), "editing": "spring",
+                                              "base": opened_by_second}, token_from="/templates/spring")
+    assert saved.status_code == 302
+    late = post(first, "/templates/save", {**letter(text="Вариант первого <i>мой</i>"), "editing": "spring",
+                                           "base": opened_by_first}, token_from="/templates/spring")
+    assert late.status_code == 409
+    page = plain(late)
+    conflict = re.search(r'id="save-conflict".*?</div>', page, re.S)
+    assert conflict and "admin@shop.example" in conflict.group(0) and "версия 2" in conflict.group(0)
+    assert 'href="/templates/spring/versions/2"' in conflict.group(0)
+    assert "Вариант первого &lt;i&gt;мой&lt;/i&gt;" in text(late)  # what the first typed is still in the form
+    with admin_env.engine.connect() as conn:
+        assert message_templates.get(conn, admin_env.settings, "spring").text == "Вариант второго"
+        assert conn.execute(select(func.max(MessageTemplateVersion.version))).scalar() == 2
+    assert base_of(text(late)) == "2"  # having seen theirs, saving again is a decision
+    again = post(first, "/templates/save", {**letter(text="Вариант первого"), "editing": "spring",
+                                            "base": base_of(text(late))}, token_from="/templates/spring")
+    assert again.status_code == 302
+    with admin_env.engine.connect() as conn:
+        assert message_templates.get(conn, admin_env.settings, "spring").text == "Вариант первого"
+    # A new template under a name someone took meanwhile is refused the same way.
+    taken = post(second, "/templates/save", {**letter(text="Чужое"), "base": "-1"}, token_from="/templates/new")
+    assert taken.status_code == 409 and "версия 3" in plain(taken)
+    english = client_as(admin_env, "marketer")
+    post(english, "/language", {"language": "en", "next": "/templates/"}, token_from="/templates/")
+    shown = plain(post(english, "/templates/save", {**letter(text="x"), "editing": "spring", "base": "1"},
+                       token_from="/templates/spring"))
+    assert "Not saved:" in shown and "See what they changed" in shown
+
+
+def test_saving_unchanged_text_adds_no_version(admin_env: AdminEnv) -> None:
+    marketer = client_as(admin_env, "marketer")
+    post(marketer, "/templates/save", {**letter(text="Одно и то же"), "base": "-1"}, token_from="/templates/new")
+    for _ in range(2):
+        same = post(marketer, "/templates/save", {**letter(text="Одно и то же"), "editing": "spring", "base": "1"},
+                    token_from="/templates/spring", follow_redirects=True)
+        assert "В шаблоне spring ничего не изменилось: текущей остаётся версия 1." in plain(same)
+    restored = post(marketer, "/templates/spring/versions/1/restore", token_from="/templates/spring",
+                    follow_redirects=True)
+    assert "ничего не изменилось" in plain(restored)
+    with admin_env.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(MessageTemplateVersion)).scalar() == 1
+    assert len(audit(admin_env, "template_saved")) == 1 and audit(admin_env, "template_restored") == []
+
+
+@pytest.mark.parametrize("base", ["abc", "1.5", "9" * 40, "<b>1</b>", "-7"])
+def test_a_forged_base_version_is_named(admin_env: AdminEnv, base: str) -> None:
+    marketer = client_as(admin_env, "marketer")
+    refused = post(marketer, "/templates/save", {**letter(), "base": base}, token_from="/templates/new")
+    assert refused.status_code == 400
+    assert "— не число: обновите страницу" in plain(refused) and "<b>1</b>" not in text(refused)
+    with admin_env.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(MessageTemplateVersion)).scalar() == 0
+
+
+def test_the_picker_offers_a_ready_button_and_promo_block(admin_env: AdminEnv) -> None:
+    page = plain(client_as(admin_env, "marketer").get("/templates/new"))
+    button = re.search(r'id="insert-button" data-part="html" data-insert="([^"]*)"', text(
+        client_as(admin_env, "marketer").get("/templates/new")))
+    assert button and "Вставить" in page and "Кнопка" in page and "Блок с промокодом" in page
+    snippet = plain_attr(button.group(1))
+    assert snippet.startswith('<p><a href="https://example.ru/" style="display:inline-block;') and \
+        "Перейти в магазин" in snippet
+    promo = re.search(r'id="insert-promo" data-part="html" data-insert="([^"]*)"', text(
+        client_as(admin_env, "marketer").get("/templates/new")))
+    assert promo and "{{ promo.code }}" in plain_attr(promo.group(1))
+    found = preview(client_as(admin_env, "marketer"), html=snippet + plain_attr(promo.group(1))).get_json()
+    assert "Перейти в магазин (https://example.ru/)" in found["text"] and "ANNA-7K2Q" in found["text"]
+    assert re.search(r"Ваш промокод на скидку \d+ %:", found["text"]), found["text"]
+    assert 'id="insert-blocks"' not in text(client_as(admin_env, "viewer").get("/templates/reactivation_email"))
+
+
+def plain_attr(value: str) -> str:
+    import html
+
+    return html.unescape(value)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from markupsafe import escape
 from wtforms import TextAreaField
 from wtforms.validators import Length, Optional
 
@@ -149,19 +150,80 @@ def _form_error(form: TemplateForm) -> str:
                      for f, errors in form.errors.items() for e in errors)
 
 
+def own_address() -> str:
+    """Where a test letter goes: the signed-in person's own email, never an address typed in a form.
+
+    A test renders a real contact's letter when one is chosen for the
+    preview; sent to any address, it would hand their data to whoever typed it.
+    """
+    user = current_user()
+    return user.email if user else ""
+
+
+def _test_address(channel: str) -> str:
+    """The address for a test letter; MessagingError when the form asks for another one or the channel has none."""
+    own = own_address()
+    typed = str(request.form.get("to") or "").strip()
+    if typed and typed.casefold() != own.casefold():
+        raise messaging.MessagingError(_("A test letter goes only to your own address, %(own)s; %(typed)s is "
+                                         "refused.", own=own, typed=typed[:80]))
+    if channel != message_templates.EMAIL:
+        raise messaging.MessagingError(_("A test goes to your own email address, so only email templates can be "
+                                         "tested here."))
+    return own
+
+
+BUTTON_STYLE = ("display:inline-block;padding:12px 24px;background-color:#2b6cb0;color:#ffffff;"
+                "text-decoration:none;border-radius:6px;font-weight:bold")
+
+
+def blocks() -> dict[str, str]:
+    """Ready HTML for the picker's "Insert" group, so a button needs no HTML written by hand.
+
+    Styles are inline: mail clients drop a letter's <style> blocks, not its style attributes.
+    """
+    shop, discount = escape(_("Go to the shop")), escape(_("Your promo code for a %(discount)s%% discount:",
+                                                                 discount="{{ promo.discount }}"))
+    until = escape(_("Valid until %(date)s", date="{{ promo.expires_at|date }}"))
+    button = f'<p><a href="https://example.ru/" style="{BUTTON_STYLE}">{shop}</a></p>'
+    promo = ('<div style="border:2px dashed #2b6cb0;padding:16px;margin:16px 0;text-align:center">'
+             f'<p style="margin:0 0 8px">{discount}</p>'
+             '<p style="margin:0;font-size:24px;font-weight:bold;letter-spacing:2px">{{ promo.code }}</p>'
+             f'<p style="margin:8px 0 0;font-size:13px;color:#555555">{until}</p></div>')
+    return {"button_snippet": button, "promo_snippet": promo}
+
+
+def _base(form_value: Any) -> tuple[int | None, str | None]:
+    """The version the editor was opened at (-1: a new template; None: not given), or what is wrong with it."""
+    text = str(form_value if form_value is not None else "").strip()
+    if not text:
+        return None, None
+    if text == "-1":
+        return -1, None
+    if not text.isdigit() or len(text) > 9:
+        return None, _("The version the editor was opened at, %(value)s, is not a number: reload the page.",
+                       value=repr(text[:40]))
+    return int(text), None
+
+
 def _page(form: TemplateForm, template: message_templates.Template | None, result: dict[str, Any] | None,
-          status: int = 200, sent: dict[str, Any] | None = None) -> Any:
-    """The editor: the form, the preview, the variables and, for a saved template, its versions."""
+          status: int = 200, sent: dict[str, Any] | None = None, *, base: int | None = None,
+          conflict: template_versions.Version | None = None) -> Any:
+    """The editor: the form, the preview, the variables and, for a saved template, its versions.
+
+    `base` is the version the form carries back on save (by default the
+    newest one shown); `conflict` the version someone else saved meanwhile.
+    """
     settings = current_settings()
     versions: list[template_versions.Version] = []
     if template is not None:
         with engine().connect() as conn:
             versions = template_versions.history(conn, settings, template.name)
-    user = current_user()
+    if base is None:
+        base = versions[0].number if versions else -1
     return render_template("message_templates/edit.html", form=form, template=template, result=result,
                            variables=template_variables.variables(settings), versions=versions, sent=sent,
-                           test_to=request.form.get("to") or (user.email if user else ""),
-                           **titles(template)), status
+                           test_to=own_address(), base=base, conflict=conflict, **blocks(), **titles(template)), status
 
 
 # --- pages --------------------------------------------------------------------------------
@@ -223,7 +285,7 @@ def _editing(settings: Settings) -> message_templates.Template | None:
 @bp.post("/test")
 @allow(read=None, write="marketer")
 def test_send() -> Any:
-    """A test letter of the text being edited (saved or not) to the address given, the marketer's own by default."""
+    """A test letter of the text being edited (saved or not), to the signed-in person's own address only."""
     form = EditorForm()
     wants_json = request.accept_mimetypes.best == "application/json"
     sent: dict[str, Any] | None = None
@@ -233,8 +295,10 @@ def test_send() -> Any:
         template = _from_form(form)
         try:
             sent = send_test(engine(), current_settings(), template=template, channel=template.channel,
-                             to=str(request.form.get("to") or ""), contact_id=form.contact.data,
-                             actor=actor())
+                             to=_test_address(template.channel), contact_id=form.contact.data)
+            with engine().begin() as conn:  # the staff member's own address: kept whole
+                audit.record(conn, actor(), TEST_SENT, template=template.name, channel=template.channel,
+                             address=sent["address"])
             error = None
         except messaging.MessagingError as exc:
             error = str(exc)
@@ -248,7 +312,8 @@ def test_send() -> Any:
     else:
         assert sent is not None
         flash(_("Test letter sent to %(address)s.", address=sent["address"]), "ok")
-    return _page(form, _editing(current_settings()), None, 400 if error else 200)
+    return _page(form, _editing(current_settings()), None, 400 if error else 200,
+                 base=_base(request.form.get("base"))[0])
 
 
 @bp.post("/save")
@@ -256,23 +321,34 @@ def test_send() -> Any:
 def save() -> Any:
     form = EditorForm()
     settings = current_settings()
-    error = None
-    if form.validate():
+    base, error = _base(request.form.get("base"))
+    if error is None and form.validate():
         template = _from_form(form)
         try:
             with engine().begin() as conn:
-                version = template_versions.save(conn, settings, template, actor())
-                audit.record(conn, actor(), "template_saved", template=template.name, channel=template.channel,
-                             version=version.number)
+                same = template_versions.unchanged(conn, settings, template)
+                if same is None:
+                    version = template_versions.save(conn, settings, template, actor(), base=base)
+                    audit.record(conn, actor(), "template_saved", template=template.name, channel=template.channel,
+                                 version=version.number)
+        except template_versions.Conflict as exc:
+            # Their version stays; the form keeps what was typed and now carries their version, so saving
+            # again (after reading what they changed) is a decision, not an accident.
+            return _page(form, _editing(settings), None, 409, base=exc.latest.number, conflict=exc.latest)
         except TemplateError as exc:
             error = str(exc)
         else:
-            flash(_("Saved template %(name)s; it renders against the sample contact.", name=template.name), "ok")
+            if same is not None:
+                flash(_("Nothing changed in %(name)s: version %(version)s stays the current one.",
+                        name=template.name, version=same.number), "ok")
+            else:
+                flash(_("Saved template %(name)s; it renders against the sample contact.", name=template.name),
+                      "ok")
             return redirect(url_for("message_templates.edit", name=template.name, contact=form.contact.data or None))
-    else:
+    elif error is None:
         error = _form_error(form)
     # A refused edit of an existing template stays on its page, with the text as typed and the error next to it.
-    return _page(form, _editing(settings), {"error": error}, 400)
+    return _page(form, _editing(settings), {"error": error}, 400, base=base)
 
 
 @bp.get("/<name>/versions/<int:number>")
@@ -298,13 +374,19 @@ def restore(name: str, number: int) -> Any:
     settings = current_settings()
     try:
         with engine().begin() as conn:
+            head = template_versions.latest(conn, settings, name)
             made = template_versions.restore(conn, settings, name, number, actor())
-            audit.record(conn, actor(), RESTORED, template=name, restored=number, version=made.number)
+            if head is None or made.number != head.number:
+                audit.record(conn, actor(), RESTORED, template=name, restored=number, version=made.number)
     except TemplateError as exc:
         flash(str(exc), "error")
         return redirect(url_for("message_templates.index"))
-    flash(_("Version %(old)s of %(name)s is restored as version %(new)s.", old=number, name=name, new=made.number),
-          "ok")
+    if head is not None and made.number == head.number:
+        flash(_("Nothing changed in %(name)s: version %(version)s stays the current one.", name=name,
+                version=made.number), "ok")
+    else:
+        flash(_("Version %(old)s of %(name)s is restored as version %(new)s.", old=number, name=name,
+                new=made.number), "ok")
     return redirect(url_for("message_templates.edit", name=name))
 
 

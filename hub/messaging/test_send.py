@@ -6,8 +6,8 @@ or bounce touches a contact's addresses or consent. Its links are the
 preview links (hub.message_templates.preview_links): they still render and
 lead somewhere, but a click on them is no customer's unsubscribe. The
 subject (the text, on channels without one) starts with a marker, so
-nobody mistakes it for a real letter; the audit log keeps who sent what to
-which (masked) address.
+nobody mistakes it for a real letter. The messaging layer keeps no audit:
+each caller (the template editor, a campaign) writes its own entry.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from hub.messaging.channels import ChannelUnavailable, Outgoing, channel_factori
 from hub.messaging.compose import contact_contexts
 from hub.messaging.outbox import TRANSACTIONAL, MessagingError
 
-AUDIT_ACTION = "template_test_sent"
 MAX_ADDRESS = 320  # the longest an email address can be (RFC 3696 errata)
 MAX_ID = 2**31 - 1  # no contact id is larger; a larger number is nobody, not a database error
 
@@ -57,14 +56,6 @@ def check_address(channel: str, to: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def mask(address: str) -> str:
-    """An address fit for the audit log: enough to recognize it, not enough to copy it."""
-    local, at, domain = address.rpartition("@")
-    if at:
-        return f"{local[:1]}***@{domain}"
-    return f"{address[:4]}***{address[-2:]}" if len(address) > 6 else "***"
-
-
 def _template(engine: Engine, settings: Settings, template: str | message_templates.Template, channel: str,
               contact_id: int | None) -> tuple[message_templates.Template, dict[str, Any] | None]:
     with engine.connect() as conn:
@@ -85,7 +76,7 @@ def _template(engine: Engine, settings: Settings, template: str | message_templa
 
 
 def send_test(engine: Engine, settings: Settings, *, template: str | message_templates.Template, channel: str,
-              to: str, contact_id: int | None, context: Mapping[str, Any] | None = None, actor: str) -> dict[str, Any]:
+              to: str, contact_id: int | None, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Render `template` for a contact (the sample one when None) and send it once to `to`.
 
     `context` adds what the real send would add (a campaign's promo code).
@@ -125,8 +116,4 @@ def send_test(engine: Engine, settings: Settings, *, template: str | message_tem
     if delivery.status != "sent":
         raise MessagingError(_("The test was not sent: %(reason)s",
                                reason=delivery.error or delivery.status))
-    from hub.admin import audit
-
-    with engine.begin() as conn:
-        audit.record(conn, actor, AUDIT_ACTION, template=found.name, channel=channel, address=mask(address))
     return {"address": address, "subject": subject, "provider_id": delivery.provider_id}

@@ -26,6 +26,7 @@
   }
 
   // The text field the cursor was last in: variables go there (the text part until another is chosen).
+  // A ready block (button, promo code) is HTML: it goes into the HTML part, where its cursor was left.
   function variables(form) {
     var fields = ["subject", "text", "html"].map(function (name) { return form.querySelector('[name="' + name + '"]'); })
       .filter(function (f) { return f; });
@@ -35,6 +36,8 @@
     });
     document.querySelectorAll("button.variable[data-insert]").forEach(function (button) {
       button.addEventListener("click", function () {
+        var part = button.dataset.part ? form.querySelector('[name="' + button.dataset.part + '"]') : null;
+        if (part && part !== target) target = part;
         if (!target || target.readOnly) return;
         var snippet = button.dataset.insert;
         var start = target.selectionStart === null ? target.value.length : target.selectionStart;
