@@ -6,13 +6,17 @@ campaign in Chromium) are in tests/test_campaigns_browser.py.
 
 from __future__ import annotations
 
+import datetime as dt
+import html
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from hub import message_templates, users
+from hub.api import format_moment
 from hub.admin.audit import audit_t
 from hub.segments import store
 from hub.segments.evaluate import Segments
@@ -98,7 +102,7 @@ def test_viewer_sees_everything_and_changes_nothing(env: AdminEnv) -> None:
     assert client.get("/campaigns/new").status_code == 403
     assert client.get(f"/campaigns/{name}/edit").status_code == 403
     for path in POSTS:
-        response = post(client, "/campaigns/" + path.format(name=name), {**FORM, "date": "2030-01-01",
+        response = post(client, "/campaigns/" + path.format(name=name), {**FORM, "date": "2027-01-01",
                                                                            "time": "10:00", "to": "v@shop.example"},
                         token_from="/campaigns/")
         assert response.status_code == 403, path
@@ -158,6 +162,10 @@ def test_an_sms_campaign_shows_its_text(env: AdminEnv) -> None:
     name = made(env, channel="sms", template="spring_sms", purpose="transactional")
     page = plain(client_as(env, "marketer").get(f"/campaigns/{name}?contact={env.ids['petrov_1']}"))
     assert "Анна, весна! Скидки до 30 %." in page
+    assert 'id="test-email-only"' in page and 'id="test-form"' not in page  # a test goes to one's own email
+    client = client_as(env, "marketer")
+    post(client, f"/campaigns/{name}/test", {}, token_from=f"/campaigns/{name}")
+    assert "можно проверить только рассылки по почте" in plain(client.get(f"/campaigns/{name}"))
     frame = client_as(env, "marketer").get(f"/campaigns/{name}/letter/{env.ids['petrov_1']}")
     assert frame.status_code == 200 and "Скидки до 30 %." in plain(frame)
 
@@ -252,20 +260,28 @@ def test_an_erased_or_merged_contact(env: AdminEnv) -> None:
 def test_schedule_needs_a_real_moment_in_the_future(env: AdminEnv) -> None:
     name = made(env)
     client = client_as(env, "marketer")
-    for data, words in (({"date": "вчера", "time": "10:00"}, "вчера"), ({"date": "2020-01-01", "time": "10:00"},
-                                                                        "01.01.2020"),
+    soon = (dt.datetime.now(env.settings.tz).date() + dt.timedelta(days=30))
+    past = format_moment(dt.datetime(2020, 1, 1, 10, tzinfo=env.settings.tz), env.settings.tz, "ru")  # as the page
+    for data, words in (({"date": "вчера", "time": "10:00"}, "вчера"),
+                        ({"date": "2020-01-01", "time": "10:00"}, f"{past} уже прошло"),
                         ({"date": "2030-02-30", "time": "10:00"}, "2030-02-30"),
-                        ({"date": "2030-01-01", "time": "25:99"}, "25:99"), ({}, "")):
+                        ({"date": soon.isoformat(), "time": "25:99"}, "25:99"), ({}, ""),
+                        ({"date": "9999-12-31", "time": "23:59"}, "9999-12-31"),
+                        ({"date": "0001-01-01", "time": "00:00"}, "0001-01-01"),
+                        ({"date": "2099-01-01", "time": "10:00"}, "не больше чем на год вперёд"),
+                        ({"date": "1" * 5000, "time": "10:00"}, "1111"),
+                        ({"date": "<b>завтра</b>", "time": "10:00"}, "'<b>завтра</b>'")):
         response = post(client, f"/campaigns/{name}/schedule", data, token_from=f"/campaigns/{name}")
-        assert response.status_code == 302
-        page = plain(client.get(f"/campaigns/{name}"))
-        assert 'class="flash error"' in page and words in page, data
+        assert response.status_code == 400, data  # the reason at the form, not a 500
+        shown = re.search(r'<p class="error field-error" id="schedule-error" role="alert">([^<]*)</p>', text(response))
+        assert shown and words in html.unescape(shown.group(1)), (data, shown)
+        assert "<b>завтра</b>" not in text(response) and "Traceback" not in text(response), data
         assert status_of(env, name) == "draft"
-    response = post(client, f"/campaigns/{name}/schedule", {"date": "2030-01-01", "time": "10:00"},
+    response = post(client, f"/campaigns/{name}/schedule", {"date": soon.isoformat(), "time": "10:00"},
                     token_from=f"/campaigns/{name}")
     page = plain(client.get(response.headers["Location"]))
     assert status_of(env, name) == "scheduled"
-    assert "01.01.2030" in page and "10:00" in page
+    assert soon.strftime("%d.%m.%Y") in page and "10:00" in page
     with env.engine.connect() as conn:
         at = conn.execute(select(Campaign.scheduled_at).where(Campaign.name == name)).scalar_one()
     assert at is not None and (at.hour, at.minute) == (7, 0)  # 10:00 in Moscow is 07:00 UTC
@@ -308,3 +324,93 @@ def test_the_pages_speak_english_to_who_chose_it(env: AdminEnv) -> None:
     assert "Who will get it" in page and "Send now" in page and "draft" in page
     page = plain(client.get("/campaigns/new"))
     assert "New campaign" in page
+
+
+# --- a test letter goes to the marketer only ---------------------------------------------
+
+def test_a_test_letter_goes_only_to_the_signed_in_persons_own_address(env: AdminEnv, mailbox: Any) -> None:
+    box, port = mailbox
+    env.settings = replace(env.settings, extra={**env.settings.extra, "smtp_url": f"smtp://127.0.0.1:{port}",
+                                                "mail_from": "Лавка <shop@example.ru>"})
+    env.app.config["HUB_SETTINGS"] = env.settings
+    name = made(env)
+    client = client_as(env, "marketer")
+    page = text(client.get(f"/campaigns/{name}"))
+    assert 'id="test-to"' in page and "marketer@shop.example" in page
+    assert not re.search(r'<input[^>]*name="to"', page)  # the address is shown, not asked for
+    for forged in ("boss@competitor.example", "MARKETER@shop.example.evil.ru", "<b>x</b>@y.ru", "a" * 5000):
+        response = post(client, f"/campaigns/{name}/test", {"to": forged, "contact": env.ids["anna"]},
+                        token_from=f"/campaigns/{name}")
+        assert response.status_code == 302
+        shown = plain(client.get(f"/campaigns/{name}"))
+        assert "Тестовое письмо уходит только на ваш адрес, marketer@shop.example" in shown, forged
+        assert "<b>x</b>" not in text(client.get(f"/campaigns/{name}"))
+    assert box.received == []
+    response = post(client, f"/campaigns/{name}/test", {"contact": env.ids["anna"]}, token_from=f"/campaigns/{name}")
+    assert response.status_code == 302
+    assert [r.rcpt_tos for r in box.received] == [["marketer@shop.example"]]
+    admin = client_as(env, "admin")
+    post(admin, f"/campaigns/{name}/test", {"to": "admin@shop.example"}, token_from=f"/campaigns/{name}")
+    assert [r.rcpt_tos for r in box.received] == [["marketer@shop.example"], ["admin@shop.example"]]
+
+
+# --- send now goes to the queue ----------------------------------------------------------
+
+def test_send_now_leaves_the_entering_to_a_queue_job(env: AdminEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hub.api
+    from workflows import campaign_admin
+
+    queued: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr(hub.api, "enqueue", lambda settings, func, *args, **kwargs: queued.append(
+        (func, args, kwargs)))
+    name = made(env)
+    client = client_as(env, "marketer")
+    response = post(client, f"/campaigns/{name}/send", token_from=f"/campaigns/{name}")
+    assert response.status_code == 302
+    assert "Рассылка запускается…" in plain(client.get(f"/campaigns/{name}"))
+    [(func, args, kwargs)] = queued
+    assert func is campaign_admin.start_job and args[:2] == (name, "admin:marketer@shop.example")
+    assert kwargs["job_id"] == f"campaign-start-{name}"
+    assert status_of(env, name) == "draft"  # nothing was entered inside the request
+    func(*args)  # what the worker does
+    assert status_of(env, name) in ("sending", "done")
+    page = plain(client.get(f"/campaigns/{name}"))
+    assert 'id="runs">1<' in page
+
+
+def test_send_now_says_at_once_what_stops_the_campaign(env: AdminEnv) -> None:
+    name = made(env)
+    other = made(env, title="Другая")
+    with env.engine.begin() as conn:
+        message_templates.remove(conn, "spring_letter")
+    client = client_as(env, "marketer")
+    post(client, f"/campaigns/{name}/send", token_from=f"/campaigns/{name}")
+    page = plain(client.get(f"/campaigns/{name}"))
+    assert 'class="flash error"' in page and "spring_letter" in page and "Рассылка запускается" not in page
+    assert status_of(env, name) == "draft"
+    post(client, f"/campaigns/{other}/cancel", token_from="/campaigns/")
+    post(client, f"/campaigns/{other}/send", token_from="/campaigns/")
+    assert "отправить её уже нельзя" in plain(client.get(f"/campaigns/{other}"))
+    assert status_of(env, other) == "cancelled"
+
+
+# --- why a scheduled campaign went back to draft ---------------------------------------------
+
+def test_the_page_says_why_the_scheduler_put_a_campaign_back_to_draft(env: AdminEnv) -> None:
+    from workflows import campaigns
+
+    name = made(env)
+    at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
+    campaigns.schedule(env.engine, env.settings, name, at, actor="admin:marketer@shop.example")
+    with env.engine.begin() as conn:
+        message_templates.remove(conn, "spring_letter")
+    campaigns.start_due(env.engine, env.settings, now=at + dt.timedelta(minutes=1))
+    assert status_of(env, name) == "draft"
+    page = text(client_as(env, "viewer").get(f"/campaigns/{name}"))
+    found = re.search(r'<p class="error campaign-problem" id="campaign-problem" role="alert">(.*?)</p>', page, re.S)
+    assert found and "Почему рассылка вернулась в черновики" in found.group(1) and "spring_letter" in found.group(1)
+
+
+def test_the_promo_prefix_is_called_a_prefix(env: AdminEnv) -> None:
+    page = plain(client_as(env, "marketer").get("/campaigns/new"))
+    assert "Префикс кода" in page and "Начало кода" not in page

@@ -116,11 +116,44 @@ def register_api_endpoints(register: Callable[[Any], None]) -> None:
 @hookimpl
 def register_admin_pages(register: Callable[[Any], None]) -> None:
     """The workflows' pages in the admin, and each contact's runs on their card; the one-off campaigns' pages."""
+    from dataclasses import replace
+
     from workflows import campaign_admin
     from workflows.admin import PAGE
 
-    register(PAGE)
-    register(campaign_admin.PAGE)
+    register(replace(PAGE, origin_links=_workflow_links))
+    register(replace(campaign_admin.PAGE, origin_links=_campaign_links))
+
+
+def _workflow_links(conn: Connection, names: Any) -> dict[str, tuple[str, str]]:
+    """The message log's names for workflows: each one's title and page (not the rows that carry campaigns)."""
+    from flask import url_for
+    from sqlalchemy import select
+
+    from hub.api import translated_title
+    from workflows import store
+
+    t = store.workflows_t.c
+    rows = conn.execute(select(t.name, t.title).where(t.name.in_(list(names)), t.origin != store.CAMPAIGN_ORIGIN))
+    found = {r.name: r.title for r in rows}
+    found |= {n: d.get("title") for n, d in store.library_documents().items() if n in names and n not in found}
+    return {n: (translated_title(title) if title else n, url_for("workflows.detail", name=n))
+            for n, title in found.items()}
+
+
+def _campaign_links(conn: Connection, names: Any) -> dict[str, tuple[str, str]]:
+    """The message log's names for campaigns: a campaign's letters carry its workflow's name (campaign_<name>)."""
+    from flask import url_for
+    from sqlalchemy import select
+
+    from workflows import campaigns
+    from workflows.models import Campaign
+
+    asked = [n.removeprefix(campaigns.WORKFLOW_PREFIX) for n in names if n.startswith(campaigns.WORKFLOW_PREFIX)]
+    t = Campaign.__table__.c
+    rows = conn.execute(select(t.name, t.title).where(t.name.in_(asked)))
+    return {campaigns.workflow_name(r.name): (r.title or r.name, url_for("campaigns.detail", name=r.name))
+            for r in rows}
 
 
 def _workflow_names(settings: Any) -> list[str]:
@@ -149,6 +182,14 @@ def _run_status(ctx: Any) -> Any:
               .where(runs.c.contact_id == ctx.contact_id, workflows.c.name == ctx.params["name"])
               .order_by(runs.c.id.desc()).limit(1).scalar_subquery())
     return func.coalesce(latest, "none")
+
+
+@hookimpl
+def check_send(conn: Connection, settings: Any, message: Any, now: Any) -> Any:
+    """A paused campaign's letters already in the outbox wait with it (workflows.campaigns.paused_verdict)."""
+    from workflows import campaigns
+
+    return campaigns.paused_verdict(conn, message, now)
 
 
 @hookimpl

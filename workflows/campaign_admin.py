@@ -405,6 +405,12 @@ def _default_schedule() -> tuple[str, str]:
 @bp.get("/<name>")
 @allow(read="viewer")
 def detail(name: str) -> Any:
+    return _detail_page(name)
+
+
+def _detail_page(name: str, *, schedule_error: str | None = None, typed: tuple[str, str] | None = None,
+                 code: int = 200) -> Any:
+    """The campaign's page; a refused schedule shows its reason at the form, the date and time as typed."""
     settings = current_settings()
     campaign = _show(name)
     preview: dict[str, Any] | None = None
@@ -418,8 +424,7 @@ def detail(name: str) -> Any:
     if contact_id is None and preview and preview.get("sample"):
         contact_id = preview["sample"][0]["contact_id"]
     letter = _letter_for(name, contact_id) if contact_id is not None else None
-    user = current_user()
-    day, time = _default_schedule()
+    day, time = typed or _default_schedule()
     started = campaign["status"] not in EDITABLE and campaign["status"] != "cancelled" or bool(
         campaign.get("started_at"))
     workflow = campaigns.workflow_name(name)
@@ -428,12 +433,12 @@ def detail(name: str) -> Any:
         "campaigns/detail.html", c=campaign, preview=preview, problems=problems, letter=letter,
         contact_id=contact_id, contact_error=contact_error, started=started,
         chart=daily_chart(campaign) if started else None, log_url=message_log_url(workflow),
-        test_to=user.email if user else "", schedule_day=day, schedule_time=time,
+        test_to=own_address(), schedule_day=day, schedule_time=time,
         zone_key=getattr(settings.tz, "key", str(settings.tz)),
         confirm_send=ngettext("Send to %(num)s recipient?", "Send to %(num)s recipients?", will,
                               num=format_number(will)),
         segment_title=_segment_title(campaign.get("segment")), template_title=campaign.get("template"),
-        action=ActionForm())
+        action=ActionForm(), schedule_error=schedule_error), code
 
 
 def _segment_title(name: Any) -> str:
@@ -476,17 +481,39 @@ def _checked(name: str) -> bool:
     return True
 
 
+def own_address() -> str:
+    """Where a test letter goes: the signed-in person's own email, never an address typed in a form.
+
+    A test is rendered for a real contact; sent to any address, it would hand
+    that person's letter (name, promo code) to whoever types one. Operators
+    who must test elsewhere use `hub campaigns test --to`.
+    """
+    user = current_user()
+    return user.email if user else ""
+
+
+def forged_to(typed: str, own: str) -> str | None:
+    """What is wrong with an address posted in a test form (the page sends none), or None."""
+    text = typed.strip()
+    if text and text.casefold() != own.casefold():
+        return gettext("A test letter goes only to your own address, %(own)s; %(typed)s is refused. To send one "
+                       "elsewhere, an operator uses the command line.", own=own, typed=repr(text[:80]))
+    return None
+
+
 @bp.post("/<name>/test")
 @allow(read=None, write="marketer")
 def test(name: str) -> Any:
     if not _checked(name):
         return _back(name)
-    to = request.form.get("to", "").strip()
+    to = own_address()
+    forged = forged_to(str(request.form.get("to", "")), to)
     contact_id, contact_error = _contact_arg(request.form.get("contact"))
-    if not to:
-        flash(gettext("Send to: give an address for the test letter."), "error")
-    elif len(to) > MAX_TEXT:
-        flash(gettext("Send to: longer than %(max)s characters", max=format_number(MAX_TEXT)), "error")
+    if forged:
+        flash(forged, "error")
+    elif _show(name)["channel"] != "email":
+        flash(gettext("A test goes to your own email address, so only email campaigns can be tested here; an "
+                      "operator tests others from the command line."), "error")
     elif contact_error:
         flash(contact_error, "error")
     else:
@@ -510,10 +537,17 @@ def _parse_local(day: str, time: str) -> tuple[dt.datetime | None, str | None]:
         clock = dt.time.fromisoformat(time)
     except ValueError:
         return None, gettext("Time: %(value)s is not a time of day (e.g. 10:00).", value=repr(time))
-    at = dt.datetime.combine(date, clock.replace(tzinfo=None), tzinfo=current_settings().tz)
+    tz = current_settings().tz
+    try:
+        at = dt.datetime.combine(date, clock.replace(tzinfo=None), tzinfo=tz)
+        at.astimezone(dt.timezone.utc)  # the year 9999 in a zone east of UTC has no moment in UTC
+    except (OverflowError, ValueError):
+        return None, gettext("Date: %(value)s is too far ahead.", value=repr(day))
     if at <= dt.datetime.now(dt.timezone.utc):
+        from hub.api import format_moment
+
         return None, gettext("Date and time: %(when)s has already passed; pick a moment in the future.",
-                             when=f"{date.strftime('%d.%m.%Y')} {clock.strftime('%H:%M')}")
+                             when=format_moment(at, tz))
     return at, None
 
 
@@ -522,13 +556,16 @@ def _parse_local(day: str, time: str) -> tuple[dt.datetime | None, str | None]:
 def schedule(name: str) -> Any:
     if not _checked(name):
         return _back(name)
-    at, error = _parse_local(request.form.get("date", ""), request.form.get("time", ""))
+    typed = (str(request.form.get("date", ""))[:40], str(request.form.get("time", ""))[:40])
+    at, error = _parse_local(*typed)
     if error or at is None:
-        flash(error or "", "error")
-        return _back(name)
+        return _detail_page(name, schedule_error=error, typed=typed, code=400)
     try:
         campaigns.schedule(engine(), current_settings(), name, at, actor=actor())
     except campaigns.CampaignError as exc:
+        if all(p.get("field") == "scheduled_at" for p in _problems(exc)):
+            return _detail_page(name, schedule_error="; ".join(str(p["detail"]) for p in _problems(exc)),
+                                typed=typed, code=400)
         _flash_problems(exc)
     else:
         from hub.api import format_moment
@@ -537,17 +574,47 @@ def schedule(name: str) -> Any:
     return _back(name)
 
 
+def start_job(name: str, actor_name: str, settings: Any = None) -> dict[str, Any]:
+    """Queue job: start a campaign (refresh its segment, enter every member) outside the web request.
+
+    A big segment takes longer than a request may; the page only asks for it.
+    A worker reads its settings afresh, as every job does; run in this process
+    (no Redis) it gets the request's own.
+    """
+    from hub.api import get_engine, load_settings
+
+    settings = settings or load_settings()
+    return campaigns.send_now(get_engine(settings.database_url), settings, name, actor=actor_name)
+
+
 @bp.post("/<name>/send")
 @allow(read=None, write="marketer")
 def send(name: str) -> Any:
     if not _checked(name):
         return _back(name)
+    from hub.api import enqueue
+
+    settings = current_settings()
+    campaign = _show(name)
+    if campaign["status"] not in EDITABLE:
+        flash(gettext("This campaign is %(status)s: it can no longer be sent.",
+                      status=status_title(campaign["status"])), "error")
+        return _back(name)
+    with engine().connect() as conn:  # what would stop it is said now, not lost in a worker's log
+        problems = campaigns.check(conn, settings, campaigns.Draft(
+            title=campaign["title"] or "", segment=campaign["segment"] or "", channel=campaign["channel"] or "",
+            template=campaign["template"] or "", purpose=campaign["purpose"] or "marketing",
+            promo=campaign.get("promo"), holdout=int(campaign.get("holdout") or 0)))
+    if problems:
+        _flash_problems(campaigns.CampaignError(problems))
+        return _back(name)
     try:
-        campaigns.send_now(engine(), current_settings(), name, actor=actor())
+        enqueue(settings, start_job, name, actor(), None if settings.redis_url else settings,
+                job_id=f"campaign-start-{name}")
     except campaigns.CampaignError as exc:
         _flash_problems(exc)
     else:
-        flash(gettext("Sending has started: letters go out as the workers reach them."), "ok")
+        flash(gettext("The campaign is starting…"), "ok")
     return _back(name)
 
 

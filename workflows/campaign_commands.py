@@ -58,6 +58,7 @@ def parse_at(settings: Settings, text: str) -> dt.datetime:
                                     zone=settings.tz.key), "at") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=settings.tz)
+    campaigns.check_time(settings, value)  # a year ahead at most, and a moment that exists in its zone
     return value
 
 
@@ -212,11 +213,15 @@ def preview_cmd(app: App, name: str, sample: int, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--to", "to", required=True, help="Your own address: the test goes there only.")
 @click.option("--contact", "contact_id", type=int, help="Render it for this contact (by default, the first recipient).")
+@click.option("--json", "as_json", is_flag=True, help="Print the campaign as JSON, the test letter under \"test\".")
 @pass_app
 @campaign_errors
-def test_cmd(app: App, name: str, to: str, contact_id: int | None) -> None:
+def test_cmd(app: App, name: str, to: str, contact_id: int | None, as_json: bool) -> None:
     """Send one test letter of the campaign to your own address; it never counts in the results."""
     sent = campaigns.send_test(app.ready_engine(), app.settings, name, to=to, contact_id=contact_id, actor=ACTOR)
+    if as_json:
+        emit_json({**campaigns.show(app.ready_engine(), app.settings, name), "test": sent})
+        return
     click.echo(gettext("Sent a test to %(address)s: %(subject)s", address=sent["address"],
                        subject=sent["subject"] or "-"))
 
@@ -225,26 +230,34 @@ def test_cmd(app: App, name: str, to: str, contact_id: int | None) -> None:
 @click.argument("name")
 @click.option("--at", "at", required=True,
               help="When: \"2026-12-07 10:00\" in Hub's time zone (HUB_TIMEZONE), or ISO with an offset.")
+@click.option("--json", "as_json", is_flag=True, help="Print the campaign as JSON.")
 @pass_app
 @campaign_errors
-def schedule_cmd(app: App, name: str, at: str) -> None:
+def schedule_cmd(app: App, name: str, at: str, as_json: bool) -> None:
     """Start the campaign at a set time; the scheduler (hub scheduler) starts it then."""
     item = campaigns.schedule(app.ready_engine(), app.settings, name, parse_at(app.settings, at), actor=ACTOR)
+    if as_json:
+        emit_json(item)
+        return
     click.echo(gettext("Campaign %(name)s starts %(at)s.", name=item["name"],
                        at=_moment(app.settings, item["scheduled_at"])))
 
 
 @campaigns_group.command("send")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the campaign as JSON.")
 @pass_app
 @campaign_errors
-def send_cmd(app: App, name: str) -> None:
+def send_cmd(app: App, name: str, as_json: bool) -> None:
     """Start the campaign now: everyone in its segment enters once; sending it again sends nobody twice."""
     engine, settings = app.ready_engine(), app.settings
     item = campaigns.send_now(engine, settings, name, actor=ACTOR)
     if item["status"] == "sending" and not settings.redis_url:  # no workers: this process does the sending
         ticks.advance_due(engine, settings, now=utcnow(), workflow_id=item["workflow_id"])
         item = campaigns.show(engine, settings, name)
+    if as_json:
+        emit_json(item)
+        return
     counts = item["counts"]
     click.echo(gettext("Campaign %(name)s is %(state)s: %(runs)s entered, %(sent)s sent.", name=item["name"],
                        state=_status(item["status"]), runs=format_number(counts["runs"]),
@@ -254,18 +267,21 @@ def send_cmd(app: App, name: str) -> None:
 
 
 def _moved(verb: Callable[..., dict[str, Any]], message: str) -> Callable[..., None]:
+    @click.argument("name")
+    @click.option("--json", "as_json", is_flag=True, help="Print the campaign as JSON.")
     @pass_app
     @campaign_errors
-    def command(app: App, name: str) -> None:
+    def command(app: App, name: str, as_json: bool) -> None:
         item = verb(app.ready_engine(), name, actor=ACTOR)
+        if as_json:
+            emit_json(campaigns.show(app.ready_engine(), app.settings, item["name"]))
+            return
         click.echo(gettext(message, name=item["name"], state=_status(item["status"])))
 
     return command
 
 
 campaigns_group.command("pause", help="Stop sending: who has not got it yet waits until `resume`.")(
-    click.argument("name")(_moved(campaigns.pause, MOVED)))
-campaigns_group.command("resume", help="Go on sending a paused campaign.")(
-    click.argument("name")(_moved(campaigns.resume, MOVED)))
-campaigns_group.command("cancel", help="Call off a campaign that has not started.")(
-    click.argument("name")(_moved(campaigns.cancel, MOVED)))
+    _moved(campaigns.pause, MOVED))
+campaigns_group.command("resume", help="Go on sending a paused campaign.")(_moved(campaigns.resume, MOVED))
+campaigns_group.command("cancel", help="Call off a campaign that has not started.")(_moved(campaigns.cancel, MOVED))

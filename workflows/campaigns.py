@@ -33,13 +33,14 @@ from sqlalchemy.exc import IntegrityError
 from hub import messaging
 # not in hub.api on purpose: steps render templates for StepCall.template (public in workflows.steps)
 from hub import message_templates
-from hub.api import (N_, TRANSACTIONAL, Message, Settings, company, current_contact_id, format_moment, gettext,
-                     insert_for,
-                     local_time, parse_duration, record_audit, utcnow)
+from hub.api import (N_, Message, Outgoing, Settings, Verdict, company, current_contact_id, format_moment, gettext,
+                     insert_for, local_time, parse_duration, record_audit, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.evaluate import Segments
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.rules import SegmentError
+# not in hub.api on purpose: a campaign's page shows why the scheduler held it, which only the audit log keeps
+from hub.models import AuditEntry
 from workflows import config, forecast, policy, promo, store, triggers
 from workflows.definition import MAX_HOLDOUT, WorkflowError, parse
 from workflows.models import Campaign, PromoCode, WorkflowRow, WorkflowRun
@@ -50,6 +51,7 @@ runs_t = WorkflowRun.__table__
 workflows_t = WorkflowRow.__table__
 messages_t = Message.__table__
 codes_t = PromoCode.__table__
+audit_t = AuditEntry.__table__
 
 STATUSES = ("draft", "scheduled", "sending", "paused", "done", "cancelled")
 # A campaign's state as people say it (in Russian a campaign, «рассылка», is feminine: «завершена», «отменена»).
@@ -74,7 +76,15 @@ AUDIT_ACTIONS = {"campaign_created": N_("campaign created"), "campaign_updated":
                  "campaign_scheduled": N_("campaign scheduled"), "campaign_started": N_("campaign started"),
                  "campaign_paused": N_("campaign paused"), "campaign_resumed": N_("campaign resumed"),
                  "campaign_cancelled": N_("campaign cancelled"), "campaign_done": N_("campaign finished"),
-                 "campaign_test_sent": N_("campaign test sent")}
+                 "campaign_test_sent": N_("campaign test sent"),
+                 "campaign_held": N_("campaign held back as a draft")}
+HELD = "campaign_held"
+# The entries that change a campaign: the latest of them tells whether a hold's reason still stands.
+_MOVES = tuple(a for a in AUDIT_ACTIONS if a != "campaign_test_sent")
+# A letter not yet done with: waiting (quiet hours, the cap, a retry) or with the channel right now.
+UNSENT = (messaging.QUEUED, messaging.DEFERRED, messaging.SENDING)
+MAX_AHEAD = dt.timedelta(days=366)  # a campaign is scheduled at most a year ahead
+PAUSED_RECHECK = dt.timedelta(minutes=10)  # how long a paused campaign's letter waits before it is asked again
 _LATIN = dict(zip("абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
                   ("a", "b", "v", "g", "d", "e", "e", "zh", "z", "i", "y", "k", "l", "m", "n", "o", "p", "r", "s",
                    "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "", "y", "", "e", "yu", "ya"), strict=True))
@@ -382,8 +392,17 @@ def show(engine: Engine, settings: Settings, name: str) -> dict[str, Any]:
             issued, redeemed = conn.execute(select(func.count(), func.coalesce(func.sum(
                 case((p.redeemed_at.is_not(None), 1), else_=0)), 0)).where(p.workflow_id == row.workflow_id)).one()
             counts["promo_issued"], counts["promo_redeemed"] = int(issued), int(redeemed)
+        counts["held_back"] = dict((row_state(conn, row.workflow_id) or {}).get("held_back") or {})
         out["counts"] = counts
+        out["problem"] = problem(conn, row.name) if row.status == "draft" else None
     return out
+
+
+def row_state(conn: Connection, workflow_id: int | None) -> dict[str, Any] | None:
+    """The campaign workflow's state (when it entered, who was held back), None before it started."""
+    if workflow_id is None:
+        return None
+    return conn.execute(select(workflows_t.c.state).where(workflows_t.c.id == workflow_id)).scalar()
 
 
 # --- before sending: who would get it, and the letter itself ---------------------------
@@ -393,8 +412,9 @@ def preview(engine: Engine, settings: Settings, campaign: str | Draft, *, sample
     """Who would get it if it started now, and who would be held back and why; set-wise, nothing rendered.
 
     Each member is counted once, under the first reason that holds in the
-    order the send asks them: the control group, no address, no consent,
-    every address suppressed, the frequency cap. Those in quiet hours would
+    order the send asks them: no address, no consent, every address
+    suppressed, the frequency cap; the control group is drawn among the rest,
+    as the campaign enters only those (workflows.forecast.reach). Those in quiet hours would
     get it in the morning: they are among `will_receive` and counted again
     under `quiet_hours`.
     """
@@ -411,35 +431,21 @@ def preview(engine: Engine, settings: Settings, campaign: str | Draft, *, sample
         members = Segments(conn, settings, now=now).member_ids(draft.segment)
         wname = workflow_name(name or "draft")
         held = {"holdout": 0, "no_address": 0, "no_consent": 0, "suppressed": 0, "capped": 0}
-        left = []
-        for cid in members:
+        reached = forecast.reach(conn, settings, members, draft.channel, draft.purpose, now, options)
+        for reason in reached.held.values():
+            held[reason] += 1
+        chosen: list[int] = []
+        for cid in reached.addresses:  # the engine draws the control group among those it enters
             if triggers.in_holdout_name(wname, cid, draft.holdout):
                 held["holdout"] += 1
             else:
-                left.append(cid)
-        facts = forecast._Facts(conn, settings, left, now)
-        usable = facts.usable_addresses(draft.channel)
-        allowed = None if draft.purpose == TRANSACTIONAL else facts.consents(draft.channel, draft.purpose)
-        cap = options.frequency_cap if draft.purpose != TRANSACTIONAL else None
-        recent = facts.recent(now - cap.period) if cap else {}
-        chosen: list[int] = []
-        for cid in left:
-            if cid not in usable:
-                held["no_address"] += 1
-            elif allowed is not None and cid not in allowed:
-                held["no_consent"] += 1
-            elif usable[cid] is None:
-                held["suppressed"] += 1
-            elif cap is not None and policy.cap_until(cap, recent.get(cid, []), now) is not None:
-                held["capped"] += 1
-            else:
                 chosen.append(cid)
         quiet = sum(1 for cid in chosen if policy.quiet_until(options, draft.channel, now,
-                                                              facts.zones.get(cid, settings.tz)) is not None)
-        names = forecast._names(conn, chosen[:sample])
+                                                              reached.zones.get(cid, settings.tz)) is not None)
+        names = forecast.contact_names(conn, chosen[:sample])
     return {"campaign": name, "segment": draft.segment, "channel": draft.channel, "at": now,
             "members": len(members), "will_receive": len(chosen), "held_back": held, "quiet_hours": quiet,
-            "sample": [{"contact_id": cid, "name": names.get(cid, f"#{cid}"), "address": usable[cid]}
+            "sample": [{"contact_id": cid, "name": names.get(cid, f"#{cid}"), "address": reached.addresses[cid]}
                        for cid in chosen[:sample]]}
 
 
@@ -486,9 +492,11 @@ def render_for(engine: Engine, settings: Settings, campaign: str | Draft, contac
                pm: pluggy.PluginManager | None = None) -> dict[str, Any]:
     """The letter as it would go to this contact: {"address", "subject", "text", "html"}.
 
-    Rendered by the outbox's own composer with the send step's variables, so
-    what a marketer reads is what goes; a campaign with a promo code shows a
-    sample code (the real one is issued when the run gets there).
+    Rendered with the send step's variables, so what a marketer reads is
+    what goes, except the links: unsubscribe, preferences and confirm are the
+    preview links (hub.message_templates.preview_links), never the contact's
+    signed ones. A campaign with a promo code shows a sample code (the real
+    one is issued when the run gets there).
     """
     now = utcnow()
     with engine.connect() as conn:
@@ -500,12 +508,15 @@ def render_for(engine: Engine, settings: Settings, campaign: str | Draft, contac
             raise CampaignError(gettext("no contact #%(id)s (erased, or there never was one)", id=cid), "contact")
         template = message_templates.get(conn, settings, draft.template)
         address = messaging.pick_addresses(conn, settings, {cid: contact}, draft.channel).get(cid)
-    context = _context(settings, name, draft, now)
-    row = messaging.build_row(settings, template, dict(contact), address, channel=draft.channel,
-                              purpose=draft.purpose, key="campaign-preview", context=context, meta={},
-                              due_at=now, now=now, company=company(settings))
-    return {"contact_id": cid, "address": address, "subject": row["subject"], "text": row["body_text"],
-            "html": row["body_html"]}
+    # Never the contact's signed links: whoever reads a preview could unsubscribe them or confirm for them.
+    context = ({"contact": dict(contact), "company": company(settings)} | _context(settings, name, draft, now)
+               | message_templates.preview_links(settings))
+    try:
+        rendered = message_templates.render(template, context)
+    except message_templates.TemplateError as exc:
+        raise CampaignError(str(exc), "template") from None
+    return {"contact_id": cid, "address": address, "subject": rendered.subject, "text": rendered.text,
+            "html": rendered.html}
 
 
 def send_test(engine: Engine, settings: Settings, campaign: str | Draft, *, to: str, contact_id: int | None = None,
@@ -528,11 +539,13 @@ def send_test(engine: Engine, settings: Settings, campaign: str | Draft, *, to: 
         cid = found[0]["contact_id"] if found else None
     try:
         sent = test_send.send_test(engine, settings, template=draft.template, channel=draft.channel, to=to,
-                                   contact_id=cid, context=_context(settings, name, draft, now), actor=actor)
+                                   contact_id=cid, context=_context(settings, name, draft, now))
     except messaging.MessagingError as exc:
         raise CampaignError(str(exc), "to") from None
     with engine.begin() as conn:
-        record_audit(conn, actor, "campaign_test_sent", campaign=name, to=test_send.mask(sent["address"]))
+        # The address is the staff member's own (the admin allows only those), so it is kept whole.
+        record_audit(conn, actor, "campaign_test_sent", campaign=name, template=draft.template,
+                     channel=draft.channel, to=sent["address"])
     return {**sent, "contact_id": cid}
 
 
@@ -552,16 +565,43 @@ def _move(engine: Engine, name: str, *, allowed: tuple[str, ...], doing: str, ac
     return row
 
 
+def check_time(settings: Settings, at: dt.datetime, *, now: dt.datetime | None = None) -> dt.datetime:
+    """The start time in UTC, if it is in the future and at most a year ahead; CampaignError names what is wrong.
+
+    The year bound keeps far-off dates (9999-12-31 and an offset) from
+    overflowing the arithmetic and the database, and no campaign is planned
+    that far ahead anyway.
+    """
+    now = now or utcnow()
+    try:
+        at_utc = at.astimezone(dt.timezone.utc)
+        too_far = at_utc > now + MAX_AHEAD
+    except OverflowError:
+        too_far, at_utc = True, now
+    if too_far:
+        raise CampaignError(gettext("%(at)s is too far ahead: a campaign is scheduled at most a year ahead",
+                                    at=at.replace(tzinfo=None).isoformat(sep=" ", timespec="minutes")),
+                            "scheduled_at")
+    zone = at.tzinfo
+    if at_utc.astimezone(zone).replace(tzinfo=None) != at.replace(tzinfo=None):
+        raise CampaignError(gettext("%(at)s does not exist in %(zone)s: the clocks are moved that night; "
+                                    "choose another time", at=at.replace(tzinfo=None).isoformat(sep=" ",
+                                                                                                timespec="minutes"),
+                                    zone=str(zone)), "scheduled_at")
+    if at_utc <= now:
+        raise CampaignError(gettext("%(at)s has passed; give a time in the future, or send it now",
+                                    at=format_moment(at_utc, settings.tz, zone=True)), "scheduled_at")
+    return at_utc
+
+
 def schedule(engine: Engine, settings: Settings, name: str, at: dt.datetime, *, actor: str) -> dict[str, Any]:
     """Set the time it starts (an aware datetime in the future); draft|scheduled → scheduled."""
     if not isinstance(at, dt.datetime) or at.tzinfo is None or at.utcoffset() is None:
         raise CampaignError(gettext("give the time with its time zone"), "scheduled_at")
-    if at <= utcnow():
-        raise CampaignError(gettext("%(at)s has passed; give a time in the future, or send it now",
-                                    at=format_moment(at, settings.tz, zone=True)), "scheduled_at")
+    check_time(settings, at)
     with engine.connect() as conn:
         _raise_problems(check(conn, settings, _draft(_row(conn, name))))
-    at_utc = at.astimezone(dt.timezone.utc)
+    at_utc = check_time(settings, at)
     _move(engine, name, allowed=NOT_STARTED, doing=N_("schedule it"), action="campaign_scheduled", actor=actor,
           values={"status": "scheduled", "scheduled_at": at_utc}, details={"at": at_utc.isoformat()})
     return show(engine, settings, name)
@@ -585,7 +625,34 @@ def resume(engine: Engine, name: str, *, actor: str) -> dict[str, Any]:
     """Go on sending a paused campaign: the next tick (or worker) takes the runs that waited."""
     row = _move(engine, name, allowed=("paused",), doing=N_("resume it"), action="campaign_resumed", actor=actor,
                 values={"status": "sending", "paused_at": None})
+    if row.workflow_id is not None:  # its letters held by the pause go at the next dispatch, not in ten minutes
+        now = utcnow()
+        with engine.begin() as conn:
+            wname = conn.execute(select(workflows_t.c.name).where(workflows_t.c.id == row.workflow_id)).scalar_one()
+            m = messages_t.c
+            conn.execute(sql_update(messages_t).where(m.origin == wname, m.status == messaging.QUEUED,
+                                                      m.due_at > now, m.error == f"held: {PAUSED_REASON}")
+                         .values(due_at=now, updated_at=now))
     return _brief(engine, row.name)
+
+
+PAUSED_REASON = "campaign paused"
+
+
+def paused_verdict(conn: Connection, message: Outgoing, now: dt.datetime) -> Verdict | None:
+    """The send rule of a pause: a paused campaign's letters already in the outbox wait too, until resume.
+
+    One indexed lookup, and only for campaign letters (their meta names the
+    campaign); the hold is short so a letter is asked again soon even if the
+    resume's release misses it.
+    """
+    name = (message.meta or {}).get("campaign")
+    if not name:
+        return None
+    status = conn.execute(select(campaigns_t.c.status).where(campaigns_t.c.name == str(name)[:100])).scalar()
+    if status != "paused":
+        return None
+    return Verdict.defer(now + PAUSED_RECHECK, PAUSED_REASON)
 
 
 def _brief(engine: Engine, name: str) -> dict[str, Any]:
@@ -613,7 +680,7 @@ def _workflow_row(conn: Connection, name: str, doc: dict[str, Any], now: dt.date
 
 def send_now(engine: Engine, settings: Settings, name: str, *, actor: str,
              pm: pluggy.PluginManager | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
-    """Start it now: draft|scheduled → sending, every current member enters; a second call changes nothing.
+    """Start it now: draft|scheduled → sending, every reachable member enters; a second call changes nothing.
 
     Two steps, each safe to repeat: the move to `sending` (with its workflow
     row) commits first; then the segment is refreshed and its members enter
@@ -621,43 +688,50 @@ def send_now(engine: Engine, settings: Settings, name: str, *, actor: str,
     a campaign sending but not yet entered (a second click, the scheduler
     after a crash) does the entering; runs are unique per workflow, contact
     and cycle, so two doing it at once start each person once.
+
+    The move reads the campaign, checks it and builds its workflow in one
+    transaction, and sets `sending` only if neither the state nor
+    `updated_at` changed since: an edit saved meanwhile is never lost under
+    a document built from the text before it.
     """
     now = now or utcnow()
-    with engine.connect() as conn:
-        row = _row(conn, name)
-    if row.status in NOT_STARTED:
-        with engine.connect() as conn:
-            draft = _draft(row)
-            _raise_problems(check(conn, settings, draft, pm))
-        doc = document(row.name, draft)
+    for _ in range(3):
         try:
             with engine.begin() as conn:
-                workflow_id = _workflow_row(conn, row.name, doc, now)
+                row = _row(conn, name)
+                if row.status not in NOT_STARTED:
+                    break
+                draft = _draft(row)
+                _raise_problems(check(conn, settings, draft, pm))
+                workflow_id = _workflow_row(conn, row.name, document(row.name, draft), now)
                 moved = conn.execute(sql_update(campaigns_t).where(
-                    campaigns_t.c.id == row.id, campaigns_t.c.status == row.status).values(
+                    campaigns_t.c.id == row.id, campaigns_t.c.status == row.status,
+                    campaigns_t.c.updated_at == row.updated_at).values(
                     status="sending", started_at=now, workflow_id=workflow_id, updated_at=now)).rowcount
                 if moved:
                     record_audit(conn, actor, "campaign_started", campaign=row.name)
-                else:
-                    conn.rollback()
+                    break
+                conn.rollback()  # changed meanwhile: read it again
         except IntegrityError:  # another process made the workflow row at the same moment: it started the campaign
-            pass
-        with engine.connect() as conn:
-            row = _row(conn, name)
-    if row.status == "cancelled":
+            break
+    with engine.connect() as conn:
+        row = _row(conn, name)
+    if row.status in NOT_STARTED:  # changed under us three times running: let the person try again
+        raise CampaignError(gettext("the campaign %(name)s was being changed; try again", name=repr(row.name)),
+                            "status")
+    if row.status in ("paused", "done", "cancelled"):
         raise _state_error(row, N_("send it"))
-    if row.status in ("sending", "paused"):
-        _enter(engine, settings, row, now=now, pm=pm)
-        if settings.redis_url and row.status == "sending":
-            from workflows import ticks
+    _enter(engine, settings, row, now=now, pm=pm)
+    if settings.redis_url:
+        from workflows import ticks
 
-            ticks.enqueue_due(engine, settings, now=now, workflow_id=row.workflow_id)
+        ticks.enqueue_due(engine, settings, now=now, workflow_id=row.workflow_id)
     return show(engine, settings, row.name)
 
 
 def _enter(engine: Engine, settings: Settings, row: Any, *, now: dt.datetime,
            pm: pluggy.PluginManager | None = None) -> triggers.StartReport | None:
-    """Refresh the segment and start a run for each current member, once; None when it was done before."""
+    """Refresh the segment and start a run for each current member it reaches, once; None when it was done before."""
     # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
     from hub.segments import membership
 
@@ -672,49 +746,97 @@ def _enter(engine: Engine, settings: Settings, row: Any, *, now: dt.datetime,
             return None
         workflow = store.definition(conn, settings, wrow.id, wrow.version, pm)
         candidates, total = triggers.segment_candidates(conn, wrow, workflow, row.segment, now=now)
+        # Only those the letter would reach now: nobody held back gets a run, so nobody gets a code without it.
+        reached = forecast.reach(conn, settings, [c.contact_id for c in candidates], row.channel, row.purpose, now)
+        held: dict[str, int] = {}
+        for reason in reached.held.values():
+            held[reason] = held.get(reason, 0) + 1
         report = triggers.start(conn, wrow, workflow, [triggers.Candidate(c.contact_id, context={"campaign": row.name})
-                                                       for c in candidates], trigger=f"campaign:{row.name}", now=now)
-        report.skipped += total - len(candidates)
+                                                       for c in candidates if c.contact_id in reached.addresses],
+                                trigger=f"campaign:{row.name}", now=now)
+        report.skipped += total - len(reached.addresses)
         store.save_state(conn, wrow.id, {**state, "campaign": row.name, "entered_at": now.isoformat(),
-                                         "entered": report.as_dict(), "members": total})
+                                         "entered": report.as_dict(), "members": total, "held_back": held})
     log.info("campaign %s: %s", row.name, report.as_dict())
     return report
 
 
 def start_due(engine: Engine, settings: Settings, *, now: dt.datetime | None = None,
-              pm: pluggy.PluginManager | None = None) -> list[str]:
+              pm: pluggy.PluginManager | None = None, errors: dict[str, str] | None = None) -> list[str]:
     """The scheduler's part: start scheduled campaigns whose time came, mark finished ones done; the started names.
 
     Also finishes the entering of a campaign whose starter died between the
-    move to `sending` and the entering. A campaign that no longer checks (its
-    template was deleted) stays scheduled and is logged; the others go on.
+    move to `sending` and the entering. A scheduled campaign that no longer
+    checks (its template was deleted) goes back to draft with the reason in
+    the audit log (`show()` gives it as `problem`), so it is not tried every
+    tick. Any other failure is logged and put in `errors` under the
+    campaign's name; the other campaigns go on.
     """
     now = now or utcnow()
     c = campaigns_t.c
     started: list[str] = []
+    errors = errors if errors is not None else {}
     with engine.connect() as conn:
         due = list(conn.execute(select(c.name).where(c.status == "scheduled", c.scheduled_at <= now)
                                 .order_by(c.scheduled_at, c.id)).scalars())
-        unentered = [r.name for r in conn.execute(
-            select(c.name, workflows_t.c.state).join(workflows_t, workflows_t.c.id == c.workflow_id)
+        unentered = [r for r in conn.execute(
+            select(c.name, c.segment, c.channel, c.purpose, c.workflow_id, workflows_t.c.state)
+            .join(workflows_t, workflows_t.c.id == c.workflow_id)
             .where(c.status.in_(("sending", "paused")))) if not (r.state or {}).get("entered_at")]
-    for name in due + unentered:
+    for name in due:
         try:
             send_now(engine, settings, name, actor="scheduler", pm=pm, now=now)
-            if name in due:
-                started.append(name)
-        except (CampaignError, WorkflowError, SegmentError) as exc:
-            log.error("campaign %s did not start: %s", name, exc)
+            started.append(name)
+        except CampaignError as exc:
+            _hold(engine, name, str(exc), errors)
+        except Exception as exc:  # one campaign's failure must not stop the others, nor the tick
+            log.exception("campaign %s did not start", name)
+            errors[f"campaign {name}"] = _failure(exc)
+    for row in unentered:
+        try:
+            _enter(engine, settings, row, now=now, pm=pm)
+        except Exception as exc:  # as above
+            log.exception("campaign %s: entering its segment failed", row.name)
+            errors[f"campaign {row.name}"] = _failure(exc)
     _finish(engine, now=now)
     return started
 
 
+def _failure(exc: Exception) -> str:
+    """An unexpected failure for the tick's report: its kind only, as a database error's text may quote
+    someone's data (the log has the whole of it)."""
+    return gettext("did not start (%(error)s); see the scheduler's log", error=type(exc).__name__)
+
+
+def _hold(engine: Engine, name: str, reason: str, errors: dict[str, str]) -> None:
+    """Back to draft, with the reason, a scheduled campaign the scheduler could not start."""
+    log.error("campaign %s did not start and goes back to draft: %s", name, reason)
+    errors[f"campaign {name}"] = reason
+    try:
+        _move(engine, name, allowed=("scheduled",), doing=N_("hold it"), action=HELD, actor="scheduler",
+              values={"status": "draft", "scheduled_at": None}, details={"reason": reason[:2000]})
+    except CampaignError:  # someone moved it meanwhile (sent it, cancelled it): theirs stands
+        pass
+
+
+def problem(conn: Connection, name: str) -> str | None:
+    """Why the scheduler put a campaign back to draft, while nobody has touched it since; else None."""
+    a = audit_t.c
+    for action, details in conn.execute(select(a.action, a.details).where(a.action.in_(_MOVES))
+                                        .order_by(a.id.desc()).limit(500)):
+        if (details or {}).get("campaign") == name:
+            return (str(details.get("reason") or "") or None) if action == HELD else None
+    return None
+
+
 def _finish(engine: Engine, *, now: dt.datetime) -> list[str]:
-    """Mark done the sending campaigns whose members all entered and none of whose runs is active."""
-    c, r = campaigns_t.c, runs_t.c
+    """Mark done the sending campaigns whose members all entered, none of whose runs is active and none of
+    whose letters still waits (quiet hours, the cap, a retry) or is with the channel."""
+    c, r, m = campaigns_t.c, runs_t.c, messages_t.c
     finished = []
     with engine.connect() as conn:
-        sending = conn.execute(select(c.id, c.name, c.workflow_id, workflows_t.c.state)
+        sending = conn.execute(select(c.id, c.name, c.workflow_id, workflows_t.c.name.label("workflow"),
+                                      workflows_t.c.state)
                                .join(workflows_t, workflows_t.c.id == c.workflow_id)
                                .where(c.status == "sending")).all()
         for row in sending:
@@ -722,7 +844,9 @@ def _finish(engine: Engine, *, now: dt.datetime) -> list[str]:
                 continue
             active = conn.execute(select(r.id).where(r.workflow_id == row.workflow_id,
                                                      r.status.in_(triggers.ACTIVE)).limit(1)).first()
-            if active is None:
+            waiting = conn.execute(select(m.id).where(m.origin == row.workflow, m.status.in_(UNSENT))
+                                   .limit(1)).first()
+            if active is None and waiting is None:
                 finished.append(row)
     done = []
     for row in finished:

@@ -112,6 +112,52 @@ class _Facts:
         return self._recent
 
 
+@dataclass
+class Reach:
+    """Who of some contacts a message on a channel and purpose would reach now, and why the others not.
+
+    `addresses` maps each reachable contact to the address it would go to;
+    `held` maps each other one to the first reason that holds, in the order
+    the send asks them: no_address, no_consent, suppressed, capped.
+    """
+
+    addresses: dict[int, str]
+    held: dict[int, str]
+    zones: dict[int, Any]
+
+
+def reach(conn: Connection, settings: Settings, ids: list[int], channel: str, purpose: str, now: dt.datetime,
+          options: config.WorkflowSettings | None = None) -> Reach:
+    """The send step's own questions asked set-wise, so a campaign enters (and a preview counts) only those it reaches.
+
+    A campaign that entered people it cannot write to would still issue them
+    its promo code; asking here, before they enter, keeps codes and letters
+    matched. The send step asks again when it sends (consent may be withdrawn
+    in between).
+    """
+    options = options or config.load(settings)
+    facts = _Facts(conn, settings, ids, now)
+    usable = facts.usable_addresses(channel)
+    allowed = None if purpose == TRANSACTIONAL else facts.consents(channel, purpose)
+    cap = options.frequency_cap if purpose != TRANSACTIONAL else None
+    recent = facts.recent(now - cap.period) if cap else {}
+    addresses: dict[int, str] = {}
+    held: dict[int, str] = {}
+    for cid in ids:
+        address = usable.get(cid)
+        if cid not in usable:
+            held[cid] = "no_address"
+        elif allowed is not None and cid not in allowed:
+            held[cid] = "no_consent"
+        elif address is None:
+            held[cid] = "suppressed"
+        elif cap is not None and policy.cap_until(cap, recent.get(cid, []), now) is not None:
+            held[cid] = "capped"
+        else:
+            addresses[cid] = address
+    return Reach(addresses, held, facts.zones)
+
+
 def _workflow(conn: Connection, settings: Settings, name: str, pm: pluggy.PluginManager | None
               ) -> tuple[Any, Workflow]:
     """The saved workflow, or a shipped one not yet installed (a dry run writes nothing, not even that)."""
@@ -143,7 +189,7 @@ def forecast(engine: Engine, settings: Settings, name: str, *, days: int = 14, n
         facts = _Facts(conn, settings, sorted({s.contact_id for s in sims}), now)
         steps: dict[int, Counter[str]] = defaultdict(Counter)
         _simulate(workflow, sims, facts, options, now=now, horizon=horizon, steps=steps)
-        names = _names(conn, [s.contact_id for s in sorted(sims, key=lambda s: s.contact_id)[:sample]])
+        names = contact_names(conn, [s.contact_id for s in sorted(sims, key=lambda s: s.contact_id)[:sample]])
     by_day: dict[str, Counter[str]] = defaultdict(Counter)
     messages: Counter[str] = Counter()
     for sim in sims:
@@ -287,7 +333,8 @@ def _send(step: Send, pc: int, group: list[Sim], facts: _Facts, options: config.
         s.actions.append((s.t, pc, step.label()))
 
 
-def _names(conn: Connection, ids: list[int]) -> dict[int, str]:
+def contact_names(conn: Connection, ids: list[int]) -> dict[int, str]:
+    """How a sample names people: their name, or their number when they have none."""
     c = contacts_t.c
     rows: Iterable[Any] = conn.execute(select(c.id, c.first_name, c.last_name).where(c.id.in_(ids))) if ids else []
     return {r.id: " ".join(p for p in (r.first_name, r.last_name) if p) or f"#{r.id}" for r in rows}

@@ -89,7 +89,11 @@ def tick(engine: Engine, settings: Settings, *, now: dt.datetime | None = None,
             report.errors[row.name] = str(exc)
             log.error("workflow %s: %s", row.name, exc)
         keepalive()
-    report.campaigns = campaigns.start_due(engine, settings, now=now, pm=pm)
+    try:  # each campaign's failure is caught inside; this keeps anything else from stopping the tick for all
+        report.campaigns = campaigns.start_due(engine, settings, now=now, pm=pm, errors=report.errors)
+    except Exception as exc:
+        log.exception("campaigns: the scheduler's part failed")
+        report.errors["campaigns"] = type(exc).__name__
     keepalive()
     report.redeemed = promo.redeem_from_orders(engine, now=now)
     if settings.redis_url:
