@@ -8,6 +8,8 @@ an admin erases the person from the card.
 
 from __future__ import annotations
 
+import pytest
+
 import datetime as dt
 from decimal import Decimal
 
@@ -21,6 +23,8 @@ from tests.browser import Browser
 from tests.support.admin import AdminEnv
 from tests.support.admin_browser import sign_in
 from workflows.models import PromoCode
+
+pytestmark = pytest.mark.both_databases  # what a marketer sees must not depend on the database
 
 PORTAL = "https://shop.bitrix24.ru"
 

@@ -8,6 +8,8 @@ same pages without a single button that changes anything.
 
 from __future__ import annotations
 
+import pytest
+
 import datetime as dt
 
 from sqlalchemy import select
@@ -17,6 +19,8 @@ from tests.browser import Browser
 from tests.support.admin import AdminEnv
 from tests.support.admin_browser import sign_in
 from tests.test_message_log import LETTER, add_message
+
+pytestmark = pytest.mark.both_databases  # what a marketer sees must not depend on the database
 
 UTC = dt.timezone.utc
 

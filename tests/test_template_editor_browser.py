@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dataclasses import replace
 from typing import Any
 
@@ -11,6 +13,8 @@ from hub.models import Message, MessageTemplateVersion
 from tests.browser import Browser
 from tests.support.admin import AdminEnv
 from tests.support.admin_browser import sign_in
+
+pytestmark = pytest.mark.both_databases  # what a marketer sees must not depend on the database
 
 RED = "rgb(221, 51, 51)"
 BUTTON = ('<p>Здравствуйте, {{ contact.first_name }}!</p>'
