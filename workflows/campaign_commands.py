@@ -32,6 +32,18 @@ HELD_TITLES = {"holdout": N_("control group (gets nothing, measured)"), "no_addr
 MOVED = N_("Campaign %(name)s is %(state)s.")
 
 
+# Fields whose option is named otherwise.
+OPTIONS = {"scheduled_at": "at", "contact_id": "contact"}
+
+
+def _said(problem: dict[str, str]) -> str:
+    """A problem named by the option that set the field (--promo-discount), as the command line calls it."""
+    field = OPTIONS.get(problem["field"], problem["field"])
+    if field in ("", "campaign", "status", "name"):
+        return problem["detail"]
+    return f"--{field.replace('.', '-').replace('_', '-')}: {problem['detail']}"
+
+
 def campaign_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """A campaign's problems end in one `Error:` line, each naming its field."""
 
@@ -40,7 +52,7 @@ def campaign_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except CampaignError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException("; ".join(_said(p) for p in exc.problems)) from None
         except messaging.MessagingError as exc:
             raise click.ClickException(str(exc)) from None
 

@@ -227,6 +227,11 @@ def check(conn: Connection, settings: Settings, draft: Draft, pm: pluggy.PluginM
         problem("segment", str(exc))
     if any(p["field"].startswith("promo") for p in problems):  # the template's "no code before it" follows from it
         problems = [p for p in problems if not (p["field"] == "template" and "promo" in p["detail"])]
+    elif draft.promo is None:  # said in the campaign's terms, not the workflow steps' it is built from
+        for p in problems:
+            if p["field"] == "template" and "promo_code" in p["detail"]:
+                p["detail"] = gettext("%(name)s shows a personal promo code: give the campaign one (a discount and "
+                                      "how long it is valid)", name=draft.template)
     return problems
 
 
