@@ -376,8 +376,9 @@ def test_the_command_line_creates_previews_sends_and_reports_in_json(wf: HubDB) 
     result = hub("campaigns", "send", "vesna")
     assert result.exit_code == 0, result.output
     shown = json.loads(hub("campaigns", "show", "vesna", "--json").output)
-    assert shown["status"] == "sending" and shown["sent"] == preview["will_receive"]
-    listed = json.loads(hub("campaigns", "list", "--status", "sending", "--json").output)
+    # Without Redis the command sends every letter itself, so the campaign is over when it returns.
+    assert shown["status"] == "done" and shown["sent"] == preview["will_receive"]
+    listed = json.loads(hub("campaigns", "list", "--status", "done", "--json").output)
     assert [i["name"] for i in listed] == ["vesna"]
     for args in (("campaigns", "send", "vesnaa"), ("campaigns", "cancel", "vesna"),
                  ("campaigns", "create", "--title", "X", "--segment", "nope", "--channel", "email",

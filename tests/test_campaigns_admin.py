@@ -10,6 +10,7 @@ import datetime as dt
 import html
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +21,9 @@ from hub.api import format_moment
 from hub.admin.audit import audit_t
 from hub.segments import store
 from hub.segments.evaluate import Segments
+from hub.models import Message, ScheduleState
 from tests.support.admin import AdminEnv, admin_env, client_as, csrf_token, plain, post, text  # noqa: F401
-from workflows.models import Campaign
+from workflows.models import Campaign, PromoCode
 
 pytestmark = pytest.mark.both_databases
 
@@ -372,10 +374,120 @@ def test_send_now_leaves_the_entering_to_a_queue_job(env: AdminEnv, monkeypatch:
     assert func is campaign_admin.start_job and args[:2] == (name, "admin:marketer@shop.example")
     assert kwargs["job_id"] == f"campaign-start-{name}"
     assert status_of(env, name) == "draft"  # nothing was entered inside the request
-    func(*args)  # what the worker does
-    assert status_of(env, name) in ("sending", "done")
+    func(*args)  # what the job does without Redis: enter, then send through the file channel
+    assert status_of(env, name) == "done"
     page = plain(client.get(f"/campaigns/{name}"))
-    assert 'id="runs">1<' in page
+    assert 'id="runs">1<' in page and 'data-status="sent"' in page
+    with env.engine.connect() as conn:
+        assert conn.execute(select(Message.status).where(Message.origin == f"campaign_{name}")).all() == [("sent",)]
+    assert len(list(Path("outbox").glob("*-email.eml"))) == 1  # the file channel's letter (the test's own folder)
+
+
+def use_smtp(env: AdminEnv, port: int) -> None:
+    env.settings = replace(env.settings, extra={**env.settings.extra, "smtp_url": f"smtp://127.0.0.1:{port}",
+                                                "mail_from": "Лавка <shop@example.ru>"})
+    env.app.config["HUB_SETTINGS"] = env.settings
+
+
+def test_send_now_without_redis_sends_the_letters_with_no_scheduler_running(env: AdminEnv, mailbox: Any) -> None:
+    """No `hub scheduler`, no `hub worker`: «send now» itself gets the letter to the SMTP server, once."""
+    box, port = mailbox
+    use_smtp(env, port)
+    assert not env.settings.redis_url
+    name = made(env)
+    client = client_as(env, "marketer")
+    response = post(client, f"/campaigns/{name}/send", token_from=f"/campaigns/{name}")
+    assert response.status_code == 302
+    assert status_of(env, name) == "done"
+    with env.engine.connect() as conn:
+        sent = conn.execute(select(Message.status, Message.address).where(Message.origin == f"campaign_{name}"))
+        assert [tuple(r) for r in sent] == [("sent", "anna@example.ru")]
+        assert conn.execute(select(ScheduleState.name)).first() is None  # no scheduler ever ran
+    assert [r.rcpt_tos for r in box.received] == [["anna@example.ru"]]
+    page = plain(client.get(f"/campaigns/{name}"))
+    assert re.search(r'data-status="sent"><td>отправлено</td><td class="num">1<', page)
+    assert "Писем пока нет" not in page and 'id="scheduler-warning"' not in page  # done: nothing waits
+    post(client, f"/campaigns/{name}/send", token_from=f"/campaigns/{name}")  # pressed again: nobody twice
+    assert len(box.received) == 1
+
+
+def test_the_page_says_the_scheduler_sends_and_warns_when_it_has_not_run(env: AdminEnv, hub_clock: Any) -> None:
+    from workflows import campaigns
+
+    now = hub_clock.set(dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
+    name = made(env)
+    page = plain(client_as(env, "viewer").get(f"/campaigns/{name}"))
+    assert 'id="scheduler-note"' not in page  # a draft waits for nobody
+    campaigns.schedule(env.engine, env.settings, name, now + dt.timedelta(days=1), actor="admin:m")
+
+    def shown() -> str:
+        return plain(client_as(env, "viewer").get(f"/campaigns/{name}"))
+
+    page = shown()
+    assert "только если тогда работает планировщик Hub (hub scheduler)" in page
+    assert "Планировщик Hub не запущен: с этой базой он ещё ни разу не работал" in page
+    with env.engine.begin() as conn:
+        conn.execute(ScheduleState.__table__.insert().values(name="workflows", last_started_at=now - dt.timedelta(
+            seconds=50), updated_at=now))
+    page = shown()
+    assert 'id="scheduler-needed"' in page and 'id="scheduler-warning"' not in page  # 50 s: within twice 30 s
+    hub_clock.advance(seconds=11)
+    page = shown()
+    assert "Планировщик Hub не запущен: последний раз он работал" in page and "каждые 30 секунд" in page
+    assert format_moment(now - dt.timedelta(seconds=50), env.settings.tz) in page
+    health = campaigns.scheduler_health(env.engine, env.settings, now=now)
+    assert health["running"] and health["every"] == dt.timedelta(seconds=30)
+    assert not campaigns.scheduler_health(env.engine, env.settings, now=now + dt.timedelta(minutes=1))["running"]
+
+
+PROMO_TEXT = "Ваш промокод: {{ promo.code }}"
+
+
+def test_the_preview_shows_one_sample_code_for_one_person_in_the_frame_and_the_text(env: AdminEnv) -> None:
+    from workflows import campaigns
+
+    with env.engine.begin() as conn:
+        message_templates.save(conn, env.settings, message_templates.Template(
+            name="promo_letter", channel="email", subject="Скидка", text=PROMO_TEXT,
+            html='<p>Ваш промокод: <b id="code">{{ promo.code }}</b></p>'))
+    name = made(env, template="promo_letter", promo="1", discount="15", valid="14", prefix="SPRING")
+    anna, other = env.ids["anna"], env.ids["petrov_1"]
+    client = client_as(env, "viewer")
+    frame = text(client.get(f"/campaigns/{name}/letter/{anna}"))
+    page = plain(client.get(f"/campaigns/{name}?contact={anna}"))
+    [in_frame] = re.findall(r'<b id="code">(SPRING-[A-Z0-9]+)</b>', frame)
+    [in_text] = re.findall(r"Ваш промокод: (SPRING-[A-Z0-9]+)", page)
+    assert in_frame == in_text
+    again = campaigns.render_for(env.engine, env.settings, name, anna)
+    assert in_frame in again["text"] and in_frame in (again["html"] or "")
+    assert campaigns.sample_code(name, anna, "SPRING") == in_frame
+    assert campaigns.sample_code(name, other, "SPRING") != in_frame  # each person a code of their own
+    assert campaigns.sample_code(name + "_2", anna, "SPRING") != in_frame
+    with env.engine.connect() as conn:  # a sample is never stored, so it redeems nothing
+        assert conn.execute(select(PromoCode.id)).first() is None
+
+
+def test_the_contact_card_shows_a_campaign_and_its_code_as_a_campaign(env: AdminEnv) -> None:
+    name = made(env, title="Весна <b>для</b> всех", promo="1", discount="15", valid="14", prefix="SPRING")
+    client = client_as(env, "marketer")
+    post(client, f"/campaigns/{name}/send", token_from=f"/campaigns/{name}")
+    assert status_of(env, name) == "done"
+    page = text(client_as(env, "viewer").get(f"/contacts/{env.ids['anna']}"))
+    shown = html.unescape(page)
+    runs = re.search(r'<table id="campaign-runs">.*?</table>', page, re.S).group(0)  # type: ignore[union-attr]
+    assert "Рассылки" in shown and f'href="/campaigns/{name}"' in runs
+    assert "Рассылка:" in runs and "Весна &lt;b&gt;для&lt;/b&gt; всех" in runs and "<b>для</b>" not in page
+    workflow_runs = re.search(r'<table id="workflow-runs">.*?</table>', page, re.S).group(0)  # type: ignore[union-attr]
+    assert f"campaign_{name}" not in workflow_runs and "Весна" not in workflow_runs
+    codes = re.search(r'<table id="promo-codes">.*?</table>', page, re.S).group(0)  # type: ignore[union-attr]
+    assert re.search(r'data-code="SPRING-[A-Z0-9]+"', codes)
+    assert "Рассылка:" in codes and f'href="/campaigns/{name}"' in codes and "Откуда" in html.unescape(codes)
+    assert "Выдан сценарием" not in shown and f"campaign_{name}" not in codes
+
+
+def test_the_holdout_is_said_to_be_a_share_of_those_the_letter_reaches(env: AdminEnv) -> None:
+    page = plain(client_as(env, "marketer").get("/campaigns/new"))
+    assert "доля тех, до кого письмо дошло бы" in page and "доля сегмента" not in page
 
 
 def test_send_now_says_at_once_what_stops_the_campaign(env: AdminEnv) -> None:

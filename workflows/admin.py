@@ -14,19 +14,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
 from sqlalchemy import Connection, func, select
 
 from hub.api import (N_, ActionForm, AdminPage, actor, allow, current_settings, engine, format_date, format_number,
                      gettext, local_path, record_audit, translated_title, utcnow)
-from workflows.models import PromoCode, WorkflowRow, WorkflowRun
+from workflows.models import Campaign, PromoCode, WorkflowRow, WorkflowRun
 from workflows.names import add_titles, counter_title, goal_title, state_title
 
 bp = Blueprint("workflows", __name__, url_prefix="/workflows", template_folder="admin_templates")
 runs_t = WorkflowRun.__table__
 workflows_t = WorkflowRow.__table__
 promo_t = PromoCode.__table__
+campaigns_t = Campaign.__table__
 MAX_FORECAST_DAYS = 90
 
 
@@ -45,13 +46,20 @@ def _titles() -> dict[str, Any]:
 
 
 def runs_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
-    """A contact's workflow runs, newest first, read from workflow_runs."""
+    """A contact's workflow runs, newest first, read from workflow_runs.
+
+    A one-off campaign is carried by a workflow row of its own; its runs come
+    with `campaign` (the campaign's name) so the card shows them as the
+    campaign («Рассылка: …») and not as a workflow nobody made.
+    """
     rows = conn.execute(select(runs_t.c.id, workflows_t.c.name.label("workflow"), workflows_t.c.title,
                                runs_t.c.status, runs_t.c.step, runs_t.c.cycle, runs_t.c.holdout, runs_t.c.error,
-                               runs_t.c.started_at, runs_t.c.finished_at)
+                               runs_t.c.started_at, runs_t.c.finished_at, campaigns_t.c.name.label("campaign"),
+                               campaigns_t.c.title.label("campaign_title"))
                         .join(workflows_t, workflows_t.c.id == runs_t.c.workflow_id)
+                        .outerjoin(campaigns_t, campaigns_t.c.workflow_id == workflows_t.c.id)
                         .where(runs_t.c.contact_id == contact_id).order_by(runs_t.c.id.desc()).limit(100))
-    return [dict(r._mapping, step=r.step + 1, title=translated_title(r.title)) for r in rows]
+    return [dict(r._mapping, step=r.step + 1, title=translated_title(r.campaign_title or r.title)) for r in rows]
 
 
 def _run_counts(conn: Connection) -> dict[int, dict[str, int]]:
@@ -66,8 +74,11 @@ def promo_codes_for_contact(conn: Connection, contact_id: int) -> list[dict[str,
     """A contact's promo codes, newest first: what the person may still use, and what they used."""
     c = promo_t.c
     rows = conn.execute(select(c.code, c.discount, c.created_at, c.expires_at, c.redeemed_at, c.redeemed_by,
-                               workflows_t.c.name.label("workflow"), workflows_t.c.title)
+                               workflows_t.c.name.label("workflow"),
+                               func.coalesce(campaigns_t.c.title, workflows_t.c.title).label("title"),
+                               campaigns_t.c.name.label("campaign"))
                         .outerjoin(workflows_t, workflows_t.c.id == c.workflow_id)
+                        .outerjoin(campaigns_t, campaigns_t.c.workflow_id == workflows_t.c.id)
                         .where(c.contact_id == contact_id).order_by(c.id.desc()).limit(100))
     now = utcnow()
     return [dict(r._mapping, title=translated_title(r.title) if r.title else None,
@@ -76,11 +87,19 @@ def promo_codes_for_contact(conn: Connection, contact_id: int) -> list[dict[str,
             for r in rows]
 
 
+def campaign_url(name: str) -> str | None:
+    """A campaign's page, when the campaigns' pages are registered."""
+    return url_for("campaigns.detail", name=name) if "campaigns.detail" in current_app.view_functions else None
+
+
 def contact_section(conn: Connection, contact_id: int) -> Markup:
-    """The contact card's "Workflow runs" and "Promo codes" tables."""
-    runs = render_template("workflows/contact_runs.html", runs=runs_for_contact(conn, contact_id),
-                           state_title=state_title)
-    codes = render_template("workflows/contact_promo.html", codes=promo_codes_for_contact(conn, contact_id))
+    """The contact card's "Campaigns", "Workflow runs" and "Promo codes" tables."""
+    found = runs_for_contact(conn, contact_id)
+    runs = render_template("workflows/contact_runs.html", runs=[r for r in found if not r["campaign"]],
+                           campaign_runs=[r for r in found if r["campaign"]], state_title=state_title,
+                           campaign_url=campaign_url)
+    codes = render_template("workflows/contact_promo.html", codes=promo_codes_for_contact(conn, contact_id),
+                            campaign_url=campaign_url)
     return Markup(runs) + Markup(codes)
 
 

@@ -37,6 +37,7 @@ PAGE = AdminPage(bp, "campaigns.index", N_("Campaigns"), order=35, read_role="vi
 MAX_TEXT = 300  # the longest title, name or address a form field takes
 SAMPLE = 10
 EDITABLE = ("draft", "scheduled")
+WAIT_FOR_SCHEDULER = ("scheduled", "sending")  # what goes on in these states goes on in `hub scheduler`
 # The reasons a preview holds people back, in the order the page lists them.
 HELD_BACK = {"holdout": N_("in the holdout group (kept back to measure the campaign)"),
              "no_address": N_("no address for this channel"),
@@ -429,6 +430,7 @@ def _detail_page(name: str, *, schedule_error: str | None = None, typed: tuple[s
         campaign.get("started_at"))
     workflow = campaigns.workflow_name(name)
     will = (preview or {}).get("will_receive", 0)
+    scheduler = campaigns.scheduler_health(engine(), settings) if campaign["status"] in WAIT_FOR_SCHEDULER else None
     return render_template(
         "campaigns/detail.html", c=campaign, preview=preview, problems=problems, letter=letter,
         contact_id=contact_id, contact_error=contact_error, started=started,
@@ -438,7 +440,17 @@ def _detail_page(name: str, *, schedule_error: str | None = None, typed: tuple[s
         confirm_send=ngettext("Send to %(num)s recipient?", "Send to %(num)s recipients?", will,
                               num=format_number(will)),
         segment_title=_segment_title(campaign.get("segment")), template_title=campaign.get("template"),
-        action=ActionForm(), schedule_error=schedule_error), code
+        action=ActionForm(), schedule_error=schedule_error, scheduler=scheduler,
+        scheduler_every=every_text(scheduler["every"]) if scheduler else "",
+        with_workers=bool(settings.redis_url)), code
+
+
+def every_text(every: dt.timedelta) -> str:
+    """How often the scheduler should run, as people say it («каждые 30 секунд»)."""
+    # not in hub.api on purpose: only the campaign page names the scheduler's interval
+    from hub.schedule import every_text as said
+
+    return said(every)
 
 
 def _segment_title(name: Any) -> str:
@@ -578,13 +590,15 @@ def start_job(name: str, actor_name: str, settings: Any = None) -> dict[str, Any
     """Queue job: start a campaign (refresh its segment, enter every member) outside the web request.
 
     A big segment takes longer than a request may; the page only asks for it.
-    A worker reads its settings afresh, as every job does; run in this process
-    (no Redis) it gets the request's own.
+    A worker reads its settings afresh, as every job does, and leaves the
+    letters to the other workers; run in this process (no Redis) it gets the
+    request's own settings and sends the letters too (`campaigns.start`), as
+    no worker will.
     """
     from hub.api import get_engine, load_settings
 
     settings = settings or load_settings()
-    return campaigns.send_now(get_engine(settings.database_url), settings, name, actor=actor_name)
+    return campaigns.start(get_engine(settings.database_url), settings, name, actor=actor_name)
 
 
 @bp.post("/<name>/send")

@@ -19,9 +19,8 @@ from rich.text import Text
 
 # not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
 from hub import messaging
-from hub.api import (N_, App, Settings, emit_json, format_moment, format_number, gettext, pass_app, translated_title,
-                     utcnow)
-from workflows import campaigns, ticks
+from hub.api import (N_, App, Settings, emit_json, format_moment, format_number, gettext, pass_app, translated_title)
+from workflows import campaigns
 from workflows.campaigns import CampaignError, Draft
 from workflows.commands import user_errors
 
@@ -97,7 +96,7 @@ def campaigns_group() -> None:
 @click.option("--promo-valid", help="How long the code is valid, like 14d.")
 @click.option("--promo-prefix", help="The code's prefix, like SALE.")
 @click.option("--holdout", type=click.IntRange(0, 50), default=0, show_default=True,
-              help="Per cent of the segment kept as a control group that gets nothing.")
+              help="Per cent of those the letter would reach kept as a control group that gets nothing.")
 @click.option("--name", help="The technical name (made from the title when not given).")
 @click.option("--json", "as_json", is_flag=True, help="Print the campaign as JSON.")
 @pass_app
@@ -263,10 +262,7 @@ def schedule_cmd(app: App, name: str, at: str, as_json: bool) -> None:
 def send_cmd(app: App, name: str, as_json: bool) -> None:
     """Start the campaign now: everyone in its segment enters once; sending it again sends nobody twice."""
     engine, settings = app.ready_engine(), app.settings
-    item = campaigns.send_now(engine, settings, name, actor=ACTOR)
-    if item["status"] == "sending" and not settings.redis_url:  # no workers: this process does the sending
-        ticks.advance_due(engine, settings, now=utcnow(), workflow_id=item["workflow_id"])
-        item = campaigns.show(engine, settings, name)
+    item = campaigns.start(engine, settings, name, actor=ACTOR)  # without Redis, this process does the sending
     if as_json:
         emit_json(item)
         return

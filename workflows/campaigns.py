@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -454,7 +455,20 @@ def preview(engine: Engine, settings: Settings, campaign: str | Draft, *, sample
                        for cid in chosen[:sample]]}
 
 
-def _sample_promo(settings: Settings, draft: Draft, now: dt.datetime) -> dict[str, Any] | None:
+def sample_code(name: str, contact_id: int | None, prefix: str | None = None) -> str:
+    """The sample code a preview shows: the same for one campaign and person at every render.
+
+    The frame and the text part are rendered apart; a random sample would show
+    one letter with two different codes. Derived from the campaign's name and
+    the contact, it is never stored, so it redeems nothing.
+    """
+    digest = hashlib.sha256(f"campaign-sample:{name}:{contact_id or 0}".encode()).digest()
+    body = "".join(promo.ALPHABET[b % len(promo.ALPHABET)] for b in digest[:promo.DEFAULT_LENGTH])
+    return f"{prefix}-{body}" if prefix else body
+
+
+def _sample_promo(settings: Settings, name: str | None, draft: Draft, now: dt.datetime,
+                  contact_id: int | None) -> dict[str, Any] | None:
     """A code like the one the campaign will issue, for previews and tests (never stored, never redeemable)."""
     if not draft.promo:
         return None
@@ -465,16 +479,18 @@ def _sample_promo(settings: Settings, draft: Draft, now: dt.datetime) -> dict[st
     except ValueError:
         valid = dt.timedelta(days=14)
     prefix = str(options.get("prefix") or "").upper() or None
-    return {"id": 0, "code": promo.new_code(prefix), "discount": int(float(discount)) if float(discount).is_integer()
-            else float(discount), "expires_at": local_time(settings, now + valid)}
+    return {"id": 0, "code": sample_code(name or "draft", contact_id, prefix),
+            "discount": int(float(discount)) if float(discount).is_integer() else float(discount),
+            "expires_at": local_time(settings, now + valid)}
 
 
-def _context(settings: Settings, name: str | None, draft: Draft, now: dt.datetime) -> dict[str, Any]:
+def _context(settings: Settings, name: str | None, draft: Draft, now: dt.datetime,
+             contact_id: int | None = None) -> dict[str, Any]:
     """What the send step gives a campaign's template besides the contact: run, workflow, promo."""
     context: dict[str, Any] = {"run": {"id": 0, "started_at": local_time(settings, now), "cycle": 1,
                                        "campaign": name or ""},
                                "workflow": {"name": workflow_name(name or "draft")}}
-    code = _sample_promo(settings, draft, now)
+    code = _sample_promo(settings, name, draft, now, contact_id)
     if code is not None:
         context["promo"] = code
     return context
@@ -514,7 +530,7 @@ def render_for(engine: Engine, settings: Settings, campaign: str | Draft, contac
         template = message_templates.get(conn, settings, draft.template)
         address = messaging.pick_addresses(conn, settings, {cid: contact}, draft.channel).get(cid)
     # Never the contact's signed links: whoever reads a preview could unsubscribe them or confirm for them.
-    context = ({"contact": dict(contact), "company": company(settings)} | _context(settings, name, draft, now)
+    context = ({"contact": dict(contact), "company": company(settings)} | _context(settings, name, draft, now, cid)
                | message_templates.preview_links(settings))
     try:
         rendered = message_templates.render(template, context)
@@ -544,7 +560,7 @@ def send_test(engine: Engine, settings: Settings, campaign: str | Draft, *, to: 
         cid = found[0]["contact_id"] if found else None
     try:
         sent = test_send.send_test(engine, settings, template=draft.template, channel=draft.channel, to=to,
-                                   contact_id=cid, context=_context(settings, name, draft, now))
+                                   contact_id=cid, context=_context(settings, name, draft, now, cid))
     except messaging.MessagingError as exc:
         raise CampaignError(str(exc), "to") from None
     with engine.begin() as conn:
@@ -732,6 +748,50 @@ def send_now(engine: Engine, settings: Settings, name: str, *, actor: str,
 
         ticks.enqueue_due(engine, settings, now=now, workflow_id=row.workflow_id)
     return show(engine, settings, row.name)
+
+
+def start(engine: Engine, settings: Settings, name: str, *, actor: str,
+          pm: pluggy.PluginManager | None = None) -> dict[str, Any]:
+    """Start it now and get its letters out: what the admin's «send now» asks for.
+
+    With Redis, `send_now` hands the runs to `hub worker`. Without it nobody
+    would take them before `hub scheduler`'s next tick, and a person who
+    pressed «send now» on a Hub without a scheduler would wait for ever; so
+    here the campaign's runs are advanced in this process (the runner sends
+    the letters each batch writes, as `hub campaigns send` does) and the
+    campaign is marked done when nothing of it is left. Letters held for
+    quiet hours or a retry still wait for the scheduler.
+    """
+    item = send_now(engine, settings, name, actor=actor, pm=pm)
+    if item["status"] != "sending" or settings.redis_url or item["workflow_id"] is None:
+        return item
+    from workflows import ticks
+
+    ticks.advance_due(engine, settings, now=utcnow(), pm=pm, workflow_id=item["workflow_id"])
+    _finish(engine, now=utcnow())
+    return show(engine, settings, name)
+
+
+SCHEDULE_NAME = "workflows"  # the schedule whose tick starts campaigns and sends what waits (workflows.ticks)
+
+
+def scheduler_health(engine: Engine, settings: Settings, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Whether `hub scheduler` runs the workflows' tick: {"last_tick", "every", "running"}.
+
+    A scheduled campaign starts, and letters held for quiet hours go, only
+    from that tick. The scheduler records each start of it in
+    schedule_state; none for more than twice its interval means no
+    scheduler is running (or it is stuck), which the campaign's page says.
+    """
+    # not in hub.api on purpose: only the campaign page asks when the scheduler last ran a schedule
+    from hub.schedule import last_runs
+
+    now = now or utcnow()
+    every = dt.timedelta(seconds=config.load(settings).interval)
+    last = (last_runs(engine).get(SCHEDULE_NAME) or {}).get("last_started_at")
+    if last is not None and last.tzinfo is None:
+        last = last.replace(tzinfo=dt.timezone.utc)
+    return {"last_tick": last, "every": every, "running": last is not None and now - last <= 2 * every}
 
 
 def _enter(engine: Engine, settings: Settings, row: Any, *, now: dt.datetime,
