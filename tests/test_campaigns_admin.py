@@ -351,6 +351,7 @@ def test_a_test_letter_goes_only_to_the_signed_in_persons_own_address(env: Admin
     response = post(client, f"/campaigns/{name}/test", {"contact": env.ids["anna"]}, token_from=f"/campaigns/{name}")
     assert response.status_code == 302
     assert [r.rcpt_tos for r in box.received] == [["marketer@shop.example"]]
+    assert "Тестовое письмо отправлено на marketer@shop.example." in text(client.get(f"/campaigns/{name}"))
     admin = client_as(env, "admin")
     post(admin, f"/campaigns/{name}/test", {"to": "admin@shop.example"}, token_from=f"/campaigns/{name}")
     assert [r.rcpt_tos for r in box.received] == [["marketer@shop.example"], ["admin@shop.example"]]

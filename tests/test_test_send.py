@@ -78,6 +78,31 @@ def test_the_test_letter_arrives_once_marked_and_nowhere_else(hub_db: HubDB, mai
     assert count(hub_db, AuditEntry.__table__) == 0
 
 
+def test_without_a_mail_server_each_test_is_its_own_file_and_the_answer_says_where(hub_db: HubDB, mailing,
+                                                                                   tmp_path: Path) -> None:
+    """The file channel (no HUB_SMTP_URL) names each test letter apart and send_test says which file it is."""
+    outbox = tmp_path / "outbox"
+    extra = {k: v for k, v in hub_db.settings.extra.items() if k != "smtp_url"}
+    settings = replace(hub_db.settings, extra={**extra, "outbox_dir": str(outbox),
+                                               "mail_from": "Лавка <shop@example.ru>"})
+    with use_language("ru"):
+        first = send_test(hub_db.engine, settings, template=LETTER, channel="email", to="marketer@shop.example",
+                          contact_id=None)
+        second = send_test(hub_db.engine, settings, template=LETTER, channel="email", to="marketer@shop.example",
+                           contact_id=None)
+        told = test_send_module.sent_text(first)
+    files = sorted(outbox.iterdir())
+    assert len(files) == 2 and first["file"] != second["file"]  # the second test did not overwrite the first
+    assert {Path(first["file"]), Path(second["file"])} == set(files)
+    assert all(f.name.startswith("test-") and f.name.endswith("-email.eml") for f in files)
+    assert "marketer@shop.example" in Path(first["file"]).read_text(encoding="utf-8")
+    assert told == f"Почтовый сервер не настроен: письмо записано в файл {first['file']}."
+    assert count(hub_db, Message.__table__) == 0
+    with use_language("ru"):
+        told_sent = test_send_module.sent_text({"address": "a@b.ru", "file": None})
+    assert told_sent == "Тестовое письмо отправлено на a@b.ru."
+
+
 def test_the_sample_contact_and_a_shipped_template_by_name(hub_db: HubDB, mailing, mailbox) -> None:
     box, port = mailbox
     settings = smtp_settings(hub_db, port)

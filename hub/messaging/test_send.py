@@ -8,6 +8,11 @@ lead somewhere, but a click on them is no customer's unsubscribe. The
 subject (the text, on channels without one) starts with a marker, so
 nobody mistakes it for a real letter. The messaging layer keeps no audit:
 each caller (the template editor, a campaign) writes its own entry.
+
+A channel that writes files instead of sending (the mailing plugin's file
+channel, the default while no mail server is set) answers with the provider
+id ``file:<path>``; the result then carries that path as "file", and
+`sent_text` says where the letter went, so nobody waits for mail that never comes.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from hub.messaging.outbox import TRANSACTIONAL, MessagingError
 
 MAX_ADDRESS = 320  # the longest an email address can be (RFC 3696 errata)
 MAX_ID = 2**31 - 1  # no contact id is larger; a larger number is nobody, not a database error
+FILE_PREFIX = "file:"  # the provider id of a letter written to a file, not sent
 
 
 def marker() -> str:
@@ -80,7 +86,8 @@ def send_test(engine: Engine, settings: Settings, *, template: str | message_tem
     """Render `template` for a contact (the sample one when None) and send it once to `to`.
 
     `context` adds what the real send would add (a campaign's promo code).
-    Returns {"address", "subject", "provider_id"}; raises MessagingError in
+    Returns {"address", "subject", "provider_id", "file"} ("file": the path
+    the letter was written to, or None when a server took it); raises MessagingError in
     the reader's words when the address, the channel or the template is wrong,
     or the channel refuses.
     """
@@ -116,4 +123,13 @@ def send_test(engine: Engine, settings: Settings, *, template: str | message_tem
     if delivery.status != "sent":
         raise MessagingError(_("The test was not sent: %(reason)s",
                                reason=delivery.error or delivery.status))
-    return {"address": address, "subject": subject, "provider_id": delivery.provider_id}
+    provider_id = delivery.provider_id
+    written = provider_id[len(FILE_PREFIX):] if provider_id and provider_id.startswith(FILE_PREFIX) else None
+    return {"address": address, "subject": subject, "provider_id": provider_id, "file": written}
+
+
+def sent_text(sent: Mapping[str, Any]) -> str:
+    """What a person is told after a test: the address it went to, or the file it was written to."""
+    if sent.get("file"):
+        return _("No mail server is set up: the letter was written to the file %(path)s.", path=sent["file"])
+    return _("Test letter sent to %(address)s.", address=sent["address"])

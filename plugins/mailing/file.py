@@ -7,12 +7,17 @@ unset, the email channel is this one; with no SMS gateway set, so is sms.
 
 A file is named by its message's id, so the files of a person being erased
 are found through their messages (theirs, or sent to their addresses) and
-deleted (`forget_contact`).
+deleted (`forget_contact`). A test letter has no message (id 0): its file is
+named by the moment and a random part, so one test never overwrites another.
+The answer's provider id is ``file:<path>``, so whoever sent it can say where
+the letter went instead of letting someone wait for mail that never comes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +38,13 @@ def outbox_dir(settings: Settings) -> Path:
 def file_name(message_id: int, channel: str) -> str:
     """The name of a message's file: its id first, so a person's files can be found from their messages."""
     return f"{message_id:08d}-email.eml" if channel == "email" else f"{message_id:08d}-{channel}.txt"
+
+
+def one_off_name(channel: str) -> str:
+    """The name of a test letter's file: no message id, so the moment and a random part keep each one apart."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    kind = "email.eml" if channel == "email" else f"{channel}.txt"
+    return f"test-{stamp}-{secrets.token_hex(4)}-{kind}"
 
 
 def forget_contact(conn: Any, settings: Settings, contact_id: int) -> int:
@@ -100,7 +112,8 @@ class FileChannel:
             if message.subject:
                 lines.append(f"Subject: {message.subject}")
             data = ("\n".join(lines) + "\n\n" + message.text).encode("utf-8")
-        path = self.directory / file_name(message.id, self.name)
+        name = file_name(message.id, self.name) if message.id else one_off_name(self.name)
+        path = self.directory / name
         temporary = path.with_name(path.name + ".part")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
