@@ -304,7 +304,7 @@ def test_duplicates_are_suggested_and_merged_by_a_marketer(admin_env: AdminEnv) 
                   follow_redirects=True)
     card = text(answer)
     assert f"Контакт #{ids['petrov_2']} объединён с #{ids['petrov_1']}" in card
-    assert 'href="tel:+74952223344"' in card and "объединено вручную" in card and "admin:marketer@shop.example" in card
+    assert 'href="tel:+74952223344"' in card and "объединено вручную" in card and ">marketer@shop.example<" in card
     gone = marketer.get(f"/contacts/{ids['petrov_2']}")
     assert gone.status_code == 302 and gone.location == f"/contacts/{ids['petrov_1']}"
     again = post(marketer, "/contacts/merge", {"survivor": ids["petrov_1"], "other": ids["petrov_2"]},
@@ -584,7 +584,8 @@ def test_gdpr_export_and_erase_a_person(admin_env: AdminEnv) -> None:
     assert f"Erased contact #{anna}" in text(erased) and "has been erased" in text(erased)
     assert "+79161234567" not in text(admin.get("/contacts/", query_string={"q": "8 916 123-45-67"}))
     audit = text(admin.get("/users/audit"))
-    assert "gdpr.export" in audit and "gdpr.erase" in audit and "admin:admin@shop.example" in audit
+    assert "gdpr.export" in audit and "gdpr.erase" in audit
+    assert "admin@shop.example" in audit and "admin:admin@" not in audit  # the person, not how the log keys them
 
 
 def park_a_run(env: AdminEnv, workflow: str = "reactivation_90d") -> int:

@@ -166,6 +166,42 @@ def test_a_message_page_shows_it_as_sent_and_the_html_only_through_the_frame(adm
     assert no_html.status_code == 404 and "нет HTML-части" in plain(no_html)
 
 
+def test_a_message_page_names_who_wrote_it_and_keeps_the_technical_rows_folded(admin_env: AdminEnv,
+                                                                                log: dict[str, int]) -> None:
+    """A campaign's letter names the campaign, a workflow's the workflow and step; one without origin is by hand."""
+    from workflows.models import Campaign
+
+    with admin_env.engine.begin() as conn:
+        conn.execute(insert(Campaign.__table__).values(
+            name="proverka_zhurnala", title="Проверка журнала", segment="all", channel="email",
+            template="reactivation_email", purpose="marketing", status="done",
+            created_by="admin:marketer@shop.example"))
+    campaign = add_message(admin_env, origin="campaign_proverka_zhurnala", key="workflow:38:1")
+    with admin_env.engine.begin() as conn:
+        conn.execute(Message.__table__.update().where(Message.__table__.c.id == campaign).values(
+            meta={"workflow": "campaign_proverka_zhurnala", "run": 38, "step": 1, "campaign": "proverka_zhurnala"},
+            worker="vm:7610", claimed_at=dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.timezone.utc)))
+    client = client_as(admin_env, "marketer")
+    page = client.get(f"/messages/{campaign}")
+    assert page.status_code == 200
+    origin = re.search(r'<td id="origin" data-kind="(\w+)">(.*?)</td>', text(page), re.S)
+    assert origin and origin.group(1) == "campaign"
+    assert "Рассылка" in plain(page) and "Проверка журнала" in origin.group(2) and "/campaigns/proverka_zhurnala" in \
+        origin.group(2)
+    assert "вручную" not in plain(page) and "шаг" not in origin.group(2)
+    facts, technical = text(page).split('<details id="technical">')
+    assert "workflow:38:1" not in facts and "vm:7610" not in facts and "#38" not in facts  # folded away
+    assert "workflow:38:1" in technical and "vm:7610" in technical and "Технические подробности" in technical
+    workflow = plain(client.get(f"/messages/{log['react_sent']}"))
+    assert "Сценарий" in workflow and "шаг 2" in workflow and "вручную" not in workflow
+    by_hand = client.get(f"/messages/{log['by_hand']}")
+    assert 'data-kind="hand"' in text(by_hand) and "отправлено вручную" in plain(by_hand)
+    assert post(client, "/language", {"language": "en", "next": "/messages/"}, token_from="/messages/").status_code \
+        == 302
+    english = plain(client.get(f"/messages/{campaign}"))
+    assert "Sent by the campaign" in english and "Technical details" in english
+
+
 def test_the_log_reads_in_english(admin_env: AdminEnv, log: dict[str, int]) -> None:
     client = client_as(admin_env, "marketer")
     assert post(client, "/language", {"language": "en", "next": "/messages/"}, token_from="/messages/").status_code \

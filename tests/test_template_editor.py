@@ -233,6 +233,9 @@ def test_every_save_is_a_version_with_a_diff_and_a_restore(admin_env: AdminEnv) 
     assert '<span class="diff-line added">+ &lt;i&gt;курсив&lt;/i&gt;</span>' in changes
     assert '<span class="diff-line same">  Первая строка</span>' in changes
     assert "Сравнение с версией 1." in changes and "<b>жирно</b>" not in changes
+    assert "@@" not in changes and '<span class="diff-line gap">Строки 1–2</span>' in changes  # no raw hunk header
+    assert "admin:" not in changes and "marketer@shop.example" in plain(marketer.get("/templates/spring/versions/2"))
+    assert "admin:" not in page and "<td>marketer@shop.example</td>" in page  # the person, as the audit shows them
     first = text(marketer.get("/templates/spring/versions/1"))
     assert "Первая версия: всё в ней новое." in first
     assert marketer.get("/templates/spring/versions/9").status_code == 404
@@ -253,6 +256,29 @@ def test_every_save_is_a_version_with_a_diff_and_a_restore(admin_env: AdminEnv) 
     missing = post(marketer, "/templates/spring/versions/77/restore", token_from="/templates/spring",
                    follow_redirects=True)
     assert "у шаблона spring нет версии 77" in plain(missing)
+
+
+def test_a_template_made_here_is_deleted_and_a_shipped_ones_copy_removed(admin_env: AdminEnv) -> None:
+    """With no shipped original the button deletes the template, and says so; an edited shipped one loses its copy."""
+    marketer = client_as(admin_env, "marketer")
+    assert save(marketer).status_code == 302
+    page = text(marketer.get("/templates/spring"))
+    assert "Удалить шаблон" in page and "Удалить изменённую копию" not in page and "удалён безвозвратно" in page
+    deleted = post(marketer, "/templates/spring/remove", token_from="/templates/spring", follow_redirects=True)
+    assert "Шаблон spring удалён." in plain(deleted)
+    assert marketer.get("/templates/spring").status_code == 404
+    shipped = message_templates.shipped(admin_env.settings, "reactivation_email")
+    assert shipped is not None
+    assert post(marketer, "/templates/save", letter(name="reactivation_email", text="Своя версия",
+                                                    subject="Тема"), token_from="/templates/new").status_code == 302
+    edited = text(marketer.get("/templates/reactivation_email"))
+    assert "Удалить изменённую копию" in edited and "Удалить шаблон" not in edited
+    removed = post(marketer, "/templates/reactivation_email/remove", token_from="/templates/reactivation_email",
+                   follow_redirects=True)
+    assert "Изменённая копия шаблона reactivation_email удалена." in plain(removed)
+    assert marketer.get("/templates/reactivation_email").status_code == 200  # the shipped one shows through again
+    viewer = client_as(admin_env, "viewer")
+    assert "Удалить" not in text(viewer.get("/templates/reactivation_email"))
 
 
 def test_a_shipped_template_is_version_zero(admin_env: AdminEnv) -> None:

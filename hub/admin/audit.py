@@ -53,8 +53,12 @@ def action_title(action: Any) -> str:
 
 
 def actor_title(who: Any) -> str:
-    """Who did it: a person's email as it is, the scheduler in the reader's words."""
-    return _(ACTOR_TITLES[who]) if who in ACTOR_TITLES else str(who)
+    """Who did it: a person's email (without the "admin:" the admin's actions are recorded with), the
+    scheduler and the command line in the reader's words."""
+    text = str(who or "")
+    if text in ACTOR_TITLES:
+        return _(ACTOR_TITLES[text])
+    return text.removeprefix("admin:") if text != "admin:" else text
 
 
 def record(conn: Connection, actor: str, action: str, *, contact_id: int | None = None,

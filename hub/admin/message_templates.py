@@ -16,6 +16,7 @@ restored.
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -32,7 +33,7 @@ from hub.admin.letter_frame import letter_response
 from hub.config import Settings
 from hub.i18n import gettext as _, lazy_gettext, ngettext
 from hub.message_templates import TemplateError
-from hub.messaging.test_send import MAX_ID, send_test
+from hub.messaging.test_send import MAX_ID, send_test, sent_text
 
 bp = Blueprint("message_templates", __name__, url_prefix="/templates")
 
@@ -132,6 +133,21 @@ def titles(template: message_templates.Template | None) -> dict[str, str]:
     return {"title": i18n.title(template.title), "description": i18n.title(template.description)}
 
 
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+def lines_title(header: str) -> str:
+    """A diff's hunk header ("@@ -1,3 +1,4 @@") as people read it: the lines of the newer version it shows."""
+    found = _HUNK.match(header)
+    if not found:
+        return ""
+    old_start, old_count, new_start, new_count = (int(g) if g is not None else 1 for g in found.groups())
+    start, count = (new_start, new_count) if new_count else (old_start, old_count)
+    if count <= 1:
+        return _("Line %(line)s", line=max(start, 1))
+    return _("Lines %(first)s–%(last)s", first=start, last=start + count - 1)
+
+
 def _contact_arg(raw: Any) -> int | None:
     text = str(raw or "").strip().lstrip("#")
     return int(text) if text.isdigit() and len(text) < 19 else None
@@ -221,9 +237,12 @@ def _page(form: TemplateForm, template: message_templates.Template | None, resul
             versions = template_versions.history(conn, settings, template.name)
     if base is None:
         base = versions[0].number if versions else -1
+    # A template made here from scratch has no shipped original to fall back to: removing it deletes it.
+    original = template is not None and message_templates.shipped(settings, template.name) is not None
     return render_template("message_templates/edit.html", form=form, template=template, result=result,
                            variables=template_variables.variables(settings), versions=versions, sent=sent,
-                           test_to=own_address(), base=base, conflict=conflict, **blocks(), **titles(template)), status
+                           test_to=own_address(), base=base, conflict=conflict, has_original=original,
+                           **blocks(), **titles(template)), status
 
 
 # --- pages --------------------------------------------------------------------------------
@@ -306,12 +325,12 @@ def test_send() -> Any:
         if error:
             return {"error": error}, 400
         assert sent is not None
-        return {"ok": True, "message": _("Test letter sent to %(address)s.", address=sent["address"]), **sent}
+        return {"ok": True, "message": sent_text(sent), **sent}
     if error:
         flash(error, "error")
     else:
         assert sent is not None
-        flash(_("Test letter sent to %(address)s.", address=sent["address"]), "ok")
+        flash(sent_text(sent), "ok")
     return _page(form, _editing(current_settings()), None, 400 if error else 200,
                  base=_base(request.form.get("base"))[0])
 
@@ -362,7 +381,8 @@ def version(name: str, number: int) -> Any:
             abort(404)
         before = template_versions.previous(conn, settings, found)
     return render_template("message_templates/version.html", version=found, before=before,
-                           changes=template_versions.diff(before, found), form=ActionForm())
+                           changes=template_versions.diff(before, found), form=ActionForm(),
+                           lines_title=lines_title)
 
 
 @bp.post("/<name>/versions/<int:number>/restore")
@@ -394,10 +414,15 @@ def restore(name: str, number: int) -> Any:
 @allow(read=None, write="marketer")
 def remove(name: str) -> Any:
     if ActionForm().validate_on_submit():
+        original = message_templates.shipped(current_settings(), name) is not None
         with engine().begin() as conn:
             removed = message_templates.remove(conn, name)
             if removed:
                 audit.record(conn, actor(), "template_removed", template=name)
-        flash(_("Removed the edited copy of %(name)s.", name=name) if removed
-              else _("%(name)s has no edited copy to remove.", name=name), "ok" if removed else "error")
+        if not removed:
+            flash(_("%(name)s has no edited copy to remove.", name=name), "error")
+        elif original:
+            flash(_("Removed the edited copy of %(name)s.", name=name), "ok")
+        else:
+            flash(_("Removed the template %(name)s.", name=name), "ok")
     return redirect(url_for("message_templates.index"))
