@@ -54,12 +54,41 @@ def test_the_catalog_lists_every_field_with_its_title_type_operators_and_choices
     assert "email" in channel["options"] and channel["title"] == "канал"
     stages = {c["value"]: c["title"] for c in fields["contact.lifecycle"]["choices"]}
     assert stages["dead"] == "Потерянные"
+    # Codes stay in the rule; the reader sees words: channels, purposes, genders, workflow states.
+    assert channel["option_titles"] == {"email": "Email", "sms": "SMS", "phone": "Звонки"}
+    purpose = [p for p in consent["parts"] if p.get("param") == "purpose"][0]
+    assert purpose["option_titles"]["marketing"] == "Акции и специальные предложения"
+    assert consent["title"] == "согласие: последний ответ по каналу и цели" and "none" not in consent["title"]
+    gender = fields["contact.gender"]
+    assert gender["title"] == "пол" and {c["title"] for c in gender["choices"]} == {"мужской", "женский"}
+    states = {c["value"]: c["title"] for c in fields["workflow.<name>.status"]["choices"]}
+    assert states["running"] == "выполняется" and states["none"] == "не входил" and states["exited"] != "exited"
+    # The words a marketer searches by find the classic task's three fields.
+    for words, pattern in (("город", "contact.city"), ("число заказов", "orders.count"),
+                           ("последний заказ", "orders.last_at")):
+        found = [f["pattern"] for f in fields.values()
+                 if all(w in " ".join((f["title"], f["keywords"], f["pattern"])).lower() for w in words.split())]
+        assert pattern in found, (words, found)
+    assert catalog_texts(viewer)["operator"] == "Как сравнить" and catalog_texts(viewer)["value"] == "Значение"
     # plugins' fields are there, from the registry: the builder has no list of its own
     assert "messages.last_sent_at" in fields and "workflow.<name>.status" in fields
     post(viewer, "/language", {"language": "en"})
     english = viewer.get("/segments/builder/fields").get_json()
     assert english["operators"]["after"]["title"] == "after"
     assert english["groups"][0]["title"] == "Contact"
+
+
+def catalog_texts(client: Any) -> dict[str, str]:
+    page = text(client.get("/segments/dormant_90d"))
+    return dict(json.loads(page.split('id="segment-builder-data">')[1].split("</script>")[0])["texts"])
+
+
+def test_an_emptied_group_says_so_in_plain_words(admin_env: AdminEnv) -> None:
+    marketer = client_as(admin_env, "marketer")
+    token = csrf_token(marketer, "/segments/new")
+    tree = {"order": ["name", "rule"], "other": {}, "name": "empty_group", "rule": {"kind": "all", "items": []}}
+    answer = json_post(marketer, "/segments/write", {"model": tree}, token).get_json()
+    assert answer["problems"] == ["rule.all: группа пуста: добавьте хотя бы одно условие"]
 
 
 def test_the_edit_page_carries_the_builder_and_its_data(admin_env: AdminEnv) -> None:

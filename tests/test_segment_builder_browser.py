@@ -74,8 +74,13 @@ def test_a_marketer_builds_a_segment_without_yaml(live: str, browser: Browser, a
     assert "3" in browser.text(f'{node("rule.all[0]")} .suggestion[data-value="Москва"]')
     browser.click(f'{node("rule.all[0]")} .suggestion[data-value="Москва"]')
 
-    # Orders: two or more (the consent condition of the example becomes the order count)
-    pick_field(browser, "rule.all[1]", "заказ", "orders.count")
+    # The example's consent condition reads in words: no codes, no English
+    consent = browser.text(f"{node('rule.all[1]')} .node-body")
+    assert "(granted)" not in consent and "marketing" not in consent and "none" not in consent, consent
+    assert browser.find(f"{node('rule.all[1]')} select.op").get_attribute("aria-label") == "Как сравнить"
+
+    # Orders: two or more (the consent condition of the example becomes the order count), found by a marketer's words
+    pick_field(browser, "rule.all[1]", "число заказов", "orders.count")
     browser.select(f"{node('rule.all[1]')} select.op", "gte")
     browser.wait(lambda: browser.find(f"{node('rule.all[1]')} select.op").get_attribute("value") == "gte",
                  "the operator «не меньше»")
@@ -84,12 +89,13 @@ def test_a_marketer_builds_a_segment_without_yaml(live: str, browser: Browser, a
     # The last order before 60 days ago, first typed without the sign
     browser.click('#segment-builder [data-path="rule"] > .node-body > .builder-add .add-condition')
     browser.wait(lambda: browser.exists(node("rule.all[2]")), "a third condition")
-    pick_field(browser, "rule.all[2]", "последний", "orders.last_at")
+    pick_field(browser, "rule.all[2]", "последний заказ", "orders.last_at")
     browser.select(f"{node('rule.all[2]')} select.op", "before")
     browser.wait(lambda: browser.exists(f"{node('rule.all[2]')} .value-input"), "the value box for «до»")
     browser.type(f"{node('rule.all[2]')} .value-input", "60d")
     problem = browser.wait_text(f"{node('rule.all[2]')} .node-problems", "нет знака")
-    assert "rule.all[2].value" in problem and "-60d — 60 дней назад" in problem
+    assert "rule.all[2]" not in problem and "-60d — 60 дней назад" in problem  # next to the condition, no path
+    assert "rule.all[2].value" in browser.text("#check-result")  # the list of problems keeps it
     assert "invalid" in browser.find(f"{node('rule.all[2]')} .value-editor").get_attribute("class")
     browser.fill(f"{node('rule.all[2]')} .value-input", "-60d")
     browser.wait_text(f"{node('rule.all[2]')} .value-hint", "60 дней назад")
@@ -129,7 +135,7 @@ def test_a_rule_the_builder_cannot_draw_stays_text_and_is_kept(live: str, browse
                               "    - {feild: contact.city, op: eq, value: Москва}\n")
     browser.wait(lambda: browser.exists(f"{node('rule.all[1]')}.node-text"), "the misspelt condition kept as text")
     assert "feild" in browser.find(f"{node('rule.all[1]')} textarea").get_attribute("value")
-    browser.wait_text(f"{node('rule.all[1]')} .node-problems", "неизвестный ключ 'feild'")
+    browser.wait_text(f"{node('rule.all[1]')} .node-problems", "Неизвестный ключ 'feild'")
     browser.fill(f"{node('rule.all[0]')} .value-input", "Москва")  # a change elsewhere in the builder…
     browser.wait(lambda: "value: Москва\n  - feild: contact.city" in browser.find("#document").get_attribute("value"),
                  "the text rewritten with the misspelt condition as it was")

@@ -120,7 +120,8 @@ def test_problems_are_told_in_russian_by_default_with_paths_fields_and_operators
     ({"field": "workflow.welcome.status", "op": "eq", "value": "done"},
      "rule.field: 'workflow.welcome.status' is not a field; workflow.<name>.status comes from the workflows plugin, "
      "which is not loaded"),
-    ({"all": []}, "rule.all: expected a list of at least one rule, found a list"),
+    ({"all": []}, "rule.all: the group is empty: add at least one condition"),
+    ({"any": {"field": "orders.count"}}, "rule.any: expected a list of at least one rule, found a mapping"),
     ({"all": [{"field": "orders.count", "op": "gte", "value": 1}], "any": []},
      "rule: a 'all' group stands alone; found also any (put conditions inside the group)"),
     (["orders.count"], "rule: expected a rule like {field: ..., op: ..., value: ...} or {all: [...]}, found a list"),

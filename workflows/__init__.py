@@ -195,11 +195,12 @@ def check_send(conn: Connection, settings: Any, message: Any, now: Any) -> Any:
 @hookimpl
 def register_segment_fields(register: Callable[[str, Any], None]) -> None:
     from hub.api import N_, SegmentField
-    from workflows import nps
+    from workflows import names, nps
 
     register("workflow.<name>.status", SegmentField(
         "choice", _run_status, N_("state of the contact's latest run of a workflow (none: never entered)"),
-        choices=RUN_STATES, params={"name": _workflow_names}))
+        choices=RUN_STATES, params={"name": _workflow_names},
+        choice_titles={state: names.STATE_TITLES[state] for state in RUN_STATES}))
     register("contact.nps", SegmentField("integer", nps.latest_score,
                                          N_("the latest NPS score (0-10) the contact gave in a survey")))
 

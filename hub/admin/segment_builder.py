@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import Connection, String, cast, func, literal, select
 
-from hub import formats
+from hub import consent, formats
 from hub.config import Settings
 from hub.db import utcnow
 from hub.i18n import N_, gettext as _
@@ -41,6 +41,19 @@ GROUP_TITLES = {"contact": N_("Contact"), "orders": N_("Orders"), "consent": N_(
 _ORDER = {key: i for i, key in enumerate(GROUP_TITLES)}  # the core's groups first, in this order; plugins' after
 PARAM_TITLES = {"channel": N_("channel"), "purpose": N_("purpose"), "name": N_("the name"),
                 "window": N_("period"), "property": N_("property")}
+# What a placeholder's values are called, in the reader's words (the rule keeps the code: consent.email.marketing).
+PARAM_OPTION_TITLES = {"channel": consent.channel_title, "purpose": consent.purpose_title}
+# Words a marketer searches the field list by, beside each field's title: "число заказов" finds orders.count
+# though its title says «число выигранных заказов». Messages: each language has its own words.
+KEYWORDS = {
+    "contact.city": N_("city, town, place, where they live"),
+    "contact.gender": N_("gender, sex, men, women"),
+    "orders.count": N_("number of orders, orders count, purchases, bought how many times"),
+    "orders.last_at": N_("last order, last purchase, last bought, how long since they bought"),
+    "orders.first_at": N_("first order, first purchase"),
+    "orders.revenue": N_("revenue, total spent, sum of orders, money"),
+    "consent.<channel>.<purpose>": N_("consent, agreed, subscribed, unsubscribed, mailing permission"),
+}
 
 
 class SuggestError(ValueError):
@@ -67,7 +80,8 @@ def catalog(registry: Registry) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "pattern": pattern, "title": _(spec.description) if spec.description else pattern,
             "type": spec.type, "type_title": type_title(spec.type), "operators": registry.operator_names(spec.type),
-            "suggest": spec.suggest, "parts": list(_parts(registry, pattern))}
+            "suggest": spec.suggest, "parts": list(_parts(registry, pattern)),
+            "keywords": _(KEYWORDS[pattern]) if pattern in KEYWORDS else ""}
         if spec.type == "choice":
             entry["choices"] = [{"value": c, "title": _(spec.choice_titles[c]) if c in spec.choice_titles else c}
                                 for c in registry.choices(spec)]
@@ -89,8 +103,10 @@ def _parts(registry: Registry, pattern: str) -> Iterator[dict[str, Any]]:
         if part.startswith("<") and part.endswith(">"):
             key = part[1:-1]
             allowed = spec.params.get(key)
-            yield {"param": key, "title": _(PARAM_TITLES[key]) if key in PARAM_TITLES else key,
-                   "options": list(allowed(registry.settings)) if allowed else None}
+            options = list(allowed(registry.settings)) if allowed else None
+            title_of = PARAM_OPTION_TITLES.get(key)
+            yield {"param": key, "title": _(PARAM_TITLES[key]) if key in PARAM_TITLES else key, "options": options,
+                   "option_titles": {o: title_of(o) for o in options} if options and title_of else {}}
         else:
             yield {"text": part}
 
@@ -184,5 +200,5 @@ def texts() -> dict[str, str]:
         "moment_help": _("-60d is 60 days ago, +7d a week ahead; or a date like 2026-01-31"),
         "span_help": _("a length: 30d, 2w, 6m or 1y"), "unknown_field": _("unknown field"),
         "unknown_op": _("unknown operator"), "readonly": _("Read-only: you may look, not change."),
-        "other": _("Other keys"),
+        "other": _("Other keys"), "operator": _("How to compare"), "value": _("Value"),
     }

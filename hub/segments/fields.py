@@ -356,7 +356,7 @@ def core_fields() -> dict[str, SegmentField]:
         "contact.middle_name": _text("middle_name", N_("patronymic")),
         "contact.city": _text("city", N_("city as written"), suggest=True),
         "contact.company": _text("company", N_("company"), suggest=True),
-        "contact.gender": SegmentField("choice", _column("gender"), N_("m or f"), choices=("m", "f"), tracked=True,
+        "contact.gender": SegmentField("choice", _column("gender"), N_("gender"), choices=("m", "f"), tracked=True,
                                        choice_titles=GENDER_TITLES),
         "contact.timezone": _text("timezone", N_("the contact's own time zone, e.g. Asia/Yekaterinburg"),
                                   suggest=True),
@@ -381,7 +381,7 @@ def core_fields() -> dict[str, SegmentField]:
         "orders.last_at": SegmentField("datetime", _column("last_order_at"), N_("last won order closed"),
                                        tracked=True),
         "consent.<channel>.<purpose>": SegmentField(
-            "choice", _consent_status, N_("the latest consent answer (none: never asked)"),
+            "choice", _consent_status, N_("consent: the latest answer for a channel and purpose"),
             choices=CONSENT_STATES, params={"channel": consent.channels, "purpose": consent.purposes},
             predicate=_consent_predicate, tracked=True, choice_titles=CONSENT_TITLES),
     }

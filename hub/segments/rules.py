@@ -328,7 +328,10 @@ class Parser:
         if kind == "not":
             item = self.rule(body, f"{path}.not", depth + 1)
             return Not(f"{path}.not", item) if item is not None else None
-        if not isinstance(body, list) or not body:
+        if isinstance(body, list) and not body:
+            self.problem(f"{path}.{kind}", _("the group is empty: add at least one condition"))
+            return None
+        if not isinstance(body, list):
             self.problem(f"{path}.{kind}", _("expected a list of at least one rule, found %(found)s",
                                              found=_kind(body)))
             return None

@@ -112,7 +112,9 @@
       if (node) {
         var slot = node.querySelector(":scope > .node-problems");
         if (!slot) return false;
-        slot.appendChild(el("li", "error", problem));
+        // Next to the condition the path says nothing: only the detail, capitalised (the list below keeps it whole).
+        var detail = problem.slice(m[0].length);
+        slot.appendChild(el("li", "error", detail.charAt(0).toUpperCase() + detail.slice(1)));
         node.classList.add("has-problem");
         if (part) {
           var control = node.querySelector(":scope > .node-body [data-part=\"" + part + "\"]");
@@ -297,7 +299,7 @@
     var ops = f ? f.operators.slice() : [];
     var op = el("select", "op");
     op.setAttribute("data-part", "op");
-    op.setAttribute("aria-label", "op");
+    op.setAttribute("aria-label", this.t.operator);
     if (node.op === undefined || node.op === null || ops.indexOf(node.op) < 0) {
       var blank = el("option", null, node.op ? node.op + " (" + this.t.unknown_op + ")" : this.t.pick);
       blank.value = node.op || "";
@@ -354,12 +356,15 @@
     panel.appendChild(list);
     panel.appendChild(none);
     function filter() {
-      var q = search.value.trim().toLowerCase();
+      var words = search.value.trim().toLowerCase().replace(/ё/g, "е").split(/\s+/).filter(Boolean);
       list.textContent = "";
       var found = 0, group = null;
       self.fields.forEach(function (candidate) {
-        var hay = (candidate.title + " " + candidate.pattern + " " + candidate.type_title).toLowerCase();
-        if (q && hay.indexOf(q) < 0) return;
+        // Every typed word somewhere in the title, the search words or the name: "число заказов" finds
+        // «число выигранных заказов».
+        var hay = [candidate.title, candidate.keywords || "", candidate.pattern, candidate.type_title]
+          .join(" ").toLowerCase().replace(/ё/g, "е");
+        if (!words.every(function (w) { return hay.indexOf(w) >= 0; })) return;
         if (candidate.group !== group) {
           group = candidate.group;
           list.appendChild(el("h3", "field-group", group));
@@ -416,8 +421,9 @@
         control = el("select", "field-param");
         var options = p.options.slice();
         if (options.indexOf(parts[i]) < 0) options.unshift(parts[i]);
+        var titles = p.option_titles || {};
         options.forEach(function (value) {
-          var option = el("option", null, value);
+          var option = el("option", null, titles[value] || value);
           option.value = value;
           option.selected = value === parts[i];
           control.appendChild(option);
@@ -466,7 +472,7 @@
       box.appendChild(this.listEditor(node, f, choices));
     } else if (choices) {
       var select = el("select", "value-choice");
-      select.setAttribute("aria-label", "value");
+      select.setAttribute("aria-label", this.t.value);
       var values = choices.map(function (c) { return c.value; });
       if (node.value === undefined || values.indexOf(node.value) < 0) {
         var odd = el("option", null, node.value === undefined ? this.t.pick : shown(node.value));
@@ -475,7 +481,7 @@
         select.appendChild(odd);
       }
       choices.forEach(function (c) {
-        var option = el("option", null, c.title === c.value ? c.value : c.title + " (" + c.value + ")");
+        var option = el("option", null, c.title);  // the title only: the code stays in the text form
         option.value = c.value;
         option.selected = c.value === node.value;
         select.appendChild(option);
@@ -489,7 +495,7 @@
     } else {
       var input = el("input", "value-input");
       input.type = "text";
-      input.setAttribute("aria-label", "value");
+      input.setAttribute("aria-label", this.t.value);
       if (f && NUMERIC[f.type] && kind === "one") input.inputMode = "decimal";
       input.value = shown(node.value);
       input.addEventListener("input", function () {
