@@ -343,14 +343,19 @@ def create() -> Any:
     return redirect(url_for("campaigns.detail", name=made["name"]))
 
 
+def _no_longer_editable(campaign: dict[str, Any]) -> Any:
+    """Back to the campaign's page, saying why its form is closed (it started, finished or was cancelled)."""
+    flash(gettext("This campaign is %(status)s: it can no longer be changed.",
+                  status=status_title(campaign["status"])), "error")
+    return redirect(url_for("campaigns.detail", name=campaign["name"]))
+
+
 @bp.get("/<name>/edit")
 @allow(read="marketer")
 def edit(name: str) -> Any:
     campaign = _show(name)
     if campaign["status"] not in EDITABLE:
-        flash(gettext("This campaign is %(status)s: it can no longer be changed.",
-                      status=status_title(campaign["status"])), "error")
-        return redirect(url_for("campaigns.detail", name=name))
+        return _no_longer_editable(campaign)
     return _form_page(values_of(campaign), [], name)
 
 
@@ -359,9 +364,7 @@ def edit(name: str) -> Any:
 def save(name: str) -> Any:
     campaign = _show(name)
     if campaign["status"] not in EDITABLE:
-        flash(gettext("This campaign is %(status)s: it can no longer be changed.",
-                      status=status_title(campaign["status"])), "error")
-        return redirect(url_for("campaigns.detail", name=name))
+        return _no_longer_editable(campaign)
     values = form_values(request.form)
     draft, own = read_draft(values)
     settings = current_settings()

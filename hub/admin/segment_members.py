@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterator
 
-import phonenumbers
 from flask import Blueprint, Response, flash, redirect, render_template, request, send_file, stream_with_context, \
     url_for
 from sqlalchemy import Connection, false, select
@@ -196,25 +195,13 @@ def display_name(row: Any) -> str:
     return " ".join(p for p in (row.last_name, row.first_name, row.middle_name) if p) or f"#{row.id}"
 
 
-def readable_phone(e164: str | None, region: str) -> str:
-    """A phone as people of the shop's country write it: 8 (916) 123-45-67 at home, +49 30 … abroad."""
-    if not e164:
-        return ""
-    try:
-        parsed = phonenumbers.parse(e164, region)
-    except phonenumbers.NumberParseException:
-        return e164
-    if phonenumbers.region_code_for_number(parsed) == region.upper():
-        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-
-
 def shaped(rows: list[Any], found: dict[int, dict[str, list[str]]], region: str) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         phones, emails = found.get(r.id, {}).get("phone", []), found.get(r.id, {}).get("email", [])
         out.append({"id": r.id, "name": display_name(r), "phone_e164": phones[0] if phones else "",
-                    "phone": readable_phone(phones[0], region) if phones else "", "email": emails[0] if emails else "",
+                    "phone": formats.national_phone(phones[0], region) if phones else "",
+                    "email": emails[0] if emails else "",
                     "city": r.city or "", "entered_at": r.entered_at, "orders_count": r.orders_count,
                     "revenue": r.revenue, "last_order_at": r.last_order_at})
     return out
