@@ -269,7 +269,7 @@ def test_write_back_sets_a_field_adds_a_note_and_a_task_for_the_manager(
     import datetime as dt
 
     connect(hub_db, sandbox)
-    settings = with_settings(hub_db.settings, extra={"amocrm": {"fields": {"city": CITY.id}}})
+    settings = with_settings(hub_db.settings, extra={**hub_db.settings.extra, "amocrm": {"fields": {"city": CITY.id}}})
     source = AmoSource(settings)
     target = sandbox.account.contact_ids()[3]
     manager = sandbox.account.contact(target)["responsible_user_id"]

@@ -191,7 +191,7 @@ def test_a_comment_whose_answer_was_cut_off_is_not_added_twice(hub: HubDB, porta
 def test_the_client_keeps_inside_the_portal_bucket(hub: HubDB) -> None:
     server = SandboxServer(Portal(contacts=60, seed=3, today=TODAY, rate=20, burst=4)).start()
     try:
-        settings = replace(hub.settings, extra={"bitrix24": {"rate": 20, "burst": 4}})
+        settings = replace(hub.settings, extra={**hub.settings.extra, "bitrix24": {"rate": 20, "burst": 4}})
         client = connection.client(settings, hub.engine, {"kind": "webhook", "url": server.webhook_url})
         for _ in range(25):
             client.call("crm.contact.list", {"select": ["ID"], "start": -1})
@@ -261,7 +261,7 @@ def test_write_back_adds_a_comment_a_todo_and_a_field(hub: HubDB, portal: Sandbo
     connect(portal)
     # A real portal holds the code in a contact UF_CRM_* field; the emulator's contacts have none, so a
     # standard field stands in for it.
-    settings = replace(hub.settings, extra={"bitrix24": {"fields": {"promo_code": "COMMENTS"}}})
+    settings = replace(hub.settings, extra={**hub.settings.extra, "bitrix24": {"fields": {"promo_code": "COMMENTS"}}})
     sync.run(hub.engine, settings, "bitrix24", full=True)
     external_id = sorted(portal.portal.contact_ids())[5]
     contact_id = hub_card(hub, external_id)["id"]

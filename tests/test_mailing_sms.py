@@ -35,8 +35,8 @@ def mailing(plugin_manager):
 
 
 def gateway_settings(db: HubDB, **extra: Any):
-    return replace(db.settings, extra={"sms_url": GATEWAY, "sms_auth_header": f"Authorization: Bearer {KEY}",
-                                       "sms_sender": "LAVKA", **extra})
+    return replace(db.settings, extra={**db.settings.extra, "sms_url": GATEWAY, "sms_sender": "LAVKA",
+                                       "sms_auth_header": f"Authorization: Bearer {KEY}", **extra})
 
 
 def person(db: HubDB, phone: str = "+79161234567", first: str = "Анна") -> int:
@@ -125,7 +125,7 @@ def test_refused_credentials_stop_the_channel_without_suppressing_anyone(hub_db:
 def test_a_key_in_the_gateway_url_never_shows_in_errors(hub_db: HubDB, mailing) -> None:
     url = f"{GATEWAY}?apikey={KEY}"
     responses.add(responses.POST, url, body=requests.ConnectionError(f"Max retries exceeded with url: {url}"))
-    settings = replace(hub_db.settings, extra={"sms_url": url})
+    settings = replace(hub_db.settings, extra={**hub_db.settings.extra, "sms_url": url})
     mid = queue_sms(hub_db, settings, person(hub_db))
     messaging.dispatch(hub_db.engine, settings)
     saved = row(hub_db, mid)
@@ -146,7 +146,7 @@ def test_smsru_preset(hub_db: HubDB, mailing) -> None:
         return 200, {}, json.dumps({"status": "OK", "status_code": 100, "sms": {number: entry}, "balance": 10.5})
 
     responses.add_callback(responses.POST, sms.SMSRU_URL, callback=answer)
-    settings = replace(hub_db.settings, extra={"sms_provider": "smsru", "sms_api_key": KEY})
+    settings = replace(hub_db.settings, extra={**hub_db.settings.extra, "sms_provider": "smsru", "sms_api_key": KEY})
     ok = queue_sms(hub_db, settings, person(hub_db, "+79161234567"), key="a")
     dead = queue_sms(hub_db, settings, person(hub_db, "+79031112233"), key="b")
     later = queue_sms(hub_db, settings, person(hub_db, "+79261112233"), key="c")
@@ -163,7 +163,7 @@ def test_smsru_preset(hub_db: HubDB, mailing) -> None:
 def test_smsru_refusing_the_key_stops_the_channel(hub_db: HubDB, mailing) -> None:
     responses.add(responses.POST, sms.SMSRU_URL,
                   json={"status": "ERROR", "status_code": 200, "status_text": f"Неправильный api_id {KEY}"})
-    settings = replace(hub_db.settings, extra={"sms_provider": "smsru", "sms_api_key": KEY})
+    settings = replace(hub_db.settings, extra={**hub_db.settings.extra, "sms_provider": "smsru", "sms_api_key": KEY})
     queue_sms(hub_db, settings, person(hub_db))
     with use_language("en"):  # the channel's error in the reader's language (Russian by default)
         report = messaging.dispatch(hub_db.engine, settings)
@@ -186,7 +186,7 @@ def test_wrong_gateway_settings_are_named(hub_db: HubDB, extra: dict, error: str
 
 
 def test_without_a_gateway_sms_goes_to_the_outbox_folder(hub_db: HubDB, mailing, tmp_path: Path) -> None:
-    settings = replace(hub_db.settings, extra={"outbox_dir": str(tmp_path / "out")})
+    settings = replace(hub_db.settings, extra={**hub_db.settings.extra, "outbox_dir": str(tmp_path / "out")})
     mid = queue_sms(hub_db, settings, person(hub_db))
     assert messaging.dispatch(hub_db.engine, settings).sent == 1
     written = tmp_path / "out" / f"{mid:08d}-sms.txt"

@@ -138,7 +138,8 @@ def test_only_consenting_recipients_get_one_message_each(hub_db: HubDB, mailing,
 
 
 def test_the_file_channel_writes_the_same_message_without_a_server(hub_db: HubDB, mailing, tmp_path: Path) -> None:
-    settings = replace(hub_db.settings, extra={"outbox_dir": str(tmp_path / "out"), "mail_from": "shop@example.ru"})
+    settings = replace(hub_db.settings, extra={**hub_db.settings.extra, "outbox_dir": str(tmp_path / "out"),
+                                               "mail_from": "shop@example.ru"})
     cid = person(hub_db, "Анна", "anna@example.ru")
     queue_reactivation(hub_db, settings, [cid])
     assert messaging.dispatch(hub_db.engine, settings).sent == 1
@@ -330,7 +331,7 @@ def test_a_wrong_smtp_url_is_named_without_its_password(hub_db: HubDB, mailing, 
     from plugins.mailing.email import SMTPConfig
 
     with pytest.raises(SettingsError) as err, use_language("en"):
-        SMTPConfig.from_settings(replace(hub_db.settings, extra={"smtp_url": url}))
+        SMTPConfig.from_settings(replace(hub_db.settings, extra={**hub_db.settings.extra, "smtp_url": url}))
     assert str(err.value).startswith(error) and "secret" not in str(err.value)
 
 
@@ -472,7 +473,7 @@ def test_two_rq_workers_on_one_batch_deliver_each_message_exactly_once(hub_db: H
 def test_the_rate_limit_is_shared_through_redis_when_configured(hub_db: HubDB, mailing, redis_url: str) -> None:
     from hub import ratelimit
 
-    settings = replace(hub_db.settings, redis_url=redis_url, extra={"email_rate": "5"})
+    settings = replace(hub_db.settings, redis_url=redis_url, extra={**hub_db.settings.extra, "email_rate": "5"})
     limiter = messaging.Dispatcher(hub_db.engine, settings)._limiter("email")
     assert isinstance(limiter, ratelimit.RedisBucket) and limiter.rate == 5.0 and limiter.burst == 5
     local = messaging.Dispatcher(hub_db.engine, replace(settings, redis_url=None))._limiter("email")

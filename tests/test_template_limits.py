@@ -112,4 +112,5 @@ def test_the_sms_gateway_body_template_is_sandboxed_the_same_way(tmp_path: Path,
                         ("{% for i in range(3000) %}{% for j in range(3000) %}{% endfor %}{% endfor %}",
                          "шагов")):
         with pytest.raises(SettingsError, match=f"HUB_SMS_BODY: .*{error}"):
-            sms.channel(replace(settings, extra={"sms_url": "http://127.0.0.1:9/send", "sms_body": body}))
+            sms.channel(replace(settings, extra={**settings.extra, "sms_url": "http://127.0.0.1:9/send",
+                                                 "sms_body": body}))

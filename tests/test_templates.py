@@ -153,7 +153,8 @@ def test_plugins_ship_template_folders(hub_db: HubDB, plugin_manager, tmp_path: 
 def test_company_details_come_from_the_company_table_or_variables(hub_db: HubDB) -> None:
     from dataclasses import replace
 
-    settings = replace(hub_db.settings, extra={"company": {"name": "Лавка", "inn": "7700000000"},
+    settings = replace(hub_db.settings, extra={**hub_db.settings.extra,
+                                               "company": {"name": "Лавка", "inn": "7700000000"},
                                                "company_phone": "+7 495 111-22-33"})
     assert message_templates.company(settings) == {"name": "Лавка", "phone": "+7 495 111-22-33", "email": "",
                                            "website": "", "address": "", "inn": "7700000000"}
