@@ -57,6 +57,7 @@ from hub.messaging.rules import Verdict
 from hub.messaging.sms_parts import text_parts
 from hub.normalize import email as normalize_email
 from hub.normalize import person_name
+from hub.spreadsheet import split_full_name
 from hub.normalize import phones as normalize_phones
 from hub.models import (NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Contact, ContactIdentity, Event, ExternalRef, Message,
                         Order)
@@ -91,6 +92,7 @@ __all__ = [
     # sources: what they read and hand over
     "Source", "TargetedSource", "ReconcilingSource", "Page", "ContactRecord", "OrderRecord", "Deletion",
     "OrderStatus", "SyncError", "WriteBack", "WriteBackError", "NoCrmHolds", "person_name",
+    "split_full_name",  # (first, last, middle) from one ФИО written as Russians do ("Иванов Иван Иванович")
     # people: who a contact is now (after merges), their card, their consent, their local time
     "current_contact_id", "contact_card", "ContactIdentity", "unmerge", "UnmergeRefused",
     # finding a person by what another system knows: a phone or email as Hub normalizes it

@@ -206,3 +206,19 @@ def test_deletion_events() -> None:
     lead_deleted = {**event, "type": "lead_deleted", "entity_id": 19619}
     assert mapping.deletion(lead_deleted) == Deletion("amocrm", "order", "19619")
     assert mapping.deletion({**event, "type": "lead_status_changed"}) is None
+
+
+def test_a_contact_typed_as_one_whole_name_is_read_as_its_parts() -> None:
+    """Only `name` filled ("Журавлёва Анастасия Владимировна"): merged with a Bitrix24 record that has the parts,
+    a first name holding all of it would read «Журавлёва Журавлёва Анастасия Владимировна Владимировна»."""
+    def named(name: str) -> tuple[str | None, str | None, str | None]:
+        record = mapping.contact({"id": 9, "name": name, "first_name": "", "last_name": "",
+                                  "custom_fields_values": None, "created_at": 1582117331, "updated_at": 1582117331})
+        return record.first_name, record.last_name, record.middle_name
+
+    assert named("Журавлёва Анастасия Владимировна") == ("Анастасия", "Журавлёва", "Владимировна")
+    assert named("сычёва анна павловна") == ("Анна", "Сычёва", "Павловна")
+    assert named("Иван Петров") == ("Иван", "Петров", None)
+    assert named("Римский-Корсаков Николай") == ("Николай", "Римский-Корсаков", None)
+    for kept in ("ООО Ромашка, Анна", "Анна", "Анна 2 этаж", "Иванов Иван Иванович Петрович"):
+        assert named(kept) == (kept, None, None)  # not an ФИО: kept whole, as typed

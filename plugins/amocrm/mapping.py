@@ -43,9 +43,11 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from hub.api import ContactRecord, Deletion, OrderRecord, OrderStatus, person_name
+from hub.api import ContactRecord, Deletion, OrderRecord, OrderStatus, person_name, split_full_name
 
 SOURCE = "amocrm"
+# Two or three words of letters (a hyphen inside one): a person's ФИО, not a company or a note.
+_FIO = re.compile(r"^[^\W\d_]+(?:-[^\W\d_]+)?(?: [^\W\d_]+(?:-[^\W\d_]+)?){1,2}$")
 WON, LOST = 142, 143
 TRANSACTION_PREFIX = "transaction:"
 DELETION_EVENTS = {"contact_deleted": "contact", "lead_deleted": "order"}
@@ -177,11 +179,17 @@ def contact(row: Mapping[str, Any], fields: Mapping[str, Any] | None = None,
     # Names as people write them: "ИВАНОВ" becomes "Иванов", as imports have it.
     first = person_name(row.get("first_name"))
     last = person_name(row.get("last_name"))
+    middle = None
     if not first and not last:
         first = person_name(row.get("name"))
+        if first and _FIO.match(first):
+            # Only the whole name was typed ("Журавлёва Анастасия Владимировна"): read as an ФИО, so the first
+            # name is not all of it (merged with a CRM that split it, it would read twice). Anything else
+            # ("ООО Ромашка, Анна") stays whole in the first name, as typed.
+            first, last, middle = (person_name(part) for part in split_full_name(first))
     labels: dict[str, str] = {}
     record = ContactRecord(
-        source=SOURCE, external_id=external_id, first_name=first, last_name=last,
+        source=SOURCE, external_id=external_id, first_name=first, last_name=last, middle_name=middle,
         phones=_field_values(row, "PHONE", labels), emails=_field_values(row, "EMAIL", labels), labels=labels,
         tags=[str(t.get("name")) for t in ((row.get("_embedded") or {}).get("tags") or []) if t.get("name")],
         created_at=_stamp(row, "created_at", "contact", problems),
