@@ -133,7 +133,18 @@ class Browser:
         self.find(css).send_keys(value)
 
     def click(self, css: str) -> None:
-        self.find(css).click()
+        """Click what `css` finds; a node the page redraws between finding and clicking it (a list of
+        suggestions answering each typed letter) is found again, as a person's next click would."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        def clicked() -> bool:
+            try:
+                self.find(css).click()
+            except StaleElementReferenceException:
+                return False
+            return True
+
+        self.wait(clicked, f"{css} to take a click")
 
     def select(self, css: str, value: str) -> None:
         from selenium.webdriver.support.ui import Select
