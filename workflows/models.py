@@ -44,7 +44,7 @@ class WorkflowRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str | None] = mapped_column(String(300))
-    origin: Mapped[str] = mapped_column(String(16))  # library | file
+    origin: Mapped[str] = mapped_column(String(16))  # library | file | admin | campaign
     definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
     version: Mapped[int] = mapped_column(Integer, default=1)
     enabled: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -63,6 +63,8 @@ class WorkflowVersion(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Who saved it ("admin:anna@shop.example", "cli"); None for shipped versions and those saved before it was kept.
+    created_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class WorkflowRun(Base):

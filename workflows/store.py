@@ -29,6 +29,7 @@ workflows_t = WorkflowRow.__table__
 versions_t = WorkflowVersion.__table__
 LIBRARY = Path(__file__).parent / "library"
 LIBRARY_ORIGIN, FILE_ORIGIN = "library", "file"
+ADMIN_ORIGIN = "admin"  # made in the admin's builder (from scratch or copied from the library)
 CAMPAIGN_ORIGIN = "campaign"  # a campaign's own workflow: built, started and finished by workflows.campaigns
 
 _parsed: dict[tuple[str, int, str], Workflow] = {}
@@ -58,7 +59,7 @@ def install_library(conn: Connection) -> None:
             _new_version(conn, row.id, row.version + 1, document)
 
 
-def _insert(conn: Connection, document: dict[str, Any], origin: str) -> int:
+def _insert(conn: Connection, document: dict[str, Any], origin: str, by: str | None = None) -> int:
     now = utcnow()
     ins = insert_for(conn, workflows_t).values(
         name=document["name"], title=document.get("title"), origin=origin, definition=document, version=1,
@@ -66,21 +67,28 @@ def _insert(conn: Connection, document: dict[str, Any], origin: str) -> int:
     new_id = conn.execute(ins.returning(workflows_t.c.id)).scalar()
     if new_id is None:  # another process installed it first
         return conn.execute(select(workflows_t.c.id).where(workflows_t.c.name == document["name"])).scalar_one()
-    conn.execute(versions_t.insert().values(workflow_id=new_id, version=1, definition=document, created_at=now))
+    conn.execute(versions_t.insert().values(workflow_id=new_id, version=1, definition=document, created_at=now,
+                                            created_by=by))
     return new_id
 
 
-def _new_version(conn: Connection, workflow_id: int, version: int, document: dict[str, Any]) -> None:
+def _new_version(conn: Connection, workflow_id: int, version: int, document: dict[str, Any],
+                 by: str | None = None) -> None:
     now = utcnow()
     conn.execute(insert_for(conn, versions_t).values(workflow_id=workflow_id, version=version, definition=document,
-                                                     created_at=now).on_conflict_do_nothing())
+                                                     created_at=now, created_by=by).on_conflict_do_nothing())
     conn.execute(update(workflows_t).where(workflows_t.c.id == workflow_id, workflows_t.c.version < version)
                  .values(definition=document, version=version, title=document.get("title"), updated_at=now))
 
 
 def add(conn: Connection, settings: Settings, document: Any, *, origin: str | None = None,
-        pm: pluggy.PluginManager | None = None) -> tuple[Workflow, bool]:
-    """Check and save a user's workflow (a new version if it exists); returns it and whether it is new."""
+        pm: pluggy.PluginManager | None = None, by: str | None = None,
+        kind: str = FILE_ORIGIN) -> tuple[Workflow, bool]:
+    """Check and save a user's workflow (a new version if it exists); returns it and whether it is new.
+
+    `by` says who saved it (kept with the version); `kind` is the origin a new
+    workflow gets: FILE_ORIGIN from `hub workflows add`, ADMIN_ORIGIN from the builder.
+    """
     workflow = parse(document, conn, settings, origin=origin, pm=pm)
     if workflow.name in library_documents():
         raise WorkflowError([gettext("%(name)s is a shipped workflow; save yours under another name",
@@ -91,10 +99,10 @@ def add(conn: Connection, settings: Settings, document: Any, *, origin: str | No
         raise WorkflowError([gettext("%(name)s carries a campaign (hub campaigns); save yours under another name",
                                      name=repr(workflow.name))], origin)
     if row is None:
-        _insert(conn, workflow.document, FILE_ORIGIN)
+        _insert(conn, workflow.document, kind, by)
         return workflow, True
     if row.definition != workflow.document:
-        _new_version(conn, row.id, row.version + 1, workflow.document)
+        _new_version(conn, row.id, row.version + 1, workflow.document, by)
     return workflow, False
 
 
