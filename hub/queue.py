@@ -146,14 +146,34 @@ def work(settings: Settings, queues: tuple[str, ...] = DEFAULT_QUEUES, *, burst:
     return worker.work(burst=burst, with_scheduler=False)
 
 
+def workers(settings: Settings, connection: Any = None) -> int:
+    """How many RQ workers (`hub worker`) are listening on this Redis: 0 means queued work waits for nobody.
+
+    RQ's own registry (`Worker.count`) still lists a worker that was killed
+    (SIGKILL, a lost server) until a live worker cleans it up, which never
+    happens when none is left; a worker counts here only while its heartbeat
+    key lives (RQ lets it expire some minutes after the worker stopped beating).
+    """
+    from rq import Worker
+
+    conn = connection if connection is not None else redis_connection(settings)
+    keys = Worker.all_keys(connection=conn)
+    if not keys:
+        return 0
+    pipe = conn.pipeline(transaction=False)
+    for key in keys:
+        pipe.exists(key)
+    return sum(1 for found in pipe.execute() if found)
+
+
 def health(settings: Settings) -> dict[str, Any]:
-    """Queue sizes and failed jobs, for monitoring and the admin dashboard."""
+    """Queue sizes, failed jobs and listening workers, for monitoring and the admin dashboard."""
     if not settings.redis_url:
         return {"mode": "in-process"}
     from rq import Queue
 
     conn = redis_connection(settings)
-    out: dict[str, Any] = {"mode": "rq", "queues": {}}
+    out: dict[str, Any] = {"mode": "rq", "workers": workers(settings, conn), "queues": {}}
     for name in DEFAULT_QUEUES:
         q = Queue(name, connection=conn)
         out["queues"][name] = {"queued": q.count, "failed": q.failed_job_registry.count}

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pluggy
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, func, or_, select, update
 
 from hub import plugins, queue
 from hub.config import Settings, SettingsError
@@ -221,6 +221,108 @@ def failed_since(engine: Engine, since: dt.datetime) -> dict[str, str]:
     """Handed-out jobs ("sync:bitrix24") started at or after `since` that failed, with why."""
     return {name: row["last_error"] for name, row in last_runs(engine).items()
             if ":" in name and row.get("last_error") and row.get("last_started_at") and row["last_started_at"] >= since}
+
+
+# --- whether it runs -----------------------------------------------------------------------
+
+# A scheduler looks at what is due every 10 s by default: one that started nothing for this long is not
+# ticking, however long the registered intervals are.
+ALIVE_AT_LEAST = dt.timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Whether `hub scheduler` is ticking, judged from the starts it records in schedule_state.
+
+    `window`: how recent the last start must be (twice the shortest registered
+    interval, at least ALIVE_AT_LEAST); `last_started_at`: the latest start of
+    any registered schedule (None: none ever started on this database).
+    """
+
+    alive: bool
+    last_started_at: dt.datetime | None
+    window: dt.timedelta
+    schedules: int
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    return value.replace(tzinfo=dt.timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def alive_window(found: dict[str, Schedule]) -> dt.timedelta:
+    """How recently a ticking scheduler has started something: twice the shortest interval, at least 2 minutes."""
+    shortest = min((s.every for s in found.values()), default=ALIVE_AT_LEAST)
+    return max(2 * shortest, ALIVE_AT_LEAST)
+
+
+def scheduler_alive(engine: Engine, settings: Settings, *, now: dt.datetime | None = None,
+                    pm: pluggy.PluginManager | None = None,
+                    found: dict[str, Schedule] | None = None) -> Heartbeat:
+    """Whether a scheduler is ticking on this database: one query, for every admin page and for monitoring.
+
+    Without it no automation advances and no scheduled campaign starts, and
+    nothing else says so: the processes are separate from the admin. Only the
+    registered schedules count (a job a schedule handed out, "sync:bitrix24",
+    is recorded by whoever ran it, a worker included). With every schedule
+    turned off there is nothing to tick, and that counts as alive.
+    """
+    found = schedules(settings, pm) if found is None else found
+    window = alive_window(found)
+    if not found:
+        return Heartbeat(True, None, window, 0)
+    with engine.connect() as conn:
+        last = conn.execute(select(func.max(state_t.c.last_started_at))
+                            .where(state_t.c.name.in_(sorted(found)))).scalar()
+    last = _aware(last)
+    now = now or utcnow()
+    return Heartbeat(last is not None and now - last <= window, last, window, len(found))
+
+
+@dataclass(frozen=True)
+class ScheduleStatus:
+    """One registered schedule as people check it: when it last ran, how that ended, and when it runs next.
+
+    `next_due` is None when it never ran (it is due at once); `overdue`: never
+    ran, or still not started one scheduler window after it fell due.
+    """
+
+    name: str
+    every: dt.timedelta
+    description: str
+    last_started_at: dt.datetime | None
+    last_finished_at: dt.datetime | None
+    last_error: str | None
+    last_result: Any
+    next_due: dt.datetime | None
+    due: bool
+    overdue: bool
+
+    @property
+    def running(self) -> bool:
+        """Started and not finished since (or stopped without finishing)."""
+        return self.last_started_at is not None and (
+            self.last_finished_at is None or self.last_finished_at < self.last_started_at)
+
+
+def statuses(engine: Engine, settings: Settings, *, now: dt.datetime | None = None,
+             pm: pluggy.PluginManager | None = None,
+             found: dict[str, Schedule] | None = None) -> list[ScheduleStatus]:
+    """Every registered schedule (the core's and plugins'), by name, with its last run and its next."""
+    found = schedules(settings, pm) if found is None else found
+    window = alive_window(found)
+    last = last_runs(engine)
+    now = now or utcnow()
+    out = []
+    for name, sched in sorted(found.items()):
+        seen = last.get(name) or {}
+        started = _aware(seen.get("last_started_at"))
+        next_due = started + sched.every if started is not None else None
+        out.append(ScheduleStatus(
+            name=name, every=sched.every, description=sched.description, last_started_at=started,
+            last_finished_at=_aware(seen.get("last_finished_at")), last_error=seen.get("last_error"),
+            last_result=seen.get("last_result"), next_due=next_due,
+            due=next_due is None or now >= next_due, overdue=next_due is None or now - next_due > window))
+    return out
 
 
 # --- the lock ------------------------------------------------------------------------------

@@ -779,19 +779,16 @@ def scheduler_health(engine: Engine, settings: Settings, *, now: dt.datetime | N
     """Whether `hub scheduler` runs the workflows' tick: {"last_tick", "every", "running"}.
 
     A scheduled campaign starts, and letters held for quiet hours go, only
-    from that tick. The scheduler records each start of it in
-    schedule_state; none for more than twice its interval means no
-    scheduler is running (or it is stuck), which the campaign's page says.
+    from that tick. Whether a scheduler ticks is the core's own answer
+    (hub.schedule.scheduler_alive), the same the banner on every admin page
+    gives, so the campaign's page and the banner never disagree.
     """
-    # not in hub.api on purpose: only the campaign page asks when the scheduler last ran a schedule
-    from hub.schedule import last_runs
+    # not in hub.api on purpose: only the campaign page asks whether the scheduler ticks
+    from hub.schedule import scheduler_alive
 
-    now = now or utcnow()
+    beat = scheduler_alive(engine, settings, now=now)
     every = dt.timedelta(seconds=config.load(settings).interval)
-    last = (last_runs(engine).get(SCHEDULE_NAME) or {}).get("last_started_at")
-    if last is not None and last.tzinfo is None:
-        last = last.replace(tzinfo=dt.timezone.utc)
-    return {"last_tick": last, "every": every, "running": last is not None and now - last <= 2 * every}
+    return {"last_tick": beat.last_started_at, "every": every, "running": beat.alive}
 
 
 def _enter(engine: Engine, settings: Settings, row: Any, *, now: dt.datetime,

@@ -54,7 +54,7 @@ class _RowIdConverter(IntegerConverter):
 
 def create_app(settings: Settings | None = None) -> Flask:
     """A Flask app for these settings, with every registered admin page and every plugin's public routes."""
-    from hub.admin import filters, language, registry
+    from hub.admin import filters, health_banner, language, registry
 
     settings = settings or load_settings()
     app = Flask("hub.admin")
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     csrf.init_app(app)
     language.install(app)
     filters.install(app)
+    health_banner.install(app)
 
     pm = get_pm()
     pages = registry.collect(pm)

@@ -2,8 +2,8 @@
 
 /healthz answers 200 when the database (and Redis, when configured) can be
 reached, 503 otherwise, and says nothing else: it is public. /status.json is
-the monitoring view: queue sizes and failed jobs, the last sync of each
-source, the outbox by status. It holds no personal data, but it does describe
+the monitoring view: queue sizes, failed jobs and listening workers, whether
+the scheduler ticks, the last sync of each source, the outbox by status. It holds no personal data, but it does describe
 the business, so it needs a signed-in user or the bearer token set as
 `status_token` in hub.toml (HUB_STATUS_TOKEN).
 """
@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, abort, jsonify, request
 from sqlalchemy import text
 
-from hub import messaging, queue
+from hub import messaging, queue, schedule
 from hub.admin import overview
 from hub.admin.access import PUBLIC, allow, current_user
 from hub.admin.app import current_settings
@@ -43,6 +43,16 @@ def checks(settings: Settings) -> dict[str, str]:
         except Exception as exc:  # noqa: BLE001 - as for the database: any failure means "not healthy"
             out["redis"] = f"error: {type(exc).__name__}"
     return out
+
+
+def scheduler(settings: Settings) -> dict[str, Any]:
+    """Whether `hub scheduler` ticks (the rule of hub.schedule.scheduler_alive), for monitoring."""
+    try:
+        beat = schedule.scheduler_alive(get_engine(settings.database_url), settings)
+    except Exception as exc:  # noqa: BLE001 - a bad setting or the database away: said, not raised
+        return {"alive": None, "error": type(exc).__name__}
+    return {"alive": beat.alive, "window_s": beat.window.total_seconds(),
+            "last_started_at": beat.last_started_at.isoformat() if beat.last_started_at else None}
 
 
 @bp.get("/healthz")
@@ -82,4 +92,5 @@ def status() -> Any:
                               "failing": s["failing"]} for s in overview.last_syncs(conn)]
     with use_language("en"):  # read by monitoring, which matches on words: the same in every language
         data["queue"] = overview.queue_health(settings)
+    data["scheduler"] = scheduler(settings)
     return jsonify(data)
