@@ -110,7 +110,7 @@ def _outside_segment(conn: Connection, settings: Settings, workflow: Any, contac
     /segments/{name}/contacts does, not as the segment was last refreshed.
     """
     name = workflow.trigger.segment
-    if not name:
+    if not name or workflow.trigger.kind == "exit":  # written for those who left it: being outside is the point
         return None
     # not in hub.api on purpose: a trigger segment is evaluated in the segment rule language itself
     from hub.segments.evaluate import Segments

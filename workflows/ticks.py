@@ -5,7 +5,8 @@ once, `hub workflows tick`):
 
 1. makes sure the shipped workflows are in the database;
 2. for every switched-on workflow, looks at its trigger and starts runs
-   (refreshing its segment, or reading the events since the last look);
+   (refreshing its segment, or reading the events since the last look, or
+   finding whose date comes round);
    starts the one-off campaigns whose time came and marks finished ones
    done (workflows.campaigns);
 3. redeems promo codes that synced orders carry;
@@ -79,12 +80,13 @@ def tick(engine: Engine, settings: Settings, *, now: dt.datetime | None = None,
         store.install_library(conn)
         enabled = [r for r in store.rows(conn) if r.enabled]
     refreshed: set[str] = set()
+    exits: dict[int, triggers.StartReport] = {}  # runs exit triggers started while a segment refreshed
     for row in enabled:
         try:
             with engine.connect() as conn:
                 workflow = store.definition(conn, settings, row.id, row.version, pm)
             report.started[row.name] = triggers.fire(engine, settings, row, workflow, now=now,
-                                                     refreshed=refreshed).as_dict()
+                                                     refreshed=refreshed, started=exits).as_dict()
         except WorkflowError as exc:
             report.errors[row.name] = str(exc)
             log.error("workflow %s: %s", row.name, exc)

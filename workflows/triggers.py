@@ -1,6 +1,6 @@
 """Starting runs: who enters a workflow, when, and whether they land in the control group.
 
-Three kinds of trigger:
+Five kinds of trigger:
 
 - `segment: NAME`: everyone in the segment who may (re)enter starts a run.
   The scheduler refreshes the segment on every tick and looks at its members
@@ -9,8 +9,19 @@ Three kinds of trigger:
   a reentry period that ends while someone is still in the segment lets them
   in again). A refresh run by anything else starts runs at once through the
   segment_changed hook; both paths go through `start`, so nobody starts twice.
+- `segment: NAME, on: exit`: everyone who leaves the segment starts a run.
+  Leaving leaves no trace to poll, so these runs start in the segment_changed
+  hook, in the transaction of the refresh that saw them leave, whoever ran
+  it; the tick refreshes the segment, so leaving is noticed without anyone
+  else refreshing it. Contacts who left by being merged away or erased start
+  nothing.
 - `schedule: CRON` with a segment: the same, only at the scheduled times
   (in HUB_TIMEZONE).
+- `date: contact.birthday, before: 7d, at: "10:00"`: once a local day, at or
+  after `at`, everyone whose date comes round `before` days from today (the
+  segment rule language's birthday_within, so 29 February is celebrated on
+  28 February in other years). The day it fired is kept in the workflow's
+  state; a day the scheduler missed is not caught up.
 - `event: …`: one run per event, found by reading what changed since the last
   look: order.created, order.won, contact.created (each only for what came
   after the workflow was switched on), promo.expiring (`before: 3d`),
@@ -34,11 +45,11 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, and_, case, exists, func, or_, select, true
 
-from hub.api import Contact, Event, Order, Settings, bulk_insert, chunks
+from hub.api import Contact, Event, Order, Settings, bulk_insert, chunks, parse_time_of_day
 # not in hub.api on purpose: segment triggers read segments and their members
 from hub.models import Segment, SegmentMember
 from workflows import promo, store
-from workflows.definition import Workflow, is_api_event
+from workflows.definition import Workflow, WorkflowError, is_api_event
 from workflows.models import WorkflowRun
 
 runs_t = WorkflowRun.__table__
@@ -56,6 +67,19 @@ INSERT_CHUNK = 5000
 # Set while the workflows refresh a trigger segment themselves: they start the runs
 # right after, and count them, so the segment_changed hook stands aside.
 _own_refresh: contextvars.ContextVar[bool] = contextvars.ContextVar("workflows_own_refresh", default=False)
+
+
+@dataclass(frozen=True)
+class _Refreshing:
+    """The tick's settings and moment while it refreshes a segment, and the exit runs the hook started."""
+
+    settings: Settings
+    now: dt.datetime
+    started: dict[int, "StartReport"]
+
+
+_refreshing: contextvars.ContextVar[_Refreshing | None] = contextvars.ContextVar("workflows_refreshing",
+                                                                                 default=None)
 
 
 @dataclass(frozen=True)
@@ -222,6 +246,50 @@ def schedule_due(workflow: Workflow, state: dict[str, Any], settings: Settings, 
     return upcoming <= now
 
 
+def date_day(settings: Settings, now: dt.datetime) -> dt.date:
+    """The shop's calendar day at `now` (HUB_TIMEZONE): what a date trigger's cursor counts."""
+    return now.astimezone(settings.tz).date()
+
+
+def date_due(workflow: Workflow, state: dict[str, Any], settings: Settings, now: dt.datetime) -> bool:
+    """Whether a date trigger is to look today: its time (`at`, local) has come and it has not looked today."""
+    at = workflow.trigger.at
+    assert at is not None, "asked of date triggers only"
+    local = now.astimezone(settings.tz)
+    return local.time() >= parse_time_of_day(at) and state.get("date_day") != local.date().isoformat()
+
+
+def date_candidates(conn: Connection, settings: Settings, workflow: Workflow, *, now: dt.datetime,
+                    day: dt.date | None = None) -> list[Candidate]:
+    """Contacts whose date comes round `before` days after `day` (today by default): one run each.
+
+    The date is asked in the segment rule language ({op: birthday_within,
+    value: 0d} on the day the date falls on), so an anniversary means here what
+    it means in a segment: across the new year, and 29 February kept on
+    28 February in other years. The key names the day the date comes round, so
+    a contact gets one run for it however often the trigger looks.
+    """
+    # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
+    from hub.segments.evaluate import Segments
+    # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
+    from hub.segments.rules import Parser, RuleError
+
+    trigger = workflow.trigger
+    assert trigger.date is not None, "asked of date triggers only"
+    target = (day or date_day(settings, now)) + (trigger.before or dt.timedelta(0))
+    segments = Segments(conn, settings, now=dt.datetime.combine(target, dt.time(12), settings.tz))
+    parser = Parser(segments.registry)
+    node = parser.rule({"field": trigger.date, "op": "birthday_within", "value": "0d"}, "trigger.date")
+    if node is None:  # the field went away with its plugin since the workflow was checked
+        raise WorkflowError(parser.problems or [f"trigger.date: {trigger.date}"])
+    try:
+        ids = conn.execute(segments.compiler.members(node).order_by(contacts_t.c.id)).scalars().all()
+    except RuleError as exc:
+        raise WorkflowError(exc.problems) from None
+    return [Candidate(cid, f"date:{target.isoformat()}:{cid}", {"date": trigger.date, "day": target.isoformat()})
+            for cid in ids]
+
+
 def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.datetime) -> list[Candidate]:
     """Events since the last look (with a margin; each event's key keeps it from starting twice)."""
     trigger, state = workflow.trigger, dict(row.state or {})
@@ -335,30 +403,60 @@ def fire_api_events(engine: Engine, row: Any, workflow: Workflow, state: dict[st
     return report
 
 
-def fire(engine: Engine, settings: Settings, row: Any, workflow: Workflow, *, now: dt.datetime,
-         refreshed: set[str] | None = None, manual: bool = False) -> StartReport:
-    """One look at a workflow's trigger: start the runs it calls for now.
-
-    `refreshed` names the segments already refreshed in this tick; `manual`
-    (hub workflows run) ignores the schedule and starts the segment's members now.
-    """
+def _refresh(engine: Engine, settings: Settings, segment: str, *, now: dt.datetime, refreshed: set[str] | None,
+             started: dict[int, StartReport]) -> None:
+    """Refresh a trigger segment for the tick (once per tick): entries are polled after, exits start in the hook."""
     # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
     from hub.segments import membership
 
+    if refreshed is not None and segment in refreshed:
+        return
+    token = _own_refresh.set(True)
+    context = _refreshing.set(_Refreshing(settings, now, started))
+    try:
+        membership.refresh(engine, settings, [segment], now=now)
+    finally:
+        _refreshing.reset(context)
+        _own_refresh.reset(token)
+    if refreshed is not None:
+        refreshed.add(segment)
+
+
+def fire(engine: Engine, settings: Settings, row: Any, workflow: Workflow, *, now: dt.datetime,
+         refreshed: set[str] | None = None, manual: bool = False,
+         started: dict[int, StartReport] | None = None) -> StartReport:
+    """One look at a workflow's trigger: start the runs it calls for now.
+
+    `refreshed` names the segments already refreshed in this tick, and
+    `started` collects, by workflow id, the runs the segment_changed hook
+    started for exit triggers during those refreshes (an exit workflow whose
+    segment another one refreshed earlier in the tick finds its own there);
+    `manual` (hub workflows run) ignores the schedule (and a date trigger's
+    time) and starts the runs due today now.
+    """
     trigger = workflow.trigger
     state = dict(row.state or {})
+    started = {} if started is None else started
     if trigger.kind == "schedule" and not manual and not schedule_due(workflow, state, settings, now, row.enabled_at):
         return StartReport()
+    if trigger.kind == "exit":
+        assert trigger.segment is not None
+        _refresh(engine, settings, trigger.segment, now=now, refreshed=refreshed, started=started)
+        return started.pop(row.id, StartReport())
+    if trigger.kind == "date":
+        if not manual and not date_due(workflow, state, settings, now):
+            return StartReport()
+        with engine.connect() as conn:
+            candidates = date_candidates(conn, settings, workflow, now=now)
+        with engine.begin() as conn:
+            report = start(conn, row, workflow, candidates, trigger="manual" if manual else f"date:{trigger.date}",
+                           now=now)
+            if not manual:
+                store.save_state(conn, row.id, {**state, "date_day": date_day(settings, now).isoformat()})
+        return report
     if trigger.kind in ("segment", "schedule"):
         assert trigger.segment is not None
-        if refreshed is None or trigger.segment not in refreshed:
-            token = _own_refresh.set(True)
-            try:
-                membership.refresh(engine, settings, [trigger.segment], now=now)
-            finally:
-                _own_refresh.reset(token)
-            if refreshed is not None:
-                refreshed.add(trigger.segment)
+        _refresh(engine, settings, trigger.segment, now=now, refreshed=refreshed, started=started)
         with engine.begin() as conn:
             report = start_members(conn, row, workflow, now=now, trigger="manual" if manual else None)
             if trigger.kind == "schedule" and not manual:
@@ -374,20 +472,46 @@ def fire(engine: Engine, settings: Settings, row: Any, workflow: Workflow, *, no
     return report
 
 
-def on_segment_changed(conn: Connection, segment: str, entered: list[int]) -> None:
-    """segment_changed: start runs at once for those who entered a segment that triggers a workflow."""
-    if not entered or _own_refresh.get():
-        return
-    from hub.api import load_settings
-    from hub.api import utcnow
+def on_segment_changed(conn: Connection, segment: str, entered: list[int], exited: list[int]) -> None:
+    """segment_changed: start runs at once for those who entered (or left) a segment that triggers a workflow.
 
-    rows = [r for r in store.rows(conn) if r.enabled and (r.definition.get("trigger") or {}).get("segment") == segment
-            and "schedule" not in (r.definition.get("trigger") or {})]
+    Entries the workflows' own refresh saw are left to the tick, which polls
+    the members right after; exits are started here whoever refreshed, as
+    nothing else would see them.
+    """
+    own = _own_refresh.get()
+    if not exited and (own or not entered):
+        return
+    import logging
+
+    from hub.api import load_settings, utcnow
+
+    def watches(row: Any) -> bool:
+        trigger = row.definition.get("trigger") or {}
+        return (isinstance(trigger, dict) and trigger.get("segment") == segment and "schedule" not in trigger
+                and "event" not in trigger and "date" not in trigger)
+
+    rows = [r for r in store.rows(conn) if r.enabled and watches(r)]
     if not rows:
         return
-    settings = load_settings()
-    now = utcnow()
+    context = _refreshing.get()
+    settings, now = (context.settings, context.now) if context else (load_settings(), utcnow())
+    still_here: list[int] | None = None
     for row in rows:
-        workflow = store.definition(conn, settings, row.id, row.version)
-        start(conn, row, workflow, [Candidate(cid) for cid in entered], trigger=f"segment:{segment}", now=now)
+        try:
+            workflow = store.definition(conn, settings, row.id, row.version)
+        except WorkflowError as exc:  # the tick reports it; the refresh itself must not fail for it
+            logging.getLogger(__name__).error("workflow %s: %s", row.name, exc)
+            continue
+        if workflow.trigger.kind == "exit" and exited:
+            if still_here is None:  # merged away or erased: they left, but there is nobody to write to
+                still_here = [cid for part in chunks(exited, 1000) for cid in conn.execute(
+                    select(contacts_t.c.id).where(contacts_t.c.id.in_(list(part)), contacts_t.c.deleted_at.is_(None))
+                ).scalars()]
+            report = start(conn, row, workflow, [Candidate(cid) for cid in still_here], trigger=f"exit:{segment}",
+                           now=now)
+            if context is not None:
+                context.started.setdefault(row.id, StartReport()).add(report)
+        elif workflow.trigger.kind == "segment" and entered and not own:
+            start(conn, row, workflow, [Candidate(cid) for cid in entered], trigger=f"segment:{segment}", now=now)
 
