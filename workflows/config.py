@@ -20,6 +20,8 @@ from hub.api import FrequencyCap, QuietHours, Settings, SettingsError, load_send
 DEFAULT_BATCH = 500
 DEFAULT_LEASE_S = 120
 DEFAULT_INTERVAL_S = 30
+# Switching on a workflow whose first look would message more people than this takes the admin role.
+DEFAULT_CONFIRM_ADMIN_OVER = 1000
 # Where quiet hours and the frequency cap were set before they became the core's send limits.
 @dataclass(frozen=True)
 class WorkflowSettings:
@@ -29,6 +31,7 @@ class WorkflowSettings:
     batch_size: int = DEFAULT_BATCH
     lease: dt.timedelta = dt.timedelta(seconds=DEFAULT_LEASE_S)
     interval: float = DEFAULT_INTERVAL_S
+    confirm_admin_over: int = DEFAULT_CONFIRM_ADMIN_OVER
 
     def quiet(self, channel: str) -> QuietHours | None:
         return self.quiet_hours.get(channel)
@@ -65,6 +68,19 @@ def _positive(settings: Settings, key: str, default: float, kind: type = int) ->
     return number
 
 
+def _count(settings: Settings, key: str, default: int) -> int:
+    raw = _value(settings, key, default)
+    try:
+        number = int(str(raw).strip()) if not isinstance(raw, bool) else None
+    except ValueError:
+        number = None
+    if number is None:
+        raise SettingsError(f"{_name(key)}: {raw!r} is not a whole number")
+    if number < 0:
+        raise SettingsError(f"{_name(key)}: must be 0 or more")
+    return number
+
+
 def load(settings: Settings) -> WorkflowSettings:
     """The workflows' settings, checked; raises SettingsError naming the setting at fault."""
     limits = load_send_limits(settings)  # refuses the old [workflows] quiet_hours and frequency_cap by name
@@ -75,4 +91,5 @@ def load(settings: Settings) -> WorkflowSettings:
         batch_size=_positive(settings, "batch_size", DEFAULT_BATCH),
         lease=dt.timedelta(seconds=_positive(settings, "lease_s", DEFAULT_LEASE_S, float)),
         interval=_positive(settings, "interval_s", DEFAULT_INTERVAL_S, float),
+        confirm_admin_over=_count(settings, "confirm_admin_over", DEFAULT_CONFIRM_ADMIN_OVER),
     )
