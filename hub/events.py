@@ -45,6 +45,7 @@ PROPERTY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_PROPERTIES = 50
 MAX_TEXT = 1000  # characters of a text property
 MAX_LIST = 20  # items of a list property
+MAX_ITEM_KEYS = 10  # values of a record in a list (a cart's item: name, qty, price, …)
 MAX_NUMBER = 1e15  # a number property's magnitude (money in kopecks fits many times over)
 FUTURE_SLACK = dt.timedelta(hours=1)  # a sender's clock may run this much ahead
 SOURCE = "api"  # the source of contacts an event creates (without a reference of the sender's)
@@ -119,6 +120,7 @@ def _check(item: Incoming, outcome: Outcome, now: dt.datetime) -> dt.datetime | 
             "name the contact with contact_id, phone, email or reference")))
     for key, value in item.properties.items():
         values = value if isinstance(value, list) else [value]
+        values = [v for item in values for v in (item.values() if isinstance(item, dict) else [item])]
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
             outcome.problems.append(_problem(f"properties/{key}", gettext("not a finite number")))
     at = now

@@ -24,7 +24,10 @@ _SCALAR_TYPES = ["string", "number", "boolean", "null"]
 # holds no NUL, and a NUL refused by the database would cost the whole batch.
 _SCALAR: JSON = {"type": _SCALAR_TYPES, "maxLength": events.MAX_TEXT, "pattern": TEXT_PATTERN,
                  "minimum": -events.MAX_NUMBER, "maximum": events.MAX_NUMBER}
-PROPERTY: JSON = {**_SCALAR, "type": [*_SCALAR_TYPES, "array"], "maxItems": events.MAX_LIST, "items": _SCALAR}
+# A list holds values, or small records of values: a cart's items, each {name, qty, price}.
+_ITEM: JSON = {**_SCALAR, "type": [*_SCALAR_TYPES, "object"], "maxProperties": events.MAX_ITEM_KEYS,
+               "patternProperties": {events.PROPERTY_PATTERN: _SCALAR}, "additionalProperties": False}
+PROPERTY: JSON = {**_SCALAR, "type": [*_SCALAR_TYPES, "array"], "maxItems": events.MAX_LIST, "items": _ITEM}
 
 EVENT: JSON = {
     "type": "object",
@@ -50,7 +53,8 @@ EVENT: JSON = {
                             description=f"At most {events.MAX_PROPERTIES} properties named by 1 to 64 letters, "
                                         f"digits, _ and -: text (at most {events.MAX_TEXT} characters; tabs and line "
                                         f"breaks allowed, no other control character), numbers, true/false, null, "
-                                        f"or lists of at most {events.MAX_LIST} of these"),
+                                        f"or lists of at most {events.MAX_LIST} of these or of records of at most "
+                                        f"{events.MAX_ITEM_KEYS} of these (a cart's items: name, qty, price)"),
         "occurred_at": {**DATE_TIME, "description": "When it happened, with its offset from UTC (default: now); "
                                                     "not more than an hour ahead of Hub's clock"},
     },
