@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from hub.admin.audit import actor_title
 from hub.admin.audit import record as record_audit
 from hub.admin.registry import PUBLIC, AdminPage
 from hub.cli import ROW_ID, App, emit_json, pass_app, progress_bar, stderr
@@ -135,7 +136,8 @@ __all__ = [
     # events other systems sent: the id below which every one is committed (read them by id up to it)
     "settled_event_id",
     # admin pages (register_admin_pages): who may use a view, who is asking, the audit log
-    "AdminPage", "allow", "PUBLIC", "current_user", "actor", "engine", "record_audit", "local_path", "ActionForm",
+    "AdminPage", "allow", "PUBLIC", "current_user", "actor", "engine", "record_audit", "actor_title", "local_path",
+    "ActionForm",
     # a rendered letter as its own sandboxed page, for an <iframe sandbox> (its inline styles show)
     "letter_response",
 ]

@@ -47,6 +47,7 @@ def sample_url(env: AdminEnv, rule: Any) -> str:
             "source": "nosuch",
             "token": "nosuch",  # a preview frame nobody kept: a 404, as an expired one
             "number": 1,  # a template version that does not exist yet: a 404, or a flash for a restore
+            "version": 1,  # a workflow's first version (of "x": no such workflow, a 404)
             "name": {"segments": "dormant_90d", "message_templates": "reactivation_email"}.get(blueprint, "x"),
         }[arg]
     with env.app.test_request_context():
@@ -609,7 +610,12 @@ def test_workflows_list_and_switch_on_and_off(admin_env: AdminEnv) -> None:
     assert "Вернуть клиентов, которые не покупали 90 дней" in page and "вход в сегмент «Не покупали 90 дней" in page
     marketer = client_as(admin_env, "marketer")
     assert "Включить" in text(marketer.get("/workflows/"))
-    on = post(marketer, "/workflows/reactivation_90d/enabled", {"enabled": "1"}, follow_redirects=True)
+    asked = post(marketer, "/workflows/reactivation_90d/enabled", {"enabled": "1"}, follow_redirects=True)
+    assert "Включение сначала спрашивает" in text(asked)  # no confirmed numbers: the confirmation page
+    expected = re.search(r'name="expected" value="(\d+)"', marketer.get("/workflows/reactivation_90d/enable")
+                         .get_data(as_text=True)).group(1)
+    on = post(marketer, "/workflows/reactivation_90d/enabled", {"enabled": "1", "expected": expected},
+              follow_redirects=True)
     assert "reactivation_90d включён" in text(on)
     from workflows.models import WorkflowRow
 
@@ -622,7 +628,8 @@ def test_workflows_list_and_switch_on_and_off(admin_env: AdminEnv) -> None:
     assert "Win back customers who have not bought for 90 days" in english
     assert "entering the segment “Dormant for 90 days" in english
     assert "Switch on" in english and "reactivation_90d" in english
-    unknown = post(marketer, "/workflows/reactivaton_90d/enabled", {"enabled": "1"}, follow_redirects=True)
+    unknown = post(marketer, "/workflows/reactivaton_90d/enabled", {"enabled": "1", "expected": "0"},
+                   follow_redirects=True)
     assert "did you mean 'reactivation_90d'" in plain(unknown)
 
 

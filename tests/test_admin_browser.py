@@ -137,7 +137,9 @@ def test_workflow_dry_run_and_switching_on(live: str, browser: Browser) -> None:
     assert "Было бы запущено" in summary and "Контрольная группа" in summary
     browser.open(live + "/workflows/")
     row = next(r for r in browser.find_all("#workflows tbody tr") if "reactivation_90d" in r.text)
-    row.find_element("css selector", "button.toggle").click()
+    row.find_element("css selector", "a.toggle").click()  # switching on asks first, with the forecast's numbers
+    browser.wait(lambda: browser.exists("#enable-form"), "the confirmation page")
+    browser.click("#enable-confirm")
     assert "reactivation_90d включён" in browser.wait_text(".flash", "включён")
 
 

@@ -227,6 +227,13 @@ def samples(env: AdminEnv) -> dict[str, list[str]]:
         "workflows.index": ["/workflows/"],
         "workflows.detail": ["/workflows/reactivation_90d"],
         "workflows.forecast_page": ["/workflows/reactivation_90d/forecast"],
+        "workflows.library": ["/workflows/library"],
+        "workflows.library_copy": ["/workflows/library/abandoned_cart/copy"],
+        "workflows.try_page": ["/workflows/reactivation_90d/try?q=Анна",
+                               f"/workflows/reactivation_90d/try?contact={anna}",
+                               "/workflows/reactivation_90d/try?contact=№5"],
+        "workflows.try_letter": [],  # the letter itself, in the shop's own words
+        "workflows.enable_confirm": ["/workflows/reactivation_90d/enable", "/workflows/welcome/enable"],
         "message_templates.index": ["/templates/"],
         "message_templates.new": ["/templates/new"],
         "message_templates.edit": [f"/templates/reactivation_email?contact={anna}", "/templates/reactivation_sms"],

@@ -47,7 +47,7 @@ def register_template_dirs(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def register_template_variables(register: Callable[..., None], settings: Any) -> None:
-    """The promo code a workflow's promo_code step issues, and the NPS survey's links, for the template editor."""
+    """The promo code a workflow's promo_code step issues, the NPS survey's links and the event that started a run."""
     import datetime as dt
 
     from hub.api import N_, local_time, utcnow
@@ -61,6 +61,9 @@ def register_template_variables(register: Callable[..., None], settings: Any) ->
     register("nps", nps.sample_links(settings),
              {'{% for link in nps.links %}<a href="{{ link.url }}">{{ link.score }}</a> {% endfor %}':
               N_("links to answer the survey: one for each score from 0 to 10")}, title=N_("NPS survey"))
+    from workflows import event_data
+
+    register("event", event_data.sample(), event_data.FIELDS, title=N_("Event from your website (API)"))
 
 
 @hookimpl
@@ -80,6 +83,9 @@ def register_migrations(register: Callable[[str, Any], None]) -> None:
 @hookimpl
 def register_commands(cli: Any) -> None:
     from workflows import campaign_commands, commands
+
+    from workflows import version_commands  # noqa: F401 - `hub workflows versions|diff|restore|move-runs`
+    from workflows import trial_commands  # noqa: F401 - `hub workflows try`, and `enable` that asks first
 
     cli.add_command(commands.workflows_group)
     cli.add_command(commands.promo_group)
@@ -119,6 +125,10 @@ def register_admin_pages(register: Callable[[Any], None]) -> None:
     from dataclasses import replace
 
     from workflows import campaign_admin
+    from workflows import versions_admin  # noqa: F401 - its routes on the workflows blueprint
+    from workflows import trial_admin  # noqa: F401 - try on a contact; switching on asks first
+    from workflows import builder_admin  # noqa: F401 - the workflow builder (new, edit)
+    from workflows import library_admin  # noqa: F401 - the library: shipped workflows to copy
     from workflows.admin import PAGE
 
     register(replace(PAGE, origin_links=_workflow_links))
@@ -206,11 +216,11 @@ def register_segment_fields(register: Callable[[str, Any], None]) -> None:
 
 
 @hookimpl
-def segment_changed(conn: Connection, segment: str, entered: list[int]) -> None:
-    """Contacts who entered a segment start the switched-on workflows it triggers, in the same transaction."""
+def segment_changed(conn: Connection, segment: str, entered: list[int], exited: list[int]) -> None:
+    """Contacts who entered (or left) a segment start the switched-on workflows it triggers, in the same transaction."""
     from workflows import triggers
 
-    triggers.on_segment_changed(conn, segment, entered)
+    triggers.on_segment_changed(conn, segment, entered, exited)
 
 
 @hookimpl

@@ -23,7 +23,8 @@ from hub.api import (N_, ActionForm, AdminPage, actor, allow, current_settings, 
 from workflows.models import Campaign, PromoCode, WorkflowRow, WorkflowRun
 from workflows.names import add_titles, counter_title, goal_title, state_title
 
-bp = Blueprint("workflows", __name__, url_prefix="/workflows", template_folder="admin_templates")
+bp = Blueprint("workflows", __name__, url_prefix="/workflows", template_folder="admin_templates",
+               static_folder="admin_static", static_url_path="/static")
 runs_t = WorkflowRun.__table__
 workflows_t = WorkflowRow.__table__
 promo_t = PromoCode.__table__
@@ -125,7 +126,11 @@ def contacts_by_promo_code(conn: Connection, text: str) -> list[int]:
 
 # What these pages write to the audit log, as the audit page names it.
 AUDIT_ACTIONS = {"workflow_enabled": N_("workflow switched on"), "workflow_disabled": N_("workflow switched off"),
-                 "workflow_run_retried": N_("parked run retried")}
+                 "workflow_run_retried": N_("parked run retried"),
+                 "workflow_version_restored": N_("workflow version restored"),
+                 "workflow_runs_moved": N_("workflow runs moved to another version"),
+                 "workflow_saved": N_("workflow saved in the builder"),
+                 "workflow_copied": N_("workflow copied from the library")}
 PAGE = AdminPage(bp, "workflows.index", N_("Workflows"), order=40, read_role="viewer",
                  write_role="marketer", contact_section=contact_section, contact_search=contacts_by_promo_code,
                  audit_actions=AUDIT_ACTIONS)
@@ -182,13 +187,22 @@ def set_enabled(name: str) -> Any:
 
     if ActionForm().validate_on_submit():
         on = request.form.get("enabled") == "1"
+        confirmed: dict[str, Any] = {}
         try:
+            if on:  # switching on asks first, with the forecast's numbers (workflows.trial_admin)
+                from workflows import trial_admin
+
+                answer, numbers = trial_admin.confirmed_switch_on(name)
+                if answer is not None:
+                    return answer
+                confirmed = {"confirmed": numbers}
             with engine().begin() as conn:
                 if on:
                     row = store.row(conn, name)
                     store.definition(conn, current_settings(), row.id, row.version)  # refuse one that no longer checks
                 store.set_enabled(conn, name, on)
-                record_audit(conn, actor(), "workflow_enabled" if on else "workflow_disabled", workflow=name)
+                record_audit(conn, actor(), "workflow_enabled" if on else "workflow_disabled", workflow=name,
+                             **confirmed)
         except (WorkflowError, ValueError) as exc:
             flash(gettext("%(name)s: %(problems)s", name=name, problems="; ".join(_problems(exc))), "error")
         else:

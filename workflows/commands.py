@@ -7,7 +7,9 @@ check, an unknown workflow or code) ends in one `Error:` line.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -98,17 +100,30 @@ def list_cmd(app: App, as_json: bool) -> None:
 
 @workflows_group.command("add")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--enable", is_flag=True, help="Switch it on right away.")
+@click.option("--enable", is_flag=True, help="Switch it on right away (after the same forecast as hub workflows "
+                                             "enable).")
+@click.option("--yes", is_flag=True, help="With --enable: switch it on even when its first look would message more "
+                                          "people than [workflows] confirm_admin_over.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 @user_errors
-def add_cmd(app: App, file: Path, enable: bool, as_json: bool) -> None:
+def add_cmd(app: App, file: Path, enable: bool, yes: bool, as_json: bool) -> None:
     """Check and save the workflow FILE defines (YAML or JSON); a changed file becomes a new version."""
     engine = app.ready_engine()
     document = definition.read_file(file)
     with engine.begin() as conn:
-        workflow, created = store.add(conn, app.settings, document, origin=file.name)
-        row = store.set_enabled(conn, workflow.name, True) if enable else store.row(conn, workflow.name)
+        workflow, created = store.add(conn, app.settings, document, origin=file.name, by="cli")
+        row = store.row(conn, workflow.name)
+    if enable and not row.enabled:
+        from workflows.trial_commands import confirm_switch_on
+
+        if as_json:  # the forecast's words would break the one JSON document
+            with contextlib.redirect_stdout(sys.stderr):
+                confirm_switch_on(app, workflow.name, yes)
+        else:
+            confirm_switch_on(app, workflow.name, yes)
+        with engine.begin() as conn:
+            row = store.set_enabled(conn, workflow.name, True)
     if as_json:
         emit_json({"workflow": workflow.name, "created": created, "version": row.version, "enabled": row.enabled,
                    **definition.summary(workflow)})
@@ -178,13 +193,7 @@ def _switch(app: App, name: str, enabled: bool) -> None:
         click.echo(gettext("Workflow %(name)s is off: nobody new enters it; runs under way go on.", name=name))
 
 
-@workflows_group.command("enable")
-@click.argument("name")
-@pass_app
-@user_errors
-def enable_cmd(app: App, name: str) -> None:
-    """Switch a workflow on: the scheduler starts runs by its trigger."""
-    _switch(app, name, True)
+# `hub workflows enable` asks first, with the forecast's numbers: workflows/trial_commands.py.
 
 
 @workflows_group.command("disable")
@@ -239,6 +248,10 @@ def start_now(engine: Any, settings: Any, name: str, *, show_progress: bool = Fa
     if row.origin == store.CAMPAIGN_ORIGIN:
         raise WorkflowError([gettext("%(name)s carries a campaign; start, pause and resume it with hub campaigns",
                                      name=repr(name))])
+    if workflow.trigger.kind == "exit" and not row.enabled:  # leaving is seen only by refreshes while it is on
+        raise WorkflowError([gettext("%(name)s starts when a contact leaves the segment %(segment)s; switch it on to "
+                                     "start watching: hub workflows enable %(name)s", name=name,
+                                     segment=workflow.trigger.segment)])
     if workflow.trigger.kind == "event" and not row.enabled:
         raise WorkflowError([gettext("%(name)s starts on an event (%(event)s); switch it on to start watching for "
                                      "them: hub workflows enable %(name)s", name=name,

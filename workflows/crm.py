@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from hub.api import N_, NoCrmHolds, WriteBackError, format_length, gettext, write_back
-from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError, StepFailed, kind_title
+from workflows.steps import (Checking, FormField, Options, Outcome, Step, StepCall, StepError, StepFailed,
+                             kind_title)
 
 
 
@@ -42,6 +43,11 @@ class CrmTask(Step):
     kind_summary = N_("Creates a task (a call) for the contact's manager in the CRM that holds the contact.")
     repeatable = False
     needs_contact = True
+    form = (FormField("title", "template_text", N_("Task"), required=True,
+                      placeholder="Позвонить {{ contact.first_name }}"),
+            FormField("due_in", "duration", N_("Due in")),
+            FormField("description", "template_text", N_("Description")))
+    shorthand = "title"
 
     def __init__(self, options: Any, checking: Checking) -> None:
         opts = Options(options, ("title", "due_in", "description"), shorthand="title",
@@ -75,6 +81,8 @@ class CrmComment(Step):
     kind_summary = N_("Adds a note to the contact in every CRM that holds them.")
     repeatable = False
     needs_contact = True
+    form = (FormField("text", "template_text", N_("Comment"), required=True),)
+    shorthand = "text"
 
     def __init__(self, options: Any, checking: Checking) -> None:
         opts = Options(options, ("text",), shorthand="text", example="\"Отправили промокод {{ promo.code }}\"")
@@ -91,6 +99,8 @@ class CrmField(Step):
     kind_title = N_("Field in the CRM")
     kind_summary = N_("Writes a value into a field of the contact in the CRM.")
     needs_contact = True
+    form = (FormField("field", "crm_field", N_("Field"), required=True, placeholder="promo_code"),
+            FormField("value", "template_text", N_("Value"), required=True, placeholder="{{ promo.code }}"))
 
     def __init__(self, options: Any, checking: Checking) -> None:
         opts = Options(options, ("field", "value"), example="{field: promo_code, value: \"{{ promo.code }}\"}")

@@ -4,8 +4,10 @@ A workflow is a YAML (or JSON) document:
 
     name: reactivation_90d
     title: …
-    trigger: {segment: dormant_90d}      # or {schedule: "0 10 * * *", segment: …}, or {event: order.won},
-                                         # or an event sent to /api/v1/events: {event: cart_abandoned}
+    trigger: {segment: dormant_90d}      # or {segment: vip, on: exit} (leaving it),
+                                         # or {schedule: "0 10 * * *", segment: …}, or {event: order.won},
+                                         # or an event sent to /api/v1/events: {event: cart_abandoned},
+                                         # or a date in the card: {date: contact.birthday, before: 7d, at: "10:00"}
     reentry: 180d                        # or never (the default)
     holdout: 10%                         # a control group that enters, gets nothing, and is measured
     goal: {event: order.created, within: 30d}
@@ -24,6 +26,7 @@ from 0 in the database (step results, outbox keys); reports show them from 1.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import re
 from dataclasses import dataclass
@@ -36,7 +39,7 @@ from sqlalchemy import Connection
 
 # not in hub.api on purpose: workflow files report their problems like segment files
 from hub.problems import ProblemList
-from hub.api import N_, Settings, format_duration, format_length, gettext, parse_duration
+from hub.api import N_, Settings, format_duration, format_length, gettext, parse_duration, parse_time_of_day
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments import fields as segment_fields
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
@@ -47,20 +50,31 @@ from workflows import conditions
 from workflows.steps import Checking, Exit, Outcome, Step, StepCall, StepError
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# The admin's own pages under /workflows/: a workflow of that name could not open its page.
+RESERVED_NAMES = frozenset({"new", "library", "builder", "static"})
 KEYS = ("name", "title", "description", "trigger", "reentry", "holdout", "goal", "steps")
 EVENTS = ("order.created", "order.won", "contact.created", "promo.expiring", "promo.expired")
 # Events other systems send (POST /api/v1/events) are named without dots (hub.events.NAME_PATTERN), so a
 # trigger's name says which kind it is: `{event: cart_abandoned}` starts a run for each such event.
 API_EVENT = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 GOAL_EVENTS = ("order.created", "order.won", "promo.redeemed")
-TRIGGER_KEYS = ("segment", "schedule", "event", "before", "workflow")
+TRIGGER_KEYS = ("segment", "on", "schedule", "event", "before", "workflow", "date", "at")
+SEGMENT_ON = ("enter", "exit")
+DATE_KEYS = ("date", "before", "at")
+DATE_AT = "10:00"  # when a date trigger starts its runs (local time) unless it says
+# A date trigger without `reentry` lets a contact in once a year: a birthday comes round every
+# 365 days, and 300 leaves room for the day a contact's date is corrected in their card.
+DATE_REENTRY = parse_duration("300d")
 MAX_HOLDOUT = Decimal(50)
 # Each kind of trigger as people call it and what it does (reports show them before the technical description).
 TRIGGER_KINDS = {
     "segment": (N_("Entering a segment"), N_("Starts a run for each contact who enters the segment.")),
+    "exit": (N_("Leaving a segment"), N_("Starts a run for each contact who leaves the segment.")),
     "schedule": (N_("On a schedule"), N_("At the scheduled times, starts a run for each of the segment's members.")),
     "event": (N_("On an event"), N_("Starts a run when the event happens: an order, a new contact, a promo code "
                                     "about to expire.")),
+    "date": (N_("A date in the card"), N_("Every day at the set time, starts a run for each contact whose date "
+                                          "(a birthday) comes round in the set number of days.")),
 }
 
 
@@ -78,16 +92,34 @@ class WorkflowError(ProblemList):
     """A workflow that cannot be used; `problems` lists every reason, each starting with its path."""
 
 
+def date_fields(registry: segment_fields.Registry) -> list[str]:
+    """The fields a date trigger may watch: the registry's dates (a day and month that come round every year).
+
+    Moments (orders.first_at, contact.created_at) are left out: the rule
+    language's anniversary (birthday_within) reads dates, and a moment's day
+    depends on the time zone it is read in.
+    """
+    return sorted(n for n, f in registry.fields.items() if f.type == "date" and "<" not in n)
+
+
 @dataclass(frozen=True)
 class Trigger:
-    kind: str  # segment | schedule | event
+    kind: str  # segment | exit | schedule | event | date
     segment: str | None = None
     schedule: str | None = None
     event: str | None = None
-    before: Any = None  # promo.expiring: how long before the code expires
+    before: Any = None  # promo.expiring: how long before the code expires; date: how many days before the date
     workflow: str | None = None  # promo events: only codes this workflow issued
+    on: str | None = None  # segment triggers: enter (segment) or exit
+    date: str | None = None  # date triggers: the field (contact.birthday)
+    at: str | None = None  # date triggers: the local time runs start, "HH:MM"
+    date_title: str | None = None  # date triggers: the field's description (an English msgid)
 
     def describe(self) -> str:
+        if self.kind == "date":
+            return f"date {self.date}, {format_duration(self.before) if self.before else '0d'} before, at {self.at}"
+        if self.kind == "exit":
+            return f"segment {self.segment} (on exit)"
         if self.kind == "event":
             extra = f" {format_duration(self.before)} before" if self.before else ""
             return f"event {self.event}{extra}" + (f" (codes of {self.workflow})" if self.workflow else "")
@@ -111,6 +143,15 @@ class Trigger:
         if self.kind == "schedule":
             return gettext("on the schedule “%(schedule)s”, for the segment %(segment)s", schedule=self.schedule,
                            segment=segment)
+        if self.kind == "exit":
+            return gettext("leaving the segment %(segment)s", segment=segment)
+        if self.kind == "date":
+            field = (gettext("“%(title)s” (%(name)s)", title=gettext(self.date_title), name=self.date)
+                     if self.date_title else str(self.date))
+            if self.before:
+                return gettext("%(length)s before the date %(field)s, at %(at)s", length=format_length(self.before),
+                               field=field, at=self.at)
+            return gettext("on the date %(field)s, at %(at)s", field=field, at=self.at)
         return gettext("entering the segment %(segment)s", segment=segment)
 
     def title(self) -> str:
@@ -355,8 +396,9 @@ class _Parser:
 
     def trigger(self, raw: Any) -> Trigger | None:
         if not isinstance(raw, dict) or not raw:
-            self.problem("trigger", gettext("expected {segment: NAME}, {schedule: \"0 10 * * *\", segment: NAME} "
-                                            "or {event: order.won}"))
+            self.problem("trigger", gettext("expected {segment: NAME}, {segment: NAME, on: exit}, "
+                                            "{schedule: \"0 10 * * *\", segment: NAME}, {event: order.won} "
+                                            "or {date: contact.birthday, before: 7d, at: \"10:00\"}"))
             return None
         ok = True
         for key in raw:
@@ -365,7 +407,25 @@ class _Parser:
                 self.problem(f"trigger.{key}", gettext("unknown key") + (
                     _did_you_mean(close) if close else gettext("; use %(keys)s", keys=", ".join(TRIGGER_KEYS))))
                 ok = False
+        if "date" in raw:
+            date = self.date_trigger(raw)
+            return date if ok else None
+        if raw.get("at") is not None:
+            self.problem("trigger.at", gettext("only a date trigger takes at (the time its runs start)"))
+            ok = False
         event, segment, schedule = raw.get("event"), raw.get("segment"), raw.get("schedule")
+        on = raw.get("on")
+        if on is not None and event is not None:
+            self.problem("trigger.on", gettext("only a segment trigger takes on (enter or exit)"))
+            ok = False
+        elif on is not None and on not in SEGMENT_ON:
+            self.problem("trigger.on", gettext("%(value)s: write enter (entering the segment, the default) or exit "
+                                               "(leaving it)", value=repr(on)))
+            ok = False
+        elif on == "exit" and schedule is not None:
+            self.problem("trigger.on", gettext("a schedule starts runs for the segment's members; leaving a segment "
+                                               "is written without a schedule: {segment: NAME, on: exit}"))
+            ok = False
         if event is not None:
             if segment is not None or schedule is not None:
                 self.problem("trigger", gettext("an event trigger takes no segment or schedule"))
@@ -428,7 +488,73 @@ class _Parser:
                 ok = False
         if not ok:
             return None
-        return Trigger("schedule" if schedule else "segment", segment=segment, schedule=schedule)
+        if schedule:
+            return Trigger("schedule", segment=segment, schedule=schedule)
+        if on == "exit":
+            return Trigger("exit", segment=segment, on="exit")
+        return Trigger("segment", segment=segment, on="enter")
+
+    def date_trigger(self, raw: dict[str, Any]) -> Trigger | None:
+        """{date: contact.birthday, before: 7d, at: "10:00"}: runs for those whose date comes round."""
+        ok = True
+        for key in raw:
+            if key in TRIGGER_KEYS and key not in DATE_KEYS:  # unknown ones were named already
+                self.problem(f"trigger.{key}", gettext("a date trigger takes %(keys)s", keys=", ".join(DATE_KEYS)))
+                ok = False
+        allowed = date_fields(self.registry)
+        name, title = raw.get("date"), None
+        if not isinstance(name, str) or not name:
+            self.problem("trigger.date", gettext("expected the name of a date field; a date trigger takes %(fields)s",
+                                                 fields=", ".join(allowed)))
+            ok = False
+        elif name not in allowed:
+            try:
+                spec = self.registry.resolve(name).field
+            except segment_fields.FieldError:
+                close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+                self.problem("trigger.date", gettext("%(field)s is not a field", field=repr(name)) + (
+                    _did_you_mean(close) if close else "") + gettext("; a date trigger takes %(fields)s",
+                                                                     fields=", ".join(allowed)))
+            else:
+                self.problem("trigger.date", gettext(
+                    "%(field)s is not a date that comes round every year (it is %(type)s); a date trigger takes "
+                    "%(fields)s", field=repr(name), type=segment_fields.type_title(spec.type),
+                    fields=", ".join(allowed)))
+            ok = False
+        else:
+            title = self.registry.fields[name].description or None
+        before = None
+        if raw.get("before") not in (None, 0, "0d"):
+            before = self.days(raw.get("before"))
+            ok = ok and before is not None
+        at = DATE_AT
+        if raw.get("at") is not None:
+            try:
+                at = parse_time_of_day(raw.get("at")).strftime("%H:%M")
+            except ValueError as exc:
+                self.problem("trigger.at", str(exc))
+                ok = False
+        if not ok:
+            return None
+        assert isinstance(name, str)
+        return Trigger("date", date=name, before=before, at=at, date_title=title)
+
+    def days(self, raw: Any) -> Any:
+        """A date trigger's `before`: whole days, none or more (a timedelta; None after a problem)."""
+        if isinstance(raw, str) and raw.strip().startswith("-"):
+            self.problem("trigger.before", gettext("%(value)s: before counts the days ahead of the date, 0d or "
+                                                   "more, like 7d", value=repr(raw)))
+            return None
+        try:
+            before = parse_duration(raw)
+        except ValueError as exc:
+            self.problem("trigger.before", str(exc))
+            return None
+        if before % dt.timedelta(days=1) or before > dt.timedelta(days=365):
+            self.problem("trigger.before", gettext("%(value)s: before is a whole number of days up to a year, "
+                                                   "like 7d", value=repr(raw)))
+            return None
+        return before
 
     def reentry(self, raw: Any) -> Any:
         if raw is None or raw == "never":
@@ -477,6 +603,10 @@ def parse(document: Any, conn: Connection, settings: Settings, *, origin: str | 
     """A workflow document checked against this Hub; WorkflowError lists every problem."""
     if not isinstance(document, dict):
         raise WorkflowError([gettext("expected a workflow with name, trigger and steps")], origin)
+    raw_trigger = document.get("trigger")
+    if isinstance(raw_trigger, dict) and any(k is True for k in raw_trigger) and "on" not in raw_trigger:
+        # YAML 1.1 reads a bare `on` as true: {segment: vip, on: exit} arrives as {True: "exit"}
+        document = {**document, "trigger": {"on" if k is True else k: v for k, v in raw_trigger.items()}}
     name = document.get("name")
     parser = _Parser(conn, settings, str(name), pm)
     for key in document:
@@ -489,6 +619,9 @@ def parse(document: Any, conn: Connection, settings: Settings, *, origin: str | 
     elif not isinstance(name, str) or not NAME.match(name):
         parser.problem("name", gettext("%(name)s is not a workflow name: use lower-case Latin letters, digits and _, "
                                        "starting with a letter (e.g. reactivation_90d)", name=repr(name)))
+    elif name in RESERVED_NAMES:
+        parser.problem("name", gettext("%(quoted)s is taken by a page of the admin (/workflows/%(name)s); "
+                                       "choose another name", quoted=repr(name), name=name))
     title = document.get("title")
     if title is not None and not isinstance(title, str):
         parser.problem("title", gettext("expected text"))
@@ -497,7 +630,11 @@ def parse(document: Any, conn: Connection, settings: Settings, *, origin: str | 
         parser.problem("trigger", gettext("missing"))
     if trigger is not None and trigger.kind == "event" and trigger.event and trigger.event.startswith("promo."):
         parser.checking.promo = True  # the run is about that code: templates may show it
+    if trigger is not None and trigger.kind == "event" and is_api_event(trigger.event):
+        parser.checking.event = trigger.event  # the run keeps the event: templates may show it (event_data)
     reentry = parser.reentry(document.get("reentry"))
+    if trigger is not None and trigger.kind == "date" and "reentry" not in document:
+        reentry = DATE_REENTRY  # once a year unless the file says otherwise
     holdout = parser.holdout(document.get("holdout"))
     goal = parser.goal(document.get("goal"))
     if "steps" not in document:

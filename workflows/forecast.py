@@ -24,8 +24,8 @@ from sqlalchemy import Connection, Engine, select
 
 # not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
 from hub import messaging
-from hub.api import (TRANSACTIONAL, Contact, ContactIdentity, Settings, chunks, gettext, kind_for_channel,
-                     next_local_time, utcnow)
+from hub.api import (TRANSACTIONAL, Contact, ContactIdentity, Settings, chunks, format_number, gettext,
+                     kind_for_channel, next_local_time, ngettext, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.evaluate import Segments
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
@@ -228,6 +228,18 @@ def _entrants(conn: Connection, settings: Settings, row: Any, workflow: Workflow
                                   name=workflow.name, event=trigger.event)
         candidates = triggers.event_candidates(conn, row, workflow, now=now)
         return _eligible(conn, row, workflow, [c.contact_id for c in candidates], now)
+    if trigger.kind == "exit":
+        return [], 0, gettext("%(name)s starts when contacts leave the segment %(segment)s; who will leave it "
+                              "cannot be foreseen", name=workflow.name, segment=trigger.segment)
+    if trigger.kind == "date":
+        # Today's: those whose date comes round `before` days from today (each later day brings its own).
+        ids = [c.contact_id for c in triggers.date_candidates(conn, settings, workflow, now=now)]
+        note = gettext("shown: the contacts whose date comes round for today's start at %(at)s; each following day "
+                       "starts those whose date comes round then", at=trigger.at)
+        if row is None:
+            return ids, 0, note
+        chosen, skipped, _ = _eligible(conn, row, workflow, ids, now)
+        return chosen, skipped, note
     assert trigger.segment is not None
     members = Segments(conn, settings, now=now).member_ids(trigger.segment)
     if row is None:
@@ -285,10 +297,7 @@ def _simulate(workflow: Workflow, sims: list[Sim], facts: _Facts, options: confi
                     s.done = True
             elif isinstance(step, Wait):
                 for s in group:
-                    until = s.t + (step.length or dt.timedelta(0))
-                    if step.at is not None:
-                        until = next_local_time(until, facts.zones.get(s.contact_id, facts.settings.tz), step.at)
-                    s.t, s.pc = until, pc + 1
+                    s.t, s.pc = wait_until(step, s.t, facts.zones.get(s.contact_id, facts.settings.tz)), pc + 1
             elif isinstance(step, Send):
                 _send(step, pc, group, facts, options, recent, planned, steps, horizon)
             else:
@@ -298,33 +307,61 @@ def _simulate(workflow: Workflow, sims: list[Sim], facts: _Facts, options: confi
                     s.pc = pc + 1
 
 
+def wait_until(step: Wait, t: dt.datetime, zone: Any) -> dt.datetime:
+    """When a run waiting at `step` from `t` goes on: the length, then the time of day in the contact's zone."""
+    until = t + (step.length or dt.timedelta(0))
+    return next_local_time(until, zone, step.at) if step.at is not None else until
+
+
+@dataclass
+class Planned:
+    """What the send step would do for one contact at `t`: when it goes, or the counter of why not.
+
+    `held` is "skipped_no_address", "skipped_no_consent" or
+    "skipped_frequency_cap" (on_cap: skip); `quiet_until` and `cap_until` say
+    when quiet hours or the frequency cap moved the message to.
+    """
+
+    at: dt.datetime
+    held: str | None = None
+    quiet_until: dt.datetime | None = None
+    cap_until: dt.datetime | None = None
+
+
+def plan_send(step: Send, contact_id: int, t: dt.datetime, facts: _Facts, options: config.WorkflowSettings,
+              sent: list[dt.datetime]) -> Planned:
+    """The send step's questions for one contact, in its order; `sent` is what counts against their cap.
+
+    Shared by the forecast (everyone at once) and the try-on-a-contact trace
+    (one person, step by step), so both say the same thing.
+    """
+    if contact_id not in facts.has_address(step.channel):
+        return Planned(t, "skipped_no_address")
+    if step.purpose != TRANSACTIONAL and contact_id not in facts.consents(step.channel, step.purpose):
+        return Planned(t, "skipped_no_consent")
+    quiet = policy.quiet_until(options, step.channel, t, facts.zones.get(contact_id, facts.settings.tz))
+    at = quiet or t
+    cap = options.frequency_cap if step.purpose != TRANSACTIONAL else None
+    until = policy.cap_until(cap, sent, at) if cap is not None else None
+    if until is not None and step.on_cap == "skip":
+        return Planned(at, "skipped_frequency_cap", quiet, until)
+    return Planned(until or at, None, quiet, until)
+
+
 def _send(step: Send, pc: int, group: list[Sim], facts: _Facts, options: config.WorkflowSettings,
           recent: dict[int, list[dt.datetime]], planned: dict[int, list[dt.datetime]],
           steps: dict[int, Counter[str]], horizon: dt.datetime) -> None:
-    addressable = facts.has_address(step.channel)
-    allowed = None if step.purpose == TRANSACTIONAL else facts.consents(step.channel, step.purpose)
-    cap = options.frequency_cap if step.purpose != TRANSACTIONAL else None
     for s in group:
         s.pc = pc + 1
-        if s.contact_id not in addressable:
-            steps[pc]["skipped_no_address"] += 1
-            continue
-        if allowed is not None and s.contact_id not in allowed:
-            steps[pc]["skipped_no_consent"] += 1
-            continue
-        zone = facts.zones.get(s.contact_id, facts.settings.tz)
-        quiet = policy.quiet_until(options, step.channel, s.t, zone)
-        if quiet is not None:
+        plan = plan_send(step, s.contact_id, s.t, facts, options, recent.get(s.contact_id, []) + planned[s.contact_id])
+        if plan.quiet_until is not None:
             steps[pc]["deferred_quiet_hours"] += 1
-            s.t = quiet
-        if cap is not None:
-            until = policy.cap_until(cap, recent.get(s.contact_id, []) + planned[s.contact_id], s.t)
-            if until is not None:
-                if step.on_cap == "skip":
-                    steps[pc]["skipped_frequency_cap"] += 1
-                    continue
-                steps[pc]["deferred_frequency_cap"] += 1
-                s.t = until
+        s.t = plan.at
+        if plan.held is not None:
+            steps[pc][plan.held] += 1
+            continue
+        if plan.cap_until is not None:
+            steps[pc]["deferred_frequency_cap"] += 1
         if s.t > horizon:
             steps[pc]["after_horizon"] += 1
             continue
@@ -338,3 +375,44 @@ def contact_names(conn: Connection, ids: list[int]) -> dict[int, str]:
     c = contacts_t.c
     rows: Iterable[Any] = conn.execute(select(c.id, c.first_name, c.last_name).where(c.id.in_(ids))) if ids else []
     return {r.id: " ".join(p for p in (r.first_name, r.last_name) if p) or f"#{r.id}" for r in rows}
+
+
+def switch_on_numbers(report: dict[str, Any]) -> dict[str, Any]:
+    """What switching a workflow on would do, from its forecast: the numbers a person confirms.
+
+    `first_tick` is how many people its first look would message (the
+    entrants outside the holdout); `promo_codes` counts the codes its
+    promo_code steps would issue within the forecast.
+    """
+    promo_codes = sum(int(day.get("promo_code", 0)) for day in report["by_day"])
+    return {"workflow": report["workflow"], "days": report["days"], "would_start": report["would_start"],
+            "holdout": report["holdout"], "already_running": report["already_running"],
+            "messages": dict(report["messages"]), "promo_codes": promo_codes, "first_tick": report["would_start"],
+            "by_day": report["by_day"], "note": report.get("note")}
+
+
+def switch_on_text(numbers: dict[str, Any]) -> str:
+    """The numbers in words: «Сразу войдут 1 240 человек (ещё 138 — в контрольную группу). За 14 дней: …»."""
+    parts = [ngettext("%(num)s person would enter at once", "%(num)s people would enter at once",
+                      numbers["would_start"], num=format_number(numbers["would_start"]))]
+    if numbers["holdout"]:
+        parts[0] += " " + ngettext("(%(num)s more into the holdout)", "(%(num)s more into the holdout)",
+                                   numbers["holdout"], num=format_number(numbers["holdout"]))
+    parts[0] += "."
+    if numbers["already_running"]:
+        parts.append(ngettext("%(num)s run is already under way.", "%(num)s runs are already under way.",
+                              numbers["already_running"], num=format_number(numbers["already_running"])))
+    counted = []
+    for channel, n in sorted(numbers["messages"].items()):
+        if channel == "email":
+            counted.append(ngettext("%(num)s letter", "%(num)s letters", n, num=format_number(n)))
+        elif channel == "sms":
+            counted.append(ngettext("%(num)s SMS", "%(num)s SMS", n, num=format_number(n)))
+        else:
+            counted.append(gettext("%(num)s by %(channel)s", num=format_number(n), channel=channel))
+    if numbers["promo_codes"]:
+        counted.append(ngettext("%(num)s promo code", "%(num)s promo codes", numbers["promo_codes"],
+                                num=format_number(numbers["promo_codes"])))
+    parts.append(ngettext("Within %(days)s day: %(what)s.", "Within %(days)s days: %(what)s.", numbers["days"],
+                          days=numbers["days"], what=", ".join(counted) if counted else gettext("no messages")))
+    return " ".join(parts)

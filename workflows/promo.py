@@ -28,7 +28,7 @@ from hub.api import (N_, Order, Settings, WriteBackError, bulk_insert, chunks, e
                      publish_webhook_event, utcnow, write_back)
 from workflows import config
 from workflows.models import PromoCode, WorkflowState
-from workflows.steps import Checking, Options, Outcome, RunInfo, Step, StepCall, StepError
+from workflows.steps import Checking, FormField, Options, Outcome, RunInfo, Step, StepCall, StepError
 
 codes_t = PromoCode.__table__
 orders_t = Order.__table__
@@ -91,6 +91,12 @@ class PromoCodeStep(Step):
     kind_title = N_("Personal promo code")
     kind_summary = N_("Issues the contact a personal promo code with a discount and an expiry date.")
     batched = True
+    form = (FormField("discount", "percent", N_("Discount"), required=True, placeholder="15%"),
+            FormField("valid_for", "duration", N_("Valid for"), required=True),
+            FormField("prefix", "text", N_("Code prefix"), placeholder="BACK",
+                      hint=N_("Up to 10 Latin letters and digits; the code starts with it.")),
+            FormField("length", "integer", N_("Code length"), placeholder="8"),
+            FormField("crm_field", "crm_field", N_("Write the code to the CRM field"), placeholder="promo_code"))
 
     def __init__(self, options: Any, checking: Checking) -> None:
         opts = Options(options, ("discount", "valid_for", "prefix", "length", "crm_field"),

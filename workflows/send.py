@@ -26,7 +26,7 @@ from hub import message_templates, messaging
 from hub.api import (N_, TRANSACTIONAL, Message, Settings, TemplateError, bulk_insert, chunks, company,
                      consent_purposes, gettext, kind_for_channel)
 from workflows import config, nps, policy
-from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError
+from workflows.steps import Checking, FormField, Options, Outcome, Step, StepCall, StepError
 
 messages_t = Message.__table__
 ON_CAP = ("defer", "skip")
@@ -44,6 +44,14 @@ class Send(Step):
     kind_summary = N_("Sends an email or an SMS from a template, if the contact agreed and the send limits allow it.")
     batched = True
     needs_contact = True
+    form = (FormField("channel", "channel", N_("Channel"), required=True),
+            FormField("template", "template", N_("Template"), required=True),
+            FormField("purpose", "purpose", N_("Purpose (consent)"), placeholder="marketing",
+                      hint=N_("Transactional: needs no consent and is not counted against the frequency cap; quiet "
+                              "hours and blocked addresses still apply. Use it only for messages a person asked for.")),
+            FormField("on_cap", "choice", N_("When the frequency cap is reached"),
+                      choices=(("defer", N_("send later, when the cap allows")),
+                               ("skip", N_("skip this message")))))
 
     def __init__(self, options: Any, checking: Checking) -> None:
         opts = Options(options, ("channel", "template", "purpose", "on_cap"),
@@ -77,6 +85,9 @@ class Send(Step):
             reason = str(exc)
             if not checking.promo and _uses(template, "promo") and "promo" in reason:
                 reason = gettext("%(name)s uses promo, but no promo_code step comes before this one", name=name)
+            elif checking.event is None and _uses(template, "event") and "event" in reason:
+                reason = gettext("%(name)s shows the event that started the run; only a workflow started by an event "
+                                 "sent to the API (trigger: {event: cart_abandoned}) has one", name=name)
             raise StepError(reason, "template") from None
         self.channel, self.template, self.purpose, self.on_cap = channel, name, purpose, on_cap
 
@@ -141,6 +152,8 @@ class Send(Step):
         context: dict[str, Any] = {"run": variables["run"], "workflow": variables["workflow"]}
         if call.promo is not None:
             context["promo"] = call.promo
+        if "event" in variables:  # the API event that started the run (workflows.event_data)
+            context["event"] = variables["event"]
         if self.uses_nps:
             context["nps"] = nps.links(settings, call.run.contact_id, call.run.id)
         meta = {"workflow": call.run.workflow, "run": call.run.id, "step": call.index + 1}

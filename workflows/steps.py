@@ -39,7 +39,7 @@ from hub.api import (N_, Contact, Settings, TemplateError, company, format_durat
 
 # What a plugin's own steps use (the public API of this module; tests/test_public_api.py records it).
 __all__ = ["Step", "StepCall", "Outcome", "StepError", "StepFailed", "Options", "Checking", "RunInfo",
-           "kind_title", "kind_summary"]
+           "kind_title", "kind_summary", "FormField"]
 
 contacts_t = Contact.__table__
 
@@ -138,6 +138,11 @@ class StepCall:
         }
         if self.promo is not None:
             out["promo"] = self.promo
+        from workflows.event_data import from_context  # the API event that started the run, if one did
+
+        event = from_context(self.run.context)
+        if event is not None:
+            out["event"] = event
         return out
 
     def render(self, text: str, what: str) -> str:
@@ -157,6 +162,7 @@ class Checking:
         self.conn = conn
         self.workflow = workflow
         self.promo = False  # whether runs reaching this point hold a promo code
+        self.event: str | None = None  # the API event runs start on (templates may show it: workflows.event_data)
         self._channels: list[str] | None = None
 
     def channels(self) -> list[str]:
@@ -186,6 +192,10 @@ class Checking:
         context["workflow"] = {"name": self.workflow}
         if not self.promo:
             context.pop("promo", None)
+        if self.event is not None:
+            from workflows.event_data import sample
+
+            context["event"] = sample(self.event)
         return context
 
     def text(self, raw: Any, key: str) -> str:
@@ -240,6 +250,31 @@ class Options:
             raise StepError(str(exc), key) from None
 
 
+# What the admin's workflow builder can draw as a form field (workflows/builder_model.py, workflow-builder.js).
+FORM_KINDS = ("text", "template_text", "duration", "time", "percent", "integer", "choice", "channel", "template",
+              "purpose", "crm_field", "url")
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One option of a step as the admin's workflow builder shows it in the step's card.
+
+    `key` is the option's name in the workflow file, `kind` one of FORM_KINDS
+    (how it is typed: a duration is a number and a unit, a template a list of
+    the channel's templates), `title` and `hint` English marked with N_;
+    `choices` are (value, title) pairs for kind "choice". The options are still
+    checked by the step's constructor, the one place that decides what is valid.
+    """
+
+    key: str
+    kind: str
+    title: str
+    required: bool = False
+    choices: tuple[tuple[str, str], ...] = ()
+    hint: str = ""
+    placeholder: str = ""
+
+
 class Step:
     """Base class of every step kind; see the module docstring for the two ways to implement one."""
 
@@ -254,6 +289,10 @@ class Step:
     batched: ClassVar[bool] = False
     # Wants call.contact, call.promo and call.zone filled in (a kind may decide per step, as wait does).
     needs_contact: bool = False
+    # The options as the admin's builder draws them; a kind without a form is shown there as its YAML text.
+    form: ClassVar[tuple[FormField, ...]] = ()
+    # The option a bare value stands for (`wait: 7d` is `{for: 7d}`): the builder writes it back that way.
+    shorthand: ClassVar[str | None] = None
 
     def __init__(self, options: Any, checking: Checking) -> None:
         self.options = options
@@ -309,6 +348,9 @@ class Wait(Step):
     kind_title = N_("Wait")
     kind_summary = N_("Pauses the run for a while, or until a time of day in the contact's time zone.")
     batched = True
+    form = (FormField("for", "duration", N_("How long")),
+            FormField("until", "time", N_("Then until (contact's local time)"), placeholder="10:00"))
+    shorthand = "for"
 
     def __init__(self, options: Any, checking: Checking) -> None:
         opts = Options(options, ("for", "until"), shorthand="for", example="7d or {until: \"10:00\"}")
@@ -374,6 +416,8 @@ class Tag(Step):
     kind_summary = N_("Adds tags to the contact; segments see them as contact.tags.")
     batched = True
     adding = True
+    form = (FormField("tags", "text", N_("Tag"), required=True, placeholder="winback"),)
+    shorthand = "tags"
 
     def __init__(self, options: Any, checking: Checking) -> None:
         self.tags = _tag_names(options)

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import requests
 
 from hub.api import N_, gettext, local_time
-from workflows.steps import Checking, Options, Outcome, Step, StepCall, StepError, StepFailed, kind_title
+from workflows.steps import (Checking, FormField, Options, Outcome, Step, StepCall, StepError, StepFailed,
+                             kind_title)
 
 TIMEOUT_S = 10
 RETRY_STATUSES = (408, 425, 429)
@@ -33,6 +34,9 @@ class Webhook(Step):
     kind_title = N_("Webhook")
     kind_summary = N_("Sends the contact's data to another system's address (an HTTP POST).")
     needs_contact = True
+    form = (FormField("url", "url", N_("Address"), required=True, placeholder="https://example.ru/hook"),
+            FormField("timeout", "integer", N_("Wait for an answer, seconds"), placeholder="10"))
+    shorthand = "url"
 
     def __init__(self, options: Any, checking: Checking) -> None:
         opts = Options(options, ("url", "timeout"), shorthand="url", example="{url: https://example.ru/hook}")
