@@ -12,6 +12,7 @@ ground truth. Plugins add to it: their emulators are synced too
 from __future__ import annotations
 
 import csv
+import os
 import secrets
 import shutil
 from collections import Counter, defaultdict
@@ -57,6 +58,18 @@ def score(truth: dict[Any, int], placed: dict[Any, int | None]) -> dict[str, int
     }
 
 
+def _write_config(workdir: Path, settings: Settings) -> None:
+    """hub.toml in the demo's folder, so `hub admin` (or any command) run there opens the demo's base.
+
+    It carries the key the demo's CRM connections were encrypted with; private
+    like the hub.toml `hub init` writes.
+    """
+    path = workdir / "hub.toml"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(f'secret_key = "{settings.secret_key}"\ndatabase_url = "sqlite:///hub.db"\n')
+
+
 def _read_truth(path: Path, prefix: str) -> dict[tuple[str, int], int]:
     with path.open(encoding="utf-8") as f:
         return {(prefix, int(r["line"])): int(r["person_id"]) for r in csv.DictReader(f)}
@@ -69,6 +82,7 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
     workdir.mkdir(parents=True)
     settings: Settings = replace(load_settings(environ={}), database_url=f"sqlite:///{workdir / 'hub.db'}",
                                  secret_key=secrets.token_urlsafe(32))
+    _write_config(workdir, settings)
     engine = get_engine(settings.database_url)
     migrations.upgrade(engine)
 
@@ -179,6 +193,8 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
     console.print("\n" + _("The base is in %(path)s. Look around:", path=workdir / "hub.db") + "\n"
                   f"  {url} hub contacts list --limit 20\n"
                   f"  {url} hub dedupe")
+    console.print(_("To open it in the admin: %(command)s",
+                    command=f"cd {workdir} && hub users add you@example.ru --role admin && hub admin"))
     try:
         showcases = _showcases(settings, engine, workdir, console)
     finally:
