@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import Connection, and_, bindparam, func, select
 
-from hub import normalize
+from hub import normalize, send_reasons
 from hub.config import Settings
 from hub.db import chunks, insert_for, utcnow
 from hub.i18n import N_
@@ -291,19 +291,22 @@ def can_contact(conn: Connection, settings: Settings, contact_id: int, channel: 
 
 def ledger_verdict(conn: Connection, settings: Settings, contact_id: int, channel: str, purpose: str,
                    address: str | None) -> str | None:
-    """The core's own answer: a suppressed address never; marketing only with granted consent."""
+    """The core's own answer: a suppressed address never; marketing only with granted consent.
+
+    Worded through hub.send_reasons: stored and given to scripts in English, read by people in their language.
+    """
     kind = kind_for_channel(channel)
     targets = [address] if address else addresses(conn, contact_id, kind)
     if not targets:
-        return f"no valid {kind} for this contact"
+        return send_reasons.no_address(kind)
     secret = settings.require_secret_key()
     if all(is_suppressed(conn, kind, t, secret) for t in targets):
-        return f"{kind} is suppressed"
+        return send_reasons.suppressed(kind)
     if purpose == TRANSACTIONAL:
         return None
     status = current(conn, contact_id).get((channel, purpose))
     if status != "granted":
-        return f"no granted consent for {channel}/{purpose} (current: {status or 'none'})"
+        return send_reasons.no_consent(channel, purpose, status)
     return None
 
 

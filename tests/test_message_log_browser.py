@@ -54,7 +54,7 @@ def test_a_marketer_filters_reads_the_letter_and_settles_a_doubt(live: str, brow
     browser.wait(lambda: "status=failed" in browser.url, "the filtered log")
     assert row_ids(browser) == [ids["failed"]]
     assert "1–1 из 1" in browser.text("#paging")
-    assert "bounced: 550 no such user" in browser.text("#messages-log")
+    assert "возврат, адрес заблокирован: 550 no such user" in browser.text("#messages-log")  # hub.send_reasons
 
     browser.click("#reset")
     browser.wait(lambda: len(row_ids(browser)) == 4, "every message again")

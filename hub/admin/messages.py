@@ -32,7 +32,7 @@ from typing import Any, NoReturn
 from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from sqlalchemy import Connection, select
 
-from hub import consent, messaging, queue
+from hub import consent, messaging, queue, send_reasons
 from hub.admin import audit
 from hub.admin import access
 from hub.admin.access import actor, allow, engine, local_path
@@ -46,6 +46,9 @@ from hub.messaging import outbox
 from hub.models import Contact, Erasure
 
 bp = Blueprint("messages", __name__, url_prefix="/messages")
+# Why a message was held or not sent, in the reader's words, on every admin page (the card, workflow pages):
+# the database keeps the English (hub.send_reasons).
+bp.add_app_template_filter(send_reasons.reason_text, "reason")
 
 PAGE_SIZE = 50
 REVIEW_LIMIT = 200  # messages in doubt listed at once; the count above the table is the true one

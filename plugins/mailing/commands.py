@@ -17,7 +17,8 @@ from sqlalchemy import select
 # plugin's command line over the template store; `hub messages` is this plugin's command line over the outbox
 from hub import links, message_templates, messaging, template_versions
 from hub.api import (N_, App, Contact, SettingsError, TemplateError, emit_json, enqueue, format_moment, format_number,
-                     format_phone, gettext as _, ngettext, pass_app, progress_bar, stderr, translated_title, utcnow)
+                     format_phone, gettext as _, ngettext, pass_app, progress_bar, reason_text, stderr,
+                     translated_title, utcnow)
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -403,7 +404,7 @@ def messages_list(app: App, status: str | None, channel: str | None, contact_id:
         table.add_row(str(r["id"]), messaging.status_title(r["status"]), r["channel"], _address(r["address"] or ""),
                       r["template"] or "",
                       str(r["contact_id"] or ""), format_moment(r["updated_at"], tz, zone=True),
-                      (r["error"] or "")[:60])
+                      reason_text(r["error"])[:60])
     Console().print(table)
     click.echo(", ".join(f"{messaging.status_title(s)} {format_number(totals[s])}" for s in messaging.STATUSES
                          if s in totals)
@@ -444,6 +445,8 @@ def messages_show(app: App, message_id: int, as_json: bool) -> None:
             continue
         if key == "status":
             value = messaging.status_title(value)
+        elif key == "error":  # --json keeps the stored English
+            value = reason_text(value)
         elif key == "address":
             value = _address(value)
         elif isinstance(value, dt.datetime):
@@ -472,7 +475,7 @@ def messages_review(app: App, as_json: bool) -> None:
     for r in rows:
         click.echo(_("#%(id)s %(channel)s to %(address)s (%(template)s), claimed %(when)s: %(error)s", id=r["id"],
                      channel=r["channel"], address=_address(r["address"] or ""), template=r["template"],
-                     when=format_moment(r["claimed_at"], tz, zone=True), error=r["error"]))
+                     when=format_moment(r["claimed_at"], tz, zone=True), error=reason_text(r["error"])))
     click.echo(_("Check the server's log, then: hub messages resolve ID sent|failed|requeue"))
 
 
