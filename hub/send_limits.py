@@ -12,6 +12,9 @@ and a message retried by `hub messages dispatch` all keep the same limits.
   window (2 per 7 days unless set otherwise). At dispatch a message counts
   the contact's messages queued before it; over the cap it is held until a
   slot frees up.
+- The two are asked together (`first_allowed`): a slot the cap frees at
+  22:58 is in the night, so the message waits for the morning, and is
+  asked about the cap again then.
 
 Settings: `[quiet_hours] sms = "21:00-09:00"` in hub.toml or
 HUB_QUIET_HOURS_SMS (any channel's name; "none" switches them off), and
@@ -25,18 +28,19 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, bindparam, select
 
-from hub import consent, localtime
+from hub import consent, localtime, send_reasons
 from hub.config import Settings, SettingsError
 from hub.hookspecs import hookimpl
 from hub.i18n import gettext as _
 from hub.localtime import QuietHours
 from hub.messaging.channels import Outgoing
 from hub.messaging.outbox import messages_t
-from hub.messaging.rules import Verdict, combine
+from hub.messaging.rules import Verdict
 
 # SMS wake people up; email waits in the inbox. Other channels: none unless set.
 DEFAULT_QUIET_HOURS = {"sms": "21:00-09:00"}
@@ -142,17 +146,74 @@ def cap_until(cap: FrequencyCap, times: list[dt.datetime], now: dt.datetime) -> 
     return window[len(window) - cap.limit] + cap.period
 
 
+# --- the first moment a message may go --------------------------------------------------------
+
+QUIET_HOURS, FREQUENCY_CAP = "quiet_hours", "frequency_cap"
+
+
+@dataclass(frozen=True)
+class Move:
+    """One limit moving a message later: which (`kind`), to when (`until`, UTC), in the stored English words."""
+
+    kind: str
+    until: dt.datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class Slot:
+    """When a message may go (`at`), and every move of the limits that took it there, in order."""
+
+    at: dt.datetime
+    moves: tuple[Move, ...] = ()
+
+    def moved_by(self, kind: str) -> dt.datetime | None:
+        """Where `kind` last moved the message to; None when it never did."""
+        found = [m.until for m in self.moves if m.kind == kind]
+        return found[-1] if found else None
+
+    @property
+    def reason(self) -> str:
+        """The moves in the stored words, each once: "frequency cap 2/7d reached; quiet hours 21:00-09:00 in …"."""
+        return send_reasons.JOINER.join(dict.fromkeys(m.reason for m in self.moves))
+
+
+def first_allowed(moment: dt.datetime, *, quiet: QuietHours | None, zone: ZoneInfo, cap: FrequencyCap | None,
+                  times: Sequence[dt.datetime]) -> Slot:
+    """The first moment at or after `moment` outside the quiet hours (in `zone`) that the cap also allows.
+
+    One limit's answer can land in the other: a cap that frees up at 22:58
+    puts an SMS in the night, and the morning the quiet hours then move it
+    to may still be under the cap. So both are asked again until neither
+    moves it. The workflow step, the forecast, the trial and the dispatcher
+    all ask this one function, so they agree on when a message goes.
+
+    `times` are when the contact's counted messages were (or will be) queued.
+    It ends: every move is strictly later; a cap move lands on one of the
+    finitely many `times[i] + cap.period`, each later than the last; and a
+    quiet move lands outside the quiet hours, so only a cap move can bring the
+    message back into them. Hence at most len(times) rounds move it by the
+    cap, one more may move it out of the quiet hours, one finds it settled;
+    the loop is bounded by that count all the same.
+    """
+    at, moves = moment, []
+    window_times = sorted(times)
+    for _round in range(len(window_times) + 3):
+        moved = False
+        until = quiet.end_after(at, zone) if quiet is not None else None
+        if until is not None and until > at:
+            moves.append(Move(QUIET_HOURS, until, send_reasons.quiet_hours(quiet, zone.key)))
+            at, moved = until, True
+        until = cap_until(cap, window_times, at) if cap is not None else None
+        if until is not None and until > at:
+            moves.append(Move(FREQUENCY_CAP, until, send_reasons.frequency_cap(cap)))
+            at, moved = until, True
+        if not moved:
+            break
+    return Slot(at, tuple(moves))
+
+
 # --- the send rules (check_send) ------------------------------------------------------------
-
-def quiet_hours_rule(conn: Connection, settings: Settings, message: Outgoing, now: dt.datetime) -> Verdict | None:
-    """Hold a message that would arrive in the contact's quiet hours until they end."""
-    window = load(settings).quiet(message.channel)
-    if window is None or message.contact_id is None:
-        return None
-    zone = localtime.contact_zones(conn, settings, [message.contact_id]).get(message.contact_id, settings.tz)
-    until = window.end_after(now, zone)
-    return None if until is None else Verdict.defer(until, f"quiet hours {window} in {zone.key}")
-
 
 _m = messages_t.c
 # Built once: asked for every non-transactional message a dispatch sends. Only messages queued
@@ -163,20 +224,28 @@ _COUNTED_BEFORE = (select(_m.created_at).where(
     .order_by(_m.created_at))
 
 
-def frequency_cap_rule(conn: Connection, settings: Settings, message: Outgoing, now: dt.datetime
-                       ) -> Verdict | None:
-    """Hold a non-transactional message while the contact has as many queued before it as the cap allows."""
-    if message.purpose == consent.TRANSACTIONAL or message.contact_id is None:
+def limits_rule(conn: Connection, settings: Settings, message: Outgoing, now: dt.datetime) -> Verdict | None:
+    """Hold a message until the first moment outside the contact's quiet hours that the frequency cap allows.
+
+    Quiet hours are read in the contact's own zone; the cap counts the
+    non-transactional messages the contact has queued before this one, so of
+    several waiting for one contact the oldest go first.
+    """
+    if message.contact_id is None:
         return None
-    cap = load(settings).frequency_cap
-    if cap is None:
+    limits = load(settings)
+    window = limits.quiet(message.channel)
+    cap = limits.frequency_cap if message.purpose != consent.TRANSACTIONAL else None
+    if window is None and cap is None:
         return None
+    zone = (localtime.contact_zones(conn, settings, [message.contact_id]).get(message.contact_id, settings.tz)
+            if window is not None else settings.tz)
     times = list(conn.execute(_COUNTED_BEFORE, {"contact_id": message.contact_id, "message_id": message.id,
-                                                "since": now - cap.period}).scalars())
-    until = cap_until(cap, times, now)
-    return None if until is None else Verdict.defer(until, f"frequency cap {cap} reached")
+                                                "since": now - cap.period}).scalars()) if cap is not None else []
+    slot = first_allowed(now, quiet=window, zone=zone, cap=cap, times=times)
+    return Verdict.defer(slot.at, slot.reason) if slot.moves else None
 
 
 @hookimpl
 def check_send(conn: Connection, settings: Settings, message: Outgoing, now: dt.datetime) -> Verdict | None:
-    return combine((quiet_hours_rule(conn, settings, message, now), frequency_cap_rule(conn, settings, message, now)))
+    return limits_rule(conn, settings, message, now)

@@ -4,7 +4,9 @@ The limits themselves are the core's (hub.send_limits): every message keeps
 them at dispatch, whoever sends it. A send step applies them once more before
 it writes its message, so that a run waits for the morning or for a free slot
 in its own record (and the forecast can say so), and so that `on_cap: skip`
-can drop a step instead of holding its message.
+can drop a step instead of holding its message. Both limits are asked
+together (`slot`): a cap that frees up at night leaves the message for the
+morning.
 """
 
 from __future__ import annotations
@@ -16,17 +18,31 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
-from hub.api import NOT_COUNTED, TRANSACTIONAL, Message, cap_until, chunks, contact_zones
+from hub.api import NOT_COUNTED, TRANSACTIONAL, Message, Slot, cap_until, chunks, contact_zones, first_allowed
 from workflows.config import WorkflowSettings
 
 messages_t = Message.__table__
-__all__ = ["cap_until", "contact_zones", "describe", "quiet_until", "recent_messages"]  # the step's and forecast's
+__all__ = ["cap_until", "contact_zones", "describe", "quiet_until", "recent_messages", "slot"]  # step, forecast
+# What moved a message (the kinds of hub.api.Slot's moves).
+QUIET_HOURS, FREQUENCY_CAP = "quiet_hours", "frequency_cap"
 
 
 def quiet_until(options: WorkflowSettings, channel: str, moment: dt.datetime, zone: ZoneInfo) -> dt.datetime | None:
     """When the channel's quiet hours end, if `moment` is inside them in `zone`; else None."""
     window = options.quiet(channel)
     return window.end_after(moment, zone) if window is not None else None
+
+
+def slot(options: WorkflowSettings, channel: str, purpose: str, moment: dt.datetime, zone: ZoneInfo,
+         times: Iterable[dt.datetime]) -> Slot:
+    """When a message of `purpose` on `channel` may go: outside quiet hours and under the cap, both at once.
+
+    The core's own answer (hub.api.first_allowed, which the dispatcher asks
+    too), so the step, the forecast and the trial cannot disagree with the
+    outbox; transactional messages are not counted against the cap.
+    """
+    cap = options.frequency_cap if purpose != TRANSACTIONAL else None
+    return first_allowed(moment, quiet=options.quiet(channel), zone=zone, cap=cap, times=list(times))
 
 
 def recent_messages(conn: Connection, contact_ids: Iterable[int], since: dt.datetime) -> dict[int, list[dt.datetime]]:

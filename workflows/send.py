@@ -9,9 +9,11 @@ is asked again at that moment.
 
 Before writing, the step applies the workflow policies: quiet hours defer the
 step to the morning in the contact's time zone; the frequency cap defers it
-until a slot frees up, or skips it when the step says `on_cap: skip`. The
-dispatcher applies both again, as the core's send rules (hub.send_limits), to
-this message and to every other, whoever dispatches it.
+until a slot frees up, or skips it when the step says `on_cap: skip`. Both
+are asked together (workflows.policy.slot), so a slot the cap frees at night
+waits for the morning. The dispatcher applies both again, as the core's send
+rules (hub.send_limits), to this message and to every other, whoever
+dispatches it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy import Connection, select
 # not in hub.api on purpose: steps render templates for StepCall.template (public in workflows.steps); the campaign
 # engine writes outbox rows and dispatches them
 from hub import message_templates, messaging
-from hub.api import (N_, TRANSACTIONAL, Message, Settings, TemplateError, bulk_insert, chunks, company,
+from hub.api import (N_, TRANSACTIONAL, Message, Settings, Slot, TemplateError, bulk_insert, chunks, company,
                      consent_purposes, gettext, kind_for_channel)
 from workflows import config, nps, policy
 from workflows.steps import Checking, FormField, Options, Outcome, Step, StepCall, StepError
@@ -79,6 +81,7 @@ class Send(Step):
             raise StepError(gettext("%(value)s is not one of: %(allowed)s", value=repr(on_cap),
                                     allowed=", ".join(ON_CAP)), "on_cap")
         self.uses_nps = _uses(template, "nps")
+        self.uses_promo = _uses(template, "promo")
         try:
             message_templates.render(template, checking.sample({"nps": nps.sample_links(checking.settings)}))
         except TemplateError as exc:
@@ -132,19 +135,27 @@ class Send(Step):
             if address is None:
                 out.append(Outcome.skipped(f"no valid {kind}"))
                 continue
-            quiet = policy.quiet_until(options, self.channel, now, call.zone or settings.tz)
-            if quiet is not None:
-                out.append(Outcome.deferred(quiet, f"quiet hours {options.quiet(self.channel)} "
-                                                   f"in {(call.zone or settings.tz).key}"))
+            slot = policy.slot(options, self.channel, self.purpose, now, call.zone or settings.tz,
+                               recent.get(cid, []))
+            if slot.moves:
+                out.append(self._held(slot))
                 continue
-            if cap is not None:
-                until = policy.cap_until(cap, recent.get(cid, []), now)
-                if until is not None:
-                    reason = f"frequency cap {cap} reached"
-                    out.append(Outcome.skipped(reason) if self.on_cap == "skip" else Outcome.deferred(until, reason))
-                    continue
             out.append(self._row(settings, template, call, address, company_details))
         return out
+
+    def _held(self, slot: Slot) -> Outcome:
+        """Wait for the slot, or skip on the cap (`on_cap: skip`) once the quiet hours are over.
+
+        A step that skips on the cap first waits out the quiet hours and is
+        asked again then, as the forecast shows it: by the morning a message
+        counted now may have failed and freed its slot.
+        """
+        first = slot.moves[0]
+        if self.on_cap == "skip" and slot.moved_by(policy.FREQUENCY_CAP) is not None:
+            if first.kind == policy.QUIET_HOURS:
+                return Outcome.deferred(first.until, first.reason)
+            return Outcome.skipped(first.reason)
+        return Outcome.deferred(slot.at, slot.reason)
 
     def _row(self, settings: Settings, template: message_templates.Template, call: StepCall, address: str,
              company: Mapping[str, Any]) -> Any:
@@ -156,7 +167,7 @@ class Send(Step):
             context["event"] = variables["event"]
         if self.uses_nps:
             context["nps"] = nps.links(settings, call.run.contact_id, call.run.id)
-        meta = {"workflow": call.run.workflow, "run": call.run.id, "step": call.index + 1}
+        meta = {"workflow": call.run.workflow, "run": call.run.id, "step": call.shown_number()}
         if call.run.context.get("campaign"):  # a one-off campaign's run (workflows.campaigns) names it
             meta["campaign"] = call.run.context["campaign"]
         try:
