@@ -62,6 +62,23 @@ _clock: Callable[[], dt.datetime] | None = None
 # The largest id a database row can have (a signed 64-bit integer, on SQLite and PostgreSQL alike).
 MAX_ROW_ID = 2**63 - 1
 
+
+def whole_number(text: Any, least: int = 1, most: int = MAX_ROW_ID) -> int | None:
+    """A number typed or sent as text (an id in a URL, a form field), or None when it is not one.
+
+    `str.isdigit` also says yes to «²» and other digits `int` refuses (a
+    500 where a person made a typo), and `int` refuses more than 4 300
+    digits: only ASCII digits, at most as many as MAX_ROW_ID has, pass here.
+    """
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    if not (0 < len(text) <= len(str(MAX_ROW_ID)) and text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if least <= number <= most else None
+
+
 def utcnow() -> dt.datetime:
     """Now, in UTC: the one clock all of Hub reads, so tests can move it (``hub.testing``'s ``hub_clock``)."""
     return _clock() if _clock is not None else dt.datetime.now(dt.timezone.utc)
@@ -124,7 +141,7 @@ def _check_port(url: str) -> None:
     host, colon, port = netloc.rpartition(":")
     if not colon or not port or host.endswith(":") or "]" in port:
         return  # no port, or an IPv6 address without one
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if whole_number(port, most=65535) is None:
         raise DatabaseUnavailable(_("HUB_DATABASE_URL: the port «%(port)s» is not a number from 1 to 65535",
                                     port=port[:20]), ValueError(port))
 

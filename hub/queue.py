@@ -48,6 +48,29 @@ def redis_connection(settings: Settings) -> Any:
     return Redis.from_url(settings.redis_url)
 
 
+# How long a look at Redis from a page may wait. Without a limit, a Redis whose packets are dropped
+# holds the asking request for minutes (the kernel's TCP timeouts), and with it every admin page.
+PROBE_TIMEOUT_S = 0.5
+
+
+def probe_connection(settings: Settings) -> Any:
+    """A connection for looking at Redis (the banner, /status.json, /healthz, the dashboard), never for work.
+
+    It gives up after PROBE_TIMEOUT_S, connecting or reading, and does not
+    retry: a page says "Redis cannot be reached" in half a second instead of
+    waiting as long as the network does. Jobs keep `redis_connection`, whose
+    patience is right for them.
+    """
+    from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    if not settings.redis_url:
+        raise RuntimeError(_("HUB_REDIS_URL is not set"))
+    return Redis.from_url(settings.redis_url, socket_connect_timeout=PROBE_TIMEOUT_S,
+                          socket_timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+
+
 def job_key(job_id: str) -> str:
     """The RQ job id for a caller's `job_id`: the same id whenever the caller passes the same one.
 
@@ -156,7 +179,7 @@ def workers(settings: Settings, connection: Any = None) -> int:
     """
     from rq import Worker
 
-    conn = connection if connection is not None else redis_connection(settings)
+    conn = connection if connection is not None else probe_connection(settings)
     keys = Worker.all_keys(connection=conn)
     if not keys:
         return 0
@@ -172,7 +195,7 @@ def health(settings: Settings) -> dict[str, Any]:
         return {"mode": "in-process"}
     from rq import Queue
 
-    conn = redis_connection(settings)
+    conn = probe_connection(settings)
     out: dict[str, Any] = {"mode": "rq", "workers": workers(settings, conn), "queues": {}}
     for name in DEFAULT_QUEUES:
         q = Queue(name, connection=conn)

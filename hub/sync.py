@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, and_, delete, select, update
 
 from hub import identity
 from hub.config import Settings
-from hub.db import among, bulk_insert, chunks, insert_for, utcnow
+from hub.db import among, bulk_insert, chunks, insert_for, utcnow, whole_number
 from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import Contact, ExternalRef, Order, SyncRun, SyncState
@@ -315,8 +315,9 @@ def _why_stale(row: Any, now: dt.datetime) -> str | None:
     """Why this 'running' row's run is dead, or None while it may be alive (the rule: interrupt_stale_runs)."""
     host, _, rest = (row.owner or "").partition("/")
     pid_text, _, process = rest.partition("/")
-    if host == _HOST and pid_text.isdigit():
-        pid = int(pid_text)
+    pid_number = whole_number(pid_text) if host == _HOST else None
+    if pid_number is not None:
+        pid = pid_number
         if pid == os.getpid():
             if process != _PROCESS:
                 return "the process that ran it is gone"

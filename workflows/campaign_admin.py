@@ -22,6 +22,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from markupsafe import Markup
 from sqlalchemy import select
 
+from hub.api import whole_number
 from hub.api import (N_, TRANSACTIONAL, ActionForm, AdminPage, actor, allow, consent_channel_title,
                      consent_purpose_title, consent_purposes, current_settings, current_user, engine, format_number,
                      gettext, letter_response, ngettext, translated_title)
@@ -167,10 +168,10 @@ def _whole(raw: str, key: str, problems: list[dict[str, str]]) -> int | None:
     text = raw.strip().rstrip("%").strip()
     if not text:
         return None
-    if not (text.isdigit() and len(text) <= 9):
+    number = whole_number(text, least=0, most=10**9 - 1)
+    if number is None:
         problems.append({"field": key, "detail": gettext("%(value)s is not a whole number", value=repr(raw[:40]))})
-        return None
-    return int(text)
+    return number
 
 
 def read_draft(values: dict[str, str]) -> tuple[campaigns.Draft, list[dict[str, str]]]:
@@ -385,9 +386,10 @@ def _contact_arg(raw: str | None) -> tuple[int | None, str | None]:
     text = (raw or "").strip().lstrip("#")
     if not text:
         return None, None
-    if not text.isdigit() or len(text) > 18:
+    number = whole_number(text)
+    if number is None:
         return None, gettext("Show the letter for: %(value)s is not a contact number.", value=repr(text[:40]))
-    return int(text), None
+    return number, None
 
 
 def _letter_for(name: str, contact_id: int) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, case, func, literal, or_, select
 from sqlalchemy.types import Interval
 
+from hub.api import whole_number
 from hub.api import Message, Order, Settings, format_date, gettext, utcnow
 # not in hub.api on purpose: unsubscribes are read from the consent ledger's own table
 from hub.models import ConsentEvent
@@ -66,12 +67,13 @@ MARKETING = "marketing"
 
 def _row(conn: Connection, workflow: int | str) -> Any:
     """The workflow's row, by id or by name (names say which exist when none matches)."""
-    if isinstance(workflow, int) or (isinstance(workflow, str) and workflow.isdigit()):
-        found = conn.execute(select(workflows_t).where(workflows_t.c.id == int(workflow))).first()
-        if found is None:
-            raise WorkflowError([gettext("no workflow #%(id)s", id=workflow)])
-        return found
-    return store.row(conn, workflow)
+    number = workflow if isinstance(workflow, int) else whole_number(workflow)
+    if number is None:
+        return store.row(conn, str(workflow))
+    found = conn.execute(select(workflows_t).where(workflows_t.c.id == number)).first()
+    if found is None:
+        raise WorkflowError([gettext("no workflow #%(id)s", id=workflow)])
+    return found
 
 
 def _bounds(settings: Settings, days: int, now: dt.datetime) -> tuple[list[dt.date], list[dt.datetime]]:

@@ -21,6 +21,7 @@ from hub.admin.access import actor, allow, engine
 from hub.admin.forms import ActionForm
 from hub.i18n import gettext as _
 from hub.i18n import lazy_gettext
+from hub.db import whole_number
 from hub.webapi import keys
 
 bp = Blueprint("api_keys", __name__, url_prefix="/api-keys")
@@ -78,7 +79,7 @@ def create() -> Any:
 @allow(read=None, write="admin")
 def revoke() -> Any:
     raw = request.form.get("key_id", "")
-    key_id = int(raw) if raw.isdigit() and len(raw) < 10 else 0
+    key_id = whole_number(raw, most=2**31 - 1) or 0
     if ActionForm().validate_on_submit():
         with engine().begin() as conn:
             row = conn.execute(select(keys.keys_t).where(keys.keys_t.c.id == key_id)).first()

@@ -44,6 +44,7 @@ from hub.admin.filters import status_title
 from hub.admin.forms import ActionForm, MergeForm
 from hub.admin.registry import stricter
 from hub.i18n import N_
+from hub.db import whole_number
 from hub.i18n import gettext as _
 from hub.messaging.outbox import count_found
 from hub.models import Segment, SegmentMember
@@ -67,7 +68,7 @@ AUDIT_ACTIONS = {"contact_note_added": N_("note added to a contact")}
 def _page_number() -> int:
     """The page asked for; a page that is no number (or a forged one) is the first."""
     raw = request.args.get("page", "1")
-    return min(max(1, int(raw)), MAX_PAGE) if raw.isdigit() and len(raw) <= 7 else 1
+    return min(whole_number(raw) or 1, MAX_PAGE)
 
 
 def search_matchers() -> list[Any]:

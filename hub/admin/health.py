@@ -38,7 +38,7 @@ def checks(settings: Settings) -> dict[str, str]:
         out["database"] = f"error: {type(exc).__name__}"
     if settings.redis_url:
         try:
-            queue.redis_connection(settings).ping()
+            queue.probe_connection(settings).ping()
             out["redis"] = "ok"
         except Exception as exc:  # noqa: BLE001 - as for the database: any failure means "not healthy"
             out["redis"] = f"error: {type(exc).__name__}"

@@ -32,6 +32,7 @@ from hub.admin.forms import ActionForm, TemplateForm
 from hub.admin.letter_frame import letter_response
 from hub.config import Settings
 from hub.i18n import gettext as _, lazy_gettext, ngettext
+from hub.db import whole_number
 from hub.message_templates import TemplateError
 from hub.messaging.test_send import MAX_ID, send_test, sent_text
 
@@ -150,7 +151,7 @@ def lines_title(header: str) -> str:
 
 def _contact_arg(raw: Any) -> int | None:
     text = str(raw or "").strip().lstrip("#")
-    return int(text) if text.isdigit() and len(text) < 19 else None
+    return whole_number(text)
 
 
 def _from_form(form: TemplateForm) -> message_templates.Template:
@@ -216,10 +217,11 @@ def _base(form_value: Any) -> tuple[int | None, str | None]:
         return None, None
     if text == "-1":
         return -1, None
-    if not text.isdigit() or len(text) > 9:
+    version = whole_number(text, least=0, most=10**9 - 1)
+    if version is None:
         return None, _("The version the editor was opened at, %(value)s, is not a number: reload the page.",
                        value=repr(text[:40]))
-    return int(text), None
+    return version, None
 
 
 def _page(form: TemplateForm, template: message_templates.Template | None, result: dict[str, Any] | None,

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from hub.i18n import gettext as _
-from hub.segments.rules import CONDITION_KEYS, GROUP_KEYS, MAX_DEPTH
+from hub.segments.rules import CONDITION_KEYS, GROUP_KEYS, MAX_DEPTH, PlainDumper, load_yaml
 
 TEXT_KEYS = ("name", "title", "description")
 KINDS = ("condition", "all", "any", "not", "segment", "text")
@@ -42,7 +42,7 @@ class ModelError(ValueError):
     """A builder tree that cannot be turned into a document; the message starts with the path."""
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(PlainDumper):
     """yaml.safe_dump's dumper, but text holding a line break of its own is written in double quotes.
 
     Left to choose, PyYAML writes a NEL (U+0085) bare, and reading it back
@@ -186,7 +186,7 @@ def rule(tree: Any, path: str, depth: int = 1) -> Any:
 
 def _load(text: str, path: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except RecursionError:
         raise ModelError(path + ": " + _("nested too deeply")) from None
     except yaml.YAMLError as exc:

@@ -28,6 +28,7 @@ from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, SegmentForm
 from hub.config import Settings
 from hub.i18n import gettext as _, ngettext
+from hub.db import whole_number
 from hub.segments import explain, fields, lifecycle, membership, rules, store
 from hub.segments.evaluate import Segments
 from hub.segments.rules import RuleError, SegmentError, check_references, jsonable, read_yaml
@@ -76,6 +77,8 @@ def check(conn: Any, settings: Settings, text: str) -> dict[str, Any]:
         count = conn.execute(select(func.count()).select_from(members)).scalar_one()
     except RuleError as exc:
         return {"ok": False, "problems": exc.problems}
+    except rules.DocumentRefused as exc:  # the endpoints answer it with 400: refused, not merely wrong
+        return {"ok": False, "problems": [str(exc)], "refused": True}
     except SegmentError as exc:
         return {"ok": False, "problems": [str(exc)]}
     summary = ngettext("%(num)s contact matches now", "%(num)s contacts match now", count, num=formats.number(count))
@@ -216,6 +219,8 @@ def check_json() -> Any:
     settings = current_settings()
     with engine().connect() as conn:
         answer = check(conn, settings, text)
+    if answer.pop("refused", False):
+        return answer, 400
     if data.get("model"):  # the builder asks for the text as its tree, to draw it again
         try:
             tree = rule_model.model(jsonable(read_text(text)))
@@ -342,13 +347,14 @@ def explain_page(name: str) -> Any:
         except SegmentError:
             shown = titles(None)
     if raw:
-        if not raw.isdigit():
-            error = _("'%(value)s' is not a contact number", value=raw)
+        contact_id = whole_number(raw)
+        if contact_id is None:
+            error = _("'%(value)s' is not a contact number", value=raw[:40])
         else:
             with engine().connect() as conn:
                 try:
                     settings = current_settings()
-                    result = explain.readable(explain.explain(Segments(conn, settings), name, int(raw)),
+                    result = explain.readable(explain.explain(Segments(conn, settings), name, contact_id),
                                               settings.tz)
                     for line in result["lead_score"]["lines"]:
                         line["title"] = i18n.title(line["title"])

@@ -204,12 +204,55 @@ def read_document(path: Path) -> Any:
         raise SegmentError(f"{path.name}: {exc}") from None
 
 
+class AliasRefused(yaml.MarkedYAMLError):
+    """An anchor (&) or alias (*) in a document a person or a file sent."""
+
+
+class DocumentRefused(SegmentError):
+    """A document refused before it is read at all (the editors answer it with 400, not a list of problems)."""
+
+
+class PlainLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases.
+
+    Aliases let a couple of hundred bytes stand for billions of nodes (each
+    level repeats the one before), and everything that walks a document
+    (`jsonable`, the checks, JSON storage) would expand them: one request
+    would hold a worker for minutes. No definition needs them, so they are
+    refused where they appear, before anything is built; the character cap
+    of a document cannot see this blow-up.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise AliasRefused(problem=_("YAML anchors and aliases (& and *) are not supported"),
+                               problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+
+class PlainDumper(yaml.SafeDumper):
+    """yaml.safe_dump's dumper without anchors: what the hub writes, PlainLoader reads back."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load` through PlainLoader: the one way the hub reads YAML people write."""
+    return yaml.load(text, Loader=PlainLoader)  # a SafeLoader: no Python objects
+
+
 def read_yaml(text: str) -> Any:
     """YAML a person wrote, or a SegmentError saying where it is broken."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except RecursionError:
         raise SegmentError(too_deep()) from None
+    except AliasRefused as exc:
+        line, column = (exc.problem_mark.line, exc.problem_mark.column) if exc.problem_mark else (0, 0)
+        raise DocumentRefused(_("YAML anchors and aliases (& and *) are not supported (line %(line)s, column "
+                                "%(column)s)", line=line + 1, column=column + 1)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or _("cannot be read")

@@ -24,8 +24,8 @@ from hub.db import insert_for, utcnow
 from hub.i18n import gettext as _
 from hub.models import Segment, SegmentMember
 from hub.segments.fields import Registry
-from hub.segments.rules import Parser, RuleError, SegmentDefinition, SegmentError, check_references, close_match, \
-    read_document, references
+from hub.segments.rules import Parser, PlainDumper, RuleError, SegmentDefinition, SegmentError, check_references, \
+    close_match, read_document, references
 
 segments_t = Segment.__table__
 members_t = SegmentMember.__table__
@@ -95,7 +95,7 @@ def shown_document(definition: SegmentDefinition) -> dict[str, Any]:
 
 def shown_yaml(definition: SegmentDefinition) -> str:
     """`shown_document` as the YAML people read and edit."""
-    return yaml.safe_dump(shown_document(definition), allow_unicode=True, sort_keys=False)
+    return yaml.dump(shown_document(definition), Dumper=PlainDumper, allow_unicode=True, sort_keys=False)
 
 
 def load(conn: Connection, registry: Registry) -> Catalog:

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import Connection, select, update
 
-from hub.db import insert_for, utcnow
+from hub.db import insert_for, utcnow, whole_number
 from hub.i18n import N_
 from hub.models import ApiKey
 from hub.webapi.endpoints import SCOPES, ApiKeyInfo, collect
@@ -93,8 +93,9 @@ def listing(conn: Connection, *, revoked: bool = False) -> list[dict[str, Any]]:
 def find(conn: Connection, name_or_id: str) -> Any:
     """The key named `name_or_id` (or with that id), revoked or not; None if there is none."""
     row = conn.execute(select(keys_t).where(keys_t.c.name == name_or_id)).first()
-    if row is None and name_or_id.isdigit() and len(name_or_id) < 10:
-        row = conn.execute(select(keys_t).where(keys_t.c.id == int(name_or_id))).first()
+    key_id = whole_number(name_or_id, most=2**31 - 1)
+    if row is None and key_id is not None:
+        row = conn.execute(select(keys_t).where(keys_t.c.id == key_id)).first()
     return row
 
 

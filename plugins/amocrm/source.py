@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from hub.api import ContactRecord, Deletion, OrderRecord, Page, Settings, WriteBackError, get_engine, limiter
+from hub.api import whole_number
 from plugins.amocrm import mapping, tokens
 from plugins.amocrm.client import (
     DEFAULT_CONCURRENCY, DEFAULT_PAUSE_429, DEFAULT_RATE, MAX_EVENTS_PAGE, MAX_PAGE, MAX_PATCH, PACE_SHARE, WINDOW_S,
@@ -231,9 +232,10 @@ class AmoSource:
                             else ("/api/v4/leads", "leads", ("with", "contacts")))
         wanted = []
         for i in ids:
-            if not str(i).isdigit():
+            number = whole_number(str(i))
+            if number is None:
                 raise ValueError(f"amoCRM: {entity} id {i!r} is not a number")
-            wanted.append(int(i))
+            wanted.append(number)
         records: list[Record] = []
         for start in range(0, len(wanted), MAX_PAGE):
             part = wanted[start:start + MAX_PAGE]
@@ -308,10 +310,11 @@ class AmoSource:
 
     def _field_id(self, name: str) -> int:
         field_id = self.fields.get(name)
-        if field_id is None or not str(field_id).isdigit():
+        number = whole_number(str(field_id)) if field_id is not None else None
+        if number is None:
             raise WriteBackError(f"amoCRM: no custom field is configured for {name!r}; add its field id to hub.toml, "
                                  f"e.g. [amocrm] fields = {{{name} = 123456}}")
-        return int(field_id)
+        return number
 
     def update_contacts(self, changes: Sequence[dict[str, Any]]) -> list[str]:
         """PATCH contacts in batches of 50; each change holds `id` and only the keys that change."""

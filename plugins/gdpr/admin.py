@@ -23,6 +23,7 @@ from wtforms.validators import DataRequired
 # not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; erasure and public
 # sign-up work on identities, placeholders and merges
 from hub import consent, identity
+from hub.api import whole_number
 from hub.api import (N_, ActionForm, AdminPage, Contact, actor, allow, consent_status_title, contact_card,
                      current_settings, current_user, engine, format_number, gettext as _, lazy_gettext, ngettext)
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
@@ -82,7 +83,7 @@ def consent_log(conn: Connection, *, contact_id: int | None = None, channel: str
 
 def _contact_number(raw: str) -> int | None:
     text = raw.strip().lstrip("#")
-    return int(text) if text.isdigit() else None
+    return whole_number(text)
 
 
 @bp.get("/")

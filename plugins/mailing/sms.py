@@ -30,6 +30,7 @@ from jinja2 import StrictUndefined, TemplateError
 
 # not in hub.api on purpose: the SMS gateway's body template renders in the templates' sandbox
 from hub import template_sandbox
+from hub.api import whole_number
 from hub.api import ChannelUnavailable, Delivery, Outgoing, Settings, SettingsError, gettext, text_parts
 
 DEFAULT_TIMEOUT = 10.0
@@ -168,8 +169,8 @@ class GatewayChannel:
         for key in self.id_field.split("."):
             if isinstance(value, dict):
                 value = value.get(key)
-            elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
-                value = value[int(key)]
+            elif isinstance(value, list) and (index := whole_number(key, least=0, most=len(value) - 1)) is not None:
+                value = value[index]
             else:
                 return None
         return None if value is None or isinstance(value, (dict, list)) else str(value)
