@@ -326,7 +326,7 @@ def register_workflow_steps(register: Callable[[str, Any], None]) -> None:
 def register_schedules(register: Callable[[str, Any], None], settings: Settings) -> None:
     """Register work that recurs: call ``register(name, schedule)``.
 
-    ``schedule`` is a ``hub.schedule.Schedule(every, job, description)``;
+    ``schedule`` is a ``hub.schedule.Schedule(every, job, description, title)``;
     ``hub scheduler`` calls ``job(run)`` (a ``hub.schedule.ScheduledRun``) every
     ``every``, in one process at a time. The job should be quick and hand
     long work to ``hub.queue.enqueue``. Read intervals from ``settings`` so

@@ -75,18 +75,32 @@ class Schedule:
     (a worker with Redis, a background thread without), or calls
     ``run.keepalive()`` now and then. What it returns (a dict, a number) is
     kept as the schedule's last result and shown by ``hub scheduler --status``.
+
+    `description` says what it does for whoever looks after Hub (it may name
+    settings); `title`, when given, names it in plain words for everybody else
+    (the dashboard shows marketers the title, or the description without the
+    setting names in brackets). Both are English, marked with N_.
     """
 
     every: dt.timedelta
     job: Callable[[ScheduledRun], Any]
     description: str = ""  # in English, marked with N_ and translated in the plugin's catalog: shown translated
+    title: str = ""
 
 
 # --- how a person reads a schedule ---------------------------------------------------------
 
 # What hand_out says happened to a job, as people read it (the JSON keeps the English word).
-JOB_OUTCOMES = {"started": N_("started"), "enqueued": N_("handed to `hub worker`"),
+JOB_OUTCOMES = {"started": N_("started"), "enqueued": N_("handed to a queue worker (hub worker)"),
                 "still running": N_("still running")}
+# The keys of what the core's schedules (and the jobs they hand out, "segment_sizes:today") return, in words.
+# A plugin marks its own keys with N_ (its catalog translates them); a key nobody translates is shown as it is.
+RESULT_WORDS: dict[str, dict[str, str]] = {
+    "segment_sizes": {"refreshed": N_("segments recounted"), "measured": N_("segments measured")},
+    "webhooks": {"enqueued": N_("deliveries queued"), "given_up": N_("deliveries given up"),
+                 "switched_off": N_("webhooks switched off"), "pruned": N_("old deliveries deleted")},
+    "api_idempotency": {"forgotten": N_("kept answers forgotten")},
+}
 # The lengths that have a word of their own ("раз в сутки", not "каждые 86 400 с").
 _EVERY_ONE = {86400 * 7: N_("once a week"), 86400: N_("once a day"), 3600: N_("every hour"),
               60: N_("every minute"), 1: N_("every second")}
@@ -114,14 +128,24 @@ def description_text(description: str) -> str:
     return i18n.title(description)
 
 
-def result_text(result: Any) -> str:
+def handed_out(result: Any) -> bool:
+    """Whether a run only handed work out (every value is what `hand_out` said): it did not do the work itself,
+    so "ok" would say nothing of how the work went."""
+    return isinstance(result, dict) and bool(result) and all(
+        isinstance(v, str) and v in JOB_OUTCOMES for v in result.values())
+
+
+def result_text(result: Any, schedule: str = "") -> str:
     """What a schedule's run returned, for people: «bitrix24: запущена», «запущено сценариев: 1, шагов: 3».
 
-    A plugin's keys and words are shown through its catalog (mark them with N_
-    where the job builds its result); numbers are grouped as the reader writes them.
-    A key whose value is what `hand_out` said is the name of what was handed out
-    (a source), shown as it is.
+    The core's keys are worded by RESULT_WORDS for the schedule named (or the
+    job it handed out, "segment_sizes:today"); a plugin's keys and words are
+    shown through its catalog (mark them with N_ where the job builds its
+    result); numbers are grouped as the reader writes them. A key whose value
+    is what `hand_out` said is the name of what was handed out (a source),
+    shown as it is.
     """
+    words = RESULT_WORDS.get(schedule.partition(":")[0], {})
     if isinstance(result, dict):
         parts = []
         for key, value in result.items():
@@ -131,7 +155,7 @@ def result_text(result: Any) -> str:
                 parts.append(f"{key}: {_(JOB_OUTCOMES[value])}")
                 continue
             shown = i18n.title(value) if isinstance(value, str) else formats.number(value)
-            parts.append(f"{i18n.title(str(key))}: {shown}")
+            parts.append(f"{_(words[key]) if key in words else i18n.title(str(key))}: {shown}")
         return ", ".join(parts)
     if result is None:
         return ""
@@ -296,6 +320,7 @@ class ScheduleStatus:
     next_due: dt.datetime | None
     due: bool
     overdue: bool
+    title: str = ""
 
     @property
     def running(self) -> bool:
@@ -318,7 +343,7 @@ def statuses(engine: Engine, settings: Settings, *, now: dt.datetime | None = No
         started = _aware(seen.get("last_started_at"))
         next_due = started + sched.every if started is not None else None
         out.append(ScheduleStatus(
-            name=name, every=sched.every, description=sched.description, last_started_at=started,
+            name=name, every=sched.every, description=sched.description, title=sched.title, last_started_at=started,
             last_finished_at=_aware(seen.get("last_finished_at")), last_error=seen.get("last_error"),
             last_result=seen.get("last_result"), next_due=next_due,
             due=next_due is None or now >= next_due, overdue=next_due is None or now - next_due > window))
@@ -530,11 +555,13 @@ def reconcile_all(run: ScheduledRun) -> dict[str, str]:
 @hookimpl
 def register_schedules(register: Callable[[str, Schedule], None], settings: Settings) -> None:
     register("sync", Schedule(_interval(settings, "sync_interval_s", SYNC_INTERVAL_S), sync_all,
-                              N_("an incremental sync of every connected source")))
+                              N_("an incremental sync of every connected source"), N_("Sync with the CRMs")))
     register("reconcile", Schedule(_interval(settings, "reconcile_interval_s", RECONCILE_INTERVAL_S),
-                                   reconcile_all, N_("find records deleted in a source without an event")))
+                                   reconcile_all, N_("find records deleted in a source without an event"),
+                                   N_("Find records deleted in the CRMs")))
     register("segment_sizes", Schedule(_interval(settings, "segment_sizes_interval_s", 3600), segment_sizes,
-                                       N_("give every segment today's point on its size chart")))
+                                       N_("give every segment today's point on its size chart"),
+                                       N_("Segment size charts")))
 
 
 def segment_sizes(run: ScheduledRun) -> dict[str, Any]:

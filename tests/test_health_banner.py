@@ -32,9 +32,11 @@ from tests.processes import hub_env, hub_process, stop
 from tests.support.admin import AdminEnv, client_as, plain, sign_in
 from tests.support.cli import cli
 
-NOT_RUNNING = "Планировщик не запущен: автоматизации и запланированные рассылки не работают."
+NOT_RUNNING = "Планировщик не запущен: сценарии и запланированные рассылки не работают."
 NO_WORKER = "Нет ни одного работающего обработчика очереди (hub worker): письма и шаги ждут в очереди."
-BANNER = re.compile(r'<p class="health-banner" role="alert" data-health="(\w+)">([^<]*)</p>')
+TELL_ADMIN = "Сообщите администратору: нужно запустить планировщик (hub scheduler)."
+TELL_ADMIN_WORKER = "Сообщите администратору: нужно запустить обработчик очереди (hub worker)."
+BANNER = re.compile(r'<p class="health-banner" role="alert" data-health="(\w+)">(.*?)</p>')
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +82,9 @@ def tick(env: AdminEnv, now: dt.datetime | None = None, only: list[str] | None =
 
 def test_the_banner_says_the_scheduler_never_ran_and_goes_once_it_ticks(admin_env: AdminEnv) -> None:
     shown = banner(page(admin_env))
-    assert shown == {"scheduler": f"{NOT_RUNNING} Последний запуск: ни разу. Запустите `hub scheduler`."}
+    assert shown == {"scheduler": f"{NOT_RUNNING} Последний запуск: ни разу. {TELL_ADMIN}"}
+    assert banner(page(admin_env, role="admin")) == {
+        "scheduler": f"{NOT_RUNNING} Последний запуск: ни разу. Запустите <code>hub scheduler</code>."}
     tick(admin_env)
     for path in ("/", "/contacts/", "/workflows/", "/segments/"):
         assert banner(page(admin_env, path)) == {}, path
@@ -98,7 +102,7 @@ def test_the_banner_says_when_the_scheduler_last_ran_when_it_stopped(admin_env: 
     when = formats.moment(now, admin_env.settings.tz, zone=True)
     assert when == "06.12.2026 13:00 МСК"
     assert banner(page(admin_env, "/contacts/", role="marketer")) == {
-        "scheduler": f"{NOT_RUNNING} Последний запуск: {when} (3 часа назад). Запустите `hub scheduler`."}
+        "scheduler": f"{NOT_RUNNING} Последний запуск: {when} (3 часа назад). {TELL_ADMIN}"}
 
 
 def test_the_banner_is_in_the_readers_language(admin_env: AdminEnv) -> None:
@@ -106,8 +110,8 @@ def test_the_banner_is_in_the_readers_language(admin_env: AdminEnv) -> None:
         me = users.set_language(conn, admin_env.users["viewer"].id, "en")
     client = sign_in(admin_env.app.test_client(), me)
     assert banner(plain(client.get("/"))) == {"scheduler": (
-        "The scheduler is not running: automations and scheduled campaigns do not work. Last run: never. "
-        "Start `hub scheduler`.")}
+        "The scheduler is not running: workflows and scheduled campaigns do not work. Last run: never. "
+        "Tell an administrator: the scheduler (hub scheduler) must be started.")}
     tick(admin_env, now=utcnow() - dt.timedelta(minutes=21), only=["api_idempotency"])
     assert "Last run: " in banner(plain(client.get("/")))["scheduler"]
     assert "(21 minutes ago)" in banner(plain(client.get("/")))["scheduler"]
@@ -171,14 +175,15 @@ def test_the_dashboard_lists_every_schedule_with_its_last_run_and_outcome(admin_
         assert found, name
         return found.group(1)
 
-    assert 'data-outcome="ok"' in row("sync")  # the core's own
-    assert "синхронизация изменений каждого подключённого источника" in row("sync")
+    assert 'data-outcome="ok"' in row("sync")  # the core's own: nothing connected, nothing handed out
+    assert "Синхронизация с CRM" in row("sync")  # a viewer reads the plain title, not the setting's words
+    assert "синхронизация изменений" not in row("sync") and "<code" not in row("sync")
     assert "каждые 15 минут" in row("sync")
     assert 'data-outcome="ok"' in row("workflows")  # a plugin's
     assert "каждые 30 секунд" in row("workflows")
     chores = row("chores")
     assert 'data-outcome="ok"' in chores and "успешно: запущено сценариев: 2" in chores
-    assert "отметить сегодняшний размер каждого сегмента на графике" in chores  # the plugin's words, translated
+    assert "Отметить сегодняшний размер каждого сегмента на графике" in chores  # the plugin's words, translated
     broken = row("broken")
     assert 'data-outcome="failed"' in broken and 'class="failing"' in broken
     assert "ошибка: ConnectionError: the shop is down" in broken
@@ -210,8 +215,10 @@ def test_with_redis_and_no_worker_the_banner_says_letters_wait(admin_env: AdminE
     settings, app = with_redis
     tick(admin_env, only=["api_idempotency"])
     shown = page(admin_env, "/", app=app)
-    assert banner(shown) == {"workers": NO_WORKER}
+    assert banner(shown) == {"workers": f"{NO_WORKER} {TELL_ADMIN_WORKER}"}
     assert f'<p id="queue-workers" class="error">{NO_WORKER}</p>' in shown
+    assert banner(page(admin_env, "/", role="admin", app=app)) == {
+        "workers": f"{NO_WORKER} Запустите <code>hub worker</code>."}
 
 
 def test_a_running_worker_takes_the_worker_banner_away(admin_env: AdminEnv, with_redis: Any,
@@ -232,7 +239,7 @@ def test_a_running_worker_takes_the_worker_banner_away(admin_env: AdminEnv, with
             stop(worker)
     assert queue.workers(settings) == 0  # a worker that stopped says so itself
     health_banner.forget()
-    assert banner(page(admin_env, "/", app=app)) == {"workers": NO_WORKER}
+    assert banner(page(admin_env, "/", app=app)) == {"workers": f"{NO_WORKER} {TELL_ADMIN_WORKER}"}
 
 
 def wait_for(condition: Any, what: str, timeout: float = 120) -> None:
@@ -254,7 +261,7 @@ def test_redis_down_is_said_in_the_banner_never_a_failed_page(admin_env: AdminEn
     shown = page(admin_env, "/contacts/", app=create_app(settings))
     assert banner(shown)["workers"] == (
         "Redis недоступен (ConnectionError): письма и шаги не ставятся в очередь, и неизвестно, "
-        "работает ли обработчик очереди (hub worker).")
+        "работает ли обработчик очереди (hub worker). Сообщите администратору.")
     assert NOT_RUNNING in banner(shown)["scheduler"]
 
 
@@ -281,7 +288,8 @@ def test_hub_scheduler_status_says_the_same_as_the_banner(hub_db: HubDB, redis_u
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     plugins.get_pm()
     out = hub("status", code=1).output
-    assert out.startswith(f"{NOT_RUNNING} Последний запуск: ни разу. Запустите `hub scheduler`.\n")
+    assert out.startswith(f"{NOT_RUNNING} Последний запуск: ни разу. Запустите hub scheduler.\n")
+    assert "`" not in out
     assert "sync                 каждые 15 минут, последний запуск: никогда (просрочена)" in out
     data = json.loads(hub("status", "--json", code=1).output)
     assert data["ok"] is False and data["scheduler"]["alive"] is False and data["workers"] is None
@@ -298,7 +306,7 @@ def test_hub_scheduler_status_says_the_same_as_the_banner(hub_db: HubDB, redis_u
     Redis.from_url(redis_url).flushdb()
     monkeypatch.setenv("HUB_REDIS_URL", redis_url)
     out = hub("status", code=1).output
-    assert out.splitlines()[1] == NO_WORKER
+    assert out.splitlines()[1] == f"{NO_WORKER} Запустите hub worker."
     assert json.loads(hub("status", "--json", code=1).output)["workers"] == 0
     monkeypatch.setenv("HUB_LANGUAGE", "en")
     assert "No queue worker is running (hub worker)" in hub("status", code=1).output

@@ -10,8 +10,8 @@ from tests.support.admin import AdminEnv
 from tests.support.admin_browser import sign_in
 from tests.support.cli import cli
 
-NOT_RUNNING = ("Планировщик не запущен: автоматизации и запланированные рассылки не работают. "
-               "Последний запуск: ни разу. Запустите `hub scheduler`.")
+NOT_RUNNING = ("Планировщик не запущен: сценарии и запланированные рассылки не работают. "
+               "Последний запуск: ни разу. Сообщите администратору: нужно запустить планировщик (hub scheduler).")
 
 
 def shown(browser: Browser) -> list[str]:

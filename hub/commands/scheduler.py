@@ -26,7 +26,7 @@ def _line(report: schedule.Report, tz: ZoneInfo) -> str | None:
     """
     parts = []
     for name, result in report.ran.items():
-        outcome = schedule.result_text(result)
+        outcome = schedule.result_text(result, name)
         parts.append(_("%(name)s (%(outcome)s)", name=name, outcome=outcome) if outcome else name)
     parts += [_("%(name)s FAILED: %(error)s", name=name, error=why) for name, why in report.failed.items()]
     if not parts:

@@ -146,4 +146,6 @@ def scheduled(run: Any) -> dict[str, Any]:
         lacking = lacking_today(conn, names, today)
     if not lacking:
         return {}
-    return {"segment_sizes": hand_out(run.settings, "segment_sizes", keep_today_job)}
+    # The job is recorded under a name of its own: under the schedule's, a worker's start would pass for
+    # the scheduler's heartbeat and its counts for what the schedule did.
+    return {"segment_sizes": hand_out(run.settings, "segment_sizes:today", keep_today_job)}

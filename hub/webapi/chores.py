@@ -20,4 +20,5 @@ def prune_kept_answers(run: ScheduledRun) -> dict[str, int]:
 @hookimpl
 def register_schedules(register: Callable[[str, Any], None], settings: Settings) -> None:
     register("api_idempotency", Schedule(dt.timedelta(hours=1), prune_kept_answers,
-                                         N_("forget the API's answers kept for Idempotency-Keys after 24 hours")))
+                                         N_("forget the API's answers kept for Idempotency-Keys after 24 hours"),
+                                         N_("API housekeeping")))

@@ -97,7 +97,7 @@ def register_schedules(register: Callable[[str, Any], None], settings: Settings)
     from hub.schedule import Schedule
 
     what = N_("retry webhook deliveries that are due and switch off webhooks failing for a day")
-    register("webhooks", Schedule(dt.timedelta(minutes=1), _sweep, what))
+    register("webhooks", Schedule(dt.timedelta(minutes=1), _sweep, what, N_("Webhook deliveries")))
 
 
 def _sweep(run: Any) -> dict[str, int]:
