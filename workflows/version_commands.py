@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from hub.api import whole_number
 from hub.api import App, emit_json, format_moment, format_number, gettext, ngettext, pass_app
 from workflows import store, versions
-from workflows.commands import user_errors, workflows_group
+from workflows.commands import switch_on_again, user_errors, workflows_group
 from workflows.definition import WorkflowError
 
 
@@ -46,9 +47,11 @@ def versions_cmd(app: App, name: str, as_json: bool) -> None:
 
 
 def _version(raw: str, what: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= 2 ** 31 - 1:
-        raise WorkflowError([gettext("%(what)s: %(value)s is not a version number", what=what, value=repr(raw))])
-    return int(raw)
+    number = whole_number(raw, most=2 ** 31 - 1)
+    if number is None:
+        raise WorkflowError([gettext("%(what)s: %(value)s is not a version number", what=what,
+                                     value=repr(raw[:40]))])
+    return number
 
 
 @workflows_group.command("diff")
@@ -96,19 +99,33 @@ def diff_cmd(app: App, name: str, old: str | None, new: str | None, as_json: boo
 @workflows_group.command("restore")
 @click.argument("name")
 @click.argument("version", type=click.IntRange(1, 2 ** 31 - 1))
+@click.option("--yes", is_flag=True, help="Keep it on even when the restored version lets other people in and its "
+                                          "first look would message more people than [workflows] confirm_admin_over.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 @user_errors
-def restore_cmd(app: App, name: str, version: int, as_json: bool) -> None:
-    """Save VERSION of workflow NAME again as its newest version; history is kept, runs stay where they are."""
+def restore_cmd(app: App, name: str, version: int, yes: bool, as_json: bool) -> None:
+    """Save VERSION of workflow NAME again as its newest version; history is kept, runs stay where they are.
+
+    When the workflow is on and the restored version changes who enters it,
+    it is switched off and switched on again only after the forecast, as by
+    hub workflows enable.
+    """
     with app.ready_engine().begin() as conn:
         store.install_library(conn)
-        before = versions.history(conn, name)[0]["version"]
+        before = store.row(conn, name)
         new = versions.restore(conn, app.settings, name, version, "cli")
+        after = store.row(conn, name)
+    entry = store.entry_changed(before.definition, after.definition)
+    switched_off = bool(before.enabled and not after.enabled)
+    if switched_off:
+        after = switch_on_again(app, name, entry, yes, quiet=as_json) or after
     if as_json:
-        emit_json({"workflow": name, "restored": version, "version": new, "changed": new != before})
+        emit_json({"workflow": name, "restored": version, "version": new, "changed": new != before.version,
+                   "entry_changed": entry if new != before.version else [], "enabled": bool(after.enabled),
+                   "switched_off": switched_off and not after.enabled})
         return
-    if new == before:
+    if new == before.version:
         click.echo(gettext("Version %(num)s is what the workflow already is; nothing to restore.", num=version))
     else:
         click.echo(gettext("Version %(old)s is restored as version %(new)s. Runs in progress stay on their "
