@@ -149,7 +149,7 @@ def test_a_date_trigger_fires_once_a_day_at_its_time_across_the_new_year(wf: Hub
     ids = make_shop(wf, people, now=morning)
     set_birthdays(wf, ids, anna=dt.date(1990, 1, 1), gleb=dt.date(1985, 12, 31), vera=dt.date(2001, 1, 2),
                   dina=dt.date(1979, 1, 3), egor=dt.date(1990, 12, 29))
-    name = add(wf, tmp_path, BIRTHDAY, on=morning - dt.timedelta(days=1))
+    name = add(wf, tmp_path, BIRTHDAY, on=morning - dt.timedelta(minutes=5))
     assert started(ticks.tick(wf.engine, wf.settings, now=morning), name) == 0  # 09:00: not yet
     assert runs_of(wf, name) == []
     at_ten = ticks.tick(wf.engine, wf.settings, now=morning + dt.timedelta(hours=1, minutes=1))  # 10:01
@@ -198,15 +198,20 @@ def test_29_february_is_celebrated_on_28_february_in_other_years(wf: HubDB, tmp_
     assert next_day == ({ids["leap"]} if leap else {ids["mar"]})
 
 
-def test_a_date_forecast_shows_who_starts_today(wf: HubDB, tmp_path: Path) -> None:
-    now = utcnow()
+def test_a_date_forecast_counts_each_of_its_days(wf: HubDB, tmp_path: Path) -> None:
+    """Today's start and the following days' each count, on their own day at 10:00 (the shop's time)."""
+    now = dt.datetime(2026, 3, 10, 5, 0, tzinfo=UTC)  # 08:00 in Moscow
     ids = make_shop(wf, PEOPLE, now=now)
-    soon = (now.astimezone(wf.settings.tz) + dt.timedelta(days=3)).date()
-    set_birthdays(wf, ids, gleb=soon.replace(year=1990) if (soon.month, soon.day) != (2, 29) else dt.date(1992, 2, 29))
-    name = add(wf, tmp_path, BIRTHDAY)
+    # gleb's birthday comes round in 3 days (today's start), anna's in 8 (the 5th day's), vera's in 30 (past 14)
+    set_birthdays(wf, ids, gleb=dt.date(1990, 3, 13), anna=dt.date(1985, 3, 18), vera=dt.date(2000, 4, 9))
+    name = add(wf, tmp_path, BIRTHDAY, on=now)
     report = forecast.forecast(wf.engine, wf.settings, name, now=now)
-    assert report["would_start"] + report["holdout"] == 1
-    assert "каждый следующий день запустит тех, чья дата наступит тогда" in report["note"]
+    assert report["would_start"] == 2 and report["first_tick"] == 1  # no holdout
+    assert "каждый день в 10:00 (по времени магазина)" in report["note"]
+    starts = {c["contact_id"]: c["actions"][0]["at"] for c in report["contacts"] if c["actions"]}
+    assert starts == {ids["gleb"]: "2026-03-10T10:00:00+03:00", ids["anna"]: "2026-03-15T10:00:00+03:00"}
+    numbers = forecast.switch_on_numbers(report)
+    assert numbers["first_tick"] == 1 and numbers["would_start"] == 2
 
 
 # --- checking and showing ---------------------------------------------------------------------

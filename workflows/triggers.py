@@ -14,14 +14,22 @@ Five kinds of trigger:
   hook, in the transaction of the refresh that saw them leave, whoever ran
   it; the tick refreshes the segment, so leaving is noticed without anyone
   else refreshing it. Contacts who left by being merged away or erased start
-  nothing.
+  nothing. Switching such a workflow on refreshes its segment first, before
+  it is on (`baseline_exits`): those who left while nobody refreshed it are
+  not messaged for it. One refresh in which more people leave than
+  `[workflows] confirm_admin_over` (a segment's rule made stricter) starts
+  nobody: they are held in the workflow's state until an admin starts them
+  from its page. Each workflow starts its runs in a savepoint, so one
+  workflow failing never fails the refresh (nor the segment's save).
 - `schedule: CRON` with a segment: the same, only at the scheduled times
   (in HUB_TIMEZONE).
 - `date: contact.birthday, before: 7d, at: "10:00"`: once a local day, at or
   after `at`, everyone whose date comes round `before` days from today (the
   segment rule language's birthday_within, so 29 February is celebrated on
-  28 February in other years). The day it fired is kept in the workflow's
-  state; a day the scheduler missed is not caught up.
+  28 February in other years). `at` is the shop's time (HUB_TIMEZONE). The
+  day it fired is kept in the workflow's state; days the scheduler missed
+  are caught up, at most DATE_CATCH_UP days back (each day's key keeps a
+  date from starting twice).
 - `event: …`: one run per event, found by reading what changed since the last
   look: order.created, order.won, contact.created (each only for what came
   after the workflow was switched on), promo.expiring (`before: 3d`),
@@ -44,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, and_, case, exists, func, or_, select, true
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub.api import Contact, Event, Order, Settings, bulk_insert, chunks, parse_time_of_day
 # not in hub.api on purpose: segment triggers read segments and their members
@@ -64,6 +73,7 @@ EVENT_MARGIN = dt.timedelta(minutes=10)  # changes this long before the last loo
 EVENT_PAGE = 2000  # events other systems sent, read per page (one transaction of starts each)
 EVENT_PAGES = 20  # pages a workflow reads per tick at most
 INSERT_CHUNK = 5000
+DATE_CATCH_UP = 7  # days back a date trigger looks again when the scheduler missed them
 # Set while the workflows refresh a trigger segment themselves: they start the runs
 # right after, and count them, so the segment_changed hook stands aside.
 _own_refresh: contextvars.ContextVar[bool] = contextvars.ContextVar("workflows_own_refresh", default=False)
@@ -222,6 +232,24 @@ def segment_candidates(conn: Connection, row: Any, workflow: Workflow, segment: 
     return [Candidate(cid) for cid in ids], total
 
 
+def exit_pending(conn: Connection, settings: Settings, segment: str, *, now: dt.datetime) -> list[int]:
+    """Recorded members the segment's rule no longer holds for: who its next refresh sees leave.
+
+    Those merged away or erased are left out: leaving that way starts nothing.
+    """
+    # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
+    from hub.segments.evaluate import Segments
+
+    m, c = members_t.c, contacts_t.c
+    recorded = conn.execute(select(m.contact_id).select_from(
+        members_t.join(segments_t, segments_t.c.id == m.segment_id).join(contacts_t, c.id == m.contact_id))
+        .where(segments_t.c.name == segment, c.deleted_at.is_(None))).scalars().all()
+    if not recorded:
+        return []
+    current = set(Segments(conn, settings, now=now).member_ids(segment))
+    return sorted(cid for cid in recorded if cid not in current)
+
+
 def start_members(conn: Connection, row: Any, workflow: Workflow, *, now: dt.datetime,
                   trigger: str | None = None) -> StartReport:
     """Start runs for the trigger segment's members who may enter (the segment refreshed before)."""
@@ -259,6 +287,23 @@ def date_due(workflow: Workflow, state: dict[str, Any], settings: Settings, now:
     return local.time() >= parse_time_of_day(at) and state.get("date_day") != local.date().isoformat()
 
 
+def date_days(workflow: Workflow, state: dict[str, Any], settings: Settings, now: dt.datetime,
+              enabled_at: dt.datetime | None = None) -> list[dt.date]:
+    """The days a date trigger is to look at now, oldest first: those missed since its last look, then today.
+
+    A day the scheduler missed (the server was down) is looked at late
+    rather than never, at most DATE_CATCH_UP days back and never before the
+    workflow was switched on; today only once `at` (the shop's time) came.
+    """
+    today = date_day(settings, now)
+    last = state.get("date_day")
+    first = dt.date.fromisoformat(last) + dt.timedelta(days=1) if last else (
+        date_day(settings, enabled_at) if enabled_at else today)
+    first = max(first, today - dt.timedelta(days=DATE_CATCH_UP))
+    until = today if date_due(workflow, state, settings, now) else today - dt.timedelta(days=1)
+    return [first + dt.timedelta(days=i) for i in range((until - first).days + 1)]
+
+
 def date_candidates(conn: Connection, settings: Settings, workflow: Workflow, *, now: dt.datetime,
                     day: dt.date | None = None) -> list[Candidate]:
     """Contacts whose date comes round `before` days after `day` (today by default): one run each.
@@ -288,6 +333,45 @@ def date_candidates(conn: Connection, settings: Settings, workflow: Workflow, *,
         raise WorkflowError(exc.problems) from None
     return [Candidate(cid, f"date:{target.isoformat()}:{cid}", {"date": trigger.date, "day": target.isoformat()})
             for cid in ids]
+
+
+def date_next(conn: Connection, settings: Settings, workflow: Workflow, contact_id: int, *,
+              now: dt.datetime) -> dt.date | None:
+    """The day (from today on) a date trigger would start this contact, or None when they have no such date.
+
+    Asked in the same rule language as date_candidates, for the one contact:
+    the smallest span `birthday_within` holds for from the target day, found
+    by halving (a dozen small queries rather than one per day of the year).
+    """
+    # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
+    from hub.segments.evaluate import Segments
+    # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
+    from hub.segments.rules import Parser
+
+    trigger = workflow.trigger
+    assert trigger.date is not None, "asked of date triggers only"
+    today = date_day(settings, now)
+    target = today + (trigger.before or dt.timedelta(0))
+    segments = Segments(conn, settings, now=dt.datetime.combine(target, dt.time(12), settings.tz))
+    parser = Parser(segments.registry)
+
+    def within(days: int) -> bool:
+        node = parser.rule({"field": trigger.date, "op": "birthday_within", "value": f"{days}d"}, "trigger.date")
+        if node is None:
+            raise WorkflowError(parser.problems or [f"trigger.date: {trigger.date}"])
+        where = segments.compiler.where(node)
+        return conn.execute(select(contacts_t.c.id).where(contacts_t.c.id == contact_id, where)).first() is not None
+
+    low, high = 0, 366
+    if not within(high):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if within(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return today + dt.timedelta(days=low)
 
 
 def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.datetime) -> list[Candidate]:
@@ -444,15 +528,17 @@ def fire(engine: Engine, settings: Settings, row: Any, workflow: Workflow, *, no
         _refresh(engine, settings, trigger.segment, now=now, refreshed=refreshed, started=started)
         return started.pop(row.id, StartReport())
     if trigger.kind == "date":
-        if not manual and not date_due(workflow, state, settings, now):
-            return StartReport()
-        with engine.connect() as conn:
-            candidates = date_candidates(conn, settings, workflow, now=now)
-        with engine.begin() as conn:
-            report = start(conn, row, workflow, candidates, trigger="manual" if manual else f"date:{trigger.date}",
-                           now=now)
-            if not manual:
-                store.save_state(conn, row.id, {**state, "date_day": date_day(settings, now).isoformat()})
+        days = [date_day(settings, now)] if manual else date_days(workflow, state, settings, now, row.enabled_at)
+        report = StartReport()
+        for day in days:
+            with engine.connect() as conn:
+                candidates = date_candidates(conn, settings, workflow, now=now, day=day)
+            with engine.begin() as conn:
+                report.add(start(conn, row, workflow, candidates,
+                                 trigger="manual" if manual else f"date:{trigger.date}", now=now))
+                if not manual:
+                    state = {**state, "date_day": day.isoformat()}
+                    store.save_state(conn, row.id, state)
         return report
     if trigger.kind in ("segment", "schedule"):
         assert trigger.segment is not None
@@ -470,6 +556,96 @@ def fire(engine: Engine, settings: Settings, row: Any, workflow: Workflow, *, no
         report = start(conn, row, workflow, candidates, trigger=f"event:{trigger.event}", now=now)
         store.save_state(conn, row.id, {**state, "since": now.isoformat()})
     return report
+
+
+def _is_exit(row: Any) -> bool:
+    trigger = row.definition.get("trigger") if isinstance(row.definition, dict) else None
+    return isinstance(trigger, dict) and trigger.get("on") == "exit" and isinstance(trigger.get("segment"), str)
+
+
+def baseline_exits(conn: Connection, row: Any, *, now: dt.datetime | None = None) -> None:
+    """Before an exit workflow is switched on: bring its segment's members up to date, starting nothing for it.
+
+    Members recorded at the last refresh who no longer fit the rule left
+    while the workflow was off (or before anyone refreshed the segment);
+    left in place, the first refresh after switching on would message them
+    all at once as if they had just left. Refreshed here, in the switch-on's
+    transaction and while the workflow is still off, they are not its exits;
+    from then on only those who leave are. Other exit workflows on the same
+    segment, already on, start for them as they would at any refresh.
+    """
+    if not _is_exit(row):
+        return
+    from hub.api import load_settings
+    # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
+    from hub.segments import membership, portable
+    # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
+    from hub.segments.evaluate import Segments
+    # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
+    from hub.segments.rules import RuleError, SegmentError
+
+    settings = load_settings()
+    try:
+        segments = Segments(conn, settings, now=now)
+        definition = segments.get(row.definition["trigger"]["segment"])
+    except (SegmentError, RuleError):  # switching on refuses a workflow that no longer checks, with the reason
+        return
+    token = _own_refresh.set(True)
+    try:
+        portable.serialize(conn, membership.REFRESH_LOCK)
+        membership.refresh_segment(conn, segments.compiler, definition)
+    finally:
+        _own_refresh.reset(token)
+
+
+def held_exits(row: Any) -> dict[str, Any] | None:
+    """The exits a workflow holds for an admin (one refresh let too many leave at once), or None."""
+    held = (row.state or {}).get("held_exits")
+    return held if isinstance(held, dict) and held.get("ids") else None
+
+
+def _hold(conn: Connection, row: Any, segment: str, ids: list[int], now: dt.datetime) -> None:
+    """Keep these exits for an admin to start; a refresh's chunks (same moment) add to one batch."""
+    state = dict(store.row(conn, row.name).state or {})
+    held = dict(state.get("held_exits") or {})
+    ids = sorted(set(held.get("ids") or []) | set(ids))
+    state["held_exits"] = {"segment": segment, "at": now.isoformat(), "count": len(ids), "ids": ids}
+    store.save_state(conn, row.id, state)
+
+
+def start_held_exits(conn: Connection, settings: Settings, name: str, *, now: dt.datetime) -> StartReport:
+    """An admin starts the held exits: each who may still enter (not erased, not blocked by reentry) starts."""
+    row = store.row(conn, name)
+    held = held_exits(row)
+    state = dict(row.state or {})
+    state.pop("held_exits", None)
+    report = StartReport()
+    if held is not None and row.enabled:
+        workflow = store.definition(conn, settings, row.id, row.version)
+        alive = [cid for part in chunks([int(i) for i in held["ids"]], 1000) for cid in conn.execute(
+            select(contacts_t.c.id).where(contacts_t.c.id.in_(list(part)), contacts_t.c.deleted_at.is_(None))
+        ).scalars()]
+        report = start(conn, row, workflow, [Candidate(cid) for cid in sorted(alive)],
+                       trigger=f"exit:{held['segment']}", now=now)
+    store.save_state(conn, row.id, state)
+    return report
+
+
+def _failed(conn: Connection, row: Any, segment: str, error: Exception, now: dt.datetime) -> None:
+    """Mark in the workflow's state that starting its exit runs failed (the health banner and its page say so)."""
+    import logging
+
+    logging.getLogger(__name__).error("workflow %s: starting runs for leaving %s failed: %s", row.name, segment,
+                                      type(error).__name__)
+    try:
+        with conn.begin_nested():
+            state = dict(store.row(conn, row.name).state or {})
+            failed = dict(state.get("exit_failed") or {})
+            state["exit_failed"] = {"segment": segment, "at": now.isoformat(), "error": type(error).__name__,
+                                    "count": int(failed.get("count") or 0) + 1}
+            store.save_state(conn, row.id, state)
+    except SQLAlchemyError:  # the refresh goes on whatever happens to the mark
+        logging.getLogger(__name__).exception("workflow %s: could not mark the failure", row.name)
 
 
 def on_segment_changed(conn: Connection, segment: str, entered: list[int], exited: list[int]) -> None:
@@ -496,6 +672,9 @@ def on_segment_changed(conn: Connection, segment: str, entered: list[int], exite
         return
     context = _refreshing.get()
     settings, now = (context.settings, context.now) if context else (load_settings(), utcnow())
+    from workflows import config
+
+    limit = config.load(settings).confirm_admin_over
     still_here: list[int] | None = None
     for row in rows:
         try:
@@ -508,10 +687,30 @@ def on_segment_changed(conn: Connection, segment: str, entered: list[int], exite
                 still_here = [cid for part in chunks(exited, 1000) for cid in conn.execute(
                     select(contacts_t.c.id).where(contacts_t.c.id.in_(list(part)), contacts_t.c.deleted_at.is_(None))
                 ).scalars()]
-            report = start(conn, row, workflow, [Candidate(cid) for cid in still_here], trigger=f"exit:{segment}",
-                           now=now)
+            held = held_exits(row)
+            same_refresh = held is not None and held.get("at") == now.isoformat() and held.get("segment") == segment
+            if len(still_here) > limit or (same_refresh and still_here):
+                # so many at once is a changed rule more often than people leaving: an admin decides
+                try:
+                    with conn.begin_nested():
+                        _hold(conn, row, segment, still_here, now)
+                except (SQLAlchemyError, WorkflowError, ValueError) as exc:  # one workflow must not fail the refresh
+                    _failed(conn, row, segment, exc, now)
+                continue
+            try:
+                with conn.begin_nested():
+                    report = start(conn, row, workflow, [Candidate(cid) for cid in still_here],
+                                   trigger=f"exit:{segment}", now=now)
+            except (SQLAlchemyError, WorkflowError, ValueError) as exc:  # one workflow must not fail the refresh
+                _failed(conn, row, segment, exc, now)
+                continue
             if context is not None:
                 context.started.setdefault(row.id, StartReport()).add(report)
         elif workflow.trigger.kind == "segment" and entered and not own:
-            start(conn, row, workflow, [Candidate(cid) for cid in entered], trigger=f"segment:{segment}", now=now)
+            try:
+                with conn.begin_nested():
+                    start(conn, row, workflow, [Candidate(cid) for cid in entered], trigger=f"segment:{segment}",
+                          now=now)
+            except (SQLAlchemyError, WorkflowError, ValueError) as exc:  # one workflow must not fail the refresh
+                _failed(conn, row, segment, exc, now)
 
