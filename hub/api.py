@@ -36,7 +36,7 @@ from hub.credentials import load as load_credentials
 from hub.credentials import lock as lock_credentials
 from hub.credentials import redact as redact_credentials
 from hub.credentials import save as save_credentials
-from hub.db import MAX_ROW_ID, bulk_insert, chunks, get_engine, insert_for, utcnow
+from hub.db import MAX_ROW_ID, bulk_insert, chunks, get_engine, insert_for, utcnow, whole_number
 from hub.hookspecs import hookimpl
 from hub.events import settled_event_id
 from hub.formats import date as format_date
@@ -71,8 +71,9 @@ from hub.sampledata import Person, people
 from hub.sandbox import BackgroundServer, EmulatorHTTPServer, RunningSandbox, serve_until_interrupted
 from hub.schedule import Schedule, ScheduledRun
 from hub.segments.fields import FieldContext, SegmentField, SegmentOperator
-from hub.send_limits import NOT_COUNTED, FrequencyCap, SendLimits, cap_until
+from hub.send_limits import NOT_COUNTED, FrequencyCap, SendLimits, Slot, cap_until, first_allowed
 from hub.send_limits import load as load_send_limits
+from hub.send_reasons import ReasonShape, reason_text
 from hub.sync import Page, ReconcilingSource, Source, SyncError, TargetedSource
 from hub.webapi.endpoints import ApiError, Call as ApiCall, Endpoint as ApiEndpoint
 from hub.webapi.endpoints import cursor_after as api_cursor_after
@@ -100,6 +101,8 @@ __all__ = [
     "find_contact", "normalize_phones", "normalize_email",
     # which live contact ids, references (source, external_id) or normalized phones and emails name, set-wise
     "find_contacts", "ContactKey", "MAX_ROW_ID",
+    # an id or count typed or sent as text (ASCII digits, within bounds), or None: never a ValueError
+    "whole_number",
     # which phones and emails are several people's (they name nobody, and are not unknown either)
     "shared_keys",
     "can_contact", "current_consent", "record_consent", "consent_channels", "consent_purposes", "kind_for_channel",
@@ -122,7 +125,8 @@ __all__ = [
     "SegmentField", "SegmentOperator", "FieldContext", "Contact", "Order", "Event", "ExternalRef",
     # channels and send rules (check_send)
     "Channel", "Outgoing", "Delivery", "ChannelUnavailable", "Verdict", "Message", "text_parts", "unsubscribe_mailto",
-    "load_send_limits", "SendLimits", "FrequencyCap", "cap_until", "NOT_COUNTED",
+    "load_send_limits", "SendLimits", "FrequencyCap", "cap_until", "first_allowed", "Slot", "NOT_COUNTED",
+    "ReasonShape", "reason_text",
     # message templates: their errors, the company details and local times they show, public links
     "TemplateError", "company", "local_time", "public_url",
     # recurring work (register_schedules)

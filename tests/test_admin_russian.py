@@ -37,7 +37,8 @@ from tests.support.admin import AdminEnv, admin_env, sign_in  # noqa: F401 - the
 # Not words to translate: product names and words every Russian admin reads as they are.
 ALLOWED = {"Hub", "Bitrix24", "amoCRM", "amocrm", "bitrix24", "Email", "email", "E-mail", "SMS", "sms", "OAuth",
            "webhook", "Webhook", "VIP", "vip", "YAML", "JSON", "CSV", "XLSX", "HTML", "UTC", "ID", "URL", "API",
-           "SMTP", "CRM", "NPS", "GDPR", "Flask", "Redis", "RQ", "PostgreSQL", "SQLite", "Chart", "js", "Markdown"}
+           "SMTP", "CRM", "NPS", "GDPR", "Flask", "Redis", "RQ", "PostgreSQL", "SQLite", "Chart", "js", "Markdown",
+           "Idempotency-Key"}  # an HTTP header's name: the admin's line on the API's chore names it as the API does
 ROLES = set(RANK)  # role names, as `hub users add --role` takes them
 # Shapes of technical tokens: snake_case and dotted names, words with digits, files, time zones (Asia/Omsk),
 # references (bitrix24:101).
@@ -234,6 +235,11 @@ def samples(env: AdminEnv) -> dict[str, list[str]]:
                                "/workflows/reactivation_90d/try?contact=№5"],
         "workflows.try_letter": [],  # the letter itself, in the shop's own words
         "workflows.enable_confirm": ["/workflows/reactivation_90d/enable", "/workflows/welcome/enable"],
+        "workflows.new": ["/workflows/new"],
+        "workflows.edit": ["/workflows/reactivation_90d/edit"],
+        "workflows.versions": ["/workflows/reactivation_90d/versions"],
+        "workflows.version": ["/workflows/reactivation_90d/versions/1"],
+        "workflows.static": [],  # the builder's script
         "message_templates.index": ["/templates/"],
         "message_templates.new": ["/templates/new"],
         "message_templates.edit": [f"/templates/reactivation_email?contact={anna}", "/templates/reactivation_sms"],

@@ -162,9 +162,11 @@ INTERNAL: dict[tuple[str, str], str] = {
     ("workflows", "hub.schedule"): "`hub workflows` takes the scheduler's lock",
     ("workflows", "hub.segments"): "conditions and triggers are written in the segment rule language itself",
     ("workflows", "hub.segments.evaluate"): "conditions and triggers are written in the segment rule language itself",
+    ("workflows", "hub.segments.explain"): "an `if` rule is worded on workflow pages as the segment pages word it",
     ("workflows", "hub.segments.fields"): "conditions and triggers are written in the segment rule language itself",
     ("workflows", "hub.segments.rules"): "conditions and triggers are written in the segment rule language itself",
     ("workflows", "hub.segments.store"): "a workflow file is checked against the saved segments",
+    ("workflows", "hub.template_variables"): "the builder offers a task's text the template editor's variables",
 }
 
 

@@ -75,7 +75,7 @@ document.getElementById("segment-builder").appendChild(box);
 window.ruleChanges = [];
 window.mounted = new window.Hub.RuleEditor(box, {
   catalog: data.catalog, texts: data.texts, segments: ["dormant_90d"], path: "steps[3].if",
-  extraValues: {date: [{value: "run.started_at", title: "момент входа в автоматизацию"}]},
+  extraValues: {date: [{value: "run.started_at", title: "момент входа в сценарий"}]},
   onChange: function (structural) { window.ruleChanges.push(structural); }
 });
 window.mounted.setRule(arguments[0]);
@@ -92,13 +92,16 @@ def test_a_mounted_editor_keeps_to_its_path_and_offers_the_pages_values(live: st
     browser.wait(lambda: browser.find("#check-result").get_attribute("data-state") == "ok", "the example to check")
     browser.script(MOUNT, {"kind": "condition", "field": "orders.last_at", "op": "after", "value": "run.started_at"})
     at = '#mounted [data-path="steps[3].if"]'
-    check = f'{at} input[data-extra="run.started_at"]'
-    # A datetime field is offered the page's date value; the stored code shows it ticked, the box hidden
-    assert browser.find(check).is_selected()
+    check = f'{at} input[type=radio][data-extra="run.started_at"]'
+    typed = f'{at} input[type=radio][data-extra=""]'
+    # A datetime field is offered the page's date value as a choice beside a typed one; the stored code shows
+    # it chosen, the box hidden
+    assert browser.find(check).is_selected() and not browser.find(typed).is_selected()
     assert not browser.find(f"{at} .value-input").is_displayed()
-    assert "момент входа в автоматизацию" in browser.text(f"{at} .value-editor")
+    assert "момент входа в сценарий" in browser.text(f"{at} .value-editor")
 
-    browser.click(check)
+    browser.click(typed)
+    assert not browser.find(check).is_selected()
     assert json.loads(rule(browser)) == {"kind": "condition", "field": "orders.last_at", "op": "after"}
     assert browser.find(f"{at} .value-input").is_displayed()
     browser.fill(f"{at} .value-input", "-7d")

@@ -55,7 +55,15 @@ def test_the_new_page_carries_the_builder_its_data_and_a_text_form_that_works_al
     kinds = {k["kind"]: k for k in data["kinds"]}
     assert {"send", "promo_code", "wait", "crm_task", "crm_comment", "crm_field", "webhook", "tag"} <= set(kinds)
     assert [f["key"] for f in kinds["send"]["form"]] == ["channel", "template", "purpose", "on_cap"]
-    assert kinds["wait"]["title"] == "Подождать" and data["model"]["steps"][0]["kind"] == "wait"
+    assert kinds["wait"]["title"] == "Подождать"
+    # Nothing the marketer did not ask for: no example name, title or step
+    assert data["model"] == {"other": {}, "reentry": "never", "steps": []}
+    assert "my_workflow" not in body and "Мой сценарий" not in body
+    assert data["texts"]["title_placeholder"] and data["texts"]["settings"] == "Цель и ограничения"
+    # A task's text offers the contact's and the promo code's variables, in words
+    offered = {v["snippet"]: v for v in data["variables"]}
+    assert offered["{{ contact.first_name }}"]["title"] == "имя" and "{{ promo.code }}" in offered
+    assert not any("unsubscribe_url" in s for s in offered)
     assert any(t["name"] == "reactivation_sms" and not t["email"] for t in data["templates"])
     assert "transactional" in [p["value"] for p in data["purposes"]]
     script = client_as(admin_env, "marketer").get("/workflows/static/workflow-builder.js")
@@ -113,7 +121,8 @@ def test_saving_a_new_workflow_then_a_changed_one_makes_versions_with_who_saved(
     assert saved.status_code == 302
     by = [b for _, b in versions_of(admin_env, "my_reactivation")]
     assert len(by) == 2 and all(b and "marketer@shop.example" in b for b in by)
-    assert 'id="wf-move-runs"' in text(client.get("/workflows/my_reactivation/edit"))
+    edit_page = text(client.get("/workflows/my_reactivation/edit"))
+    assert '<label class="wf-check"><input type="checkbox" name="move_runs" value="1" id="wf-move-runs"' in edit_page
     moved = post(client, "/workflows/my_reactivation/edit",
                  {"document": builder_model.to_text(mine(holdout="15%")), "move_runs": "1"},
                  token_from="/workflows/my_reactivation/edit", follow_redirects=True)
@@ -236,10 +245,72 @@ def test_the_builder_speaks_english_to_who_reads_english(admin_env: AdminEnv) ->
     assert '<html lang="en">' in page and "New workflow" in page and "Save workflow" in page
     assert "Bought since entering" in page and "Сохранить" not in page
     russian = text(client_as(admin_env, "admin").get("/workflows/new"))
-    assert "Сохранить автоматизацию" in russian and "Купил(а) после входа" in plain_json(russian)
+    assert "Сохранить сценарий" in russian and "Купил(а) после входа" in plain_json(russian)
 
 
 def plain_json(page: str) -> str:
     """The builder's data block read back (the JSON escapes Cyrillic)."""
     return json.dumps(json.loads(page.split('id="workflow-builder-data">')[1].split("</script>")[0]),
                       ensure_ascii=False)
+
+
+def test_the_builder_says_problems_in_peoples_words_and_the_text_keeps_the_syntax(admin_env: AdminEnv) -> None:
+    client, token = marketer_with_token(admin_env)
+    tree = {"name": "реактивация весна", "title": "Весенний возврат", "trigger": {"kind": "segment"}, "steps": [
+        {"kind": "promo_code", "options": {"discount": "10%", "valid_for": "14d"}},
+        {"kind": "wait", "options": {}, "short": True},
+        {"kind": "if", "rule": {"kind": "condition", "field": "orders.count", "op": "gt"},
+         "then": [{"kind": "exit"}], "then_one": True,
+         "else": [{"kind": "send", "options": {}}, {"kind": "send", "options": {"channel": "email"}},
+                  {"kind": "crm_task", "options": {}}]},
+        {"kind": "if", "then": [{"kind": "exit"}], "then_one": True},
+        {"kind": "if", "rule": {"kind": "condition"}, "then": [{"kind": "exit"}], "then_one": True},
+    ]}
+    answer = json_post(client, "/workflows/builder/write", {"model": tree}, token).get_json()
+    said = {p.split(": ", 1)[0]: f"{s['where']}: {s['text']}" for p, s in zip(answer["problems"], answer["shown"],
+                                                                                       strict=True)}
+    assert len(answer["shown"]) == len(answer["problems"])
+    assert said == {
+        "name": "Имя: имя латиницей, например reaktivatsiya_vesna",
+        "trigger": "Запуск: выберите сегмент",
+        "steps[1].wait": "Шаг 2 «Подождать»: укажите, сколько ждать, или до какого времени",
+        "steps[2].if.value": "Условие в шаге 3: укажите значение",
+        "steps[2].else[0].send.channel": "Шаг 5 «Отправить сообщение»: не указан канал",
+        "steps[2].else[1].send.template": "Шаг 6 «Отправить сообщение»: не указан шаблон",
+        "steps[2].else[2].crm_task.title": "Шаг 7 «Задача в CRM»: заполните поле «Задача»",
+        "steps[3].if": "Условие в шаге 8: выберите поле условия",
+        "steps[4].if.field": "Условие в шаге 10: выберите поле условия",
+    }, said
+    # the text form (and the command line) keep the file's syntax
+    assert any(p.startswith("steps[1].wait: ") and "wait: 7d" in p for p in answer["problems"])
+    empty = json_post(client, "/workflows/builder/check", {"document": "steps: []\n"}, token).get_json()
+    assert [f"{s['where']}: {s['text']}" for s in empty["shown"]] == [
+        "Имя: укажите имя латиницей (буквы, цифры и _, первой — буква) или название: имя составится из него",
+        "Запуск: выберите сегмент", "Шаги: добавьте хотя бы один шаг кнопкой «+ шаг»"]
+    named = json_post(client, "/workflows/builder/check", {"document": "name: x\ntitle: Весенний возврат\n"
+                                                           "trigger: {segment: dormant_90d}\nsteps: [{wait: 1d}]\n"
+                                                           "holdout: 90%\n"}, token).get_json()
+    assert [(s["where"], s["todo"]) for s in named["shown"]] == [("Контрольная группа", False)]  # an error
+    taken = builder_model.to_text(mine(name="reactivation_90d"))
+    kept = json_post(client, "/workflows/builder/check", {"document": taken}, token).get_json()
+    assert "поставля" in kept["shown"][0]["text"]  # a name that is taken keeps saying so
+
+
+def test_a_refused_save_shows_the_builder_words_beside_the_texts_syntax(admin_env: AdminEnv) -> None:
+    client = client_as(admin_env, "marketer")
+    bad = builder_model.to_text(mine(steps=[{"wait": {}}]))
+    page = post(client, "/workflows/new", {"document": bad}, token_from="/workflows/new")
+    assert page.status_code == 400 and "steps[0].wait:" in plain(page)  # without script: the syntax
+    data = json.loads(text(page).split('id="workflow-builder-data">')[1].split("</script>")[0])
+    assert data["shown"] == [{"where": "Шаг 1 «Подождать»", "text": "укажите, сколько ждать, или до какого времени",
+                               "todo": True}]
+
+
+@pytest.mark.parametrize("title, name", [
+    ("Весенний возврат", "vesenniy_vozvrat"), ("Щедрый Юбилей-2026!", "shchedryy_yubiley_2026"),
+    ("2026 весна", "w_2026_vesna"), ("  ", ""), ("Ёлка " * 30, ("elka_" * 13)[:64].rstrip("_")),
+])
+def test_a_name_is_made_from_the_title_by_transliteration(title: str, name: str) -> None:
+    from workflows.builder_words import transliterate
+
+    assert transliterate(title) == name

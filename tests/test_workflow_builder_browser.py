@@ -57,13 +57,12 @@ def saved(env: AdminEnv, name: str) -> Any:
 def test_a_marketer_builds_the_reactivation_workflow_by_clicking(admin_env: AdminEnv, live: str,
                                                                  browser: Browser) -> None:
     sign_in(browser, live, "marketer", "/workflows/new")
-    browser.wait(lambda: browser.exists(step("steps[0]")), "the builder to draw the example")
-    browser.fill("#wf-name", "comeback_clicks")
+    browser.wait(lambda: browser.exists("#wf-title") and browser.exists('.wf-add[data-at="steps[0]"]'),
+                 "the builder to draw an empty workflow")
+    browser.fill("#wf-name", "comeback_clicks")  # typed by hand: the title does not change it
     browser.fill("#wf-title", "Возвращаем уснувших")
     browser.select("#wf-trigger-kind", "segment")
     browser.select("#workflow-builder [data-part=segment] select", "dormant_90d")
-    browser.click(f"{step('steps[0]')} .wf-remove")  # the example's wait goes
-    browser.wait(lambda: not browser.exists(step("steps[0]")), "the example step to go")
 
     add(browser, "steps[0]", "promo_code")
     browser.fill(option("steps[0]", "discount"), "15")
@@ -72,6 +71,8 @@ def test_a_marketer_builds_the_reactivation_workflow_by_clicking(admin_env: Admi
     browser.fill(option("steps[0]", "prefix"), "BACK")
 
     add(browser, "steps[1]", "send")
+    assert not browser.find(option("steps[1]", "template", "select")).is_enabled()  # no channel yet
+    assert "сначала выберите канал" in browser.text(option("steps[1]", "template", "select"))
     # a text template on the email channel: the mistake is shown next to the step before saving
     browser.select(option("steps[1]", "channel", "select"), "sms")
     browser.select(option("steps[1]", "template", "select"), "reactivation_sms")
@@ -82,7 +83,7 @@ def test_a_marketer_builds_the_reactivation_workflow_by_clicking(admin_env: Admi
     browser.wait(lambda: "template: reactivation_sms" in browser.find("#workflow-document").get_attribute("value"),
                  "the text to follow the clicks")
     browser.click("#wf-save")
-    browser.wait_text("#wf-problems", "steps[1].send.template")
+    browser.wait_text("#wf-problems", "Шаг 2 «Отправить сообщение», поле «Шаблон»: ")
     assert saved(admin_env, "comeback_clicks") is None  # refused: nothing saved
     browser.wait(lambda: browser.exists(f"{step('steps[1]')}.has-problem"), "the problem placed after the refusal")
     browser.select(option("steps[1]", "template", "select"), "reactivation_email")
@@ -116,3 +117,61 @@ def test_a_marketer_builds_the_reactivation_workflow_by_clicking(admin_env: Admi
     browser.click("#wf-save")
     browser.wait(lambda: browser.url.endswith("/workflows/comeback_clicks"), "the workflow's page after saving")
     assert saved(admin_env, "comeback_clicks") == EXPECTED
+
+
+def test_a_new_workflow_starts_empty_names_itself_from_the_title_and_speaks_plainly(admin_env: AdminEnv, live: str,
+                                                                                   browser: Browser) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    sign_in(browser, live, "marketer", "/workflows/new")
+    browser.wait(lambda: browser.exists("#wf-title"), "the builder")
+    assert browser.find("#wf-title").get_attribute("value") == "" and browser.find("#wf-title").get_attribute(
+        "placeholder")
+    assert not browser.exists(step("steps[0]"))  # no example step nobody asked for
+    problems = browser.wait_text("#wf-problems", "Шаги: добавьте хотя бы один шаг")
+    assert browser.text("#wf-problems > p") == "Чтобы сохранить, осталось:"  # a to-do list, not errors
+    assert "Запуск: выберите сегмент" in problems and "steps" not in problems
+
+    def document() -> str:
+        return str(browser.find("#workflow-document").get_attribute("value"))
+
+    browser.fill("#wf-title", "Весенний возврат")
+    browser.wait(lambda: browser.find("#wf-name").get_attribute("value") == "vesenniy_vozvrat", "the name made")
+    browser.wait(lambda: "name: vesenniy_vozvrat" in document() and "title: Весенний возврат" in document(),
+                 "the text to hold the title and the name")
+    title = browser.find("#wf-title")
+    title.send_keys(Keys.CONTROL, "a")
+    title.send_keys(Keys.BACKSPACE)
+    browser.wait(lambda: "title:" not in document() and "name:" not in document(), "a cleared title leaves the text")
+    browser.fill("#wf-name", "весна")  # typed in Cyrillic: the message offers the Latin spelling
+    browser.wait_text("#wf-problems", "Имя: имя латиницей, например vesna")
+    browser.fill("#wf-name", "spring_back")
+    browser.fill("#wf-title", "Другое название")  # a name typed by hand stays
+    browser.wait(lambda: "title: Другое название" in document(), "the new title in the text")
+    assert browser.find("#wf-name").get_attribute("value") == "spring_back"
+
+    add(browser, "steps[0]", "wait")
+    browser.wait_text("#wf-problems", "Шаг 1 «Подождать»: укажите, сколько ждать, или до какого времени")
+    browser.wait_text(f"{step('steps[0]')} > .node-problems", "Укажите, сколько ждать")
+
+    add(browser, "steps[1]", "crm_task")
+    browser.type(option("steps[1]", "title"), "Позвонить ")
+    browser.select(f'{step("steps[1]")} [data-option="title"] select.wf-insert', "{{ contact.first_name }}")
+    assert browser.find(option("steps[1]", "title")).get_attribute("value") == "Позвонить {{ contact.first_name }}"
+    browser.wait(lambda: "Позвонить {{ contact.first_name }}" in document(), "the variable in the text")
+
+    add(browser, "steps[2]", "if")
+    browser.wait_text("#wf-problems", "Условие в шаге 3: выберите поле условия")
+    head = f"{step('steps[2]')} > .wf-head"
+    assert "последний выигранный заказ позже момента входа в сценарий" in browser.text(head)
+    browser.click(f"{head} button.wf-preset-bought-since")
+    moment = f'{step("steps[2]")} input[type=radio][data-extra="run.started_at"]'
+    browser.wait(lambda: browser.exists(moment) and browser.find(moment).is_selected(), "the preset's moment chosen")
+    browser.wait(lambda: "value: run.started_at" in document(), "the moment in the text")
+    browser.click(f'{step("steps[2]")} input[type=radio][data-extra=""]')  # a date of one's own instead
+    assert browser.find(f'{step("steps[2]")} .value-input').is_displayed()
+    browser.wait(lambda: "run.started_at" not in document(), "the moment gone from the text")
+    browser.wait_text("#wf-problems", "Условие в шаге 3: укажите значение")
+
+    assert browser.text("#workflow-builder .wf-settings > h2") == "Цель и ограничения"
+    assert not browser.exists("#workflow-builder .wf-settings.wf-card")

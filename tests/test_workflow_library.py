@@ -43,7 +43,7 @@ def test_every_shipped_workflow_is_shown_in_russian_with_what_it_needs(admin_env
     viewer = client_as(admin_env, "viewer")
     assert 'href="/workflows/library"' in text(viewer.get("/workflows/"))  # linked from the list
     page = plain(viewer.get("/workflows/library"))
-    assert "<h1>Библиотека шаблонов</h1>" in page
+    assert "<h1>Готовые сценарии</h1>" in page and "Библиотека" not in page
     library = store.library_documents()
     assert {"reactivation_90d", "birthday", "welcome", "winback_dead", "post_purchase_feedback",
             "abandoned_cart"} <= set(library)
@@ -99,8 +99,11 @@ def test_a_marketer_copies_a_shipped_workflow_into_their_own(admin_env: AdminEnv
     assert saved.title == "Весенний возврат клиентов"  # type: ignore[attr-defined]
     assert version.created_by == "admin:marketer@shop.example"  # type: ignore[attr-defined]
     shipped = store.library_documents()["reactivation_90d"]
+    with admin_env.app.test_request_context(), i18n.use_language("ru"):
+        described = translated_title(shipped["description"])  # as the card showed it
+    assert described.startswith("Персональный промокод") and CYRILLIC.search(described)
     assert saved.definition == {**shipped, "name": "reactivation_spring",  # type: ignore[attr-defined]
-                                "title": "Весенний возврат клиентов"}
+                                "title": "Весенний возврат клиентов", "description": described}
     with admin_env.engine.connect() as conn:
         entry = next(e for e in latest(conn) if e["action"] == "workflow_copied")
     assert entry["actor"] == "admin:marketer@shop.example"
@@ -115,9 +118,9 @@ def test_a_marketer_copies_a_shipped_workflow_into_their_own(admin_env: AdminEnv
 
 
 @pytest.mark.parametrize("name, title, says", [
-    ("reactivation_spring", "Копия", "автоматизация reactivation_spring уже есть"),
+    ("reactivation_spring", "Копия", "сценарий reactivation_spring уже есть"),
     ("Весна 2027", "Копия", "Весна 2027 не подходит: латинские строчные буквы"),
-    ("birthday", "Копия", "birthday — автоматизация из комплекта Hub"),
+    ("birthday", "Копия", "birthday — сценарий из поставки Hub"),
     ("a" * 65, "Копия", "слишком длинное (65 символов); не больше 64"),
     ("<script>alert(1)</script>", "Копия", "<script>alert(1)</script> не подходит"),
     ("", "Копия", "введите имя копии"),
@@ -156,7 +159,7 @@ def test_the_english_page_reads_english(admin_env: AdminEnv) -> None:
     marketer = client_as(admin_env, "marketer")
     post(marketer, "/language", {"language": "en"}, token_from="/")
     page = words(plain(marketer.get("/workflows/library")))
-    assert "Workflow library" in page and "Use as a template" in page and "What it needs" in page
+    assert "Ready-made workflows" in page and "Use as a template" in page and "What it needs" in page
     assert "Win back customers who have not bought for 90 days" in page
     assert "Remind about items left in the cart" in page and "not received yet" in page
     assert "the message template reactivation_email — present" in page
@@ -169,7 +172,7 @@ def test_the_english_page_reads_english(admin_env: AdminEnv) -> None:
 def test_a_marketer_copies_from_the_library_in_a_browser(live: str, browser: Browser, admin_env: AdminEnv) -> None:
     sign_in(browser, live, "marketer", "/workflows/")
     browser.click("#library-link")
-    browser.wait_text("h1", "Библиотека шаблонов")
+    browser.wait_text("h1", "Готовые сценарии")
     assert "шаблон сообщения winback_email — есть" in browser.text("#library-winback_dead")
     browser.click("#copy-winback_dead")
     browser.wait(lambda: browser.exists("#copy-form"), "the copy form")
@@ -177,7 +180,7 @@ def test_a_marketer_copies_from_the_library_in_a_browser(live: str, browser: Bro
     browser.fill("#copy-name", "winback_dead")  # a shipped name: the form says so and keeps what was typed
     browser.fill("#copy-title", "Вернуть потерянных, весна")
     browser.click("#copy-save")
-    browser.wait_text(".error", "автоматизация из комплекта Hub")
+    browser.wait_text(".error", "сценарий из поставки Hub")
     assert browser.find("#copy-title").get_attribute("value") == "Вернуть потерянных, весна"
     browser.fill("#copy-name", "winback_spring")
     browser.click("#copy-save")
@@ -191,3 +194,95 @@ def test_a_viewer_reads_the_library_in_a_browser_without_buttons(live: str, brow
     sign_in(browser, live, "viewer", "/workflows/library")
     assert "Напомнить о товарах, оставленных в корзине" in browser.text("#library-abandoned_cart")
     assert not browser.exists("#copy-abandoned_cart")
+
+
+# --- the new-user trial: rules and schedules in words, the copy in the reader's language ---
+
+def test_conditions_and_schedules_read_as_words(admin_env: AdminEnv) -> None:
+    viewer = client_as(admin_env, "viewer")
+    page = plain(viewer.get("/workflows/library"))
+    shown = words(page)
+    for code in ("orders.last_at", "run.started_at", "consent.email.marketing", "0 10 * * *", "none, pending"):
+        assert code not in shown, code
+    reactivation = words(page.split('id="library-reactivation_90d"')[1].split("</section>")[0])
+    assert "Условие: когда закрыт последний выигранный заказ после момента входа в сценарий" in reactivation
+    welcome = words(page.split('id="library-welcome"')[1].split("</section>")[0])
+    assert "Условие: согласие (Email, Акции и специальные предложения) равно отозвано" in welcome
+    assert ("Условие: согласие (Email, Акции и специальные предложения) одно из: не спрашивали, ждёт "
+            "подтверждения") in welcome
+    birthday = words(page.split('id="library-birthday"')[1].split("</section>")[0])
+    assert "Запуск: каждый день в 10:00 для сегмента «День рождения" in birthday
+    post(viewer, "/language", {"language": "en"}, token_from="/")
+    english = words(plain(viewer.get("/workflows/library")))
+    assert "Condition: last won order closed after the moment of entering the workflow" in english
+    assert "Condition: consent (Email, Offers and special deals) is one of: never asked, pending" in english
+    assert "Starts on: every day at 10:00, for the segment “Birthday" in english
+
+
+def test_the_copy_keeps_the_english_description_when_read_in_english(admin_env: AdminEnv) -> None:
+    marketer = client_as(admin_env, "marketer")
+    post(marketer, "/language", {"language": "en"}, token_from="/")
+    path = "/workflows/library/birthday/copy"
+    assert post(marketer, path, {"name": "birthday_mine", "title": "Birthday, mine"}, token_from=path).status_code \
+        == 302
+    found = row(admin_env, "birthday_mine")
+    assert found is not None
+    assert found[0].definition["description"] == store.library_documents()["birthday"]["description"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cron, russian, english", [
+    ("0 10 * * *", "каждый день в 10:00", "every day at 10:00"),
+    ("30 9 * * 1", "каждый понедельник в 09:30", "every Monday at 09:30"),
+    ("0 18 * * 3", "каждую среду в 18:00", "every Wednesday at 18:00"),
+    ("0 12 * * 0", "каждое воскресенье в 12:00", "every Sunday at 12:00"),
+    ("0 12 * * 7", "каждое воскресенье в 12:00", "every Sunday at 12:00"),
+    ("0 11 * * FRI", "каждую пятницу в 11:00", "every Friday at 11:00"),
+    ("0 9 * * 1-5", "по будням в 09:00", "on weekdays at 09:00"),
+    ("0 8 1 * *", "1-го числа каждого месяца в 08:00", "on day 1 of every month at 08:00"),
+    ("*/15 * * * *", "каждые 15 минут", "every 15 minutes"),
+    ("*/21 * * * *", "каждые 21 минуту", "every 21 minutes"),
+    ("* * * * *", "каждую минуту", "every minute"),
+    ("0 * * * *", "каждый час", "every hour"),
+    ("15 * * * *", "каждый час, в :15", "every hour, at :15"),
+    ("0 */3 * * *", "каждые 3 часа", "every 3 hours"),
+    ("0 */6 * * *", "каждые 6 часов", "every 6 hours"),
+])
+def test_the_usual_crons_read_as_words(admin_env: AdminEnv, cron: str, russian: str, english: str) -> None:
+    from workflows.cron_words import schedule_words
+
+    with admin_env.app.test_request_context():
+        with i18n.use_language("ru"):
+            assert schedule_words(cron) == russian
+        with i18n.use_language("en"):
+            assert schedule_words(cron) == english
+
+
+@pytest.mark.parametrize("cron", ["0 10 * * 1,3", "0 10 1 1 *", "0 10 1 * 1", "5 */3 * * *", "0 25 * * *",
+                                  "61 10 * * *", "0 10 * * 9", "0 10 32 * *", "*/0 * * * *", "bad", "", "0 10 * *",
+                                  "0 10 L * *", "<b>x</b> 10 * * *"])
+def test_other_crons_stay_as_written_in_code(admin_env: AdminEnv, cron: str) -> None:
+    from workflows.admin import trigger_html
+    from workflows.cron_words import schedule_words
+    from workflows.definition import Trigger
+
+    with admin_env.app.test_request_context(), i18n.use_language("ru"):
+        assert schedule_words(cron) is None
+        trigger = Trigger("schedule", segment="dormant_90d", schedule=cron)
+        text_ = trigger.text("Не покупали 90 дней")
+        assert text_ == f"по расписанию «{cron}» для сегмента «Не покупали 90 дней» (dormant_90d)"
+        html = str(trigger_html(text_, "dormant_90d", cron))
+    if cron:
+        assert "<b>" not in html
+        assert ">" + str(__import__("markupsafe").escape(cron)) + "</code>" in html
+
+
+def test_a_schedule_trigger_reads_as_words_on_every_page(admin_env: AdminEnv) -> None:
+    from workflows.definition import Trigger
+
+    with admin_env.app.test_request_context(), i18n.use_language("ru"):
+        trigger = Trigger("schedule", segment="birthday_7d", schedule="0 10 * * *")
+        assert trigger.text("День рождения") == "каждый день в 10:00 для сегмента «День рождения» (birthday_7d)"
+    marketer = client_as(admin_env, "marketer")
+    marketer.get("/workflows/")  # the shipped rows are installed
+    detail = words(plain(marketer.get("/workflows/birthday")))
+    assert "Запуск каждый день в 10:00 для сегмента" in detail  # the technical form stays beside it, small

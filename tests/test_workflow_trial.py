@@ -80,7 +80,7 @@ def test_three_people_with_different_histories(wf: HubDB) -> None:
     assert steps[4]["outcome"] == "branch" and steps[4]["branch"] == "else"
     assert steps[6]["outcome"] == "sent" and code in steps[6]["body"]
     assert steps[7]["outcome"] == "done" and "Позвонить клиенту Анна" in steps[7]["title"]
-    assert steps[7]["crm"] == [{"source": "shop", "external_id": anna}]
+    assert steps[7]["crm"] == [{"source": "shop", "title": "shop", "external_id": anna}]  # no admin page: its name
     assert 5 not in steps  # the exit of the "yes" branch is not walked
     boris = treated(ids, *[f"b{i}" for i in range(6)])[0]
     no_sms = {s["step"]: s for s in trial.trial(wf.engine, wf.settings, "reactivation_90d", ids[boris],
@@ -155,7 +155,7 @@ def test_the_command_line_prints_the_trace_and_json(wf: HubDB) -> None:
     text = CliRunner().invoke(cli, ["workflows", "try", "reactivation_90d", "--contact", str(ids[person])],
                               env={"COLUMNS": "200"})
     assert text.exit_code == 0, text.output
-    assert "Промокод 15" in text.output and "Отправить письмо: reactivation_email" in text.output
+    assert "Промокод 15" in text.output and "Отправить письмо: «Возвращайтесь (письмо)»" in text.output
     bad = CliRunner().invoke(cli, ["workflows", "try", "reactivation_90d", "--contact", "abc"])
     assert bad.exit_code == 1 and "не номер контакта" in bad.output
     unknown = CliRunner().invoke(cli, ["workflows", "try", "reactivaton_90d", "--contact", str(ids[person])])
@@ -176,7 +176,7 @@ def test_the_try_page_for_every_role_with_forged_and_hostile_input(admin_env: Ad
     assert page.status_code == 200 and 'data-outcome="sent"' in text(page)
     assert "Промокод 15" in plain(page) and "задача со сроком" in plain(page)
     assert 'translate="no">Позвонить клиенту Анна: промокод BACK-' in text(page)
-    assert "bitrix24 (101)" in plain(page)  # which CRM would get the task
+    assert "в Битрикс24" in plain(page) and "bitrix24 (101)" not in plain(page)  # which CRM would get the task
     frame = viewer.get("/workflows/reactivation_90d/try/letter", query_string={"contact": anna, "step": 2})
     assert frame.status_code == 200 and "sandbox" in frame.headers["Content-Security-Policy"]
     assert "Анна" in text(frame) and "BACK-" in text(frame)

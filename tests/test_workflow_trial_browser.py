@@ -19,7 +19,7 @@ def test_try_on_a_contact_then_switch_on_after_the_confirmation(live: str, brows
     browser.fill("#try-search input[name=q]", "Иванова")
     browser.click("#try-search button")
     browser.wait(lambda: browser.exists("#try-found a"), "the contacts found")
-    assert "Анна Иванова" in browser.text("#try-found")
+    assert "Иванова Анна" in browser.text("#try-found")
     browser.click("#try-found a")
     browser.wait(lambda: browser.exists("#trace"), "the trace")
     assert browser.url.endswith(f"contact={admin_env.ids['anna']}")
@@ -46,6 +46,6 @@ def test_try_on_a_contact_then_switch_on_after_the_confirmation(live: str, brows
     with admin_env.engine.connect() as conn:
         assert not conn.execute(select(WorkflowRow.enabled).where(WorkflowRow.name == "reactivation_90d")).scalar()
     browser.click("#enable-confirm")
-    assert "reactivation_90d включён" in browser.wait_text(".flash", "включён")
+    assert "«Вернуть клиентов, которые не покупали 90 дней» включён" in browser.wait_text(".flash", "включён")
     with admin_env.engine.connect() as conn:
         assert conn.execute(select(WorkflowRow.enabled).where(WorkflowRow.name == "reactivation_90d")).scalar()

@@ -141,7 +141,8 @@ def test_restore_saves_the_old_document_as_a_new_version_and_leaves_runs_alone(w
     (run,) = runs_of(wf, "mine")
     assert run.version == 1 and run.status == "waiting"
     restored = hub_json("workflows", "restore", "mine", "1")
-    assert restored == {"workflow": "mine", "restored": 1, "version": 3, "changed": True}
+    assert restored == {"workflow": "mine", "restored": 1, "version": 3, "changed": True, "enabled": False,
+                        "entry_changed": ["holdout"], "switched_off": False}
     with wf.engine.connect() as conn:
         found = versions.history(conn, "mine")
         current = store.row(conn, "mine")
@@ -149,10 +150,12 @@ def test_restore_saves_the_old_document_as_a_new_version_and_leaves_runs_alone(w
                              .where(AuditEntry.action == "workflow_version_restored")).all()
     assert [v["version"] for v in found] == [3, 2, 1] and found[0]["created_by"] == "cli"
     assert current.definition["steps"] == [{"wait": "7d"}, {"tag": "one"}] and current.version == 3
-    assert audit == [("cli", {"workflow": "mine", "restored": 1, "version": 3})]
+    assert audit == [("cli", {"workflow": "mine", "restored": 1, "version": 3, "entry_changed": ["holdout"],
+                              "switched_off": False})]
     assert runs_of(wf, "mine")[0].version == 1  # the run is where it was
     again = hub_json("workflows", "restore", "mine", "3")
-    assert again == {"workflow": "mine", "restored": 3, "version": 3, "changed": False}
+    assert again == {"workflow": "mine", "restored": 3, "version": 3, "changed": False, "enabled": False,
+                     "entry_changed": [], "switched_off": False}
 
 
 def test_a_version_that_no_longer_checks_is_not_restored(wf: HubDB) -> None:
@@ -175,7 +178,7 @@ def test_a_version_that_no_longer_checks_is_not_restored(wf: HubDB) -> None:
         diffed = versions.diff(conn, "mine", 1, 2, settings=wf.settings)
     assert 1 in diffed["problems"] and diffed["changes"] == [] and diffed["lines"]  # compared as text only
     assert hub("workflows", "restore", "reactivation_90d", "1").output.startswith(
-        "Ошибка: 'reactivation_90d' — готовая автоматизация")
+        "Ошибка: 'reactivation_90d' — готовый сценарий")
 
 
 # --- runs keep their version; moving them when asked --------------------------------------------
@@ -300,7 +303,7 @@ def test_the_versions_pages_for_a_viewer_and_a_marketer(admin_env: AdminEnv) -> 
     assert "1 запуск на версии 1" in page
     assert "Перевести запуски на текущую версию" not in page  # a viewer sees, and cannot change
     one = text(viewer.get("/workflows/mine/versions/1"))
-    assert "Восстановить эту версию" not in one and "Это первая версия" in one
+    assert "Восстановить эту версию" not in one and "Это первая версия. Сравните её с другой:" in one
     two = plain(viewer.get("/workflows/mine/versions/2"))
     assert "Сравнение с версией 1" in two and "шаг 1: «Подождать 7 дней» → «Подождать 5 дней»" in two
     assert '<span class="diff-line added">+ holdout: 20%</span>' in two
@@ -314,7 +317,9 @@ def test_the_versions_pages_for_a_viewer_and_a_marketer(admin_env: AdminEnv) -> 
     page = text(marketer.get("/workflows/mine/versions"))
     assert "Перевести запуски на текущую версию" in page and 'data-confirm="Перевести идущие запуски' in page
     one = text(marketer.get("/workflows/mine/versions/1"))
-    assert "Восстановить эту версию" in one and 'data-confirm="Сохранить версию 1 как новую версию?' in one
+    assert "Восстановить эту версию" in one
+    assert 'data-confirm="Сохранить версию 1 как новую версию 3? Текущие запуски не изменятся."' in one
+    assert "Это первая версия. Сравните её с другой:" in one and "не с чем" not in one
     restored = plain(post(marketer, "/workflows/mine/versions/1/restore", follow_redirects=True))
     assert "Версия 1 восстановлена как версия 3" in restored
     with admin_env.engine.connect() as conn:
@@ -328,8 +333,8 @@ def test_the_versions_pages_for_a_viewer_and_a_marketer(admin_env: AdminEnv) -> 
                       .scalars())
     assert {"workflow_version_restored", "workflow_runs_moved"} <= actions
     audit = text(client_as(admin_env, "admin").get("/users/audit"))
-    assert "восстановлена версия автоматизации" in audit
-    assert "запуски автоматизации переведены на другую версию" in audit
+    assert "восстановлена версия сценария" in audit
+    assert "запуски сценария переведены на другую версию" in audit
     post(marketer, "/language", {"language": "en"})
     english = text(marketer.get("/workflows/mine/versions/3?compare=2"))
     assert "Compared with version 2" in english and "Restore this version" not in english  # 3 is current
@@ -355,14 +360,14 @@ def test_a_forged_comparison_and_a_campaigns_workflow(admin_env: AdminEnv) -> No
         page = viewer.get("/workflows/mine/versions/2", query_string={"compare": raw}, follow_redirects=True)
         assert page.status_code == 200
         shown = plain(page)
-        assert "не версия этой автоматизации (от 1 до 2)" in shown and "<script>alert(1)" not in text(page)
+        assert "не версия этого сценария (от 1 до 2)" in shown and "<script>alert(1)" not in text(page)
         assert "Сравнение с версией 1" in shown  # the previous version instead
     marketer = client_as(admin_env, "marketer")
     marketer.get("/workflows/")  # installs the shipped workflows
     shipped = plain(marketer.get("/workflows/reactivation_90d/versions/1"))
-    assert "Готовая автоматизация следует версии" in shipped and "Восстановить эту версию" not in shipped
+    assert "Готовый сценарий следует версии" in shipped and "Восстановить эту версию" not in shipped
     refused = plain(post(marketer, "/workflows/reactivation_90d/versions/1/restore", follow_redirects=True))
-    assert "Версия 1 не восстановлена: 'reactivation_90d' — готовая автоматизация" in refused
+    assert "Версия 1 не восстановлена: 'reactivation_90d' — готовый сценарий" in refused
     with admin_env.engine.begin() as conn:
         conn.execute(update(WorkflowRow).where(WorkflowRow.name == "mine").values(origin=store.CAMPAIGN_ORIGIN))
     assert viewer.get("/workflows/mine/versions").status_code == 404
@@ -385,7 +390,9 @@ def test_a_marketer_compares_restores_and_moves_runs_in_the_browser(live: str, b
     assert "1 запуск на версии 1" in browser.text("#older-counts")
     browser.click("#versions tr[data-version='1'] a")
     browser.wait(lambda: browser.exists("#restore"), "version 1")
-    assert "Это первая версия" in browser.text("#compare")
+    assert "Это первая версия. Сравните её с другой:" in browser.text("#compare")
+    assert browser.find("#restore").get_attribute("data-confirm") == (
+        "Сохранить версию 1 как новую версию 3? Текущие запуски не изменятся.")
     browser.click("#restore button")
     browser.accept_confirm()
     browser.wait(lambda: browser.exists("#versions") and browser.exists(".flash"), "the list after restoring")
@@ -401,3 +408,90 @@ def test_a_marketer_compares_restores_and_moves_runs_in_the_browser(live: str, b
     browser.accept_confirm()
     browser.wait_text(".flash", "1 запуск переведён на версию 3.")
     assert not browser.exists("#move-runs")
+
+
+# --- conditions in words, key order, the first version (the new-user trial) -----------------
+
+RULED = """name: ruled
+title: С условием
+trigger: {segment: dormant_90d}
+holdout: 10%
+steps:
+  - wait: 7d
+  - if: {field: orders.last_at, op: after, value: run.started_at}
+    then: exit
+  - if: {field: consent.email.marketing, op: in, value: [none, pending]}
+    then: [{tag: ask_consent}]
+  - tag: done
+"""
+# The same workflow as the database may hand it back: every mapping's keys in another order; one real change.
+REORDERED = """name: ruled
+steps:
+  - wait: 7d
+  - then: exit
+    if: {value: run.started_at, op: after, field: orders.last_at}
+  - then: [{tag: ask_consent}]
+    if: {value: [none, pending], field: consent.email.marketing, op: not_in}
+  - tag: done
+holdout: 20%
+trigger: {segment: dormant_90d}
+title: С условием
+"""
+
+
+def test_a_changed_condition_is_named_in_words_and_reordered_keys_are_no_change(wf: HubDB) -> None:
+    save(wf, RULED)
+    save(wf, REORDERED)
+    with wf.engine.connect() as conn:
+        report = versions.diff(conn, "ruled", 1, 2, settings=wf.settings)
+    changes = [(c["kind"], c["text"]) for c in report["changes"]]
+    assert changes == [
+        ("changed", "Контрольная группа: 10% → 20%"),
+        ("changed", "шаг 4: «Условие: согласие (Email, Акции и специальные предложения) одно из: не спрашивали, "
+                    "ждёт подтверждения» → «Условие: согласие (Email, Акции и специальные предложения) ни одно из: "
+                    "не спрашивали, ждёт подтверждения»")], changes
+    assert not any("{" in text_ and "field" in text_ for _, text_ in changes)  # no JSON
+    changed = [(line["kind"], line["text"].strip()) for line in report["lines"] if line["kind"] in ("added",
+                                                                                                    "removed")]
+    assert sorted(changed) == sorted([
+        ("removed", "holdout: 10%"), ("added", "holdout: 20%"),
+        ("removed", "- if: {field: consent.email.marketing, op: in, value: [none, pending]}"),
+        ("added", "- if: {field: consent.email.marketing, op: not_in, value: [none, pending]}")]), changed
+    assert report["old_text"].splitlines()[:2] == ["name: ruled", "title: С условием"]
+    with use_language("en"):
+        with wf.engine.connect() as conn:
+            english = versions.diff(conn, "ruled", 1, 2, settings=wf.settings)["changes"]
+    assert english[1]["text"] == (
+        "step 4: «Condition: consent (Email, Offers and special deals) is one of: never asked, pending» → "
+        "«Condition: consent (Email, Offers and special deals) is none of: never asked, pending»")
+
+
+def test_the_moment_of_entering_reads_as_words_in_a_compared_condition(wf: HubDB) -> None:
+    save(wf, RULED)
+    save(wf, RULED.replace("op: after, value: run.started_at", "op: before, value: run.started_at"))
+    with wf.engine.connect() as conn:
+        report = versions.diff(conn, "ruled", 1, 2, settings=wf.settings)
+    assert [c["text"] for c in report["changes"]] == [
+        "шаг 2: «Условие: когда закрыт последний выигранный заказ после момента входа в сценарий» → "
+        "«Условие: когда закрыт последний выигранный заказ до момента входа в сценарий»"]
+
+
+def test_canonical_text_does_not_depend_on_key_order() -> None:
+    import yaml
+
+    one, two = yaml.safe_load(RULED), yaml.safe_load(REORDERED.replace("holdout: 20%", "holdout: 10%").replace(
+        "op: not_in", "op: in"))
+    assert versions.to_text(one) == versions.to_text(two)
+    assert "- if: {field: orders.last_at, op: after, value: run.started_at}\n  then: exit" in versions.to_text(two)
+
+
+def test_the_only_version_says_there_is_nothing_to_compare_with(admin_env: AdminEnv) -> None:  # noqa: F811
+    admin_save(admin_env, FIRST)
+    page = plain(client_as(admin_env, "viewer").get("/workflows/mine/versions/1"))
+    assert "Это первая версия: сравнивать её не с чем." in page and 'id="compare-form"' not in page
+    admin_save(admin_env, SECOND)
+    page = plain(client_as(admin_env, "viewer").get("/workflows/mine/versions/1"))
+    assert "Это первая версия. Сравните её с другой:" in page and 'id="compare-form"' in page
+    assert "не с чем" not in page
+    compared = plain(client_as(admin_env, "viewer").get("/workflows/mine/versions/1?compare=2"))
+    assert "Сравнение с версией 2" in compared and "Это первая версия" not in compared

@@ -788,7 +788,7 @@ def test_contact_card_runs_for_the_admin(wf: HubDB) -> None:
     ids = make_shop(wf, SHOP[:1], now=t0)
     start(wf, "reactivation_90d", t0)
     with wf.engine.connect() as conn:
-        (run,) = runner.runs_for_contact(conn, ids["anna"])
+        (run,) = runner.runs_for_contact(conn, wf.settings, ids["anna"])
     assert run["workflow"] == "reactivation_90d" and run["status"] in ("waiting", "holdout")
     assert run["started_at"] == t0
 

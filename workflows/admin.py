@@ -18,8 +18,9 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from markupsafe import Markup, escape
 from sqlalchemy import Connection, func, select
 
+from hub.api import whole_number
 from hub.api import (N_, ActionForm, AdminPage, actor, allow, current_settings, engine, format_date, format_number,
-                     gettext, local_path, record_audit, translated_title, utcnow)
+                     gettext, local_path, ngettext, record_audit, translated_title, utcnow)
 from workflows.models import Campaign, PromoCode, WorkflowRow, WorkflowRun
 from workflows.names import add_titles, counter_title, goal_title, state_title
 
@@ -32,18 +33,31 @@ campaigns_t = Campaign.__table__
 MAX_FORECAST_DAYS = 90
 
 
-def trigger_html(text: str | None, segment: str | None) -> Markup:
-    """A trigger in words with its segment's technical name marked as a name, not a word to translate."""
+def trigger_html(text: str | None, segment: str | None, schedule: str | None = None) -> Markup:
+    """A trigger in words with its segment's technical name marked as a name, not a word to translate.
+
+    A cron the trigger could not word (cron_words) is shown as written, in <code>.
+    """
     shown = escape(text or "")
     if segment:
         shown = shown.replace(escape(f"({segment})"), Markup('(<code translate="no">%s</code>)') % segment)
+    if schedule:
+        shown = shown.replace(escape(schedule), Markup('<code translate="no">%s</code>') % schedule)
     return shown
+
+
+# Where a saved workflow came from (workflows.origin), as the list says it.
+ORIGIN_TITLES = {"library": N_("shipped with Hub"), "file": N_("added from a file"), "admin": N_("made in the admin")}
+
+
+def origin_title(origin: str) -> str:
+    return gettext(ORIGIN_TITLES[origin]) if origin in ORIGIN_TITLES else origin
 
 
 @bp.context_processor
 def _titles() -> dict[str, Any]:
     return {"state_title": state_title, "goal_title": goal_title, "counter_title": counter_title,
-            "trigger_html": trigger_html}
+            "trigger_html": trigger_html, "origin_title": origin_title}
 
 
 def runs_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
@@ -54,13 +68,18 @@ def runs_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
     campaign («Рассылка: …») and not as a workflow nobody made.
     """
     rows = conn.execute(select(runs_t.c.id, workflows_t.c.name.label("workflow"), workflows_t.c.title,
+                               runs_t.c.workflow_id, runs_t.c.version,
                                runs_t.c.status, runs_t.c.step, runs_t.c.cycle, runs_t.c.holdout, runs_t.c.error,
                                runs_t.c.started_at, runs_t.c.finished_at, campaigns_t.c.name.label("campaign"),
                                campaigns_t.c.title.label("campaign_title"))
                         .join(workflows_t, workflows_t.c.id == runs_t.c.workflow_id)
                         .outerjoin(campaigns_t, campaigns_t.c.workflow_id == workflows_t.c.id)
                         .where(runs_t.c.contact_id == contact_id).order_by(runs_t.c.id.desc()).limit(100))
-    return [dict(r._mapping, step=r.step + 1, title=translated_title(r.campaign_title or r.title)) for r in rows]
+    from workflows import runner
+
+    number = runner.StepNumbers(conn, current_settings())  # the number people read, on the run's own version
+    return [dict(r._mapping, step=number(r.workflow_id, r.version, r.step),
+                 title=translated_title(r.campaign_title or r.title)) for r in rows]
 
 
 def _run_counts(conn: Connection) -> dict[int, dict[str, int]]:
@@ -127,10 +146,11 @@ def contacts_by_promo_code(conn: Connection, text: str) -> list[int]:
 # What these pages write to the audit log, as the audit page names it.
 AUDIT_ACTIONS = {"workflow_enabled": N_("workflow switched on"), "workflow_disabled": N_("workflow switched off"),
                  "workflow_run_retried": N_("parked run retried"),
+                 "workflow_held_exits_started": N_("held exits started by an admin"),
                  "workflow_version_restored": N_("workflow version restored"),
                  "workflow_runs_moved": N_("workflow runs moved to another version"),
                  "workflow_saved": N_("workflow saved in the builder"),
-                 "workflow_copied": N_("workflow copied from the library")}
+                 "workflow_copied": N_("workflow copied from a ready-made one")}
 PAGE = AdminPage(bp, "workflows.index", N_("Workflows"), order=40, read_role="viewer",
                  write_role="marketer", contact_section=contact_section, contact_search=contacts_by_promo_code,
                  audit_actions=AUDIT_ACTIONS)
@@ -197,8 +217,8 @@ def set_enabled(name: str) -> Any:
                     return answer
                 confirmed = {"confirmed": numbers}
             with engine().begin() as conn:
+                row = store.row(conn, name)
                 if on:
-                    row = store.row(conn, name)
                     store.definition(conn, current_settings(), row.id, row.version)  # refuse one that no longer checks
                 store.set_enabled(conn, name, on)
                 record_audit(conn, actor(), "workflow_enabled" if on else "workflow_disabled", workflow=name,
@@ -206,8 +226,9 @@ def set_enabled(name: str) -> Any:
         except (WorkflowError, ValueError) as exc:
             flash(gettext("%(name)s: %(problems)s", name=name, problems="; ".join(_problems(exc))), "error")
         else:
-            flash(gettext("%(name)s is on: it starts runs from its next check.", name=name) if on else
-                  gettext("%(name)s is off: no new runs start.", name=name), "ok")
+            from workflows import trial_admin
+
+            flash(*trial_admin.switched_text(translated_title(row.title) or name, on))
     return redirect(local_path(request.form.get("back"), url_for("workflows.index")))
 
 
@@ -244,13 +265,89 @@ def detail(name: str) -> Any:
     from workflows import daily
 
     with engine().connect() as conn:
-        parked = runner.parked(conn, name)
-        workflow = store.current(conn, current_settings(), name)[1]
+        parked = runner.parked(conn, current_settings(), name)
+        found, workflow = store.current(conn, current_settings(), name)
         add_titles(report, workflow, conn, current_settings())
         by_day = daily.results_by_day(conn, name, settings=current_settings())
     return render_template("workflows/detail.html", name=name, report=report, problems=[], parked=parked,
                            funnel=_funnel_chart(report["steps"]), uplift=_uplift_chart(report), action=ActionForm(),
-                           segment=workflow.trigger.segment, by_day=by_day, daily=daily.chart(by_day))
+                           segment=workflow.trigger.segment, by_day=by_day, daily=daily.chart(by_day),
+                           held=_held_text(found), exit_failed=_exit_failed_text(found))
+
+
+def _held_text(row: Any) -> str | None:
+    """The warning about exits held for an admin (workflows.triggers: too many left in one refresh)."""
+    from workflows import triggers
+
+    held = triggers.held_exits(row)
+    if held is None:
+        return None
+    n = int(held.get("count") or len(held["ids"]))
+    return ngettext("%(num)s person left the segment %(segment)s at once (%(date)s; was its rule changed?): the "
+                    "workflow did not touch them. Start it for them? (administrator only)",
+                    "%(num)s people left the segment %(segment)s at once (%(date)s; was its rule changed?): the "
+                    "workflow did not touch them. Start it for them? (administrator only)", n,
+                    num=format_number(n), segment=held.get("segment", ""), date=_moment(held.get("at")))
+
+
+def _exit_failed_text(row: Any) -> str | None:
+    """Starting runs at a segment refresh failed for this workflow (the refresh itself went on)."""
+    failed = (row.state or {}).get("exit_failed")
+    if not isinstance(failed, dict):
+        return None
+    return gettext("Starting runs when the segment %(segment)s changed failed %(num)s time(s), last %(date)s "
+                   "(%(error)s); those people were not started. See the server log.",
+                   segment=failed.get("segment", ""), num=format_number(int(failed.get("count") or 1)),
+                   date=_moment(failed.get("at")), error=failed.get("error", ""))
+
+
+def _moment(raw: Any) -> str:
+    import datetime as dt
+
+    from hub.api import format_moment
+
+    try:
+        return format_moment(dt.datetime.fromisoformat(str(raw)), current_settings().tz, zone=True)
+    except ValueError:
+        return ""
+
+
+@bp.post("/<name>/held-exits")
+@allow(read=None, write="admin")
+def start_held_exits(name: str) -> Any:
+    """An admin starts the exits a refresh held (or, with drop=1, lets them go): both clear the warning."""
+    from workflows import store, triggers
+    from workflows.definition import WorkflowError
+
+    if not _known(name):
+        abort(404)
+    if ActionForm().validate_on_submit():
+        drop = request.form.get("drop") == "1"
+        try:
+            with engine().begin() as conn:
+                held = triggers.held_exits(store.row(conn, name))
+                if held is None:
+                    flash(gettext("Nobody is held any more: nothing to start."), "error")
+                    return redirect(url_for("workflows.detail", name=name))
+                if drop:
+                    row = store.row(conn, name)
+                    state = dict(row.state or {})
+                    state.pop("held_exits", None)
+                    store.save_state(conn, row.id, state)
+                    report = triggers.StartReport()
+                else:
+                    report = triggers.start_held_exits(conn, current_settings(), name, now=utcnow())
+                record_audit(conn, actor(), "workflow_held_exits_started", workflow=name, held=int(held["count"]),
+                             dropped=drop, **report.as_dict())
+        except WorkflowError as exc:
+            flash(gettext("%(name)s: %(problems)s", name=name, problems="; ".join(_problems(exc))), "error")
+        else:
+            if drop:
+                flash(gettext("The held people were let go: the workflow will not start for them."), "ok")
+            else:
+                flash(ngettext("Started for %(num)s person.", "Started for %(num)s people.", report.started,
+                               num=format_number(report.started)), "ok")
+    return redirect(url_for("workflows.detail", name=name))
 
 
 @bp.get("/<name>/forecast")
@@ -261,8 +358,8 @@ def forecast_page(name: str) -> Any:
     from workflows.definition import WorkflowError
 
     raw = request.args.get("days", "14").strip()
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_FORECAST_DAYS:
-        flash(gettext("Days: %(value)s is not a whole number from 1 to %(max)s.", value=repr(raw),
+    if whole_number(raw, most=MAX_FORECAST_DAYS) is None:
+        flash(gettext("Days: %(value)s is not a whole number from 1 to %(max)s.", value=repr(raw[:40]),
                       max=MAX_FORECAST_DAYS), "error")
         return redirect(url_for("workflows.detail", name=name))
     if not _known(name):
@@ -292,11 +389,12 @@ def retry(name: str) -> Any:
     form = ActionForm()
     raw = request.form.get("run", "")
     if form.validate_on_submit():
-        if not raw.isdigit():
-            flash(gettext("Run: %(value)s is not a run number.", value=repr(raw)), "error")
+        run_id = whole_number(raw)
+        if run_id is None:
+            flash(gettext("Run: %(value)s is not a run number.", value=repr(raw[:40])), "error")
         else:
             skip = request.form.get("skip") == "1"
-            done = runner.retry(engine(), [int(raw)], skip=skip)
+            done = runner.retry(engine(), [run_id], skip=skip)
             if done:
                 with engine().begin() as conn:
                     record_audit(conn, actor(), "workflow_run_retried", workflow=name, run=int(raw), skip=skip)

@@ -18,7 +18,6 @@ workflows open read-only, to be copied; campaigns' workflows are not shown.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
@@ -27,15 +26,15 @@ from sqlalchemy import select
 # not in hub.api on purpose: a workflow's `if` is drawn by the segment rule editor, with its catalog and words
 from hub.admin import segment_builder
 from hub.api import (N_, TRANSACTIONAL, Settings, actor, allow, consent_purpose_title, consent_purposes,
-                     current_settings, current_user, engine, format_number, gettext, ngettext, record_audit,
-                     translated_title)
+                     current_settings, current_user, engine, format_moment, format_number, gettext, ngettext,
+                     record_audit, translated_title)
 # not in hub.api on purpose: the template picker lists the message templates
 from hub import message_templates
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments import fields as segment_fields
 # not in hub.api on purpose: a workflow's text is read like a segment's, with the same messages
-from hub.segments.rules import SegmentError
-from workflows import builder_model, store
+from hub.segments.rules import DocumentRefused, SegmentError
+from workflows import builder_model, builder_words, store
 from workflows.admin import bp
 from workflows.definition import EVENTS, GOAL_EVENTS, WorkflowError, date_fields, parse, step_types
 from workflows.models import WorkflowRow
@@ -46,13 +45,10 @@ workflows_t = WorkflowRow.__table__
 RESERVED = ("new", "builder", "static")  # /workflows/new and the builder's own addresses
 MAX_DOCUMENT = 50_000  # characters of a workflow's text
 MAX_TREE = 400_000  # bytes of a builder tree sent as JSON (it is wordier than the YAML it stands for)
-NEW_WORKFLOW = """name: my_workflow
-title: {title}
-trigger: {segment: dormant_90d}
-reentry: never
-steps:
-  - wait: 1d
-"""
+# A new workflow starts empty: the marketer's own title (the name is made from it), a trigger, «+ step»;
+# `reentry: never` is what the page's «Повторный вход» shows (a date trigger would otherwise mean once a year).
+NEW_WORKFLOW = "reentry: never\nsteps: []\n"
+PICKED_VARIABLES = ("contact", "promo")  # what a CRM task or comment says; links and surveys belong in letters
 EVENT_TITLES = {"order.created": N_("an order is placed"), "order.won": N_("a deal is won"),
                 "contact.created": N_("a new contact"), "promo.expiring": N_("a promo code is about to expire"),
                 "promo.expired": N_("a promo code expired")}
@@ -76,6 +72,8 @@ def check(settings: Settings, text: str, name: str | None = None) -> dict[str, A
         with engine().connect() as conn:
             workflow = parse(document, conn, settings)
             problems = _identity_problems(conn, document, name)
+    except DocumentRefused as exc:  # the endpoints answer it with 400: refused, not merely wrong
+        return {"ok": False, "problems": [str(exc)], "summary": "", "refused": True}
     except SegmentError as exc:
         return {"ok": False, "problems": [str(exc)], "summary": ""}
     except WorkflowError as exc:
@@ -117,6 +115,30 @@ def _model_of(text: str) -> dict[str, Any] | None:
         return None
 
 
+def condition_hints(model: Any, settings: Settings) -> dict[str, str]:
+    """What each relative time in the conditions means in words («-60d» → «60 дней назад»), by its path.
+
+    The paths are the ones the script draws each condition's rule editor at
+    ("steps[3].if.value"; a branch written as one step is "steps[3].then"),
+    so every editor finds its own hints, as the segment editor does.
+    """
+    out: dict[str, str] = {}
+    _hints_in(model.get("steps") if isinstance(model, dict) else None, "steps", False, settings, out, 0)
+    return out
+
+
+def _hints_in(nodes: Any, base: str, one: bool, settings: Settings, out: dict[str, str], depth: int) -> None:
+    if not isinstance(nodes, list) or depth > builder_model.MAX_DEPTH:
+        return
+    for i, node in enumerate(nodes):
+        if not isinstance(node, dict) or node.get("kind") != "if":
+            continue
+        path = base if one and len(nodes) == 1 else f"{base}[{i}]"
+        out.update(segment_builder.hints(node.get("rule"), settings, path=f"{path}.if"))
+        for branch in ("then", "else"):
+            _hints_in(node.get(branch), f"{path}.{branch}", bool(node.get(f"{branch}_one")), settings, out, depth + 1)
+
+
 def _kinds() -> list[dict[str, Any]]:
     """Every step kind a workflow may use, with its form (kinds without one can still be written as text)."""
     out = []
@@ -149,10 +171,11 @@ def builder_data(text: str, *, readonly: bool) -> dict[str, Any]:
         from hub import events as hub_events  # not in hub.api on purpose: the names of events sent so far
 
         api_events = [n for n in hub_events.names(conn) if n not in EVENTS]
+    model = _model_of(text)
     purposes = [{"value": p, "title": consent_purpose_title(p)} for p in consent_purposes(settings)]
     purposes.append({"value": TRANSACTIONAL, "title": gettext("transactional (service messages)")})
     return {
-        "model": _model_of(text), "readonly": readonly,
+        "model": model, "hints": condition_hints(model, settings), "readonly": readonly,
         "kinds": _kinds(), "channels": sorted(channel_factories()), "templates": templates, "purposes": purposes,
         "segments": segments,
         "events": [{"value": e, "title": gettext(EVENT_TITLES[e])} for e in EVENTS] +
@@ -162,8 +185,21 @@ def builder_data(text: str, *, readonly: bool) -> dict[str, Any]:
                         for f in date_fields(registry)],
         "rule": {"catalog": segment_builder.catalog(registry), "texts": segment_builder.texts(),
                  "segments": [s["name"] for s in segments], "suggestUrl": url_for("segments.suggest")},
+        "variables": _variables(settings),
         "texts": texts(),
     }
+
+
+def _variables(settings: Settings) -> list[dict[str, str]]:
+    """What a task's or a comment's text may insert: the contact's and the promo code's variables, in words."""
+    # not in hub.api on purpose: the same variables, words and examples as the template editor offers
+    from hub import template_variables
+
+    out = []
+    for group_title, found in template_variables.variables(settings):
+        out += [{"group": group_title, "snippet": v.snippet, "title": v.description, "example": v.example}
+                for v in found if v.group in PICKED_VARIABLES]
+    return out
 
 
 def texts() -> dict[str, str]:
@@ -181,7 +217,7 @@ def texts() -> dict[str, str]:
         "event": gettext("An event"), "date": gettext("A date in the card"), "schedule": gettext("On a schedule"),
         "segment": gettext("Segment"), "event_name": gettext("Event"), "api_event": gettext("an event from the API…"),
         "api_event_name": gettext("Event name (sent to /api/v1/events)"),
-        "before": gettext("How long before"), "at": gettext("At (local time)"), "date_field": gettext("Date"),
+        "before": gettext("How long before"), "at": gettext("At (the shop's time)"), "date_field": gettext("Date"),
         "cron": gettext("Schedule (cron)"), "daily_at": gettext("every day at"), "weekly_at": gettext("every week on"),
         "custom": gettext("other (cron)"), "days_before": gettext("days before"),
         "weekdays": gettext("Mon,Tue,Wed,Thu,Fri,Sat,Sun"),
@@ -194,6 +230,13 @@ def texts() -> dict[str, str]:
         "unreadable": gettext("The text is not a workflow the builder can show; fix it in the text form."),
         "name": gettext("Name (latin letters, digits and _)"), "title": gettext("Title"),
         "description": gettext("Description"), "empty_branch": gettext("nothing: the run goes on below"),
+        "title_placeholder": gettext("e.g. Spring win-back"),
+        "name_auto": gettext("made from the title; change it if you like"),
+        "channel_first": gettext("choose the channel first"),
+        "settings": gettext("Goal and limits"),
+        "preset_hint": gettext("the last won order is later than the moment of entering the workflow"),
+        "insert": gettext("Insert…"), "typed_date": gettext("a date…"),
+        "todo": gettext("To save it, there is still:"),
     }
 
 
@@ -211,14 +254,17 @@ def _can_move() -> bool:
 
 
 def _page(text: str, *, name: str | None, problems: list[str], status: int = 200,
-          readonly: bool = False, library: bool = False, move: bool = False) -> Any:
+          readonly: bool = False, library: bool = False, move: bool = False, base_version: Any = None,
+          conflict: dict[str, Any] | None = None) -> Any:
     editable = not readonly and bool(current_user() and current_user().can("marketer"))  # type: ignore[union-attr]
     copy_url = None
     if library and "workflows.library_copy" in current_app.view_functions:
         copy_url = url_for("workflows.library_copy", template=name)
     return render_template("workflows/builder.html", name=name, text=text, problems=problems, editable=editable,
                            library=library, copy_url=copy_url, can_move=_can_move() and name is not None,
-                           move=move, builder={**builder_data(text, readonly=not editable), "problems": problems},
+                           move=move, base_version=base_version, conflict=conflict,
+                           builder={**builder_data(text, readonly=not editable), "problems": problems,
+                                               "shown": builder_words.shown(problems, _model_of(text), step_types())},
                            check_url=url_for("workflows.builder_check"),
                            write_url=url_for("workflows.builder_write")), status
 
@@ -226,8 +272,7 @@ def _page(text: str, *, name: str | None, problems: list[str], status: int = 200
 @bp.get("/new")
 @allow(read="marketer")
 def new() -> Any:
-    return _page(NEW_WORKFLOW.replace("{title}", json.dumps(gettext("My workflow"), ensure_ascii=False)),
-                 name=None, problems=[])
+    return _page(NEW_WORKFLOW, name=None, problems=[])
 
 
 @bp.get("/<name>/edit")
@@ -242,7 +287,8 @@ def edit(name: str) -> Any:
     if row.origin == store.CAMPAIGN_ORIGIN:
         abort(404)
     library = row.origin == store.LIBRARY_ORIGIN
-    return _page(builder_model.to_text(row.definition), name=name, problems=[], readonly=library, library=library)
+    return _page(builder_model.to_text(row.definition), name=name, problems=[], readonly=library, library=library,
+                 base_version=row.version)
 
 
 @bp.post("/new")
@@ -263,9 +309,39 @@ def save_edit(name: str) -> Any:
     return _save(name)
 
 
+def _base_version(name: str | None) -> int | None:
+    """The version the editor was opened at (the page always sends it); a malformed one is never current (-1).
+
+    A form without it (a script posting the text alone) saves over whatever is
+    current, as `hub workflows add` does; a save at the same moment as another
+    is still refused by store.save.
+    """
+    raw = request.form.get("base_version")
+    if name is None or raw is None:
+        return None
+    raw = raw.strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else -1
+
+
+def _conflict(name: str, saved: store.Saved) -> dict[str, Any]:
+    """Who saved the workflow while this person was editing, when, and where to compare."""
+    from workflows import versions
+
+    return {"who": versions.who(saved.saved_by), "version": saved.version,
+            "when": format_moment(saved.saved_at, current_settings().tz) if saved.saved_at else "",
+            "url": url_for("workflows.versions", name=name)}
+
+
 def _save(name: str | None) -> Any:
+    """Save the typed workflow as a new version, unless someone saved it since the editor was opened.
+
+    A switched-on workflow whose new version lets other people in is saved
+    switched off (store.save) and the marketer is taken to the switch-on
+    confirmation, as if switching it on for the first time.
+    """
     text = request.form.get("document", "")
     move = request.form.get("move_runs") == "1"
+    base = _base_version(name)
     settings = current_settings()
     try:
         document = read_text(text)
@@ -273,30 +349,47 @@ def _save(name: str | None) -> Any:
             problems = _identity_problems(conn, document, name)
             if problems:
                 raise WorkflowError(problems)
-            workflow, created = store.add(conn, settings, document, by=actor(), kind=store.ADMIN_ORIGIN)
-            version = conn.execute(select(workflows_t.c.version).where(workflows_t.c.name == workflow.name)
-                                   ).scalar_one()
-            record_audit(conn, actor(), "workflow_saved", workflow=workflow.name, created=created, version=version)
+            saved = store.save(conn, settings, document, by=actor(), kind=store.ADMIN_ORIGIN, base_version=base)
+            workflow, created, version = saved.workflow, saved.created, saved.version
+            if saved.stale:
+                record_audit(conn, actor(), "workflow_save_refused", workflow=workflow.name, base_version=base,
+                             current_version=version)
+            else:
+                record_audit(conn, actor(), "workflow_saved", workflow=workflow.name, created=created,
+                             version=version, written=saved.written, entry_changed=saved.entry,
+                             switched_off=saved.switched_off)
             moved: Any = None
-            if move and not created and _can_move():
+            if move and saved.written and not created and _can_move():
                 from workflows import versions
 
                 moved = versions.move_runs(conn, settings, workflow.name, by=actor())
     except SegmentError as exc:
-        return _page(text, name=name, move=move, status=400, problems=[str(exc)])
+        return _page(text, name=name, move=move, status=400, problems=[str(exc)], base_version=base)
     except WorkflowError as exc:
-        return _page(text, name=name, move=move, status=400, problems=list(exc.problems))
+        return _page(text, name=name, move=move, status=400, problems=list(exc.problems), base_version=base)
     except RecursionError:
-        return _page(text, name=name, move=move, status=400, problems=["steps: " + gettext("nested too deeply")])
+        return _page(text, name=name, move=move, status=400, problems=["steps: " + gettext("nested too deeply")],
+                     base_version=base)
+    if saved.stale:  # the typed text stays; saving again (now from the current version) keeps it
+        return _page(text, name=name, move=move, status=409, problems=[],
+                     base_version=saved.version if name is not None else None,
+                     conflict=_conflict(workflow.name, saved))
     if created:
         flash(gettext("Saved the workflow %(name)s. It is off: switch it on when it is ready.", name=workflow.name),
               "ok")
+    elif not saved.written:
+        flash(gettext("Nothing changed: the workflow %(name)s stays at version %(version)s.", name=workflow.name,
+                      version=version), "ok")
+    elif saved.switched_off:
+        flash(gettext("The new version is saved. Who enters the workflow changed, so the workflow is switched off: "
+                      "check the forecast and switch it on again."), "error")
+        return redirect(url_for("workflows.enable_confirm", name=workflow.name))
     else:
         flash(gettext("Saved the workflow %(name)s as version %(version)s. Runs in progress stay on the version "
                       "they started on.", name=workflow.name, version=version) if moved is None else
               gettext("Saved the workflow %(name)s as version %(version)s. Runs in progress moved to it: "
                       "%(moved)s; stayed on their version: %(kept)s.", name=workflow.name, version=version,
-                      moved=moved.moved_total, kept=moved.kept_total + moved.leased), "ok")
+                      moved=moved.moved_total, kept=moved.kept_total), "ok")  # kept counts leased runs too
     return redirect(url_for("workflows.detail", name=workflow.name))
 
 
@@ -330,9 +423,15 @@ def builder_check() -> Any:
     if not isinstance(text, str):
         return {"ok": False, "problems": [gettext('send the workflow as {"document": "...YAML..."}')],
                 "summary": ""}, 400
-    answer = check(current_settings(), text, _name_arg(data))
+    settings = current_settings()
+    answer = check(settings, text, _name_arg(data))
+    if answer.pop("refused", False):
+        return {**answer, "hints": {}, "shown": builder_words.shown(answer["problems"], None, step_types())}, 400
+    model = _model_of(text)
+    answer["hints"] = condition_hints(model, settings)
+    answer["shown"] = builder_words.shown(answer["problems"], model, step_types())
     if data.get("model"):
-        answer["model"] = _model_of(text)
+        answer["model"] = model
     return answer
 
 
@@ -353,4 +452,11 @@ def builder_write() -> Any:
         return {"ok": False, "problems": [str(exc)], "summary": ""}, 400
     except RecursionError:
         return {"ok": False, "problems": ["steps: " + gettext("nested too deeply")], "summary": ""}, 400
-    return {**check(current_settings(), text, _name_arg(data)), "document": text}
+    settings = current_settings()
+    try:
+        hints = condition_hints(tree, settings)
+    except RecursionError:
+        hints = {}
+    answer = check(settings, text, _name_arg(data))
+    return {**answer, "document": text, "hints": hints,
+            "shown": builder_words.shown(answer["problems"], tree, step_types())}

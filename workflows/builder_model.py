@@ -36,7 +36,7 @@ import yaml
 from hub.admin import rule_model
 from hub.api import gettext
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
-from hub.segments.rules import jsonable, read_yaml
+from hub.segments.rules import PlainDumper, jsonable, read_yaml
 from workflows.definition import KEYS, step_types
 from workflows.steps import Step
 
@@ -262,7 +262,7 @@ def _load(text: str, path: str) -> Any:
 
 # --- text ---------------------------------------------------------------------------------
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(PlainDumper):
     """Block style for the document and its steps; small mappings and lists of plain values inline."""
 
 

@@ -21,9 +21,9 @@ from sqlalchemy import func, select
 
 # not in hub.api on purpose: `hub workflows` takes the scheduler's lock
 from hub import schedule
-from hub.api import (ROW_ID, App, Message, SettingsError, TemplateError, emit_json, format_date, format_length,
+from hub.api import (N_, ROW_ID, App, Message, SettingsError, TemplateError, emit_json, format_date, format_length,
                      format_moment, format_money, format_number, format_percent, gettext, ngettext, parse_duration,
-                     pass_app, progress_bar, stderr, translated_title, utcnow)
+                     pass_app, progress_bar, record_audit, stderr, translated_title, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.rules import SegmentError
 from workflows import config, definition, forecast, measure, promo, runner, store, ticks, triggers
@@ -98,23 +98,71 @@ def list_cmd(app: App, as_json: bool) -> None:
     Console().print(table)
 
 
+ENTRY_WORDS = {"trigger": N_("the trigger"), "reentry": N_("entering again sooner"),
+               "holdout": N_("a smaller control group")}  # store.entry_changed's keys, in words
+
+
+def switch_on_again(app: App, name: str, entry: list[str], yes: bool, *, quiet: bool) -> Any:
+    """After a save switched NAME off because who enters changed: the forecast, then on again unless refused.
+
+    The same check as hub workflows enable (trial_commands.confirm_switch_on):
+    past `[workflows] confirm_admin_over` it needs --yes; otherwise it stays
+    off and says how to switch it on. Returns the row when switched on again.
+    """
+    from workflows.trial_commands import confirm_switch_on
+
+    what = ", ".join(gettext(ENTRY_WORDS.get(key, key)) for key in entry)
+    click.echo(gettext("Who enters %(name)s changed (%(what)s), so it was switched off; the new version's forecast:",
+                       name=name, what=what), err=quiet)
+    try:
+        with contextlib.redirect_stdout(sys.stderr) if quiet else contextlib.nullcontext():
+            confirm_switch_on(app, name, yes)
+    except (click.ClickException, WorkflowError) as exc:
+        reason = exc.message if isinstance(exc, click.ClickException) else "; ".join(exc.problems)
+        click.echo(gettext("%(name)s is saved switched off: %(reason)s", name=name, reason=reason), err=quiet)
+        click.echo(gettext("Switch it on when ready: hub workflows enable %(name)s", name=name), err=quiet)
+        return None
+    with app.ready_engine().begin() as conn:
+        row = store.set_enabled(conn, name, True)
+        record_audit(conn, "cli", "workflow_enabled", workflow=name, version=row.version, reason="entry_changed",
+                     yes=yes)
+    click.echo(gettext("%(name)s is on again with the new version.", name=name), err=quiet)
+    return row
+
+
 @workflows_group.command("add")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--enable", is_flag=True, help="Switch it on right away (after the same forecast as hub workflows "
                                              "enable).")
-@click.option("--yes", is_flag=True, help="With --enable: switch it on even when its first look would message more "
-                                          "people than [workflows] confirm_admin_over.")
+@click.option("--yes", is_flag=True, help="Switch it on with --enable, or keep it on when the changed file lets other "
+                                          "people in, even when its first look would message more people than "
+                                          "[workflows] confirm_admin_over.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 @user_errors
 def add_cmd(app: App, file: Path, enable: bool, yes: bool, as_json: bool) -> None:
-    """Check and save the workflow FILE defines (YAML or JSON); a changed file becomes a new version."""
+    """Check and save the workflow FILE defines (YAML or JSON); a changed file becomes a new version.
+
+    When the workflow is on and the new version changes who enters it (its
+    trigger, an earlier reentry, a smaller holdout), it is saved switched off
+    and switched on again only after the same forecast as hub workflows enable.
+    """
     engine = app.ready_engine()
     document = definition.read_file(file)
     with engine.begin() as conn:
-        workflow, created = store.add(conn, app.settings, document, origin=file.name, by="cli")
+        saved = store.save(conn, app.settings, document, origin=file.name, by="cli")
+        if saved.stale:  # another save wrote the same version number first: this file is not saved
+            raise WorkflowError([gettext("%(name)s was saved by someone else at the same moment (version %(num)s); "
+                                         "this file was not saved: run the command again",
+                                         name=repr(saved.workflow.name), num=saved.version)])
+        if saved.switched_off:
+            record_audit(conn, "cli", "workflow_disabled", workflow=saved.workflow.name, version=saved.version,
+                         reason="entry_changed", entry_changed=saved.entry)
+        workflow, created = saved.workflow, saved.created
         row = store.row(conn, workflow.name)
-    if enable and not row.enabled:
+    if saved.switched_off:
+        row = switch_on_again(app, workflow.name, saved.entry, yes, quiet=as_json) or row
+    elif enable and not row.enabled:
         from workflows.trial_commands import confirm_switch_on
 
         if as_json:  # the forecast's words would break the one JSON document
@@ -126,7 +174,8 @@ def add_cmd(app: App, file: Path, enable: bool, yes: bool, as_json: bool) -> Non
             row = store.set_enabled(conn, workflow.name, True)
     if as_json:
         emit_json({"workflow": workflow.name, "created": created, "version": row.version, "enabled": row.enabled,
-                   **definition.summary(workflow)})
+                   "written": saved.written, "entry_changed": saved.entry,
+                   "switched_off": saved.switched_off and not row.enabled, **definition.summary(workflow)})
         return
     with engine.connect() as conn:
         trigger = triggers.trigger_text(conn, app.settings, workflow)
@@ -136,6 +185,11 @@ def add_cmd(app: App, file: Path, enable: bool, yes: bool, as_json: bool) -> Non
         click.echo(gettext("Added workflow %(name)s (version %(version)s, on): %(trigger)s, %(steps)s.", **facts)
                    if row.enabled else
                    gettext("Added workflow %(name)s (version %(version)s, off): %(trigger)s, %(steps)s.", **facts))
+    elif not saved.written:
+        click.echo(gettext("Workflow %(name)s is unchanged (version %(version)s, on): %(trigger)s, %(steps)s.",
+                           **facts) if row.enabled else
+                   gettext("Workflow %(name)s is unchanged (version %(version)s, off): %(trigger)s, %(steps)s.",
+                           **facts))
     else:
         click.echo(gettext("Updated workflow %(name)s (version %(version)s, on): %(trigger)s, %(steps)s.", **facts)
                    if row.enabled else
@@ -174,8 +228,8 @@ def show_workflow_cmd(app: App, name: str, as_json: bool) -> None:
                   markup=False)
     table = Table(gettext("step"), gettext("what"), gettext("technical name"), gettext("what it does"))
     for instruction in workflow.steps():
-        table.add_row(str(instruction.index + 1), Text(instruction.step.phrase()), Text(instruction.step.label()),
-                      kind_summary(instruction.step))
+        table.add_row(str(workflow.number(instruction.index)), Text(instruction.step.phrase()),
+                      Text(instruction.step.label()), kind_summary(instruction.step))
     console.print(table)
 
 
@@ -460,7 +514,7 @@ def tick_cmd(app: App, as_json: bool) -> None:
 def parked_cmd(app: App, name: str | None, as_json: bool) -> None:
     """Runs that failed for good, with the reason; `hub workflows retry` puts them back."""
     with app.ready_engine().connect() as conn:
-        rows = runner.parked(conn, name, limit=None)
+        rows = runner.parked(conn, app.settings, name, limit=None)
     if as_json:
         emit_json(rows)
         return
@@ -484,7 +538,7 @@ def retry_cmd(app: App, run_ids: tuple[int, ...], all_of: str | None, skip: bool
     if all_of:
         with engine.connect() as conn:
             store.row(conn, all_of)
-            ids += [r["id"] for r in runner.parked(conn, all_of, limit=None)]
+            ids += [r["id"] for r in runner.parked(conn, app.settings, all_of, limit=None)]
     if not ids:
         raise click.UsageError(gettext("give run ids or --all NAME"))
     n = runner.retry(engine, ids, skip=skip)

@@ -21,7 +21,8 @@ reported with its path ("steps[4].then[0].send.template: no template named
 
 The steps become a flat program: `if` jumps to its `then` or `else` part, and
 a hidden `goto` skips the `else` part after `then`. Instructions are numbered
-from 0 in the database (step results, outbox keys); reports show them from 1.
+from 0 in the database (step results, outbox keys); people read the recorded
+steps numbered 1…N (`Workflow.number`), the hidden jumps left out.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from workflows.steps import Checking, Exit, Outcome, Step, StepCall, StepError
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # The admin's own pages under /workflows/: a workflow of that name could not open its page.
 RESERVED_NAMES = frozenset({"new", "library", "builder", "static"})
+MAX_TITLE = 300  # workflows.title's length: a longer one could not be saved (and would not fit any page)
+MAX_DESCRIPTION = 2000
 KEYS = ("name", "title", "description", "trigger", "reentry", "holdout", "goal", "steps")
 EVENTS = ("order.created", "order.won", "contact.created", "promo.expiring", "promo.expired")
 # Events other systems send (POST /api/v1/events) are named without dots (hub.events.NAME_PATTERN), so a
@@ -141,6 +144,11 @@ class Trigger:
                     gettext("the event %(event)s", event=self.event))
             return text + (" " + gettext("(codes of %(workflow)s)", workflow=self.workflow) if self.workflow else "")
         if self.kind == "schedule":
+            from workflows.cron_words import schedule_words
+
+            when = schedule_words(str(self.schedule))
+            if when:
+                return gettext("%(when)s, for the segment %(segment)s", when=when, segment=segment)
             return gettext("on the schedule “%(schedule)s”, for the segment %(segment)s", schedule=self.schedule,
                            segment=segment)
         if self.kind == "exit":
@@ -249,6 +257,16 @@ class Workflow:
     def steps(self) -> list[Instruction]:
         """The instructions a report shows (the hidden jumps left out)."""
         return [i for i in self.program if i.recorded]
+
+    def number(self, index: int) -> int:
+        """The step number people read for an instruction index (1…N, no gaps).
+
+        The database keeps instruction indexes, which count the hidden `goto`
+        after a `then:` part; showing `index + 1` would skip a number after
+        every if/then/else. A hidden jump (or the end of the program) gets the
+        number of the step that comes next.
+        """
+        return 1 + sum(1 for i in self.program[:max(index, 0)] if i.recorded)
 
 
 def read_file(path: Path) -> Any:
@@ -623,8 +641,12 @@ def parse(document: Any, conn: Connection, settings: Settings, *, origin: str | 
         parser.problem("name", gettext("%(quoted)s is taken by a page of the admin (/workflows/%(name)s); "
                                        "choose another name", quoted=repr(name), name=name))
     title = document.get("title")
-    if title is not None and not isinstance(title, str):
-        parser.problem("title", gettext("expected text"))
+    for key, limit in (("title", MAX_TITLE), ("description", MAX_DESCRIPTION)):
+        text = document.get(key)
+        if text is not None and not isinstance(text, str):
+            parser.problem(key, gettext("expected text"))
+        elif isinstance(text, str) and len(text) > limit:
+            parser.problem(key, gettext("too long: at most %(max)s characters", max=limit))
     trigger = parser.trigger(document.get("trigger")) if "trigger" in document else None
     if "trigger" not in document:
         parser.problem("trigger", gettext("missing"))
@@ -656,4 +678,4 @@ def summary(workflow: Workflow) -> Mapping[str, Any]:
     return {"trigger": workflow.trigger.describe(),
             "reentry": format_duration(workflow.reentry) if workflow.reentry else "never",
             "holdout": f"{workflow.holdout:g}%", "goal": workflow.goal.describe() if workflow.goal else None,
-            "steps": [f"{i.index + 1}. {i.step.label()}" for i in workflow.steps()]}
+            "steps": [f"{workflow.number(i.index)}. {i.step.label()}" for i in workflow.steps()]}

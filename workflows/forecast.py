@@ -24,8 +24,8 @@ from sqlalchemy import Connection, Engine, select
 
 # not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
 from hub import messaging
-from hub.api import (TRANSACTIONAL, Contact, ContactIdentity, Settings, chunks, format_number, gettext,
-                     kind_for_channel, next_local_time, ngettext, utcnow)
+from hub.api import (N_, TRANSACTIONAL, Contact, ContactIdentity, Settings, chunks, format_number, gettext,
+                     kind_for_channel, next_local_time, ngettext, parse_time_of_day, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.evaluate import Segments
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
@@ -51,6 +51,7 @@ class Sim:
     existing: bool = False
     done: bool = False
     actions: list[tuple[dt.datetime, int, str]] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # why a send step did not message them, in order
 
 
 class _Facts:
@@ -170,17 +171,25 @@ def _workflow(conn: Connection, settings: Settings, name: str, pm: pluggy.Plugin
 
 
 def forecast(engine: Engine, settings: Settings, name: str, *, days: int = 14, now: dt.datetime | None = None,
-             sample: int = 10, pm: pluggy.PluginManager | None = None) -> dict[str, Any]:
-    """The dry run's report (`hub workflows run NAME --dry-run --json`)."""
+             sample: int = 10, pm: pluggy.PluginManager | None = None, overlap: bool = False) -> dict[str, Any]:
+    """The dry run's report (`hub workflows run NAME --dry-run --json`).
+
+    `overlap` adds who of the entrants other switched-on workflows already
+    reach (workflows.overlap): switching on asks it, a plain forecast need not.
+    """
     now = now or utcnow()
     horizon = now + dt.timedelta(days=days)
     options = config.load(settings)
     with engine.connect() as conn:
         row, workflow = _workflow(conn, settings, name, pm)
         entrants, skipped, note = _entrants(conn, settings, row, workflow, now)
+        starts = _date_starts(conn, settings, row, workflow, now, days) if workflow.trigger.kind == "date" else {}
+        if starts:  # a date trigger: each of the days brings its own entrants, at `at` that day
+            entrants, skipped = (_eligible(conn, row, workflow, list(starts), now)[:2] if row is not None
+                                 else (list(starts), 0))
         holdout = [cid for cid in entrants if triggers.in_holdout(workflow, cid)]
         chosen = [cid for cid in entrants if not triggers.in_holdout(workflow, cid)]
-        sims = [Sim(cid, 0, now, now) for cid in chosen]
+        sims = [Sim(cid, 0, starts.get(cid, now), starts.get(cid, now)) for cid in chosen]
         if row is not None:
             r = runs_t.c
             for run in conn.execute(select(r.contact_id, r.step, r.next_at, r.started_at).where(
@@ -190,6 +199,10 @@ def forecast(engine: Engine, settings: Settings, name: str, *, days: int = 14, n
         steps: dict[int, Counter[str]] = defaultdict(Counter)
         _simulate(workflow, sims, facts, options, now=now, horizon=horizon, steps=steps)
         names = contact_names(conn, [s.contact_id for s in sorted(sims, key=lambda s: s.contact_id)[:sample]])
+        if overlap:
+            from workflows import overlap as overlaps
+
+            shared = overlaps.find(conn, settings, workflow.name, chosen, now)
     by_day: dict[str, Counter[str]] = defaultdict(Counter)
     messages: Counter[str] = Counter()
     for sim in sims:
@@ -205,17 +218,42 @@ def forecast(engine: Engine, settings: Settings, name: str, *, days: int = 14, n
         "would_start": len(chosen), "holdout": len(holdout), "skipped": skipped,
         "already_running": sum(1 for s in sims if s.existing),
         "messages": dict(messages),
-        "steps": [{"step": i.index + 1, "label": i.step.label(), **dict(steps.get(i.index, Counter()))}
+        "steps": [{"step": workflow.number(i.index), "label": i.step.label(), **dict(steps.get(i.index, Counter()))}
                   for i in workflow.steps()],
         "by_day": [{"date": day, **dict(counts)} for day, counts in sorted(by_day.items())],
         "contacts": [{"contact_id": s.contact_id, "name": names.get(s.contact_id),
-                      "actions": [{"at": at.isoformat(), "step": index + 1, "what": what}
+                      "actions": [{"at": at.isoformat(), "step": workflow.number(index), "what": what}
                                   for at, index, what in s.actions]}
                      for s in sorted(sims, key=lambda s: s.contact_id)[:sample]],
     }
+    report["holdout_percent"] = float(workflow.holdout or 0)
+    if starts:  # the first look starts only today's
+        today = triggers.date_day(settings, now)
+        report["first_tick"] = sum(1 for cid in chosen if triggers.date_day(settings, starts[cid]) == today)
+    report["silent"] = _silent(workflow, [s for s in sims if not s.existing])
+    if overlap:
+        report["overlap"] = shared
     if note:
         report["note"] = note
     return report
+
+
+SILENT_REASONS = ("skipped_no_consent", "skipped_no_address", "skipped_frequency_cap", "after_horizon",
+                  "no_message_step")
+
+
+def _silent(workflow: Workflow, sims: list[Sim]) -> dict[str, int]:
+    """How many new entrants no message would reach within the forecast, by the first reason that held them.
+
+    `no_message_step`: their way through the steps reaches no send within the
+    forecast (a branch without one, or a wait longer than the forecast).
+    """
+    found: Counter[str] = Counter()
+    for sim in sims:
+        if any(isinstance(workflow.program[index].step, Send) for _at, index, _what in sim.actions):
+            continue
+        found[sim.held[0] if sim.held else "no_message_step"] += 1
+    return {"total": sum(found.values()), **{k: found[k] for k in SILENT_REASONS if found[k]}}
 
 
 def _entrants(conn: Connection, settings: Settings, row: Any, workflow: Workflow, now: dt.datetime
@@ -229,22 +267,50 @@ def _entrants(conn: Connection, settings: Settings, row: Any, workflow: Workflow
         candidates = triggers.event_candidates(conn, row, workflow, now=now)
         return _eligible(conn, row, workflow, [c.contact_id for c in candidates], now)
     if trigger.kind == "exit":
-        return [], 0, gettext("%(name)s starts when contacts leave the segment %(segment)s; who will leave it "
-                              "cannot be foreseen", name=workflow.name, segment=trigger.segment)
-    if trigger.kind == "date":
-        # Today's: those whose date comes round `before` days from today (each later day brings its own).
-        ids = [c.contact_id for c in triggers.date_candidates(conn, settings, workflow, now=now)]
-        note = gettext("shown: the contacts whose date comes round for today's start at %(at)s; each following day "
-                       "starts those whose date comes round then", at=trigger.at)
-        if row is None:
-            return ids, 0, note
-        chosen, skipped, _ = _eligible(conn, row, workflow, ids, now)
+        assert trigger.segment is not None
+        note = gettext("%(name)s starts when contacts leave the segment %(segment)s; who will leave it "
+                       "cannot be foreseen", name=workflow.name, segment=trigger.segment)
+        pending = triggers.exit_pending(conn, settings, trigger.segment, now=now)
+        if row is None or not row.enabled:
+            # switching on refreshes the segment first (triggers.baseline_exits): these are not its exits
+            if pending:
+                note += ". " + ngettext(
+                    "%(num)s recorded member no longer fits the segment; switching on brings the segment up to "
+                    "date first, so they get nothing from this workflow",
+                    "%(num)s recorded members no longer fit the segment; switching on brings the segment up to "
+                    "date first, so they get nothing from this workflow", len(pending), num=format_number(len(pending)))
+            return [], 0, note
+        # on: the next refresh sees these leave (its first look's exits)
+        chosen, skipped, _ = _eligible(conn, row, workflow, pending, now)
         return chosen, skipped, note
+    if trigger.kind == "date":  # who, day by day: _date_starts
+        return [], 0, gettext("counted day by day: each day at %(at)s (the shop's time) starts those whose date "
+                              "comes round then; the first look starts today's", at=trigger.at)
     assert trigger.segment is not None
     members = Segments(conn, settings, now=now).member_ids(trigger.segment)
     if row is None:
         return members, 0, None
     return _eligible(conn, row, workflow, members, now)
+
+
+def _date_starts(conn: Connection, settings: Settings, row: Any, workflow: Workflow, now: dt.datetime, days: int
+                 ) -> dict[int, dt.datetime]:
+    """When a date trigger would start each contact within the forecast: day by day, at `at`, first day first.
+
+    Today counts unless the trigger already looked today (its state says so);
+    each following day brings those whose date comes round then.
+    """
+    state = dict(row.state or {}) if row is not None else {}
+    today = triggers.date_day(settings, now)
+    starts: dict[int, dt.datetime] = {}
+    for i in range(days):
+        day = today + dt.timedelta(days=i)
+        if i == 0 and state.get("date_day") == today.isoformat():
+            continue
+        at = max(now, dt.datetime.combine(day, parse_time_of_day(workflow.trigger.at or "00:00"), settings.tz))
+        for cand in triggers.date_candidates(conn, settings, workflow, now=now, day=day):
+            starts.setdefault(cand.contact_id, at)
+    return starts
 
 
 def _eligible(conn: Connection, row: Any, workflow: Workflow, ids: list[int], now: dt.datetime
@@ -318,14 +384,17 @@ class Planned:
     """What the send step would do for one contact at `t`: when it goes, or the counter of why not.
 
     `held` is "skipped_no_address", "skipped_no_consent" or
-    "skipped_frequency_cap" (on_cap: skip); `quiet_until` and `cap_until` say
-    when quiet hours or the frequency cap moved the message to.
+    "skipped_frequency_cap" (on_cap: skip); `moves` are the (kind, until)
+    moves of quiet hours and the frequency cap that took it to `at`, in
+    order ("frequency_cap" to 22:58, then "quiet_hours" to 09:00);
+    `quiet_until` and `cap_until` are each one's last.
     """
 
     at: dt.datetime
     held: str | None = None
     quiet_until: dt.datetime | None = None
     cap_until: dt.datetime | None = None
+    moves: tuple[tuple[str, dt.datetime], ...] = ()
 
 
 def plan_send(step: Send, contact_id: int, t: dt.datetime, facts: _Facts, options: config.WorkflowSettings,
@@ -333,19 +402,24 @@ def plan_send(step: Send, contact_id: int, t: dt.datetime, facts: _Facts, option
     """The send step's questions for one contact, in its order; `sent` is what counts against their cap.
 
     Shared by the forecast (everyone at once) and the try-on-a-contact trace
-    (one person, step by step), so both say the same thing.
+    (one person, step by step), so both say the same thing; the limits are
+    asked through the same function the step and the dispatcher ask
+    (policy.slot), so they say what the runner will do.
     """
     if contact_id not in facts.has_address(step.channel):
         return Planned(t, "skipped_no_address")
     if step.purpose != TRANSACTIONAL and contact_id not in facts.consents(step.channel, step.purpose):
         return Planned(t, "skipped_no_consent")
-    quiet = policy.quiet_until(options, step.channel, t, facts.zones.get(contact_id, facts.settings.tz))
-    at = quiet or t
-    cap = options.frequency_cap if step.purpose != TRANSACTIONAL else None
-    until = policy.cap_until(cap, sent, at) if cap is not None else None
-    if until is not None and step.on_cap == "skip":
-        return Planned(at, "skipped_frequency_cap", quiet, until)
-    return Planned(until or at, None, quiet, until)
+    slot = policy.slot(options, step.channel, step.purpose, t, facts.zones.get(contact_id, facts.settings.tz), sent)
+    moves = tuple((m.kind, m.until) for m in slot.moves)
+    capped = slot.moved_by(policy.FREQUENCY_CAP)
+    if capped is not None and step.on_cap == "skip":
+        # The step waits out the quiet hours, then skips on the cap (Send._held).
+        first = moves[0]
+        if first[0] == policy.QUIET_HOURS:
+            return Planned(first[1], "skipped_frequency_cap", first[1], moves[1][1], moves[:2])
+        return Planned(t, "skipped_frequency_cap", None, first[1], moves[:1])
+    return Planned(slot.at, None, slot.moved_by(policy.QUIET_HOURS), capped, moves)
 
 
 def _send(step: Send, pc: int, group: list[Sim], facts: _Facts, options: config.WorkflowSettings,
@@ -359,11 +433,13 @@ def _send(step: Send, pc: int, group: list[Sim], facts: _Facts, options: config.
         s.t = plan.at
         if plan.held is not None:
             steps[pc][plan.held] += 1
+            s.held.append(plan.held)
             continue
         if plan.cap_until is not None:
             steps[pc]["deferred_frequency_cap"] += 1
         if s.t > horizon:
             steps[pc]["after_horizon"] += 1
+            s.held.append("after_horizon")
             continue
         planned[s.contact_id].append(s.t)
         steps[pc]["count"] += 1
@@ -382,22 +458,122 @@ def switch_on_numbers(report: dict[str, Any]) -> dict[str, Any]:
 
     `first_tick` is how many people its first look would message (the
     entrants outside the holdout); `promo_codes` counts the codes its
-    promo_code steps would issue within the forecast.
+    promo_code steps would issue within the forecast, `actions` the other
+    steps' work by kind (CRM tasks, comments, webhooks); `silent` how many
+    entrants no message would reach and why; `overlap` who of them other
+    switched-on workflows already reach (when the forecast was asked for it).
     """
+    channels = set(report["messages"])
     promo_codes = sum(int(day.get("promo_code", 0)) for day in report["by_day"])
+    actions: Counter[str] = Counter()
+    for day in report["by_day"]:
+        for kind, n in day.items():
+            if kind not in channels and kind not in ("date", "promo_code"):
+                actions[kind] += int(n)
     return {"workflow": report["workflow"], "days": report["days"], "would_start": report["would_start"],
-            "holdout": report["holdout"], "already_running": report["already_running"],
-            "messages": dict(report["messages"]), "promo_codes": promo_codes, "first_tick": report["would_start"],
+            "holdout": report["holdout"], "holdout_percent": report.get("holdout_percent", 0),
+            "already_running": report["already_running"], "messages": dict(report["messages"]),
+            "promo_codes": promo_codes, "actions": dict(sorted(actions.items())),
+            "first_tick": report.get("first_tick", report["would_start"]),
+            "silent": report.get("silent") or {"total": 0}, "overlap": report.get("overlap"),
             "by_day": report["by_day"], "note": report.get("note")}
 
 
+def _action_text(kind: str, n: int) -> str:
+    """A step kind's work in a 14-day summary: «76 задач менеджерам в CRM»."""
+    num = format_number(n)
+    if kind == "crm_task":
+        return ngettext("%(num)s task for managers in the CRM", "%(num)s tasks for managers in the CRM", n, num=num)
+    if kind == "crm_comment":
+        return ngettext("%(num)s comment in the CRM", "%(num)s comments in the CRM", n, num=num)
+    if kind == "crm_field":
+        return ngettext("%(num)s field change in the CRM", "%(num)s field changes in the CRM", n, num=num)
+    if kind == "webhook":
+        return ngettext("%(num)s webhook call", "%(num)s webhook calls", n, num=num)
+    if kind == "tag":
+        return ngettext("%(num)s tag set", "%(num)s tags set", n, num=num)
+    if kind == "untag":
+        return ngettext("%(num)s tag removed", "%(num)s tags removed", n, num=num)
+    from workflows.definition import step_types
+    from workflows.steps import kind_title
+
+    found = step_types().get(kind)
+    return gettext("%(what)s: %(num)s", what=kind_title(found) if found is not None else kind, num=num)
+
+
+def silent_text(numbers: dict[str, Any]) -> str | None:
+    """«Ни одного сообщения не получат 55 из вошедших: нет согласия — 37; нет адреса — 18.», None when all get one."""
+    silent = numbers.get("silent") or {}
+    total = int(silent.get("total", 0))
+    if not total:
+        return None
+    days = numbers["days"]
+
+    def said(key: str, num: str) -> str:
+        if key == "skipped_no_consent":
+            return gettext("no consent to such messages — %(num)s", num=num)
+        if key == "skipped_no_address":
+            return gettext("no address to send to (email or phone) — %(num)s", num=num)
+        if key == "skipped_frequency_cap":
+            return gettext("skipped by the frequency cap — %(num)s", num=num)
+        if key == "after_horizon":
+            return ngettext("their message goes later than %(days)s day — %(num)s",
+                            "their message goes later than %(days)s days — %(num)s", days, days=days, num=num)
+        return ngettext("their way through the steps has no message within %(days)s day — %(num)s",
+                        "their way through the steps has no message within %(days)s days — %(num)s", days,
+                        days=days, num=num)
+
+    why = [said(k, format_number(int(silent[k]))) for k in SILENT_REASONS if silent.get(k)]
+    return ngettext("%(num)s of those entering would get no message at all: %(why)s.",
+                    "%(num)s of those entering would get no message at all: %(why)s.", total,
+                    num=format_number(total), why="; ".join(why))
+
+
+def holdout_text(numbers: dict[str, Any]) -> str:
+    """The holdout as a share that is drawn, not cut: small numbers stray from the per cent."""
+    share = float(numbers.get("holdout_percent") or 0)
+    percent = format_number(int(share) if share.is_integer() else share)
+    return ngettext("%(num)s would go into the holdout (≈%(percent)s %% — chosen at random; with small numbers "
+                    "the share varies)",
+                    "%(num)s would go into the holdout (≈%(percent)s %% — chosen at random; with small numbers "
+                    "the share varies)", numbers["holdout"], num=format_number(numbers["holdout"]), percent=percent)
+
+
+def overlap_lines(numbers: dict[str, Any]) -> list[str]:
+    """Per other switched-on workflow, how many of the entrants it already reaches, in words (for the command line)."""
+    found = numbers.get("overlap") or {}
+    lines = []
+    for other in found.get("workflows", []):
+        if other["running"]:
+            lines.append(ngettext("%(num)s of them is already in the workflow «%(title)s» (switched on)",
+                                  "%(num)s of them are already in the workflow «%(title)s» (switched on)",
+                                  other["running"], num=format_number(other["running"]), title=other["title"]))
+        if other["entering"]:
+            lines.append(ngettext("%(num)s of them would enter the workflow «%(title)s» too (switched on; they are "
+                                  "in its segment)",
+                                  "%(num)s of them would enter the workflow «%(title)s» too (switched on; they are "
+                                  "in its segment)",
+                                  other["entering"], num=format_number(other["entering"]), title=other["title"]))
+    return lines
+
+
+def overlap_text(numbers: dict[str, Any]) -> str | None:
+    """The warning that heads the overlap: the same people may get two letters; None without overlap."""
+    found = numbers.get("overlap") or {}
+    if not found.get("contacts"):
+        return None
+    return ngettext("Careful: %(num)s of those entering is already reached by other switched-on workflows and may "
+                    "get two messages at once.",
+                    "Careful: %(num)s of those entering are already reached by other switched-on workflows and may "
+                    "get two messages at once.", found["contacts"], num=format_number(found["contacts"]))
+
+
 def switch_on_text(numbers: dict[str, Any]) -> str:
-    """The numbers in words: «Сразу войдут 1 240 человек (ещё 138 — в контрольную группу). За 14 дней: …»."""
+    """The numbers in words: «Сразу войдут 1 240 человек; в контрольную группу попадут 138 (…). За 14 дней: …»."""
     parts = [ngettext("%(num)s person would enter at once", "%(num)s people would enter at once",
                       numbers["would_start"], num=format_number(numbers["would_start"]))]
     if numbers["holdout"]:
-        parts[0] += " " + ngettext("(%(num)s more into the holdout)", "(%(num)s more into the holdout)",
-                                   numbers["holdout"], num=format_number(numbers["holdout"]))
+        parts[0] += "; " + holdout_text(numbers)
     parts[0] += "."
     if numbers["already_running"]:
         parts.append(ngettext("%(num)s run is already under way.", "%(num)s runs are already under way.",
@@ -413,6 +589,47 @@ def switch_on_text(numbers: dict[str, Any]) -> str:
     if numbers["promo_codes"]:
         counted.append(ngettext("%(num)s promo code", "%(num)s promo codes", numbers["promo_codes"],
                                 num=format_number(numbers["promo_codes"])))
+    counted += [_action_text(kind, n) for kind, n in (numbers.get("actions") or {}).items() if n]
     parts.append(ngettext("Within %(days)s day: %(what)s.", "Within %(days)s days: %(what)s.", numbers["days"],
                           days=numbers["days"], what=", ".join(counted) if counted else gettext("no messages")))
+    silent = silent_text(numbers)
+    if silent:
+        parts.append(silent)
     return " ".join(parts)
+
+
+# A step's forecast counts that exclude each other (each run that reached the step is in exactly one),
+# then the ones that say more about some of them ("of these, held by quiet hours").
+OUTCOMES = ("count", "after_horizon", "skipped_frequency_cap", "skipped_no_consent", "skipped_no_address",
+            "then", "else", "exit")
+OF_WHICH = ("deferred_frequency_cap", "deferred_quiet_hours")
+
+
+def step_outcomes(step: dict[str, Any]) -> list[str]:
+    """A forecast step's counts as a list that adds up: «отправится: 21 (из них отложено лимитом частоты: 14); …».
+
+    A deferred message is still sent (or goes after the forecast), so the
+    deferrals are said as part of those, not beside them; the total is the
+    number of runs that reached the step.
+    """
+    send = step.get("kind") == "send"
+    words = {"count": N_("will be sent: %(num)s") if send else N_("will be done: %(num)s"),
+             "after_horizon": N_("later than the forecast: %(num)s"),
+             "skipped_frequency_cap": N_("skipped by the frequency cap: %(num)s"),
+             "skipped_no_consent": N_("no consent: %(num)s"), "skipped_no_address": N_("no address: %(num)s"),
+             "then": N_("the rule holds: %(num)s"), "else": N_("the rule does not hold: %(num)s"),
+             "exit": N_("leave the workflow: %(num)s"),
+             "deferred_frequency_cap": N_("held by the frequency cap: %(num)s"),
+             "deferred_quiet_hours": N_("held by quiet hours: %(num)s")}
+    out = [gettext(words[k], num=format_number(int(step[k]))) for k in OUTCOMES if step.get(k)]
+    later = [gettext(words[k], num=format_number(int(step[k]))) for k in OF_WHICH if step.get(k)]
+    if later and out:
+        out[0] += " " + gettext("(of these, %(what)s)", what=", ".join(later))
+    elif later:
+        out += later
+    known = set(OUTCOMES) | set(OF_WHICH) | {"step", "label", "title", "summary", "text", "kind"}
+    out += [f"{k}: {format_number(v)}" for k, v in sorted(step.items()) if k not in known and isinstance(v, int)]
+    total = sum(int(step.get(k) or 0) for k in OUTCOMES)
+    if len(out) > 1 and total:
+        out.append(gettext("reached the step: %(num)s", num=format_number(total)))
+    return out

@@ -11,7 +11,6 @@ the shipped row itself stays as it is and can still be switched on as shipped.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from sqlalchemy import Connection, select
 from hub.api import (ActionForm, Settings, actor, allow, current_settings, engine, gettext, pgettext, record_audit,
                      translated_title)
 from workflows.admin import bp
+from workflows.rule_words import rule_words
 
 MAX_TITLE = 300  # workflows.title's length
 
@@ -57,10 +57,9 @@ def _walk(steps: Any) -> list[dict[str, Any]]:
 
 def _crm_sources(conn: Connection, settings: Settings) -> list[str]:
     """CRMs that take tasks and comments and hold contacts of this base."""
+    from hub.api import ExternalRef, WriteBack
     # not in hub.api on purpose: which registered sources accept writes is the write-back registry's business
-    from hub.models import ExternalRef
     from hub.plugins import sources
-    from hub.writeback import WriteBack
 
     held = set(conn.execute(select(ExternalRef.__table__.c.source).distinct()).scalars())
     out = []
@@ -161,19 +160,10 @@ def _steps(conn: Connection, settings: Settings, document: dict[str, Any]) -> tu
         branch = path[last + 1:last + 5] if last >= 0 else None
         rule = None
         if isinstance(instruction.step, If):
-            rule = _rule_text(instruction.step.rule.document)
+            rule = rule_words(instruction.step.rule, settings)
         out.append({"phrase": instruction.step.phrase(), "kind": instruction.kind,
                     "title": kind_title(instruction.step), "depth": depth, "branch": branch, "rule": rule})
     return out, workflow, []
-
-
-def _rule_text(rule: Any) -> str:
-    """An `if` rule in its compact written form (orders.last_at after run.started_at)."""
-    if isinstance(rule, dict) and "field" in rule:
-        value = rule.get("value")
-        shown = ", ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else str(value))
-        return " ".join(part for part in (str(rule["field"]), str(rule.get("op", "")), shown) if part)
-    return json.dumps(rule, ensure_ascii=False)
 
 
 def entries(conn: Connection, settings: Settings) -> list[dict[str, Any]]:
@@ -189,6 +179,7 @@ def entries(conn: Connection, settings: Settings) -> list[dict[str, Any]]:
         out.append({"name": name, "title": translated_title(document.get("title")) or name,
                     "description": translated_title(document.get("description")),
                     "trigger_text": trigger_text, "segment": workflow.trigger.segment if workflow else None,
+                    "schedule": workflow.trigger.schedule if workflow else None,
                     "trigger_title": workflow.trigger.title() if workflow else None,
                     "goal": goal, "steps": steps, "problems": problems, "needs": needs(document, here)})
     return out
@@ -248,6 +239,19 @@ def title_problem(title: str) -> str | None:
     return None
 
 
+def _copy(document: dict[str, Any], name: str, title: str) -> dict[str, Any]:
+    """The copy's document: its description in the reader's language, as the library card showed it.
+
+    The shipped files carry English with the Russian in the catalog; a copy is
+    the marketer's own text from then on, so it keeps what they read.
+    """
+    copy = {**document, "name": name, "title": title}
+    description = document.get("description")
+    if isinstance(description, str) and description:
+        copy["description"] = translated_title(description)
+    return copy
+
+
 def _builder_url(name: str) -> str:
     """The copy opens in the builder, when the builder's pages are registered; else on its own page."""
     if "workflows.edit" in current_app.view_functions:
@@ -275,7 +279,7 @@ def library_copy(template: str) -> Any:
             with engine().begin() as conn:
                 problems = [p for p in (name_problem(conn, name), title_problem(title)) if p]
                 if not problems:
-                    copy = {**document, "name": name, "title": title}
+                    copy = _copy(document, name, title)
                     try:
                         store.add(conn, settings, copy, by=actor(), kind=store.ADMIN_ORIGIN)
                     except WorkflowError as exc:

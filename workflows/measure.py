@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, case, func, select
 
 from hub.api import Message, Order, Settings, utcnow
 from workflows import config, nps, policy, store
-from workflows.definition import Goal, Workflow
+from workflows.definition import Goal, Workflow, WorkflowError
 from workflows.models import PromoCode, StepResult, WorkflowRun
 
 runs_t = WorkflowRun.__table__
@@ -50,7 +50,7 @@ def status(engine: Engine, settings: Settings, name: str, *, now: dt.datetime | 
             "workflow": row.name, "title": row.title, "enabled": row.enabled, "version": row.version,
             "trigger": workflow.trigger.describe(),
             "entered": runs["total"], "in_holdout": runs["holdout"], "runs": runs["by_status"],
-            "steps": _steps(conn, row.id, workflow),
+            "steps": _steps(conn, settings, row.id, row.version, workflow),
             "promo_codes": _promo(conn, row.id, now),
             "goal": workflow.goal.describe() if workflow.goal else None,
             "policies": policy.describe(config.load(settings)),
@@ -80,7 +80,8 @@ def _runs(conn: Connection, workflow_id: int) -> dict[str, Any]:
     return {"total": total, "holdout": holdout, "by_status": by_status}
 
 
-def _steps(conn: Connection, workflow_id: int, workflow: Workflow) -> list[dict[str, Any]]:
+def _steps(conn: Connection, settings: Settings, workflow_id: int, version: int, workflow: Workflow
+           ) -> list[dict[str, Any]]:
     r, s, m = runs_t.c, results_t.c, messages_t.c
     counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     joined = results_t.join(runs_t, r.id == s.run_id)
@@ -94,10 +95,11 @@ def _steps(conn: Connection, workflow_id: int, workflow: Workflow) -> list[dict[
             select(s.step, m.status, func.count()).select_from(joined.join(messages_t, m.id == s.message_id))
             .where(r.workflow_id == workflow_id).group_by(s.step, m.status)):
         sent[step][state] += n
+    waiting = _waiting(conn, settings, workflow_id, version, workflow)
     out = []
     for instruction in workflow.steps():
         c, msg = counts.get(instruction.index, {}), sent.get(instruction.index, {})
-        row: dict[str, Any] = {"step": instruction.index + 1, "kind": instruction.kind,
+        row: dict[str, Any] = {"step": workflow.number(instruction.index), "kind": instruction.kind,
                                "label": instruction.step.label(), **instruction.step.describe()}
         if instruction.kind == "send":
             row.update({
@@ -112,8 +114,55 @@ def _steps(conn: Connection, workflow_id: int, workflow: Workflow) -> list[dict[
             row.update({"done": c.get("done", 0), "deferred": c.get("deferred", 0), "skipped": c.get("skipped", 0),
                         "failed": c.get("failed", 0)})
         row["in_progress"] = c.get("started", 0) + c.get("retry", 0)
+        if instruction.kind == "wait":
+            row["waiting"] = waiting.get(instruction.index, 0)
         out.append(row)
     return out
+
+
+def _waiting(conn: Connection, settings: Settings, workflow_id: int, version: int, workflow: Workflow
+             ) -> dict[int, int]:
+    """Runs still waiting out a wait step, by the wait step's index.
+
+    A wait step is done the moment it is reached: its result is written and
+    the run moves on to the NEXT step with `next_at` at the end of the wait.
+    Counted by where runs stand, the people waiting would show at the step
+    after the wait (which has not happened to them yet), and the wait itself
+    would say nobody waits. A waiting run with no result at the step it
+    stands at is waiting before it; when the instruction before is a wait
+    (a wait never jumps), that wait made it wait. Runs waiting at a step for
+    another reason (deferred by quiet hours or the cap, a retry) have a
+    result there and are counted by that step. A run on an older version is
+    read with its own version's program and counted at the wait with the
+    same number in the version shown, when that step is a wait there too
+    (otherwise it is left to the runs' summary, which counts every waiting run).
+    """
+    r, s = runs_t.c, results_t.c
+    here = select(s.run_id).where(s.run_id == r.id, s.step == r.step).exists()
+    out: dict[int, int] = defaultdict(int)
+    programs: dict[int, Workflow | None] = {version: workflow}
+    for own, step, n in conn.execute(
+            select(r.version, r.step, func.count()).where(r.workflow_id == workflow_id, r.status == "waiting", ~here)
+            .group_by(r.version, r.step)):
+        if own not in programs:
+            try:
+                programs[own] = store.definition(conn, settings, workflow_id, own)
+            except WorkflowError:
+                programs[own] = None
+        program = programs[own]
+        before = program.instruction(step - 1) if program is not None else None
+        if program is None or before is None or before.kind != "wait":
+            continue
+        # a run on an older version counts at the wait of the same number in the one shown, when there is one
+        index = before.index if program is workflow else _wait_numbered(workflow, program.number(before.index))
+        if index is not None:
+            out[index] += n
+    return out
+
+
+def _wait_numbered(workflow: Workflow, number: int) -> int | None:
+    found = [i.index for i in workflow.steps() if workflow.number(i.index) == number and i.kind == "wait"]
+    return found[0] if found else None
 
 
 def _promo(conn: Connection, workflow_id: int, now: dt.datetime) -> dict[str, int]:

@@ -51,7 +51,7 @@ def add_titles(report: dict[str, Any], workflow: Any, conn: Any = None, settings
     """
     from workflows.steps import kind_summary, kind_title
 
-    kinds = {i.index + 1: i.step for i in workflow.steps()}
+    kinds = {workflow.number(i.index): i.step for i in workflow.steps()}
     report["title"] = translated_title(report.get("title") or workflow.title)
     report["description"] = translated_title(workflow.description)
     report["trigger_title"] = workflow.trigger.title()

@@ -250,7 +250,8 @@ class Advance:
         return [StepCall(run=RunInfo(s.id, program.name, s.workflow_id, s.contact_id, s.cycle, s.started_at, s.trigger,
                                      s.context),
                          index=instruction.index, key=f"workflow:{s.id}:{instruction.index}", now=self.now,
-                         settings=self.settings, engine=self.engine) for s in runs]
+                         settings=self.settings, engine=self.engine, number=program.number(instruction.index))
+                for s in runs]
 
     def _fill_contacts(self, calls: list[StepCall], *, zones: bool) -> None:
         ids = [c.run.contact_id for c in calls]
@@ -486,17 +487,46 @@ def advance(engine: Engine, settings: Settings, run_ids: Sequence[int] | None = 
 
 # --- for people: parked runs, retrying, a contact's runs ----------------------------------
 
-def parked(conn: Connection, workflow: str | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
-    """Runs parked for good, newest first, with why."""
+class StepNumbers:
+    """The step number people read for a run's position, on the run's own version.
+
+    A run keeps the version it started on and the instruction index it stands
+    at; `index + 1` would skip a number after every if/then/else, and the
+    newest version may number its steps differently. Each version is parsed
+    once per reader; a version that no longer parses (a step kind whose
+    plugin is gone) falls back to `index + 1` rather than hide the run.
+    """
+
+    def __init__(self, conn: Connection, settings: Settings) -> None:
+        self.conn, self.settings = conn, settings
+        self._versions: dict[tuple[int, int], Workflow | None] = {}
+
+    def __call__(self, workflow_id: int, version: int, index: int) -> int:
+        key = (workflow_id, version)
+        if key not in self._versions:
+            try:
+                self._versions[key] = store.definition(self.conn, self.settings, workflow_id, version)
+            except (WorkflowError, SettingsError):
+                self._versions[key] = None
+        found = self._versions[key]
+        return found.number(index) if found is not None else index + 1
+
+
+def parked(conn: Connection, settings: Settings, workflow: str | None = None, limit: int | None = 100
+           ) -> list[dict[str, Any]]:
+    """Runs parked for good, newest first, with why; `step` is the number people read (`index` the position)."""
     r, w = runs_t.c, workflows_t.c
-    q = (select(r.id, w.name.label("workflow"), r.contact_id, r.step, r.error, r.started_at, r.updated_at)
+    q = (select(r.id, w.name.label("workflow"), r.contact_id, r.step, r.error, r.started_at, r.updated_at,
+                r.workflow_id, r.version)
          .join(workflows_t, w.id == r.workflow_id).where(r.status == "parked")
          .order_by(r.updated_at.desc(), r.id.desc()))
     if workflow:
         q = q.where(w.name == workflow)
     if limit is not None:
         q = q.limit(limit)
-    return [dict(row._mapping, step=row.step + 1) for row in conn.execute(q)]
+    number = StepNumbers(conn, settings)
+    return [dict(row._mapping, step=number(row.workflow_id, row.version, row.step), index=row.step)
+            for row in conn.execute(q)]
 
 
 def retry(engine: Engine, run_ids: Sequence[int], *, skip: bool = False, now: dt.datetime | None = None) -> int:
@@ -525,11 +555,13 @@ def retry(engine: Engine, run_ids: Sequence[int], *, skip: bool = False, now: dt
     return done
 
 
-def runs_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
-    """A contact's workflow runs, newest first (the admin's contact card shows them)."""
+def runs_for_contact(conn: Connection, settings: Settings, contact_id: int) -> list[dict[str, Any]]:
+    """A contact's workflow runs, newest first; `step` is the number people read (`index` the position)."""
     r, w = runs_t.c, workflows_t.c
     q = (select(r.id, w.name.label("workflow"), r.status, r.holdout, r.step, r.cycle, r.started_at, r.next_at,
-                r.finished_at, r.error)
+                r.finished_at, r.error, r.workflow_id, r.version)
          .join(workflows_t, w.id == r.workflow_id).where(r.contact_id == contact_id)
          .order_by(r.started_at.desc(), r.id.desc()))
-    return [dict(row._mapping, step=row.step + 1) for row in conn.execute(q)]
+    number = StepNumbers(conn, settings)
+    return [dict(row._mapping, step=number(row.workflow_id, row.version, row.step), index=row.step)
+            for row in conn.execute(q)]

@@ -114,7 +114,10 @@ class StepCall:
     anything the step creates elsewhere. `contact` (template variables:
     names, first email and phone, …), `promo` (the run's promo code, or None)
     and `zone` (the contact's time zone) are filled in for steps that set
-    `needs_contact`. `conn` is a reading connection.
+    `needs_contact`. `conn` is a reading connection. `number` is the step
+    number people read (Workflow.number): `index` counts hidden jumps, so
+    anything a person sees (a message's meta, a webhook's payload) says
+    `shown_number()`.
     """
 
     run: RunInfo
@@ -127,6 +130,10 @@ class StepCall:
     contact: dict[str, Any] | None = None
     promo: dict[str, Any] | None = None
     zone: Any = None
+    number: int | None = None
+
+    def shown_number(self) -> int:
+        return self.number if self.number is not None else self.index + 1
 
     def variables(self) -> dict[str, Any]:
         """What a text a user wrote (a task title) may use: contact, promo, run, workflow, company."""

@@ -29,14 +29,14 @@ from hub import message_templates
 from hub import messaging
 from hub.api import (TRANSACTIONAL, Contact, ExternalRef, Settings, TemplateError, company, consent_channel_title,
                      consent_purpose_title, current_contact_id, end_of_local_day, format_date, format_length,
-                     format_moment, format_number, gettext, local_time, translated_title, utcnow)
+                     format_moment, format_number, format_phone, gettext, local_time, translated_title, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.evaluate import Segments
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.rules import AllOf, AnyOf, Condition, Node, Not, RuleError, SegmentError, SegmentRef
-from workflows import config, forecast, nps, promo, triggers
+from workflows import config, forecast, nps, policy, promo, triggers
 from workflows.crm import CrmComment, CrmField, CrmTask
-from workflows.definition import Goto, If, Workflow
+from workflows.definition import Goto, If, Workflow, WorkflowError
 from workflows.names import goal_title
 from workflows.send import Send
 from workflows.steps import Exit, RunInfo, Step, StepCall, StepFailed, Wait, kind_title
@@ -54,13 +54,21 @@ class TrialError(ValueError):
 
 
 def trial(conn_or_engine: Connection | Engine, settings: Settings, name: str, contact_id: int | str, *,
-          now: dt.datetime | None = None, days: int = DEFAULT_DAYS, pm: pluggy.PluginManager | None = None
-          ) -> dict[str, Any]:
-    """The trace (`hub workflows try NAME --contact ID --json`): entry, then every step in order with why."""
+          now: dt.datetime | None = None, days: int = DEFAULT_DAYS, pm: pluggy.PluginManager | None = None,
+          as_treated: bool = False) -> dict[str, Any]:
+    """The trace (`hub workflows try NAME --contact ID --json`): entry, then every step in order with why.
+
+    A person in the control group gets nothing, which is all the trace says
+    unless `as_treated`: then the steps are traced as for everyone else, so a
+    marketer can see the letters without hunting for another contact; the
+    report says `as_treated` and the entry still says the truth.
+    """
     if isinstance(conn_or_engine, Engine):
         with conn_or_engine.connect() as conn:
-            return _trial(conn, conn_or_engine, settings, name, contact_id, now=now, days=days, pm=pm)
-    return _trial(conn_or_engine, conn_or_engine.engine, settings, name, contact_id, now=now, days=days, pm=pm)
+            return _trial(conn, conn_or_engine, settings, name, contact_id, now=now, days=days, pm=pm,
+                          as_treated=as_treated)
+    return _trial(conn_or_engine, conn_or_engine.engine, settings, name, contact_id, now=now, days=days, pm=pm,
+                  as_treated=as_treated)
 
 
 def resolve(conn: Connection, contact_id: Any) -> tuple[int, str | None]:
@@ -83,7 +91,8 @@ def resolve(conn: Connection, contact_id: Any) -> tuple[int, str | None]:
 
 
 def _trial(conn: Connection, engine: Engine, settings: Settings, name: str, contact_id: int | str, *,
-           now: dt.datetime | None, days: int, pm: pluggy.PluginManager | None) -> dict[str, Any]:
+           now: dt.datetime | None, days: int, pm: pluggy.PluginManager | None, as_treated: bool = False
+           ) -> dict[str, Any]:
     now = now or utcnow()
     days = max(1, min(int(days), MAX_DAYS))
     row, workflow = forecast._workflow(conn, settings, name, pm)
@@ -108,10 +117,11 @@ def _trial(conn: Connection, engine: Engine, settings: Settings, name: str, cont
         return report
     entry = _entry(conn, settings, row, workflow, cid, now)
     report["entry"] = entry
-    if entry["holdout"]:
+    report["as_treated"] = bool(entry["holdout"] and as_treated)
+    if entry["holdout"] and not as_treated:
         report["steps"] = []
         return report
-    walker = _Walker(conn, engine, settings, workflow, row, cid, contact, zone, facts, options, now, days)
+    walker = _Walker(conn, engine, settings, workflow, row, cid, contact, zone, facts, options, now, days, pm)
     report["steps"] = walker.walk()
     return report
 
@@ -128,6 +138,8 @@ def _entry(conn: Connection, settings: Settings, row: Any, workflow: Workflow, c
         status = "event"
         reasons.append(gettext("the workflow starts on an event (%(event)s): traced as if it happened now",
                                event=trigger.event))
+    elif trigger.kind == "date":
+        status = _date_entry(conn, settings, row, workflow, cid, now, reasons)
     else:
         assert trigger.segment is not None
         title = _segment_title(conn, settings, trigger.segment)
@@ -136,11 +148,25 @@ def _entry(conn: Connection, settings: Settings, row: Any, workflow: Workflow, c
             rule = segments.compiler.where(segments.get(trigger.segment).rule)
             member = conn.execute(select(contacts_t.c.id).where(contacts_t.c.id == cid, rule)).first() is not None
         except (SegmentError, RuleError) as exc:
-            member = False
-            reasons.append(str(exc))
-        if not member:
+            member = None
             status = "not_member"
-            reasons.append(gettext("not in the segment %(segment)s", segment=title))
+            reasons.append(str(exc))
+        if trigger.kind == "exit":
+            if member:
+                status = "not_left"
+                reasons.append(gettext("in the segment %(segment)s now: enters when they leave it", segment=title))
+            elif member is False and row is not None and row.enabled and cid in triggers.exit_pending(
+                    conn, settings, trigger.segment, now=now):
+                reasons.append(gettext("has left the segment %(segment)s since it was last brought up to date: "
+                                       "its next refresh starts them", segment=title))
+            elif member is False:
+                status = "not_member"
+                reasons.append(gettext("not in the segment %(segment)s: this workflow is for those who leave it",
+                                       segment=title))
+        elif not member:
+            status = "not_member"
+            if member is False:
+                reasons.append(gettext("not in the segment %(segment)s", segment=title))
         if trigger.kind == "schedule":
             reasons.append(gettext("runs start at the scheduled times (%(schedule)s)", schedule=trigger.schedule))
     if row is not None:
@@ -171,6 +197,36 @@ def _entry(conn: Connection, settings: Settings, row: Any, workflow: Workflow, c
     return {"status": status, "enters": enters, "holdout": holdout, "reasons": reasons, "text": text}
 
 
+def _date_entry(conn: Connection, settings: Settings, row: Any, workflow: Workflow, cid: int, now: dt.datetime,
+                reasons: list[str]) -> str:
+    """A date trigger and one person: starts today, on which day it will, or never (no date in the card)."""
+    trigger = workflow.trigger
+    at = trigger.at or "00:00"
+    field = gettext(trigger.date_title) if trigger.date_title else str(trigger.date)
+    try:
+        day = triggers.date_next(conn, settings, workflow, cid, now=now)
+    except (WorkflowError, SegmentError, RuleError) as exc:
+        reasons.append(str(exc))
+        return "not_member"
+    if day is None:
+        reasons.append(gettext("no %(field)s in the card: the date trigger never starts them", field=field))
+        return "no_date"
+    comes = day + (trigger.before or dt.timedelta(0))
+    today = triggers.date_day(settings, now)
+    if day == today:
+        looked = row is not None and dict(row.state or {}).get("date_day") == today.isoformat()
+        reasons.append(gettext("their date (%(field)s) comes round on %(date)s: the trigger starts them today at "
+                               "%(at)s (the shop's time)", field=field, date=format_date(comes), at=at)
+                       if not looked else
+                       gettext("their date (%(field)s) comes round on %(date)s: today's start at %(at)s (the shop's "
+                               "time) has been made", field=field, date=format_date(comes), at=at))
+        return "enters"
+    reasons.append(gettext("their date (%(field)s) comes round next on %(date)s: the trigger starts them on %(day)s "
+                           "at %(at)s (the shop's time)", field=field, date=format_date(comes),
+                           day=format_date(day), at=at))
+    return "not_today"
+
+
 def _segment_title(conn: Connection, settings: Settings, name: str) -> str:
     catalog = Segments(conn, settings).catalog
     definition = catalog.definitions.get(name)
@@ -186,11 +242,12 @@ class _Walker:
 
     def __init__(self, conn: Connection, engine: Engine, settings: Settings, workflow: Workflow, row: Any, cid: int,
                  contact: dict[str, Any], zone: Any, facts: forecast._Facts, options: config.WorkflowSettings,
-                 now: dt.datetime, days: int) -> None:
-        self.conn, self.engine, self.settings, self.workflow = conn, engine, settings, workflow
+                 now: dt.datetime, days: int, pm: pluggy.PluginManager | None = None) -> None:
+        self.conn, self.engine, self.settings, self.workflow, self.pm = conn, engine, settings, workflow, pm
         self.cid, self.contact, self.zone, self.facts, self.options = cid, contact, zone, facts, options
         self.now, self.t, self.horizon = now, now, now + dt.timedelta(days=days)
         self.promo: dict[str, Any] | None = None
+        self.promo_expires: dt.datetime | None = None  # a reminder sent after it is pointless: the trace says so
         cap = options.frequency_cap
         self.sent: list[dt.datetime] = list(facts.recent(now - cap.period).get(cid, [])) if cap else []
         self.run = RunInfo(id=0, workflow=workflow.name, workflow_id=row.id if row is not None else 0,
@@ -213,11 +270,20 @@ class _Walker:
                 pc = step.target
                 continue
             item, pc = self._step(step, instruction.index)
-            item.update(step=instruction.index + 1, kind=step.name, phrase=_phrase(step), label=step.label())
+            item.update(step=self.workflow.number(instruction.index), kind=step.name, phrase=self._phrase(step),
+                        label=step.label())
             out.append(item)
             if item["outcome"] == "exit":
                 break
         return out
+
+    def _phrase(self, step: Step) -> str:
+        """The step in people's words; a send step names its template by title («Возвращайтесь (письмо)»)."""
+        if isinstance(step, Send):
+            title = template_title(self.conn, self.settings, step.template)
+            if title:
+                return send_phrase(step, title)
+        return _phrase(step)
 
     def _item(self, at: dt.datetime | None, outcome: str, text: str, **extra: Any) -> dict[str, Any]:
         at = at or self.t
@@ -227,7 +293,7 @@ class _Walker:
     def _call(self, index: int) -> StepCall:
         return StepCall(run=self.run, index=index, key=f"trial:{self.cid}:{index}", now=self.t,
                         settings=self.settings, engine=self.engine, conn=self.conn, contact=dict(self.contact),
-                        promo=self.promo, zone=self.zone)
+                        promo=self.promo, zone=self.zone, number=self.workflow.number(index))
 
     def _step(self, step: Step, index: int) -> tuple[dict[str, Any], int]:
         if isinstance(step, If):
@@ -259,12 +325,13 @@ class _Walker:
         rule = rule_text(step.rule.node, step.rule.run_paths, self.run.started_at, self.settings)
         facts = self._facts(step)
         branch = gettext("branch “yes”") if holds else gettext("branch “no”")
-        text = gettext("%(branch)s: %(rule)s", branch=branch, rule=rule)
-        if facts:
-            text += " — " + "; ".join(f"{f['title']}: {f['value']}" for f in facts)
+        # The person's values stand in the sentence beside their fields, once: «последний заказ (26.11.2026) позже …»
+        shown = rule_text(step.rule.node, step.rule.run_paths, self.run.started_at, self.settings,
+                          values={f["field"]: f["value"] for f in facts})
+        text = gettext("%(branch)s: %(rule)s", branch=branch, rule=shown)
         goes = self.workflow.instruction(step.then_at if holds else step.else_at)
         return self._item(None, "branch", text, branch="then" if holds else "else", rule=rule, facts=facts,
-                          next_step=goes.index + 1 if goes is not None else None)
+                          next_step=self.workflow.number(goes.index) if goes is not None else None)
 
     def _facts(self, step: If) -> list[dict[str, Any]]:
         """The person's own values of the fields the rule asks about, at the simulated moment."""
@@ -291,6 +358,7 @@ class _Walker:
             discount = int(discount)
         code = sample_code(step.prefix, step.length, self.cid)
         self.promo = {"id": 0, "code": code, "discount": discount, "expires_at": local_time(self.settings, expires)}
+        self.promo_expires = expires
         text = gettext("a promo code would be issued: %(discount)s%%, valid until %(date)s (sample code %(code)s; "
                        "the real one is drawn when the run gets here)", discount=format_number(discount),
                        date=format_date(expires.astimezone(self.settings.tz)), code=code)
@@ -312,18 +380,12 @@ class _Walker:
             return self._item(None, "stopped", gettext("not sent: every address of the contact for %(channel)s is "
                                                        "blocked (unsubscribed or bounced)", channel=channel),
                               reason="suppressed")
-        moved: list[str] = []
-        if plan.quiet_until is not None:
-            moved.append(gettext("quiet hours %(window)s move it to %(when)s", window=str(self.options.quiet(
-                step.channel)), when=format_moment(plan.quiet_until, self.zone, zone=True)))
+        moved = [self._moved(step, kind, until) for kind, until in plan.moves]  # in order: cap, then quiet, …
         if plan.held == "skipped_frequency_cap":
             return self._item(plan.at, "stopped", gettext(
                 "not sent: the frequency cap %(cap)s is reached until %(when)s, and the step skips then",
                 cap=str(self.options.frequency_cap), when=format_moment(plan.cap_until or plan.at, self.zone,
                                                                           zone=True)), reason="capped")
-        if plan.cap_until is not None:
-            moved.append(gettext("the frequency cap %(cap)s holds it until %(when)s", cap=str(
-                self.options.frequency_cap), when=format_moment(plan.cap_until, self.zone, zone=True)))
         self.t = plan.at
         if self.t > self.horizon:
             return self._item(None, "waited", gettext("would go later than the days looked at"), reason="after_horizon")
@@ -333,11 +395,23 @@ class _Walker:
                                                        error=rendered["error"]), reason="template")
         if step.purpose != TRANSACTIONAL:
             self.sent.append(self.t)
-        text = gettext("would go to %(address)s", address=address)
+        text = gettext("would go to %(address)s", address=format_phone(address) if "@" not in address else address)
         if moved:
             text += " (" + "; ".join(moved) + ")"
+        if step.uses_promo and self.promo_expires is not None and self.t > self.promo_expires:
+            text += ". " + gettext("By then the promo code it shows has expired (valid until %(date)s).",
+                                   date=format_date(self.promo_expires.astimezone(self.settings.tz)))
         return self._item(None, "sent", text, channel=step.channel, address=address, template=step.template,
-                          moved=moved, **rendered)
+                          template_title=template_title(self.conn, self.settings, step.template), moved=moved,
+                          **rendered)
+
+    def _moved(self, step: Send, kind: str, until: dt.datetime) -> str:
+        when = format_moment(until, self.zone, zone=True)
+        if kind == policy.QUIET_HOURS:
+            return gettext("quiet hours %(window)s move it to %(when)s", window=str(self.options.quiet(step.channel)),
+                           when=when)
+        return gettext("the frequency cap %(cap)s holds it until %(when)s", cap=str(self.options.frequency_cap),
+                       when=when)
 
     def _render(self, step: Send, index: int) -> dict[str, Any]:
         call = self._call(index)
@@ -383,9 +457,50 @@ class _Walker:
         if not crms:
             return self._item(None, "stopped", gettext("%(what)s: the contact is in no CRM, so the step would be "
                                                        "skipped", what=what), reason="no_crm", quote=quote, **shown)
+        titles = {s: source_title(s, self.pm) for s, _ in crms}
         return self._item(None, "done", gettext("%(what)s in %(crm)s", what=what, crm=", ".join(
-            f"{source} ({external_id})" for source, external_id in crms)),
-            crm=[{"source": s, "external_id": e} for s, e in crms], quote=quote, **shown)
+            dict.fromkeys(titles[s] for s, _ in crms))),
+            crm=[{"source": s, "title": titles[s], "external_id": e} for s, e in crms], quote=quote, **shown)
+
+
+def template_title(conn: Connection, settings: Settings, name: str) -> str:
+    """A template's title in the reader's language ("" when it has none or is gone: the name says it then)."""
+    try:
+        return translated_title(message_templates.get(conn, settings, name).title)
+    except TemplateError:
+        return ""
+
+
+def send_phrase(step: Send, title: str) -> str:
+    """«Отправить письмо: «Возвращайтесь (письмо)»»: the send step with its template's title for its name."""
+    named = gettext("“%(title)s”", title=title)
+    if step.channel == message_templates.EMAIL:
+        return gettext("Send an email: %(template)s", template=named)
+    if step.channel == "sms":
+        return gettext("Send an SMS: %(template)s", template=named)
+    return gettext("Send by %(channel)s: %(template)s", channel=step.channel, template=named)
+
+
+def source_title(source: str, pm: pluggy.PluginManager | None = None) -> str:
+    """A CRM by its product name (Битрикс24), as the contact card and the connections page name it.
+
+    The name comes from the admin page the source's plugin registers; a
+    source without one is shown by its technical name.
+    """
+    # not in hub.api on purpose: the admin's registry of pages is where a source gets its product name
+    from flask import current_app, has_app_context
+
+    from hub.admin import access, filters, registry
+    from hub.api import current_language
+
+    if has_app_context() and access.ADMIN_BLUEPRINTS in current_app.config:
+        return filters.source_title(source)
+    from hub.plugins import get_pm
+
+    for page in registry.collect(pm or get_pm()):
+        if page.source == source:
+            return page.title_in(current_language())
+    return source
 
 
 def _phrase(step: Step) -> str:
@@ -442,8 +557,14 @@ def _field_title(cond: Condition) -> str:
 OPERATORS = {"eq": "=", "ne": "≠", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
 
 
-def rule_text(node: Node, run_paths: frozenset[str], started_at: dt.datetime, settings: Settings) -> str:
-    """The rule as people read it: «когда был последний заказ после дня входа (06.12.2026)»."""
+def rule_text(node: Node, run_paths: frozenset[str], started_at: dt.datetime, settings: Settings,
+              values: dict[str, str] | None = None) -> str:
+    """The rule as people read it: «когда был последний заказ после дня входа (06.12.2026)».
+
+    With `values` (field → the person's value as text) each field carries its
+    value beside it, «когда был последний заказ (26.11.2026) после …», so a
+    trace says the fact once, where the rule asks about it.
+    """
     if isinstance(node, Condition):
         if node.path in run_paths:
             value = gettext("the day the run started (%(date)s)", date=format_date(started_at.astimezone(
@@ -451,15 +572,18 @@ def rule_text(node: Node, run_paths: frozenset[str], started_at: dt.datetime, se
         else:
             value = _value_text(node.written, settings)
         op = OPERATORS.get(node.op) or _op_title(node.op)
-        return f"{_field_title(node)} {op} {value}".strip()
+        field = _field_title(node)
+        if values is not None and node.field.name in values:
+            field = f"{field} ({values[node.field.name]})"
+        return f"{field} {op} {value}".strip()
     if isinstance(node, AllOf):
-        return gettext("all of: %(items)s", items="; ".join(rule_text(i, run_paths, started_at, settings)
+        return gettext("all of: %(items)s", items="; ".join(rule_text(i, run_paths, started_at, settings, values)
                                                              for i in node.items))
     if isinstance(node, AnyOf):
-        return gettext("any of: %(items)s", items="; ".join(rule_text(i, run_paths, started_at, settings)
+        return gettext("any of: %(items)s", items="; ".join(rule_text(i, run_paths, started_at, settings, values)
                                                              for i in node.items))
     if isinstance(node, Not):
-        return gettext("not (%(rule)s)", rule=rule_text(node.item, run_paths, started_at, settings))
+        return gettext("not (%(rule)s)", rule=rule_text(node.item, run_paths, started_at, settings, values))
     assert isinstance(node, SegmentRef)
     return gettext("in the segment %(segment)s", segment=node.name)
 
@@ -478,7 +602,11 @@ def _value_text(value: Any, settings: Settings) -> str:
     if isinstance(value, bool):
         return gettext("yes") if value else gettext("no")
     if isinstance(value, dt.datetime):
-        return format_moment(value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc), settings.tz)
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        utc = aware.astimezone(dt.timezone.utc)
+        if utc.time() == dt.time():  # a date-only field (a CRM deal closed «8 августа») kept as UTC midnight
+            return format_date(utc.date())
+        return format_moment(aware, settings.tz)
     if isinstance(value, dt.date):
         return format_date(value)
     if isinstance(value, (int, float)) or type(value).__name__ == "Decimal":

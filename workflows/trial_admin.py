@@ -18,6 +18,7 @@ from flask import abort, render_template, request, url_for
 # not in hub.api on purpose: the try page picks a contact with the contacts page's own search
 from hub.admin.contact_search import find as find_people
 from hub.admin.contact_search import typed
+from hub.api import whole_number
 from hub.api import (allow, current_settings, current_user, engine, format_date, format_number, gettext,
                      letter_response, translated_title)
 from workflows import config, forecast, trial
@@ -39,18 +40,42 @@ def _contact_arg(raw: str | None) -> tuple[str | None, str | None]:
     text = (raw or "").strip().lstrip("#")
     if not text:
         return None, None
-    if not text.isdigit() or len(text) > 18:
+    if whole_number(text) is None:
         return None, gettext("Contact: %(value)s is not a contact number.", value=repr(text[:40]))
     return text, None
 
 
 def _found(query: str) -> list[dict[str, Any]]:
-    """The contacts the picker's search box finds, as the contacts page finds them."""
+    """The contacts the picker's search box finds, as the contacts page finds and names them.
+
+    The search matches surnames, first names and patronymics, phones and
+    emails: a result must show what matched, or «Владимир» lists people
+    whose name does not say it (Иван Владимирович). So the full name with
+    the patronymic, as the contacts list writes it, and the phone or email
+    the query named when it named one.
+    """
     with engine().connect() as conn:
         rows = find_people(conn, current_settings(), query, limit=FOUND).rows
-    return [{"id": r["id"], "name": " ".join(p for p in (r.get("first_name"), r.get("last_name")) if p)
-             or f"#{r['id']}", "email": (r.get("emails") or [None])[0], "phone": (r.get("phones") or [None])[0]}
+    return [{"id": r["id"], "name": " ".join(p for p in (r.get("last_name"), r.get("first_name"),
+                                                         r.get("middle_name")) if p) or f"#{r['id']}",
+             "email": _matched(r.get("emails") or [], query.lower().strip()),
+             "phone": _matched(r.get("phones") or [], _national_digits(query))}
             for r in rows]
+
+
+def _national_digits(query: str) -> str:
+    """The digits of a typed phone without its country prefix (8 916 … and +7 916 … name the same number)."""
+    digits = "".join(ch for ch in query if ch.isdigit())
+    return digits[1:] if len(digits) == 11 and digits[0] in "78" else digits
+
+
+def _matched(values: list[str], typed: str) -> str | None:
+    """The value the query named (a phone's digits, part of an email), else the first one."""
+    if typed:
+        for value in values:
+            if typed in (value.lower() if "@" in value else "".join(ch for ch in value if ch.isdigit())):
+                return value
+    return values[0] if values else None
 
 
 @bp.get("/<name>/try")
@@ -62,10 +87,11 @@ def try_page(name: str) -> Any:
     query = typed(request.args.get("q", ""))[:MAX_QUERY]
     contact, error = _contact_arg(request.args.get("contact"))  # a wrong one is said on the page, like the rest
     found = _found(query) if query else []
+    as_treated = request.args.get("as_treated") == "1"
     report = None
     if contact is not None:
         try:
-            report = trial.trial(engine(), current_settings(), name, int(contact))
+            report = trial.trial(engine(), current_settings(), name, int(contact), as_treated=as_treated)
         except trial.TrialError as exc:
             error = str(exc)
         except WorkflowError as exc:
@@ -77,7 +103,7 @@ def try_page(name: str) -> Any:
             step["icon"] = ICONS.get(step["outcome"], "·")
             if step.get("html"):
                 step["frame"] = url_for("workflows.try_letter", name=name, contact=report["contact_id"],
-                                        step=step["step"])
+                                        step=step["step"], as_treated=1 if report["as_treated"] else None)
     return render_template("workflows/try.html", name=name, title=title, query=query, found=found,
                            contact=contact, error=error, report=report)
 
@@ -90,10 +116,11 @@ def try_letter(name: str) -> Any:
         abort(404)
     contact, _error = _contact_arg(request.args.get("contact"))
     raw = request.args.get("step", "")
-    if contact is None or not raw.isdigit() or len(raw) > 6:
+    if contact is None or whole_number(raw, most=999_999) is None:
         abort(404)
     try:
-        report = trial.trial(engine(), current_settings(), name, int(contact))
+        report = trial.trial(engine(), current_settings(), name, int(contact),
+                             as_treated=request.args.get("as_treated") == "1")
     except (trial.TrialError, WorkflowError):
         abort(404)
     for step in report["steps"]:
@@ -106,7 +133,37 @@ def try_letter(name: str) -> Any:
 
 def numbers(name: str) -> dict[str, Any]:
     """What switching on would do in the next 14 days, from the forecast (WorkflowError when it does not check)."""
-    return forecast.switch_on_numbers(forecast.forecast(engine(), current_settings(), name, days=CONFIRM_DAYS))
+    return forecast.switch_on_numbers(forecast.forecast(engine(), current_settings(), name, days=CONFIRM_DAYS,
+                                                        overlap=True))
+
+
+def scheduler_running() -> bool | None:
+    """Whether `hub scheduler` ticks, the answer the banner on every page gives; None when it cannot be told.
+
+    A workflow switched on while nothing ticks starts no run, and the person
+    who switched it on would only find out days later.
+    """
+    from workflows.campaigns import scheduler_health
+
+    try:
+        return bool(scheduler_health(engine(), current_settings())["running"])
+    except Exception:  # noqa: BLE001 - a bad setting or the database away: the banner on the page says why
+        return None
+
+
+def switched_text(title: str, on: bool) -> tuple[str, str]:
+    """The flash after switching on or off, by the workflow's title: (text, category)."""
+    if not on:
+        return gettext("The workflow «%(title)s» is off: no new runs start.", title=title), "ok"
+    if scheduler_running() is False:
+        return gettext("The workflow «%(title)s» is on, but the scheduler is not running: no runs start until an "
+                       "administrator starts hub scheduler.", title=title), "error"
+    return gettext("The workflow «%(title)s» is on: it starts runs from its next check.", title=title), "ok"
+
+
+@bp.context_processor
+def _forecast_words() -> dict[str, Any]:
+    return {"step_outcomes": forecast.step_outcomes}
 
 
 def needs_admin(found: dict[str, Any]) -> bool:
@@ -154,7 +211,9 @@ def confirm_page(name: str, found: dict[str, Any], *, changed: bool = False, ref
         needs_admin=needs_admin(found), may=may_switch_on(found), limit=limit,
         limit_text=format_number(limit), enabled=bool(row is not None and row.enabled),
         campaign=bool(row is not None and row.origin == store.CAMPAIGN_ORIGIN),
-        event=workflow.trigger.kind == "event"), code
+        event=workflow.trigger.kind == "event", overlap=forecast.overlap_text(found),
+        share=url_for("workflows.enable_confirm", name=name, _external=True),
+        scheduler=scheduler_running(), kind_title=_kind_title), code
 
 
 def only_admin_text(found: dict[str, Any]) -> str:
@@ -179,16 +238,21 @@ def enable_confirm(name: str) -> Any:
 
 def confirmed_switch_on(name: str) -> tuple[Any, dict[str, Any] | None]:
     """For set_enabled: (a page to answer with instead, or None to go on; the numbers to audit)."""
-    raw = request.form.get("expected", "").strip()
-    if not raw.isdigit() or len(raw) > 12:
+    expected = whole_number(request.form.get("expected", ""), least=0, most=10**12 - 1)
+    if expected is None:
         return _redirect_to_confirm(name), None
     found = numbers(name)
     if needs_admin(found) and not may_switch_on(found):
         return confirm_page(name, found, refused=only_admin_text(found), code=403), None
-    if drifted(int(raw), int(found["first_tick"])):
+    if drifted(expected, int(found["first_tick"])):
         return confirm_page(name, found, changed=True, code=409), None
-    audit = {k: found[k] for k in ("days", "would_start", "holdout", "already_running", "messages", "promo_codes")}
-    return None, {**audit, "expected": int(raw)}
+    audit = {k: found[k] for k in ("days", "would_start", "holdout", "already_running", "messages", "promo_codes",
+                                   "actions", "silent")}
+    shared = found.get("overlap") or {}
+    audit["overlap"] = {"contacts": shared.get("contacts", 0),
+                        "workflows": {w["name"]: {"running": w["running"], "entering": w["entering"]}
+                                      for w in shared.get("workflows", [])}}
+    return None, {**audit, "expected": expected}
 
 
 def _redirect_to_confirm(name: str) -> Any:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.text import Text
 
 from hub.api import App, emit_json, format_number, gettext, pass_app
-from workflows import config, forecast, store, trial, triggers
+from workflows import campaigns, config, forecast, store, trial, triggers
 from workflows.commands import user_errors, workflows_group
 from workflows.definition import WorkflowError
 
@@ -71,10 +71,16 @@ def print_trace(report: dict[str, Any]) -> None:
 
 def confirm_switch_on(app: App, name: str, yes: bool) -> None:
     """Print what switching on would bring in 14 days; refuse past confirm_admin_over unless `yes`."""
-    numbers = forecast.switch_on_numbers(forecast.forecast(app.ready_engine(), app.settings, name, days=CONFIRM_DAYS))
+    numbers = forecast.switch_on_numbers(forecast.forecast(app.ready_engine(), app.settings, name, days=CONFIRM_DAYS,
+                                                           overlap=True))
     click.echo(forecast.switch_on_text(numbers))
     if numbers.get("note"):
         click.echo(numbers["note"])
+    warning = forecast.overlap_text(numbers)
+    if warning:
+        click.secho(warning, fg="yellow", bold=True)
+        for line in forecast.overlap_lines(numbers):
+            click.echo("  - " + line)
     limit = config.load(app.settings).confirm_admin_over
     if numbers["first_tick"] > limit and not yes:
         raise click.ClickException(gettext(
@@ -105,4 +111,7 @@ def enable_cmd(app: App, name: str, yes: bool) -> None:
         trigger = triggers.trigger_text(conn, app.settings, workflow)
     click.echo(gettext("Workflow %(name)s is on: the scheduler starts runs by its trigger (%(trigger)s).",
                        name=name, trigger=trigger))
+    if not campaigns.scheduler_health(engine, app.settings)["running"]:
+        click.secho(gettext("The scheduler is not running: no runs start until hub scheduler is started."),
+                    fg="yellow", bold=True)
 

@@ -82,16 +82,30 @@ def history(conn: Connection, name: str) -> list[dict[str, Any]]:
 
 # --- comparing two versions ------------------------------------------------------------------
 
-def to_text(document: dict[str, Any]) -> str:
-    """A document as YAML, written like the builder and the segment editor write theirs."""
-    try:  # the workflow builder's writer, where it is installed
-        from workflows.builder_model import to_text as builder_text  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        # not in hub.api on purpose: the admin's YAML writer, shared by the segment and workflow editors
-        from hub.admin.rule_model import dump
+# The order keys are written in inside a document, whatever order the database kept them in (PostgreSQL's
+# jsonb sorts keys by length, SQLite keeps the order they were saved in): a step, a send's options, a rule.
+KEY_ORDER = ("name", "title", "description", "trigger", "reentry", "holdout", "goal", "steps",
+             "if", "then", "else", "all", "any", "not", "field", "op", "value",
+             "segment", "on", "schedule", "event", "before", "workflow", "date", "at", "within",
+             "channel", "template")
+_KEY_RANK = {key: i for i, key in enumerate(KEY_ORDER)}
 
-        return dump(document)
-    return str(builder_text(document))
+
+def canonical(value: Any) -> Any:
+    """The document with every mapping's keys in one order, so two versions differ only where they differ."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (_KEY_RANK.get(str(k), len(_KEY_RANK)), str(k)))
+        return {k: canonical(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+def to_text(document: dict[str, Any]) -> str:
+    """A document as YAML, written like the builder writes it, with its keys in the canonical order."""
+    from workflows.builder_model import to_text as builder_text
+
+    return builder_text(canonical(document))
 
 
 def fragment(document: Any, path: str) -> Any:
@@ -119,9 +133,14 @@ def _step_key(document: dict[str, Any], instruction: Instruction) -> str:
     return instruction.kind + ":" + json.dumps(part, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def step_phrase(instruction: Instruction, document: dict[str, Any]) -> str:
-    """A step as people read it; a condition with its rule, since «Условие» alone says nothing."""
-    if instruction.kind == "if":
+def step_phrase(instruction: Instruction, document: dict[str, Any], settings: Settings) -> str:
+    """A step as people read it; a condition with its rule in words, since «Условие» alone says nothing."""
+    from workflows.definition import If
+    from workflows.rule_words import rule_words
+
+    if isinstance(instruction.step, If):
+        return gettext("Condition: %(rule)s", rule=rule_words(instruction.step.rule, settings))
+    if instruction.kind == "if":  # not parsed as an If (cannot happen for a checked workflow): the rule as written
         rule = (fragment(document, instruction.path) or {}).get("if")
         return gettext("Condition: %(rule)s", rule=json.dumps(rule, ensure_ascii=False, default=str))
     return instruction.step.phrase()
@@ -163,15 +182,15 @@ def _changes(old: Workflow, new: Workflow, conn: Connection, settings: Settings)
         if op == "replace" and i2 - i1 == j2 - j1:
             for x, y in zip(before[i1:i2], after[j1:j2], strict=True):
                 out.append({"kind": "changed", "text": gettext(
-                    "step %(num)s: «%(old)s» → «%(new)s»", num=y.index + 1, old=step_phrase(x, old.document),
-                    new=step_phrase(y, new.document))})
+                    "step %(num)s: «%(old)s» → «%(new)s»", num=new.number(y.index),
+                    old=step_phrase(x, old.document, settings), new=step_phrase(y, new.document, settings))})
             continue
         for x in before[i1:i2]:
-            out.append({"kind": "removed", "text": gettext("step %(num)s removed: «%(step)s»", num=x.index + 1,
-                                                           step=step_phrase(x, old.document))})
+            out.append({"kind": "removed", "text": gettext("step %(num)s removed: «%(step)s»", num=old.number(x.index),
+                                                           step=step_phrase(x, old.document, settings))})
         for y in after[j1:j2]:
-            out.append({"kind": "added", "text": gettext("step %(num)s added: «%(step)s»", num=y.index + 1,
-                                                         step=step_phrase(y, new.document))})
+            out.append({"kind": "added", "text": gettext("step %(num)s added: «%(step)s»", num=new.number(y.index),
+                                                         step=step_phrase(y, new.document, settings))})
     return out
 
 
@@ -246,15 +265,18 @@ def restore(conn: Connection, settings: Settings, name: str, version: int, by: s
         raise _no_version(name, version)
     if document == row.definition:
         return int(row.version)
-    try:
-        store.add(conn, settings, document, pm=pm, by=by, kind=row.origin)
+    try:  # a restored version that lets others into a switched-on workflow switches it off (store.save)
+        saved = store.save(conn, settings, document, pm=pm, by=by, kind=row.origin, base_version=row.version)
     except WorkflowError as exc:
         raise WorkflowError([gettext("version %(num)s no longer checks against this Hub:", num=version),
                              *exc.problems]) from None
-    new_version = int(store.row(conn, name).version)
+    if saved.stale:  # someone saved between reading the row and writing: nothing restored
+        raise WorkflowError([gettext("%(name)s was saved by someone else a moment ago (version %(num)s); look at "
+                                     "it and restore again if you still want to", name=repr(name),
+                                     num=saved.version)])
     record_audit(conn, by or "cli", "workflow_version_restored", workflow=name, restored=version,
-                 version=new_version)
-    return new_version
+                 version=saved.version, entry_changed=saved.entry, switched_off=saved.switched_off)
+    return saved.version
 
 
 # --- moving runs in progress -------------------------------------------------------------------
@@ -283,9 +305,10 @@ class MoveReport:
         out.update(moved_total=self.moved_total, kept_total=self.kept_total)
         return out
 
-    def _keep(self, version: int, step: int, count: int, reason: str) -> None:
+    def _keep(self, version: int, number: int, count: int, reason: str) -> None:
+        """`number` is the step as people read it on that version (`Workflow.number`)."""
         if count:
-            self.kept.append({"version": version, "step": step + 1, "count": count, "reason": reason})
+            self.kept.append({"version": version, "step": number, "count": count, "reason": reason})
 
 
 def in_progress_elsewhere(conn: Connection, name: str, version: int | None = None) -> dict[int, int]:
@@ -331,26 +354,29 @@ def move_runs(conn: Connection, settings: Settings, name: str, *, to_version: in
     for g in groups:
         leased, count = int(g.leased or 0), int(g.n)
         report.leased += leased
-        report._keep(g.version, g.step, leased, gettext("a worker is doing this step right now; try again in a "
-                                                        "minute"))
         try:
-            old = store.definition(conn, settings, row.id, g.version, pm)
+            old: Workflow | None = store.definition(conn, settings, row.id, g.version, pm)
         except WorkflowError:
-            report._keep(g.version, g.step, count - leased,
+            old = None
+        num = old.number(g.step) if old is not None else g.step + 1
+        report._keep(g.version, num, leased, gettext("a worker is doing this step right now; try again in a "
+                                                     "minute"))
+        if old is None:
+            report._keep(g.version, num, count - leased,
                          gettext("version %(num)s no longer checks against this Hub", num=g.version))
             continue
         here = old.instruction(g.step)
         if here is None:
-            report._keep(g.version, g.step, count - leased, gettext("the run is finishing its last step"))
+            report._keep(g.version, num, count - leased, gettext("the run is finishing its last step"))
             continue
-        phrase = step_phrase(here, old.document)
+        phrase = step_phrase(here, old.document, settings)
         there = places.get((here.path, here.kind))
         if there is None:
             reason = (gettext("step %(num)s (%(step)s) is a different step in version %(version)s",
-                              num=g.step + 1, step=phrase, version=target) if here.path in paths else
-                      gettext("step %(num)s (%(step)s) was removed in version %(version)s", num=g.step + 1,
+                              num=num, step=phrase, version=target) if here.path in paths else
+                      gettext("step %(num)s (%(step)s) was removed in version %(version)s", num=num,
                               step=phrase, version=target))
-            report._keep(g.version, g.step, count - leased, reason)
+            report._keep(g.version, num, count - leased, reason)
             continue
         where = [r.workflow_id == row.id, r.version == g.version, r.step == g.step, r.status.in_(ACTIVE), free]
         if there.index < here.index:  # earlier in the new version: its numbers must not meet the run's history
@@ -367,9 +393,9 @@ def move_runs(conn: Connection, settings: Settings, name: str, *, to_version: in
                              .values(step=there.index))
         if moved:
             report.moved[g.version] = report.moved.get(g.version, 0) + len(moved)
-        report._keep(g.version, g.step, count - leased - len(moved), gettext(
+        report._keep(g.version, num, count - leased - len(moved), gettext(
             "step %(num)s (%(step)s) comes earlier in version %(version)s and the run already did a step in "
-            "between", num=g.step + 1, step=phrase, version=target))
+            "between", num=num, step=phrase, version=target))
     record_audit(conn, by or "cli", "workflow_runs_moved", workflow=name, version=target,
                  moved=report.moved_total, kept=report.kept_total)
     return report

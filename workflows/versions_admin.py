@@ -13,6 +13,7 @@ from typing import Any
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from hub.api import whole_number
 from hub.api import ActionForm, actor, allow, current_settings, engine, gettext, ngettext, translated_title
 from workflows import store, versions
 from workflows.admin import bp
@@ -60,11 +61,11 @@ def version_page(name: str, version: int) -> Any:
     row = _row_or_404(name)
     _version_or_404(row, version)
     raw = request.args.get("compare", "").strip()
-    if raw and not (raw.isdigit() and 1 <= int(raw) <= row.version):
+    compare = whole_number(raw, most=row.version)
+    if raw and compare is None:
         flash(gettext("Compare with: %(value)s is not a version of this workflow (1 to %(max)s).",
                       value=repr(raw[:20]), max=row.version), "error")
-        raw = ""
-    other = int(raw) if raw else version - 1
+    other = compare if compare is not None else version - 1
     settings = current_settings()
     with engine().connect() as conn:
         found = {v["version"]: v for v in versions.history(conn, name)}
@@ -93,6 +94,10 @@ def restore_version(name: str, version: int) -> Any:
             if new == row.version:
                 flash(gettext("Version %(num)s is what the workflow already is; nothing to restore.", num=version),
                       "ok")
+            elif row.enabled and not _row_or_404(name).enabled:  # it lets others in: confirm as at switch-on
+                flash(gettext("The new version is saved. Who enters the workflow changed, so the workflow is "
+                              "switched off: check the forecast and switch it on again."), "error")
+                return redirect(url_for("workflows.enable_confirm", name=name))
             else:
                 flash(gettext("Version %(old)s is restored as version %(new)s. Runs in progress stay on their "
                               "versions until you move them.", old=version, new=new), "ok")

@@ -59,7 +59,7 @@ class Webhook(Step):
         contact = call.contact or {}
         promo = call.promo
         return {
-            "workflow": call.run.workflow, "run": call.run.id, "step": call.index + 1, "at": call.now.isoformat(),
+            "workflow": call.run.workflow, "run": call.run.id, "step": call.shown_number(), "at": call.now.isoformat(),
             "contact": {k: contact.get(k) for k in ("id", "first_name", "last_name", "email", "phone")},
             "promo": None if promo is None else {
                 "code": promo["code"], "discount": float(promo["discount"]),

@@ -62,6 +62,20 @@
 
   function copy(value) { return JSON.parse(JSON.stringify(value)); }
 
+  // A name from a title, as workflows/builder_words.py `transliterate` makes it: «Весенний возврат» → vesenniy_vozvrat.
+  var TRANSLIT = { "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z",
+                   "и": "i", "й": "y", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r",
+                   "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh",
+                   "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu", "я": "ya" };
+  function translit(title) {
+    var latin = Array.prototype.map.call(String(title).toLowerCase(), function (ch) {
+      return Object.prototype.hasOwnProperty.call(TRANSLIT, ch) ? TRANSLIT[ch] : ch;
+    }).join("");
+    var name = latin.replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "");
+    if (name && !/^[a-z]/.test(name)) name = "w_" + name;
+    return name.slice(0, 64).replace(/_+$/, "");
+  }
+
   // An «нет» branch with no steps is no branch: it is left out of the document.
   function prune(list) {
     (list || []).forEach(function (node) {
@@ -84,6 +98,7 @@
     this.name = form.dataset.name || null;
     this.seq = 0;
     this.editors = [];
+    this.hints = data.hints || {};
     this.kinds = {};
     var self = this;
     (data.kinds || []).forEach(function (k) { self.kinds[k.kind] = k; });
@@ -138,19 +153,31 @@
     var self = this;
     this.list.textContent = "";
     this.clearProblems();
-    var problems = answer.problems || [];
+    var problems = answer.problems || [], shown = answer.shown || [];
     if (problems.length) {
-      this.list.appendChild(el("p", "error", this.t.problems));
+      // Only things not filled in yet (a new workflow): a to-do list, not a list of errors.
+      var todo = shown.length === problems.length && shown.every(function (w) { return w && w.todo; });
+      this.list.appendChild(el("p", todo ? "todo" : "error", todo ? this.t.todo : this.t.problems));
       var ul = el("ul", "problems");
-      problems.forEach(function (p) {
-        ul.appendChild(el("li", "error", p));
-        self.placeProblem(p);
+      problems.forEach(function (p, i) {
+        var words = shown[i] || { where: "", text: p };  // «Шаг 7 «Подождать»: …», not the file's path
+        ul.appendChild(el("li", words.todo ? "todo" : "error", words.where ? words.where + ": " + words.text :
+                                                                 words.text));
+        self.placeProblem(p, words.text);
       });
       this.list.appendChild(ul);
     } else if (answer.summary) {
       this.list.appendChild(el("p", "ok", answer.summary));
     }
     this.state(answer.ok ? "ok" : "problems");
+    if (answer.hints) this.setHints(answer.hints);
+  };
+
+  // What relative times in the conditions mean («-60d — 60 дней назад»), by path; each rule editor shows its own.
+  WorkflowBuilder.prototype.setHints = function (hints) {
+    this.hints = hints || {};
+    var all = this.hints;
+    this.editors.forEach(function (e) { e.editor.setHints(all); });
   };
 
   WorkflowBuilder.prototype.clearProblems = function () {
@@ -162,12 +189,14 @@
 
   // "steps[4].then[0].send.template: …" goes under that step's template field; rule problems go to the
   // condition's rule editor; trigger/goal/holdout/reentry/name problems to their cards.
-  WorkflowBuilder.prototype.placeProblem = function (problem) {
+  // `words`: the problem as the builder says it (without its place), shown in the card instead of the parser's words.
+  WorkflowBuilder.prototype.placeProblem = function (problem, words) {
     var m = /^([A-Za-z_][\w]*(?:\.[\w-]+|\[\d+\])*): ([\s\S]*)$/.exec(problem);
     if (!m) return false;
     var path = m[1], detail = m[2];
+    if (words && words !== detail) detail = words.charAt(0).toUpperCase() + words.slice(1);  // the builder's own words
     for (var i = 0; i < this.editors.length; i++) {
-      if (this.editors[i].editor.placeProblem(problem)) return true;
+      if (this.editors[i].editor.placeProblem(path + ": " + detail)) return true;
     }
     var best = null, bestPath = "";
     this.root.querySelectorAll("[data-problems-for]").forEach(function (node) {
@@ -231,12 +260,24 @@
     name.value = m.name || "";
     name.spellcheck = false;
     if (this.name) name.readOnly = true;  // a saved workflow keeps its name
-    name.addEventListener("input", function () { m.name = name.value; self.changed(false); });
+    // An unsaved workflow's name follows its title until the marketer types a name of their own.
+    var byHand = !!this.name || (!!m.name && m.name !== translit(m.title || ""));
+    name.addEventListener("input", function () {
+      byHand = name.value !== "";
+      if (name.value) m.name = name.value; else delete m.name;
+      self.changed(false);
+    });
     var title = el("input");
     title.id = "wf-title";
     title.value = m.title || "";
+    title.placeholder = this.t.title_placeholder || "";
     title.addEventListener("input", function () {
       if (title.value) m.title = title.value; else delete m.title;
+      if (!byHand) {
+        var made = translit(title.value);
+        name.value = made;
+        if (made) m.name = made; else delete m.name;
+      }
       self.changed(false);
     });
     var description = el("textarea");
@@ -248,8 +289,10 @@
       self.changed(false);
     });
     var body = el("div", "wf-body");
-    body.appendChild(labelled(this.t.name, name));
     body.appendChild(labelled(this.t.title, title));
+    var nameLabel = labelled(this.t.name, name);
+    if (!this.name) nameLabel.appendChild(el("span", "hint wf-hint", this.t.name_auto));
+    body.appendChild(nameLabel);
     body.appendChild(labelled(this.t.description, description));
     box.appendChild(body);
     box.appendChild(el("ul", "node-problems"));
@@ -469,7 +512,6 @@
     if (kind === "if") return { kind: "if", rule: undefined, then: [{ kind: "exit" }], then_one: true };
     var node = { kind: kind, options: {} };
     if (SHORT_NEW[kind]) node.short = true;
-    if (kind === "send" && (this.data.channels || []).indexOf("email") >= 0) node.options.channel = "email";
     return node;
   };
 
@@ -559,10 +601,7 @@
       control = select(this.data.channels.map(function (c) { return { value: c }; }), value, t.pick);
       control.addEventListener("change", function () { onValue(control.value || undefined); });
     } else if (f.kind === "template") {
-      var email = options.channel === "email";
-      var offered = this.data.templates.filter(function (x) { return !options.channel || x.email === email; });
-      control = select(offered.map(function (x) { return { value: x.name, title: x.title }; }), value, t.pick);
-      control.addEventListener("change", function () { onValue(control.value || undefined); });
+      control = this.templatePicker(options, value, onValue);
     } else if (f.kind === "purpose") {
       control = select(this.data.purposes, value, t.pick);
       control.addEventListener("change", function () { onValue(control.value || undefined); });
@@ -602,8 +641,76 @@
     }
     var wrap = labelled(f.title + (f.required ? " *" : ""), control);
     wrap.setAttribute("data-option", f.key);
+    if (f.kind === "template_text" && !this.readonly) wrap.appendChild(this.variablePicker(control, onValue));
     if (f.hint) wrap.appendChild(el("span", "hint wf-hint", f.hint));
     return wrap;
+  };
+
+  // Templates of the chosen channel only (email letters or text messages), by title with the name small beside.
+  WorkflowBuilder.prototype.templatePicker = function (options, value, onValue) {
+    var t = this.t, box = el("span", "wf-template");
+    if (!options.channel) {
+      var waiting = select([], value, t.channel_first);
+      waiting.disabled = !value;
+      waiting.addEventListener("change", function () { onValue(waiting.value || undefined); });
+      box.appendChild(waiting);
+      return box;
+    }
+    var email = options.channel === "email";
+    var offered = this.data.templates.filter(function (x) { return x.email === email; });
+    var control = select(offered.map(function (x) { return { value: x.name }; }), value, t.pick);
+    var byName = {};
+    offered.forEach(function (x) { byName[x.name] = x; });
+    control.querySelectorAll("option").forEach(function (o) {
+      if (byName[o.value]) o.textContent = byName[o.value].title;
+    });
+    var code = el("small", "hint wf-code");
+    function showName() { code.textContent = control.value && byName[control.value] && byName[control.value].title !==
+                                             control.value ? control.value : ""; }
+    control.addEventListener("change", function () { showName(); onValue(control.value || undefined); });
+    showName();
+    box.appendChild(control);
+    box.appendChild(code);
+    return box;
+  };
+
+  // «Вставить…»: a variable of the contact or the promo code goes into the text at the cursor.
+  WorkflowBuilder.prototype.variablePicker = function (input, onValue) {
+    var t = this.t, menu = el("select", "wf-insert");
+    menu.setAttribute("aria-label", t.insert);
+    var first = el("option", null, t.insert);
+    first.value = "";
+    menu.appendChild(first);
+    var groups = {};
+    (this.data.variables || []).forEach(function (v) {
+      if (!groups[v.group]) {
+        groups[v.group] = el("optgroup");
+        groups[v.group].label = v.group;
+        menu.appendChild(groups[v.group]);
+      }
+      var o = el("option", null, v.title);
+      o.value = v.snippet;
+      if (v.example) o.title = v.example;
+      groups[v.group].appendChild(o);
+    });
+    var at = null;
+    function remember() { at = [input.selectionStart, input.selectionEnd]; }
+    input.addEventListener("keyup", remember);
+    input.addEventListener("click", remember);
+    input.addEventListener("blur", remember);
+    menu.addEventListener("change", function () {
+      var snippet = menu.value;
+      menu.value = "";
+      if (!snippet) return;
+      var start = at ? at[0] : input.value.length, end = at ? at[1] : input.value.length;
+      input.value = input.value.slice(0, start) + snippet + input.value.slice(end);
+      var caret = start + snippet.length;
+      input.focus();
+      input.setSelectionRange(caret, caret);
+      at = [caret, caret];
+      onValue(input.value);
+    });
+    return menu;
   };
 
   WorkflowBuilder.prototype.drawIf = function (card, body, node, path) {
@@ -615,17 +722,23 @@
       var editor = new window.Hub.RuleEditor(host, {
         catalog: rule.catalog, texts: rule.texts, segments: rule.segments, suggestUrl: rule.suggestUrl,
         path: path + ".if", readonly: this.readonly, extraValues: { date: extra, datetime: extra },
+        typedTitle: t.typed_date,
         onChange: function () { node.rule = editor.getRule(); self.changed(false); }
       });
       editor.setRule(node.rule);
+      editor.setHints(this.hints);
       this.editors.push({ editor: editor, path: path + ".if" });
     }
-    if (!this.readonly) {
-      var preset = button("wf-preset-bought-since secondary", t.preset_bought, t.preset_bought, function () {
+    if (!this.readonly) {  // a ready-made rule, in the card's header with what it means
+      var preset = button("wf-preset-bought-since secondary", t.preset_bought, t.preset_hint, function () {
         node.rule = copy(BOUGHT_SINCE);
         self.changed(true);
       });
-      body.appendChild(preset);
+      var head = card.querySelector(":scope > .wf-head"), moves = head.querySelector(".wf-moves");
+      var presetBox = el("span", "wf-preset");
+      presetBox.appendChild(preset);
+      presetBox.appendChild(el("small", "hint", t.preset_hint));
+      head.insertBefore(presetBox, moves);
     }
     ["then", "else"].forEach(function (branch) {
       var box = el("div", "wf-branch");
@@ -648,7 +761,8 @@
   };
 
   WorkflowBuilder.prototype.settingsCard = function () {
-    var self = this, t = this.t, m = this.model, card = el("section", "wf-card wf-settings");
+    var self = this, t = this.t, m = this.model, card = el("section", "wf-settings");
+    card.appendChild(el("h2", null, t.settings));
     var body = el("div", "wf-body");
     card.appendChild(body);
     function slot(path, child) {
@@ -734,7 +848,7 @@
     var data = JSON.parse(dataNode.textContent);
     var builder = new WorkflowBuilder(form, data);
     builder.render();
-    (data.problems || []).forEach(function (p) { builder.placeProblem(p); });
+    if ((data.problems || []).length) builder.showAnswer({ ok: false, problems: data.problems, shown: data.shown });
     if (builder.readonly) return;
     builder.area.addEventListener("input", function () { builder.pending = false; builder.checkLater(); });
     form.addEventListener("submit", function (event) {

@@ -5,7 +5,7 @@
    segment's rule; any page that asks for a rule (a workflow's `if`) mounts its own:
 
      var editor = new window.Hub.RuleEditor(element, {catalog, texts, segments, suggestUrl, path,
-                                                      readonly, extraValues, onChange});
+                                                      readonly, extraValues, typedTitle, onChange});
      editor.setRule(node); editor.getRule(); editor.setHints({...}); editor.placeProblem("path: …");
 
    The editor knows nothing of YAML or of the page around it: the page sends the tree to the
@@ -47,6 +47,7 @@
     this.segments = (options.segments || []).slice();
     this.suggestUrl = options.suggestUrl || null;
     this.extraValues = options.extraValues || {};
+    this.typedTitle = options.typedTitle || "";  // what the typed value is called beside the page's own values
     this.onChange = options.onChange || function () {};
     this.rule = undefined;
     this.hints = {};
@@ -480,37 +481,49 @@
     return box;
   };
 
-  // The page's own values beside the typed one: ticking one stores its code as the value and hides the box.
+  // The page's own values beside the typed one, as a choice: «○ дата… [   ]  ○ момент входа в сценарий».
+  // Choosing a page's value stores its code as the value and hides the box; choosing the typed one shows it.
+  var choiceGroups = 0;
   RuleEditor.prototype.extraToggles = function (node, extras, input, help, box) {
-    var self = this, checks = [];
+    var self = this, group = "rule-value-" + (++choiceGroups);
     function showTyped(on) {
       input.hidden = !on;
       if (help) help.hidden = !on;
     }
-    extras.forEach(function (x) {
+    function radio(value, title) {
       var label = el("label", "value-extra");
-      var check = el("input");
-      check.type = "checkbox";
-      check.value = x.value;
-      check.setAttribute("data-extra", x.value);
-      check.checked = node.value === x.value;
-      check.addEventListener("change", function () {
-        checks.forEach(function (other) { if (other !== check) other.checked = false; });
-        if (check.checked) {
-          node.value = x.value;
-          input.value = "";
-        } else {
-          delete node.value;
-        }
-        showTyped(!check.checked);
+      var choice = el("input");
+      choice.type = "radio";
+      choice.name = group;
+      choice.value = value;
+      choice.setAttribute("data-extra", value);
+      label.appendChild(choice);
+      label.appendChild(document.createTextNode(" " + title));
+      return { label: label, input: choice };
+    }
+    var chosen = extras.some(function (x) { return x.value === node.value; });
+    var typed = radio("", this.typedTitle || this.t.value || "");
+    typed.input.checked = !chosen;
+    typed.input.addEventListener("change", function () {
+      if (!typed.input.checked) return;
+      if (extras.some(function (x) { return x.value === node.value; })) delete node.value;
+      showTyped(true);
+      input.focus();
+      self.changed(false);
+    });
+    box.insertBefore(typed.label, input);
+    extras.forEach(function (x) {
+      var own = radio(x.value, x.title);
+      own.input.checked = node.value === x.value;
+      own.input.addEventListener("change", function () {
+        if (!own.input.checked) return;
+        node.value = x.value;
+        input.value = "";
+        showTyped(false);
         self.changed(false);
       });
-      checks.push(check);
-      label.appendChild(check);
-      label.appendChild(document.createTextNode(" " + x.title));
-      box.appendChild(label);
+      box.appendChild(own.label);
     });
-    var chosen = extras.some(function (x) { return x.value === node.value; });
     if (chosen) input.value = "";
     showTyped(!chosen);
   };
