@@ -71,7 +71,8 @@ from hub.sampledata import Person, people
 from hub.sandbox import BackgroundServer, EmulatorHTTPServer, RunningSandbox, serve_until_interrupted
 from hub.schedule import Schedule, ScheduledRun
 from hub.segments.fields import FieldContext, SegmentField, SegmentOperator
-from hub.send_limits import NOT_COUNTED, FrequencyCap, SendLimits, Slot, cap_until, first_allowed
+from hub.send_limits import (IGNORE_QUIET_HOURS, NOT_COUNTED, QUIET_HOURS_META, FrequencyCap, SendLimits, Slot,
+                              cap_until, first_allowed, ignores_quiet_hours)
 from hub.send_limits import load as load_send_limits
 from hub.send_reasons import ReasonShape, reason_text
 from hub.sync import Page, ReconcilingSource, Source, SyncError, TargetedSource
@@ -126,6 +127,7 @@ __all__ = [
     # channels and send rules (check_send)
     "Channel", "Outgoing", "Delivery", "ChannelUnavailable", "Verdict", "Message", "text_parts", "unsubscribe_mailto",
     "load_send_limits", "SendLimits", "FrequencyCap", "cap_until", "first_allowed", "Slot", "NOT_COUNTED",
+    "ignores_quiet_hours", "QUIET_HOURS_META", "IGNORE_QUIET_HOURS",
     "ReasonShape", "reason_text",
     # message templates: their errors, the company details and local times they show, public links
     "TemplateError", "company", "local_time", "public_url",

@@ -12,6 +12,9 @@ and a message retried by `hub messages dispatch` all keep the same limits.
   window (2 per 7 days unless set otherwise). At dispatch a message counts
   the contact's messages queued before it; over the cap it is held until a
   slot frees up.
+- A transactional message may be exempt from the quiet hours (an order or
+  pickup notice): its meta says `"quiet_hours": "ignore"`
+  (`ignores_quiet_hours`); a marketing one never is.
 - The two are asked together (`first_allowed`): a slot the cap frees at
   22:58 is in the night, so the message waits for the morning, and is
   asked about the cap again then.
@@ -213,6 +216,23 @@ def first_allowed(moment: dt.datetime, *, quiet: QuietHours | None, zone: ZoneIn
     return Slot(at, tuple(moves))
 
 
+# --- the exemption a transactional message may carry ----------------------------------------
+
+# A transactional message whose meta says `"quiet_hours": "ignore"` goes in the quiet hours too (an order or
+# pickup notice a person is waiting for); the workflows plugin writes it for a send step that says so.
+QUIET_HOURS_META, IGNORE_QUIET_HOURS = "quiet_hours", "ignore"
+
+
+def ignores_quiet_hours(purpose: str, meta: Mapping[str, Any] | None) -> bool:
+    """Whether a message may go in the quiet hours: only a transactional one that asks to.
+
+    Advertising never may, whatever its meta says: the check is here, where
+    every message passes, so a hand-made outbox row cannot buy an exemption
+    by its meta alone.
+    """
+    return purpose == consent.TRANSACTIONAL and (meta or {}).get(QUIET_HOURS_META) == IGNORE_QUIET_HOURS
+
+
 # --- the send rules (check_send) ------------------------------------------------------------
 
 _m = messages_t.c
@@ -234,7 +254,7 @@ def limits_rule(conn: Connection, settings: Settings, message: Outgoing, now: dt
     if message.contact_id is None:
         return None
     limits = load(settings)
-    window = limits.quiet(message.channel)
+    window = None if ignores_quiet_hours(message.purpose, message.meta) else limits.quiet(message.channel)
     cap = limits.frequency_cap if message.purpose != consent.TRANSACTIONAL else None
     if window is None and cap is None:
         return None

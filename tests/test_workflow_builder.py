@@ -54,7 +54,8 @@ def test_the_new_page_carries_the_builder_its_data_and_a_text_form_that_works_al
     data = json.loads(body.split('id="workflow-builder-data">')[1].split("</script>")[0])
     kinds = {k["kind"]: k for k in data["kinds"]}
     assert {"send", "promo_code", "wait", "crm_task", "crm_comment", "crm_field", "webhook", "tag"} <= set(kinds)
-    assert [f["key"] for f in kinds["send"]["form"]] == ["channel", "template", "purpose", "on_cap"]
+    assert [f["key"] for f in kinds["send"]["form"]] == ["channel", "template", "purpose", "on_cap",
+                                                         "quiet_hours"]
     assert kinds["wait"]["title"] == "Подождать"
     # Nothing the marketer did not ask for: no example name, title or step
     assert data["model"] == {"other": {}, "reentry": "never", "steps": []}

@@ -410,7 +410,8 @@ def plan_send(step: Send, contact_id: int, t: dt.datetime, facts: _Facts, option
         return Planned(t, "skipped_no_address")
     if step.purpose != TRANSACTIONAL and contact_id not in facts.consents(step.channel, step.purpose):
         return Planned(t, "skipped_no_consent")
-    slot = policy.slot(options, step.channel, step.purpose, t, facts.zones.get(contact_id, facts.settings.tz), sent)
+    slot = policy.slot(options, step.channel, step.purpose, t, facts.zones.get(contact_id, facts.settings.tz), sent,
+                       step.quiet_hours)
     moves = tuple((m.kind, m.until) for m in slot.moves)
     capped = slot.moved_by(policy.FREQUENCY_CAP)
     if capped is not None and step.on_cap == "skip":

@@ -18,11 +18,16 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
-from hub.api import NOT_COUNTED, TRANSACTIONAL, Message, Slot, cap_until, chunks, contact_zones, first_allowed
+from hub.api import (IGNORE_QUIET_HOURS, NOT_COUNTED, QUIET_HOURS_META, TRANSACTIONAL, Message, Slot, cap_until,
+                     chunks, contact_zones, first_allowed, ignores_quiet_hours)
 from workflows.config import WorkflowSettings
 
 messages_t = Message.__table__
-__all__ = ["cap_until", "contact_zones", "describe", "quiet_until", "recent_messages", "slot"]  # step, forecast
+__all__ = ["cap_until", "contact_zones", "describe", "ignores_quiet", "quiet_until", "recent_messages",
+           "slot"]  # step, forecast
+# A send step's `quiet_hours:` values; "ignore" is the core's word the dispatcher reads from the message's meta.
+RESPECT_QUIET_HOURS = "respect"
+QUIET_HOURS_CHOICES = (RESPECT_QUIET_HOURS, IGNORE_QUIET_HOURS)
 # What moved a message (the kinds of hub.api.Slot's moves).
 QUIET_HOURS, FREQUENCY_CAP = "quiet_hours", "frequency_cap"
 
@@ -33,16 +38,27 @@ def quiet_until(options: WorkflowSettings, channel: str, moment: dt.datetime, zo
     return window.end_after(moment, zone) if window is not None else None
 
 
+def ignores_quiet(purpose: str, quiet_hours: str) -> bool:
+    """Whether a send step's message goes in the quiet hours too: transactional with `quiet_hours: ignore`.
+
+    Asked through the dispatcher's own rule (hub.api.ignores_quiet_hours), so
+    the step and the outbox cannot disagree about which messages are exempt.
+    """
+    return ignores_quiet_hours(purpose, {QUIET_HOURS_META: quiet_hours})
+
+
 def slot(options: WorkflowSettings, channel: str, purpose: str, moment: dt.datetime, zone: ZoneInfo,
-         times: Iterable[dt.datetime]) -> Slot:
+         times: Iterable[dt.datetime], quiet_hours: str = RESPECT_QUIET_HOURS) -> Slot:
     """When a message of `purpose` on `channel` may go: outside quiet hours and under the cap, both at once.
 
     The core's own answer (hub.api.first_allowed, which the dispatcher asks
     too), so the step, the forecast and the trial cannot disagree with the
-    outbox; transactional messages are not counted against the cap.
+    outbox; transactional messages are not counted against the cap, and one
+    whose step says `quiet_hours: ignore` is not held by the quiet hours.
     """
     cap = options.frequency_cap if purpose != TRANSACTIONAL else None
-    return first_allowed(moment, quiet=options.quiet(channel), zone=zone, cap=cap, times=list(times))
+    quiet = None if ignores_quiet(purpose, quiet_hours) else options.quiet(channel)
+    return first_allowed(moment, quiet=quiet, zone=zone, cap=cap, times=list(times))
 
 
 def recent_messages(conn: Connection, contact_ids: Iterable[int], since: dt.datetime) -> dict[int, list[dt.datetime]]:

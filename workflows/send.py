@@ -9,7 +9,10 @@ is asked again at that moment.
 
 Before writing, the step applies the workflow policies: quiet hours defer the
 step to the morning in the contact's time zone; the frequency cap defers it
-until a slot frees up, or skips it when the step says `on_cap: skip`. Both
+until a slot frees up, or skips it when the step says `on_cap: skip`. A
+transactional step may say `quiet_hours: ignore` (an order or pickup notice
+may go at 22:00; advertising may not): its message carries that in its meta,
+and the dispatcher's check lets it through the quiet hours. Both
 are asked together (workflows.policy.slot), so a slot the cap frees at night
 waits for the morning. The dispatcher applies both again, as the core's send
 rules (hub.send_limits), to this message and to every other, whoever
@@ -25,8 +28,8 @@ from sqlalchemy import Connection, select
 # not in hub.api on purpose: steps render templates for StepCall.template (public in workflows.steps); the campaign
 # engine writes outbox rows and dispatches them
 from hub import message_templates, messaging
-from hub.api import (N_, TRANSACTIONAL, Message, Settings, Slot, TemplateError, bulk_insert, chunks, company,
-                     consent_purposes, gettext, kind_for_channel)
+from hub.api import (IGNORE_QUIET_HOURS, N_, QUIET_HOURS_META, TRANSACTIONAL, Message, Settings, Slot,
+                     TemplateError, bulk_insert, chunks, company, consent_purposes, gettext, kind_for_channel)
 from workflows import config, nps, policy
 from workflows.steps import Checking, FormField, Options, Outcome, Step, StepCall, StepError
 
@@ -39,7 +42,10 @@ def _uses(template: message_templates.Template, name: str) -> bool:
 
 
 class Send(Step):
-    """`send: {channel: email, template: reactivation_email, purpose: marketing, on_cap: defer}`."""
+    """`send: {channel: email, template: reactivation_email, purpose: marketing, on_cap: defer}`.
+
+    `quiet_hours: ignore` is accepted with `purpose: transactional` only.
+    """
 
     name = "send"
     kind_title = N_("Send a message")
@@ -49,14 +55,20 @@ class Send(Step):
     form = (FormField("channel", "channel", N_("Channel"), required=True),
             FormField("template", "template", N_("Template"), required=True),
             FormField("purpose", "purpose", N_("Purpose (consent)"), placeholder="marketing",
-                      hint=N_("Transactional: needs no consent and is not counted against the frequency cap; quiet "
-                              "hours and blocked addresses still apply. Use it only for messages a person asked for.")),
+                      hint=N_("Transactional: needs no consent and is not counted against the frequency cap; "
+                              "blocked addresses still apply, and so do quiet hours unless the step says otherwise "
+                              "below. Use it only for messages a person asked for.")),
             FormField("on_cap", "choice", N_("When the frequency cap is reached"),
                       choices=(("defer", N_("send later, when the cap allows")),
-                               ("skip", N_("skip this message")))))
+                               ("skip", N_("skip this message")))),
+            FormField("quiet_hours", "choice", N_("Quiet hours"),
+                      choices=(("respect", N_("respect quiet hours")),
+                               ("ignore", N_("send during quiet hours too (transactional only)"))),
+                      hint=N_("Only for transactional messages a person is waiting for, such as an order or pickup "
+                              "notice; advertising always waits for the quiet hours to end.")))
 
     def __init__(self, options: Any, checking: Checking) -> None:
-        opts = Options(options, ("channel", "template", "purpose", "on_cap"),
+        opts = Options(options, ("channel", "template", "purpose", "on_cap", "quiet_hours"),
                        example="{channel: email, template: reactivation_email, purpose: marketing}")
         channel = opts.require("channel")
         if channel not in checking.channels():
@@ -80,6 +92,15 @@ class Send(Step):
         if on_cap not in ON_CAP:
             raise StepError(gettext("%(value)s is not one of: %(allowed)s", value=repr(on_cap),
                                     allowed=", ".join(ON_CAP)), "on_cap")
+        quiet_hours = opts.get("quiet_hours", policy.RESPECT_QUIET_HOURS)
+        if quiet_hours not in policy.QUIET_HOURS_CHOICES:
+            raise StepError(gettext("%(value)s is not one of: %(allowed)s", value=repr(quiet_hours),
+                                    allowed=", ".join(policy.QUIET_HOURS_CHOICES)), "quiet_hours")
+        if quiet_hours == IGNORE_QUIET_HOURS and purpose != TRANSACTIONAL:
+            raise StepError(gettext("ignore is only for transactional messages (an order or pickup notice): "
+                                    "%(purpose)s messages are advertising and must wait for the quiet hours to end; "
+                                    "set purpose: transactional or leave quiet_hours out", purpose=repr(purpose)),
+                            "quiet_hours")
         self.uses_nps = _uses(template, "nps")
         self.uses_promo = _uses(template, "promo")
         try:
@@ -93,6 +114,8 @@ class Send(Step):
                                  "sent to the API (trigger: {event: cart_abandoned}) has one", name=name)
             raise StepError(reason, "template") from None
         self.channel, self.template, self.purpose, self.on_cap = channel, name, purpose, on_cap
+        self.quiet_hours = quiet_hours
+        self.ignores_quiet = policy.ignores_quiet(purpose, quiet_hours)
 
     def label(self) -> str:
         return f"send {self.channel} {self.template}"
@@ -105,7 +128,8 @@ class Send(Step):
         return gettext("Send by %(channel)s: %(template)s", channel=self.channel, template=self.template)
 
     def wants_zone(self, settings: Settings) -> bool:
-        return config.load(settings).quiet(self.channel) is not None  # only quiet hours ask for local time
+        # only quiet hours ask for local time
+        return not self.ignores_quiet and config.load(settings).quiet(self.channel) is not None
 
     def describe(self) -> dict[str, Any]:
         return {"channel": self.channel, "template": self.template, "purpose": self.purpose}
@@ -136,7 +160,7 @@ class Send(Step):
                 out.append(Outcome.skipped(f"no valid {kind}"))
                 continue
             slot = policy.slot(options, self.channel, self.purpose, now, call.zone or settings.tz,
-                               recent.get(cid, []))
+                               recent.get(cid, []), self.quiet_hours)
             if slot.moves:
                 out.append(self._held(slot))
                 continue
@@ -168,6 +192,8 @@ class Send(Step):
         if self.uses_nps:
             context["nps"] = nps.links(settings, call.run.contact_id, call.run.id)
         meta = {"workflow": call.run.workflow, "run": call.run.id, "step": call.shown_number()}
+        if self.ignores_quiet:  # the dispatcher's check (hub.api.ignores_quiet_hours) reads it
+            meta[QUIET_HOURS_META] = IGNORE_QUIET_HOURS
         if call.run.context.get("campaign"):  # a one-off campaign's run (workflows.campaigns) names it
             meta["campaign"] = call.run.context["campaign"]
         try:

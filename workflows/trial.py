@@ -381,6 +381,8 @@ class _Walker:
                                                        "blocked (unsubscribed or bounced)", channel=channel),
                               reason="suppressed")
         moved = [self._moved(step, kind, until) for kind, until in plan.moves]  # in order: cap, then quiet, …
+        if step.ignores_quiet and policy.quiet_until(self.options, step.channel, plan.at, self.zone) is not None:
+            moved.append(gettext("quiet hours do not apply: a transactional message"))
         if plan.held == "skipped_frequency_cap":
             return self._item(plan.at, "stopped", gettext(
                 "not sent: the frequency cap %(cap)s is reached until %(when)s, and the step skips then",

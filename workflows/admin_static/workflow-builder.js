@@ -563,12 +563,23 @@
     return area;
   };
 
+  // Options that only mean something beside another option's value: hidden until it has it (or they are set,
+  // so a value the server refuses stays in sight with its problem). Sending in the quiet hours is for
+  // transactional messages only.
+  var ONLY_WITH = { send: { quiet_hours: { key: "purpose", value: "transactional" } } };
+
   WorkflowBuilder.prototype.drawForm = function (body, node, kind, path) {
     var self = this, options = node.options || (node.options = {});
-    var fields = {};
+    var fields = {}, only = ONLY_WITH[node.kind] || {};
+    function showOnly() {
+      Object.keys(only).forEach(function (key) {
+        if (fields[key]) fields[key].hidden = options[only[key].key] !== only[key].value && options[key] === undefined;
+      });
+    }
     kind.form.forEach(function (f) {
       var wrap = self.control(f, options, fields, function (value) {
         if (value === undefined || value === "") delete options[f.key]; else options[f.key] = value;
+        showOnly();
         if (f.kind === "channel") {  // the templates offered follow the channel
           var old = fields.template;
           if (old) {
@@ -583,6 +594,7 @@
       fields[f.key] = wrap;
       body.appendChild(wrap);
     });
+    showOnly();
     void path;
   };
 
