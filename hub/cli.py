@@ -214,7 +214,7 @@ _METAVAR_WORDS = frozenset((
     N_("FLOAT RANGE"), N_("BOOLEAN"), N_("FILE"), N_("DIRECTORY"), N_("PATH"),
     N_("NAME"), N_("VALUE"), N_("COLUMN"), N_("FIELD"), N_("CHANNEL"),
     N_("CODE"), N_("CONTACT_ID"), N_("MESSAGE_ID"), N_("RUN_IDS"), N_("OUT"), N_("PURPOSE"), N_("SOURCE"),
-    N_("TEMPLATE"), N_("YYYY"), N_("MM"), N_("DD")))
+    N_("TEMPLATE"), N_("VERSION"), N_("OLD"), N_("NEW"), N_("YYYY"), N_("MM"), N_("DD")))
 _METAVAR_WORD = re.compile(r"[A-Z][A-Z0-9_]*(?: RANGE)?")
 # strftime directives a date option shows as its format (click's DateTime), worded as a person writes them.
 _DATE_PARTS = {"%Y": "YYYY", "%m": "MM", "%d": "DD", "%H": "hh", "%M": "mm", "%S": "ss"}

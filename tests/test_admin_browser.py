@@ -140,7 +140,7 @@ def test_workflow_dry_run_and_switching_on(live: str, browser: Browser) -> None:
     row.find_element("css selector", "a.toggle").click()  # switching on asks first, with the forecast's numbers
     browser.wait(lambda: browser.exists("#enable-form"), "the confirmation page")
     browser.click("#enable-confirm")
-    assert "reactivation_90d включён" in browser.wait_text(".flash", "включён")
+    assert "«Вернуть клиентов, которые не покупали 90 дней» включён" in browser.wait_text(".flash", "включён")
 
 
 def test_connect_both_crms_and_sync(live: str, browser: Browser, admin_env: AdminEnv) -> None:

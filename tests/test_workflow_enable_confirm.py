@@ -384,8 +384,8 @@ def test_over_the_limit_a_marketer_gets_a_link_to_pass_to_an_admin(env: AdminEnv
 def test_switching_on_without_a_scheduler_says_so_on_the_page_and_in_the_flash(env: AdminEnv) -> None:
     marketer = client_as(env, "marketer")
     page = plain(marketer.get(f"/workflows/{NAME}/enable"))
-    assert ("Планировщик не запущен: после включения запуски не начнутся, пока администратор не запустит "
-            "hub scheduler.") in page
+    assert ("Планировщик не запущен: после включения запуски не начнутся, пока администратор его не запустит: "
+            "<code>hub scheduler</code>") in page
     done = post(marketer, f"/workflows/{NAME}/enabled", {"enabled": "1", "expected": str(expected(page))},
                 follow_redirects=True)
     assert (f"Сценарий «{TITLE}» включён, но планировщик не запущен: запуски не начнутся, пока администратор не "
