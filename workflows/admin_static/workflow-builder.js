@@ -15,20 +15,8 @@
   var TRIGGER_KINDS = ["segment", "segment_exit", "event", "date", "schedule"];
   var BOUGHT_SINCE = { kind: "condition", field: "orders.last_at", op: "after", value: "run.started_at" };
 
-  function el(tag, cls, text) {
-    var node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined && text !== null) node.textContent = text;
-    return node;
-  }
-
-  function button(cls, text, title, onClick) {
-    var b = el("button", cls, text);
-    b.type = "button";
-    if (title) { b.title = title; b.setAttribute("aria-label", title); }
-    b.addEventListener("click", function (event) { event.preventDefault(); onClick(event); });
-    return b;
-  }
+  var el = window.Hub.el;
+  var button = window.Hub.button;
 
   function select(options, value, withEmpty) {
     var s = el("select");

@@ -29,8 +29,25 @@
     }).then(function (r) { return r.json(); });
   }
 
-  // What the page scripts (segment-builder.js, template-editor.js, …) share; hub.js loads before them.
-  window.Hub = { csrfToken: csrfToken, debounce: debounce, post: post };
+  // A new element with its class and text (never HTML: whatever a person typed stays text).
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  // A button that does onClick and nothing else (no form submit); `title` is also its accessible name.
+  function button(cls, text, title, onClick) {
+    var b = el("button", cls, text);
+    b.type = "button";
+    if (title) { b.title = title; b.setAttribute("aria-label", title); }
+    b.addEventListener("click", function (event) { event.preventDefault(); onClick(event); });
+    return b;
+  }
+
+  // What the page scripts (segment-builder.js, rule-builder.js, workflow-builder.js, …) share; hub.js loads before them.
+  window.Hub = { csrfToken: csrfToken, debounce: debounce, post: post, el: el, button: button };
 
   // Forms that cannot be undone ask first.
   document.addEventListener("submit", function (event) {

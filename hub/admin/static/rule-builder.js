@@ -15,20 +15,8 @@
 
   var debounce = window.Hub.debounce;
 
-  function el(tag, cls, text) {
-    var node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined && text !== null) node.textContent = text;
-    return node;
-  }
-
-  function button(cls, text, title, onClick) {
-    var b = el("button", cls, text);
-    b.type = "button";
-    if (title) { b.title = title; b.setAttribute("aria-label", title); }
-    b.addEventListener("click", function (event) { event.preventDefault(); onClick(event); });
-    return b;
-  }
+  var el = window.Hub.el;
+  var button = window.Hub.button;
 
   var NUMERIC = { integer: true, number: true, money: true };
   // A choice offered for dates is offered for timestamps too, and the other way round.

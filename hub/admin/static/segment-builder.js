@@ -12,12 +12,7 @@
   var debounce = window.Hub.debounce;
   var postJson = window.Hub.post;
 
-  function el(tag, cls, text) {
-    var node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined && text !== null) node.textContent = text;
-    return node;
-  }
+  var el = window.Hub.el;
 
   function SegmentEditor(form, data) {
     var self = this;
