@@ -27,6 +27,7 @@ from hub.models import Message
 from hub.plugins import get_pm
 from tests.support.admin import AdminEnv, client_as, plain, post, text
 from tests.test_message_log import add_message
+from workflows import campaigns  # noqa: F401 - declares the paused campaign's reason shape, as loading Hub does
 
 pytestmark = pytest.mark.both_databases  # the reasons are written by the dispatcher's statements
 
@@ -192,7 +193,7 @@ def plain_text(page: str) -> str:
     ("no granted consent for sms/marketing (current: none); on the do-not-market list",
      "нет согласия на канал «SMS» для цели «Акции и специальные предложения» (сейчас: не дано); "
      "on the do-not-market list"),
-    ("held: campaign paused", "отложено: campaign paused"),
+    ("held: campaign paused", "отложено: рассылка приостановлена"),  # the workflows plugin's own shape
     ("quiet hours 21:00-09:00 in Bogus/Zone", "тихие часы с 21:00 до 09:00 (Bogus/Zone)"),
     ("frequency cap x/7d reached", "frequency cap x/7d reached"),
     ("no granted consent for <b>/x (current: weird)", "нет согласия на канал «<b>» для цели «x» (сейчас: weird)"),

@@ -34,8 +34,8 @@ from sqlalchemy.exc import IntegrityError
 from hub import messaging
 # not in hub.api on purpose: steps render templates for StepCall.template (public in workflows.steps)
 from hub import message_templates
-from hub.api import (N_, Message, Outgoing, Settings, Verdict, company, current_contact_id, format_moment, gettext,
-                     insert_for, local_time, parse_duration, record_audit, utcnow)
+from hub.api import (N_, Message, Outgoing, ReasonShape, Settings, Verdict, company, current_contact_id,
+                     format_moment, gettext, insert_for, local_time, parse_duration, record_audit, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.evaluate import Segments
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
@@ -652,12 +652,13 @@ def resume(engine: Engine, name: str, *, actor: str) -> dict[str, Any]:
             wname = conn.execute(select(workflows_t.c.name).where(workflows_t.c.id == row.workflow_id)).scalar_one()
             m = messages_t.c
             conn.execute(sql_update(messages_t).where(m.origin == wname, m.status == messaging.QUEUED,
-                                                      m.due_at > now, m.error == f"held: {PAUSED_REASON}")
+                                                      m.due_at > now, m.error == f"held: {PAUSED_REASON()}")
                          .values(due_at=now, updated_at=now))
     return _brief(engine, row.name)
 
 
-PAUSED_REASON = "campaign paused"
+# Stored in English like every reason; the message log and the card read it in the reader's language.
+PAUSED_REASON = ReasonShape("campaign paused")
 
 
 def paused_verdict(conn: Connection, message: Outgoing, now: dt.datetime) -> Verdict | None:
@@ -673,7 +674,7 @@ def paused_verdict(conn: Connection, message: Outgoing, now: dt.datetime) -> Ver
     status = conn.execute(select(campaigns_t.c.status).where(campaigns_t.c.name == str(name)[:100])).scalar()
     if status != "paused":
         return None
-    return Verdict.defer(now + PAUSED_RECHECK, PAUSED_REASON)
+    return Verdict.defer(now + PAUSED_RECHECK, PAUSED_REASON())
 
 
 def _brief(engine: Engine, name: str) -> dict[str, Any]:
