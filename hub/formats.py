@@ -117,13 +117,20 @@ def percent(share: float | None, language: str | None = None) -> str:
     return babel_numbers.format_percent(share, pattern, locale=locale)
 
 
+def _parsed(e164: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """A stored phone parsed, or None when it does not parse (then it is shown as stored)."""
+    try:
+        return phonenumbers.parse(e164, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
 def national_phone(e164: str | None, region: str = "RU") -> str:
     """A phone as people of the shop's country write it: 8 (916) 123-45-67 at home, +49 30 … abroad."""
     if not e164:
         return ""
-    try:
-        parsed = phonenumbers.parse(e164, region)
-    except phonenumbers.NumberParseException:
+    parsed = _parsed(e164, region)
+    if parsed is None:
         return e164
     if phonenumbers.region_code_for_number(parsed) == region.upper():
         return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
@@ -134,11 +141,8 @@ def phone(e164: str | None, region: str = "RU") -> str:
     """A stored phone as people read it: +7 916 123-45-67 (anything unparseable is shown as stored)."""
     if not e164:
         return ""
-    try:
-        parsed = phonenumbers.parse(e164, region)
-    except phonenumbers.NumberParseException:
-        return e164
-    if not phonenumbers.is_possible_number(parsed):
+    parsed = _parsed(e164, region)
+    if parsed is None or not phonenumbers.is_possible_number(parsed):
         return e164
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 

@@ -42,7 +42,6 @@ from workflows.names import goal_title
 from workflows.steps import kind_summary, kind_title
 
 workflows_t = WorkflowRow.__table__
-RESERVED = ("new", "builder", "static")  # /workflows/new and the builder's own addresses
 MAX_DOCUMENT = 50_000  # characters of a workflow's text
 MAX_TREE = 400_000  # bytes of a builder tree sent as JSON (it is wordier than the YAML it stands for)
 # A new workflow starts empty: the marketer's own title (the name is made from it), a trigger, «+ step»;
@@ -95,9 +94,6 @@ def _identity_problems(conn: Any, document: Any, name: str | None) -> list[str]:
             return ["name: " + gettext("a saved workflow cannot be renamed (its name is how runs and reports know "
                                        "it); keep %(name)s, or make a new workflow", name=repr(name))]
         return []
-    if new_name in RESERVED:
-        return ["name: " + gettext("%(name)s is the address of the page that makes workflows; choose another name",
-                                   name=repr(new_name))]
     if new_name in store.library_documents():
         return ["name: " + gettext("%(name)s is a shipped workflow; save yours under another name",
                                    name=repr(new_name))]
@@ -245,14 +241,6 @@ def _row(name: str) -> Any:
         return conn.execute(select(workflows_t).where(workflows_t.c.name == name)).first()
 
 
-def _can_move() -> bool:
-    try:
-        from workflows import versions
-    except ImportError:
-        return False
-    return hasattr(versions, "move_runs")
-
-
 def _page(text: str, *, name: str | None, problems: list[str], status: int = 200,
           readonly: bool = False, library: bool = False, move: bool = False, base_version: Any = None,
           conflict: dict[str, Any] | None = None) -> Any:
@@ -261,7 +249,7 @@ def _page(text: str, *, name: str | None, problems: list[str], status: int = 200
     if library and "workflows.library_copy" in current_app.view_functions:
         copy_url = url_for("workflows.library_copy", template=name)
     return render_template("workflows/builder.html", name=name, text=text, problems=problems, editable=editable,
-                           library=library, copy_url=copy_url, can_move=_can_move() and name is not None,
+                           library=library, copy_url=copy_url, can_move=name is not None,
                            move=move, base_version=base_version, conflict=conflict,
                            builder={**builder_data(text, readonly=not editable), "problems": problems,
                                                "shown": builder_words.shown(problems, _model_of(text), step_types())},
@@ -359,7 +347,7 @@ def _save(name: str | None) -> Any:
                              version=version, written=saved.written, entry_changed=saved.entry,
                              switched_off=saved.switched_off)
             moved: Any = None
-            if move and saved.written and not created and _can_move():
+            if move and saved.written and not created:
                 from workflows import versions
 
                 moved = versions.move_runs(conn, settings, workflow.name, by=actor())

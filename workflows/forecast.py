@@ -454,6 +454,9 @@ def contact_names(conn: Connection, ids: list[int]) -> dict[int, str]:
     return {r.id: " ".join(p for p in (r.first_name, r.last_name) if p) or f"#{r.id}" for r in rows}
 
 
+SWITCH_ON_DAYS = 14  # how far ahead switching on shows what a workflow will do (the page and `hub workflows enable`)
+
+
 def switch_on_numbers(report: dict[str, Any]) -> dict[str, Any]:
     """What switching a workflow on would do, from its forecast: the numbers a person confirms.
 

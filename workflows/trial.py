@@ -45,6 +45,8 @@ from workflows.webhook import Webhook
 contacts_t = Contact.__table__
 refs_t = ExternalRef.__table__
 DEFAULT_DAYS = 60
+# What each step outcome looks like beside it, on the try page and in `hub workflows try`.
+ICONS = {"sent": "✉", "stopped": "✕", "waited": "◔", "branch": "↳", "done": "✓", "exit": "■", "end": "■"}
 MAX_DAYS = 365
 MAX_CONTACT_ID = 2**63 - 1
 

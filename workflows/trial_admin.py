@@ -26,10 +26,8 @@ from workflows.admin import _known, _problems, bp
 from workflows.definition import WorkflowError
 from workflows.names import counter_title
 
-CONFIRM_DAYS = 14
 FOUND = 10  # contacts the picker lists
 MAX_QUERY = 200
-ICONS = {"sent": "✉", "stopped": "✕", "waited": "◔", "branch": "↳", "done": "✓", "exit": "■", "end": "■"}
 # How far the number confirmed may be from the number now before it is shown again: both must be exceeded.
 DRIFT_SHARE = 0.10
 DRIFT_PEOPLE = 10
@@ -100,7 +98,7 @@ def try_page(name: str) -> Any:
     if report is not None:
         title = report["title"]
         for step in report["steps"]:
-            step["icon"] = ICONS.get(step["outcome"], "·")
+            step["icon"] = trial.ICONS.get(step["outcome"], "·")
             if step.get("html"):
                 step["frame"] = url_for("workflows.try_letter", name=name, contact=report["contact_id"],
                                         step=step["step"], as_treated=1 if report["as_treated"] else None)
@@ -133,8 +131,8 @@ def try_letter(name: str) -> Any:
 
 def numbers(name: str) -> dict[str, Any]:
     """What switching on would do in the next 14 days, from the forecast (WorkflowError when it does not check)."""
-    return forecast.switch_on_numbers(forecast.forecast(engine(), current_settings(), name, days=CONFIRM_DAYS,
-                                                        overlap=True))
+    report = forecast.forecast(engine(), current_settings(), name, days=forecast.SWITCH_ON_DAYS, overlap=True)
+    return forecast.switch_on_numbers(report)
 
 
 def scheduler_running() -> bool | None:
@@ -259,7 +257,7 @@ def _redirect_to_confirm(name: str) -> Any:
     from flask import flash, redirect
 
     flash(gettext("Switching on asks first: check what the next %(days)s days would bring and confirm.",
-                  days=CONFIRM_DAYS), "error")
+                  days=forecast.SWITCH_ON_DAYS), "error")
     return redirect(url_for("workflows.enable_confirm", name=name))
 
 

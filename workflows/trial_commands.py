@@ -19,8 +19,6 @@ from workflows import campaigns, config, forecast, store, trial, triggers
 from workflows.commands import user_errors, workflows_group
 from workflows.definition import WorkflowError
 
-ICONS = {"sent": "✉", "stopped": "✕", "waited": "◔", "branch": "↳", "done": "✓", "exit": "■", "end": "■"}
-CONFIRM_DAYS = 14
 
 
 @workflows_group.command("try")
@@ -55,7 +53,7 @@ def print_trace(report: dict[str, Any]) -> None:
     if report["entry"].get("holdout"):
         console.print(Text(gettext("In the holdout: gets nothing.")))
     for step in report["steps"]:
-        head = f"{ICONS.get(step['outcome'], '·')} {step['when']}"
+        head = f"{trial.ICONS.get(step['outcome'], '·')} {step['when']}"
         if step.get("step"):
             head += f" — {step['step']}. {step['phrase']}"
         console.print(Text(head, style="bold"))
@@ -71,8 +69,8 @@ def print_trace(report: dict[str, Any]) -> None:
 
 def confirm_switch_on(app: App, name: str, yes: bool) -> None:
     """Print what switching on would bring in 14 days; refuse past confirm_admin_over unless `yes`."""
-    numbers = forecast.switch_on_numbers(forecast.forecast(app.ready_engine(), app.settings, name, days=CONFIRM_DAYS,
-                                                           overlap=True))
+    report = forecast.forecast(app.ready_engine(), app.settings, name, days=forecast.SWITCH_ON_DAYS, overlap=True)
+    numbers = forecast.switch_on_numbers(report)
     click.echo(forecast.switch_on_text(numbers))
     if numbers.get("note"):
         click.echo(numbers["note"])
