@@ -256,8 +256,9 @@ def build_workflow(browser: Browser, live: str) -> None:
     browser.wait(lambda: browser.exists("#wf-goal-within input[type=number]"), "the goal's window")
     duration(browser, "#wf-goal-within", 30, "d")
     settled(browser)
-    browser.wait(lambda: "reactivation_sms" in browser.find("#workflow-document").get_attribute("value"),
-                 "the text form to follow the builder")
+    browser.wait(lambda: all(part in browser.find("#workflow-document").get_attribute("value")
+                             for part in ("reactivation_sms", "Позвонить {{ contact.first_name }}", "30d")),
+                 "the text form to follow the builder, up to its last change")  # the builder writes it debounced
     text = browser.find("#workflow-document").get_attribute("value")
     assert text != yaml_before and "Позвонить {{ contact.first_name }}" in text and "VERNIS" in text
 
