@@ -54,6 +54,9 @@ from hub.localtime import (QuietHours, contact_zones, end_of_local_day, format_d
                            parse_duration, parse_time_of_day)
 from hub.message_templates import TemplateError, company, local_time
 from hub.messaging.channels import Channel, ChannelUnavailable, Delivery, Outgoing
+from hub.messaging.feedback import KINDS as MESSAGE_EVENT_KINDS
+from hub.messaging.feedback import Recorded as RecordedMessageEvent
+from hub.messaging.feedback import record as record_message_event
 from hub.messaging.rules import Verdict
 from hub.messaging.sms_parts import text_parts
 from hub.normalize import email as normalize_email
@@ -61,7 +64,7 @@ from hub.normalize import person_name
 from hub.spreadsheet import split_full_name
 from hub.normalize import phones as normalize_phones
 from hub.models import (NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Contact, ContactIdentity, Event, ExternalRef, Message,
-                        Order)
+                        MessageEvent, Order)
 from hub.queue import enqueue, redis_connection
 from hub.ratelimit import Limiter, SendWindow, limiter
 from hub.records import ContactRecord, Deletion, OrderRecord, OrderStatus
@@ -129,6 +132,8 @@ __all__ = [
     "load_send_limits", "SendLimits", "FrequencyCap", "cap_until", "first_allowed", "Slot", "NOT_COUNTED",
     "ignores_quiet_hours", "QUIET_HOURS_META", "IGNORE_QUIET_HOURS",
     "ReasonShape", "reason_text",
+    # what is heard about a sent message later (bounce, complaint, click, open, delivery report) and its effects
+    "record_message_event", "RecordedMessageEvent", "MESSAGE_EVENT_KINDS", "MessageEvent",
     # message templates: their errors, the company details and local times they show, public links
     "TemplateError", "company", "local_time", "public_url",
     # recurring work (register_schedules)

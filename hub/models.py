@@ -445,10 +445,36 @@ class Message(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     claimed_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
+    # What the provider charged for it (rubles), when its answer or delivery report says.
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
 
     # AUTOINCREMENT on SQLite: a message id (in headers, file names) is never reused.
     # The claim query reads this index in order: ready rows of one channel, oldest due first.
     __table_args__ = (Index(None, "status", "channel", "due_at"), {"sqlite_autoincrement": True})
+
+
+class MessageEvent(Base):
+    """Something heard about a sent message: a click, an open, a bounce, a complaint, a delivery report.
+
+    Append-only, like the consent ledger. The contact is the message's (merges
+    move messages, so events follow without a column of their own). `uid` is
+    the reporter's id for what it reported (a bounce's own Message-ID, a
+    provider's report id): reading the same report twice adds nothing.
+    """
+
+    __tablename__ = "message_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    # click | open | bounce | soft_bounce | complaint | delivered | undelivered
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    url: Mapped[str | None] = mapped_column(Text)  # the link clicked
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    uid: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+    # (message, kind) answers "did this message get clicked"; (kind, at) the reports and segment fields.
+    __table_args__ = (Index(None, "message_id", "kind", "at"), Index(None, "kind", "at"))
 
 
 # --- segments -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import datetime as dt
 from sqlalchemy import Connection, select, update
 
 from hub import consent
+from hub.messaging import feedback
 from hub.config import Settings
 from hub.hookspecs import hookimpl
 from hub.messaging.channels import Outgoing
@@ -55,3 +56,12 @@ def contact_unmerged(conn: Connection, survivor_id: int, restored_id: int) -> No
     conn.execute(update(messages_t).where(messages_t.c.contact_id == survivor_id,
                                           messages_t.c.address.in_(own.scalar_subquery()))
                  .values(contact_id=restored_id))
+
+
+@hookimpl(tryfirst=True)
+def contact_erased(conn: Connection, contact_id: int) -> None:
+    """What was heard about an erased person's messages keeps its kind and time, not their address or links.
+
+    First of all implementations: other plugins' erasure steps blank the messages this finds the events by.
+    """
+    feedback.forget_contact(conn, contact_id)

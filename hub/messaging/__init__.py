@@ -32,6 +32,7 @@ The modules, one concept each:
     sms_parts   how many parts an SMS text takes
     claims      which worker holds which message, and what a dead worker leaves
     dispatcher  handing claimed messages to their channels and writing the outcomes
+    feedback    what is heard later (bounces, complaints, clicks, delivery reports) and its effects
 
 The names below are the package's surface (``hub.messaging.dispatch``, ...);
 plugins take the channel protocol and Verdict from hub.api.
@@ -47,6 +48,9 @@ from hub.messaging.compose import (CreateReport, Created, build_row, contact_con
 from hub.messaging.dispatcher import (BACKOFF, DEFAULT_BATCH, MAX_ATTEMPTS, RELEASE_DELAY, DispatchReport,
                                       Dispatcher, backoff, channel_rate, claim_lease, dispatch, dispatch_job,
                                       record_bounce, send)
+from hub.messaging.feedback import KINDS as EVENT_KINDS
+from hub.messaging.feedback import Recorded, events_t, soft_bounce_limit
+from hub.messaging.feedback import record as record_event
 from hub.messaging.outbox import (DEFERRED, FAILED, QUEUED, RESOLUTIONS, SENDING, SENT, STATUSES, SUPPRESSED,
                                   TRANSACTIONAL, UNKNOWN, MessagingError, counts, find, get, messages_t, resolve,
                                   status_title)
@@ -68,4 +72,6 @@ __all__ = [
     "CLAIM_LEASE", "SENDING_TIMEOUT", "claim", "recover_stale", "worker_name",
     "MAX_ATTEMPTS", "BACKOFF", "DEFAULT_BATCH", "RELEASE_DELAY", "DispatchReport", "Dispatcher", "backoff",
     "channel_rate", "claim_lease", "dispatch", "send", "dispatch_job", "record_bounce",
+    # feedback
+    "events_t", "EVENT_KINDS", "Recorded", "record_event", "soft_bounce_limit",
 ]

@@ -7,6 +7,7 @@ names for them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Callable, Mapping, Protocol
 
 from hub.config import Settings
@@ -51,12 +52,19 @@ class Delivery:
     address is dead: suppress it); "failed" (permanent, but not the address's
     fault, e.g. a message too large); "unknown" (it may or may not have gone
     out, e.g. the connection dropped after the whole message was transmitted).
+
+    retry_after: for "deferred", the seconds the provider asked to wait (a
+    429's Retry-After, Telegram's retry_after); the message waits at least
+    that long, or Hub's own backoff when that is longer. cost: what the
+    provider says it charged, in rubles.
     """
 
     status: str
     provider_id: str | None = None
     error: str | None = None
     parts: int | None = None
+    retry_after: float | None = None
+    cost: Decimal | None = None
 
 
 DELIVERY_STATUSES = ("sent", "deferred", "bounced", "failed", "unknown")

@@ -16,11 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import Any, Callable, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, func, or_, update
 
-from hub import consent, queue, webhooks
+from hub import queue
 from hub.config import Settings
 from hub.db import get_engine, utcnow
 from hub.i18n import N_
@@ -28,7 +29,8 @@ from hub.i18n import gettext as _
 from hub.messaging.channels import Channel, ChannelUnavailable, Outgoing, channel_factories
 from hub.messaging.claims import CLAIM_LEASE, claim, recover_stale, worker_name
 from hub.messaging.compose import Created, insert, prepare
-from hub.messaging.outbox import (DEFERRED, FAILED, QUEUED, SENDING, SENT, SUPPRESSED, TRANSACTIONAL, UNKNOWN,
+from hub.messaging.feedback import record_bounce
+from hub.messaging.outbox import (DEFERRED, FAILED, QUEUED, SENDING, SENT, SUPPRESSED, UNKNOWN,
                                   MessagingError, get, messages_t)
 from hub.messaging.rules import SendRules, Verdict
 
@@ -72,6 +74,7 @@ class _Outcome:
     tried: int = 0
     due_at: dt.datetime | None = None
     sent_at: dt.datetime | None = None
+    cost: Decimal | None = None
     bounce: Outgoing | None = None
     sent: Outgoing | None = None
 
@@ -306,13 +309,13 @@ class Dispatcher:
         parts = delivery.parts or parts
         if delivery.status == "sent":
             return _Outcome(message.id, SENT, provider_id=delivery.provider_id, parts=parts, tried=1, sent_at=now,
-                            sent=message)
+                            cost=delivery.cost, sent=message)
         if delivery.status == "deferred":
             if tried >= MAX_ATTEMPTS:
                 return _Outcome(message.id, FAILED, error=f"gave up after {tried} attempts: {delivery.error}",
                                 parts=parts, tried=1)
-            return _Outcome(message.id, DEFERRED, error=delivery.error, parts=parts, tried=1,
-                            due_at=now + backoff(tried))
+            wait = max(backoff(tried), dt.timedelta(seconds=max(delivery.retry_after or 0, 0)))
+            return _Outcome(message.id, DEFERRED, error=delivery.error, parts=parts, tried=1, due_at=now + wait)
         if delivery.status == "bounced":
             return _Outcome(message.id, FAILED, error=f"bounced: {delivery.error}", parts=parts, tried=1,
                             bounce=message)
@@ -373,7 +376,7 @@ class Dispatcher:
         for handed, stmt in ((True, _OUTCOME_OF_SEND), (False, _OUTCOME_OF_POLICY)):
             params = [{"_id": o.id, "_worker": self.worker, "_now": now, "_status": o.status, "_error": o.error,
                        "_provider_id": o.provider_id, "_parts": o.parts, "_tried": o.tried, "_due_at": o.due_at,
-                       "_sent_at": o.sent_at,
+                       "_sent_at": o.sent_at, "_cost": o.cost,
                        # a row that waits again is free for any worker when it is due
                        "_claimed_at": None if o.status in _WAITING else now}
                       for o in outcomes if (o.tried > 0) == handed]
@@ -413,6 +416,7 @@ _RENEW = (update(_t).where(_t.c.id.in_(bindparam("_ids", expanding=True)), _t.c.
 _OUTCOME_VALUES = dict(status=bindparam("_status"), error=bindparam("_error"),
                        provider_id=func.coalesce(bindparam("_provider_id"), _t.c.provider_id),
                        parts=func.coalesce(bindparam("_parts"), _t.c.parts),
+                       cost=func.coalesce(bindparam("_cost", type_=_t.c.cost.type), _t.c.cost),
                        attempts=_t.c.attempts + bindparam("_tried"),
                        due_at=func.coalesce(bindparam("_due_at", type_=_t.c.due_at.type), _t.c.due_at),
                        sent_at=bindparam("_sent_at", type_=_t.c.sent_at.type),
@@ -439,22 +443,6 @@ def _sent_dict(o: _Outcome) -> dict[str, Any]:
     return {"id": m.id, "contact_id": m.contact_id, "channel": m.channel, "address": m.address,
             "purpose": m.purpose, "template": m.template, "subject": m.subject, "idempotency_key": m.key,
             "provider_id": o.provider_id, "parts": o.parts, "sent_at": o.sent_at, "meta": dict(m.meta)}
-
-
-def record_bounce(conn: Connection, settings: Settings, message: Outgoing, reply: str) -> None:
-    """A dead address: suppress it for good and let the consent ledger show why."""
-    if not message.address:
-        return
-    webhooks.publish(conn, "message.bounced", {"message_id": message.id, "contact_id": message.contact_id,
-                                               "channel": message.channel, "reason": "bounce"},
-                     contact_id=message.contact_id)
-    kind = consent.kind_for_channel(message.channel)
-    consent.suppress(conn, kind, message.address, reason="bounce", source=message.channel,
-                     secret=settings.require_secret_key())
-    if message.contact_id is not None:
-        purpose = message.purpose if message.purpose != TRANSACTIONAL else "marketing"
-        consent.record(conn, message.contact_id, message.channel, purpose, "withdrawn", source="bounce",
-                       evidence={"address": message.address, "reply": reply, "message_id": message.id})
 
 
 def dispatch(engine: Engine, settings: Settings, *, channels: Sequence[str] | None = None,

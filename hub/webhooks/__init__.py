@@ -48,6 +48,8 @@ EVENTS = {
     "segment.exited": "segment, contact_ids",
     "message.sent": "message_id, contact_id, channel, template, purpose, workflow, campaign, sent_at",
     "message.bounced": "message_id, contact_id, channel, reason",
+    "message.complained": "message_id, contact_id, channel",
+    "message.clicked": "message_id, contact_id, channel, url",
     "consent.changed": "contact_id, channel, purpose, status, source",
     "promo.redeemed": "code, contact_id, order_id, workflow_id, run_id, redeemed_at",
     "contact.merged": "survivor_id, merged_id, merge_id",
