@@ -86,3 +86,6 @@ def register_commands(cli: Any) -> None:
 
     cli.add_command(commands.templates_group)
     cli.add_command(commands.messages_group)
+    from plugins.mailing.mail_commands import mail_group
+
+    cli.add_command(mail_group)
