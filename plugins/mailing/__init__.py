@@ -89,3 +89,20 @@ def register_commands(cli: Any) -> None:
     from plugins.mailing.mail_commands import mail_group
 
     cli.add_command(mail_group)
+
+
+# The hooks below gather the plugin's parts; each part adds its own lines.
+
+@hookimpl
+def register_routes(app: Any) -> None:
+    """Public routes of the mailing plugin (link redirects, provider callbacks)."""
+
+
+@hookimpl
+def register_schedules(register: Callable[[str, Any], None], settings: Settings) -> None:
+    """Recurring mail work (reading the bounce mailbox, polling SMS delivery reports)."""
+
+
+@hookimpl
+def register_sandboxes(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Emulators of the providers the channels talk to, for the demo and tests (`hub sandbox NAME`)."""
