@@ -242,6 +242,20 @@ def consent_changed(conn: Connection, contact_id: int, channel: str, purpose: st
     """
 
 
+@hookspec
+def preference_links(conn: Connection, settings: Settings, contact_id: int) -> list[dict[str, str]] | None:
+    """Offer a person a way to subscribe elsewhere on their preference centre (the gdpr plugin's page).
+
+    Return a list of ``{"title": ..., "url": ..., "text": ...}`` (``text``
+    optional), already in the reader's language (the page's language is
+    active), or None. Each becomes a link with its text under the page's
+    choices: "Подключить Telegram" from the telegram plugin. Called for
+    every view of the page: answer quickly, from the database or a cache.
+
+    .. versionadded:: 0.3
+    """
+
+
 # --- outbound messaging -------------------------------------------------------------------
 
 @hookspec
@@ -275,7 +289,9 @@ def register_template_variables(register: Callable[..., None], settings: Setting
     template editor offers (``"promo.code"``, or a whole ``{% for %}`` snippet)
     to what it means, a message of the plugin's catalog; ``title`` names the
     group in the editor. The plugin still puts the real value in the context
-    of the messages it sends.
+    of the messages it sends, unless it passes ``per_contact=value(settings,
+    contact_id)``: then the outbox fills the value in for every message whose
+    template uses the variable, whoever sends it (a personal link).
 
     .. versionadded:: 0.2
     """

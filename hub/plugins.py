@@ -142,5 +142,22 @@ def registry(hook_name: str, pm: pluggy.PluginManager | None = None, **arguments
     return found
 
 
+_kept: dict[tuple[int, str], tuple[pluggy.PluginManager, Any]] = {}
+
+
+def kept(name: str, build: Callable[[], Any]) -> Any:
+    """`build()`, once per plugin manager: what plugins register does not change while it lives.
+
+    For answers asked per message (which variables a template fills per
+    person, how a channel addresses people); a test's own manager gets its own.
+    """
+    pm = get_pm()
+    found = _kept.get((id(pm), name))
+    if found is None or found[0] is not pm:
+        found = (pm, build())
+        _kept[(id(pm), name)] = found
+    return found[1]
+
+
 def sources(pm: pluggy.PluginManager | None = None) -> dict[str, Callable[..., Any]]:
     return registry("register_sources", pm)

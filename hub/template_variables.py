@@ -13,7 +13,7 @@ test letters.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from hub import message_templates
 from hub.config import Settings
@@ -65,12 +65,19 @@ class Variable:
 
 @dataclass(frozen=True)
 class Offered:
-    """One plugin's variable: its sample value and the expressions the editor offers."""
+    """One plugin's variable: its sample value and the expressions the editor offers.
+
+    `per_contact(settings, contact_id)`, when given, is the value for one
+    person, which the outbox fills in for every message whose template uses
+    the variable (a personal link to the shop's Telegram bot); without it, the
+    plugin that sends puts the value in the context itself (a promo code).
+    """
 
     name: str
     sample: Any
     fields: Mapping[str, str]
     title: str | None = None
+    per_contact: Callable[[Settings, int], Any] | None = None
 
 
 def offered(settings: Settings) -> list[Offered]:
@@ -79,11 +86,23 @@ def offered(settings: Settings) -> list[Offered]:
 
     found: list[Offered] = []
 
-    def register(name: str, sample: Any, fields: Mapping[str, str], title: str | None = None) -> None:
-        found.append(Offered(str(name), sample, dict(fields), title))
+    def register(name: str, sample: Any, fields: Mapping[str, str], title: str | None = None,
+                 per_contact: Callable[[Settings, int], Any] | None = None) -> None:
+        found.append(Offered(str(name), sample, dict(fields), title, per_contact))
 
     get_pm().hook.register_template_variables(register=register, settings=settings)
     return found
+
+
+def per_contact(settings: Settings) -> dict[str, Callable[[Settings, int], Any]]:
+    """The variables the outbox fills in per person: name → value(settings, contact_id).
+
+    Asked for every message rendered, so the answer is kept per plugin manager.
+    """
+    from hub.plugins import kept
+
+    return kept("per_contact_variables", lambda: {
+        item.name: item.per_contact for item in offered(settings) if item.per_contact is not None})
 
 
 def samples(settings: Settings) -> dict[str, Any]:

@@ -23,11 +23,12 @@ from hub.hookspecs import hookimpl
 from hub.models import Base
 from hub.testing import every_installed_plugin
 from plugins.gdpr import models as gdpr_models
+from plugins.telegram import models as telegram_models
 from tests.conftest import HubDB
 from tests.support.cli import cli
 from workflows import models as workflows_models
 
-MODELS = [Base.metadata, workflows_models.Base.metadata, gdpr_models.Base.metadata]
+MODELS = [Base.metadata, workflows_models.Base.metadata, gdpr_models.Base.metadata, telegram_models.Base.metadata]
 
 pytestmark = pytest.mark.both_databases  # the schema on each database
 

@@ -29,7 +29,8 @@ from sqlalchemy import Connection, select
 # engine writes outbox rows and dispatches them
 from hub import message_templates, messaging
 from hub.api import (IGNORE_QUIET_HOURS, N_, QUIET_HOURS_META, TRANSACTIONAL, Message, Settings, Slot,
-                     TemplateError, bulk_insert, chunks, company, consent_purposes, gettext, kind_for_channel)
+                     TemplateError, bulk_insert, chunks, company, consent_purposes, gettext, kind_for_channel,
+                     OWN_ADDRESS)
 from workflows import config, nps, policy
 from workflows.steps import Checking, FormField, Options, Outcome, Step, StepCall, StepError
 
@@ -156,7 +157,7 @@ class Send(Step):
                 out.append(Outcome.skipped("the contact no longer exists"))
                 continue
             address = addresses.get(cid)
-            if address is None:
+            if address is None and kind != OWN_ADDRESS:
                 out.append(Outcome.skipped(f"no valid {kind}"))
                 continue
             slot = policy.slot(options, self.channel, self.purpose, now, call.zone or settings.tz,
@@ -181,7 +182,7 @@ class Send(Step):
             return Outcome.skipped(first.reason)
         return Outcome.deferred(slot.at, slot.reason)
 
-    def _row(self, settings: Settings, template: message_templates.Template, call: StepCall, address: str,
+    def _row(self, settings: Settings, template: message_templates.Template, call: StepCall, address: str | None,
              company: Mapping[str, Any]) -> Any:
         variables = call.variables()
         context: dict[str, Any] = {"run": variables["run"], "workflow": variables["workflow"]}

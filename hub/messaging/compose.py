@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, select
 
-from hub import consent, links, message_templates
+from hub import consent, links, message_templates, template_variables
 from hub.config import Settings
 from hub.db import bulk_insert, chunks, insert_for, utcnow
 from hub.i18n import gettext as _
@@ -138,6 +138,9 @@ def build_row(settings: Settings, template: message_templates.Template, contact:
               company: Mapping[str, Any]) -> dict[str, Any]:
     """Render one message for one contact into an outbox row (not yet inserted)."""
     signed = _links(settings, template, contact["id"], channel, purpose, context)
+    for name, value_for in template_variables.per_contact(settings).items():
+        if name not in context and _references(template, name):
+            signed[name] = value_for(settings, contact["id"])
     rendered = message_templates.render(template, {"contact": contact, "company": company, **signed, **context})
     row_meta = dict(meta)
     to_name = " ".join(p for p in (contact.get("first_name"), contact.get("last_name")) if p)

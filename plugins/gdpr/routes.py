@@ -178,11 +178,17 @@ def unsubscribe(token: str) -> Any:
 
 def _preferences_page(token: str, contact_id: int, notice: str | None = None) -> tuple[str, int]:
     settings = current_settings()
+    from hub.plugins import get_pm  # not in hub.api: the page asks other plugins, as erasure does
+
     with _engine().connect() as conn:
         page = preferences.load(conn, settings, contact_id)
+        # Other plugins' ways to subscribe (the preference_links hook: "Подключить Telegram").
+        offered = [] if page is None else [
+            link for answer in get_pm().hook.preference_links(conn=conn, settings=settings, contact_id=contact_id)
+            for link in answer or [] if isinstance(link, dict) and str(link.get("url", "")).startswith("https://")]
     if page is None:
         return _gone()
-    return _page("preferences", page=page, notice=notice, csrf_token=csrf.token(f"p:{token}"),
+    return _page("preferences", page=page, notice=notice, csrf_token=csrf.token(f"p:{token}"), offered=offered,
                  answer=lambda channel, purpose: page.status.get(Topic(channel, purpose)),
                  channel_label=lambda c: channel_label(settings, c),
                  purpose_label=lambda p: purpose_label(settings, p), company_email=company(settings)["email"])

@@ -202,6 +202,6 @@ trigger: {segment: never_bought}
 steps:
   - promo_code: {discount: 10%, valid_for: 14d, prefix: SHOP}
   - shop_coupon: {max_uses: 1, min_total: 1000}
-  - send: {channel: telegram, template: promo_telegram, purpose: marketing}
+  - send: {channel: shop_telegram, template: promo_telegram, purpose: marketing}
 """))
     assert added["workflow"] == "promo_thanks" and added["created"] is True

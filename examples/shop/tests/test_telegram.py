@@ -1,4 +1,4 @@
-"""The `telegram` channel: the chat the shop knows, Telegram's answers as Hub's delivery statuses, no token leaks."""
+"""The `shop_telegram` channel: the chat the shop knows, Telegram's answers as delivery statuses, no token leaks."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ API = f"https://api.telegram.org/bot{TOKEN}/sendMessage"
 def factory(hub_plugins: Any) -> Any:
     found: dict[str, Any] = {}
     hub_plugins.hook.register_channels(register=found.__setitem__)
-    return found["telegram"]
+    return found["shop_telegram"]
 
 
 def with_chat(shop: ShopEmulator, chat: bool = True) -> int:
@@ -32,7 +32,7 @@ def with_chat(shop: ShopEmulator, chat: bool = True) -> int:
 
 
 def message(contact_id: int | None, text: str = "Привет!") -> Outgoing:
-    return Outgoing(id=1, channel="telegram", contact_id=contact_id, address="+79161234567", purpose="marketing",
+    return Outgoing(id=1, channel="shop_telegram", contact_id=contact_id, address="+79161234567", purpose="marketing",
                     template="hello", subject=None, text=text, html=None, key="campaign:hello:telegram:1")
 
 
@@ -128,20 +128,20 @@ def test_debug_logs_of_the_http_library_do_not_show_the_token(channel: Any, capl
 @pytest.mark.hub_plugins("shop", "mailing")
 def test_a_campaign_goes_to_the_chats_the_shop_knows(connected: ShopEmulator, hub_cli: Any, contact_of: Any,
                                                      monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("HUB_CONSENT_CHANNELS", "email,sms,phone,telegram")
+    monkeypatch.setenv("HUB_CONSENT_CHANNELS", "email,sms,phone,shop_telegram")
     monkeypatch.setenv("HUB_TELEGRAM_TOKEN", TOKEN)
     hub_cli.json("sync", "shop")
     chat, no_chat = contact_of(with_chat(connected)), contact_of(with_chat(connected, chat=False))
     for contact in (chat, no_chat):
-        hub_cli("consent", "set", str(contact), "telegram", "marketing", "granted")
+        hub_cli("consent", "set", str(contact), "shop_telegram", "marketing", "granted")
     text = tmp_path / "hello.txt"
     text.write_text("Здравствуйте, {{ contact.first_name }}! Для вас скидка в магазине.", encoding="utf-8")
-    hub_cli("templates", "add", "hello", "--text", str(text), "--channel", "telegram")
+    hub_cli("templates", "add", "hello", "--text", str(text), "--channel", "shop_telegram")
 
     with responses.RequestsMock() as api:
         api.post(API, json={"ok": True, "result": {"message_id": 4242}})
         result = hub_cli("messages", "send", "hello", "--contact", str(chat), "--contact", str(no_chat),
-                         "--channel", "telegram", "--json")
+                         "--channel", "shop_telegram", "--json")
         sent = [json.loads(c.request.body) for c in api.calls]
     report = json.loads(result.stdout)
     assert report["dispatch"]["sent"] == 1 and report["dispatch"]["suppressed"] == 1

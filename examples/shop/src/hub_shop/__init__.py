@@ -11,8 +11,9 @@ What it adds (each in its own module beside this one):
   made in the plugin's own table `shop_coupons` (models.py), created by the
   plugin's own migrations (migrations/versions, run by `hub init`), so a
   retried step never makes a second coupon;
-- the channel `telegram`, through the shop's bot (telegram.py), and the text
-  template `promo_telegram` for it (message_templates/);
+- the channel `shop_telegram`, through the shop's bot to the chats the shop
+  knows (telegram.py; Hub's own `telegram` channel links chats by deep link
+  instead), and the text template `promo_telegram` for it (message_templates/);
 - the Shop page in the admin: the connection, the last orders and the last
   coupons issued (admin.py, admin_templates/);
 - its words in Russian: a gettext catalog (translations/) registered through
@@ -137,7 +138,7 @@ def register_admin_pages(register: Callable[[Any], None]) -> None:
 @hookimpl
 def can_contact(conn: Any, settings: Any, contact_id: int, channel: str) -> str | None:
     """Telegram reaches a person only in a chat they opened with the shop's bot."""
-    if channel != "telegram":
+    if channel != "shop_telegram":
         return None
     from hub_shop.telegram import chat_id_of
 

@@ -1,4 +1,9 @@
-"""The `telegram` channel: messages through the shop's Telegram bot (Bot API `sendMessage`).
+"""The `shop_telegram` channel: messages through the shop's Telegram bot (Bot API `sendMessage`).
+
+Hub has its own `telegram` channel (plugins/telegram), where people link their
+chat by a signed deep link. This one is for a shop whose site already knows
+its customers' chats: it shows how a third-party plugin adds a channel, and
+it takes its own name so both can be installed side by side.
 
 Where a message goes. Hub gives every channel but email the contact's phone as
 the message's address: consent, suppressions and bounces are kept per phone.
@@ -39,7 +44,7 @@ from hub.api import ChannelUnavailable, Contact, Delivery, Outgoing, Settings, S
 
 API_URL = "https://api.telegram.org"
 MAX_TEXT = 4096  # Telegram's limit for one message
-DEFAULT_RATE = 25.0  # per second, under the Bot API's ~30 for broadcasts, when HUB_TELEGRAM_RATE is unset
+DEFAULT_RATE = 25.0  # per second, under the Bot API's ~30 for broadcasts, when HUB_SHOP_TELEGRAM_RATE is unset
 TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
 CHAT_ATTRIBUTE = "telegram_chat_id"
 _DEBUG_LOGGERS = ("urllib3.connectionpool",)  # logs "POST /bot<token>/sendMessage" at debug level
@@ -73,9 +78,9 @@ class _Redact(logging.Filter):
 
 
 class TelegramChannel:
-    """`factory(settings)` of the `telegram` channel: HUB_TELEGRAM_TOKEN is the bot's token from @BotFather."""
+    """`factory(settings)` of the `shop_telegram` channel: HUB_TELEGRAM_TOKEN is the bot's token from @BotFather."""
 
-    name = "telegram"
+    name = "shop_telegram"
 
     def __init__(self, settings: Settings) -> None:
         token = str(settings.extra.get("telegram_token") or "").strip()
@@ -90,8 +95,8 @@ class TelegramChannel:
             self.timeout = float(settings.extra.get("telegram_timeout") or 10)
         except (TypeError, ValueError):
             raise SettingsError("HUB_TELEGRAM_TIMEOUT: expected seconds, e.g. 10") from None
-        # Hub paces a channel itself when HUB_TELEGRAM_RATE is set; otherwise stay under Telegram's limit here.
-        self.pace = None if settings.extra.get("telegram_rate") else limiter(settings, "telegram", DEFAULT_RATE,
+        # Hub paces a channel itself when HUB_SHOP_TELEGRAM_RATE is set; otherwise stay under Telegram's limit here.
+        self.pace = None if settings.extra.get("shop_telegram_rate") else limiter(settings, "telegram", DEFAULT_RATE,
                                                                               int(DEFAULT_RATE))
         self.engine = get_engine(settings.database_url)
         self.session: requests.Session | None = None
