@@ -51,7 +51,10 @@ def serve_until_interrupted(close: Callable[[], None]) -> None:
     """Keep a foreground emulator (`hub sandbox NAME`) serving until Ctrl+C, then `close()` it.
 
     The servers run on background threads; the command's own thread only waits.
+    What the command printed (its URL, the settings to use) is flushed first: read
+    through a pipe, it would otherwise wait in the buffer for as long as the emulator runs.
     """
+    sys.stdout.flush()
     try:
         while True:
             time.sleep(3600)

@@ -176,7 +176,7 @@ def test_smsru_refusing_the_key_stops_the_channel(hub_db: HubDB, mailing) -> Non
     ({"sms_url": GATEWAY, "sms_body": '{"to": {{ phone }}'}, "HUB_SMS_BODY: does not render to JSON"),
     ({"sms_url": GATEWAY, "sms_body": '{"to": {{ phone|tojson }'}, "HUB_SMS_BODY: unexpected '}'"),
     ({"sms_provider": "smsru"}, "HUB_SMS_API_KEY: not set"),
-    ({"sms_provider": "twilio"}, "HUB_SMS_PROVIDER: 'twilio'; use generic or smsru"),
+    ({"sms_provider": "twilio"}, "HUB_SMS_PROVIDER: 'twilio'; use one of generic, smsru, smsc, smsaero"),
     ({"sms_url": GATEWAY, "sms_timeout": "soon"}, "HUB_SMS_TIMEOUT: 'soon' is not a number of seconds"),
 ])
 def test_wrong_gateway_settings_are_named(hub_db: HubDB, extra: dict, error: str) -> None:

@@ -30,10 +30,11 @@ from hub.admin.access import actor, allow, current_user, engine
 from hub.admin.app import current_settings
 from hub.admin.forms import ActionForm, TemplateForm
 from hub.admin.letter_frame import letter_response
-from hub.config import Settings
+from hub.config import Settings, SettingsError
 from hub.i18n import gettext as _, lazy_gettext, ngettext
 from hub.db import whole_number
 from hub.message_templates import TemplateError
+from hub.messaging import sms_cost
 from hub.messaging.test_send import MAX_ID, send_test, sent_text
 
 bp = Blueprint("message_templates", __name__, url_prefix="/templates")
@@ -118,6 +119,12 @@ def preview(conn: Any, settings: Settings, template: message_templates.Template,
         out["sms_parts"] = messaging.text_parts(rendered.text)
         out["characters"] = len(rendered.text)
         out["parts_text"] = sms_size(out["characters"], out["sms_parts"])
+        # how it is billed, and about what it costs when HUB_SMS_PRICE is set
+        try:
+            cost = sms_cost.cost_text(out["sms_parts"], sms_cost.price(settings))
+        except SettingsError as exc:  # a mistyped price is said where the price would be
+            cost = str(exc)
+        out["sms_cost_text"] = ", ".join(t for t in (sms_cost.size_text(rendered.text), cost) if t)
     return out
 
 

@@ -88,6 +88,7 @@
         var title = document.getElementById("preview-text-title");
         title.textContent = answer.text_generated ? title.dataset.generated : title.dataset.written;
         document.getElementById("preview-parts").textContent = answer.sms_parts ? answer.parts_text : "";
+        document.getElementById("preview-sms-cost").textContent = answer.sms_parts ? answer.sms_cost_text : "";
         var frame = document.getElementById("preview-html");
         frame.hidden = !answer.frame_url;
         if (answer.frame_url) frame.src = answer.frame_url;
