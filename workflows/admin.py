@@ -377,8 +377,13 @@ def forecast_page(name: str) -> Any:
     chart = {"labels": [format_date(d["date"]) for d in report["by_day"]],
              "datasets": [{"label": kinds.get(c) or counter_title(c), "data": [d.get(c, 0) for d in report["by_day"]]}
                           for c in channels]}
+    from workflows import sms_estimate
+
+    sms = sms_estimate.text(report.get("sms"))  # «За 14 дней: 120 SMS (180 частей), ≈ 630,00 ₽.»
+    sms_text = ngettext("Within %(days)s day: %(what)s.", "Within %(days)s days: %(what)s.", int(raw), days=int(raw),
+                        what=sms) if sms else ""
     return render_template("workflows/forecast.html", name=name, title=report["title"], report=report,
-                           days=int(raw), chart=chart, channels=channels)
+                           days=int(raw), chart=chart, channels=channels, sms_text=sms_text)
 
 
 @bp.post("/<name>/retry")

@@ -26,7 +26,7 @@ from hub.api import whole_number
 from hub.api import (N_, TRANSACTIONAL, ActionForm, AdminPage, actor, allow, consent_channel_title,
                      consent_purpose_title, consent_purposes, current_settings, current_user, engine, format_number,
                      gettext, letter_response, ngettext, translated_title)
-from workflows import campaigns
+from workflows import campaigns, sms_estimate
 from workflows.models import Campaign
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns", template_folder="admin_templates")
@@ -447,7 +447,7 @@ def _detail_page(name: str, *, schedule_error: str | None = None, typed: tuple[s
         segment_title=_segment_title(campaign.get("segment")), template_title=campaign.get("template"),
         action=ActionForm(), schedule_error=schedule_error, scheduler=scheduler,
         scheduler_every=every_text(scheduler["every"]) if scheduler else "",
-        with_workers=bool(settings.redis_url)), code
+        with_workers=bool(settings.redis_url), sms_text=sms_estimate.text((preview or {}).get("sms"))), code
 
 
 def every_text(every: dt.timedelta) -> str:

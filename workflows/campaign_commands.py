@@ -20,7 +20,7 @@ from rich.text import Text
 # not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
 from hub import messaging
 from hub.api import (N_, App, Settings, emit_json, format_moment, format_number, gettext, pass_app, translated_title)
-from workflows import campaigns
+from workflows import campaigns, engagement, sms_estimate
 from workflows.campaigns import CampaignError, Draft
 from workflows.commands import user_errors
 
@@ -184,6 +184,7 @@ def _print(settings: Settings, item: dict[str, Any]) -> None:
         messages = ", ".join(f"{messaging.status_title(k)} {format_number(v)}"
                              for k, v in sorted(counts["messages"].items())) or "-"
         lines.append(gettext("Messages: %(messages)s", messages=messages))
+        lines.extend(line[:1].upper() + line[1:] for line in engagement.describe(item.get("engagement")))
         if counts["promo_issued"]:
             lines.append(gettext("Promo codes: %(issued)s issued, %(redeemed)s redeemed",
                                  issued=format_number(counts["promo_issued"]),
@@ -213,6 +214,8 @@ def preview_cmd(app: App, name: str, sample: int, as_json: bool) -> None:
     if report["quiet_hours"]:
         click.echo(gettext("Quiet hours now: %(num)s would get it in the morning.",
                            num=format_number(report["quiet_hours"])))
+    if report.get("sms"):
+        click.echo(sms_estimate.text(report["sms"]))
     if report["sample"]:
         table = Table(gettext("contact"), gettext("name"), gettext("address"))
         for row in report["sample"]:

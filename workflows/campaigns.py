@@ -42,7 +42,7 @@ from hub.segments.evaluate import Segments
 from hub.segments.rules import SegmentError
 # not in hub.api on purpose: a campaign's page shows why the scheduler held it, which only the audit log keeps
 from hub.models import AuditEntry
-from workflows import config, forecast, policy, promo, store, triggers
+from workflows import config, engagement, forecast, policy, promo, sms_estimate, store, triggers
 from workflows.definition import MAX_HOLDOUT, WorkflowError, parse
 from workflows.models import Campaign, PromoCode, WorkflowRow, WorkflowRun
 
@@ -400,6 +400,7 @@ def show(engine: Engine, settings: Settings, name: str) -> dict[str, Any]:
             counts["promo_issued"], counts["promo_redeemed"] = int(issued), int(redeemed)
         counts["held_back"] = dict((row_state(conn, row.workflow_id) or {}).get("held_back") or {})
         out["counts"] = counts
+        out["engagement"] = engagement.rates(conn, row.workflow if row.workflow_id is not None else None)
         out["problem"] = problem(conn, row.name) if row.status == "draft" else None
     return out
 
@@ -449,10 +450,15 @@ def preview(engine: Engine, settings: Settings, campaign: str | Draft, *, sample
         quiet = sum(1 for cid in chosen if policy.quiet_until(options, draft.channel, now,
                                                               reached.zones.get(cid, settings.tz)) is not None)
         names = forecast.contact_names(conn, chosen[:sample])
-    return {"campaign": name, "segment": draft.segment, "channel": draft.channel, "at": now,
-            "members": len(members), "will_receive": len(chosen), "held_back": held, "quiet_hours": quiet,
-            "sample": [{"contact_id": cid, "name": names.get(cid, f"#{cid}"), "address": reached.addresses[cid]}
-                       for cid in chosen[:sample]]}
+        parts = (sms_estimate.template_parts(conn, settings, draft.template)
+                 if draft.channel == sms_estimate.SMS and chosen else 0)
+    found = {"campaign": name, "segment": draft.segment, "channel": draft.channel, "at": now,
+             "members": len(members), "will_receive": len(chosen), "held_back": held, "quiet_hours": quiet,
+             "sample": [{"contact_id": cid, "name": names.get(cid, f"#{cid}"), "address": reached.addresses[cid]}
+                        for cid in chosen[:sample]]}
+    if parts:  # what the SMS would take and cost, as the provider bills them
+        found["sms"] = sms_estimate.summary(settings, len(chosen), parts * len(chosen))
+    return found
 
 
 def sample_code(name: str, contact_id: int | None, prefix: str | None = None) -> str:

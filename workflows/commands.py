@@ -26,7 +26,7 @@ from hub.api import (N_, ROW_ID, App, Message, SettingsError, TemplateError, emi
                      pass_app, progress_bar, record_audit, stderr, translated_title, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.rules import SegmentError
-from workflows import config, definition, forecast, measure, promo, runner, store, ticks, triggers
+from workflows import config, definition, engagement, forecast, measure, promo, runner, store, ticks, triggers
 from workflows.definition import WorkflowError
 from workflows.models import StepResult, WorkflowRun
 from workflows.names import add_titles, counter_title, goal_title, state_title
@@ -341,6 +341,10 @@ def _print_forecast(report: dict[str, Any], tz: Any) -> None:
                                  running=format_number(report["already_running"])))
     if report.get("note"):
         console.print(f"  {report['note']}")
+    if report.get("sms"):
+        from workflows import sms_estimate
+
+        console.print("  " + sms_estimate.text(report["sms"]), markup=False)
     table = Table(gettext("step"), gettext("what"), gettext("count"), gettext("details"))
     for step in report["steps"]:
         details = ", ".join(f"{counter_title(k)} {format_number(v)}" for k, v in step.items()
@@ -423,6 +427,8 @@ def _print_status(report: dict[str, Any]) -> None:
                       format_number(step.get("sent", step.get("done", 0))), format_number(step["deferred"]),
                       format_number(step["skipped"]), format_number(step["failed"]))
     console.print(table)
+    for line in engagement.describe(report.get("engagement")):
+        console.print("  " + line, markup=False, highlight=False)
     codes = report["promo_codes"]
     if codes["issued"]:
         console.print("  " + gettext("promo codes: %(issued)s issued, %(redeemed)s redeemed, %(expired)s expired",

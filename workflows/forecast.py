@@ -24,13 +24,13 @@ from sqlalchemy import Connection, Engine, select
 
 # not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
 from hub import messaging
-from hub.api import (N_, TRANSACTIONAL, Contact, ContactIdentity, Settings, chunks, format_number, gettext,
-                     kind_for_channel, next_local_time, ngettext, parse_time_of_day, utcnow)
+from hub.api import (N_, OWN_ADDRESS, TRANSACTIONAL, Contact, ContactIdentity, Settings, chunks, format_number,
+                     gettext, kind_for_channel, next_local_time, ngettext, parse_time_of_day, utcnow)
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.evaluate import Segments
 # not in hub.api on purpose: conditions and triggers are written in the segment rule language itself
 from hub.segments.rules import RuleError
-from workflows import conditions, config, policy, store, triggers
+from workflows import conditions, config, policy, sms_estimate, store, triggers
 from workflows.definition import Goto, If, Workflow, parse
 from workflows.models import WorkflowRow, WorkflowRun
 from workflows.send import Send
@@ -67,6 +67,8 @@ class _Facts:
 
     def has_address(self, channel: str) -> set[int]:
         kind = kind_for_channel(channel)
+        if kind == OWN_ADDRESS:  # the channel finds the person (its can_contact says whether it can)
+            return set(self.ids)
         if kind not in self._addresses:
             found: set[int] = set()
             for part in chunks(self.ids, 1000):
@@ -83,6 +85,8 @@ class _Facts:
         them suppressed" apart from "the first one is fine".
         """
         kind = kind_for_channel(channel)
+        if kind == OWN_ADDRESS:
+            return {cid: "" for cid in self.ids}
         found: dict[int, list[str]] = defaultdict(list)
         for part in chunks(self.ids, 1000):
             for cid, value in self.conn.execute(
@@ -199,17 +203,23 @@ def forecast(engine: Engine, settings: Settings, name: str, *, days: int = 14, n
         steps: dict[int, Counter[str]] = defaultdict(Counter)
         _simulate(workflow, sims, facts, options, now=now, horizon=horizon, steps=steps)
         names = contact_names(conn, [s.contact_id for s in sorted(sims, key=lambda s: s.contact_id)[:sample]])
+        # the parts each SMS step's message takes, as its template renders for the sample contact
+        sms_parts = {n: sms_estimate.template_parts(conn, settings, i.step.template)
+                     for n, i in enumerate(workflow.program)
+                     if isinstance(i.step, Send) and i.step.channel == sms_estimate.SMS}
         if overlap:
             from workflows import overlap as overlaps
 
             shared = overlaps.find(conn, settings, workflow.name, chosen, now)
     by_day: dict[str, Counter[str]] = defaultdict(Counter)
     messages: Counter[str] = Counter()
+    parts = 0
     for sim in sims:
         for at, index, what in sim.actions:
             instruction = workflow.program[index]
             if isinstance(instruction.step, Send) and what.startswith("send"):
                 messages[instruction.step.channel] += 1
+                parts += sms_parts.get(index, 0)
                 by_day[at.astimezone(settings.tz).date().isoformat()][instruction.step.channel] += 1
             elif not isinstance(instruction.step, (Wait, If, Goto)):
                 by_day[at.astimezone(settings.tz).date().isoformat()][instruction.kind] += 1
@@ -231,6 +241,8 @@ def forecast(engine: Engine, settings: Settings, name: str, *, days: int = 14, n
         today = triggers.date_day(settings, now)
         report["first_tick"] = sum(1 for cid in chosen if triggers.date_day(settings, starts[cid]) == today)
     report["silent"] = _silent(workflow, [s for s in sims if not s.existing])
+    if messages.get(sms_estimate.SMS):
+        report["sms"] = sms_estimate.summary(settings, messages[sms_estimate.SMS], parts)
     if overlap:
         report["overlap"] = shared
     if note:
@@ -480,7 +492,7 @@ def switch_on_numbers(report: dict[str, Any]) -> dict[str, Any]:
             "promo_codes": promo_codes, "actions": dict(sorted(actions.items())),
             "first_tick": report.get("first_tick", report["would_start"]),
             "silent": report.get("silent") or {"total": 0}, "overlap": report.get("overlap"),
-            "by_day": report["by_day"], "note": report.get("note")}
+            "by_day": report["by_day"], "note": report.get("note"), "sms": report.get("sms")}
 
 
 def _action_text(kind: str, n: int) -> str:
@@ -587,7 +599,8 @@ def switch_on_text(numbers: dict[str, Any]) -> str:
         if channel == "email":
             counted.append(ngettext("%(num)s letter", "%(num)s letters", n, num=format_number(n)))
         elif channel == "sms":
-            counted.append(ngettext("%(num)s SMS", "%(num)s SMS", n, num=format_number(n)))
+            counted.append(sms_estimate.text(numbers.get("sms")) or
+                           ngettext("%(num)s SMS", "%(num)s SMS", n, num=format_number(n)))
         else:
             counted.append(gettext("%(num)s by %(channel)s", num=format_number(n), channel=channel))
     if numbers["promo_codes"]:

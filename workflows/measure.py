@@ -19,7 +19,7 @@ import pluggy
 from sqlalchemy import Connection, Engine, case, func, select
 
 from hub.api import Message, Order, Settings, utcnow
-from workflows import config, nps, policy, store
+from workflows import config, engagement, nps, policy, store
 from workflows.definition import Goal, Workflow, WorkflowError
 from workflows.models import PromoCode, StepResult, WorkflowRun
 
@@ -55,6 +55,7 @@ def status(engine: Engine, settings: Settings, name: str, *, now: dt.datetime | 
             "goal": workflow.goal.describe() if workflow.goal else None,
             "policies": policy.describe(config.load(settings)),
         }
+        out["engagement"] = engagement.rates(conn, row.name)
         if workflow.goal is not None:
             out.update(_conversion(conn, row.id, workflow.goal))
         answers = nps.average(conn, list(conn.execute(select(runs_t.c.id).where(runs_t.c.workflow_id == row.id))
