@@ -54,7 +54,7 @@ EMAIL = "email"
 FILES = {"subject": "subject.txt", "text": "body.txt", "html": "body.html"}
 META = "meta.yaml"
 META_KEYS = ("title", "description")
-COMPANY_KEYS = ("name", "phone", "email", "website", "address")
+COMPANY_KEYS = ("name", "phone", "email", "website", "address", "legal_name", "inn", "ogrn")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
 

@@ -157,7 +157,8 @@ def test_company_details_come_from_the_company_table_or_variables(hub_db: HubDB)
                                                "company": {"name": "Лавка", "inn": "7700000000"},
                                                "company_phone": "+7 495 111-22-33"})
     assert message_templates.company(settings) == {"name": "Лавка", "phone": "+7 495 111-22-33", "email": "",
-                                           "website": "", "address": "", "inn": "7700000000"}
+                                           "website": "", "address": "", "inn": "7700000000", "legal_name": "",
+                                           "ogrn": ""}
 
 
 # --- the command line ---------------------------------------------------------------------

@@ -9,6 +9,11 @@ Settings (settings.extra, i.e. HUB_* variables or hub.toml keys):
     smtp_timeout  HUB_SMTP_TIMEOUT  seconds per network operation (default 30)
     smtp_ca_file  HUB_SMTP_CA_FILE  a CA bundle for a relay with a private certificate
     mail_unsubscribe_to             the mailto: address in List-Unsubscribe (default: the From address)
+    mail_reply_to HUB_MAIL_REPLY_TO where replies go, when not to the From address
+    mail_return_path HUB_MAIL_RETURN_PATH  the bounce mailbox: each message's envelope sender (MAIL FROM)
+                                    is its own address there (plugins.mailing.verp); else the From address
+    mail_reason   HUB_MAIL_REASON   why the reader gets marketing letters, in the footer (plugins.mailing.footer)
+    dkim_*        HUB_DKIM_*        DKIM signing when sending directly (plugins.mailing.dkim)
 
 The message is written with the standard library's encoders (RFC 2047 headers,
 base64 bodies) directly rather than through email.message.EmailMessage, whose
@@ -33,11 +38,13 @@ import socket
 import ssl
 from dataclasses import dataclass
 from email.header import Header
-from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from email.utils import formataddr, formatdate, getaddresses, make_msgid, parseaddr
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from hub.api import ChannelUnavailable, Delivery, Outgoing, Settings, SettingsError, gettext, unsubscribe_mailto
+from plugins.mailing import dkim as dkim_signing, footer as footers, verp
+from plugins.mailing.tracking import track
 
 DEFAULT_TIMEOUT = 30.0
 TRACKING_HEADER = "X-Hub-Message-Id"
@@ -98,9 +105,14 @@ def _safe(url: str) -> str:
 
 @dataclass(frozen=True)
 class Sender:
+    """Who a letter is from, as the settings say: headers, footer and signature, checked once per channel."""
+
     name: str
     address: str
     unsubscribe_to: str
+    reply_to: str | None = None
+    footer: footers.Footer | None = None
+    signer: dkim_signing.Signer | None = None
 
     @property
     def domain(self) -> str:
@@ -114,11 +126,41 @@ class Sender:
                 raise SettingsError(gettext("HUB_MAIL_FROM: not set; the address mail comes from, "
                                             "e.g. 'Shop <shop@example.ru>'"))
             raw = "Hub <hub@localhost>"
-        name, address = parseaddr(raw)
-        if "@" not in address:
-            raise SettingsError(gettext("HUB_MAIL_FROM: %(value)r has no email address", value=raw))
+        name, address = parse_address("HUB_MAIL_FROM", raw)
         unsubscribe_to = str(settings.extra.get("mail_unsubscribe_to") or address)
-        return cls(name=name, address=address, unsubscribe_to=unsubscribe_to)
+        raw_reply = str(settings.extra.get("mail_reply_to") or "").strip()
+        reply_to = formataddr(parse_address("HUB_MAIL_REPLY_TO", raw_reply)) if raw_reply else None
+        verp.base_address(settings)  # a wrong HUB_MAIL_RETURN_PATH stops the channel now, not each letter
+        return cls(name=name, address=address, unsubscribe_to=unsubscribe_to, reply_to=reply_to,
+                   footer=footers.from_settings(settings),
+                   signer=dkim_signing.from_settings(settings, address.rpartition("@")[2]))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
+
+
+def parse_address(setting: str, raw: str) -> tuple[str, str]:
+    """(display name, address) of one mailbox in a setting; refuses what could forge a header."""
+    if _CONTROL.search(raw):
+        # A line break in a header value would start a header of the attacker's choosing (Bcc:, a second From:).
+        raise SettingsError(gettext("%(setting)s: contains a line break or another control character; "
+                                    "write one address on one line", setting=setting))
+    found = getaddresses([raw])
+    name, address = found[0] if len(found) == 1 else ("", "")
+    domain = address.rpartition("@")[2]
+    if not _ADDRESS.match(address) or ("." not in domain and domain != "localhost"):
+        raise SettingsError(gettext("%(setting)s: %(value)r is not one email address like "
+                                    "'Shop <shop@example.ru>'", setting=setting, value=raw))
+    return name, address
+
+
+def envelope_sender(settings: Settings, sender: Sender, message_id: int) -> str:
+    """MAIL FROM for a message: its own VERP address when bounces are collected, else the From address.
+
+    A test letter (id 0) belongs to no message, so it goes out from the From address.
+    """
+    return (verp.return_path(settings, message_id) if message_id else None) or sender.address
 
 
 # --- the message --------------------------------------------------------------------------
@@ -178,15 +220,19 @@ def _part(content_type: str, text: str, eight_bit: bool) -> str:
             f"Content-Transfer-Encoding: {encoding}{_CRLF}{_CRLF}{body}")
 
 
-def compose(message: Outgoing, sender: Sender, *, eight_bit: bool = False, utf8_recipient: bool = False
-            ) -> tuple[bytes, str]:
+def compose(message: Outgoing, sender: Sender, *, eight_bit: bool = False, utf8_recipient: bool = False,
+            return_path: str | None = None) -> tuple[bytes, str]:
     """The message as it goes on the wire (CRLF lines), and its Message-ID.
 
     Text and HTML travel as multipart/alternative; marketing mail carries
     List-Unsubscribe with an https and a mailto link and List-Unsubscribe-Post
     (RFC 8058), so mail clients can offer one-click unsubscribe. Headers are
     always 7-bit; bodies are 8bit UTF-8 when `eight_bit` (the server offers
-    8BITMIME), which is smaller and readable in a saved .eml.
+    8BITMIME), which is smaller and readable in a saved .eml. The sender's
+    footer (plugins.mailing.footer) ends the text and the HTML, and with DKIM
+    set the letter is signed last. `return_path` is written as the
+    Return-Path header, which only a saved .eml should carry: over SMTP the
+    receiving server writes it from MAIL FROM.
     """
     message_id = make_msgid(idstring=f"hub{message.id}", domain=sender.domain)
     to = message.address or ""
@@ -199,19 +245,35 @@ def compose(message: Outgoing, sender: Sender, *, eight_bit: bool = False, utf8_
         f"{TRACKING_HEADER}: {message.id}",
         "MIME-Version: 1.0",
     ]
-    if message.is_marketing and message.unsubscribe_url:
-        mailto = unsubscribe_mailto(sender.unsubscribe_to, message.unsubscribe_url)
-        lines.append(f"List-Unsubscribe: <{message.unsubscribe_url}>,{_CRLF} <{mailto}>")
+    if sender.reply_to:
+        reply_name, reply_address = parseaddr(sender.reply_to)
+        lines.insert(1, _header_addr("Reply-To", reply_name, reply_address))
+    unsubscribe_url = message.unsubscribe_url if message.is_marketing else None
+    listed = bool(unsubscribe_url)
+    if unsubscribe_url:
+        mailto = unsubscribe_mailto(sender.unsubscribe_to, unsubscribe_url)
+        lines.append(f"List-Unsubscribe: <{unsubscribe_url}>,{_CRLF} <{mailto}>")
         lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
-    if message.html:
+    body_text, body_html = sender.footer.apply(message) if sender.footer else (message.text, message.html)
+    if body_html:
         boundary = f"=_hub_{secrets.token_hex(12)}"
         lines.append(f'Content-Type: multipart/alternative;{_CRLF} boundary="{boundary}"')
-        body = (f"{_CRLF}--{boundary}{_CRLF}{_part('text/plain', message.text, eight_bit)}"
-                f"--{boundary}{_CRLF}{_part('text/html', message.html, eight_bit)}--{boundary}--{_CRLF}")
+        body = (f"{_CRLF}--{boundary}{_CRLF}{_part('text/plain', body_text, eight_bit)}"
+                f"--{boundary}{_CRLF}{_part('text/html', body_html, eight_bit)}--{boundary}--{_CRLF}")
         text = _CRLF.join(lines) + _CRLF + body
     else:
-        text = _CRLF.join(lines) + _CRLF + _part("text/plain", message.text, eight_bit)
-    return text.encode("utf-8"), message_id
+        text = _CRLF.join(lines) + _CRLF + _part("text/plain", body_text, eight_bit)
+    data = text.encode("utf-8")
+    if sender.signer is not None:
+        signed = [h for h in dkim_signing.SIGNED if h not in _OPTIONAL_SIGNED
+                  or (h == "Reply-To" and sender.reply_to) or (h.startswith("List-") and listed)]
+        data = sender.signer.sign(data, signed)
+    if return_path:
+        data = f"Return-Path: <{return_path}>{_CRLF}".encode("ascii") + data
+    return data, message_id
+
+
+_OPTIONAL_SIGNED = frozenset({"Reply-To", "List-Unsubscribe", "List-Unsubscribe-Post"})
 
 
 def _header_addr(name: str, display: str, address: str) -> str:
@@ -300,6 +362,7 @@ class EmailChannel:
     # sending
 
     def send(self, message: Outgoing) -> Delivery:
+        message = track(self.settings, message)  # links through Hub: plugins.mailing.tracking
         if not message.address:
             return Delivery("failed", error="no email address")
         local = message.address.rpartition("@")[0]
@@ -312,7 +375,8 @@ class EmailChannel:
             eight_bit = self._smtp.has_extn("8bitmime")
             data, message_id = compose(message, self.sender, eight_bit=eight_bit, utf8_recipient=utf8)
             try:
-                return self._transaction(self._smtp, message.address, data, message_id, utf8, eight_bit)
+                return self._transaction(self._smtp, message.address, data, message_id, utf8, eight_bit,
+                                         envelope_sender(self.settings, self.sender, message.id))
             except _Lost:
                 self._drop()
                 if attempt == 2:
@@ -321,14 +385,14 @@ class EmailChannel:
         raise AssertionError("unreachable")
 
     def _transaction(self, smtp: smtplib.SMTP, to: str, data: bytes, message_id: str, utf8: bool,
-                     eight_bit: bool) -> Delivery:
+                     eight_bit: bool, mail_from: str) -> Delivery:
         options = ["SMTPUTF8"] if utf8 else []
         if eight_bit:
             options.append("BODY=8BITMIME")
         try:
-            code, reply = smtp.mail(self.sender.address, options)
+            code, reply = smtp.mail(mail_from, options)
             if code != 250:
-                return self._refused("MAIL FROM", code, reply, sender_stage=True)
+                return self._refused("MAIL FROM", code, reply, sender_stage=True, mail_from=mail_from)
             code, reply = smtp.rcpt(to if utf8 else _ascii_address(to))
             if code not in (250, 251):
                 if code == 552:
@@ -359,7 +423,7 @@ class EmailChannel:
         return Delivery("failed", error=f"{code} {_text(reply)}")
 
     def _refused(self, stage: str, code: int, reply: bytes, *, bounce: bool = False,
-                 sender_stage: bool = False) -> Delivery:
+                 sender_stage: bool = False, mail_from: str | None = None) -> Delivery:
         """A refusal before the data: reset the transaction, classify the code."""
         text = f"{code} {_text(reply)}"
         if code == 421:  # the server is closing the connection; nothing was sent: reconnect, try again
@@ -375,7 +439,8 @@ class EmailChannel:
             return Delivery("deferred", error=f"{stage}: {text}")
         if sender_stage:
             raise ChannelUnavailable(gettext("%(server)s refused the sender %(sender)s: %(reply)s",
-                                             server=self.config.describe(), sender=self.sender.address, reply=text))
+                                             server=self.config.describe(), sender=mail_from or self.sender.address,
+                                             reply=text))
         if bounce:
             return Delivery("bounced", error=f"{stage}: {text}")
         return Delivery("failed", error=f"{stage}: {text}")

@@ -103,10 +103,13 @@ class FileChannel:
         if not message.address:
             return Delivery("failed", error=f"no address for {self.name}")
         if self.name == "email":
-            from plugins.mailing.email import compose
+            from plugins.mailing.email import compose, envelope_sender
 
             assert self._sender is not None, "open() comes before send()"
-            data, _ = compose(message, self._sender, eight_bit=True)
+            from plugins.mailing.tracking import track
+
+            data, _ = compose(track(self.settings, message), self._sender, eight_bit=True,
+                              return_path=envelope_sender(self.settings, self._sender, message.id))
         else:
             lines = [f"To: {message.address}", f"Channel: {self.name}"]
             if message.subject:

@@ -1,0 +1,150 @@
+"""DKIM signatures (dkimpy) for a shop that sends directly instead of through a relay.
+
+A relay such as Yandex 360 or Mail.ru for business signs with its own key;
+Hub sending straight to the recipients' servers must sign itself, or Gmail,
+Yandex and Mail.ru treat the letters as unauthenticated bulk mail.
+
+Settings:
+
+    dkim_selector          HUB_DKIM_SELECTOR          the selector: the record lives at SELECTOR._domainkey.DOMAIN
+    dkim_domain            HUB_DKIM_DOMAIN            the signing domain (default: the From address's)
+    dkim_private_key_file  HUB_DKIM_PRIVATE_KEY_FILE  a PEM file: RSA (2048 bits advised) or ed25519
+
+Signing is off until the selector and the key file are both set, and costs
+nothing then. The key is read and checked once, when the channel opens;
+each letter is signed relaxed/relaxed over the headers that identify it
+(From, To, Subject, Date, Message-ID, MIME-Version, Content-Type, and
+List-Unsubscribe, List-Unsubscribe-Post and Reply-To when present).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import dkim as dkimpy  # type: ignore[import-untyped]
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from hub.api import Settings, SettingsError, gettext
+
+SIGNED = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
+          "List-Unsubscribe", "List-Unsubscribe-Post", "Reply-To")
+MIN_RSA_BITS = 1024  # receivers ignore shorter keys (RFC 8301)
+MAX_KEY_FILE = 64 * 1024
+_SELECTOR = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Signer:
+    selector: str
+    domain: str  # ASCII (IDNA)
+    algorithm: str  # rsa-sha256 or ed25519-sha256
+    key_type: str  # rsa or ed25519: the k= of the DNS record
+    public_key: str  # the p= of the DNS record
+    _key: bytes  # the private key as dkimpy takes it
+
+    def sign(self, data: bytes, headers: Iterable[str]) -> bytes:
+        """The message with a DKIM-Signature header in front, over those of `headers` it carries."""
+        signature = dkimpy.sign(data, self.selector.encode("ascii"), self.domain.encode("ascii"), self._key,
+                                canonicalize=(b"relaxed", b"relaxed"),
+                                signature_algorithm=self.algorithm.encode("ascii"),
+                                include_headers=[h.encode("ascii") for h in headers])
+        return bytes(signature) + data
+
+    @property
+    def record_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+    @property
+    def record(self) -> str:
+        """The TXT record to publish at `record_name`."""
+        return f"v=DKIM1; k={self.key_type}; p={self.public_key}"
+
+
+def check_selector(value: str) -> str:
+    if not _SELECTOR.match(value):
+        raise SettingsError(gettext("HUB_DKIM_SELECTOR: %(value)r is not a selector; use letters, digits and "
+                                    "hyphens, e.g. hub or mail2026", value=value))
+    return value
+
+
+def check_domain(value: str, setting: str = "HUB_DKIM_DOMAIN") -> str:
+    """A domain name in its ASCII form, or SettingsError naming the setting."""
+    text = value.strip().rstrip(".")
+    try:
+        ascii_name = text.encode("idna").decode("ascii").lower() if not text.isascii() else text.lower()
+    except UnicodeError:
+        ascii_name = ""
+    labels = ascii_name.split(".")
+    if len(labels) < 2 or len(ascii_name) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise SettingsError(gettext("%(setting)s: %(value)r is not a domain name like shop.ru", setting=setting,
+                                    value=value))
+    return ascii_name
+
+
+def load_key(path: Path) -> tuple[str, str, str, bytes]:
+    """(algorithm, key type, public key, private key for dkimpy) from a PEM file; errors name the file only."""
+    try:
+        if path.stat().st_size > MAX_KEY_FILE:
+            raise SettingsError(gettext("HUB_DKIM_PRIVATE_KEY_FILE: %(path)s is too large for a private key",
+                                        path=str(path)))
+        data = path.read_bytes()
+    except SettingsError:
+        raise
+    except OSError as exc:
+        raise SettingsError(gettext("HUB_DKIM_PRIVATE_KEY_FILE: cannot read %(path)s (%(reason)s)", path=str(path),
+                                    reason=exc.strerror or type(exc).__name__)) from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # The library's message may quote the file; say only what and where.
+        raise SettingsError(gettext("HUB_DKIM_PRIVATE_KEY_FILE: %(path)s is not an unencrypted PEM private key "
+                                    "(RSA or ed25519)", path=str(path))) from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise SettingsError(gettext("HUB_DKIM_PRIVATE_KEY_FILE: %(path)s holds a %(bits)s-bit RSA key; "
+                                        "receivers ignore keys under 1024 bits, use 2048", path=str(path),
+                                        bits=key.key_size))
+        public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                    serialization.NoEncryption())
+        return "rsa-sha256", "rsa", base64.b64encode(public).decode("ascii"), private
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                 serialization.NoEncryption())
+        return "ed25519-sha256", "ed25519", base64.b64encode(public).decode("ascii"), base64.b64encode(seed)
+    raise SettingsError(gettext("HUB_DKIM_PRIVATE_KEY_FILE: %(path)s holds neither an RSA nor an ed25519 key",
+                                path=str(path)))
+
+
+def configured(settings: Settings) -> bool:
+    return bool(str(settings.extra.get("dkim_selector") or "").strip()
+                or str(settings.extra.get("dkim_private_key_file") or "").strip())
+
+
+def from_settings(settings: Settings, from_domain: str) -> Signer | None:
+    """The signer, or None when DKIM is not set; half a setting is an error, not silence."""
+    selector = str(settings.extra.get("dkim_selector") or "").strip()
+    key_file = str(settings.extra.get("dkim_private_key_file") or "").strip()
+    if not selector and not key_file:
+        return None
+    if not selector:
+        raise SettingsError(gettext("HUB_DKIM_SELECTOR: not set, but HUB_DKIM_PRIVATE_KEY_FILE is; "
+                                    "both are needed to sign"))
+    if not key_file:
+        raise SettingsError(gettext("HUB_DKIM_PRIVATE_KEY_FILE: not set, but HUB_DKIM_SELECTOR is; "
+                                    "both are needed to sign"))
+    check_selector(selector)
+    raw_domain = str(settings.extra.get("dkim_domain") or "").strip()
+    domain = check_domain(raw_domain) if raw_domain else check_domain(from_domain, "HUB_MAIL_FROM")
+    algorithm, key_type, public, private = load_key(Path(key_file))
+    return Signer(selector=selector, domain=domain, algorithm=algorithm, key_type=key_type, public_key=public,
+                  _key=private)
