@@ -90,8 +90,31 @@ def purpose_title(purpose: Any) -> str:
     return _(PURPOSE_TITLES[purpose]) if purpose in PURPOSE_TITLES else str(purpose)
 
 
+OWN_ADDRESS = "contact"  # a channel that finds the person itself (a Telegram chat linked to the contact)
+
+
 def kind_for_channel(channel: str) -> str:
-    return CHANNEL_KIND.get(channel, normalize.PHONE)
+    """What a channel's messages go to: an email address, a phone, or OWN_ADDRESS.
+
+    A channel plugin declares OWN_ADDRESS by giving its factory the attribute
+    ``address_kind = OWN_ADDRESS``: its messages then carry no address, no
+    phone or email suppression applies to them, and consent is asked of the
+    contact (the channel's own can_contact says whether it can reach them).
+    Every other channel but email is addressed by phone.
+    """
+    found = CHANNEL_KIND.get(channel)
+    if found is not None:
+        return found
+    from hub.plugins import kept
+
+    return kept("channel_address_kinds", _declared_kinds).get(channel, normalize.PHONE)
+
+
+def _declared_kinds() -> dict[str, str]:
+    from hub.messaging.channels import channel_factories
+
+    declared = {name: getattr(factory, "address_kind", None) for name, factory in channel_factories().items()}
+    return {name: str(kind) for name, kind in declared.items() if kind}
 
 
 def validate(settings: Settings, channel: str, purpose: str, status: str) -> None:
@@ -126,7 +149,7 @@ def record(
     evidence = dict(evidence or {})
     at = at or utcnow()
     event_id = conn.execute(
-        events_t.insert().returning(events_t.c.id),
+        _INSERT_EVENT,
         {"contact_id": contact_id, "channel": channel, "purpose": purpose, "status": status,
          "source": source, "evidence": evidence, "at": at},
     ).scalar_one()
@@ -135,6 +158,46 @@ def record(
     get_pm().hook.consent_changed(conn=conn, contact_id=contact_id, channel=channel, purpose=purpose,
                                   status=status, source=source, evidence=evidence)
     return event_id
+
+
+_INSERT_EVENT = events_t.insert().returning(events_t.c.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One consent event for `record_many`."""
+
+    contact_id: int
+    channel: str
+    purpose: str
+    status: str
+    source: str
+    evidence: dict[str, Any]
+    at: dt.datetime | None = None
+
+
+def record_many(conn: Connection, answers: list[Answer]) -> None:
+    """Append many consent events in one statement (a bounce mailbox withdraws thousands), then tell plugins.
+
+    For answers Hub itself derives (bounces, complaints): names are checked
+    like `record` does without settings.
+    """
+    if not answers:
+        return
+    for a in answers:
+        if a.status not in STATUSES or not _NAME.match(a.channel) or not _NAME.match(a.purpose):
+            raise ConsentError(_("cannot record consent %(channel)s/%(purpose)s=%(status)s", channel=a.channel,
+                                 purpose=a.purpose, status=a.status))
+    now = utcnow()
+    conn.execute(events_t.insert(), [{"contact_id": a.contact_id, "channel": a.channel, "purpose": a.purpose,
+                                      "status": a.status, "source": a.source, "evidence": dict(a.evidence),
+                                      "at": a.at or now} for a in answers])
+    from hub.plugins import get_pm
+
+    hook = get_pm().hook.consent_changed
+    for a in answers:
+        hook(conn=conn, contact_id=a.contact_id, channel=a.channel, purpose=a.purpose, status=a.status,
+             source=a.source, evidence=dict(a.evidence))
 
 
 STAFF = "staff"
@@ -241,10 +304,17 @@ def address_hash(kind: str, value: str, secret: str) -> str:
 
 
 def suppress(conn: Connection, kind: str, value: str, *, reason: str, source: str, secret: str) -> None:
-    ins = insert_for(conn, suppressions_t)
-    conn.execute(ins.on_conflict_do_nothing(index_elements=["value_hash"]),
-                 {"kind": kind, "value_hash": address_hash(kind, value, secret), "reason": reason,
-                  "source": source, "created_at": utcnow()})
+    suppress_many(conn, [(kind, value)], reason=reason, source=source, secret=secret)
+
+
+def suppress_many(conn: Connection, addresses: Iterable[tuple[str, str]], *, reason: str, source: str,
+                  secret: str) -> None:
+    """Suppress (kind, value) pairs in one statement; those suppressed already stay as they were."""
+    now = utcnow()
+    rows = [{"kind": kind, "value_hash": address_hash(kind, value, secret), "reason": reason, "source": source,
+             "created_at": now} for kind, value in addresses]
+    if rows:
+        conn.execute(insert_for(conn, suppressions_t).on_conflict_do_nothing(index_elements=["value_hash"]), rows)
 
 
 # Built once: every send asks these, and building a statement costs more than running it.
@@ -254,6 +324,18 @@ _ADDRESSES = (select(identities_t.c.value)
                           identities_t.c.kind == bindparam("kind"),
                           identities_t.c.valid))
               .order_by(identities_t.c.id))
+
+
+# The send-time question for one address, in one statement: is it suppressed, and what is the
+# latest answer for (contact, channel, purpose), read newest first through ix_consent_events_latest
+# (the same order as `current`: by when the answer was given, then by recording order).
+_e = events_t.c
+_SEND_TIME = select(
+    select(suppressions_t.c.id).where(suppressions_t.c.value_hash == bindparam("digest")).exists()
+    .label("suppressed"),
+    select(_e.status).where(_e.channel == bindparam("channel"), _e.purpose == bindparam("purpose"),
+                            _e.contact_id == bindparam("contact_id"))
+    .order_by(_e.at.desc(), _e.id.desc()).limit(1).scalar_subquery().label("status"))
 
 
 def is_suppressed(conn: Connection, kind: str, value: str, secret: str) -> bool:
@@ -296,7 +378,20 @@ def ledger_verdict(conn: Connection, settings: Settings, contact_id: int, channe
     Worded through hub.send_reasons: stored and given to scripts in English, read by people in their language.
     """
     kind = kind_for_channel(channel)
-    targets = [address] if address else addresses(conn, contact_id, kind)
+    if kind == OWN_ADDRESS:  # the channel finds the person: consent alone decides here
+        if purpose == TRANSACTIONAL:
+            return None
+        status = current(conn, contact_id).get((channel, purpose))
+        return None if status == "granted" else send_reasons.no_consent(channel, purpose, status)
+    if address:  # a message to one address: every dispatch asks this, so one round trip
+        row = conn.execute(_SEND_TIME, {"digest": address_hash(kind, address, settings.require_secret_key()),
+                                        "contact_id": contact_id, "channel": channel, "purpose": purpose}).one()
+        if row.suppressed:
+            return send_reasons.suppressed(kind)
+        if purpose == TRANSACTIONAL or row.status == "granted":
+            return None
+        return send_reasons.no_consent(channel, purpose, row.status)
+    targets = addresses(conn, contact_id, kind)
     if not targets:
         return send_reasons.no_address(kind)
     secret = settings.require_secret_key()

@@ -43,6 +43,7 @@ from hub.i18n import gettext as _
 from hub.localtime import QuietHours
 from hub.messaging.channels import Outgoing
 from hub.messaging.outbox import messages_t
+from hub.messaging import rules
 from hub.messaging.rules import Verdict
 
 # SMS wake people up; email waits in the inbox. Other channels: none unless set.
@@ -258,12 +259,30 @@ def limits_rule(conn: Connection, settings: Settings, message: Outgoing, now: dt
     cap = limits.frequency_cap if message.purpose != consent.TRANSACTIONAL else None
     if window is None and cap is None:
         return None
-    zone = (localtime.contact_zones(conn, settings, [message.contact_id]).get(message.contact_id, settings.tz)
-            if window is not None else settings.tz)
+    zone = _zone(conn, settings, message.contact_id) if window is not None else settings.tz
     times = list(conn.execute(_COUNTED_BEFORE, {"contact_id": message.contact_id, "message_id": message.id,
                                                 "since": now - cap.period}).scalars()) if cap is not None else []
     slot = first_allowed(now, quiet=window, zone=zone, cap=cap, times=times)
     return Verdict.defer(slot.at, slot.reason) if slot.moves else None
+
+
+_ZONES = rules.BATCH_FACTS + "zones"
+
+
+def _zone(conn: Connection, settings: Settings, contact_id: int) -> ZoneInfo:
+    """The contact's time zone; in a dispatch, read once for every contact of the batch.
+
+    A zone comes from the contact's own setting or phone, not from anything
+    the person answered, so reading it up to one batch early changes nothing
+    a promise is made about (consent and the cap are asked per message).
+    """
+    zones = conn.info.get(_ZONES)
+    if zones is None or contact_id not in zones:
+        batch = {m.contact_id for m in rules.batch_of(conn) if m.contact_id is not None}
+        zones = localtime.contact_zones(conn, settings, batch | {contact_id})
+        if contact_id in batch:
+            conn.info[_ZONES] = zones
+    return zones.get(contact_id, settings.tz)
 
 
 @hookimpl

@@ -197,3 +197,44 @@ def test_a_provider_s_retry_after_and_cost_reach_the_outbox(hub_db: HubDB, chann
     with hub_db.engine.connect() as conn:
         cost = conn.execute(select(Message.__table__.c.cost).where(Message.__table__.c.id == wait.id)).scalar_one()
     assert Decimal(cost) == Decimal("3.45")
+
+
+def test_a_batch_acts_once_per_address_and_person_and_knows_its_duplicates(hub_db: HubDB,
+                                                                         channels: Channels) -> None:
+    anna, boris = person(hub_db), person(hub_db, first="Борис", email="boris@example.ru")
+    a1, a2 = sent(hub_db, channels, anna, "a1"), sent(hub_db, channels, anna, "a2")
+    b1 = sent(hub_db, channels, boris, "b1")
+    record(hub_db, b1, "complaint", uid="<old@fbl>")
+    heard = [feedback.Heard(a1, "bounce", uid="<d1@mx>", detail={"reason": "550 5.1.1"}),
+             feedback.Heard(a2, "bounce", uid="<d2@mx>"),
+             feedback.Heard(a2, "bounce", uid="<d2@mx>"),  # the same report twice in one batch
+             feedback.Heard(b1, "complaint", uid="<old@fbl>"),  # read in an earlier pass
+             feedback.Heard(b1, "click", url="https://shop.example.ru/"),
+             feedback.Heard(999_999, "bounce", uid="<d3@mx>"),
+             feedback.Heard(2**40, "bounce", uid="<d4@mx>")]
+    with hub_db.engine.begin() as conn:
+        done = feedback.record_many(conn, hub_db.settings, heard)
+    assert [(d.effect, d.duplicate) if d else None for d in done] == [
+        ("suppressed", False), ("suppressed", False), ("", True), ("", True), ("", False), None, None]
+    assert suppressed(hub_db, "anna@example.ru") and not suppressed(hub_db, "boris@example.ru")
+    with hub_db.engine.connect() as conn:
+        bounces = [e for e in consent.history(conn, anna) if e["source"] == "bounce"]
+        complaints = [e for e in consent.history(conn, boris) if e["source"] == "complaint"]
+    assert len(bounces) == 1 and bounces[0]["evidence"]["reply"] == "550 5.1.1" and len(complaints) == 1
+    assert [e.kind for e in events(hub_db, a2)] == ["bounce"] and [e.kind for e in events(hub_db, b1)] == [
+        "complaint", "click"]
+
+
+def test_a_batch_of_soft_bounces_suppresses_only_past_the_limit(hub_db: HubDB, channels: Channels) -> None:
+    cid = person(hub_db)
+    ids = [sent(hub_db, channels, cid, f"k{n}") for n in range(2)]
+    with hub_db.engine.begin() as conn:
+        two = feedback.record_many(conn, hub_db.settings, [feedback.Heard(i, "soft_bounce") for i in ids])
+    assert [d.effect for d in two if d] == ["counted", "counted"] and not suppressed(hub_db, "anna@example.ru")
+    with hub_db.engine.begin() as conn:  # the first letter's server tries again and gives up a second time
+        third = feedback.record_many(conn, hub_db.settings, [feedback.Heard(ids[0], "soft_bounce")])
+    assert [d.effect for d in third if d] == ["suppressed"] and suppressed(hub_db, "anna@example.ru")
+
+
+def test_a_message_id_beyond_the_column_names_no_message(hub_db: HubDB) -> None:
+    assert record(hub_db, 2**31, "click") is None and record(hub_db, 0, "open") is None

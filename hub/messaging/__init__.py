@@ -49,7 +49,7 @@ from hub.messaging.dispatcher import (BACKOFF, DEFAULT_BATCH, MAX_ATTEMPTS, RELE
                                       Dispatcher, backoff, channel_rate, claim_lease, dispatch, dispatch_job,
                                       record_bounce, send)
 from hub.messaging.feedback import KINDS as EVENT_KINDS
-from hub.messaging.feedback import Recorded, events_t, soft_bounce_limit
+from hub.messaging.feedback import Heard, Recorded, events_t, record_many, soft_bounce_limit
 from hub.messaging.feedback import record as record_event
 from hub.messaging.outbox import (DEFERRED, FAILED, QUEUED, RESOLUTIONS, SENDING, SENT, STATUSES, SUPPRESSED,
                                   TRANSACTIONAL, UNKNOWN, MessagingError, counts, find, get, messages_t, resolve,
@@ -73,5 +73,5 @@ __all__ = [
     "MAX_ATTEMPTS", "BACKOFF", "DEFAULT_BATCH", "RELEASE_DELAY", "DispatchReport", "Dispatcher", "backoff",
     "channel_rate", "claim_lease", "dispatch", "send", "dispatch_job", "record_bounce",
     # feedback
-    "events_t", "EVENT_KINDS", "Recorded", "record_event", "soft_bounce_limit",
+    "events_t", "EVENT_KINDS", "Recorded", "Heard", "record_event", "record_many", "soft_bounce_limit",
 ]

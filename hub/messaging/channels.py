@@ -54,8 +54,8 @@ class Delivery:
     out, e.g. the connection dropped after the whole message was transmitted).
 
     retry_after: for "deferred", the seconds the provider asked to wait (a
-    429's Retry-After, Telegram's retry_after); the message waits at least
-    that long, or Hub's own backoff when that is longer. cost: what the
+    429's Retry-After, Telegram's retry_after); the message waits that long
+    (at least a second) instead of Hub's own backoff. cost: what the
     provider says it charged, in rubles.
     """
 

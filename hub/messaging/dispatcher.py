@@ -220,7 +220,8 @@ class Dispatcher:
         done = 0  # rows of the batch whose outcome is in `pending` or written
         try:
             limiter = self._limiter(name)
-            with self.engine.connect() as reader, self.engine.connect() as writer:
+            with self.engine.connect() as reader, self.engine.connect() as writer, \
+                    self.rules.batch(reader, [m for m, _, _ in batch]):
                 fresh = reader.dialect.name == "sqlite"  # PostgreSQL reads afresh at each statement anyway
                 for message, attempts, parts in batch:
                     if queue.stop_requested():
@@ -314,7 +315,9 @@ class Dispatcher:
             if tried >= MAX_ATTEMPTS:
                 return _Outcome(message.id, FAILED, error=f"gave up after {tried} attempts: {delivery.error}",
                                 parts=parts, tried=1)
-            wait = max(backoff(tried), dt.timedelta(seconds=max(delivery.retry_after or 0, 0)))
+            # A provider that says how long to wait (a 429's Retry-After) knows better than our backoff.
+            wait = (dt.timedelta(seconds=max(delivery.retry_after, 1.0)) if delivery.retry_after
+                    else backoff(tried))
             return _Outcome(message.id, DEFERRED, error=delivery.error, parts=parts, tried=1, due_at=now + wait)
         if delivery.status == "bounced":
             return _Outcome(message.id, FAILED, error=f"bounced: {delivery.error}", parts=parts, tried=1,

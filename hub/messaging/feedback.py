@@ -24,14 +24,14 @@ beyond the address a bounce was for, and erasure blanks that (hub.outbox_hooks).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
 
 from sqlalchemy import Connection, and_, func, select
 
 from hub import consent, webhooks
 from hub.config import Settings, SettingsError
-from hub.db import insert_for, utcnow
+from hub.db import chunks, insert_for, utcnow
 from hub.i18n import gettext as _
 from hub.messaging.channels import Outgoing
 from hub.messaging.outbox import TRANSACTIONAL, messages_t
@@ -45,27 +45,37 @@ DELIVERED, UNDELIVERED = "delivered", "undelivered"
 KINDS = (CLICK, OPEN, BOUNCE, SOFT_BOUNCE, COMPLAINT, DELIVERED, UNDELIVERED)
 
 DEFAULT_SOFT_BOUNCE_LIMIT = 3
+MAX_MESSAGE_ID = 2**31 - 1  # messages.id is a 32-bit integer on PostgreSQL: a larger id names no message
 MAX_URL = 4000  # characters of a clicked link kept
 MARKETING = "marketing"
 
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """What `record` did: the event's id (None when the same report was recorded before) and its effect.
+    """What `record` did: its effect, and whether the same report was recorded before (then nothing was done).
 
     effect: "" (nothing beyond the event), "suppressed" (the address is now
     suppressed), "withdrawn" (marketing consent withdrawn), "counted" (a soft
-    bounce below the limit).
+    bounce below the limit). `event_id` is set by `record`, not by `record_many`.
     """
 
     event_id: int | None
     message_id: int
     contact_id: int | None
     effect: str = ""
+    duplicate: bool = False
 
-    @property
-    def duplicate(self) -> bool:
-        return self.event_id is None
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """One thing heard about a message, for `record_many` (the arguments of `record`)."""
+
+    message_id: int
+    kind: str
+    at: dt.datetime | None = None
+    url: str | None = None
+    detail: dict[str, Any] | None = None
+    uid: str | None = None
 
 
 def soft_bounce_limit(settings: Settings) -> int:
@@ -92,6 +102,8 @@ def record(conn: Connection, settings: Settings, message_id: int, kind: str, *, 
     """
     if kind not in KINDS:
         raise ValueError(f"unknown message event kind: {kind!r}")
+    if not 0 < message_id <= MAX_MESSAGE_ID:
+        return None
     row = conn.execute(select(messages_t.c.id, messages_t.c.contact_id, messages_t.c.channel,
                               messages_t.c.address, messages_t.c.purpose)
                        .where(messages_t.c.id == message_id)).first()
@@ -105,7 +117,7 @@ def record(conn: Connection, settings: Settings, message_id: int, kind: str, *, 
         ins = ins.on_conflict_do_nothing(index_elements=["uid"])
     event_id = conn.execute(ins.returning(events_t.c.id)).scalar()
     if event_id is None:
-        return Recorded(None, message_id, row.contact_id)
+        return Recorded(None, message_id, row.contact_id, duplicate=True)
     effect = ""
     if kind == BOUNCE:
         effect = _dead_address(conn, settings, row, reply=str((detail or {}).get("reason") or "bounce"))
@@ -118,6 +130,121 @@ def record(conn: Connection, settings: Settings, message_id: int, kind: str, *, 
                                                    "channel": row.channel, "url": values["url"]},
                          contact_id=row.contact_id)
     return Recorded(event_id, message_id, row.contact_id, effect)
+
+
+def record_many(conn: Connection, settings: Settings, heard: Sequence[Heard]) -> list[Recorded | None]:
+    """`record` for a batch (a bounce mailbox holds thousands of reports), in a few statements per batch.
+
+    The same effects as recording one by one, each done once: an address
+    bounced by several reports is suppressed once, a person who complained
+    twice withdraws once. Reports with a uid already recorded, or repeated
+    within the batch, are duplicates; an unknown message id gives None.
+    """
+    for item in heard:
+        if item.kind not in KINDS:
+            raise ValueError(f"unknown message event kind: {item.kind!r}")
+    m = messages_t.c
+    rows: dict[int, Any] = {}
+    for part in chunks(sorted({h.message_id for h in heard if 0 < h.message_id <= MAX_MESSAGE_ID}), 500):
+        rows.update((r.id, r) for r in conn.execute(
+            select(m.id, m.contact_id, m.channel, m.address, m.purpose).where(m.id.in_(part))))
+    seen: set[str] = set()
+    for part in chunks(sorted({h.uid for h in heard if h.uid is not None}), 500):
+        seen.update(conn.execute(select(events_t.c.uid).where(events_t.c.uid.in_(part))).scalars())
+    now = utcnow()
+    results: list[Recorded | None] = []
+    fresh: list[tuple[Heard, Any]] = []
+    for item in heard:
+        row = rows.get(item.message_id)
+        if row is None:
+            results.append(None)
+        elif item.uid is not None and item.uid in seen:
+            results.append(Recorded(None, item.message_id, row.contact_id, duplicate=True))
+        else:
+            if item.uid is not None:
+                seen.add(item.uid)
+            fresh.append((item, row))
+            results.append(Recorded(None, item.message_id, row.contact_id))
+    if not fresh:
+        return results
+    conn.execute(insert_for(conn, events_t).on_conflict_do_nothing(index_elements=["uid"]),
+                 [{"message_id": item.message_id, "kind": item.kind, "at": item.at or now,
+                   "url": (item.url or None) and item.url[:MAX_URL], "detail": item.detail or {}, "uid": item.uid}
+                  for item, _row in fresh])
+    effects = _batch_effects(conn, settings, fresh)
+    return [r if r is None or r.duplicate or r.message_id not in effects else
+            Recorded(None, r.message_id, r.contact_id, effects[r.message_id]) for r in results]
+
+
+def _batch_effects(conn: Connection, settings: Settings, fresh: list[tuple[Heard, Any]]) -> dict[int, str]:
+    """Act once per address (bounces) and once per person and channel (complaints); effect per message id.
+
+    Suppressions and consent events are written in one statement each; the
+    webhooks and the consent_changed hook still hear every change.
+    """
+    effects: dict[int, str] = {}
+    dead: dict[tuple[str, str], tuple[Heard, Any]] = {}
+    soft: dict[tuple[str, str], list[tuple[Heard, Any]]] = {}
+    complained: dict[tuple[int | None, str], tuple[Heard, Any]] = {}
+    for item, row in fresh:
+        if item.kind == BOUNCE and row.address:
+            dead.setdefault((row.channel, row.address), (item, row))
+            effects[row.id] = "suppressed"
+        elif item.kind == SOFT_BOUNCE and row.address:
+            soft.setdefault((row.channel, row.address), []).append((item, row))
+        elif item.kind == COMPLAINT:
+            webhooks.publish(conn, "message.complained", {"message_id": row.id, "contact_id": row.contact_id,
+                                                          "channel": row.channel}, contact_id=row.contact_id)
+            complained.setdefault((row.contact_id, row.channel), (item, row))
+        elif item.kind == CLICK:
+            webhooks.publish(conn, "message.clicked", {"message_id": row.id, "contact_id": row.contact_id,
+                                                       "channel": row.channel, "url": item.url and item.url[:MAX_URL]},
+                             contact_id=row.contact_id)
+    if soft:
+        limit = soft_bounce_limit(settings)
+        counts = _soft_bounce_counts(conn, list(soft))
+        for where, items in soft.items():
+            over = counts.get(where, 0) >= limit
+            for _item, row in items:
+                effects[row.id] = "suppressed" if over else "counted"
+            if over:
+                item, row = items[-1]
+                dead.setdefault(where, (replace(item, detail={"reason": str((item.detail or {}).get("reason")
+                                                                           or "soft bounces")}), row))
+    answers: list[consent.Answer] = []
+    for (channel, address), (item, row) in dead.items():
+        webhooks.publish(conn, "message.bounced", {"message_id": row.id, "contact_id": row.contact_id,
+                                                   "channel": channel, "reason": "bounce"},
+                         contact_id=row.contact_id)
+        if row.contact_id is not None:
+            purpose = row.purpose if row.purpose != TRANSACTIONAL else MARKETING
+            answers.append(consent.Answer(row.contact_id, channel, purpose, "withdrawn", "bounce", {
+                "address": address, "reply": str((item.detail or {}).get("reason") or "bounce"),
+                "message_id": row.id}))
+    for channel in {channel for channel, _address in dead}:
+        kind = consent.kind_for_channel(channel)
+        consent.suppress_many(conn, [(kind, address) for on, address in dead if on == channel],
+                              reason="bounce", source=channel, secret=settings.require_secret_key())
+    for (contact_id, channel), (item, row) in complained.items():
+        effects[row.id] = "withdrawn" if contact_id is not None else ""
+        if contact_id is not None:
+            answers.append(consent.Answer(contact_id, channel, MARKETING, "withdrawn", "complaint",
+                                          _complaint_evidence(row, item.at or utcnow(), item.detail or {})))
+    consent.record_many(conn, answers)
+    return effects
+
+
+def _soft_bounce_counts(conn: Connection, where: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Soft bounces per (channel, address), for many addresses in a few queries."""
+    m, e = messages_t.c, events_t.c
+    found: dict[tuple[str, str], int] = {}
+    for part in chunks(sorted({address for _channel, address in where}), 500):
+        rows = conn.execute(select(m.channel, m.address, func.count())
+                            .select_from(events_t.join(messages_t, m.id == e.message_id))
+                            .where(and_(e.kind == SOFT_BOUNCE, m.address.in_(part)))
+                            .group_by(m.channel, m.address))
+        found.update(((r[0], r[1]), int(r[2])) for r in rows)
+    return found
 
 
 def record_bounce(conn: Connection, settings: Settings, message: Outgoing, reply: str) -> None:
@@ -172,10 +299,16 @@ def _complaint(conn: Connection, row: Any, at: dt.datetime, detail: dict[str, An
                      contact_id=row.contact_id)
     if row.contact_id is None:
         return ""
-    evidence = {"message_id": row.id, "reported_at": at.isoformat()}
-    evidence.update({k: v for k, v in detail.items() if k in ("feedback_type", "reporter", "user_agent")})
-    consent.record(conn, row.contact_id, row.channel, MARKETING, "withdrawn", source="complaint", evidence=evidence)
+    consent.record(conn, row.contact_id, row.channel, MARKETING, "withdrawn", source="complaint",
+                   evidence=_complaint_evidence(row, at, detail))
     return "withdrawn"
+
+
+def _complaint_evidence(row: Any, at: dt.datetime, detail: dict[str, Any]) -> dict[str, Any]:
+    """The message and the report, not the address: a stranger reading the ledger learns nothing more."""
+    evidence: dict[str, Any] = {"message_id": row.id, "reported_at": at.isoformat()}
+    evidence.update({k: v for k, v in detail.items() if k in ("feedback_type", "reporter", "user_agent")})
+    return evidence
 
 
 def forget_contact(conn: Connection, contact_id: int) -> None:

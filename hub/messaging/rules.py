@@ -4,13 +4,20 @@ The core's consent decision (hub.outbox_hooks), quiet hours and the frequency
 cap (hub.send_limits) and a business's own rules are all implementations of
 that hook; a skip marks the message `suppressed`, a deferral holds it
 `queued` until then.
+
+A dispatch asks the rules about a claimed batch on one connection, one
+message after another (`SendRules.batch`). A rule may read facts that do
+not decide consent, such as the contacts' time zones, for the whole batch at
+once (`batch_of`) and keep them in the connection's info under a key starting
+with BATCH_FACTS, which the end of the batch clears.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection
 
@@ -51,6 +58,16 @@ def combine(verdicts: Iterable[Verdict | None]) -> Verdict | None:
     return Verdict.defer(last, "; ".join(dict.fromkeys(v.reason for v in found)))
 
 
+_BATCH = "hub.send_rules.batch"
+# Keys under which a rule keeps what it read for the batch in hand; cleared when the batch ends.
+BATCH_FACTS = "hub.send_rules.facts."
+
+
+def batch_of(conn: Connection) -> Sequence[Outgoing]:
+    """The claimed batch a dispatch is checking on this connection; () outside one."""
+    return conn.info.get(_BATCH, ())
+
+
 class SendRules:
     """The check_send hook, looked up once: a dispatch asks it for every message it sends."""
 
@@ -62,3 +79,17 @@ class SendRules:
     def __call__(self, conn: Connection, settings: Settings, message: Outgoing,
                  now: dt.datetime | None = None) -> Verdict | None:
         return combine(self._hook(conn=conn, settings=settings, message=message, now=now or utcnow()))
+
+    @contextmanager
+    def batch(self, conn: Connection, messages: Sequence[Outgoing]) -> Iterator[None]:
+        """The rules are about to be asked about these messages on `conn`, in order (see batch_of).
+
+        What rules kept for the batch is dropped afterwards: the connection
+        goes back to the pool, and its info with it.
+        """
+        conn.info[_BATCH] = tuple(messages)
+        try:
+            yield
+        finally:
+            for key in [k for k in conn.info if k == _BATCH or (isinstance(k, str) and k.startswith(BATCH_FACTS))]:
+                del conn.info[key]

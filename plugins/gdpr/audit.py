@@ -19,9 +19,12 @@ from hub.models import AuditEntry
 audit_t = AuditEntry.__table__
 
 
+_INSERT = audit_t.insert()  # built once: every consent change writes an entry
+
+
 def record(conn: Connection, actor: str, action: str, contact_id: int | None = None, **details: Any) -> None:
-    conn.execute(audit_t.insert().values(at=utcnow(), actor=actor[:200], action=action[:64],
-                                         contact_id=contact_id, details=details))
+    conn.execute(_INSERT, {"at": utcnow(), "actor": actor[:200], "action": action[:64], "contact_id": contact_id,
+                           "details": details})
 
 
 def entries(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
