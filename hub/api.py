@@ -20,7 +20,7 @@ from hub.admin.audit import record as record_audit
 from hub.admin.registry import PUBLIC, AdminPage
 from hub.cli import ROW_ID, App, emit_json, pass_app, progress_bar, stderr
 from hub.config import Settings, SettingsError, load_settings
-from hub.consent import TRANSACTIONAL, can_contact, kind_for_channel
+from hub.consent import OWN_ADDRESS, TRANSACTIONAL, can_contact, kind_for_channel
 from hub.consent import addresses as contact_addresses
 from hub.consent import channels as consent_channels
 from hub.consent import channel_title as consent_channel_title
@@ -55,10 +55,17 @@ from hub.localtime import (QuietHours, contact_zones, end_of_local_day, format_d
 from hub.message_templates import TemplateError, company, local_time
 from hub.messaging.channels import Channel, ChannelUnavailable, Delivery, Outgoing
 from hub.messaging.feedback import KINDS as MESSAGE_EVENT_KINDS
+from hub.messaging.feedback import Heard as HeardAboutMessage
+from hub.messaging.feedback import record_many as record_message_events
 from hub.messaging.feedback import Recorded as RecordedMessageEvent
 from hub.messaging.feedback import record as record_message_event
 from hub.messaging.rules import Verdict
 from hub.messaging.sms_parts import text_parts
+from hub.messaging.sms_cost import cost_text as sms_cost_text
+from hub.messaging.sms_cost import estimate as sms_estimate
+from hub.messaging.sms_cost import price as sms_price
+from hub.messaging.sms_cost import size_text as sms_size_text
+from hub.messaging.sms_cost import total_text as sms_total_text
 from hub.normalize import email as normalize_email
 from hub.normalize import person_name
 from hub.spreadsheet import split_full_name
@@ -112,6 +119,7 @@ __all__ = [
     "can_contact", "current_consent", "record_consent", "consent_channels", "consent_purposes", "kind_for_channel",
     "consent_status_title", "consent_channel_title", "consent_purpose_title",
     "contact_addresses", "TRANSACTIONAL",
+    "OWN_ADDRESS",  # a channel factory's address_kind when the channel finds the person itself (a linked chat)
     "QuietHours", "contact_zones", "next_local_time", "end_of_local_day", "parse_time_of_day",
     "parse_duration", "format_duration",
     # writing back to the CRMs that hold a contact (set a field, add a comment or a task)
@@ -129,11 +137,14 @@ __all__ = [
     "SegmentField", "SegmentOperator", "FieldContext", "Contact", "Order", "Event", "ExternalRef",
     # channels and send rules (check_send)
     "Channel", "Outgoing", "Delivery", "ChannelUnavailable", "Verdict", "Message", "text_parts", "unsubscribe_mailto",
+    # what an SMS costs before it is sent: its parts and HUB_SMS_PRICE, in words
+    "sms_price", "sms_estimate", "sms_size_text", "sms_cost_text", "sms_total_text",
     "load_send_limits", "SendLimits", "FrequencyCap", "cap_until", "first_allowed", "Slot", "NOT_COUNTED",
     "ignores_quiet_hours", "QUIET_HOURS_META", "IGNORE_QUIET_HOURS",
     "ReasonShape", "reason_text",
     # what is heard about a sent message later (bounce, complaint, click, open, delivery report) and its effects
     "record_message_event", "RecordedMessageEvent", "MESSAGE_EVENT_KINDS", "MessageEvent",
+    "record_message_events", "HeardAboutMessage",  # the same for a batch: a bounce mailbox holds thousands
     # message templates: their errors, the company details and local times they show, public links
     "TemplateError", "company", "local_time", "public_url",
     # recurring work (register_schedules)

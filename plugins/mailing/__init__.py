@@ -13,6 +13,9 @@ from typing import Any, Callable
 
 from hub.api import Settings, hookimpl
 
+# Imported with the plugin: the reasons they hold letters for read in Russian wherever the log is shown.
+from plugins.mailing import domain_rates, warmup
+
 MESSAGE_TEMPLATES = Path(__file__).parent / "message_templates"
 
 
@@ -78,6 +81,10 @@ def register_segment_fields(register: Callable[[str, Any], None]) -> None:
 
     register("messages.last_sent_at", SegmentField(
         "datetime", _last_sent_at, N_("when the contact was last sent a message, on any channel")))
+    from plugins.mailing import tracking_fields
+
+    for name, spec in tracking_fields.fields().items():
+        register(name, spec)
 
 
 @hookimpl
@@ -89,6 +96,10 @@ def register_commands(cli: Any) -> None:
     from plugins.mailing.mail_commands import mail_group
 
     cli.add_command(mail_group)
+    if "sandbox" in cli.commands:
+        from plugins.mailing.sms_sandbox import sandbox_command
+
+        cli.commands["sandbox"].add_command(sandbox_command, "sms")
 
 
 # The hooks below gather the plugin's parts; each part adds its own lines.
@@ -96,13 +107,28 @@ def register_commands(cli: Any) -> None:
 @hookimpl
 def register_routes(app: Any) -> None:
     """Public routes of the mailing plugin (link redirects, provider callbacks)."""
+    from plugins.mailing import tracking_routes
+
+    tracking_routes.register(app)
+    from plugins.mailing.sms_reports import bp as sms_reports
+
+    app.register_blueprint(sms_reports)
 
 
 @hookimpl
 def register_schedules(register: Callable[[str, Any], None], settings: Settings) -> None:
     """Recurring mail work (reading the bounce mailbox, polling SMS delivery reports)."""
+    from plugins.mailing import sms_reports
+
+    register("sms-status", sms_reports.schedule(settings))
+    from plugins.mailing.bounces import schedule as bounce_schedule
+
+    every = bounce_schedule(settings)
+    if every is not None:
+        register("mail-bounces", every)
 
 
 @hookimpl
-def register_sandboxes(register: Callable[[str, Callable[..., Any]], None]) -> None:
-    """Emulators of the providers the channels talk to, for the demo and tests (`hub sandbox NAME`)."""
+def check_send(conn: Any, settings: Settings, message: Any, now: Any) -> Any:
+    """Warm-up of a new sending domain first (a letter it holds takes no slot), then the pace per destination domain."""
+    return warmup.warmup_rule(conn, settings, message, now) or domain_rates.rate_rule(settings, message, now)
