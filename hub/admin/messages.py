@@ -11,7 +11,9 @@ the admin's policy would strip its inline styles, and the letter's policy
 keeps whatever it holds away from the admin. It carries the person's own
 signed links and maybe a tracking pixel, so there its links are inert and
 remote images load only when someone asks. Workflows and campaigns appear
-by the titles their plugin gives them (AdminPage.origin_links). An erased person's messages keep
+by the titles their plugin gives them (AdminPage.origin_links). What was heard of a message later
+(a bounce, a complaint, a click, an SMS delivery report: hub.messaging.feedback_log) is listed on its
+page and marked beside its status in the log, read for a whole page in one query. An erased person's messages keep
 their statuses (a campaign must not send to them again) but nothing they said
 or where they went: the page says so instead of showing blanks.
 
@@ -42,7 +44,7 @@ from hub.admin.registry import stricter
 from hub.db import MAX_ROW_ID
 from hub.i18n import N_
 from hub.i18n import gettext as _
-from hub.messaging import outbox
+from hub.messaging import feedback_log, outbox
 from hub.models import Contact, Erasure
 
 bp = Blueprint("messages", __name__, url_prefix="/messages")
@@ -102,7 +104,8 @@ def read_filters(args: Any) -> tuple[dict[str, Any], list[str]]:
     forged or mistyped address shows the page with an explanation, not an error.
     """
     problems: list[str] = []
-    shown: dict[str, Any] = {"status": "", "channel": "", "origin": "", "contact": "", "since": "", "until": ""}
+    shown: dict[str, Any] = {"status": "", "channel": "", "origin": "", "contact": "", "since": "", "until": "",
+                             "heard": ""}
     status = args.get("status", "").strip()
     if status:
         if status in outbox.STATUSES:
@@ -110,6 +113,13 @@ def read_filters(args: Any) -> tuple[dict[str, Any], list[str]]:
         else:
             problems.append(_("Status: %(value)s is not one of: %(allowed)s.", value=repr(status[:40]),
                               allowed=", ".join(outbox.status_title(s) for s in outbox.STATUSES)))
+    heard = args.get("heard", "").strip()
+    if heard:
+        if heard in feedback_log.MARKED:
+            shown["heard"] = heard
+        else:
+            problems.append(_("Heard back: %(value)s is not one of: %(allowed)s.", value=repr(heard[:40]),
+                              allowed=", ".join(_(feedback_log.FILTER_TITLES[k]) for k in feedback_log.MARKED)))
     channel = args.get("channel", "").strip()
     if channel:
         if _CHANNEL.match(channel):
@@ -150,7 +160,7 @@ def _query(shown: dict[str, Any]) -> dict[str, Any]:
     # A merge moves the merged contact's messages to the survivor (hub.outbox_hooks), so one id finds them all.
     contact_id = int(shown["contact"]) if shown["contact"] else None
     return {"status": shown["status"] or None, "channel": shown["channel"] or None,
-            "origin": shown["origin"] or None, "contact_id": contact_id,
+            "origin": shown["origin"] or None, "contact_id": contact_id, "heard": shown["heard"] or None,
             "since": since.astimezone(dt.timezone.utc) if since else None,
             "until": until.astimezone(dt.timezone.utc) if until else None}
 
@@ -252,6 +262,7 @@ def index() -> Any:
             newer = before is not None and bool(rows) and bool(
                 outbox.find(conn, **where, after_id=rows[0]["id"], newest_first=False, limit=1))
         who = people(conn, {r["contact_id"] for r in rows if r["contact_id"] is not None})
+        heard = feedback_log.kinds(conn, [r["id"] for r in rows])  # one query for the page, not one per row
         channels = _channels(conn)
         known = outbox.origins(conn)
         links = origin_links(conn, set(known) | {r["origin"] for r in rows if r["origin"]} | {shown["origin"]})
@@ -268,7 +279,8 @@ def index() -> Any:
                            problems=problems, total=total, first=first, last=first + len(rows) - 1,
                            newer=newer, older=older, origins=origins, channels=channels,
                            statuses=outbox.STATUSES, contact_note=contact_note, page_size=PAGE_SIZE,
-                           **_helpers(links)), \
+                           heard=heard, markers=feedback_log.markers, heard_kinds=feedback_log.MARKED,
+                           heard_titles=feedback_log.FILTER_TITLES, **_helpers(links)), \
         400 if problems else 200
 
 
@@ -314,11 +326,15 @@ def show(message_id: int) -> Any:
         meta = row.get("meta") or {}
         workflow = meta.get("workflow") or row.get("origin")
         links = origin_links(conn, [workflow]) if workflow else {}
+        events = feedback_log.events(conn, message_id)
     erased = bool(person and person["erased"])
+    heard = [{"kind": e["kind"], "at": e["at"], "text": feedback_log.describe(e["kind"], e["url"], e["detail"],
+                                                                               erased=erased)} for e in events]
     images = request.args.get("images") == "1"
     remote = bool(row["body_html"]) and _REMOTE.search(row["body_html"]) is not None
     return render_template("messages/show.html", m=row, person=person, erased=erased, meta=meta,
-                           workflow=workflow, images=images, remote=remote, **_helpers(links))
+                           workflow=workflow, images=images, remote=remote, heard=heard,
+                           more_events=len(events) >= feedback_log.MAX_EVENTS, **_helpers(links))
 
 
 @bp.get("/<int:message_id>/letter")

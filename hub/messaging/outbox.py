@@ -16,7 +16,7 @@ from hub import consent
 from hub.db import utcnow
 from hub.i18n import N_
 from hub.i18n import gettext as _
-from hub.models import Message
+from hub.models import Message, MessageEvent
 
 messages_t = Message.__table__
 
@@ -50,10 +50,16 @@ def get(conn: Connection, message_id: int) -> dict[str, Any] | None:
 def _matching(*, status: str | None = None, channel: str | None = None,
               contact_id: int | Sequence[int] | None = None, origin: str | None = None,
               since: dt.datetime | None = None, until: dt.datetime | None = None, before_id: int | None = None,
-              after_id: int | None = None) -> list[Any]:
-    """The WHERE clauses of a look at the outbox; the same for the rows and for their count."""
+              after_id: int | None = None, heard: str | None = None) -> list[Any]:
+    """The WHERE clauses of a look at the outbox; the same for the rows and for their count.
+
+    `heard` keeps messages with at least one event of that kind (a bounce, a click: hub.messaging.feedback).
+    """
     t = messages_t.c
     where: list[Any] = []
+    if heard:
+        e = MessageEvent.__table__.c
+        where.append(select(e.id).where(e.message_id == t.id, e.kind == heard).exists())
     if status:
         if status not in STATUSES:
             raise MessagingError(_("status %(name)r is not one of: %(allowed)s", name=status,
@@ -83,7 +89,8 @@ def _matching(*, status: str | None = None, channel: str | None = None,
 def find(conn: Connection, *, status: str | None = None, channel: str | None = None,
          contact_id: int | Sequence[int] | None = None, origin: str | None = None,
          since: dt.datetime | None = None, until: dt.datetime | None = None, before_id: int | None = None,
-         after_id: int | None = None, newest_first: bool = True, limit: int | None = 50) -> list[dict[str, Any]]:
+         after_id: int | None = None, newest_first: bool = True, limit: int | None = 50,
+         heard: str | None = None) -> list[dict[str, Any]]:
     """Messages, newest first (or oldest first), without their bodies.
 
     `origin` is the workflow (or campaign) that wrote them, BY_HAND for those
@@ -93,7 +100,8 @@ def find(conn: Connection, *, status: str | None = None, channel: str | None = N
     """
     columns = [c for c in messages_t.c if c.name not in ("body_text", "body_html")]
     q = select(*columns).where(*_matching(status=status, channel=channel, contact_id=contact_id, origin=origin,
-                                          since=since, until=until, before_id=before_id, after_id=after_id))
+                                          since=since, until=until, before_id=before_id, after_id=after_id,
+                                          heard=heard))
     q = q.order_by(messages_t.c.id.desc() if newest_first else messages_t.c.id.asc())
     if limit is not None:
         q = q.limit(limit)
@@ -103,11 +111,11 @@ def find(conn: Connection, *, status: str | None = None, channel: str | None = N
 def count_found(conn: Connection, *, status: str | None = None, channel: str | None = None,
                 contact_id: int | Sequence[int] | None = None, origin: str | None = None,
                 since: dt.datetime | None = None, until: dt.datetime | None = None, before_id: int | None = None,
-                after_id: int | None = None) -> int:
+                after_id: int | None = None, heard: str | None = None) -> int:
     """How many messages `find` would list with these filters and no limit: the true total, for paging."""
     q = select(func.count()).select_from(messages_t).where(
         *_matching(status=status, channel=channel, contact_id=contact_id, origin=origin, since=since, until=until,
-                   before_id=before_id, after_id=after_id))
+                   before_id=before_id, after_id=after_id, heard=heard))
     return int(conn.execute(q).scalar_one())
 
 

@@ -16,8 +16,10 @@ from sqlalchemy import select
 # not in hub.api on purpose: `hub messages` reports a broken signed link like the routes do; `hub templates` is this
 # plugin's command line over the template store; `hub messages` is this plugin's command line over the outbox
 from hub import links, message_templates, messaging, template_versions
-from hub.api import (N_, App, Contact, SettingsError, TemplateError, emit_json, enqueue, format_moment, format_number,
-                     format_phone, gettext as _, ngettext, pass_app, progress_bar, reason_text, stderr,
+from hub.messaging import feedback_log  # what came back about a message, in the same words as the admin's log
+from hub.api import sms_cost_text, sms_estimate, sms_price, sms_size_text
+from hub.api import (N_, App, Contact, SettingsError, TemplateError, emit_json, enqueue, format_moment, format_money,
+                     format_number, format_phone, gettext as _, ngettext, pass_app, progress_bar, reason_text, stderr,
                      translated_title, utcnow)
 
 
@@ -147,6 +149,8 @@ def templates_preview(app: App, name: str, contact_id: int | None, variables: tu
             "subject": rendered.subject, "text": rendered.text, "html": rendered.html}
     if template.channel == "sms":
         data["sms_parts"] = messaging.text_parts(rendered.text)
+        cost = sms_estimate(data["sms_parts"], sms_price(settings))
+        data["sms_cost"] = None if cost is None else str(cost)
     if as_json:
         emit_json(data)
         return
@@ -157,6 +161,8 @@ def templates_preview(app: App, name: str, contact_id: int | None, variables: tu
         characters = ngettext("%(num)s character", "%(num)s characters", len(rendered.text),
                               num=format_number(len(rendered.text)))
         click.echo("\n" + _("(%(characters)s, %(parts)s SMS)", characters=characters, parts=data["sms_parts"]))
+        click.echo(", ".join(t for t in (sms_size_text(rendered.text),
+                                         sms_cost_text(data["sms_parts"], sms_price(settings))) if t))
     if rendered.html:
         click.echo("\n--- HTML ---")
         click.echo(rendered.html.rstrip("\n"))
@@ -380,12 +386,15 @@ def _day_start(day: dt.date, tz: Any, option: str) -> dt.datetime:
               help="Only messages written on this local day or later (Hub's time zone).")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), metavar="YYYY-MM-DD",
               help="Only messages written on this local day or earlier (Hub's time zone).")
+@click.option("--heard", type=click.Choice(feedback_log.MARKED),
+              help="Only messages with this back: a bounce, a complaint, a click, an undelivered SMS.")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="At most this many messages.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_app
 @user_errors
 def messages_list(app: App, status: str | None, channel: str | None, contact_id: int | None, origin: str | None,
-                  since: dt.datetime | None, until: dt.datetime | None, limit: int, as_json: bool) -> None:
+                  since: dt.datetime | None, until: dt.datetime | None, heard: str | None, limit: int,
+                  as_json: bool) -> None:
     """The latest messages, newest first, and how many there are in each status."""
     tz = app.settings.tz
     # Local days, as the admin's message log takes them: from the start of `since` to the end of `until`.
@@ -393,15 +402,19 @@ def messages_list(app: App, status: str | None, channel: str | None, contact_id:
     end = _day_start(until.date() + dt.timedelta(days=1), tz, "--until") if until and until.year < 9999 else None
     with app.ready_engine().connect() as conn:
         rows = messaging.find(conn, status=status, channel=channel, contact_id=contact_id, origin=origin,
-                              since=first, until=end, limit=limit)
+                              since=first, until=end, limit=limit, heard=heard)
         totals = messaging.counts(conn)
+        kinds = feedback_log.kinds(conn, [r["id"] for r in rows])  # one query for all the rows listed
     if as_json:
-        emit_json([{k: _iso(v) for k, v in r.items()} for r in rows])
+        emit_json([{**{k: _iso(v) for k, v in r.items()}, "cost": feedback_log.cost_text(r.get("cost")),
+                    "feedback": kinds.get(r["id"], [])} for r in rows])
         return
     table = Table("id", _("status"), _("channel"), _("to"), _("template"), _("contact"),
                   _("updated"), _("error"))
     for r in rows:
-        table.add_row(str(r["id"]), messaging.status_title(r["status"]), r["channel"], _address(r["address"] or ""),
+        marks = ", ".join(word for _kind, word in feedback_log.markers(kinds.get(r["id"], ())))
+        shown_status = messaging.status_title(r["status"]) + (f" ({marks})" if marks else "")
+        table.add_row(str(r["id"]), shown_status, r["channel"], _address(r["address"] or ""),
                       r["template"] or "",
                       str(r["contact_id"] or ""), format_moment(r["updated_at"], tz, zone=True),
                       reason_text(r["error"])[:60])
@@ -430,13 +443,16 @@ def _address(address: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the message as JSON.")
 @pass_app
 def messages_show(app: App, message_id: int, as_json: bool) -> None:
-    """One message with its rendered subject and text."""
+    """One message with its rendered subject and text, and what came back about it (bounces, clicks, reports)."""
     with app.ready_engine().connect() as conn:
         row = messaging.get(conn, message_id)
+        events = feedback_log.events(conn, message_id) if row is not None else []
+        erased = row is not None and feedback_log.erased(conn, row["contact_id"])
     if row is None:
         raise click.ClickException(_("no message with id %(id)s", id=message_id))
     if as_json:
-        emit_json({k: _iso(v) for k, v in row.items()})
+        emit_json({**{k: _iso(v) for k, v in row.items()}, "cost": feedback_log.cost_text(row.get("cost")),
+                   "events": [feedback_log.as_json(e, erased=erased) for e in events]})
         return
     tz = app.settings.tz
     for key, label in _MESSAGE_LABELS.items():
@@ -452,6 +468,13 @@ def messages_show(app: App, message_id: int, as_json: bool) -> None:
         elif isinstance(value, dt.datetime):
             value = format_moment(value, tz, zone=True)
         click.echo(f"{_(label)}: {value}")
+    if row.get("cost") is not None:
+        click.echo(_("Cost: %(amount)s", amount=format_money(row["cost"])))
+    if events:
+        click.echo(_("What came back (newest first):"))
+        for e in events:
+            said = feedback_log.describe(e["kind"], e["url"], e["detail"], erased=erased)
+            click.echo(f"  {format_moment(e['at'], tz, zone=True)}  {said}")
     click.echo("")
     click.echo(row["body_text"].rstrip("\n"))
 
