@@ -181,3 +181,22 @@ def test_hostile_dkim_settings_are_refused_in_russian(hub_db: HubDB, mailing, tm
     with pytest.raises(SettingsError) as caught:
         EmailChannel(settings)
     assert words in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ed25519"])
+@pytest.mark.parametrize("body", [b"", b"\r\n\r\n", b"line  with \t spaces \r\n\r\n\r\n", b"no final newline",
+                                  "Привет, Анна!\r\n".encode() * 3])
+def test_the_canonical_forms_verify_with_an_independent_implementation(tmp_path: Path, kind: str,
+                                                                       body: bytes) -> None:
+    """Folded and repeated headers, odd spaces, empty and unterminated bodies: dkimpy agrees with every one."""
+    settings_extra = {"dkim_selector": "hub", "dkim_private_key_file": str(write_key(tmp_path / "k.pem", kind))}
+    from hub.config import Settings
+
+    signer = dkim.from_settings(Settings(extra=settings_extra), "example.ru")
+    assert signer is not None
+    message = (b"From: Shop <shop@example.ru>\r\nTo:  anna@example.ru \r\nSubject: =?utf-8?b?0J/RgNC40LLQtdGC?=\r\n"
+               b" folded\tpart\r\nSubject: the last one counts\r\nDate: Sun, 06 Dec 2026 10:00:00 +0000\r\n"
+               b"Message-ID: <1@example.ru>\r\n\r\n" + body)
+    signed = signer.sign(message, dkim.SIGNED)
+    assert dkimpy.verify(signed, dnsfunc=dns_for(signer))
+    assert not dkimpy.verify(signed.replace(b"the last one counts", b"the last one changed"), dnsfunc=dns_for(signer))
