@@ -1,4 +1,4 @@
-"""What the benchmarks share: a work directory kept or removed, and a local SMTP sink process.
+"""What the benchmarks share: a work directory kept or removed, a local SMTP sink process, a throwaway IMAP server.
 
 Imported by the scripts in this folder (`python bench/NAME.py` puts the
 folder on sys.path); not part of the installed package.
@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -67,6 +69,19 @@ def serve_smtp(handler: Any, port_file: Path) -> None:
     while not stop:
         time.sleep(0.1)
     controller.stop()
+
+
+@contextmanager
+def serve_imap() -> Iterator[Any]:
+    """A throwaway dovecot, started as the test suite starts it (tests/servers.py), stopped on exit.
+
+    Yields tests.servers.Dovecot: its URL (any user name logs in with its password) and `maildir(user)`,
+    where a benchmark may write letters directly instead of APPENDing them one by one.
+    """
+    from tests.servers import start_dovecot  # the checkout's root is on sys.path (see the scripts' imports)
+
+    with start_dovecot() as server:
+        yield server
 
 
 def start_server(args: list[str], env: dict[str, str], port: int, logfile: Path) -> subprocess.Popen[bytes]:

@@ -7,10 +7,10 @@
 #    on any finding;
 # 4. runs pytest on parallel workers with any extra arguments and exits with pytest's exit code.
 #
-# PostgreSQL and Redis are not started here: the test suite starts throwaway
-# servers itself (tests/servers.py). Set HUB_TEST_POSTGRES_URL or
-# HUB_TEST_REDIS_URL to use existing servers instead; the matching package is
-# then not required.
+# PostgreSQL, Redis and dovecot (IMAP) are not started here: the test suite
+# starts throwaway servers itself (tests/servers.py). Set HUB_TEST_POSTGRES_URL,
+# HUB_TEST_REDIS_URL or HUB_TEST_IMAP_URL to use existing servers instead; the
+# matching package is then not required.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,6 +33,10 @@ if [ -z "${HUB_TEST_REDIS_URL:-}" ] && ! have redis-server; then
 fi
 if [ -z "${HUB_TEST_POSTGRES_URL:-}" ] && ! have_initdb; then
     missing+=(postgresql)
+fi
+# dovecot lives in /usr/sbin, which is not on every user's PATH.
+if [ -z "${HUB_TEST_IMAP_URL:-}" ] && ! have dovecot && [ ! -x /usr/sbin/dovecot ]; then
+    missing+=(dovecot-imapd)
 fi
 # The admin's browser tests drive headless Chromium through chromedriver (tests/browser.py).
 if ! have chromium; then

@@ -34,7 +34,7 @@ from hub import migrations, plugins, queue, users
 from hub.config import Settings, load_settings
 from hub.db import dispose_engines, get_engine
 from hub.testing import CHEAP_PASSWORD_METHOD, empty_database, every_installed_plugin
-from tests.servers import postgres_server, redis_server
+from tests.servers import dovecot_server, postgres_server, redis_server
 from tests.support.smtp import Mailbox, smtp_server
 
 # Fixtures that many test modules use, available to all of them without an import.
@@ -116,6 +116,21 @@ def postgres_url() -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     with redis_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def imap_server() -> Iterator[str]:
+    """A real IMAP server (dovecot) for this worker: imap://USER:PASSWORD@127.0.0.1:PORT; any user name logs in."""
+    with dovecot_server() as url:
+        yield url
+
+
+@pytest.fixture
+def bounce_mailbox(imap_server: str) -> Any:
+    """An empty bounce mailbox of this test's own (a fresh IMAP user): settings, APPEND, list, flags."""
+    from tests.support.imap import BounceMailboxHelper
+
+    return BounceMailboxHelper(imap_server)
 
 
 @pytest.fixture(scope="session")

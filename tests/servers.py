@@ -1,6 +1,6 @@
-"""Throwaway PostgreSQL and Redis servers for the test suite.
+"""Throwaway PostgreSQL, Redis and IMAP (dovecot) servers for the test suite.
 
-Both context managers start a private server on a free loopback port, with all
+The context managers start a private server on a free loopback port, with all
 of its state in a temporary directory, and tear everything down on exit, even
 when the body raises. tests/conftest.py wraps them in session-scoped fixtures
 (one set per pytest-xdist worker). Should the test process die without getting
@@ -8,7 +8,7 @@ there (a worker terminated at the end of an interrupted run, SIGKILL), a
 watchdog started beside each server (tests/watchdog.py) stops it instead.
 
 To run the suite against servers you manage yourself, set
-HUB_TEST_POSTGRES_URL and/or HUB_TEST_REDIS_URL; the matching context manager
+HUB_TEST_POSTGRES_URL, HUB_TEST_REDIS_URL and/or HUB_TEST_IMAP_URL; the matching context manager
 then yields that URL and starts nothing.
 """
 
@@ -385,3 +385,212 @@ def redis_server() -> Iterator[str]:
         if proc is not None:
             _stop_process(proc)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- IMAP (dovecot)
+
+IMAP_URL_ENV = "HUB_TEST_IMAP_URL"
+# Every user name logs in with this one password (a static passdb), so a test
+# that wants an empty mailbox just picks a user name nobody used yet.
+IMAP_PASSWORD = "hub-test-imap"
+IMAP_USER = "hub"
+# When we are root: dovecot's own accounts for its internal and login processes
+# (as the Debian package creates them), and mail processes as `nobody`.
+DOVECOT_INTERNAL_USER = "dovecot"
+DOVECOT_LOGIN_USER = "dovenull"
+DOVECOT_MAIL_USER = "nobody"
+
+
+def _find_dovecot() -> str:
+    path = shutil.which("dovecot")
+    if path is None:
+        for candidate in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot"):
+            if os.access(candidate, os.X_OK):
+                path = candidate
+                break
+    if path is None:
+        raise ServerUnavailable(
+            "dovecot not found on PATH (install dovecot-imapd, run scripts/test.sh, "
+            f"or set {IMAP_URL_ENV})"
+        )
+    return path
+
+
+def _imap_greets(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            return sock.recv(64).startswith(b"* OK")
+    except OSError:
+        return False
+
+
+class Dovecot:
+    """A running throwaway dovecot: its URL and where each user's maildir is.
+
+    The benchmark writes maildir files directly (far faster than APPENDing
+    100,000 messages), so it needs the path and the owner mail files must have.
+    """
+
+    def __init__(self, url: str, homes: Path, uid: int, gid: int) -> None:
+        self.url = url
+        self.homes = homes
+        self.uid = uid
+        self.gid = gid
+
+    def maildir(self, user: str) -> Path:
+        """The user's maildir (created with its cur/new/tmp folders, owned as dovecot expects)."""
+        home = self.homes / user
+        root = home / "Maildir"
+        for path in (home, root, root / "cur", root / "new", root / "tmp"):
+            path.mkdir(exist_ok=True)
+            if os.geteuid() == 0:
+                os.chown(path, self.uid, self.gid)
+        return root
+
+
+def _dovecot_accounts(workdir: Path) -> tuple[str, str, str, int, int]:
+    """(internal user, internal group, login user, mail uid, mail gid) for running as who we are."""
+    if os.geteuid() != 0:
+        me = pwd.getpwuid(os.geteuid())
+        import grp
+
+        group = grp.getgrgid(os.getegid()).gr_name
+        return me.pw_name, group, me.pw_name, me.pw_uid, os.getegid()
+    import grp
+
+    try:
+        internal = pwd.getpwnam(DOVECOT_INTERNAL_USER)
+        pwd.getpwnam(DOVECOT_LOGIN_USER)
+        mail = pwd.getpwnam(DOVECOT_MAIL_USER)
+    except KeyError as exc:
+        raise ServerUnavailable(
+            f"running as root, but the account {exc.args[0]} dovecot needs is missing "
+            "(install dovecot-core, which creates dovecot and dovenull)"
+        ) from None
+    return internal.pw_name, grp.getgrgid(internal.pw_gid).gr_name, DOVECOT_LOGIN_USER, mail.pw_uid, mail.pw_gid
+
+
+def _dovecot_config(workdir: Path, port: int, accounts: tuple[str, str, str, int, int]) -> str:
+    internal_user, internal_group, login_user, uid, gid = accounts
+    return f"""\
+# Throwaway IMAP server for Hub's tests (tests/servers.py); nothing outside {workdir}.
+instance_name = hub-test-{port}
+base_dir = {workdir}/run
+state_dir = {workdir}/state
+log_path = {workdir}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = {internal_user}
+default_internal_group = {internal_group}
+default_login_user = {login_user}
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+mail_fsync = never
+# Dovecot is the only writer once it runs (files written beforehand are indexed at the first
+# SELECT): without this every command after a MOVE rescans the whole cur/ folder.
+maildir_very_dirty_syncs = yes
+passdb {{
+  driver = static
+  args = password={IMAP_PASSWORD}
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={workdir}/home/%u
+}}
+protocol imap {{
+  mail_max_userip_connections = 1000
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+
+
+def _stop_dovecot(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()  # SIGTERM: the master stops its children and exits
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT)
+
+
+@contextmanager
+def start_dovecot() -> Iterator[Dovecot]:
+    """Start dovecot (IMAP only, plaintext login on loopback, maildirs in a temporary folder)."""
+    binary = _find_dovecot()
+    workdir = Path(tempfile.mkdtemp(prefix="hub-imap-"))
+    log = workdir / "dovecot.log"
+    proc: subprocess.Popen | None = None
+    try:
+        accounts = _dovecot_accounts(workdir)
+        homes = workdir / "home"
+        homes.mkdir()
+        if os.geteuid() == 0:
+            workdir.chmod(0o711)  # the mail processes (nobody) pass through to their homes
+            os.chown(homes, accounts[3], accounts[4])
+        port = 0
+        for attempt in range(1, START_ATTEMPTS + 1):
+            port = free_port()
+            conf = workdir / "dovecot.conf"
+            conf.write_text(_dovecot_config(workdir, port, accounts))
+            log.unlink(missing_ok=True)
+            with open(workdir / "master.out", "ab") as out:
+                proc = subprocess.Popen(
+                    [binary, "-F", "-c", str(conf)], cwd=workdir,
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                )
+            deadline = time.monotonic() + START_TIMEOUT
+            while proc.poll() is None and time.monotonic() < deadline:
+                if _imap_greets(port):
+                    break
+                time.sleep(0.05)
+            else:
+                exited = proc.poll() is not None
+                _stop_dovecot(proc)
+                if exited and attempt < START_ATTEMPTS and "in use" in _tail(log, 50) + _tail(workdir / "master.out"):
+                    continue
+                reason = f"exited with code {proc.returncode}" if exited else (
+                    f"did not greet within {START_TIMEOUT:.0f}s")
+                raise ServerUnavailable(
+                    f"dovecot on 127.0.0.1:{port} {reason}; log tail:\n{_tail(log)}\n{_tail(workdir / 'master.out')}")
+            break
+        assert proc is not None
+        with _watched(proc.pid, signal.SIGTERM, workdir):
+            yield Dovecot(f"imap://{IMAP_USER}:{IMAP_PASSWORD}@127.0.0.1:{port}", homes, accounts[3], accounts[4])
+    finally:
+        if proc is not None:
+            _stop_dovecot(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def dovecot_server() -> Iterator[str]:
+    """Start a throwaway dovecot and yield its URL, imap://USER:PASSWORD@127.0.0.1:PORT.
+
+    Any user name logs in with the URL's password and gets an empty mailbox of
+    its own. With HUB_TEST_IMAP_URL set, yields that instead and starts
+    nothing; such a server should accept any user name with the URL's password
+    too (a static passdb, as here), since each test logs in as a new user.
+    """
+    override = _env_url(IMAP_URL_ENV)
+    if override:
+        yield override
+        return
+    with start_dovecot() as server:
+        yield server.url
