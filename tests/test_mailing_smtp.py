@@ -490,3 +490,16 @@ def test_smtp_server_fixture_sanity() -> None:
             s.sendmail("a@b.ru", ["c@d.ru"], b"Subject: x\r\nX-Hub-Message-Id: 7\r\n\r\nhi\r\n")
     assert list(handler.by_tracking_id()) == [7]
     assert threading.active_count() >= 1
+
+
+def test_a_name_with_line_breaks_never_adds_a_header(hub_db: HubDB, mailing, mailbox) -> None:
+    """A signup form's name «Eve\\r\\nBcc: …» stays in the To line; no header of its own reaches the server."""
+    box, port = mailbox
+    settings = smtp_settings(hub_db, port)
+    cid = person(hub_db, "Eve\r\nBcc: victim@example.ru\r\nX-Injected: yes", "eve@example.ru")
+    queue_reactivation(hub_db, settings, [cid], prefix="inject")
+    assert messaging.dispatch(hub_db.engine, settings).sent == 1
+    got = box.received[0]
+    head = got.data.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nX-Injected:" not in head and b"\r\nBcc:" not in head and got.rcpt_tos == ["eve@example.ru"]
+    assert got.message["X-Injected"] is None and "Eve" in str(got.message["To"])

@@ -270,3 +270,16 @@ def test_the_file_channel_writes_letters_with_the_same_links(hub_db: HubDB, tmp_
     html = letter.get_body(("html",)).get_content()  # type: ignore[union-attr]
     (token,) = CLICK.findall(html)
     assert tracking.read_click(settings, token[3:]) == (77, 0)
+
+
+def test_an_address_typed_as_a_name_never_becomes_a_redirect_of_the_shop() -> None:
+    """A person who signs up as «https://evil.example/phish» gets that text in the letter, not a signed redirect."""
+    from tests.test_tracking import letter, settings
+
+    s = settings()
+    original = letter('<p>Здравствуйте, https://evil.example/phish! <a href="https://shop.ru/sale">Скидки</a></p>',
+                      "Здравствуйте, https://evil.example/phish! Скидки: https://shop.ru/sale")
+    sent = tracking.track(s, original)
+    assert tracking.targets(original.html, original.text) == ["https://shop.ru/sale"]
+    assert "Здравствуйте, https://evil.example/phish!" in sent.text and "https://evil.example" in (sent.html or "")
+    assert sent.text.count("/c/") == 1 and (sent.html or "").count("/c/") == 1

@@ -10,10 +10,13 @@ source of feedback has the same consequences:
 - ``bounce`` (the address is dead): the address is suppressed for good and
   the consent ledger shows why, exactly as when the SMTP server refused it
   while sending;
-- ``soft_bounce`` (mailbox full, server busy): counted per address; after
-  HUB_SOFT_BOUNCE_LIMIT of them (default 3) the address is treated as dead;
-- ``complaint`` (the person pressed «Это спам»): marketing consent on that
-  channel is withdrawn with the complaint as evidence;
+- ``soft_bounce`` (mailbox full, server busy): counted per address, one per
+  letter (a server's repeated "still trying" notices about one letter count
+  once) within SOFT_BOUNCE_WINDOW; at HUB_SOFT_BOUNCE_LIMIT letters (default 3)
+  the address is treated as dead;
+- ``complaint`` (the person pressed «Это спам»): consent on that channel is
+  withdrawn for marketing and for the letter's own topic, with the complaint
+  as evidence;
 - ``click``, ``open``, ``delivered``, ``undelivered``: recorded, for reports,
   segment fields and lead scores.
 
@@ -45,6 +48,7 @@ DELIVERED, UNDELIVERED = "delivered", "undelivered"
 KINDS = (CLICK, OPEN, BOUNCE, SOFT_BOUNCE, COMPLAINT, DELIVERED, UNDELIVERED)
 
 DEFAULT_SOFT_BOUNCE_LIMIT = 3
+SOFT_BOUNCE_WINDOW = dt.timedelta(days=30)  # older soft bounces say nothing about the mailbox today
 MAX_MESSAGE_ID = 2**31 - 1  # messages.id is a 32-bit integer on PostgreSQL: a larger id names no message
 MAX_URL = 4000  # characters of a clicked link kept
 MARKETING = "marketing"
@@ -203,11 +207,14 @@ def _batch_effects(conn: Connection, settings: Settings, fresh: list[tuple[Heard
     if soft:
         limit = soft_bounce_limit(settings)
         counts = _soft_bounce_counts(conn, list(soft))
+        already = {(channel, address) for channel in {c for c, _a in soft}
+                   for address in consent.suppressed_among(conn, settings, consent.kind_for_channel(channel),
+                                                           [a for c, a in soft if c == channel])}
         for where, items in soft.items():
             over = counts.get(where, 0) >= limit
             for _item, row in items:
                 effects[row.id] = "suppressed" if over else "counted"
-            if over:
+            if over and where not in already:
                 item, row = items[-1]
                 dead.setdefault(where, (replace(item, detail={"reason": str((item.detail or {}).get("reason")
                                                                            or "soft bounces")}), row))
@@ -228,8 +235,9 @@ def _batch_effects(conn: Connection, settings: Settings, fresh: list[tuple[Heard
     for (contact_id, channel), (item, row) in complained.items():
         effects[row.id] = "withdrawn" if contact_id is not None else ""
         if contact_id is not None:
-            answers.append(consent.Answer(contact_id, channel, MARKETING, "withdrawn", "complaint",
-                                          _complaint_evidence(row, item.at or utcnow(), item.detail or {})))
+            evidence = _complaint_evidence(row, item.at or utcnow(), item.detail or {})
+            answers.extend(consent.Answer(contact_id, channel, purpose, "withdrawn", "complaint", evidence)
+                           for purpose in _complained_of(row))
     consent.record_many(conn, answers)
     return effects
 
@@ -237,11 +245,12 @@ def _batch_effects(conn: Connection, settings: Settings, fresh: list[tuple[Heard
 def _soft_bounce_counts(conn: Connection, where: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
     """Soft bounces per (channel, address), for many addresses in a few queries."""
     m, e = messages_t.c, events_t.c
+    since = utcnow() - SOFT_BOUNCE_WINDOW
     found: dict[tuple[str, str], int] = {}
     for part in chunks(sorted({address for _channel, address in where}), 500):
-        rows = conn.execute(select(m.channel, m.address, func.count())
+        rows = conn.execute(select(m.channel, m.address, func.count(e.message_id.distinct()))
                             .select_from(events_t.join(messages_t, m.id == e.message_id))
-                            .where(and_(e.kind == SOFT_BOUNCE, m.address.in_(part)))
+                            .where(and_(e.kind == SOFT_BOUNCE, e.at >= since, m.address.in_(part)))
                             .group_by(m.channel, m.address))
         found.update(((r[0], r[1]), int(r[2])) for r in rows)
     return found
@@ -276,11 +285,8 @@ def _suppress(conn: Connection, settings: Settings, message_id: int, contact_id:
 
 
 def soft_bounces(conn: Connection, channel: str, address: str) -> int:
-    """Soft bounces recorded for messages to this address on this channel."""
-    m, e = messages_t.c, events_t.c
-    return int(conn.execute(select(func.count()).select_from(events_t.join(messages_t, m.id == e.message_id))
-                            .where(and_(e.kind == SOFT_BOUNCE, m.channel == channel, m.address == address)))
-               .scalar_one())
+    """Letters to this address on this channel that soft-bounced within SOFT_BOUNCE_WINDOW."""
+    return _soft_bounce_counts(conn, [(channel, address)]).get((channel, address), 0)
 
 
 def _soft_bounce(conn: Connection, settings: Settings, row: Any, detail: dict[str, Any]) -> str:
@@ -288,6 +294,9 @@ def _soft_bounce(conn: Connection, settings: Settings, row: Any, detail: dict[st
         return ""
     if soft_bounces(conn, row.channel, row.address) < soft_bounce_limit(settings):
         return "counted"
+    if consent.is_suppressed(conn, consent.kind_for_channel(row.channel), row.address,
+                             settings.require_secret_key()):
+        return "suppressed"  # already: no second withdrawal, no second webhook
     _suppress(conn, settings, row.id, row.contact_id, row.channel, row.address, row.purpose, reason="bounce",
               reply=str(detail.get("reason") or "soft bounces"))
     return "suppressed"
@@ -299,9 +308,15 @@ def _complaint(conn: Connection, row: Any, at: dt.datetime, detail: dict[str, An
                      contact_id=row.contact_id)
     if row.contact_id is None:
         return ""
-    consent.record(conn, row.contact_id, row.channel, MARKETING, "withdrawn", source="complaint",
-                   evidence=_complaint_evidence(row, at, detail))
+    for purpose in _complained_of(row):
+        consent.record(conn, row.contact_id, row.channel, purpose, "withdrawn", source="complaint",
+                       evidence=_complaint_evidence(row, at, detail))
     return "withdrawn"
+
+
+def _complained_of(row: Any) -> list[str]:
+    """Marketing, and the letter's own topic (news, surveys) when it had one: whoever calls it spam wants neither."""
+    return [MARKETING] + ([row.purpose] if row.purpose not in (MARKETING, TRANSACTIONAL) else [])
 
 
 def _complaint_evidence(row: Any, at: dt.datetime, detail: dict[str, Any]) -> dict[str, Any]:

@@ -196,8 +196,21 @@ def _encoded_words(text: str) -> str:
 _WORD_BYTES = 42  # 56 base64 characters: "Subject: " plus one encoded word stays within 78
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _one_line(value: str) -> str:
+    """A header's text with line breaks and other control characters as spaces.
+
+    Names and subjects are rendered from what people typed (a signup form's
+    name): a CR LF in them must never start a header of its own.
+    """
+    return _CONTROL.sub(" ", value) if _CONTROL.search(value) else value
+
+
 def _header(name: str, value: str) -> str:
     """One header line: RFC 2047 encoded words for non-ASCII, folded under 78 characters."""
+    value = _one_line(value)
     if value.isascii():
         return f"{name}: {Header(value, header_name=name).encode(linesep=_CRLF)}"
     return f"{name}: {_encoded_words(value)}"
@@ -277,6 +290,7 @@ _OPTIONAL_SIGNED = frozenset({"Reply-To", "List-Unsubscribe", "List-Unsubscribe-
 
 
 def _header_addr(name: str, display: str, address: str) -> str:
+    display, address = _one_line(display), _one_line(address)
     if not display:
         return f"{name}: {address}"
     if display.isascii():

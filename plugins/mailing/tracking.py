@@ -146,8 +146,12 @@ def targets(html: str | None, text: str | None) -> list[str]:
     """Every http(s) link of a letter, numbered as its click tokens number them.
 
     The HTML's links in order (entities decoded: the address a browser would
-    open), then the text part's links the HTML does not hold. The same
-    letter always gives the same list; the redirect relies on that.
+    open). The text part's links are tracked only where the HTML links to the
+    same address: a bare address in text may have come from what a person
+    typed into a form (their name), and Hub's signed redirect must never lead
+    anywhere the shop's own template did not. The same letter always gives the
+    same list; the redirect relies on that. `text` adds nothing; callers pass
+    both parts.
     """
     links: list[str] = []
     for m in _HTML.finditer(html or ""):
@@ -155,12 +159,6 @@ def targets(html: str | None, text: str | None) -> list[str]:
             url = html_lib.unescape(_attribute(m)).strip()
             if _web(url):
                 links.append(url)
-    seen = set(links)
-    for m in _TEXT.finditer(text or ""):
-        url = _text_link(m[0])
-        if url not in seen:
-            seen.add(url)
-            links.append(url)
     return links
 
 
@@ -233,8 +231,8 @@ def _rewrite(message: Outgoing, base: str, key: bytes) -> tuple[str | None, str]
     def text_link(m: re.Match[str]) -> str:
         url = _text_link(m[0])
         index = index_of.get(url)
-        if index is None:
-            index = index_of[url] = number(url)
+        if index is None:  # not a link of the HTML: maybe from a person's own words; left as it is
+            return m[0]
         if _kept(url, base, unsubscribe):
             return m[0]
         return f"{links[index]}{m[0][len(url):]}"
