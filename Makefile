@@ -29,6 +29,7 @@ bench: bootstrap ## Run the benchmarks
 	$(VENV)/bin/python bench/sync_bitrix24.py
 	$(VENV)/bin/python bench/sync_amocrm.py
 	$(VENV)/bin/python bench/mailing.py
+	$(VENV)/bin/python bench/bounces.py
 	$(VENV)/bin/python bench/campaign.py
 	$(VENV)/bin/python bench/public_routes.py
 

@@ -200,3 +200,18 @@ def test_the_canonical_forms_verify_with_an_independent_implementation(tmp_path:
     signed = signer.sign(message, dkim.SIGNED)
     assert dkimpy.verify(signed, dnsfunc=dns_for(signer))
     assert not dkimpy.verify(signed.replace(b"the last one counts", b"the last one changed"), dnsfunc=dns_for(signer))
+
+
+def test_a_from_or_subject_added_after_signing_breaks_the_signature(tmp_path: Path) -> None:
+    from hub.config import Settings
+
+    extra = {"dkim_selector": "hub", "dkim_private_key_file": str(write_key(tmp_path / "k.pem", "rsa"))}
+    signer = dkim.from_settings(Settings(extra=extra), "example.ru")
+    assert signer is not None
+    message = b"From: shop@example.ru\r\nTo: anna@example.ru\r\nSubject: hi\r\nMessage-ID: <1@example.ru>\r\n\r\nbody\r\n"
+    signed = signer.sign(message, dkim.SIGNED)
+    assert dkimpy.verify(signed, dnsfunc=dns_for(signer))
+    for added in (b"From: boss@bank.example\r\n", b"Subject: urgent\r\n"):
+        head, body = signed.split(b"\r\n\r\n", 1)
+        assert not dkimpy.verify(head + b"\r\n" + added.rstrip(b"\r\n") + b"\r\n\r\n" + body,
+                                 dnsfunc=dns_for(signer))

@@ -40,6 +40,7 @@ from hub.api import Settings, SettingsError, gettext
 
 SIGNED = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
           "List-Unsubscribe", "List-Unsubscribe-Post", "Reply-To")
+OVERSIGNED = (b"from", b"to", b"subject", b"reply-to")
 MIN_RSA_BITS = 1024  # receivers ignore shorter keys (RFC 8301)
 MAX_KEY_FILE = 64 * 1024
 _SELECTOR = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -92,17 +93,22 @@ class Signer:
     def sign(self, data: bytes, headers: Iterable[str]) -> bytes:
         """The message with a DKIM-Signature header in front, over those of `headers` it carries.
 
-        A header named twice is signed in its last instance, as RFC 6376 5.4.2 says verifiers read it.
+        Instances are taken from the bottom up, as RFC 6376 5.4.2 says verifiers read them. The
+        headers that say who and what (OVERSIGNED) are named once more than they occur, so a
+        From or Subject added on the way breaks the signature instead of riding on it.
         """
         present, body = _split(data)
-        by_name: dict[bytes, bytes] = {}
+        instances: dict[bytes, list[bytes]] = {}
         for name, value in present:
-            by_name[name.strip().lower()] = value  # the last instance wins
-        signed = [h.lower().encode("ascii") for h in headers if h.lower().encode("ascii") in by_name]
+            instances.setdefault(name.strip().lower(), []).append(value)
+        names = [h.lower().encode("ascii") for h in headers]
+        signed = [n for n in names if n in instances]
+        signed += [n for n in OVERSIGNED if n in instances and n in names]
         body_hash = base64.b64encode(hashlib.sha256(_relaxed_body(body)).digest()).decode("ascii")
         tags = (f"v=1; a={self.algorithm}; c=relaxed/relaxed; d={self.domain}; s={self.selector}; "
                 f"t={int(time.time())}; h={':'.join(n.decode('ascii') for n in signed)}; bh={body_hash}; b=")
-        hashed = b"".join(_relaxed_header(n, by_name[n]) + b"\r\n" for n in signed)
+        left = {n: list(values) for n, values in instances.items()}
+        hashed = b"".join(_relaxed_header(n, left[n].pop()) + b"\r\n" for n in signed if left[n])
         hashed += _relaxed_header(b"dkim-signature", b" " + tags.encode("ascii"))
         if isinstance(self._key, rsa.RSAPrivateKey):
             signature = self._key.sign(hashed, padding.PKCS1v15(), hashes.SHA256())

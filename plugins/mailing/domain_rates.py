@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from hub.api import (TRANSACTIONAL, N_, Outgoing, ReasonShape, Settings, SettingsError, Verdict, format_number,
-                     gettext, limiter, ngettext, redis_connection)
+                     gettext, limiter, ngettext, redis_connection, utcnow)
 
 CHANNEL = "email"
 ENV_NAME = "HUB_MAIL_DOMAIN_RATES"
@@ -329,4 +329,7 @@ def rate_rule(settings: Settings, message: Outgoing, now: dt.datetime) -> Verdic
     clock = time.monotonic()
     turn = _turns.next(key, clock + wait, 1.0 / rate.per_second)
     _held.remember(settings, message.id, turn - clock)
-    return Verdict.defer(now + dt.timedelta(seconds=turn - clock), DOMAIN_RATE(rate=rate, domain=key))
+    # From the clock, not `now` (the dispatch's start): a long batch would otherwise hold letters too briefly.
+    # A dispatch replaying another time (`now` far from the clock) keeps its own time line.
+    start = utcnow() if abs((utcnow() - now).total_seconds()) < 60 else now
+    return Verdict.defer(start + dt.timedelta(seconds=turn - clock), DOMAIN_RATE(rate=rate, domain=key))

@@ -131,8 +131,9 @@ def apply(conn: Connection, settings: Settings, provider: str, reports: Iterable
             if report.kind is None:
                 continue
             detail = {"provider": provider, "code": report.code, "reason": report.reason}
+            # One event of each kind per message: a provider's several "delivered" codes are one delivery.
             done = record_message_event(conn, settings, message_id, report.kind, detail=detail,
-                                        uid=f"sms:{provider}:{report.provider_id}:{report.code}"[:200])
+                                        uid=f"sms:{provider}:{message_id}:{report.kind}"[:200])
             if done is not None and done.duplicate:
                 counts["duplicate"] += 1
             elif done is not None:

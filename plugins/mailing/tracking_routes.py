@@ -14,6 +14,7 @@ reader or the link is logged.
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 from flask import Blueprint, render_template, request
@@ -71,7 +72,8 @@ def click(token: str) -> Response:
             return _broken()
         url = links[index]
         if _counts():
-            record_message_event(conn, settings, message_id, "click", url=url)
+            record_message_event(conn, settings, message_id, "click", url=url,
+                                 uid=_once_per(f"click:{message_id}:{index}", CLICK_BUCKET_S))
     response = redirect(iri_to_uri(url), code=302)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -86,8 +88,18 @@ def opened(token: str) -> Response:
         return Response(PIXEL, status=404, mimetype="image/gif", headers=NO_CACHE)
     if _counts():
         with get_engine(settings.database_url).begin() as conn:
-            record_message_event(conn, settings, message_id, "open")
+            record_message_event(conn, settings, message_id, "open",
+                                 uid=_once_per(f"open:{message_id}", OPEN_BUCKET_S))
     return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
+
+
+CLICK_BUCKET_S = 600  # the same link of one letter clicked again within ten minutes is one click
+OPEN_BUCKET_S = 3600  # a letter shown again within the hour is one open
+
+
+def _once_per(what: str, seconds: int) -> str:
+    """A uid that repeats within the period: reloading a link (or a bot replaying it) adds no rows or webhooks."""
+    return f"{what}:{int(time.time()) // seconds}"
 
 
 def register(app: Any) -> None:

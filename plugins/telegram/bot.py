@@ -78,7 +78,7 @@ class Bot:
                            never_sent=_never_sent(exc)) from None
         try:
             data = answer.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
             raise BotError(answer.status_code if answer.status_code >= 400 else 500,

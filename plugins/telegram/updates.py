@@ -58,7 +58,7 @@ def receive() -> Any:
         return {"error": "too large"}, 413
     try:
         update = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested thousands deep
         return {"error": "the body is not JSON"}, 400
     try:
         with get_engine(settings.database_url).begin() as conn:
@@ -98,12 +98,18 @@ def poll(engine: Engine, settings: Settings, *, limit: int = 100) -> dict[str, i
             update_id = update.get("update_id") if isinstance(update, dict) else None
             if not isinstance(update_id, int) or update_id < offset:
                 continue
-            with engine.begin() as conn:
-                try:
-                    handled = linking.handle(conn, settings, config, update)
-                except linking.BadUpdate:
-                    handled = linking.Handled("ignored")
-                _save_offset(conn, update_id + 1)
+            try:
+                with engine.begin() as conn:
+                    try:
+                        handled = linking.handle(conn, settings, config, update)
+                    except linking.BadUpdate:
+                        handled = linking.Handled("ignored")
+                    _save_offset(conn, update_id + 1)
+            except Exception as exc:  # noqa: BLE001 - one update Hub cannot take must not stop every later one
+                log.warning("telegram: update %s skipped: %s", update_id, type(exc).__name__)
+                with engine.begin() as conn:
+                    _save_offset(conn, update_id + 1)
+                handled = linking.Handled("ignored")
             counts["updates"] += 1
             counts[handled.outcome] = counts.get(handled.outcome, 0) + 1
             if handled.reply is not None:
