@@ -208,7 +208,8 @@ def test_a_from_or_subject_added_after_signing_breaks_the_signature(tmp_path: Pa
     extra = {"dkim_selector": "hub", "dkim_private_key_file": str(write_key(tmp_path / "k.pem", "rsa"))}
     signer = dkim.from_settings(Settings(extra=extra), "example.ru")
     assert signer is not None
-    message = b"From: shop@example.ru\r\nTo: anna@example.ru\r\nSubject: hi\r\nMessage-ID: <1@example.ru>\r\n\r\nbody\r\n"
+    message = (b"From: shop@example.ru\r\nTo: anna@example.ru\r\nSubject: hi\r\nMessage-ID: <1@example.ru>\r\n\r\n"
+               b"body\r\n")
     signed = signer.sign(message, dkim.SIGNED)
     assert dkimpy.verify(signed, dnsfunc=dns_for(signer))
     for added in (b"From: boss@bank.example\r\n", b"Subject: urgent\r\n"):
