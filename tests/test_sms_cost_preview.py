@@ -61,7 +61,7 @@ def test_cost_and_totals_in_both_languages() -> None:
         assert flat(sms_cost.cost_text(2, Decimal("3.50"))) == "≈ 7,00 ₽ за сообщение"
         assert flat(sms_cost.total_text(120, 180, sms_cost.estimate(180, Decimal("3.50")))) == \
             "120 SMS (180 частей), ≈ 630,00 ₽"
-        assert sms_cost.total_text(1, 1, None) == "1 SMS (1 часть)"
+        assert sms_cost.total_text(1, 1, None) == "1 SMS"  # one part each: parts go unsaid
         assert flat(sms_cost.total_text(2000, 3000, Decimal("10500"))) == "2 000 SMS (3 000 частей), ≈ 10 500,00 ₽"
     with use_language("en"):
         assert flat(sms_cost.cost_text(2, Decimal("3.50"))) == "≈ ₽7.00 per message"
@@ -180,11 +180,14 @@ def test_the_forecast_counts_parts_and_cost(shop: AdminEnv) -> None:
     assert report["sms"] == {"messages": sent, "parts": sent * each,
                              "cost": str((Decimal("3.50") * sent * each).quantize(Decimal("0.01")))}
     numbers = forecast.switch_on_numbers(report)
+    # Parts are named only when an SMS takes more than one: «9 SMS» or «9 SMS (18 частей)».
+    said = f"{sent} SMS (" if each > 1 else f"{sent} SMS,"
     with use_language("ru"):
-        assert f"{sent} SMS (" in forecast.switch_on_text(numbers) and "₽" in forecast.switch_on_text(numbers)
+        assert said in forecast.switch_on_text(numbers) and "₽" in forecast.switch_on_text(numbers)
     with use_language("en"):
         words = forecast.switch_on_text(numbers)
-        assert "Within 14 days: " in words and f"{sent} SMS ({sent * each} part" in words and "₽" in words
+        assert "Within 14 days: " in words and said in words and "₽" in words
+        assert (f"({sent * each} part" in words) == (each > 1)
     bare = forecast.forecast(shop.engine, shop.settings, "reactivation_90d", days=14)
     assert bare["sms"]["cost"] is None and "₽" not in forecast.switch_on_text(forecast.switch_on_numbers(bare))
 
@@ -192,9 +195,9 @@ def test_the_forecast_counts_parts_and_cost(shop: AdminEnv) -> None:
 def test_the_forecast_and_confirmation_pages_show_it(shop: AdminEnv) -> None:
     marketer = client_as(shop, "marketer")
     page = plain(marketer.get("/workflows/reactivation_90d/forecast?days=14"))
-    assert 'id="forecast-sms"' in page and "За 14 дней:" in page and "SMS (" in page and "₽" in page
+    assert 'id="forecast-sms"' in page and "За 14 дней:" in page and " SMS" in page and "₽" in page
     confirm = plain(marketer.get("/workflows/reactivation_90d/enable"))
-    assert "SMS (" in confirm and "част" in confirm and "₽" in confirm
+    assert " SMS" in confirm and "₽" in confirm
     viewer = plain(client_as(shop, "viewer").get("/workflows/reactivation_90d/forecast?days=14"))
     assert 'id="forecast-sms"' in viewer
 

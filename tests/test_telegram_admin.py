@@ -94,6 +94,7 @@ def test_a_viewer_finds_the_page_in_the_menu_in_chromium(tg_admin: AdminEnv, bro
 
 
 def test_the_preference_centre_offers_telegram_until_the_chat_is_linked(tg_admin: AdminEnv) -> None:
+    # hook:preference_links
     from hub import links
 
     anna = tg_admin.ids["anna"]

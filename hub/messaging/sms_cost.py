@@ -65,6 +65,9 @@ def cost_text(parts: int, per_part: Decimal | None) -> str:
 
 def total_text(messages: int, parts: int, cost: Decimal | None) -> str:
     """«120 SMS (180 частей), ≈ 630,00 ₽»: a forecast's SMS, counted as they are billed (cost: see `estimate`)."""
-    text = _("%(num)s SMS (%(parts)s)", num=number(messages),
-             parts=ngettext("%(num)s part", "%(num)s parts", parts, num=number(parts)))
+    if parts == messages:  # one part each: «3 SMS», as the forecast has always said
+        text = _("%(num)s SMS", num=number(messages))
+    else:
+        text = _("%(num)s SMS (%(parts)s)", num=number(messages),
+                 parts=ngettext("%(num)s part", "%(num)s parts", parts, num=number(parts)))
     return text if cost is None else f"{text}, ≈ {money(cost)}"
