@@ -80,6 +80,7 @@ from hub.retry import (CUT_OFF_ERRORS, TRANSIENT_ERRORS, Retries, TimedRetries, 
 from hub.sampledata import Person, people
 from hub.sandbox import BackgroundServer, EmulatorHTTPServer, RunningSandbox, serve_until_interrupted
 from hub.schedule import Schedule, ScheduledRun
+from hub.schedule import interval as schedule_interval
 from hub.segments.fields import FieldContext, SegmentField, SegmentOperator
 from hub.send_limits import (IGNORE_QUIET_HOURS, NOT_COUNTED, QUIET_HOURS_META, FrequencyCap, SendLimits, Slot,
                               cap_until, first_allowed, ignores_quiet_hours)
@@ -147,8 +148,8 @@ __all__ = [
     "record_message_events", "HeardAboutMessage",  # the same for a batch: a bounce mailbox holds thousands
     # message templates: their errors, the company details and local times they show, public links
     "TemplateError", "company", "local_time", "public_url",
-    # recurring work (register_schedules)
-    "Schedule", "ScheduledRun",
+    # recurring work (register_schedules); schedule_interval reads HUB_<KEY> seconds, 0 = off
+    "Schedule", "ScheduledRun", "schedule_interval",
     # a plugin's own tables (register_migrations): declare them like the core's
     "NAMING_CONVENTION", "TYPE_ANNOTATION_MAP", "insert_for", "bulk_insert", "chunks",
     # commands and web routes

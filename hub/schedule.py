@@ -520,15 +520,23 @@ def synced_sources(engine: Engine, pm: pluggy.PluginManager | None = None) -> li
     return sorted(names & set(plugins.sources(pm)))
 
 
-def _interval(settings: Settings, key: str, default: int) -> dt.timedelta:
-    raw = settings.extra.get(key, default)
+def interval(settings: Settings, key: str, default: float) -> dt.timedelta:
+    """A schedule's interval from settings.extra[key] (HUB_<KEY>), in seconds; 0 turns the schedule off.
+
+    Every schedule reads its interval this way, so a wrong value is refused
+    in the same words, naming the variable a person sets.
+    """
+    raw = settings.extra.get(key)
+    if raw is None or str(raw).strip() == "":
+        raw = default
+    setting = f"HUB_{key.upper()}"
     try:
-        seconds = float(raw)
+        seconds = float(str(raw).strip())
     except (TypeError, ValueError):
-        raise SettingsError(_("%(key)s must be a number of seconds (0 turns it off), not %(value)r", key=key,
+        raise SettingsError(_("%(key)s must be a number of seconds (0 turns it off), not %(value)r", key=setting,
                               value=raw)) from None
-    if seconds < 0:
-        raise SettingsError(_("%(key)s must be 0 or more seconds, not %(value)r", key=key, value=raw))
+    if not seconds >= 0 or seconds == float("inf"):
+        raise SettingsError(_("%(key)s must be 0 or more seconds, not %(value)r", key=setting, value=raw))
     return dt.timedelta(seconds=seconds)
 
 
@@ -554,12 +562,12 @@ def reconcile_all(run: ScheduledRun) -> dict[str, str]:
 
 @hookimpl
 def register_schedules(register: Callable[[str, Schedule], None], settings: Settings) -> None:
-    register("sync", Schedule(_interval(settings, "sync_interval_s", SYNC_INTERVAL_S), sync_all,
+    register("sync", Schedule(interval(settings, "sync_interval_s", SYNC_INTERVAL_S), sync_all,
                               N_("an incremental sync of every connected source"), N_("Sync with the CRMs")))
-    register("reconcile", Schedule(_interval(settings, "reconcile_interval_s", RECONCILE_INTERVAL_S),
+    register("reconcile", Schedule(interval(settings, "reconcile_interval_s", RECONCILE_INTERVAL_S),
                                    reconcile_all, N_("find records deleted in a source without an event"),
                                    N_("Find records deleted in the CRMs")))
-    register("segment_sizes", Schedule(_interval(settings, "segment_sizes_interval_s", 3600), segment_sizes,
+    register("segment_sizes", Schedule(interval(settings, "segment_sizes_interval_s", 3600), segment_sizes,
                                        N_("give every segment today's point on its size chart"),
                                        N_("Segment size charts")))
 

@@ -477,5 +477,5 @@ def test_a_wrong_interval_or_limit_is_one_clear_line(hub_db: HubDB, mailing: Any
     with pytest.raises(SettingsError, match="HUB_BOUNCE_INTERVAL_S"):
         process.interval_s(replace(hub_db.settings, extra={"bounce_interval_s": "soon"}))
     with i18n.use_language("ru"):
-        with pytest.raises(SettingsError, match="не целое число секунд"):
+        with pytest.raises(SettingsError, match="HUB_BOUNCE_INTERVAL_S должно быть"):
             process.interval_s(replace(hub_db.settings, extra={"bounce_interval_s": "-5"}))

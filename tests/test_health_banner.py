@@ -132,7 +132,7 @@ def test_a_setting_that_cannot_be_read_is_said_on_the_page_never_a_failed_page(a
     shown = page(admin_env, "/", app=app)
     assert banner(shown) == {"scheduler": (
         "Не удалось узнать, работает ли планировщик: его состояние не читается (SettingsError).")}
-    assert "Не удалось показать регулярные задачи: reconcile_interval_s должно быть числом секунд" in shown
+    assert "Не удалось показать регулярные задачи: HUB_RECONCILE_INTERVAL_S должно быть числом секунд" in shown
 
 
 @pytest.mark.both_databases

@@ -88,7 +88,7 @@ def test_an_interval_of_zero_turns_a_schedule_off_and_a_bad_one_is_named(hub_db:
     off = replace(hub_db.settings, extra={**hub_db.settings.extra, "chores_every_h": "0", "sync_interval_s": "0"})
     assert {"chores", "sync"}.isdisjoint(schedule.schedules(off))
     bad = replace(hub_db.settings, extra={**hub_db.settings.extra, "reconcile_interval_s": "daily"})
-    with pytest.raises(SettingsError, match="reconcile_interval_s должно быть числом секунд"):
+    with pytest.raises(SettingsError, match="HUB_RECONCILE_INTERVAL_S должно быть числом секунд"):
         schedule.schedules(bad)
 
 

@@ -29,8 +29,8 @@ from typing import Any, Iterable
 from flask import Blueprint, request
 from sqlalchemy import Connection, Engine, and_, exists, select, update
 
-from hub.api import (N_, Message, MessageEvent, Schedule, ScheduledRun, Settings, SettingsError,
-                     current_settings, enqueue, get_engine, gettext, load_settings, record_message_event, utcnow)
+from hub.api import (N_, Message, MessageEvent, Schedule, ScheduledRun, Settings, current_settings, enqueue, get_engine,
+                     load_settings, record_message_event, schedule_interval, utcnow)
 from plugins.mailing import sms
 
 log = logging.getLogger(__name__)
@@ -48,17 +48,8 @@ bp = Blueprint("sms_reports", __name__)
 
 
 def interval(settings: Settings) -> dt.timedelta:
-    raw = settings.extra.get("sms_status_interval_s")
-    if raw in (None, ""):
-        return dt.timedelta(seconds=DEFAULT_INTERVAL_S)
-    try:
-        seconds = float(str(raw).strip())
-    except ValueError:
-        seconds = -1
-    if seconds < 0:
-        raise SettingsError(gettext("HUB_SMS_STATUS_INTERVAL_S: %(value)r is not a number of seconds "
-                                    "(0 turns polling off)", value=raw))
-    return dt.timedelta(seconds=seconds)
+    """HUB_SMS_STATUS_INTERVAL_S (0 turns polling off)."""
+    return schedule_interval(settings, "sms_status_interval_s", DEFAULT_INTERVAL_S)
 
 
 def schedule(settings: Settings) -> Schedule:

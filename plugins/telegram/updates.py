@@ -24,7 +24,8 @@ from typing import Any
 from flask import Blueprint, request
 from sqlalchemy import Engine, select
 
-from hub.api import N_, Settings, SettingsError, current_settings, get_engine, insert_for, load_settings
+from hub.api import (N_, Settings, SettingsError, current_settings, get_engine, insert_for, load_settings,
+                     schedule_interval)
 from plugins.telegram import config as bot_config
 from plugins.telegram import linking
 from plugins.telegram.bot import Bot, BotError
@@ -131,10 +132,8 @@ def poll_job() -> dict[str, int]:
 
 
 def poll_seconds(settings: Settings) -> int:
-    try:
-        return max(int(settings.extra.get("telegram_poll_seconds", DEFAULT_POLL_SECONDS)), 0)
-    except (TypeError, ValueError):
-        raise SettingsError("HUB_TELEGRAM_POLL_SECONDS: whole seconds, e.g. 60; 0 turns polling off") from None
+    """HUB_TELEGRAM_POLL_SECONDS between getUpdates passes (0 turns polling off)."""
+    return int(schedule_interval(settings, "telegram_poll_seconds", DEFAULT_POLL_SECONDS).total_seconds())
 
 
 def scheduled(run: Any) -> dict[str, Any]:

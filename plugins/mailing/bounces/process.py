@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from hub.api import (HeardAboutMessage, Settings, SettingsError, enqueue, get_engine, gettext, load_settings,
+                     schedule_interval,
                      record_message_events, utcnow)
 from plugins.mailing.bounces import dsn, match
 from plugins.mailing.bounces.imap import BounceMailbox, ImapSettings
@@ -151,17 +152,7 @@ DEFAULT_INTERVAL_S = 300
 
 def interval_s(settings: Settings) -> int:
     """Seconds between passes (HUB_BOUNCE_INTERVAL_S, default 300; 0 turns the schedule off)."""
-    raw = settings.extra.get("bounce_interval_s")
-    if raw is None or str(raw).strip() == "":
-        return DEFAULT_INTERVAL_S
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise SettingsError(gettext("HUB_BOUNCE_INTERVAL_S: %(value)r is not a whole number of seconds "
-                                    "(0 turns reading the bounce mailbox off)", value=raw))
-    return value
+    return int(schedule_interval(settings, "bounce_interval_s", DEFAULT_INTERVAL_S).total_seconds())
 
 
 def scheduled(when: Any) -> dict[str, Any]:
