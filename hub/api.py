@@ -70,11 +70,12 @@ from hub.normalize import email as normalize_email
 from hub.normalize import person_name
 from hub.spreadsheet import split_full_name
 from hub.normalize import phones as normalize_phones
-from hub.models import (NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Contact, ContactIdentity, Event, ExternalRef, Message,
-                        MessageEvent, Order)
+from hub.models import (NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Activity, Company, ContactCompany, Contact,
+                        ContactIdentity, CustomField, Event, ExternalRef, Message, MessageEvent, Order)
 from hub.queue import enqueue, redis_connection
 from hub.ratelimit import Limiter, SendWindow, limiter
-from hub.records import ContactRecord, Deletion, OrderRecord, OrderStatus
+from hub.records import (ACTIVITY_KINDS, FIELD_TYPES, ActivityRecord, CompanyRecord, ContactRecord, Deletion,
+                         FieldDefinition, OrderRecord, OrderStatus)
 from hub.retry import (CUT_OFF_ERRORS, TRANSIENT_ERRORS, Retries, TimedRetries, back_off, backoff_delay, is_cut_off,
                        no_answer)
 from hub.sampledata import Person, people
@@ -91,7 +92,7 @@ from hub.webapi.endpoints import ApiError, Call as ApiCall, Endpoint as ApiEndpo
 from hub.webapi.endpoints import cursor_after as api_cursor_after
 from hub.webapi.endpoints import read_cursor as api_read_cursor
 from hub.webhooks import publish as publish_webhook_event
-from hub.writeback import NoCrmHolds, WriteBack, WriteBackError
+from hub.writeback import Erasing, FieldBatches, NoCrmHolds, WriteBack, WriteBackError
 from hub.unmerge import UnmergeRefused, unmerge
 from hub.writeback import apply as write_back
 
@@ -106,6 +107,10 @@ __all__ = [
     # sources: what they read and hand over
     "Source", "TargetedSource", "ReconcilingSource", "Page", "ContactRecord", "OrderRecord", "Deletion",
     "OrderStatus", "SyncError", "WriteBack", "WriteBackError", "NoCrmHolds", "person_name",
+    # the CRM round trip: companies, the activities managers log, custom fields with their types
+    "CompanyRecord", "ActivityRecord", "FieldDefinition", "ACTIVITY_KINDS", "FIELD_TYPES",
+    "FieldBatches",  # a source writing many records' fields in few requests (scores pushed on change)
+    "Erasing",  # a source that erases a person in its CRM (deletes, or anonymises where it cannot delete)
     "split_full_name",  # (first, last, middle) from one ФИО written as Russians do ("Иванов Иван Иванович")
     # people: who a contact is now (after merges), their card, their consent, their local time
     "current_contact_id", "contact_card", "ContactIdentity", "unmerge", "UnmergeRefused",
@@ -136,6 +141,7 @@ __all__ = [
     "CUT_OFF_ERRORS",
     # segment rules
     "SegmentField", "SegmentOperator", "FieldContext", "Contact", "Order", "Event", "ExternalRef",
+    "Company", "ContactCompany", "Activity", "CustomField",
     # channels and send rules (check_send)
     "Channel", "Outgoing", "Delivery", "ChannelUnavailable", "Verdict", "Message", "text_parts", "unsubscribe_mailto",
     # what an SMS costs before it is sent: its parts and HUB_SMS_PRICE, in words

@@ -167,6 +167,12 @@ class ExternalRef(Base):
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[dt.datetime | None]
+    # The CRM user responsible for the record, as the last sync read it: a task for "the manager"
+    # goes to them without another request to the CRM.
+    responsible_id: Mapped[str | None] = mapped_column(String(64))
+    # What Hub last wrote to the record's fields ({"lead_score": 42, "lifecycle": "regular"}), so a
+    # push sends only what changed since.
+    pushed: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
     contact: Mapped[Contact] = relationship(back_populates="external_refs")
 
@@ -193,11 +199,123 @@ class Order(Base):
     closed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The company the deal is with (B2B), linked like the contact: by the source's id, as soon as both are synced.
+    company_external_id: Mapped[str | None] = mapped_column(String(200))
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"), index=True)
+    # Where an open deal stands: its funnel, its stage, and since when it has been in that stage.
+    pipeline: Mapped[str | None] = mapped_column(String(200))
+    stage: Mapped[str | None] = mapped_column(String(200))
+    stage_entered_at: Mapped[dt.datetime | None]
+    responsible_id: Mapped[str | None] = mapped_column(String(64))
+    # The deal's custom fields by their code in the CRM (see CustomField for their names and types).
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
     __table_args__ = (
         UniqueConstraint("source", "external_id"),
         Index(None, "source", "contact_external_id"),
+        Index(None, "status", "stage_entered_at"),
     )
+
+
+class Company(Base):
+    """A company from a CRM (B2B): its requisites, main lines and mailboxes, and its people.
+
+    Unique by (source, external_id); the same firm in two CRMs is two rows, told apart from
+    a person: a company's phones and emails identify the company, never one of its employees.
+    `phones` are E.164 where they parse (raw text otherwise), `emails` lowercased. Won deals
+    are counted on the row (kept current by the sync) so segments never scan orders for them.
+    """
+
+    __tablename__ = "companies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    external_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(300))
+    inn: Mapped[str | None] = mapped_column(String(12), index=True)
+    city: Mapped[str | None] = mapped_column(String(200))
+    phones: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    emails: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    responsible_id: Mapped[str | None] = mapped_column(String(64))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    orders_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # won deals
+    revenue: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+
+
+class ContactCompany(Base):
+    """A person works at a company (many-to-many where the CRM allows it), as a source says."""
+
+    __tablename__ = "contact_companies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("contact_id", "company_id"),)
+
+
+class Activity(Base):
+    """A call, meeting, e-mail, task or note a manager logged in a CRM: an interaction with the contact.
+
+    Unique by (source, external_id), so a re-read activity is updated, never doubled. Linked to its
+    contact like an order (by the source's contact id, as soon as the contact is synced).
+    """
+
+    __tablename__ = "activities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    external_id: Mapped[str] = mapped_column(String(200))
+    contact_external_id: Mapped[str | None] = mapped_column(String(200))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # call | meeting | email | task | note (hub.records.ACTIVITY_KINDS)
+    direction: Mapped[str | None] = mapped_column(String(8))  # in | out
+    missed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    done: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    at: Mapped[dt.datetime]
+    duration_s: Mapped[int | None] = mapped_column(Integer)
+    subject: Mapped[str | None] = mapped_column(String(300))
+    responsible_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        Index(None, "contact_id", "kind", "at"),
+        Index(None, "source", "contact_external_id"),
+    )
+
+
+class CustomField(Base):
+    """A custom field as a CRM defines it: its code, its name there, its type and its options.
+
+    Values live in `attributes` of contacts, companies and orders under `code`; this table is
+    what lets a segment rule or the builder say "Источник" instead of UF_CRM_1712345 and know
+    that it is a list with these options.
+    """
+
+    __tablename__ = "custom_fields"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    entity: Mapped[str] = mapped_column(String(16))  # contact | company | order
+    code: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(300))
+    type: Mapped[str] = mapped_column(String(16))  # hub.records.FIELD_TYPES
+    multiple: Mapped[bool] = mapped_column(Boolean, default=False)
+    # list fields: [{"id": "44", "value": "Выставка"}, …]; a value stored in attributes is the option's text
+    options: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("source", "entity", "code"),)
 
 
 class ContactMerge(Base):

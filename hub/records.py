@@ -43,6 +43,10 @@ class ContactRecord:
     city: str | None = None
     gender: Gender | None = None
     company: str | None = None
+    # The source's ids of the companies the person works at (CompanyRecord.external_id).
+    company_external_ids: list[str] = field(default_factory=list)
+    # The CRM user responsible for the person (kept, so a task for the manager needs no extra request).
+    responsible_id: str | None = None
     tags: list[str] = field(default_factory=list)
     attributes: dict[str, object] = field(default_factory=dict)
     created_at: dt.datetime | None = None
@@ -63,6 +67,84 @@ class OrderRecord:
     created_at: dt.datetime | None = None
     promo_code: str | None = None
     title: str | None = None
+    company_external_id: str | None = None
+    # Where an open deal stands: funnel, stage and since when it has been in that stage
+    # (from the CRM's stage history; None when the source cannot tell).
+    pipeline: str | None = None
+    stage: str | None = None
+    stage_entered_at: dt.datetime | None = None
+    responsible_id: str | None = None
+    # Custom fields by their code in the CRM; values already typed (see FieldDefinition).
+    attributes: dict[str, object] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CompanyRecord:
+    """A company as a source sees it (B2B): requisites, main lines and mailboxes.
+
+    Phones and emails are raw cells like a contact's; they identify the company
+    and never make two of its people one.
+    """
+
+    source: str
+    external_id: str
+    name: str | None = None
+    inn: str | None = None
+    city: str | None = None
+    phones: list[str] = field(default_factory=list)
+    emails: list[str] = field(default_factory=list)
+    responsible_id: str | None = None
+    attributes: dict[str, object] = field(default_factory=dict)
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+ActivityKind = Literal["call", "meeting", "email", "task", "note"]
+ACTIVITY_KINDS = ("call", "meeting", "email", "task", "note")
+
+
+@dataclass(slots=True)
+class ActivityRecord:
+    """A call, meeting, e-mail, task or note a manager logged; linked by the source's contact id.
+
+    `direction` is "in" (the customer called or wrote) or "out"; `missed` marks an
+    incoming call nobody answered; `done` is False for a planned meeting or an open task.
+    """
+
+    source: str
+    external_id: str
+    kind: ActivityKind
+    at: dt.datetime
+    contact_external_id: str | None = None
+    company_external_id: str | None = None
+    direction: Literal["in", "out"] | None = None
+    missed: bool = False
+    done: bool = True
+    duration_s: int | None = None
+    subject: str | None = None
+    responsible_id: str | None = None
+
+
+FieldType = Literal["string", "number", "date", "datetime", "list", "boolean"]
+FIELD_TYPES = ("string", "number", "date", "datetime", "list", "boolean")
+
+
+@dataclass(slots=True)
+class FieldDefinition:
+    """A custom field as the CRM defines it; a source yields these before the records that use them.
+
+    `options` for a list: [{"id": "44", "value": "Выставка"}]; the records then carry the
+    option's text (not its id) under `code` in `attributes`, a list of them when `multiple`.
+    """
+
+    source: str
+    entity: Literal["contact", "company", "order"]
+    code: str
+    name: str
+    type: FieldType
+    multiple: bool = False
+    options: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -70,5 +152,5 @@ class Deletion:
     """The source removed this record; Hub marks it, never silently drops history."""
 
     source: str
-    entity: Literal["contact", "order"]
+    entity: Literal["contact", "order", "company", "activity"]
     external_id: str

@@ -23,16 +23,16 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequenc
 
 from sqlalchemy import Connection, Engine, and_, delete, select, update
 
-from hub import identity
+from hub import activities, companies, custom_fields, identity
 from hub.config import Settings
 from hub.db import among, bulk_insert, chunks, insert_for, utcnow, whole_number
 from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import Contact, ExternalRef, Order, SyncRun, SyncState
 from hub.plugins import get_pm, sources
-from hub.records import ContactRecord, Deletion, OrderRecord
+from hub.records import ActivityRecord, CompanyRecord, ContactRecord, Deletion, FieldDefinition, OrderRecord
 
-Record = ContactRecord | OrderRecord | Deletion
+Record = ContactRecord | OrderRecord | CompanyRecord | ActivityRecord | FieldDefinition | Deletion
 orders_t = Order.__table__
 refs_t = ExternalRef.__table__
 contacts_t = Contact.__table__
@@ -87,7 +87,10 @@ class ReconcilingSource(Protocol):
         """All ids of `entity` in the source system, in batches."""
 
 
-ENTITY_KIND: dict[str, Literal["contact", "order"]] = {"contacts": "contact", "orders": "order"}
+# A source's entity and what a Deletion of one of its records names. "fields" (custom field
+# definitions) has no deletions: a field removed in the CRM simply stops being offered.
+ENTITY_KIND: dict[str, Literal["contact", "order", "company", "activity"]] = {
+    "contacts": "contact", "orders": "order", "companies": "company", "activities": "activity"}
 
 
 class SyncError(RuntimeError):
@@ -101,13 +104,17 @@ class Counts:
     contacts: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0, "merged": 0,
                                                               "refused": 0})
     orders: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0, "refused": 0})
+    companies: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0})
+    activities: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0})
+    fields: int = 0  # custom field definitions read
     invalid_phones: int = 0
     invalid_emails: int = 0
     shared_values: int = 0  # phones and emails found to be several people's (they join nobody)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"contacts": dict(self.contacts), "orders": dict(self.orders),
+        return {"contacts": dict(self.contacts), "orders": dict(self.orders), "companies": dict(self.companies),
+                "activities": dict(self.activities), "fields": self.fields,
                 "invalid_phones": self.invalid_phones, "invalid_emails": self.invalid_emails,
                 "shared_values": self.shared_values, "errors": len(self.errors)}
 
@@ -259,26 +266,42 @@ def write_deletions(conn: Connection, records: Sequence[Deletion], counts: Count
 
 def write_page(conn: Connection, records: Iterable[Record], settings: Settings, counts: Counts, *,
                order_stats: bool = True) -> None:
-    """Write a page's contacts first, then orders (so they link), then deletions.
+    """Write a page in the order things link: field definitions, companies, contacts (who work
+    at them), orders and activities (which name both), then deletions.
 
     `order_stats=False`: see write_orders(refresh=False).
     """
+    definitions: list[FieldDefinition] = []
+    firms: list[CompanyRecord] = []
     contacts: list[ContactRecord] = []
     orders: list[OrderRecord] = []
+    logged: list[ActivityRecord] = []
     deletions: list[Deletion] = []
     for r in records:
         if isinstance(r, ContactRecord):
             contacts.append(r)
         elif isinstance(r, OrderRecord):
             orders.append(r)
+        elif isinstance(r, CompanyRecord):
+            firms.append(r)
+        elif isinstance(r, ActivityRecord):
+            logged.append(r)
+        elif isinstance(r, FieldDefinition):
+            definitions.append(r)
         elif isinstance(r, Deletion):
             deletions.append(r)
         else:
             counts.errors.append({"error": f"unknown record type {type(r).__name__}"})
+    if definitions:
+        custom_fields.write_definitions(conn, definitions, counts)
+    for part in chunks(firms, CHUNK):
+        companies.write_companies(conn, part, settings, counts)
     for part in chunks(contacts, CHUNK):
         write_contacts(conn, part, settings, counts)
     for part in chunks(orders, CHUNK):
         write_orders(conn, part, counts, settings, refresh=order_stats)
+    for part in chunks(logged, CHUNK):
+        activities.write_activities(conn, part, counts)
     if deletions:
         write_deletions(conn, deletions, counts)
 

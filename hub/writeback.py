@@ -30,7 +30,33 @@ class WriteBack(Protocol):
 
     def add_comment(self, external_id: str, text: str) -> str | None: ...
 
-    def add_task(self, external_id: str, title: str, *, due_at: dt.datetime, description: str = "") -> str | None: ...
+    def add_task(self, external_id: str, title: str, *, due_at: dt.datetime, description: str = "",
+                 responsible_id: str | None = None) -> str | None:
+        """`responsible_id`: the record's manager as the last sync read it (external_refs.responsible_id);
+        None when unknown, and the source may then look it up itself."""
+
+
+@runtime_checkable
+class FieldBatches(Protocol):
+    """A source that writes many records' fields in few requests (scores and stages pushed on change).
+
+    `values` are (external id, logical field name, value); returns the external ids written. A
+    logical name the connection maps to no CRM field is skipped, not an error.
+    """
+
+    def set_fields(self, values: Sequence[tuple[str, str, Any]]) -> list[str]: ...
+
+
+@runtime_checkable
+class Erasing(Protocol):
+    """A source that can erase a person in its CRM on a GDPR/152-FZ request.
+
+    Returns what happened there, in English for the audit log: "deleted" (Bitrix24's
+    crm.contact.delete) or "anonymised" (amoCRM, whose API cannot delete a contact: personal
+    fields overwritten, phones and emails removed, a tag added). Raises on failure.
+    """
+
+    def erase_contact(self, external_id: str) -> str: ...
 
 
 class WriteBackError(RuntimeError):
