@@ -8,16 +8,178 @@ incoming calls.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import datetime as dt
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, Sequence
 
-from sqlalchemy import Connection
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, or_, select, update
 
-from hub.records import ActivityRecord
+from hub import companies
+from hub.config import Settings
+from hub.db import among, bulk_insert, chunks, insert_for, utcnow
+from hub.models import Activity, ExternalRef
+from hub.plugins import get_pm
+from hub.records import ACTIVITY_KINDS, ActivityRecord
 
 if TYPE_CHECKING:
     from hub.sync import Counts
 
+activities_t = Activity.__table__
+refs_t = ExternalRef.__table__
+LOOKUP_CHUNK = 5000
+DIRECTIONS = ("in", "out")
+MAX_DURATION_S = 7 * 24 * 3600  # a call logged as lasting longer than a week is a typo, not a call
+_CHANGING = ("contact_external_id", "contact_id", "company_external_id", "company_id", "kind", "direction",
+             "missed", "done", "at", "duration_s", "subject", "responsible_id")
 
-def write_activities(conn: Connection, records: Sequence[ActivityRecord], counts: Counts) -> None:
-    """Upsert activities by (source, external id) and link each to its contact and company."""
-    raise NotImplementedError
+
+def _problem(r: ActivityRecord) -> str | None:
+    if not str(r.external_id or "").strip():
+        return "the activity has no id"
+    if r.kind not in ACTIVITY_KINDS:
+        return f"kind {str(r.kind)[:40]!r} is not one of {', '.join(ACTIVITY_KINDS)}"
+    if not isinstance(r.at, dt.datetime):
+        return "the activity has no time"
+    if r.at.tzinfo is None:
+        return "at has no time zone"
+    if r.direction is not None and r.direction not in DIRECTIONS:
+        return f"direction {str(r.direction)[:40]!r} is not in or out"
+    return None
+
+
+def _duration(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    seconds = int(value)
+    return seconds if 0 <= seconds <= MAX_DURATION_S else None
+
+
+def write_activities(conn: Connection, records: Sequence[ActivityRecord], counts: Counts,
+                     settings: Settings | None = None) -> None:
+    """Upsert activities by (source, external id) and link each to its contact and company.
+
+    Set-wise like orders: one lookup a chunk for contacts, one for companies,
+    one for what Hub already holds; new activities (all of a first sync) take
+    the bulk path. A record Hub cannot place in time or kind is an error entry.
+    """
+    refused: set[int] = set()
+    if records:
+        for answer in get_pm().hook.refuse_activities(conn=conn, settings=settings, activities=list(records)):
+            refused.update(answer or ())
+    if refused:
+        counts.activities["refused"] += len(refused)
+        records = [r for i, r in enumerate(records) if i not in refused]
+    now = utcnow()
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        problem = _problem(r)
+        if problem:
+            counts.errors.append({"entity": "activity", "id": str(r.external_id or "")[:200] or None,
+                                  "error": problem})
+            continue
+        key = (r.source[:100], str(r.external_id).strip()[:200])
+        rows[key] = {"source": key[0], "external_id": key[1],
+                     "contact_external_id": companies.text(r.contact_external_id, 200),
+                     "company_external_id": companies.text(r.company_external_id, 200),
+                     "kind": r.kind, "direction": r.direction, "missed": bool(r.missed), "done": bool(r.done),
+                     "at": r.at, "duration_s": _duration(r.duration_s), "subject": companies.text(r.subject, 300),
+                     "responsible_id": companies.text(r.responsible_id, 64), "created_at": now, "deleted_at": None}
+    if not rows:
+        return
+    contact_of = _contacts(conn, {(row["source"], row["contact_external_id"]) for row in rows.values()
+                                  if row["contact_external_id"]})
+    company_of = companies.ids_of(conn, {(row["source"], row["company_external_id"]) for row in rows.values()
+                                         if row["company_external_id"]})
+    existing: set[tuple[str, str]] = set()
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for source, external_id in rows:
+        by_source[source].append(external_id)
+    a = activities_t.c
+    for source, wanted in by_source.items():
+        for part in chunks(sorted(wanted), LOOKUP_CHUNK):
+            existing.update((source, ext) for ext in conn.execute(
+                select(a.external_id).where(a.source == source, among(conn, a.external_id, part))).scalars())
+    fresh: list[dict[str, Any]] = []
+    known: list[dict[str, Any]] = []
+    for key in sorted(rows):  # key order, as every upsert writes: no deadlock
+        row = rows[key]
+        source = row["source"]
+        company_ext = row["company_external_id"]  # kept: a company synced later links it (companies.link_waiting)
+        row["contact_id"] = contact_of.get((source, row["contact_external_id"]))
+        row["company_id"] = company_of.get((source, company_ext)) if company_ext else None
+        (known if key in existing else fresh).append(row)
+    counts.activities["created"] += len(fresh)
+    counts.activities["updated"] += len(known)
+    bulk_insert(conn, activities_t, fresh, ignore_conflicts=True)
+    if known:
+        ins = insert_for(conn, activities_t)
+        conn.execute(ins.on_conflict_do_update(index_elements=["source", "external_id"],
+                                               set_={c: ins.excluded[c] for c in _CHANGING}), known)
+
+
+def _contacts(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The contact each (source, contact external id) names through its live reference."""
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for source, external_id in keys:
+        by_source[source].append(external_id)
+    out: dict[tuple[str, str], int] = {}
+    r = refs_t.c
+    for source, wanted in by_source.items():
+        for part in chunks(sorted(wanted), LOOKUP_CHUNK):
+            for ext, cid in conn.execute(select(r.external_id, r.contact_id).where(
+                    r.source == source, among(conn, r.external_id, part), r.deleted_at.is_(None))):
+                out[(source, ext)] = cid
+    return out
+
+
+def link_orphans(conn: Connection, refs: dict[str, set[str]]) -> int:
+    """Attach activities that arrived before their contact (as hub.identity does for orders); how many.
+
+    `refs` maps a source to the contact external ids just written.
+    """
+    linked = 0
+    a, r = activities_t.c, refs_t.c
+    for source, external_ids in refs.items():
+        for part in chunks(sorted(external_ids), LOOKUP_CHUNK):
+            rows = conn.execute(
+                select(a.id, r.contact_id)
+                .join(refs_t, and_(r.source == a.source, r.external_id == a.contact_external_id))
+                .where(a.source == source, among(conn, a.contact_external_id, part), a.contact_id.is_(None),
+                       r.deleted_at.is_(None))).all()
+            if rows:
+                conn.execute(update(activities_t).where(a.id == bindparam("_aid")).values(contact_id=bindparam("_cid")),
+                             [{"_aid": aid, "_cid": cid} for aid, cid in rows])
+                linked += len(rows)
+    return linked
+
+
+def delete_activity(conn: Connection, source: str, external_id: str) -> bool:
+    """The source deleted the activity: the row goes (it is the CRM's log, not Hub's history)."""
+    a = activities_t.c
+    return bool(conn.execute(delete(activities_t).where(a.source == source, a.external_id == external_id)).rowcount)
+
+
+def held_ids(conn: Connection, source: str) -> set[str]:
+    """The ids of the activities Hub holds from a source (reconcile compares them with the source's)."""
+    a = activities_t.c
+    return set(conn.execute(select(a.external_id).where(a.source == source)).scalars())
+
+
+def move_on_merge(conn: Connection, survivor: int, merged: int) -> list[int]:
+    """The merged contact's activities go to the survivor; their ids, for the merge's snapshot."""
+    a = activities_t.c
+    ids = list(conn.execute(select(a.id).where(a.contact_id == merged).order_by(a.id)).scalars())
+    conn.execute(update(activities_t).where(a.contact_id == merged).values(contact_id=survivor))
+    return ids
+
+
+def give_back(conn: Connection, survivor: int, restored: int, ids: Sequence[int],
+              refs: Sequence[tuple[str, str]]) -> int:
+    """After an unmerge: the activities that moved with the merge and those the restored references brought."""
+    a = activities_t.c
+    mine: list[ColumnElement[bool]] = [a.id.in_([int(i) for i in ids])] if ids else []
+    mine += [and_(a.source == source, a.contact_external_id == external_id) for source, external_id in refs]
+    if not mine:
+        return 0
+    return conn.execute(update(activities_t).where(a.contact_id == survivor, or_(*mine))
+                        .values(contact_id=restored)).rowcount

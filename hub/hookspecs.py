@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # annotations only: importing hub.hookspecs stays cheap and f
     from hub.config import Settings
     from hub.identity import Prepared
     from hub.messaging import Outgoing, Verdict
-    from hub.records import OrderRecord
+    from hub.records import ActivityRecord, OrderRecord
     from hub.segments.fields import SegmentField, SegmentOperator
     from hub.webapi.endpoints import Endpoint as ApiEndpoint
 
@@ -68,6 +68,18 @@ def refuse_orders(conn: Connection, settings: Settings, orders: list[OrderRecord
     request must not come back either.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def refuse_activities(conn: Connection, settings: Settings, activities: list[ActivityRecord]) -> Any:
+    """Keep activities out of the base: return the positions in ``activities`` (ActivityRecords) to skip.
+
+    The third twin, after ``refuse_records`` and ``refuse_orders``: the calls
+    and meetings a CRM still logs for a person erased on request must not come
+    back either (their subjects say who and what).
+
+    .. versionadded:: 0.2
     """
 
 
@@ -120,6 +132,20 @@ def record_url(conn: Connection, settings: Settings, source: str, kind: str, ext
     yours, no connection): the core asks every plugin, the first answer wins.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def contact_card_facts(conn: Connection, contact_id: int) -> dict[str, Any] | None:
+    """What you know about a contact, for their card: ``hub contacts show``, the admin card, ``contact_card``.
+
+    Return a dict of JSON-ready values under keys of your own, or None. The
+    core keeps a key it filled itself and takes yours only for a key it left
+    empty: ``nps`` (``{"score", "comment", "at"}``, the latest survey answer)
+    is one such key, filled by the plugin that runs the surveys. Read only:
+    called inside a reading connection, once per card.
+
+    .. versionadded:: 0.3
     """
 
 

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Sequence
 import phonenumbers
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
-from hub import names, normalize
+from hub import activities, companies, custom_fields, names, normalize
 from hub.config import Settings
 from hub.db import MAX_ROW_ID, among, bulk_insert, chunks, insert_for, reserve_ids, utcnow
 from hub.i18n import N_
@@ -116,7 +116,7 @@ def prepare(record: ContactRecord, region: str) -> Prepared:
 # when the names agree (names.agree): "names never merge by themselves; they decide whether a
 # shared value can join two records".
 
-SHARED_REASONS = ("names", "common", "toll_free", "role_mailbox", "fax", "unmerged")
+SHARED_REASONS = ("names", "common", "toll_free", "role_mailbox", "fax", "unmerged", "company")
 NEVER_JOIN = frozenset({"toll_free", "role_mailbox", "fax"})
 SHARED_TITLES = {
     "names": N_("used by people with different names"),
@@ -125,6 +125,8 @@ SHARED_TITLES = {
     "role_mailbox": N_("a company mailbox"),
     "fax": N_("a fax"),
     "unmerged": N_("kept apart by hand"),
+    # A company's own phone or email (a CRM's company card lists it): colleagues share it, it is nobody's.
+    "company": N_("a company's phone or email"),
 }
 # Mailboxes of a role, not a person (the part before @, or its first word: info.msk@, sales-spb@).
 ROLE_MAILBOXES = frozenset({
@@ -384,6 +386,8 @@ class _Found:
     sources: dict[tuple[tuple[str, str], int], str] = field(default_factory=dict)
     # shared values more holders have than SHARED_JOIN_LIMIT: they join nobody, so their holders are not read
     saturated: set[tuple[str, str]] = field(default_factory=set)
+    # values that are a company's own line or mailbox (hub.companies): shared, whoever holds them
+    company: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settings,
@@ -438,6 +442,8 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
         reason = found.shared.get(key)
         if reason is None:
             reason = intrinsic_reason(key[0], key[1], labels[key] if key in labels else ())
+            if reason is None and key in found.company:
+                reason = companies.COMPANY  # two colleagues at one switchboard are two people
             if reason is not None:
                 result.shared[key] = reason
         decided[key] = reason
@@ -574,20 +580,25 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
             )
         if p.record.external_id:
             ref_rows.append({"source": source, "external_id": p.record.external_id, "contact_id": target,
-                             "created_at": now, "deleted_at": None})
+                             "created_at": now, "deleted_at": None,
+                             "responsible_id": companies.text(p.record.responsible_id, 64)})
     if identity_rows:
         bulk_insert(conn, identities_t, identity_rows, ignore_conflicts=True)
     if ref_rows:
         ins = insert_for(conn, refs_t)
         stmt = ins.on_conflict_do_update(
             index_elements=["source", "external_id"],
-            set_={"contact_id": ins.excluded.contact_id, "deleted_at": None},
+            # The record's manager as the source says now; a record that does not say keeps the last known.
+            set_={"contact_id": ins.excluded.contact_id, "deleted_at": None,
+                  "responsible_id": func.coalesce(ins.excluded.responsible_id, refs_t.c.responsible_id)},
         )
         conn.execute(stmt, _dedupe_refs(ref_rows))
         linkable: dict[str, set[str]] = defaultdict(set)
         for r in ref_rows:
             linkable[r["source"]].add(r["external_id"])
         link_orphan_orders(conn, linkable)
+        activities.link_orphans(conn, linkable)
+        companies.remember_members(conn, [p.record for p in prepared], result.contact_ids)
     return result
 
 
@@ -694,6 +705,8 @@ def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> _Found:
                         found.saturated.add(key)
                         for cid in found.holders.pop(key):
                             found.sources.pop((key, cid), None)
+    found.company = companies.company_values(conn, [(kind, value) for kind, values in by_kind.items()
+                                                    for value in values])
     for source, ids in refs.items():
         for part in chunks(sorted(ids), LOOKUP_CHUNK):
             rows = conn.execute(
@@ -797,7 +810,7 @@ def _apply_records(row: dict[str, Any], records: Iterable[ContactRecord]) -> boo
         if record.tags:
             row["tags"] = list(dict.fromkeys(row["tags"] + list(record.tags)))
         if record.attributes:
-            row["attributes"].update(record.attributes)
+            row["attributes"].update(custom_fields.plain(record.attributes))
         if "created_from" not in provenance:
             provenance["created_from"] = source
     row["name_key"] = name_key(row["last_name"], row["first_name"])
@@ -862,6 +875,8 @@ def merge_contacts(conn: Connection, survivor: int, merged: int, *, reason: dict
                                                   identities_t.c.value.in_(dup.scalar_subquery()))))
     for table in (identities_t, refs_t, orders_t, consent.events_t, contact_notes.notes_t):
         conn.execute(update(table).where(table.c.contact_id == merged).values(contact_id=survivor))
+    activities.move_on_merge(conn, survivor, merged)
+    companies.move_on_merge(conn, survivor, merged)
     _update_contacts(conn, {survivor: keep}, now)
     merge_id = conn.execute(merges_t.insert().values(survivor_id=survivor, merged_id=merged, reason=reason,
                                                      snapshot=snapshot, actor=actor, at=now)
@@ -884,6 +899,8 @@ def _snapshot(conn: Connection, contact_id: int, row: dict[str, Any], survivor: 
     survivor_idents = conn.execute(select(c.kind, c.value).where(c.contact_id == survivor))
     refs = conn.execute(select(refs_t.c.source, refs_t.c.external_id).where(refs_t.c.contact_id == contact_id))
     orders = conn.execute(select(orders_t.c.id).where(orders_t.c.contact_id == contact_id)).scalars()
+    logged = conn.execute(select(activities.activities_t.c.id).where(activities.activities_t.c.contact_id == contact_id)
+                          .order_by(activities.activities_t.c.id)).scalars()
     events = conn.execute(select(consent.events_t.c.id).where(consent.events_t.c.contact_id == contact_id))
     notes = contact_notes.ids_of(conn, contact_id)
     fields = {name: (row[name].isoformat() if isinstance(row[name], dt.date) else row[name]) for name in FIELDS}
@@ -900,6 +917,7 @@ def _snapshot(conn: Connection, contact_id: int, row: dict[str, Any], survivor: 
         "external_refs": [dict(r._mapping) for r in refs],
         "survivor_identities": [[kind, value] for kind, value in survivor_idents],
         "order_ids": list(orders),
+        "activity_ids": list(logged),
         "consent_event_ids": list(events.scalars()),
         "note_ids": notes,
     }

@@ -247,6 +247,44 @@ class Company(Base):
     __table_args__ = (UniqueConstraint("source", "external_id"),)
 
 
+class CompanyValue(Base):
+    """A company's phone or email, normalized, one a row: the index identity resolution asks.
+
+    A contact's value found here is the company's line (a switchboard, an
+    office@ mailbox): it never joins two people by itself. Kept by
+    hub.companies beside the JSON lists on Company, which are what people read.
+    """
+
+    __tablename__ = "company_values"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # phone | email
+    value: Mapped[str] = mapped_column(String(320))
+
+    __table_args__ = (UniqueConstraint("company_id", "kind", "value"), Index(None, "kind", "value"))
+
+
+class CompanyMembership(Base):
+    """A source says its contact works at its company, by the source's own ids.
+
+    Kept whatever order the two arrive in: contact_companies is made from these
+    as soon as both are synced, and an unmerge gives each person back the links
+    their own references brought.
+    """
+
+    __tablename__ = "company_memberships"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    contact_external_id: Mapped[str] = mapped_column(String(200))
+    company_external_id: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (UniqueConstraint("source", "contact_external_id", "company_external_id",
+                                       name="uq_company_memberships_link"),
+                      Index(None, "source", "company_external_id"))
+
+
 class ContactCompany(Base):
     """A person works at a company (many-to-many where the CRM allows it), as a source says."""
 
@@ -275,6 +313,8 @@ class Activity(Base):
     external_id: Mapped[str] = mapped_column(String(200))
     contact_external_id: Mapped[str | None] = mapped_column(String(200))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    # Kept like contact_external_id: an activity read before its company is linked when the company arrives.
+    company_external_id: Mapped[str | None] = mapped_column(String(200))
     company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # call | meeting | email | task | note (hub.records.ACTIVITY_KINDS)
     direction: Mapped[str | None] = mapped_column(String(8))  # in | out
@@ -290,6 +330,8 @@ class Activity(Base):
     __table_args__ = (
         UniqueConstraint("source", "external_id"),
         Index(None, "contact_id", "kind", "at"),
+        # Segment conditions ("a call within 30 days") range over one kind and a time window first.
+        Index(None, "kind", "at"),
         Index(None, "source", "contact_external_id"),
     )
 

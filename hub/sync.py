@@ -105,7 +105,8 @@ class Counts:
                                                               "refused": 0})
     orders: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0, "refused": 0})
     companies: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0})
-    activities: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0})
+    activities: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "deleted": 0,
+                                                                "refused": 0})
     fields: int = 0  # custom field definitions read
     invalid_phones: int = 0
     invalid_emails: int = 0
@@ -166,7 +167,10 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
                      "contact_external_id": r.contact_external_id, "amount": Decimal(r.amount),
                      "currency": (r.currency or "RUB").upper()[:3], "status": r.status, "title": r.title,
                      "promo_code": r.promo_code, "closed_at": r.closed_at, "created_at": r.created_at or now,
-                     "updated_at": now})
+                     "updated_at": now, "company_external_id": companies.text(r.company_external_id, 200),
+                     "pipeline": companies.text(r.pipeline, 200), "stage": companies.text(r.stage, 200),
+                     "stage_entered_at": r.stage_entered_at, "responsible_id": companies.text(r.responsible_id, 64),
+                     "attributes": custom_fields.plain(r.attributes)})
     if not rows:
         return
     unique = {(r["source"], r["external_id"]): r for r in rows}
@@ -182,16 +186,26 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
                     refs_t.c.source == source, among(conn, refs_t.c.external_id, part))):
                 contact_of[(source, ext)] = cid
     touched: set[int] = set()
+    firms: set[int] = set()  # companies whose won deals may have changed
     existing: set[tuple[str, str]] = set()
     for source in {r["source"] for r in rows}:
         keys = [r["external_id"] for r in rows if r["source"] == source]
         for part in chunks(keys, identity.LOOKUP_CHUNK):
-            for ext, cid in conn.execute(select(orders_t.c.external_id, orders_t.c.contact_id).where(
+            for ext, cid, firm in conn.execute(select(orders_t.c.external_id, orders_t.c.contact_id,
+                                                      orders_t.c.company_id).where(
                     orders_t.c.source == source, among(conn, orders_t.c.external_id, part))):
                 existing.add((source, ext))
                 if cid is not None:
                     touched.add(cid)
+                if firm is not None:
+                    firms.add(firm)
+    company_of = companies.ids_of(conn, {(r["source"], r["company_external_id"]) for r in rows
+                                         if r["company_external_id"]})
     for row in rows:
+        row["company_id"] = (company_of.get((row["source"], row["company_external_id"]))
+                             if row["company_external_id"] else None)
+        if row["company_id"] is not None:
+            firms.add(row["company_id"])
         row["contact_id"] = (contact_of.get((row["source"], row["contact_external_id"]))
                              if row["contact_external_id"] else None)
         if row["contact_id"] is not None:
@@ -208,6 +222,7 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
         upsert_orders(conn, known)
     if refresh:
         identity.refresh_stats(conn, touched)
+        companies.refresh_stats(conn, firms)
 
 
 def upsert_orders(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -216,10 +231,14 @@ def upsert_orders(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     Rows are written in key order: two writers whose batches overlap then
     take the row locks in the same order and never wait on each other in a circle.
     """
+    if not rows:
+        return
     rows = sorted(rows, key=lambda row: (row["source"], row["external_id"]))
     ins = insert_for(conn, orders_t)
-    changing = ("contact_external_id", "contact_id", "amount", "currency", "status", "title", "promo_code",
-                "closed_at", "updated_at")
+    changing = tuple(c for c in ("contact_external_id", "contact_id", "amount", "currency", "status", "title",
+                                 "promo_code", "closed_at", "updated_at", "company_external_id", "company_id",
+                                 "pipeline", "stage", "stage_entered_at", "responsible_id", "attributes")
+                     if c in rows[0])
     conn.execute(ins.on_conflict_do_update(index_elements=["source", "external_id"],
                                            set_={c: ins.excluded[c] for c in changing}), list(rows))
 
@@ -231,7 +250,7 @@ def _order_problem(r: OrderRecord) -> str | None:
         Decimal(r.amount)
     except (InvalidOperation, TypeError, ValueError):
         return f"amount {r.amount!r} is not a number"
-    for name in ("closed_at", "created_at"):
+    for name in ("closed_at", "created_at", "stage_entered_at"):
         value = getattr(r, name)
         if value is not None and value.tzinfo is None:
             return f"{name} has no time zone"
@@ -242,14 +261,24 @@ def write_deletions(conn: Connection, records: Sequence[Deletion], counts: Count
     """Mark what a source deleted: a contact goes when no source holds them any more."""
     now = utcnow()
     for d in records:
+        if d.entity == "company":
+            if companies.delete_company(conn, d.source, d.external_id, now):
+                counts.companies["deleted"] += 1
+            continue
+        if d.entity == "activity":
+            if activities.delete_activity(conn, d.source, d.external_id):
+                counts.activities["deleted"] += 1
+            continue
         if d.entity == "order":
-            row = conn.execute(select(orders_t.c.id, orders_t.c.contact_id).where(
+            row = conn.execute(select(orders_t.c.id, orders_t.c.contact_id, orders_t.c.company_id).where(
                 orders_t.c.source == d.source, orders_t.c.external_id == d.external_id)).first()
             if row:
                 conn.execute(delete(orders_t).where(orders_t.c.id == row.id))
                 counts.orders["deleted"] += 1
                 if row.contact_id:
                     identity.refresh_stats(conn, [row.contact_id])
+                if row.company_id:
+                    companies.refresh_stats(conn, [row.company_id])
             continue
         contact_id = conn.execute(select(refs_t.c.contact_id).where(
             refs_t.c.source == d.source, refs_t.c.external_id == d.external_id, refs_t.c.deleted_at.is_(None))).scalar()
@@ -301,7 +330,7 @@ def write_page(conn: Connection, records: Iterable[Record], settings: Settings, 
     for part in chunks(orders, CHUNK):
         write_orders(conn, part, counts, settings, refresh=order_stats)
     for part in chunks(logged, CHUNK):
-        activities.write_activities(conn, part, counts)
+        activities.write_activities(conn, part, counts, settings)
     if deletions:
         write_deletions(conn, deletions, counts)
 
@@ -552,6 +581,7 @@ def _run_full(engine: Engine, settings: Settings, source: Source, source_name: s
     # since only a finished full pass gets here.
     with engine.begin() as conn:
         identity.refresh_source_stats(conn, source_name)
+        companies.refresh_source_stats(conn, source_name)
         _save_state(conn, source_name, entity, cursor=state["then"] or "", full=None)
 
 
@@ -622,6 +652,8 @@ def reconcile(engine: Engine, settings: Settings, source_name: str, *, source: A
     run_id = start_run(engine, source_name, "reconcile")
     try:
         for entity in entities or source.entities():
+            if entity not in ENTITY_KIND:
+                continue  # field definitions are read whole each sync: nothing of theirs to reconcile
             kind = ENTITY_KIND[entity]
             live: set[str] = set()
             for batch in source.live_ids(entity):
@@ -648,6 +680,10 @@ def reconcile(engine: Engine, settings: Settings, source_name: str, *, source: A
 
 
 def _held_ids(conn: Connection, source_name: str, kind: str) -> set[str]:
+    if kind == "company":
+        return companies.held_ids(conn, source_name)
+    if kind == "activity":
+        return activities.held_ids(conn, source_name)
     if kind == "order":
         q = select(orders_t.c.external_id).where(orders_t.c.source == source_name)
     else:

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, or_, select, update
 
-from hub import consent, contact_notes, identity
+from hub import activities, companies, consent, contact_notes, identity
 from hub.config import Settings
 from hub.db import among, utcnow
 from hub.i18n import gettext as _
@@ -102,6 +102,8 @@ def unmerge(engine: Engine, settings: Settings, merge_id: int, *, actor: str) ->
         n_identities += _give_back_brought(conn, survivor, restored, merge, snapshot)
         n_refs = _give_back_refs(conn, survivor, restored, snapshot)
         n_orders = _give_back_orders(conn, survivor, restored, snapshot)
+        activities.give_back(conn, survivor, restored, snapshot.get("activity_ids") or [], _restored_refs(snapshot))
+        companies.give_back(conn, survivor, restored)
         _give_back_consent(conn, survivor, restored, merge_id, merge, snapshot, now)
         _give_back_notes(conn, survivor, restored, snapshot)
         _clear_fields_taken(conn, survivor, restored, snapshot, now)

@@ -42,6 +42,8 @@ def sync_cmd(app: App, source: str, full: bool, reconcile: bool, as_json: bool) 
         swept = sync.reconcile(engine, app.settings, source).as_dict()
         data["contacts"]["deleted"] += swept["contacts"]["deleted"]
         data["orders"]["deleted"] += swept["orders"]["deleted"]
+        for entity in ("companies", "activities"):
+            data[entity]["deleted"] += swept[entity]["deleted"]
         for key in ("requests", "rate_limited"):
             if key in swept:
                 data[key] = swept[key]
@@ -59,7 +61,9 @@ def sync_cmd(app: App, source: str, full: bool, reconcile: bool, as_json: bool) 
                             len(data["interrupted"]), runs=runs, source=source))
 
 
-LABELS = {"contacts": N_("%(source)s: contacts"), "orders": N_("%(source)s: orders")}
+LABELS = {"contacts": N_("%(source)s: contacts"), "orders": N_("%(source)s: orders"),
+          "companies": N_("%(source)s: companies"), "activities": N_("%(source)s: calls and meetings"),
+          "fields": N_("%(source)s: custom fields")}
 HEADERS = {
     "full": N_("%(source)s (full): contacts %(created)s new, %(updated)s updated, %(deleted)s deleted, "
                "%(merged)s merged"),
@@ -82,8 +86,15 @@ def summary(source: str, data: dict[str, Any]) -> str:
           updated=n(c["updated"]), deleted=n(c["deleted"]), merged=n(c["merged"])),
         _("orders %(created)s new, %(updated)s updated, %(deleted)s deleted", created=n(o["created"]),
           updated=n(o["updated"]), deleted=n(o["deleted"])),
-        ngettext("%(num)s error", "%(num)s errors", data["errors"], num=n(data["errors"])),
     ]
+    firms, logged = data.get("companies") or {}, data.get("activities") or {}
+    if any(firms.values()):
+        parts.append(_("companies %(created)s new, %(updated)s updated, %(deleted)s deleted",
+                       created=n(firms["created"]), updated=n(firms["updated"]), deleted=n(firms["deleted"])))
+    if any(logged.values()):
+        parts.append(_("calls, meetings and notes %(created)s new, %(updated)s updated, %(deleted)s deleted",
+                       created=n(logged["created"]), updated=n(logged["updated"]), deleted=n(logged["deleted"])))
+    parts.append(ngettext("%(num)s error", "%(num)s errors", data["errors"], num=n(data["errors"])))
     if "requests" in data:
         parts.append(ngettext("%(num)s request (%(limited)s rate-limited)",
                               "%(num)s requests (%(limited)s rate-limited)", data["requests"],

@@ -85,7 +85,13 @@ def refuse_records(conn: Any, settings: Any, records: list[Any]) -> set[int]:
 @hookimpl
 def refuse_orders(conn: Any, settings: Any, orders: list[Any]) -> set[int]:
     """… and so do their deals, which may carry their name in the title."""
-    return erasure.refuse_erased_orders(conn, settings, orders)
+    return erasure.refuse_linked_to_erased(conn, settings, orders)
+
+
+@hookimpl
+def refuse_activities(conn: Any, settings: Any, activities: list[Any]) -> set[int]:
+    """… and so do the calls and meetings the CRM still logs for them (a subject names who and what)."""
+    return erasure.refuse_linked_to_erased(conn, settings, activities)
 
 
 @hookimpl

@@ -41,6 +41,30 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_companies_inn'), 'companies', ['inn'])
     op.create_table(
+        'company_values',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('company_id', sa.Integer(), nullable=False),
+        sa.Column('kind', sa.String(length=16), nullable=False),
+        sa.Column('value', sa.String(length=320), nullable=False),
+        sa.ForeignKeyConstraint(['company_id'], ['companies.id'], name=op.f('fk_company_values_company_id_companies'),
+                                ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_company_values')),
+        sa.UniqueConstraint('company_id', 'kind', 'value', name=op.f('uq_company_values_company_id_kind_value')),
+    )
+    op.create_index(op.f('ix_company_values_kind_value'), 'company_values', ['kind', 'value'])
+    op.create_table(
+        'company_memberships',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('source', sa.String(length=100), nullable=False),
+        sa.Column('contact_external_id', sa.String(length=200), nullable=False),
+        sa.Column('company_external_id', sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_company_memberships')),
+        sa.UniqueConstraint('source', 'contact_external_id', 'company_external_id',
+                            name='uq_company_memberships_link'),
+    )
+    op.create_index(op.f('ix_company_memberships_source_company_external_id'), 'company_memberships',
+                    ['source', 'company_external_id'])
+    op.create_table(
         'contact_companies',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('contact_id', sa.Integer(), nullable=False),
@@ -62,6 +86,7 @@ def upgrade() -> None:
         sa.Column('external_id', sa.String(length=200), nullable=False),
         sa.Column('contact_external_id', sa.String(length=200), nullable=True),
         sa.Column('contact_id', sa.Integer(), nullable=True),
+        sa.Column('company_external_id', sa.String(length=200), nullable=True),
         sa.Column('company_id', sa.Integer(), nullable=True),
         sa.Column('kind', sa.String(length=16), nullable=False),
         sa.Column('direction', sa.String(length=8), nullable=True),
@@ -81,6 +106,7 @@ def upgrade() -> None:
         sa.UniqueConstraint('source', 'external_id', name=op.f('uq_activities_source_external_id')),
     )
     op.create_index(op.f('ix_activities_contact_id_kind_at'), 'activities', ['contact_id', 'kind', 'at'])
+    op.create_index(op.f('ix_activities_kind_at'), 'activities', ['kind', 'at'])
     op.create_index(op.f('ix_activities_source_contact_external_id'), 'activities',
                     ['source', 'contact_external_id'])
     op.create_index(op.f('ix_activities_company_id'), 'activities', ['company_id'])
@@ -129,4 +155,6 @@ def downgrade() -> None:
     op.drop_table('custom_fields')
     op.drop_table('activities')
     op.drop_table('contact_companies')
+    op.drop_table('company_values')
+    op.drop_table('company_memberships')
     op.drop_table('companies')
