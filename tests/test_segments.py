@@ -359,8 +359,9 @@ def test_explain_shows_each_clause_and_the_points(shop: dict[str, int], hub_db: 
     assert clauses[0]["seen"] == 1 and clauses[2]["seen"] == "withdrawn" and clauses[1]["value"] == "-90d"
     assert dt.datetime.fromisoformat(clauses[1]["seen"]) < NOW - dt.timedelta(days=399)
     points = {line["title"]: line["points"] for line in data["lead_score"]["lines"]}
-    assert points == {"Decision maker": 0, "Won orders": 5, "Bought within 30 days": 0,
-                      "No contact for 180 days": 0, "Email bounced": 0}
+    assert points == {"Decision maker": 0, "Won orders": 5, "Bought within 30 days": 0, "Called within 30 days": 0,
+                      "Met within 90 days": 0, "No contact for 180 days": 0, "Missed call not returned": 0,
+                      "Email bounced": 0}
     assert data["lead_score"]["score"] == 5 and data["lead_score"]["stored"] is None
     text = hub("segments", "explain", "dormant_90d", str(shop["Егор"]))
     assert "is not in the segment" in text.output

@@ -20,7 +20,7 @@ from hub.config import Settings
 from hub.db import utcnow
 from hub.i18n import N_, gettext as _
 from hub.models import Contact
-from hub.segments import portable
+from hub.segments import crm_fields, portable
 from hub.segments.fields import FieldContext, FieldError, Registry, type_title
 from hub.segments.rules import LIST_OPS, MOMENT_OPS, NO_VALUE_OPS, SPAN_OPS, parse_moment, parse_span, span_words
 
@@ -38,7 +38,9 @@ OPERATOR_TITLES = {
 }
 GROUP_TITLES = {"contact": N_("Contact"), "orders": N_("Orders"), "consent": N_("Consent"), "events": N_("Events"),
                 "messages": N_("Messages"), "workflow": N_("Workflows")}
-_ORDER = {key: i for i, key in enumerate(GROUP_TITLES)}  # the core's groups first, in this order; plugins' after
+# The core's groups first, in this order (what the CRMs hold after consent); plugins' after, the CRMs' own fields last.
+_ORDER = {key: i for i, key in enumerate(["contact", "orders", "consent", "company", "deals", "activities", "events",
+                                          "messages", "workflow"])}
 PARAM_TITLES = {"channel": N_("channel"), "purpose": N_("purpose"), "name": N_("the name"),
                 "window": N_("period"), "property": N_("property")}
 # What a placeholder's values are called, in the reader's words (the rule keeps the code: consent.email.marketing).
@@ -53,6 +55,10 @@ KEYWORDS = {
     "orders.first_at": N_("first order, first purchase"),
     "orders.revenue": N_("revenue, total spent, sum of orders, money"),
     "consent.<channel>.<purpose>": N_("consent, agreed, subscribed, unsubscribed, mailing permission"),
+    "company.won_deals": N_("company, B2B, employer, won deals, big client"),
+    "deals.open_stuck_days": N_("stuck deal, stalled, stage, pipeline, deal in progress, days in stage"),
+    "activities.last_at": N_("no contact, last contact, interaction, touch, went quiet"),
+    "calls.unanswered.<window>": N_("missed call, call back, unanswered, did not call back"),
 }
 
 
@@ -78,19 +84,21 @@ def catalog(registry: Registry) -> dict[str, Any]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for pattern, spec in sorted(registry.fields.items()):
         entry: dict[str, Any] = {
-            "pattern": pattern, "title": _(spec.description) if spec.description else pattern,
+            "pattern": pattern,
+            "title": spec.label or (_(spec.description) if spec.description else pattern),
             "type": spec.type, "type_title": type_title(spec.type), "operators": registry.operator_names(spec.type),
             "suggest": spec.suggest, "parts": list(_parts(registry, pattern)),
             "keywords": _(KEYWORDS[pattern]) if pattern in KEYWORDS else ""}
-        if spec.type == "choice":
+        if spec.type == "choice" or registry.choices(spec):  # a multiple list's options too (for `contains`)
             entry["choices"] = [{"value": c, "title": _(spec.choice_titles[c]) if c in spec.choice_titles else c}
                                 for c in registry.choices(spec)]
-        groups.setdefault(pattern.split(".")[0], []).append(entry)
+        groups.setdefault(crm_fields.group_of(pattern), []).append(entry)
     operators = {op: {"title": _(OPERATOR_TITLES[op]), "value": value_kind(op)} for op in OPERATOR_TITLES}
     for op, added in registry.operators.items():
         operators[op] = {"title": _(added.description) if added.description else op, "value": "one"}
     return {
-        "groups": [{"key": key, "title": _(GROUP_TITLES[key]) if key in GROUP_TITLES else key, "fields": rows}
+        "groups": [{"key": key, "fields": rows,
+                    "title": _(GROUP_TITLES[key]) if key in GROUP_TITLES else crm_fields.group_title(key) or key}
                    for key, rows in sorted(groups.items(), key=lambda kv: (_ORDER.get(kv[0], len(_ORDER)), kv[0]))],
         "operators": operators,
     }

@@ -308,7 +308,8 @@ def _print_node(node: dict[str, Any], depth: int) -> None:
     pad = "  " * depth
     if node["kind"] == "condition":
         # the field keeps its rule name; the operator and the values are worded as the admin words them
-        click.echo(f"{pad}{mark} {node['field']} {node['op_title']} {node['value_text']}".rstrip()
+        field = f"{node['field']} «{node['label']}»" if node.get("label") else node["field"]
+        click.echo(f"{pad}{mark} {field} {node['op_title']} {node['value_text']}".rstrip()
                    + " — " + _("seen: %(value)s", value=node["seen_text"]))
         return
     labels = {"all": _("all of"), "any": _("any of"), "not": _("not")}

@@ -75,6 +75,8 @@ class _Plan:
         if isinstance(node, Condition):
             out.update(kind="condition", field=node.field.name, op=node.op, value=node.written,
                        seen=self.add(compiler.value(node.field)))
+            if node.field.field.label:  # a CRM's custom field: its rule name is a code, people know its name
+                out["label"] = node.field.field.label
         elif isinstance(node, (AllOf, AnyOf)):
             out.update(kind="all" if isinstance(node, AllOf) else "any",
                        items=[self.node(item, seen) for item in node.items])

@@ -65,6 +65,7 @@ CONSENT_TITLES = {**consent.STATUS_TITLES, "none": N_("never asked")}
 PLUGIN_FIELDS = {"messages.last_sent_at": "mailing", "workflow.<name>.status": "workflows", "contact.nps": "workflows"}
 _PLACEHOLDER = re.compile(r"^<([a-z_]+)>$")
 _PARAM_VALUE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_SHOWN_NAME = 200  # a field name longer than this is not repeated whole in a message
 
 
 # What each field type is called where people pick a field (the admin's field list, `hub segments fields`).
@@ -121,6 +122,9 @@ class SegmentField:
       frequent first. Leave it False for names and other personal details.
     - `choice_titles`: what each choice is called where people pick one
       (messages, shown translated); a choice left out is shown as it is.
+    - `label`: the name people know the field by when its rule name is a
+      code (a CRM's custom field: "Источник" for crm.bitrix24.contact.UF_CRM_17…);
+      shown as it is, never translated.
     """
 
     type: str
@@ -133,6 +137,7 @@ class SegmentField:
     uses_now: bool = False
     suggest: bool = False
     choice_titles: Mapping[str, str] = field(default_factory=dict)
+    label: str = ""
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -216,10 +221,20 @@ class Registry:
         raise FieldError(self._unknown(name))
 
     def _unknown(self, name: str) -> str:
+        if len(name) > MAX_SHOWN_NAME:  # a name this long is no typo: say so without echoing all of it
+            return _("'%(name)s…' is not a field: %(length)s characters, no field name is that long",
+                     name=name[:40], length=len(name))
         for known, plugin in PLUGIN_FIELDS.items():
             if known not in self.fields and _same_shape(name, known):
                 return _("'%(name)s' is not a field; %(field)s comes from the %(plugin)s plugin, which is not loaded",
                          name=name, field=known, plugin=plugin)
+        labelled = [(n, spec.label) for n, spec in self.fields.items() if spec.label]
+        folded = name.casefold().strip().strip('"').replace("ё", "е")
+        for known, label in labelled:  # a CRM field written by its name instead of its code
+            wanted = label.casefold().replace("ё", "е")
+            if folded == wanted or folded.endswith("." + wanted) or folded.endswith('."' + wanted):
+                return _("'%(name)s' is not a field; the field «%(label)s» is written %(field)s", name=name,
+                         label=label, field=known)
         close = difflib.get_close_matches(name, self.examples(), n=1, cutoff=0.6)
         if close:
             return _("'%(name)s' is not a field; did you mean '%(option)s'?", name=name, option=close[0])
@@ -254,8 +269,10 @@ class Registry:
         for name, spec in sorted(self.fields.items()):
             row: dict[str, Any] = {"field": name, "type": spec.type, "operators": self.operator_names(spec.type),
                                    "description": spec.description}
-            if spec.type == "choice":
+            if spec.type == "choice" or self.choices(spec):
                 row["choices"] = list(self.choices(spec))
+            if spec.label:
+                row["label"] = spec.label
             rows.append(row)
         return rows
 
@@ -350,6 +367,8 @@ def _latest_with(ctx: FieldContext, statuses: list[str]) -> Any:
 
 def core_fields() -> dict[str, SegmentField]:
     """The fields every Hub has, whatever plugins are loaded (descriptions are messages: shown translated)."""
+    from hub.segments import crm_fields  # it builds on the compiler, which builds on this module
+
     return {
         "contact.first_name": _text("first_name", N_("first name")),
         "contact.last_name": _text("last_name", N_("surname")),
@@ -384,6 +403,7 @@ def core_fields() -> dict[str, SegmentField]:
             "choice", _consent_status, N_("consent: the latest answer for a channel and purpose"),
             choices=CONSENT_STATES, params={"channel": consent.channels, "purpose": consent.purposes},
             predicate=_consent_predicate, tracked=True, choice_titles=CONSENT_TITLES),
+        **crm_fields.fields(),
     }
 
 
@@ -391,8 +411,10 @@ def build(settings: Settings, pm: pluggy.PluginManager | None = None) -> Registr
     """The registry for these settings: the core's fields plus every plugin's."""
     from hub import plugins
 
+    from hub.segments import crm_fields
+
     pm = pm or plugins.get_pm()
-    fields = core_fields()
+    fields = core_fields() | crm_fields.custom_fields(settings)  # the CRMs' own fields, as the last sync read them
     for name, spec in plugins.registry("register_segment_fields", pm).items():
         if name in fields:
             raise ValueError(f"a plugin registers segment field {name!r}, which Hub already has")

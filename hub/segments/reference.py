@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -21,12 +22,14 @@ from typing import Any, Callable, Mapping, Sequence
 from sqlalchemy import Connection, select
 
 from hub.config import Settings
-from hub.models import ConsentEvent, Contact, LeadScore, Order
+from hub.models import Activity, ConsentEvent, Contact, LeadScore, Order
 from hub.segments import lifecycle
 from hub.segments.fields import Registry, ResolvedField
-from hub.segments.rules import AllOf, AnyOf, Condition, Node, Not, SegmentDefinition, SegmentRef
+from hub.segments.rules import AllOf, AnyOf, Condition, Node, Not, SegmentDefinition, SegmentRef, Span
 from hub.segments.scoring import ScoreModel
 
+ACTIVITY_FIELDS = ("calls.last_at", "meetings.last_at", "activities.last_at", "calls.count.<window>",
+                   "meetings.count.<window>", "calls.missed_incoming.<window>", "calls.unanswered.<window>")
 CONTACT_COLUMNS = {"contact.first_name": "first_name", "contact.last_name": "last_name",
                    "contact.middle_name": "middle_name", "contact.city": "city", "contact.company": "company",
                    "contact.gender": "gender", "contact.timezone": "timezone", "contact.birthday": "birthday",
@@ -41,6 +44,7 @@ class Snapshot:
     orders: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     consent: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     scores: dict[int, int] = field(default_factory=dict)
+    activities: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     # field pattern -> fn(contact_id, params) for fields plugins register
     extra: dict[str, Callable[[int, Mapping[str, str]], Any]] = field(default_factory=dict)
 
@@ -59,7 +63,12 @@ class Snapshot:
         for event in conn.execute(select(e.id, e.contact_id, e.channel, e.purpose, e.status, e.at)):
             consent[event.contact_id].append(dict(event._mapping))
         scores = dict(conn.execute(select(LeadScore.__table__.c.contact_id, LeadScore.__table__.c.score)).all())
-        return cls(contacts, dict(orders), dict(consent), scores)
+        activities: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        a = Activity.__table__.c
+        for act in conn.execute(select(a.contact_id, a.kind, a.direction, a.missed, a.done, a.at)
+                                .where(a.contact_id.is_not(None), a.deleted_at.is_(None))):
+            activities[act.contact_id].append(dict(act._mapping))
+        return cls(contacts, dict(orders), dict(consent), scores, dict(activities))
 
 
 class Reference:
@@ -124,9 +133,29 @@ class Reference:
             events = [e for e in self.data.consent.get(cid, [])
                       if e["channel"] == resolved.params["channel"] and e["purpose"] == resolved.params["purpose"]]
             return max(events, key=lambda e: (e["at"], e["id"]))["status"] if events else "none"
+        if name in ACTIVITY_FIELDS:
+            return self.activity(name, resolved.params, cid)
         if name in self.data.extra:
             return self.data.extra[name](cid, resolved.params)
         raise NotImplementedError(f"the reference evaluator does not know field {name}")
+
+    def activity(self, name: str, params: Mapping[str, str], cid: int) -> Any:
+        """The activity fields (hub.segments.crm_fields) worked out from the contact's activities."""
+        rows = [a for a in self.data.activities.get(cid, []) if a["at"] <= self.now]
+        held = [a for a in rows if a["done"]]
+        through = [a for a in held if a["kind"] == "call" and not a["missed"]]
+        missed = [a for a in rows if a["kind"] == "call" and a["direction"] == "in" and a["missed"]]
+        if name.endswith(".last_at"):
+            kind = {"calls.last_at": "call", "meetings.last_at": "meeting"}.get(name)
+            return max((a["at"] for a in held if kind is None or a["kind"] == kind), default=None)
+        m = re.match(r"^(\d+)([dwmy])$", params["window"])
+        assert m is not None
+        start = Span(int(m.group(1)), m.group(2)).shift(self.now, -1)
+        chosen = {"calls.count.<window>": through,
+                  "meetings.count.<window>": [a for a in held if a["kind"] == "meeting"],
+                  "calls.missed_incoming.<window>": missed,
+                  "calls.unanswered.<window>": [a for a in missed if not any(b["at"] > a["at"] for b in through)]}
+        return sum(1 for a in chosen[name] if a["at"] >= start)
 
     # -- operators
 

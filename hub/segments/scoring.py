@@ -1,7 +1,12 @@
 """Lead score: points for positive signals, minus points for negative ones, in the rule language.
 
 The model is a YAML list; each line gives `points` when its `rule` holds
-(`per` multiplies them by a whole-number field, `max` caps the line). A full
+(`per` multiplies them by a whole-number field, `max` caps the line). Anything
+a rule can ask is an input: what people bought, their consent, and what the
+CRMs log of talking to them (calls.count.<window>, meetings.count.<window>,
+calls.unanswered.<window>, activities.last_at; see hub/segments/crm_fields.py),
+so interactions count both ways: a call that got through adds, a missed call
+nobody returned takes away. A full
 refresh recomputes every contact's score in one INSERT ... SELECT, writing only
 scores that changed, and rules read it back as `contact.lead_score`. The
 model cannot use `contact.lead_score` itself.
@@ -32,7 +37,8 @@ SETTING = "lead_score_model"
 # The titles of the shipped model's lines (library/lead_score.yaml), marked here for the catalog
 # because the model is a list the title extractor does not read; shown through hub.i18n.title.
 SHIPPED_TITLES = (N_("Decision maker"), N_("Won orders"), N_("Bought within 30 days"), N_("No contact for 180 days"),
-                  N_("Email bounced"))
+                  N_("Email bounced"), N_("Called within 30 days"), N_("Met within 90 days"),
+                  N_("Missed call not returned"))
 fresh_t = Table("hub_lead_score_fresh", MetaData(), Column("contact_id", Integer, nullable=False),
                 Column("score", Integer, nullable=False), prefixes=["TEMPORARY"])
 
