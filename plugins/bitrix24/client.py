@@ -361,6 +361,17 @@ class Client:
         return Batch(result=_as_map(inner.get("result")), errors=_as_map(inner.get("result_error")),
                      total=_as_map(inner.get("result_total")), time=_as_map(body.get("time")))
 
+    def batch_all(self, commands: Mapping[str, str]) -> Batch:
+        """Any number of commands, in as few batches as the limit allows, their answers merged."""
+        merged = Batch(result={}, errors={}, total={})
+        keys = list(commands)
+        for start in range(0, len(keys), MAX_BATCH):
+            answer = self.batch({key: commands[key] for key in keys[start:start + MAX_BATCH]})
+            merged.result.update(answer.result)
+            merged.errors.update(answer.errors)
+            merged.total.update(answer.total)
+        return merged
+
     def pages(self, method: str, *, select: list[str], filter: Mapping[str, Any] | None = None,
               after_id: int = 0, chain: int = MAX_BATCH, grow: int = 1) -> Iterator[list[dict[str, Any]]]:
         """Every record matching `filter` with ID > `after_id`, in ID order, one list per request.

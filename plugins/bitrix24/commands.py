@@ -82,11 +82,16 @@ def user_name(profile: dict[str, Any]) -> str:
 @click.option("--b2b", is_flag=True,
               help="Also hold companies whose employees share a switchboard and a role mailbox, a household "
                    "sharing a home line, customers who typed the hotline, and one person entered three ways.")
-def sandbox(host: str, port: int, contacts: int, seed: int, b2b: bool) -> None:
+@click.option("--companies", type=click.IntRange(0, 1_000_000), default=None,
+              help="How many companies the portal holds (default: one per ten people).")
+@click.option("--activities", type=click.IntRange(0, 5_000_000), default=None,
+              help="How many calls, meetings, e-mails and tasks managers logged (default: two per person).")
+def sandbox(host: str, port: int, contacts: int, seed: int, b2b: bool, companies: int | None,
+            activities: int | None) -> None:
     """A local Bitrix24 portal with realistic data, its limits and quirks (Ctrl+C stops it)."""
     from plugins.bitrix24.sandbox import serve
 
-    serve(host=host, port=port, contacts=contacts, seed=seed, b2b=b2b)
+    serve(host=host, port=port, contacts=contacts, seed=seed, b2b=b2b, companies=companies, activities=activities)
 
 
 def _tokens(oauth_url: str, **params: str) -> dict[str, Any]:

@@ -9,6 +9,10 @@ keeps as the cell's label (`LABELS`), since a shared office line is weaker
 evidence of one person than a mobile. Deals carry their outcome in STAGE_SEMANTIC_ID whatever the funnel
 (CATEGORY_ID) or stage name ('WON', 'C1:WON', a custom one), so that is what
 decides won, lost or open.
+
+Companies, their requisites and activities (calls, meetings, e-mails, tasks)
+are mapped here too; custom field values arrive already typed (see
+`plugins.bitrix24.fields`) and are merged into the records' attributes by code.
 """
 
 from __future__ import annotations
@@ -18,13 +22,27 @@ import functools
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from hub.api import ContactRecord, OrderRecord, person_name
+from hub.api import ActivityRecord, CompanyRecord, ContactRecord, OrderRecord, person_name
 
 SOURCE = "bitrix24"
+# COMPANY_ID is the contact's main company; COMPANY_IDS (all of them) is named too, for portals that
+# return it in lists. Further companies would cost crm.contact.company.items.get per contact, which
+# the request budget (1 request per 2,000 records) does not allow.
 CONTACT_FIELDS = ["ID", "NAME", "LAST_NAME", "SECOND_NAME", "BIRTHDATE", "ADDRESS_CITY", "SOURCE_ID", "TYPE_ID",
-                  "ASSIGNED_BY_ID", "COMPANY_TITLE", "DATE_CREATE", "DATE_MODIFY", "PHONE", "EMAIL"]
-DEAL_FIELDS = ["ID", "TITLE", "CONTACT_ID", "CATEGORY_ID", "STAGE_ID", "STAGE_SEMANTIC_ID", "OPPORTUNITY",
-               "CURRENCY_ID", "CLOSEDATE", "CLOSED", "DATE_CREATE", "DATE_MODIFY"]
+                  "ASSIGNED_BY_ID", "COMPANY_TITLE", "COMPANY_ID", "COMPANY_IDS", "DATE_CREATE", "DATE_MODIFY",
+                  "PHONE", "EMAIL"]
+DEAL_FIELDS = ["ID", "TITLE", "CONTACT_ID", "COMPANY_ID", "CATEGORY_ID", "STAGE_ID", "STAGE_SEMANTIC_ID",
+               "OPPORTUNITY", "CURRENCY_ID", "CLOSEDATE", "CLOSED", "ASSIGNED_BY_ID", "MOVED_TIME", "DATE_CREATE",
+               "DATE_MODIFY"]
+COMPANY_FIELDS = ["ID", "TITLE", "ADDRESS_CITY", "ASSIGNED_BY_ID", "DATE_CREATE", "DATE_MODIFY", "PHONE", "EMAIL"]
+ACTIVITY_FIELDS = ["ID", "OWNER_TYPE_ID", "OWNER_ID", "TYPE_ID", "PROVIDER_ID", "DIRECTION", "SUBJECT",
+                   "START_TIME", "END_TIME", "COMPLETED", "RESPONSIBLE_ID", "SETTINGS", "CREATED", "LAST_UPDATED"]
+# crm.activity TYPE_ID (crm_enum_activitytype): 1 meeting, 2 call, 3 task, 4 e-mail, 6 a provider's
+# activity (CRM_TODO is the to-do of current portals); DIRECTION 1 incoming, 2 outgoing.
+ACTIVITY_KINDS = {"1": "meeting", "2": "call", "3": "task", "4": "email"}
+PROVIDER_KINDS = {"CRM_TODO": "task", "TASKS_TASK": "task", "CRM_MEETING": "meeting", "CRM_CALL_TRACKER": "call",
+                  "VOXIMPLANT_CALL": "call", "CRM_EMAIL": "email"}
+OWNER_CONTACT, OWNER_COMPANY = "3", "4"  # CRM object type ids
 OUTCOME = {"S": "won", "F": "lost", "P": "open"}
 # VALUE_TYPE -> hub.records.LABELS. A pager is nobody's own line any more; an email's HOME is a private mailbox.
 PHONE_LABELS = {"WORK": "work", "MOBILE": "mobile", "FAX": "fax", "HOME": "home", "PAGER": "other",
@@ -94,9 +112,17 @@ def _values(multifield: Any, types: Mapping[str, str], labels: dict[str, str]) -
     return values
 
 
-def contact(raw: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> ContactRecord:
-    """One crm.contact.list row; `fields` maps extra portal fields (UF_CRM_*) to attribute names."""
-    attributes: dict[str, object] = {}
+def _id(value: Any) -> str | None:
+    """A reference to another record; the portal writes "0" or "" for none."""
+    text = _text(value)
+    return text if text and text != "0" else None
+
+
+def contact(raw: Mapping[str, Any], fields: Mapping[str, str] | None = None,
+            custom: Mapping[str, object] | None = None) -> ContactRecord:
+    """One crm.contact.list row; `fields` maps extra portal fields (UF_CRM_*) to attribute names,
+    `custom` holds the record's custom field values already typed, by code."""
+    attributes: dict[str, object] = dict(custom or {})
     for key, name in (("SOURCE_ID", "lead_source"), ("TYPE_ID", "type"), ("ASSIGNED_BY_ID", "responsible_id")):
         if _text(raw.get(key)):
             attributes[name] = _text(raw.get(key))
@@ -104,6 +130,7 @@ def contact(raw: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> 
         if raw.get(portal_field) not in (None, "", []):
             attributes[name] = raw[portal_field]
     labels: dict[str, str] = {}
+    companies = [c for c in [_id(raw.get("COMPANY_ID"))] + [_id(i) for i in _list(raw.get("COMPANY_IDS"))] if c]
     return ContactRecord(
         source=SOURCE,
         external_id=str(raw["ID"]),
@@ -116,15 +143,31 @@ def contact(raw: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> 
         birthday=parse_date(raw.get("BIRTHDATE")),
         city=_text(raw.get("ADDRESS_CITY")),
         company=_text(raw.get("COMPANY_TITLE")),
+        company_external_ids=list(dict.fromkeys(companies)),
+        responsible_id=_id(raw.get("ASSIGNED_BY_ID")),
         attributes=attributes,
         created_at=parse_time(raw.get("DATE_CREATE")),
         updated_at=parse_time(raw.get("DATE_MODIFY")),
     )
 
 
-def deal(raw: Mapping[str, Any], promo_field: str | None = None) -> OrderRecord:
+def _list(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return list(value.values())
+    return [] if value in (None, "") else [value]
+
+
+def deal(raw: Mapping[str, Any], promo_field: str | None = None, custom: Mapping[str, object] | None = None, *,
+         pipelines: Mapping[str, str] | None = None, stages: Mapping[str, str] | None = None,
+         entered: dt.datetime | None = None) -> OrderRecord:
     """One crm.deal.list row; an amount the portal holds as text that is not a number stays as text
-    so the core reports it against this deal instead of guessing."""
+    so the core reports it against this deal instead of guessing.
+
+    `pipelines` and `stages` name CATEGORY_ID and STAGE_ID (unknown ones keep their id). The deal
+    entered its stage at MOVED_TIME, which current portals keep on every deal; `entered` (from
+    crm.stagehistory.list) is used where a portal leaves MOVED_TIME empty."""
     status = OUTCOME.get(str(raw.get("STAGE_SEMANTIC_ID") or "P"), "open")
     contact_id = _text(raw.get("CONTACT_ID"))
     amount: Any = raw.get("OPPORTUNITY") or "0"
@@ -143,4 +186,81 @@ def deal(raw: Mapping[str, Any], promo_field: str | None = None) -> OrderRecord:
         created_at=parse_time(raw.get("DATE_CREATE")),
         promo_code=_text(raw.get(promo_field)) if promo_field else None,
         title=_text(raw.get("TITLE")),
+        company_external_id=_id(raw.get("COMPANY_ID")),
+        pipeline=_named(raw.get("CATEGORY_ID") or "0", pipelines),
+        stage=_named(raw.get("STAGE_ID"), stages),
+        stage_entered_at=parse_time(raw.get("MOVED_TIME")) or entered,
+        responsible_id=_id(raw.get("ASSIGNED_BY_ID")),
+        attributes=dict(custom or {}),
+    )
+
+
+def _named(value: Any, names: Mapping[str, str] | None) -> str | None:
+    key = _text(value)
+    if key is None:
+        return None
+    return (names or {}).get(key) or key
+
+
+def company(raw: Mapping[str, Any], inn: str | None = None,
+            custom: Mapping[str, object] | None = None) -> CompanyRecord:
+    """One crm.company.list row with its INN (RQ_INN of the company's requisite, read separately)."""
+    return CompanyRecord(
+        source=SOURCE,
+        external_id=str(raw["ID"]),
+        name=_text(raw.get("TITLE")),
+        inn=_text(inn),
+        city=_text(raw.get("ADDRESS_CITY")),
+        phones=_values(raw.get("PHONE"), PHONE_LABELS, {}),
+        emails=_values(raw.get("EMAIL"), EMAIL_LABELS, {}),
+        responsible_id=_id(raw.get("ASSIGNED_BY_ID")),
+        attributes=dict(custom or {}),
+        created_at=parse_time(raw.get("DATE_CREATE")),
+        updated_at=parse_time(raw.get("DATE_MODIFY")),
+    )
+
+
+def missed(raw: Mapping[str, Any]) -> bool:
+    """An incoming call nobody answered.
+
+    The telephony marks it in the activity's SETTINGS (MISSED_CALL true) and leaves it not completed
+    for the manager to call back; a portal that leaves SETTINGS empty still shows an incoming call of
+    no length (END_TIME equal to START_TIME) that is open, which is read as missed too.
+    """
+    if str(raw.get("DIRECTION") or "") != "1":
+        return False
+    settings = raw.get("SETTINGS")
+    if isinstance(settings, Mapping) and "MISSED_CALL" in settings:
+        return str(settings["MISSED_CALL"]).strip().lower() in ("1", "true", "y")
+    start, end = parse_time(raw.get("START_TIME")), parse_time(raw.get("END_TIME"))
+    return raw.get("COMPLETED") != "Y" and start is not None and start == end
+
+
+def activity(raw: Mapping[str, Any]) -> ActivityRecord | None:
+    """One crm.activity.list row bound to a contact or a company; None for kinds Hub does not keep."""
+    kind = PROVIDER_KINDS.get(str(raw.get("PROVIDER_ID") or "")) or ACTIVITY_KINDS.get(str(raw.get("TYPE_ID") or ""))
+    at = parse_time(raw.get("START_TIME")) or parse_time(raw.get("CREATED"))
+    if kind is None or at is None:
+        return None
+    owner_type, owner = str(raw.get("OWNER_TYPE_ID") or ""), _id(raw.get("OWNER_ID"))
+    direction = {"1": "in", "2": "out"}.get(str(raw.get("DIRECTION") or ""))
+    duration = None
+    if kind == "call":
+        end = parse_time(raw.get("END_TIME"))
+        if end is not None and end >= at:
+            duration = int((end - at).total_seconds())
+    is_missed = kind == "call" and missed(raw)
+    return ActivityRecord(
+        source=SOURCE,
+        external_id=str(raw["ID"]),
+        kind=kind,  # type: ignore[arg-type]
+        at=at,
+        contact_external_id=owner if owner_type == OWNER_CONTACT else None,
+        company_external_id=owner if owner_type == OWNER_COMPANY else None,
+        direction=direction,  # type: ignore[arg-type]
+        missed=is_missed,
+        done=raw.get("COMPLETED") == "Y",
+        duration_s=0 if is_missed else duration,
+        subject=_text(raw.get("SUBJECT")),
+        responsible_id=_id(raw.get("RESPONSIBLE_ID")),
     )

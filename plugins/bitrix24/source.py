@@ -1,4 +1,16 @@
-"""Bitrix24 as a Hub source: contacts and deals in, fields, comments and to-dos out.
+"""Bitrix24 as a Hub source: custom fields, companies, contacts, deals and activities in;
+fields, comments, to-dos and erasures out.
+
+Directories. Custom field definitions (crm.contact/company/deal.fields), deal
+funnels (crm.category.list) and stage names (crm.status.list) come in one
+batch request per run, cached on the source: the "fields" entity yields the
+definitions and the record mappers type values and name stages with them.
+
+Companies bring their INN from requisites (crm.requisite.list, ENTITY_TYPE_ID
+4): each page of companies is followed by one paged read of the requisites of
+that page's ID range, so 2,500 companies cost two requests, not 2,501.
+Activities are those bound to a contact or a company (OWNER_TYPE_ID 3 or 4);
+a call logged on a deal card belongs to the deal and is not read.
 
 Cursors. A full read pages by ID, so its cursor is the last ID committed. An
 incremental read asks for everything modified since the last run's start
@@ -14,13 +26,27 @@ import datetime as dt
 import json
 from typing import Any, Iterator, Sequence
 
-from hub.api import ContactRecord, OrderRecord, Page, Settings, utcnow
-from plugins.bitrix24 import connection, mapping
+from hub.api import (
+    ActivityRecord,
+    CompanyRecord,
+    ContactRecord,
+    FieldDefinition,
+    OrderRecord,
+    Page,
+    Settings,
+    utcnow,
+)
+from plugins.bitrix24 import connection, fields, mapping
 from plugins.bitrix24.client import MAX_BATCH, PAGE, Bitrix24Error, Client, command
 
-METHODS = {"contacts": "crm.contact", "orders": "crm.deal"}
+Record = ContactRecord | OrderRecord | CompanyRecord | ActivityRecord
+METHODS = {"contacts": "crm.contact", "orders": "crm.deal", "companies": "crm.company", "activities": "crm.activity"}
+MODIFIED = {"crm.activity": "LAST_UPDATED"}  # the list filter field of an incremental read; DATE_MODIFY elsewhere
 OWNER_TYPE_CONTACT = 3  # crm.activity.todo.add ownerTypeId for contacts
+OWNER_TYPE_COMPANY = 4
+DEAL_TYPE = 2  # entityTypeId of deals (crm.category.list, crm.stagehistory.list)
 DEFAULT_OVERLAP_S = 300
+HISTORY_CHUNK = 10  # deals per crm.stagehistory.list call: their latest entries fit one page of 50
 
 
 class Bitrix24Source:
@@ -33,6 +59,7 @@ class Bitrix24Source:
         self.overlap = dt.timedelta(seconds=int(self.options.get("overlap_s", DEFAULT_OVERLAP_S)))
         self.contact_fields: dict[str, str] = dict(self.options.get("contact_fields") or {})
         self.promo_field: str | None = self.options.get("promo_field")
+        self._directory: dict[str, Any] | None = None
 
     @property
     def client(self) -> Client:
@@ -43,41 +70,127 @@ class Bitrix24Source:
     # --- reading --------------------------------------------------------------------
 
     def entities(self) -> tuple[str, ...]:
-        return ("contacts", "orders")
+        return ("fields", "companies", "contacts", "orders", "activities")
 
     def checkpoint(self, entity: str) -> str:
         return json.dumps({"since": utcnow().isoformat()})
 
+    # --- directories: custom fields, funnels, stages (one request per run) ---------------
+
+    def directory(self) -> dict[str, Any]:
+        """Field definitions by entity and code, funnel and stage names; read once per source."""
+        if self._directory is None:
+            commands = {"contact": command("crm.contact.fields", {}), "company": command("crm.company.fields", {}),
+                        "order": command("crm.deal.fields", {}),
+                        "categories": command("crm.category.list", {"entityTypeId": DEAL_TYPE}),
+                        "stages": command("crm.status.list", {})}
+            answer = self.client.batch_all(commands)
+            for key in ("contact", "company", "order"):
+                if key in answer.errors:
+                    raise Bitrix24Error(f"Bitrix24: {commands[key].split('?')[0]}: {answer.errors[key]}")
+            known = {entity: {d.code: d for d in fields.definitions(entity, answer.result.get(entity) or {})}
+                     for entity in ("contact", "company", "order")}
+            found = answer.result.get("categories")
+            rows = found.get("categories") if isinstance(found, dict) else found
+            pipelines = {str(c.get("id")): str(c.get("name")) for c in rows or () if isinstance(c, dict)}
+            stages = {str(s.get("STATUS_ID")): str(s.get("NAME")) for s in answer.result.get("stages") or ()
+                      if isinstance(s, dict) and str(s.get("ENTITY_ID") or "").startswith("DEAL_STAGE")}
+            self._directory = {"fields": known, "pipelines": pipelines, "stages": stages}
+        return self._directory
+
+    def _known(self, entity: str) -> dict[str, FieldDefinition]:
+        return self.directory()["fields"].get(entity, {})
+
     def _select(self, entity: str) -> list[str]:
         if entity == "contacts":
-            return mapping.CONTACT_FIELDS + sorted(self.contact_fields)
-        return mapping.DEAL_FIELDS + ([self.promo_field] if self.promo_field else [])
+            return mapping.CONTACT_FIELDS + sorted(self.contact_fields) + ["UF_*"]
+        if entity == "companies":
+            return mapping.COMPANY_FIELDS + ["UF_*"]
+        if entity == "activities":
+            return list(mapping.ACTIVITY_FIELDS)
+        return mapping.DEAL_FIELDS + ([self.promo_field] if self.promo_field else []) + ["UF_*"]
 
-    def _records(self, entity: str, rows: list[dict[str, Any]]) -> list[ContactRecord | OrderRecord]:
+    def _filter(self, entity: str) -> dict[str, Any]:
+        return {"OWNER_TYPE_ID": [OWNER_TYPE_CONTACT, OWNER_TYPE_COMPANY]} if entity == "activities" else {}
+
+    def _records(self, entity: str, rows: list[dict[str, Any]]) -> list[Record]:
+        if entity == "activities":
+            return [r for r in (mapping.activity(row) for row in rows) if r is not None]
         if entity == "contacts":
-            return [mapping.contact(r, self.contact_fields) for r in rows]
-        return [mapping.deal(r, self.promo_field) for r in rows]
+            known = self._known("contact")
+            return [mapping.contact(r, self.contact_fields, fields.attributes(r, known)) for r in rows]
+        if entity == "companies":
+            known = self._known("company")
+            inns = self._inns(rows)
+            return [mapping.company(r, inns.get(str(r["ID"])), fields.attributes(r, known)) for r in rows]
+        known, directory = self._known("order"), self.directory()
+        entered = self._stage_entered([r for r in rows if not r.get("MOVED_TIME") and r.get("CLOSED") != "Y"])
+        return [mapping.deal(r, self.promo_field, fields.attributes(r, known), pipelines=directory["pipelines"],
+                             stages=directory["stages"], entered=entered.get(str(r["ID"]))) for r in rows]
+
+    def _inns(self, companies: list[dict[str, Any]]) -> dict[str, str]:
+        """Company ID -> INN of its first requisite that has one, for the companies of one page."""
+        ids = [int(r["ID"]) for r in companies]
+        if not ids:
+            return {}
+        found: dict[str, str] = {}
+        wanted = {str(i) for i in ids}
+        filter_ = {"ENTITY_TYPE_ID": OWNER_TYPE_COMPANY, ">=ENTITY_ID": min(ids), "<=ENTITY_ID": max(ids)}
+        for rows in self.client.pages("crm.requisite.list", select=["ID", "ENTITY_ID", "RQ_INN"], filter=filter_):
+            for row in rows:
+                owner, inn = str(row.get("ENTITY_ID")), str(row.get("RQ_INN") or "").strip()
+                if owner in wanted and inn and owner not in found:
+                    found[owner] = inn
+        return found
+
+    def _stage_entered(self, deals: list[dict[str, Any]]) -> dict[str, dt.datetime]:
+        """When open deals without MOVED_TIME entered their current stage: their latest stage history entry."""
+        ids = [int(r["ID"]) for r in deals]
+        if not ids:
+            return {}
+        current = {str(r["ID"]): str(r.get("STAGE_ID") or "") for r in deals}
+        parts = [ids[i:i + HISTORY_CHUNK] for i in range(0, len(ids), HISTORY_CHUNK)]
+        found: dict[str, dt.datetime] = {}
+        commands = {f"h{n}": command("crm.stagehistory.list", {
+            "entityTypeId": DEAL_TYPE, "order": {"ID": "DESC"}, "filter": {"OWNER_ID": part},
+            "select": ["ID", "OWNER_ID", "STAGE_ID", "CREATED_TIME"]}) for n, part in enumerate(parts)}
+        answer = self.client.batch_all(commands)
+        for key in commands:
+            block = answer.result.get(key)
+            items = block.get("items") if isinstance(block, dict) else block
+            for item in items or ():
+                owner = str(item.get("OWNER_ID"))
+                moment = mapping.parse_time(item.get("CREATED_TIME"))
+                # Newest first: the first entry of a deal in its current stage is when it got there.
+                if owner not in found and moment is not None and str(item.get("STAGE_ID")) == current.get(owner):
+                    found[owner] = moment
+        return found
 
     def read(self, entity: str, cursor: str | None, full: bool) -> Iterator[Page]:
+        if entity == "fields":
+            directory = self.directory()
+            yield Page([d for known in directory["fields"].values() for d in known.values()], "read")
+            return
         method = f"{METHODS[entity]}.list"
         select = self._select(entity)
         if full:
-            for rows in self.client.pages(method, select=select, after_id=int(cursor or 0)):
+            for rows in self.client.pages(method, select=select, filter=self._filter(entity),
+                                          after_id=int(cursor or 0)):
                 yield Page(self._records(entity, rows), rows[-1]["ID"])
             return
         state = json.loads(cursor) if cursor else {}
         since = dt.datetime.fromisoformat(state["since"]) if state.get("since") else None
         started = utcnow()
-        filter_: dict[str, Any] = {}
+        filter_: dict[str, Any] = self._filter(entity)
         if since is not None:
-            filter_[">=DATE_MODIFY"] = (since - self.overlap).isoformat()
+            filter_[f">={MODIFIED.get(METHODS[entity], 'DATE_MODIFY')}"] = (since - self.overlap).isoformat()
         # Small changes cost one request; big ones grow to full 50-call batches.
         for rows in self.client.pages(method, select=select, filter=filter_, after_id=int(state.get("id") or 0),
                                       chain=4, grow=4):
             yield Page(self._records(entity, rows), json.dumps({**state, "id": rows[-1]["ID"]}))
         yield Page([], json.dumps({"since": started.isoformat()}))
 
-    def fetch(self, entity: str, ids: Sequence[str]) -> list[ContactRecord | OrderRecord]:
+    def fetch(self, entity: str, ids: Sequence[str]) -> list[Record]:
         """The records with these ids (50 per call, 50 calls per request)."""
         method = f"{METHODS[entity]}.list"
         select = self._select(entity)
@@ -85,7 +198,8 @@ class Bitrix24Source:
         parts = [wanted[i:i + PAGE] for i in range(0, len(wanted), PAGE)]
         rows: list[dict[str, Any]] = []
         for start in range(0, len(parts), MAX_BATCH):
-            commands = {f"f{n}": command(method, {"filter": {"ID": part}, "select": select, "start": -1})
+            commands = {f"f{n}": command(method, {"filter": {**self._filter(entity), "ID": part}, "select": select,
+                                                  "start": -1})
                         for n, part in enumerate(parts[start:start + MAX_BATCH])}
             answer = self.client.batch(commands)
             for key in commands:
@@ -95,7 +209,7 @@ class Bitrix24Source:
         return self._records(entity, rows)
 
     def live_ids(self, entity: str) -> Iterator[list[str]]:
-        for rows in self.client.pages(f"{METHODS[entity]}.list", select=["ID"]):
+        for rows in self.client.pages(f"{METHODS[entity]}.list", select=["ID"], filter=self._filter(entity)):
             yield [str(r["ID"]) for r in rows]
 
     def stats(self) -> dict[str, int | float]:
@@ -119,12 +233,61 @@ class Bitrix24Source:
                                 {"fields": {"ENTITY_ID": int(external_id), "ENTITY_TYPE": "contact", "COMMENT": text}})
         return str(body.get("result")) if body.get("result") is not None else None
 
-    def add_task(self, external_id: str, title: str, *, due_at: dt.datetime, description: str = "") -> str | None:
-        """A to-do for the contact's responsible manager (the webhook's user when none is set)."""
+    def set_fields(self, values: Sequence[tuple[str, str, Any]]) -> list[str]:
+        """Many contacts' fields in few requests: one crm.contact.update per contact, 50 in a batch.
+
+        Logical names map through `[bitrix24] fields` (lead_score = "UF_CRM_SCORE"); a name mapped to
+        no portal field is skipped. A contact deleted in the portal meanwhile is left out of the answer;
+        any other refusal stops the write with the portal's reason.
+        """
+        mapped = dict(self.options.get("fields") or {})
+        changes: dict[str, dict[str, Any]] = {}
+        for external_id, name, value in values:
+            portal_field = mapped.get(name)
+            if not portal_field or not str(external_id).strip().isdigit():  # not a portal contact id
+                continue
+            changes.setdefault(str(int(external_id)), {})[portal_field] = "" if value is None else value
+        written: list[str] = []
+        pending = list(changes.items())
+        for start in range(0, len(pending), MAX_BATCH):
+            part = pending[start:start + MAX_BATCH]
+            commands = {f"u{external_id}": command("crm.contact.update", {"id": external_id, "fields": changed})
+                        for external_id, changed in part}
+            answer = self.client.batch_all(commands)
+            for key in commands:
+                if key in answer.errors:
+                    if _not_found(answer.errors[key]):
+                        continue
+                    raise Bitrix24Error(f"Bitrix24: crm.contact.update {key[1:]}: {answer.errors[key]}")
+                written.append(key[1:])
+        return written
+
+    def erase_contact(self, external_id: str) -> str:
+        """Delete the person in the portal (crm.contact.delete); one already gone counts as deleted."""
+        if not str(external_id).strip().isdigit():
+            raise Bitrix24Error(f"Bitrix24: {external_id!r} is not a contact id")
+        try:
+            self.client.call("crm.contact.delete", {"id": int(external_id)})
+        except Bitrix24Error as exc:
+            if not _not_found({"error": exc.code, "error_description": str(exc)}):
+                raise
+        return "deleted"
+
+    def delete_contact(self, external_id: str) -> None:
+        """The older name of `erase_contact`."""
+        self.erase_contact(external_id)
+
+    def add_task(self, external_id: str, title: str, *, due_at: dt.datetime, description: str = "",
+                 responsible_id: str | None = None) -> str | None:
+        """A to-do for the contact's responsible manager (the webhook's user when none is set).
+
+        `responsible_id` is the manager as the last sync read it; only when it is unknown does this
+        cost a crm.contact.get to find them.
+        """
         params: dict[str, Any] = {"ownerTypeId": OWNER_TYPE_CONTACT, "ownerId": int(external_id),
                                   "deadline": due_at.astimezone(self.settings.tz).isoformat(timespec="seconds"),
                                   "title": title, "description": description}
-        responsible = self._responsible(external_id)
+        responsible = responsible_id or self._responsible(external_id)
         if responsible:
             params["responsibleId"] = int(responsible)
         body = self.client.call("crm.activity.todo.add", params)
@@ -137,3 +300,12 @@ class Bitrix24Source:
         body = self.client.call("crm.contact.get", {"id": external_id})
         result = body["result"] if isinstance(body.get("result"), dict) else {}
         return str(result.get("ASSIGNED_BY_ID") or "") or None
+
+
+def _not_found(error: Any) -> bool:
+    """Whether a portal error says the record does not exist (it was deleted there)."""
+    if not isinstance(error, dict):
+        return False
+    code = str(error.get("error") or "").upper()
+    text = str(error.get("error_description") or "").lower()
+    return code == "NOT_FOUND" or "not found" in text

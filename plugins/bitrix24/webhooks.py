@@ -26,6 +26,8 @@ bp = Blueprint("bitrix24_events", __name__)
 EVENTS = {
     "ONCRMCONTACTADD": "contacts", "ONCRMCONTACTUPDATE": "contacts", "ONCRMCONTACTDELETE": "contacts",
     "ONCRMDEALADD": "orders", "ONCRMDEALUPDATE": "orders", "ONCRMDEALDELETE": "orders",
+    "ONCRMCOMPANYADD": "companies", "ONCRMCOMPANYUPDATE": "companies", "ONCRMCOMPANYDELETE": "companies",
+    "ONCRMACTIVITYADD": "activities", "ONCRMACTIVITYUPDATE": "activities", "ONCRMACTIVITYDELETE": "activities",
 }
 
 

@@ -82,6 +82,15 @@ CONTACT_FIELDS: tuple[FieldSpec, ...] = (
     ("WEB", "crm_multifield", False, False, True, "Website", None),
     ("IM", "crm_multifield", False, False, True, "Messenger", None),
     ("LINK", "crm_multifield", False, False, True, "LINK", None),
+    ("COMPANY_IDS", "crm_company", False, False, True, "Companies", None),
+    # Custom fields a shop adds (crm.contact.userfield.add); the score and stage are Hub's to write.
+    ("UF_CRM_SCORE", "double", False, False, False, "UF_CRM_SCORE", None),
+    ("UF_CRM_STAGE", "string", False, False, False, "UF_CRM_STAGE", None),
+    ("UF_CRM_CHANNEL", "enumeration", False, False, False, "UF_CRM_CHANNEL", None),
+    ("UF_CRM_INTERESTS", "enumeration", False, False, True, "UF_CRM_INTERESTS", None),
+    ("UF_CRM_VIP", "boolean", False, False, False, "UF_CRM_VIP", None),
+    ("UF_CRM_FIRST_VISIT", "date", False, False, False, "UF_CRM_FIRST_VISIT", None),
+    ("UF_CRM_CALLBACK_AT", "datetime", False, False, False, "UF_CRM_CALLBACK_AT", None),
 )
 
 DEAL_FIELDS: tuple[FieldSpec, ...] = (
@@ -131,16 +140,90 @@ DEAL_FIELDS: tuple[FieldSpec, ...] = (
     ("LAST_ACTIVITY_BY", "user", False, True, False, "Last activity by", None),
     # A custom field created through crm.deal.userfield.add with FIELD_NAME "PROMO_CODE".
     ("UF_CRM_PROMO_CODE", "string", False, False, False, "UF_CRM_PROMO_CODE", None),
+    ("UF_CRM_DELIVERY", "enumeration", False, False, False, "UF_CRM_DELIVERY", None),
+    ("UF_CRM_DELIVERY_DATE", "date", False, False, False, "UF_CRM_DELIVERY_DATE", None),
+)
+
+COMPANY_FIELDS: tuple[FieldSpec, ...] = (
+    ("ID", "integer", False, True, False, "ID", None),
+    ("TITLE", "string", True, False, False, "Company Name", None),
+    ("COMPANY_TYPE", "crm_status", False, False, False, "Company type", "COMPANY_TYPE"),
+    ("INDUSTRY", "crm_status", False, False, False, "Industry", "INDUSTRY"),
+    ("EMPLOYEES", "crm_status", False, False, False, "Employees", "EMPLOYEES"),
+    ("COMMENTS", "string", False, False, False, "Comment", None),
+    ("ADDRESS_CITY", "string", False, False, False, "City", None),
+    ("ASSIGNED_BY_ID", "user", False, False, False, "Responsible person", None),
+    ("CREATED_BY_ID", "user", False, True, False, "Created by", None),
+    ("MODIFY_BY_ID", "user", False, True, False, "Modified by", None),
+    ("DATE_CREATE", "datetime", False, True, False, "Created on", None),
+    ("DATE_MODIFY", "datetime", False, True, False, "Modified on", None),
+    ("OPENED", "char", False, False, False, "Available to everyone", None),
+    ("PHONE", "crm_multifield", False, False, True, "Phone", None),
+    ("EMAIL", "crm_multifield", False, False, True, "E-mail", None),
+    ("WEB", "crm_multifield", False, False, True, "Website", None),
+    ("UF_CRM_SEGMENT", "enumeration", False, False, False, "UF_CRM_SEGMENT", None),
+    ("UF_CRM_STAFF", "integer", False, False, False, "UF_CRM_STAFF", None),
+)
+
+# Requisites (crm.requisite.*) of companies (ENTITY_TYPE_ID 4) and contacts (3); Russian presets.
+REQUISITE_FIELDS: tuple[FieldSpec, ...] = (
+    ("ID", "integer", False, True, False, "ID", None),
+    ("ENTITY_TYPE_ID", "integer", True, False, False, "Parent entity type ID", None),
+    ("ENTITY_ID", "integer", True, False, False, "Parent entity ID", None),
+    ("PRESET_ID", "integer", True, False, False, "Template ID", None),
+    ("NAME", "string", True, False, False, "Name", None),
+    ("ACTIVE", "char", False, False, False, "Active", None),
+    ("RQ_COMPANY_NAME", "string", False, False, False, "Company name", None),
+    ("RQ_INN", "string", False, False, False, "INN", None),
+    ("RQ_KPP", "string", False, False, False, "KPP", None),
+    ("RQ_OGRN", "string", False, False, False, "OGRN", None),
+    ("DATE_CREATE", "datetime", False, True, False, "Created on", None),
+    ("DATE_MODIFY", "datetime", False, True, False, "Modified on", None),
+)
+
+# crm.activity.fields (the ones the emulator keeps): TYPE_ID 1 meeting, 2 call, 3 task, 4 e-mail,
+# 6 a provider's (CRM_TODO); DIRECTION 1 incoming, 2 outgoing; OWNER_TYPE_ID 2 deal, 3 contact, 4 company.
+ACTIVITY_FIELDS: tuple[FieldSpec, ...] = (
+    ("ID", "integer", False, True, False, "ID", None),
+    ("OWNER_ID", "integer", False, False, False, "Owner ID", None),
+    ("OWNER_TYPE_ID", "integer", False, False, False, "Owner Type", None),
+    ("TYPE_ID", "integer", True, False, False, "Type", None),
+    ("PROVIDER_ID", "string", False, False, False, "Provider ID", None),
+    ("PROVIDER_TYPE_ID", "string", False, False, False, "Provider Type", None),
+    ("SUBJECT", "string", True, False, False, "Subject", None),
+    ("START_TIME", "datetime", False, False, False, "Start", None),
+    ("END_TIME", "datetime", False, False, False, "Deadline", None),
+    ("COMPLETED", "char", False, False, False, "Completed", None),
+    ("RESPONSIBLE_ID", "user", True, False, False, "Responsible", None),
+    ("DIRECTION", "integer", False, False, False, "Direction", None),
+    ("DESCRIPTION", "string", False, False, False, "Description", None),
+    ("CREATED", "datetime", False, True, False, "Creation Date", None),
+    ("AUTHOR_ID", "user", False, True, False, "Created By", None),
+    ("LAST_UPDATED", "datetime", False, True, False, "Last Updated", None),
+    ("SETTINGS", "object", False, False, False, "Settings", None),
 )
 
 MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM", "LINK")
-USER_FIELD_LABELS = {"UF_CRM_PROMO_CODE": "Промокод"}
+# The names people gave the custom fields (formLabel/listLabel), and a list's options (ID, VALUE).
+USER_FIELD_LABELS = {
+    "UF_CRM_PROMO_CODE": "Промокод", "UF_CRM_SCORE": "Оценка клиента", "UF_CRM_STAGE": "Стадия клиента",
+    "UF_CRM_CHANNEL": "Откуда узнал", "UF_CRM_INTERESTS": "Интересы", "UF_CRM_VIP": "VIP",
+    "UF_CRM_FIRST_VISIT": "Первый визит", "UF_CRM_CALLBACK_AT": "Перезвонить",
+    "UF_CRM_DELIVERY": "Доставка", "UF_CRM_DELIVERY_DATE": "Дата доставки",
+    "UF_CRM_SEGMENT": "Сегмент компании", "UF_CRM_STAFF": "Сотрудников",
+}
+USER_FIELD_ITEMS = {
+    "UF_CRM_CHANNEL": ((44, "Выставка"), (45, "Сайт"), (46, "Рекомендация"), (47, "Реклама")),
+    "UF_CRM_INTERESTS": ((52, "Одежда"), (53, "Обувь"), (54, "Аксессуары"), (55, "Распродажи")),
+    "UF_CRM_DELIVERY": ((61, "Самовывоз"), (62, "Курьер"), (63, "Почта России")),
+    "UF_CRM_SEGMENT": ((71, "Розница"), (72, "Опт"), (73, "Дистрибьютор")),
+}
 
 # Char fields and the value the portal shows when nothing was ever written.
 CHAR_DEFAULTS = {
     "OPENED": "Y", "EXPORT": "Y", "HAS_IMOL": "N", "IS_MANUAL_OPPORTUNITY": "N",
     "IS_NEW": "N", "IS_RECURRING": "N", "IS_RETURN_CUSTOMER": "N", "IS_REPEATED_APPROACH": "N",
-    "CLOSED": "N",
+    "CLOSED": "N", "COMPLETED": "N", "ACTIVE": "Y",
 }
 
 # --------------------------------------------------------------------------- directories

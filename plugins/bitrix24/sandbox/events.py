@@ -20,6 +20,9 @@ EVENTS = {
     "ONCRMCONTACTADD": ("contact", "add"), "ONCRMCONTACTUPDATE": ("contact", "update"),
     "ONCRMCONTACTDELETE": ("contact", "delete"), "ONCRMDEALADD": ("deal", "add"),
     "ONCRMDEALUPDATE": ("deal", "update"), "ONCRMDEALDELETE": ("deal", "delete"),
+    "ONCRMCOMPANYADD": ("company", "add"), "ONCRMCOMPANYUPDATE": ("company", "update"),
+    "ONCRMCOMPANYDELETE": ("company", "delete"), "ONCRMACTIVITYADD": ("activity", "add"),
+    "ONCRMACTIVITYUPDATE": ("activity", "update"), "ONCRMACTIVITYDELETE": ("activity", "delete"),
 }
 
 

@@ -126,5 +126,7 @@ class Limits(PortalState):
                 "events_failed": sum(1 for item in deliveries if item.error is not None),
                 "contacts": len(self._contacts.rows),
                 "deals": len(self._deals.rows),
+                "companies": len(self._companies.rows),
+                "activities": len(self._activity_rows.rows),
             }
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from plugins.bitrix24.sandbox import data
+from plugins.bitrix24.sandbox import business, data
 from plugins.bitrix24.sandbox.credentials import Credentials, OAuthApp, Webhook, _Call, _Token, _token
 from plugins.bitrix24.sandbox.events import Events, _EventSender
 from plugins.bitrix24.sandbox.limits import (
@@ -66,7 +66,10 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
     and `burst` are given. `clock` (epoch seconds) drives every limit, token
     lifetime and record date, so tests can move time without sleeping.
     `b2b` adds companies, a household, hotline callers and one person entered
-    three ways (`sandbox.b2b`) after the sampledata people.
+    three ways (`sandbox.b2b`) after the sampledata people. `companies` (default
+    one per ten people) and `activities` (default two per person) size what
+    `sandbox.business` seeds: companies with requisites, who works where, logged
+    calls, meetings, e-mails and tasks, custom field values and stage history.
     """
 
     def __init__(
@@ -93,6 +96,8 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
         event_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
         b2b: bool = False,
+        companies: int | None = None,
+        activities: int | None = None,
     ) -> None:
         self.tz = tz
         self.clock = clock
@@ -111,8 +116,16 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
         self._secret_rng = random.Random(secrets.randbits(64))
         seeded = data.seed_portal(contacts, seed, first_person, today=today, b2b=b2b)
         self._contacts = _Table("contact", data.CONTACT_FIELDS, seeded.contacts, tz)
+        extra = business.seed(seeded.contacts, seeded.deals, seeded.next_multifield_id,
+                              companies=max(1, contacts // 10) if companies is None else companies,
+                              activities=2 * contacts if activities is None else activities, seed=seed,
+                              today=today or dt.date.today())
         self._deals = _Table("deal", data.DEAL_FIELDS, seeded.deals, tz)
-        self._next_multifield = seeded.next_multifield_id
+        self._companies = _Table("company", data.COMPANY_FIELDS, extra.companies, tz)
+        self._requisites = _Table("requisite", data.REQUISITE_FIELDS, extra.requisites, tz)
+        self._activity_rows = _Table("activity", data.ACTIVITY_FIELDS, extra.activities, tz)
+        self._stage_history = extra.history
+        self._next_multifield = extra.next_multifield_id
         self.contact_person: dict[int, int] = seeded.contact_person
         self.deal_order: dict[int, int] = seeded.deal_order
         self.member_id = _token(self._rng, 32, "0123456789abcdef")
@@ -292,8 +305,15 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
             _Handler("crm.status.list", "crm", self._m_status_list),
             _Handler("crm.timeline.comment.add", "crm", self._m_comment_add, upper=False),
             _Handler("crm.activity.todo.add", "crm", self._m_todo_add, upper=False),
+            _Handler("crm.category.list", "crm", self._m_category_list, upper=False),
+            _Handler("crm.stagehistory.list", "crm", self._m_stagehistory_list, upper=False),
+            _Handler("crm.requisite.list", "crm", _on_table(self._m_list, self._requisites)),
+            _Handler("crm.activity.list", "crm", _on_table(self._m_list, self._activity_rows)),
+            _Handler("crm.activity.get", "crm", _on_table(self._m_get, self._activity_rows)),
+            _Handler("crm.activity.fields", "crm",
+                     _on_table(lambda call, t, p: self._m_fields(t), self._activity_rows)),
         ]
-        for name, table in (("contact", self._contacts), ("deal", self._deals)):
+        for name, table in (("contact", self._contacts), ("deal", self._deals), ("company", self._companies)):
             handlers += [
                 _Handler(f"crm.{name}.list", "crm", _on_table(self._m_list, table)),
                 _Handler(f"crm.{name}.get", "crm", _on_table(self._m_get, table)),

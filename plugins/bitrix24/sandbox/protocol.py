@@ -133,7 +133,7 @@ def encode_json(payload: Any) -> bytes:
 _KIND_BY_TYPE = {
     "integer": "int", "user": "int", "crm_lead": "int", "crm_company": "int", "crm_contact": "int",
     "crm_quote": "int", "crm_category": "int", "double": "float", "date": "date", "datetime": "datetime",
-    "crm_multifield": "multi",
+    "crm_multifield": "multi", "enumeration": "int", "boolean": "bool", "object": "object",
 }
 
 

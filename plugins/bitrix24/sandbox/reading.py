@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from plugins.bitrix24.sandbox import data
@@ -23,6 +24,33 @@ class Reading(PortalState):
     def deal_count(self) -> int:
         with self._lock:
             return len(self._deals.rows)
+
+    @property
+    def company_count(self) -> int:
+        with self._lock:
+            return len(self._companies.rows)
+
+    @property
+    def activity_count(self) -> int:
+        with self._lock:
+            return len(self._activity_rows.rows)
+
+    def company(self, company_id: int) -> dict[str, Any]:
+        """The company as crm.company.get returns it; KeyError if there is none."""
+        with self._lock:
+            return self._companies.render(self._companies.rows[company_id])
+
+    def logged_activity(self, activity_id: int) -> dict[str, Any]:
+        """An activity as crm.activity.get returns it; KeyError if there is none."""
+        with self._lock:
+            return self._activity_rows.render(self._activity_rows.rows[activity_id])
+
+    def company_inn(self, company_id: int) -> str | None:
+        """The INN of the company's first requisite that has one."""
+        with self._lock:
+            return next((row["RQ_INN"] for row in self._requisites.rows.values()
+                         if row["ENTITY_TYPE_ID"] == 4 and row["ENTITY_ID"] == company_id and row.get("RQ_INN")),
+                        None)
 
     def contact_ids(self) -> list[int]:
         with self._lock:
@@ -101,6 +129,8 @@ class Reading(PortalState):
             if name in data.USER_FIELD_LABELS:
                 label = data.USER_FIELD_LABELS[name]
                 item.update(listLabel=label, formLabel=label, filterLabel=label)
+            if name in data.USER_FIELD_ITEMS:
+                item["items"] = [{"ID": str(key), "VALUE": value} for key, value in data.USER_FIELD_ITEMS[name]]
             described[name] = item
         return described
 
@@ -112,3 +142,43 @@ class Reading(PortalState):
         rows.sort(key=lambda row: (row["ENTITY_ID"], int(row["SORT"])))
         return _Answer(rows, total=len(rows))
 
+
+    def _m_category_list(self, call: _Call, params: dict[str, Any]) -> _Answer:
+        """Deal funnels (entityTypeId 2); the general one is id 0 and isDefault."""
+        if php_intval(params.get("entityTypeId")) != 2:
+            raise ApiError(400, "NOT_FOUND", "Smart process not found")
+        rows = [{"id": category, "name": name, "sort": 100 * (category + 1), "entityTypeId": 2,
+                 "isDefault": "Y" if category == 0 else "N"} for category, name in data.CATEGORIES.items()]
+        return _Answer({"categories": rows}, total=len(rows))
+
+    _HISTORY_NAMES = ("ID", "OWNER_ID", "CREATED_TIME", "CATEGORY_ID", "STAGE_SEMANTIC_ID", "STAGE_ID", "TYPE_ID")
+
+    def _m_stagehistory_list(self, call: _Call, params: dict[str, Any]) -> _Answer:
+        """Deals' stage history: filter by OWNER_ID (one or a list) and >ID, order by ID, 50 a page."""
+        if php_intval(params.get("entityTypeId")) != 2:
+            raise ApiError(400, "", "entityTypeId is not supported")
+        raw: dict[str, Any] = params["filter"] if isinstance(params.get("filter"), dict) else {}
+        owners = raw.get("OWNER_ID")
+        wanted = None if owners in (None, "") else {php_intval(o) for o in (owners if isinstance(owners, list)
+                                                                            else [owners])}
+        after = php_intval(raw.get(">ID", 0))
+        order: dict[str, Any] = params["order"] if isinstance(params.get("order"), dict) else {}
+        descending = str(order.get("ID", "ASC")).upper() == "DESC"
+        select = [str(name).upper() for name in params.get("select") or ()] or list(self._HISTORY_NAMES)
+        start = php_intval(params.get("start", 0))
+        with self._lock:
+            rows = [entry for entry in self._stage_history
+                    if entry[0] > after and (wanted is None or entry[1] in wanted)]
+        if descending:
+            rows.reverse()
+        offset = max(start, 0)
+        page = rows[offset:offset + PAGE_SIZE]
+        items = []
+        for entry in page:
+            full = dict(zip(self._HISTORY_NAMES, entry, strict=True))
+            full["CREATED_TIME"] = dt.datetime.fromtimestamp(entry[2], self.tz).isoformat()
+            items.append({name: full[name] for name in select if name in full})
+        if start < 0:
+            return _Answer({"items": items}, total=0)
+        following = offset + PAGE_SIZE if offset + PAGE_SIZE < len(rows) else None
+        return _Answer({"items": items}, total=len(rows), next=following)

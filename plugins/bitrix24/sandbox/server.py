@@ -127,6 +127,8 @@ def serve(host: str = "127.0.0.1", port: int = 8024, contacts: int = 1000, seed:
     print_fn(_("Bitrix24 sandbox: %(contacts)s contacts, %(deals)s deals (seed %(seed)s, built in %(seconds)s s)",
                contacts=format_number(portal.contact_count), deals=format_number(portal.deal_count), seed=seed,
                seconds=format_number(round(time.monotonic() - started, 1))))
+    print_fn(_("               %(companies)s companies, %(activities)s calls, meetings, e-mails and tasks",
+               companies=format_number(portal.company_count), activities=format_number(portal.activity_count)))
     print_fn(_("Webhook:       %(url)s", url=server.webhook_url))
     print_fn(_("OAuth app:     client_id=%(id)s client_secret=%(secret)s", id=app.client_id, secret=app.client_secret))
     print_fn(_("               authorize %(authorize)s  token %(token)s", authorize=app.authorize_url,

@@ -49,6 +49,10 @@ class PortalState:
     _secret_rng: random.Random
     _contacts: _Table
     _deals: _Table
+    _companies: _Table
+    _requisites: _Table
+    _activity_rows: _Table  # crm.activity.list: logged calls, meetings, e-mails, tasks (and Hub's to-dos)
+    _stage_history: list[tuple[int, int, int, int, str, str, int]]
     _next_multifield: int
     _codes: dict[str, tuple[int, float]]
     _tokens: dict[str, _Token]

@@ -25,6 +25,8 @@ class _Table:
         self.kinds = {spec[0]: _KIND_BY_TYPE.get(spec[1], "str") for spec in specs}
         self.fields = [spec[0] for spec in specs]
         self.multi = [name for name in self.fields if self.kinds[name] == "multi"]
+        # Multiple fields that are not multifields (COMPANY_IDS, a multiple list): Python lists of values.
+        self.multiple = {spec[0] for spec in specs if spec[4] and self.kinds[spec[0]] != "multi"}
         self.plain = [name for name in self.fields if self.kinds[name] != "multi" and not name.startswith("UF_")]
         self.user_fields = [name for name in self.fields if name.startswith("UF_")]
         self.rows = rows
@@ -53,6 +55,15 @@ class _Table:
                     for item in value or ()]
         if name == "OPPORTUNITY" or name == "TAX_VALUE":
             return f"{value or 0:.2f}"
+        if name in self.multiple:
+            return [self._scalar(kind, item) for item in value or ()]
+        return self._scalar(kind, value)
+
+    def _scalar(self, kind: str, value: Any) -> Any:
+        if kind == "object":
+            return value if value else []  # PHP's empty array
+        if kind == "bool":
+            return None if value is None else ("1" if value else "0")
         if value is None:
             return "" if kind == "date" else None
         if kind == "int":

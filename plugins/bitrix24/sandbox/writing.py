@@ -61,6 +61,29 @@ class Writing(PortalState):
         """Delete a deal; fires ONCRMDEALDELETE."""
         self._delete(self._deals, deal_id, None)
 
+    def add_company(self, fields: Mapping[str, Any], *, user_id: int = 1, inn: str | None = None) -> int:
+        """Create a company from REST-style fields, with a requisite holding `inn`; fires ONCRMCOMPANYADD."""
+        company_id = self._add(self._companies, dict(fields), user_id, None)
+        if inn:
+            with self._lock:
+                now = int(self.clock())
+                self._requisites.insert({"ENTITY_TYPE_ID": 4, "ENTITY_ID": company_id, "PRESET_ID": 1,
+                                         "NAME": "Организация", "RQ_INN": inn, "DATE_CREATE": now, "DATE_MODIFY": now})
+        return company_id
+
+    def add_activity(self, fields: Mapping[str, Any], *, user_id: int = 1) -> int:
+        """Log an activity (a call, meeting, e-mail or task) from REST-style fields, as a manager or the
+        telephony does; stamps CREATED and LAST_UPDATED and fires ONCRMACTIVITYADD."""
+        with self._lock:
+            now = int(self.clock())
+            row = self._clean_fields(self._activity_rows, dict(fields))
+            row.update(CREATED=now, LAST_UPDATED=now, AUTHOR_ID=user_id)
+            row.setdefault("RESPONSIBLE_ID", user_id)
+            row.setdefault("START_TIME", now)
+            activity_id = self._activity_rows.insert(row)
+            self._raise_event("activity", "add", activity_id, None)
+            return activity_id
+
     def _m_add(self, call: _Call, table: _Table, params: dict[str, Any]) -> int:
         fields = params.get("FIELDS")
         if not isinstance(fields, dict):
@@ -125,6 +148,14 @@ class Writing(PortalState):
                 "pingOffsets": [php_intval(item) for item in _as_list(params.get("pingOffsets"))],
                 "colorId": params.get("colorId"), "authorId": call.user_id, "created": self.clock(),
             })
+            # A to-do is an activity too: crm.activity.list shows it (CRM_TODO, TYPE_ID 6), open.
+            now = int(self.clock())
+            self._activity_rows.insert({
+                "OWNER_TYPE_ID": owner_type, "OWNER_ID": owner_id, "TYPE_ID": 6, "PROVIDER_ID": "CRM_TODO",
+                "PROVIDER_TYPE_ID": "TODO", "SUBJECT": str(params.get("title") or ""), "START_TIME": now,
+                "END_TIME": int(deadline.timestamp()), "COMPLETED": "N", "DIRECTION": 0,
+                "RESPONSIBLE_ID": php_intval(params.get("responsibleId")) or call.user_id, "AUTHOR_ID": call.user_id,
+                "CREATED": now, "LAST_UPDATED": now})
             return {"id": activity_id}
 
     # ---- writing records
@@ -139,7 +170,14 @@ class Writing(PortalState):
             if spec is None or spec[3] or table.kinds[name] == "multi":
                 continue
             kind = table.kinds[name]
-            if kind == "date":
+            if name in table.multiple:
+                items = [item for item in _as_list(value) if item not in (None, "")]
+                clean[name] = [php_intval(item) if kind == "int" else str(item) for item in items] or None
+            elif kind == "bool":
+                clean[name] = 1 if php_truthy(value) and str(value).upper() not in ("N", "FALSE") else 0
+            elif kind == "object":
+                clean[name] = value if isinstance(value, dict) else None
+            elif kind == "date":
                 clean[name] = _parse_date(value, self.tz) if value not in (None, "") else None
             elif kind == "int":
                 clean[name] = php_intval(value) if value not in (None, "") else None
@@ -242,6 +280,9 @@ class Writing(PortalState):
             row_id = table.insert(row)
             if table is self._deals and not row.get("TITLE"):
                 row["TITLE"] = f"Сделка #{row_id}"
+            if table is self._deals:
+                self._stage_history.append((len(self._stage_history) + 1, row_id, now, row["CATEGORY_ID"],
+                                            row["STAGE_SEMANTIC_ID"], row["STAGE_ID"], 1))
             self._raise_event(table.name, "add", row_id, call)
             return row_id
 
@@ -261,6 +302,8 @@ class Writing(PortalState):
                                  close_date_given="CLOSEDATE" in {str(key).upper() for key in fields})
                 if row["STAGE_ID"] != previous:
                     row["MOVED_BY_ID"] = user_id
+                    self._stage_history.append((len(self._stage_history) + 1, row_id, int(self.clock()),
+                                                row["CATEGORY_ID"], row["STAGE_SEMANTIC_ID"], row["STAGE_ID"], 2))
             row["DATE_MODIFY"] = max(int(self.clock()), row.get("DATE_MODIFY") or 0)
             row["MODIFY_BY_ID"] = user_id
             table.touched()
@@ -276,7 +319,26 @@ class Writing(PortalState):
                     if deal.get("CONTACT_ID") == row_id:
                         deal["CONTACT_ID"] = None
                 self._deals.touched()
+                self._drop_activities(3, row_id)
+            if table is self._companies:
+                for other in (self._contacts, self._deals):
+                    for held in other.rows.values():
+                        if held.get("COMPANY_ID") == row_id:
+                            held["COMPANY_ID"] = None
+                        if row_id in (held.get("COMPANY_IDS") or ()):
+                            held["COMPANY_IDS"] = [i for i in held["COMPANY_IDS"] if i != row_id] or None
+                    other.touched()
+                for requisite_id in [i for i, r in self._requisites.rows.items()
+                                     if r["ENTITY_TYPE_ID"] == 4 and r["ENTITY_ID"] == row_id]:
+                    self._requisites.delete(requisite_id)
+                self._drop_activities(4, row_id)
             self._raise_event(table.name, "delete", row_id, call)
+
+    def _drop_activities(self, owner_type: int, owner_id: int) -> None:
+        """A deleted contact's or company's activities go with it, as on a portal."""
+        for activity_id in [i for i, r in self._activity_rows.rows.items()
+                            if r.get("OWNER_TYPE_ID") == owner_type and r.get("OWNER_ID") == owner_id]:
+            self._activity_rows.delete(activity_id)
 
     # ---- batch
 
