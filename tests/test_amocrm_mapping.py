@@ -125,7 +125,7 @@ def test_fields_of_its_own_become_the_birthday_the_city_and_attributes() -> None
         "Дата договора": "2024-01-01",                   # midnight in Moscow, 21:00 UTC the day before
         "Последний визит": "2024-06-10T06:13:20+00:00",  # a moment stays a moment, in UTC
         "Согласие на звонки": True,
-        "Бонусы": "150",
+        "Бонусы": 150,  # numbers come as text and go in as numbers
         "Комментарий": "Звонить после 18:00",
         "Комментарий (86)": "второе поле с тем же именем",  # a second field of the same name keeps its id
     }

@@ -66,7 +66,7 @@ def test_an_incremental_run_of_a_hundred_changes_costs_three_requests() -> None:
     assert query["filter[updated_at][from]"] == str(NOW - 600 - 120)
     assert query["filter[updated_at][to]"] == str(NOW) and query["order[updated_at]"] == "asc"
     assert json.loads(pages[1].cursor) == {"since": NOW, "events": NOW}
-    assert responses.calls[1].request.params["filter[type]"] == "contact_deleted,lead_deleted"
+    assert responses.calls[1].request.params["filter[type]"] == "contact_deleted,lead_deleted,company_deleted"
 
 
 @responses.activate
@@ -95,11 +95,13 @@ def test_customers_on_a_plan_without_them_are_skipped_with_a_note() -> None:
          "_embedded": {"contacts": [{"id": 1, "is_main": True}]}}], False))
     responses.get(f"{BASE}/api/v4/customers/transactions", status=402,
                   json={"title": "Payment Required", "status": 402, "detail": "Customers are not available"})
+    responses.get(f"{BASE}/api/v4/leads/pipelines", json={"_embedded": {"pipelines": []}})
     pages = list(source.read("orders", None, True))
     orders = [r for p in pages for r in p.records]
+    closed = dt.datetime.fromtimestamp(NOW - 5, dt.timezone.utc)
     assert orders == [OrderRecord("amocrm", "5", "1", amount=orders[0].amount, currency="USD", status="won",
-                                  closed_at=dt.datetime.fromtimestamp(NOW - 5, dt.timezone.utc),
-                                  created_at=dt.datetime.fromtimestamp(NOW - 50, dt.timezone.utc))]
+                                  closed_at=closed, created_at=dt.datetime.fromtimestamp(NOW - 50, dt.timezone.utc),
+                                  stage="142", stage_entered_at=closed)]
     assert source.stats()["notes"] == ["Customers purchases skipped: the account's amoCRM plan does not include "
                                        "Customers (HTTP 402)"]
 
@@ -118,7 +120,8 @@ def test_bad_records_are_reported_and_the_page_goes_on() -> None:
 def test_field_writes_go_in_batches_of_fifty_with_only_what_changes() -> None:
     source = make_source()
     responses.patch(f"{BASE}/api/v4/contacts", json={"_links": {}, "_embedded": {"contacts": []}})
-    source.set_fields([(str(i), "promo_code", f"SALE-{i}") for i in range(1, 121)])
+    source.update_contacts([{"id": i, "custom_fields_values": [
+        {"field_id": 777001, "values": [{"value": f"SALE-{i}"}]}]} for i in range(1, 121)])
     bodies = [json.loads(c.request.body) for c in responses.calls]
     assert [len(b) for b in bodies] == [50, 50, 20]
     assert bodies[0][0] == {"id": 1, "custom_fields_values": [{"field_id": 777001, "values": [{"value": "SALE-1"}]}]}

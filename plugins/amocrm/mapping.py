@@ -41,19 +41,33 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from hub.api import ContactRecord, Deletion, OrderRecord, OrderStatus, person_name, split_full_name
+from hub.api import (
+    ActivityRecord, CompanyRecord, ContactRecord, Deletion, FieldDefinition, OrderRecord, OrderStatus, person_name,
+    split_full_name,
+)
 
 SOURCE = "amocrm"
 # Two or three words of letters (a hyphen inside one): a person's ФИО, not a company or a note.
 _FIO = re.compile(r"^[^\W\d_]+(?:-[^\W\d_]+)?(?: [^\W\d_]+(?:-[^\W\d_]+)?){1,2}$")
 WON, LOST = 142, 143
 TRANSACTION_PREFIX = "transaction:"
-DELETION_EVENTS = {"contact_deleted": "contact", "lead_deleted": "order"}
+DELETION_EVENTS = {"contact_deleted": "contact", "lead_deleted": "order", "company_deleted": "company"}
 UTC = dt.timezone.utc
 DATE_TYPES = frozenset({"date", "birthday"})  # unix seconds of midnight in the account's zone
 MOMENT_TYPES = frozenset({"date_time"})
+NUMBER_TYPES = frozenset({"numeric", "price", "monetary"})
+LIST_TYPES = frozenset({"select", "multiselect", "radiobutton", "category"})
+MULTIPLE_TYPES = frozenset({"multiselect", "multitext"})
+# Values that are links to other things (files, catalog items, other entities), not something a segment reads.
+SKIPPED_TYPES = frozenset({"file", "linked_entity", "chained_list", "items", "payer", "supplier"})
+# amoCRM's field types -> hub.records.FIELD_TYPES; any other type is read as text.
+FIELD_TYPE = {
+    **{kind: "number" for kind in NUMBER_TYPES}, **{kind: "list" for kind in LIST_TYPES},
+    "checkbox": "boolean", "date": "date", "birthday": "date", "date_time": "datetime",
+}
 CITY_NAMES = frozenset({"город", "city"})  # a field of the account's own that holds the city
 OWN_CODES = frozenset({"PHONE", "EMAIL"})  # mapped to phones and emails
 # enum_code -> hub.records.LABELS. WORKDD is a direct work line: still the office's, so "work".
@@ -125,12 +139,18 @@ def _first_value(field: Mapping[str, Any] | None) -> Any:
 
 
 def _attribute(field: Mapping[str, Any]) -> Any:
-    """A field's values for `attributes`: None when empty, one value as itself, several as a list.
+    """A field's values for `attributes`, typed as its definition says (see FIELD_TYPE).
 
-    Text is stripped; dates become ISO dates and moments ISO date-times
-    (UTC); a value that is not a timestamp is kept as amoCRM sent it.
+    None when empty; a multiple field (multiselect, multitext) always as a
+    list, any other one value as itself (several as a list). Text is
+    stripped; numbers become int or float; a checkbox a bool; list fields
+    their option's text; dates ISO dates and moments ISO date-times (UTC); a
+    requisites field (legal_entity) the legal entity's name. A value that does
+    not read as its type is kept as amoCRM sent it.
     """
-    kind = field.get("field_type")
+    kind = str(field.get("field_type") or "")
+    if kind in SKIPPED_TYPES:
+        return None
     out: list[Any] = []
     for item in field.get("values") or []:
         value = item.get("value") if isinstance(item, Mapping) else item
@@ -139,16 +159,72 @@ def _attribute(field: Mapping[str, Any]) -> Any:
         if value in (None, ""):
             continue
         try:
-            if kind in DATE_TYPES:
-                value = birthday(value).isoformat()
-            elif kind in MOMENT_TYPES and (isinstance(value, int) or str(value).strip().lstrip("-").isdigit()):
-                value = dt.datetime.fromtimestamp(int(value), UTC).isoformat()
-        except (ValueError, OverflowError, OSError):
+            value = _typed(kind, value)
+        except (ValueError, OverflowError, OSError, InvalidOperation, TypeError):
             pass
+        if value in (None, ""):
+            continue
         out.append(value)
     if not out:
         return None
+    if kind in MULTIPLE_TYPES:
+        return out
     return out[0] if len(out) == 1 else out
+
+
+def _typed(kind: str, value: Any) -> Any:
+    if kind in DATE_TYPES:
+        return birthday(value).isoformat()
+    if kind in MOMENT_TYPES:
+        if isinstance(value, int) or str(value).strip().lstrip("-").isdigit():
+            return dt.datetime.fromtimestamp(int(value), UTC).isoformat()
+        return value
+    if kind in NUMBER_TYPES:
+        return number(value)
+    if kind == "checkbox":
+        return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "y", "yes")
+    if kind == "legal_entity" and isinstance(value, Mapping):
+        return str(value.get("name") or "").strip() or None
+    if isinstance(value, Mapping):  # smart_address and the like: the parts people read, in order
+        return ", ".join(str(v).strip() for v in value.values() if isinstance(v, (str, int)) and str(v).strip())
+    return value
+
+
+def number(value: Any) -> int | float:
+    """A numeric field's value (amoCRM sends numbers as text, "1500" or "1500.50"): int when whole."""
+    if isinstance(value, bool):
+        raise TypeError("a checkbox is not a number")
+    amount = Decimal(str(value).strip().replace(" ", "").replace(",", "."))
+    if not amount.is_finite():
+        raise InvalidOperation
+    return int(amount) if amount == amount.to_integral_value() else float(amount)
+
+
+def attribute_key(field: Mapping[str, Any]) -> str:
+    """Where a field's values go in `attributes`: its code, else its name (the definition's `code` too)."""
+    return str(field.get("field_code") or field.get("code") or field.get("field_name") or field.get("name")
+               or field.get("field_id") or field.get("id"))
+
+
+def _attributes(row: Mapping[str, Any], into: dict[str, object], used: set[int] | None = None,
+                keys: Mapping[str, str] | None = None) -> None:
+    """Every custom field of `row` that is not a phone, an email or `used`, into `into` (see _attribute).
+
+    `keys` (field id -> key, from the definitions) settles two fields sharing a name as the
+    definitions did; without it the second of them gets its id appended.
+    """
+    for field in row.get("custom_fields_values") or []:
+        if (not isinstance(field, Mapping) or (used and id(field) in used)
+                or (field.get("field_code") or "").upper() in OWN_CODES):
+            continue
+        value = _attribute(field)
+        if value is None:
+            continue
+        known = (keys or {}).get(str(field.get("field_id")))
+        key = known or attribute_key(field)
+        if key in into and not known:
+            key = f"{key} ({field.get('field_id')})"
+        into[key] = value
 
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -167,8 +243,14 @@ def birthday(value: Any) -> dt.date:
 
 
 def contact(row: Mapping[str, Any], fields: Mapping[str, Any] | None = None,
-            problems: list[Problem] | None = None) -> ContactRecord:
+            problems: list[Problem] | None = None, *, keys: Mapping[str, str] | None = None,
+            company_names: Mapping[str, str] | None = None) -> ContactRecord:
     """A contact; `fields` maps logical names (birthday, city, ...) to custom field ids.
+
+    Its companies (`_embedded.companies`, many in amoCRM) become
+    `company_external_ids`; their names come with the answer only where it
+    embeds whole companies, else from `company_names` (id -> name, from the
+    companies read before the contacts).
 
     Custom fields that are not phones, emails, the birthday or the city go to
     `attributes` (see the module's docstring), so nothing the account keeps
@@ -197,6 +279,7 @@ def contact(row: Mapping[str, Any], fields: Mapping[str, Any] | None = None,
     )
     if row.get("responsible_user_id"):
         record.attributes["responsible_user_id"] = row["responsible_user_id"]
+        record.responsible_id = str(row["responsible_user_id"])
     used: set[int] = set()  # fields that went into a record field rather than attributes
     birthday_field = (_find_field(row, field_id=fields["birthday"]) if fields.get("birthday")
                       else _find_field(row, field_type="birthday", field_code="BIRTHDAY"))
@@ -213,19 +296,12 @@ def contact(row: Mapping[str, Any], fields: Mapping[str, Any] | None = None,
     if city is not None and str(city).strip():
         record.city = str(city).strip()
         used.add(id(city_field))
-    for field in row.get("custom_fields_values") or []:
-        if (not isinstance(field, Mapping) or id(field) in used
-                or (field.get("field_code") or "").upper() in OWN_CODES):
-            continue
-        value = _attribute(field)
-        if value is None:
-            continue
-        key = str(field.get("field_code") or field.get("field_name") or field.get("field_id"))
-        if key in record.attributes:
-            key = f"{key} ({field.get('field_id')})"
-        record.attributes[key] = value
+    _attributes(row, record.attributes, used, keys)
     companies = [c for c in (row.get("_embedded") or {}).get("companies") or [] if isinstance(c, Mapping)]
+    record.company_external_ids = [str(c["id"]) for c in companies if c.get("id") not in (None, "")]
     record.company = next((str(c["name"]).strip() for c in companies if str(c.get("name") or "").strip()), None)
+    if record.company is None and company_names:
+        record.company = next((company_names[i] for i in record.company_external_ids if company_names.get(i)), None)
     return record
 
 
@@ -268,8 +344,17 @@ def status(status_id: Any) -> OrderStatus:
     return "won" if code == WON else "lost" if code == LOST else "open"
 
 
-def lead(row: Mapping[str, Any], currency: str = "RUB", problems: list[Problem] | None = None) -> OrderRecord | None:
-    """A lead as an order; None (with a Problem) when its price is not a number."""
+def lead(row: Mapping[str, Any], currency: str = "RUB", problems: list[Problem] | None = None, *,
+         pipelines: Pipelines | None = None, entered: dt.datetime | None = None,
+         keys: Mapping[str, str] | None = None) -> OrderRecord | None:
+    """A lead as an order; None (with a Problem) when its price is not a number.
+
+    Its stage: the pipeline's and status's names from `pipelines` (ids when the
+    account no longer lists them). `entered` is when the lead moved into its
+    current status (the latest lead_status_changed event into it); without
+    one, an open lead counts from its `updated_at`, which never makes a lead
+    look stuck longer than it is, and a closed one from its close.
+    """
     external_id = str(row["id"])
     try:
         amount = _amount(row.get("price"))
@@ -280,10 +365,235 @@ def lead(row: Mapping[str, Any], currency: str = "RUB", problems: list[Problem] 
     closed = _stamp(row, "closed_at", "order", problems)
     if closed is None and state != "open":
         closed = _stamp(row, "updated_at", "order", problems)
-    return OrderRecord(source=SOURCE, external_id=external_id, contact_external_id=main_contact(row),
-                       amount=amount, currency=currency, status=state, closed_at=closed,
-                       created_at=_stamp(row, "created_at", "order", problems),
-                       title=(row.get("name") or None))
+    embedded = row.get("_embedded") or {}
+    companies = [c for c in embedded.get("companies") or [] if isinstance(c, Mapping) and c.get("id")]
+    pipeline, stage = (pipelines or Pipelines()).names(row.get("pipeline_id"), row.get("status_id"))
+    if entered is None:
+        entered = closed if state != "open" else _stamp(row, "updated_at", "order", problems)
+    record = OrderRecord(source=SOURCE, external_id=external_id, contact_external_id=main_contact(row),
+                         amount=amount, currency=currency, status=state, closed_at=closed,
+                         created_at=_stamp(row, "created_at", "order", problems),
+                         title=(row.get("name") or None),
+                         company_external_id=str(companies[0]["id"]) if companies else None,
+                         pipeline=pipeline, stage=stage, stage_entered_at=entered,
+                         responsible_id=str(row["responsible_user_id"]) if row.get("responsible_user_id") else None,
+                         tags=[str(t.get("name")) for t in embedded.get("tags") or []
+                               if isinstance(t, Mapping) and t.get("name")])
+    _attributes(row, record.attributes, keys=keys)
+    return record
+
+
+class Pipelines:
+    """The account's pipelines and statuses by id (GET /api/v4/leads/pipelines), for their names.
+
+    Status ids are unique in an account except won (142) and lost (143),
+    which every pipeline shares; so a status is looked up in its pipeline.
+    """
+
+    def __init__(self, body: Mapping[str, Any] | None = None) -> None:
+        self.pipelines: dict[str, str] = {}
+        self.statuses: dict[tuple[str, str], str] = {}
+        for pipeline in ((body or {}).get("_embedded") or {}).get("pipelines") or []:
+            if not isinstance(pipeline, Mapping) or pipeline.get("id") is None:
+                continue
+            pid = str(pipeline["id"])
+            self.pipelines[pid] = str(pipeline.get("name") or pid)
+            for found in (pipeline.get("_embedded") or {}).get("statuses") or []:
+                if isinstance(found, Mapping) and found.get("id") is not None:
+                    self.statuses[(pid, str(found["id"]))] = str(found.get("name") or found["id"])
+
+    def names(self, pipeline_id: Any, status_id: Any) -> tuple[str | None, str | None]:
+        if pipeline_id in (None, "") and status_id in (None, ""):
+            return None, None
+        pid, sid = str(pipeline_id), str(status_id)
+        return (self.pipelines.get(pid, pid if pipeline_id not in (None, "") else None),
+                self.statuses.get((pid, sid), sid if status_id not in (None, "") else None))
+
+    def open_statuses(self) -> list[tuple[str, str]]:
+        """(pipeline id, status id) of every stage a lead is still open in."""
+        return [key for key in self.statuses if key[1] not in (str(WON), str(LOST))]
+
+
+def status_change(event: Mapping[str, Any]) -> tuple[str, str, str, dt.datetime] | None:
+    """A lead_status_changed event as (lead id, pipeline id, status id it moved into, when); else None.
+
+    `value_after` is `[{"lead_status": {"id": status, "pipeline_id": pipeline}}]`.
+    """
+    if event.get("type") != "lead_status_changed" or event.get("entity_id") in (None, ""):
+        return None
+    for item in event.get("value_after") or []:
+        moved = item.get("lead_status") if isinstance(item, Mapping) else None
+        if isinstance(moved, Mapping) and moved.get("id") is not None:
+            when = timestamp(event.get("created_at"))
+            if when is None:
+                return None
+            return str(event["entity_id"]), str(moved.get("pipeline_id")), str(moved["id"]), when
+    return None
+
+
+# --- custom field definitions ------------------------------------------------------------
+
+ENTITY = {"contacts": "contact", "companies": "company", "leads": "order"}
+
+
+def field_definitions(rows: Sequence[Mapping[str, Any]], entity: str) -> tuple[list[FieldDefinition], dict[str, str]]:
+    """GET /api/v4/{contacts,companies,leads}/custom_fields as definitions, and field id -> attribute key.
+
+    A definition `{id, name, code, type, enums: [{id, value}]}` keeps its
+    code where it has one (predefined fields: PHONE, EMAIL, POSITION...),
+    else its name: the key its values have in the records' `attributes`. Two
+    fields of one entity with one name are told apart by the id. Phones and
+    emails (the record's own), and fields holding links (files, catalog
+    items) are not offered.
+    """
+    definitions: list[FieldDefinition] = []
+    keys: dict[str, str] = {}
+    seen: set[str] = set()
+    for row in rows:
+        if not isinstance(row, Mapping) or row.get("id") is None:
+            continue
+        kind = str(row.get("type") or "")
+        if (row.get("code") or "").upper() in OWN_CODES or kind in SKIPPED_TYPES:
+            continue
+        key = attribute_key(row)
+        if key in seen:
+            key = f"{key} ({row['id']})"
+        seen.add(key)
+        keys[str(row["id"])] = key
+        options = [{"id": str(e["id"]), "value": str(e.get("value") or "")}
+                   for e in row.get("enums") or [] if isinstance(e, Mapping) and e.get("id") is not None]
+        definitions.append(FieldDefinition(
+            source=SOURCE, entity=ENTITY[entity], code=key,  # type: ignore[arg-type]
+            name=str(row.get("name") or key), type=FIELD_TYPE.get(kind, "string"),  # type: ignore[arg-type]
+            multiple=kind in MULTIPLE_TYPES, options=options if kind in LIST_TYPES else []))
+    return definitions, keys
+
+
+# --- companies ----------------------------------------------------------------------------
+
+INN_CODES = frozenset({"INN", "VAT_ID"})
+_INN = re.compile(r"^\d{10}(?:\d{2})?$")  # an organisation's ИНН has 10 digits, a sole trader's 12
+
+
+def inn(row: Mapping[str, Any]) -> str | None:
+    """The company's ИНН, where amoCRM holds one.
+
+    amoCRM has no ИНН of its own on a company. Accounts keep it either in the
+    requisites field (type legal_entity, whose value carries `vat_id`, the
+    tax number, with the legal entity's name) or in a field of their own
+    coded INN or named with «ИНН» / INN. The first of those, in that order,
+    holding 10 or 12 digits wins; anything else is no ИНН.
+    """
+    fields = [f for f in row.get("custom_fields_values") or [] if isinstance(f, Mapping)]
+    candidates: list[Any] = []
+    for field in fields:
+        if field.get("field_type") == "legal_entity":
+            candidates += [(v.get("value") or {}).get("vat_id") for v in field.get("values") or []
+                           if isinstance(v, Mapping) and isinstance(v.get("value"), Mapping)]
+    for field in fields:
+        name = str(field.get("field_name") or "").upper()
+        if (field.get("field_code") or "").upper() in INN_CODES or "ИНН" in name or re.search(r"\bINN\b", name):
+            candidates += [v.get("value") if isinstance(v, Mapping) else v for v in field.get("values") or []]
+    for value in candidates:
+        digits = re.sub(r"[\s-]", "", str(value or ""))
+        if _INN.match(digits):
+            return digits
+    return None
+
+
+def company(row: Mapping[str, Any], problems: list[Problem] | None = None,
+            keys: Mapping[str, str] | None = None) -> CompanyRecord:
+    """A company (GET /api/v4/companies): its name, ИНН, city, main lines and mailboxes, manager and fields."""
+    external_id = str(row["id"])
+    labels: dict[str, str] = {}  # a company's lines identify the company whatever their type
+    record = CompanyRecord(
+        source=SOURCE, external_id=external_id, name=(str(row.get("name") or "").strip() or None), inn=inn(row),
+        phones=_field_values(row, "PHONE", labels), emails=_field_values(row, "EMAIL", labels),
+        responsible_id=str(row["responsible_user_id"]) if row.get("responsible_user_id") else None,
+        created_at=_stamp(row, "created_at", "company", problems),
+        updated_at=_stamp(row, "updated_at", "company", problems),
+    )
+    city_field = _find_field(row, field_code="CITY", names=CITY_NAMES)
+    city = _first_value(city_field)
+    used: set[int] = set()
+    if city is not None and str(city).strip():
+        record.city = str(city).strip()
+        used.add(id(city_field))
+    _attributes(row, record.attributes, used, keys)
+    return record
+
+
+# --- activities ---------------------------------------------------------------------------
+
+CALL_NOTES = {"call_in": "in", "call_out": "out"}
+# A call note's call_status: 1 left a message, 2 call back later, 3 not there, 4 talked, 5 wrong number,
+# 6 did not get through, 7 busy. An incoming call nobody talked on is a missed one.
+UNANSWERED = frozenset({1, 2, 3, 6, 7})
+NOTE_PREFIX, TASK_PREFIX = "note:", "task:"
+TASK_KINDS = {1: "call", 2: "meeting"}  # amoCRM's predefined task types; an account's own are tasks
+_NOTE_OWNERS = {"contacts": "contact", "companies": "company"}
+
+
+def call_note(row: Mapping[str, Any], entity: str) -> ActivityRecord | None:
+    """A call_in / call_out note on a contact or company as a call; other notes are None.
+
+    `params`: `duration` (seconds), `call_status` (see UNANSWERED), `call_result`
+    (what the manager wrote), `phone`, `source`, `uniq`. Telephony that
+    reports calls as incoming_call / outgoing_call events writes these same
+    notes, so reading the notes reads those calls too.
+    """
+    direction = CALL_NOTES.get(str(row.get("note_type")))
+    owner = _NOTE_OWNERS.get(entity)
+    at = timestamp(row.get("created_at"))
+    if direction is None or owner is None or at is None or row.get("entity_id") in (None, ""):
+        return None
+    raw = row.get("params")
+    params: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    duration = whole(params.get("duration"))
+    call_status = whole(params.get("call_status"))
+    missed = direction == "in" and (call_status in UNANSWERED if call_status is not None else duration == 0)
+    result = str(params.get("call_result") or "").strip()
+    target = str(row["entity_id"])
+    return ActivityRecord(
+        source=SOURCE, external_id=NOTE_PREFIX + str(row["id"]), kind="call", at=at,
+        contact_external_id=target if owner == "contact" else None,
+        company_external_id=target if owner == "company" else None,
+        direction=direction, missed=missed, done=True,  # type: ignore[arg-type]
+        duration_s=duration, subject=result[:500] or None,
+        responsible_id=str(row["responsible_user_id"]) if row.get("responsible_user_id") else None)
+
+
+def task(row: Mapping[str, Any]) -> ActivityRecord | None:
+    """A task on a contact or company (GET /api/v4/tasks) as a planned or done call, meeting or task.
+
+    `task_type_id` 1 is a call, 2 a meeting, any other an account's own task
+    type; `is_completed` says whether it is done; `complete_till` is when it
+    is due, the moment it stands at. Tasks on leads are not a person's (a lead
+    may name several contacts) and are left to the lead.
+    """
+    owner = _NOTE_OWNERS.get(str(row.get("entity_type")))
+    at = timestamp(row.get("complete_till")) or timestamp(row.get("created_at"))
+    if owner is None or at is None or row.get("entity_id") in (None, ""):
+        return None
+    target = str(row["entity_id"])
+    text = str(row.get("text") or "").strip()
+    return ActivityRecord(
+        source=SOURCE, external_id=TASK_PREFIX + str(row["id"]),
+        kind=TASK_KINDS.get(whole(row.get("task_type_id")) or 0, "task"), at=at,  # type: ignore[arg-type]
+        contact_external_id=target if owner == "contact" else None,
+        company_external_id=target if owner == "company" else None,
+        done=bool(row.get("is_completed")), duration_s=whole(row.get("duration")) or None,
+        subject=text[:500] or None,
+        responsible_id=str(row["responsible_user_id"]) if row.get("responsible_user_id") else None)
+
+
+def whole(value: Any) -> int | None:
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        return int(float(str(value).strip()))
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def transaction(row: Mapping[str, Any], customer_contacts: Mapping[str, str | None], currency: str = "RUB",

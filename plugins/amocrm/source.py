@@ -1,4 +1,5 @@
-"""amoCRM as a Hub source: contacts and leads in; fields, tags, notes and tasks out.
+"""amoCRM as a Hub source: custom fields, companies, contacts, leads, calls and tasks in; fields, tags, notes
+and tasks out.
 
 Cursors.
 
@@ -12,11 +13,21 @@ Cursors.
   latest `updated_at` (one second earlier, skipping ids already handed over),
   so records changing while it runs cannot shift a page and hide another
   record. The contacts pass also reads the events list for deletions
-  (contact_deleted and lead_deleted, in one request when nothing was
-  deleted). The cursor moves to `now` only when everything up to it is stored.
+  (contact_deleted, lead_deleted and company_deleted, in one request when
+  nothing was deleted). The cursor moves to `now` only when everything up to
+  it is stored.
+- Custom field definitions are read whole every run (three short lists).
+- A lead's time in its stage comes from lead_status_changed events into open
+  statuses: a full read takes the log once before the leads; an incremental
+  one the window's events, and for an open lead edited without moving, its
+  own latest move (10 leads a request).
+- Activities are call notes (call_in / call_out) and tasks of contacts and
+  companies, list after list ("contact_calls:N" ... "company_tasks:N" in a
+  full read; changed ones by `updated_at` otherwise).
 
-A hundred changed contacts cost three requests: one page of contacts, one of
-events, one of leads (204 when none changed).
+A hundred changed contacts cost seven requests: one page of contacts, one of
+events, one of leads (204 when none changed), and one each for changed
+companies, calls of contacts, calls of companies and tasks.
 """
 
 from __future__ import annotations
@@ -28,18 +39,38 @@ import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
-from hub.api import ContactRecord, Deletion, OrderRecord, Page, Settings, WriteBackError, get_engine, limiter
+from hub.api import (
+    ActivityRecord, CompanyRecord, ContactRecord, Deletion, FieldDefinition, OrderRecord, Page, Settings,
+    WriteBackError, get_engine, limiter,
+)
 from hub.api import whole_number
-from plugins.amocrm import mapping, tokens
+from plugins.amocrm import erase, mapping, promo, tokens
 from plugins.amocrm.client import (
     DEFAULT_CONCURRENCY, DEFAULT_PAUSE_429, DEFAULT_RATE, MAX_EVENTS_PAGE, MAX_PAGE, MAX_PATCH, PACE_SHARE, WINDOW_S,
-    AmoClient, AmoError, AmoOutcomeUnknown, AmoPaymentRequired, SendWindow, StaticAuth,
+    AmoClient, AmoError, AmoOutcomeUnknown, AmoPaymentRequired, AmoValidationError, SendWindow, StaticAuth,
 )
 
 DEFAULT_OVERLAP_S = 120
 CUSTOMER_MODES = ("segments", "periodicity", "dynamic")  # account.customers_mode values with Customers on
-Record = ContactRecord | OrderRecord | Deletion
+Record = ContactRecord | OrderRecord | Deletion | CompanyRecord | ActivityRecord | FieldDefinition
+MAX_FIELDS_PAGE = 50  # custom field definitions a page
+MAX_EVENT_IDS = 10  # entity ids one events request may filter by
+FIELDS_EVERY_S = 3600  # an incremental run reads the field definitions again when they are this old
+# Where calls and tasks are read, in order: (cursor phase, path, filters, key of the list).
+ACTIVITY_LISTS: tuple[tuple[str, str, tuple[tuple[str, str], ...], str], ...] = (
+    ("contact_calls", "/api/v4/contacts/notes", (("filter[note_type][]", "call_in"),
+                                                 ("filter[note_type][]", "call_out")), "notes"),
+    ("company_calls", "/api/v4/companies/notes", (("filter[note_type][]", "call_in"),
+                                                  ("filter[note_type][]", "call_out")), "notes"),
+    ("contact_tasks", "/api/v4/tasks", (("filter[entity_type]", "contacts"),), "tasks"),
+    ("company_tasks", "/api/v4/tasks", (("filter[entity_type]", "companies"),), "tasks"),
+)
 MAX_PROBLEMS = 200
+# Contacts in one PATCH of fields (scores, stages pushed on change): 250, as many as a page holds. amoCRM
+# documents no size for a write; an account that refuses it (TooManyElements; nothing of the batch is
+# written) gets the batch again in fifties, the size other writes use, and fifties from then on.
+MAX_FIELD_PATCH = 250
+_field_batches: dict[str, int] = {}  # account host -> contacts a PATCH of fields it takes
 
 
 def client_for(settings: Settings, data: dict[str, Any] | None = None) -> AmoClient:
@@ -86,6 +117,13 @@ class AmoSource:
         self.fields: dict[str, Any] = dict(self.options.get("fields") or {})
         self.notes: list[str] = []
         self.problems: list[mapping.Problem] = []
+        # Read in this run before the records that use them: attribute keys of custom fields by
+        # entity (field id -> key), company names for contacts, the pipelines for stage names.
+        self._keys: dict[str, dict[str, str]] = {}
+        self._company_names: dict[str, str] = {}
+        self._pipelines: mapping.Pipelines | None = None
+        self._moves: dict[str, tuple[str, str, dt.datetime]] = {}  # see _status_moves
+        self._window_read = False
 
     @property
     def client(self) -> AmoClient:
@@ -116,15 +154,24 @@ class AmoSource:
     # --- the Source protocol ----------------------------------------------------------
 
     def entities(self) -> tuple[str, ...]:
-        return ("contacts", "orders")
+        return ("fields", "companies", "contacts", "orders", "activities")
 
     def checkpoint(self, entity: str) -> str:
         now = int(self._clock())
         return json.dumps({"since": now, "events": now} if entity == "contacts" else {"since": now})
 
     def read(self, entity: str, cursor: str | None, full: bool) -> Iterator[Page]:
-        if entity not in ("contacts", "orders"):
-            raise ValueError(f"amoCRM: unknown entity {entity!r} (expected contacts or orders)")
+        if entity not in self.entities():
+            raise ValueError(f"amoCRM: unknown entity {entity!r} (expected one of {', '.join(self.entities())})")
+        if entity == "fields":
+            yield from self._fields(full, cursor)
+            return
+        if entity == "companies":
+            yield from self._read_companies(cursor, full)
+            return
+        if entity == "activities":
+            yield from self._read_activities(cursor, full)
+            return
         if full:
             yield from (self._full_contacts(cursor) if entity == "contacts" else self._full_orders(cursor))
             return
@@ -138,7 +185,9 @@ class AmoSource:
             deleted = list(self._deletions(events, now))
             yield Page(deleted, json.dumps({"since": now, "events": now}))
             return
+        window: tuple[int, int] = (max(0, since - self.overlap), now)
         for rows, latest in self._changed("/api/v4/leads", [("with", "contacts")], "leads", since, now):
+            self._moves_for(rows, window)
             yield Page(self._leads(rows), json.dumps({"since": max(since, latest)}))
         if self.uses_customers:
             yield from self._changed_purchases(since, now)
@@ -154,6 +203,7 @@ class AmoSource:
         phase, _, reached = (cursor or "leads:0").partition(":")
         start = int(reached or 0) + 1
         if phase == "leads":
+            self._moves = self._status_moves()
             for number, rows in self.client.pages("/api/v4/leads", [("with", "contacts"), ("order[id]", "asc")],
                                                   "leads", start=start):
                 yield Page(self._leads(rows), f"leads:{number}")
@@ -196,7 +246,7 @@ class AmoSource:
                 handed = {r.get("id") for r in rows if int(r.get("updated_at") or 0) >= following}
 
     def _deletions(self, since: int, now: int) -> Iterator[Deletion]:
-        query = [("filter[type]", "contact_deleted,lead_deleted"),
+        query = [("filter[type]", "contact_deleted,lead_deleted,company_deleted"),
                  ("filter[created_at][from]", max(0, since - self.overlap)), ("filter[created_at][to]", now)]
         page = 1
         while True:
@@ -224,11 +274,146 @@ class AmoSource:
         except AmoPaymentRequired:
             self._no_customers()
 
+    # --- custom fields, companies, stages and activities -------------------------------
+
+    def _fields(self, full: bool, cursor: str | None = None) -> Iterator[Page]:
+        """Every custom field of contacts, companies and leads (three short lists), read whole.
+
+        amoCRM cannot say which fields changed; an incremental run reads them again
+        when the last read is an hour old, so a run every few minutes costs nothing here.
+        """
+        now = int(self._clock())
+        if not full and now - int((json.loads(cursor) if cursor else {}).get("since") or 0) < FIELDS_EVERY_S:
+            return
+        records: list[Record] = []
+        for entity in ("contacts", "companies", "leads"):
+            rows = [row for _, page in self.client.pages(f"/api/v4/{entity}/custom_fields", [], "custom_fields",
+                                                         limit=MAX_FIELDS_PAGE) for row in page]
+            definitions, self._keys[entity] = mapping.field_definitions(rows, entity)
+            records += definitions
+        yield Page(records, "done" if full else json.dumps({"since": now}))
+
+    def _read_companies(self, cursor: str | None, full: bool) -> Iterator[Page]:
+        """Companies, as contacts are read (full: numbered pages; else changed ones by keyset).
+
+        Deleted companies come with the contacts' deletion events (company_deleted).
+        """
+        if full:
+            start = int(cursor) + 1 if cursor else 1
+            for number, rows in self.client.pages("/api/v4/companies", [("order[id]", "asc")], "companies",
+                                                  start=start):
+                yield Page(self._companies(rows), str(number))
+            return
+        state = json.loads(cursor) if cursor else {}
+        now = int(self._clock())
+        since = int(state.get("since") or 0)
+        for rows, latest in self._changed("/api/v4/companies", [], "companies", since, now):
+            yield Page(self._companies(rows), json.dumps({"since": max(since, latest)}))
+        yield Page([], json.dumps({"since": now}))
+
+    @property
+    def pipelines(self) -> mapping.Pipelines:
+        """The account's pipelines and statuses, read once a run (one request)."""
+        if self._pipelines is None:
+            self._pipelines = mapping.Pipelines(self.client.get("/api/v4/leads/pipelines") or {})
+        return self._pipelines
+
+    def _status_moves(self, window: tuple[int, int] | None = None,
+                      lead_ids: Sequence[str] = ()) -> dict[str, tuple[str, str, dt.datetime]]:
+        """Lead id -> (pipeline, status, when) of its latest move into an open status.
+
+        From lead_status_changed events (newest first, 100 a page), only those into
+        open statuses (filter[value_after][leads_statuses]): a full read takes the
+        whole log once, an incremental one the window, or the leads named.
+        """
+        open_statuses = self.pipelines.open_statuses()
+        if not open_statuses:
+            return {}
+        query: list[tuple[str, Any]] = [("filter[type]", "lead_status_changed")]
+        for index, (pipeline_id, status_id) in enumerate(open_statuses):
+            query += [(f"filter[value_after][leads_statuses][{index}][pipeline_id]", pipeline_id),
+                      (f"filter[value_after][leads_statuses][{index}][status_id]", status_id)]
+        if window is not None:
+            query += [("filter[created_at][from]", window[0]), ("filter[created_at][to]", window[1])]
+        if lead_ids:
+            query += [("filter[entity]", "lead"), *(("filter[entity_id][]", i) for i in lead_ids)]
+        moves: dict[str, tuple[str, str, dt.datetime]] = {}
+        for _, rows in self.client.pages("/api/v4/events", query, "events", limit=MAX_EVENTS_PAGE):
+            for event in rows:
+                move = mapping.status_change(event)
+                if move is not None:
+                    lead, pipeline_id, status_id, when = move
+                    known = moves.get(lead)
+                    if known is None or when > known[2]:
+                        moves[lead] = (pipeline_id, status_id, when)
+        return moves
+
+    def _moves_for(self, rows: list[dict[str, Any]], window: tuple[int, int]) -> None:
+        """Moves of these changed leads: the window's events, then, for an open lead that did not move
+        in it (edited otherwise), its own latest move (10 leads a request), so its time in the stage holds."""
+        open_rows = [r for r in rows if mapping.status(r.get("status_id")) == "open"]
+        if not open_rows:
+            return
+        if not self._window_read:
+            self._moves.update(self._status_moves(window))
+            self._window_read = True
+        missing = [str(r["id"]) for r in open_rows if not self._moved_into(r)]
+        for start in range(0, len(missing), MAX_EVENT_IDS):
+            self._moves.update(self._status_moves(lead_ids=missing[start:start + MAX_EVENT_IDS]))
+
+    def _moved_into(self, row: dict[str, Any]) -> dt.datetime | None:
+        """When the lead entered the pipeline and status it is in now, if an event says so."""
+        move = self._moves.get(str(row.get("id")))
+        if move is not None and (move[0], move[1]) == (str(row.get("pipeline_id")), str(row.get("status_id"))):
+            return move[2]
+        return None
+
+    def _read_activities(self, cursor: str | None, full: bool) -> Iterator[Page]:
+        """Calls (call_in / call_out notes) and tasks of contacts and companies, list by list.
+
+        Full: numbered pages by id, the cursor "phase:page". Incremental: what was
+        updated in [since - overlap, now]; the cursor moves to `now` once every list is read.
+        """
+        if full:
+            phase, _, reached = (cursor or f"{ACTIVITY_LISTS[0][0]}:0").partition(":")
+            names = [name for name, *_ in ACTIVITY_LISTS]
+            position = names.index(phase) if phase in names else 0
+            for index, (name, path, filters, key) in enumerate(ACTIVITY_LISTS[position:], position):
+                start = int(reached or 0) + 1 if index == position else 1
+                for number, rows in self.client.pages(path, [*filters, ("order[id]", "asc")], key, start=start):
+                    yield Page(self._activities(rows, path), f"{name}:{number}")
+            return
+        state = json.loads(cursor) if cursor else {}
+        now = int(self._clock())
+        since = int(state.get("since") or 0)
+        window = [("filter[updated_at][from]", max(0, since - self.overlap)), ("filter[updated_at][to]", now)]
+        # Changed tasks in one list (a window holds few; those on leads are dropped in mapping).
+        lists = [entry for entry in ACTIVITY_LISTS if entry[1] != "/api/v4/tasks"] + [
+            ("tasks", "/api/v4/tasks", (), "tasks")]
+        for _name, path, filters, key in lists:
+            for _, rows in self.client.pages(path, [*filters, *window, ("order[id]", "asc")], key):
+                yield Page(self._activities(rows, path), json.dumps({"since": since}))
+        yield Page([], json.dumps({"since": now}))
+
+    def _activities(self, rows: Iterable[dict[str, Any]], path: str) -> list[Record]:
+        if path.endswith("/notes"):
+            entity = path.split("/")[3]
+            return self._each("activity", rows, lambda r: mapping.call_note(r, entity))
+        return self._each("activity", rows, mapping.task)
+
+    def _companies(self, rows: Iterable[dict[str, Any]]) -> list[Record]:
+        records = self._each("company", rows, lambda r: mapping.company(r, self.problems, self._keys.get("companies")))
+        self._company_names.update({r.external_id: r.name for r in records if r.name})
+        return records
+
     # --- targeted reads and the reconcile ----------------------------------------------
 
     def fetch(self, entity: str, ids: Sequence[str]) -> list[Record]:
-        """The contacts or leads with these ids (250 per request); missing ones are simply absent."""
+        """The contacts, companies or leads with these ids (250 per request); missing ones are simply absent."""
+        if entity not in ("contacts", "companies", "orders"):
+            raise ValueError(f"amoCRM: reading {entity} by id is not supported (contacts, companies or orders)")
         path, key, extra = (("/api/v4/contacts", "contacts", ("with", "leads")) if entity == "contacts"
+                            else ("/api/v4/companies", "companies", ("with", "contacts")) if entity == "companies"
                             else ("/api/v4/leads", "leads", ("with", "contacts")))
         wanted = []
         for i in ids:
@@ -241,12 +426,21 @@ class AmoSource:
             part = wanted[start:start + MAX_PAGE]
             query = [extra, *(("filter[id][]", i) for i in part)]
             rows, _ = self.client.list_page(path, query, key, 1)
-            records += self._contacts(rows) if entity == "contacts" else self._leads(rows)
+            records += (self._contacts(rows) if entity == "contacts" else self._companies(rows)
+                        if entity == "companies" else self._leads(rows))
         return records
 
     def live_ids(self, entity: str) -> Iterator[list[str]]:
-        if entity == "contacts":
-            for _, rows in self.client.pages("/api/v4/contacts", [("order[id]", "asc")], "contacts"):
+        if entity == "fields":  # definitions are read whole every time; nothing to reconcile
+            return
+        if entity == "activities":
+            for _name, path, filters, key in ACTIVITY_LISTS:
+                prefix = mapping.NOTE_PREFIX if path.endswith("/notes") else mapping.TASK_PREFIX
+                for _, rows in self.client.pages(path, [*filters, ("order[id]", "asc")], key):
+                    yield [prefix + str(r["id"]) for r in rows]
+            return
+        if entity in ("contacts", "companies"):
+            for _, rows in self.client.pages(f"/api/v4/{entity}", [("order[id]", "asc")], entity):
                 yield [str(r["id"]) for r in rows]
             return
         for _, rows in self.client.pages("/api/v4/leads", [("order[id]", "asc")], "leads"):
@@ -284,10 +478,17 @@ class AmoSource:
         return out
 
     def _contacts(self, rows: Iterable[dict[str, Any]]) -> list[Record]:
-        return self._each("contact", rows, lambda r: mapping.contact(r, self.fields, self.problems))
+        return self._each("contact", rows, lambda r: mapping.contact(r, self.fields, self.problems,
+                                                                     keys=self._keys.get("contacts"),
+                                                                     company_names=self._company_names))
 
     def _leads(self, rows: Iterable[dict[str, Any]]) -> list[Record]:
-        return self._each("order", rows, lambda r: mapping.lead(r, self.currency, self.problems))
+        _ = self.promo_reading  # a wrong promo setting stops the read, named, rather than failing every lead
+        return self._each("order", rows, lambda r: self._promo(r, self._lead(r)))
+
+    def _lead(self, row: dict[str, Any]) -> OrderRecord | None:
+        return mapping.lead(row, self.currency, self.problems, pipelines=self.pipelines,
+                            entered=self._moved_into(row), keys=self._keys.get("leads"))
 
     def _transactions(self, rows: list[dict[str, Any]],
                       contacts: dict[str, str | None] | None = None) -> list[Record]:
@@ -306,6 +507,23 @@ class AmoSource:
             found.update({str(c["id"]): mapping.main_contact(c) for c in rows})
         return found
 
+    # --- promo codes on leads (plugins/amocrm/promo.py) --------------------------------------
+
+    @property
+    def promo_reading(self) -> tuple[int | None, str | None]:
+        """(`promo_field` id, `promo_tag_prefix`); a wrong setting stops the sync with its name."""
+        if self._promo_reading is None:
+            self._promo_reading = promo.reading(self.options)
+        return self._promo_reading
+
+    _promo_reading: tuple[int | None, str | None] | None = None
+
+    def _promo(self, row: dict[str, Any], record: OrderRecord | None) -> OrderRecord | None:
+        """The lead's promo code from the field or a tag, when mapping did not find one."""
+        if record is not None and not record.promo_code and any(self.promo_reading):
+            record.promo_code = promo.lead_code(row, *self.promo_reading)
+        return record
+
     # --- writing back ---------------------------------------------------------------------
 
     def _field_id(self, name: str) -> int:
@@ -316,34 +534,98 @@ class AmoSource:
                                  f"e.g. [amocrm] fields = {{{name} = 123456}}")
         return number
 
-    def update_contacts(self, changes: Sequence[dict[str, Any]]) -> list[str]:
-        """PATCH contacts in batches of 50; each change holds `id` and only the keys that change."""
+    def update_contacts(self, changes: Sequence[dict[str, Any]], batch_size: int = MAX_PATCH) -> list[str]:
+        """PATCH contacts in batches (50, or up to 250 for fields); each change holds `id` and only what changes."""
+        return self._update("/api/v4/contacts", "contacts", changes, batch_size)
+
+    def _update(self, path: str, key: str, changes: Sequence[dict[str, Any]], batch_size: int) -> list[str]:
         done: list[str] = []
-        for start in range(0, len(changes), MAX_PATCH):
-            batch = [dict(c) for c in changes[start:start + MAX_PATCH]]
+        start = 0
+        while start < len(changes):
+            batch = [dict(c) for c in changes[start:start + batch_size]]
             for c in batch:
                 c["id"] = int(c["id"])
                 for echo in ("created_by", "updated_by", "created_at", "account_id", "_links", "_embedded"):
                     c.pop(echo, None)
             try:
-                body = self.client.request("PATCH", "/api/v4/contacts", json=batch)
+                body = self.client.request("PATCH", path, json=batch)
+            except AmoValidationError as exc:
+                if len(batch) > MAX_PATCH and _too_many(exc):
+                    batch_size = _field_batches[self.client.host] = MAX_PATCH
+                    continue
+                raise WriteBackError(str(exc)) from exc
+            except AmoOutcomeUnknown as exc:
+                raise WriteBackError(f"{exc}; check amoCRM before trying again") from exc
             except AmoError as exc:
                 raise WriteBackError(str(exc)) from exc
-            done += [str(c.get("id")) for c in ((body or {}).get("_embedded") or {}).get("contacts") or []]
+            done += [str(c.get("id")) for c in ((body or {}).get("_embedded") or {}).get(key) or []]
+            start += len(batch)
         return done
 
-    def set_fields(self, values: Sequence[tuple[str, str, Any]]) -> list[str]:
-        """(contact id, logical field name, value) triples, written in batches of 50."""
+    def _changes(self, values: Sequence[tuple[str, str, Any]], *, strict: bool) -> list[dict[str, Any]]:
+        """One change per contact; a name with no field id raises when `strict`, else is skipped."""
         changes: dict[str, dict[str, Any]] = {}
         for external_id, name, value in values:
-            change = changes.setdefault(str(external_id), {"id": int(external_id), "custom_fields_values": []})
-            change["custom_fields_values"].append({"field_id": self._field_id(name), "values": [{"value": value}]})
-        return self.update_contacts(list(changes.values()))
+            if not strict and self.fields.get(name) in (None, ""):
+                continue  # not asked for in amoCRM; an id that is not a number is an error, below
+            number = whole_number(str(external_id))
+            if number is None:
+                raise WriteBackError(f"amoCRM: contact id {external_id!r} is not a number")
+            change = changes.setdefault(str(number), {"id": number, "custom_fields_values": []})
+            change["custom_fields_values"].append(
+                {"field_id": self._field_id(name), "values": None if value is None else [{"value": value}]})
+        return list(changes.values())
+
+    def set_fields(self, values: Sequence[tuple[str, str, Any]]) -> list[str]:
+        """(contact id, logical field name, value) triples, up to 250 contacts a PATCH (see MAX_FIELD_PATCH).
+
+        Scores and lifecycle stages pushed on change come here: a logical name
+        with no `[amocrm] fields` id is skipped (the shop did not ask for it in
+        amoCRM), None empties the field. Each request waits its turn in the rate limiter.
+        """
+        changes = self._changes(values, strict=False)
+        return self.update_contacts(changes, _field_batches.get(self.client.host, MAX_FIELD_PATCH)) if changes else []
 
     def set_field(self, external_id: str, name: str, value: Any) -> str | None:
-        """Set a contact's custom field; logical names map through `[amocrm] fields` (promo_code = FIELD_ID)."""
-        done = self.set_fields([(external_id, name, value)])
+        """Set a contact's custom field; logical names map through `[amocrm] fields` (promo_code = FIELD_ID).
+
+        A promo code (the logical name promo_code, or `[workflows] promo_crm_field`)
+        also goes to the contact's newest open lead when `[amocrm] lead_promo_field`
+        is set; the note saying what it is worth is the workflows plugin's comment.
+        """
+        is_promo = self._is_promo(name) and isinstance(value, str) and bool(value.strip())
+        lead_field = promo.lead_field(self.options) if is_promo else None  # a wrong setting refuses before writing
+        done = self.update_contacts(self._changes([(external_id, name, value)], strict=True))
+        if lead_field is not None:
+            self._offer_on_lead(str(external_id), str(value).strip(), lead_field)
         return done[0] if done else str(external_id)
+
+    def _is_promo(self, name: str) -> bool:
+        workflows = self.settings.extra.get("workflows")
+        named = workflows.get("promo_crm_field") if isinstance(workflows, dict) else None
+        return name == "promo_code" or (isinstance(named, str) and name == named.strip())
+
+    def _offer_on_lead(self, external_id: str, code: str, lead_field: int) -> None:
+        lead_id = self._newest_open_lead(external_id)
+        if lead_id is not None:
+            self._update("/api/v4/leads", "leads", [{"id": lead_id, "custom_fields_values": [
+                {"field_id": lead_field, "values": [{"value": code}]}]}], MAX_PATCH)
+
+    def _newest_open_lead(self, external_id: str) -> int | None:
+        try:
+            contact = self.client.get(f"/api/v4/contacts/{int(external_id)}", [("with", "leads")])
+            ids = [int(lead["id"]) for lead in ((contact or {}).get("_embedded") or {}).get("leads") or []
+                   if whole_number(str(lead.get("id"))) is not None]
+            rows: list[dict[str, Any]] = []
+            for start in range(0, len(ids), MAX_PAGE):
+                query = [("filter[id][]", i) for i in ids[start:start + MAX_PAGE]]
+                page, _ = self.client.list_page("/api/v4/leads", query, "leads", 1)
+                rows += page
+        except AmoError as exc:
+            raise WriteBackError(str(exc)) from exc
+        open_ = [r for r in rows if mapping.status(r.get("status_id")) == "open"]
+        newest = max(open_, key=lambda r: (int(r.get("created_at") or 0), int(r["id"])), default=None)
+        return int(newest["id"]) if newest is not None else None
 
     def add_tags(self, external_id: str, names: Sequence[str]) -> str | None:
         done = self.update_contacts([{"id": int(external_id), "tags_to_add": [{"name": n} for n in names]}])
@@ -360,19 +642,62 @@ class AmoSource:
         return str(made[0]["id"]) if made and made[0].get("id") is not None else None
 
     def add_comment(self, external_id: str, text: str) -> str | None:
-        """A common note on the contact."""
-        return self._post(f"/api/v4/contacts/{int(external_id)}/notes",
+        """A common note on the contact (an NPS answer, a promo code); amoCRM refuses a blank one."""
+        if not isinstance(text, str) or not text.strip():
+            raise WriteBackError("amoCRM: a note needs some text")
+        return self._post(f"/api/v4/contacts/{self._contact_id(external_id)}/notes",
                           [{"note_type": "common", "params": {"text": text}}], "notes")
 
-    def add_task(self, external_id: str, title: str, *, due_at: dt.datetime, description: str = "") -> str | None:
-        """A task on the contact for its responsible user (a call by default; `[amocrm] task_type_id`)."""
+    def add_task(self, external_id: str, title: str, *, due_at: dt.datetime, description: str = "",
+                 responsible_id: str | None = None) -> str | None:
+        """A task on the contact for its responsible user (a call by default; `[amocrm] task_type_id`).
+
+        `responsible_id` is the manager the last sync read; without it one GET finds them.
+        """
+        contact_id = self._contact_id(external_id)
         task: dict[str, Any] = {"text": f"{title}\n{description}".strip(), "complete_till": int(due_at.timestamp()),
-                                "entity_id": int(external_id), "entity_type": "contacts",
+                                "entity_id": contact_id, "entity_type": "contacts",
                                 "task_type_id": int(self.options.get("task_type_id", 1))}
-        try:
-            owner = self.client.get(f"/api/v4/contacts/{int(external_id)}")
-        except AmoError as exc:
-            raise WriteBackError(str(exc)) from exc
-        if owner and owner.get("responsible_user_id"):
-            task["responsible_user_id"] = int(owner["responsible_user_id"])
+        manager = whole_number(str(responsible_id)) if responsible_id not in (None, "") else None
+        if manager is None:
+            try:
+                owner = self.client.get(f"/api/v4/contacts/{contact_id}")
+            except AmoError as exc:
+                raise WriteBackError(str(exc)) from exc
+            if owner and owner.get("responsible_user_id"):
+                manager = int(owner["responsible_user_id"])
+        if manager:
+            task["responsible_user_id"] = manager
         return self._post("/api/v4/tasks", [task], "tasks")
+
+    def erase_contact(self, external_id: str) -> str:
+        """Anonymise the contact (amoCRM's API cannot delete one): see plugins/amocrm/erase.py.
+
+        "anonymised", or "gone" when amoCRM no longer holds it; raises WriteBackError
+        with amoCRM's message when it refuses.
+        """
+        contact_id = self._contact_id(external_id)
+        name, tag = erase.placeholder(self.settings, self.options)
+        try:
+            contact = self.client.get(f"/api/v4/contacts/{contact_id}")
+        except AmoError as exc:
+            if exc.status == 404:
+                return "gone"
+            raise WriteBackError(str(exc)) from exc
+        if not contact or not contact.get("id"):
+            return "gone"  # amoCRM answers 204 for a contact that is not there
+        self._update("/api/v4/contacts", "contacts", [erase.anonymised(contact, name, tag)], 1)
+        return "anonymised"
+
+    @staticmethod
+    def _contact_id(external_id: str) -> int:
+        number = whole_number(str(external_id))
+        if number is None:
+            raise WriteBackError(f"amoCRM: contact id {external_id!r} is not a number")
+        return number
+
+
+def _too_many(exc: AmoValidationError) -> bool:
+    """amoCRM refused the batch for its size (and so wrote none of it)."""
+    return any(isinstance(error, dict) and error.get("code") == "TooManyElements"
+               for item in exc.errors if isinstance(item, dict) for error in item.get("errors") or [])

@@ -31,7 +31,6 @@ from plugins.amocrm.sandbox.data import (
     TagRegistry,
     b2b_rows,
     contact_id_for,
-    render_field_definitions,
     render_pipelines,
     seed_rows,
 )
@@ -62,6 +61,7 @@ from plugins.amocrm.sandbox.protocol import (
     _validation_failed,
     parse_query,
 )
+from plugins.amocrm.sandbox import round_trip
 from plugins.amocrm.sandbox.reading import Reading
 from plugins.amocrm.sandbox.writing import MAX_BATCH, Writing
 
@@ -90,7 +90,10 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
     and drives every expiry, rate window and timestamp, so tests can pass a
     `ManualClock` instead of sleeping. `b2b` adds companies' employees, a
     household, hotline callers and one person entered three ways
-    (`sandbox.b2b`) after the sampledata people.
+    (`sandbox.b2b`) after the sampledata people. `companies` seeds the
+    companies they work at, and `activities` calls and tasks (two per
+    contact unless told), with fields of every type and the open leads'
+    stage moves (`sandbox.round_trip`).
     """
 
     def __init__(
@@ -122,6 +125,8 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
         webhook_drop_rate: float = 0.0,
         webhook_timeout: float = WEBHOOK_TIMEOUT,
         b2b: bool = False,
+        companies: bool = True,
+        activities: int | None = None,
     ) -> None:
         if oversize_limit not in ("default", "clamp"):
             raise ValueError("oversize_limit must be 'default' or 'clamp'")
@@ -161,14 +166,20 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
         if b2b:
             first_id = (seeded_contacts[-1].id if seeded_contacts else contact_id_for(first_person + contacts)) + 1
             seeded_contacts += b2b_rows(seeded_contacts, first_id, today)
+        seeded_companies = round_trip.seed_companies(seeded_contacts, seeded_leads, seed) if companies else []
+        round_trip.seed_values(seeded_contacts, seeded_leads, seed)
         self._stores: dict[str, dict[int, Any]] = {
             "contacts": {row.id: row for row in seeded_contacts},
-            "companies": {},
+            "companies": {row.id: row for row in seeded_companies},
             "leads": {row.id: row for row in seeded_leads},
         }
+        self._call_time_cache: dict[str, list[int]] = {}
+        self._calls, self._seeded_tasks = round_trip.seed_activities(
+            len(seeded_contacts) * round_trip.ACTIVITIES_PER_CONTACT if activities is None else activities,
+            seed, seeded_contacts, seeded_companies, today)
         self._next_ids = {
             "contacts": max(self._stores["contacts"], default=contact_id_for(first_person + contacts)) + 1,
-            "companies": 35_000_001,
+            "companies": max(self._stores["companies"], default=35_000_000) + 1,
             "leads": max(self._stores["leads"], default=40_000_000) + 1,
         }
         self._versions = Counter[str]()
@@ -180,6 +191,7 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
 
         self._events: list[dict[str, Any]] = []
         self._event_counter = 0
+        self._seed_moves(round_trip.status_moves(seeded_leads, seed))
         self._notes: list[dict[str, Any]] = []
         self._tasks: list[dict[str, Any]] = []
         self._writes: list[dict[str, Any]] = []
@@ -277,12 +289,16 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
         rest = parts[1:]
         if head in ("contacts", "companies", "leads"):
             if rest == ["custom_fields"] and method == "GET":
-                return _json_response(200, render_field_definitions(head, base))
+                return self._field_definitions(head, params, base)
             if head == "leads" and rest[:1] == ["pipelines"] and method == "GET":
                 return _json_response(200, render_pipelines(base))
             if rest == ["notes"]:
+                if method == "GET":
+                    return self._list_notes(head, None, params, base)
                 return self._notes_route(method, head, None, params, payload, base)
             if len(rest) == 2 and rest[1] == "notes" and rest[0].isdigit():
+                if method == "GET":
+                    return self._list_notes(head, int(rest[0]), params, base)
                 return self._notes_route(method, head, int(rest[0]), params, payload, base)
             if not rest:
                 if method == "GET":
@@ -317,7 +333,7 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
             if method == "POST":
                 return self._add_tasks(payload, base)
             if method == "GET":
-                return self._list_tasks(params, base)
+                return self._list_all_tasks(params, base)
         if head == "account" and not rest and method == "GET":
             return _json_response(200, self._account_info(base))
         if head == "webhooks" and not rest:

@@ -158,15 +158,43 @@ INTERESTS = CustomField(1_000_007, "Интересы", None, "multiselect", "con
     (2_000_201, "Новинки"), (2_000_202, "Скидки"), (2_000_203, "Подарки"), (2_000_204, "Доставка"),
 ))
 PROMO_CODE = CustomField(1_000_101, "Промокод", None, "text", "leads", 1)
+# Fields a shop adds for what Hub writes back (empty until it does): the code issued to the person, their lead
+# score and lifecycle stage; on leads, the code offered (Hub writes it; it is not read as a redemption).
+CONTACT_PROMO = CustomField(1_000_008, "Промокод", None, "text", "contacts", 10)
+LEAD_SCORE = CustomField(1_000_009, "Оценка лида", None, "numeric", "contacts", 11)
+LIFECYCLE = CustomField(1_000_010, "Стадия клиента", None, "text", "contacts", 12)
+OFFERED_CODE = CustomField(1_000_102, "Выданный промокод", None, "text", "leads", 2)
 CUSTOM_FIELDS = {
-    "contacts": {f.id: f for f in (PHONE, EMAIL, CITY, POSITION, BIRTHDAY, LEAD_SOURCE, INTERESTS)},
+    "contacts": {f.id: f for f in (PHONE, EMAIL, CITY, POSITION, BIRTHDAY, LEAD_SOURCE, INTERESTS, CONTACT_PROMO,
+                                   LEAD_SCORE, LIFECYCLE)},
     "companies": {f.id: f for f in (PHONE, EMAIL)},
-    "leads": {PROMO_CODE.id: PROMO_CODE},
+    "leads": {PROMO_CODE.id: PROMO_CODE, OFFERED_CODE.id: OFFERED_CODE},
 }
+# Fields of every other type an account adds, with values seeded on records (sandbox/round_trip.py): a number,
+# a checkbox and a date on contacts; a company's city, ИНН (as a field of its own and in requisites), industry
+# and headcount; a lead's payment method, delivery moment and urgency.
+BONUS = CustomField(1_000_020, "Бонусы", None, "numeric", "contacts", 13)
+CALLS_ALLOWED = CustomField(1_000_021, "Согласие на звонки", None, "checkbox", "contacts", 14)
+FIRST_VISIT = CustomField(1_000_022, "Первый визит", None, "date", "contacts", 15)
+COMPANY_CITY = CustomField(1_000_201, "Город", None, "text", "companies", 6)
+COMPANY_INN = CustomField(1_000_202, "ИНН", None, "text", "companies", 7)
+REQUISITES = CustomField(1_000_203, "Реквизиты", None, "legal_entity", "companies", 8)
+INDUSTRY = CustomField(1_000_204, "Отрасль", None, "select", "companies", 9, (
+    (2_000_301, "Розница"), (2_000_302, "Производство"), (2_000_303, "Строительство"), (2_000_304, "Услуги"),
+))
+STAFF = CustomField(1_000_205, "Сотрудников", None, "numeric", "companies", 10)
+PAYMENT = CustomField(1_000_120, "Способ оплаты", None, "radiobutton", "leads", 3, (
+    (2_000_401, "Карта"), (2_000_402, "Наличные"), (2_000_403, "Счёт"),
+))
+DELIVERY_AT = CustomField(1_000_121, "Доставка", None, "date_time", "leads", 4)
+URGENT = CustomField(1_000_122, "Срочно", None, "checkbox", "leads", 5)
+CUSTOM_FIELDS["contacts"].update({f.id: f for f in (BONUS, CALLS_ALLOWED, FIRST_VISIT)})
+CUSTOM_FIELDS["companies"].update({f.id: f for f in (COMPANY_CITY, COMPANY_INN, REQUISITES, INDUSTRY, STAFF)})
+CUSTOM_FIELDS["leads"].update({f.id: f for f in (PAYMENT, DELIVERY_AT, URGENT)})
 
 # Values a field holds: field id -> [(value, enum id or None)], in display order. Values are
-# text, except in date fields (unix seconds).
-FieldValues = dict[int, list[tuple[str | int, int | None]]]
+# text, except in date fields (unix seconds), checkboxes (bool) and requisites (a dict).
+FieldValues = dict[int, list[tuple[Any, int | None]]]
 
 
 def account_midnight(day: date) -> int:
@@ -216,6 +244,8 @@ class ContactRow:
     tags: list[int] = field(default_factory=list)
     lead_ids: list[int] = field(default_factory=list)
     person_id: int | None = None
+    company_ids: list[int] = field(default_factory=list)  # a contact's companies (amoCRM allows several)
+    contact_ids: list[int] = field(default_factory=list)  # a company's people
 
 
 @dataclass(slots=True)
@@ -237,6 +267,7 @@ class LeadRow:
     tags: list[int] = field(default_factory=list)
     contact_ids: list[int] = field(default_factory=list)
     person_id: int | None = None
+    company_ids: list[int] = field(default_factory=list)  # at most one: amoCRM links a lead to one company
 
 
 # ---------------------------------------------------------------------------
@@ -434,7 +465,8 @@ def render_custom_fields(values: FieldValues, entity: str) -> list[dict[str, Any
 
 
 def render_contact(
-    row: ContactRow, base_url: str, tags: TagRegistry, *, entity: str = "contacts", with_leads: bool = False
+    row: ContactRow, base_url: str, tags: TagRegistry, *, entity: str = "contacts", with_leads: bool = False,
+    with_contacts: bool = False,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": row.id,
@@ -458,7 +490,15 @@ def render_contact(
     })
     if entity == "contacts":
         data["is_unsorted"] = False
-    embedded: dict[str, Any] = {"tags": tags.render(row.tags), "companies": []}
+    embedded: dict[str, Any] = {"tags": tags.render(row.tags), "companies": [
+        {"id": company_id, "_links": link(base_url, f"/api/v4/companies/{company_id}")}
+        for company_id in row.company_ids
+    ]}
+    if with_contacts and entity == "companies":
+        embedded["contacts"] = [
+            {"id": contact_id, "_links": link(base_url, f"/api/v4/contacts/{contact_id}")}
+            for contact_id in row.contact_ids
+        ]
     if with_leads:
         embedded["leads"] = [
             {"id": lead_id, "_links": link(base_url, f"/api/v4/leads/{lead_id}")} for lead_id in row.lead_ids
@@ -468,7 +508,10 @@ def render_contact(
 
 
 def render_lead(row: LeadRow, base_url: str, tags: TagRegistry, *, with_contacts: bool = False) -> dict[str, Any]:
-    embedded: dict[str, Any] = {"tags": tags.render(row.tags), "companies": []}
+    embedded: dict[str, Any] = {"tags": tags.render(row.tags), "companies": [
+        {"id": company_id, "_links": link(base_url, f"/api/v4/companies/{company_id}")}
+        for company_id in row.company_ids
+    ]}
     if with_contacts:
         embedded["contacts"] = [
             {"id": contact_id, "is_main": index == 0, "_links": link(base_url, f"/api/v4/contacts/{contact_id}")}

@@ -22,6 +22,7 @@ from plugins.amocrm.sandbox.protocol import (
     EVENT_ENTITY_PLURAL,
     MAX_EVENTS_LIMIT,
     NO_CONTENT,
+    BadRequest,
     Response,
     _as_list,
     _error,
@@ -82,6 +83,18 @@ class Events(AccountState):
             "account_id": ACCOUNT_ID,
         })
 
+    def _seed_moves(self, moves: list[tuple[int, int, int, int, int | None, int | None]]) -> None:
+        """Past lead_status_changed events (round_trip.status_moves), oldest first, before any live one."""
+        for at, lead_id, pipeline_id, status_id, old_status, old_pipeline in moves:
+            self._event_counter += 1
+            self._events.append({
+                "id": _ulid(at * 1000, self._event_counter), "type": "lead_status_changed", "entity_id": lead_id,
+                "entity_type": EVENT_ENTITY["leads"], "created_by": ADMIN_USER, "created_at": at,
+                "value_after": [{"lead_status": {"id": status_id, "pipeline_id": pipeline_id}}],
+                "value_before": [{"lead_status": {"id": old_status, "pipeline_id": old_pipeline}}],
+                "account_id": ACCOUNT_ID,
+            })
+
     def _render_event(self, event: dict[str, Any], base: str) -> dict[str, Any]:
         plural = EVENT_ENTITY_PLURAL[event["entity_type"]]
         return {
@@ -100,6 +113,7 @@ class Events(AccountState):
         entity_ids = {_int(v, "filter[entity_id]") for v in _as_list(filters.get("entity_id"))}
         event_ids = set(_as_list(filters.get("id")))
         created = _range(filters.get("created_at"), "filter[created_at]")
+        moved_into = _leads_statuses(filters.get("value_after"))
         with self._lock:
             matched = [
                 event for event in reversed(self._events)
@@ -109,6 +123,7 @@ class Events(AccountState):
                 and (not entity_ids or event["entity_id"] in entity_ids)
                 and (not event_ids or event["id"] in event_ids)
                 and (created is None or _in_range(event["created_at"], created))
+                and (moved_into is None or _moved_into(event, moved_into))
             ]
             offset = (page - 1) * limit
             chunk = matched[offset:offset + limit]
@@ -298,6 +313,27 @@ def _rest(key: str) -> str:
 
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def _leads_statuses(value_after: Any) -> set[tuple[int, int]] | None:
+    """filter[value_after][leads_statuses][i][pipeline_id|status_id]: the (pipeline, status) pairs asked for."""
+    if not isinstance(value_after, dict) or not isinstance(value_after.get("leads_statuses"), dict):
+        return None
+    pairs = set()
+    for entry in value_after["leads_statuses"].values():
+        if not isinstance(entry, dict):
+            raise BadRequest("filter[value_after][leads_statuses] needs pipeline_id and status_id")
+        pairs.add((_int(entry.get("pipeline_id"), "filter[value_after][leads_statuses][pipeline_id]"),
+                   _int(entry.get("status_id"), "filter[value_after][leads_statuses][status_id]")))
+    return pairs
+
+
+def _moved_into(event: dict[str, Any], pairs: set[tuple[int, int]]) -> bool:
+    for item in event.get("value_after") or []:
+        moved = item.get("lead_status") if isinstance(item, dict) else None
+        if isinstance(moved, dict) and (moved.get("pipeline_id"), moved.get("id")) in pairs:
+            return True
+    return False
 
 
 def _ulid(milliseconds: int, counter: int) -> str:

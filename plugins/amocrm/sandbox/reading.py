@@ -13,8 +13,10 @@ from plugins.amocrm.sandbox.data import (
     ADMIN_USER,
     link,
     render_contact,
+    render_field_definitions,
     render_lead,
 )
+from plugins.amocrm.sandbox.round_trip import CallRow, render_call
 from plugins.amocrm.sandbox.protocol import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -29,6 +31,8 @@ from plugins.amocrm.sandbox.protocol import (
     _range,
 )
 from plugins.amocrm.sandbox.state import AccountState
+
+MAX_FIELDS_LIMIT = 50  # custom field definitions a page
 
 
 class Reading(AccountState):
@@ -120,7 +124,97 @@ class Reading(AccountState):
     def _render(self, entity: str, row: Any, base: str, with_: set[str]) -> dict[str, Any]:
         if entity == "leads":
             return render_lead(row, base, self._tags["leads"], with_contacts="contacts" in with_)
-        return render_contact(row, base, self._tags[entity], entity=entity, with_leads="leads" in with_)
+        return render_contact(row, base, self._tags[entity], entity=entity, with_leads="leads" in with_,
+                              with_contacts="contacts" in with_)
+
+    def _field_definitions(self, entity: str, params: dict[str, Any], base: str) -> Response:
+        """GET /api/v4/{entity}/custom_fields: at most 50 a page, 204 past the last."""
+        page, limit = self._page_params(params, MAX_FIELDS_LIMIT)
+        body = render_field_definitions(entity, base)
+        fields = body["_embedded"]["custom_fields"]
+        offset = (page - 1) * limit
+        chunk = fields[offset:offset + limit]
+        if not chunk:
+            return NO_CONTENT
+        return _json_response(200, {"_total_items": len(fields), **_hal_page(
+            base, f"/api/v4/{entity}/custom_fields", params, page, limit, offset + limit < len(fields),
+            "custom_fields", chunk)})
+
+    def _list_notes(self, entity: str, entity_id: int | None, params: dict[str, Any], base: str) -> Response:
+        """Notes of an entity type (or of one record): filter[note_type], filter[updated_at], filter[id],
+        order[id] or order[updated_at]; the seeded calls first (older, lower ids), then notes written since."""
+        page, limit = self._page_params(params, MAX_LIMIT)
+        filters = params["filter"] if isinstance(params.get("filter"), dict) else {}
+        types = set(_as_list(filters.get("note_type")))
+        updated = _range(filters.get("updated_at"), "filter[updated_at]")
+        ids = {_int(v, "filter[id]") for v in _as_list(filters.get("id"))}
+        order = params.get("order")
+        descending = isinstance(order, dict) and any(str(v).lower() == "desc" for v in order.values())
+        with self._lock:
+            seeded = self._calls.get(entity, [])
+            if (entity_id is not None or ids or (types and not types >= {"call_in", "call_out"})):
+                calls = [row for row in seeded if (entity_id is None or row.entity_id == entity_id)
+                         and (not ids or row.id in ids) and (not types or row.note_type in types)
+                         and (updated is None or _in_range(row.created_at, updated))]
+                first, last = 0, len(calls)
+            else:  # by time alone: a slice of the list, found by bisection
+                calls = seeded
+                low, high = updated if updated is not None else (None, None)
+                times = self._call_times(entity)
+                first = bisect.bisect_left(times, low) if low is not None else 0
+                last = bisect.bisect_right(times, high) if high is not None else len(calls)
+            written = [note for note in self._notes if note["entity_type"] == entity
+                       and (entity_id is None or note["entity_id"] == entity_id) and (not ids or note["id"] in ids)
+                       and (not types or note["note_type"] in types)
+                       and (updated is None or _in_range(note["updated_at"], updated))]
+            total = max(0, last - first) + len(written)
+            offset = (page - 1) * limit
+            positions = range(offset, min(offset + limit, total))
+            if descending:
+                positions = range(total - 1 - offset, max(total - 1 - offset - limit, -1), -1)
+            items = []
+            for position in positions:
+                if position < last - first:
+                    items.append(render_call(calls[first + position], entity, base))
+                else:
+                    note = written[position - (last - first)]
+                    items.append({**note, "_links": link(base, f"/api/v4/{entity}/{note['entity_id']}/notes/"
+                                                               f"{note['id']}")})
+        if not items:
+            return NO_CONTENT
+        path = f"/api/v4/{entity}/{entity_id}/notes" if entity_id is not None else f"/api/v4/{entity}/notes"
+        return _json_response(200, _hal_page(base, path, params, page, limit, offset + limit < total, "notes", items))
+
+    def _call_times(self, entity: str) -> list[int]:
+        cached = self._call_time_cache.get(entity)
+        if cached is None:
+            cached = self._call_time_cache[entity] = [row.created_at for row in self._calls.get(entity, [])]
+        return cached
+
+    def _list_all_tasks(self, params: dict[str, Any], base: str) -> Response:
+        """GET /api/v4/tasks: the seeded tasks, then those added since; filter[entity_type], filter[entity_id],
+        filter[updated_at], filter[is_completed], filter[task_type][]; ordered by id."""
+        page, limit = self._page_params(params, MAX_LIMIT)
+        filters = params["filter"] if isinstance(params.get("filter"), dict) else {}
+        entity_types = set(_as_list(filters.get("entity_type")))
+        entity_ids = {_int(v, "filter[entity_id]") for v in _as_list(filters.get("entity_id"))}
+        task_types = {_int(v, "filter[task_type]") for v in _as_list(filters.get("task_type"))}
+        updated = _range(filters.get("updated_at"), "filter[updated_at]")
+        completed = filters.get("is_completed")
+        with self._lock:
+            tasks = [task for task in (*self._seeded_tasks, *self._tasks)
+                     if (not entity_types or task["entity_type"] in entity_types)
+                     and (not entity_ids or task["entity_id"] in entity_ids)
+                     and (not task_types or task["task_type_id"] in task_types)
+                     and (updated is None or _in_range(task["updated_at"], updated))
+                     and (completed is None or bool(task["is_completed"]) == (str(completed) in ("1", "true")))]
+        offset = (page - 1) * limit
+        chunk = tasks[offset:offset + limit]
+        if not chunk:
+            return NO_CONTENT
+        items = [{**task, "_links": link(base, f"/api/v4/tasks/{task['id']}")} for task in chunk]
+        return _json_response(200, _hal_page(base, "/api/v4/tasks", params, page, limit,
+                                             offset + limit < len(tasks), "tasks", items))
 
     def _get_entity(self, entity: str, entity_id: int, params: dict[str, Any], base: str) -> Response:
         with self._lock:
@@ -179,6 +273,41 @@ class Reading(AccountState):
         with self._lock:
             row = self._stores["contacts"].get(contact_id)
             return None if row is None else row.person_id
+
+    def company(self, company_id: int, *, with_contacts: bool = False) -> dict[str, Any] | None:
+        """The company exactly as GET /api/v4/companies/{id} renders it, or None."""
+        with self._lock:
+            row = self._stores["companies"].get(company_id)
+            return None if row is None else render_contact(row, self.base_url, self._tags["companies"],
+                                                           entity="companies", with_contacts=with_contacts)
+
+    @property
+    def seeded_tasks(self) -> list[dict[str, Any]]:
+        """The tasks the account was seeded with (`tasks` lists those added through the API)."""
+        with self._lock:
+            return [dict(task) for task in self._seeded_tasks]
+
+    def company_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._stores["companies"])
+
+    def calls(self, entity: str = "contacts") -> list[dict[str, Any]]:
+        """The seeded call notes of contacts or companies, as the notes list renders them."""
+        with self._lock:
+            return [render_call(row, entity, self.base_url) for row in self._calls.get(entity, [])]
+
+    def add_call(self, entity: str, entity_id: int, *, incoming: bool = True, duration: int = 0,
+                 call_status: int = 6, phone: str = "") -> int:
+        """A call logged now (as telephony would), for incremental reads; returns the note's id."""
+        with self._lock:
+            rows = self._calls.setdefault(entity, [])
+            number = self._next_note_id
+            self._next_note_id += 1
+            owner = self._stores[entity][entity_id]
+            rows.append(CallRow(number, entity_id, self.now(), "call_in" if incoming else "call_out", duration,
+                                call_status, owner.responsible_user_id, phone))
+            self._call_time_cache.pop(entity, None)
+            return number
 
     @property
     def contacts_count(self) -> int:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from plugins.amocrm.sandbox.credentials import Integration, _AccessToken, _AuthCode, _RefreshToken
     from plugins.amocrm.sandbox.data import TagRegistry
     from plugins.amocrm.sandbox.events import _Notification, _Webhook
+    from plugins.amocrm.sandbox.round_trip import CallRow
     from plugins.amocrm.sandbox.protocol import Response
 
 
@@ -59,6 +60,9 @@ class AccountState:
     _codes: dict[str, _AuthCode]
 
     _events: list[dict[str, Any]]
+    _calls: dict[str, list[CallRow]]          # seeded call notes by entity, oldest first (round_trip)
+    _call_time_cache: dict[str, list[int]]
+    _seeded_tasks: list[dict[str, Any]]
     _event_counter: int
     _notes: list[dict[str, Any]]
     _tasks: list[dict[str, Any]]

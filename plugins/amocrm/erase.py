@@ -1,0 +1,49 @@
+"""Erasing a person in amoCRM: its API cannot delete a contact, so Hub anonymises it.
+
+amoCRM's API v4 has no method that deletes a contact (only the interface
+does). On a GDPR/152-FZ erasure Hub therefore overwrites the contact: the
+name becomes a placeholder («Удалённый контакт»), first and last name are
+emptied, every custom field that holds a value is cleared (`"values": null`:
+phones, emails, the birthday, the address and whatever else the account
+keeps about a person) and a tag («удалён по запросу») marks it, so a manager
+who finds it knows why it is empty and a later sync brings nobody back: with
+no phone, no email and no name there is nothing to match a person by.
+
+Notes, calls and the history amoCRM keeps on the card are not reachable through
+the API; the docs tell the shop to delete the contact in the interface when
+those hold personal data too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from hub.api import Settings, WriteBackError, gettext, use_language
+
+MAX_TEXT = 250  # a name or tag longer than this is not one a manager typed
+
+
+def placeholder(settings: Settings, options: Mapping[str, Any]) -> tuple[str, str]:
+    """(the name an erased contact gets, the tag it carries): `[amocrm] erase_name` / `erase_tag`,
+    else «Удалённый контакт» / «удалён по запросу» in the shop's language."""
+    with use_language(settings.language):
+        defaults = {"erase_name": gettext("Erased contact"), "erase_tag": gettext("erased on request")}
+    out = []
+    for key, default in defaults.items():
+        value = options.get(key, default)
+        if not isinstance(value, str) or not value.strip() or len(value.strip()) > MAX_TEXT:
+            raise WriteBackError(gettext("amoCRM: [amocrm] %(setting)s = %(value)s: give a text of 1 to %(most)s "
+                                         "characters", setting=key, value=repr(value)[:80], most=MAX_TEXT))
+        out.append(value.strip())
+    return out[0], out[1]
+
+
+def anonymised(contact: Mapping[str, Any], name: str, tag: str) -> dict[str, Any]:
+    """The PATCH /api/v4/contacts item that empties `contact` (as GET /api/v4/contacts/{id} gave it)."""
+    change: dict[str, Any] = {"id": int(contact["id"]), "name": name, "first_name": "", "last_name": "",
+                              "tags_to_add": [{"name": tag}]}
+    filled = [field["field_id"] for field in contact.get("custom_fields_values") or []
+              if isinstance(field, Mapping) and field.get("field_id") is not None and field.get("values")]
+    if filled:
+        change["custom_fields_values"] = [{"field_id": field_id, "values": None} for field_id in dict.fromkeys(filled)]
+    return change
