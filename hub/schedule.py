@@ -100,6 +100,8 @@ RESULT_WORDS: dict[str, dict[str, str]] = {
     "webhooks": {"enqueued": N_("deliveries queued"), "given_up": N_("deliveries given up"),
                  "switched_off": N_("webhooks switched off"), "pruned": N_("old deliveries deleted")},
     "api_idempotency": {"forgotten": N_("kept answers forgotten")},
+    "crm_push": {"changed": N_("records changed"), "sent": N_("values sent"), "written": N_("records written"),
+                 "failed": N_("records not written"), "error": N_("error")},
 }
 # The lengths that have a word of their own ("раз в сутки", not "каждые 86 400 с").
 _EVERY_ONE = {86400 * 7: N_("once a week"), 86400: N_("once a day"), 3600: N_("every hour"),
@@ -570,6 +572,12 @@ def register_schedules(register: Callable[[str, Schedule], None], settings: Sett
     register("segment_sizes", Schedule(interval(settings, "segment_sizes_interval_s", 3600), segment_sizes,
                                        N_("give every segment today's point on its size chart"),
                                        N_("Segment size charts")))
+    from hub import crm_push
+
+    register("crm_push", Schedule(interval(settings, "crm_push_interval_s", crm_push.INTERVAL_S), crm_push.push_all,
+                                  N_("write changed lead scores and lifecycle stages to the CRMs' fields "
+                                     "(HUB_CRM_PUSH_INTERVAL_S)"),
+                                  N_("Scores and stages to the CRMs")))
 
 
 def segment_sizes(run: ScheduledRun) -> dict[str, Any]:

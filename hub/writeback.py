@@ -10,6 +10,8 @@ fields through its settings.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
@@ -76,9 +78,27 @@ class Written:
 
 def targets(conn: Connection, contact_id: int, only: Sequence[str] | None = None) -> list[tuple[str, str]]:
     """(source, external id) of every live CRM record behind this contact, oldest link first."""
-    q = (select(refs_t.c.source, refs_t.c.external_id)
+    return [(s, e) for s, e, _r in _refs(conn, contact_id, only)]
+
+
+def _refs(conn: Connection, contact_id: int, only: Sequence[str] | None) -> list[tuple[str, str, str | None]]:
+    q = (select(refs_t.c.source, refs_t.c.external_id, refs_t.c.responsible_id)
          .where(refs_t.c.contact_id == contact_id, refs_t.c.deleted_at.is_(None)).order_by(refs_t.c.id))
-    return [(s, e) for s, e in conn.execute(q) if only is None or s in only]
+    return [(s, e, r) for s, e, r in conn.execute(q) if only is None or s in only]
+
+
+@functools.lru_cache(maxsize=64)
+def takes_responsible(kind: type) -> bool:
+    """Whether a source's add_task accepts `responsible_id` (plugins written before it was added do not).
+
+    Asked of the signature once per class, not by catching TypeError: a TypeError
+    raised inside the plugin must stay a failure, not turn into a second call.
+    """
+    try:
+        params = inspect.signature(kind.add_task).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return False
+    return "responsible_id" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def apply(conn: Connection, settings: Settings, contact_id: int, action: str, *, only: Sequence[str] | None = None,
@@ -87,20 +107,25 @@ def apply(conn: Connection, settings: Settings, contact_id: int, action: str, *,
 
     `first_only` writes to one CRM (a call task belongs with one manager, not
     with one per CRM). Sources that cannot write back are passed over; when no
-    CRM can take the write, that is an error the caller reports.
+    CRM can take the write, that is an error the caller reports. A task goes
+    to the record's manager as the last sync read it (external_refs.responsible_id),
+    so the source needs no extra request to find them.
     """
     if action not in ("set_field", "add_comment", "add_task"):
         raise WriteBackError(f"unknown write-back action {action!r}")
     factories = sources()
     done: list[Written] = []
-    for source_name, external_id in targets(conn, contact_id, only):
+    for source_name, external_id, responsible_id in _refs(conn, contact_id, only):
         factory = factories.get(source_name)
         if factory is None:
             continue
         source = factory(settings)
         if not isinstance(source, WriteBack):
             continue
-        done.append(Written(source_name, external_id, getattr(source, action)(external_id, **kwargs)))
+        extra = dict(kwargs)
+        if action == "add_task" and "responsible_id" not in extra and takes_responsible(type(source)):
+            extra["responsible_id"] = responsible_id
+        done.append(Written(source_name, external_id, getattr(source, action)(external_id, **extra)))
         if first_only:
             break
     if not done:

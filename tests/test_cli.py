@@ -144,8 +144,9 @@ def test_dedupe_reparses_values_flagged_under_a_wrong_region(hub_db: HubDB, monk
     assert len(people) == 1 and people[0]["phones"] == ["+375291234567"] and people[0]["invalid_phones"] == []
 
 
-CORE_COMMANDS = {"admin", "api-keys", "connect", "consent", "contacts", "dedupe", "demo", "import", "init", "plugin",
-                 "plugins", "sample", "sandbox", "scheduler", "segments", "sync", "users", "webhooks", "worker"}
+CORE_COMMANDS = {"admin", "api-keys", "connect", "consent", "contacts", "crm", "dedupe", "demo", "import", "init",
+                 "plugin", "plugins", "sample", "sandbox", "scheduler", "segments", "sync", "users", "webhooks",
+                 "worker"}
 
 
 def test_hub_lists_the_core_commands_which_come_through_register_commands(tmp_path: Path) -> None:

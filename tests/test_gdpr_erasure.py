@@ -111,10 +111,9 @@ def test_an_erased_person_stays_gone_after_the_crm_syncs_them_again(hub: HubDB, 
         consent.record(conn, contact_id, "email", "marketing", "granted", source="form")
     before = first["contacts"]["created"]
 
-    erased = run_cli("gdpr", "erase", str(contact_id), "--delete-in-crm", "--yes")
+    erased = run_cli("gdpr", "erase", str(contact_id), "--yes")
     assert f"Контакт №{contact_id} удалён" in erased.output and address not in erased.output
-    # The Bitrix24 plugin cannot delete contacts (yet): the person is told, and the portal keeps them.
-    assert f"bitrix24 {external_id}: not deleted: the source cannot delete contacts" in erased.output
+    # Not asked to erase in the CRM (--delete-in-crm; tests/test_crm_erasure.py): the portal keeps them.
     assert portal.portal.contact(int(external_id))["ID"]
 
     # The CRM still holds them, and changes them: neither a full nor an incremental sync brings them back.
@@ -259,7 +258,7 @@ def test_erase_can_ask_the_crm_to_delete_the_person(hub: HubDB, plugin_manager: 
     sync.run(hub.engine, hub.settings, "sample")
     olga = contact_of(hub, "email", "olga@example.ru")
     out = run_cli("gdpr", "erase", str(olga), "--delete-in-crm", "--yes").output
-    assert "sample 1: deleted" in out and 1 not in crm.contacts and 2 in crm.contacts
+    assert "sample 1: удалён в sample" in out and 1 not in crm.contacts and 2 in crm.contacts
     with hub.engine.connect() as conn:
         results = conn.execute(select(AuditEntry.details).where(AuditEntry.action == "gdpr.erase.sources")).scalar()
     assert results == {"results": [{"source": "sample", "result": "deleted"}]}

@@ -70,10 +70,11 @@ def test_a_schedule_runs_once_per_interval_and_a_failure_stops_no_other(hub_db: 
     assert first.ran["chores"] == {"runs": 1}
     assert first.failed == {"broken": "ConnectionError: the shop is down"}
     assert set(first.ran) == {"chores", "sync", "reconcile", "webhooks", "api_idempotency",
-                              "segment_sizes"}  # the core's own
+                              "segment_sizes", "crm_push"}  # the core's own
 
-    # 14 minutes on, only the minutely webhooks sweep is due again
-    assert set(schedule.run_due(hub_db.engine, hub_db.settings, now=t0 + dt.timedelta(minutes=14)).ran) == {"webhooks"}
+    # 14 minutes on, only the minutely webhooks sweep and the 5-minute push of scores are due again
+    assert set(schedule.run_due(hub_db.engine, hub_db.settings, now=t0 + dt.timedelta(minutes=14)).ran) == {
+        "webhooks", "crm_push"}
     assert "chores" not in schedule.run_due(hub_db.engine, hub_db.settings, now=t0 + dt.timedelta(minutes=59)).ran
     later = schedule.run_due(hub_db.engine, hub_db.settings, now=t0 + dt.timedelta(minutes=60))
     assert later.ran["chores"] == {"runs": 2} and "broken" in later.failed  # a failed one is tried again too

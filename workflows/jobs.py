@@ -49,3 +49,11 @@ def write_back_promo_codes() -> dict[str, Any]:
 
     settings = load_settings()
     return promo.write_back_pending(engine_for(settings), settings)
+
+
+def write_back_nps_answers() -> dict[str, Any]:
+    """Write survey answers still pending (a CRM was down) to the CRMs as comments."""
+    from workflows import nps
+
+    settings = load_settings()
+    return nps.write_back_pending(engine_for(settings), settings)

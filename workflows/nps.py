@@ -9,6 +9,14 @@ records nothing and says so): one answer per survey (a later click replaces
 an earlier one), shown on the contact's card and usable in segments as
 `contact.nps` (the latest score).
 
+Each answer is also written as a comment to the CRMs holding the person
+(«Оценка NPS: 9 из 10. Комментарий: …»), never in the web request: the
+answer is marked pending (`meta.crm`) and a queue job writes it, so the page
+answers at once and never fails because a CRM is down. A CRM that is down is
+asked again at the workflows' next tick (`write_back_pending`); one that
+refuses, or a person no CRM holds, is noted and not asked again. A comment
+added after the score is written again, with the comment.
+
     GET  /nps/TOKEN   records the score the link stands for; the page thanks, and offers the other scores
     POST /nps/TOKEN   adds a comment to that answer
 """
@@ -21,10 +29,10 @@ from typing import Any
 from flask import Blueprint, render_template_string, request
 from markupsafe import Markup
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, update
 
-from hub.api import (Contact, Settings, current_contact_id, current_language, get_engine, gettext, insert_for,
-                     public_url, utcnow)
+from hub.api import (Contact, NoCrmHolds, Settings, WriteBackError, current_contact_id, current_language, enqueue,
+                     get_engine, gettext, insert_for, public_url, use_language, utcnow, write_back)
 from workflows.models import Interaction
 
 interactions_t = Interaction.__table__
@@ -90,16 +98,83 @@ def record(engine: Engine, contact_id: int, run_id: int | None, score: int, *, c
             return False
         contact_id = found
         values = {"contact_id": contact_id, "kind": KIND, "value": score, "run_id": run_id, "source": source,
-                  "meta": {}, "at": at}
+                  "meta": {"crm": PENDING}, "at": at}
         if comment is not None:
             values["comment"] = comment
         ins = insert_for(conn, interactions_t).values(**values)
         if run_id is None:
             conn.execute(ins)
         else:
-            changing = {"value": score, "at": at, **({"comment": comment} if comment is not None else {})}
+            changing = {"value": score, "at": at, "meta": {"crm": PENDING},
+                        **({"comment": comment} if comment is not None else {})}
             conn.execute(ins.on_conflict_do_update(index_elements=["run_id", "kind"], set_=changing))
     return True
+
+
+# --- the answer, back in the CRM ---------------------------------------------------------------
+
+PENDING, WRITTEN, NOWHERE, REFUSED = "pending", "written", "nowhere", "refused"
+
+
+def comment_text(score: int, comment: str | None) -> str:
+    """The CRM comment, in the shop's language: «Оценка NPS: 9 из 10. Комментарий: …»."""
+    text = gettext("NPS score: %(score)s out of 10.", score=score)
+    if comment:
+        text += " " + gettext("Comment: %(comment)s", comment=comment)
+    return text
+
+
+def queue_write_back(settings: Settings, contact_id: int) -> None:
+    """Hand the contact's pending answers to the queue (a worker, or a background thread without Redis)."""
+    enqueue(settings, write_back_job, contact_id, queue="low", job_id=f"workflows-nps-crm-{contact_id}",
+            background=True)
+
+
+def write_back_job(contact_id: int) -> dict[str, int]:
+    """The queue's job: write this contact's pending answers, with settings read afresh in the worker."""
+    from hub.api import load_settings
+
+    settings = load_settings()
+    return write_back_pending(get_engine(settings.database_url), settings, contact_id=contact_id)
+
+
+def write_back_pending(engine: Engine, settings: Settings, *, contact_id: int | None = None,
+                       limit: int = 200) -> dict[str, int]:
+    """Write pending answers to the CRMs as comments; one try per answer and call.
+
+    Like the promo codes' write-back: a refusal (no CRM holds the person, or
+    the CRM said no) is noted and not asked again; anything else (a timeout)
+    is tried at the next tick.
+    """
+    t = interactions_t.c
+    q = select(t.id, t.contact_id, t.value, t.comment, t.meta).where(t.kind == KIND,
+                                                                     t.meta["crm"].as_string() == PENDING)
+    if contact_id is not None:
+        q = q.where(t.contact_id == contact_id)
+    with engine.connect() as conn:
+        rows = conn.execute(q.order_by(t.id).limit(limit)).all()
+    done = {WRITTEN: 0, NOWHERE: 0, REFUSED: 0, "later": 0}
+    for row in rows:
+        with use_language(settings.language):
+            text = comment_text(int(row.value), row.comment)
+        state: dict[str, Any]
+        try:
+            with engine.connect() as conn:
+                write_back(conn, settings, row.contact_id, "add_comment", text=text)
+            state = {"crm": WRITTEN, "crm_at": utcnow().isoformat()}
+        except WriteBackError as exc:
+            state = {"crm": NOWHERE if isinstance(exc, NoCrmHolds) else REFUSED, "crm_error": str(exc)[:300]}
+        except Exception:  # noqa: BLE001 - a CRM that is down now: the next tick tries again
+            done["later"] += 1
+            continue
+        with engine.begin() as conn:
+            # Only if nothing changed meanwhile: a comment added while the CRM was asked is written next time.
+            conn.execute(update(interactions_t).where(t.id == row.id, t.value == row.value,
+                                                      t.comment.is_(None) if row.comment is None
+                                                      else t.comment == row.comment)
+                         .values(meta={**dict(row.meta or {}), **state}))
+        done[state["crm"]] += 1
+    return done
 
 
 def interactions_for_contact(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
@@ -108,6 +183,16 @@ def interactions_for_contact(conn: Connection, contact_id: int) -> list[dict[str
     rows = conn.execute(select(t.kind, t.value, t.comment, t.run_id, t.source, t.at)
                         .where(t.contact_id == contact_id).order_by(t.at.desc(), t.id.desc()))
     return [dict(r._mapping) for r in rows]
+
+
+def latest_answer(conn: Connection, contact_id: int) -> dict[str, Any] | None:
+    """The contact's latest survey answer {score, comment, at}, or None: what the card shows beside the name."""
+    t = interactions_t.c
+    row = conn.execute(select(t.value, t.comment, t.at).where(t.contact_id == contact_id, t.kind == KIND)
+                       .order_by(t.at.desc(), t.id.desc()).limit(1)).first()
+    if row is None:
+        return None
+    return {"score": row.value, "comment": row.comment, "at": row.at.isoformat() if row.at else None}
 
 
 def latest_score(ctx: Any) -> Any:
@@ -163,6 +248,11 @@ PAGE = """<!doctype html>
 """
 
 
+def current_contact_id_of(engine: Engine, contact_id: int) -> int | None:
+    with engine.connect() as conn:
+        return current_contact_id(conn, contact_id)
+
+
 def _settings() -> Settings:
     from hub.api import current_settings
 
@@ -192,9 +282,11 @@ def answer(token: str) -> Any:
     if request.method == "POST":
         comment = (request.form.get("comment") or "").strip()[:2000] or None
     engine = get_engine(settings.database_url)
-    if not record(engine, contact_id, run_id, score, comment=comment):
+    found = current_contact_id_of(engine, contact_id)
+    if found is None or not record(engine, found, run_id, score, comment=comment):
         return _page(gettext("Survey"), message=gettext("We keep no data about you, so the answer was not saved. "
                                                         "Thank you for responding.")), 410
+    queue_write_back(settings, found)
     if comment is None and run_id is not None:
         with engine.connect() as conn:
             comment = conn.execute(select(interactions_t.c.comment).where(

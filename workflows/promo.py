@@ -15,21 +15,24 @@ tick, which reads orders changed since its last look.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import secrets
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date as babel_date
 from sqlalchemy import Connection, Engine, select, update
 
 from hub.api import (N_, Order, Settings, WriteBackError, bulk_insert, chunks, end_of_local_day, format_duration,
                      format_length, format_moment, format_percent, gettext, insert_for, local_time,
-                     publish_webhook_event, utcnow, write_back)
+                     publish_webhook_event, use_language, utcnow, write_back)
 from workflows import config
 from workflows.models import PromoCode, WorkflowState
 from workflows.steps import Checking, FormField, Options, Outcome, RunInfo, Step, StepCall, StepError
 
+log = logging.getLogger(__name__)
 codes_t = PromoCode.__table__
 orders_t = Order.__table__
 state_t = WorkflowState.__table__
@@ -262,11 +265,14 @@ def write_back_pending(engine: Engine, settings: Settings, *, limit: int = 200) 
 
     A CRM that refuses (no such field, the contact is in no CRM) is noted on
     the code and not asked again; anything else (a timeout) is tried at the
-    next tick.
+    next tick. After the field, each CRM that took it gets a comment saying
+    what the code is worth and until when, so the manager reads it on the card
+    without opening Hub. The field is what redeems: a comment that fails
+    leaves the code written and is only logged.
     """
     c = codes_t.c
     with engine.connect() as conn:
-        rows = conn.execute(select(c.id, c.code, c.contact_id, c.crm_field).where(
+        rows = conn.execute(select(c.id, c.code, c.contact_id, c.crm_field, c.discount, c.expires_at).where(
             c.crm_field.is_not(None), c.written_back_at.is_(None), c.writeback_error.is_(None),
             c.contact_id.is_not(None)).order_by(c.id).limit(limit)).all()
     done = {"written": 0, "refused": 0, "later": 0}
@@ -274,17 +280,46 @@ def write_back_pending(engine: Engine, settings: Settings, *, limit: int = 200) 
         values: dict[str, Any]
         try:
             with engine.connect() as conn:
-                write_back(conn, settings, row.contact_id, "set_field", name=row.crm_field, value=row.code)
+                written = write_back(conn, settings, row.contact_id, "set_field", name=row.crm_field, value=row.code)
             values, key = {"written_back_at": utcnow()}, "written"
         except WriteBackError as exc:
             values, key = {"writeback_error": str(exc)[:500]}, "refused"
+            written = []
         except Exception:  # noqa: BLE001 - a CRM that is down now: the next tick tries again
             done["later"] += 1
             continue
         with engine.begin() as conn:
             conn.execute(update(codes_t).where(c.id == row.id).values(**values))
         done[key] += 1
+        if written:
+            _comment(engine, settings, row, sorted({w.source for w in written}))
     return done
+
+
+def _comment(engine: Engine, settings: Settings, row: Any, crms: list[str]) -> None:
+    try:
+        with engine.connect() as conn:
+            write_back(conn, settings, row.contact_id, "add_comment", only=crms,
+                       text=note_text(settings, row.code, row.discount, row.expires_at))
+    except Exception as exc:  # noqa: BLE001 - the field is written and redeems; the note is a courtesy
+        # The code's id and the error's kind only: the CRM's message may quote the person's card.
+        log.warning("promo code #%s: written to %s, but its comment was not: %s", row.id, ", ".join(crms),
+                    type(exc).__name__)
+
+
+def note_text(settings: Settings, code: str, discount: Decimal | float | None, expires_at: dt.datetime | None) -> str:
+    """«Промокод ABC123, скидка 15 %, действует до 31 декабря 2026» in the shop's language.
+
+    The last day is the one in the shop's time zone: codes end at the end of a local day.
+    """
+    with use_language(settings.language):
+        if discount is None or expires_at is None:
+            return gettext("Promo code %(code)s", code=code)
+        moment = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=dt.timezone.utc)
+        day = moment.astimezone(settings.tz).date()
+        written = babel_date(day, "d MMMM y" if settings.language == "ru" else "MMMM d, y", locale=settings.language)
+        return gettext("Promo code %(code)s, %(discount)s off, valid until %(date)s", code=code,
+                       discount=format_percent(float(discount) / 100), date=written)
 
 
 def expiring(conn: Connection, *, now: dt.datetime, before: dt.timedelta | None, expired: bool,

@@ -38,7 +38,7 @@ from sqlalchemy import Engine, or_, select, update
 # not in hub.api on purpose: the campaign engine writes outbox rows and dispatches them
 from hub import messaging
 from hub.api import N_, Settings, chunks, enqueue, redis_connection, utcnow
-from workflows import campaigns, config, jobs, promo, runner, store, triggers
+from workflows import campaigns, config, jobs, nps, promo, runner, store, triggers
 from workflows.definition import WorkflowError
 from workflows.models import WorkflowRun
 
@@ -60,6 +60,7 @@ class TickReport:
     advanced: dict[str, Any] = field(default_factory=dict)
     outbox: dict[str, Any] = field(default_factory=dict)
     promo_written_back: dict[str, int] = field(default_factory=dict)
+    nps_written_back: dict[str, int] = field(default_factory=dict)  # survey answers retried as CRM comments
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -102,10 +103,12 @@ def tick(engine: Engine, settings: Settings, *, now: dt.datetime | None = None,
         report.enqueued, report.jobs = enqueue_due(engine, settings, now=now)
         enqueue(settings, jobs.dispatch_outbox, queue=JOB_QUEUE, job_id="workflows-dispatch-outbox")
         enqueue(settings, jobs.write_back_promo_codes, queue="low", job_id="workflows-promo-write-back")
+        enqueue(settings, jobs.write_back_nps_answers, queue="low", job_id="workflows-nps-write-back")
     else:
         report.advanced = advance_due(engine, settings, now=now, pm=pm, keepalive=keepalive, progress=progress)
         report.outbox = messaging.dispatch(engine, settings).as_dict()
         report.promo_written_back = promo.write_back_pending(engine, settings)
+        report.nps_written_back = nps.write_back_pending(engine, settings)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -374,8 +374,13 @@ def date_next(conn: Connection, settings: Settings, workflow: Workflow, contact_
     return today + dt.timedelta(days=low)
 
 
-def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.datetime) -> list[Candidate]:
-    """Events since the last look (with a margin; each event's key keeps it from starting twice)."""
+def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.datetime,
+                     tz: dt.tzinfo | None = None) -> list[Candidate]:
+    """Events since the last look (with a margin; each event's key keeps it from starting twice).
+
+    `tz` is the shop's time zone (HUB_TIMEZONE), in which a close date without a
+    time may have been written as midnight (see `won_after`).
+    """
     trigger, state = workflow.trigger, dict(row.state or {})
     since = dt.datetime.fromisoformat(state["since"]) - EVENT_MARGIN if state.get("since") else None
     enabled_at = row.enabled_at
@@ -388,8 +393,15 @@ def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.
         if trigger.event == "order.created":
             q = q.where(o.id > int(state.get("order_floor", 0)))
         else:
-            q = q.where(o.status == "won", o.closed_at >= enabled_at) if enabled_at else q.where(o.status == "won")
+            q = q.where(o.status == "won")
+            if enabled_at:  # a day earlier: a close date without a time reads as that day's midnight
+                q = q.add_columns(o.closed_at, o.created_at).where(or_(
+                    o.closed_at >= enabled_at - dt.timedelta(days=1),
+                    and_(o.closed_at.is_(None), o.created_at >= enabled_at)))
         for r in conn.execute(q.order_by(o.id)):
+            if trigger.event == "order.won" and enabled_at and not won_after(r.closed_at or r.created_at, enabled_at,
+                                                                              tz):
+                continue
             out.append(Candidate(r.contact_id, f"{trigger.event}:{r.id}",
                                  {"event": trigger.event, "order_id": r.id, "amount": str(r.amount)}))
     elif trigger.event == "contact.created":
@@ -414,6 +426,34 @@ def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.
                                 since=floor if expired else None):
             out.append(Candidate(r.contact_id, f"{trigger.event}:{r.id}", {"event": trigger.event, "promo_id": r.id}))
     return out
+
+
+def won_after(closed_at: dt.datetime, enabled_at: dt.datetime, tz: dt.tzinfo | None = None) -> bool:
+    """Whether a deal was won after the workflow was switched on.
+
+    Many CRMs keep a deal's close date as a date (Bitrix24's CLOSEDATE
+    "2026-12-01", given back as that day's midnight in UTC, or in the shop's
+    zone when a plugin reads it there): such a deal, won in the afternoon of
+    the day the workflow was switched on in the morning, would seem won
+    before it and never be surveyed. A close time that is a midnight is
+    therefore compared by its date. A won deal with no close date Hub could
+    read counts from when it was created (a deal from before the workflow was
+    switched on is never surveyed for it).
+    """
+    closed_at, enabled_at = _utc(closed_at), _utc(enabled_at)
+    if closed_at >= enabled_at:
+        return True
+    for zone in (dt.timezone.utc, tz):
+        if zone is None:
+            continue
+        local = closed_at.astimezone(zone)
+        if local.time() == dt.time(0) and local.date() >= enabled_at.astimezone(zone).date():
+            return True
+    return False
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
 
 
 def api_event_candidates(conn: Connection, row: Any, name: str | None, *, after: int | None = None,
@@ -551,7 +591,7 @@ def fire(engine: Engine, settings: Settings, row: Any, workflow: Workflow, *, no
     if is_api_event(trigger.event):
         return fire_api_events(engine, row, workflow, state, now=now)
     with engine.connect() as conn:
-        candidates = event_candidates(conn, row, workflow, now=now)
+        candidates = event_candidates(conn, row, workflow, now=now, tz=settings.tz)
     with engine.begin() as conn:
         report = start(conn, row, workflow, candidates, trigger=f"event:{trigger.event}", now=now)
         store.save_state(conn, row.id, {**state, "since": now.isoformat()})

@@ -36,6 +36,9 @@ def register_commands(cli: click.Group) -> None:
     from hub.commands import api_keys
 
     cli.add_command(api_keys.api_keys_group)
+    from hub.commands import crm
+
+    cli.add_command(crm.crm_group)
     for group in sync.crm_groups():
         if group.name not in cli.commands:  # a command line built again keeps what plugins added
             cli.add_command(group)

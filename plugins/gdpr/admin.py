@@ -17,14 +17,14 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from sqlalchemy import Connection, select
-from wtforms import StringField
+from wtforms import BooleanField, StringField
 from wtforms.validators import DataRequired
 
 # not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; erasure and public
 # sign-up work on identities, placeholders and merges
 from hub import consent, identity
 from hub.api import whole_number
-from hub.api import (N_, ActionForm, AdminPage, Contact, actor, allow, consent_status_title, contact_card,
+from hub.api import (N_, ActionForm, AdminPage, Contact, ExternalRef, actor, allow, consent_status_title, contact_card,
                      current_settings, current_user, engine, format_number, gettext as _, lazy_gettext, ngettext)
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
 from hub.models import ConsentEvent
@@ -48,7 +48,8 @@ def contact_section(conn: Connection, contact_id: int) -> Markup | None:
     if user is None or not user.can("admin"):
         return None
     return Markup(render_template("gdpr/contact_actions.html", contact_id=contact_id, erase_form=ConfirmForm(),
-                                  word=CONFIRM_WORD, erased=identity.is_erased(conn, contact_id)))
+                                  word=CONFIRM_WORD, erased=identity.is_erased(conn, contact_id),
+                                  crms=crms_of(conn, contact_id)))
 
 
 PAGE = AdminPage(bp, "gdpr.index", N_("GDPR and consent"), order=70, read_role="viewer",
@@ -66,6 +67,16 @@ class ConfirmForm(FlaskForm):
     confirm = StringField(cast(str, lazy_gettext("Type %(word)s to confirm", word=CONFIRM_WORD)),
                           validators=[DataRequired(cast(str, lazy_gettext("Type %(word)s to confirm.",
                                                                           word=CONFIRM_WORD)))])
+    # Unticked by default: a CRM deletion cannot be undone either, and some shops keep the CRM's copy.
+    in_crm = BooleanField(cast(str, lazy_gettext("Also erase in the CRM")))
+
+
+def crms_of(conn: Connection, contact_id: int) -> list[str]:
+    """The CRMs holding the person, as people know them, for the "also erase in the CRM" choice."""
+    refs_t = ExternalRef.__table__
+    names = conn.execute(select(refs_t.c.source).where(refs_t.c.contact_id == contact_id)
+                         .distinct().order_by(refs_t.c.source)).scalars()
+    return [erasure.product(name) for name in names]
 
 
 def consent_log(conn: Connection, *, contact_id: int | None = None, channel: str | None = None,
@@ -126,11 +137,12 @@ def person() -> Any:
     with engine().connect() as conn:
         card = contact_card(conn, contact_id)
         erased = identity.is_erased(conn, contact_id)
+        crms = crms_of(conn, contact_id)
     if card is None and not erased:  # told on this page, not flashed onto whichever page comes next
         return render_template("error.html", code=404, title=_("Not found"),
                                message=_("No contact with id %(id)s.", id=contact_id)), 404
     return render_template("gdpr/person.html", contact_id=contact_id, c=card, erased=erased,
-                           export_form=ActionForm(), erase_form=ConfirmForm(), word=CONFIRM_WORD)
+                           export_form=ActionForm(), erase_form=ConfirmForm(), word=CONFIRM_WORD, crms=crms)
 
 
 @bp.post("/person/<int:contact_id>/export")
@@ -158,7 +170,8 @@ def erase(contact_id: int) -> Any:
         flash(_("Not erased: type %(word)s in capitals to confirm.", word=CONFIRM_WORD), "error")
         return back
     try:
-        report = erasure.erase(engine(), current_settings(), contact_id, actor=actor())
+        report = erasure.erase(engine(), current_settings(), contact_id, actor=actor(),
+                               delete_in_sources=bool(form.in_crm.data))
     except ValueError as exc:
         flash(_("Not erased: %(reason)s", reason=exc), "error")
         return back
@@ -172,4 +185,7 @@ def erase(contact_id: int) -> Any:
                              num=format_number(report.suppressed))
         flash(_("Erased contact #%(id)s: %(records)s, %(addresses)s so the person is never contacted again.",
                 id=contact_id, records=records, addresses=addresses), "ok")
+    for item in report.sources:  # each CRM's answer, and a refusal as an error to act on
+        flash(_("In the CRM: %(answer)s.", answer=erasure.describe(item)),
+              "ok" if item["result"] in (erasure.DELETED, erasure.ANONYMISED, erasure.GONE) else "error")
     return back

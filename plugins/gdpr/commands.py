@@ -85,7 +85,8 @@ def export_cmd(app: App, contact_id: int, as_json: bool, csv_dir: Path | None) -
 @gdpr_group.command("erase")
 @click.argument("contact_id", type=ROW_ID)
 @click.option("--delete-in-crm", is_flag=True,
-              help="Also ask every CRM holding the person to delete them (where the CRM plugin can).")
+              help="Also erase the person in every CRM holding them: Bitrix24 deletes the contact, amoCRM (whose "
+                   "API cannot delete) anonymises it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--yes", is_flag=True, help="Erase without asking (for scripts); without it you type the id or ERASE.")
 @pass_app
@@ -112,7 +113,7 @@ def erase_cmd(app: App, contact_id: int, delete_in_crm: bool, as_json: bool, yes
                         report.tombstone_keys, num=format_number(report.tombstone_keys))
         click.echo(f"{suppressed}; {keys}")
     for item in report.sources:
-        click.echo(f"  {item['source']} {item['external_id']}: {item['result']}")
+        click.echo(f"  {item['source']} {item['external_id']}: {erasure.describe(item)}")
     if not report.storage_clean:
         click.echo(_("Another program was reading the database, so SQLite still keeps the old pages in its -wal "
                      "file; they go at its next checkpoint, or run this command again when it has stopped."))

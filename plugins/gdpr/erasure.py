@@ -15,8 +15,9 @@ their messages, the snapshots kept by merges) and keeps three things that hold n
 Everything happens in one transaction together with an audit entry; running
 it again finds nothing left and says so. Other plugins forget their own data
 through the `contact_erased` hook (the mailing plugin deletes the file
-channel's copies of their messages); sources that can delete a contact in the
-CRM (`delete_contact(external_id)`) are asked to when the caller wants it.
+channel's copies of their messages); sources that can erase a contact in the
+CRM (hub.api.Erasing, or the older `delete_contact(external_id)`) are asked to
+when the caller wants it, and what each answered goes into the audit log.
 
 Deleted is not yet unreadable: on SQLite the old pages stay in the -wal file
 until a checkpoint. Hub's SQLite connections zero what a delete frees
@@ -32,15 +33,16 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, delete, func, or_, select, update
 
-from hub.api import (Contact, ContactIdentity, ExternalRef, Message, Order, OrderRecord, Settings, chunks, insert_for,
-                     gettext, utcnow)
+from hub.api import (N_, Activity, Contact, ContactCompany, ContactIdentity, Erasing, ExternalRef, Message, Order,
+                     ActivityRecord, OrderRecord, Settings, chunks, insert_for, gettext, utcnow)
 # not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; erasure and public
 # sign-up work on identities, placeholders and merges
 from hub import consent, identity
 # not in hub.api on purpose: erasure forgets rows the way the core does (forget_deleted)
 from hub.db import forget_deleted
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
-from hub.models import ConsentEvent, ContactMerge, ContactNote, Erasure, LeadScore, SegmentMember
+from hub.models import (CompanyMembership, ConsentEvent, ContactMerge, ContactNote, Erasure, LeadScore,
+                        SegmentMember)
 from plugins.gdpr import audit
 from plugins.gdpr.models import ConsentRequest, ErasedKey
 
@@ -91,9 +93,9 @@ def erase(engine: Engine, settings: Settings, contact_id: int, *, actor: str = "
           delete_in_sources: bool = False) -> ErasureReport:
     """Erase one person on their request; idempotent (a second run removes nothing and says so).
 
-    With `delete_in_sources`, every CRM holding the person whose source can
-    delete contacts is asked to, after Hub's own erasure has committed; the
-    outcome per CRM is in the report's `sources`.
+    With `delete_in_sources`, every CRM holding the person is asked to erase
+    them, after Hub's own erasure has committed; the outcome per CRM is in the
+    report's `sources` and in the audit entry `gdpr.erase.sources`.
     """
     with engine.begin() as conn:
         report, refs = _erase(conn, settings, contact_id, actor=actor, reason=REQUEST)
@@ -168,6 +170,17 @@ def _erase(conn: Connection, settings: Settings, contact_id: int, *, actor: str,
 def _remove(conn: Connection, contact_id: int, now: Any) -> dict[str, int]:
     """Delete or blank every piece of personal data Hub itself keeps about the contact; counts per kind."""
     removed: dict[str, int] = {}
+    # Where the person works and what managers logged with them: the links go, the activities stay as
+    # the business's log without what they said (their subjects) or the CRM's id of the person.
+    conn.execute(delete(ContactCompany.__table__).where(ContactCompany.__table__.c.contact_id == contact_id))
+    members = CompanyMembership.__table__.c
+    for source, external_id in conn.execute(select(refs_t.c.source, refs_t.c.external_id)
+                                            .where(refs_t.c.contact_id == contact_id)).all():
+        conn.execute(delete(CompanyMembership.__table__).where(members.source == source,
+                                                               members.contact_external_id == external_id))
+    logged = Activity.__table__.c
+    conn.execute(update(Activity.__table__).where(logged.contact_id == contact_id)
+                 .values(subject=None, contact_external_id=None))
     removed["identities"] = conn.execute(delete(identities_t).where(identities_t.c.contact_id == contact_id)).rowcount
     removed["external_refs"] = conn.execute(delete(refs_t).where(refs_t.c.contact_id == contact_id)).rowcount
     # The ledger is append-only, except here: an erased person's answers are personal data too.
@@ -214,31 +227,70 @@ def _merges_to_scrub(conn: Connection, contact_id: int) -> list[tuple[int, Any]]
     return [(r.id, r.reason) for r in rows if r.snapshot or not (r.reason or {}).get("erased")]
 
 
+# What a CRM answered, for the audit log and --json: "deleted", "anonymised", "gone" (the CRM no
+# longer held the record), "failed: …" or "cannot erase" (no plugin for it, or one that cannot erase).
+DELETED, ANONYMISED, GONE, CANNOT = "deleted", "anonymised", "gone", "cannot erase"
+# Product names for the people-facing answer; a source not named here is shown by its technical name.
+PRODUCTS = {"bitrix24": N_("Bitrix24"), "amocrm": "amoCRM"}
+
+
 def _delete_in_sources(settings: Settings, refs: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
-    """Ask each CRM holding the person to delete them; one outcome per reference."""
+    """Ask each CRM holding the person to erase them; one outcome per reference.
+
+    A source implementing hub.api.Erasing erases (Bitrix24 deletes; amoCRM, whose
+    API cannot delete a contact, anonymises); one with only the older
+    `delete_contact(external_id)` deletes. A refusal is recorded, not raised:
+    Hub's own erasure has committed, and its keys keep a later sync from
+    bringing the person back even while the CRM still holds them.
+    """
     # not in hub.api on purpose: erasure asks every source to erase the person in its CRM too
     from hub.plugins import sources
 
     factories = sources()
     out = []
     for source_name, external_id in refs:
+        item = {"source": source_name, "external_id": external_id}
         factory = factories.get(source_name)
         if factory is None:
-            out.append({"source": source_name, "external_id": external_id, "result": "not a connected source"})
+            out.append({**item, "result": CANNOT, "detail": "not a connected source"})
             continue
         try:
-            deleter = getattr(factory(settings), "delete_contact", None)
-            if deleter is None:
-                out.append({"source": source_name, "external_id": external_id,
-                            "result": "not deleted: the source cannot delete contacts; delete them there by hand"})
+            source = factory(settings)
+            if isinstance(source, Erasing):
+                answer = str(source.erase_contact(external_id) or "").strip().lower()
+                result = {"anonymized": ANONYMISED}.get(answer, answer)
+                if result not in (DELETED, ANONYMISED, GONE):
+                    result = f"failed: unexpected answer {answer[:100]!r}"
+            elif callable(getattr(source, "delete_contact", None)):
+                source.delete_contact(external_id)
+                result = DELETED
+            else:
+                out.append({**item, "result": CANNOT, "detail": "the source cannot erase contacts"})
                 continue
-            deleter(external_id)
         except Exception as exc:  # noqa: BLE001 - reported per source; Hub's own erasure stands
-            out.append({"source": source_name, "external_id": external_id,
-                        "result": f"failed: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"})
-            continue
-        out.append({"source": source_name, "external_id": external_id, "result": "deleted"})
+            result = f"failed: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"
+        out.append({**item, "result": result})
     return out
+
+
+def product(source: str) -> str:
+    """A source as people know it (Битрикс24, amoCRM)."""
+    return gettext(PRODUCTS[source]) if source in PRODUCTS else source
+
+
+def describe(item: dict[str, str]) -> str:
+    """One CRM's answer in the reader's language, saying what happened there and what was not possible."""
+    crm, result = product(item["source"]), item["result"]
+    if result == DELETED:
+        return gettext("deleted in %(crm)s", crm=crm)
+    if result == ANONYMISED:
+        return gettext("anonymised in %(crm)s: the %(crm)s API does not delete contacts, so the name was replaced, "
+                       "phones and emails removed and a tag added", crm=crm)
+    if result == GONE:
+        return gettext("no longer in %(crm)s", crm=crm)
+    if result.startswith("failed"):
+        return gettext("not erased in %(crm)s: %(error)s", crm=crm, error=result.partition(": ")[2] or result)
+    return gettext("%(crm)s cannot erase contacts through Hub: erase the person there by hand", crm=crm)
 
 
 # --- keeping erased people out --------------------------------------------------------------
@@ -260,8 +312,9 @@ def refuse_erased(conn: Connection, settings: Settings | None, prepared: Sequenc
     return {i for digest in _known(conn, wanted) for i in wanted[digest]}
 
 
-def refuse_erased_orders(conn: Connection, settings: Settings | None, orders: Sequence[OrderRecord]) -> set[int]:
-    """The orders of a sync chunk that belong to an erased person's record in that source."""
+def refuse_linked_to_erased(conn: Connection, settings: Settings | None,
+                            orders: Sequence[OrderRecord | ActivityRecord]) -> set[int]:
+    """The orders (or activities) of a sync chunk that belong to an erased person's record in that source."""
     if not orders or conn.execute(_ANY_KEY).first() is None:
         return set()
     if settings is None:
