@@ -16,12 +16,14 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any, Iterator
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from hub import formats, identity
+from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.db import utcnow
-from hub.models import Contact, ContactIdentity, ContactMerge, ExternalRef, LeadScore, Order
+from hub.models import (Activity, Company, Contact, ContactCompany, ContactIdentity, ContactMerge, ExternalRef,
+                        LeadScore, Order)
 from hub.segments import lifecycle
 
 contacts_t = Contact.__table__
@@ -30,7 +32,12 @@ refs_t = ExternalRef.__table__
 orders_t = Order.__table__
 merges_t = ContactMerge.__table__
 scores_t = LeadScore.__table__
+companies_t = Company.__table__
+members_t = ContactCompany.__table__
+activities_t = Activity.__table__
 PAGE = 2000
+CARD_ACTIVITIES = 20  # the card's latest calls and meetings; counts cover the rest
+ACTIVITY_WINDOW = dt.timedelta(days=30)  # "calls in 30 days", "missed incoming in 30 days"
 
 
 def iter_contacts(conn: Connection, *, ids: list[int] | None = None, include_deleted: bool = False,
@@ -121,7 +128,13 @@ def missing(conn: Connection, contact_id: int) -> str | None:
 
 
 def card(conn: Connection, contact_id: int, **kwargs: Any) -> dict[str, Any] | None:
-    """One contact with everything the card shows: identities with their sources, orders, merges."""
+    """One contact with everything the card shows: identities with their sources, orders, merges.
+
+    Also the companies the person works at, open deals with how long each has
+    stood in its stage, the calls and meetings managers logged (the latest
+    CARD_ACTIVITIES and the counts of 30 days) and what plugins add through
+    the contact_card_facts hook (`nps`: the latest survey answer, or None).
+    """
     found = list(iter_contacts(conn, ids=[contact_id], include_deleted=True, **kwargs))
     if not found:
         return None
@@ -138,16 +151,111 @@ def card(conn: Connection, contact_id: int, **kwargs: Any) -> dict[str, Any] | N
     ]
     out["orders"] = [
         {"source": o.source, "id": o.external_id, "status": o.status, "amount": float(o.amount),
-         "currency": o.currency, "closed_at": _iso(o.closed_at), "promo_code": o.promo_code, "title": o.title}
+         "currency": o.currency, "closed_at": _iso(o.closed_at), "promo_code": o.promo_code, "title": o.title,
+         "pipeline": o.pipeline, "stage": o.stage, "stage_entered_at": _iso(o.stage_entered_at),
+         "responsible_id": o.responsible_id, "company_id": o.company_id}
         for o in conn.execute(select(orders_t).where(orders_t.c.contact_id == contact_id)
                               .order_by(orders_t.c.closed_at))
     ]
+    now = utcnow()
+    out["open_deals"] = [_open_deal(o, now) for o in out["orders"] if o["status"] == "open"]
+    out["companies"] = companies_of(conn, contact_id)
+    out["activities"] = activities_of(conn, contact_id, now=now)
     out["merges"] = [
         {"id": m.id, "merged_id": m.merged_id, "reason": m.reason, "snapshot": m.snapshot, "actor": m.actor,
          "at": _iso(m.at), "undone_at": _iso(m.undone_at), "undone_by": m.undone_by}
         for m in conn.execute(select(merges_t).where(merges_t.c.survivor_id == contact_id).order_by(merges_t.c.id))
     ]
+    out["nps"] = None
+    _plugin_facts(conn, contact_id, out)
     return out
+
+
+def _plugin_facts(conn: Connection, contact_id: int, out: dict[str, Any]) -> None:
+    """What plugins know about the person (the latest NPS answer, from the workflows' surveys).
+
+    A plugin fills a key the core leaves empty or adds one of its own; it
+    never replaces what the core read, so a card means the same whatever is
+    installed.
+    """
+    from hub.plugins import get_pm
+
+    for found in get_pm().hook.contact_card_facts(conn=conn, contact_id=contact_id):
+        for key, value in (found or {}).items():
+            if out.get(key) is None:
+                out[key] = value
+
+
+def _open_deal(order: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """An open deal with how long it has stood in its stage: a deal stuck for weeks wants a call."""
+    entered = order["stage_entered_at"]
+    days = None
+    if entered:
+        since = dt.datetime.fromisoformat(entered)
+        since = since if since.tzinfo is not None else since.replace(tzinfo=dt.timezone.utc)
+        days = max(0, (now - since).days)
+    keys = ("source", "id", "title", "pipeline", "stage", "stage_entered_at", "amount", "currency", "responsible_id")
+    return {**{k: order.get(k) for k in keys}, "days_in_stage": days}
+
+
+def companies_of(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
+    """The companies the person works at, as the CRMs link them (a deleted company is gone from the card)."""
+    c = companies_t.c
+    rows = conn.execute(select(c.id, c.source, c.external_id, c.name, c.inn, c.city, c.orders_count, c.revenue)
+                        .join(members_t, members_t.c.company_id == c.id)
+                        .where(members_t.c.contact_id == contact_id, c.deleted_at.is_(None))
+                        .order_by(c.name, c.id))
+    return [{"id": r.id, "source": r.source, "external_id": r.external_id, "name": r.name, "inn": r.inn,
+             "city": r.city, "orders_count": r.orders_count or 0, "revenue": float(r.revenue or 0)} for r in rows]
+
+
+def activities_of(conn: Connection, contact_id: int, *, now: dt.datetime,
+                  limit: int = CARD_ACTIVITIES) -> dict[str, Any]:
+    """The calls and meetings managers logged with the person: the latest few and the counts segments use."""
+    a = activities_t.c
+    live = (a.contact_id == contact_id, a.deleted_at.is_(None))
+    since = now - ACTIVITY_WINDOW
+    calls = (a.kind == "call",)
+    last_call, calls_30d, missed_30d = conn.execute(select(
+        func.max(a.at),
+        func.count().filter(a.at >= since),
+        func.count().filter(a.at >= since, a.direction == "in", a.missed.is_(True)),
+    ).where(*live, *calls)).one()
+    recent = [{"source": r.source, "external_id": r.external_id, "kind": r.kind, "direction": r.direction,
+               "missed": bool(r.missed), "done": bool(r.done), "at": _iso(r.at), "duration_s": r.duration_s,
+               "subject": r.subject, "responsible_id": r.responsible_id}
+              for r in conn.execute(select(activities_t).where(*live).order_by(a.at.desc(), a.id.desc())
+                                    .limit(limit))]
+    return {"last_call_at": _iso(last_call), "calls_30d": int(calls_30d or 0),
+            "missed_incoming_30d": int(missed_30d or 0), "recent": recent}
+
+
+# What a manager logged, in the card's words; an unknown kind (a newer CRM's) shows as the CRM wrote it.
+ACTIVITY_TITLES = {"call": N_("Call"), "meeting": N_("Meeting"), "email": N_("Letter"), "task": N_("Task"),
+                   "note": N_("Note")}
+ACTIVITY_ICONS = {"call": "☎", "meeting": "◎", "email": "✉", "task": "✓", "note": "✎"}
+DIRECTION_TITLES = {"in": N_("incoming"), "out": N_("outgoing")}
+
+
+def activity_title(kind: str | None) -> str:
+    return _(ACTIVITY_TITLES[kind]) if kind in ACTIVITY_TITLES else str(kind or "")
+
+
+def direction_title(direction: str | None) -> str:
+    return _(DIRECTION_TITLES[direction]) if direction in DIRECTION_TITLES else ""
+
+
+def call_length(seconds: int | None) -> str:
+    """How long a call lasted, as a manager says it: «3 мин 12 с», «1 ч 5 мин», «45 с»."""
+    if seconds is None or seconds < 0:
+        return ""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return _("%(hours)s h %(minutes)s min", hours=formats.number(hours), minutes=minutes)
+    if minutes:
+        return _("%(minutes)s min %(seconds)s s", minutes=minutes, seconds=secs)
+    return _("%(seconds)s s", seconds=secs)
 
 
 def value_note(label: str | None, shared: str | None) -> str:

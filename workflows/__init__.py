@@ -195,6 +195,14 @@ def _run_status(ctx: Any) -> Any:
 
 
 @hookimpl
+def contact_card_facts(conn: Connection, contact_id: int) -> dict[str, Any] | None:
+    """The latest NPS answer on the card and in `hub contacts show` (workflows.nps.latest_answer)."""
+    from workflows import nps
+
+    return {"nps": nps.latest_answer(conn, contact_id)}
+
+
+@hookimpl
 def check_send(conn: Connection, settings: Any, message: Any, now: Any) -> Any:
     """A paused campaign's letters already in the outbox wait with it (workflows.campaigns.paused_verdict)."""
     from workflows import campaigns

@@ -145,6 +145,10 @@ class StepCall:
         }
         if self.promo is not None:
             out["promo"] = self.promo
+        from workflows import deals  # the open deal a task names («Сделка «…» 14 дней в этапе «…»»)
+
+        out["deal"] = (deals.stuck_deal(self.conn, self.settings, self.run.contact_id, self.now)
+                       if self.conn is not None and self.run.contact_id else deals.empty())
         from workflows.event_data import from_context  # the API event that started the run, if one did
 
         event = from_context(self.run.context)
@@ -199,6 +203,9 @@ class Checking:
         context["workflow"] = {"name": self.workflow}
         if not self.promo:
             context.pop("promo", None)
+        from workflows import deals
+
+        context["deal"] = deals.sample(self.settings)
         if self.event is not None:
             from workflows.event_data import sample
 

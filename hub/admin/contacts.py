@@ -3,7 +3,11 @@
 The card shows everything Hub knows about a person and where each piece came
 from: identities with their source, CRM references, orders, consent history,
 messages, segments, what plugins add (the workflows' runs, say: an admin
-page's ``contact_section``) and the merges that made the contact. A phone or
+page's ``contact_section``) and the merges that made the contact. From the
+CRMs it shows the companies the person works at, open deals with how long
+each has stood in its stage, and the calls and meetings managers logged;
+the latest NPS answer comes from the plugin that runs the surveys (the
+contact_card_facts hook). A phone or
 email several people use (a switchboard, info@) is marked shared, with why,
 so nobody takes it for this person's own; a merge that joined two people can
 be undone from the card (hub.unmerge), by marketers and admins.
@@ -129,6 +133,12 @@ def _crm_links(conn: Any, settings: Any, data: dict[str, Any]) -> None:
     for order in data.get("orders") or []:
         order["url"] = _safe_url(hook(conn=conn, settings=settings, source=str(order["source"]), kind="order",
                                       external_id=str(order["id"])))
+    for deal in data.get("open_deals") or []:
+        deal["url"] = _safe_url(hook(conn=conn, settings=settings, source=str(deal["source"]), kind="order",
+                                     external_id=str(deal["id"])))
+    for company in data.get("companies") or []:
+        company["url"] = _safe_url(hook(conn=conn, settings=settings, source=str(company["source"]), kind="company",
+                                        external_id=str(company["external_id"])))
 
 
 def _safe_url(url: Any) -> str | None:
@@ -169,7 +179,10 @@ def card(contact_id: int) -> Any:
                            channels=consent.channels(settings), purposes=consent.purposes(settings),
                            statuses=STAFF_STATUSES, max_evidence=MAX_EVIDENCE, max_note=contact_notes.MAX_LENGTH,
                            label_title=identity.label_title, shared_title=identity.shared_title,
-                           key_title=contacts.key_title)
+                           key_title=contacts.key_title, activity_title=contacts.activity_title,
+                           direction_title=contacts.direction_title, call_length=contacts.call_length,
+                           activity_icons=contacts.ACTIVITY_ICONS)
+
 
 
 def _live_score(conn: Any, settings: Any, contact_id: int) -> int | None:

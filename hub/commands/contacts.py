@@ -29,6 +29,7 @@ from hub.segments.evaluate import Segments
 from hub.segments.lifecycle import Thresholds
 
 PAGE_SIZE = 50  # contacts the table shows when no --limit is given
+CLI_ACTIVITIES = 10  # the latest calls and meetings `show` prints (--json has the card's 20)
 # Why two contacts became one, as the merge log records it (the log keeps the English word).
 MERGE_RULES = {"shared identifier": N_("shared identifier"), "merged by hand": N_("merged by hand"),
                "signup confirmed": N_("signup confirmed")}
@@ -139,7 +140,7 @@ def _stream_json_array(rows: Iterable[dict[str, Any]]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
 @pass_app
 def contacts_show(app: App, contact_id: int, as_json: bool) -> None:
-    """One contact's card: identities and where each came from, orders, merges."""
+    """One contact's card: identities and where each came from, orders, merges, companies, calls, NPS."""
     with app.ready_engine().connect() as conn:
         why = contacts.missing(conn, contact_id)
         if why is not None:
@@ -188,6 +189,53 @@ def contacts_show(app: App, contact_id: int, as_json: bool) -> None:
     for c in card["consent"]:
         click.echo("  " + _("consent %(channel)s/%(purpose)s: %(status)s", channel=consent.channel_title(c["channel"]),
                             purpose=consent.purpose_title(c["purpose"]), status=consent.status_title(c["status"])))
+    _echo_crm(card, tz)
+
+
+def _clip(text: Any, length: int = 120) -> str:
+    """A CRM's text on one terminal line: control characters out, a long one cut (a subject can be a letter)."""
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text or "")).split())
+    return flat if len(flat) <= length else flat[:length - 1] + "…"
+
+
+def _echo_crm(card: dict[str, Any], tz: Any) -> None:
+    """Companies, deals in progress, calls and meetings, the NPS answer: what the CRMs and surveys add."""
+    for co in card.get("companies") or []:
+        details = [_("INN %(inn)s", inn=co["inn"]) if co.get("inn") else "", _clip(co.get("city"), 60),
+                   ngettext("%(num)s won deal", "%(num)s won deals", co["orders_count"],
+                            num=formats.number(co["orders_count"]))]
+        click.echo("  " + _("works at %(name)s (%(details)s), from %(source)s", name=_clip(co.get("name")) or "—",
+                            details=", ".join(d for d in details if d), source=co["source"]))
+    for d in card.get("open_deals") or []:
+        where = " / ".join(_clip(x, 60) for x in (d.get("pipeline"), d.get("stage")) if x) or "—"
+        line = _("deal %(title)s: %(where)s", title=_clip(d.get("title") or d["id"], 80), where=where)
+        if d.get("days_in_stage") is not None:
+            line += ", " + ngettext("in the stage for %(num)s day", "in the stage for %(num)s days",
+                                    d["days_in_stage"], num=formats.number(d["days_in_stage"]))
+        click.echo("  " + line)
+    act = card.get("activities") or {}
+    if act.get("recent") or act.get("last_call_at"):
+        last = formats.moment(act["last_call_at"], tz) if act.get("last_call_at") else "—"
+        click.echo("  " + _("calls in 30 days: %(calls)s, missed incoming: %(missed)s; last call: %(last)s",
+                            calls=formats.number(act.get("calls_30d", 0)),
+                            missed=formats.number(act.get("missed_incoming_30d", 0)), last=last))
+        for a in (act.get("recent") or [])[:CLI_ACTIVITIES]:
+            words = [contacts.activity_title(a["kind"]), contacts.direction_title(a.get("direction"))]
+            if a.get("missed"):
+                words.append(_("missed"))
+            parts = [" ".join(w for w in words if w), formats.moment(a["at"], tz),
+                     contacts.call_length(a.get("duration_s") or None)]
+            line = ", ".join(p for p in parts if p)
+            subject = _clip(a.get("subject"))
+            click.echo("    " + (f"{line} — {subject}" if subject else line))
+    nps = card.get("nps")
+    if nps:
+        line = _("NPS answer: %(score)s of 10", score=nps["score"])
+        if nps.get("at"):
+            line += f" ({formats.moment(nps['at'], tz)})"
+        if nps.get("comment"):
+            line += f": «{_clip(nps['comment'], 200)}»"
+        click.echo("  " + line)
 
 
 def _merge_reason(reason: Any) -> str:
