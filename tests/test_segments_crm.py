@@ -54,6 +54,9 @@ DEFINITIONS = [
     ("company", "UF_INDUSTRY", "Отрасль", "string", False, []),
     ("order", "UF_DEAL_KIND", "Тип сделки", "list", False, [{"id": "3", "value": "Опт"}]),
     ("contact", "bad code'; DROP TABLE contacts; --", "Взлом", "string", False, []),
+    # amoCRM keys a field that has no code by its name: Cyrillic, with spaces, stored escaped by Python's JSON
+    ("contact", "Откуда узнал", "Откуда узнал", "string", False, []),
+    ("contact", "Сумма заказов", "Сумма заказов", "number", False, []),
 ]
 
 
@@ -69,7 +72,8 @@ def seed(db: HubDB) -> dict[str, int]:
         conn.execute(contacts.update().where(contacts.c.id == ids["anna"]).values(
             company="Ромашка", attributes={"UF_SRC": "Выставка", "UF_BUDGET": 150000, "UF_VIP": True,
                                           "UF_TAGS": ["опт", "розница"], "UF_SINCE": "2024-03-01",
-                                          "UF_NEXT": "2026-12-10T10:00:00+03:00", "UF_NOTE": "звонить утром"}))
+                                          "UF_NEXT": "2026-12-10T10:00:00+03:00", "UF_NOTE": "звонить утром",
+                                          "Откуда узнал": "Выставка", "Сумма заказов": 52000}))
         conn.execute(contacts.update().where(contacts.c.id == ids["boris"]).values(
             attributes={"UF_SRC": "Сайт", "UF_BUDGET": "900.50", "UF_VIP": False, "UF_SINCE": "не помню"}))
         conn.execute(contacts.update().where(contacts.c.id == ids["vera"]).values(
@@ -197,6 +201,8 @@ def cond(field: str, op: str, value: Any = None) -> dict[str, Any]:
     (cond("crm.bitrix24.company.UF_INDUSTRY", "eq", "Ритейл"), {"anna"}),
     (cond("crm.bitrix24.company.UF_INDUSTRY", "is_null"), {"boris", "vera", "gleb"}),
     (cond("crm.bitrix24.deal.UF_DEAL_KIND", "eq", "Опт"), {"anna"}),
+    (cond("crm.bitrix24.contact.Откуда узнал", "eq", "Выставка"), {"anna"}),
+    (cond("crm.bitrix24.contact.Сумма заказов", "gt", 50000), {"anna"}),
 ])
 def test_rules_over_crm_data(hub_db: HubDB, people: dict[str, int], rule: dict[str, Any], expected: set[str]) -> None:
     assert named(people, members(hub_db, rule)) == expected

@@ -27,6 +27,7 @@ over the matching rows, not a subquery per contact. Codes reach SQL only as JSON
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import threading
 import time
@@ -306,12 +307,26 @@ def _open_count(ctx: FieldContext) -> ColumnElement[Any]:
 
 # --- custom fields ----------------------------------------------------------------------------
 
+def _sqlite_path(attributes: Any, code: str) -> Any:
+    """The JSON path to a code on SQLite, which finds a key whatever way the JSON spells it.
+
+    Python writes JSON with non-ASCII escaped ("\\u0418…"), and SQLite before 3.45 compares a path's
+    label with the key as written, escapes and all: an amoCRM field keyed «Источник» is then found
+    only by the escaped label. Both are bound values; the code holds no double quote or backslash.
+    """
+    plain = '$."' + code + '"'
+    if code.isascii():
+        return plain
+    escaped = '$."' + json.dumps(code)[1:-1] + '"'
+    return case((func.json_type(attributes, plain).is_not(None), literal(plain)), else_=literal(escaped))
+
+
 def _json_text(ctx: FieldContext, attributes: Any, code: str) -> ColumnElement[Any]:
     """A custom field's value as text, the same on both databases (true, false, 5000, 12.5, Выставка)."""
     if ctx.dialect.name == "postgresql":
         return case((func.jsonb_typeof(attributes.op("->")(code)).in_(["string", "number", "boolean"]),
                      type_coerce(attributes.op("->>")(code), String())), else_=None)
-    path = '$."' + code + '"'  # a bound value; the code holds no double quote or backslash (see CODE)
+    path = _sqlite_path(attributes, code)
     kind = func.json_type(attributes, path)
     return case((kind == "true", literal("true")), (kind == "false", literal("false")),
                 (kind.in_(["text", "integer", "real"]), cast(func.json_extract(attributes, path), String())),
@@ -326,7 +341,7 @@ def _json_number(ctx: FieldContext, attributes: Any, code: str) -> ColumnElement
         return case((func.jsonb_typeof(attributes.op("->")(code)) == "number", cast(raw, Numeric())),
                     (and_(func.jsonb_typeof(attributes.op("->")(code)) == "string", raw.op("~")(number)),
                      cast(raw, Numeric())), else_=None)
-    path = '$."' + code + '"'
+    path = _sqlite_path(attributes, code)
     kind, raw = func.json_type(attributes, path), func.json_extract(attributes, path)
     return case((kind.in_(["integer", "real"]), raw),
                 (and_(kind == "text", raw.op("GLOB")("*[0-9]*"), not_(raw.op("GLOB")("*[^0-9.-]*"))),
@@ -341,7 +356,7 @@ def _json_moment(ctx: FieldContext, attributes: Any, code: str, ftype: str) -> C
         target = Date() if ftype == "date" else UTCDateTime()
         return case((and_(func.jsonb_typeof(attributes.op("->")(code)) == "string", raw.op("~")(pattern)),
                      cast(raw, target)), else_=None)
-    path = '$."' + code + '"'
+    path = _sqlite_path(attributes, code)
     raw = func.json_extract(attributes, path)
     if ftype == "date":
         return type_coerce(func.date(raw), Date())
@@ -353,7 +368,7 @@ def _json_list(ctx: FieldContext, attributes: Any, code: str) -> ColumnElement[A
     if ctx.dialect.name == "postgresql":
         value = attributes.op("->")(code)
         return case((func.jsonb_typeof(value) == "array", value), else_=None)
-    path = '$."' + code + '"'
+    path = _sqlite_path(attributes, code)
     return case((func.json_type(attributes, path) == "array", func.json_extract(attributes, path)), else_=None)
 
 
