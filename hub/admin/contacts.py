@@ -127,18 +127,12 @@ def _crm_links(conn: Any, settings: Any, data: dict[str, Any]) -> None:
     from hub.plugins import get_pm
 
     hook = get_pm().hook.record_url
-    for ref in data.get("external_refs") or []:
-        ref["url"] = _safe_url(hook(conn=conn, settings=settings, source=str(ref["source"]), kind="contact",
-                                    external_id=str(ref["id"])))
-    for order in data.get("orders") or []:
-        order["url"] = _safe_url(hook(conn=conn, settings=settings, source=str(order["source"]), kind="order",
-                                      external_id=str(order["id"])))
-    for deal in data.get("open_deals") or []:
-        deal["url"] = _safe_url(hook(conn=conn, settings=settings, source=str(deal["source"]), kind="order",
-                                     external_id=str(deal["id"])))
-    for company in data.get("companies") or []:
-        company["url"] = _safe_url(hook(conn=conn, settings=settings, source=str(company["source"]), kind="company",
-                                        external_id=str(company["external_id"])))
+    # (the card's list, the kind of record the plugin links to, the key holding the CRM's id)
+    for key, kind, id_key in (("external_refs", "contact", "id"), ("orders", "order", "id"),
+                              ("open_deals", "order", "id"), ("companies", "company", "external_id")):
+        for item in data.get(key) or []:
+            item["url"] = _safe_url(hook(conn=conn, settings=settings, source=str(item["source"]), kind=kind,
+                                         external_id=str(item[id_key])))
 
 
 def _safe_url(url: Any) -> str | None:
