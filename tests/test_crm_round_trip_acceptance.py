@@ -104,17 +104,29 @@ def test_both_companies_arrive_with_the_people_who_work_there(base: Base) -> Non
 
 
 def test_an_amocrm_company_counts_the_leads_won_with_it(base: Base) -> None:
-    # Three won leads of ООО «Техносфера», created through the API with the company linked, as amoCRM allows.
+    # A manager adds a wholesale client through the API, links two people to it (one from the company's side,
+    # one in bulk from the contact's), and three won leads are created with the company, as amoCRM allows.
     a = base.amo
+    (made,) = a.api("POST", "/api/v4/companies", [{"name": "ООО «Меридиан-Опт»"}])["_embedded"]["companies"]
+    company = made["id"]
+    linked = a.api("POST", f"/api/v4/companies/{company}/link",
+                   [{"to_entity_id": a.lebedeva, "to_entity_type": "contacts"}])["_embedded"]["links"]
+    assert linked == [{"entity_id": company, "entity_type": "companies", "to_entity_id": a.lebedeva,
+                       "to_entity_type": "contacts", "metadata": None}]
+    a.api("POST", "/api/v4/contacts/link",
+          [{"entity_id": a.mironov, "to_entity_id": company, "to_entity_type": "companies"}])
     for n in range(3):
         a.api("POST", "/api/v4/leads", [{
             "name": f"Поставка №{n + 1}", "price": 90_000, "pipeline_id": SALES.id, "status_id": WON_STATUS_ID,
-            "_embedded": {"contacts": [{"id": a.employees[0], "is_main": True}],
-                          "companies": [{"id": a.technosfera}]}}])
-    assert base.hub("sync", "amocrm")["orders"]["created"] == 3
-    assert base.company("amocrm", str(a.technosfera)).orders_count == 3
-    employees = {base.contact("amocrm", i) for i in a.employees}
-    assert base.members({"field": "company.won_deals", "op": "gte", "value": 3}) >= employees
+            "_embedded": {"contacts": [{"id": a.lebedeva, "is_main": True}], "companies": [{"id": company}]}}])
+    report = base.hub("sync", "amocrm")
+    assert (report["companies"]["created"], report["orders"]["created"]) == (1, 3), report
+    held = base.company("amocrm", str(company))
+    assert (held.name, held.orders_count) == ("ООО «Меридиан-Опт»", 3)
+    people = {base.contact("amocrm", a.lebedeva), base.contact("amocrm", a.mironov)}
+    assert base.works_at(held.id) == people
+    won = base.members({"field": "company.won_deals", "op": "gte", "value": 3})
+    assert won >= people and base.contact("amocrm", a.orekhov) not in won
 
 
 def test_calls_and_meetings_select_the_customer_the_managers_talk_to(base: Base) -> None:

@@ -103,6 +103,9 @@ def test_a_reactivation_campaign_on_a_synced_bitrix24_portal(wf: HubDB, portal: 
     assert first_tick["promo_written_back"]["written"] == len(treated)
     buyer = sorted(expect_mail)[0]
     assert portal.portal.contact(int(refs[buyer]))["COMMENTS"] == codes[buyer]
+    for contact_id in treated:  # the manager reads on the card what the code is worth, as in amoCRM
+        (note,) = portal.portal.timeline_comments("contact", int(refs[contact_id]))
+        assert note["COMMENT"].startswith(f"Промокод {codes[contact_id]}, скидка 15\N{NO-BREAK SPACE}%, действует до ")
 
     # The customer buys in the shop with the code; the manager's deal in the portal carries it.
     portal.portal.add_deal({"TITLE": "Заказ по промокоду", "CONTACT_ID": int(refs[buyer]), "OPPORTUNITY": 3200,

@@ -140,8 +140,14 @@ def _connection(base_url: str | None, client_id: str | None, client_secret: str 
 @click.option("--b2b", is_flag=True,
               help="Also hold companies whose employees share a switchboard and a role mailbox, a household "
                    "sharing a home line, customers who typed the hotline, and one person entered three ways.")
-def sandbox_amocrm(host: str, port: int, contacts: int, seed: int, b2b: bool) -> None:
+@click.option("--companies", type=click.IntRange(0, 1_000_000), default=None,
+              help="How many companies the account holds (default: one per twelve people).")
+@click.option("--activities", type=click.IntRange(0, 5_000_000), default=None,
+              help="How many calls and tasks managers logged (default: two per person).")
+def sandbox_amocrm(host: str, port: int, contacts: int, seed: int, b2b: bool, companies: int | None,
+                   activities: int | None) -> None:
     """Run a local amoCRM emulator (API v4, OAuth, limits and quirks) with realistic data."""
     from plugins.amocrm import sandbox
 
-    sandbox.serve(host=host, port=port, contacts=contacts, seed=seed, b2b=b2b)
+    sandbox.serve(host=host, port=port, contacts=contacts, seed=seed, b2b=b2b, companies=companies,
+                  activities=activities)

@@ -576,6 +576,13 @@ class AmoSource:
                 {"field_id": self._field_id(name), "values": None if value is None else [{"value": value}]})
         return list(changes.values())
 
+    def pushes(self, name: str) -> bool:
+        """Whether `hub crm push` should read `name` ("lead_score", "lifecycle") for this account at all.
+
+        Only what `[amocrm] fields` maps to a field id: a shop that pushes nothing costs no query.
+        """
+        return self.fields.get(name) not in (None, "")
+
     def set_fields(self, values: Sequence[tuple[str, str, Any]]) -> list[str]:
         """(contact id, logical field name, value) triples, up to 250 contacts a PATCH (see MAX_FIELD_PATCH).
 

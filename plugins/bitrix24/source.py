@@ -233,6 +233,13 @@ class Bitrix24Source:
                                 {"fields": {"ENTITY_ID": int(external_id), "ENTITY_TYPE": "contact", "COMMENT": text}})
         return str(body.get("result")) if body.get("result") is not None else None
 
+    def pushes(self, name: str) -> bool:
+        """Whether `hub crm push` should read `name` ("lead_score", "lifecycle") for this portal at all.
+
+        Only what `[bitrix24] fields` maps to a portal field: a shop that pushes nothing costs no query.
+        """
+        return bool((self.options.get("fields") or {}).get(name))
+
     def set_fields(self, values: Sequence[tuple[str, str, Any]]) -> list[str]:
         """Many contacts' fields in few requests: one crm.contact.update per contact, 50 in a batch.
 

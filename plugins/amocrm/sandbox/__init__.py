@@ -31,7 +31,8 @@ reports request counts for out-of-process benchmarks.
 
 The package is laid out by those edges: `credentials` (OAuth), `limits` (the
 rate limit, blocking, faults on demand, statistics), `reading` (lists and
-entities), `writing` (adds, updates, deletes), `notes` (notes and tasks),
+entities), `writing` (adds, updates, deletes; a lead may come with its
+company), `links` (linking companies, contacts and leads), `notes` (notes and tasks),
 `events` (the events log and webhooks out), `round_trip` (companies, typed
 fields, stage moves, calls and tasks seeded); `account` puts them together and
 routes each request to one of them, `state` declares what they share,

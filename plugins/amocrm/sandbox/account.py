@@ -44,6 +44,7 @@ from plugins.amocrm.sandbox.limits import (
     TOO_MANY_REQUESTS_PAGE,
     Limits,
 )
+from plugins.amocrm.sandbox.links import Links
 from plugins.amocrm.sandbox.notes import Notes
 from plugins.amocrm.sandbox.protocol import (
     HTML,
@@ -82,7 +83,7 @@ class ManualClock:
             self._now += seconds
 
 
-class Account(Credentials, Limits, Reading, Writing, Notes, Events):
+class Account(Credentials, Limits, Reading, Writing, Links, Notes, Events):
     """A thread-safe amoCRM account: data, credentials, limits, events and webhooks.
 
     Seeded with `contacts` people from `hub.sampledata` (after skipping
@@ -90,9 +91,9 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
     and drives every expiry, rate window and timestamp, so tests can pass a
     `ManualClock` instead of sleeping. `b2b` adds companies' employees, a
     household, hotline callers and one person entered three ways
-    (`sandbox.b2b`) after the sampledata people. `companies` seeds the
-    companies they work at, and `activities` calls and tasks (two per
-    contact unless told), with fields of every type and the open leads'
+    (`sandbox.b2b`) after the sampledata people. `companies` seeds that
+    many companies they work at (one per twelve people unless told; 0: none),
+    and `activities` calls and tasks (two per contact unless told), with fields of every type and the open leads'
     stage moves (`sandbox.round_trip`).
     """
 
@@ -125,7 +126,7 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
         webhook_drop_rate: float = 0.0,
         webhook_timeout: float = WEBHOOK_TIMEOUT,
         b2b: bool = False,
-        companies: bool = True,
+        companies: int | None = None,
         activities: int | None = None,
     ) -> None:
         if oversize_limit not in ("default", "clamp"):
@@ -166,7 +167,7 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
         if b2b:
             first_id = (seeded_contacts[-1].id if seeded_contacts else contact_id_for(first_person + contacts)) + 1
             seeded_contacts += b2b_rows(seeded_contacts, first_id, today)
-        seeded_companies = round_trip.seed_companies(seeded_contacts, seeded_leads, seed) if companies else []
+        seeded_companies = round_trip.seed_companies(seeded_contacts, seeded_leads, seed, companies)
         round_trip.seed_values(seeded_contacts, seeded_leads, seed)
         self._stores: dict[str, dict[int, Any]] = {
             "contacts": {row.id: row for row in seeded_contacts},
@@ -295,11 +296,15 @@ class Account(Credentials, Limits, Reading, Writing, Notes, Events):
             if rest == ["notes"]:
                 if method == "GET":
                     return self._list_notes(head, None, params, base)
-                return self._notes_route(method, head, None, params, payload, base)
+                return self._notes_route(method, head, None, payload, base)
+            if rest in (["link"], ["unlink"]):
+                return self._links_route(method, head, None, rest[0], payload, base)
+            if len(rest) == 2 and rest[1] in ("link", "unlink", "links") and rest[0].isdigit():
+                return self._links_route(method, head, int(rest[0]), rest[1], payload, base)
             if len(rest) == 2 and rest[1] == "notes" and rest[0].isdigit():
                 if method == "GET":
                     return self._list_notes(head, int(rest[0]), params, base)
-                return self._notes_route(method, head, int(rest[0]), params, payload, base)
+                return self._notes_route(method, head, int(rest[0]), payload, base)
             if not rest:
                 if method == "GET":
                     return self._list_entities(head, params, headers, base)

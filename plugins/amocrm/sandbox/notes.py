@@ -11,13 +11,8 @@ from plugins.amocrm.sandbox.data import (
     link,
 )
 from plugins.amocrm.sandbox.protocol import (
-    MAX_LIMIT,
-    NO_CONTENT,
     Response,
-    _as_list,
     _error,
-    _hal_page,
-    _int,
     _is_int,
     _json_response,
     _problem,
@@ -35,22 +30,8 @@ TASK_ENTITY_TYPES = frozenset({"leads", "contacts", "companies", "customers"})
 class Notes(AccountState):
     """Notes and tasks through the API, and what tests read of them (part of `Account`)."""
 
-    def _notes_route(self, method: str, entity: str, entity_id: int | None, params: dict[str, Any],
-                     payload: Any, base: str) -> Response:
-        if method == "GET":
-            page, limit = self._page_params(params, MAX_LIMIT)
-            with self._lock:
-                notes = [note for note in self._notes if note["entity_type"] == entity
-                         and (entity_id is None or note["entity_id"] == entity_id)]
-            offset = (page - 1) * limit
-            chunk = notes[offset:offset + limit]
-            if not chunk:
-                return NO_CONTENT
-            path = f"/api/v4/{entity}/{entity_id}/notes" if entity_id is not None else f"/api/v4/{entity}/notes"
-            items = [{**note, "_links": link(base, f"/api/v4/{entity}/{note['entity_id']}/notes/{note['id']}")}
-                     for note in chunk]
-            return _json_response(200, _hal_page(base, path, params, page, limit, offset + limit < len(notes),
-                                                 "notes", items))
+    def _notes_route(self, method: str, entity: str, entity_id: int | None, payload: Any, base: str) -> Response:
+        """POST of notes (GET is `Reading._list_notes`, which also lists the seeded calls)."""
         if method != "POST":
             return _problem(405, "Method Not Allowed", "Unsupported method")
         refused = self._batch_refused(payload)
@@ -183,20 +164,3 @@ class Notes(AccountState):
                 and item["entity_id"] not in self._stores[entity_type]):
             errors.append(_error("NotFound", "entity_id", "Entity not found."))
         return errors
-
-    def _list_tasks(self, params: dict[str, Any], base: str) -> Response:
-        page, limit = self._page_params(params, MAX_LIMIT)
-        filters = params["filter"] if isinstance(params.get("filter"), dict) else {}
-        entity_types = set(_as_list(filters.get("entity_type")))
-        entity_ids = {_int(v, "filter[entity_id]") for v in _as_list(filters.get("entity_id"))}
-        with self._lock:
-            tasks = [task for task in self._tasks if (not entity_types or task["entity_type"] in entity_types)
-                     and (not entity_ids or task["entity_id"] in entity_ids)]
-        offset = (page - 1) * limit
-        chunk = tasks[offset:offset + limit]
-        if not chunk:
-            return NO_CONTENT
-        items = [{**task, "_links": link(base, f"/api/v4/tasks/{task['id']}")} for task in chunk]
-        return _json_response(200, _hal_page(base, "/api/v4/tasks", params, page, limit,
-                                             offset + limit < len(tasks), "tasks", items))
-

@@ -318,6 +318,16 @@ class Reading(AccountState):
         return len(self._stores["leads"])
 
     @property
+    def companies_count(self) -> int:
+        return len(self._stores["companies"])
+
+    @property
+    def activities_count(self) -> int:
+        """Calls and tasks the account holds: seeded, logged since (add_call) and added through the API."""
+        with self._lock:
+            return sum(len(rows) for rows in self._calls.values()) + len(self._seeded_tasks) + len(self._tasks)
+
+    @property
     def notes(self) -> list[dict[str, Any]]:
         """Notes written through the API, oldest first."""
         with self._lock:

@@ -87,15 +87,21 @@ class CallRow(NamedTuple):
     phone: str
 
 
-def seed_companies(contacts: Sequence[ContactRow], leads: Sequence[LeadRow], seed: int) -> list[ContactRow]:
-    """Companies for the seeded people and the B2B part's employers; links contacts and leads to them."""
+def seed_companies(contacts: Sequence[ContactRow], leads: Sequence[LeadRow], seed: int,
+                   count: int | None = None) -> list[ContactRow]:
+    """Companies for the seeded people and the B2B part's employers; links contacts and leads to them.
+
+    `count` companies for the seeded people (one per `COMPANY_EVERY` unless told); 0 seeds none at all.
+    """
+    if count == 0:
+        return []
     rng = random.Random(f"amocrm-companies:{seed}")
     people = [row for row in contacts if row.person_id is not None and row.person_id < b2b_data.PERSON_BASE]
     companies: list[ContactRow] = []
     next_id = COMPANY_ID_BASE + 1
     start = min((row.created_at for row in contacts), default=int(datetime(2024, 1, 1, tzinfo=timezone.utc)
                                                                   .timestamp()))
-    for index in range(len(people) // COMPANY_EVERY):
+    for index in range(len(people) // COMPANY_EVERY if count is None else count):
         name = f"{FORMS[index % len(FORMS)]} «{COMPANY_WORDS[index % len(COMPANY_WORDS)]}"
         name += f"-{index // len(COMPANY_WORDS) + 1}»" if index >= len(COMPANY_WORDS) else "»"
         companies.append(_company(next_id, name, rng.choice(CITIES), _inn(rng), rng, start + index * 3_600))

@@ -209,17 +209,22 @@ def serve(
     customers_enabled: bool = False,
     out: TextIO | None = None,
     b2b: bool = False,
+    companies: int | None = None,
+    activities: int | None = None,
 ) -> None:
     """Run a seeded account until interrupted, printing how to connect to it."""
     out = out or sys.stdout
     account = Account(contacts=contacts, seed=seed, first_person=first_person, latency=latency,
-                      customers_enabled=customers_enabled, b2b=b2b)
+                      customers_enabled=customers_enabled, b2b=b2b, companies=companies, activities=activities)
     settle_heap()
     with SandboxServer(account, host, port) as server:
         long_lived = account.issue_long_lived_token()
         code = account.issue_authorization_code()
         print(_("amoCRM sandbox: %(url)s (%(contacts)s contacts, %(leads)s leads)", url=server.base_url,
                 contacts=format_number(account.contacts_count), leads=format_number(account.leads_count)), file=out)
+        print(_("               %(companies)s companies, %(activities)s calls and tasks",
+                companies=format_number(account.companies_count),
+                activities=format_number(account.activities_count)), file=out)
         print(f"client_id:        {server.client_id}", file=out)
         print(f"client_secret:    {server.client_secret}", file=out)
         print(f"redirect_uri:     {server.redirect_uri}", file=out)

@@ -114,6 +114,8 @@ class Writing(AccountState):
                             errors += _validate_tags(value, "_embedded.tags")
                     elif key == "contacts" and entity == "leads":
                         errors += self._validate_links(value, "_embedded.contacts", "contacts")
+                    elif key == "companies" and entity == "leads":
+                        errors += self._validate_links(value, "_embedded.companies", "companies")
                     elif key != "companies":
                         errors.append(_error("FieldNotExpected", f"_embedded.{key}", "This field was not expected."))
         if entity == "leads":
@@ -158,6 +160,8 @@ class Writing(AccountState):
         if "contacts" in embedded and entity == "leads":
             ordered = sorted(embedded["contacts"], key=lambda linked: not linked.get("is_main", False))
             changes["contact_ids"] = [linked["id"] for linked in ordered]
+        if "companies" in embedded and entity == "leads":  # one company a lead: the first given
+            changes["company_ids"] = [linked["id"] for linked in embedded["companies"]][:1]
         if item.get("tags_to_add"):
             changes["tags_add"] = [_tag_id(tags, tag) for tag in item["tags_to_add"]]
         if item.get("tags_to_delete"):
@@ -190,10 +194,13 @@ class Writing(AccountState):
             row: Any = LeadRow(
                 name=changes.get("name", f"Сделка #{row_id}"), price=changes.get("price", 0), status_id=status_id,
                 pipeline_id=pipeline.id, closed_at=changes.get("closed_at", now if closed else None),
-                contact_ids=list(changes.get("contact_ids", [])), **common,
+                contact_ids=list(changes.get("contact_ids", [])), company_ids=list(changes.get("company_ids", [])),
+                **common,
             )
             for contact_id in row.contact_ids:
                 self._stores["contacts"][contact_id].lead_ids.append(row.id)
+            for company_id in row.company_ids:
+                self._stores["companies"][company_id].lead_ids.append(row.id)
         else:
             first, last = changes.get("first_name", ""), changes.get("last_name", "")
             name = changes.get("name") or " ".join(part for part in (first, last) if part) or f"Контакт #{row_id}"
@@ -238,6 +245,14 @@ class Writing(AccountState):
             row.contact_ids = list(dict.fromkeys(changes["contact_ids"]))
             for contact_id in row.contact_ids:
                 self._stores["contacts"][contact_id].lead_ids.append(row.id)
+        if entity == "leads" and "company_ids" in changes:
+            for company_id in row.company_ids:
+                company = self._stores["companies"].get(company_id)
+                if company and row.id in company.lead_ids:
+                    company.lead_ids.remove(row.id)
+            row.company_ids = list(changes["company_ids"])
+            for company_id in row.company_ids:
+                self._stores["companies"][company_id].lead_ids.append(row.id)
         status_changed = entity == "leads" and (row.status_id != old_status or row.pipeline_id != old_pipeline)
         if status_changed and "closed_at" not in changes:
             row.closed_at = self.now() if row.status_id in (WON_STATUS_ID, LOST_STATUS_ID) else None
@@ -283,13 +298,23 @@ class Writing(AccountState):
                 contact = self._stores["contacts"].get(contact_id)
                 if contact and row.id in contact.lead_ids:
                     contact.lead_ids.remove(row.id)
+            for company_id in row.company_ids:
+                company = self._stores["companies"].get(company_id)
+                if company and row.id in company.lead_ids:
+                    company.lead_ids.remove(row.id)
             pairs = [("id", str(row.id)), ("status_id", str(row.status_id)), ("pipeline_id", str(row.pipeline_id))]
         else:
-            if entity == "contacts":
-                for lead_id in row.lead_ids:
-                    lead = self._stores["leads"].get(lead_id)
-                    if lead and row.id in lead.contact_ids:
-                        lead.contact_ids.remove(row.id)
+            # A person or a company leaves the leads and the companies (or people) linked to it.
+            mine, theirs, other = (("contact_ids", "company_ids", "companies") if entity == "contacts"
+                                   else ("company_ids", "contact_ids", "contacts"))
+            for lead_id in row.lead_ids:
+                lead = self._stores["leads"].get(lead_id)
+                if lead and row.id in getattr(lead, mine):
+                    getattr(lead, mine).remove(row.id)
+            for other_id in getattr(row, theirs):
+                peer = self._stores[other].get(other_id)
+                if peer and row.id in getattr(peer, mine):
+                    getattr(peer, mine).remove(row.id)
             pairs = [("id", str(row.id)), ("type", EVENT_ENTITY[entity])]
         self._event(f"{EVENT_ENTITY[entity]}_deleted", entity, row.id)
         return [_Notification(f"delete_{EVENT_ENTITY[entity]}", _section(entity, "delete"), pairs)]
