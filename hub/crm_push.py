@@ -46,6 +46,7 @@ NAMES = ("lead_score", "lifecycle")  # the logical names pushed, as `[<crm>] fie
 PAGE = 1000  # references compared and sent per set_fields call
 LIMIT = 200_000  # references written per source and run at most; the next run goes on
 INTERVAL_S = 300
+ISOLATE_CALLS = 16  # more set_fields calls a refused batch may cost to find the records the CRM refuses
 
 
 @dataclass
@@ -110,16 +111,16 @@ def _push_source(engine: Engine, settings: Settings, name: str, source: Any, nam
         after = last
         if not rows:
             continue
-        values = [(ext, key, value) for _rid, ext, _old, new in rows for key, value in new.items()]
+        records = [[(ext, key, value) for key, value in new.items()] for _rid, ext, _old, new in rows]
         done.changed += len(rows)
-        done.sent += len(values)
-        try:
-            written = {str(ext) for ext in source.set_fields(values) or ()}
-        except Exception as exc:  # noqa: BLE001 - the CRM is down or refused: pushed stays, the next run resends
+        done.sent += sum(len(r) for r in records)
+        written, error = _write(source, records, budget=[ISOLATE_CALLS])
+        if error is not None:
+            done.error = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+            log.warning("pushing scores to %s: %s", name, type(error).__name__)
+        if error is not None and not written:
             done.failed += len(rows)
-            done.error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            log.warning("pushing scores to %s failed: %s", name, done.error)
-            break
+            break  # nothing of the page went through: the CRM is down or refuses everything; the next run resends
         updates = [{"rid": rid, "new_pushed": {**old, **new}} for rid, ext, old, new in rows if ext in written]
         done.written += len(updates)
         done.failed += len(rows) - len(updates)
@@ -128,6 +129,28 @@ def _push_source(engine: Engine, settings: Settings, name: str, source: Any, nam
                 conn.execute(update(refs_t).where(refs_t.c.id == bindparam("rid"))
                              .values(pushed=bindparam("new_pushed")), updates)
     return done
+
+
+def _write(source: Any, records: list[list[tuple[str, str, Any]]], *,
+           budget: list[int]) -> tuple[set[str], BaseException | None]:
+    """Send the records' values; when the CRM refuses the batch, find the records it refuses.
+
+    One record the CRM will not take (a deleted field, a locked record) must not
+    hold back every record after it run after run, so a refused batch is split
+    in halves, and the halves again, until the refused records are alone. The
+    splitting costs at most `budget` more calls: a CRM that refuses everything
+    (down, or a wrong field) is not asked once per record.
+    """
+    try:
+        return {str(ext) for ext in source.set_fields([v for r in records for v in r]) or ()}, None
+    except Exception as exc:  # noqa: BLE001 - the CRM is down or refused: pushed stays, the next run resends
+        if len(records) == 1 or budget[0] < 2:
+            return set(), exc
+    budget[0] -= 2
+    middle = len(records) // 2
+    first, first_error = _write(source, records[:middle], budget=budget)
+    second, second_error = _write(source, records[middle:], budget=budget)
+    return first | second, first_error or second_error
 
 
 def _changed(conn: Connection, settings: Settings, source: str, names: tuple[str, ...], *, after: int, limit: int,

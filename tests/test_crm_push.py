@@ -32,9 +32,10 @@ class PushingSource(SampleSource):
     """The sample CRM with score fields: records every batch; can refuse, or write only some records."""
 
     def __init__(self, crm: FakeCRM, calls: list[list[tuple[str, str, Any]]], *, names: Sequence[str] | None = None,
-                 refuse: bool = False, skip: Sequence[str] = ()) -> None:
+                 refuse: bool = False, skip: Sequence[str] = (), poison: Sequence[str] = ()) -> None:
         super().__init__(crm)
         self.calls, self.names, self.refuse, self.skip = calls, names, refuse, set(skip)
+        self.poison = set(poison)  # records the CRM refuses the whole batch for (a locked record, say)
 
     def pushes(self, name: str) -> bool:
         return self.names is None or name in self.names
@@ -43,6 +44,8 @@ class PushingSource(SampleSource):
         self.calls.append(list(values))
         if self.refuse:
             raise ConnectionError("503 Service Unavailable")
+        if self.poison & {ext for ext, _name, _value in values}:
+            raise RuntimeError("Bitrix24: ERROR_CORE: record is locked")
         return sorted({ext for ext, _name, _value in values if ext not in self.skip})
 
 
@@ -152,6 +155,23 @@ def test_a_refusing_crm_keeps_what_was_pushed_and_gets_it_again(hub_db: HubDB, c
     assert crm.sent() == [("2", "lead_score", 31)]
 
 
+def test_a_record_the_crm_refuses_holds_back_nobody_after_it(hub_db: HubDB, crm: Crm) -> None:
+    crm.options = {"poison": ["5"]}
+    for run in range(2):  # the next run meets the refused record again, and again passes it
+        report = crm_push.push(hub_db.engine, hub_db.settings, page=4)
+        part = report.sources["sample"]
+        assert (part.written, part.failed) == ((9, 1) if run == 0 else (0, 1))
+        assert part.error == "Bitrix24: ERROR_CORE: record is locked"
+        assert "lead_score" in pushed(hub_db)["10"] and pushed(hub_db)["5"] == {}
+    crm.sent()
+    crm.options = {"refuse": True}  # a CRM that refuses everything is not asked once per record
+    set_score(hub_db, "1", 50)
+    for ext in map(str, range(1, 11)):
+        set_score(hub_db, ext, 60)
+    crm_push.push(hub_db.engine, hub_db.settings)
+    assert len(crm.calls) <= 1 + crm_push.ISOLATE_CALLS
+
+
 def test_only_the_names_a_source_pushes_are_read_and_sent_a_page_at_a_time(hub_db: HubDB, crm: Crm) -> None:
     crm.options = {"names": ["lead_score"]}
     report = crm_push.push(hub_db.engine, hub_db.settings, page=3)
@@ -182,6 +202,8 @@ def test_hub_crm_push_says_what_it_wrote_in_words_and_json(hub_db: HubDB, crm: C
     assert run("crm", "push", language="ru").output == "sample: изменилась 1 запись, записано: 1\n"
     set_score(hub_db, "3", 6)
     crm.options = {"refuse": True}
+    failed = json.loads(run("crm", "push", "--json", code=1).stdout)  # a failure is an exit code in JSON too
+    assert failed["sources"]["sample"]["failed"] == 1
     out = run("crm", "push", "--source", "sample", code=1).output
     assert "1 not written (sent again next time)" in out and "503 Service Unavailable" in out
     assert "Error: no source named nowhere" in run("crm", "push", "--source", "nowhere", code=1).output

@@ -31,8 +31,11 @@ def push_cmd(app: App, only: tuple[str, ...], as_json: bool) -> None:
         raise click.ClickException(_("no source named %(names)s; the sources are: %(known)s",
                                      names=", ".join(unknown), known=", ".join(sorted(plugins.sources())) or "—"))
     report = crm_push.push(app.ready_engine(), app.settings, sources=list(only) or None)
+    failed = any(part.error for part in report.sources.values())
     if as_json:
         emit_json(report.as_dict())
+        if failed:
+            raise SystemExit(1)
         return
     if not report.sources:
         click.echo(_("No connected CRM takes lead scores or lifecycle stages: map lead_score or lifecycle to a "
@@ -52,5 +55,5 @@ def push_cmd(app: App, only: tuple[str, ...], as_json: bool) -> None:
         if part.error:
             line += "; " + _("the CRM answered: %(error)s", error=part.error)
         click.echo(line)
-    if any(part.error for part in report.sources.values()):
+    if failed:
         raise SystemExit(1)
