@@ -18,12 +18,12 @@ from typing import Any, Iterator
 
 from sqlalchemy import Connection, func, select
 
-from hub import formats, identity
+from hub import formats, identity, spreadsheet
 from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.db import utcnow
-from hub.models import (Activity, Company, Contact, ContactCompany, ContactIdentity, ContactMerge, ExternalRef,
-                        LeadScore, Order)
+from hub.models import (Activity, Company, Contact, ContactCompany, ContactIdentity, ContactMerge, CustomField,
+                        ExternalRef, LeadScore, Order)
 from hub.segments import lifecycle
 
 contacts_t = Contact.__table__
@@ -35,9 +35,14 @@ scores_t = LeadScore.__table__
 companies_t = Company.__table__
 members_t = ContactCompany.__table__
 activities_t = Activity.__table__
+fields_t = CustomField.__table__
 PAGE = 2000
 CARD_ACTIVITIES = 20  # the card's latest calls and meetings; counts cover the rest
 ACTIVITY_WINDOW = dt.timedelta(days=30)  # "calls in 30 days", "missed incoming in 30 days"
+FIELD_TEXT = 300  # characters of a custom field's value a card shows; a CRM's text field can hold a letter
+# Attributes that are Hub's bookkeeping, not facts about the person: the CRM manager's internal id.
+HIDDEN_ATTRIBUTES = frozenset({"responsible_id", "responsible_user_id"})
+STAGE_SINCE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)  # an earlier "entered the stage" is a CRM's blank
 
 
 def iter_contacts(conn: Connection, *, ids: list[int] | None = None, include_deleted: bool = False,
@@ -143,6 +148,7 @@ def card(conn: Connection, contact_id: int, **kwargs: Any) -> dict[str, Any] | N
                               .where(contacts_t.c.id == contact_id)).one()
     out["provenance"] = provenance.provenance
     out["attributes"] = provenance.attributes
+    out["custom_fields"] = custom_fields_of(conn, provenance.attributes)
     out["identities"] = [
         {"kind": i.kind, "value": i.value, "raw": i.raw, "valid": i.valid, "source": i.source,
          "added_at": _iso(i.created_at), "label": i.label, "shared": i.shared}
@@ -193,9 +199,66 @@ def _open_deal(order: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     if entered:
         since = dt.datetime.fromisoformat(entered)
         since = since if since.tzinfo is not None else since.replace(tzinfo=dt.timezone.utc)
-        days = max(0, (now - since).days)
+        days = max(0, (now - since).days) if since >= STAGE_SINCE else None
     keys = ("source", "id", "title", "pipeline", "stage", "stage_entered_at", "amount", "currency", "responsible_id")
     return {**{k: order.get(k) for k in keys}, "days_in_stage": days}
+
+
+def custom_fields_of(conn: Connection, attributes: Any) -> list[dict[str, Any]]:
+    """The person's CRM custom fields and kept columns, each under the name the CRM's users know it by.
+
+    Attributes are keyed by the CRM's code (UF_CRM_1712…); the custom_fields
+    table names it («Откуда узнал»). A key no CRM defines is a column kept
+    from an import and reads as its header. `text` is the value as the card
+    shows it: a list joined, yes/no, a date in the reader's words, clipped.
+    """
+    if not isinstance(attributes, dict) or not attributes:
+        return []
+    keys = [str(k) for k in attributes if str(k) not in HIDDEN_ATTRIBUTES]
+    known: dict[str, Any] = {}
+    for start in range(0, len(keys), 500):
+        for r in conn.execute(select(fields_t.c.source, fields_t.c.code, fields_t.c.name, fields_t.c.type)
+                              .where(fields_t.c.entity == "contact", fields_t.c.code.in_(keys[start:start + 500]))
+                              .order_by(fields_t.c.source)):
+            known.setdefault(r.code, r)
+    out = []
+    for key in keys:
+        d = known.get(key)
+        value = attributes.get(key)
+        out.append({"source": d.source if d else None, "code": key,
+                    "name": (d.name if d and d.name else spreadsheet.attribute_title(key)), "value": value,
+                    "text": field_text(value, d.type if d else None)})
+    return sorted(out, key=lambda f: (str(f["name"]).casefold(), f["code"]))
+
+
+def field_text(value: Any, ftype: str | None = None, limit: int = FIELD_TEXT) -> str:
+    """A custom field's value as a person reads it: «опт, розница», «да», «1 марта 2024», cut with «…»."""
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        text = _("yes") if value else _("no")
+    elif isinstance(value, (list, tuple)):
+        text = ", ".join(field_text(v, ftype, limit) for v in value[:100] if v is not None and v != "")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = formats.number(value) if value == value and abs(value) != float("inf") else str(value)
+    elif isinstance(value, str) and ftype in ("date", "datetime"):
+        text = _when(value, ftype)
+    elif isinstance(value, dict):
+        text = ", ".join(f"{k}: {field_text(v, None, limit)}" for k, v in list(value.items())[:100])
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _when(value: str, ftype: str) -> str:
+    """A date field in the reader's words; text that is no date (a CRM allows it) shows as written."""
+    try:
+        if ftype == "date":
+            return formats.date(dt.date.fromisoformat(value[:10]))
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return f"{formats.date(moment)}, {moment:%H:%M}"  # at the clock the CRM wrote it with
 
 
 def companies_of(conn: Connection, contact_id: int) -> list[dict[str, Any]]:

@@ -12,7 +12,9 @@ keys scripts build on.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +24,7 @@ from sqlalchemy import insert, select, update
 
 from hub.db import utcnow
 from hub.hookspecs import hookimpl
-from hub.models import Activity, Company, ContactCompany, Order
+from hub.models import Activity, Company, Contact, ContactCompany, CustomField, Order
 from tests.browser import Browser
 from tests.support.admin import AdminEnv, client_as, plain, post, text
 from tests.support.admin_browser import sign_in
@@ -223,3 +225,72 @@ def test_a_plugin_adds_facts_to_the_card_but_never_replaces_the_cores(admin_env:
     assert data["nps"]["score"] == 9  # the workflows plugin's answer
     shown = json.loads(hub_cli("contacts", "show", str(found["anna"]), "--json").output)
     assert shown["loyalty_points"] == 120
+
+
+# --- custom fields by their CRM name; a stage entered "in year 1" ------------------------------
+
+LONG_VALUE = "Комментарий менеджера. " * 450  # 10,350 characters in a CRM's text field
+
+
+def fill_fields(env: AdminEnv) -> int:
+    """Anna's CRM custom fields, keyed by code as the sync stores them, and their names in custom_fields."""
+    anna = env.ids["anna"]
+    with env.engine.begin() as conn:
+        for code, name, ftype, multiple in [("UF_CRM_CHANNEL", "Откуда узнал", "list", False),
+                                            ("UF_CRM_KINDS", "Каналы продаж", "list", True),
+                                            ("UF_CRM_VIP", "VIP-клиент", "boolean", False),
+                                            ("UF_CRM_SINCE", "Клиент с", "date", False),
+                                            ("UF_CRM_NOTE", "Комментарий", "string", False),
+                                            ("UF_CRM_HTML", "<i>Поле</i>", "string", False)]:
+            conn.execute(insert(CustomField).values(source="bitrix24", entity="contact", code=code, name=name,
+                                                    type=ftype, multiple=multiple, options=[]))
+        conn.execute(update(Contact).where(Contact.id == anna).values(attributes={
+            "UF_CRM_CHANNEL": "Выставка", "UF_CRM_KINDS": ["опт", "розница", "сайт"], "UF_CRM_VIP": True,
+            "UF_CRM_SINCE": "2024-03-01", "UF_CRM_NOTE": LONG_VALUE, "UF_CRM_HTML": HOSTILE,
+            "responsible_id": "2", "type": "CLIENT", "position": "Закупщик"}))
+        conn.execute(insert(Order).values(
+            source="bitrix24", external_id="d9", contact_external_id="101", contact_id=anna, amount=Decimal("100"),
+            currency="RUB", status="open", title="Сделка из прошлого", pipeline="Опт", stage="Новая",
+            stage_entered_at=dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc), attributes={}))
+    return anna
+
+
+@pytest.mark.both_databases
+def test_custom_fields_read_by_their_crm_name_on_the_card(admin_env: AdminEnv) -> None:
+    anna = fill_fields(admin_env)
+    viewer = client_as(admin_env, "viewer")
+    raw = text(viewer.get(f"/contacts/{anna}"))
+    page = html.unescape(re.sub(r"<[^>]+>", "", raw))
+    assert "Откуда узнал Выставка" in page and "UF_CRM_CHANNEL" not in page
+    assert "Каналы продаж опт, розница, сайт" in page and "['опт'" not in page
+    assert "VIP-клиент да" in page and "True" not in page
+    assert "Клиент с 01.03.2024" in page
+    assert "type CLIENT" in page and "Должность Закупщик" in page
+    assert "responsible_id" not in raw  # the manager's internal id is Hub's bookkeeping
+    assert LONG_VALUE[:250] in page and LONG_VALUE[:400] not in page and "…" in page  # clipped to 300
+    assert "<script>alert" not in raw and "<i>Поле</i>" not in raw and "&lt;i&gt;Поле&lt;/i&gt;" in raw
+    deals = page.split("Сделки в работе")[1]
+    assert "Сделка из прошлого" in deals and "739" not in deals and "0001" not in deals
+    post(viewer, "/language", {"language": "en"})
+    english = html.unescape(re.sub(r"<[^>]+>", "", text(viewer.get(f"/contacts/{anna}"))))
+    assert "VIP-клиент yes" in english and "Откуда узнал Выставка" in english and "Mar 1, 2024" in english
+
+
+def test_contacts_show_names_custom_fields_and_keeps_codes_in_json(admin_env: AdminEnv) -> None:
+    anna = fill_fields(admin_env)
+    out = hub_cli("contacts", "show", str(anna)).output
+    assert "Откуда узнал: Выставка" in out and "UF_CRM_CHANNEL" not in out
+    assert "Каналы продаж: опт, розница, сайт" in out and "VIP-клиент: да" in out and "type: CLIENT" in out
+    assert "responsible_id" not in out and LONG_VALUE[:250] in out and LONG_VALUE[:400] not in out
+    assert "Сделка из прошлого: Опт / Новая" in out and "739" not in out
+    assert "VIP-клиент: yes" in hub_cli("contacts", "show", str(anna), language="en").output
+    data = json.loads(hub_cli("contacts", "show", str(anna), "--json").output)
+    assert data["attributes"]["UF_CRM_CHANNEL"] == "Выставка" and data["attributes"]["UF_CRM_VIP"] is True
+    fields = {f["code"]: f for f in data["custom_fields"]}
+    assert fields["UF_CRM_CHANNEL"] == {"source": "bitrix24", "code": "UF_CRM_CHANNEL", "name": "Откуда узнал",
+                                        "value": "Выставка"}
+    assert fields["UF_CRM_KINDS"]["value"] == ["опт", "розница", "сайт"]
+    assert fields["type"] == {"source": None, "code": "type", "name": "type", "value": "CLIENT"}
+    assert "responsible_id" not in fields and fields["UF_CRM_NOTE"]["value"] == LONG_VALUE  # JSON is not clipped
+    (deal,) = [d for d in data["open_deals"] if d["id"] == "d9"]
+    assert deal["days_in_stage"] is None and deal["stage_entered_at"].startswith("0001-01-01")

@@ -20,7 +20,6 @@ from sqlalchemy import func, select
 
 from hub import consent, contacts, formats, identity
 from hub.cli import ROW_ID, App, emit_json, pass_app
-from hub.spreadsheet import attribute_title
 from hub.i18n import gettext as _
 from hub.i18n import N_, ngettext
 from hub.models import Contact
@@ -151,6 +150,8 @@ def contacts_show(app: App, contact_id: int, as_json: bool) -> None:
                                for (ch, p), s in sorted(consent.current(conn, contact_id).items())]
     if card is None:
         raise click.ClickException(_("no contact with id %(id)s", id=contact_id))
+    fields = card.pop("custom_fields", [])
+    card["custom_fields"] = [{k: f[k] for k in ("source", "code", "name", "value")} for f in fields]
     if as_json:
         emit_json(card)
         return
@@ -164,8 +165,8 @@ def contacts_show(app: App, contact_id: int, as_json: bool) -> None:
         click.echo("  " + _("city: %(city)s", city=card["city"]))
     if card.get("company"):
         click.echo("  " + _("company: %(company)s", company=card["company"]))
-    for key, value in sorted((card.get("attributes") or {}).items()):
-        click.echo(f"  {attribute_title(key)}: {value}")
+    for f in fields:
+        click.echo(f"  {_clip(f['name'], 100)}: {_clip(f['text'], contacts.FIELD_TEXT)}")
     for ident in card["identities"]:
         value = formats.phone(ident["value"]) if ident["kind"] == "phone" and ident["valid"] else ident["value"]
         note = contacts.value_note(ident.get("label"), ident.get("shared"))

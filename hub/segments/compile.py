@@ -16,8 +16,8 @@ import calendar
 import datetime as dt
 from typing import Any, Iterator, Mapping
 
-from sqlalchemy import Connection, Date, Integer, Numeric, Select, String, Table, and_, between, false, func, literal, \
-    not_, or_, select
+from sqlalchemy import BigInteger, Connection, Date, Numeric, Select, String, Table, and_, between, false, func, \
+    literal, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
@@ -45,7 +45,7 @@ from hub.segments.rules import (
 contacts_t = Contact.__table__
 
 BIND_TYPES: dict[str, TypeEngine[Any]] = {
-    "text": String(), "choice": String(), "integer": Integer(), "number": Numeric(),
+    "text": String(), "choice": String(), "integer": BigInteger(), "number": Numeric(),
     "money": Numeric(14, 2), "date": Date(), "datetime": UTCDateTime(),
 }
 # Every month-day a birthday can fall on, in calendar order (a leap year has them all).

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from sqlalchemy import (Date, Integer, Numeric, String, and_, case, cast, extract, false, func, literal, not_, or_,
-                        select, type_coerce)
+from sqlalchemy import (BigInteger, Date, Integer, Numeric, String, and_, case, cast, extract, false, func, literal,
+                        not_, or_, select, type_coerce)
 from sqlalchemy.sql.elements import ColumnElement
 
 from hub.config import Settings
@@ -241,11 +241,12 @@ class _Count:
     def predicate(self, ctx: FieldContext, op: str, value: Any) -> ColumnElement[bool] | None:
         """At least N (gte N, gt N-1) as one grouped semi-join; other comparisons count per contact."""
         least = {"gte": value, "gt": value + 1}.get(op) if isinstance(value, int) else None
-        if least is None or least < 1:
+        if least is None or not 1 <= least < 2 ** 63:  # past a BIGINT: the plain comparison answers it
             return None
         a = activities_t.alias("activity")
         ids = select(a.c.contact_id).where(self.where(ctx, a)).group_by(a.c.contact_id)
-        return ctx.contact_id.in_(ids.having(func.count(a.c.id) >= least) if least > 1 else ids)
+        at_least = literal(least, BigInteger())  # a rule may say up to 2^63 - 1; an INTEGER bind would overflow
+        return ctx.contact_id.in_(ids.having(func.count(a.c.id) >= at_least) if least > 1 else ids)
 
 
 # --- deals in progress ------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from hub import formats
 from hub.i18n import gettext as _, ngettext
 from hub.problems import ProblemList
 from hub.segments.fields import FieldError, Registry, ResolvedField
@@ -477,21 +478,52 @@ class Parser:
 _INVALID = object()
 
 
+# The largest value a rule may compare a field with: what the database's column or bind holds (a
+# BIGINT; Numeric(14, 2) for money; a number also binds as a double on SQLite, exact below 10^15).
+# Past it SQLite overflows and PostgreSQL refuses the query: the rule checker says so first.
+NUMBER_LIMITS: dict[str, Decimal] = {"integer": Decimal(2 ** 63 - 1), "money": Decimal("999999999999.99"),
+                                     "number": Decimal(10 ** 15 - 1)}
+NUMBER_PLACES = 15  # digits after the point a number may have; PostgreSQL refuses a 1e-999999
+
+
 def parse_number(raw: Any, ftype: str) -> Decimal | int:
+    """A typed number of a rule, refused in words when it is not one or no column could hold it."""
     try:
         number = Decimal(str(raw).strip().replace(",", ".")) if not isinstance(raw, Decimal) else raw
     except InvalidOperation:
-        raise ValueError(_("%(value)s is not a number", value=repr(raw))) from None
+        raise ValueError(_("%(value)s is not a number", value=_shown(raw))) from None
     if not number.is_finite():
-        raise ValueError(_("%(value)s is not a number", value=repr(raw)))
+        raise ValueError(_("%(value)s is not a number", value=_shown(raw)))
+    limit = NUMBER_LIMITS.get(ftype, NUMBER_LIMITS["number"])
+    # adjusted() is the power of ten of the first digit and needs no arithmetic: 1e999999999 cannot overflow
+    if not number.is_zero() and (number.adjusted() > limit.adjusted() or number.copy_abs() > limit):
+        raise ValueError(_("the number is too large: %(value)s (at most %(limit)s here)", value=_shown(raw),
+                           limit=formats.number(limit)))
     if ftype == "integer":
         if number != number.to_integral_value():
-            raise ValueError(_("%(value)s is not a whole number", value=repr(raw)))
+            raise ValueError(_("%(value)s is not a whole number", value=_shown(raw)))
         return int(number)
     if ftype == "money" and number != number.quantize(Decimal("0.01")):
         raise ValueError(_("%(value)s has more than two decimal places (money is counted in kopecks)",
-                           value=repr(raw)))
+                           value=_shown(raw)))
+    if _places(number) > NUMBER_PLACES:
+        raise ValueError(_("%(value)s has more than %(places)s digits after the point", value=_shown(raw),
+                           places=NUMBER_PLACES))
     return number
+
+
+def _places(number: Decimal) -> int:
+    """Digits after the point that matter: 0.50 has one, 1e-20 has twenty."""
+    _sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite: checked before
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0")) if any(digits) else len(digits)
+    return max(0, -(exponent + trailing))
+
+
+def _shown(raw: Any) -> str:
+    """A typed value as a message quotes it: a pasted page of digits is cut, not echoed whole."""
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def parse_span(raw: Any, op: str) -> Span:
