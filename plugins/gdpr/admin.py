@@ -68,7 +68,9 @@ class ConfirmForm(FlaskForm):
                           validators=[DataRequired(cast(str, lazy_gettext("Type %(word)s to confirm.",
                                                                           word=CONFIRM_WORD)))])
     # Unticked by default: a CRM deletion cannot be undone either, and some shops keep the CRM's copy.
-    in_crm = BooleanField(cast(str, lazy_gettext("Also erase in the CRM")))
+    # "0", "no", "off" are a script's way of saying no, not yes (WTForms counts any other value as ticked).
+    in_crm = BooleanField(cast(str, lazy_gettext("Also erase in the CRM")),
+                          false_values=(False, "false", "False", "0", "no", "off", ""))
 
 
 def crms_of(conn: Connection, contact_id: int) -> list[str]:
@@ -171,7 +173,7 @@ def erase(contact_id: int) -> Any:
         return back
     try:
         report = erasure.erase(engine(), current_settings(), contact_id, actor=actor(),
-                               delete_in_sources=bool(form.in_crm.data))
+                               delete_in_sources=bool(form.in_crm.data), in_background=True)
     except ValueError as exc:
         flash(_("Not erased: %(reason)s", reason=exc), "error")
         return back
@@ -187,5 +189,8 @@ def erase(contact_id: int) -> Any:
                 id=contact_id, records=records, addresses=addresses), "ok")
     for item in report.sources:  # each CRM's answer, and a refusal as an error to act on
         flash(_("In the CRM: %(answer)s.", answer=erasure.describe(item)),
-              "ok" if item["result"] in (erasure.DELETED, erasure.ANONYMISED, erasure.GONE) else "error")
+              "ok" if item["result"] in erasure.CONFIRMED else "error")
+    said = erasure.describe_crm(report)  # the CRMs are asked by a worker: a CRM that is down keeps no one waiting
+    if said:
+        flash(said, "ok")
     return back

@@ -42,6 +42,9 @@ REMOVED: dict[str, Callable[[int], str]] = {
     "orders": lambda n: ngettext("%(num)s order", "%(num)s orders", n, num=format_number(n)),
     "merges": lambda n: ngettext("%(num)s merge", "%(num)s merges", n, num=format_number(n)),
     "notes": lambda n: ngettext("%(num)s note on the card", "%(num)s notes on the card", n, num=format_number(n)),
+    "activities": lambda n: ngettext("%(num)s call, meeting or letter logged in the CRM",
+                                     "%(num)s calls, meetings and letters logged in the CRM", n,
+                                     num=format_number(n)),
 }
 
 
@@ -86,7 +89,8 @@ def export_cmd(app: App, contact_id: int, as_json: bool, csv_dir: Path | None) -
 @click.argument("contact_id", type=ROW_ID)
 @click.option("--delete-in-crm", is_flag=True,
               help="Also erase the person in every CRM holding them: Bitrix24 deletes the contact, amoCRM (whose "
-                   "API cannot delete) anonymises it.")
+                   "API cannot delete) anonymises it. Run it again for an erased contact to ask the CRMs that have "
+                   "not confirmed; the exit code is 1 while one of them fails.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--yes", is_flag=True, help="Erase without asking (for scripts); without it you type the id or ERASE.")
 @pass_app
@@ -99,7 +103,14 @@ def erase_cmd(app: App, contact_id: int, delete_in_crm: bool, as_json: bool, yes
                            delete_in_sources=delete_in_crm)
     if as_json:
         emit_json(report.as_dict())
-        return
+    else:
+        _say_erased(report)
+    if report.crm_failed:  # scripts see it too: the person is still in a CRM, and a rerun asks it again
+        raise SystemExit(1)
+
+
+def _say_erased(report: erasure.ErasureReport) -> None:
+    contact_id = report.contact_id
     if report.already_erased and not any(report.removed.values()):
         click.echo(_("Contact #%(id)s was already erased; nothing of theirs is left.", id=contact_id))
     else:
@@ -114,6 +125,12 @@ def erase_cmd(app: App, contact_id: int, delete_in_crm: bool, as_json: bool, yes
         click.echo(f"{suppressed}; {keys}")
     for item in report.sources:
         click.echo(f"  {item['source']} {item['external_id']}: {erasure.describe(item)}")
+    said = erasure.describe_crm(report)
+    if said:
+        click.echo(said)
+    if report.crm_failed:
+        click.echo(_("A CRM did not erase the person: run this command again with --delete-in-crm to ask it "
+                     "again."), err=True)
     if not report.storage_clean:
         click.echo(_("Another program was reading the database, so SQLite still keeps the old pages in its -wal "
                      "file; they go at its next checkpoint, or run this command again when it has stopped."))

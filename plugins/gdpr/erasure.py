@@ -19,6 +19,14 @@ channel's copies of their messages); sources that can erase a contact in the
 CRM (hub.api.Erasing, or the older `delete_contact(external_id)`) are asked to
 when the caller wants it, and what each answered goes into the audit log.
 
+Asking a CRM can fail (it is down, or the connection may not delete), and can
+be asked for later: the erasure's audit entry keeps the (source, CRM id) pairs
+the person had (an id is not their data but the way to reach them), and each
+`gdpr.erase.sources` entry what every CRM answered, so a later
+`--delete-in-crm` asks again exactly those that have not confirmed. What a CRM
+said is kept as a category ("unreachable", "not allowed", ...), never its own
+text, which may echo the person's phone or name.
+
 Deleted is not yet unreadable: on SQLite the old pages stay in the -wal file
 until a checkpoint. Hub's SQLite connections zero what a delete frees
 (secure_delete), and after the erasure commits a TRUNCATE checkpoint empties
@@ -27,14 +35,17 @@ the -wal file, so no byte of the person is left in the database directory.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
+import requests
 from sqlalchemy import Connection, Engine, delete, func, or_, select, update
 
 from hub.api import (N_, Activity, Contact, ContactCompany, ContactIdentity, Erasing, ExternalRef, Message, Order,
-                     ActivityRecord, OrderRecord, Settings, chunks, insert_for, gettext, utcnow)
+                     ActivityRecord, OrderRecord, Settings, chunks, enqueue, get_engine, insert_for, gettext,
+                     load_settings, utcnow)
 # not in hub.api on purpose: the ledger's other side: suppressions, address hashes, history, counts; erasure and public
 # sign-up work on identities, placeholders and merges
 from hub import consent, identity
@@ -56,6 +67,7 @@ orders_t = Order.__table__
 merges_t = ContactMerge.__table__
 erasures_t = Erasure.__table__
 keys_t = ErasedKey.__table__
+log = logging.getLogger(__name__)
 
 REQUEST, RETENTION = "request", "retention"
 REF = "ref"
@@ -76,12 +88,20 @@ class ErasureReport:
     suppressed: int = 0
     tombstone_keys: int = 0
     sources: list[dict[str, str]] = field(default_factory=list)
+    # Asking the CRMs: "" (not asked), "asked" (see `sources`), "queued" (a worker asks), "none_known" (Hub
+    # knows no CRM id of the person) or "all_erased" (every CRM holding them confirmed it before).
+    crm: str = ""
     # False when a reader of an older snapshot kept SQLite from emptying its -wal file
     # (the person's old pages stay there until the next checkpoint); see `erase`.
     storage_clean: bool = True
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "crm_failed": self.crm_failed}
+
+    @property
+    def crm_failed(self) -> bool:
+        """Whether a CRM was asked and did not erase the person: the caller should say so and try again later."""
+        return any(s["result"].startswith(FAILED) for s in self.sources)
 
 
 def ref_value(source: str, external_id: str) -> str:
@@ -90,25 +110,79 @@ def ref_value(source: str, external_id: str) -> str:
 
 
 def erase(engine: Engine, settings: Settings, contact_id: int, *, actor: str = "cli",
-          delete_in_sources: bool = False) -> ErasureReport:
+          delete_in_sources: bool = False, in_background: bool = False) -> ErasureReport:
     """Erase one person on their request; idempotent (a second run removes nothing and says so).
 
-    With `delete_in_sources`, every CRM holding the person is asked to erase
-    them, after Hub's own erasure has committed; the outcome per CRM is in the
-    report's `sources` and in the audit entry `gdpr.erase.sources`.
+    With `delete_in_sources`, every CRM holding the person and not yet having
+    confirmed their erasure is asked to erase them, after Hub's own erasure has
+    committed; the outcome per CRM is in the report's `sources` and in the
+    audit entry `gdpr.erase.sources`. `in_background` hands that part to a
+    queue worker (a web request should not wait for a CRM that is down).
     """
     with engine.begin() as conn:
         report, refs = _erase(conn, settings, contact_id, actor=actor, reason=REQUEST)
         audit.record(conn, actor, "gdpr.erase", contact_id, already_erased=report.already_erased,
                      removed=report.removed, suppressed=report.suppressed, tombstone_keys=report.tombstone_keys,
-                     delete_in_sources=delete_in_sources)
+                     delete_in_sources=delete_in_sources,
+                     crm_refs=[{"source": s, "external_id": e} for s, e in refs])
+        pending, known = pending_refs(conn, contact_id) if delete_in_sources else ([], False)
     report.storage_clean = forget_deleted(engine, vacuum_below=VACUUM_BELOW)
-    if delete_in_sources:
-        report.sources = _delete_in_sources(settings, refs)
-        with engine.begin() as conn:
-            audit.record(conn, actor, "gdpr.erase.sources", contact_id,
-                         results=[{"source": s["source"], "result": s["result"]} for s in report.sources])
+    if not delete_in_sources:
+        return report
+    if not pending:
+        report.crm = ALL_ERASED if known else NONE_KNOWN
+    elif in_background:
+        enqueue(settings, erase_in_sources_job, contact_id, actor, None if settings.redis_url else settings,
+                queue="high", background=True, job_id=f"gdpr-erase-in-crm-{contact_id}")
+        report.crm = QUEUED
+    else:
+        report.sources = erase_in_sources(engine, settings, contact_id, pending, actor=actor)
+        report.crm = ASKED
     return report
+
+
+def erase_in_sources(engine: Engine, settings: Settings, contact_id: int, refs: Sequence[tuple[str, str]], *,
+                     actor: str) -> list[dict[str, str]]:
+    """Ask the CRMs to erase the person by these references and audit what each answered."""
+    results = _delete_in_sources(settings, refs)
+    with engine.begin() as conn:
+        audit.record(conn, actor, "gdpr.erase.sources", contact_id,
+                     results=[{k: s[k] for k in ("source", "external_id", "result")} for s in results])
+    return results
+
+
+def erase_in_sources_job(contact_id: int, actor: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Queue job: ask the CRMs that have not confirmed an erased person's erasure (settings read afresh on a worker)."""
+    settings = settings or load_settings()
+    engine = get_engine(settings.database_url)
+    with engine.connect() as conn:
+        pending, _known = pending_refs(conn, contact_id)
+    results = erase_in_sources(engine, settings, contact_id, pending, actor=actor) if pending else []
+    return {"contact_id": contact_id, "sources": results}
+
+
+def pending_refs(conn: Connection, contact_id: int) -> tuple[list[tuple[str, str]], bool]:
+    """The (source, CRM id) pairs of an erased person no CRM has confirmed erasing, and whether Hub knew any.
+
+    Read from the audit log, which is append-only: the erasure entries name
+    the references the person had, and each answer since then confirms or
+    leaves open its pair (an older entry without CRM ids confirms nothing).
+    """
+    rows = conn.execute(select(audit.audit_t.c.action, audit.audit_t.c.details)
+                        .where(audit.audit_t.c.contact_id == contact_id,
+                               audit.audit_t.c.action.in_(("gdpr.erase", "gdpr.erase.sources")))
+                        .order_by(audit.audit_t.c.id))
+    known: dict[tuple[str, str], bool] = {}  # pair -> confirmed; a dict keeps the order they were learnt in
+    for action, details in rows:
+        details = details if isinstance(details, dict) else {}
+        if action == "gdpr.erase":
+            for ref in details.get("crm_refs") or []:
+                known.setdefault((str(ref["source"]), str(ref["external_id"])), False)
+            continue
+        for answer in details.get("results") or []:
+            if answer.get("external_id") is not None:
+                known[(str(answer["source"]), str(answer["external_id"]))] = answer.get("result") in CONFIRMED
+    return [pair for pair, confirmed in known.items() if not confirmed], bool(known)
 
 
 def anonymize(conn: Connection, settings: Settings, contact_id: int, *, actor: str) -> ErasureReport:
@@ -170,17 +244,19 @@ def _erase(conn: Connection, settings: Settings, contact_id: int, *, actor: str,
 def _remove(conn: Connection, contact_id: int, now: Any) -> dict[str, int]:
     """Delete or blank every piece of personal data Hub itself keeps about the contact; counts per kind."""
     removed: dict[str, int] = {}
-    # Where the person works and what managers logged with them: the links go, the activities stay as
-    # the business's log without what they said (their subjects) or the CRM's id of the person.
+    # Where the person works: the links go (the companies are the business's).
     conn.execute(delete(ContactCompany.__table__).where(ContactCompany.__table__.c.contact_id == contact_id))
-    members = CompanyMembership.__table__.c
+    members, logged = CompanyMembership.__table__.c, Activity.__table__.c
+    # Calls, meetings and letters logged with the person say when and how they were reached: they go,
+    # also those a sync kept under the person's CRM id without linking them yet.
+    removed["activities"] = conn.execute(
+        delete(Activity.__table__).where(logged.contact_id == contact_id)).rowcount
     for source, external_id in conn.execute(select(refs_t.c.source, refs_t.c.external_id)
                                             .where(refs_t.c.contact_id == contact_id)).all():
         conn.execute(delete(CompanyMembership.__table__).where(members.source == source,
                                                                members.contact_external_id == external_id))
-    logged = Activity.__table__.c
-    conn.execute(update(Activity.__table__).where(logged.contact_id == contact_id)
-                 .values(subject=None, contact_external_id=None))
+        removed["activities"] += conn.execute(delete(Activity.__table__).where(
+            logged.source == source, logged.contact_external_id == external_id)).rowcount
     removed["identities"] = conn.execute(delete(identities_t).where(identities_t.c.contact_id == contact_id)).rowcount
     removed["external_refs"] = conn.execute(delete(refs_t).where(refs_t.c.contact_id == contact_id)).rowcount
     # The ledger is append-only, except here: an erased person's answers are personal data too.
@@ -228,8 +304,17 @@ def _merges_to_scrub(conn: Connection, contact_id: int) -> list[tuple[int, Any]]
 
 
 # What a CRM answered, for the audit log and --json: "deleted", "anonymised", "gone" (the CRM no
-# longer held the record), "failed: …" or "cannot erase" (no plugin for it, or one that cannot erase).
+# longer held the record), "failed: <category>" or "cannot erase" (no plugin for it, or one that cannot erase).
 DELETED, ANONYMISED, GONE, CANNOT = "deleted", "anonymised", "gone", "cannot erase"
+# Anonymised, but some call notes there still hold a phone (amoCRM would not edit them): not confirmed, asked again.
+CALLS_KEPT = "anonymised; call notes kept"
+CONFIRMED = (DELETED, ANONYMISED, GONE)
+FAILED = "failed"
+# Why a CRM did not erase, as a category: its own text may echo the person's phone or name, so it is never kept.
+UNREACHABLE, NOT_ALLOWED, REFUSED = "unreachable", "not allowed", "refused"
+OUTCOME_UNKNOWN, UNEXPECTED, ERROR = "outcome unknown", "unexpected answer", "error"
+# How `erase` left the CRMs (ErasureReport.crm).
+ASKED, QUEUED, NONE_KNOWN, ALL_ERASED = "asked", "queued", "none_known", "all_erased"
 # Product names for the people-facing answer; a source not named here is shown by its technical name.
 PRODUCTS = {"bitrix24": N_("Bitrix24"), "amocrm": "amoCRM"}
 
@@ -259,8 +344,8 @@ def _delete_in_sources(settings: Settings, refs: Sequence[tuple[str, str]]) -> l
             if isinstance(source, Erasing):
                 answer = str(source.erase_contact(external_id) or "").strip().lower()
                 result = {"anonymized": ANONYMISED}.get(answer, answer)
-                if result not in (DELETED, ANONYMISED, GONE):
-                    result = f"failed: unexpected answer {answer[:100]!r}"
+                if result not in CONFIRMED and result != CALLS_KEPT:
+                    result = f"{FAILED}: {UNEXPECTED}"
             elif callable(getattr(source, "delete_contact", None)):
                 source.delete_contact(external_id)
                 result = DELETED
@@ -268,9 +353,43 @@ def _delete_in_sources(settings: Settings, refs: Sequence[tuple[str, str]]) -> l
                 out.append({**item, "result": CANNOT, "detail": "the source cannot erase contacts"})
                 continue
         except Exception as exc:  # noqa: BLE001 - reported per source; Hub's own erasure stands
-            result = f"failed: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"
+            result = f"{FAILED}: {failure(exc)}"
+            log.warning("erasing a contact in %s failed: %s (%s)", source_name, type(exc).__name__, result)
         out.append({**item, "result": result})
     return out
+
+
+_NOT_ALLOWED_STATUS = (401, 402, 403)
+_NOT_ALLOWED_CODES = ("ACCESS_DENIED", "INSUFFICIENT_SCOPE", "INVALID_CREDENTIALS", "EXPIRED_TOKEN", "NO_AUTH_FOUND",
+                      "INVALID_TOKEN", "PAYMENT_REQUIRED")
+_NOT_ALLOWED_NAMES = ("auth", "needsuseraction", "blocked", "paymentrequired", "notconnected", "forbidden")
+_UNREACHABLE_NAMES = ("unreachable", "unavailable", "timeout", "connectionerror")
+
+
+def failure(exc: BaseException) -> str:
+    """What kind of failure a CRM's exception is, from its class and HTTP status, never from its text.
+
+    Plugins' error classes are recognised by their names and `status`/`code`
+    attributes (Bitrix24's NeedsUserAction and Unreachable, amoCRM's
+    AmoAuthError and AmoUnavailable, ...), as a stranger's plugin would be.
+    """
+    names = [k.__name__.lower() for k in type(exc).__mro__]
+    response = getattr(exc, "response", None)
+    status = getattr(exc, "status", None) or getattr(response, "status_code", None)
+    status = status if isinstance(status, int) else None
+    code = str(getattr(exc, "code", "") or "").upper()
+    if any("outcomeunknown" in n for n in names):
+        return OUTCOME_UNKNOWN
+    if (isinstance(exc, PermissionError) or status in _NOT_ALLOWED_STATUS or code in _NOT_ALLOWED_CODES
+            or any(w in n for n in names for w in _NOT_ALLOWED_NAMES)):
+        return NOT_ALLOWED
+    if (isinstance(exc, (ConnectionError, TimeoutError, requests.ConnectionError, requests.Timeout))
+            or (status is not None and (status == 429 or status >= 500))
+            or any(w in n for n in names for w in _UNREACHABLE_NAMES)):
+        return UNREACHABLE
+    if status is not None or code or type(exc).__module__ != "builtins":
+        return REFUSED  # the CRM (or its plugin) answered and said no
+    return ERROR
 
 
 def product(source: str) -> str:
@@ -286,11 +405,41 @@ def describe(item: dict[str, str]) -> str:
     if result == ANONYMISED:
         return gettext("anonymised in %(crm)s: the %(crm)s API does not delete contacts, so the name was replaced, "
                        "phones and emails removed and a tag added", crm=crm)
+    if result == CALLS_KEPT:
+        return gettext("anonymised in %(crm)s, but some call notes there still hold the phone: clear them in "
+                       "%(crm)s by hand", crm=crm)
     if result == GONE:
         return gettext("no longer in %(crm)s", crm=crm)
-    if result.startswith("failed"):
-        return gettext("not erased in %(crm)s: %(error)s", crm=crm, error=result.partition(": ")[2] or result)
+    if result.startswith(FAILED):
+        return _failed(crm, result.partition(": ")[2])
     return gettext("%(crm)s cannot erase contacts through Hub: erase the person there by hand", crm=crm)
+
+
+def _failed(crm: str, category: str) -> str:
+    if category == UNREACHABLE:
+        return gettext("not erased in %(crm)s: it could not be reached; run the erasure again later", crm=crm)
+    if category == NOT_ALLOWED:
+        return gettext("not erased in %(crm)s: Hub's connection is not allowed to delete contacts there", crm=crm)
+    if category == REFUSED:
+        return gettext("not erased in %(crm)s: it refused the request", crm=crm)
+    if category == OUTCOME_UNKNOWN:
+        return gettext("%(crm)s did not say whether the person was erased; run the erasure again to make sure",
+                       crm=crm)
+    if category == UNEXPECTED:
+        return gettext("not erased in %(crm)s: its answer was not one Hub understands", crm=crm)
+    return gettext("not erased in %(crm)s: an error in its plugin (see Hub's log)", crm=crm)
+
+
+def describe_crm(report: ErasureReport) -> str | None:
+    """What `erase` did about the CRMs apart from their answers, in the reader's language (None: nothing to say)."""
+    if report.crm == NONE_KNOWN:
+        return gettext("Hub knows no CRM record of contact #%(id)s, so no CRM was asked: if a CRM still holds the "
+                       "person, erase them there by hand.", id=report.contact_id)
+    if report.crm == ALL_ERASED:
+        return gettext("Every CRM that held contact #%(id)s has already confirmed the erasure.", id=report.contact_id)
+    if report.crm == QUEUED:
+        return gettext("The request to the CRM is sent; its answer will be in the audit log.")
+    return None
 
 
 # --- keeping erased people out --------------------------------------------------------------
