@@ -144,13 +144,18 @@ def _write(source: Any, records: list[list[tuple[str, str, Any]]], *,
     try:
         return {str(ext) for ext in source.set_fields([v for r in records for v in r]) or ()}, None
     except Exception as exc:  # noqa: BLE001 - the CRM is down or refused: pushed stays, the next run resends
+        # A source may say what it wrote before the refusal (the error's `written`): those are done.
+        done = {str(ext) for ext in getattr(exc, "written", None) or ()}
+        records = [r for r in records if r and r[0][0] not in done]
+        if not records:
+            return done, exc
         if len(records) == 1 or budget[0] < 2:
-            return set(), exc
+            return done, exc
     budget[0] -= 2
     middle = len(records) // 2
     first, first_error = _write(source, records[:middle], budget=budget)
     second, second_error = _write(source, records[middle:], budget=budget)
-    return first | second, first_error or second_error
+    return done | first | second, first_error or second_error
 
 
 def _changed(conn: Connection, settings: Settings, source: str, names: tuple[str, ...], *, after: int, limit: int,

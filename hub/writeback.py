@@ -54,8 +54,11 @@ class Erasing(Protocol):
     """A source that can erase a person in its CRM on a GDPR/152-FZ request.
 
     Returns what happened there, in English for the audit log: "deleted" (Bitrix24's
-    crm.contact.delete) or "anonymised" (amoCRM, whose API cannot delete a contact: personal
-    fields overwritten, phones and emails removed, a tag added). Raises on failure.
+    crm.contact.delete), "anonymised" (amoCRM, whose API cannot delete a contact: personal
+    fields overwritten, phones and emails removed, call notes cleared, a tag added),
+    "anonymised; call notes kept" (some notes could not be edited: asked again next time), or
+    "gone" (the CRM no longer had the contact). Raises on failure; a raised error's text is
+    not stored (it may echo the person), only its kind.
     """
 
     def erase_contact(self, external_id: str) -> str: ...

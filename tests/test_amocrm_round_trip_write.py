@@ -233,6 +233,7 @@ def test_erasing_overwrites_the_name_removes_phones_emails_and_personal_fields_a
     assert isinstance(source, Erasing)
     responses.get(f"{BASE}/api/v4/contacts/42", json=PERSON)
     responses.patch(f"{BASE}/api/v4/contacts", json={"_embedded": {"contacts": [{"id": 42}]}})
+    responses.get(f"{BASE}/api/v4/contacts/42/notes", status=204)  # no calls (see test_crm_plugins_hostile)
     assert source.erase_contact("42") == "anonymised"
     assert bodies() == [[{"id": 42, "name": "Удалённый контакт", "first_name": "", "last_name": "",
                           "tags_to_add": [{"name": "удалён по запросу"}],
@@ -245,6 +246,7 @@ def test_erasing_overwrites_the_name_removes_phones_emails_and_personal_fields_a
 def test_erasing_in_english_or_with_the_shops_own_words() -> None:
     responses.get(f"{BASE}/api/v4/contacts/42", json={"id": 42, "name": "Anna", "custom_fields_values": None})
     responses.patch(f"{BASE}/api/v4/contacts", json={"_embedded": {"contacts": [{"id": 42}]}})
+    responses.get(f"{BASE}/api/v4/contacts/42/notes", status=204)
     source = make_source()
     source.settings = with_settings(source.settings, language="en")
     assert source.erase_contact("42") == "anonymised"

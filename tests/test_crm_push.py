@@ -32,10 +32,12 @@ class PushingSource(SampleSource):
     """The sample CRM with score fields: records every batch; can refuse, or write only some records."""
 
     def __init__(self, crm: FakeCRM, calls: list[list[tuple[str, str, Any]]], *, names: Sequence[str] | None = None,
-                 refuse: bool = False, skip: Sequence[str] = (), poison: Sequence[str] = ()) -> None:
+                 refuse: bool = False, skip: Sequence[str] = (), poison: Sequence[str] = (),
+                 says_written: bool = False) -> None:
         super().__init__(crm)
         self.calls, self.names, self.refuse, self.skip = calls, names, refuse, set(skip)
         self.poison = set(poison)  # records the CRM refuses the whole batch for (a locked record, say)
+        self.says_written = says_written
 
     def pushes(self, name: str) -> bool:
         return self.names is None or name in self.names
@@ -45,7 +47,10 @@ class PushingSource(SampleSource):
         if self.refuse:
             raise ConnectionError("503 Service Unavailable")
         if self.poison & {ext for ext, _name, _value in values}:
-            raise RuntimeError("Bitrix24: ERROR_CORE: record is locked")
+            refused = RuntimeError("Bitrix24: ERROR_CORE: record is locked")
+            if self.says_written:  # as Bitrix24's batches do: what went through before the refusal
+                refused.written = sorted({ext for ext, _n, _v in values} - self.poison)  # type: ignore[attr-defined]
+            raise refused
         return sorted({ext for ext, _name, _value in values if ext not in self.skip})
 
 
@@ -170,6 +175,13 @@ def test_a_record_the_crm_refuses_holds_back_nobody_after_it(hub_db: HubDB, crm:
         set_score(hub_db, ext, 60)
     crm_push.push(hub_db.engine, hub_db.settings)
     assert len(crm.calls) <= 1 + crm_push.ISOLATE_CALLS
+
+
+def test_what_a_refusing_crm_says_it_wrote_is_not_sent_again(hub_db: HubDB, crm: Crm) -> None:
+    crm.options = {"poison": ["5"], "says_written": True}
+    part = crm_push.push(hub_db.engine, hub_db.settings).sources["sample"]
+    assert (part.written, part.failed) == (9, 1) and len(crm.calls) == 1  # no splitting needed
+    assert "lead_score" in pushed(hub_db)["4"] and pushed(hub_db)["5"] == {}
 
 
 def test_only_the_names_a_source_pushes_are_read_and_sent_a_page_at_a_time(hub_db: HubDB, crm: Crm) -> None:

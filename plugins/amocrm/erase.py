@@ -9,8 +9,16 @@ keeps about a person) and a tag («удалён по запросу») marks it,
 who finds it knows why it is empty and a later sync brings nobody back: with
 no phone, no email and no name there is nothing to match a person by.
 
-Notes, calls and the history amoCRM keeps on the card are not reachable through
-the API; the docs tell the shop to delete the contact in the interface when
+The contact's calls are notes (call_in / call_out) that keep the number called
+(`params.phone`), what the manager wrote about the call (`call_result`) and a
+link to the recording: the API edits notes (PATCH /api/v4/contacts/notes, a
+list of {id, entity_id, note_type, params}), so each call note of the contact
+is read (GET /api/v4/contacts/{id}/notes, paged) and those three are emptied,
+50 notes a request. A note amoCRM refuses to edit is counted, and the answer
+then says call notes were kept (`CALLS_KEPT`), so nobody is told the phones
+are gone while a note still holds one; the erasure is asked again later.
+Other notes (common ones a manager typed) and the card's history are not
+touched; the docs tell the shop to delete the contact in the interface when
 those hold personal data too.
 """
 
@@ -21,6 +29,10 @@ from typing import Any, Mapping
 from hub.api import Settings, WriteBackError, gettext, use_language
 
 MAX_TEXT = 250  # a name or tag longer than this is not one a manager typed
+CALL_NOTES = ("call_in", "call_out")
+CLEARED_PARAMS = ("phone", "call_result", "link")  # the number, the manager's words, the recording
+MAX_NOTES_PATCH = 50  # notes edited in one request
+CALLS_KEPT = "anonymised; call notes kept"  # the answer when some call note could not be cleared
 
 
 def placeholder(settings: Settings, options: Mapping[str, Any]) -> tuple[str, str]:
@@ -47,3 +59,18 @@ def anonymised(contact: Mapping[str, Any], name: str, tag: str) -> dict[str, Any
     if filled:
         change["custom_fields_values"] = [{"field_id": field_id, "values": None} for field_id in dict.fromkeys(filled)]
     return change
+
+
+def cleared_call(note: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The PATCH /api/v4/contacts/notes item that empties a call note's phone, result text and recording
+    link, the other params sent as they are (amoCRM checks a call note's params whole); None when the
+    note is no call or holds none of them."""
+    if not isinstance(note, Mapping) or note.get("note_type") not in CALL_NOTES:
+        return None
+    raw = note.get("params")
+    params: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    filled = [key for key in CLEARED_PARAMS if str(params.get(key) or "").strip()]
+    if not filled or note.get("id") is None or note.get("entity_id") is None:
+        return None
+    return {"id": int(note["id"]), "entity_id": int(note["entity_id"]), "note_type": note["note_type"],
+            "params": {**params, **{key: "" for key in filled}}}

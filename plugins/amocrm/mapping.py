@@ -37,6 +37,7 @@ of the page goes in.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -87,6 +88,33 @@ class Problem:
 
     def as_dict(self) -> dict[str, str]:
         return {"entity": self.entity, "id": self.id, "error": self.error}
+
+
+def clean_text(text: str) -> str:
+    """Text without NUL characters, which PostgreSQL refuses in text columns (amoCRM stores them as sent)."""
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
+    return value
+
+
+def without_nul(record: Any) -> Any:
+    """The record with NUL removed from every text in it (names, subjects, stages, custom field values)."""
+    for item in dataclasses.fields(record):
+        value = getattr(record, item.name)
+        scrubbed = _scrubbed(value)
+        if isinstance(value, str) and scrubbed != value and not scrubbed.strip() and item.name != "external_id":
+            scrubbed = None
+        if scrubbed is not value:
+            setattr(record, item.name, scrubbed)
+    return record
 
 
 def timestamp(value: Any) -> dt.datetime | None:
@@ -190,13 +218,18 @@ def _typed(kind: str, value: Any) -> Any:
     return value
 
 
+# Beyond this a "number" is no amount or count anyone typed (and 1e100000 would be a 100,001-digit int):
+# such a value stays the text amoCRM sent.
+MAX_NUMBER = Decimal("1e15")
+
+
 def number(value: Any) -> int | float:
     """A numeric field's value (amoCRM sends numbers as text, "1500" or "1500.50"): int when whole."""
     if isinstance(value, bool):
         raise TypeError("a checkbox is not a number")
     amount = Decimal(str(value).strip().replace(" ", "").replace(",", "."))
-    if not amount.is_finite():
-        raise InvalidOperation
+    if not amount.is_finite() or abs(amount) > MAX_NUMBER:
+        raise ValueError(f"{str(value)[:40]!r} is not a number Hub keeps")
     return int(amount) if amount == amount.to_integral_value() else float(amount)
 
 
@@ -322,7 +355,7 @@ def _amount(value: Any) -> Decimal:
     if value in (None, ""):
         return Decimal(0)
     amount = Decimal(str(value))
-    if not amount.is_finite():
+    if not amount.is_finite() or abs(amount) > MAX_NUMBER:
         raise InvalidOperation
     return amount
 
@@ -421,10 +454,14 @@ def status_change(event: Mapping[str, Any]) -> tuple[str, str, str, dt.datetime]
     """
     if event.get("type") != "lead_status_changed" or event.get("entity_id") in (None, ""):
         return None
-    for item in event.get("value_after") or []:
+    after = event.get("value_after")
+    for item in after if isinstance(after, list) else ():
         moved = item.get("lead_status") if isinstance(item, Mapping) else None
         if isinstance(moved, Mapping) and moved.get("id") is not None:
-            when = timestamp(event.get("created_at"))
+            try:
+                when = timestamp(event.get("created_at"))
+            except (TypeError, ValueError, OverflowError, OSError):
+                return None  # a moment no calendar holds: the lead counts from its updated_at instead
             if when is None:
                 return None
             return str(event["entity_id"]), str(moved.get("pipeline_id")), str(moved["id"]), when
@@ -436,7 +473,8 @@ def status_change(event: Mapping[str, Any]) -> tuple[str, str, str, dt.datetime]
 ENTITY = {"contacts": "contact", "companies": "company", "leads": "order"}
 
 
-def field_definitions(rows: Sequence[Mapping[str, Any]], entity: str) -> tuple[list[FieldDefinition], dict[str, str]]:
+def field_definitions(rows: Sequence[Mapping[str, Any]], entity: str, problems: list[Problem] | None = None,
+                      ) -> tuple[list[FieldDefinition], dict[str, str]]:
     """GET /api/v4/{contacts,companies,leads}/custom_fields as definitions, and field id -> attribute key.
 
     A definition `{id, name, code, type, enums: [{id, value}]}` keeps its
@@ -444,7 +482,8 @@ def field_definitions(rows: Sequence[Mapping[str, Any]], entity: str) -> tuple[l
     else its name: the key its values have in the records' `attributes`. Two
     fields of one entity with one name are told apart by the id. Phones and
     emails (the record's own), and fields holding links (files, catalog
-    items) are not offered.
+    items) are not offered. A definition that cannot be read is left out and
+    reported in `problems`; the others still come in.
     """
     definitions: list[FieldDefinition] = []
     keys: dict[str, str] = {}
@@ -452,21 +491,34 @@ def field_definitions(rows: Sequence[Mapping[str, Any]], entity: str) -> tuple[l
     for row in rows:
         if not isinstance(row, Mapping) or row.get("id") is None:
             continue
-        kind = str(row.get("type") or "")
-        if (row.get("code") or "").upper() in OWN_CODES or kind in SKIPPED_TYPES:
+        try:
+            found = _definition(row, entity, seen, keys)
+        except Exception as exc:  # noqa: BLE001 - one odd definition must not stop the others
+            _note(problems, "field", str(row.get("id")), f"{type(exc).__name__}: {str(exc)[:300]}")
             continue
-        key = attribute_key(row)
-        if key in seen:
-            key = f"{key} ({row['id']})"
-        seen.add(key)
-        keys[str(row["id"])] = key
-        options = [{"id": str(e["id"]), "value": str(e.get("value") or "")}
-                   for e in row.get("enums") or [] if isinstance(e, Mapping) and e.get("id") is not None]
-        definitions.append(FieldDefinition(
-            source=SOURCE, entity=ENTITY[entity], code=key,  # type: ignore[arg-type]
-            name=str(row.get("name") or key), type=FIELD_TYPE.get(kind, "string"),  # type: ignore[arg-type]
-            multiple=kind in MULTIPLE_TYPES, options=options if kind in LIST_TYPES else []))
+        if found is not None:
+            definitions.append(found)
     return definitions, keys
+
+
+def _definition(row: Mapping[str, Any], entity: str, seen: set[str], keys: dict[str, str]) -> FieldDefinition | None:
+    """One definition (see field_definitions); None for fields not offered."""
+    kind = str(row.get("type") or "")
+    if str(row.get("code") or "").upper() in OWN_CODES or kind in SKIPPED_TYPES:
+        return None
+    key = clean_text(attribute_key(row))
+    if key in seen:
+        key = f"{key} ({row['id']})"
+    seen.add(key)
+    keys[str(row["id"])] = key
+    enums = row.get("enums")
+    enums = enums if isinstance(enums, list) else []
+    options = [{"id": str(e["id"]), "value": clean_text(str(e.get("value") or ""))}
+               for e in enums if isinstance(e, Mapping) and e.get("id") is not None]
+    return FieldDefinition(
+        source=SOURCE, entity=ENTITY[entity], code=key,  # type: ignore[arg-type]
+        name=clean_text(str(row.get("name") or key)), type=FIELD_TYPE.get(kind, "string"),  # type: ignore[arg-type]
+        multiple=kind in MULTIPLE_TYPES, options=options if kind in LIST_TYPES else [])
 
 
 # --- companies ----------------------------------------------------------------------------

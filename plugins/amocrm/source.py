@@ -32,6 +32,7 @@ companies, calls of contacts, calls of companies and tasks.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -289,8 +290,8 @@ class AmoSource:
         for entity in ("contacts", "companies", "leads"):
             rows = [row for _, page in self.client.pages(f"/api/v4/{entity}/custom_fields", [], "custom_fields",
                                                          limit=MAX_FIELDS_PAGE) for row in page]
-            definitions, self._keys[entity] = mapping.field_definitions(rows, entity)
-            records += definitions
+            definitions, self._keys[entity] = mapping.field_definitions(rows, entity, self.problems)
+            records += [mapping.without_nul(d) for d in definitions]
         yield Page(records, "done" if full else json.dumps({"since": now}))
 
     def _read_companies(self, cursor: str | None, full: bool) -> Iterator[Page]:
@@ -340,7 +341,12 @@ class AmoSource:
         moves: dict[str, tuple[str, str, dt.datetime]] = {}
         for _, rows in self.client.pages("/api/v4/events", query, "events", limit=MAX_EVENTS_PAGE):
             for event in rows:
-                move = mapping.status_change(event)
+                try:
+                    move = mapping.status_change(event)
+                except Exception as exc:  # noqa: BLE001 - one odd event must not stop the leads' read
+                    self.problems.append(mapping.Problem("order", str(event.get("entity_id") if isinstance(
+                        event, dict) else None), f"{type(exc).__name__}: {str(exc)[:300]}"))
+                    continue
                 if move is not None:
                     lead, pipeline_id, status_id, when = move
                     known = moves.get(lead)
@@ -474,7 +480,7 @@ class AmoSource:
                 self.problems.append(mapping.Problem(entity, str(row.get("id")), f"{type(exc).__name__}: {exc}"))
                 continue
             if record is not None:
-                out.append(record)
+                out.append(mapping.without_nul(record) if dataclasses.is_dataclass(record) else record)
         return out
 
     def _contacts(self, rows: Iterable[dict[str, Any]]) -> list[Record]:
@@ -680,8 +686,9 @@ class AmoSource:
     def erase_contact(self, external_id: str) -> str:
         """Anonymise the contact (amoCRM's API cannot delete one): see plugins/amocrm/erase.py.
 
-        "anonymised", or "gone" when amoCRM no longer holds it; raises WriteBackError
-        with amoCRM's message when it refuses.
+        "anonymised" (its call notes emptied too), "anonymised; call notes kept" when amoCRM
+        would not edit some call note, or "gone" when amoCRM no longer holds it; raises
+        WriteBackError with amoCRM's message when it refuses.
         """
         contact_id = self._contact_id(external_id)
         name, tag = erase.placeholder(self.settings, self.options)
@@ -694,7 +701,45 @@ class AmoSource:
         if not contact or not contact.get("id"):
             return "gone"  # amoCRM answers 204 for a contact that is not there
         self._update("/api/v4/contacts", "contacts", [erase.anonymised(contact, name, tag)], 1)
-        return "anonymised"
+        return erase.CALLS_KEPT if self._clear_calls(contact_id) else "anonymised"
+
+    def _clear_calls(self, contact_id: int) -> int:
+        """Empty the phone, result text and recording link of the contact's call notes (see erase.py);
+        how many notes amoCRM would not edit."""
+        path = f"/api/v4/contacts/{contact_id}/notes"
+        query = [("filter[note_type][]", kind) for kind in erase.CALL_NOTES]
+        try:
+            changes = [change for _, rows in self.client.pages(path, query, "notes")
+                       for change in (erase.cleared_call(row) for row in rows) if change is not None]
+        except AmoError as exc:
+            raise WriteBackError(str(exc)) from exc
+        kept = 0
+        for start in range(0, len(changes), erase.MAX_NOTES_PATCH):
+            batch = changes[start:start + erase.MAX_NOTES_PATCH]
+            try:
+                self._edit_notes(batch)
+            except WriteBackError:
+                if len(batch) == 1:
+                    kept += 1
+                    continue
+                for change in batch:  # amoCRM refuses a batch whole: find the notes it will not take
+                    try:
+                        self._edit_notes([change])
+                    except WriteBackError:
+                        kept += 1
+        return kept
+
+    def _edit_notes(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            body = self.client.request("PATCH", "/api/v4/contacts/notes", json=batch)
+        except AmoOutcomeUnknown as exc:
+            raise WriteBackError(f"{exc}; check amoCRM before trying again") from exc
+        except AmoError as exc:
+            raise WriteBackError(str(exc)) from exc
+        edited = {str(n.get("id")) for n in ((body or {}).get("_embedded") or {}).get("notes") or []
+                  if isinstance(n, dict)}
+        if not {str(c["id"]) for c in batch} <= edited:
+            raise WriteBackError("amoCRM: some call notes were not edited")
 
     @staticmethod
     def _contact_id(external_id: str) -> int:

@@ -76,12 +76,14 @@ TRANSIENT = {"QUERY_LIMIT_EXCEEDED", "INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_
 
 
 class Bitrix24Error(RuntimeError):
-    """The portal answered with an error; `code` is the portal's error code."""
+    """The portal answered with an error; `code` is the portal's error code. `written` names the
+    records a many-record write had already written when the portal refused (see `set_fields`)."""
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
+        self.written: list[str] = []
 
 
 class NeedsUserAction(Bitrix24Error):

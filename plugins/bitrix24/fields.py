@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Mapping
 
 from hub.api import FieldDefinition
-from plugins.bitrix24.mapping import SOURCE, parse_date, parse_time
+from plugins.bitrix24.mapping import SOURCE, clean_text, parse_date, parse_time
 
 Entity = Literal["contact", "company", "order"]
 # USER_TYPE_ID -> hub FIELD_TYPES; types with no value a segment can use (files, bindings) are left out.
@@ -25,6 +25,8 @@ TYPES = {"string": "string", "url": "string", "address": "string", "money": "str
          "integer": "number", "double": "number", "date": "date", "datetime": "datetime",
          "enumeration": "list", "boolean": "boolean"}
 TRUE = {"1", "Y", "TRUE", "YES"}
+# Beyond this a "number" is no amount or count anyone typed (and 1e100000 would be a 100,001-digit int).
+MAX_NUMBER = Decimal("1e15")
 
 
 def definitions(entity: Entity, described: Mapping[str, Any]) -> list[FieldDefinition]:
@@ -40,9 +42,11 @@ def definitions(entity: Entity, described: Mapping[str, Any]) -> list[FieldDefin
             continue
         name = next((str(spec[k]).strip() for k in ("formLabel", "listLabel", "filterLabel", "title")
                      if isinstance(spec.get(k), str) and str(spec[k]).strip()), str(code))
-        options = [{"id": str(item.get("ID")), "value": str(item.get("VALUE") or "")}
-                   for item in spec.get("items") or () if isinstance(item, Mapping)] if kind == "list" else []
-        found.append(FieldDefinition(source=SOURCE, entity=entity, code=str(code), name=name,
+        items = spec.get("items")
+        items = list(items.values()) if isinstance(items, Mapping) else items if isinstance(items, list) else []
+        options = [{"id": str(item.get("ID")), "value": clean_text(str(item.get("VALUE") or ""))}
+                   for item in items if isinstance(item, Mapping)] if kind == "list" else []
+        found.append(FieldDefinition(source=SOURCE, entity=entity, code=clean_text(str(code)), name=clean_text(name),
                                      type=kind,  # type: ignore[arg-type]
                                      multiple=bool(spec.get("isMultiple")), options=options))
     return found
@@ -62,7 +66,7 @@ def typed(definition: FieldDefinition, raw: Any) -> Any:
 def _one(definition: FieldDefinition, raw: Any) -> Any:
     if raw is None or raw is False and definition.type != "boolean":
         return None
-    text = str(raw).strip()
+    text = clean_text(str(raw)).strip()
     if definition.type == "boolean":
         return text.upper() in TRUE if text else None
     if not text:
@@ -72,7 +76,9 @@ def _one(definition: FieldDefinition, raw: Any) -> Any:
     if definition.type == "number":
         try:
             number = Decimal(text)
-        except InvalidOperation:
+        except (InvalidOperation, ValueError):
+            return None
+        if not number.is_finite() or abs(number) > MAX_NUMBER:  # NaN, Infinity, 1e100000: nothing a segment can use
             return None
         return int(number) if number == number.to_integral_value() and "." not in text else float(number)
     if definition.type == "date":

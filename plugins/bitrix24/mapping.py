@@ -17,6 +17,7 @@ are mapped here too; custom field values arrive already typed (see
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from decimal import Decimal, InvalidOperation
@@ -44,6 +45,7 @@ PROVIDER_KINDS = {"CRM_TODO": "task", "TASKS_TASK": "task", "CRM_MEETING": "meet
                   "VOXIMPLANT_CALL": "call", "CRM_EMAIL": "email"}
 OWNER_CONTACT, OWNER_COMPANY = "3", "4"  # CRM object type ids
 OUTCOME = {"S": "won", "F": "lost", "P": "open"}
+MAX_AMOUNT = Decimal("1e15")  # beyond this (or NaN, Infinity) an amount is no amount anyone typed
 # VALUE_TYPE -> hub.records.LABELS. A pager is nobody's own line any more; an email's HOME is a private mailbox.
 PHONE_LABELS = {"WORK": "work", "MOBILE": "mobile", "FAX": "fax", "HOME": "home", "PAGER": "other",
                 "MAILING": "mailing", "OTHER": "other"}
@@ -88,11 +90,46 @@ def parse_date(value: Any) -> dt.date | None:
     return written
 
 
+def clean_text(text: str) -> str:
+    """Text without NUL characters, which PostgreSQL refuses in text columns (a portal stores them as sent)."""
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
-    text = str(value).strip()
+    text = clean_text(str(value)).strip()
     return text or None
+
+
+def record_id(raw: Mapping[str, Any]) -> str:
+    """The row's ID; a row without one cannot be kept (ValueError, reported against the page)."""
+    found = _text(raw.get("ID")) if isinstance(raw, Mapping) else None
+    if found is None or found.lower() in ("none", "null"):
+        raise ValueError("the record has no ID")
+    return found
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
+    return value
+
+
+def without_nul(record: Any) -> Any:
+    """The record with NUL removed from every text in it (names, subjects, custom field values, labels)."""
+    for item in dataclasses.fields(record):
+        value = getattr(record, item.name)
+        scrubbed = _scrubbed(value)
+        if isinstance(value, str) and scrubbed != value and not scrubbed.strip() and item.name != "external_id":
+            scrubbed = None
+        if scrubbed is not value:
+            setattr(record, item.name, scrubbed)
+    return record
 
 
 def _values(multifield: Any, types: Mapping[str, str], labels: dict[str, str]) -> list[str]:
@@ -102,9 +139,9 @@ def _values(multifield: Any, types: Mapping[str, str], labels: dict[str, str]) -
         return []
     values = []
     for item in multifield:
-        if not isinstance(item, Mapping) or not str(item.get("VALUE") or "").strip():
+        if not isinstance(item, Mapping) or not clean_text(str(item.get("VALUE") or "")).strip():
             continue
-        value = str(item["VALUE"]).strip()
+        value = clean_text(str(item["VALUE"])).strip()
         values.append(value)
         label = types.get(str(item.get("VALUE_TYPE") or "").strip().upper())
         if label and value not in labels:
@@ -133,7 +170,7 @@ def contact(raw: Mapping[str, Any], fields: Mapping[str, str] | None = None,
     companies = [c for c in [_id(raw.get("COMPANY_ID"))] + [_id(i) for i in _list(raw.get("COMPANY_IDS"))] if c]
     return ContactRecord(
         source=SOURCE,
-        external_id=str(raw["ID"]),
+        external_id=record_id(raw),
         first_name=person_name(raw.get("NAME")),
         last_name=person_name(raw.get("LAST_NAME")),
         middle_name=person_name(raw.get("SECOND_NAME")),
@@ -172,12 +209,15 @@ def deal(raw: Mapping[str, Any], promo_field: str | None = None, custom: Mapping
     contact_id = _text(raw.get("CONTACT_ID"))
     amount: Any = raw.get("OPPORTUNITY") or "0"
     try:
-        amount = Decimal(str(amount))
-    except InvalidOperation:
-        pass
+        number = Decimal(str(amount))
+    except (InvalidOperation, ValueError):
+        number = None
+    if number is not None and (not number.is_finite() or abs(number) > MAX_AMOUNT):
+        raise ValueError(f"OPPORTUNITY {str(amount)[:40]!r} is not an amount")  # the deal is reported, not kept
+    amount = number if number is not None else clean_text(str(amount))
     return OrderRecord(
         source=SOURCE,
-        external_id=str(raw["ID"]),
+        external_id=record_id(raw),
         contact_external_id=contact_id if contact_id and contact_id != "0" else None,
         amount=amount,
         currency=_text(raw.get("CURRENCY_ID")) or "RUB",
@@ -207,7 +247,7 @@ def company(raw: Mapping[str, Any], inn: str | None = None,
     """One crm.company.list row with its INN (RQ_INN of the company's requisite, read separately)."""
     return CompanyRecord(
         source=SOURCE,
-        external_id=str(raw["ID"]),
+        external_id=record_id(raw),
         name=_text(raw.get("TITLE")),
         inn=_text(inn),
         city=_text(raw.get("ADDRESS_CITY")),
@@ -252,7 +292,7 @@ def activity(raw: Mapping[str, Any]) -> ActivityRecord | None:
     is_missed = kind == "call" and missed(raw)
     return ActivityRecord(
         source=SOURCE,
-        external_id=str(raw["ID"]),
+        external_id=record_id(raw),
         kind=kind,  # type: ignore[arg-type]
         at=at,
         contact_external_id=owner if owner_type == OWNER_CONTACT else None,

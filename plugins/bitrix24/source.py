@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from hub.api import (
     ActivityRecord,
@@ -46,6 +46,8 @@ OWNER_TYPE_CONTACT = 3  # crm.activity.todo.add ownerTypeId for contacts
 OWNER_TYPE_COMPANY = 4
 DEAL_TYPE = 2  # entityTypeId of deals (crm.category.list, crm.stagehistory.list)
 DEFAULT_OVERLAP_S = 300
+MAX_PROBLEMS = 100  # reported per run; more says nothing new
+ENTITY_NAMES = {"contacts": "contact", "orders": "order", "companies": "company", "activities": "activity"}
 HISTORY_CHUNK = 10  # deals per crm.stagehistory.list call: their latest entries fit one page of 50
 
 
@@ -60,6 +62,7 @@ class Bitrix24Source:
         self.contact_fields: dict[str, str] = dict(self.options.get("contact_fields") or {})
         self.promo_field: str | None = self.options.get("promo_field")
         self._directory: dict[str, Any] | None = None
+        self.problems: list[dict[str, str]] = []  # rows that could not be read: {"entity", "id", "error"}
 
     @property
     def client(self) -> Client:
@@ -114,23 +117,43 @@ class Bitrix24Source:
         return {"OWNER_TYPE_ID": [OWNER_TYPE_CONTACT, OWNER_TYPE_COMPANY]} if entity == "activities" else {}
 
     def _records(self, entity: str, rows: list[dict[str, Any]]) -> list[Record]:
+        """The page's rows as records; a row that cannot be read is reported (see `stats`) and skipped,
+        so one odd record in the portal never stops the sync at its page."""
+        rows = [r for r in rows if isinstance(r, dict)]
         if entity == "activities":
-            return [r for r in (mapping.activity(row) for row in rows) if r is not None]
+            return self._each(entity, rows, mapping.activity)
         if entity == "contacts":
             known = self._known("contact")
-            return [mapping.contact(r, self.contact_fields, fields.attributes(r, known)) for r in rows]
+            return self._each(entity, rows, lambda r: mapping.contact(r, self.contact_fields,
+                                                                      fields.attributes(r, known)))
         if entity == "companies":
             known = self._known("company")
             inns = self._inns(rows)
-            return [mapping.company(r, inns.get(str(r["ID"])), fields.attributes(r, known)) for r in rows]
+            return self._each(entity, rows, lambda r: mapping.company(r, inns.get(str(r.get("ID"))),
+                                                                      fields.attributes(r, known)))
         known, directory = self._known("order"), self.directory()
         entered = self._stage_entered([r for r in rows if not r.get("MOVED_TIME") and r.get("CLOSED") != "Y"])
-        return [mapping.deal(r, self.promo_field, fields.attributes(r, known), pipelines=directory["pipelines"],
-                             stages=directory["stages"], entered=entered.get(str(r["ID"]))) for r in rows]
+        return self._each(entity, rows, lambda r: mapping.deal(
+            r, self.promo_field, fields.attributes(r, known), pipelines=directory["pipelines"],
+            stages=directory["stages"], entered=entered.get(str(r.get("ID")))))
+
+    def _each(self, entity: str, rows: list[dict[str, Any]], make: Callable[[dict[str, Any]], Any]) -> list[Record]:
+        out: list[Record] = []
+        for row in rows:
+            try:
+                record = make(row)
+            except Exception as exc:  # noqa: BLE001 - one odd record must not stop the page
+                if len(self.problems) < MAX_PROBLEMS:
+                    self.problems.append({"entity": ENTITY_NAMES.get(entity, entity), "id": str(row.get("ID")),
+                                          "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+                continue
+            if record is not None:
+                out.append(mapping.without_nul(record))
+        return out
 
     def _inns(self, companies: list[dict[str, Any]]) -> dict[str, str]:
         """Company ID -> INN of its first requisite that has one, for the companies of one page."""
-        ids = [int(r["ID"]) for r in companies]
+        ids = [int(r["ID"]) for r in companies if str(r.get("ID") or "").strip().isdigit()]
         if not ids:
             return {}
         found: dict[str, str] = {}
@@ -145,10 +168,10 @@ class Bitrix24Source:
 
     def _stage_entered(self, deals: list[dict[str, Any]]) -> dict[str, dt.datetime]:
         """When open deals without MOVED_TIME entered their current stage: their latest stage history entry."""
-        ids = [int(r["ID"]) for r in deals]
+        ids = [int(r["ID"]) for r in deals if str(r.get("ID") or "").strip().isdigit()]
         if not ids:
             return {}
-        current = {str(r["ID"]): str(r.get("STAGE_ID") or "") for r in deals}
+        current = {str(r.get("ID")): str(r.get("STAGE_ID") or "") for r in deals}
         parts = [ids[i:i + HISTORY_CHUNK] for i in range(0, len(ids), HISTORY_CHUNK)]
         found: dict[str, dt.datetime] = {}
         commands = {f"h{n}": command("crm.stagehistory.list", {
@@ -158,7 +181,9 @@ class Bitrix24Source:
         for key in commands:
             block = answer.result.get(key)
             items = block.get("items") if isinstance(block, dict) else block
-            for item in items or ():
+            for item in items if isinstance(items, list) else ():
+                if not isinstance(item, dict):
+                    continue
                 owner = str(item.get("OWNER_ID"))
                 moment = mapping.parse_time(item.get("CREATED_TIME"))
                 # Newest first: the first entry of a deal in its current stage is when it got there.
@@ -176,7 +201,7 @@ class Bitrix24Source:
         if full:
             for rows in self.client.pages(method, select=select, filter=self._filter(entity),
                                           after_id=int(cursor or 0)):
-                yield Page(self._records(entity, rows), rows[-1]["ID"])
+                yield Page(self._records(entity, rows), _last_id(rows, cursor))
             return
         state = json.loads(cursor) if cursor else {}
         since = dt.datetime.fromisoformat(state["since"]) if state.get("since") else None
@@ -187,7 +212,7 @@ class Bitrix24Source:
         # Small changes cost one request; big ones grow to full 50-call batches.
         for rows in self.client.pages(method, select=select, filter=filter_, after_id=int(state.get("id") or 0),
                                       chain=4, grow=4):
-            yield Page(self._records(entity, rows), json.dumps({**state, "id": rows[-1]["ID"]}))
+            yield Page(self._records(entity, rows), json.dumps({**state, "id": _last_id(rows, state.get("id"))}))
         yield Page([], json.dumps({"since": started.isoformat()}))
 
     def fetch(self, entity: str, ids: Sequence[str]) -> list[Record]:
@@ -212,10 +237,13 @@ class Bitrix24Source:
         for rows in self.client.pages(f"{METHODS[entity]}.list", select=["ID"], filter=self._filter(entity)):
             yield [str(r["ID"]) for r in rows]
 
-    def stats(self) -> dict[str, int | float]:
-        if self._client is None:
-            return {"requests": 0, "rate_limited": 0}
-        return self._client.stats.as_dict()
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"requests": 0, "rate_limited": 0}
+        if self._client is not None:
+            out = dict(self._client.stats.as_dict())
+        if self.problems:
+            out["problems"] = list(self.problems)
+        return out
 
     # --- writing back ---------------------------------------------------------------
 
@@ -245,7 +273,8 @@ class Bitrix24Source:
 
         Logical names map through `[bitrix24] fields` (lead_score = "UF_CRM_SCORE"); a name mapped to
         no portal field is skipped. A contact deleted in the portal meanwhile is left out of the answer;
-        any other refusal stops the write with the portal's reason.
+        any other refusal stops the write with the portal's reason, a Bitrix24Error whose `written`
+        lists the contacts already written (the caller marks those pushed and resends the rest).
         """
         mapped = dict(self.options.get("fields") or {})
         changes: dict[str, dict[str, Any]] = {}
@@ -260,13 +289,22 @@ class Bitrix24Source:
             part = pending[start:start + MAX_BATCH]
             commands = {f"u{external_id}": command("crm.contact.update", {"id": external_id, "fields": changed})
                         for external_id, changed in part}
-            answer = self.client.batch_all(commands)
+            try:
+                answer = self.client.batch_all(commands)
+            except Bitrix24Error as exc:
+                exc.written = list(written)
+                raise
+            refused: Bitrix24Error | None = None
             for key in commands:
                 if key in answer.errors:
-                    if _not_found(answer.errors[key]):
-                        continue
-                    raise Bitrix24Error(f"Bitrix24: crm.contact.update {key[1:]}: {answer.errors[key]}")
+                    if not _not_found(answer.errors[key]) and refused is None:
+                        refused = Bitrix24Error(f"Bitrix24: crm.contact.update {key[1:]}: {answer.errors[key]}")
+                    continue
                 written.append(key[1:])
+            if refused is not None:
+                # What went through (this batch's others and every batch before) is not sent again.
+                refused.written = list(written)
+                raise refused
         return written
 
     def erase_contact(self, external_id: str) -> str:
@@ -307,6 +345,15 @@ class Bitrix24Source:
         body = self.client.call("crm.contact.get", {"id": external_id})
         result = body["result"] if isinstance(body.get("result"), dict) else {}
         return str(result.get("ASSIGNED_BY_ID") or "") or None
+
+
+def _last_id(rows: list[dict[str, Any]], before: Any) -> str:
+    """The cursor after a page: the last ID in it (a row without one does not move it)."""
+    for row in reversed(rows):
+        found = str(row.get("ID") or "").strip() if isinstance(row, dict) else ""
+        if found.isdigit():
+            return found
+    return str(before or 0)
 
 
 def _not_found(error: Any) -> bool:

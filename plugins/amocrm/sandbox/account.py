@@ -194,6 +194,8 @@ class Account(Credentials, Limits, Reading, Writing, Links, Notes, Events):
         self._event_counter = 0
         self._seed_moves(round_trip.status_moves(seeded_leads, seed))
         self._notes: list[dict[str, Any]] = []
+        self._call_edits: dict[int, dict[str, Any]] = {}
+        self._locked_notes: set[int] = set()
         self._tasks: list[dict[str, Any]] = []
         self._writes: list[dict[str, Any]] = []
         self._next_note_id = 90_000_001

@@ -31,7 +31,9 @@ class Notes(AccountState):
     """Notes and tasks through the API, and what tests read of them (part of `Account`)."""
 
     def _notes_route(self, method: str, entity: str, entity_id: int | None, payload: Any, base: str) -> Response:
-        """POST of notes (GET is `Reading._list_notes`, which also lists the seeded calls)."""
+        """POST and PATCH of notes (GET is `Reading._list_notes`, which also lists the seeded calls)."""
+        if method == "PATCH":
+            return self._edit_notes(entity, entity_id, payload, base)
         if method != "POST":
             return _problem(405, "Method Not Allowed", "Unsupported method")
         refused = self._batch_refused(payload)
@@ -70,6 +72,75 @@ class Notes(AccountState):
                                 "_links": link(base, f"/api/v4/{entity}/{target}/notes/{note['id']}")})
         path = f"/api/v4/{entity}/{entity_id}/notes" if entity_id is not None else f"/api/v4/{entity}/notes"
         return _json_response(200, {"_links": link(base, path), "_embedded": {"notes": results}})
+
+    def _edit_notes(self, entity: str, entity_id: int | None, payload: Any, base: str) -> Response:
+        """PATCH /api/v4/{entity}/notes: a list of {id, entity_id, note_type, params}, each note's params
+        replaced; validated as a whole (one bad item refuses the batch, as amoCRM does). A seeded call
+        keeps its edit aside (`_call_edits`), shown whenever it is listed."""
+        refused = self._batch_refused(payload)
+        if refused is not None:
+            return refused
+        with self._lock:
+            errors = []
+            found: list[tuple[dict[str, Any], dict[str, Any] | None, Any]] = []  # (item, written note, seeded call)
+            for index, item in enumerate(payload):
+                item_errors, note, call = self._edit_errors(entity, entity_id, item)
+                if item_errors:
+                    errors.append((str(index), item_errors))
+                else:
+                    found.append((item, note, call))
+            if errors:
+                return _validation_failed(errors)
+            now = self.now()
+            results = []
+            for index, (item, note, call) in enumerate(found):
+                params = dict(item.get("params") or {})
+                if note is not None:
+                    note["params"] = {**note["params"], **params}
+                    note["updated_at"] = now
+                    number, target = note["id"], note["entity_id"]
+                else:
+                    self._call_edits[call.id] = {"params": params, "updated_at": now}
+                    number, target = call.id, call.entity_id
+                results.append({"id": number, "entity_id": target, "updated_at": now,
+                                "request_id": str(item.get("request_id", index)),
+                                "_links": link(base, f"/api/v4/{entity}/{target}/notes/{number}")})
+        path = f"/api/v4/{entity}/{entity_id}/notes" if entity_id is not None else f"/api/v4/{entity}/notes"
+        return _json_response(200, {"_links": link(base, path), "_embedded": {"notes": results}})
+
+    def _edit_errors(self, entity: str, entity_id: int | None,
+                     item: Any) -> tuple[list[dict[str, str]], dict[str, Any] | None, Any]:
+        if not isinstance(item, dict):
+            return [_error("InvalidType", "", "This value should be of type array.")], None, None
+        allowed = {"id", "entity_id", "note_type", "params", "request_id", "responsible_user_id"}
+        errors = [_error("FieldNotExpected", key, "This field was not expected.") for key in item if key not in allowed]
+        number = item.get("id")
+        if number is None:
+            return errors + [_error("FieldMissing", "id", "This field is missing.")], None, None
+        if not _is_int(number):
+            return errors + [_error("InvalidType", "id", "This value should be of type int.")], None, None
+        target = entity_id if entity_id is not None else item.get("entity_id")
+        if target is None:
+            errors.append(_error("FieldMissing", "entity_id", "This field is missing."))
+        note = next((n for n in self._notes if n["id"] == number and n["entity_type"] == entity), None)
+        call = next((c for c in self._calls.get(entity, []) if c.id == number), None) if note is None else None
+        owner = note["entity_id"] if note is not None else call.entity_id if call is not None else None
+        if owner is None or (target is not None and target != owner):
+            errors.append(_error("NotFound", "id", "Note not found."))
+            return errors, None, None
+        kind = note["note_type"] if note is not None else call.note_type if call is not None else None
+        if item.get("note_type") not in (None, kind):
+            errors.append(_error("NotSupportedChoice", "note_type", "The note type cannot be changed."))
+        if "params" in item and not isinstance(item["params"], dict):
+            errors.append(_error("InvalidType", "params", "This value should be of type array."))
+        if number in self._locked_notes:
+            errors.append(_error("AccessDenied", "id", "Access denied."))
+        return errors, note, call
+
+    def lock_note(self, note_id: int) -> None:
+        """Refuse edits of this note from now on, as amoCRM does for a user without the right to it."""
+        with self._lock:
+            self._locked_notes.add(note_id)
 
     def _validate_note(self, entity: str, entity_id: int | None, item: Any) -> list[dict[str, str]]:
         if not isinstance(item, dict):

@@ -175,7 +175,12 @@ class Reading(AccountState):
             items = []
             for position in positions:
                 if position < last - first:
-                    items.append(render_call(calls[first + position], entity, base))
+                    row = calls[first + position]
+                    item = render_call(row, entity, base)
+                    edit = self._call_edits.get(row.id)
+                    if edit is not None:  # edited through PATCH .../notes
+                        item.update(params={**item["params"], **edit["params"]}, updated_at=edit["updated_at"])
+                    items.append(item)
                 else:
                     note = written[position - (last - first)]
                     items.append({**note, "_links": link(base, f"/api/v4/{entity}/{note['entity_id']}/notes/"
@@ -294,7 +299,12 @@ class Reading(AccountState):
     def calls(self, entity: str = "contacts") -> list[dict[str, Any]]:
         """The seeded call notes of contacts or companies, as the notes list renders them."""
         with self._lock:
-            return [render_call(row, entity, self.base_url) for row in self._calls.get(entity, [])]
+            out = [render_call(row, entity, self.base_url) for row in self._calls.get(entity, [])]
+            for item in out:
+                edit = self._call_edits.get(item["id"])
+                if edit is not None:
+                    item.update(params={**item["params"], **edit["params"]}, updated_at=edit["updated_at"])
+            return out
 
     def add_call(self, entity: str, entity_id: int, *, incoming: bool = True, duration: int = 0,
                  call_status: int = 6, phone: str = "") -> int:

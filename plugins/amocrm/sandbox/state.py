@@ -65,6 +65,8 @@ class AccountState:
     _seeded_tasks: list[dict[str, Any]]
     _event_counter: int
     _notes: list[dict[str, Any]]
+    _call_edits: dict[int, dict[str, Any]]   # seeded call note id -> its params and updated_at as edited (notes)
+    _locked_notes: set[int]                  # notes the token's user may not edit (notes.lock_note)
     _tasks: list[dict[str, Any]]
     _writes: list[dict[str, Any]]
     _next_note_id: int
