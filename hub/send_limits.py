@@ -238,10 +238,11 @@ def ignores_quiet_hours(purpose: str, meta: Mapping[str, Any] | None) -> bool:
 
 _m = messages_t.c
 # Built once: asked for every non-transactional message a dispatch sends. Only messages queued
-# before this one count, so of several waiting for one contact the oldest go first.
+# before this one count, so of several waiting for one contact the oldest go first. The statuses
+# not counted are spelt out (not NOT IN of a list): an expanding list is re-rendered at each run.
 _COUNTED_BEFORE = (select(_m.created_at).where(
     _m.contact_id == bindparam("contact_id"), _m.id < bindparam("message_id"), _m.purpose != consent.TRANSACTIONAL,
-    _m.status.not_in(NOT_COUNTED), _m.created_at > bindparam("since", type_=_m.created_at.type))
+    *(_m.status != s for s in NOT_COUNTED), _m.created_at > bindparam("since", type_=_m.created_at.type))
     .order_by(_m.created_at))
 
 

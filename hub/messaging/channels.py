@@ -84,6 +84,13 @@ class Channel(Protocol):
     open() is called once before a batch and close() after it, so a channel
     can keep one connection for many messages; send() may be called many
     times in between and must reopen a connection the server dropped.
+
+    A channel may also offer start(message) -> a function returning the
+    Delivery: send() in two halves, the message handed over now and the
+    provider's answer read when the function is called. The dispatcher then
+    checks the next message's send rules while the provider works, and
+    always reads the answer before handing the channel anything else (the
+    email channel does this; a channel without start() is simply sent to).
     """
 
     name: str

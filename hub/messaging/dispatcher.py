@@ -26,7 +26,7 @@ from hub.config import Settings
 from hub.db import get_engine, utcnow
 from hub.i18n import N_
 from hub.i18n import gettext as _
-from hub.messaging.channels import Channel, ChannelUnavailable, Outgoing, channel_factories
+from hub.messaging.channels import Channel, ChannelUnavailable, Delivery, Outgoing, channel_factories
 from hub.messaging.claims import CLAIM_LEASE, claim, recover_stale, worker_name
 from hub.messaging.compose import Created, insert, prepare
 from hub.messaging.feedback import record_bounce
@@ -217,7 +217,8 @@ class Dispatcher:
 
     def _send_batch(self, name: str, batch: list[tuple[Outgoing, int, int | None]]) -> None:
         pending: list[_Outcome] = []  # decided, not yet written
-        done = 0  # rows of the batch whose outcome is in `pending` or written
+        done = 0  # rows of the batch whose outcome is in `pending` or written, or whose answer is awaited
+        answer: Callable[[], _Outcome] | None = None  # the channel's answer about the message it has
         try:
             limiter = self._limiter(name)
             with self.engine.connect() as reader, self.engine.connect() as writer, \
@@ -226,6 +227,8 @@ class Dispatcher:
                 for message, attempts, parts in batch:
                     if queue.stop_requested():
                         break
+                    # Asked while the channel may still be waiting for its server's answer about the
+                    # message before: the rules read the database, the server reads the letter.
                     verdict = self.rules(reader, self.settings, message, self.now)
                     if fresh:
                         reader.rollback()  # no snapshot held while writing; the next check sees the latest
@@ -237,11 +240,19 @@ class Dispatcher:
                         channel = self._channel(name)
                         if limiter is not None:
                             limiter.acquire()
+                        if answer is not None:  # the outcome before is known before this one is handed over
+                            pending.append(answer())
+                            answer = None
+                            if queue.stop_requested():  # asked to stop while waiting for that answer
+                                break
                         ours = self._hand_over(writer, pending, message, batch[done + 1:])
                         pending = []
                         if ours:
-                            pending.append(self._deliver(channel, name, message, attempts, parts))
+                            answer = self._deliver(channel, name, message, attempts, parts)
                     except ChannelUnavailable as exc:  # the channel's promise: nothing was handed over
+                        if answer is not None:
+                            pending.append(answer())
+                            answer = None
                         self._down.add(name)
                         self.report.errors.append(f"{name}: {exc}")
                         self._flush(pending)
@@ -250,17 +261,25 @@ class Dispatcher:
                         done = len(batch)
                         break
                     done += 1
+                if answer is not None:
+                    pending.append(answer())
+                    answer = None
         except BaseException as exc:
             # A setting error, Ctrl-C, a lost database: keep what was decided, put back what
             # never reached the channel, and leave a message caught mid-send for review. If
             # even that fails, a message handed over stays `sending` and becomes `unknown`
             # later, never resent; the others wait for their lease to run out.
             try:
+                if answer is not None and (self._in_flight is None or isinstance(exc, Exception)):
+                    # The message before went out whole: its answer is known, or there to read
+                    # (unless the process is being stopped: then it is left in doubt, below).
+                    pending.append(answer())
                 self._flush(pending)
                 rest = batch[done:]
-                if rest and self._in_flight == rest[0][0].id:
-                    self._mark_unknown(rest[0][0].id, f"dispatch stopped while sending ({type(exc).__name__})")
-                    rest = rest[1:]
+                in_flight = self._in_flight
+                if in_flight is not None:
+                    self._mark_unknown(in_flight, f"dispatch stopped while sending ({type(exc).__name__})")
+                    rest = [r for r in rest if r[0].id != in_flight]
                 self._release(rest, f"dispatch stopped ({type(exc).__name__}: {exc})"[:300])
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
@@ -290,22 +309,49 @@ class Dispatcher:
         return bool(taken)
 
     def _deliver(self, channel: Channel, name: str, message: Outgoing, attempts: int, parts: int | None
-                 ) -> _Outcome:
-        """Hand one message (already committed as `sending`) to its channel and read the answer."""
+                 ) -> Callable[[], _Outcome]:
+        """Hand one message (already committed as `sending`) to its channel; the answer, read when called.
+
+        A channel with `start` (see hub.messaging.channels.Channel) puts the
+        message on its way now and reads its server's answer when asked, so
+        the dispatcher checks the next message's rules meanwhile; the answer
+        is always read before the next message is handed over, so at most one
+        message is in doubt, as with `send`.
+        """
         now = utcnow()
         # Set while the channel has the message: if this process is stopped now (Ctrl-C),
         # the message is marked unknown rather than put back.
         self._in_flight = message.id
         try:
-            delivery = channel.send(message)
+            start = getattr(channel, "start", None)
+            if start is None:
+                outcome = self._outcome(message, channel.send(message), attempts, parts, now)
+                self._in_flight = None
+                return lambda: outcome
+            reply: Callable[[], Delivery] = start(message)
         except ChannelUnavailable:  # the channel's promise: nothing was handed over
             self._in_flight = None
             raise
         except Exception as exc:  # noqa: BLE001 - a channel bug: whether it went out is not known
             self._in_flight = None
-            return _Outcome(message.id, UNKNOWN, error=f"{name} channel error: {type(exc).__name__}: {exc}",
-                            tried=1)
-        self._in_flight = None
+            failed = _channel_error(message, name, exc)
+            return lambda: failed
+
+        def answer() -> _Outcome:
+            # Stopped while reading it (Ctrl-C), the message stays in flight: marked unknown.
+            try:
+                delivery = reply()
+            except Exception as exc:  # noqa: BLE001 - a channel bug: whether it went out is not known
+                self._in_flight = None
+                return _channel_error(message, name, exc)
+            self._in_flight = None
+            return self._outcome(message, delivery, attempts, parts, now)
+
+        return answer
+
+    def _outcome(self, message: Outgoing, delivery: Delivery, attempts: int, parts: int | None,
+                 now: dt.datetime) -> _Outcome:
+        """What a channel's answer means for the message's row."""
         tried = attempts + 1
         parts = delivery.parts or parts
         if delivery.status == "sent":
@@ -431,6 +477,10 @@ _OUTCOME_OF_SEND = (update(_t).where(_t.c.id == bindparam("_id"), _t.c.worker ==
 # A send rule's skip or hold: while the row is still this worker's and waiting.
 _OUTCOME_OF_POLICY = (update(_t).where(_t.c.id == bindparam("_id"), _t.c.worker == bindparam("_worker"),
                                        _status_in(*_WAITING)).values(**_OUTCOME_VALUES))
+
+
+def _channel_error(message: Outgoing, name: str, exc: Exception) -> _Outcome:
+    return _Outcome(message.id, UNKNOWN, error=f"{name} channel error: {type(exc).__name__}: {exc}", tried=1)
 
 
 def _refusal(message: Outgoing, verdict: Verdict) -> _Outcome:
