@@ -9,6 +9,7 @@ incoming calls.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -34,6 +35,8 @@ _CHANGING = ("contact_external_id", "contact_id", "company_external_id", "compan
 
 
 def _problem(r: ActivityRecord) -> str | None:
+    if not isinstance(r.source, str) or not r.source.strip():
+        return "the activity has no source"
     if not str(r.external_id or "").strip():
         return "the activity has no id"
     if r.kind not in ACTIVITY_KINDS:
@@ -49,6 +52,8 @@ def _problem(r: ActivityRecord) -> str | None:
 
 def _duration(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     seconds = int(value)
     return seconds if 0 <= seconds <= MAX_DURATION_S else None
@@ -98,7 +103,7 @@ def write_activities(conn: Connection, records: Sequence[ActivityRecord], counts
     for source, wanted in by_source.items():
         for part in chunks(sorted(wanted), LOOKUP_CHUNK):
             existing.update((source, ext) for ext in conn.execute(
-                select(a.external_id).where(a.source == source, among(conn, a.external_id, part))).scalars())
+                select(a.external_id).where(a.source == source, among(conn, a.external_id, part))).scalars().all())
     fresh: list[dict[str, Any]] = []
     known: list[dict[str, Any]] = []
     for key in sorted(rows):  # key order, as every upsert writes: no deadlock
@@ -127,7 +132,7 @@ def _contacts(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, s
     for source, wanted in by_source.items():
         for part in chunks(sorted(wanted), LOOKUP_CHUNK):
             for ext, cid in conn.execute(select(r.external_id, r.contact_id).where(
-                    r.source == source, among(conn, r.external_id, part), r.deleted_at.is_(None))):
+                    r.source == source, among(conn, r.external_id, part), r.deleted_at.is_(None))).all():
                 out[(source, ext)] = cid
     return out
 

@@ -52,7 +52,7 @@ def text(value: Any, size: int) -> str | None:
     """A CRM's text cut to the column: blank is None, an absurdly long name is kept in part, not refused."""
     if value is None:
         return None
-    out = str(value).strip()
+    out = str(value).replace("\x00", "").strip()  # PostgreSQL refuses NUL in text
     return out[:size] or None
 
 

@@ -46,9 +46,10 @@ def write_definitions(conn: Connection, definitions: Sequence[FieldDefinition], 
             counts.errors.append({"entity": "field", "id": str(d.code)[:100], "error": problem})
             continue
         code = str(d.code).strip()
-        name = (str(d.name or "").strip() or code)[:300]
-        options = [{"id": str(o.get("id", ""))[:100], "value": str(o.get("value", ""))[:300]}
-                   for o in (d.options or [])[:MAX_OPTIONS] if isinstance(o, dict)]
+        name = (str(d.name or "").replace("\x00", "").strip() or code)[:300]
+        given = d.options if isinstance(d.options, (list, tuple)) else []
+        options = [{"id": str(o.get("id", ""))[:100], "value": str(o.get("value", "")).replace("\x00", "")[:300]}
+                   for o in given[:MAX_OPTIONS] if isinstance(o, dict)]
         rows[(d.source, d.entity, code)] = {"source": d.source[:100], "entity": d.entity, "code": code,
                                             "name": name, "type": d.type, "multiple": bool(d.multiple),
                                             "options": options, "updated_at": now}
@@ -63,9 +64,13 @@ def write_definitions(conn: Connection, definitions: Sequence[FieldDefinition], 
 
 
 def _problem(d: FieldDefinition) -> str | None:
+    if not isinstance(d.source, str) or not d.source.strip():
+        return "the field has no source"
     code = str(d.code or "").strip()
     if not code:
         return "the field has no code"
+    if "\x00" in code:
+        return "the field's code holds a NUL character"
     if len(code) > 100:
         return f"field code {code[:40]!r}… is longer than 100 characters"
     if d.entity not in ENTITIES:
@@ -113,26 +118,49 @@ def plain(attributes: Any) -> dict[str, Any]:
     """Custom field values as JSON holds them: a Decimal as a number, a date as its ISO text.
 
     Sources hand values already typed (FieldDefinition); the JSON columns take
-    only JSON's own types, and one odd value must not fail a page.
+    only JSON's own types, and one odd value must not fail a page: NaN and
+    infinities become nothing, a whole number too big for a database's JSON
+    becomes its text, NUL characters (which PostgreSQL refuses) go, and
+    nesting deeper than a CRM's field can hold is cut off.
     """
-    if not isinstance(attributes, dict):
+    if not isinstance(attributes, dict) or not attributes:
         return {}
-    return {str(key)[:100]: _plain(value) for key, value in attributes.items()}
+    out: dict[str, Any] = {}
+    for key, value in attributes.items():  # a page has thousands: plain text and small numbers skip _plain
+        if type(key) is not str or len(key) > 100 or "\x00" in key:
+            key = str(key).replace("\x00", "")[:100]
+        kind = type(value)
+        as_is = (kind is str and "\x00" not in value) or (kind is int and -_BIG < value < _BIG) \
+            or kind is bool or value is None
+        out[key] = value if as_is else _plain(value, 0)
+    return out
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN or infinity
-    if value is None or isinstance(value, (bool, int, float, str)):
+_BIG = 10 ** 18  # past this a whole number is kept as its text: JSON readers lose precision, SQL casts overflow
+_DEPTH = 20  # lists in lists deeper than this are no field's value
+
+
+def _plain(value: Any, depth: int) -> Any:
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, int):
+        if -_BIG < value < _BIG:
+            return value
+        return str(value) if value.bit_length() < 10_000 else None  # Python refuses to write longer ones
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # JSON has no NaN or infinity
     if isinstance(value, Decimal):
-        if not value.is_finite():
+        if not value.is_finite() or abs(value.adjusted()) > 30:
             return None
-        return int(value) if value == value.to_integral_value() else float(value)
+        return _plain(int(value), depth) if value == value.to_integral_value() else float(value)
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
+    if depth >= _DEPTH:
+        return None
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
+        return [_plain(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return str(value)
+        return {str(k).replace("\x00", "")[:100]: _plain(v, depth + 1) for k, v in value.items()}
+    return str(value).replace("\x00", "")

@@ -183,18 +183,21 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
     for source, ids in by_source.items():
         for part in chunks(sorted(ids), identity.LOOKUP_CHUNK):
             for ext, cid in conn.execute(select(refs_t.c.external_id, refs_t.c.contact_id).where(
-                    refs_t.c.source == source, among(conn, refs_t.c.external_id, part))):
+                    refs_t.c.source == source, among(conn, refs_t.c.external_id, part))).all():
                 contact_of[(source, ext)] = cid
     touched: set[int] = set()
     firms: set[int] = set()  # companies whose won deals may have changed
     existing: set[tuple[str, str]] = set()
+    stored: dict[tuple[str, str], tuple[Any, ...]] = {}  # what Hub holds, to count only real changes
+    held_columns = [orders_t.c[name] for name in _COMPARED]
     for source in {r["source"] for r in rows}:
         keys = [r["external_id"] for r in rows if r["source"] == source]
         for part in chunks(keys, identity.LOOKUP_CHUNK):
-            for ext, cid, firm in conn.execute(select(orders_t.c.external_id, orders_t.c.contact_id,
-                                                      orders_t.c.company_id).where(
-                    orders_t.c.source == source, among(conn, orders_t.c.external_id, part))):
+            for ext, *held in conn.execute(select(orders_t.c.external_id, *held_columns).where(
+                    orders_t.c.source == source, among(conn, orders_t.c.external_id, part))).all():
                 existing.add((source, ext))
+                stored[(source, ext)] = tuple(held)
+                cid, firm = held[_CONTACT_AT], held[_COMPANY_AT]
                 if cid is not None:
                     touched.add(cid)
                 if firm is not None:
@@ -210,10 +213,11 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
                              if row["contact_external_id"] else None)
         if row["contact_id"] is not None:
             touched.add(row["contact_id"])
-        if (row["source"], row["external_id"]) in existing:
-            counts.orders["updated"] += 1
-        else:
+        before = stored.get((row["source"], row["external_id"]))
+        if before is None:
             counts.orders["created"] += 1
+        elif before != tuple(row[name] for name in _COMPARED):  # an overlap window re-reads unchanged deals
+            counts.orders["updated"] += 1
     # New orders (all of them in a first sync) take the bulk path; known ones are upserted.
     fresh = [r for r in rows if (r["source"], r["external_id"]) not in existing]
     known = [r for r in rows if (r["source"], r["external_id"]) in existing]
@@ -223,6 +227,13 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
     if refresh:
         identity.refresh_stats(conn, touched)
         companies.refresh_stats(conn, firms)
+
+
+# The columns an order's update may change (updated_at, Hub's own write time, aside).
+_COMPARED = ("contact_external_id", "contact_id", "amount", "currency", "status", "title", "promo_code", "closed_at",
+             "company_external_id", "company_id", "pipeline", "stage", "stage_entered_at", "responsible_id",
+             "attributes")
+_CONTACT_AT, _COMPANY_AT = _COMPARED.index("contact_id"), _COMPARED.index("company_id")
 
 
 def upsert_orders(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -252,6 +263,8 @@ def _order_problem(r: OrderRecord) -> str | None:
         return f"amount {r.amount!r} is not a number"
     for name in ("closed_at", "created_at", "stage_entered_at"):
         value = getattr(r, name)
+        if value is not None and not isinstance(value, dt.datetime):
+            return f"{name} is not a date and time"
         if value is not None and value.tzinfo is None:
             return f"{name} has no time zone"
     return None
