@@ -12,12 +12,13 @@ import json
 import os
 import sqlite3
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
-from sqlalchemy import (ColumnElement, DateTime, Engine, Table, any_, bindparam, create_engine, event, func,
-                        select)
+from sqlalchemy import (JSON, Boolean, ColumnElement, DateTime, Engine, Table, any_, bindparam, create_engine, event,
+                        func, select)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
@@ -333,7 +334,9 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], 
     On SQLite this is one driver-level executemany with each column's own
     bind processor applied column by column, once per distinct object (a
     chunk shares one timestamp): SQLAlchemy's per-row parameter machinery
-    costs more than SQLite's work for the narrow rows an import writes. Other
+    costs more than SQLite's work for the narrow rows an import writes.
+    Timestamps and flags, the columns a sync writes most, skip SQLAlchemy's
+    layered processors for equivalent direct ones (_sqlite_binder). Other
     databases get the ordinary statement.
     """
     if not rows:
@@ -345,15 +348,66 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], 
     names = list(rows[0])
     verb = "INSERT OR IGNORE" if ignore_conflicts else "INSERT"
     sql = f"{verb} INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    columns = []
-    for name in names:
-        values = [row[name] for row in rows]
-        processor = table.c[name].type._cached_bind_processor(conn.dialect)
-        columns.append(_bind_column(values, processor) if processor is not None else values)
+    if len(names) == 1:
+        columns: list[Sequence[Any]] = [[row[names[0]] for row in rows]]
+    else:  # transposed in C: one tuple per row, then one per column
+        columns = list(zip(*map(itemgetter(*names), rows), strict=True))
+    for i, name in enumerate(names):
+        binder = _sqlite_binder(table.c[name].type, conn.dialect)
+        if binder is not None:
+            columns[i] = binder(columns[i])
     conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
 
-def _bind_column(values: list[Any], processor: Callable[[Any], Any]) -> list[Any]:
+def _sqlite_binder(type_: Any, dialect: Any) -> Callable[[Sequence[Any]], list[Any]] | None:
+    """How a column's values are bound on SQLite, or None when they go to the driver as they are."""
+    if isinstance(type_, UTCDateTime):
+        return _bind_times
+    processor = type_._cached_bind_processor(dialect)
+    if processor is None:
+        return None
+    if isinstance(type_, Boolean):  # a bool as SQLite stores it; anything else meets SQLAlchemy's checks
+        return lambda values: [int(v) if type(v) is bool else processor(v) for v in values]
+    if isinstance(type_, JSON) and dialect._json_serializer is None:
+        return _bind_json
+    return lambda values: _bind_column(values, processor)
+
+
+_JSON = json.JSONEncoder()  # json.dumps's own settings, without its per-call argument checks
+
+
+def _bind_json(values: Sequence[Any]) -> list[Any]:
+    """What SQLAlchemy's JSON processor writes (json.dumps), empty lists and objects without encoding."""
+    encode = _JSON.encode
+    return [None if v is None else ("[]" if type(v) is list else "{}") if not v and type(v) in (list, dict)
+            else encode(v) for v in values]
+
+
+def _bind_times(values: Sequence[Any]) -> list[Any]:
+    """UTCDateTime's binding on SQLite in one step: naive UTC in SQLAlchemy's storage format.
+
+    The same text SQLAlchemy's SQLite DATETIME writes ("2026-12-07 10:00:00.000000"),
+    so comparisons with rows written through the ORM hold.
+    """
+    out: list[Any] = []
+    last: Any = None
+    bound: Any = None
+    utc = dt.timezone.utc
+    for value in values:
+        if value is None:
+            out.append(None)
+            continue
+        if value is not last:  # a chunk's rows share one "now"
+            if value.tzinfo is None:
+                raise ValueError(f"naive datetime {value!r}; Hub stores timezone-aware UTC only")
+            utc_value = value if value.tzinfo is utc else value.astimezone(utc)
+            bound = utc_value.isoformat(" ", "microseconds")[:26]
+            last = value
+        out.append(bound)
+    return out
+
+
+def _bind_column(values: Sequence[Any], processor: Callable[[Any], Any]) -> list[Any]:
     """One column's values through its bind processor, each distinct object once."""
     out: list[Any] = []
     seen: dict[int, Any] = {}  # id -> bound value; the rows keep every object alive meanwhile

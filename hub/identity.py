@@ -585,14 +585,22 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     if identity_rows:
         bulk_insert(conn, identities_t, identity_rows, ignore_conflicts=True)
     if ref_rows:
-        ins = insert_for(conn, refs_t)
-        stmt = ins.on_conflict_do_update(
-            index_elements=["source", "external_id"],
-            # The record's manager as the source says now; a record that does not say keeps the last known.
-            set_={"contact_id": ins.excluded.contact_id, "deleted_at": None,
-                  "responsible_id": func.coalesce(ins.excluded.responsible_id, refs_t.c.responsible_id)},
-        )
-        conn.execute(stmt, _dedupe_refs(ref_rows))
+        # References the lookup did not find are new (their keys are locked, or SQLite has one writer):
+        # they take the bulk path, as a full sync's all do; known ones are upserted.
+        unique = _dedupe_refs(ref_rows)
+        known = [r for r in unique if f"{r['source']}\x1f{r['external_id']}" in found.refs]
+        if len(known) < len(unique):
+            bulk_insert(conn, refs_t, [dict(r, pushed={}) for r in unique
+                                       if f"{r['source']}\x1f{r['external_id']}" not in found.refs])
+        if known:
+            ins = insert_for(conn, refs_t)
+            stmt = ins.on_conflict_do_update(
+                index_elements=["source", "external_id"],
+                # The record's manager as the source says now; a record that does not say keeps the last known.
+                set_={"contact_id": ins.excluded.contact_id, "deleted_at": None,
+                      "responsible_id": func.coalesce(ins.excluded.responsible_id, refs_t.c.responsible_id)},
+            )
+            conn.execute(stmt, known)
         linkable: dict[str, set[str]] = defaultdict(set)
         for r in ref_rows:
             linkable[r["source"]].add(r["external_id"])
