@@ -20,6 +20,7 @@ from hub.admin import create_app
 from hub.models import Contact, ExternalRef, Order, SyncRun, SyncState
 from hub.normalize import phones as normalize_phones
 from plugins.amocrm import commands, tokens
+from plugins.amocrm.client import DEFAULT_CONCURRENCY
 from plugins.amocrm.sandbox import Account, SandboxServer
 from plugins.amocrm.sandbox.data import BIRTHDAY, CITY, INTERESTS, LEAD_SOURCE, POSITION
 from plugins.amocrm.source import AmoSource
@@ -212,7 +213,9 @@ def test_a_run_stopped_by_a_block_resumes_from_its_last_page_without_duplicates(
         with pytest.raises(sync.SyncError, match="заблокировал доступ к API"):
             sync.run(hub_db.engine, hub_db.settings, "amocrm", full=True, progress=progress)
         blocked = account.stats()
-        assert blocked["blocked"] == 1  # stopped at the first 403, never hammered
+        # Stopped at the first 403, never hammered: only requests already on the wire beside it may meet
+        # the block too (the client keeps a few pages in flight).
+        assert 1 <= blocked["blocked"] <= DEFAULT_CONCURRENCY
         with hub_db.engine.connect() as conn:
             failed = conn.execute(select(SyncRun.status)).scalar_one()
             state = conn.execute(select(SyncState.full_cursor).where(SyncState.entity == "contacts")).scalar_one()

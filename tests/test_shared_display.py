@@ -137,5 +137,5 @@ def test_the_admin_card_shows_the_company_and_the_kept_columns(admin_env: AdminE
                                                  attributes={"position": "Директор", "Комментарий": "после 18"}))
     page = text(client_as(admin_env, "viewer").get(f"/contacts/{ivan}"))
     assert "Компания <strong>ООО «Рога»</strong>" in page
-    assert '<span class="attribute">Должность <strong>Директор</strong></span>' in page
-    assert '<span class="attribute">Комментарий <strong>после 18</strong></span>' in page
+    assert '<span class="attribute" data-field="position">Должность <strong>Директор</strong></span>' in page
+    assert '<span class="attribute" data-field="Комментарий">Комментарий <strong>после 18</strong></span>' in page
