@@ -179,7 +179,7 @@ def test_progress_shows_the_sync_waiting_before_it_fails(hub: HubDB, refused_por
     seen: list[tuple[str, int]] = []
     with pytest.raises(sync.SyncError, match="не отвечает"):
         sync.run(hub.engine, hub.settings, "bitrix24", progress=lambda entity, n: seen.append((entity, n)))
-    assert seen == [("contacts", 0)]  # the progress line was up while the portal was tried
+    assert seen == [("fields", 0)]  # the progress line was up while the portal was tried (its first entity)
 
 
 def test_hub_sync_in_english(hub: HubDB, refused_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
