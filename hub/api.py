@@ -75,7 +75,7 @@ from hub.models import (NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Activity, Compan
 from hub.queue import enqueue, redis_connection
 from hub.ratelimit import Limiter, SendWindow, limiter
 from hub.records import (ACTIVITY_KINDS, FIELD_TYPES, ActivityRecord, CompanyRecord, ContactRecord, Deletion,
-                         FieldDefinition, OrderRecord, OrderStatus)
+                         FieldDefinition, OrderRecord, OrderStatus, clean_text, without_nul)
 from hub.retry import (CUT_OFF_ERRORS, TRANSIENT_ERRORS, Retries, TimedRetries, back_off, backoff_delay, is_cut_off,
                        no_answer)
 from hub.sampledata import Person, people
@@ -109,6 +109,7 @@ __all__ = [
     "OrderStatus", "SyncError", "WriteBack", "WriteBackError", "NoCrmHolds", "person_name",
     # the CRM round trip: companies, the activities managers log, custom fields with their types
     "CompanyRecord", "ActivityRecord", "FieldDefinition", "ACTIVITY_KINDS", "FIELD_TYPES",
+    "clean_text", "without_nul",  # NUL out of a CRM's text (PostgreSQL refuses it), a string or a whole record
     "FieldBatches",  # a source writing many records' fields in few requests (scores pushed on change)
     "Erasing",  # a source that erases a person in its CRM (deletes, or anonymises where it cannot delete)
     "split_full_name",  # (first, last, middle) from one ФИО written as Russians do ("Иванов Иван Иванович")

@@ -7,10 +7,11 @@ source gets the same normalization, matching and provenance.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 OrderStatus = Literal["won", "lost", "open"]
 Gender = Literal["m", "f"]
@@ -154,3 +155,36 @@ class Deletion:
     source: str
     entity: Literal["contact", "order", "company", "activity"]
     external_id: str
+
+
+def clean_text(text: str) -> str:
+    """Text without NUL characters, which PostgreSQL refuses in text columns (CRMs store them as sent)."""
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
+    return value
+
+
+R = TypeVar("R")
+
+
+def without_nul(record: R) -> R:
+    """The record with NUL removed from every text in it (names, subjects, custom field values, labels).
+
+    A text that held nothing but NULs becomes None (an external id stays as it is: it names the record).
+    """
+    for item in dataclasses.fields(record):  # type: ignore[arg-type]
+        value = getattr(record, item.name)
+        scrubbed = _scrubbed(value)
+        if isinstance(value, str) and scrubbed != value and not scrubbed.strip() and item.name != "external_id":
+            scrubbed = None
+        if scrubbed is not value:
+            setattr(record, item.name, scrubbed)
+    return record

@@ -12,6 +12,8 @@ from decimal import Decimal
 from typing import Any, Iterator
 
 import pytest
+
+from hub.api import without_nul
 import responses
 
 from hub.api import CompanyRecord, ContactRecord, FieldDefinition, OrderRecord, Settings
@@ -94,7 +96,7 @@ def test_bitrix24_huge_amounts_are_not_kept() -> None:
 
 
 def test_bitrix24_text_loses_nul() -> None:
-    record = mapping.without_nul(mapping.contact({
+    record = without_nul(mapping.contact({
         "ID": "9", "NAME": "Ан\u0000на", "LAST_NAME": "\u0000", "ADDRESS_CITY": "Мо\u0000сква",
         "PHONE": [{"VALUE_TYPE": "MOBILE", "VALUE": "+7 916\u0000 123-45-67"}]},
         custom={"UF_CRM_NOTE": "при\u0000вет", "UF_CRM_TAGS": ["a\u0000b"]}))
@@ -105,7 +107,7 @@ def test_bitrix24_text_loses_nul() -> None:
                                  "SUBJECT": "Звонок\u0000", "OWNER_TYPE_ID": "3", "OWNER_ID": "9"})
     assert activity is not None and activity.subject == "Звонок"
     deal = mapping.deal({"ID": "4", "STAGE_ID": "C1:NEW"}, stages={"C1:NEW": "Но\u0000вая"})
-    assert mapping.without_nul(deal).stage == "Новая"
+    assert without_nul(deal).stage == "Новая"
 
 
 @responses.activate
@@ -197,7 +199,7 @@ def test_amocrm_status_moves_at_impossible_moments_are_ignored(created_at: Any) 
 
 
 def test_amocrm_text_loses_nul() -> None:
-    record = amo_mapping.without_nul(amo_mapping.contact({
+    record = without_nul(amo_mapping.contact({
         "id": 4, "name": "Ан\u0000на", "custom_fields_values": [
             {"field_id": 1, "field_code": "PHONE", "values": [{"value": "+7916\u00001234567", "enum_code": "MOB"}]},
             {"field_id": 2, "field_name": "Заметка", "field_type": "text", "values": [{"value": "при\u0000вет"}]}]}))
@@ -205,7 +207,7 @@ def test_amocrm_text_loses_nul() -> None:
     assert record.labels == {"+79161234567": "mobile"} and record.attributes["Заметка"] == "привет"
     note = amo_mapping.call_note({"id": 3, "note_type": "call_in", "entity_id": 4, "created_at": NOW,
                                   "params": {"call_result": "Перезвонить\u0000", "duration": 5}}, "contacts")
-    assert note is not None and amo_mapping.without_nul(note).subject == "Перезвонить"
+    assert note is not None and without_nul(note).subject == "Перезвонить"
 
 
 @responses.activate
@@ -367,4 +369,4 @@ def test_the_erasure_sentence_for_kept_call_notes_reads_in_both_languages() -> N
 
 def test_records_are_typed_dataclasses_the_scrub_understands() -> None:
     order = OrderRecord(source="amocrm", external_id="1", contact_external_id=None, amount=Decimal(0), title="\u0000")
-    assert amo_mapping.without_nul(order).title is None and mapping.without_nul(order).external_id == "1"
+    assert without_nul(order).title is None and without_nul(order).external_id == "1"

@@ -37,7 +37,6 @@ of the page goes in.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -46,8 +45,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hub.api import (
-    ActivityRecord, CompanyRecord, ContactRecord, Deletion, FieldDefinition, OrderRecord, OrderStatus, person_name,
-    split_full_name,
+    ActivityRecord, CompanyRecord, ContactRecord, Deletion, FieldDefinition, OrderRecord, OrderStatus, clean_text,
+    person_name, split_full_name,
 )
 
 SOURCE = "amocrm"
@@ -88,33 +87,6 @@ class Problem:
 
     def as_dict(self) -> dict[str, str]:
         return {"entity": self.entity, "id": self.id, "error": self.error}
-
-
-def clean_text(text: str) -> str:
-    """Text without NUL characters, which PostgreSQL refuses in text columns (amoCRM stores them as sent)."""
-    return text.replace("\x00", "") if "\x00" in text else text
-
-
-def _scrubbed(value: Any) -> Any:
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, list):
-        return [_scrubbed(v) for v in value]
-    if isinstance(value, dict):
-        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
-    return value
-
-
-def without_nul(record: Any) -> Any:
-    """The record with NUL removed from every text in it (names, subjects, stages, custom field values)."""
-    for item in dataclasses.fields(record):
-        value = getattr(record, item.name)
-        scrubbed = _scrubbed(value)
-        if isinstance(value, str) and scrubbed != value and not scrubbed.strip() and item.name != "external_id":
-            scrubbed = None
-        if scrubbed is not value:
-            setattr(record, item.name, scrubbed)
-    return record
 
 
 def timestamp(value: Any) -> dt.datetime | None:

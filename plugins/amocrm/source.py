@@ -44,7 +44,7 @@ from hub.api import (
     ActivityRecord, CompanyRecord, ContactRecord, Deletion, FieldDefinition, OrderRecord, Page, Settings,
     WriteBackError, get_engine, limiter,
 )
-from hub.api import whole_number
+from hub.api import whole_number, without_nul
 from plugins.amocrm import erase, mapping, promo, tokens
 from plugins.amocrm.client import (
     DEFAULT_CONCURRENCY, DEFAULT_PAUSE_429, DEFAULT_RATE, MAX_EVENTS_PAGE, MAX_PAGE, MAX_PATCH, PACE_SHARE, WINDOW_S,
@@ -291,7 +291,7 @@ class AmoSource:
             rows = [row for _, page in self.client.pages(f"/api/v4/{entity}/custom_fields", [], "custom_fields",
                                                          limit=MAX_FIELDS_PAGE) for row in page]
             definitions, self._keys[entity] = mapping.field_definitions(rows, entity, self.problems)
-            records += [mapping.without_nul(d) for d in definitions]
+            records += [without_nul(d) for d in definitions]
         yield Page(records, "done" if full else json.dumps({"since": now}))
 
     def _read_companies(self, cursor: str | None, full: bool) -> Iterator[Page]:
@@ -480,7 +480,7 @@ class AmoSource:
                 self.problems.append(mapping.Problem(entity, str(row.get("id")), f"{type(exc).__name__}: {exc}"))
                 continue
             if record is not None:
-                out.append(mapping.without_nul(record) if dataclasses.is_dataclass(record) else record)
+                out.append(without_nul(record) if dataclasses.is_dataclass(record) else record)
         return out
 
     def _contacts(self, rows: Iterable[dict[str, Any]]) -> list[Record]:

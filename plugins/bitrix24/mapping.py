@@ -17,13 +17,12 @@ are mapped here too; custom field values arrive already typed (see
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from hub.api import ActivityRecord, CompanyRecord, ContactRecord, OrderRecord, person_name
+from hub.api import ActivityRecord, CompanyRecord, ContactRecord, OrderRecord, clean_text, person_name
 
 SOURCE = "bitrix24"
 # COMPANY_ID is the contact's main company; COMPANY_IDS (all of them) is named too, for portals that
@@ -90,11 +89,6 @@ def parse_date(value: Any) -> dt.date | None:
     return written
 
 
-def clean_text(text: str) -> str:
-    """Text without NUL characters, which PostgreSQL refuses in text columns (a portal stores them as sent)."""
-    return text.replace("\x00", "") if "\x00" in text else text
-
-
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -108,28 +102,6 @@ def record_id(raw: Mapping[str, Any]) -> str:
     if found is None or found.lower() in ("none", "null"):
         raise ValueError("the record has no ID")
     return found
-
-
-def _scrubbed(value: Any) -> Any:
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, list):
-        return [_scrubbed(v) for v in value]
-    if isinstance(value, dict):
-        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
-    return value
-
-
-def without_nul(record: Any) -> Any:
-    """The record with NUL removed from every text in it (names, subjects, custom field values, labels)."""
-    for item in dataclasses.fields(record):
-        value = getattr(record, item.name)
-        scrubbed = _scrubbed(value)
-        if isinstance(value, str) and scrubbed != value and not scrubbed.strip() and item.name != "external_id":
-            scrubbed = None
-        if scrubbed is not value:
-            setattr(record, item.name, scrubbed)
-    return record
 
 
 def _values(multifield: Any, types: Mapping[str, str], labels: dict[str, str]) -> list[str]:

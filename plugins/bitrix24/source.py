@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from hub.api import (
     ActivityRecord,
+    without_nul,
     CompanyRecord,
     ContactRecord,
     FieldDefinition,
@@ -148,7 +149,7 @@ class Bitrix24Source:
                                           "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
                 continue
             if record is not None:
-                out.append(mapping.without_nul(record))
+                out.append(without_nul(record))
         return out
 
     def _inns(self, companies: list[dict[str, Any]]) -> dict[str, str]:
