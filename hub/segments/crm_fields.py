@@ -29,14 +29,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import threading
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from sqlalchemy import (BigInteger, Date, Integer, Numeric, String, and_, case, cast, extract, false, func, literal,
-                        not_, or_, select, type_coerce)
+from sqlalchemy import (BigInteger, Connection, Date, Integer, Numeric, String, and_, case, cast, extract, false,
+                        func, literal, not_, or_, select, type_coerce)
 from sqlalchemy.sql.elements import ColumnElement
 
 from hub.config import Settings
@@ -44,6 +41,7 @@ from hub.db import UTCDateTime
 from hub.i18n import N_, gettext as _
 from hub.models import Activity, Company, ContactCompany, CustomField, Order
 from hub.segments.compile import Compiler
+from hub.segments.db_cache import PerDatabase
 from hub.segments.events import WINDOWS
 from hub.segments.fields import OPERATORS, FieldContext, Registry, SegmentField
 from hub.segments.rules import Span
@@ -69,8 +67,6 @@ GROUP_TITLES = {"company": N_("Company"), "activities": N_("Calls and meetings")
 # Far enough in days that no deal can be further away; a larger number in a rule means the same.
 MAX_DAYS = 36_500 * 3
 DEFINITIONS_TTL = 5.0  # seconds the custom field definitions read from the database are reused
-_definitions: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-_definitions_lock = threading.Lock()
 
 
 # --- related rows and "any of them matches" ----------------------------------------------------
@@ -420,39 +416,24 @@ def custom_field(definition: Mapping[str, Any]) -> SegmentField:
                                            choice_titles=BOOLEAN_TITLES if boolean else {})
 
 
+def _read_definitions(conn: Connection) -> list[dict[str, Any]]:
+    c = custom_t.c
+    return [dict(r._mapping) for r in conn.execute(
+        select(c.source, c.entity, c.code, c.name, c.type, c.multiple, c.options)
+        .order_by(c.source, c.entity, c.name, c.code))]
+
+
+_definitions = PerDatabase(_read_definitions, DEFINITIONS_TTL)
+
+
 def definitions(settings: Settings) -> list[dict[str, Any]]:
     """The custom fields the CRMs define (rows of custom_fields), cached for DEFINITIONS_TTL seconds."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from hub.db import get_engine
-
-    url = settings.database_url
-    with _definitions_lock:
-        kept = _definitions.get(url)
-    if kept is not None and time.monotonic() - kept[0] < DEFINITIONS_TTL:
-        return kept[1]
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
-            and not Path(parsed.database).exists():
-        return []  # no database yet: no fields (and no empty file left behind by asking)
-    c = custom_t.c
-    try:
-        with get_engine(url).connect() as conn:
-            found = [dict(r._mapping) for r in conn.execute(
-                select(c.source, c.entity, c.code, c.name, c.type, c.multiple, c.options)
-                .order_by(c.source, c.entity, c.name, c.code))]
-    except SQLAlchemyError:  # no custom_fields table yet (a database before its migration)
-        found = []
-    with _definitions_lock:
-        _definitions[url] = (time.monotonic(), found)
-    return found
+    return _definitions.get(settings)
 
 
 def forget(settings: Settings) -> None:
     """Field definitions were written: the next registry reads them afresh."""
-    with _definitions_lock:
-        _definitions.pop(settings.database_url, None)
+    _definitions.forget(settings)
 
 
 def custom_fields(settings: Settings) -> dict[str, SegmentField]:

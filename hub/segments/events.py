@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
-import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from sqlalchemy import Numeric, String, and_, case, cast, func, literal, select, text
+from sqlalchemy import Connection, Numeric, String, and_, case, cast, func, literal, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
 from hub.config import Settings
 from hub.hookspecs import hookimpl
 from hub.i18n import N_
 from hub.models import Event
+from hub.segments.db_cache import PerDatabase
 from hub.segments.fields import FieldContext, SegmentField
 from hub.segments.rules import Span
 
@@ -45,46 +43,27 @@ WINDOWS = tuple([f"{d}d" for d in range(1, 32)] + ["45d", "60d", "90d", "120d", 
                 + [f"{w}w" for w in range(1, 9)] + [f"{m}m" for m in range(1, 13)] + ["1y", "2y"])
 _WINDOW = re.compile(r"^(\d{1,3})([dwmy])$")
 NAMES_TTL = 5.0  # seconds the list of received names is reused
-_names: dict[str, tuple[float, list[str]]] = {}
-_names_lock = threading.Lock()
 # The distinct names by skipping through the (name, received_at) index: one probe per name, not a scan.
 _DISTINCT_NAMES = text("WITH RECURSIVE n(name) AS (SELECT MIN(name) FROM events UNION ALL "
                        "SELECT (SELECT MIN(name) FROM events WHERE name > n.name) FROM n WHERE n.name IS NOT NULL) "
                        "SELECT name FROM n WHERE name IS NOT NULL")
 
 
+def _read_names(conn: Connection) -> list[str]:
+    return [str(n) for n in conn.execute(_DISTINCT_NAMES).scalars()]
+
+
+_names = PerDatabase(_read_names, NAMES_TTL)
+
+
 def received_names(settings: Settings) -> list[str]:
     """The event names stored so far (what a rule may name), cached for NAMES_TTL seconds."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from hub.db import get_engine
-
-    url = settings.database_url
-    with _names_lock:
-        kept = _names.get(url)
-    if kept is not None and time.monotonic() - kept[0] < NAMES_TTL:
-        return kept[1]
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
-            and not Path(parsed.database).exists():
-        return []  # no database yet: nothing received (and no empty file left behind by asking)
-    try:
-        with get_engine(url).connect() as conn:
-            found = [str(n) for n in conn.execute(_DISTINCT_NAMES).scalars()]
-    except SQLAlchemyError:  # no events table yet (a database before its migration): no names
-        found = []
-    with _names_lock:
-        _names[url] = (time.monotonic(), found)
-    return found
+    return _names.get(settings)
 
 
 def note_names(settings: Settings, stored: set[str]) -> None:
     """Events with these names were stored: a name not in the cached list makes it read afresh next time."""
-    with _names_lock:
-        kept = _names.get(settings.database_url)
-        if kept is not None and not stored <= set(kept[1]):
-            del _names[settings.database_url]
+    _names.forget(settings, unless=lambda kept: stored <= set(kept))
 
 
 def _windows(_settings: Settings) -> Sequence[str]:
