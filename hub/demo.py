@@ -142,13 +142,14 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
     emails_fixed = sum(1 for i in idents if i.kind == "email" and i.valid and i.raw != i.value)
     if crm_reports:
         crm = Table(title=_("CRMs synced (local emulators with the real protocol and limits)"))
-        for n, column in enumerate((_("CRM"), _("people"), _("new"), _("matched"), _("deals"), _("requests"),
-                                    _("limited"), _("s"))):
+        for n, column in enumerate((_("CRM"), _("people"), _("new"), _("matched"), _("deals"), _("companies"),
+                                    _("calls and tasks"), _("requests"), _("limited"), _("s"))):
             crm.add_column(column, justify="left" if n == 0 else "right", no_wrap=True)
         for r in crm_reports:
             c = r["contacts"]
             crm.add_row(r["source"], formats.number(r["people"]), formats.number(c["created"]),
                         formats.number(c["updated"] + c["merged"]), formats.number(r["orders"]["created"]),
+                        formats.number(r["companies"]["created"]), formats.number(r["activities"]["created"]),
                         formats.number(r.get("requests", "-")), formats.number(r.get("rate_limited", "-")),
                         formats.number(round(r["duration_s"], 1)))
         console.print(crm)
@@ -202,7 +203,8 @@ def run(workdir: Path, *, people: int = 3000, seed: int = 7, console: Console | 
             sandbox.close()
     dispose_engines()
     return {"rows": total_rows, "contacts": n_contacts, **quality, "namesake_groups": len(suggestions),
-            "crms": {r["source"]: {"contacts": r["contacts"], "orders": r["orders"], "requests": r.get("requests"),
+            "crms": {r["source"]: {"contacts": r["contacts"], "orders": r["orders"], "companies": r["companies"],
+                                   "activities": r["activities"], "requests": r.get("requests"),
                                    "rate_limited": r.get("rate_limited")} for r in crm_reports},
             "showcases": showcases}
 

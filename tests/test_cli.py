@@ -90,6 +90,8 @@ def test_demo_report_is_correct(tmp_path: Path) -> None:
     for name in sandboxes:
         crm = summary["crms"][name]
         assert crm["rate_limited"] == 0 and crm["orders"]["created"] > 0
+        # A B2B base: the emulators hold companies and the calls, meetings and tasks managers logged.
+        assert crm["companies"]["created"] > 0 and crm["activities"]["created"] > 0
         # 100 of each CRM's 200 people are in the spreadsheets or the CRM before it.
         assert crm["contacts"]["created"] < 200 and crm["contacts"]["updated"] + crm["contacts"]["merged"] >= 90
 
