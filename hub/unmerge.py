@@ -1,9 +1,9 @@
 """Undoing a merge: the merged-away contact comes back as it was, and the pair is kept apart.
 
 Every merge keeps a snapshot of what the merged contact held (hub.identity
-_snapshot): its fields, identities, references, and since issue 18 the
-survivor's own values, the orders, the consent events and the card's notes
-that moved. That is what an unmerge gives back, under the contact's old id, so
+_snapshot): its fields, identities, references, and (in snapshots of newer
+versions) the survivor's own values, the orders, the consent events and the
+card's notes that moved. That is what an unmerge gives back, under the contact's old id, so
 links, survey answers and log entries that kept the id act on that person again
 (identity.current_contact_id answers for a contact that exists before any
 merge is looked at).
