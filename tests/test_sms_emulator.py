@@ -183,6 +183,24 @@ def test_smsc_callback_records_undelivered_with_the_reason(hub_db: HubDB, app: A
                                                 "reason": "impossible to deliver (error 1)"}
 
 
+def test_a_report_names_its_message_by_id_and_number(hub_db: HubDB, app: Any, emulator: Any) -> None:
+    """SMSC.ru's ids name a message only with its number; another provider's equal id is someone else's SMS."""
+    settings = configured(hub_db, emulator, "smsc")
+    mine = queue(hub_db, settings, "+79161234567", "mine")
+    other = queue(hub_db, settings, "+79161234500", "other")
+    messaging.dispatch(hub_db.engine, settings)
+    pid = message(hub_db, mine).provider_id
+    with hub_db.engine.begin() as conn:  # the same id, as an earlier provider numbered the other SMS
+        conn.execute(Message.__table__.update().where(Message.id == other).values(provider_id=pid))
+    answer = app.test_client().post(f"/sms/status/smsc/{SECRET}", content_type=FORM_TYPE,
+                                    data=urlencode({"id": pid, "phone": "79161234567", "status": "1", "err": "0"}))
+    assert answer.status_code == 200 and answer.get_json()["delivered"] == 1
+    assert [k for k, _ in events(hub_db, mine)] == ["delivered"] and events(hub_db, other) == []
+    # A poll asks about each (id, number) pair: the provider knows no SMS of that id to the other number.
+    assert sms_reports.poll(hub_db.engine, settings)["asked"] == 1
+    assert events(hub_db, other) == [] and [k for k, _ in events(hub_db, mine)] == ["delivered"]
+
+
 @pytest.mark.parametrize("path, body, status", [
     (f"/sms/status/smsru/{SECRET}x", "data[0]=sms_status%0A1%0A103%0A1", 403),
     ("/sms/status/smsc/forged", "id=1&status=1", 403),

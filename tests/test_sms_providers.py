@@ -177,7 +177,7 @@ def test_smsc_status_with_a_wrong_login_stops() -> None:
 
 def test_smsc_callback_shapes() -> None:
     [report] = SmscChannel.callback(MultiDict({"id": "77", "phone": "79161234567", "status": "1", "err": "0"}))
-    assert (report.provider_id, report.kind) == ("77", "delivered")
+    assert (report.provider_id, report.kind, report.phone) == ("77", "delivered", "79161234567")
     for bad in ({"id": "77"}, {"status": "1"}, {"id": "77", "status": "x"}, {"id": "7" * 101, "status": "1"}):
         with pytest.raises(ValueError):
             SmscChannel.callback(MultiDict(bad))

@@ -199,6 +199,9 @@ class Report:
 
     kind: "delivered", "undelivered" (reason says why), "bounce" (the number
     does not exist: suppressed) or None (still on its way: asked again later).
+    phone: the number the report is about, digits only, when the provider
+    names it (SMSC.ru's ids are unique only together with the number) or
+    when Hub asked about that pair; "" when nobody said.
     """
 
     provider_id: str
@@ -206,6 +209,7 @@ class Report:
     kind: str | None
     reason: str = ""
     cost: Decimal | None = None
+    phone: str = ""
 
 
 def rubles(value: Any) -> Decimal | None:

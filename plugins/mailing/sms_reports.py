@@ -6,6 +6,12 @@ the number does not exist, which suppresses it like a refusal at sending.
 Each report is recorded once (uid: provider, id and status), and the cost it
 names is written to messages.cost.
 
+A report finds its message by the provider's id and, where the number is
+known, the number too: SMSC.ru numbers its messages so that only id and
+phone together name one, and two providers' numeric ids can coincide after
+a switch. A poll knows the number it asked about; an SMSC.ru callback names
+it; SMS.ru's ids are unique on their own.
+
 Polling (HUB_SMS_STATUS_INTERVAL_S, default 300 s, 0 turns it off) asks
 about SMS sent in the last 72 hours through the configured preset that have
 no final report yet, in the batches the provider takes. The provider asked
@@ -24,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
+from dataclasses import replace
 from typing import Any, Iterable
 
 from flask import Blueprint, request
@@ -96,7 +103,8 @@ def poll(engine: Engine, settings: Settings, *, now: dt.datetime | None = None) 
     try:
         for start in range(0, len(pending), channel.status_batch):
             batch = pending[start:start + channel.status_batch]
-            reports = channel.statuses(batch)
+            reports = [r if r.phone else replace(r, phone=_asked_phone(batch, r.provider_id))
+                       for r in channel.statuses(batch)]
             counts["asked"] += len(batch)
             with engine.begin() as conn:
                 for key, n in apply(conn, settings, channel.provider, reports).items():
@@ -106,13 +114,21 @@ def poll(engine: Engine, settings: Settings, *, now: dt.datetime | None = None) 
     return counts
 
 
+def _asked_phone(batch: list[tuple[str, str]], provider_id: str) -> str:
+    """The number asked about with this id, when exactly one was (digits), else ""."""
+    phones = {phone for pid, phone in batch if pid == provider_id}
+    return phones.pop().lstrip("+") if len(phones) == 1 else ""
+
+
 def apply(conn: Connection, settings: Settings, provider: str, reports: Iterable[sms.Report]) -> dict[str, int]:
     """Record final reports on their messages and write the cost they name; unknown ids are counted, not kept."""
     counts = {"delivered": 0, "undelivered": 0, "bounce": 0, "unmatched": 0, "duplicate": 0}
     for report in reports:
         m = messages_t.c
-        ids = list(conn.execute(select(m.id).where(m.channel == "sms", m.provider_id == report.provider_id))
-                   .scalars())
+        which = select(m.id).where(m.channel == "sms", m.provider_id == report.provider_id)
+        if report.phone:
+            which = which.where(m.address.in_(("+" + report.phone, report.phone)))
+        ids = list(conn.execute(which).scalars())
         if not ids:
             counts["unmatched"] += 1
             continue

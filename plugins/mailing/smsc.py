@@ -108,7 +108,8 @@ class SmscChannel(PresetChannel):
         pid, status = str(form.get("id") or "").strip(), str(form.get("status") or "").strip()
         if not pid or len(pid) > 100 or _int(status) is None:
             raise ValueError("id and a numeric status are needed")
-        return [report({"id": pid, "status": status, "err": form.get("err"), "cost": form.get("cost")})]
+        return [report({"id": pid, "status": status, "err": form.get("err"), "cost": form.get("cost"),
+                        "phone": form.get("phone")})]
 
 
 def report(entry: dict[str, Any]) -> Report:
@@ -117,13 +118,14 @@ def report(entry: dict[str, Any]) -> Report:
     cost = rubles(entry.get("cost"))
     err = _int(entry.get("err"))
     suffix = f" (error {err})" if err else ""
+    phone = "".join(ch for ch in str(entry.get("phone") or "")[:40] if ch.isdigit())
     if code in DELIVERED:
-        return Report(pid, str(code), "delivered", DELIVERED[code], cost)
+        return Report(pid, str(code), "delivered", DELIVERED[code], cost, phone)
     if code in BOUNCED:
-        return Report(pid, str(code), "bounce", BOUNCED[code] + suffix, cost)
+        return Report(pid, str(code), "bounce", BOUNCED[code] + suffix, cost, phone)
     if code in UNDELIVERED:
-        return Report(pid, str(code), "undelivered", UNDELIVERED[code] + suffix, cost)
-    return Report(pid, str(code), None, cost=cost)
+        return Report(pid, str(code), "undelivered", UNDELIVERED[code] + suffix, cost, phone)
+    return Report(pid, str(code), None, cost=cost, phone=phone)
 
 
 def _int(value: Any) -> int | None:
