@@ -107,6 +107,22 @@ def dispose_engines() -> None:
     _engines.clear()
 
 
+def _drop_inherited_pools() -> None:
+    """In a forked child (an RQ work-horse, a reader process), forget the parent's pooled connections.
+
+    A pooled connection is a socket the parent keeps using; a child that used
+    it too would interleave its queries with the parent's (on PostgreSQL the
+    second job of a worker then fails on a prepared statement the first one
+    left). `close=False` leaves the parent's connections open for the parent;
+    the child opens its own on first use.
+    """
+    for engine in _engines.values():
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_drop_inherited_pools)
+
+
 class DatabaseUnavailable(OperationalError):
     """The database in HUB_DATABASE_URL cannot be opened; the message says why in one line, without secrets.
 
