@@ -19,10 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from hub.config import Settings
+from hub.config import Settings, SettingsError
 from hub.i18n import gettext as _
 
 DEFAULT_QUEUES = ("high", "default", "webhooks", "low")  # webhooks: deliveries, a lane of their own
+# How long a job may run on RQ before its work-horse is ended. RQ's own default (180 s) would cut
+# off a full sync of a large portal, which a CRM's rate limit stretches over hours; a job that
+# hangs is still ended, and what it committed stays (syncs resume from their cursors).
+JOB_TIMEOUT_S = 24 * 3600
 log = logging.getLogger(__name__)
 
 # RQ accepts only these characters in a job id (rq.job.JOB_ID_PATTERN) and refuses anything else.
@@ -119,8 +123,23 @@ def enqueue(settings: Settings, func: Callable[..., Any], *args: Any, queue: str
         existing = q.fetch_job(job_id)
         if existing is not None and existing.get_status(refresh=True) in ("queued", "started", "deferred", "scheduled"):
             return Enqueued(id=job_id, inline=False, job=existing)
-    job = q.enqueue(func, *args, job_id=job_id, **kwargs)
+    job = q.enqueue(func, *args, job_id=job_id, job_timeout=job_timeout(settings), **kwargs)
     return Enqueued(id=job.id, inline=False, job=job)
+
+
+def job_timeout(settings: Settings) -> int:
+    """HUB_JOB_TIMEOUT_S: seconds a job may run on a worker (default a day)."""
+    raw = settings.extra.get("job_timeout_s")
+    if raw is None or str(raw).strip() == "":
+        return JOB_TIMEOUT_S
+    try:
+        seconds = int(str(raw).strip())
+    except ValueError:
+        seconds = 0
+    if seconds < 60:
+        raise SettingsError(_("HUB_JOB_TIMEOUT_S: %(value)r is not a number of seconds (60 or more)",
+                              value=str(raw)[:40]))
+    return seconds
 
 
 _executors: dict[str, ThreadPoolExecutor] = {}

@@ -7,10 +7,12 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from redis import Redis
 from sqlalchemy import func, select
 
 from hub import jobs, queue
+from hub.config import SettingsError
 from hub.models import ExternalRef, SyncRun
 from tests.conftest import HubDB
 from tests.plugins import sample_source
@@ -53,6 +55,19 @@ def test_rq_worker_runs_the_enqueued_sync(hub_db: HubDB, plugin_manager, redis_u
     assert refs(hub_db) == 7
     assert enqueued.job.get_status(refresh=True) == "finished"
     assert enqueued.job.return_value()["contacts"]["created"] == 7
+
+
+def test_a_job_may_run_for_hours_on_rq(hub_db: HubDB, redis_url: str) -> None:
+    """A full sync of a large portal outlasts RQ's default of 180 s; HUB_JOB_TIMEOUT_S says how long instead."""
+    Redis.from_url(redis_url).flushdb()
+    settings = replace(hub_db.settings, redis_url=redis_url)
+    assert queue.enqueue(settings, jobs.sync_source, "sample").job.timeout == queue.JOB_TIMEOUT_S >= 3600
+    shorter = replace(settings, extra={**settings.extra, "job_timeout_s": "7200"})
+    assert queue.enqueue(shorter, jobs.sync_source, "other").job.timeout == 7200
+    for wrong in ("soon", "5", "-1"):
+        with pytest.raises(SettingsError, match="HUB_JOB_TIMEOUT_S"):
+            queue.job_timeout(replace(settings, extra={"job_timeout_s": wrong}))
+    Redis.from_url(redis_url).flushdb()
 
 
 def test_hub_worker_process_drains_the_queue(hub_db: HubDB, redis_url: str, tmp_path: Path) -> None:
