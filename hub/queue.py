@@ -121,7 +121,14 @@ def enqueue(settings: Settings, func: Callable[..., Any], *args: Any, queue: str
     q = Queue(queue, connection=redis_connection(settings))
     if job_id is not None:
         existing = q.fetch_job(job_id)
-        if existing is not None and existing.get_status(refresh=True) in ("queued", "started", "deferred", "scheduled"):
+        status = existing.get_status(refresh=True) if existing is not None else None
+        if status == "started":
+            # A worker whose machine died leaves its job "started" until RQ's own clean-up (every
+            # 10 minutes); its heartbeat lapsed 90 s after the death, and then it is abandoned, not
+            # running: marked failed here, so the schedule hands the work out again at once.
+            q.started_job_registry.cleanup()
+            status = existing.get_status(refresh=True) if existing is not None else None
+        if existing is not None and status in ("queued", "started", "deferred", "scheduled"):
             return Enqueued(id=job_id, inline=False, job=existing)
     job = q.enqueue(func, *args, job_id=job_id, job_timeout=job_timeout(settings), **kwargs)
     return Enqueued(id=job.id, inline=False, job=job)

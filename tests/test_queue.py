@@ -70,6 +70,32 @@ def test_a_job_may_run_for_hours_on_rq(hub_db: HubDB, redis_url: str) -> None:
     Redis.from_url(redis_url).flushdb()
 
 
+def test_a_job_whose_worker_died_is_handed_out_again_without_waiting_for_rqs_clean_up(hub_db: HubDB,
+                                                                                     redis_url: str) -> None:
+    import time
+
+    from rq import Queue
+
+    redis = Redis.from_url(redis_url)
+    redis.flushdb()
+    settings = replace(hub_db.settings, redis_url=redis_url)
+    first = queue.enqueue(settings, jobs.sync_source, "sample", job_id="schedule-sync-sample").job
+    q = Queue("default", connection=redis)
+
+    def taken_by_a_worker(heartbeat_until: float) -> None:  # what a worker's horse records, then its heartbeats
+        q.remove(first)
+        first.set_status("started")
+        redis.zadd(q.started_job_registry.key, {f"{first.id}:e1": heartbeat_until})
+
+    taken_by_a_worker(time.time() + 60)  # alive: the same job is still running, nothing is enqueued again
+    again = queue.enqueue(settings, jobs.sync_source, "sample", job_id="schedule-sync-sample")
+    assert again.job.get_status(refresh=True) == "started" and len(q) == 0
+    taken_by_a_worker(time.time() - 1)  # its machine died: the heartbeat lapsed
+    after = queue.enqueue(settings, jobs.sync_source, "sample", job_id="schedule-sync-sample")
+    assert after.job.get_status(refresh=True) == "queued" and len(q) == 1
+    redis.flushdb()
+
+
 def test_hub_worker_process_drains_the_queue(hub_db: HubDB, redis_url: str, tmp_path: Path) -> None:
     Redis.from_url(redis_url).flushdb()
     plugin_dir = tmp_path / "plugins"
