@@ -1,4 +1,5 @@
-"""What the benchmarks share: a work directory kept or removed, a local SMTP sink process, a throwaway IMAP server.
+"""What the benchmarks share: a work directory kept or removed, a local SMTP sink process, a throwaway IMAP server
+and a throwaway PostgreSQL cluster.
 
 Imported by the scripts in this folder (`python bench/NAME.py` puts the
 folder on sys.path); not part of the installed package.
@@ -82,6 +83,19 @@ def serve_imap() -> Iterator[Any]:
 
     with start_dovecot() as server:
         yield server
+
+
+@contextmanager
+def serve_postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster, started as the test suite starts it (tests/servers.py), removed on exit.
+
+    Yields its SQLAlchemy URL (an empty database). The cluster runs with fsync and synchronous commit
+    off, as the tests' does: it measures Hub's work and PostgreSQL's, not the disk's flushes.
+    """
+    from tests.servers import postgres_server  # the checkout's root is on sys.path (see the scripts' imports)
+
+    with postgres_server() as url:
+        yield url
 
 
 def start_server(args: list[str], env: dict[str, str], port: int, logfile: Path) -> subprocess.Popen[bytes]:
