@@ -1,23 +1,28 @@
-"""Benchmark: 100,000 contacts enter reactivation_90d; codes issued, emails delivered by 2 workers.
+"""Benchmark: 100,000 contacts enter reactivation_90d; codes issued, emails delivered by 2 workers, against a floor.
 
-    .venv/bin/python bench/campaign.py [--contacts N] [--workers W] [--database URL] [--workdir DIR] [--keep]
-                                       [--skip-kill]
+    .venv/bin/python bench/campaign.py [--contacts N | --scale N,N,...] [--workers W] [--database URL|postgres]
+                                       [--workdir DIR] [--keep] [--skip-kill] [--no-floor]
 
 Builds a base of N dormant contacts with email addresses and granted consent
 (bulk SQL), starts a private redis-server, an SMTP sink (aiosmtpd, its own
 process, logging every message's X-Hub-Message-Id and recipient), W `hub
 worker` processes and one `hub scheduler`, switches reactivation_90d on and
 measures until every treated contact's email reached the sink: the segment
-refresh, the runs, the promo codes, rendering and SMTP, end to end. Then the
-same again on a fresh base, with one worker killed with SIGKILL mid-run and
-restarted, counting duplicates and missing messages at the sink. Prints ONE
-JSON document on stdout; progress goes to stderr. See bench/README.md.
+refresh, the runs, the promo codes, rendering and SMTP, end to end. Then, in
+the same run, the floor (bench/smtp_floor.py): W bare smtplib loops send the
+very letters Hub delivered to a sink of the same kind, and Hub's letters/s is
+given as a share of the floor's. With --scale, all that once per size, each
+on a fresh base, with the growth between sizes. Then the same again on a
+fresh base at the largest size, with one worker killed with SIGKILL mid-run
+and restarted, counting duplicates and missing messages at the sink. Prints
+ONE JSON document on stdout; progress goes to stderr. See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import re
@@ -27,8 +32,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -38,12 +46,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout: import this checkout's hub
     sys.path.insert(0, str(ROOT))
 
-from harness import free_port, log, serve_smtp  # noqa: E402  (bench/ is on sys.path when run as a script)
+from harness import free_port, log, serve_postgres, serve_smtp  # noqa: E402  (bench/ is on sys.path)
+from smtp_floor import floor_worker, run_floor, summary  # noqa: E402
 
-GOAL_MESSAGES_PER_S = 1_000
+GOAL_MESSAGES_PER_S = 1_000  # the absolute figure, kept for context; the goal is the ratio
+GOAL_RATIO = 0.3  # Hub's letters/s end to end as a share of the floor's, same run, same kind of sink
 SECRET = "bench-secret-key-0123456789"
 WORKFLOW = "reactivation_90d"
 CHUNK = 5_000
+SAMPLE_S = 0.1  # how often the resident sets of the workers, their jobs and the scheduler are read
 _TRACKING = re.compile(rb"\r\nX-Hub-Message-Id: (\d+)\r\n")
 
 
@@ -54,6 +65,26 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident set (VmHWM, which starts afresh at exec); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` forked (RQ's work-horse for the job at hand)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 # --- the SMTP sink (its own process) ------------------------------------------------------
@@ -117,13 +148,64 @@ def make_base(url: str, count: int) -> None:
                  "evidence": {}, "at": now} for i in ids])
         if ids[-1] % 20_000 == 0 or ids[-1] == count:
             log(f"  base: {ids[-1]:,} contacts")
-    if engine.dialect.name == "postgresql":  # explicit ids: move the sequence past them
-        with engine.begin() as conn:
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:  # explicit ids: move the sequence past them
             conn.exec_driver_sql("SELECT setval('contacts_id_seq', (SELECT max(id) FROM contacts))")
+        # What autovacuum does within a minute of a bulk load, and a shop's base has long had: statistics.
+        # Without them the planner takes the freshly filled tables for empty ones, and the segment
+        # refresh's consent subquery, planned as nested loops, ran for minutes on 2,000 contacts.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
     dispose_engines()
 
 
 # --- one campaign -------------------------------------------------------------------------
+
+class MemoryWatch:
+    """The peak resident set of the workers, of their jobs' work-horses and of the scheduler, sampled.
+
+    RQ forks a short-lived work-horse per job, which no one waits for but its
+    worker, so its peak cannot be read once it is gone (and `ru_maxrss` of
+    the workers would carry over this benchmark's own peak: they are started
+    with vfork and exec). So a thread reads every process's VmHWM (a peak of
+    its own, monotonic) every SAMPLE_S seconds; a job's last moments after
+    the last reading are missed. A work-horse's figure is its whole resident
+    set, the pages it shares with its worker since the fork included.
+    """
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.campaign = campaign
+        self.peaks = {"worker": 0.0, "job": 0.0, "scheduler": 0.0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def sample(self) -> None:
+        def note(role: str, pid: int) -> None:
+            self.peaks[role] = max(self.peaks[role], peak_rss_mb(pid))
+
+        for worker in list(self.campaign.workers):
+            note("worker", worker.pid)
+            for horse in children(worker.pid):
+                note("job", horse)
+        scheduler = self.campaign.procs.get("scheduler")
+        if scheduler is not None:
+            note("scheduler", scheduler.pid)
+            for child in children(scheduler.pid):
+                note("scheduler", child)
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            self.sample()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        return {role: round(mb, 1) for role, mb in self.peaks.items()}
+
 
 class Campaign:
     """Redis, the sink, the workers and the scheduler of one measured run, and the database they share."""
@@ -134,6 +216,8 @@ class Campaign:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.sink_log = workdir / "sink.log"
         self.cpu_dead = 0.0
+        self.memory: MemoryWatch | None = None
+        self.peaks: dict[str, float] = {}
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -172,12 +256,7 @@ class Campaign:
         port_file = self.workdir / "sink.port"
         self.procs["sink"] = subprocess.Popen([sys.executable, __file__, "--sink", str(port_file), str(self.sink_log)],
                                               env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text():
-            if time.monotonic() > deadline or self.procs["sink"].poll() is not None:
-                raise SystemExit("the SMTP sink did not start")
-            time.sleep(0.05)
-        self.smtp_port = int(port_file.read_text())
+        self.smtp_port = wait_for_port(port_file, self.procs["sink"])
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         worker = subprocess.Popen([sys.executable, "-m", "hub", "worker"], env=self.env(), cwd=self.workdir,
@@ -193,10 +272,7 @@ class Campaign:
     @staticmethod
     def horses(worker: subprocess.Popen[bytes]) -> list[int]:
         """The work-horse processes a worker forked for its current job."""
-        try:
-            return [int(p) for p in Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()]
-        except OSError:
-            return []
+        return children(worker.pid)
 
     def sending(self, engine: Any) -> subprocess.Popen[bytes] | None:
         """A worker whose job has a message with the SMTP server right now.
@@ -218,6 +294,8 @@ class Campaign:
     def kill_9(self, worker: subprocess.Popen[bytes]) -> None:
         """SIGKILL a worker and the work-horse it forked for its job (RQ gives the horse its own session)."""
         horses = self.horses(worker)
+        if self.memory is not None:
+            self.memory.sample()
         self.cpu_dead += cpu_seconds(worker.pid)
         for pid in [worker.pid, *horses]:
             try:
@@ -229,6 +307,8 @@ class Campaign:
 
     def stop(self) -> float:
         """Stop everything; returns the workers' CPU seconds (their jobs included)."""
+        if self.memory is not None:
+            self.peaks = self.memory.stop()
         cpu = self.cpu_dead + sum(cpu_seconds(w.pid) for w in self.workers)
         for proc in [self.procs.get("scheduler"), *self.workers, self.procs.get("sink"), self.procs.get("redis")]:
             if proc is not None and proc.poll() is None:
@@ -257,13 +337,15 @@ def counts(engine: Any) -> dict[str, int]:
             "waiting": waiting, **{f"messages_{k}": v for k, v in messages.items()}}
 
 
-def run_campaign(args: argparse.Namespace, workdir: Path, url: str, *, kill: bool) -> dict[str, Any]:
+def run_campaign(args: argparse.Namespace, workdir: Path, url: str, contacts: int, *, kill: bool) -> dict[str, Any]:
+    """One measured campaign on a fresh base of `contacts`; the clean one (not `kill`) then measures its floor."""
     from hub import plugins
     from hub.db import dispose_engines, get_engine
 
-    log(f"{'kill run' if kill else 'clean run'}: building {args.contacts:,} contacts")
+    log(f"{'kill run' if kill else 'clean run'}: building {contacts:,} contacts")
+    workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    make_base(url, args.contacts)
+    make_base(url, contacts)
     log(f"  base ready in {time.perf_counter() - started:.1f} s")
     campaign = Campaign(args, workdir, url)
     campaign.start_services()
@@ -280,8 +362,11 @@ def run_campaign(args: argparse.Namespace, workdir: Path, url: str, *, kill: boo
     time.sleep(1.0)  # let the workers connect to Redis before the clock starts
     log(f"  {args.workers} workers and an SMTP sink up; the scheduler starts the campaign")
     result: dict[str, Any] = {}
+    floor: dict[str, Any] = {}
     stopped = False
     try:
+        campaign.memory = MemoryWatch(campaign)
+        campaign.memory.start()
         began = time.perf_counter()
         campaign.start_scheduler()
         killed_at = None
@@ -303,7 +388,7 @@ def run_campaign(args: argparse.Namespace, workdir: Path, url: str, *, kill: boo
                     "restarting it")
                 campaign.kill_9(victim or campaign.workers[0])
                 campaign.start_worker()
-            if not state["treated"] or state["runs"] < args.contacts:
+            if not state["treated"] or state["runs"] < contacts:
                 continue
             if not kill and sent >= state["treated"]:
                 break
@@ -321,6 +406,8 @@ def run_campaign(args: argparse.Namespace, workdir: Path, url: str, *, kill: boo
             result.update(review(engine, settings, campaign, state, killed_at))
         cpu = campaign.stop()
         stopped = True
+        if not kill and not args.no_floor:
+            floor = measure_floor(args, campaign, engine)
     finally:
         if not stopped:
             campaign.stop()
@@ -329,16 +416,72 @@ def run_campaign(args: argparse.Namespace, workdir: Path, url: str, *, kill: boo
     ids = Counter(i for i, _ in delivered)
     rcpts = Counter(r for _, r in delivered)
     result.update({
-        "contacts": args.contacts, "entered": state["runs"], "in_holdout": state["holdout"], "treated": treated,
+        "contacts": contacts, "entered": state["runs"], "in_holdout": state["holdout"], "treated": treated,
         "codes_issued": _codes(engine), "received_by_sink": len(delivered),
         "duplicates": sum(n - 1 for n in ids.values() if n > 1) + sum(n - 1 for n in rcpts.values() if n > 1),
         "missing": max(0, treated - len(rcpts)),
         "seconds": round(seconds, 2),
         "messages_per_s": round(len(rcpts) / seconds) if seconds else 0,
         "worker_cpu_ms_per_message": round(cpu * 1000 / max(len(rcpts), 1), 3),
+        "peak_rss_mb": campaign.peaks,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     })
+    if not kill:  # Hub's letters/s over the floor's, both from the same run
+        floor_rate = floor["sent"] / floor["seconds"] if floor and floor["seconds"] else 0.0
+        ratio = len(rcpts) / seconds / floor_rate if floor_rate and seconds else None
+        result["floor"] = floor or None
+        result["ratio"] = {"messages_per_s": round(ratio, 3) if ratio is not None else None}
+        if ratio is not None:
+            log(f"  Hub reaches {ratio:.3f} of the floor")
     dispose_engines()
     return result
+
+
+def measure_floor(args: argparse.Namespace, campaign: Campaign, engine: Any) -> dict[str, Any]:
+    """The floor, right after the campaign: the letters Hub delivered, sent again by bare smtplib loops.
+
+    As many processes as Hub had workers, each with an equal run of the
+    delivered messages (by id), put on the wire by the mailing plugin's own
+    channel with this campaign's settings before the clock starts, then sent
+    over one connection each to a fresh sink of the same kind (its own
+    process, logging every letter), while nothing of Hub runs.
+    """
+    from sqlalchemy import select
+
+    from hub.models import Message
+
+    with engine.connect() as conn:
+        ids = list(conn.execute(select(Message.id).where(Message.channel == "email", Message.status == "sent")
+                                .order_by(Message.id)).scalars())
+    if not ids:
+        return {}
+    per = -(-len(ids) // args.workers)
+    shares = [(ids[i], ids[min(len(ids), i + per) - 1]) for i in range(0, len(ids), per)]
+    port_file, sink_log = campaign.workdir / "floor-sink.port", campaign.workdir / "floor-sink.log"
+    sink = subprocess.Popen([sys.executable, __file__, "--sink", str(port_file), str(sink_log)],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        port = wait_for_port(port_file, sink)
+        log(f"  the floor: {len(ids):,} letters Hub delivered, {len(shares)} bare loops of smtplib, a fresh sink")
+        floor_seconds, reports = run_floor([sys.executable, __file__, "--floor-worker"], campaign.env(),
+                                           {"port": port, "by": "id", "status": "sent"}, shares)
+        sink_cpu = cpu_seconds(sink.pid)
+    finally:
+        sink.send_signal(signal.SIGTERM)
+        sink.wait(timeout=60)
+    floor = summary(floor_seconds, reports, len(read_sink(sink_log)), sink_cpu)
+    log(f"  floor: {floor['sent']:,} sent in {floor_seconds:.1f} s ({floor['messages_per_s']:,} messages/s)")
+    return floor
+
+
+def wait_for_port(port_file: Path, proc: subprocess.Popen[bytes]) -> int:
+    """The port a sink process wrote once it listens."""
+    deadline = time.monotonic() + 30
+    while not port_file.exists() or not port_file.read_text():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise SystemExit("the SMTP sink did not start")
+        time.sleep(0.05)
+    return int(port_file.read_text())
 
 
 def _codes(engine: Any) -> int:
@@ -380,49 +523,181 @@ def review(engine: Any, settings: Any, campaign: Campaign, state: dict[str, int]
             "missing_before_review": missing_before, "review": {"arrived": marked, "requeued": requeued}}
 
 
+class Databases:
+    """A fresh, empty database for every run.
+
+    SQLite (the default): a file in the run's own directory. Given a URL, the
+    first run uses it (it must be empty) and every later run a new database
+    beside it: on PostgreSQL one created on the same server (`NAME_TAG`,
+    dropped at the end unless --keep), on SQLite a file beside it.
+    """
+
+    def __init__(self, given: str | None) -> None:
+        self.given = given
+        self.first = True
+        self.created: list[str] = []
+
+    def fresh(self, directory: Path, tag: str) -> str:
+        if self.given is None:
+            return f"sqlite:///{directory / 'hub.db'}"
+        if self.first:
+            self.first = False
+            return self.given
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.given)
+        name = f"{url.database}_{tag}"
+        if url.get_backend_name() == "sqlite":
+            path = Path(url.database or "hub.db")
+            return url.set(database=str(path.with_name(f"{path.stem}_{tag}{path.suffix}"))).render_as_string(False)
+        if url.get_backend_name() != "postgresql":
+            raise SystemExit("--database: only SQLite and PostgreSQL can hold more than one run")
+        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        finally:
+            admin.dispose()
+        self.created.append(name)
+        return url.set(database=name).render_as_string(hide_password=False)
+
+    def drop_created(self) -> None:
+        if not self.created or self.given is None:
+            return
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        from hub.db import dispose_engines
+
+        dispose_engines()
+        admin = create_engine(make_url(self.given).set(database="postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                for name in self.created:
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            admin.dispose()
+
+
+@contextmanager
+def database_server(database: str | None) -> Iterator[str | None]:
+    """`--database postgres`: a throwaway PostgreSQL cluster for the whole benchmark; any other value as given."""
+    if database == "postgres":
+        with serve_postgres() as url:
+            log(f"throwaway PostgreSQL cluster at {url}")
+            yield url
+    else:
+        yield database
+
+
+def growth(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Between consecutive sizes: time ratio / size ratio (1.0 = linear), also against the floor's own growth."""
+    steps = []
+    for small, large in itertools.pairwise(runs):
+        size = large["contacts"] / small["contacts"]
+        time_ratio = large["seconds"] / small["seconds"] if small["seconds"] else None
+        step: dict[str, Any] = {"from": small["contacts"], "to": large["contacts"], "size_ratio": round(size, 2),
+                                "time_ratio": round(time_ratio, 2) if time_ratio else None,
+                                "growth": round(time_ratio / size, 2) if time_ratio else None}
+        if small.get("floor") and large.get("floor") and small["floor"]["seconds"] and time_ratio:
+            floor_ratio = large["floor"]["seconds"] / small["floor"]["seconds"]
+            step["floor_time_ratio"] = round(floor_ratio, 2)
+            step["growth_vs_floor"] = round(time_ratio / floor_ratio, 2)
+        steps.append(step)
+    return steps
+
+
+def size_line(run: dict[str, Any]) -> dict[str, Any]:
+    """One size of the growth curve."""
+    floor = run.get("floor") or {}
+    return {"contacts": run["contacts"], "treated": run["treated"], "seconds": run["seconds"],
+            "messages_per_s": run["messages_per_s"], "floor_messages_per_s": floor.get("messages_per_s"),
+            "ratio": (run.get("ratio") or {}).get("messages_per_s"), "peak_rss_mb": run["peak_rss_mb"],
+            "worker_cpu_ms_per_message": run["worker_cpu_ms_per_message"], "load_average": run["load_average"]}
+
+
+def parse_scale(text: str) -> list[int]:
+    try:
+        sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("--scale takes contact counts separated by commas") from None
+    if not sizes or min(sizes) < 1 or sizes != sorted(set(sizes)):
+        raise argparse.ArgumentTypeError("--scale takes increasing contact counts, each at least 1")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contacts", type=int, default=100_000,
                         help="contacts entering the workflow (default 100,000)")
+    parser.add_argument("--scale", type=parse_scale, default=None, metavar="N,N,...",
+                        help="a growth curve: the clean run at each of these sizes, each on a fresh base "
+                             "(instead of --contacts); the kill run at the largest")
     parser.add_argument("--workers", type=int, default=2, help="hub worker processes (default 2)")
     parser.add_argument("--batch-size", type=int, default=500, help="runs per job (default 500)")
-    parser.add_argument("--database", default=None, help="SQLAlchemy URL of an EMPTY database for the clean run "
-                                                         "(default: SQLite in the work directory)")
+    parser.add_argument("--database", default=None,
+                        help="SQLAlchemy URL of an EMPTY database for the first run, later runs in new databases "
+                             "beside it; 'postgres' starts a throwaway PostgreSQL cluster "
+                             "(default: SQLite in the work directory)")
     parser.add_argument("--workdir", type=Path, default=None, help="where files go (default: temporary)")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
-    parser.add_argument("--skip-kill", action="store_true", help="measure the clean run only")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (and databases) afterwards")
+    parser.add_argument("--skip-kill", action="store_true", help="measure the clean run(s) only")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor (no ratio)")
     parser.add_argument("--timeout", type=float, default=1800, help="give up a run after this many seconds")
     parser.add_argument("--sink", nargs=2, type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.sink:
         serve_sink(*args.sink)
         return 0
-    if args.contacts < 1 or args.workers < 1:
+    if args.floor_worker:
+        from hub.config import load_settings
+
+        print(json.dumps(floor_worker(json.loads(args.floor_worker), load_settings())), flush=True)
+        return 0
+    sizes = args.scale or [args.contacts]
+    if min(sizes) < 1 or args.workers < 1:
         parser.error("--contacts and --workers must be at least 1")
     made = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-campaign-")) if made else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        clean_dir, kill_dir = workdir / "clean", workdir / "kill"
-        clean_dir.mkdir(exist_ok=True)
-        clean = run_campaign(args, clean_dir, args.database or f"sqlite:///{clean_dir / 'hub.db'}", kill=False)
-        killed = None
-        if not args.skip_kill:
-            kill_dir.mkdir(exist_ok=True)
-            killed = run_campaign(args, kill_dir, f"sqlite:///{kill_dir / 'hub.db'}", kill=True)
-    finally:
-        if args.keep or not made:
-            log(f"files kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    database = (args.database or "sqlite").split(":", 1)[0].split("+")[0]
+    runs: list[dict[str, Any]] = []
+    killed = None
+    with database_server(args.database) as given:
+        databases = Databases(given)
+        try:
+            for size in sizes:
+                run_dir = workdir / ("clean" if len(sizes) == 1 else f"clean-{size}")
+                runs.append(run_campaign(args, run_dir, databases.fresh(run_dir, f"clean_{size}"), size, kill=False))
+                if made and not args.keep:  # the outbox of 100,000 letters is ~450 MB: free it before the next
+                    shutil.rmtree(run_dir, ignore_errors=True)
+            if not args.skip_kill:
+                kill_dir = workdir / "kill"
+                killed = run_campaign(args, kill_dir, databases.fresh(kill_dir, f"kill_{sizes[-1]}"), sizes[-1],
+                                      kill=True)
+        finally:
+            if not args.keep:
+                databases.drop_created()
+            if args.keep or not made:
+                log(f"files kept in {workdir}")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+    clean = runs[-1]
+    ratio = (clean.get("ratio") or {}).get("messages_per_s")
+    database = (given or "sqlite").split(":", 1)[0].split("+")[0]
     report = {
-        "contacts": args.contacts, "workers": args.workers, "database": database,
+        "contacts": sizes[-1], "workers": args.workers, "database": database,
         "clean": clean, "kill_9": killed,
-        "goal": {"messages_per_s": GOAL_MESSAGES_PER_S, "duplicates": 0, "missing": 0},
-        "met": {"messages_per_s": clean["messages_per_s"] >= GOAL_MESSAGES_PER_S,
-                "no_duplicates": clean["duplicates"] == 0 and (killed is None or killed["duplicates"] == 0),
-                "none_missing": clean["missing"] == 0 and (killed is None or killed["missing"] == 0)},
+        "scale": [size_line(run) for run in runs],
+        "growth": growth(runs),
+        "goal": {"ratio": GOAL_RATIO, "messages_per_s": GOAL_MESSAGES_PER_S, "duplicates": 0, "missing": 0},
+        "met": {"ratio": ratio is not None and ratio >= GOAL_RATIO,
+                "messages_per_s": clean["messages_per_s"] >= GOAL_MESSAGES_PER_S,
+                "no_duplicates": all(run["duplicates"] == 0 for run in runs)
+                and (killed is None or killed["duplicates"] == 0),
+                "none_missing": all(run["missing"] == 0 for run in runs)
+                and (killed is None or killed["missing"] == 0)},
     }
     print(json.dumps(report, indent=2))
     return 0

@@ -12,7 +12,7 @@ whole outbox (hub.messaging.dispatch) over SMTP, concurrently with the others,
 exactly as `hub messages dispatch` does in several processes, with every
 installed plugin loaded and every send rule on.
 
-Then, in the same run, the floor: W processes send the very same rendered
+Then, in the same run, the floor (bench/smtp_floor.py): W processes send the very same rendered
 letters (read back from the outbox, put in Hub's wire format before the clock
 starts) to the same sink, each in a bare loop over one SMTP connection
 (smtplib, no database, no checks). Hub's throughput as a share of the floor
@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout: import this ch
     sys.path.insert(0, str(ROOT))
 
 from harness import in_workdir, log, serve_smtp  # noqa: E402  (bench/ is on sys.path when run as a script)
+from smtp_floor import floor_worker, run_floor, summary  # noqa: E402
 
 GOAL_MESSAGES_PER_S = 1_500  # the absolute figure, kept for context; the goal is the ratio
 GOAL_RATIO = 0.6  # Hub's messages/s as a share of the floor's, same run, same sink
@@ -230,86 +231,6 @@ def _render_and_dispatch(args: dict, settings) -> dict:
             "cpu_s": round(cpu_seconds(), 2)}
 
 
-# --- one floor worker (its own process) ---------------------------------------------------
-
-def floor_letters(args: dict) -> list[tuple[str, str, bytes, list[str]]]:
-    """This worker's share of the letters Hub rendered, as the SMTP channel puts them on the wire.
-
-    Read back from the outbox and handed to the mailing plugin's own channel
-    with the network cut out (its last step, the SMTP transaction, records
-    instead of sending): so the floor sends the very bytes Hub sends, whatever
-    the channel adds (tracked links, footer, DKIM, a VERP return path), as
-    (envelope sender, recipient, data, MAIL FROM options), before the clock starts.
-    """
-    import inspect
-
-    from sqlalchemy import select
-
-    from hub import plugins
-    from hub.db import dispose_engines, get_engine
-    from hub.messaging import Delivery, Outgoing, messages_t
-    from plugins.mailing.email import EmailChannel
-
-    settings = settings_for(args["database"], args["port"], Path(args["workdir"]), args["overrides"])
-    plugins.configure(settings)
-    signature = inspect.signature(EmailChannel._transaction)
-
-    class Server:  # what the sink offers (aiosmtpd): 8BITMIME, no SMTPUTF8
-        def has_extn(self, name: str) -> bool:
-            return name.lower() == "8bitmime"
-
-    class Recording(EmailChannel):
-        def _connect(self):
-            return Server()
-
-        def _transaction(self, *given, **named):
-            bound = signature.bind(self, *given, **named)
-            bound.apply_defaults()
-            found = bound.arguments
-            options = (["SMTPUTF8"] if found["utf8"] else []) + (["BODY=8BITMIME"] if found["eight_bit"] else [])
-            self.wire = (found.get("mail_from") or self.sender.address, found["to"], found["data"], options)
-            return Delivery("sent")
-
-    channel = Recording(settings)
-    t = messages_t.c
-    letters = []
-    with get_engine(settings.database_url).connect() as conn:
-        rows = conn.execute(select(t.id, t.contact_id, t.channel, t.address, t.purpose, t.template, t.subject,
-                                   t.body_text, t.body_html, t.idempotency_key, t.meta)
-                            .where(t.contact_id.between(args["first_id"], args["last_id"])).order_by(t.id))
-        for r in rows:
-            channel.send(Outgoing(id=r.id, channel=r.channel, contact_id=r.contact_id, address=r.address,
-                                  purpose=r.purpose, template=r.template, subject=r.subject, text=r.body_text,
-                                  html=r.body_html, key=r.idempotency_key, meta=r.meta or {}))
-            letters.append(channel.wire)
-    dispose_engines()
-    return letters
-
-
-def run_floor_worker(args: dict) -> dict:
-    """Wait for the word (a line on stdin), then send every letter in a bare loop over one SMTP connection."""
-    import smtplib
-
-    letters = floor_letters(args)
-    print("ready", flush=True)
-    sys.stdin.readline()
-
-    def send_all() -> tuple[int, float]:
-        started = time.perf_counter()
-        smtp = smtplib.SMTP("127.0.0.1", args["port"], timeout=30)
-        sent = 0
-        for mail_from, to, data, options in letters:
-            smtp.sendmail(mail_from, [to], data, mail_options=options)
-            sent += 1
-        smtp.quit()
-        return sent, time.perf_counter() - started
-
-    cpu_before = cpu_seconds()
-    sent, seconds = profiled(args.get("profile"), f"floor-worker-{args['index']}", send_all)
-    return {"worker": f"floor-{args['index']}", "sent": sent, "seconds": round(seconds, 2),
-            "cpu_s": round(cpu_seconds() - cpu_before, 2)}
-
-
 # --- setting up and driving ---------------------------------------------------------------
 
 def make_base(url: str, count: int, workdir: Path) -> tuple[int, int]:
@@ -383,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     return in_workdir(args, run, prefix="hub-bench-mail-")
 
 
+def run_floor_worker(args: dict) -> dict:
+    """A floor worker (bench/smtp_floor.py) with this benchmark's settings: the very letters Hub's workers sent."""
+    settings = settings_for(args["database"], args["port"], Path(args["workdir"]), args["overrides"])
+    return floor_worker(args, settings, lambda name, work: profiled(args.get("profile"), name, work))
+
+
 def end_phase(sink: subprocess.Popen, report: Path, phase: int) -> dict:
     """Have the sink write what it received since the last phase, and read it."""
     found = report.with_name(f"{report.stem}-{phase}{report.suffix}")
@@ -407,30 +334,6 @@ def run_hub(args: argparse.Namespace, env: dict, common: dict, shares: list[tupl
     seconds = time.perf_counter() - started
     if any(w.returncode for w in workers):
         raise SystemExit(f"a worker failed (exit codes {[w.returncode for w in workers]})")
-    return seconds, [json.loads(out) for out in outputs]
-
-
-def run_floor(env: dict, common: dict, shares: list[tuple[int, int]]) -> tuple[float, list[dict]]:
-    """The same letters, the same number of processes, the same sink: a bare loop each, started together."""
-    workers = [subprocess.Popen(
-        [sys.executable, __file__, "--floor-worker", json.dumps(common | {"index": i + 1, "first_id": a,
-                                                                          "last_id": b})],
-        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE) for i, (a, b) in enumerate(shares)]
-    for w in workers:  # each has its letters in memory, on the wire format, before the clock starts
-        assert w.stdout is not None
-        if w.stdout.readline().strip() != b"ready":
-            raise SystemExit("a floor worker failed while preparing its letters")
-    started = time.perf_counter()
-    for w in workers:
-        assert w.stdin is not None
-        w.stdin.write(b"go\n")
-        w.stdin.flush()
-    outputs = [w.stdout.readline() for w in workers if w.stdout is not None]  # the report, then its exit
-    seconds = time.perf_counter() - started
-    for w in workers:
-        w.communicate()
-    if any(w.returncode for w in workers):
-        raise SystemExit(f"a floor worker failed (exit codes {[w.returncode for w in workers]})")
     return seconds, [json.loads(out) for out in outputs]
 
 
@@ -472,7 +375,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         tally = end_phase(sink, sink_report, 1)
         if not args.no_floor:
             log(f"the floor: the same letters, {args.workers} bare loops of smtplib, the same sink")
-            floor_seconds, floor_reports = run_floor(env, common, shares)
+            floor_seconds, floor_reports = run_floor([sys.executable, __file__, "--floor-worker"], env, common,
+                                                     shares)
             floor_tally = end_phase(sink, sink_report, 2)
     finally:
         sink.send_signal(signal.SIGTERM)
@@ -488,16 +392,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     floor: dict | None = None
     ratio = None
     if floor_tally:
-        floor_sent = sum(r["sent"] for r in floor_reports)
-        floor_rate = floor_sent / floor_seconds if floor_seconds else 0.0
+        floor = summary(floor_seconds, floor_reports, floor_tally.get("received"), floor_tally.get("cpu_s", 0.0))
+        floor_rate = floor["sent"] / floor_seconds if floor_seconds else 0.0
         ratio = rate / floor_rate if floor_rate else 0.0
-        floor = {"sent": floor_sent, "received_by_sink": floor_tally.get("received"),
-                 "seconds": round(floor_seconds, 2), "messages_per_s": round(floor_rate),
-                 "cpu_ms_per_message": {
-                     "workers": round(sum(r["cpu_s"] for r in floor_reports) * 1000 / max(floor_sent, 1), 3),
-                     "sink": round(floor_tally.get("cpu_s", 0.0) * 1000 / max(floor_sent, 1), 3)},
-                 "per_worker": floor_reports}
-        log(f"floor: {floor_sent:,} sent in {floor_seconds:.1f} s ({floor_rate:,.0f} messages/s); "
+        log(f"floor: {floor['sent']:,} sent in {floor_seconds:.1f} s ({floor_rate:,.0f} messages/s); "
             f"Hub reaches {ratio:.2f} of it")
     return {
         "messages": args.messages,
