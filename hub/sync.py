@@ -476,6 +476,13 @@ def _interrupted(engine: Engine, run_id: int, counts: Counts, reason: str) -> No
             _active_runs.discard(run_id)
 
 
+# Rows a run must have written before PostgreSQL's planner statistics are refreshed at its end.
+ANALYZE_AFTER_ROWS = 10_000
+# What an import or a sync writes most and what segments, search and workflows read.
+_ANALYZED = ("contacts", "contact_identities", "external_refs", "orders", "companies", "contact_companies",
+             "activities", "consent_events")
+
+
 def finish_run(engine: Engine, run_id: int, counts: Counts, error: str | None = None) -> None:
     with engine.begin() as conn:
         conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(
@@ -483,6 +490,14 @@ def finish_run(engine: Engine, run_id: int, counts: Counts, error: str | None = 
             error=error, finished_at=utcnow(), heartbeat_at=utcnow()))
     with _active_lock:
         _active_runs.discard(run_id)
+    written = sum(sum(n for k, n in part.items() if k != "refused")
+                  for part in (counts.contacts, counts.orders, counts.companies, counts.activities))
+    if engine.dialect.name == "postgresql" and written >= ANALYZE_AFTER_ROWS:
+        # Right after a first large import the planner has no statistics (autovacuum looks only once a
+        # minute) and a segment refresh can pick a nested loop over thousands of contacts that runs
+        # for minutes; ANALYZE samples each table and takes seconds even at millions of rows.
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE " + ", ".join(_ANALYZED))
 
 
 def _load_state(conn: Connection, source: str, entity: str) -> tuple[str | None, dict[str, Any] | None]:

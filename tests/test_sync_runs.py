@@ -159,3 +159,23 @@ def test_a_sync_stopped_by_ctrl_c_says_interrupted_at_once(hub_db: HubDB, crm: F
         sync.run(hub_db.engine, hub_db.settings, "sample", full=True)
     ((_, (status, error)),) = runs(hub_db).items()
     assert status == "interrupted" and error == "interrupted: stopped before it finished"
+
+
+def test_a_large_run_leaves_postgresql_with_planner_statistics(hub_db: HubDB, monkeypatch) -> None:
+    """A segment refresh right after a first big import must not be planned without statistics."""
+    from sqlalchemy import text
+
+    def analyzed() -> bool:
+        with hub_db.engine.connect() as conn:
+            return conn.execute(text("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                                     "WHERE relname = 'contacts'")).scalar_one()
+
+    monkeypatch.setattr(sync, "ANALYZE_AFTER_ROWS", 3)
+    small = sync.start_run(hub_db.engine, "t", "import")
+    sync.finish_run(hub_db.engine, small, sync.Counts(contacts={"created": 2, "updated": 0, "refused": 5}))
+    if hub_db.engine.dialect.name != "postgresql":
+        return  # SQLite plans well without statistics; nothing to refresh
+    assert not analyzed()  # two rows written: not worth it (refused ones were not written)
+    large = sync.start_run(hub_db.engine, "t", "import")
+    sync.finish_run(hub_db.engine, large, sync.Counts(contacts={"created": 2, "merged": 1}, orders={"created": 1}))
+    assert analyzed()
