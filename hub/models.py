@@ -214,6 +214,9 @@ class Order(Base):
         UniqueConstraint("source", "external_id"),
         Index(None, "source", "contact_external_id"),
         Index(None, "status", "stage_entered_at"),
+        # The open deals alone, by when they entered their stage ("stuck for 14 days"): migration 0014.
+        Index("ix_orders_open_stage", "stage_entered_at", "contact_id", sqlite_where=text("status = 'open'"),
+              postgresql_where=text("status = 'open'")),
     )
 
 
@@ -704,6 +707,30 @@ class LeadScore(Base):
 Index("ix_consent_events_latest", ConsentEvent.__table__.c.channel, ConsentEvent.__table__.c.purpose,
       ConsentEvent.__table__.c.contact_id, ConsentEvent.__table__.c.at, ConsentEvent.__table__.c.id,
       ConsentEvent.__table__.c.status)
+
+
+# PostgreSQL only (migration 0014): on millions of answers, "whose latest answer is granted" reads the
+# granted answers and the few others as two ranges of this index; on SQLite the one above serves.
+Index("ix_consent_events_answers", ConsentEvent.__table__.c.channel, ConsentEvent.__table__.c.purpose,
+      ConsentEvent.__table__.c.status, ConsentEvent.__table__.c.contact_id, ConsentEvent.__table__.c.at,
+      ConsentEvent.__table__.c.id).ddl_if(dialect="postgresql")
+# PostgreSQL only: live contacts by their last order with the count and the id, so dormant_90d's
+# contacts come from the index alone (an index-only scan; SQLite has no INCLUDE).
+Index("ix_contacts_live_last_order", Contact.__table__.c.last_order_at, postgresql_include=["orders_count", "id"],
+      postgresql_where=text("deleted_at IS NULL")).ddl_if(dialect="postgresql")
+
+
+# The admin's contact search finds a piece of a number, an email or a name (LIKE '%…%') through
+# pg_trgm on PostgreSQL (migration 0014); SQLite has no such index and scans.
+def _trigram_index(name: str, column: Any, where: str | None = None) -> None:
+    Index(name, column, postgresql_using="gin", postgresql_ops={column.name: "gin_trgm_ops"},
+          postgresql_where=text(where) if where else None).ddl_if(dialect="postgresql")
+
+
+_trigram_index("ix_contact_identities_value_trgm", ContactIdentity.__table__.c.value)
+_trigram_index("ix_contact_identities_raw_trgm", ContactIdentity.__table__.c.raw, "kind = 'phone'")
+_trigram_index("ix_contacts_name_key_trgm", Contact.__table__.c.name_key)
+_trigram_index("ix_contacts_middle_name_trgm", Contact.__table__.c.middle_name)
 
 
 # --- erasures (read by identity: an erased id acts on nobody) ----------------------------

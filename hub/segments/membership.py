@@ -194,12 +194,15 @@ def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDef
         conn.execute(touched_t.insert().from_select(["contact_id"], union(
             select(c.id).where(c.updated_at >= literal(since, UTCDateTime())),
             select(events_t.c.contact_id).where(events_t.c.id > (state.refreshed_event_id or 0)))))
+        portable.analyze(conn, touched_t)
         scope = scope.where(c.id.in_(select(touched_t.c.contact_id)))
         # members changed since, or no longer someone (merged away, erased, deleted at the source)
         recorded = recorded.where(or_(mine.contact_id.in_(select(touched_t.c.contact_id)),
                                       ~exists().where(c.id == mine.contact_id, c.deleted_at.is_(None))))
     match_t.create(conn)
-    conn.execute(match_t.insert().from_select(["contact_id"], scope))
+    matched = conn.execute(match_t.insert().from_select(["contact_id"], scope)
+                           .execution_options(preserve_rowcount=True)).rowcount
+    portable.analyze(conn, match_t)
     # EXCEPT, not NOT EXISTS: one set operation whatever the planner believes
     # about the tables' sizes (a NOT EXISTS on a table the statement writes,
     # planned from stale statistics, can turn into a scan per row).
@@ -209,7 +212,9 @@ def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDef
                        select(mine.contact_id).where(mine.segment_id == state.id)).subquery("arrivals")
     joined = insert(members_t).from_select(
         ["segment_id", "contact_id", "entered_at"],
-        select(literal(state.id, Integer()), arrivals.c.contact_id, literal(wall, UTCDateTime())))
+        # in key order: the primary key's b-tree grows at its end instead of at random pages
+        select(literal(state.id, Integer()), arrivals.c.contact_id, literal(wall, UTCDateTime()))
+        .order_by(arrivals.c.contact_id))
     if _heard(conn, pm):
         exited = sorted(conn.execute(left.returning(m.contact_id)).scalars())
         entered = sorted(conn.execute(joined.returning(m.contact_id)).scalars())
@@ -220,11 +225,14 @@ def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDef
     else:
         n_exited = conn.execute(left).rowcount
         n_entered = conn.execute(joined.execution_options(preserve_rowcount=True)).rowcount
+    if n_entered + n_exited >= portable.ANALYZE_AFTER:
+        portable.analyze(conn, members_t)
     for table in scratch:
         table.drop(conn)
     conn.execute(store.segments_t.update().where(store.segments_t.c.id == state.id)
                  .values(refreshed_at=wall, refreshed_event_id=last_event))
-    members = sizes.live_count(conn, state.id)
+    # After a full refresh the recorded members are exactly the matches (all live): no need to count them again.
+    members = matched if not incremental else sizes.live_count(conn, state.id)
     sizes.record(conn, state.id, members, wall, compiler.settings.tz)  # the day's point of the size chart
     return SegmentRefresh(definition.name, "incremental" if incremental else "full", members, n_entered, n_exited,
                           time.perf_counter() - started)

@@ -25,6 +25,7 @@ from sqlalchemy import (Column, Connection, Integer, MetaData, Table, case, cast
 
 from hub.i18n import N_, gettext as _
 from hub.models import Contact, LeadScore
+from hub.segments import portable
 from hub.segments.compile import Compiler, conditions
 from hub.segments.fields import FieldError, Registry, ResolvedField
 from hub.segments.rules import Node, Parser, RuleError, SegmentDefinition, SegmentError, read_document
@@ -120,7 +121,10 @@ def line_sql(compiler: Compiler, line: ScoreLine) -> Any:
         count = func.coalesce(compiler.value(line.per), 0)
         points = cast(count * line.points, Integer())
         if line.max is not None:
-            points = case((points > line.max, line.max), (points < -line.max, -line.max), else_=points)
+            if compiler.dialect.name == "postgresql":  # the count once per contact, not up to three times
+                points = func.least(func.greatest(points, -line.max), line.max, type_=Integer())
+            else:
+                points = case((points > line.max, line.max), (points < -line.max, -line.max), else_=points)
     if line.rule is not None:
         points = case((compiler.where(line.rule), points), else_=0)
     return points
@@ -170,12 +174,16 @@ def refresh(conn: Connection, compiler: Compiler, model: ScoreModel, *, at: dt.d
     total = conn.execute(fresh_t.insert().from_select(
         ["contact_id", "score"], select(c.id, score_sql(compiler, model)).where(c.deleted_at.is_(None)))
         .execution_options(preserve_rowcount=True)).rowcount
+    portable.analyze(conn, fresh_t)
     wrong = except_(select(stored.contact_id, stored.score), select(new.contact_id, new.score)).subquery("wrong")
     conn.execute(delete(scores_t).where(scores_t.c.contact_id.in_(select(wrong.c.contact_id))))
     missing = except_(select(new.contact_id, new.score), select(stored.contact_id, stored.score)).subquery("missing")
     changed = conn.execute(insert(scores_t).from_select(
         ["contact_id", "score", "updated_at"],
-        select(missing.c.contact_id, missing.c.score, literal(at, scores_t.c.updated_at.type)))
+        select(missing.c.contact_id, missing.c.score, literal(at, scores_t.c.updated_at.type))
+        .order_by(missing.c.contact_id))  # in key order: the primary key's b-tree grows at its end
         .execution_options(preserve_rowcount=True)).rowcount
+    if changed >= portable.ANALYZE_AFTER:
+        portable.analyze(conn, scores_t)
     fresh_t.drop(conn)
     return ScoreRefresh(contacts=total, changed=changed, seconds=time.perf_counter() - started)
