@@ -172,3 +172,35 @@ def test_erased_and_merged_away_contacts_are_not_found(admin_env: AdminEnv, peop
     assert total == 1 and ids == [people["Иванов Иван"]]
     assert plain(client_as(admin_env, "viewer").get("/contacts/", query_string={"q": "petr@mail.ru"})).count(
         f'href="/contacts/{people["Иванов Иван"]}"') >= 1
+
+
+def test_counting_stops_past_the_cap_and_the_pages_stay_in_order(admin_env: AdminEnv,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.admin import contact_search
+
+    seed(admin_env, [ContactRecord(source="import:big.csv", first_name=f"Клиент{i:03d}", last_name="Тестов",
+                                   emails=[f"client{i:03d}@shop.example"]) for i in range(123)])
+    _, every, _ = found(admin_env, "тестов")
+    with admin_env.engine.connect() as conn:
+        whole = contact_search.find(conn, admin_env.settings, "тестов", limit=200)
+    assert whole.total == 123 and not whole.more
+    monkeypatch.setattr(contact_search, "TOTAL_CAP", 60)
+    with admin_env.engine.connect() as conn:
+        capped = contact_search.find(conn, admin_env.settings, "тестов", limit=50)
+        deeper = contact_search.find(conn, admin_env.settings, "тестов", limit=50, offset=100)
+        exact = contact_search.find(conn, admin_env.settings, "client007@shop.example", limit=50)
+    assert capped.more and capped.total == 60
+    assert [r["id"] for r in capped.rows] == [r["id"] for r in whole.rows[:50]]
+    # The last page is past the cap: it is counted to its end, and the order is the uncapped one.
+    assert not deeper.more and deeper.total == 123
+    assert [r["id"] for r in deeper.rows] == [r["id"] for r in whole.rows[100:]]
+    assert exact.total == 1 and not exact.more
+    total, first, page = found(admin_env, "тестов")
+    assert total == 60 and first == every
+    assert "больше 60 контактов по запросу «тестов»" in plain_page(page) and 'rel="next"' in page
+    assert "из 60" not in page
+    _, second, page = found(admin_env, "тестов", page="2")
+    assert "51–100" in page and "страница 2" in page and 'rel="next"' in page
+    _, third, page = found(admin_env, "тестов", page="3")
+    assert len(third) == 23 and 'rel="next"' not in page and "101–123 из 123" in page
+    assert len(set(first) | set(second) | set(third)) == 123

@@ -49,7 +49,7 @@ import contextvars
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine, and_, case, exists, func, or_, select, true
 from sqlalchemy.exc import SQLAlchemyError
@@ -73,6 +73,7 @@ EVENT_MARGIN = dt.timedelta(minutes=10)  # changes this long before the last loo
 EVENT_PAGE = 2000  # events other systems sent, read per page (one transaction of starts each)
 EVENT_PAGES = 20  # pages a workflow reads per tick at most
 INSERT_CHUNK = 5000
+ENTRY_PAGE = 5000  # segment members read and started at a time (within _history's per-id lookup)
 DATE_CATCH_UP = 7  # days back a date trigger looks again when the scheduler missed them
 # Set while the workflows refresh a trigger segment themselves: they start the runs
 # right after, and count them, so the segment_changed hook stands aside.
@@ -140,13 +141,26 @@ def _blocking(workflow_id: int, contact_id: Any, workflow: Workflow, now: dt.dat
 
 
 def _history(conn: Connection, workflow_id: int, contact_ids: Sequence[int]) -> dict[int, list[Any]]:
+    """The workflow's past runs of these contacts.
+
+    A few contacts are looked up by contact_id alone (their runs of every
+    workflow, this one's kept): with the workflow in the condition too, a
+    runs table whose statistics say it is empty (the first big entry, a
+    million runs inserted in one transaction) was read through the
+    (workflow_id, trigger_key) index, every run of the workflow for every
+    thousand contacts.
+    """
     r = runs_t.c
     out: dict[int, list[Any]] = {}
-    q = select(r.contact_id, r.cycle, r.status, r.started_at).where(r.workflow_id == workflow_id)
-    parts = [None] if len(contact_ids) > 5000 else list(chunks(list(contact_ids), 1000))
-    for part in parts:
-        for row in conn.execute(q if part is None else q.where(r.contact_id.in_(part))):
-            out.setdefault(row.contact_id, []).append(row)
+    q = select(r.workflow_id, r.contact_id, r.cycle, r.status, r.started_at)
+    if len(contact_ids) > 5000:
+        queries = [q.where(r.workflow_id == workflow_id)]
+    else:
+        queries = [q.where(r.contact_id.in_(part)) for part in chunks(list(contact_ids), 1000)]
+    for query in queries:
+        for row in conn.execute(query):
+            if row.workflow_id == workflow_id:
+                out.setdefault(row.contact_id, []).append(row)
     return out
 
 
@@ -185,10 +199,15 @@ def start(conn: Connection, row: Any, workflow: Workflow, candidates: Iterable[C
     if not values:
         return report
 
+    # Counted over the contacts these rows are for (their id range, on the runs' unique index): a count over
+    # every run of the workflow would cost each page of a million entering more than its insert.
+    low, high = min(v["contact_id"] for v in values), max(v["contact_id"] for v in values)
+
     def started_now() -> tuple[int, int]:
         r = runs_t.c
         n, held = conn.execute(select(func.count(), func.coalesce(func.sum(case((r.holdout, 1), else_=0)), 0))
-                               .where(r.workflow_id == row.id, r.started_at == now)).one()
+                               .where(r.workflow_id == row.id, r.contact_id.between(low, high),
+                                      r.started_at == now)).one()
         return int(n), int(held)
 
     # A run that another process started meanwhile (the same workflow, contact and cycle) is left alone:
@@ -219,17 +238,44 @@ def trigger_text(conn: Connection, settings: Settings, workflow: Workflow) -> st
     return workflow.trigger.text(translated_title(title) or None)
 
 
+def _members(segment: str) -> tuple[Any, Any]:
+    """(the members joined to their segment and contact, the condition for the segment's live members)."""
+    m, c = members_t.c, contacts_t.c
+    joined = members_t.join(segments_t, segments_t.c.id == m.segment_id).join(contacts_t, c.id == m.contact_id)
+    return joined, and_(segments_t.c.name == segment, c.deleted_at.is_(None))
+
+
 def segment_candidates(conn: Connection, row: Any, workflow: Workflow, segment: str, *,
                        now: dt.datetime) -> tuple[list[Candidate], int]:
     """Members of the segment (as last refreshed) who may enter now, and how many members there are."""
-    m, c = members_t.c, contacts_t.c
-    joined = members_t.join(segments_t, segments_t.c.id == m.segment_id).join(contacts_t, c.id == m.contact_id)
-    member = and_(segments_t.c.name == segment, c.deleted_at.is_(None))
+    joined, member = _members(segment)
     total = conn.execute(select(func.count()).select_from(joined).where(member)).scalar_one()
-    ids = conn.execute(select(m.contact_id).select_from(joined)
-                       .where(member, ~exists().where(_blocking(row.id, m.contact_id, workflow, now)))
-                       .order_by(m.contact_id)).scalars().all()
+    ids = [cid for page in candidate_pages(conn, row, workflow, segment, now=now) for cid in page]
     return [Candidate(cid) for cid in ids], total
+
+
+def candidate_pages(conn: Connection, row: Any, workflow: Workflow, segment: str, *, now: dt.datetime,
+                    size: int | None = None) -> Iterator[list[int]]:
+    """The ids of the members who may enter now, `size` at a time in id order.
+
+    A page is read after the previous one was started (keyset on contact_id),
+    so what a caller holds at a time is one page, whatever the segment's size.
+    """
+    joined, member = _members(segment)
+    m = members_t.c
+    size = size or ENTRY_PAGE
+    after = 0
+    while True:
+        page = list(conn.execute(select(m.contact_id).select_from(joined)
+                                 .where(member, m.contact_id > after,
+                                        ~exists().where(_blocking(row.id, m.contact_id, workflow, now)))
+                                 .order_by(m.contact_id).limit(size)).scalars())
+        if not page:
+            return
+        yield page
+        if len(page) < size:
+            return
+        after = page[-1]
 
 
 def exit_pending(conn: Connection, settings: Settings, segment: str, *, now: dt.datetime) -> list[int]:
@@ -255,9 +301,16 @@ def start_members(conn: Connection, row: Any, workflow: Workflow, *, now: dt.dat
     """Start runs for the trigger segment's members who may enter (the segment refreshed before)."""
     segment = workflow.trigger.segment
     assert segment is not None
-    candidates, total = segment_candidates(conn, row, workflow, segment, now=now)
-    report = start(conn, row, workflow, candidates, trigger=trigger or f"segment:{segment}", now=now)
-    report.skipped += total - len(candidates)
+    joined, member = _members(segment)
+    total = conn.execute(select(func.count()).select_from(joined).where(member)).scalar_one()
+    report = StartReport()
+    looked = 0
+    # A page at a time: a segment of millions enters in memory of one page (ENTRY_PAGE runs).
+    for page in candidate_pages(conn, row, workflow, segment, now=now):
+        report.add(start(conn, row, workflow, [Candidate(cid) for cid in page],
+                         trigger=trigger or f"segment:{segment}", now=now))
+        looked += len(page)
+    report.skipped += total - looked
     return report
 
 

@@ -95,6 +95,7 @@ def search() -> Any:
     query = contact_search.typed(request.args.get("q", ""))
     asked = _page_number()
     size = FOUND_PAGE_SIZE if query else PAGE_SIZE
+    more = False  # the search stopped counting: more than `total` match
     with engine().connect() as conn:
         if query:
             matchers = search_matchers()
@@ -106,13 +107,14 @@ def search() -> Any:
                 found = contact_search.find(conn, settings, query, limit=size, offset=(page - 1) * size,
                                             matchers=matchers)
             rows = found.rows
+            more = found.more
         else:
             total = contact_search.live_count(conn)
             page = min(asked, max(1, -(-total // size)))
             rows = contact_search.recent(conn, settings, limit=size, offset=(page - 1) * size)
-        pages = max(1, -(-total // size))
+        pages = max(1, -(-total // size), page + 1 if more else 1)
     return render_template("contacts/search.html", query=query, rows=rows, page=page, pages=pages, total=total,
-                           first=(page - 1) * size + 1, last=(page - 1) * size + len(rows))
+                           more=more, first=(page - 1) * size + 1, last=(page - 1) * size + len(rows))
 
 
 def _segments_of(conn: Any, contact_id: int) -> list[dict[str, Any]]:
