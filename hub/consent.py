@@ -384,6 +384,8 @@ def ledger_verdict(conn: Connection, settings: Settings, contact_id: int, channe
         status = current(conn, contact_id).get((channel, purpose))
         return None if status == "granted" else send_reasons.no_consent(channel, purpose, status)
     if address:  # a message to one address: every dispatch asks this, so one round trip
+        if _allowed_by_batch_read(conn, settings, contact_id, channel, purpose, address):
+            return None
         row = conn.execute(_SEND_TIME, {"digest": address_hash(kind, address, settings.require_secret_key()),
                                         "contact_id": contact_id, "channel": channel, "purpose": purpose}).one()
         if row.suppressed:
@@ -403,6 +405,142 @@ def ledger_verdict(conn: Connection, settings: Settings, contact_id: int, channe
     if status != "granted":
         return send_reasons.no_consent(channel, purpose, status)
     return None
+
+
+# --- the send-time question for a whole claimed batch -------------------------------------
+#
+# A dispatch asks the ledger about every letter of a claimed batch, one after another. Asking the
+# database once per letter costs more in Python than the letter's own bookkeeping, so the ledger
+# reads the answers for the whole batch at once (`send_time_facts`) and keeps them in the reading
+# connection's info for the batch (hub.messaging.rules.BATCH_FACTS; cleared when the batch ends).
+#
+# Why a letter cannot slip past a withdrawal recorded before its send started:
+#
+# - only an *allowed* answer is taken from the batch read; a refusal read there (withdrawn, never
+#   granted, suppressed) is asked again of the database for that letter alone, so an answer that
+#   changed for the better since the read is not missed either;
+# - an allowed answer from the batch read is a promise checked again at the moment the letter is
+#   handed over: the statement that commits it as `sending` carries `still_allowed` (the same two
+#   questions, suppression and the latest answer, asked inside that UPDATE) and leaves the row as it
+#   was when the answer no longer holds. The dispatcher then forgets the batch answer for that
+#   letter (`forget_send_time_facts`) and asks every rule again, this time of the database.
+#
+# So the answer a letter goes out on is the one in the database when its hand-over's statement
+# ran, later than any read made before that transaction could be. A withdrawal or suppression
+# committed before that statement holds the letter. On SQLite nothing else can commit between
+# the statement and its commit (the hand-over holds the write lock), and the send starts after
+# the commit; on PostgreSQL the statement sees what was committed when it began, microseconds
+# before its own commit. A withdrawal committed later is one made during the send, which no check
+# can stop (the channel has the letter).
+
+_FACTS = "hub.send_rules.facts.consent"  # hub.messaging.rules.BATCH_FACTS + "consent"
+
+
+@dataclass(frozen=True, slots=True)
+class SendTimeFact:
+    """What the ledger read for one letter of a batch: its address's digest, suppressed or not, the answer."""
+
+    digest: str
+    suppressed: bool
+    status: str | None
+
+
+def send_time_facts(conn: Connection, settings: Settings, messages: Iterable[Any]
+                    ) -> dict[tuple[int, str, str, str], SendTimeFact]:
+    """The ledger's facts for every addressed letter of a batch, in two statements per 500 letters.
+
+    Keyed by (contact_id, channel, purpose, address). Letters without a contact or an address,
+    and channels that find the person themselves (OWN_ADDRESS), are left out: they are asked
+    one at a time.
+    """
+    secret = settings.require_secret_key()
+    wanted: dict[tuple[int, str, str, str], str] = {}
+    for m in messages:
+        if m.contact_id is None or not m.address:
+            continue
+        kind = kind_for_channel(m.channel)
+        if kind == OWN_ADDRESS:
+            continue
+        wanted.setdefault((m.contact_id, m.channel, m.purpose, m.address), address_hash(kind, m.address, secret))
+    if not wanted:
+        return {}
+    suppressed: set[str] = set()
+    for part in chunks(sorted(set(wanted.values())), 500):
+        suppressed.update(conn.execute(select(suppressions_t.c.value_hash)
+                                       .where(suppressions_t.c.value_hash.in_(part))).scalars())
+    statuses: dict[tuple[int, str, str], str] = {}
+    for part in chunks(sorted({k[0] for k in wanted}), 500):
+        ranked = (select(events_t.c.contact_id, events_t.c.channel, events_t.c.purpose, events_t.c.status,
+                         _latest_first(events_t.c.contact_id, events_t.c.channel, events_t.c.purpose))
+                  .where(events_t.c.contact_id.in_(part)).subquery())
+        for r in conn.execute(select(ranked.c.contact_id, ranked.c.channel, ranked.c.purpose, ranked.c.status)
+                              .where(ranked.c.rank == 1)):
+            statuses[(r.contact_id, r.channel, r.purpose)] = r.status
+    return {key: SendTimeFact(digest, digest in suppressed, statuses.get(key[:3]))
+            for key, digest in wanted.items()}
+
+
+def _allowed_by_batch_read(conn: Connection, settings: Settings, contact_id: int, channel: str, purpose: str,
+                           address: str) -> bool:
+    """True when the batch read (see above) allows this letter; False: ask the database now."""
+    fact = _batch_fact(conn, settings, (contact_id, channel, purpose, address))
+    return fact is not None and not fact.suppressed and (purpose == TRANSACTIONAL or fact.status == "granted")
+
+
+def _batch_fact(conn: Connection, settings: Settings, key: tuple[int, str, str, str]) -> SendTimeFact | None:
+    facts = conn.info.get(_FACTS)
+    if facts is None:
+        from hub.messaging.rules import batch_of
+
+        batch = batch_of(conn)
+        if not batch:
+            return None
+        facts = conn.info[_FACTS] = send_time_facts(conn, settings, batch)
+    return facts.get(key)
+
+
+def forget_send_time_facts(conn: Connection, message: Any) -> None:
+    """Drop what the batch read said about this letter: the next question about it goes to the database."""
+    facts = conn.info.get(_FACTS)
+    if facts:
+        facts.pop((message.contact_id, message.channel, message.purpose, message.address), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """The promise a letter was allowed on, for the UPDATE that hands it over (see `still_allowed`)."""
+
+    transactional: bool
+    params: dict[str, Any]
+
+
+def send_time_guard(conn: Connection, message: Any) -> Guard | None:
+    """The check to repeat at hand-over for a letter the batch read allowed; None: it was asked one at a time."""
+    facts = conn.info.get(_FACTS)
+    if not facts or message.contact_id is None:
+        return None
+    fact = facts.get((message.contact_id, message.channel, message.purpose, message.address))
+    if fact is None:
+        return None
+    return Guard(message.purpose == TRANSACTIONAL,
+                 {"_g_digest": fact.digest, "_g_contact": message.contact_id, "_g_channel": message.channel,
+                  "_g_purpose": message.purpose})
+
+
+def still_allowed(transactional: bool) -> Any:
+    """The ledger's send-time answer as a condition, for the UPDATE that hands a letter over.
+
+    Bound parameters `_g_digest`, `_g_contact`, `_g_channel`, `_g_purpose` (`send_time_guard`).
+    The same two questions as `ledger_verdict` asks of a letter to one address.
+    """
+    not_suppressed = ~select(suppressions_t.c.id).where(suppressions_t.c.value_hash == bindparam("_g_digest")).exists()
+    if transactional:
+        return not_suppressed
+    latest_answer = (select(_e.status).where(_e.channel == bindparam("_g_channel"),
+                                             _e.purpose == bindparam("_g_purpose"),
+                                             _e.contact_id == bindparam("_g_contact"))
+                     .order_by(_e.at.desc(), _e.id.desc()).limit(1).scalar_subquery())
+    return and_(not_suppressed, latest_answer == "granted")
 
 
 def counts_by_status(conn: Connection, contact_ids: Iterable[int] | None = None) -> dict[str, int]:

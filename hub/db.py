@@ -232,8 +232,14 @@ class _SQLiteEngine(Engine):
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    immediate = conn.get_execution_options().get("hub_sqlite_immediate")
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if conn.get_execution_options().get("hub_sqlite_immediate"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # may wait and fail ("database is locked"): errors as SQLAlchemy's
+    else:
+        # A deferred BEGIN takes no lock and cannot fail; straight to the driver, as it runs before every
+        # transaction (a dispatch begins one per letter) and SQLAlchemy's statement path costs more than it.
+        driver = conn.connection.driver_connection
+        assert driver is not None  # the connection is being begun, so it is open
+        driver.execute("BEGIN")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

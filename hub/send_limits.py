@@ -38,6 +38,7 @@ from sqlalchemy import Connection, bindparam, select
 
 from hub import consent, localtime, send_reasons
 from hub.config import Settings, SettingsError
+from hub.db import chunks
 from hub.hookspecs import hookimpl
 from hub.i18n import gettext as _
 from hub.localtime import QuietHours
@@ -261,10 +262,77 @@ def limits_rule(conn: Connection, settings: Settings, message: Outgoing, now: dt
     if window is None and cap is None:
         return None
     zone = _zone(conn, settings, message.contact_id) if window is not None else settings.tz
-    times = list(conn.execute(_COUNTED_BEFORE, {"contact_id": message.contact_id, "message_id": message.id,
-                                                "since": now - cap.period}).scalars()) if cap is not None else []
-    slot = first_allowed(now, quiet=window, zone=zone, cap=cap, times=times)
+    if cap is None:
+        return _verdict(first_allowed(now, quiet=window, zone=zone, cap=None, times=()))
+    since = now - cap.period
+    times = _counted_in_batch(conn, message, since)
+    slot = first_allowed(now, quiet=window, zone=zone, cap=cap, times=times if times is not None else
+                         _counted_before(conn, message, since))
+    if times is not None and slot.moved_by(FREQUENCY_CAP) is not None:
+        # Held on the batch read: asked again alone, as a message before it may have failed since.
+        slot = first_allowed(now, quiet=window, zone=zone, cap=cap, times=_counted_before(conn, message, since))
+    return _verdict(slot)
+
+
+def _verdict(slot: Slot) -> Verdict | None:
     return Verdict.defer(slot.at, slot.reason) if slot.moves else None
+
+
+def _counted_before(conn: Connection, message: Outgoing, since: dt.datetime) -> list[dt.datetime]:
+    """When the contact's counted messages queued before this one were queued (within the window)."""
+    return list(conn.execute(_COUNTED_BEFORE, {"contact_id": message.contact_id, "message_id": message.id,
+                                               "since": since}).scalars())
+
+
+# The same question for every contact of a claimed batch at once: the messages counted for any of them,
+# queued before the batch's last message. Run once per batch, so the expanding list costs nothing.
+_COUNTED_FOR_BATCH = (select(_m.contact_id, _m.id, _m.created_at).where(
+    _m.contact_id.in_(bindparam("contact_ids", expanding=True)), _m.id < bindparam("below"),
+    _m.purpose != consent.TRANSACTIONAL, *(_m.status != s for s in NOT_COUNTED),
+    _m.created_at > bindparam("since", type_=_m.created_at.type)))
+_COUNTED = rules.BATCH_FACTS + "counted"
+
+
+@dataclass(frozen=True)
+class _Counted:
+    since: dt.datetime
+    below: int
+    contacts: frozenset[int]
+    times: Mapping[int, list[tuple[int, dt.datetime]]]
+
+
+def _counted_in_batch(conn: Connection, message: Outgoing, since: dt.datetime) -> list[dt.datetime] | None:
+    """`_counted_before` for a message of the batch in hand, from one read for the whole batch; None: not known.
+
+    Why a read up to one batch old counts the same messages as a read now: the cap
+    counts the contact's messages queued *before* this one that did not fail or get
+    suppressed. New messages get higher ids, so none can join that set later; one that
+    is sent meanwhile still counts; one that fails or is suppressed meanwhile counts
+    less, so the batch read can only hold a message that might go, never let one go
+    that the cap would hold, and a message it holds is asked again alone (above). The
+    window only shrinks as the clock moves on: its start is applied here per message.
+    Two changes made by hand while a batch is sent are counted from the next batch on:
+    a merge that moves another contact's messages onto this one (the message in hand
+    names the contact it was queued for either way), and a failed message a person
+    queues again (outbox.resolve, "requeue").
+    """
+    batch = rules.batch_of(conn)
+    if not batch or message.contact_id is None:
+        return None
+    counted: _Counted | None = conn.info.get(_COUNTED)
+    if counted is None:
+        contacts = frozenset(m.contact_id for m in batch if m.contact_id is not None)
+        below = max(m.id for m in batch) + 1
+        found: dict[int, list[tuple[int, dt.datetime]]] = {}
+        for part in chunks(sorted(contacts), 500):
+            for contact_id, message_id, created_at in conn.execute(
+                    _COUNTED_FOR_BATCH, {"contact_ids": part, "below": below, "since": since}):
+                found.setdefault(contact_id, []).append((message_id, created_at))
+        counted = conn.info[_COUNTED] = _Counted(since, below, contacts, found)
+    if message.contact_id not in counted.contacts or message.id >= counted.below or since < counted.since:
+        return None
+    return [at for message_id, at in counted.times.get(message.contact_id, ()) if message_id < message.id
+            and at > since]
 
 
 _ZONES = rules.BATCH_FACTS + "zones"
@@ -275,7 +343,8 @@ def _zone(conn: Connection, settings: Settings, contact_id: int) -> ZoneInfo:
 
     A zone comes from the contact's own setting or phone, not from anything
     the person answered, so reading it up to one batch early changes nothing
-    a promise is made about (consent and the cap are asked per message).
+    a promise is made about (consent is asked again as each message is
+    handed over, hub.consent; the cap's batch read is `_counted_in_batch`).
     """
     zones = conn.info.get(_ZONES)
     if zones is None or contact_id not in zones:

@@ -9,6 +9,17 @@ dispatches it. A temporary failure (SMTP 4xx, a gateway that is down) defers
 the message and retries it later with backoff; a permanent one fails it, and
 when the address itself is dead the address is suppressed and a consent
 event records the bounce.
+
+What a letter costs the database, as it runs once per letter: the send
+rules read consent and suppressions, the frequency cap's earlier messages
+and the time zones once per claimed batch (hub.messaging.rules, batch_of),
+and the hand-over is one UPDATE in its transaction: this message to
+`sending` and the message before it to its outcome, each row on its own
+conditions. Consent read for the batch is not trusted blindly: the UPDATE
+hands the letter over only if the address is still not suppressed and the
+latest answer still grants it (hub.consent.still_allowed), so a withdrawal
+committed before the hand-over holds the letter however early the batch was
+read; when that condition fails the rules are asked again, of the database.
 """
 
 from __future__ import annotations
@@ -19,9 +30,9 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
-from sqlalchemy import Connection, Engine, bindparam, func, or_, update
+from sqlalchemy import Connection, Engine, and_, bindparam, case, func, literal, or_, update
 
-from hub import queue
+from hub import consent, queue
 from hub.config import Settings
 from hub.db import get_engine, utcnow
 from hub.i18n import N_
@@ -136,6 +147,9 @@ class Dispatcher:
         self.lease = claim_lease(settings)
         self.report = DispatchReport()
         self._factories = channel_factories()
+        from hub.plugins import get_pm
+
+        self._message_sent = get_pm().hook.message_sent
         self._open: dict[str, Channel] = {}
         self._down: set[str] = set()
         self._limiters: dict[str, Any] = {}
@@ -230,7 +244,7 @@ class Dispatcher:
                     # Asked while the channel may still be waiting for its server's answer about the
                     # message before: the rules read the database, the server reads the letter.
                     verdict = self.rules(reader, self.settings, message, self.now)
-                    if fresh:
+                    if fresh and reader.in_transaction():
                         reader.rollback()  # no snapshot held while writing; the next check sees the latest
                     if verdict is not None:
                         pending.append(_refusal(message, verdict))
@@ -245,8 +259,19 @@ class Dispatcher:
                             answer = None
                             if queue.stop_requested():  # asked to stop while waiting for that answer
                                 break
-                        ours = self._hand_over(writer, pending, message, batch[done + 1:])
+                        guard = consent.send_time_guard(reader, message)
+                        ours = self._hand_over(writer, pending, message, batch[done + 1:], guard)
                         pending = []
+                        if ours is None:  # the batch read's answer no longer holds: ask the rules again
+                            consent.forget_send_time_facts(reader, message)
+                            verdict = self.rules(reader, self.settings, message, self.now)
+                            if fresh and reader.in_transaction():
+                                reader.rollback()
+                            if verdict is not None:
+                                pending.append(_refusal(message, verdict))
+                                done += 1
+                                continue
+                            ours = self._hand_over(writer, [], message, batch[done + 1:], None)
                         if ours:
                             answer = self._deliver(channel, name, message, attempts, parts)
                     except ChannelUnavailable as exc:  # the channel's promise: nothing was handed over
@@ -289,24 +314,42 @@ class Dispatcher:
             self._release(batch[done:], "the worker stopped before sending it", delay=None)
 
     def _hand_over(self, conn: Connection, pending: list[_Outcome], message: Outgoing,
-                   rest: list[tuple[Outgoing, int, int | None]]) -> bool:
-        """Commit `message` as `sending`, with the outcomes decided so far; False: the claim was lost.
+                   rest: list[tuple[Outgoing, int, int | None]], guard: consent.Guard | None) -> bool | None:
+        """Commit `message` as `sending`, with the outcomes decided so far.
+
+        True: handed over; False: the claim was lost; None: `guard` (the consent
+        the batch read found, hub.consent.send_time_guard) no longer holds, or
+        the claim was lost: the caller asks the rules again, then hands over without it.
 
         One short transaction on the batch's own connection (no pool round
         trip per message). It starts by writing, so on SQLite it waits for the
         write lock (busy_timeout) rather than failing as a read-then-write
-        transaction would. The lease on the rest of the batch is renewed in
-        the same transaction when a third of it has gone by.
+        transaction would. The outcome of the message handed over before this
+        one is written by the same UPDATE (one statement for both rows); the
+        others decided since (the send rules' skips and holds) by statements of
+        their own. The lease on the rest of the batch is renewed in the same
+        transaction when a third of it has gone by.
         """
         now = utcnow()
+        before = next((o for o in pending if o.tried > 0), None)  # at most one: the message handed over last
+        params = {"_id": message.id, "_worker": self.worker, "_now": now}
+        if guard is not None:
+            params |= guard.params
         with conn.begin():
-            taken = conn.execute(_HAND_OVER, {"_id": message.id, "_worker": self.worker, "_now": now}).rowcount
-            self._write(conn, pending, now)
+            if before is None:
+                taken = _hand_over_statement(guard).run(conn, params)[0] > 0
+            else:
+                params |= _outcome_params(before, self.worker, now) | {"_id": message.id, "_prev": before.id}
+                returned = _hand_over_after_statement(guard).run(conn, params)[1]
+                taken = any(row[0] == message.id for row in returned)
+            self._write(conn, pending, now, written=before)
             if rest and time.monotonic() - self._renewed >= self.lease.total_seconds() / 3:
                 conn.execute(_RENEW, {"_ids": [m.id for m, _, _ in rest], "_worker": self.worker, "_now": now})
                 self._renewed = time.monotonic()
         self._count(pending)
-        return bool(taken)
+        if not taken and guard is not None:
+            return None
+        return taken
 
     def _deliver(self, channel: Channel, name: str, message: Outgoing, attempts: int, parts: int | None
                  ) -> Callable[[], _Outcome]:
@@ -410,28 +453,28 @@ class Dispatcher:
             self._write(conn, outcomes, now)
         self._count(outcomes)
 
-    def _write(self, conn: Connection, outcomes: list[_Outcome], now: dt.datetime) -> None:
+    def _write(self, conn: Connection, outcomes: list[_Outcome], now: dt.datetime, *,
+               written: _Outcome | None = None) -> None:
         """Write outcomes, with bounces and the message_sent hook, in the caller's transaction.
 
         A message a channel had is updated only while it is this worker's and
         `sending` (or marked `unknown` meanwhile); a send rule's skip or hold only
         while the row is still this worker's and waiting: a row whose lease
-        ran out and that another worker took is left to that worker.
+        ran out and that another worker took is left to that worker. `written`
+        is an outcome whose row the caller has updated already (its hooks still run here).
         """
         if not outcomes:
             return
-        from hub.plugins import get_pm
-
-        for handed, stmt in ((True, _OUTCOME_OF_SEND), (False, _OUTCOME_OF_POLICY)):
-            params = [{"_id": o.id, "_worker": self.worker, "_now": now, "_status": o.status, "_error": o.error,
-                       "_provider_id": o.provider_id, "_parts": o.parts, "_tried": o.tried, "_due_at": o.due_at,
-                       "_sent_at": o.sent_at, "_cost": o.cost,
-                       # a row that waits again is free for any worker when it is due
-                       "_claimed_at": None if o.status in _WAITING else now}
-                      for o in outcomes if (o.tried > 0) == handed]
-            if params:
-                conn.execute(stmt, params)
-        hook = get_pm().hook.message_sent
+        of_send: list[dict[str, Any]] = []
+        of_policy: list[dict[str, Any]] = []
+        for o in outcomes:
+            if o is not written:
+                (of_send if o.tried > 0 else of_policy).append(_outcome_params(o, self.worker, now))
+        if of_send:
+            conn.execute(_OUTCOME_OF_SEND, of_send)
+        if of_policy:
+            conn.execute(_OUTCOME_OF_POLICY, of_policy)
+        hook = self._message_sent
         for o in outcomes:
             if o.bounce is not None:
                 record_bounce(conn, self.settings, o.bounce, o.error or "bounced")
@@ -472,11 +515,109 @@ _OUTCOME_VALUES = dict(status=bindparam("_status"), error=bindparam("_error"),
                        claimed_at=bindparam("_claimed_at", type_=_t.c.claimed_at.type),
                        updated_at=bindparam("_now", type_=_t.c.updated_at.type))
 # A message a channel had: while it is this worker's and `sending` (or marked `unknown` meanwhile).
+_WAS_SENDING = _status_in(SENDING, UNKNOWN)
 _OUTCOME_OF_SEND = (update(_t).where(_t.c.id == bindparam("_id"), _t.c.worker == bindparam("_worker"),
-                                     _status_in(SENDING, UNKNOWN)).values(**_OUTCOME_VALUES))
+                                     _WAS_SENDING).values(**_OUTCOME_VALUES))
 # A send rule's skip or hold: while the row is still this worker's and waiting.
 _OUTCOME_OF_POLICY = (update(_t).where(_t.c.id == bindparam("_id"), _t.c.worker == bindparam("_worker"),
                                        _status_in(*_WAITING)).values(**_OUTCOME_VALUES))
+
+
+def _outcome_params(o: _Outcome, worker: str, now: dt.datetime) -> dict[str, Any]:
+    """The bound values of _OUTCOME_VALUES for one outcome."""
+    return {"_id": o.id, "_worker": worker, "_now": now, "_status": o.status, "_error": o.error,
+            "_provider_id": o.provider_id, "_parts": o.parts, "_tried": o.tried, "_due_at": o.due_at,
+            "_sent_at": o.sent_at, "_cost": o.cost,
+            # a row that waits again is free for any worker when it is due
+            "_claimed_at": None if o.status in _WAITING else now}
+
+
+class _Prepared:
+    """A statement compiled once per database and run on the driver's own cursor, in the caller's transaction.
+
+    The hand-over runs once per letter, and through SQLAlchemy's execution
+    path (cache key, parameter processing, result set-up) its Python costs
+    several times what the database spends on it. The SQL is SQLAlchemy's own
+    compilation and the values pass through the same type processors
+    (times, numbers), so the database sees exactly what `conn.execute` would
+    send; only the bookkeeping around it is skipped.
+    """
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._by_dialect: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any], dict[str, Any]]] = {}
+
+    def _compiled(self, dialect: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any], dict[str, Any]]:
+        found = self._by_dialect.get(dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)
+            processors, fixed = {}, {}
+            for bind, name in compiled.bind_names.items():  # as SQLAlchemy picks a name's processor
+                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                if processor is not None:
+                    processors[name] = processor
+                if not bind.required:  # a literal in the statement (the status 'sending')
+                    fixed[name] = bind.effective_value
+            if compiled.escaped_bind_names:  # names a driver cannot take as they are: none of ours so far
+                raise MessagingError(f"cannot prepare {sorted(compiled.escaped_bind_names)}")
+            order = tuple(compiled.positiontup) if compiled.positional else None
+            found = self._by_dialect[dialect.name] = (compiled.string, order, fixed, processors)
+        return found
+
+    def run(self, conn: Connection, params: dict[str, Any]) -> tuple[int, list[Any]]:
+        """Execute with `params` (every bound name the statement has); the rows it changed and those it returned."""
+        sql, order, defaults, processors = self._compiled(conn.dialect)
+        values = defaults | params
+        for name, processor in processors.items():
+            values[name] = processor(values[name])
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, tuple(values[name] for name in order) if order is not None else values)
+            returned = cursor.fetchall() if cursor.description else []
+            return cursor.rowcount, returned
+        finally:
+            cursor.close()
+
+
+# The hand-over, in four shapes built once each: with or without the consent guard (for a letter the
+# batch read allowed, hub.consent.still_allowed; transactional letters need no granted answer), and
+# alone or with the outcome of the message handed over before it.
+_HAND_OVERS: dict[tuple[bool | None, bool], _Prepared] = {}
+
+
+def _hand_over_statement(guard: consent.Guard | None) -> _Prepared:
+    """`message → sending`, while it is this worker's and waiting (and, guarded, still allowed)."""
+    key = (None if guard is None else guard.transactional, False)
+    found = _HAND_OVERS.get(key)
+    if found is None:
+        stmt = _HAND_OVER if guard is None else _HAND_OVER.where(consent.still_allowed(guard.transactional))
+        found = _HAND_OVERS[key] = _Prepared(stmt)
+    return found
+
+
+def _hand_over_after_statement(guard: consent.Guard | None) -> _Prepared:
+    """`_id → sending` and `_prev → its outcome` in one UPDATE, each row on its own conditions; returns the ids.
+
+    The row `_id` changes as _HAND_OVER changes it, the row `_prev` as
+    _OUTCOME_OF_SEND does: every column is a CASE on which row it is.
+    """
+    key = (None if guard is None else guard.transactional, True)
+    found = _HAND_OVERS.get(key)
+    if found is None:
+        this = _t.c.id == bindparam("_id")
+        handed = {"status": literal(SENDING), "claimed_at": bindparam("_now", type_=_t.c.claimed_at.type),
+                  "updated_at": bindparam("_now", type_=_t.c.updated_at.type)}
+        values = {name: case((this, handed.get(name, _t.c[name])), else_=value)
+                  for name, value in _OUTCOME_VALUES.items()}
+        take = and_(this, _status_in(*_WAITING))
+        if guard is not None:
+            take = and_(take, consent.still_allowed(guard.transactional))
+        stmt = (update(_t).where(_t.c.id.in_([bindparam("_id"), bindparam("_prev")]),
+                                 _t.c.worker == bindparam("_worker"),
+                                 or_(take, and_(_t.c.id == bindparam("_prev"), _WAS_SENDING)))
+                .values(**values).returning(_t.c.id))
+        found = _HAND_OVERS[key] = _Prepared(stmt)
+    return found
 
 
 def _channel_error(message: Outgoing, name: str, exc: Exception) -> _Outcome:

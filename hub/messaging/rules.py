@@ -6,10 +6,15 @@ that hook; a skip marks the message `suppressed`, a deferral holds it
 `queued` until then.
 
 A dispatch asks the rules about a claimed batch on one connection, one
-message after another (`SendRules.batch`). A rule may read facts that do
-not decide consent, such as the contacts' time zones, for the whole batch at
-once (`batch_of`) and keep them in the connection's info under a key starting
-with BATCH_FACTS, which the end of the batch clears.
+message after another (`SendRules.batch`). A rule may read what it needs for
+the whole batch at once (`batch_of`) and keep it in the connection's info
+under a key starting with BATCH_FACTS, which the end of the batch clears:
+the contacts' time zones and the frequency cap's earlier messages
+(hub.send_limits), and the consent ledger's answers (hub.consent). A fact
+that decides consent may be read early only with a check at the hand-over:
+the ledger's is repeated inside the UPDATE that hands the letter over
+(hub.consent.still_allowed, hub.messaging.dispatcher), and a refusal read
+early is asked again of the database before it is final.
 """
 
 from __future__ import annotations
