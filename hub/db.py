@@ -358,10 +358,16 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], 
     chunk shares one timestamp): SQLAlchemy's per-row parameter machinery
     costs more than SQLite's work for the narrow rows an import writes.
     Timestamps and flags, the columns a sync writes most, skip SQLAlchemy's
-    layered processors for equivalent direct ones (_sqlite_binder). Other
-    databases get the ordinary statement.
+    layered processors for equivalent direct ones (_sqlite_binder).
+
+    On PostgreSQL the rows go in with COPY (_pg_copy): psycopg's executemany
+    sends one INSERT per row, which the server parses and plans one by one
+    (measured: 100,000 narrow rows in 5.6 s that way, 0.3 s with COPY).
     """
     if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        _pg_copy(conn, table, rows, ignore_conflicts=ignore_conflicts)
         return
     if conn.dialect.name != "sqlite":
         stmt = insert_for(conn, table)
@@ -379,6 +385,39 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], 
         if binder is not None:
             columns[i] = binder(columns[i])
     conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+
+
+def _pg_copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, ignore_conflicts: bool) -> None:
+    """COPY the rows into `table`; with `ignore_conflicts`, through a scratch table and ON CONFLICT DO NOTHING.
+
+    Each value passes its column's own bind processor first (timestamps made
+    UTC, JSON wrapped), so what lands is what the ordinary INSERT would write.
+    The scratch table holds only the columns given, without constraints
+    (CREATE TABLE AS ... WITH NO DATA), so columns left out take their
+    defaults in `table` itself; it lives until the transaction ends.
+    """
+    names = list(rows[0])
+    dialect = conn.dialect
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in names]
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(name) for name in names)
+    target = quote(table.name)
+    into = target
+    if ignore_conflicts:
+        into = quote(f"hub_bulk_{table.name}"[:63])
+        if conn.exec_driver_sql(f"SELECT to_regclass('pg_temp.{into}')").scalar() is None:
+            conn.exec_driver_sql(f"CREATE TEMP TABLE {into} ON COMMIT DROP AS SELECT {columns} FROM {target} "
+                                 "WITH NO DATA")
+        else:
+            conn.exec_driver_sql(f"TRUNCATE {into}")
+    driver = conn.connection.driver_connection
+    assert driver is not None  # a connection in use is open
+    with driver.cursor() as cursor, cursor.copy(f"COPY {into} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([value if proc is None else proc(value)
+                            for value, proc in zip(map(row.__getitem__, names), processors, strict=True)])
+    if ignore_conflicts:
+        conn.exec_driver_sql(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {into} ON CONFLICT DO NOTHING")
 
 
 def _sqlite_binder(type_: Any, dialect: Any) -> Callable[[Sequence[Any]], list[Any]] | None:
