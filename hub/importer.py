@@ -326,6 +326,7 @@ def _flush(engine: Engine, settings: Settings, batch: list[tuple[Row, identity.P
     before = (counts.contacts["created"], counts.contacts["updated"], counts.contacts["merged"])
     with engine.begin() as conn:
         result = sync.write_contacts(conn, [p.record for p in prepared], settings, counts, prepared=prepared)
+    sync.keep_statistics(engine, counts)
     if placed:
         placed([row.line for row, _ in batch], result.contact_ids)
     created = counts.contacts["created"] - before[0]

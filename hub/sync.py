@@ -112,6 +112,7 @@ class Counts:
     invalid_emails: int = 0
     shared_values: int = 0  # phones and emails found to be several people's (they join nobody)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    analyzed_at: int = 0  # rows written when PostgreSQL's statistics were last refreshed (keep_statistics)
 
     def as_dict(self) -> dict[str, Any]:
         return {"contacts": dict(self.contacts), "orders": dict(self.orders), "companies": dict(self.companies),
@@ -478,9 +479,37 @@ def _interrupted(engine: Engine, run_id: int, counts: Counts, reason: str) -> No
 
 # Rows a run must have written before PostgreSQL's planner statistics are refreshed at its end.
 ANALYZE_AFTER_ROWS = 10_000
-# What an import or a sync writes most and what segments, search and workflows read.
+# What an import or a sync writes most and what segments, search, workflows and identity read.
 _ANALYZED = ("contacts", "contact_identities", "external_refs", "orders", "companies", "contact_companies",
              "activities", "consent_events")
+
+
+def _written(counts: Counts) -> int:
+    return sum(sum(n for k, n in part.items() if k != "refused")
+               for part in (counts.contacts, counts.orders, counts.companies, counts.activities))
+
+
+def keep_statistics(engine: Engine, counts: Counts) -> None:
+    """Refresh PostgreSQL's planner statistics each time what this run wrote has doubled (from 5,000 rows).
+
+    Into an empty or small base a first import or sync writes far more than
+    the statistics say the tables hold, and autovacuum looks only once a
+    minute: the identity lookups of each chunk were planned as scans of
+    "empty" tables that held tens of thousands of rows (80% of an import's
+    time on PostgreSQL, growing with the square of its size). Doubling keeps
+    it to a few ANALYZEs a run, each a sample of a few seconds at most.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    written = _written(counts)
+    if written < max(ANALYZE_GROWTH_FROM, 2 * counts.analyzed_at):
+        return
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE " + ", ".join(_ANALYZED))
+    counts.analyzed_at = written
+
+
+ANALYZE_GROWTH_FROM = 5_000
 
 
 def finish_run(engine: Engine, run_id: int, counts: Counts, error: str | None = None) -> None:
@@ -490,14 +519,14 @@ def finish_run(engine: Engine, run_id: int, counts: Counts, error: str | None = 
             error=error, finished_at=utcnow(), heartbeat_at=utcnow()))
     with _active_lock:
         _active_runs.discard(run_id)
-    written = sum(sum(n for k, n in part.items() if k != "refused")
-                  for part in (counts.contacts, counts.orders, counts.companies, counts.activities))
-    if engine.dialect.name == "postgresql" and written >= ANALYZE_AFTER_ROWS:
+    written = _written(counts)
+    if engine.dialect.name == "postgresql" and written >= ANALYZE_AFTER_ROWS and written != counts.analyzed_at:
         # Right after a first large import the planner has no statistics (autovacuum looks only once a
         # minute) and a segment refresh can pick a nested loop over thousands of contacts that runs
         # for minutes; ANALYZE samples each table and takes seconds even at millions of rows.
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE " + ", ".join(_ANALYZED))
+        counts.analyzed_at = written
 
 
 def _load_state(conn: Connection, source: str, entity: str) -> tuple[str | None, dict[str, Any] | None]:
@@ -603,6 +632,7 @@ def _run_full(engine: Engine, settings: Settings, source: Source, source_name: s
             _save_state(conn, source_name, entity, cursor=None, full=state)
             if run_id is not None:
                 heartbeat(conn, run_id)
+        keep_statistics(engine, counts)
         if progress:
             progress(entity, len(page.records))
     # The contacts' order stats, once for the whole source: also after a run killed and resumed,
@@ -624,6 +654,7 @@ def _run_incremental(engine: Engine, settings: Settings, source: Source, source_
             if run_id is not None:
                 heartbeat(conn, run_id)
         cursor = page.cursor if page.cursor is not None else cursor
+        keep_statistics(engine, counts)
         if progress:
             progress(entity, len(page.records))
 

@@ -179,3 +179,28 @@ def test_a_large_run_leaves_postgresql_with_planner_statistics(hub_db: HubDB, mo
     large = sync.start_run(hub_db.engine, "t", "import")
     sync.finish_run(hub_db.engine, large, sync.Counts(contacts={"created": 2, "merged": 1}, orders={"created": 1}))
     assert analyzed()
+
+
+def test_statistics_are_refreshed_each_time_what_a_run_wrote_doubles(hub_db: HubDB, monkeypatch) -> None:
+    """A first import into an empty PostgreSQL base must not plan its identity lookups as scans of "empty" tables."""
+    from sqlalchemy import text
+
+    def analyze_count() -> int:
+        with hub_db.engine.connect() as conn:
+            return conn.execute(text("SELECT analyze_count FROM pg_stat_user_tables "
+                                     "WHERE relname = 'contact_identities'")).scalar_one()
+
+    monkeypatch.setattr(sync, "ANALYZE_GROWTH_FROM", 4)
+    counts = sync.Counts()
+    postgres = hub_db.engine.dialect.name == "postgresql"
+    seen = []
+    before = analyze_count() if postgres else 0
+    for created in (3, 4, 6, 7, 8, 15, 16):
+        counts.contacts["created"] = created
+        sync.keep_statistics(hub_db.engine, counts)
+        seen.append(counts.analyzed_at)
+    if not postgres:
+        assert seen == [0] * 7  # SQLite plans these lookups well without statistics
+        return
+    assert seen == [0, 4, 4, 4, 8, 8, 16]  # from 4 rows on, each time the rows written doubled
+    assert analyze_count() - before == 3
