@@ -53,6 +53,7 @@ from tests import deploy_machine
 from tests.conftest import SECRET, HubDB
 from tests.processes import hub_process
 from tests.support.smtp import Mailbox, smtp_server
+from tests.support.waiting import wait_for
 from tests.test_mailing_smtp import person, queue_reactivation
 
 PROBE = Path(__file__).with_name("deploy_machine.py")
@@ -140,17 +141,6 @@ class Cluster:
             os.kill(int(pid), signal.SIGKILL)
             self.killed[pid] = time.time()
         return next(iter(self.killed.items()))
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 180) -> Any:
-    """Poll until `condition()` is truthy; the timeout only stops a broken test, it measures nothing."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = condition()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"gave up waiting: {what}"
-        time.sleep(0.05)
 
 
 # --- the machines ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from collections import Counter
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -36,6 +36,7 @@ from hub.models import Message
 from tests.conftest import HubDB
 from tests.processes import alive, hub_env, hub_process, session_members, stop
 from tests.support.shop import SHOP, Person, enable, make_shop, runs_of, use_workflows
+from tests.support.waiting import wait_for
 from workflows import jobs, ticks
 from workflows.models import WorkflowRun
 
@@ -92,17 +93,6 @@ def sink() -> Iterator[tuple[Sink, int]]:
     finally:
         handler.release.set()
         controller.stop()
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 300) -> Any:
-    """Poll until `condition()` is truthy and return it; the generous timeout only stops a broken test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = condition()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"gave up waiting: {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture
