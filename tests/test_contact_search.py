@@ -102,6 +102,16 @@ def test_a_piece_of_an_email_without_at_finds_its_holders(admin_env: AdminEnv, p
     assert people["Ёлкина Алёна"] in ids and admin_env.ids["anna"] in ids
 
 
+def test_a_whole_address_finds_its_holder_alone_and_a_piece_with_at_the_addresses_containing_it(
+        admin_env: AdminEnv, people: dict[str, int]) -> None:
+    more = seed(admin_env, [ContactRecord(source="import:clients.csv", first_name="Глеб", last_name="Петров",
+                                          emails=["xpetr@mail.ru"])])
+    total, ids, _ = found(admin_env, "Petr@Mail.ru ")  # typed whole, in any case: its holder, not xpetr@
+    assert (total, ids) == (1, [people["Иванов Пётр"]])
+    total, ids, _ = found(admin_env, "etr@mail.ru")  # nobody holds this address: the ones containing it
+    assert total == 2 and set(ids) == {people["Иванов Пётр"], more["Петров Глеб"]}
+
+
 def test_like_wildcards_in_the_query_are_literal(admin_env: AdminEnv, people: dict[str, int]) -> None:
     _, ids, _ = found(admin_env, "under_score")
     assert ids == [people["Ёлкина Алёна"]]
