@@ -22,11 +22,19 @@ def node(path: str) -> str:
 
 
 def pick_field(browser: Browser, path: str, search: str, pattern: str) -> None:
-    browser.click(f"{node(path)} .field-button")
-    browser.fill(f"{node(path)} .field-search", search)
-    browser.click(f'{node(path)} .field-option[data-pattern="{pattern}"]')
-    browser.wait(lambda: browser.find(f"{node(path)} .field-button").get_attribute("data-field") == pattern,
-                 f"{pattern} to be chosen at {path}")
+    """Open the field picker, search, choose; a click that met a list being redrawn is made again."""
+    button, option = f"{node(path)} .field-button", f'{node(path)} .field-option[data-pattern="{pattern}"]'
+
+    def chosen() -> bool:
+        if browser.find(button).get_attribute("data-field") == pattern:
+            return True
+        if not browser.exists(option):  # the picker closed without a choice: open it and search again
+            browser.click(button)
+            browser.fill(f"{node(path)} .field-search", search)
+        browser.click(option)
+        return False
+
+    browser.wait(chosen, f"{pattern} to be chosen at {path}")
 
 
 def test_the_segment_page_builds_a_nested_rule_and_places_problems(live: str, browser: Browser) -> None:
