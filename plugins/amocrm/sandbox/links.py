@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from plugins.amocrm.sandbox.data import link
-from plugins.amocrm.sandbox.protocol import Response, _error, _is_int, _json_response, _problem, _validation_failed
+from plugins.amocrm.sandbox.protocol import Response, _error, _is_int, _json_response, _problem
 from plugins.amocrm.sandbox.state import AccountState
 
 LINKABLE = {"leads": ("contacts", "companies"), "contacts": ("companies",), "companies": ("contacts", "leads")}
@@ -47,13 +47,9 @@ class Links(AccountState):
         if refused is not None:
             return refused
         with self._lock:
-            errors = []
-            for index, item in enumerate(payload):
-                item_errors = self._link_errors(entity, entity_id, item)
-                if item_errors:
-                    errors.append((str(index), item_errors))
-            if errors:
-                return _validation_failed(errors)
+            refused = self._items_refused(payload, lambda item: self._link_errors(entity, entity_id, item))
+            if refused is not None:
+                return refused
             done = []
             touched: set[tuple[str, int]] = set()
             for item in payload:

@@ -40,13 +40,9 @@ class Notes(AccountState):
         if refused is not None:
             return refused
         with self._lock:
-            errors = []
-            for index, item in enumerate(payload):
-                item_errors = self._validate_note(entity, entity_id, item)
-                if item_errors:
-                    errors.append((str(index), item_errors))
-            if errors:
-                return _validation_failed(errors)
+            refused = self._items_refused(payload, lambda item: self._validate_note(entity, entity_id, item))
+            if refused is not None:
+                return refused
             now = self.now()
             results = []
             for index, item in enumerate(payload):
@@ -171,13 +167,9 @@ class Notes(AccountState):
         if refused is not None:
             return refused
         with self._lock:
-            errors = []
-            for index, item in enumerate(payload):
-                item_errors = self._validate_task(item)
-                if item_errors:
-                    errors.append((str(index), item_errors))
-            if errors:
-                return _validation_failed(errors)
+            refused = self._items_refused(payload, self._validate_task)
+            if refused is not None:
+                return refused
             now = self.now()
             results = []
             for index, item in enumerate(payload):

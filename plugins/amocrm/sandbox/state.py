@@ -105,6 +105,9 @@ class AccountState:
 
         def _batch_refused(self, payload: Any, *, empty: str = "InvalidType") -> Response | None: ...  # writing
 
+        def _items_refused(self, payload: list[Any],
+                           errors_of: Callable[[Any], list[dict[str, str]]]) -> Response | None: ...  # writing
+
         def _event(self, kind: str, entity: str, entity_id: int,
                    before: list[Any] | None = None, after: list[Any] | None = None) -> None: ...  # events
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -48,6 +48,11 @@ class Writing(AccountState):
             return _validation_failed([("0", [_error(
                 "TooManyElements", "", f"This collection should contain {self.max_batch} elements or less.")])])
         return None
+
+    def _items_refused(self, payload: list[Any], errors_of: Callable[[Any], list[dict[str, str]]]) -> Response | None:
+        """The answer naming every invalid item by its index (None: all are valid), before anything changes."""
+        errors = [(str(index), found) for index, item in enumerate(payload) if (found := errors_of(item))]
+        return _validation_failed(errors) if errors else None
 
     def _write(self, entity: str, payload: Any, base: str, *, update: bool) -> Response:
         """POST/PATCH /api/v4/{entity}: a JSON array, validated as a whole before anything changes."""
