@@ -8,7 +8,6 @@ restart means the same thing after it.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from sqlalchemy import Engine
@@ -17,16 +16,10 @@ from sqlalchemy import Engine
 from hub import messaging
 from hub.api import Settings, get_engine, load_settings
 
-_pids: dict[str, int] = {}
-
 
 def engine_for(settings: Settings) -> Engine:
-    """This process's engine; a forked RQ work-horse drops the pool it inherited from its parent."""
-    engine = get_engine(settings.database_url)
-    if _pids.get(settings.database_url) != os.getpid():
-        engine.dispose(close=False)
-        _pids[settings.database_url] = os.getpid()
-    return engine
+    """This process's engine (a forked RQ work-horse gets fresh connections: hub.db drops inherited pools)."""
+    return get_engine(settings.database_url)
 
 
 def advance_runs(run_ids: list[int]) -> dict[str, Any]:
