@@ -111,12 +111,13 @@ def test_the_card_names_consent_in_words_and_keeps_values_in_the_form(admin_env:
 
 def test_the_audit_log_names_actions_and_actors_and_reads_details(admin_env: AdminEnv) -> None:  # noqa: F811
     with admin_env.engine.begin() as conn:
-        admin_audit.record(conn, "scheduler", "gdpr.retention", erased=2)
+        admin_audit.record(conn, "scheduler", "gdpr.retention", messages=2, sync_runs=0)
         admin_audit.record(conn, "boss@shop.example", "consent.granted", channel="sms", purpose="news")
         admin_audit.record(conn, "boss@shop.example", users.LOGIN, ip="10.0.0.1")
         admin_audit.record(conn, "boss@shop.example", "plugin.own_action", user="anna@shop.example")
     page = text(client_as(admin_env, "admin").get("/users/audit"))
-    assert ">очистка по сроку хранения<" in page and ">планировщик<" in page and "erased: 2" in page
+    assert ">очистка по сроку хранения<" in page and ">планировщик<" in page
+    assert "2 сообщения обезличены" in page and "sync_runs" not in page  # the plugin's sentence, not its keys
     assert ">согласие дано<" in page and "канал: SMS, цель: Новости" in page
     assert '<td data-action="login">вход</td>' in page and "IP-адрес: 10.0.0.1" in page
     assert ">plugin.own_action<" in page and "пользователь: anna@shop.example" in page
@@ -126,6 +127,7 @@ def test_the_audit_log_names_actions_and_actors_and_reads_details(admin_env: Adm
                       admin_env.users["admin"])
     page = text(english.get("/users/audit"))
     assert ">retention run<" in page and ">signed in<" in page and "IP address: 10.0.0.1" in page
+    assert "2 messages anonymized" in page
 
 
 def test_explain_shows_operators_groups_and_values_in_words(admin_env: AdminEnv) -> None:  # noqa: F811

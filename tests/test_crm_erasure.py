@@ -333,11 +333,20 @@ def test_the_admin_chooses_to_erase_in_the_crm_too_and_reads_its_answer(admin_en
     queue.drain(timeout=60)
     assert crm.contacts[1]["first"] == "Удалённый контакт"
     assert audited(admin_env.db) == [{"results": [{"source": "shopcrm", "external_id": "1", "result": "anonymised"}]}]
+    # The journal the page points to reads the answer and the erasures as sentences, not stored keys.
+    journal = text(admin.get("/users/audit"))
+    assert "обезличен в shopcrm: API shopcrm не удаляет контакты" in journal
+    assert "остался в shopcrm: удалить там не просили" in journal  # the erasures with "no"
+    assert "CRM попросили удалить человека и у себя" in journal
+    assert "удалено: 1 телефон или email" in journal
+    assert "external_id" not in journal and "anonymised" not in journal and "crm_refs" not in journal
 
     post(admin, "/language", {"language": "en"})
     kept = post(admin, f"/gdpr/person/{petr}/erase", {"confirm": "ERASE"}, follow_redirects=True)
     assert f"Erased contact #{petr}" in text(kept) and "In the CRM" not in text(kept)
     assert crm.contacts[2]["first"] == "Пётр"  # not ticked: the CRM keeps its copy
+    journal = text(admin.get("/users/audit"))
+    assert "still in shopcrm: not asked to erase there" in journal and "removed: 1 phone or email" in journal
 
 
 # --- against the Bitrix24 emulator ----------------------------------------------------------------

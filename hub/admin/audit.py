@@ -9,6 +9,7 @@ action nobody titled as it is.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping
 
 from flask import current_app
@@ -21,6 +22,7 @@ from hub.i18n import gettext as _
 from hub.models import AuditEntry
 
 audit_t = AuditEntry.__table__
+log = logging.getLogger(__name__)
 # What the core records, as people call it.
 ACTION_TITLES = {
     users.LOGIN: N_("signed in"), users.LOGIN_FAILED: N_("sign-in failed"),
@@ -44,6 +46,25 @@ def _plugin_titles() -> Mapping[str, str]:
     for page in current_app.config.get(access.ADMIN_BLUEPRINTS, {}).values():
         titles.update(page.audit_actions)
     return titles
+
+
+def details_text(action: Any, details: Any) -> str:
+    """An entry's details as people read them: the plugin's sentence for its action, else key by key.
+
+    A plugin's describer that fails on an old or odd entry must not take the
+    whole log down: that entry falls back to the key-by-key line.
+    """
+    from hub.admin import access, filters
+
+    for page in current_app.config.get(access.ADMIN_BLUEPRINTS, {}).values():
+        describe = page.audit_details.get(action)
+        if describe is not None and isinstance(details, Mapping):
+            try:
+                return describe(details)
+            except Exception as exc:  # noqa: BLE001 - one entry shown plainly beats a page that fails
+                log.warning("describing audit action %s failed: %s", action, type(exc).__name__)
+            break
+    return filters.details(details)
 
 
 def action_title(action: Any) -> str:

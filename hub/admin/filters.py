@@ -274,6 +274,7 @@ def install(app: Flask) -> None:
                                  identity_kind=identity_kind, catalog_title=i18n.title,
                                  channel_title=consent.channel_title, purpose_title=consent.purpose_title,
                                  action_title=audit.action_title, actor_title=audit.actor_title,
+                                 audit_details=audit.details_text,
                                  source_title=source_title, field_title=field_title, language_title=language_title,
                                  attribute_title=spreadsheet.attribute_title)
 

@@ -61,6 +61,11 @@ class AdminPage:
     ``audit_actions``: the titles of the actions the plugin writes to the
     audit log (``{"notes.saved": N_("note saved")}``, messages of the
     plugin's catalog), shown on the audit log page instead of the names.
+    ``audit_details``: for those actions, ``{action: f(details)}`` returning
+    the entry's details as a sentence in the reader's language ("удалено: 2
+    телефона и e-mail"); the page shows it instead of the stored keys and
+    values, which stay as they are for scripts. An action without one is
+    shown key by key.
     """
 
     blueprint: Blueprint
@@ -77,6 +82,7 @@ class AdminPage:
     origin_links: Callable[[Any, Sequence[str]], Mapping[str, tuple[str, str | None]]] | None = field(
         default=None, compare=False)
     audit_actions: Mapping[str, str] = field(default_factory=dict, compare=False)
+    audit_details: Mapping[str, Callable[[Mapping[str, Any]], str]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         from flask import Blueprint

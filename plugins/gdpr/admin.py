@@ -29,6 +29,7 @@ from hub.api import (N_, ActionForm, AdminPage, Contact, ExternalRef, actor, all
 # not in hub.api on purpose: export and erasure reach every core table that holds personal data
 from hub.models import ConsentEvent
 from plugins.gdpr import erasure, export
+from plugins.gdpr.audit_details import AUDIT_DETAILS
 from plugins.gdpr.topics import channel_label, purpose_label
 
 bp = Blueprint("gdpr", __name__, url_prefix="/gdpr", template_folder="admin_templates")
@@ -53,7 +54,8 @@ def contact_section(conn: Connection, contact_id: int) -> Markup | None:
 
 
 PAGE = AdminPage(bp, "gdpr.index", N_("GDPR and consent"), order=70, read_role="viewer",
-                 write_role="admin", audit_actions=AUDIT_ACTIONS, contact_section=contact_section)
+                 write_role="admin", audit_actions=AUDIT_ACTIONS, audit_details=AUDIT_DETAILS,
+                 contact_section=contact_section)
 
 events_t = ConsentEvent.__table__
 contacts_t = Contact.__table__

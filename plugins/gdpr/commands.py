@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from hub.api import (ROW_ID, App, SettingsError, emit_json, format_date, format_number, gettext as _, ngettext,
                      pass_app, stderr)
-from plugins.gdpr import erasure, export, retention
+from plugins.gdpr import audit_details, erasure, export, retention
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,30 +26,6 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
-
-
-# What erasure removed, by kind (erasure's report keys), as counted things in the reader's language.
-REMOVED: dict[str, Callable[[int], str]] = {
-    "identities": lambda n: ngettext("%(num)s phone or email", "%(num)s phones and emails", n,
-                                     num=format_number(n)),
-    "external_refs": lambda n: ngettext("%(num)s CRM reference", "%(num)s CRM references", n,
-                                        num=format_number(n)),
-    "consent_events": lambda n: ngettext("%(num)s consent event", "%(num)s consent events", n,
-                                         num=format_number(n)),
-    "consent_requests": lambda n: ngettext("%(num)s signup request", "%(num)s signup requests", n,
-                                           num=format_number(n)),
-    "messages": lambda n: ngettext("%(num)s message", "%(num)s messages", n, num=format_number(n)),
-    "orders": lambda n: ngettext("%(num)s order", "%(num)s orders", n, num=format_number(n)),
-    "merges": lambda n: ngettext("%(num)s merge", "%(num)s merges", n, num=format_number(n)),
-    "notes": lambda n: ngettext("%(num)s note on the card", "%(num)s notes on the card", n, num=format_number(n)),
-    "activities": lambda n: ngettext("%(num)s call, meeting or letter logged in the CRM",
-                                     "%(num)s calls, meetings and letters logged in the CRM", n,
-                                     num=format_number(n)),
-}
-
-
-def _removed(kind: str, n: int) -> str:
-    return REMOVED[kind](n) if kind in REMOVED else f"{format_number(n)} {kind.replace('_', ' ')}"
 
 
 @click.group("gdpr")
@@ -114,9 +90,8 @@ def _say_erased(report: erasure.ErasureReport) -> None:
     if report.already_erased and not any(report.removed.values()):
         click.echo(_("Contact #%(id)s was already erased; nothing of theirs is left.", id=contact_id))
     else:
-        removed = ", ".join(_removed(kind, n) for kind, n in report.removed.items() if n)
         click.echo(_("Erased contact #%(id)s: %(removed)s.", id=contact_id,
-                     removed=removed or _("nothing but the name")))
+                     removed=audit_details.removed(report.removed)))
         suppressed = ngettext("%(num)s phone or email suppressed", "%(num)s phones and emails suppressed",
                               report.suppressed, num=format_number(report.suppressed))
         keys = ngettext("%(num)s key keeps later syncs and imports from bringing them back.",
