@@ -112,7 +112,8 @@ def apply(conn: Connection, settings: Settings, contact_id: int, action: str, *,
     with one per CRM). Sources that cannot write back are passed over; when no
     CRM can take the write, that is an error the caller reports. A task goes
     to the record's manager as the last sync read it (external_refs.responsible_id),
-    so the source needs no extra request to find them.
+    so the source needs no extra request to find them, unless the caller
+    names another (a deal's own manager) with `responsible_id`.
     """
     if action not in ("set_field", "add_comment", "add_task"):
         raise WriteBackError(f"unknown write-back action {action!r}")
@@ -126,8 +127,10 @@ def apply(conn: Connection, settings: Settings, contact_id: int, action: str, *,
         if not isinstance(source, WriteBack):
             continue
         extra = dict(kwargs)
-        if action == "add_task" and "responsible_id" not in extra and takes_responsible(type(source)):
-            extra["responsible_id"] = responsible_id
+        if action == "add_task" and takes_responsible(type(source)):
+            extra["responsible_id"] = extra.get("responsible_id") or responsible_id
+        else:
+            extra.pop("responsible_id", None)  # a plugin written before tasks had a manager
         done.append(Written(source_name, external_id, getattr(source, action)(external_id, **extra)))
         if first_only:
             break

@@ -188,7 +188,8 @@ def test_a_stuck_deal_gives_its_manager_a_task_in_each_crm_without_looking_them_
     b, a = base.bitrix, base.amo
     b.reset_stats()
     before = len(a.account.tasks)  # Ольга's meeting
-    base.hub("workflows", "run", "stuck_deal_followup")
+    switched_on = CliRunner().invoke(cli, ["workflows", "enable", "stuck_deal_followup"], catch_exceptions=False)
+    assert switched_on.exit_code == 0, switched_on.output
     base.hub("workflows", "tick")
     todos = b.portal.activities()
     assert len(todos) == 1, todos

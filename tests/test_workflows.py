@@ -238,7 +238,7 @@ def test_a_bad_trigger_and_several_problems_at_once(wf: HubDB, tmp_path: Path,
     event = write(tmp_path, "event.yaml", "name: ev\ntrigger: {event: order.paid}\nsteps: [{wait: 1d}]\n")
     assert hub("workflows", "add", event).output == (
         "Error: event.yaml: trigger.event: 'order.paid' is not an event; use one of: order.created, order.won, "
-        "contact.created, promo.expiring, promo.expired\n")
+        "contact.created, promo.expiring, promo.expired, deal.stuck\n")
     broken = write(tmp_path, "broken.yaml", "name: [\n")
     assert hub("workflows", "add", broken).output.startswith("Error: broken.yaml: not valid YAML (")
     shipped = write(tmp_path, "own.yaml", "name: welcome\ntrigger: {event: contact.created}\nsteps: [{wait: 1d}]\n")

@@ -50,7 +50,8 @@ NEW_WORKFLOW = "reentry: never\nsteps: []\n"
 PICKED_VARIABLES = ("contact", "promo")  # what a CRM task or comment says; links and surveys belong in letters
 EVENT_TITLES = {"order.created": N_("an order is placed"), "order.won": N_("a deal is won"),
                 "contact.created": N_("a new contact"), "promo.expiring": N_("a promo code is about to expire"),
-                "promo.expired": N_("a promo code expired")}
+                "promo.expired": N_("a promo code expired"),
+                "deal.stuck": N_("an open deal stands in one stage")}
 
 
 def too_long() -> str:
@@ -213,7 +214,8 @@ def texts() -> dict[str, str]:
         "event": gettext("An event"), "date": gettext("A date in the card"), "schedule": gettext("On a schedule"),
         "segment": gettext("Segment"), "event_name": gettext("Event"), "api_event": gettext("an event from the API…"),
         "api_event_name": gettext("Event name (sent to /api/v1/events)"),
-        "before": gettext("How long before"), "at": gettext("At (the shop's time)"), "date_field": gettext("Date"),
+        "before": gettext("How long before"), "stuck_for": gettext("How long in one stage"),
+        "at": gettext("At (the shop's time)"), "date_field": gettext("Date"),
         "cron": gettext("Schedule (cron)"), "daily_at": gettext("every day at"), "weekly_at": gettext("every week on"),
         "custom": gettext("other (cron)"), "days_before": gettext("days before"),
         "weekdays": gettext("Mon,Tue,Wed,Thu,Fri,Sat,Sun"),

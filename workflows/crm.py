@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub.api import N_, NoCrmHolds, WriteBackError, format_length, gettext, write_back
+from workflows import deals
 from workflows.steps import (Checking, FormField, Options, Outcome, Step, StepCall, StepError, StepFailed,
                              kind_title)
 
@@ -69,8 +70,16 @@ class CrmTask(Step):
         title = call.render(self.title, "title")
         description = call.render(self.description, "description") if self.description else ""
         due_at = call.now + self.due_in
-        return _write(call, "add_task", first_only=True, title=title, due_at=due_at, description=description,
-                      shown={"title": title, "due_at": due_at.isoformat()})  # what the manager sees, for reports
+        task: dict[str, Any] = {"title": title, "due_at": due_at, "description": description,
+                                "shown": {"title": title, "due_at": due_at.isoformat()}}  # for reports
+        owner = deals.owner(call.conn, call.run.context) if call.conn is not None else None
+        if owner is not None:  # a run about one deal: the task goes to that deal's CRM and manager
+            source, responsible_id = owner
+            outcome = _write(call, "add_task", first_only=True, only=[source], responsible_id=responsible_id,
+                             **task)
+            if outcome.status != "skipped":
+                return outcome  # else the deal's CRM no longer holds the contact: any CRM that does
+        return _write(call, "add_task", first_only=True, **task)
 
 
 class CrmComment(Step):

@@ -56,12 +56,12 @@ RESERVED_NAMES = frozenset({"new", "library", "builder", "static"})
 MAX_TITLE = 300  # workflows.title's length: a longer one could not be saved (and would not fit any page)
 MAX_DESCRIPTION = 2000
 KEYS = ("name", "title", "description", "trigger", "reentry", "holdout", "goal", "steps")
-EVENTS = ("order.created", "order.won", "contact.created", "promo.expiring", "promo.expired")
+EVENTS = ("order.created", "order.won", "contact.created", "promo.expiring", "promo.expired", "deal.stuck")
 # Events other systems send (POST /api/v1/events) are named without dots (hub.events.NAME_PATTERN), so a
 # trigger's name says which kind it is: `{event: cart_abandoned}` starts a run for each such event.
 API_EVENT = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 GOAL_EVENTS = ("order.created", "order.won", "promo.redeemed")
-TRIGGER_KEYS = ("segment", "on", "schedule", "event", "before", "workflow", "date", "at")
+TRIGGER_KEYS = ("segment", "on", "schedule", "event", "before", "after", "workflow", "date", "at")
 SEGMENT_ON = ("enter", "exit")
 DATE_KEYS = ("date", "before", "at")
 DATE_AT = "10:00"  # when a date trigger starts its runs (local time) unless it says
@@ -112,6 +112,7 @@ class Trigger:
     schedule: str | None = None
     event: str | None = None
     before: Any = None  # promo.expiring: how long before the code expires; date: how many days before the date
+    after: Any = None  # deal.stuck: how long an open deal stands in one stage before it starts a run
     workflow: str | None = None  # promo events: only codes this workflow issued
     on: str | None = None  # segment triggers: enter (segment) or exit
     date: str | None = None  # date triggers: the field (contact.birthday)
@@ -124,7 +125,8 @@ class Trigger:
         if self.kind == "exit":
             return f"segment {self.segment} (on exit)"
         if self.kind == "event":
-            extra = f" {format_duration(self.before)} before" if self.before else ""
+            extra = (f" {format_duration(self.before)} before" if self.before else
+                     f" {format_duration(self.after)} in one stage" if self.after else "")
             return f"event {self.event}{extra}" + (f" (codes of {self.workflow})" if self.workflow else "")
         if self.kind == "schedule":
             return f"schedule \"{self.schedule}\" → segment {self.segment}"
@@ -141,7 +143,8 @@ class Trigger:
         if self.kind == "event":
             text = (gettext("the event %(event)s, %(length)s before", event=self.event,
                             length=format_length(self.before)) if self.before else
-                    gettext("the event %(event)s", event=self.event))
+                    gettext("an open deal %(length)s in one stage", length=format_length(self.after))
+                    if self.after else gettext("the event %(event)s", event=self.event))
             return text + (" " + gettext("(codes of %(workflow)s)", workflow=self.workflow) if self.workflow else "")
         if self.kind == "schedule":
             from workflows.cron_words import schedule_words
@@ -474,15 +477,32 @@ class _Parser:
             elif raw.get("before") is not None:
                 self.problem("trigger.before", gettext("only promo.expiring takes before"))
                 ok = False
+            after = None
+            if event == "deal.stuck":
+                try:
+                    after = parse_duration(raw.get("after"))
+                except ValueError as exc:
+                    self.problem("trigger.after", gettext("missing; say how long a deal stands in one stage, e.g. 14d")
+                                 if raw.get("after") is None else str(exc))
+                    return None
+                if after <= dt.timedelta(0):
+                    self.problem("trigger.after", gettext("say how long a deal stands in one stage, e.g. 14d"))
+                    return None
+            elif raw.get("after") is not None:
+                self.problem("trigger.after", gettext("only deal.stuck takes after"))
+                ok = False
             workflow = raw.get("workflow")
             if workflow is not None and (not event.startswith("promo.") or not isinstance(workflow, str)
                                          or not NAME.match(workflow)):
                 self.problem("trigger.workflow", gettext("only promo events take a workflow name (whose codes to "
                                                          "watch)"))
                 ok = False
-            return Trigger("event", event=event, before=before, workflow=workflow) if ok else None
+            return Trigger("event", event=event, before=before, after=after, workflow=workflow) if ok else None
         if raw.get("before") is not None or raw.get("workflow") is not None:
             self.problem("trigger", gettext("before and workflow belong to promo events only"))
+            ok = False
+        if raw.get("after") is not None:
+            self.problem("trigger.after", gettext("only deal.stuck takes after"))
             ok = False
         if segment is None:
             self.problem("trigger.segment", gettext("missing; a schedule starts runs for a segment's members")

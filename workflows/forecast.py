@@ -272,6 +272,9 @@ def _entrants(conn: Connection, settings: Settings, row: Any, workflow: Workflow
               ) -> tuple[list[int], int, str | None]:
     """Who `hub workflows run` would start now, how many it would pass over, and a note."""
     trigger = workflow.trigger
+    if trigger.kind == "event" and trigger.event == "deal.stuck":  # the deals stuck now start at the first look
+        people = list(dict.fromkeys(c.contact_id for c in triggers.stuck_deal_candidates(conn, trigger.after, now)))
+        return (people, 0, None) if row is None else _eligible(conn, row, workflow, people, now)
     if trigger.kind == "event":
         if row is None or not row.enabled:
             return [], 0, gettext("%(name)s starts on an event (%(event)s); it watches for events once it is on",

@@ -147,7 +147,7 @@ class StepCall:
             out["promo"] = self.promo
         from workflows import deals  # the open deal a task names («Сделка «…» 14 дней в этапе «…»»)
 
-        out["deal"] = (deals.stuck_deal(self.conn, self.settings, self.run.contact_id, self.now)
+        out["deal"] = (deals.for_run(self.conn, self.settings, self.run.contact_id, self.run.context, self.now)
                        if self.conn is not None and self.run.contact_id else deals.empty())
         from workflows.event_data import from_context  # the API event that started the run, if one did
 

@@ -33,7 +33,9 @@ Five kinds of trigger:
 - `event: …`: one run per event, found by reading what changed since the last
   look: order.created, order.won, contact.created (each only for what came
   after the workflow was switched on), promo.expiring (`before: 3d`),
-  promo.expired, and events other systems send (`event: cart_abandoned`,
+  promo.expired, deal.stuck (`after: 14d`: an open deal that has stood in
+  one stage that long; one run per deal each such period it stays there, for
+  the contact the deal belongs to), and events other systems send (`event: cart_abandoned`,
   each received after the workflow was switched on, its properties in the
   run's context).
 
@@ -457,6 +459,8 @@ def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.
                 continue
             out.append(Candidate(r.contact_id, f"{trigger.event}:{r.id}",
                                  {"event": trigger.event, "order_id": r.id, "amount": str(r.amount)}))
+    elif trigger.event == "deal.stuck":
+        out = stuck_deal_candidates(conn, trigger.after, now)
     elif trigger.event == "contact.created":
         q = select(c.id).where(c.id > int(state.get("contact_floor", 0)), c.deleted_at.is_(None))
         if since is not None:
@@ -478,6 +482,30 @@ def event_candidates(conn: Connection, row: Any, workflow: Workflow, *, now: dt.
         for r in promo.expiring(conn, now=now, before=trigger.before, expired=expired, workflow_id=workflow_id,
                                 since=floor if expired else None):
             out.append(Candidate(r.contact_id, f"{trigger.event}:{r.id}", {"event": trigger.event, "promo_id": r.id}))
+    return out
+
+
+def stuck_deal_candidates(conn: Connection, after: dt.timedelta, now: dt.datetime) -> list[Candidate]:
+    """Open deals that have stood in one stage for `after` (or two, three … times it): one run per deal and period.
+
+    The key names the deal, the moment it entered its stage and how many
+    periods it has stood there, so a deal that moves on and gets stuck again
+    starts a new run, one still stuck a period later starts one more (the
+    manager is reminded again), and none starts twice for the same period. A
+    contact with two stuck deals gets a run for each, one after the other
+    (the workflow's reentry applies between them as between any runs).
+    """
+    o = orders_t.c
+    rows = conn.execute(select(o.id, o.contact_id, o.stage_entered_at)
+                        .where(o.status == "open", o.stage_entered_at.is_not(None), o.contact_id.is_not(None),
+                               o.stage_entered_at <= now - after)
+                        .order_by(o.stage_entered_at, o.id))
+    out = []
+    for r in rows:
+        entered = _utc(r.stage_entered_at)
+        periods = (_utc(now) - entered) // after
+        out.append(Candidate(r.contact_id, f"deal.stuck:{r.id}:{entered.isoformat()}:{periods}",
+                             {"event": "deal.stuck", "order_id": r.id}))
     return out
 
 

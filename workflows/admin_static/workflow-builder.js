@@ -381,6 +381,8 @@
         trigger.event = event.value;
         if (event.value !== "promo.expiring") delete trigger.before;
         else trigger.before = trigger.before || "3d";
+        if (event.value !== "deal.stuck") delete trigger.after;
+        else trigger.after = trigger.after || "14d";
         self.changed(true);
       });
       part("event", event, t.event_name);
@@ -393,6 +395,9 @@
       }
       if (trigger.event === "promo.expiring") {
         part("before", this.duration(trigger.before, function (v) { set("before", v); }), t.before);
+      }
+      if (trigger.event === "deal.stuck") {
+        part("after", this.duration(trigger.after, function (v) { set("after", v); }), t.stuck_for);
       }
     }
     if (k === "date") {
