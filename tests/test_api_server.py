@@ -158,3 +158,21 @@ def test_with_redis_the_rate_limit_holds_across_two_servers(hub_db: HubDB, tmp_p
         refused = requests.get(two + "/api/v1/segments", headers=auth(key), timeout=TIMEOUT)
         problem(refused, 429)
         assert int(refused.headers["Retry-After"]) >= 1
+
+
+def test_with_redis_away_the_api_answers_503_and_writes_nothing(hub_db: HubDB, tmp_path: Path) -> None:
+    # Nothing listens on port 1: Redis is down, as in an outage (docs/deploy.md, "Redis is down").
+    key = make_key(hub_db, "shop", "events:write", "segments:read")
+    with hub_admin(hub_db, tmp_path / "admin", redis_url="redis://127.0.0.1:1/0") as url:
+        api = url + "/api/v1"
+        away = problem(requests.get(api + "/segments", headers=auth(key), timeout=TIMEOUT), 503)
+        assert away["title"] == "Сервис недоступен" and "Redis" in str(away["detail"])
+        posted = requests.post(api + "/tally", json={"items": [{"n": 1}]},
+                               headers=auth(key, **{"Accept-Language": "en"}), timeout=TIMEOUT)
+        refused = problem(posted, 503)
+        assert posted.headers["Retry-After"] == "30"
+        assert str(refused["detail"]) == ("Hub cannot reach its queue and rate limits (Redis) right now; nothing was "
+                                          "changed. Try again in a minute.")
+        assert tallied(hub_db) == 0
+        # A request without a key is still told how to send one: that answer needs no Redis.
+        problem(requests.get(api + "/segments", timeout=TIMEOUT), 401)

@@ -34,6 +34,7 @@ TITLES = {
     422: N_("Invalid request body"),
     429: N_("Too many requests"),
     500: N_("Server error"),
+    503: N_("Service unavailable"),
 }
 
 

@@ -28,7 +28,7 @@ from werkzeug.exceptions import HTTPException
 
 from hub import i18n
 from hub.db import get_engine
-from hub.i18n import gettext
+from hub.i18n import N_, gettext
 from hub.plugins import get_pm
 from hub.ratelimit import limiter
 from hub.webapi import idempotency, keys, openapi, problems
@@ -100,6 +100,23 @@ def _json(status: int, body: Any, *, media_type: str = "application/json") -> Re
     except UnicodeEncodeError:  # a lone surrogate a problem quotes back (a field's name): escaped, as JSON can
         data = json.dumps(body, ensure_ascii=True, default=str, separators=(",", ":")).encode("ascii")
     return Response(data, status=status, mimetype=media_type)
+
+
+# What an outage is called in the 503 a client gets, and how soon it may try again.
+OUTAGE_PARTS = {"redis": N_("queue and rate limits (Redis)"), "database": N_("database")}
+RETRY_AFTER_OUTAGE_S = 30
+
+
+def _outage(exc: BaseException) -> str | None:
+    """Which part of Hub's infrastructure the failure says is away ("redis", "database"), or None for a bug."""
+    import redis.exceptions
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return "redis"
+    if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return "database"
+    return None
 
 
 def _problem(exc: ApiError) -> Response:
@@ -249,7 +266,15 @@ def _gate(endpoint: Endpoint) -> Callable[..., Response]:
             return _problem(exc)
         except HTTPException as exc:  # a view's abort(): still a problem document
             return http_error(exc)
-        except Exception:
+        except Exception as exc:
+            away = _outage(exc)
+            if away is not None:  # Redis or the database away: the client should retry, not report a bug
+                log.warning("API %s %s: %s unreachable (%s)", endpoint.method.upper(), openapi.BASE + endpoint.path,
+                            away, type(exc).__name__)
+                return _problem(problems.error(503, gettext("Hub cannot reach its %(part)s right now; nothing was "
+                                                            "changed. Try again in a minute.",
+                                                            part=gettext(OUTAGE_PARTS[away])),
+                                               headers={"Retry-After": str(RETRY_AFTER_OUTAGE_S)}))
             log.exception("API %s %s failed", endpoint.method.upper(), openapi.BASE + endpoint.path)
             return _problem(problems.error(500, gettext("The request could not be handled; nothing was changed. "
                                                         "Try again later.")))
