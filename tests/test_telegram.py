@@ -146,8 +146,35 @@ def test_the_latest_link_wins_for_a_chat_and_for_a_contact(bot: Bot) -> None:
     bot.press_start(vera, 1001)  # the same phone, another person's link: the chat is Vera's now
     assert bot.chats() == {vera: 1001}
     bot.press_start(anna, 1002)
-    bot.press_start(anna, 1003)  # a new Telegram account: the earlier chat is let go
+    # A new Telegram account, with a link made after the first chat was linked (the next day's, from the
+    # preference centre): the earlier chat is let go.
+    bot.api.press_start(1003, payload.make(bot.settings, anna, now=utcnow() + dt.timedelta(days=1)), "anna_new")
+    assert updates.poll(bot.engine, bot.settings) == {"updates": 1, "linked": 1}
     assert bot.chats() == {vera: 1001, anna: 1003}
+
+
+@pytest.mark.both_databases
+def test_a_forwarded_link_does_not_take_a_linked_contact_over_from_another_account(bot: Bot) -> None:
+    anna = bot.ids["anna"]
+    letter = payload.make(bot.settings, anna)  # the link in the SMS Анна got today
+    older = payload.make(bot.settings, anna, now=utcnow() - dt.timedelta(days=3))  # one from an older letter
+    bot.api.press_start(1001, letter, "anna_t")
+    updates.poll(bot.engine, bot.settings)
+    granted = _telegram_consent(bot, anna)
+    # She forwards the SMS, or someone sees the link: another account presses Start with it, and with
+    # the older one; Анна's own chat presses it again (a second tap is fine).
+    bot.api.press_start(1666, letter, "stranger")
+    bot.api.press_start(1667, older, "stranger2")
+    bot.api.press_start(1001, letter, "anna_t")
+    assert updates.poll(bot.engine, bot.settings) == {"updates": 3, "refused": 2, "linked": 1}
+    assert bot.chats() == {anna: 1001}
+    assert _telegram_consent(bot, anna)["evidence"]["chat_id"] == 1001 and granted["evidence"]["chat_id"] == 1001
+    for chat in (1666, 1667):
+        assert bot.api.texts_to(chat) == [
+            "Эта ссылка уже подключена к другому аккаунту Telegram. Если вы хотите получать наши сообщения "
+            "здесь, откройте ссылку на Telegram со страницы настроек подписки (она есть в каждом нашем письме) "
+            "завтра."]
+    assert bot.api.texts_to(1001)[-1] == "Готово! Теперь мы будем писать вам сюда. Отписаться: /stop"
 
 
 @pytest.mark.both_databases
@@ -434,8 +461,10 @@ def test_a_merge_between_link_and_send_delivers_to_the_survivors_chat(bot: Bot) 
     with bot.engine.begin() as conn:
         merge_contacts(conn, vera, gleb, reason={"rule": "test"}, settings=bot.settings)
     assert bot.chats() == {vera: 1004}
-    # A link made before the merge, opened after it, links the survivor.
-    bot.press_start(anna, 1005)
+    # A link that names the merged contact, opened after the merge, links the survivor (a new account,
+    # with a link made after the survivor's chat was linked: see the forwarded-link test).
+    bot.api.press_start(1005, payload.make(bot.settings, anna, now=utcnow() + dt.timedelta(days=1)), "anna_new")
+    updates.poll(bot.engine, bot.settings)
     assert bot.chats() == {vera: 1005}
 
 

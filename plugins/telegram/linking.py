@@ -6,8 +6,12 @@ which signed link, in which update, when. The contact is the one the link
 names as it is today (after merges); an erased person's link links nothing.
 One chat belongs to one contact and one contact has one chat: the latest
 link wins and the earlier link is removed (a shared family phone, a new
-Telegram account). Anything else a person writes gets a short hint; a
-forged or old link gets a polite answer and changes nothing.
+Telegram account). A link is a bearer token, though, and gets forwarded: so
+another Telegram account cannot take a contact's chat over with a link made
+before (or on the day) the contact's chat was linked — a forwarded letter or
+SMS, a screenshot of the link — only with a link made after it, such as the
+one the preference centre gives that day. Anything else a person writes gets
+a short hint; a forged or old link gets a polite answer and changes nothing.
 """
 
 from __future__ import annotations
@@ -112,7 +116,7 @@ def _start(conn: Connection, settings: Settings, config: BotSettings, update_id:
     sorry = Reply(chat_id, _("Sorry, this link does not work any more. Please open the Telegram link from our "
                              "latest letter or SMS, or from the subscription settings page."))
     try:
-        named = payload.read(settings, argument, max_days=config.link_days, now=now)
+        named, made_on = payload.read_dated(settings, argument, max_days=config.link_days, now=now)
     except payload.PayloadError as exc:
         log.info("telegram: update %s: %s", update_id, exc)
         return Handled("refused", None, sorry)
@@ -124,12 +128,26 @@ def _start(conn: Connection, settings: Settings, config: BotSettings, update_id:
                                                chats_t.c.update_id == update_id)).first() is not None:
         return Handled("linked", contact_id, done)  # the same update delivered again: recorded once
     evidence = _evidence(update_id, message, now)
+    if _taken_over(conn, contact_id, chat_id, evidence["telegram_user_id"], made_on):
+        log.info("telegram: update %s: a link no newer than the contact's chat, from another account", update_id)
+        return Handled("refused", None, Reply(chat_id, _(
+            "This link is already in use in another Telegram account. If you want our messages here instead, "
+            "open the Telegram link from the subscription settings page (in any of our letters) tomorrow.")))
     link_chat(conn, contact_id, chat_id, user_id=evidence["telegram_user_id"], username=evidence["username"],
               update_id=update_id, now=now)
     record_consent(conn, contact_id, CHANNEL, PURPOSE, "granted", source=SOURCE,
                    evidence={**evidence, "link_contact_id": named}, at=now)
     record_audit(conn, SOURCE, "telegram.linked", contact_id=contact_id, update_id=update_id)
     return Handled("linked", contact_id, done)
+
+
+def _taken_over(conn: Connection, contact_id: int, chat_id: int, user_id: int | None, made_on: dt.date) -> bool:
+    """Whether another account's chat holds the contact since before this link was made (see the module)."""
+    held = conn.execute(select(chats_t.c.chat_id, chats_t.c.user_id, chats_t.c.linked_at)
+                        .where(chats_t.c.contact_id == contact_id)).first()
+    if held is None or held.chat_id == chat_id or (user_id is not None and held.user_id == user_id):
+        return False
+    return made_on <= _aware(held.linked_at).date()
 
 
 def link_chat(conn: Connection, contact_id: int, chat_id: int, *, user_id: int | None, username: str | None,

@@ -57,6 +57,12 @@ def make(settings: Settings, contact_id: int, *, now: dt.datetime | None = None)
 
 def read(settings: Settings, payload: str, *, max_days: int, now: dt.datetime | None = None) -> int:
     """The contact id a payload names; PayloadError when it is forged, malformed or older than `max_days`."""
+    return read_dated(settings, payload, max_days=max_days, now=now)[0]
+
+
+def read_dated(settings: Settings, payload: str, *, max_days: int, now: dt.datetime | None = None
+               ) -> tuple[int, dt.date]:
+    """The contact id a payload names and the day (UTC) its link was made; PayloadError as for `read`."""
     if not isinstance(payload, str) or len(payload) > MAX_LENGTH:
         raise PayloadError("not a payload: too long")
     found = _SHAPE.match(payload)
@@ -69,7 +75,7 @@ def read(settings: Settings, payload: str, *, max_days: int, now: dt.datetime | 
     age = _today(now) - int(day, 36)
     if age > max_days or age < -1:
         raise PayloadError("the link is too old")
-    return int(contact, 36)
+    return int(contact, 36), _EPOCH + dt.timedelta(days=int(day, 36))
 
 
 def deep_link(bot_name: str, payload: str) -> str:
