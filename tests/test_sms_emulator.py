@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 import plugins.mailing
 from hub import consent, messaging, schedule, sync
+from hub.db import utcnow
 from hub.admin import create_app
 from hub.message_templates import Template
 from hub.models import Message, MessageEvent
@@ -220,3 +221,18 @@ def test_an_oversized_callback_is_refused(app: Any) -> None:
     body = "data[0]=" + "x" * (sms_reports.MAX_CALLBACK_BYTES + 10)
     answer = app.test_client().post(f"/sms/status/smsru/{SECRET}", data=body, content_type=FORM_TYPE)
     assert answer.status_code == 413
+
+
+def test_more_sms_waiting_than_a_run_asks_about_are_asked_about_in_turn(hub_db: HubDB, mailing: Any,
+                                                                        emulator: Any) -> None:
+    settings = configured(hub_db, emulator, "smsc")
+    for i in range(5):
+        queue(hub_db, settings, f"+7916123450{i}", f"k{i}")
+    assert messaging.dispatch(hub_db.engine, settings).sent == 5
+    now = utcnow()
+    with hub_db.engine.connect() as conn:
+        every = sms_reports.waiting(conn, now)
+        pages = [sms_reports.waiting(conn, now, limit=2, turn=turn) for turn in range(1, 7)]
+    assert len(every) == 5
+    # Three pages of two, one after another, then round again: none waits more than three runs.
+    assert pages[:3] == [every[2:4], every[4:], every[:2]] and pages[3:] == pages[:3]

@@ -34,7 +34,7 @@ from dataclasses import replace
 from typing import Any, Iterable
 
 from flask import Blueprint, request
-from sqlalchemy import Connection, Engine, and_, exists, select, update
+from sqlalchemy import Connection, Engine, and_, exists, func, select, update
 
 from hub.api import (N_, Message, MessageEvent, Schedule, ScheduledRun, Settings, current_settings, enqueue, get_engine,
                      load_settings, record_message_event, schedule_interval, utcnow)
@@ -82,13 +82,23 @@ def poll_job(settings: Settings | None = None) -> dict[str, int]:
     return poll(get_engine(settings.database_url), settings)
 
 
-def waiting(conn: Connection, now: dt.datetime, limit: int = MAX_PER_RUN) -> list[tuple[str, str]]:
-    """(provider id, phone) of SMS sent within the window with no final report, oldest first."""
+def waiting(conn: Connection, now: dt.datetime, limit: int = MAX_PER_RUN, turn: int = 0) -> list[tuple[str, str]]:
+    """(provider id, phone) of SMS sent within the window with no final report, oldest first: one page of them.
+
+    More than `limit` waiting are asked about a page per run in turn (`turn`
+    counts the runs), so SMS the provider never gives a final word about
+    cannot keep the newer ones from being asked for the whole window.
+    """
     m, e = messages_t.c, events_t.c
     final = exists().where(and_(e.message_id == m.id, e.kind.in_(FINAL_KINDS)))
-    rows = conn.execute(select(m.provider_id, m.address).where(
-        m.channel == "sms", m.status == "sent", m.provider_id.is_not(None), m.address.is_not(None),
-        m.sent_at >= now - WINDOW, ~final).order_by(m.sent_at, m.id).limit(limit))
+    pending = and_(m.channel == "sms", m.status == "sent", m.provider_id.is_not(None), m.address.is_not(None),
+                   m.sent_at >= now - WINDOW, ~final)
+    offset = 0
+    if turn:
+        total = conn.execute(select(func.count()).select_from(messages_t).where(pending)).scalar_one()
+        offset = (turn % max(1, -(-total // limit))) * limit
+    rows = conn.execute(select(m.provider_id, m.address).where(pending).order_by(m.sent_at, m.id)
+                        .offset(offset).limit(limit))
     return [(str(r.provider_id), str(r.address)) for r in rows]
 
 
@@ -98,8 +108,10 @@ def poll(engine: Engine, settings: Settings, *, now: dt.datetime | None = None) 
     if channel is None:
         return {"asked": 0}
     counts = {"asked": 0, "delivered": 0, "undelivered": 0, "bounce": 0, "unmatched": 0}
+    now = now or utcnow()
+    every = interval(settings).total_seconds() or DEFAULT_INTERVAL_S
     with engine.connect() as conn:
-        pending = waiting(conn, now or utcnow())
+        pending = waiting(conn, now, turn=int(now.timestamp() // every))
     try:
         for start in range(0, len(pending), channel.status_batch):
             batch = pending[start:start + channel.status_batch]
