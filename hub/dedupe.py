@@ -170,12 +170,10 @@ def suggestions(conn: Connection, *, limit: int | None = 200) -> list[dict[str, 
         groups[identity.name_key(r.last_name, r.first_name)].append(r)
     apart = _apart_pairs(conn, [r.id for r in rows])
     out = []
-    for members in (part for group in groups.values() for part in _without_apart(group, apart)):
+    for members in (part for group in groups.values() for named in _by_patronymic(group)
+                    for part in _without_apart(named, apart)):
         if len(members) < 2:
             continue
-        middles = {(m.middle_name or "").lower().replace("ё", "е") for m in members}
-        if len(middles) > 1 and "" not in middles:
-            continue  # different patronymics: different people
         cities = {m.city for m in members if m.city}
         birthdays = {m.birthday for m in members if m.birthday}
         evidence = ["same full name"]
@@ -193,6 +191,21 @@ def suggestions(conn: Connection, *, limit: int | None = 200) -> list[dict[str, 
             break
     out.sort(key=lambda s: (not s["likely"], s["name"]))
     return out
+
+
+def _by_patronymic(members: list[Any]) -> list[list[Any]]:
+    """One name's group split by patronymic: different patronymics are different people.
+
+    Сергей Петрович and Сергей Сергеевич are never offered together; a
+    Сергей without one may be either, so he is offered with each of them.
+    """
+    def folded(m: Any) -> str:
+        return (m.middle_name or "").strip().lower().replace("ё", "е")
+
+    patronymics = sorted({folded(m) for m in members} - {""})
+    if len(patronymics) < 2:
+        return [members]
+    return [[m for m in members if folded(m) in ("", p)] for p in patronymics]
 
 
 def _apart_pairs(conn: Connection, ids: list[int]) -> set[tuple[int, int]]:

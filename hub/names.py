@@ -407,8 +407,23 @@ def compatible(a: Name, b: Name) -> bool:
 
 def agree(a: Name, b: Name) -> bool:
     """The names positively say one person: both have a surname and a first name (an initial counts
-    for the first name), and they are compatible."""
-    return any(_complete(pa) and _complete(pb) and _same(pa, pb) for pa, pb in _pairs(a, b))
+    for the first name), they are compatible, and the surnames are not one family's two gender forms.
+
+    Кузнецов and Кузнецова are compatible (a manager types a woman's surname in its male form), but
+    they do not say one person: Саша Кузнецов and Саша Кузнецова, or В. Григорьев and В. Григорьева
+    on a household's landline, are a husband and a wife, a brother and a sister.
+    """
+    return any(_complete(pa) and _complete(pb) and _same(pa, pb) and not _other_gender(pa.last, pb.last)
+               for pa, pb in _pairs(a, b))
+
+
+def _other_gender(a: _Part | None, b: _Part | None) -> bool:
+    """Two forms of one surname that differ in its gender ending (Кузнецов / Кузнецова, Толстой / Толстая)."""
+    if a is None or b is None or a.initial or b.initial or a.skeleton == b.skeleton:
+        return False
+    if "-" in a.text or "-" in b.text:
+        return False  # Иванова-Петрова against Петрова: her own double surname, not another person's
+    return surname_stem(a.skeleton) == surname_stem(b.skeleton)
 
 
 @lru_cache(maxsize=CACHE)

@@ -553,6 +553,8 @@ class _RowPlan:
             last = _clean_name(values["last_name"])
         if "middle_name" in values:
             middle = _clean_name(values["middle_name"])
+        if "full_name" not in values and not middle and bool(first) != bool(last):
+            first, last, middle = _whole_name_in_one_field(first, last)
         if not (first or last or middle or phones or emails):
             return Row(line, None, _("no name, phone or email"), warnings)
 
@@ -1132,6 +1134,23 @@ def split_full_name(value: str) -> tuple[str | None, str | None, str | None]:
         # "Иван Иванович Иванов", "Марина Алексеевна Станкевич"
         return words[0], " ".join(words[2:]), words[1]
     return words[1], words[0], " ".join(words[2:])
+
+
+def _whole_name_in_one_field(first: str | None, last: str | None) -> tuple[str | None, str | None, str | None]:
+    """(first, last, middle) when a whole name sits in «Имя» or «Фамилия» and the other field is empty.
+
+    Bitrix24 users type «Смирнов Дмитрий» into «Имя» all the time; kept as
+    it is, the contact is greeted as «Смирнов Дмитрий» and compared as a
+    first name. Split like an «ФИО» cell, but only when the split finds a
+    surname that is not itself a first name: «Анна Мария» stays a first name.
+    """
+    typed = first or last or ""
+    if len(typed.split()) < 2 or "," in typed:
+        return first, last, None
+    split = split_full_name(typed)
+    if not split[0] or not split[1] or _first_name_gender(split[1].split()[-1]):
+        return first, last, None
+    return split
 
 
 def _split_two_words(one: str, two: str) -> tuple[str | None, str | None, str | None]:

@@ -165,6 +165,15 @@ def test_namesakes_kept_apart_are_not_suggested_again(hub_db: HubDB) -> None:
     assert "Похожих нет" in CliRunner().invoke(cli, ["dedupe"]).output
 
 
+def test_namesakes_with_different_patronymics_are_never_offered_together(hub_db: HubDB) -> None:
+    father, son, plain_name = write(hub_db, *(
+        ContactRecord(source="crm", first_name="Сергей", last_name="Волков", middle_name=middle,
+                      phones=[f"+7 916 500-00-0{n}"]) for n, middle in enumerate(("Петрович", "Сергеевич", None))))
+    found = {tuple(s["contact_ids"]): s["name"] for s in dedupe_json()["suggestions"]}
+    # The one without a patronymic may be either of them: offered with each, never the two together.
+    assert found == {(father, plain_name): "Волков Сергей Петрович", (son, plain_name): "Волков Сергей Сергеевич"}
+
+
 def test_the_json_report_keeps_its_keys_and_adds_review_and_marked_shared(hub_db: HubDB) -> None:
     assert set(dedupe_json()) == {"reparsed", "merged", "suggestions", "marked_shared", "review"}
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from hub import identity, sync
-from hub.models import ContactIdentity, ContactsApart
+from hub.models import Contact, ContactIdentity, ContactsApart
 from hub.records import ContactRecord
 from tests.conftest import HubDB
 
@@ -359,3 +359,75 @@ def test_an_extension_marks_only_its_own_number(hub_db: HubDB) -> None:
                    person("shop", "2", "Павел", None, phones=["89919711320; +7 (495) 861-75-09"]),
                    person("shop", "3", "Павел", "Кузьмин", phones=["8 (991) 971-13-20"]))
     assert len(set(result.contact_ids)) == 1
+
+
+
+B2B_EXPORT = """ID;Имя;Отчество;Фамилия;Компания;Рабочий телефон;Мобильный телефон;Домашний телефон;Рабочий e-mail;Частный e-mail
+301;Виктор;;Григорьев;;;8 916 700-11-22;8 (495) 987-65-43;;v.grigoriev@mail.ru
+302;Валентина;;Григорьева;;;8 916 700-55-66;8 (495) 987-65-43;;valya.g@mail.ru
+311;Александр;;Кузнецов;ООО Ромашка;+7 495 111-22-33;8 915 777-88-99;;kuznetsov@romashka.ru;
+312;Александра;;Кузнецова;ООО Ромашка;+7 495 111-22-33;8 915 777-88-00;;a.kuznetsova@romashka.ru;
+313;Смирнов Дмитрий;;;ООО Ромашка;+7 495 111-22-33;8 921 222-33-55;;;
+314;Екатерина;;Смирнова;ООО Ромашка;+7 495 111-22-33;8 921 222-33-44;;smirnova@romashka.ru;
+"""
+SHOP_FILE = """ФИО;Телефон;Email;Город
+Григорьева В.;8 (495) 987-65-43;valya.g@mail.ru;Химки
+Григорьев В.;8 (495) 987-65-43;;Мытищи
+Кузнецова Саша;+7 495 111-22-33;alexandra.k@yandex.ru;
+Саша Кузнецов;+7 495 111-22-33;sasha.kuz@yandex.ru;
+Смирнова Катя;+7 495 111-22-33;katya.smirnova@gmail.com;
+Смирнов Д.;+7 495 111-22-33;d.smirnov@gmail.com;
+"""
+
+
+def test_a_shops_file_puts_no_husbands_or_brothers_row_on_the_wife_or_sister(hub_db: HubDB, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from hub import importer
+
+    export, shop = tmp_path / "b2b.csv", tmp_path / "shop.csv"
+    export.write_text(B2B_EXPORT, encoding="cp1251")
+    shop.write_text(SHOP_FILE, encoding="utf-8")
+    for path in (export, shop):
+        importer.import_contacts(hub_db.engine, hub_db.settings, path)
+    with hub_db.engine.connect() as conn:
+        cards = {}
+        for row in conn.execute(select(Contact.id, Contact.first_name, Contact.last_name, Contact.city)):
+            emails = set(conn.execute(select(ContactIdentity.value).where(
+                ContactIdentity.contact_id == row.id, ContactIdentity.kind == "email")).scalars())
+            cards[(row.last_name, row.first_name)] = (row.city, emails)
+    # Each of them once, with their own values; «В. Григорьев» and «Саша Кузнецов» are the men, not the women.
+    assert cards[("Григорьева", "Валентина")] == ("Химки", {"valya.g@mail.ru"})
+    assert cards[("Григорьев", "Виктор")][0] in ("Мытищи", None)
+    assert cards[("Кузнецова", "Александра")][1] >= {"a.kuznetsova@romashka.ru"}
+    assert "sasha.kuz@yandex.ru" not in cards[("Кузнецова", "Александра")][1]
+    assert "alexandra.k@yandex.ru" not in cards[("Кузнецов", "Александр")][1]
+    assert not any({"alexandra.k@yandex.ru", "sasha.kuz@yandex.ru"} <= emails for _city, emails in cards.values())
+
+
+def test_a_husband_and_wife_written_with_initials_on_their_landline_stay_apart(hub_db: HubDB) -> None:
+    home = "8 (495) 987-65-43"
+    known = write(hub_db, person("bitrix24", "1", "Виктор", "Григорьев", phones=[home, "8 916 700-11-22"]),
+                  person("bitrix24", "2", "Валентина", "Григорьева", phones=[home, "8 916 700-55-66"]))
+    viktor, valentina = known.contact_ids
+    # A shop's file, the same day: each of them once more, by initial, with only the landline.
+    rows = write(hub_db, person("import", "10", "В.", "Григорьева", phones=[home]),
+                 person("import", "11", "В.", "Григорьев", phones=[home]))
+    assert rows.contact_ids[1] != valentina  # never the wife's: his city and orders would go to her
+    assert rows.contact_ids[0] != viktor
+    assert viktor != valentina
+
+
+def test_a_gender_ambiguous_first_name_does_not_join_a_brother_and_sister_on_a_switchboard(hub_db: HubDB) -> None:
+    staff = write(hub_db, person("bitrix24", "1", "Александр", "Кузнецов", phones=[SWITCHBOARD, "8 915 777-88-99"]),
+                  person("bitrix24", "2", "Александра", "Кузнецова", phones=[SWITCHBOARD, "8 915 777-88-00"]))
+    # Two rows of one file, each «Саша», with their own mailboxes and the office number.
+    rows = write(hub_db, person("import", "10", "Саша", "Кузнецова", phones=[SWITCHBOARD],
+                                emails=["alexandra.k@yandex.ru"]),
+                 person("import", "11", "Саша", "Кузнецов", phones=[SWITCHBOARD], emails=["sasha.kuz@yandex.ru"]))
+    assert rows.contact_ids[0] != rows.contact_ids[1]
+    with hub_db.engine.connect() as conn:
+        def mailboxes(contact_id: int) -> set[str]:
+            return set(conn.execute(select(ContactIdentity.value).where(
+                ContactIdentity.contact_id == contact_id, ContactIdentity.kind == "email")).scalars())
+
+        assert not {"alexandra.k@yandex.ru", "sasha.kuz@yandex.ru"} <= mailboxes(rows.contact_ids[0])
+        assert "alexandra.k@yandex.ru" not in mailboxes(staff.contact_ids[0])  # nothing of hers on his card

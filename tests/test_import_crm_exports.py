@@ -155,6 +155,18 @@ def test_bitrix24_csv_in_windows_1251_with_a_title_and_an_empty_line(tmp_path: P
     assert record is not None and record.labels["8 916 555-66-77"] == "mobile"
 
 
+def test_a_whole_name_typed_into_one_name_field_is_split(tmp_path: Path) -> None:
+    rows = [["ID", "Имя", "Фамилия", "Мобильный телефон"],
+            ["1", "Смирнов Дмитрий", "", "8 921 222-33-55"],
+            ["2", "", "Орлова Анна Сергеевна", "8 921 222-33-56"],
+            ["3", "Анна Мария", "", "8 921 222-33-57"],  # two first names: left as typed
+            ["4", "Иван", "", "8 921 222-33-58"]]
+    found, _layout = read(write_csv(tmp_path / "bitrix.csv", rows, encoding="cp1251"))
+    names = [(r.record.first_name, r.record.last_name, r.record.middle_name) for r in found if r.record]
+    assert names == [("Дмитрий", "Смирнов", None), ("Анна", "Орлова", "Сергеевна"), ("Анна Мария", None, None),
+                     ("Иван", None, None)]
+
+
 # --- amoCRM ----------------------------------------------------------------------------
 
 
