@@ -164,13 +164,15 @@ def local_floor(settings: Any) -> dict[str, Any]:
 
     CPU time of this process (both threads: the client decodes each answer on its read-ahead thread),
     measured the same way as the sync's local work, so the difference is what resolving and writing
-    cost. The HTTP client's own work is in both.
+    cost. The HTTP client's own work is in both, and so are the garbage collector's settings for a
+    bulk run (hub.sync.bulk_collector), which the sync runs under.
     """
     source = Bitrix24Source(settings)
     records: dict[str, int] = {}
     started, cpu_started = time.monotonic(), time.process_time()
-    for entity in source.entities():
-        records[entity] = sum(len(page.records) for page in source.read(entity, None, True))
+    with sync.bulk_collector():
+        for entity in source.entities():
+            records[entity] = sum(len(page.records) for page in source.read(entity, None, True))
     cpu_s = time.process_time() - cpu_started
     mapped = sum(n for entity, n in records.items() if entity != "fields")
     return {"records": mapped, "by_entity": records, "requests": source.client.stats.requests,

@@ -51,6 +51,8 @@ def _problem(r: ActivityRecord) -> str | None:
 
 
 def _duration(value: Any) -> int | None:
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if isinstance(value, float) and not math.isfinite(value):
@@ -75,6 +77,7 @@ def write_activities(conn: Connection, records: Sequence[ActivityRecord], counts
         counts.activities["refused"] += len(refused)
         records = [r for i, r in enumerate(records) if i not in refused]
     now = utcnow()
+    text = companies.text  # a first sync writes hundreds of thousands of rows
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         problem = _problem(r)
@@ -84,11 +87,11 @@ def write_activities(conn: Connection, records: Sequence[ActivityRecord], counts
             continue
         key = (r.source[:100], str(r.external_id).strip()[:200])
         rows[key] = {"source": key[0], "external_id": key[1],
-                     "contact_external_id": companies.text(r.contact_external_id, 200),
-                     "company_external_id": companies.text(r.company_external_id, 200),
+                     "contact_external_id": text(r.contact_external_id, 200),
+                     "company_external_id": text(r.company_external_id, 200),
                      "kind": r.kind, "direction": r.direction, "missed": bool(r.missed), "done": bool(r.done),
-                     "at": r.at, "duration_s": _duration(r.duration_s), "subject": companies.text(r.subject, 300),
-                     "responsible_id": companies.text(r.responsible_id, 64), "created_at": now, "deleted_at": None}
+                     "at": r.at, "duration_s": _duration(r.duration_s), "subject": text(r.subject, 300),
+                     "responsible_id": text(r.responsible_id, 64), "created_at": now, "deleted_at": None}
     if not rows:
         return
     contact_of = _contacts(conn, {(row["source"], row["contact_external_id"]) for row in rows.values()

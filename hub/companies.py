@@ -52,8 +52,10 @@ def text(value: Any, size: int) -> str | None:
     """A CRM's text cut to the column: blank is None, an absurdly long name is kept in part, not refused."""
     if value is None:
         return None
-    out = str(value).replace("\x00", "").strip()  # PostgreSQL refuses NUL in text
-    return out[:size] or None
+    out = value if type(value) is str else str(value)
+    if "\x00" in out:  # PostgreSQL refuses NUL in text
+        out = out.replace("\x00", "")
+    return out.strip()[:size] or None
 
 
 def clean_inn(raw: Any) -> tuple[str | None, str | None]:

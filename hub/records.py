@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -175,16 +176,35 @@ def _scrubbed(value: Any) -> Any:
 R = TypeVar("R")
 
 
+def _holds_nul(value: Any) -> bool:
+    """Whether `_scrubbed` would change anything in `value`: almost no record holds a NUL, and looking
+    costs far less than rebuilding every list and dict of every record a sync reads."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(map(_holds_nul, value))
+    if isinstance(value, dict):
+        return any(map(_holds_nul, value)) or any(map(_holds_nul, value.values()))
+    return False
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(item.name for item in dataclasses.fields(kind))
+
+
 def without_nul(record: R) -> R:
     """The record with NUL removed from every text in it (names, subjects, custom field values, labels).
 
     A text that held nothing but NULs becomes None (an external id stays as it is: it names the record).
+    Values without a NUL are left as they are (the same objects).
     """
-    for item in dataclasses.fields(record):  # type: ignore[arg-type]
-        value = getattr(record, item.name)
+    for name in _field_names(type(record)):  # type: ignore[arg-type]
+        value = getattr(record, name)
+        if not _holds_nul(value):
+            continue
         scrubbed = _scrubbed(value)
-        if isinstance(value, str) and scrubbed != value and not scrubbed.strip() and item.name != "external_id":
+        if isinstance(value, str) and not scrubbed.strip() and name != "external_id":
             scrubbed = None
-        if scrubbed is not value:
-            setattr(record, item.name, scrubbed)
+        setattr(record, name, scrubbed)
     return record

@@ -9,7 +9,9 @@ any point resumes from the last committed page and writes nothing twice
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import secrets
@@ -159,19 +161,22 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
         records = [r for i, r in enumerate(records) if i not in refused]
     rows: list[dict[str, Any]] = []
     now = utcnow()
+    text, plain = companies.text, custom_fields.plain  # a first sync writes hundreds of thousands of rows
     for r in records:
         problem = _order_problem(r)
         if problem:
             counts.errors.append({"entity": "order", "id": r.external_id, "error": problem})
             continue
+        amount = r.amount
         rows.append({"source": r.source, "external_id": str(r.external_id),
-                     "contact_external_id": r.contact_external_id, "amount": Decimal(r.amount),
+                     "contact_external_id": r.contact_external_id,
+                     "amount": amount if type(amount) is Decimal else Decimal(amount),
                      "currency": (r.currency or "RUB").upper()[:3], "status": r.status, "title": r.title,
                      "promo_code": r.promo_code, "closed_at": r.closed_at, "created_at": r.created_at or now,
-                     "updated_at": now, "company_external_id": companies.text(r.company_external_id, 200),
-                     "pipeline": companies.text(r.pipeline, 200), "stage": companies.text(r.stage, 200),
-                     "stage_entered_at": r.stage_entered_at, "responsible_id": companies.text(r.responsible_id, 64),
-                     "attributes": custom_fields.plain(r.attributes)})
+                     "updated_at": now, "company_external_id": text(r.company_external_id, 200),
+                     "pipeline": text(r.pipeline, 200), "stage": text(r.stage, 200),
+                     "stage_entered_at": r.stage_entered_at, "responsible_id": text(r.responsible_id, 64),
+                     "attributes": plain(r.attributes) if r.attributes else {}})
     if not rows:
         return
     unique = {(r["source"], r["external_id"]): r for r in rows}
@@ -258,15 +263,18 @@ def upsert_orders(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 def _order_problem(r: OrderRecord) -> str | None:
     if r.status not in ORDER_STATUSES:
         return f"status {r.status!r} is not one of won, lost, open"
-    try:
-        Decimal(r.amount)
-    except (InvalidOperation, TypeError, ValueError):
-        return f"amount {r.amount!r} is not a number"
-    for name in ("closed_at", "created_at", "stage_entered_at"):
-        value = getattr(r, name)
-        if value is not None and not isinstance(value, dt.datetime):
+    if type(r.amount) is not Decimal:  # what a source's mapping gives; anything else is read as a number
+        try:
+            Decimal(r.amount)
+        except (InvalidOperation, TypeError, ValueError):
+            return f"amount {r.amount!r} is not a number"
+    for name, value in (("closed_at", r.closed_at), ("created_at", r.created_at),
+                        ("stage_entered_at", r.stage_entered_at)):
+        if value is None:
+            continue
+        if not isinstance(value, dt.datetime):
             return f"{name} is not a date and time"
-        if value is not None and value.tzinfo is None:
+        if value.tzinfo is None:
             return f"{name} has no time zone"
     return None
 
@@ -563,6 +571,46 @@ class SyncReport:
         return out
 
 
+# Young collections while a sync runs: every 50,000 allocations instead of Python's 700.
+SYNC_GC_THRESHOLD = (50_000, 20, 20)
+_collector_lock = threading.Lock()
+_collector_users = 0
+_collector_saved: tuple[int, int, int] | None = None
+
+
+@contextlib.contextmanager
+def bulk_collector() -> Iterator[None]:
+    """Python's cyclic garbage collector set for a bulk run, and put back when the last such run ends.
+
+    A sync allocates millions of short-lived objects (decoded rows, records,
+    row dicts) that reference counting frees at once; the cyclic collector
+    still walks every object that outlives a young collection, and each full
+    pass walks everything the process holds (modules, phone number metadata,
+    caches): a quarter of a first sync's CPU time, measured. While a run lasts,
+    what existed before it is frozen (gc.freeze: left out of every pass) and
+    young collections come less often; cycles made during the run are still
+    collected. Runs in several threads share one setting: the first sets it,
+    the last puts it back.
+    """
+    global _collector_users, _collector_saved
+    with _collector_lock:
+        if _collector_users == 0:
+            _collector_saved = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(*SYNC_GC_THRESHOLD)
+        _collector_users += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_users -= 1
+            if _collector_users == 0:
+                if _collector_saved is not None:
+                    gc.set_threshold(*_collector_saved)
+                gc.unfreeze()
+
+
+@bulk_collector()
 def run(
     engine: Engine,
     settings: Settings,

@@ -196,6 +196,18 @@ class Batch:
     errors: dict[str, Any]
     total: dict[str, Any]
     time: dict[str, Any] = field(default_factory=dict)
+    holds_nul: bool = True  # whether the answer held a NUL character anywhere (see Rows)
+
+
+class Rows(list[dict[str, Any]]):
+    """One page of a list's records, and whether the portal's answer held a NUL character anywhere.
+
+    JSON can carry a NUL only as the escape \\u0000, so one look at the answer's
+    bytes tells; a reader whose rows hold none can skip scrubbing every value
+    of every record (hub.api.without_nul) and still never store one.
+    """
+
+    holds_nul: bool = True
 
 
 def encode(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -261,6 +273,10 @@ class Client:
 
     def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Call a method and return the whole answer (result, next, total, time)."""
+        return self._call(method, params)[0]
+
+    def _call(self, method: str, params: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+        """`call`, and whether the answer held a NUL character (Rows)."""
         refreshed = False
         retries = _attempts(self)
         while True:
@@ -302,7 +318,7 @@ class Client:
             error = body.get("error") if isinstance(body, dict) else None
             if not error:
                 self._note_time(method, body.get("time"))
-                return body
+                return body, _holds_nul(response)
             code = str(error)
             if code == "expired_token" and not refreshed:
                 self.auth.refresh()
@@ -358,20 +374,21 @@ class Client:
         if len(commands) > MAX_BATCH:
             raise ValueError(f"a batch holds at most {MAX_BATCH} commands, got {len(commands)}")
         self.stats.batch_commands += len(commands)
-        body = self.call("batch", {"halt": 1 if halt else 0, "cmd": dict(commands)})
+        body, holds_nul = self._call("batch", {"halt": 1 if halt else 0, "cmd": dict(commands)})
         inner = _as_map(body.get("result"))
         return Batch(result=_as_map(inner.get("result")), errors=_as_map(inner.get("result_error")),
-                     total=_as_map(inner.get("result_total")), time=_as_map(body.get("time")))
+                     total=_as_map(inner.get("result_total")), time=_as_map(body.get("time")), holds_nul=holds_nul)
 
     def batch_all(self, commands: Mapping[str, str]) -> Batch:
         """Any number of commands, in as few batches as the limit allows, their answers merged."""
-        merged = Batch(result={}, errors={}, total={})
+        merged = Batch(result={}, errors={}, total={}, holds_nul=False)
         keys = list(commands)
         for start in range(0, len(keys), MAX_BATCH):
             answer = self.batch({key: commands[key] for key in keys[start:start + MAX_BATCH]})
             merged.result.update(answer.result)
             merged.errors.update(answer.errors)
             merged.total.update(answer.total)
+            merged.holds_nul = merged.holds_nul or answer.holds_nul
         return merged
 
     def pages(self, method: str, *, select: list[str], filter: Mapping[str, Any] | None = None,
@@ -390,13 +407,14 @@ class Client:
         base = {"order": {"ID": "ASC"}, "filter": dict(filter or {}), "select": select, "start": -1}
         size = max(1, min(chain, MAX_BATCH))
 
-        def fetch(after: int, size: int) -> tuple[list[dict[str, Any]], bool]:
+        def fetch(after: int, size: int) -> tuple[Rows, bool]:
             commands = {}
             for i in range(size):
                 previous = str(after) if i == 0 else f"$result[p{i - 1}][{PAGE - 1}][ID]"
                 commands[f"p{i}"] = command(method, base, raw={"filter[>ID]": previous})
             answer = self.batch(commands)
-            records: list[dict[str, Any]] = []
+            records = Rows()
+            records.holds_nul = answer.holds_nul
             for i in range(size):
                 key = f"p{i}"
                 if key in answer.errors:
@@ -445,6 +463,14 @@ def _attempts(client: Client) -> TimedRetries:
     return TimedRetries(client.max_retries, budget=client.retry_budget if client.answered else
                         client.first_contact_budget, clock=client._clock, sleep=client._sleep, give_up=give_up,
                         on_retry=client._count_retry)
+
+
+def _holds_nul(response: requests.Response) -> bool:
+    """Whether the answer's bytes hold a NUL, escaped (JSON's only way) or raw; True when they cannot be read."""
+    content = getattr(response, "content", None)
+    if not isinstance(content, (bytes, bytearray)):
+        return True
+    return b"\\u0000" in content or b"\x00" in content
 
 
 def _json(response: requests.Response) -> Any:

@@ -12,8 +12,9 @@ numbers as strings.
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from hub.api import FieldDefinition
 from plugins.bitrix24.mapping import SOURCE, clean_text, parse_date, parse_time
@@ -99,3 +100,47 @@ def attributes(raw: Mapping[str, Any], known: Mapping[str, FieldDefinition]) -> 
             if value is not None:
                 out[code] = value
     return out
+
+
+def reader(known: Mapping[str, FieldDefinition]) -> Callable[[Mapping[str, Any]], dict[str, object]]:
+    """`attributes` with these definitions, for reading many records: made once per sync.
+
+    The portal's texts repeat from record to record (a list's option ids,
+    flags, dates), so each field reads a distinct text once and remembers the
+    typed value (always a str, number, bool or None: nothing a record could
+    change). Values that are not text (a multiple field's list, a number) are
+    typed as `typed` does.
+    """
+    steps = [(code, _converter(definition)) for code, definition in known.items()]
+
+    def read(raw: Mapping[str, Any]) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for code, convert in steps:
+            if code in raw:
+                value = convert(raw[code])
+                if value is not None:
+                    out[code] = value
+        return out
+
+    return read
+
+
+READ_CACHE = 1 << 12  # distinct texts remembered per field
+
+
+def _converter(definition: FieldDefinition) -> Callable[[Any], Any]:
+    one = functools.lru_cache(maxsize=READ_CACHE)(functools.partial(_one, definition))
+
+    def convert(raw: Any) -> Any:
+        if raw is None:  # what `typed` makes of it, single or multiple
+            return None
+        if type(raw) is str:
+            value = one(raw)
+            if definition.multiple:
+                return [value] if value is not None else None
+            return value
+        if definition.multiple and type(raw) is list and all(type(item) is str for item in raw):
+            return [v for v in map(one, raw) if v is not None] or None
+        return typed(definition, raw)
+
+    return convert

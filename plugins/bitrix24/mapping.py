@@ -43,6 +43,7 @@ ACTIVITY_KINDS = {"1": "meeting", "2": "call", "3": "task", "4": "email"}
 PROVIDER_KINDS = {"CRM_TODO": "task", "TASKS_TASK": "task", "CRM_MEETING": "meeting", "CRM_CALL_TRACKER": "call",
                   "VOXIMPLANT_CALL": "call", "CRM_EMAIL": "email"}
 OWNER_CONTACT, OWNER_COMPANY = "3", "4"  # CRM object type ids
+DIRECTIONS = {"1": "in", "2": "out"}  # crm.activity DIRECTION
 OUTCOME = {"S": "won", "F": "lost", "P": "open"}
 MAX_AMOUNT = Decimal("1e15")  # beyond this (or NaN, Infinity) an amount is no amount anyone typed
 # VALUE_TYPE -> hub.records.LABELS. A pager is nobody's own line any more; an email's HOME is a private mailbox.
@@ -53,14 +54,26 @@ EMAIL_LABELS = {"WORK": "work", "HOME": "private", "MAILING": "mailing", "OTHER"
 
 def parse_time(value: Any) -> dt.datetime | None:
     """A portal timestamp as aware UTC; None for empty or unreadable values."""
-    if not value or not isinstance(value, str):
+    if type(value) is not str:  # the portal's JSON gives str; anything else only in odd rows
+        if not value or not isinstance(value, str):
+            return None
+    if not value:
         return None
-    return _parse_time(value)
+    found = _TIMES.get(value)
+    if found is None:
+        if len(_TIMES) >= TIMES_KEPT:
+            _TIMES.clear()
+        found = _TIMES[value] = _parse_time(value)
+    return found
 
 
 # Close dates repeat (a portal keeps them per day), and one datetime object per distinct text also
-# lets the database layer convert each distinct value once (hub.db.bulk_insert).
-@functools.lru_cache(maxsize=1 << 16)
+# lets the database layer convert each distinct value once (hub.db.bulk_insert). Most timestamps of
+# a large portal are distinct, so a plain dict emptied when full costs less than an LRU's upkeep.
+TIMES_KEPT = 1 << 16
+_TIMES: dict[str, dt.datetime | None] = {}
+
+
 def _parse_time(value: str) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(value.strip())
@@ -78,6 +91,11 @@ def parse_date(value: Any) -> dt.date | None:
     the date as written."""
     if not value or not isinstance(value, str):
         return None
+    return _parse_date(value)
+
+
+@functools.lru_cache(maxsize=1 << 14)  # birthdays and custom dates repeat across a portal's records
+def _parse_date(value: str) -> dt.date | None:
     text = value.strip()
     try:
         written = dt.date.fromisoformat(text[:10])
@@ -90,15 +108,23 @@ def parse_date(value: Any) -> dt.date | None:
 
 
 def _text(value: Any) -> str | None:
+    """A value as trimmed text without NUL; None when nothing is left (called for nearly every field)."""
     if value is None:
         return None
-    text = clean_text(str(value)).strip()
-    return text or None
+    text = value if type(value) is str else str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text.strip() or None
+
+
+def _is_map(value: Any) -> bool:
+    """Mapping check with the portal's own type (dict) first: the ABC check costs more than the mapping."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def record_id(raw: Mapping[str, Any]) -> str:
     """The row's ID; a row without one cannot be kept (ValueError, reported against the page)."""
-    found = _text(raw.get("ID")) if isinstance(raw, Mapping) else None
+    found = _text(raw.get("ID")) if _is_map(raw) else None
     if found is None or found.lower() in ("none", "null"):
         raise ValueError("the record has no ID")
     return found
@@ -111,9 +137,11 @@ def _values(multifield: Any, types: Mapping[str, str], labels: dict[str, str]) -
         return []
     values = []
     for item in multifield:
-        if not isinstance(item, Mapping) or not clean_text(str(item.get("VALUE") or "")).strip():
+        if not _is_map(item):
             continue
-        value = clean_text(str(item["VALUE"])).strip()
+        value = _text(item.get("VALUE") or "")
+        if value is None:
+            continue
         values.append(value)
         label = types.get(str(item.get("VALUE_TYPE") or "").strip().upper())
         if label and value not in labels:
@@ -133,8 +161,9 @@ def contact(raw: Mapping[str, Any], fields: Mapping[str, str] | None = None,
     `custom` holds the record's custom field values already typed, by code."""
     attributes: dict[str, object] = dict(custom or {})
     for key, name in (("SOURCE_ID", "lead_source"), ("TYPE_ID", "type"), ("ASSIGNED_BY_ID", "responsible_id")):
-        if _text(raw.get(key)):
-            attributes[name] = _text(raw.get(key))
+        value = _text(raw.get(key))
+        if value:
+            attributes[name] = value
     for portal_field, name in (fields or {}).items():
         if raw.get(portal_field) not in (None, "", []):
             attributes[name] = raw[portal_field]
@@ -255,7 +284,7 @@ def activity(raw: Mapping[str, Any]) -> ActivityRecord | None:
     if kind is None or at is None:
         return None
     owner_type, owner = str(raw.get("OWNER_TYPE_ID") or ""), _id(raw.get("OWNER_ID"))
-    direction = {"1": "in", "2": "out"}.get(str(raw.get("DIRECTION") or ""))
+    direction = DIRECTIONS.get(str(raw.get("DIRECTION") or ""))
     duration = None
     if kind == "call":
         end = parse_time(raw.get("END_TIME"))

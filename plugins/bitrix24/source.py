@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from hub.api import (
     ActivityRecord,
@@ -99,11 +99,22 @@ class Bitrix24Source:
             pipelines = {str(c.get("id")): str(c.get("name")) for c in rows or () if isinstance(c, dict)}
             stages = {str(s.get("STATUS_ID")): str(s.get("NAME")) for s in answer.result.get("stages") or ()
                       if isinstance(s, dict) and str(s.get("ENTITY_ID") or "").startswith("DEAL_STAGE")}
-            self._directory = {"fields": known, "pipelines": pipelines, "stages": stages}
+            texts = [*pipelines.values(), *stages.values(), *self.contact_fields, *self.contact_fields.values()]
+            texts += [str(value) for entity in known.values() for d in entity.values()
+                      for value in (d.code, d.name, *(o.get("value") for o in d.options))]
+            self._directory = {"fields": known, "pipelines": pipelines, "stages": stages,
+                               "holds_nul": any("\x00" in text for text in texts)}
         return self._directory
 
     def _known(self, entity: str) -> dict[str, FieldDefinition]:
         return self.directory()["fields"].get(entity, {})
+
+    def _attributes(self, entity: str) -> Callable[[Mapping[str, Any]], dict[str, object]]:
+        """The reader of an entity's custom fields (fields.reader), made once with the directory."""
+        readers = self.directory().setdefault("readers", {})
+        if entity not in readers:
+            readers[entity] = fields.reader(self._known(entity))
+        return readers[entity]
 
     def _select(self, entity: str) -> list[str]:
         if entity == "contacts":
@@ -119,26 +130,33 @@ class Bitrix24Source:
 
     def _records(self, entity: str, rows: list[dict[str, Any]]) -> list[Record]:
         """The page's rows as records; a row that cannot be read is reported (see `stats`) and skipped,
-        so one odd record in the portal never stops the sync at its page."""
+        so one odd record in the portal never stops the sync at its page.
+
+        Records are scrubbed of NUL characters (without_nul) unless nothing they are made of can
+        hold one: the page's answer (client.Rows), the directory's names and the settings.
+        """
+        scrub = getattr(rows, "holds_nul", True)
         rows = [r for r in rows if isinstance(r, dict)]
-        if entity == "activities":
-            return self._each(entity, rows, mapping.activity)
+        if entity == "activities":  # made of the row alone
+            return self._each(entity, rows, mapping.activity, scrub)
+        scrub = scrub or self.directory().get("holds_nul", True)
         if entity == "contacts":
-            known = self._known("contact")
-            return self._each(entity, rows, lambda r: mapping.contact(r, self.contact_fields,
-                                                                      fields.attributes(r, known)))
+            custom = self._attributes("contact")
+            return self._each(entity, rows, lambda r: mapping.contact(r, self.contact_fields, custom(r)), scrub)
         if entity == "companies":
-            known = self._known("company")
+            custom = self._attributes("company")
             inns = self._inns(rows)
-            return self._each(entity, rows, lambda r: mapping.company(r, inns.get(str(r.get("ID"))),
-                                                                      fields.attributes(r, known)))
-        known, directory = self._known("order"), self.directory()
+            scrub = scrub or any("\x00" in inn for inn in inns.values())
+            return self._each(entity, rows, lambda r: mapping.company(r, inns.get(str(r.get("ID"))), custom(r)),
+                              scrub)
+        custom, directory = self._attributes("order"), self.directory()
         entered = self._stage_entered([r for r in rows if not r.get("MOVED_TIME") and r.get("CLOSED") != "Y"])
         return self._each(entity, rows, lambda r: mapping.deal(
-            r, self.promo_field, fields.attributes(r, known), pipelines=directory["pipelines"],
-            stages=directory["stages"], entered=entered.get(str(r.get("ID")))))
+            r, self.promo_field, custom(r), pipelines=directory["pipelines"],
+            stages=directory["stages"], entered=entered.get(str(r.get("ID")))), scrub)
 
-    def _each(self, entity: str, rows: list[dict[str, Any]], make: Callable[[dict[str, Any]], Any]) -> list[Record]:
+    def _each(self, entity: str, rows: list[dict[str, Any]], make: Callable[[dict[str, Any]], Any],
+              scrub: bool = True) -> list[Record]:
         out: list[Record] = []
         for row in rows:
             try:
@@ -149,7 +167,7 @@ class Bitrix24Source:
                                           "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
                 continue
             if record is not None:
-                out.append(without_nul(record))
+                out.append(without_nul(record) if scrub else record)
         return out
 
     def _inns(self, companies: list[dict[str, Any]]) -> dict[str, str]:
