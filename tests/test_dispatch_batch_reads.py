@@ -122,7 +122,11 @@ def test_consent_and_the_cap_are_read_once_per_batch(hub_db: HubDB, channels: Ch
     finally:
         event.remove(hub_db.engine, "before_cursor_execute", seen)
     assert report.sent == 6 and sorted(m.id for m in channels.email.sent) == sorted(ids + extra)
-    assert len([s for s in statements if "FROM consent_events" in s]) == 1
-    assert len([s for s in statements if "FROM suppressions" in s]) == 1
+    reads = [s for s in statements if s.lstrip().startswith("SELECT")]
+    assert len([s for s in reads if "FROM consent_events" in s]) == 1
+    assert len([s for s in reads if "FROM suppressions" in s]) == 1
     # The cap's read: the contacts' earlier messages and when they were queued.
-    assert len([s for s in statements if "messages.created_at" in s and "FROM messages" in s]) == 1
+    assert len([s for s in reads if "messages.created_at" in s and "FROM messages" in s]) == 1
+    # Each hand-over asks the ledger again inside its UPDATE, and statement listeners hear it.
+    handed = [s for s in statements if s.lstrip().startswith("UPDATE messages") and "FROM consent_events" in s]
+    assert len(handed) == 6

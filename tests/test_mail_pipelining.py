@@ -9,6 +9,7 @@ in order.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import replace
 from typing import Any, Iterator
@@ -246,3 +247,75 @@ def test_stopped_while_an_answer_is_unread_the_letter_is_unknown_never_resent(hu
         conn.execute(Message.__table__.update().values(due_at=Message.__table__.c.created_at))
     assert messaging.dispatch(hub_db.engine, settings).sent == 1
     assert sorted(r.rcpt_tos[0] for r in box.received) == ["anna@example.ru", "oleg@example.ru"]
+
+
+# --- the next letter's envelope written behind the letter before ------------------------------
+
+class AheadMailbox(PipeliningMailbox):
+    """Notes, before answering each letter's data, whether the next letter's MAIL comes while the answer is due.
+
+    The answer waits (up to WAIT seconds) for the next MAIL: a client that
+    reads the answer before writing anything more never sends it meanwhile.
+    """
+
+    WAIT = 3.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next_waiting: list[bool] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        deadline = asyncio.get_running_loop().time() + self.WAIT
+        while b"MAIL FROM:" not in bytes(server._reader._buffer) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        self.next_waiting.append(b"MAIL FROM:" in bytes(server._reader._buffer))
+        return await super().handle_DATA(server, session, envelope)
+
+
+class Withdraws:
+    """A send rule that, asked about one address, records its withdrawal in a transaction of its own first:
+    after the batch read, so the letter is allowed here and stopped only at its hand-over."""
+
+    def __init__(self, db: HubDB, address: str, contact_id: int) -> None:
+        self.db, self.address = db, address
+        self.contact_id: int | None = contact_id
+
+    @hookimpl
+    def check_send(self, conn, settings, message, now):
+        if message.address == self.address and self.contact_id is not None:
+            with self.db.engine.begin() as other:
+                consent.record(other, self.contact_id, "email", "marketing", "withdrawn", source="unsubscribe")
+            self.contact_id = None
+        return None
+
+
+def test_the_next_envelope_goes_behind_the_letter_before_and_each_arrives_once(hub_db: HubDB, mailing) -> None:
+    box = AheadMailbox()
+    with smtp_server(box) as port:
+        settings = settings_for(hub_db, port)
+        queue_letters(hub_db, settings, people(hub_db, "anna@example.ru", "oleg@example.ru", "maria@example.ru"))
+        report = messaging.dispatch(hub_db.engine, settings)
+    assert report.sent == 3 and report.errors == []
+    # Each letter's envelope was on the wire before the answer about the one before it was read; the last has none.
+    assert box.next_waiting == [True, True, False]
+    assert sorted(len(v) for v in box.by_tracking_id().values()) == [1, 1, 1]
+    assert len({r.session for r in box.received}) == 1
+    assert [r.rcpt_tos for r in box.received] == [["anna@example.ru"], ["oleg@example.ru"], ["maria@example.ru"]]
+
+
+def test_a_letter_whose_envelope_went_ahead_but_was_never_handed_over_gets_no_data(hub_db: HubDB, mailing) -> None:
+    box = AheadMailbox()
+    with smtp_server(box) as port:
+        settings = settings_for(hub_db, port)
+        ids = people(hub_db, "anna@example.ru", "oleg@example.ru", "maria@example.ru")
+        queue_letters(hub_db, settings, ids)
+        mailing.register(Withdraws(hub_db, "oleg@example.ru", ids[1]), name="withdraws")
+        report = messaging.dispatch(hub_db.engine, settings)
+    assert (report.sent, report.suppressed) == (2, 1)
+    found = rows(hub_db)
+    assert found["oleg@example.ru"][0] == "suppressed"
+    # Oleg's envelope went behind Anna's letter, but his hand-over found the withdrawal: the server got
+    # no data for him; that session was ended and Maria's letter went on a new one.
+    assert [r.rcpt_tos for r in box.received] == [["anna@example.ru"], ["maria@example.ru"]]
+    assert box.next_waiting[0] is True and box.mail_commands == 3
+    assert len({r.session for r in box.received}) == 2

@@ -205,6 +205,8 @@ def contact_card_facts(conn: Connection, contact_id: int) -> dict[str, Any] | No
 @hookimpl
 def check_send(conn: Connection, settings: Any, message: Any, now: Any) -> Any:
     """A paused campaign's letters already in the outbox wait with it (workflows.campaigns.paused_verdict)."""
+    if not (message.meta or {}).get("campaign"):  # asked of every letter: no import for those of no campaign
+        return None
     from workflows import campaigns
 
     return campaigns.paused_verdict(conn, message, now)

@@ -91,6 +91,15 @@ class Channel(Protocol):
     checks the next message's send rules while the provider works, and
     always reads the answer before handing the channel anything else (the
     email channel does this; a channel without start() is simply sent to).
+
+    With start(), a channel may also offer prepare(message): called for the
+    next message once its send rules allowed it, before the answer about the
+    message before is read and before this one is committed as `sending`.
+    It may compose the message and let the provider get ready for it (the
+    email channel writes the SMTP envelope behind the letter before), but
+    must hand over nothing that could be delivered: start() for the same
+    message follows only after the commit, and a prepared message that is
+    never started (its hand-over did not happen) must come to nothing.
     """
 
     name: str

@@ -20,6 +20,13 @@ hands the letter over only if the address is still not suppressed and the
 latest answer still grants it (hub.consent.still_allowed), so a withdrawal
 committed before the hand-over holds the letter however early the batch was
 read; when that condition fails the rules are asked again, of the database.
+
+What a letter waits for: a channel with `start` (email) has its answer read
+while the next letter's rules are asked, and a channel with `prepare` gets
+that next letter ready meanwhile (composed, the SMTP envelope behind the
+letter before), so the server is not left idle while the worker commits.
+Prepared is not handed over: its data go only after its commit, and a
+prepared letter whose hand-over fails comes to nothing (hub.messaging.channels).
 """
 
 from __future__ import annotations
@@ -255,6 +262,9 @@ class Dispatcher:
                         if limiter is not None:
                             limiter.acquire()
                         if answer is not None:  # the outcome before is known before this one is handed over
+                            prepare = getattr(channel, "prepare", None)
+                            if prepare is not None:  # this one made ready while the server reads the one before
+                                prepare(message)
                             pending.append(answer())
                             answer = None
                             if queue.stop_requested():  # asked to stop while waiting for that answer
@@ -540,7 +550,10 @@ class _Prepared:
     several times what the database spends on it. The SQL is SQLAlchemy's own
     compilation and the values pass through the same type processors
     (times, numbers), so the database sees exactly what `conn.execute` would
-    send; only the bookkeeping around it is skipped.
+    send; only the bookkeeping around it is skipped. When something listens
+    to the connection's statements (before_cursor_execute or
+    after_cursor_execute: logging, a test counting statements), the statement
+    goes through SQLAlchemy's driver-level path instead, so they hear it.
     """
 
     def __init__(self, statement: Any) -> None:
@@ -570,9 +583,16 @@ class _Prepared:
         values = defaults | params
         for name, processor in processors.items():
             values[name] = processor(values[name])
+        bound = tuple(values[name] for name in order) if order is not None else values
+        if conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute:
+            result = conn.exec_driver_sql(sql, bound)
+            if result.returns_rows:  # RETURNING: the rows it changed are the rows it returned
+                rows = list(result.all())
+                return len(rows), rows
+            return result.rowcount, []
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(sql, tuple(values[name] for name in order) if order is not None else values)
+            cursor.execute(sql, bound)
             returned = cursor.fetchall() if cursor.description else []
             return cursor.rowcount, returned
         finally:

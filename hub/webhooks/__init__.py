@@ -63,6 +63,16 @@ SUBSCRIPTIONS_TTL_S = 1.0
 # database URL -> (read at, monotonic; the events some enabled webhook listens to)
 _subscriptions: dict[str, tuple[float, frozenset[str]]] = {}
 _subscriptions_lock = threading.Lock()
+# engine -> its URL as the key above: rendering a URL costs more than the rest of a publish nobody hears
+_url_keys: "weakref.WeakKeyDictionary[Engine, str]" = weakref.WeakKeyDictionary()
+
+
+def _database_key(engine: Engine) -> str:
+    """The database an engine is for, as _subscriptions names it: rendered once per engine."""
+    key = _url_keys.get(engine)
+    if key is None:
+        key = _url_keys[engine] = engine.url.render_as_string(hide_password=False)
+    return key
 
 
 def forget_subscriptions(conn: Connection | None = None) -> None:
@@ -80,7 +90,7 @@ def forget_subscriptions(conn: Connection | None = None) -> None:
 
 def listening(conn: Connection, *events: str) -> bool:
     """Whether some enabled webhook listens to any of `events` (as of at most SUBSCRIPTIONS_TTL_S ago)."""
-    key = conn.engine.url.render_as_string(hide_password=False)
+    key = _database_key(conn.engine)
     now = time.monotonic()
     with _subscriptions_lock:
         cached = _subscriptions.get(key)

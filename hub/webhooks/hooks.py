@@ -15,7 +15,7 @@ from sqlalchemy import Connection, null, select, update
 from hub.config import Settings
 from hub.hookspecs import hookimpl
 from hub.i18n import N_
-from hub.webhooks import deliveries_t, publish, publish_segment
+from hub.webhooks import deliveries_t, listening, publish, publish_segment
 
 
 @hookimpl
@@ -25,6 +25,8 @@ def segment_changed(conn: Connection, segment: str, entered: list[int], exited: 
 
 @hookimpl
 def message_sent(conn: Connection, message: dict[str, Any]) -> None:
+    if not listening(conn, "message.sent"):  # called for every letter sent, almost always with nobody listening
+        return
     meta = message.get("meta") or {}
     sent_at = message.get("sent_at")
     publish(conn, "message.sent", {
