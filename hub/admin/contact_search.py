@@ -18,20 +18,23 @@ The answer says how many match and pages through them. Counting stops past
 TOTAL_CAP (or past the page asked for, when that is deeper): a search that
 matches more says "more than 1 000" (`Found.more`) instead of counting a
 million rows nobody will page through. Up to the cap, the page and the total
-come from one pass over the matches; past it, a second query sorts all the
-matches for the page (exact matches first, then by name, as always).
+come from one pass over the matches; past it, the page is read in its order
+(exact matches first, then by name, as always): the exact matches alone when
+they fill it, else the others too (`_sorted_page`).
 
 What the indexes serve: "#id", a whole valid phone or email (the partial
 unique index on contact_identities' kind and value), a promo code typed
 whole (its unique index). A piece of a name, of a number or of an email is a
 LIKE with a leading wildcard, which no b-tree serves: SQLite reads the names
 or the identities through (on 300 000 contacts under a second); PostgreSQL
-uses pg_trgm GIN indexes on contacts' name_key and middle_name and on
-contact_identities' value (and a phone's raw text), created by the
-migrations there, so a fragment finds its few matches among millions in
-milliseconds. (pg_trgm makes trigrams only of what the database's LC_CTYPE
-calls letters: a database created with the C locale finds Cyrillic names
-only by reading the index through.)
+uses pg_trgm GIN indexes on contact_identities' value (and a phone's raw
+text) and on the folded whole name (hub.models.FOLDED_FULL_NAME: every word
+of a name in one index scan), created by the migrations there, so a fragment
+finds its few matches among millions in milliseconds. (pg_trgm makes
+trigrams only of what the database's LC_CTYPE calls letters, and lower()
+folds Cyrillic only under a UTF-8 LC_CTYPE: a database created with the C
+locale reads a name word by word in name_key and middle_name, as SQLite
+does, and finds Cyrillic names only by reading the indexes through.)
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from sqlalchemy import ColumnElement, Connection, and_, case, func, literal, or_
 from hub import normalize
 from hub.config import Settings
 from hub.contacts import iter_contacts
-from hub.models import Contact, ContactIdentity
+from hub.models import FOLDED_FULL_NAME, Contact, ContactIdentity
 from hub.segments.lifecycle import Thresholds
 
 contacts_t = Contact.__table__
@@ -62,6 +65,10 @@ MAX_QUERY = 200  # characters of the query read; a name, an address or a number 
 MAX_EXTRA = 1000  # ids a plugin's matches add to one search
 MAX_WORDS = 6
 TOTAL_CAP = 1000  # matches counted at most (past the page asked for, when that is deeper)
+# Within exact and other matches: by name, the nameless last, then by id. Written so that no b-tree serves it:
+# walking name_key's b-tree until a page of matches turns up reads most of the base when the matches sit late
+# in the alphabet (all the Соловьёвы: 1.6 s at a million contacts); sorting the matches costs what they are.
+_BY_NAME = (contacts_t.c.name_key.is_(None), contacts_t.c.name_key, contacts_t.c.id)
 
 Matcher = Callable[[Connection, str], Sequence[int]]
 
@@ -105,12 +112,8 @@ def _yo_pattern(word: str) -> str:
     return "".join("_" if ch in "еёЕЁ" else ch for ch in escaped)
 
 
-def _middle_contains(word: str, folds: bool = False) -> ColumnElement[bool]:
+def _middle_contains(word: str) -> ColumnElement[bool]:
     # The patronymic keeps its case: SQLite's LIKE folds only Latin letters, so each spelling is asked for.
-    # A PostgreSQL database whose ILIKE folds Cyrillic asks once: one trigram index scan instead of three
-    # scans of the same trigrams (pg_trgm folds case itself).
-    if folds:
-        return contacts_t.c.middle_name.ilike(f"%{_yo_pattern(word)}%", escape="/")
     return or_(*[contacts_t.c.middle_name.like(f"%{_yo_pattern(w)}%", escape="/") for w in _spellings(word)])
 
 
@@ -118,17 +121,30 @@ _FOLDS: dict[str, bool] = {}
 
 
 def _folds_cyrillic(conn: Connection) -> bool:
-    """Whether the database's ILIKE folds Cyrillic case (PostgreSQL with a UTF-8 LC_CTYPE; not the C locale)."""
+    """Whether the database's lower() folds Cyrillic case (PostgreSQL with a UTF-8 LC_CTYPE; not the C locale)."""
     if conn.dialect.name != "postgresql":
         return False
     key = conn.engine.url.render_as_string(hide_password=True)
     if key not in _FOLDS:
-        _FOLDS[key] = bool(conn.execute(select(literal("ПЁТР").ilike("пётр"))).scalar())
+        _FOLDS[key] = conn.execute(select(func.lower(literal("ПЁТР")))).scalar() == "пётр"
     return _FOLDS[key]
 
 
 def _starts(column: Any, letter: str) -> ColumnElement[bool]:
     return or_(*[column.like(f"{_yo_pattern(w)}%", escape="/") for w in _spellings(letter)])
+
+
+def _contains_word(word: str, folds: bool) -> ColumnElement[bool]:
+    """The folded word is part of the surname, the first name or the patronymic.
+
+    On a PostgreSQL database whose lower() folds Cyrillic this is one condition on the folded whole name
+    (FOLDED_FULL_NAME, indexed by migration 0015): the words of a query become one trigram index scan,
+    however common each word is. A word holds no space, so it is part of one name or of none.
+    Elsewhere: part of name_key, or of the patronymic as `_middle_contains` reads it.
+    """
+    if folds:
+        return FOLDED_FULL_NAME.contains(word, autoescape=True)
+    return or_(contacts_t.c.name_key.contains(word, autoescape=True), _middle_contains(word))
 
 
 def _name_condition(text: str, folds: bool = False) -> tuple[ColumnElement[bool] | None, ColumnElement[bool] | None]:
@@ -147,8 +163,7 @@ def _name_condition(text: str, folds: bool = False) -> tuple[ColumnElement[bool]
                 words.append(word)
     if not words and not initials:
         return None, None
-    parts: list[ColumnElement[bool]] = [
-        or_(contacts_t.c.name_key.contains(w, autoescape=True), _middle_contains(w, folds)) for w in words]
+    parts: list[ColumnElement[bool]] = [_contains_word(w, folds) for w in words]
     # The first initial is the first name's, the second the patronymic's: "Иванов И.П.".
     for column, letter in zip((contacts_t.c.first_name, contacts_t.c.middle_name), initials, strict=False):
         parts.append(_starts(column, letter))
@@ -300,16 +315,42 @@ def find(conn: Connection, settings: Settings, query: str, *, limit: int = 50, o
     else:  # past the last match: the total alone
         total = int(conn.execute(select(func.count()).select_from(first.subquery())).scalar_one())
     more = total > counted
-    if more:  # the first pass saw only some: the page comes from all the matches, sorted
-        total = counted
-        page = conn.execute(select(contacts_t.c.id).where(live)
-                            .order_by(rank, contacts_t.c.name_key.is_(None), contacts_t.c.name_key, contacts_t.c.id)
-                            .limit(limit).offset(offset)).all()
     ids = [int(r.id) for r in page][:limit]
+    if more:  # the first pass saw only some: the page comes from all the matches, in their order
+        total = counted
+        ids = _sorted_page(conn, condition, exact, limit, offset)
     if not ids:
         return Found(total=total, more=more)
     by_id = {r["id"]: r for r in iter_contacts(conn, ids=ids, thresholds=Thresholds.from_settings(settings.extra))}
     return Found(rows=[by_id[i] for i in ids if i in by_id], total=total, more=more)
+
+
+def _sorted_page(conn: Connection, condition: ColumnElement[bool], exact: ColumnElement[bool] | None,
+                 limit: int, offset: int) -> list[int]:
+    """The page at `offset` of all the live matches in their order: exact matches first, then by name and id.
+
+    The exact matches are read alone, through their own index (name_key's b-tree for a name typed
+    whole: a few thousand namesakes at millions); every way of matching exactly is also a way of
+    matching (a name typed whole holds each of its words), so they need not be tested against
+    `condition`. When they fill the page the other matches ("Петров Пётр": every Петров and every
+    Петрович) are not read at all; else the others are sorted for the rest of the page.
+    """
+    alive = contacts_t.c.deleted_at.is_(None)
+    if exact is None:
+        return _ids_by_name(conn, and_(alive, condition), limit, offset)
+    first = _ids_by_name(conn, and_(alive, exact), limit, offset)
+    if len(first) == limit:
+        return first
+    exact_before = offset + len(first) if first else int(conn.execute(select(func.count()).select_from(
+        select(contacts_t.c.id).where(alive, exact).limit(offset).subquery())).scalar_one())
+    inexact = case((exact, 0), else_=1) == 1  # NULL-safe: a contact without name_key is no exact match
+    return first + _ids_by_name(conn, and_(alive, condition, inexact), limit - len(first),
+                                offset + len(first) - exact_before)
+
+
+def _ids_by_name(conn: Connection, where: ColumnElement[bool], limit: int, offset: int) -> list[int]:
+    return [int(i) for i in conn.execute(select(contacts_t.c.id).where(where).order_by(*_BY_NAME)
+                                         .limit(limit).offset(offset)).scalars()]
 
 
 def search(conn: Connection, settings: Settings, query: str, *, limit: int = 50) -> list[dict[str, Any]]:
