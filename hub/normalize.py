@@ -171,6 +171,9 @@ def phones(cell: str | None, region: str = "RU", label: str | None = None) -> li
             # Only a piece with letters may hold words saying what a number is.
             pieces = tuple((part, said, _PHONE_CHARS.match(part) is not None)
                            for text, said in _labelled(whole, own) if (part := text.strip(" \t.:-")))
+        # The extension is not the person's number, but it is how to reach them through the switchboard:
+        # what was typed keeps it («+7 495 111-22-33 доб. 101», shown on the card as typed).
+        typed_with_extension = typed.strip(" \t,;") if _EXTENSION.search(typed) else None
         for piece, piece_label, plain in pieces:
             value = _parse_one(piece, region)
             if value:
@@ -185,10 +188,11 @@ def phones(cell: str | None, region: str = "RU", label: str | None = None) -> li
                 values = []
             if not values:
                 bad.append(piece)
+            raw = typed_with_extension if typed_with_extension and len(pieces) == 1 and len(values) == 1 else piece
             for v in values:
                 if v not in seen:
                     seen.add(v)
-                    out.append(Identifier(PHONE, v, piece, True, piece_label))
+                    out.append(Identifier(PHONE, v, raw[:MAX_VALUE], True, piece_label))
     if bad and not out:
         # Nothing usable: keep the whole cell as the person typed it.
         out.append(Identifier(PHONE, text[:MAX_VALUE], text, False, label))

@@ -34,6 +34,12 @@ def test_extension_is_dropped_from_the_identity(typed: str) -> None:
     assert [p.value for p in normalize.phones(typed, "RU")] == ["+74951110000"]
 
 
+@pytest.mark.parametrize("typed", ["+7 495 111-00-00 доб. 123", "(495) 1110000 ext. 5", "84951110000 доб.12"])
+def test_what_was_typed_keeps_the_extension_to_reach_the_person_through_the_switchboard(typed: str) -> None:
+    (phone,) = normalize.phones(typed, "RU")
+    assert phone.raw == typed and phone.label == "work"
+
+
 @pytest.mark.parametrize("typed", ["нет", "123", "+7 (000)", "звонить после 18"])
 def test_unparsable_phone_is_kept_raw_and_flagged(typed: str) -> None:
     (ident,) = normalize.phones(typed, "RU")
