@@ -557,6 +557,13 @@ class _RowPlan:
             first, last, middle = _whole_name_in_one_field(first, last)
         if not (first or last or middle or phones or emails):
             return Row(line, None, _("no name, phone or email"), warnings)
+        external_id = values.get("external_id")
+        if external_id is not None and len(external_id) > MAX_ID:
+            return Row(line, None, _("the ID is longer than %(max)s characters", max=MAX_ID), warnings)
+        first, last, middle = (_cut(first, NAME_FIELDS["first_name"], warnings),
+                               _cut(last, NAME_FIELDS["last_name"], warnings),
+                               _cut(middle, NAME_FIELDS["middle_name"], warnings))
+        city, company = _cut(values.get("city"), CITY, warnings), _cut(values.get("company"), COMPANY, warnings)
 
         birthday = None
         if "birthday" in values:
@@ -586,7 +593,7 @@ class _RowPlan:
 
         record = ContactRecord(
             source=self.source,
-            external_id=values.get("external_id"),
+            external_id=external_id,
             first_name=first,
             last_name=last,
             middle_name=middle,
@@ -594,9 +601,9 @@ class _RowPlan:
             emails=emails,
             labels=labels,
             birthday=birthday,
-            city=values.get("city"),
+            city=city,
             gender=gender,
-            company=values.get("company"),
+            company=company,
             tags=tags,
             attributes=attributes,
         )
@@ -625,6 +632,25 @@ class _RowPlan:
                                       "formulas, or paste the values instead)", cell=_cell_name(index, line),
                                       formula=cell))
         return [cell for cell in found if cell[0] != "="]
+
+
+# What a contact's fields hold at most (hub.models: the columns' lengths), and what the cut says.
+MAX_ID = 200
+NAME_FIELDS = {"first_name": (200, N_("first name")), "last_name": (200, N_("last name")),
+               "middle_name": (200, N_("patronymic"))}
+CITY = (200, N_("city"))
+COMPANY = (300, N_("company"))
+
+
+def _cut(value: str | None, limit: tuple[int, str], warnings: list[str]) -> str | None:
+    """The value, cut to what its field holds, saying so: a whole page pasted into «Имя» must not
+    stop the file (PostgreSQL refuses a longer text) nor fill every letter's greeting."""
+    most, what = limit
+    if value is None or len(value) <= most:
+        return value
+    warnings.append(_("%(field)s is %(length)s characters long: the first %(max)s were kept",
+                      field=_(what), length=_n(len(value)), max=most))
+    return value[:most].rstrip()
 
 
 def _cell_name(index: int, line: int) -> str:
@@ -1020,9 +1046,10 @@ def check_xlsx(path: str) -> None:
         archive = zipfile.ZipFile(path)
     except OSError as exc:
         raise SpreadsheetError(_("%(file)s: cannot open: %(error)s", file=name, error=exc.strerror)) from exc
-    except (zipfile.BadZipFile, ValueError) as exc:
-        raise _refused(path, _("this is not an Excel workbook (.xlsx): the file is damaged or of another format "
-                               "(%(error)s)", error=exc)) from None
+    except (zipfile.BadZipFile, ValueError):
+        # (zipfile's own words, "File is not a zip file", are English and say no more than this)
+        raise _refused(path, _("this is not an Excel workbook (.xlsx): the file is damaged or of another "
+                               "format")) from None
     with archive:
         parts = archive.infolist()
         total = sum(part.file_size for part in parts)

@@ -19,6 +19,7 @@ from sqlalchemy import MetaData, select
 
 from hub import importer
 from hub.spreadsheet import SpreadsheetError
+from hub.models import Contact
 from tests.conftest import HubDB
 from tests.support.cli import cli
 
@@ -70,6 +71,13 @@ def test_random_bytes_are_refused(base: HubDB, tmp_path: Path) -> None:
     path = tmp_path / "junk.csv"
     path.write_bytes(HEADER.encode() + random.Random(1).randbytes(300_000))
     refused(base, path, "двоичные данные")
+
+
+def test_a_damaged_workbook_is_refused_in_russian_words_only(base: HubDB, tmp_path: Path) -> None:
+    path = tmp_path / "клиенты.xlsx"
+    path.write_bytes(random.Random(2).randbytes(5_000))
+    message = refused(base, path, "это не книга Excel")
+    assert "zip" not in message.lower()  # the library's English words stay out of it
 
 
 def test_random_bytes_without_a_nul_are_refused(base: HubDB, tmp_path: Path) -> None:
@@ -182,3 +190,15 @@ def test_a_consent_file_of_binary_junk_is_refused_before_any_row_is_recorded(bas
         importer.import_consent(base.engine, base.settings, path)
     with base.engine.connect() as conn:
         assert conn.execute(select(meta.tables["consent_events"])).all() == before
+
+
+def test_a_name_longer_than_a_name_field_goes_in_cut_with_a_warning(base: HubDB, tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text("Имя;Фамилия;Телефон\n" + "Я" * 10_000 + ";Длиннов;+7 916 400-11-22\n", encoding="utf-8")
+    report = importer.import_contacts(base.engine, base.settings, path)
+    assert report.created == 1 and report.skipped == []
+    assert [w["warning"] for w in report.warnings] == [
+        "имя: длина 10\xa0000 символов, сохранены первые 200"]
+    with base.engine.connect() as conn:
+        first = conn.execute(select(Contact.first_name).where(Contact.last_name == "Длиннов")).scalar_one()
+    assert first is not None and 0 < len(first) <= 200
