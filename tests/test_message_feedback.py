@@ -83,6 +83,29 @@ def test_a_hard_bounce_later_suppresses_the_address_and_the_next_letter_is_held_
     assert [e.kind for e in events(hub_db, mid)] == ["bounce"]
 
 
+def test_a_bounce_of_one_of_two_addresses_blocks_that_address_and_keeps_the_persons_consent(
+        hub_db: HubDB, channels: Channels) -> None:
+    from hub import sync
+    from hub.records import ContactRecord
+
+    cid = person(hub_db)
+    with hub_db.engine.begin() as conn:  # her second address, from another source
+        sync.write_contacts(conn, [ContactRecord(source="crm", first_name="Анна",
+                                                 emails=["anna@example.ru", "anna.work@example.ru"])],
+                            hub_db.settings, sync.Counts())
+    mid = sent(hub_db, channels, cid, "k1")
+    dead = row(hub_db, mid)["address"]
+    done = record(hub_db, mid, "bounce", detail={"reason": "550 5.1.1 user unknown"}, uid="<dsn-2@mx>")
+    assert done is not None and done.effect == "suppressed" and suppressed(hub_db, dead)
+    assert latest_consent(hub_db, cid)["status"] == "granted"  # the other address still works: she never said no
+    later = sent(hub_db, channels, cid, "k2")
+    assert row(hub_db, later)["address"] not in (dead, None)
+    # Her last working address bounces too: now the ledger says why nothing reaches her.
+    record(hub_db, later, "bounce", detail={"reason": "550 5.1.1 user unknown"}, uid="<dsn-3@mx>")
+    event = latest_consent(hub_db, cid)
+    assert (event["status"], event["source"]) == ("withdrawn", "bounce")
+
+
 def test_the_same_report_read_twice_records_and_does_nothing_twice(hub_db: HubDB, channels: Channels) -> None:
     cid = person(hub_db)
     mid = sent(hub_db, channels, cid, "k1")

@@ -7,9 +7,11 @@ Whoever hears it calls `record` with the message's id; this module writes
 the event (append-only, once per reporter's `uid`) and acts on it, so every
 source of feedback has the same consequences:
 
-- ``bounce`` (the address is dead): the address is suppressed for good and
-  the consent ledger shows why, exactly as when the SMTP server refused it
-  while sending;
+- ``bounce`` (the address is dead): the address is suppressed for good,
+  exactly as when the SMTP server refused it while sending; when it was the
+  person's last working address on that channel, the consent ledger shows
+  why nothing reaches them any more (a withdrawal from source "bounce"),
+  while another address of theirs works, their consent stands;
 - ``soft_bounce`` (mailbox full, server busy): counted per address, one per
   letter (a server's repeated "still trying" notices about one letter count
   once) within SOFT_BOUNCE_WINDOW; at HUB_SOFT_BOUNCE_LIMIT letters (default 3)
@@ -219,19 +221,19 @@ def _batch_effects(conn: Connection, settings: Settings, fresh: list[tuple[Heard
                 dead.setdefault(where, (replace(item, detail={"reason": str((item.detail or {}).get("reason")
                                                                            or "soft bounces")}), row))
     answers: list[consent.Answer] = []
-    for (channel, address), (item, row) in dead.items():
-        webhooks.publish(conn, "message.bounced", {"message_id": row.id, "contact_id": row.contact_id,
-                                                   "channel": channel, "reason": "bounce"},
-                         contact_id=row.contact_id)
-        if row.contact_id is not None:
-            purpose = row.purpose if row.purpose != TRANSACTIONAL else MARKETING
-            answers.append(consent.Answer(row.contact_id, channel, purpose, "withdrawn", "bounce", {
-                "address": address, "reply": str((item.detail or {}).get("reason") or "bounce"),
-                "message_id": row.id}))
     for channel in {channel for channel, _address in dead}:
         kind = consent.kind_for_channel(channel)
         consent.suppress_many(conn, [(kind, address) for on, address in dead if on == channel],
                               reason="bounce", source=channel, secret=settings.require_secret_key())
+    for (channel, address), (item, row) in dead.items():
+        webhooks.publish(conn, "message.bounced", {"message_id": row.id, "contact_id": row.contact_id,
+                                                   "channel": channel, "reason": "bounce"},
+                         contact_id=row.contact_id)
+        if row.contact_id is not None and not _another_address(conn, settings, row.contact_id, channel):
+            purpose = row.purpose if row.purpose != TRANSACTIONAL else MARKETING
+            answers.append(consent.Answer(row.contact_id, channel, purpose, "withdrawn", "bounce", {
+                "address": address, "reply": str((item.detail or {}).get("reason") or "bounce"),
+                "message_id": row.id}))
     for (contact_id, channel), (item, row) in complained.items():
         effects[row.id] = "withdrawn" if contact_id is not None else ""
         if contact_id is not None:
@@ -279,9 +281,18 @@ def _suppress(conn: Connection, settings: Settings, message_id: int, contact_id:
                      contact_id=contact_id)
     consent.suppress(conn, consent.kind_for_channel(channel), address, reason=reason, source=channel,
                      secret=settings.require_secret_key())
-    if contact_id is not None:
+    if contact_id is not None and not _another_address(conn, settings, contact_id, channel):
         consent.record(conn, contact_id, channel, purpose if purpose != TRANSACTIONAL else MARKETING, "withdrawn",
                        source=reason, evidence={"address": address, "reply": reply, "message_id": message_id})
+
+
+def _another_address(conn: Connection, settings: Settings, contact_id: int, channel: str) -> bool:
+    """Whether the person still has an address on this channel that is not suppressed (called after the dead
+    one was): a bounce is about an address, so their consent stands while another of theirs works, and
+    only the last one's bounce writes the withdrawal that tells why nothing reaches them any more."""
+    kind = consent.kind_for_channel(channel)
+    held = consent.addresses(conn, contact_id, kind)
+    return bool(held) and len(consent.suppressed_among(conn, settings, kind, held)) < len(set(held))
 
 
 def soft_bounces(conn: Connection, channel: str, address: str) -> int:
