@@ -438,10 +438,21 @@ _JSON = json.JSONEncoder()  # json.dumps's own settings, without its per-call ar
 
 
 def _bind_json(values: Sequence[Any]) -> list[Any]:
-    """What SQLAlchemy's JSON processor writes (json.dumps), empty lists and objects without encoding."""
+    """What SQLAlchemy's JSON processor writes (json.dumps), empty lists and objects without encoding.
+
+    An object several rows share (an importer's rows made alike) is encoded once.
+    """
     encode = _JSON.encode
+    done: dict[int, str] = {}  # id -> text: every object in `values` lives until this returns
+
+    def text(v: Any) -> str:
+        found = done.get(id(v))
+        if found is None:
+            found = done[id(v)] = encode(v)
+        return found
+
     return [None if v is None else ("[]" if type(v) is list else "{}") if not v and type(v) in (list, dict)
-            else encode(v) for v in values]
+            else text(v) for v in values]
 
 
 def _bind_times(values: Sequence[Any]) -> list[Any]:

@@ -21,8 +21,9 @@ import datetime as dt
 import functools
 import hashlib
 import itertools
+import operator
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -253,6 +254,11 @@ class _Groups:
     a nameless row listing two people's mobiles cannot make Анна and Мария
     one person. A record's name is read only when its group is compared: a
     million-row import compares few groups.
+
+    Nodes are plain values, cheap to hash in a chunk of ten thousand rows: a
+    record is its index (an int >= 0), a contact its id negated (_is_contact),
+    a reference its "source\\x1fexternal id" text. A node never seen is a
+    group of its own.
     """
 
     def __init__(self, prepared: Sequence[Prepared]) -> None:
@@ -260,53 +266,75 @@ class _Groups:
         self.contacts: dict[Any, set[int]] = {}  # root -> contact ids in its group (absent: none)
         self.named: dict[Any, list[Any]] = {}  # root -> its members' names: a Name, or a record's index
         self._prepared = prepared
-        self._read: dict[Any, list[names.Name]] = {}  # root -> names_of, until the group changes
+        # root -> (names_of, their readings), until the group changes
+        self._read: dict[Any, tuple[list[names.Name], list[tuple[str, str, str]]]] = {}
+        self._record_names: dict[int, tuple[names.Name, tuple[str, str, str]]] = {}  # index -> (name, reading)
 
     def find(self, x: Any) -> Any:
         parent = self.parent
-        root = x
-        while parent.setdefault(root, root) != root:
-            root = parent[root]
-        while parent[x] != root:
+        root = parent.get(x, x)
+        if root == x:
+            return x
+        up = parent.get(root, root)
+        while up != root:
+            root, up = up, parent.get(up, up)
+        while x != root:  # path compression
             parent[x], x = root, parent[x]
         return root
 
     def add(self, node: Any, name: names.Name | int | None) -> None:
         """Know a node and its name: a Name, a record's index (read when needed), or None."""
         root = self.find(node)
-        if node[0] == "contact":
-            self.contacts.setdefault(root, set()).add(node[1])
+        if _is_contact(node):
+            self.contacts.setdefault(root, set()).add(-node)
         if name is not None:
             self.named.setdefault(root, []).append(name)
             self._read.pop(root, None)
 
     def names_of(self, node: Any) -> list[names.Name]:
         """The group's names, one per way of writing."""
-        root = self.find(node)
+        return self.written(node)[0]
+
+    def written(self, node: Any) -> tuple[list[names.Name], list[tuple[str, str, str]]]:
+        """The group's names, one per way of writing, and beside them how each reads (`reading`)."""
+        root = self.parent.get(node, node)
+        if root != node:
+            root = self.find(node)
         cached = self._read.get(root)
         if cached is not None:
             return cached
         out: dict[tuple[str, str, str], names.Name] = {}
+        record_names = self._record_names
         for item in self.named.get(root, ()):
-            if isinstance(item, int):
-                rec = self._prepared[item].record
-                item = names.Name(rec.first_name, rec.last_name, rec.middle_name)
-            written = reading(item)
-            if any(written):
-                out.setdefault(written, item)
-        self._read[root] = found = list(out.values())
+            if type(item) is int:
+                known = record_names.get(item)
+                if known is None:
+                    name = _record_name(self._prepared[item].record)
+                    known = record_names[item] = (name, reading(name))
+                item, written = known
+            else:
+                written = reading(item)
+            if written != _UNNAMED and written not in out:
+                out[written] = item
+        self._read[root] = found = (list(out.values()), list(out))
         return found
 
     def name_of(self, node: Any) -> names.Name:
         found = self.names_of(node)
-        return found[0] if found else names.Name()
+        return found[0] if found else _NO_NAME
+
+    def reading_of(self, node: Any) -> tuple[str, str, str]:
+        """How the group's first name reads (reading(name_of(node)))."""
+        found = self.written(node)[1]
+        return found[0] if found else _UNNAMED
 
     def fits(self, a: Any, b: Any) -> bool:
         """Nothing in the two groups' names says they are different people."""
-        ours, theirs = self.names_of(a), self.names_of(b)
-        if len(ours) == len(theirs) == 1 and reading(ours[0]) == reading(theirs[0]):
+        (ours, ours_read), (theirs, theirs_read) = self.written(a), self.written(b)
+        if len(ours) == len(theirs) == 1 and ours_read[0] == theirs_read[0]:
             return True  # one way of writing on both sides: a re-read, the commonest join of all
-        return all(names.compatible(x, y) for x in ours for y in theirs)
+        compatible = names.compatible
+        return all(compatible(x, y) for x in ours for y in theirs)
 
     def agree(self, a: Any, b: Any) -> bool:
         """The two groups' names positively say one person."""
@@ -315,32 +343,53 @@ class _Groups:
                 and any(names.agree(x, y) for x in ours for y in theirs))
 
     def union(self, a: Any, b: Any) -> None:
-        for node in (a, b):
-            if node[0] == "contact":
-                self.contacts.setdefault(self.find(node), set()).add(node[1])
+        contacts = self.contacts
         ra, rb = self.find(a), self.find(b)
+        if _is_contact(a):
+            contacts.setdefault(ra, set()).add(-a)
+        if _is_contact(b):
+            contacts.setdefault(rb, set()).add(-b)
         if ra == rb:
             return
         self.parent[rb] = ra
         self._read.pop(ra, None)
         self._read.pop(rb, None)
-        moved_contacts = self.contacts.pop(rb, None)
+        moved_contacts = contacts.pop(rb, None)
         if moved_contacts:
-            self.contacts.setdefault(ra, set()).update(moved_contacts)
+            contacts.setdefault(ra, set()).update(moved_contacts)
         moved_names = self.named.pop(rb, None)
         if moved_names:
             self.named.setdefault(ra, []).extend(moved_names)
 
     def join(self, a: Any, b: Any, apart: dict[tuple[int, int], frozenset[str]], key: str | None) -> str | None:
         """Union the two groups unless names contradict ("names") or a person kept them apart ("apart")."""
-        if self.find(a) == self.find(b):
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
             return None
-        if self.named.get(self.find(a)) and self.named.get(self.find(b)) and not self.fits(a, b):
+        if self.named.get(ra) and self.named.get(rb) and not self.fits(ra, rb):
             return "names"
-        if apart and _kept_apart(self, a, b, apart, key):
+        if apart and _kept_apart(self, ra, rb, apart, key):
             return "apart"
         self.union(a, b)
         return None
+
+
+def _is_contact(node: Any) -> bool:
+    """A contact's node in _Groups: its id negated (ids start at 1), apart from records' indexes."""
+    return type(node) is int and node < 0
+
+
+def _is_record(node: Any) -> bool:
+    return type(node) is int and node >= 0
+
+
+_UNNAMED = ("", "", "")
+_NO_NAME = names.Name()
+
+
+def _record_name(record: ContactRecord) -> names.Name:
+    """A record's name as names compares it."""
+    return names.Name(record.first_name, record.last_name, record.middle_name)
 
 
 def resolve(
@@ -412,54 +461,66 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     lock_keys(conn, prepared)  # before anything is read: a concurrent writer of the same person goes first
     found = _lookup(conn, prepared)
     uf = _Groups(prepared)
-    by_value: dict[tuple[str, str], list[int]] = defaultdict(list)
-    labels: dict[tuple[str, str], set[str]] = defaultdict(set)
+    named = uf.named
+    refs_found = found.refs
+    # A reference one record alone names joins nothing: only repeated ones go into the union-find.
+    ref_of = [f"{p.record.source}\x1f{p.record.external_id}" if p.record.external_id else None for p in prepared]
+    repeated = {ref for ref, n in Counter(ref_of).items() if n > 1 and ref is not None}
+    by_value: dict[tuple[str, str], list[int]] = {}
+    labels: dict[tuple[str, str], set[str]] = {}
     for i, p in enumerate(prepared):
-        node = ("rec", i)
         rec = p.record
-        uf.add(node, i if rec.first_name or rec.last_name or rec.middle_name else None)
+        if rec.first_name or rec.last_name or rec.middle_name:
+            named[i] = [i]  # a record's own group until step 3 joins it (nothing joined it yet)
         if p.contact_id is not None:
-            uf.union(node, ("contact", p.contact_id))
-        if rec.external_id:
-            ref = f"{rec.source}\x1f{rec.external_id}"
-            uf.union(node, ("ref", ref))
-            if ref in found.refs:
-                uf.union(node, ("contact", found.refs[ref]))
+            uf.union(i, -p.contact_id)
+        ref = ref_of[i]
+        if ref is not None:
+            if ref in repeated:
+                uf.union(i, ref)
+            if ref in refs_found:
+                uf.union(i, -refs_found[ref])
         for ident in p.identifiers:
-            if ident.valid:
-                key = (ident.kind, ident.value)
-                holders = by_value[key]
-                if not holders or holders[-1] != i:
+            if ident[3]:  # valid
+                key = ident[:2]  # (kind, value)
+                holders = by_value.get(key)
+                if holders is None:
+                    by_value[key] = [i]
+                elif holders[-1] != i:
                     holders.append(i)
-                if ident.label:
-                    labels[key].add(ident.label)
+                if ident[4]:  # label
+                    labels.setdefault(key, set()).add(ident[4])
 
     # Step 2: what the base already says of each value, and who holds it. Most values of a chunk
     # have one holder and pass straight through; only contested ones are weighed.
     decided: dict[tuple[str, str], str | None] = {}
     held: dict[tuple[str, str], list[Any]] = {}  # contested value -> the nodes holding it
+    shared_found, personal_found, holders_found = found.shared, found.personal, found.holders
     for key, recs in by_value.items():
-        reason = found.shared.get(key)
+        reason = shared_found.get(key)
         if reason is None:
-            reason = intrinsic_reason(key[0], key[1], labels[key] if key in labels else ())
+            if not (key[0] == normalize.PHONE and key[1].startswith("+79")):
+                # (a Russian mobile is never a hotline nor a fax: the common case, answered at once)
+                reason = intrinsic_reason(key[0], key[1], labels[key] if key in labels else ())
             if reason is None and key in found.company:
-                reason = companies.COMPANY  # two colleagues at one switchboard are two people
+                # two colleagues at one switchboard are two people (a small firm's main line is often a mobile)
+                reason = companies.COMPANY
             if reason is not None:
                 result.shared[key] = reason
         decided[key] = reason
-        holder = found.personal.get(key)
-        if reason in NEVER_JOIN or key in found.saturated or (
-                len(recs) == 1 and holder is None and key not in found.holders):
+        holder = personal_found.get(key)
+        if (len(recs) == 1 and holder is None and key not in holders_found) or reason in NEVER_JOIN \
+                or key in found.saturated:
             continue
-        nodes: list[Any] = [("rec", i) for i in recs]
+        nodes: list[Any] = list(recs)
         if holder is not None:
-            nodes.append(("contact", holder))
-        nodes.extend(("contact", cid) for cid in found.holders.get(key, ()))
+            nodes.append(-holder)
+        nodes.extend(-cid for cid in found.holders.get(key, ()))
         held[key] = nodes
-    contacts_named = {node[1] for node in uf.parent if node[0] == "contact"}
-    contacts_named.update(node[1] for nodes in held.values() for node in nodes if node[0] == "contact")
+    contacts_named: set[int] = set().union(*uf.contacts.values())
+    contacts_named.update(-node for nodes in held.values() for node in nodes if _is_contact(node))
     for cid, name in _load_names(conn, contacts_named).items():
-        uf.add(("contact", cid), name)
+        uf.add(-cid, name)
     apart = _apart_pairs(conn, contacts_named) if contacts_named else {}
 
     # Step 3: join. A person's own strong values first (a mobile, a personal email), then the weak
@@ -471,7 +532,7 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     for key, nodes in held.items():
         if decided[key] is not None:
             continue
-        if _weak(key[0], key[1], labels.get(key, set()), len({reading(uf.name_of(n)) for n in nodes})
+        if _weak(key[0], key[1], labels.get(key, set()), len({uf.reading_of(n) for n in nodes})
                  if len(nodes) > 2 else len(nodes)):
             weak.append(key)
             continue
@@ -481,11 +542,11 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
         elif refused == "apart":
             # The old evidence of a pair kept apart: a record's own word (it has a reference) makes the
             # value both people's; a row of nobody's own is not heard on it.
-            if any(prepared[n[1]].record.external_id for n in nodes if n[0] == "rec"):
+            if any(prepared[n].record.external_id for n in nodes if _is_record(n)):
                 decided[key] = result.shared[key] = "unmerged"
             else:
-                owner = uf.find(("contact", found.personal[key]) if key in found.personal else nodes[0])
-                dropped.update((n[1], key) for n in nodes if n[0] == "rec" and uf.find(n) != owner)
+                owner = uf.find(-found.personal[key] if key in found.personal else nodes[0])
+                dropped.update((n, key) for n in nodes if _is_record(n) and uf.find(n) != owner)
     for key in weak:
         holding = {uf.find(n) for n in held[key]}
         pairs = list(itertools.combinations(holding, 2))
@@ -499,9 +560,19 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
         if decided[key] is not None and decided[key] not in NEVER_JOIN:
             _join_agreeing(uf, key, nodes, prepared, apart, found)
 
-    groups: dict[Any, list[int]] = defaultdict(list)
+    groups: dict[Any, list[int]] = {}
+    parent, find = uf.parent, uf.find
+    roots: list[Any] = []
     for i in range(len(prepared)):
-        groups[uf.find(("rec", i))].append(i)
+        root = parent.get(i, i)
+        if root != i:
+            root = find(i)
+        roots.append(root)
+        members = groups.get(root)
+        if members is None:
+            groups[root] = [i]
+        else:
+            members.append(i)
 
     # Values found shared are marked on the contact that held them alone until now (also where a
     # concurrent writer left one personal row beside shared ones), in one statement.
@@ -512,13 +583,24 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
         conn.execute(update(identities_t).where(c.kind == bindparam("_kind"), c.value == bindparam("_value"), c.valid,
                                                 c.shared.is_(None)).values(shared=bindparam("_why")), marks)
 
-    target_ids = {c for root in groups for c in uf.contacts.get(root, ())}
+    target_ids = {c for root, held_ids in uf.contacts.items() if root in groups for c in held_ids}
     contact_rows = _load_contacts(conn, target_ids)
     new_groups: list[tuple[Any, dict[str, Any]]] = []
+    alike: dict[Any, Any] = {}  # the JSON payloads new contacts share (_fresh_contact)
     updates: dict[int, dict[str, Any]] = {}
     group_target: dict[Any, int] = {}
+    contacts_of = uf.contacts.get
     for root, members in groups.items():
-        ids = sorted(uf.contacts.get(root, ()))
+        held_ids = contacts_of(root)
+        if not held_ids:  # a new person: the commonest case
+            if len(members) == 1:
+                new_groups.append((root, _fresh_contact(prepared[members[0]].record, now, alike)))
+            else:
+                row = _empty_contact(now)
+                _apply_records(row, [prepared[i].record for i in members])
+                new_groups.append((root, row))
+            continue
+        ids = sorted(held_ids)
         if len(ids) > 1:
             survivor = ids[0]
             for other in ids[1:]:
@@ -528,17 +610,11 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
                 merge_contacts(conn, survivor, other, reason=reason_, settings=settings, now=now, actor=actor)
                 result.merged.append((survivor, other))
             contact_rows[survivor] = _load_contacts(conn, {survivor})[survivor]
-        if ids:
-            target = ids[0]
-            row = contact_rows[target]
-            changed = _apply_records(row, [prepared[i].record for i in members])
-            if changed:
-                updates[target] = row
-            group_target[root] = target
-        else:
-            row = _empty_contact(now)
-            _apply_records(row, [prepared[i].record for i in members])
-            new_groups.append((root, row))
+        target = ids[0]
+        row = contact_rows[target]
+        if _apply_records(row, [prepared[i].record for i in members]):
+            updates[target] = row
+        group_target[root] = target
 
     if new_groups:
         new_ids = reserve_ids(conn, contacts_t, len(new_groups))
@@ -555,29 +631,33 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
 
     identity_rows: list[dict[str, Any]] = []
     ref_rows: list[dict[str, Any]] = []
+    targets = [group_target[root] for root in roots]
+    result.contact_ids = list(targets)
+    personal = found.personal
+    add_identity = identity_rows.append
+    written: set[tuple[int, str, str]] = set()  # (contact, kind, value) of the rows above
     for i, p in enumerate(prepared):
-        target = group_target[uf.find(("rec", i))]
-        result.contact_ids.append(target)
+        target = targets[i]
         source = p.record.source
-        for ident in p.identifiers:
+        for kind, value, raw, valid, label in p.identifiers:
             shared = None
-            if not ident.valid:
-                if ident.kind == normalize.PHONE:
+            if not valid:
+                if kind == normalize.PHONE:
                     result.invalid_phones += 1
                 else:
                     result.invalid_emails += 1
             else:
-                key = (ident.kind, ident.value)
+                key = (kind, value)
                 shared = decided[key]
-                if (i, key) in dropped:
+                if dropped and (i, key) in dropped:
                     continue  # old evidence of a pair kept apart, from a row of nobody's own
-                if shared is None and key in found.personal:
+                if shared is None and key in personal:
                     continue  # already the target's: the record joined the contact holding it
-            identity_rows.append(
-                {"contact_id": target, "kind": ident.kind, "value": ident.value, "raw": ident.raw,
-                 "valid": ident.valid, "source": source, "created_at": now, "label": ident.label,
-                 "shared": shared}
-            )
+            if (target, kind, value) in written:
+                continue  # the contact's row is in already: INSERT OR IGNORE would keep that first one too
+            written.add((target, kind, value))
+            add_identity({"contact_id": target, "kind": kind, "value": value, "raw": raw, "valid": valid,
+                          "source": source, "created_at": now, "label": label, "shared": shared})
         if p.record.external_id:
             ref_rows.append({"source": source, "external_id": p.record.external_id, "contact_id": target,
                              "created_at": now, "deleted_at": None,
@@ -637,23 +717,27 @@ def _join_agreeing(uf: _Groups, key: tuple[str, str], nodes: list[Any], prepared
     neither; a pair kept apart stays apart; a value more than
     SHARED_JOIN_LIMIT groups hold joins nobody.
     """
-    roots = {uf.find(node) for node in nodes}
-    if len(roots) > SHARED_JOIN_LIMIT:
-        return
+    find = uf.find
+    roots = {find(node) for node in nodes}
+    if len(roots) > SHARED_JOIN_LIMIT or len(roots) < 2:
+        return  # (one group: nobody left to join)
     # Names that agree always share one of names.keys: only groups in a common bucket are compared.
     buckets: dict[Any, set[Any]] = defaultdict(set)
+    keys_of = names.keys
     for root in roots:
-        for name in uf.names_of(root):
-            for bucket in names.keys(name):
+        for name, written in zip(*uf.written(root), strict=True):
+            for bucket in keys_of(name):
                 buckets[bucket].add(root)
-            buckets[reading(name)].add(root)  # a re-read row is found by how it is written
-    for rec in (node for node in nodes if node[0] == "rec"):
-        mine = uf.find(rec)
+            buckets[written].add(root)  # a re-read row is found by how it is written
+    for rec in nodes:
+        if not _is_record(rec):
+            continue
+        mine = find(rec)
         known = bool(uf.contacts.get(mine))
-        source = prepared[rec[1]].record.source
-        own_names = uf.names_of(mine)
-        written = reading(own_names[0]) if own_names else ("", "", "")
-        near = {uf.find(r) for name in own_names for bucket in (*names.keys(name), reading(name))
+        source = prepared[rec].record.source
+        own_names, own_read = uf.written(mine)
+        written = own_read[0] if own_read else _UNNAMED
+        near = {find(r) for name, read in zip(own_names, own_read, strict=True) for bucket in (*keys_of(name), read)
                 for r in buckets.get(bucket, ())}
         partners = []
         for other in near:
@@ -661,7 +745,7 @@ def _join_agreeing(uf: _Groups, key: tuple[str, str], nodes: list[Any], prepared
             if other == mine or (known and theirs):
                 continue
             if uf.agree(mine, other) or (
-                    theirs and written == reading(uf.name_of(other))
+                    theirs and written == uf.reading_of(other)
                     and any(found.sources.get((key, cid)) == source for cid in theirs)):
                 partners.append(other)
         if sum(1 for p in partners if uf.contacts.get(p)) > 1:
@@ -681,13 +765,12 @@ def _dedupe_refs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> _Found:
     by_kind: dict[str, set[str]] = defaultdict(set)
     refs: dict[str, set[str]] = defaultdict(set)
-    for p in prepared:
-        for kind, value in p.keys:
-            if kind == "ref":
-                source, external_id = value.split("\x1f", 1)
-                refs[source].add(external_id)
-            else:
-                by_kind[kind].add(value)
+    for p in prepared:  # Prepared.keys, read without building each record's list
+        for ident in p.identifiers:
+            if ident[3]:  # valid
+                by_kind[ident[0]].add(ident[1])
+        if p.record.external_id:
+            refs[p.record.source].add(p.record.external_id)
     found = _Found()
     c = identities_t.c
     for kind, values in by_kind.items():
@@ -768,8 +851,13 @@ _CONTACT_COLUMNS = FIELDS + ("tags", "attributes", "provenance", "name_key")
 
 def name_key(last_name: str | None, first_name: str | None) -> str | None:
     """The key namesakes share: case and ё/е do not make two names different."""
-    parts = [p.strip().lower().replace("ё", "е") for p in (last_name, first_name) if p and p.strip()]
-    return " ".join(parts) or None
+    last = last_name.strip() if last_name else ""
+    first = first_name.strip() if first_name else ""
+    text = f"{last} {first}" if last and first else last or first
+    return text.lower().replace("ё", "е")[:NAME_KEY_MAX] or None
+
+
+NAME_KEY_MAX = 400  # contacts.name_key's length: two names of 200 and the space between would be 401
 
 
 def _load_contacts(conn: Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
@@ -790,6 +878,49 @@ def _empty_contact(now: dt.datetime) -> dict[str, Any]:
     row.update(name_key=None, tags=[], attributes={}, provenance={}, orders_count=0, revenue=0,
                first_order_at=None, last_order_at=None, created_at=now, updated_at=now,
                deleted_at=None, timezone=None)
+    return row
+
+
+_fields_of = operator.attrgetter(*FIELDS)
+
+
+def _fresh_contact(record: ContactRecord, now: dt.datetime, alike: dict[Any, Any]) -> dict[str, Any]:
+    """A new contact made of one record: _empty_contact filled by _apply_records, in one pass.
+
+    Most rows of an import are a person seen once; this is their row without
+    the before-and-after comparison an existing contact needs. Rows made
+    alike share one provenance and one attributes object from `alike` (a
+    chunk's rows differ in a few patterns), which the bulk insert then
+    encodes as JSON once: the rows are written, never changed afterwards.
+    """
+    source = record.source
+    values = _fields_of(record)
+    # A field is text, a date or None: "" and None are what _apply_records skips, and all that is false.
+    filled = tuple(map(bool, values))
+    row = dict(zip(FIELDS, [v or None for v in values], strict=True))
+    provenance = alike.get(("provenance", source, filled))
+    if provenance is None:
+        provenance = {name: source for name, has in zip(FIELDS, filled, strict=True) if has}
+        provenance["created_from"] = source
+        alike[("provenance", source, filled)] = provenance
+    attributes = record.attributes
+    if attributes:
+        try:
+            key: Any = ("attributes", tuple(attributes.items()), tuple(map(type, attributes.values())))  # 1 is not True
+            hash(key)
+        except TypeError:  # a list or a dict among the values: this record's own object
+            key = None
+        plain = alike.get(key) if key is not None else None
+        if plain is None:
+            plain = custom_fields.plain(attributes)
+            if key is not None:
+                alike[key] = plain
+    else:
+        plain = {}
+    row.update(name_key=name_key(row["last_name"], row["first_name"]),
+               tags=list(dict.fromkeys(record.tags)) if record.tags else [], attributes=plain,
+               provenance=provenance, orders_count=0, revenue=0, first_order_at=None, last_order_at=None,
+               created_at=now, updated_at=now, deleted_at=None, timezone=None)
     return row
 
 

@@ -15,8 +15,11 @@ import gc
 import hashlib
 import itertools
 import multiprocessing
+import operator
 import os
+import pickle
 import queue
+import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,15 +33,22 @@ from hub.config import Settings
 from hub.db import utcnow
 from hub.i18n import gettext as _
 from hub.normalize import Identifier
+from hub.identity import Prepared
 from hub.records import ContactRecord
-from hub.spreadsheet import Layout, Row, SpreadsheetError, check_text_file, read_rows
+from hub.spreadsheet import Layout, Row, SpreadsheetError, check_file, check_text_file, read_rows
 
 # Rows per transaction: each commit costs a WAL checkpoint, so fewer, larger ones.
 CHUNK = 10000
+# The first chunk is smaller: the importing process waits for it (it comes after the whole file's
+# check), while the later ones are read as it writes.
+FIRST_CHUNK = 2000
 # Below this size a second process costs more to start than it saves.
 PARALLEL_FROM_BYTES = 4 * 1024 * 1024
-# Allocations between young-generation collections while importing (default 700).
-GC_THRESHOLD = 50_000
+# Chunks the reader process may read ahead of the import (pickled, about 3 MB each): enough to keep
+# reading while this process checks the whole file, so that it starts with work waiting.
+READ_AHEAD = 16
+# Objects left after chunks (caches, the cycles chunks leave) that make the importing process collect.
+GC_SURVIVORS = 1_000_000
 MAX_LISTED = 1000  # skipped rows and warnings listed in a report; all are counted
 
 
@@ -169,40 +179,53 @@ def import_contacts(
 
 @contextmanager
 def _fewer_gc_passes() -> Iterator[None]:
-    """Let the cyclic garbage collector run far less often while importing.
+    """Run the cyclic garbage collector between chunks instead of by allocation counts while importing.
 
-    An import allocates millions of short-lived objects without cycles; at
-    the default threshold the collector walks the ever larger heap again and
-    again, which cost a third of a million-row import. Restored afterwards.
+    An import allocates millions of objects without cycles, and a chunk's
+    objects live until the chunk is written: a collection by count walks
+    them all again and again (at the default threshold that cost a third of
+    a million-row import; at a 50,000 threshold still a sixth of the
+    importing process's time). Once a chunk is written its objects are gone;
+    what outlives it (names in caches, a few hundred objects in cycles) is
+    collected by _import_chunks once GC_SURVIVORS of it have piled up, by
+    which time most of it has left the caches again. Restored afterwards.
     """
-    before = gc.get_threshold()
-    gc.set_threshold(GC_THRESHOLD, 20, 20)
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        if enabled:
+            gc.enable()
 
 
 def _import_chunks(engine: Engine, settings: Settings, chunks: Iterator[Chunk], report: ImportReport,
                    counts: sync.Counts, progress: Callable[[int], None] | None,
                    placed: Callable[[list[int], list[int | None]], None] | None) -> None:
     for chunk in chunks:
-        batch: list[tuple[Row, identity.Prepared]] = []
-        for row, prepared in chunk:
-            report.rows += 1
-            for warning in row.warnings:
-                report.warn(row.line, warning)
+        lines: list[int] = []
+        batch: list[identity.Prepared] = []
+        for line, error, warnings, prepared in chunk:
+            if warnings:
+                for warning in warnings:
+                    report.warn(line, warning)
             if prepared is None:
-                report.skip(row.line, row.error or _("unreadable row"))
+                report.skip(line, error or _("unreadable row"))
             else:
-                batch.append((row, prepared))
+                lines.append(line)
+                batch.append(prepared)
+        report.rows += len(chunk)
         if batch:
-            _flush(engine, settings, batch, report, counts, placed)
+            _flush(engine, settings, lines, batch, report, counts, placed)
         if progress:
             progress(len(chunk))
+        del chunk, batch, lines
+        if gc.get_count()[0] > GC_SURVIVORS:
+            gc.collect(1)  # the cycles chunks left, a few hundred objects each (_fewer_gc_passes)
 
 
-Chunk = list[tuple[Row, "identity.Prepared | None"]]
+# A chunk's rows as the importing process needs them: (line, error, warnings, prepared or None).
+Chunk = list[tuple[int, "str | None", "list[str]", "identity.Prepared | None"]]
 
 
 def _prepare_row(row: Row, region: str) -> identity.Prepared:
@@ -224,18 +247,22 @@ class _Reading:
     header_row: int | None
     sheet: str | None
     layout: Layout
+    checked: bool = False  # the file passed hub.spreadsheet.check_file already
 
 
 def _chunks_here(path: str | os.PathLike[str], source: str, reading: _Reading,
                  region: str) -> Generator[Chunk, None, None]:
-    """Rows read and normalized in this process, CHUNK at a time."""
+    """Rows read and normalized in this process, CHUNK at a time (the first FIRST_CHUNK)."""
     chunk: Chunk = []
+    size = min(FIRST_CHUNK, CHUNK)
     for row in read_rows(path, source=source, mapping=reading.mapping, header_row=reading.header_row,
-                         sheet=reading.sheet, layout=reading.layout):
-        chunk.append((row, _prepare_row(row, region) if row.record is not None else None))
-        if len(chunk) >= CHUNK:
+                         sheet=reading.sheet, layout=reading.layout, checked=reading.checked):
+        chunk.append((row.line, row.error, row.warnings,
+                      _prepare_row(row, region) if row.record is not None else None))
+        if len(chunk) >= size:
             yield chunk
             chunk = []
+            size = CHUNK
     if chunk:
         yield chunk
 
@@ -245,19 +272,27 @@ def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, reading
     """The same chunks, read and normalized by a second process.
 
     Rows cross the process boundary as flat tuples: pickling them as
-    dataclasses would cost more than the work it moves. A bounded queue keeps
-    the reader at most a few chunks ahead, so memory stays flat. The file's
-    Layout comes once, ahead of its first chunk (or of the end).
+    dataclasses would cost more than the work it moves. The reader pickles
+    each chunk itself (the queue's feeder thread only sends the bytes, not
+    competing for its interpreter), and a bounded queue keeps it at most
+    READ_AHEAD chunks ahead, so memory stays flat. The file's Layout comes
+    once, ahead of its first chunk (or of the end).
+
+    This process checks the whole file (hub.spreadsheet.check_file) while
+    the reader starts reading: nothing is taken from the reader, and so
+    nothing written, before the file passed, as when the reader checks.
     """
     # fork: the reader needs nothing from this process but its arguments and
     # touches nothing it shares; spawn would re-run the caller's main module.
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork") if "fork" in methods else multiprocessing.get_context("spawn")
-    chunks: Any = ctx.Queue(maxsize=4)
-    reader = ctx.Process(target=_reader_main, args=(str(path), source, reading, region, chunks,
-                                                    i18n.current_language()), daemon=True, name="hub-import-reader")
+    chunks: Any = ctx.Queue(maxsize=READ_AHEAD)
+    reader = ctx.Process(target=_reader_main, args=(str(path), source, dataclasses.replace(reading, checked=True),
+                                                    region, chunks, i18n.current_language()),
+                         daemon=True, name="hub-import-reader")
     reader.start()
     try:
+        check_file(path, reading.sheet)
         while True:
             try:
                 item = chunks.get(timeout=1)
@@ -274,16 +309,22 @@ def _chunks_in_reader_process(path: str | os.PathLike[str], source: str, reading
                 for told in dataclasses.fields(Layout):
                     setattr(reading.layout, told.name, getattr(item, told.name))
                 continue
-            yield [_unpack(packed, source) for packed in item]
+            yield _unpack(pickle.loads(item), source)
     finally:
         if reader.is_alive():
             reader.terminate()
-        reader.join()
+        reader.join(timeout=10)
+        if reader.is_alive():  # (terminate is SIGTERM, which a reader could only ignore by mistake)
+            reader.kill()
+            reader.join()
 
 
 def _reader_main(path: str, source: str, reading: _Reading, region: str, chunks: Any,
                  language: str = i18n.DEFAULT_LANGUAGE) -> None:
-    gc.set_threshold(GC_THRESHOLD, 20, 20)  # a process of its own: nothing to restore
+    # Stopped by this process's terminate() when the import fails or ends early: at once, whatever SIGTERM
+    # handler it was forked with (a test run's, an RQ worker's), so it never waits on its queue's unread chunks.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    gc.disable()  # collected between chunks, as the importing process does (_fewer_gc_passes); nothing to restore
     i18n.activate(language)  # rows' problems are told in the language of whoever imports
     try:
         told = False
@@ -291,7 +332,10 @@ def _reader_main(path: str, source: str, reading: _Reading, region: str, chunks:
             if not told:
                 chunks.put(reading.layout)
                 told = True
-            chunks.put([_pack(row, prepared) for row, prepared in chunk])
+            chunks.put(pickle.dumps(_pack(chunk), pickle.HIGHEST_PROTOCOL))
+            del chunk
+            if gc.get_count()[0] > GC_SURVIVORS:
+                gc.collect(1)
         if not told:
             chunks.put(reading.layout)
         chunks.put(None)
@@ -301,34 +345,51 @@ def _reader_main(path: str, source: str, reading: _Reading, region: str, chunks:
         chunks.put(f"{Path(path).name}: {type(exc).__name__}: {exc}")
 
 
-# Every ContactRecord field but the source, which is the same for the whole file.
+# Every ContactRecord field but the source (its first), which is the same for the whole file.
 _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(ContactRecord) if f.name != "source")
 
 
-def _pack(row: Row, prepared: identity.Prepared | None) -> tuple[Any, ...]:
-    record = row.record
-    fields = tuple(getattr(record, name) for name in _RECORD_FIELDS) if record is not None else None
-    idents = tuple(tuple(i) for i in prepared.identifiers) if prepared else None
-    return row.line, row.error, row.warnings, fields, idents
+_fields_of = operator.attrgetter(*_RECORD_FIELDS)
 
 
-def _unpack(packed: tuple[Any, ...], source: str) -> tuple[Row, identity.Prepared | None]:
-    line, error, warnings, fields, idents = packed
-    if fields is None:
-        return Row(line, None, error, warnings), None
-    record = ContactRecord(source, **dict(zip(_RECORD_FIELDS, fields, strict=True)))
-    return Row(line, record, error, warnings), identity.Prepared(record, [Identifier._make(i) for i in idents])
+def _pack(chunk: Chunk) -> list[tuple[Any, ...]]:
+    """A chunk as plain tuples, the cheapest objects to pickle and unpickle; no warnings is None."""
+    return [(line, error, warnings or None, None, None) if prepared is None else
+            (line, error, warnings or None, _fields_of(prepared.record), [tuple(i) for i in prepared.identifiers])
+            for line, error, warnings, prepared in chunk]
 
 
-def _flush(engine: Engine, settings: Settings, batch: list[tuple[Row, identity.Prepared]], report: ImportReport,
-           counts: sync.Counts, placed: Callable[[list[int], list[int | None]], None] | None) -> None:
-    prepared = [p for _, p in batch]
+def _unpack(packed: list[tuple[Any, ...]], source: str) -> Chunk:
+    """The chunk _pack made, with its records and identifiers rebuilt (positionally: the cheapest way).
+
+    The chunk's identifiers are made in one call (map runs tuple.__new__ without a Python frame
+    per identifier), then sliced out record by record.
+    """
+    flat = [i for row in packed if row[4] for i in row[4]]
+    made = list(map(tuple.__new__, itertools.repeat(Identifier, len(flat)), flat))
+    chunk: Chunk = []
+    add = chunk.append
+    at = 0
+    for line, error, warnings, fields, idents in packed:
+        if fields is None:
+            add((line, error, warnings or [], None))
+            continue
+        end = at + len(idents)
+        add((line, error, warnings or [], Prepared(ContactRecord(source, *fields), made[at:end])))
+        at = end
+    return chunk
+
+
+def _flush(engine: Engine, settings: Settings, lines: list[int], prepared: list[identity.Prepared],
+           report: ImportReport, counts: sync.Counts,
+           placed: Callable[[list[int], list[int | None]], None] | None) -> None:
+    batch = prepared
     before = (counts.contacts["created"], counts.contacts["updated"], counts.contacts["merged"])
     with engine.begin() as conn:
         result = sync.write_contacts(conn, [p.record for p in prepared], settings, counts, prepared=prepared)
     sync.keep_statistics(engine, counts)
     if placed:
-        placed([row.line for row, _ in batch], result.contact_ids)
+        placed(lines, result.contact_ids)
     created = counts.contacts["created"] - before[0]
     report.imported += len(batch) - result.refused
     report.created += created

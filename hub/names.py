@@ -29,7 +29,6 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -37,9 +36,12 @@ from typing import NamedTuple
 FORMS_FILE = Path(__file__).with_name("names_forms.json")
 
 
-@dataclass(frozen=True, slots=True)
-class Name:
-    """A person's name as a record holds it; any part may be missing or hold the whole name."""
+class Name(NamedTuple):
+    """A person's name as a record holds it; any part may be missing or hold the whole name.
+
+    A named tuple: every comparison of an import looks names up in caches,
+    and a tuple's hash and equality run in C.
+    """
 
     first: str | None = None
     last: str | None = None

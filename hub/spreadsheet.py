@@ -237,6 +237,7 @@ class Layout:
 def read_rows(
     path: str | os.PathLike[str], *, source: str, mapping: dict[str, str] | None = None,
     header_row: int | None = None, sheet: str | None = None, layout: Layout | None = None,
+    checked: bool = False,
 ) -> Iterator[Row]:
     """Stream a CSV/XLSX customer file as rows, one per non-empty data row.
 
@@ -248,6 +249,8 @@ def read_rows(
     a title row or two above the table ("Контакты — выгрузка от ...") is
     skipped. sheet: the workbook sheet to read (default: the active one).
     layout: filled in once the header is read (see :class:`Layout`).
+    checked: the caller has run :func:`check_file` on the file itself (the
+    importer does, while a second process reads), so it is not checked again.
 
     Whole-file problems raise :class:`SpreadsheetError` when iteration
     starts; per-row problems never stop the import and are reported in the
@@ -264,9 +267,9 @@ def read_rows(
             if sheet is not None:
                 raise SpreadsheetError(_("%(file)s: --sheet is for Excel workbooks; a CSV file has one table",
                                          file=label))
-            rows = _open_csv(name, stack)
+            rows = _open_csv(name, stack, checked)
         elif extension in _XLSX_EXTENSIONS:
-            rows, layout.sheet, other_sheets, formulas = _open_xlsx(name, stack, sheet)
+            rows, layout.sheet, other_sheets, formulas = _open_xlsx(name, stack, sheet, checked)
         else:
             shown = f"'{extension}'" if extension else _("(no extension)")
             raise SpreadsheetError(
@@ -672,10 +675,11 @@ def _label_key(header: str) -> str:
 # --- reading files -----------------------------------------------------------
 
 
-def _open_csv(path: str, stack: ExitStack) -> Iterator[list[str]]:
+def _open_csv(path: str, stack: ExitStack, checked: bool = False) -> Iterator[list[str]]:
     """A csv reader over the file, with encoding and delimiter worked out."""
     encoding, delimiter, sep_line = _sniff_csv(path)
-    check_csv(path, encoding, delimiter, sep_line)
+    if not checked:
+        check_csv(path, encoding, delimiter, sep_line)
     # Windows-1251 leaves one byte undefined; one odd character is better
     # than refusing a file that is otherwise readable.
     errors = "replace" if encoding == "cp1251" else "strict"
@@ -759,7 +763,7 @@ def _sniff_delimiter(text: str) -> str:
 
 
 def _open_xlsx(
-    path: str, stack: ExitStack, sheet: str | None = None,
+    path: str, stack: ExitStack, sheet: str | None = None, checked: bool = False,
 ) -> tuple[Iterator[list[str]], str, Callable[[], list[str]], bool]:
     """(rows of the sheet as text, its title, the other sheets holding data, whether cells may hold formula text).
 
@@ -768,7 +772,8 @@ def _open_xlsx(
     without values; it is read for the formula text, so that a phone made by
     a formula is reported instead of silently coming out empty.
     """
-    check_xlsx(path)
+    if not checked:
+        check_xlsx(path)
     workbook = _load_workbook(path, data_only=True)
     stack.callback(workbook.close)
     if sheet is not None:
@@ -1025,6 +1030,20 @@ def _check_structure(path: str, encoding: str, delimiter: str, sep_line: bool) -
             if "unexpected end of data" in str(exc):
                 raise _refused(path, _("a quote opened in line %(line)s is not closed before the end of the file",
                                        line=last_start)) from None
+
+
+def check_file(path: str | os.PathLike[str], sheet: str | None = None) -> None:
+    """The whole-file check read_rows makes before its first row (check_csv or check_xlsx), on its own.
+
+    A file read_rows refuses before checking it (another extension, a sheet
+    named for a CSV) passes here: read_rows refuses it itself.
+    """
+    name = os.fspath(path)
+    extension = os.path.splitext(name)[1].lower()
+    if extension in _CSV_EXTENSIONS and sheet is None:
+        check_csv(name, *_sniff_csv(name))
+    elif extension in _XLSX_EXTENSIONS:
+        check_xlsx(name)
 
 
 def check_text_file(path: str | os.PathLike[str]) -> None:

@@ -127,6 +127,8 @@ def write_contacts(conn: Connection, records: Sequence[ContactRecord], settings:
                    *, prepared: Sequence[identity.Prepared] | None = None) -> identity.Resolution:
     """Resolve and store contact records (one chunk), then tell plugins."""
     pm = get_pm()
+    for r in records:
+        _fit(r)
     if prepared is None:
         prepared = [identity.prepare(r, settings.default_region) for r in records]
     result = identity.resolve(conn, prepared, settings=settings)
@@ -142,6 +144,19 @@ def write_contacts(conn: Connection, records: Sequence[ContactRecord], settings:
         pm.hook.contact_synced(conn=conn, settings=settings, source=records[0].source, contact_ids=ids,
                                created_ids=result.created)
     return result
+
+
+# What a contact's text fields hold (hub.models.Contact): a longer value is cut, not refused, since a
+# page that raises is written by no later sync either, and PostgreSQL refuses a text longer than its column.
+CONTACT_TEXT_LIMITS = (("first_name", 200), ("last_name", 200), ("middle_name", 200), ("city", 200),
+                       ("company", 300))
+
+
+def _fit(record: ContactRecord) -> None:
+    for name, most in CONTACT_TEXT_LIMITS:
+        value = getattr(record, name)
+        if type(value) is str and len(value) > most:
+            setattr(record, name, value[:most].rstrip() or None)
 
 
 def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Counts,

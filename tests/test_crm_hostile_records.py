@@ -71,3 +71,22 @@ def test_odd_records_are_reported_and_the_rest_of_the_page_is_written(hub_db: Hu
     assert depth <= 21
     assert set(calls) == {"a1", "a2"} and calls["a1"].duration_s is None and calls["a1"].subject == "звонок"
     assert set(deals) == {"d2"} and deals["d2"].stage == "Новая"
+
+
+def test_a_contact_with_texts_longer_than_their_fields_is_written_cut(hub_db: HubDB) -> None:
+    from hub.models import Contact
+
+    records: list[Any] = [
+        ContactRecord(source="crm", external_id="long", first_name="Я" * 10_000, last_name="Ф" * 300,
+                      middle_name="О" * 201, city="Г" * 5_000, company="К" * 1_000, phones=["+79035550009"]),
+        ContactRecord(source="crm", external_id="2", first_name="Борис", phones=["+79035550010"]),
+    ]
+    counts = sync.Counts()
+    with hub_db.engine.begin() as conn:
+        sync.write_page(conn, records, hub_db.settings, counts)
+    with hub_db.engine.connect() as conn:
+        rows = {r.first_name[:1]: r for r in conn.execute(select(Contact))}
+    long = rows["Я"]
+    assert (len(long.first_name), len(long.last_name), len(long.middle_name), len(long.city), len(long.company)) == (
+        200, 200, 200, 200, 300)
+    assert "Б" in rows  # the rest of the page went in
