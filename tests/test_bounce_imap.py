@@ -205,6 +205,7 @@ def test_wrong_password_is_refused_without_showing_it(bounce_mailbox: BounceMail
     assert secret not in text
     assert bounce_mailbox.host in text and bounce_mailbox.user in text
     assert "HUB_BOUNCE_IMAP_PASSWORD" in text
+    assert "AUTHENTICATIONFAILED" in text and "b'" not in text and 'b"' not in text  # the server's words as text
 
 
 def test_a_non_ascii_password_goes_by_authenticate_plain(bounce_mailbox: BounceMailboxHelper) -> None:

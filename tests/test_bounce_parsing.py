@@ -112,6 +112,56 @@ def test_auto_replies_are_never_bounces() -> None:
         assert dsn.parse(letter.encode()).kind == "auto_reply", subject
 
 
+HUMAN_REPLY = ("From: zhanna@list.ru\nTo: " + VERP + "\nSubject: Re: Распродажа\n"
+               "Date: Mon, 07 Dec 2026 09:11:00 +0300\nMessage-ID: <h1@list.ru>\n"
+               "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+               "У меня ошибка 550 5.1.1 user unknown при оплате, и письмо не доставлено курьером! "
+               "Address not found на сайте.\n")
+
+
+def test_a_persons_reply_quoting_bounce_wording_is_left_for_a_person() -> None:
+    report = dsn.parse(HUMAN_REPLY.encode())
+    assert report.kind == "unknown" and report.status is None
+    # Even with a bounce-like subject: a person wrote it.
+    assert dsn.parse(HUMAN_REPLY.replace("Re: Распродажа", "Re: Undelivered Mail Returned to Sender").encode()
+                     ).kind == "unknown"
+
+
+@pytest.mark.parametrize("mark", [
+    "Return-Path: <>\n", "From: MAILER-DAEMON@mx.list.ru\n", "From: Mail Delivery System <robot@mx.list.ru>\n",
+    "From: postmaster@list.ru\n", "Auto-Submitted: auto-generated\nSubject: Undelivered Mail\n"])
+def test_the_same_words_from_a_mailer_are_a_bounce(mark: str) -> None:
+    lines = [line for line in HUMAN_REPLY.split("\n")
+             if not (mark.startswith("From") and line.startswith("From:"))
+             and not (mark.startswith("Auto") and line.startswith("Subject:"))]
+    report = dsn.parse((mark + "\n".join(lines)).encode())
+    assert (report.kind, report.status) == ("bounce", "5.1.1")
+
+
+def test_a_text_bounce_as_multipart_report_without_a_status_part_is_a_bounce() -> None:
+    raw = (f"From: robot@mx.list.ru\nTo: {VERP}\nSubject: Re: x\nMessage-ID: <m1@list.ru>\n"
+           "Content-Type: multipart/report; report-type=delivery-status; boundary=\"BOUNDARY-0001\"\n\n"
+           "--BOUNDARY-0001\nContent-Type: text/plain\n\nYour message could not be delivered.\n"
+           "<anna@list.ru>: 550 5.1.1 user unknown\n--BOUNDARY-0001--\n").encode()
+    assert dsn.parse(raw).kind == "bounce"
+
+
+@pytest.mark.parametrize("action", ["delivered", "relayed", "expanded"])
+def test_a_success_notice_is_a_delivery_notice(action: str) -> None:
+    raw = (f"Return-Path: <>\nFrom: mailer-daemon@list.ru\nTo: {VERP}\nSubject: Successful Mail Delivery Report\n"
+           "Message-ID: <dsn.1@mx.list.ru>\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\n"
+           "Content-Type: multipart/report; report-type=delivery-status; boundary=\"BOUNDARY-0001\"\n\n"
+           "--BOUNDARY-0001\nContent-Type: text/plain\n\n<zhanna@list.ru>: 250 2.0.0 OK\n\n"
+           "--BOUNDARY-0001\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.list.ru\n\n"
+           f"Final-Recipient: rfc822; zhanna@list.ru\nAction: {action}\nStatus: 2.0.0\n"
+           "Diagnostic-Code: smtp; 250 2.0.0 OK\n\n"
+           "--BOUNDARY-0001\nContent-Type: text/rfc822-headers\n\n"
+           f"Return-Path: <{VERP}>\nMessage-ID: {ORIGINAL}\n\n--BOUNDARY-0001--\n").encode()
+    report = dsn.parse(raw)
+    assert (report.kind, report.action, report.status) == ("delivered", action, "2.0.0")
+    assert report.original_message_id == ORIGINAL and VERP in report.return_paths
+
+
 def test_the_uid_is_the_reports_own_message_id_or_a_hash() -> None:
     with_id = read("gmail_dsn.eml")
     assert dsn.parse(with_id).uid == dsn.parse(with_id).uid == "mid:<674c4522.050a0220.1b2c3d.abcdGMR@mx.google.com>"

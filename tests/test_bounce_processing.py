@@ -135,6 +135,16 @@ def report_for(name: str, sent: Sent | None, *, uid: str | None = None, return_p
     return raw
 
 
+CORPUS_DATE = dt.datetime(2026, 12, 4, 7, 15, 3, tzinfo=dt.timezone.utc)  # the Date of postfix_hard.eml
+
+
+def sent_before_the_report(shop: Shop, sent: Sent) -> None:
+    """Date the letter before the corpus report that will be about it (a report cannot precede its letter)."""
+    with shop.db.engine.begin() as conn:
+        conn.execute(Message.__table__.update().where(Message.id == sent.message_id)
+                     .values(sent_at=CORPUS_DATE - dt.timedelta(hours=1)))
+
+
 def suppressed(shop: Shop, address: str) -> bool:
     with shop.db.engine.connect() as conn:
         return consent.is_suppressed(conn, "email", address, shop.settings.require_secret_key())
@@ -151,12 +161,14 @@ def test_letters_carry_a_signed_return_path_that_names_them(shop: Shop) -> None:
 def test_a_hard_bounce_suppresses_the_address_and_the_next_letter(shop: Shop) -> None:
     anna = shop.person("Анна", "anna@example.ru")
     sent = shop.send(anna)
+    sent_before_the_report(shop, sent)
     shop.bounces.append(report_for("postfix_hard.eml", sent))
 
     summary = shop.run()
 
     assert summary.as_dict() == {"read": 1, "bounces": 1, "soft_bounces": 0, "complaints": 0, "auto_replies": 0,
-                                 "unmatched": 0, "unreadable": 0, "duplicates": 0, "left_for_person": 0}
+                                 "delivery_notices": 0, "unmatched": 0, "unreadable": 0, "duplicates": 0,
+                                 "left_for_person": 0}
     assert shop.bounces.list() == [] and len(shop.bounces.list("Hub-Processed")) == 1  # moved, never deleted
     (event,) = shop.events()
     assert (event.message_id, event.kind) == (sent.message_id, "bounce")
@@ -212,6 +224,71 @@ def test_a_complaint_withdraws_marketing_consent_with_the_complaint_as_evidence(
     assert last["evidence"]["message_id"] == sent.message_id and last["evidence"]["feedback_type"] == "abuse"
     assert shop.status_of_next_send(tanya) == "suppressed"
     assert shop.bounces.list() == []
+
+
+def test_a_persons_reply_to_the_return_path_quoting_bounce_words_is_left_for_a_person(shop: Shop) -> None:
+    zhanna = shop.person("Жанна", "zhanna@example.ru")
+    sent = shop.send(zhanna)
+    shop.bounces.append((f"From: {sent.address}\nTo: {sent.return_path}\nSubject: Re: Распродажа\n"
+                         "Message-ID: <h1@example.ru>\nContent-Type: text/plain; charset=utf-8\n"
+                         "Content-Transfer-Encoding: 8bit\n\nУ меня ошибка 550 5.1.1 user unknown при оплате, "
+                         "и письмо не доставлено курьером! Address not found на сайте.\n").encode())
+
+    summary = shop.run()
+
+    assert (summary.bounces, summary.unreadable, summary.left_for_person) == (0, 1, 1)
+    assert shop.events() == [] and not suppressed(shop, "zhanna@example.ru")
+    assert shop.status_of_next_send(zhanna) == "sent"
+
+
+def success_notice(sent: Sent | None, *, uid: str, return_path: str, original: str) -> bytes:
+    """A Mail.ru-shaped RFC 3464 notice that a letter was delivered."""
+    rcpt = sent.address if sent else "zhanna@example.ru"
+    return (f"Return-Path: <>\nFrom: mailer-daemon@list.ru\nTo: {return_path}\n"
+            f"Subject: Successful Mail Delivery Report\nMessage-ID: <{uid}>\nAuto-Submitted: auto-replied\n"
+            "MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B1\"\n\n"
+            f"--B1\nContent-Type: text/plain\n\n<{rcpt}>: 250 2.0.0 OK\n\n"
+            "--B1\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.list.ru\n\n"
+            f"Final-Recipient: rfc822; {rcpt}\nAction: delivered\nStatus: 2.0.0\n"
+            "Diagnostic-Code: smtp; 250 2.0.0 OK\n\n"
+            f"--B1\nContent-Type: text/rfc822-headers\n\nReturn-Path: <{return_path}>\n"
+            f"Message-ID: {original}\n\n--B1--\n").encode()
+
+
+def test_a_success_notice_is_filed_away_with_a_delivered_event_and_harms_nobody(shop: Shop) -> None:
+    zhanna = shop.person("Жанна", "zhanna@example.ru")
+    sent = shop.send(zhanna)
+    shop.bounces.append(success_notice(sent, uid="ok1@mx.list.ru", return_path=sent.return_path,
+                                       original=sent.provider_id))
+    # About a letter Hub did not send: nothing to record, nothing for a person either.
+    shop.bounces.append(success_notice(None, uid="ok2@mx.list.ru", return_path="bounces@shop.example.ru",
+                                       original="<other.1@elsewhere.ru>"))
+
+    summary = shop.run()
+
+    assert (summary.delivery_notices, summary.unreadable, summary.unmatched, summary.left_for_person) == (2, 0, 0, 0)
+    assert [(e.message_id, e.kind) for e in shop.events()] == [(sent.message_id, "delivered")]
+    assert shop.bounces.list() == [] and len(shop.bounces.list("Hub-Processed")) == 2
+    assert not suppressed(shop, "zhanna@example.ru") and shop.status_of_next_send(zhanna) == "sent"
+    from plugins.mailing.bounces.commands import summary_text
+
+    with i18n.use_language("ru"):
+        assert summary_text(summary) == "Прочитано 2 письма: 2 уведомления о доставке."
+
+
+def test_a_report_dated_before_its_letter_or_in_the_future_takes_the_time_it_was_read(shop: Shop) -> None:
+    sent = shop.send(shop.person("Анна", "anna@example.ru"))  # sent now: the corpus report's date is days earlier
+    future = report_for("postfix_hard.eml", sent, uid="future@x").replace(
+        b"Date: ", b"Date: Fri, 01 Jan 2100 00:00:00 +0000\nX-Old-Date: ", 1)
+    shop.bounces.append(report_for("postfix_hard.eml", sent))
+    shop.bounces.append(future)
+    before = utcnow()
+
+    assert shop.run().bounces == 2
+
+    for event in shop.events():
+        at = event.at if event.at.tzinfo else event.at.replace(tzinfo=dt.timezone.utc)
+        assert before - dt.timedelta(seconds=1) <= at <= utcnow(), event.at
 
 
 def test_auto_replies_are_filed_away_and_change_nothing(shop: Shop) -> None:
@@ -431,8 +508,8 @@ def test_the_command_reads_now_and_says_what_it_did_in_russian(shop: Shop, monke
     import json
 
     assert json.loads(as_json.output) == {"read": 1, "bounces": 0, "soft_bounces": 0, "complaints": 0,
-                                          "auto_replies": 0, "unmatched": 0, "unreadable": 1, "duplicates": 0,
-                                          "left_for_person": 2}
+                                          "auto_replies": 0, "delivery_notices": 0, "unmatched": 0,
+                                          "unreadable": 1, "duplicates": 0, "left_for_person": 2}
     shop.bounces.append(report_for("exim_text.eml", shop.send(shop.person("Олег", "oleg@example.ru"))))
     monkeypatch.setenv("HUB_LANGUAGE", "en")
     english = CliRunner().invoke(cli, ["mail", "bounces"])

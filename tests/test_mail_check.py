@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from dns import message as dns_message, rcode, rdataclass, rdatatype, rrset
 
 import plugins.mailing
 from plugins.mailing import dkim
@@ -173,6 +174,65 @@ def test_hubs_own_key_must_be_the_published_one(commands, dns: DnsServer, tmp_pa
 
     broken = run(dns, "--json", **{**own, "HUB_DKIM_PRIVATE_KEY_FILE": str(tmp_path / "missing.pem")})
     assert statuses(broken)["dkim_key"] == "wrong"
+
+
+class AddressDns(DnsServer):
+    """The test name server, answering A and AAAA questions too (the SMTP host's addresses)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.addresses: dict[str, list[str]] = {}
+
+    def _answer(self, wire: bytes) -> bytes:
+        query = dns_message.from_wire(wire)
+        question = query.question[0]
+        name = question.name.to_text().rstrip(".").lower()
+        if question.rdtype not in (rdatatype.A, rdatatype.AAAA):
+            return super()._answer(wire)
+        self.queries.append(name)
+        response = dns_message.make_response(query)
+        wanted = [a for a in self.addresses.get(name, [])
+                  if (":" in a) == (question.rdtype == rdatatype.AAAA)]
+        if name not in self.addresses:
+            response.set_rcode(rcode.NXDOMAIN)
+        elif wanted:
+            response.answer.append(rrset.from_text_list(question.name, 300, rdataclass.IN,
+                                                            question.rdtype, wanted))
+        return response.to_wire()
+
+
+@pytest.fixture
+def address_dns() -> Iterator[AddressDns]:
+    server = AddressDns()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def spf_fix(dns: DnsServer, smtp_url: str) -> str:
+    result = run(dns, "--json", HUB_SMTP_URL=smtp_url)
+    (item,) = [i for i in as_json(result)["items"] if i["key"] == "spf"]
+    assert item["status"] == "missing"
+    return str(item["fix"])
+
+
+def test_an_unknown_relay_gets_an_spf_record_naming_its_address(commands, address_dns: AddressDns) -> None:
+    """Never «v=spf1 ~all»: a record without a mechanism authorizes nobody and every letter fails SPF."""
+    address_dns.addresses.update({"smtp.unisender.com": ["95.163.10.20", "95.163.10.21", "2a00:1148::25"],
+                                  "relay.lan": ["192.168.1.5"]})
+    assert spf_fix(address_dns, "smtp://smtp.unisender.com:587") == (
+        "добавьте TXT-запись для lavka.ru: v=spf1 ip4:95.163.10.20 ip4:95.163.10.21 ip6:2a00:1148::25 ~all")
+    assert spf_fix(address_dns, "smtp://95.163.10.30:587").endswith(": v=spf1 ip4:95.163.10.30 ~all")
+    assert "smtp.unisender.com" in address_dns.queries
+    # Not resolved (no such name, or only a private address): the provider's include, no record without it.
+    for unresolved in ("smtp://nowhere.example.net:587", "smtp://relay.lan:25", "smtp://127.0.0.1:25"):
+        fix = spf_fix(address_dns, unresolved)
+        assert "include:" in fix and "v=spf1 ~all" not in fix and "документации" in fix, fix
+    english = run(address_dns, "--json", HUB_SMTP_URL="smtp://nowhere.example.net:587", HUB_LANGUAGE="en")
+    (item,) = [i for i in as_json(english)["items"] if i["key"] == "spf"]
+    assert "include:" in item["fix"] and "v=spf1 ~all" not in item["fix"]
 
 
 def test_unreachable_dns_is_said_in_one_line(commands) -> None:

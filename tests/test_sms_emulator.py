@@ -202,6 +202,30 @@ def test_a_report_names_its_message_by_id_and_number(hub_db: HubDB, app: Any, em
     assert events(hub_db, other) == [] and [k for k, _ in events(hub_db, mine)] == ["delivered"]
 
 
+def test_a_later_report_never_overturns_the_first_final_one(hub_db: HubDB, app: Any, emulator: Any) -> None:
+    """Delivered first: a later "wrong number" callback (replayed, forged or a provider's slip) suppresses nothing."""
+    settings = configured(hub_db, emulator, "smsc")
+    mid = queue(hub_db, settings, "+79161234567", "k")
+    messaging.dispatch(hub_db.engine, settings)
+    pid = message(hub_db, mid).provider_id
+    client = app.test_client()
+    first = client.post(f"/sms/status/smsc/{SECRET}", content_type=FORM_TYPE,
+                        data=urlencode({"id": pid, "phone": "79161234567", "status": "1", "err": "0"}))
+    assert first.status_code == 200 and first.get_json()["delivered"] == 1
+    for status, err in (("22", "0"), ("20", "1")):  # a bounce (wrong number), then plain undelivered
+        later = client.post(f"/sms/status/smsc/{SECRET}", content_type=FORM_TYPE,
+                            data=urlencode({"id": pid, "phone": "79161234567", "status": status, "err": err}))
+        assert later.status_code == 200
+        assert (later.get_json()["ignored"], later.get_json()["bounce"], later.get_json()["undelivered"]) == (1, 0, 0)
+    assert [k for k, _ in events(hub_db, mid)] == ["delivered"]
+    with hub_db.engine.connect() as conn:
+        assert not consent.is_suppressed(conn, "phone", "+79161234567", secret=settings.require_secret_key())
+    # The same final report again is still just a repeat.
+    again = client.post(f"/sms/status/smsc/{SECRET}", content_type=FORM_TYPE,
+                        data=urlencode({"id": pid, "phone": "79161234567", "status": "1", "err": "0"}))
+    assert again.get_json()["duplicate"] == 1 and again.get_json()["ignored"] == 0
+
+
 @pytest.mark.parametrize("path, body, status", [
     (f"/sms/status/smsru/{SECRET}x", "data[0]=sms_status%0A1%0A103%0A1", 403),
     ("/sms/status/smsc/forged", "id=1&status=1", 403),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -103,24 +104,51 @@ def test_every_http_link_of_the_html_goes_through_hub_and_leads_back_where_it_po
 def test_links_in_the_text_part_go_through_hub_without_their_trailing_punctuation() -> None:
     s = settings()
     text = ("Скидки тут: https://shop.ru/sale. Каталог (https://shop.ru/catalog), «https://shop.ru/new»\n"
+            "Ещё раз: https://shop.ru/catalog!\n"
             f"Отписаться: {UNSUBSCRIBE}\nНастройки: {PUBLIC}/preferences/tok")
     original = letter('<p><a href="https://shop.ru/sale">Скидки</a></p>', text)
     sent = tracking.track(s, original)
-    # Only what the HTML links to: a bare address in text may be a person's own words (their name).
-    assert where(s, original, sent.text) == ["https://shop.ru/sale"]
-    assert "(https://shop.ru/catalog)" in sent.text and "«https://shop.ru/new»" in sent.text
-    # The same address in both parts is one link: the same token.
-    assert TOKEN_URL.findall(sent.text)[0] == TOKEN_URL.findall(sent.html or "")[0]
+    # Every link of the text, those the HTML lacks too, each leading back where it pointed.
+    assert where(s, original, sent.text) == ["https://shop.ru/sale", "https://shop.ru/catalog", "https://shop.ru/new",
+                                             "https://shop.ru/catalog"]
+    assert "shop.ru/catalog" not in sent.text and "shop.ru/new" not in sent.text
+    tokens = TOKEN_URL.findall(sent.text)
+    # The same address in both parts is one link: the same token; the same text link twice is one link too.
+    assert tokens[0] == TOKEN_URL.findall(sent.html or "")[0] and tokens[1] == tokens[3] != tokens[2]
     assert "Скидки тут: https://hub.example.ru/c/" in sent.text and re.search(r"/c/\S+\. Каталог \(", sent.text)
+    assert re.search(r"\(https://hub\.example\.ru/c/[^)\s]+\), «https://hub\.example\.ru/c/[^»\s]+»", sent.text)
     assert UNSUBSCRIBE in sent.text and f"{PUBLIC}/preferences/tok" in sent.text
+
+
+def test_a_text_link_whose_html_twin_differs_is_tracked_on_its_own() -> None:
+    s = settings()
+    original = letter('<a href="https://shop.ru/sale?utm_source=hub&amp;x=1">Распродажа</a>',
+                      "Распродажа: https://shop.ru/sale?utm_source=hub")
+    sent = tracking.track(s, original)
+    assert where(s, original, sent.html) == ["https://shop.ru/sale?utm_source=hub&x=1"]
+    assert where(s, original, sent.text) == ["https://shop.ru/sale?utm_source=hub"]
+    assert "shop.ru" not in sent.text
 
 
 def test_a_text_only_letter_and_a_letter_without_links() -> None:
     s = settings()
-    only_text = letter(None, "Заходите: https://shop.ru/")
-    assert tracking.track(s, only_text).text == "Заходите: https://shop.ru/"  # nothing the HTML vouches for
+    only_text = letter(None, "Заходите: https://shop.ru/\nОтписаться: " + UNSUBSCRIBE)
+    sent = tracking.track(s, only_text)
+    assert where(s, only_text, sent.text) == ["https://shop.ru/"] and "Заходите: https://hub.example.ru/c/" in sent.text
+    assert UNSUBSCRIBE in sent.text and sent.html is None
     plain = letter("<p>Без ссылок</p>", "Без ссылок")
     assert tracking.track(s, plain) == plain
+
+
+def test_a_link_inside_the_readers_name_is_never_a_redirect() -> None:
+    """A name typed into a form may hold an address: Hub's redirect must lead only where the template pointed."""
+    s = settings()
+    spam = "https://spam.example.com/win"
+    original = dataclasses.replace(letter(f"<p>Здравствуйте, {spam}!</p>", f"Здравствуйте, {spam}!\n"
+                                          f"Ещё раз {spam}\nНовинки: https://shop.ru/new"),
+                                   meta={"unsubscribe_url": UNSUBSCRIBE, "to_name": f"{spam} Иванова"})
+    sent = tracking.track(s, original)
+    assert sent.text.count(spam) == 2 and where(s, original, sent.text) == ["https://shop.ru/new"]
 
 
 def test_five_hundred_links_each_get_their_own_token() -> None:

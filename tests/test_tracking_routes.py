@@ -180,6 +180,59 @@ def test_an_erased_readers_link_no_longer_works_and_records_nothing(shop: HubDB,
     assert english.status_code == 410
 
 
+def test_an_erased_readers_open_pixel_records_nothing(shop: HubDB, site: Any, mailbox) -> None:
+    box, _ = mailbox
+    shop.settings.extra["mail_tracking"] = "clicks,opens"  # type: ignore[index]
+    anna = person(shop, email_="anna@example.ru", granted=("email/marketing",))
+    _, letter = mail(shop, box, anna, "sale:anna")
+    pixel = PIXEL.search(parts(letter)[0])
+    assert pixel is not None
+    erasure.erase(shop.engine, shop.settings, anna)
+    got = site.test_client().get(pixel[1])
+    assert got.status_code == 200 and got.mimetype == "image/gif"  # the picture, so the letter still shows
+    assert events(shop, "open") == []
+
+
+def test_an_open_after_a_merge_counts_for_the_survivor(shop: HubDB, site: Any, mailbox) -> None:
+    box, _ = mailbox
+    shop.settings.extra["mail_tracking"] = "clicks,opens"  # type: ignore[index]
+    twin = person(shop, email_="anna.work@example.ru", name="Анна", granted=("email/marketing",))
+    message_id, letter = mail(shop, box, twin, "sale:twin")
+    with shop.engine.begin() as conn:
+        anna = sync.write_contacts(conn, [ContactRecord(source="shop", first_name="Анна",
+                                                        emails=["anna@example.ru"])],
+                                   shop.settings, sync.Counts()).contact_ids[0]
+        assert anna is not None
+        identity.merge_contacts(conn, anna, twin, reason={"rule": "merged by hand"}, settings=shop.settings)
+    pixel = PIXEL.search(parts(letter)[0])
+    assert pixel is not None and site.test_client().get(pixel[1]).status_code == 200
+    with shop.engine.connect() as conn:
+        owner = conn.execute(select(Message.contact_id).where(Message.id == message_id)).scalar()
+    assert owner == anna and [e.message_id for e in events(shop, "open")] == [message_id]
+
+
+def test_a_text_only_letters_links_lead_through_hub(shop: HubDB, site: Any, mailbox) -> None:
+    box, _ = mailbox
+    plain = message_templates.Template(name="plain_links_email", channel="email", subject="Новинки",
+                                       text="{{ contact.first_name }}, новинки: https://shop.example.ru/new.\n"
+                                            "Отписаться: {{ unsubscribe_url }}")
+    with shop.engine.begin() as conn:
+        message_templates.save(conn, shop.settings, plain)
+    anna = person(shop, email_="anna@example.ru", granted=("email/marketing",))
+    before = len(box.received)
+    row = messaging.send(shop.engine, shop.settings, contact_id=anna, channel="email", template=plain.name,
+                         key="plain:anna", purpose="marketing")
+    assert row["status"] == "sent", row["error"]
+    (got,) = box.received[before:]
+    text = email.message_from_bytes(got.data, policy=email.policy.default).get_body(
+        ("plain",)).get_content()  # type: ignore[union-attr]
+    (link,) = CLICK.findall(text)
+    assert "shop.example.ru/new" not in text and f"{PUBLIC}/u/" in text  # the unsubscribe link as it was
+    answer = site.test_client().get(link)
+    assert answer.status_code == 302 and answer.headers["Location"] == "https://shop.example.ru/new"
+    assert [(e.message_id, e.url) for e in events(shop, "click")] == [(int(row["id"]), "https://shop.example.ru/new")]
+
+
 def test_the_page_speaks_english_when_the_shop_does(shop: HubDB, site: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
@@ -275,10 +328,15 @@ def test_an_address_typed_as_a_name_never_becomes_a_redirect_of_the_shop() -> No
     """A person who signs up as «https://evil.example/phish» gets that text in the letter, not a signed redirect."""
     from tests.test_tracking import letter, settings
 
+    from dataclasses import replace
+
     s = settings()
-    original = letter('<p>Здравствуйте, https://evil.example/phish! <a href="https://shop.ru/sale">Скидки</a></p>',
-                      "Здравствуйте, https://evil.example/phish! Скидки: https://shop.ru/sale")
+    original = replace(letter('<p>Здравствуйте, https://evil.example/phish! <a href="https://shop.ru/sale">Скидки</a>'
+                              '</p>', "Здравствуйте, https://evil.example/phish! Скидки: https://shop.ru/sale"),
+                       meta={"to_name": "https://evil.example/phish"})
     sent = tracking.track(s, original)
-    assert tracking.targets(original.html, original.text) == ["https://shop.ru/sale"]
     assert "Здравствуйте, https://evil.example/phish!" in sent.text and "https://evil.example" in (sent.html or "")
     assert sent.text.count("/c/") == 1 and (sent.html or "").count("/c/") == 1
+    links = tracking.targets(original.html, original.text)
+    signed = [tracking.read_click(s, t) for t in re.findall(r"/c/([A-Za-z0-9_-]+)", sent.text + (sent.html or ""))]
+    assert {links[i[1]] for i in signed if i is not None} == {"https://shop.ru/sale"}  # no token leads elsewhere

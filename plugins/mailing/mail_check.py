@@ -9,11 +9,18 @@ selector); the command exits 1 while anything is missing or wrong.
 DNS is read with dnspython from the system's resolver, or from HUB_DNS_SERVER
 (host or host:port) on sites that must use their own; when no server answers
 the records are skipped with one line saying so.
+
+The SPF record suggested names the servers that really send: the known
+relay's ``include:``, else ``ip4:``/``ip6:`` of the SMTP host (its literal
+address, or what its name resolves to). When neither is known the advice is
+to take the provider's ``include:`` from its documentation: a record with no
+mechanism before ``~all`` authorizes nobody, and letters fail SPF.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
@@ -53,10 +60,11 @@ class DnsUnavailable(Exception):
 
 
 TxtLookup = Callable[[str], list[str]]
+AddressLookup = Callable[[str], list[str]]
+MAX_SPF_ADDRESSES = 4  # addresses of one SMTP host named in the suggested record
 
 
-def resolver_lookup(settings: Settings) -> TxtLookup:
-    """TXT records of a name, each one string (its pieces joined); [] when there are none."""
+def _resolver(settings: Settings) -> dns.resolver.Resolver:
     server = str(settings.extra.get("dns_server") or "").strip()
     try:
         if server:
@@ -69,6 +77,12 @@ def resolver_lookup(settings: Settings) -> TxtLookup:
     except (dns.resolver.NoResolverConfiguration, OSError, ValueError) as exc:
         raise DnsUnavailable(str(exc)) from None
     resolver.lifetime = DNS_TIMEOUT
+    return resolver
+
+
+def resolver_lookup(settings: Settings) -> TxtLookup:
+    """TXT records of a name, each one string (its pieces joined); [] when there are none."""
+    resolver = _resolver(settings)
 
     def lookup(name: str) -> list[str]:
         try:
@@ -80,6 +94,46 @@ def resolver_lookup(settings: Settings) -> TxtLookup:
         return [b"".join(record.strings).decode("utf-8", "replace") for record in answer]
 
     return lookup
+
+
+def resolver_addresses(settings: Settings) -> AddressLookup:
+    """The IPv4 and IPv6 addresses a host name resolves to; [] when it resolves to none or DNS does not answer."""
+    resolver = _resolver(settings)
+
+    def addresses(name: str) -> list[str]:
+        found: list[str] = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                found.extend(record.to_text() for record in resolver.resolve(name, rdtype))
+            except (dns.exception.DNSException, OSError):
+                continue
+        return found
+
+    return addresses
+
+
+def sending_mechanism(settings: Settings, addresses: AddressLookup | None) -> str | None:
+    """What the SPF record must name for HUB_SMTP_URL's host: the relay's include, its ip4:/ip6:, or None (unknown)."""
+    known = relay(settings)
+    if known is not None:
+        return known[0]
+    host = (urlsplit(str(settings.extra.get("smtp_url") or "")).hostname or "").strip().lower()
+    if not host:
+        return None
+    try:
+        found = [ipaddress.ip_address(host)]
+    except ValueError:
+        if addresses is None:
+            return None
+        try:
+            found = [ipaddress.ip_address(a) for a in addresses(host)]
+        except (DnsUnavailable, ValueError):
+            return None
+    # A private or loopback address (a relay on the shop's own network) says nothing about the public sender.
+    public = [a for a in found if not (a.is_private or a.is_loopback or a.is_link_local or a.is_unspecified
+                                       or a.is_multicast or a.is_reserved)]
+    unique = sorted(set(public), key=lambda a: (a.version, int(a)))[:MAX_SPF_ADDRESSES]  # DNS answers in any order
+    return " ".join(f"ip{a.version}:{a}" for a in unique) or None
 
 
 # --- settings -----------------------------------------------------------------------------
@@ -188,13 +242,19 @@ def relay(settings: Settings) -> tuple[str, str] | None:
 
 # --- DNS ----------------------------------------------------------------------------------
 
-def _spf(domain: str, records: Sequence[str], include: str | None) -> Item:
+def _spf(domain: str, records: Sequence[str], include: str | None, mechanism: str | None = None) -> Item:
+    """`include`: the known relay's, which the record must hold; `mechanism`: what to suggest (include or ip4:)."""
     title = _("SPF record of %(domain)s", domain=domain)
     spf = [r for r in records if r.lower().startswith("v=spf1")]
-    suggestion = f"v=spf1 {include + ' ' if include else ''}~all"
+    mechanism = mechanism or include
     if not spf:
+        if mechanism is None:
+            return Item("spf", MISSING, title, _("no TXT record starting with v=spf1"),
+                        _("add a TXT record at %(domain)s: v=spf1, your mail provider's include: (from its "
+                          "documentation on SPF), then ~all", domain=domain))
         return Item("spf", MISSING, title, _("no TXT record starting with v=spf1"),
-                    _("add a TXT record at %(domain)s: %(record)s", domain=domain, record=suggestion))
+                    _("add a TXT record at %(domain)s: %(record)s", domain=domain,
+                      record=f"v=spf1 {mechanism} ~all"))
     if len(spf) > 1:
         return Item("spf", WRONG, title, _("%(count)s SPF records; receivers then ignore them all", count=len(spf)),
                     _("merge them into one TXT record"))
@@ -265,11 +325,16 @@ def _dmarc(domain: str, records: Sequence[str]) -> Item:
 
 
 def _dns_items(settings: Settings, domain: str, selector: str | None, signer: dkim.Signer | None,
-               lookup: TxtLookup | None) -> list[Item]:
+               lookup: TxtLookup | None, addresses: AddressLookup | None = None) -> list[Item]:
     known = relay(settings)
     try:
-        lookup = lookup or resolver_lookup(settings)
-        items = [_spf(domain, lookup(domain), known[0] if known else None)]
+        if lookup is None:
+            lookup = resolver_lookup(settings)
+            addresses = addresses or resolver_addresses(settings)
+        records = lookup(domain)
+        items = [_spf(domain, records, known[0] if known else None,
+                      sending_mechanism(settings, addresses) if not [r for r in records
+                                                                     if r.lower().startswith("v=spf1")] else None)]
         dkim_domain = signer.domain if signer else domain
         selector = selector or (signer.selector if signer else None) or (known[1] if known else None)
         if selector:
@@ -287,7 +352,7 @@ def _dns_items(settings: Settings, domain: str, selector: str | None, signer: dk
 
 
 def check(settings: Settings, *, domain: str | None = None, selector: str | None = None,
-          lookup: TxtLookup | None = None) -> tuple[str | None, list[Item]]:
+          lookup: TxtLookup | None = None, addresses: AddressLookup | None = None) -> tuple[str | None, list[Item]]:
     """The domain checked and every item, in the order a person would fix them."""
     from_item, address = _from(settings)
     items = [from_item, _reply_to(settings), *_return_path(settings), *_company(settings)]
@@ -313,7 +378,7 @@ def check(settings: Settings, *, domain: str | None = None, selector: str | None
         except SettingsError as exc:
             items.append(Item("dkim", WRONG, _("DKIM record"), str(exc).replace("HUB_DKIM_SELECTOR", "--selector")))
             selector = None
-    items.extend(_dns_items(settings, domain, selector, signer, lookup))
+    items.extend(_dns_items(settings, domain, selector, signer, lookup, addresses))
     return domain, items
 
 

@@ -4,7 +4,10 @@ A report is a message event (hub.api.record_message_event): "delivered";
 "undelivered" with the provider's reason; "bounce" when the provider says
 the number does not exist, which suppresses it like a refusal at sending.
 Each report is recorded once (uid: provider, id and status), and the cost it
-names is written to messages.cost.
+names is written to messages.cost. A message's first final report stands: a
+later one that contradicts it (a callback saying "undelivered" after
+"delivered", a replayed or forged one) is counted as ignored and changes
+nothing, so it can never suppress a number that took the message.
 
 A report finds its message by the provider's id and, where the number is
 known, the number too: SMSC.ru numbers its messages so that only id and
@@ -134,12 +137,14 @@ def _asked_phone(batch: list[tuple[str, str]], provider_id: str) -> str:
 
 def apply(conn: Connection, settings: Settings, provider: str, reports: Iterable[sms.Report]) -> dict[str, int]:
     """Record final reports on their messages and write the cost they name; unknown ids are counted, not kept."""
-    counts = {"delivered": 0, "undelivered": 0, "bounce": 0, "unmatched": 0, "duplicate": 0}
+    counts = {"delivered": 0, "undelivered": 0, "bounce": 0, "unmatched": 0, "duplicate": 0, "ignored": 0}
     for report in reports:
         m = messages_t.c
         which = select(m.id).where(m.channel == "sms", m.provider_id == report.provider_id)
         if report.phone:
             which = which.where(m.address.in_(("+" + report.phone, report.phone)))
+        if conn.dialect.name == "postgresql":
+            which = which.with_for_update()  # two callbacks about one message: the second waits and sees the first
         ids = list(conn.execute(which).scalars())
         if not ids:
             counts["unmatched"] += 1
@@ -148,6 +153,10 @@ def apply(conn: Connection, settings: Settings, provider: str, reports: Iterable
             if report.cost is not None:
                 conn.execute(update(messages_t).where(m.id == message_id).values(cost=report.cost))
             if report.kind is None:
+                continue
+            first = _first_final(conn, message_id)
+            if first is not None and first != report.kind:
+                counts["ignored"] += 1  # the first final report stands; this one is not acted on
                 continue
             detail = {"provider": provider, "code": report.code, "reason": report.reason}
             # One event of each kind per message: a provider's several "delivered" codes are one delivery.
@@ -158,6 +167,13 @@ def apply(conn: Connection, settings: Settings, provider: str, reports: Iterable
             elif done is not None:
                 counts[report.kind] += 1
     return counts
+
+
+def _first_final(conn: Connection, message_id: int) -> str | None:
+    """The kind of the message's first final report, if it has one."""
+    e = events_t.c
+    return conn.execute(select(e.kind).where(e.message_id == message_id, e.kind.in_(FINAL_KINDS))
+                        .order_by(e.id).limit(1)).scalar()
 
 
 # --- callbacks -------------------------------------------------------------------------------

@@ -19,7 +19,12 @@ link of the HTML in order (outside <head> and comments), then the text part's
 links the HTML does not have. Which of them are rewritten does not change the
 numbering, so the unsubscribe and preference-centre links (never rewritten:
 mail clients and the law want them to work as they are) cannot shift the
-others. Transactional mail is never tracked.
+others. A text link with the same address as an HTML link shares its number;
+one that differs (a text-only letter's, or one without the HTML's utm tags)
+has a number of its own. A text link written inside the reader's own name
+(what a person typed into a form) is left as it is: Hub's signed redirect
+leads only where the shop's template pointed. Transactional mail is never
+tracked.
 """
 
 from __future__ import annotations
@@ -146,12 +151,11 @@ def targets(html: str | None, text: str | None) -> list[str]:
     """Every http(s) link of a letter, numbered as its click tokens number them.
 
     The HTML's links in order (entities decoded: the address a browser would
-    open). The text part's links are tracked only where the HTML links to the
-    same address: a bare address in text may have come from what a person
-    typed into a form (their name), and Hub's signed redirect must never lead
-    anywhere the shop's own template did not. The same letter always gives the
-    same list; the redirect relies on that. `text` adds nothing; callers pass
-    both parts.
+    open), then each link of the text part the HTML does not have, in the
+    order of their first appearance. The same letter always gives the same
+    list; the redirect relies on that. A number in this list is only
+    reachable through a token `track` signed, so a link it left as it was
+    (one inside the reader's name) leads nowhere through Hub.
     """
     links: list[str] = []
     for m in _HTML.finditer(html or ""):
@@ -159,6 +163,12 @@ def targets(html: str | None, text: str | None) -> list[str]:
             url = html_lib.unescape(_attribute(m)).strip()
             if _web(url):
                 links.append(url)
+    known = set(links)
+    for m in _TEXT.finditer(text or ""):
+        url = _text_link(m[0])
+        if url not in known:
+            known.add(url)
+            links.append(url)
     return links
 
 
@@ -228,13 +238,16 @@ def _rewrite(message: Outgoing, base: str, key: bytes) -> tuple[str | None, str]
 
     html = _HTML.sub(html_link, message.html) if message.html else message.html
 
+    name = str(message.to_name or "")
+    in_html = set(index_of)
+
     def text_link(m: re.Match[str]) -> str:
         url = _text_link(m[0])
         index = index_of.get(url)
-        if index is None:  # not a link of the HTML: maybe from a person's own words; left as it is
-            return m[0]
-        if _kept(url, base, unsubscribe):
-            return m[0]
+        if index is None:  # a link only the text part has: a number of its own, as `targets` gives it
+            index = index_of[url] = number(url)
+        if _kept(url, base, unsubscribe) or (url not in in_html and url in name):
+            return m[0]  # a link inside the reader's own name is their words, not the shop's: no redirect
         return f"{links[index]}{m[0][len(url):]}"
 
     text = _TEXT.sub(text_link, message.text) if message.text else message.text

@@ -2,6 +2,7 @@
 
     GET /c/TOKEN      records a click on the letter's link TOKEN names, then 302 to it
     GET /o/TOKEN.gif  records an open, answers a transparent 1×1 GIF that is never cached
+                      (the picture still, but nothing recorded, once the reader was erased)
 
 A HEAD request (link checkers, some mail scanners) is answered the same way
 but counts nothing; every GET counts, and the reports count each letter once.
@@ -88,8 +89,11 @@ def opened(token: str) -> Response:
         return Response(PIXEL, status=404, mimetype="image/gif", headers=NO_CACHE)
     if _counts():
         with get_engine(settings.database_url).begin() as conn:
-            record_message_event(conn, settings, message_id, "open",
-                                 uid=_once_per(f"open:{message_id}", OPEN_BUCKET_S))
+            row = conn.execute(select(messages_t.c.body_html, messages_t.c.body_text)
+                               .where(messages_t.c.id == message_id)).first()
+            if row is not None and (row.body_html or row.body_text):  # an erased reader's letter records nothing
+                record_message_event(conn, settings, message_id, "open",
+                                     uid=_once_per(f"open:{message_id}", OPEN_BUCKET_S))
     return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
 
 

@@ -17,6 +17,8 @@ _PARTS: tuple[tuple[str, Any], ...] = (
     ("complaints", lambda n: ngettext("%(num)s spam complaint", "%(num)s spam complaints", n,
                                       num=format_number(n))),
     ("auto_replies", lambda n: ngettext("%(num)s auto-reply", "%(num)s auto-replies", n, num=format_number(n))),
+    ("delivery_notices", lambda n: ngettext("%(num)s delivery notice", "%(num)s delivery notices", n,
+                                            num=format_number(n))),
     ("duplicates", lambda n: ngettext("%(num)s already handled before", "%(num)s already handled before", n,
                                       num=format_number(n))),
     ("unmatched", lambda n: ngettext("%(num)s about a letter Hub did not send", "%(num)s about letters Hub did "

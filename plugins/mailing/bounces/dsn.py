@@ -18,6 +18,11 @@ Shapes read, most reliable first:
   message was created automatically by mail delivery software", Mail.ru's
   «Сообщение не доставлено»): classified by their enhanced status code, SMTP
   reply code and wording, in English and Russian.
+  Only a letter a mail server wrote is read this way (an empty return
+  path, MAILER-DAEMON or postmaster, multipart/report): a customer's reply
+  that quotes «ошибка 550 user unknown» is a person's letter.
+- Success notices (RFC 3464 with Action: delivered, relayed or expanded,
+  status 2.x.x): kind "delivered"; filed away like handled mail.
 - Auto-replies (RFC 3834 Auto-Submitted, X-Autoreply, «Автоответ», "Out of
   Office"): never a bounce; they are simply filed away.
 
@@ -49,7 +54,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 BOUNCE, SOFT_BOUNCE, COMPLAINT, AUTO_REPLY, UNKNOWN = "bounce", "soft_bounce", "complaint", "auto_reply", "unknown"
-KINDS = (BOUNCE, SOFT_BOUNCE, COMPLAINT, AUTO_REPLY, UNKNOWN)
+DELIVERED = "delivered"  # a success notice (Action: delivered, relayed, expanded; status 2.x.x)
+KINDS = (BOUNCE, SOFT_BOUNCE, COMPLAINT, AUTO_REPLY, DELIVERED, UNKNOWN)
+SUCCESS_ACTIONS = ("delivered", "relayed", "expanded")
 
 MAX_BYTES = 2_000_000  # a bounce with the whole original attached; the verdict is in the first part
 MAX_PARTS = 200  # parts looked at in one letter (a report nested in reports in reports)
@@ -200,13 +207,34 @@ def _read(msg: email.message.Message, fallback_uid: str) -> Report:
         if found is not None:
             return found
     text = _text(parts)
-    if _DAEMON.search(sender) or _BOUNCE_SUBJECT.search(subject) or _BOUNCE_BODY.search(text):
+    if _from_mailer(msg, sender, subject) and (_DAEMON.search(sender) or _BOUNCE_SUBJECT.search(subject)
+                                               or _BOUNCE_BODY.search(text)):
         found = _text_bounce(text, parts, paths, base, sender)
         if found is not None:
             return found
     if _auto_reply(msg, subject):
         return Report(AUTO_REPLY, reporter=_domain(sender), return_paths=paths, **base)
     return Report(UNKNOWN, return_paths=paths, reporter=_domain(sender), **base)
+
+
+def _from_mailer(msg: email.message.Message, sender: str, subject: str) -> bool:
+    """Whether a letter without a delivery-status part was written by a mail server, not by a person.
+
+    Only then is its wording read as a bounce: a customer's reply quoting
+    «ошибка 550 user unknown» is a person's letter, left for a person. A
+    mailer's bounce comes with an empty return path (``Return-Path: <>``),
+    from MAILER-DAEMON, postmaster or a "Mail Delivery System", as a
+    multipart/report, or marked Auto-Submitted with a bounce's subject.
+    """
+    return_path = msg.get("return-path")
+    if return_path is not None and str(return_path).strip() in ("<>", ""):
+        return True
+    if _DAEMON.search(sender):
+        return True
+    if msg.get_content_type() == "multipart/report":
+        return True
+    auto = str(msg.get("auto-submitted") or "").strip().lower()
+    return auto.startswith(("auto-replied", "auto-generated")) and _BOUNCE_SUBJECT.search(subject) is not None
 
 
 # --- the three shapes ---------------------------------------------------------------------------
@@ -231,8 +259,8 @@ def _delivery_status(parts: list[Part], paths: tuple[str, ...], base: dict[str, 
     recipient = _address_field(chosen.get("original-recipient")) or _address_field(chosen.get("final-recipient"))
     kind = _severity(status, action, diagnostic or "", default=None)
     if kind is None:
-        if action in ("delivered", "relayed", "expanded"):
-            kind = UNKNOWN  # a success notice: Hub never asks for them, so a person may look
+        if action in SUCCESS_ACTIONS or (action is None and status is not None and status.startswith("2")):
+            kind = DELIVERED  # a success notice: some servers send one unasked; it harms nobody
         else:
             kind = BOUNCE if action == "failed" else UNKNOWN
     original = _original(parts)

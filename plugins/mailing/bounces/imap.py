@@ -411,8 +411,15 @@ class BounceMailbox:
         return self._scrub(text[:300])
 
     def _scrub(self, error: object) -> str:
-        """The server's or the library's words, never with the password in them (some echo the command)."""
-        text = str(error) or type(error).__name__
+        """The server's or the library's words, never with the password in them (some echo the command).
+
+        imaplib raises a server's NO with the answer as bytes: shown as text, not as b'[AUTHENTICATIONFAILED]…'.
+        """
+        args: tuple[object, ...] = getattr(error, "args", ())
+        if isinstance(error, BaseException) and len(args) == 1 and isinstance(args[0], bytes):
+            text = args[0].decode("utf-8", "replace")
+        else:
+            text = str(error) or type(error).__name__
         password = self.config.password
         return text.replace(password, "***") if password else text
 

@@ -19,6 +19,7 @@ matched (the run then records the event without anything readable).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,10 +37,11 @@ QUERY_CHUNK = 500  # ids per IN (...) list: well under every database's limit on
 
 @dataclass(frozen=True)
 class Matched:
-    """The message a report is about, and the address it went to (None once erased)."""
+    """The message a report is about, the address it went to (None once erased) and when it was sent."""
 
     message_id: int
     address: str | None
+    sent_at: dt.datetime | None = None
 
 
 def message_for(conn: Connection, settings: Settings, report: Report) -> int | None:
@@ -54,28 +56,36 @@ def matches(conn: Connection, settings: Settings, reports: Sequence[Report]) -> 
     ids = {i for i in by_verp if i is not None}
     wanted_mids = {r.original_message_id for r, i in zip(reports, by_verp, strict=True)
                    if i is None and r.original_message_id}
-    rows_by_id: dict[int, tuple[int, str | None]] = {}
+    rows_by_id: dict[int, Matched] = {}
     for chunk in _chunks(sorted(ids)):
-        for by_id in conn.execute(select(messages_t.c.id, messages_t.c.address)
+        for by_id in conn.execute(select(messages_t.c.id, messages_t.c.address, messages_t.c.sent_at)
                                   .where(messages_t.c.id.in_(chunk), messages_t.c.channel == EMAIL)):
-            rows_by_id[by_id.id] = (by_id.id, by_id.address)
-    rows_by_mid: dict[str, tuple[int, str | None]] = {}
+            rows_by_id[by_id.id] = Matched(by_id.id, by_id.address, _aware(by_id.sent_at))
+    rows_by_mid: dict[str, Matched] = {}
     for mids in _chunks(sorted(wanted_mids)):
-        for by_mid in conn.execute(select(messages_t.c.id, messages_t.c.address, messages_t.c.provider_id)
+        for by_mid in conn.execute(select(messages_t.c.id, messages_t.c.address, messages_t.c.sent_at,
+                                          messages_t.c.provider_id)
                                    .where(messages_t.c.provider_id.in_(mids), messages_t.c.channel == EMAIL)
                                    .order_by(messages_t.c.id)):
-            rows_by_mid.setdefault(by_mid.provider_id, (by_mid.id, by_mid.address))
+            rows_by_mid.setdefault(by_mid.provider_id, Matched(by_mid.id, by_mid.address, _aware(by_mid.sent_at)))
     out: list[Matched | None] = []
     for report, verp_id in zip(reports, by_verp, strict=True):
         if verp_id is not None:
             row = rows_by_id.get(verp_id)
         else:
             row = rows_by_mid.get(report.original_message_id or "")
-        if row is None or not same_address(report.recipient, row[1]):
+        if row is None or not same_address(report.recipient, row.address):
             out.append(None)
         else:
-            out.append(Matched(row[0], row[1]))
+            out.append(row)
     return out
+
+
+def _aware(when: dt.datetime | None) -> dt.datetime | None:
+    """A stored time as UTC-aware (SQLite hands it back naive)."""
+    if when is not None and when.tzinfo is None:
+        return when.replace(tzinfo=dt.timezone.utc)
+    return when
 
 
 def same_address(reported: str | None, sent_to: str | None) -> bool:

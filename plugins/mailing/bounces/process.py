@@ -12,6 +12,9 @@ Left for a person: what cannot be read, and reports Hub cannot tie to one of
 its messages (a bounce for an address Hub never wrote to, a forged one, one
 about a message sent by some other program using the same mailbox).
 Auto-replies are filed away unread: they say nothing about the address.
+Success notices (a server saying it delivered the letter) are filed away
+too, with a harmless ``delivered`` event when they name one of Hub's
+letters.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from plugins.mailing.bounces import dsn, match
 from plugins.mailing.bounces.imap import BounceMailbox, ImapSettings
 
 BATCH = 500
-RECORDED = {dsn.BOUNCE: "bounces", dsn.SOFT_BOUNCE: "soft_bounces", dsn.COMPLAINT: "complaints"}
+RECORDED = {dsn.BOUNCE: "bounces", dsn.SOFT_BOUNCE: "soft_bounces", dsn.COMPLAINT: "complaints",
+            dsn.DELIVERED: "delivery_notices"}
 JOB_ID = "mail-bounces"
 
 
@@ -44,6 +48,7 @@ class Summary:
     soft_bounces: int = 0
     complaints: int = 0
     auto_replies: int = 0
+    delivery_notices: int = 0
     unmatched: int = 0
     unreadable: int = 0
     duplicates: int = 0
@@ -107,16 +112,22 @@ def handle(engine: Engine, settings: Settings, batch: Sequence[tuple[str, bytes]
         found = match.matches(conn, settings, [r for _, r in actionable])
         tied = [(uid, report, matched) for (uid, report), matched in zip(actionable, found, strict=True)
                 if matched is not None]
-        for (uid, _report), matched in zip(actionable, found, strict=True):
-            if matched is None:
+        for (uid, report), matched in zip(actionable, found, strict=True):
+            if matched is None and report.kind == dsn.DELIVERED:  # good news about nobody's letter: filed away
+                summary.delivery_notices += 1
+                handled.append(uid)
+            elif matched is None:
                 summary.unmatched += 1
                 left.append(uid)
         done = record_message_events(conn, settings, [
-            HeardAboutMessage(matched.message_id, report.kind, at=_when(report.reported_at, now),
+            HeardAboutMessage(matched.message_id, report.kind, at=_when(report.reported_at, now, matched.sent_at),
                               detail=_detail(report, matched), uid=report.uid)
             for _uid, report, matched in tied])
         for (uid, report, _matched), recorded in zip(tied, done, strict=True):
-            if recorded is None:  # deleted since the match: nothing to act on, a person may look
+            if recorded is None and report.kind == dsn.DELIVERED:
+                summary.delivery_notices += 1
+                handled.append(uid)
+            elif recorded is None:  # deleted since the match: nothing to act on, a person may look
                 summary.unmatched += 1
                 left.append(uid)
             elif recorded.duplicate:
@@ -128,9 +139,16 @@ def handle(engine: Engine, settings: Settings, batch: Sequence[tuple[str, bytes]
     return handled, left
 
 
-def _when(reported_at: dt.datetime | None, now: dt.datetime) -> dt.datetime:
-    """The report's own date, unless it claims the future (a wrong clock, a forged date)."""
+def _when(reported_at: dt.datetime | None, now: dt.datetime, sent_at: dt.datetime | None = None) -> dt.datetime:
+    """The report's own date, unless it cannot be true: in the future, or before the letter was sent.
+
+    A wrong clock or a forged Date header must not put a bounce where it
+    never happened (reports, segment fields and the soft-bounce window read
+    the time); then the time Hub read the report stands.
+    """
     if reported_at is None or reported_at > now:
+        return now
+    if sent_at is not None and reported_at < sent_at:
         return now
     return reported_at
 
