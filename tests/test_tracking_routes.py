@@ -193,9 +193,8 @@ def test_an_erased_readers_open_pixel_records_nothing(shop: HubDB, site: Any, ma
     assert events(shop, "open") == []
 
 
-def test_an_open_after_a_merge_counts_for_the_survivor(shop: HubDB, site: Any, mailbox) -> None:
-    box, _ = mailbox
-    shop.settings.extra["mail_tracking"] = "clicks,opens"  # type: ignore[index]
+def merged_after_the_letter(shop: HubDB, box: Any) -> tuple[int, Any, int]:
+    """A letter to Анна's work address, then her two contacts merged: (message id, letter, survivor)."""
     twin = person(shop, email_="anna.work@example.ru", name="Анна", granted=("email/marketing",))
     message_id, letter = mail(shop, box, twin, "sale:twin")
     with shop.engine.begin() as conn:
@@ -204,11 +203,20 @@ def test_an_open_after_a_merge_counts_for_the_survivor(shop: HubDB, site: Any, m
                                    shop.settings, sync.Counts()).contact_ids[0]
         assert anna is not None
         identity.merge_contacts(conn, anna, twin, reason={"rule": "merged by hand"}, settings=shop.settings)
+    return message_id, letter, anna
+
+
+def owner_of(shop: HubDB, message_id: int) -> int | None:
+    with shop.engine.connect() as conn:
+        return conn.execute(select(Message.contact_id).where(Message.id == message_id)).scalar()
+
+
+def test_an_open_after_a_merge_counts_for_the_survivor(shop: HubDB, site: Any, mailbox) -> None:
+    shop.settings.extra["mail_tracking"] = "clicks,opens"  # type: ignore[index]
+    message_id, letter, anna = merged_after_the_letter(shop, mailbox[0])
     pixel = PIXEL.search(parts(letter)[0])
     assert pixel is not None and site.test_client().get(pixel[1]).status_code == 200
-    with shop.engine.connect() as conn:
-        owner = conn.execute(select(Message.contact_id).where(Message.id == message_id)).scalar()
-    assert owner == anna and [e.message_id for e in events(shop, "open")] == [message_id]
+    assert owner_of(shop, message_id) == anna and [e.message_id for e in events(shop, "open")] == [message_id]
 
 
 def test_a_text_only_letters_links_lead_through_hub(shop: HubDB, site: Any, mailbox) -> None:
@@ -244,19 +252,9 @@ def test_the_page_speaks_english_when_the_shop_does(shop: HubDB, site: Any, monk
 
 
 def test_a_click_after_a_merge_counts_for_the_survivor(shop: HubDB, site: Any, mailbox) -> None:
-    box, _ = mailbox
-    twin = person(shop, email_="anna.work@example.ru", name="Анна", granted=("email/marketing",))
-    message_id, letter = mail(shop, box, twin, "sale:twin")
-    with shop.engine.begin() as conn:
-        anna = sync.write_contacts(conn, [ContactRecord(source="shop", first_name="Анна",
-                                                        emails=["anna@example.ru"])],
-                                   shop.settings, sync.Counts()).contact_ids[0]
-        assert anna is not None
-        identity.merge_contacts(conn, anna, twin, reason={"rule": "merged by hand"}, settings=shop.settings)
+    message_id, letter, anna = merged_after_the_letter(shop, mailbox[0])
     assert site.test_client().get(CLICK.findall(parts(letter)[0])[0]).status_code == 302
-    with shop.engine.connect() as conn:
-        owner = conn.execute(select(Message.contact_id).where(Message.id == message_id)).scalar()
-    assert owner == anna and [e.message_id for e in events(shop, "click")] == [message_id]
+    assert owner_of(shop, message_id) == anna and [e.message_id for e in events(shop, "click")] == [message_id]
 
 
 def test_the_production_server_redirects_and_records(hub_db: HubDB, tmp_path: Any, mailbox) -> None:

@@ -466,27 +466,18 @@ class _Parser:
                                                       "sent through the API may not be named like one",
                                                       event=repr(event), builtin=event.replace("_", ".")))
                 return None
-            before = None
+            before = after = None
             if event == "promo.expiring":
-                try:
-                    before = parse_duration(raw.get("before"))
-                except ValueError as exc:
-                    self.problem("trigger.before", gettext("missing; say how long before expiry, e.g. 3d")
-                                 if raw.get("before") is None else str(exc))
+                before = self.length(raw, "before", gettext("missing; say how long before expiry, e.g. 3d"))
+                if before is None:
                     return None
             elif raw.get("before") is not None:
                 self.problem("trigger.before", gettext("only promo.expiring takes before"))
                 ok = False
-            after = None
             if event == "deal.stuck":
-                try:
-                    after = parse_duration(raw.get("after"))
-                except ValueError as exc:
-                    self.problem("trigger.after", gettext("missing; say how long a deal stands in one stage, e.g. 14d")
-                                 if raw.get("after") is None else str(exc))
-                    return None
-                if after <= dt.timedelta(0):
-                    self.problem("trigger.after", gettext("say how long a deal stands in one stage, e.g. 14d"))
+                after = self.length(raw, "after", gettext("missing; say how long a deal stands in one stage, "
+                                                          "e.g. 14d"))
+                if after is None:
                     return None
             elif raw.get("after") is not None:
                 self.problem("trigger.after", gettext("only deal.stuck takes after"))
@@ -531,6 +522,14 @@ class _Parser:
         if on == "exit":
             return Trigger("exit", segment=segment, on="exit")
         return Trigger("segment", segment=segment, on="enter")
+
+    def length(self, raw: Mapping[str, Any], key: str, missing: str) -> dt.timedelta | None:
+        """A trigger's length of time (`before: 3d`, `after: 14d`), or None with the problem named."""
+        try:
+            return parse_duration(raw.get(key))
+        except ValueError as exc:
+            self.problem(f"trigger.{key}", missing if raw.get(key) is None else str(exc))
+            return None
 
     def date_trigger(self, raw: dict[str, Any]) -> Trigger | None:
         """{date: contact.birthday, before: 7d, at: "10:00"}: runs for those whose date comes round."""
