@@ -176,10 +176,14 @@ def test_a_lead_carries_its_code_in_the_field_or_a_tag() -> None:
         lead(2, _embedded={"tags": [{"id": 1, "name": "vip"}, {"id": 2, "name": "PROMO:SPRING-22"}]}),
         lead(3, custom_fields_values=[{"field_id": 888001, "values": [{"value": "FIELD-1"}]}],
              _embedded={"tags": [{"id": 3, "name": "promo:TAG-1"}]}),
-        lead(4, _embedded={"tags": [{"id": 4, "name": "promo:"}, {"id": 5, "name": "promo:two words"}]}),
-        lead(5)])
+        lead(4, _embedded={"tags": [{"id": 4, "name": "promo:"}, {"id": 5, "name": "promo: "}]}),
+        lead(5),
+        # as managers type them: spaces around the tag, after the prefix and inside the code
+        lead(6, _embedded={"tags": [{"id": 6, "name": " Promo:  try-x7k2 "}]}),
+        lead(7, custom_fields_values=[{"field_id": 888001, "values": [{"value": "BACK- 7K2"}]}])])
     codes = {r.external_id: r.promo_code for r in records if isinstance(r, OrderRecord)}
-    assert codes == {"1": "back-7k2qxm", "2": "SPRING-22", "3": "FIELD-1", "4": None, "5": None}
+    assert codes == {"1": "back-7k2qxm", "2": "SPRING-22", "3": "FIELD-1", "4": None, "5": None, "6": "try-x7k2",
+                     "7": "BACK-7K2"}
 
 
 def test_a_wrong_promo_setting_is_named() -> None:

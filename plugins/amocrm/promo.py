@@ -33,21 +33,22 @@ def lead_code(row: Mapping[str, Any], field_id: int | None, tag_prefix: str | No
                     if code:
                         return code
     if tag_prefix:
-        prefix = tag_prefix.casefold()
+        prefix = tag_prefix.strip().casefold()
         for tag in (row.get("_embedded") or {}).get("tags") or []:
-            name = str(tag.get("name") or "") if isinstance(tag, Mapping) else ""
-            if name.casefold().startswith(prefix):
-                code = _code(name[len(tag_prefix):])
+            name = str(tag.get("name") or "").strip() if isinstance(tag, Mapping) else ""
+            if prefix and name.casefold().startswith(prefix):
+                code = _code(name[len(prefix):])
                 if code:
                     return code
     return None
 
 
 def _code(value: Any) -> str | None:
+    """A code as a manager typed it, without the spaces a code never holds (« TRY- 7K2 » is TRY-7K2)."""
     if value is None or isinstance(value, (bool, dict, list)):
         return None
-    text = str(value).strip()
-    return text if text and len(text) <= MAX_CODE and not any(c.isspace() for c in text) else None
+    text = "".join(str(value).split())
+    return text if text and len(text) <= MAX_CODE else None
 
 
 def reading(options: Mapping[str, Any]) -> tuple[int | None, str | None]:
