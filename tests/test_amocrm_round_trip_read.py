@@ -85,6 +85,20 @@ def test_field_definitions_are_typed_with_their_options_and_keyed_as_the_records
     assert keys["13"] == "Комментарий (13)" and keys["3"] == "Источник"
 
 
+def test_the_birthday_and_city_fields_are_the_contacts_own_and_not_offered_again() -> None:
+    own = [{"id": 20, "name": "День рождения", "code": None, "type": "birthday", "enums": None},
+           {"id": 21, "name": "Город", "code": None, "type": "text", "enums": None},
+           {"id": 22, "name": "Город доставки", "code": None, "type": "text", "enums": None}]
+    definitions, _ = mapping.field_definitions(CONTACT_FIELDS + own, "contacts")
+    codes = {d.code for d in definitions}
+    assert "День рождения" not in codes and "Город" not in codes and "Город доставки" in codes
+    # Named in [amocrm] fields, another field is the city, and «Город» is an ordinary field again.
+    definitions, _ = mapping.field_definitions(CONTACT_FIELDS + own, "contacts", fields={"city": 22})
+    codes = {d.code for d in definitions}
+    assert "Город" in codes and "Город доставки" not in codes and "День рождения" not in codes
+    assert {d.code for d in mapping.field_definitions(own, "companies")[0]} >= {"Город"}  # a company's stays
+
+
 def test_values_arrive_typed_in_the_attributes() -> None:
     row = {"id": 1, "name": "Анна", "custom_fields_values": [
         {"field_id": 3, "field_name": "Источник", "field_code": None, "field_type": "select",

@@ -446,7 +446,7 @@ ENTITY = {"contacts": "contact", "companies": "company", "leads": "order"}
 
 
 def field_definitions(rows: Sequence[Mapping[str, Any]], entity: str, problems: list[Problem] | None = None,
-                      ) -> tuple[list[FieldDefinition], dict[str, str]]:
+                      fields: Mapping[str, Any] | None = None) -> tuple[list[FieldDefinition], dict[str, str]]:
     """GET /api/v4/{contacts,companies,leads}/custom_fields as definitions, and field id -> attribute key.
 
     A definition `{id, name, code, type, enums: [{id, value}]}` keeps its
@@ -454,14 +454,20 @@ def field_definitions(rows: Sequence[Mapping[str, Any]], entity: str, problems: 
     else its name: the key its values have in the records' `attributes`. Two
     fields of one entity with one name are told apart by the id. Phones and
     emails (the record's own), and fields holding links (files, catalog
-    items) are not offered. A definition that cannot be read is left out and
-    reported in `problems`; the others still come in.
+    items) are not offered, nor a contact's birthday and city fields (`fields`
+    is `[amocrm] fields`, which may name them): their values become the
+    contact's own birthday and city (`contact`), which segments read as
+    contact.birthday and contact.city, so the custom field would match nobody.
+    A definition that cannot be read is left out and reported in `problems`;
+    the others still come in.
     """
     definitions: list[FieldDefinition] = []
     keys: dict[str, str] = {}
     seen: set[str] = set()
     for row in rows:
         if not isinstance(row, Mapping) or row.get("id") is None:
+            continue
+        if entity == "contacts" and _contacts_own(row, fields or {}):
             continue
         try:
             found = _definition(row, entity, seen, keys)
@@ -471,6 +477,17 @@ def field_definitions(rows: Sequence[Mapping[str, Any]], entity: str, problems: 
         if found is not None:
             definitions.append(found)
     return definitions, keys
+
+
+def _contacts_own(row: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+    """Whether a contact field is the one `contact` reads into the contact's birthday or city."""
+    configured = {str(fields[name]) for name in ("birthday", "city") if fields.get(name) not in (None, "")}
+    if str(row.get("id")) in configured:
+        return True
+    code, kind = str(row.get("code") or "").upper(), str(row.get("type") or "")
+    if not fields.get("birthday") and (kind == "birthday" or code == "BIRTHDAY"):
+        return True
+    return not fields.get("city") and (code == "CITY" or str(row.get("name") or "").strip().casefold() in CITY_NAMES)
 
 
 def _definition(row: Mapping[str, Any], entity: str, seen: set[str], keys: dict[str, str]) -> FieldDefinition | None:

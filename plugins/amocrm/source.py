@@ -290,7 +290,7 @@ class AmoSource:
         for entity in ("contacts", "companies", "leads"):
             rows = [row for _, page in self.client.pages(f"/api/v4/{entity}/custom_fields", [], "custom_fields",
                                                          limit=MAX_FIELDS_PAGE) for row in page]
-            definitions, self._keys[entity] = mapping.field_definitions(rows, entity, self.problems)
+            definitions, self._keys[entity] = mapping.field_definitions(rows, entity, self.problems, self.fields)
             records += [without_nul(d) for d in definitions]
         yield Page(records, "done" if full else json.dumps({"since": now}))
 
