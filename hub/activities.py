@@ -117,12 +117,15 @@ def write_activities(conn: Connection, records: Sequence[ActivityRecord], counts
         row["company_id"] = company_of.get((source, company_ext)) if company_ext else None
         (known if key in existing else fresh).append(row)
     counts.activities["created"] += len(fresh)
-    counts.activities["updated"] += len(known)
     bulk_insert(conn, activities_t, fresh, ignore_conflicts=True)
     if known:
+        # Only what changed is written, and counted: a full sync reads every activity again.
         ins = insert_for(conn, activities_t)
-        conn.execute(ins.on_conflict_do_update(index_elements=["source", "external_id"],
-                                               set_={c: ins.excluded[c] for c in _CHANGING}), known)
+        changed = conn.execute(ins.on_conflict_do_update(
+            index_elements=["source", "external_id"], set_={c: ins.excluded[c] for c in _CHANGING},
+            where=or_(*[activities_t.c[c].is_distinct_from(ins.excluded[c]) for c in _CHANGING]),
+        ).returning(activities_t.c.id), known).all()  # (a many-row rowcount is -1 on psycopg)
+        counts.activities["updated"] += len(changed)
 
 
 def _contacts(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -21,7 +21,7 @@ import re
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 
 from hub import custom_fields, normalize
 from hub.config import Settings
@@ -126,14 +126,17 @@ def write_companies(conn: Connection, records: Sequence[CompanyRecord], settings
     fresh = [row for row in ordered if (row["source"], row["external_id"]) not in existing]
     known = [row for row in ordered if (row["source"], row["external_id"]) in existing]
     counts.companies["created"] += len(fresh)
-    counts.companies["updated"] += len(known)
     bulk_insert(conn, companies_t, fresh, ignore_conflicts=True)
     if known:
+        # Only a company that changed is written (and its updated_at moved), and counted: a full sync reads
+        # every company again.
         ins = insert_for(conn, companies_t)
-        changing = ("name", "inn", "city", "phones", "emails", "responsible_id", "attributes", "updated_at",
-                    "deleted_at")
-        conn.execute(ins.on_conflict_do_update(index_elements=["source", "external_id"],
-                                               set_={c: ins.excluded[c] for c in changing}), known)
+        compared = ("name", "inn", "city", "phones", "emails", "responsible_id", "attributes", "deleted_at")
+        changed = conn.execute(ins.on_conflict_do_update(
+            index_elements=["source", "external_id"], set_={c: ins.excluded[c] for c in (*compared, "updated_at")},
+            where=or_(*[companies_t.c[c].is_distinct_from(ins.excluded[c]) for c in compared]),
+        ).returning(companies_t.c.id), known).all()  # (a many-row rowcount is -1 on psycopg)
+        counts.companies["updated"] += len(changed)
     ids = _ids(conn, list(rows))
     _write_values(conn, ids, keys_of, {ids[k] for k in existing if k in ids})
     link_waiting(conn, ids)

@@ -90,3 +90,37 @@ def test_a_contact_with_texts_longer_than_their_fields_is_written_cut(hub_db: Hu
     assert (len(long.first_name), len(long.last_name), len(long.middle_name), len(long.city), len(long.company)) == (
         200, 200, 200, 200, 300)
     assert "Б" in rows  # the rest of the page went in
+
+
+def test_a_page_read_again_rewrites_and_counts_only_what_changed(hub_db: HubDB) -> None:
+    page: list[Any] = [
+        CompanyRecord(source="crm", external_id="c1", name="ООО «Ромашка»", inn="7707083893",
+                      attributes={"Отрасль": "опт", "Сотрудников": 12}),
+        CompanyRecord(source="crm", external_id="c2", name="ИП Соколов"),
+        ContactRecord(source="crm", external_id="1", first_name="Анна", phones=["+79035550001"]),
+        ActivityRecord(source="crm", external_id="a1", kind="call", at=WHEN, contact_external_id="1",
+                       direction="in", duration_s=30, subject="звонок"),
+        ActivityRecord(source="crm", external_id="a2", kind="task", at=WHEN, contact_external_id="1", done=False),
+    ]
+
+    def write(records: list[Any]) -> sync.Counts:
+        counts = sync.Counts()
+        with hub_db.engine.begin() as conn:
+            sync.write_page(conn, records, hub_db.settings, counts)
+        return counts
+
+    first = write(page)
+    assert first.companies["created"] == 2 and first.activities["created"] == 2
+    with hub_db.engine.connect() as conn:
+        stamped = dict(conn.execute(select(Company.external_id, Company.updated_at)).all())
+    again = write(page)
+    assert (again.companies["updated"], again.activities["updated"]) == (0, 0)
+    with hub_db.engine.connect() as conn:
+        assert dict(conn.execute(select(Company.external_id, Company.updated_at)).all()) == stamped
+    page[1] = CompanyRecord(source="crm", external_id="c2", name="ИП Соколов П. А.")
+    page[4] = ActivityRecord(source="crm", external_id="a2", kind="task", at=WHEN, contact_external_id="1", done=True)
+    changed = write(page)
+    assert changed.companies["updated"] == 1 and changed.activities["updated"] == 1
+    with hub_db.engine.connect() as conn:
+        assert conn.execute(select(Company.name).where(Company.external_id == "c2")).scalar() == "ИП Соколов П. А."
+        assert conn.execute(select(Activity.done).where(Activity.external_id == "a2")).scalar() is True
