@@ -114,9 +114,18 @@ def _outage(exc: BaseException) -> str | None:
 
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return "redis"
-    if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return "database"
+    if isinstance(exc, OperationalError):  # also a statement's own mistake on SQLite ("no such table"): a bug
+        said = str(exc.orig).lower()
+        if any(word in said for word in _OUTAGE_WORDS):
+            return "database"
     return None
+
+
+# What a driver says when the database is away or busy, not when a statement is wrong.
+_OUTAGE_WORDS = ("connect", "server closed", "terminating", "timeout", "timed out", "database is locked",
+                 "unable to open", "the database system is")
 
 
 def _problem(exc: ApiError) -> Response:
