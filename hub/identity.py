@@ -35,7 +35,8 @@ from hub.config import Settings
 from hub.db import MAX_ROW_ID, among, bulk_insert, chunks, insert_for, reserve_ids, utcnow
 from hub.i18n import N_
 from hub.i18n import gettext as _
-from hub.models import Contact, ContactIdentity, ContactMerge, ContactsApart, Erasure, ExternalRef, Order
+from hub.models import (Contact, ContactIdentity, ContactMerge, ContactsApart, Erasure, ExternalRef, Order,
+                        text_length)
 from hub.normalize import Identifier
 from hub.records import ContactRecord
 
@@ -857,7 +858,7 @@ def name_key(last_name: str | None, first_name: str | None) -> str | None:
     return text.lower().replace("ё", "е")[:NAME_KEY_MAX] or None
 
 
-NAME_KEY_MAX = 400  # contacts.name_key's length: two names of 200 and the space between would be 401
+NAME_KEY_MAX = text_length(Contact.__table__.c.name_key)  # two names of 200 and the space between would be 401
 
 
 def _load_contacts(conn: Connection, ids: set[int]) -> dict[int, dict[str, Any]]:

@@ -746,6 +746,17 @@ Index("ix_contacts_full_name_trgm", FOLDED_FULL_NAME.label("folded_full_name"), 
       postgresql_ops={"folded_full_name": "gin_trgm_ops"}).ddl_if(dialect="postgresql")
 
 
+def text_length(column: Any) -> int:
+    """How many characters a String column holds: what writers and the importer cut a longer text to
+    (PostgreSQL refuses it), read here so that no second copy of the number can drift from the schema."""
+    return int(column.type.length)
+
+
+# A contact's text fields and what each holds: a CRM's or a file's longer value is cut to it.
+CONTACT_TEXT_LENGTHS = {name: text_length(Contact.__table__.c[name])
+                        for name in ("first_name", "last_name", "middle_name", "city", "company")}
+
+
 # --- erasures (read by identity: an erased id acts on nobody) ----------------------------
 
 class Erasure(Base):

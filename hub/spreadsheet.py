@@ -39,6 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from hub import formats, normalize
+from hub.models import CONTACT_TEXT_LENGTHS, ExternalRef, text_length
 from hub.i18n import N_, ngettext
 from hub.i18n import gettext as _
 from hub.records import ContactRecord, Gender
@@ -637,12 +638,14 @@ class _RowPlan:
         return [cell for cell in found if cell[0] != "="]
 
 
-# What a contact's fields hold at most (hub.models: the columns' lengths), and what the cut says.
-MAX_ID = 200
-NAME_FIELDS = {"first_name": (200, N_("first name")), "last_name": (200, N_("last name")),
-               "middle_name": (200, N_("patronymic"))}
-CITY = (200, N_("city"))
-COMPANY = (300, N_("company"))
+# What a contact's fields hold at most (the columns' lengths), and what the cut says they are.
+MAX_ID = text_length(ExternalRef.__table__.c.external_id)
+_FIELD_TITLES = {"first_name": N_("first name"), "last_name": N_("last name"), "middle_name": N_("patronymic"),
+                 "city": N_("city"), "company": N_("company")}
+NAME_FIELDS = {name: (CONTACT_TEXT_LENGTHS[name], _FIELD_TITLES[name]) for name in ("first_name", "last_name",
+                                                                                     "middle_name")}
+CITY = (CONTACT_TEXT_LENGTHS["city"], _FIELD_TITLES["city"])
+COMPANY = (CONTACT_TEXT_LENGTHS["company"], _FIELD_TITLES["company"])
 
 
 def _cut(value: str | None, limit: tuple[int, str], warnings: list[str]) -> str | None:

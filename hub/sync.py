@@ -30,7 +30,7 @@ from hub.config import Settings
 from hub.db import among, bulk_insert, chunks, insert_for, utcnow, whole_number
 from hub.i18n import N_
 from hub.i18n import gettext as _
-from hub.models import Contact, ExternalRef, Order, SyncRun, SyncState
+from hub.models import CONTACT_TEXT_LENGTHS, Contact, ExternalRef, Order, SyncRun, SyncState
 from hub.plugins import get_pm, sources
 from hub.records import ActivityRecord, CompanyRecord, ContactRecord, Deletion, FieldDefinition, OrderRecord
 
@@ -146,14 +146,10 @@ def write_contacts(conn: Connection, records: Sequence[ContactRecord], settings:
     return result
 
 
-# What a contact's text fields hold (hub.models.Contact): a longer value is cut, not refused, since a
-# page that raises is written by no later sync either, and PostgreSQL refuses a text longer than its column.
-CONTACT_TEXT_LIMITS = (("first_name", 200), ("last_name", 200), ("middle_name", 200), ("city", 200),
-                       ("company", 300))
-
-
 def _fit(record: ContactRecord) -> None:
-    for name, most in CONTACT_TEXT_LIMITS:
+    """A contact's texts cut to what their columns hold (CONTACT_TEXT_LENGTHS), not refused: a page that
+    raises is written by no later sync either, and PostgreSQL refuses a text longer than its column."""
+    for name, most in CONTACT_TEXT_LENGTHS.items():
         value = getattr(record, name)
         if type(value) is str and len(value) > most:
             setattr(record, name, value[:most].rstrip() or None)
