@@ -32,6 +32,7 @@ from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import CONTACT_TEXT_LENGTHS, Contact, ExternalRef, Order, SyncRun, SyncState
 from hub.plugins import get_pm, sources
+from hub.readahead import ReadAhead
 from hub.records import ActivityRecord, CompanyRecord, ContactRecord, Deletion, FieldDefinition, OrderRecord
 
 Record = ContactRecord | OrderRecord | CompanyRecord | ActivityRecord | FieldDefinition | Deletion
@@ -41,6 +42,8 @@ contacts_t = Contact.__table__
 state_t = SyncState.__table__
 runs_t = SyncRun.__table__
 CHUNK = 2000
+# Records read ahead of the writing that wait in memory (a few tens of MB); beyond, in a temporary file.
+READ_AHEAD_RECORDS = 50_000
 ORDER_STATUSES = ("won", "lost", "open")
 # What a sync run did, as sync_runs.kind records it (and --json shows it), and as people call it.
 RUN_KINDS = {"full": N_("full sync"), "incremental": N_("changes only"), "event": N_("webhook event"),
@@ -631,30 +634,40 @@ def run(
     source: Source | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> SyncReport:
-    """Sync one source: a full read when asked or never synced, else from the stored cursors."""
+    """Sync one source: a full read when asked or never synced, else from the stored cursors.
+
+    The source is read by a thread of its own (hub.readahead) while this one
+    writes, entity after entity: the next pages, and the next entity's, are
+    on their way while a page is stored, so a sync takes about the longer of
+    reading and writing rather than their sum.
+    """
     if source is None:
         source = _source(settings, source_name)
     started = time.monotonic()
     counts = Counts()
-    kinds = []
     run_id, interrupted = begin_run(engine, source_name, "full" if full else "incremental")
     try:
-        for entity in source.entities():
-            with engine.connect() as conn:
-                cursor, full_state = _load_state(conn, source_name, entity)
-            do_full = full or cursor is None or full_state is not None
-            kinds.append("full" if do_full else "incremental")
-            if do_full and not full and kinds.count("full") == 1:
-                # Recorded as "incremental" when asked for changes only; a never-synced entity is read in
-                # full all the same (the first sync of a source), and the history must say so.
-                with engine.begin() as conn:
-                    conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(kind="full"))
-            if progress:  # shown before the first page: a source that does not answer is seen waiting
-                progress(entity, 0)
-            if do_full:
-                _run_full(engine, settings, source, source_name, entity, full_state, counts, progress, run_id)
-            else:
-                _run_incremental(engine, settings, source, source_name, entity, cursor, counts, progress, run_id)
+        steps = _steps(engine, source, source_name, full)
+        if not full and any(step.full for step in steps):
+            # Recorded as "incremental" when asked for changes only; a never-synced entity is read in
+            # full all the same (the first sync of a source), and the history must say so.
+            with engine.begin() as conn:
+                conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(kind="full"))
+        with ReadAhead(lambda: _read(source, steps), weight=_weight, in_memory=READ_AHEAD_RECORDS,
+                       name=f"hub-sync-{source_name}") as read:
+            for index, item in read:
+                step = steps[index]
+                if isinstance(item, Page):
+                    _write(engine, settings, source_name, step, item, counts, run_id)
+                    if progress:
+                        progress(step.entity, len(item.records))
+                elif isinstance(item, _Begin):
+                    if progress:  # shown before the first page: a source that does not answer is seen waiting
+                        progress(step.entity, 0)
+                    if item.state is not None:
+                        _begin_full(engine, source_name, step, item.state)
+                else:
+                    _end(engine, source_name, step)
     except Exception as exc:
         message = _describe(exc)
         finish_run(engine, run_id, counts, error=message)
@@ -667,55 +680,106 @@ def run(
         _interrupted(engine, run_id, counts, "stopped before it finished")
         raise
     finish_run(engine, run_id, counts)
-    kind = "full" if "full" in kinds else "incremental"
+    kind = "full" if full or any(step.full for step in steps) else "incremental"
     extra = dict(getattr(source, "stats", lambda: {})())
     if interrupted:
         extra["interrupted"] = interrupted
     return SyncReport(source_name, run_id, kind, counts, time.monotonic() - started, extra)
 
 
-def _run_full(engine: Engine, settings: Settings, source: Source, source_name: str, entity: str,
-              state: dict[str, Any] | None, counts: Counts, progress: Callable[[str, int], None] | None,
-              run_id: int | None = None) -> None:
-    if state is None:
-        # Taken before reading, so changes made during a long full sync are
-        # picked up by the next incremental run.
-        state = {"page": None, "then": source.checkpoint(entity)}
-        with engine.begin() as conn:
-            previous, _full = _load_state(conn, source_name, entity)
-            _save_state(conn, source_name, entity, cursor=previous, full=state)
-    for page in source.read(entity, state["page"], True):
-        state = {"page": page.cursor, "then": state["then"]}
-        with engine.begin() as conn:
+@dataclass
+class _Step:
+    """One entity of a run: read in full (from `state`, a full pass under way) or from `cursor`."""
+
+    entity: str
+    full: bool
+    cursor: str | None
+    state: dict[str, Any] | None  # a full pass: {"page": resume point, "then": the cursor after it}
+
+
+@dataclass
+class _Begin:
+    """What the reader hands over before an entity's pages: the state of a full pass it starts, if it does."""
+
+    state: dict[str, Any] | None
+
+
+_END = "end"  # what the reader hands over after an entity's pages
+
+
+def _steps(engine: Engine, source: Source, source_name: str, full: bool) -> list[_Step]:
+    """Each entity's stored cursor, read before anything runs: writing one entity never changes another's."""
+    steps = []
+    with engine.connect() as conn:
+        for entity in source.entities():
+            cursor, full_state = _load_state(conn, source_name, entity)
+            steps.append(_Step(entity, full or cursor is None or full_state is not None, cursor, full_state))
+    return steps
+
+
+def _read(source: Source, steps: Sequence[_Step]) -> Iterator[tuple[int, Page | _Begin | str]]:
+    """Every entity's pages in order, each framed by a _Begin and _END (runs in the reader thread).
+
+    Items name their step by its place in `steps` (what waits in the spool is a pickled copy; the
+    writer keeps the steps themselves), and the reader only reads the steps as they were at the start.
+    """
+    for index, step in enumerate(steps):
+        if not step.full:
+            yield index, _Begin(None)
+            yield from ((index, page) for page in source.read(step.entity, step.cursor, False))
+        elif step.state is not None:  # a full pass under way: resumed after its last stored page
+            yield index, _Begin(None)
+            yield from ((index, page) for page in source.read(step.entity, step.state["page"], True))
+        else:
+            # Taken before reading, so changes made during a long full sync are
+            # picked up by the next incremental run.
+            yield index, _Begin({"page": None, "then": source.checkpoint(step.entity)})
+            yield from ((index, page) for page in source.read(step.entity, None, True))
+        yield index, _END
+
+
+def _weight(item: tuple[int, Page | _Begin | str]) -> int:
+    return len(item[1].records) if isinstance(item[1], Page) else 0
+
+
+def _begin_full(engine: Engine, source_name: str, step: _Step, state: dict[str, Any]) -> None:
+    """Record that a full pass of the entity started, so a run killed in it resumes the pass."""
+    step.state = state
+    with engine.begin() as conn:
+        previous, _full = _load_state(conn, source_name, step.entity)
+        _save_state(conn, source_name, step.entity, cursor=previous, full=state)
+
+
+def _write(engine: Engine, settings: Settings, source_name: str, step: _Step, page: Page, counts: Counts,
+           run_id: int) -> None:
+    """One page and the point to resume after it, in one transaction."""
+    with engine.begin() as conn:
+        if step.full:
+            assert step.state is not None
+            step.state = {"page": page.cursor, "then": step.state["then"]}
             write_page(conn, page.records, settings, counts, order_stats=False)
-            _save_state(conn, source_name, entity, cursor=None, full=state)
-            if run_id is not None:
-                heartbeat(conn, run_id)
-        keep_statistics(engine, counts)
-        if progress:
-            progress(entity, len(page.records))
-    # The contacts' order stats, once for the whole source: also after a run killed and resumed,
-    # since only a finished full pass gets here.
+            _save_state(conn, source_name, step.entity, cursor=None, full=step.state)
+        else:
+            write_page(conn, page.records, settings, counts)
+            if page.cursor is not None:
+                step.cursor = page.cursor
+            _save_state(conn, source_name, step.entity, cursor=step.cursor, full=None)
+        heartbeat(conn, run_id)
+    keep_statistics(engine, counts)
+
+
+def _end(engine: Engine, source_name: str, step: _Step) -> None:
+    """A full pass done: the contacts' order stats, once for the whole source, and the incremental cursor.
+
+    Also after a run killed and resumed, since only a finished full pass gets here.
+    """
+    if not step.full:
+        return
+    assert step.state is not None
     with engine.begin() as conn:
         identity.refresh_source_stats(conn, source_name)
         companies.refresh_source_stats(conn, source_name)
-        _save_state(conn, source_name, entity, cursor=state["then"] or "", full=None)
-
-
-def _run_incremental(engine: Engine, settings: Settings, source: Source, source_name: str, entity: str,
-                     cursor: str | None, counts: Counts, progress: Callable[[str, int], None] | None,
-                     run_id: int | None = None) -> None:
-    for page in source.read(entity, cursor, False):
-        with engine.begin() as conn:
-            write_page(conn, page.records, settings, counts)
-            _save_state(conn, source_name, entity, cursor=page.cursor if page.cursor is not None else cursor,
-                        full=None)
-            if run_id is not None:
-                heartbeat(conn, run_id)
-        cursor = page.cursor if page.cursor is not None else cursor
-        keep_statistics(engine, counts)
-        if progress:
-            progress(entity, len(page.records))
+        _save_state(conn, source_name, step.entity, cursor=step.state["then"] or "", full=None)
 
 
 def _source(settings: Settings, source_name: str) -> Source:
