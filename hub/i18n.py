@@ -13,14 +13,20 @@ The language is chosen per reader: the command line and background jobs use
 HUB_LANGUAGE; the admin uses the signed-in person's own choice (Flask-Babel's
 locale selector sets it for each request). Catalogs are read from the .po
 files themselves, once per process and language, so there is no compiled file
-to forget to rebuild.
+to forget to rebuild: each is compiled the first time it is seen and the
+compiled form is kept in the user's cache folder under the hash of the .po's
+bytes (`compiled`), so the next process (every worker start) loads it instead of
+parsing the .po again, and an edited .po is compiled afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import io
+import os
+import tempfile
 import threading
 from contextvars import ContextVar
 from pathlib import Path
@@ -109,17 +115,60 @@ def _load(language: str, folders: tuple[Path, ...]) -> NullTranslations:
     merged: Translations | None = None
     for folder in folders:
         for po in sorted((folder / language / "LC_MESSAGES").glob("*.po")):
-            with po.open("rb") as f:
-                catalog = read_po(f, locale=language)
-            buffer = io.BytesIO()
-            write_mo(buffer, catalog)
-            buffer.seek(0)
-            loaded = Translations(buffer)
+            loaded = Translations(io.BytesIO(compiled(po, language)))
             if merged is None:
                 merged = loaded
             else:
                 merged.merge(loaded)
     return merged or NullTranslations()
+
+
+def cache_folder() -> Path:
+    """Where compiled catalogs are kept: $XDG_CACHE_HOME/hub/catalogs, by default ~/.cache/hub/catalogs."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "hub" / "catalogs"
+
+
+def compiled(po: Path, language: str) -> bytes:
+    """The .mo form of one .po catalog, compiled once per content and kept in cache_folder().
+
+    Parsing a .po with Babel costs about a tenth of a second of CPU for Hub's
+    catalogs, paid again by every process that speaks Russian (each worker
+    that opens the email channel); reading the compiled file costs nearly
+    nothing. The file is named by the .po's place and the hash of its bytes
+    and the language, so an edited catalog never meets a stale compiled one
+    (whose file is removed when the new one is written), and it is written
+    under a temporary name and renamed, so a process reading it never sees
+    half of it. When the cache cannot be written (a read-only home) the
+    catalog is compiled in memory, as before.
+    """
+    source = po.read_bytes()
+    place = hashlib.sha256(f"{po.resolve()}\0{language}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(language.encode("ascii") + b"\0" + source).hexdigest()[:32]
+    cached = cache_folder() / f"{place}-{digest}.mo"
+    try:
+        return cached.read_bytes()
+    except OSError:
+        pass
+    buffer = io.BytesIO()
+    write_mo(buffer, read_po(io.BytesIO(source), locale=language))
+    data = buffer.getvalue()
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(temporary, cached)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        for stale in cached.parent.glob(f"{place}-*.mo"):  # this catalog as it was before an edit
+            if stale != cached:
+                stale.unlink(missing_ok=True)
+    except OSError:
+        pass  # no cache to keep it in: compiled again by the next process
+    return data
 
 
 def normalize(language: str | None) -> str:

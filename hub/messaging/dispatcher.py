@@ -32,12 +32,15 @@ prepared letter whose hand-over fails comes to nothing (hub.messaging.channels).
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine, and_, bindparam, case, func, literal, or_, update
+from sqlalchemy.exc import OperationalError
 
 from hub import consent, queue
 from hub.config import Settings
@@ -129,6 +132,20 @@ def _positive(settings: Settings, key: str, what: str) -> float | None:
 
 
 _WAITING = (QUEUED, DEFERRED)
+# How long a hand-over waits before asking again for SQLite's write lock while another worker holds it
+# (seconds; the last repeats). Another worker's hand-over holds it for a fraction of a millisecond.
+LOCK_PAUSES = (0.0001, 0.0002, 0.0005, 0.001, 0.002)
+
+
+class _Busy(Exception):
+    """The hand-over's first write found SQLite's write lock taken: nothing was written; ask again."""
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite saying another connection holds the write lock (SQLITE_BUSY)."""
+    found = exc.orig if isinstance(exc, OperationalError) else exc
+    return isinstance(found, sqlite3.OperationalError) and \
+        getattr(found, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
 
 
 class Dispatcher:
@@ -162,6 +179,7 @@ class Dispatcher:
         self._limiters: dict[str, Any] = {}
         self._in_flight: int | None = None  # the message a channel is sending right now
         self._renewed = 0.0  # time.monotonic() of the batch's claim or its last renewal
+        self._lock_wait: float | None = None  # SQLite: seconds a hand-over may wait for the write lock
 
     # channels
 
@@ -242,7 +260,7 @@ class Dispatcher:
         answer: Callable[[], _Outcome] | None = None  # the channel's answer about the message it has
         try:
             limiter = self._limiter(name)
-            with self.engine.connect() as reader, self.engine.connect() as writer, \
+            with self.engine.connect() as reader, self._writer() as writer, \
                     self.rules.batch(reader, [m for m, _, _ in batch]):
                 fresh = reader.dialect.name == "sqlite"  # PostgreSQL reads afresh at each statement anyway
                 for message, attempts, parts in batch:
@@ -323,8 +341,59 @@ class Dispatcher:
         if done < len(batch):  # asked to stop: whatever is left is due now, for the next worker
             self._release(batch[done:], "the worker stopped before sending it", delay=None)
 
+    @contextmanager
+    def _writer(self) -> Iterator[Connection]:
+        """The batch's connection for hand-overs; on SQLite it waits for the write lock in short steps.
+
+        SQLite's own wait (busy_timeout) sleeps a millisecond at the first
+        refusal, then 2, 5, 10 ms…, while the other worker's hand-over holds
+        the lock for a fraction of a millisecond: with two workers, a few
+        letters in a hundred waited that long, each time with the SMTP server
+        idle. On this connection SQLite answers at once instead, and
+        `_hand_over` asks again after LOCK_PAUSES, for as long in all as
+        busy_timeout allowed; the connection's own setting is restored after.
+        """
+        with self.engine.connect() as conn:
+            if conn.dialect.name != "sqlite":
+                yield conn
+                return
+            driver = conn.connection.driver_connection
+            assert driver is not None  # just connected
+            allowed = int(driver.execute("PRAGMA busy_timeout").fetchone()[0])
+            driver.execute("PRAGMA busy_timeout=0")
+            self._lock_wait = allowed / 1000
+            try:
+                yield conn
+            finally:
+                self._lock_wait = None
+                try:
+                    driver.execute(f"PRAGMA busy_timeout={allowed}")
+                except sqlite3.Error:  # never back to the pool without its wait
+                    conn.invalidate()
+
     def _hand_over(self, conn: Connection, pending: list[_Outcome], message: Outgoing,
                    rest: list[tuple[Outgoing, int, int | None]], guard: consent.Guard | None) -> bool | None:
+        """Commit `message` as `sending`, with the outcomes decided so far; see `_handing_over`.
+
+        When SQLite's write lock is taken (another worker's hand-over), the
+        first write fails at once without writing anything (`_writer`); the
+        transaction is rolled back and tried again after a short pause, for
+        as long as the connection's busy_timeout would have waited.
+        """
+        waited, tries = 0.0, 0
+        while True:
+            try:
+                return self._handing_over(conn, pending, message, rest, guard)
+            except _Busy as busy:
+                if self._lock_wait is None or waited >= self._lock_wait:
+                    raise (busy.__cause__ or busy) from None
+                pause = LOCK_PAUSES[min(tries, len(LOCK_PAUSES) - 1)]
+                time.sleep(pause)
+                waited += pause
+                tries += 1
+
+    def _handing_over(self, conn: Connection, pending: list[_Outcome], message: Outgoing,
+                      rest: list[tuple[Outgoing, int, int | None]], guard: consent.Guard | None) -> bool | None:
         """Commit `message` as `sending`, with the outcomes decided so far.
 
         True: handed over; False: the claim was lost; None: `guard` (the consent
@@ -333,7 +402,7 @@ class Dispatcher:
 
         One short transaction on the batch's own connection (no pool round
         trip per message). It starts by writing, so on SQLite it waits for the
-        write lock (busy_timeout) rather than failing as a read-then-write
+        write lock (`_hand_over`) rather than failing as a read-then-write
         transaction would. The outcome of the message handed over before this
         one is written by the same UPDATE (one statement for both rows); the
         others decided since (the send rules' skips and holds) by statements of
@@ -346,12 +415,17 @@ class Dispatcher:
         if guard is not None:
             params |= guard.params
         with conn.begin():
-            if before is None:
-                taken = _hand_over_statement(guard).run(conn, params)[0] > 0
-            else:
-                params |= _outcome_params(before, self.worker, now) | {"_id": message.id, "_prev": before.id}
-                returned = _hand_over_after_statement(guard).run(conn, params)[1]
-                taken = any(row[0] == message.id for row in returned)
+            try:  # the first write takes the write lock: refused (_Busy), it has written nothing
+                if before is None:
+                    taken = _hand_over_statement(guard).run(conn, params)[0] > 0
+                else:
+                    params |= _outcome_params(before, self.worker, now) | {"_id": message.id, "_prev": before.id}
+                    returned = _hand_over_after_statement(guard).run(conn, params)[1]
+                    taken = any(row[0] == message.id for row in returned)
+            except Exception as exc:
+                if self._lock_wait is not None and _busy(exc):
+                    raise _Busy() from exc
+                raise
             self._write(conn, pending, now, written=before)
             if rest and time.monotonic() - self._renewed >= self.lease.total_seconds() / 3:
                 conn.execute(_RENEW, {"_ids": [m.id for m, _, _ in rest], "_worker": self.worker, "_now": now})

@@ -273,7 +273,7 @@ def compose(message: Outgoing, sender: Sender, *, eight_bit: bool = False, utf8_
     lines = [
         _from_line(sender.name, sender.address),
         _header_addr("To", message.to_name or "", to if utf8_recipient else _ascii_address(to)),
-        _header("Subject", message.subject or ""),
+        _subject(message.subject or ""),
         f"Date: {_date_now()}",
         f"Message-ID: {message_id}",
         f"{TRACKING_HEADER}: {message.id}",
@@ -308,6 +308,12 @@ def compose(message: Outgoing, sender: Sender, *, eight_bit: bool = False, utf8_
 
 
 _OPTIONAL_SIGNED = frozenset({"Reply-To", "List-Unsubscribe", "List-Unsubscribe-Post"})
+
+
+@functools.lru_cache(maxsize=256)
+def _subject(subject: str) -> str:
+    """The Subject header: a campaign's letters mostly share theirs, so each is encoded once."""
+    return _header("Subject", subject)
 
 
 @functools.lru_cache(maxsize=16)
