@@ -55,6 +55,9 @@ from plugins.bitrix24.mapping import CONTACT_FIELDS  # noqa: E402
 from plugins.bitrix24.source import HISTORY_CHUNK, Bitrix24Source  # noqa: E402
 
 BUCKET = 50  # burst of the standard plan; a drained bucket refills at 2/s
+# The product's requirement for local work, absolute: records per CPU-second of the syncing process.
+# The local floor's same-run ratio is reported beside it (local_work.floor.ratio, .ratio_at_goal).
+LOCAL_GOAL = 20_000
 RATE = 2.0  # requests per second the standard plan's bucket drains
 
 
@@ -86,7 +89,7 @@ def holdings(portal: Any) -> dict[str, int]:
             "companies": len(portal._companies.rows),
             "requisites": sum(1 for r in portal._requisites.rows.values() if r["ENTITY_TYPE_ID"] == 4),
             "activities": len(portal._activity_rows.rows),
-            "activities_read": sum(1 for r in activities if r["OWNER_TYPE_ID"] in (3, 4)),
+            "activities_read": sum(1 for r in activities if r["OWNER_TYPE_ID"] in (2, 3, 4)),  # deals' too
             "deals_needing_history": sum(1 for d in deals if not d.get("MOVED_TIME") and d.get("CLOSED") != "Y"),
         }
 
@@ -352,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     if "cpu_s" in floor_local:
         # Local work against its floor: the sync's records per CPU-second over the floor's (at most about 1).
         floor_local["ratio"] = round(local_rate / max(floor_local["records_per_cpu_s"], 1), 3)
+        # What the absolute goal is as a ratio at this run's floor (context, not the goal itself).
+        floor_local["ratio_at_goal"] = round(LOCAL_GOAL / max(floor_local["records_per_cpu_s"], 1), 3)
         # The same fetch's wall clock: what the portal's answers take without any writing behind them.
         floor_local["ratio_of_full_sync_seconds"] = round(full_s / max(floor_local["seconds"], 1e-9), 3)
     result = {
@@ -390,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "database": "sqlite", "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
         # A small incremental run: the directories (fields, funnels, stages) and one request per entity.
-        "goal": {"records_per_request": 2000, "rejected_503": 0, "local_records_per_s": 20000,
+        "goal": {"records_per_request": 2000, "rejected_503": 0, "local_records_per_s": LOCAL_GOAL,
                  "incremental_requests": 5, "speedup_vs_fast_bitrix24": 2.0},
     }
     speedup = None
@@ -401,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     result["met"] = {
         "records_per_request": records_per_request >= 2000,
         "rejected_503": after_full["status_503"] == 0,
-        "local_records_per_s": records / max(local_s, 1e-9) >= 20000,
+        "local_records_per_s": local_rate >= LOCAL_GOAL,
         "incremental_requests": incremental.client.stats.requests <= 5,
         "speedup_vs_fast_bitrix24": speedup is not None and speedup >= 2.0,
     }

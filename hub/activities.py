@@ -4,6 +4,11 @@ They arrive with the sync like orders (upserted by (source, external id),
 linked by the source's contact id as soon as the contact is known) and feed
 segment fields and lead-score inputs: last call, calls in 30 days, missed
 incoming calls.
+
+Most calls and tasks are logged on a deal (lead), not on the person: such an
+activity names its order (`order_external_id`) and reaches the contact that
+order belongs to, whichever of activity, order and contact arrives first, and
+follows the order when it changes hands (`follow_orders`).
 """
 
 from __future__ import annotations
@@ -11,14 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, or_, select, update
 
 from hub import companies
 from hub.config import Settings
 from hub.db import among, bulk_insert, chunks, insert_for, utcnow
-from hub.models import Activity, ExternalRef
+from hub.models import Activity, ExternalRef, Order
 from hub.plugins import get_pm
 from hub.records import ACTIVITY_KINDS, ActivityRecord
 
@@ -27,11 +32,12 @@ if TYPE_CHECKING:
 
 activities_t = Activity.__table__
 refs_t = ExternalRef.__table__
+orders_t = Order.__table__
 LOOKUP_CHUNK = 5000
 DIRECTIONS = ("in", "out")
 MAX_DURATION_S = 7 * 24 * 3600  # a call logged as lasting longer than a week is a typo, not a call
-_CHANGING = ("contact_external_id", "contact_id", "company_external_id", "company_id", "kind", "direction",
-             "missed", "done", "at", "duration_s", "subject", "responsible_id")
+_CHANGING = ("contact_external_id", "contact_id", "company_external_id", "company_id", "order_external_id", "kind",
+             "direction", "missed", "done", "at", "duration_s", "subject", "responsible_id")
 
 
 def _problem(r: ActivityRecord) -> str | None:
@@ -66,7 +72,8 @@ def write_activities(conn: Connection, records: Sequence[ActivityRecord], counts
     """Upsert activities by (source, external id) and link each to its contact and company.
 
     Set-wise like orders: one lookup a chunk for contacts, one for companies,
-    one for what Hub already holds; new activities (all of a first sync) take
+    one for the orders of those logged on a deal with no known contact of their
+    own, one for what Hub already holds; new activities (all of a first sync) take
     the bulk path. A record Hub cannot place in time or kind is an error entry.
     """
     refused: set[int] = set()
@@ -77,27 +84,45 @@ def write_activities(conn: Connection, records: Sequence[ActivityRecord], counts
         counts.activities["refused"] += len(refused)
         records = [r for i, r in enumerate(records) if i not in refused]
     now = utcnow()
-    text = companies.text  # a first sync writes hundreds of thousands of rows
+    # A first sync writes hundreds of thousands of rows; companies, subjects and managers repeat (companies.Cut).
+    text, firm, subject, manager = companies.text, companies.Cut(200), companies.Cut(300), companies.Cut(64)
+    moment = dt.datetime
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
-        problem = _problem(r)
-        if problem:
-            counts.errors.append({"entity": "activity", "id": str(r.external_id or "")[:200] or None,
-                                  "error": problem})
-            continue
-        key = (r.source[:100], str(r.external_id).strip()[:200])
+        source, external_id, at, direction, seconds = r.source, r.external_id, r.at, r.direction, r.duration_s
+        if (type(source) is str and type(external_id) is str and r.kind in ACTIVITY_KINDS  # what a mapping gives
+                and type(at) is moment and at.tzinfo is not None
+                and (direction is None or direction in DIRECTIONS) and source.strip() and external_id.strip()):
+            pass
+        else:
+            problem = _problem(r)
+            if problem:
+                counts.errors.append({"entity": "activity", "id": str(r.external_id or "")[:200] or None,
+                                      "error": problem})
+                continue
+        company, title, responsible = r.company_external_id, r.subject, r.responsible_id
+        key = (source[:100], str(external_id).strip()[:200])
         rows[key] = {"source": key[0], "external_id": key[1],
                      "contact_external_id": text(r.contact_external_id, 200),
-                     "company_external_id": text(r.company_external_id, 200),
-                     "kind": r.kind, "direction": r.direction, "missed": bool(r.missed), "done": bool(r.done),
-                     "at": r.at, "duration_s": _duration(r.duration_s), "subject": text(r.subject, 300),
-                     "responsible_id": text(r.responsible_id, 64), "created_at": now, "deleted_at": None}
+                     "company_external_id": firm[company] if type(company) is str or company is None
+                     else text(company, 200),
+                     "order_external_id": text(r.order_external_id, 200),
+                     "kind": r.kind, "direction": direction, "missed": bool(r.missed), "done": bool(r.done),
+                     "at": at, "duration_s": seconds if type(seconds) is int and 0 <= seconds <= MAX_DURATION_S
+                     else _duration(seconds),
+                     "subject": subject[title] if type(title) is str or title is None else text(title, 300),
+                     "responsible_id": manager[responsible] if type(responsible) is str or responsible is None
+                     else text(responsible, 64), "created_at": now, "deleted_at": None}
     if not rows:
         return
     contact_of = _contacts(conn, {(row["source"], row["contact_external_id"]) for row in rows.values()
                                   if row["contact_external_id"]})
     company_of = companies.ids_of(conn, {(row["source"], row["company_external_id"]) for row in rows.values()
                                          if row["company_external_id"]})
+    # An activity of a deal with no contact of its own (or one Hub does not know) goes to the deal's contact.
+    order_contact = _order_contacts(conn, {(row["source"], row["order_external_id"]) for row in rows.values()
+                                           if row["order_external_id"]
+                                           and (row["source"], row["contact_external_id"]) not in contact_of})
     existing: set[tuple[str, str]] = set()
     by_source: dict[str, list[str]] = defaultdict(list)
     for source, external_id in rows:
@@ -113,7 +138,8 @@ def write_activities(conn: Connection, records: Sequence[ActivityRecord], counts
         row = rows[key]
         source = row["source"]
         company_ext = row["company_external_id"]  # kept: a company synced later links it (companies.link_waiting)
-        row["contact_id"] = contact_of.get((source, row["contact_external_id"]))
+        row["contact_id"] = (contact_of.get((source, row["contact_external_id"]))
+                             or order_contact.get((source, row["order_external_id"])))
         row["company_id"] = company_of.get((source, company_ext)) if company_ext else None
         (known if key in existing else fresh).append(row)
     counts.activities["created"] += len(fresh)
@@ -143,25 +169,77 @@ def _contacts(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, s
     return out
 
 
+def _order_contacts(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The contact each (source, order external id) belongs to, for the orders Hub holds with one."""
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for source, external_id in keys:
+        by_source[source].append(external_id)
+    out: dict[tuple[str, str], int] = {}
+    o = orders_t.c
+    for source, wanted in by_source.items():
+        for part in chunks(sorted(wanted), LOOKUP_CHUNK):
+            for ext, cid in conn.execute(select(o.external_id, o.contact_id).where(
+                    o.source == source, among(conn, o.external_id, part), o.contact_id.is_not(None))).all():
+                out[(source, ext)] = cid
+    return out
+
+
+def _relink(conn: Connection, pairs: Sequence[Any]) -> int:
+    """Set each activity's contact ((activity id, contact id) pairs) in one statement; how many."""
+    if pairs:
+        a = activities_t.c
+        conn.execute(update(activities_t).where(a.id == bindparam("_aid")).values(contact_id=bindparam("_cid")),
+                     [{"_aid": aid, "_cid": cid} for aid, cid in pairs])
+    return len(pairs)
+
+
 def link_orphans(conn: Connection, refs: dict[str, set[str]]) -> int:
     """Attach activities that arrived before their contact (as hub.identity does for orders); how many.
 
-    `refs` maps a source to the contact external ids just written.
+    `refs` maps a source to the contact external ids just written. Activities of a deal
+    without a contact of their own wait for the deal's contact the same way (hub.identity
+    has just linked the deal to it).
     """
     linked = 0
-    a, r = activities_t.c, refs_t.c
+    a, r, o = activities_t.c, refs_t.c, orders_t.c
     for source, external_ids in refs.items():
         for part in chunks(sorted(external_ids), LOOKUP_CHUNK):
-            rows = conn.execute(
+            linked += _relink(conn, conn.execute(
                 select(a.id, r.contact_id)
                 .join(refs_t, and_(r.source == a.source, r.external_id == a.contact_external_id))
                 .where(a.source == source, among(conn, a.contact_external_id, part), a.contact_id.is_(None),
-                       r.deleted_at.is_(None))).all()
-            if rows:
-                conn.execute(update(activities_t).where(a.id == bindparam("_aid")).values(contact_id=bindparam("_cid")),
-                             [{"_aid": aid, "_cid": cid} for aid, cid in rows])
-                linked += len(rows)
+                       r.deleted_at.is_(None))).all())
+            linked += _relink(conn, conn.execute(
+                select(a.id, o.contact_id)
+                .join(orders_t, and_(o.source == a.source, o.external_id == a.order_external_id))
+                .where(o.source == source, among(conn, o.contact_external_id, part), o.contact_id.is_not(None),
+                       a.source == source, a.contact_id.is_(None))).all())
     return linked
+
+
+def follow_orders(conn: Connection, keys: Iterable[tuple[str, str]]) -> int:
+    """After orders were written: their activities go to the order's contact; how many moved.
+
+    `keys` are the (source, order external id) just written. An activity that came
+    before its deal is linked now; one that reaches its contact only through the deal
+    (no contact of its own) follows the deal to another contact. One query per chunk
+    of orders, through the (source, order_external_id) index; a first full sync, which
+    reads orders before activities, finds nothing to do.
+    """
+    by_source: dict[str, set[str]] = defaultdict(set)
+    for source, external_id in keys:
+        by_source[source].add(external_id)
+    moved = 0
+    a, o = activities_t.c, orders_t.c
+    for source, wanted in by_source.items():
+        for part in chunks(sorted(wanted), LOOKUP_CHUNK):
+            moved += _relink(conn, conn.execute(
+                select(a.id, o.contact_id)
+                .join(orders_t, and_(o.source == a.source, o.external_id == a.order_external_id))
+                .where(a.source == source, among(conn, a.order_external_id, part), o.contact_id.is_not(None),
+                       or_(a.contact_id.is_(None), a.contact_external_id.is_(None)),
+                       a.contact_id.is_distinct_from(o.contact_id))).all())
+    return moved
 
 
 def delete_activity(conn: Connection, source: str, external_id: str) -> bool:

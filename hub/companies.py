@@ -58,6 +58,24 @@ def text(value: Any, size: int) -> str | None:
     return out.strip()[:size] or None
 
 
+class Cut(dict[Any, "str | None"]):
+    """`text` at one size, for many values that repeat: `cut[value]`, each distinct value worked out once.
+
+    Deals and activities of a first sync name a few funnels, stages,
+    managers and companies over and over; a lookup costs less than a call.
+    Only for texts and None: equal values of other types (1, 1.0, True)
+    read differently, so those go to `text` itself.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__({None: None})
+        self.size = size
+
+    def __missing__(self, value: Any) -> str | None:
+        out = self[value] = text(value, self.size)
+        return out
+
+
 def clean_inn(raw: Any) -> tuple[str | None, str | None]:
     """The INN as digits, and what is wrong with it: Russian INNs have 10 (a company) or 12 digits."""
     if raw is None or not str(raw).strip():
@@ -152,22 +170,28 @@ def _ids(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, s
     for source, wanted in by_source.items():
         for part in chunks(sorted(set(wanted)), LOOKUP_CHUNK):
             for ext, cid in conn.execute(select(c.external_id, c.id).where(c.source == source,
-                                                                          among(conn, c.external_id, part))):
+                                                                          among(conn, c.external_id, part))).all():
                 out[(source, ext)] = cid
     return out
 
 
 def ids_of(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """The live company each (source, external id) names: how a deal or an activity finds its company."""
-    wanted = list({key for key in keys if key[1]})
-    found = _ids(conn, wanted)
-    if not found:
-        return found
-    live: set[int] = set()
-    for part in chunks(sorted(found.values()), LOOKUP_CHUNK):
-        live.update(conn.execute(select(companies_t.c.id).where(among(conn, companies_t.c.id, part),
-                                                                companies_t.c.deleted_at.is_(None))).scalars())
-    return {key: cid for key, cid in found.items() if cid in live}
+    """The live company each (source, external id) names: how a deal or an activity finds its company.
+
+    One query a source and chunk: a page of deals names a few hundred companies, each many times.
+    """
+    by_source: dict[str, set[str]] = defaultdict(set)
+    for source, external_id in keys:
+        if external_id:
+            by_source[source].add(external_id)
+    out: dict[tuple[str, str], int] = {}
+    c = companies_t.c
+    for source, wanted in by_source.items():
+        for part in chunks(sorted(wanted), LOOKUP_CHUNK):
+            for ext, cid in conn.execute(select(c.external_id, c.id).where(
+                    c.source == source, among(conn, c.external_id, part), c.deleted_at.is_(None))).all():
+                out[(source, ext)] = cid
+    return out
 
 
 def _write_values(conn: Connection, ids: dict[tuple[str, str], int],
@@ -247,27 +271,32 @@ def remember_members(conn: Connection, records: Sequence[ContactRecord], contact
 
     A contact no longer naming a company in a source loses that source's
     link. An import that never names companies (and a source that never did)
-    costs one query a chunk.
+    costs one query a chunk. Only the contacts of records that name a company
+    now or named one until now are relinked: a record that names none, and
+    never did, changes no link (in a first sync, most people's records).
     """
     named: dict[str, dict[str, list[str]]] = defaultdict(dict)  # source -> contact external id -> companies
-    contacts_of: dict[str, set[int]] = defaultdict(set)
+    contact_of: dict[str, dict[str, int]] = defaultdict(dict)  # source -> contact external id -> contact
     for record, cid in zip(records, contact_ids, strict=True):
         if cid is None or not record.external_id:
             continue
         firms = [str(x)[:200] for x in (record.company_external_ids or []) if x is not None and str(x).strip()]
         named[record.source][str(record.external_id)] = list(dict.fromkeys(firms))
-        contacts_of[record.source].add(cid)
+        contact_of[record.source][str(record.external_id)] = cid
     m = members_t.c
     for source, by_contact in named.items():
         if not any(by_contact.values()) and conn.execute(
                 select(m.id).where(m.source == source).limit(1)).first() is None:
             continue
+        had: set[str] = set()  # the records that named a company until now
         for part in chunks(sorted(by_contact), LOOKUP_CHUNK):
-            conn.execute(delete(members_t).where(m.source == source, among(conn, m.contact_external_id, part)))
+            gone = delete(members_t).where(m.source == source, among(conn, m.contact_external_id, part))
+            had.update(conn.execute(gone.returning(m.contact_external_id)).scalars())
         rows = [{"source": source, "contact_external_id": ext, "company_external_id": firm}
                 for ext, firms in sorted(by_contact.items()) for firm in firms]
         bulk_insert(conn, members_t, rows, ignore_conflicts=True)
-        relink(conn, contacts_of[source], sources=[source])
+        relink(conn, {cid for ext, cid in contact_of[source].items() if by_contact[ext] or ext in had},
+               sources=[source])
 
 
 def relink(conn: Connection, contact_ids: Iterable[int], *, sources: Sequence[str] | None = None) -> None:

@@ -307,7 +307,8 @@ class Activity(Base):
     """A call, meeting, e-mail, task or note a manager logged in a CRM: an interaction with the contact.
 
     Unique by (source, external_id), so a re-read activity is updated, never doubled. Linked to its
-    contact like an order (by the source's contact id, as soon as the contact is synced).
+    contact like an order (by the source's contact id, as soon as the contact is synced), or, logged
+    on a deal without a contact of its own, to the deal's contact (hub.activities.follow_orders).
     """
 
     __tablename__ = "activities"
@@ -320,6 +321,8 @@ class Activity(Base):
     # Kept like contact_external_id: an activity read before its company is linked when the company arrives.
     company_external_id: Mapped[str | None] = mapped_column(String(200))
     company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"), index=True)
+    # The deal (lead) it was logged on: it reaches the deal's contact, and follows the deal when that changes.
+    order_external_id: Mapped[str | None] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))  # call | meeting | email | task | note (hub.records.ACTIVITY_KINDS)
     direction: Mapped[str | None] = mapped_column(String(8))  # in | out
     missed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
@@ -337,6 +340,7 @@ class Activity(Base):
         # Segment conditions ("a call within 30 days") range over one kind and a time window first.
         Index(None, "kind", "at"),
         Index(None, "source", "contact_external_id"),
+        Index(None, "source", "order_external_id"),
     )
 
 

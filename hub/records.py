@@ -112,6 +112,8 @@ class ActivityRecord:
 
     `direction` is "in" (the customer called or wrote) or "out"; `missed` marks an
     incoming call nobody answered; `done` is False for a planned meeting or an open task.
+    `order_external_id` names the deal (lead) it was logged on: without a contact of its
+    own (or one Hub does not know) it reaches the contact that deal belongs to.
     """
 
     source: str
@@ -126,6 +128,7 @@ class ActivityRecord:
     duration_s: int | None = None
     subject: str | None = None
     responsible_id: str | None = None
+    order_external_id: str | None = None
 
 
 FieldType = Literal["string", "number", "date", "datetime", "list", "boolean"]

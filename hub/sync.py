@@ -173,27 +173,38 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
     if refused:
         counts.orders["refused"] += len(refused)
         records = [r for i, r in enumerate(records) if i not in refused]
-    rows: list[dict[str, Any]] = []
+    unique: dict[tuple[str, str], dict[str, Any]] = {}
     now = utcnow()
-    text, plain = companies.text, custom_fields.plain  # a first sync writes hundreds of thousands of rows
+    # A first sync writes hundreds of thousands of rows that repeat a few funnels, stages, managers,
+    # companies and sets of custom field values: each distinct one is cut (or made plain) once.
+    text, long, short, plain = companies.text, companies.Cut(200), companies.Cut(64), _PlainAlike()
+    moment = dt.datetime
     for r in records:
-        problem = _order_problem(r)
-        if problem:
-            counts.errors.append({"entity": "order", "id": r.external_id, "error": problem})
-            continue
-        amount = r.amount
-        rows.append({"source": r.source, "external_id": str(r.external_id),
-                     "contact_external_id": r.contact_external_id,
-                     "amount": amount if type(amount) is Decimal else Decimal(amount),
-                     "currency": (r.currency or "RUB").upper()[:3], "status": r.status, "title": r.title,
-                     "promo_code": r.promo_code, "closed_at": r.closed_at, "created_at": r.created_at or now,
-                     "updated_at": now, "company_external_id": text(r.company_external_id, 200),
-                     "pipeline": text(r.pipeline, 200), "stage": text(r.stage, 200),
-                     "stage_entered_at": r.stage_entered_at, "responsible_id": text(r.responsible_id, 64),
-                     "attributes": plain(r.attributes) if r.attributes else {}})
-    if not rows:
+        status, amount, closed, created, entered = r.status, r.amount, r.closed_at, r.created_at, r.stage_entered_at
+        if not (status in ORDER_STATUSES and type(amount) is Decimal  # what a source's mapping gives: no checks
+                and (closed is None or (type(closed) is moment and closed.tzinfo is not None))
+                and (created is None or (type(created) is moment and created.tzinfo is not None))
+                and (entered is None or (type(entered) is moment and entered.tzinfo is not None))):
+            problem = _order_problem(r)
+            if problem:
+                counts.errors.append({"entity": "order", "id": r.external_id, "error": problem})
+                continue
+            amount = amount if type(amount) is Decimal else Decimal(amount)
+        company, pipeline, stage, responsible = r.company_external_id, r.pipeline, r.stage, r.responsible_id
+        key = (r.source, str(r.external_id))
+        unique[key] = {
+            "source": key[0], "external_id": key[1], "contact_external_id": r.contact_external_id,
+            "amount": amount, "currency": (r.currency or "RUB").upper()[:3], "status": status, "title": r.title,
+            "promo_code": r.promo_code, "closed_at": closed, "created_at": created or now, "updated_at": now,
+            "company_external_id": long[company] if type(company) is str or company is None else text(company, 200),
+            "pipeline": long[pipeline] if type(pipeline) is str or pipeline is None else text(pipeline, 200),
+            "stage": long[stage] if type(stage) is str or stage is None else text(stage, 200),
+            "stage_entered_at": entered,
+            "responsible_id": short[responsible] if type(responsible) is str or responsible is None
+            else text(responsible, 64),
+            "attributes": plain(r.attributes) if r.attributes else {}}
+    if not unique:
         return
-    unique = {(r["source"], r["external_id"]): r for r in rows}
     rows = [unique[key] for key in sorted(unique)]  # in key order, as upsert_orders writes: no deadlock
     by_source: dict[str, set[str]] = defaultdict(set)
     for row in rows:
@@ -224,31 +235,64 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
                     firms.add(firm)
     company_of = companies.ids_of(conn, {(r["source"], r["company_external_id"]) for r in rows
                                          if r["company_external_id"]})
-    for row in rows:
-        row["company_id"] = (company_of.get((row["source"], row["company_external_id"]))
-                             if row["company_external_id"] else None)
-        if row["company_id"] is not None:
-            firms.add(row["company_id"])
-        row["contact_id"] = (contact_of.get((row["source"], row["contact_external_id"]))
-                             if row["contact_external_id"] else None)
-        if row["contact_id"] is not None:
-            touched.add(row["contact_id"])
-        before = stored.get((row["source"], row["external_id"]))
-        if before is None:
-            counts.orders["created"] += 1
-        elif before != tuple(row[name] for name in _COMPARED):  # an overlap window re-reads unchanged deals
-            counts.orders["updated"] += 1
     # New orders (all of them in a first sync) take the bulk path; known ones are upserted.
-    fresh = [r for r in rows if (r["source"], r["external_id"]) not in existing]
-    known = [r for r in rows if (r["source"], r["external_id"]) in existing]
+    fresh: list[dict[str, Any]] = []
+    known: list[dict[str, Any]] = []
+    for row in rows:
+        source = row["source"]
+        company_ext, contact_ext = row["company_external_id"], row["contact_external_id"]
+        row["company_id"] = firm = company_of.get((source, company_ext)) if company_ext else None
+        if firm is not None:
+            firms.add(firm)
+        row["contact_id"] = cid = contact_of.get((source, contact_ext)) if contact_ext else None
+        if cid is not None:
+            touched.add(cid)
+        before = stored.get((source, row["external_id"])) if stored else None
+        if before is None:
+            fresh.append(row)
+            continue
+        known.append(row)
+        if before != tuple(row[name] for name in _COMPARED):  # an overlap window re-reads unchanged deals
+            counts.orders["updated"] += 1
+    counts.orders["created"] += len(fresh)
     bulk_insert(conn, orders_t, fresh, ignore_conflicts=True)
     if known:
         upsert_orders(conn, known)
+    # Calls logged on these deals before they arrived, or on a deal that changed hands, reach its contact.
+    activities.follow_orders(conn, [(r["source"], r["external_id"]) for r in rows])
     if refresh:
         identity.refresh_stats(conn, touched)
         companies.refresh_stats(conn, firms)
 
 
+class _PlainAlike:
+    """custom_fields.plain for one chunk's records, one result per distinct set of values.
+
+    A portal's deals repeat a few patterns of custom field values (a delivery
+    method, a date): rows made alike share one dict, which the bulk insert
+    encodes as JSON once (hub.db). Only texts, whole numbers, flags and None
+    are compared this way (equal values of another type, 1.0 and 1 or two
+    Decimals, can be written differently); other sets are made plain each time.
+    """
+
+    def __init__(self) -> None:
+        self._done: dict[Any, dict[str, Any]] = {}
+
+    def __call__(self, attributes: Any) -> dict[str, Any]:
+        if type(attributes) is not dict:
+            return custom_fields.plain(attributes)
+        types = tuple(map(type, attributes.values()))
+        if not _SIMPLE.issuperset(types) or not _TEXT.issuperset(map(type, attributes)):
+            return custom_fields.plain(attributes)
+        key = (tuple(attributes.items()), types)
+        found = self._done.get(key)
+        if found is None:
+            found = self._done[key] = custom_fields.plain(attributes)
+        return found
+
+
+_SIMPLE = frozenset({str, int, bool, type(None)})
+_TEXT = frozenset({str})
 # The columns an order's update may change (updated_at, Hub's own write time, aside).
 _COMPARED = ("contact_external_id", "contact_id", "amount", "currency", "status", "title", "promo_code", "closed_at",
              "company_external_id", "company_id", "pipeline", "stage", "stage_entered_at", "responsible_id",

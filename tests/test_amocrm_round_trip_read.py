@@ -313,7 +313,8 @@ def test_call_notes_become_calls_with_direction_duration_and_missed() -> None:
     assert unreported is not None and unreported.missed  # no call_status: nobody talked for 0 seconds
     assert outgoing is not None and outgoing.direction == "out" and not outgoing.missed
     assert mapping.call_note(note(6, "common", NOW, text="Привет"), "contacts") is None
-    assert mapping.call_note(note(7, "call_in", NOW), "leads") is None
+    on_lead = mapping.call_note(note(7, "call_in", NOW, duration=30, call_status=4), "leads")
+    assert on_lead is not None and (on_lead.order_external_id, on_lead.contact_external_id) == ("7", None)
 
 
 def test_tasks_become_calls_meetings_and_tasks_done_or_planned() -> None:
@@ -326,7 +327,9 @@ def test_tasks_become_calls_meetings_and_tasks_done_or_planned() -> None:
                                      done=False, duration_s=3600, subject="Встреча в офисе", responsible_id="6100003")
     assert call is not None and call.kind == "call" and call.done and call.duration_s is None
     assert own is not None and own.kind == "task" and own.company_external_id == "7"
-    assert mapping.task({**base, "id": 4, "task_type_id": 1, "entity_type": "leads"}) is None
+    on_lead = mapping.task({**base, "id": 4, "task_type_id": 1, "entity_type": "leads"})
+    assert on_lead is not None and (on_lead.order_external_id, on_lead.contact_external_id) == ("7", None)
+    assert mapping.task({**base, "id": 5, "task_type_id": 1, "entity_type": "customers"}) is None
 
 
 @responses.activate
@@ -335,12 +338,13 @@ def test_activities_read_in_full_resume_after_the_last_stored_page() -> None:
     responses.get(f"{BASE}/api/v4/contacts/notes", json=listing("notes", [note(1, "call_in", NOW, duration=3)],
                                                                path="contacts/notes"))
     responses.get(f"{BASE}/api/v4/companies/notes", status=204, body="")
+    responses.get(f"{BASE}/api/v4/leads/notes", status=204, body="")
     responses.get(f"{BASE}/api/v4/tasks", json=listing("tasks", [
         {"id": 9, "entity_id": 7, "entity_type": "contacts", "task_type_id": 1, "is_completed": False,
          "complete_till": NOW, "text": "Перезвонить"}]))
     pages = list(source.read("activities", None, True))
-    assert [p.cursor for p in pages] == ["contact_calls:1", "contact_tasks:1", "company_tasks:1"]
-    assert [r.external_id for p in pages for r in p.records] == ["note:1", "task:9", "task:9"]
+    assert [p.cursor for p in pages] == ["contact_calls:1", "contact_tasks:1", "company_tasks:1", "lead_tasks:1"]
+    assert [r.external_id for p in pages for r in p.records] == ["note:1", "task:9", "task:9", "task:9"]
     assert "filter%5Bnote_type%5D%5B%5D=call_in" in responses.calls[0].request.url
     responses.reset()
     responses.get(f"{BASE}/api/v4/tasks", status=204, body="",
@@ -348,10 +352,11 @@ def test_activities_read_in_full_resume_after_the_last_stored_page() -> None:
     responses.get(f"{BASE}/api/v4/tasks", json=listing("tasks", [
         {"id": 10, "entity_id": 8, "entity_type": "companies", "task_type_id": 2, "is_completed": True,
          "complete_till": NOW, "text": "Встреча"}]))
+    responses.get(f"{BASE}/api/v4/leads/notes", status=204, body="")
     resumed = list(source.read("activities", "contact_tasks:1", True))
-    assert [p.cursor for p in resumed] == ["company_tasks:1"]
+    assert [p.cursor for p in resumed] == ["company_tasks:1", "lead_tasks:1"]
     assert [(c.request.params.get("filter[entity_type]"), c.request.params["page"]) for c in responses.calls] == [
-        ("contacts", "2"), ("companies", "1")]
+        ("contacts", "2"), ("companies", "1"), (None, "1"), ("leads", "1")]
 
 
 # --- end to end -------------------------------------------------------------------------------
@@ -387,10 +392,9 @@ def test_a_full_sync_through_the_cli_brings_companies_fields_stages_and_calls_th
 
     report = hub_json("sync", "amocrm", "--full")
     assert report["errors"] == 0 and report["rate_limited"] == 0, report
-    calls = account.calls("contacts") + account.calls("companies")
+    calls = account.calls("contacts") + account.calls("companies") + account.calls("leads")
     assert report["companies"]["created"] == len(account.company_ids())
-    assert report["activities"]["created"] == len(calls) + sum(
-        1 for task in account.seeded_tasks if task["entity_type"] in ("contacts", "companies"))
+    assert account.calls("leads") and report["activities"]["created"] == len(calls) + len(account.seeded_tasks)
     with hub_db.engine.connect() as conn:
         companies = {c.external_id: c for c in rows(conn, Company)}
         fields = {(f.entity, f.code): f for f in rows(conn, CustomField)}

@@ -180,12 +180,12 @@ def test_changes_and_deletions_arrive_in_an_incremental_sync_of_three_requests(
     report = sync.run(hub_db.engine, hub_db.settings, "amocrm")
 
     assert report.kind == "incremental"
-    # Three for the contacts and leads; one each for changed companies, calls of contacts and of
-    # companies, and tasks (field definitions are read again only when an hour old).
+    # Three for the contacts and leads; one each for changed companies, calls of contacts, of
+    # companies and of leads, and tasks (field definitions are read again only when an hour old).
     assert account.stats()["by_path"] == {"GET /api/v4/contacts": 1, "GET /api/v4/events": 1,
                                           "GET /api/v4/leads": 1, "GET /api/v4/companies": 1,
                                           "GET /api/v4/contacts/notes": 1, "GET /api/v4/companies/notes": 1,
-                                          "GET /api/v4/tasks": 1}
+                                          "GET /api/v4/leads/notes": 1, "GET /api/v4/tasks": 1}
     assert report.counts.contacts["created"] == 1 and report.counts.contacts["deleted"] == 1
     assert report.counts.orders["deleted"] == 1
     held = hub_by_ref(hub_db)

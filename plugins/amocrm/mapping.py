@@ -572,11 +572,12 @@ CALL_NOTES = {"call_in": "in", "call_out": "out"}
 UNANSWERED = frozenset({1, 2, 3, 6, 7})
 NOTE_PREFIX, TASK_PREFIX = "note:", "task:"
 TASK_KINDS = {1: "call", 2: "meeting"}  # amoCRM's predefined task types; an account's own are tasks
-_NOTE_OWNERS = {"contacts": "contact", "companies": "company"}
+# Whose a note or task is, by its entity type; one on a lead reaches the lead's contact (hub.activities).
+_NOTE_OWNERS = {"contacts": "contact", "companies": "company", "leads": "order"}
 
 
 def call_note(row: Mapping[str, Any], entity: str) -> ActivityRecord | None:
-    """A call_in / call_out note on a contact or company as a call; other notes are None.
+    """A call_in / call_out note on a contact, company or lead as a call; other notes are None.
 
     `params`: `duration` (seconds), `call_status` (see UNANSWERED), `call_result`
     (what the manager wrote), `phone`, `source`, `uniq`. Telephony that
@@ -601,16 +602,17 @@ def call_note(row: Mapping[str, Any], entity: str) -> ActivityRecord | None:
         company_external_id=target if owner == "company" else None,
         direction=direction, missed=missed, done=True,  # type: ignore[arg-type]
         duration_s=duration, subject=result[:500] or None,
-        responsible_id=str(row["responsible_user_id"]) if row.get("responsible_user_id") else None)
+        responsible_id=str(row["responsible_user_id"]) if row.get("responsible_user_id") else None,
+        order_external_id=target if owner == "order" else None)
 
 
 def task(row: Mapping[str, Any]) -> ActivityRecord | None:
-    """A task on a contact or company (GET /api/v4/tasks) as a planned or done call, meeting or task.
+    """A task on a contact, company or lead (GET /api/v4/tasks) as a planned or done call, meeting or task.
 
     `task_type_id` 1 is a call, 2 a meeting, any other an account's own task
     type; `is_completed` says whether it is done; `complete_till` is when it
-    is due, the moment it stands at. Tasks on leads are not a person's (a lead
-    may name several contacts) and are left to the lead.
+    is due, the moment it stands at. A task on a lead names the lead and
+    reaches the lead's main contact; a customer's task (entity_type customers) is None.
     """
     owner = _NOTE_OWNERS.get(str(row.get("entity_type")))
     at = timestamp(row.get("complete_till")) or timestamp(row.get("created_at"))
@@ -625,7 +627,8 @@ def task(row: Mapping[str, Any]) -> ActivityRecord | None:
         company_external_id=target if owner == "company" else None,
         done=bool(row.get("is_completed")), duration_s=whole(row.get("duration")) or None,
         subject=text[:500] or None,
-        responsible_id=str(row["responsible_user_id"]) if row.get("responsible_user_id") else None)
+        responsible_id=str(row["responsible_user_id"]) if row.get("responsible_user_id") else None,
+        order_external_id=target if owner == "order" else None)
 
 
 def whole(value: Any) -> int | None:

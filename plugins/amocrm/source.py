@@ -21,13 +21,15 @@ Cursors.
   statuses: a full read takes the log once before the leads; an incremental
   one the window's events, and for an open lead edited without moving, its
   own latest move (10 leads a request).
-- Activities are call notes (call_in / call_out) and tasks of contacts and
-  companies, list after list ("contact_calls:N" ... "company_tasks:N" in a
-  full read; changed ones by `updated_at` otherwise).
+- Activities are call notes (call_in / call_out) and tasks of contacts,
+  companies and leads, list after list ("contact_calls:N" ... "lead_tasks:N"
+  in a full read; changed ones by `updated_at` otherwise, where one tasks
+  list covers every entity type). Most calls are logged on a lead: those
+  name the lead and reach its main contact (hub.activities).
 
-A hundred changed contacts cost seven requests: one page of contacts, one of
+A hundred changed contacts cost eight requests: one page of contacts, one of
 events, one of leads (204 when none changed), and one each for changed
-companies, calls of contacts, calls of companies and tasks.
+companies, calls of contacts, calls of companies, calls of leads and tasks.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ ACTIVITY_LISTS: tuple[tuple[str, str, tuple[tuple[str, str], ...], str], ...] = 
                                                   ("filter[note_type][]", "call_out")), "notes"),
     ("contact_tasks", "/api/v4/tasks", (("filter[entity_type]", "contacts"),), "tasks"),
     ("company_tasks", "/api/v4/tasks", (("filter[entity_type]", "companies"),), "tasks"),
+    # Those logged on leads, last: a cursor stored before they were read stays valid.
+    ("lead_calls", "/api/v4/leads/notes", (("filter[note_type][]", "call_in"),
+                                           ("filter[note_type][]", "call_out")), "notes"),
+    ("lead_tasks", "/api/v4/tasks", (("filter[entity_type]", "leads"),), "tasks"),
 )
 MAX_PROBLEMS = 200
 # Contacts in one PATCH of fields (scores, stages pushed on change): 250, as many as a page holds. amoCRM
@@ -375,7 +381,7 @@ class AmoSource:
         return None
 
     def _read_activities(self, cursor: str | None, full: bool) -> Iterator[Page]:
-        """Calls (call_in / call_out notes) and tasks of contacts and companies, list by list.
+        """Calls (call_in / call_out notes) and tasks of contacts, companies and leads, list by list.
 
         Full: numbered pages by id, the cursor "phase:page". Incremental: what was
         updated in [since - overlap, now]; the cursor moves to `now` once every list is read.
@@ -393,7 +399,8 @@ class AmoSource:
         now = int(self._clock())
         since = int(state.get("since") or 0)
         window = [("filter[updated_at][from]", max(0, since - self.overlap)), ("filter[updated_at][to]", now)]
-        # Changed tasks in one list (a window holds few; those on leads are dropped in mapping).
+        # Changed tasks in one list, whatever they are on (a window holds few; a customer's is dropped in
+        # mapping); the notes are a list per entity type.
         lists = [entry for entry in ACTIVITY_LISTS if entry[1] != "/api/v4/tasks"] + [
             ("tasks", "/api/v4/tasks", (), "tasks")]
         for _name, path, filters, key in lists:

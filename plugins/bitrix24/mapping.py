@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeGuard
 
 from hub.api import ActivityRecord, CompanyRecord, ContactRecord, OrderRecord, clean_text, person_name
 
@@ -35,14 +35,16 @@ DEAL_FIELDS = ["ID", "TITLE", "CONTACT_ID", "COMPANY_ID", "CATEGORY_ID", "STAGE_
                "OPPORTUNITY", "CURRENCY_ID", "CLOSEDATE", "CLOSED", "ASSIGNED_BY_ID", "MOVED_TIME", "DATE_CREATE",
                "DATE_MODIFY"]
 COMPANY_FIELDS = ["ID", "TITLE", "ADDRESS_CITY", "ASSIGNED_BY_ID", "DATE_CREATE", "DATE_MODIFY", "PHONE", "EMAIL"]
+# BINDINGS (every CRM object the activity is bound to) tells the person a call logged on a deal was with.
 ACTIVITY_FIELDS = ["ID", "OWNER_TYPE_ID", "OWNER_ID", "TYPE_ID", "PROVIDER_ID", "DIRECTION", "SUBJECT",
-                   "START_TIME", "END_TIME", "COMPLETED", "RESPONSIBLE_ID", "SETTINGS", "CREATED", "LAST_UPDATED"]
+                   "START_TIME", "END_TIME", "COMPLETED", "RESPONSIBLE_ID", "SETTINGS", "CREATED", "LAST_UPDATED",
+                   "BINDINGS"]
 # crm.activity TYPE_ID (crm_enum_activitytype): 1 meeting, 2 call, 3 task, 4 e-mail, 6 a provider's
 # activity (CRM_TODO is the to-do of current portals); DIRECTION 1 incoming, 2 outgoing.
 ACTIVITY_KINDS = {"1": "meeting", "2": "call", "3": "task", "4": "email"}
 PROVIDER_KINDS = {"CRM_TODO": "task", "TASKS_TASK": "task", "CRM_MEETING": "meeting", "CRM_CALL_TRACKER": "call",
                   "VOXIMPLANT_CALL": "call", "CRM_EMAIL": "email"}
-OWNER_CONTACT, OWNER_COMPANY = "3", "4"  # CRM object type ids
+OWNER_DEAL, OWNER_CONTACT, OWNER_COMPANY = "2", "3", "4"  # CRM object type ids
 DIRECTIONS = {"1": "in", "2": "out"}  # crm.activity DIRECTION
 OUTCOME = {"S": "won", "F": "lost", "P": "open"}
 MAX_AMOUNT = Decimal("1e15")  # beyond this (or NaN, Infinity) an amount is no amount anyone typed
@@ -109,6 +111,8 @@ def _parse_date(value: str) -> dt.date | None:
 
 def _text(value: Any) -> str | None:
     """A value as trimmed text without NUL; None when nothing is left (called for nearly every field)."""
+    if type(value) is str and "\x00" not in value:  # what the portal's JSON gives
+        return value.strip() or None
     if value is None:
         return None
     text = value if type(value) is str else str(value)
@@ -117,13 +121,17 @@ def _text(value: Any) -> str | None:
     return text.strip() or None
 
 
-def _is_map(value: Any) -> bool:
+def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
     """Mapping check with the portal's own type (dict) first: the ABC check costs more than the mapping."""
     return type(value) is dict or isinstance(value, Mapping)
 
 
 def record_id(raw: Mapping[str, Any]) -> str:
     """The row's ID; a row without one cannot be kept (ValueError, reported against the page)."""
+    if type(raw) is dict:
+        found = raw.get("ID")
+        if type(found) is str and found.isdigit():  # the portal's own: nothing to trim, never "none"
+            return found
     found = _text(raw.get("ID")) if _is_map(raw) else None
     if found is None or found.lower() in ("none", "null"):
         raise ValueError("the record has no ID")
@@ -151,7 +159,7 @@ def _values(multifield: Any, types: Mapping[str, str], labels: dict[str, str]) -
 
 def _id(value: Any) -> str | None:
     """A reference to another record; the portal writes "0" or "" for none."""
-    text = _text(value)
+    text = value.strip() if type(value) is str and "\x00" not in value else _text(value)
     return text if text and text != "0" else None
 
 
@@ -206,9 +214,10 @@ def deal(raw: Mapping[str, Any], promo_field: str | None = None, custom: Mapping
     `pipelines` and `stages` name CATEGORY_ID and STAGE_ID (unknown ones keep their id). The deal
     entered its stage at MOVED_TIME, which current portals keep on every deal; `entered` (from
     crm.stagehistory.list) is used where a portal leaves MOVED_TIME empty."""
-    status = OUTCOME.get(str(raw.get("STAGE_SEMANTIC_ID") or "P"), "open")
-    contact_id = _text(raw.get("CONTACT_ID"))
-    amount: Any = raw.get("OPPORTUNITY") or "0"
+    get = raw.get  # a first sync maps every deal of the portal: the lookups below add up
+    status = OUTCOME.get(str(get("STAGE_SEMANTIC_ID") or "P"), "open")
+    contact_id = _text(get("CONTACT_ID"))
+    amount: Any = get("OPPORTUNITY") or "0"
     try:
         number = Decimal(str(amount))
     except (InvalidOperation, ValueError):
@@ -221,18 +230,18 @@ def deal(raw: Mapping[str, Any], promo_field: str | None = None, custom: Mapping
         external_id=record_id(raw),
         contact_external_id=contact_id if contact_id and contact_id != "0" else None,
         amount=amount,
-        currency=_text(raw.get("CURRENCY_ID")) or "RUB",
+        currency=_text(get("CURRENCY_ID")) or "RUB",
         status=status,  # type: ignore[arg-type]
-        closed_at=parse_time(raw.get("CLOSEDATE")) if status != "open" else None,
-        created_at=parse_time(raw.get("DATE_CREATE")),
-        promo_code=_text(raw.get(promo_field)) if promo_field else None,
-        title=_text(raw.get("TITLE")),
-        company_external_id=_id(raw.get("COMPANY_ID")),
-        pipeline=_named(raw.get("CATEGORY_ID") or "0", pipelines),
-        stage=_named(raw.get("STAGE_ID"), stages),
-        stage_entered_at=parse_time(raw.get("MOVED_TIME")) or entered,
-        responsible_id=_id(raw.get("ASSIGNED_BY_ID")),
-        attributes=dict(custom or {}),
+        closed_at=parse_time(get("CLOSEDATE")) if status != "open" else None,
+        created_at=parse_time(get("DATE_CREATE")),
+        promo_code=_text(get(promo_field)) if promo_field else None,
+        title=_text(get("TITLE")),
+        company_external_id=_id(get("COMPANY_ID")),
+        pipeline=_named(get("CATEGORY_ID") or "0", pipelines),
+        stage=_named(get("STAGE_ID"), stages),
+        stage_entered_at=parse_time(get("MOVED_TIME")) or entered,
+        responsible_id=_id(get("ASSIGNED_BY_ID")),
+        attributes=dict(custom) if custom else {},
     )
 
 
@@ -271,19 +280,44 @@ def missed(raw: Mapping[str, Any]) -> bool:
     if str(raw.get("DIRECTION") or "") != "1":
         return False
     settings = raw.get("SETTINGS")
-    if isinstance(settings, Mapping) and "MISSED_CALL" in settings:
+    if _is_map(settings) and "MISSED_CALL" in settings:
         return str(settings["MISSED_CALL"]).strip().lower() in ("1", "true", "y")
     start, end = parse_time(raw.get("START_TIME")), parse_time(raw.get("END_TIME"))
     return raw.get("COMPLETED") != "Y" and start is not None and start == end
 
 
+def bound(raw: Mapping[str, Any]) -> dict[str, str]:
+    """The first object of each type an activity is bound to (BINDINGS), type id -> object id.
+
+    Items read {OWNER_TYPE_ID, OWNER_ID} (crm.activity.fields) or {entityTypeId, entityId}
+    (crm.activity.binding.list); a portal that does not return BINDINGS gives nothing here.
+    """
+    items = raw.get("BINDINGS")
+    out: dict[str, str] = {}
+    if not isinstance(items, list):
+        return out
+    for item in items:
+        if not _is_map(item):
+            continue
+        kind = str(item.get("OWNER_TYPE_ID") or item.get("entityTypeId") or "")
+        target = _id(item.get("OWNER_ID") or item.get("entityId"))
+        if kind and target is not None:
+            out.setdefault(kind, target)
+    return out
+
+
 def activity(raw: Mapping[str, Any]) -> ActivityRecord | None:
-    """One crm.activity.list row bound to a contact or a company; None for kinds Hub does not keep."""
+    """One crm.activity.list row bound to a deal, a contact or a company; None for kinds Hub does not keep.
+
+    A call logged on a deal (OWNER_TYPE_ID 2) names the deal, and the contact when its BINDINGS
+    say who it was with; without one it reaches the deal's contact (hub.activities).
+    """
     kind = PROVIDER_KINDS.get(str(raw.get("PROVIDER_ID") or "")) or ACTIVITY_KINDS.get(str(raw.get("TYPE_ID") or ""))
     at = parse_time(raw.get("START_TIME")) or parse_time(raw.get("CREATED"))
     if kind is None or at is None:
         return None
     owner_type, owner = str(raw.get("OWNER_TYPE_ID") or ""), _id(raw.get("OWNER_ID"))
+    bindings = bound(raw) if raw.get("BINDINGS") else {}
     direction = DIRECTIONS.get(str(raw.get("DIRECTION") or ""))
     duration = None
     if kind == "call":
@@ -296,7 +330,7 @@ def activity(raw: Mapping[str, Any]) -> ActivityRecord | None:
         external_id=record_id(raw),
         kind=kind,  # type: ignore[arg-type]
         at=at,
-        contact_external_id=owner if owner_type == OWNER_CONTACT else None,
+        contact_external_id=owner if owner_type == OWNER_CONTACT else bindings.get(OWNER_CONTACT),
         company_external_id=owner if owner_type == OWNER_COMPANY else None,
         direction=direction,  # type: ignore[arg-type]
         missed=is_missed,
@@ -304,4 +338,5 @@ def activity(raw: Mapping[str, Any]) -> ActivityRecord | None:
         duration_s=0 if is_missed else duration,
         subject=_text(raw.get("SUBJECT")),
         responsible_id=_id(raw.get("RESPONSIBLE_ID")),
+        order_external_id=owner if owner_type == OWNER_DEAL else bindings.get(OWNER_DEAL),
     )

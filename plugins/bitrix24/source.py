@@ -9,8 +9,11 @@ definitions and the record mappers type values and name stages with them.
 Companies bring their INN from requisites (crm.requisite.list, ENTITY_TYPE_ID
 4): each page of companies is followed by one paged read of the requisites of
 that page's ID range, so 2,500 companies cost two requests, not 2,501.
-Activities are those bound to a contact or a company (OWNER_TYPE_ID 3 or 4);
-a call logged on a deal card belongs to the deal and is not read.
+Activities are those owned by a deal, a contact or a company (OWNER_TYPE_ID 2,
+3 or 4), in the same crm.activity.list walk: a call logged on a deal card reaches
+the person its BINDINGS name, else the deal's contact (hub.activities). Filtering
+by owner rather than by BINDINGS keeps one row per activity: a BINDINGS filter
+returns an activity bound to both a deal and a contact twice.
 
 Cursors. A full read pages by ID, so its cursor is the last ID committed. An
 incremental read asks for everything modified since the last run's start
@@ -126,7 +129,9 @@ class Bitrix24Source:
         return mapping.DEAL_FIELDS + ([self.promo_field] if self.promo_field else []) + ["UF_*"]
 
     def _filter(self, entity: str) -> dict[str, Any]:
-        return {"OWNER_TYPE_ID": [OWNER_TYPE_CONTACT, OWNER_TYPE_COMPANY]} if entity == "activities" else {}
+        if entity == "activities":
+            return {"OWNER_TYPE_ID": [DEAL_TYPE, OWNER_TYPE_CONTACT, OWNER_TYPE_COMPANY]}
+        return {}
 
     def _records(self, entity: str, rows: list[dict[str, Any]]) -> list[Record]:
         """The page's rows as records; a row that cannot be read is reported (see `stats`) and skipped,
@@ -153,7 +158,7 @@ class Bitrix24Source:
         entered = self._stage_entered([r for r in rows if not r.get("MOVED_TIME") and r.get("CLOSED") != "Y"])
         return self._each(entity, rows, lambda r: mapping.deal(
             r, self.promo_field, custom(r), pipelines=directory["pipelines"],
-            stages=directory["stages"], entered=entered.get(str(r.get("ID")))), scrub)
+            stages=directory["stages"], entered=entered.get(str(r.get("ID"))) if entered else None), scrub)
 
     def _each(self, entity: str, rows: list[dict[str, Any]], make: Callable[[dict[str, Any]], Any],
               scrub: bool = True) -> list[Record]:

@@ -177,7 +177,7 @@ class Account(Credentials, Limits, Reading, Writing, Links, Notes, Events):
         self._call_time_cache: dict[str, list[int]] = {}
         self._calls, self._seeded_tasks = round_trip.seed_activities(
             len(seeded_contacts) * round_trip.ACTIVITIES_PER_CONTACT if activities is None else activities,
-            seed, seeded_contacts, seeded_companies, today)
+            seed, seeded_contacts, seeded_companies, today, seeded_leads)
         self._next_ids = {
             "contacts": max(self._stores["contacts"], default=contact_id_for(first_person + contacts)) + 1,
             "companies": max(self._stores["companies"], default=35_000_000) + 1,

@@ -297,7 +297,7 @@ class Reading(AccountState):
             return list(self._stores["companies"])
 
     def calls(self, entity: str = "contacts") -> list[dict[str, Any]]:
-        """The seeded call notes of contacts or companies, as the notes list renders them."""
+        """The seeded call notes of contacts, companies or leads, as the notes list renders them."""
         with self._lock:
             out = [render_call(row, entity, self.base_url) for row in self._calls.get(entity, [])]
             for item in out:

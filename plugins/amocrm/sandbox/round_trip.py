@@ -12,9 +12,10 @@ leads it decorates keep every value they had before:
   date_time) on contacts and leads;
 - lead_status_changed events: each open lead moved into its current status
   (after passing the first one when it is further along);
-- calls as call_in / call_out notes on contacts and companies with their
-  duration and call_status (missed incoming ones included), and tasks
-  (calls, meetings, the account's own) done or planned: `activities` in all.
+- calls as call_in / call_out notes on contacts, companies and leads with
+  their duration and call_status (missed incoming ones included), and tasks
+  (calls, meetings, the account's own) done or planned, on the same three:
+  `activities` in all, a third of them on leads, as managers log them.
 
 Calls are kept as compact tuples, sorted by time with ids rising, so an
 account of 300,000 costs little memory and a page of them is a slice.
@@ -69,6 +70,7 @@ CALL_ID_BASE = 60_000_001   # seeded call notes (notes written through the API s
 TASK_ID_BASE = 70_000_001   # seeded tasks (tasks added through the API start at 80,000,001)
 TASK_SHARE = 0.1            # of the activities, tasks; the rest calls
 COMPANY_CALL_SHARE = 0.15   # calls to a company's switchboard rather than a person
+LEAD_SHARE = 1 / 3          # calls and tasks logged on a lead (of those with a contact) rather than on the person
 HISTORY_DAYS = 365
 ACTIVITIES_PER_CONTACT = 2  # an account's activities unless told how many
 DAY = 86_400
@@ -217,9 +219,16 @@ def status_moves(leads: Sequence[LeadRow], seed: int) -> list[tuple[int, int, in
 
 
 def seed_activities(count: int, seed: int, contacts: Sequence[ContactRow], companies: Sequence[ContactRow],
-                    today: date | None = None) -> tuple[dict[str, list[CallRow]], list[dict[str, Any]]]:
-    """`count` activities over the last year: calls (notes by entity) and tasks, oldest first."""
-    calls: dict[str, list[CallRow]] = {"contacts": [], "companies": []}
+                    today: date | None = None, leads: Sequence[LeadRow] = ()
+                    ) -> tuple[dict[str, list[CallRow]], list[dict[str, Any]]]:
+    """`count` activities over the last year: calls (notes by entity) and tasks, oldest first.
+
+    A third are logged on leads that have a contact (`LEAD_SHARE`), as managers do; the call's
+    phone is then the lead's main contact's.
+    """
+    calls: dict[str, list[CallRow]] = {"contacts": [], "companies": [], "leads": []}
+    people = {row.id: row for row in contacts}
+    leads = [lead for lead in leads if lead.contact_ids and lead.contact_ids[0] in people]
     tasks: list[dict[str, Any]] = []
     if count <= 0 or not contacts:
         return calls, tasks
@@ -229,14 +238,17 @@ def seed_activities(count: int, seed: int, contacts: Sequence[ContactRow], compa
     moments = sorted(end - int(rng.random() * HISTORY_DAYS * DAY) for _ in range(count))
     for moment in moments:
         if rng.random() < TASK_SHARE:
-            tasks.append(_task(rng, len(tasks), moment, end, contacts, companies))
+            tasks.append(_task(rng, len(tasks), moment, end, contacts, companies, leads))
             continue
-        on_company = bool(companies) and rng.random() < COMPANY_CALL_SHARE
-        owner = rng.choice(companies) if on_company else rng.choice(contacts)
+        lead = rng.choice(leads) if leads and rng.random() < LEAD_SHARE else None
+        on_company = lead is None and bool(companies) and rng.random() < COMPANY_CALL_SHARE
+        owner: ContactRow | LeadRow = (lead if lead is not None else rng.choice(companies) if on_company
+                                       else rng.choice(contacts))
         incoming = rng.random() < 0.4
         talked = rng.random() < 0.7
-        phones = owner.fields.get(PHONE.id) or [("", None)]
-        entity = "companies" if on_company else "contacts"
+        dialled = people[lead.contact_ids[0]] if lead is not None else owner
+        phones = dialled.fields.get(PHONE.id) or [("", None)]
+        entity = "leads" if lead is not None else "companies" if on_company else "contacts"
         calls[entity].append(CallRow(
             id=0, entity_id=owner.id, created_at=moment, note_type="call_in" if incoming else "call_out",
             duration=rng.randint(20, 900) if talked else 0,
@@ -251,9 +263,11 @@ def seed_activities(count: int, seed: int, contacts: Sequence[ContactRow], compa
 
 
 def _task(rng: random.Random, index: int, created: int, end: int, contacts: Sequence[ContactRow],
-          companies: Sequence[ContactRow]) -> dict[str, Any]:
-    on_company = bool(companies) and rng.random() < COMPANY_CALL_SHARE
-    owner = rng.choice(companies) if on_company else rng.choice(contacts)
+          companies: Sequence[ContactRow], leads: Sequence[LeadRow] = ()) -> dict[str, Any]:
+    lead = rng.choice(leads) if leads and rng.random() < LEAD_SHARE else None
+    on_company = lead is None and bool(companies) and rng.random() < COMPANY_CALL_SHARE
+    owner: ContactRow | LeadRow = (lead if lead is not None else rng.choice(companies) if on_company
+                                   else rng.choice(contacts))
     task_type = rng.choice((1, 1, 2, 3))
     due = created + rng.randint(1, 14) * DAY
     done = due < end and rng.random() < 0.8
@@ -266,7 +280,7 @@ def _task(rng: random.Random, index: int, created: int, end: int, contacts: Sequ
         "responsible_user_id": owner.responsible_user_id,
         "group_id": 0,
         "entity_id": owner.id,
-        "entity_type": "companies" if on_company else "contacts",
+        "entity_type": "leads" if lead is not None else "companies" if on_company else "contacts",
         "duration": 3_600 if task_type == 2 else 0,
         "is_completed": done,
         "task_type_id": task_type,

@@ -8,6 +8,8 @@ have one requisite with a valid INN (a few two), a third of the people work
 somewhere (COMPANY_ID, and COMPANY_IDS when at two), calls have a length
 between START_TIME and END_TIME, and a missed incoming call is open, of no
 length, with SETTINGS {"MISSED_CALL": true} as the telephony leaves it.
+A third of the activities are logged on deals (OWNER_TYPE_ID 2), as managers
+do: bound (BINDINGS) to the deal and to the deal's contact.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def seed(contacts: dict[int, dict[str, Any]], deals: dict[int, dict[str, Any]], 
         if contact and contact.get("COMPANY_ID"):
             row["COMPANY_ID"] = contact["COMPANY_ID"]
     _history(out, deals)
-    _activities(out, contacts, activities, rng, now)
+    _activities(out, contacts, deals, activities, rng, now)
     return out
 
 
@@ -159,14 +161,22 @@ def _history(out: Business, deals: dict[int, dict[str, Any]]) -> None:
                                 category, row["STAGE_SEMANTIC_ID"], row["STAGE_ID"], 2))
 
 
-def _activities(out: Business, contacts: dict[int, dict[str, Any]], count: int, rng: random.Random,
-                now: int) -> None:
-    """`count` activities on random contacts (nine in ten) and companies, IDs in the order they happened."""
+DEAL_SHARE = 1 / 3  # of the activities, those logged on a deal card
+
+
+def _activities(out: Business, contacts: dict[int, dict[str, Any]], deals: dict[int, dict[str, Any]], count: int,
+                rng: random.Random, now: int) -> None:
+    """`count` activities on deals (a third), random contacts and companies (one in ten of the rest),
+    IDs in the order they happened."""
     contact_ids = sorted(contacts)
     company_ids = sorted(out.companies)
+    deal_ids = sorted(i for i, row in deals.items() if row.get("CONTACT_ID") in contacts)
     planned: list[tuple[int, int, int, str]] = []
     for _ in range(count):
-        if company_ids and rng.random() < 0.1:
+        if deal_ids and rng.random() < DEAL_SHARE:
+            owner_type, owner = 2, rng.choice(deal_ids)
+            born = deals[owner]["DATE_CREATE"]
+        elif company_ids and rng.random() < 0.1:
             owner_type, owner = 4, rng.choice(company_ids)
             born = out.companies[owner]["DATE_CREATE"]
         elif contact_ids:
@@ -180,9 +190,12 @@ def _activities(out: Business, contacts: dict[int, dict[str, Any]], count: int, 
     planned.sort()
     for activity_id, (start, owner_type, owner, kind) in enumerate(planned, start=1):
         assigned = 1 + owner % len(data.USERS)
+        bindings = [{"OWNER_TYPE_ID": str(owner_type), "OWNER_ID": str(owner)}]
+        if owner_type == 2:
+            bindings.append({"OWNER_TYPE_ID": "3", "OWNER_ID": str(deals[owner]["CONTACT_ID"])})
         row: dict[str, Any] = {"ID": activity_id, "OWNER_TYPE_ID": owner_type, "OWNER_ID": owner,
                                "RESPONSIBLE_ID": assigned, "AUTHOR_ID": assigned, "START_TIME": start,
-                               "CREATED": start, "LAST_UPDATED": start, "COMPLETED": "Y"}
+                               "CREATED": start, "LAST_UPDATED": start, "COMPLETED": "Y", "BINDINGS": bindings}
         if kind == "call":
             incoming = rng.random() < 0.4
             row.update(TYPE_ID=2, PROVIDER_ID="VOXIMPLANT_CALL", PROVIDER_TYPE_ID="CALL",

@@ -201,7 +201,12 @@ ACTIVITY_FIELDS: tuple[FieldSpec, ...] = (
     ("AUTHOR_ID", "user", False, True, False, "Created By", None),
     ("LAST_UPDATED", "datetime", False, True, False, "Last Updated", None),
     ("SETTINGS", "object", False, False, False, "Settings", None),
+    # Every object the activity is bound to, [{"OWNER_TYPE_ID": "2", "OWNER_ID": "15"}, ...]: a call on a
+    # deal is bound to the deal and to the person it was with. Read-only; returned when named in select.
+    ("BINDINGS", "crm_activity_binding", False, True, True, "Bindings", None),
 )
+# Fields a list returns only when named in select ("*" leaves them out), like COMMUNICATIONS.
+SELECTED_BY_NAME = frozenset({"BINDINGS"})
 
 MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM", "LINK")
 # The names people gave the custom fields (formLabel/listLabel), and a list's options (ID, VALUE).

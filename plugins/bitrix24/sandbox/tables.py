@@ -27,7 +27,8 @@ class _Table:
         self.multi = [name for name in self.fields if self.kinds[name] == "multi"]
         # Multiple fields that are not multifields (COMPANY_IDS, a multiple list): Python lists of values.
         self.multiple = {spec[0] for spec in specs if spec[4] and self.kinds[spec[0]] != "multi"}
-        self.plain = [name for name in self.fields if self.kinds[name] != "multi" and not name.startswith("UF_")]
+        self.plain = [name for name in self.fields if self.kinds[name] != "multi" and not name.startswith("UF_")
+                      and name not in data.SELECTED_BY_NAME]
         self.user_fields = [name for name in self.fields if name.startswith("UF_")]
         self.rows = rows
         self.ids = sorted(rows)

@@ -80,6 +80,7 @@ class Writing(PortalState):
             row.update(CREATED=now, LAST_UPDATED=now, AUTHOR_ID=user_id)
             row.setdefault("RESPONSIBLE_ID", user_id)
             row.setdefault("START_TIME", now)
+            row["BINDINGS"] = self._bindings(row.get("OWNER_TYPE_ID"), row.get("OWNER_ID"))
             activity_id = self._activity_rows.insert(row)
             self._raise_event("activity", "add", activity_id, None)
             return activity_id
@@ -155,7 +156,7 @@ class Writing(PortalState):
                 "PROVIDER_TYPE_ID": "TODO", "SUBJECT": str(params.get("title") or ""), "START_TIME": now,
                 "END_TIME": int(deadline.timestamp()), "COMPLETED": "N", "DIRECTION": 0,
                 "RESPONSIBLE_ID": php_intval(params.get("responsibleId")) or call.user_id, "AUTHOR_ID": call.user_id,
-                "CREATED": now, "LAST_UPDATED": now})
+                "CREATED": now, "LAST_UPDATED": now, "BINDINGS": self._bindings(owner_type, owner_id)})
             return {"id": activity_id}
 
     # ---- writing records
@@ -332,10 +333,22 @@ class Writing(PortalState):
                                      if r["ENTITY_TYPE_ID"] == 4 and r["ENTITY_ID"] == row_id]:
                     self._requisites.delete(requisite_id)
                 self._drop_activities(4, row_id)
+            if table is self._deals:
+                self._drop_activities(2, row_id)
             self._raise_event(table.name, "delete", row_id, call)
 
+    def _bindings(self, owner_type: Any, owner_id: Any) -> list[dict[str, str]]:
+        """What an activity is bound to: its owner, and for a deal the deal's contact (whom the call was with)."""
+        if not owner_type or not owner_id:
+            return []
+        out = [{"OWNER_TYPE_ID": str(owner_type), "OWNER_ID": str(owner_id)}]
+        deal = self._deals.rows.get(owner_id) if owner_type == 2 else None
+        if deal is not None and deal.get("CONTACT_ID"):
+            out.append({"OWNER_TYPE_ID": "3", "OWNER_ID": str(deal["CONTACT_ID"])})
+        return out
+
     def _drop_activities(self, owner_type: int, owner_id: int) -> None:
-        """A deleted contact's or company's activities go with it, as on a portal."""
+        """A deleted deal's, contact's or company's activities go with it, as on a portal."""
         for activity_id in [i for i, r in self._activity_rows.rows.items()
                             if r.get("OWNER_TYPE_ID") == owner_type and r.get("OWNER_ID") == owner_id]:
             self._activity_rows.delete(activity_id)
