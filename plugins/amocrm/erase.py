@@ -14,7 +14,10 @@ The contact's calls are notes (call_in / call_out) that keep the number called
 link to the recording: the API edits notes (PATCH /api/v4/contacts/notes, a
 list of {id, entity_id, note_type, params}), so each call note of the contact
 is read (GET /api/v4/contacts/{id}/notes, paged) and those three are emptied,
-50 notes a request. A note amoCRM refuses to edit is counted, and the answer
+50 notes a request. Calls logged on the contact's leads are notes of the lead
+(GET /api/v4/leads/{id}/notes, PATCH /api/v4/leads/notes): those made to or
+from one of the contact's numbers are emptied the same way (a lead may have
+other people, whose calls stay). A note amoCRM refuses to edit is counted, and the answer
 then says call notes were kept (`CALLS_KEPT`), so nobody is told the phones
 are gone while a note still holds one; the erasure is asked again later.
 Other notes (common ones a manager typed) and the card's history are not
@@ -24,6 +27,7 @@ those hold personal data too.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 from hub.api import Settings, WriteBackError, gettext, use_language
@@ -59,6 +63,38 @@ def anonymised(contact: Mapping[str, Any], name: str, tag: str) -> dict[str, Any
     if filled:
         change["custom_fields_values"] = [{"field_id": field_id, "values": None} for field_id in dict.fromkeys(filled)]
     return change
+
+
+def phone_keys(contact: Mapping[str, Any]) -> frozenset[str]:
+    """The contact's phones as their last ten digits, to know its calls among a lead's (see `called`)."""
+    keys = set()
+    for field in contact.get("custom_fields_values") or []:
+        if isinstance(field, Mapping) and str(field.get("field_code") or "").upper() == "PHONE":
+            for value in field.get("values") or []:
+                digits = re.sub(r"\D", "", str(value.get("value") if isinstance(value, Mapping) else value or ""))
+                if len(digits) >= 7:
+                    keys.add(digits[-10:])
+    return frozenset(keys)
+
+
+def lead_ids(contact: Mapping[str, Any]) -> list[int]:
+    """The contact's leads (GET /api/v4/contacts/{id}?with=leads), whose call notes may hold its number."""
+    embedded = contact.get("_embedded")
+    leads = embedded.get("leads") if isinstance(embedded, Mapping) else None
+    return [int(lead["id"]) for lead in leads or []
+            if isinstance(lead, Mapping) and str(lead.get("id") or "").isdigit()]
+
+
+def called(note: Mapping[str, Any], phones: frozenset[str]) -> bool:
+    """Whether a call note of a lead was a call to or from one of `phones`.
+
+    A lead may have several people; only the erased one's calls are emptied,
+    known by the number the call note keeps. A call without a number is
+    nobody's in particular and stays.
+    """
+    params = note.get("params") if isinstance(note, Mapping) else None
+    digits = re.sub(r"\D", "", str(params.get("phone") or "")) if isinstance(params, Mapping) else ""
+    return len(digits) >= 7 and digits[-10:] in phones
 
 
 def cleared_call(note: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -700,45 +700,50 @@ class AmoSource:
         contact_id = self._contact_id(external_id)
         name, tag = erase.placeholder(self.settings, self.options)
         try:
-            contact = self.client.get(f"/api/v4/contacts/{contact_id}")
+            contact = self.client.get(f"/api/v4/contacts/{contact_id}", params=[("with", "leads")])
         except AmoError as exc:
             if exc.status == 404:
                 return "gone"
             raise WriteBackError(str(exc)) from exc
         if not contact or not contact.get("id"):
             return "gone"  # amoCRM answers 204 for a contact that is not there
+        phones = erase.phone_keys(contact)
         self._update("/api/v4/contacts", "contacts", [erase.anonymised(contact, name, tag)], 1)
-        return erase.CALLS_KEPT if self._clear_calls(contact_id) else "anonymised"
+        kept = self._clear_calls("contacts", contact_id)
+        for lead_id in erase.lead_ids(contact):
+            kept += self._clear_calls("leads", lead_id, phones=phones)
+        return erase.CALLS_KEPT if kept else "anonymised"
 
-    def _clear_calls(self, contact_id: int) -> int:
-        """Empty the phone, result text and recording link of the contact's call notes (see erase.py);
-        how many notes amoCRM would not edit."""
-        path = f"/api/v4/contacts/{contact_id}/notes"
+    def _clear_calls(self, entity: str, entity_id: int, *, phones: frozenset[str] | None = None) -> int:
+        """Empty the phone, result text and recording link of call notes (see erase.py): all of a contact's,
+        and of a lead's those made to one of `phones`; how many notes amoCRM would not edit."""
+        path = f"/api/v4/{entity}/{entity_id}/notes"
         query = [("filter[note_type][]", kind) for kind in erase.CALL_NOTES]
         try:
             changes = [change for _, rows in self.client.pages(path, query, "notes")
-                       for change in (erase.cleared_call(row) for row in rows) if change is not None]
+                       for change in (erase.cleared_call(row) for row in rows
+                                      if phones is None or erase.called(row, phones)) if change is not None]
         except AmoError as exc:
             raise WriteBackError(str(exc)) from exc
         kept = 0
         for start in range(0, len(changes), erase.MAX_NOTES_PATCH):
             batch = changes[start:start + erase.MAX_NOTES_PATCH]
             try:
-                self._edit_notes(batch)
+                self._edit_notes(entity, batch)
             except WriteBackError:
                 if len(batch) == 1:
                     kept += 1
                     continue
                 for change in batch:  # amoCRM refuses a batch whole: find the notes it will not take
                     try:
-                        self._edit_notes([change])
+                        self._edit_notes(entity, [change])
                     except WriteBackError:
                         kept += 1
         return kept
 
-    def _edit_notes(self, batch: list[dict[str, Any]]) -> None:
+    def _edit_notes(self, entity: str, batch: list[dict[str, Any]]) -> None:
         try:
-            body = self.client.request("PATCH", "/api/v4/contacts/notes", json=batch)
+            body = self.client.request("PATCH", f"/api/v4/{entity}/notes", json=batch)
         except AmoOutcomeUnknown as exc:
             raise WriteBackError(f"{exc}; check amoCRM before trying again") from exc
         except AmoError as exc:
