@@ -706,12 +706,13 @@ def run(
                     if progress:
                         progress(step.entity, len(item.records))
                 elif isinstance(item, _Begin):
+                    step.stats_writes = _stats_writes(counts)
                     if progress:  # shown before the first page: a source that does not answer is seen waiting
                         progress(step.entity, 0)
                     if item.state is not None:
                         _begin_full(engine, source_name, step, item.state)
                 else:
-                    _end(engine, source_name, step)
+                    _end(engine, source_name, step, counts)
     except Exception as exc:
         message = _describe(exc)
         finish_run(engine, run_id, counts, error=message)
@@ -739,6 +740,8 @@ class _Step:
     full: bool
     cursor: str | None
     state: dict[str, Any] | None  # a full pass: {"page": resume point, "then": the cursor after it}
+    resumed: bool = False  # a full pass an earlier run began
+    stats_writes: int = 0  # _stats_writes(counts) when this run reached the entity
 
 
 @dataclass
@@ -757,7 +760,8 @@ def _steps(engine: Engine, source: Source, source_name: str, full: bool) -> list
     with engine.connect() as conn:
         for entity in source.entities():
             cursor, full_state = _load_state(conn, source_name, entity)
-            steps.append(_Step(entity, full or cursor is None or full_state is not None, cursor, full_state))
+            steps.append(_Step(entity, full or cursor is None or full_state is not None, cursor, full_state,
+                               resumed=full_state is not None))
     return steps
 
 
@@ -812,17 +816,29 @@ def _write(engine: Engine, settings: Settings, source_name: str, step: _Step, pa
     keep_statistics(engine, counts)
 
 
-def _end(engine: Engine, source_name: str, step: _Step) -> None:
-    """A full pass done: the contacts' order stats, once for the whole source, and the incremental cursor.
+def _stats_writes(counts: Counts) -> int:
+    """Writes so far that can change contacts' and companies' order stats (orders, and whom they belong to)."""
+    return (sum(counts.contacts[k] for k in ("created", "updated", "deleted", "merged"))
+            + sum(counts.orders[k] for k in ("created", "updated", "deleted"))
+            + sum(counts.companies[k] for k in ("created", "updated", "deleted")))
 
-    Also after a run killed and resumed, since only a finished full pass gets here.
+
+def _end(engine: Engine, source_name: str, step: _Step, counts: Counts) -> None:
+    """A full pass done: the contacts' and companies' order stats, once for the whole source, and the cursor.
+
+    The stats are recomputed after a pass that wrote contacts, orders or
+    companies, and after one an earlier run began (killed and resumed: what
+    it wrote then is not in this run's counts); a pass of custom fields or of
+    calls changes none of them, and recomputing every contact of the source
+    for nothing is most of what such a pass costs.
     """
     if not step.full:
         return
     assert step.state is not None
     with engine.begin() as conn:
-        identity.refresh_source_stats(conn, source_name)
-        companies.refresh_source_stats(conn, source_name)
+        if step.resumed or _stats_writes(counts) != step.stats_writes:
+            identity.refresh_source_stats(conn, source_name)
+            companies.refresh_source_stats(conn, source_name)
         _save_state(conn, source_name, step.entity, cursor=step.state["then"] or "", full=None)
 
 

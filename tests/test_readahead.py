@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from decimal import Decimal
 from typing import Any, Iterator
@@ -11,7 +12,7 @@ from sqlalchemy import text
 
 from hub import sync
 from hub.readahead import ReadAhead
-from hub.records import ContactRecord, OrderRecord
+from hub.records import ActivityRecord, ContactRecord, OrderRecord
 from tests.conftest import HubDB
 
 
@@ -135,3 +136,46 @@ def test_pages_that_went_through_the_spool_are_written_as_read(hub_db: HubDB,
     with hub_db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM orders WHERE contact_id IS NOT NULL")).scalar() == 1
     assert max(spooled) >= 1
+
+
+class _ThreePasses(_OverlapSource):
+    """Contacts, orders, then a pass of calls, which changes nobody's order stats."""
+
+    def entities(self) -> tuple[str, ...]:
+        return ("contacts", "orders", "activities")
+
+    def read(self, entity: str, cursor: str | None, full: bool) -> Iterator[sync.Page]:
+        if entity == "activities":
+            yield sync.Page([ActivityRecord(source="overlap", external_id="a1", kind="call",
+                                            at=dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc),
+                                            contact_external_id="c1")], "1")
+        else:
+            yield from super().read(entity, cursor, full)
+
+
+def test_order_stats_are_recomputed_after_a_pass_that_can_change_them_or_was_resumed(
+        hub_db: HubDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    refreshed: list[str] = []
+    entity_now: list[str] = []
+    real = sync.identity.refresh_source_stats
+
+    def counting(conn: Any, source: str) -> None:
+        refreshed.append(entity_now[-1])
+        real(conn, source)
+
+    def progress(entity: str, n: int) -> None:
+        entity_now.append(entity)
+
+    monkeypatch.setattr(sync.identity, "refresh_source_stats", counting)
+    sync.run(hub_db.engine, hub_db.settings, "overlap", full=True, source=_ThreePasses(), progress=progress)
+    assert refreshed == ["contacts", "orders"]  # not after the calls
+    with hub_db.engine.connect() as conn:
+        assert conn.execute(text("SELECT orders_count FROM contacts")).scalar() == 1
+
+    # A pass of calls an earlier run began and a kill cut short: resumed, its stats are recomputed.
+    with hub_db.engine.begin() as conn:
+        sync._save_state(conn, "overlap", "activities", cursor="activities-then",
+                         full={"page": "0", "then": "activities-then"})
+    refreshed.clear()
+    sync.run(hub_db.engine, hub_db.settings, "overlap", source=_ThreePasses(), progress=progress)
+    assert refreshed == ["activities"]
