@@ -71,6 +71,9 @@ log = logging.getLogger(__name__)
 
 REQUEST, RETENTION = "request", "retention"
 REF = "ref"
+# A deal (lead) of the erased person, by its source's id: a call or task logged on it names only the
+# deal, and its subject or note may still name the person (hashed like a ref, under its own kind).
+ORDER = "order"
 # A SQLite database smaller than this is rebuilt (VACUUM) after an erasure, in well under a
 # second; it clears space freed before secure_delete was on. Larger ones only need secure_delete.
 VACUUM_BELOW = 64 * 1024 * 1024
@@ -223,12 +226,15 @@ def _erase(conn: Connection, settings: Settings, contact_id: int, *, actor: str,
         identities_t.c.contact_id == contact_id, identities_t.c.valid)).all()
     refs = [(s, e) for s, e in conn.execute(select(refs_t.c.source, refs_t.c.external_id)
                                             .where(refs_t.c.contact_id == contact_id).order_by(refs_t.c.id))]
+    deals = [(s, e) for s, e in conn.execute(select(orders_t.c.source, orders_t.c.external_id)
+                                             .where(orders_t.c.contact_id == contact_id).order_by(orders_t.c.id))]
     get_pm().hook.contact_erased(conn=conn, settings=settings, contact_id=contact_id)
 
     if reason == REQUEST:
         secret = settings.require_secret_key()
         keys = {consent.address_hash(kind, value, secret): kind for kind, value in idents}
         keys.update({consent.address_hash(REF, ref_value(s, e), secret): REF for s, e in refs})
+        keys.update({consent.address_hash(ORDER, ref_value(s, e), secret): ORDER for s, e in deals})
         if keys:
             ins = insert_for(conn, keys_t).on_conflict_do_nothing(index_elements=["value_hash"])
             conn.execute(ins, [{"value_hash": h, "kind": k, "erasure_id": erasure_id, "created_at": now}
@@ -463,7 +469,12 @@ def refuse_erased(conn: Connection, settings: Settings | None, prepared: Sequenc
 
 def refuse_linked_to_erased(conn: Connection, settings: Settings | None,
                             orders: Sequence[OrderRecord | ActivityRecord]) -> set[int]:
-    """The orders (or activities) of a sync chunk that belong to an erased person's record in that source."""
+    """The orders (or activities) of a sync chunk that belong to an erased person's record in that source.
+
+    An activity logged on a deal may name no person, only the deal: it is
+    refused when the deal was the erased person's (ORDER keys, kept at the
+    erasure), since its subject or the manager's note may still name them.
+    """
     if not orders or conn.execute(_ANY_KEY).first() is None:
         return set()
     if settings is None:
@@ -473,6 +484,9 @@ def refuse_linked_to_erased(conn: Connection, settings: Settings | None,
     for i, order in enumerate(orders):
         if order.contact_external_id:
             wanted[consent.address_hash(REF, ref_value(order.source, order.contact_external_id), secret)].append(i)
+        deal = getattr(order, "order_external_id", None)
+        if deal:
+            wanted[consent.address_hash(ORDER, ref_value(order.source, deal), secret)].append(i)
     return {i for digest in _known(conn, wanted) for i in wanted[digest]}
 
 

@@ -66,6 +66,6 @@ class ErasedKey(Base):
     __tablename__ = "erased_keys"
 
     value_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # phone | email | ref
+    kind: Mapped[str] = mapped_column(String(16))  # phone | email | ref | order (a deal of theirs)
     erasure_id: Mapped[int] = mapped_column(ForeignKey(Erasure.id, ondelete="CASCADE"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
