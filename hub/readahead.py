@@ -10,7 +10,9 @@ thread of its own while the caller writes, it takes about the longer of them.
 What is read ahead waits in memory up to a bound (`in_memory`, in the units
 of `weight`: records for pages) and beyond it pickled in a temporary file, so
 a source that reads faster than the database writes is never held back and
-memory stays bounded however far ahead it gets.
+memory stays bounded however far ahead it gets (an item that cannot be
+pickled, such as a record of a class a plugins-directory file defines,
+waits in memory all the same).
 
 Items come out strictly in the order they were read, so resume points
 committed with each page keep their meaning. An error in reading is raised to
@@ -34,6 +36,7 @@ T = TypeVar("T")
 # How long closing waits for the reader to notice it should stop (it notices between two items; a
 # request in flight ends within the source's own timeouts). Past this the thread, a daemon, is left.
 CLOSE_WAIT_S = 30.0
+STOP_WAIT_S = 1.0  # the same wait when the process is being stopped (Ctrl-C, SystemExit)
 
 
 class ReadAhead(Generic[T]):
@@ -67,14 +70,16 @@ class ReadAhead(Generic[T]):
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        # Ctrl-C or a worker told to stop: the process is on its way out, so the reader (a daemon,
+        # maybe in the middle of a slow request) is not waited for; after an error it is, briefly.
+        self.close(wait=STOP_WAIT_S if kind is not None and not issubclass(kind, Exception) else CLOSE_WAIT_S)
 
-    def close(self) -> None:
-        """Stop the reader (at its next item) and drop what it read that was not consumed."""
+    def close(self, wait: float = CLOSE_WAIT_S) -> None:
+        """Stop the reader (at its next item), waiting up to `wait` s, and drop what it read that was not consumed."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(CLOSE_WAIT_S)
+            self._thread.join(wait)
         with self._ready:
             self._queue.clear()
             self._held = 0
@@ -130,9 +135,17 @@ class ReadAhead(Generic[T]):
                 self._held += weight
                 self._ready.notify()
                 return
-        data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - e.g. a record class a plugins-directory file defines
+            data = None
         with self._ready:
             if self._stop.is_set():  # closed meanwhile: nobody will read it
+                return
+            if data is None:  # what cannot be pickled waits in memory: slower to bound, never lost
+                self._queue.append(("item", item, weight))
+                self._held += weight
+                self._ready.notify()
                 return
             if self._spool is None:
                 self._spool = tempfile.TemporaryFile(prefix="hub-read-ahead-")

@@ -717,9 +717,9 @@ def run(
         message = _describe(exc)
         finish_run(engine, run_id, counts, error=message)
         wrote = counts.as_dict() != Counts().as_dict()
-        if wrote:
+        if wrote:  # the reason's own full stop would sit before the semicolon
             raise SyncError(_("sync %(source)s failed: %(error)s; the next run resumes from the last saved page",
-                              source=source_name, error=message)) from exc
+                              source=source_name, error=message.rstrip("."))) from exc
         raise SyncError(_("sync %(source)s failed: %(error)s", source=source_name, error=message)) from exc
     except BaseException:  # Ctrl-C, a worker told to stop: say so now rather than at the next run
         _interrupted(engine, run_id, counts, "stopped before it finished")

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from hub import sync
+from hub import readahead
 from hub.readahead import ReadAhead
 from hub.records import ActivityRecord, ContactRecord, OrderRecord
 from tests.conftest import HubDB
@@ -179,3 +180,51 @@ def test_order_stats_are_recomputed_after_a_pass_that_can_change_them_or_was_res
     refreshed.clear()
     sync.run(hub_db.engine, hub_db.settings, "overlap", source=_ThreePasses(), progress=progress)
     assert refreshed == ["activities"]
+
+
+def test_what_cannot_be_pickled_waits_in_memory_instead_of_stopping_the_read() -> None:
+    release = threading.Event()
+
+    def read() -> Iterator[Any]:
+        yield [1]
+        release.wait(10)
+        for n in range(20):
+            yield [lambda n=n: n]  # a lambda does not pickle
+
+    with ReadAhead(read, weight=len, in_memory=1) as ahead:
+        got = []
+        for page in ahead:
+            if not got:
+                release.set()
+                while ahead._thread.is_alive():
+                    ahead._thread.join(0.01)
+            got.append(page)
+    assert got[0] == [1] and [page[0]() for page in got[1:]] == list(range(20))
+    assert ahead.spooled_total == 0
+
+
+def test_ctrl_c_does_not_wait_for_a_reader_stuck_in_a_slow_request() -> None:
+    stuck = threading.Event()
+    let_go = threading.Event()
+
+    def read() -> Iterator[int]:
+        yield 1
+        stuck.set()
+        let_go.wait(60)  # a request that takes its time
+        yield 2
+
+    ahead = ReadAhead(read)
+    waited: list[float] = []
+    join = ahead._thread.join
+
+    def timed_join(timeout: float | None = None) -> None:
+        waited.append(timeout if timeout is not None else -1)
+        join(timeout)
+
+    ahead._thread.join = timed_join  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt), ahead:
+        for _ in ahead:
+            stuck.wait(10)
+            raise KeyboardInterrupt
+    let_go.set()
+    assert waited == [readahead.STOP_WAIT_S]
