@@ -214,14 +214,20 @@ def lead_score(engine: Engine, settings: Settings) -> dict[str, Any]:
             "floor": {"contacts": written, "seconds": round(floor_seconds, 2)}, "ratio": ratio(seconds, floor_seconds)}
 
 
-def full_refresh(engine: Engine, settings: Settings, floor: float) -> dict[str, Any]:
-    """membership.refresh(full=True) of every segment (lead scores first, as it does), beside the floor."""
+def full_refresh(engine: Engine, settings: Settings, floor: float, counted: dict[str, Any]) -> dict[str, Any]:
+    """membership.refresh(full=True) of every segment and the lead scores (side by side on PostgreSQL), and its floor.
+
+    `agrees_with_floor`: every shipped segment holds as many members as its hand-written floor counted.
+    """
     def progress(one: membership.SegmentRefresh) -> None:
         log(f"  {one.segment}: {one.members:,} members, +{one.entered:,} -{one.exited:,} in {one.seconds:.1f} s")
 
     report, seconds, rss = timed(lambda: membership.refresh(engine, settings, now=NOW, full=True, progress=progress))
     log(f"full refresh: {seconds:.1f} s (floor {floor:.1f} s)")
-    return {"seconds": round(seconds, 2), "peak_rss_mb": rss,
+    floors = {name: row["floor"]["members"] for name, row in counted.items() if "floor" in row}
+    agrees = all(s.members == floors[s.segment] for s in report.segments if s.segment in floors)
+    return {"seconds": round(seconds, 2), "peak_rss_mb": rss, "agrees_with_floor": agrees,
+            "workers": membership.workers_for(engine, settings, len(report.segments) + 1),
             "lead_score": report.lead_score.as_dict() if report.lead_score else None,
             "segments": {s.segment: {"members": s.members, "entered": s.entered, "exited": s.exited,
                                      "seconds": round(s.seconds, 2)} for s in report.segments},
@@ -297,13 +303,15 @@ def run(args: argparse.Namespace, url: str, workdir: Path | None) -> dict[str, A
     # A full refresh recomputes the lead scores first: its floor is the members' and the scores' together.
     floor["seconds_with_scores"] = round(floor["seconds"] + score["floor"]["seconds"], 2)
     clear_derived(engine)
-    first = full_refresh(engine, settings, floor["seconds_with_scores"])
-    again = full_refresh(engine, settings, floor["seconds_with_scores"])
+    first = full_refresh(engine, settings, floor["seconds_with_scores"], counted)
+    again = full_refresh(engine, settings, floor["seconds_with_scores"], counted)
     info = {"contacts": sizes["contacts"], "orders": sizes["orders"], "consent_events": sizes["consent_events"],
             "now": NOW.isoformat(), **sample}
     log("measured: " + json.dumps({"counts": {k: [v["seconds"], v.get("ratio")] for k, v in counted.items()},
                                    "lead_score": score, "refresh_floor": floor, "first": first["seconds"],
-                                   "again": again["seconds"], "migration": migration}))
+                                   "again": again["seconds"], "agrees_with_floor": [first["agrees_with_floor"],
+                                                                                     again["agrees_with_floor"]],
+                                   "migration": migration}))
     checked = checks(engine, settings, info) if not args.skip_checks else {"skipped": "--skip-checks"}
     dormant = counted.get("dormant_90d", {})
     slower = max(first["seconds"], again["seconds"])

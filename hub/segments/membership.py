@@ -15,21 +15,38 @@ changed (or given a consent answer) since. Everything else is re-evaluated in
 full; running `hub segments refresh` on a schedule keeps time-based segments
 such as dormant_90d current. Contacts that no longer exist (merged away,
 erased) leave at the next refresh of either kind, and plugins are told.
+
+On PostgreSQL a refresh of several segments runs REFRESH_WORKERS of them at
+once, each on its own connection and in its own transaction: one INSERT ...
+SELECT runs on one core, and evaluating one segment does not depend on
+another's recorded members (a segment reference compiles to the other rule).
+Each segment's refresh holds a lock of its own (two refreshes of one segment
+never overlap), the lead scores are refreshed beside the segments that do
+not read them and committed before any segment that does is evaluated, and
+the hooks of one segment's change run while no other segment's hooks do:
+from the first hook call to its commit, a refresh holds
+HOOKS_LOCK, so the plugins' writes happen one segment after another, as they
+did when every refresh ran alone. SQLite (one writer) refreshes one segment
+after another.
 """
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import pluggy
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, Table, delete, except_, exists, func, insert, \
-    literal, or_, select, union
+    literal, or_, select, text, union
+from sqlalchemy.exc import DBAPIError
 
-from hub.config import Settings
+from hub.config import Settings, SettingsError
 from hub.db import UTCDateTime, utcnow
+from hub.i18n import gettext as _
 from hub.models import ConsentEvent, Contact, SegmentMember
 from hub.plugins import get_pm
 from hub.segments import portable, scoring, sizes, store
@@ -42,9 +59,21 @@ members_t = SegmentMember.__table__
 events_t = ConsentEvent.__table__
 
 HOOK_CHUNK = 10_000
-# Refresh transactions run one at a time (two overlapping `hub segments refresh`
-# runs would otherwise both insert the same arrivals).
+# The refreshes of one segment run one at a time (two overlapping `hub segments refresh`
+# runs would otherwise both insert the same arrivals): each holds the lock REFRESH_LOCK
+# followed by ":" and the segment's name (`segment_lock`); the lead scores' refresh holds
+# SCORES_LOCK. A caller may still hold REFRESH_LOCK itself around a refresh_segment.
 REFRESH_LOCK = "hub.segments.refresh"
+SCORES_LOCK = REFRESH_LOCK + ".lead_scores"
+# Held from a segment's first segment_changed call to its commit: plugins hear one segment at a time.
+HOOKS_LOCK = REFRESH_LOCK + ".hooks"
+# Segments refreshed at once on PostgreSQL (the settings' segment_refresh_workers overrides it).
+REFRESH_WORKERS = 2
+MAX_REFRESH_WORKERS = 16  # each holds a connection and a core of PostgreSQL's
+WORKERS_SETTING = "segment_refresh_workers"
+# Memory for the temporary tables of a refresh's session (PostgreSQL's default, 8 MB, holds
+# the ids of 250,000 contacts; past it each scratch table is written out and read back).
+TEMP_BUFFERS = "256MB"
 # An incremental refresh also re-checks contacts changed shortly before the
 # previous refresh started: a transaction still open then (or a worker whose
 # clock runs a little behind) may have committed such a change after it.
@@ -90,8 +119,10 @@ def refresh(engine: Engine, settings: Settings, names: Sequence[str] | None = No
             progress: Callable[[SegmentRefresh], None] | None = None) -> RefreshReport:
     """Refresh the named segments (all of them when none are named), each in its own transaction.
 
-    Lead scores are recomputed first when all segments are refreshed, or when
-    a named one reads `contact.lead_score`.
+    Lead scores are recomputed when all segments are refreshed, or when a
+    named one reads `contact.lead_score`; a segment that reads them is
+    refreshed after they are committed (on PostgreSQL the others may be
+    refreshed meanwhile, see the module's docstring).
     """
     started = time.perf_counter()
     pm = pm or get_pm()
@@ -100,23 +131,121 @@ def refresh(engine: Engine, settings: Settings, names: Sequence[str] | None = No
     definitions = base.catalog.definitions
     targets = [base.get(n) for n in names] if names else [definitions[n] for n in sorted(definitions)]
     report = RefreshReport(broken={} if names else dict(base.catalog.broken))
-    if not names or any(c.field.pattern == "contact.lead_score"
-                        for d in targets for c in conditions(d.rule, definitions)):
-        model = scoring.load_model(base.registry, definitions)
+    reads_scores = {d.name for d in targets
+                    if any(c.field.pattern == "contact.lead_score" for c in conditions(d.rule, definitions))}
+    model = scoring.load_model(base.registry, definitions) if not names or reads_scores else None
+
+    def scores() -> scoring.ScoreRefresh:
+        assert model is not None
         with engine.begin() as conn:
-            portable.serialize(conn, REFRESH_LOCK)
+            _scratch_memory(conn)
+            portable.serialize(conn, SCORES_LOCK)
             compiler = compiler_for(conn, base.registry, now=base.now, segments=definitions)
-            report.lead_score = scoring.refresh(conn, compiler, model, at=utcnow())
-    for definition in targets:
+            return scoring.refresh(conn, compiler, model, at=utcnow())
+
+    def one(definition: SegmentDefinition) -> SegmentRefresh:
         with engine.begin() as conn:
-            portable.serialize(conn, REFRESH_LOCK)
+            _scratch_memory(conn)
             compiler = compiler_for(conn, base.registry, now=base.now, segments=definitions)
-            result = refresh_segment(conn, compiler, definition, full=full, pm=pm)
-        report.segments.append(result)
-        if progress is not None:
-            progress(result)
+            return refresh_segment(conn, compiler, definition, full=full, pm=pm)
+
+    workers = workers_for(engine, settings, len(targets) + (model is not None))
+    if workers <= 1:
+        report.lead_score = scores() if model is not None else None
+        for definition in targets:
+            result = one(definition)
+            report.segments.append(result)
+            if progress is not None:
+                progress(result)
+    else:
+        report.lead_score, segments = _in_parallel(one, targets, workers, progress,
+                                                   scores=scores if model is not None else None,
+                                                   after_scores=reads_scores)
+        report.segments.extend(segments)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def workers_for(engine: Engine, settings: Settings, jobs: int) -> int:
+    """How many refreshes to run at once: one on SQLite (a single writer), else `segment_refresh_workers`.
+
+    The setting (top level of hub.toml, REFRESH_WORKERS when absent) is a whole
+    number from 1 to MAX_REFRESH_WORKERS; anything else is said, not guessed at.
+    """
+    value = settings.extra.get(WORKERS_SETTING, REFRESH_WORKERS)
+    if type(value) is not int or not 1 <= value <= MAX_REFRESH_WORKERS:
+        raise SettingsError(_("%(setting)s = %(value)s: give a whole number from 1 to %(most)s",
+                              setting=WORKERS_SETTING, value=repr(value)[:40], most=MAX_REFRESH_WORKERS))
+    if engine.dialect.name != "postgresql" or jobs < 2:
+        return 1
+    return min(value, jobs)
+
+
+def _in_parallel(one: Callable[[SegmentDefinition], SegmentRefresh], targets: Sequence[SegmentDefinition],
+                 workers: int, progress: Callable[[SegmentRefresh], None] | None, *,
+                 scores: Callable[[], scoring.ScoreRefresh] | None,
+                 after_scores: set[str]) -> tuple[scoring.ScoreRefresh | None, list[SegmentRefresh]]:
+    """The lead scores and each target refreshed on a pool of threads; the segments in the targets' order.
+
+    The scores start first; the segments named in `after_scores` (they read
+    the scores) start only once the scores are committed. Each job runs in a
+    copy of the caller's context (its context variables: a plugin may mark a
+    refresh as its own). The first failure stops the jobs not started yet,
+    waits for those under way (each commits or rolls back alone, as in a
+    sequential refresh) and is raised.
+    """
+    position = {d.name: i for i, d in enumerate(targets)}
+    results: dict[int, SegmentRefresh] = {}
+    scored: scoring.ScoreRefresh | None = None
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hub-refresh") as pool:
+        def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+            return pool.submit(contextvars.copy_context().run, fn, *args)
+
+        first = submit(scores) if scores is not None else None
+        waiting = [d for d in targets if d.name in after_scores] if first is not None else []
+        pending: set[Future[Any]] = {submit(one, d) for d in targets if d.name not in after_scores or first is None}
+        if first is not None:
+            pending.add(first)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                error = future.exception()
+                if error is not None:
+                    for rest in pending:
+                        rest.cancel()
+                    wait(pending)
+                    raise error
+                if future is first:
+                    scored = future.result()
+                    pending |= {submit(one, d) for d in waiting}
+                    continue
+                result: SegmentRefresh = future.result()
+                results[position[result.segment]] = result
+                if progress is not None:
+                    progress(result)
+    return scored, [results[i] for i in sorted(results)]
+
+
+def _scratch_memory(conn: Connection) -> None:
+    """Give this transaction's temporary tables TEMP_BUFFERS of memory (PostgreSQL).
+
+    PostgreSQL fixes a session's temporary buffers at its first use of a
+    temporary table; a pooled connection that used one before with another
+    size refuses the change, and keeps its size (a savepoint keeps the
+    refusal from aborting the transaction).
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(text(f"SET LOCAL temp_buffers = '{TEMP_BUFFERS}'"))
+    except DBAPIError:
+        pass
+
+
+def segment_lock(name: str) -> str:
+    """The lock a refresh of segment `name` holds until its transaction ends."""
+    return f"{REFRESH_LOCK}:{name}"
 
 
 # Why a segment's recorded members may not be what its rule says now (see `stale`).
@@ -173,7 +302,11 @@ def _heard(conn: Connection, pm: pluggy.PluginManager) -> bool:
 
 def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDefinition, *, full: bool = False,
                     pm: pluggy.PluginManager | None = None) -> SegmentRefresh:
-    """Bring one segment's recorded members up to date inside the caller's transaction."""
+    """Bring one segment's recorded members up to date inside the caller's transaction.
+
+    Waits first for any other refresh of the same segment to end (`segment_lock`).
+    """
+    portable.serialize(conn, segment_lock(definition.name))
     started, wall = time.perf_counter(), utcnow()
     pm = pm or get_pm()
     state = store.refresh_state(conn, definition)
@@ -218,6 +351,8 @@ def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDef
     if _heard(conn, pm):
         exited = sorted(conn.execute(left.returning(m.contact_id)).scalars())
         entered = sorted(conn.execute(joined.returning(m.contact_id)).scalars())
+        if entered or exited:
+            portable.serialize(conn, HOOKS_LOCK)
         for start in range(0, max(len(entered), len(exited)), HOOK_CHUNK):
             pm.hook.segment_changed(conn=conn, segment=definition.name, entered=entered[start:start + HOOK_CHUNK],
                                     exited=exited[start:start + HOOK_CHUNK])
