@@ -60,17 +60,9 @@ def serve_sandbox(contacts: int, leads: int, seed: int, latency: float, activiti
     from plugins.amocrm.sandbox import Account, SandboxServer, settle_heap
     from plugins.amocrm.sandbox.data import LOST_STATUS_ID, WON_STATUS_ID
 
-    account = Account(contacts=contacts, seed=seed, latency=latency, activities=activities)
-    # The emulator seeds every sample order as a lead (about 2.7 per contact);
-    # the benchmark's scenario has as many leads as contacts.
-    store = account._stores["leads"]
-    for lead_id in sorted(store)[leads:]:
-        del store[lead_id]
-    account._versions["leads"] += 1
-    # Calls and tasks logged on the leads cut away go with them.
-    account._calls["leads"] = [row for row in account._calls.get("leads", []) if row.entity_id in store]
-    account._call_time_cache.pop("leads", None)
-    account._seeded_tasks = [t for t in account._seeded_tasks if t["entity_type"] != "leads" or t["entity_id"] in store]
+    # The emulator seeds every sample order as a lead (about 2.7 per contact); the benchmark's
+    # scenario has as many leads as contacts, and every call and task on a lead it holds.
+    account = Account(contacts=contacts, seed=seed, latency=latency, activities=activities, leads=leads)
     settle_heap()  # this process is the emulator alone: keep full GC passes from stalling it
     with SandboxServer(account) as server:
         print(json.dumps({"base_url": server.base_url, "client_id": server.client_id,

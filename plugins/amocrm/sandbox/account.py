@@ -94,7 +94,8 @@ class Account(Credentials, Limits, Reading, Writing, Links, Notes, Events):
     (`sandbox.b2b`) after the sampledata people. `companies` seeds that
     many companies they work at (one per twelve people unless told; 0: none),
     and `activities` calls and tasks (two per contact unless told), with fields of every type and the open leads'
-    stage moves (`sandbox.round_trip`).
+    stage moves (`sandbox.round_trip`). `leads` keeps only the first that many leads (by id), before the
+    companies, stage moves and activities are seeded, so those all belong to leads the account holds.
     """
 
     def __init__(
@@ -128,6 +129,7 @@ class Account(Credentials, Limits, Reading, Writing, Links, Notes, Events):
         b2b: bool = False,
         companies: int | None = None,
         activities: int | None = None,
+        leads: int | None = None,
     ) -> None:
         if oversize_limit not in ("default", "clamp"):
             raise ValueError("oversize_limit must be 'default' or 'clamp'")
@@ -167,6 +169,8 @@ class Account(Credentials, Limits, Reading, Writing, Links, Notes, Events):
         if b2b:
             first_id = (seeded_contacts[-1].id if seeded_contacts else contact_id_for(first_person + contacts)) + 1
             seeded_contacts += b2b_rows(seeded_contacts, first_id, today)
+        if leads is not None:
+            seeded_leads = sorted(seeded_leads, key=lambda row: row.id)[:leads]
         seeded_companies = round_trip.seed_companies(seeded_contacts, seeded_leads, seed, companies)
         round_trip.seed_values(seeded_contacts, seeded_leads, seed)
         self._stores: dict[str, dict[int, Any]] = {
