@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, or_, 
 
 from hub import companies
 from hub.config import Settings
-from hub.db import among, bulk_insert, chunks, insert_for, utcnow
+from hub.db import among, bulk_insert, by_source_key, chunks, insert_for, utcnow
 from hub.models import Activity, ExternalRef, Order
 from hub.plugins import get_pm
 from hub.records import ACTIVITY_KINDS, ActivityRecord
@@ -156,32 +156,16 @@ def write_activities(conn: Connection, records: Sequence[ActivityRecord], counts
 
 def _contacts(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
     """The contact each (source, contact external id) names through its live reference."""
-    by_source: dict[str, list[str]] = defaultdict(list)
-    for source, external_id in keys:
-        by_source[source].append(external_id)
-    out: dict[tuple[str, str], int] = {}
     r = refs_t.c
-    for source, wanted in by_source.items():
-        for part in chunks(sorted(wanted), LOOKUP_CHUNK):
-            for ext, cid in conn.execute(select(r.external_id, r.contact_id).where(
-                    r.source == source, among(conn, r.external_id, part), r.deleted_at.is_(None))).all():
-                out[(source, ext)] = cid
-    return out
+    return by_source_key(conn, keys, r.source, r.external_id, r.contact_id, r.deleted_at.is_(None),
+                         chunk=LOOKUP_CHUNK)
 
 
 def _order_contacts(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
     """The contact each (source, order external id) belongs to, for the orders Hub holds with one."""
-    by_source: dict[str, list[str]] = defaultdict(list)
-    for source, external_id in keys:
-        by_source[source].append(external_id)
-    out: dict[tuple[str, str], int] = {}
     o = orders_t.c
-    for source, wanted in by_source.items():
-        for part in chunks(sorted(wanted), LOOKUP_CHUNK):
-            for ext, cid in conn.execute(select(o.external_id, o.contact_id).where(
-                    o.source == source, among(conn, o.external_id, part), o.contact_id.is_not(None))).all():
-                out[(source, ext)] = cid
-    return out
+    return by_source_key(conn, keys, o.source, o.external_id, o.contact_id, o.contact_id.is_not(None),
+                         chunk=LOOKUP_CHUNK)
 
 
 def _relink(conn: Connection, pairs: Sequence[Any]) -> int:

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, u
 
 from hub import custom_fields, normalize
 from hub.config import Settings
-from hub.db import among, bulk_insert, chunks, insert_for, utcnow
+from hub.db import among, bulk_insert, by_source_key, chunks, insert_for, utcnow
 from hub.models import (Activity, Company, CompanyMembership, CompanyValue, Contact, ContactCompany, ContactIdentity,
                         ExternalRef, Order)
 from hub.records import CompanyRecord, ContactRecord
@@ -162,17 +162,8 @@ def write_companies(conn: Connection, records: Sequence[CompanyRecord], settings
 
 def _ids(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
     """The company ids of (source, external id) keys Hub holds (deleted ones too)."""
-    out: dict[tuple[str, str], int] = {}
-    by_source: dict[str, list[str]] = defaultdict(list)
-    for source, external_id in keys:
-        by_source[source].append(external_id)
     c = companies_t.c
-    for source, wanted in by_source.items():
-        for part in chunks(sorted(set(wanted)), LOOKUP_CHUNK):
-            for ext, cid in conn.execute(select(c.external_id, c.id).where(c.source == source,
-                                                                          among(conn, c.external_id, part))).all():
-                out[(source, ext)] = cid
-    return out
+    return by_source_key(conn, keys, c.source, c.external_id, c.id, chunk=LOOKUP_CHUNK)
 
 
 def ids_of(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -180,18 +171,8 @@ def ids_of(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str,
 
     One query a source and chunk: a page of deals names a few hundred companies, each many times.
     """
-    by_source: dict[str, set[str]] = defaultdict(set)
-    for source, external_id in keys:
-        if external_id:
-            by_source[source].add(external_id)
-    out: dict[tuple[str, str], int] = {}
     c = companies_t.c
-    for source, wanted in by_source.items():
-        for part in chunks(sorted(wanted), LOOKUP_CHUNK):
-            for ext, cid in conn.execute(select(c.external_id, c.id).where(
-                    c.source == source, among(conn, c.external_id, part), c.deleted_at.is_(None))).all():
-                out[(source, ext)] = cid
-    return out
+    return by_source_key(conn, keys, c.source, c.external_id, c.id, c.deleted_at.is_(None), chunk=LOOKUP_CHUNK)
 
 
 def _write_values(conn: Connection, ids: dict[tuple[str, str], int],

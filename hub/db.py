@@ -14,7 +14,7 @@ import sqlite3
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from sqlalchemy import (JSON, Boolean, ColumnElement, DateTime, Engine, Table, any_, bindparam, create_engine, event,
@@ -528,6 +528,27 @@ def reserve_ids(conn: Connection, table: Table, count: int) -> list[int]:
             last = row[0]
         return list(range(last - count + 1, last + 1))
     raise RuntimeError(f"unsupported database dialect {name!r}")
+
+
+def by_source_key(conn: Connection, keys: Iterable[tuple[str, str]], source: Any, key: Any, value: Any,
+                  *where: ColumnElement[bool], chunk: int = 5000) -> dict[tuple[str, Any], Any]:
+    """`value` for each (source, key) pair found, as {(source, key): value}: how a sync page finds what its
+    records name (a contact by its CRM id, a company, a deal's contact).
+
+    One query a source and chunk of distinct keys (`among`, so the statement is
+    compiled once), with the extra `where` conditions on the same table.
+    """
+    by_source: dict[str, set[Any]] = {}
+    for name, one in keys:
+        if one:
+            by_source.setdefault(name, set()).add(one)
+    out: dict[tuple[str, Any], Any] = {}
+    for name, wanted in by_source.items():
+        for part in chunks(sorted(wanted), chunk):
+            for found, result in conn.execute(select(key, value).where(source == name, among(conn, key, part),
+                                                                       *where)).all():
+                out[(name, found)] = result
+    return out
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
