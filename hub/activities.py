@@ -90,29 +90,24 @@ def write_activities(conn: Connection, records: Sequence[ActivityRecord], counts
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         source, external_id, at, direction, seconds = r.source, r.external_id, r.at, r.direction, r.duration_s
-        if (type(source) is str and type(external_id) is str and r.kind in ACTIVITY_KINDS  # what a mapping gives
+        if not (type(source) is str and type(external_id) is str and r.kind in ACTIVITY_KINDS  # a mapping's own
                 and type(at) is moment and at.tzinfo is not None
                 and (direction is None or direction in DIRECTIONS) and source.strip() and external_id.strip()):
-            pass
-        else:
             problem = _problem(r)
             if problem:
                 counts.errors.append({"entity": "activity", "id": str(r.external_id or "")[:200] or None,
                                       "error": problem})
                 continue
-        company, title, responsible = r.company_external_id, r.subject, r.responsible_id
         key = (source[:100], str(external_id).strip()[:200])
         rows[key] = {"source": key[0], "external_id": key[1],
                      "contact_external_id": text(r.contact_external_id, 200),
-                     "company_external_id": firm[company] if type(company) is str or company is None
-                     else text(company, 200),
+                     "company_external_id": firm(r.company_external_id),
                      "order_external_id": text(r.order_external_id, 200),
                      "kind": r.kind, "direction": direction, "missed": bool(r.missed), "done": bool(r.done),
                      "at": at, "duration_s": seconds if type(seconds) is int and 0 <= seconds <= MAX_DURATION_S
                      else _duration(seconds),
-                     "subject": subject[title] if type(title) is str or title is None else text(title, 300),
-                     "responsible_id": manager[responsible] if type(responsible) is str or responsible is None
-                     else text(responsible, 64), "created_at": now, "deleted_at": None}
+                     "subject": subject(r.subject), "responsible_id": manager(r.responsible_id),
+                     "created_at": now, "deleted_at": None}
     if not rows:
         return
     contact_of = _contacts(conn, {(row["source"], row["contact_external_id"]) for row in rows.values()
@@ -193,11 +188,7 @@ def link_orphans(conn: Connection, refs: dict[str, set[str]]) -> int:
                 .join(refs_t, and_(r.source == a.source, r.external_id == a.contact_external_id))
                 .where(a.source == source, among(conn, a.contact_external_id, part), a.contact_id.is_(None),
                        r.deleted_at.is_(None))).all())
-            linked += _relink(conn, conn.execute(
-                select(a.id, o.contact_id)
-                .join(orders_t, and_(o.source == a.source, o.external_id == a.order_external_id))
-                .where(o.source == source, among(conn, o.contact_external_id, part), o.contact_id.is_not(None),
-                       a.source == source, a.contact_id.is_(None))).all())
+            linked += _follow(conn, source, among(conn, o.contact_external_id, part), a.contact_id.is_(None))
     return linked
 
 
@@ -217,13 +208,19 @@ def follow_orders(conn: Connection, keys: Iterable[tuple[str, str]]) -> int:
     a, o = activities_t.c, orders_t.c
     for source, wanted in by_source.items():
         for part in chunks(sorted(wanted), LOOKUP_CHUNK):
-            moved += _relink(conn, conn.execute(
-                select(a.id, o.contact_id)
-                .join(orders_t, and_(o.source == a.source, o.external_id == a.order_external_id))
-                .where(a.source == source, among(conn, a.order_external_id, part), o.contact_id.is_not(None),
-                       or_(a.contact_id.is_(None), a.contact_external_id.is_(None)),
-                       a.contact_id.is_distinct_from(o.contact_id))).all())
+            moved += _follow(conn, source, among(conn, a.order_external_id, part),
+                             or_(a.contact_id.is_(None), a.contact_external_id.is_(None)),
+                             a.contact_id.is_distinct_from(o.contact_id))
     return moved
+
+
+def _follow(conn: Connection, source: str, *where: ColumnElement[bool]) -> int:
+    """Give the activities of `source` logged on a deal, and matching `where`, the deal's contact; how many."""
+    a, o = activities_t.c, orders_t.c
+    return _relink(conn, conn.execute(
+        select(a.id, o.contact_id)
+        .join(orders_t, and_(o.source == a.source, o.external_id == a.order_external_id))
+        .where(a.source == source, o.source == source, o.contact_id.is_not(None), *where)).all())
 
 
 def delete_activity(conn: Connection, source: str, external_id: str) -> bool:

@@ -59,17 +59,20 @@ def text(value: Any, size: int) -> str | None:
 
 
 class Cut(dict[Any, "str | None"]):
-    """`text` at one size, for many values that repeat: `cut[value]`, each distinct value worked out once.
+    """`text` at one size, for many values that repeat: `cut(value)`, each distinct text worked out once.
 
     Deals and activities of a first sync name a few funnels, stages,
-    managers and companies over and over; a lookup costs less than a call.
-    Only for texts and None: equal values of other types (1, 1.0, True)
-    read differently, so those go to `text` itself.
+    managers and companies over and over; a lookup costs less than the work.
+    Only texts and None are kept: equal values of other types (1, 1.0, True)
+    read differently, so those go to `text` each time.
     """
 
     def __init__(self, size: int) -> None:
         super().__init__({None: None})
         self.size = size
+
+    def __call__(self, value: Any) -> str | None:
+        return self[value] if type(value) is str or value is None else text(value, self.size)
 
     def __missing__(self, value: Any) -> str | None:
         out = self[value] = text(value, self.size)

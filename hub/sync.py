@@ -177,7 +177,7 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
     now = utcnow()
     # A first sync writes hundreds of thousands of rows that repeat a few funnels, stages, managers,
     # companies and sets of custom field values: each distinct one is cut (or made plain) once.
-    text, long, short, plain = companies.text, companies.Cut(200), companies.Cut(64), _PlainAlike()
+    long, short, plain = companies.Cut(200), companies.Cut(64), _PlainAlike()
     moment = dt.datetime
     for r in records:
         status, amount, closed, created, entered = r.status, r.amount, r.closed_at, r.created_at, r.stage_entered_at
@@ -190,18 +190,13 @@ def write_orders(conn: Connection, records: Sequence[OrderRecord], counts: Count
                 counts.errors.append({"entity": "order", "id": r.external_id, "error": problem})
                 continue
             amount = amount if type(amount) is Decimal else Decimal(amount)
-        company, pipeline, stage, responsible = r.company_external_id, r.pipeline, r.stage, r.responsible_id
         key = (r.source, str(r.external_id))
         unique[key] = {
             "source": key[0], "external_id": key[1], "contact_external_id": r.contact_external_id,
             "amount": amount, "currency": (r.currency or "RUB").upper()[:3], "status": status, "title": r.title,
             "promo_code": r.promo_code, "closed_at": closed, "created_at": created or now, "updated_at": now,
-            "company_external_id": long[company] if type(company) is str or company is None else text(company, 200),
-            "pipeline": long[pipeline] if type(pipeline) is str or pipeline is None else text(pipeline, 200),
-            "stage": long[stage] if type(stage) is str or stage is None else text(stage, 200),
-            "stage_entered_at": entered,
-            "responsible_id": short[responsible] if type(responsible) is str or responsible is None
-            else text(responsible, 64),
+            "company_external_id": long(r.company_external_id), "pipeline": long(r.pipeline),
+            "stage": long(r.stage), "stage_entered_at": entered, "responsible_id": short(r.responsible_id),
             "attributes": plain(r.attributes) if r.attributes else {}}
     if not unique:
         return

@@ -159,7 +159,7 @@ def _values(multifield: Any, types: Mapping[str, str], labels: dict[str, str]) -
 
 def _id(value: Any) -> str | None:
     """A reference to another record; the portal writes "0" or "" for none."""
-    text = value.strip() if type(value) is str and "\x00" not in value else _text(value)
+    text = _text(value)
     return text if text and text != "0" else None
 
 
