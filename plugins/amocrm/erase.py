@@ -27,10 +27,9 @@ those hold personal data too.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping
 
-from hub.api import Settings, WriteBackError, gettext, use_language
+from hub.api import Settings, WriteBackError, gettext, normalize_phones, use_language
 
 MAX_TEXT = 250  # a name or tag longer than this is not one a manager typed
 CALL_NOTES = ("call_in", "call_out")
@@ -66,14 +65,13 @@ def anonymised(contact: Mapping[str, Any], name: str, tag: str) -> dict[str, Any
 
 
 def phone_keys(contact: Mapping[str, Any]) -> frozenset[str]:
-    """The contact's phones as their last ten digits, to know its calls among a lead's (see `called`)."""
-    keys = set()
+    """The contact's phones as Hub normalizes them, to know its calls among a lead's (see `called`)."""
+    keys: set[str] = set()
     for field in contact.get("custom_fields_values") or []:
         if isinstance(field, Mapping) and str(field.get("field_code") or "").upper() == "PHONE":
             for value in field.get("values") or []:
-                digits = re.sub(r"\D", "", str(value.get("value") if isinstance(value, Mapping) else value or ""))
-                if len(digits) >= 7:
-                    keys.add(digits[-10:])
+                raw = value.get("value") if isinstance(value, Mapping) else value
+                keys.update(found.value for found in normalize_phones(str(raw or "")) if found.valid)
     return frozenset(keys)
 
 
@@ -93,8 +91,8 @@ def called(note: Mapping[str, Any], phones: frozenset[str]) -> bool:
     nobody's in particular and stays.
     """
     params = note.get("params") if isinstance(note, Mapping) else None
-    digits = re.sub(r"\D", "", str(params.get("phone") or "")) if isinstance(params, Mapping) else ""
-    return len(digits) >= 7 and digits[-10:] in phones
+    raw = str(params.get("phone") or "") if isinstance(params, Mapping) else ""
+    return any(found.valid and found.value in phones for found in normalize_phones(raw))
 
 
 def cleared_call(note: Mapping[str, Any]) -> dict[str, Any] | None:
