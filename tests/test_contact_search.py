@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from hub import sync
 from hub.db import utcnow
-from hub.models import Contact
+from hub.models import Contact, ContactIdentity
 from hub.records import ContactRecord
 from tests.support.admin import AdminEnv, client_as, plain, text
 from workflows.models import PromoCode
@@ -110,6 +110,26 @@ def test_a_whole_address_finds_its_holder_alone_and_a_piece_with_at_the_addresse
     assert (total, ids) == (1, [people["Иванов Пётр"]])
     total, ids, _ = found(admin_env, "etr@mail.ru")  # nobody holds this address: the ones containing it
     assert total == 2 and set(ids) == {people["Иванов Пётр"], more["Петров Глеб"]}
+
+
+def test_a_shared_mailbox_or_switchboard_typed_whole_finds_everyone_who_holds_it(
+        admin_env: AdminEnv, people: dict[str, int]) -> None:
+    # Held as shared (two colleagues with different names), the values sit in another index than a
+    # person's own; a whole value still finds its holders alone, not the addresses that contain it.
+    office = seed(admin_env, [
+        ContactRecord(source="import:clients.csv", first_name="Ольга", last_name="Смирнова",
+                      emails=["office@roga.ru"], phones=["+7 495 765-43-21"]),
+        ContactRecord(source="import:clients.csv", first_name="Борис", last_name="Кузнецов",
+                      emails=["office@roga.ru"], phones=["+7 495 765-43-21"]),
+        ContactRecord(source="import:clients.csv", first_name="Глеб", last_name="Орлов", emails=["xoffice@roga.ru"]),
+    ])
+    colleagues = {office["Смирнова Ольга"], office["Кузнецов Борис"]}
+    with admin_env.engine.connect() as conn:
+        shared = conn.execute(select(ContactIdentity.value).where(ContactIdentity.shared.is_not(None))).scalars()
+        assert set(shared) == {"office@roga.ru", "+74957654321"}
+    for typed in ("office@roga.ru", "8 (495) 765-43-21"):
+        total, ids, _ = found(admin_env, typed)
+        assert total == 2 and set(ids) == colleagues, typed
 
 
 def test_like_wildcards_in_the_query_are_literal(admin_env: AdminEnv, people: dict[str, int]) -> None:

@@ -178,11 +178,23 @@ def _holders(condition: ColumnElement[bool], kind: str) -> ColumnElement[bool]:
     return contacts_t.c.id.in_(select(identities_t.c.contact_id).where(identities_t.c.kind == kind, condition))
 
 
+def _whole(kind: str, value: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A valid whole value held as a person's own or as shared, written as the two partial indexes' conditions.
+
+    A person's own values are in a unique index for valid, unshared ones, the shared ones in another; a
+    condition that implies neither ("valid and this value") is served by neither, and PostgreSQL then
+    answered it from the trigram index (70 ms for one address at five million contacts, against 0.03).
+    """
+    c = identities_t.c
+    return or_(and_(c.kind == kind, c.valid, c.shared.is_(None), value),
+               and_(c.kind == kind, c.valid, c.shared.is_not(None), value))
+
+
 def _phone_conditions(conn: Connection, settings: Settings, text: str
                       ) -> tuple[list[ColumnElement[bool]], list[ColumnElement[bool]]]:
     numbers = sorted({p.value for p in normalize.phones(text, settings.default_region) if p.valid})
     if numbers:
-        whole = and_(identities_t.c.valid, identities_t.c.value.in_(numbers))
+        whole = _whole(normalize.PHONE, identities_t.c.value.in_(numbers))
         held = select(identities_t.c.contact_id).where(identities_t.c.kind == normalize.PHONE, whole).limit(1)
         if conn.execute(held).first() is not None:
             exact = _holders(whole, normalize.PHONE)
@@ -197,7 +209,7 @@ def _email_conditions(conn: Connection, text: str) -> tuple[list[ColumnElement[b
     # unique index, where "contains" would read every address of the domain (a second at millions).
     ident = normalize.email(text) if "@" in text else None
     if ident is not None and ident.valid:
-        whole = and_(identities_t.c.valid, identities_t.c.value == ident.value)
+        whole = _whole(normalize.EMAIL, identities_t.c.value == ident.value)
         held = select(identities_t.c.contact_id).where(identities_t.c.kind == normalize.EMAIL, whole).limit(1)
         if conn.execute(held).first() is not None:
             exact = _holders(whole, normalize.EMAIL)
