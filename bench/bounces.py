@@ -103,7 +103,7 @@ def settings_for(url: str, imap_extra: dict[str, Any], workdir: Path) -> Any:
 
 def make_base(settings: Any, count: int) -> list[Sent]:
     """`count` contacts with email consent, and one sent marketing letter to each."""
-    from hub import migrations, plugins, sync
+    from hub import consent, migrations, plugins, sync
     from hub.db import bulk_insert, dispose_engines, get_engine, utcnow
     from hub.models import ConsentEvent, Message
     from hub.records import ContactRecord
@@ -126,6 +126,7 @@ def make_base(settings: Any, count: int) -> list[Sent]:
             bulk_insert(conn, ConsentEvent.__table__, [
                 {"contact_id": cid, "channel": "email", "purpose": "marketing", "status": "granted",
                  "source": "bench", "evidence": {}, "at": now} for cid in ids])
+            consent.restate(conn, [cid for cid in ids if cid is not None])  # written past hub.consent.record
             rows = []
             for offset, contact_id in enumerate(ids):
                 message_id = start + offset + 1

@@ -120,7 +120,7 @@ def make_base(url: str, count: int) -> None:
     """`count` contacts who bought 120 days ago, each with an email and granted email marketing consent."""
     from sqlalchemy import func, select
 
-    from hub import migrations
+    from hub import consent, migrations
     from hub.db import bulk_insert, dispose_engines, get_engine, utcnow
     from hub.models import ConsentEvent, Contact, ContactIdentity
 
@@ -146,6 +146,7 @@ def make_base(url: str, count: int) -> None:
             bulk_insert(conn, ConsentEvent.__table__, [
                 {"contact_id": i, "channel": "email", "purpose": "marketing", "status": "granted", "source": "bench",
                  "evidence": {}, "at": now} for i in ids])
+            consent.restate(conn, ids)  # the ledger was written past hub.consent.record
         if ids[-1] % 20_000 == 0 or ids[-1] == count:
             log(f"  base: {ids[-1]:,} contacts")
     if engine.dialect.name == "postgresql":

@@ -241,7 +241,7 @@ def make_base(url: str, count: int, workdir: Path) -> tuple[int, int]:
     """`count` contacts with a valid email and granted email marketing consent; returns the id range."""
     from sqlalchemy import func, select
 
-    from hub import migrations, plugins, sync
+    from hub import consent, migrations, plugins, sync
     from hub.db import bulk_insert, dispose_engines, get_engine, utcnow
     from hub.models import ConsentEvent, Contact
     from hub.records import ContactRecord
@@ -266,6 +266,7 @@ def make_base(url: str, count: int, workdir: Path) -> tuple[int, int]:
             bulk_insert(conn, ConsentEvent.__table__, [
                 {"contact_id": cid, "channel": "email", "purpose": "marketing", "status": "granted",
                  "source": "bench", "evidence": {}, "at": now} for cid in ids])
+            consent.restate(conn, ids)  # the ledger was written past hub.consent.record
         first_id = first_id or min(ids)
         last_id = max(last_id, max(ids))
         log(f"  base: {min(count, start + 5_000):,} contacts")

@@ -1,7 +1,7 @@
 """The floors of the scale benchmark: hand-written PostgreSQL doing the same logical work as Hub.
 
 Each shipped segment's rule written by hand as one WHERE clause over contacts
-(the lifecycle CASE, the latest consent answer with DISTINCT ON, an open deal
+(the lifecycle CASE, the current consent answer from consent_states, an open deal
 stuck in its stage), and the shipped lead-score model as one expression over
 contacts joined to the activities it reads. Counting with them, and writing
 every segment's members (or every score) into a scratch table, is what no
@@ -20,10 +20,9 @@ from hub.segments.compile import birthday_ranges
 from hub.segments.lifecycle import Thresholds
 from hub.segments.rules import Span
 
-LATEST_EMAIL_GRANTED = """id IN (SELECT contact_id FROM (
-    SELECT DISTINCT ON (contact_id) contact_id, status FROM consent_events
-    WHERE channel = 'email' AND purpose = 'marketing' ORDER BY contact_id, at DESC, id DESC) latest
-  WHERE status = 'granted')"""
+# The current answers as the schema keeps them beside the ledger (consent_states, migration 0017).
+LATEST_EMAIL_GRANTED = """id IN (SELECT contact_id FROM consent_states
+  WHERE channel = 'email' AND purpose = 'marketing' AND status = 'granted')"""
 
 
 def _stage(t: Thresholds) -> str:

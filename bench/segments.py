@@ -53,7 +53,7 @@ from segments_floor import Floor  # noqa: E402
 
 from sqlalchemy import func, select, text, update  # noqa: E402
 
-from hub import migrations, plugins  # noqa: E402
+from hub import consent, migrations, plugins  # noqa: E402
 from hub.config import load_settings  # noqa: E402
 from hub.db import bulk_insert, dispose_engines, get_engine  # noqa: E402
 from hub.models import ConsentEvent, Contact, Order  # noqa: E402
@@ -162,6 +162,7 @@ def generate(engine: Any, contacts: int, seed: int) -> dict[str, int]:
         if conn.dialect.name == "postgresql":
             for table in ("contacts", "orders", "consent_events"):
                 conn.execute(text(f"SELECT setval('{table}_id_seq', (SELECT max(id) FROM {table}))"))
+        consent.rebuild_states(conn)  # the ledger was written past hub.consent.record
     return {"contacts": contacts, "orders": order_id, "consent_events": event_id}
 
 
@@ -187,6 +188,7 @@ def a_week_later(engine: Any, contacts: int, seed: int) -> dict[str, int]:
         bulk_insert(conn, ConsentEvent.__table__, [
             {"id": top + i, "contact_id": cid, "channel": "email", "purpose": "marketing", "status": "withdrawn",
              "source": "bench", "evidence": {}, "at": closed} for i, cid in enumerate(leavers, 1)])
+        consent.restate(conn, leavers)  # as hub.consent.record_many does after its own insert
     return {"bought_again": len(buyers), "withdrew": len(leavers)}
 
 

@@ -17,16 +17,17 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, and_, bindparam, func, select
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select
 
 from hub import normalize, send_reasons
 from hub.config import Settings
-from hub.db import chunks, insert_for, utcnow
+from hub.db import among, chunks, insert_for, utcnow
 from hub.i18n import N_
 from hub.i18n import gettext as _
-from hub.models import ConsentEvent, ContactIdentity, Suppression
+from hub.models import ConsentEvent, ConsentState, ContactIdentity, Suppression
 
 events_t = ConsentEvent.__table__
+states_t = ConsentState.__table__
 suppressions_t = Suppression.__table__
 identities_t = ContactIdentity.__table__
 
@@ -153,6 +154,8 @@ def record(
         {"contact_id": contact_id, "channel": channel, "purpose": purpose, "status": status,
          "source": source, "evidence": evidence, "at": at},
     ).scalar_one()
+    conn.execute(_advance_state(conn.dialect.name), {"contact_id": contact_id, "channel": channel, "purpose": purpose,
+                                                     "status": status, "event_id": event_id, "at": at})
     from hub.plugins import get_pm
 
     get_pm().hook.consent_changed(conn=conn, contact_id=contact_id, channel=channel, purpose=purpose,
@@ -161,6 +164,55 @@ def record(
 
 
 _INSERT_EVENT = events_t.insert().returning(events_t.c.id)
+_ADVANCE: dict[str, Any] = {}
+
+
+def _advance_state(dialect: str) -> Any:
+    """The statement that makes an event the current answer of its key, unless a later one already is.
+
+    Later means given later, then recorded later, as `current` decides: an old paper form recorded
+    today leaves a later unsubscribe current. Built once per dialect (every consent change runs it).
+    """
+    if dialect not in _ADVANCE:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        ins = (postgresql if dialect == "postgresql" else sqlite).insert(states_t)
+        new, old = ins.excluded, states_t.c
+        _ADVANCE[dialect] = ins.on_conflict_do_update(
+            index_elements=[old.contact_id, old.channel, old.purpose],
+            set_={"status": new.status, "event_id": new.event_id, "at": new.at},
+            where=or_(new.at > old.at, and_(new.at == old.at, new.event_id > old.event_id)))
+    return _ADVANCE[dialect]
+
+
+def restate(conn: Connection, contact_ids: Iterable[int]) -> None:
+    """Rebuild these contacts' current answers (consent_states) from the ledger.
+
+    For wherever events change hands or go instead of being appended: a merge moves the merged
+    contact's answers to the survivor, its undo moves them back, an erasure deletes them. Whatever
+    the rows said before, afterwards they say what `current` reads from the ledger.
+    """
+    ids = sorted({int(i) for i in contact_ids})
+    for part in chunks(ids, 1000):
+        conn.execute(delete(states_t).where(among(conn, states_t.c.contact_id, part)))
+        conn.execute(_fill_states(among(conn, events_t.c.contact_id, part)))
+
+
+def rebuild_states(conn: Connection) -> None:
+    """Rebuild every current answer from the ledger, after a bulk load that wrote events past `record`."""
+    conn.execute(delete(states_t))
+    conn.execute(_fill_states())
+
+
+_STATE_COLUMNS = ("contact_id", "channel", "purpose", "status", "event_id", "at")
+
+
+def _fill_states(*where: Any) -> Any:
+    e = events_t.c
+    ranked = (select(e.contact_id, e.channel, e.purpose, e.status, e.id.label("event_id"), e.at,
+                     _latest_first(e.contact_id, e.channel, e.purpose)).where(*where).subquery())
+    return states_t.insert().from_select(list(_STATE_COLUMNS), select(*[ranked.c[name] for name in _STATE_COLUMNS])
+                                         .where(ranked.c.rank == 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +244,7 @@ def record_many(conn: Connection, answers: list[Answer]) -> None:
     conn.execute(events_t.insert(), [{"contact_id": a.contact_id, "channel": a.channel, "purpose": a.purpose,
                                       "status": a.status, "source": a.source, "evidence": dict(a.evidence),
                                       "at": a.at or now} for a in answers])
+    restate(conn, [a.contact_id for a in answers])
     from hub.plugins import get_pm
 
     hook = get_pm().hook.consent_changed

@@ -1015,6 +1015,7 @@ def merge_contacts(conn: Connection, survivor: int, merged: int, *, reason: dict
                                                   identities_t.c.value.in_(dup.scalar_subquery()))))
     for table in (identities_t, refs_t, orders_t, consent.events_t, contact_notes.notes_t):
         conn.execute(update(table).where(table.c.contact_id == merged).values(contact_id=survivor))
+    consent.restate(conn, [survivor])  # the merged contact's answers are the survivor's now
     activities.move_on_merge(conn, survivor, merged)
     companies.move_on_merge(conn, survivor, merged)
     _update_contacts(conn, {survivor: keep}, now)

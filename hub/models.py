@@ -424,6 +424,31 @@ class ConsentEvent(Base):
     __table_args__ = (Index(None, "contact_id", "channel", "purpose", "id"),)
 
 
+class ConsentState(Base):
+    """The current answer per (contact, channel, purpose): the ledger's latest event, kept beside it.
+
+    Derived from consent_events, never evidence of its own: hub.consent writes it in the same
+    transaction as every event, and rebuilds a contact's rows from the ledger wherever events move
+    (a merge, its undo) or go (an erasure). Segments ask "whose current answer is granted" of millions
+    of people; the ledger answers that only by comparing each answer with every later one (an
+    anti-join over the ledger), this table by one range of its index. Decisions about one person (may
+    this message go out) still read the ledger itself.
+    """
+
+    __tablename__ = "consent_states"
+
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    # The event that is current, and its date: a later answer replaces it, an earlier one (an old paper
+    # form imported today) does not.
+    event_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column()
+
+    __table_args__ = (Index(None, "channel", "purpose", "status", "contact_id"),)
+
+
 class Suppression(Base):
     """An address that must never be contacted, stored only as a keyed hash.
 

@@ -319,6 +319,7 @@ def _give_back_consent(conn: Connection, survivor: int, restored: int, merge_id:
     if ids:
         conn.execute(update(events_t).where(events_t.c.contact_id == survivor, among(conn, events_t.c.id, ids))
                      .values(contact_id=restored))
+        consent.restate(conn, [survivor, restored])
     e = events_t.c
     rows = conn.execute(select(e.id, e.channel, e.purpose, e.status, e.source, e.evidence, e.at)
                         .where(e.contact_id == survivor).order_by(e.at, e.id)).all()

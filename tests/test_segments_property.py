@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from hub import identity
+from hub import consent as ledger, identity
 from hub.db import bulk_insert
-from hub.models import ConsentEvent, Contact, LeadScore, Order, Segment, SegmentMember
+from hub.models import ConsentEvent, ConsentState, Contact, LeadScore, Order, Segment, SegmentMember
 from hub.segments import fields, scoring, store
 from hub.segments.compile import compiler_for
 from hub.segments.lifecycle import STAGES
@@ -150,7 +150,7 @@ def load(db: HubDB, base: dict[str, Any]) -> Snapshot:
     """Replace the database's contents with the drawn base; returns the reference's view of it."""
     now = base["now"]
     with db.engine.begin() as conn:
-        for model in (SegmentMember, Segment, LeadScore, ConsentEvent, Order, Contact):
+        for model in (SegmentMember, Segment, LeadScore, ConsentState, ConsentEvent, Order, Contact):
             conn.execute(delete(model.__table__))
         rows = [{**c, "provenance": {}, "orders_count": 0, "revenue": Decimal(0), "updated_at": now}
                 for c in base["contacts"]]
@@ -160,6 +160,7 @@ def load(db: HubDB, base: dict[str, Any]) -> Snapshot:
         bulk_insert(conn, Order.__table__, orders)
         events = [{**e, "id": i, "source": "test", "evidence": {}} for i, e in enumerate(base["events"], 1)]
         bulk_insert(conn, ConsentEvent.__table__, events)
+        ledger.rebuild_states(conn)  # written past hub.consent.record
         identity.refresh_stats(conn, [c["id"] for c in base["contacts"]])
     contacts = {c["id"]: c for c in base["contacts"]}
     by_contact: dict[int, list[dict[str, Any]]] = {}

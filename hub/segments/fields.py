@@ -27,12 +27,12 @@ from sqlalchemy.sql.elements import ColumnElement
 from hub import consent
 from hub.config import Settings
 from hub.i18n import N_, gettext as _
-from hub.models import ConsentEvent, Contact, LeadScore
+from hub.models import ConsentState, Contact, LeadScore
 from hub.segments import lifecycle
 from hub.segments.portable import Dialect
 
 contacts_t = Contact.__table__
-events_t = ConsentEvent.__table__
+states_t = ConsentState.__table__
 scores_t = LeadScore.__table__
 
 TYPES = ("text", "integer", "number", "money", "date", "datetime", "tags", "choice")
@@ -330,20 +330,19 @@ def _orders_avg_predicate(ctx: FieldContext, op: str, value: Any) -> ColumnEleme
 
 
 def _consent_status(ctx: FieldContext) -> ColumnElement[str]:
-    e = events_t.alias("latest_consent")
-    latest = (select(e.c.status)
-              .where(e.c.channel == ctx.params["channel"], e.c.purpose == ctx.params["purpose"],
-                     e.c.contact_id == ctx.contact_id)
-              .order_by(e.c.at.desc(), e.c.id.desc()).limit(1).scalar_subquery())
-    return func.coalesce(latest, "none")
+    s = states_t.alias("current_consent")
+    status = (select(s.c.status)
+              .where(s.c.contact_id == ctx.contact_id, s.c.channel == ctx.params["channel"],
+                     s.c.purpose == ctx.params["purpose"]).scalar_subquery())
+    return func.coalesce(status, "none")
 
 
 def _consent_predicate(ctx: FieldContext, op: str, value: Any) -> ColumnElement[bool] | None:
-    """Status tests as one semi-join over the latest answers, not a subquery per contact.
+    """Status tests as one semi-join over the current answers (consent_states), not a subquery per contact.
 
-    "The latest answer has status S" is: an event with status S exists and no
-    event of the same contact, channel and purpose was given later (by date,
-    then by recording order, as hub.consent.current decides).
+    The current answer is the ledger's latest, as hub.consent.current decides; hub.consent keeps
+    consent_states equal to it, so a segment reads one index range instead of comparing every
+    answer with the later ones.
     """
     if op not in ("eq", "ne", "in", "not_in"):
         return None
@@ -351,27 +350,15 @@ def _consent_predicate(ctx: FieldContext, op: str, value: Any) -> ColumnElement[
     if op in ("ne", "not_in"):
         wanted = set(CONSENT_STATES) - wanted
     if "none" in wanted:  # absent or one of the others: nobody's latest answer is outside the set
-        return not_(ctx.contact_id.in_(_latest_with(ctx, sorted(set(CONSENT_STATES) - wanted))))
-    return ctx.contact_id.in_(_latest_with(ctx, sorted(wanted)))
+        return not_(ctx.contact_id.in_(_current_with(ctx, sorted(set(CONSENT_STATES) - wanted))))
+    return ctx.contact_id.in_(_current_with(ctx, sorted(wanted)))
 
 
-def _latest_with(ctx: FieldContext, statuses: list[str]) -> Any:
-    """Contacts whose latest answer has one of `statuses`: one of theirs with no later answer of another status.
-
-    The same set as "no later answer at all", since answers in between of a
-    wanted status leave the latest one wanted too; but the anti-join now reads
-    only the answers of other statuses (the withdrawals, when asking who is
-    granted: a tenth of the ledger), which is what keeps it cheap on millions.
-    The ledger holds only consent.STATUSES, so "another status" is one of the others.
-    """
-    e, later = events_t.alias("consent_event"), events_t.alias("later_consent_event")
-    superseded = select(later.c.id).where(
-        later.c.channel == e.c.channel, later.c.purpose == e.c.purpose, later.c.contact_id == e.c.contact_id,
-        later.c.status.in_([s for s in consent.STATUSES if s not in statuses]),  # an index range, not a filter
-        (later.c.at > e.c.at) | and_(later.c.at == e.c.at, later.c.id > e.c.id)).exists()
-    return select(e.c.contact_id).where(
-        e.c.channel == ctx.params["channel"], e.c.purpose == ctx.params["purpose"], e.c.status.in_(statuses),
-        ~superseded)
+def _current_with(ctx: FieldContext, statuses: list[str]) -> Any:
+    """Contacts whose current answer for the field's channel and purpose has one of `statuses`."""
+    s = states_t.alias("consent_state")
+    return select(s.c.contact_id).where(s.c.channel == ctx.params["channel"], s.c.purpose == ctx.params["purpose"],
+                                        s.c.status.in_(statuses))
 
 
 def core_fields() -> dict[str, SegmentField]:

@@ -267,6 +267,7 @@ def _remove(conn: Connection, contact_id: int, now: Any) -> dict[str, int]:
     removed["external_refs"] = conn.execute(delete(refs_t).where(refs_t.c.contact_id == contact_id)).rowcount
     # The ledger is append-only, except here: an erased person's answers are personal data too.
     removed["consent_events"] = conn.execute(delete(events_t).where(events_t.c.contact_id == contact_id)).rowcount
+    consent.restate(conn, [contact_id])  # and the current answers kept beside them
     removed["consent_requests"] = conn.execute(
         delete(requests_t).where(requests_t.c.contact_id == contact_id)).rowcount
     # Staff's notes on the card are about the person: they go (the tombstone keeps the row, so no cascade).
