@@ -542,7 +542,7 @@ def _interrupted(engine: Engine, run_id: int, counts: Counts, reason: str) -> No
 ANALYZE_AFTER_ROWS = 10_000
 # What an import or a sync writes most and what segments, search, workflows and identity read.
 _ANALYZED = ("contacts", "contact_identities", "external_refs", "orders", "companies", "contact_companies",
-             "activities", "consent_events")
+             "activities", "consent_events", "consent_states")
 
 
 def _written(counts: Counts) -> int:
