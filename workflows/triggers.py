@@ -53,7 +53,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import Connection, Engine, and_, case, exists, func, or_, select, true
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.api import Contact, Event, Order, Settings, bulk_insert, chunks, parse_time_of_day
@@ -132,14 +132,9 @@ def in_holdout(workflow: Workflow, contact_id: int) -> bool:
     return in_holdout_name(workflow.name, contact_id, workflow.holdout)
 
 
-def _blocking(workflow_id: int, contact_id: Any, workflow: Workflow, now: dt.datetime) -> Any:
-    """A run of this workflow that keeps the contact from starting another now."""
-    r = runs_t.c
-    if workflow.reentry is None:
-        recent = true()
-    else:
-        recent = r.started_at > now - workflow.reentry
-    return and_(r.workflow_id == workflow_id, r.contact_id == contact_id, or_(r.status.in_(ACTIVE), recent))
+def _blocks(past: Sequence[Any], workflow: Workflow, now: dt.datetime) -> bool:
+    """Whether the contact's past runs of the workflow keep it from starting another now."""
+    return any(h.status in ACTIVE or workflow.reentry is None or h.started_at > now - workflow.reentry for h in past)
 
 
 def _history(conn: Connection, workflow_id: int, contact_ids: Sequence[int]) -> dict[int, list[Any]]:
@@ -185,8 +180,7 @@ def start(conn: Connection, row: Any, workflow: Workflow, candidates: Iterable[C
         if cand.key is not None and cand.key in seen_keys:
             continue  # this event already started a run (or was looked at and skipped)
         past = history.get(cand.contact_id, [])
-        blocked = cand.contact_id in chosen or any(
-            h.status in ACTIVE or workflow.reentry is None or h.started_at > now - workflow.reentry for h in past)
+        blocked = cand.contact_id in chosen or _blocks(past, workflow, now)
         if blocked:
             report.skipped += 1
             continue
@@ -258,26 +252,34 @@ def segment_candidates(conn: Connection, row: Any, workflow: Workflow, segment: 
 
 def candidate_pages(conn: Connection, row: Any, workflow: Workflow, segment: str, *, now: dt.datetime,
                     size: int | None = None) -> Iterator[list[int]]:
-    """The ids of the members who may enter now, `size` at a time in id order.
+    """The ids of the members who may enter now, at most `size` at a time in id order.
 
     A page is read after the previous one was started (keyset on contact_id),
     so what a caller holds at a time is one page, whatever the segment's size.
+    Each is read in two steps that need no statistics of the runs: the next
+    `size` members, then their runs of the workflow, looked up by their ids
+    (`_history`). One anti-join of the members against the runs was planned
+    from the runs' statistics, and while a million entered in one transaction
+    those said the workflow had one run: PostgreSQL read every run of the
+    workflow again for each page (hours for a million, growing with the
+    square of those entered).
     """
     joined, member = _members(segment)
     m = members_t.c
     size = size or ENTRY_PAGE
     after = 0
     while True:
-        page = list(conn.execute(select(m.contact_id).select_from(joined)
-                                 .where(member, m.contact_id > after,
-                                        ~exists().where(_blocking(row.id, m.contact_id, workflow, now)))
-                                 .order_by(m.contact_id).limit(size)).scalars())
-        if not page:
+        members = list(conn.execute(select(m.contact_id).select_from(joined).where(member, m.contact_id > after)
+                                    .order_by(m.contact_id).limit(size)).scalars())
+        if not members:
             return
-        yield page
-        if len(page) < size:
+        history = _history(conn, row.id, members)
+        page = [cid for cid in members if not _blocks(history.get(cid, ()), workflow, now)]
+        if page:
+            yield page
+        if len(members) < size:
             return
-        after = page[-1]
+        after = members[-1]
 
 
 def exit_pending(conn: Connection, settings: Settings, segment: str, *, now: dt.datetime) -> list[int]:
