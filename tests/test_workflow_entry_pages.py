@@ -81,3 +81,37 @@ def test_candidate_pages_follow_the_contact_ids_and_leave_out_who_is_in_a_run(wf
         left = [c for page in triggers.candidate_pages(conn, row, workflow, "dormant_90d", now=t0, size=2)
                 for c in page]
         assert left == [c for c in expected if c != ids["gleb"]]
+
+
+def test_a_large_entry_refreshes_the_runs_statistics_as_they_double(wf: HubDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Planned from statistics taken while workflow_runs was empty, each page's lookup of its members' runs read
+    # the whole table: PostgreSQL is told the table's size each time the entry's runs double (SQLite needs none).
+    from sqlalchemy import event
+
+    monkeypatch.setattr(triggers, "ENTRY_PAGE", 1)
+    monkeypatch.setattr(triggers, "ANALYZE_FROM", 1)
+    analyzed: list[int] = []
+    started = 0
+    original = triggers.start
+
+    def counting(*args: Any, **kw: Any) -> triggers.StartReport:
+        nonlocal started
+        report = original(*args, **kw)
+        started += report.started
+        return report
+
+    def seen(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if statement.strip().upper() == "ANALYZE WORKFLOW_RUNS":
+            analyzed.append(started)
+
+    monkeypatch.setattr(triggers, "start", counting)
+    t0 = a_morning()
+    make_shop(wf, SHOP, now=t0)
+    enable(wf, "reactivation_90d", t0)
+    event.listen(wf.engine, "before_cursor_execute", seen)
+    try:
+        ticks.tick(wf.engine, wf.settings, now=t0)
+    finally:
+        event.remove(wf.engine, "before_cursor_execute", seen)
+    assert started == len(DORMANT_AND_WILLING)
+    assert analyzed == ([1, 2, 4] if wf.dialect == "postgresql" else [])

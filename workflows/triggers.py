@@ -53,7 +53,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import Connection, Engine, and_, case, func, or_, select
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.api import Contact, Event, Order, Settings, bulk_insert, chunks, parse_time_of_day
@@ -76,6 +76,9 @@ EVENT_PAGE = 2000  # events other systems sent, read per page (one transaction o
 EVENT_PAGES = 20  # pages a workflow reads per tick at most
 INSERT_CHUNK = 5000
 ENTRY_PAGE = 5000  # segment members read and started at a time (within _history's per-id lookup)
+# Runs one entry starts before PostgreSQL's statistics of workflow_runs are refreshed, and again each time
+# they double (`start_members`).
+ANALYZE_FROM = 5000
 DATE_CATCH_UP = 7  # days back a date trigger looks again when the scheduler missed them
 # Set while the workflows refresh a trigger segment themselves: they start the runs
 # right after, and count them, so the segment_changed hook stands aside.
@@ -309,13 +312,31 @@ def start_members(conn: Connection, row: Any, workflow: Workflow, *, now: dt.dat
     total = conn.execute(select(func.count()).select_from(joined).where(member)).scalar_one()
     report = StartReport()
     looked = 0
+    analyze_at = ANALYZE_FROM
     # A page at a time: a segment of millions enters in memory of one page (ENTRY_PAGE runs).
     for page in candidate_pages(conn, row, workflow, segment, now=now):
         report.add(start(conn, row, workflow, [Candidate(cid) for cid in page],
                          trigger=trigger or f"segment:{segment}", now=now))
         looked += len(page)
+        if report.started >= analyze_at:
+            _analyze_runs(conn)
+            analyze_at = 2 * report.started
     report.skipped += total - looked
     return report
+
+
+def _analyze_runs(conn: Connection) -> None:
+    """Refresh PostgreSQL's statistics of workflow_runs in the middle of a large entry (SQLite plans without them).
+
+    A million runs enter in one transaction, and autovacuum sees none of them
+    until it commits: planned from statistics taken while the table was empty,
+    each page's lookup of its members' runs (`_history`) read the whole table,
+    which grows with every page (the entry's time grew with the square of those
+    entered: past 16 minutes for a million). ANALYZE counts the transaction's
+    own new rows; refreshed each time they double, the plans follow the table.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ANALYZE workflow_runs"))
 
 
 def schedule_due(workflow: Workflow, state: dict[str, Any], settings: Settings, now: dt.datetime,
