@@ -126,8 +126,10 @@ def _floor_sql(kind: str, typed: str) -> tuple[str, dict[str, Any]]:
         return ("SELECT contact_id FROM contact_identities WHERE kind = 'phone' AND value LIKE :p LIMIT 50",
                 {"p": f"%{digits}"})
     if kind == "email_whole":
-        return ("SELECT contact_id FROM contact_identities WHERE kind = 'email' AND value = :v LIMIT 50",
-                {"v": typed.lower()})
+        # The person's own address, through the partial unique index that holds it (kind, value WHERE valid
+        # AND shared IS NULL): "value = :v" alone implies no partial index, and PostgreSQL used the trigram one.
+        return ("SELECT contact_id FROM contact_identities WHERE kind = 'email' AND valid AND shared IS NULL "
+                "AND value = :v LIMIT 50", {"v": typed.lower()})
     if kind == "email_piece":
         return ("SELECT contact_id FROM contact_identities WHERE kind = 'email' AND value LIKE :p LIMIT 50",
                 {"p": f"%{typed.lower()}%"})

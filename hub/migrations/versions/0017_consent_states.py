@@ -6,8 +6,9 @@
   append-only. A segment's "consent is granted" becomes one range of
   ix_consent_states_channel_purpose_status_contact_id instead of an anti-join of every answer against
   the later ones (dormant_90d at five million contacts: 1.85 s → 1.1 s; bench/README.md).
-- Filled from the ledger in one statement: 17 s for 7 million answers at five million contacts on
-  PostgreSQL, and the index 12 s more.
+- Filled from the ledger in one statement: 63 s in all for 7.1 million answers at five million
+  contacts on PostgreSQL (bench/README.md, scale_postgres.py). Autovacuum's next pass (set off by the
+  inserts) sets the visibility map that lets segments read the index alone.
 
 Revision ID: 0017
 Revises: 0016
@@ -48,6 +49,9 @@ def upgrade() -> None:
     op.execute(FILL)
     op.create_index(op.f('ix_consent_states_channel_purpose_status_contact_id'), 'consent_states',
                     ['channel', 'purpose', 'status', 'contact_id'])
+    if op.get_bind().dialect.name == 'postgresql':
+        # The planner's statistics at once: until autovacuum comes by, it would take the table for an empty one.
+        op.execute('ANALYZE consent_states')
 
 
 def downgrade() -> None:
