@@ -5,7 +5,7 @@
   consent_events and written with it by hub.consent; the ledger stays the evidence and stays
   append-only. A segment's "consent is granted" becomes one range of
   ix_consent_states_channel_purpose_status_contact_id instead of an anti-join of every answer against
-  the later ones (dormant_90d at five million contacts: 1.85 s → 1.1 s; bench/README.md).
+  the later ones (dormant_90d at five million contacts: 1.85 s → 1.2 s; bench/README.md).
 - Filled from the ledger in one statement: 63 s in all for 7.1 million answers at five million
   contacts on PostgreSQL (bench/README.md, scale_postgres.py). Autovacuum's next pass (set off by the
   inserts) sets the visibility map that lets segments read the index alone.
