@@ -36,7 +36,7 @@ from hub.credentials import load as load_credentials
 from hub.credentials import lock as lock_credentials
 from hub.credentials import redact as redact_credentials
 from hub.credentials import save as save_credentials
-from hub.db import MAX_ROW_ID, bulk_insert, chunks, get_engine, insert_for, utcnow, whole_number
+from hub.db import MAX_ROW_ID, analyze, bulk_insert, chunks, get_engine, insert_for, utcnow, whole_number
 from hub.hookspecs import hookimpl
 from hub.events import settled_event_id
 from hub.formats import date as format_date
@@ -157,8 +157,9 @@ __all__ = [
     "TemplateError", "company", "local_time", "public_url",
     # recurring work (register_schedules); schedule_interval reads HUB_<KEY> seconds, 0 = off
     "Schedule", "ScheduledRun", "schedule_interval",
-    # a plugin's own tables (register_migrations): declare them like the core's
-    "NAMING_CONVENTION", "TYPE_ANNOTATION_MAP", "insert_for", "bulk_insert", "chunks",
+    # a plugin's own tables (register_migrations): declare them like the core's; analyze one a long
+    # transaction is filling, so the planner sees its size
+    "NAMING_CONVENTION", "TYPE_ANNOTATION_MAP", "insert_for", "bulk_insert", "chunks", "analyze",
     # commands and web routes
     "App", "pass_app", "emit_json", "progress_bar", "stderr", "ROW_ID", "current_settings",
     # the HTTP API (register_api_endpoints) and webhooks out (publish_webhook_event, in the caller's transaction)

@@ -154,8 +154,8 @@ def record(
         {"contact_id": contact_id, "channel": channel, "purpose": purpose, "status": status,
          "source": source, "evidence": evidence, "at": at},
     ).scalar_one()
-    conn.execute(_advance_state(conn.dialect.name), {"contact_id": contact_id, "channel": channel, "purpose": purpose,
-                                                     "status": status, "event_id": event_id, "at": at})
+    conn.execute(_advance_state(conn), {"contact_id": contact_id, "channel": channel, "purpose": purpose,
+                                        "status": status, "event_id": event_id, "at": at})
     from hub.plugins import get_pm
 
     get_pm().hook.consent_changed(conn=conn, contact_id=contact_id, channel=channel, purpose=purpose,
@@ -167,16 +167,15 @@ _INSERT_EVENT = events_t.insert().returning(events_t.c.id)
 _ADVANCE: dict[str, Any] = {}
 
 
-def _advance_state(dialect: str) -> Any:
+def _advance_state(conn: Connection) -> Any:
     """The statement that makes an event the current answer of its key, unless a later one already is.
 
     Later means given later, then recorded later, as `current` decides: an old paper form recorded
     today leaves a later unsubscribe current. Built once per dialect (every consent change runs it).
     """
+    dialect = conn.dialect.name
     if dialect not in _ADVANCE:
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        ins = (postgresql if dialect == "postgresql" else sqlite).insert(states_t)
+        ins = insert_for(conn, states_t)
         new, old = ins.excluded, states_t.c
         _ADVANCE[dialect] = ins.on_conflict_do_update(
             index_elements=[old.contact_id, old.channel, old.purpose],

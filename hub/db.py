@@ -387,6 +387,18 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], 
     conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
 
+def analyze(conn: Connection, table: Table) -> None:
+    """Give a table just filled its planner statistics (PostgreSQL; SQLite plans without them).
+
+    Autovacuum never analyzes temporary tables, and sees a transaction's rows only once it commits,
+    so without this the planner guesses the size of a scratch table, or of a table a long
+    transaction is filling, and a guess of a few thousand rows for millions turns a set operation
+    against it into a loop over one of them. ANALYZE counts the transaction's own new rows.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.quote(table.name)}")
+
+
 def _pg_copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, ignore_conflicts: bool) -> None:
     """COPY the rows into `table`; with `ignore_conflicts`, through a scratch table and ON CONFLICT DO NOTHING.
 

@@ -53,10 +53,10 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import Connection, Engine, and_, case, func, or_, select, text
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub.api import Contact, Event, Order, Settings, bulk_insert, chunks, parse_time_of_day
+from hub.api import Contact, Event, Order, Settings, analyze, bulk_insert, chunks, parse_time_of_day
 # not in hub.api on purpose: segment triggers read segments and their members
 from hub.models import Segment, SegmentMember
 from workflows import promo, store
@@ -165,8 +165,11 @@ def _history(conn: Connection, workflow_id: int, contact_ids: Sequence[int]) -> 
 
 
 def start(conn: Connection, row: Any, workflow: Workflow, candidates: Iterable[Candidate], *, trigger: str,
-          now: dt.datetime) -> StartReport:
-    """Start a run for every candidate who may enter; the rest are counted as skipped."""
+          now: dt.datetime, history: dict[int, list[Any]] | None = None) -> StartReport:
+    """Start a run for every candidate who may enter; the rest are counted as skipped.
+
+    `history` is the candidates' runs of the workflow (`_history`) when the caller has just read them.
+    """
     candidates = list(candidates)
     report = StartReport()
     if not candidates:
@@ -176,7 +179,8 @@ def start(conn: Connection, row: Any, workflow: Workflow, candidates: Iterable[C
     for part in chunks(keys, 1000):
         seen_keys.update(conn.execute(select(runs_t.c.trigger_key).where(
             runs_t.c.workflow_id == row.id, runs_t.c.trigger_key.in_(part))).scalars())
-    history = _history(conn, row.id, sorted({c.contact_id for c in candidates}))
+    if history is None:
+        history = _history(conn, row.id, sorted({c.contact_id for c in candidates}))
     chosen: set[int] = set()
     values = []
     for cand in candidates:
@@ -267,6 +271,13 @@ def candidate_pages(conn: Connection, row: Any, workflow: Workflow, segment: str
     workflow again for each page (hours for a million, growing with the
     square of those entered).
     """
+    for page, _history_of_page in _pages(conn, row, workflow, segment, now=now, size=size):
+        yield page
+
+
+def _pages(conn: Connection, row: Any, workflow: Workflow, segment: str, *, now: dt.datetime,
+           size: int | None = None) -> Iterator[tuple[list[int], dict[int, list[Any]]]]:
+    """`candidate_pages` with each page's runs of the workflow (`_history`), which `start` reads again otherwise."""
     joined, member = _members(segment)
     m = members_t.c
     size = size or ENTRY_PAGE
@@ -279,7 +290,7 @@ def candidate_pages(conn: Connection, row: Any, workflow: Workflow, segment: str
         history = _history(conn, row.id, members)
         page = [cid for cid in members if not _blocks(history.get(cid, ()), workflow, now)]
         if page:
-            yield page
+            yield page, history
         if len(members) < size:
             return
         after = members[-1]
@@ -314,29 +325,19 @@ def start_members(conn: Connection, row: Any, workflow: Workflow, *, now: dt.dat
     looked = 0
     analyze_at = ANALYZE_FROM
     # A page at a time: a segment of millions enters in memory of one page (ENTRY_PAGE runs).
-    for page in candidate_pages(conn, row, workflow, segment, now=now):
+    for page, history in _pages(conn, row, workflow, segment, now=now):
         report.add(start(conn, row, workflow, [Candidate(cid) for cid in page],
-                         trigger=trigger or f"segment:{segment}", now=now))
+                         trigger=trigger or f"segment:{segment}", now=now, history=history))
         looked += len(page)
         if report.started >= analyze_at:
-            _analyze_runs(conn)
+            # A million runs enter in one transaction, and autovacuum sees none of them until it commits:
+            # planned from statistics taken while the table was empty, each page's lookup of its members'
+            # runs (`_history`) read the whole table, which grows with every page (past 16 minutes for a
+            # million). Refreshed each time the runs double, the plans follow the table.
+            analyze(conn, runs_t)
             analyze_at = 2 * report.started
     report.skipped += total - looked
     return report
-
-
-def _analyze_runs(conn: Connection) -> None:
-    """Refresh PostgreSQL's statistics of workflow_runs in the middle of a large entry (SQLite plans without them).
-
-    A million runs enter in one transaction, and autovacuum sees none of them
-    until it commits: planned from statistics taken while the table was empty,
-    each page's lookup of its members' runs (`_history`) read the whole table,
-    which grows with every page (the entry's time grew with the square of those
-    entered: past 16 minutes for a million). ANALYZE counts the transaction's
-    own new rows; refreshed each time they double, the plans follow the table.
-    """
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("ANALYZE workflow_runs"))
 
 
 def schedule_due(workflow: Workflow, state: dict[str, Any], settings: Settings, now: dt.datetime,

@@ -45,7 +45,7 @@ from sqlalchemy import Column, Connection, Engine, Integer, MetaData, Table, del
 from sqlalchemy.exc import DBAPIError
 
 from hub.config import Settings, SettingsError
-from hub.db import UTCDateTime, utcnow
+from hub.db import UTCDateTime, analyze, utcnow
 from hub.i18n import gettext as _
 from hub.models import ConsentEvent, Contact, SegmentMember
 from hub.plugins import get_pm
@@ -327,7 +327,7 @@ def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDef
         conn.execute(touched_t.insert().from_select(["contact_id"], union(
             select(c.id).where(c.updated_at >= literal(since, UTCDateTime())),
             select(events_t.c.contact_id).where(events_t.c.id > (state.refreshed_event_id or 0)))))
-        portable.analyze(conn, touched_t)
+        analyze(conn, touched_t)
         scope = scope.where(c.id.in_(select(touched_t.c.contact_id)))
         # members changed since, or no longer someone (merged away, erased, deleted at the source)
         recorded = recorded.where(or_(mine.contact_id.in_(select(touched_t.c.contact_id)),
@@ -335,7 +335,7 @@ def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDef
     match_t.create(conn)
     matched = conn.execute(match_t.insert().from_select(["contact_id"], scope)
                            .execution_options(preserve_rowcount=True)).rowcount
-    portable.analyze(conn, match_t)
+    analyze(conn, match_t)
     # EXCEPT, not NOT EXISTS: one set operation whatever the planner believes
     # about the tables' sizes (a NOT EXISTS on a table the statement writes,
     # planned from stale statistics, can turn into a scan per row).
@@ -361,7 +361,7 @@ def refresh_segment(conn: Connection, compiler: Compiler, definition: SegmentDef
         n_exited = conn.execute(left).rowcount
         n_entered = conn.execute(joined.execution_options(preserve_rowcount=True)).rowcount
     if n_entered + n_exited >= portable.ANALYZE_AFTER:
-        portable.analyze(conn, members_t)
+        analyze(conn, members_t)
     for table in scratch:
         table.drop(conn)
     conn.execute(store.segments_t.update().where(store.segments_t.c.id == state.id)

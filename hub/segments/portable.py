@@ -75,17 +75,6 @@ def prepare(conn: Connection) -> Dialect:
 ANALYZE_AFTER = 10_000
 
 
-def analyze(conn: Connection, table: Any) -> None:
-    """Give a scratch table just filled its statistics (PostgreSQL; SQLite plans without them).
-
-    Autovacuum never analyzes temporary tables, so without this the planner
-    guesses their size, and a guess of a few thousand rows for a table of
-    millions turns a set operation against it into a loop over one of them.
-    """
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"ANALYZE {table.name}"))
-
-
 def serialize(conn: Connection, name: str) -> None:
     """Hold a lock called `name` until the transaction ends, so such transactions run one at a time.
 

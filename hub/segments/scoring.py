@@ -23,6 +23,7 @@ from typing import Any, Mapping
 from sqlalchemy import (Boolean, Column, Connection, Integer, MetaData, Table, case, cast, delete, func, insert,
                         literal, select, update)
 
+from hub.db import analyze
 from hub.i18n import N_, gettext as _
 from hub.models import Contact, LeadScore
 from hub.segments import portable
@@ -182,7 +183,7 @@ def refresh(conn: Connection, compiler: Compiler, model: ScoreModel, *, at: dt.d
     total = conn.execute(fresh_t.insert().from_select(
         ["contact_id", "score"], select(c.id, score_sql(compiler, model)).where(c.deleted_at.is_(None)))
         .execution_options(preserve_rowcount=True)).rowcount
-    portable.analyze(conn, fresh_t)
+    analyze(conn, fresh_t)
     columns = ["contact_id", "score", "stored"]
     if conn.dialect.name == "postgresql":  # one pass over both tables
         joined = fresh_t.join(recorded, new.contact_id == stored.contact_id, full=True)
@@ -202,7 +203,7 @@ def refresh(conn: Connection, compiler: Compiler, model: ScoreModel, *, at: dt.d
             .execution_options(preserve_rowcount=True)).rowcount
     changed = 0  # scores written: new or different (not the ones deleted)
     if differ:
-        portable.analyze(conn, change_t)
+        analyze(conn, change_t)
         when = literal(at, scores_t.c.updated_at.type)
         conn.execute(delete(scores_t).where(scores_t.c.contact_id.in_(select(ch.contact_id).where(ch.score.is_(None)))))
         changed += conn.execute(update(scores_t).where(scores_t.c.contact_id == ch.contact_id, ch.stored,
@@ -215,7 +216,7 @@ def refresh(conn: Connection, compiler: Compiler, model: ScoreModel, *, at: dt.d
             .order_by(ch.contact_id))  # in key order: the primary key's b-tree grows at its end
             .execution_options(preserve_rowcount=True)).rowcount
     if differ >= portable.ANALYZE_AFTER:
-        portable.analyze(conn, scores_t)
+        analyze(conn, scores_t)
     change_t.drop(conn)
     fresh_t.drop(conn)
     return ScoreRefresh(contacts=total, changed=changed, seconds=time.perf_counter() - started)
