@@ -8,7 +8,7 @@ or uses --database: an empty database, or one holding a base, measured as it is)
 creates the schema with Hub's migrations,
 loads --contacts contacts with their identities, CRM references, ~3 orders each
 over three years and the consent ledger with COPY (bench/scale_data.py), then
-VACUUM ANALYZE. It times migrations 0014 and 0015 on the full base (their indexes dropped,
+VACUUM ANALYZE. It times migrations 0014, 0015, 0017 and 0018 on the full base (their indexes dropped,
 then their upgrades run again), counts every shipped segment, recomputes lead
 scores and refreshes every shipped segment in full (from nothing, then again
 with nothing changed), each beside its floor: hand-written SQL doing the same
@@ -64,6 +64,7 @@ NOW = scale_data.NOW
 MIGRATION = "0014"
 FULL_NAME_MIGRATION = "0015"  # the admin search's index on the folded whole name, timed after 0014
 CONSENT_STATES_MIGRATION = "0017"  # the current consent answers filled from the ledger, timed after 0016
+NAME_WORDS_MIGRATION = "0018"  # the admin search's index on the beginnings of a name's words, timed after 0017
 T = TypeVar("T")
 
 
@@ -136,16 +137,18 @@ def vacuum(engine: Engine) -> None:
 
 
 def time_migration(engine: Engine) -> dict[str, Any]:
-    """Migrations 0014, 0015 and 0017 on the full base: down to 0013 (their indexes and table dropped), then up.
+    """Migrations 0014, 0015, 0017 and 0018 on the full base: down to 0013 (their indexes and table dropped),
+    then up.
 
     0014's figures are the top level (as before 0015 existed); 0015's are under "migration_0015", 0017's
-    under "migration_0017" (0016, one column on activities, is run between them untimed).
+    under "migration_0017", 0018's under "migration_0018" (0016, one column on activities, is run between
+    them untimed).
     """
     config = migrations.alembic_config(engine)
     with engine.connect() as conn:
         at = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    if at != CONSENT_STATES_MIGRATION:
-        return {"skipped": f"the core is at {at}, not {CONSENT_STATES_MIGRATION}"}
+    if at != NAME_WORDS_MIGRATION:
+        return {"skipped": f"the core is at {at}, not {NAME_WORDS_MIGRATION}"}
     log(f"migration {MIGRATION}: dropping its indexes, then running its upgrade on the full base")
     _, seconds_down, _ = timed(lambda: command.downgrade(config, "0013"))
     _, seconds_up, rss = timed(lambda: command.upgrade(config, MIGRATION))
@@ -157,16 +160,19 @@ def time_migration(engine: Engine) -> dict[str, Any]:
     log(f"migration {CONSENT_STATES_MIGRATION}: {seconds_states:.1f} s; VACUUM ANALYZE")
     # What autovacuum does within a minute of 0017's inserts (statistics, the visibility map), as after a build.
     vacuum(engine)
+    _, seconds_words, rss_words = timed(lambda: command.upgrade(config, NAME_WORDS_MIGRATION))
+    log(f"migration {NAME_WORDS_MIGRATION}: {seconds_words:.1f} s")
     return {"seconds_upgrade": round(seconds_up, 1), "seconds_downgrade": round(seconds_down, 1), "peak_rss_mb": rss,
             "migration_0015": {"seconds_upgrade": round(seconds_name, 1), "peak_rss_mb": rss_name},
-            "migration_0017": {"seconds_upgrade": round(seconds_states, 1), "peak_rss_mb": rss_states}}
+            "migration_0017": {"seconds_upgrade": round(seconds_states, 1), "peak_rss_mb": rss_states},
+            "migration_0018": {"seconds_upgrade": round(seconds_words, 1), "peak_rss_mb": rss_words}}
 
 
 def index_sizes(engine: Engine) -> dict[str, Any]:
-    """The size of each index migrations 0014 and 0015 make."""
+    """The size of each index migrations 0014, 0015 and 0018 make."""
     names = ["ix_orders_open_stage", "ix_consent_events_answers", "ix_contacts_live_last_order",
              "ix_contact_identities_value_trgm", "ix_contact_identities_raw_trgm",
-             "ix_contacts_name_key_trgm", "ix_contacts_middle_name_trgm", "ix_contacts_full_name_trgm"]
+             "ix_contacts_name_key_trgm", "ix_contacts_middle_name_trgm", "ix_contacts_name_prefixes"]
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT relname, pg_relation_size(oid) FROM pg_class WHERE relname = ANY(:names)"),
                             {"names": names}).all()
@@ -290,6 +296,12 @@ def run(args: argparse.Namespace, url: str, workdir: Path | None) -> dict[str, A
         log(f"migration {MIGRATION} on the base as it is")
         _, seconds, rss = timed(lambda: migrations.upgrade(engine))
         migration = {"seconds_upgrade": round(seconds, 1), "peak_rss_mb": rss, "from": "0013"}
+    elif before == CONSENT_STATES_MIGRATION:  # a base kept before 0018: its upgrade on the full base is the figure
+        log(f"migration {NAME_WORDS_MIGRATION} on the base as it is")
+        _, seconds, rss = timed(lambda: migrations.upgrade(engine))
+        log(f"migration {NAME_WORDS_MIGRATION}: {seconds:.1f} s")
+        migration = {"migration_0018": {"seconds_upgrade": round(seconds, 1), "peak_rss_mb": rss,
+                                        "from": CONSENT_STATES_MIGRATION}}
     else:
         migrations.upgrade(engine)  # the schema of an empty database (or a kept base made later)
     with engine.connect() as conn:

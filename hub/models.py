@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -763,16 +764,18 @@ _trigram_index("ix_contacts_name_key_trgm", Contact.__table__.c.name_key)
 _trigram_index("ix_contacts_middle_name_trgm", Contact.__table__.c.middle_name)
 
 # The whole name as the search reads it, word by word: "фамилия имя отчество", lowercased with ё→е
-# (name_key is kept so; the patronymic keeps what people typed and is folded here). PostgreSQL only
-# (migration 0015): one trigram index serves every word of "Иванов Иван Петрович" in one scan, where
-# name_key's and middle_name's indexes made a bitmap of each word per column and intersected them.
+# (name_key is kept so; the patronymic keeps what people typed and is folded here).
 # (Constants as SQL text, the same in the index and in every query, so the planner matches the two;
 # textcat() is `||` written as a call, which PostgreSQL reflects as written, so the schema check compares it.)
 FOLDED_FULL_NAME = func.textcat(
     func.textcat(func.coalesce(Contact.__table__.c.name_key, text("''")), text("' '")),
     func.replace(func.lower(func.coalesce(Contact.__table__.c.middle_name, text("''"))), text("'ё'"), text("'е'")))
-Index("ix_contacts_full_name_trgm", FOLDED_FULL_NAME.label("folded_full_name"), postgresql_using="gin",
-      postgresql_ops={"folded_full_name": "gin_trgm_ops"}).ddl_if(dialect="postgresql")
+# Every beginning (2 to NAME_PREFIX_MAX letters) of every word of that name, words split at spaces and
+# hyphens: the search's "each typed word begins a word of the name" is one GIN condition for all the words
+# typed (`@>`). PostgreSQL only: the function and the index come from migration 0018.
+NAME_PREFIX_MAX = 32
+NAME_PREFIXES = func.hub_name_prefixes(FOLDED_FULL_NAME, type_=postgresql.ARRAY(Text))
+Index("ix_contacts_name_prefixes", NAME_PREFIXES, postgresql_using="gin").ddl_if(dialect="postgresql")
 
 
 def text_length(column: Any) -> int:

@@ -91,6 +91,28 @@ def test_yo_and_ye_are_one_letter(admin_env: AdminEnv, people: dict[str, int], t
     assert ids == [people["Ёлкина Алёна"]], typed
 
 
+def test_each_word_begins_a_word_of_the_name_and_a_name_typed_whole_comes_first(admin_env: AdminEnv,
+                                                                                people: dict[str, int]) -> None:
+    more = seed(admin_env, [
+        ContactRecord(source="import:clients.csv", first_name="Олег", last_name="Яковлев", middle_name="Петрович"),
+        ContactRecord(source="import:clients.csv", first_name="Олег", last_name="Петровичев",
+                      middle_name="Яковлевич"),
+        ContactRecord(source="import:clients.csv", first_name="Михаил", last_name="Салтыков-Щедрин",
+                      middle_name="Евграфович"),
+    ])
+    # Петровичев Олег Яковлевич holds every word's beginning and sorts first by name; the name typed whole wins.
+    total, ids, _ = found(admin_env, "Яковлев Олег Петрович")
+    assert (total, ids) == (2, [more["Яковлев Олег"], more["Петровичев Олег"]])
+    total, ids, _ = found(admin_env, "олег петр")
+    assert total == 2 and set(ids) == {more["Яковлев Олег"], more["Петровичев Олег"]}
+    # A piece from inside a word is no word's beginning: «ванов» is not Иванов.
+    assert found(admin_env, "ванов")[:2] == (0, [])
+    assert found(admin_env, "Иван ович")[:2] == (0, [])
+    # A double surname: each half is a word, and the whole is the name.
+    for typed in ("Щедрин", "салтыков-щедрин михаил", "Михаил Евграфович Салтыков-Щедрин", "щед ми"):
+        assert found(admin_env, typed)[:2] == (1, [more["Салтыков-Щедрин Михаил"]]), typed
+
+
 def test_a_piece_of_an_email_without_at_finds_its_holders(admin_env: AdminEnv, people: dict[str, int]) -> None:
     _, ids, _ = found(admin_env, "ivanov")
     assert ids == [people["Иванов Иван"]]

@@ -3,10 +3,12 @@
 A phone is read with the same rules as every import ("8 (916) 123-45-67",
 "+7 916 1234567" and "9161234567" all find +79161234567); a fragment of a
 number ("123-45-67") matches the end of stored numbers. A name is read word
-by word in any order, so "Иванов Иван Петрович", "Иван Петрович" and
-"иванов и.п." all find Иванов Иван Петрович: each word must be part of the
-surname, first name or patronymic (case and ё/е make no difference), initials
-match the first name's and the patronymic's first letters. A piece of an
+by word in any order, so "Иванов Иван Петрович", "Иван Петрович", "иван петр"
+and "иванов и.п." all find Иванов Иван Петрович: each word must begin a word
+of the surname, first name or patronymic ("Иванов" also finds Иванова and
+Ивановна; a double surname's halves are words of their own; case and ё/е make
+no difference), initials match the first name's and the patronymic's first
+letters. A name typed whole comes first. A piece of an
 email ("ivanov", "mail.ru", "van@mail.ru") finds the addresses that contain
 it; a whole address that someone holds finds its holders alone, as a whole
 phone number does.
@@ -24,23 +26,25 @@ they fill it, else the others too (`_sorted_page`).
 
 What the indexes serve: "#id", a whole valid phone or email (the partial
 unique index on contact_identities' kind and value), a promo code typed
-whole (its unique index). A piece of a name, of a number or of an email is a
-LIKE with a leading wildcard, which no b-tree serves: SQLite reads the names
-or the identities through (on 300 000 contacts under a second); PostgreSQL
-uses pg_trgm GIN indexes on contact_identities' value (and a phone's raw
-text) and on the folded whole name (hub.models.FOLDED_FULL_NAME: every word
-of a name in one index scan), created by the migrations there, so a fragment
-finds its few matches among millions in milliseconds. (pg_trgm makes
-trigrams only of what the database's LC_CTYPE calls letters, and lower()
-folds Cyrillic only under a UTF-8 LC_CTYPE: a database created with the C
-locale reads a name word by word in name_key and middle_name, as SQLite
-does, and finds Cyrillic names only by reading the indexes through.)
+whole (its unique index). A piece of a number or of an email is a LIKE with
+a leading wildcard, which no b-tree serves, and so is the beginning of a word
+inside a name: SQLite reads the names or the identities through (on 300 000
+contacts under a second); PostgreSQL uses pg_trgm GIN indexes on
+contact_identities' value (and a phone's raw text), and a GIN index on every
+word beginning of the folded whole name (hub.models.NAME_PREFIXES: all the
+words typed are one index condition, a few keys whose lists GIN intersects),
+created by the migrations there, so a fragment finds its few matches among
+millions in milliseconds. (lower() folds Cyrillic only under a UTF-8
+LC_CTYPE, and pg_trgm makes trigrams only of what LC_CTYPE calls letters: a
+database created with the C locale reads a name word by word in name_key and
+middle_name, as SQLite does.)
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import permutations
 from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import ColumnElement, Connection, and_, case, func, literal, or_, select, union
@@ -48,7 +52,7 @@ from sqlalchemy import ColumnElement, Connection, and_, case, func, literal, or_
 from hub import normalize
 from hub.config import Settings
 from hub.contacts import iter_contacts
-from hub.models import FOLDED_FULL_NAME, Contact, ContactIdentity
+from hub.models import FOLDED_FULL_NAME, NAME_PREFIX_MAX, NAME_PREFIXES, Contact, ContactIdentity
 from hub.segments.lifecycle import Thresholds
 
 contacts_t = Contact.__table__
@@ -101,6 +105,11 @@ def _spellings(word: str) -> list[str]:
     return list(dict.fromkeys((word, word.capitalize(), word.upper())))
 
 
+def _escaped(word: str) -> str:
+    """`word` for a LIKE pattern escaped with "/": what people type is a value, never a pattern."""
+    return word.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
 def _yo_pattern(word: str) -> str:
     """`word` as a LIKE pattern (escaped with "/") in which е and ё stand for either of the two.
 
@@ -108,13 +117,21 @@ def _yo_pattern(word: str) -> str:
     replace() on every row costs more than the LIKE itself; a one-character
     wildcard at the е/ё places costs nothing.
     """
-    escaped = word.replace("/", "//").replace("%", "/%").replace("_", "/_")
-    return "".join("_" if ch in "еёЕЁ" else ch for ch in escaped)
+    return "".join("_" if ch in "еёЕЁ" else ch for ch in _escaped(word))
 
 
-def _middle_contains(word: str) -> ColumnElement[bool]:
+def _begins_word(column: Any, pattern: str) -> ColumnElement[bool]:
+    """A word of `column` (words split at spaces and hyphens) begins with the LIKE pattern `pattern`."""
+    return (literal(" ") + func.replace(column, "-", " ")).like(f"% {pattern}%", escape="/")
+
+
+def _middle_begins(word: str) -> ColumnElement[bool]:
     # The patronymic keeps its case: SQLite's LIKE folds only Latin letters, so each spelling is asked for.
-    return or_(*[contacts_t.c.middle_name.like(f"%{_yo_pattern(w)}%", escape="/") for w in _spellings(word)])
+    return or_(*[_begins_word(contacts_t.c.middle_name, _yo_pattern(w)) for w in _spellings(word)])
+
+
+def _middle_is(word: str) -> ColumnElement[bool]:
+    return or_(*[contacts_t.c.middle_name.like(_yo_pattern(w), escape="/") for w in _spellings(word)])
 
 
 _FOLDS: dict[str, bool] = {}
@@ -134,21 +151,46 @@ def _starts(column: Any, letter: str) -> ColumnElement[bool]:
     return or_(*[column.like(f"{_yo_pattern(w)}%", escape="/") for w in _spellings(letter)])
 
 
-def _contains_word(word: str, folds: bool) -> ColumnElement[bool]:
-    """The folded word is part of the surname, the first name or the patronymic.
+def _words_begin(words: list[str], folds: bool) -> list[ColumnElement[bool]]:
+    """Each folded word begins a word of the surname, the first name or the patronymic.
 
-    On a PostgreSQL database whose lower() folds Cyrillic this is one condition on the folded whole name
-    (FOLDED_FULL_NAME, indexed by migration 0015): the words of a query become one trigram index scan,
-    however common each word is. A word holds no space, so it is part of one name or of none.
-    Elsewhere: part of name_key, or of the patronymic as `_middle_contains` reads it.
+    On a PostgreSQL database whose lower() folds Cyrillic all the words are one condition on the
+    beginnings of the folded whole name's words (NAME_PREFIXES, indexed by migration 0018): GIN
+    intersects one list per word, however common each is. A word longer than the index keeps adds
+    the whole word as a LIKE that the rows found are checked against.
+    Elsewhere: a word of name_key, or of the patronymic as `_middle_begins` reads it, begins with it.
     """
     if folds:
-        return FOLDED_FULL_NAME.contains(word, autoescape=True)
-    return or_(contacts_t.c.name_key.contains(word, autoescape=True), _middle_contains(word))
+        longer = [_begins_word(FOLDED_FULL_NAME, _escaped(w)) for w in words if len(w) > NAME_PREFIX_MAX]
+        return [NAME_PREFIXES.contains(sorted({w[:NAME_PREFIX_MAX] for w in words})), *longer]
+    return [or_(_begins_word(contacts_t.c.name_key, _escaped(w)), _middle_begins(w)) for w in words]
+
+
+def _exact_name(names: list[str], folds: bool) -> ColumnElement[bool] | None:
+    """The name is exactly these folded names, in any order: name_key's b-tree finds it among millions.
+
+    Two are the surname and the first name (name_key); of three, one is the patronymic, checked on the
+    rows name_key's b-tree gives (on PostgreSQL written so that no other index looks better: the planner
+    took the patronymic's trigram index for "Александрович" and read 450,000 rows for 178).
+    """
+    if len(names) in (1, 2):
+        return contacts_t.c.name_key.in_(sorted({" ".join(names), " ".join(reversed(names))}))
+    if len(names) != 3:
+        return None
+    orders = list(permutations(names))
+    keys = contacts_t.c.name_key.in_(sorted({f"{a} {b}" for a, b, _ in orders}))
+    if folds:
+        return and_(keys, FOLDED_FULL_NAME.in_(sorted({" ".join(order) for order in orders})))
+    return and_(keys, or_(*[and_(contacts_t.c.name_key == f"{a} {b}", _middle_is(middle)) for a, b, middle in orders]))
 
 
 def _name_condition(text: str, folds: bool = False) -> tuple[ColumnElement[bool] | None, ColumnElement[bool] | None]:
-    """(every word is part of the name, the name is exactly these words) for the letters typed."""
+    """(every word begins a word of the name, the name is exactly these words) for the letters typed.
+
+    A double name typed whole ("Салтыков-Щедрин") is two words to find and one name to match exactly;
+    a one-letter word is an initial or nothing to look for.
+    """
+    names: list[str] = []
     words: list[str] = []
     initials: list[str] = []
     for token in text.split()[:MAX_WORDS]:
@@ -157,20 +199,18 @@ def _name_condition(text: str, folds: bool = False) -> tuple[ColumnElement[bool]
             continue
         if _INITIALS.match(token):
             initials += [_folded(ch) for ch in token if ch != "."]
-        else:
-            word = _folded(token.strip("."))
-            if word:
-                words.append(word)
+            continue
+        name = _folded(token.strip("."))
+        if name:
+            names.append(name)
+            words += [part for part in (p.strip(".") for p in name.split("-")) if len(part) > 1]
     if not words and not initials:
         return None, None
-    parts: list[ColumnElement[bool]] = [_contains_word(w, folds) for w in words]
+    parts: list[ColumnElement[bool]] = _words_begin(list(dict.fromkeys(words)), folds) if words else []
     # The first initial is the first name's, the second the patronymic's: "Иванов И.П.".
     for column, letter in zip((contacts_t.c.first_name, contacts_t.c.middle_name), initials, strict=False):
         parts.append(_starts(column, letter))
-    exact = None
-    if len(words) in (1, 2) and not initials:
-        keys = {" ".join(words), " ".join(reversed(words))}
-        exact = contacts_t.c.name_key.in_(sorted(keys))
+    exact = _exact_name(names, folds) if not initials else None
     return and_(*parts), exact
 
 
