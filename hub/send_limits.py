@@ -326,7 +326,7 @@ def _counted_in_batch(conn: Connection, message: Outgoing, since: dt.datetime) -
         found: dict[int, list[tuple[int, dt.datetime]]] = {}
         for part in chunks(sorted(contacts), 500):
             for contact_id, message_id, created_at in conn.execute(
-                    _COUNTED_FOR_BATCH, {"contact_ids": part, "below": below, "since": since}):
+                    _COUNTED_FOR_BATCH, {"contact_ids": part, "below": below, "since": since}).all():
                 found.setdefault(contact_id, []).append((message_id, created_at))
         counted = conn.info[_COUNTED] = _Counted(since, below, contacts, found)
     if message.contact_id not in counted.contacts or message.id >= counted.below or since < counted.since:

@@ -59,12 +59,20 @@ def _check_names(settings: Settings, channel: str, purpose: str) -> None:
         raise MessagingError(_("purpose %(name)r is not one of: %(allowed)s", name=purpose, allowed=", ".join(allowed)))
 
 
+# The columns a template can show: only these are read, as a campaign reads every contact it writes to
+# and the others (provenance, timestamps) would each be decoded for nothing.
+_CONTEXT_COLUMNS = tuple(contacts_t.c[name] for name in (
+    "id", "first_name", "last_name", "middle_name", "city", "birthday", "gender", "company", "tags", "attributes",
+    "orders_count", "revenue", "first_order_at", "last_order_at"))
+
+
 def contact_contexts(conn: Connection, settings: Settings, contact_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     """Template variables for each live contact: names, city, birthday, first email and phone, stats."""
     ids = list(contact_ids)
     out: dict[int, dict[str, Any]] = {}
     for part in chunks(ids, 500):
-        rows = conn.execute(select(contacts_t).where(contacts_t.c.id.in_(part), contacts_t.c.deleted_at.is_(None)))
+        rows = conn.execute(select(*_CONTEXT_COLUMNS).where(contacts_t.c.id.in_(part),
+                                                            contacts_t.c.deleted_at.is_(None))).all()
         for r in rows:
             full = " ".join(p for p in (r.last_name, r.first_name, r.middle_name) if p)
             out[r.id] = {
@@ -77,7 +85,7 @@ def contact_contexts(conn: Connection, settings: Settings, contact_ids: Iterable
             }
         idents = conn.execute(select(identities_t.c.contact_id, identities_t.c.kind, identities_t.c.value)
                               .where(identities_t.c.contact_id.in_(part), identities_t.c.valid)
-                              .order_by(identities_t.c.id))
+                              .order_by(identities_t.c.id)).all()
         for cid, kind, value in idents:
             ctx = out.get(cid)
             if ctx is not None:

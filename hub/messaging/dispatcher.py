@@ -32,12 +32,13 @@ prepared letter whose hand-over fails comes to nothing (hub.messaging.channels).
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from sqlalchemy import Connection, Engine, and_, bindparam, case, func, literal, or_, update
 from sqlalchemy.exc import OperationalError
@@ -85,7 +86,7 @@ class DispatchReport:
         return asdict(self)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Outcome:
     id: int
     status: str
@@ -616,6 +617,25 @@ def _outcome_params(o: _Outcome, worker: str, now: dt.datetime) -> dict[str, Any
             "_claimed_at": None if o.status in _WAITING else now}
 
 
+class _Compiled(NamedTuple):
+    """A statement as `_Prepared` runs it on one database."""
+
+    sql: str
+    pick: Callable[[dict[str, Any]], Any] | None  # the values in the order of the SQL's positional parameters
+    fixed: dict[str, Any]  # values that are literals in the statement
+    processors: dict[str, tuple[int, Callable[[Any], Any]]]  # name → (kind of type, bind processor)
+
+
+def _picker(order: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """The values of a positional statement's parameters, in its order, as one tuple."""
+    if len(order) == 1:  # itemgetter of one name gives the value itself
+        name = order[0]
+        return lambda values: (values[name],)
+    if not order:
+        return lambda values: ()
+    return operator.itemgetter(*order)
+
+
 class _Prepared:
     """A statement compiled once per database and run on the driver's own cursor, in the caller's transaction.
 
@@ -632,32 +652,45 @@ class _Prepared:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._by_dialect: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any], dict[str, Any]]] = {}
+        self._by_dialect: dict[str, _Compiled] = {}
 
-    def _compiled(self, dialect: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any], dict[str, Any]]:
+    def _compiled(self, dialect: Any) -> _Compiled:
         found = self._by_dialect.get(dialect.name)
         if found is None:
             compiled = self.statement.compile(dialect=dialect)
-            processors, fixed = {}, {}
+            processors: dict[str, tuple[int, Callable[[Any], Any]]] = {}
+            fixed: dict[str, Any] = {}
+            kinds: dict[tuple[type, str], int] = {}
             for bind, name in compiled.bind_names.items():  # as SQLAlchemy picks a name's processor
-                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                impl = bind.type.dialect_impl(dialect)
+                processor = impl.bind_processor(dialect)
                 if processor is not None:
-                    processors[name] = processor
+                    # Names of one type share a kind: the same value (the hand-over's time in several
+                    # columns) is processed once for them all.
+                    kind = kinds.setdefault((type(impl), repr(impl)), len(kinds))
+                    processors[name] = (kind, processor)
                 if not bind.required:  # a literal in the statement (the status 'sending')
                     fixed[name] = bind.effective_value
             if compiled.escaped_bind_names:  # names a driver cannot take as they are: none of ours so far
                 raise MessagingError(f"cannot prepare {sorted(compiled.escaped_bind_names)}")
             order = tuple(compiled.positiontup) if compiled.positional else None
-            found = self._by_dialect[dialect.name] = (compiled.string, order, fixed, processors)
+            pick = None if order is None else _picker(order)
+            found = self._by_dialect[dialect.name] = _Compiled(compiled.string, pick, fixed, processors)
         return found
 
     def run(self, conn: Connection, params: dict[str, Any]) -> tuple[int, list[Any]]:
         """Execute with `params` (every bound name the statement has); the rows it changed and those it returned."""
-        sql, order, defaults, processors = self._compiled(conn.dialect)
+        sql, pick, defaults, processors = self._compiled(conn.dialect)
         values = defaults | params
-        for name, processor in processors.items():
-            values[name] = processor(values[name])
-        bound = tuple(values[name] for name in order) if order is not None else values
+        done: dict[tuple[int, int], Any] = {}
+        for name, (kind, processor) in processors.items():
+            value = values[name]
+            key = (kind, id(value))  # `params` holds every value meanwhile, so an id names one object
+            if key in done:
+                values[name] = done[key]
+            else:
+                values[name] = done[key] = processor(value)
+        bound: Any = pick(values) if pick is not None else values
         if conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute:
             result = conn.exec_driver_sql(sql, bound)
             if result.returns_rows:  # RETURNING: the rows it changed are the rows it returned

@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
+import os
 import re
 import secrets
 import smtplib
@@ -242,7 +244,7 @@ def _short_lines(text: str) -> bool:
 
 def _part(content_type: str, text: str, eight_bit: bool) -> str:
     """One text part: 8bit UTF-8 when the server takes it (8BITMIME) and no line is too long, else base64."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
     if eight_bit and _short_lines(lines):
         # The CRLF before a boundary belongs to the boundary (RFC 2046), so one is always added.
         body = lines.replace("\n", _CRLF) + _CRLF
@@ -285,12 +287,12 @@ def compose(message: Outgoing, sender: Sender, *, eight_bit: bool = False, utf8_
     unsubscribe_url = message.unsubscribe_url if message.is_marketing else None
     listed = bool(unsubscribe_url)
     if unsubscribe_url:
-        mailto = unsubscribe_mailto(sender.unsubscribe_to, unsubscribe_url)
+        mailto = _mailto(sender.unsubscribe_to, unsubscribe_url)
         lines.append(f"List-Unsubscribe: <{unsubscribe_url}>,{_CRLF} <{mailto}>")
         lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
     body_text, body_html = sender.footer.apply(message) if sender.footer else (message.text, message.html)
     if body_html:
-        boundary = f"=_hub_{secrets.token_hex(12)}"
+        boundary = _boundaries.next()
         lines.append(f'Content-Type: multipart/alternative;{_CRLF} boundary="{boundary}"')
         body = (f"{_CRLF}--{boundary}{_CRLF}{_part('text/plain', body_text, eight_bit)}"
                 f"--{boundary}{_CRLF}{_part('text/html', body_html, eight_bit)}--{boundary}--{_CRLF}")
@@ -308,6 +310,54 @@ def compose(message: Outgoing, sender: Sender, *, eight_bit: bool = False, utf8_
 
 
 _OPTIONAL_SIGNED = frozenset({"Reply-To", "List-Unsubscribe", "List-Unsubscribe-Post"})
+
+
+class _Boundaries:
+    """MIME boundaries: a random stem per process, then a number no other letter of the process has.
+
+    A boundary must not occur in the letter it separates: 96 random bits per
+    process and a counter are as safe for that as 96 random bits per letter,
+    without asking the system for randomness every letter. A forked child
+    draws a stem of its own.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._stem = secrets.token_hex(12)
+        self._count = itertools.count(1)
+
+    def next(self) -> str:
+        return f"=_hub_{self._stem}_{next(self._count):x}"
+
+
+_boundaries = _Boundaries()
+os.register_at_fork(after_in_child=_boundaries.reset)
+
+
+def _mailto(address: str, unsubscribe_link: str) -> str:
+    """`unsubscribe_mailto` (hub.links), with what comes before the token quoted once per address.
+
+    Percent-encoding goes byte by byte, so the subject's words and the token
+    quoted apart give the same text as quoted together; the words hold a
+    space, which sends urllib's quote down its slow path for the whole
+    subject, while a token (URL-safe base64) needs no quoting at all. A token
+    that does, or a format that no longer ends with the token, goes the
+    whole way through `unsubscribe_mailto`.
+    """
+    token = unsubscribe_link.rstrip("/").rpartition("/")[2]
+    prefix = _mailto_prefix(address)
+    if prefix is None or quote(token) != token:
+        return unsubscribe_mailto(address, unsubscribe_link)
+    return prefix + token
+
+
+@functools.lru_cache(maxsize=16)
+def _mailto_prefix(address: str) -> str | None:
+    """What `unsubscribe_mailto` writes before the token for this address; None when the token does not end it."""
+    whole = unsubscribe_mailto(address, "/x")
+    return whole[:-1] if whole.endswith("%20x") else None
 
 
 @functools.lru_cache(maxsize=256)

@@ -19,6 +19,7 @@ admin alike, and no template can forget it.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from dataclasses import dataclass
@@ -56,12 +57,14 @@ class Footer:
     def html(self, message: Outgoing) -> str:
         assert message.html is not None
         reason = self.reason(message)
-        parts = [html.escape(reason)] if reason else []
+        parts = [_escaped(reason)] if reason else []
         url = message.unsubscribe_url if message.is_marketing else None
-        if url and html.escape(url) not in message.html and url not in message.html:
-            parts.append(f'<a href="{html.escape(url)}" style="color:#888888;">{html.escape(self.unsubscribe)}</a>')
+        if url:
+            shown = html.escape(url)
+            if shown not in message.html and url not in message.html:
+                parts.append(f'<a href="{shown}" style="color:#888888;">{_escaped(self.unsubscribe)}</a>')
         if self.legal:
-            parts.append(html.escape(self.legal))
+            parts.append(_escaped(self.legal))
         if not parts:
             return ""
         return f'<p style="{_STYLE}">' + "<br>\n".join(parts) + "</p>\n"
@@ -75,11 +78,38 @@ class Footer:
         block = self.html(message)
         if not block:
             return text, message.html
-        ends = list(_BODY_END.finditer(message.html))
-        if ends:
-            at = ends[-1].start()
+        at = body_end(message.html)
+        if at is not None:
             return text, message.html[:at] + block + message.html[at:]
         return text, message.html + "\n" + block
+
+
+_TAGS_FROM_END = 4  # closing tags tried from the end of a letter before it is scanned whole
+
+
+def body_end(page: str) -> int | None:
+    """Where the HTML's last </body> starts; None when it has none.
+
+    A letter ends with </body></html>: the last few "</" from the end are
+    tried first, where a scan of the whole letter with a case-blind pattern
+    would read every character; a page that has none of them there is scanned whole.
+    """
+    end = len(page)
+    for _ in range(_TAGS_FROM_END):
+        at = page.rfind("</", 0, end)
+        if at < 0:
+            return None
+        if _BODY_END.match(page, at):
+            return at
+        end = at
+    found = list(_BODY_END.finditer(page, 0, end))
+    return found[-1].start() if found else None
+
+
+@functools.lru_cache(maxsize=64)
+def _escaped(text: str) -> str:
+    """The footer's own words (reason, legal line, the link's words) escaped once, not once a letter."""
+    return html.escape(text)
 
 
 def legal_line(details: dict[str, str]) -> str:

@@ -217,11 +217,19 @@ def track(settings: Settings, message: Outgoing) -> Outgoing:
 def _rewrite(message: Outgoing, base: str, key: bytes) -> tuple[str | None, str]:
     unsubscribe = message.unsubscribe_url
     index_of: dict[str, int] = {}
-    links: list[str] = []  # the tracking address of each link number, made once however often it appears
+    # The tracking address of each link number, signed the first time it is written (a kept link's
+    # never is) and once however often it appears.
+    links: list[str | None] = []
 
     def number(url: str) -> int:
-        links.append(f"{base}/c/{click_token(key, message.id, len(links))}")
+        links.append(None)
         return len(links) - 1
+
+    def address(index: int) -> str:
+        found = links[index]
+        if found is None:
+            found = links[index] = f"{base}/c/{click_token(key, message.id, index)}"
+        return found
 
     def html_link(m: re.Match[str]) -> str:
         if m["skip"] is not None:
@@ -234,7 +242,7 @@ def _rewrite(message: Outgoing, base: str, key: bytes) -> tuple[str | None, str]
         if _kept(url, base, unsubscribe):
             return m[0]
         quote = '"' if m["dq"] is not None or m["bare"] is not None else "'"
-        return f"<{m['pre']}{quote}{links[index]}{quote}"
+        return f"<{m['pre']}{quote}{address(index)}{quote}"
 
     html = _HTML.sub(html_link, message.html) if message.html else message.html
 
@@ -248,7 +256,7 @@ def _rewrite(message: Outgoing, base: str, key: bytes) -> tuple[str | None, str]
             index = index_of[url] = number(url)
         if _kept(url, base, unsubscribe) or (url not in in_html and url in name):
             return m[0]  # a link inside the reader's own name is their words, not the shop's: no redirect
-        return f"{links[index]}{m[0][len(url):]}"
+        return f"{address(index)}{m[0][len(url):]}"
 
     text = _TEXT.sub(text_link, message.text) if message.text else message.text
     return html, text
