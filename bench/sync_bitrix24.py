@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
 import math
 import os
@@ -34,6 +35,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -183,6 +185,35 @@ def local_floor(settings: Any) -> dict[str, Any]:
             "records_per_cpu_s": round(mapped / max(cpu_s, 1e-9))}
 
 
+class Collections:
+    """The cyclic garbage collector's passes while the block runs: how many of each generation, and the CPU
+    time they took (in whichever thread set them off), from gc.callbacks."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.cpu_s = 0.0
+        self._started: dict[int, float] = {}
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started[threading.get_ident()] = time.thread_time()
+            return
+        began = self._started.pop(threading.get_ident(), None)
+        if began is not None:
+            self.counts[info["generation"]] += 1
+            self.cpu_s += time.thread_time() - began
+
+    def __enter__(self) -> Collections:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"by_generation": list(self.counts), "cpu_s": round(self.cpu_s, 3)}
+
+
 def portal_stats(url: str) -> dict[str, Any]:
     stats = requests.get(url, timeout=30).json()
     stats["operating_total"] = sum(stats["operating_seconds"].values())  # per method
@@ -299,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             started, cpu_started, thread_started = time.monotonic(), time.process_time(), time.thread_time()
             if profiler is not None:
                 profiler.enable()
-            report = sync.run(engine, settings, "bitrix24", full=True, source=source, progress=progress)
+            with Collections() as collections:
+                report = sync.run(engine, settings, "bitrix24", full=True, source=source, progress=progress)
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
@@ -372,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                  "rate_limited_seen": st.rate_limited, "waiting_for_portal_s": round(st.http_s, 2),
                  "paced_by_own_bucket_s": round(st.paced_s, 2), "local_cpu_s": round(local_s, 2),
                  "writing_thread_cpu_s": round(writing_s, 2),
+                 # Passes of the cyclic garbage collector during the sync (hub.sync.bulk_collector's setting).
+                 "garbage_collections": collections.as_dict(),
                  "local_records_per_s": round(local_rate),
                  # CPU seconds of local work per second of the run: the rest is waiting for the portal.
                  "local_share": round(local_s / max(wall_s, 1e-9), 3),
