@@ -28,18 +28,23 @@ from hub.records import ContactRecord
 from hub.testing import every_installed_plugin
 from tests.conftest import SECRET
 
+# A word longer than the index keeps of a word's beginning (hub.models.NAME_PREFIX_MAX): found by the
+# index's part of it, then checked whole.
+LONG = "Оченьдлиннаядвойнаяфамилияизпрошлоговека"
 PEOPLE = [  # (surname, first name, patronymic)
     ("Иванов", "Иван", "Петрович"), ("Иванова", "Мария", "Сергеевна"), ("Иванов", "Пётр", "Иванович"),
     ("Ёлкина", "Алёна", "Фёдоровна"), ("Яковлев", "Олег", "Петрович"), ("Петровичев", "Олег", "Яковлевич"),
     ("Салтыков-Щедрин", "Михаил", "Евграфович"), ("Петров", "Иван", "Андреевич"), ("ПЕТРОВА", "АННА", "ИВАНОВНА"),
     ("Ивановский", "Андрей", ""), ("Smith", "John", ""), ("Sokolov", "Petr", "Ivanovich"), ("", "Ян", ""),
     ("Андреев", "Александр", "Александрович"), ("Александров", "Андрей", "Андреевич"),
+    (LONG, "Ольга", ""),
 ]
 QUERIES = [
     "Иванов", "иванов иван", "Иван Петрович", "Петрович Иванов Иван", "иванов и.п.", "ИВАНОВ ИВАН ПЕТРОВИЧ",
     "Петр Иванов", "ёлкина", "Елкина Алена Федоровна", "Яковлев Олег Петрович", "олег петр", "ванов", "ович",
     "Щедрин", "салтыков-щедрин михаил", "щед ми", "петров", "Анна Ивановна", "андрей", "smith", "SOKOLOV P.",
     "Ян", "Андреев Александр Александрович", "александр андреевич", "ан", "Иванов, Иван", "и", "%", "иван_",
+    LONG, LONG[:35] + " ольга", LONG[:33] + "ю", "ольга " + LONG + "ов",
 ]
 
 
@@ -115,3 +120,6 @@ def test_what_the_words_find(databases: dict[str, str]) -> None:
     assert _names(url, "ванов") == (0, [])
     assert _names(url, "щед ми") == (1, ["салтыков-щедрин михаил / Евграфович"])
     assert _names(url, "SOKOLOV P.") == (1, ["sokolov petr / Ivanovich"])
+    long = LONG.lower()
+    assert _names(url, LONG[:35] + " ольга") == (1, [f"{long} ольга / "])
+    assert _names(url, LONG[:33] + "ю") == (0, [])  # the index's 32 letters agree, the word does not

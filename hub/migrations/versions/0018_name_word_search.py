@@ -27,7 +27,8 @@ depends_on = None
 # The same expression as hub.models.FOLDED_FULL_NAME renders: the planner uses the index only for it.
 FOLDED_FULL_NAME = "textcat(textcat(coalesce(name_key, ''), ' '), replace(lower(coalesce(middle_name, '')), 'ё', 'е'))"
 
-# GIN drops repeated keys itself, so the beginnings need no DISTINCT (a sort per name).
+# GIN drops repeated keys itself, so the beginnings need no DISTINCT (a sort per name). 32 is
+# hub.models.NAME_PREFIX_MAX, written out: a migration keeps the schema it made.
 PREFIXES = """
 CREATE OR REPLACE FUNCTION hub_name_prefixes(name text) RETURNS text[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
