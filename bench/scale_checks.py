@@ -139,9 +139,14 @@ def _floor_sql(kind: str, typed: str) -> tuple[str, dict[str, Any]]:
                 {"p": _folded(words[0]) + " %"})
     # A full name or two words: the index of the beginnings of a name's words (migration 0018), every word
     # one key of it, as the search reads it; the floor neither ranks the name typed whole first nor counts.
-    return ("SELECT id FROM contacts WHERE hub_name_prefixes(textcat(textcat(coalesce(name_key, ''), ' '), "
-            "replace(lower(coalesce(middle_name, '')), 'ё', 'е'))) @> CAST(:words AS text[]) "
-            "AND deleted_at IS NULL LIMIT 50", {"words": [_folded(w) for w in words]})
+    # The indexed expression is the models' own, rendered: a copy that drifted would miss the index.
+    from sqlalchemy.dialects import postgresql
+
+    from hub.models import NAME_PREFIXES
+
+    prefixes = NAME_PREFIXES.compile(dialect=postgresql.dialect())
+    return (f"SELECT id FROM contacts WHERE {prefixes} @> CAST(:words AS text[]) AND deleted_at IS NULL LIMIT 50",
+            {"words": [_folded(w) for w in words]})
 
 
 def search_check(engine: Engine, settings: Any, picked: dict[str, list[str]], count: int) -> dict[str, Any]:
