@@ -8,7 +8,8 @@ incoming calls.
 Most calls and tasks are logged on a deal (lead), not on the person: such an
 activity names its order (`order_external_id`) and reaches the contact that
 order belongs to, whichever of activity, order and contact arrives first, and
-follows the order when it changes hands (`follow_orders`).
+follows the order when it changes hands (`follow_orders`). A deleted deal takes
+what was logged on it alone with it (`drop_with_order`), as the CRMs do.
 """
 
 from __future__ import annotations
@@ -227,6 +228,30 @@ def delete_activity(conn: Connection, source: str, external_id: str) -> bool:
     """The source deleted the activity: the row goes (it is the CRM's log, not Hub's history)."""
     a = activities_t.c
     return bool(conn.execute(delete(activities_t).where(a.source == source, a.external_id == external_id)).rowcount)
+
+
+def drop_with_order(conn: Connection, source: str, order_external_id: str) -> int:
+    """The source deleted a deal (lead): what was logged on it alone goes with it; how many went.
+
+    The CRMs delete an object's activities with it unless something else holds them:
+    Bitrix24 deletes a deal's activities bound to nothing else and only unbinds those
+    also bound to a contact or company (crm.deal.delete); an amoCRM note or task
+    belongs to one lead and goes with it. Hub can tell the two apart only by what it
+    read: an activity with a contact or company of its own (from its owner or its
+    BINDINGS) stays with them, its deal link cleared and its contact its own one's
+    (none while Hub does not know that contact, or for one held by a company alone:
+    link_orphans attaches it later). One that reached its contact only through the
+    deal goes. The segment fields and lead-score inputs count the rows left, so the
+    contact's figures are right as soon as this commits.
+    """
+    a, r = activities_t.c, refs_t.c
+    on_deal = and_(a.source == source, a.order_external_id == order_external_id)
+    gone = conn.execute(delete(activities_t).where(
+        on_deal, a.contact_external_id.is_(None), a.company_external_id.is_(None))).rowcount
+    own = (select(r.contact_id).where(r.source == a.source, r.external_id == a.contact_external_id,
+                                      r.deleted_at.is_(None)).limit(1).scalar_subquery())
+    conn.execute(update(activities_t).where(on_deal).values(order_external_id=None, contact_id=own))
+    return int(gone or 0)
 
 
 def held_ids(conn: Connection, source: str) -> set[str]:

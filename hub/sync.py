@@ -345,6 +345,8 @@ def write_deletions(conn: Connection, records: Sequence[Deletion], counts: Count
                 counts.activities["deleted"] += 1
             continue
         if d.entity == "order":
+            # Its calls, meetings and notes go with it unless a contact or company of their own holds them.
+            counts.activities["deleted"] += activities.drop_with_order(conn, d.source, d.external_id)
             row = conn.execute(select(orders_t.c.id, orders_t.c.contact_id, orders_t.c.company_id).where(
                 orders_t.c.source == d.source, orders_t.c.external_id == d.external_id)).first()
             if row:

@@ -310,7 +310,8 @@ def activity(raw: Mapping[str, Any]) -> ActivityRecord | None:
     """One crm.activity.list row bound to a deal, a contact or a company; None for kinds Hub does not keep.
 
     A call logged on a deal (OWNER_TYPE_ID 2) names the deal, and the contact when its BINDINGS
-    say who it was with; without one it reaches the deal's contact (hub.activities).
+    say who it was with; without one it reaches the deal's contact (hub.activities). The contact
+    or company it is also bound to is what keeps it when the deal is deleted (crm.deal.delete).
     """
     kind = PROVIDER_KINDS.get(str(raw.get("PROVIDER_ID") or "")) or ACTIVITY_KINDS.get(str(raw.get("TYPE_ID") or ""))
     at = parse_time(raw.get("START_TIME")) or parse_time(raw.get("CREATED"))
@@ -331,7 +332,7 @@ def activity(raw: Mapping[str, Any]) -> ActivityRecord | None:
         kind=kind,  # type: ignore[arg-type]
         at=at,
         contact_external_id=owner if owner_type == OWNER_CONTACT else bindings.get(OWNER_CONTACT),
-        company_external_id=owner if owner_type == OWNER_COMPANY else None,
+        company_external_id=owner if owner_type == OWNER_COMPANY else bindings.get(OWNER_COMPANY),
         direction=direction,  # type: ignore[arg-type]
         missed=is_missed,
         done=raw.get("COMPLETED") == "Y",

@@ -321,8 +321,19 @@ class Writing(AccountState):
                 if peer and row.id in getattr(peer, mine):
                     getattr(peer, mine).remove(row.id)
             pairs = [("id", str(row.id)), ("type", EVENT_ENTITY[entity])]
+        self._drop_notes_and_tasks(entity, row.id)
         self._event(f"{EVENT_ENTITY[entity]}_deleted", entity, row.id)
         return [_Notification(f"delete_{EVENT_ENTITY[entity]}", _section(entity, "delete"), pairs)]
+
+    def _drop_notes_and_tasks(self, entity: str, row_id: int) -> None:
+        """A note or task belongs to one contact, company or lead (entity_type, entity_id) and goes with it."""
+        calls = self._calls.get(entity)
+        if calls and any(call.entity_id == row_id for call in calls):
+            self._calls[entity] = [call for call in calls if call.entity_id != row_id]
+            self._call_time_cache.pop(entity, None)
+        self._notes[:] = [n for n in self._notes if not (n["entity_type"] == entity and n["entity_id"] == row_id)]
+        for tasks in (self._seeded_tasks, self._tasks):
+            tasks[:] = [t for t in tasks if not (t["entity_type"] == entity and t["entity_id"] == row_id)]
 
     # -- Python mutation API ------------------------------------------------
 

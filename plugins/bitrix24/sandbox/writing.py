@@ -348,10 +348,24 @@ class Writing(PortalState):
         return out
 
     def _drop_activities(self, owner_type: int, owner_id: int) -> None:
-        """A deleted deal's, contact's or company's activities go with it, as on a portal."""
-        for activity_id in [i for i, r in self._activity_rows.rows.items()
-                            if r.get("OWNER_TYPE_ID") == owner_type and r.get("OWNER_ID") == owner_id]:
-            self._activity_rows.delete(activity_id)
+        """A deleted deal's, contact's or company's activities go with it, as on a portal (crm.deal.delete):
+        one bound to nothing else is deleted; one also bound elsewhere only loses this binding, and
+        when this was its owner, the next binding owns it."""
+        this = {"OWNER_TYPE_ID": str(owner_type), "OWNER_ID": str(owner_id)}
+        for activity_id, row in list(self._activity_rows.rows.items()):
+            owned = row.get("OWNER_TYPE_ID") == owner_type and row.get("OWNER_ID") == owner_id
+            bindings = row.get("BINDINGS") or ([{"OWNER_TYPE_ID": str(row.get("OWNER_TYPE_ID")),
+                                                 "OWNER_ID": str(row.get("OWNER_ID"))}] if owned else [])
+            if not owned and this not in bindings:
+                continue
+            left = [b for b in bindings if b != this]
+            if not left:
+                self._activity_rows.delete(activity_id)
+                continue
+            row["BINDINGS"] = left
+            if owned:
+                row["OWNER_TYPE_ID"], row["OWNER_ID"] = int(left[0]["OWNER_TYPE_ID"]), int(left[0]["OWNER_ID"])
+        self._activity_rows.touched()
 
     # ---- batch
 
