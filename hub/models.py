@@ -495,6 +495,10 @@ class ScheduleState(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+# The kinds of sync run of which a source has at most one running at a time (see SyncRun).
+EXCLUSIVE_RUN_KINDS = ("full", "incremental", "reconcile")
+
+
 class SyncRun(Base):
     __tablename__ = "sync_runs"
 
@@ -511,6 +515,14 @@ class SyncRun(Base):
     # process is gone, or silent past the lease, is marked interrupted (hub.sync).
     owner: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[dt.datetime | None]
+
+    # One live sync per source, whichever process starts it (migration 0019): two would each pace
+    # themselves alone against the CRM's rate limit. Event fetches and imports are not syncs here.
+    __table_args__ = (
+        Index("uq_sync_runs_live_source", "source", unique=True,
+              sqlite_where=text(f"status = 'running' AND kind IN {EXCLUSIVE_RUN_KINDS!r}"),
+              postgresql_where=text(f"status = 'running' AND kind IN {EXCLUSIVE_RUN_KINDS!r}")),
+    )
 
 
 class Credential(Base):

@@ -24,13 +24,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequence
 
 from sqlalchemy import Connection, Engine, and_, delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from hub import activities, companies, custom_fields, identity
 from hub.config import Settings
 from hub.db import among, bulk_insert, chunks, insert_for, utcnow, whole_number
 from hub.i18n import N_
 from hub.i18n import gettext as _
-from hub.models import CONTACT_TEXT_LENGTHS, Contact, ExternalRef, Order, SyncRun, SyncState
+from hub.models import CONTACT_TEXT_LENGTHS, EXCLUSIVE_RUN_KINDS, Contact, ExternalRef, Order, SyncRun, SyncState
 from hub.plugins import get_pm, sources
 from hub.readahead import ReadAhead
 from hub.records import ActivityRecord, CompanyRecord, ContactRecord, Deletion, FieldDefinition, OrderRecord
@@ -483,7 +484,7 @@ def interrupt_stale_runs(conn: Connection, source: str) -> list[int]:
     """
     now = utcnow()
     rows = conn.execute(select(runs_t.c.id, runs_t.c.owner, runs_t.c.heartbeat_at, runs_t.c.started_at).where(
-        runs_t.c.source == source, runs_t.c.status == "running")).all()
+        runs_t.c.source == source, runs_t.c.status == "running").order_by(runs_t.c.id)).all()
     marked = []
     for row in rows:
         reason = _why_stale(row, now)
@@ -496,35 +497,138 @@ def interrupt_stale_runs(conn: Connection, source: str) -> list[int]:
     return marked
 
 
-def begin_run(engine: Engine, source: str, kind: str) -> tuple[int, list[int]]:
-    """Record a new run of `source` as running; also the ids of its earlier runs found dead and marked interrupted."""
-    run_id = None
-    try:
-        with engine.begin() as conn:
-            interrupted = interrupt_stale_runs(conn, source)
-            now = utcnow()
-            run_id = conn.execute(runs_t.insert().returning(runs_t.c.id),
-                                  {"source": source, "kind": kind, "status": "running", "counts": {}, "errors": [],
-                                   "started_at": now, "owner": _owner(), "heartbeat_at": now}).scalar_one()
-            with _active_lock:  # before the row is visible, so no other thread here takes it for dead
-                _active_runs.add(run_id)
-    except BaseException:
-        if run_id is not None:
-            with _active_lock:
-                _active_runs.discard(run_id)
-        raise
-    return run_id, interrupted
+@dataclass(frozen=True)
+class LiveRun:
+    """A running sync of a source that holds it (see SyncBusy): which run, since when, where."""
+
+    id: int
+    kind: str
+    started_at: dt.datetime | None
+    host: str | None
+    pid: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "host": self.host, "pid": self.pid,
+                "started_at": self.started_at.isoformat() if self.started_at else None}
 
 
-def start_run(engine: Engine, source: str, kind: str) -> int:
-    """Record a new run of `source` (marking its dead earlier runs interrupted); its id."""
-    return begin_run(engine, source, kind)[0]
+class SyncBusy(SyncError):
+    """A sync or reconcile pass refused before it read anything: another run of its source is live.
+
+    Two at once would each pace themselves alone against the CRM's rate limit
+    (amoCRM blocks an account after repeated 429s) and write the same pages.
+    The database holds the rule (the partial unique index on sync_runs over
+    EXCLUSIVE_RUN_KINDS), so it holds across processes and hosts; a dead run
+    does not hold it, as interrupt_stale_runs marks it first.
+    """
+
+    code = "sync_running"  # the --json key's value: stable, whatever the language
+
+    def __init__(self, source: str, live: LiveRun, tz: Any = None) -> None:
+        from hub import formats
+
+        self.source, self.live = source, live
+        started = formats.moment(live.started_at, tz or "UTC", zone=True) if live.started_at else "?"
+        super().__init__(_(
+            "%(source)s is already being synced: run #%(run)s (%(kind)s), started %(started)s on %(host)s "
+            "by process %(pid)s. Wait until it ends, then run `hub sync %(source)s` again if you still need to; "
+            "if its process died, it is marked interrupted on its own (at once on that machine, elsewhere after "
+            "%(minutes)s minutes without progress).", source=source, run=live.id, kind=kind_title(live.kind),
+            started=started, host=live.host or "?", pid=live.pid if live.pid is not None else "?",
+            minutes=int(RUN_LEASE.total_seconds() // 60)))
+
+    def as_dict(self) -> dict[str, Any]:
+        """What a --json caller or a skipped job reports: English keys, the live run's facts."""
+        return {"error": self.code, "source": self.source, "running_run": self.live.as_dict()}
+
+
+def live_run(conn: Connection, source: str) -> LiveRun | None:
+    """The running sync or reconcile pass of `source` (call interrupt_stale_runs first to drop dead ones)."""
+    row = conn.execute(select(runs_t.c.id, runs_t.c.kind, runs_t.c.started_at, runs_t.c.owner).where(
+        runs_t.c.source == source, runs_t.c.status == "running", runs_t.c.kind.in_(EXCLUSIVE_RUN_KINDS))
+        .order_by(runs_t.c.id).limit(1)).first()
+    if row is None:
+        return None
+    host, _sep, rest = (row.owner or "").partition("/")
+    return LiveRun(row.id, row.kind, row.started_at, host or None, whole_number(rest.partition("/")[0]))
+
+
+def begin_run(engine: Engine, source: str, kind: str, *, tz: Any = None) -> tuple[int, list[int]]:
+    """Record a new run of `source` as running; also the ids of its earlier runs found dead and marked interrupted.
+
+    A sync or reconcile pass (EXCLUSIVE_RUN_KINDS) while another of the same
+    source is live raises SyncBusy, in the time zone `tz` if given. Checking
+    first gives the message; the unique index decides a race (two
+    processes past the check at once on PostgreSQL): the loser's insert fails
+    and it is refused the same way.
+    """
+    interrupted: list[int] = []
+    for _attempt in range(3):
+        run_id = None
+        live = None
+        try:
+            with engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite: one writer here at a time
+                interrupted += interrupt_stale_runs(conn, source)
+                if kind in EXCLUSIVE_RUN_KINDS:
+                    live = live_run(conn, source)
+                if live is None:
+                    now = utcnow()
+                    run_id = conn.execute(runs_t.insert().returning(runs_t.c.id), {
+                        "source": source, "kind": kind, "status": "running", "counts": {}, "errors": [],
+                        "started_at": now, "owner": _owner(), "heartbeat_at": now}).scalar_one()
+                    with _active_lock:  # before the row is visible, so no other thread here takes it for dead
+                        _active_runs.add(run_id)
+        except IntegrityError:
+            if run_id is not None:
+                with _active_lock:
+                    _active_runs.discard(run_id)
+            with engine.connect() as conn:
+                live = live_run(conn, source)
+            if live is None:
+                continue  # the winner already ended: try again
+        except BaseException:
+            if run_id is not None:
+                with _active_lock:
+                    _active_runs.discard(run_id)
+            raise
+        if live is not None:  # refused after the stale runs' marks were committed
+            raise SyncBusy(source, live, tz)
+        assert run_id is not None
+        return run_id, interrupted
+    raise SyncError(_("%(source)s: could not record a new run (other runs kept starting)", source=source))
+
+
+def start_run(engine: Engine, source: str, kind: str, *, tz: Any = None) -> int:
+    """Record a new run of `source` (marking its dead earlier runs interrupted); its id. SyncBusy: see begin_run."""
+    return begin_run(engine, source, kind, tz=tz)[0]
 
 
 def heartbeat(conn: Connection, run_id: int) -> None:
-    """The run made progress: renew its lease (and take back 'interrupted' if it was silent past the lease)."""
-    conn.execute(update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status.in_(("running", "interrupted")))
-                 .values(status="running", heartbeat_at=utcnow(), error=None, finished_at=None))
+    """The run made progress: renew its lease (and take back 'interrupted' if it was silent past the lease).
+
+    A run marked interrupted by mistake whose source another run has started
+    since cannot take its row back (one live sync per source): it stops here,
+    this page rolled back, and the newer run goes on from the saved cursor.
+    """
+    now = utcnow()
+    if conn.execute(update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "running")
+                    .values(heartbeat_at=now)).rowcount:
+        return
+    other = runs_t.alias("other")
+    newer = (select(other.c.id).where(other.c.source == runs_t.c.source, other.c.status == "running",
+                                      other.c.kind.in_(EXCLUSIVE_RUN_KINDS), other.c.id != runs_t.c.id)
+             .exists())
+    taken = conn.execute(update(runs_t).where(
+        runs_t.c.id == run_id, runs_t.c.status == "interrupted",
+        ~and_(runs_t.c.kind.in_(EXCLUSIVE_RUN_KINDS), newer)).values(
+        status="running", heartbeat_at=now, error=None, finished_at=None)).rowcount
+    if taken:
+        return
+    row = conn.execute(select(runs_t.c.source, runs_t.c.status).where(runs_t.c.id == run_id)).first()
+    if row is not None and row.status == "interrupted":
+        raise SyncError(_("run #%(run)s of %(source)s made no progress for too long and another run of %(source)s "
+                          "started meanwhile; this one stops, that one goes on from the last saved page",
+                          run=run_id, source=row.source))
 
 
 def _interrupted(engine: Engine, run_id: int, counts: Counts, reason: str) -> None:
@@ -690,7 +794,7 @@ def run(
         source = _source(settings, source_name)
     started = time.monotonic()
     counts = Counts()
-    run_id, interrupted = begin_run(engine, source_name, "full" if full else "incremental")
+    run_id, interrupted = begin_run(engine, source_name, "full" if full else "incremental", tz=settings.tz)
     try:
         steps = _steps(engine, source, source_name, full)
         if not full and any(step.full for step in steps):
@@ -892,7 +996,7 @@ def reconcile(engine: Engine, settings: Settings, source_name: str, *, source: A
     source = source or _source(settings, source_name)
     started = time.monotonic()
     counts = Counts()
-    run_id = start_run(engine, source_name, "reconcile")
+    run_id = start_run(engine, source_name, "reconcile", tz=settings.tz)
     try:
         for entity in entities or source.entities():
             if entity not in ENTITY_KIND:

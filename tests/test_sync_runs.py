@@ -121,8 +121,10 @@ def test_only_runs_whose_process_is_gone_or_silent_past_the_lease_are_interrupte
     with hub_db.engine.begin() as conn:
         for name, (source, owner, beat) in rows.items():
             started = long_ago if name == "before_owners" else now
+            # Webhook event fetches: several may run at once, and a live one does not hold its source
+            # (a live sync would refuse this sync: tests/test_sync_single_run.py).
             ids[name] = conn.execute(insert(SyncRun).returning(SyncRun.id), {
-                "source": source, "kind": "full", "status": "running", "counts": {}, "errors": [],
+                "source": source, "kind": "event", "status": "running", "counts": {}, "errors": [],
                 "started_at": started, "owner": owner, "heartbeat_at": beat}).scalar_one()
     report = sync.run(hub_db.engine, hub_db.settings, "sample", full=True)
     status = {name: runs(hub_db)[run_id][0] for name, run_id in ids.items()}

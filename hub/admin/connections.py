@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from sqlalchemy import Connection, select
 
-from hub import i18n, jobs, plugins, queue
+from hub import i18n, jobs, plugins, queue, sync
 from hub.admin import access, audit, filters, overview
 from hub.admin.access import actor, allow, engine
 from hub.admin.app import current_settings
@@ -57,6 +57,14 @@ def sync_now(source: str) -> Any:
     if form.validate_on_submit():
         settings = current_settings()
         full = bool(form.full.data)
+        # Said here rather than left to the job, which would skip quietly: one run per source at a time
+        # (hub.sync.SyncBusy). The job is refused all the same if another starts in between.
+        with engine().begin() as conn:
+            sync.interrupt_stale_runs(conn, source)
+            live = sync.live_run(conn, source)
+        if live is not None:
+            flash(str(sync.SyncBusy(source, live, settings.tz)), "error")
+            return redirect(url_for("connections.index"))
         # Recorded before the job starts: on SQLite a write racing the sync's first page would fail it.
         with engine().begin() as conn:
             audit.record(conn, actor(), "sync_requested", source=source, full=full)

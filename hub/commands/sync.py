@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from sqlalchemy import Engine
 
 from hub import formats, sync
 from hub.cli import App, emit_json, pass_app, progress_bar
@@ -28,6 +29,28 @@ def crm_groups() -> list[click.Group]:
 def sync_cmd(app: App, source: str, full: bool, reconcile: bool, as_json: bool) -> None:
     """Sync contacts and orders from a source plugin (e.g. bitrix24, amocrm)."""
     engine = app.ready_engine()
+    try:
+        data = _run(app, engine, source, full, reconcile, as_json)
+    except sync.SyncBusy as busy:  # another run of this source is live: refused before reading anything
+        if not as_json:
+            raise  # one line in the reader's language (hub.cli turns a SyncError into it)
+        emit_json({**busy.as_dict(), "message": str(busy)})
+        raise SystemExit(1) from None
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(summary(source, data))
+    if data.get("interrupted"):
+        runs = ", ".join(f"#{run_id}" for run_id in data["interrupted"])
+        click.echo(ngettext("Earlier run %(runs)s of %(source)s never finished (its process stopped or fell silent) "
+                            "and is now marked interrupted; what it saved was kept.",
+                            "Earlier runs %(runs)s of %(source)s never finished (their process stopped or fell "
+                            "silent) and are now marked interrupted; what they saved was kept.",
+                            len(data["interrupted"]), runs=runs, source=source))
+
+
+def _run(app: App, engine: Engine, source: str, full: bool, reconcile: bool, as_json: bool) -> dict[str, Any]:
+    """The sync (and the reconcile pass if asked) with a progress bar; the summary --json prints."""
     with progress_bar(enabled=not as_json) as bar:
         tasks: dict[str, Any] = {}
 
@@ -48,17 +71,7 @@ def sync_cmd(app: App, source: str, full: bool, reconcile: bool, as_json: bool) 
             if key in swept:
                 data[key] = swept[key]
         data["duration_s"] = round(data["duration_s"] + swept["duration_s"], 3)
-    if as_json:
-        emit_json(data)
-        return
-    click.echo(summary(source, data))
-    if data.get("interrupted"):
-        runs = ", ".join(f"#{run_id}" for run_id in data["interrupted"])
-        click.echo(ngettext("Earlier run %(runs)s of %(source)s never finished (its process stopped or fell silent) "
-                            "and is now marked interrupted; what it saved was kept.",
-                            "Earlier runs %(runs)s of %(source)s never finished (their process stopped or fell "
-                            "silent) and are now marked interrupted; what they saved was kept.",
-                            len(data["interrupted"]), runs=runs, source=source))
+    return data
 
 
 LABELS = {"contacts": N_("%(source)s: contacts"), "orders": N_("%(source)s: orders"),
