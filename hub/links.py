@@ -32,6 +32,8 @@ from urllib.parse import quote
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
+from itsdangerous.signer import Signer
+from itsdangerous.timed import TimestampSigner
 from itsdangerous.url_safe import URLSafeSerializerMixin
 from sqlalchemy import Connection
 
@@ -82,6 +84,18 @@ def _serializer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
     return _serializer_for(settings.require_secret_key(), salt)
 
 
+class _Signer(TimestampSigner):
+    """itsdangerous's timestamp signer with its key derived once, not again for every signature."""
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is not None:  # an older key, tried when reading a token
+            return super().derive_key(secret_key)
+        key = self.__dict__.get("_derived")
+        if key is None:
+            key = self._derived = super().derive_key()
+        return key
+
+
 class _Serializer(URLSafeTimedSerializer):
     """itsdangerous's URL-safe serializer without its attempt to compress the payload.
 
@@ -92,8 +106,19 @@ class _Serializer(URLSafeTimedSerializer):
     compressed one ("." first) is still decompressed.
     """
 
+    default_signer = _Signer
+
     def dump_payload(self, obj: Any) -> bytes:
         return base64_encode(super(URLSafeSerializerMixin, self).dump_payload(obj))
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        """One signer for this serializer's own salt, kept: itsdangerous builds a new one for every token."""
+        if salt is not None:
+            return super().make_signer(salt)
+        signer = self.__dict__.get("_own_signer")
+        if signer is None:
+            signer = self._own_signer = super().make_signer()
+        return signer
 
 
 @lru_cache(maxsize=16)

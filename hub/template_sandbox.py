@@ -23,11 +23,13 @@ kilobytes and renders in milliseconds.
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 import functools
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Callable
 
 from jinja2 import nodes
@@ -271,6 +273,10 @@ class _LimitedCodeGenerator(CodeGenerator):
             self.write(")")
 
 
+# Every attribute a plain dict has (its methods and dunders): `d.name` for any other name can only be the key.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class LimitedSandbox(ImmutableSandboxedEnvironment):
     """ImmutableSandboxedEnvironment whose templates cannot exhaust memory or time (see the module)."""
 
@@ -300,6 +306,23 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return text
 
     # the sandbox's interception points --------------------------------------------------------
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`contact.first_name` on a plain dict: its key, read first.
+
+        The sandbox asks the object for an attribute first and reads the key
+        only after the AttributeError that every dict raises: a raised and
+        caught exception for each of the thirty or so names a letter prints.
+        A name no dict has as an attribute can only end up as that key, so it
+        is read at once; anything else (a missing key, `items`, other types)
+        takes the sandbox's own way, checks included.
+        """
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except (KeyError, TypeError):
+                pass
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _check_time()
@@ -373,10 +396,19 @@ def _counted(iterable: Any) -> Iterator[Any]:
         yield item
 
 
+# Values a render cannot change, passed on as they are (fresh).
+_UNCHANGING = frozenset({str, int, float, bool, type(None), Decimal, dt.date, dt.datetime})
+
+
 # --- rendering --------------------------------------------------------------------------------
 
 def fresh(value: Any) -> Any:
     """Copies of the dicts, lists and sets in a context, so no render can touch another's objects."""
+    kind = type(value)
+    if kind in _UNCHANGING:  # most of a context: answered without the Mapping check, the slow one
+        return value
+    if kind is dict:
+        return {key: fresh(item) for key, item in value.items()}
     if isinstance(value, Mapping):
         return {key: fresh(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -41,3 +41,18 @@ def test_a_compressed_token_still_reads(settings: Settings) -> None:
     target = links.read_unsubscribe(settings, old)
     assert (target.contact_id, target.purpose) == (42, purpose)
     assert not links.unsubscribe_token(settings, 42, "email", purpose).startswith(".")
+
+
+def test_the_whole_token_is_itsdangerous_own_and_an_older_key_still_reads(settings: Settings,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Hub keeps one signer and its derived key per serializer; the bytes must not change for that.
+    from itsdangerous.timed import TimestampSigner
+
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: 1_796_000_000)
+    plain = URLSafeTimedSerializer(SECRET, salt=links._UNSUBSCRIBE)
+    for contact_id in (1, 2, 987654321):
+        assert links.unsubscribe_token(settings, contact_id) == plain.dumps([contact_id, "email", "marketing"])
+    rotated = links._Serializer(["old-secret-0123456789abcdef0123", SECRET], salt=links._UNSUBSCRIBE)
+    old = URLSafeTimedSerializer("old-secret-0123456789abcdef0123", salt=links._UNSUBSCRIBE).dumps([7, "sms", "x"])
+    assert rotated.loads(old) == [7, "sms", "x"]
+    assert plain.loads(rotated.dumps([8, "email", "y"])) == [8, "email", "y"]

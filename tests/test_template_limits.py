@@ -52,6 +52,40 @@ def test_each_render_gets_its_own_copies_of_the_context() -> None:
     assert copy["contact"]["tags"] is not contact["tags"]
 
 
+def test_fresh_copies_every_container_inside_plain_values() -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    when, price = dt.datetime(2026, 12, 7, 10, 0), Decimal("1990.50")
+    nested = {"promo": {"codes": ["A1", "B2"], "seen": {1, 2}, "until": dt.date(2026, 12, 31)}, "n": 3}
+    copy = template_sandbox.fresh({"contact": nested, "when": when, "price": price, "name": "Анна"})
+    assert copy == {"contact": nested, "when": when, "price": price, "name": "Анна"}
+    assert copy["contact"] is not nested and copy["contact"]["promo"] is not nested["promo"]
+    assert copy["contact"]["promo"]["codes"] is not nested["promo"]["codes"]
+    assert copy["contact"]["promo"]["seen"] is not nested["promo"]["seen"]
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("{{ contact.first_name }}", "Анна"),           # a key read as a name
+    ("{{ contact['items'] }}", "ключ"),              # a key named like a dict method, read as a key
+    ("{{ contact.items is callable }}", "True"),     # …but as a name it is still the method, as Jinja has it
+    ("{{ contact.attributes.card }}", "7"),
+])
+def test_names_on_dicts_read_as_jinja_reads_them(source: str, expected: str) -> None:
+    contact = {"first_name": "Анна", "items": "ключ", "attributes": {"card": "7"}}
+    assert render(source, contact=contact) == expected
+
+
+def test_a_missing_name_on_a_dict_is_still_named_in_the_error() -> None:
+    with pytest.raises(TemplateError, match="missing"):
+        render("{{ contact.missing }}", contact={"first_name": "Анна"})
+
+
+def test_dunder_names_on_dicts_stay_refused() -> None:
+    with pytest.raises(TemplateError, match="unsafe|undefined|нет|не"):
+        render("{{ contact.__class__.__subclasses__() }}", contact={"__class__": "x"})
+
+
 @pytest.mark.parametrize("source, error", [
     ("{{ 'a' * 400000000 }}", "400\u00a0000\u00a0000 символов"),
     ("{{ ['a'] * 400000000 }}", "400\u00a0000\u00a0000 символов"),
