@@ -32,7 +32,9 @@ letter. No letter's data go before that commit.
 What an answer means (RFC 5321): 4xx is temporary (deferred, retried later;
 552 at RCPT counts as 452, as the RFC advises); 5xx to RCPT, and 550/551/553
 after the data, mean the address is dead (bounced: suppressed); other 5xx
-after the data fail this message only. A connection lost before the data was
+after the data fail this message only, and so does a 5xx that refuses the
+letter rather than the address (spam, a block list, 5.7.x policy:
+plugins.mailing.refusals). A connection lost before the data was
 sent is reopened and the message tried again; lost after the data was sent,
 the message is `unknown`, because the server may have accepted it.
 """
@@ -57,6 +59,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from hub.api import ChannelUnavailable, Delivery, Outgoing, Settings, SettingsError, gettext, unsubscribe_mailto
 from plugins.mailing import dkim as dkim_signing, footer as footers, verp
+from plugins.mailing.refusals import letter_refused
 from plugins.mailing.tracking import track
 
 DEFAULT_TIMEOUT = 30.0
@@ -621,7 +624,7 @@ class EmailChannel:
             self._drop()
         if 400 <= code < 500:
             return Delivery("deferred", error=f"{code} {_text(reply)}")
-        if code in BOUNCE_AFTER_DATA:
+        if code in BOUNCE_AFTER_DATA and not letter_refused(_text(reply)):
             return Delivery("bounced", error=f"{code} {_text(reply)}")
         return Delivery("failed", error=f"{code} {_text(reply)}")
 
@@ -691,7 +694,7 @@ class EmailChannel:
     def _refused_recipient(self, code: int, reply: bytes) -> Delivery:
         if code == 552:  # RFC 5321: 552 at RCPT is a full mailbox, temporary (452)
             code = 452
-        return self._refused("RCPT TO", code, reply, bounce=code >= 500)
+        return self._refused("RCPT TO", code, reply, bounce=code >= 500 and not letter_refused(_text(reply)))
 
     def _refused(self, stage: str, code: int, reply: bytes, *, bounce: bool = False,
                  sender_stage: bool = False, mail_from: str | None = None) -> Delivery:

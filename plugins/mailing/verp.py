@@ -52,7 +52,7 @@ def return_path(settings: Settings, message_id: int) -> str | None:
 
 def message_id_of(settings: Settings, address: str) -> int | None:
     """The message a return path was made for, or None: not one of ours, or its signature is wrong."""
-    local, at, _domain = address.strip().strip("<>").rpartition("@")
+    local, at, _domain = _unwrapped(address.strip().strip("<>")).rpartition("@")
     found = _LOCAL.match(local) if at else None
     if found is None:
         return None
@@ -60,3 +60,21 @@ def message_id_of(settings: Settings, address: str) -> int | None:
     if not hmac.compare_digest(found["sig"].lower(), _signature(settings, message_id)):
         return None
     return message_id
+
+
+_SRS0 = re.compile(r"^SRS0[=+-][^=]*=[^=]*=(?P<domain>[^=@]+)=(?P<local>[^@]+)@[^@]+$", re.I)
+_SRS1 = re.compile(r"^SRS1[=+-][^=]*=[^=@]+==[^=]*=[^=]*=(?P<domain>[^=@]+)=(?P<local>[^@]+)@[^@]+$", re.I)
+
+
+def _unwrapped(address: str) -> str:
+    """The return path inside an SRS address, or the address as it is.
+
+    A forwarder that re-sends a letter under its own domain (postsrsd, Exim's
+    and Microsoft 365's SRS) rewrites the envelope sender
+    ``bounces+1234-sig@shop.ru`` to ``SRS0=HHH=TT=shop.ru=bounces+1234-sig@fwd.example``
+    (SRS1 when forwarded twice). Its bounce names that address; the signed
+    tail inside it still says which message it is about, and it is checked
+    exactly as before, so a made-up SRS address names nothing.
+    """
+    found = _SRS0.match(address) or _SRS1.match(address)
+    return f"{found['local']}@{found['domain']}" if found else address

@@ -27,7 +27,10 @@ Shapes read, most reliable first:
   Office"): never a bounce; they are simply filed away.
 
 Hard or soft: a 5.x.x status or permanent wording is a hard bounce; 4.x.x,
-"delayed" and a full mailbox are soft. 5.2.2 (mailbox full) is a permanent
+"delayed" and a full mailbox are soft. A permanent refusal of the letter
+rather than the address (5.7.x policy codes, spam filters, block lists, the
+sender's DMARC/SPF/DKIM; plugins.mailing.refusals) is neither: it is kind
+"unknown", left for a person. 5.2.2 (mailbox full) is a permanent
 code by the letter of RFC 3463, but a full mailbox is usually emptied
 again, so Hub counts it as soft (HUB_SOFT_BOUNCE_LIMIT of them suppress).
 
@@ -53,6 +56,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from plugins.mailing.refusals import letter_refused
+
 BOUNCE, SOFT_BOUNCE, COMPLAINT, AUTO_REPLY, UNKNOWN = "bounce", "soft_bounce", "complaint", "auto_reply", "unknown"
 DELIVERED = "delivered"  # a success notice (Action: delivered, relayed, expanded; status 2.x.x)
 KINDS = (BOUNCE, SOFT_BOUNCE, COMPLAINT, AUTO_REPLY, DELIVERED, UNKNOWN)
@@ -73,7 +78,9 @@ _HEADERS = email.parser.HeaderParser()
 _POLICY = email.policy.compat32
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _REPLY_CODE = re.compile(r"(?<!\d)([45]\d\d)[ -](?=\D)")
-_ADDRESS = re.compile(r"[A-Za-z0-9._%+=!#$&'*/?^`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
+# The top-level domain in letters, or in IDNA ASCII form (xn--p1ai is .рф, the form reports name it in).
+_ADDRESS = re.compile(r"[A-Za-z0-9._%+=!#$&'*/?^`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}"
+                      r"\.(?:xn--[A-Za-z0-9-]{1,59}|[A-Za-z]{2,63})")
 _MESSAGE_ID_LINE = re.compile(r"^message-id:[ \t]*(<[^<>\s]{1,250}>)", re.I | re.M)
 _RETURN_PATH_LINE = re.compile(r"^return-path:[ \t]*<?([^<>\s]{3,320})>?", re.I | re.M)
 _HUB_ID_LINE = re.compile(r"^x-hub-message-id:[ \t]*(\d{1,18})", re.I | re.M)
@@ -101,7 +108,7 @@ _HARD_WORDS = re.compile(
     r"recipient (address )?rejected|address rejected|mailbox unavailable|mailbox not found|invalid (mailbox|"
     r"recipient|address)|account (has been )?(disabled|deleted|blocked)|no mailbox here|not our customer|"
     r"нет такого (пользователя|адреса|ящика)|пользовател[ья] не (найден|существует)|адрес не существует|"
-    r"ящик не существует|не существует|заблокирован|удал[её]н|permanent|постоянн", re.I)
+    r"ящик не существует|не существует|заблокирован|удал[её]н|permanent|постоянн|unrout(e)?able address", re.I)
 _AUTO_SUBJECT = re.compile(
     r"автоответ|автоматический ответ|auto[- ]?reply|auto[- ]?response|automatic reply|autosvar|"
     r"out of (the )?office|vacation|away from (the )?office|отпуск|нет на месте|отсутству|^auto:", re.I)
@@ -329,7 +336,9 @@ def _severity(status: str | None, action: str | None, words: str, *, default: st
         if status.startswith("4"):
             return SOFT_BOUNCE
         if status.startswith("5"):
-            return SOFT_BOUNCE if status == "5.2.2" or _full_mailbox(words) else BOUNCE
+            if status == "5.2.2" or _full_mailbox(words):
+                return SOFT_BOUNCE
+            return UNKNOWN if letter_refused(words, status) else BOUNCE
         if status.startswith("2"):
             return default
     if action == "delayed":
@@ -338,7 +347,7 @@ def _severity(status: str | None, action: str | None, words: str, *, default: st
     if code is not None:
         if code.group(1).startswith("4") or code.group(1) == "552" or _full_mailbox(words):
             return SOFT_BOUNCE
-        return BOUNCE
+        return UNKNOWN if letter_refused(words) else BOUNCE
     if _full_mailbox(words) or (_SOFT_WORDS.search(words) and not _HARD_WORDS.search(words)):
         return SOFT_BOUNCE
     if _HARD_WORDS.search(words) or _BOUNCE_BODY.search(words) or action == "failed":
@@ -417,10 +426,12 @@ def _original(parts: list[Part], text: str = "") -> dict[str, Any]:
     for part, _, kind in parts:
         if kind in ("message/rfc822", "message/global"):
             payload = part.get_payload()
+            encoding = str(part.get("content-transfer-encoding") or "").strip().lower()
             if isinstance(payload, list) and payload and isinstance(payload[0], email.message.Message) \
-                    and part.get("content-transfer-encoding", "").strip().lower() not in ("base64",
-                                                                                       "quoted-printable"):
+                    and encoding not in ("base64", "quoted-printable"):
                 headers = payload[0]
+            elif isinstance(payload, list) and encoding in ("base64", "quoted-printable"):
+                headers = _headers_of(_encoded_letter(payload, encoding))
             else:
                 headers = _headers_of(_decode_part(part))
             break
@@ -442,6 +453,23 @@ def _original(parts: list[Part], text: str = "") -> dict[str, Any]:
     return {"message_id": found.group(1) if found else None,
             "hub_id": int(hub_line.group(1)) if hub_line else None,
             "return_paths": (path.group(1),) if path and "@" in path.group(1) else (), "to": None}
+
+
+def _encoded_letter(payload: list[Any], encoding: str) -> str:
+    """An attached letter sent base64- or quoted-printable-encoded, as text.
+
+    RFC 2046 allows only 7bit, 8bit or binary for message/rfc822, yet some
+    feedback loops (Yandex's among them) encode the complained letter in
+    base64; the parser then reads the encoded lines as the body of a letter
+    without headers. Undo that, then decode it.
+    """
+    encoded = "\n".join(p.as_string() for p in payload if isinstance(p, email.message.Message))
+    try:
+        data = (base64.b64decode(re.sub(r"[^A-Za-z0-9+/=]", "", encoded) + "===") if encoding == "base64"
+                else quopri.decodestring(encoded.encode("ascii", "replace")))
+    except ValueError:
+        return ""
+    return _bytes_text(data[:MAX_BYTES], None)
 
 
 def _text(parts: list[Part]) -> str:
@@ -525,6 +553,9 @@ def _diagnostic_line(head: str) -> str | None:
     lines = [line.strip() for line in head.splitlines() if line.strip()]
     for line in lines:
         if _ENHANCED.search(line) or _REPLY_CODE.search(line + " x"):
+            return line
+    for line in lines:  # the reason itself before the boilerplate around it ("This is a permanent error")
+        if (_HARD_WORDS.search(line) or _SOFT_WORDS.search(line)) and not _BOUNCE_BODY.search(line):
             return line
     for line in lines:
         if _HARD_WORDS.search(line) or _SOFT_WORDS.search(line):

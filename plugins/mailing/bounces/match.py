@@ -12,7 +12,7 @@ Two ways, in this order:
 The X-Hub-Message-Id header of the quoted original is never used: anyone
 can write it, and a report naming a stranger's message must not suppress
 their address. When the report names the recipient, it must be the address
-the message went to (the domain compared without case), or the report is
+the message went to (compared without letter case), or the report is
 not believed either. A message whose address was erased since is still
 matched (the run then records the event without anything readable).
 """
@@ -89,12 +89,26 @@ def _aware(when: dt.datetime | None) -> dt.datetime | None:
 
 
 def same_address(reported: str | None, sent_to: str | None) -> bool:
-    """Whether the report's recipient is the address the message went to (an erased or unnamed one passes)."""
+    """Whether the report's recipient is the address the message went to (an erased or unnamed one passes).
+
+    Without regard to letter case: Hub keeps every address lowercased
+    (hub.normalize.email), and Exchange names the recipient as its directory
+    spells it ("Ivan.Sidorov@…"). A Cyrillic domain is compared in the ASCII
+    form the SMTP channel sent it in (``ivan@xn--…``), which is the one reports name.
+    """
     if not reported or not sent_to:
         return True
-    r_local, _, r_domain = reported.strip().strip("<>").rpartition("@")
-    s_local, _, s_domain = sent_to.strip().rpartition("@")
-    return r_local == s_local and r_domain.lower() == s_domain.lower()
+    return _comparable(reported) == _comparable(sent_to)
+
+
+def _comparable(address: str) -> str:
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass  # not a name IDNA can write: compared as it is
+    return f"{local}@{domain}".casefold()
 
 
 def _verp_id(settings: Settings, report: Report) -> int | None:
