@@ -925,12 +925,25 @@ def _fresh_contact(record: ContactRecord, now: dt.datetime, alike: dict[Any, Any
     return row
 
 
+_INITIAL_FIELDS = frozenset({"first_name", "middle_name"})
+
+
+def _spells_out(current: Any, value: Any) -> bool:
+    """Whether the value is the whole word of an initial the contact holds: «Д.» and then «Дмитрий».
+
+    An initial is all one source knew; a letter greets «Дмитрий», not «Д.», once any source says it.
+    """
+    return (isinstance(current, str) and isinstance(value, str) and len(current.rstrip(".")) == 1
+            and len(value) > 1 and value[-1] != "." and value[0].casefold() == current[0].casefold())
+
+
 def _apply_records(row: dict[str, Any], records: Iterable[ContactRecord]) -> bool:
     """Fill the contact from records; returns whether it ends up different.
 
     An empty field takes the first value offered. A filled field changes only
     when the source that gave the value now gives another (the source corrected
-    it); another source's different value does not overwrite, so two systems
+    it), or when it is an initial the value spells out (_spells_out); another
+    source's different value does not overwrite, so two systems
     disagreeing about a name cannot flip it back and forth on every sync.
     Within one batch the last record of a source wins; the result is compared
     with the starting state, so re-reading the same data changes nothing.
@@ -944,7 +957,8 @@ def _apply_records(row: dict[str, Any], records: Iterable[ContactRecord]) -> boo
             if value is None or value == "":
                 continue
             current = row[name]
-            if current is None or current == "" or (current != value and provenance.get(name) == source):
+            if current is None or current == "" or (current != value and provenance.get(name) == source) \
+                    or (name in _INITIAL_FIELDS and _spells_out(current, value)):
                 row[name] = value
                 provenance[name] = source
         if record.tags:
@@ -1000,10 +1014,14 @@ def merge_contacts(conn: Connection, survivor: int, merged: int, *, reason: dict
     rows = _load_contacts(conn, {survivor, merged})
     keep, gone = rows[survivor], rows[merged]
     snapshot = _snapshot(conn, merged, gone, survivor)
+    # The fields the survivor takes from the merged contact: an unmerge empties them again, even when both
+    # contacts came from one source (two rows of one export), where provenance cannot tell them apart.
+    snapshot["filled"] = []
     for name in FIELDS:
         if keep[name] in (None, "") and gone[name] not in (None, ""):
             keep[name] = gone[name]
             keep["provenance"][name] = gone["provenance"].get(name, f"merge:{merged}")
+            snapshot["filled"].append(name)
     keep["name_key"] = name_key(keep["last_name"], keep["first_name"])
     keep["tags"] = list(dict.fromkeys(keep["tags"] + gone["tags"]))
     keep["attributes"] = gone["attributes"] | keep["attributes"]

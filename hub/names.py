@@ -239,6 +239,11 @@ def _surname_like(part: _Part) -> bool:
     return not part.initial and len(part.skeleton) > 4 and part.skeleton.endswith(_SURNAME_ENDINGS)
 
 
+def looks_like_surname(word: str) -> bool:
+    """Whether a word ends as Russian surnames do, in either script (Соколов, Sokolova, Ilyin)."""
+    return _surname_like(_Part(skeleton(word), fold(word), False))
+
+
 @lru_cache(maxsize=CACHE)
 def _parse(name: Name) -> _Parsed:
     first, last, middle = _tokens(name.first, "first"), _tokens(name.last, "last"), _tokens(name.middle, "middle")

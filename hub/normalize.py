@@ -62,6 +62,27 @@ _LABEL_WORD = re.compile(
     r"\b(" + "|".join(sorted(_LABEL_WORDS, key=len, reverse=True)) + r")\b\.?:?", re.IGNORECASE
 )
 _NON_DIGITS = re.compile(r"\D+")
+# A number Excel kept as a number and a CSV then wrote as one: "79161234567.0", "7,9161234567E+10".
+_EXCEL_NUMBER = re.compile(r"(\d{6,15})[.,]0+|(\d)[.,](\d{5,14})e\+?(\d{1,2})", re.IGNORECASE)
+
+
+def _excel_number(text: str) -> str:
+    """The digits of a phone Excel wrote as a number, or the text as it was.
+
+    A float keeps every digit of a phone ("79161234567.0"); so does the
+    scientific form when all the digits are shown ("7,9161234567E+10"). A
+    rounded one ("7,92E+10") has lost digits and is left alone, to be
+    flagged, rather than read as somebody else's number.
+    """
+    match = _EXCEL_NUMBER.fullmatch(text)
+    if match is None:
+        return text
+    if match.group(1):
+        return match.group(1)
+    digits, exponent = match.group(2) + match.group(3), int(match.group(4))
+    if len(digits) < 10 or len(digits) - 1 > exponent:
+        return text
+    return digits + "0" * (exponent - len(digits) + 1)
 
 
 def _ru_patterns() -> tuple[re.Pattern[str], ...]:
@@ -154,6 +175,8 @@ def phones(cell: str | None, region: str = "RU", label: str | None = None) -> li
     text = str(cell).strip()
     if not text:
         return []
+    if text[-1] == "0" or "e" in text or "E" in text:
+        text = _excel_number(text)
     out: list[Identifier] = []
     seen: set[str] = set()
     bad: list[str] = []
@@ -276,6 +299,24 @@ def email(raw: str | None, label: str | None = None) -> Identifier | None:
     return Identifier(EMAIL, result.normalized.lower(), text, True, label)
 
 
+# An address with what people write around it: "Иван Петров <ivan@mail.ru>" (copied from a mail program),
+# "e-mail: ivan@mail.ru", "ivan@mail.ru (личный)".
+_DISPLAY_NAME = re.compile(r"[^<>@]*<\s*((?:mailto:)?[^<>\s@]+@[^<>\s@]+)\s*>\s*", re.IGNORECASE)
+_EMAIL_WORD = re.compile(r"\s*(?:e-?mail|эл\.?\s*почта|почта|mail)\s*:\s*(\S+@\S+)\s*", re.IGNORECASE)
+_EMAIL_COMMENT = re.compile(r"\s*(\S+@\S+?)\s*\([^()@]*\)\s*")
+# "ivan @ mail.ru": one address typed with spaces around its @.
+_SPACED_AT = re.compile(r"\s*@\s*")
+
+
+def _around_address(text: str) -> str:
+    """The one address in a cell that also holds a name, a word or a comment about it; else the cell."""
+    for pattern in (_DISPLAY_NAME, _EMAIL_WORD, _EMAIL_COMMENT):
+        match = pattern.fullmatch(text)
+        if match is not None:
+            return match.group(1)
+    return text
+
+
 def emails(cell: str | None, label: str | None = None) -> list[Identifier]:
     """A cell may list several addresses separated by commas, semicolons or spaces.
 
@@ -286,9 +327,11 @@ def emails(cell: str | None, label: str | None = None) -> list[Identifier]:
     text = str(cell).strip()
     if not text:
         return []
+    if "@ " in text or " @" in text:
+        text = _SPACED_AT.sub("@", text)
     parts = [p for p in re.split(r"[,;\s]+", text) if p]
     if len(parts) > 1 and not all("@" in p for p in parts):
-        parts = [text]  # "ivan petrov@mail.ru" is one bad address, not two
+        parts = [_around_address(text)]  # "ivan petrov@mail.ru" is one bad address, not two
     out = []
     for part in parts:
         ident = email(part, label)

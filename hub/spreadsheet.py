@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from hub import formats, normalize
+from hub import formats, names, normalize
 from hub.models import CONTACT_TEXT_LENGTHS, ExternalRef, text_length
 from hub.i18n import N_, ngettext
 from hub.i18n import gettext as _
@@ -79,7 +79,7 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "full_name": (
         "ФИО", "Ф.И.О.", "ФИО клиента", "Фамилия Имя Отчество", "Фамилия Имя",
         "Клиент", "Контакт", "Контактное лицо", "Покупатель", "Имя клиента",
-        "Полное имя", "Полное имя контакта", "Имя, Фамилия", "Name", "Full name", "Customer",
+        "Полное имя", "Полное имя контакта", "Основной контакт", "Имя, Фамилия", "Name", "Full name", "Customer",
         "Customer name", "Client", "Client name", "Contact", "Contact name",
     ),
     "first_name": ("Имя", "First name", "Firstname", "Given name"),
@@ -161,13 +161,21 @@ def attribute_title(key: str) -> str:
     return _(_ATTRIBUTE_TITLES[key]) if key in _ATTRIBUTE_TITLES else key
 
 
+# amoCRM's deal export names the deal's contact's columns «Рабочий телефон (контакт)», «Полное имя (контакт)»:
+# the same columns as its contact export. Its «… (компания)» columns are the company's, not the person's.
+_CONTACT_SUFFIX = re.compile(r"\s*\((?:контакт|contact)\)\s*$", re.IGNORECASE)
+# Columns only a CRM's deal export has: its rows are deals, each naming its contact.
+_DEAL_COLUMNS = frozenset({"названиесделки", "этапсделки", "бюджет", "воронка", "основнойконтакт", "сделка"})
+
+
 def _header_key(text: str) -> str:
     """Fold a header so that "Ф.И.О.", "фио" and " Ф И О " compare equal.
 
     Case, ё/е, punctuation and spaces vary between exports of the same
-    template; none of them changes what the column means.
+    template; none of them changes what the column means. Nor does the
+    «(контакт)» amoCRM's deal export adds to its contact's columns.
     """
-    folded = text.casefold().replace("ё", "е")
+    folded = _CONTACT_SUFFIX.sub("", text).casefold().replace("ё", "е")
     return "".join(ch for ch in folded if ch.isalnum())
 
 
@@ -390,13 +398,17 @@ def detect_columns(headers: list[str], mapping: dict[str, str] | None = None) ->
     """
     explicit = _apply_mapping(headers, mapping or {})
     taken = {name for name in explicit.values() if name not in _MULTI_FIELDS}
+    # In amoCRM's deal export (one row a deal) the plain «ID» is the deal's, which would make whoever a
+    # deal names next time the same person as whoever it named before.
+    deal_export = any(_header_key(header) in _DEAL_COLUMNS for header in headers if header)
     columns: dict[int, str] = {}
     for index, header in enumerate(headers):
         if index in explicit:
             columns[index] = explicit[index]
             continue
         name = _recognise(header)
-        if name is None or name in taken:
+        if name is None or name in taken or (name == "external_id" and deal_export
+                                             and not _CONTACT_SUFFIX.search(header)):
             continue
         if name not in _MULTI_FIELDS:
             taken.add(name)
@@ -594,6 +606,8 @@ class _RowPlan:
         for index, label in self.labelled:
             if cells[index] and cells[index][0] != "=":
                 labels[cells[index]] = label
+            elif cells[index] and (literal := _TEXT_FORMULA.fullmatch(cells[index])):
+                labels[literal.group(1).replace('""', '"')] = label
 
         record = ContactRecord(
             source=self.source,
@@ -620,11 +634,16 @@ class _RowPlan:
 
         A workbook saved by a program that does not compute formulas holds
         "=A2&B2" where Excel would show a number; imported, that text would
-        be a phone no one can call.
+        be a phone no one can call. A formula that is one quoted text
+        (="89161234567", how exports keep Excel from turning a phone into a
+        number) is that text.
         """
+        literals: dict[str, str] = {}
         for index in indexes:
             cell = cells[index]
-            if cell and cell[0] == "=":
+            if cell and cell[0] == "=" and (literal := _TEXT_FORMULA.fullmatch(cell)):
+                literals[cell] = literal.group(1).replace('""', '"')
+            elif cell and cell[0] == "=":
                 if kind == "phone":
                     warnings.append(_("%(cell)s: the formula %(formula)s is not a phone number and was not "
                                       "imported (save the file from Excel so that it keeps the values of its "
@@ -635,8 +654,11 @@ class _RowPlan:
                                       "imported (save the file from Excel so that it keeps the values of its "
                                       "formulas, or paste the values instead)", cell=_cell_name(index, line),
                                       formula=cell))
-        return [cell for cell in found if cell[0] != "="]
+        return [literals.get(cell, cell) for cell in found if cell[0] != "=" or cell in literals]
 
+
+# A formula that is one quoted text: ="89161234567".
+_TEXT_FORMULA = re.compile(r'=\s*"((?:[^"]|"")*)"\s*')
 
 # What a contact's fields hold at most (the columns' lengths), and what the cut says they are.
 MAX_ID = text_length(ExternalRef.__table__.c.external_id)
@@ -1144,6 +1166,8 @@ _SURNAME_STRONG = (
     "ых", "их", "енко", "ук", "юк", "дзе", "швили", "ян", "янц",
 )
 _SURNAME_WEAK = ("ин", "ина", "ын", "ына", "ой", "ый", "ий", "ая")
+# An initial: "П", "П." or two of them run together, "П.И.".
+_INITIAL = re.compile(r"[^\W\d_]\.?|(?:[^\W\d_]\.){2}")
 _MALE_PATRONYMIC = ("вич", "ич", "оглы", "улы", "уулу")
 _FEMALE_PATRONYMIC = ("вна", "ична", "кызы")
 _PATRONYMIC_ENDINGS = _MALE_PATRONYMIC + _FEMALE_PATRONYMIC
@@ -1170,7 +1194,17 @@ def split_full_name(value: str) -> tuple[str | None, str | None, str | None]:
     if value.isascii() or not _CYRILLIC.search(value):
         if len(words) == 1:
             return words[0], None, None
+        if _INITIAL.fullmatch(words[-1]) and not _INITIAL.fullmatch(words[0]):
+            # "Sokolov P.", "Sokolov P. I.": initials follow the surname, as Russians write them in Latin too
+            return words[1], words[0], " ".join(words[2:]) or None
+        if len(words) == 2 and names.full_names(words[1]) and not names.full_names(words[0]) \
+                and names.looks_like_surname(words[0]):
+            return words[1], words[0], None  # "Sokolov Pyotr": a Russian name in Latin, surname first
         return words[0], words[-1], " ".join(words[1:-1]) or None
+    if len(words) > 2 and _INITIAL.fullmatch(words[0]) and _INITIAL.fullmatch(words[1]) \
+            and not _INITIAL.fullmatch(words[-1]):
+        # "П. И. Соколов": the initials before the surname, as letters and documents write it
+        return words[0], " ".join(words[2:]), words[1]
     if len(words) == 1:
         if _first_name_gender(words[0]) is None and _surname_score(words[0]):
             return None, words[0], None

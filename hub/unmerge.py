@@ -373,14 +373,16 @@ def _clear_fields_taken(conn: Connection, survivor: int, restored: int, snapshot
 
     A merge fills the survivor's empty fields from the merged contact and
     keeps where each value came from. A field that still holds the restored
-    contact's value, from a source the survivor has no value or reference of
-    its own from, was the restored contact's: it goes (the survivor's next
-    sync fills it again from its own record if it has one).
+    contact's value and that the merge filled (the snapshot lists those), or
+    that came from a source the survivor has no value or reference of its own
+    from, was the restored contact's: it goes (the survivor's next sync fills
+    it again from its own record if it has one).
     """
     row = conn.execute(select(contacts_t).where(contacts_t.c.id == survivor)).first()
     if row is None:
         return
     fields = dict(snapshot.get("fields") or {})
+    filled = set(snapshot.get("filled") or ())
     provenance = dict(row.provenance or {})
     own_sources = set(conn.execute(select(identities_t.c.source).where(identities_t.c.contact_id == survivor))
                       .scalars())
@@ -394,7 +396,7 @@ def _clear_fields_taken(conn: Connection, survivor: int, restored: int, snapshot
             continue
         shown = value.isoformat() if isinstance(value, dt.date) else value
         came_from = provenance.get(name)
-        if shown == theirs and (came_from == f"merge:{restored}" or came_from not in own_sources):
+        if shown == theirs and (name in filled or came_from == f"merge:{restored}" or came_from not in own_sources):
             changes[name] = None
             provenance.pop(name, None)
     if changes:
