@@ -280,7 +280,7 @@ def test_an_incremental_read_keeps_the_stage_time_of_a_lead_edited_without_movin
                                                                 strict_match=False)])
     # Lead 2 had only its price changed: its own latest move is asked for by id.
     responses.get(f"{BASE}/api/v4/events", json=listing("events", [moved("e1", 2, 10, 102, NOW - 500_000)]),
-                  match=[responses.matchers.query_param_matcher({"filter[entity_id][]": "2", "filter[entity]": "lead"},
+                  match=[responses.matchers.query_param_matcher({"filter[entity_id]": "2", "filter[entity]": "lead"},
                                                                 strict_match=False)])
     pages = list(source.read("orders", json.dumps({"since": NOW - 600}), False))
     orders = {r.external_id: r for p in pages for r in p.records if isinstance(r, OrderRecord)}

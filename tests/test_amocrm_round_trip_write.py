@@ -240,7 +240,7 @@ def test_erasing_overwrites_the_name_removes_phones_emails_and_personal_fields_a
     responses.get(f"{BASE}/api/v4/contacts/42/notes", status=204)  # no calls (see test_crm_plugins_hostile)
     assert source.erase_contact("42") == "anonymised"
     assert bodies() == [[{"id": 42, "name": "Удалённый контакт", "first_name": "", "last_name": "",
-                          "tags_to_add": [{"name": "удалён по запросу"}],
+                          "_embedded": {"tags": [{"name": "удалён по запросу"}]},
                           "custom_fields_values": [{"field_id": 1, "values": None}, {"field_id": 2, "values": None},
                                                    {"field_id": 5, "values": None},
                                                    {"field_id": 9, "values": None}]}]]
@@ -255,9 +255,9 @@ def test_erasing_in_english_or_with_the_shops_own_words() -> None:
     source.settings = with_settings(source.settings, language="en")
     assert source.erase_contact("42") == "anonymised"
     assert bodies()[-1] == [{"id": 42, "name": "Erased contact", "first_name": "", "last_name": "",
-                             "tags_to_add": [{"name": "erased on request"}]}]
+                             "_embedded": {"tags": [{"name": "erased on request"}]}}]
     assert make_source(erase_name="Клиент удалён", erase_tag="152-ФЗ").erase_contact("42") == "anonymised"
-    assert bodies()[-1][0]["name"] == "Клиент удалён" and bodies()[-1][0]["tags_to_add"] == [{"name": "152-ФЗ"}]
+    assert bodies()[-1][0]["name"] == "Клиент удалён" and bodies()[-1][0]["_embedded"] == {"tags": [{"name": "152-ФЗ"}]}
     with pytest.raises(WriteBackError, match=r"\[amocrm\] erase_tag = '': нужен текст длиной от 1 до 250"):
         make_source(erase_tag="").erase_contact("42")
 

@@ -75,8 +75,9 @@ def test_the_mapping_table_covers_the_documented_types_with_hub_labels() -> None
 def test_a_full_sync_and_an_event_fetch_both_hand_hub_every_type() -> None:
     # The sync path (paged crm.contact.list in a batch) and the events path (the contact fetched by ID
     # after ONCRMCONTACTUPDATE) read the same rows and must label them the same way.
+    responses.post(HOOK + "batch", json=batch("contact", []))  # the directory: no custom fields
     responses.post(HOOK + "batch", json=batch("p0", [documented_row()]))
-    responses.post(HOOK + "batch", json=batch("f0", [documented_row()]))
+    responses.post(HOOK + "batch", json=batch("f0", [documented_row()]))  # and the companies: none
     portal = source()
     (page,) = list(portal.read("contacts", None, True))
     (synced,) = page.records

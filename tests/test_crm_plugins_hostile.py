@@ -118,10 +118,11 @@ def test_bitrix24_a_page_with_bad_rows_goes_in_and_the_rows_are_reported() -> No
             {"ID": None, "NAME": "None"},
             "не запись",
             {"ID": "4", "NAME": "Борис", "UF_CRM_SCORE": "1e100000", "BIRTHDATE": ["список"]}]
-    responses.post(HOOK + "batch", json=batch({"p0": rows}))  # the page, then the directories it needs
-    responses.post(HOOK + "batch", json=batch({
+    responses.post(HOOK + "batch", json=batch({  # the directories (they name the fields to select), the page
         "contact": {"UF_CRM_SCORE": {"type": "double", "formLabel": "Оценка", "isDynamic": True}},
         "company": [], "order": [], "categories": [], "stages": []}))
+    responses.post(HOOK + "batch", json=batch({"p0": rows}))
+    responses.post(HOOK + "batch", json=batch({}))  # and the contacts' companies: none
     (page,) = list(s.read("contacts", None, True))
     records = [r for r in page.records if isinstance(r, ContactRecord)]
     assert [(r.external_id, r.first_name, r.attributes.get("UF_CRM_SCORE")) for r in records] == [

@@ -143,7 +143,8 @@ def test_bitrix24_reads_deal_activities_in_the_same_walk_and_names_deal_and_pers
     assert len(responses.calls) == 1  # one walk, no request per record
     command = json.loads(responses.calls[0].request.body or b"")["cmd"]["p0"]
     query = parse_qs(urlsplit(command).query)
-    assert query["filter[OWNER_TYPE_ID][]"] == ["2", "3", "4"] and "BINDINGS" in query["select[]"]
+    assert query["filter[@OWNER_TYPE_ID][]"] == ["2", "3", "4"]  # "@" is IN; a bare list would be "="
+    assert {"BINDINGS", "COMMUNICATIONS"} <= set(query["select[]"])
 
 
 def test_bitrix24_bindings_read_either_documented_shape_and_ignore_junk() -> None:

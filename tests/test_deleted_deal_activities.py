@@ -187,7 +187,7 @@ def test_bitrix24_a_deleted_deal_takes_its_call_on_the_event_and_reconcile_agree
 def portal_activities(portal: SandboxServer) -> set[str]:
     """The ids crm.activity.list gives for deals, contacts and companies (the walk Hub's sync does)."""
     answer = requests.post(portal.webhook_url + "crm.activity.list", timeout=30, json={
-        "filter": {"OWNER_TYPE_ID": [2, 3, 4]}, "select": ["ID"], "order": {"ID": "ASC"}})
+        "filter": {"@OWNER_TYPE_ID": [2, 3, 4]}, "select": ["ID"], "order": {"ID": "ASC"}})
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert "next" not in body  # one page in these small portals

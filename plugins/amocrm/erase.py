@@ -5,7 +5,7 @@ does). On a GDPR/152-FZ erasure Hub therefore overwrites the contact: the
 name becomes a placeholder («Удалённый контакт»), first and last name are
 emptied, every custom field that holds a value is cleared (`"values": null`:
 phones, emails, the birthday, the address and whatever else the account
-keeps about a person) and a tag («удалён по запросу») marks it, so a manager
+keeps about a person) and a tag («удалён по запросу») replaces its tags, so a manager
 who finds it knows why it is empty and a later sync brings nobody back: with
 no phone, no email and no name there is nothing to match a person by.
 
@@ -55,8 +55,9 @@ def placeholder(settings: Settings, options: Mapping[str, Any]) -> tuple[str, st
 
 def anonymised(contact: Mapping[str, Any], name: str, tag: str) -> dict[str, Any]:
     """The PATCH /api/v4/contacts item that empties `contact` (as GET /api/v4/contacts/{id} gave it)."""
+    # `_embedded.tags` is the documented form and replaces every tag: an erased person keeps only this one.
     change: dict[str, Any] = {"id": int(contact["id"]), "name": name, "first_name": "", "last_name": "",
-                              "tags_to_add": [{"name": tag}]}
+                              "_embedded": {"tags": [{"name": tag}]}}
     filled = [field["field_id"] for field in contact.get("custom_fields_values") or []
               if isinstance(field, Mapping) and field.get("field_id") is not None and field.get("values")]
     if filled:

@@ -351,7 +351,8 @@ class AmoSource:
         if window is not None:
             query += [("filter[created_at][from]", window[0]), ("filter[created_at][to]", window[1])]
         if lead_ids:
-            query += [("filter[entity]", "lead"), *(("filter[entity_id][]", i) for i in lead_ids)]
+            # A comma-separated list, as the API documents it and its official library sends it (10 at most).
+            query += [("filter[entity]", "lead"), ("filter[entity_id]", ",".join(str(i) for i in lead_ids))]
         moves: dict[str, tuple[str, str, dt.datetime]] = {}
         for _, rows in self.client.pages("/api/v4/events", query, "events", limit=MAX_EVENTS_PAGE):
             for event in rows:
@@ -559,15 +560,21 @@ class AmoSource:
         """PATCH contacts in batches (50, or up to 250 for fields); each change holds `id` and only what changes."""
         return self._update("/api/v4/contacts", "contacts", changes, batch_size)
 
-    def _update(self, path: str, key: str, changes: Sequence[dict[str, Any]], batch_size: int) -> list[str]:
+    def _update(self, path: str, key: str, changes: Sequence[dict[str, Any]], batch_size: int, *,
+                set_tags: bool = False) -> list[str]:
+        """PATCH `changes`; what a GET answer echoes is dropped, `_embedded` too unless `set_tags` (then its
+        `tags` alone are sent: the documented way to replace every tag of the record)."""
         done: list[str] = []
         start = 0
         while start < len(changes):
             batch = [dict(c) for c in changes[start:start + batch_size]]
             for c in batch:
                 c["id"] = int(c["id"])
+                embedded = c.get("_embedded")
                 for echo in ("created_by", "updated_by", "created_at", "account_id", "_links", "_embedded"):
                     c.pop(echo, None)
+                if set_tags and isinstance(embedded, dict) and "tags" in embedded:
+                    c["_embedded"] = {"tags": embedded["tags"]}
             try:
                 body = self.client.request("PATCH", path, json=batch)
             except AmoValidationError as exc:
@@ -716,7 +723,7 @@ class AmoSource:
         if not contact or not contact.get("id"):
             return "gone"  # amoCRM answers 204 for a contact that is not there
         phones = erase.phone_keys(contact)
-        self._update("/api/v4/contacts", "contacts", [erase.anonymised(contact, name, tag)], 1)
+        self._update("/api/v4/contacts", "contacts", [erase.anonymised(contact, name, tag)], 1, set_tags=True)
         kept = self._clear_calls("contacts", contact_id)
         for lead_id in erase.lead_ids(contact):
             kept += self._clear_calls("leads", lead_id, phones=phones)

@@ -232,8 +232,13 @@ def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "Y" if value else "N"
     if isinstance(value, dt.datetime):
-        return value.isoformat()
+        return portal_time(value)
     return str(value)
+
+
+def portal_time(moment: dt.datetime) -> str:
+    """A moment as the REST API documents its datetime: YYYY-MM-DDThh:mm:ss±hh:mm, no fraction of a second."""
+    return moment.isoformat(timespec="seconds")
 
 
 def command(method: str, params: Mapping[str, Any], raw: Mapping[str, str] | None = None) -> str:
@@ -315,11 +320,12 @@ class Client:
                 retries.again(f"{self.auth.host} answered HTTP {response.status_code} "
                               "with a page that is not JSON")
                 continue
-            error = body.get("error") if isinstance(body, dict) else None
-            if not error:
+            # The documented refusals often carry an empty code ({"error": "", "error_description":
+            # "Access denied."}, HTTP 400): a present "error" key or an HTTP error status is a refusal.
+            if not _refused(body, response.status_code):
                 self._note_time(method, body.get("time"))
                 return body, _holds_nul(response)
-            code = str(error)
+            code = str(body.get("error") or "") if isinstance(body, dict) else ""
             if code == "expired_token" and not refreshed:
                 self.auth.refresh()
                 self.stats.refreshes += 1
@@ -349,7 +355,7 @@ class Client:
     def _note_time(self, method: str, block: Any) -> None:
         if isinstance(block, dict) and "operating" in block:
             try:
-                self._operating[method] = (float(block["operating"]), float(block.get("operating_reset_at") or 0))
+                self._operating[method] = (float(block["operating"]), _reset_at(block.get("operating_reset_at")))
             except (TypeError, ValueError):
                 pass
 
@@ -362,7 +368,7 @@ class Client:
 
     def _wait_for_reset(self, method: str, body: dict[str, Any]) -> None:
         block = body["time"] if isinstance(body.get("time"), dict) else {}
-        reset_at = float(block.get("operating_reset_at") or 0) or self._operating.get(method, (0, 0))[1]
+        reset_at = _reset_at(block.get("operating_reset_at")) or self._operating.get(method, (0, 0))[1]
         wait = reset_at - self._clock() if reset_at else 60.0
         self._sleep(min(max(wait, 1.0), 600.0))
         self._operating.pop(method, None)
@@ -480,9 +486,36 @@ def _json(response: requests.Response) -> Any:
         return None
 
 
+def _reset_at(value: Any) -> float:
+    """operating_reset_at as a unix time; 0.0 when absent or unreadable.
+
+    The limits page documents a unix timestamp (1778747792) and method pages show an ISO
+    string ("2024-08-26T16:11:37+03:00"): both are read, and neither can stop a sync.
+    """
+    if isinstance(value, bool) or value in (None, ""):
+        return 0.0
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        return 0.0
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).timestamp()
+
+
+def _refused(body: Any, status: int) -> bool:
+    """Whether an answer is an error: HTTP 400 and above, or an "error" key even with an empty code."""
+    return status >= 400 or (isinstance(body, dict) and body.get("error") is not None)
+
+
 def _describe(body: Any) -> str:
+    """The portal's reason: its error_description when the code is empty, "code: description" otherwise."""
     if not isinstance(body, dict):
         return "unexpected answer"
-    code = body.get("error") or "error"
+    code = str(body.get("error") or "").strip()
     text = str(body.get("error_description") or "").strip()
-    return f"{code}: {text}" if text else str(code)
+    if code and text:
+        return f"{code}: {text}"
+    return code or text or "error"

@@ -25,20 +25,19 @@ from typing import Any, Mapping, TypeGuard
 from hub.api import ActivityRecord, CompanyRecord, ContactRecord, OrderRecord, clean_text, person_name
 
 SOURCE = "bitrix24"
-# COMPANY_ID is the contact's main company; COMPANY_IDS (all of them) is named too, for portals that
-# return it in lists. Further companies would cost crm.contact.company.items.get per contact, which
-# the request budget (1 request per 2,000 records) does not allow.
+# COMPANY_ID is the contact's main company. crm.contact.list does not return COMPANY_IDS (all of
+# them): the source reads them with crm.item.list (companyIds) and puts them into the row.
 CONTACT_FIELDS = ["ID", "NAME", "LAST_NAME", "SECOND_NAME", "BIRTHDATE", "ADDRESS_CITY", "SOURCE_ID", "TYPE_ID",
-                  "ASSIGNED_BY_ID", "COMPANY_TITLE", "COMPANY_ID", "COMPANY_IDS", "DATE_CREATE", "DATE_MODIFY",
-                  "PHONE", "EMAIL"]
+                  "ASSIGNED_BY_ID", "COMPANY_TITLE", "COMPANY_ID", "DATE_CREATE", "DATE_MODIFY", "PHONE", "EMAIL"]
 DEAL_FIELDS = ["ID", "TITLE", "CONTACT_ID", "COMPANY_ID", "CATEGORY_ID", "STAGE_ID", "STAGE_SEMANTIC_ID",
                "OPPORTUNITY", "CURRENCY_ID", "CLOSEDATE", "CLOSED", "ASSIGNED_BY_ID", "MOVED_TIME", "DATE_CREATE",
                "DATE_MODIFY"]
 COMPANY_FIELDS = ["ID", "TITLE", "ADDRESS_CITY", "ASSIGNED_BY_ID", "DATE_CREATE", "DATE_MODIFY", "PHONE", "EMAIL"]
-# BINDINGS (every CRM object the activity is bound to) tells the person a call logged on a deal was with.
+# BINDINGS (every CRM object the activity is bound to) tells the person a call logged on a deal was with;
+# COMMUNICATIONS (whom it was with: ENTITY_TYPE_ID, ENTITY_ID) tells it where BINDINGS does not.
 ACTIVITY_FIELDS = ["ID", "OWNER_TYPE_ID", "OWNER_ID", "TYPE_ID", "PROVIDER_ID", "DIRECTION", "SUBJECT",
                    "START_TIME", "END_TIME", "COMPLETED", "RESPONSIBLE_ID", "SETTINGS", "CREATED", "LAST_UPDATED",
-                   "BINDINGS"]
+                   "BINDINGS", "COMMUNICATIONS"]
 # crm.activity TYPE_ID (crm_enum_activitytype): 1 meeting, 2 call, 3 task, 4 e-mail, 6 a provider's
 # activity (CRM_TODO is the to-do of current portals); DIRECTION 1 incoming, 2 outgoing.
 ACTIVITY_KINDS = {"1": "meeting", "2": "call", "3": "task", "4": "email"}
@@ -306,12 +305,30 @@ def bound(raw: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def communicated(raw: Mapping[str, Any]) -> dict[str, str]:
+    """The first contact, company... of each type the activity was with (COMMUNICATIONS), type id -> id.
+
+    Items read {ENTITY_TYPE_ID, ENTITY_ID, TYPE, VALUE} (crm-activity-communication-fields); the
+    second source of whom a call was with, for portals whose lists do not return BINDINGS.
+    """
+    items = raw.get("COMMUNICATIONS")
+    out: dict[str, str] = {}
+    for item in items if isinstance(items, list) else ():
+        if not _is_map(item):
+            continue
+        kind, target = str(item.get("ENTITY_TYPE_ID") or ""), _id(item.get("ENTITY_ID"))
+        if kind and target is not None:
+            out.setdefault(kind, target)
+    return out
+
+
 def activity(raw: Mapping[str, Any]) -> ActivityRecord | None:
     """One crm.activity.list row bound to a deal, a contact or a company; None for kinds Hub does not keep.
 
     A call logged on a deal (OWNER_TYPE_ID 2) names the deal, and the contact when its BINDINGS
-    say who it was with; without one it reaches the deal's contact (hub.activities). The contact
-    or company it is also bound to is what keeps it when the deal is deleted (crm.deal.delete).
+    (else its COMMUNICATIONS) say who it was with; without one it reaches the deal's contact
+    (hub.activities). The contact or company it is also bound to is what keeps it when the deal is
+    deleted (crm.deal.delete).
     """
     kind = PROVIDER_KINDS.get(str(raw.get("PROVIDER_ID") or "")) or ACTIVITY_KINDS.get(str(raw.get("TYPE_ID") or ""))
     at = parse_time(raw.get("START_TIME")) or parse_time(raw.get("CREATED"))
@@ -319,6 +336,9 @@ def activity(raw: Mapping[str, Any]) -> ActivityRecord | None:
         return None
     owner_type, owner = str(raw.get("OWNER_TYPE_ID") or ""), _id(raw.get("OWNER_ID"))
     bindings = bound(raw) if raw.get("BINDINGS") else {}
+    if raw.get("COMMUNICATIONS"):
+        for kind_id, target in communicated(raw).items():
+            bindings.setdefault(kind_id, target)
     direction = DIRECTIONS.get(str(raw.get("DIRECTION") or ""))
     duration = None
     if kind == "call":

@@ -41,7 +41,7 @@ from hub.api import (
     utcnow,
 )
 from plugins.bitrix24 import connection, fields, mapping
-from plugins.bitrix24.client import MAX_BATCH, PAGE, Bitrix24Error, Client, command
+from plugins.bitrix24.client import MAX_BATCH, PAGE, Bitrix24Error, Client, command, portal_time
 
 Record = ContactRecord | OrderRecord | CompanyRecord | ActivityRecord
 METHODS = {"contacts": "crm.contact", "orders": "crm.deal", "companies": "crm.company", "activities": "crm.activity"}
@@ -121,16 +121,22 @@ class Bitrix24Source:
 
     def _select(self, entity: str) -> list[str]:
         if entity == "contacts":
-            return mapping.CONTACT_FIELDS + sorted(self.contact_fields) + ["UF_*"]
+            return mapping.CONTACT_FIELDS + sorted(self.contact_fields) + self._custom_select("contact")
         if entity == "companies":
-            return mapping.COMPANY_FIELDS + ["UF_*"]
+            return mapping.COMPANY_FIELDS + self._custom_select("company")
         if entity == "activities":
             return list(mapping.ACTIVITY_FIELDS)
-        return mapping.DEAL_FIELDS + ([self.promo_field] if self.promo_field else []) + ["UF_*"]
+        return mapping.DEAL_FIELDS + ([self.promo_field] if self.promo_field else []) + self._custom_select("order")
+
+    def _custom_select(self, entity: str) -> list[str]:
+        """"UF_*" and, by name, the multiple custom fields: the list methods document "UF_*" as
+        "all custom fields (excluding multiple fields)"."""
+        return ["UF_*"] + sorted(code for code, d in self._known(entity).items() if d.multiple)
 
     def _filter(self, entity: str) -> dict[str, Any]:
         if entity == "activities":
-            return {"OWNER_TYPE_ID": [DEAL_TYPE, OWNER_TYPE_CONTACT, OWNER_TYPE_COMPANY]}
+            # "@" is the documented IN; a bare list would be compared with "=" (exact match).
+            return {"@OWNER_TYPE_ID": [DEAL_TYPE, OWNER_TYPE_CONTACT, OWNER_TYPE_COMPANY]}
         return {}
 
     def _records(self, entity: str, rows: list[dict[str, Any]]) -> list[Record]:
@@ -147,6 +153,7 @@ class Bitrix24Source:
         scrub = scrub or self.directory().get("holds_nul", True)
         if entity == "contacts":
             custom = self._attributes("contact")
+            self._add_companies(rows)
             return self._each(entity, rows, lambda r: mapping.contact(r, self.contact_fields, custom(r)), scrub)
         if entity == "companies":
             custom = self._attributes("company")
@@ -174,6 +181,35 @@ class Bitrix24Source:
             if record is not None:
                 out.append(without_nul(record) if scrub else record)
         return out
+
+    def _add_companies(self, contacts: list[dict[str, Any]]) -> None:
+        """Put every company of each contact into its row as COMPANY_IDS, in one batch request a page.
+
+        crm.contact.list and crm.contact.get do not return COMPANY_IDS (the documented way to the
+        companies is crm.contact.company.items.get, a call per contact); crm.item.list answers 50
+        contacts' companyIds a call, so a page of 2,500 contacts costs one more request.
+        """
+        ids = list(dict.fromkeys(str(int(r["ID"])) for r in contacts if str(r.get("ID") or "").strip().isdigit()))
+        if not ids:
+            return
+        parts = [ids[i:i + PAGE] for i in range(0, len(ids), PAGE)]
+        commands = {f"c{n}": command("crm.item.list", {"entityTypeId": OWNER_TYPE_CONTACT,
+                                                        "select": ["id", "companyIds"], "filter": {"@id": part}})
+                    for n, part in enumerate(parts)}
+        answer = self.client.batch_all(commands)
+        found: dict[str, list[str]] = {}
+        for key in commands:
+            if key in answer.errors:
+                raise Bitrix24Error(f"Bitrix24: crm.item.list: {answer.errors[key]}")
+            block = answer.result.get(key)
+            items = block.get("items") if isinstance(block, dict) else block
+            for item in items if isinstance(items, list) else ():
+                if isinstance(item, dict) and isinstance(item.get("companyIds"), list):
+                    found[str(item.get("id"))] = [str(c) for c in item["companyIds"]]
+        for row in contacts:
+            companies = found.get(str(row.get("ID") or "").strip())
+            if companies:
+                row["COMPANY_IDS"] = companies
 
     def _inns(self, companies: list[dict[str, Any]]) -> dict[str, str]:
         """Company ID -> INN of its first requisite that has one, for the companies of one page."""
@@ -232,7 +268,7 @@ class Bitrix24Source:
         started = utcnow()
         filter_: dict[str, Any] = self._filter(entity)
         if since is not None:
-            filter_[f">={MODIFIED.get(METHODS[entity], 'DATE_MODIFY')}"] = (since - self.overlap).isoformat()
+            filter_[f">={MODIFIED.get(METHODS[entity], 'DATE_MODIFY')}"] = portal_time(since - self.overlap)
         # Small changes cost one request; big ones grow to full 50-call batches.
         for rows in self.client.pages(method, select=select, filter=filter_, after_id=int(state.get("id") or 0),
                                       chain=4, grow=4):
@@ -247,7 +283,7 @@ class Bitrix24Source:
         parts = [wanted[i:i + PAGE] for i in range(0, len(wanted), PAGE)]
         rows: list[dict[str, Any]] = []
         for start in range(0, len(parts), MAX_BATCH):
-            commands = {f"f{n}": command(method, {"filter": {**self._filter(entity), "ID": part}, "select": select,
+            commands = {f"f{n}": command(method, {"filter": {**self._filter(entity), "@ID": part}, "select": select,
                                                   "start": -1})
                         for n, part in enumerate(parts[start:start + MAX_BATCH])}
             answer = self.client.batch(commands)

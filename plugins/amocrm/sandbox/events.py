@@ -108,10 +108,10 @@ class Events(AccountState):
         """Newest first, at most 100 a page, 204 when nothing matches."""
         page, limit = self._page_params(params, MAX_EVENTS_LIMIT)
         filters = params["filter"] if isinstance(params.get("filter"), dict) else {}
-        types = set(_as_list(filters.get("type")))
-        entities = {EVENT_ENTITY.get(name, name) for name in _as_list(filters.get("entity"))}
-        entity_ids = {_int(v, "filter[entity_id]") for v in _as_list(filters.get("entity_id"))}
-        event_ids = set(_as_list(filters.get("id")))
+        types = set(_comma_list(filters.get("type")))
+        entities = {EVENT_ENTITY.get(name, name) for name in _comma_list(filters.get("entity"))}
+        entity_ids = {_int(v, "filter[entity_id]") for v in _comma_list(filters.get("entity_id"))}
+        event_ids = set(_comma_list(filters.get("id")))
         created = _range(filters.get("created_at"), "filter[created_at]")
         moved_into = _leads_statuses(filters.get("value_after"))
         with self._lock:
@@ -345,3 +345,9 @@ def _ulid(milliseconds: int, counter: int) -> str:
         value >>= 5
     return "".join(reversed(chars))
 
+
+def _comma_list(value: Any) -> list[Any]:
+    """A filter's values as the API documents them, "1,2,3" (its official library sends that), or as an array."""
+    return [part.strip() if isinstance(part, str) else part
+            for item in _as_list(value) for part in (item.split(",") if isinstance(item, str) else [item])
+            if not (isinstance(part, str) and not part.strip())]

@@ -204,9 +204,11 @@ ACTIVITY_FIELDS: tuple[FieldSpec, ...] = (
     # Every object the activity is bound to, [{"OWNER_TYPE_ID": "2", "OWNER_ID": "15"}, ...]: a call on a
     # deal is bound to the deal and to the person it was with. Read-only; returned when named in select.
     ("BINDINGS", "crm_activity_binding", False, True, True, "Bindings", None),
+    # Whom it was with: [{"ID", "TYPE", "VALUE", "ENTITY_ID", "ENTITY_TYPE_ID"}], the contacts it is bound to.
+    ("COMMUNICATIONS", "crm_activity_communication", True, False, True, "Communications", None),
 )
-# Fields a list returns only when named in select ("*" leaves them out), like COMMUNICATIONS.
-SELECTED_BY_NAME = frozenset({"BINDINGS"})
+# Fields a list returns only when named in select ("*" leaves them out).
+SELECTED_BY_NAME = frozenset({"BINDINGS", "COMMUNICATIONS"})
 
 MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM", "LINK")
 # The names people gave the custom fields (formLabel/listLabel), and a list's options (ID, VALUE).

@@ -150,6 +150,7 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
         self._events = _EventSender(event_timeout)
         self._methods = self._method_table()
         self._cuts: list[tuple[str | None, str]] = []  # answers to cut off mid-body: (method or any, mode)
+        self.denied: set[str] = set()  # methods the user may not call ("crm.contact.delete"): "Access denied."
         self.reset_stats()
 
     # ------------------------------------------------------------------ HTTP entry point
@@ -284,6 +285,8 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
             token = "webhook token" if call.kind == "webhook" else "access token"
             raise ApiError(401, "insufficient_scope",
                            f"The request requires higher privileges than provided by the {token}")
+        if method in self.denied:  # the documented refusal: an empty code, the reason in the description
+            raise ApiError(400, "", "Access denied.")
         with self._lock:
             if self._meter.blocked(method, self.clock()):
                 raise ApiError(429, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.")
@@ -307,6 +310,7 @@ class Portal(Credentials, Limits, Reading, Writing, Events):
             _Handler("crm.activity.todo.add", "crm", self._m_todo_add, upper=False),
             _Handler("crm.category.list", "crm", self._m_category_list, upper=False),
             _Handler("crm.stagehistory.list", "crm", self._m_stagehistory_list, upper=False),
+            _Handler("crm.item.list", "crm", self._m_item_list, upper=False),
             _Handler("crm.requisite.list", "crm", _on_table(self._m_list, self._requisites)),
             _Handler("crm.activity.list", "crm", _on_table(self._m_list, self._activity_rows)),
             _Handler("crm.activity.get", "crm", _on_table(self._m_get, self._activity_rows)),

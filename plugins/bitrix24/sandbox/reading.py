@@ -7,7 +7,7 @@ from typing import Any
 
 from plugins.bitrix24.sandbox import data
 from plugins.bitrix24.sandbox.credentials import _Call
-from plugins.bitrix24.sandbox.protocol import PAGE_SIZE, ApiError, _Answer, php_intval
+from plugins.bitrix24.sandbox.protocol import PAGE_SIZE, ApiError, _Answer, _as_list, php_intval
 from plugins.bitrix24.sandbox.state import PortalState
 from plugins.bitrix24.sandbox.tables import _Table
 
@@ -150,6 +150,30 @@ class Reading(PortalState):
         rows = [{"id": category, "name": name, "sort": 100 * (category + 1), "entityTypeId": 2,
                  "isDefault": "Y" if category == 0 else "N"} for category, name in data.CATEGORIES.items()]
         return _Answer({"categories": rows}, total=len(rows))
+
+    def _m_item_list(self, call: _Call, params: dict[str, Any]) -> _Answer:
+        """crm.item.list for contacts (entityTypeId 3): id and companyIds, filtered by id ("@id", ">id"...)."""
+        if php_intval(params.get("entityTypeId")) != 3:
+            raise ApiError(400, "NOT_FOUND", "Smart process not found")
+        raw = params.get("filter")
+        renamed = {str(key).replace("id", "ID") if str(key).lstrip("@!<>=") == "id" else "_unknown": value
+                   for key, value in raw.items()} if isinstance(raw, dict) else raw
+        start = php_intval(params.get("start", 0))
+        select = {str(name) for name in _as_list(params.get("select"))} or {"*"}
+        with self._lock:
+            page, total = self._contacts.find(renamed, {"ID": "ASC"}, start)
+            items = []
+            for row in page:
+                item: dict[str, Any] = {"id": row["ID"]}
+                if select & {"*", "companyIds"}:
+                    item["companyIds"] = list(row.get("COMPANY_IDS") or ([row["COMPANY_ID"]]
+                                                                         if row.get("COMPANY_ID") else []))
+                items.append(item)
+        if total is None:
+            return _Answer({"items": items}, total=0)
+        offset = (start // PAGE_SIZE) * PAGE_SIZE if start > 0 else 0
+        following = offset + PAGE_SIZE if offset + PAGE_SIZE < total else None
+        return _Answer({"items": items}, total=total, next=following)
 
     _HISTORY_NAMES = ("ID", "OWNER_ID", "CREATED_TIME", "CATEGORY_ID", "STAGE_SEMANTIC_ID", "STAGE_ID", "TYPE_ID")
 

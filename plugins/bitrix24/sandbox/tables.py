@@ -29,7 +29,11 @@ class _Table:
         self.multiple = {spec[0] for spec in specs if spec[4] and self.kinds[spec[0]] != "multi"}
         self.plain = [name for name in self.fields if self.kinds[name] != "multi" and not name.startswith("UF_")
                       and name not in data.SELECTED_BY_NAME]
-        self.user_fields = [name for name in self.fields if name.startswith("UF_")]
+        # What "UF_*" selects: custom fields "excluding multiple fields", which are selected by name.
+        self.user_fields = [spec[0] for spec in specs if spec[0].startswith("UF_") and not spec[4]]
+        # Written through add/update but never returned by list/get (contacts' COMPANY_IDS: the docs send
+        # readers to crm.contact.company.items.get; crm.item.list has them as companyIds).
+        self.write_only = {"COMPANY_IDS"} if name == "contact" else set()
         self.rows = rows
         self.ids = sorted(rows)
         self.next_id = (self.ids[-1] + 1) if self.ids else 1
@@ -44,6 +48,10 @@ class _Table:
         if name == "HAS_EMAIL":
             return "Y" if row.get("EMAIL") else "N"
         value = row.get(name)
+        if name == "COMMUNICATIONS" and value is None:  # the contacts the activity is bound to
+            return [{"ID": str(row["ID"] * 10 + n), "TYPE": "", "VALUE": "", "ENTITY_ID": str(item["OWNER_ID"]),
+                     "ENTITY_TYPE_ID": "3"}
+                    for n, item in enumerate(row.get("BINDINGS") or ()) if str(item.get("OWNER_TYPE_ID")) == "3"]
         if value is None and name in data.CHAR_DEFAULTS:
             return data.CHAR_DEFAULTS[name]
         return value
@@ -84,6 +92,8 @@ class _Table:
         names = self.fields if select is None else select
         out: dict[str, Any] = {}
         for name in names:
+            if name in self.write_only:
+                continue
             if self.kinds[name] == "multi":
                 if row.get(name):
                     out[name] = self.render_value(row, name)
@@ -143,9 +153,15 @@ class _Table:
             if name not in self.kinds and name not in ("HAS_PHONE", "HAS_EMAIL"):
                 continue  # the portal ignores fields it does not know
             kind = self.kinds.get(name, "str")
-            if op in ("@", "!@") or isinstance(value, (list, dict)):
+            if op in ("@", "!@"):
                 values = [_typed("str" if kind == "multi" else kind, item, self.tz) for item in _as_list(value)]
-                conditions.append((name, "!in" if op in ("!@", "!", "!=") else "in", values))
+                conditions.append((name, "!in" if op == "!@" else "in", values))
+                continue
+            if isinstance(value, (list, dict)):
+                # Only "@" is IN (an array is passed as the value); with "=", the documented default,
+                # an array is an exact match that no value equals, and "not equal" to it holds for all.
+                if op == "=":
+                    conditions.append((name, "in", []))
                 continue
             if op in ("%", "=%", "%=", "!%"):
                 text = "" if value is None else str(value)
