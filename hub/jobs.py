@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def _skipped(busy: sync.SyncBusy, what: str) -> dict[str, Any]:
     log.info("%s of %s skipped: run #%s of it is live (%s on %s)", what, busy.source, busy.live.id,
              busy.live.kind, busy.live.host or "?")
-    return {"skipped": busy.code, "source": busy.source, "running_run": busy.live.id}
+    return {"skipped": busy.code, "source": busy.source, "running_run": busy.live.as_dict()}
 
 
 def sync_source(source_name: str, full: bool = False) -> dict[str, Any]:

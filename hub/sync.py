@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequenc
 from sqlalchemy import Connection, Engine, and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hub import activities, companies, custom_fields, identity
+from hub import activities, companies, custom_fields, formats, identity
 from hub.config import Settings
 from hub.db import among, bulk_insert, chunks, insert_for, utcnow, whole_number
 from hub.i18n import N_
@@ -525,8 +525,6 @@ class SyncBusy(SyncError):
     code = "sync_running"  # the --json key's value: stable, whatever the language
 
     def __init__(self, source: str, live: LiveRun, tz: Any = None) -> None:
-        from hub import formats
-
         self.source, self.live = source, live
         started = formats.moment(live.started_at, tz or "UTC", zone=True) if live.started_at else "?"
         super().__init__(_(
