@@ -21,7 +21,7 @@ import re
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, update
 
 from hub import custom_fields, normalize
 from hub.config import Settings
@@ -301,9 +301,11 @@ def relink(conn: Connection, contact_ids: Iterable[int], *, sources: Sequence[st
                   .where(among(conn, r.contact_id, part), r.deleted_at.is_(None), c.deleted_at.is_(None)))
         have_q = select(lk.id, lk.contact_id, lk.company_id, lk.source).where(among(conn, lk.contact_id, part))
         if sources is not None:
-            want_q = want_q.where(r.source.in_(list(sources)))
             have_q = have_q.where(lk.source.in_(list(sources)))
-        wanted = {(cid, company, source) for cid, company, source in conn.execute(want_q)}
+        # The source is kept out of want_q's WHERE: there SQLite (no planner statistics) started from
+        # it, reading every membership of the source for each chunk. The contacts' own refs are few.
+        wanted = {(cid, company, source) for cid, company, source in conn.execute(want_q)
+                  if sources is None or source in sources}
         have = {(row.contact_id, row.company_id, row.source): row.id for row in conn.execute(have_q)}
         gone = [link_id for key, link_id in have.items() if key not in wanted]
         if gone:
@@ -340,15 +342,22 @@ def fill_company_names(conn: Connection, contact_ids: Iterable[int]) -> None:
 
 
 def refresh_stats(conn: Connection, company_ids: Iterable[int]) -> None:
-    """Won deals and revenue of these companies, recomputed set-wise (two statements a chunk)."""
+    """Won deals and revenue of these companies, recomputed set-wise (two statements a chunk).
+
+    The orders are found by company alone and "won" decided in the aggregates, as
+    hub.identity.refresh_stats does and for the same reason (SQLite would otherwise
+    read every won order of the base for each chunk).
+    """
     ids = sorted({cid for cid in company_ids if cid is not None})
     o = orders_t.c
+    won = o.status == "won"
+    count_won = func.count(case((won, 1)))
     for part in chunks(ids, LOOKUP_CHUNK):
-        won = (select(o.company_id, func.count().label("n"), func.sum(o.amount).label("total"))
-               .where(among(conn, o.company_id, part), o.status == "won").group_by(o.company_id).subquery())
-        conn.execute(update(companies_t).where(companies_t.c.id == won.c.company_id)
-                     .values(orders_count=won.c.n, revenue=won.c.total))
-        any_won = select(o.id).where(o.company_id == companies_t.c.id, o.status == "won")
+        stats = (select(o.company_id, count_won.label("n"), func.sum(case((won, o.amount))).label("total"))
+                 .where(among(conn, o.company_id, part)).group_by(o.company_id).having(count_won > 0).subquery())
+        conn.execute(update(companies_t).where(companies_t.c.id == stats.c.company_id)
+                     .values(orders_count=stats.c.n, revenue=stats.c.total))
+        any_won = select(o.id).where(o.company_id == companies_t.c.id, won)
         conn.execute(update(companies_t).where(among(conn, companies_t.c.id, part), ~any_won.exists())
                      .values(orders_count=0, revenue=0))
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import phonenumbers
-from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, select, update
 
 from hub import activities, companies, custom_fields, names, normalize
 from hub.config import Settings
@@ -1089,17 +1089,27 @@ def refresh_stats(conn: Connection, contact_ids: Iterable[int]) -> None:
     UPDATE … FROM, then zeros for contacts left with no won order. A sync
     touches thousands of contacts a page; four correlated subqueries per
     contact cost more than the rest of writing the page.
+
+    The orders are found by contact alone and "won" is decided in the
+    aggregates: with `status = 'won'` in the WHERE, SQLite (which has no
+    planner statistics in Hub's databases) read them through the status
+    index, every won order of the base for every chunk, so a full sync's
+    stats grew with the square of its size and an incremental page with a
+    few orders read them all.
     """
     ids = sorted(set(contact_ids))
+    o = orders_t.c
+    won = o.status == "won"
+    count_won = func.count(case((won, 1)))
     for part in chunks(ids, LOOKUP_CHUNK):
-        won = (select(orders_t.c.contact_id, func.count().label("n"), func.sum(orders_t.c.amount).label("total"),
-                      func.min(orders_t.c.closed_at).label("first"), func.max(orders_t.c.closed_at).label("last"))
-               .where(among(conn, orders_t.c.contact_id, part), orders_t.c.status == "won")
-               .group_by(orders_t.c.contact_id).subquery())
-        conn.execute(update(contacts_t).where(contacts_t.c.id == won.c.contact_id)
-                     .values(orders_count=won.c.n, revenue=won.c.total, first_order_at=won.c.first,
-                             last_order_at=won.c.last))
-        any_won = select(orders_t.c.id).where(orders_t.c.contact_id == contacts_t.c.id, orders_t.c.status == "won")
+        stats = (select(o.contact_id, count_won.label("n"), func.sum(case((won, o.amount))).label("total"),
+                        func.min(case((won, o.closed_at))).label("first"),
+                        func.max(case((won, o.closed_at))).label("last"))
+                 .where(among(conn, o.contact_id, part)).group_by(o.contact_id).having(count_won > 0).subquery())
+        conn.execute(update(contacts_t).where(contacts_t.c.id == stats.c.contact_id)
+                     .values(orders_count=stats.c.n, revenue=stats.c.total, first_order_at=stats.c.first,
+                             last_order_at=stats.c.last))
+        any_won = select(o.id).where(o.contact_id == contacts_t.c.id, won)
         conn.execute(update(contacts_t).where(among(conn, contacts_t.c.id, part), ~any_won.exists())
                      .values(orders_count=0, revenue=0, first_order_at=None, last_order_at=None))
 

@@ -197,13 +197,13 @@ class Order(Base):
     currency: Mapped[str] = mapped_column(String(3), default="RUB")
     status: Mapped[str] = mapped_column(String(8))  # won | lost | open
     title: Mapped[str | None] = mapped_column(String(300))
-    promo_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    promo_code: Mapped[str | None] = mapped_column(String(64))
     closed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # The company the deal is with (B2B), linked like the contact: by the source's id, as soon as both are synced.
     company_external_id: Mapped[str | None] = mapped_column(String(200))
-    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"), index=True)
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"))
     # Where an open deal stands: its funnel, its stage, and since when it has been in that stage.
     pipeline: Mapped[str | None] = mapped_column(String(200))
     stage: Mapped[str | None] = mapped_column(String(200))
@@ -219,6 +219,13 @@ class Order(Base):
         # The open deals alone, by when they entered their stage ("stuck for 14 days"): migration 0014.
         Index("ix_orders_open_stage", "stage_entered_at", "contact_id", sqlite_where=text("status = 'open'"),
               postgresql_where=text("status = 'open'")),
+        # Only the deals that have one (migration 0020): most deals carry no promo code and no company,
+        # and a full sync paid an index entry for each of them. Lookups compare the column, which
+        # excludes NULL, so both databases use these; so do the foreign key's ON DELETE SET NULL.
+        Index("ix_orders_promo_code", "promo_code", sqlite_where=text("promo_code IS NOT NULL"),
+              postgresql_where=text("promo_code IS NOT NULL")),
+        Index("ix_orders_company_id", "company_id", sqlite_where=text("company_id IS NOT NULL"),
+              postgresql_where=text("company_id IS NOT NULL")),
     )
 
 
@@ -321,7 +328,7 @@ class Activity(Base):
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     # Kept like contact_external_id: an activity read before its company is linked when the company arrives.
     company_external_id: Mapped[str | None] = mapped_column(String(200))
-    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"), index=True)
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"))
     # The deal (lead) it was logged on: it reaches the deal's contact, and follows the deal when that changes.
     order_external_id: Mapped[str | None] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))  # call | meeting | email | task | note (hub.records.ACTIVITY_KINDS)
@@ -341,7 +348,13 @@ class Activity(Base):
         # Segment conditions ("a call within 30 days") range over one kind and a time window first.
         Index(None, "kind", "at"),
         Index(None, "source", "contact_external_id"),
-        Index(None, "source", "order_external_id"),
+        # Only the activities that have one (migration 0020, as for orders): most calls are logged on
+        # no deal and no company.
+        Index("ix_activities_source_order_external_id", "source", "order_external_id",
+              sqlite_where=text("order_external_id IS NOT NULL"),
+              postgresql_where=text("order_external_id IS NOT NULL")),
+        Index("ix_activities_company_id", "company_id", sqlite_where=text("company_id IS NOT NULL"),
+              postgresql_where=text("company_id IS NOT NULL")),
     )
 
 
