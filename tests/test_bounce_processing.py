@@ -167,7 +167,7 @@ def test_a_hard_bounce_suppresses_the_address_and_the_next_letter(shop: Shop) ->
     summary = shop.run()
 
     assert summary.as_dict() == {"read": 1, "bounces": 1, "soft_bounces": 0, "complaints": 0, "auto_replies": 0,
-                                 "delivery_notices": 0, "unmatched": 0, "unreadable": 0, "duplicates": 0,
+                                 "delivery_notices": 0, "unmatched": 0, "refused": 0, "unreadable": 0, "duplicates": 0,
                                  "left_for_person": 0}
     assert shop.bounces.list() == [] and len(shop.bounces.list("Hub-Processed")) == 1  # moved, never deleted
     (event,) = shop.events()
@@ -508,7 +508,7 @@ def test_the_command_reads_now_and_says_what_it_did_in_russian(shop: Shop, monke
     import json
 
     assert json.loads(as_json.output) == {"read": 1, "bounces": 0, "soft_bounces": 0, "complaints": 0,
-                                          "auto_replies": 0, "delivery_notices": 0, "unmatched": 0,
+                                          "auto_replies": 0, "delivery_notices": 0, "unmatched": 0, "refused": 0,
                                           "unreadable": 1, "duplicates": 0, "left_for_person": 2}
     shop.bounces.append(report_for("exim_text.eml", shop.send(shop.person("Олег", "oleg@example.ru"))))
     monkeypatch.setenv("HUB_LANGUAGE", "en")

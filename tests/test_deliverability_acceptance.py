@@ -81,7 +81,7 @@ TELEGRAM = message_templates.Template(name="winter_sale_telegram", channel="sms"
 BOT_NAME = "lavka_shop_bot"
 IRINA_CHAT = 700123
 FRESH_INBOX = {"read": 8, "bounces": 2, "soft_bounces": 2, "complaints": 2, "auto_replies": 1, "delivery_notices": 0,
-               "unmatched": 0, "unreadable": 1, "duplicates": 0, "left_for_person": 1}
+               "unmatched": 0, "refused": 0, "unreadable": 1, "duplicates": 0, "left_for_person": 1}
 
 
 def test_a_shop_sends_a_campaign_and_hears_everything_that_comes_back(shop: Shop) -> None:

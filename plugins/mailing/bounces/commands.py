@@ -23,6 +23,9 @@ _PARTS: tuple[tuple[str, Any], ...] = (
                                       num=format_number(n))),
     ("unmatched", lambda n: ngettext("%(num)s about a letter Hub did not send", "%(num)s about letters Hub did "
                                      "not send", n, num=format_number(n))),
+    ("refused", lambda n: ngettext("%(num)s letter refused by the receiving server (spam filter or sender checks)",
+                                   "%(num)s letters refused by the receiving server (spam filter or sender checks)",
+                                   n, num=format_number(n))),
     ("unreadable", lambda n: ngettext("%(num)s not understood", "%(num)s not understood", n,
                                       num=format_number(n))),
 )

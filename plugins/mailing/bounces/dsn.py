@@ -30,7 +30,8 @@ Hard or soft: a 5.x.x status or permanent wording is a hard bounce; 4.x.x,
 "delayed" and a full mailbox are soft. A permanent refusal of the letter
 rather than the address (5.7.x policy codes, spam filters, block lists, the
 sender's DMARC/SPF/DKIM; plugins.mailing.refusals) is neither: it is kind
-"unknown", left for a person. 5.2.2 (mailbox full) is a permanent
+"refused", left for a person (the shop's sending needs looking at, not the
+customer's address). 5.2.2 (mailbox full) is a permanent
 code by the letter of RFC 3463, but a full mailbox is usually emptied
 again, so Hub counts it as soft (HUB_SOFT_BOUNCE_LIMIT of them suppress).
 
@@ -60,7 +61,8 @@ from plugins.mailing.refusals import letter_refused
 
 BOUNCE, SOFT_BOUNCE, COMPLAINT, AUTO_REPLY, UNKNOWN = "bounce", "soft_bounce", "complaint", "auto_reply", "unknown"
 DELIVERED = "delivered"  # a success notice (Action: delivered, relayed, expanded; status 2.x.x)
-KINDS = (BOUNCE, SOFT_BOUNCE, COMPLAINT, AUTO_REPLY, DELIVERED, UNKNOWN)
+REFUSED = "refused"  # the letter, not the address, was refused (spam filter, block list, sender checks)
+KINDS = (BOUNCE, SOFT_BOUNCE, COMPLAINT, AUTO_REPLY, DELIVERED, REFUSED, UNKNOWN)
 SUCCESS_ACTIONS = ("delivered", "relayed", "expanded")
 
 MAX_BYTES = 2_000_000  # a bounce with the whole original attached; the verdict is in the first part
@@ -338,7 +340,7 @@ def _severity(status: str | None, action: str | None, words: str, *, default: st
         if status.startswith("5"):
             if status == "5.2.2" or _full_mailbox(words):
                 return SOFT_BOUNCE
-            return UNKNOWN if letter_refused(words, status) else BOUNCE
+            return REFUSED if letter_refused(words, status) else BOUNCE
         if status.startswith("2"):
             return default
     if action == "delayed":
@@ -347,7 +349,7 @@ def _severity(status: str | None, action: str | None, words: str, *, default: st
     if code is not None:
         if code.group(1).startswith("4") or code.group(1) == "552" or _full_mailbox(words):
             return SOFT_BOUNCE
-        return UNKNOWN if letter_refused(words) else BOUNCE
+        return REFUSED if letter_refused(words) else BOUNCE
     if _full_mailbox(words) or (_SOFT_WORDS.search(words) and not _HARD_WORDS.search(words)):
         return SOFT_BOUNCE
     if _HARD_WORDS.search(words) or _BOUNCE_BODY.search(words) or action == "failed":

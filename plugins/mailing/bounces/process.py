@@ -50,6 +50,7 @@ class Summary:
     auto_replies: int = 0
     delivery_notices: int = 0
     unmatched: int = 0
+    refused: int = 0  # the provider refused the letter itself (spam filter, sender checks): left for a person
     unreadable: int = 0
     duplicates: int = 0
     left_for_person: int = 0
@@ -102,6 +103,9 @@ def handle(engine: Engine, settings: Settings, batch: Sequence[tuple[str, bytes]
         if report.kind == dsn.AUTO_REPLY:
             summary.auto_replies += 1
             handled.append(uid)
+        elif report.kind == dsn.REFUSED:
+            summary.refused += 1
+            left.append(uid)
         elif report.kind not in RECORDED:
             summary.unreadable += 1
             left.append(uid)
