@@ -38,7 +38,7 @@ LOOKUP_CHUNK = 5000
 DIRECTIONS = ("in", "out")
 MAX_DURATION_S = 7 * 24 * 3600  # a call logged as lasting longer than a week is a typo, not a call
 _CHANGING = ("contact_external_id", "contact_id", "company_external_id", "company_id", "order_external_id", "kind",
-             "direction", "missed", "done", "at", "duration_s", "subject", "responsible_id")
+             "direction", "missed", "done", "at", "duration_s", "subject", "responsible_id", "call_id")
 
 
 def _problem(r: ActivityRecord) -> str | None:
@@ -108,7 +108,7 @@ def write_activities(conn: Connection, records: Sequence[ActivityRecord], counts
                      "at": at, "duration_s": seconds if type(seconds) is int and 0 <= seconds <= MAX_DURATION_S
                      else _duration(seconds),
                      "subject": subject(r.subject), "responsible_id": manager(r.responsible_id),
-                     "created_at": now, "deleted_at": None}
+                     "call_id": text(r.call_id, 200), "created_at": now, "deleted_at": None}
     if not rows:
         return
     contact_of = _contacts(conn, {(row["source"], row["contact_external_id"]) for row in rows.values()

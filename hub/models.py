@@ -331,6 +331,8 @@ class Activity(Base):
     company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"))
     # The deal (lead) it was logged on: it reaches the deal's contact, and follows the deal when that changes.
     order_external_id: Mapped[str | None] = mapped_column(String(200))
+    # The call itself where the CRM notes one call twice (on the contact and on its lead): counted once.
+    call_id: Mapped[str | None] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))  # call | meeting | email | task | note (hub.records.ACTIVITY_KINDS)
     direction: Mapped[str | None] = mapped_column(String(8))  # in | out
     missed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))

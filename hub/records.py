@@ -114,6 +114,8 @@ class ActivityRecord:
     incoming call nobody answered; `done` is False for a planned meeting or an open task.
     `order_external_id` names the deal (lead) it was logged on: without a contact of its
     own (or one Hub does not know) it reaches the contact that deal belongs to.
+    `call_id` names the call itself where the CRM logs one call more than once (amoCRM
+    notes the same call on the contact and on its lead): counts take each call once.
     """
 
     source: str
@@ -129,6 +131,7 @@ class ActivityRecord:
     subject: str | None = None
     responsible_id: str | None = None
     order_external_id: str | None = None
+    call_id: str | None = None
 
 
 FieldType = Literal["string", "number", "date", "datetime", "list", "boolean"]

@@ -307,7 +307,8 @@ def test_call_notes_become_calls_with_direction_duration_and_missed() -> None:
     unreported = mapping.call_note(note(4, "call_in", NOW, duration="0"), "contacts")
     outgoing = mapping.call_note(note(5, "call_out", NOW, duration=0, call_status=6), "contacts")
     assert talked == ActivityRecord("amocrm", "note:1", "call", at(NOW), contact_external_id="7", direction="in",
-                                    missed=False, duration_s=95, subject="Договорились", responsible_id="6100002")
+                                    missed=False, duration_s=95, subject="Договорились", responsible_id="6100002",
+                                    call_id="Телефония:u1")  # the telephony and its id of the call
     assert missed is not None and missed.missed and missed.duration_s == 0
     assert busy is not None and busy.missed and busy.company_external_id == "7" and busy.contact_external_id is None
     assert unreported is not None and unreported.missed  # no call_status: nobody talked for 0 seconds

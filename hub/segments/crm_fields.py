@@ -32,8 +32,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from sqlalchemy import (BigInteger, Connection, Date, Integer, Numeric, String, and_, case, cast, extract, false,
-                        func, literal, not_, or_, select, type_coerce)
+from sqlalchemy import (BigInteger, Connection, Date, Integer, Numeric, String, and_, case, cast, distinct, extract,
+                        false, func, literal, not_, or_, select, type_coerce)
 from sqlalchemy.sql.elements import ColumnElement
 
 from hub.config import Settings
@@ -231,7 +231,7 @@ class _Count:
 
     def sql(self, ctx: FieldContext) -> ColumnElement[Any]:
         a = activities_t.alias("activity")
-        return select(func.count(a.c.id)).where(a.c.contact_id == ctx.contact_id, self.where(ctx, a)) \
+        return select(_each_call_once(a)).where(a.c.contact_id == ctx.contact_id, self.where(ctx, a)) \
             .scalar_subquery()
 
     def predicate(self, ctx: FieldContext, op: str, value: Any) -> ColumnElement[bool] | None:
@@ -242,7 +242,12 @@ class _Count:
         a = activities_t.alias("activity")
         ids = select(a.c.contact_id).where(self.where(ctx, a)).group_by(a.c.contact_id)
         at_least = literal(least, BigInteger())  # a rule may say up to 2^63 - 1; an INTEGER bind would overflow
-        return ctx.contact_id.in_(ids.having(func.count(a.c.id) >= at_least) if least > 1 else ids)
+        return ctx.contact_id.in_(ids.having(_each_call_once(a) >= at_least) if least > 1 else ids)
+
+
+def _each_call_once(a: Any) -> ColumnElement[Any]:
+    """How many activities, a call noted twice (amoCRM: on the contact and on its lead, one `call_id`) once."""
+    return func.count(a.c.id) - func.count(a.c.call_id) + func.count(distinct(a.c.call_id))
 
 
 # --- deals in progress ------------------------------------------------------------------------

@@ -65,7 +65,7 @@ class Snapshot:
         scores = dict(conn.execute(select(LeadScore.__table__.c.contact_id, LeadScore.__table__.c.score)).all())
         activities: dict[int, list[dict[str, Any]]] = defaultdict(list)
         a = Activity.__table__.c
-        for act in conn.execute(select(a.contact_id, a.kind, a.direction, a.missed, a.done, a.at)
+        for act in conn.execute(select(a.contact_id, a.kind, a.direction, a.missed, a.done, a.at, a.call_id)
                                 .where(a.contact_id.is_not(None), a.deleted_at.is_(None))):
             activities[act.contact_id].append(dict(act._mapping))
         return cls(contacts, dict(orders), dict(consent), scores, dict(activities))
@@ -155,7 +155,10 @@ class Reference:
                   "meetings.count.<window>": [a for a in held if a["kind"] == "meeting"],
                   "calls.missed_incoming.<window>": missed,
                   "calls.unanswered.<window>": [a for a in missed if not any(b["at"] > a["at"] for b in through)]}
-        return sum(1 for a in chosen[name] if a["at"] >= start)
+        window = [a for a in chosen[name] if a["at"] >= start]
+        # A call noted twice (one call_id) is one call.
+        return sum(1 for a in window if a.get("call_id") is None) + len({a["call_id"] for a in window
+                                                                       if a.get("call_id") is not None})
 
     # -- operators
 

@@ -596,6 +596,9 @@ def call_note(row: Mapping[str, Any], entity: str) -> ActivityRecord | None:
     missed = direction == "in" and (call_status in UNANSWERED if call_status is not None else duration == 0)
     result = str(params.get("call_result") or "").strip()
     target = str(row["entity_id"])
+    # The telephony's id of the call: one call noted on the contact and on its lead is counted once.
+    uniq = str(params.get("uniq") or "").strip()
+    call_id = f"{str(params.get('source') or '').strip()}:{uniq}"[:200] if uniq else None
     return ActivityRecord(
         source=SOURCE, external_id=NOTE_PREFIX + str(row["id"]), kind="call", at=at,
         contact_external_id=target if owner == "contact" else None,
@@ -603,7 +606,7 @@ def call_note(row: Mapping[str, Any], entity: str) -> ActivityRecord | None:
         direction=direction, missed=missed, done=True,  # type: ignore[arg-type]
         duration_s=duration, subject=result[:500] or None,
         responsible_id=str(row["responsible_user_id"]) if row.get("responsible_user_id") else None,
-        order_external_id=target if owner == "order" else None)
+        order_external_id=target if owner == "order" else None, call_id=call_id)
 
 
 def task(row: Mapping[str, Any]) -> ActivityRecord | None:
