@@ -75,6 +75,12 @@ def peak_rss_mb() -> tuple[float, float]:
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / scale)
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children: in the forked import, its reader."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def generate(csv_path: Path, truth_path: Path, people: int, seed: int, base: str) -> int:
     """Write the spreadsheet and its truth in a child process; returns the data rows written."""
     cmd = [sys.executable, "-m", "hub", "sample", "contacts", str(csv_path), "--people", str(people),
@@ -411,9 +417,12 @@ def _import_and_score(engine, settings, csv_path: Path, truth_path: Path, rows: 
             next_note += 100_000
 
     log(f"importing into {engine.dialect.name} (RSS before import: {peak_rss_mb()[0]:.0f} MB)")
+    cpu_before, children_before = time.process_time(), children_cpu()
     started = time.perf_counter()
     report = importer.import_contacts(engine, settings, csv_path, placed=remember, progress=progress)
     seconds_import = time.perf_counter() - started
+    cpu = {"importer": round(time.process_time() - cpu_before, 2),
+           "reader": round(children_cpu() - children_before, 2) if _FORKED else None}
     own, workers = peak_rss_mb()  # before the scoring below can add to it
     if not _FORKED:
         workers = 0.0  # in-process fallback: the children were the generator, not the import
@@ -446,6 +455,7 @@ def _import_and_score(engine, settings, csv_path: Path, truth_path: Path, rows: 
         "contacts": quality["contacts"],
         "seconds_import": round(seconds_import, 2),
         "rows_per_s": round(rows_per_s),
+        "cpu_seconds_import": cpu,
         "peak_rss_mb": round(peak, 1),
         "false_merges": quality["false_merges"],
         "false_merges_of_named_rows": details["false_merges_of_named_rows"],

@@ -21,6 +21,7 @@ import datetime as dt
 import functools
 import hashlib
 import itertools
+import json
 import operator
 import re
 from collections import Counter, defaultdict
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import phonenumbers
-from sqlalchemy import Connection, and_, bindparam, case, delete, func, select, update
+from sqlalchemy import ARRAY, Connection, String, and_, bindparam, case, delete, func, select, update
 
 from hub import activities, companies, custom_fields, names, normalize
 from hub.config import Settings
@@ -438,6 +439,8 @@ class _Found:
     saturated: set[tuple[str, str]] = field(default_factory=set)
     # values that are a company's own line or mailbox (hub.companies): shared, whoever holds them
     company: set[tuple[str, str]] = field(default_factory=set)
+    # shared values that join nobody (NEVER_JOIN), whose holders were not read (_read_unread)
+    unread: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settings,
@@ -574,6 +577,10 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
             groups[root] = [i]
         else:
             members.append(i)
+
+    if found.unread:
+        _read_unread(conn, found, prepared, [i for root, members in groups.items()
+                                             if len(uf.contacts.get(root, ())) > 1 for i in members])
 
     # Values found shared are marked on the contact that held them alone until now (also where a
     # concurrent writer left one personal row beside shared ones), in one statement.
@@ -783,22 +790,27 @@ def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> _Found:
                                                     among(conn, c.value, part))
             ):
                 found.personal[(kind, value)] = contact_id
-            for value, contact_id, reason, source in conn.execute(
-                select(c.value, c.contact_id, c.shared, c.source).where(c.kind == kind, c.shared.is_not(None),
-                                                                        among(conn, c.value, part))
-            ):
-                key = (kind, value)
-                found.shared[key] = reason
-                if reason not in NEVER_JOIN and key not in found.saturated:
-                    holders = found.holders.setdefault(key, [])
-                    holders.append(contact_id)
-                    found.sources[(key, contact_id)] = source
-                    if len(holders) > SHARED_JOIN_LIMIT:
-                        found.saturated.add(key)
-                        for cid in found.holders.pop(key):
-                            found.sources.pop((key, cid), None)
-    found.company = companies.company_values(conn, [(kind, value) for kind, values in by_kind.items()
-                                                    for value in values])
+            # A shared value's holders are read only where they can join someone: a hotline or an
+            # info@ mailbox that joins nobody (NEVER_JOIN) is held by ever more contacts as the base
+            # grows, and reading them all for every chunk made an import's lookups grow with the
+            # square of its size. Its latest row's reason, all that is used of it, is one row.
+            joinable = []
+            for value, reason in conn.execute(_latest_reasons(conn, kind, part)):
+                found.shared[(kind, value)] = reason
+                if reason in NEVER_JOIN:
+                    found.unread.add((kind, value))
+                else:
+                    joinable.append(value)
+            if joinable:
+                for value, contact_id, reason, source in conn.execute(
+                    select(c.value, c.contact_id, c.shared, c.source).where(c.kind == kind, c.shared.is_not(None),
+                                                                            among(conn, c.value, joinable))
+                ):
+                    _held_by(found, (kind, value), contact_id, reason, source)
+    # (a base no company was synced into, as after a spreadsheet import, holds none: one probe, not a query a kind)
+    if conn.execute(select(companies.values_t.c.id).limit(1)).first() is not None:
+        found.company = companies.company_values(conn, [(kind, value) for kind, values in by_kind.items()
+                                                        for value in values])
     for source, ids in refs.items():
         for part in chunks(sorted(ids), LOOKUP_CHUNK):
             rows = conn.execute(
@@ -809,6 +821,52 @@ def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> _Found:
             for external_id, contact_id in rows:
                 found.refs[f"{source}\x1f{external_id}"] = contact_id
     return found
+
+
+def _held_by(found: _Found, key: tuple[str, str], contact_id: int, reason: str, source: str) -> None:
+    """Take in one row of a shared value (in the order of its rows), as _lookup reads them."""
+    found.shared[key] = reason
+    if reason not in NEVER_JOIN and key not in found.saturated:
+        holders = found.holders.setdefault(key, [])
+        holders.append(contact_id)
+        found.sources[(key, contact_id)] = source
+        if len(holders) > SHARED_JOIN_LIMIT:
+            found.saturated.add(key)
+            for cid in found.holders.pop(key):
+                found.sources.pop((key, cid), None)
+
+
+def _latest_reasons(conn: Connection, kind: str, values: Sequence[str]) -> Any:
+    """(value, why its latest row is shared) for each of the values held as shared: one row each.
+
+    Each value's latest row is found in the partial index on shared values,
+    read backwards, and only that row is read: a value a thousand contacts
+    hold costs no more than one.
+    """
+    if conn.dialect.name == "sqlite":
+        wanted = func.json_each(bindparam(None, json.dumps(list(values)))).table_valued("value")
+    else:
+        wanted = func.unnest(bindparam(None, list(values), type_=ARRAY(String))).table_valued("value").render_derived()
+    row = identities_t.alias("latest")
+    latest = (select(row.c.id).where(row.c.kind == kind, row.c.shared.is_not(None), row.c.value == wanted.c.value)
+              .order_by(row.c.id.desc()).limit(1).correlate(wanted).scalar_subquery())
+    c = identities_t.c
+    return select(c.value, c.shared).where(c.id.in_(select(latest).select_from(wanted)))
+
+
+def _read_unread(conn: Connection, found: _Found, prepared: Sequence[Prepared], records: Iterable[int]) -> None:
+    """Read the holders _lookup left unread (found.unread) of these records' values, as it would have.
+
+    Only a merge's log names them (_merge_reason): called for the records of
+    merging groups, before anything of the chunk is written.
+    """
+    c = identities_t.c
+    for key in sorted({k for i in records for k in prepared[i].keys if k in found.unread}):
+        found.unread.discard(key)
+        for contact_id, reason, source in conn.execute(
+                select(c.contact_id, c.shared, c.source).where(c.kind == key[0], c.shared.is_not(None),
+                                                               c.value == key[1]).order_by(c.id)):
+            _held_by(found, key, contact_id, reason, source)
 
 
 def _load_names(conn: Connection, ids: set[int]) -> dict[int, names.Name]:
