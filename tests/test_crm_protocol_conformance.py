@@ -127,6 +127,8 @@ def test_bitrix24_contacts_get_their_companies_from_crm_item_list_with_multiple_
     (items,) = portal.sent("crm.item.list")
     assert items["entityTypeId"] == ["3"] and items["filter[@id][]"] == ["15"]
     assert set(items["select[]"]) == {"id", "companyIds"}
+    # Not counted (settings/performance/huge-data.md): counting spends server time on every match.
+    assert items["start"] == ["-1"]
 
 
 def test_bitrix24_an_activity_without_bindings_reaches_its_contact_through_communications() -> None:
@@ -225,6 +227,13 @@ def test_bitrix24_emulator_keeps_company_ids_out_of_contact_reads(b24_portal: Sa
     items = b24_call(b24_portal, "crm.item.list", entityTypeId=3, select=["id", "companyIds"],
                      filter={"@id": [linked]}).json()["result"]["items"]
     assert items == [{"id": linked, "companyIds": companies}]
+    # An id list is found as an index finds it, counted (start 0) or not (start -1), at either end.
+    with portal._lock:
+        first, last = portal._contacts.ids[0], portal._contacts.ids[-1]
+    for start in (0, -1):
+        found = b24_call(b24_portal, "crm.item.list", entityTypeId=3, select=["id"], start=start,
+                         filter={"@id": [last, first, 10 ** 9]}).json()["result"]["items"]
+        assert [item["id"] for item in found] == [first, last]
 
 
 def test_bitrix24_emulator_refuses_with_an_empty_code_and_selects_multiple_fields_by_name(
