@@ -18,13 +18,13 @@ from sqlalchemy import func, insert, select
 from hub import activities
 from hub.models import Activity, Order
 from hub.records import ContactRecord
-from hub.segments import store
 from hub.segments.evaluate import Segments
 from hub.segments.reference import Reference, Snapshot
 from hub.segments.rules import Parser
 from hub.sync import Counts, write_contacts
 from plugins.amocrm import mapping
 from tests.conftest import HubDB
+from tests.support.segments import members as probe_members
 
 pytestmark = pytest.mark.both_databases  # count(DISTINCT …) in a HAVING and a scalar subquery on both
 
@@ -62,13 +62,7 @@ def anna(hub_db: HubDB) -> int:
 
 
 def members(db: HubDB, rule: dict[str, Any]) -> set[int]:
-    with db.engine.begin() as conn:
-        segments = Segments(conn, db.settings, now=NOW)
-        store.add(conn, segments.registry, {"name": "probe", "rule": rule})
-        segments = Segments(conn, db.settings, now=NOW)
-        ids = set(segments.member_ids("probe"))
-        store.remove(conn, segments.registry, "probe")
-    return ids
+    return probe_members(db, rule, NOW)
 
 
 def test_both_notes_are_kept_and_name_the_same_call(hub_db: HubDB, anna: int) -> None:

@@ -16,6 +16,7 @@ from hub.segments.explain import explain
 from hub.segments.rules import RuleError
 from hub.sync import Counts, write_contacts
 from tests.conftest import HubDB
+from tests.support.segments import members as probe_members
 
 pytestmark = pytest.mark.both_databases  # the rules compile to each dialect's SQL (JSON properties differ)
 
@@ -60,13 +61,7 @@ def people(hub_db: HubDB) -> dict[str, int]:
 
 
 def members(db: HubDB, rule: dict[str, Any]) -> set[int]:
-    with db.engine.begin() as conn:
-        segments = Segments(conn, db.settings, now=NOW)
-        store.add(conn, segments.registry, {"name": "probe", "rule": rule})
-        segments = Segments(conn, db.settings, now=NOW)
-        ids = set(segments.member_ids("probe"))
-        store.remove(conn, segments.registry, "probe")
-    return ids
+    return probe_members(db, rule, NOW)
 
 
 def named(people: dict[str, int], ids: set[int]) -> set[str]:

@@ -23,6 +23,7 @@ from hub.segments.rules import RuleError
 from hub.sync import Counts, write_contacts
 from tests.browser import Browser
 from tests.conftest import HubDB
+from tests.support.segments import members as probe_members
 from tests.support.admin import AdminEnv, client_as
 
 pytestmark = pytest.mark.both_databases  # semi-joins and JSON extraction are each dialect's own SQL
@@ -124,13 +125,7 @@ def people(hub_db: HubDB) -> dict[str, int]:
 
 
 def members(db: HubDB, rule: dict[str, Any]) -> set[int]:
-    with db.engine.begin() as conn:
-        segments = Segments(conn, db.settings, now=NOW)
-        store.add(conn, segments.registry, {"name": "probe", "rule": rule})
-        segments = Segments(conn, db.settings, now=NOW)
-        ids = set(segments.member_ids("probe"))
-        store.remove(conn, segments.registry, "probe")
-    return ids
+    return probe_members(db, rule, NOW)
 
 
 def named(people: dict[str, int], ids: set[int]) -> set[str]:
