@@ -199,12 +199,17 @@ def _write_values(conn: Connection, ids: dict[tuple[str, str], int],
 
 
 def company_values(conn: Connection, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Those of these (kind, value) pairs that are some company's phone or email; one query a kind and chunk."""
+    """Those of these (kind, value) pairs that are some company's phone or email; one query a kind and chunk.
+
+    A base no company was synced into (after a spreadsheet import, say) holds none: one probe answers.
+    """
+    c = values_t.c
+    if conn.execute(select(c.id).limit(1)).first() is None:
+        return set()
     by_kind: dict[str, set[str]] = defaultdict(set)
     for kind, value in keys:
         by_kind[kind].add(value)
     found: set[tuple[str, str]] = set()
-    c = values_t.c
     for kind, values in sorted(by_kind.items()):
         for part in chunks(sorted(values), LOOKUP_CHUNK):
             found.update((kind, v) for v in conn.execute(select(c.value).where(c.kind == kind,

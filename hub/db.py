@@ -344,9 +344,18 @@ def among(conn: Connection, column: Any, values: Sequence[Any]) -> ColumnElement
     and compiled once; both still use the column's index.
     """
     if conn.dialect.name == "sqlite":
-        table = func.json_each(bindparam(None, json.dumps(list(values), default=str))).table_valued("value")
-        return column.in_(select(table.c.value))
+        return column.in_(select(bound_values(conn, values, column.type).c.value))
     return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+
+
+def bound_values(conn: Connection, values: Sequence[Any], type_: Any) -> Any:
+    """The values as a one-column table (`.c.value`) bound as one parameter: json_each on SQLite, unnest
+    of an array on PostgreSQL. For a query that does something per value (a correlated subquery), where
+    `among` only tests membership; compiled once whatever the number of values, like `among`."""
+    if conn.dialect.name == "sqlite":
+        return func.json_each(bindparam(None, json.dumps(list(values), default=str))).table_valued("value")
+    return func.unnest(bindparam(None, list(values), type_=postgresql.ARRAY(type_))).table_valued("value") \
+        .render_derived()
 
 
 def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *,

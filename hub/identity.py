@@ -21,7 +21,6 @@ import datetime as dt
 import functools
 import hashlib
 import itertools
-import json
 import operator
 import re
 from collections import Counter, defaultdict
@@ -29,11 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import phonenumbers
-from sqlalchemy import ARRAY, Connection, String, and_, bindparam, case, delete, func, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, select, update
 
 from hub import activities, companies, custom_fields, names, normalize
 from hub.config import Settings
-from hub.db import MAX_ROW_ID, among, bulk_insert, chunks, insert_for, reserve_ids, utcnow
+from hub.db import MAX_ROW_ID, among, bound_values, bulk_insert, chunks, insert_for, reserve_ids, utcnow
 from hub.i18n import N_
 from hub.i18n import gettext as _
 from hub.models import (Contact, ContactIdentity, ContactMerge, ContactsApart, Erasure, ExternalRef, Order,
@@ -807,10 +806,8 @@ def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> _Found:
                                                                             among(conn, c.value, joinable))
                 ):
                     _held_by(found, (kind, value), contact_id, reason, source)
-    # (a base no company was synced into, as after a spreadsheet import, holds none: one probe, not a query a kind)
-    if conn.execute(select(companies.values_t.c.id).limit(1)).first() is not None:
-        found.company = companies.company_values(conn, [(kind, value) for kind, values in by_kind.items()
-                                                        for value in values])
+    found.company = companies.company_values(conn, [(kind, value) for kind, values in by_kind.items()
+                                                    for value in values])
     for source, ids in refs.items():
         for part in chunks(sorted(ids), LOOKUP_CHUNK):
             rows = conn.execute(
@@ -843,10 +840,7 @@ def _latest_reasons(conn: Connection, kind: str, values: Sequence[str]) -> Any:
     read backwards, and only that row is read: a value a thousand contacts
     hold costs no more than one.
     """
-    if conn.dialect.name == "sqlite":
-        wanted = func.json_each(bindparam(None, json.dumps(list(values)))).table_valued("value")
-    else:
-        wanted = func.unnest(bindparam(None, list(values), type_=ARRAY(String))).table_valued("value").render_derived()
+    wanted = bound_values(conn, values, identities_t.c.value.type)
     row = identities_t.alias("latest")
     latest = (select(row.c.id).where(row.c.kind == kind, row.c.shared.is_not(None), row.c.value == wanted.c.value)
               .order_by(row.c.id.desc()).limit(1).correlate(wanted).scalar_subquery())

@@ -235,18 +235,17 @@ class _Transaction:
             self._since = time.monotonic()
         return self._conn
 
-    def chunk_written(self) -> bool:
-        """Commit when the transaction has been open long enough (at once on PostgreSQL); whether it did."""
-        if self._conn is None or time.monotonic() - self._since < self._seconds:
-            return False
-        self.commit()
-        return True
+    def chunk_written(self) -> None:
+        """Commit when the transaction has been open long enough (at once on PostgreSQL)."""
+        if self._conn is not None and time.monotonic() - self._since >= self._seconds:
+            self.commit()
 
     def commit(self) -> None:
         if self._open is not None:
             opened, self._open, self._conn = self._open, None, None
             opened.close()
         self._committed = copy.deepcopy(self._counts)
+        sync.keep_statistics(self._engine, self._counts)  # what it wrote is visible to ANALYZE now
 
     def roll_back(self, exc: BaseException) -> None:
         """Undo the chunks written since the last commit, and their counts (the run's record keeps them)."""
@@ -261,14 +260,14 @@ def _import_chunks(engine: Engine, settings: Settings, chunks: Iterator[Chunk], 
                    placed: Callable[[list[int], list[int | None]], None] | None) -> None:
     transaction = _Transaction(engine, counts)
     try:
-        _write_chunks(engine, transaction, settings, chunks, report, counts, progress, placed)
+        _write_chunks(transaction, settings, chunks, report, counts, progress, placed)
         transaction.commit()
     except BaseException as exc:
         transaction.roll_back(exc)
         raise
 
 
-def _write_chunks(engine: Engine, transaction: _Transaction, settings: Settings, chunks: Iterator[Chunk],
+def _write_chunks(transaction: _Transaction, settings: Settings, chunks: Iterator[Chunk],
                   report: ImportReport, counts: sync.Counts, progress: Callable[[int], None] | None,
                   placed: Callable[[list[int], list[int | None]], None] | None) -> None:
     for chunk in chunks:
@@ -285,7 +284,7 @@ def _write_chunks(engine: Engine, transaction: _Transaction, settings: Settings,
                 batch.append(prepared)
         report.rows += len(chunk)
         if batch:
-            _flush(engine, transaction, settings, lines, batch, report, counts, placed)
+            _flush(transaction, settings, lines, batch, report, counts, placed)
         if progress:
             progress(len(chunk))
         del chunk, batch, lines
@@ -449,16 +448,14 @@ def _unpack(packed: list[tuple[Any, ...]], source: str) -> Chunk:
     return chunk
 
 
-def _flush(engine: Engine, transaction: _Transaction, settings: Settings, lines: list[int],
-           prepared: list[identity.Prepared],
+def _flush(transaction: _Transaction, settings: Settings, lines: list[int], prepared: list[identity.Prepared],
            report: ImportReport, counts: sync.Counts,
            placed: Callable[[list[int], list[int | None]], None] | None) -> None:
     batch = prepared
     before = (counts.contacts["created"], counts.contacts["updated"], counts.contacts["merged"])
     result = sync.write_contacts(transaction.connection(), [p.record for p in prepared], settings, counts,
                                  prepared=prepared)
-    if transaction.chunk_written():
-        sync.keep_statistics(engine, counts)
+    transaction.chunk_written()
     if placed:
         placed(lines, result.contact_ids)
     created = counts.contacts["created"] - before[0]

@@ -155,10 +155,8 @@ class Reference:
                   "meetings.count.<window>": [a for a in held if a["kind"] == "meeting"],
                   "calls.missed_incoming.<window>": missed,
                   "calls.unanswered.<window>": [a for a in missed if not any(b["at"] > a["at"] for b in through)]}
-        window = [a for a in chosen[name] if a["at"] >= start]
-        # A call noted twice (one call_id) is one call.
-        return sum(1 for a in window if a.get("call_id") is None) + len({a["call_id"] for a in window
-                                                                       if a.get("call_id") is not None})
+        calls = [a["call_id"] for a in chosen[name] if a["at"] >= start]
+        return calls.count(None) + len(set(calls) - {None})  # a call noted twice (one call_id) is one call
 
     # -- operators
 

@@ -272,11 +272,9 @@ class _Table:
                 # An ID IN list ("@ID") lies between its least and greatest id, as an index finds it:
                 # scanned whole, each call of a sync that asks for 50 contacts by id cost the emulated
                 # portal server time in proportion to all its contacts.
-                ids = [value for value in wanted if isinstance(value, int)]
-                if len(ids) != len(wanted):
-                    continue
-                low = max(low, bisect_left(self.ids, min(ids))) if ids else high
-                high = min(high, bisect_left(self.ids, max(ids) + 1)) if ids else high
+                if wanted and all(isinstance(value, int) for value in wanted):
+                    low = max(low, bisect_left(self.ids, min(wanted)))
+                    high = min(high, bisect_left(self.ids, max(wanted) + 1))
                 continue
             if name != "ID" or not isinstance(wanted, int):
                 continue
