@@ -102,3 +102,14 @@ def test_a_note_read_again_keeps_its_call_id(hub_db: HubDB, anna: int) -> None:
         activities.write_activities(conn, [again], counts)
         total = conn.execute(select(func.count()).select_from(Activity.__table__)).scalar_one()
     assert counts.activities["updated"] == 0 and total == 5
+
+
+def test_a_long_telephony_name_does_not_make_two_calls_one() -> None:
+    """The call id is kept whole or as its digest: cut at the column's length, two calls could end alike."""
+    long_source = "АТС " * 60
+    first = mapping.call_note(note(6, "7", "call-A", source=long_source), "contacts")
+    second = mapping.call_note(note(7, "7", "call-B", source=long_source), "contacts")
+    again = mapping.call_note(note(8, "501", "call-A", source=long_source), "leads")
+    assert first is not None and second is not None and again is not None
+    assert first.call_id != second.call_id and first.call_id == again.call_id
+    assert first.call_id is not None and len(first.call_id) <= 200

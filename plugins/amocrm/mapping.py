@@ -38,6 +38,7 @@ of the page goes in.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -571,6 +572,7 @@ CALL_NOTES = {"call_in": "in", "call_out": "out"}
 # 6 did not get through, 7 busy. An incoming call nobody talked on is a missed one.
 UNANSWERED = frozenset({1, 2, 3, 6, 7})
 NOTE_PREFIX, TASK_PREFIX = "note:", "task:"
+CALL_ID_LENGTH = 200  # activities.call_id
 TASK_KINDS = {1: "call", 2: "meeting"}  # amoCRM's predefined task types; an account's own are tasks
 # Whose a note or task is, by its entity type; one on a lead reaches the lead's contact (hub.activities).
 _NOTE_OWNERS = {"contacts": "contact", "companies": "company", "leads": "order"}
@@ -598,7 +600,9 @@ def call_note(row: Mapping[str, Any], entity: str) -> ActivityRecord | None:
     target = str(row["entity_id"])
     # The telephony's id of the call: one call noted on the contact and on its lead is counted once.
     uniq = str(params.get("uniq") or "").strip()
-    call_id = f"{str(params.get('source') or '').strip()}:{uniq}"[:200] if uniq else None
+    call_id = f"{str(params.get('source') or '').strip()}:{uniq}" if uniq else None
+    if call_id is not None and len(call_id) > CALL_ID_LENGTH:  # cut, two calls could end alike
+        call_id = "sha256:" + hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()
     return ActivityRecord(
         source=SOURCE, external_id=NOTE_PREFIX + str(row["id"]), kind="call", at=at,
         contact_external_id=target if owner == "contact" else None,
