@@ -326,7 +326,10 @@ def _prefix(a: _Part, b: _Part) -> bool:
     return a.skeleton.startswith(b.skeleton) or b.skeleton.startswith(a.skeleton)
 
 
-def _first_compatible(a: _Part | None, b: _Part | None) -> bool:
+def _first_compatible(a: _Part | None, b: _Part | None, a_name: _Parsed | None = None,
+                      b_name: _Parsed | None = None) -> bool:
+    """First names that may be one person's. A diminutive of both a man's and a woman's name (Саша, Женя)
+    stands for the one the rest of its name, when it says a gender, says (_gendered_forms)."""
     if a is None or b is None or a.skeleton == b.skeleton:
         return True
     if a.initial or b.initial:
@@ -335,10 +338,54 @@ def _first_compatible(a: _Part | None, b: _Part | None) -> bool:
             return True
         # "А." and Саша: the initial of the full name the diminutive stands for
         return any(_prefix(initial, _FULL_PARTS[full]) for full in _FORMS.get(word.skeleton, _NONE))
-    return not _FORMS.get(a.skeleton, _NONE).isdisjoint(_FORMS.get(b.skeleton, _NONE))
+    fulls_a, fulls_b = _FORMS.get(a.skeleton, _NONE), _FORMS.get(b.skeleton, _NONE)
+    if fulls_a.isdisjoint(fulls_b):
+        return False
+    return not _of_gender(a, a_name, fulls_a).isdisjoint(_of_gender(b, b_name, fulls_b))
+
+
+def _of_gender(part: _Part, name: _Parsed | None, fulls: frozenset[str]) -> frozenset[str]:
+    """The full names a first name stands for, narrowed to the gender the rest of its name says."""
+    if part.skeleton not in _GENDERED_FORMS or name is None:
+        return fulls
+    gender = _gender(name)
+    return fulls if gender is None else _GENDERED_FORMS[part.skeleton][gender]
 
 
 _FULL_PARTS = {full: _Part(skeleton(full), fold(full), False) for fulls in _FORMS.values() for full in fulls}
+
+
+def _gendered_forms() -> dict[str, dict[str, frozenset[str]]]:
+    """Diminutives of both a man's and a woman's name (Саша, Женя, Слава) -> gender -> that gender's names."""
+    data = json.loads(FORMS_FILE.read_text(encoding="utf-8"))
+    men, women = set(data["male"]), set(data["female"])
+    return {skel: {"male": fulls & men, "female": fulls & women}
+            for skel, fulls in _FORMS.items() if fulls & men and fulls & women}
+
+
+_GENDERED_FORMS = _gendered_forms()
+# The endings only a woman's surname has (Иванова, Лебедева, Ильина, Достоевская). Толстая-like -ая is
+# left out: Georgian surnames such as Шенгелая end so for men and women alike.
+_HER_SURNAME_ENDINGS = ("ova", "eva", "ina", "skaia")
+_HER_PATRONYMIC_ENDINGS = ("vna", "chna")
+
+
+def _gender(name: _Parsed) -> str | None:
+    """The gender a name's patronymic or surname says, where either says one for certain.
+
+    A patronymic always does (Иванович, Ивановна). A surname does only in a
+    woman's form: a manager often types a woman's surname in its male form
+    (Саша Иванов may be Александра), but nobody types a man's in a woman's. So
+    Саша Иванова is Александра, and she and Александр Иванов, a wife and her
+    husband on their household's phone, are two people.
+    """
+    middle, last = name.middle, name.last
+    if middle is not None and _patronymic(middle):
+        return "female" if middle.skeleton.endswith(_HER_PATRONYMIC_ENDINGS) else "male"
+    if last is not None and not last.initial and len(last.skeleton) > 4 \
+            and last.skeleton.endswith(_HER_SURNAME_ENDINGS):
+        return "female"
+    return None
 
 
 def _last_compatible(a: _Part | None, b: _Part | None) -> bool:
@@ -385,7 +432,7 @@ def _readings_of(name: Name) -> tuple[_Parsed, ...]:
 
 
 def _same(a: _Parsed, b: _Parsed) -> bool:
-    return (_first_compatible(a.first, b.first) and _last_compatible(a.last, b.last)
+    return (_first_compatible(a.first, b.first, a, b) and _last_compatible(a.last, b.last)
             and _middle_compatible(a.middle, b.middle))
 
 

@@ -63,6 +63,19 @@ def test_husband_and_wife_on_one_home_landline_are_two_people(hub_db: HubDB) -> 
     assert len(set(result.contact_ids)) == 2
 
 
+def test_a_wife_written_with_a_diminutive_is_not_her_husband_on_their_family_mobile(hub_db: HubDB) -> None:
+    """Саша is Александр or Александра; beside Иванова it is her, so the mobile they both give is shared."""
+    family = "+7 916 321-54-76"
+    husband = write(hub_db, person("amocrm", "1", "Александр", "Иванов", phones=[family]))
+    wife = write(hub_db, person("import", "2", "Саша", "Иванова", phones=[family]))
+    assert husband.contact_ids != wife.contact_ids and not wife.merged
+    assert set(holders(hub_db, "+79163215476").values()) == {"names"}
+    # and a later row of hers finds her alone, by the same mobile and her own mailbox
+    again = write(hub_db, person("import", "3", "Александра", "Иванова", phones=[family],
+                                 emails=["sasha.ivanova@mail.ru"]))
+    assert again.contact_ids == wife.contact_ids
+
+
 def test_customers_who_typed_the_hotline_are_never_one_person(hub_db: HubDB) -> None:
     hotline = "8-800-555-35-35"
     result = write(hub_db, person("import", "1", "Иван", None, phones=[hotline]),

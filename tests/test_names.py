@@ -49,6 +49,8 @@ SAME_PERSON = [
     (Name(first="Саша", last="Иванова"), Name(first="Александра", last="Иванова")),
     (Name(first="Саша", last="Иванов"), Name(first="Александр", last="Иванов")),
     (Name(first="Шура", last="Иванова"), Name(first="Саша", last="Иванова")),
+    (Name(first="Саша", last="Шенгелая"), Name(first="Александр", last="Шенгелая")),  # one surname for both
+    (Name(first="Женя", last="Ким", middle="Сергеевич"), Name(first="Евгений", last="Ким")),
     (Name(first="Ваня", last="Петров"), Name(first="Иван", last="Петров")),
     (Name(first="Катя", last="Орлова"), Name(first="Екатерина", last="Орлова")),
     (Name(first="Женя", last="Орлов"), Name(first="Евгений", last="Орлов")),
@@ -176,6 +178,8 @@ COMPATIBLE_ONLY = [
     (Name(first="В.", last="Григорьев"), Name(first="Валентина", last="Григорьева")),
     (Name(first="Кузнецова Саша"), Name(first="Саша", last="Кузнецов")),
     (Name(first="Шамиль", last="Гаджиев"), Name(first="Shamil", last="Gadzhieva")),
+    # a man's surname form says nothing of a diminutive: Саша Иванов may be Александра, her surname mistyped
+    (Name(first="Саша", last="Иванов"), Name(first="Александра", last="Иванова")),
 ]
 
 
@@ -201,6 +205,15 @@ DIFFERENT_PEOPLE = [
     (Name(first="Евгений", last="Орлов"), Name(first="Евгения", last="Орлова")),
     (Name(first="Валентин", last="Ким"), Name(first="Валентина", last="Ким")),
     (Name(first="Юрий", last="Ким"), Name(first="Юлия", last="Ким")),
+    # a diminutive of a man's and a woman's name, beside a woman's surname, is hers: a wife and her husband
+    (Name(first="Саша", last="Иванова"), Name(first="Александр", last="Иванов")),
+    (Name(first="Иванова Саша"), Name(first="Александр", last="Иванов")),
+    (Name(first="Sasha", last="Ivanova"), Name(first="Aleksandr", last="Ivanov")),
+    (Name(first="Женя", last="Орлова"), Name(first="Евгений", last="Орлов")),
+    (Name(first="Слава", last="Попова"), Name(first="Вячеслав", last="Попов")),
+    (Name(first="Шура", last="Петровская"), Name(first="Саша", last="Петровский", middle="Иванович")),
+    (Name(first="Женя", last="Ким", middle="Сергеевна"), Name(first="Евгений", last="Ким")),  # a patronymic tells
+    (Name(last="Ким Женя Сергеевич"), Name(first="Евгения", last="Ким")),
     # diminutives of other names
     (Name(first="Саша", last="Иванов"), Name(first="Алексей", last="Иванов")),
     (Name(first="Слава", last="Попов"), Name(first="Владимир", last="Попов")),
