@@ -86,31 +86,43 @@ _LATIN_MARKS = {"š": "sh", "č": "ch", "ž": "zh", "ŝ": "sch", "ǆ": "dzh", "�
 _TRANSLATE = str.maketrans({**_CYRILLIC, **_LATIN_MARKS})
 
 # Each reduction runs only when one of its guard substrings is in the word: most words need few of them.
-_REDUCTIONS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = tuple(
-    (guards, re.compile(pattern), replacement)
-    for guards, pattern, replacement in (
-        (("shch",), r"shch", "sch"),  # Щукин: Shchukin (passports) and Schukin (informal)
-        (("tc",), r"tch", "ch"),  # Tchaikovsky
-        (("tc",), r"tc", "ts"),  # ц in GOST 2006: Tcvetkov
-        (("ck",), r"ck", "k"),
-        (("x",), r"x", "ks"),  # Alexander, Xenia
-        (("ph",), r"ph", "f"),
-        (("th",), r"th", "t"),
-        (("w",), r"w", "v"),
-        (("q",), r"q", "k"),
-        (("c",), r"c(?!h)(?=[aoulrkt]|$)", "k"),  # Nicolai, Victor
-        (("c",), r"c(?!h)", "ts"),  # ц in scientific: Cvetkov
-        (("kh",), r"kh", "h"),  # х: Mikhail / Mihail
-        (("gh",), r"gh", "g"),  # Serghei
-        (("j", "y"), r"[jy]", "i"),  # й, ы and the iotated vowels: Andrey / Andrei / Andrej
-        (("ii",), r"i+", "i"),  # Dmitrii / Dmitriy / Dmitry, Iuliia / Yulia
-        (("ie", "io"), r"i[eo]", "e"),  # Yevgeny / Evgeny, Pyotr / Piotr / Petr (ё written as e)
-        (("iu",), r"([bdfgklmnprstvz])iu", r"\1u"),  # Lyudmila / Ludmila
-        (("er",), r"([bdfgkptv])er$", r"\1r"),  # Aleksander / Aleksandr
-        ((), r"(.)\1+", r"\1"),  # Kirill / Kiril, Savva / Sava
-    )
+_Reduction = tuple[tuple[str, ...], "re.Pattern[str]", str]
+
+
+def _reductions(*rules: tuple[tuple[str, ...], str, str]) -> tuple[_Reduction, ...]:
+    return tuple((guards, re.compile(pattern), replacement) for guards, pattern, replacement in rules)
+
+
+_BEFORE_C = _reductions(
+    (("shch",), r"shch", "sch"),  # Щукин: Shchukin (passports) and Schukin (informal)
+    (("tc",), r"tch", "ch"),  # Tchaikovsky
+    (("tc",), r"tc", "ts"),  # ц in GOST 2006: Tcvetkov
+)
+# A lone "c" is ц in the Russian-made transliterations (Kuznecov, Savickiy, Coy: what translit tools and
+# CRMs write) and к in Western spellings of first names (Victor, Nicolai, Constantin): see skeleton.
+_C_AS_TS = _reductions((("c",), r"c(?!h)", "ts"))
+_C_AS_K = _reductions(
+    (("ck",), r"ck", "k"),
+    (("c",), r"c(?!h)(?=[aoulrkt]|$)", "k"),  # Nicolai, Victor
+    (("c",), r"c(?!h)", "ts"),
+)
+_AFTER_C = _reductions(
+    (("x",), r"x", "ks"),  # Alexander, Xenia
+    (("ph",), r"ph", "f"),
+    (("th",), r"th", "t"),
+    (("w",), r"w", "v"),
+    (("q",), r"q", "k"),
+    (("kh",), r"kh", "h"),  # х: Mikhail / Mihail
+    (("gh",), r"gh", "g"),  # Serghei
+    (("j", "y"), r"[jy]", "i"),  # й, ы and the iotated vowels: Andrey / Andrei / Andrej
+    (("ii",), r"i+", "i"),  # Dmitrii / Dmitriy / Dmitry, Iuliia / Yulia
+    (("ie", "io"), r"i[eo]", "e"),  # Yevgeny / Evgeny, Pyotr / Piotr / Petr (ё written as e)
+    (("iu",), r"([bdfgklmnprstvz])iu", r"\1u"),  # Lyudmila / Ludmila
+    (("er",), r"([bdfgkptv])er$", r"\1r"),  # Aleksander / Aleksandr
+    ((), r"(.)\1+", r"\1"),  # Kirill / Kiril, Savva / Sava
 )
 _NOT_LATIN = re.compile(r"[^a-z]")
+_LONE_C = re.compile(r"c(?!h)")
 # Entries each cache keeps: names repeat across a base, so a cache this size answers most calls; a
 # larger one (262,144) cost a million-row import 310 MB more memory and no measurable speed.
 CACHE = 32768
@@ -121,18 +133,45 @@ def fold(text: str) -> str:
     return " ".join(text.lower().replace("ё", "е").split())
 
 
-@lru_cache(maxsize=CACHE)
-def skeleton(word: str) -> str:
-    """One Latin string for every common spelling of a name word, Cyrillic or Latin (Пётр, Petr, Pyotr → petr)."""
+def _reduce(text: str, *stages: tuple[_Reduction, ...]) -> str:
+    for stage in stages:
+        for guards, pattern, replacement in stage:
+            if not guards or any(g in text for g in guards):
+                text = pattern.sub(replacement, text)
+    return text
+
+
+def _latin(word: str) -> str:
     text = word.lower().translate(_TRANSLATE)
     if not text.isascii():
         text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     if not (text.isascii() and text.isalpha()):
         text = _NOT_LATIN.sub("", text)
-    for guards, pattern, replacement in _REDUCTIONS:
-        if not guards or any(g in text for g in guards):
-            text = pattern.sub(replacement, text)
-    return text
+    return _reduce(text, _BEFORE_C)
+
+
+@lru_cache(maxsize=CACHE)
+def skeleton(word: str) -> str:
+    """One Latin string for every common spelling of a name word, Cyrillic or Latin (Пётр, Petr, Pyotr → petr).
+
+    A Latin "c" is read as ц (Kuznecov is Кузнецов), unless reading it as к
+    makes a first name of the table (Victor is Виктор, Nicolai Николай).
+    """
+    text = _latin(word)
+    if not _LONE_C.search(text):
+        return _reduce(text, _AFTER_C)
+    as_k = _reduce(text, _C_AS_K, _AFTER_C)
+    return as_k if _names_a_first_name(as_k) else _reduce(text, _C_AS_TS, _AFTER_C)
+
+
+def _names_a_first_name(word_skeleton: str) -> bool:
+    """A first name of the table, or a patronymic made of one (Victorovich, Nicolaevna)."""
+    if word_skeleton in _FIRST_NAMES:
+        return True
+    for ending in _PATRONYMIC_SUFFIXES:
+        if word_skeleton.endswith(ending) and word_skeleton[:-len(ending)] in _NAME_STEMS:
+            return True
+    return False
 
 
 # --- the table of first names ---------------------------------------------------------------------------
@@ -149,11 +188,16 @@ def _load_forms() -> dict[str, frozenset[str]]:
     for names in (data["male"], data["female"]):
         for full, variants in names.items():
             for word in [full, *variants.split()]:
-                forms.setdefault(skeleton(word), set()).add(full)
+                # (the table's Latin forms are Western spellings, Victor and Catherine: "c" is к)
+                forms.setdefault(_reduce(_latin(word), _C_AS_K, _AFTER_C), set()).add(full)
     return {k: frozenset(v) for k, v in forms.items()}
 
 
 _FORMS = _load_forms()
+_FIRST_NAMES = frozenset(_FORMS)
+# What a patronymic is made of: the father's name, less its й (Николай: Николаевич).
+_NAME_STEMS = _FIRST_NAMES | {name[:-1] for name in _FIRST_NAMES if name.endswith("i") and len(name) > 4}
+_PATRONYMIC_SUFFIXES = ("ovich", "evich", "ovna", "evna")
 
 
 def full_names(word: str) -> frozenset[str]:
