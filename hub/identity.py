@@ -535,8 +535,7 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     for key, nodes in held.items():
         if decided[key] is not None:
             continue
-        if _weak(key[0], key[1], labels.get(key, set()), len({uf.reading_of(n) for n in nodes})
-                 if len(nodes) > 2 else len(nodes)):
+        if _weak(key[0], key[1], labels.get(key, set()), _people_among(uf, nodes)):
             weak.append(key)
             continue
         refused = _join_all(uf, nodes, apart, key)
@@ -700,6 +699,35 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
 # A shared value more holders than this have (a big company's switchboard, a placeholder number a shop
 # types for everyone) carries too little evidence to join anyone, names or not.
 SHARED_JOIN_LIMIT = 20
+
+
+# Holders of one value whose names are compared pairwise to count the people among them; beyond this
+# many ways of writing, each counts as one (a switchboard's holders are colleagues, not re-readings).
+PEOPLE_COMPARED = 6
+
+
+def _people_among(uf: _Groups, nodes: list[Any]) -> int:
+    """How many people a value's holders may be, for its weight (_weak).
+
+    Holders written the same way are one person read twice, and so are
+    holders whose names positively agree (Шестаков Юрий Андреевич and
+    Шестаков Юрий): a work mailbox on those two rows and on a third that says
+    only "Юрий" is held by two people at most, not three, and joins all three
+    when their names fit, as a mobile two people hold would.
+    """
+    if len(nodes) <= 2:
+        return len(nodes)
+    ways = list({uf.reading_of(n): n for n in nodes}.values())
+    if len(ways) > PEOPLE_COMPARED:
+        return len(ways)
+    people: list[list[Any]] = []
+    for node in ways:
+        same = next((person for person in people if any(uf.agree(node, other) for other in person)), None)
+        if same is None:
+            people.append([node])
+        else:
+            same.append(node)
+    return len(people)
 
 
 def _join_all(uf: _Groups, nodes: list[Any], apart: dict[tuple[int, int], frozenset[str]],

@@ -150,6 +150,25 @@ def test_a_busy_office_line_needs_names_that_agree(hub_db: HubDB) -> None:
     assert named.contact_ids == first.contact_ids
 
 
+def test_a_work_mailbox_on_three_rows_of_one_person_written_three_ways_joins_them(hub_db: HubDB) -> None:
+    """Two of the rows agree on the name, so the mailbox has two possible holders, not three: it joins."""
+    mailbox = "y.shestakov@progress-snab.ru"
+    rows = [person("import", "1", "Юрий", "Шестаков", emails=[mailbox], labels={mailbox: "work"}),
+            person("import", "2", "Юрий", "Шестаков", emails=[mailbox], labels={mailbox: "work"}),
+            person("import", "3", "юрий", None, emails=[mailbox], labels={mailbox: "work"})]
+    rows[0].middle_name = "Андреевич"
+    assert len(set(write(hub_db, *rows).contact_ids)) == 1
+    assert set(holders(hub_db, mailbox).values()) == {None}
+
+
+def test_a_work_mailbox_three_different_people_may_hold_still_needs_their_names_to_agree(hub_db: HubDB) -> None:
+    """Петров, Иван Петров and Олег Петров: nothing says the bare surname is either of them."""
+    mailbox = "petrov@roga.ru"
+    rows = [person("import", str(i), first, "Петров", emails=[mailbox], labels={mailbox: "work"})
+            for i, first in enumerate((None, "Иван", "Олег"))]
+    assert len(set(write(hub_db, *rows).contact_ids)) == 3
+
+
 def test_syncing_the_same_b2b_base_twice_changes_nothing(hub_db: HubDB) -> None:
     base = [person("bitrix24", "1", "Иван", "Петров", phones=[SWITCHBOARD, "+7 916 000-00-01"]),
             person("bitrix24", "2", "Мария", "Сидорова", phones=[SWITCHBOARD], emails=["info@roga.ru"]),
