@@ -535,7 +535,7 @@ def _resolve(conn: Connection, prepared: Sequence[Prepared], *, settings: Settin
     for key, nodes in held.items():
         if decided[key] is not None:
             continue
-        if _weak(key[0], key[1], labels.get(key, set()), _people_among(uf, nodes)):
+        if _weak_among(uf, key, labels.get(key, set()), nodes):
             weak.append(key)
             continue
         refused = _join_all(uf, nodes, apart, key)
@@ -706,20 +706,22 @@ SHARED_JOIN_LIMIT = 20
 PEOPLE_COMPARED = 6
 
 
-def _people_among(uf: _Groups, nodes: list[Any]) -> int:
-    """How many people a value's holders may be, for its weight (_weak).
+def _weak_among(uf: _Groups, key: tuple[str, str], labels: set[str], nodes: list[Any]) -> bool:
+    """Whether a value is weak (_weak) among these holders, counted as the people they may be.
 
     Holders written the same way are one person read twice, and so are
     holders whose names positively agree (Шестаков Юрий Андреевич and
     Шестаков Юрий): a work mailbox on those two rows and on a third that says
     only "Юрий" is held by two people at most, not three, and joins all three
-    when their names fit, as a mobile two people hold would.
+    when their names fit, as a mobile two people hold would. Names are
+    compared only where the count decides the answer.
     """
-    if len(nodes) <= 2:
-        return len(nodes)
+    kind, value = key
+    if len(nodes) <= 2 or _weak(kind, value, labels, 1) or not _weak(kind, value, labels, len(nodes)):
+        return _weak(kind, value, labels, len(nodes))  # (the names cannot change the answer)
     ways = list({uf.reading_of(n): n for n in nodes}.values())
-    if len(ways) > PEOPLE_COMPARED:
-        return len(ways)
+    if not _weak(kind, value, labels, len(ways)) or len(ways) > PEOPLE_COMPARED:
+        return _weak(kind, value, labels, len(ways))
     people: list[list[Any]] = []
     for node in ways:
         same = next((person for person in people if any(uf.agree(node, other) for other in person)), None)
@@ -727,7 +729,7 @@ def _people_among(uf: _Groups, nodes: list[Any]) -> int:
             people.append([node])
         else:
             same.append(node)
-    return len(people)
+    return _weak(kind, value, labels, len(people))
 
 
 def _join_all(uf: _Groups, nodes: list[Any], apart: dict[tuple[int, int], frozenset[str]],
