@@ -164,6 +164,14 @@ def attribute_title(key: str) -> str:
 # amoCRM's deal export names the deal's contact's columns «Рабочий телефон (контакт)», «Полное имя (контакт)»:
 # the same columns as its contact export. Its «… (компания)» columns are the company's, not the person's.
 _CONTACT_SUFFIX = re.compile(r"\s*\((?:контакт|contact)\)\s*$", re.IGNORECASE)
+_COMPANY_SUFFIX = re.compile(r"\s*\((?:компания|company)\)\s*$", re.IGNORECASE)
+
+
+def is_company_column(header: str) -> bool:
+    """A deal export's column of the deal's company («Рабочий телефон (компания)»), never the person's."""
+    return bool(_COMPANY_SUFFIX.search(header))
+
+
 # Columns only a CRM's deal export has: its rows are deals, each naming its contact.
 _DEAL_COLUMNS = frozenset({"названиесделки", "этапсделки", "бюджет", "воронка", "основнойконтакт", "сделка"})
 

@@ -115,6 +115,15 @@ def test_amocrm_deal_export_columns_of_the_deals_contact_are_the_contacts(hub_db
     assert people["Фёдоров"]["emails"] == ["ilya.fedorov@mail.ru"]
 
 
+def test_the_summary_says_a_deal_exports_company_columns_are_not_the_persons(hub_db: HubDB, tmp_path: Path) -> None:
+    """A marketer told to --map «Рабочий телефон (компания)» as a phone would give every colleague one number."""
+    shutil.copy(DATA / "amocrm_leads.xlsx", tmp_path / "amocrm_leads.xlsx")
+    said = hub("import", "contacts", str(tmp_path / "amocrm_leads.xlsx"))
+    company, _, rest = said.partition("столбца компаний сделок")
+    assert company and "«Рабочий телефон (компания)», «Web (компания)»" in rest.splitlines()[0]
+    assert "(компания)" not in "".join(line for line in said.splitlines() if "--map" in line)
+
+
 @pytest.mark.both_databases
 def test_a_wrong_merge_undone_stays_undone_on_every_reimport(hub_db: HubDB, tmp_path: Path) -> None:
     import_all(tmp_path)

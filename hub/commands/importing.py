@@ -13,6 +13,7 @@ from rich.table import Table
 from hub import formats, importer
 from hub.cli import App, emit_json, pass_app, progress_bar
 from hub.i18n import current_language, ngettext
+from hub.spreadsheet import is_company_column
 from hub.i18n import gettext as _
 
 
@@ -83,13 +84,22 @@ def _print_import(report: importer.ImportReport) -> None:
     if report.attribute_columns:
         click.echo(_("Kept as contact attributes: %(columns)s.", columns=", ".join(
             f"«{column}» → {key}" for column, key in report.attribute_columns.items())))
-    if report.unused_columns:
+    company_columns = [column for column in report.unused_columns if is_company_column(column)]
+    unused = [column for column in report.unused_columns if column not in company_columns]
+    if company_columns:
+        click.echo(ngettext("%(num)s column of the deals' companies is kept as a text attribute and not read as the "
+                            "person's (a company's switchboard is not a person's phone): %(columns)s.",
+                            "%(num)s columns of the deals' companies are kept as text attributes and not read as "
+                            "the person's (a company's switchboard is not a person's phone): %(columns)s.",
+                            len(company_columns), num=formats.number(len(company_columns)),
+                            columns=", ".join(f"«{column}»" for column in company_columns)))
+    if unused:
         click.echo(ngettext("%(num)s column not used (its values are kept as text attributes; name it with "
                             "--map if it holds phones, emails or names): %(columns)s.",
                             "%(num)s columns not used (their values are kept as text attributes; name them with "
                             "--map if they hold phones, emails or names): %(columns)s.",
-                            len(report.unused_columns), num=formats.number(len(report.unused_columns)),
-                            columns=", ".join(f"«{column}»" for column in report.unused_columns)))
+                            len(unused), num=formats.number(len(unused)),
+                            columns=", ".join(f"«{column}»" for column in unused)))
     if report.ignored_columns:
         click.echo(_("Dropped as asked (--map …=ignore): %(columns)s.",
                      columns=", ".join(f"«{column}»" for column in report.ignored_columns)))
