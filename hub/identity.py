@@ -713,7 +713,9 @@ def _weak_among(uf: _Groups, key: tuple[str, str], labels: set[str], nodes: list
     holders whose names positively agree (Шестаков Юрий Андреевич and
     Шестаков Юрий): a work mailbox on those two rows and on a third that says
     only "Юрий" is held by two people at most, not three, and joins all three
-    when their names fit, as a mobile two people hold would. Names are
+    when their names fit, as a mobile two people hold would. A holder counts
+    with a group only when its name agrees with every name in it (Ю. Ким
+    agrees with Юрий Ким and with Юлия Ким, who are two people). Names are
     compared only where the count decides the answer.
     """
     kind, value = key
@@ -724,7 +726,7 @@ def _weak_among(uf: _Groups, key: tuple[str, str], labels: set[str], nodes: list
         return _weak(kind, value, labels, len(ways))
     people: list[list[Any]] = []
     for node in ways:
-        same = next((person for person in people if any(uf.agree(node, other) for other in person)), None)
+        same = next((person for person in people if all(uf.agree(node, other) for other in person)), None)
         if same is None:
             people.append([node])
         else:

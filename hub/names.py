@@ -165,11 +165,12 @@ def skeleton(word: str) -> str:
 
 
 def _names_a_first_name(word_skeleton: str) -> bool:
-    """A first name of the table, or a patronymic made of one (Victorovich, Nicolaevna)."""
+    """A first name of the table, or a patronymic or surname made of one (Victorovich, Nicolaev, Marcova)."""
     if word_skeleton in _FIRST_NAMES:
         return True
-    for ending in _PATRONYMIC_SUFFIXES:
-        if word_skeleton.endswith(ending) and word_skeleton[:-len(ending)] in _NAME_STEMS:
+    for ending in _MADE_OF_A_NAME:
+        if word_skeleton.endswith(ending) and len(word_skeleton) - len(ending) >= 3 \
+                and word_skeleton[:-len(ending)] in _NAME_STEMS:
             return True
     return False
 
@@ -195,9 +196,9 @@ def _load_forms() -> dict[str, frozenset[str]]:
 
 _FORMS = _load_forms()
 _FIRST_NAMES = frozenset(_FORMS)
-# What a patronymic is made of: the father's name, less its й (Николай: Николаевич).
+# What a patronymic or a surname is made of: a name, less its й (Николай: Николаевич, Николаев).
 _NAME_STEMS = _FIRST_NAMES | {name[:-1] for name in _FIRST_NAMES if name.endswith("i") and len(name) > 4}
-_PATRONYMIC_SUFFIXES = ("ovich", "evich", "ovna", "evna")
+_MADE_OF_A_NAME = ("ovich", "evich", "ovna", "evna", "ov", "ev", "ova", "eva", "in", "ina")
 
 
 def full_names(word: str) -> frozenset[str]:
@@ -385,14 +386,14 @@ def _first_compatible(a: _Part | None, b: _Part | None, a_name: _Parsed | None =
     fulls_a, fulls_b = _FORMS.get(a.skeleton, _NONE), _FORMS.get(b.skeleton, _NONE)
     if fulls_a.isdisjoint(fulls_b):
         return False
-    return not _of_gender(a, a_name, fulls_a).isdisjoint(_of_gender(b, b_name, fulls_b))
+    return not _of_gender(a, a_name, b_name, fulls_a).isdisjoint(_of_gender(b, b_name, a_name, fulls_b))
 
 
-def _of_gender(part: _Part, name: _Parsed | None, fulls: frozenset[str]) -> frozenset[str]:
+def _of_gender(part: _Part, name: _Parsed | None, other: _Parsed | None, fulls: frozenset[str]) -> frozenset[str]:
     """The full names a first name stands for, narrowed to the gender the rest of its name says."""
     if part.skeleton not in _GENDERED_FORMS or name is None:
         return fulls
-    gender = _gender(name)
+    gender = _gender(name, other)
     return fulls if gender is None else _GENDERED_FORMS[part.skeleton][gender]
 
 
@@ -408,26 +409,30 @@ def _gendered_forms() -> dict[str, dict[str, frozenset[str]]]:
 
 
 _GENDERED_FORMS = _gendered_forms()
-# The endings only a woman's surname has (Иванова, Лебедева, Ильина, Достоевская). Толстая-like -ая is
-# left out: Georgian surnames such as Шенгелая end so for men and women alike.
-_HER_SURNAME_ENDINGS = ("ova", "eva", "ina", "skaia")
+# The endings of a woman's surname beside a man's form of it (Иванова / Иванов, Ильина / Ильин, Толстая / Толстой).
+_HER_SURNAME_ENDINGS = ("ova", "eva", "ina", "aia")
 _HER_PATRONYMIC_ENDINGS = ("vna", "chna")
 
 
-def _gender(name: _Parsed) -> str | None:
-    """The gender a name's patronymic or surname says, where either says one for certain.
+def _gender(name: _Parsed, other: _Parsed | None) -> str | None:
+    """The gender a name says for certain, compared with `other`: by its patronymic or its surname.
 
-    A patronymic always does (Иванович, Ивановна). A surname does only in a
-    woman's form: a manager often types a woman's surname in its male form
-    (Саша Иванов may be Александра), but nobody types a man's in a woman's. So
-    Саша Иванова is Александра, and she and Александр Иванов, a wife and her
-    husband on their household's phone, are two people.
+    A patronymic does, beside a surname (Женя Сергеевна Ким is Евгения;
+    without a surname "Женя Карпович" may be her Belarusian surname). A
+    surname does in its woman's form beside the man's form on the other
+    record: a manager often types a woman's surname in the man's form (Саша
+    Иванов may be Александра), but nobody types a man's in a woman's. So Саша
+    Иванова and Александр Иванов, a wife and her husband on their family's
+    phone, are two people. One surname on both records says nothing: Щербина,
+    Калина, Шенгелая are men's surnames too.
     """
     middle, last = name.middle, name.last
+    if last is None:
+        return None
     if middle is not None and _patronymic(middle):
         return "female" if middle.skeleton.endswith(_HER_PATRONYMIC_ENDINGS) else "male"
-    if last is not None and not last.initial and len(last.skeleton) > 4 \
-            and last.skeleton.endswith(_HER_SURNAME_ENDINGS):
+    if other is not None and last.skeleton.endswith(_HER_SURNAME_ENDINGS) and _other_gender(last, other.last) \
+            and not (other.last is not None and other.last.skeleton.endswith(_HER_SURNAME_ENDINGS)):
         return "female"
     return None
 

@@ -50,6 +50,8 @@ SAME_PERSON = [
     (Name(first="Саша", last="Иванов"), Name(first="Александр", last="Иванов")),
     (Name(first="Шура", last="Иванова"), Name(first="Саша", last="Иванова")),
     (Name(first="Саша", last="Шенгелая"), Name(first="Александр", last="Шенгелая")),  # one surname for both
+    (Name(first="Саша", last="Щербина"), Name(first="Александр", last="Щербина")),  # a man's surname in -ина
+    (Name(first="Слава", last="Калина"), Name(first="Вячеслав", last="Калина")),
     (Name(first="Женя", last="Ким", middle="Сергеевич"), Name(first="Евгений", last="Ким")),
     (Name(first="Ваня", last="Петров"), Name(first="Иван", last="Петров")),
     (Name(first="Катя", last="Орлова"), Name(first="Екатерина", last="Орлова")),
@@ -180,6 +182,8 @@ COMPATIBLE_ONLY = [
     (Name(first="Шамиль", last="Гаджиев"), Name(first="Shamil", last="Gadzhieva")),
     # a man's surname form says nothing of a diminutive: Саша Иванов may be Александра, her surname mistyped
     (Name(first="Саша", last="Иванов"), Name(first="Александра", last="Иванова")),
+    # a Belarusian surname in -вич with no other surname is not a patronymic: it says no gender
+    (Name(first="Женя Карпович"), Name(first="Евгения", last="Карпович")),
 ]
 
 
@@ -211,6 +215,7 @@ DIFFERENT_PEOPLE = [
     (Name(first="Sasha", last="Ivanova"), Name(first="Aleksandr", last="Ivanov")),
     (Name(first="Женя", last="Орлова"), Name(first="Евгений", last="Орлов")),
     (Name(first="Слава", last="Попова"), Name(first="Вячеслав", last="Попов")),
+    (Name(first="Женя", last="Толстая"), Name(first="Евгений", last="Толстой")),
     (Name(first="Шура", last="Петровская"), Name(first="Саша", last="Петровский", middle="Иванович")),
     (Name(first="Женя", last="Ким", middle="Сергеевна"), Name(first="Евгений", last="Ким")),  # a patronymic tells
     (Name(last="Ким Женя Сергеевич"), Name(first="Евгения", last="Ким")),
@@ -325,12 +330,16 @@ def test_the_table_ships_with_the_package() -> None:
     (["Цой", "Tsoy", "Coy", "Tsoi"], "tsoi"),
     (["Иванцов", "Ivantsov", "Ivancov"], "ivantsov"),
     (["Луценко", "Lutsenko", "Lucenko"], "lutsenko"),
+    (["Царёв", "Tsarev", "Carev"], "tsarev"),
     # ... and as к in the Western spellings of first names and the patronymics made of them
     (["Николай", "Nikolai", "Nicolai", "Nikolay"], "nikolai"),
     (["Виктор", "Viktor", "Victor"], "viktor"),
     (["Константин", "Konstantin", "Constantin"], "konstantin"),
     (["Викторович", "Viktorovich", "Victorovich"], "viktorovich"),
     (["Николаевна", "Nikolaevna", "Nicolaevna"], "nikolaevna"),
+    (["Николаев", "Nikolaev", "Nicolaev"], "nikolaev"),  # and the surnames made of them
+    (["Марков", "Markov", "Marcov"], "markov"),
+    (["Викторова", "Viktorova", "Victorova"], "viktorova"),
 ])
 def test_transliterations_fold_to_one_skeleton(spellings: list[str], skeleton: str) -> None:
     assert {names.skeleton(s) for s in spellings} == {skeleton}
