@@ -200,7 +200,11 @@ def _create_for_dialect(url: str) -> Engine:
     # its values, which are phones, emails and names.
     if url.startswith("sqlite"):
         # No directories are made: a mistyped path must fail with a clear line, not grow a new tree.
-        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        # pool_use_lifo: each SQLite connection keeps its own page cache, and drops all of it when it
+        # finds the database changed by another connection. A first-in-first-out pool hands out its
+        # connections in turn once two exist (a read beside a write), so every transaction of a sync
+        # started on a cold cache: 17 % of a Bitrix24 full sync's writing thread was re-reading pages.
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True, pool_use_lifo=True)
         engine.__class__ = _SQLiteEngine
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN past reads and

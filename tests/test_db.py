@@ -43,3 +43,20 @@ def test_bulk_insert_stores_what_the_ordinary_insert_stores(hub_db: HubDB) -> No
         a, b = (conn.execute(select(table).where(table.c.id == i)).one()._asdict() for i in ids)
     assert {k: v for k, v in a.items() if k != "id"} == {k: v for k, v in b.items() if k != "id"}
     assert b["created_at"] == now and b["tags"] == ["vip"] and b["attributes"] == {}
+
+
+
+def test_sqlite_writes_one_after_another_keep_one_connection_and_its_page_cache(sqlite_db: HubDB) -> None:
+    """A connection that finds the database changed by another drops its whole page cache, so consecutive
+    transactions must not take the pool's connections in turn once a read beside a write opened two."""
+    engine = sqlite_db.engine
+    reading = engine.connect()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    reading.close()
+    used = set()
+    for i in range(6):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (?)", (i,))
+            used.add(id(conn.connection.driver_connection))
+    assert len(used) == 1, "each transaction took another pooled connection, on a cold page cache"
