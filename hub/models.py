@@ -349,7 +349,9 @@ class Activity(Base):
         Index(None, "contact_id", "kind", "at"),
         # Segment conditions ("a call within 30 days") range over one kind and a time window first.
         Index(None, "kind", "at"),
-        Index(None, "source", "contact_external_id"),
+        # Only the activities waiting for their contact, which link_orphans looks for (migration 0022).
+        Index("ix_activities_source_contact_external_id", "source", "contact_external_id",
+              sqlite_where=text("contact_id IS NULL"), postgresql_where=text("contact_id IS NULL")),
         # Only the activities that have one (migration 0020, as for orders): most calls are logged on
         # no deal and no company.
         Index("ix_activities_source_order_external_id", "source", "order_external_id",

@@ -190,7 +190,7 @@ def test_a_database_made_before_the_move_keeps_its_rows(blank_url: str) -> None:
 
     assert moved_rows(engine) == before
     state = migrations.revisions(engine, every)
-    assert state["hub"] == ("0021", "0021") and state["workflows"] == ("0003", "0003")
+    assert state["hub"] == ("0022", "0022") and state["workflows"] == ("0003", "0003")
     assert state["gdpr"] == ("0001", "0001")
     assert all(current == head for current, head in state.values())
     assert schema_diff(engine) == []
@@ -279,11 +279,11 @@ def test_a_plugin_ships_a_table_of_its_own(blank_url: str, tmp_path: Path,  # ho
 
     try:
         first = hub("init", plugin=False)
-        assert first.exit_code == 0 and "создана (схема 0021)" in first.output, first.output
+        assert first.exit_code == 0 and "создана (схема 0022)" in first.output, first.output
         stale = hub("contacts", "list", "--json", plugin=True)
         assert stale.exit_code != 0 and "выполните `hub init`" in stale.output
         added = hub("init", plugin=True)
-        assert added.exit_code == 0 and "обновлена (схема 0021, stamps 0001)" in added.output, added.output
+        assert added.exit_code == 0 and "обновлена (схема 0022, stamps 0001)" in added.output, added.output
         engine = get_engine(blank_url)
         with engine.begin() as conn:
             anna = conn.execute(text("INSERT INTO contacts (tags, attributes, provenance, orders_count, revenue, "
@@ -291,11 +291,11 @@ def test_a_plugin_ships_a_table_of_its_own(blank_url: str, tmp_path: Path,  # ho
                                 {"t": dt.datetime.now(dt.timezone.utc)}).scalar_one()
             conn.execute(text("INSERT INTO stamps (contact_id, shop) VALUES (:c, 'Пекарня на Садовой')"), {"c": anna})
         again = hub("init", plugin=True)
-        assert again.exit_code == 0 and "уже актуальна (схема 0021, stamps 0001)" in again.output
+        assert again.exit_code == 0 and "уже актуальна (схема 0022, stamps 0001)" in again.output
         assert hub("contacts", "list", "--json", plugin=True).exit_code == 0
         # Leaving the plugin out later breaks nothing: its table and its rows stay where they are.
         without = hub("init", plugin=False)
-        assert without.exit_code == 0 and "уже актуальна (схема 0021)" in without.output, without.output
+        assert without.exit_code == 0 and "уже актуальна (схема 0022)" in without.output, without.output
         with engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(text("stamps"))).scalar_one() == 1
     finally:

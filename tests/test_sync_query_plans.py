@@ -140,3 +140,26 @@ def test_partial_indexes_serve_the_lookups_and_the_foreign_keys(sqlite_db: Any) 
         assert conn.execute(select(a.company_id).where(a.external_id == "A1")).scalar() is None
         assert conn.execute(select(o.id).where(o.company_id == firms[0])).first() is None
         assert conn.execute(select(o.id).where(o.company_id == firms[1])).first() is not None
+
+
+def test_activities_waiting_for_their_contact_are_found_through_the_partial_index(sqlite_db: Any) -> None:
+    """Only an activity that came before its contact is in (source, contact_external_id) (migration 0022)."""
+    from hub import activities
+
+    with sqlite_db.engine.begin() as conn:
+        people, _firms = _base(conn)
+        conn.execute(insert(activities_t).values(source="crm", external_id="A1", kind="call", at=NOW,
+                                                 contact_external_id="C1", contact_id=people[1], created_at=NOW))
+        conn.execute(insert(activities_t).values(source="crm", external_id="A2", kind="call", at=NOW,
+                                                 contact_external_id="C40", created_at=NOW))
+        made = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = "
+                                    "'ix_activities_source_contact_external_id'").scalar()
+        assert made is not None and made.endswith("WHERE contact_id IS NULL"), made
+        cid = _new(conn, insert(contacts_t).values(first_name="Новый", created_at=NOW, updated_at=NOW))
+        conn.execute(insert(refs_t).values(source="crm", external_id="C40", contact_id=cid, created_at=NOW))
+        plans = _plans(conn, lambda: activities.link_orphans(conn, {"crm": {"C40"}}))
+        waiting = [line for sql, lines in plans if sql.startswith("SELECT") and "activities" in sql
+                   and "orders" not in sql for line in lines if "activities" in line]
+        assert waiting and "ix_activities_source_contact_external_id" in waiting[0], waiting
+        a = activities_t.c
+        assert conn.execute(select(a.contact_id).where(a.external_id == "A2")).scalar() == cid
