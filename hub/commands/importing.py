@@ -65,6 +65,11 @@ def import_contacts(app: App, file: Path, source: str | None, maps: tuple[str, .
     _print_import(report)
 
 
+def _quoted(columns: Iterable[str]) -> str:
+    """Column headers as the summary names them: «Рабочий телефон», «Web»."""
+    return ", ".join(f"«{column}»" for column in columns)
+
+
 def _print_import(report: importer.ImportReport) -> None:
     table = Table(title=_("Imported %(file)s", file=report.file), show_header=False)
     rows = [(_("rows read"), report.rows), (_("new contacts"), report.created),
@@ -92,17 +97,15 @@ def _print_import(report: importer.ImportReport) -> None:
                             "%(num)s columns of the deals' companies are kept as text attributes and not read as "
                             "the person's (a company's switchboard is not a person's phone): %(columns)s.",
                             len(company_columns), num=formats.number(len(company_columns)),
-                            columns=", ".join(f"«{column}»" for column in company_columns)))
+                            columns=_quoted(company_columns)))
     if unused:
         click.echo(ngettext("%(num)s column not used (its values are kept as text attributes; name it with "
                             "--map if it holds phones, emails or names): %(columns)s.",
                             "%(num)s columns not used (their values are kept as text attributes; name them with "
                             "--map if they hold phones, emails or names): %(columns)s.",
-                            len(unused), num=formats.number(len(unused)),
-                            columns=", ".join(f"«{column}»" for column in unused)))
+                            len(unused), num=formats.number(len(unused)), columns=_quoted(unused)))
     if report.ignored_columns:
-        click.echo(_("Dropped as asked (--map …=ignore): %(columns)s.",
-                     columns=", ".join(f"«{column}»" for column in report.ignored_columns)))
+        click.echo(_("Dropped as asked (--map …=ignore): %(columns)s.", columns=_quoted(report.ignored_columns)))
     for item in report.skipped[:20]:
         click.echo("  " + _("line %(line)s: %(reason)s", line=item["line"], reason=item["reason"]))
     if report.skipped_count > 20:
