@@ -254,14 +254,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
-    # A 256 MB page cache (used only as needed) and a checkpoint every ~80 MB
+    # A 128 MB page cache (used only as needed) and a checkpoint every ~80 MB
     # of WAL: large imports and a million-contact admin touch many index
-    # pages, and fewer, larger checkpoints write each page back once. At
-    # 128 MB a Bitrix24 full sync of 100,000 contacts (a 431 MB database)
-    # re-read evicted index and parent-row pages for its foreign keys: its
-    # writing thread spent 31.5 CPU-s, 25.7 at 256 MB and no less at 512 MB,
-    # which took a million-row import past 1 GB of memory.
-    cur.execute("PRAGMA cache_size=-262144")
+    # pages, and fewer, larger checkpoints write each page back once. A
+    # larger cache did not make a Bitrix24 full sync cheaper once the pool
+    # kept one connection (25.0 CPU-s at 128 MB against 25.2 at 256 MB,
+    # run side by side) and cost memory (347 MB against 487 MB).
+    cur.execute("PRAGMA cache_size=-131072")
     cur.execute("PRAGMA wal_autocheckpoint=20000")
     # Deleted rows are overwritten with zeros, free pages included ("FAST" would leave
     # whole freed pages as they were): an erased person must not stay readable in the
