@@ -155,7 +155,8 @@ def skeleton(word: str) -> str:
     """One Latin string for every common spelling of a name word, Cyrillic or Latin (Пётр, Petr, Pyotr → petr).
 
     A Latin "c" is read as ц (Kuznecov is Кузнецов), unless reading it as к
-    makes a first name of the table (Victor is Виктор, Nicolai Николай).
+    makes a first name of the table or a patronymic or surname made of one
+    (Victor is Виктор, Nicolai Николай, Nicolaev Николаев).
     """
     text = _latin(word)
     if not _LONE_C.search(text):
@@ -178,15 +179,18 @@ def _names_a_first_name(word_skeleton: str) -> bool:
 # --- the table of first names ---------------------------------------------------------------------------
 
 
+# {"male": {full name: "its forms …"}, "female": {…}}
+_TABLE: dict[str, dict[str, str]] = json.loads(FORMS_FILE.read_text(encoding="utf-8"))
+
+
 def _load_forms() -> dict[str, frozenset[str]]:
     """Skeleton of a full name or of any of its forms -> the full names it may stand for.
 
     A man's and a woman's name are two full names (Александр, Александра), so a form shared by both
     (Саша) stands for both and the two full names stand for nothing in common.
     """
-    data = json.loads(FORMS_FILE.read_text(encoding="utf-8"))
     forms: dict[str, set[str]] = {}
-    for names in (data["male"], data["female"]):
+    for names in (_TABLE["male"], _TABLE["female"]):
         for full, variants in names.items():
             for word in [full, *variants.split()]:
                 # (the table's Latin forms are Western spellings, Victor and Catherine: "c" is к)
@@ -371,10 +375,10 @@ def _prefix(a: _Part, b: _Part) -> bool:
     return a.skeleton.startswith(b.skeleton) or b.skeleton.startswith(a.skeleton)
 
 
-def _first_compatible(a: _Part | None, b: _Part | None, a_name: _Parsed | None = None,
-                      b_name: _Parsed | None = None) -> bool:
+def _first_compatible(a_name: _Parsed, b_name: _Parsed) -> bool:
     """First names that may be one person's. A diminutive of both a man's and a woman's name (Саша, Женя)
     stands for the one the rest of its name, when it says a gender, says (_gendered_forms)."""
+    a, b = a_name.first, b_name.first
     if a is None or b is None or a.skeleton == b.skeleton:
         return True
     if a.initial or b.initial:
@@ -389,9 +393,9 @@ def _first_compatible(a: _Part | None, b: _Part | None, a_name: _Parsed | None =
     return not _of_gender(a, a_name, b_name, fulls_a).isdisjoint(_of_gender(b, b_name, a_name, fulls_b))
 
 
-def _of_gender(part: _Part, name: _Parsed | None, other: _Parsed | None, fulls: frozenset[str]) -> frozenset[str]:
+def _of_gender(part: _Part, name: _Parsed, other: _Parsed, fulls: frozenset[str]) -> frozenset[str]:
     """The full names a first name stands for, narrowed to the gender the rest of its name says."""
-    if part.skeleton not in _GENDERED_FORMS or name is None:
+    if part.skeleton not in _GENDERED_FORMS:
         return fulls
     gender = _gender(name, other)
     return fulls if gender is None else _GENDERED_FORMS[part.skeleton][gender]
@@ -402,8 +406,7 @@ _FULL_PARTS = {full: _Part(skeleton(full), fold(full), False) for fulls in _FORM
 
 def _gendered_forms() -> dict[str, dict[str, frozenset[str]]]:
     """Diminutives of both a man's and a woman's name (Саша, Женя, Слава) -> gender -> that gender's names."""
-    data = json.loads(FORMS_FILE.read_text(encoding="utf-8"))
-    men, women = set(data["male"]), set(data["female"])
+    men, women = set(_TABLE["male"]), set(_TABLE["female"])
     return {skel: {"male": fulls & men, "female": fulls & women}
             for skel, fulls in _FORMS.items() if fulls & men and fulls & women}
 
@@ -414,7 +417,7 @@ _HER_SURNAME_ENDINGS = ("ova", "eva", "ina", "aia")
 _HER_PATRONYMIC_ENDINGS = ("vna", "chna")
 
 
-def _gender(name: _Parsed, other: _Parsed | None) -> str | None:
+def _gender(name: _Parsed, other: _Parsed) -> str | None:
     """The gender a name says for certain, compared with `other`: by its patronymic or its surname.
 
     A patronymic does, beside a surname (Женя Сергеевна Ким is Евгения;
@@ -431,7 +434,7 @@ def _gender(name: _Parsed, other: _Parsed | None) -> str | None:
         return None
     if middle is not None and _patronymic(middle):
         return "female" if middle.skeleton.endswith(_HER_PATRONYMIC_ENDINGS) else "male"
-    if other is not None and last.skeleton.endswith(_HER_SURNAME_ENDINGS) and _other_gender(last, other.last) \
+    if last.skeleton.endswith(_HER_SURNAME_ENDINGS) and _other_gender(last, other.last) \
             and not (other.last is not None and other.last.skeleton.endswith(_HER_SURNAME_ENDINGS)):
         return "female"
     return None
@@ -481,7 +484,7 @@ def _readings_of(name: Name) -> tuple[_Parsed, ...]:
 
 
 def _same(a: _Parsed, b: _Parsed) -> bool:
-    return (_first_compatible(a.first, b.first, a, b) and _last_compatible(a.last, b.last)
+    return (_first_compatible(a, b) and _last_compatible(a.last, b.last)
             and _middle_compatible(a.middle, b.middle))
 
 
