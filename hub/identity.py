@@ -836,6 +836,7 @@ def _lookup(conn: Connection, prepared: Sequence[Prepared]) -> _Found:
                 for value, contact_id, reason, source in conn.execute(
                     select(c.value, c.contact_id, c.shared, c.source).where(c.kind == kind, c.shared.is_not(None),
                                                                             among(conn, c.value, joinable))
+                    .order_by(c.id)  # (_held_by takes them in order: the latest row's reason stays)
                 ):
                     _held_by(found, (kind, value), contact_id, reason, source)
     found.company = companies.company_values(conn, [(kind, value) for kind, values in by_kind.items()
